@@ -1,0 +1,94 @@
+"""The `officescore` command line: a thin Typer layer over the library.
+
+Each command lives in its own module under officescore/cli/ and imports heavy libraries (torch)
+inside its function, so `officescore --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+from rich.text import Text
+
+from officescore import __version__
+from officescore.cli.common import err_console
+from officescore.config import default_map, load_config
+from officescore.errors import UserError
+
+app = typer.Typer(
+    name="officescore",
+    help="Scrape, ingest, train, evaluate and score home-office photos with Mask R-CNN.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"officescore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show full tracebacks for unexpected errors (also after a command)."
+    ),
+) -> None:
+    """officescore: from image search to a deployed home-office scorer.
+
+    Defaults for any command can be set in ./officescore.toml ([train], [scrape], ...); flags win.
+    """
+    ctx.default_map = default_map(load_config())
+
+
+def _register() -> None:
+    # Imported here so each command module stays independent of the others.
+    from officescore.cli import commands
+
+    commands.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors -> one red line and exit 2; crashes -> exit 1 (traceback on --debug)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("OFFICESCORE_DEBUG") == "1"
+    if "--debug" in args[: args.index("--") if "--" in args else len(args)]:
+        debug = True
+        args.remove("--debug")
+    try:
+        _register()
+        app(args=args, prog_name="officescore", standalone_mode=False)
+    except UserError as exc:
+        if debug:
+            err_console.print_exception()
+        err_console.print(Text(f"error: {exc}", style="red"), soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("[red]interrupted[/red]")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/red]")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last-resort handler for unexpected failures
+        if debug:
+            err_console.print_exception()
+        else:
+            message = f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+            err_console.print(Text(message, style="red"), soft_wrap=True)
+        sys.exit(1)
+    sys.exit(0)

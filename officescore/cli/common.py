@@ -1,0 +1,98 @@
+"""What every command shares: consoles, JSON output, progress, error exits."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from officescore.progress import Reporter, Stage
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_json(obj: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, nothing else."""
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+class _RichStage(Stage):
+    def __init__(self, progress: Progress, task_id: Any) -> None:
+        self._progress = progress
+        self._task = task_id
+
+    def advance(self, n: int = 1, status: str = "") -> None:
+        self._progress.update(self._task, advance=n, status=status)
+
+    def log(self, message: str) -> None:
+        self._progress.console.print(message)
+
+
+class _LineStage(Stage):
+    def __init__(self) -> None:
+        self.done = 0
+        self.status = ""
+
+    def advance(self, n: int = 1, status: str = "") -> None:
+        self.done += n
+        if status:
+            self.status = status
+
+    def log(self, message: str) -> None:
+        err_console.print(message, soft_wrap=True)
+
+
+class CliReporter(Reporter):
+    """A rich progress bar on a terminal; one line per stage otherwise (logs, CI, pipes)."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    @contextmanager
+    def stage(self, description: str, total: int | None = None) -> Iterator[Stage]:
+        if self.quiet:
+            yield Stage()
+            return
+        if err_console.is_terminal:
+            columns = [
+                SpinnerColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
+            ]
+            with Progress(*columns, console=err_console, transient=False) as progress:
+                yield _RichStage(progress, progress.add_task(description, total=total, status=""))
+            return
+        stage = _LineStage()
+        start = time.perf_counter()
+        try:
+            yield stage
+        finally:
+            seconds = time.perf_counter() - start
+            count = f"{stage.done}/{total}" if total is not None else str(stage.done)
+            extra = f" ({stage.status})" if stage.status else ""
+            err_console.print(f"{description}: {count} in {seconds:.1f}s{extra}", soft_wrap=True)
+
+
+def reporter(json_output: bool = False) -> CliReporter:
+    """Progress goes to stderr; with --json it stays quiet so stdout is pure JSON."""
+    return CliReporter(quiet=json_output)

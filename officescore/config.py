@@ -1,0 +1,76 @@
+"""Defaults in one place, overridden by `officescore.toml` in the working directory, then by flags.
+
+The TOML file has one table per command, keyed by option name (dashes or underscores):
+
+    [train]
+    epochs = 12
+    arch = "maskrcnn_resnet18_fpn"
+
+    [scrape]
+    daily-quota = 90
+
+The CLI hands these tables to Click as its `default_map`, so a flag given on the command line
+always wins and `--help` shows the effective default.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from officescore.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+CONFIG_FILE = "officescore.toml"
+DEFAULT_DATASET_DIR = Path("data/dataset")
+DEFAULT_RAW_DIR = Path("data/raw")
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+def config_path(cwd: Path | None = None) -> Path:
+    """Where the config is read from: $OFFICESCORE_CONFIG, else ./officescore.toml."""
+    env = os.environ.get("OFFICESCORE_CONFIG")
+    if env:
+        return Path(env)
+    return (cwd or Path.cwd()) / CONFIG_FILE
+
+
+def load_config(path: Path | None = None) -> dict[str, Any]:
+    """Read the config file; a missing file is an empty config, a broken one a ConfigError."""
+    path = path or config_path()
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix or remove the file") from exc
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"{path}: '{section}' must be a table like [{section}], one per command"
+            )
+    return data
+
+
+def default_map(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Turn config tables into Click's default_map (option names with underscores)."""
+    return {
+        command: {key.replace("-", "_"): value for key, value in table.items()}
+        for command, table in config.items()
+    }
+
+
+def secret(env_var: str, section: str, key: str, config: dict[str, Any] | None = None) -> str | None:
+    """A secret from the environment, else from `[section] key` in the config; never logged."""
+    value = os.environ.get(env_var)
+    if value:
+        return value
+    table = (config if config is not None else load_config()).get(section, {})
+    value = table.get(key) or table.get(key.replace("_", "-"))
+    return str(value) if value else None
