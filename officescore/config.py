@@ -52,9 +52,7 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix or remove the file") from exc
     for section, table in data.items():
         if not isinstance(table, dict):
-            raise ConfigError(
-                f"{path}: '{section}' must be a table like [{section}], one per command"
-            )
+            raise ConfigError(f"{path}: '{section}' must be a table like [{section}], one per command")
     return data
 
 
