@@ -1,0 +1,115 @@
+"""Shared building blocks: config, atomic files, safe image loading, mask encodings, devices."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from officescore import masks
+from officescore.config import default_map, load_config, secret
+from officescore.devices import resolve_device
+from officescore.distributed import DistContext, gather_objects, shard
+from officescore.errors import BadImageError, ConfigError
+from officescore.files import atomic_write_json, sha256_file
+from officescore.images import image_size, load_image
+
+
+def test_config_tables_become_default_map(tmp_path: Path) -> None:
+    path = tmp_path / "officescore.toml"
+    path.write_text('[train]\nepochs = 3\nbatch-size = 4\n[scrape]\ndaily-quota = 90\n')
+    config = load_config(path)
+    assert default_map(config) == {"train": {"epochs": 3, "batch_size": 4}, "scrape": {"daily_quota": 90}}
+
+
+def test_config_missing_is_empty_and_broken_is_one_line_error(tmp_path: Path) -> None:
+    assert load_config(tmp_path / "nope.toml") == {}
+    bad = tmp_path / "officescore.toml"
+    bad.write_text("[train\nepochs=")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    bad.write_text("epochs = 3\n")
+    with pytest.raises(ConfigError, match="must be a table"):
+        load_config(bad)
+
+
+def test_secret_prefers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = {"scrape": {"google-key": "from-file"}}
+    monkeypatch.delenv("OS_TEST_KEY", raising=False)
+    assert secret("OS_TEST_KEY", "scrape", "google_key", config) == "from-file"
+    monkeypatch.setenv("OS_TEST_KEY", "from-env")
+    assert secret("OS_TEST_KEY", "scrape", "google_key", config) == "from-env"
+    assert secret("OS_TEST_MISSING", "scrape", "other", config) is None
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "doc.json"
+    atomic_write_json(target, {"a": 1})
+    assert json.loads(target.read_text()) == {"a": 1}
+    with pytest.raises(ValueError):
+        atomic_write_json(target, {"a": float("nan")})
+    assert json.loads(target.read_text()) == {"a": 1}  # old content survives a failed write
+    assert [p.name for p in target.parent.iterdir()] == ["doc.json"]
+    assert len(sha256_file(target)) == 64
+
+
+def test_load_image_respects_exif_orientation(tmp_path: Path) -> None:
+    image = Image.new("RGB", (40, 20), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90: displayed as 20 x 40
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif)
+    assert image_size(path) == (20, 40)
+    assert load_image(path).size == (20, 40)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "empty"), (b"<html>not an image</html>", "not an image"), (None, "no such file")],
+)
+def test_load_image_bad_files(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "bad.jpg"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(BadImageError, match=message):
+        load_image(path)
+
+
+def test_load_image_truncated_and_bomb(tmp_path: Path) -> None:
+    good = tmp_path / "good.png"
+    Image.effect_noise((64, 64), 50).convert("RGB").save(good)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:400])
+    with pytest.raises(BadImageError):
+        load_image(truncated)
+    with pytest.raises(BadImageError, match="decompression bomb"):
+        load_image(good, max_pixels=1000)
+
+
+def test_mask_round_trips() -> None:
+    mask = np.zeros((30, 40), dtype=np.uint8)
+    mask[5:15, 10:30] = 1
+    rle = masks.encode(mask)
+    assert isinstance(rle["counts"], str)
+    assert np.array_equal(masks.decode(rle), mask)
+    assert masks.area(rle) == 200
+    assert masks.bbox(rle) == [10.0, 5.0, 20.0, 10.0]
+    polygon = masks.from_polygons([[10, 5, 30, 5, 30, 15, 10, 15]], 30, 40)
+    assert abs(masks.area(polygon) - 200) <= 40  # pycocotools rasterises polygon edges its own way
+    uncompressed = {"size": [30, 40], "counts": [0, 1200]}
+    assert masks.area(masks.normalise(uncompressed)) == 1200  # 0 zeros, then 1200 ones
+
+
+def test_devices_and_single_process_distribution() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(ConfigError):
+        resolve_device("tpu")
+    ctx = DistContext()
+    assert ctx.is_main and not ctx.enabled
+    assert gather_objects(ctx, 5) == [5]
+    assert shard(list(range(5)), DistContext(rank=1, world_size=2)) == [1, 3]
