@@ -1,0 +1,477 @@
+"""Mask R-CNN variants, weights resolution, checkpoints and loading any saved model.
+
+Architectures (`ARCHS`):
+  maskrcnn_resnet50_fpn_v2   default; COCO weights (box AP 47.4, mask AP 41.8)
+  maskrcnn_resnet50_fpn      v1, lighter; COCO weights (37.9 / 34.6)
+  maskrcnn_mobilenet_v3_fpn  MobileNetV3-Large FPN (CPU friendly); `coco` loads torchvision's COCO
+                             Faster R-CNN MobileNetV3 detector (backbone, RPN, box head), mask head fresh
+  maskrcnn_resnet18_fpn      small, for tests and quick experiments; `coco` means ImageNet backbone
+
+Weights (`build_model(..., weights=)`): "coco", "imagenet" (backbone only), "none", or a path to an
+officescore checkpoint / a plain state-dict file. Pretrained files come from torchvision's weight
+enums through the torch hub cache (`torch.hub.get_dir()/checkpoints`, i.e. $TORCH_HOME/hub/checkpoints);
+offline without the file, a ModelError names the file, its URL and that folder.
+
+Checkpoint format (`save_checkpoint` / `load_checkpoint`): a `torch.save` dict of tensors and plain
+values, loadable with `torch.load(path, weights_only=True)`, with keys
+  model, arch, classes, model_kwargs, epoch, optimizer, scheduler, scaler, metrics, best_metric, rng,
+  args, officescore_version
+`arch` + `classes` + `model_kwargs` rebuild the model, so a checkpoint alone is enough to score.
+
+TorchScript format (written by `officescore export`, read by `load_any` without importing the model
+code): `torch.jit.save(scripted, path, _extra_files={"officescore.json": json})` where the JSON holds
+{"format": "officescore-torchscript", "classes": [...], "arch": ..., "model_kwargs": {...}} and the
+scripted module's `forward(images: List[Tensor]) -> List[Dict[str, Tensor]]` returns torchvision's
+detections (boxes xyxy, labels 1..K, scores, masks Nx1xHxW float in [0, 1]).
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import urllib.error
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+from torchvision.models import (
+    MobileNet_V3_Large_Weights,
+    ResNet18_Weights,
+    ResNet50_Weights,
+    mobilenet_v3_large,
+    resnet18,
+    resnet50,
+)
+from torchvision.models.detection import (
+    FasterRCNN_MobileNet_V3_Large_FPN_Weights,
+    MaskRCNN,
+    MaskRCNN_ResNet50_FPN_V2_Weights,
+    MaskRCNN_ResNet50_FPN_Weights,
+)
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _resnet_fpn_extractor
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
+from torchvision.models.detection.rpn import RPNHead
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from officescore import __version__
+from officescore.errors import ConfigError, ModelError
+from officescore.files import atomic_write
+
+DEFAULT_ARCH = "maskrcnn_resnet50_fpn_v2"
+ARCHS: tuple[str, ...] = (
+    "maskrcnn_resnet50_fpn_v2",
+    "maskrcnn_resnet50_fpn",
+    "maskrcnn_mobilenet_v3_fpn",
+    "maskrcnn_resnet18_fpn",
+)
+WEIGHT_CHOICES = ("coco", "imagenet", "none")
+CHECKPOINT_FORMAT = "officescore-checkpoint"
+TORCHSCRIPT_FORMAT = "officescore-torchscript"
+TORCHSCRIPT_META = "officescore.json"
+
+# Keys of the class-specific layers: replaced when the class list differs from the weights'.
+HEAD_PREFIXES = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")
+
+# (COCO detector enum or None, ImageNet backbone enum, max trainable layers, default trainable layers)
+_ARCH_WEIGHTS: dict[str, tuple[Any, Any, int, int]] = {
+    "maskrcnn_resnet50_fpn_v2": (
+        MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1,
+        ResNet50_Weights.IMAGENET1K_V1,
+        5,
+        3,
+    ),
+    "maskrcnn_resnet50_fpn": (MaskRCNN_ResNet50_FPN_Weights.COCO_V1, ResNet50_Weights.IMAGENET1K_V1, 5, 3),
+    "maskrcnn_mobilenet_v3_fpn": (
+        FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1,
+        MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+        6,
+        3,
+    ),
+    "maskrcnn_resnet18_fpn": (None, ResNet18_Weights.IMAGENET1K_V1, 5, 3),
+}
+
+# MaskRCNN constructor options that are plain values (sizes, sampling, thresholds): model_kwargs.
+_MASKRCNN_OPTIONS = frozenset(
+    name
+    for name, p in inspect.signature(MaskRCNN.__init__).parameters.items()
+    if name not in {"self", "backbone", "num_classes", "kwargs"}
+    and not name.endswith(("_head", "_predictor", "_pool", "_generator"))
+    and p.kind is p.POSITIONAL_OR_KEYWORD
+)
+MODEL_KWARGS = frozenset(_MASKRCNN_OPTIONS | {"trainable_backbone_layers"})
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run: `model(list_of_CHW_float_tensors) -> list of detection dicts`."""
+
+    model: Callable[[list[torch.Tensor]], list[dict[str, torch.Tensor]]] = field(repr=False)
+    classes: list[str]
+    kind: str  # "checkpoint" | "torchscript"
+    arch: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_model(
+    arch: str = DEFAULT_ARCH,
+    classes: Sequence[str] = (),
+    weights: str | Path | None = "coco",
+    **model_kwargs: Any,
+) -> MaskRCNN:
+    """A Mask R-CNN for `classes` (labels 1..K, 0 = background) with the chosen initial weights.
+
+    `model.weights_note` says in one line what was loaded (e.g. "ImageNet backbone: no COCO weights").
+    """
+    if arch not in ARCHS:
+        raise ConfigError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
+    classes = list(classes)
+    if not classes:
+        raise ConfigError("build_model needs at least one class name")
+    _check_model_kwargs(model_kwargs)
+    choice = _weights_choice(weights)
+    coco_enum, backbone_enum, max_layers, default_layers = _ARCH_WEIGHTS[arch]
+    pretrained_backbone = choice in ("coco", "imagenet")
+    layers = model_kwargs.get("trainable_backbone_layers")
+    layers = (default_layers if layers is None else int(layers)) if pretrained_backbone else max_layers
+    if not 0 <= layers <= max_layers:
+        raise ConfigError(f"trainable_backbone_layers must be 0..{max_layers} for {arch}, got {layers}")
+    options = {k: v for k, v in model_kwargs.items() if k != "trainable_backbone_layers"}
+    model = _BUILDERS[arch](len(classes) + 1, pretrained_backbone, layers, options)
+
+    if choice == "none":
+        note = "random initialisation (no pretrained weights)"
+    elif choice == "imagenet" or (choice == "coco" and coco_enum is None):
+        _load_backbone(model, arch, fetch_weights(backbone_enum))
+        note = f"ImageNet backbone ({_file_name(backbone_enum.url)})"
+        if choice == "coco":
+            note += f"; torchvision has no COCO weights for {arch}, so the detector heads start fresh"
+    elif choice == "coco":
+        state = fetch_weights(coco_enum)
+        _load_compatible(model, state, source=_file_name(coco_enum.url), allow_missing=("roi_heads.mask",))
+        note = f"COCO weights ({_file_name(coco_enum.url)}), class heads replaced for {len(classes)} classes"
+        if arch == "maskrcnn_mobilenet_v3_fpn":
+            note += "; COCO Faster R-CNN detector, so the mask head starts fresh"
+    else:
+        note = _load_weights_file(model, Path(str(weights)), classes)
+    model.weights_note = note  # type: ignore[attr-defined]
+    return model
+
+
+def _check_model_kwargs(model_kwargs: Mapping[str, Any]) -> None:
+    unknown = sorted(set(model_kwargs) - MODEL_KWARGS)
+    if unknown:
+        raise ConfigError(
+            f"unknown model option(s) {', '.join(unknown)}; known: {', '.join(sorted(MODEL_KWARGS))}"
+        )
+
+
+def _weights_choice(weights: str | Path | None) -> str:
+    if weights is None:
+        return "none"
+    text = str(weights)
+    if text.lower() in WEIGHT_CHOICES:
+        return text.lower()
+    path = Path(text)
+    if not path.is_file():
+        raise ModelError(
+            f"--weights {text}: no such file; use coco, imagenet, none, or a checkpoint / state-dict path"
+        )
+    return "file"
+
+
+def _norm(pretrained_backbone: bool) -> Callable[..., nn.Module]:
+    # Pretrained backbones keep their statistics frozen (batches of 2 would ruin them), as torchvision does.
+    return FrozenBatchNorm2d if pretrained_backbone else nn.BatchNorm2d
+
+
+def _resnet50_v1(num_classes: int, pretrained: bool, layers: int, options: dict[str, Any]) -> MaskRCNN:
+    backbone = _resnet_fpn_extractor(resnet50(weights=None, norm_layer=_norm(pretrained)), layers)
+    return MaskRCNN(backbone, num_classes=num_classes, **options)
+
+
+def _resnet50_v2(num_classes: int, pretrained: bool, layers: int, options: dict[str, Any]) -> MaskRCNN:
+    # Mirrors torchvision.models.detection.maskrcnn_resnet50_fpn_v2 (BatchNorm in backbone and heads).
+    backbone = _resnet_fpn_extractor(resnet50(weights=None), layers, norm_layer=nn.BatchNorm2d)
+    anchors = AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)
+    rpn_head = RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0], conv_depth=2)
+    box_head = FastRCNNConvFCHead(
+        (backbone.out_channels, 7, 7), [256, 256, 256, 256], [1024], norm_layer=nn.BatchNorm2d
+    )
+    mask_head = MaskRCNNHeads(backbone.out_channels, [256, 256, 256, 256], 1, norm_layer=nn.BatchNorm2d)
+    return MaskRCNN(
+        backbone,
+        num_classes=num_classes,
+        rpn_anchor_generator=anchors,
+        rpn_head=rpn_head,
+        box_head=box_head,
+        mask_head=mask_head,
+        **options,
+    )
+
+
+def _resnet18(num_classes: int, pretrained: bool, layers: int, options: dict[str, Any]) -> MaskRCNN:
+    backbone = _resnet_fpn_extractor(resnet18(weights=None, norm_layer=_norm(pretrained)), layers)
+    return MaskRCNN(backbone, num_classes=num_classes, **options)
+
+
+def _mobilenet_v3(num_classes: int, pretrained: bool, layers: int, options: dict[str, Any]) -> MaskRCNN:
+    # Same backbone, anchors and box branch as torchvision's fasterrcnn_mobilenet_v3_large_fpn (so its
+    # COCO weights fit): FPN maps "0" and "1" (stride 32) plus "pool"; poolers read "0" and "1".
+    body = mobilenet_v3_large(weights=None, norm_layer=_norm(pretrained))
+    backbone = _mobilenet_extractor(body, True, layers)
+    sizes = ((32, 64, 128, 256, 512),) * 3
+    anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+    box_pool = MultiScaleRoIAlign(featmap_names=["0", "1"], output_size=7, sampling_ratio=2)
+    mask_pool = MultiScaleRoIAlign(featmap_names=["0", "1"], output_size=14, sampling_ratio=2)
+    return MaskRCNN(
+        backbone,
+        num_classes=num_classes,
+        rpn_anchor_generator=anchors,
+        box_roi_pool=box_pool,
+        mask_roi_pool=mask_pool,
+        **options,
+    )
+
+
+_BUILDERS: dict[str, Callable[[int, bool, int, dict[str, Any]], MaskRCNN]] = {
+    "maskrcnn_resnet50_fpn_v2": _resnet50_v2,
+    "maskrcnn_resnet50_fpn": _resnet50_v1,
+    "maskrcnn_mobilenet_v3_fpn": _mobilenet_v3,
+    "maskrcnn_resnet18_fpn": _resnet18,
+}
+
+
+# --------------------------------------------------------------------------- pretrained weights
+
+
+def _file_name(url: str) -> str:
+    return Path(urlparse(url).path).name
+
+
+def hub_checkpoint_dir() -> Path:
+    """Where torchvision keeps downloaded weights: $TORCH_HOME/hub/checkpoints."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def fetch_weights(enum: Any, progress: bool = False) -> dict[str, torch.Tensor]:
+    """The state dict of a torchvision weight enum: from the hub cache, else downloaded into it."""
+    url = enum.url
+    name = _file_name(url)
+    folder = hub_checkpoint_dir()
+    cached = folder / name
+    if cached.is_file():
+        try:
+            return torch.load(cached, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+            raise ModelError(
+                f"pretrained weights file {cached} is unreadable ({type(exc).__name__}); "
+                f"delete it and download {url} again"
+            ) from exc
+    try:
+        return torch.hub.load_state_dict_from_url(
+            url,
+            model_dir=str(folder),
+            map_location="cpu",
+            progress=progress,
+            check_hash=True,
+            weights_only=True,
+        )
+    except (urllib.error.URLError, OSError, TimeoutError, ConnectionError) as exc:
+        raise ModelError(
+            f"cannot download pretrained weights {name} ({type(exc).__name__}: {exc}); offline, fetch "
+            f"{url} elsewhere and place it as {name} in {folder} ($TORCH_HOME/hub/checkpoints), "
+            "or use --weights none"
+        ) from exc
+    except RuntimeError as exc:  # hash mismatch of a partial download
+        raise ModelError(f"downloaded weights {name} are corrupt ({exc}); delete {cached} and retry") from exc
+
+
+def _load_backbone(model: MaskRCNN, arch: str, state: Mapping[str, torch.Tensor]) -> None:
+    """ImageNet classifier weights into the backbone body (the classifier head itself is dropped)."""
+    body = model.backbone.body
+    wanted = body.state_dict()
+    if arch == "maskrcnn_mobilenet_v3_fpn":  # body holds `features.N`, renamed to `N` by the extractor
+        state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    picked = {k: v for k, v in state.items() if k in wanted}
+    missing = [k for k in wanted if k not in picked and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ModelError(f"ImageNet weights do not fit the {arch} backbone (missing {missing[:3]})")
+    body.load_state_dict(picked, strict=False)
+
+
+def _load_compatible(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    source: str,
+    allow_missing: tuple[str, ...] = (),
+) -> list[str]:
+    """Load all tensors but the class heads; anything else that does not fit is a ModelError.
+
+    Returns the head keys that were skipped because their shapes differ (other class count).
+    """
+    own = model.state_dict()
+    skipped: list[str] = []
+    picked: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key not in own:
+            # Frozen BatchNorm has no batch counter; other class heads may be absent.
+            if key.startswith(HEAD_PREFIXES) or key.endswith("num_batches_tracked"):
+                continue
+            raise ModelError(
+                f"{source}: unexpected tensor {key!r}; the file was made for another architecture"
+            )
+        if own[key].shape != value.shape:
+            if key.startswith(HEAD_PREFIXES):
+                skipped.append(key)
+                continue
+            raise ModelError(
+                f"{source}: {key} has shape {tuple(value.shape)} but the model needs "
+                f"{tuple(own[key].shape)}; the file was made for another architecture"
+            )
+        picked[key] = value
+    missing = [
+        k
+        for k in own
+        if k not in picked
+        and not k.startswith(HEAD_PREFIXES + allow_missing)
+        and not k.endswith("num_batches_tracked")
+    ]
+    if missing:
+        raise ModelError(
+            f"{source}: {len(missing)} tensors missing (e.g. {missing[0]}); "
+            "it was made for another architecture"
+        )
+    model.load_state_dict(picked, strict=False)
+    return skipped
+
+
+def _load_weights_file(model: MaskRCNN, path: Path, classes: list[str]) -> str:
+    """Weights from an officescore checkpoint or a plain state dict (e.g. torchvision's .pth file)."""
+    data = _torch_load(path)
+    if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
+        state = data["model"]
+        old = list(data.get("classes", []))
+        skipped = _load_compatible(model, state, source=str(path))
+        if old == classes:
+            return f"weights from checkpoint {path.name}"
+        return (
+            f"weights from checkpoint {path.name}; its classes {old} differ from {classes}, "
+            f"so the class heads start fresh ({len(skipped)} tensors)"
+        )
+    if isinstance(data, dict) and isinstance(data.get("model"), dict) and "arch" not in data:
+        data = data["model"]  # common {"model": state_dict} wrapping
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise ModelError(f"{path}: neither an officescore checkpoint nor a state dict of tensors")
+    skipped = _load_compatible(model, data, source=str(path))
+    if skipped:
+        return f"state dict {path.name}; its class heads have another class count, so they start fresh"
+    return f"state dict {path.name}"
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _torch_load(path: Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged or foreign files
+        raise ModelError(
+            f"{path}: not a readable weights file ({type(exc).__name__}): truncated, damaged, or holding "
+            "pickled code that weights_only loading refuses"
+        ) from exc
+
+
+def save_checkpoint(path: Path, **fields: Any) -> None:
+    """Write a checkpoint atomically (temp file + rename): a crash never leaves half a file."""
+    for key in ("model", "arch", "classes"):
+        if key not in fields:
+            raise ValueError(f"save_checkpoint needs {key!r}")
+    record = {"format": CHECKPOINT_FORMAT, "officescore_version": __version__, "model_kwargs": {}}
+    record.update(fields)
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
+    atomic_write(Path(path), lambda handle: handle.write(buffer.getbuffer()))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint dict (weights_only load); missing, corrupt or foreign files raise ModelError."""
+    data = _torch_load(Path(path))
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT or "model" not in data:
+        raise ModelError(f"{path}: not an officescore checkpoint (made by `officescore train`)")
+    if data.get("arch") not in ARCHS:
+        raise ModelError(f"{path}: unknown architecture {data.get('arch')!r}; is officescore out of date?")
+    return data
+
+
+def model_from_checkpoint(
+    checkpoint: Path | str | Mapping[str, Any], device: torch.device | str = "cpu"
+) -> tuple[MaskRCNN, list[str]]:
+    """Rebuild the model a checkpoint describes, load its weights, eval mode on `device`."""
+    data = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(Path(checkpoint))
+    classes = list(data["classes"])
+    model = build_model(data["arch"], classes, weights="none", **dict(data.get("model_kwargs", {})))
+    try:
+        model.load_state_dict(data["model"])
+    except RuntimeError as exc:
+        raise ModelError(f"checkpoint weights do not fit {data['arch']}: {str(exc).splitlines()[0]}") from exc
+    model.to(torch.device(device)).eval()
+    return model, classes
+
+
+def is_torchscript(path: Path) -> bool:
+    """True for a zip written by torch.jit.save with our officescore.json extra file."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith(f"/extra/{TORCHSCRIPT_META}") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def load_any(path: Path | str, device: torch.device | str = "cpu") -> LoadedModel:
+    """A checkpoint (.pt from train) or a TorchScript export, ready for inference on `device`."""
+    path = Path(path)
+    device = torch.device(device)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file; pass a checkpoint (weights/best.pt) or an export")
+    if is_torchscript(path):
+        extra = {TORCHSCRIPT_META: ""}
+        try:
+            scripted = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+            meta = json.loads(extra[TORCHSCRIPT_META])
+        except Exception as exc:  # noqa: BLE001 - damaged archives raise many types
+            raise ModelError(f"{path}: unreadable TorchScript export ({type(exc).__name__})") from exc
+        scripted.eval()
+        return LoadedModel(
+            model=scripted,
+            classes=list(meta["classes"]),
+            kind="torchscript",
+            arch=str(meta.get("arch", "")),
+            model_kwargs=dict(meta.get("model_kwargs", {})),
+            device=device,
+        )
+    data = load_checkpoint(path)
+    model, classes = model_from_checkpoint(data, device)
+    return LoadedModel(
+        model=model,
+        classes=classes,
+        kind="checkpoint",
+        arch=data["arch"],
+        model_kwargs=dict(data.get("model_kwargs", {})),
+        device=device,
+    )
