@@ -1,0 +1,72 @@
+"""`officescore ingest`: check, repair and split a COCO export into a data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from officescore.cli.common import console, print_json, reporter
+from officescore.config import DEFAULT_DATASET_DIR
+
+EXAMPLES = """
+[bold]Examples[/bold]
+  officescore ingest export/annotations.json
+  officescore ingest hasty.json --images photos/ --out data/dataset --val-fraction 0.2 --seed 1
+  officescore ingest export.json --classes desk,chair,monitor --strict
+"""
+
+
+def ingest(
+    export: Path = typer.Argument(
+        ..., help="COCO instance-segmentation export (.json) from the labelling tool."
+    ),
+    images: Path = typer.Option(None, "--images", help="Image folder [default: the export's folder]."),
+    out: Path = typer.Option(DEFAULT_DATASET_DIR, "--out", "-o", help="Data-set folder to write (replaced)."),
+    val_fraction: float = typer.Option(
+        0.2, "--val-fraction", help="Share of images held out for validation."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the train/val split."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Refuse the export if anything had to be fixed or dropped."
+    ),
+    classes: str = typer.Option(
+        None, "--classes", help="Comma-separated class names to keep (others dropped)."
+    ),
+    plot: bool = typer.Option(True, "--plot/--no-plot", help="Write health.png in the data set."),
+    json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Validate, repair and split a COCO export (Hasty, CVAT, Label Studio, Roboflow) into a data set."""
+    from officescore.cli.stats import render_health, render_problem_list
+    from officescore.health import health_report, save_health_plot
+    from officescore.ingest import ingest_export
+
+    result = ingest_export(
+        export,
+        images_dir=images,
+        out=out,
+        val_fraction=val_fraction,
+        seed=seed,
+        strict=strict,
+        classes=classes.split(",") if classes is not None else None,
+        reporter=reporter(json_output),
+    )
+    report = health_report(result.out)
+    png = save_health_plot(report, result.out / "health.png") if plot else None
+    if json_output:
+        print_json(
+            {"ingest": result.to_dict(), "health": report.to_dict(), "plot": str(png) if png else None}
+        )
+        return
+    render_problem_list([p.to_dict() for p in result.problems], result.out)
+    render_health(report)
+    counts = result.counts
+    console.print(
+        f"[green]wrote[/green] {result.out}: {counts['train']['images']} train / "
+        f"{counts['val']['images']} val images, {len(result.classes)} classes, "
+        f"{len(result.problems)} problem(s) fixed or dropped" + (f"; plot {png}" if png else "")
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest", epilog=EXAMPLES)(ingest)

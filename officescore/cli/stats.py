@@ -1,0 +1,122 @@
+"""`officescore stats`: the health report of a data set (also printed by `ingest`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.table import Table
+
+from officescore.cli.common import console, print_json
+from officescore.config import DEFAULT_DATASET_DIR
+
+if TYPE_CHECKING:
+    from officescore.health import HealthReport
+
+EXAMPLES = """
+[bold]Examples[/bold]
+  officescore stats                      # data/dataset
+  officescore stats demo/dataset --json
+"""
+
+TERMINAL_PROBLEM_LINES = 30
+
+
+def render_health(report: HealthReport) -> None:
+    """Rich tables: per-class balance and sizes, per-split summary, duplicates, problem counts."""
+    splits = list(report.splits)
+    classes = Table(title=f"Data set {report.dataset}", title_justify="left")
+    classes.add_column("class")
+    for split in splits:
+        classes.add_column(f"{split} images", justify="right")
+        classes.add_column(f"{split} instances", justify="right")
+    for bucket in ("small", "medium", "large"):
+        classes.add_column(bucket, justify="right")
+    for name in report.classes:
+        row = [name]
+        for split in splits:
+            stats = report.splits[split]
+            images, instances = stats.images_per_class[name], stats.instances_per_class[name]
+            style = "red" if split == "val" and instances == 0 else ""
+            row += [str(images), f"[{style}]{instances}[/{style}]" if style else str(instances)]
+        row += [str(report.sizes[name][b]) for b in ("small", "medium", "large")]
+        classes.add_row(*row)
+    console.print(classes)
+
+    summary = Table(title="Splits", title_justify="left")
+    for column in ("split", "images", "instances", "crowd", "no annotations", "per image min/mean/max"):
+        summary.add_column(column, justify="left" if column == "split" else "right")
+    for split in splits:
+        stats = report.splits[split]
+        per = stats.instances_per_image
+        summary.add_row(
+            split,
+            str(stats.images),
+            str(stats.instances),
+            str(stats.crowd),
+            str(stats.images_without_annotations),
+            f"{per['min']:g} / {per['mean']:.2f} / {per['max']:g}",
+        )
+    console.print(summary)
+
+    dropped = report.dropped
+    console.print(
+        f"duplicate groups: {len(report.duplicate_groups)}"
+        + "".join(f"\n  {', '.join(group)}" for group in report.duplicate_groups[:10])
+        + (f"\n  ... {len(report.duplicate_groups) - 10} more" if len(report.duplicate_groups) > 10 else "")
+    )
+    console.print(
+        f"dropped at ingest: {dropped.get('images', 0)} image(s), "
+        f"{dropped.get('annotations', 0)} annotation(s)"
+    )
+    if report.problems_by_kind:
+        problems = Table(title=f"Problems ({report.problem_count})", title_justify="left")
+        problems.add_column("kind")
+        problems.add_column("count", justify="right")
+        for kind, count in report.problems_by_kind.items():
+            problems.add_row(kind, str(count))
+        console.print(problems)
+    else:
+        console.print("problems: none")
+
+
+def render_problem_list(problems: list[dict[str, Any]], dataset: Path) -> None:
+    """Each problem on one line; cut to TERMINAL_PROBLEM_LINES on a terminal, all of them otherwise."""
+    if not problems:
+        return
+    limit = TERMINAL_PROBLEM_LINES if console.is_terminal else len(problems)
+    table = Table(title="Problems found and what was done", title_justify="left")
+    for column in ("image", "annotation", "what", "action"):
+        table.add_column(column, overflow="fold")
+    for problem in problems[:limit]:
+        table.add_row(
+            problem["image"] or "-", problem["annotation"] or "-", problem["what"], problem["action"]
+        )
+    console.print(table)
+    if len(problems) > limit:
+        console.print(f"{len(problems) - limit} more in {dataset / 'dataset.json'}")
+
+
+def stats(
+    dataset: Path = typer.Argument(
+        DEFAULT_DATASET_DIR, help="Data-set folder written by `officescore ingest`."
+    ),
+    plot: bool = typer.Option(True, "--plot/--no-plot", help="Also (re)write health.png in the data set."),
+    json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Health report of a data set: class balance per split, sizes, empties, duplicates, problems."""
+    from officescore.health import health_report, save_health_plot
+
+    report = health_report(dataset)
+    png = save_health_plot(report, dataset / "health.png") if plot else None
+    if json_output:
+        print_json({**report.to_dict(), "plot": str(png) if png else None})
+        return
+    render_health(report)
+    if png:
+        console.print(f"plot: {png}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("stats", epilog=EXAMPLES)(stats)

@@ -1,0 +1,507 @@
+"""Turn a labelling tool's COCO export into a clean, split officescore data set.
+
+`ingest_export` reads the export, checks and repairs every image and annotation (see
+`officescore.ingest_checks` for the rules), groups exact and near-duplicate images, splits the groups
+into train/val by seed and writes the data-set folder described in docs/ARCHITECTURE.md.
+Nothing is written until everything has been checked; an existing data set is replaced by writing a
+new folder beside it and swapping, so a failed ingest loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from officescore import __version__, masks
+from officescore.config import DEFAULT_DATASET_DIR
+from officescore.errors import BadImageError, DataError
+from officescore.files import atomic_write_json, sha256_file
+from officescore.images import load_image
+from officescore.ingest_checks import (
+    Categories,
+    CleanAnnotation,
+    Problem,
+    annotation_id_problem,
+    check_box,
+    check_categories,
+    check_crowd,
+    check_segmentation,
+    id_key,
+    locate_image,
+    size_from_entry,
+)
+from officescore.ingest_split import duplicate_groups, split_groups
+from officescore.progress import SILENT, Reporter
+
+DATASET_FORMAT = "officescore-dataset"
+DATASET_VERSION = 1
+# Perceptual-hash (64-bit phash) Hamming distance at or below which two images count as near
+# duplicates. Measured in tests/test_ingest.py::test_phash_threshold_separates_copies_from_scenes:
+# resized / re-encoded copies of a scene are within 4, distinct scenes are 14 or more apart.
+PHASH_THRESHOLD = 8
+
+
+@dataclass
+class IngestResult:
+    out: Path
+    classes: list[str]
+    counts: dict[str, Any]
+    problems: list[Problem]
+    category_map: dict[str, int]
+    duplicate_groups: list[list[str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "classes": self.classes,
+            "counts": self.counts,
+            "category_map": self.category_map,
+            "duplicate_groups": self.duplicate_groups,
+            "problems": [p.to_dict() for p in self.problems],
+        }
+
+
+@dataclass
+class _Image:
+    key: str  # export image id, as text
+    file_name: str  # as the export wrote it
+    path: Path
+    width: int
+    height: int
+    sha256: str
+    phash: int
+    annotations: list[CleanAnnotation] = field(default_factory=list)
+    out_name: str = ""
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_export(export: Path) -> dict[str, Any]:
+    """The export as a dict with images/annotations/categories lists, or a DataError."""
+    export = Path(export)
+    if not export.is_file():
+        raise DataError(f"{export}: no such file; give the path of the COCO export (.json)")
+    try:
+        data = json.loads(export.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{export}: not a text file, so not a COCO export ({exc.reason})") from exc
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{export}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
+    except RecursionError as exc:
+        raise DataError(f"{export}: JSON nested too deeply to be a COCO export") from exc
+    if not isinstance(data, dict):
+        raise DataError(f"{export}: not a COCO export (top level is a {type(data).__name__}, not an object)")
+    missing = [key for key in ("images", "annotations", "categories") if not isinstance(data.get(key), list)]
+    if missing:
+        raise DataError(
+            f"{export}: not a COCO instance-segmentation export (no {', '.join(missing)} list); "
+            "export as 'COCO' / 'COCO 1.0' from the labelling tool"
+        )
+    if not data["images"]:
+        raise DataError(f"{export}: the export lists no images")
+    return data
+
+
+def _scan_images(
+    entries: list[Any], images_dir: Path, problems: list[Problem], reporter: Reporter
+) -> dict[str, _Image]:
+    """Check every image entry; load each kept file once (size, sha256, perceptual hash)."""
+    import imagehash
+
+    images: dict[str, _Image] = {}
+    by_path: dict[Path, str] = {}
+    with reporter.stage("Checking images", total=len(entries)) as stage:
+        for entry in entries:
+            stage.advance(1)
+            file_name = entry.get("file_name") if isinstance(entry, dict) else None
+            key = id_key(entry.get("id")) if isinstance(entry, dict) else None
+            if not isinstance(file_name, str) or key is None:
+                what = f"image entry {entry!r:.60} has no usable id or file_name"
+                problems.append(Problem(str(file_name or ""), "", "image_invalid", what, "dropped"))
+                continue
+            if key in images:
+                what = f"image id {key} is used by more than one image"
+                problems.append(Problem(file_name, "", "image_duplicate_id", what, "later one dropped"))
+                continue
+            path, escaped = locate_image(images_dir, file_name)
+            if escaped or path is None:
+                what = "file_name points outside the image folder"
+                problems.append(Problem(file_name, "", "image_path_escape", what, "refused, never read"))
+                continue
+            if path in by_path:
+                what = f"same file as image id {by_path[path]}"
+                problems.append(Problem(file_name, "", "image_duplicate_file", what, "later one dropped"))
+                continue
+            if not path.is_file():
+                problems.append(Problem(file_name, "", "image_missing", "file not found", "dropped"))
+                continue
+            try:
+                pixels = load_image(path)
+                phash = int(str(imagehash.phash(pixels)), 16)
+                width, height = pixels.size
+                pixels.close()
+                digest = sha256_file(path)
+            except (BadImageError, OSError) as exc:
+                what = str(exc).replace(str(path), "").lstrip(": ") or "cannot read the file"
+                problems.append(Problem(file_name, "", "image_unreadable", what, "dropped"))
+                continue
+            stated = size_from_entry(entry)
+            if stated is None:
+                what = "width/height missing or not positive numbers"
+                problems.append(
+                    Problem(file_name, "", "image_size", what, f"taken from the file: {width}x{height}")
+                )
+            elif stated != (width, height):
+                what = f"width x height {stated[0]}x{stated[1]} does not match the file"
+                problems.append(
+                    Problem(file_name, "", "image_size", what, f"taken from the file: {width}x{height}")
+                )
+            by_path[path] = key
+            images[key] = _Image(key, file_name, path, width, height, digest, phash)
+    return images
+
+
+def _check_annotations(
+    entries: list[Any],
+    images: dict[str, _Image],
+    image_ids: set[str],
+    categories: Categories,
+    problems: list[Problem],
+) -> int:
+    """Attach clean annotations to their images; returns how many were on images that were dropped."""
+    seen_ids: set[Any] = set()
+    on_dropped_images = 0
+    for ann in entries:
+        if not isinstance(ann, dict):
+            problems.append(
+                Problem("", "", "annotation_invalid", f"annotation {ann!r:.60} is not an object", "dropped")
+            )
+            continue
+        raw_id = ann.get("id")
+        ann_label = str(raw_id) if raw_id is not None else ""
+        image_key = id_key(ann.get("image_id"))
+        image = images.get(image_key) if image_key is not None else None
+        file_name = image.file_name if image else ""
+
+        def problem(kind: str, what: str, action: str, _file: str = file_name, _ann: str = ann_label) -> None:
+            problems.append(Problem(_file, _ann, kind, what, action))
+
+        id_issue = annotation_id_problem(raw_id, seen_ids)
+        if image is None:
+            if image_key in image_ids:
+                on_dropped_images += 1  # reported with its image
+            else:
+                problem(
+                    "annotation_unknown_image",
+                    f"image_id {ann.get('image_id')!r:.30} is not in images",
+                    "dropped",
+                )
+            continue
+        category_key = id_key(ann.get("category_id"))
+        if category_key not in categories.names:
+            what = f"category_id {ann.get('category_id')!r:.30} is not in categories"
+            problem("annotation_unknown_category", what, "dropped")
+            continue
+        if id_issue:
+            problem(id_issue[0], id_issue[1], "renumbered")
+        rle = check_segmentation(ann, image.width, image.height, problem)
+        if rle is None:
+            continue
+        if masks.area(rle) == 0:
+            problem("empty_mask", "mask covers no pixels inside the image", "dropped")
+            continue
+        check_box(ann, problem)
+        iscrowd = check_crowd(ann, problem)
+        image.annotations.append(
+            CleanAnnotation(ann_label, image.key, categories.names[category_key], rle, iscrowd)
+        )
+    return on_dropped_images
+
+
+def _choose_classes(
+    images: dict[str, _Image], categories: Categories, classes: Sequence[str] | None
+) -> list[str]:
+    """Classes in export-id order that have annotations, or exactly the requested ones."""
+    if classes is not None:
+        wanted = [c.strip() for c in classes if c.strip()]
+        unknown = [c for c in wanted if c not in categories.order]
+        if unknown or not wanted:
+            raise DataError(
+                f"unknown class(es) {', '.join(unknown) or '(none given)'}; "
+                f"the export has: {', '.join(categories.order)}"
+            )
+        return list(dict.fromkeys(wanted))
+    used = {a.class_name for image in images.values() for a in image.annotations}
+    return [name for name in categories.order if name in used]
+
+
+# ---------------------------------------------------------------- naming and writing
+
+
+def _unique_names(images: list[_Image]) -> None:
+    """Flatten sub-folders into safe, unique file names (case-insensitively unique)."""
+    taken: set[str] = set()
+    for image in images:
+        parts = [p for p in image.file_name.replace("\\", "/").split("/") if p not in ("", ".")]
+        candidates = ["_".join(parts[-n:]) for n in range(1, len(parts) + 1)]
+        for candidate in candidates:
+            name = re.sub(r"[^\w.\-]", "_", candidate).lstrip(".") or "image"
+            if name.lower() not in taken:
+                break
+        stem, suffix = os.path.splitext(name)
+        number = 2
+        while name.lower() in taken:
+            name = f"{stem}-{number}{suffix}"
+            number += 1
+        taken.add(name.lower())
+        image.out_name = name
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _is_dataset(folder: Path) -> bool:
+    try:
+        meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == DATASET_FORMAT
+
+
+def _check_out(out: Path, images_dir: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not _is_dataset(out):
+        raise DataError(
+            f"{out}: folder is not empty and is not an officescore data set; "
+            "choose an empty or new --out folder"
+        )
+    real_out, real_images = Path(os.path.realpath(out)), Path(os.path.realpath(images_dir))
+    if real_out == real_images or real_out in real_images.parents:
+        raise DataError(f"{out}: --out would replace the image folder {images_dir}; choose another --out")
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Replace `out` by `tmp` with two renames; the old data set is restored if the second fails."""
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    old.rmdir()
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _coco_split(
+    images: list[_Image], classes: list[str], image_ids: dict[str, int], ann_ids: dict[int, int]
+) -> dict[str, Any]:
+    labels = {name: i + 1 for i, name in enumerate(classes)}
+    coco_images, coco_anns = [], []
+    for image in images:
+        coco_images.append(
+            {
+                "id": image_ids[image.key],
+                "file_name": f"images/{image.out_name}",
+                "width": image.width,
+                "height": image.height,
+                "original_file_name": image.file_name,
+            }
+        )
+        for ann in image.annotations:
+            coco_anns.append(
+                {
+                    "id": ann_ids[id(ann)],
+                    "image_id": image_ids[image.key],
+                    "category_id": labels[ann.class_name],
+                    "segmentation": ann.rle,
+                    "area": float(masks.area(ann.rle)),
+                    "bbox": masks.bbox(ann.rle),
+                    "iscrowd": ann.iscrowd,
+                }
+            )
+    return {
+        "info": {"description": "officescore data set", "version": str(DATASET_VERSION)},
+        "licenses": [],
+        "images": coco_images,
+        "annotations": coco_anns,
+        "categories": [
+            {"id": i + 1, "name": name, "supercategory": "office"} for i, name in enumerate(classes)
+        ],
+    }
+
+
+def _write(
+    out: Path,
+    splits: dict[str, list[_Image]],
+    classes: list[str],
+    meta: dict[str, Any],
+    reporter: Reporter,
+) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        (tmp / "images").mkdir()
+        ordered = [image for split in ("train", "val") for image in splits[split]]
+        image_ids = {image.key: i + 1 for i, image in enumerate(ordered)}
+        all_anns = [ann for image in ordered for ann in image.annotations]
+        ann_ids = {id(ann): i + 1 for i, ann in enumerate(all_anns)}
+        with reporter.stage("Writing data set", total=len(ordered)) as stage:
+            for image in ordered:
+                _link_or_copy(image.path, tmp / "images" / image.out_name)
+                stage.advance(1)
+        for split, members in splits.items():
+            atomic_write_json(
+                tmp / f"{split}.json", _coco_split(members, classes, image_ids, ann_ids), indent=None
+            )
+        atomic_write_json(tmp / "dataset.json", meta)
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def _counts(splits: dict[str, list[_Image]], dropped_images: int, dropped_anns: int) -> dict[str, Any]:
+    counts: dict[str, Any] = {}
+    for split, members in splits.items():
+        anns = [a for image in members for a in image.annotations]
+        counts[split] = {
+            "images": len(members),
+            "annotations": len(anns),
+            "crowd": sum(a.iscrowd for a in anns),
+        }
+    counts["images"] = sum(counts[s]["images"] for s in splits)
+    counts["annotations"] = sum(counts[s]["annotations"] for s in splits)
+    counts["dropped"] = {"images": dropped_images, "annotations": dropped_anns}
+    return counts
+
+
+def strict_message(problems: list[Problem], shown: int = 3) -> str:
+    first = "; ".join(
+        f"{p.image or '-'} #{p.annotation or '-'}: {p.what} ({p.action})" for p in problems[:shown]
+    )
+    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return f"{len(problems)} problem(s) in the export with --strict: {first}{more}; fix them or drop --strict"
+
+
+def ingest_export(
+    export: Path,
+    images_dir: Path | None = None,
+    out: Path = DEFAULT_DATASET_DIR,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    strict: bool = False,
+    classes: Sequence[str] | None = None,
+    reporter: Reporter = SILENT,
+) -> IngestResult:
+    """Check, repair, split and write a COCO export as an officescore data set in `out`."""
+    export, out = Path(export), Path(out)
+    images_dir = Path(images_dir) if images_dir is not None else export.parent
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"--val-fraction must be at least 0 and below 1, got {val_fraction}")
+    if not images_dir.is_dir():
+        raise DataError(f"{images_dir}: image folder not found; pass --images DIR")
+    data = read_export(export)
+    _check_out(out, images_dir)
+    export_sha = sha256_file(export)
+
+    problems: list[Problem] = []
+    categories, category_problems = check_categories(data["categories"])
+    problems += category_problems
+    images = _scan_images(data["images"], images_dir, problems, reporter)
+    listed_ids = {
+        key for e in data["images"] if isinstance(e, dict) and (key := id_key(e.get("id"))) is not None
+    }
+    on_dropped = _check_annotations(data["annotations"], images, listed_ids, categories, problems)
+    if strict and problems:
+        raise DataError(strict_message(problems))
+    if not images:
+        raise DataError(
+            f"{export}: none of its {len(data['images'])} images could be used (see problems: "
+            f"{Counter(p.kind for p in problems).most_common(3)})"
+        )
+
+    chosen = _choose_classes(images, categories, classes)
+    excluded = 0
+    for image in images.values():
+        before = len(image.annotations)
+        image.annotations = [a for a in image.annotations if a.class_name in chosen]
+        excluded += before - len(image.annotations)
+
+    kept = sorted(images.values(), key=lambda im: im.file_name)
+    _unique_names(kept)
+    groups = duplicate_groups([im.sha256 for im in kept], [im.phash for im in kept], PHASH_THRESHOLD)
+    image_classes = [{a.class_name for a in im.annotations if not a.iscrowd} for im in kept]
+    assignment = split_groups(groups, image_classes, val_fraction, seed)
+    splits = {s: [im for im, a in zip(kept, assignment, strict=True) if a == s] for s in ("train", "val")}
+
+    dropped_images = len(data["images"]) - len(kept)
+    dropped_anns = len(data["annotations"]) - sum(len(im.annotations) for im in kept) - excluded
+    counts = _counts(splits, dropped_images, dropped_anns)
+    counts["excluded_by_classes"] = excluded
+    category_map = {
+        key: chosen.index(name) + 1 for key, name in sorted(categories.names.items()) if name in chosen
+    }
+    dup_groups = _group_names(groups, kept)
+    counts["duplicate_groups"] = len(dup_groups)
+    meta = {
+        "format": DATASET_FORMAT,
+        "version": DATASET_VERSION,
+        "classes": chosen,
+        "source": {
+            "export": _relative(export, out),
+            "images": _relative(images_dir, out),
+            "sha256": export_sha,
+        },
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "counts": counts,
+        "problems": {
+            "total": len(problems),
+            "annotations_on_dropped_images": on_dropped,
+            "by_kind": dict(Counter(p.kind for p in problems).most_common()),
+            "items": [p.to_dict() for p in problems],
+        },
+        "category_map": category_map,
+        "dropped_categories": [name for name in categories.order if name not in chosen],
+        "duplicates": {"phash_threshold": PHASH_THRESHOLD, "groups": dup_groups},
+        "officescore_version": __version__,
+    }
+    _write(out, splits, chosen, meta, reporter)
+    return IngestResult(out, chosen, counts, problems, category_map, dup_groups)
+
+
+def _group_names(groups: list[int], images: list[_Image]) -> list[list[str]]:
+    members: dict[int, list[str]] = {}
+    for group, image in zip(groups, images, strict=True):
+        members.setdefault(group, []).append(f"images/{image.out_name}")
+    return [names for names in members.values() if len(names) > 1]
+
+
+def _relative(path: Path, out: Path) -> str:
+    """`path` relative to the data-set folder (where dataset.json lives), with forward slashes."""
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(out))).as_posix()

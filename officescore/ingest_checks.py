@@ -1,0 +1,351 @@
+"""Validation and repair of one COCO export's pieces: categories, image entries, annotations.
+
+Each check returns clean values plus `Problem` records saying what was wrong and what was done.
+Nothing here touches the output folder; `officescore.ingest` orchestrates and writes.
+
+Decisions worth knowing (see docs/ARCHITECTURE.md, "ingest"):
+- An annotation with a box but no segmentation is dropped: Mask R-CNN needs a mask, and a box-shaped
+  mask would teach the mask head wrong shapes.
+- A polygon with fewer than 3 points, an odd number of coordinates or non-finite numbers is dropped;
+  the annotation survives if another polygon is left.
+- Polygons reaching outside the image are clipped to it (Sutherland-Hodgman, then rasterised).
+- An RLE whose size disagrees with the image, or whose counts do not add up to it, is dropped:
+  its pixels cannot be placed reliably (and pycocotools would write past the buffer).
+- Annotation ids are renumbered from 1 anyway; id 0, a missing id or a repeated id is reported
+  because COCOeval treats id 0 as "unmatched".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Hashable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from officescore import masks
+from officescore.masks import Rle
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the export and what ingest did about it."""
+
+    image: str  # the export's file_name ("" when no image is involved)
+    annotation: str  # the export's annotation id ("" when not about one annotation)
+    kind: str  # short stable code, counted in the health report
+    what: str  # what is wrong, for a person
+    action: str  # what was done: dropped, clipped, renumbered, taken from the file, refused...
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def id_key(value: Any) -> str | None:
+    """Ids may be ints or strings depending on the tool; compare them as text. None if unusable."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def id_sort_key(key: str) -> tuple[int, int | str]:
+    """Numeric ids in numeric order, then text ids."""
+    try:
+        return (0, int(key))
+    except ValueError:
+        return (1, key)
+
+
+# ---------------------------------------------------------------- categories
+
+
+@dataclass
+class Categories:
+    names: dict[str, str]  # export category id -> class name
+    order: list[str]  # class names in order of their first (lowest) export id
+
+
+def check_categories(raw: list[Any]) -> tuple[Categories, list[Problem]]:
+    problems: list[Problem] = []
+    names: dict[str, str] = {}
+    for entry in raw:
+        key = id_key(entry.get("id")) if isinstance(entry, dict) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if key is None or not isinstance(name, str) or not name.strip():
+            problems.append(
+                Problem(
+                    "", "", "category_invalid", f"category {entry!r:.80} has no usable id or name", "dropped"
+                )
+            )
+            continue
+        if key in names:
+            problems.append(
+                Problem(
+                    "", "", "category_duplicate_id", f"category id {key} appears twice", "later one dropped"
+                )
+            )
+            continue
+        names[key] = name.strip()
+    order: list[str] = []
+    first_id: dict[str, str] = {}
+    for key in sorted(names, key=id_sort_key):
+        name = names[key]
+        if name in first_id:
+            problems.append(
+                Problem(
+                    "",
+                    "",
+                    "category_duplicate_name",
+                    f"category name {name!r} is used by ids {first_id[name]} and {key}",
+                    "merged into one class",
+                )
+            )
+            continue
+        first_id[name] = key
+        order.append(name)
+    return Categories(names, order), problems
+
+
+# ---------------------------------------------------------------- image paths
+
+
+def safe_image_path(images_dir: Path, file_name: str) -> Path | None:
+    """The file inside `images_dir` that `file_name` names, or None if it would escape the folder.
+
+    Refuses absolute paths, drive letters, `..` parts and symlinks that resolve outside. Only
+    path strings and link targets are inspected: the file itself is never opened here.
+    """
+    name = file_name.replace("\\", "/")
+    if not name or name.startswith("/") or (len(name) > 1 and name[1] == ":") or "\0" in name:
+        return None
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if not parts or any(part == ".." for part in parts):
+        return None
+    root = Path(os.path.realpath(images_dir))
+    real = Path(os.path.realpath(root.joinpath(*parts)))
+    if real != root and root not in real.parents:
+        return None
+    return real
+
+
+def locate_image(images_dir: Path, file_name: str) -> tuple[Path | None, bool]:
+    """(path, escaped). Falls back to the bare file name inside `images_dir` when the tool's
+    prefix (Label Studio's `images/`, a CVAT task folder) is not part of the folder given."""
+    path = safe_image_path(images_dir, file_name)
+    if path is None:
+        return None, True
+    if not path.exists():
+        base = file_name.replace("\\", "/").rsplit("/", 1)[-1]
+        fallback = safe_image_path(images_dir, base)
+        if fallback is not None and fallback.is_file():
+            return fallback, False
+    return path, False
+
+
+def size_from_entry(entry: dict[str, Any]) -> tuple[int, int] | None:
+    """(width, height) as the export states it, or None when missing or not positive numbers."""
+    width, height = entry.get("width"), entry.get("height")
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (width, height))
+    return (int(width), int(height)) if ok else None
+
+
+# ---------------------------------------------------------------- segmentation
+
+
+def _clip_polygon(points: list[tuple[float, float]], width: int, height: int) -> list[tuple[float, float]]:
+    """Sutherland-Hodgman clipping of a polygon to [0, width] x [0, height]."""
+
+    def clip(pts: list[tuple[float, float]], inside: Any, cross: Any) -> list[tuple[float, float]]:
+        out: list[tuple[float, float]] = []
+        for i, cur in enumerate(pts):
+            prev = pts[i - 1]
+            if inside(cur):
+                if not inside(prev):
+                    out.append(cross(prev, cur))
+                out.append(cur)
+            elif inside(prev):
+                out.append(cross(prev, cur))
+        return out
+
+    def at_x(x: float) -> Any:
+        return lambda p, q: (x, p[1] + (q[1] - p[1]) * (x - p[0]) / (q[0] - p[0]))
+
+    def at_y(y: float) -> Any:
+        return lambda p, q: (p[0] + (q[0] - p[0]) * (y - p[1]) / (q[1] - p[1]), y)
+
+    for inside, cross in (
+        (lambda p: p[0] >= 0, at_x(0.0)),
+        (lambda p: p[0] <= width, at_x(float(width))),
+        (lambda p: p[1] >= 0, at_y(0.0)),
+        (lambda p: p[1] <= height, at_y(float(height))),
+    ):
+        if not points:
+            break
+        points = clip(points, inside, cross)
+    return points
+
+
+def _polygons_to_rle(polygons: list[Any], width: int, height: int, note: Any) -> tuple[Rle | None, bool]:
+    """Valid, clipped polygons -> RLE. `note(kind, what)` records each dropped polygon."""
+    kept: list[list[float]] = []
+    clipped = False
+    for index, polygon in enumerate(polygons):
+        label = f"polygon {index + 1}"
+        if not isinstance(polygon, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in polygon
+        ):
+            note("polygon_invalid", f"{label} is not a list of numbers")
+            continue
+        if not all(math.isfinite(v) for v in polygon):
+            note("polygon_invalid", f"{label} has NaN or infinite coordinates")
+            continue
+        if len(polygon) % 2:
+            note("polygon_odd", f"{label} has an odd number of coordinates ({len(polygon)})")
+            continue
+        if len(polygon) < 6:
+            note("polygon_too_short", f"{label} has {len(polygon) // 2} points (needs at least 3)")
+            continue
+        points = list(zip(polygon[0::2], polygon[1::2], strict=True))
+        if any(not (0 <= x <= width and 0 <= y <= height) for x, y in points):
+            clipped = True
+            points = _clip_polygon(points, width, height)
+            if len(points) < 3:
+                continue  # entirely outside; the empty-mask check reports it
+        kept.append([float(c) for point in points for c in point])
+    if not kept:
+        return None, clipped
+    return masks.from_polygons(kept, height, width), clipped
+
+
+def _rle_counts(counts: str) -> list[int] | None:
+    """Decode COCO's compressed counts string in Python (port of rleFrString), None if malformed."""
+    values: list[int] = []
+    pos = 0
+    while pos < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= len(counts):
+                return None
+            char = ord(counts[pos]) - 48
+            if not 0 <= char < 64:
+                return None
+            value |= (char & 0x1F) << (5 * shift)
+            more = bool(char & 0x20)
+            pos += 1
+            shift += 1
+            if not more and char & 0x10:
+                value |= -1 << (5 * shift)
+        if len(values) > 2:
+            value += values[-2]
+        values.append(value)
+    return values
+
+
+def _check_rle(rle: dict[str, Any], width: int, height: int) -> tuple[Rle | None, str, str]:
+    """(normalised RLE, problem kind, what) -- the RLE is None when unusable."""
+    size = rle.get("size")
+    counts = rle.get("counts")
+    if (
+        not isinstance(size, list)
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+    ):
+        return None, "rle_invalid", f"RLE size {size!r:.40} is not [height, width]"
+    if size != [height, width]:
+        return None, "rle_size", f"RLE size {size[0]}x{size[1]} (h x w) disagrees with image {height}x{width}"
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii", errors="replace")
+    if isinstance(counts, str):
+        values = _rle_counts(counts)
+    elif isinstance(counts, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
+        values = counts
+    else:
+        return None, "rle_invalid", "RLE counts are neither a string nor a list of integers"
+    if values is None or any(v < 0 for v in values) or sum(values) != width * height:
+        return None, "rle_invalid", "RLE counts are malformed or do not cover the image exactly"
+    return masks.normalise({"size": size, "counts": counts}), "", ""
+
+
+@dataclass
+class CleanAnnotation:
+    source_id: str
+    image_key: str
+    class_name: str
+    rle: Rle
+    iscrowd: int
+
+
+def check_segmentation(ann: dict[str, Any], width: int, height: int, problem: Any) -> Rle | None:
+    """The annotation's mask as normalised RLE, or None (dropped). `problem(kind, what, action)`."""
+    seg = ann.get("segmentation")
+    if seg is None or seg == [] or seg == {} or seg == "":
+        bbox = ann.get("bbox")
+        if isinstance(bbox, list) and len(bbox) == 4:
+            problem("segmentation_missing", "box only, no segmentation (Mask R-CNN needs a mask)", "dropped")
+        else:
+            problem("segmentation_empty", "empty segmentation", "dropped")
+        return None
+    if isinstance(seg, dict):
+        rle, kind, what = _check_rle(seg, width, height)
+        if rle is None:
+            problem(kind, what, "dropped")
+        return rle
+    if isinstance(seg, list):
+        dropped: list[tuple[str, str]] = []
+        rle, clipped = _polygons_to_rle(seg, width, height, lambda k, w: dropped.append((k, w)))
+        for kind, what in dropped:
+            problem(kind, what, "polygon dropped" if rle is not None else "dropped")
+        if rle is None:
+            if not dropped:
+                problem("outside_image", "polygons lie entirely outside the image", "dropped")
+            return None
+        if clipped:
+            problem("outside_image", "polygon reaches outside the image", "clipped to the image")
+        return rle
+    problem("segmentation_invalid", f"segmentation of type {type(seg).__name__}", "dropped")
+    return None
+
+
+def check_box(ann: dict[str, Any], problem: Any) -> None:
+    """Boxes are recomputed from the mask; a missing or zero-area box is still worth reporting."""
+    bbox = ann.get("bbox")
+    ok = (
+        isinstance(bbox, list)
+        and len(bbox) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+    )
+    if not ok:
+        problem("bbox_invalid", f"box {bbox!r:.60} is missing or not 4 numbers", "recomputed from the mask")
+    elif bbox[2] <= 0 or bbox[3] <= 0:
+        problem("bbox_no_area", f"box {bbox} has no area", "recomputed from the mask")
+
+
+def check_crowd(ann: dict[str, Any], problem: Any) -> int:
+    value = ann.get("iscrowd", 0)
+    if value in (0, 1) and not isinstance(value, float):
+        return int(value)
+    problem(
+        "iscrowd_invalid", f"iscrowd is {value!r:.20} (expected 0 or 1)", "set to 1" if value else "set to 0"
+    )
+    return 1 if value else 0
+
+
+def annotation_id_problem(raw_id: Any, seen: set[Hashable]) -> tuple[str, str] | None:
+    """(kind, what) when the id is missing, 0 or repeated; all ids are renumbered anyway."""
+    key = id_key(raw_id)
+    if key is None:
+        return "annotation_id_missing", f"annotation id {raw_id!r:.30} is missing or not a number/string"
+    if key == "0":
+        seen.add(key)
+        return "annotation_id_zero", "annotation id 0 (COCO ids start at 1; COCOeval reads 0 as unmatched)"
+    if key in seen:
+        return "annotation_duplicate_id", f"annotation id {key} is used more than once"
+    seen.add(key)
+    return None

@@ -1,0 +1,110 @@
+"""Duplicate grouping and the train/val split used by ingest.
+
+Images that are byte-identical (same sha256) or look the same (perceptual-hash Hamming distance at
+or below a threshold) form one group; a group always lands in one split so val never leaks into train.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def hamming_pairs(hashes: Sequence[int], threshold: int, chunk: int = 512) -> list[tuple[int, int]]:
+    """Pairs (i < j) of 64-bit hashes at Hamming distance <= threshold (vectorised, chunked)."""
+    values = np.array([h & 0xFFFFFFFFFFFFFFFF for h in hashes], dtype=np.uint64)
+    pairs: list[tuple[int, int]] = []
+    for start in range(0, len(values), chunk):
+        block = values[start : start + chunk]
+        distance = np.bitwise_count(block[:, None] ^ values[None, :])
+        rows, cols = np.nonzero(distance <= threshold)
+        pairs += [(start + r, c) for r, c in zip(rows.tolist(), cols.tolist(), strict=True) if start + r < c]
+    return pairs
+
+
+def duplicate_groups(sha256s: Sequence[str], phashes: Sequence[int], threshold: int) -> list[int]:
+    """A group number per image (the index of its group's first image)."""
+    groups = _UnionFind(len(sha256s))
+    first: dict[str, int] = {}
+    for i, digest in enumerate(sha256s):
+        groups.union(first.setdefault(digest, i), i)
+    for a, b in hamming_pairs(phashes, threshold):
+        groups.union(a, b)
+    return [groups.find(i) for i in range(len(sha256s))]
+
+
+def split_groups(
+    groups: Sequence[int], image_classes: Sequence[set[str]], val_fraction: float, seed: int
+) -> list[str]:
+    """'train' or 'val' per image. Deterministic for a seed; duplicates stay together.
+
+    First, for each class (rarest first) that has >= 2 images and is not yet in val, one group
+    holding it moves to val, as long as train keeps an image of it. Then shuffled groups fill val
+    up to round(val_fraction * images) (at least one image when there are two or more), again
+    without taking a class's last train image.
+    """
+    n = len(groups)
+    if n == 0 or val_fraction <= 0:
+        return ["train"] * n
+    members: dict[int, list[int]] = {}
+    for i, group in enumerate(groups):
+        members.setdefault(group, []).append(i)
+    order = sorted(members)
+    random.Random(seed).shuffle(order)
+
+    def classes_of(group: int) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for i in members[group]:
+            for name in image_classes[i]:
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    group_classes = {g: classes_of(g) for g in order}
+    in_train: dict[str, int] = {}
+    for classes in image_classes:
+        for name in classes:
+            in_train[name] = in_train.get(name, 0) + 1
+    val: set[int] = set()
+    val_images = 0
+
+    def can_move(group: int) -> bool:
+        return all(in_train[name] > count for name, count in group_classes[group].items())
+
+    def move(group: int) -> None:
+        nonlocal val_images
+        val.add(group)
+        val_images += len(members[group])
+        for name, count in group_classes[group].items():
+            in_train[name] -= count
+
+    target = max(1, round(val_fraction * n)) if n >= 2 else 0
+    for name in sorted(in_train, key=lambda c: (in_train[c], c)):
+        if in_train[name] < 2 or any(name in group_classes[g] for g in val):
+            continue
+        candidates = [g for g in order if name in group_classes[g] and g not in val and can_move(g)]
+        if candidates:
+            move(min(candidates, key=lambda g: len(members[g])))
+    for group in order:
+        if val_images >= target:
+            break
+        if group not in val and val_images + len(members[group]) <= target and can_move(group):
+            move(group)
+    return ["val" if groups[i] in val else "train" for i in range(n)]
