@@ -1,0 +1,306 @@
+"""The office score: a TOML rubric turns detected objects into 0-100 with a breakdown.
+
+Pure and deterministic: the same counts and rubric always give the same `OfficeScore`.
+
+Rubric maths (see `data/rubric.toml` for the default):
+- a class earns `points` for its first instance, `points * decay**(n-1)` for the n-th, and only
+  the first `cap` instances count (diminishing returns);
+- standard classes add up to full marks; the total is `100 * earned / full_marks`;
+- bonus classes earn points on top (so they make up for a missing standard item);
+- while an essential group (e.g. "a screen": monitor or laptop) has no instance, the total is
+  capped at `missing_essential_cap`;
+- the total is clipped to 0-100 and rounded to one decimal.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from officescore.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+DEFAULT_RUBRIC = "rubric.toml"
+
+
+@dataclass(frozen=True)
+class ClassRule:
+    name: str
+    points: float
+    cap: int = 1
+    decay: float = 0.5
+    bonus: bool = False
+    noun: str = ""
+
+    def earned(self, count: int) -> float:
+        """Points for `count` instances: geometric diminishing returns up to `cap`."""
+        counted = min(max(count, 0), self.cap)
+        return sum(self.points * self.decay**i for i in range(counted))
+
+    @property
+    def possible(self) -> float:
+        return self.earned(self.cap)
+
+
+@dataclass(frozen=True)
+class Essential:
+    name: str
+    any_of: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rubric:
+    classes: dict[str, ClassRule]
+    essentials: tuple[Essential, ...] = ()
+    labels: tuple[tuple[float, str], ...] = ((0.0, "scored"),)  # (min, label), highest min first
+    missing_essential_cap: float = 100.0
+    name: str = "custom"
+    source: str = ""
+
+    @property
+    def full_marks(self) -> float:
+        """What the standard (non-bonus) classes add up to at their caps."""
+        return sum(rule.possible for rule in self.classes.values() if not rule.bonus)
+
+    def label_for(self, total: float) -> str:
+        for minimum, label in self.labels:
+            if total >= minimum:
+                return label
+        return self.labels[-1][1]
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> Rubric:
+        """Read a rubric TOML file (None: the packaged default). Invalid -> ConfigError."""
+        if path is None:
+            text = resources.files("officescore").joinpath("data", DEFAULT_RUBRIC).read_text("utf-8")
+            return cls.from_dict(_parse(text, "default rubric"), source="default")
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(
+                f"--rubric {path}: no such file; pass a TOML rubric (see officescore/data/rubric.toml)"
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--rubric {path}: cannot read it as UTF-8 text ({exc})") from exc
+        return cls.from_dict(_parse(text, str(path)), source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "") -> Rubric:
+        """Validate a parsed rubric; every problem is a one-line ConfigError naming the field."""
+        where = source or "rubric"
+        decay = _number(data.get("decay", 0.5), f"{where}: decay", 0.0, 1.0)
+        table = data.get("classes")
+        if not isinstance(table, dict) or not table:
+            raise ConfigError(f"{where}: needs a [classes.<name>] table with points for at least one class")
+        classes = {name: _class_rule(name, spec, decay, where) for name, spec in table.items()}
+        if sum(rule.possible for rule in classes.values() if not rule.bonus) <= 0:
+            raise ConfigError(f"{where}: standard (non-bonus) classes must be worth some points in total")
+        essentials = tuple(
+            _essential(spec, i, classes, where) for i, spec in enumerate(_list(data, "essentials", where))
+        )
+        labels = tuple(_label(spec, i, where) for i, spec in enumerate(_list(data, "labels", where)))
+        labels = tuple(sorted(labels, reverse=True)) or ((0.0, "scored"),)
+        cap = _number(data.get("missing_essential_cap", 100), f"{where}: missing_essential_cap", 0.0, 100.0)
+        name = data.get("name", Path(source).stem if source else "custom")
+        if not isinstance(name, str):
+            raise ConfigError(f"{where}: name must be a string")
+        return cls(classes, essentials, labels, cap, name, source)
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    class_name: str
+    count: int
+    counted: int
+    earned: float
+    possible: float
+    bonus: bool
+    essential: bool
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    class_name: str
+    gain: float
+    text: str
+
+
+@dataclass
+class OfficeScore:
+    total: float
+    label: str
+    breakdown: list[ClassScore]
+    suggestions: list[Suggestion]
+    missing_essentials: list[str] = field(default_factory=list)
+    unscored: dict[str, int] = field(default_factory=dict)  # detected classes the rubric ignores
+    rubric: str = "default"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def count_classes(detections_or_counts: Mapping[str, int] | Iterable[Any]) -> dict[str, int]:
+    """Counts per class from a {class: count} mapping, Detection records, or dicts with 'class'."""
+    if isinstance(detections_or_counts, Mapping):
+        counts = {str(k): int(v) for k, v in detections_or_counts.items()}
+        if any(v < 0 for v in counts.values()):
+            raise ValueError("class counts cannot be negative")
+        return counts
+    counter: Counter[str] = Counter()
+    for item in detections_or_counts:
+        if isinstance(item, str):
+            counter[item] += 1
+        elif isinstance(item, Mapping):
+            counter[str(item.get("class_name", item.get("class")))] += 1
+        else:
+            counter[str(item.class_name)] += 1
+    return dict(counter)
+
+
+def score_office(
+    detections_or_counts: Mapping[str, int] | Iterable[Any], rubric: Rubric | None = None
+) -> OfficeScore:
+    """Score one photo's detections (or class counts) against a rubric (default: the packaged one)."""
+    rubric = rubric or Rubric.load()
+    counts = count_classes(detections_or_counts)
+    total = _total(counts, rubric)
+    essential_classes = {c for e in rubric.essentials for c in e.any_of}
+    breakdown = [
+        ClassScore(
+            class_name=name,
+            count=counts.get(name, 0),
+            counted=min(counts.get(name, 0), rule.cap),
+            earned=round(rule.earned(counts.get(name, 0)), 2),
+            possible=round(rule.possible, 2),
+            bonus=rule.bonus,
+            essential=name in essential_classes,
+        )
+        for name, rule in rubric.classes.items()
+    ]
+    return OfficeScore(
+        total=total,
+        label=rubric.label_for(total),
+        breakdown=breakdown,
+        suggestions=_suggestions(counts, rubric, total),
+        missing_essentials=_missing_essentials(counts, rubric),
+        unscored={k: v for k, v in sorted(counts.items()) if k not in rubric.classes and v > 0},
+        rubric=rubric.name,
+    )
+
+
+def _total(counts: Mapping[str, int], rubric: Rubric) -> float:
+    standard = sum(r.earned(counts.get(n, 0)) for n, r in rubric.classes.items() if not r.bonus)
+    bonus = sum(r.earned(counts.get(n, 0)) for n, r in rubric.classes.items() if r.bonus)
+    total = 100.0 * (standard + bonus) / rubric.full_marks
+    if _missing_essentials(counts, rubric):
+        total = min(total, rubric.missing_essential_cap)
+    return round(min(max(total, 0.0), 100.0), 1)
+
+
+def _missing_essentials(counts: Mapping[str, int], rubric: Rubric) -> list[str]:
+    return [e.name for e in rubric.essentials if not any(counts.get(c, 0) > 0 for c in e.any_of)]
+
+
+def _suggestions(counts: Mapping[str, int], rubric: Rubric, total: float) -> list[Suggestion]:
+    """What one more instance of each class would add, best first (ties: rubric order)."""
+    found = []
+    for order, (name, rule) in enumerate(rubric.classes.items()):
+        count = counts.get(name, 0)
+        if count >= rule.cap:
+            continue
+        gain = round(_total({**counts, name: count + 1}, rubric) - total, 1)
+        if gain <= 0:
+            continue
+        noun = rule.noun or name
+        thing = f"another {noun}" if count else f"{_article(noun)} {noun}"
+        found.append((-gain, order, Suggestion(name, gain, f"add {thing}: +{gain:g}")))
+    return [s for _, _, s in sorted(found, key=lambda t: (t[0], t[1]))]
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1].lower() in "aeiou" else "a"
+
+
+# --- validation helpers -------------------------------------------------------------------------
+
+
+def _parse(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML ({exc})") from exc
+
+
+def _number(value: Any, what: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ConfigError(f"{what} must be a number from {low:g} to {high:g}, got {value!r}")
+    return float(value)
+
+
+def _list(data: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{where}: {key} must be a list of tables ([[{key}]])")
+    return value
+
+
+def _class_rule(name: str, spec: Any, decay: float, where: str) -> ClassRule:
+    what = f"{where}: classes.{name}"
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{what} must be a table with at least `points`")
+    unknown = set(spec) - {"points", "cap", "decay", "bonus", "noun"}
+    if unknown:
+        raise ConfigError(
+            f"{what}: unknown key(s) {', '.join(sorted(unknown))} (use points, cap, decay, bonus, noun)"
+        )
+    if "points" not in spec:
+        raise ConfigError(f"{what}: missing `points`")
+    cap = spec.get("cap", 1)
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        raise ConfigError(f"{what}.cap must be a whole number >= 1, got {cap!r}")
+    bonus = spec.get("bonus", False)
+    if not isinstance(bonus, bool):
+        raise ConfigError(f"{what}.bonus must be true or false, got {bonus!r}")
+    noun = spec.get("noun", name)
+    if not isinstance(noun, str) or not noun.strip():
+        raise ConfigError(f"{what}.noun must be a non-empty string")
+    return ClassRule(
+        name=name,
+        points=_number(spec["points"], f"{what}.points", 0.0, 1000.0),
+        cap=cap,
+        decay=_number(spec.get("decay", decay), f"{what}.decay", 0.0, 1.0),
+        bonus=bonus,
+        noun=noun,
+    )
+
+
+def _essential(spec: dict[str, Any], index: int, classes: Mapping[str, ClassRule], where: str) -> Essential:
+    what = f"{where}: essentials[{index}]"
+    any_of = spec.get("any_of")
+    if not isinstance(any_of, list) or not any_of or not all(isinstance(c, str) for c in any_of):
+        raise ConfigError(f"{what}.any_of must be a non-empty list of class names")
+    unknown = [c for c in any_of if c not in classes]
+    if unknown:
+        raise ConfigError(f"{what}: {', '.join(unknown)} not in [classes]; add it or fix the name")
+    name = spec.get("name", " or ".join(any_of))
+    if not isinstance(name, str):
+        raise ConfigError(f"{what}.name must be a string")
+    return Essential(name, tuple(any_of))
+
+
+def _label(spec: dict[str, Any], index: int, where: str) -> tuple[float, str]:
+    what = f"{where}: labels[{index}]"
+    label = spec.get("label")
+    if not isinstance(label, str) or not label:
+        raise ConfigError(f"{what}.label must be a non-empty string")
+    return (_number(spec.get("min"), f"{what}.min", 0.0, 100.0), label)
