@@ -1,0 +1,324 @@
+"""officescore.evaluate and `officescore eval`: known answers, and equality with pycocotools."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from officescore.errors import ConfigError, DataError
+from officescore.evaluate import STAT_NAMES, evaluate_coco
+from officescore.masks import area, encode
+
+CLASSES = ["desk", "chair", "mug"]
+H, W = 100, 120
+
+
+def rect_rle(
+    x: int, y: int, w: int, h: int, height: int = H, width: int = W, ellipse: bool = False
+) -> dict[str, Any]:
+    """A filled rectangle, or the ellipse inscribed in it (so box and mask IoU differ)."""
+    mask = np.zeros((height, width), dtype=np.uint8)
+    if ellipse:
+        yy, xx = np.mgrid[0:height, 0:width]
+        inside = ((xx + 0.5 - x - w / 2) / (w / 2)) ** 2 + ((yy + 0.5 - y - h / 2) / (h / 2)) ** 2 <= 1
+        mask[inside] = 1
+    else:
+        mask[y : y + h, x : x + w] = 1
+    return encode(mask)
+
+
+Ann = tuple[int, int, tuple[int, int, int, int], int]  # image_id, category_id, (x, y, w, h), iscrowd
+
+
+def gt_doc(anns: list[Ann], n_images: int = 2, ellipses: frozenset[int] = frozenset()) -> dict[str, Any]:
+    """COCO ground truth of rectangles (ellipses for the annotation indexes in `ellipses`)."""
+    annotations = []
+    for i, (image_id, cat, (x, y, w, h), crowd) in enumerate(anns, start=1):
+        rle = rect_rle(x, y, w, h, ellipse=i - 1 in ellipses)
+        annotations.append(
+            {
+                "id": i,
+                "image_id": image_id,
+                "category_id": cat,
+                "bbox": [float(x), float(y), float(w), float(h)],
+                "area": float(area(rle)),
+                "segmentation": rle,
+                "iscrowd": crowd,
+            }
+        )
+    return {
+        "images": [{"id": i, "file_name": f"images/{i}.png", "height": H, "width": W} for i in range(1, n_images + 1)],
+        "categories": [{"id": i, "name": n} for i, n in enumerate(CLASSES, start=1)],
+        "annotations": annotations,
+    }
+
+
+def det(
+    image_id: int, cat: int, box: tuple[int, int, int, int], score: float = 0.9, ellipse: bool = False
+) -> dict[str, Any]:
+    x, y, w, h = box
+    return {
+        "image_id": image_id,
+        "category_id": cat,
+        "bbox": [float(x), float(y), float(w), float(h)],
+        "score": score,
+        "segmentation": rect_rle(x, y, w, h, ellipse=ellipse),
+    }
+
+
+BOX_A = (10, 10, 40, 40)  # 1600 px: a "medium" object
+BOX_B = (60, 50, 40, 40)
+
+
+def test_perfect_predictions_score_one() -> None:
+    gt = gt_doc([(1, 1, BOX_A, 0), (1, 2, BOX_B, 0), (2, 3, BOX_A, 0)])
+    preds = [det(1, 1, BOX_A), det(1, 2, BOX_B), det(2, 3, BOX_A)]
+    doc = evaluate_coco(gt, preds, iou_thresholds=[0.3, 0.95])
+    for iou_type in ("bbox", "segm"):
+        m = doc[iou_type]
+        for key in ("map", "ap50", "ap75", "ap_medium", "ar1", "ar10", "ar100", "ar_medium"):
+            assert m[key] == pytest.approx(1.0), (iou_type, key)
+        # no small or large objects: pycocotools' -1, reported as None
+        assert m["ap_small"] is None and m["ap_large"] is None and m["ar_small"] is None
+        assert m["ap_at_iou"] == {"0.3": pytest.approx(1.0), "0.95": pytest.approx(1.0)}
+        assert m["precision"] == m["recall"] == m["f1"] == 1.0
+        assert all(row["ap"] == pytest.approx(1.0) for row in m["per_class"].values())
+    assert doc["confusion_matrix"]["matrix"] == [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    assert doc["images"] == 2 and doc["predictions"] == 3
+
+
+def test_shifted_box_known_iou() -> None:
+    # 40x40 box shifted 10 px: IoU = 30*40 / (50*40) = 0.6 for boxes and masks alike.
+    gt = gt_doc([(1, 1, BOX_A, 0)], n_images=1)
+    preds = [det(1, 1, (20, 10, 40, 40))]
+    doc = evaluate_coco(gt, preds, iou_thresholds=[0.55, 0.65, 0.5, 0.75])
+    for iou_type in ("bbox", "segm"):
+        m = doc[iou_type]
+        assert m["ap50"] == pytest.approx(1.0) and m["ap75"] == 0.0
+        assert m["ap_at_iou"]["0.55"] == pytest.approx(1.0)
+        assert m["ap_at_iou"]["0.65"] == 0.0
+        # a custom threshold equal to a standard one gives the standard number
+        assert m["ap_at_iou"]["0.5"] == m["ap50"] and m["ap_at_iou"]["0.75"] == m["ap75"]
+        assert m["per_class"]["desk"]["ap_at_iou"]["0.55"] == pytest.approx(1.0)
+        assert m["tp"] == 1 and m["fp"] == 0 and m["fn"] == 0  # P/R/F1 match at IoU 0.5
+    assert list(doc["bbox"]["ap_at_iou"]) == ["0.5", "0.55", "0.65", "0.75"]
+
+
+def test_wrong_class_scores_zero_and_shows_in_confusion_matrix() -> None:
+    gt = gt_doc([(1, 1, BOX_A, 0), (1, 2, BOX_B, 0)], n_images=1)
+    preds = [det(1, 3, BOX_A), det(1, 2, BOX_B)]  # the desk is called a mug
+    doc = evaluate_coco(gt, preds)
+    per_class = doc["segm"]["per_class"]
+    assert per_class["desk"]["ap"] == 0.0 and per_class["desk"]["n_gt"] == 1
+    assert per_class["chair"]["ap"] == pytest.approx(1.0)
+    assert per_class["mug"]["ap"] is None  # no mug in the ground truth: undefined, not 0
+    assert per_class["mug"]["n_pred"] == 1 and per_class["mug"]["fp"] == 1
+    assert per_class["desk"]["fn"] == 1 and per_class["desk"]["recall"] == 0.0
+    matrix = doc["confusion_matrix"]["matrix"]
+    assert doc["confusion_matrix"]["classes"] == [*CLASSES, "background"]
+    assert matrix[0][2] == 1  # ground-truth desk predicted as mug: a confusion, not a miss + false alarm
+    assert matrix[1][1] == 1
+    assert matrix[0][3] == 0 and matrix[3][2] == 0
+
+
+# --- equality with pycocotools on a noisy synthetic set -------------------------------------------
+
+
+def noisy_set(seed: int = 0, n_images: int = 12) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    rng = np.random.default_rng(seed)
+    anns: list[Ann] = []
+    ellipses: set[int] = set()
+    preds: list[dict[str, Any]] = []
+    for image_id in range(1, n_images + 1):
+        if image_id == n_images:
+            preds.append(det(image_id, 1, (5, 5, 20, 20), 0.7))  # an image with no ground truth
+            continue
+        for _ in range(int(rng.integers(1, 6))):
+            # small (< 32^2), medium and large (> 96^2) objects
+            w, h = int(rng.integers(4, W - 2)), int(rng.integers(4, H - 2))
+            x, y = int(rng.integers(0, W - w)), int(rng.integers(0, H - h))
+            cat = int(rng.integers(1, 4))
+            crowd = int(rng.random() < 0.06)
+            ellipse = bool(rng.random() < 0.5)
+            if ellipse:
+                ellipses.add(len(anns))
+            anns.append((image_id, cat, (x, y, w, h), crowd))
+            if rng.random() < 0.85:  # detected, with jitter and sometimes the wrong class
+                dx, dy, dw, dh = (int(v) for v in rng.integers(-3, 4, size=4))
+                bw, bh = max(w + dw, 2), max(h + dh, 2)
+                bx, by = min(max(x + dx, 0), W - bw), min(max(y + dy, 0), H - bh)
+                dcat = cat if rng.random() < 0.85 else int(rng.integers(1, 4))
+                shape = ellipse if rng.random() < 0.8 else not ellipse
+                preds.append(det(image_id, dcat, (bx, by, bw, bh), float(rng.random()), shape))
+        for _ in range(int(rng.integers(0, 3))):  # false alarms
+            w, h = int(rng.integers(5, 40)), int(rng.integers(5, 40))
+            box = (int(rng.integers(0, W - w)), int(rng.integers(0, H - h)), w, h)
+            preds.append(det(image_id, int(rng.integers(1, 4)), box, float(rng.random()) * 0.5))
+    return gt_doc(anns, n_images=n_images, ellipses=frozenset(ellipses)), preds
+
+
+def direct_cocoeval(gt_file: Path, res_file: Path, iou_type: str, thrs: list[float] | None = None) -> COCOeval:
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(gt_file))
+        coco_dt = coco_gt.loadRes(str(res_file))
+        ev = COCOeval(coco_gt, coco_dt, iou_type)
+        if thrs is not None:
+            ev.params.iouThrs = np.array(thrs)
+        ev.evaluate()
+        ev.accumulate()
+        if thrs is None:
+            ev.summarize()
+    return ev
+
+
+def as_coco(value: float | None) -> float:
+    return -1.0 if value is None else value
+
+
+def test_equal_to_pycocotools_on_noisy_set(tmp_path: Path) -> None:
+    gt, preds = noisy_set()
+    gt_file, res_file, segm_file = tmp_path / "gt.json", tmp_path / "res.json", tmp_path / "segm.json"
+    gt_file.write_text(json.dumps(gt))
+    res_file.write_text(json.dumps(preds))
+    # COCO's segm results format: masks without boxes, so mask area decides small/medium/large.
+    segm_file.write_text(json.dumps([{k: v for k, v in p.items() if k != "bbox"} for p in preds]))
+    doc = evaluate_coco(gt_file, res_file, iou_thresholds=[0.3, 0.5, 0.85])
+    for iou_type, file in (("bbox", res_file), ("segm", segm_file)):
+        ev = direct_cocoeval(gt_file, file, iou_type)
+        ours = [as_coco(doc[iou_type][name]) for name in STAT_NAMES]
+        assert len(ours) == 12
+        assert np.allclose(ours, ev.stats, rtol=0, atol=1e-12), iou_type
+        assert 0.1 < doc[iou_type]["map"] < 0.95  # a non-trivial case
+        custom = direct_cocoeval(gt_file, file, iou_type, [0.3, 0.5, 0.85])
+        precision = custom.eval["precision"][:, :, :, 0, 2]
+        for t, key in enumerate(("0.3", "0.5", "0.85")):
+            expected = precision[t][precision[t] > -1].mean()
+            assert doc[iou_type]["ap_at_iou"][key] == pytest.approx(expected, abs=1e-12)
+        # the mean of per-class APs over classes with ground truth is the mAP
+        per_class = doc[iou_type]["per_class"]
+        aps = [row["ap"] for row in per_class.values() if row["n_gt"] > 0]
+        assert len(aps) == 3 and np.mean(aps) == pytest.approx(doc[iou_type]["map"], abs=1e-12)
+    # the same results evaluated from a list and from a file agree
+    assert evaluate_coco(gt, preds, iou_thresholds=[0.3, 0.5, 0.85]) == doc
+
+
+def test_counts_are_consistent_on_noisy_set() -> None:
+    gt, preds = noisy_set(seed=1)
+    doc = evaluate_coco(gt, preds, conf=0.2)
+    matrix = np.array(doc["confusion_matrix"]["matrix"])
+    assert doc["confusion_matrix"]["iou_type"] == "segm"
+    for k, name in enumerate(CLASSES):
+        row = doc["segm"]["per_class"][name]
+        n_gt = sum(1 for a in gt["annotations"] if a["category_id"] == k + 1 and not a["iscrowd"])
+        assert row["n_gt"] == n_gt == matrix[k].sum() == row["tp"] + row["fn"]
+        assert row["n_pred"] == sum(1 for p in preds if p["category_id"] == k + 1)
+        assert matrix[k, k] == row["tp"]
+        # columns: every detection above conf that is not on a crowd region of its class
+        assert matrix[:, k].sum() == row["tp"] + row["fp"]
+        assert matrix[:, k].sum() <= sum(1 for p in preds if p["category_id"] == k + 1 and p["score"] >= 0.2)
+    totals = doc["segm"]
+    assert totals["tp"] == sum(r["tp"] for r in totals["per_class"].values())
+    assert totals["precision"] == pytest.approx(totals["tp"] / (totals["tp"] + totals["fp"]))
+    assert totals["f1"] == pytest.approx(
+        2 * totals["precision"] * totals["recall"] / (totals["precision"] + totals["recall"])
+    )
+
+
+def test_crowd_regions_are_ignored() -> None:
+    crowd_box = (5, 5, 60, 60)
+    gt = gt_doc([(1, 1, BOX_B, 0), (1, 1, crowd_box, 1)], n_images=1)
+    base = [det(1, 1, BOX_B, 0.9)]
+    on_crowd = base + [det(1, 1, (10, 10, 30, 30), 0.95), det(1, 1, (20, 20, 20, 20), 0.8)]
+    plain, with_crowd_dets = evaluate_coco(gt, base), evaluate_coco(gt, on_crowd)
+    for iou_type in ("bbox", "segm"):
+        assert with_crowd_dets[iou_type]["map"] == plain[iou_type]["map"] == pytest.approx(1.0)
+        assert with_crowd_dets[iou_type]["fp"] == 0 and with_crowd_dets[iou_type]["precision"] == 1.0
+        assert with_crowd_dets[iou_type]["per_class"]["desk"]["n_gt"] == 1  # crowd is not an object
+    assert with_crowd_dets["confusion_matrix"]["matrix"][3][0] == 0  # not a false alarm either
+    # the same detection on a crowd region of another class is a false alarm
+    other = evaluate_coco(gt, base + [det(1, 2, (10, 10, 30, 30), 0.95)])
+    assert other["segm"]["per_class"]["chair"]["fp"] == 1
+    assert other["confusion_matrix"]["matrix"][3][1] == 1
+
+
+def test_empty_predictions_and_images_without_ground_truth() -> None:
+    gt = gt_doc([(1, 1, BOX_A, 0)], n_images=3)
+    doc = evaluate_coco(gt, [])
+    for iou_type in ("bbox", "segm"):
+        m = doc[iou_type]
+        assert m["map"] == 0.0 and m["ap50"] == 0.0 and m["ar100"] == 0.0
+        assert m["precision"] is None and m["recall"] == 0.0 and m["f1"] == 0.0
+        assert m["per_class"]["chair"]["ap"] is None and m["per_class"]["desk"]["ap"] == 0.0
+    assert doc["confusion_matrix"]["matrix"][0][3] == 1  # the desk was missed
+    assert doc["predictions"] == 0
+    # detections on an image without ground truth are false alarms
+    doc = evaluate_coco(gt, [det(1, 1, BOX_A, 0.9), det(3, 1, BOX_B, 0.95)])
+    assert doc["segm"]["fp"] == 1 and doc["segm"]["ap50"] == pytest.approx(0.5, abs=0.01)
+    # no ground truth at all: undefined everywhere, no crash
+    empty = evaluate_coco(gt_doc([], n_images=2), [det(1, 1, BOX_A)])
+    assert empty["segm"]["map"] is None and empty["segm"]["precision"] == 0.0
+    assert json.dumps(empty, allow_nan=False)
+
+
+def test_boxes_only_results_skip_segm(tmp_path: Path) -> None:
+    gt = gt_doc([(1, 1, BOX_A, 0)], n_images=1)
+    preds = [{k: v for k, v in det(1, 1, BOX_A).items() if k != "segmentation"}]
+    doc = evaluate_coco(gt, preds)
+    assert doc["bbox"]["map"] == pytest.approx(1.0) and doc["segm"] is None
+    assert doc["confusion_matrix"]["iou_type"] == "bbox"
+    # masks without boxes: boxes come from the masks (as pycocotools' loadRes does)
+    masks_only = [{k: v for k, v in det(1, 1, BOX_A).items() if k != "bbox"}]
+    doc = evaluate_coco(gt, masks_only)
+    assert doc["bbox"]["map"] == pytest.approx(1.0) and doc["segm"]["map"] == pytest.approx(1.0)
+
+
+def test_bad_inputs_raise_data_errors(tmp_path: Path) -> None:
+    gt = gt_doc([(1, 1, BOX_A, 0)], n_images=1)
+    with pytest.raises(DataError, match=r"image id\(s\) not in the ground truth \(7, 9\)"):
+        evaluate_coco(gt, [det(7, 1, BOX_A), det(9, 1, BOX_A), det(1, 1, BOX_A)])
+    with pytest.raises(DataError, match=r"category id\(s\) 42"):
+        evaluate_coco(gt, [det(1, 42, BOX_A)])
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        evaluate_coco(gt, bad)
+    bad.write_text(json.dumps({"annotations": []}))
+    with pytest.raises(DataError, match="expected a JSON list"):
+        evaluate_coco(gt, bad)
+    with pytest.raises(DataError, match="item 0"):
+        evaluate_coco(gt, [{"image_id": 1, "bbox": [0, 0, 1, 1]}])
+    with pytest.raises(DataError, match="does not exist"):
+        evaluate_coco(tmp_path / "missing.json", [])
+    with pytest.raises(DataError, match="mask size"):
+        evaluate_coco(gt, [{**det(1, 1, BOX_A), "segmentation": rect_rle(0, 0, 5, 5, 50, 50)}])
+    with pytest.raises(ConfigError, match="strictly between 0 and 1"):
+        evaluate_coco(gt, [], iou_thresholds=[0.0])
+    with pytest.raises(ConfigError):
+        evaluate_coco(gt, [], iou_thresholds=[1.5])
+
+
+def test_metrics_document_schema() -> None:
+    gt, preds = noisy_set(seed=2, n_images=4)
+    doc = evaluate_coco(gt, preds, iou_thresholds=[0.3])
+    assert {"bbox", "segm", "confusion_matrix", "images", "predictions"} <= set(doc)
+    for iou_type in ("bbox", "segm"):
+        m = doc[iou_type]
+        assert set(STAT_NAMES) | {"ap_at_iou", "per_class", "precision", "recall", "f1"} <= set(m)
+        assert set(m["per_class"]) == set(CLASSES)
+        for row in m["per_class"].values():
+            assert {"ap", "ap50", "ap75", "n_gt", "n_pred"} <= set(row)
+        assert set(m["pr_curve"]["precision"]) == set(CLASSES) and len(m["pr_curve"]["recall"]) == 101
+    cm = doc["confusion_matrix"]
+    assert cm["iou"] == 0.5 and len(cm["matrix"]) == len(cm["classes"]) == 4
+    text = json.dumps(doc, allow_nan=False)  # no NaN or inf anywhere
+    assert json.loads(text) == doc
+    # the caller's ground truth is not modified (pycocotools converts masks in place)
+    assert gt == noisy_set(seed=2, n_images=4)[0]
