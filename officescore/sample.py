@@ -58,10 +58,15 @@ class SceneInstance:
     category: str
     mask: np.ndarray  # uint8 HxW, 1 where this instance is the visible surface
     polygons: list[Poly] | None  # set only when pycocotools decodes them to exactly `mask`
+    full_area: int  # pixels the object would cover with nothing in front of it
 
     @property
     def area(self) -> int:
         return int(self.mask.sum())
+
+    @property
+    def occluded(self) -> bool:
+        return self.area < self.full_area
 
 
 @dataclass
@@ -874,7 +879,7 @@ def render_scene(rng_or_seed: np.random.Generator | int, size: int = 512) -> Sce
         body_area = int(bodies[k].sum())
         if int(mask.sum()) == body_area and _inside(objects[k], s):
             polygons = [p.poly for p, r in zip(objects[k].parts, rasters[k], strict=True) if r.any()]
-        instances.append(SceneInstance(objects[k].label, mask.astype(np.uint8), polygons))
+        instances.append(SceneInstance(objects[k].label, mask.astype(np.uint8), polygons, body_area))
         instance_map[mask] = len(instances)
     return Scene(image=image, instances=instances, instance_map=instance_map)
 
@@ -892,8 +897,8 @@ def _inside(obj: _Object, s: int) -> bool:
 # Export
 
 
-def _image_rng(seed: int, index: int) -> np.random.Generator:
-    # one independent stream per image: image i is the same whatever n_images is
+def scene_rng(seed: int, index: int) -> np.random.Generator:
+    """The random stream of scene `index` in `write_sample(seed=seed)`: same scene, whatever n_images."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
 
 
@@ -938,7 +943,7 @@ def write_sample(
     names: set[str] = set()
     with reporter.stage("rendering scenes", total=n_images) as stage:
         for index in range(n_images):
-            rng = _image_rng(seed, index)
+            rng = scene_rng(seed, index)
             scene = render_scene(rng, size)
             name = f"scene_{index:05d}.jpg"
             names.add(name)
