@@ -1,0 +1,220 @@
+"""OfficeDataset and transforms over a data-set folder built here in the normalised format."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.nn.functional import max_pool2d
+
+from officescore import DEFAULT_CLASSES
+from officescore import masks as masklib
+from officescore.dataset import (
+    OfficeDataset,
+    RandomZoom,
+    boxes_from_masks,
+    build_transforms,
+    collate_fn,
+    finalise,
+)
+from officescore.errors import DataError
+from officescore.sample import write_sample
+
+K = len(DEFAULT_CLASSES)
+
+
+def _write_dataset(folder: Path, images: list[dict], annotations: list[dict], classes: list[str]) -> None:
+    """The normalised format ingest writes: RLE str counts, ids from 1, area/iscrowd always set."""
+    for ann in annotations:
+        ann.setdefault("iscrowd", 0)
+        ann["area"] = float(masklib.area(ann["segmentation"]))
+        ann["bbox"] = masklib.bbox(ann["segmentation"])
+    categories = [{"id": i, "name": n} for i, n in enumerate(classes, start=1)]
+    ids = [im["id"] for im in images]
+    for split, keep in (("train", ids), ("val", ids[:2])):
+        doc = {
+            "images": [im for im in images if im["id"] in keep],
+            "annotations": [a for a in annotations if a["image_id"] in keep],
+            "categories": categories,
+        }
+        (folder / f"{split}.json").write_text(json.dumps(doc))
+    meta = {"format": "officescore-dataset", "version": 1, "classes": classes}
+    (folder / "dataset.json").write_text(json.dumps(meta))
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sample scenes (polygons converted to RLE), plus an empty image and a crowd region."""
+    root = tmp_path_factory.mktemp("ds")
+    write_sample(root / "export", n_images=4, seed=3, size=96)
+    coco = json.loads((root / "export/annotations.json").read_text())
+    folder = root / "dataset"
+    (folder / "images").mkdir(parents=True)
+    for im in coco["images"]:
+        shutil.copy(root / "export" / im["file_name"], folder / im["file_name"])
+    annotations = coco["annotations"]
+    for ann in annotations:
+        if isinstance(ann["segmentation"], list):
+            ann["segmentation"] = masklib.from_polygons(ann["segmentation"], 96, 96)
+    crowd = np.zeros((96, 96), np.uint8)
+    crowd[:10, :30] = 1
+    annotations.append({"id": len(annotations) + 1, "image_id": 1, "category_id": 7, "iscrowd": 1})
+    annotations[-1]["segmentation"] = masklib.encode(crowd)
+    Image.new("RGB", (80, 60), (200, 190, 180)).save(folder / "images/empty.jpg")
+    images = coco["images"] + [{"id": 5, "file_name": "images/empty.jpg", "width": 80, "height": 60}]
+    _write_dataset(folder, images, annotations, list(DEFAULT_CLASSES))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def blocks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Lossless 64x48 images that are white exactly where an object is: alignment is checkable."""
+    folder = tmp_path_factory.mktemp("blocks")
+    (folder / "images").mkdir()
+    rng = np.random.default_rng(0)
+    images, annotations = [], []
+    for image_id in (1, 2, 3):
+        pixels = np.zeros((48, 64, 3), np.uint8)
+        for _ in range(3):
+            x, y = int(rng.integers(0, 44)), int(rng.integers(0, 30))
+            mask = np.zeros((48, 64), np.uint8)
+            mask[y : y + int(rng.integers(8, 18)), x : x + int(rng.integers(8, 20))] = 1
+            mask &= ~pixels[:, :, 0].astype(bool)  # visible part only, as a labeller would draw
+            pixels[mask.astype(bool)] = 255
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": image_id, "category_id": 1 + len(annotations) % 2}
+            )
+            annotations[-1]["segmentation"] = masklib.encode(mask)
+        Image.fromarray(pixels).save(folder / f"images/b{image_id}.png")
+        images.append({"id": image_id, "file_name": f"images/b{image_id}.png", "width": 64, "height": 48})
+    _write_dataset(folder, images, annotations, ["a", "b"])
+    return folder
+
+
+def test_items_have_the_contracted_shapes_and_types(dataset_dir: Path) -> None:
+    ds = OfficeDataset(dataset_dir, "train")
+    assert ds.classes == list(DEFAULT_CLASSES) and ds.annotation_file == dataset_dir / "train.json"
+    assert ds.image_ids == [1, 2, 3, 4, 5] and len(ds) == 5
+    coco = json.loads((dataset_dir / "train.json").read_text())
+    for index, image_id in enumerate(ds.image_ids[:4]):
+        image, target = ds[index]
+        assert image.dtype == torch.float32 and image.shape == (3, 96, 96)
+        assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+        n = len(target["labels"])
+        assert n > 0 and target["image_id"] == image_id
+        assert target["boxes"].dtype == torch.float32 and target["boxes"].shape == (n, 4)
+        assert (
+            target["labels"].dtype == torch.int64
+            and 1 <= target["labels"].min() <= target["labels"].max() <= K
+        )
+        assert target["masks"].dtype == torch.uint8 and target["masks"].shape == (n, 96, 96)
+        assert target["area"].dtype == torch.float32 and target["iscrowd"].dtype == torch.int64
+        assert type(image) is torch.Tensor and type(target["boxes"]) is torch.Tensor
+        anns = [a for a in coco["annotations"] if a["image_id"] == image_id and not a["iscrowd"]]
+        expected = np.stack([masklib.decode(a["segmentation"]) for a in anns])
+        np.testing.assert_array_equal(target["masks"].numpy(), expected)
+        # pixel-edge boxes: exactly COCO's [x, y, x + w, y + h] of the same masks
+        coco_boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)])
+        torch.testing.assert_close(target["boxes"], coco_boxes.float())
+        torch.testing.assert_close(target["area"], torch.tensor([a["area"] for a in anns]).float())
+
+
+def test_image_without_objects(dataset_dir: Path) -> None:
+    image, target = OfficeDataset(dataset_dir, "train", transforms=build_transforms(train=True))[4]
+    assert image.shape == (3, 60, 80)
+    assert target["boxes"].shape == (0, 4) and target["masks"].shape == (0, 60, 80)
+    assert target["labels"].shape == (0,) and target["area"].shape == (0,)
+
+
+def test_crowd_left_out_unless_asked(dataset_dir: Path) -> None:
+    _, plain = OfficeDataset(dataset_dir, "train")[0]
+    _, with_crowd = OfficeDataset(dataset_dir, "train", include_crowd=True)[0]
+    assert plain["iscrowd"].sum() == 0
+    assert len(with_crowd["labels"]) == len(plain["labels"]) + 1
+    assert with_crowd["iscrowd"].tolist()[-1] == 1 and with_crowd["boxes"][-1].tolist() == [0, 0, 30, 10]
+
+
+def test_flip_moves_image_masks_and_boxes_together(blocks_dir: Path) -> None:
+    raw = OfficeDataset(blocks_dir, "train")
+    flipped = OfficeDataset(blocks_dir, "train", build_transforms(True, hflip=1.0, zoom_p=0, color_jitter=0))
+    for index in range(len(raw)):
+        image, target = raw[index]
+        f_image, f_target = flipped[index]
+        torch.testing.assert_close(f_image, image.flip(-1))
+        assert torch.equal(f_target["masks"], target["masks"].flip(-1))
+        assert torch.equal(f_target["boxes"], boxes_from_masks(f_target["masks"]))
+        width = image.shape[-1]
+        mirrored = torch.stack([width - target["boxes"][:, 2], target["boxes"][:, 1]], 1)
+        mirrored = torch.cat([mirrored, width - target["boxes"][:, :1], target["boxes"][:, 3:]], 1)
+        assert torch.equal(f_target["boxes"], mirrored)
+
+
+def test_training_transforms_keep_pixels_and_labels_aligned(blocks_dir: Path) -> None:
+    ds = OfficeDataset(blocks_dir, "train", build_transforms(True, zoom_p=1.0, color_jitter=0))
+    torch.manual_seed(0)
+    changed = 0
+    for _ in range(4):
+        for index in range(len(ds)):
+            image, target = ds[index]
+            assert image.shape == (3, 48, 64)  # the canvas keeps its size
+            masks = target["masks"]
+            assert masks.shape[0] == len(target["labels"]) == len(target["boxes"]) == len(target["area"])
+            assert bool((masks.flatten(1).sum(1) > 0).all()), "empty masks must be dropped"
+            assert torch.equal(target["boxes"], boxes_from_masks(masks))
+            torch.testing.assert_close(target["area"], masks.flatten(1).sum(1).float())
+            # resampling may only disagree on the one-pixel band along an object's edge
+            union = masks.amax(0).float()[None] if len(masks) else torch.zeros((1, 48, 64))
+            band = max_pool2d(union, 3, 1, 1) - (-max_pool2d(-union, 3, 1, 1))
+            off = (union[0].bool() != (image[0] > 0.5)) & (band[0] == 0)
+            assert int(off.sum()) == 0, "image and masks drifted apart"
+            changed += int(target["area"].sum().item() != raw_area(blocks_dir, index))
+    assert changed > 0, "scale jitter never changed anything"
+
+
+def raw_area(folder: Path, index: int) -> float:
+    return float(OfficeDataset(folder, "train")[index][1]["area"].sum())
+
+
+def test_zoom_out_can_drop_nothing_and_zoom_in_can_drop_instances(blocks_dir: Path) -> None:
+    ds = OfficeDataset(blocks_dir, "train")
+    image, target = ds.raw_item(0)
+    torch.manual_seed(1)
+    big, big_target = RandomZoom(scale_range=(3.0, 3.0), p=1.0)(image, target)
+    assert big.shape == image.shape and big_target["masks"].shape == target["masks"].shape
+    _, out = finalise(big, big_target)
+    assert len(out["labels"]) <= len(target["labels"])
+    with pytest.raises(ValueError):
+        RandomZoom(scale_range=(0.0, 1.0))
+
+
+def test_eval_transforms_and_collate(dataset_dir: Path) -> None:
+    ds = OfficeDataset(dataset_dir, "val", transforms=build_transforms(train=False))
+    plain = OfficeDataset(dataset_dir, "val")
+    assert len(ds) == 2
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=ds.collate_fn)
+    images, targets = next(iter(loader))
+    assert isinstance(images, tuple) and len(images) == len(targets) == 2
+    torch.testing.assert_close(images[0], plain[0][0])
+    assert collate_fn([(1, "a"), (2, "b")]) == ((1, 2), ("a", "b"))
+
+
+def test_missing_or_broken_dataset_is_a_data_error(tmp_path: Path, dataset_dir: Path) -> None:
+    with pytest.raises(DataError, match="officescore ingest"):
+        OfficeDataset(tmp_path / "nowhere", "train")
+    with pytest.raises(DataError, match="dataset.json"):
+        OfficeDataset(tmp_path, "train")
+    with pytest.raises(DataError, match="it has: train, val"):
+        OfficeDataset(dataset_dir, "test")
+    broken = tmp_path / "broken"
+    shutil.copytree(dataset_dir, broken)
+    (broken / "val.json").write_text("{not json")
+    with pytest.raises(DataError, match="unreadable"):
+        OfficeDataset(broken, "val")
+    (broken / "dataset.json").write_text(json.dumps({"classes": ["desk", "chair"]}))
+    with pytest.raises(DataError, match="do not match"):
+        OfficeDataset(broken, "train")
