@@ -1,0 +1,177 @@
+"""`officescore scrape`: collect licensed home-office photos into data/raw/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from officescore.cli.common import console, print_json, reporter
+from officescore.config import DEFAULT_RAW_DIR
+
+if TYPE_CHECKING:
+    from officescore.scrape import ScrapeConfig
+
+EXAMPLES = """
+[bold]Examples[/bold]
+  export GCS_DEVELOPER_KEY=... GCS_CX=...
+  officescore scrape                              # default queries, Google, 100 calls a day
+  officescore scrape -q "well lit home office" --per-query 30
+  officescore scrape --provider openverse --queries my_queries.txt
+  officescore scrape --status                     # per-query progress and today's quota
+  officescore scrape --export data/labelling      # manifest.csv, ATTRIBUTION.md, images.txt
+
+Run the same command again to continue where it stopped (same query, same page). When the day's
+quota is used up it stops cleanly with exit code 0 and says when it can continue.
+"""
+
+DEFAULT_RIGHTS = "cc_publicdomain|cc_attribute|cc_sharealike|cc_noncommercial|cc_nonderived"
+
+
+def scrape(
+    query: list[str] = typer.Option(None, "--query", "-q", help="A search query (repeatable)."),
+    queries: Path = typer.Option(None, "--queries", help="File with one query per line (# comments)."),
+    provider: str = typer.Option("google", "--provider", help="google (Custom Search) or openverse."),
+    per_query: int = typer.Option(
+        100, "--per-query", "-n", help="Results wanted per query, in whole pages (Google stops at 99)."
+    ),
+    daily_quota: int = typer.Option(100, "--daily-quota", help="API calls allowed per quota day."),
+    out: Path = typer.Option(DEFAULT_RAW_DIR, "--out", "-o", help="Folder for images/ and manifest.sqlite."),
+    rights: str = typer.Option(DEFAULT_RIGHTS, "--rights", help="Usage-rights filter, |-separated."),
+    safe: str = typer.Option("active", "--safe", help="SafeSearch: active or off (google)."),
+    img_size: str = typer.Option(None, "--img-size", help="icon..huge, e.g. large (google)."),
+    file_type: str = typer.Option(None, "--file-type", help="jpg, png, ... (google)."),
+    api_endpoint: str = typer.Option(
+        None, "--api-endpoint", help="Search API base URL (tests, proxies); env OFFICESCORE_*_ENDPOINT."
+    ),
+    workers: int = typer.Option(16, "--workers", help="Concurrent downloads."),
+    per_host: int = typer.Option(8, "--per-host", help="Concurrent downloads per host."),
+    timeout: float = typer.Option(15.0, "--timeout", help="Read timeout per download, seconds."),
+    retries: int = typer.Option(2, "--retries", help="Retries after timeouts and 5xx (never 4xx)."),
+    max_bytes: int = typer.Option(20 * 1024 * 1024, "--max-bytes", help="Largest download in bytes."),
+    min_size: int = typer.Option(256, "--min-size", help="Smallest width and height kept, pixels."),
+    near_dup: int = typer.Option(
+        8, "--near-dup-threshold", help="phash Hamming distance counted as a near-duplicate."
+    ),
+    allow_private_hosts: bool = typer.Option(
+        False, "--allow-private-hosts", help="Allow image URLs on private/loopback addresses."
+    ),
+    show_status: bool = typer.Option(False, "--status", help="Print progress and quota; fetch nothing."),
+    export_dir: Path = typer.Option(None, "--export", help="Write manifest.csv, ATTRIBUTION.md, images.txt."),
+    json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Search Google Custom Search or Openverse for licensed photos and download them, resumably."""
+    from officescore.errors import ConfigError
+    from officescore.scrape import (
+        DownloadConfig,
+        ScrapeConfig,
+        default_queries,
+        read_queries,
+        secrets_from_environment,
+    )
+
+    if show_status and export_dir is not None:
+        raise ConfigError("--status and --export are separate actions; give one of them")
+    chosen = list(query or [])
+    if queries is not None:
+        chosen += read_queries(queries)
+    config = ScrapeConfig(
+        queries=list(dict.fromkeys(chosen)) or default_queries(),
+        provider=provider,
+        per_query=per_query,
+        daily_quota=daily_quota,
+        out=out,
+        rights=rights,
+        safe=safe,
+        img_size=img_size,
+        file_type=file_type,
+        api_endpoint=api_endpoint,
+        near_dup_threshold=near_dup,
+        download=DownloadConfig(
+            workers=workers,
+            per_host=per_host,
+            read_timeout=timeout,
+            retries=retries,
+            max_bytes=max_bytes,
+            min_width=min_size,
+            min_height=min_size,
+            allow_private_hosts=allow_private_hosts,
+        ),
+    )
+    if export_dir is not None:
+        _export(out, export_dir, json_output)
+    elif show_status:
+        _status(config, json_output)
+    else:
+        _run(secrets_from_environment(config), json_output)
+
+
+def _run(config: ScrapeConfig, json_output: bool) -> None:
+    from officescore.scrape import scrape as run_scrape
+
+    result = run_scrape(config, reporter=reporter(json_output))
+    if json_output:
+        print_json(result.to_dict())
+        return
+    style = "yellow" if result.stop_reason == "quota" else "green"
+    console.print(f"[{style}]{result.message}[/{style}]", soft_wrap=True)
+    if result.downloads:
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(result.downloads.items()))
+        console.print(f"downloads this run: {parts}", soft_wrap=True)
+    console.print(f"manifest: {result.out / 'manifest.sqlite'}")
+
+
+def _status(config: ScrapeConfig, json_output: bool) -> None:
+    from rich.table import Table
+
+    from officescore.scrape import status
+
+    report = status(config)
+    if json_output:
+        print_json(report.to_dict())
+        return
+    table = Table(title=f"scrape progress in {report.out}")
+    for column in ("provider", "query", "pages", "results", "ok", "dup", "rejected", "pending", "done"):
+        table.add_column(column, justify="left" if column in ("provider", "query") else "right")
+    for row in report.queries:
+        counts = row["by_status"]
+        dup = counts.get("duplicate", 0) + counts.get("near_duplicate", 0)
+        rejected = row["results"] - dup - counts.get("ok", 0) - counts.get("pending", 0)
+        table.add_row(
+            row["provider"],
+            row["query"],
+            str(row["pages"]),
+            str(row["results"]),
+            str(counts.get("ok", 0)),
+            str(dup),
+            str(rejected),
+            str(counts.get("pending", 0)),
+            "yes" if row["complete"] else "no",
+        )
+    console.print(table)
+    for state in report.quota:
+        word = "used up" if state.exhausted else f"{state.remaining} left"
+        console.print(
+            f"quota {state.provider} {state.day}: {state.calls}/{state.limit} calls, {word}; "
+            f"next day starts {state.resets_text()}",
+            soft_wrap=True,
+        )
+
+
+def _export(out: Path, folder: Path, json_output: bool) -> None:
+    from officescore.scrape import export
+
+    result = export(out, folder)
+    if json_output:
+        print_json(result.to_dict())
+        return
+    console.print(
+        f"exported {result.rows} manifest row(s), {result.kept} kept image(s): "
+        f"{result.csv}, {result.attribution}, {result.image_list}",
+        soft_wrap=True,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scrape", epilog=EXAMPLES)(scrape)

@@ -1,0 +1,133 @@
+"""`scrape --export DIR`: the manifest as CSV, ATTRIBUTION.md for kept images, an image list.
+
+Paths written into these files are relative to DIR (the folder that holds them), so DIR can be
+zipped together with the raw folder or read in place.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from officescore.errors import ConfigError
+from officescore.files import atomic_write_bytes
+from officescore.scrape.manifest import MANIFEST_NAME, RESULT_COLUMNS, Manifest
+
+LICENSE_NAMES = {
+    "cc0": "CC0 1.0",
+    "pdm": "Public Domain Mark",
+    "by": "CC BY",
+    "by-sa": "CC BY-SA",
+    "by-nc": "CC BY-NC",
+    "by-nd": "CC BY-ND",
+    "by-nc-sa": "CC BY-NC-SA",
+    "by-nc-nd": "CC BY-NC-ND",
+}
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    csv: Path
+    attribution: Path
+    image_list: Path
+    rows: int
+    kept: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "folder": str(self.folder),
+            "csv": str(self.csv),
+            "attribution": str(self.attribution),
+            "image_list": str(self.image_list),
+            "rows": self.rows,
+            "kept": self.kept,
+        }
+
+
+def _relative(raw_dir: Path, stored: str | None, folder: Path) -> str:
+    if not stored:
+        return ""
+    return Path(os.path.relpath(raw_dir.resolve() / stored, folder.resolve())).as_posix()
+
+
+def _md(text: str | None) -> str:
+    """Plain text safe inside Markdown (no links or emphasis sneaking in from titles)."""
+    if not text:
+        return ""
+    text = " ".join(str(text).split())
+    for char in "\\`*_[]<>|":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def _licence(row: Any) -> str:
+    if row["license"]:
+        name = LICENSE_NAMES.get(str(row["license"]).lower(), str(row["license"]).upper())
+        version = f" {row['license_version']}" if row["license_version"] and name != "CC0 1.0" else ""
+        text = f"{name}{version}"
+        return f"[{text}]({row['license_url']})" if row["license_url"] else text
+    return (
+        f"not stated by the provider (found with usage-rights filter `{row['rights']}`); "
+        "confirm on the landing page before publishing"
+    )
+
+
+def _attribution_entry(row: Any, path: str) -> str:
+    title = _md(row["title"]) or "Untitled"
+    creator = _md(row["creator"]) or "unknown creator"
+    if row["creator_url"]:
+        creator = f"[{creator}]({row['creator_url']})"
+    lines = [
+        f"### `{path}`",
+        f"- Title: {title}",
+        f"- Creator: {creator}",
+        f"- Licence: {_licence(row)}",
+        f"- Landing page: {row['landing_page'] or 'unknown'}",
+        f"- Image URL: {row['url']}",
+        f'- Found via: {row["provider"]}, query "{_md(row["query"])}"',
+    ]
+    if row["attribution"]:
+        lines.append(f"- Attribution text: {_md(row['attribution'])}")
+    return "\n".join(lines)
+
+
+def export(raw_dir: Path, folder: Path) -> ExportResult:
+    """Write manifest.csv, ATTRIBUTION.md and images.txt for the scrape in `raw_dir` into `folder`."""
+    raw_dir, folder = Path(raw_dir), Path(folder)
+    path = raw_dir / MANIFEST_NAME
+    if not path.is_file():
+        raise ConfigError(f"no manifest at {path}: scrape into {raw_dir} first (or pass the right --out)")
+    folder.mkdir(parents=True, exist_ok=True)
+    with Manifest(path) as manifest:
+        rows = list(manifest.rows())
+    kept = [row for row in rows if row["status"] == "ok" and row["path"]]
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(RESULT_COLUMNS)
+    for row in rows:
+        values = [row[name] for name in RESULT_COLUMNS]
+        values[RESULT_COLUMNS.index("path")] = _relative(raw_dir, row["path"], folder)
+        writer.writerow(["" if v is None else v for v in values])
+    csv_path = folder / "manifest.csv"
+    atomic_write_bytes(csv_path, buffer.getvalue().encode("utf-8"))
+
+    entries = [_attribution_entry(row, _relative(raw_dir, row["path"], folder)) for row in kept]
+    header = (
+        "# Image attribution\n\n"
+        f"{len(kept)} image(s) collected with `officescore scrape`. Keep this file with the images and "
+        "credit each one as its licence requires.\n"
+    )
+    attribution = folder / "ATTRIBUTION.md"
+    atomic_write_bytes(attribution, (header + "\n" + "\n\n".join(entries) + "\n").encode("utf-8"))
+
+    # One path per line: CVAT, Label Studio and Roboflow all take a plain list of files to upload.
+    image_list = folder / "images.txt"
+    listing = "".join(_relative(raw_dir, row["path"], folder) + "\n" for row in kept)
+    atomic_write_bytes(image_list, listing.encode("utf-8"))
+    return ExportResult(folder, csv_path, attribution, image_list, len(rows), len(kept))

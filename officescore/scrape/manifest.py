@@ -1,0 +1,298 @@
+"""The scrape manifest: one SQLite file holding every result URL, page progress and the quota ledger.
+
+`data/raw/manifest.sqlite` is the only state a scrape keeps, so a run can be killed at any moment
+and the next one continues from it. WAL mode lets `--status` read while a scrape writes;
+`synchronous=FULL` makes every commit durable before the next network call is made.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from officescore.errors import DataError
+from officescore.scrape.providers import SearchResult
+
+MANIFEST_NAME = "manifest.sqlite"
+SCHEMA_VERSION = 1
+
+# Every status a result row can have; "pending" means not downloaded yet.
+KEPT = "ok"
+REJECTED = ("too_small", "not_image", "too_large", "http_error", "timeout", "refused")
+STATUSES = ("pending", KEPT, "duplicate", "near_duplicate", *REJECTED)
+
+RESULT_COLUMNS = (
+    "id",
+    "provider",
+    "query",
+    "filters",
+    "page",
+    "rank",
+    "url",
+    "landing_page",
+    "title",
+    "rights",
+    "license",
+    "license_version",
+    "license_url",
+    "creator",
+    "creator_url",
+    "attribution",
+    "source",
+    "mime",
+    "status",
+    "error",
+    "sha256",
+    "phash",
+    "width",
+    "height",
+    "bytes",
+    "path",
+    "duplicate_of",
+    "distance",
+    "attempts",
+    "found_at",
+    "fetched_at",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY,
+    provider TEXT NOT NULL, query TEXT NOT NULL, filters TEXT NOT NULL,
+    page INTEGER NOT NULL, rank INTEGER NOT NULL,
+    url TEXT NOT NULL UNIQUE,
+    landing_page TEXT, title TEXT, rights TEXT,
+    license TEXT, license_version TEXT, license_url TEXT,
+    creator TEXT, creator_url TEXT, attribution TEXT, source TEXT, mime TEXT,
+    status TEXT NOT NULL DEFAULT 'pending', error TEXT,
+    sha256 TEXT, phash TEXT, width INTEGER, height INTEGER, bytes INTEGER, path TEXT,
+    duplicate_of INTEGER REFERENCES results(id), distance INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    found_at TEXT NOT NULL, fetched_at TEXT
+);
+CREATE INDEX IF NOT EXISTS results_status ON results(status);
+CREATE INDEX IF NOT EXISTS results_sha ON results(sha256);
+CREATE TABLE IF NOT EXISTS pages (
+    provider TEXT NOT NULL, query TEXT NOT NULL, filters TEXT NOT NULL, page INTEGER NOT NULL,
+    results INTEGER NOT NULL, new_results INTEGER NOT NULL, last INTEGER NOT NULL,
+    fetched_at TEXT NOT NULL,
+    PRIMARY KEY (provider, query, filters, page)
+);
+CREATE TABLE IF NOT EXISTS quota (
+    provider TEXT NOT NULL, day TEXT NOT NULL,
+    calls INTEGER NOT NULL DEFAULT 0, exhausted INTEGER NOT NULL DEFAULT 0, updated_at TEXT,
+    PRIMARY KEY (provider, day)
+);
+"""
+
+
+@dataclass(frozen=True)
+class QueryProgress:
+    """How far one (provider, query, filters) has been paged."""
+
+    pages: int
+    last_page_seen: bool
+    results: int
+
+    def complete(self, pages_wanted: int) -> bool:
+        return self.last_page_seen or self.pages >= pages_wanted
+
+
+class Manifest:
+    """The manifest database. Use from one thread; open with `Manifest.open(out_dir)`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise DataError(
+                f"{self.path}: not a usable manifest ({exc}); move it away to start afresh"
+            ) from exc
+        self._check_version()
+
+    @classmethod
+    def open(cls, out_dir: Path) -> Manifest:
+        return cls(Path(out_dir) / MANIFEST_NAME)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_version(self) -> None:
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row["value"]) != SCHEMA_VERSION:
+            raise DataError(
+                f"{self.path}: manifest schema {row['value']} is not {SCHEMA_VERSION}; "
+                "use the officescore version that wrote it"
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT: all of it lands on disk or none of it does."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ---- quota ledger -------------------------------------------------------------------------
+    def quota(self, provider: str, day: str) -> tuple[int, bool]:
+        row = self.db.execute(
+            "SELECT calls, exhausted FROM quota WHERE provider=? AND day=?", (provider, day)
+        ).fetchone()
+        return (row["calls"], bool(row["exhausted"])) if row else (0, False)
+
+    def spend_call(self, provider: str, day: str, when: str) -> None:
+        """Count one API call, committed before the call is made (a crash never under-counts)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO quota(provider, day, calls, updated_at) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT(provider, day) DO UPDATE SET calls = calls + 1, "
+                "updated_at = excluded.updated_at",
+                (provider, day, when),
+            )
+
+    def mark_exhausted(self, provider: str, day: str, when: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO quota(provider, day, exhausted, updated_at) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT(provider, day) DO UPDATE SET exhausted = 1, updated_at = excluded.updated_at",
+                (provider, day, when),
+            )
+
+    # ---- pages and results --------------------------------------------------------------------
+    def progress(self, provider: str, query: str, filters: str) -> QueryProgress:
+        row = self.db.execute(
+            "SELECT COUNT(*) AS pages, COALESCE(MAX(last), 0) AS last, COALESCE(SUM(results), 0) AS n "
+            "FROM pages WHERE provider=? AND query=? AND filters=?",
+            (provider, query, filters),
+        ).fetchone()
+        return QueryProgress(pages=row["pages"], last_page_seen=bool(row["last"]), results=row["n"])
+
+    def page_done(self, provider: str, query: str, filters: str, page: int) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM pages WHERE provider=? AND query=? AND filters=? AND page=?",
+            (provider, query, filters, page),
+        ).fetchone()
+        return row is not None
+
+    def record_page(
+        self,
+        provider: str,
+        query: str,
+        filters: str,
+        page: int,
+        results: list[SearchResult],
+        last: bool,
+        rights: str,
+        when: str,
+    ) -> int:
+        """Store a page's results and mark the page fetched in one transaction; returns new rows."""
+        new = 0
+        with self.transaction() as db:
+            for rank, result in enumerate(results, start=1):
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO results(provider, query, filters, page, rank, url, landing_page, "
+                    "title, rights, license, license_version, license_url, creator, creator_url, "
+                    "attribution, source, mime, found_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        provider,
+                        query,
+                        filters,
+                        page,
+                        rank,
+                        result.url,
+                        result.landing_page,
+                        result.title,
+                        rights,
+                        result.license,
+                        result.license_version,
+                        result.license_url,
+                        result.creator,
+                        result.creator_url,
+                        result.attribution,
+                        result.source,
+                        result.mime,
+                        when,
+                    ),
+                )
+                new += cursor.rowcount
+            db.execute(
+                "INSERT INTO pages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (provider, query, filters, page, len(results), new, int(last), when),
+            )
+        return new
+
+    def pending(self) -> list[tuple[int, str]]:
+        """(id, url) of every result not downloaded yet, in the order they were found."""
+        rows = self.db.execute("SELECT id, url FROM results WHERE status='pending' ORDER BY id")
+        return [(row["id"], row["url"]) for row in rows]
+
+    def kept(self) -> list[sqlite3.Row]:
+        return list(self.db.execute("SELECT * FROM results WHERE status=? ORDER BY id", (KEPT,)))
+
+    def set_outcome(self, row_id: int, **fields: Any) -> None:
+        unknown = set(fields) - set(RESULT_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown manifest columns: {sorted(unknown)}")
+        names = ", ".join(f"{name}=?" for name in fields)
+        with self.transaction() as db:
+            db.execute(f"UPDATE results SET {names} WHERE id=?", (*fields.values(), row_id))
+
+    def rows(self) -> Iterable[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM results ORDER BY id")
+
+    def status_counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT status, COUNT(*) AS n FROM results GROUP BY status")
+        return {row["status"]: row["n"] for row in rows}
+
+    def query_table(self) -> list[dict[str, Any]]:
+        """Per (provider, query, filters): pages fetched, last page seen, results by status."""
+        pages = {
+            (r["provider"], r["query"], r["filters"]): (r["pages"], bool(r["last"]))
+            for r in self.db.execute(
+                "SELECT provider, query, filters, COUNT(*) AS pages, MAX(last) AS last FROM pages "
+                "GROUP BY provider, query, filters"
+            )
+        }
+        table: dict[tuple[str, str, str], dict[str, Any]] = {
+            key: {"pages": n, "last_page_seen": last, "results": 0, "by_status": {}}
+            for key, (n, last) in pages.items()
+        }
+        for r in self.db.execute(
+            "SELECT provider, query, filters, status, COUNT(*) AS n FROM results "
+            "GROUP BY provider, query, filters, status"
+        ):
+            entry = table.setdefault(
+                (r["provider"], r["query"], r["filters"]),
+                {"pages": 0, "last_page_seen": False, "results": 0, "by_status": {}},
+            )
+            entry["results"] += r["n"]
+            entry["by_status"][r["status"]] = r["n"]
+        return [
+            {"provider": p, "query": q, "filters": f, **entry} for (p, q, f), entry in sorted(table.items())
+        ]
+
+    def quota_rows(self) -> list[sqlite3.Row]:
+        return list(self.db.execute("SELECT * FROM quota ORDER BY provider, day"))

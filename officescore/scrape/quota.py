@@ -1,0 +1,76 @@
+"""The quota clock: which quota day it is for a provider and when the next one starts.
+
+Google's Custom Search quota resets at midnight America/Los_Angeles; Openverse counts in UTC.
+`OFFICESCORE_NOW` (ISO 8601; a naive value is read as UTC) overrides the clock so tests can move
+past midnight without waiting.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from officescore.errors import ConfigError
+
+NOW_ENV = "OFFICESCORE_NOW"
+PACIFIC = ZoneInfo("America/Los_Angeles")
+
+
+def now() -> datetime:
+    """The current time (aware), or OFFICESCORE_NOW when set."""
+    value = os.environ.get(NOW_ENV)
+    if not value:
+        return datetime.now(timezone.utc)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"{NOW_ENV}={value!r} is not an ISO time like 2026-03-01T08:30:00+00:00") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def quota_day(tz: ZoneInfo | timezone, when: datetime | None = None) -> date:
+    """The provider's calendar day at `when`: the key of the quota ledger."""
+    return (when or now()).astimezone(tz).date()
+
+
+def next_reset(tz: ZoneInfo | timezone, when: datetime | None = None) -> datetime:
+    """The next local midnight in `tz` after `when` (aware, in `tz`; DST-safe)."""
+    local = (when or now()).astimezone(tz)
+    tomorrow = local.date() + timedelta(days=1)
+    # Build the wall-clock midnight and let zoneinfo pick the right offset for that date.
+    return datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=tz)
+
+
+@dataclass(frozen=True)
+class QuotaState:
+    """A provider's ledger for one quota day."""
+
+    provider: str
+    day: str
+    calls: int
+    limit: int
+    exhausted: bool
+    resets_at: datetime
+
+    @property
+    def remaining(self) -> int:
+        return 0 if self.exhausted else max(0, self.limit - self.calls)
+
+    def resets_text(self) -> str:
+        """'2026-03-02 00:00 PST (08:00 UTC)': when the next quota day begins."""
+        utc = self.resets_at.astimezone(timezone.utc)
+        return f"{self.resets_at:%Y-%m-%d %H:%M %Z} ({utc:%Y-%m-%d %H:%M} UTC)"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "provider": self.provider,
+            "day": self.day,
+            "calls": self.calls,
+            "limit": self.limit,
+            "remaining": self.remaining,
+            "exhausted": self.exhausted,
+            "resets_at": self.resets_at.isoformat(),
+            "resets_at_utc": self.resets_at.astimezone(timezone.utc).isoformat(),
+        }
