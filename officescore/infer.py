@@ -273,8 +273,6 @@ class Predictor:
         with reporter.stage("detecting", total=len(items)) as stage:
             for batch in loader:
                 for index, error in self._run_batch(batch, results, conf):
-                    if error:
-                        stage.log(f"[red]{error}[/red]")
                     results[index].error = error
                 stage.advance(len(batch))
         return results
@@ -350,8 +348,9 @@ def _coco_model() -> Any:
     try:
         return build_model("maskrcnn_resnet50_fpn_v2", names, weights="coco")
     except ModelError as exc:
+        reason = str(exc).replace(", or use --weights none", "")  # advice for train, not score
         raise ModelError(
-            f"{exc}. The zero-shot `coco` model needs those weights; or pass --model PATH "
+            f"{reason}. The zero-shot `coco` model needs those weights; or pass --model PATH "
             "(a checkpoint from `officescore train`, or an export)"
         ) from exc
 

@@ -1,0 +1,217 @@
+"""The web page (Streamlit): upload a home-office photo, see the annotated image, the objects found
+and the office score with its breakdown.
+
+Started by `officescore serve`, which runs `streamlit run officescore/app.py` headless and passes
+the model, device, rubric and default confidence through OFFICESCORE_* environment variables.
+Importing this module has no side effects; the page runs only as Streamlit's main script.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from officescore.errors import BadImageError, UserError
+
+ENV_MODEL = "OFFICESCORE_MODEL"
+ENV_DEVICE = "OFFICESCORE_DEVICE"
+ENV_CONF = "OFFICESCORE_CONF"
+ENV_RUBRIC = "OFFICESCORE_RUBRIC"
+ACCEPTED_TYPES = ("jpg", "jpeg", "png", "webp")
+MAX_UPLOAD_MB = 20
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PageSettings:
+    model: str
+    device: str = "auto"
+    conf: float = 0.5
+    rubric: str | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> PageSettings:
+        env = dict(os.environ) if env is None else env
+        return cls(
+            model=env.get(ENV_MODEL) or "coco",
+            device=env.get(ENV_DEVICE) or "auto",
+            conf=float(env.get(ENV_CONF) or 0.5),
+            rubric=env.get(ENV_RUBRIC) or None,
+        )
+
+    def to_env(self) -> dict[str, str]:
+        env = {ENV_MODEL: self.model, ENV_DEVICE: self.device, ENV_CONF: str(self.conf)}
+        if self.rubric:
+            env[ENV_RUBRIC] = self.rubric
+        return env
+
+
+def check_upload(name: str, size: int) -> None:
+    """Refuse files that are not JPEG/PNG/WebP by name, or larger than 20 MB, with a message."""
+    suffix = Path(name).suffix.lower().lstrip(".")
+    if suffix not in ACCEPTED_TYPES:
+        raise BadImageError(f"{name}: only JPEG, PNG and WebP photos are accepted")
+    if size > MAX_UPLOAD_BYTES:
+        raise BadImageError(f"{name}: {size / 1024 / 1024:.1f} MB is over the {MAX_UPLOAD_MB} MB limit")
+    if size == 0:
+        raise BadImageError(f"{name}: empty file (0 bytes)")
+
+
+def streamlit_command(
+    settings: PageSettings, port: int = 8501, host: str = "127.0.0.1"
+) -> tuple[list[str], dict[str, str]]:
+    """argv and extra environment for a headless, telemetry-free `streamlit run` of this page."""
+    if importlib.util.find_spec("streamlit") is None:
+        raise UserError("the web page needs Streamlit: pip install 'officescore[app]'")
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port {port}: must be 1-65535")
+    argv = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(Path(__file__).resolve()),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.maxUploadSize",
+        str(MAX_UPLOAD_MB),
+        "--server.fileWatcherType",
+        "none",
+        "--global.developmentMode",
+        "false",
+    ]
+    return argv, settings.to_env()
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def _page() -> None:  # pragma: no cover - exercised through a real browser in tests/test_app.py
+    import streamlit as st
+
+    from officescore.infer import ImageResult, Predictor, draw
+    from officescore.score import Rubric, score_office
+
+    settings = PageSettings.from_env()
+    st.set_page_config(page_title="officescore", layout="wide")
+    st.title("How well equipped is this home office?")
+    st.caption(f"model: {settings.model}")
+
+    @st.cache_resource(show_spinner="Loading the model...")
+    def predictor(source: str, device: str) -> Predictor:
+        return Predictor.load(source, device=device, conf=0.0)
+
+    @st.cache_resource
+    def rubric(path: str | None) -> Rubric:
+        return Rubric.load(path)
+
+    @st.cache_data(max_entries=16, show_spinner="Finding objects...")
+    def detect(data: bytes, name: str, source: str, device: str) -> ImageResult:
+        # The same path as `officescore score`: a file decoded by load_image (EXIF, bomb checks).
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / Path(name).name
+            path.write_bytes(data)
+            result = predictor(source, device).predict([path], conf=0.0, workers=0)[0]
+        result.source = name
+        if result.error:  # name the upload, not the temporary file
+            result.error = result.error.replace(str(path), name)
+        return result
+
+    try:
+        model = predictor(settings.model, settings.device)
+        rules = rubric(settings.rubric)
+    except UserError as exc:
+        st.error(str(exc))
+        st.stop()
+        return
+    conf = st.slider("Confidence threshold", 0.05, 0.95, settings.conf, 0.05, key="conf")
+    upload = st.file_uploader(
+        f"Upload a photo (JPEG, PNG or WebP, up to {MAX_UPLOAD_MB} MB)", type=list(ACCEPTED_TYPES)
+    )
+    if upload is None:
+        st.info("Upload a photo of a home office to score it.")
+        return
+    try:
+        check_upload(upload.name, upload.size)
+        raw = detect(upload.getvalue(), upload.name, settings.model, settings.device)
+        if raw.error:
+            raise BadImageError(raw.error)
+    except UserError as exc:
+        st.error(str(exc))
+        return
+    result = raw.above(conf)
+    office = score_office(result.detections, rules)
+    _render(st, upload, result, office, model.classes, draw)
+
+
+def _render(
+    st: Any, upload: Any, result: Any, office: Any, classes: list[str], draw: Any
+) -> None:  # pragma: no cover
+    import io
+
+    from PIL import Image
+
+    left, right = st.columns([3, 2])
+    with right:
+        st.metric("Office score", f"{office.total:g}/100", help="0-100 from the rubric")
+        st.markdown(f"**{office.label}**")
+        if office.missing_essentials:
+            st.warning("Missing essentials: " + ", ".join(office.missing_essentials))
+        st.subheader("Breakdown")
+        st.dataframe(
+            [
+                {
+                    "class": r.class_name,
+                    "count": r.count,
+                    "points": r.earned,
+                    "of": r.possible,
+                    "bonus": r.bonus,
+                }
+                for r in office.breakdown
+            ],
+            hide_index=True,
+        )
+        if office.suggestions:
+            st.subheader("To raise the score")
+            for suggestion in office.suggestions[:5]:
+                st.markdown(f"- {suggestion.text}")
+    with left:
+        from officescore.images import load_image
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / Path(upload.name).name
+            path.write_bytes(upload.getvalue())
+            image = load_image(path)
+        annotated = draw(image, result.detections, office)
+        buffer = io.BytesIO()
+        annotated.save(buffer, format="JPEG", quality=90)
+        st.image(Image.open(buffer), caption=f"{len(result.detections)} objects")
+        st.subheader("Objects")
+        st.dataframe(
+            [
+                {
+                    "class": d.class_name,
+                    "score": round(d.score, 3),
+                    "share of image": f"{d.share:.1%}",
+                    "box": ", ".join(f"{v:.0f}" for v in d.box),
+                }
+                for d in sorted(result.detections, key=lambda d: -d.score)
+            ],
+            hide_index=True,
+        )
+        st.caption("Classes this model knows: " + ", ".join(classes))
+
+
+if __name__ == "__main__":
+    _page()

@@ -1,0 +1,167 @@
+"""`officescore score`: detect office objects in photos and score how well equipped each office is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from officescore.cli.common import console, err_console, print_json, reporter
+
+if TYPE_CHECKING:
+    from officescore.infer import PhotoScore
+
+EXAMPLES = """
+[bold]Examples[/bold]
+
+  officescore score office.jpg                              newest runs/train/*/weights/best.pt, else coco
+
+  officescore score photos/ --model runs/train/exp/weights/best.pt --save-dir runs/score
+
+  officescore score 'shots/*.jpg' --csv scores.csv          many photos: a summary table and a CSV
+
+  officescore score office.jpg --model coco --conf 0.4 --json
+
+Exit code 2 when any photo could not be read (the others are still scored).
+"""
+
+
+def score(
+    photos: list[str] = typer.Argument(..., help="Photos, folders or globs ('shots/*.jpg')."),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Checkpoint, TorchScript export, or 'coco'. Default: newest best.pt, else coco.",
+    ),
+    rubric: Path = typer.Option(None, "--rubric", help="Rubric TOML (default: the packaged rubric)."),
+    conf: float = typer.Option(0.5, "--conf", help="Keep detections with at least this score (0-1)."),
+    save_dir: Path = typer.Option(None, "--save-dir", help="Write annotated images here."),
+    json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    csv_file: Path = typer.Option(None, "--csv", help="Also write one row per photo to this CSV file."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    batch_size: int = typer.Option(2, "--batch-size", "-b", help="Photos per forward pass."),
+    img_size: int = typer.Option(
+        None, "--img-size", help="Resize photos to this shorter side inside the model."
+    ),
+) -> None:
+    """Detect office objects in photos and score each office from 0 to 100 with a breakdown."""
+    from officescore.errors import BadImageError, ConfigError
+    from officescore.infer import Predictor, default_model_source, expand_inputs, score_photos, write_csv
+    from officescore.score import Rubric
+
+    if not 0.0 <= conf <= 1.0:
+        raise ConfigError(f"--conf {conf}: must be between 0 and 1")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size}: must be 1 or more")
+    rules = Rubric.load(rubric)  # a bad rubric fails before the model loads
+    source = model or default_model_source()
+    predictor = Predictor.load(source, device=device, conf=conf, img_size=img_size)
+    items = expand_inputs(photos)
+    results = score_photos(
+        predictor,
+        items,
+        rules,
+        conf=conf,
+        batch_size=batch_size,
+        save_dir=save_dir,
+        reporter=reporter(json_output),
+    )
+    if csv_file is not None:
+        write_csv(csv_file, results)
+    failed = [r for r in results if not r.result.ok]
+    if json_output:
+        print_json(
+            {
+                "model": str(source),
+                "kind": predictor.kind,
+                "conf": conf,
+                "rubric": rules.name,
+                "photos": [r.to_dict() for r in results],
+                "failed": len(failed),
+            }
+        )
+    elif len(results) == 1 and not failed:
+        _show_one(results[0])
+    else:
+        _show_many(results)
+    for photo in failed:
+        err_console.print(Text(f"error: {photo.result.error}", style="red"), soft_wrap=True)
+    if not json_output and csv_file is not None:
+        console.print(f"wrote {csv_file}")
+    if not results:
+        raise BadImageError("no photos found; pass image files, folders or globs")
+    if failed:
+        # A UserError (not typer.Exit) so the exit code is 2 whatever mode Click runs in.
+        raise BadImageError(f"{len(failed)} of {len(results)} photos could not be read (listed above)")
+
+
+def _show_one(photo: PhotoScore) -> None:
+    result, office = photo.result, photo.score
+    assert office is not None
+    objects = Table(title=f"{result.source} ({result.width}x{result.height})", title_justify="left")
+    for column, justify in (
+        ("class", "left"),
+        ("score", "right"),
+        ("box x0,y0,x1,y1", "left"),
+        ("share", "right"),
+    ):
+        objects.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for det in sorted(result.detections, key=lambda d: -d.score):
+        box = ",".join(f"{v:.0f}" for v in det.box)
+        objects.add_row(det.class_name, f"{det.score:.2f}", box, f"{det.share:.1%}")
+    if not result.detections:
+        objects.add_row("[dim]nothing found[/dim]", "", "", "")
+    console.print(objects)
+
+    breakdown = Table(title="Breakdown", title_justify="left")
+    for column in ("class", "count", "points", "of"):
+        breakdown.add_column(column, justify="left" if column == "class" else "right")
+    for row in office.breakdown:
+        tags = " (bonus)" if row.bonus else (" (essential)" if row.essential else "")
+        style = "" if row.count else "dim"
+        breakdown.add_row(
+            f"{row.class_name}{tags}", str(row.count), f"{row.earned:g}", f"{row.possible:g}", style=style
+        )
+    console.print(breakdown)
+    if office.missing_essentials:
+        console.print(f"[yellow]missing essentials:[/yellow] {', '.join(office.missing_essentials)}")
+    if office.unscored:
+        console.print(
+            "[dim]not scored: " + ", ".join(f"{k} x{v}" for k, v in office.unscored.items()) + "[/dim]"
+        )
+    for suggestion in office.suggestions[:5]:
+        console.print(f"  • {suggestion.text}")
+    console.print(f"[bold]Office score: {office.total:g}/100[/bold] - {office.label}")
+    if photo.annotated:
+        console.print(f"annotated image: {photo.annotated}")
+
+
+def _show_many(results: list[PhotoScore]) -> None:
+    table = Table(title=f"{len(results)} photos", title_justify="left")
+    for column, justify in (("photo", "left"), ("objects", "right"), ("score", "right"), ("label", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for photo in results:
+        if photo.score is None:
+            table.add_row(photo.result.source, "", "[red]failed[/red]", "")
+            continue
+        table.add_row(
+            photo.result.source,
+            str(len(photo.result.detections)),
+            f"{photo.score.total:g}",
+            photo.score.label,
+        )
+    console.print(table)
+    scored = [p.score.total for p in results if p.score is not None]
+    if scored:
+        console.print(f"mean score {sum(scored) / len(scored):.1f} over {len(scored)} photos")
+    saved = [p.annotated for p in results if p.annotated]
+    if saved:
+        console.print(f"annotated images in {saved[0].parent}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("score", epilog=EXAMPLES)(score)

@@ -1,0 +1,69 @@
+"""`officescore serve`: the web page (Streamlit) for scoring uploaded photos."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from officescore.cli.common import err_console
+
+EXAMPLES = """
+[bold]Examples[/bold]
+
+  officescore serve                                          newest best.pt (else coco) on 127.0.0.1:8501
+
+  officescore serve --model runs/train/exp/weights/best.pt --port 8080
+
+  officescore serve --model best.torchscript.pt --host 0.0.0.0   reachable from other machines
+
+Needs the app extra: pip install 'officescore[app]'.
+"""
+
+
+def serve(
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Checkpoint, TorchScript export, or 'coco'. Default: newest best.pt, else coco.",
+    ),
+    port: int = typer.Option(8501, "--port", help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0: every interface)."),
+    conf: float = typer.Option(0.5, "--conf", help="Initial confidence threshold of the page's slider."),
+    rubric: Path = typer.Option(None, "--rubric", help="Rubric TOML (default: the packaged rubric)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+) -> None:
+    """Serve the web page: upload a photo, see the annotated image, the objects and the score."""
+    from officescore.app import PageSettings, streamlit_command
+    from officescore.errors import ConfigError, ModelError
+    from officescore.infer import COCO_SOURCE, default_model_source
+    from officescore.score import Rubric
+
+    if not 0.0 <= conf <= 1.0:
+        raise ConfigError(f"--conf {conf}: must be between 0 and 1")
+    source = model or default_model_source()
+    if source.lower() != COCO_SOURCE and not Path(source).is_file():
+        raise ModelError(f"--model {source}: no such file; pass a checkpoint, an export, or coco")
+    if rubric is not None:
+        Rubric.load(rubric)  # a bad rubric fails here, not in the browser
+    settings = PageSettings(
+        model=source if source.lower() == COCO_SOURCE else str(Path(source).resolve()),
+        device=device,
+        conf=conf,
+        rubric=str(rubric.resolve()) if rubric else None,
+    )
+    argv, env = streamlit_command(settings, port=port, host=host)
+    err_console.print(f"serving {settings.model} at http://{host}:{port} (Ctrl+C to stop)")
+    env = {**os.environ, **env}
+    sys.stdout.flush()
+    if os.name == "posix":
+        os.execve(argv[0], argv, env)  # streamlit replaces this process: signals reach it directly
+    raise typer.Exit(subprocess.call(argv, env=env))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve", epilog=EXAMPLES)(serve)
