@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Hashable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +280,21 @@ class CleanAnnotation:
     class_name: str
     rle: Rle
     iscrowd: int
+
+
+@dataclass
+class ImageRecord:
+    """One kept image: where it is, its real size, its hashes and its clean annotations."""
+
+    key: str  # export image id, as text
+    file_name: str  # as the export wrote it
+    path: Path
+    width: int
+    height: int
+    sha256: str
+    phash: int
+    annotations: list[CleanAnnotation] = field(default_factory=list)
+    out_name: str = ""  # file name under the data set's images/
 
 
 def check_segmentation(ann: dict[str, Any], width: int, height: int, problem: Any) -> Rle | None:

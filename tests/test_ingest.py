@@ -2,19 +2,96 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from exports import CLASSES, make_export, write_export
+import pytest
+from exports import (
+    CLASSES,
+    cvat_style,
+    draw_scene,
+    hasty_style,
+    label_studio_style,
+    make_export,
+    roboflow_style,
+    write_export,
+)
+from PIL import Image
 
-from officescore import masks
-from officescore.ingest import ingest_export
+from officescore import ingest, ingest_write, masks
+from officescore.cli import main
+from officescore.errors import DataError
+from officescore.ingest import PHASH_THRESHOLD, ingest_export
+
+Coco = dict[str, Any]
 
 
-def _load(folder: Path, split: str) -> dict[str, Any]:
+def _load(folder: Path, split: str) -> Coco:
     return json.loads((folder / f"{split}.json").read_text())
+
+
+def _all_annotations(folder: Path) -> list[dict[str, Any]]:
+    return _load(folder, "train")["annotations"] + _load(folder, "val")["annotations"]
+
+
+def _all_images(folder: Path) -> list[dict[str, Any]]:
+    return _load(folder, "train")["images"] + _load(folder, "val")["images"]
+
+
+def _expected_mask(ann: dict[str, Any], image: dict[str, Any]) -> np.ndarray:
+    seg = ann["segmentation"]
+    if isinstance(seg, list):
+        return masks.decode(masks.from_polygons(seg, image["height"], image["width"]))
+    return masks.decode(seg)
+
+
+def _masks_by_source(folder: Path) -> dict[tuple[str, str], np.ndarray]:
+    """(original file name, class name) -> decoded mask, over both splits of a data set."""
+    result = {}
+    for split in ("train", "val"):
+        coco = _load(folder, split)
+        names = {c["id"]: c["name"] for c in coco["categories"]}
+        files = {im["id"]: im["original_file_name"] for im in coco["images"]}
+        for ann in coco["annotations"]:
+            result[(files[ann["image_id"]], names[ann["category_id"]])] = masks.decode(ann["segmentation"])
+    return result
+
+
+def _assert_normalised(folder: Path) -> None:
+    """The ARCHITECTURE.md contract for train.json / val.json."""
+    meta = json.loads((folder / "dataset.json").read_text())
+    ann_ids, image_ids = [], []
+    for split in ("train", "val"):
+        coco = _load(folder, split)
+        assert [c["name"] for c in coco["categories"]] == meta["classes"]
+        assert [c["id"] for c in coco["categories"]] == list(range(1, len(meta["classes"]) + 1))
+        sizes = {}
+        for image in coco["images"]:
+            assert image["file_name"].startswith("images/") and (folder / image["file_name"]).is_file()
+            assert Image.open(folder / image["file_name"]).size == (image["width"], image["height"])
+            sizes[image["id"]] = [image["height"], image["width"]]
+            image_ids.append(image["id"])
+        for ann in coco["annotations"]:
+            rle = ann["segmentation"]
+            assert isinstance(rle["counts"], str) and rle["size"] == sizes[ann["image_id"]]
+            assert ann["area"] == masks.area(rle) > 0
+            assert ann["bbox"] == masks.bbox(rle)
+            assert ann["iscrowd"] in (0, 1)
+            ann_ids.append(ann["id"])
+    assert sorted(ann_ids) == list(range(1, len(ann_ids) + 1))
+    assert sorted(image_ids) == list(range(1, len(image_ids) + 1))
+
+
+# ---------------------------------------------------------------- round trips
 
 
 def test_clean_round_trip(tmp_path: Path) -> None:
@@ -28,37 +105,816 @@ def test_clean_round_trip(tmp_path: Path) -> None:
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["format"] == "officescore-dataset" and meta["version"] == 1
     assert meta["classes"] == list(CLASSES)
+    assert not Path(meta["source"]["export"]).is_absolute()
     assert (out / meta["source"]["export"]).resolve() == export.resolve()
+    assert meta["source"]["sha256"] == ingest.sha256_file(export)
     assert meta["category_map"] == {"1": 1, "2": 2, "3": 3}
     assert meta["seed"] == 3 and meta["val_fraction"] == 0.2
+    assert meta["counts"]["train"]["images"] == 8 and meta["counts"]["val"]["images"] == 2
+    assert meta["problems"]["total"] == 0
+    _assert_normalised(out)
 
-    train, val = _load(out, "train"), _load(out, "val")
-    assert len(train["images"]) + len(val["images"]) == 10
-    assert len(val["images"]) == 2
-    assert [c["id"] for c in train["categories"]] == [1, 2, 3]
-    ann_ids = [a["id"] for a in train["annotations"] + val["annotations"]]
-    assert sorted(ann_ids) == list(range(1, len(coco["annotations"]) + 1))
-    image_ids = [im["id"] for im in train["images"] + val["images"]]
-    assert sorted(image_ids) == list(range(1, 11))
+    images = {im["file_name"]: im for im in coco["images"]}
+    classes = {i + 1: name for i, name in enumerate(CLASSES)}
+    got = _masks_by_source(out)
+    assert len(got) == len(coco["annotations"])
+    for ann in coco["annotations"]:
+        image = next(im for im in coco["images"] if im["id"] == ann["image_id"])
+        key = (image["file_name"], classes[ann["category_id"]])
+        assert np.array_equal(got[key], _expected_mask(ann, images[image["file_name"]]))
 
-    originals = {im["file_name"]: im for im in coco["images"]}
-    by_source = {(a["image_id"], a["category_id"]): a for a in coco["annotations"]}
-    for split in (train, val):
-        id_to_source = {im["id"]: originals[im["original_file_name"]] for im in split["images"]}
-        for image in split["images"]:
-            assert image["file_name"].startswith("images/")
-            assert (out / image["file_name"]).is_file()
-        for ann in split["annotations"]:
-            assert isinstance(ann["segmentation"]["counts"], str)
-            assert ann["area"] == masks.area(ann["segmentation"])
-            assert ann["bbox"] == masks.bbox(ann["segmentation"])
-            assert ann["iscrowd"] == 0
-            source = by_source[(id_to_source[ann["image_id"]]["id"], ann["category_id"])]
-            src_image = id_to_source[ann["image_id"]]
-            seg = source["segmentation"]
-            expected = (
-                masks.from_polygons(seg, src_image["height"], src_image["width"])
-                if isinstance(seg, list)
-                else seg
+    # images are hard links of the originals (same inode), not copies
+    first = _all_images(out)[0]
+    source = tmp_path / "images" / first["original_file_name"]
+    assert os.stat(out / first["file_name"]).st_ino == os.stat(source).st_ino
+
+
+def test_sample_export_round_trip(tmp_path: Path) -> None:
+    from officescore.sample import write_sample
+
+    write_sample(tmp_path / "sample", n_images=8, seed=0, size=128)
+    export = tmp_path / "sample" / "annotations.json"
+    coco = json.loads(export.read_text())
+    result = ingest_export(export, out=tmp_path / "dataset")
+
+    assert result.problems == []
+    used = {
+        c["name"] for c in coco["categories"] if any(a["category_id"] == c["id"] for a in coco["annotations"])
+    }
+    assert set(result.classes) == used
+    assert result.counts["annotations"] == len(coco["annotations"])
+    _assert_normalised(tmp_path / "dataset")
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    images = {im["id"]: im for im in coco["images"]}
+    got = _all_annotations(tmp_path / "dataset")
+    total_area = sum(a["area"] for a in got)
+    assert total_area == sum(
+        masks.area(masks.encode(_expected_mask(a, images[a["image_id"]]))) for a in coco["annotations"]
+    )
+    per_class_got: dict[str, int] = {}
+    for split in ("train", "val"):
+        coco_out = _load(tmp_path / "dataset", split)
+        out_names = {c["id"]: c["name"] for c in coco_out["categories"]}
+        for a in coco_out["annotations"]:
+            per_class_got[out_names[a["category_id"]]] = per_class_got.get(out_names[a["category_id"]], 0) + 1
+    per_class_in: dict[str, int] = {}
+    for a in coco["annotations"]:
+        per_class_in[names[a["category_id"]]] = per_class_in.get(names[a["category_id"]], 0) + 1
+    assert per_class_got == per_class_in
+
+
+# ---------------------------------------------------------------- broken exports, one per problem
+
+Mutation = Callable[[Path, Coco], None]
+
+
+def _image(coco: Coco, index: int = 0) -> dict[str, Any]:
+    return coco["images"][index]
+
+
+def _ann_of(coco: Coco, image_index: int = 0) -> dict[str, Any]:
+    return next(a for a in coco["annotations"] if a["image_id"] == coco["images"][image_index]["id"])
+
+
+def _polygon_ann(coco: Coco) -> dict[str, Any]:
+    return next(a for a in coco["annotations"] if isinstance(a["segmentation"], list))
+
+
+def _set(target: Callable[[Coco], dict[str, Any]], **fields: Any) -> Mutation:
+    return lambda root, coco: target(coco).update(fields)
+
+
+def _replace_file(data: bytes) -> Mutation:
+    def mutate(root: Path, coco: Coco) -> None:
+        (root / "images" / _image(coco)["file_name"]).write_bytes(data)
+
+    return mutate
+
+
+def _truncate(root: Path, coco: Coco) -> None:
+    path = root / "images" / _image(coco)["file_name"]
+    buffer = io.BytesIO()
+    Image.open(path).convert("RGB").save(buffer, "JPEG", quality=90)
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+
+
+def _add_polygon(ann_fn: Callable[[Coco], dict[str, Any]], polygon: list[float]) -> Mutation:
+    return lambda root, coco: ann_fn(coco)["segmentation"].append(polygon)
+
+
+def _append(key: str, entry: Any) -> Mutation:
+    return lambda root, coco: coco[key].append(entry)
+
+
+def _fields(**fields: Any) -> Callable[[Coco], dict[str, Any]]:
+    return lambda coco: {**_ann_of(coco), "id": 900, **fields}
+
+
+def _duplicate_annotation_id(root: Path, coco: Coco) -> None:
+    coco["annotations"][1]["id"] = coco["annotations"][0]["id"]
+
+
+# (id, mutation, problem kind or None, action contains, images kept, annotations kept, extra check)
+BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
+    (
+        "image_missing",
+        lambda r, c: (r / "images" / _image(c)["file_name"]).unlink(),
+        "image_missing",
+        "dropped",
+        5,
+        10,
+    ),
+    ("not_an_image", _replace_file(b"this is not a picture"), "image_unreadable", "dropped", 5, 10),
+    ("empty_file", _replace_file(b""), "image_unreadable", "dropped", 5, 10),
+    ("truncated", _truncate, "image_unreadable", "dropped", 5, 10),
+    (
+        "is_a_folder",
+        lambda r, c: (r / "images" / "sub").mkdir() or _image(c).update(file_name="sub"),
+        "image_missing",
+        "dropped",
+        5,
+        10,
+    ),
+    ("size_missing", _set(_image, width=None, height=None), "image_size", "taken from the file", 6, 12),
+    ("size_wrong", _set(_image, width=640, height=480), "image_size", "taken from the file", 6, 12),
+    ("image_no_file_name", _set(_image, file_name=None), "image_invalid", "dropped", 5, 10),
+    (
+        "image_duplicate_id",
+        _append("images", {"id": 1, "file_name": "x.png"}),
+        "image_duplicate_id",
+        "dropped",
+        6,
+        12,
+    ),
+    (
+        "image_duplicate_file",
+        _set(lambda c: _image(c, 1), file_name="scene_000.png"),
+        "image_duplicate_file",
+        "dropped",
+        5,
+        10,
+    ),
+    ("ann_not_object", _append("annotations", [1, 2, 3]), "annotation_invalid", "dropped", 6, 12),
+    (
+        "ann_unknown_image",
+        lambda r, c: c["annotations"].append(_fields(image_id=99)(c)),
+        "annotation_unknown_image",
+        "dropped",
+        6,
+        12,
+    ),
+    (
+        "ann_unknown_category",
+        lambda r, c: c["annotations"].append(_fields(category_id=42)(c)),
+        "annotation_unknown_category",
+        "dropped",
+        6,
+        12,
+    ),
+    ("ann_duplicate_id", _duplicate_annotation_id, "annotation_duplicate_id", "renumbered", 6, 12),
+    ("ann_id_zero", _set(lambda c: c["annotations"][0], id=0), "annotation_id_zero", "renumbered", 6, 12),
+    (
+        "ann_id_missing",
+        lambda r, c: c["annotations"][0].pop("id"),
+        "annotation_id_missing",
+        "renumbered",
+        6,
+        12,
+    ),
+    (
+        "polygon_two_points",
+        _set(_polygon_ann, segmentation=[[1, 1, 20, 20]]),
+        "polygon_too_short",
+        "dropped",
+        6,
+        11,
+    ),
+    ("polygon_odd", _set(_polygon_ann, segmentation=[[1, 1, 20, 1, 20]]), "polygon_odd", "dropped", 6, 11),
+    (
+        "polygon_not_numbers",
+        _set(_polygon_ann, segmentation=[["a", 1, 2, 3, 4, 5]]),
+        "polygon_invalid",
+        "dropped",
+        6,
+        11,
+    ),
+    (
+        "polygon_nan",
+        _set(_polygon_ann, segmentation=[[float("nan"), 1, 20, 1, 20, 20]]),
+        "polygon_invalid",
+        "dropped",
+        6,
+        11,
+    ),
+    (
+        "one_bad_polygon_of_two",
+        _add_polygon(_polygon_ann, [1, 2, 3]),
+        "polygon_odd",
+        "polygon dropped",
+        6,
+        12,
+    ),
+    (
+        "segmentation_empty",
+        _set(_polygon_ann, segmentation=[], bbox=None),
+        "segmentation_empty",
+        "dropped",
+        6,
+        11,
+    ),
+    ("box_only", _set(_polygon_ann, segmentation=[]), "segmentation_missing", "dropped", 6, 11),
+    ("segmentation_wrong_type", _set(_polygon_ann, segmentation=7), "segmentation_invalid", "dropped", 6, 11),
+    (
+        "rle_size_mismatch",
+        _set(
+            _polygon_ann, segmentation={"size": [10, 10], "counts": masks.encode(np.ones((10, 10)))["counts"]}
+        ),
+        "rle_size",
+        "dropped",
+        6,
+        11,
+    ),
+    (
+        "rle_counts_garbage",
+        # would make pycocotools write far past its buffer if decoded unchecked
+        _set(_polygon_ann, segmentation={"size": [64, 96], "counts": "zzzzzzzz0000"}),
+        "rle_invalid",
+        "dropped",
+        6,
+        11,
+    ),
+    (
+        "rle_counts_overflow",
+        _set(
+            _polygon_ann,
+            segmentation={"size": [64, 96], "counts": masks.encode(np.ones((200, 200)))["counts"]},
+        ),
+        "rle_invalid",
+        "dropped",
+        6,
+        11,
+    ),
+    (
+        "rle_counts_list_short",
+        _set(_polygon_ann, segmentation={"size": [64, 96], "counts": [10, 20]}),
+        "rle_invalid",
+        "dropped",
+        6,
+        11,
+    ),
+    ("box_no_area", _set(_polygon_ann, bbox=[5, 5, 0, 0]), "bbox_no_area", "recomputed from the mask", 6, 12),
+    (
+        "box_missing",
+        lambda r, c: _polygon_ann(c).pop("bbox"),
+        "bbox_invalid",
+        "recomputed from the mask",
+        6,
+        12,
+    ),
+    (
+        "polygon_partly_outside",
+        _set(_polygon_ann, segmentation=[[-50, -50, 30, -50, 30, 30, -50, 30]]),
+        "outside_image",
+        "clipped",
+        6,
+        12,
+    ),
+    (
+        "polygon_huge_coordinates",
+        _set(_polygon_ann, segmentation=[[-1e12, -1e12, 1e12, -1e12, 1e12, 1e12, -1e12, 1e12]]),
+        "outside_image",
+        "clipped",
+        6,
+        12,
+    ),
+    (
+        "polygon_entirely_outside",
+        _set(_polygon_ann, segmentation=[[200, 200, 300, 200, 300, 300]]),
+        "outside_image",
+        "dropped",
+        6,
+        11,
+    ),
+    (
+        "mask_empty",
+        _set(_polygon_ann, segmentation=masks.encode(np.zeros((64, 96)))),
+        "empty_mask",
+        "dropped",
+        6,
+        11,
+    ),
+    ("iscrowd_invalid", _set(_polygon_ann, iscrowd="yes"), "iscrowd_invalid", "set to 1", 6, 12),
+    ("category_no_name", _append("categories", {"id": 7}), "category_invalid", "dropped", 6, 12),
+    (
+        "category_duplicate_id",
+        _append("categories", {"id": 1, "name": "sofa"}),
+        "category_duplicate_id",
+        "dropped",
+        6,
+        12,
+    ),
+    (
+        "category_duplicate_name",
+        _append("categories", {"id": 9, "name": "desk"}),
+        "category_duplicate_name",
+        "merged",
+        6,
+        12,
+    ),
+    # not problems: normal COCO variations
+    ("iscrowd_kept", _set(_polygon_ann, iscrowd=1), None, "", 6, 12),
+    (
+        "rle_uncompressed",
+        lambda r, c: _polygon_ann(c).update(
+            segmentation={"size": [64, 96], "counts": [96 * 10, 96 * 20, 96 * 34]}
+        ),
+        None,
+        "",
+        6,
+        12,
+    ),
+    ("unused_category", _append("categories", {"id": 4, "name": "lamp"}), None, "", 6, 12),
+    ("string_ids", lambda r, c: [a.update(id=f"a-{a['id']}") for a in c["annotations"]], None, "", 6, 12),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "kind", "action", "n_images", "n_annotations"),
+    [pytest.param(*case[1:], id=case[0]) for case in BROKEN],
+)
+def test_broken_export(
+    tmp_path: Path, mutate: Mutation, kind: str | None, action: str, n_images: int, n_annotations: int
+) -> None:
+    coco = make_export(tmp_path, n_images=6)
+    assert len(coco["annotations"]) == 12
+    mutate(tmp_path, coco)
+    export = write_export(tmp_path, coco)
+    result = ingest_export(export, out=tmp_path / "dataset")
+
+    kinds = [p.kind for p in result.problems]
+    if kind is None:
+        assert kinds == []
+    else:
+        assert kinds == [kind], result.problems
+        assert action in result.problems[0].action
+        assert result.problems[0].what
+    assert result.counts["images"] == n_images
+    assert result.counts["annotations"] == n_annotations
+    _assert_normalised(tmp_path / "dataset")
+    meta = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
+    assert meta["problems"]["total"] == len(kinds)
+    assert meta["problems"]["items"] == [p.to_dict() for p in result.problems]
+
+
+def test_strict_refuses_each_problem(tmp_path: Path) -> None:
+    coco = make_export(tmp_path, n_images=6)
+    _set(_image, width=None)(tmp_path, coco)
+    _set(_polygon_ann, segmentation=[[1, 1, 20, 1, 20]])(tmp_path, coco)
+    export = write_export(tmp_path, coco)
+    with pytest.raises(DataError, match=r"^2 problem\(s\).*--strict.*width/height.*odd number"):
+        ingest_export(export, out=tmp_path / "dataset", strict=True)
+    assert not (tmp_path / "dataset").exists()
+    clean = write_export(tmp_path, make_export(tmp_path, n_images=6), name="clean.json")
+    assert (
+        ingest_export(clean, images_dir=tmp_path / "images", out=tmp_path / "ok", strict=True).problems == []
+    )
+
+
+def test_size_taken_from_exif_orientation(tmp_path: Path) -> None:
+    coco = make_export(tmp_path, n_images=3)
+    rotated = tmp_path / "images" / "rotated.jpg"
+    draw_scene(rotated, 96, 64, [], seed=7)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees: displayed 64 wide, 96 high
+    Image.open(rotated).save(rotated, exif=exif.tobytes())
+    coco["images"].append({"id": 50, "file_name": "rotated.jpg", "width": 96, "height": 64})
+    coco["annotations"].append(
+        {
+            "id": 50,
+            "image_id": 50,
+            "category_id": 1,
+            "segmentation": [[2, 2, 40, 2, 40, 80, 2, 80]],
+            "bbox": [2, 2, 38, 78],
+        }
+    )
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+    problems = [p for p in result.problems if p.image == "rotated.jpg"]
+    assert [p.kind for p in problems] == ["image_size"]
+    assert "64x96" in problems[0].action
+    image = next(im for im in _all_images(tmp_path / "dataset") if im["original_file_name"] == "rotated.jpg")
+    assert (image["width"], image["height"]) == (64, 96)
+    ann = next(a for a in _all_annotations(tmp_path / "dataset") if a["image_id"] == image["id"])
+    assert ann["bbox"] == [2.0, 2.0, 38.0, 78.0]  # polygon fits the displayed (rotated) frame unclipped
+
+
+@pytest.mark.parametrize(
+    ("argv_tail", "content", "message"),
+    [
+        pytest.param([], "{not json", "not valid JSON", id="not_json"),
+        pytest.param([], "[1, 2]", "not a COCO export", id="json_list"),
+        pytest.param([], '{"images": []}', "no annotations, categories", id="not_coco"),
+        pytest.param(
+            [], '{"images": [], "annotations": [], "categories": []}', "lists no images", id="no_images"
+        ),
+        pytest.param(
+            [],
+            '{"images": [{"id": 1, "file_name": "gone.png"}], "annotations": [], "categories": []}',
+            "none of its 1 images",
+            id="no_usable_images",
+        ),
+        pytest.param(["--val-fraction", "1.5"], None, "--val-fraction", id="bad_val_fraction"),
+        pytest.param(
+            ["--classes", "desk,sofa"],
+            None,
+            "unknown class(es) sofa; the export has: desk, chair, mug",
+            id="unknown_class",
+        ),
+        pytest.param(["--images", "nowhere"], None, "image folder not found", id="no_image_folder"),
+    ],
+)
+def test_fatal_exports_exit_2_with_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv_tail: list[str],
+    content: str | None,
+    message: str,
+) -> None:
+    export = write_export(tmp_path, make_export(tmp_path, n_images=3))
+    if content is not None:
+        export.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ingest", str(export), "--out", str(tmp_path / "dataset"), *argv_tail])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("error:") and message in lines[-1]
+    assert all(re.match(r"^[A-Z][a-z ]+: \d+/\d+ in ", line) for line in lines[:-1])  # progress lines only
+    assert not (tmp_path / "dataset").exists()
+
+
+def test_missing_export_via_subprocess(tmp_path: Path) -> None:
+    """The installed entry point: one red line on stderr, exit 2, no traceback."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "officescore",
+            "ingest",
+            str(tmp_path / "nope.json"),
+            "--out",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "nope.json: no such file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------- path escapes
+
+
+@pytest.mark.timeout(20)
+def test_path_escape_refused_and_never_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    coco = make_export(tmp_path / "export", n_images=4)
+    secret_dir = tmp_path / "secret"
+    secret_dir.mkdir()
+    fifo = secret_dir / "pipe.png"
+    os.mkfifo(fifo)  # opening it for reading would block forever: proof that nothing opens it
+    (tmp_path / "export" / "images" / "link.png").symlink_to(fifo)
+    escapes = [
+        "../../secret/pipe.png",
+        str(fifo),
+        "link.png",
+        "sub/../../../secret/pipe.png",
+        "C:\\secret\\pipe.png",
+    ]
+    for index, name in enumerate(escapes):
+        coco["images"].append({"id": 100 + index, "file_name": name, "width": 96, "height": 64})
+        coco["annotations"].append(
+            {
+                "id": 100 + index,
+                "image_id": 100 + index,
+                "category_id": 1,
+                "segmentation": [[1, 1, 9, 1, 9, 9]],
+            }
+        )
+    opened: list[Path] = []
+    real_load = ingest.load_image
+    monkeypatch.setattr(ingest, "load_image", lambda path: opened.append(Path(path)) or real_load(path))
+    result = ingest_export(write_export(tmp_path / "export", coco), out=tmp_path / "dataset")
+
+    refused = [p for p in result.problems if p.kind == "image_path_escape"]
+    assert [p.image for p in refused] == escapes
+    assert all("refused" in p.action for p in refused)
+    assert len(result.problems) == len(escapes)  # their annotations go with them, unlisted
+    assert result.counts["images"] == 4
+    assert all(secret_dir not in path.parents for path in opened) and len(opened) == 4
+    assert not any("pipe" in im["file_name"] for im in _all_images(tmp_path / "dataset"))
+
+
+def test_symlink_inside_folder_is_fine(tmp_path: Path) -> None:
+    coco = make_export(tmp_path, n_images=4)
+    (tmp_path / "images" / "alias.png").symlink_to(tmp_path / "images" / "scene_000.png")
+    _image(coco)["file_name"] = "alias.png"
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+    assert result.problems == [] and result.counts["images"] == 4
+
+
+# ---------------------------------------------------------------- tool styles
+
+
+def _assert_same_masks(clean_out: Path, out: Path, rename: Callable[[str], str] = lambda n: n) -> None:
+    clean = {(rename(f), c): m for (f, c), m in _masks_by_source(clean_out).items()}
+    styled = _masks_by_source(out)
+    assert clean.keys() == styled.keys()
+    assert all(np.array_equal(clean[k], styled[k]) for k in clean)
+
+
+@pytest.fixture
+def clean_reference(tmp_path: Path) -> tuple[Path, Coco]:
+    coco = make_export(tmp_path, n_images=6)
+    ingest_export(write_export(tmp_path, coco), out=tmp_path / "clean")
+    return tmp_path, coco
+
+
+def test_hasty_style(clean_reference: tuple[Path, Coco]) -> None:
+    root, coco = clean_reference
+    result = ingest_export(write_export(root, hasty_style(coco), "images/hasty.json"), out=root / "hasty")
+    assert result.problems == [] and result.classes == list(CLASSES)
+    _assert_same_masks(root / "clean", root / "hasty")
+    _assert_normalised(root / "hasty")
+
+
+def test_cvat_style_subfolders_flattened_uniquely(clean_reference: tuple[Path, Coco]) -> None:
+    root, coco = clean_reference
+    styled = cvat_style(root, coco)
+    result = ingest_export(write_export(root, styled, "images/cvat.json"), out=root / "cvat")
+    assert result.problems == [] and result.classes == list(CLASSES)
+    names = [im["file_name"] for im in _all_images(root / "cvat")]
+    assert len(set(n.lower() for n in names)) == 6
+    assert all("/" not in n.removeprefix("images/") for n in names)
+    assert "images/frame_000.png" in names and "images/frames_frame_000.png" in names  # collision resolved
+    renamed = {
+        im["file_name"]: sty["file_name"] for im, sty in zip(coco["images"], styled["images"], strict=True)
+    }
+    _assert_same_masks(root / "clean", root / "cvat", renamed.__getitem__)
+
+
+def test_label_studio_style(clean_reference: tuple[Path, Coco]) -> None:
+    root, coco = clean_reference
+    export = write_export(root, label_studio_style(root, coco), "result.json")  # beside images/
+    result = ingest_export(export, out=root / "ls")
+    assert result.classes == list(CLASSES)
+    assert sorted({p.kind for p in result.problems}) == ["annotation_id_zero", "image_size"]
+    assert sum(p.kind == "image_size" for p in result.problems) == 6
+    assert result.category_map == {"0": 1, "1": 2, "2": 3}
+    _assert_same_masks(root / "clean", root / "ls", lambda n: f"images/{n}")
+    _assert_normalised(root / "ls")
+
+
+def test_roboflow_style_dummy_parent_dropped(clean_reference: tuple[Path, Coco]) -> None:
+    root, coco = clean_reference
+    result = ingest_export(
+        write_export(root, roboflow_style(coco), "images/_annotations.coco.json"), out=root / "rf"
+    )
+    assert result.problems == [] and result.classes == list(CLASSES)
+    assert "0" not in result.category_map
+    meta = json.loads((root / "rf" / "dataset.json").read_text())
+    assert meta["dropped_categories"] == ["office-objects"]
+    _assert_same_masks(root / "clean", root / "rf")
+
+
+def test_images_folder_option_and_label_studio_prefix(tmp_path: Path) -> None:
+    """--images pointing at the image folder itself still finds Label Studio's images/x names."""
+    coco = label_studio_style(tmp_path, make_export(tmp_path, n_images=4))
+    export = write_export(tmp_path, coco, "exports/result.json")
+    result = ingest_export(export, images_dir=tmp_path / "images", out=tmp_path / "dataset")
+    assert result.counts["images"] == 4
+    meta = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
+    assert meta["source"] == {
+        "export": "../exports/result.json",
+        "images": "../images",
+        "sha256": ingest.sha256_file(export),
+    }
+
+
+# ---------------------------------------------------------------- classes
+
+
+def test_classes_keeps_only_those_in_given_order(tmp_path: Path) -> None:
+    coco = make_export(tmp_path, n_images=6)
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset", classes=["mug", "desk"])
+    assert result.classes == ["mug", "desk"]
+    assert result.category_map == {"1": 2, "3": 1}
+    chairs = sum(a["category_id"] == 2 for a in coco["annotations"])
+    assert result.counts["excluded_by_classes"] == chairs
+    assert result.counts["annotations"] == len(coco["annotations"]) - chairs
+    assert result.problems == []
+    _assert_normalised(tmp_path / "dataset")
+
+
+# ---------------------------------------------------------------- split
+
+
+def _split_of(folder: Path) -> dict[str, str]:
+    return {
+        im["original_file_name"]: split for split in ("train", "val") for im in _load(folder, split)["images"]
+    }
+
+
+def test_duplicates_never_leak_across_splits(tmp_path: Path) -> None:
+    coco = make_export(tmp_path, n_images=12)
+    folder = tmp_path / "images"
+    base = Image.open(folder / "scene_000.png")
+    shutil.copy(folder / "scene_000.png", folder / "exact_copy.png")
+    base.resize((144, 96)).save(folder / "resized_copy.png")
+    base.convert("RGB").save(folder / "reencoded_copy.jpg", quality=40)
+    anns = [a for a in coco["annotations"] if a["image_id"] == 1]
+    for index, (name, scale) in enumerate(
+        (("exact_copy.png", 1), ("resized_copy.png", 1.5), ("reencoded_copy.jpg", 1))
+    ):
+        image_id = 100 + index
+        coco["images"].append(
+            {"id": image_id, "file_name": name, "width": int(96 * scale), "height": int(64 * scale)}
+        )
+        for ann in anns:
+            seg = ann["segmentation"]
+            if isinstance(seg, dict):
+                seg = (
+                    masks.encode(np.kron(masks.decode(seg), np.ones((3, 3), np.uint8))[::2, ::2])
+                    if scale != 1
+                    else seg
+                )
+            else:
+                seg = [[v * scale for v in poly] for poly in seg]
+            coco["annotations"].append(
+                {**ann, "id": 1000 + len(coco["annotations"]), "image_id": image_id, "segmentation": seg}
             )
-            assert np.array_equal(masks.decode(ann["segmentation"]), masks.decode(expected))
+    export = write_export(tmp_path, coco)
+    group = {"scene_000.png", "exact_copy.png", "resized_copy.png", "reencoded_copy.jpg"}
+    splits_seen = set()
+    for seed in range(8):
+        result = ingest_export(export, out=tmp_path / "dataset", seed=seed, val_fraction=0.5)
+        assert result.problems == []
+        split = _split_of(tmp_path / "dataset")
+        assert len({split[name] for name in group}) == 1, (seed, split)
+        splits_seen.add(split["scene_000.png"])
+        assert [set(n.removeprefix("images/") for n in g) for g in result.duplicate_groups] == [group]
+    assert splits_seen == {"train", "val"}  # the group does move, always as one
+
+
+def test_phash_threshold_separates_copies_from_scenes(tmp_path: Path) -> None:
+    """Re-measure the documented gap on fresh sample scenes: copies <= threshold < distinct scenes."""
+    import imagehash
+
+    from officescore.ingest_split import hamming_pairs
+    from officescore.sample import write_sample
+
+    write_sample(tmp_path, n_images=24, seed=5, size=192)
+    paths = sorted((tmp_path / "images").iterdir())
+
+    def phash(image: Image.Image) -> int:
+        return int(str(imagehash.phash(image)), 16)
+
+    hashes = [phash(Image.open(p).convert("RGB")) for p in paths]
+    assert hamming_pairs(hashes, PHASH_THRESHOLD) == []  # no two distinct scenes grouped
+    for path, original in zip(paths[:6], hashes[:6], strict=True):
+        image = Image.open(path).convert("RGB")
+        buffer = io.BytesIO()
+        image.resize((96, 96)).save(buffer, "JPEG", quality=40)
+        variants = [image.resize((288, 288)), Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")]
+        assert all(bin(phash(v) ^ original).count("1") <= PHASH_THRESHOLD for v in variants)
+
+
+def _with_rare_class(root: Path, n_images: int) -> Coco:
+    """make_export plus a class ('lamp') on exactly two images."""
+    coco = make_export(root, n_images=n_images)
+    coco["categories"].append({"id": 4, "name": "lamp"})
+    for image_id in (3, 7):
+        coco["annotations"].append(
+            {
+                "id": 500 + image_id,
+                "image_id": image_id,
+                "category_id": 4,
+                "segmentation": [[60, 40, 90, 40, 90, 60]],
+            }
+        )
+    return coco
+
+
+def test_every_class_in_val_and_train(tmp_path: Path) -> None:
+    export = write_export(tmp_path, _with_rare_class(tmp_path, 20))
+    for seed in range(5):
+        ingest_export(export, out=tmp_path / "dataset", seed=seed, val_fraction=0.1)
+        for split in ("train", "val"):
+            coco = _load(tmp_path / "dataset", split)
+            present = {
+                c["name"]
+                for c in coco["categories"]
+                if any(a["category_id"] == c["id"] for a in coco["annotations"])
+            }
+            assert present == {*CLASSES, "lamp"}, (seed, split)
+        assert len(_load(tmp_path / "dataset", "val")["images"]) <= 4
+
+
+def test_split_is_deterministic_by_seed(tmp_path: Path) -> None:
+    export = write_export(tmp_path, make_export(tmp_path, n_images=20))
+    outputs = {}
+    for run, seed in enumerate((1, 1, 2)):
+        out = tmp_path / f"d{run}"
+        ingest_export(export, out=out, seed=seed)
+        outputs[run] = ((out / "train.json").read_bytes(), (out / "val.json").read_bytes(), _split_of(out))
+    assert outputs[0][:2] == outputs[1][:2]
+    assert outputs[0][2] != outputs[2][2]
+    assert sum(s == "val" for s in outputs[0][2].values()) == 4
+
+
+def test_no_val_when_fraction_zero(tmp_path: Path) -> None:
+    export = write_export(tmp_path, make_export(tmp_path, n_images=5))
+    result = ingest_export(export, out=tmp_path / "dataset", val_fraction=0.0)
+    assert result.counts["val"]["images"] == 0 and result.counts["train"]["images"] == 5
+    assert _load(tmp_path / "dataset", "val")["images"] == []
+
+
+# ---------------------------------------------------------------- output folder
+
+
+def test_out_folder_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    export = write_export(tmp_path, make_export(tmp_path, n_images=5))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="not empty and is not an officescore data set"):
+        ingest_export(export, out=other)
+    assert (other / "notes.txt").read_text() == "mine"
+    with pytest.raises(DataError, match="replace the image folder"):
+        ingest_export(export, out=tmp_path / "images")
+
+    out = tmp_path / "dataset"
+    ingest_export(export, out=out, seed=0)
+    (out / "health.png").write_bytes(b"old plot")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def fail(src: Path, dst: Path) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ingest_write, "_link_or_copy", fail)
+    with pytest.raises(OSError, match="disk full"):
+        ingest_export(export, out=out, seed=1)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "dataset",
+        "images",
+        "other",
+    ]  # no temp folders left
+
+    monkeypatch.undo()
+    ingest_export(export, out=out, seed=1)  # an existing data set is replaced
+    assert not (out / "health.png").exists()
+    assert json.loads((out / "dataset.json").read_text())["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "images", "other"]
+
+
+def test_hard_link_falls_back_to_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    export = write_export(tmp_path, make_export(tmp_path, n_images=3))
+
+    def no_links(src: Any, dst: Any) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    ingest_export(export, out=tmp_path / "dataset")
+    image = _all_images(tmp_path / "dataset")[0]
+    copied, source = (
+        tmp_path / "dataset" / image["file_name"],
+        tmp_path / "images" / image["original_file_name"],
+    )
+    assert copied.read_bytes() == source.read_bytes()
+    assert os.stat(copied).st_ino != os.stat(source).st_ino
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_ingest_json_and_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    coco = make_export(tmp_path, n_images=6)
+    _set(_polygon_ann, segmentation=[[1, 1, 20, 1, 20]])(tmp_path, coco)
+    export = write_export(tmp_path, coco)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ingest", str(export), "--out", str(tmp_path / "dataset"), "--json", "--seed", "2"])
+    assert exit_info.value.code == 0
+    captured = capsys.readouterr()
+    payload = json.loads(captured.out)
+    assert payload["ingest"]["classes"] == list(CLASSES)
+    assert payload["ingest"]["problems"][0]["kind"] == "polygon_odd"
+    assert payload["health"]["problems"] == {"total": 1, "by_kind": {"polygon_odd": 1}}
+    assert Path(payload["plot"]).is_file()
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ingest", str(export), "--out", str(tmp_path / "dataset")])
+    assert exit_info.value.code == 0
+    captured = capsys.readouterr()
+    assert "Checking images: 6/6" in captured.err  # one line per stage off a terminal
+    assert "scene_" in captured.out and "polygon_odd" in captured.out
+    assert "wrote" in captured.out and "1 problem(s)" in captured.out
