@@ -22,13 +22,9 @@ such COCO results. Plots and files: `officescore.evaluate_plots`.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
-import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +33,10 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from officescore.distributed import DistContext, gather_objects, shard
 from officescore.errors import ConfigError, DataError
-from officescore.masks import bbox as rle_bbox
-from officescore.masks import from_polygons, normalise
+from officescore.evaluate_inputs import is_number, load_gt, load_predictions, quiet
+from officescore.evaluate_match import MATCH_IOU, Counts, match_counts, prf
 from officescore.progress import SILENT, Reporter
 
 if TYPE_CHECKING:
@@ -60,33 +57,7 @@ STAT_NAMES = (
     "ar_medium",
     "ar_large",
 )
-MATCH_IOU = 0.5
 BACKGROUND = "background"
-_SHOW_IDS = 5  # how many offending ids an error message names
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """pycocotools prints progress to stdout; keep stdout clean (it may be --json output)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
-
-
-def _few(ids: Sequence[Any]) -> str:
-    shown = ", ".join(str(i) for i in sorted(ids)[:_SHOW_IDS])
-    return shown + (f" and {len(ids) - _SHOW_IDS} more" if len(ids) > _SHOW_IDS else "")
-
-
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise DataError(f"{what} file {path} does not exist") from None
-    except IsADirectoryError:
-        raise DataError(f"{what} file {path} is a folder; give the JSON file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{what} file {path} is not valid JSON ({exc})") from None
 
 
 def check_iou_thresholds(iou_thresholds: Sequence[float]) -> list[float]:
@@ -105,147 +76,13 @@ def iou_key(t: float) -> str:
     return f"{float(t):.10g}"
 
 
-# --- loading and validating ground truth and results ---------------------------------------------
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_gt(data: Any, source: str) -> None:
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise DataError(f"{source}: expected a COCO object with images, annotations and categories")
-    categories = data.get("categories")
-    if not isinstance(categories, list) or not categories:
-        raise DataError(f"{source}: has no categories; a COCO ground truth lists its classes")
-    data.setdefault("annotations", [])
-    image_ids = {img.get("id") for img in data["images"] if isinstance(img, dict)}
-    cat_ids = {cat.get("id") for cat in categories if isinstance(cat, dict) and "name" in cat}
-    if len(cat_ids) != len(categories):
-        raise DataError(f"{source}: every category needs a unique id and a name")
-    ann_ids: set[int] = set()
-    for ann in data["annotations"]:
-        if not isinstance(ann, dict) or not all(k in ann for k in ("id", "image_id", "category_id")):
-            raise DataError(f"{source}: every annotation needs id, image_id and category_id")
-        if ann["image_id"] not in image_ids or ann["category_id"] not in cat_ids:
-            raise DataError(
-                f"{source}: annotation {ann['id']} refers to an unknown image or category "
-                f"(image_id {ann['image_id']}, category_id {ann['category_id']})"
-            )
-        bb = ann.get("bbox")
-        if not (isinstance(bb, list) and len(bb) == 4 and all(_is_number(v) for v in bb)):
-            raise DataError(f"{source}: annotation {ann['id']} has no valid bbox [x, y, w, h]")
-        if not _is_number(ann.get("area")):
-            raise DataError(f"{source}: annotation {ann['id']} has no area")
-        # COCOeval marks unmatched detections with id 0, so ids must be positive and unique.
-        if not isinstance(ann["id"], int) or ann["id"] <= 0 or ann["id"] in ann_ids:
-            raise DataError(f"{source}: annotation ids must be unique positive integers (id {ann['id']})")
-        ann_ids.add(ann["id"])
-        ann.setdefault("iscrowd", 0)
-
-
-def load_gt(gt: Path | str | Mapping[str, Any]) -> COCO:
-    """A pycocotools COCO object from a file or a dict (the dict is copied, never modified)."""
-    if isinstance(gt, Mapping):
-        data, source = copy.deepcopy(dict(gt)), "ground truth"
-    else:
-        data, source = _read_json(Path(gt), "ground truth"), f"ground truth {gt}"
-    _check_gt(data, source)
-    coco = COCO()
-    coco.dataset = data
-    with _quiet():
-        coco.createIndex()
-    return coco
-
-
-@dataclass
-class _Results:
-    """Validated detections, split the way each COCOeval run wants them."""
-
-    boxes: list[dict[str, Any]]  # image_id, category_id, score, bbox
-    masks: list[dict[str, Any]] | None  # image_id, category_id, score, segmentation; None: no masks
-
-
-def _segmentation(pred: dict[str, Any], image: dict[str, Any], where: str) -> dict[str, Any]:
-    segm = pred["segmentation"]
-    height, width = image.get("height"), image.get("width")
-    try:
-        if isinstance(segm, list):  # polygons
-            if height is None or width is None:
-                raise DataError(f"{where}: polygon masks need the image's height and width in the GT")
-            return from_polygons(segm, int(height), int(width))
-        rle = normalise(segm)
-    except (TypeError, KeyError, ValueError) as exc:
-        raise DataError(f"{where}: segmentation is not COCO RLE or polygons ({exc})") from None
-    if height is not None and width is not None and rle["size"] != [int(height), int(width)]:
-        raise DataError(
-            f"{where}: mask size {rle['size']} differs from image {pred['image_id']} "
-            f"({int(height)}x{int(width)}); masks must be in original image coordinates"
-        )
-    return rle
-
-
-def _check_results(data: Any, coco_gt: COCO, source: str) -> _Results:
-    shape = "a JSON list of COCO results {image_id, category_id, score, bbox and/or segmentation}"
-    if not isinstance(data, list):
-        raise DataError(f"{source}: expected {shape}, got {type(data).__name__}")
-    for i, pred in enumerate(data):
-        if not isinstance(pred, dict) or not all(k in pred for k in ("image_id", "category_id", "score")):
-            raise DataError(f"{source}: item {i} is not a COCO result; expected {shape}")
-        if not _is_number(pred["score"]):
-            raise DataError(f"{source}: item {i} has a score that is not a finite number")
-        if "bbox" not in pred and "segmentation" not in pred:
-            raise DataError(f"{source}: item {i} has neither bbox nor segmentation")
-    foreign = {p["image_id"] for p in data} - set(coco_gt.imgs)
-    if foreign:
-        raise DataError(
-            f"{source}: predictions for {len(foreign)} image id(s) not in the ground truth "
-            f"({_few(list(foreign))}); evaluate against the annotation file the predictions were made on"
-        )
-    foreign = {p["category_id"] for p in data} - set(coco_gt.cats)
-    if foreign:
-        raise DataError(
-            f"{source}: category id(s) {_few(list(foreign))} are not in the ground truth "
-            f"(its ids: {_few(list(coco_gt.cats))})"
-        )
-    with_masks = sum("segmentation" in p for p in data)
-    if 0 < with_masks < len(data):
-        raise DataError(
-            f"{source}: {len(data) - with_masks} of {len(data)} results have no segmentation; "
-            "give every result a mask, or none"
-        )
-    gt_masks = all("segmentation" in a for a in coco_gt.dataset["annotations"])
-    boxes: list[dict[str, Any]] = []
-    masks: list[dict[str, Any]] | None = [] if gt_masks and with_masks == len(data) else None
-    for i, pred in enumerate(data):
-        base = {k: pred[k] for k in ("image_id", "category_id", "score")}
-        image = coco_gt.imgs[pred["image_id"]]
-        rle = _segmentation(pred, image, f"{source}: item {i}") if with_masks else None
-        if "bbox" in pred:
-            bb = pred["bbox"]
-            if not (isinstance(bb, list) and len(bb) == 4 and all(_is_number(v) for v in bb)):
-                raise DataError(f"{source}: item {i} has a bbox that is not [x, y, w, h] numbers")
-        else:
-            bb = rle_bbox(rle)  # what pycocotools' loadRes derives from the mask
-        boxes.append({**base, "bbox": bb})
-        if masks is not None and rle is not None:
-            masks.append({**base, "segmentation": rle})
-    return _Results(boxes=boxes, masks=masks)
-
-
-def load_predictions(predictions: Path | str | list[dict[str, Any]], coco_gt: COCO) -> _Results:
-    if isinstance(predictions, str | Path):
-        return _check_results(_read_json(Path(predictions), "predictions"), coco_gt, f"{predictions}")
-    return _check_results(predictions, coco_gt, "predictions")
-
-
 # --- COCOeval runs -------------------------------------------------------------------------------
 
 
 def _load_res(coco_gt: COCO, dets: list[dict[str, Any]]) -> COCO:
     """coco_gt.loadRes on copies (it edits its input); an empty result set, which loadRes rejects."""
     if dets:
-        with _quiet():
+        with quiet():
             return coco_gt.loadRes([dict(d) for d in dets])
     res = COCO()
     res.dataset = {
@@ -253,7 +90,7 @@ def _load_res(coco_gt: COCO, dets: list[dict[str, Any]]) -> COCO:
         "categories": copy.deepcopy(coco_gt.dataset["categories"]),
         "annotations": [],
     }
-    with _quiet():
+    with quiet():
         res.createIndex()
     return res
 
@@ -262,7 +99,7 @@ def _run(coco_gt: COCO, coco_dt: COCO, iou_type: str, iou_thrs: Sequence[float] 
     ev = COCOeval(coco_gt, coco_dt, iou_type)
     if iou_thrs is not None:
         ev.params.iouThrs = np.asarray(iou_thrs, dtype=np.float64)
-    with _quiet():
+    with quiet():
         ev.evaluate()
         ev.accumulate()
         if iou_thrs is None:
@@ -340,99 +177,6 @@ def _iou_type_metrics(
 # --- precision / recall / F1 and the confusion matrix at IoU 0.5 ---------------------------------
 
 
-@dataclass
-class _Counts:
-    tp: np.ndarray  # [K] detections matched to a ground-truth object of their class
-    fp: np.ndarray  # [K] detections matching nothing of their class (crowd matches excluded)
-    fn: np.ndarray  # [K] ground-truth objects no detection of their class matched
-    matrix: np.ndarray  # [K+1, K+1] rows ground truth, columns prediction, index K = background
-
-
-def _ious(coco_gt: COCO, anns: list[dict[str, Any]], dets: list[dict[str, Any]], iou_type: str) -> np.ndarray:
-    if not anns or not dets:
-        return np.zeros((len(dets), len(anns)))
-    crowd = [int(a.get("iscrowd", 0)) for a in anns]
-    if iou_type == "bbox":
-        d_geo, g_geo = [d["bbox"] for d in dets], [a["bbox"] for a in anns]
-    else:
-        d_geo = [d["segmentation"] for d in dets]
-        g_geo = [coco_gt.annToRLE(a) for a in anns]
-    # For crowd regions pycocotools divides by the detection's area: a detection inside one matches.
-    return np.asarray(mask_utils.iou(d_geo, g_geo, crowd), dtype=np.float64).reshape(len(dets), len(anns))
-
-
-def _match_image(
-    ious: np.ndarray, gcls: np.ndarray, crowd: np.ndarray, dcls: np.ndarray, counts: _Counts
-) -> None:
-    """Greedy matching by descending score, like COCOeval at one threshold, then class confusions."""
-    bg = counts.matrix.shape[0] - 1
-    taken = np.zeros(len(gcls), dtype=bool)
-    unmatched: list[int] = []
-    for i, c in enumerate(dcls):
-        hits = ious[i] >= MATCH_IOU
-        free = hits & (gcls == c) & ~crowd & ~taken
-        if free.any():
-            taken[int(np.where(free, ious[i], -1.0).argmax())] = True
-            counts.tp[c] += 1
-            counts.matrix[c, c] += 1
-        elif not (hits & (gcls == c) & crowd).any():  # on a crowd region of its class: ignored
-            counts.fp[c] += 1
-            unmatched.append(i)
-    np.add.at(counts.fn, gcls[~crowd & ~taken], 1)
-    # False positives that overlap an object of another class are confusions, not false alarms.
-    for i in unmatched:
-        free = (ious[i] >= MATCH_IOU) & ~crowd & ~taken
-        if free.any():
-            j = int(np.where(free, ious[i], -1.0).argmax())
-            taken[j] = True
-            counts.matrix[gcls[j], dcls[i]] += 1
-        else:
-            counts.matrix[bg, dcls[i]] += 1
-    np.add.at(counts.matrix, (gcls[~crowd & ~taken], bg), 1)
-
-
-def _match(
-    coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str, conf: float, cat_index: dict[int, int]
-) -> _Counts:
-    k = len(cat_index)
-    counts = _Counts(
-        tp=np.zeros(k, dtype=np.int64),
-        fp=np.zeros(k, dtype=np.int64),
-        fn=np.zeros(k, dtype=np.int64),
-        matrix=np.zeros((k + 1, k + 1), dtype=np.int64),
-    )
-    by_image: dict[Any, list[dict[str, Any]]] = {}
-    for d in dets:
-        if d["score"] >= conf:
-            by_image.setdefault(d["image_id"], []).append(d)
-    for img_id in coco_gt.imgs:
-        anns = coco_gt.imgToAnns.get(img_id, [])
-        image_dets = sorted(by_image.get(img_id, []), key=lambda d: -d["score"])  # stable, as COCOeval
-        if not anns and not image_dets:
-            continue
-        _match_image(
-            _ious(coco_gt, anns, image_dets, iou_type),
-            np.array([cat_index[a["category_id"]] for a in anns], dtype=np.int64),
-            np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool),
-            np.array([cat_index[d["category_id"]] for d in image_dets], dtype=np.int64),
-            counts,
-        )
-    return counts
-
-
-def _prf(tp: int, fp: int, fn: int) -> dict[str, Any]:
-    """Precision, recall, F1 (None where 0/0) with the counts behind them."""
-    tp, fp, fn = int(tp), int(fp), int(fn)
-    return {
-        "precision": tp / (tp + fp) if tp + fp else None,
-        "recall": tp / (tp + fn) if tp + fn else None,
-        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None,
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-    }
-
-
 # --- the metrics document ------------------------------------------------------------------------
 
 
@@ -450,7 +194,7 @@ def evaluate_coco(
     precision/recall/F1 and the confusion matrix. Raises DataError for unusable inputs.
     """
     thresholds = check_iou_thresholds(iou_thresholds)
-    if not (_is_number(conf) and 0.0 <= conf <= 1.0):
+    if not (is_number(conf) and 0.0 <= conf <= 1.0):
         raise ConfigError(f"confidence threshold {conf} must be between 0 and 1 (e.g. --conf 0.05)")
     coco_gt = load_gt(gt)
     results = load_predictions(predictions, coco_gt)
@@ -465,7 +209,7 @@ def evaluate_coco(
         n_pred[cat_index[det["category_id"]]] += 1
 
     doc: dict[str, Any] = {}
-    matrix_counts: _Counts | None = None
+    matrix_counts: Counts | None = None
     matrix_type = "bbox"
     with reporter.stage("evaluate", total=len(IOU_TYPES)) as stage:
         for iou_type, dets in (("bbox", results.boxes), ("segm", results.masks)):
@@ -474,12 +218,12 @@ def evaluate_coco(
                 stage.advance(1, status=f"{iou_type}: no masks")
                 continue
             metrics = _iou_type_metrics(coco_gt, dets, iou_type, thresholds, names)
-            counts = _match(coco_gt, dets, iou_type, conf, cat_index)
+            counts = match_counts(coco_gt, dets, iou_type, conf, cat_index)
             for cid, k in cat_index.items():
                 row = metrics["per_class"][names[cid]]
                 row.update(n_gt=int(n_gt[k]), n_pred=int(n_pred[k]))
-                row.update(_prf(counts.tp[k], counts.fp[k], counts.fn[k]))
-            metrics.update(_prf(counts.tp.sum(), counts.fp.sum(), counts.fn.sum()))
+                row.update(prf(counts.tp[k], counts.fp[k], counts.fn[k]))
+            metrics.update(prf(counts.tp.sum(), counts.fp.sum(), counts.fn.sum()))
             metrics.update(conf=float(conf), match_iou=MATCH_IOU)
             doc[iou_type] = metrics
             matrix_counts, matrix_type = counts, iou_type  # segm wins when present
@@ -592,3 +336,72 @@ def predict_coco(
                 results.extend(_to_results(det, image_id, score_threshold, category_ids))
             stage.advance(len(images), status=f"{len(results)} detections")
     return results
+
+
+def category_map(model_classes: Sequence[str], data_classes: Sequence[str]) -> list[int | None] | None:
+    """category_ids for predict_coco: model label -> data-set category id (1..K in class order).
+
+    None when the class lists are equal (label == category id). Labels of classes the data set lacks
+    map to None (dropped); no class in common at all is a DataError.
+    """
+    model_classes, data_classes = list(model_classes), list(data_classes)
+    if model_classes == data_classes:
+        return None
+    ids = [data_classes.index(c) + 1 if c in data_classes else None for c in model_classes]
+    if not any(ids):
+        raise DataError(
+            f"the model's classes ({', '.join(model_classes)}) and the data set's "
+            f"({', '.join(data_classes)}) have nothing in common; evaluate on a data set of those classes"
+        )
+    return ids
+
+
+def evaluate_model(
+    model: Any,
+    dataset: Any,
+    device: torch.device | str,
+    iou_thresholds: Sequence[float] = (),
+    conf: float = 0.05,
+    batch_size: int = 2,
+    workers: int = 0,
+    ctx: DistContext | None = None,
+    category_ids: Sequence[int | None] | None = None,
+    reporter: Reporter = SILENT,
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """Predict over `dataset` and evaluate against its `annotation_file`.
+
+    Under torch.distributed (`ctx` from `officescore.distributed.init`) each rank predicts its shard
+    and rank 0 gathers and evaluates: rank 0 gets (metrics, predictions), the other ranks None.
+    """
+    check_iou_thresholds(iou_thresholds)  # fail before a long inference, not after
+    ctx = ctx or DistContext()
+    indices = shard(range(len(dataset)), ctx)
+    mine = predict_coco(
+        model,
+        dataset,
+        device,
+        batch_size=batch_size,
+        workers=workers,
+        indices=indices,
+        reporter=reporter,
+        category_ids=category_ids,
+    )
+    parts = gather_objects(ctx, mine)
+    if not ctx.is_main:
+        return None
+    # One order whatever the number of ranks; COCOeval's numbers do not depend on it.
+    predictions = sorted((p for part in parts for p in part), key=lambda p: (p["image_id"], -p["score"]))
+    metrics = evaluate_coco(dataset.annotation_file, predictions, iou_thresholds, conf, reporter)
+    return metrics, predictions
+
+
+def save_eval_outputs(
+    metrics: dict[str, Any],
+    predictions: list[dict[str, Any]],
+    out_dir: Path,
+    classes: Sequence[str] | None = None,
+) -> dict[str, Path]:
+    """metrics.json, predictions.json, pr_curves.png, confusion_matrix.png (officescore.evaluate_run)."""
+    from officescore.evaluate_run import save_eval_outputs as save  # matplotlib only when needed
+
+    return save(metrics, predictions, out_dir, classes)

@@ -1,0 +1,177 @@
+"""`officescore eval`: COCO mAP for boxes and masks, per class, at any IoU; or any COCO results file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.table import Table
+
+from officescore.cli.common import console, print_json, reporter
+from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
+
+if TYPE_CHECKING:
+    from officescore.evaluate_run import EvalRun
+
+EXAMPLES = """
+[bold]Examples[/bold]
+
+  officescore eval                                    newest runs/train/*/weights/best.pt on data/dataset val
+
+  officescore eval --model runs/train/train/weights/best.pt --iou 0.3 --iou 0.5 --iou 0.75
+
+  officescore eval --model exported.ts.pt --split test --conf 0.25 --name test-set
+
+  officescore eval --predictions results.json --gt val.json     any COCO results file, no model
+
+  officescore eval --json > metrics.json
+
+  torchrun --nproc_per_node 4 -m officescore eval --device cuda  each GPU infers a shard
+
+Writes runs/eval/NAME (eval, eval2, ...): metrics.json, predictions.json, pr_curves.png,
+confusion_matrix.png. The standard numbers are pycocotools' COCOeval numbers.
+"""
+
+_SUMMARY = (
+    ("mAP @[.50:.95]", "map"),
+    ("AP50", "ap50"),
+    ("AP75", "ap75"),
+    ("AP small", "ap_small"),
+    ("AP medium", "ap_medium"),
+    ("AP large", "ap_large"),
+    ("AR @1", "ar1"),
+    ("AR @10", "ar10"),
+    ("AR @100", "ar100"),
+)
+
+
+def _f(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def evaluate(
+    model: Path = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Checkpoint or TorchScript export [default: newest runs/train/*/weights/best.pt].",
+    ),
+    data: Path = typer.Option(
+        DEFAULT_DATASET_DIR, "--data", help="Data set folder (from `officescore ingest`)."
+    ),
+    split: str = typer.Option("val", "--split", help="Which split of the data set to evaluate on."),
+    iou: list[float] = typer.Option(
+        None, "--iou", help="Also report AP at this IoU threshold, 0 < IoU < 1 (repeatable)."
+    ),
+    conf: float = typer.Option(
+        0.05, "--conf", help="Score threshold for precision, recall, F1 and the confusion matrix."
+    ),
+    batch_size: int = typer.Option(2, "--batch-size", "-b", help="Images per inference batch."),
+    workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    name: str = typer.Option("eval", "--name", help="Run folder name under --project (never overwritten)."),
+    project: Path = typer.Option(DEFAULT_RUNS_DIR / "eval", "--project", help="Parent folder of eval runs."),
+    predictions: Path = typer.Option(
+        None, "--predictions", help="Evaluate this COCO results JSON instead of running a model."
+    ),
+    gt: Path = typer.Option(None, "--gt", help="Ground truth for --predictions [default: DATA/SPLIT.json]."),
+    json_output: bool = typer.Option(False, "--json", help="Print the metrics document as JSON."),
+) -> None:
+    """Evaluate a model (or a COCO results file): COCO mAP for boxes and masks, per class, any IoU."""
+    from officescore.evaluate_run import run_eval
+
+    run = run_eval(
+        model=model,
+        data=data,
+        split=split,
+        predictions=predictions,
+        gt=gt,
+        iou_thresholds=iou or (),
+        conf=conf,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        name=name,
+        project=project,
+        train_runs=DEFAULT_RUNS_DIR / "train",
+        reporter=reporter(json_output),
+    )
+    if run is None:  # a torchrun rank other than 0: rank 0 reports
+        return
+    if json_output:
+        print_json(run.metrics)
+        return
+    _show(run)
+
+
+def _types(metrics: dict[str, Any]) -> list[str]:
+    return [t for t in ("bbox", "segm") if metrics.get(t)]
+
+
+def _show(run: EvalRun) -> None:
+    m = run.metrics
+    types = _types(m)
+    for warning in run.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    source = f"model {run.model}" if run.model else "a results file"
+    console.print(f"{source} on {run.gt}: {m['images']} images, {m['predictions']} predictions")
+    summary = Table()
+    summary.add_column("metric")
+    for t in types:
+        summary.add_column("box" if t == "bbox" else "mask", justify="right")
+    for label, key in _SUMMARY:
+        summary.add_row(label, *(_f(m[t][key]) for t in types))
+    console.print(summary)
+
+    if m["iou_thresholds"]:
+        at_iou = Table(title="AP at IoU", title_justify="left")
+        at_iou.add_column("IoU", justify="right")
+        for t in types:
+            at_iou.add_column(f"{'box' if t == 'bbox' else 'mask'} AP", justify="right")
+        for key in m[types[0]]["ap_at_iou"]:
+            at_iou.add_row(key, *(_f(m[t]["ap_at_iou"][key]) for t in types))
+        console.print(at_iou)
+
+    main = types[-1]  # masks when present
+    per_class = Table(title=f"per class ({'mask' if main == 'segm' else 'box'} AP)", title_justify="left")
+    for col in ("class", "GT", "pred", "AP", "AP50", "AP75", "box AP", "P", "R", "F1"):
+        per_class.add_column(col, justify="left" if col == "class" else "right")
+    for cls in m["classes"]:
+        row, box = m[main]["per_class"][cls], m["bbox"]["per_class"][cls]
+        per_class.add_row(
+            cls,
+            str(row["n_gt"]),
+            str(row["n_pred"]),
+            _f(row["ap"]),
+            _f(row["ap50"]),
+            _f(row["ap75"]),
+            _f(box["ap"]),
+            _f(row["precision"]),
+            _f(row["recall"]),
+            _f(row["f1"]),
+        )
+    console.print(per_class)
+
+    prf = Table(title=f"score >= {m['conf']:g}, IoU 0.5", title_justify="left")
+    for col in ("", "precision", "recall", "F1", "TP", "FP", "FN"):
+        prf.add_column(col, justify="left" if not col else "right")
+    for t in types:
+        v = m[t]
+        prf.add_row(
+            "box" if t == "bbox" else "mask",
+            _f(v["precision"]),
+            _f(v["recall"]),
+            _f(v["f1"]),
+            str(v["tp"]),
+            str(v["fp"]),
+            str(v["fn"]),
+        )
+    console.print(prf)
+    if m["segm"] is None:
+        console.print("[yellow]no masks in the results (or the ground truth): boxes only[/yellow]")
+    console.print(f"wrote [bold]{run.out_dir}[/bold] in {run.seconds:.1f}s")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval", epilog=EXAMPLES)(evaluate)

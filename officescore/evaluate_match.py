@@ -1,0 +1,113 @@
+"""Precision, recall, F1 and the class confusion matrix at IoU 0.5, by greedy matching.
+
+Per image, detections at or above the score threshold are taken by descending score (as COCOeval
+does); each takes the unmatched ground-truth object of its class with the highest IoU >= 0.5. A
+detection that instead falls on a crowd region of its class is ignored, as COCOeval ignores it.
+For the confusion matrix the remaining detections may then match an object of another class (a
+confusion); what is left over are false alarms (background row) and missed objects (background
+column).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+MATCH_IOU = 0.5
+
+
+@dataclass
+class Counts:
+    tp: np.ndarray  # [K] detections matched to a ground-truth object of their class
+    fp: np.ndarray  # [K] detections matching nothing of their class (crowd matches excluded)
+    fn: np.ndarray  # [K] ground-truth objects no detection of their class matched
+    matrix: np.ndarray  # [K+1, K+1] rows ground truth, columns prediction, index K = background
+
+
+def _ious(coco_gt: COCO, anns: list[dict[str, Any]], dets: list[dict[str, Any]], iou_type: str) -> np.ndarray:
+    if not anns or not dets:
+        return np.zeros((len(dets), len(anns)))
+    crowd = [int(a.get("iscrowd", 0)) for a in anns]
+    if iou_type == "bbox":
+        d_geo, g_geo = [d["bbox"] for d in dets], [a["bbox"] for a in anns]
+    else:
+        d_geo = [d["segmentation"] for d in dets]
+        g_geo = [coco_gt.annToRLE(a) for a in anns]
+    # For crowd regions pycocotools divides by the detection's area: a detection inside one matches.
+    return np.asarray(mask_utils.iou(d_geo, g_geo, crowd), dtype=np.float64).reshape(len(dets), len(anns))
+
+
+def _match_image(
+    ious: np.ndarray, gcls: np.ndarray, crowd: np.ndarray, dcls: np.ndarray, counts: Counts
+) -> None:
+    """Greedy matching by descending score, like COCOeval at one threshold, then class confusions."""
+    bg = counts.matrix.shape[0] - 1
+    taken = np.zeros(len(gcls), dtype=bool)
+    unmatched: list[int] = []
+    for i, c in enumerate(dcls):
+        hits = ious[i] >= MATCH_IOU
+        free = hits & (gcls == c) & ~crowd & ~taken
+        if free.any():
+            taken[int(np.where(free, ious[i], -1.0).argmax())] = True
+            counts.tp[c] += 1
+            counts.matrix[c, c] += 1
+        elif not (hits & (gcls == c) & crowd).any():  # on a crowd region of its class: ignored
+            counts.fp[c] += 1
+            unmatched.append(i)
+    np.add.at(counts.fn, gcls[~crowd & ~taken], 1)
+    # False positives that overlap an object of another class are confusions, not false alarms.
+    for i in unmatched:
+        free = (ious[i] >= MATCH_IOU) & ~crowd & ~taken
+        if free.any():
+            j = int(np.where(free, ious[i], -1.0).argmax())
+            taken[j] = True
+            counts.matrix[gcls[j], dcls[i]] += 1
+        else:
+            counts.matrix[bg, dcls[i]] += 1
+    np.add.at(counts.matrix, (gcls[~crowd & ~taken], bg), 1)
+
+
+def match_counts(
+    coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str, conf: float, cat_index: dict[int, int]
+) -> Counts:
+    k = len(cat_index)
+    counts = Counts(
+        tp=np.zeros(k, dtype=np.int64),
+        fp=np.zeros(k, dtype=np.int64),
+        fn=np.zeros(k, dtype=np.int64),
+        matrix=np.zeros((k + 1, k + 1), dtype=np.int64),
+    )
+    by_image: dict[Any, list[dict[str, Any]]] = {}
+    for d in dets:
+        if d["score"] >= conf:
+            by_image.setdefault(d["image_id"], []).append(d)
+    for img_id in coco_gt.imgs:
+        anns = coco_gt.imgToAnns.get(img_id, [])
+        image_dets = sorted(by_image.get(img_id, []), key=lambda d: -d["score"])  # stable, as COCOeval
+        if not anns and not image_dets:
+            continue
+        _match_image(
+            _ious(coco_gt, anns, image_dets, iou_type),
+            np.array([cat_index[a["category_id"]] for a in anns], dtype=np.int64),
+            np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool),
+            np.array([cat_index[d["category_id"]] for d in image_dets], dtype=np.int64),
+            counts,
+        )
+    return counts
+
+
+def prf(tp: int, fp: int, fn: int) -> dict[str, Any]:
+    """Precision, recall, F1 (None where 0/0) with the counts behind them."""
+    tp, fp, fn = int(tp), int(fp), int(fn)
+    return {
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+    }
