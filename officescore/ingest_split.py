@@ -56,8 +56,8 @@ def split_groups(
 ) -> list[str]:
     """'train' or 'val' per image. Deterministic for a seed; duplicates stay together.
 
-    First, for each class (rarest first) that has >= 2 images and is not yet in val, one group
-    holding it moves to val, as long as train keeps an image of it. Then shuffled groups fill val
+    First, groups move to val until every class with >= 2 images is in val (greedy: most missing
+    classes per group first), as long as train keeps an image of each class. Then shuffled groups fill val
     up to round(val_fraction * images) (at least one image when there are two or more), again
     without taking a class's last train image.
     """
@@ -96,12 +96,19 @@ def split_groups(
             in_train[name] -= count
 
     target = max(1, round(val_fraction * n)) if n >= 2 else 0
-    for name in sorted(in_train, key=lambda c: (in_train[c], c)):
-        if in_train[name] < 2 or any(name in group_classes[g] for g in val):
-            continue
-        candidates = [g for g in order if name in group_classes[g] and g not in val and can_move(g)]
-        if candidates:
-            move(min(candidates, key=lambda g: len(members[g])))
+    # Cover classes greedily: the group adding the most missing classes, then the smallest, then
+    # shuffled order. Few forced picks leave more of val to chance, so val stays representative.
+    missing = {name for name, count in in_train.items() if count >= 2}
+    while missing:
+        candidates = [g for g in order if g not in val and missing & group_classes[g].keys() and can_move(g)]
+        if not candidates:
+            break
+        rank = {g: i for i, g in enumerate(order)}
+        best = min(
+            candidates, key=lambda g: (-len(missing & group_classes[g].keys()), len(members[g]), rank[g])
+        )
+        move(best)
+        missing -= group_classes[best].keys()
     for group in order:
         if val_images >= target:
             break

@@ -27,12 +27,12 @@ def render_health(report: HealthReport) -> None:
     """Rich tables: per-class balance and sizes, per-split summary, duplicates, problem counts."""
     splits = list(report.splits)
     classes = Table(title=f"Data set {report.dataset}", title_justify="left")
-    classes.add_column("class")
+    classes.add_column("class", no_wrap=True)
     for split in splits:
-        classes.add_column(f"{split} images", justify="right")
-        classes.add_column(f"{split} instances", justify="right")
+        classes.add_column(f"{split}\nimages", justify="right")
+        classes.add_column(f"{split}\nobjects", justify="right")
     for bucket in ("small", "medium", "large"):
-        classes.add_column(bucket, justify="right")
+        classes.add_column(f"size\n{bucket}", justify="right")
     for name in report.classes:
         row = [name]
         for split in splits:
@@ -45,7 +45,7 @@ def render_health(report: HealthReport) -> None:
     console.print(classes)
 
     summary = Table(title="Splits", title_justify="left")
-    for column in ("split", "images", "instances", "crowd", "no annotations", "per image min/mean/max"):
+    for column in ("split", "images", "objects", "crowd", "no objects", "objects/image min/mean/max"):
         summary.add_column(column, justify="left" if column == "split" else "right")
     for split in splits:
         stats = report.splits[split]
