@@ -218,3 +218,25 @@ def test_missing_or_broken_dataset_is_a_data_error(tmp_path: Path, dataset_dir: 
     (broken / "dataset.json").write_text(json.dumps({"classes": ["desk", "chair"]}))
     with pytest.raises(DataError, match="do not match"):
         OfficeDataset(broken, "train")
+
+
+def test_sample_through_ingest_keeps_exact_masks(tmp_path: Path) -> None:
+    """sample -> ingest -> OfficeDataset: every mask is still exactly the rendered visible pixels."""
+    from officescore.ingest import ingest_export
+    from officescore.sample import render_scene, scene_rng
+
+    write_sample(tmp_path / "export", n_images=5, seed=4, size=80)
+    ingest_export(tmp_path / "export/annotations.json", out=tmp_path / "dataset", strict=True)
+    seen = 0
+    for split in ("train", "val"):
+        ds = OfficeDataset(tmp_path / "dataset", split)
+        files = {im["id"]: im["file_name"] for im in json.loads(ds.annotation_file.read_text())["images"]}
+        for index in range(len(ds)):
+            _, target = ds[index]
+            scene_index = int(Path(files[target["image_id"]]).stem.split("_")[1])
+            scene = render_scene(scene_rng(4, scene_index), 80)
+            expected = sorted((inst.mask.tobytes(), inst.category) for inst in scene.instances)
+            got = zip(target["masks"], target["labels"], strict=True)
+            assert sorted((m.numpy().tobytes(), ds.classes[label - 1]) for m, label in got) == expected
+            seen += 1
+    assert seen == 5
