@@ -34,20 +34,19 @@ _INGEST_HINT = "run `officescore ingest EXPORT.json --out {dir}` first"
 
 def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
     """(N, H, W) masks -> (N, 4) float32 xyxy boxes on pixel edges; empty masks give zeros."""
-    n = masks.shape[0]
-    boxes = torch.zeros((n, 4), dtype=torch.float32)
+    n, height, width = masks.shape
     if n == 0:
-        return boxes
-    rows = masks.bool().any(dim=2)  # (N, H)
+        return torch.zeros((0, 4), dtype=torch.float32)
+    rows = masks.bool().any(dim=2)  # (N, H): rows the mask touches
     cols = masks.bool().any(dim=1)  # (N, W)
-    for i in range(n):
-        ys = torch.nonzero(rows[i]).flatten()
-        xs = torch.nonzero(cols[i]).flatten()
-        if len(ys) == 0:
-            continue
-        boxes[i] = torch.tensor(
-            [xs[0].item(), ys[0].item(), xs[-1].item() + 1, ys[-1].item() + 1], dtype=torch.float32
-        )
+    ys = torch.arange(height).expand(n, height)
+    xs = torch.arange(width).expand(n, width)
+    y0 = torch.where(rows, ys, height).amin(dim=1)
+    y1 = torch.where(rows, ys, -1).amax(dim=1) + 1
+    x0 = torch.where(cols, xs, width).amin(dim=1)
+    x1 = torch.where(cols, xs, -1).amax(dim=1) + 1
+    boxes = torch.stack([x0, y0, x1, y1], dim=1).to(torch.float32)
+    boxes[~rows.any(dim=1)] = 0.0
     return boxes
 
 

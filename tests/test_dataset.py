@@ -240,3 +240,12 @@ def test_sample_through_ingest_keeps_exact_masks(tmp_path: Path) -> None:
             assert sorted((m.numpy().tobytes(), ds.classes[label - 1]) for m, label in got) == expected
             seen += 1
     assert seen == 5
+
+
+def test_boxes_from_masks_use_pixel_edges() -> None:
+    masks = torch.zeros((3, 5, 7), dtype=torch.uint8)
+    masks[0, 1:3, 2:6] = 1
+    masks[2, 4, 6] = 1  # a single pixel in the corner still gets a box of positive size
+    expected = torch.tensor([[2, 1, 6, 3], [0, 0, 0, 0], [6, 4, 7, 5]], dtype=torch.float32)
+    assert torch.equal(boxes_from_masks(masks), expected)
+    assert boxes_from_masks(torch.zeros((0, 5, 7), dtype=torch.uint8)).shape == (0, 4)
