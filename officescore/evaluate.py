@@ -33,7 +33,6 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from officescore.distributed import DistContext, gather_objects, shard
 from officescore.errors import ConfigError, DataError
 from officescore.evaluate_inputs import is_number, load_gt, load_predictions, quiet
 from officescore.evaluate_match import MATCH_IOU, Counts, match_counts, prf
@@ -41,6 +40,8 @@ from officescore.progress import SILENT, Reporter
 
 if TYPE_CHECKING:
     import torch
+
+    from officescore.distributed import DistContext
 
 IOU_TYPES = ("bbox", "segm")
 STAT_NAMES = (
@@ -373,6 +374,8 @@ def evaluate_model(
     Under torch.distributed (`ctx` from `officescore.distributed.init`) each rank predicts its shard
     and rank 0 gathers and evaluates: rank 0 gets (metrics, predictions), the other ranks None.
     """
+    from officescore.distributed import DistContext, gather_objects, shard
+
     check_iou_thresholds(iou_thresholds)  # fail before a long inference, not after
     ctx = ctx or DistContext()
     indices = shard(range(len(dataset)), ctx)

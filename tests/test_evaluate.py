@@ -55,7 +55,9 @@ def gt_doc(anns: list[Ann], n_images: int = 2, ellipses: frozenset[int] = frozen
             }
         )
     return {
-        "images": [{"id": i, "file_name": f"images/{i}.png", "height": H, "width": W} for i in range(1, n_images + 1)],
+        "images": [
+            {"id": i, "file_name": f"images/{i}.png", "height": H, "width": W} for i in range(1, n_images + 1)
+        ],
         "categories": [{"id": i, "name": n} for i, n in enumerate(CLASSES, start=1)],
         "annotations": annotations,
     }
@@ -165,7 +167,9 @@ def noisy_set(seed: int = 0, n_images: int = 12) -> tuple[dict[str, Any], list[d
     return gt_doc(anns, n_images=n_images, ellipses=frozenset(ellipses)), preds
 
 
-def direct_cocoeval(gt_file: Path, res_file: Path, iou_type: str, thrs: list[float] | None = None) -> COCOeval:
+def direct_cocoeval(
+    gt_file: Path, res_file: Path, iou_type: str, thrs: list[float] | None = None
+) -> COCOeval:
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(str(gt_file))
         coco_dt = coco_gt.loadRes(str(res_file))
@@ -322,3 +326,195 @@ def test_metrics_document_schema() -> None:
     assert json.loads(text) == doc
     # the caller's ground truth is not modified (pycocotools converts masks in place)
     assert gt == noisy_set(seed=2, n_images=4)[0]
+
+
+# --- the CLI on results files ---------------------------------------------------------------------
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from officescore.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
+def assert_png(path: Path) -> None:
+    from PIL import Image
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as image:
+        image.verify()
+        assert image.size[0] > 200 and image.size[1] > 200
+
+
+@pytest.fixture
+def results_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, list[dict[str, Any]]]:
+    monkeypatch.chdir(tmp_path)
+    gt, preds = noisy_set(seed=3, n_images=5)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "results.json").write_text(json.dumps(preds))
+    return tmp_path / "gt.json", tmp_path / "results.json", preds
+
+
+def test_cli_evaluates_a_results_file(results_files: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    gt, results, preds = results_files
+    args = ["eval", "--predictions", str(results), "--gt", str(gt), "--iou", "0.3"]
+    code, out, _ = run_cli([*args, "--json"], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc == evaluate_coco(gt, results, iou_thresholds=[0.3])
+    run = Path("runs/eval/eval")
+    assert json.loads((run / "metrics.json").read_text()) == doc
+    assert json.loads((run / "predictions.json").read_text()) == preds
+    assert_png(run / "pr_curves.png")
+    assert_png(run / "confusion_matrix.png")
+    # a second run never overwrites the first; tables on stdout without --json
+    code, out, _ = run_cli(args, capsys)
+    assert code == 0 and Path("runs/eval/eval2/metrics.json").is_file()
+    assert "mAP @[.50:.95]" in out and "per class" in out and "desk" in out and "runs/eval/eval2" in out
+    assert f"{doc['segm']['map']:.3f}" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--iou", "0"], "strictly between 0 and 1"),
+        (["--iou", "1.5"], "strictly between 0 and 1"),
+        (["--conf", "2"], "--conf"),
+        (["--name", "../x"], "run name"),
+        (["--gt", "missing.json"], "does not exist"),
+    ],
+)
+def test_cli_errors_exit_2_with_one_line(
+    results_files: Any, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    gt, results, _ = results_files
+    base = ["eval", "--predictions", str(results), "--gt", str(gt)]
+    if args[0] == "--gt":
+        base = ["eval", "--predictions", str(results)]
+    code, out, err = run_cli(base + args, capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not Path("runs/eval").exists() or not any(Path("runs/eval").iterdir())  # nothing written
+
+
+def test_cli_errors_without_model_or_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(["eval"], capsys)
+    assert code == 2 and "no trained model found" in err
+    code, _, err = run_cli(["eval", "--model", "nope.pt"], capsys)
+    assert code == 2 and "nope.pt" in err
+    (tmp_path / "bad.json").write_text("[{]")
+    (tmp_path / "gt.json").write_text(json.dumps(gt_doc([(1, 1, BOX_A, 0)], n_images=1)))
+    code, _, err = run_cli(["eval", "--predictions", "bad.json", "--gt", "gt.json"], capsys)
+    assert code == 2 and "not valid JSON" in err
+    code, _, err = run_cli(["eval", "--gt", "gt.json"], capsys)
+    assert code == 2 and "--gt needs --predictions" in err
+
+
+# --- a tiny untrained model over a tiny data set -------------------------------------------------
+
+TINY = {
+    "min_size": 64,
+    "max_size": 96,
+    "rpn_pre_nms_top_n_test": 30,
+    "rpn_post_nms_top_n_test": 10,
+    "box_detections_per_img": 5,
+    "box_score_thresh": 0.0,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A data set folder as `ingest` writes it (4 val images) and an untrained checkpoint."""
+    import torch
+    from PIL import Image
+
+    from officescore.model import build_model, save_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny")
+    data = root / "dataset"
+    (data / "images").mkdir(parents=True)
+    anns: list[Ann] = [
+        (1, 1, BOX_A, 0),
+        (2, 2, BOX_B, 0),
+        (3, 3, BOX_A, 0),
+        (3, 1, BOX_B, 1),
+        (4, 2, BOX_A, 0),
+    ]
+    gt = gt_doc(anns, n_images=4)
+    rng = np.random.default_rng(0)
+    for image in gt["images"]:
+        pixels = rng.integers(0, 255, size=(H, W, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(data / image["file_name"])
+    (data / "val.json").write_text(json.dumps(gt))
+    (data / "dataset.json").write_text(
+        json.dumps({"format": "officescore-dataset", "version": 1, "classes": CLASSES})
+    )
+    torch.manual_seed(0)
+    model = build_model("maskrcnn_resnet18_fpn", CLASSES, weights="none", **TINY).eval()
+    checkpoint = root / "best.pt"
+    save_checkpoint(
+        checkpoint, model=model.state_dict(), arch="maskrcnn_resnet18_fpn", classes=CLASSES, model_kwargs=TINY
+    )
+    return {"data": data, "gt": gt, "model": model, "checkpoint": checkpoint}
+
+
+def assert_same_results(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
+    assert [(r["image_id"], r["category_id"]) for r in a] == [(r["image_id"], r["category_id"]) for r in b]
+    assert [r["score"] for r in a] == pytest.approx([r["score"] for r in b], abs=1e-4)
+    assert np.allclose([r["bbox"] for r in a], [r["bbox"] for r in b], atol=1e-2)
+
+
+def test_predict_coco_returns_coco_results(tiny: dict[str, Any]) -> None:
+    from officescore.dataset import OfficeDataset
+    from officescore.evaluate import predict_coco
+
+    dataset = OfficeDataset(tiny["data"], "val")
+    results = predict_coco(tiny["model"], dataset, "cpu", batch_size=3)
+    assert len(results) == 4 * TINY["box_detections_per_img"]  # score threshold 0: every detection
+    for r in results:
+        assert set(r) == {"image_id", "category_id", "bbox", "score", "segmentation"}
+        assert r["image_id"] in {1, 2, 3, 4} and r["category_id"] in {1, 2, 3}
+        x, y, w, h = r["bbox"]
+        assert w >= 0 and h >= 0 and x >= 0 and y >= 0 and x + w <= W + 1e-3 and y + h <= H + 1e-3
+        assert 0.0 <= r["score"] <= 1.0
+        assert r["segmentation"]["size"] == [H, W] and isinstance(r["segmentation"]["counts"], str)
+    json.dumps(results, allow_nan=False)
+    doc = evaluate_coco(dataset.annotation_file, results)  # what the model wrote is evaluable
+    assert doc["predictions"] == len(results) and doc["segm"]["map"] is not None
+    # a shard gives exactly that image's results; a class map renames and drops labels
+    shard = predict_coco(tiny["model"], dataset, "cpu", batch_size=1, indices=[1])
+    assert_same_results(shard, [r for r in results if r["image_id"] == 2])  # batching moves floats a bit
+    mapped = predict_coco(tiny["model"], dataset, "cpu", indices=[1], category_ids=[7, None, 9])
+    assert [m["category_id"] for m in mapped] == [
+        {1: 7, 3: 9}[r["category_id"]] for r in shard if r["category_id"] != 2
+    ]
+    high = predict_coco(tiny["model"], dataset, "cpu", indices=[1], score_threshold=0.5)
+    assert high == [r for r in shard if r["score"] >= 0.5]
+
+
+def test_cli_evaluates_the_newest_checkpoint(
+    tiny: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    weights = tmp_path / "runs/train/train/weights"
+    weights.mkdir(parents=True)
+    (weights / "best.pt").write_bytes(tiny["checkpoint"].read_bytes())
+    code, out, _ = run_cli(
+        ["eval", "--data", str(tiny["data"]), "--iou", "0.3", "--device", "cpu", "--json"], capsys
+    )
+    assert code == 0
+    doc = json.loads(out)
+    run = tmp_path / "runs/eval/eval"
+    predictions = json.loads((run / "predictions.json").read_text())
+    assert doc["predictions"] == len(predictions) == 20
+    assert doc == evaluate_coco(tiny["data"] / "val.json", predictions, iou_thresholds=[0.3])
+    assert_png(run / "pr_curves.png")
+    assert_png(run / "confusion_matrix.png")
+    code, _, err = run_cli(["eval", "--data", str(tiny["data"]), "--split", "test"], capsys)
+    assert code == 2 and "no split 'test'" in err
