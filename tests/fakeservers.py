@@ -143,7 +143,7 @@ class FakeServer:
                 self._handle("POST")
 
         self.server = _Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def url(self) -> str:
@@ -219,6 +219,7 @@ class FakeCustomSearch(FakeServer):
         self.served = 0
         self.fail: list[int] = []
         self.ok_pages: Counter[tuple[str, int]] = Counter()
+        self.echo_key = False  # a careless API: echoes the key into titles, links and errors
 
     def reset_quota(self, quota: int | None = None) -> None:
         with self.lock:
@@ -229,7 +230,10 @@ class FakeCustomSearch(FakeServer):
             return _json(404, google_error(404, "Not Found", "NOT_FOUND", "notFound"))
         get = {k: v[0] for k, v in query.items()}
         if get.get("key") != self.key:
-            return _json(400, BAD_KEY_400)
+            bad = json.loads(json.dumps(BAD_KEY_400))
+            if self.echo_key:
+                bad["error"]["message"] += f" (key {get.get('key')})"
+            return _json(400, bad)
         with self.lock:
             if self.fail:
                 status = self.fail.pop(0)
@@ -271,9 +275,13 @@ class FakeCustomSearch(FakeServer):
 
     def _item(self, query: str, index: int) -> dict[str, Any]:
         link = self.link(query, index)
+        title = f"{query} #{index}"
+        if self.echo_key:
+            link += f"&key={self.key}"
+            title += f" key={self.key}"
         return {
             "kind": "customsearch#result",
-            "title": f"{query} #{index}",
+            "title": title,
             "htmlTitle": f"<b>{query}</b> #{index}",
             "link": link,
             "displayLink": "images.example",

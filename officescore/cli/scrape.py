@@ -52,7 +52,7 @@ def scrape(
     max_bytes: int = typer.Option(20 * 1024 * 1024, "--max-bytes", help="Largest download in bytes."),
     min_size: int = typer.Option(256, "--min-size", help="Smallest width and height kept, pixels."),
     near_dup: int = typer.Option(
-        8, "--near-dup-threshold", help="phash Hamming distance counted as a near-duplicate."
+        10, "--near-dup-threshold", help="phash Hamming distance (0-64) counted as a near-duplicate."
     ),
     allow_private_hosts: bool = typer.Option(
         False, "--allow-private-hosts", help="Allow image URLs on private/loopback addresses."

@@ -415,7 +415,8 @@ class OpenverseProvider:
             raise TransientError(f"Openverse unreachable: {type(exc).__name__}") from None
         status = response.status_code
         if status == 429:
-            wait = _int(response.headers.get("Retry-After")) or 60
+            wait = _int(response.headers.get("Retry-After"))
+            wait = 60 if wait is None else max(0, wait)
             if wait > 300:  # a daily (sustained) limit rather than a burst limit
                 raise QuotaExhaustedError(f"Openverse rate limit reached; it asks to wait {wait}s")
             raise RateLimited(float(wait))

@@ -99,6 +99,7 @@ class ScrapeConfig:
             raise ConfigError("--per-query must be at least 1")
         if self.daily_quota < 0:
             raise ConfigError("--daily-quota must be 0 or more")
+        clock.now()  # a malformed OFFICESCORE_NOW fails here, before anything is opened
         if self.near_dup_threshold < 0 or self.near_dup_threshold > 64:
             raise ConfigError("--near-dup-threshold must be between 0 and 64 (bits of a 64-bit phash)")
         d = self.download
@@ -227,13 +228,15 @@ class _Run:
         return Scrubber(self.provider.secrets())(text)
 
     # ---- search -----------------------------------------------------------------------------
-    def search_all(self) -> None:
+    def search_all(self, notices: list[str]) -> None:
         provider, config = self.provider, self.config
         wanted = provider.pages_for(config.per_query)
         queries = list(dict.fromkeys(config.queries))
         todo = [(q, self.manifest.progress(provider.name, q, provider.filters)) for q in queries]
         total = sum(0 if p.complete(wanted) else wanted - p.pages for _, p in todo)
         with self.reporter.stage(f"search {provider.name}", total=total) as stage:
+            for notice in notices:
+                stage.log(notice)
             for query, progress in todo:
                 page = progress.pages + 1
                 if progress.complete(wanted):
@@ -369,13 +372,10 @@ def scrape(config: ScrapeConfig, reporter: Reporter = SILENT) -> ScrapeResult:
     with _exclusive(out), Manifest.open(out) as manifest:
         removed = clean_partial_files(images)
         images.mkdir(parents=True, exist_ok=True)
-        with reporter.stage("scrape") as stage:
-            for notice in notices:
-                stage.log(notice)
-            if removed:
-                stage.log(f"removed {removed} partial download(s) left by an interrupted run")
+        if removed:
+            notices.append(f"removed {removed} partial download(s) left by an interrupted run")
         run = _Run(config, manifest, provider, reporter)
-        run.search_all()
+        run.search_all(notices)
         outcomes = run.download_pending(images)
         state = quota_state(manifest, provider, config.daily_quota)
         kept_total = manifest.status_counts().get(KEPT, 0)

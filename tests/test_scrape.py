@@ -1,0 +1,335 @@
+"""`officescore scrape` end to end against real HTTP servers on 127.0.0.1 (see fakeservers.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+from urllib.request import urlopen
+
+import pytest
+from fakeservers import FakeCustomSearch, FakeOpenverse, ImageHost
+
+from officescore.errors import ConfigError
+from officescore.scrape import DownloadConfig, ScrapeConfig, export, scrape, status
+from officescore.scrape.providers import DEFAULT_RIGHTS, GOOGLE_CLOSING_NOTICE, ProviderError
+
+KEY = "AIzaSyTEST-never-write-me-4f9d2c"
+CX = "017576662512468239146:omuauf_lfve"
+FAST = DownloadConfig(
+    workers=4,
+    per_host=4,
+    connect_timeout=2,
+    read_timeout=0.4,
+    retries=2,
+    backoff=0.01,
+    min_width=64,
+    min_height=64,
+)
+PRIVATE_OK = DownloadConfig(**{**FAST.__dict__, "allow_private_hosts": True})
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[ImageHost]:
+    server = ImageHost(slow_delay=1.5).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def google(host: ImageHost) -> Iterator[FakeCustomSearch]:
+    link = lambda q, i: f"{host.url}/good/{i % 12}?q={quote(q)}&i={i}"  # noqa: E731
+    server = FakeCustomSearch(KEY, CX, link, total=30).start()
+    yield server
+    server.stop()
+
+
+def google_config(tmp_path: Path, server: FakeCustomSearch, **kwargs: object) -> ScrapeConfig:
+    base: dict[str, object] = {
+        "queries": ["unique home office", "well lit home office"],
+        "per_query": 30,
+        "daily_quota": 100,
+        "out": tmp_path / "raw",
+        "api_endpoint": server.url,
+        "google_key": KEY,
+        "google_cx": CX,
+        "api_backoff": 0.01,
+        "download": PRIVATE_OK,
+    }
+    base.update(kwargs)
+    return ScrapeConfig(**base)  # type: ignore[arg-type]
+
+
+def rows(out: Path) -> list[sqlite3.Row]:
+    db = sqlite3.connect(f"file:{out / 'manifest.sqlite'}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        return list(db.execute("SELECT * FROM results ORDER BY id"))
+    finally:
+        db.close()
+
+
+def search_params(server: FakeCustomSearch) -> list[dict[str, str]]:
+    return [
+        {k: v[0] for k, v in q.items()} for _, path, q, _ in server.requests if path == "/customsearch/v1"
+    ]
+
+
+# ---- Google: paging, cap, parameters ------------------------------------------------------------
+
+
+def test_google_pages_to_the_api_cap_and_sends_the_rights_filter(tmp_path: Path, host: ImageHost) -> None:
+    server = FakeCustomSearch(KEY, CX, lambda q, i: f"{host.url}/good/{i % 12}?i={i}", total=500).start()
+    try:
+        config = google_config(tmp_path, server, queries=["home office"], per_query=100, download=FAST)
+        result = scrape(config)
+        params = search_params(server)
+        assert [(int(p["start"]), int(p["num"])) for p in params] == [(1 + 10 * i, 10) for i in range(9)] + [
+            (91, 9)
+        ]  # start + num never past 100
+        assert all(p["rights"] == DEFAULT_RIGHTS for p in params)
+        assert {(p["searchType"], p["imgType"], p["safe"], p["cx"]) for p in params} == {
+            ("image", "photo", "active", CX)
+        }
+        assert result.pages == 10 and result.calls == 10 and result.new_results == 99
+        # The imitation enforces the real API's cap: start 91 with num 10 is a 400 INVALID_ARGUMENT.
+        with pytest.raises(Exception) as answer:
+            urlopen(f"{server.url}/customsearch/v1?key={KEY}&cx={CX}&q=x&start=91&num=10")
+        assert answer.value.code == 400  # type: ignore[attr-defined]
+        assert json.loads(answer.value.read())["error"]["status"] == "INVALID_ARGUMENT"  # type: ignore[attr-defined]
+        # No --allow-private-hosts: every loopback image URL is refused, none is requested.
+        assert {row["status"] for row in rows(config.out)} == {"refused"}
+        assert all("private/loopback" in row["error"] for row in rows(config.out))
+        assert host.counts.total() == 0
+        assert result.notices == [GOOGLE_CLOSING_NOTICE]
+    finally:
+        server.stop()
+
+
+def test_google_custom_filters_are_sent(tmp_path: Path, google: FakeCustomSearch) -> None:
+    config = google_config(
+        tmp_path,
+        google,
+        queries=["desk"],
+        per_query=10,
+        rights="cc_publicdomain",
+        safe="off",
+        img_size="large",
+        file_type="jpg",
+        download=FAST,
+    )
+    scrape(config)
+    (params,) = search_params(google)
+    assert (params["rights"], params["safe"], params["imgSize"], params["fileType"]) == (
+        "cc_publicdomain",
+        "off",
+        "LARGE",
+        "jpg",
+    )
+    assert rows(config.out)[0]["rights"] == "cc_publicdomain"
+
+
+# ---- quota: clean stop, Pacific midnight, resume without paying twice ---------------------------
+
+
+def test_quota_stop_and_resume_after_pacific_midnight(
+    tmp_path: Path, google: FakeCustomSearch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = google_config(tmp_path, google, daily_quota=4)  # 2 queries x 3 pages = 6 calls needed
+
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-03-01T10:00:00-08:00")
+    first = scrape(config)
+    assert (first.stop_reason, first.calls, first.next_query, first.next_page) == (
+        "quota",
+        4,
+        "well lit home office",
+        2,
+    )
+    assert "2026-03-02 00:00 PST (2026-03-02 08:00 UTC)" in first.message
+    assert "12 image(s) kept this run" in first.message  # 40 results over 12 distinct pictures
+    assert first.quota.to_dict()["resets_at_utc"] == "2026-03-02T08:00:00+00:00"
+
+    again = scrape(config)  # same day: nothing is spent
+    assert (again.stop_reason, again.calls) == ("quota", 0)
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-03-02T07:30:00Z")  # 23:30 in Los Angeles, same day
+    assert scrape(config).calls == 0
+    assert len(google.requests) == 4
+
+    # Past midnight Pacific; Google itself now answers 429 RESOURCE_EXHAUSTED after one page.
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-03-02T08:30:00Z")
+    google.reset_quota(1)
+    second = scrape(config)
+    assert (second.stop_reason, second.calls, second.pages) == ("quota", 2, 1)
+    assert "provider says exhausted" in second.message
+    assert (second.next_query, second.next_page) == ("well lit home office", 3)
+    assert scrape(config).calls == 0  # the 429 marked the whole day exhausted
+    assert len(google.requests) == 6
+
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-03-03T09:00:00Z")
+    google.reset_quota(None)
+    third = scrape(config)
+    assert (third.stop_reason, third.calls) == ("done", 1)
+    # Every page was answered exactly once over all runs: nothing was paid for twice.
+    assert sorted(google.ok_pages.items()) == sorted(((q, s), 1) for q in config.queries for s in (1, 11, 21))
+    report = status(config)
+    assert [(row["query"], row["pages"], row["complete"]) for row in report.queries] == [
+        ("unique home office", 3, True),
+        ("well lit home office", 3, True),
+    ]
+    assert report.quota[0].day == "2026-03-03" and report.quota[0].calls == 1
+    assert scrape(config).calls == 0  # complete: nothing more to fetch
+
+
+def test_server_errors_are_retried_then_reported_without_the_key(
+    tmp_path: Path, google: FakeCustomSearch
+) -> None:
+    config = google_config(tmp_path, google, queries=["desk"], per_query=10, api_retries=2)
+    google.fail = [503, 503, 503]  # one more than the retries
+    with pytest.raises(ProviderError) as failure:
+        scrape(config)
+    assert "503" in str(failure.value) and KEY not in str(failure.value) and "key=***" in str(failure.value)
+    assert len(google.requests) == 3
+    google.fail = [500]
+    result = scrape(config)  # one failure, then the page
+    assert (result.calls, result.pages, result.stop_reason) == (2, 1, "done")
+    assert status(config).quota[0].calls == 5  # every attempt counted against the quota
+
+
+def test_bad_key_is_a_config_error(tmp_path: Path, google: FakeCustomSearch) -> None:
+    config = google_config(tmp_path, google, google_key="AIza-wrong")
+    with pytest.raises(ConfigError, match="rejected the API key") as failure:
+        scrape(config)
+    assert "AIza-wrong" not in str(failure.value)
+
+
+# ---- downloads: every status, retries, timeouts, files ------------------------------------------
+
+KINDS = {
+    "good/0": "ok",
+    "good/1": "ok",
+    "dup/0": "duplicate",
+    "near/1": "near_duplicate",
+    "redirect/2": "ok",
+    "png/4": "ok",
+    "flaky/3": "ok",
+    "broken": "not_image",
+    "html": "not_image",
+    "small": "too_small",
+    "huge": "too_large",
+    "endless": "too_large",
+    "bomb": "too_large",
+    "missing": "http_error",
+    "loop": "http_error",
+    "slow/5": "timeout",
+}
+
+
+def test_every_download_status(tmp_path: Path, host: ImageHost) -> None:
+    kinds = list(KINDS)
+    server = FakeCustomSearch(KEY, CX, lambda q, i: f"{host.url}/{kinds[i]}?i={i}", total=len(kinds)).start()
+    config = google_config(
+        tmp_path,
+        server,
+        queries=["office"],
+        per_query=20,
+        download=DownloadConfig(**{**PRIVATE_OK.__dict__, "max_bytes": 1_000_000}),
+    )
+    try:
+        result = scrape(config)
+    finally:
+        server.stop()
+    got = {row["url"].split("/", 3)[3].split("?")[0]: row for row in rows(config.out)}
+    assert {kind: row["status"] for kind, row in got.items()} == KINDS
+    assert got["flaky/3"]["attempts"] == 3 and host.counts["/flaky/3"] == 3  # 503, 503, then the image
+    assert got["missing"]["attempts"] == 1 and host.counts["/missing"] == 1  # 4xx: never retried
+    assert got["slow/5"]["attempts"] == 3 and host.counts["/slow/5"] == 3  # read timeout, retried
+    assert got["dup/0"]["duplicate_of"] == got["good/0"]["id"] and got["dup/0"]["distance"] == 0
+    assert got["near/1"]["duplicate_of"] == got["good/1"]["id"] and got["near/1"]["distance"] <= 10
+    assert "decompression bomb" in got["bomb"]["error"] and "declared" in got["huge"]["error"]
+    assert "byte cap" in got["endless"]["error"] and "truncated" in got["broken"]["error"]
+    assert result.downloads["ok"] == 5 and result.kept_total == 5
+    # Kept files: named by their sha256, in their real format (png/4 was sent as octet-stream).
+    images = config.out / "images"
+    kept = {row["path"] for row in got.values() if row["status"] == "ok"}
+    assert {f"images/{p.name}" for p in images.iterdir()} == kept
+    for path in kept:
+        data = (config.out / path).read_bytes()
+        assert Path(path).stem == hashlib.sha256(data).hexdigest()
+    assert got["png/4"]["path"].endswith(".png") and got["good/0"]["path"].endswith(".jpg")
+    assert (got["good/0"]["width"], got["good/0"]["height"]) == (320, 240)
+
+
+# ---- Openverse, export ----------------------------------------------------------------------------
+
+
+def test_openverse_licences_paging_rate_limit_and_export(
+    tmp_path: Path, host: ImageHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = FakeOpenverse(lambda q, i: f"{host.url}/good/{i}?ov={i}", total=45).start()
+    server.throttle = [0]  # the first request is throttled with Retry-After: 0
+    server.client_id, server.client_secret = "my-app", "ov-secret-xyz-123"
+    config = ScrapeConfig(
+        queries=["cozy home office"],
+        provider="openverse",
+        per_query=100,
+        out=tmp_path / "raw",
+        api_endpoint=server.url,
+        openverse_client_id="my-app",
+        openverse_client_secret="ov-secret-xyz-123",
+        download=PRIVATE_OK,
+    )
+    try:
+        result = scrape(config)
+    finally:
+        server.stop()
+    pages = [q for method, path, q, _ in server.requests if path == "/v1/images/"]
+    assert [p["page"][0] for p in pages] == ["1", "1", "2", "3"]  # throttled once, then paged to the end
+    assert {p["license"][0] for p in pages} == {"cc0,pdm,by,by-sa,by-nc,by-nc-sa,by-nd,by-nc-nd"}
+    assert {p["page_size"][0] for p in pages} == {"20"}
+    assert server.counts["/v1/auth_tokens/token/"] == 1
+    assert result.stop_reason == "done" and result.pages == 3 and result.new_results == 45
+    assert result.notices == []  # the Google notice is for the google provider only
+    first = rows(config.out)[0]
+    assert (first["license"], first["license_version"], first["creator"]) == ("by-sa", "2.0", "Creator_0")
+    assert first["landing_page"] == "https://www.flickr.com/photos/someone/0"
+
+    exported = export(config.out, tmp_path / "labelling")
+    assert (exported.rows, exported.kept) == (45, 12)
+    listed = exported.image_list.read_text().splitlines()
+    assert len(listed) == 12 and all((exported.folder / line).is_file() for line in listed)
+    attribution = exported.attribution.read_text()
+    assert "[CC BY-SA 2.0](https://creativecommons.org/licenses/by-sa/2.0/)" in attribution
+    assert "Creator\\_0" in attribution and "https://www.flickr.com/photos/someone/0" in attribution
+    csv_lines = exported.csv.read_text().splitlines()
+    assert len(csv_lines) == 46 and csv_lines[0].startswith("id,provider,query")
+    for path in [*config.out.rglob("*"), *exported.folder.rglob("*")]:
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"ov-secret-xyz-123" not in data and server.token.encode() not in data
+
+
+# ---- safety ----------------------------------------------------------------------------------------
+
+
+def test_redirect_hops_are_checked_and_only_http_is_fetched(
+    tmp_path: Path, host: ImageHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from officescore.scrape import download
+
+    # Pretend 127.0.0.1 is a public address so the first hop passes; [::1] stays loopback.
+    real = download._is_public
+    monkeypatch.setattr(download, "_is_public", lambda a: a == "127.0.0.1" or real(a))
+    fetcher = download.Downloader(FAST, tmp_path)
+    followed = fetcher.fetch(f"{host.url}/redirect/2")
+    assert followed.status == "fetched" and followed.final_url == f"{host.url}/good/2"
+    followed.discard()
+    refused = fetcher.fetch(f"{host.url}/to-private/2")
+    assert refused.status == "refused" and "resolves to ::1" in (refused.error or "")
+    for url in ("file:///etc/passwd", "ftp://example.com/a.jpg", "gopher://x/1"):
+        assert fetcher.fetch(url).status == "refused"
+    monkeypatch.setattr(download, "_is_public", real)
+    assert download.Downloader(FAST, tmp_path).fetch(f"{host.url}/good/1").status == "refused"
+    assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*.part"))

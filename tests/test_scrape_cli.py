@@ -1,0 +1,203 @@
+"""The `officescore scrape` command: errors, status, export, secrets, and surviving SIGKILL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fakeservers import FakeCustomSearch, FakeOpenverse, ImageHost
+
+from officescore.cli import main
+from officescore.scrape import DownloadConfig, ScrapeConfig, scrape
+
+KEY = "AIzaSyCLI-secret-key-0c1d2e3f"
+CX = "cx-engine-42"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[ImageHost]:
+    server = ImageHost().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def google(host: ImageHost) -> Iterator[FakeCustomSearch]:
+    server = FakeCustomSearch(KEY, CX, lambda q, i: f"{host.url}/good/{i % 12}?i={i}", total=20).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean working folder (no officescore.toml) and no keys in the environment."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("GCS_DEVELOPER_KEY", "GCS_CX", "OFFICESCORE_CONFIG", "OFFICESCORE_NOW", "OFFICESCORE_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["scrape", *args])
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["-q", "desk"], {}, "needs an API key"),
+        (["-q", "desk", "--provider", "bing"], {}, "--provider must be one of"),
+        (["-q", "desk", "--per-query", "0"], {"GCS_DEVELOPER_KEY": "k", "GCS_CX": "c"}, "--per-query"),
+        (["--queries", "missing.txt"], {}, "cannot read queries file"),
+        (["--status"], {}, "no manifest"),
+        (["--export", "out"], {}, "no manifest"),
+        (["--status", "--export", "out"], {}, "separate actions"),
+        (["-q", "desk", "--safe", "maybe"], {"GCS_DEVELOPER_KEY": "k", "GCS_CX": "c"}, "--safe"),
+        (["-q", "d", "--provider", "openverse"], {"OFFICESCORE_NOW": "yesterday"}, "OFFICESCORE_NOW"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(
+    cwd: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = run_cli(args, capsys)
+    assert code == 2
+    assert expected in err and err.startswith("error:")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err + out
+
+
+def test_wrong_key_is_one_line_without_the_key(
+    cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, google: FakeCustomSearch
+) -> None:
+    google.echo_key = True  # the server even repeats the wrong key in its error message
+    monkeypatch.setenv("GCS_DEVELOPER_KEY", "AIza-wrong-key-777")
+    monkeypatch.setenv("GCS_CX", CX)
+    code, out, err = run_cli(["-q", "desk", "--api-endpoint", google.url], capsys)
+    assert code == 2 and "rejected the API key" in err
+    assert "AIza-wrong-key-777" not in out + err and "***" in err
+
+
+def test_key_never_written_anywhere(
+    cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, google: FakeCustomSearch
+) -> None:
+    """Key from officescore.toml, endpoint from the environment; a server that echoes the key."""
+    (cwd / "officescore.toml").write_text(
+        f'[scrape]\ngcs-developer-key = "{KEY}"\ngcs-cx = "{CX}"\nper-query = 20\n'
+    )
+    monkeypatch.setenv("OFFICESCORE_GOOGLE_ENDPOINT", google.url)
+    google.echo_key = True
+    common = ["-q", "home office", "--out", "raw", "--allow-private-hosts", "--min-size", "64"]
+    code, out, err = run_cli(common, capsys)
+    assert code == 0, err
+    assert err.count("closes the Custom Search JSON API") == 1  # the notice, once per run
+    assert "Done" in out and "12 image(s) kept" in out
+    assert len(google.requests) == 2  # per-query 20 came from officescore.toml
+
+    code, status_out, _ = run_cli([*common, "--status", "--json"], capsys)
+    report = json.loads(status_out)
+    assert code == 0 and report["queries"][0]["pages"] == 2 and report["queries"][0]["complete"]
+    assert report["totals"] == {"ok": 12, "duplicate": 8}
+    assert report["quota"][0]["calls"] == 2 and report["quota"][0]["limit"] == 100
+    code, table, _ = run_cli([*common, "--status"], capsys)
+    assert code == 0 and "home" in table and "2/100 calls" in table
+    code, exported, _ = run_cli(["--out", "raw", "--export", "labelling"], capsys)
+    assert code == 0 and "12 kept image(s)" in exported
+
+    code, again, err2 = run_cli([*common, "--json"], capsys)  # nothing left to do: no calls
+    assert code == 0 and json.loads(again)["calls"] == 0
+
+    written = [p for p in cwd.rglob("*") if p.is_file() and p.name != "officescore.toml"]
+    assert any(p.suffix == ".sqlite" for p in written) and any(p.name == "ATTRIBUTION.md" for p in written)
+    for path in written:
+        assert KEY.encode() not in path.read_bytes(), path
+    for text in (out, err, status_out, table, exported, again, err2):
+        assert KEY not in text
+    manifest = sqlite3.connect(cwd / "raw" / "manifest.sqlite")
+    titles = [row[0] for row in manifest.execute("SELECT title FROM results")]
+    manifest.close()
+    assert all(title.endswith("key=***") for title in titles)
+
+
+def test_sigkill_loses_nothing_and_the_next_run_resumes(tmp_path: Path) -> None:
+    host = ImageHost(n_images=24, drip_pause=0.15).start()
+    server = FakeOpenverse(lambda q, i: f"{host.url}/drip/{i}?i={i}", total=24).start()
+    out = tmp_path / "raw"
+    args = ["-q", "cozy office", "--provider", "openverse", "--api-endpoint", server.url, "--per-query", "24"]
+    args += ["--out", str(out), "--allow-private-hosts", "--min-size", "64"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "officescore", "scrape", *args, "--workers", "2", "--per-host", "2"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and kept(out) < 4:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        before = kept(out)
+        assert 4 <= before < 24, "the run should have been killed half-way"
+        searches = server.counts["/v1/images/"]
+        assert searches == 2  # both pages were fetched before the downloads began
+
+        # Nothing already saved is lost: every recorded image is on disk, whole.
+        db = sqlite3.connect(f"file:{out / 'manifest.sqlite'}?mode=ro", uri=True)
+        saved = [row[0] for row in db.execute("SELECT path FROM results WHERE status='ok'")]
+        db.close()
+        for path in saved:
+            assert Path(path).stem == hashlib.sha256((out / path).read_bytes()).hexdigest()
+
+        config = ScrapeConfig(
+            queries=["cozy office"],
+            provider="openverse",
+            per_query=24,
+            out=out,
+            api_endpoint=server.url,
+            download=DownloadConfig(
+                workers=8, per_host=8, min_width=64, min_height=64, allow_private_hosts=True
+            ),
+        )
+        result = scrape(config)
+    finally:
+        server.stop()
+        host.stop()
+    assert result.calls == 0 and server.counts["/v1/images/"] == searches  # no page paid twice
+    assert kept(out) == 24 and result.kept_total == 24
+    images = out / "images"
+    assert not [p for p in images.iterdir() if p.name.endswith(".part")]  # partial files cleaned
+    assert len(list(images.iterdir())) == 24
+
+
+def kept(out: Path) -> int:
+    path = out / "manifest.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.2)
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM results WHERE status='ok'").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0  # not created yet

@@ -1,0 +1,168 @@
+"""Scrape building blocks without servers: quota clock, error mapping, scrubbing, dedup, manifest."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from fakeservers import BAD_KEY_400, INVALID_400, QUOTA_429, google_error, scene
+
+from officescore.errors import ConfigError, QuotaExhaustedError
+from officescore.scrape import quota as clock
+from officescore.scrape.dedup import DEFAULT_NEAR_DUP_THRESHOLD, DedupIndex
+from officescore.scrape.download import _interleave_hosts, clean_partial_files
+from officescore.scrape.manifest import Manifest
+from officescore.scrape.providers import (
+    GoogleProvider,
+    OpenverseProvider,
+    ProviderError,
+    RateLimited,
+    Scrubber,
+    SearchResult,
+    TransientError,
+    classify_google_error,
+)
+from officescore.scrape.run import ScrapeConfig, default_queries, read_queries, scrape
+
+
+def test_quota_day_turns_at_midnight_los_angeles(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-03-02T07:59:00Z")  # 23:59 PST on 1 March
+    assert str(clock.quota_day(clock.PACIFIC)) == "2026-03-01"
+    assert clock.next_reset(clock.PACIFIC).isoformat() == "2026-03-02T00:00:00-08:00"
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-03-02T08:00:00")  # naive = UTC: midnight PST
+    assert str(clock.quota_day(clock.PACIFIC)) == "2026-03-02"
+    assert str(clock.quota_day(timezone.utc)) == "2026-03-02"
+    # Across the spring-forward change the next midnight is PDT (UTC-7), not 24 h later.
+    when = datetime(2026, 3, 8, 12, 0, tzinfo=timezone.utc)
+    assert clock.next_reset(clock.PACIFIC, when).isoformat() == "2026-03-09T00:00:00-07:00"
+    monkeypatch.setenv("OFFICESCORE_NOW", "not a time")
+    with pytest.raises(ConfigError, match="OFFICESCORE_NOW"):
+        clock.now()
+
+
+def test_google_error_answers_are_classified() -> None:
+    raw = lambda obj: json.dumps(obj).encode()  # noqa: E731
+    assert isinstance(classify_google_error(429, raw(QUOTA_429)), QuotaExhaustedError)
+    daily_403 = google_error(403, "Daily Limit Exceeded", "PERMISSION_DENIED", "dailyLimitExceeded")
+    assert isinstance(classify_google_error(403, raw(daily_403)), QuotaExhaustedError)
+    per_minute = google_error(
+        429, "Quota exceeded for quota metric 'Queries per minute'", "RESOURCE_EXHAUSTED", "rateLimitExceeded"
+    )
+    assert isinstance(classify_google_error(429, raw(per_minute)), RateLimited)
+    assert isinstance(classify_google_error(400, raw(BAD_KEY_400)), ConfigError)
+    assert isinstance(classify_google_error(400, raw(INVALID_400)), ProviderError)
+    assert isinstance(classify_google_error(503, b"<html>oops</html>"), TransientError)
+    denied = google_error(
+        403, "Custom Search API has not been used", "PERMISSION_DENIED", "accessNotConfigured"
+    )
+    assert "enabled" in str(classify_google_error(403, raw(denied)))
+
+
+def test_google_paging_windows_and_missing_key() -> None:
+    provider = GoogleProvider(developer_key="k", cx="c")
+    assert [provider.page_window(p) for p in (1, 2, 10)] == [(1, 10), (11, 10), (91, 9)]
+    assert provider.pages_for(100) == 10 and provider.pages_for(99) == 10 and provider.pages_for(25) == 3
+    params = provider.request_params("home office", 10)  # built by google-images-search's backend
+    assert (params["searchType"], params["start"], params["num"], params["imgType"]) == (
+        "image",
+        91,
+        9,
+        "photo",
+    )
+    with pytest.raises(ConfigError, match="GCS_DEVELOPER_KEY"):
+        GoogleProvider(developer_key="", cx="c")
+    with pytest.raises(ConfigError, match="--img-size"):
+        GoogleProvider(developer_key="k", cx="c", img_size="gigantic")
+    with pytest.raises(ConfigError, match="--rights"):
+        OpenverseProvider(rights_filter="cc_attribute|anything_goes")
+    assert OpenverseProvider().pages_for(1000) == 12  # anonymous Openverse stops at 240 results
+
+
+def test_scrubber_removes_secrets_and_key_parameters() -> None:
+    scrub = Scrubber(["AIzaSECRET", None, ""])
+    text = "GET https://x/customsearch/v1?q=a&key=AIzaSECRET&cx=123 failed; token=abc AIzaSECRET"
+    cleaned = scrub(text)
+    assert (
+        cleaned is not None and "AIzaSECRET" not in cleaned and "key=***" in cleaned and "cx=***" in cleaned
+    )
+    assert scrub.value("http://img/a.jpg?key=public&x=AIzaSECRET") == "http://img/a.jpg?key=public&x=***"
+    assert scrub(None) is None
+
+
+def test_dedup_index_exact_and_near() -> None:
+    import imagehash
+
+    index = DedupIndex(threshold=10)
+    assert index.nearest("0" * 16) is None
+    base = scene(1)
+    index.add(7, "a" * 64, str(imagehash.phash(base)))
+    for i in range(100):  # grows past its initial buffer
+        index.add(100 + i, f"{i:064x}", f"{(i * 0x9E3779B97F4A7C15) % 2**64:016x}")
+    assert index.exact("a" * 64) == 7 and index.exact("b" * 64) is None
+    near = index.near(str(imagehash.phash(base.resize((160, 120)))))
+    assert near is not None and near[0] == 7 and near[1] <= 4
+    assert index.near(str(imagehash.phash(scene(2)))) is None
+    assert DEFAULT_NEAR_DUP_THRESHOLD == 10
+
+
+def test_cli_default_threshold_matches_the_library() -> None:
+    import inspect
+
+    from officescore.cli.scrape import scrape as command
+
+    default = inspect.signature(command).parameters["near_dup"].default.default
+    assert default == DEFAULT_NEAR_DUP_THRESHOLD
+
+
+def test_page_and_results_are_recorded_together_or_not_at_all(tmp_path: Path) -> None:
+    with Manifest.open(tmp_path) as manifest:
+        good = [SearchResult(url="http://a/1.jpg", title="one"), SearchResult(url="http://a/2.jpg")]
+        assert manifest.record_page("google", "q", "f", 1, good, False, "r", "t") == 2
+        # The second result cannot be stored: the first must not be left behind either.
+        broken = [SearchResult(url="http://a/3.jpg"), SearchResult(url="http://a/4.jpg", title={"x": 1})]  # type: ignore[arg-type]
+        with pytest.raises(sqlite3.Error):
+            manifest.record_page("google", "q", "f", 2, broken, False, "r", "t")
+        assert manifest.progress("google", "q", "f").pages == 1
+        assert [url for _, url in manifest.pending()] == ["http://a/1.jpg", "http://a/2.jpg"]
+        # The same URL from another query is one row, not two.
+        assert manifest.record_page("google", "q2", "f", 1, good[:1], True, "r", "t") == 0
+        manifest.spend_call("google", "2026-03-01", "t")
+        manifest.spend_call("google", "2026-03-01", "t")
+        assert manifest.quota("google", "2026-03-01") == (2, False)
+        manifest.mark_exhausted("google", "2026-03-01", "t")
+        assert manifest.quota("google", "2026-03-01") == (2, True)
+
+
+def test_partial_files_from_a_killed_run_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    images = tmp_path / "raw" / "images"
+    images.mkdir(parents=True)
+    (images / ".0123abcd.part").write_bytes(b"half an image")
+    (images / "keep.jpg").write_bytes(b"x")
+    assert clean_partial_files(images) == 1
+    assert [p.name for p in images.iterdir()] == ["keep.jpg"]
+    (images / ".feed.part").write_bytes(b"half")
+    # A run that fetches nothing (quota 0) still cleans up and says so.
+    config = ScrapeConfig(queries=["x"], provider="openverse", daily_quota=0, out=tmp_path / "raw")
+    result = scrape(config)
+    assert result.stop_reason == "quota" and result.calls == 0
+    assert any("removed 1 partial download" in n for n in result.notices)
+    assert not list(images.glob(".*.part"))
+
+
+def test_queries_files_and_default_list(tmp_path: Path) -> None:
+    defaults = default_queries()
+    assert defaults[:2] == ["unique home office", "well lit home office"] and len(defaults) >= 10
+    path = tmp_path / "q.txt"
+    path.write_text("# mine\nstanding desk\n\nstanding desk\n  reading nook  \n")
+    assert read_queries(path) == ["standing desk", "reading nook"]
+    path.write_text("# only comments\n")
+    with pytest.raises(ConfigError, match="no queries"):
+        read_queries(path)
+
+
+def test_hosts_are_interleaved() -> None:
+    items = [(1, "http://a/1"), (2, "http://a/2"), (3, "http://a/3"), (4, "http://b/1"), (5, "http://c/1")]
+    assert [key for key, _ in _interleave_hosts(items)] == [1, 4, 5, 2, 3]
