@@ -1,0 +1,320 @@
+"""Predictor, Detection records, drawing, the COCO mapping and `officescore score` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+import urllib.error
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scoremodels import tiny_model, write_checkpoint, write_scenes
+
+from officescore import masks as masklib
+from officescore.cli import main
+from officescore.errors import ConfigError, ModelError
+from officescore.infer import (
+    Predictor,
+    coco_categories,
+    coco_label_names,
+    default_model_source,
+    draw,
+    expand_inputs,
+    load_coco_mapping,
+    score_photos,
+)
+from officescore.score import Rubric, score_office
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("infer")
+    scenes = write_scenes(root / "photos", n=2)
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "notes.jpg").write_text("this is not a photo")
+    (bad / "empty.png").write_bytes(b"")
+    jpeg = scenes[0].read_bytes()
+    (bad / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (bad / "bomb.png").write_bytes(_bomb_png(20_000, 20_000))
+    return {
+        "root": root,
+        "scenes": scenes[0].parent,
+        "bad": bad,
+        "checkpoint": write_checkpoint(root / "desk.pt", {"desk": 8.0, "chair": 7.0}),
+    }
+
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header claims width x height: the decompression-bomb check must refuse it."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr : ihdr + 17])) & 0xFFFFFFFF
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+@pytest.fixture(scope="module")
+def predictor(files: dict[str, Path]) -> Predictor:
+    return Predictor.load(files["checkpoint"], device="cpu", conf=0.5)
+
+
+@pytest.fixture(scope="module")
+def mixed_results(predictor: Predictor, files: dict[str, Path]) -> list:
+    """One run over a folder of good photos, bad files, a missing path and a glob."""
+    inputs = [
+        files["scenes"],
+        files["bad"] / "notes.jpg",
+        files["bad"] / "empty.png",
+        files["bad"] / "truncated.jpg",
+        files["bad"] / "bomb.png",
+        files["root"] / "missing.jpg",
+        str(files["scenes"] / "scene_1.*"),
+    ]
+    return predictor.predict(inputs, batch_size=2)
+
+
+def test_detections_of_a_checkpoint(mixed_results: list) -> None:
+    good = [r for r in mixed_results if r.ok]
+    assert [Path(r.source).name for r in good] == ["scene_0.jpg", "scene_1.jpg", "scene_1.jpg"]
+    first = good[0]
+    assert (first.width, first.height) == (128, 128)
+    assert first.detections, "the desk-biased model must find desks"
+    for det in first.detections:
+        assert det.class_name == "desk" and det.score >= 0.5
+        x0, y0, x1, y1 = det.box
+        assert 0 <= x0 < x1 <= 128 and 0 <= y0 < y1 <= 128
+        assert isinstance(det.mask["counts"], str) and det.mask["size"] == [128, 128]
+        assert det.share == pytest.approx(masklib.area(det.mask) / (128 * 128))
+        as_dict = det.to_dict()
+        assert as_dict["class"] == "desk" and len(as_dict["box"]) == 4
+    # Identical input, the same detections (the glob matched scene_1 again; it ran in another
+    # batch, so float rounding may differ in the last bits).
+    assert [d.class_name for d in good[1].detections] == [d.class_name for d in good[2].detections]
+    assert np.allclose([d.box for d in good[1].detections], [d.box for d in good[2].detections], atol=1e-3)
+
+
+def test_bad_inputs_are_reported_per_file(mixed_results: list) -> None:
+    errors = {Path(r.source).name: r.error for r in mixed_results if not r.ok}
+    assert set(errors) == {"notes.jpg", "empty.png", "truncated.jpg", "bomb.png", "missing.jpg"}
+    assert "not an image" in errors["notes.jpg"]
+    assert "empty file" in errors["empty.png"]
+    assert "truncated" in errors["truncated.jpg"]
+    assert "decompression bomb" in errors["bomb.png"]
+    assert "no such file" in errors["missing.jpg"]
+    assert all(not r.detections for r in mixed_results if not r.ok)
+
+
+def test_conf_threshold_and_in_memory_images(predictor: Predictor, files: dict[str, Path]) -> None:
+    image = Image.open(files["scenes"] / "scene_0.jpg")
+    low = predictor.predict(image, conf=0.0, workers=0)[0]
+    assert low.source == "<image 1>"
+    high = low.above(0.5)
+    assert 0 < len(high.detections) <= len(low.detections)
+    assert {d.class_name for d in low.detections} == {"desk", "chair"}  # chairs score about 0.27
+    assert {d.class_name for d in high.detections} == {"desk"}
+    with pytest.raises(ConfigError):
+        Predictor(predictor.model, predictor.label_names, predictor.device, conf=1.5)
+
+
+def test_exif_orientation_is_honoured(predictor: Predictor, tmp_path: Path) -> None:
+    image = Image.new("RGB", (160, 96), (200, 180, 150))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when displayed
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif)
+    result = predictor.predict(path)[0]
+    assert (result.width, result.height) == (96, 160)
+    for det in result.detections:
+        assert det.mask["size"] == [160, 96]
+
+
+def test_expand_inputs(files: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    for name in ("a.jpg", "sub/b.PNG", "c.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    found = expand_inputs([tmp_path, str(tmp_path / "*.txt"), str(tmp_path / "*.gif")])
+    assert found == [tmp_path / "a.jpg", tmp_path / "sub" / "b.PNG", tmp_path / "c.txt", tmp_path / "*.gif"]
+
+
+def test_img_size_changes_the_model_resize(files: dict[str, Path]) -> None:
+    predictor = Predictor.load(files["checkpoint"], device="cpu", img_size=96)
+    assert predictor.model.transform.min_size == (96,)
+    assert predictor.model.transform.max_size == 96
+    with pytest.raises(ConfigError, match="too small"):
+        predictor.set_img_size(8)
+
+
+def test_draw_masks_boxes_and_banner(predictor: Predictor, files: dict[str, Path]) -> None:
+    image = Image.open(files["scenes"] / "scene_0.jpg").convert("RGB")
+    result = predictor.predict(image, workers=0)[0]
+    office = score_office(result.detections, Rubric.load())
+    out = draw(image, result.detections, office)
+    assert out.size == image.size and out.mode == "RGB"
+    before, after = np.asarray(image, dtype=int), np.asarray(out, dtype=int)
+    mask = masklib.decode(result.detections[0].mask).astype(bool)
+    mask[:20] = False  # below the banner
+    assert np.abs(after - before)[mask].mean() > 5  # translucent colour over the mask
+    assert after[:10].mean() < before[:10].mean()  # the dark score banner along the top
+    assert np.array_equal(np.asarray(draw(image, [], None)), before)
+
+
+def test_score_photos_saves_annotated_images(
+    predictor: Predictor, files: dict[str, Path], tmp_path: Path
+) -> None:
+    photos = score_photos(predictor, [files["scenes"], files["bad"] / "empty.png"], save_dir=tmp_path / "out")
+    assert [p.score is not None for p in photos] == [True, True, False]
+    assert photos[0].score.total == score_office(photos[0].result.detections).total
+    assert [p.annotated.name for p in photos[:2]] == ["scene_0.jpg", "scene_1.jpg"]
+    assert Image.open(photos[0].annotated).size == (128, 128)
+    assert photos[2].to_dict()["score"] is None and photos[2].to_dict()["error"]
+
+
+# --------------------------------------------------------------------------- the COCO model
+
+
+def test_coco_mapping_covers_the_office_classes() -> None:
+    categories = coco_categories()
+    names = coco_label_names()
+    assert len(categories) == len(names) == 91
+    by_coco = {categories[i]: names[i] for i in range(91)}
+    assert by_coco["dining table"] == "desk"
+    assert by_coco["tv"] == "monitor"
+    assert by_coco["potted plant"] == "plant"
+    assert by_coco["book"] == "books"
+    assert by_coco["cup"] == "mug"
+    assert by_coco["chair"] == "chair" and by_coco["mouse"] == "mouse"
+    assert by_coco["person"] is None and by_coco["__background__"] is None
+    mapped = set(load_coco_mapping().values())
+    assert mapped <= set(Rubric.load().classes), "every mapped class must count in the default rubric"
+
+
+def test_coco_labels_become_office_classes(files: dict[str, Path]) -> None:
+    categories = coco_categories()
+    chair, person = categories.index("chair"), categories.index("person")
+    # A 91-label model (COCO's count) preferring "chair", with "person" a clear second.
+    model = tiny_model([f"c{i}" for i in range(1, 91)], {chair: 8.0, person: 7.0})
+    predictor = Predictor.from_coco_model(model, torch.device("cpu"), conf=0.0)
+    assert predictor.kind == "coco"
+    image = Image.open(files["scenes"] / "scene_0.jpg")
+    with torch.inference_mode():
+        raw = model([torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).float() / 255])[0]
+    assert person in raw["labels"].tolist(), "the raw model also outputs 'person'"
+    result = predictor.predict(image, workers=0)[0]
+    assert result.detections
+    assert {d.class_name for d in result.detections} == {"chair"}  # person is not an office object
+
+
+def test_coco_offline_error_advises_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(ModelError) as info:
+        Predictor.load("coco", device="cpu")
+    message = str(info.value)
+    assert "maskrcnn_resnet50_fpn_v2_coco" in message and "--model" in message
+    assert str(tmp_path / "hub" / "checkpoints") in message
+
+
+def test_default_model_is_newest_best_pt(tmp_path: Path) -> None:
+    assert default_model_source(tmp_path / "runs") == "coco"
+    paths = []
+    for name in ("old", "new"):
+        path = tmp_path / "runs" / "train" / name / "weights" / "best.pt"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+        paths.append(path)
+    now = time.time()
+    os.utime(paths[0], (now - 100, now - 100))
+    assert default_model_source(tmp_path / "runs") == str(paths[1])
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_cli_scores_good_photos_and_exits_2_for_bad_ones(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = files["scenes"] / "scene_0.jpg"
+    args = ["score", str(good), str(files["bad"] / "notes.jpg"), str(files["root"] / "nope.jpg")]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--model", str(files["checkpoint"]), "--json", "--device", "cpu"])
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["failed"] == 2 and doc["kind"] == "checkpoint" and doc["conf"] == 0.5
+    first, second, third = doc["photos"]
+    assert first["error"] is None and first["detections"]
+    assert first["score"]["total"] == score_office(first["detections"]).total > 0
+    assert second["score"] is None and "not an image" in second["error"]
+    assert "no such file" in third["error"]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert sum("notes.jpg: not an image" in line for line in lines) == 1
+    assert lines[-1].startswith("error: 2 of 3 photos could not be read")
+    assert "Traceback" not in err
+
+
+def test_cli_one_photo_tables_csv_and_save_dir(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = files["scenes"] / "scene_1.jpg"
+    csv_file = tmp_path / "scores.csv"
+    with pytest.raises(SystemExit) as info:
+        main(
+            [
+                "score",
+                str(photo),
+                "--model",
+                str(files["checkpoint"]),
+                "--save-dir",
+                str(tmp_path / "annotated"),
+                "--csv",
+                str(csv_file),
+                "--batch-size",
+                "1",
+            ]
+        )
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "Breakdown" in out and "desk" in out and "Office score: 25/100" in out
+    assert "add a chair" in out
+    assert (tmp_path / "annotated" / "scene_1.jpg").is_file()
+    header, row = csv_file.read_text().splitlines()
+    assert header.startswith("path,score,label,objects,desk")
+    assert row.startswith(f"{photo},25.0,sparsely equipped,")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--conf", "2"], "--conf 2.0: must be between 0 and 1"),
+        (["--model", "missing.pt"], "missing.pt: no such model file"),
+        (["--rubric", "missing.toml"], "--rubric missing.toml: no such file"),
+        (["--device", "tpu"], "choose one of"),
+    ],
+)
+def test_cli_bad_options_one_line(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str], args: list[str], fragment: str
+) -> None:
+    argv = ["score", str(files["scenes"] / "scene_0.jpg"), *args]
+    if "--model" not in args:
+        argv += ["--model", str(files["checkpoint"])]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1

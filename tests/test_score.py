@@ -1,0 +1,178 @@
+"""The office score: rubric maths (caps, diminishing returns, essentials, bonuses), suggestions,
+determinism and rubric validation. Pure: no model involved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from officescore.errors import ConfigError
+from officescore.infer import Detection
+from officescore.score import Rubric, count_classes, score_office
+
+FULL_OFFICE = {"desk": 1, "chair": 1, "monitor": 2, "laptop": 1, "keyboard": 1, "mouse": 1, "bookshelf": 1}
+
+
+@pytest.fixture(scope="module")
+def rubric() -> Rubric:
+    return Rubric.load()
+
+
+def row(score, name):  # noqa: ANN001, ANN201 - tiny lookup helper
+    return next(r for r in score.breakdown if r.class_name == name)
+
+
+def test_default_rubric_full_marks_and_labels(rubric: Rubric) -> None:
+    assert rubric.full_marks == pytest.approx(100.0)
+    assert rubric.name == "default"
+    full = score_office(FULL_OFFICE, rubric)
+    assert full.total == 100.0
+    assert full.label == "superbly equipped"
+    assert full.missing_essentials == []
+    empty = score_office({}, rubric)
+    assert empty.total == 0.0
+    assert empty.label == "not an office yet"
+    assert empty.missing_essentials == ["a desk", "a chair", "a screen"]
+
+
+def test_cap_and_diminishing_returns(rubric: Rubric) -> None:
+    base = {"desk": 1, "chair": 1}
+    totals = [score_office({**base, "monitor": n}, rubric).total for n in range(4)]
+    # desk 25 + chair 20 (a screen missing: capped at 35), then 14 for the first monitor, 7 for the
+    # second (decay 0.5), nothing for a third (cap 2).
+    assert totals == [35.0, 59.0, 66.0, 66.0]
+    third = score_office({**base, "monitor": 3}, rubric)
+    assert (row(third, "monitor").count, row(third, "monitor").counted) == (3, 2)
+    assert row(third, "monitor").earned == 21.0
+    assert row(third, "monitor").possible == 21.0
+    plants = [row(score_office({"plant": n}, rubric), "plant").earned for n in range(5)]
+    assert plants == [0.0, 4.0, 6.0, 7.0, 7.0]
+
+
+def test_essentials_cap_the_total_and_a_screen_is_monitor_or_laptop(rubric: Rubric) -> None:
+    no_chair = {k: v for k, v in FULL_OFFICE.items() if k != "chair"}
+    capped = score_office(no_chair, rubric)
+    assert capped.missing_essentials == ["a chair"]
+    assert capped.total == rubric.missing_essential_cap == 35.0
+    with_laptop = score_office({"desk": 1, "chair": 1, "laptop": 1}, rubric)
+    with_monitor = score_office({"desk": 1, "chair": 1, "monitor": 1}, rubric)
+    assert with_laptop.missing_essentials == with_monitor.missing_essentials == []
+    assert (with_laptop.total, with_monitor.total) == (55.0, 59.0)
+    assert row(with_laptop, "laptop").essential and row(with_laptop, "monitor").essential
+    assert not row(with_laptop, "keyboard").essential
+
+
+def test_bonuses_add_on_top_but_never_past_100(rubric: Rubric) -> None:
+    no_bookshelf = {k: v for k, v in FULL_OFFICE.items() if k != "bookshelf"}
+    assert score_office(no_bookshelf, rubric).total == 92.0
+    assert score_office({**no_bookshelf, "lamp": 1}, rubric).total == 100.0  # lamp (8) replaces it
+    assert score_office({**no_bookshelf, "mug": 1}, rubric).total == 94.0
+    everything = score_office({**FULL_OFFICE, "lamp": 1, "plant": 3, "books": 1, "mug": 1}, rubric)
+    assert everything.total == 100.0
+    assert row(everything, "lamp").bonus and not row(everything, "desk").bonus
+
+
+def test_suggestions_sorted_by_gain_and_exact(rubric: Rubric) -> None:
+    counts = {"desk": 1, "chair": 1, "monitor": 1, "keyboard": 1, "mouse": 1}
+    office = score_office(counts, rubric)
+    assert office.total == 75.0
+    texts = [s.text for s in office.suggestions]
+    assert texts[:4] == [
+        "add a laptop: +10",
+        "add a bookshelf: +8",
+        "add a desk lamp: +8",
+        "add another monitor: +7",
+    ]
+    gains = [s.gain for s in office.suggestions]
+    assert gains == sorted(gains, reverse=True)
+    for suggestion in office.suggestions:  # each gain is exactly what adding that object does
+        more = {**counts, suggestion.class_name: counts.get(suggestion.class_name, 0) + 1}
+        assert score_office(more, rubric).total - office.total == pytest.approx(suggestion.gain)
+    # Nothing is suggested for classes at their cap.
+    assert not {"desk", "chair", "keyboard", "mouse"} & {s.class_name for s in office.suggestions}
+
+
+def test_suggestions_include_lifting_the_essential_cap(rubric: Rubric) -> None:
+    no_desk = {k: v for k, v in FULL_OFFICE.items() if k != "desk"}
+    office = score_office(no_desk, rubric)
+    assert office.suggestions[0].text == "add a desk: +65"
+    # While the desk is missing, a lamp does not move the capped total, so it is not suggested.
+    assert "lamp" not in {s.class_name for s in office.suggestions}
+    assert score_office(FULL_OFFICE, rubric).suggestions == []
+
+
+def test_detections_and_counts_agree_and_scoring_is_deterministic(rubric: Rubric) -> None:
+    rle = {"size": [4, 4], "counts": "04`0"}
+    names = ["chair", "desk", "monitor", "monitor", "monitor", "lamp", "cat"]
+    detections = [Detection(n, 0.9, [0, 0, 1, 1], rle, 0.1) for n in names]
+    from_detections = score_office(detections, rubric)
+    from_counts = score_office({"chair": 1, "desk": 1, "monitor": 3, "lamp": 1, "cat": 1}, rubric)
+    assert from_detections == from_counts
+    assert score_office(list(reversed(detections)), rubric) == from_detections
+    assert score_office([{"class": n} for n in names], rubric) == from_detections
+    assert from_detections.unscored == {"cat": 1}
+    assert from_detections.to_dict() == score_office(detections, Rubric.load()).to_dict()
+    assert count_classes(["desk", "desk"]) == {"desk": 2}
+
+
+def test_custom_rubric_is_normalised_to_100(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        """
+        decay = 0.0
+        [classes.desk]
+        points = 30
+        [classes.monitor]
+        points = 20
+        cap = 3
+        [classes.plant]
+        points = 10
+        bonus = true
+        [[labels]]
+        min = 50
+        label = "good"
+        [[labels]]
+        min = 0
+        label = "poor"
+        """
+    )
+    mine = Rubric.load(path)
+    assert mine.name == "mine" and mine.full_marks == 50.0
+    assert score_office({"desk": 1}, mine).total == 60.0  # 30 of 50 full marks
+    assert score_office({"monitor": 3}, mine).total == 40.0  # decay 0: only the first counts
+    assert score_office({"desk": 1, "monitor": 1, "plant": 1}, mine).total == 100.0
+    assert score_office({"desk": 1}, mine).label == "good"
+    assert score_office({"monitor": 1}, mine).label == "poor"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[classes.desk\npoints = 1", "not valid TOML"),
+        ("name = 'x'", "needs a [classes.<name>] table"),
+        ("[classes.desk]\ncap = 2", "missing `points`"),
+        ("[classes.desk]\npoints = -3", "classes.desk.points must be a number"),
+        ("[classes.desk]\npoints = 5\ncap = 0", "classes.desk.cap must be a whole number"),
+        ("[classes.desk]\npoints = 5\ncolour = 'red'", "unknown key(s) colour"),
+        ("[classes.desk]\npoints = 5\nbonus = true", "standard (non-bonus) classes"),
+        ("decay = 2\n[classes.desk]\npoints = 5", "decay must be a number from 0 to 1"),
+        ("[classes.desk]\npoints = 5\n[[essentials]]\nany_of = ['sofa']", "sofa not in [classes]"),
+        ("[classes.desk]\npoints = 5\n[[labels]]\nmin = 10", "labels[0].label"),
+        ("labels = 3\n[classes.desk]\npoints = 5", "labels must be a list of tables"),
+    ],
+)
+def test_bad_rubric_files_give_one_line_config_errors(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        Rubric.load(path)
+    message = str(info.value)
+    assert fragment in message
+    assert str(path) in message
+    assert "\n" not in message
+
+
+def test_missing_rubric_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        Rubric.load(tmp_path / "nope.toml")
