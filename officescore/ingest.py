@@ -35,6 +35,7 @@ from officescore.ingest_checks import (
     id_key,
     id_sort_key,
     locate_image,
+    path_exists,
     size_from_entry,
 )
 from officescore.ingest_split import duplicate_groups, split_groups
@@ -130,8 +131,8 @@ def _scan_images(
                 what = f"same file as image id {by_path[path]}"
                 problems.append(Problem(file_name, "", "image_duplicate_file", what, "later one dropped"))
                 continue
-            if not path.is_file():
-                what = "is a folder, not an image file" if path.is_dir() else "file not found"
+            if not path_exists(path) or not path.is_file():
+                what = "is a folder, not an image file" if path_exists(path) else "file not found"
                 problems.append(Problem(file_name, "", "image_missing", what, "dropped"))
                 continue
             try:

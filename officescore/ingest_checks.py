@@ -129,7 +129,10 @@ def safe_image_path(images_dir: Path, file_name: str) -> Path | None:
     if not parts or any(part == ".." for part in parts):
         return None
     root = Path(os.path.realpath(images_dir))
-    real = Path(os.path.realpath(root.joinpath(*parts)))
+    try:
+        real = Path(os.path.realpath(root.joinpath(*parts)))
+    except (OSError, ValueError):
+        return None
     if real != root and root not in real.parents:
         return None
     return real
@@ -141,18 +144,26 @@ def locate_image(images_dir: Path, file_name: str) -> tuple[Path | None, bool]:
     path = safe_image_path(images_dir, file_name)
     if path is None:
         return None, True
-    if not path.exists():
+    if not path_exists(path):
         base = file_name.replace("\\", "/").rsplit("/", 1)[-1]
         fallback = safe_image_path(images_dir, base)
-        if fallback is not None and fallback.is_file():
+        if fallback is not None and path_exists(fallback) and fallback.is_file():
             return fallback, False
     return path, False
+
+
+def path_exists(path: Path) -> bool:
+    """Path.exists that treats "name too long" and similar errors as "not there"."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def size_from_entry(entry: dict[str, Any]) -> tuple[int, int] | None:
     """(width, height) as the export states it, or None when missing or not positive numbers."""
     width, height = entry.get("width"), entry.get("height")
-    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (width, height))
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e9 for v in (width, height))
     return (int(width), int(height)) if ok else None
 
 

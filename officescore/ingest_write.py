@@ -22,6 +22,7 @@ from officescore.progress import Reporter
 
 DATASET_FORMAT = "officescore-dataset"
 DATASET_VERSION = 1
+MAX_NAME = 120  # bytes in an output file name: room for "-N" suffixes under the usual 255-byte limit
 
 
 def unique_names(images: list[ImageRecord]) -> None:
@@ -29,9 +30,9 @@ def unique_names(images: list[ImageRecord]) -> None:
     taken: set[str] = set()
     for image in images:
         parts = [p for p in image.file_name.replace("\\", "/").split("/") if p not in ("", ".")]
-        candidates = ["_".join(parts[-n:]) for n in range(1, len(parts) + 1)]
+        candidates = ["_".join(parts[-n:]) for n in range(1, len(parts) + 1)] or ["image"]
         for candidate in candidates:
-            name = re.sub(r"[^\w.\-]", "_", candidate).lstrip(".") or "image"
+            name = _safe_name(candidate)
             if name.lower() not in taken:
                 break
         stem, suffix = os.path.splitext(name)
@@ -41,6 +42,16 @@ def unique_names(images: list[ImageRecord]) -> None:
             number += 1
         taken.add(name.lower())
         image.out_name = name
+
+
+def _safe_name(name: str, limit: int = MAX_NAME) -> str:
+    """Letters, digits, `.`, `_`, `-` only; no leading dot; at most `limit` UTF-8 bytes."""
+    name = re.sub(r"[^\w.\-]", "_", name).lstrip(".") or "image"
+    stem, suffix = os.path.splitext(name)
+    if len(suffix.encode()) > 16:
+        stem, suffix = name, ""
+    room = limit - len(suffix.encode())
+    return stem.encode()[:room].decode("utf-8", errors="ignore") + suffix
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

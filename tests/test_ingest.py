@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -29,8 +31,9 @@ from PIL import Image
 
 from officescore import ingest, ingest_write, masks
 from officescore.cli import main
-from officescore.errors import DataError
+from officescore.errors import DataError, UserError
 from officescore.ingest import PHASH_THRESHOLD, ingest_export
+from officescore.ingest_checks import ImageRecord
 
 Coco = dict[str, Any]
 
@@ -237,6 +240,8 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
     ),
     ("size_missing", _set(_image, width=None, height=None), "image_size", "taken from the file", 6, 12),
     ("size_wrong", _set(_image, width=640, height=480), "image_size", "taken from the file", 6, 12),
+    ("size_infinite", _set(_image, width=float("inf")), "image_size", "taken from the file", 6, 12),
+    ("file_name_too_long", _set(_image, file_name="a" * 400 + ".png"), "image_missing", "dropped", 5, 10),
     ("image_no_file_name", _set(_image, file_name=None), "image_invalid", "dropped", 5, 10),
     (
         "image_duplicate_id",
@@ -464,6 +469,47 @@ def test_broken_export(
     meta = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
     assert meta["problems"]["total"] == len(kinds)
     assert meta["problems"]["items"] == [p.to_dict() for p in result.problems]
+
+
+WEIRD_VALUES: list[Any] = [
+    None,
+    0,
+    -1,
+    float("inf"),
+    "x",
+    "",
+    [],
+    {},
+    [1],
+    [[1]],
+    True,
+    "../x",
+    "\x00",
+    2**70,
+    1.5,
+]
+
+
+def test_random_damage_never_crashes(tmp_path: Path) -> None:
+    """Seeded fuzzing: any damage ends in a clean data set or a UserError, never another exception."""
+    rng = random.Random(0)
+    base = make_export(tmp_path, n_images=3)
+    for _ in range(60):
+        coco = copy.deepcopy(base)
+        for _ in range(rng.randint(1, 3)):
+            section = coco[rng.choice(["images", "annotations", "categories"])]
+            index = rng.randrange(len(section))
+            if not isinstance(section[index], dict) or rng.random() < 0.1:
+                section[index] = rng.choice(WEIRD_VALUES)
+            else:
+                section[index][rng.choice([*section[index], "segmentation", "size"])] = rng.choice(
+                    WEIRD_VALUES
+                )
+        try:
+            ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+        except UserError:
+            continue
+        _assert_normalised(tmp_path / "dataset")
 
 
 def test_strict_refuses_each_problem(tmp_path: Path) -> None:
@@ -875,6 +921,16 @@ def test_out_folder_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert not (out / "health.png").exists()
     assert json.loads((out / "dataset.json").read_text())["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "images", "other"]
+
+
+def test_unique_names_are_safe_short_and_distinct() -> None:
+    files = ["a/x.jpg", "b/x.jpg", "c/b/x.jpg", "X.JPG", "büro foto.jpg", "..hidden.png", "z" * 300 + ".png"]
+    records = [ImageRecord(str(i), name, Path(name), 1, 1, "", 0) for i, name in enumerate(files)]
+    ingest_write.unique_names(records)
+    names = [r.out_name for r in records]
+    assert names[:6] == ["x.jpg", "b_x.jpg", "c_b_x.jpg", "X-2.JPG", "büro_foto.jpg", "hidden.png"]
+    assert names[6].endswith(".png") and len(names[6].encode()) <= ingest_write.MAX_NAME
+    assert len({n.lower() for n in names}) == len(names)
 
 
 def test_hard_link_falls_back_to_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
