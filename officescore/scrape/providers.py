@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timezone, tzinfo
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from officescore.errors import ConfigError, QuotaExhaustedError, UserError
 from officescore.scrape.quota import PACIFIC
@@ -203,7 +203,7 @@ class GoogleProvider:
     timeout: float = 30.0
 
     name = "google"
-    quota_tz: tzinfo = PACIFIC
+    quota_tz: ClassVar[tzinfo] = PACIFIC
     page_size = GOOGLE_PAGE
 
     def __post_init__(self) -> None:
@@ -346,7 +346,7 @@ class OpenverseProvider:
     timeout: float = 30.0
 
     name = "openverse"
-    quota_tz: tzinfo = timezone.utc
+    quota_tz: ClassVar[tzinfo] = timezone.utc
     page_size = 20  # the anonymous maximum; fixed so page numbers stay stable across runs
     anonymous_max_results = 240  # deeper pages need credentials
 
