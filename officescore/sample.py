@@ -661,48 +661,59 @@ def _background(rng: np.random.Generator, s: int, horizon: float) -> Image.Image
 
 
 def _layout(rng: np.random.Generator, s: int) -> tuple[float, list[_Object]]:
+    """The wall/floor line and every object, in back-to-front paint order."""
     objects: list[_Object] = []
-    if rng.random() < 0.9:
-        desk_obj, desk = _desk(rng, s)
+    desk_obj, desk = _desk(rng, s) if rng.random() < 0.9 else (None, None)
+    if desk is not None:
         horizon = desk.floor_y - (desk.front_y - desk.back_y) * 1.1 - s * _u(rng, 0.01, 0.04)
     else:
-        desk_obj, desk = None, None
         horizon = s * _u(rng, 0.45, 0.6)
     floor_back = horizon + s * 0.02
-
     if rng.random() < 0.5:  # bookshelf against the wall, often half behind the desk
-        w_guess = s * 0.25
-        bx = (
-            _u(rng, -0.05 * s, s - w_guess)
-            if desk is None
-            else (
-                _u(rng, -0.05 * s, desk.x0 + 0.05 * s)
-                if rng.random() < 0.5
-                else _u(rng, desk.x1 - 0.15 * s, s - 0.15 * s)
-            )
-        )
-        objects.append(_bookshelf(rng, s, bx, floor_back))
+        objects.append(_bookshelf(rng, s, _bookshelf_x(rng, s, desk), floor_back))
     floor_plant_first = rng.random() < 0.25
-    if floor_plant_first:
-        objects.append(
-            _plant(rng, s, _u(rng, 0.08 * s, 0.92 * s), floor_back + s * _u(rng, 0.0, 0.03), big=True)
-        )
-
-    if desk is None:
-        if rng.random() < 0.6:
-            objects.append(
-                _lamp(rng, s, _u(rng, 0.15 * s, 0.85 * s), floor_back + s * _u(rng, 0.05, 0.15), tall=True)
-            )
-        if rng.random() < 0.8:
-            objects.append(
-                _chair(rng, s, _u(rng, 0.25 * s, 0.75 * s), s * _u(rng, 0.55, 0.7), s * _u(rng, 0.85, 0.97))
-            )
-        if not floor_plant_first or rng.random() < 0.3:
-            objects.append(_plant(rng, s, _u(rng, 0.08 * s, 0.92 * s), s * _u(rng, 0.8, 0.97), big=True))
-        return horizon, objects
-
-    assert desk_obj is not None
+    if floor_plant_first:  # against the wall, so anything in front may hide part of it
+        x = _u(rng, 0.08 * s, 0.92 * s)
+        objects.append(_plant(rng, s, x, floor_back + s * _u(rng, 0.0, 0.03), big=True))
+    if desk_obj is None or desk is None:
+        return horizon, objects + _room_without_desk(rng, s, floor_back, floor_plant_first)
     objects.append(desk_obj)
+    objects += _on_desk(rng, s, desk)
+    if not floor_plant_first and rng.random() < 0.2:
+        side_x = desk.x0 - s * 0.08 if rng.random() < 0.5 else desk.x1 + s * 0.08
+        objects.append(_plant(rng, s, side_x, desk.floor_y + s * _u(rng, 0.0, 0.05), big=True))
+    if rng.random() < 0.65:  # the chair stands in front of the desk and hides some of it
+        cx = _u(rng, desk.x0 + 0.1 * s, desk.x1 - 0.1 * s)
+        seat_y = desk.front_y + s * _u(rng, 0.08, 0.14)
+        objects.append(_chair(rng, s, cx, seat_y, desk.floor_y + s * _u(rng, 0.04, 0.1)))
+    return horizon, objects
+
+
+def _bookshelf_x(rng: np.random.Generator, s: int, desk: _Desk | None) -> float:
+    if desk is None:
+        return _u(rng, -0.05 * s, s - 0.25 * s)
+    if rng.random() < 0.5:
+        return _u(rng, -0.05 * s, desk.x0 + 0.05 * s)
+    return _u(rng, desk.x1 - 0.15 * s, s - 0.15 * s)
+
+
+def _room_without_desk(
+    rng: np.random.Generator, s: int, floor_back: float, floor_plant_first: bool
+) -> list[_Object]:
+    objects: list[_Object] = []
+    if rng.random() < 0.6:
+        x = _u(rng, 0.15 * s, 0.85 * s)
+        objects.append(_lamp(rng, s, x, floor_back + s * _u(rng, 0.05, 0.15), tall=True))
+    if rng.random() < 0.8:
+        x = _u(rng, 0.25 * s, 0.75 * s)
+        objects.append(_chair(rng, s, x, s * _u(rng, 0.55, 0.7), s * _u(rng, 0.85, 0.97)))
+    if not floor_plant_first or rng.random() < 0.3:
+        objects.append(_plant(rng, s, _u(rng, 0.08 * s, 0.92 * s), s * _u(rng, 0.8, 0.97), big=True))
+    return objects
+
+
+def _on_desk(rng: np.random.Generator, s: int, desk: _Desk) -> list[_Object]:
+    """Screens, laptop, lamp, plant, keyboard, mouse and mug on the desk top, back to front."""
     depth = desk.front_y - desk.back_y
     on_desk: list[_Object] = []
     left, right = desk.x_range(desk.back_y, s * 0.05)
@@ -717,13 +728,12 @@ def _layout(rng: np.random.Generator, s: int) -> tuple[float, list[_Object]]:
     has_monitor = rng.random() < 0.8
     if has_monitor:
         mx = (left + right) / 2 + _u(rng, -0.12, 0.12) * (right - left)
-        if 2 in order:
+        if 2 in order:  # the middle slot is the screen's
             order.remove(2)
-        objects_monitor = [_monitor(rng, s, mx, desk.back_y + depth * _u(rng, 0.15, 0.4))]
-        if rng.random() < 0.15:  # a second screen
+        on_desk.append(_monitor(rng, s, mx, desk.back_y + depth * _u(rng, 0.15, 0.4)))
+        if rng.random() < 0.15:  # a second screen, further back
             offset = s * 0.34 * (1 if mx < s / 2 else -1)
-            objects_monitor.insert(0, _monitor(rng, s, mx + offset, desk.back_y + depth * _u(rng, 0.1, 0.3)))
-        on_desk += objects_monitor
+            on_desk.insert(0, _monitor(rng, s, mx + offset, desk.back_y + depth * _u(rng, 0.1, 0.3)))
     if rng.random() < (0.3 if has_monitor else 0.75):
         on_desk.append(_laptop(rng, s, take_slot(), desk.back_y + depth * _u(rng, 0.55, 0.9)))
     if rng.random() < 0.45:
@@ -740,15 +750,7 @@ def _layout(rng: np.random.Generator, s: int) -> tuple[float, list[_Object]]:
         on_desk.append(_mouse(rng, s, mouse_x, desk.front_y - depth * _u(rng, 0.3, 0.5)))
     if rng.random() < 0.55:
         on_desk.append(_mug(rng, s, take_slot(), desk.back_y + depth * _u(rng, 0.5, 0.95)))
-    objects += on_desk
-    if not floor_plant_first and rng.random() < 0.2:
-        side_x = desk.x0 - s * 0.08 if rng.random() < 0.5 else desk.x1 + s * 0.08
-        objects.append(_plant(rng, s, side_x, desk.floor_y + s * _u(rng, 0.0, 0.05), big=True))
-    if rng.random() < 0.65:
-        cx = _u(rng, desk.x0 + 0.1 * s, desk.x1 - 0.1 * s)
-        seat_y = desk.front_y + s * _u(rng, 0.08, 0.14)
-        objects.append(_chair(rng, s, cx, seat_y, desk.floor_y + s * _u(rng, 0.04, 0.1)))
-    return horizon, objects
+    return on_desk
 
 
 # --------------------------------------------------------------------------------------------
