@@ -133,7 +133,11 @@ def _status(config: ScrapeConfig, json_output: bool) -> None:
         return
     table = Table(title=f"scrape progress in {report.out}")
     for column in ("provider", "query", "pages", "results", "ok", "dup", "rejected", "pending", "done"):
-        table.add_column(column, justify="left" if column in ("provider", "query") else "right")
+        table.add_column(
+            column,
+            justify="left" if column in ("provider", "query") else "right",
+            min_width=24 if column == "query" else None,
+        )
     for row in report.queries:
         counts = row["by_status"]
         dup = counts.get("duplicate", 0) + counts.get("near_duplicate", 0)
