@@ -131,19 +131,21 @@ def _status(config: ScrapeConfig, json_output: bool) -> None:
     if json_output:
         print_json(report.to_dict())
         return
-    table = Table(title=f"scrape progress in {report.out}")
-    for column in ("provider", "query", "pages", "results", "ok", "dup", "rejected", "pending", "done"):
+    providers = sorted({row["provider"] for row in report.queries})
+    one = len(providers) == 1
+    title = f"scrape progress in {report.out}" + (f" ({providers[0]})" if one else "")
+    columns = ["query", "pages", "found", "ok", "dup", "bad", "todo", "done"]
+    table = Table(title=title, caption="dup: (near-)duplicates; bad: rejected; todo: not downloaded yet")
+    for column in columns if one else ["provider", *columns]:
+        left = column in ("provider", "query")
         table.add_column(
-            column,
-            justify="left" if column in ("provider", "query") else "right",
-            min_width=24 if column == "query" else None,
+            column, justify="left" if left else "right", min_width=20 if column == "query" else None
         )
     for row in report.queries:
         counts = row["by_status"]
         dup = counts.get("duplicate", 0) + counts.get("near_duplicate", 0)
         rejected = row["results"] - dup - counts.get("ok", 0) - counts.get("pending", 0)
-        table.add_row(
-            row["provider"],
+        cells = [
             row["query"],
             str(row["pages"]),
             str(row["results"]),
@@ -152,7 +154,8 @@ def _status(config: ScrapeConfig, json_output: bool) -> None:
             str(rejected),
             str(counts.get("pending", 0)),
             "yes" if row["complete"] else "no",
-        )
+        ]
+        table.add_row(*(cells if one else [row["provider"], *cells]))
     console.print(table)
     for state in report.quota:
         word = "used up" if state.exhausted else f"{state.remaining} left"
