@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from officescore import masks
 from officescore.masks import Rle
 
@@ -235,27 +237,32 @@ def _polygons_to_rle(polygons: list[Any], width: int, height: int, note: Any) ->
     return masks.from_polygons(kept, height, width), clipped
 
 
-def _rle_counts(counts: str) -> list[int] | None:
-    """Decode COCO's compressed counts string in Python (port of rleFrString), None if malformed."""
-    values: list[int] = []
-    pos = 0
-    while pos < len(counts):
-        value, shift, more = 0, 0, True
-        while more:
-            if pos >= len(counts):
-                return None
-            char = ord(counts[pos]) - 48
-            if not 0 <= char < 64:
-                return None
-            value |= (char & 0x1F) << (5 * shift)
-            more = bool(char & 0x20)
-            pos += 1
-            shift += 1
-            if not more and char & 0x10:
-                value |= -1 << (5 * shift)
-        if len(values) > 2:
-            value += values[-2]
-        values.append(value)
+def rle_counts(counts: str) -> np.ndarray | None:
+    """COCO's compressed counts string -> int64 run lengths (vectorised rleFrString), None if malformed.
+
+    Each run is a little-endian varint of 5-bit groups in characters 48..111 (0x20 = more follows,
+    0x10 in the last group = negative); from the fourth run on, runs are deltas to the run two back.
+    """
+    if not counts.isascii():
+        return None
+    chars = np.frombuffer(counts.encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
+    if chars.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if chars.min() < 0 or chars.max() >= 64 or chars[-1] & 0x20:
+        return None
+    last = (chars & 0x20) == 0  # the final character of each run
+    ends = np.flatnonzero(last)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.max() > 8:  # over 40 bits: no image is that large
+        return None
+    position = np.arange(chars.size) - np.repeat(starts, lengths)
+    values = np.add.reduceat((chars & 0x1F) << (5 * position), starts)
+    negative = (chars[ends] & 0x10) != 0
+    values[negative] -= np.left_shift(1, 5 * lengths[negative])
+    for first in (3, 4):  # delta chains: odd runs from index 1, even runs from index 2
+        chain = values[first - 2 :: 2]
+        values[first - 2 :: 2] = np.cumsum(chain)
     return values
 
 
@@ -274,12 +281,13 @@ def _check_rle(rle: dict[str, Any], width: int, height: int) -> tuple[Rle | None
     if isinstance(counts, bytes):
         counts = counts.decode("ascii", errors="replace")
     if isinstance(counts, str):
-        values = _rle_counts(counts)
+        values = rle_counts(counts)
     elif isinstance(counts, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
-        values = counts
+        values = counts if all(0 <= v < 1 << 40 for v in counts) else None
     else:
         return None, "rle_invalid", "RLE counts are neither a string nor a list of integers"
-    if values is None or any(v < 0 for v in values) or sum(values) != width * height:
+    runs = np.asarray(values if values is not None else [-1], dtype=np.int64)
+    if (runs < 0).any() or int(runs.sum()) != width * height:
         return None, "rle_invalid", "RLE counts are malformed or do not cover the image exactly"
     return masks.normalise({"size": size, "counts": counts}), "", ""
 
