@@ -21,7 +21,7 @@ def ingest(
     export: Path = typer.Argument(
         ..., help="COCO instance-segmentation export (.json) from the labelling tool."
     ),
-    images: Path = typer.Option(None, "--images", help="Image folder [default: the export's folder]."),
+    images: Path = typer.Option(None, "--images", help="Image folder (default: the export's folder)."),
     out: Path = typer.Option(DEFAULT_DATASET_DIR, "--out", "-o", help="Data-set folder to write (replaced)."),
     val_fraction: float = typer.Option(
         0.2, "--val-fraction", help="Share of images held out for validation."
