@@ -116,6 +116,8 @@ def export_model(
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt}: choose torchscript or onnx")
+    if fmt == "onnx" and opset < 11:
+        raise ConfigError(f"--opset {opset}: Mask R-CNN needs ONNX opset 11 or newer")
     checkpoint = Path(checkpoint)
     data = load_checkpoint(checkpoint)
     model, classes = model_from_checkpoint(data, "cpu")
@@ -135,8 +137,6 @@ def export_model(
             result = ExportResult(out, fmt, classes, data["arch"], out.stat().st_size, parity)
         else:
             size = input_size or _default_input_size(model)
-            if opset < 11:
-                raise ConfigError(f"--opset {opset}: Mask R-CNN needs ONNX opset 11 or newer")
             parity = _export_onnx(model, meta, out, image.resize((size[1], size[0])), opset)
             result = ExportResult(out, fmt, classes, data["arch"], out.stat().st_size, parity, size, opset)
             result.notes.append(f"feed one 3x{size[0]}x{size[1]} float image in [0, 1] per run")

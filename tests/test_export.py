@@ -1,0 +1,143 @@
+"""TorchScript and ONNX export: parity with the checkpoint, metadata, loading without the model code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scoremodels import write_checkpoint, write_scenes
+
+from officescore import export as export_module
+from officescore.cli import main
+from officescore.errors import ConfigError, ModelError
+from officescore.export import Parity, export_model
+from officescore.infer import Predictor
+from officescore.model import load_any
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("export")
+    checkpoint = write_checkpoint(root / "weights" / "best.pt", {"desk": 8.0, "chair": 7.0})
+    scenes = write_scenes(root / "photos", n=2)
+    return {"root": root, "checkpoint": checkpoint, "scene": scenes[1]}
+
+
+@pytest.fixture(scope="module")
+def torchscript(setup: dict[str, Path]) -> Path:
+    result = export_model(setup["checkpoint"], "torchscript", sample=setup["scene"])
+    assert result.path == setup["checkpoint"].with_name("best.torchscript.pt")
+    assert result.parity.labels_equal and result.parity.max_box_diff <= 1e-4
+    assert result.parity.detections > 0
+    return result.path
+
+
+def test_torchscript_file_carries_its_classes(torchscript: Path) -> None:
+    loaded = load_any(torchscript, "cpu")
+    assert loaded.kind == "torchscript"
+    assert loaded.classes[:2] == ["desk", "chair"] and len(loaded.classes) == 10
+    assert loaded.arch == "maskrcnn_resnet18_fpn" and loaded.model_kwargs["min_size"] == 128
+
+
+def test_torchscript_gives_the_checkpoints_detections(
+    torchscript: Path, setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from_checkpoint = Predictor.load(setup["checkpoint"], device="cpu", conf=0.0).predict(setup["scene"])[0]
+
+    # The export must run without officescore's model-building code.
+    def no_model_code(*args: object, **kwargs: object) -> None:
+        raise AssertionError("build_model must not be needed to run an export")
+
+    monkeypatch.setattr("officescore.model.build_model", no_model_code)
+    scripted = Predictor.load(torchscript, device="cpu", conf=0.0)
+    assert scripted.kind == "torchscript"
+    from_export = scripted.predict(setup["scene"])[0]
+    assert len(from_export.detections) == len(from_checkpoint.detections) > 0
+    assert [d.class_name for d in from_export.detections] == [
+        d.class_name for d in from_checkpoint.detections
+    ]
+    boxes_a = np.array([d.box for d in from_checkpoint.detections])
+    boxes_b = np.array([d.box for d in from_export.detections])
+    assert np.abs(boxes_a - boxes_b).max() <= 1e-4
+    assert [d.mask for d in from_export.detections] == [d.mask for d in from_checkpoint.detections]
+
+
+def test_score_cli_runs_on_the_export(
+    torchscript: Path, setup: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["score", str(setup["scene"]), "--model", str(torchscript), "--json", "--img-size", "128"])
+    assert info.value.code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kind"] == "torchscript"
+    assert {d["class"] for d in doc["photos"][0]["detections"]} == {"desk"}
+    assert doc["photos"][0]["score"]["total"] == 25.0
+
+
+def test_onnx_export_matches_onnxruntime(setup: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    import onnx
+
+    out = setup["root"] / "office.onnx"
+    with pytest.raises(SystemExit) as info:
+        main(["export", "--model", str(setup["checkpoint"]), "--format", "onnx", "--out", str(out), "--json"])
+    assert info.value.code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["format"] == "onnx" and doc["opset"] == 11 and doc["input_size"] == [128, 128]
+    assert doc["parity"]["labels_equal"] and doc["parity"]["max_box_diff"] <= 1e-3
+    assert doc["parity"]["mean_mask_diff"] is not None and doc["parity"]["mean_mask_diff"] <= 1e-3
+    model = onnx.load(str(out))
+    meta = json.loads({p.key: p.value for p in model.metadata_props}["officescore.json"])
+    assert meta["classes"][:2] == ["desk", "chair"] and meta["format"] == "officescore-onnx"
+    assert model.opset_import[0].version >= 11
+    assert [o.name for o in model.graph.output] == ["boxes", "labels", "scores", "masks"]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "parity", "fragment"),
+    [
+        ("torchscript", Parity(3, True, 2e-4, 0.0), "its detections differ from the checkpoint's"),
+        ("onnx", Parity(3, False, 0.0, 0.0), "labels equal: False"),
+        ("onnx", Parity(3, True, 5e-4, 0.2), "its masks cannot be exported faithfully"),
+    ],
+)
+def test_a_mismatching_export_is_refused_and_removed(
+    tmp_path: Path, fmt: str, parity: Parity, fragment: str
+) -> None:
+    out = tmp_path / "model.out"
+    out.write_bytes(b"exported")
+    with pytest.raises(ModelError, match=f"{fmt} export refused: .*{fragment}") as info:
+        export_module._check(parity, fmt, out)
+    assert not out.exists()
+    assert ("--format torchscript" in str(info.value)) == (fmt == "onnx")
+    export_module._check(Parity(3, True, 5e-5, 1e-4), fmt, out)  # within tolerance: accepted
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--format", "tflite"], "--format tflite: choose torchscript or onnx"),
+        (["--format", "onnx", "--input-size", "big"], "--input-size big"),
+        (["--format", "onnx", "--opset", "9"], "opset 11 or newer"),
+    ],
+)
+def test_export_bad_options(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture, args: list[str], fragment: str
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["export", "--model", str(setup["checkpoint"]), *args])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1
+
+
+def test_export_refuses_files_that_are_not_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit) as info:
+        main(["export", "--model", str(junk)])
+    assert info.value.code == 2
+    assert "junk.pt: not a readable weights file" in capsys.readouterr().err
+    with pytest.raises(ConfigError):
+        export_model(junk, "keras")
