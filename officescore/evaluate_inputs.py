@@ -138,7 +138,7 @@ def _check_results(data: Any, coco_gt: COCO, source: str) -> Results:
             raise DataError(f"{source}: item {i} is not a COCO result; expected {shape}")
         if not is_number(pred["score"]):
             raise DataError(f"{source}: item {i} has a score that is not a finite number")
-        if "bbox" not in pred and "segmentation" not in pred:
+        if pred.get("bbox", []) == [] and "segmentation" not in pred:
             raise DataError(f"{source}: item {i} has neither bbox nor segmentation")
     foreign = {p["image_id"] for p in data} - set(coco_gt.imgs)
     if foreign:
@@ -165,7 +165,7 @@ def _check_results(data: Any, coco_gt: COCO, source: str) -> Results:
         base = {k: pred[k] for k in ("image_id", "category_id", "score")}
         image = coco_gt.imgs[pred["image_id"]]
         rle = _segmentation(pred, image, f"{source}: item {i}") if with_masks else None
-        if "bbox" in pred:
+        if pred.get("bbox", []) != []:  # some tools write "bbox": [] beside a mask
             bb = pred["bbox"]
             if not (isinstance(bb, list) and len(bb) == 4 and all(is_number(v) for v in bb)):
                 raise DataError(f"{source}: item {i} has a bbox that is not [x, y, w, h] numbers")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +199,7 @@ def test_equal_to_pycocotools_on_noisy_set(tmp_path: Path) -> None:
     # COCO's segm results format: masks without boxes, so mask area decides small/medium/large.
     segm_file.write_text(json.dumps([{k: v for k, v in p.items() if k != "bbox"} for p in preds]))
     doc = evaluate_coco(gt_file, res_file, iou_thresholds=[0.3, 0.5, 0.85])
+    before = copy.deepcopy(preds)
     for iou_type, file in (("bbox", res_file), ("segm", segm_file)):
         ev = direct_cocoeval(gt_file, file, iou_type)
         ours = [as_coco(doc[iou_type][name]) for name in STAT_NAMES]
@@ -212,6 +217,7 @@ def test_equal_to_pycocotools_on_noisy_set(tmp_path: Path) -> None:
         assert len(aps) == 3 and np.mean(aps) == pytest.approx(doc[iou_type]["map"], abs=1e-12)
     # the same results evaluated from a list and from a file agree
     assert evaluate_coco(gt, preds, iou_thresholds=[0.3, 0.5, 0.85]) == doc
+    assert preds == before  # the caller's results are not modified
 
 
 def test_counts_are_consistent_on_noisy_set() -> None:
@@ -282,6 +288,17 @@ def test_boxes_only_results_skip_segm(tmp_path: Path) -> None:
     masks_only = [{k: v for k, v in det(1, 1, BOX_A).items() if k != "bbox"}]
     doc = evaluate_coco(gt, masks_only)
     assert doc["bbox"]["map"] == pytest.approx(1.0) and doc["segm"]["map"] == pytest.approx(1.0)
+
+
+def test_polygons_in_ground_truth_and_results() -> None:
+    x, y, w, h = BOX_A
+    square = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    gt = gt_doc([(1, 1, BOX_A, 0), (1, 2, BOX_B, 0)], n_images=1)
+    gt["annotations"][0]["segmentation"] = square  # labelling tools export polygons
+    pred = {"image_id": 1, "category_id": 1, "score": 0.9, "segmentation": square, "bbox": []}
+    doc = evaluate_coco(gt, [pred, det(1, 2, BOX_B)])
+    assert doc["segm"]["map"] == pytest.approx(1.0) and doc["bbox"]["map"] == pytest.approx(1.0)
+    assert doc["segm"]["tp"] == 2
 
 
 def test_bad_inputs_raise_data_errors(tmp_path: Path) -> None:
@@ -518,3 +535,22 @@ def test_cli_evaluates_the_newest_checkpoint(
     assert_png(run / "confusion_matrix.png")
     code, _, err = run_cli(["eval", "--data", str(tiny["data"]), "--split", "test"], capsys)
     assert code == 2 and "no split 'test'" in err
+
+
+def test_torchrun_ranks_infer_shards_and_rank0_writes(tiny: dict[str, Any], tmp_path: Path) -> None:
+    """Two Gloo processes on CPU: each infers half the images, rank 0 gathers, evaluates, writes once."""
+    from officescore.dataset import OfficeDataset
+    from officescore.evaluate import predict_coco
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "officescore", "eval", "--model", str(tiny["checkpoint"]), "--data", str(tiny["data"])]
+    cmd += ["--device", "cpu", "--batch-size", "1", "--name", "dist", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)  # one document: only rank 0 prints
+    assert sorted(p.name for p in (tmp_path / "runs/eval").iterdir()) == ["dist"]
+    predictions = json.loads((tmp_path / "runs/eval/dist/predictions.json").read_text())
+    single = predict_coco(tiny["model"], OfficeDataset(tiny["data"], "val"), "cpu", batch_size=1)
+    assert_same_results(predictions, sorted(single, key=lambda r: (r["image_id"], -r["score"])))
+    assert doc == evaluate_coco(tiny["data"] / "val.json", predictions)
