@@ -1,0 +1,259 @@
+"""Model building, weights resolution, checkpoints and load_any (no network, tiny sizes)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import Tensor
+
+from officescore.errors import ConfigError, ModelError
+from officescore.model import (
+    ARCHS,
+    HEAD_PREFIXES,
+    TORCHSCRIPT_META,
+    _load_compatible,
+    build_model,
+    fetch_weights,
+    hub_checkpoint_dir,
+    load_any,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+
+CLASSES = ["desk", "chair", "mug"]
+TINY = {
+    "min_size": 64,
+    "max_size": 64,
+    "rpn_pre_nms_top_n_test": 50,
+    "rpn_post_nms_top_n_test": 20,
+    "box_detections_per_img": 10,
+}
+
+
+@pytest.fixture(autouse=True)
+def _empty_torch_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Pretrained weights come only from files a test puts there; downloads fail at once."""
+    home = tmp_path_factory.mktemp("torch_home")
+    monkeypatch.setenv("TORCH_HOME", str(home))
+
+    def no_network(url: str, *args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("network unreachable (test)")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return home
+
+
+# torchvision detectors whose COCO state dicts our architectures must accept (bar the class heads)
+COCO_REFERENCE = {
+    "maskrcnn_resnet50_fpn_v2": "maskrcnn_resnet50_fpn_v2",
+    "maskrcnn_resnet50_fpn": "maskrcnn_resnet50_fpn",
+    "maskrcnn_mobilenet_v3_fpn": "fasterrcnn_mobilenet_v3_large_fpn",
+}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_arch_builds_predicts_and_fits_coco_weights(arch: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(arch, CLASSES, weights="none", **TINY).eval()
+    assert model.roi_heads.box_predictor.cls_score.out_features == len(CLASSES) + 1
+    assert model.roi_heads.mask_predictor.mask_fcn_logits.out_channels == len(CLASSES) + 1
+    with torch.no_grad():
+        (out,) = model([torch.rand(3, 64, 80)])
+    assert set(out) == {"boxes", "labels", "scores", "masks"}
+    n = out["boxes"].shape[0]
+    assert out["masks"].shape == (n, 1, 64, 80)
+    assert all(1 <= int(label) <= len(CLASSES) for label in out["labels"])
+    if arch not in COCO_REFERENCE:
+        return
+    reference = COCO_REFERENCE[arch]
+    coco = torchvision.models.get_model(reference, weights=None, weights_backbone=None).state_dict()
+    own = {k: v.clone() for k, v in model.state_dict().items()}
+    skipped = _load_compatible(model, coco, source=reference, allow_missing=("roi_heads.mask",))
+    assert skipped and all(k.startswith(HEAD_PREFIXES) for k in skipped)
+    key = "backbone.fpn.layer_blocks.0.0.weight"
+    assert torch.equal(model.state_dict()[key], coco[key]) and not torch.equal(coco[key], own[key])
+
+
+def test_unknown_arch_and_option_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="maskrcnn_resnet18_fpn"):
+        build_model("yolo", CLASSES, weights="none")
+    with pytest.raises(ConfigError, match="rpn_nms_thresh"):  # the message lists the known options
+        build_model("maskrcnn_resnet18_fpn", CLASSES, weights="none", rpn_nms_treshold=0.5)
+
+
+def test_offline_without_cached_file_names_file_and_folder() -> None:
+    start = time.perf_counter()
+    with pytest.raises(ModelError) as info:
+        build_model("maskrcnn_resnet50_fpn_v2", CLASSES, weights="coco")
+    message = str(info.value)
+    assert "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth" in message
+    assert str(hub_checkpoint_dir()) in message and "$TORCH_HOME/hub/checkpoints" in message
+    assert "\n" not in message
+    assert time.perf_counter() - start < 10  # no waiting on a network timeout
+    with pytest.raises(ModelError, match="resnet18-f37072fd.pth"):
+        build_model("maskrcnn_resnet18_fpn", CLASSES, weights="imagenet")
+
+
+def test_cached_imagenet_file_is_used_without_network() -> None:
+    reference = torchvision.models.resnet18()
+    folder = hub_checkpoint_dir()
+    folder.mkdir(parents=True)
+    torch.save(reference.state_dict(), folder / "resnet18-f37072fd.pth")
+    model = build_model("maskrcnn_resnet18_fpn", CLASSES, weights="coco", **TINY)
+    assert "no COCO weights" in model.weights_note
+    assert torch.equal(model.backbone.body.layer3[0].conv1.weight, reference.layer3[0].conv1.weight)
+    # pretrained backbone: frozen statistics and the first layers frozen (3 trainable by default)
+    assert isinstance(model.backbone.body.bn1, torchvision.ops.misc.FrozenBatchNorm2d)
+    assert not model.backbone.body.layer1[0].conv1.weight.requires_grad
+    assert model.backbone.body.layer2[0].conv1.weight.requires_grad
+
+
+def test_corrupt_cached_file_is_a_model_error() -> None:
+    folder = hub_checkpoint_dir()
+    folder.mkdir(parents=True)
+    (folder / "resnet18-f37072fd.pth").write_bytes(b"half a download")
+    with pytest.raises(ModelError, match="unreadable"):
+        build_model("maskrcnn_resnet18_fpn", CLASSES, weights="imagenet")
+
+
+def test_cached_coco_file_loads_for_mobilenet(tmp_path: Path) -> None:
+    coco = torchvision.models.get_model(
+        "fasterrcnn_mobilenet_v3_large_fpn", weights=None, weights_backbone=None
+    )
+    folder = hub_checkpoint_dir()
+    folder.mkdir(parents=True)
+    torch.save(coco.state_dict(), folder / "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth")
+    model = build_model("maskrcnn_mobilenet_v3_fpn", CLASSES, weights="coco", **TINY)
+    assert "mask head starts fresh" in model.weights_note
+    key = "rpn.head.conv.0.0.weight"
+    assert torch.equal(model.state_dict()[key], coco.state_dict()[key])
+
+
+def test_state_dict_file_loads_and_wrong_arch_is_refused(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    source = build_model("maskrcnn_resnet18_fpn", CLASSES, weights="none")
+    path = tmp_path / "weights.pth"
+    torch.save(source.state_dict(), path)
+    same = build_model("maskrcnn_resnet18_fpn", CLASSES, weights=path)
+    for key, value in source.state_dict().items():
+        assert torch.equal(same.state_dict()[key], value), key
+    other = build_model("maskrcnn_resnet18_fpn", ["a", "b"], weights=path)
+    assert "start fresh" in other.weights_note
+    key = "backbone.body.layer4.1.conv2.weight"
+    assert torch.equal(other.state_dict()[key], source.state_dict()[key])
+    with pytest.raises(ModelError, match="another architecture"):
+        build_model("maskrcnn_resnet50_fpn", CLASSES, weights=path)
+    with pytest.raises(ModelError, match="no such file"):
+        build_model("maskrcnn_resnet18_fpn", CLASSES, weights=tmp_path / "missing.pth")
+
+
+def _checkpoint(path: Path) -> torch.nn.Module:
+    torch.manual_seed(2)
+    model = build_model("maskrcnn_resnet18_fpn", CLASSES, weights="none", **TINY)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    save_checkpoint(
+        path,
+        model=model.state_dict(),
+        arch="maskrcnn_resnet18_fpn",
+        classes=CLASSES,
+        model_kwargs=TINY,
+        epoch=3,
+        optimizer=optimizer.state_dict(),
+        metrics=[{"epoch": 1, "segm_map": 0.5}],
+        best_metric=0.5,
+        rng={"torch": torch.get_rng_state()},
+        args={"epochs": 3},
+    )
+    return model
+
+
+def test_checkpoint_round_trip_weights_only(tmp_path: Path) -> None:
+    path = tmp_path / "weights" / "last.pt"
+    model = _checkpoint(path).eval()
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temp file left behind
+    raw = torch.load(path, weights_only=True)  # no pickled code inside
+    assert raw["arch"] == "maskrcnn_resnet18_fpn" and raw["epoch"] == 3 and raw["officescore_version"]
+    data = load_checkpoint(path)
+    rebuilt, classes = model_from_checkpoint(data, "cpu")
+    assert classes == CLASSES and not rebuilt.training
+    assert rebuilt.transform.min_size == (64,)
+    image = [torch.rand(3, 64, 64)]
+    with torch.no_grad():
+        a, b = model(image)[0], rebuilt(image)[0]
+    assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["masks"], b["masks"])
+    loaded = load_any(path)
+    assert loaded.kind == "checkpoint" and loaded.classes == CLASSES and loaded.model_kwargs == TINY
+
+
+def test_bad_checkpoints_are_one_line_model_errors(tmp_path: Path) -> None:
+    good = tmp_path / "good.pt"
+    _checkpoint(good)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    plain = tmp_path / "plain.pt"
+    torch.save({"weight": torch.zeros(2)}, plain)
+    cases = {
+        tmp_path / "missing.pt": "no such file",
+        truncated: "not a readable",
+        garbage: "not a readable",
+        plain: "not an officescore checkpoint",
+    }
+    for path, expected in cases.items():
+        with pytest.raises(ModelError) as info:
+            load_checkpoint(path)
+        assert expected in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ModelError, match="no such model file"):
+        load_any(tmp_path / "missing.pt")
+
+
+class _Scripted(torch.nn.Module):
+    """Stands in for an export: forward(List[Tensor]) -> List[Dict[str, Tensor]]."""
+
+    def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        out: list[dict[str, Tensor]] = []
+        for image in images:
+            h, w = image.shape[-2], image.shape[-1]
+            out.append(
+                {
+                    "boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0]]),
+                    "labels": torch.tensor([2]),
+                    "scores": torch.tensor([0.9]),
+                    "masks": torch.ones(1, 1, h, w),
+                }
+            )
+        return out
+
+
+def test_load_any_reads_torchscript_exports(tmp_path: Path) -> None:
+    path = tmp_path / "model.torchscript"
+    meta = {"format": "officescore-torchscript", "classes": CLASSES, "arch": "maskrcnn_resnet18_fpn"}
+    meta["model_kwargs"] = {"min_size": 64}
+    torch.jit.save(
+        torch.jit.script(_Scripted()), str(path), _extra_files={TORCHSCRIPT_META: json.dumps(meta)}
+    )
+    loaded = load_any(path)
+    assert loaded.kind == "torchscript" and loaded.classes == CLASSES
+    assert loaded.arch == "maskrcnn_resnet18_fpn" and loaded.model_kwargs == {"min_size": 64}
+    (out,) = loaded.model([torch.rand(3, 8, 10)])
+    assert out["masks"].shape == (1, 1, 8, 10) and int(out["labels"][0]) == 2
+    plain = tmp_path / "plain.torchscript"  # a TorchScript file without our metadata is not ours
+    torch.jit.save(torch.jit.script(_Scripted()), str(plain))
+    with pytest.raises(ModelError, match="without officescore metadata"):
+        load_any(plain)
+
+
+def test_fetch_weights_reports_download_failure_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchvision.models import ResNet18_Weights
+
+    with pytest.raises(ModelError) as info:
+        fetch_weights(ResNet18_Weights.IMAGENET1K_V1)
+    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in str(info.value)
