@@ -175,9 +175,6 @@ def _iou_type_metrics(
     return out
 
 
-# --- precision / recall / F1 and the confusion matrix at IoU 0.5 ---------------------------------
-
-
 # --- the metrics document ------------------------------------------------------------------------
 
 

@@ -261,15 +261,15 @@ def _eval_model(
     warnings: list[str],
     reporter: Reporter,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], Path, Path, list[str]] | None:
-    from officescore import distributed
+    model_path = Path(model) if model is not None else latest_best_checkpoint(Path(train_runs))
+    if not model_path.is_file():
+        raise ModelError(f"{model_path}: no such model file; give a checkpoint (weights/best.pt) or export")
+    from officescore import distributed  # torch: imported once the cheap checks passed
     from officescore.dataset import OfficeDataset
     from officescore.devices import resolve_device
     from officescore.evaluate import category_map, evaluate_model
     from officescore.model import load_any
 
-    model_path = Path(model) if model is not None else latest_best_checkpoint(Path(train_runs))
-    if not model_path.is_file():
-        raise ModelError(f"{model_path}: no such model file; give a checkpoint (weights/best.pt) or export")
     dataset = OfficeDataset(data, split)
     device = resolve_device(device_name)
     ctx = distributed.init(device)

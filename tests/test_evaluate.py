@@ -554,3 +554,13 @@ def test_torchrun_ranks_infer_shards_and_rank0_writes(tiny: dict[str, Any], tmp_
     single = predict_coco(tiny["model"], OfficeDataset(tiny["data"], "val"), "cpu", batch_size=1)
     assert_same_results(predictions, sorted(single, key=lambda r: (r["image_id"], -r["score"])))
     assert doc == evaluate_coco(tiny["data"] / "val.json", predictions)
+
+
+def test_category_map_matches_model_classes_to_the_data_set_by_name() -> None:
+    from officescore.evaluate import category_map
+
+    assert category_map(CLASSES, CLASSES) is None  # label == category id
+    assert category_map(["mug", "desk"], CLASSES) == [3, 1]
+    assert category_map(["desk", "lamp"], CLASSES) == [1, None]  # lamps are dropped
+    with pytest.raises(DataError, match="nothing in common"):
+        category_map(["lamp"], CLASSES)

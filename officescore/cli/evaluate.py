@@ -21,7 +21,7 @@ EXAMPLES = """
 
   officescore eval --model runs/train/train/weights/best.pt --iou 0.3 --iou 0.5 --iou 0.75
 
-  officescore eval --model exported.ts.pt --split test --conf 0.25 --name test-set
+  officescore eval --model weights/best.torchscript.pt --split test --conf 0.25 --name test-set
 
   officescore eval --predictions results.json --gt val.json     any COCO results file, no model
 
@@ -55,7 +55,7 @@ def evaluate(
         None,
         "--model",
         "-m",
-        help="Checkpoint or TorchScript export [default: newest runs/train/*/weights/best.pt].",
+        help="Checkpoint or TorchScript export (default: newest runs/train/*/weights/best.pt).",
     ),
     data: Path = typer.Option(
         DEFAULT_DATASET_DIR, "--data", help="Data set folder (from `officescore ingest`)."
@@ -75,7 +75,7 @@ def evaluate(
     predictions: Path = typer.Option(
         None, "--predictions", help="Evaluate this COCO results JSON instead of running a model."
     ),
-    gt: Path = typer.Option(None, "--gt", help="Ground truth for --predictions [default: DATA/SPLIT.json]."),
+    gt: Path = typer.Option(None, "--gt", help="Ground truth for --predictions (default: DATA/SPLIT.json)."),
     json_output: bool = typer.Option(False, "--json", help="Print the metrics document as JSON."),
 ) -> None:
     """Evaluate a model (or a COCO results file): COCO mAP for boxes and masks, per class, any IoU."""
