@@ -90,6 +90,8 @@ def streamlit_command(
         "none",
         "--global.developmentMode",
         "false",
+        "--client.toolbarMode",
+        "minimal",
     ]
     return argv, settings.to_env()
 

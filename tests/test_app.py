@@ -1,0 +1,212 @@
+"""The web page: `officescore serve` in a real headless Chromium, plus the serve command's checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from scoremodels import write_checkpoint, write_scenes
+
+from officescore.app import MAX_UPLOAD_BYTES, PageSettings, check_upload, streamlit_command
+from officescore.cli import main
+from officescore.errors import BadImageError, UserError
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("app")
+    scene = write_scenes(root / "photos", n=1)[0]
+    (root / "fake.png").write_text("a text file with an image name")
+    (root / "anim.gif").write_bytes(b"GIF89a" + bytes(20))
+    (root / "huge.jpg").write_bytes(b"\xff\xd8" + bytes(MAX_UPLOAD_BYTES + 1024))
+    return {
+        "root": root,
+        "scene": scene,
+        "checkpoint": write_checkpoint(root / "best.pt", {"desk": 8.0, "chair": 7.0}),
+    }
+
+
+@pytest.fixture(scope="module")
+def server(files: dict[str, Path]) -> Iterator[str]:
+    """`officescore serve` on a free local port; stopped (with its Streamlit) at teardown."""
+    port = _free_port()
+    command = [sys.executable, "-m", "officescore", "serve", "--model", str(files["checkpoint"])]
+    command += ["--port", str(port), "--device", "cpu", "--conf", "0.5"]
+    log = files["root"] / "serve.log"
+    with log.open("wb") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=files["root"])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"officescore serve exited with {process.returncode}: {log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"officescore serve did not come up: {log.read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install -y chromium chromium-driver"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def _cli_total(files: dict[str, Path], conf: float, capsys: pytest.CaptureFixture[str]) -> float:
+    with pytest.raises(SystemExit) as info:
+        main(
+            ["score", str(files["scene"]), "--model", str(files["checkpoint"]), "--conf", str(conf), "--json"]
+        )
+    assert info.value.code == 0
+    return float(json.loads(capsys.readouterr().out)["photos"][0]["score"]["total"])
+
+
+def _page_total(page: object) -> float:
+    text = page.get_by_test_id("stMetricValue").first.inner_text()  # e.g. "25/100"
+    assert text.endswith("/100"), text
+    return float(text.removesuffix("/100"))
+
+
+def test_page_score_equals_cli_score(
+    server: str, browser: object, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = browser.new_page()
+    try:
+        page.goto(server)
+        page.locator('input[type="file"]').set_input_files(str(files["scene"]))
+        page.get_by_test_id("stMetricValue").first.wait_for(timeout=90_000)
+        at_half = _page_total(page)
+        assert at_half == _cli_total(files, 0.5, capsys)
+        assert page.get_by_test_id("stImage").count() == 1  # the annotated photo
+        assert "add a chair" in page.locator("body").inner_text()
+
+        # Five steps of 0.05 down: the chairs (score about 0.27) now count as well.
+        slider = page.get_by_role("slider")
+        for _ in range(5):
+            slider.press("ArrowLeft")
+        cli_quarter = _cli_total(files, 0.25, capsys)
+        assert cli_quarter != at_half
+        page.wait_for_function(
+            "want => document.querySelector('[data-testid=stMetricValue]').innerText === want",
+            arg=f"{cli_quarter:g}/100",
+            timeout=30_000,
+        )
+        assert _page_total(page) == cli_quarter
+    finally:
+        page.close()
+
+
+def test_page_refuses_bad_uploads(server: str, browser: object, files: dict[str, Path]) -> None:
+    page = browser.new_page()
+    try:
+        page.goto(server)
+        upload = page.locator('input[type="file"]')
+        upload.wait_for(state="attached", timeout=60_000)
+        upload.set_input_files(str(files["root"] / "fake.png"))
+        page.get_by_text("not an image Pillow can read").wait_for(timeout=60_000)
+        assert "fake.png: not an image" in page.get_by_test_id("stAlert").first.inner_text()
+        assert page.get_by_test_id("stMetricValue").count() == 0
+        upload.set_input_files(str(files["root"] / "anim.gif"))
+        page.get_by_text("files are not allowed").wait_for(timeout=30_000)
+        upload.set_input_files(str(files["root"] / "huge.jpg"))
+        page.get_by_text("20.0MB or smaller").wait_for(timeout=30_000)
+    finally:
+        page.close()
+
+
+# --------------------------------------------------------------------------- without a browser
+
+
+def test_check_upload() -> None:
+    check_upload("office.JPG", 1000)
+    check_upload("office.webp", MAX_UPLOAD_BYTES)
+    with pytest.raises(BadImageError, match="only JPEG, PNG and WebP"):
+        check_upload("office.gif", 1000)
+    with pytest.raises(BadImageError, match="over the 20 MB limit"):
+        check_upload("office.png", MAX_UPLOAD_BYTES + 1)
+    with pytest.raises(BadImageError, match="empty file"):
+        check_upload("office.png", 0)
+
+
+def test_streamlit_command_is_headless_without_telemetry() -> None:
+    settings = PageSettings(model="/m/best.pt", device="cpu", conf=0.3, rubric="/r.toml")
+    argv, env = streamlit_command(settings, port=8123, host="127.0.0.1")
+    pairs = dict(zip(argv[5::2], argv[6::2], strict=True))
+    assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4].endswith("officescore/app.py")
+    assert pairs["--server.headless"] == "true"
+    assert pairs["--browser.gatherUsageStats"] == "false"
+    assert (pairs["--server.address"], pairs["--server.port"]) == ("127.0.0.1", "8123")
+    assert pairs["--server.maxUploadSize"] == "20"
+    assert PageSettings.from_env(env) == settings
+    assert PageSettings.from_env({}) == PageSettings(model="coco")
+
+
+def test_serve_without_streamlit_is_a_friendly_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "streamlit" else real(name))
+    with pytest.raises(UserError, match=r"pip install 'officescore\[app\]'"):
+        streamlit_command(PageSettings(model="coco"))
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--model", "nowhere.pt"], "--model nowhere.pt: no such file"),
+        (["--model", "coco", "--conf", "3"], "--conf 3.0: must be between 0 and 1"),
+        (["--model", "coco", "--port", "70000"], "--port 70000: must be 1-65535"),
+    ],
+)
+def test_serve_bad_options(
+    args: list[str], fragment: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "execve", lambda *a: pytest.fail("must not start streamlit"))
+    with pytest.raises(SystemExit) as info:
+        main(["serve", *args])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1
