@@ -17,11 +17,11 @@ if TYPE_CHECKING:
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  officescore score office.jpg                              newest runs/train/*/weights/best.pt, else coco
+  officescore score office.jpg                 (model: newest runs/train/*/weights/best.pt, else coco)
 
   officescore score photos/ --model runs/train/exp/weights/best.pt --save-dir runs/score
 
-  officescore score 'shots/*.jpg' --csv scores.csv          many photos: a summary table and a CSV
+  officescore score 'shots/*.jpg' --csv scores.csv
 
   officescore score office.jpg --model coco --conf 0.4 --json
 

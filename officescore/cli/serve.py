@@ -14,11 +14,11 @@ from officescore.cli.common import err_console
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  officescore serve                                          newest best.pt (else coco) on 127.0.0.1:8501
+  officescore serve                            (newest best.pt, else coco, on 127.0.0.1:8501)
 
   officescore serve --model runs/train/exp/weights/best.pt --port 8080
 
-  officescore serve --model best.torchscript.pt --host 0.0.0.0   reachable from other machines
+  officescore serve --model best.torchscript.pt --host 0.0.0.0
 
 Needs the app extra: pip install 'officescore[app]'.
 """
