@@ -485,7 +485,7 @@ def draw(
         overlay.paste(layer, (0, 0), Image.fromarray(mask * 255, mode="L"))
     out = Image.alpha_composite(base, overlay)
     pen = ImageDraw.Draw(out)
-    size = max(12, min(base.size) // 40)
+    size = max(8, min(base.size) // 40)
     font = _font(size)
     line = max(2, min(base.size) // 250)
     for det in detections:
@@ -498,9 +498,20 @@ def draw(
         pen.rectangle([x0, ty, x0 + (right - left) + 6, ty + (bottom - top) + 4], fill=(*colour, 220))
         pen.text((x0 + 3, ty + 1), text, fill=(0, 0, 0, 255), font=font)
     if score is not None:
-        banner = f"Office score: {score.total:g}/100 - {score.label}"
-        bfont = _font(max(14, min(base.size) // 24))
+        banner, bfont = _fit_banner(pen, score, base.width, max(8, min(base.size) // 24))
         left, top, right, bottom = pen.textbbox((0, 0), banner, font=bfont)
         pen.rectangle([0, 0, base.width, bottom - top + 12], fill=(20, 20, 20, 200))
         pen.text((8, 4), banner, fill=(255, 255, 255, 255), font=bfont)
     return out.convert("RGB")
+
+
+def _fit_banner(pen: ImageDraw.ImageDraw, score: OfficeScore, width: int, start: int) -> tuple[str, Any]:
+    """The longest banner text, at the largest font size from `start` down to 8, that fits `width`."""
+    texts = (f"Office score: {score.total:g}/100 - {score.label}", f"Office score: {score.total:g}/100")
+    for text in texts:
+        for size in range(start, 7, -1):
+            font = _font(size)
+            left, _, right, _ = pen.textbbox((0, 0), text, font=font)
+            if right - left <= width - 16:
+                return text, font
+    return f"{score.total:g}/100", _font(8)
