@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 from rich.text import Text
 
@@ -18,12 +17,30 @@ from officescore.cli.common import err_console
 from officescore.config import default_map, load_config
 from officescore.errors import UserError
 
+
+def _click_errors() -> tuple[type[Exception], ...]:
+    """Usage-error classes: recent Typer vendors Click (TyperException), older Typer uses click."""
+    errors: list[type[Exception]] = []
+    if hasattr(typer, "TyperException"):
+        errors.append(typer.TyperException)
+    try:
+        import click
+
+        errors.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+_CLICK_ERRORS = _click_errors()
+
 app = typer.Typer(
     name="officescore",
     help="Scrape, ingest, train, evaluate and score home-office photos with Mask R-CNN.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
+    add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -67,18 +84,19 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--debug")
     try:
         _register()
-        app(args=args, prog_name="officescore", standalone_mode=False)
+        # With standalone_mode=False Click returns the code of `typer.Exit(n)` instead of raising it.
+        code = app(args=args, prog_name="officescore", standalone_mode=False)
     except UserError as exc:
         if debug:
             err_console.print_exception()
         err_console.print(Text(f"error: {exc}", style="red"), soft_wrap=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("[red]interrupted[/red]")
         sys.exit(130)
-    except click.ClickException as exc:
+    except _CLICK_ERRORS as exc:  # usage errors: Click prints usage + message, exit 2
         exc.show()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -91,4 +109,4 @@ def main(argv: list[str] | None = None) -> None:
             message = f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
             err_console.print(Text(message, style="red"), soft_wrap=True)
         sys.exit(1)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,93 @@
+"""Conventions every command shares: help, version, config defaults, error exits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from officescore import __version__
+from officescore.cli import main
+from officescore.cli.commands import COMMAND_MODULES
+
+COMMANDS = ["scrape", "sample", "ingest", "stats", "train", "eval", "score", "export", "serve"]
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(exit_info.value.code or 0), out, err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and out.strip() == f"officescore {__version__}"
+
+
+def test_every_command_is_registered_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    assert len(COMMAND_MODULES) == len(COMMANDS)
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    for command in COMMANDS:
+        assert f" {command} " in out, command
+        code, out_command, _ = run([command, "--help"], capsys)
+        assert code == 0
+        assert "Examples" in out_command and f"officescore {command}" in out_command, command
+
+
+def test_commands_that_print_results_take_json(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ["scrape", "sample", "ingest", "stats", "train", "eval", "score", "export"]:
+        _, out, _ = run([command, "--help"], capsys)
+        assert "--json" in out, command
+
+
+def test_unknown_command_and_option_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["frobnicate"], capsys)
+    assert code == 2 and "No such command" in err
+    code, _, err = run(["sample", "--no-such-flag"], capsys)
+    assert code == 2 and "No such option" in err
+
+
+def test_user_error_is_one_red_line_and_debug_is_accepted_anywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for args in (["stats", str(tmp_path / "missing")], ["stats", str(tmp_path / "missing"), "--debug"]):
+        code, _, err = run(args, capsys)
+        assert code == 2
+        if "--debug" not in args:
+            assert len(err.strip().splitlines()) == 1 and err.startswith("error:")
+            assert "Traceback" not in err
+
+
+def test_config_file_sets_defaults_and_flags_win(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "officescore.toml").write_text("[sample]\nimages = 2\nsize = 64\n")
+    code, out, _ = run(["sample", "from-config", "--json"], capsys)
+    assert code == 0
+    assert len(list((tmp_path / "from-config" / "images").glob("*.jpg"))) == 2
+    code, out, _ = run(["sample", "from-flag", "--images", "3", "--json"], capsys)
+    assert code == 0
+    assert json.loads(out)["images"] == 3 if "images" in json.loads(out) else True
+    assert len(list((tmp_path / "from-flag" / "images").glob("*.jpg"))) == 3
+
+
+def test_broken_config_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "officescore.toml").write_text("[sample\n")
+    code, _, err = run(["sample", "x"], capsys)
+    assert code == 2 and "officescore.toml" in err and len(err.strip().splitlines()) == 1
+
+
+def test_python_dash_m_entry_point() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "officescore", "--version"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and __version__ in result.stdout
