@@ -1,0 +1,174 @@
+"""`officescore train`: fine-tune Mask R-CNN on a data set folder; one process or torchrun DDP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from officescore.cli.common import console, print_json, reporter
+
+if TYPE_CHECKING:
+    from officescore.train import TrainResult
+
+EXAMPLES = """
+[bold]Examples[/bold]
+
+  officescore train --data data/dataset                        COCO-pretrained v2, 20 epochs
+
+  officescore train --arch maskrcnn_resnet18_fpn --weights none --img-size 192 --epochs 12
+
+  officescore train --resume runs/train/train/weights/last.pt  continue where it stopped
+
+  torchrun --nproc_per_node 4 -m officescore train --data data/dataset --batch-size 4
+
+Runs go to runs/train/NAME (train, train2, ...): args.json, metrics.csv, weights/last.pt,
+weights/best.pt (best val mask mAP) and PNG curves. Ctrl-C saves last.pt first.
+"""
+
+
+def _model_options(items: list[str]) -> dict[str, object]:
+    from officescore.errors import ConfigError
+
+    options: dict[str, object] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--model-opt {item!r}: write KEY=VALUE, e.g. rpn_post_nms_top_n_train=300")
+        value: object
+        try:
+            value = int(raw)
+        except ValueError:
+            try:
+                value = float(raw)
+            except ValueError:
+                value = raw
+        options[key.replace("-", "_")] = value
+    return options
+
+
+def train(
+    data: Path = typer.Option(Path("data/dataset"), "--data", help="Data set folder written by ingest."),
+    arch: str = typer.Option(
+        "maskrcnn_resnet50_fpn_v2",
+        "--arch",
+        help="maskrcnn_resnet50_fpn_v2 | maskrcnn_resnet50_fpn | maskrcnn_mobilenet_v3_fpn | "
+        "maskrcnn_resnet18_fpn",
+    ),
+    weights: str = typer.Option("coco", "--weights", help="coco | imagenet | none | PATH (.pt checkpoint)."),
+    epochs: int = typer.Option(20, "--epochs", help="Training epochs."),
+    batch_size: int = typer.Option(2, "--batch-size", help="Images per step per process."),
+    lr: float | None = typer.Option(
+        None, "--lr", help="Peak learning rate [default: 0.02 (sgd) / 1e-3 (adamw) x global batch / 16]."
+    ),
+    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (momentum 0.9) | adamw."),
+    img_size: int | None = typer.Option(
+        None, "--img-size", help="Longest image side fed to the model [default: 800-1333 px]."
+    ),
+    workers: int = typer.Option(2, "--workers", help="DataLoader worker processes."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+    amp: bool = typer.Option(
+        False, "--amp", help="Mixed precision (CUDA fp16; bf16 on CPUs with native bf16)."
+    ),
+    patience: int = typer.Option(0, "--patience", help="Stop after N validations without gain (0: off)."),
+    name: str | None = typer.Option(None, "--name", help="Run folder name under --project [default: train]."),
+    project: Path = typer.Option(Path("runs/train"), "--project", help="Folder holding run folders."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="weights/last.pt of a run: continue it (its saved settings are used)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed (data order, augmentation, init)."),
+    val_every: int = typer.Option(1, "--val-every", help="Validate every N epochs (and after the last)."),
+    max_train_images: int | None = typer.Option(
+        None, "--max-train-images", help="Use only the first N training images (quick experiments)."
+    ),
+    warmup_iters: int | None = typer.Option(
+        None, "--warmup-iters", help="Linear warm-up steps [default: 10% of all steps, at most 500]."
+    ),
+    model_opt: list[str] = typer.Option(
+        [], "--model-opt", help="Model option KEY=VALUE (repeatable), e.g. rpn_post_nms_top_n_train=300."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Fine-tune Mask R-CNN; saves last/best checkpoints, metrics.csv and plots per run."""
+    from officescore.train import TrainConfig
+    from officescore.train import train as run_training
+
+    config = TrainConfig(
+        data=data,
+        arch=arch,
+        weights=weights,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer.lower(),
+        img_size=img_size,
+        workers=workers,
+        device=device,
+        amp=amp,
+        patience=patience,
+        name=name,
+        project=project,
+        resume=resume,
+        seed=seed,
+        val_every=val_every,
+        max_train_images=max_train_images,
+        warmup_iters=warmup_iters,
+        model_kwargs=_model_options(model_opt),
+    )
+    progress = reporter(json_output)
+    result = run_training(config, reporter=progress)
+    if not _is_rank0():  # under torchrun, rank 0 alone prints
+        return
+    if json_output:
+        print_json(result.to_dict())
+        return
+    _summary(result)
+
+
+def _is_rank0() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _summary(result: TrainResult) -> None:
+    from officescore.train import LOSS_KEYS
+
+    history = result.history
+    for note in result.notes:
+        console.print(f"[dim]{note}[/dim]")
+    table = Table(title=f"training: {result.run_dir}", title_justify="left")
+    for column in ("epoch", "loss", "mask loss", "lr", "img/s", "mask mAP", "mask AP50", "box mAP"):
+        table.add_column(column, justify="right")
+
+    def fmt(value: object, spec: str = ".3f") -> str:
+        return "-" if value is None else format(value, spec)
+
+    for row in history[-15:]:
+        table.add_row(
+            str(row["epoch"]),
+            fmt(row.get("loss")),
+            fmt(row.get(LOSS_KEYS[2])),
+            fmt(row.get("lr"), ".2e"),
+            fmt(row.get("img_per_s"), ".1f"),
+            fmt(row.get("segm_map")),
+            fmt(row.get("segm_ap50")),
+            fmt(row.get("bbox_map")),
+        )
+    console.print(table)
+    best = result.best_metric
+    where = f" (epoch {result.best_epoch})" if best is not None else ""
+    early = " · stopped early" if result.stopped_early else ""
+    console.print(
+        f"{result.epochs_completed} epochs in {result.seconds:.0f}s · best mask mAP {fmt(best)}{where}{early}"
+    )
+    console.print(f"weights: [bold]{result.last_checkpoint}[/bold]", end="")
+    if result.best_checkpoint:
+        console.print(f", [bold]{result.best_checkpoint}[/bold]", end="")
+    console.print()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", epilog=EXAMPLES)(train)

@@ -1,0 +1,675 @@
+"""Training loop for Mask R-CNN: one process, or data-parallel under `torchrun` (DDP).
+
+A run lives in `runs/train/NAME/` (never overwritten: train, train2, ...):
+  args.json     the fully resolved configuration (paths relative to the run folder)
+  metrics.csv   one row per epoch: loss parts, lr, images/s, val box and mask AP
+  weights/      last.pt after every epoch (atomic), best.pt when val mask mAP@[.5:.95] improves
+  *.png         losses, mAP and learning-rate curves
+
+Schedule: SGD (momentum 0.9) or AdamW, linear warm-up then cosine decay, stepped per iteration.
+The default learning rate is scaled linearly with the global batch (batch size x processes) from
+torchvision's detection reference: SGD 0.02 and AdamW 1e-3 at a global batch of 16.
+
+Reproducibility: every epoch reseeds Python, NumPy and torch from (seed, epoch, rank), the data order
+comes from a permutation seeded by (seed, epoch) and DataLoader workers are seeded from a generator
+seeded the same way, so `--resume` from an end-of-epoch `last.pt` continues exactly as an
+uninterrupted run would (bitwise on CPU). Ctrl-C saves `last.pt` mid-epoch with the position in the
+epoch and the RNG states; resuming skips the batches already seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from officescore import __version__
+from officescore import distributed as dist_utils
+from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
+from officescore.devices import resolve_device
+from officescore.errors import ConfigError, DataError, ModelError
+from officescore.files import atomic_write_bytes, atomic_write_json, sha256_bytes
+from officescore.model import ARCHS, DEFAULT_ARCH, build_model, load_checkpoint, save_checkpoint
+from officescore.progress import SILENT, Reporter
+
+OPTIMIZERS = ("sgd", "adamw")
+BASE_LR = {"sgd": 0.02, "adamw": 1e-3}  # at BASE_BATCH images per step (torchvision reference)
+BASE_BATCH = 16
+WEIGHT_DECAY = {"sgd": 1e-4, "adamw": 0.05}
+LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
+METRIC_KEYS = ("segm_map", "segm_ap50", "segm_ap75", "bbox_map", "bbox_ap50", "bbox_ap75")
+CSV_COLUMNS = ("epoch", "loss", *LOSS_KEYS, "lr", "img_per_s", "seconds", *METRIC_KEYS)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; `args.json` and every checkpoint hold it (see `to_json`)."""
+
+    data: Path = DEFAULT_DATASET_DIR
+    arch: str = DEFAULT_ARCH
+    weights: str = "coco"
+    epochs: int = 20
+    batch_size: int = 2  # per process
+    lr: float | None = None  # None: BASE_LR[optimizer] * global batch / BASE_BATCH
+    optimizer: str = "sgd"
+    weight_decay: float | None = None  # None: WEIGHT_DECAY[optimizer]
+    momentum: float = 0.9
+    warmup_iters: int | None = None  # None: 10% of all iterations, at most 500
+    min_lr_ratio: float = 0.05  # cosine ends at lr * this
+    clip_grad: float = 10.0  # max gradient norm; 0 disables
+    img_size: int | None = None  # longest image side fed to the model; None: model default (800/1333)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    workers: int = 2
+    device: str = "auto"
+    amp: bool = False
+    patience: int = 0  # validations without improvement before stopping; 0 = never stop early
+    val_every: int = 1
+    max_train_images: int | None = None
+    max_val_images: int | None = None
+    name: str | None = None
+    project: Path = DEFAULT_RUNS_DIR / "train"
+    resume: Path | None = None
+    seed: int = 0
+
+    def resolved_model_kwargs(self) -> dict[str, Any]:
+        kwargs = dict(self.model_kwargs)
+        if self.img_size:
+            kwargs.setdefault("min_size", int(self.img_size))
+            kwargs.setdefault("max_size", int(self.img_size))
+        return kwargs
+
+    def to_json(self, relative_to: Path | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = _relative(value, relative_to) if relative_to else str(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], relative_to: Path | None = None) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("data", "project", "resume"):
+            if values.get(key) is not None:
+                path = Path(values[key])
+                values[key] = path if path.is_absolute() or relative_to is None else relative_to / path
+        return cls(**values)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_completed: int
+    best_metric: float | None
+    best_epoch: int | None
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    history: list[dict[str, Any]]
+    stopped_early: bool
+    seconds: float
+    weights_sha256: str
+    world_size: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("run_dir", "last_checkpoint", "best_checkpoint"):
+            out[key] = str(out[key]) if out[key] is not None else None
+        return out
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _relative(path: Path, start: Path) -> str:
+    try:
+        return os.path.relpath(Path(path).resolve(), Path(start).resolve())
+    except ValueError:  # another drive on Windows
+        return str(Path(path).resolve())
+
+
+def next_run_dir(project: Path, name: str | None) -> Path:
+    """runs/train/NAME, or NAME2, NAME3... when taken: a run never overwrites another."""
+    base = name or "train"
+    candidate = Path(project) / base
+    n = 2
+    while candidate.exists():
+        candidate = Path(project) / f"{base}{n}"
+        n += 1
+    return candidate
+
+
+def default_lr(optimizer: str, global_batch: int) -> float:
+    return BASE_LR[optimizer] * global_batch / BASE_BATCH
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    return (seed * 1_000_003 + epoch * 1_009 + rank) % 2**63
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch RNG states as tensors and plain values (weights_only loadable)."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [py_version, torch.tensor(py_state, dtype=torch.int64), py_gauss],
+        "numpy": [np_name, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, py_state, gauss = state["python"]
+    random.setstate((version, tuple(int(x) for x in py_state.tolist()), gauss))
+    name, keys, pos, has_gauss, np_gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, np_gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _worker_init(worker_id: int) -> None:
+    # torch already seeds each worker from the loader's generator; NumPy and Python follow it.
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class EpochSampler(Sampler[int]):
+    """This rank's indices for one epoch: a permutation seeded by (seed, epoch), strided by rank.
+
+    Padded like DistributedSampler so every rank runs the same number of steps; `start` skips the
+    samples a rank already trained on before an interruption.
+    """
+
+    def __init__(self, pool: Sequence[int], seed: int, epoch: int, rank: int, world: int, start: int = 0):
+        generator = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
+        order = [pool[i] for i in torch.randperm(len(pool), generator=generator).tolist()]
+        per_rank = math.ceil(len(order) / world)
+        order += order[: per_rank * world - len(order)]
+        self.indices = order[rank::world][start:]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up from 0.001 to 1 over `warmup` steps, then cosine down to `min_ratio`."""
+    if step < warmup:
+        alpha = step / max(1, warmup)
+        return 0.001 * (1 - alpha) + alpha
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _collate(batch: list[Any]) -> tuple[Any, ...]:
+    return tuple(zip(*batch, strict=True))
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 over every tensor of the state dict: equal digests = bitwise-equal weights."""
+    buffer = io.BytesIO()
+    for key, value in sorted(model.state_dict().items()):
+        buffer.write(key.encode())
+        buffer.write(value.detach().cpu().contiguous().numpy().tobytes())
+    return sha256_bytes(buffer.getvalue())
+
+
+def _cpu_bf16_helps() -> bool:
+    # bf16 autocast is only faster on CPUs with native bf16 (AVX512-BF16 / AMX); slower elsewhere.
+    probe = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()
+    return probe in ("AVX512_BF16", "AMX") or bool(
+        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+        or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    )
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class _State:
+    epoch: int = 0  # epochs completed
+    step_in_epoch: int = 0  # batches of the unfinished epoch already trained (Ctrl-C resume)
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    bad_validations: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _load_data(config: TrainConfig) -> tuple[Any, Any]:
+    from officescore.dataset import OfficeDataset, build_transforms
+
+    data = Path(config.data)  # OfficeDataset explains a missing or broken folder itself
+    train_set = OfficeDataset(data, "train", build_transforms(train=True))
+    val_set = OfficeDataset(data, "val", build_transforms(train=False))
+    if len(train_set) == 0:
+        raise DataError(f"--data {data}: the train split has no images")
+    return train_set, val_set
+
+
+def _check_config(config: TrainConfig) -> None:
+    if config.arch not in ARCHS:
+        raise ConfigError(f"--arch {config.arch!r}: choose one of {', '.join(ARCHS)}")
+    if config.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"--optimizer {config.optimizer!r}: choose sgd or adamw")
+    for name in ("epochs", "batch_size", "val_every"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    if config.lr is not None and not config.lr > 0:
+        raise ConfigError("--lr must be positive")
+    if config.workers < 0 or config.patience < 0:
+        raise ConfigError("--workers and --patience must not be negative")
+
+
+def _make_optimizer(config: TrainConfig, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = WEIGHT_DECAY[config.optimizer] if config.weight_decay is None else config.weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+
+
+def train(config: TrainConfig, reporter: Reporter = SILENT) -> TrainResult:
+    """Train (or resume) a run; returns where it went and what it reached."""
+    checkpoint: dict[str, Any] | None = None
+    given = config
+    overrides = {"device": config.device, "workers": config.workers}
+    if config.resume is not None:
+        resume_path = Path(config.resume)
+        checkpoint = load_checkpoint(resume_path)
+        saved = dict(checkpoint.get("args") or {})
+        run_dir = resume_path.resolve().parent.parent
+        config = TrainConfig.from_json(
+            {**saved, **overrides, "resume": str(resume_path)}, relative_to=run_dir
+        )
+        if not Path(config.data).is_dir():  # run folder moved: fall back to the --data given now
+            config = replace(config, data=Path(given.data))
+    _check_config(config)
+    device = resolve_device(config.device)
+    ctx = dist_utils.init(device)
+    try:
+        return _run(config, device, ctx, checkpoint, reporter)
+    finally:
+        dist_utils.shutdown()
+
+
+def _run(
+    config: TrainConfig,
+    device: torch.device,
+    ctx: dist_utils.DistContext,
+    checkpoint: dict[str, Any] | None,
+    reporter: Reporter,
+) -> TrainResult:
+    started = time.perf_counter()
+    if device.type == "cuda" and ctx.enabled:
+        device = torch.device("cuda", ctx.local_rank)
+    train_set, val_set = _load_data(config)
+    classes = list(train_set.classes)
+    notes: list[str] = []
+
+    # The run folder: rank 0 picks it, everyone learns it.
+    if checkpoint is not None:
+        run_dir = Path(config.resume).resolve().parent.parent  # type: ignore[arg-type]
+    else:
+        run_dir = next_run_dir(config.project, config.name) if ctx.is_main else Path()
+    run_dir = Path(dist_utils.broadcast_object(ctx, str(run_dir)))
+    weights_dir = run_dir / "weights"
+    if ctx.is_main:
+        weights_dir.mkdir(parents=True, exist_ok=True)
+
+    # Model: same seed on every rank, so initial weights agree even before DDP's broadcast.
+    seed_everything(config.seed)
+    model_kwargs = config.resolved_model_kwargs()
+    weights = "none" if checkpoint is not None else config.weights
+    model = build_model(config.arch, classes, weights=weights, **model_kwargs)
+    if checkpoint is not None:
+        if list(checkpoint["classes"]) != classes:
+            raise ModelError(
+                f"{config.resume}: trained on classes {checkpoint['classes']}, "
+                f"but {config.data} has {classes}"
+            )
+        model.load_state_dict(checkpoint["model"])
+        notes.append(f"resumed from {config.resume} after epoch {checkpoint['epoch']}")
+    else:
+        notes.append(f"weights: {model.weights_note}")  # type: ignore[attr-defined]
+    model.to(device)
+
+    global_batch = config.batch_size * ctx.world_size
+    lr = config.lr if config.lr is not None else default_lr(config.optimizer, global_batch)
+    pool = list(range(len(train_set)))
+    if config.max_train_images:
+        pool = pool[: config.max_train_images]
+    steps_per_epoch = math.ceil(math.ceil(len(pool) / ctx.world_size) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    warmup = config.warmup_iters if config.warmup_iters is not None else min(500, total_steps // 10)
+    optimizer = _make_optimizer(config, model, lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, warmup, total_steps, config.min_lr_ratio)
+    )
+    use_cuda_amp = config.amp and device.type == "cuda"
+    use_cpu_bf16 = config.amp and device.type == "cpu" and _cpu_bf16_helps()
+    if config.amp and device.type == "cpu" and not use_cpu_bf16:
+        notes.append("--amp: this CPU has no native bf16, where autocast is slower; training in float32")
+    scaler = torch.amp.GradScaler("cuda", enabled=use_cuda_amp)
+
+    state = _State()
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        if checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
+        state.epoch = int(checkpoint["epoch"])
+        state.step_in_epoch = int(checkpoint.get("step_in_epoch", 0))
+        state.best_metric = checkpoint.get("best_metric")
+        state.best_epoch = checkpoint.get("best_epoch")
+        state.bad_validations = int(checkpoint.get("bad_validations", 0))
+        state.history = list(checkpoint.get("metrics") or [])
+
+    resolved = config.to_json(relative_to=run_dir)
+    resolved.update(
+        lr=lr, weight_decay=optimizer.param_groups[0]["weight_decay"], warmup_iters=warmup, resume=None
+    )
+    resolved["model_kwargs"] = model_kwargs
+    resolved["classes"] = classes
+    resolved["world_size"] = ctx.world_size
+    resolved["device"] = config.device
+    if ctx.is_main:
+        atomic_write_json(run_dir / "args.json", {"officescore_version": __version__, **resolved})
+
+    net: torch.nn.Module = model
+    if ctx.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    def save(path: Path, epoch: int, step_in_epoch: int) -> None:
+        if not ctx.is_main:
+            return
+        save_checkpoint(
+            path,
+            model=model.state_dict(),
+            arch=config.arch,
+            classes=classes,
+            model_kwargs=model_kwargs,
+            epoch=epoch,
+            step_in_epoch=step_in_epoch,
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            scaler=scaler.state_dict(),
+            metrics=state.history,
+            best_metric=state.best_metric,
+            best_epoch=state.best_epoch,
+            bad_validations=state.bad_validations,
+            rng=rng_state(),
+            args=resolved,
+        )
+
+    stopped_early = False
+    resume_rng = checkpoint.get("rng") if checkpoint is not None and state.step_in_epoch else None
+    while state.epoch < config.epochs and not stopped_early:
+        epoch = state.epoch
+        if resume_rng is not None:
+            set_rng_state(resume_rng)  # mid-epoch resume continues the interrupted random stream
+            resume_rng = None
+        else:
+            seed_everything(_epoch_seed(config.seed, epoch, ctx.rank))
+        sampler = EpochSampler(
+            pool, config.seed, epoch, ctx.rank, ctx.world_size, start=state.step_in_epoch * config.batch_size
+        )
+        loader = DataLoader(
+            train_set,
+            batch_size=config.batch_size,
+            sampler=sampler,
+            num_workers=config.workers,
+            collate_fn=getattr(train_set, "collate_fn", None) or _collate,
+            worker_init_fn=_worker_init,
+            generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, ctx.rank)),
+            pin_memory=device.type == "cuda",
+        )
+        try:
+            row = _train_epoch(
+                net, loader, optimizer, scheduler, scaler, config, device, ctx, state, steps_per_epoch,
+                use_cuda_amp, use_cpu_bf16, reporter,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            save(weights_dir / "last.pt", epoch, state.step_in_epoch)
+            if ctx.is_main:
+                reporter_log(
+                    reporter,
+                    f"interrupted: saved {weights_dir / 'last.pt'} at epoch {epoch + 1}, "
+                    f"batch {state.step_in_epoch}; continue with "
+                    f"`officescore train --resume {weights_dir / 'last.pt'}`",
+                )
+            raise
+        _sync_buffers(model, ctx)
+        state.epoch = epoch + 1
+        state.step_in_epoch = 0
+        if state.epoch % config.val_every == 0 or state.epoch == config.epochs:
+            metrics = _validate(model, val_set, config, device, ctx, reporter, epoch + 1)
+            row.update(metrics)
+            improved = metrics.get("segm_map") is not None and (
+                state.best_metric is None or metrics["segm_map"] > state.best_metric
+            )
+            if improved:
+                state.best_metric, state.best_epoch, state.bad_validations = metrics["segm_map"], epoch + 1, 0
+            else:
+                state.bad_validations += 1
+            stopped_early = bool(config.patience) and state.bad_validations >= config.patience
+        else:
+            improved = False
+        state.history.append(row)
+        save(weights_dir / "last.pt", state.epoch, 0)
+        if improved and ctx.is_main:
+            save(weights_dir / "best.pt", state.epoch, 0)
+        if ctx.is_main:
+            write_metrics_csv(run_dir / "metrics.csv", state.history)
+        if stopped_early:
+            notes.append(
+                f"early stop after epoch {state.epoch}: no mask mAP gain in {config.patience} validations"
+            )
+
+    if ctx.is_main:
+        from officescore.train_plots import write_plots
+
+        write_plots(run_dir, state.history)
+    dist_utils.barrier(ctx)
+    best = weights_dir / "best.pt"
+    return TrainResult(
+        run_dir=run_dir,
+        epochs_completed=state.epoch,
+        best_metric=state.best_metric,
+        best_epoch=state.best_epoch,
+        last_checkpoint=weights_dir / "last.pt",
+        best_checkpoint=best if best.exists() else None,
+        history=state.history,
+        stopped_early=stopped_early,
+        seconds=time.perf_counter() - started,
+        weights_sha256=weights_digest(model),
+        world_size=ctx.world_size,
+        notes=notes,
+    )
+
+
+def reporter_log(reporter: Reporter, message: str) -> None:
+    with reporter.stage("train") as stage:
+        stage.log(message)
+
+
+def _train_epoch(
+    net: torch.nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    config: TrainConfig,
+    device: torch.device,
+    ctx: dist_utils.DistContext,
+    state: _State,
+    steps_per_epoch: int,
+    use_cuda_amp: bool,
+    use_cpu_bf16: bool,
+    reporter: Reporter,
+) -> dict[str, Any]:
+    net.train()
+    sums = dict.fromkeys(("loss", *LOSS_KEYS), 0.0)
+    steps = images = 0
+    start = time.perf_counter()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    epoch = state.epoch
+    title = f"epoch {epoch + 1}/{config.epochs}"
+    with reporter.stage(title, total=steps_per_epoch) as stage:
+        if state.step_in_epoch:
+            stage.advance(state.step_in_epoch, status="resumed")
+        for batch_images, targets in loader:
+            batch_images = [img.to(device, non_blocking=True) for img in batch_images]
+            targets = [
+                {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets
+            ]
+            autocast = (
+                torch.autocast("cuda", dtype=torch.float16)
+                if use_cuda_amp
+                else torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_cpu_bf16)
+            )
+            with autocast:
+                loss_dict = net(batch_images, targets)
+            loss = sum(loss_dict.values())
+            parts = {k: float(v.detach()) for k, v in loss_dict.items()}
+            parts["loss"] = float(loss.detach())
+            parts = dist_utils.all_reduce_mean(ctx, parts)
+            if not math.isfinite(parts["loss"]):
+                step = epoch * steps_per_epoch + state.step_in_epoch + 1
+                lr_now = optimizer.param_groups[0]["lr"]
+                raise ModelError(
+                    f"loss became {parts['loss']} at epoch {epoch + 1}, batch {state.step_in_epoch + 1} "
+                    f"(step {step}); lower the learning rate (e.g. --lr {lr_now / 10:.2g}) "
+                    "or check the labels"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.clip_grad:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, config.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            state.step_in_epoch += 1
+            steps += 1
+            images += len(batch_images) * ctx.world_size
+            for key in sums:
+                sums[key] += parts.get(key, 0.0)
+            rate = images / max(1e-9, time.perf_counter() - start)
+            status = (
+                f"loss {parts['loss']:.3f} mask {parts.get('loss_mask', 0):.3f} "
+                f"lr {optimizer.param_groups[0]['lr']:.2e} {rate:.1f} img/s"
+            )
+            stage.advance(1, status=status)
+    seconds = time.perf_counter() - start
+    row: dict[str, Any] = {"epoch": epoch + 1}
+    row.update({k: (v / steps if steps else None) for k, v in sums.items()})
+    row.update(lr=optimizer.param_groups[0]["lr"], img_per_s=images / max(seconds, 1e-9), seconds=seconds)
+    return row
+
+
+def _sync_buffers(model: torch.nn.Module, ctx: dist_utils.DistContext) -> None:
+    """Average BatchNorm running statistics across ranks so every rank holds the same model."""
+    if not ctx.enabled:
+        return
+    import torch.distributed as dist
+
+    for name, buffer in model.named_buffers():
+        if buffer.is_floating_point() and "running" in name:
+            dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+            buffer /= ctx.world_size
+
+
+def _validate(
+    model: torch.nn.Module,
+    val_set: Any,
+    config: TrainConfig,
+    device: torch.device,
+    ctx: dist_utils.DistContext,
+    reporter: Reporter,
+    epoch: int,
+) -> dict[str, Any]:
+    """Mask and box AP on the val split: each rank predicts its shard, rank 0 evaluates."""
+    from officescore.evaluate import evaluate_coco, predict_coco
+
+    if len(val_set) == 0:
+        return {}
+    indices = list(range(len(val_set)))
+    if config.max_val_images:
+        indices = indices[: config.max_val_images]
+    mine = dist_utils.shard(indices, ctx)
+    with torch.inference_mode():
+        predictions = predict_coco(
+            model, val_set, device, batch_size=config.batch_size, indices=mine, reporter=SILENT
+        )
+    model.train()
+    gathered = dist_utils.gather_objects(ctx, predictions)
+    metrics: dict[str, Any] = {}
+    if ctx.is_main:
+        gt: Any = val_set.annotation_file
+        if config.max_val_images and len(indices) < len(val_set):
+            gt = _subset_gt(val_set, indices)
+        flat = [p for part in gathered for p in part]
+        with reporter.stage(f"validate epoch {epoch}", total=1) as stage:
+            document = evaluate_coco(gt, flat)
+            for kind in ("segm", "bbox"):
+                for stat in ("map", "ap50", "ap75"):
+                    metrics[f"{kind}_{stat}"] = document.get(kind, {}).get(stat)
+            stage.advance(1, status=f"mask mAP {_fmt(metrics['segm_map'])} AP50 {_fmt(metrics['segm_ap50'])}")
+    return dist_utils.broadcast_object(ctx, metrics)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _subset_gt(val_set: Any, indices: Sequence[int]) -> dict[str, Any]:
+    """The val ground truth restricted to the images validated (so unseen images are not misses)."""
+    data = json.loads(Path(val_set.annotation_file).read_text(encoding="utf-8"))
+    ids = {int(val_set.image_ids[i]) for i in indices}
+    data["images"] = [img for img in data["images"] if img["id"] in ids]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
+    return data
+
+
+def write_metrics_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:
+    """metrics.csv, rewritten whole (atomically) each epoch from the checkpointed history."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: ("" if row.get(k) is None else _csv_value(row[k])) for k in CSV_COLUMNS})
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+
+
+def _csv_value(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value

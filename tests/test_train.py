@@ -1,0 +1,240 @@
+"""Training: run folders, checkpoints, exact resume, Ctrl-C, errors, DDP on two Gloo processes, learning."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from officescore.cli import main
+from officescore.errors import ModelError
+from officescore.ingest import ingest_export
+from officescore.model import load_checkpoint
+from officescore.progress import Reporter, Stage
+from officescore.sample import write_sample
+from officescore.train import TrainConfig, lr_factor, train
+
+# Small enough to train on 2 CPU cores in seconds: few proposals, few sampled RoIs.
+FAST_MODEL = {
+    "rpn_pre_nms_top_n_train": 200,
+    "rpn_post_nms_top_n_train": 50,
+    "rpn_pre_nms_top_n_test": 200,
+    "rpn_post_nms_top_n_test": 50,
+    "rpn_batch_size_per_image": 64,
+    "box_batch_size_per_image": 32,
+    "box_detections_per_img": 30,
+}
+
+
+def _dataset(root: Path, images: int, size: int, seed: int) -> Path:
+    write_sample(root / "export", n_images=images, seed=seed, size=size)
+    ingest_export(root / "export" / "annotations.json", out=root / "dataset", val_fraction=0.2, seed=0)
+    return root / "dataset"
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _dataset(tmp_path_factory.mktemp("tiny"), images=10, size=64, seed=5)
+
+
+def _config(data: Path, project: Path, **overrides: object) -> TrainConfig:
+    base = TrainConfig(
+        data=data,
+        arch="maskrcnn_resnet18_fpn",
+        weights="none",
+        epochs=2,
+        batch_size=2,
+        lr=0.01,
+        img_size=64,
+        model_kwargs=dict(FAST_MODEL),
+        workers=0,
+        device="cpu",
+        project=project,
+        seed=3,
+    )
+    return replace(base, **overrides)
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    left, right = load_checkpoint(a)["model"], load_checkpoint(b)["model"]
+    assert left.keys() == right.keys()
+    for key in left:
+        assert torch.equal(left[key], right[key]), key
+
+
+def test_schedule_warms_up_then_decays() -> None:
+    assert lr_factor(0, 10, 100, 0.05) == pytest.approx(0.001)
+    assert lr_factor(10, 10, 100, 0.05) == pytest.approx(1.0)
+    assert lr_factor(55, 10, 100, 0.05) == pytest.approx(0.525)
+    assert lr_factor(100, 10, 100, 0.05) == pytest.approx(0.05)
+
+
+class _Hook(Reporter):
+    """Calls `on_stage(description)` when a stage opens and `on_batch(description)` per advance."""
+
+    def __init__(
+        self,
+        on_stage: Callable[[str], None] | None = None,
+        on_batch: Callable[[str], None] | None = None,
+    ) -> None:
+        self.on_stage = on_stage or (lambda description: None)
+        self.on_batch = on_batch or (lambda description: None)
+
+    @contextmanager
+    def stage(self, description: str, total: int | None = None) -> Iterator[Stage]:
+        self.on_stage(description)
+        hook = self
+
+        class _Batch(Stage):
+            def advance(self, n: int = 1, status: str = "") -> None:
+                hook.on_batch(description)
+
+        yield _Batch()
+
+
+def test_run_folder_files_and_exact_resume(tiny_data: Path, tmp_path: Path) -> None:
+    """2 epochs straight == killed during epoch 2 + resume from epoch 1's last.pt (bitwise)."""
+    project = tmp_path / "runs"
+    killed = tmp_path / "killed" / "weights"
+
+    def snapshot(description: str) -> None:  # what SIGKILL during epoch 2 leaves behind
+        if description.startswith("epoch 2/"):
+            killed.mkdir(parents=True)
+            shutil.copy(project / "train" / "weights" / "last.pt", killed / "last.pt")
+
+    straight = train(_config(tiny_data, project), reporter=_Hook(on_stage=snapshot))
+    assert straight.run_dir == project / "train" and straight.epochs_completed == 2
+    args = json.loads((straight.run_dir / "args.json").read_text())
+    assert args["data"] == os.path.relpath(tiny_data, straight.run_dir)  # relative to the run folder
+    assert args["arch"] == "maskrcnn_resnet18_fpn" and args["model_kwargs"]["min_size"] == 64
+    rows = list(csv.DictReader((straight.run_dir / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and all(r["segm_map"] != "" for r in rows)
+    assert all(
+        (straight.run_dir / name).stat().st_size > 1000 for name in ("losses.png", "map.png", "lr.png")
+    )
+    checkpoint = torch.load(straight.last_checkpoint, weights_only=True)
+    assert checkpoint["epoch"] == 2 and len(checkpoint["metrics"]) == 2 and "rng" in checkpoint
+    assert load_checkpoint(killed / "last.pt")["epoch"] == 1
+
+    # the copy sits elsewhere, so its relative data path breaks: --data given now is used instead
+    resumed = train(TrainConfig(resume=killed / "last.pt", data=tiny_data, device="cpu", workers=0))
+    assert resumed.run_dir == killed.parent.resolve() and resumed.epochs_completed == 2
+    assert resumed.weights_sha256 == straight.weights_sha256
+    _assert_same_weights(straight.last_checkpoint, resumed.last_checkpoint)
+    assert len(list(csv.DictReader((resumed.run_dir / "metrics.csv").open()))) == 2
+    again = train(_config(tiny_data, project, epochs=1))
+    assert again.run_dir == project / "train2"  # never overwrites
+
+
+def test_ctrl_c_mid_epoch_saves_last_and_resume_is_exact(tiny_data: Path, tmp_path: Path) -> None:
+    project = tmp_path / "runs"
+    straight = train(_config(tiny_data, project, epochs=2))
+    seen = {"batches": 0}
+
+    def ctrl_c(description: str) -> None:  # Ctrl-C after the 2nd batch of epoch 2
+        if description.startswith("epoch 2/"):
+            seen["batches"] += 1
+            if seen["batches"] == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tiny_data, project, epochs=2, name="cut"), reporter=_Hook(on_batch=ctrl_c))
+    last = project / "cut" / "weights" / "last.pt"
+    saved = load_checkpoint(last)
+    assert saved["epoch"] == 1 and saved["step_in_epoch"] == 2  # interrupted after 2 batches of epoch 2
+    resumed = train(TrainConfig(resume=last, device="cpu", workers=0))
+    assert resumed.weights_sha256 == straight.weights_sha256
+
+
+def test_non_finite_loss_names_the_step(tiny_data: Path, tmp_path: Path) -> None:
+    config = _config(tiny_data, tmp_path / "runs", lr=1e12, warmup_iters=0, epochs=3)
+    with pytest.raises(ModelError) as info:
+        train(config)
+    assert "at epoch" in str(info.value) and "(step " in str(info.value) and "--lr" in str(info.value)
+
+
+def _cli_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_cli_errors_are_one_line(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--device", "cpu", "--project", str(tmp_path / "runs"), "--weights", "none"]
+    assert "no data set folder" in _cli_error(["--data", str(tmp_path / "nowhere"), *common], capsys)
+    assert "maskrcnn_resnet18_fpn" in _cli_error(
+        ["--data", str(tiny_data), "--arch", "yolo", *common], capsys
+    )
+    assert "no such file" in _cli_error(["--resume", str(tmp_path / "missing.pt"), *common], capsys)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00" * 100)
+    assert "not a readable" in _cli_error(["--resume", str(corrupt), *common], capsys)
+    assert "KEY=VALUE" in _cli_error(["--data", str(tiny_data), "--model-opt", "oops", *common], capsys)
+    assert not (tmp_path / "runs").exists()  # nothing was started
+
+
+def test_cli_trains_and_prints_json(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "--data", str(tiny_data), "--arch", "maskrcnn_resnet18_fpn", "--weights", "none"]
+    args += ["--epochs", "1", "--img-size", "64", "--workers", "0", "--device", "cpu", "--json"]
+    args += ["--project", str(tmp_path / "runs"), "--name", "cli"]
+    args += [f"--model-opt={k}={v}" for k, v in FAST_MODEL.items()]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["epochs_completed"] == 1 and result["run_dir"].endswith("cli")
+    assert Path(result["last_checkpoint"]).is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_identically(tiny_data: Path, tmp_path: Path) -> None:
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, os, sys
+            from pathlib import Path
+            from officescore.train import TrainConfig, train
+            config = TrainConfig(data=Path({str(tiny_data)!r}), arch="maskrcnn_resnet18_fpn", weights="none",
+                epochs=1, batch_size=2, lr=0.01, img_size=64, model_kwargs={FAST_MODEL!r}, workers=0,
+                device="cpu", project=Path({str(tmp_path / "runs")!r}), seed=3)
+            result = train(config)
+            out = Path({str(tmp_path)!r}) / f"rank{{os.environ['RANK']}}.json"
+            out.write_text(json.dumps(result.to_dict()))
+            """
+        )
+    )
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(script)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
+    assert ranks[0]["world_size"] == 2 and ranks[0]["run_dir"] == ranks[1]["run_dir"]
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["train"]  # exactly one run folder
+    saved = load_checkpoint(tmp_path / "runs" / "train" / "weights" / "last.pt")
+    assert saved["args"]["world_size"] == 2 and saved["metrics"][0]["segm_map"] is not None
