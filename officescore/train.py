@@ -328,6 +328,8 @@ def _run(
     reporter: Reporter,
 ) -> TrainResult:
     started = time.perf_counter()
+    if not ctx.is_main:
+        reporter = SILENT  # rank 0 alone reports
     if device.type == "cuda" and ctx.enabled:
         device = torch.device("cuda", ctx.local_rank)
     train_set, val_set = _load_data(config)
@@ -518,7 +520,7 @@ def _run(
 
 
 def reporter_log(reporter: Reporter, message: str) -> None:
-    with reporter.stage("train") as stage:
+    with reporter.stage("interrupted") as stage:
         stage.log(message)
 
 
@@ -627,24 +629,24 @@ def _validate(
     if config.max_val_images:
         indices = indices[: config.max_val_images]
     mine = dist_utils.shard(indices, ctx)
-    with torch.inference_mode():
-        predictions = predict_coco(
-            model, val_set, device, batch_size=config.batch_size, indices=mine, reporter=SILENT
-        )
-    model.train()
-    gathered = dist_utils.gather_objects(ctx, predictions)
     metrics: dict[str, Any] = {}
-    if ctx.is_main:
-        gt: Any = val_set.annotation_file
-        if config.max_val_images and len(indices) < len(val_set):
-            gt = _subset_gt(val_set, indices)
-        flat = [p for part in gathered for p in part]
-        with reporter.stage(f"validate epoch {epoch}", total=1) as stage:
-            document = evaluate_coco(gt, flat)
+    with reporter.stage(f"validate epoch {epoch}", total=len(indices)) as stage:
+        with torch.inference_mode():
+            predictions = predict_coco(
+                model, val_set, device, batch_size=config.batch_size, indices=mine, reporter=SILENT
+            )
+        model.train()
+        gathered = dist_utils.gather_objects(ctx, predictions)
+        if ctx.is_main:
+            gt: Any = val_set.annotation_file
+            if config.max_val_images and len(indices) < len(val_set):
+                gt = _subset_gt(val_set, indices)
+            document = evaluate_coco(gt, [p for part in gathered for p in part])
             for kind in ("segm", "bbox"):
                 for stat in ("map", "ap50", "ap75"):
                     metrics[f"{kind}_{stat}"] = document.get(kind, {}).get(stat)
-            stage.advance(1, status=f"mask mAP {_fmt(metrics['segm_map'])} AP50 {_fmt(metrics['segm_ap50'])}")
+            status = f"mask mAP {_fmt(metrics['segm_map'])} AP50 {_fmt(metrics['segm_ap50'])}"
+            stage.advance(len(indices), status=status)
     return dist_utils.broadcast_object(ctx, metrics)
 
 

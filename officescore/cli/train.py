@@ -33,7 +33,7 @@ def _model_options(items: list[str]) -> dict[str, object]:
     from officescore.errors import ConfigError
 
     options: dict[str, object] = {}
-    for item in items:
+    for item in (part.strip() for entry in items for part in entry.split(",") if part.strip()):
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--model-opt {item!r}: write KEY=VALUE, e.g. rpn_post_nms_top_n_train=300")
@@ -87,7 +87,9 @@ def train(
         None, "--warmup-iters", help="Linear warm-up steps [default: 10% of all steps, at most 500]."
     ),
     model_opt: list[str] = typer.Option(
-        [], "--model-opt", help="Model option KEY=VALUE (repeatable), e.g. rpn_post_nms_top_n_train=300."
+        [],
+        "--model-opt",
+        help="Model option KEY=VALUE (repeatable or comma-separated), e.g. rpn_post_nms_top_n_train=300.",
     ),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
