@@ -172,6 +172,14 @@ def test_ctrl_c_mid_epoch_saves_last_and_resume_is_exact(
     assert resumed.weights_sha256 == straight[0].weights_sha256
 
 
+def test_early_stop_after_patience(tiny_data: Path, tmp_path: Path) -> None:
+    # lr 1e-9: weights do not move, so mask mAP cannot keep improving (it stays ~0 at 64 px)
+    result = train(_config(tiny_data, tmp_path / "runs", epochs=4, lr=1e-9, patience=1))
+    assert result.stopped_early and result.epochs_completed == 2 and result.best_epoch == 1
+    assert any("early stop" in note for note in result.notes)
+    assert len(load_checkpoint(result.last_checkpoint)["metrics"]) == 2
+
+
 def test_non_finite_loss_names_the_step(tiny_data: Path, tmp_path: Path) -> None:
     config = _config(tiny_data, tmp_path / "runs", lr=1e12, warmup_iters=0, epochs=3)
     with pytest.raises(ModelError) as info:

@@ -16,16 +16,22 @@ if TYPE_CHECKING:
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  officescore train --data data/dataset                        COCO-pretrained v2, 20 epochs
+  officescore train --data data/dataset
+  (COCO-pretrained maskrcnn_resnet50_fpn_v2, 20 epochs)
 
-  officescore train --arch maskrcnn_resnet18_fpn --weights none --img-size 192 --epochs 12
+  officescore train --arch maskrcnn_resnet18_fpn --weights none --img-size 192 --epochs 10 \\
+    --batch-size 4 --lr 0.02 --workers 0 \\
+    --model-opt rpn_post_nms_top_n_train=100,box_batch_size_per_image=64
+  (small model from scratch: the 2-minute CPU demo)
 
-  officescore train --resume runs/train/train/weights/last.pt  continue where it stopped
+  officescore train --resume runs/train/train/weights/last.pt
+  (continue an interrupted run in its own folder)
 
   torchrun --nproc_per_node 4 -m officescore train --data data/dataset --batch-size 4
+  (data-parallel over 4 GPUs; add --nnodes/--rdzv-endpoint for several machines)
 
 Runs go to runs/train/NAME (train, train2, ...): args.json, metrics.csv, weights/last.pt,
-weights/best.pt (best val mask mAP) and PNG curves. Ctrl-C saves last.pt first.
+weights/best.pt (best val mask mAP) and losses/map/lr PNG curves. Ctrl-C saves last.pt first.
 """
 
 
@@ -61,11 +67,11 @@ def train(
     epochs: int = typer.Option(20, "--epochs", help="Training epochs."),
     batch_size: int = typer.Option(2, "--batch-size", help="Images per step per process."),
     lr: float | None = typer.Option(
-        None, "--lr", help="Peak learning rate [default: 0.02 (sgd) / 1e-3 (adamw) x global batch / 16]."
+        None, "--lr", help="Peak learning rate (default: 0.02 for sgd, 1e-3 for adamw, x global batch / 16)."
     ),
     optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (momentum 0.9) | adamw."),
     img_size: int | None = typer.Option(
-        None, "--img-size", help="Longest image side fed to the model [default: 800-1333 px]."
+        None, "--img-size", help="Longest image side fed to the model (default: the model's 800-1333 px)."
     ),
     workers: int = typer.Option(2, "--workers", help="DataLoader worker processes."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
@@ -73,7 +79,9 @@ def train(
         False, "--amp", help="Mixed precision (CUDA fp16; bf16 on CPUs with native bf16)."
     ),
     patience: int = typer.Option(0, "--patience", help="Stop after N validations without gain (0: off)."),
-    name: str | None = typer.Option(None, "--name", help="Run folder name under --project [default: train]."),
+    name: str | None = typer.Option(
+        None, "--name", help="Run folder name under --project (default: train, then train2, ...)."
+    ),
     project: Path = typer.Option(Path("runs/train"), "--project", help="Folder holding run folders."),
     resume: Path | None = typer.Option(
         None, "--resume", help="weights/last.pt of a run: continue it (its saved settings are used)."
@@ -84,7 +92,7 @@ def train(
         None, "--max-train-images", help="Use only the first N training images (quick experiments)."
     ),
     warmup_iters: int | None = typer.Option(
-        None, "--warmup-iters", help="Linear warm-up steps [default: 10% of all steps, at most 500]."
+        None, "--warmup-iters", help="Linear warm-up steps (default: 10% of all steps, at most 500)."
     ),
     model_opt: list[str] = typer.Option(
         [],
