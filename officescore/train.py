@@ -646,7 +646,7 @@ def _validate(
             document = evaluate_coco(gt, [p for part in gathered for p in part])
             for kind in ("segm", "bbox"):
                 for stat in ("map", "ap50", "ap75"):
-                    metrics[f"{kind}_{stat}"] = document.get(kind, {}).get(stat)
+                    metrics[f"{kind}_{stat}"] = (document.get(kind) or {}).get(stat)
             status = f"mask mAP {_fmt(metrics['segm_map'])} AP50 {_fmt(metrics['segm_ap50'])}"
             stage.advance(len(indices), status=status)
     return dist_utils.broadcast_object(ctx, metrics)

@@ -202,10 +202,13 @@ def test_cli_errors_are_one_line(tiny_data: Path, tmp_path: Path, capsys: pytest
     assert "maskrcnn_resnet18_fpn" in _cli_error(
         ["--data", str(tiny_data), "--arch", "yolo", *common], capsys
     )
-    assert "no such file" in _cli_error(["--resume", str(tmp_path / "missing.pt"), *common], capsys)
+    assert "no such file" in _cli_error(["--resume", str(tmp_path / "missing.pt"), "--device", "cpu"], capsys)
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00" * 100)
-    assert "not a readable" in _cli_error(["--resume", str(corrupt), *common], capsys)
+    assert "not a readable" in _cli_error(["--resume", str(corrupt), "--device", "cpu"], capsys)
+    # --resume keeps the run's saved settings: a flag it would ignore is refused, not dropped silently
+    refused = _cli_error(["--resume", str(corrupt), "--epochs", "30", "--device", "cpu"], capsys)
+    assert "--epochs would be ignored" in refused and "--weights" in refused
     assert "KEY=VALUE" in _cli_error(["--data", str(tiny_data), "--model-opt", "oops", *common], capsys)
     assert not (tmp_path / "runs").exists()  # nothing was started
 

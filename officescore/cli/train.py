@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from officescore.cli.common import console, print_json, reporter
+from officescore.errors import ConfigError
 
 if TYPE_CHECKING:
     from officescore.train import TrainResult
@@ -36,8 +37,6 @@ weights/best.pt (best val mask mAP) and losses/map/lr PNG curves. Ctrl-C saves l
 
 
 def _model_options(items: list[str]) -> dict[str, object]:
-    from officescore.errors import ConfigError
-
     options: dict[str, object] = {}
     for item in (part.strip() for entry in items for part in entry.split(",") if part.strip()):
         key, sep, raw = item.partition("=")
@@ -55,7 +54,28 @@ def _model_options(items: list[str]) -> dict[str, object]:
     return options
 
 
+# On --resume the run's saved settings rule; these may still change between sessions.
+RESUME_MAY_CHANGE = {"data", "device", "workers", "resume", "json_output"}
+
+
+def _check_resume_flags(ctx: typer.Context) -> None:
+    """Refuse settings that --resume would otherwise ignore silently."""
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ctx.params
+        if name not in RESUME_MAY_CHANGE
+        # compared by name: recent Typer vendors Click, so the enum class differs between versions
+        and getattr(ctx.get_parameter_source(name), "name", "") in ("COMMANDLINE", "ENVIRONMENT")
+    ]
+    if given:
+        raise ConfigError(
+            f"--resume continues a run with its saved settings, so {', '.join(given)} would be ignored; "
+            "to train further with new settings start a new run with --weights PATH/TO/last.pt"
+        )
+
+
 def train(
+    ctx: typer.Context,
     data: Path = typer.Option(Path("data/dataset"), "--data", help="Data set folder written by ingest."),
     arch: str = typer.Option(
         "maskrcnn_resnet50_fpn_v2",
@@ -104,6 +124,9 @@ def train(
     """Fine-tune Mask R-CNN; saves last/best checkpoints, metrics.csv and plots per run."""
     from officescore.train import TrainConfig
     from officescore.train import train as run_training
+
+    if resume is not None:
+        _check_resume_flags(ctx)
 
     config = TrainConfig(
         data=data,
