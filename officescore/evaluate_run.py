@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,42 +21,23 @@ from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
 from officescore.errors import ConfigError, DataError, ModelError
 from officescore.files import atomic_write_bytes, atomic_write_json
 from officescore.progress import SILENT, Reporter
+from officescore.runs import check_run_name, newest_best_checkpoint, next_run_dir
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.json"
 PR_CURVES_FILE = "pr_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def check_run_name(name: str) -> None:
-    if not _NAME.match(name):
-        raise ConfigError(f"run name {name!r}: use letters, digits, '.', '_' or '-' (e.g. --name val-epoch5)")
-
-
-def next_run_dir(parent: Path, name: str = "eval") -> Path:
-    """Create and return parent/name, or name2, name3, ...: an earlier run is never overwritten."""
-    check_run_name(name)
-    parent.mkdir(parents=True, exist_ok=True)
-    for n in range(1, 100_000):
-        candidate = parent / (name if n == 1 else f"{name}{n}")
-        try:
-            candidate.mkdir()  # atomic: two processes never get the same folder
-        except FileExistsError:
-            continue
-        return candidate
-    raise ConfigError(f"{parent}: too many runs named {name!r}; choose another --name")
 
 
 def latest_best_checkpoint(train_runs: Path = Path("runs/train")) -> Path:
-    """The newest runs/train/*/weights/best.pt (by modification time)."""
-    found = [p for p in train_runs.glob("*/weights/best.pt") if p.is_file()]
-    if not found:
+    """The newest runs/train/*/weights/best.pt, or a ModelError saying how to get one."""
+    found = newest_best_checkpoint(train_runs)
+    if found is None:
         raise ModelError(
             f"no trained model found ({train_runs}/*/weights/best.pt); run `officescore train` "
             "or pass --model PATH (a checkpoint or a TorchScript export)"
         )
-    return max(found, key=lambda p: p.stat().st_mtime)
+    return found
 
 
 def _figure(width: float, height: float) -> Any:

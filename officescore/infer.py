@@ -32,6 +32,7 @@ from officescore.devices import resolve_device
 from officescore.errors import BadImageError, ConfigError, ModelError
 from officescore.images import load_image
 from officescore.progress import SILENT, Reporter
+from officescore.runs import newest_best_checkpoint
 from officescore.score import OfficeScore, Rubric, score_office
 
 if sys.version_info >= (3, 11):
@@ -169,10 +170,8 @@ def coco_label_names(mapping: dict[str, str] | None = None) -> list[str | None]:
 
 def default_model_source(runs_dir: Path = DEFAULT_RUNS_DIR) -> str:
     """The newest `runs/train/*/weights/best.pt`, else the zero-shot COCO model."""
-    candidates = [p for p in Path(runs_dir).glob("train/*/weights/best.pt") if p.is_file()]
-    if not candidates:
-        return COCO_SOURCE
-    return str(max(candidates, key=lambda p: (p.stat().st_mtime, str(p))))
+    found = newest_best_checkpoint(Path(runs_dir) / "train")
+    return COCO_SOURCE if found is None else str(found)
 
 
 class Predictor:

@@ -43,6 +43,7 @@ from officescore.errors import ConfigError, DataError, ModelError
 from officescore.files import atomic_write_bytes, atomic_write_json, sha256_bytes
 from officescore.model import ARCHS, DEFAULT_ARCH, build_model, load_checkpoint, save_checkpoint
 from officescore.progress import SILENT, Reporter
+from officescore.runs import check_run_name, next_run_dir
 
 OPTIMIZERS = ("sgd", "adamw")
 BASE_LR = {"sgd": 0.02, "adamw": 1e-3}  # at BASE_BATCH images per step (torchvision reference)
@@ -140,17 +141,6 @@ def _relative(path: Path, start: Path) -> str:
         return os.path.relpath(Path(path).resolve(), Path(start).resolve())
     except ValueError:  # another drive on Windows
         return str(Path(path).resolve())
-
-
-def next_run_dir(project: Path, name: str | None) -> Path:
-    """runs/train/NAME, or NAME2, NAME3... when taken: a run never overwrites another."""
-    base = name or "train"
-    candidate = Path(project) / base
-    n = 2
-    while candidate.exists():
-        candidate = Path(project) / f"{base}{n}"
-        n += 1
-    return candidate
 
 
 def default_lr(optimizer: str, global_batch: int) -> float:
@@ -275,6 +265,8 @@ def _load_data(config: TrainConfig) -> tuple[Any, Any]:
 
 
 def _check_config(config: TrainConfig) -> None:
+    if config.name is not None:
+        check_run_name(config.name)
     if config.arch not in ARCHS:
         raise ConfigError(f"--arch {config.arch!r}: choose one of {', '.join(ARCHS)}")
     if config.optimizer not in OPTIMIZERS:
@@ -340,7 +332,7 @@ def _run(
     if checkpoint is not None:
         run_dir = Path(config.resume).resolve().parent.parent  # type: ignore[arg-type]
     else:
-        run_dir = next_run_dir(config.project, config.name) if ctx.is_main else Path()
+        run_dir = next_run_dir(config.project, config.name or "train") if ctx.is_main else Path()
     run_dir = Path(dist_utils.broadcast_object(ctx, str(run_dir)))
     weights_dir = run_dir / "weights"
     if ctx.is_main:

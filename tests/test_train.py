@@ -23,8 +23,9 @@ from officescore.errors import ModelError
 from officescore.ingest import ingest_export
 from officescore.model import load_checkpoint
 from officescore.progress import Reporter, Stage
+from officescore.runs import next_run_dir
 from officescore.sample import write_sample
-from officescore.train import TrainConfig, TrainResult, lr_factor, next_run_dir, train
+from officescore.train import TrainConfig, TrainResult, lr_factor, train
 
 # Small enough to train on 2 CPU cores in seconds: few proposals, few sampled RoIs.
 FAST_MODEL = {
@@ -143,12 +144,12 @@ def test_run_folder_files_and_exact_resume(
 
 
 def test_run_folders_never_overwrite(tmp_path: Path) -> None:
-    assert next_run_dir(tmp_path, None) == tmp_path / "train"
-    (tmp_path / "train").mkdir()
+    assert next_run_dir(tmp_path, "train") == tmp_path / "train"
     (tmp_path / "train2").mkdir()
-    assert next_run_dir(tmp_path, None) == tmp_path / "train3"
+    assert next_run_dir(tmp_path, "train") == tmp_path / "train3"
     (tmp_path / "exp").mkdir()
     assert next_run_dir(tmp_path, "exp") == tmp_path / "exp2"
+    assert (tmp_path / "exp2").is_dir()  # created atomically, so two processes never share one
 
 
 def test_ctrl_c_mid_epoch_saves_last_and_resume_is_exact(
