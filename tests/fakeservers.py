@@ -92,7 +92,7 @@ class Reply:
 class FakeServer:
     """Base: subclasses implement `route(method, path, query, body, headers) -> Reply`."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: tuple[str, int] = ("127.0.0.1", 0)) -> None:
         self.requests: list[tuple[str, str, dict[str, list[str]], dict[str, str]]] = []
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
@@ -142,12 +142,24 @@ class FakeServer:
             def do_POST(self) -> None:  # noqa: N802
                 self._handle("POST")
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.server = _Server(address, Handler)
+        self.scheme = "http"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        host, port = self.server.server_address[:2]
+        return f"{self.scheme}://{host}:{port}"
+
+    def use_tls(self, certfile: str, keyfile: str) -> FakeServer:
+        """Serve HTTPS with this certificate (call before start)."""
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certfile, keyfile)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.scheme = "https"
+        return self
 
     def start(self) -> FakeServer:
         self.thread.start()
@@ -451,3 +463,38 @@ class LatencyHost(FakeServer):
     def route(self, method: str, path: str, query: dict[str, list[str]], body: bytes, headers: dict) -> Reply:
         n = int(path.rsplit("/", 1)[-1]) if path.rsplit("/", 1)[-1].isdigit() else 0
         return Reply(200, self.jpegs[n % len(self.jpegs)], {"Content-Type": "image/jpeg"}, delay=self.latency)
+
+
+def self_signed_certificate(hostname: str, folder: Any) -> tuple[str, str]:
+    """(certfile, keyfile) of a self-signed certificate for `hostname` (also its own CA)."""
+    import datetime
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+    certfile.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(certfile), str(keyfile)

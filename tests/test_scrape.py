@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 from urllib.request import urlopen
 
 import pytest
-from fakeservers import FakeCustomSearch, FakeOpenverse, ImageHost
+from fakeservers import (
+    FakeCustomSearch,
+    FakeOpenverse,
+    FakeServer,
+    ImageHost,
+    Reply,
+    encode,
+    scene,
+    self_signed_certificate,
+)
 
 from officescore.errors import ConfigError
 from officescore.scrape import DownloadConfig, ScrapeConfig, export, scrape, status
@@ -334,3 +345,76 @@ def test_redirect_hops_are_checked_and_only_http_is_fetched(
     monkeypatch.setattr(download, "_is_public", real)
     assert download.Downloader(FAST, tmp_path).fetch(f"{host.url}/good/1").status == "refused"
     assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*.part"))
+
+
+class _Internal(FakeServer):
+    """What a rebinding attacker wants to reach: a service on another loopback address."""
+
+    def route(self, method: str, path: str, query: dict, body: bytes, headers: dict) -> Reply:
+        return Reply(200, encode(scene(99)), {"Content-Type": "image/jpeg"})
+
+
+def _rebinding_dns(monkeypatch: pytest.MonkeyPatch, name: str, answers: list[str]) -> list[str]:
+    """`name` resolves to answers[0] on the first lookup and answers[1] ever after (DNS rebinding)."""
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def fake(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != name:
+            return real(host, port, *args, **kwargs)
+        address = answers[min(len(lookups), 1)]
+        lookups.append(address)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port)))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    return lookups
+
+
+def test_connection_goes_to_the_address_that_was_checked(
+    tmp_path: Path, host: ImageHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from officescore.scrape import download
+
+    port = host.server.server_address[1]
+    internal = _Internal(("127.0.0.2", port)).start()  # same port, another loopback address
+    try:
+        real = download._is_public
+        monkeypatch.setattr(download, "_is_public", lambda a: a == "127.0.0.1" or real(a))
+        lookups = _rebinding_dns(monkeypatch, "images.rebind.test", ["127.0.0.1", "127.0.0.2"])
+        before = host.counts["/good/3"]
+        fetched = download.Downloader(FAST, tmp_path).fetch(f"http://images.rebind.test:{port}/good/3")
+        assert lookups == ["127.0.0.1"]  # checked once; the connection did not ask DNS again
+        assert fetched.status == "fetched" and fetched.sha256 == hashlib.sha256(host.jpegs[3]).hexdigest()
+        assert internal.counts.total() == 0 and host.counts["/good/3"] == before + 1
+        # The Host header still names the host in the URL (virtual hosting keeps working).
+        assert host.requests[-1][3]["host"] == f"images.rebind.test:{port}"
+        fetched.discard()
+    finally:
+        internal.stop()
+
+
+def test_pinned_https_keeps_sni_and_certificate_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from officescore.scrape import download
+
+    name = "secure.rebind.test"
+    certfile, keyfile = self_signed_certificate(name, tmp_path)
+    tls = ImageHost(n_images=4).use_tls(certfile, keyfile).start()
+    try:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", certfile)  # trust the test certificate only
+        real = download._is_public
+        monkeypatch.setattr(download, "_is_public", lambda a: a == "127.0.0.1" or real(a))
+        port = tls.server.server_address[1]
+        lookups = _rebinding_dns(monkeypatch, name, ["127.0.0.1", "127.0.0.3"])
+        fetcher = download.Downloader(FAST, tmp_path / "tmp")
+        fetched = fetcher.fetch(f"https://{name}:{port}/good/2")
+        assert fetched.status == "fetched", fetched.error
+        assert lookups == ["127.0.0.1"]
+        fetched.discard()
+        # Verification is against the name in the URL, not the pinned address: an IP URL fails it.
+        by_address = download.Downloader(FAST, tmp_path / "tmp").fetch(f"https://127.0.0.1:{port}/good/2")
+        assert by_address.status == "http_error" and by_address.attempts == 1  # not worth a retry
+        assert "certificate" in (by_address.error or "")
+    finally:
+        tls.stop()

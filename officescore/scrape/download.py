@@ -5,9 +5,14 @@ part of the speed-up when every request pays a round trip), has separate connect
 timeouts, and streams the body so the byte cap is enforced before a huge file is in memory.
 
 Every URL and every redirect hop passes `check_url` (http/https only; the host must resolve to
-public addresses only, unless private hosts are allowed). Bodies stream into a `.part` file next to
-their final place; Pillow then decides what the bytes are (Content-Type is never trusted). The
-caller renames the temp file to `<sha256>.<ext>` or deletes it: see `Fetched.temp_path`.
+public addresses only, unless private hosts are allowed). The connection then goes to the very
+addresses that were checked (`_pinned_adapter`): resolving the name a second time would let a
+DNS server answer "public" to the check and "169.254.169.254" to the connection (DNS rebinding).
+The Host header, TLS SNI and certificate checks still use the name from the URL.
+
+Bodies stream into a `.part` file next to their final place; Pillow then decides what the bytes
+are (Content-Type is never trusted). The caller renames the temp file to `<sha256>.<ext>` or
+deletes it: see `Fetched.temp_path`.
 """
 
 from __future__ import annotations
@@ -103,8 +108,12 @@ def _is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-def check_url(url: str, allow_private_hosts: bool = False) -> None:
-    """Refuse non-http(s) URLs and hosts that resolve to private, loopback or link-local addresses."""
+def check_url(url: str, allow_private_hosts: bool = False) -> list[str]:
+    """Refuse non-http(s) URLs and hosts that resolve to private, loopback or link-local addresses.
+
+    Returns the checked addresses (the connection must use these, not a fresh lookup); an empty
+    list when private hosts are allowed (nothing was resolved, nothing is pinned).
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise _Rejected("refused", f"only http and https URLs are fetched, not {parts.scheme or 'none'}:")
@@ -112,20 +121,98 @@ def check_url(url: str, allow_private_hosts: bool = False) -> None:
     if not host:
         raise _Rejected("refused", "URL has no host")
     if allow_private_hosts:
-        return
+        return []
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, ValueError) as exc:
         raise _Rejected("http_error", f"cannot resolve {host}: {exc}") from None
-    for info in infos:
-        address = str(info[4][0])
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    for address in addresses:
         if not _is_public(address):
             raise _Rejected(
                 "refused",
                 f"{host} resolves to {address}, a private/loopback/link-local address "
                 "(use --allow-private-hosts to fetch from your own network)",
             )
+    if not addresses:
+        raise _Rejected("http_error", f"cannot resolve {host}: no addresses")
+    return addresses
+
+
+def _host_key(host: str) -> str:
+    return host.strip("[]").rstrip(".").lower()
+
+
+class _Pins(threading.local):
+    """Per thread: host name -> the addresses `check_url` approved for the request being made.
+
+    requests runs a request (and opens its connection) in the calling thread, so the pin set just
+    before `session.get` is the one the new connection sees.
+    """
+
+    def __init__(self) -> None:
+        self.addresses: dict[str, list[str]] = {}
+
+    def set(self, host: str, addresses: list[str]) -> None:
+        if addresses:
+            self.addresses[_host_key(host)] = addresses
+        else:
+            self.addresses.pop(_host_key(host), None)
+
+    def get(self, host: str) -> list[str] | None:
+        return self.addresses.get(_host_key(host))
+
+
+def _pinned_adapter(pins: _Pins, pool_maxsize: int) -> Any:
+    """A requests adapter whose new connections go to the pinned addresses of their host.
+
+    Only the socket's destination changes (urllib3's `_dns_host` during `_new_conn`); `host`,
+    the Host header, SNI and certificate verification keep the URL's name. Hosts without a pin
+    (private hosts allowed, or a proxy) resolve as usual.
+    """
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    class Pinned:
+        _dns_host: str
+
+        def _new_conn(self) -> Any:
+            addresses = pins.get(self._dns_host)
+            if not addresses:
+                return super()._new_conn()  # type: ignore[misc]
+            name, failure = self._dns_host, None
+            for address in addresses:  # like create_connection: the first that answers
+                self._dns_host = address
+                try:
+                    return super()._new_conn()  # type: ignore[misc]
+                except (NewConnectionError, ConnectTimeoutError) as exc:
+                    failure = exc
+                finally:
+                    self._dns_host = name
+            assert failure is not None
+            raise failure
+
+    class PinnedHTTPConnection(Pinned, HTTPConnection):
+        pass
+
+    class PinnedHTTPSConnection(Pinned, HTTPSConnection):
+        pass
+
+    class PinnedHTTPPool(HTTPConnectionPool):
+        ConnectionCls = PinnedHTTPConnection
+
+    class PinnedHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = PinnedHTTPSConnection
+
+    class PinnedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": PinnedHTTPPool, "https": PinnedHTTPSPool}
+
+    return PinnedAdapter(pool_connections=16, pool_maxsize=pool_maxsize, max_retries=0)
 
 
 def verify_image(path: Path, config: DownloadConfig) -> tuple[str, int, int, str]:
@@ -176,17 +263,16 @@ class Downloader:
             lambda: threading.BoundedSemaphore(max(1, config.per_host))
         )
         self._guard = threading.Lock()
+        self._pins = _Pins()
 
     # ---- one URL ----------------------------------------------------------------------------
     def _session(self) -> Any:
         import requests
-        from requests.adapters import HTTPAdapter
 
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
-            pool = max(4, self.config.per_host)
-            adapter = HTTPAdapter(pool_connections=16, pool_maxsize=pool, max_retries=0)
+            adapter = _pinned_adapter(self._pins, pool_maxsize=max(4, self.config.per_host))
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers["User-Agent"] = USER_AGENT
@@ -233,7 +319,8 @@ class Downloader:
 
         current = url
         for _hop in range(self.config.max_redirects + 1):
-            check_url(current, self.config.allow_private_hosts)
+            addresses = check_url(current, self.config.allow_private_hosts)
+            self._pins.set(urlsplit(current).hostname or "", addresses)
             with self._host_lock(current):
                 try:
                     response = self._session().get(
@@ -244,6 +331,11 @@ class Downloader:
                     )
                 except requests.Timeout as exc:
                     raise _Retry("timeout", f"timed out: {type(exc).__name__}") from None
+                except requests.exceptions.SSLError as exc:
+                    # A bad certificate does not get better by asking again.
+                    verify = "CERTIFICATE_VERIFY_FAILED" in str(exc)
+                    reason = "certificate verify failed" if verify else "TLS handshake failed"
+                    raise _Rejected("http_error", f"{reason} for {urlsplit(current).hostname}") from None
                 except requests.RequestException as exc:
                     raise _Retry("http_error", f"connection failed: {type(exc).__name__}") from None
                 with response:
