@@ -232,6 +232,7 @@ class FakeCustomSearch(FakeServer):
         self.fail: list[int] = []
         self.ok_pages: Counter[tuple[str, int]] = Counter()
         self.echo_key = False  # a careless API: echoes the key into titles, links and errors
+        self.outage_after: int | None = None  # after this many good answers: 503 from then on
 
     def reset_quota(self, quota: int | None = None) -> None:
         with self.lock:
@@ -247,8 +248,9 @@ class FakeCustomSearch(FakeServer):
                 bad["error"]["message"] += f" (key {get.get('key')})"
             return _json(400, bad)
         with self.lock:
-            if self.fail:
-                status = self.fail.pop(0)
+            outage = self.outage_after is not None and self.served >= self.outage_after
+            if self.fail or outage:
+                status = self.fail.pop(0) if self.fail else 503
                 message = f"Backend Error (request key={get.get('key')})"  # a careless server echoes the key
                 return _json(status, google_error(status, message, "UNAVAILABLE", "backendError"))
             if self.quota is not None and self.served >= self.quota:

@@ -7,6 +7,7 @@ import json
 import socket
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -418,3 +419,79 @@ def test_pinned_https_keeps_sni_and_certificate_checks(
         assert "certificate" in (by_address.error or "")
     finally:
         tls.stop()
+
+
+# ---- rate limits and outages ------------------------------------------------------------------------
+
+
+def openverse_config(tmp_path: Path, server: FakeOpenverse, **kwargs: object) -> ScrapeConfig:
+    base: dict[str, object] = {
+        "queries": ["cozy home office"],
+        "provider": "openverse",
+        "per_query": 60,
+        "out": tmp_path / "raw",
+        "api_endpoint": server.url,
+        "download": PRIVATE_OK,
+    }
+    base.update(kwargs)
+    return ScrapeConfig(**base)  # type: ignore[arg-type]
+
+
+def test_a_long_rate_limit_pauses_without_using_up_the_day(
+    tmp_path: Path, host: ImageHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = FakeOpenverse(lambda q, i: f"{host.url}/good/{i % 12}?ov={i}", total=60).start()
+    try:
+        config = openverse_config(tmp_path, server)
+        monkeypatch.setenv("OFFICESCORE_NOW", "2026-03-01T10:00:00Z")
+        server.throttle = []
+        first_page = scrape(replace(config, per_query=20))  # page 1 of 3
+        assert first_page.pages == 1
+        server.throttle = [200]  # longer than the run waits, far shorter than a day
+        paused = scrape(config)
+        assert (paused.stop_reason, paused.calls, paused.pages) == ("rate_limited", 1, 0)
+        assert (paused.next_query, paused.next_page) == ("cozy home office", 2)
+        assert not paused.quota.exhausted and paused.quota.remaining == 98
+        assert paused.quota.to_dict()["retry_after"] == "2026-03-01T10:03:20+00:00"
+        assert "until 2026-03-01 10:03:20 UTC" in paused.message and "not used up" in paused.message
+        assert status(config).quota[0].retry_at is not None
+
+        monkeypatch.setenv("OFFICESCORE_NOW", "2026-03-01T10:03:00Z")  # still inside the pause
+        assert scrape(config).calls == 0
+        monkeypatch.setenv("OFFICESCORE_NOW", "2026-03-01T10:03:21Z")  # same UTC day, pause over
+        resumed = scrape(config)
+        assert (resumed.stop_reason, resumed.pages) == ("done", 2)
+        pages = [q["page"][0] for _, path, q, _ in server.requests if path == "/v1/images/"]
+        assert pages == ["1", "2", "2", "3"]  # the throttled call was repeated, nothing else
+    finally:
+        server.stop()
+
+
+def test_endless_short_rate_limits_pause_instead_of_spending_the_quota(
+    tmp_path: Path, host: ImageHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = FakeOpenverse(lambda q, i: f"{host.url}/good/{i % 12}?ov={i}", total=20).start()
+    server.throttle = [0] * 50
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-03-01T10:00:00Z")
+    try:
+        result = scrape(openverse_config(tmp_path, server))
+    finally:
+        server.stop()
+    assert result.stop_reason == "rate_limited" and result.calls == 6  # 1 + 5 waits, then a pause
+    assert result.quota.to_dict()["retry_after"] == "2026-03-01T10:01:00+00:00"
+
+
+def test_a_failing_search_still_downloads_what_was_found(tmp_path: Path, google: FakeCustomSearch) -> None:
+    google.outage_after = 1  # page 1 answers, then the API is down (and echoes the key)
+    config = google_config(tmp_path, google, queries=["desk"], per_query=30, api_retries=1)
+    with pytest.raises(ProviderError) as failure:
+        scrape(config)
+    message = str(failure.value)
+    assert "503" in message and KEY not in message
+    assert "Before it failed: 1 page(s) searched (3 API call(s)), 10 new result(s)" in message
+    assert "10 image(s) kept this run" in message
+    assert {row["status"] for row in rows(config.out)} == {"ok"}  # nothing left pending
+    google.outage_after = None
+    again = scrape(config)
+    assert (again.stop_reason, again.pages) == ("done", 2)
+    assert sorted(google.ok_pages) == [("desk", 1), ("desk", 11), ("desk", 21)]

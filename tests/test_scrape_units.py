@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -166,3 +166,15 @@ def test_queries_files_and_default_list(tmp_path: Path) -> None:
 def test_hosts_are_interleaved() -> None:
     items = [(1, "http://a/1"), (2, "http://a/2"), (3, "http://a/3"), (4, "http://b/1"), (5, "http://c/1")]
     assert [key for key, _ in _interleave_hosts(items)] == [1, 4, 5, 2, 3]
+
+
+def test_retry_after_header_forms() -> None:
+    from email.utils import format_datetime
+
+    from officescore.scrape.providers import retry_after_seconds
+
+    assert retry_after_seconds("120") == 120.0 and retry_after_seconds(" 0 ") == 0.0
+    assert retry_after_seconds(None) == 60.0 and retry_after_seconds("soon") == 60.0
+    later = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=300)
+    assert 290 <= retry_after_seconds(format_datetime(later, usegmt=True)) <= 300
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # already past

@@ -114,7 +114,7 @@ def _run(config: ScrapeConfig, json_output: bool) -> None:
     if json_output:
         print_json(result.to_dict())
         return
-    style = "yellow" if result.stop_reason == "quota" else "green"
+    style = "green" if result.stop_reason == "done" else "yellow"
     console.print(f"[{style}]{result.message}[/{style}]", soft_wrap=True)
     if result.downloads:
         parts = ", ".join(f"{k} {v}" for k, v in sorted(result.downloads.items()))
@@ -159,9 +159,10 @@ def _status(config: ScrapeConfig, json_output: bool) -> None:
     console.print(table)
     for state in report.quota:
         word = "used up" if state.exhausted else f"{state.remaining} left"
+        pause = f"; rate-limited until {state.retry_text()}" if state.retry_at else ""
         console.print(
             f"quota {state.provider} {state.day}: {state.calls}/{state.limit} calls, {word}; "
-            f"next day starts {state.resets_text()}",
+            f"next day starts {state.resets_text()}{pause}",
             soft_wrap=True,
         )
 

@@ -181,6 +181,21 @@ class Manifest:
                 (provider, day, when),
             )
 
+    def retry_after(self, provider: str) -> str | None:
+        """ISO time before which the provider asked not to be called again (a rate limit)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (f"retry_after:{provider}",)).fetchone()
+        return str(row["value"]) if row else None
+
+    def set_retry_after(self, provider: str, when: str | None) -> None:
+        with self.transaction() as db:
+            if when is None:
+                db.execute("DELETE FROM meta WHERE key=?", (f"retry_after:{provider}",))
+            else:
+                db.execute(
+                    "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (f"retry_after:{provider}", when),
+                )
+
     # ---- pages and results --------------------------------------------------------------------
     def progress(self, provider: str, query: str, filters: str) -> QueryProgress:
         row = self.db.execute(

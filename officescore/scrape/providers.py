@@ -20,7 +20,8 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timezone, tzinfo
+from datetime import datetime, timezone, tzinfo
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Protocol
 
 from officescore.errors import ConfigError, QuotaExhaustedError, UserError
@@ -143,6 +144,22 @@ class Scrubber:
         for value in self._secrets:
             text = text.replace(value, "***")
         return text
+
+
+def retry_after_seconds(value: str | None, default: float = 60.0) -> float:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date; `default` if absent/garbled."""
+    if not value:
+        return default
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def _int(value: Any) -> int | None:
@@ -415,11 +432,9 @@ class OpenverseProvider:
             raise TransientError(f"Openverse unreachable: {type(exc).__name__}") from None
         status = response.status_code
         if status == 429:
-            wait = _int(response.headers.get("Retry-After"))
-            wait = 60 if wait is None else max(0, wait)
-            if wait > 300:  # a daily (sustained) limit rather than a burst limit
-                raise QuotaExhaustedError(f"Openverse rate limit reached; it asks to wait {wait}s")
-            raise RateLimited(float(wait))
+            # Openverse's limits (a per-minute burst, a per-day sustained rate) are rolling windows,
+            # not calendar days: the wait it asks for is the truth, whatever its length.
+            raise RateLimited(retry_after_seconds(response.headers.get("Retry-After")))
         if status >= 500:
             raise TransientError(f"Openverse answered HTTP {status}")
         if status in (401, 403):

@@ -53,6 +53,7 @@ class QuotaState:
     limit: int
     exhausted: bool
     resets_at: datetime
+    retry_at: datetime | None = None  # a rate limit asked us to wait until then (not the quota)
 
     @property
     def remaining(self) -> int:
@@ -73,4 +74,10 @@ class QuotaState:
             "exhausted": self.exhausted,
             "resets_at": self.resets_at.isoformat(),
             "resets_at_utc": self.resets_at.astimezone(timezone.utc).isoformat(),
+            "retry_after": self.retry_at.astimezone(timezone.utc).isoformat() if self.retry_at else None,
         }
+
+    def retry_text(self) -> str:
+        """'2026-03-01 10:03:20 UTC': when a rate-limited provider may be called again."""
+        assert self.retry_at is not None
+        return f"{self.retry_at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"

@@ -8,7 +8,10 @@ A scrape is two phases over one manifest:
 2. download: every result still `pending` (from this run or an earlier one) is fetched,
    verified, deduplicated and stored as images/<sha256>.<ext>.
 
-Stopping because the quota is used up is a normal end (stop_reason "quota"), not an error.
+Stopping because the quota is used up (stop_reason "quota") or because the provider asked for a
+longer pause than we wait for (stop_reason "rate_limited": the time is kept in the manifest and no
+call is made before it) is a normal end, not an error. A search that keeps failing still lets the
+run download what earlier pages found before the error is raised.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,15 @@ QUOTA_ZONES: dict[str, tzinfo] = {"google": clock.PACIFIC, "openverse": timezone
 IMAGES_DIR = "images"
 LOCK_NAME = ".scrape.lock"
 MAX_RATE_LIMIT_WAIT = 120.0  # seconds; a longer wait ends the search phase instead
+MAX_RATE_LIMITED = 5  # rate-limit answers in a row for one page before the run pauses anyway
+
+
+class _Stop(Exception):
+    """Ends the search phase normally: the quota is used up or a rate limit asks for a long pause."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def default_queries() -> list[str]:
@@ -149,7 +161,7 @@ def make_provider(config: ScrapeConfig) -> ImageProvider:
 class ScrapeResult:
     provider: str
     out: Path
-    stop_reason: str  # "done" (every query has its pages) or "quota" (the day's quota is used up)
+    stop_reason: str  # "done" (every query has its pages), "quota" (used up) or "rate_limited"
     calls: int  # API calls made by this run
     pages: int  # pages fetched by this run
     new_results: int
@@ -186,7 +198,20 @@ def quota_state(manifest: Manifest, provider: ImageProvider | str, limit: int) -
     when = clock.now()
     day = clock.quota_day(tz, when).isoformat()
     calls, exhausted = manifest.quota(name, day)
-    return QuotaState(name, day, calls, limit, exhausted or calls >= limit, clock.next_reset(tz, when))
+    retry_at = _parse_time(manifest.retry_after(name))
+    if retry_at is not None and retry_at <= when:
+        retry_at = None
+    resets = clock.next_reset(tz, when)
+    return QuotaState(name, day, calls, limit, exhausted or calls >= limit, resets, retry_at)
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None  # a hand-edited manifest: ignore the pause rather than fail
 
 
 @contextmanager
@@ -242,12 +267,10 @@ class _Run:
                 if progress.complete(wanted):
                     continue
                 while page <= wanted:
-                    if quota_state(self.manifest, provider, config.daily_quota).exhausted:
-                        self.stop_reason, self.next_query, self.next_page = "quota", query, page
-                        return
-                    last = self.fetch_page(query, page)
-                    if last is None:  # quota answer from the provider
-                        self.stop_reason, self.next_query, self.next_page = "quota", query, page
+                    try:
+                        last = self.fetch_page(query, page, stage)
+                    except _Stop as stop:
+                        self.stop_reason, self.next_query, self.next_page = stop.reason, query, page
                         return
                     stage.advance(1, status=f"{query!r} p{page}")
                     if last:
@@ -255,25 +278,32 @@ class _Run:
                         break
                     page += 1
 
-    def fetch_page(self, query: str, page: int) -> bool | None:
-        """Fetch and record one page; returns its `last` flag, or None when the quota ran out."""
+    def fetch_page(self, query: str, page: int, stage: Any = None) -> bool:
+        """Fetch and record one page; returns its `last` flag. Raises _Stop to end the search."""
         provider, manifest = self.provider, self.manifest
-        attempt = 0
+        attempt = limited = 0
         while True:
             state = quota_state(manifest, provider, self.config.daily_quota)
             if state.exhausted:
-                return None
+                raise _Stop("quota")
+            if state.retry_at is not None:
+                raise _Stop("rate_limited")
             manifest.spend_call(provider.name, state.day, clock.now().isoformat())
             self.calls += 1
             try:
                 result = provider.search(query, page)
             except QuotaExhaustedError:
                 manifest.mark_exhausted(provider.name, state.day, clock.now().isoformat())
-                return None
+                raise _Stop("quota") from None
             except RateLimited as exc:
-                if exc.seconds > MAX_RATE_LIMIT_WAIT:
-                    manifest.mark_exhausted(provider.name, state.day, clock.now().isoformat())
-                    return None
+                # A rate limit is not the daily quota: the day stays open, only this pause is kept.
+                limited += 1
+                if exc.seconds > MAX_RATE_LIMIT_WAIT or limited > MAX_RATE_LIMITED:
+                    until = clock.now() + timedelta(seconds=max(exc.seconds, 60.0 if limited > 1 else 1.0))
+                    manifest.set_retry_after(provider.name, until.isoformat())
+                    raise _Stop("rate_limited") from None
+                if stage is not None:
+                    stage.log(f"{provider.name} rate limit: waiting {exc.seconds:.0f}s")
                 time.sleep(exc.seconds)
                 continue
             except TransientError as exc:
@@ -375,10 +405,16 @@ def scrape(config: ScrapeConfig, reporter: Reporter = SILENT) -> ScrapeResult:
         if removed:
             notices.append(f"removed {removed} partial download(s) left by an interrupted run")
         run = _Run(config, manifest, provider, reporter)
-        run.search_all(notices)
+        failure: ProviderError | None = None
+        try:
+            run.search_all(notices)
+        except ProviderError as exc:  # the search keeps failing: still download what was found
+            failure = exc
         outcomes = run.download_pending(images)
         state = quota_state(manifest, provider, config.daily_quota)
         kept_total = manifest.status_counts().get(KEPT, 0)
+    if failure is not None:
+        raise ProviderError(f"{failure}. Before it failed: {_collected(run, outcomes, kept_total)}") from None
     message = _summary(run, outcomes, kept_total, state)
     return ScrapeResult(
         provider=provider.name,
@@ -397,11 +433,22 @@ def scrape(config: ScrapeConfig, reporter: Reporter = SILENT) -> ScrapeResult:
     )
 
 
-def _summary(run: _Run, outcomes: Counter[str], kept_total: int, state: QuotaState) -> str:
-    got = (
+def _collected(run: _Run, outcomes: Counter[str], kept_total: int) -> str:
+    return (
         f"{run.pages} page(s) searched ({run.calls} API call(s)), {run.new_results} new result(s), "
         f"{outcomes.get(KEPT, 0)} image(s) kept this run, {kept_total} in total"
     )
+
+
+def _summary(run: _Run, outcomes: Counter[str], kept_total: int, state: QuotaState) -> str:
+    got = _collected(run, outcomes, kept_total)
+    if run.stop_reason == "rate_limited":
+        until = f"until {state.retry_text()}" if state.retry_at else "for a moment"
+        return (
+            f"Paused: {state.provider} asked for a pause (rate limit) {until}; the day's quota is not "
+            f"used up ({state.calls}/{state.limit} calls). {got}. Run the same command again after "
+            f"that to continue at {run.next_query!r} page {run.next_page}."
+        )
     if run.stop_reason == "quota":
         return (
             f"Stopped: the {state.provider} quota for {state.day} is used up ({state.calls}/{state.limit} "
