@@ -326,6 +326,56 @@ def test_bad_inputs_raise_data_errors(tmp_path: Path) -> None:
         evaluate_coco(gt, [], iou_thresholds=[1.5])
 
 
+def _broken(target: str, key: str, value: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    gt, preds = gt_doc([(1, 1, BOX_A, 0), (1, 2, BOX_B, 1)], n_images=1), [det(1, 1, BOX_A)]
+    item = {"image": gt["images"][0], "ann": gt["annotations"][1], "cat": gt["categories"][0]}.get(target)
+    (item if item is not None else preds[0])[key] = value
+    return gt, preds
+
+
+@pytest.mark.parametrize(
+    ("target", "key", "value", "message"),
+    [
+        ("image", "id", [1], "integer id"),
+        ("image", "height", "x", "height/width"),
+        ("image", "width", float("nan"), "height/width"),
+        ("cat", "id", {"a": 1}, "unique integer id"),
+        ("ann", "image_id", [1], "integer id, image_id"),
+        ("ann", "iscrowd", [1], "iscrowd"),
+        ("ann", "segmentation", None, "not COCO RLE"),
+        ("ann", "segmentation", {"size": [H, W], "counts": "zzzz0"}, "RLE counts"),
+        ("ann", "segmentation", {"size": [H, W], "counts": [5, 5]}, "do not add up"),
+        ("ann", "segmentation", [[]], "polygons must be"),
+        ("pred", "image_id", [1], "integer image_id"),
+        ("pred", "segmentation", {"size": "ab", "counts": 5}, "not COCO RLE"),
+        ("pred", "segmentation", [[1, 2, float("nan"), 4, 5, 6]], "polygons must be"),
+        ("pred", "segmentation", {"size": [H, W], "counts": ["x"]}, "RLE counts"),
+    ],
+)
+def test_malformed_ground_truth_or_results_give_data_errors(
+    target: str, key: str, value: Any, message: str
+) -> None:
+    """Other tools' files reach pycocotools only once checked: a DataError, never a crash inside it."""
+    gt, preds = _broken(target, key, value)
+    with pytest.raises(DataError, match=message):
+        evaluate_coco(gt, preds)
+
+
+def test_random_damage_to_eval_inputs_never_crashes() -> None:
+    import random
+
+    weird: list[Any] = [None, 0, -1, float("nan"), "x", [], {}, [1], [[1]], True, 2**70, 1.5, {"a": 1}]
+    rng = random.Random(0)
+    base_gt, base_preds = noisy_set(seed=1, n_images=3)
+    for _ in range(150):
+        gt, preds = copy.deepcopy(base_gt), copy.deepcopy(base_preds)
+        section = rng.choice([gt["images"], gt["annotations"], gt["categories"], preds])
+        item = rng.choice(section)
+        item[rng.choice([*item, "segmentation"])] = copy.deepcopy(rng.choice(weird))
+        with contextlib.suppress(DataError):  # anything else fails the test
+            evaluate_coco(gt, preds)
+
+
 def test_metrics_document_schema() -> None:
     gt, preds = noisy_set(seed=2, n_images=4)
     doc = evaluate_coco(gt, preds, iou_thresholds=[0.3])
