@@ -66,6 +66,10 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
         (["--status", "--export", "out"], {}, "separate actions"),
         (["-q", "desk", "--safe", "maybe"], {"GCS_DEVELOPER_KEY": "k", "GCS_CX": "c"}, "--safe"),
         (["-q", "d", "--provider", "openverse"], {"OFFICESCORE_NOW": "yesterday"}, "OFFICESCORE_NOW"),
+        (["-q", "d", "--provider", "openverse", "--out", "afile"], {}, "is a file"),
+        (["--queries", "binary.txt"], {}, "not a UTF-8 text file"),
+        (["--queries", "."], {}, "cannot read queries file"),
+        (["--export", "afile"], {"_manifest": "1"}, "is a file"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(
@@ -76,6 +80,12 @@ def test_user_errors_exit_2_with_one_line(
     env: dict[str, str],
     expected: str,
 ) -> None:
+    (cwd / "afile").write_text("not a folder")
+    (cwd / "binary.txt").write_bytes(b"\xff\xfe\x00garbage\x80\x81")
+    if env.pop("_manifest", None):
+        from officescore.scrape.manifest import Manifest
+
+        Manifest.open(cwd / "data" / "raw").close()  # an empty manifest in the default --out
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     code, out, err = run_cli(args, capsys)
@@ -201,3 +211,34 @@ def kept(out: Path) -> int:
             db.close()
     except sqlite3.Error:
         return 0  # not created yet
+
+
+def test_status_lists_only_queries_that_belong_to_the_folder(
+    cwd: Path, capsys: pytest.CaptureFixture[str], host: ImageHost
+) -> None:
+    server = FakeOpenverse(lambda q, i: f"{host.url}/good/{i % 12}?i={i}", total=20).start()
+    common = ["--provider", "openverse", "--out", "raw dir", "--min-size", "64"]
+    try:
+        code, _, err = run_cli(
+            ["-q", "desk", *common, "--api-endpoint", server.url, "--allow-private-hosts"], capsys
+        )
+    finally:
+        server.stop()
+    assert code == 0, err
+    # No -q: the default list is not this folder's, so it is not shown as 12 untouched queries.
+    code, out, _ = run_cli([*common, "--status", "--json"], capsys)
+    assert code == 0 and [row["query"] for row in json.loads(out)["queries"]] == ["desk"]
+    code, out, _ = run_cli([*common, "--status", "--json", "-q", "reading nook"], capsys)
+    assert [(row["query"], row["pages"]) for row in json.loads(out)["queries"]] == [
+        ("desk", 1),
+        ("reading nook", 0),
+    ]
+    code, out, _ = run_cli([*common, "--status"], capsys)
+    assert "next day starts 20" in out and out.count(" UTC") == 1  # a UTC day is named once
+
+    code, out, _ = run_cli(["--out", "raw dir", "--export", "for labelling", "--json"], capsys)
+    exported = json.loads(out)
+    assert code == 0 and exported["kept"] == 12
+    for name in ("csv", "attribution", "image_list"):
+        assert Path(exported[name]).stat().st_mode & 0o777 == 0o644  # shareable, not private temp files
+    assert "image/jpeg" in Path(exported["csv"]).read_text() and "image/jpg," not in out

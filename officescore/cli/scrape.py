@@ -78,6 +78,7 @@ def scrape(
         chosen += read_queries(queries)
     config = ScrapeConfig(
         queries=list(dict.fromkeys(chosen)) or default_queries(),
+        default_query_list=not chosen,
         provider=provider,
         per_query=per_query,
         daily_quota=daily_quota,
@@ -139,7 +140,9 @@ def _status(config: ScrapeConfig, json_output: bool) -> None:
     for column in columns if one else ["provider", *columns]:
         left = column in ("provider", "query")
         table.add_column(
-            column, justify="left" if left else "right", min_width=20 if column == "query" else None
+            column,
+            justify="left" if left else "right",
+            min_width=(20 if one else 14) if column == "query" else None,
         )
     for row in report.queries:
         counts = row["by_status"]

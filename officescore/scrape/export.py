@@ -96,13 +96,27 @@ def _attribution_entry(row: Any, path: str) -> str:
     return "\n".join(lines)
 
 
+def _write(path: Path, data: bytes) -> None:
+    """Atomic, and readable by others: these files are meant to be shared with a labelling tool."""
+    try:
+        atomic_write_bytes(path, data)
+        path.chmod(0o644)  # the temp file behind the atomic write is private (0600)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def export(raw_dir: Path, folder: Path) -> ExportResult:
     """Write manifest.csv, ATTRIBUTION.md and images.txt for the scrape in `raw_dir` into `folder`."""
     raw_dir, folder = Path(raw_dir), Path(folder)
     path = raw_dir / MANIFEST_NAME
     if not path.is_file():
         raise ConfigError(f"no manifest at {path}: scrape into {raw_dir} first (or pass the right --out)")
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--export {folder} is a file; give a folder to write the export into")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create export folder {folder}: {exc.strerror or exc}") from None
     with Manifest(path) as manifest:
         rows = list(manifest.rows())
     kept = [row for row in rows if row["status"] == "ok" and row["path"]]
@@ -115,7 +129,7 @@ def export(raw_dir: Path, folder: Path) -> ExportResult:
         values[RESULT_COLUMNS.index("path")] = _relative(raw_dir, row["path"], folder)
         writer.writerow(["" if v is None else v for v in values])
     csv_path = folder / "manifest.csv"
-    atomic_write_bytes(csv_path, buffer.getvalue().encode("utf-8"))
+    _write(csv_path, buffer.getvalue().encode("utf-8"))
 
     entries = [_attribution_entry(row, _relative(raw_dir, row["path"], folder)) for row in kept]
     header = (
@@ -124,10 +138,10 @@ def export(raw_dir: Path, folder: Path) -> ExportResult:
         "credit each one as its licence requires.\n"
     )
     attribution = folder / "ATTRIBUTION.md"
-    atomic_write_bytes(attribution, (header + "\n" + "\n\n".join(entries) + "\n").encode("utf-8"))
+    _write(attribution, (header + "\n" + "\n\n".join(entries) + "\n").encode("utf-8"))
 
     # One path per line: CVAT, Label Studio and Roboflow all take a plain list of files to upload.
     image_list = folder / "images.txt"
     listing = "".join(_relative(raw_dir, row["path"], folder) + "\n" for row in kept)
-    atomic_write_bytes(image_list, listing.encode("utf-8"))
+    _write(image_list, listing.encode("utf-8"))
     return ExportResult(folder, csv_path, attribution, image_list, len(rows), len(kept))

@@ -38,6 +38,7 @@ GOOGLE_PAGE = 10  # the API's maximum `num`
 GOOGLE_CAP = 100  # start + num may never exceed this
 IMG_SIZES = ("icon", "small", "medium", "large", "xlarge", "xxlarge", "huge")
 SAFE_VALUES = ("active", "off")
+MIME_SUBTYPES = {"jpg": "jpeg", "tif": "tiff", "svg": "svg+xml"}
 
 # Google's rights filter -> Openverse licence codes, so one --rights flag works for both.
 RIGHTS_TO_OPENVERSE = {
@@ -160,6 +161,14 @@ def retry_after_seconds(value: str | None, default: float = 60.0) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _mime(filetype: Any) -> str | None:
+    """Openverse's `filetype` ("jpg", "png", ...) as a media type."""
+    if not filetype:
+        return None
+    kind = str(filetype).lower()
+    return "image/" + MIME_SUBTYPES.get(kind, kind)
 
 
 def _int(value: Any) -> int | None:
@@ -471,7 +480,7 @@ class OpenverseProvider:
                     title=item.get("title"),
                     width=_int(item.get("width")),
                     height=_int(item.get("height")),
-                    mime=f"image/{filetype}" if filetype else None,
+                    mime=_mime(filetype),
                     license=item.get("license"),
                     license_version=item.get("license_version"),
                     license_url=item.get("license_url"),

@@ -62,6 +62,8 @@ class QuotaState:
     def resets_text(self) -> str:
         """'2026-03-02 00:00 PST (08:00 UTC)': when the next quota day begins."""
         utc = self.resets_at.astimezone(timezone.utc)
+        if self.resets_at.utcoffset() == utc.utcoffset():  # a UTC quota day: say it once
+            return f"{utc:%Y-%m-%d %H:%M} UTC"
         return f"{self.resets_at:%Y-%m-%d %H:%M %Z} ({utc:%Y-%m-%d %H:%M} UTC)"
 
     def to_dict(self) -> dict[str, object]:

@@ -74,6 +74,8 @@ def read_queries(path: Path) -> list[str]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read queries file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a UTF-8 text file (one query per line)") from None
     queries = [line.strip() for line in text.splitlines()]
     queries = [q for q in queries if q and not q.startswith("#")]
     if not queries:
@@ -101,6 +103,8 @@ class ScrapeConfig:
     google_cx: str | None = field(default=None, repr=False)
     openverse_client_id: str | None = field(default=None, repr=False)
     openverse_client_secret: str | None = field(default=None, repr=False)
+    # True when `queries` is the package's default list rather than the user's -q / --queries.
+    default_query_list: bool = False
 
     def validate(self) -> None:
         if self.provider not in PROVIDERS:
@@ -217,8 +221,13 @@ def _parse_time(text: str | None) -> datetime | None:
 @contextmanager
 def _exclusive(out: Path) -> Iterator[None]:
     """One scrape per output folder at a time: two would pay for the same pages."""
-    out.mkdir(parents=True, exist_ok=True)
-    handle = open(out / LOCK_NAME, "a+")  # noqa: SIM115 - held for the whole run
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for images/ and manifest.sqlite")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / LOCK_NAME, "a+")  # noqa: SIM115 - held for the whole run
+    except OSError as exc:
+        raise ConfigError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
     try:
         try:
             import fcntl
@@ -488,7 +497,12 @@ def status(config: ScrapeConfig) -> ScrapeStatus:
     with Manifest(path) as manifest:
         table = manifest.query_table()
         seen = {(row["provider"], row["query"], row["filters"]) for row in table}
-        for query in config.queries:
+        listed = config.queries
+        if config.default_query_list and not any(
+            (config.provider, query, provider_filters) in seen for query in listed
+        ):
+            listed = []  # this folder was scraped with the user's own queries: no default-list noise
+        for query in listed:
             if (config.provider, query, provider_filters) not in seen:
                 table.append(
                     {
