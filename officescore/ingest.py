@@ -23,11 +23,13 @@ from officescore.errors import BadImageError, DataError
 from officescore.files import sha256_file
 from officescore.images import load_image
 from officescore.ingest_checks import (
+    IGNORE_REGION,
     Categories,
     CleanAnnotation,
     ImageRecord,
     Problem,
     annotation_id_problem,
+    box_region,
     check_box,
     check_categories,
     check_crowd,
@@ -204,14 +206,23 @@ def _check_annotations(
             continue
         if id_issue:
             problem(id_issue[0], id_issue[1], "renumbered")
-        rle = check_segmentation(ann, image.width, image.height, problem)
-        if rle is None:
-            continue
-        if masks.area(rle) == 0:
-            problem("empty_mask", "mask covers no pixels inside the image", "dropped")
-            continue
-        check_box(ann, problem)
-        iscrowd = check_crowd(ann, problem)
+        notes: list[tuple[str, str, str]] = []
+        rle = check_segmentation(ann, image.width, image.height, lambda *note, _n=notes: _n.append(note))
+        if rle is not None and masks.area(rle) == 0:
+            notes.append(("empty_mask", "mask covers no pixels inside the image", "dropped"))
+            rle = None
+        if rle is None:  # unusable mask: its box, if any, becomes an ignore region
+            rle = box_region(ann, image.width, image.height)
+            for kind, what, action in notes:
+                problem(kind, what, IGNORE_REGION if rle is not None and action == "dropped" else action)
+            if rle is None:
+                continue
+            iscrowd = 1
+        else:
+            for note in notes:
+                problem(*note)
+            check_box(ann, problem)
+            iscrowd = check_crowd(ann, problem)
         image.annotations.append(
             CleanAnnotation(ann_label, image.key, categories.names[category_key], rle, iscrowd)
         )
@@ -231,7 +242,8 @@ def _choose_classes(
                 f"the export has: {', '.join(categories.order)}"
             )
         return list(dict.fromkeys(wanted))
-    used = {a.class_name for image in images.values() for a in image.annotations}
+    # A class with only ignore regions has nothing to learn from.
+    used = {a.class_name for image in images.values() for a in image.annotations if not a.iscrowd}
     return [name for name in categories.order if name in used]
 
 
@@ -298,7 +310,10 @@ def ingest_export(
 
     chosen = _choose_classes(images, categories, classes)
     if not chosen:
-        raise DataError(f"{export}: no usable annotations left after the checks, so no classes to train")
+        raise DataError(
+            f"{export}: no annotation with a usable mask left after the checks, so nothing to train "
+            "(Mask R-CNN needs segmentation masks, not boxes alone; export polygons or masks)"
+        )
     excluded = 0
     for image in images.values():
         before = len(image.annotations)

@@ -4,8 +4,10 @@ Each check returns clean values plus `Problem` records saying what was wrong and
 Nothing here touches the output folder; `officescore.ingest` orchestrates and writes.
 
 Decisions worth knowing (see docs/ARCHITECTURE.md, "ingest"):
-- An annotation with a box but no segmentation is dropped: Mask R-CNN needs a mask, and a box-shaped
-  mask would teach the mask head wrong shapes.
+- An annotation with a box but no usable segmentation (missing, empty, malformed, wrong size) becomes an
+  ignore region (iscrowd 1, its box as the mask): never a training target, since a box-shaped mask would
+  teach the mask head wrong shapes, but evaluation does not count a detection of that object as a
+  false alarm. Without a usable box as well, it is dropped.
 - A polygon with fewer than 3 points, an odd number of coordinates or non-finite numbers is dropped;
   the annotation survives if another polygon is left.
 - Polygons reaching outside the image are clipped to it (Sutherland-Hodgman, then rasterised).
@@ -345,6 +347,35 @@ def check_segmentation(ann: dict[str, Any], width: int, height: int, problem: An
         return rle
     problem("segmentation_invalid", f"segmentation of type {type(seg).__name__}", "dropped")
     return None
+
+
+IGNORE_REGION = "its box kept as an ignore region (iscrowd 1): evaluation only, not a training target"
+
+
+def box_region(ann: dict[str, Any], width: int, height: int) -> Rle | None:
+    """The annotation's box, clipped to the image and widened to whole pixels, as a mask.
+
+    Used when the mask is missing or unusable but the box is fine: the object is there, so as an
+    ignore region it keeps evaluation from calling a correct detection of it a false alarm.
+    None when there is no usable box.
+    """
+    bbox = ann.get("bbox")
+    if not (
+        isinstance(bbox, list)
+        and len(bbox) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+        and bbox[2] > 0
+        and bbox[3] > 0
+    ):
+        return None
+    x, y, w, h = (float(v) for v in bbox)
+    x0, y0 = max(0, math.floor(x)), max(0, math.floor(y))
+    x1, y1 = min(width, math.ceil(x + w)), min(height, math.ceil(y + h))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[y0:y1, x0:x1] = 1
+    return masks.encode(mask)
 
 
 def check_box(ann: dict[str, Any], problem: Any) -> None:

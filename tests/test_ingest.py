@@ -217,6 +217,8 @@ def _duplicate_annotation_id(root: Path, coco: Coco) -> None:
     coco["annotations"][1]["id"] = coco["annotations"][0]["id"]
 
 
+IGNORED = "ignore region"  # the box of an annotation with an unusable mask, kept for evaluation only
+
 # (id, mutation, problem kind or None, action contains, images kept, annotations kept, extra check)
 BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
     (
@@ -290,26 +292,26 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
         "polygon_two_points",
         _set(_polygon_ann, segmentation=[[1, 1, 20, 20]]),
         "polygon_too_short",
-        "dropped",
+        IGNORED,
         6,
-        11,
+        12,
     ),
-    ("polygon_odd", _set(_polygon_ann, segmentation=[[1, 1, 20, 1, 20]]), "polygon_odd", "dropped", 6, 11),
+    ("polygon_odd", _set(_polygon_ann, segmentation=[[1, 1, 20, 1, 20]]), "polygon_odd", IGNORED, 6, 12),
     (
         "polygon_not_numbers",
         _set(_polygon_ann, segmentation=[["a", 1, 2, 3, 4, 5]]),
         "polygon_invalid",
-        "dropped",
+        IGNORED,
         6,
-        11,
+        12,
     ),
     (
         "polygon_nan",
         _set(_polygon_ann, segmentation=[[float("nan"), 1, 20, 1, 20, 20]]),
         "polygon_invalid",
-        "dropped",
+        IGNORED,
         6,
-        11,
+        12,
     ),
     (
         "one_bad_polygon_of_two",
@@ -327,26 +329,42 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
         6,
         11,
     ),
-    ("box_only", _set(_polygon_ann, segmentation=[]), "segmentation_missing", "dropped", 6, 11),
-    ("segmentation_wrong_type", _set(_polygon_ann, segmentation=7), "segmentation_invalid", "dropped", 6, 11),
+    ("box_only", _set(_polygon_ann, segmentation=[]), "segmentation_missing", IGNORED, 6, 12),
+    (
+        "box_only_without_area",
+        _set(_polygon_ann, segmentation=[], bbox=[5, 5, 0, 3]),
+        "segmentation_missing",
+        "dropped",
+        6,
+        11,
+    ),
+    (
+        "bad_mask_and_no_box",
+        _set(_polygon_ann, segmentation=7, bbox="x"),
+        "segmentation_invalid",
+        "dropped",
+        6,
+        11,
+    ),
+    ("segmentation_wrong_type", _set(_polygon_ann, segmentation=7), "segmentation_invalid", IGNORED, 6, 12),
     (
         "rle_size_mismatch",
         _set(
             _polygon_ann, segmentation={"size": [10, 10], "counts": masks.encode(np.ones((10, 10)))["counts"]}
         ),
         "rle_size",
-        "dropped",
+        IGNORED,
         6,
-        11,
+        12,
     ),
     (
         "rle_counts_garbage",
         # would make pycocotools write far past its buffer if decoded unchecked
         _set(_polygon_ann, segmentation={"size": [64, 96], "counts": "zzzzzzzz0000"}),
         "rle_invalid",
-        "dropped",
+        IGNORED,
         6,
-        11,
+        12,
     ),
     (
         "rle_counts_overflow",
@@ -355,17 +373,17 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
             segmentation={"size": [64, 96], "counts": masks.encode(np.ones((200, 200)))["counts"]},
         ),
         "rle_invalid",
-        "dropped",
+        IGNORED,
         6,
-        11,
+        12,
     ),
     (
         "rle_counts_list_short",
         _set(_polygon_ann, segmentation={"size": [64, 96], "counts": [10, 20]}),
         "rle_invalid",
-        "dropped",
+        IGNORED,
         6,
-        11,
+        12,
     ),
     ("box_no_area", _set(_polygon_ann, bbox=[5, 5, 0, 0]), "bbox_no_area", "recomputed from the mask", 6, 12),
     (
@@ -396,17 +414,17 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
         "polygon_entirely_outside",
         _set(_polygon_ann, segmentation=[[200, 200, 300, 200, 300, 300]]),
         "outside_image",
-        "dropped",
+        IGNORED,
         6,
-        11,
+        12,
     ),
     (
         "mask_empty",
         _set(_polygon_ann, segmentation=masks.encode(np.zeros((64, 96)))),
         "empty_mask",
-        "dropped",
+        IGNORED,
         6,
-        11,
+        12,
     ),
     ("iscrowd_invalid", _set(_polygon_ann, iscrowd="yes"), "iscrowd_invalid", "set to 1", 6, 12),
     ("category_no_name", _append("categories", {"id": 7}), "category_invalid", "dropped", 6, 12),
@@ -465,10 +483,53 @@ def test_broken_export(
         assert result.problems[0].what
     assert result.counts["images"] == n_images
     assert result.counts["annotations"] == n_annotations
+    if action == IGNORED:
+        assert result.counts["train"]["crowd"] + result.counts["val"]["crowd"] == 1
     _assert_normalised(tmp_path / "dataset")
     meta = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
     assert meta["problems"]["total"] == len(kinds)
     assert meta["problems"]["items"] == [p.to_dict() for p in result.problems]
+
+
+def test_box_only_annotation_becomes_an_ignore_region(tmp_path: Path) -> None:
+    """Box-only objects are not training targets, but evaluation must not punish detecting them."""
+    from officescore.dataset import OfficeDataset
+    from officescore.evaluate import evaluate_coco
+
+    coco = make_export(tmp_path, n_images=6)
+    ann = _ann_of(coco)
+    ann.update(segmentation=[], bbox=[80.5, 30.2, 40, 10])  # reaches past the right edge (96 px)
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset", val_fraction=0.5)
+    assert [p.kind for p in result.problems] == ["segmentation_missing"]
+    (crowd,) = [a for a in _all_annotations(tmp_path / "dataset") if a["iscrowd"]]
+    assert crowd["bbox"] == [80.0, 30.0, 16.0, 11.0]  # whole pixels covering the box, clipped
+
+    split = next(
+        s
+        for s in ("train", "val")
+        if any(a["iscrowd"] for a in _load(tmp_path / "dataset", s)["annotations"])
+    )
+    gt = _load(tmp_path / "dataset", split)
+    data = OfficeDataset(tmp_path / "dataset", split)
+    index = data.image_ids.index(crowd["image_id"])
+    assert len(data[index][1]["labels"]) == sum(
+        1 for a in gt["annotations"] if a["image_id"] == crowd["image_id"] and not a["iscrowd"]
+    )
+    # a correct detection of the box-only object is ignored, not a false alarm
+    perfect = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+        for a in gt["annotations"]
+    ]
+    doc = evaluate_coco(gt, perfect)
+    assert doc["bbox"]["fp"] == 0 and doc["bbox"]["map"] == pytest.approx(1.0)
+
+
+def test_box_only_export_is_refused_with_advice(tmp_path: Path) -> None:
+    coco = make_export(tmp_path, n_images=3)
+    for ann in coco["annotations"]:
+        ann["segmentation"] = []
+    with pytest.raises(DataError, match="needs segmentation masks"):
+        ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
 
 
 WEIRD_VALUES: list[Any] = [
