@@ -78,6 +78,8 @@ class IngestResult:
 def read_export(export: Path) -> dict[str, Any]:
     """The export as a dict with images/annotations/categories lists, or a DataError."""
     export = Path(export)
+    if export.is_dir():
+        raise DataError(f"{export}: is a folder; give the path of the COCO export (.json) inside it")
     if not export.is_file():
         raise DataError(f"{export}: no such file; give the path of the COCO export (.json)")
     try:
@@ -229,19 +231,20 @@ def _check_annotations(
     return on_dropped_images
 
 
-def _choose_classes(
-    images: dict[str, ImageRecord], categories: Categories, classes: Sequence[str] | None
-) -> list[str]:
-    """Classes in export-id order that have annotations, or exactly the requested ones."""
-    if classes is not None:
-        wanted = [c.strip() for c in classes if c.strip()]
-        unknown = [c for c in wanted if c not in categories.order]
-        if unknown or not wanted:
-            raise DataError(
-                f"unknown class(es) {', '.join(unknown) or '(none given)'}; "
-                f"the export has: {', '.join(categories.order)}"
-            )
-        return list(dict.fromkeys(wanted))
+def _requested_classes(categories: Categories, classes: Sequence[str]) -> list[str]:
+    """`--classes` checked against the export's categories (before any slow work)."""
+    wanted = [c.strip() for c in classes if c.strip()]
+    unknown = [c for c in wanted if c not in categories.order]
+    if unknown or not wanted:
+        raise DataError(
+            f"unknown class(es) {', '.join(unknown) or '(none given)'}; "
+            f"the export has: {', '.join(categories.order)}"
+        )
+    return list(dict.fromkeys(wanted))
+
+
+def _choose_classes(images: dict[str, ImageRecord], categories: Categories) -> list[str]:
+    """Classes in export-id order that have at least one real (non-crowd) instance."""
     # A class with only ignore regions has nothing to learn from.
     used = {a.class_name for image in images.values() for a in image.annotations if not a.iscrowd}
     return [name for name in categories.order if name in used]
@@ -297,6 +300,7 @@ def ingest_export(
     problems: list[Problem] = []
     categories, category_problems = check_categories(data["categories"])
     problems += category_problems
+    wanted = _requested_classes(categories, classes) if classes is not None else None
     images = _scan_images(data["images"], images_dir, problems, reporter)
     listed_ids = {
         key for e in data["images"] if isinstance(e, dict) and (key := id_key(e.get("id"))) is not None
@@ -308,7 +312,7 @@ def ingest_export(
         kinds = ", ".join(f"{kind} x{n}" for kind, n in Counter(p.kind for p in problems).most_common(3))
         raise DataError(f"{export}: none of its {len(data['images'])} images could be used ({kinds})")
 
-    chosen = _choose_classes(images, categories, classes)
+    chosen = wanted if wanted is not None else _choose_classes(images, categories)
     if not chosen:
         raise DataError(
             f"{export}: no annotation with a usable mask left after the checks, so nothing to train "

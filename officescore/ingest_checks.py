@@ -349,7 +349,7 @@ def check_segmentation(ann: dict[str, Any], width: int, height: int, problem: An
     return None
 
 
-IGNORE_REGION = "its box kept as an ignore region (iscrowd 1): evaluation only, not a training target"
+IGNORE_REGION = "kept as an ignore region (its box, iscrowd 1): not a training target"
 
 
 def box_region(ann: dict[str, Any], width: int, height: int) -> Rle | None:

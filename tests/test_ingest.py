@@ -681,6 +681,21 @@ def test_fatal_exports_exit_2_with_one_line(
     assert not (tmp_path / "dataset").exists()
 
 
+def test_cheap_mistakes_fail_before_any_image_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = write_export(tmp_path, make_export(tmp_path, n_images=3))
+    for argv, message in (
+        ([str(export), "--classes", "sofa"], "unknown class(es) sofa"),
+        ([str(tmp_path)], "is a folder; give the path of the COCO export"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["ingest", *argv, "--out", str(tmp_path / "dataset")])
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and message in err
+        assert len(err.splitlines()) == 1  # no "Checking images" progress: failed at once
+
+
 def test_missing_export_via_subprocess(tmp_path: Path) -> None:
     """The installed entry point: one red line on stderr, exit 2, no traceback."""
     proc = subprocess.run(
