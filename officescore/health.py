@@ -13,6 +13,7 @@ from typing import Any
 
 from officescore.errors import DataError
 from officescore.files import atomic_write
+from officescore.ingest_write import readable_as_umask_allows
 
 SPLITS = ("train", "val")
 # COCO's size buckets, on mask area in pixels.
@@ -192,6 +193,7 @@ def save_health_plot(report: HealthReport, path: Path) -> Path:
     path = Path(path)
     try:
         atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
+        readable_as_umask_allows(path, 0o666)
     finally:
         plt.close(figure)
     return path

@@ -138,6 +138,13 @@ def _coco_split(
     }
 
 
+def readable_as_umask_allows(path: Path, mode: int) -> None:
+    """chmod to what a plain mkdir/open would have given under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 def write_dataset(
     out: Path,
     splits: dict[str, list[ImageRecord]],
@@ -148,6 +155,7 @@ def write_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     try:
+        readable_as_umask_allows(tmp, 0o777)  # mkdtemp makes 0700: others sharing the machine could not read
         (tmp / "images").mkdir()
         ordered = [image for split in ("train", "val") for image in splits[split]]
         image_ids = {image.key: i + 1 for i, image in enumerate(ordered)}
@@ -162,6 +170,8 @@ def write_dataset(
                 tmp / f"{split}.json", _coco_split(members, classes, image_ids, ann_ids), indent=None
             )
         atomic_write_json(tmp / "dataset.json", meta)
+        for name in ("train.json", "val.json", "dataset.json"):
+            readable_as_umask_allows(tmp / name, 0o666)  # atomic writes go through 0600 temp files
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

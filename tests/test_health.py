@@ -57,7 +57,7 @@ def _export(root: Path) -> Path:
     shutil.copy(root / "images" / "a.png", root / "images" / "a_copy.png")  # an exact duplicate
     images.append({"id": 9, "file_name": "a_copy.png", "width": 128, "height": 128})
     annotations.append({**annotations[0], "id": 99, "image_id": 9})
-    annotations.append({**annotations[0], "id": 100, "segmentation": [[1, 2, 3]]})  # a problem
+    annotations.append({**annotations[0], "id": 100, "segmentation": [[1, 2, 3]], "bbox": None})  # dropped
     categories = [{"id": i + 1, "name": n} for i, n in enumerate(("desk", "chair", "mug"))]
     return write_export(root, {"images": images, "annotations": annotations, "categories": categories})
 

@@ -986,6 +986,30 @@ def test_no_val_when_fraction_zero(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- output folder
 
 
+def test_data_set_is_readable_as_the_umask_allows(tmp_path: Path) -> None:
+    """Temp folders and atomic writes are private (0700/0600); a data set is meant to be shared."""
+    from officescore.health import health_report, save_health_plot
+
+    export = write_export(tmp_path, make_export(tmp_path, n_images=3))
+    old = os.umask(0o022)
+    try:
+        ingest_export(export, out=tmp_path / "dataset")
+        save_health_plot(health_report(tmp_path / "dataset"), tmp_path / "dataset" / "health.png")
+    finally:
+        os.umask(old)
+    modes = {
+        p.name: p.stat().st_mode & 0o777 for p in [tmp_path / "dataset", *(tmp_path / "dataset").iterdir()]
+    }
+    assert modes == {
+        "dataset": 0o755,
+        "images": 0o755,
+        "train.json": 0o644,
+        "val.json": 0o644,
+        "dataset.json": 0o644,
+        "health.png": 0o644,
+    }
+
+
 def test_out_folder_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     export = write_export(tmp_path, make_export(tmp_path, n_images=5))
     other = tmp_path / "other"
