@@ -442,6 +442,14 @@ def test_cli_evaluates_a_results_file(results_files: Any, capsys: pytest.Capture
     assert code == 0 and Path("runs/eval/eval2/metrics.json").is_file()
     assert "mAP @[.50:.95]" in out and "per class" in out and "desk" in out and "runs/eval/eval2" in out
     assert f"{doc['segm']['map']:.3f}" in out
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80  # nothing cut off
+    # the confusion matrix read per class: found, missed objects, false alarms
+    matrix, names = doc["confusion_matrix"]["matrix"], doc["confusion_matrix"]["classes"]
+    bg = len(names) - 1
+    assert "false alarms" in out and "confusion_matrix.png" in out
+    for i, name in enumerate(names[:-1]):
+        row = f"{name} {matrix[i][i]} {matrix[i][bg]} {matrix[bg][i]}"
+        assert row in " ".join(out.replace("│", " ").split()), row
 
 
 @pytest.mark.parametrize(

@@ -134,9 +134,12 @@ def _show(run: EvalRun) -> None:
         console.print(at_iou)
 
     main = types[-1]  # masks when present
-    per_class = Table(title=f"per class ({'mask' if main == 'segm' else 'box'} AP)", title_justify="left")
-    for col in ("class", "GT", "pred", "AP", "AP50", "AP75", "box AP", "P", "R", "F1"):
-        per_class.add_column(col, justify="left" if col == "class" else "right")
+    per_class = Table(
+        title=f"per class ({'mask' if main == 'segm' else 'box'} AP)", title_justify="left", pad_edge=False
+    )  # pad_edge: ten columns in 80 characters
+    per_class.add_column("class", no_wrap=True)  # names whole; the numbers are short anyway
+    for col in ("GT", "pred", "AP", "AP50", "AP75", "box AP", "P", "R", "F1"):
+        per_class.add_column(col, justify="right")
     for cls in m["classes"]:
         row, box = m[main]["per_class"][cls], m["bbox"]["per_class"][cls]
         per_class.add_row(
@@ -168,9 +171,34 @@ def _show(run: EvalRun) -> None:
             str(v["fn"]),
         )
     console.print(prf)
+    _show_confusion(m["confusion_matrix"])
     if m["segm"] is None:
         console.print("[yellow]no masks in the results (or the ground truth): boxes only[/yellow]")
     console.print(f"wrote [bold]{run.out_dir}[/bold] in {run.seconds:.1f}s")
+
+
+def _show_confusion(confusion: dict[str, Any]) -> None:
+    """The confusion matrix read per class: found, taken for another class, missed, false alarms."""
+    names, matrix = confusion["classes"][:-1], confusion["matrix"]
+    bg = len(names)
+    kind = "mask" if confusion["iou_type"] == "segm" else "box"
+    table = Table(
+        title=f"confusion ({kind}, IoU {confusion['iou']}, score >= {confusion['conf']:g})",
+        title_justify="left",
+        caption="the whole matrix: confusion_matrix.png",
+        caption_justify="left",
+    )
+    table.add_column("class", no_wrap=True)
+    for col in ("found", "missed", "false alarms"):
+        table.add_column(col, justify="right")
+    table.add_column("taken for")
+    for i, name in enumerate(names):
+        others = sorted(
+            ((matrix[i][j], names[j]) for j in range(bg) if j != i and matrix[i][j]), reverse=True
+        )
+        taken_for = ", ".join(f"{other} {n}" for n, other in others[:3]) + (" ..." if len(others) > 3 else "")
+        table.add_row(name, str(matrix[i][i]), str(matrix[i][bg]), str(matrix[bg][i]), taken_for or "-")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
