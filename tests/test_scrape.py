@@ -495,3 +495,34 @@ def test_a_failing_search_still_downloads_what_was_found(tmp_path: Path, google:
     again = scrape(config)
     assert (again.stop_reason, again.pages) == ("done", 2)
     assert sorted(google.ok_pages) == [("desk", 1), ("desk", 11), ("desk", 21)]
+
+
+class _NotAnApi(FakeServer):
+    """A wrong --api-endpoint: answers 200 with a web page (or a JSON list) to everything."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__()
+        self.body = body
+
+    def route(self, method: str, path: str, query: dict, body: bytes, headers: dict) -> Reply:
+        return Reply(200, self.body, {"Content-Type": "text/html"})
+
+
+@pytest.mark.parametrize("provider", ["google", "openverse"])
+@pytest.mark.parametrize("body", [b"<!doctype html><title>proxy login</title>", b"[1, 2]"])
+def test_an_endpoint_that_is_not_the_api_is_a_user_error(tmp_path: Path, provider: str, body: bytes) -> None:
+    server = _NotAnApi(body).start()
+    try:
+        config = ScrapeConfig(
+            queries=["desk"],
+            provider=provider,
+            out=tmp_path / "raw",
+            api_endpoint=server.url,
+            google_key=KEY,
+            google_cx=CX,
+        )
+        with pytest.raises(ProviderError, match="not a") as failure:
+            scrape(config)
+    finally:
+        server.stop()
+    assert KEY not in str(failure.value)

@@ -70,6 +70,12 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
         (["--queries", "binary.txt"], {}, "not a UTF-8 text file"),
         (["--queries", "."], {}, "cannot read queries file"),
         (["--export", "afile"], {"_manifest": "1"}, "is a file"),
+        (["-q", "d", "--provider", "openverse", "--api-endpoint", "localhost:8080"], {}, "--api-endpoint"),
+        (
+            ["-q", "d", "--provider", "openverse"],
+            {"OFFICESCORE_OPENVERSE_ENDPOINT": "ftp://x/"},
+            "http(s) URL",
+        ),
     ],
 )
 def test_user_errors_exit_2_with_one_line(

@@ -189,7 +189,7 @@ def classify_google_error(status: int, content: bytes) -> Exception:
         error = {}
     if not isinstance(error, dict):
         error = {}
-    message = str(error.get("message") or f"HTTP {status}")
+    message = str(error.get("message") or "no error message (is --api-endpoint a Custom Search server?)")
     reasons = {str(e.get("reason", "")) for e in error.get("errors", []) if isinstance(e, dict)}
     for detail in error.get("details", []) or []:
         if isinstance(detail, dict) and detail.get("reason"):
@@ -331,10 +331,17 @@ class GoogleProvider:
         return self._parse(answer, start, num)
 
     @staticmethod
-    def _parse(answer: dict[str, Any], start: int, num: int) -> SearchPage:
-        items = answer.get("items") or []
+    def _parse(answer: Any, start: int, num: int) -> SearchPage:
+        items = (answer.get("items") or []) if isinstance(answer, dict) else None
+        if not isinstance(items, list):
+            raise ProviderError(
+                "the Custom Search API answered something that is not a search result "
+                "(is --api-endpoint a Custom Search server?)"
+            )
         results = []
         for item in items:
+            if not isinstance(item, dict):
+                continue
             link = item.get("link")
             if not link:
                 continue
@@ -455,9 +462,12 @@ class OpenverseProvider:
             detail = response.text[:200].replace("\n", " ")
             raise ProviderError(f"Openverse answered HTTP {status}: {detail}")
         try:
-            return response.json()
+            answer = response.json()
         except ValueError:
-            raise ProviderError("Openverse answered something that is not JSON") from None
+            answer = None
+        if not isinstance(answer, dict):
+            raise ProviderError("Openverse answered something that is not a JSON object") from None
+        return answer
 
     def search(self, query: str, page: int) -> SearchPage:
         params = {
@@ -468,9 +478,12 @@ class OpenverseProvider:
             "mature": "false",
         }
         answer = self._call("GET", "v1/images/", params=params)
+        items = answer.get("results") or []
+        if not isinstance(items, list):
+            raise ProviderError("Openverse answered something that is not an image search result")
         results = []
-        for item in answer.get("results") or []:
-            if not item.get("url"):
+        for item in items:
+            if not isinstance(item, dict) or not item.get("url"):
                 continue
             filetype = item.get("filetype")
             results.append(

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from officescore.config import DEFAULT_RAW_DIR, load_config, secret
 from officescore.errors import ConfigError, QuotaExhaustedError
@@ -115,6 +116,13 @@ class ScrapeConfig:
             raise ConfigError("--per-query must be at least 1")
         if self.daily_quota < 0:
             raise ConfigError("--daily-quota must be 0 or more")
+        if self.api_endpoint is not None:
+            parts = urlsplit(self.api_endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(
+                    f"--api-endpoint must be an http(s) URL like https://api.example.org/, "
+                    f"not {self.api_endpoint!r}"
+                )
         clock.now()  # a malformed OFFICESCORE_NOW fails here, before anything is opened
         if self.near_dup_threshold < 0 or self.near_dup_threshold > 64:
             raise ConfigError("--near-dup-threshold must be between 0 and 64 (bits of a 64-bit phash)")
@@ -423,7 +431,9 @@ def scrape(config: ScrapeConfig, reporter: Reporter = SILENT) -> ScrapeResult:
         state = quota_state(manifest, provider, config.daily_quota)
         kept_total = manifest.status_counts().get(KEPT, 0)
     if failure is not None:
-        raise ProviderError(f"{failure}. Before it failed: {_collected(run, outcomes, kept_total)}") from None
+        if run.pages or outcomes:
+            raise ProviderError(f"{failure}. Before it failed: {_collected(run, outcomes, kept_total)}")
+        raise failure
     message = _summary(run, outcomes, kept_total, state)
     return ScrapeResult(
         provider=provider.name,
