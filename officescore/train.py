@@ -10,10 +10,12 @@ Schedule: SGD (momentum 0.9) or AdamW, linear warm-up then cosine decay, stepped
 The default learning rate is scaled linearly with the global batch (batch size x processes) from
 torchvision's detection reference: SGD 0.02 and AdamW 1e-3 at a global batch of 16.
 
-Reproducibility: every epoch reseeds Python, NumPy and torch from (seed, epoch, rank), the data order
-comes from a permutation seeded by (seed, epoch) and DataLoader workers are seeded from a generator
-seeded the same way, so `--resume` from an end-of-epoch `last.pt` continues exactly as an
-uninterrupted run would (bitwise on CPU). Ctrl-C saves `last.pt` mid-epoch with the position in the
+Reproducibility: every epoch reseeds Python, NumPy and torch from (seed, epoch, rank); the data order
+is a permutation seeded by (seed, epoch); each training sample's augmentation is seeded by (seed,
+epoch, index) alone and leaves the process's RNGs as it found them (`SeededItems`). So the model's
+random stream (proposal sampling) never depends on data loading, results do not depend on --workers,
+and `--resume` from `last.pt` continues exactly as an uninterrupted run would (bitwise on CPU).
+Ctrl-C or SIGTERM (what job schedulers send) saves `last.pt` mid-epoch with the position in the
 epoch and the RNG states; resuming skips the batches already seen.
 """
 
@@ -25,15 +27,18 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from officescore import __version__
 from officescore import distributed as dist_utils
@@ -188,6 +193,63 @@ def _worker_init(worker_id: int) -> None:
     random.seed(seed)
 
 
+class SeededItems(Dataset):
+    """A dataset whose item `i` is drawn with torch, NumPy and Python RNGs seeded by (seed, i).
+
+    Augmentation then depends on neither the worker that loads an item nor on what was loaded
+    before it (the reason --workers N used to break exact resume: a resumed epoch restarts each
+    worker's random stream). The RNG states are restored afterwards, so with --workers 0 data
+    loading does not shift the main process's stream either.
+    """
+
+    def __init__(self, dataset: Any, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        saved = torch.get_rng_state(), random.getstate(), np.random.get_state()
+        item_seed = (self.seed * 1_000_003 + index) % 2**63
+        torch.default_generator.manual_seed(item_seed)  # CPU only: CUDA streams stay untouched
+        random.seed(item_seed)
+        np.random.seed(item_seed % 2**32)
+        try:
+            return self.dataset[index]
+        finally:
+            torch.set_rng_state(saved[0])
+            random.setstate(saved[1])
+            np.random.set_state(saved[2])
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during training (a job scheduler's stop): handled like Ctrl-C, last.pt saved first."""
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[dict[str, bool]]:
+    """While training, SIGTERM raises `Terminated` in the main thread; the old handler comes back after.
+
+    The returned flag stays set once SIGTERM arrived, so a DataLoader error caused by the same signal
+    reaching the worker processes first is still treated as an interruption.
+    """
+    received = {"sigterm": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        received["sigterm"] = True
+        raise Terminated(f"received signal {signum} (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class EpochSampler(Sampler[int]):
     """This rank's indices for one epoch: a permutation seeded by (seed, epoch), strided by rank.
 
@@ -307,7 +369,8 @@ def train(config: TrainConfig, reporter: Reporter = SILENT) -> TrainResult:
     device = resolve_device(config.device)
     ctx = dist_utils.init(device)
     try:
-        return _run(config, device, ctx, checkpoint, reporter)
+        with _sigterm_as_interrupt() as received:
+            return _run(config, device, ctx, checkpoint, reporter, received)
     finally:
         dist_utils.shutdown()
 
@@ -318,6 +381,7 @@ def _run(
     ctx: dist_utils.DistContext,
     checkpoint: dict[str, Any] | None,
     reporter: Reporter,
+    received: dict[str, bool] | None = None,
 ) -> TrainResult:
     started = time.perf_counter()
     if not ctx.is_main:
@@ -440,7 +504,7 @@ def _run(
             pool, config.seed, epoch, ctx.rank, ctx.world_size, start=state.step_in_epoch * config.batch_size
         )
         loader = DataLoader(
-            train_set,
+            SeededItems(train_set, _epoch_seed(config.seed, epoch)),
             batch_size=config.batch_size,
             sampler=sampler,
             num_workers=config.workers,
@@ -454,15 +518,23 @@ def _run(
                 net, loader, optimizer, scheduler, scaler, config, device, ctx, state, steps_per_epoch,
                 use_cuda_amp, use_cpu_bf16, reporter,
             )  # fmt: skip
-        except KeyboardInterrupt:
+        except BaseException as exc:
+            # SIGTERM sent to the whole process group may kill a DataLoader worker before the
+            # handler here runs: the loader then reports the dead worker instead.
+            sigterm = bool(received and received["sigterm"]) or "killed by signal: Terminated" in str(exc)
+            if not (isinstance(exc, KeyboardInterrupt) or sigterm):
+                raise
             save(weights_dir / "last.pt", epoch, state.step_in_epoch)
             if ctx.is_main:
+                what = "terminated (SIGTERM)" if sigterm else "interrupted"
                 reporter_log(
                     reporter,
-                    f"interrupted: saved {weights_dir / 'last.pt'} at epoch {epoch + 1}, "
+                    f"{what}: saved {weights_dir / 'last.pt'} at epoch {epoch + 1}, "
                     f"batch {state.step_in_epoch}; continue with "
                     f"`officescore train --resume {weights_dir / 'last.pt'}`",
                 )
+            if sigterm and not isinstance(exc, Terminated):
+                raise Terminated("received SIGTERM") from exc
             raise
         _sync_buffers(model, ctx)
         state.epoch = epoch + 1

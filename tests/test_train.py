@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from officescore.model import load_checkpoint
 from officescore.progress import Reporter, Stage
 from officescore.runs import next_run_dir
 from officescore.sample import write_sample
-from officescore.train import TrainConfig, TrainResult, lr_factor, train
+from officescore.train import Terminated, TrainConfig, TrainResult, lr_factor, train
 
 # Small enough to train on 2 CPU cores in seconds: few proposals, few sampled RoIs.
 FAST_MODEL = {
@@ -164,13 +165,45 @@ def test_ctrl_c_mid_epoch_saves_last_and_resume_is_exact(
             if seen["batches"] == 2:
                 raise KeyboardInterrupt
 
+    # With a DataLoader worker (straight ran with --workers 0): augmentation is seeded per sample, so
+    # neither the worker count nor restarting the workers mid-epoch changes a single weight.
     with pytest.raises(KeyboardInterrupt):
-        train(_config(tiny_data, project, epochs=2, name="cut"), reporter=_Hook(on_batch=ctrl_c))
+        train(_config(tiny_data, project, epochs=2, name="cut", workers=1), reporter=_Hook(on_batch=ctrl_c))
     last = project / "cut" / "weights" / "last.pt"
     saved = load_checkpoint(last)
     assert saved["epoch"] == 1 and saved["step_in_epoch"] == 2  # interrupted after 2 batches of epoch 2
-    resumed = train(TrainConfig(resume=last, device="cpu", workers=0))
+    assert saved["args"]["workers"] == 1
+    resumed = train(TrainConfig(resume=last, device="cpu", workers=1))
     assert resumed.weights_sha256 == straight[0].weights_sha256
+
+
+def test_sigterm_saves_last_like_ctrl_c(tiny_data: Path, tmp_path: Path) -> None:
+    """A job scheduler's SIGTERM mid-epoch: last.pt saved at the batch reached, handler restored after."""
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminate(description: str) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler raises at the next bytecode, right here
+
+    with pytest.raises(Terminated):
+        config = _config(tiny_data, tmp_path / "runs", epochs=1, name="term")
+        train(config, reporter=_Hook(on_batch=terminate))
+    saved = load_checkpoint(tmp_path / "runs" / "term" / "weights" / "last.pt")
+    assert saved["epoch"] == 0 and saved["step_in_epoch"] == 1
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert issubclass(Terminated, KeyboardInterrupt)  # callers that handle Ctrl-C handle it too
+
+
+def test_cli_exits_143_on_sigterm(
+    tiny_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def terminated(config: TrainConfig, reporter: Reporter) -> TrainResult:
+        raise Terminated("received signal 15 (SIGTERM)")
+
+    monkeypatch.setattr("officescore.train.train", terminated)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", str(tiny_data), "--device", "cpu"])
+    assert exit_info.value.code == 143
+    assert "terminated by SIGTERM" in capsys.readouterr().err
 
 
 def test_early_stop_after_patience(tiny_data: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from officescore.cli.common import console, print_json, reporter
+from officescore.cli.common import console, err_console, print_json, reporter
 from officescore.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,7 +32,8 @@ EXAMPLES = """
   (data-parallel over 4 GPUs; add --nnodes/--rdzv-endpoint for several machines)
 
 Runs go to runs/train/NAME (train, train2, ...): args.json, metrics.csv, weights/last.pt,
-weights/best.pt (best val mask mAP) and losses/map/lr PNG curves. Ctrl-C saves last.pt first.
+weights/best.pt (best val mask mAP) and losses/map/lr PNG curves. Ctrl-C or SIGTERM saves
+last.pt first (SIGTERM exits 143).
 """
 
 
@@ -122,7 +123,7 @@ def train(
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Fine-tune Mask R-CNN; saves last/best checkpoints, metrics.csv and plots per run."""
-    from officescore.train import TrainConfig
+    from officescore.train import Terminated, TrainConfig
     from officescore.train import train as run_training
 
     if resume is not None:
@@ -151,7 +152,11 @@ def train(
         model_kwargs=_model_options(model_opt),
     )
     progress = reporter(json_output)
-    result = run_training(config, reporter=progress)
+    try:
+        result = run_training(config, reporter=progress)
+    except Terminated:
+        err_console.print("[red]terminated by SIGTERM[/red]")
+        raise typer.Exit(143) from None  # 128 + SIGTERM, as shells report it
     if not _is_rank0():  # under torchrun, rank 0 alone prints
         return
     if json_output:
