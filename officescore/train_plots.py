@@ -9,6 +9,7 @@ from typing import Any
 PLOTS = ("losses.png", "map.png", "lr.png")
 _LOSSES = ("loss", "loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 _MAPS = ("segm_map", "segm_ap50", "bbox_map", "bbox_ap50")
+_LABELS = {"segm_map": "mask mAP", "segm_ap50": "mask AP50", "bbox_map": "box mAP", "bbox_ap50": "box AP50"}
 
 
 def _series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -23,14 +24,16 @@ def _figure(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     for key in keys:
         xs, ys = _series(history, key)
         if xs:
-            ax.plot(xs, ys, marker="o", markersize=3, label=key)
+            ax.plot(xs, ys, marker="o", markersize=3, label=_LABELS.get(key, key))
     ax.set_title(title)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.5" ticks on short runs
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:

@@ -340,3 +340,32 @@ def test_small_model_learns_synthetic_offices(tmp_path: Path) -> None:
     assert result.best_checkpoint is not None and result.best_metric == max(
         row["segm_map"] for row in result.history if row.get("segm_map") is not None
     )
+
+
+def test_plots_tick_whole_epochs_and_name_metrics_plainly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib.figure
+
+    from officescore.train_plots import write_plots
+
+    drawn: list[matplotlib.figure.Figure] = []
+    save = matplotlib.figure.Figure.savefig
+
+    def spy(self: matplotlib.figure.Figure, *args: object, **kwargs: object) -> None:
+        drawn.append(self)
+        save(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    rows = [
+        {"epoch": e, "loss": 3.0 / e, "lr": 0.01 / e, "segm_map": 0.1 * e, "bbox_map": 0.2 * e}
+        for e in (1, 2)
+    ]
+    paths = write_plots(tmp_path, rows)
+    assert [p.name for p in paths] == ["losses.png", "map.png", "lr.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    for figure in drawn:  # a 2-epoch run shows ticks 1 and 2, not 1.2, 1.4, ...
+        ticks = [t for t in figure.axes[0].get_xticks() if 1 <= t <= 2]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    legend = [text.get_text() for text in drawn[1].axes[0].get_legend().get_texts()]
+    assert legend == ["mask mAP", "box mAP"]
