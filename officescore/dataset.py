@@ -103,7 +103,12 @@ class OfficeDataset(Dataset):
                 f"(it has: {', '.join(splits) or 'none'}); {hint}"
             )
         coco = _read_json(self.annotation_file, self.dataset_dir)
-        self._images, self._annotations = self._index(coco)
+        try:
+            self._images, self._annotations = self._index(coco)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a hand-edited file
+            raise DataError(
+                f"{self.annotation_file}: not normalised COCO ({exc!r}); {hint.replace('first', 'again')}"
+            ) from exc
         self.image_ids: list[int] = [int(info["id"]) for info in self._images]
 
     def _index(self, coco: Any) -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]]]:

@@ -218,6 +218,18 @@ def test_missing_or_broken_dataset_is_a_data_error(tmp_path: Path, dataset_dir: 
     (broken / "dataset.json").write_text(json.dumps({"classes": ["desk", "chair"]}))
     with pytest.raises(DataError, match="do not match"):
         OfficeDataset(broken, "train")
+    # hand-edited split files: a clear error, not a KeyError/ValueError from deep inside
+    (broken / "dataset.json").write_text((dataset_dir / "dataset.json").read_text())
+    train = json.loads((dataset_dir / "train.json").read_text())
+    image = train["images"][0]
+    for damaged in (
+        {**image, "id": "x"},
+        {**image, "id": None},
+        {k: v for k, v in image.items() if k != "id"},
+    ):
+        (broken / "train.json").write_text(json.dumps({**train, "images": [damaged]}))
+        with pytest.raises(DataError, match="not normalised COCO"):
+            OfficeDataset(broken, "train")
 
 
 def test_sample_through_ingest_keeps_exact_masks(tmp_path: Path) -> None:
