@@ -622,3 +622,21 @@ def test_category_map_matches_model_classes_to_the_data_set_by_name() -> None:
     assert category_map(["desk", "lamp"], CLASSES) == [1, None]  # lamps are dropped
     with pytest.raises(DataError, match="nothing in common"):
         category_map(["lamp"], CLASSES)
+
+
+def test_eval_runs_a_torchscript_export_like_its_checkpoint(tiny: dict[str, Any], tmp_path: Path) -> None:
+    """The issue's second model source: an exported TorchScript file gives the checkpoint's numbers."""
+    from officescore.evaluate_run import run_eval
+    from officescore.export import export_model
+
+    scripted = export_model(tiny["checkpoint"], "torchscript", out=tmp_path / "best.torchscript.pt").path
+    common = {"data": tiny["data"], "device": "cpu", "project": tmp_path / "runs", "iou_thresholds": [0.3]}
+    from_checkpoint = run_eval(model=tiny["checkpoint"], name="ckpt", **common)
+    from_script = run_eval(model=scripted, name="ts", **common)
+    assert from_checkpoint is not None and from_script is not None
+    assert from_script.model == scripted and from_script.predictions == from_checkpoint.predictions
+    for iou_type in ("bbox", "segm"):
+        for key in ("map", "ap50", "ar100", "precision", "recall"):
+            a, b = from_script.metrics[iou_type][key], from_checkpoint.metrics[iou_type][key]
+            assert a == pytest.approx(b, abs=1e-3), (iou_type, key)
+    assert (tmp_path / "runs" / "ts" / "predictions.json").is_file()
