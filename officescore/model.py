@@ -31,6 +31,7 @@ import inspect
 import io
 import json
 import urllib.error
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -481,12 +482,21 @@ def load_any(path: Path | str, device: torch.device | str = "cpu") -> LoadedMode
     """A checkpoint (.pt from train) or a TorchScript export, ready for inference on `device`."""
     path = Path(path)
     device = torch.device(device)
+    if path.is_dir():
+        raise ModelError(f"{path}: a folder; pass a model file such as {path / 'weights' / 'best.pt'}")
     if not path.is_file():
         raise ModelError(f"{path}: no such model file; pass a checkpoint (weights/best.pt) or an export")
+    if path.suffix.lower() == ".onnx":
+        raise ModelError(
+            f"{path}: ONNX exports are for other runtimes; pass the checkpoint it came from "
+            "or a TorchScript export (`officescore export --format torchscript`)"
+        )
     if is_torchscript(path):
         extra = {TORCHSCRIPT_META: ""}
         try:
-            scripted = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+            with warnings.catch_warnings():  # torch 2.9+ calls jit.load deprecated: not the user's business
+                warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit")
+                scripted = torch.jit.load(str(path), map_location=device, _extra_files=extra)
             meta = json.loads(extra[TORCHSCRIPT_META])
         except Exception as exc:  # noqa: BLE001 - damaged archives raise many types
             raise ModelError(f"{path}: unreadable TorchScript export ({type(exc).__name__})") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import warnings
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,17 @@ def test_bad_checkpoints_are_one_line_model_errors(tmp_path: Path) -> None:
         assert expected in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(ModelError, match="no such model file"):
         load_any(tmp_path / "missing.pt")
+    with pytest.raises(ModelError, match="a folder; pass a model file such as .*best.pt"):
+        load_any(tmp_path)
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"\x08\x07\x12\x07pytorch")
+    with pytest.raises(ModelError, match="ONNX exports are for other runtimes.*TorchScript"):
+        load_any(onnx_file)
+    # weights_only loading refuses pickled objects (here a Path) instead of running their code
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"format": "officescore-checkpoint", "model": {}, "extra": Path("x")}, pickled)
+    with pytest.raises(ModelError, match="pickled code that weights_only loading refuses"):
+        load_any(pickled)
 
 
 class _Scripted(torch.nn.Module):
@@ -240,7 +252,9 @@ def test_load_any_reads_torchscript_exports(tmp_path: Path) -> None:
     torch.jit.save(
         torch.jit.script(_Scripted()), str(path), _extra_files={TORCHSCRIPT_META: json.dumps(meta)}
     )
-    loaded = load_any(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no deprecation noise in front of users' results
+        loaded = load_any(path)
     assert loaded.kind == "torchscript" and loaded.classes == CLASSES
     assert loaded.arch == "maskrcnn_resnet18_fpn" and loaded.model_kwargs == {"min_size": 64}
     (out,) = loaded.model([torch.rand(3, 8, 10)])
