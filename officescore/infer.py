@@ -411,22 +411,25 @@ def _annotated_path(save_dir: Path, source: str, used: set[str]) -> Path:
 
 
 def write_csv(path: Path, photos: Sequence[PhotoScore]) -> None:
-    """One row per photo: score, label, object counts per class, error."""
+    """One row per photo: score, label, object counts per class, error (a failed photo: blanks, not 0s)."""
     from officescore.files import atomic_write
 
     classes = sorted({d.class_name for p in photos for d in p.result.detections})
     header = ["path", "score", "label", "objects", *classes, "error"]
     rows = []
     for photo in photos:
+        score = photo.score
+        if score is None:  # never read: nothing was counted, so no numbers
+            rows.append([photo.result.source, "", "", "", *("" for _ in classes), photo.result.error or ""])
+            continue
         counts = {c: 0 for c in classes}
         for d in photo.result.detections:
             counts[d.class_name] += 1
-        score = photo.score
         rows.append(
             [
                 photo.result.source,
-                "" if score is None else score.total,
-                "" if score is None else score.label,
+                score.total,
+                score.label,
                 len(photo.result.detections),
                 *(counts[c] for c in classes),
                 photo.result.error or "",

@@ -64,6 +64,19 @@ def test_torchscript_gives_the_checkpoints_detections(
     assert [d.mask for d in from_export.detections] == [d.mask for d in from_checkpoint.detections]
 
 
+def test_img_size_reaches_the_scripted_model(torchscript: Path, setup: dict[str, Path]) -> None:
+    """--img-size on a TorchScript export resizes inside the scripted model, as on the checkpoint."""
+    scripted = Predictor.load(torchscript, device="cpu", conf=0.0, img_size=96)
+    assert scripted.model.model.transform.min_size == (96,) and scripted.model.model.transform.max_size == 96
+    native = Predictor.load(torchscript, device="cpu", conf=0.0).predict(setup["scene"], workers=0)[0]
+    resized = scripted.predict(setup["scene"], workers=0)[0]
+    checkpoint = Predictor.load(setup["checkpoint"], device="cpu", conf=0.0, img_size=96)
+    expected = checkpoint.predict(setup["scene"], workers=0)[0]
+    assert resized.detections and [d.box for d in resized.detections] != [d.box for d in native.detections]
+    boxes = np.array([d.box for d in resized.detections]) - np.array([d.box for d in expected.detections])
+    assert np.abs(boxes).max() <= 1e-4
+
+
 def test_score_cli_runs_on_the_export(
     torchscript: Path, setup: dict[str, Path], capsys: pytest.CaptureFixture
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import struct
@@ -296,6 +297,46 @@ def test_cli_one_photo_tables_csv_and_save_dir(
     header, row = csv_file.read_text().splitlines()
     assert header.startswith("path,score,label,objects,desk")
     assert row.startswith(f"{photo},25.0,sparsely equipped,")
+
+
+def test_cli_many_photos_summary_progress_and_csv(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder plus bad files: progress line, summary table, mean, CSV rows; failed rows stay blank."""
+    csv_file = tmp_path / "many.csv"
+    bad = [str(files["bad"] / "empty.png"), str(files["bad"] / "bomb.png")]
+    with pytest.raises(SystemExit) as info:
+        main(
+            ["score", str(files["scenes"]), *bad, "--model", str(files["checkpoint"]), "--csv", str(csv_file)]
+        )
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert "4 photos" in out and out.count("failed") == 2 and "mean score 25.0 over 2 photos" in out
+    assert "detecting: 4/4" in err  # one line per stage when not on a terminal
+    assert "error: 2 of 4 photos could not be read" in err
+    rows = list(csv.DictReader(csv_file.open()))
+    assert [Path(r["path"]).name for r in rows] == ["scene_0.jpg", "scene_1.jpg", "empty.png", "bomb.png"]
+    assert rows[0]["score"] == "25.0" and int(rows[0]["objects"]) == int(rows[0]["desk"]) > 0
+    failed = rows[2]
+    assert "empty" in failed["error"] and failed["objects"] == "" and failed["desk"] == ""
+
+
+def test_cli_default_model_is_the_newest_best_pt(
+    files: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    best = tmp_path / "runs" / "train" / "exp" / "weights" / "best.pt"
+    best.parent.mkdir(parents=True)
+    best.write_bytes(files["checkpoint"].read_bytes())
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["score", str(files["scenes"] / "scene_0.jpg"), "--json"])
+    assert info.value.code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert Path(doc["model"]) == Path("runs/train/exp/weights/best.pt") and doc["kind"] == "checkpoint"
+    assert doc["photos"][0]["score"]["total"] == 25.0
 
 
 @pytest.mark.parametrize(
