@@ -51,6 +51,16 @@ class PageSettings:
         return env
 
 
+SLIDER_RANGE = (0.05, 0.95)
+
+
+def slider_start(conf: float) -> float:
+    """The slider's first position: `serve --conf` clipped to the slider's range (Streamlit refuses
+    a value outside it, which would break the whole page)."""
+    low, high = SLIDER_RANGE
+    return min(max(float(conf), low), high)
+
+
 def check_upload(name: str, size: int) -> None:
     """Refuse files that are not JPEG/PNG/WebP by name, or larger than 20 MB, with a message."""
     suffix = Path(name).suffix.lower().lstrip(".")
@@ -137,7 +147,7 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
         st.error(str(exc))
         st.stop()
         return
-    conf = st.slider("Confidence threshold", 0.05, 0.95, settings.conf, 0.05, key="conf")
+    conf = st.slider("Confidence threshold", *SLIDER_RANGE, slider_start(settings.conf), 0.05, key="conf")
     upload = st.file_uploader(
         f"Upload a photo (JPEG, PNG or WebP, up to {MAX_UPLOAD_MB} MB)", type=list(ACCEPTED_TYPES)
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from scoremodels import write_checkpoint, write_scenes
 
-from officescore.app import MAX_UPLOAD_BYTES, PageSettings, check_upload, streamlit_command
+from officescore.app import MAX_UPLOAD_BYTES, PageSettings, check_upload, slider_start, streamlit_command
 from officescore.cli import main
 from officescore.errors import BadImageError, UserError
 
@@ -169,6 +169,11 @@ def test_check_upload() -> None:
         check_upload("office.png", MAX_UPLOAD_BYTES + 1)
     with pytest.raises(BadImageError, match="empty file"):
         check_upload("office.png", 0)
+
+
+def test_slider_starts_inside_its_range() -> None:
+    # `serve --conf 0` or `--conf 1` are valid flags; the slider must not receive a value it refuses
+    assert slider_start(0.0) == 0.05 and slider_start(1.0) == 0.95 and slider_start(0.3) == 0.3
 
 
 def test_streamlit_command_is_headless_without_telemetry() -> None:
