@@ -633,10 +633,10 @@ def _train_epoch(
             parts = dist_utils.all_reduce_mean(ctx, parts)
             if not math.isfinite(parts["loss"]):
                 step = epoch * steps_per_epoch + state.step_in_epoch + 1
-                lr_now = optimizer.param_groups[0]["lr"]
-                raise ModelError(
+                peak = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
+                raise ModelError(  # a tenth of the peak: during warm-up the current lr is far smaller
                     f"loss became {parts['loss']} at epoch {epoch + 1}, batch {state.step_in_epoch + 1} "
-                    f"(step {step}); lower the learning rate (e.g. --lr {lr_now / 10:.2g}) "
+                    f"(step {step}); lower the learning rate (e.g. --lr {peak / 10:.2g}) "
                     "or check the labels"
                 )
             optimizer.zero_grad(set_to_none=True)
