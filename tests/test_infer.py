@@ -321,6 +321,18 @@ def test_cli_many_photos_summary_progress_and_csv(
     assert "empty" in failed["error"] and failed["objects"] == "" and failed["desk"] == ""
 
 
+def test_cli_empty_folder_is_one_line_before_loading_a_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as info:  # the model file is missing too: the photos are named first
+        main(["score", str(tmp_path / "empty"), "--model", str(tmp_path / "missing.pt")])
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip().startswith(f"error: no photos found in {tmp_path / 'empty'}")
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_cli_default_model_is_the_newest_best_pt(
     files: dict[str, Path],
     tmp_path: Path,

@@ -58,9 +58,11 @@ def score(
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be 1 or more")
     rules = Rubric.load(rubric)  # a bad rubric fails before the model loads
+    items = expand_inputs(photos)
+    if not items:  # e.g. an empty folder: say so before loading a model
+        raise BadImageError(f"no photos found in {', '.join(photos)}; pass image files, folders or globs")
     source = model or default_model_source()
     predictor = Predictor.load(source, device=device, conf=conf, img_size=img_size)
-    items = expand_inputs(photos)
     results = score_photos(
         predictor,
         items,
@@ -92,8 +94,6 @@ def score(
         err_console.print(Text(f"error: {photo.result.error}", style="red"), soft_wrap=True)
     if not json_output and csv_file is not None:
         console.print(f"wrote {csv_file}")
-    if not results:
-        raise BadImageError("no photos found; pass image files, folders or globs")
     if failed:
         # A UserError (not typer.Exit) so the exit code is 2 whatever mode Click runs in.
         raise BadImageError(f"{len(failed)} of {len(results)} photos could not be read (listed above)")
