@@ -13,8 +13,9 @@
 
 Undefined values (pycocotools' -1: no ground truth for that class or area range; precision with no
 detections) are `None`, i.e. `null` in JSON. Results files follow COCO's format: detections with
-`bbox` evaluate boxes; with `segmentation` (RLE, or polygons) they also evaluate masks. For `segm`
-the detection's area is its mask area (as in detectron2), not its box area.
+`bbox` evaluate boxes; with `segmentation` (RLE, or polygons) they also evaluate masks. Every number
+is what COCOeval gives on the same file, including its size rule: a detection that carries a `bbox`
+is sized by its box area (pycocotools' loadRes), a mask-only detection by its mask area.
 
 `predict_coco(model, dataset, device)` runs a torchvision-style detector over a data set and returns
 such COCO results. Plots and files: `officescore.evaluate_plots`.

@@ -208,6 +208,7 @@ def _check_results(data: Any, coco_gt: COCO, source: str) -> Results:
     gt_masks = all("segmentation" in a for a in coco_gt.dataset["annotations"])
     boxes: list[dict[str, Any]] = []
     masks: list[dict[str, Any]] | None = [] if gt_masks and with_masks == len(data) else None
+    every_box = all(pred.get("bbox", []) != [] for pred in data)
     for i, pred in enumerate(data):
         base = {k: pred[k] for k in ("image_id", "category_id", "score")}
         image = coco_gt.imgs[pred["image_id"]]
@@ -221,7 +222,10 @@ def _check_results(data: Any, coco_gt: COCO, source: str) -> Results:
             bb = rle_bbox(rle)  # what pycocotools' loadRes derives from the mask
         boxes.append({**base, "bbox": bb})
         if masks is not None and rle is not None:
-            masks.append({**base, "segmentation": rle})
+            # Keep the box beside the mask when the file had one: pycocotools' loadRes then sizes the
+            # object by its box, as calling COCOeval directly on this file does.
+            # (All or none: loadRes reads the first result's keys for the whole file.)
+            masks.append({**base, "segmentation": rle, **({"bbox": bb} if every_box else {})})
     return Results(boxes=boxes, masks=masks)
 
 

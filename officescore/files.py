@@ -11,12 +11,22 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it and put it back; done once,
+    os.umask(mask)  # at import, because the process-wide umask is not thread-safe to touch
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write through a temp file in the same folder, fsync, then rename: readers never see half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from officescore.images import image_size, load_image
 
 def test_config_tables_become_default_map(tmp_path: Path) -> None:
     path = tmp_path / "officescore.toml"
-    path.write_text('[train]\nepochs = 3\nbatch-size = 4\n[scrape]\ndaily-quota = 90\n')
+    path.write_text("[train]\nepochs = 3\nbatch-size = 4\n[scrape]\ndaily-quota = 90\n")
     config = load_config(path)
     assert default_map(config) == {"train": {"epochs": 3, "batch_size": 4}, "scrape": {"daily_quota": 90}}
 
@@ -46,6 +47,12 @@ def test_secret_prefers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert secret("OS_TEST_MISSING", "scrape", "other", config) is None
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "doc.json"
     atomic_write_json(target, {"a": 1})
@@ -54,6 +61,7 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
         atomic_write_json(target, {"a": float("nan")})
     assert json.loads(target.read_text()) == {"a": 1}  # old content survives a failed write
     assert [p.name for p in target.parent.iterdir()] == ["doc.json"]
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_current_umask()  # not mkstemp's private 0600
     assert len(sha256_file(target)) == 64
 
 

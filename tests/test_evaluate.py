@@ -199,8 +199,12 @@ def test_equal_to_pycocotools_on_noisy_set(tmp_path: Path) -> None:
     # COCO's segm results format: masks without boxes, so mask area decides small/medium/large.
     segm_file.write_text(json.dumps([{k: v for k, v in p.items() if k != "bbox"} for p in preds]))
     doc = evaluate_coco(gt_file, res_file, iou_thresholds=[0.3, 0.5, 0.85])
+    # Results with a box beside the mask: pycocotools sizes them by the box, and so must we.
+    mask_only = evaluate_coco(gt_file, segm_file)["segm"]
+    direct = direct_cocoeval(gt_file, segm_file, "segm").stats
+    assert np.allclose([as_coco(mask_only[name]) for name in STAT_NAMES], direct, rtol=0, atol=1e-12)
     before = copy.deepcopy(preds)
-    for iou_type, file in (("bbox", res_file), ("segm", segm_file)):
+    for iou_type, file in (("bbox", res_file), ("segm", res_file)):
         ev = direct_cocoeval(gt_file, file, iou_type)
         ours = [as_coco(doc[iou_type][name]) for name in STAT_NAMES]
         assert len(ours) == 12
