@@ -131,6 +131,10 @@ class ScrapeConfig:
             raise ConfigError("--workers and --per-host must be at least 1")
         if d.max_bytes < 1 or d.min_width < 0 or d.min_height < 0:
             raise ConfigError("--max-bytes must be positive and --min-size not negative")
+        if min(d.connect_timeout, d.read_timeout, d.total_timeout) <= 0:
+            raise ConfigError("--timeout must be more than 0 seconds")
+        if d.retries < 0 or self.api_retries < 0:
+            raise ConfigError("--retries must be 0 or more")
 
 
 def secrets_from_environment(config: ScrapeConfig) -> ScrapeConfig:
