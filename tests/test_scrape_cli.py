@@ -245,6 +245,8 @@ def test_status_lists_only_queries_that_belong_to_the_folder(
     code, out, _ = run_cli(["--out", "raw dir", "--export", "for labelling", "--json"], capsys)
     exported = json.loads(out)
     assert code == 0 and exported["kept"] == 12
-    for name in ("csv", "attribution", "image_list"):
-        assert Path(exported[name]).stat().st_mode & 0o777 == 0o644  # shareable, not private temp files
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("csv", "attribution", "image_list"):  # shareable, not private (0600) temp files
+        assert Path(exported[name]).stat().st_mode & 0o777 == 0o666 & ~umask
     assert "image/jpeg" in Path(exported["csv"]).read_text() and "image/jpg," not in out

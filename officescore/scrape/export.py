@@ -97,10 +97,9 @@ def _attribution_entry(row: Any, path: str) -> str:
 
 
 def _write(path: Path, data: bytes) -> None:
-    """Atomic, and readable by others: these files are meant to be shared with a labelling tool."""
+    """Atomic (files.py gives it the mode a plain open() would: shareable with a labelling tool)."""
     try:
         atomic_write_bytes(path, data)
-        path.chmod(0o644)  # the temp file behind the atomic write is private (0600)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
 
