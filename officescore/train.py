@@ -16,7 +16,8 @@ epoch, index) alone and leaves the process's RNGs as it found them (`SeededItems
 random stream (proposal sampling) never depends on data loading, results do not depend on --workers,
 and `--resume` from `last.pt` continues exactly as an uninterrupted run would (bitwise on CPU).
 Ctrl-C or SIGTERM (what job schedulers send) saves `last.pt` mid-epoch with the position in the
-epoch and the RNG states; resuming skips the batches already seen.
+epoch and the RNG states; resuming skips the batches already seen. Stopped while validating, it saves
+the trained epoch (and its row of losses), so resuming only validates it.
 """
 
 from __future__ import annotations
@@ -469,7 +470,7 @@ def _run(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    def save(path: Path, epoch: int, step_in_epoch: int) -> None:
+    def save(path: Path, epoch: int, step_in_epoch: int, pending_row: dict[str, Any] | None = None) -> None:
         if not ctx.is_main:
             return
         save_checkpoint(
@@ -489,58 +490,76 @@ def _run(
             bad_validations=state.bad_validations,
             rng=rng_state(),
             args=resolved,
+            pending_row=pending_row,
         )
 
     stopped_early = False
-    resume_rng = checkpoint.get("rng") if checkpoint is not None and state.step_in_epoch else None
-    while state.epoch < config.epochs and not stopped_early:
-        epoch = state.epoch
-        if resume_rng is not None:
-            set_rng_state(resume_rng)  # mid-epoch resume continues the interrupted random stream
-            resume_rng = None
-        else:
-            seed_everything(_epoch_seed(config.seed, epoch, ctx.rank))
-        sampler = EpochSampler(
-            pool, config.seed, epoch, ctx.rank, ctx.world_size, start=state.step_in_epoch * config.batch_size
-        )
-        loader = DataLoader(
-            SeededItems(train_set, _epoch_seed(config.seed, epoch)),
-            batch_size=config.batch_size,
-            sampler=sampler,
-            num_workers=config.workers,
-            collate_fn=getattr(train_set, "collate_fn", None) or _collate,
-            worker_init_fn=_worker_init,
-            generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, ctx.rank)),
-            pin_memory=device.type == "cuda",
-        )
+    # A run stopped while validating saved its trained epoch's row: resuming validates it, no retraining.
+    pending: dict[str, Any] | None = checkpoint.get("pending_row") if checkpoint is not None else None
+    resuming_mid_epoch = checkpoint is not None and state.step_in_epoch and pending is None
+    resume_rng = checkpoint.get("rng") if resuming_mid_epoch else None
+
+    @contextmanager
+    def save_if_stopped(epoch: int, pending_row: dict[str, Any] | None = None) -> Iterator[None]:
+        """Ctrl-C or SIGTERM inside: save last.pt (where the epoch stands) first, then stop."""
         try:
-            row = _train_epoch(
-                net, loader, optimizer, scheduler, scaler, config, device, ctx, state, steps_per_epoch,
-                use_cuda_amp, use_cpu_bf16, reporter,
-            )  # fmt: skip
+            yield
         except BaseException as exc:
             # SIGTERM sent to the whole process group may kill a DataLoader worker before the
             # handler here runs: the loader then reports the dead worker instead.
             sigterm = bool(received and received["sigterm"]) or "killed by signal: Terminated" in str(exc)
             if not (isinstance(exc, KeyboardInterrupt) or sigterm):
                 raise
-            save(weights_dir / "last.pt", epoch, state.step_in_epoch)
+            save(weights_dir / "last.pt", epoch, state.step_in_epoch, pending_row)
             if ctx.is_main:
                 what = "terminated (SIGTERM)" if sigterm else "interrupted"
+                where = "while validating" if pending_row else f"batch {state.step_in_epoch}"
                 reporter_log(
                     reporter,
-                    f"{what}: saved {weights_dir / 'last.pt'} at epoch {epoch + 1}, "
-                    f"batch {state.step_in_epoch}; continue with "
-                    f"`officescore train --resume {weights_dir / 'last.pt'}`",
+                    f"{what}: saved {weights_dir / 'last.pt'} at epoch {epoch + 1}, {where}; "
+                    f"continue with `officescore train --resume {weights_dir / 'last.pt'}`",
                 )
             if sigterm and not isinstance(exc, Terminated):
                 raise Terminated("received SIGTERM") from exc
             raise
-        _sync_buffers(model, ctx)
-        state.epoch = epoch + 1
-        state.step_in_epoch = 0
-        if state.epoch % config.val_every == 0 or state.epoch == config.epochs:
-            metrics = _validate(model, val_set, config, device, ctx, reporter, epoch + 1)
+
+    while state.epoch < config.epochs and not stopped_early:
+        epoch = state.epoch
+        row, pending = pending, None
+        if row is None:
+            if resume_rng is not None:
+                set_rng_state(resume_rng)  # mid-epoch resume continues the interrupted random stream
+                resume_rng = None
+            else:
+                seed_everything(_epoch_seed(config.seed, epoch, ctx.rank))
+            sampler = EpochSampler(
+                pool,
+                config.seed,
+                epoch,
+                ctx.rank,
+                ctx.world_size,
+                start=state.step_in_epoch * config.batch_size,
+            )
+            loader = DataLoader(
+                SeededItems(train_set, _epoch_seed(config.seed, epoch)),
+                batch_size=config.batch_size,
+                sampler=sampler,
+                num_workers=config.workers,
+                collate_fn=getattr(train_set, "collate_fn", None) or _collate,
+                worker_init_fn=_worker_init,
+                generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, ctx.rank)),
+                pin_memory=device.type == "cuda",
+            )
+            with save_if_stopped(epoch):
+                row = _train_epoch(
+                    net, loader, optimizer, scheduler, scaler, config, device, ctx, state, steps_per_epoch,
+                    use_cuda_amp, use_cpu_bf16, reporter,
+                )  # fmt: skip
+            _sync_buffers(model, ctx)
+        improved = False
+        if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
+            with save_if_stopped(epoch, pending_row=row):
+                metrics = _validate(model, val_set, config, device, ctx, reporter, epoch + 1)
             row.update(metrics)
             improved = metrics.get("segm_map") is not None and (
                 state.best_metric is None or metrics["segm_map"] > state.best_metric
@@ -550,8 +569,8 @@ def _run(
             else:
                 state.bad_validations += 1
             stopped_early = bool(config.patience) and state.bad_validations >= config.patience
-        else:
-            improved = False
+        state.epoch = epoch + 1
+        state.step_in_epoch = 0
         state.history.append(row)
         save(weights_dir / "last.pt", state.epoch, 0)
         if improved and ctx.is_main:

@@ -177,6 +177,31 @@ def test_ctrl_c_mid_epoch_saves_last_and_resume_is_exact(
     assert resumed.weights_sha256 == straight[0].weights_sha256
 
 
+def test_ctrl_c_while_validating_keeps_the_trained_epoch(
+    straight: tuple[TrainResult, Path], tiny_data: Path, tmp_path: Path
+) -> None:
+    """Stopped in epoch 2's validation: last.pt holds epoch 2's training; resuming only validates."""
+
+    resuming = {"now": False}
+
+    def ctrl_c(description: str) -> None:
+        if description.startswith("validate epoch 2") and not resuming["now"]:
+            raise KeyboardInterrupt
+        if description.startswith("epoch") and resuming["now"]:
+            raise AssertionError(f"resume retrained: {description}")
+
+    stopped = tmp_path / "runs" / "val" / "weights" / "last.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tiny_data, tmp_path / "runs", name="val"), reporter=_Hook(on_stage=ctrl_c))
+    resuming["now"] = True
+    saved = load_checkpoint(stopped)
+    assert saved["epoch"] == 1 and saved["pending_row"]["epoch"] == 2 and len(saved["metrics"]) == 1
+    resumed = train(TrainConfig(resume=stopped, device="cpu", workers=0), reporter=_Hook(on_stage=ctrl_c))
+    assert resumed.epochs_completed == 2 and resumed.weights_sha256 == straight[0].weights_sha256
+    assert [row["loss"] for row in resumed.history] == [row["loss"] for row in straight[0].history]
+    assert resumed.history[1]["segm_map"] == straight[0].history[1]["segm_map"]
+
+
 def test_sigterm_saves_last_like_ctrl_c(tiny_data: Path, tmp_path: Path) -> None:
     """A job scheduler's SIGTERM mid-epoch: last.pt saved at the batch reached, handler restored after."""
     before = signal.getsignal(signal.SIGTERM)
