@@ -49,6 +49,8 @@ def read_json(path: Path, what: str) -> Any:
         raise DataError(f"{what} file {path} is a folder; give the JSON file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{what} file {path} is not valid JSON ({exc})") from None
+    except OSError as exc:  # symlink loops, a path through a file, permissions...
+        raise DataError(f"{what} file {path} cannot be read ({exc.strerror})") from None
 
 
 # --- loading and validating ground truth and results ---------------------------------------------

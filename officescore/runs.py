@@ -19,7 +19,12 @@ def next_run_dir(parent: Path, name: str) -> Path:
     """Create and return parent/name, or name2, name3, ...: an earlier run is never overwritten."""
     check_run_name(name)
     parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"{parent}: is a file (or inside one); runs need a folder there") from None
+    except OSError as exc:
+        raise ConfigError(f"{parent}: cannot create the runs folder ({exc.strerror})") from None
     for n in range(1, 100_000):
         candidate = parent / (name if n == 1 else f"{name}{n}")
         try:

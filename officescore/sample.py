@@ -936,7 +936,12 @@ def write_sample(
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; give a folder to write the sample into")
     images_dir = out / "images"
-    images_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        images_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"{out}: a file stands in the way of this folder; choose another OUT") from None
+    except OSError as exc:
+        raise UserError(f"{out}: cannot create the folder ({exc.strerror})") from None
     start = time.perf_counter()
     category_ids = {name: k for k, name in enumerate(DEFAULT_CLASSES, start=1)}
     images: list[dict[str, Any]] = []

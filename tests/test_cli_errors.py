@@ -80,9 +80,6 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
 @pytest.fixture()
 def clean_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.chdir(tmp_path)
-    # Workaround: main() registers every command again on each call (see the xfail test below),
-    # so in-process calls get slower and slower; start each case from an empty command list.
-    monkeypatch.setattr(app, "registered_commands", [])
     for name in list(os.environ):
         if name.startswith(("OFFICESCORE_", "GCS_", "OPENVERSE_")):
             monkeypatch.delenv(name)
@@ -134,7 +131,7 @@ CASES = [
     case("sample", "{root}/out", "--images", "-3"),
     case("sample", "{root}/out", "--size", "0"),
     case("sample", "{root}/out", "--size", "-64"),
-    xfail("sample", "{through_file}", "--images", "1", reason="NotADirectoryError from mkdir: exit 1"),
+    case("sample", "{through_file}", "--images", "1"),
     # ---- ingest ----------------------------------------------------------------------------
     case("ingest", "{missing}"),
     case("ingest", "{folder}"),
@@ -176,9 +173,7 @@ CASES = [
     case("train", "--data", "{dataset}", "--resume", "{garbage_pt}"),
     case("train", "--data", "{dataset}", "--model-opt", "nonsense"),
     case("train", "--data", "{dataset}", "--val-every", "0"),
-    xfail(
-        "train", "--data", "{dataset}", "--project", "{afile}", reason="FileExistsError from mkdir: exit 1"
-    ),
+    case("train", "--data", "{dataset}", "--project", "{afile}"),
     # ---- eval ------------------------------------------------------------------------------
     case("eval", "--model", "{missing}", "--data", "{dataset}"),
     case("eval", "--model", "{garbage_pt}", "--data", "{dataset}"),
@@ -193,7 +188,7 @@ CASES = [
     case("eval", "--predictions", "{garbage}", "--gt", "{dataset}/val.json"),
     case("eval", "--predictions", "{list_json}", "--gt", "{missing}"),
     case("eval", "--predictions", "{empty}", "--gt", "{dataset}/val.json"),
-    xfail("eval", "--predictions", "{loop}", "--gt", "{dataset}/val.json", reason="OSError ELOOP: exit 1"),
+    case("eval", "--predictions", "{loop}", "--gt", "{dataset}/val.json"),
     case("eval", "--data", "{dataset}"),  # no --model and no runs/ here
     # ---- score -----------------------------------------------------------------------------
     case("score", "{missing}", "--model", "{model}"),
@@ -278,7 +273,6 @@ def test_the_fixture_inputs_are_what_the_cases_claim(world: dict[str, Path]) -> 
     assert world["photo"].suffix in (".png", ".jpg") and world["model"].stat().st_size > 1000
 
 
-@pytest.mark.xfail(strict=True, reason="officescore.cli.main calls commands.register(app) on every call")
 def test_commands_are_registered_once(capsys: pytest.CaptureFixture[str]) -> None:
     for _ in range(2):
         with pytest.raises(SystemExit):

@@ -69,7 +69,10 @@ def root(
 
 
 def _register() -> None:
-    # Imported here so each command module stays independent of the others.
+    # Imported here so each command module stays independent of the others; once per process,
+    # since main() may be called many times in one process (tests, embedding).
+    if app.registered_commands:
+        return
     from officescore.cli import commands
 
     commands.register(app)
