@@ -29,7 +29,7 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from officescore import __version__
 from officescore.errors import ConfigError, ModelError
-from officescore.files import atomic_write_bytes
+from officescore.files import atomic_write_bytes, check_output_file
 from officescore.images import load_image
 from officescore.progress import SILENT, Reporter
 
@@ -122,6 +122,7 @@ def export_model(
     data = load_checkpoint(checkpoint)
     model, classes = model_from_checkpoint(data, "cpu")
     out = Path(out) if out else default_output(checkpoint, fmt)
+    check_output_file(out, "--out")  # before the (slow) export, not after it
     image = _sample_image(sample, model)
     meta = {
         "format": "officescore-torchscript" if fmt == "torchscript" else "officescore-onnx",

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from officescore.errors import ConfigError
+
 
 def _read_umask() -> int:
     mask = os.umask(0)  # the only portable way to read it is to set it and put it back; done once,
@@ -56,3 +58,27 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _first_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Fail before any work if `path` cannot become a file (a folder there, or a file above it)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder; give a file name")
+    above = _first_existing(path.parent)
+    if not above.is_dir():
+        raise ConfigError(f"{option} {path}: {above} is a file, not a folder")
+
+
+def check_output_dir(path: Path, option: str) -> None:
+    """Fail before any work if `path` cannot become a folder (a file there or above it)."""
+    path = Path(path)
+    existing = _first_existing(path)
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {path}: {existing} is a file; give a folder")

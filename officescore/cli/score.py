@@ -50,6 +50,7 @@ def score(
 ) -> None:
     """Detect office objects in photos and score each office from 0 to 100 with a breakdown."""
     from officescore.errors import BadImageError, ConfigError
+    from officescore.files import check_output_dir, check_output_file
     from officescore.infer import Predictor, default_model_source, expand_inputs, score_photos, write_csv
     from officescore.score import Rubric
 
@@ -58,6 +59,10 @@ def score(
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be 1 or more")
     rules = Rubric.load(rubric)  # a bad rubric fails before the model loads
+    if csv_file is not None:  # so do outputs that could not be written, before any inference
+        check_output_file(csv_file, "--csv")
+    if save_dir is not None:
+        check_output_dir(save_dir, "--save-dir")
     items = expand_inputs(photos)
     if not items:  # e.g. an empty folder: say so before loading a model
         raise BadImageError(f"no photos found in {', '.join(photos)}; pass image files, folders or globs")

@@ -39,15 +39,21 @@ def serve(
 ) -> None:
     """Serve the web page: upload a photo, see the annotated image, the objects and the score."""
     from officescore.app import PageSettings, streamlit_command
+    from officescore.devices import resolve_device
     from officescore.errors import ConfigError, ModelError
     from officescore.infer import COCO_SOURCE, default_model_source
+    from officescore.model import is_torchscript, load_checkpoint
     from officescore.score import Rubric
 
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     source = model or default_model_source()
-    if source.lower() != COCO_SOURCE and not Path(source).is_file():
-        raise ModelError(f"--model {source}: no such file; pass a checkpoint, an export, or coco")
+    if source.lower() != COCO_SOURCE:
+        if not Path(source).is_file():
+            raise ModelError(f"--model {source}: no such file; pass a checkpoint, an export, or coco")
+        if not is_torchscript(Path(source)):
+            load_checkpoint(Path(source))  # a damaged or foreign file fails here, not in the browser
+    resolve_device(device)
     if rubric is not None:
         Rubric.load(rubric)  # a bad rubric fails here, not in the browser
     settings = PageSettings(
