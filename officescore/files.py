@@ -82,3 +82,15 @@ def check_output_dir(path: Path, option: str) -> None:
     existing = _first_existing(path)
     if not existing.is_dir():
         raise ConfigError(f"{option} {path}: {existing} is a file; give a folder")
+
+
+def make_folder(path: Path, what: str) -> Path:
+    """mkdir -p with a one-line ConfigError when a file stands in the way or it cannot be created."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"{what} {path}: a file stands in the way of this folder") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot create the folder ({exc.strerror})") from None
+    return path

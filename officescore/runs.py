@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from officescore.errors import ConfigError
+from officescore.files import make_folder
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -18,13 +19,7 @@ def check_run_name(name: str) -> None:
 def next_run_dir(parent: Path, name: str) -> Path:
     """Create and return parent/name, or name2, name3, ...: an earlier run is never overwritten."""
     check_run_name(name)
-    parent = Path(parent)
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise ConfigError(f"{parent}: is a file (or inside one); runs need a folder there") from None
-    except OSError as exc:
-        raise ConfigError(f"{parent}: cannot create the runs folder ({exc.strerror})") from None
+    parent = make_folder(parent, "runs folder")
     for n in range(1, 100_000):
         candidate = parent / (name if n == 1 else f"{name}{n}")
         try:

@@ -31,7 +31,7 @@ from pycocotools import mask as mask_utils
 from officescore import DEFAULT_CLASSES, __version__
 from officescore import masks as masklib
 from officescore.errors import UserError
-from officescore.files import atomic_write_bytes
+from officescore.files import atomic_write_bytes, make_folder
 from officescore.progress import SILENT, Reporter
 
 RGB = tuple[float, float, float]
@@ -936,12 +936,7 @@ def write_sample(
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; give a folder to write the sample into")
     images_dir = out / "images"
-    try:
-        images_dir.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise UserError(f"{out}: a file stands in the way of this folder; choose another OUT") from None
-    except OSError as exc:
-        raise UserError(f"{out}: cannot create the folder ({exc.strerror})") from None
+    make_folder(images_dir, "sample folder")
     start = time.perf_counter()
     category_ids = {name: k for k, name in enumerate(DEFAULT_CLASSES, start=1)}
     images: list[dict[str, Any]] = []
