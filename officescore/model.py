@@ -27,9 +27,11 @@ detections (boxes xyxy, labels 1..K, scores, masks Nx1xHxW float in [0, 1]).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
 import json
+import sys
 import urllib.error
 import warnings
 import zipfile
@@ -312,14 +314,16 @@ def fetch_weights(enum: Any, progress: bool = False) -> dict[str, torch.Tensor]:
                 f"delete it and download {url} again"
             ) from exc
     try:
-        return torch.hub.load_state_dict_from_url(
-            url,
-            model_dir=str(folder),
-            map_location="cpu",
-            progress=progress,
-            check_hash=True,
-            weights_only=True,
-        )
+        # torch.hub prints "Downloading: ..." on stdout; keep stdout for --json output alone.
+        with contextlib.redirect_stdout(sys.stderr):
+            return torch.hub.load_state_dict_from_url(
+                url,
+                model_dir=str(folder),
+                map_location="cpu",
+                progress=progress,
+                check_hash=True,
+                weights_only=True,
+            )
     except (urllib.error.URLError, OSError, TimeoutError, ConnectionError) as exc:
         raise ModelError(
             f"cannot download pretrained weights {name} ({type(exc).__name__}: {exc}); offline, fetch "

@@ -362,7 +362,9 @@ def train(config: TrainConfig, reporter: Reporter = SILENT) -> TrainResult:
         saved = dict(checkpoint.get("args") or {})
         run_dir = resume_path.resolve().parent.parent
         config = TrainConfig.from_json(
-            {**saved, **overrides, "resume": str(resume_path)}, relative_to=run_dir
+            # absolute: from_json reads relative paths as relative to the run folder
+            {**saved, **overrides, "resume": str(resume_path.resolve())},
+            relative_to=run_dir,
         )
         if not Path(config.data).is_dir():  # run folder moved: fall back to the --data given now
             config = replace(config, data=Path(given.data))

@@ -121,7 +121,7 @@ def straight(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 
 def test_run_folder_files_and_exact_resume(
-    straight: tuple[TrainResult, Path], tiny_data: Path, tmp_path: Path
+    straight: tuple[TrainResult, Path], tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """2 epochs straight == killed during epoch 2 + resume from epoch 1's last.pt (bitwise)."""
     result, killed = straight
@@ -136,9 +136,13 @@ def test_run_folder_files_and_exact_resume(
     assert checkpoint["epoch"] == 2 and len(checkpoint["metrics"]) == 2 and "rng" in checkpoint
     assert load_checkpoint(killed)["epoch"] == 1
 
-    # the copy sits elsewhere, so its relative data path breaks: --data given now is used instead
-    resumed = train(TrainConfig(resume=killed, data=tiny_data, device="cpu", workers=0))
+    # the copy sits elsewhere, so its relative data path breaks: --data given now is used instead;
+    # --resume is given relative to the working folder, as people type it
+    monkeypatch.chdir(killed.parent.parent.parent)
+    relative = Path(killed.parent.parent.name) / "weights" / "last.pt"
+    resumed = train(TrainConfig(resume=relative, data=tiny_data, device="cpu", workers=0))
     assert resumed.run_dir == killed.parent.parent.resolve() and resumed.epochs_completed == 2
+    assert resumed.last_checkpoint.resolve() == killed.resolve()  # continued in place, not nested
     assert resumed.weights_sha256 == result.weights_sha256
     _assert_same_weights(result.last_checkpoint, resumed.last_checkpoint)
     assert len(list(csv.DictReader((resumed.run_dir / "metrics.csv").open()))) == 2

@@ -21,7 +21,7 @@ EXAMPLES = """
 
   officescore eval --model runs/train/train/weights/best.pt --iou 0.3 --iou 0.5 --iou 0.75
 
-  officescore eval --model weights/best.torchscript.pt --split test --conf 0.25 --name test-set
+  officescore eval --model weights/best.torchscript.pt --split train --conf 0.25   (train split: overfitting?)
 
   officescore eval --predictions results.json --gt val.json     any COCO results file, no model
 

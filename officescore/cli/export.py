@@ -11,9 +11,9 @@ from officescore.cli.common import console, print_json, reporter
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  officescore export --model runs/train/exp/weights/best.pt     (writes best.torchscript.pt)
+  officescore export --model runs/train/train/weights/best.pt     (writes best.torchscript.pt)
 
-  officescore score office.jpg --model runs/train/exp/weights/best.torchscript.pt
+  officescore score office.jpg --model runs/train/train/weights/best.torchscript.pt
 
   officescore export --model best.pt --format onnx --input-size 800x800 --out office.onnx
 

@@ -19,7 +19,7 @@ EXAMPLES = """
 
   officescore score office.jpg                 (model: newest runs/train/*/weights/best.pt, else coco)
 
-  officescore score photos/ --model runs/train/exp/weights/best.pt --save-dir runs/score
+  officescore score photos/ --model runs/train/train/weights/best.pt --save-dir runs/score
 
   officescore score 'shots/*.jpg' --csv scores.csv
 

@@ -16,11 +16,11 @@ EXAMPLES = """
 
   officescore serve                            (newest best.pt, else coco, on 127.0.0.1:8501)
 
-  officescore serve --model runs/train/exp/weights/best.pt --port 8080
+  officescore serve --model runs/train/train/weights/best.pt --port 8080
 
   officescore serve --model best.torchscript.pt --host 0.0.0.0
 
-Needs the app extra: pip install 'officescore[app]'.
+Needs the app extra: pip install 'officescore\\[app]'.
 """
 
 

@@ -199,9 +199,8 @@ def _summary(result: TrainResult) -> None:
     best = result.best_metric
     where = f" (epoch {result.best_epoch})" if best is not None else ""
     early = " · stopped early" if result.stopped_early else ""
-    console.print(
-        f"{result.epochs_completed} epochs in {result.seconds:.0f}s · best mask mAP {fmt(best)}{where}{early}"
-    )
+    epochs = f"{result.epochs_completed} epoch" + ("" if result.epochs_completed == 1 else "s")
+    console.print(f"{epochs} in {result.seconds:.0f}s · best mask mAP {fmt(best)}{where}{early}")
     console.print(f"weights: [bold]{result.last_checkpoint}[/bold]", end="")
     if result.best_checkpoint:
         console.print(f", [bold]{result.best_checkpoint}[/bold]", end="")
