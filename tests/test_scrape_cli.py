@@ -54,6 +54,17 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return int(exit_info.value.code or 0), captured.out, captured.err
 
 
+def test_status_before_any_scrape_is_empty_and_writes_nothing(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(["--status", "--json"], capsys)
+    assert code == 0
+    status = json.loads(out)
+    assert status["queries"] and all(q["pages"] == 0 for q in status["queries"])  # the default list
+    assert status["quota"][0]["calls"] == 0 and status["quota"][0]["remaining"] == 100
+    assert list(cwd.iterdir()) == []  # no manifest or folder made just to report nothing
+
+
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
@@ -61,7 +72,6 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
         (["-q", "desk", "--provider", "bing"], {}, "--provider must be one of"),
         (["-q", "desk", "--per-query", "0"], {"GCS_DEVELOPER_KEY": "k", "GCS_CX": "c"}, "--per-query"),
         (["--queries", "missing.txt"], {}, "cannot read queries file"),
-        (["--status"], {}, "no manifest"),
         (["--export", "out"], {}, "no manifest"),
         (["--status", "--export", "out"], {}, "separate actions"),
         (["-q", "desk", "--safe", "maybe"], {"GCS_DEVELOPER_KEY": "k", "GCS_CX": "c"}, "--safe"),

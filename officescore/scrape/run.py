@@ -504,15 +504,15 @@ class ScrapeStatus:
 def status(config: ScrapeConfig) -> ScrapeStatus:
     """Per-query progress and the quota state, read from the manifest (works during a run)."""
     path = Path(config.out) / MANIFEST_NAME
-    if not path.is_file():
-        raise ConfigError(f"no manifest at {path}: nothing scraped into {config.out} yet")
+    if not path.is_file():  # nothing scraped yet: an empty status, and no files created for it
+        path = Path(":memory:")
     probe = _probe(config)
     provider_filters = probe.filters
     with Manifest(path) as manifest:
         table = manifest.query_table()
         seen = {(row["provider"], row["query"], row["filters"]) for row in table}
         listed = config.queries
-        if config.default_query_list and not any(
+        if config.default_query_list and table and not any(
             (config.provider, query, provider_filters) in seen for query in listed
         ):
             listed = []  # this folder was scraped with the user's own queries: no default-list noise
