@@ -229,7 +229,7 @@ class Predictor:
         return cls(model, coco_label_names(mapping), device, conf, kind="coco", source=COCO_SOURCE)
 
     def set_img_size(self, img_size: int) -> None:
-        """Resize photos so their shorter side is `img_size` inside the model (longer side scaled)."""
+        """Resize photos inside the model so that neither side exceeds `img_size` (train's --img-size)."""
         if img_size < 32:
             raise ConfigError(f"--img-size {img_size}: too small; use 32 or more (e.g. 512, 800)")
         transform = getattr(self.model, "transform", None)
@@ -237,10 +237,9 @@ class Predictor:
             transform = getattr(getattr(self.model, "model", None), "transform", None)
         if transform is None:
             raise ConfigError("--img-size: this model does not expose its resize settings; leave it out")
-        ratio = float(transform.max_size) / float(transform.min_size[0])
         try:
             transform.min_size = (int(img_size),)
-            transform.max_size = int(round(img_size * ratio))
+            transform.max_size = int(img_size)
         except (RuntimeError, AttributeError) as exc:
             raise ConfigError(f"--img-size cannot be changed on this {self.kind} model ({exc})") from exc
 

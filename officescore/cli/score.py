@@ -45,7 +45,7 @@ def score(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     batch_size: int = typer.Option(2, "--batch-size", "-b", help="Photos per forward pass."),
     img_size: int = typer.Option(
-        None, "--img-size", help="Resize photos to this shorter side inside the model."
+        None, "--img-size", help="Longest image side fed to the model, as in train (default: the model's)."
     ),
 ) -> None:
     """Detect office objects in photos and score each office from 0 to 100 with a breakdown."""
@@ -68,6 +68,8 @@ def score(
         raise BadImageError(f"no photos found in {', '.join(photos)}; pass image files, folders or globs")
     source = model or default_model_source()
     predictor = Predictor.load(source, device=device, conf=conf, img_size=img_size)
+    if not json_output:  # say which model scored: the default is picked, not given
+        console.print(f"[dim]model: {source} ({predictor.kind})[/dim]")
     results = score_photos(
         predictor,
         items,

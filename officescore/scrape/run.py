@@ -512,8 +512,10 @@ def status(config: ScrapeConfig) -> ScrapeStatus:
         table = manifest.query_table()
         seen = {(row["provider"], row["query"], row["filters"]) for row in table}
         listed = config.queries
-        if config.default_query_list and table and not any(
-            (config.provider, query, provider_filters) in seen for query in listed
+        if (
+            config.default_query_list
+            and table
+            and not any((config.provider, query, provider_filters) in seen for query in listed)
         ):
             listed = []  # this folder was scraped with the user's own queries: no default-list noise
         for query in listed:
