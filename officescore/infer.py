@@ -413,7 +413,12 @@ def write_csv(path: Path, photos: Sequence[PhotoScore]) -> None:
     """One row per photo: score, label, object counts per class, error (a failed photo: blanks, not 0s)."""
     from officescore.files import atomic_write
 
-    classes = sorted({d.class_name for p in photos for d in p.result.detections})
+    # Every rubric class in rubric order, so runs over different photos share one header; then any
+    # other class the model found.
+    scored = next((p.score for p in photos if p.score is not None), None)
+    classes = [row.class_name for row in scored.breakdown] if scored is not None else []
+    found = sorted({d.class_name for p in photos for d in p.result.detections} - set(classes))
+    classes += found
     header = ["path", "score", "label", "objects", *classes, "error"]
     rows = []
     for photo in photos:
