@@ -27,5 +27,8 @@ class Reporter:
     def stage(self, description: str, total: int | None = None) -> Iterator[Stage]:
         yield Stage()
 
+    def log(self, message: str) -> None:  # noqa: B027 - silent by design
+        """A line worth keeping outside any stage (e.g. where an interrupted run was saved)."""
+
 
 SILENT = Reporter()

@@ -516,8 +516,7 @@ def _run(
             if ctx.is_main:
                 what = "terminated (SIGTERM)" if sigterm else "interrupted"
                 where = "while validating" if pending_row else f"batch {state.step_in_epoch}"
-                reporter_log(
-                    reporter,
+                reporter.log(
                     f"{what}: saved {weights_dir / 'last.pt'} at epoch {epoch + 1}, {where}; "
                     f"continue with `officescore train --resume {weights_dir / 'last.pt'}`",
                 )
@@ -604,11 +603,6 @@ def _run(
         world_size=ctx.world_size,
         notes=notes,
     )
-
-
-def reporter_log(reporter: Reporter, message: str) -> None:
-    with reporter.stage("interrupted") as stage:
-        stage.log(message)
 
 
 def _train_epoch(

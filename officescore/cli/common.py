@@ -92,6 +92,10 @@ class CliReporter(Reporter):
             extra = f" ({stage.status})" if stage.status else ""
             err_console.print(f"{description}: {count} in {seconds:.1f}s{extra}", soft_wrap=True)
 
+    def log(self, message: str) -> None:
+        # stderr even with --json: stdout stays pure JSON, and this line is worth seeing
+        err_console.print(message, soft_wrap=True, highlight=False)
+
 
 def reporter(json_output: bool = False) -> CliReporter:
     """Progress goes to stderr; with --json it stays quiet so stdout is pure JSON."""
