@@ -93,6 +93,10 @@ class _Hook(Reporter):
     ) -> None:
         self.on_stage = on_stage or (lambda description: None)
         self.on_batch = on_batch or (lambda description: None)
+        self.logged: list[str] = []
+
+    def log(self, message: str) -> None:
+        self.logged.append(message)
 
     @contextmanager
     def stage(self, description: str, total: int | None = None) -> Iterator[Stage]:
@@ -213,10 +217,13 @@ def test_sigterm_saves_last_like_ctrl_c(tiny_data: Path, tmp_path: Path) -> None
     def terminate(description: str) -> None:
         os.kill(os.getpid(), signal.SIGTERM)  # the handler raises at the next bytecode, right here
 
+    hook = _Hook(on_batch=terminate)
     with pytest.raises(Terminated):
         config = _config(tiny_data, tmp_path / "runs", epochs=1, name="term")
-        train(config, reporter=_Hook(on_batch=terminate))
-    saved = load_checkpoint(tmp_path / "runs" / "term" / "weights" / "last.pt")
+        train(config, reporter=hook)
+    last = tmp_path / "runs" / "term" / "weights" / "last.pt"
+    assert len(hook.logged) == 1 and "SIGTERM" in hook.logged[0] and f"--resume {last}" in hook.logged[0]
+    saved = load_checkpoint(last)
     assert saved["epoch"] == 0 and saved["step_in_epoch"] == 1
     assert signal.getsignal(signal.SIGTERM) is before
     assert issubclass(Terminated, KeyboardInterrupt)  # callers that handle Ctrl-C handle it too
