@@ -74,6 +74,10 @@ from officescore import __version__
 from officescore.errors import ConfigError, ModelError
 from officescore.files import atomic_write
 
+# torchvision's scripted Mask R-CNN warns on every call that it returns (losses, detections); our
+# TorchScript wrapper already unpacks that tuple, so the notice is noise for users.
+warnings.filterwarnings("ignore", message="RCNN always returns a", category=UserWarning)
+
 DEFAULT_ARCH = "maskrcnn_resnet50_fpn_v2"
 ARCHS: tuple[str, ...] = (
     "maskrcnn_resnet50_fpn_v2",
