@@ -860,6 +860,16 @@ def test_classes_keeps_only_those_in_given_order(tmp_path: Path) -> None:
     _assert_normalised(tmp_path / "dataset")
 
 
+def test_cli_says_what_classes_left_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    coco = make_export(tmp_path, n_images=6)
+    export = write_export(tmp_path, coco)
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", str(export), "--out", str(tmp_path / "ds"), "--classes", "mug,desk", "--no-plot"])
+    assert info.value.code == 0
+    chairs = sum(a["category_id"] == 2 for a in coco["annotations"])
+    assert f"left out by --classes: {chairs} annotation(s)" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- split
 
 

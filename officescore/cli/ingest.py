@@ -61,6 +61,9 @@ def ingest(
     render_problem_list([p.to_dict() for p in result.problems], result.out)
     render_health(report)
     counts = result.counts
+    if counts.get("excluded_by_classes"):  # not problems, but the user should see what --classes did
+        left_out = counts["excluded_by_classes"]
+        console.print(f"left out by --classes: {left_out} annotation(s) of other classes")
     console.print(
         f"[green]wrote[/green] {result.out}: {counts['train']['images']} train / "
         f"{counts['val']['images']} val images, {len(result.classes)} classes, "
