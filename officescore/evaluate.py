@@ -18,7 +18,7 @@ is what COCOeval gives on the same file, including its size rule: a detection th
 is sized by its box area (pycocotools' loadRes), a mask-only detection by its mask area.
 
 `predict_coco(model, dataset, device)` runs a torchvision-style detector over a data set and returns
-such COCO results. Plots and files: `officescore.evaluate_plots`.
+such COCO results. Run folders, plots and files: `officescore.evaluate_run`.
 """
 
 from __future__ import annotations
@@ -394,15 +394,3 @@ def evaluate_model(
     predictions = sorted((p for part in parts for p in part), key=lambda p: (p["image_id"], -p["score"]))
     metrics = evaluate_coco(dataset.annotation_file, predictions, iou_thresholds, conf, reporter)
     return metrics, predictions
-
-
-def save_eval_outputs(
-    metrics: dict[str, Any],
-    predictions: list[dict[str, Any]],
-    out_dir: Path,
-    classes: Sequence[str] | None = None,
-) -> dict[str, Path]:
-    """metrics.json, predictions.json, pr_curves.png, confusion_matrix.png (officescore.evaluate_run)."""
-    from officescore.evaluate_run import save_eval_outputs as save  # matplotlib only when needed
-
-    return save(metrics, predictions, out_dir, classes)
