@@ -70,10 +70,11 @@ def test_config_file_sets_defaults_and_flags_win(
     (tmp_path / "officescore.toml").write_text("[sample]\nimages = 2\nsize = 64\n")
     code, out, _ = run(["sample", "from-config", "--json"], capsys)
     assert code == 0
+    assert json.loads(out)["images"] == 2 and json.loads(out)["size"] == 64
     assert len(list((tmp_path / "from-config" / "images").glob("*.jpg"))) == 2
     code, out, _ = run(["sample", "from-flag", "--images", "3", "--json"], capsys)
     assert code == 0
-    assert json.loads(out)["images"] == 3 if "images" in json.loads(out) else True
+    assert json.loads(out)["images"] == 3 and json.loads(out)["size"] == 64  # the flag wins, the rest stays
     assert len(list((tmp_path / "from-flag" / "images").glob("*.jpg"))) == 3
 
 
