@@ -163,3 +163,4 @@ def test_cli_bad_arguments(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not args or not target.exists(), "a bad flag must fail before any folder is created"

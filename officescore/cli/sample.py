@@ -28,14 +28,8 @@ def sample(
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Render synthetic home-office scenes with exact masks as a COCO export."""
-    from officescore.errors import UserError
-    from officescore.sample import MIN_SIZE, write_sample
+    from officescore.sample import write_sample
 
-    # checked here too so a bad flag fails before any folder is created
-    if images < 1:
-        raise UserError(f"--images {images}: need at least 1 image")
-    if size < MIN_SIZE:
-        raise UserError(f"--size {size} is too small: scenes need at least {MIN_SIZE} px")
     result = write_sample(out, n_images=images, seed=seed, size=size, reporter=reporter(json_output))
     if json_output:
         print_json(result.to_dict())
