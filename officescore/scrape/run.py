@@ -48,8 +48,9 @@ from officescore.scrape.providers import (
 )
 from officescore.scrape.quota import QuotaState
 
-PROVIDERS = ("google", "openverse")
-QUOTA_ZONES: dict[str, tzinfo] = {"google": clock.PACIFIC, "openverse": timezone.utc}
+# Each provider's quota day, by name: --status reports providers it has no keys to build.
+QUOTA_ZONES: dict[str, tzinfo] = {cls.name: cls.quota_tz for cls in (GoogleProvider, OpenverseProvider)}
+PROVIDERS = tuple(QUOTA_ZONES)
 IMAGES_DIR = "images"
 LOCK_NAME = ".scrape.lock"
 MAX_RATE_LIMIT_WAIT = 120.0  # seconds; a longer wait ends the search phase instead
@@ -207,10 +208,9 @@ class ScrapeResult:
         }
 
 
-def quota_state(manifest: Manifest, provider: ImageProvider | str, limit: int) -> QuotaState:
-    """Today's ledger entry for a provider (given as a provider or by name)."""
-    name = provider if isinstance(provider, str) else provider.name
-    tz = QUOTA_ZONES.get(name, timezone.utc) if isinstance(provider, str) else provider.quota_tz
+def quota_state(manifest: Manifest, name: str, limit: int) -> QuotaState:
+    """Today's ledger entry for the provider called `name`."""
+    tz = QUOTA_ZONES.get(name, timezone.utc)
     when = clock.now()
     day = clock.quota_day(tz, when).isoformat()
     calls, exhausted = manifest.quota(name, day)
@@ -304,7 +304,7 @@ class _Run:
         provider, manifest = self.provider, self.manifest
         attempt = limited = 0
         while True:
-            state = quota_state(manifest, provider, self.config.daily_quota)
+            state = quota_state(manifest, provider.name, self.config.daily_quota)
             if state.exhausted:
                 raise _Stop("quota")
             if state.retry_at is not None:
@@ -432,7 +432,7 @@ def scrape(config: ScrapeConfig, reporter: Reporter = SILENT) -> ScrapeResult:
         except ProviderError as exc:  # the search keeps failing: still download what was found
             failure = exc
         outcomes = run.download_pending(images)
-        state = quota_state(manifest, provider, config.daily_quota)
+        state = quota_state(manifest, provider.name, config.daily_quota)
         kept_total = manifest.status_counts().get(KEPT, 0)
     if failure is not None:
         if run.pages or outcomes:
