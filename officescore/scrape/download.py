@@ -29,7 +29,7 @@ import warnings
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -77,7 +77,6 @@ class Fetched:
     ext: str | None = None
     attempts: int = 0
     final_url: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def discard(self) -> None:
         if self.temp_path is not None:

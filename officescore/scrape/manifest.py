@@ -205,13 +205,6 @@ class Manifest:
         ).fetchone()
         return QueryProgress(pages=row["pages"], last_page_seen=bool(row["last"]), results=row["n"])
 
-    def page_done(self, provider: str, query: str, filters: str, page: int) -> bool:
-        row = self.db.execute(
-            "SELECT 1 FROM pages WHERE provider=? AND query=? AND filters=? AND page=?",
-            (provider, query, filters, page),
-        ).fetchone()
-        return row is not None
-
     def record_page(
         self,
         provider: str,
@@ -308,6 +301,3 @@ class Manifest:
         return [
             {"provider": p, "query": q, "filters": f, **entry} for (p, q, f), entry in sorted(table.items())
         ]
-
-    def quota_rows(self) -> list[sqlite3.Row]:
-        return list(self.db.execute("SELECT * FROM quota ORDER BY provider, day"))

@@ -132,11 +132,8 @@ class Scrubber:
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def __call__(self, text: str | None) -> str | None:
-        if text is None:
-            return None
-        for value in self._secrets:
-            text = text.replace(value, "***")
-        return self._PARAM.sub(r"\1***", text)
+        text = self.value(text)
+        return None if text is None else self._PARAM.sub(r"\1***", text)
 
     def value(self, text: str | None) -> str | None:
         """Only the exact secrets: for URLs that must keep working."""
