@@ -108,13 +108,33 @@ def test_dedup_index_exact_and_near() -> None:
     assert DEFAULT_NEAR_DUP_THRESHOLD == 10
 
 
-def test_cli_default_threshold_matches_the_library() -> None:
+def test_cli_defaults_match_the_library() -> None:
+    """The CLI repeats library defaults (importing them would load the scraper for every command)."""
     import inspect
 
     from officescore.cli.scrape import scrape as command
+    from officescore.scrape.download import DownloadConfig
+    from officescore.scrape.providers import DEFAULT_RIGHTS
 
-    default = inspect.signature(command).parameters["near_dup"].default.default
-    assert default == DEFAULT_NEAR_DUP_THRESHOLD
+    cli = {name: p.default.default for name, p in inspect.signature(command).parameters.items()}
+    library, download = ScrapeConfig(queries=["q"]), DownloadConfig()
+    assert cli["near_dup"] == library.near_dup_threshold == DEFAULT_NEAR_DUP_THRESHOLD
+    assert cli["rights"] == library.rights == DEFAULT_RIGHTS
+    expected = {
+        "provider": library.provider,
+        "per_query": library.per_query,
+        "daily_quota": library.daily_quota,
+        "out": library.out,
+        "safe": library.safe,
+        "workers": download.workers,
+        "per_host": download.per_host,
+        "timeout": download.read_timeout,
+        "retries": download.retries,
+        "max_bytes": download.max_bytes,
+        "min_size": download.min_width,
+    }
+    assert {name: cli[name] for name in expected} == expected
+    assert download.min_width == download.min_height
 
 
 def test_page_and_results_are_recorded_together_or_not_at_all(tmp_path: Path) -> None:
