@@ -13,7 +13,7 @@ from typing import Any
 
 from officescore.errors import DataError
 from officescore.files import atomic_write
-from officescore.ingest_write import readable_as_umask_allows
+from officescore.ingest_write import DATASET_FORMAT, readable_as_umask_allows
 
 SPLITS = ("train", "val")
 # COCO's size buckets, on mask area in pixels.
@@ -77,7 +77,7 @@ def load_dataset_meta(dataset_dir: Path) -> dict[str, Any]:
     if not dataset_dir.is_dir():
         raise DataError(f"{dataset_dir}: no such data-set folder; create one with `officescore ingest`")
     meta = _read_json(dataset_dir / "dataset.json")
-    if not isinstance(meta, dict) or meta.get("format") != "officescore-dataset":
+    if not isinstance(meta, dict) or meta.get("format") != DATASET_FORMAT:
         raise DataError(f"{dataset_dir / 'dataset.json'}: not an officescore data set (wrong 'format')")
     if not isinstance(meta.get("classes"), list):
         raise DataError(f"{dataset_dir / 'dataset.json'}: has no 'classes' list; re-run `officescore ingest`")
