@@ -99,11 +99,11 @@ def split_groups(
     # Cover classes greedily: the group adding the most missing classes, then the smallest, then
     # shuffled order. Few forced picks leave more of val to chance, so val stays representative.
     missing = {name for name, count in in_train.items() if count >= 2}
+    rank = {g: i for i, g in enumerate(order)}
     while missing:
         candidates = [g for g in order if g not in val and missing & group_classes[g].keys() and can_move(g)]
         if not candidates:
             break
-        rank = {g: i for i, g in enumerate(order)}
         best = min(
             candidates, key=lambda g: (-len(missing & group_classes[g].keys()), len(members[g]), rank[g])
         )
