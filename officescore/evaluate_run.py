@@ -144,17 +144,6 @@ class EvalRun:
     seconds: float
     warnings: list[str] = field(default_factory=list)
 
-    def files(self) -> dict[str, Path]:
-        return {
-            key: self.out_dir / name
-            for key, name in (
-                ("metrics", METRICS_FILE),
-                ("predictions", PREDICTIONS_FILE),
-                ("pr_curves", PR_CURVES_FILE),
-                ("confusion_matrix", CONFUSION_FILE),
-            )
-        }
-
 
 def _eval_results_file(
     predictions: Path, gt: Path, iou_thresholds: Sequence[float], conf: float, reporter: Reporter
