@@ -15,6 +15,7 @@ import hashlib
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import requests
@@ -70,7 +71,7 @@ def main() -> None:
                 (
                     "officescore, 32 workers, 32 per host",
                     concurrent,
-                    DownloadConfig(**{**default.__dict__, "workers": 32, "per_host": 32}),
+                    replace(default, workers=32, per_host=32),
                 ),
             ]
             for label, run, config in cases:
