@@ -195,14 +195,15 @@ def finalise(image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]
         image = image.to(torch.float32) / 255.0
     image = image.to(torch.float32)
     masks = target["masks"].as_subclass(torch.Tensor).to(torch.uint8)
-    keep = masks.flatten(1).sum(dim=1) > 0
+    pixels = masks.flatten(1).sum(dim=1)
+    keep = pixels > 0
     masks = masks[keep]
     out = {
         "boxes": boxes_from_masks(masks),
         "labels": target["labels"].as_subclass(torch.Tensor)[keep].to(torch.int64),
         "masks": masks,
         "image_id": int(target["image_id"]),
-        "area": masks.flatten(1).sum(dim=1).to(torch.float32),
+        "area": pixels[keep].to(torch.float32),
         "iscrowd": target["iscrowd"].as_subclass(torch.Tensor)[keep].to(torch.int64),
     }
     return image, out
