@@ -75,10 +75,6 @@ class Scene:
     instances: list[SceneInstance]
     instance_map: np.ndarray  # int32 HxW: 0 background, i + 1 for instances[i]
 
-    @property
-    def size(self) -> int:
-        return self.image.width
-
 
 @dataclass
 class SampleResult:
