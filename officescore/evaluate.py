@@ -250,10 +250,6 @@ def evaluate_coco(
 # --- inference to COCO results -------------------------------------------------------------------
 
 
-def _collate(batch: list[Any]) -> tuple[Any, ...]:
-    return tuple(zip(*batch, strict=True))
-
-
 def _detections(outputs: Any) -> list[dict[str, Any]]:
     # A scripted torchvision detector returns (losses, detections); an eager one just detections.
     if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], list):
@@ -315,6 +311,8 @@ def predict_coco(
     import torch
     from torch.utils.data import DataLoader, Subset
 
+    from officescore.dataset import collate_fn
+
     device = torch.device(device)
     chosen = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     loader = DataLoader(
@@ -322,7 +320,7 @@ def predict_coco(
         batch_size=max(1, int(batch_size)),
         shuffle=False,
         num_workers=int(workers),
-        collate_fn=getattr(dataset, "collate_fn", None) or _collate,
+        collate_fn=getattr(dataset, "collate_fn", None) or collate_fn,
     )
     if hasattr(model, "eval"):
         model.eval()

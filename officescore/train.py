@@ -281,10 +281,6 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _collate(batch: list[Any]) -> tuple[Any, ...]:
-    return tuple(zip(*batch, strict=True))
-
-
 def weights_digest(model: torch.nn.Module) -> str:
     """sha256 over every tensor of the state dict: equal digests = bitwise-equal weights."""
     buffer = io.BytesIO()
@@ -546,7 +542,7 @@ def _run(
                 batch_size=config.batch_size,
                 sampler=sampler,
                 num_workers=config.workers,
-                collate_fn=getattr(train_set, "collate_fn", None) or _collate,
+                collate_fn=train_set.collate_fn,
                 worker_init_fn=_worker_init,
                 generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, ctx.rank)),
                 pin_memory=device.type == "cuda",
