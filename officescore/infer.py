@@ -14,7 +14,7 @@ import os
 import sys
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms.functional import pil_to_tensor
+from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from officescore import masks as masklib
 from officescore.config import DEFAULT_RUNS_DIR
@@ -250,8 +250,13 @@ class Predictor:
         conf: float | None = None,
         workers: int | None = None,
         reporter: Reporter = SILENT,
+        on_image: Callable[[int, ImageResult, torch.Tensor], None] | None = None,
     ) -> list[ImageResult]:
-        """Detections for each input (files, folders, globs or PIL images), in input order."""
+        """Detections for each input (files, folders, globs or PIL images), in input order.
+
+        `on_image(index, result, pixels)` runs, in input order, for each photo that was read, with
+        its decoded uint8 3xHxW tensor: callers that draw on the photo need not decode it again.
+        """
         if isinstance(inputs, (str, Path, Image.Image)):
             inputs = [inputs]
         items = expand_inputs(inputs)
@@ -270,7 +275,7 @@ class Predictor:
         )
         with reporter.stage("detecting", total=len(items)) as stage:
             for batch in loader:
-                for index, error in self._run_batch(batch, results, conf):
+                for index, error in self._run_batch(batch, results, conf, on_image):
                     results[index].error = error
                 stage.advance(len(batch))
         return results
@@ -280,6 +285,7 @@ class Predictor:
         batch: list[tuple[int, torch.Tensor | None, str | None]],
         results: list[ImageResult],
         conf: float,
+        on_image: Callable[[int, ImageResult, torch.Tensor], None] | None,
     ) -> Iterator[tuple[int, str | None]]:
         good = [(i, t) for i, t, _ in batch if t is not None]
         for index, _, error in batch:
@@ -296,6 +302,8 @@ class Predictor:
             height, width = int(tensor.shape[1]), int(tensor.shape[2])
             results[index].width, results[index].height = width, height
             results[index].detections = self._detections(output, width, height, conf)
+            if on_image is not None:
+                on_image(index, results[index], tensor)
             yield index, None
 
     def _detections(
@@ -380,22 +388,19 @@ def score_photos(
 ) -> list[PhotoScore]:
     """Detect, score with the rubric and (with `save_dir`) write annotated JPEGs for each photo."""
     rubric = rubric or Rubric.load()
-    items = expand_inputs(inputs)
-    results = predictor.predict(items, batch_size=batch_size, conf=conf, reporter=reporter)
-    scored: list[PhotoScore] = []
+    scored: dict[int, PhotoScore] = {}
     used: set[str] = set()
-    for item, result in zip(items, results, strict=True):
-        if not result.ok:
-            scored.append(PhotoScore(result, None))
-            continue
+
+    def finish(index: int, result: ImageResult, pixels: torch.Tensor) -> None:
         office = score_office(result.detections, rubric)
         annotated = None
-        if save_dir is not None:
+        if save_dir is not None:  # draw on the pixels the model saw: the file is not decoded twice
             annotated = _annotated_path(Path(save_dir), result.source, used)
-            image = item if isinstance(item, Image.Image) else load_image(Path(item))
-            draw(image, result.detections, office).save(annotated, quality=90)
-        scored.append(PhotoScore(result, office, annotated))
-    return scored
+            draw(to_pil_image(pixels), result.detections, office).save(annotated, quality=90)
+        scored[index] = PhotoScore(result, office, annotated)
+
+    results = predictor.predict(inputs, batch_size=batch_size, conf=conf, reporter=reporter, on_image=finish)
+    return [scored.get(i, PhotoScore(result, None)) for i, result in enumerate(results)]
 
 
 def _annotated_path(save_dir: Path, source: str, used: set[str]) -> Path:

@@ -179,6 +179,12 @@ def test_score_photos_saves_annotated_images(
     assert photos[0].score.total == score_office(photos[0].result.detections).total
     assert [p.annotated.name for p in photos[:2]] == ["scene_0.jpg", "scene_1.jpg"]
     assert Image.open(photos[0].annotated).size == (128, 128)
+    # drawn on the pixels the model saw (not decoded again): the same picture as drawing on the file
+    expected = draw(Image.open(files["scenes"] / "scene_0.jpg"), photos[0].result.detections, photos[0].score)
+    expected.save(tmp_path / "expected.jpg", quality=90)
+    assert np.array_equal(
+        np.asarray(Image.open(photos[0].annotated)), np.asarray(Image.open(tmp_path / "expected.jpg"))
+    )
     assert photos[2].to_dict()["score"] is None and photos[2].to_dict()["error"]
 
 
