@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import os
 import sys
 import warnings
@@ -30,10 +31,11 @@ from officescore import masks as masklib
 from officescore.config import DEFAULT_RUNS_DIR
 from officescore.devices import resolve_device
 from officescore.errors import BadImageError, ConfigError, ModelError
+from officescore.files import atomic_write_bytes
 from officescore.images import load_image
 from officescore.progress import SILENT, Reporter
 from officescore.runs import newest_best_checkpoint
-from officescore.score import OfficeScore, Rubric, score_office
+from officescore.score import OfficeScore, Rubric, count_classes, score_office
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -310,22 +312,19 @@ class Predictor:
         self, output: dict[str, torch.Tensor], width: int, height: int, conf: float
     ) -> list[Detection]:
         scores = output["scores"].float().cpu()
-        keep = (scores >= conf).nonzero().flatten().tolist()
         boxes = output["boxes"].float().cpu()
-        labels = output["labels"].cpu().tolist()
-        masks = output["masks"][:, 0] if "masks" in output else None
+        names = [self._name(int(label)) for label in output["labels"].cpu().tolist()]
+        # Background and classes with no office meaning (COCO "person", ...) are dropped.
+        keep = [k for k in (scores >= conf).nonzero().flatten().tolist() if names[k] is not None]
+        masks = None
+        if "masks" in output:  # threshold the kept masks at once: one copy off the device, not one each
+            masks = (output["masks"][keep, 0] > MASK_THRESHOLD).to("cpu", torch.uint8).numpy()
         detections = []
-        for k in keep:
-            label = int(labels[k])
-            name = self.label_names[label] if 0 <= label < len(self.label_names) else None
-            if name is None:
-                continue  # background or a class with no office meaning (COCO "person", ...)
-            binary = (masks[k] > MASK_THRESHOLD).cpu().numpy().astype(np.uint8) if masks is not None else None
-            if binary is None:
-                binary = _box_mask(boxes[k].tolist(), width, height)
+        for position, k in enumerate(keep):
+            binary = masks[position] if masks is not None else _box_mask(boxes[k].tolist(), width, height)
             detections.append(
                 Detection(
-                    class_name=name,
+                    class_name=str(names[k]),
                     score=float(scores[k]),
                     box=[float(v) for v in boxes[k].tolist()],
                     mask=masklib.encode(binary),
@@ -333,6 +332,9 @@ class Predictor:
                 )
             )
         return detections
+
+    def _name(self, label: int) -> str | None:
+        return self.label_names[label] if 0 <= label < len(self.label_names) else None
 
 
 def _describe(item: ImageInput, index: int) -> str:
@@ -416,8 +418,6 @@ def _annotated_path(save_dir: Path, source: str, used: set[str]) -> Path:
 
 def write_csv(path: Path, photos: Sequence[PhotoScore]) -> None:
     """One row per photo: score, label, object counts per class, error (a failed photo: blanks, not 0s)."""
-    from officescore.files import atomic_write
-
     # Every rubric class in rubric order, so runs over different photos share one header; then any
     # other class the model found.
     scored = next((p.score for p in photos if p.score is not None), None)
@@ -431,35 +431,22 @@ def write_csv(path: Path, photos: Sequence[PhotoScore]) -> None:
         if score is None:  # never read: nothing was counted, so no numbers
             rows.append([photo.result.source, "", "", "", *("" for _ in classes), photo.result.error or ""])
             continue
-        counts = {c: 0 for c in classes}
-        for d in photo.result.detections:
-            counts[d.class_name] += 1
+        counts = count_classes(photo.result.detections)
         rows.append(
             [
                 photo.result.source,
                 score.total,
                 score.label,
                 len(photo.result.detections),
-                *(counts[c] for c in classes),
+                *(counts.get(c, 0) for c in classes),
                 photo.result.error or "",
             ]
         )
-
-    def _write(handle: Any) -> None:
-        text = _csv_text(header, rows)
-        handle.write(text.encode("utf-8"))
-
-    atomic_write(Path(path), _write)
-
-
-def _csv_text(header: list[str], rows: list[list[Any]]) -> str:
-    import io
-
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
     writer.writerows(rows)
-    return buffer.getvalue()
+    atomic_write_bytes(Path(path), buffer.getvalue().encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- drawing
