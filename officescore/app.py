@@ -111,7 +111,9 @@ def streamlit_command(
 
 def _page() -> None:  # pragma: no cover - exercised through a real browser in tests/test_app.py
     import streamlit as st
+    from PIL import Image
 
+    from officescore.images import load_image
     from officescore.infer import ImageResult, Predictor, draw
     from officescore.score import Rubric, score_office
 
@@ -128,16 +130,22 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
     def rubric(path: str | None) -> Rubric:
         return Rubric.load(path)
 
-    @st.cache_data(max_entries=16, show_spinner="Finding objects...")
-    def detect(data: bytes, name: str, source: str, device: str) -> ImageResult:
-        # The same path as `officescore score`: a file decoded by load_image (EXIF, bomb checks).
+    @st.cache_resource(max_entries=16)
+    def photo(data: bytes, name: str) -> Image.Image:
+        # Decoded once per upload (not on every slider move), as `officescore score` decodes a
+        # file: load_image (EXIF, truncation and bomb checks).
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / Path(name).name
             path.write_bytes(data)
-            result = predictor(source, device).predict([path], conf=0.0, workers=0)[0]
+            try:
+                return load_image(path)
+            except BadImageError as exc:  # name the upload, not the temporary file
+                raise BadImageError(str(exc).replace(str(path), name)) from None
+
+    @st.cache_data(max_entries=16, show_spinner="Finding objects...")
+    def detect(data: bytes, name: str, source: str, device: str) -> ImageResult:
+        result = predictor(source, device).predict([photo(data, name)], conf=0.0, workers=0)[0]
         result.source = name
-        if result.error:  # name the upload, not the temporary file
-            result.error = result.error.replace(str(path), name)
         return result
 
     try:
@@ -156,19 +164,18 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
         return
     try:
         check_upload(upload.name, upload.size)
+        image = photo(upload.getvalue(), upload.name)
         raw = detect(upload.getvalue(), upload.name, settings.model, settings.device)
-        if raw.error:
-            raise BadImageError(raw.error)
     except UserError as exc:
         st.error(str(exc))
         return
     result = raw.above(conf)
     office = score_office(result.detections, rules)
-    _render(st, upload, result, office, model.classes, draw)
+    _render(st, image, result, office, model.classes, draw)
 
 
 def _render(
-    st: Any, upload: Any, result: Any, office: Any, classes: list[str], draw: Any
+    st: Any, image: Any, result: Any, office: Any, classes: list[str], draw: Any
 ) -> None:  # pragma: no cover
     import io
 
@@ -199,12 +206,6 @@ def _render(
             for suggestion in office.suggestions[:5]:
                 st.markdown(f"- {suggestion.text}")
     with left:
-        from officescore.images import load_image
-
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / Path(upload.name).name
-            path.write_bytes(upload.getvalue())
-            image = load_image(path)
         annotated = draw(image, result.detections, office)
         buffer = io.BytesIO()
         annotated.save(buffer, format="JPEG", quality=90)
