@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browsers import INSTALL_HINT, find_chromium
 from scoremodels import write_checkpoint, write_scenes
 
 from officescore.app import MAX_UPLOAD_BYTES, PageSettings, check_upload, slider_start, streamlit_command
 from officescore.cli import main
 from officescore.errors import BadImageError, UserError
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -88,11 +88,20 @@ def server(files: dict[str, Path]) -> Iterator[str]:
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
-    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install -y chromium chromium-driver"
+    executable = find_chromium()
+    if executable is None:
+        yield None  # each web-page test then fails with the install hint (see _new_page)
+        return
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
         yield chromium
         chromium.close()
+
+
+def _new_page(browser: object) -> object:
+    if browser is None:  # never a skip: a machine without a browser must not pass in silence
+        pytest.fail(INSTALL_HINT, pytrace=False)
+    return browser.new_page()
 
 
 def _cli_total(files: dict[str, Path], conf: float, capsys: pytest.CaptureFixture[str]) -> float:
@@ -113,7 +122,7 @@ def _page_total(page: object) -> float:
 def test_page_score_equals_cli_score(
     server: str, browser: object, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    page = browser.new_page()
+    page = _new_page(browser)
     try:
         page.goto(server)
         page.locator('input[type="file"]').set_input_files(str(files["scene"]))
@@ -140,7 +149,7 @@ def test_page_score_equals_cli_score(
 
 
 def test_page_refuses_bad_uploads(server: str, browser: object, files: dict[str, Path]) -> None:
-    page = browser.new_page()
+    page = _new_page(browser)
     try:
         page.goto(server)
         upload = page.locator('input[type="file"]')
