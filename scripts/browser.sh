@@ -28,5 +28,6 @@ if "$PY" -m playwright install chromium && found >/dev/null 2>&1; then
   echo "browser: $(found)"
   exit 0
 fi
-echo "browser: WARNING: $(found 2>/dev/null | tail -n 1)" >&2
+hint="$(found 2>/dev/null | tail -n 1)"
+echo "browser: WARNING: ${hint:-no Chromium for the web-page tests: install Debian's chromium or run python -m playwright install chromium}" >&2
 exit 0
