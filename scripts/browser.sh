@@ -29,5 +29,5 @@ if "$PY" -m playwright install chromium && found >/dev/null 2>&1; then
   exit 0
 fi
 hint="$(found 2>/dev/null | tail -n 1)"
-echo "browser: WARNING: ${hint:-no Chromium for the web-page tests: install Debian's chromium or run python -m playwright install chromium}" >&2
+echo "browser: WARNING: ${hint:-no Chromium for the web-page tests: apt-get install chromium, or python -m playwright install chromium}" >&2
 exit 0
