@@ -65,6 +65,21 @@ def _md(text: str | None) -> str:
     return text
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): titles,
+# creators and URLs come from the internet, so such a value is written with a leading apostrophe,
+# which Excel, LibreOffice and Google Sheets show as text (OWASP's advice).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A manifest value as a CSV cell a spreadsheet shows as text and never evaluates."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _licence(row: Any) -> str:
     if row["license"]:
         name = LICENSE_NAMES.get(str(row["license"]).lower(), str(row["license"]).upper())
@@ -121,12 +136,13 @@ def export(raw_dir: Path, folder: Path) -> ExportResult:
     kept = [row for row in rows if row["status"] == "ok" and row["path"]]
 
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # RFC 4180 line ends: the writer then quotes any value holding a \r or \n, which keeps rows whole
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(RESULT_COLUMNS)
     for row in rows:
         values = [row[name] for name in RESULT_COLUMNS]
         values[RESULT_COLUMNS.index("path")] = _relative(raw_dir, row["path"], folder)
-        writer.writerow(["" if v is None else v for v in values])
+        writer.writerow([csv_cell(v) for v in values])
     csv_path = folder / "manifest.csv"
     _write(csv_path, buffer.getvalue().encode("utf-8"))
 
