@@ -222,6 +222,10 @@ class FakeCustomSearch(FakeServer):
     `total` results exist per query; `link(query, index)` makes each result's image URL.
     After `quota` successful answers it replies 429 RESOURCE_EXHAUSTED until `reset_quota()`.
     `fail` holds statuses to answer (one each) before answering normally (e.g. [503]).
+    Paging can be made to misbehave: `next_page` "honest" (the real API: while more results exist,
+    up to start 91), "always" (claims a next page, even past the cap) or "never"; `short_pages`
+    maps a page's start to how many items it returns (fewer than asked, whatever `total` says);
+    `no_items` holds starts whose answer has no `items` key at all (as the API answers past the end).
     """
 
     def __init__(self, key: str, cx: str, link: Callable[[str, int], str], total: int = 30) -> None:
@@ -233,6 +237,9 @@ class FakeCustomSearch(FakeServer):
         self.ok_pages: Counter[tuple[str, int]] = Counter()
         self.echo_key = False  # a careless API: echoes the key into titles, links and errors
         self.outage_after: int | None = None  # after this many good answers: 503 from then on
+        self.next_page = "honest"
+        self.short_pages: dict[int, int] = {}
+        self.no_items: set[int] = set()
 
     def reset_quota(self, quota: int | None = None) -> None:
         with self.lock:
@@ -259,8 +266,8 @@ class FakeCustomSearch(FakeServer):
         if get.get("cx") != self.cx or not 1 <= num <= 10 or start < 1 or start + num > 100:
             return _json(400, INVALID_400)
         q = get.get("q", "")
-        indices = range(start - 1, min(self.total, start - 1 + num))
-        items = [self._item(q, i) for i in indices]
+        indices = range(start - 1, min(self.total, start - 1 + min(num, self.short_pages.get(start, num))))
+        items = [] if start in self.no_items else [self._item(q, i) for i in indices]
         request = {
             "totalResults": str(self.total),
             "searchTerms": q,
@@ -269,7 +276,8 @@ class FakeCustomSearch(FakeServer):
         }
         request.update({k: get[k] for k in ("cx", "safe", "searchType", "rights", "imgType") if k in get})
         queries: dict[str, Any] = {"request": [request]}
-        if start - 1 + num < self.total and start + num <= 91:
+        honest = start - 1 + num < self.total and start + num <= 91
+        if self.next_page == "always" or (self.next_page == "honest" and honest):
             queries["nextPage"] = [{**request, "startIndex": start + num}]
         answer = {
             "kind": "customsearch#search",
@@ -282,6 +290,8 @@ class FakeCustomSearch(FakeServer):
             "searchInformation": {"searchTime": 0.1, "totalResults": str(self.total)},
             "items": items,
         }
+        if start in self.no_items:
+            del answer["items"]
         with self.lock:
             self.served += 1
             self.ok_pages[(q, start)] += 1

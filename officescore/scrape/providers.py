@@ -354,8 +354,12 @@ class GoogleProvider:
                     source=item.get("displayLink"),
                 )
             )
-        has_next = bool((answer.get("queries") or {}).get("nextPage"))
-        last = not has_next or not items or start + num >= GOOGLE_CAP
+        # Continue only when the API says there is a next page, and never on a reading of its
+        # answer alone: a page with fewer items than asked (or none) is the end, and so is the
+        # API's cap (start + num <= 100), whatever `nextPage` claims.
+        queries = answer.get("queries")
+        has_next = isinstance(queries, dict) and bool(queries.get("nextPage"))
+        last = not has_next or len(items) < num or start + num >= GOOGLE_CAP
         return SearchPage(results, last=last)
 
     def secrets(self) -> list[str]:
