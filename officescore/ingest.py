@@ -23,6 +23,7 @@ from officescore.errors import BadImageError, DataError
 from officescore.files import sha256_file
 from officescore.images import load_image
 from officescore.ingest_checks import (
+    CROWD_MODES,
     IGNORE_REGION,
     Categories,
     CleanAnnotation,
@@ -30,16 +31,19 @@ from officescore.ingest_checks import (
     Problem,
     annotation_id_problem,
     box_region,
+    check_area,
     check_box,
     check_categories,
     check_crowd,
     check_segmentation,
+    crowd_as_instance,
     id_key,
     id_sort_key,
-    locate_image,
     path_exists,
     size_from_entry,
+    written_by_cvat,
 )
+from officescore.ingest_locate import AS_WRITTEN, WITHOUT_UPLOAD_PREFIX, ImageFinder, Located
 from officescore.ingest_split import duplicate_groups, split_groups
 from officescore.ingest_write import DATASET_FORMAT, DATASET_VERSION, check_out, unique_names, write_dataset
 from officescore.progress import SILENT, Reporter
@@ -105,8 +109,29 @@ def read_export(export: Path) -> dict[str, Any]:
     return data
 
 
+def _location_problem(file_name: str, found: Located, finder: ImageFinder) -> Problem | None:
+    """What to tell about how the photo was found (or why not); None when found as written."""
+    where = "is not in the image folder"
+    if found.escaped:
+        where = "points outside the image folder (never opened)"
+    if found.ambiguous:
+        return Problem(file_name, "", "image_ambiguous", f"file_name {where}; {found.ambiguous}", "dropped")
+    if found.path is None:
+        what = "file_name points outside the image folder"
+        hint = "refused, never read; pass --images DIR, the folder that holds the photos"
+        return Problem(file_name, "", "image_path_escape", what, hint)
+    if found.rule in ("", AS_WRITTEN):
+        return None
+    if found.rule == WITHOUT_UPLOAD_PREFIX:
+        kind = "image_found_without_upload_prefix"
+        how = "found by its name without Label Studio's upload prefix"
+    else:
+        kind, how = "image_found_by_name", "found by its base name"
+    return Problem(file_name, "", kind, f"file_name {where}; {how}", f"used {finder.relative(found.path)}")
+
+
 def _scan_images(
-    entries: list[Any], images_dir: Path, problems: list[Problem], reporter: Reporter
+    entries: list[Any], finder: ImageFinder, problems: list[Problem], reporter: Reporter
 ) -> dict[str, ImageRecord]:
     """Check every image entry; load each kept file once (size, sha256, perceptual hash)."""
     import imagehash
@@ -126,11 +151,12 @@ def _scan_images(
                 what = f"image id {key} is used by more than one image"
                 problems.append(Problem(file_name, "", "image_duplicate_id", what, "later one dropped"))
                 continue
-            path, escaped = locate_image(images_dir, file_name)
-            if escaped or path is None:
-                what = "file_name points outside the image folder"
-                problems.append(Problem(file_name, "", "image_path_escape", what, "refused, never read"))
+            found = finder.locate(file_name)
+            note = _location_problem(file_name, found, finder)
+            if found.path is None:
+                problems.append(note)  # type: ignore[arg-type] - always set when nothing was found
                 continue
+            path = found.path
             if path in by_path:
                 what = f"same file as image id {by_path[path]}"
                 problems.append(Problem(file_name, "", "image_duplicate_file", what, "later one dropped"))
@@ -160,6 +186,8 @@ def _scan_images(
                 problems.append(
                     Problem(file_name, "", "image_size", what, f"taken from the file: {width}x{height}")
                 )
+            if note is not None:
+                problems.append(note)
             by_path[path] = key
             images[key] = ImageRecord(key, file_name, path, width, height, digest, phash)
     return images
@@ -168,13 +196,19 @@ def _scan_images(
 def _check_annotations(
     entries: list[Any],
     images: dict[str, ImageRecord],
-    image_ids: set[str],
+    image_ids: dict[str, Any],
     categories: Categories,
     problems: list[Problem],
+    crowd: str = "auto",
 ) -> int:
-    """Attach clean annotations to their images; returns how many were on images that were dropped."""
+    """Attach clean annotations to their images; returns how many were on images that were dropped.
+
+    `image_ids`: every listed image's id as text -> the id as the export wrote it.
+    """
     seen_ids: set[Any] = set()
     on_dropped_images = 0
+    cvat = written_by_cvat(entries)
+    cvat_masks = 0
     for ann in entries:
         if not isinstance(ann, dict):
             problems.append(
@@ -208,6 +242,10 @@ def _check_annotations(
             continue
         if id_issue:
             problem(id_issue[0], id_issue[1], "renumbered")
+        listed_id = image_ids.get(image.key)
+        if isinstance(ann.get("image_id"), str) != isinstance(listed_id, str):  # VIA: "6" for image 6
+            what = f"image_id {ann.get('image_id')!r:.30} is not written as the image's id {listed_id!r:.30}"
+            problem("image_id_type", what, f"matched to image id {listed_id!r:.30}")
         notes: list[tuple[str, str, str]] = []
         rle = check_segmentation(ann, image.width, image.height, lambda *note, _n=notes: _n.append(note))
         if rle is not None and masks.area(rle) == 0:
@@ -224,10 +262,21 @@ def _check_annotations(
             for note in notes:
                 problem(*note)
             check_box(ann, problem)
+            check_area(ann, rle, problem)
             iscrowd = check_crowd(ann, problem)
+            if iscrowd and crowd_as_instance(ann, crowd, cvat):
+                iscrowd = 0
+                cvat_masks += crowd == "auto"
         image.annotations.append(
             CleanAnnotation(ann_label, image.key, categories.names[category_key], rle, iscrowd)
         )
+    if cvat_masks:
+        what = (
+            f"written by CVAT (every annotation has attributes.occluded): its {cvat_masks} brush mask(s) "
+            "are marked iscrowd 1 but are objects, not crowd regions"
+        )
+        action = "read as instances; --crowd ignore keeps them as ignore regions"
+        problems.append(Problem("", "", "cvat_brush_masks", what, action))
     return on_dropped_images
 
 
@@ -284,10 +333,18 @@ def ingest_export(
     seed: int = 0,
     strict: bool = False,
     classes: Sequence[str] | None = None,
+    crowd: str = "auto",
     reporter: Reporter = SILENT,
 ) -> IngestResult:
-    """Check, repair, split and write a COCO export as an officescore data set in `out`."""
+    """Check, repair, split and write a COCO export as an officescore data set in `out`.
+
+    `crowd`: what an iscrowd 1 annotation with a mask is: "auto" (an instance in CVAT's exports,
+    whose brush masks all carry iscrowd 1; a crowd region elsewhere), "instances" or "ignore"
+    (always an ignore region). Box-only annotations are ignore regions whatever it says.
+    """
     export, out = Path(export), Path(out)
+    if crowd not in CROWD_MODES:
+        raise DataError(f"--crowd {crowd}: use one of {', '.join(CROWD_MODES)}")
     images_dir = Path(images_dir) if images_dir is not None else export.parent
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"--val-fraction must be at least 0 and below 1, got {val_fraction}")
@@ -301,11 +358,14 @@ def ingest_export(
     categories, category_problems = check_categories(data["categories"])
     problems += category_problems
     wanted = _requested_classes(categories, classes) if classes is not None else None
-    images = _scan_images(data["images"], images_dir, problems, reporter)
-    listed_ids = {
-        key for e in data["images"] if isinstance(e, dict) and (key := id_key(e.get("id"))) is not None
-    }
-    on_dropped = _check_annotations(data["annotations"], images, listed_ids, categories, problems)
+    names = [e.get("file_name") for e in data["images"] if isinstance(e, dict)]
+    finder = ImageFinder(images_dir, [n for n in names if isinstance(n, str)], skip=[out])
+    images = _scan_images(data["images"], finder, problems, reporter)
+    listed_ids: dict[str, Any] = {}
+    for entry in data["images"]:
+        if isinstance(entry, dict) and (key := id_key(entry.get("id"))) is not None:
+            listed_ids.setdefault(key, entry.get("id"))
+    on_dropped = _check_annotations(data["annotations"], images, listed_ids, categories, problems, crowd)
     if strict and problems:
         raise DataError(strict_message(problems))
     if not images:

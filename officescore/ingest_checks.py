@@ -142,20 +142,6 @@ def safe_image_path(images_dir: Path, file_name: str) -> Path | None:
     return real
 
 
-def locate_image(images_dir: Path, file_name: str) -> tuple[Path | None, bool]:
-    """(path, escaped). Falls back to the bare file name inside `images_dir` when the tool's
-    prefix (Label Studio's `images/`, a CVAT task folder) is not part of the folder given."""
-    path = safe_image_path(images_dir, file_name)
-    if path is None:
-        return None, True
-    if not path_exists(path):
-        base = file_name.replace("\\", "/").rsplit("/", 1)[-1]
-        fallback = safe_image_path(images_dir, base)
-        if fallback is not None and path_exists(fallback) and fallback.is_file():
-            return fallback, False
-    return path, False
-
-
 def path_exists(path: Path) -> bool:
     """Path.exists that treats "name too long" and similar errors as "not there"."""
     try:
@@ -333,6 +319,10 @@ def check_segmentation(ann: dict[str, Any], width: int, height: int, problem: An
         if rle is None:
             problem(kind, what, "dropped")
         return rle
+    if isinstance(seg, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in seg):
+        # VGG Image Annotator writes one polygon as a flat list of coordinates, not a list of them
+        problem("segmentation_flat", "segmentation is one flat list of coordinates", "read as one polygon")
+        seg = [seg]
     if isinstance(seg, list):
         dropped: list[tuple[str, str]] = []
         rle, clipped = _polygons_to_rle(seg, width, height, lambda k, w: dropped.append((k, w)))
@@ -347,6 +337,55 @@ def check_segmentation(ann: dict[str, Any], width: int, height: int, problem: An
         return rle
     problem("segmentation_invalid", f"segmentation of type {type(seg).__name__}", "dropped")
     return None
+
+
+def check_area(ann: dict[str, Any], rle: Rle, problem: Any) -> None:
+    """Areas are recomputed from the mask; VIA's habit of writing the box's area is reported.
+
+    Only that case: `area` is the box's w x h, the box fits the mask, yet the mask covers much
+    less (or more) of it. A stale area on a stale box (a mask replaced, copied or rescaled) is not
+    told apart from other edits, so it is left to the box and mask checks.
+    """
+    stated, bbox = ann.get("area"), ann.get("bbox")
+    numbers = [stated, *bbox] if isinstance(bbox, list) and len(bbox) == 4 else []
+    if not numbers or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers
+    ):
+        return
+    if not math.isclose(bbox[2] * bbox[3], stated, rel_tol=1e-3):
+        return
+    if max(abs(a - b) for a, b in zip(bbox, masks.bbox(rle), strict=True)) > 2:
+        return
+    actual = masks.area(rle)
+    # Polygon (shoelace) areas and rasterised pixel counts differ along the outline: allow that.
+    if abs(stated - actual) <= 0.1 * actual + 2 * math.sqrt(actual) + 4:
+        return
+    what = f"area {stated:g} is the box's area, not the mask's ({actual} pixels)"
+    problem("area_is_box", what, "taken from the mask")
+
+
+CROWD_MODES = ("auto", "instances", "ignore")
+
+
+def written_by_cvat(annotations: list[Any]) -> bool:
+    """CVAT ("COCO 1.0") gives every annotation `attributes` with `occluded`; no other tool does."""
+    found = [a for a in annotations if isinstance(a, dict)]
+    return bool(found) and all(
+        isinstance(a.get("attributes"), dict) and "occluded" in a["attributes"] for a in found
+    )
+
+
+def crowd_as_instance(ann: dict[str, Any], mode: str, cvat: bool) -> bool:
+    """Whether an iscrowd 1 annotation with a usable mask is read as an instance (see --crowd).
+
+    CVAT marks every brush mask iscrowd 1 (uncompressed RLE): in its exports those are objects
+    drawn one by one, not crowd regions. Other tools' crowd regions stay crowd unless asked.
+    """
+    if mode == "instances":
+        return True
+    if mode == "ignore":
+        return False
+    return cvat and isinstance(ann.get("segmentation"), dict)
 
 
 IGNORE_REGION = "kept as an ignore region (its box, iscrowd 1): not a training target"

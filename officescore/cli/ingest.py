@@ -14,6 +14,8 @@ EXAMPLES = """
   officescore ingest export/annotations.json
   officescore ingest hasty.json --images photos/ --out data/dataset --val-fraction 0.2 --seed 1
   officescore ingest export.json --classes desk,chair,monitor --strict
+  officescore ingest ls-export/result.json --images ~/.local/share/label-studio/media/upload/1
+  officescore ingest instances_default.json --images photos/ --crowd ignore
 """
 
 
@@ -21,7 +23,12 @@ def ingest(
     export: Path = typer.Argument(
         ..., help="COCO instance-segmentation export (.json) from the labelling tool."
     ),
-    images: Path = typer.Option(None, "--images", help="Image folder (default: the export's folder)."),
+    images: Path = typer.Option(
+        None,
+        "--images",
+        help="Image folder (default: the export's folder). A photo not at its path is looked up in it "
+        "by name, then by its name without Label Studio's upload prefix.",
+    ),
     out: Path = typer.Option(DEFAULT_DATASET_DIR, "--out", "-o", help="Data-set folder to write (replaced)."),
     val_fraction: float = typer.Option(
         0.2, "--val-fraction", help="Share of images held out for validation."
@@ -32,6 +39,12 @@ def ingest(
     ),
     classes: str = typer.Option(
         None, "--classes", help="Comma-separated class names to keep (others dropped)."
+    ),
+    crowd: str = typer.Option(
+        "auto",
+        "--crowd",
+        help="iscrowd 1 masks: auto (instances in CVAT exports, whose brush masks all carry iscrowd 1; "
+        "crowd regions elsewhere), instances, or ignore (ignore regions).",
     ),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write health.png in the data set."),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
@@ -49,6 +62,7 @@ def ingest(
         seed=seed,
         strict=strict,
         classes=classes.split(",") if classes is not None else None,
+        crowd=crowd,
         reporter=reporter(json_output),
     )
     report = health_report(result.out)

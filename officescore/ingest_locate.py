@@ -1,0 +1,117 @@
+"""Find each photo an export names inside the image folder, without ever opening a path as written
+when it points outside that folder.
+
+Rules, tried in order (the one that matched is reported by ingest, unless it is the first):
+1. as written: `file_name` inside the folder (absolute paths, `..` and links leading out refused);
+2. by base name: the one file under the folder with the name's last part (Label Studio writes
+   `../<data-dir>/media/upload/<project>/1a2b3c4d-scene.jpg`, CVAT `task/frames/x.jpg`);
+3. without Label Studio's upload prefix: `1a2b3c4d-scene.jpg` -> the one file named `scene.jpg`,
+   for a folder of the original photos.
+Rules 2 and 3 apply only where unambiguous: two files under the folder with that name, or two
+photos of the export that lose their prefixes to the same name, match nothing (reported, dropped).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from officescore.ingest_checks import path_exists, safe_image_path
+
+AS_WRITTEN = "as written"
+BY_BASE_NAME = "by base name"
+WITHOUT_UPLOAD_PREFIX = "without upload prefix"
+# Label Studio stores an upload as the first 8 hex characters of a uuid4, a dash, the original name.
+UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(?P<name>.+)$")
+
+
+@dataclass(frozen=True)
+class Located:
+    path: Path | None  # None: refused (escaped) or not found by any rule
+    escaped: bool  # the name as written points outside the folder (never opened)
+    rule: str = ""  # which rule found `path`; "" when nothing was found
+    ambiguous: str = ""  # why rule 2 or 3 could not choose (then path is None)
+
+
+def base_name(file_name: str) -> str:
+    return file_name.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def strip_upload_prefix(name: str) -> str | None:
+    match = UPLOAD_PREFIX.match(name)
+    return match.group("name") if match else None
+
+
+class ImageFinder:
+    """Locates the export's file names inside `images_dir` by the rules above.
+
+    `file_names` are all the export's names (to see which lose their prefixes to the same name);
+    `skip` are folders never searched by name (the data set being written, if it is inside).
+    """
+
+    def __init__(self, images_dir: Path, file_names: Iterable[str], skip: Iterable[Path] = ()) -> None:
+        self.images_dir = Path(images_dir)
+        self.skip = {os.path.realpath(p) for p in skip}
+        self._index: dict[str, list[Path]] | None = None  # base name -> files; built on first need
+        uploads = {base_name(n) for n in file_names if isinstance(n, str)}
+        stripped = Counter(original for name in uploads if (original := strip_upload_prefix(name)))
+        self._clashes = {name for name, n in stripped.items() if n > 1}
+
+    def locate(self, file_name: str) -> Located:
+        path = safe_image_path(self.images_dir, file_name)
+        if path is not None and path_exists(path):
+            return Located(path, False, AS_WRITTEN)
+        escaped = path is None
+        base = base_name(file_name)
+        found = self._named(base)
+        if len(found) == 1:
+            return Located(found[0], escaped, BY_BASE_NAME)
+        if len(found) > 1:
+            what = f"{len(found)} files in the image folder are named {base}"
+            return Located(None, escaped, ambiguous=what)
+        original = strip_upload_prefix(base)
+        if original is not None:
+            if original in self._clashes:
+                what = f"several photos of the export are named {original} once the upload prefix is removed"
+                return Located(None, escaped, ambiguous=what)
+            found = self._named(original)
+            if len(found) == 1:
+                return Located(found[0], escaped, WITHOUT_UPLOAD_PREFIX)
+            if len(found) > 1:
+                what = f"{len(found)} files in the image folder are named {original}"
+                return Located(None, escaped, ambiguous=what)
+        return Located(None if escaped else path, escaped)
+
+    def relative(self, path: Path) -> str:
+        """`path` as shown to a person: relative to the image folder."""
+        root = os.path.realpath(self.images_dir)
+        return Path(os.path.relpath(path, root)).as_posix()
+
+    def _named(self, name: str) -> list[Path]:
+        if not name or name in (".", ".."):
+            return []
+        if self._index is None:
+            self._index = self._build_index()
+        return self._index.get(name, [])
+
+    def _build_index(self) -> dict[str, list[Path]]:
+        """Every file under the folder by name; each checked to stay inside it (links included)."""
+        index: dict[str, list[Path]] = {}
+        root = self.images_dir
+        for folder, dirs, files in os.walk(root, followlinks=False):
+            # hidden folders (an ingest's own temporary folder) and the data set are never searched
+            dirs[:] = sorted(
+                d
+                for d in dirs
+                if not d.startswith(".") and os.path.realpath(Path(folder, d)) not in self.skip
+            )
+            for name in sorted(files):
+                relative = os.path.relpath(Path(folder, name), root)
+                path = safe_image_path(root, relative)
+                if path is not None and path.is_file() and path not in index.get(name, []):
+                    index.setdefault(name, []).append(path)  # two links to one file are one file
+        return index
