@@ -370,7 +370,10 @@ def ingest_export(
         raise DataError(strict_message(problems))
     if not images:
         kinds = ", ".join(f"{kind} x{n}" for kind, n in Counter(p.kind for p in problems).most_common(3))
-        raise DataError(f"{export}: none of its {len(data['images'])} images could be used ({kinds})")
+        hint = ""
+        if any(p.kind == "image_path_escape" for p in problems):
+            hint = "; pass --images DIR, the folder that holds the photos (looked up there by name)"
+        raise DataError(f"{export}: none of its {len(data['images'])} images could be used ({kinds}){hint}")
 
     chosen = wanted if wanted is not None else _choose_classes(images, categories)
     if not chosen:

@@ -1,0 +1,431 @@
+"""`ingest` of exports in exactly the shapes real tools write them (fixtures built here, not copied):
+
+- Label Studio 1.23 COCO (`GET /api/projects/ID/export?exportType=COCO`): file names
+  `../<data-dir>/media/upload/<project>/<8 hex>-scene_00000.jpg`, every id from 0, rectangles
+  with an empty segmentation, `info.contributor` "Label Studio".
+- CVAT "COCO 1.0" `instances_default.json`: brush masks as uncompressed RLE with iscrowd 1,
+  rectangles with an empty segmentation, `attributes` (occluded, ...) on every annotation.
+- VGG Image Annotator's COCO export: `segmentation` one flat coordinate list, `image_id` a string
+  while image ids are integers, `area` the box's area.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from exports import draw_scene
+
+from officescore import ingest, masks
+from officescore.cli import main
+from officescore.errors import DataError
+from officescore.ingest import ingest_export
+from officescore.ingest_checks import IGNORE_REGION
+
+W, H = 96, 64
+PREFIXES = ["3f9a1c2e", "b07d44e1", "0c5e9b7a", "e2a61f03", "9d4c7b10", "51f0e8c6"]
+
+
+def _boxes(i: int) -> list[tuple[int, int, int, int]]:
+    """Two solid rectangles per photo (x, y, w, h), distinct per index."""
+    return [(4 + 3 * i, 6 + i, 30, 20), (50 - 2 * i, 30, 24 + i, 18)]
+
+
+def _read(out: Path) -> list[dict[str, Any]]:
+    return [
+        a
+        for split in ("train", "val")
+        for a in json.loads((out / f"{split}.json").read_text())["annotations"]
+    ]
+
+
+def _kinds(result: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for problem in result.problems:
+        counts[problem.kind] = counts.get(problem.kind, 0) + 1
+    return counts
+
+
+def _record_opens(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    opened: list[Path] = []
+    real = ingest.load_image
+    monkeypatch.setattr(ingest, "load_image", lambda path: opened.append(Path(path)) or real(path))
+    return opened
+
+
+# ---------------------------------------------------------------- Label Studio 1.23
+
+
+def _label_studio(root: Path, names: list[str] | None = None) -> Path:
+    """Label Studio's data dir with six uploads, the original photos beside it, and its COCO export.
+
+    Each photo has a polygon (chair) and a rectangle (desk, empty segmentation) as Label Studio
+    writes them; the export sits in Label Studio's export folder, so its file names start `../`.
+    """
+    upload = root / "lsdata" / "media" / "upload" / "1"
+    names = names or [f"{prefix}-scene_{i:05d}.jpg" for i, prefix in enumerate(PREFIXES)]
+    images, annotations = [], []
+    for i, name in enumerate(names):
+        original = name.split("-", 1)[1]
+        draw_scene(root / "photos" / original, W, H, _boxes(i), seed=i)
+        (upload / name).parent.mkdir(parents=True, exist_ok=True)
+        (upload / name).write_bytes((root / "photos" / original).read_bytes())
+        images.append({"width": W, "height": H, "id": i, "file_name": f"../lsdata/media/upload/1/{name}"})
+        (x, y, w, h), (bx, by, bw, bh) = _boxes(i)
+        polygon = [x, y, x + w, y, x + w, y + h, x, y + h]
+        annotations.append(
+            {
+                "id": len(annotations),
+                "image_id": i,
+                "category_id": 0,
+                "segmentation": [[float(v) for v in polygon]],
+                "bbox": [float(x), float(y), float(w), float(h)],
+                "ignore": 0,
+                "iscrowd": 0,
+                "area": float(w * h),
+            }
+        )
+        annotations.append(
+            {
+                "id": len(annotations),
+                "image_id": i,
+                "category_id": 1,
+                "segmentation": [],
+                "bbox": [float(bx), float(by), float(bw), float(bh)],
+                "ignore": 0,
+                "iscrowd": 0,
+                "area": float(bw * bh),
+            }
+        )
+    export = {
+        "images": images,
+        "categories": [{"id": 0, "name": "chair"}, {"id": 1, "name": "desk"}],
+        "annotations": annotations,
+        "info": {
+            "year": 2026,
+            "version": "1.0",
+            "description": "",
+            "contributor": "Label Studio",
+            "url": "",
+            "date_created": "2026-12-01 12:00:00.000000",
+        },
+    }
+    path = root / "lsdata" / "export" / "result.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(export, indent=2))
+    return path
+
+
+@pytest.mark.parametrize("folder", ["lsdata/media/upload/1", "lsdata/media/upload"])
+def test_label_studio_export_with_its_upload_folder(
+    tmp_path: Path, folder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export = _label_studio(tmp_path)
+    opened = _record_opens(monkeypatch)
+    result = ingest_export(export, images_dir=tmp_path / folder, out=tmp_path / "dataset")
+    assert result.counts["images"] == 6 and result.classes == ["chair"]
+    assert _kinds(result) == {
+        "image_found_by_name": 6,
+        "annotation_id_zero": 1,
+        "segmentation_missing": 6,  # the desk rectangles: ignore regions, as documented
+    }
+    found = [p for p in result.problems if p.kind == "image_found_by_name"]
+    prefix = "" if folder.endswith("/1") else "1/"
+    assert [p.action for p in found] == [
+        f"used {prefix}{p}-scene_{i:05d}.jpg" for i, p in enumerate(PREFIXES)
+    ]
+    assert all("outside the image folder (never opened)" in p.what for p in found)
+    assert all(p.action == IGNORE_REGION for p in result.problems if p.kind == "segmentation_missing")
+    # Only chair has objects to learn from; desk, with ignore regions only, is left out (documented).
+    assert [(a["category_id"], a["iscrowd"]) for a in _read(tmp_path / "dataset")] == [(1, 0)] * 6
+    assert len(opened) == 6 and all(tmp_path / folder in p.parents for p in opened)
+
+
+def test_label_studio_export_with_the_original_photos(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export = _label_studio(tmp_path)
+    opened = _record_opens(monkeypatch)
+    result = ingest_export(export, images_dir=tmp_path / "photos", out=tmp_path / "dataset")
+    assert result.counts["images"] == 6
+    found = [p for p in result.problems if p.kind == "image_found_without_upload_prefix"]
+    assert [p.action for p in found] == [f"used scene_{i:05d}.jpg" for i in range(6)]
+    assert all("without Label Studio's upload prefix" in p.what for p in found)
+    assert "image_path_escape" not in _kinds(result)
+    # The path as written resolves to a real file (in lsdata/): it is never the one read.
+    assert len(opened) == 6 and all(p.parent == (tmp_path / "photos").resolve() for p in opened)
+    masks_by_image = {a["image_id"]: a for a in _read(tmp_path / "dataset") if not a["iscrowd"]}
+    assert all(masks.area(a["segmentation"]) == 30 * 20 for a in masks_by_image.values())
+
+
+def test_label_studio_export_without_images_is_refused_with_advice(tmp_path: Path) -> None:
+    export = _label_studio(tmp_path)
+    with pytest.raises(DataError, match=r"image_path_escape x6\); pass --images DIR"):
+        ingest_export(export, out=tmp_path / "dataset")
+
+
+def test_ambiguous_names_are_dropped_not_guessed(tmp_path: Path) -> None:
+    # The same photo uploaded twice (two prefixes, one original name), and one original name that
+    # is in two sub-folders of the photos folder: neither can be told apart by name.
+    names = [
+        "3f9a1c2e-scene_00000.jpg",
+        "b07d44e1-scene_00001.jpg",
+        "0c5e9b7a-scene_00001.jpg",
+        "e2a61f03-scene_00003.jpg",
+        "9d4c7b10-scene_00004.jpg",
+    ]
+    export = _label_studio(tmp_path, names)
+    photos = tmp_path / "photos"
+    for sub in ("a", "b"):
+        (photos / sub).mkdir()
+        (photos / sub / "scene_00004.jpg").write_bytes((photos / "scene_00004.jpg").read_bytes())
+    (photos / "scene_00004.jpg").unlink()
+    result = ingest_export(export, images_dir=photos, out=tmp_path / "dataset")
+    ambiguous = {p.image.rsplit("/", 1)[-1]: p for p in result.problems if p.kind == "image_ambiguous"}
+    assert sorted(ambiguous) == [
+        "0c5e9b7a-scene_00001.jpg",
+        "9d4c7b10-scene_00004.jpg",
+        "b07d44e1-scene_00001.jpg",
+    ]
+    assert (
+        "several photos of the export are named scene_00001.jpg" in ambiguous["b07d44e1-scene_00001.jpg"].what
+    )
+    assert (
+        "2 files in the image folder are named scene_00004.jpg" in ambiguous["9d4c7b10-scene_00004.jpg"].what
+    )
+    assert all(p.action == "dropped" for p in ambiguous.values())
+    assert result.counts["images"] == 2 and _kinds(result)["image_found_without_upload_prefix"] == 2
+    # In the upload folder the same export is unambiguous: every upload has its own name.
+    upload = tmp_path / "lsdata/media/upload"
+    again = ingest_export(export, images_dir=upload / "1", out=tmp_path / "ds2")
+    assert again.counts["images"] == 5 and "image_ambiguous" not in _kinds(again)
+    # ... unless the folder given holds another project with a file of the same name.
+    (upload / "2").mkdir()
+    (upload / "2" / names[3]).write_bytes((upload / "1" / names[3]).read_bytes())
+    third = ingest_export(export, images_dir=upload, out=tmp_path / "ds3")
+    (clash,) = [p for p in third.problems if p.kind == "image_ambiguous"]
+    assert (
+        clash.image.endswith(names[3]) and f"2 files in the image folder are named {names[3]}" in clash.what
+    )
+    assert third.counts["images"] == 4
+
+
+# ---------------------------------------------------------------- CVAT COCO 1.0
+
+
+def _uncompressed(mask: np.ndarray) -> dict[str, Any]:
+    """COCO's uncompressed RLE as CVAT writes it: column-major run lengths, starting with zeros."""
+    flat = mask.T.reshape(-1).astype(np.int8)
+    changes = np.flatnonzero(np.diff(np.concatenate(([0], flat, [1 - flat[-1]]))))
+    return {
+        "counts": np.diff(np.concatenate(([0], changes))).tolist(),
+        "size": [int(mask.shape[0]), int(mask.shape[1])],
+    }
+
+
+def _ellipse(x: int, y: int, w: int, h: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:H, 0:W]
+    return ((((xx + 0.5 - x - w / 2) / (w / 2)) ** 2 + ((yy + 0.5 - y - h / 2) / (h / 2)) ** 2) <= 1).astype(
+        np.uint8
+    )
+
+
+def _cvat(root: Path, rectangles: bool = True, attributes: bool = True) -> Path:
+    images, annotations = [], []
+    for i in range(5):
+        name = f"frame_{i:06d}.jpg"
+        draw_scene(root / "images" / name, W, H, _boxes(i), seed=10 + i)
+        images.append(
+            {
+                "id": i + 1,
+                "width": W,
+                "height": H,
+                "file_name": name,
+                "license": 0,
+                "flickr_url": "",
+                "coco_url": "",
+                "date_captured": 0,
+            }
+        )
+        (x, y, w, h), (bx, by, bw, bh) = _boxes(i)
+        mask = _ellipse(x, y, w, h)
+        ys, xs = np.nonzero(mask)
+        brush = {
+            "id": len(annotations) + 1,
+            "image_id": i + 1,
+            "category_id": 1,
+            "segmentation": _uncompressed(mask),
+            "area": float(mask.sum()),
+            "bbox": [
+                float(xs.min()),
+                float(ys.min()),
+                float(xs.max() - xs.min() + 1),
+                float(ys.max() - ys.min() + 1),
+            ],
+            "iscrowd": 1,
+            "attributes": {"occluded": False},
+        }
+        annotations.append(brush)
+        if rectangles:
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i + 1,
+                    "category_id": 1,
+                    "segmentation": [],
+                    "area": float(bw * bh),
+                    "bbox": [float(bx), float(by), float(bw), float(bh)],
+                    "iscrowd": 0,
+                    "attributes": {"occluded": False, "rotation": 0.0},
+                }
+            )
+    if not attributes:
+        for ann in annotations:
+            del ann["attributes"]
+    export = {
+        "licenses": [{"name": "", "id": 0, "url": ""}],
+        "info": {
+            "contributor": "",
+            "date_created": "",
+            "description": "",
+            "url": "",
+            "version": "",
+            "year": "",
+        },
+        "categories": [
+            {"id": 1, "name": "chair", "supercategory": ""},
+            {"id": 2, "name": "desk", "supercategory": ""},
+        ],
+        "images": images,
+        "annotations": annotations,
+    }
+    path = root / "annotations" / "instances_default.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(export))
+    return path
+
+
+def test_cvat_brush_masks_are_instances(tmp_path: Path) -> None:
+    export = _cvat(tmp_path)
+    result = ingest_export(export, images_dir=tmp_path / "images", out=tmp_path / "dataset")
+    assert result.classes == ["chair"] and result.counts["images"] == 5
+    assert _kinds(result) == {"cvat_brush_masks": 1, "segmentation_missing": 5}
+    (note,) = [p for p in result.problems if p.kind == "cvat_brush_masks"]
+    assert "written by CVAT" in note.what and "5 brush mask(s)" in note.what
+    assert note.action.startswith("read as instances")
+    got = _read(tmp_path / "dataset")
+    instances = [a for a in got if not a["iscrowd"]]
+    assert len(instances) == 5 and {a["category_id"] for a in instances} == {1}
+    # The masks are CVAT's pixels exactly, not boxes: areas of the drawn ellipses.
+    areas = sorted(a["area"] for a in instances)
+    assert areas == sorted(int(_ellipse(*_boxes(i)[0]).sum()) for i in range(5))
+    assert sum(a["iscrowd"] for a in got) == 5  # the rectangles stay ignore regions
+
+
+def test_cvat_export_of_masks_only_has_something_to_train(tmp_path: Path) -> None:
+    export = _cvat(tmp_path, rectangles=False)
+    result = ingest_export(export, images_dir=tmp_path / "images", out=tmp_path / "dataset")
+    assert result.counts["annotations"] == 5 and result.counts["train"]["crowd"] == 0
+    # --crowd ignore keeps today's reading: crowd regions only, so nothing to learn from.
+    with pytest.raises(DataError, match="no annotation with a usable mask left"):
+        ingest_export(export, images_dir=tmp_path / "images", out=tmp_path / "ds2", crowd="ignore")
+
+
+def test_true_crowd_regions_of_other_exports_stay_crowd(tmp_path: Path) -> None:
+    export = _cvat(tmp_path, attributes=False)  # the same masks, but not written by CVAT
+    result = ingest_export(
+        export, images_dir=tmp_path / "images", out=tmp_path / "dataset", classes=["chair"]
+    )
+    assert "cvat_brush_masks" not in _kinds(result)
+    assert {a["iscrowd"] for a in _read(tmp_path / "dataset")} == {1}
+    forced = ingest_export(export, images_dir=tmp_path / "images", out=tmp_path / "ds2", crowd="instances")
+    assert forced.classes == ["chair"] and "cvat_brush_masks" not in _kinds(forced)
+    got = _read(tmp_path / "ds2")
+    assert sorted((a["category_id"], a["iscrowd"]) for a in got) == [(1, 0)] * 5 + [(1, 1)] * 5
+
+
+def test_crowd_option_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export = _cvat(tmp_path)
+    args = ["ingest", str(export), "--images", str(tmp_path / "images"), "--no-plot", "--json"]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--out", str(tmp_path / "dataset"), "--crowd", "ignore", "--classes", "chair"])
+    assert info.value.code == 0
+    data = json.loads(capsys.readouterr().out)["ingest"]
+    assert data["counts"]["train"]["crowd"] + data["counts"]["val"]["crowd"] == 10  # masks and boxes
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--out", str(tmp_path / "ds2"), "--crowd", "some"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--crowd some: use one of auto, instances, ignore" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "ds2").exists()
+
+
+# ---------------------------------------------------------------- VGG Image Annotator
+
+
+def _via(root: Path) -> Path:
+    images, annotations = [], []
+    for i in range(4):
+        name = f"office_{i}.jpg"
+        draw_scene(root / "via" / name, W, H, _boxes(i), seed=20 + i)
+        image_id = 6 + i
+        images.append(
+            {
+                "id": image_id,
+                "width": W,
+                "height": H,
+                "file_name": name,
+                "license": 1,
+                "flickr_url": name,
+                "coco_url": name,
+                "date_captured": "",
+            }
+        )
+        x, y, w, h = _boxes(i)[0]
+        triangle = [x, y, x + w, y, x, y + h]  # half its box
+        annotations.append(
+            {
+                "segmentation": triangle,
+                "area": w * h,
+                "bbox": [x, y, w, h],
+                "iscrowd": 0,
+                "id": len(annotations) + 1,
+                "image_id": str(image_id),
+                "category_id": 1,
+            }
+        )
+    export = {
+        "info": {
+            "year": 2026,
+            "version": "1",
+            "description": "VIA project exported to COCO format using VGG Image Annotator",
+            "contributor": "",
+            "url": "",
+            "date_created": "Tue Dec 01 2026",
+        },
+        "images": images,
+        "annotations": annotations,
+        "licenses": [{"id": 1, "name": "Unknown", "url": ""}],
+        "categories": [{"supercategory": "type", "id": 1, "name": "desk"}],
+    }
+    path = root / "via" / "via_export_coco.json"
+    path.write_text(json.dumps(export))
+    return path
+
+
+def test_via_polygons_ids_and_areas_are_repaired(tmp_path: Path) -> None:
+    result = ingest_export(_via(tmp_path), out=tmp_path / "dataset")
+    assert result.counts["images"] == 4 and result.counts["annotations"] == 4 and result.classes == ["desk"]
+    assert _kinds(result) == {"segmentation_flat": 4, "image_id_type": 4, "area_is_box": 4}
+    by_kind = {p.kind: p for p in reversed(result.problems)}  # the first of each kind
+    assert by_kind["segmentation_flat"].action == "read as one polygon"
+    assert by_kind["image_id_type"].what == "image_id '6' is not written as the image's id 6"
+    assert by_kind["image_id_type"].action == "matched to image id 6"
+    assert by_kind["area_is_box"].action == "taken from the mask"
+    for ann in _read(tmp_path / "dataset"):
+        assert ann["iscrowd"] == 0 and ann["area"] == masks.area(ann["segmentation"])
+        x, y, w, h = ann["bbox"]
+        assert 0.4 < ann["area"] / (w * h) < 0.65  # a triangle, not the box
