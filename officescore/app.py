@@ -12,6 +12,7 @@ import importlib.util
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
     from PIL import Image
 
     from officescore.images import load_image
-    from officescore.infer import ImageResult, Predictor, draw
+    from officescore.infer import ImageResult, Predictor
     from officescore.score import Rubric, score_office
 
     settings = PageSettings.from_env()
@@ -171,15 +172,40 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
         return
     result = raw.above(conf)
     office = score_office(result.detections, rules)
-    _render(st, image, result, office, model.classes, draw)
+    _render(st, image, result, office, model.classes)
 
 
-def _render(
-    st: Any, image: Any, result: Any, office: Any, classes: list[str], draw: Any
-) -> None:  # pragma: no cover
+def objects_table(detections: Sequence[Any]) -> Any:
+    """The objects found, best first, as a pandas Styler whose class cells carry the class colour
+    the photo uses (so a row and its mask are matched by colour)."""
+    import pandas as pd
+
+    from officescore.drawing import class_colour, class_colour_hex, text_colour
+
+    rows = [
+        {
+            "class": d.class_name,
+            "score": f"{d.score:.3f}",
+            "share of image": f"{d.share:.1%}",
+            "box": ", ".join(f"{v:.0f}" for v in d.box),
+        }
+        for d in sorted(detections, key=lambda d: -d.score)
+    ]
+    frame = pd.DataFrame(rows, columns=["class", "score", "share of image", "box"])
+
+    def colours(name: str) -> str:
+        ink = "#000000" if text_colour(class_colour(name)) == (0, 0, 0) else "#ffffff"
+        return f"background-color: {class_colour_hex(name)}; color: {ink}"
+
+    return frame.style.map(colours, subset=["class"]).hide(axis="index")
+
+
+def _render(st: Any, image: Any, result: Any, office: Any, classes: list[str]) -> None:  # pragma: no cover
     import io
 
     from PIL import Image
+
+    from officescore.drawing import PAGE_WIDTH, draw
 
     left, right = st.columns([3, 2])
     with right:
@@ -206,23 +232,21 @@ def _render(
             for suggestion in office.suggestions[:5]:
                 st.markdown(f"- {suggestion.text}")
     with left:
-        annotated = draw(image, result.detections, office)
+        # Drawn at a fixed, generous width and shown at the column's width: small photos are
+        # scaled up and large ones down, with lines and labels sized for what is seen.
+        annotated = draw(image, result.detections, office, width=PAGE_WIDTH)
         buffer = io.BytesIO()
         annotated.save(buffer, format="JPEG", quality=90)
-        st.image(Image.open(buffer), caption=f"{len(result.detections)} objects")
+        caption = f"{len(result.detections)} objects"
+        try:
+            st.image(Image.open(buffer), caption=caption, width="stretch")
+        except TypeError:  # Streamlit before 1.46 spells it use_container_width
+            st.image(Image.open(buffer), caption=caption, use_container_width=True)
         st.subheader("Objects")
-        st.dataframe(
-            [
-                {
-                    "class": d.class_name,
-                    "score": round(d.score, 3),
-                    "share of image": f"{d.share:.1%}",
-                    "box": ", ".join(f"{v:.0f}" for v in d.box),
-                }
-                for d in sorted(result.detections, key=lambda d: -d.score)
-            ],
-            hide_index=True,
-        )
+        if result.detections:
+            st.table(objects_table(result.detections))
+        else:
+            st.caption("No objects above the confidence threshold.")
         st.caption("Classes this model knows: " + ", ".join(classes))
 
 

@@ -14,7 +14,6 @@ import io
 import os
 import sys
 import warnings
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,13 +22,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from officescore import masks as masklib
 from officescore.config import DEFAULT_RUNS_DIR
 from officescore.devices import resolve_device
+from officescore.drawing import draw, save_width
 from officescore.errors import BadImageError, ConfigError, ModelError
 from officescore.files import atomic_write_bytes
 from officescore.images import load_image
@@ -398,7 +398,8 @@ def score_photos(
         annotated = None
         if save_dir is not None:  # draw on the pixels the model saw: the file is not decoded twice
             annotated = _annotated_path(Path(save_dir), result.source, used)
-            draw(to_pil_image(pixels), result.detections, office).save(annotated, quality=90)
+            photo = to_pil_image(pixels)
+            draw(photo, result.detections, office, width=save_width(photo.width)).save(annotated, quality=90)
         scored[index] = PhotoScore(result, office, annotated)
 
     results = predictor.predict(inputs, batch_size=batch_size, conf=conf, reporter=reporter, on_image=finish)
@@ -447,69 +448,3 @@ def write_csv(path: Path, photos: Sequence[PhotoScore]) -> None:
     writer.writerow(header)
     writer.writerows(rows)
     atomic_write_bytes(Path(path), buffer.getvalue().encode("utf-8"))
-
-
-# --------------------------------------------------------------------------- drawing
-
-
-def class_colour(name: str) -> tuple[int, int, int]:
-    """A stable, saturated colour per class name."""
-    import colorsys
-
-    hue = (zlib.crc32(name.encode()) % 360) / 360.0
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
-    return int(r * 255), int(g * 255), int(b * 255)
-
-
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
-        return ImageFont.load_default()
-
-
-def draw(
-    image: Image.Image, detections: Sequence[Detection], score: OfficeScore | None = None
-) -> Image.Image:
-    """The photo with translucent masks, boxes, 'class 0.87' labels and a score banner on top."""
-    base = image.convert("RGBA")
-    overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
-    for det in detections:
-        mask = masklib.decode(det.mask)
-        if mask.shape != (base.height, base.width):
-            continue  # a mask for another image size: boxes and labels still drawn
-        colour = class_colour(det.class_name)
-        layer = Image.new("RGBA", base.size, (*colour, 110))
-        overlay.paste(layer, (0, 0), Image.fromarray(mask * 255, mode="L"))
-    out = Image.alpha_composite(base, overlay)
-    pen = ImageDraw.Draw(out)
-    size = max(8, min(base.size) // 40)
-    font = _font(size)
-    line = max(2, min(base.size) // 250)
-    for det in detections:
-        colour = class_colour(det.class_name)
-        x0, y0, x1, y1 = det.box
-        pen.rectangle([x0, y0, x1, y1], outline=(*colour, 255), width=line)
-        text = f"{det.class_name} {det.score:.2f}"
-        left, top, right, bottom = pen.textbbox((x0, y0), text, font=font)
-        ty = y0 - (bottom - top) - 4 if y0 - (bottom - top) - 4 >= 0 else y0
-        pen.rectangle([x0, ty, x0 + (right - left) + 6, ty + (bottom - top) + 4], fill=(*colour, 220))
-        pen.text((x0 + 3, ty + 1), text, fill=(0, 0, 0, 255), font=font)
-    if score is not None:
-        banner, bfont = _fit_banner(pen, score, base.width, max(8, min(base.size) // 24))
-        left, top, right, bottom = pen.textbbox((0, 0), banner, font=bfont)
-        pen.rectangle([0, 0, base.width, bottom - top + 12], fill=(20, 20, 20, 200))
-        pen.text((8, 4), banner, fill=(255, 255, 255, 255), font=bfont)
-    return out.convert("RGB")
-
-
-def _fit_banner(pen: ImageDraw.ImageDraw, score: OfficeScore, width: int, start: int) -> tuple[str, Any]:
-    """The longest banner text, at the largest font size from `start` down to 8, that fits `width`."""
-    texts = (f"Office score: {score.total:g}/100 - {score.label}", f"Office score: {score.total:g}/100")
-    for text in texts:
-        for size in range(start, 7, -1):
-            font = _font(size)
-            left, _, right, _ = pen.textbbox((0, 0), text, font=font)
-            if right - left <= width - 16:
-                return text, font
-    return f"{score.total:g}/100", _font(8)

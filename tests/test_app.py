@@ -12,14 +12,19 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from browsers import INSTALL_HINT, find_chromium
+from PIL import Image
 from scoremodels import write_checkpoint, write_scenes
 
+from officescore import masks
 from officescore.app import MAX_UPLOAD_BYTES, PageSettings, check_upload, slider_start, streamlit_command
 from officescore.cli import main
+from officescore.drawing import PAGE_WIDTH, class_colour
 from officescore.errors import BadImageError, UserError
 
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"  # screenshots kept (git-ignored)
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -40,12 +45,14 @@ def _free_port() -> int:
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("app")
     scene = write_scenes(root / "photos", n=1)[0]
+    small = write_scenes(root / "small", n=1, size=192)[0]  # a 192 px photo: drawn much larger
     (root / "fake.png").write_text("a text file with an image name")
     (root / "anim.gif").write_bytes(b"GIF89a" + bytes(20))
     (root / "huge.jpg").write_bytes(b"\xff\xd8" + bytes(MAX_UPLOAD_BYTES + 1024))
     return {
         "root": root,
         "scene": scene,
+        "small": small,
         "checkpoint": write_checkpoint(root / "best.pt", {"desk": 8.0, "chair": 7.0}),
     }
 
@@ -101,7 +108,13 @@ def browser() -> Iterator[object]:
 def _new_page(browser: object) -> object:
     if browser is None:  # never a skip: a machine without a browser must not pass in silence
         pytest.fail(INSTALL_HINT, pytrace=False)
-    return browser.new_page()
+    return browser.new_page(viewport={"width": 1280, "height": 900})
+
+
+def _upload(page: object, path: Path) -> None:
+    upload = page.locator('input[type="file"]')
+    upload.wait_for(state="attached", timeout=90_000)  # the first page also loads the model
+    upload.set_input_files(str(path))
 
 
 def _cli_total(files: dict[str, Path], conf: float, capsys: pytest.CaptureFixture[str]) -> float:
@@ -125,7 +138,7 @@ def test_page_score_equals_cli_score(
     page = _new_page(browser)
     try:
         page.goto(server)
-        page.locator('input[type="file"]').set_input_files(str(files["scene"]))
+        _upload(page, files["scene"])
         page.get_by_test_id("stMetricValue").first.wait_for(timeout=90_000)
         at_half = _page_total(page)
         assert at_half == _cli_total(files, 0.5, capsys)
@@ -152,9 +165,8 @@ def test_page_refuses_bad_uploads(server: str, browser: object, files: dict[str,
     page = _new_page(browser)
     try:
         page.goto(server)
+        _upload(page, files["root"] / "fake.png")
         upload = page.locator('input[type="file"]')
-        upload.wait_for(state="attached", timeout=60_000)
-        upload.set_input_files(str(files["root"] / "fake.png"))
         page.get_by_text("not an image Pillow can read").wait_for(timeout=60_000)
         assert "fake.png: not an image" in page.get_by_test_id("stAlert").first.inner_text()
         assert page.get_by_test_id("stMetricValue").count() == 0
@@ -162,6 +174,85 @@ def test_page_refuses_bad_uploads(server: str, browser: object, files: dict[str,
         page.get_by_text("files are not allowed").wait_for(timeout=30_000)
         upload.set_input_files(str(files["root"] / "huge.jpg"))
         page.get_by_text("20.0MB or smaller").wait_for(timeout=30_000)
+    finally:
+        page.close()
+
+
+def _cli_detections(files: dict[str, Path], photo: Path, capsys: pytest.CaptureFixture[str]) -> list[dict]:
+    with pytest.raises(SystemExit) as info:
+        main(["score", str(photo), "--model", str(files["checkpoint"]), "--conf", "0.5", "--json"])
+    assert info.value.code == 0
+    return json.loads(capsys.readouterr().out)["photos"][0]["detections"]
+
+
+def _toward(shown: np.ndarray, photo: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """Per pixel, how far the shown colour moved from the photo toward `colour` (0: not, 1: all)."""
+    direction = colour[None, None, :] - photo
+    length = (direction**2).sum(axis=2)
+    return ((shown - photo) * direction).sum(axis=2) / np.maximum(length, 1.0), length
+
+
+def test_page_draws_the_photo_at_column_width_in_class_colours(
+    server: str, browser: object, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 192 px photo fills the column (>= 600 px), its masks are filled with the class colour
+    inside their boxes (checked on a screenshot, kept in test-artifacts/), and the objects table
+    colours each class like the photo."""
+    page = _new_page(browser)
+    try:
+        page.goto(server)
+        _upload(page, files["small"])
+        image = page.get_by_test_id("stImage").locator("img").first
+        image.wait_for(timeout=90_000)
+        page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=image.element_handle())
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "page.png"), full_page=True)
+        image.screenshot(path=str(ARTIFACTS / "page-photo.png"))
+        shown_box = image.bounding_box()
+        assert shown_box["width"] >= 600, shown_box  # 192 px photo, scaled up to the column
+        natural = page.evaluate("el => [el.naturalWidth, el.naturalHeight]", image.element_handle())
+        assert natural == [PAGE_WIDTH, PAGE_WIDTH]  # drawn at the page's drawing width, not 192 px
+
+        detections = _cli_detections(files, files["small"], capsys)
+        assert detections and {d["class"] for d in detections} == {"desk"}
+        shot = Image.open(ARTIFACTS / "page-photo.png").convert("RGB")
+        size = shot.size
+        shown = np.asarray(shot, dtype=float)
+        photo = np.asarray(
+            Image.open(files["small"]).convert("RGB").resize(size, Image.BILINEAR), dtype=float
+        )
+        colour = np.array(class_colour("desk"), dtype=float)
+        toward, contrast = _toward(shown, photo, colour)
+        scale = size[0] / 192
+        below_banner = np.zeros(size[::-1], dtype=bool)
+        below_banner[round(size[1] * 60 / PAGE_WIDTH) :] = True  # the score banner is along the top
+        best = max(detections, key=lambda d: d["score"])
+        mask = np.asarray(
+            Image.fromarray(masks.decode(best["mask"]) * 255).resize(size, Image.NEAREST), dtype=bool
+        )
+        x0, y0, x1, y1 = (round(v * scale) for v in best["box"])
+        in_box = np.zeros_like(mask)
+        in_box[y0:y1, x0:x1] = True
+        inside = mask & in_box & below_banner & (contrast > 60**2)
+        assert inside.sum() > 200
+        # Filled with the class colour at about FILL_ALPHA (outlines and labels are solid colour).
+        assert 0.3 < np.median(toward[inside]) < 1.05, np.median(toward[inside])
+        # Away from every box (and its label), the photo is shown as it is.
+        near_any = np.zeros_like(mask)
+        for d in detections:
+            bx0, by0, bx1, by1 = (round(v * scale) for v in d["box"])
+            near_any[max(0, by0 - round(12 * scale)) : by1 + 4, max(0, bx0 - 4) : bx1 + round(30 * scale)] = (
+                True
+            )
+        outside = ~near_any & below_banner & (contrast > 60**2)
+        assert outside.sum() > 200 and abs(np.median(toward[outside])) < 0.1
+
+        # The objects table colours each class cell like the photo.
+        table = page.get_by_test_id("stTable")
+        table.screenshot(path=str(ARTIFACTS / "page-objects.png"))
+        cell = table.locator("td", has_text="desk").first
+        background = cell.evaluate("el => getComputedStyle(el).backgroundColor")
+        assert background == "rgb({}, {}, {})".format(*class_colour("desk"))
     finally:
         page.close()
 

@@ -178,9 +178,10 @@ def test_score_photos_saves_annotated_images(
     assert [p.score is not None for p in photos] == [True, True, False]
     assert photos[0].score.total == score_office(photos[0].result.detections).total
     assert [p.annotated.name for p in photos[:2]] == ["scene_0.jpg", "scene_1.jpg"]
-    assert Image.open(photos[0].annotated).size == (128, 128)
+    assert Image.open(photos[0].annotated).size == (640, 640)  # small photos drawn larger (drawing.py)
     # drawn on the pixels the model saw (not decoded again): the same picture as drawing on the file
-    expected = draw(Image.open(files["scenes"] / "scene_0.jpg"), photos[0].result.detections, photos[0].score)
+    scene = Image.open(files["scenes"] / "scene_0.jpg")
+    expected = draw(scene, photos[0].result.detections, photos[0].score, width=640)
     expected.save(tmp_path / "expected.jpg", quality=90)
     assert np.array_equal(
         np.asarray(Image.open(photos[0].annotated)), np.asarray(Image.open(tmp_path / "expected.jpg"))

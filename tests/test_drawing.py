@@ -1,0 +1,133 @@
+"""officescore.drawing: the picture `score --save-dir` writes and the web page shows.
+
+Synthetic detections on a plain photo, so every pixel's expected colour is known exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from officescore import masks
+from officescore.drawing import (
+    FILL_ALPHA,
+    MIN_SAVE_WIDTH,
+    class_colour,
+    class_colour_hex,
+    draw,
+    save_width,
+    text_colour,
+)
+from officescore.infer import Detection
+from officescore.score import score_office
+
+W, H = 192, 144
+
+
+def _photo(width: int = W, height: int = H) -> Image.Image:
+    """A smooth gradient (resizing it changes pixels predictably, unlike noise)."""
+    x = np.linspace(60, 200, width)[None, :].repeat(height, 0)
+    y = np.linspace(80, 160, height)[:, None].repeat(width, 1)
+    return Image.fromarray(np.stack([x, y, (x + y) / 2], axis=2).astype(np.uint8))
+
+
+def _rect_mask(x0: int, y0: int, x1: int, y1: int, width: int = W, height: int = H) -> np.ndarray:
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[y0:y1, x0:x1] = 1
+    return mask
+
+
+def _det(name: str, score: float, mask: np.ndarray, box: list[float] | None = None) -> Detection:
+    ys, xs = np.nonzero(mask)
+    box = box or [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+    return Detection(name, score, box, masks.encode(mask), float(mask.mean()))
+
+
+def _blend(photo: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    alpha = FILL_ALPHA / 255
+    return photo * (1 - alpha) + np.array(colour) * alpha
+
+
+@pytest.fixture(scope="module")
+def scene() -> dict:
+    desk = _det("desk", 0.91, _rect_mask(30, 40, 150, 120))
+    yy, xx = np.mgrid[0:H, 0:W]
+    mug = _det("mug", 0.55, (((xx - 100) / 14) ** 2 + ((yy - 85) / 12) ** 2 <= 1).astype(np.uint8))
+    # A mask for another photo size: its box is drawn instead.
+    chair = Detection(
+        "chair", 0.42, [160.0, 60.0, 188.0, 130.0], masks.encode(np.ones((10, 10), np.uint8)), 0.1
+    )
+    return {"desk": desk, "mug": mug, "chair": chair, "all": [mug, chair, desk]}
+
+
+def test_small_photo_is_drawn_large_with_filled_outlined_masks(scene: dict) -> None:
+    photo = _photo()
+    out = draw(photo, scene["all"], None, width=1280)
+    scale = 1280 / W
+    assert out.size == (1280, 960) and out.mode == "RGB"
+    got = np.asarray(out, dtype=float)
+    base = np.asarray(photo.resize(out.size, Image.Resampling.BICUBIC), dtype=float)
+
+    def at(x: float, y: float) -> tuple[int, int]:
+        return round(y * scale), round(x * scale)
+
+    desk, mug, chair = (class_colour(n) for n in ("desk", "mug", "chair"))
+    # Fill: the photo under a translucent class colour, inside the mask.
+    for x, y in [(50, 90), (140, 110), (70, 60)]:
+        assert np.abs(got[at(x, y)] - _blend(base[at(x, y)], desk)).max() <= 2
+    # The mug, smaller, is drawn over the desk in its own colour.
+    assert np.abs(got[at(100, 85)] - _blend(base[at(100, 85)], mug)).max() <= 2
+    # Outline: solid class colour along the mask's inner edge.
+    for x, y in [(30.1, 90), (149.9, 90), (90, 119.9)]:
+        assert tuple(got[at(x, y)].astype(int)) == desk
+    # Outside every mask, box and label the photo is untouched.
+    for x, y in [(10, 10), (20, 135), (100, 135)]:
+        assert np.array_equal(got[at(x, y)], base[at(x, y)])
+    # No box around a mask that was drawn; the chair (mask unusable) gets its box outline only.
+    assert np.array_equal(got[at(29, 100)], base[at(29, 100)])
+    assert tuple(got[at(160.2, 100)].astype(int)) == chair
+    assert np.array_equal(got[at(174, 100)], base[at(174, 100)])
+
+
+def test_labels_are_readable_chips_in_the_class_colour(scene: dict) -> None:
+    out = np.asarray(draw(_photo(), [scene["desk"]], None, width=1280))
+    scale = 1280 / W
+    x0, y0 = round(30 * scale), round(40 * scale)
+    chip = out[:y0, x0 : x0 + 120]  # the label sits just above the box's top-left corner
+    is_colour = (chip == class_colour("desk")).all(axis=2)
+    rows = np.flatnonzero(is_colour.any(axis=1))
+    assert rows.size and rows[-1] == y0 - 1 and rows[-1] - rows[0] + 1 >= 24  # tall enough to read
+    ink = (chip == text_colour(class_colour("desk"))).all(axis=2)
+    assert ink[rows[0] : rows[-1] + 1].sum() > 150  # the text itself, in a contrasting colour
+
+
+def test_score_banner_on_top_and_labels_below_it(scene: dict) -> None:
+    office = score_office([scene["desk"]])
+    top = _det("mug", 0.8, _rect_mask(10, 0, 60, 30))
+    out = np.asarray(draw(_photo(), [top], office, width=1280), dtype=int)
+    dark = (out.max(axis=2) < 60).mean(axis=1) > 0.5  # (white text on it)
+    banner = int(np.argmin(dark))  # rows of the dark banner from the top
+    assert banner >= 30
+    colour_rows = np.flatnonzero((out == class_colour("mug")).all(axis=2).any(axis=1))
+    assert colour_rows.min() >= banner  # the mug's label is not hidden under the banner
+
+
+def test_large_photo_is_drawn_smaller_and_own_size_by_default(scene: dict) -> None:
+    big = _photo(W * 10, H * 10)
+    desk = _det("desk", 0.9, _rect_mask(300, 400, 1500, 1200, W * 10, H * 10))
+    out = draw(big, [desk], None, width=1280)
+    assert out.size == (1280, 960)
+    base = np.asarray(big.resize(out.size, Image.Resampling.LANCZOS), dtype=float)
+    got = np.asarray(out, dtype=float)
+    assert np.abs(got[600, 600] - _blend(base[600, 600], class_colour("desk"))).max() <= 2
+    photo = _photo()
+    assert draw(photo, scene["all"]).size == photo.size
+    assert np.array_equal(np.asarray(draw(photo, [])), np.asarray(photo))
+
+
+def test_colours_and_widths() -> None:
+    assert class_colour("desk") == class_colour("desk") != class_colour("chair")
+    assert class_colour_hex("desk") == "#{:02x}{:02x}{:02x}".format(*class_colour("desk"))
+    assert text_colour((250, 240, 40)) == (0, 0, 0) and text_colour((20, 30, 200)) == (255, 255, 255)
+    assert save_width(192) == MIN_SAVE_WIDTH and save_width(4000) == 4000
