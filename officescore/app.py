@@ -204,6 +204,7 @@ def _render(st: Any, image: Any, result: Any, office: Any, classes: list[str]) -
     import io
 
     from PIL import Image
+    from streamlit.errors import StreamlitAPIException
 
     from officescore.drawing import PAGE_WIDTH, draw
 
@@ -240,7 +241,7 @@ def _render(st: Any, image: Any, result: Any, office: Any, classes: list[str]) -
         caption = f"{len(result.detections)} objects"
         try:
             st.image(Image.open(buffer), caption=caption, width="stretch")
-        except TypeError:  # Streamlit before 1.46 spells it use_container_width
+        except (TypeError, StreamlitAPIException):  # older Streamlit: use_container_width
             st.image(Image.open(buffer), caption=caption, use_container_width=True)
         st.subheader("Objects")
         if result.detections:
