@@ -429,3 +429,15 @@ def test_via_polygons_ids_and_areas_are_repaired(tmp_path: Path) -> None:
         assert ann["iscrowd"] == 0 and ann["area"] == masks.area(ann["segmentation"])
         x, y, w, h = ann["bbox"]
         assert 0.4 < ann["area"] / (w * h) < 0.65  # a triangle, not the box
+
+
+def test_cli_defaults_match_the_library() -> None:
+    import inspect
+
+    from officescore.cli.ingest import ingest as command
+
+    cli = {name: p.default.default for name, p in inspect.signature(command).parameters.items()}
+    library = {name: p.default for name, p in inspect.signature(ingest_export).parameters.items()}
+    for name in ("out", "val_fraction", "seed", "strict", "crowd"):
+        assert cli[name] == library[name], name
+    assert library["crowd"] == "auto"
