@@ -92,7 +92,7 @@ class TrainConfig:
 
     def resolved_model_kwargs(self) -> dict[str, Any]:
         kwargs = dict(self.model_kwargs)
-        if self.img_size:
+        if self.img_size is not None:  # 0 is not "the default": _check_config refuses it
             kwargs.setdefault("min_size", int(self.img_size))
             kwargs.setdefault("max_size", int(self.img_size))
         return kwargs
@@ -332,11 +332,14 @@ def _check_config(config: TrainConfig) -> None:
         raise ConfigError(f"--optimizer {config.optimizer!r}: choose sgd or adamw")
     for name in ("epochs", "batch_size", "val_every"):
         if getattr(config, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(config, name)}: must be at least 1")
     if config.lr is not None and not config.lr > 0:
-        raise ConfigError("--lr must be positive")
-    if config.workers < 0 or config.patience < 0:
-        raise ConfigError("--workers and --patience must not be negative")
+        raise ConfigError(f"--lr {config.lr:g}: must be positive")
+    if config.img_size is not None and config.img_size < 1:
+        raise ConfigError(f"--img-size {config.img_size}: must be a positive number of pixels, e.g. 640")
+    for name in ("workers", "patience"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"--{name} {getattr(config, name)}: must not be negative")
 
 
 def _make_optimizer(config: TrainConfig, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
