@@ -643,7 +643,8 @@ def _background(rng: np.random.Generator, s: int, horizon: float) -> Image.Image
         px, py = _u(rng, 0, s - pw), _u(rng, s * 0.05, max(s * 0.06, horizon - ph - s * 0.2))
         draw.rectangle([px, py, px + pw, py + ph], fill=tuple(int(c) for c in _dark(rng)))
         art = _hsv(_u(rng, 0, 1), _u(rng, 0.2, 0.6), _u(rng, 0.4, 0.9))
-        draw.rectangle([px + 3, py + 3, px + pw - 3, py + ph - 3], fill=tuple(int(c) for c in art))
+        if pw >= 6 and ph >= 6:  # at small sizes the frame is all there is (PIL refuses x1 < x0)
+            draw.rectangle([px + 3, py + 3, px + pw - 3, py + ph - 3], fill=tuple(int(c) for c in art))
     if rng.random() < 0.3:  # rug
         rw = s * _u(rng, 0.4, 0.7)
         rx, ry = _u(rng, 0, s - rw), _u(rng, horizon + s * 0.1, s * 0.95)

@@ -92,7 +92,7 @@ class TrainConfig:
 
     def resolved_model_kwargs(self) -> dict[str, Any]:
         kwargs = dict(self.model_kwargs)
-        if self.img_size:
+        if self.img_size is not None:  # 0 is not "the default": _check_config refuses it
             kwargs.setdefault("min_size", int(self.img_size))
             kwargs.setdefault("max_size", int(self.img_size))
         return kwargs
@@ -304,12 +304,51 @@ def _cpu_bf16_helps() -> bool:
 
 @dataclass
 class _State:
+    """Where training stands; what last.pt records. Saved as is whenever the run stops."""
+
     epoch: int = 0  # epochs completed
     step_in_epoch: int = 0  # batches of the unfinished epoch already trained (Ctrl-C resume)
     best_metric: float | None = None
     best_epoch: int | None = None
     bad_validations: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    pending_row: dict[str, Any] | None = None  # an epoch trained but not yet validated
+    resume_rng: dict[str, Any] | None = None  # RNG states to continue an interrupted epoch with
+    best_unsaved: bool = False  # this epoch improved on the best, best.pt not yet rewritten
+
+
+@dataclass
+class _Run:
+    """What `_setup` builds once and every later step of a run reads."""
+
+    config: TrainConfig
+    device: torch.device
+    ctx: dist_utils.DistContext
+    reporter: Reporter
+    run_dir: Path
+    classes: list[str]
+    model_kwargs: dict[str, Any]
+    model: torch.nn.Module  # the plain model: checkpoints, validation
+    net: torch.nn.Module  # what trains: the model, or DDP around it
+    train_set: Any
+    val_set: Any
+    pool: list[int]  # indices of the training images used
+    steps_per_epoch: int
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    use_cuda_amp: bool
+    use_cpu_bf16: bool
+    args: dict[str, Any]  # the resolved configuration (args.json, and `args` in every checkpoint)
+    notes: list[str]
+
+    @property
+    def last(self) -> Path:
+        return self.run_dir / "weights" / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.run_dir / "weights" / "best.pt"
 
 
 def _load_data(config: TrainConfig) -> tuple[Any, Any]:
@@ -332,11 +371,14 @@ def _check_config(config: TrainConfig) -> None:
         raise ConfigError(f"--optimizer {config.optimizer!r}: choose sgd or adamw")
     for name in ("epochs", "batch_size", "val_every"):
         if getattr(config, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(config, name)}: must be at least 1")
     if config.lr is not None and not config.lr > 0:
-        raise ConfigError("--lr must be positive")
-    if config.workers < 0 or config.patience < 0:
-        raise ConfigError("--workers and --patience must not be negative")
+        raise ConfigError(f"--lr {config.lr:g}: must be positive")
+    if config.img_size is not None and config.img_size < 1:
+        raise ConfigError(f"--img-size {config.img_size}: must be a positive number of pixels, e.g. 640")
+    for name in ("workers", "patience"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"--{name} {getattr(config, name)}: must not be negative")
 
 
 def _make_optimizer(config: TrainConfig, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -349,21 +391,7 @@ def _make_optimizer(config: TrainConfig, model: torch.nn.Module, lr: float) -> t
 
 def train(config: TrainConfig, reporter: Reporter = SILENT) -> TrainResult:
     """Train (or resume) a run; returns where it went and what it reached."""
-    checkpoint: dict[str, Any] | None = None
-    given = config
-    overrides = {"device": config.device, "workers": config.workers}
-    if config.resume is not None:
-        resume_path = Path(config.resume)
-        checkpoint = load_checkpoint(resume_path)
-        saved = dict(checkpoint.get("args") or {})
-        run_dir = resume_path.resolve().parent.parent
-        config = TrainConfig.from_json(
-            # absolute: from_json reads relative paths as relative to the run folder
-            {**saved, **overrides, "resume": str(resume_path.resolve())},
-            relative_to=run_dir,
-        )
-        if not Path(config.data).is_dir():  # run folder moved: fall back to the --data given now
-            config = replace(config, data=Path(given.data))
+    config, checkpoint = _resolve_resume(config)
     _check_config(config)
     device = resolve_device(config.device)
     ctx = dist_utils.init(device)
@@ -374,6 +402,24 @@ def train(config: TrainConfig, reporter: Reporter = SILENT) -> TrainResult:
         dist_utils.shutdown()
 
 
+def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """With --resume: the run's saved settings (only device and workers from now) and its checkpoint."""
+    if config.resume is None:
+        return config, None
+    resume_path = Path(config.resume)
+    checkpoint = load_checkpoint(resume_path)
+    saved = dict(checkpoint.get("args") or {})
+    run_dir = resume_path.resolve().parent.parent
+    resumed = TrainConfig.from_json(
+        # absolute: from_json reads relative paths as relative to the run folder
+        {**saved, "device": config.device, "workers": config.workers, "resume": str(resume_path.resolve())},
+        relative_to=run_dir,
+    )
+    if not Path(resumed.data).is_dir():  # run folder moved: fall back to the --data given now
+        resumed = replace(resumed, data=Path(config.data))
+    return resumed, checkpoint
+
+
 def _run(
     config: TrainConfig,
     device: torch.device,
@@ -382,7 +428,49 @@ def _run(
     reporter: Reporter,
     received: dict[str, bool] | None = None,
 ) -> TrainResult:
+    """Set up, then train epoch by epoch (validate, checkpoint, maybe stop early), then plot."""
     started = time.perf_counter()
+    run = _setup(config, device, ctx, checkpoint, reporter)
+    state = _restore_state(run, checkpoint)
+    stopped_early = False
+    with _save_when_stopped(run, state, received):
+        while state.epoch < config.epochs and not stopped_early:
+            if state.pending_row is None:  # else: trained before a stop while validating
+                state.pending_row = train_one_epoch(run, state)
+            metrics = _validate_if_due(run, state.epoch)
+            stopped_early = _end_epoch(run, state, metrics)
+    if run.ctx.is_main:
+        from officescore.train_plots import write_plots
+
+        write_plots(run.run_dir, state.history)
+    dist_utils.barrier(run.ctx)
+    return TrainResult(
+        run_dir=run.run_dir,
+        epochs_completed=state.epoch,
+        best_metric=state.best_metric,
+        best_epoch=state.best_epoch,
+        last_checkpoint=run.last,
+        best_checkpoint=run.best if run.best.exists() else None,
+        history=state.history,
+        stopped_early=stopped_early,
+        seconds=time.perf_counter() - started,
+        weights_sha256=weights_digest(run.model),
+        world_size=run.ctx.world_size,
+        notes=run.notes,
+    )
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def _setup(
+    config: TrainConfig,
+    device: torch.device,
+    ctx: dist_utils.DistContext,
+    checkpoint: dict[str, Any] | None,
+    reporter: Reporter,
+) -> _Run:
+    """Data, run folder, model, optimiser, schedule and precision; writes args.json."""
     if not ctx.is_main:
         reporter = SILENT  # rank 0 alone reports
     if device.type == "cuda" and ctx.enabled:
@@ -390,290 +478,343 @@ def _run(
     train_set, val_set = _load_data(config)
     classes = list(train_set.classes)
     notes: list[str] = []
-
-    # The run folder: rank 0 picks it, everyone learns it.
-    if checkpoint is not None:
-        run_dir = Path(config.resume).resolve().parent.parent  # type: ignore[arg-type]
-    else:
-        run_dir = next_run_dir(config.project, config.name or "train") if ctx.is_main else Path()
-    run_dir = Path(dist_utils.broadcast_object(ctx, str(run_dir)))
-    weights_dir = run_dir / "weights"
-    if ctx.is_main:
-        weights_dir.mkdir(parents=True, exist_ok=True)
-
-    # Model: same seed on every rank, so initial weights agree even before DDP's broadcast.
-    seed_everything(config.seed)
+    run_dir = _run_folder(config, ctx, resuming=checkpoint is not None)
     model_kwargs = config.resolved_model_kwargs()
-    weights = "none" if checkpoint is not None else config.weights
-    model = build_model(config.arch, classes, weights=weights, **model_kwargs)
-    if checkpoint is not None:
-        if list(checkpoint["classes"]) != classes:
-            raise ModelError(
-                f"{config.resume}: trained on classes {checkpoint['classes']}, "
-                f"but {config.data} has {classes}"
-            )
-        model.load_state_dict(checkpoint["model"])
-        notes.append(f"resumed from {config.resume} after epoch {checkpoint['epoch']}")
-    else:
-        notes.append(f"weights: {model.weights_note}")  # type: ignore[attr-defined]
-    model.to(device)
+    model = _build_model(config, classes, model_kwargs, checkpoint, notes).to(device)
 
-    global_batch = config.batch_size * ctx.world_size
-    lr = config.lr if config.lr is not None else default_lr(config.optimizer, global_batch)
-    pool = list(range(len(train_set)))
-    if config.max_train_images:
-        pool = pool[: config.max_train_images]
+    pool = list(range(len(train_set)))[: config.max_train_images or None]
     steps_per_epoch = math.ceil(math.ceil(len(pool) / ctx.world_size) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    warmup = config.warmup_iters if config.warmup_iters is not None else min(500, total_steps // 10)
-    optimizer = _make_optimizer(config, model, lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, warmup, total_steps, config.min_lr_ratio)
-    )
-    use_cuda_amp = config.amp and device.type == "cuda"
-    use_cpu_bf16 = config.amp and device.type == "cpu" and _cpu_bf16_helps()
-    if use_cpu_bf16:
-        notes.append("--amp: bf16 autocast on this CPU (native bf16; ~1.3x faster in our measurement)")
-    if config.amp and device.type == "cpu" and not use_cpu_bf16:
-        notes.append("--amp: this CPU has no native bf16, where autocast is slower; training in float32")
+    optimizer, scheduler, lr, warmup = _optimizer_and_schedule(config, model, ctx, steps_per_epoch)
+    use_cuda_amp, use_cpu_bf16 = _precision(config, device, notes)
     scaler = torch.amp.GradScaler("cuda", enabled=use_cuda_amp)
 
-    state = _State()
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        if checkpoint.get("scaler"):
-            scaler.load_state_dict(checkpoint["scaler"])
-        state.epoch = int(checkpoint["epoch"])
-        state.step_in_epoch = int(checkpoint.get("step_in_epoch", 0))
-        state.best_metric = checkpoint.get("best_metric")
-        state.best_epoch = checkpoint.get("best_epoch")
-        state.bad_validations = int(checkpoint.get("bad_validations", 0))
-        state.history = list(checkpoint.get("metrics") or [])
-
-    resolved = config.to_json(relative_to=run_dir)
-    resolved.update(
+    args = config.to_json(relative_to=run_dir)
+    args.update(
         lr=lr, weight_decay=optimizer.param_groups[0]["weight_decay"], warmup_iters=warmup, resume=None
     )
-    resolved["model_kwargs"] = model_kwargs
-    resolved["classes"] = classes
-    resolved["world_size"] = ctx.world_size
-    resolved["device"] = config.device
+    args.update(model_kwargs=model_kwargs, classes=classes, world_size=ctx.world_size, device=config.device)
     if ctx.is_main:
-        atomic_write_json(run_dir / "args.json", {"officescore_version": __version__, **resolved})
+        atomic_write_json(run_dir / "args.json", {"officescore_version": __version__, **args})
 
     net: torch.nn.Module = model
     if ctx.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-
-    def save(path: Path, epoch: int, step_in_epoch: int, pending_row: dict[str, Any] | None = None) -> None:
-        if not ctx.is_main:
-            return
-        save_checkpoint(
-            path,
-            model=model.state_dict(),
-            arch=config.arch,
-            classes=classes,
-            model_kwargs=model_kwargs,
-            epoch=epoch,
-            step_in_epoch=step_in_epoch,
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(),
-            scaler=scaler.state_dict(),
-            metrics=state.history,
-            best_metric=state.best_metric,
-            best_epoch=state.best_epoch,
-            bad_validations=state.bad_validations,
-            rng=rng_state(),
-            args=resolved,
-            pending_row=pending_row,
-        )
-
-    stopped_early = False
-    # A run stopped while validating saved its trained epoch's row: resuming validates it, no retraining.
-    pending: dict[str, Any] | None = checkpoint.get("pending_row") if checkpoint is not None else None
-    resuming_mid_epoch = checkpoint is not None and state.step_in_epoch and pending is None
-    resume_rng = checkpoint.get("rng") if resuming_mid_epoch else None
-
-    @contextmanager
-    def save_if_stopped(epoch: int, pending_row: dict[str, Any] | None = None) -> Iterator[None]:
-        """Ctrl-C or SIGTERM inside: save last.pt (where the epoch stands) first, then stop."""
-        try:
-            yield
-        except BaseException as exc:
-            # SIGTERM sent to the whole process group may kill a DataLoader worker before the
-            # handler here runs: the loader then reports the dead worker instead.
-            sigterm = bool(received and received["sigterm"]) or "killed by signal: Terminated" in str(exc)
-            if not (isinstance(exc, KeyboardInterrupt) or sigterm):
-                raise
-            save(weights_dir / "last.pt", epoch, state.step_in_epoch, pending_row)
-            if ctx.is_main:
-                what = "terminated (SIGTERM)" if sigterm else "interrupted"
-                where = "while validating" if pending_row else f"batch {state.step_in_epoch}"
-                reporter.log(
-                    f"{what}: saved {weights_dir / 'last.pt'} at epoch {epoch + 1}, {where}; "
-                    f"continue with `officescore train --resume {weights_dir / 'last.pt'}`",
-                )
-            if sigterm and not isinstance(exc, Terminated):
-                raise Terminated("received SIGTERM") from exc
-            raise
-
-    while state.epoch < config.epochs and not stopped_early:
-        epoch = state.epoch
-        row, pending = pending, None
-        if row is None:
-            if resume_rng is not None:
-                set_rng_state(resume_rng)  # mid-epoch resume continues the interrupted random stream
-                resume_rng = None
-            else:
-                seed_everything(_epoch_seed(config.seed, epoch, ctx.rank))
-            sampler = EpochSampler(
-                pool,
-                config.seed,
-                epoch,
-                ctx.rank,
-                ctx.world_size,
-                start=state.step_in_epoch * config.batch_size,
-            )
-            loader = DataLoader(
-                SeededItems(train_set, _epoch_seed(config.seed, epoch)),
-                batch_size=config.batch_size,
-                sampler=sampler,
-                num_workers=config.workers,
-                collate_fn=train_set.collate_fn,
-                worker_init_fn=_worker_init,
-                generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, ctx.rank)),
-                pin_memory=device.type == "cuda",
-            )
-            with save_if_stopped(epoch):
-                row = _train_epoch(
-                    net, loader, optimizer, scheduler, scaler, config, device, ctx, state, steps_per_epoch,
-                    use_cuda_amp, use_cpu_bf16, reporter,
-                )  # fmt: skip
-            _sync_buffers(model, ctx)
-        improved = False
-        if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
-            with save_if_stopped(epoch, pending_row=row):
-                metrics = _validate(model, val_set, config, device, ctx, reporter, epoch + 1)
-            row.update(metrics)
-            improved = metrics.get("segm_map") is not None and (
-                state.best_metric is None or metrics["segm_map"] > state.best_metric
-            )
-            if improved:
-                state.best_metric, state.best_epoch, state.bad_validations = metrics["segm_map"], epoch + 1, 0
-            else:
-                state.bad_validations += 1
-            stopped_early = bool(config.patience) and state.bad_validations >= config.patience
-        state.epoch = epoch + 1
-        state.step_in_epoch = 0
-        state.history.append(row)
-        save(weights_dir / "last.pt", state.epoch, 0)
-        if improved and ctx.is_main:
-            save(weights_dir / "best.pt", state.epoch, 0)
-        if ctx.is_main:
-            write_metrics_csv(run_dir / "metrics.csv", state.history)
-        if stopped_early:
-            notes.append(
-                f"early stop after epoch {state.epoch}: no mask mAP gain in {config.patience} validations"
-            )
-
-    if ctx.is_main:
-        from officescore.train_plots import write_plots
-
-        write_plots(run_dir, state.history)
-    dist_utils.barrier(ctx)
-    best = weights_dir / "best.pt"
-    return TrainResult(
+    return _Run(
+        config=config,
+        device=device,
+        ctx=ctx,
+        reporter=reporter,
         run_dir=run_dir,
-        epochs_completed=state.epoch,
-        best_metric=state.best_metric,
-        best_epoch=state.best_epoch,
-        last_checkpoint=weights_dir / "last.pt",
-        best_checkpoint=best if best.exists() else None,
-        history=state.history,
-        stopped_early=stopped_early,
-        seconds=time.perf_counter() - started,
-        weights_sha256=weights_digest(model),
-        world_size=ctx.world_size,
+        classes=classes,
+        model_kwargs=model_kwargs,
+        model=model,
+        net=net,
+        train_set=train_set,
+        val_set=val_set,
+        pool=pool,
+        steps_per_epoch=steps_per_epoch,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        use_cuda_amp=use_cuda_amp,
+        use_cpu_bf16=use_cpu_bf16,
+        args=args,
         notes=notes,
     )
 
 
-def _train_epoch(
-    net: torch.nn.Module,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
+def _optimizer_and_schedule(
+    config: TrainConfig, model: torch.nn.Module, ctx: dist_utils.DistContext, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR, float, int]:
+    """SGD or AdamW at the peak lr (default: scaled with the global batch), warm-up then cosine."""
+    global_batch = config.batch_size * ctx.world_size
+    lr = config.lr if config.lr is not None else default_lr(config.optimizer, global_batch)
+    total_steps = steps_per_epoch * config.epochs
+    warmup = config.warmup_iters if config.warmup_iters is not None else min(500, total_steps // 10)
+    optimizer = _make_optimizer(config, model, lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, warmup, total_steps, config.min_lr_ratio)
+    )
+    return optimizer, scheduler, lr, warmup
+
+
+def _run_folder(config: TrainConfig, ctx: dist_utils.DistContext, resuming: bool) -> Path:
+    """A resumed run continues in its folder; a new one gets the next free name. Rank 0 picks it."""
+    if resuming:
+        run_dir = Path(config.resume).resolve().parent.parent  # type: ignore[arg-type]
+    else:
+        run_dir = next_run_dir(config.project, config.name or "train") if ctx.is_main else Path()
+    run_dir = Path(dist_utils.broadcast_object(ctx, str(run_dir)))
+    if ctx.is_main:
+        (run_dir / "weights").mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _build_model(
     config: TrainConfig,
-    device: torch.device,
-    ctx: dist_utils.DistContext,
-    state: _State,
-    steps_per_epoch: int,
-    use_cuda_amp: bool,
-    use_cpu_bf16: bool,
-    reporter: Reporter,
-) -> dict[str, Any]:
-    net.train()
+    classes: list[str],
+    model_kwargs: dict[str, Any],
+    checkpoint: dict[str, Any] | None,
+    notes: list[str],
+) -> torch.nn.Module:
+    """The model with its initial weights (--weights), or the resumed checkpoint's weights."""
+    seed_everything(config.seed)  # same seed on every rank: initial weights agree before DDP's broadcast
+    weights = "none" if checkpoint is not None else config.weights
+    model = build_model(config.arch, classes, weights=weights, **model_kwargs)
+    if checkpoint is None:
+        notes.append(f"weights: {model.weights_note}")  # type: ignore[attr-defined]
+        return model
+    if list(checkpoint["classes"]) != classes:
+        raise ModelError(
+            f"{config.resume}: trained on classes {checkpoint['classes']}, but {config.data} has {classes}"
+        )
+    model.load_state_dict(checkpoint["model"])
+    notes.append(f"resumed from {config.resume} after epoch {checkpoint['epoch']}")
+    return model
+
+
+def _precision(config: TrainConfig, device: torch.device, notes: list[str]) -> tuple[bool, bool]:
+    """--amp: (CUDA fp16 autocast, CPU bf16 autocast); bf16 only where the CPU has it natively."""
+    use_cuda_amp = config.amp and device.type == "cuda"
+    use_cpu_bf16 = config.amp and device.type == "cpu" and _cpu_bf16_helps()
+    if use_cpu_bf16:
+        notes.append("--amp: bf16 autocast on this CPU (native bf16; ~1.3x faster in our measurement)")
+    if config.amp and device.type == "cpu" and not use_cpu_bf16:
+        notes.append("--amp: this CPU has no native bf16, where autocast is slower; training in float32")
+    return use_cuda_amp, use_cpu_bf16
+
+
+def _restore_state(run: _Run, checkpoint: dict[str, Any] | None) -> _State:
+    """A new run starts at zero; a resumed one takes its optimiser, schedule and position from last.pt."""
+    state = _State()
+    if checkpoint is None:
+        return state
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    run.scheduler.load_state_dict(checkpoint["scheduler"])
+    if checkpoint.get("scaler"):
+        run.scaler.load_state_dict(checkpoint["scaler"])
+    state.epoch = int(checkpoint["epoch"])
+    state.step_in_epoch = int(checkpoint.get("step_in_epoch", 0))
+    state.best_metric = checkpoint.get("best_metric")
+    state.best_epoch = checkpoint.get("best_epoch")
+    state.bad_validations = int(checkpoint.get("bad_validations", 0))
+    state.history = list(checkpoint.get("metrics") or [])
+    # Stopped while validating: the trained epoch's row was saved, so resuming only validates it.
+    state.pending_row = checkpoint.get("pending_row")
+    if state.step_in_epoch and state.pending_row is None:
+        state.resume_rng = checkpoint.get("rng")  # stopped mid-epoch: continue its random stream
+    return state
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(run: _Run, state: _State, path: Path) -> None:
+    """Everything needed to continue exactly from `state` (rank 0 writes; atomic)."""
+    if not run.ctx.is_main:
+        return
+    save_checkpoint(
+        path,
+        model=run.model.state_dict(),
+        arch=run.config.arch,
+        classes=run.classes,
+        model_kwargs=run.model_kwargs,
+        epoch=state.epoch,
+        step_in_epoch=state.step_in_epoch,
+        optimizer=run.optimizer.state_dict(),
+        scheduler=run.scheduler.state_dict(),
+        scaler=run.scaler.state_dict(),
+        metrics=state.history,
+        best_metric=state.best_metric,
+        best_epoch=state.best_epoch,
+        bad_validations=state.bad_validations,
+        rng=state.resume_rng or rng_state(),  # not yet applied: a stop right after resuming keeps it
+        args=run.args,
+        pending_row=state.pending_row,
+    )
+
+
+def _write_checkpoints(run: _Run, state: _State) -> None:
+    """After an epoch: last.pt, best.pt when it improved, metrics.csv. Safe to repeat after a stop."""
+    _save_checkpoint(run, state, run.last)
+    if state.best_unsaved:
+        _save_checkpoint(run, state, run.best)
+        state.best_unsaved = False
+    if run.ctx.is_main:
+        write_metrics_csv(run.run_dir / "metrics.csv", state.history)
+
+
+@contextmanager
+def _save_when_stopped(run: _Run, state: _State, received: dict[str, bool] | None) -> Iterator[None]:
+    """Ctrl-C or SIGTERM anywhere inside: save last.pt (where the run stands) first, then stop."""
+    try:
+        yield
+    except BaseException as exc:
+        # SIGTERM sent to the whole process group may kill a DataLoader worker before the
+        # handler here runs: the loader then reports the dead worker instead.
+        sigterm = bool(received and received["sigterm"]) or "killed by signal: Terminated" in str(exc)
+        if not (isinstance(exc, KeyboardInterrupt) or sigterm):
+            raise
+        _write_checkpoints(run, state)
+        if run.ctx.is_main:
+            what = "terminated (SIGTERM)" if sigterm else "interrupted"
+            if state.pending_row is not None:
+                where = f"at epoch {state.epoch + 1}, while validating"
+            elif state.step_in_epoch:
+                where = f"at epoch {state.epoch + 1}, batch {state.step_in_epoch}"
+            else:
+                where = f"after epoch {state.epoch}"
+            run.reporter.log(
+                f"{what}: saved {run.last} {where}; continue with `officescore train --resume {run.last}`"
+            )
+        if sigterm and not isinstance(exc, Terminated):
+            raise Terminated("received SIGTERM") from exc
+        raise
+
+
+# --------------------------------------------------------------------------- one epoch
+
+
+def train_one_epoch(run: _Run, state: _State) -> dict[str, Any]:
+    """Train epoch `state.epoch` (from `state.step_in_epoch` on); returns its metrics.csv row."""
+    epoch = state.epoch
+    if state.resume_rng is not None:
+        set_rng_state(state.resume_rng)  # mid-epoch resume continues the interrupted random stream
+        state.resume_rng = None
+    else:
+        seed_everything(_epoch_seed(run.config.seed, epoch, run.ctx.rank))
+    row = _train_epoch(run, state, _epoch_loader(run, epoch, start=state.step_in_epoch))
+    _sync_buffers(run.model, run.ctx)
+    return row
+
+
+def _epoch_loader(run: _Run, epoch: int, start: int) -> DataLoader:
+    """This rank's batches of `epoch`, skipping the first `start` (already trained before a stop)."""
+    config, ctx = run.config, run.ctx
+    sampler = EpochSampler(
+        run.pool, config.seed, epoch, ctx.rank, ctx.world_size, start=start * config.batch_size
+    )
+    return DataLoader(
+        SeededItems(run.train_set, _epoch_seed(config.seed, epoch)),
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.workers,
+        collate_fn=run.train_set.collate_fn,
+        worker_init_fn=_worker_init,
+        generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, ctx.rank)),
+        pin_memory=run.device.type == "cuda",
+    )
+
+
+def _train_epoch(run: _Run, state: _State, loader: DataLoader) -> dict[str, Any]:
+    run.net.train()
     sums = dict.fromkeys(("loss", *LOSS_KEYS), 0.0)
     steps = images = 0
     start = time.perf_counter()
-    params = [p for group in optimizer.param_groups for p in group["params"]]
     epoch = state.epoch
-    title = f"epoch {epoch + 1}/{config.epochs}"
-    with reporter.stage(title, total=steps_per_epoch) as stage:
+    with run.reporter.stage(f"epoch {epoch + 1}/{run.config.epochs}", total=run.steps_per_epoch) as stage:
         if state.step_in_epoch:
             stage.advance(state.step_in_epoch, status="resumed")
         for batch_images, targets in loader:
-            batch_images = [img.to(device, non_blocking=True) for img in batch_images]
-            targets = [
-                {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets
-            ]
-            autocast = (
-                torch.autocast("cuda", dtype=torch.float16)
-                if use_cuda_amp
-                else torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_cpu_bf16)
-            )
-            with autocast:
-                loss_dict = net(batch_images, targets)
-            loss = sum(loss_dict.values())
-            parts = {k: float(v.detach()) for k, v in loss_dict.items()}
-            parts["loss"] = float(loss.detach())
-            parts = dist_utils.all_reduce_mean(ctx, parts)
-            if not math.isfinite(parts["loss"]):
-                step = epoch * steps_per_epoch + state.step_in_epoch + 1
-                peak = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
-                raise ModelError(  # a tenth of the peak: during warm-up the current lr is far smaller
-                    f"loss became {parts['loss']} at epoch {epoch + 1}, batch {state.step_in_epoch + 1} "
-                    f"(step {step}); lower the learning rate (e.g. --lr {peak / 10:.2g}) "
-                    "or check the labels"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.clip_grad:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, config.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
+            parts = _train_step(run, state, batch_images, targets)
             state.step_in_epoch += 1
             steps += 1
-            images += len(batch_images) * ctx.world_size
+            images += len(batch_images) * run.ctx.world_size
             for key in sums:
                 sums[key] += parts.get(key, 0.0)
             rate = images / max(1e-9, time.perf_counter() - start)
             status = (
                 f"loss {parts['loss']:.3f} mask {parts.get('loss_mask', 0):.3f} "
-                f"lr {optimizer.param_groups[0]['lr']:.2e} {rate:.1f} img/s"
+                f"lr {run.optimizer.param_groups[0]['lr']:.2e} {rate:.1f} img/s"
             )
             stage.advance(1, status=status)
     seconds = time.perf_counter() - start
     row: dict[str, Any] = {"epoch": epoch + 1}
     row.update({k: (v / steps if steps else None) for k, v in sums.items()})
-    row.update(lr=optimizer.param_groups[0]["lr"], img_per_s=images / max(seconds, 1e-9), seconds=seconds)
+    row.update(lr=run.optimizer.param_groups[0]["lr"], img_per_s=images / max(seconds, 1e-9), seconds=seconds)
     return row
+
+
+def _train_step(run: _Run, state: _State, batch_images: Any, targets: Any) -> dict[str, float]:
+    """Forward (autocast as --amp decided), loss averaged across ranks, backward, clip, step."""
+    device, optimizer = run.device, run.optimizer
+    batch_images = [img.to(device, non_blocking=True) for img in batch_images]
+    targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
+    autocast = (
+        torch.autocast("cuda", dtype=torch.float16)
+        if run.use_cuda_amp
+        else torch.autocast("cpu", dtype=torch.bfloat16, enabled=run.use_cpu_bf16)
+    )
+    with autocast:
+        loss_dict = run.net(batch_images, targets)
+    loss = sum(loss_dict.values())
+    parts = {k: float(v.detach()) for k, v in loss_dict.items()}
+    parts["loss"] = float(loss.detach())
+    parts = dist_utils.all_reduce_mean(run.ctx, parts)
+    if not math.isfinite(parts["loss"]):
+        epoch = state.epoch
+        step = epoch * run.steps_per_epoch + state.step_in_epoch + 1
+        peak = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
+        raise ModelError(  # a tenth of the peak: during warm-up the current lr is far smaller
+            f"loss became {parts['loss']} at epoch {epoch + 1}, batch {state.step_in_epoch + 1} "
+            f"(step {step}); lower the learning rate (e.g. --lr {peak / 10:.2g}) or check the labels"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if run.config.clip_grad:
+        run.scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, run.config.clip_grad)
+    run.scaler.step(optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    return parts
+
+
+# --------------------------------------------------------------------------- evaluate, end of epoch
+
+
+def _validate_if_due(run: _Run, epoch: int) -> dict[str, Any] | None:
+    """Val AP after every --val-every epochs and after the last; None when not due."""
+    config = run.config
+    if (epoch + 1) % config.val_every and epoch + 1 != config.epochs:
+        return None
+    return _validate(run.model, run.val_set, config, run.device, run.ctx, run.reporter, epoch + 1)
+
+
+def _end_epoch(run: _Run, state: _State, metrics: dict[str, Any] | None) -> bool:
+    """Record the epoch, track the best mask mAP, write checkpoints; True when it is time to stop early."""
+    config = run.config
+    row = state.pending_row
+    assert row is not None
+    stop = False
+    if metrics is not None:
+        row.update(metrics)
+        improved = metrics.get("segm_map") is not None and (
+            state.best_metric is None or metrics["segm_map"] > state.best_metric
+        )
+        if improved:
+            state.best_metric, state.best_epoch, state.bad_validations = (
+                metrics["segm_map"],
+                state.epoch + 1,
+                0,
+            )
+        else:
+            state.bad_validations += 1
+        state.best_unsaved = improved
+        stop = bool(config.patience) and state.bad_validations >= config.patience
+    state.epoch += 1
+    state.step_in_epoch = 0
+    state.history.append(row)
+    state.pending_row = None
+    _write_checkpoints(run, state)
+    if stop:
+        run.notes.append(
+            f"early stop after epoch {state.epoch}: no mask mAP gain in {config.patience} validations"
+        )
+    return stop
 
 
 def _sync_buffers(model: torch.nn.Module, ctx: dist_utils.DistContext) -> None:

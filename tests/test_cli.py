@@ -53,14 +53,35 @@ def test_unknown_command_and_option_exit_2(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_user_error_is_one_red_line_and_debug_is_accepted_anywhere(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for args in (["stats", str(tmp_path / "missing")], ["stats", str(tmp_path / "missing"), "--debug"]):
+    missing = str(tmp_path / "missing")
+    code, _, err = run(["stats", missing], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(f"error: {missing}")
+    assert "Traceback" not in err
+    # --debug before or after the command (or OFFICESCORE_DEBUG=1): the same red line and exit 2,
+    # with the traceback of where the error was raised in front of it
+    for args in (["--debug", "stats", missing], ["stats", missing, "--debug"]):
         code, _, err = run(args, capsys)
-        assert code == 2
-        if "--debug" not in args:
-            assert len(err.strip().splitlines()) == 1 and err.startswith("error:")
-            assert "Traceback" not in err
+        assert code == 2 and "Traceback" in err and "No such option" not in err, err
+        assert err.strip().splitlines()[-1].startswith(f"error: {missing}"), err
+    monkeypatch.setenv("OFFICESCORE_DEBUG", "1")
+    code, _, err = run(["stats", missing], capsys)
+    assert code == 2 and "Traceback" in err
+
+
+def test_unexpected_error_exits_1_with_a_traceback_only_on_debug(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("officescore.sample.write_sample", crash)
+    code, out, err = run(["sample", str(tmp_path / "s")], capsys)
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert err.strip() == "unexpected error: RuntimeError: disk on fire (run with --debug for the traceback)"
+    code, _, err = run(["sample", str(tmp_path / "s"), "--debug"], capsys)
+    assert code == 1 and "Traceback" in err and "disk on fire" in err and "in crash" in err, err
 
 
 def test_config_file_sets_defaults_and_flags_win(

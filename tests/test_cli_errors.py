@@ -93,8 +93,23 @@ def clean_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     yield tmp_path
 
 
-def case(*args: str) -> object:
-    return pytest.param(list(args), id=" ".join(args))
+def case(*args: str, names: str | None = None) -> object:
+    """One hostile command line; `names` is what its message must contain to name the bad input.
+
+    By default the input is the last argument: a file or folder placeholder must appear as that path,
+    any other value as the option it was given to (or, for a positional, the value itself).
+    """
+    return pytest.param(list(args), names, id=" ".join(args))
+
+
+def _expected_name(args: list[str], names: str | None, world: dict[str, Path]) -> str:
+    if names is not None:
+        return names.format(**{k: str(v) for k, v in world.items()})
+    last = args[-1]
+    if last.startswith("{"):
+        return last.format(**{k: str(v) for k, v in world.items()})
+    flag = args[-2] if len(args) > 2 and args[-2].startswith("-") else None
+    return flag or last
 
 
 CASES = [
@@ -117,16 +132,16 @@ CASES = [
     case("scrape", "-q", "x", "--provider", "openverse", "--out", "{afile}"),
     case("scrape", "-q", "x", "--provider", "openverse", "--out", "{through_file}"),
     case("scrape", "--status", "--out", "{bad_raw}"),
-    case("scrape", "--export", "{afile}", "--out", "{bad_raw}"),
+    case("scrape", "--export", "{afile}", "--out", "{bad_raw}", names="{afile}"),
     case("scrape", "--export", "x", "--out", "{empty_dir}"),
     case("scrape", "--per-query", "many"),
     # ---- sample ----------------------------------------------------------------------------
-    case("sample", "{afile}", "--images", "2"),
+    case("sample", "{afile}", "--images", "2", names="{afile}"),
     case("sample", "{root}/out", "--images", "0"),
     case("sample", "{root}/out", "--images", "-3"),
     case("sample", "{root}/out", "--size", "0"),
     case("sample", "{root}/out", "--size", "-64"),
-    case("sample", "{through_file}", "--images", "1"),
+    case("sample", "{through_file}", "--images", "1", names="{through_file}"),
     # ---- ingest ----------------------------------------------------------------------------
     case("ingest", "{missing}"),
     case("ingest", "{folder}"),
@@ -134,63 +149,64 @@ CASES = [
     case("ingest", "{garbage}"),
     case("ingest", "{list_json}"),
     case("ingest", "{loop}"),
-    case("ingest", "{through_file}"),
+    case("ingest", "{through_file}", names="{afile}"),  # the part of the path that is a file
     case("ingest", "{export}", "--images", "{missing}"),
     case("ingest", "{export}", "--images", "{afile}"),
     case("ingest", "{export}", "--val-fraction", "1.5"),
     case("ingest", "{export}", "--val-fraction", "-0.2"),
     case("ingest", "{export}", "--out", "{afile}"),
-    case("ingest", "{export}", "--classes", "unicorn,dragon"),
-    case("ingest", "{export}", "--classes", ","),
+    case("ingest", "{export}", "--classes", "unicorn,dragon", names="unicorn, dragon"),
+    case("ingest", "{export}", "--classes", ",", names="class(es) (none given)"),
     # ---- stats -----------------------------------------------------------------------------
     case("stats", "{missing}"),
     case("stats", "{afile}"),
     case("stats", "{empty_dir}"),
     case("stats", "{bad_dataset}"),
-    # ---- train (every case must fail before a model is built) ------------------------------
-    case("train", "--data", "{missing}"),
-    case("train", "--data", "{afile}"),
-    case("train", "--data", "{empty_dir}"),
-    case("train", "--data", "{bad_dataset}"),
-    case("train", "--data", "{dataset}", "--epochs", "0"),
-    case("train", "--data", "{dataset}", "--epochs", "-1"),
-    case("train", "--data", "{dataset}", "--batch-size", "0"),
-    case("train", "--data", "{dataset}", "--lr", "-0.1"),
-    case("train", "--data", "{dataset}", "--img-size", "0"),
-    case("train", "--data", "{dataset}", "--workers", "-1"),
-    case("train", "--data", "{dataset}", "--optimizer", "adagrad"),
-    case("train", "--data", "{dataset}", "--arch", "yolo"),
-    case("train", "--data", "{dataset}", "--device", "tpu"),
+    # ---- train (every case must fail before a model is built; --weights none: an offline
+    # download error must not stand in for the check a case is about) ------------------------
+    case("train", "--weights", "none", "--data", "{missing}"),
+    case("train", "--weights", "none", "--data", "{afile}"),
+    case("train", "--weights", "none", "--data", "{empty_dir}"),
+    case("train", "--weights", "none", "--data", "{bad_dataset}"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--epochs", "0"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--epochs", "-1"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--batch-size", "0"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--lr", "-0.1"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--img-size", "0"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--workers", "-1"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--optimizer", "adagrad"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--arch", "yolo"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--device", "tpu"),
     case("train", "--data", "{dataset}", "--weights", "{missing}"),
     case("train", "--data", "{dataset}", "--weights", "{garbage_pt}"),
     case("train", "--data", "{dataset}", "--weights", "{folder}"),
     case("train", "--data", "{dataset}", "--resume", "{missing}"),
     case("train", "--data", "{dataset}", "--resume", "{garbage_pt}"),
-    case("train", "--data", "{dataset}", "--model-opt", "nonsense"),
-    case("train", "--data", "{dataset}", "--val-every", "0"),
-    case("train", "--data", "{dataset}", "--project", "{afile}"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--model-opt", "nonsense"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--val-every", "0"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--project", "{afile}"),
     # ---- eval ------------------------------------------------------------------------------
-    case("eval", "--model", "{missing}", "--data", "{dataset}"),
-    case("eval", "--model", "{garbage_pt}", "--data", "{dataset}"),
-    case("eval", "--model", "{folder}", "--data", "{dataset}"),
+    case("eval", "--model", "{missing}", "--data", "{dataset}", names="{missing}"),
+    case("eval", "--model", "{garbage_pt}", "--data", "{dataset}", names="{garbage_pt}"),
+    case("eval", "--model", "{folder}", "--data", "{dataset}", names="{folder}"),
     case("eval", "--model", "{model}", "--data", "{missing}"),
     case("eval", "--model", "{model}", "--data", "{bad_dataset}"),
-    case("eval", "--model", "{model}", "--data", "{dataset}", "--split", "test"),
+    case("eval", "--model", "{model}", "--data", "{dataset}", "--split", "test", names="'test'"),
     case("eval", "--model", "{model}", "--data", "{dataset}", "--conf", "2"),
     case("eval", "--model", "{model}", "--data", "{dataset}", "--batch-size", "0"),
     case("eval", "--model", "{model}", "--data", "{dataset}", "--iou", "1.5"),
     case("eval", "--model", "{model}", "--data", "{dataset}", "--device", "tpu"),
-    case("eval", "--predictions", "{garbage}", "--gt", "{dataset}/val.json"),
+    case("eval", "--predictions", "{garbage}", "--gt", "{dataset}/val.json", names="{garbage}"),
     case("eval", "--predictions", "{list_json}", "--gt", "{missing}"),
-    case("eval", "--predictions", "{empty}", "--gt", "{dataset}/val.json"),
-    case("eval", "--predictions", "{loop}", "--gt", "{dataset}/val.json"),
-    case("eval", "--data", "{dataset}"),  # no --model and no runs/ here
+    case("eval", "--predictions", "{empty}", "--gt", "{dataset}/val.json", names="{empty}"),
+    case("eval", "--predictions", "{loop}", "--gt", "{dataset}/val.json", names="{loop}"),
+    case("eval", "--data", "{dataset}", names="--model"),  # no --model and no runs/ here
     # ---- score -----------------------------------------------------------------------------
-    case("score", "{missing}", "--model", "{model}"),
-    case("score", "{folder}", "--model", "{model}"),
-    case("score", "{empty}", "--model", "{model}"),
-    case("score", "{garbage_jpg}", "--model", "{model}"),
-    case("score", "{loop}", "--model", "{model}"),
+    case("score", "{missing}", "--model", "{model}", names="{missing}"),
+    case("score", "{folder}", "--model", "{model}", names="{folder}"),
+    case("score", "{empty}", "--model", "{model}", names="{empty}"),
+    case("score", "{garbage_jpg}", "--model", "{model}", names="{garbage_jpg}"),
+    case("score", "{loop}", "--model", "{model}", names="{loop}"),
     case("score", "{photo}", "--model", "{missing}"),
     case("score", "{photo}", "--model", "{garbage_pt}"),
     case("score", "{photo}", "--model", "{folder}"),
@@ -225,9 +241,13 @@ CASES = [
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("args", CASES)
+@pytest.mark.parametrize(("args", "names"), CASES)
 def test_hostile_input_is_a_one_line_error(
-    args: list[str], world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str]
+    args: list[str],
+    names: str | None,
+    world: dict[str, Path],
+    clean_cwd: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     argv = [arg.format(**{k: str(v) for k, v in world.items()}) for arg in args]
     before = _snapshot(world["root"])
@@ -244,6 +264,10 @@ def test_hostile_input_is_a_one_line_error(
         assert lines and lines[-1].startswith("error:"), err
         errors = [line for line in lines if line.startswith("error:")]
         assert len(errors) == 1 or argv[0] == "score", err
+    # the message names what was wrong (Click may wrap a long usage message: compare unwrapped)
+    expected = _expected_name(args, names, world)
+    flat = " ".join(err.replace("│", " ").split())
+    assert " ".join(expected.split()) in flat, f"{expected!r} not named in: {err.strip()[-400:]}"
     assert _snapshot(world["root"]) == before, "a refused command changed files it was given"
     assert not [p for p in clean_cwd.rglob("*") if p.is_file()], "a refused command left files behind"
 

@@ -181,13 +181,32 @@ def raw_area(folder: Path, index: int) -> float:
 
 
 def test_zoom_out_can_drop_nothing_and_zoom_in_can_drop_instances(blocks_dir: Path) -> None:
+    """Zoom out (0.5x, padded) keeps every object, each a quarter of its area; zoom in (3x, cropped)
+    keeps only what the crop shows, so some objects vanish and are dropped with their labels."""
     ds = OfficeDataset(blocks_dir, "train")
-    image, target = ds.raw_item(0)
     torch.manual_seed(1)
-    big, big_target = RandomZoom(scale_range=(3.0, 3.0), p=1.0)(image, target)
-    assert big.shape == image.shape and big_target["masks"].shape == target["masks"].shape
-    _, out = finalise(big, big_target)
-    assert len(out["labels"]) <= len(target["labels"])
+    dropped = 0
+    for index in range(len(ds)):
+        image, target = ds.raw_item(index)
+        _, plain = finalise(image, target)
+        for _ in range(4):
+            small, small_target = RandomZoom(scale_range=(0.5, 0.5), p=1.0)(image, target)
+            assert small.shape == image.shape and small_target["masks"].shape == target["masks"].shape
+            _, out = finalise(small, small_target)
+            assert out["labels"].tolist() == plain["labels"].tolist()
+            ratio = out["area"] / plain["area"]
+            assert bool(((ratio > 0.15) & (ratio < 0.4)).all()), ratio  # ~0.25, resampled edges
+
+            big, big_target = RandomZoom(scale_range=(3.0, 3.0), p=1.0)(image, target)
+            assert big.shape == image.shape and big_target["masks"].shape == target["masks"].shape
+            _, out = finalise(big, big_target)
+            assert len(out["labels"]) <= len(plain["labels"])
+            assert bool((out["area"] > 0).all()) and torch.equal(out["boxes"], boxes_from_masks(out["masks"]))
+            # labels of the objects kept, in order: a sub-sequence of the original labels
+            kept = iter(plain["labels"].tolist())
+            assert all(label in kept for label in out["labels"].tolist())
+            dropped += len(plain["labels"]) - len(out["labels"])
+    assert dropped > 0, "a 3x zoom never cropped an object away"
     with pytest.raises(ValueError):
         RandomZoom(scale_range=(0.0, 1.0))
 

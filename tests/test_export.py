@@ -7,14 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 from scoremodels import write_checkpoint, write_scenes
+from torchvision.transforms.functional import pil_to_tensor
 
 from officescore import export as export_module
 from officescore.cli import main
 from officescore.errors import ConfigError, ModelError
 from officescore.export import Parity, export_model
 from officescore.infer import Predictor
-from officescore.model import load_any
+from officescore.model import load_any, model_from_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -89,22 +92,74 @@ def test_score_cli_runs_on_the_export(
     assert doc["photos"][0]["score"]["total"] == 25.0
 
 
+def _onnxruntime_detections(path: Path, tensor: torch.Tensor) -> dict[str, np.ndarray]:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, {session.get_inputs()[0].name: tensor.numpy()}), strict=True))
+
+
 def test_onnx_export_matches_onnxruntime(setup: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    """A non-default --input-size; onnxruntime, run here on another photo, gives the checkpoint's output."""
     import onnx
+    import onnxruntime
 
     out = setup["root"] / "office.onnx"
+    args = ["export", "--model", str(setup["checkpoint"]), "--format", "onnx", "--input-size", "96x160"]
     with pytest.raises(SystemExit) as info:
-        main(["export", "--model", str(setup["checkpoint"]), "--format", "onnx", "--out", str(out), "--json"])
+        main([*args, "--out", str(out), "--json"])
     assert info.value.code == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["format"] == "onnx" and doc["opset"] == 11 and doc["input_size"] == [128, 128]
-    assert doc["parity"]["labels_equal"] and doc["parity"]["max_box_diff"] <= 1e-3
-    assert doc["parity"]["mean_mask_diff"] is not None and doc["parity"]["mean_mask_diff"] <= 1e-3
+    assert doc["format"] == "onnx" and doc["opset"] == 11 and doc["input_size"] == [96, 160]
     model = onnx.load(str(out))
     meta = json.loads({p.key: p.value for p in model.metadata_props}["officescore.json"])
     assert meta["classes"][:2] == ["desk", "chair"] and meta["format"] == "officescore-onnx"
     assert model.opset_import[0].version >= 11
     assert [o.name for o in model.graph.output] == ["boxes", "labels", "scores", "masks"]
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [3, 96, 160]
+
+    photo = Image.open(setup["scene"]).convert("RGB").resize((160, 96))  # not the export's own sample
+    tensor = pil_to_tensor(photo).float().div(255.0)
+    checkpoint_model, _ = model_from_checkpoint(setup["checkpoint"], "cpu")
+    with torch.inference_mode():
+        want = {k: v.numpy() for k, v in checkpoint_model([tensor])[0].items()}
+    got = _onnxruntime_detections(out, tensor)
+    assert len(want["boxes"]) > 0 and got["boxes"].shape == want["boxes"].shape
+    assert np.array_equal(got["labels"], want["labels"])
+    assert np.abs(got["boxes"] - want["boxes"]).max() <= 1e-3
+    assert np.abs(got["scores"] - want["scores"]).max() <= 1e-4
+    assert got["masks"].shape == want["masks"].shape == (len(want["boxes"]), 1, 96, 160)
+    assert np.abs(got["masks"] - want["masks"]).mean() <= 1e-3
+    with pytest.raises(onnxruntime.capi.onnxruntime_pybind11_state.InvalidArgument):  # a fixed input size
+        _onnxruntime_detections(out, torch.rand(3, 128, 128))
+
+
+def test_export_that_differs_from_the_checkpoint_is_refused_and_removed(
+    setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real mismatch: the ONNX file written has its box regression shifted, so onnxruntime's boxes
+    differ from the checkpoint's; the export is refused and the file deleted."""
+    import onnx
+    from onnx import numpy_helper
+
+    written_shapes: list[list[int]] = []
+    real_write = export_module.atomic_write_bytes
+
+    def write_perturbed(path: Path, data: bytes) -> None:
+        proto = onnx.load_from_string(data)
+        written_shapes.append([d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim])
+        for tensor in proto.graph.initializer:
+            if tensor.name == "roi_heads.box_predictor.bbox_pred.bias":
+                tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) + 0.5, tensor.name))
+        real_write(path, proto.SerializeToString())
+
+    monkeypatch.setattr(export_module, "atomic_write_bytes", write_perturbed)
+    out = tmp_path / "shifted.onnx"
+    with pytest.raises(ModelError, match=r"onnx export refused: its detections differ.*--format torchscript"):
+        export_model(setup["checkpoint"], "onnx", out=out)
+    assert written_shapes == [[3, 128, 128]]  # the default input size: the model's own 128 px square
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(

@@ -174,18 +174,36 @@ def test_draw_masks_boxes_and_banner(predictor: Predictor, files: dict[str, Path
 def test_score_photos_saves_annotated_images(
     predictor: Predictor, files: dict[str, Path], tmp_path: Path
 ) -> None:
-    photos = score_photos(predictor, [files["scenes"], files["bad"] / "empty.png"], save_dir=tmp_path / "out")
+    """The drawing uses the pixels the model saw: the photos are replaced and removed on disk while the
+    model runs, and the annotated images still show the originals."""
+    import shutil
+
+    photos_dir = tmp_path / "photos"
+    shutil.copytree(files["scenes"], photos_dir)
+    originals = {p.name: Image.open(p).convert("RGB") for p in sorted(photos_dir.iterdir())}
+
+    def change_photos(module: object, inputs: object) -> None:
+        if (photos_dir / "scene_1.jpg").exists():  # once: after both photos were decoded
+            Image.new("RGB", (128, 128), (0, 0, 255)).save(photos_dir / "scene_0.jpg")
+            (photos_dir / "scene_1.jpg").unlink()
+
+    handle = predictor.model.register_forward_pre_hook(change_photos)
+    try:
+        photos = score_photos(predictor, [photos_dir, files["bad"] / "empty.png"], save_dir=tmp_path / "out")
+    finally:
+        handle.remove()
+    assert not (photos_dir / "scene_1.jpg").exists(), "the model never ran"
     assert [p.score is not None for p in photos] == [True, True, False]
     assert photos[0].score.total == score_office(photos[0].result.detections).total
     assert [p.annotated.name for p in photos[:2]] == ["scene_0.jpg", "scene_1.jpg"]
-    assert Image.open(photos[0].annotated).size == (640, 640)  # small photos drawn larger (drawing.py)
-    # drawn on the pixels the model saw (not decoded again): the same picture as drawing on the file
-    scene = Image.open(files["scenes"] / "scene_0.jpg")
-    expected = draw(scene, photos[0].result.detections, photos[0].score, width=640)
-    expected.save(tmp_path / "expected.jpg", quality=90)
-    assert np.array_equal(
-        np.asarray(Image.open(photos[0].annotated)), np.asarray(Image.open(tmp_path / "expected.jpg"))
-    )
+    for photo in photos[:2]:
+        # drawn on the pixels the model saw (not decoded again), small photos drawn larger (drawing.py)
+        expected = draw(originals[photo.annotated.name], photo.result.detections, photo.score, width=640)
+        expected.save(tmp_path / "expected.jpg", quality=90)
+        assert Image.open(photo.annotated).size == (640, 640)
+        assert np.array_equal(
+            np.asarray(Image.open(photo.annotated)), np.asarray(Image.open(tmp_path / "expected.jpg"))
+        )
     assert photos[2].to_dict()["score"] is None and photos[2].to_dict()["error"]
 
 

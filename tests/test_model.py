@@ -266,8 +266,20 @@ def test_load_any_reads_torchscript_exports(tmp_path: Path) -> None:
 
 
 def test_fetch_weights_reports_download_failure_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One download attempt (no retry loop on an offline machine), one error naming the URL once."""
     from torchvision.models import ResNet18_Weights
 
+    attempts: list[str] = []
+
+    def offline(url: str, *args: object, **kwargs: object) -> None:
+        attempts.append(url)
+        raise urllib.error.URLError("network unreachable (test)")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    url = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
     with pytest.raises(ModelError) as info:
         fetch_weights(ResNet18_Weights.IMAGENET1K_V1)
-    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in str(info.value)
+    assert attempts == [url]
+    message = str(info.value)
+    assert message.count(url) == 1 and "\n" not in message and "--weights none" in message
+    assert not (hub_checkpoint_dir() / "resnet18-f37072fd.pth").exists()  # nothing half-written

@@ -36,6 +36,39 @@ def test_default_rubric_full_marks_and_labels(rubric: Rubric) -> None:
     assert empty.missing_essentials == ["a desk", "a chair", "a screen"]
 
 
+@pytest.mark.parametrize(
+    ("total", "label"),
+    [
+        (100.0, "superbly equipped"),
+        (85.0, "superbly equipped"),
+        (84.9, "well equipped"),
+        (65.0, "well equipped"),
+        (64.9, "adequately equipped"),
+        (40.0, "adequately equipped"),
+        (39.9, "sparsely equipped"),
+        (15.0, "sparsely equipped"),
+        (14.9, "not an office yet"),
+        (0.0, "not an office yet"),
+    ],
+)
+def test_default_labels_and_their_boundaries(rubric: Rubric, total: float, label: str) -> None:
+    """README: 85 and up "superbly equipped", 65 "well", 40 "adequately", 15 "sparsely", else "not an
+    office yet" (totals have one decimal, so 84.9 is the highest total below 85)."""
+    assert rubric.label_for(total) == label
+
+
+def test_labels_follow_the_total_of_real_offices(rubric: Rubric) -> None:
+    offices = {
+        "superbly equipped": FULL_OFFICE,  # 100
+        "well equipped": {"desk": 1, "chair": 1, "monitor": 2},  # 66
+        "adequately equipped": {"desk": 1, "chair": 1, "laptop": 1},  # 55
+        "sparsely equipped": {"desk": 1, "chair": 1},  # 45, capped at 35: no screen
+        "not an office yet": {"plant": 2},  # 6
+    }
+    for label, counts in offices.items():
+        assert score_office(counts, rubric).label == label, counts
+
+
 def test_cap_and_diminishing_returns(rubric: Rubric) -> None:
     base = {"desk": 1, "chair": 1}
     totals = [score_office({**base, "monitor": n}, rubric).total for n in range(4)]
@@ -112,7 +145,19 @@ def test_detections_and_counts_agree_and_scoring_is_deterministic(rubric: Rubric
     assert score_office(list(reversed(detections)), rubric) == from_detections
     assert score_office([{"class": n} for n in names], rubric) == from_detections
     assert from_detections.unscored == {"cat": 1}
-    assert from_detections.to_dict() == score_office(detections, Rubric.load()).to_dict()
+    # desk 25 + chair 20 + two of three monitors (14 + 7) + a lamp 8 (bonus) = 74 of 100
+    doc = from_detections.to_dict()
+    assert (doc["total"], doc["label"], doc["missing_essentials"]) == (74.0, "well equipped", [])
+    monitor = next(r for r in doc["breakdown"] if r["class_name"] == "monitor")
+    assert monitor == {
+        "class_name": "monitor",
+        "count": 3,
+        "counted": 2,
+        "earned": 21.0,
+        "possible": 21.0,
+        "bonus": False,
+        "essential": True,
+    }
     assert count_classes(["desk", "desk"]) == {"desk": 2}
 
 

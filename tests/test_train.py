@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import os
@@ -10,40 +11,25 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from trainsetup import FAST_MODEL, cli_model_options, make_dataset, small_config
 
 from officescore.cli import main
 from officescore.errors import ModelError
-from officescore.ingest import ingest_export
 from officescore.model import load_checkpoint
 from officescore.progress import Reporter, Stage
 from officescore.runs import next_run_dir
-from officescore.sample import write_sample
 from officescore.train import Terminated, TrainConfig, TrainResult, lr_factor, train
-
-# Small enough to train on 2 CPU cores in seconds: few proposals, few sampled RoIs.
-FAST_MODEL = {
-    "rpn_pre_nms_top_n_train": 200,
-    "rpn_post_nms_top_n_train": 50,
-    "rpn_pre_nms_top_n_test": 200,
-    "rpn_post_nms_top_n_test": 50,
-    "rpn_batch_size_per_image": 64,
-    "box_batch_size_per_image": 32,
-    "box_detections_per_img": 30,
-}
 
 
 def _dataset(root: Path, images: int, size: int, seed: int) -> Path:
-    write_sample(root / "export", n_images=images, seed=seed, size=size)
-    ingest_export(root / "export" / "annotations.json", out=root / "dataset", val_fraction=0.2, seed=0)
-    return root / "dataset"
+    return make_dataset(root, images=images, size=size, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -51,22 +37,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _dataset(tmp_path_factory.mktemp("tiny"), images=10, size=64, seed=5)
 
 
-def _config(data: Path, project: Path, **overrides: object) -> TrainConfig:
-    base = TrainConfig(
-        data=data,
-        arch="maskrcnn_resnet18_fpn",
-        weights="none",
-        epochs=2,
-        batch_size=2,
-        lr=0.01,
-        img_size=64,
-        model_kwargs=dict(FAST_MODEL),
-        workers=0,
-        device="cpu",
-        project=project,
-        seed=3,
-    )
-    return replace(base, **overrides)
+_config = small_config
 
 
 def _assert_same_weights(a: Path, b: Path) -> None:
@@ -229,17 +200,68 @@ def test_sigterm_saves_last_like_ctrl_c(tiny_data: Path, tmp_path: Path) -> None
     assert issubclass(Terminated, KeyboardInterrupt)  # callers that handle Ctrl-C handle it too
 
 
-def test_cli_exits_143_on_sigterm(
-    tiny_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    def terminated(config: TrainConfig, reporter: Reporter) -> TrainResult:
-        raise Terminated("received signal 15 (SIGTERM)")
+def _start_cli_training(data: Path, project: Path, workers: int) -> subprocess.Popen[bytes]:
+    """`officescore train` for far more epochs than a test waits for, in its own process group."""
+    command = [sys.executable, "-m", "officescore", "train", "--data", str(data), "--project", str(project)]
+    command += ["--arch", "maskrcnn_resnet18_fpn", "--weights", "none", "--epochs", "500", "--img-size", "64"]
+    command += ["--device", "cpu", "--workers", str(workers), "--name", "run", *cli_model_options()]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with (project.parent / "train.log").open("wb") as log:  # the child keeps its own copy open
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=log,
+            env=env,
+            start_new_session=True,
+            # a shell without job control starts background jobs with SIGINT ignored, and Python then
+            # leaves it ignored: give the child the default a terminal's foreground process has
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
 
-    monkeypatch.setattr("officescore.train.train", terminated)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--data", str(tiny_data), "--device", "cpu"])
-    assert exit_info.value.code == 143
-    assert "terminated by SIGTERM" in capsys.readouterr().err
+
+def _stop_mid_training(process: subprocess.Popen[bytes], project: Path, send: Callable[[], None]) -> int:
+    """Wait until epoch 1's last.pt exists (so epoch 2 is running), `send` the signal, wait for exit."""
+    last = project / "run" / "weights" / "last.pt"
+    deadline = time.monotonic() + 240
+    try:
+        while not last.is_file():
+            assert process.poll() is None, (project.parent / "train.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "training never finished its first epoch"
+            time.sleep(0.2)
+        before = last.stat().st_mtime_ns
+        send()
+        code = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert last.stat().st_mtime_ns != before, "last.pt was not saved again after the signal"
+    return code
+
+
+def test_sigterm_to_a_running_train_saves_last_and_exits_143(tiny_data: Path, tmp_path: Path) -> None:
+    """A real SIGTERM, as a job scheduler sends it, to a running `officescore train`."""
+    project = tmp_path / "runs"
+    process = _start_cli_training(tiny_data, project, workers=0)
+    code = _stop_mid_training(process, project, lambda: os.kill(process.pid, signal.SIGTERM))
+    log = (tmp_path / "train.log").read_text()
+    assert code == 143, log[-2000:]
+    last = project / "run" / "weights" / "last.pt"
+    assert "terminated (SIGTERM): saved" in log and f"--resume {last}" in log, log[-2000:]
+    saved = load_checkpoint(last)
+    assert saved["epoch"] >= 1 and len(saved["metrics"]) == saved["epoch"]
+
+
+def test_ctrl_c_to_a_running_train_saves_last_and_exits_130(tiny_data: Path, tmp_path: Path) -> None:
+    """Ctrl-C in a terminal: SIGINT to the whole process group, DataLoader worker included."""
+    project = tmp_path / "runs"
+    process = _start_cli_training(tiny_data, project, workers=1)
+    code = _stop_mid_training(process, project, lambda: os.killpg(process.pid, signal.SIGINT))
+    log = (tmp_path / "train.log").read_text()
+    assert code == 130, log[-2000:]
+    assert "interrupted: saved" in log and "Traceback" not in log, log[-2000:]
+    saved = load_checkpoint(project / "run" / "weights" / "last.pt")
+    assert saved["epoch"] >= 1
 
 
 def test_early_stop_after_patience(tiny_data: Path, tmp_path: Path) -> None:
@@ -305,35 +327,95 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Run by each torchrun rank: trains, and records what its model computed and what validation saw.
+DDP_SCRIPT = """
+import collections, json, os, sys
+from pathlib import Path
+import officescore.evaluate as evaluate
+import officescore.train as train_module
+from officescore.train import TrainConfig, train
+
+data, project, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+record = {"losses": [], "shard": [], "predicted": {}, "evaluated": None}
+
+def count_images(predictions):
+    return dict(collections.Counter(str(p["image_id"]) for p in predictions))
+
+real_build = train_module.build_model
+real_predict, real_evaluate = evaluate.predict_coco, evaluate.evaluate_coco
+
+def build_model(*args, **kwargs):  # this rank's own loss at every training step, before any averaging
+    model = real_build(*args, **kwargs)
+    def hook(module, inputs, output):
+        if module.training and isinstance(output, dict):
+            record["losses"].append(float(sum(output.values())))
+    model.register_forward_hook(hook)
+    return model
+
+def predict_coco(model, dataset, *args, indices=None, **kwargs):
+    predictions = real_predict(model, dataset, *args, indices=indices, **kwargs)
+    record["shard"] = [int(dataset.image_ids[i]) for i in indices]
+    record["predicted"] = count_images(predictions)
+    return predictions
+
+def evaluate_coco(gt, predictions, *args, **kwargs):
+    record["evaluated"] = count_images(predictions)
+    return real_evaluate(gt, predictions, *args, **kwargs)
+
+train_module.build_model = build_model
+evaluate.predict_coco, evaluate.evaluate_coco = predict_coco, evaluate_coco
+config = TrainConfig(data=data, arch="maskrcnn_resnet18_fpn", weights="none", epochs=1, batch_size=2, lr=None,
+    img_size=64, model_kwargs=json.loads(sys.argv[4]), workers=0, device="cpu", project=project, seed=3)
+result = train(config)
+record["result"] = result.to_dict()
+(out / f"rank{os.environ['RANK']}.json").write_text(json.dumps(record))
+"""
+
+
+@pytest.fixture(scope="module")
+def odd_val_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 val images: two ranks cannot split them evenly (padding must not validate one twice)."""
+    return _dataset(tmp_path_factory.mktemp("odd"), images=15, size=64, seed=5)
+
+
 @pytest.mark.slow
-def test_two_gloo_processes_train_identically(tiny_data: Path, tmp_path: Path) -> None:
+def test_two_gloo_processes_train_identically(odd_val_data: Path, tmp_path: Path) -> None:
+    """torchrun, 2 CPU ranks: one run folder, equal weights, lr scaled by the global batch, the logged
+    loss the mean of both ranks' losses, and validation of every val image exactly once."""
     script = tmp_path / "ddp.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import json, os, sys
-            from pathlib import Path
-            from officescore.train import TrainConfig, train
-            config = TrainConfig(data=Path({str(tiny_data)!r}), arch="maskrcnn_resnet18_fpn", weights="none",
-                epochs=1, batch_size=2, lr=0.01, img_size=64, model_kwargs={FAST_MODEL!r}, workers=0,
-                device="cpu", project=Path({str(tmp_path / "runs")!r}), seed=3)
-            result = train(config)
-            out = Path({str(tmp_path)!r}) / f"rank{{os.environ['RANK']}}.json"
-            out.write_text(json.dumps(result.to_dict()))
-            """
-        )
-    )
+    script.write_text(DDP_SCRIPT)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     command += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(script)]
+    command += [str(odd_val_data), str(tmp_path / "runs"), str(tmp_path), json.dumps(FAST_MODEL)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=400, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
-    assert ranks[0]["world_size"] == 2 and ranks[0]["run_dir"] == ranks[1]["run_dir"]
+    results = [rank["result"] for rank in ranks]
+    assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
+    assert results[0]["world_size"] == 2 and results[0]["run_dir"] == results[1]["run_dir"]
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["train"]  # exactly one run folder
     saved = load_checkpoint(tmp_path / "runs" / "train" / "weights" / "last.pt")
     assert saved["args"]["world_size"] == 2 and saved["metrics"][0]["segm_map"] is not None
+    assert saved["args"]["lr"] == pytest.approx(0.02 * 4 / 16)  # SGD's 0.02 at 16, global batch 2 x 2
+
+    # the logged loss: the mean over steps of the mean over ranks (ranks see different images)
+    losses = [rank["losses"] for rank in ranks]
+    assert len(losses[0]) == len(losses[1]) == 3  # 12 train images, 2 ranks, batch 2
+    mean_of_ranks = sum(map(sum, losses)) / 6
+    assert abs(sum(losses[0]) / 3 - mean_of_ranks) > 1e-4  # rank 0 alone would log something else
+    for result in results:
+        assert result["history"][0]["loss"] == pytest.approx(mean_of_ranks, rel=1e-6)
+
+    # validation: each rank predicted its own shard; rank 0 evaluated both shards, nothing twice
+    val_ids = json.loads((odd_val_data / "val.json").read_text())["images"]
+    assert len(val_ids) == 3
+    shards = [rank["shard"] for rank in ranks]
+    assert sorted(shards[0] + shards[1]) == sorted(image["id"] for image in val_ids)
+    assert all(rank["predicted"] for rank in ranks)  # each shard's images got detections
+    gathered = collections.Counter(ranks[0]["predicted"]) + collections.Counter(ranks[1]["predicted"])
+    assert ranks[0]["evaluated"] == dict(gathered) and ranks[1]["evaluated"] is None
+    assert set(gathered) == {str(image["id"]) for image in val_ids}
 
 
 LEARN_MODEL = {
