@@ -1,9 +1,11 @@
 """Inference: `Predictor` runs a checkpoint, a TorchScript export or the zero-shot COCO model over
 photos and returns `Detection` records (class, score, box, mask RLE, share of the image).
 
-Files are decoded in DataLoader workers with `officescore.images.load_image` (EXIF orientation,
+Files are decoded in DataLoader workers with `officescore.images.load_for_model` (EXIF orientation,
 truncation and decompression-bomb checks); a bad file becomes an `ImageResult` with `error` set, so
-one broken photo never stops the others.
+one broken photo never stops the others. A photo much larger than the model's input size (a 12 or
+108 MP phone photo) is decoded reduced to that size; boxes and masks are mapped back to the
+original photo, one kept mask at a time.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -32,7 +34,7 @@ from officescore.config import DEFAULT_RUNS_DIR
 from officescore.devices import resolve_device
 from officescore.errors import BadImageError, ConfigError, ModelError
 from officescore.files import atomic_write_bytes
-from officescore.images import load_image
+from officescore.images import ModelInput, fit_for_model, load_for_model
 from officescore.progress import SILENT, Reporter
 from officescore.runs import newest_best_checkpoint
 from officescore.score import OfficeScore, Rubric, count_classes, score_office
@@ -120,22 +122,36 @@ def expand_inputs(items: Iterable[ImageInput]) -> list[ImageInput]:
     return expanded
 
 
-class _Images(Dataset):
-    """Decodes one input per item; a bad file yields its error message instead of pixels."""
+class _Decoded(NamedTuple):
+    index: int
+    pixels: torch.Tensor | None  # uint8 3xHxW at the size fed to the model; None: unreadable
+    error: str | None
+    size: tuple[int, int]  # (width, height) of the (EXIF-oriented) original photo
 
-    def __init__(self, items: Sequence[ImageInput]) -> None:
+
+class _Images(Dataset):
+    """Decodes one input per item, reduced to the model's input size when the photo is much larger
+    (`model_size` = (min_size, max_size); None: decode whole); a bad file yields its error instead."""
+
+    def __init__(self, items: Sequence[ImageInput], model_size: tuple[int, int] | None = None) -> None:
         self.items = items
+        self.model_size = model_size
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+    def __getitem__(self, index: int) -> _Decoded:
         item = self.items[index]
+        # Without a known model size nothing is reduced (an enormous limit stands for "never").
+        min_size, max_size = self.model_size or (1 << 30, 1 << 30)
         try:
-            image = item.convert("RGB") if isinstance(item, Image.Image) else load_image(Path(item))
+            if isinstance(item, Image.Image):
+                decoded: ModelInput = fit_for_model(item, min_size, max_size)
+            else:
+                decoded = load_for_model(Path(item), min_size, max_size)
         except BadImageError as exc:
-            return index, None, str(exc)
-        return index, pil_to_tensor(image), None
+            return _Decoded(index, None, str(exc), (0, 0))
+        return _Decoded(index, pil_to_tensor(decoded.image), None, decoded.original_size)
 
 
 def _collate(batch: list[Any]) -> list[Any]:
@@ -245,6 +261,16 @@ class Predictor:
         except (RuntimeError, AttributeError) as exc:
             raise ConfigError(f"--img-size cannot be changed on this {self.kind} model ({exc})") from exc
 
+    def model_input_size(self) -> tuple[int, int] | None:
+        """(min_size, max_size) the model resizes photos to, or None when it does not say."""
+        transform = getattr(self.model, "transform", None)
+        if transform is None:  # a TorchScript export wrapping the model
+            transform = getattr(getattr(self.model, "model", None), "transform", None)
+        try:
+            return int(transform.min_size[-1]), int(transform.max_size)  # type: ignore[union-attr]
+        except (AttributeError, TypeError, IndexError, RuntimeError):
+            return None
+
     def predict(
         self,
         inputs: ImageInput | Iterable[ImageInput],
@@ -270,7 +296,7 @@ class Predictor:
             return results
         workers = min(2, os.cpu_count() or 1) if workers is None else workers
         loader = DataLoader(
-            _Images(items),
+            _Images(items, self.model_input_size()),
             batch_size=batch_size,
             num_workers=workers if len(items) > 1 else 0,
             collate_fn=_collate,
@@ -284,15 +310,16 @@ class Predictor:
 
     def _run_batch(
         self,
-        batch: list[tuple[int, torch.Tensor | None, str | None]],
+        batch: list[_Decoded],
         results: list[ImageResult],
         conf: float,
         on_image: Callable[[int, ImageResult, torch.Tensor], None] | None,
     ) -> Iterator[tuple[int, str | None]]:
-        good = [(i, t) for i, t, _ in batch if t is not None]
-        for index, _, error in batch:
-            if error is not None:
-                yield index, error
+        good = [(d.index, d.pixels) for d in batch if d.pixels is not None]
+        sizes = {d.index: d.size for d in batch}  # the original photo's size, for output coordinates
+        for d in batch:
+            if d.error is not None:
+                yield d.index, d.error
         if not good:
             return
         tensors = [t.to(self.device, dtype=torch.float32).div_(255.0) for _, t in good]
@@ -301,34 +328,55 @@ class Predictor:
             warnings.filterwarnings("ignore", message="RCNN always returns")
             outputs = self.model(tensors)
         for (index, tensor), output in zip(good, outputs, strict=True):
-            height, width = int(tensor.shape[1]), int(tensor.shape[2])
+            width, height = sizes[index]
             results[index].width, results[index].height = width, height
-            results[index].detections = self._detections(output, width, height, conf)
+            input_size = (int(tensor.shape[2]), int(tensor.shape[1]))
+            results[index].detections = self._detections(output, width, height, conf, input_size)
             if on_image is not None:
                 on_image(index, results[index], tensor)
             yield index, None
 
     def _detections(
-        self, output: dict[str, torch.Tensor], width: int, height: int, conf: float
+        self,
+        output: dict[str, torch.Tensor],
+        width: int,
+        height: int,
+        conf: float,
+        input_size: tuple[int, int] | None = None,
     ) -> list[Detection]:
+        """Kept detections in pixels of the original `width` x `height` photo; `input_size` (w, h) is
+        the size the model was given, smaller when the photo was decoded reduced."""
+        in_width, in_height = input_size or (width, height)
         scores = output["scores"].float().cpu()
         boxes = output["boxes"].float().cpu()
         names = [self._name(int(label)) for label in output["labels"].cpu().tolist()]
         # Background and classes with no office meaning (COCO "person", ...) are dropped.
         keep = [k for k in (scores >= conf).nonzero().flatten().tolist() if names[k] is not None]
+        reduced = (in_width, in_height) != (width, height)
+        if reduced:
+            sx, sy = width / in_width, height / in_height
+            boxes = boxes * torch.tensor([sx, sy, sx, sy])
         masks = None
-        if "masks" in output:  # threshold the kept masks at once: one copy off the device, not one each
+        if "masks" in output and not reduced:  # threshold the kept masks at once: one copy off the device
             masks = (output["masks"][keep, 0] > MASK_THRESHOLD).to("cpu", torch.uint8).numpy()
+        elif "masks" in output:  # only the kept ones, small, off the device; enlarged one at a time below
+            masks = output["masks"][keep, 0].float().cpu().numpy()
         detections = []
         for position, k in enumerate(keep):
-            binary = masks[position] if masks is not None else _box_mask(boxes[k].tolist(), width, height)
+            if masks is None:
+                binary = _box_mask(boxes[k].tolist(), width, height)
+                rle, area = masklib.encode(binary), float(binary.sum())
+            elif reduced:
+                rle, area = _enlarged_mask_rle(masks[position], width, height)
+            else:
+                rle, area = masklib.encode(masks[position]), float(masks[position].sum())
             detections.append(
                 Detection(
                     class_name=str(names[k]),
                     score=float(scores[k]),
                     box=[float(v) for v in boxes[k].tolist()],
-                    mask=masklib.encode(binary),
-                    share=float(binary.sum()) / float(width * height),
+                    mask=rle,
+                    share=area / float(width * height),
                 )
             )
         return detections
@@ -339,6 +387,31 @@ class Predictor:
 
 def _describe(item: ImageInput, index: int) -> str:
     return f"<image {index + 1}>" if isinstance(item, Image.Image) else str(item)
+
+
+def _enlarged_mask_rle(probability: np.ndarray, width: int, height: int) -> tuple[dict[str, Any], float]:
+    """RLE (and pixel area) at `width` x `height` of a mask the model pasted on a reduced photo.
+
+    Only the mask's own region is enlarged (bilinear on the probabilities, then thresholded, so edges
+    stay smooth); the rest of the full-size uint8 canvas stays zero. One full-size mask exists at a
+    time, never a float one.
+    """
+    canvas = np.zeros((height, width), dtype=np.uint8, order="F")  # the order pycocotools encodes
+    rows = np.flatnonzero((probability > MASK_THRESHOLD).any(axis=1))
+    cols = np.flatnonzero((probability > MASK_THRESHOLD).any(axis=0))
+    if len(rows):
+        in_height, in_width = probability.shape
+        sx, sy = width / in_width, height / in_height
+        # One input pixel of margin: bilinear interpolation reaches that far past a kept pixel.
+        x0, x1 = max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, in_width)
+        y0, y1 = max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, in_height)
+        ox0, ox1 = int(np.floor(x0 * sx)), min(int(np.ceil(x1 * sx)), width)
+        oy0, oy1 = int(np.floor(y0 * sy)), min(int(np.ceil(y1 * sy)), height)
+        region = Image.fromarray(np.ascontiguousarray(probability, dtype=np.float32)).resize(
+            (ox1 - ox0, oy1 - oy0), Image.Resampling.BILINEAR, box=(ox0 / sx, oy0 / sy, ox1 / sx, oy1 / sy)
+        )
+        canvas[oy0:oy1, ox0:ox1] = np.asarray(region) > MASK_THRESHOLD
+    return masklib.encode(canvas), float(np.count_nonzero(canvas))
 
 
 def _box_mask(box: list[float], width: int, height: int) -> np.ndarray:
