@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from officescore.images import ModelInput, fit_for_model, load_for_model
 from officescore.progress import SILENT, Reporter
 from officescore.runs import newest_best_checkpoint
 from officescore.score import OfficeScore, Rubric, count_classes, score_office
+
+if TYPE_CHECKING:
+    from officescore.distributed import DistContext
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -452,41 +455,85 @@ class PhotoScore:
         return data
 
 
+def default_batch_size(device: torch.device) -> int:
+    """Photos per forward pass when the caller does not say: more on a GPU, which has the memory."""
+    return 8 if device.type == "cuda" else 2
+
+
 def score_photos(
     predictor: Predictor,
     inputs: Iterable[ImageInput],
     rubric: Rubric | None = None,
     conf: float | None = None,
-    batch_size: int = 2,
+    batch_size: int | None = None,
     save_dir: Path | None = None,
     reporter: Reporter = SILENT,
+    ctx: DistContext | None = None,
 ) -> list[PhotoScore]:
-    """Detect, score with the rubric and (with `save_dir`) write annotated JPEGs for each photo."""
-    rubric = rubric or Rubric.load()
-    scored: dict[int, PhotoScore] = {}
-    used: set[str] = set()
+    """Detect, score with the rubric and (with `save_dir`) write annotated JPEGs for each photo.
 
-    def finish(index: int, result: ImageResult, pixels: torch.Tensor) -> None:
+    Under torch.distributed (`ctx` from `officescore.distributed.init`, e.g. `torchrun`) each rank
+    scores its shard of the photos and every rank gets all the results, in input order.
+    `batch_size` None: `default_batch_size` of the predictor's device.
+    """
+    from officescore.distributed import DistContext, gather_objects, shard
+
+    rubric = rubric or Rubric.load()
+    ctx = ctx or DistContext()
+    items = expand_inputs(inputs)
+    mine = shard(range(len(items)), ctx)
+    # Names of annotated images are chosen over all photos, so two ranks never pick the same one.
+    names = _annotated_names(items) if save_dir is not None else {}
+    scored: dict[int, PhotoScore] = {}
+
+    def finish(position: int, result: ImageResult, pixels: torch.Tensor) -> None:
+        index = mine[position]
         office = score_office(result.detections, rubric)
         annotated = None
         if save_dir is not None:  # draw on the pixels the model saw: the file is not decoded twice
-            annotated = _annotated_path(Path(save_dir), result.source, used)
-            draw(to_pil_image(pixels), result.detections, office).save(annotated, quality=90)
+            Path(save_dir).mkdir(parents=True, exist_ok=True)
+            annotated = Path(save_dir) / names[index]
+            seen = _on_pixels(result, int(pixels.shape[2]), int(pixels.shape[1]))
+            draw(to_pil_image(pixels), seen, office).save(annotated, quality=90)
         scored[index] = PhotoScore(result, office, annotated)
 
-    results = predictor.predict(inputs, batch_size=batch_size, conf=conf, reporter=reporter, on_image=finish)
-    return [scored.get(i, PhotoScore(result, None)) for i, result in enumerate(results)]
+    batch_size = default_batch_size(predictor.device) if batch_size is None else batch_size
+    results = predictor.predict(
+        [items[i] for i in mine], batch_size=batch_size, conf=conf, reporter=reporter, on_image=finish
+    )
+    own = []
+    for index, result in zip(mine, results, strict=True):
+        result.source = _describe(items[index], index)  # "<image N>" counts over all inputs
+        own.append((index, scored.get(index, PhotoScore(result, None))))
+    merged = sorted((pair for part in gather_objects(ctx, own) for pair in part), key=lambda pair: pair[0])
+    return [photo for _, photo in merged]
 
 
-def _annotated_path(save_dir: Path, source: str, used: set[str]) -> Path:
-    save_dir.mkdir(parents=True, exist_ok=True)
-    stem = Path(source).stem or "image"
-    name, n = f"{stem}.jpg", 1
-    while name in used:  # two photos with the same name in different folders
-        n += 1
-        name = f"{stem}_{n}.jpg"
-    used.add(name)
-    return save_dir / name
+def _annotated_names(items: Sequence[ImageInput]) -> dict[int, str]:
+    """`<stem>.jpg` per photo, `<stem>_2.jpg`... for photos of the same name in different folders."""
+    names, used = {}, set()
+    for index, item in enumerate(items):
+        stem = Path(_describe(item, index)).stem or "image"
+        name, n = f"{stem}.jpg", 1
+        while name in used:
+            n += 1
+            name = f"{stem}_{n}.jpg"
+        used.add(name)
+        names[index] = name
+    return names
+
+
+def _on_pixels(result: ImageResult, width: int, height: int) -> list[Detection]:
+    """The detections at `width` x `height`: a photo decoded reduced is drawn at its reduced size."""
+    if (width, height) == (result.width, result.height):
+        return result.detections
+    sx, sy = width / result.width, height / result.height
+    scaled = []
+    for det in result.detections:
+        mask = Image.fromarray(masklib.decode(det.mask)).resize((width, height), Image.Resampling.NEAREST)
+        box = [det.box[0] * sx, det.box[1] * sy, det.box[2] * sx, det.box[3] * sy]
+        scaled.append(Detection(det.class_name, det.score, box, masklib.encode(np.asarray(mask)), det.share))
+    return scaled
 
 
 def write_csv(path: Path, photos: Sequence[PhotoScore]) -> None:
