@@ -3,7 +3,8 @@
 The same synthetic office scene is saved as a JPEG at about 1 MP (1155x866), 12 MP (4032x3024) and
 108 MP (12000x9000) and scored by the same small Mask R-CNN (`maskrcnn_resnet18_fpn`, random
 weights with the desk logit biased so about one detection passes `--conf 0.5`). Each case runs in its own
-subprocess, so its peak RSS (`os.wait4`'s ru_maxrss of that child) is its own; cases are
+subprocess, so its peak RSS (VmHWM of the child's own address space: ru_maxrss would start from
+the parent's size at fork) is its own; cases are
 interleaved over the rounds to cancel noise from other work on the machine. Time is the
 `Predictor.predict` call on the file (decode + model + mask encoding), after one warm-up call.
 
@@ -27,6 +28,19 @@ from pathlib import Path
 CASES = {"1 MP": (1155, 866), "12 MP": (4032, 3024), "108 MP": (12000, 9000)}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since exec (Linux VmHWM; ru_maxrss elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(photo: Path, checkpoint: Path, img_size: int, conf: float) -> None:
     """One case: load the model, warm up, time one `predict` on the photo; JSON on stdout."""
     from PIL import Image
@@ -40,6 +54,7 @@ def child(photo: Path, checkpoint: Path, img_size: int, conf: float) -> None:
     seconds = time.perf_counter() - start
     out = {"seconds": seconds, "error": result.error, "detections": len(result.detections)}
     out["size"] = [result.width, result.height]
+    out["peak_mb"] = peak_rss_mb()
     print(json.dumps(out))
 
 
@@ -78,16 +93,10 @@ def make_inputs(folder: Path, img_size: int) -> tuple[Path, dict[str, Path]]:
 def run_case(photo: Path, checkpoint: Path, img_size: int, conf: float) -> dict:
     command = [sys.executable, __file__, "--child", str(photo), "--checkpoint", str(checkpoint)]
     command += ["--img-size", str(img_size), "--conf", str(conf)]
-    with tempfile.TemporaryFile() as out:
-        process = subprocess.Popen(command, stdout=out, env={**os.environ, "OMP_NUM_THREADS": "2"})
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not any earlier one's
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        text = out.read().decode()
-    if process.returncode != 0:
-        raise SystemExit(f"{photo.name}: the child failed (exit {process.returncode})")
-    data = json.loads(text.strip().splitlines()[-1])
-    data["peak_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    if done.returncode != 0:
+        raise SystemExit(f"{photo.name}: the child failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    data = json.loads(done.stdout.strip().splitlines()[-1])
     return data
 
 

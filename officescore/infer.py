@@ -360,17 +360,15 @@ class Predictor:
             sx, sy = width / in_width, height / in_height
             boxes = boxes * torch.tensor([sx, sy, sx, sy])
         masks = None
-        if "masks" in output and not reduced:  # threshold the kept masks at once: one copy off the device
+        if "masks" in output:  # threshold the kept masks at once: one copy off the device, not one each
             masks = (output["masks"][keep, 0] > MASK_THRESHOLD).to("cpu", torch.uint8).numpy()
-        elif "masks" in output:  # only the kept ones, small, off the device; enlarged one at a time below
-            masks = output["masks"][keep, 0].float().cpu().numpy()
         detections = []
         for position, k in enumerate(keep):
             if masks is None:
                 binary = _box_mask(boxes[k].tolist(), width, height)
                 rle, area = masklib.encode(binary), float(binary.sum())
-            elif reduced:
-                rle, area = _enlarged_mask_rle(masks[position], width, height)
+            elif reduced:  # at the original size from the small mask, one at a time
+                rle, area = _scaled_mask_rle(masks[position], width, height)
             else:
                 rle, area = masklib.encode(masks[position]), float(masks[position].sum())
             detections.append(
@@ -392,29 +390,38 @@ def _describe(item: ImageInput, index: int) -> str:
     return f"<image {index + 1}>" if isinstance(item, Image.Image) else str(item)
 
 
-def _enlarged_mask_rle(probability: np.ndarray, width: int, height: int) -> tuple[dict[str, Any], float]:
-    """RLE (and pixel area) at `width` x `height` of a mask the model pasted on a reduced photo.
+def _scaled_mask_rle(mask: np.ndarray, width: int, height: int) -> tuple[dict[str, Any], int]:
+    """COCO RLE (and pixel area) of the binary `mask` scaled to `width` x `height` (nearest pixel).
 
-    Only the mask's own region is enlarged (bilinear on the probabilities, then thresholded, so edges
-    stay smooth); the rest of the full-size uint8 canvas stays zero. One full-size mask exists at a
-    time, never a float one.
+    Built from the small mask's runs, never as a full-size array: each small column's runs, their
+    row ends scaled, repeat for every output column that samples it. A 108 MP photo's mask costs
+    its runs, not its pixels.
     """
-    canvas = np.zeros((height, width), dtype=np.uint8, order="F")  # the order pycocotools encodes
-    rows = np.flatnonzero((probability > MASK_THRESHOLD).any(axis=1))
-    cols = np.flatnonzero((probability > MASK_THRESHOLD).any(axis=0))
-    if len(rows):
-        in_height, in_width = probability.shape
-        sx, sy = width / in_width, height / in_height
-        # One input pixel of margin: bilinear interpolation reaches that far past a kept pixel.
-        x0, x1 = max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, in_width)
-        y0, y1 = max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, in_height)
-        ox0, ox1 = int(np.floor(x0 * sx)), min(int(np.ceil(x1 * sx)), width)
-        oy0, oy1 = int(np.floor(y0 * sy)), min(int(np.ceil(y1 * sy)), height)
-        region = Image.fromarray(np.ascontiguousarray(probability, dtype=np.float32)).resize(
-            (ox1 - ox0, oy1 - oy0), Image.Resampling.BILINEAR, box=(ox0 / sx, oy0 / sy, ox1 / sx, oy1 / sy)
-        )
-        canvas[oy0:oy1, ox0:ox1] = np.asarray(region) > MASK_THRESHOLD
-    return masklib.encode(canvas), float(np.count_nonzero(canvas))
+    in_height, in_width = mask.shape
+    sx, sy = width / in_width, height / in_height
+    # Output pixel X samples small pixel floor((X + 0.5) / sx), as a nearest-pixel resize does, so
+    # small row r starts at output row ceil(r * sy - 0.5).
+    source = np.minimum(((np.arange(width) + 0.5) / sx).astype(np.int64), in_width - 1)
+    first = np.searchsorted(source, np.arange(in_width + 1))  # output columns of small column c
+    row_at = np.clip(np.ceil(np.arange(in_height + 1) * sy - 0.5), 0, height).astype(np.int64)
+    row_at[-1] = height
+    columns = np.zeros((in_width, in_height + 2), dtype=np.int8)  # COCO runs go down columns
+    columns[:, 1:-1] = mask.T
+    steps = np.diff(columns, axis=1)  # +1 where a run of ones starts, -1 one past its end
+    starts, ends = [], []
+    for c in np.flatnonzero(steps.any(axis=1)):
+        offsets = np.arange(first[c], first[c + 1], dtype=np.int64)[:, None] * height
+        starts.append((offsets + row_at[np.flatnonzero(steps[c] > 0)]).ravel())
+        ends.append((offsets + row_at[np.flatnonzero(steps[c] < 0)]).ravel())
+    if not starts:
+        return masklib.normalise({"size": [height, width], "counts": [height * width]}), 0
+    start, end = np.concatenate(starts), np.concatenate(ends)
+    joined = start[1:] == end[:-1]  # a run ending at a column's foot continues at the next's head
+    start = np.concatenate([start[:1], start[1:][~joined]])
+    end = np.concatenate([end[:-1][~joined], end[-1:]])
+    edges = np.concatenate([[0], np.stack([start, end], axis=1).ravel(), [width * height]])
+    rle = masklib.normalise({"size": [height, width], "counts": np.diff(edges).tolist()})
+    return rle, int((end - start).sum())
 
 
 def _box_mask(box: list[float], width: int, height: int) -> np.ndarray:
