@@ -113,6 +113,7 @@ def test_a_scaled_mask_equals_scaling_the_whole_mask(size: tuple[int, int]) -> N
     expected = mask[rows][:, cols]
     assert rle["size"] == [height, width]
     assert np.array_equal(masklib.decode(rle), expected) and area == expected.sum() > 0
+    assert rle == masklib.encode(expected)  # the canonical runs, as pycocotools writes them
     empty, none = _scaled_mask_rle(np.zeros((75, 100), dtype=np.uint8), width, height)
     assert none == 0 and masklib.area(empty) == 0 and empty["size"] == [height, width]
 
