@@ -5,6 +5,9 @@ kwargs) as an extra file, in the format `officescore.model.load_any` reads, so `
 and `Predictor` use it without officescore's model code. `forward(List[Tensor])` returns
 torchvision's detections (boxes, labels, scores, masks) for images of any size.
 
+torch.export / AOTInductor (`pt2`) is not offered: torch 2.14's exporter cannot capture
+torchvision's Mask R-CNN (see `PT2_UNSUPPORTED`); asking for it says why instead of writing a file.
+
 ONNX (for runtimes without PyTorch): torchvision's Mask R-CNN exports with opset >= 11 for one
 image of a fixed size (torchvision's own ONNX tests do the same); feed 3xHxW float images in [0, 1]
 of exactly `input_size`. Outputs: boxes, labels, scores, masks (Nx1xHxW probabilities). The class
@@ -38,6 +41,13 @@ SUFFIXES = {"torchscript": ".torchscript.pt", "onnx": ".onnx"}
 BOX_TOLERANCE = {"torchscript": 1e-4, "onnx": 1e-3}  # pixels; ONNX kernels round differently
 MASK_TOLERANCE = 1e-3  # mean absolute difference of mask probabilities
 DEFAULT_OPSET = 11
+# Measured with torch 2.14.1 / torchvision 0.29.1 (torch.export.export, strict and non-strict).
+PT2_UNSUPPORTED = (
+    "--format pt2: torch.export cannot capture torchvision's Mask R-CNN, whose output sizes depend "
+    "on the data: it stops at `if boxes.numel() == 0` in torchvision.ops.batched_nms (the RPN's NMS: "
+    "'Could not guard on data-dependent expression'), and past that at `len(rois)` in "
+    "MultiScaleRoIAlign; use --format torchscript (or onnx)"
+)
 
 
 @dataclass
@@ -114,6 +124,8 @@ def export_model(
     from officescore.model import load_checkpoint, model_from_checkpoint
 
     fmt = fmt.lower()
+    if fmt in ("pt2", "torch.export", "aotinductor"):
+        raise ConfigError(PT2_UNSUPPORTED)
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt}: choose torchscript or onnx")
     if fmt == "onnx" and opset < 11:

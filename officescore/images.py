@@ -1,25 +1,53 @@
-"""Safe image loading shared by every stage: EXIF orientation, truncation and bomb checks."""
+"""Safe image loading shared by every stage: EXIF orientation, truncation and bomb checks.
+
+`load_image` decodes every pixel (training, ingest, export samples). `load_for_model` decodes a photo
+at the size a detector will resize it to (JPEGs through Pillow's draft mode, which scales in the DCT
+so a 108 MP photo never exists in memory at full size) and returns the original displayed size for
+the output coordinates.
+"""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from officescore.errors import BadImageError
 
 # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; we refuse at the limit.
 MAX_PIXELS = 89_478_485  # Pillow's own default: about 9459 x 9459
+# Photos at most this many times the model's size per side are decoded whole and resized by the
+# model itself, exactly as eager torchvision would; larger ones are decoded reduced.
+REDUCE_ABOVE = 2.0
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
-def _open(path: Path, max_pixels: int) -> Image.Image:
+@dataclass(frozen=True)
+class ModelInput:
+    """A photo decoded for a detector: `image` (RGB, EXIF-oriented) and the photo's displayed size."""
+
+    image: Image.Image
+    original_size: tuple[int, int]  # (width, height) of the EXIF-oriented original
+
+    @property
+    def reduced(self) -> bool:
+        return self.image.size != self.original_size
+
+
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise BadImageError(f"{path}: no such file")
     if path.is_dir():
         raise BadImageError(f"{path}: is a folder, not an image")
     if path.stat().st_size == 0:
         raise BadImageError(f"{path}: empty file (0 bytes)")
+
+
+def _open(path: Path, max_pixels: int) -> Image.Image:
+    _check_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -58,3 +86,70 @@ def load_image(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
         return image.convert("RGB")
     except OSError as exc:
         raise BadImageError(f"{path}: truncated or corrupt image ({exc})") from exc
+
+
+def model_scale(width: int, height: int, min_size: int, max_size: int) -> float:
+    """torchvision's GeneralizedRCNNTransform resize factor: short side to min_size, long side capped."""
+    return min(min_size / min(width, height), max_size / max(width, height))
+
+
+def load_for_model(
+    path: Path, min_size: int, max_size: int, max_pixels: int = MAX_PIXELS, reduce_above: float = REDUCE_ABOVE
+) -> ModelInput:
+    """Decode `path` for a detector that resizes to (min_size, max_size), EXIF orientation respected.
+
+    A photo more than `reduce_above` times the model's size is decoded at the model's size: a JPEG
+    in Pillow's draft mode (1/2 to 1/8 scale in the decoder), then resized; other formats decoded and
+    resized. `max_pixels` limits the pixels actually decoded, so a 108 MP JPEG is read (at 1/8 it is
+    1.7 MP) while a PNG claiming a huge size is still refused as a possible decompression bomb.
+    """
+    path = Path(path)
+    _check_file(path)
+    with path.open("rb") as handle:
+        is_jpeg = handle.read(3) == _JPEG_MAGIC
+    if not is_jpeg:
+        image = _open(path, max_pixels)
+    else:
+        # JpegImageFile directly, not Image.open: Pillow's bomb check there counts the pixels the
+        # header claims, but draft mode decodes far fewer; ours below counts the decoded ones.
+        try:
+            image = JpegImagePlugin.JpegImageFile(str(path))
+        except (SyntaxError, OSError) as exc:
+            raise BadImageError(f"{path}: not a JPEG Pillow can read ({exc})") from exc
+    width, height = image.size
+    rotated = image.getexif().get(0x0112, 1) in _ROTATED
+    original = (height, width) if rotated else (width, height)
+    scale = model_scale(width, height, min_size, max_size)
+    target = None
+    if scale * reduce_above < 1.0:
+        target = (max(1, round(original[0] * scale)), max(1, round(original[1] * scale)))
+        if is_jpeg:  # the decoder picks the smallest 1/2^k scale still at least the target size
+            image.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
+    decoded = image.size[0] * image.size[1]
+    if decoded > max_pixels:
+        image.close()
+        raise BadImageError(
+            f"{path}: {width}x{height} is over the {max_pixels:,}-pixel limit "
+            "(possible decompression bomb); resize it first"
+        )
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image).convert("RGB")
+    except OSError as exc:
+        raise BadImageError(f"{path}: truncated or corrupt image ({exc})") from exc
+    if target is not None and image.size != target:
+        image = image.resize(target, Image.Resampling.BILINEAR)
+    return ModelInput(image, original)
+
+
+def fit_for_model(
+    image: Image.Image, min_size: int, max_size: int, reduce_above: float = REDUCE_ABOVE
+) -> ModelInput:
+    """An in-memory photo as `load_for_model` would decode it (RGB, reduced when much too large)."""
+    image = image.convert("RGB")
+    original = image.size
+    scale = model_scale(*original, min_size, max_size)
+    if scale * reduce_above < 1.0:
+        target = (max(1, round(original[0] * scale)), max(1, round(original[1] * scale)))
+        image = image.resize(target, Image.Resampling.BILINEAR)
+    return ModelInput(image, original)

@@ -1,9 +1,11 @@
 """Inference: `Predictor` runs a checkpoint, a TorchScript export or the zero-shot COCO model over
 photos and returns `Detection` records (class, score, box, mask RLE, share of the image).
 
-Files are decoded in DataLoader workers with `officescore.images.load_image` (EXIF orientation,
+Files are decoded in DataLoader workers with `officescore.images.load_for_model` (EXIF orientation,
 truncation and decompression-bomb checks); a bad file becomes an `ImageResult` with `error` set, so
-one broken photo never stops the others.
+one broken photo never stops the others. A photo much larger than the model's input size (a 12 or
+108 MP phone photo) is decoded reduced to that size; boxes and masks are mapped back to the
+original photo, one kept mask at a time.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -32,10 +34,13 @@ from officescore.devices import resolve_device
 from officescore.drawing import draw, save_width
 from officescore.errors import BadImageError, ConfigError, ModelError
 from officescore.files import atomic_write_bytes
-from officescore.images import load_image
+from officescore.images import ModelInput, fit_for_model, load_for_model
 from officescore.progress import SILENT, Reporter
 from officescore.runs import newest_best_checkpoint
 from officescore.score import OfficeScore, Rubric, count_classes, score_office
+
+if TYPE_CHECKING:
+    from officescore.distributed import DistContext
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -120,22 +125,36 @@ def expand_inputs(items: Iterable[ImageInput]) -> list[ImageInput]:
     return expanded
 
 
-class _Images(Dataset):
-    """Decodes one input per item; a bad file yields its error message instead of pixels."""
+class _Decoded(NamedTuple):
+    index: int
+    pixels: torch.Tensor | None  # uint8 3xHxW at the size fed to the model; None: unreadable
+    error: str | None
+    size: tuple[int, int]  # (width, height) of the (EXIF-oriented) original photo
 
-    def __init__(self, items: Sequence[ImageInput]) -> None:
+
+class _Images(Dataset):
+    """Decodes one input per item, reduced to the model's input size when the photo is much larger
+    (`model_size` = (min_size, max_size); None: decode whole); a bad file yields its error instead."""
+
+    def __init__(self, items: Sequence[ImageInput], model_size: tuple[int, int] | None = None) -> None:
         self.items = items
+        self.model_size = model_size
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+    def __getitem__(self, index: int) -> _Decoded:
         item = self.items[index]
+        # Without a known model size nothing is reduced (an enormous limit stands for "never").
+        min_size, max_size = self.model_size or (1 << 30, 1 << 30)
         try:
-            image = item.convert("RGB") if isinstance(item, Image.Image) else load_image(Path(item))
+            if isinstance(item, Image.Image):
+                decoded: ModelInput = fit_for_model(item, min_size, max_size)
+            else:
+                decoded = load_for_model(Path(item), min_size, max_size)
         except BadImageError as exc:
-            return index, None, str(exc)
-        return index, pil_to_tensor(image), None
+            return _Decoded(index, None, str(exc), (0, 0))
+        return _Decoded(index, pil_to_tensor(decoded.image), None, decoded.original_size)
 
 
 def _collate(batch: list[Any]) -> list[Any]:
@@ -245,6 +264,16 @@ class Predictor:
         except (RuntimeError, AttributeError) as exc:
             raise ConfigError(f"--img-size cannot be changed on this {self.kind} model ({exc})") from exc
 
+    def model_input_size(self) -> tuple[int, int] | None:
+        """(min_size, max_size) the model resizes photos to, or None when it does not say."""
+        transform = getattr(self.model, "transform", None)
+        if transform is None:  # a TorchScript export wrapping the model
+            transform = getattr(getattr(self.model, "model", None), "transform", None)
+        try:
+            return int(transform.min_size[-1]), int(transform.max_size)  # type: ignore[union-attr]
+        except (AttributeError, TypeError, IndexError, RuntimeError):
+            return None
+
     def predict(
         self,
         inputs: ImageInput | Iterable[ImageInput],
@@ -270,7 +299,7 @@ class Predictor:
             return results
         workers = min(2, os.cpu_count() or 1) if workers is None else workers
         loader = DataLoader(
-            _Images(items),
+            _Images(items, self.model_input_size()),
             batch_size=batch_size,
             num_workers=workers if len(items) > 1 else 0,
             collate_fn=_collate,
@@ -284,15 +313,16 @@ class Predictor:
 
     def _run_batch(
         self,
-        batch: list[tuple[int, torch.Tensor | None, str | None]],
+        batch: list[_Decoded],
         results: list[ImageResult],
         conf: float,
         on_image: Callable[[int, ImageResult, torch.Tensor], None] | None,
     ) -> Iterator[tuple[int, str | None]]:
-        good = [(i, t) for i, t, _ in batch if t is not None]
-        for index, _, error in batch:
-            if error is not None:
-                yield index, error
+        good = [(d.index, d.pixels) for d in batch if d.pixels is not None]
+        sizes = {d.index: d.size for d in batch}  # the original photo's size, for output coordinates
+        for d in batch:
+            if d.error is not None:
+                yield d.index, d.error
         if not good:
             return
         tensors = [t.to(self.device, dtype=torch.float32).div_(255.0) for _, t in good]
@@ -301,34 +331,53 @@ class Predictor:
             warnings.filterwarnings("ignore", message="RCNN always returns")
             outputs = self.model(tensors)
         for (index, tensor), output in zip(good, outputs, strict=True):
-            height, width = int(tensor.shape[1]), int(tensor.shape[2])
+            width, height = sizes[index]
             results[index].width, results[index].height = width, height
-            results[index].detections = self._detections(output, width, height, conf)
+            input_size = (int(tensor.shape[2]), int(tensor.shape[1]))
+            results[index].detections = self._detections(output, width, height, conf, input_size)
             if on_image is not None:
                 on_image(index, results[index], tensor)
             yield index, None
 
     def _detections(
-        self, output: dict[str, torch.Tensor], width: int, height: int, conf: float
+        self,
+        output: dict[str, torch.Tensor],
+        width: int,
+        height: int,
+        conf: float,
+        input_size: tuple[int, int] | None = None,
     ) -> list[Detection]:
+        """Kept detections in pixels of the original `width` x `height` photo; `input_size` (w, h) is
+        the size the model was given, smaller when the photo was decoded reduced."""
+        in_width, in_height = input_size or (width, height)
         scores = output["scores"].float().cpu()
         boxes = output["boxes"].float().cpu()
         names = [self._name(int(label)) for label in output["labels"].cpu().tolist()]
         # Background and classes with no office meaning (COCO "person", ...) are dropped.
         keep = [k for k in (scores >= conf).nonzero().flatten().tolist() if names[k] is not None]
+        reduced = (in_width, in_height) != (width, height)
+        if reduced:
+            sx, sy = width / in_width, height / in_height
+            boxes = boxes * torch.tensor([sx, sy, sx, sy])
         masks = None
         if "masks" in output:  # threshold the kept masks at once: one copy off the device, not one each
             masks = (output["masks"][keep, 0] > MASK_THRESHOLD).to("cpu", torch.uint8).numpy()
         detections = []
         for position, k in enumerate(keep):
-            binary = masks[position] if masks is not None else _box_mask(boxes[k].tolist(), width, height)
+            if masks is None:
+                binary = _box_mask(boxes[k].tolist(), width, height)
+                rle, area = masklib.encode(binary), float(binary.sum())
+            elif reduced:  # at the original size from the small mask, one at a time
+                rle, area = _scaled_mask_rle(masks[position], width, height)
+            else:
+                rle, area = masklib.encode(masks[position]), float(masks[position].sum())
             detections.append(
                 Detection(
                     class_name=str(names[k]),
                     score=float(scores[k]),
                     box=[float(v) for v in boxes[k].tolist()],
-                    mask=masklib.encode(binary),
-                    share=float(binary.sum()) / float(width * height),
+                    mask=rle,
+                    share=area / float(width * height),
                 )
             )
         return detections
@@ -339,6 +388,40 @@ class Predictor:
 
 def _describe(item: ImageInput, index: int) -> str:
     return f"<image {index + 1}>" if isinstance(item, Image.Image) else str(item)
+
+
+def _scaled_mask_rle(mask: np.ndarray, width: int, height: int) -> tuple[dict[str, Any], int]:
+    """COCO RLE (and pixel area) of the binary `mask` scaled to `width` x `height` (nearest pixel).
+
+    Built from the small mask's runs, never as a full-size array: each small column's runs, their
+    row ends scaled, repeat for every output column that samples it. A 108 MP photo's mask costs
+    its runs, not its pixels.
+    """
+    in_height, in_width = mask.shape
+    sx, sy = width / in_width, height / in_height
+    # Output pixel X samples small pixel floor((X + 0.5) / sx), as a nearest-pixel resize does, so
+    # small row r starts at output row ceil(r * sy - 0.5).
+    source = np.minimum(((np.arange(width) + 0.5) / sx).astype(np.int64), in_width - 1)
+    first = np.searchsorted(source, np.arange(in_width + 1))  # output columns of small column c
+    row_at = np.clip(np.ceil(np.arange(in_height + 1) * sy - 0.5), 0, height).astype(np.int64)
+    row_at[-1] = height
+    columns = np.zeros((in_width, in_height + 2), dtype=np.int8)  # COCO runs go down columns
+    columns[:, 1:-1] = mask.T
+    steps = np.diff(columns, axis=1)  # +1 where a run of ones starts, -1 one past its end
+    starts, ends = [], []
+    for c in np.flatnonzero(steps.any(axis=1)):
+        offsets = np.arange(first[c], first[c + 1], dtype=np.int64)[:, None] * height
+        starts.append((offsets + row_at[np.flatnonzero(steps[c] > 0)]).ravel())
+        ends.append((offsets + row_at[np.flatnonzero(steps[c] < 0)]).ravel())
+    if not starts:
+        return masklib.normalise({"size": [height, width], "counts": [height * width]}), 0
+    start, end = np.concatenate(starts), np.concatenate(ends)
+    joined = start[1:] == end[:-1]  # a run ending at a column's foot continues at the next's head
+    start = np.concatenate([start[:1], start[1:][~joined]])
+    end = np.concatenate([end[:-1][~joined], end[-1:]])
+    edges = np.concatenate([[0], np.stack([start, end], axis=1).ravel(), [width * height]])
+    rle = masklib.normalise({"size": [height, width], "counts": np.diff(edges).tolist()})
+    return rle, int((end - start).sum())
 
 
 def _box_mask(box: list[float], width: int, height: int) -> np.ndarray:
@@ -379,42 +462,86 @@ class PhotoScore:
         return data
 
 
+def default_batch_size(device: torch.device) -> int:
+    """Photos per forward pass when the caller does not say: more on a GPU, which has the memory."""
+    return 8 if device.type == "cuda" else 2
+
+
 def score_photos(
     predictor: Predictor,
     inputs: Iterable[ImageInput],
     rubric: Rubric | None = None,
     conf: float | None = None,
-    batch_size: int = 2,
+    batch_size: int | None = None,
     save_dir: Path | None = None,
     reporter: Reporter = SILENT,
+    ctx: DistContext | None = None,
 ) -> list[PhotoScore]:
-    """Detect, score with the rubric and (with `save_dir`) write annotated JPEGs for each photo."""
-    rubric = rubric or Rubric.load()
-    scored: dict[int, PhotoScore] = {}
-    used: set[str] = set()
+    """Detect, score with the rubric and (with `save_dir`) write annotated JPEGs for each photo.
 
-    def finish(index: int, result: ImageResult, pixels: torch.Tensor) -> None:
+    Under torch.distributed (`ctx` from `officescore.distributed.init`, e.g. `torchrun`) each rank
+    scores its shard of the photos and every rank gets all the results, in input order.
+    `batch_size` None: `default_batch_size` of the predictor's device.
+    """
+    from officescore.distributed import DistContext, gather_objects, shard
+
+    rubric = rubric or Rubric.load()
+    ctx = ctx or DistContext()
+    items = expand_inputs(inputs)
+    mine = shard(range(len(items)), ctx)
+    # Names of annotated images are chosen over all photos, so two ranks never pick the same one.
+    names = _annotated_names(items) if save_dir is not None else {}
+    scored: dict[int, PhotoScore] = {}
+
+    def finish(position: int, result: ImageResult, pixels: torch.Tensor) -> None:
+        index = mine[position]
         office = score_office(result.detections, rubric)
         annotated = None
         if save_dir is not None:  # draw on the pixels the model saw: the file is not decoded twice
-            annotated = _annotated_path(Path(save_dir), result.source, used)
+            Path(save_dir).mkdir(parents=True, exist_ok=True)
+            annotated = Path(save_dir) / names[index]
             photo = to_pil_image(pixels)
-            draw(photo, result.detections, office, width=save_width(photo.width)).save(annotated, quality=90)
+            seen = _on_pixels(result, photo.width, photo.height)
+            draw(photo, seen, office, width=save_width(photo.width)).save(annotated, quality=90)
         scored[index] = PhotoScore(result, office, annotated)
 
-    results = predictor.predict(inputs, batch_size=batch_size, conf=conf, reporter=reporter, on_image=finish)
-    return [scored.get(i, PhotoScore(result, None)) for i, result in enumerate(results)]
+    batch_size = default_batch_size(predictor.device) if batch_size is None else batch_size
+    results = predictor.predict(
+        [items[i] for i in mine], batch_size=batch_size, conf=conf, reporter=reporter, on_image=finish
+    )
+    own = []
+    for index, result in zip(mine, results, strict=True):
+        result.source = _describe(items[index], index)  # "<image N>" counts over all inputs
+        own.append((index, scored.get(index, PhotoScore(result, None))))
+    merged = sorted((pair for part in gather_objects(ctx, own) for pair in part), key=lambda pair: pair[0])
+    return [photo for _, photo in merged]
 
 
-def _annotated_path(save_dir: Path, source: str, used: set[str]) -> Path:
-    save_dir.mkdir(parents=True, exist_ok=True)
-    stem = Path(source).stem or "image"
-    name, n = f"{stem}.jpg", 1
-    while name in used:  # two photos with the same name in different folders
-        n += 1
-        name = f"{stem}_{n}.jpg"
-    used.add(name)
-    return save_dir / name
+def _annotated_names(items: Sequence[ImageInput]) -> dict[int, str]:
+    """`<stem>.jpg` per photo, `<stem>_2.jpg`... for photos of the same name in different folders."""
+    names, used = {}, set()
+    for index, item in enumerate(items):
+        stem = Path(_describe(item, index)).stem or "image"
+        name, n = f"{stem}.jpg", 1
+        while name in used:
+            n += 1
+            name = f"{stem}_{n}.jpg"
+        used.add(name)
+        names[index] = name
+    return names
+
+
+def _on_pixels(result: ImageResult, width: int, height: int) -> list[Detection]:
+    """The detections at `width` x `height`: a photo decoded reduced is drawn at its reduced size."""
+    if (width, height) == (result.width, result.height):
+        return result.detections
+    sx, sy = width / result.width, height / result.height
+    scaled = []
+    for det in result.detections:
+        mask = Image.fromarray(masklib.decode(det.mask)).resize((width, height), Image.Resampling.NEAREST)
+        box = [det.box[0] * sx, det.box[1] * sy, det.box[2] * sx, det.box[3] * sy]
+        scaled.append(Detection(det.class_name, det.score, box, masklib.encode(np.asarray(mask)), det.share))
+    return scaled
 
 
 def write_csv(path: Path, photos: Sequence[PhotoScore]) -> None:

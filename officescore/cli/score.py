@@ -25,6 +25,9 @@ EXAMPLES = """
 
   officescore score office.jpg --model coco --conf 0.4 --json
 
+  torchrun --nproc_per_node 4 -m officescore score photos/ --csv scores.csv   each process scores a
+                                                 shard (one GPU each, or CPU); rank 0 writes the CSV
+
 Exit code 2 when any photo could not be read (the others are still scored).
 """
 
@@ -43,7 +46,9 @@ def score(
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     csv_file: Path = typer.Option(None, "--csv", help="Also write one row per photo to this CSV file."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
-    batch_size: int = typer.Option(2, "--batch-size", "-b", help="Photos per forward pass."),
+    batch_size: int = typer.Option(
+        None, "--batch-size", "-b", help="Photos per forward pass (default: 2 on CPU, 8 on a GPU)."
+    ),
     img_size: int = typer.Option(
         None, "--img-size", help="Longest image side fed to the model, as in train (default: the model's)."
     ),
@@ -56,7 +61,7 @@ def score(
 
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be 1 or more")
     rules = Rubric.load(rubric)  # a bad rubric fails before the model loads
     if csv_file is not None:  # so do outputs that could not be written, before any inference
@@ -67,18 +72,30 @@ def score(
     if not items:  # e.g. an empty folder: say so before loading a model
         raise BadImageError(f"no photos found in {', '.join(photos)}; pass image files, folders or globs")
     source = model or default_model_source()
-    predictor = Predictor.load(source, device=device, conf=conf, img_size=img_size)
-    if not json_output:  # say which model scored: the default is picked, not given
-        console.print(f"[dim]model: {source} ({predictor.kind})[/dim]")
-    results = score_photos(
-        predictor,
-        items,
-        rules,
-        conf=conf,
-        batch_size=batch_size,
-        save_dir=save_dir,
-        reporter=reporter(json_output),
-    )
+    from officescore import distributed  # torch: imported once the cheap checks passed
+    from officescore.devices import resolve_device
+    from officescore.progress import SILENT
+
+    ctx = distributed.init(resolve_device(device))  # a no-op unless started by torchrun
+    try:
+        # Under torchrun each rank drives its own GPU (distributed.init selected it).
+        predictor = Predictor.load(source, device=device, conf=conf, img_size=img_size)
+        if not json_output and ctx.is_main:  # say which model scored: the default is picked, not given
+            console.print(f"[dim]model: {source} ({predictor.kind})[/dim]")
+        results = score_photos(
+            predictor,
+            items,
+            rules,
+            conf=conf,
+            batch_size=batch_size,
+            save_dir=save_dir,
+            reporter=reporter(json_output) if ctx.is_main else SILENT,
+            ctx=ctx,
+        )
+    finally:
+        distributed.shutdown()
+    if not ctx.is_main:  # rank 0 alone prints and writes
+        return
     if csv_file is not None:
         write_csv(csv_file, results)
     failed = [r for r in results if not r.result.ok]
