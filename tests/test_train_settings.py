@@ -29,9 +29,11 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def adamw_run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
-    """AdamW with the default learning rate at batch 2: one epoch."""
+    """AdamW with the default learning rate at batch 4: one epoch of one step."""
     project = tmp_path_factory.mktemp("adamw") / "runs"
-    return train(small_config(data, project, optimizer="adamw", lr=None, epochs=1, max_train_images=4))
+    return train(
+        small_config(data, project, optimizer="adamw", lr=None, epochs=1, batch_size=4, max_train_images=4)
+    )
 
 
 def _spy_on_models(monkeypatch: pytest.MonkeyPatch) -> list[tuple[torch.nn.Module, dict[str, Any]]]:
@@ -49,12 +51,12 @@ def _spy_on_models(monkeypatch: pytest.MonkeyPatch) -> list[tuple[torch.nn.Modul
 
 
 def test_default_lr_is_scaled_by_the_global_batch_and_adamw_is_used(adamw_run: TrainResult) -> None:
-    """README: AdamW's 1e-3 at 16 images per step, scaled linearly: 2 images -> 1.25e-4."""
+    """README: AdamW's 1e-3 at 16 images per step, scaled linearly: 4 images -> 2.5e-4."""
     args = json.loads((adamw_run.run_dir / "args.json").read_text())
-    assert args["lr"] == pytest.approx(1e-3 * 2 / 16) and args["weight_decay"] == 0.05
+    assert args["lr"] == pytest.approx(1e-3 * 4 / 16) and args["weight_decay"] == 0.05
     saved = load_checkpoint(adamw_run.last_checkpoint)
     group = saved["optimizer"]["param_groups"][0]
-    assert group["initial_lr"] == pytest.approx(1.25e-4)  # what the schedule really peaks at
+    assert group["initial_lr"] == pytest.approx(2.5e-4)  # what the schedule really peaks at
     assert "betas" in group and "amsgrad" in group  # AdamW's settings, not SGD's momentum
     moments = next(iter(saved["optimizer"]["state"].values()))
     assert {"exp_avg", "exp_avg_sq"} <= set(moments)  # Adam's moment estimates were kept
