@@ -13,7 +13,6 @@ import glob
 import io
 import os
 import sys
-import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from officescore import masks as masklib
+from officescore.accel.run import forward
 from officescore.config import DEFAULT_RUNS_DIR
 from officescore.devices import resolve_device
 from officescore.errors import BadImageError, ConfigError, ModelError
@@ -187,10 +187,12 @@ class Predictor:
         conf: float = 0.5,
         kind: str = "checkpoint",
         source: str = "",
+        precision: str = "fp32",
     ) -> None:
         if not 0.0 <= conf <= 1.0:
             raise ConfigError(f"--conf {conf}: must be between 0 and 1")
         self.model = model
+        self.precision = precision  # resolved: fp32, bf16 or fp16 (officescore.accel)
         self.label_names = list(label_names)  # index = model label; None = ignored
         self.device = device
         self.conf = conf
@@ -204,11 +206,24 @@ class Predictor:
 
     @classmethod
     def load(
-        cls, source: str | Path, device: str = "auto", conf: float = 0.5, img_size: int | None = None
+        cls,
+        source: str | Path,
+        device: str = "auto",
+        conf: float = 0.5,
+        img_size: int | None = None,
+        precision: str = "auto",
     ) -> Predictor:
         """`coco` (torchvision's COCO Mask R-CNN v2, classes mapped to office classes), an officescore
-        checkpoint, or a TorchScript file made by `officescore export`."""
+        checkpoint, or a TorchScript file made by `officescore export`.
+
+        `precision` (officescore.accel): `fp32` gives eager torchvision's detections; `auto` the
+        fastest this hardware runs natively (bf16 on AVX512-BF16/AMX CPUs, fp16 on CUDA, else fp32),
+        with fewer RPN proposals. One the hardware lacks is a ConfigError.
+        """
+        from officescore.accel import prepare_model, resolve_precision
+
         torch_device = resolve_device(device)
+        resolve_precision(precision, torch_device)  # a precision this machine lacks: before loading
         if str(source).lower() == COCO_SOURCE:
             model = _coco_model()
             predictor = cls.from_coco_model(model, torch_device, conf)
@@ -218,6 +233,8 @@ class Predictor:
             loaded = load_any(Path(source), torch_device)
             names: list[str | None] = [None, *loaded.classes]
             predictor = cls(loaded.model, names, torch_device, conf, loaded.kind, str(source))
+        predictor.precision = resolve_precision(precision, torch_device, predictor.kind)
+        predictor.model = prepare_model(predictor.model, torch_device, predictor.precision)
         if img_size is not None:
             predictor.set_img_size(img_size)
         return predictor
@@ -296,10 +313,8 @@ class Predictor:
         if not good:
             return
         tensors = [t.to(self.device, dtype=torch.float32).div_(255.0) for _, t in good]
-        with torch.inference_mode(), warnings.catch_warnings():
-            # Scripted torchvision detectors warn on every call that they return (losses, detections).
-            warnings.filterwarnings("ignore", message="RCNN always returns")
-            outputs = self.model(tensors)
+        # Only detections scoring >= conf get masks (officescore.accel.run).
+        outputs = forward(self.model, tensors, self.device, self.precision, conf)
         for (index, tensor), output in zip(good, outputs, strict=True):
             height, width = int(tensor.shape[1]), int(tensor.shape[2])
             results[index].width, results[index].height = width, height

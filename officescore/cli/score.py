@@ -25,8 +25,16 @@ EXAMPLES = """
 
   officescore score office.jpg --model coco --conf 0.4 --json
 
+  officescore score photos/ --precision fp32    (exact: eager torchvision's detections)
+
 Exit code 2 when any photo could not be read (the others are still scored).
 """
+
+
+PRECISION_HELP = (
+    "auto (the fastest this hardware runs natively: bf16 on AVX512-BF16/AMX CPUs, fp16 on CUDA), "
+    "fp32 (exact), bf16, fp16 or int8."
+)
 
 
 def score(
@@ -44,6 +52,7 @@ def score(
     csv_file: Path = typer.Option(None, "--csv", help="Also write one row per photo to this CSV file."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     batch_size: int = typer.Option(2, "--batch-size", "-b", help="Photos per forward pass."),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     img_size: int = typer.Option(
         None, "--img-size", help="Longest image side fed to the model, as in train (default: the model's)."
     ),
@@ -67,9 +76,9 @@ def score(
     if not items:  # e.g. an empty folder: say so before loading a model
         raise BadImageError(f"no photos found in {', '.join(photos)}; pass image files, folders or globs")
     source = model or default_model_source()
-    predictor = Predictor.load(source, device=device, conf=conf, img_size=img_size)
+    predictor = Predictor.load(source, device=device, conf=conf, img_size=img_size, precision=precision)
     if not json_output:  # say which model scored: the default is picked, not given
-        console.print(f"[dim]model: {source} ({predictor.kind})[/dim]")
+        console.print(f"[dim]model: {source} ({predictor.kind}, {predictor.precision})[/dim]")
     results = score_photos(
         predictor,
         items,
@@ -87,6 +96,7 @@ def score(
             {
                 "model": str(source),
                 "kind": predictor.kind,
+                "precision": predictor.precision,
                 "conf": conf,
                 "rubric": rules.name,
                 "photos": [r.to_dict() for r in results],
