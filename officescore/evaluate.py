@@ -309,11 +309,12 @@ def predict_coco(
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    from officescore.accel import forward, prepare_model, resolve_precision
+    from officescore.accel import forward, prepare_model, proposals_for, resolve_precision
     from officescore.dataset import collate_fn
 
     device = torch.device(device)
     kind = "torchscript" if isinstance(model, torch.jit.ScriptModule) else "checkpoint"
+    proposals = proposals_for(precision)
     precision = resolve_precision(precision, device, kind)
     chosen = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     loader = DataLoader(
@@ -325,7 +326,7 @@ def predict_coco(
     )
     if hasattr(model, "eval"):
         model.eval()
-    fast = prepare_model(model, device, precision, copy_model=True)
+    fast = prepare_model(model, device, precision, proposals, copy_model=True)
     conf = score_threshold if score_threshold > 0 else None
     results: list[dict[str, Any]] = []
     with reporter.stage("predict", total=len(chosen)) as stage:

@@ -193,6 +193,7 @@ class Predictor:
             raise ConfigError(f"--conf {conf}: must be between 0 and 1")
         self.model = model
         self.precision = precision  # resolved: fp32, bf16 or fp16 (officescore.accel)
+        self.proposals: int | None = None  # RPN proposals per image; None: the model's own
         self.label_names = list(label_names)  # index = model label; None = ignored
         self.device = device
         self.conf = conf
@@ -218,9 +219,10 @@ class Predictor:
 
         `precision` (officescore.accel): `fp32` gives eager torchvision's detections; `auto` the
         fastest this hardware runs natively (bf16 on AVX512-BF16/AMX CPUs, fp16 on CUDA, else fp32),
-        with fewer RPN proposals. One the hardware lacks is a ConfigError.
+        with fewer RPN proposals (as every precision but fp32). One the hardware lacks is a
+        ConfigError.
         """
-        from officescore.accel import prepare_model, resolve_precision
+        from officescore.accel import prepare_model, proposals_for, resolve_precision
 
         torch_device = resolve_device(device)
         resolve_precision(precision, torch_device)  # a precision this machine lacks: before loading
@@ -234,7 +236,10 @@ class Predictor:
             names: list[str | None] = [None, *loaded.classes]
             predictor = cls(loaded.model, names, torch_device, conf, loaded.kind, str(source))
         predictor.precision = resolve_precision(precision, torch_device, predictor.kind)
-        predictor.model = prepare_model(predictor.model, torch_device, predictor.precision)
+        predictor.proposals = proposals_for(precision)
+        predictor.model = prepare_model(
+            predictor.model, torch_device, predictor.precision, predictor.proposals
+        )
         if img_size is not None:
             predictor.set_img_size(img_size)
         return predictor

@@ -10,7 +10,7 @@ validation) goes through it.
   pasting run on kept detections only) under the chosen autocast.
 """
 
-from officescore.accel.capability import PRECISIONS, native_bf16_cpu, resolve_precision
+from officescore.accel.capability import PRECISIONS, native_bf16_cpu, proposals_for, resolve_precision
 from officescore.accel.prepare import FAST_PROPOSALS, fold_batchnorm, prepare_model
 from officescore.accel.run import forward
 
@@ -21,5 +21,6 @@ __all__ = [
     "forward",
     "native_bf16_cpu",
     "prepare_model",
+    "proposals_for",
     "resolve_precision",
 ]

@@ -77,3 +77,11 @@ def resolve_precision(requested: str, device: torch.device | str, kind: str = "c
             "--precision int8: no int8 path yet (its mAP cost is unmeasured); use --precision auto"
         )
     return name
+
+
+def proposals_for(requested: str) -> int | None:
+    """RPN proposals per image for a requested precision: the model's own for exact `fp32`, else
+    `FAST_PROPOSALS` (their mAP cost is measured in bench/score.py)."""
+    from officescore.accel.prepare import FAST_PROPOSALS
+
+    return None if str(requested).lower() == "fp32" else FAST_PROPOSALS

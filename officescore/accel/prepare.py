@@ -30,12 +30,15 @@ def prepare_model(
     model: Any,
     device: torch.device | str,
     precision: str = "fp32",
+    proposals: int | None = None,
     copy_model: bool = False,
     channels_last: bool = True,
 ) -> Any:
     """`model` ready for the fast path on `device` (in place, or a copy with `copy_model`).
 
-    Anything but an eager torchvision detector (a TorchScript export) is returned as it is.
+    `precision`: the resolved one (fp32, bf16, fp16); `proposals`: at most this many RPN proposals
+    per image at test time (None: the model's own, as exact fp32 needs). Anything but an eager
+    torchvision detector (a TorchScript export) is returned as it is.
     """
     if not isinstance(model, GeneralizedRCNN):
         return model
@@ -47,10 +50,24 @@ def prepare_model(
     model.to(device)
     if channels_last and device.type == "cpu":
         model.to(memory_format=torch.channels_last)
-    if precision != "fp32":
+    if proposals is not None:
         testing = model.rpn._post_nms_top_n
-        testing["testing"] = min(int(testing["testing"]), FAST_PROPOSALS)
+        testing["testing"] = min(int(testing["testing"]), int(proposals))
+    if precision != "fp32":
+        # Box deltas, class logits and mask logits leave autocast as float32: decoded in bf16, a box
+        # edge at x = 800 would be rounded to a multiple of 4 px.
+        for head in (model.rpn.head, model.roi_heads.box_predictor, model.roi_heads.mask_predictor):
+            if head is not None:
+                head.register_forward_hook(_float32_outputs)
     return model
+
+
+def _float32_outputs(module: nn.Module, inputs: Any, output: Any) -> Any:
+    if isinstance(output, torch.Tensor):
+        return output.float()
+    if isinstance(output, (tuple, list)):
+        return type(output)(_float32_outputs(module, inputs, item) for item in output)
+    return output
 
 
 def fold_batchnorm(module: nn.Module) -> int:
