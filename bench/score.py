@@ -199,6 +199,15 @@ def accuracy(checkpoint: Path, data: Path) -> None:
         print(
             f"| {label} | {n} | {segm:.4f} ({100 * (segm - base_map):+.2f} pt) | {bbox:.4f} | {seconds:.1f} |"
         )
+    # fp32 agreement with eager torchvision on the trained model's kept detections.
+    fast = prepare_model(model, "cpu", "fp32", copy_model=True)
+    rows = []
+    for index in range(min(10, len(val))):
+        image = val[index][0]
+        with torch.inference_mode():
+            base = kept(model.eval()([image])[0], 0.5)
+        rows.append(agreement(base, kept(forward(fast, [image], "cpu", "fp32", 0.5)[0], 0.5)))
+    print(f"\nfp32 vs eager on the trained model, {len(rows)} val images at conf 0.5: {summary(rows)}")
     # One validation pass as train runs it: before (the raw model, as predict_coco did) and after.
     before, after = [], []
     for _ in range(2):
