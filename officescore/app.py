@@ -23,6 +23,7 @@ ENV_MODEL = "OFFICESCORE_MODEL"
 ENV_DEVICE = "OFFICESCORE_DEVICE"
 ENV_CONF = "OFFICESCORE_CONF"
 ENV_RUBRIC = "OFFICESCORE_RUBRIC"
+ENV_PRECISION = "OFFICESCORE_PRECISION"
 ACCEPTED_TYPES = ("jpg", "jpeg", "png", "webp")
 MAX_UPLOAD_MB = 20
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
@@ -34,6 +35,7 @@ class PageSettings:
     device: str = "auto"
     conf: float = 0.5
     rubric: str | None = None
+    precision: str = "auto"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> PageSettings:
@@ -43,10 +45,16 @@ class PageSettings:
             device=env.get(ENV_DEVICE) or "auto",
             conf=float(env.get(ENV_CONF) or 0.5),
             rubric=env.get(ENV_RUBRIC) or None,
+            precision=env.get(ENV_PRECISION) or "auto",
         )
 
     def to_env(self) -> dict[str, str]:
-        env = {ENV_MODEL: self.model, ENV_DEVICE: self.device, ENV_CONF: str(self.conf)}
+        env = {
+            ENV_MODEL: self.model,
+            ENV_DEVICE: self.device,
+            ENV_CONF: str(self.conf),
+            ENV_PRECISION: self.precision,
+        }
         if self.rubric:
             env[ENV_RUBRIC] = self.rubric
         return env
@@ -124,8 +132,8 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
     st.caption(f"model: {settings.model}")
 
     @st.cache_resource(show_spinner="Loading the model...")
-    def predictor(source: str, device: str) -> Predictor:
-        return Predictor.load(source, device=device, conf=0.0)
+    def predictor(source: str, device: str, precision: str) -> Predictor:
+        return Predictor.load(source, device=device, conf=0.0, precision=precision)
 
     @st.cache_resource
     def rubric(path: str | None) -> Rubric:
@@ -144,13 +152,17 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
                 raise BadImageError(str(exc).replace(str(path), name)) from None
 
     @st.cache_data(max_entries=16, show_spinner="Finding objects...")
-    def detect(data: bytes, name: str, source: str, device: str) -> ImageResult:
-        result = predictor(source, device).predict([photo(data, name)], conf=0.0, workers=0)[0]
+    def detect(data: bytes, name: str, source: str, device: str, precision: str) -> ImageResult:
+        # Masks only for what the slider can show (its lowest position and up).
+        found = predictor(source, device, precision).predict(
+            [photo(data, name)], conf=SLIDER_RANGE[0], workers=0
+        )
+        result = found[0]
         result.source = name
         return result
 
     try:
-        model = predictor(settings.model, settings.device)
+        model = predictor(settings.model, settings.device, settings.precision)
         rules = rubric(settings.rubric)
     except UserError as exc:
         st.error(str(exc))
@@ -166,7 +178,7 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
     try:
         check_upload(upload.name, upload.size)
         image = photo(upload.getvalue(), upload.name)
-        raw = detect(upload.getvalue(), upload.name, settings.model, settings.device)
+        raw = detect(upload.getvalue(), upload.name, settings.model, settings.device, settings.precision)
     except UserError as exc:
         st.error(str(exc))
         return

@@ -250,13 +250,6 @@ def evaluate_coco(
 # --- inference to COCO results -------------------------------------------------------------------
 
 
-def _detections(outputs: Any) -> list[dict[str, Any]]:
-    # A scripted torchvision detector returns (losses, detections); an eager one just detections.
-    if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], list):
-        return outputs[1]
-    return list(outputs)
-
-
 def _to_results(
     det: dict[str, Any], image_id: int, score_threshold: float, category_ids: Sequence[int] | None
 ) -> list[dict[str, Any]]:
@@ -301,19 +294,28 @@ def predict_coco(
     indices: Sequence[int] | None = None,
     reporter: Reporter = SILENT,
     category_ids: Sequence[int | None] | None = None,
+    precision: str = "fp32",
 ) -> list[dict[str, Any]]:
     """COCO results for `dataset[i]` (all items, or `indices`: a distributed rank's shard).
 
     `model`: torchvision-style detector (list of 3xHxW tensors -> list of dicts with boxes xyxy,
     labels 1..K, scores, masks Nx1xHxW). category_id is the label, or `category_ids[label - 1]`
     when given (None there drops that label). Masks are thresholded at 0.5 and stored as RLE.
+
+    It runs on officescore.accel's fast path with COCO's conventions: the model's own low score
+    threshold and detection cap (`score_threshold`, when higher, is pushed into the model), and by
+    default exact fp32, on a prepared copy, so a model being trained is left as it was.
     """
     import torch
     from torch.utils.data import DataLoader, Subset
 
+    from officescore.accel import forward, prepare_model, proposals_for, resolve_precision
     from officescore.dataset import collate_fn
 
     device = torch.device(device)
+    kind = "torchscript" if isinstance(model, torch.jit.ScriptModule) else "checkpoint"
+    proposals = proposals_for(precision)
+    precision = resolve_precision(precision, device, kind)
     chosen = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     loader = DataLoader(
         Subset(dataset, chosen),
@@ -324,10 +326,12 @@ def predict_coco(
     )
     if hasattr(model, "eval"):
         model.eval()
+    fast = prepare_model(model, device, precision, proposals, copy_model=True)
+    conf = score_threshold if score_threshold > 0 else None
     results: list[dict[str, Any]] = []
-    with reporter.stage("predict", total=len(chosen)) as stage, torch.inference_mode():
+    with reporter.stage("predict", total=len(chosen)) as stage:
         for images, targets in loader:
-            outputs = _detections(model([img.to(device) for img in images]))
+            outputs = forward(fast, [img.to(device) for img in images], device, precision, conf)
             for det, target in zip(outputs, targets, strict=True):
                 image_id = int(target["image_id"])
                 results.extend(_to_results(det, image_id, score_threshold, category_ids))
@@ -364,6 +368,7 @@ def evaluate_model(
     ctx: DistContext | None = None,
     category_ids: Sequence[int | None] | None = None,
     reporter: Reporter = SILENT,
+    precision: str = "fp32",
 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     """Predict over `dataset` and evaluate against its `annotation_file`.
 
@@ -384,6 +389,7 @@ def evaluate_model(
         indices=indices,
         reporter=reporter,
         category_ids=category_ids,
+        precision=precision,
     )
     parts = gather_objects(ctx, mine)
     if not ctx.is_main:

@@ -168,6 +168,7 @@ def run_eval(
     batch_size: int = 2,
     workers: int = 0,
     device: str = "auto",
+    precision: str = "fp32",
     name: str = "eval",
     project: Path = DEFAULT_RUNS_DIR / "eval",
     train_runs: Path = DEFAULT_RUNS_DIR / "train",
@@ -199,7 +200,12 @@ def run_eval(
         metrics, results = _eval_results_file(Path(predictions), Path(gt), iou_thresholds, conf, reporter)
         classes = metrics["classes"]
     else:
-        options = {"iou_thresholds": iou_thresholds, "conf": conf, "batch_size": batch_size}
+        options = {
+            "iou_thresholds": iou_thresholds,
+            "conf": conf,
+            "batch_size": batch_size,
+            "precision": precision,
+        }
         metrics_results = _eval_model(
             model, data, split, device, workers, train_runs, options, warnings, reporter
         )
@@ -234,6 +240,7 @@ def _eval_model(
     if not model_path.is_file():
         raise ModelError(f"{model_path}: no such model file; give a checkpoint (weights/best.pt) or export")
     from officescore import distributed  # torch: imported once the cheap checks passed
+    from officescore.accel import resolve_precision
     from officescore.dataset import OfficeDataset
     from officescore.devices import resolve_device
     from officescore.evaluate import category_map, evaluate_model
@@ -241,6 +248,7 @@ def _eval_model(
 
     dataset = OfficeDataset(data, split)
     device = resolve_device(device_name)
+    resolve_precision(options["precision"], device)  # one this machine lacks: before any work
     ctx = distributed.init(device)
     try:
         loaded = load_any(model_path, device)

@@ -15,7 +15,6 @@ import glob
 import io
 import os
 import sys
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -29,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from officescore import masks as masklib
+from officescore.accel.run import forward
 from officescore.config import DEFAULT_RUNS_DIR
 from officescore.devices import resolve_device
 from officescore.drawing import draw, save_width
@@ -206,10 +206,13 @@ class Predictor:
         conf: float = 0.5,
         kind: str = "checkpoint",
         source: str = "",
+        precision: str = "fp32",
     ) -> None:
         if not 0.0 <= conf <= 1.0:
             raise ConfigError(f"--conf {conf}: must be between 0 and 1")
         self.model = model
+        self.precision = precision  # resolved: fp32, bf16 or fp16 (officescore.accel)
+        self.proposals: int | None = None  # RPN proposals per image; None: the model's own
         self.label_names = list(label_names)  # index = model label; None = ignored
         self.device = device
         self.conf = conf
@@ -223,11 +226,25 @@ class Predictor:
 
     @classmethod
     def load(
-        cls, source: str | Path, device: str = "auto", conf: float = 0.5, img_size: int | None = None
+        cls,
+        source: str | Path,
+        device: str = "auto",
+        conf: float = 0.5,
+        img_size: int | None = None,
+        precision: str = "auto",
     ) -> Predictor:
         """`coco` (torchvision's COCO Mask R-CNN v2, classes mapped to office classes), an officescore
-        checkpoint, or a TorchScript file made by `officescore export`."""
+        checkpoint, or a TorchScript file made by `officescore export`.
+
+        `precision` (officescore.accel): `fp32` gives eager torchvision's detections; `auto` the
+        fastest this hardware runs natively (bf16 on AVX512-BF16/AMX CPUs, fp16 on CUDA, else fp32),
+        with fewer RPN proposals (as every precision but fp32). One the hardware lacks is a
+        ConfigError.
+        """
+        from officescore.accel import prepare_model, proposals_for, resolve_precision
+
         torch_device = resolve_device(device)
+        resolve_precision(precision, torch_device)  # a precision this machine lacks: before loading
         if str(source).lower() == COCO_SOURCE:
             model = _coco_model()
             predictor = cls.from_coco_model(model, torch_device, conf)
@@ -237,6 +254,11 @@ class Predictor:
             loaded = load_any(Path(source), torch_device)
             names: list[str | None] = [None, *loaded.classes]
             predictor = cls(loaded.model, names, torch_device, conf, loaded.kind, str(source))
+        predictor.precision = resolve_precision(precision, torch_device, predictor.kind)
+        predictor.proposals = proposals_for(precision)
+        predictor.model = prepare_model(
+            predictor.model, torch_device, predictor.precision, predictor.proposals
+        )
         if img_size is not None:
             predictor.set_img_size(img_size)
         return predictor
@@ -326,10 +348,8 @@ class Predictor:
         if not good:
             return
         tensors = [t.to(self.device, dtype=torch.float32).div_(255.0) for _, t in good]
-        with torch.inference_mode(), warnings.catch_warnings():
-            # Scripted torchvision detectors warn on every call that they return (losses, detections).
-            warnings.filterwarnings("ignore", message="RCNN always returns")
-            outputs = self.model(tensors)
+        # Only detections scoring >= conf get masks (officescore.accel.run).
+        outputs = forward(self.model, tensors, self.device, self.precision, conf)
         for (index, tensor), output in zip(good, outputs, strict=True):
             width, height = sizes[index]
             results[index].width, results[index].height = width, height

@@ -70,6 +70,11 @@ def evaluate(
     batch_size: int = typer.Option(2, "--batch-size", "-b", help="Images per inference batch."),
     workers: int = typer.Option(0, "--workers", help="Data-loading worker processes."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    precision: str = typer.Option(
+        "fp32",
+        "--precision",
+        help="fp32 (exact, default: eval measures the model), auto, bf16, fp16 or int8.",
+    ),
     name: str = typer.Option("eval", "--name", help="Run folder name under --project (never overwritten)."),
     project: Path = typer.Option(DEFAULT_RUNS_DIR / "eval", "--project", help="Parent folder of eval runs."),
     predictions: Path = typer.Option(
@@ -92,6 +97,7 @@ def evaluate(
         batch_size=batch_size,
         workers=workers,
         device=device,
+        precision=precision,
         name=name,
         project=project,
         train_runs=DEFAULT_RUNS_DIR / "train",

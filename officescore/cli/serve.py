@@ -36,6 +36,9 @@ def serve(
     conf: float = typer.Option(0.5, "--conf", help="Initial confidence threshold of the page's slider."),
     rubric: Path = typer.Option(None, "--rubric", help="Rubric TOML (default: the packaged rubric)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (fastest native), fp32 (exact), bf16, fp16 or int8."
+    ),
 ) -> None:
     """Serve the web page: upload a photo, see the annotated image, the objects and the score."""
     from officescore.app import PageSettings, streamlit_command
@@ -53,13 +56,16 @@ def serve(
             raise ModelError(f"--model {source}: no such file; pass a checkpoint, an export, or coco")
         if not is_torchscript(Path(source)):
             load_checkpoint(Path(source))  # a damaged or foreign file fails here, not in the browser
-    resolve_device(device)
+    from officescore.accel import resolve_precision
+
+    resolve_precision(precision, resolve_device(device))  # one this machine lacks fails here
     if rubric is not None:
         Rubric.load(rubric)  # a bad rubric fails here, not in the browser
     settings = PageSettings(
         model=source if source.lower() == COCO_SOURCE else str(Path(source).resolve()),
         device=device,
         conf=conf,
+        precision=precision,
         rubric=str(rubric.resolve()) if rubric else None,
     )
     argv, env = streamlit_command(settings, port=port, host=host)

@@ -1,0 +1,70 @@
+"""One forward pass of a detector on the fast path.
+
+The caller's score threshold is pushed into the model for the call: torchvision would otherwise
+compute and paste a full-size mask for every post-NMS detection above its own threshold (0.05, up
+to 100 per image) only for the caller to drop most of them. NMS only lets a box suppress
+lower-scoring ones, so dropping boxes under the threshold before NMS keeps exactly the detections
+at or above it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+# The threshold is set on the shared model for one call: concurrent calls (Streamlit sessions, the
+# label backend's threads) take turns. The CPU's cores are all used by one call anyway.
+_LOCK = threading.Lock()
+
+
+def forward(
+    model: Any,
+    images: list[torch.Tensor],
+    device: torch.device | str,
+    precision: str = "fp32",
+    conf: float | None = None,
+) -> list[dict[str, torch.Tensor]]:
+    """Detections (torchvision's dicts) for `images`; with `conf`, only those scoring >= conf
+    (and any lower ones the model keeps anyway) get masks."""
+    device = torch.device(device)
+    # Scripted torchvision detectors warn on every call that they return (losses, detections).
+    quiet = warnings.catch_warnings()
+    with _LOCK, _kept_only(model, conf), autocast(precision, device), torch.inference_mode(), quiet:
+        warnings.filterwarnings("ignore", message="RCNN always returns")
+        outputs = model(images)
+    # A scripted torchvision detector returns (losses, detections); an eager one just detections.
+    if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], list):
+        return outputs[1]
+    return list(outputs)
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 or fp16 autocast on `device`; fp32: nothing."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        return torch.autocast(device.type, dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _kept_only(model: Any, conf: float | None) -> Iterator[None]:
+    heads = getattr(model, "roi_heads", None)
+    if conf is None or heads is None or isinstance(model, torch.jit.ScriptModule):
+        yield
+        return
+    original = heads.score_thresh
+    # torchvision keeps scores > score_thresh; the caller keeps scores >= conf: the float32 just
+    # below conf makes the two the same.
+    below = float(np.nextafter(np.float32(conf), np.float32(-np.inf)))
+    heads.score_thresh = max(float(original), below)
+    try:
+        yield
+    finally:
+        heads.score_thresh = original
