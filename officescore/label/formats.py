@@ -46,6 +46,7 @@ from officescore.label.regions import (
     brush_to_mask,
     mask_to_brush,
     mask_to_points,
+    points_to_pixels,
     points_to_rle,
 )
 from officescore.masks import Rle
@@ -295,6 +296,7 @@ class Region:
     width: int = 0
     height: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    polygon: list[float] | None = None  # polygon regions: flat [x0, y0, ...] in pixels, as drawn
 
 
 def result_regions(results: Sequence[Mapping[str, Any]]) -> list[Region]:
@@ -315,14 +317,18 @@ def result_regions(results: Sequence[Mapping[str, Any]]) -> list[Region]:
         width, height = int(result.get("original_width") or 0), int(result.get("original_height") or 0)
         if width <= 0 or height <= 0:
             raise DataError(f"region {result.get('id')}: no original_width/original_height; re-save it")
+        polygon = None
         try:
             if kind == "polygonlabels":
                 if len(value.get("points") or []) < 3:
                     continue
                 rle = points_to_rle(value["points"], width, height)
+                polygon = points_to_pixels(value["points"], width, height)
             else:
                 rle = masklib.encode(brush_to_mask(value["rle"], width, height))
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"region {result.get('id')}: unreadable {kind} ({exc})") from exc
-        regions.append(Region(str(labels[0]), rle, result.get("score"), width, height))
+        if masklib.area(rle) == 0:
+            continue
+        regions.append(Region(str(labels[0]), rle, result.get("score"), width, height, polygon=polygon))
     return regions

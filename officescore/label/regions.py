@@ -4,9 +4,8 @@ Polygons are traced on pixel edges, not pixel centres: OpenCV's contour runs thr
 the border pixels, so it is grown by half a pixel (shapely, square corners) and a traced and
 re-rasterised mask keeps its border pixels. The outline is then simplified (Douglas-Peucker,
 `simplify` pixels) so a labeller gets a few dozen draggable points instead of a staircase. Label
-Studio polygons have
-no holes and one ring each: the largest part's outer ring is kept (use brush masks to keep every
-part and hole exactly).
+Studio polygons have no holes and one ring each: the largest part's outer ring is kept (use brush
+masks to keep every part and hole exactly).
 
 Brush masks use Label Studio's own RLE through label-studio-sdk's converter (`mask2rle`,
 `decode_rle`); nothing here re-implements it.
