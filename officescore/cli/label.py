@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from officescore.cli.common import console, err_console, print_json, reporter
 
@@ -141,7 +142,7 @@ def push(
             + (f"; model {result.model_version}" if result.model_version else "")
         )
     for failed in result.failed:
-        err_console.print(f"[red]error: {failed['error']}[/red]", soft_wrap=True)
+        err_console.print(Text(f"error: {failed['error']}", style="red"), soft_wrap=True)
     if result.failed:
         from officescore.errors import BadImageError
 
@@ -175,13 +176,15 @@ def pull(
         return
     console.print(
         f"[green]wrote[/green] {result.export}: {result.images} photo(s), {result.annotations} object(s), "
-        f"{len(result.classes)} classes; {result.unlabelled} task(s) not labelled yet"
+        f"{len(result.classes)} classes; {result.unlabelled} task(s) not labelled yet",
+        soft_wrap=True,
     )
     if ingested is not None:
         counts = ingested.counts
         console.print(
             f"[green]ingested[/green] into {ingested.out}: {counts['train']['images']} train / "
-            f"{counts['val']['images']} val images, {len(ingested.problems)} problem(s) fixed or dropped"
+            f"{counts['val']['images']} val images, {len(ingested.problems)} problem(s) fixed or dropped",
+            soft_wrap=True,
         )
 
 
@@ -209,18 +212,28 @@ def backend(
     key = secret(API_KEY_ENV, "label", "api_key")
     client = LabelStudio.connect(url, key) if (key or connect) else None
     server_backend = ml.Backend(
-        model, client, local_root, device, conf, img_size, log=lambda m: err_console.print(f"[dim]{m}[/dim]")
+        model,
+        client,
+        local_root,
+        device,
+        conf,
+        img_size,
+        log=lambda m: err_console.print(Text(m, style="dim"), soft_wrap=True),
     )
     server = ml.make_server(server_backend, host, port)
     thread = ml.start(server)
     address = ml.url_of(server) if host not in ("0.0.0.0", "::") else f"http://127.0.0.1:{port}"
-    console.print(f"ML backend for {server_backend.model_version} at {address} (Ctrl+C stops it)")
+    console.print(
+        f"ML backend for {server_backend.model_version} at {address} (Ctrl+C stops it)", soft_wrap=True
+    )
     try:
         if connect:
             assert client is not None
             project = client.project(connect)
             client.connect_backend(project.id, address)
-            console.print(f"connected to project {project.title!r} (id {project.id}) at {client.url}")
+            console.print(
+                f"connected to project {project.title!r} (id {project.id}) at {client.url}", soft_wrap=True
+            )
         while thread.is_alive():
             time.sleep(0.5)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from officescore.cli.common import console, err_console, print_json, reporter
 
@@ -83,10 +84,11 @@ def prelabel(
         extra = f" and {result.config}" if result.config else ""
         console.print(
             f"[green]wrote[/green] {result.out}{extra}: {result.detections} detection(s) on {result.images} "
-            f"photo(s) by {result.model_version}"
+            f"photo(s) by {result.model_version}",
+            soft_wrap=True,
         )
     for failed in result.failed:
-        err_console.print(f"[red]error: {failed['error']}[/red]", soft_wrap=True)
+        err_console.print(Text(f"error: {failed['error']}", style="red"), soft_wrap=True)
     if result.failed:
         raise BadImageError(
             f"{len(result.failed)} photo(s) could not be read (listed above); the others were written"
