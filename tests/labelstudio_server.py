@@ -10,9 +10,11 @@ token the way a user does: log in, ask for a token.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +51,43 @@ def executable() -> Path:
             pytrace=False,
         )
     return path
+
+
+DB_NAME = "label_studio.sqlite3"
+
+
+def migrated_database(exe: Path, env: dict[str, str]) -> Path | None:
+    """A sqlite database with every migration applied, made once per Label Studio install.
+
+    Applying Label Studio's ~400 migrations is most of its first start (minutes on a busy 2-core
+    machine); a session copies this file instead, and `start` then has nothing left to migrate.
+    `label-studio version` migrates and exits without making a user. None if it cannot be made
+    (a read-only install): the server then migrates its own database, only slower.
+    """
+    folder = exe.resolve().parent.parent / "officescore-tests"
+    database = folder / DB_NAME
+    if database.is_file():
+        return database
+    try:
+        folder.mkdir(exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix="migrating-", dir=folder))
+    except OSError:
+        return None
+    try:
+        subprocess.run(
+            [str(exe), "version", "--data-dir", str(scratch)],
+            env={**env, "LABEL_STUDIO_BASE_DATA_DIR": str(scratch)},
+            cwd=scratch,
+            capture_output=True,
+            timeout=START_TIMEOUT,
+            check=True,
+        )
+        os.replace(scratch / DB_NAME, database)  # atomic: a parallel session sees all of it or none
+    except (OSError, subprocess.SubprocessError):
+        return None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return database
 
 
 def _free_port() -> int:
@@ -138,6 +177,11 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudi
     base = tmp_path_factory.mktemp("labelstudio")
     data_dir, local_root = base / "data", base / "files"
     local_root.mkdir()
+    data_dir.mkdir()
+    env = server_env(data_dir, local_root)
+    database = migrated_database(exe, env)
+    if database is not None:
+        shutil.copy(database, data_dir / DB_NAME)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = base / "server.log"
@@ -162,7 +206,7 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudi
         process = subprocess.Popen(
             command,
             cwd=base,
-            env=server_env(data_dir, local_root),
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
