@@ -279,4 +279,5 @@ class LabelStudio:
     def task(self, task_id: int) -> dict[str, Any]:
         """One task as a labeller's browser gets it (this is what triggers the ML backend)."""
         task = self.call("read the task", lambda: self.sdk.tasks.get(id=str(task_id)))
-        return task.dict() if hasattr(task, "dict") else dict(task)
+        # warnings=False: the SDK's model types some fields narrower than the server fills them
+        return task.model_dump(warnings=False) if hasattr(task, "model_dump") else dict(task)
