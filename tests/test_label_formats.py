@@ -136,6 +136,17 @@ def test_task_with_prediction_and_annotation_reads_back(kind: str) -> None:
     assert all(r["from_name"] == "label" and r["to_name"] == "image" for r in results)
     assert all((r["original_width"], r["original_height"]) == (128, 128) for r in results)
     assert len({r["id"] for r in results + task["annotations"][0]["result"]}) == 2 * len(dets)
+    # Label Studio's own validator (label-studio-sdk's LabelInterface) accepts them for this config.
+    from label_studio_sdk.label_interface import LabelInterface
+
+    interface = LabelInterface(schema.config_xml())
+    assert interface.validate_prediction(pred, return_errors=True) == []
+    assert interface.validate_annotation(task["annotations"][0]) is True
+    broken = {
+        **pred,
+        "result": [{**pred["result"][0], "value": {**pred["result"][0]["value"], f"{kind}labels": ["sofa"]}}],
+    }
+    assert interface.validate_prediction(broken, return_errors=True)  # the validator does look
     # Deterministic: the same inputs give the same task, ids included.
     again = formats.make_task(
         "/data/local-files/?d=a.jpg", 128, 128, schema, detections=dets, model_version="best-12345678"

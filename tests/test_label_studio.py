@@ -222,6 +222,22 @@ def test_prelabel_files_are_accepted_by_label_studios_import(
     reviewed = client.export_tasks(pushed["project_id"])
     assert all(t["data"]["image"].startswith("/data/upload/") and "path" not in t["data"] for t in reviewed)
 
+    # `label push --local-root`: no upload, Label Studio serves the photos from its document root.
+    local = ["label", "push", str(shared), "--url", labelstudio.url, "--project", "local files"]
+    code, out, err = run(
+        [*local, "--local-root", str(labelstudio.local_root), "--classes", "desk,chair", "--json"], capsys
+    )
+    assert code == 0, err
+    stored = sorted(client.export_tasks(json.loads(out)["project_id"]), key=lambda t: t["id"])
+    assert [t["data"]["image"] for t in stored] == [
+        f"/data/local-files/?d=batch1/scene_{i}.jpg" for i in range(3)
+    ]
+    assert client.download(stored[2]["data"]["image"]) == (shared / "scene_2.jpg").read_bytes()
+    code, _, err = run(
+        [*local[:-1], "local files 2", "--local-root", str(shared), "--classes", "desk"], capsys
+    )
+    assert code == 2 and "serves no photos from its document root itself" in err
+
 
 def test_label_studio_asks_the_ml_backend_and_gets_the_newer_checkpoint(
     labelstudio: LabelStudioServer, key: str, files: dict[str, Path], tmp_path: Path
@@ -320,6 +336,8 @@ def test_errors_a_user_can_cause(
         ["label", "pull", "--url", "localhost:8080", "--project", "abc", "--out", "x"]
     )
     assert "nothing to push" in error(["label", "push", "--url", url, "--project", "abc"])
+    missing = str(files["base"] / "missing.pt")
+    assert "missing.pt: no such checkpoint" in error(["label", "backend", "--model", missing, "--url", url])
     # A project labelling other classes than the model predicts: refused before anything is imported.
     other = solid_checkpoint(files["base"] / "other.pt", {"lamp": 8.0}, ("desk", "lamp"))
     client = client_for(labelstudio)
@@ -344,10 +362,12 @@ def test_errors_a_user_can_cause(
     assert client.export_tasks(project.id) == []
 
     # Label Studio's own validation errors come back as one sentence.
-    with pytest.raises(LabelStudioError, match="refused to import the tasks: .*"):
-        client.import_tasks(
-            project.id, [{"data": {"image": "/x.jpg"}, "predictions": [{"result": "not a list"}]}]
+    with pytest.raises(LabelStudioError, match=r"refused to create the project: label_config: .+") as refused:
+        client.call(
+            "create the project",
+            lambda: client.sdk.projects.create(title="bad config", label_config="<View>"),
         )
+    assert "\n" not in str(refused.value)
 
     # The tests' own setup error: one line naming the make target.
     monkeypatch.setenv("OFFICESCORE_LABEL_STUDIO", str(files["base"] / "no-label-studio"))

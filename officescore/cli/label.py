@@ -31,7 +31,7 @@ PUSH_EXAMPLES = """
 
   officescore label push photos/ --project offices --classes desk,chair,monitor
 
-  officescore label push photos/ --project offices --model best.pt --local-root /srv/photos
+  officescore label push /srv/ls-files/photos --project offices --model best.pt --local-root /srv/ls-files
 
   officescore label push --review tasks.json --project offices-review
 """
@@ -157,7 +157,11 @@ def pull(
     project: str = typer.Option(..., "--project", "-p", help=PROJECT_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for annotations.json and images/ (replaced)."),
     ingest: Path = typer.Option(None, "--ingest", help="Then ingest the export into this data-set folder."),
-    local_root: Path = typer.Option(None, "--local-root", help="Read local-files photos from this folder."),
+    local_root: Path = typer.Option(
+        None,
+        "--local-root",
+        help="Label Studio's LOCAL_FILES_DOCUMENT_ROOT: read local-files photos from it.",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Export a project's annotations as COCO + photos that `officescore ingest` reads unchanged."""
@@ -199,7 +203,11 @@ def backend(
         "http://localhost:8080", "--url", help="Label Studio, to read uploaded photos from."
     ),
     connect: str = typer.Option(None, "--connect", help="Also connect the backend to this project."),
-    local_root: Path = typer.Option(None, "--local-root", help="Read local-files photos from this folder."),
+    local_root: Path = typer.Option(
+        None,
+        "--local-root",
+        help="Label Studio's LOCAL_FILES_DOCUMENT_ROOT: read local-files photos from it.",
+    ),
     conf: float = typer.Option(0.3, "--conf", help="Keep detections with at least this score (0-1)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     img_size: int = typer.Option(None, "--img-size", help="Longest image side fed to the model."),

@@ -211,10 +211,9 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                     self._send(200, {"status": "ok"})
                 else:
                     self._send(404, {"error": f"no such endpoint: POST {path}"})
-            except (UserError, ValueError) as exc:  # bad request or unusable model: say so, keep serving
-                self._send(
-                    HTTPStatus.BAD_REQUEST if isinstance(exc, ValueError) else 500, {"error": str(exc)}
-                )
+            except (UserError, ValueError) as exc:  # a bad request or an unusable model: say so, keep serving
+                bad_request = isinstance(exc, (ValueError, DataError))
+                self._send(HTTPStatus.BAD_REQUEST if bad_request else 500, {"error": str(exc)})
 
     return Handler
 

@@ -10,6 +10,7 @@ never made is left unused, never a task twice).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +116,7 @@ def push_images(
     if loaded is not None and todo:
         results = detect(loaded, [img.path for _, img in todo], conf, batch_size, reporter)
     if local_root is not None and todo:
-        client.add_local_storage(project.id, Path(local_root))
+        client.add_local_storage(project.id, storage_folder([img.path for _, img in todo], Path(local_root)))
     failed, tasks = [], []
     with reporter.stage("uploading" if local_root is None else "preparing tasks", total=len(todo)) as stage:
         for (n, img), result in zip(todo, results, strict=True):
@@ -136,6 +137,18 @@ def push_images(
         loaded.version if loaded else None,
         failed,
     )
+
+
+def storage_folder(photos: Sequence[Path], local_root: Path) -> Path:
+    """The folder a local-files storage is made for: the photos' common folder, below `local_root`
+    (Label Studio's LOCAL_FILES_DOCUMENT_ROOT, which it refuses as a storage itself)."""
+    folder = Path(os.path.commonpath([str(p.resolve().parent) for p in photos]))
+    if folder == Path(local_root).resolve():
+        raise ConfigError(
+            f"--local-root {local_root}: Label Studio serves no photos from its document root itself; "
+            "put them in a subfolder (e.g. photos/) of it"
+        )
+    return folder
 
 
 def _upload(client: LabelStudio, project_id: int, img: ImageSource) -> str:
@@ -209,9 +222,7 @@ def push_tasks_file(
             f"{schema.mask} regions; write the file with --mask {project.schema.mask} or use a new --project"
         )
     present = set() if created else existing_sha256s(client, project.id)
-    if local_root is not None:
-        client.add_local_storage(project.id, Path(local_root))
-    todo, skipped = [], 0
+    todo, skipped, served = [], 0, []
     with reporter.stage("preparing tasks", total=len(tasks)) as stage:
         for task in tasks:
             stage.advance(1)
@@ -229,15 +240,19 @@ def push_tasks_file(
                         f"{tasks_file}: task image {ref or data.get('path')!r} not found beside the file"
                     )
                 if local_root is not None:
-                    rel = relative_name(local, Path(local_root), "--local-root")
-                    ref = LOCAL_FILES_PREFIX + rel
+                    ref = LOCAL_FILES_PREFIX + relative_name(local, Path(local_root), "--local-root")
+                    served.append(local)
                 else:
                     ref = _upload(client, project.id, ImageSource(local, data.get("sha256", "")))
             data[schema.value] = ref
+            if local is not None:
+                data.setdefault("name", local.name)
             data.pop("path", None)  # relative to the tasks file: meaningless inside Label Studio
             if project.schema != schema:
                 task = _renamed(task, project.schema)
             todo.append({**task, "data": data})
+    if served:
+        client.add_local_storage(project.id, storage_folder(served, Path(local_root)))
     predictions = _import(client, project.id, todo, reporter)
     return PushResult(project.id, project.title, created, len(todo), skipped, predictions, None, [])
 
