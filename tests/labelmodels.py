@@ -63,3 +63,17 @@ def solid_checkpoint(
         path, model=model.state_dict(), arch=ARCH, classes=list(classes), model_kwargs=dict(KWARGS), epoch=0
     )
     return path
+
+
+def write_photos(folder: Path, n: int = 3, width: int = 128, height: int = 96) -> list[Path]:
+    """`n` synthetic office scenes cropped to width x height: not square, so that a swapped width
+    and height anywhere (percent coordinates, image sizes, RLE shapes) shows."""
+    from officescore.sample import render_scene
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"scene_{i}.jpg"
+        render_scene(i, size=max(width, height)).image.crop((0, 0, width, height)).save(path, quality=92)
+        paths.append(path)
+    return paths

@@ -101,9 +101,17 @@ def test_brush_masks_round_trip_exactly_through_label_studios_rle() -> None:
         regions.brush_to_mask(regions.mask_to_brush(scene.instances[0].mask), 10, 10)
 
 
-def _detections(size: int = 128) -> tuple[list[Detection], list]:
-    scene = render_scene(1, size=size)
-    insts = [i for i in scene.instances if i.polygons is not None and _one_part(i.mask)]
+W, H = 96, 128  # not square: a width/height mix-up anywhere shows
+
+
+def _detections() -> tuple[list[Detection], list]:
+    """One-piece objects of several scenes that lie in the left 96 columns, as if on one 96x128 photo."""
+    insts = []
+    for seed in range(8):
+        for inst in render_scene(seed, size=H).instances:
+            if inst.polygons is not None and _one_part(inst.mask) and not inst.mask[:, W:].any():
+                inst.mask = np.ascontiguousarray(inst.mask[:, :W])
+                insts.append(inst)
     dets = [
         Detection(i.category, 0.5 + 0.05 * n, [0, 0, 1, 1], masklib.encode(i.mask), 0.1)
         for n, i in enumerate(insts)
@@ -118,8 +126,8 @@ def test_task_with_prediction_and_annotation_reads_back(kind: str) -> None:
     labels = [{"category": i.category, "segmentation": i.polygons} for i in insts]  # COCO polygons
     task = formats.make_task(
         "/data/local-files/?d=a.jpg",
-        128,
-        128,
+        W,
+        H,
         schema,
         detections=dets,
         model_version="best-12345678",
@@ -134,7 +142,8 @@ def test_task_with_prediction_and_annotation_reads_back(kind: str) -> None:
     assert len(results) == len(dets)
     assert {r["type"] for r in results} == {f"{kind}labels"}
     assert all(r["from_name"] == "label" and r["to_name"] == "image" for r in results)
-    assert all((r["original_width"], r["original_height"]) == (128, 128) for r in results)
+    assert len(results) >= 8
+    assert all((r["original_width"], r["original_height"]) == (W, H) for r in results)
     assert len({r["id"] for r in results + task["annotations"][0]["result"]}) == 2 * len(dets)
     # Label Studio's own validator (label-studio-sdk's LabelInterface) accepts them for this config.
     from label_studio_sdk.label_interface import LabelInterface
@@ -149,7 +158,7 @@ def test_task_with_prediction_and_annotation_reads_back(kind: str) -> None:
     assert interface.validate_prediction(broken, return_errors=True)  # the validator does look
     # Deterministic: the same inputs give the same task, ids included.
     again = formats.make_task(
-        "/data/local-files/?d=a.jpg", 128, 128, schema, detections=dets, model_version="best-12345678"
+        "/data/local-files/?d=a.jpg", W, H, schema, detections=dets, model_version="best-12345678"
     )
     assert json.dumps(again["predictions"]) == json.dumps(task["predictions"])
 

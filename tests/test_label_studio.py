@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from labelmodels import solid_checkpoint
+from labelmodels import solid_checkpoint, write_photos
 from labelstudio_server import LabelStudioServer
-from scoremodels import write_scenes
 
 from officescore import masks as masklib
 from officescore.cli import main
@@ -59,7 +58,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             base / "runs" / "train" / "desk" / "weights" / "best.pt", {"desk": 8.0}, CLASSES
         ),
         "chair": solid_checkpoint(base / "chair.pt", {"chair": 8.0}, CLASSES, seed=1),
-        "photos": write_scenes(base / "photos", n=3, size=128)[0].parent,
+        "photos": write_photos(base / "photos", n=3)[0].parent,
         "base": base,
     }
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from labelmodels import solid_checkpoint
-from scoremodels import write_scenes
+from labelmodels import solid_checkpoint, write_photos
 
 from officescore import masks as masklib
 from officescore.cli import main
@@ -43,7 +42,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     model = solid_checkpoint(
         base / "runs" / "train" / "first" / "weights" / "best.pt", {"desk": 8.0}, CLASSES
     )
-    write_scenes(base / "photos", n=3, size=128)
+    write_photos(base / "photos", n=3)
     return {"base": base, "model": model, "photos": base / "photos"}
 
 
@@ -145,7 +144,7 @@ def test_scrape_folder_brings_licence_and_source(
     from officescore.scrape.providers import SearchResult
 
     raw = tmp_path / "raw"
-    photos = write_scenes(raw / "images", n=2, size=128)
+    photos = write_photos(raw / "images", n=2)
     found = [
         SearchResult(
             url=f"https://img.example/{n}.jpg",
