@@ -82,6 +82,7 @@ def test_coco_output_is_read_by_pycocotools_and_ingest(
     for photo, result in zip(photos, expected, strict=True):
         image = by_name[photo.name]
         assert image["sha256"] == sha256_file(photo)
+        assert (image["width"], image["height"]) == (result.width, result.height) == (128, 96)
         anns = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
         assert [a["score"] for a in anns] == [round(d.score, 4) for d in result.detections]
         for ann, det in zip(anns, result.detections, strict=True):
@@ -111,6 +112,7 @@ def test_labelstudio_output_tasks_and_config(
     photos = sorted(setup["photos"].glob("*.jpg"))
     assert [t["data"]["image"] for t in tasks] == [f"/data/local-files/?d={p.name}" for p in photos]
     for task, photo, result in zip(tasks, photos, _predictions(setup["model"], photos), strict=True):
+        assert not Path(task["data"]["path"]).is_absolute()  # relative to the tasks file
         assert (out.parent / task["data"]["path"]).resolve() == photo.resolve()
         assert task["data"]["sha256"] == sha256_file(photo)
         (pred,) = task["predictions"]
