@@ -18,6 +18,7 @@ import pytest
 from labelmodels import solid_checkpoint, write_photos
 from labelstudio_server import LabelStudioServer
 
+from officescore import DEFAULT_CLASSES
 from officescore import masks as masklib
 from officescore.cli import main
 from officescore.label.client import LabelStudio, LabelStudioError
@@ -235,10 +236,9 @@ def test_prelabel_files_are_accepted_by_label_studios_import(
 
     # `label push --local-root`: no upload, Label Studio serves the photos from its document root.
     local = ["label", "push", str(shared), "--url", labelstudio.url, "--project", "local files"]
-    code, out, err = run(
-        [*local, "--local-root", str(labelstudio.local_root), "--classes", "desk,chair", "--json"], capsys
-    )
+    code, out, err = run([*local, "--local-root", str(labelstudio.local_root), "--json"], capsys)
     assert code == 0, err
+    assert client.project("local files").schema.classes == DEFAULT_CLASSES  # no model, no --classes
     stored = sorted(client.export_tasks(json.loads(out)["project_id"]), key=lambda t: t["id"])
     assert [t["data"]["image"] for t in stored] == [
         f"/data/local-files/?d=batch1/scene_{i}.jpg" for i in range(3)

@@ -79,7 +79,9 @@ def push(
         None, "--model", "-m", help="Attach this model's predictions (checkpoint, run folder, coco)."
     ),
     classes: str = typer.Option(
-        None, "--classes", help="Comma-separated classes for a new project (default: the model's)."
+        None,
+        "--classes",
+        help="Comma-separated classes for a new project (default: the model's, else the office classes).",
     ),
     conf: float = typer.Option(0.3, "--conf", help="Keep detections with at least this score (0-1)."),
     mask: str = typer.Option("polygon", "--mask", help="Region kind of a new project: polygon or brush."),

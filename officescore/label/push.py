@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from officescore import DEFAULT_CLASSES
 from officescore.errors import ConfigError
 from officescore.label.client import LabelStudio, LabelStudioError, Project
 from officescore.label.formats import POLYGON, LabelSchema, make_task, read_tasks
@@ -94,12 +95,13 @@ def push_images(
     simplify: float = DEFAULT_SIMPLIFY,
     reporter: Reporter = SILENT,
 ) -> PushResult:
-    """Add the photos not yet in project `title`, each with the model's prediction when `loaded`."""
+    """Add the photos not yet in project `title`, each with the model's prediction when `loaded`.
+
+    A new project labels `classes`, else the model's classes, else the ten office classes.
+    """
     images = collect_images(inputs)
     names = [relative_name(i.path, Path(local_root), "--local-root") for i in images] if local_root else None
-    class_list = list(classes) if classes else (loaded.classes if loaded else [])
-    if not class_list:
-        raise ConfigError("no classes: pass --classes desk,chair,... or --model")
+    class_list = list(classes) if classes else (loaded.classes if loaded else list(DEFAULT_CLASSES))
     if loaded is not None and classes:
         unknown = [c for c in loaded.classes if c not in class_list]
         if unknown:
