@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed
 # venv. Keep LABEL_STUDIO in step with the `labelstudio-server` extra in pyproject.toml.
 LABEL_STUDIO := label-studio==1.23.2
 LS_VENV := .venv-labelstudio
-LS_STAMP := $(LS_VENV)/.installed
+LS_STAMP := $(LS_VENV)/.installed-$(subst ==,-,$(LABEL_STUDIO))
+LS_DB := $(LS_VENV)/officescore-tests
 
 $(STAMP): pyproject.toml requirements-torch.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +22,15 @@ $(STAMP): pyproject.toml requirements-torch.txt
 
 install: $(STAMP)
 
-$(LS_STAMP): Makefile
+$(LS_STAMP):
 	$(PYTHON) -m venv $(LS_VENV)
 	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(LS_VENV)/bin/python -m pip install --quiet '$(LABEL_STUDIO)'
+	# A fully migrated database for the tests to copy (tests/labelstudio_server.py); offline.
+	rm -rf $(LS_DB) && mkdir -p $(LS_DB)/migrating
+	LABEL_STUDIO_BASE_DATA_DIR=$(CURDIR)/$(LS_DB)/migrating LATEST_VERSION_CHECK=false COLLECT_ANALYTICS=false \
+	  SENTRY_DSN= FRONTEND_SENTRY_DSN= $(LS_VENV)/bin/label-studio version > /dev/null
+	mv $(LS_DB)/migrating/label_studio.sqlite3 $(LS_DB)/ && rm -rf $(LS_DB)/migrating
 	touch $(LS_STAMP)
 
 labelstudio: $(LS_STAMP)

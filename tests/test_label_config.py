@@ -49,3 +49,19 @@ def test_config_url_project_and_key_are_used(
     (tmp_path / "officescore.toml").write_text('[label]\nproject = "offices"\n')
     code, _, err = run(["label", "pull", "--out", "export"], capsys)
     assert code == 2 and "no Label Studio API key: set LABEL_STUDIO_API_KEY" in err
+
+
+def test_makefile_installs_the_label_studio_the_extra_names() -> None:
+    import re
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    repo = Path(__file__).resolve().parent.parent
+    extras = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    (spec,) = extras["labelstudio-server"]
+    makefile = re.search(r"^LABEL_STUDIO := (.+)$", (repo / "Makefile").read_text(), re.M)
+    assert makefile is not None and makefile.group(1).strip() == spec

@@ -3,7 +3,9 @@
 - `formats`   labelling config XML and the task / prediction / annotation JSON Label Studio reads
               (polygons from mask contours or Label Studio brush RLE), and the way back to masks
 - `regions`   mask <-> polygon (percent coordinates) and mask <-> brush RLE conversions
-- `predict`   run a model over photos (through `officescore.infer.Predictor`) into tasks / COCO
+- `sources`   the photos: files, folders, globs or a scrape folder (with licence and source)
+- `predict`   which model file `--model` means, its version name, its detections (`infer.Predictor`)
+- `prelabel`  detections as a COCO file or a Label Studio tasks file
 - `client`    a small wrapper over label-studio-sdk with one-sentence errors
 - `push`, `pull`  send photos and predictions to a project; bring its annotations back as COCO
 - `backend`   the ML backend (health / setup / predict / webhook) that suggests as a labeller works
