@@ -4,7 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test browser lint format bench clean
+.PHONY: install labelstudio demo test browser lint format bench clean
+
+# Label Studio (the real server the label tests talk to) pins Django and friends: it gets its own
+# venv. Keep LABEL_STUDIO in step with the `labelstudio-server` extra in pyproject.toml.
+LABEL_STUDIO := label-studio==1.23.2
+LS_VENV := .venv-labelstudio
+LS_STAMP := $(LS_VENV)/.installed-$(subst ==,-,$(LABEL_STUDIO))
+LS_DB := $(LS_VENV)/officescore-tests
 
 $(STAMP): pyproject.toml requirements-torch.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +22,23 @@ $(STAMP): pyproject.toml requirements-torch.txt
 
 install: $(STAMP)
 
+$(LS_STAMP):
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet '$(LABEL_STUDIO)'
+	# A fully migrated database for the tests to copy (tests/labelstudio_server.py); offline.
+	rm -rf $(LS_DB) && mkdir -p $(LS_DB)/migrating
+	LABEL_STUDIO_BASE_DATA_DIR=$(CURDIR)/$(LS_DB)/migrating LATEST_VERSION_CHECK=false COLLECT_ANALYTICS=false \
+	  SENTRY_DSN= FRONTEND_SENTRY_DSN= $(LS_VENV)/bin/label-studio version > /dev/null
+	mv $(LS_DB)/migrating/label_studio.sqlite3 $(LS_DB)/ && rm -rf $(LS_DB)/migrating
+	touch $(LS_STAMP)
+
+labelstudio: $(LS_STAMP)
+
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
-test: $(STAMP) browser
+test: $(STAMP) $(LS_STAMP) browser
 	$(BIN)/python -m pytest
 
 # The web-page tests drive a real Chromium: install one when none is found (scripts/browser.sh).
@@ -37,4 +57,4 @@ bench: $(STAMP)
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LS_VENV) demo .pytest_cache .ruff_cache

@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "score",
     "export",
     "serve",
+    "prelabel",
+    "label",
 )
 
 
