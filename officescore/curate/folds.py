@@ -53,7 +53,7 @@ def assign_folds(split: SplitLabels, k: int, seed: int = 0) -> list[list[int]]:
     return [sorted(f) for f in folds]
 
 
-def _fold_dataset(split: SplitLabels, train_ids: set[int], root: Path) -> list[int]:
+def subset_dataset(split: SplitLabels, train_ids: set[int], root: Path) -> list[int]:
     """A data-set folder with train.json = `train_ids` (val.json: two of them, for train's checks).
 
     Returns the image ids its train.json actually holds (what the fold's model will see)."""
@@ -104,7 +104,7 @@ def cross_predict(
     with tempfile.TemporaryDirectory(prefix="audit-folds-", dir=work_dir) as tmp:
         for index, held in enumerate(fold_ids):
             data = Path(tmp) / f"fold{index}"
-            trained_on = _fold_dataset(split, all_ids - set(held), data)
+            trained_on = subset_dataset(split, all_ids - set(held), data)
             # The promise of --folds, checked rather than trusted:
             if set(trained_on) & set(held):
                 raise AssertionError(f"fold {index}: a held-out photo is in its own training set")

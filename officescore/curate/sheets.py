@@ -45,9 +45,8 @@ def _panel(photo: Image.Image, regions: list[tuple[str, dict[str, Any], bool]]) 
         x, y, w, h = masklib.bbox(rle)
         pen.rectangle([x, y, x + w, y + h], outline=(*(SUSPECT if suspect else _colour(name)), 255),
                       width=width * (2 if suspect else 1))  # fmt: skip
-    out = out.convert("RGB")
-    out.thumbnail((PANEL, PANEL))
-    return out
+    scale = PANEL / max(out.size)  # small photos grow too: every tile the same size
+    return out.convert("RGB").resize((max(1, round(out.width * scale)), max(1, round(out.height * scale))))
 
 
 def _box_rle(bbox: list[float], height: int, width: int) -> dict[str, Any]:
