@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from officescore.curate.labels import SplitLabels, load_split
-from officescore.curate.match import match_image, predictions_by_image
+from officescore.curate.match import match_image, predictions_by_image, tolerance
 from officescore.curate.scoring import Calibration, Issue, calibrate, image_issues, image_quality
 from officescore.errors import ConfigError
 from officescore.files import atomic_write_bytes, atomic_write_json
@@ -34,7 +34,10 @@ class AuditResult:
 def audit_predictions(split: SplitLabels, results: list[dict[str, Any]]) -> AuditResult:
     """Rank label issues of `split` given COCO `results` (the data set's image and category ids)."""
     by_image = predictions_by_image(results, split.classes)
-    matches = [match_image(image.labels, by_image.get(image.id, [])) for image in split.images]
+    matches = [
+        match_image(image.labels, by_image.get(image.id, []), tolerance(image.height, image.width))
+        for image in split.images
+    ]
     cal = calibrate(matches, split.classes)
     issues: list[Issue] = []
     images = []

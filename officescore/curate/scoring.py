@@ -2,11 +2,14 @@
 (overlooked, swapped, badly located), extended to masks and duplicates.
 
 Each kind scores in [0, 1], higher = more likely an error:
-- missing: a prediction no label of any class covers: score x (1 - best overlap) x the class's precision
+- missing: a prediction no label of any class covers: score x (1 - cover^2) x the class's precision
+  (cover: the best of mask IoU, tolerant F and share of the prediction inside a label)
 - wrong_class: a label a prediction of another class overlaps (IoU >= 0.5), when no prediction of the
   label's class does: other score x (1 - same-class score)
-- bad_mask: a same-class prediction found the object (box IoU >= 0.25) but the masks disagree more
-  than this model usually does for that class: score x (1 - mask IoU / the class's median mask IoU)
+- bad_mask: a same-class prediction found the object (overlap >= 0.2) but the masks disagree more
+  than this model usually does for that class: score x (1 - agreement / the class's median) / 0.5,
+  agreement = the boundary-tolerant mask F-score of match.tolerant_f (plain IoU would flag every
+  small object for the one-pixel slop of any model's masks)
 - spurious: a label no prediction of any class supports: (1 - support) x the class's recall
 - duplicate: two labels of one object (mask IoU >= 0.6): that IoU, on the later label
 
@@ -27,9 +30,12 @@ from officescore.curate.match import ImageMatch
 
 KINDS = ("missing", "wrong_class", "bad_mask", "spurious", "duplicate")
 CONFIDENT = 0.5  # a prediction at or above this counts for the per-class calibration figures
-FOUND_BOX_IOU = 0.25  # bad_mask: the same-class prediction is roughly where the label is
+FOUND_OVERLAP = 0.2  # bad_mask: the same-class prediction is roughly where the label is
+PRIOR_RATE, PRIOR_WEIGHT = 0.9, 5.0  # calibration rates before evidence: most labels and predictions agree
+BAD_MASK_SPAN = 0.5  # agreement at half the class's usual (or less) = the prediction's full score
 DUPLICATE_IOU = 0.6
 SUPPORT_IOU = 0.5
+SPURIOUS_IOU = 0.3  # any prediction overlapping this much supports a label (small objects: loose masks)
 MISSING_NMS_IOU = 0.5  # several guesses (one per class) at one unlabelled object: one issue
 
 
@@ -50,7 +56,7 @@ class Issue:
 @dataclass
 class Calibration:
     """Per class: how often the model finds a label (recall), how often its confident predictions
-    are labelled (precision), and its typical mask IoU with labels it found."""
+    are labelled (precision), and its median mask agreement (tolerant F) with labels it found."""
 
     recall: dict[str, float]
     precision: dict[str, float]
@@ -81,22 +87,24 @@ def calibrate(matches: Iterable[ImageMatch], classes: list[str]) -> Calibration:
         s, same, overlap = _scores(m), _same(m), m.overlap
         confident = s >= CONFIDENT
         for j, lab in enumerate(m.labels):
-            hit = confident & same[:, j] & (m.box_iou[:, j] >= SUPPORT_IOU) if len(s) else np.zeros(0, bool)
+            hit = confident & same[:, j] & (overlap[:, j] >= SUPPORT_IOU) if len(s) else np.zeros(0, bool)
             found[lab.class_name].append(bool(hit.any()))
             if hit.any():
-                ious[lab.class_name].append(float(m.mask_iou[hit, j].max()))
+                ious[lab.class_name].append(float(m.agree[hit, j].max()))
         for i, p in enumerate(m.predictions):
             if confident[i]:
                 cover = float(np.maximum(overlap[i], m.covered[i]).max()) if m.labels else 0.0
                 labelled[p.class_name].append(cover >= SUPPORT_IOU)
 
-    def rate(values: list[bool], default: float) -> float:
-        return float(np.mean(values)) if values else default
+    def rate(values: list[bool]) -> float:
+        # Shrunk towards PRIOR_RATE by PRIOR_WEIGHT pseudo-observations: a class seen a few times
+        # (or whose few labels include the errors) does not swing its scores.
+        return (sum(values) + PRIOR_WEIGHT * PRIOR_RATE) / (len(values) + PRIOR_WEIGHT)
 
     return Calibration(
-        recall={c: max(0.05, rate(found[c], 0.5)) for c in classes},
-        precision={c: max(0.05, rate(labelled[c], 0.5)) for c in classes},
-        mask_iou={c: float(np.median(ious[c])) if ious[c] else 0.7 for c in classes},
+        recall={c: max(0.05, rate(found[c])) for c in classes},
+        precision={c: max(0.05, rate(labelled[c])) for c in classes},
+        mask_iou={c: float(np.median(ious[c])) if ious[c] else 0.9 for c in classes},
     )
 
 
@@ -141,13 +149,15 @@ def image_issues(match: ImageMatch, image_id: int, cal: Calibration) -> list[Iss
                 i = int(np.argmax(np.where(other, s, -1.0)))
                 kinds["wrong_class"] = float(s[i] * (1.0 - same_score))
                 best_pred["wrong_class"], suggested = i, preds[i].class_name
-            located = same[:, j] & own & (match.box_iou[:, j] >= FOUND_BOX_IOU)
+            located = same[:, j] & own & (overlap[:, j] >= FOUND_OVERLAP)
             if located.any():
-                i = int(np.argmax(np.where(located, s * match.box_iou[:, j], -1.0)))
-                ratio = match.mask_iou[i, j] / max(cal.mask_iou[lab.class_name], 1e-6)
-                kinds["bad_mask"] = float(s[i] * np.clip(1.0 - ratio, 0.0, 1.0))
+                i = int(np.argmax(np.where(located, s * overlap[:, j], -1.0)))
+                ratio = match.agree[i, j] / max(cal.mask_iou[lab.class_name], 1e-6)
+                kinds["bad_mask"] = float(s[i] * np.clip((1.0 - ratio) / BAD_MASK_SPAN, 0.0, 1.0))
                 best_pred["bad_mask"] = i
-            support = float(np.max(s * np.clip(overlap[:, j] / SUPPORT_IOU, 0.0, 1.0)))
+            # Boxes count only where the masks touch: a desk's box spans much it does not cover.
+            touching = np.where(match.mask_iou[:, j] > 0, overlap[:, j], match.agree[:, j])
+            support = float(np.max(s * np.clip(touching / SPURIOUS_IOU, 0.0, 1.0)))
         else:
             support = 0.0
         kinds["spurious"] = (1.0 - support) * cal.recall[lab.class_name]
@@ -181,8 +191,14 @@ def image_issues(match: ImageMatch, image_id: int, cal: Calibration) -> list[Iss
     for i, p in enumerate(preds):
         if i in explained:
             continue
-        cover = float(np.maximum(overlap[i], match.covered[i]).max()) if labels else 0.0
-        score = p.score * (1.0 - cover) * cal.precision[p.class_name]
+        # Masks only (boxes of nested or adjacent objects overlap a lot); squared: partly touching a
+        # neighbour is common for a new object, matching a label well is not.
+        cover = (
+            float(np.maximum(np.maximum(match.mask_iou[i], match.agree[i]), match.covered[i]).max())
+            if labels
+            else 0.0
+        )
+        score = p.score * (1.0 - cover**2) * cal.precision[p.class_name]
         if score > 0.0:
             candidates.append((score, i))
     for score, i in _nms(candidates, match):
