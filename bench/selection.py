@@ -1,4 +1,3 @@
-# ruff: noqa: E402  (imports follow the sys.path fix below)
 """Active-learning curve: mask mAP after training on N photos chosen by `select` vs N chosen at random.
 
 Pool: `--unique` synthetic scenes plus `--copies` near-copies (brightness/contrast-jittered re-encodes,
@@ -6,26 +5,22 @@ same labels) of a few of them, as a scraped pool has several shots of one desk. 
 the same `--start` random photos and the same model trained on them; each round adds `--step` photos
 (select: uncertainty + k-center + phash, ranked by the previous round's model, labelled photos
 excluded; random: `--draws` independent seeded draws) and retrains from scratch with the same
-settings and seed. mAP is mask AP@[.5:.95] (pycocotools) on `--test` separate scenes. Writes
-bench_select.json and bench_select.png into --out.
+settings and seed. (Not bench/select.py: Python puts a script's folder first on the import path, so
+a bench/select.py would shadow the standard library's `select` for every script in bench/.)
+mAP is mask AP@[.5:.95] (pycocotools) on `--test` separate scenes. Writes bench_select.json and
+bench_select.png into --out.
 
-    python bench/select.py --out /tmp/bench_select
+    python bench/selection.py --out /tmp/bench_select
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This file's name shadows the standard library's `select` (which subprocess and selectors import):
-# take its folder off the import path before anything else is imported.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import io
 import json
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance
