@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from scoremodels import write_checkpoint
 
 from officescore import masks as masklib
 from officescore.cli import main
@@ -20,7 +21,6 @@ from officescore.curate.inject import Injected, inject_errors
 from officescore.curate.labels import load_split
 from officescore.ingest import ingest_export
 from officescore.sample import write_sample
-from scoremodels import write_checkpoint
 
 KINDS = ("missing", "wrong_class", "bad_mask", "spurious", "duplicate")
 # Measured with `_model_like` predictions (2026-12-01): on the clean labels the highest issue score
@@ -71,8 +71,9 @@ def _model_like(coco: dict[str, Any], seed: int) -> list[dict[str, Any]]:
         x, y = rng.randrange(0, info["width"] - 12), rng.randrange(0, info["height"] - 12)
         mask[y : y + 10, x : x + 10] = 1
         rle = masklib.encode(mask)
-        out.append({"image_id": info["id"], "category_id": rng.randrange(1, n_classes + 1),
-                    "bbox": masklib.bbox(rle), "segmentation": rle, "score": rng.uniform(0.05, 0.3)})  # fmt: skip
+        category = rng.randrange(1, n_classes + 1)
+        out.append({"image_id": info["id"], "category_id": category, "bbox": masklib.bbox(rle),
+                    "segmentation": rle, "score": rng.uniform(0.05, 0.3)})  # fmt: skip
     return out
 
 
@@ -121,7 +122,9 @@ def test_each_injected_kind_is_rank_one_when_it_is_the_only_error(clean: Path, k
 
 def test_clean_labels_raise_no_issue_above_the_measured_threshold(clean: Path) -> None:
     original = json.loads((clean / "train.json").read_text())
-    worst = max(_audit_with(clean, original, _model_like(original, seed)).issues[0].score for seed in range(6))
+    worst = max(
+        _audit_with(clean, original, _model_like(original, seed)).issues[0].score for seed in range(6)
+    )
     print(f"clean data set: highest issue score {worst:.3f} (threshold {CLEAN_MAX})")
     assert worst < CLEAN_MAX
 
@@ -137,3 +140,151 @@ def test_several_injected_errors_fill_the_top_of_the_ranking(clean: Path) -> Non
         assert len(found) >= len(truths) - 1, (truths, top)  # measured: 7 or 8 of 8 (seeds 7-9)
     finally:
         (clean / "train.json").write_text(json.dumps(original))
+
+
+# --------------------------------------------------------------------------- --folds: really trained
+
+FAST_MODEL = {
+    "rpn_pre_nms_top_n_train": 200,
+    "rpn_post_nms_top_n_train": 50,
+    "rpn_pre_nms_top_n_test": 200,
+    "rpn_post_nms_top_n_test": 50,
+    "rpn_batch_size_per_image": 64,
+    "box_batch_size_per_image": 32,
+    "box_detections_per_img": 30,
+}
+
+
+def test_folds_train_for_real_and_never_predict_a_photo_their_model_saw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import officescore.train
+    from officescore.infer import Predictor
+
+    data = _dataset(tmp_path, images=8, size=64, seed=11)
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({
+        "arch": "maskrcnn_resnet18_fpn", "weights": "none", "epochs": 3, "batch_size": 2, "lr": 0.01,
+        "img_size": 64, "workers": 0, "model_kwargs": FAST_MODEL, "seed": 3,
+    }))  # fmt: skip
+    # Independent of what cross_predict reports: what each training read, what each model predicted.
+    trained_on: dict[str, set[str]] = {}
+    predicted: list[tuple[str, set[str]]] = []
+    real_train, real_predict = officescore.train.train, Predictor.predict
+
+    def spy_train(config: Any, reporter: Any = None) -> Any:
+        coco = json.loads((Path(config.data) / "train.json").read_text())
+        result = real_train(config) if reporter is None else real_train(config, reporter)
+        trained_on[str(result.last_checkpoint)] = {Path(i["file_name"]).name for i in coco["images"]}
+        return result
+
+    def spy_predict(self: Predictor, inputs: Any, *a: Any, **k: Any) -> Any:
+        predicted.append((self.source, {Path(p).name for p in inputs}))
+        return real_predict(self, inputs, *a, **k)
+
+    monkeypatch.setattr(officescore.train, "train", spy_train)
+    monkeypatch.setattr(Predictor, "predict", spy_predict)
+    run = run_audit(data, folds=2, split="all", train_args=args, device="cpu", out=tmp_path / "audit")
+
+    everyone = {Path(i.file_name).name for i in load_split(data, "all").images}
+    assert len(predicted) == 2 and len(trained_on) == 2
+    for source, photos in predicted:
+        assert photos and not photos & trained_on[source], (source, photos)  # never a photo it trained on
+        assert trained_on[source] == everyone - photos  # and trained on all the others
+    assert set().union(*(p for _, p in predicted)) == everyone
+    ids = {i.id for i in load_split(data, "all").images}
+    held = [set(f["held_out"]) for f in run.folds]
+    assert held[0].isdisjoint(held[1]) and held[0] | held[1] == ids
+    for fold in run.folds:
+        assert set(fold["predicted"]) <= set(fold["held_out"]) and not set(fold["trained_on"]) & set(
+            fold["held_out"]
+        )
+        assert len(fold["losses"]) == 3 and fold["losses"][-1] < fold["losses"][0], fold[
+            "losses"
+        ]  # it learned
+    saved = json.loads((run.out_dir / "predictions.json").read_text())
+    assert saved and {p["image_id"] for p in saved} <= ids
+    assert run.model == "folds:2" and json.loads((run.out_dir / "issues.json").read_text())["folds"]
+
+
+# --------------------------------------------------------------------------- CLI: --json contract, errors
+
+
+def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err.strip()
+
+
+def test_cli_json_has_the_documented_shape(
+    clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = write_checkpoint(tmp_path / "m.pt", favour={"desk": 3.0, "chair": 2.5})
+    code, out, _ = _cli(["audit", str(clean), "--model", str(model), "--device", "cpu",
+                         "--out", str(tmp_path / "run"), "--json"], capsys)  # fmt: skip
+    assert code == 0
+    doc = json.loads(out)
+    assert set(doc) == {"dataset", "model", "split", "issues", "images"} and doc["split"] == "train"
+    coco = json.loads((clean / "train.json").read_text())
+    image_ids, ann_ids = {i["id"] for i in coco["images"]}, {a["id"] for a in coco["annotations"]}
+    keys = {
+        "rank",
+        "kind",
+        "score",
+        "image_id",
+        "file_name",
+        "annotation_id",
+        "class",
+        "suggested_class",
+        "bbox",
+    }
+    assert doc["issues"]
+    for n, issue in enumerate(doc["issues"], start=1):
+        assert set(issue) == keys and issue["rank"] == n and issue["image_id"] in image_ids
+        assert (issue["annotation_id"] is None) == (issue["kind"] == "missing")
+        assert issue["annotation_id"] is None or issue["annotation_id"] in ann_ids
+        assert 0.0 <= issue["score"] <= 1.0 and len(issue["bbox"]) == 4
+    scores = [i["score"] for i in doc["issues"]]
+    assert scores == sorted(scores, reverse=True)
+    qualities = [i["quality"] for i in doc["images"]]
+    assert qualities == sorted(qualities) and {i["image_id"] for i in doc["images"]} == image_ids
+    run = tmp_path / "run"
+    assert {"issues.json", "predictions.json", "images.csv", "contact_sheet_01.png"} <= {
+        p.name for p in run.iterdir()
+    }
+    rows = (run / "images.csv").read_text().splitlines()
+    assert rows[0] == "image_id,file_name,quality" and len(rows) == len(image_ids) + 1
+
+
+def test_cli_bad_inputs_are_one_line_errors(
+    clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = write_checkpoint(tmp_path / "m.pt")
+    other = write_checkpoint(tmp_path / "other.pt", favour={"desk": 3.0}, classes=["desk", "cat"])
+    out = tmp_path / "never"
+    cases = [
+        (["audit", str(tmp_path), "--model", str(model)], "not an officescore data set"),
+        (["audit", str(clean), "--model", str(other)], "has cat which the data set does not"),
+        (["audit", str(clean), "--model", str(model), "--folds", "2"], "not both"),
+        (["audit", str(clean)], "--model M"),
+        (["audit", str(clean), "--folds", "1"], "--folds 1"),
+        (["audit", str(clean), "--model", str(model), "--split", "test"], "--split 'test'"),
+    ]
+    for args, expected in cases:
+        code, _, err = _cli([*args, "--device", "cpu", "--out", str(out)], capsys)
+        assert code == 2 and len(err.splitlines()) == 1 and expected in err, (args, err)
+    code, _, err = _cli(
+        ["audit", str(clean), "--model", str(other), "--device", "cpu", "--out", str(out)], capsys
+    )
+    assert "lacks chair" in err  # says which classes differ
+    assert not out.exists()  # nothing half-written
+
+
+def test_cli_defaults_match_the_library() -> None:
+    from officescore.cli.audit import audit as cli_audit
+
+    library = inspect.signature(run_audit).parameters
+    cli = inspect.signature(cli_audit).parameters
+    for name in ("split", "name", "min_score", "device", "batch_size"):
+        assert cli[name].default.default == library[name].default, name

@@ -28,6 +28,7 @@ class Fold:
     held_out: list[int]  # image ids this fold's model predicts
     trained_on: list[int]  # image ids in the train.json its model trained on
     predicted: list[int]  # image ids it produced predictions for (a subset of held_out)
+    losses: list[float]  # the fold model's training loss per epoch
 
 
 def assign_folds(split: SplitLabels, k: int, seed: int = 0) -> list[list[int]]:
@@ -121,7 +122,9 @@ def cross_predict(
             held_images: list[LabelledImage] = [by_id[i] for i in held]
             predicted = predict_images(predictor, held_images, split.classes, reporter=reporter)
             results += predicted
-            folds.append(Fold(index, list(held), trained_on, sorted({int(p["image_id"]) for p in predicted})))
+            ids = sorted({int(p["image_id"]) for p in predicted})
+            losses = [float(row["loss"]) for row in trained.history]
+            folds.append(Fold(index, list(held), trained_on, ids, losses))
     return results, folds
 
 
