@@ -56,10 +56,40 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
     return data
 
 
+# [label] holds settings shared by `label push`, `label pull` and `label backend` (url, project,
+# local-root, ...); Click wants them per subcommand, so they are copied into each, and
+# [label.push] etc. override them for one. Its api-key is a secret: read by
+# officescore.label.client.api_key(), never handed to Click.
+LABEL_SUBCOMMANDS = ("push", "pull", "backend")
+
+
+def _label_defaults(table: dict[str, Any]) -> dict[str, Any]:
+    shared = {
+        key.replace("-", "_"): value
+        for key, value in table.items()
+        if not isinstance(value, dict) and key.replace("-", "_") != "api_key"
+    }
+    return {
+        sub: {
+            **shared,
+            **{
+                k.replace("-", "_"): v
+                for k, v in table.get(sub, {}).items()
+                if k.replace("-", "_") != "api_key"
+            },
+        }
+        for sub in LABEL_SUBCOMMANDS
+    }
+
+
 def default_map(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Turn config tables into Click's default_map (option names with underscores)."""
     return {
-        command: {key.replace("-", "_"): value for key, value in table.items()}
+        command: (
+            _label_defaults(table)
+            if command == "label"
+            else {key.replace("-", "_"): value for key, value in table.items()}
+        )
         for command, table in config.items()
     }
 

@@ -13,7 +13,10 @@ from officescore import __version__
 from officescore.cli import main
 from officescore.cli.commands import COMMAND_MODULES
 
-COMMANDS = ["scrape", "sample", "ingest", "stats", "train", "eval", "score", "export", "serve"]
+COMMANDS = [
+    *("scrape", "sample", "ingest", "stats", "train", "eval", "score", "export", "serve"),
+    *("prelabel", "label"),
+]
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

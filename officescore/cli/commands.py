@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "select",
     "export",
     "serve",
+    "prelabel",
+    "label",
 )
 
 

@@ -1,0 +1,99 @@
+"""`officescore prelabel`: a model's detections as pre-annotations (COCO or a Label Studio tasks file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.text import Text
+
+from officescore.cli.common import console, err_console, print_json, reporter
+
+EXAMPLES = """
+[bold]Examples[/bold]
+
+  officescore prelabel data/raw --model runs/train --format coco --out prelabel.json
+
+  officescore prelabel photos/ --model best.pt --format labelstudio --out tasks.json --url-prefix http://files.local/photos
+
+  officescore prelabel 'new/*.jpg' --model coco --conf 0.4 --format labelstudio --mask brush --out tasks.json
+
+COCO output imports as pre-annotations into CVAT ("COCO 1.0"), Roboflow and Hasty, and into
+`officescore ingest prelabel.json --images <image root>`. Label Studio output comes with its
+labelling config (tasks.label_config.xml); import both, or use `officescore label push`.
+"""
+
+
+def prelabel(
+    images: list[str] = typer.Argument(..., help="Photos, folders, globs or a scrape folder (data/raw)."),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Checkpoint, run folder, runs/train, export or 'coco'. Default: newest best.pt.",
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="The file to write (.json)."),
+    fmt: str = typer.Option("coco", "--format", "-f", help="coco or labelstudio."),
+    conf: float = typer.Option(0.3, "--conf", help="Keep detections with at least this score (0-1)."),
+    mask: str = typer.Option(
+        "polygon", "--mask", help="polygon (editable outline) or brush (exact mask: LS brush / COCO RLE)."
+    ),
+    image_root: Path = typer.Option(
+        None,
+        "--image-root",
+        help="Image paths are written relative to this folder (default: the photos' common folder).",
+    ),
+    url_prefix: str = typer.Option(
+        None,
+        "--url-prefix",
+        help="labelstudio: data.image = PREFIX/<path>; default: Label Studio local files.",
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    batch_size: int = typer.Option(2, "--batch-size", "-b", help="Photos per forward pass."),
+    img_size: int = typer.Option(
+        None, "--img-size", help="Longest image side fed to the model (default: the model's)."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Pre-label photos with a model: a COCO file (CVAT, Roboflow, Hasty) or Label Studio tasks."""
+    from officescore.errors import BadImageError, ConfigError
+    from officescore.infer import default_model_source
+    from officescore.label.predict import load_predictor
+    from officescore.label.prelabel import check_options
+    from officescore.label.prelabel import prelabel as run_prelabel
+
+    if not 0.0 <= conf <= 1.0:
+        raise ConfigError(f"--conf {conf}: must be between 0 and 1")
+    check_options(fmt, mask, out)  # before the model loads
+    loaded = load_predictor(model or default_model_source(), device, conf, img_size)
+    result = run_prelabel(
+        images,
+        loaded,
+        out,
+        fmt,
+        conf=conf,
+        mask=mask,
+        image_root=image_root,
+        url_prefix=url_prefix,
+        batch_size=batch_size,
+        reporter=reporter(json_output),
+    )
+    if json_output:
+        print_json(result.to_dict())
+    else:
+        extra = f" and {result.config}" if result.config else ""
+        console.print(
+            f"[green]wrote[/green] {result.out}{extra}: {result.detections} detection(s) on {result.images} "
+            f"photo(s) by {result.model_version}",
+            soft_wrap=True,
+        )
+    for failed in result.failed:
+        err_console.print(Text(f"error: {failed['error']}", style="red"), soft_wrap=True)
+    if result.failed:
+        raise BadImageError(
+            f"{len(result.failed)} photo(s) could not be read (listed above); the others were written"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("prelabel", epilog=EXAMPLES)(prelabel)

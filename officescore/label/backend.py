@@ -1,0 +1,241 @@
+"""`label backend`: a Label Studio ML backend that suggests the model's masks as a labeller works.
+
+`Backend` is the small class Label Studio's ML backends are made of: `setup`, `predict`, `fit`.
+The predictor does the work (`officescore.infer.Predictor`); the backend translates tasks into
+photos and detections into Label Studio results for the project's own labelling config.
+
+`serve()` puts Label Studio's ML backend HTTP protocol around it (stdlib `ThreadingHTTPServer`;
+the PyPI `label-studio-ml` server pins Flask 1.1 / Jinja2 3.0, which clash with this project):
+
+    GET  /health, /      {"status": "UP", "model_class": ..., "model_version": ...}
+    POST /setup          {"model_version": ...}                 (Label Studio calls it on connect
+                                                                 and before each batch of predictions)
+    POST /predict        {"results": [prediction per task], "model_version": ...}
+    POST /webhook        any Label Studio webhook (ANNOTATION_CREATED, START_TRAINING, ...) -> fit()
+    GET  /versions       {"versions": [model_version]}
+
+With `--model` naming a run folder or `runs/train`, every setup / predict call looks for a newer
+`best.pt` (a stat, no hashing unless it changed) and loads it: train in another terminal and the
+next task a labeller opens is predicted by the better model, with its `model_version`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from officescore.errors import DataError, UserError
+from officescore.label.client import LabelStudio
+from officescore.label.formats import POLYGON, LabelSchema, prediction
+from officescore.label.predict import LoadedPredictor, load_predictor, resolve_model
+from officescore.label.prelabel import DEFAULT_CONF, LOCAL_FILES_PREFIX
+from officescore.label.regions import DEFAULT_SIMPLIFY
+
+DEFAULT_PORT = 9090
+DEFAULT_HOST = "127.0.0.1"
+
+
+@dataclass
+class _Loaded:
+    key: tuple[str, int, int]  # path, mtime_ns, size: a newer best.pt changes it
+    model: LoadedPredictor
+
+
+class Backend:
+    """setup / predict / fit for one model (a file, a run folder or `runs/train`)."""
+
+    def __init__(
+        self,
+        model: str | Path,
+        client: LabelStudio | None = None,
+        local_root: Path | None = None,
+        device: str = "auto",
+        conf: float = DEFAULT_CONF,
+        img_size: int | None = None,
+        simplify: float = DEFAULT_SIMPLIFY,
+        log: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self.model = model
+        self.client = client  # reads uploaded photos from Label Studio; None: local files only
+        self.local_root = Path(local_root) if local_root else None
+        self.device, self.conf, self.img_size, self.simplify = device, conf, img_size, simplify
+        self.log = log
+        self._loaded: _Loaded | None = None
+        self._lock = threading.Lock()  # one model load / forward pass at a time
+        self.current()  # fail at start, not on the first task, when the model is unusable
+
+    # ------------------------------------------------------------------ the model
+
+    def current(self) -> LoadedPredictor:
+        """The model to answer with now: reloaded when `--model` resolves to a newer file."""
+        with self._lock:
+            source = resolve_model(self.model)
+            path = Path(source)
+            key = (str(source), *(_stat(path) if path.is_file() else (0, 0)))
+            if self._loaded is None or self._loaded.key != key:
+                before = self._loaded.model.version if self._loaded else None
+                loaded = load_predictor(source, self.device, self.conf, self.img_size)
+                self._loaded = _Loaded(key, loaded)
+                if before is not None:
+                    self.log(f"model {before} -> {loaded.version}")
+            return self._loaded.model
+
+    @property
+    def model_version(self) -> str:
+        return self.current().version
+
+    # ------------------------------------------------------------------ the three calls
+
+    def setup(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"model_version": self.model_version}
+
+    def predict(self, tasks: Sequence[dict[str, Any]], label_config: str | None) -> list[dict[str, Any]]:
+        """One prediction per task (in order) for the project's labelling config."""
+        loaded = self.current()
+        schema = _schema(label_config, loaded)
+        unknown = [c for c in loaded.classes if c not in schema.classes]
+        predictions = []
+        with tempfile.TemporaryDirectory(prefix="officescore-backend-") as tmp:
+            paths = [self._photo(task, schema, Path(tmp), n) for n, task in enumerate(tasks)]
+            with self._lock:
+                results = loaded.predictor.predict(paths, batch_size=2, workers=0)
+        for task, result in zip(tasks, results, strict=True):
+            if not result.ok:
+                self.log(f"task {task.get('id')}: {result.error}")
+                predictions.append({"result": [], "score": 0.0, "model_version": loaded.version})
+                continue
+            kept = [d for d in result.detections if d.class_name not in unknown]
+            ref = str(task.get("id", ""))
+            predictions.append(
+                prediction(kept, result.width, result.height, schema, loaded.version, ref, self.simplify)
+            )
+        return predictions
+
+    def fit(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Webhooks are acknowledged: training runs with `officescore train` (CPU minutes to hours,
+        not a request); the backend then picks up the new best.pt by itself."""
+        return {"status": "ok", "event": event, "model_version": self.model_version}
+
+    # ------------------------------------------------------------------ photos
+
+    def _photo(self, task: dict[str, Any], schema: LabelSchema, folder: Path, n: int) -> Path:
+        ref = str((task.get("data") or {}).get(schema.value) or "")
+        if not ref:
+            raise DataError(f"task {task.get('id')}: no data.{schema.value} to predict on")
+        if self.local_root is not None and ref.startswith(LOCAL_FILES_PREFIX):
+            from urllib.parse import unquote
+
+            path = (self.local_root / unquote(ref[len(LOCAL_FILES_PREFIX) :])).resolve()
+            if self.local_root.resolve() in path.parents and path.is_file():
+                return path
+        if self.client is None:
+            raise DataError(
+                f"task {task.get('id')}: {ref} is served by Label Studio; start the backend with --url "
+                "and LABEL_STUDIO_API_KEY so it can read the photo"
+            )
+        target = folder / f"{n}{Path(ref.split('?')[0]).suffix or '.jpg'}"
+        target.write_bytes(self.client.download(ref))
+        return target
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_mtime_ns, info.st_size
+
+
+def _schema(label_config: str | None, loaded: LoadedPredictor) -> LabelSchema:
+    if label_config:
+        return LabelSchema.from_config(label_config)
+    return LabelSchema(tuple(loaded.classes), POLYGON)
+
+
+# ---------------------------------------------------------------------- HTTP
+
+
+def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "officescore-ml-backend"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+            backend.log(f"{self.address_string()} {format % args}")
+
+        def _send(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self) -> dict[str, Any]:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b"{}"
+            body = json.loads(raw or b"{}")
+            if not isinstance(body, dict):
+                raise DataError("the request body must be a JSON object")
+            return body
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib's name
+            path = self.path.split("?")[0].rstrip("/")
+            try:
+                if path in ("", "/health"):
+                    version = backend.model_version
+                    self._send(200, {"status": "UP", "model_class": "officescore", "model_version": version})
+                elif path == "/versions":
+                    self._send(200, {"versions": [backend.model_version]})
+                else:
+                    self._send(404, {"error": f"no such endpoint: GET {path}"})
+            except UserError as exc:
+                self._send(500, {"status": "ERROR", "error": str(exc)})
+
+        def do_POST(self) -> None:  # noqa: N802 - stdlib's name
+            path = self.path.split("?")[0].rstrip("/")
+            try:
+                body = self._body()
+                if path == "/setup":
+                    self._send(200, backend.setup(body))
+                elif path == "/predict":
+                    tasks = body.get("tasks") or []
+                    results = backend.predict(tasks, body.get("label_config"))
+                    self._send(200, {"results": results, "model_version": backend.model_version})
+                elif path in ("/webhook", "/train"):
+                    self._send(201, backend.fit(str(body.get("action") or "train"), body))
+                elif path == "/validate":
+                    self._send(200, {"status": "ok"})
+                else:
+                    self._send(404, {"error": f"no such endpoint: POST {path}"})
+            except (UserError, ValueError) as exc:  # a bad request or an unusable model: say so, keep serving
+                bad_request = isinstance(exc, (ValueError, DataError))
+                self._send(HTTPStatus.BAD_REQUEST if bad_request else 500, {"error": str(exc)})
+
+    return Handler
+
+
+def make_server(backend: Backend, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> ThreadingHTTPServer:
+    """The HTTP server (not started: call `serve_forever()`, or `start()` for a background thread)."""
+    try:
+        server = ThreadingHTTPServer((host, port), _handler(backend))
+    except OSError as exc:
+        raise UserError(
+            f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); choose another port"
+        ) from None
+    server.daemon_threads = True
+    return server
+
+
+def start(server: ThreadingHTTPServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, name="officescore-ml-backend", daemon=True)
+    thread.start()
+    return thread
+
+
+def url_of(server: ThreadingHTTPServer) -> str:
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}"

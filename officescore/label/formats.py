@@ -1,0 +1,334 @@
+"""Label Studio's file formats for instance segmentation: the labelling config and the tasks JSON.
+
+A stable API for everything in officescore that writes or reads Label Studio tasks (prelabel,
+label push / pull / backend, audit --labelstudio, select --labelstudio):
+
+    schema = LabelSchema(classes=("desk", "chair"), mask="polygon")   # or mask="brush"
+    schema.config_xml()                          # the project's labelling config
+    LabelSchema.from_config(xml)                 # a project's config back to a schema (classes, kind)
+
+    task = make_task(
+        "/data/local-files/?d=photos/a.jpg",     # data.image: a URL or Label Studio path
+        width, height, schema,
+        detections=[...],                        # officescore.infer.Detection -> one prediction
+        model_version="best-1a2b3c4d",
+        annotations=[{"category": "desk", "segmentation": rle_or_polygons}, ...],  # -> one annotation
+        data={"sha256": "...", "license": "..."},  # extra task data (kept beside data.image)
+    )
+    write_tasks(Path("tasks.json"), [task, ...], schema)  # + tasks.label_config.xml beside it
+
+    regions = result_regions(annotation["result"])   # back: [Region(class_name, mask RLE, score)]
+
+Lower-level pieces, for callers that assemble tasks themselves: `mask_result` (one region from a
+mask), `prediction` (a prediction from detections), `annotation` (an annotation from labels).
+
+Coordinates in results are percent of the image (Label Studio's convention); masks given and
+returned are COCO RLE (`officescore.masks`) in pixels of the photo as stored (EXIF-oriented).
+Region ids are deterministic (a hash of the image reference, the kind and the index), so writing
+the same tasks twice gives the same file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from officescore import masks as masklib
+from officescore.errors import DataError
+from officescore.files import atomic_write_bytes
+from officescore.label.regions import (
+    DEFAULT_SIMPLIFY,
+    brush_to_mask,
+    mask_to_brush,
+    mask_to_points,
+    points_to_pixels,
+    points_to_rle,
+)
+from officescore.masks import Rle
+
+POLYGON = "polygon"
+BRUSH = "brush"
+MASK_KINDS = (POLYGON, BRUSH)
+_CONTROL_TAGS = {POLYGON: "PolygonLabels", BRUSH: "BrushLabels"}
+_RESULT_TYPES = {POLYGON: "polygonlabels", BRUSH: "brushlabels"}
+CONFIG_SUFFIX = ".label_config.xml"
+
+
+@dataclass(frozen=True)
+class LabelSchema:
+    """What a project labels: its classes, the region kind, and the tag names results refer to."""
+
+    classes: tuple[str, ...]
+    mask: str = POLYGON  # "polygon" (PolygonLabels) or "brush" (BrushLabels)
+    from_name: str = "label"  # the control tag's name
+    to_name: str = "image"  # the Image tag's name
+    value: str = "image"  # the task data key holding the image reference
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+        if self.mask not in MASK_KINDS:
+            raise DataError(f"mask kind {self.mask!r}: use one of {', '.join(MASK_KINDS)}")
+        if not self.classes:
+            raise DataError("no classes for the labelling config: pass --classes or a model that has them")
+
+    @property
+    def result_type(self) -> str:
+        return _RESULT_TYPES[self.mask]
+
+    def config_xml(self) -> str:
+        """The labelling config: one Image tag and one PolygonLabels / BrushLabels with the classes."""
+        view = ElementTree.Element("View")
+        ElementTree.SubElement(
+            view, "Image", name=self.to_name, value=f"${self.value}", zoom="true", zoomControl="true"
+        )
+        attrs = {"name": self.from_name, "toName": self.to_name}
+        if self.mask == POLYGON:
+            attrs.update(strokeWidth="2", pointSize="small", opacity="0.4")
+        control = ElementTree.SubElement(view, _CONTROL_TAGS[self.mask], attrs)
+        for name in self.classes:
+            ElementTree.SubElement(control, "Label", value=name, background=class_hex(name))
+        ElementTree.indent(view)
+        return ElementTree.tostring(view, encoding="unicode") + "\n"
+
+    @classmethod
+    def from_config(cls, xml: str) -> LabelSchema:
+        """A project's labelling config back to a schema (its first PolygonLabels / BrushLabels)."""
+        try:
+            root = ElementTree.fromstring(xml)
+        except ElementTree.ParseError as exc:
+            raise DataError(f"the project's labelling config is not valid XML ({exc})") from exc
+        for element in root.iter():
+            kind = next((k for k, tag in _CONTROL_TAGS.items() if tag == element.tag), None)
+            if kind is None:
+                continue
+            to_name = element.get("toName", "image")
+            image = next((e for e in root.iter("Image") if e.get("name") == to_name), None)
+            value = (image.get("value", "$image") if image is not None else "$image").lstrip("$")
+            labels = tuple(e.get("value", "") for e in element.iter("Label") if e.get("value"))
+            return cls(labels, kind, element.get("name", "label"), to_name, value)
+        raise DataError(
+            "the project's labelling config has no PolygonLabels or BrushLabels tag; "
+            "use a project made by `officescore label push` or add one"
+        )
+
+
+def class_hex(name: str) -> str:
+    """The class's colour as #rrggbb (the same colour officescore draws it in)."""
+    from officescore.infer import class_colour
+
+    r, g, b = class_colour(name)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _region_id(image_ref: str, kind: str, index: int) -> str:
+    return hashlib.sha1(f"{image_ref}\0{kind}\0{index}".encode()).hexdigest()[:10]
+
+
+# ------------------------------------------------------------------------ building results
+
+
+def mask_result(
+    mask: Rle,
+    class_name: str,
+    width: int,
+    height: int,
+    schema: LabelSchema,
+    score: float | None = None,
+    region_id: str = "",
+    simplify: float = DEFAULT_SIMPLIFY,
+) -> dict[str, Any] | None:
+    """One Label Studio result (region) for a COCO RLE mask; None for an empty mask."""
+    binary = masklib.decode(mask)
+    if binary.shape != (height, width):
+        raise DataError(f"a {class_name} mask is {binary.shape[1]}x{binary.shape[0]}, not {width}x{height}")
+    if not binary.any():
+        return None
+    if schema.mask == POLYGON:
+        points = mask_to_points(binary, width, height, simplify)
+        if len(points) < 3:
+            return None
+        value: dict[str, Any] = {"points": points, "closed": True, "polygonlabels": [class_name]}
+    else:
+        value = {"format": "rle", "rle": mask_to_brush(binary), "brushlabels": [class_name]}
+    result: dict[str, Any] = {
+        "id": region_id or hashlib.sha1(json.dumps(mask, sort_keys=True).encode()).hexdigest()[:10],
+        "type": schema.result_type,
+        "from_name": schema.from_name,
+        "to_name": schema.to_name,
+        "original_width": int(width),
+        "original_height": int(height),
+        "image_rotation": 0,
+        "value": value,
+    }
+    if score is not None:
+        result["score"] = round(float(score), 4)
+    return result
+
+
+def prediction(
+    detections: Sequence[Any],
+    width: int,
+    height: int,
+    schema: LabelSchema,
+    model_version: str,
+    image_ref: str = "",
+    simplify: float = DEFAULT_SIMPLIFY,
+) -> dict[str, Any]:
+    """A Label Studio prediction from `officescore.infer.Detection`s (class_name, score, mask).
+
+    Its `score` is the mean detection score (Label Studio sorts and samples tasks by it); a photo
+    with no detections still gets an (empty) prediction, so Label Studio shows the model looked.
+    """
+    results = []
+    for n, det in enumerate(detections):
+        rid = _region_id(image_ref, "p", n)
+        result = mask_result(det.mask, det.class_name, width, height, schema, det.score, rid, simplify)
+        if result is not None:
+            results.append(result)
+    scores = [r["score"] for r in results]
+    return {
+        "model_version": model_version,
+        "score": round(sum(scores) / len(scores), 4) if scores else 0.0,
+        "result": results,
+    }
+
+
+def annotation(
+    labels: Sequence[Mapping[str, Any]],
+    width: int,
+    height: int,
+    schema: LabelSchema,
+    image_ref: str = "",
+    simplify: float = DEFAULT_SIMPLIFY,
+) -> dict[str, Any]:
+    """A Label Studio annotation from labels `{"category": name, "segmentation": RLE or COCO polygons}`
+    (COCO annotations with the category id already turned into its name)."""
+    results = []
+    for n, label in enumerate(labels):
+        rle = _segmentation_rle(label["segmentation"], width, height)
+        result = mask_result(rle, str(label["category"]), width, height, schema, None, "", simplify)
+        if result is not None:
+            result["id"] = _region_id(image_ref, "a", n)
+            results.append(result)
+    return {"result": results, "ground_truth": False}
+
+
+def _segmentation_rle(segmentation: Any, width: int, height: int) -> Rle:
+    if isinstance(segmentation, list):  # COCO polygons
+        return masklib.from_polygons([list(map(float, p)) for p in segmentation], height, width)
+    return masklib.normalise(segmentation)
+
+
+def make_task(
+    image_ref: str,
+    width: int,
+    height: int,
+    schema: LabelSchema,
+    *,
+    detections: Sequence[Any] | None = None,
+    model_version: str = "",
+    annotations: Sequence[Mapping[str, Any]] | None = None,
+    data: Mapping[str, Any] | None = None,
+    simplify: float = DEFAULT_SIMPLIFY,
+) -> dict[str, Any]:
+    """A Label Studio task: `data` (the image reference under schema.value, plus `data`),
+    `predictions` (one, from `detections`, when given) and `annotations` (one, from `annotations`,
+    when given), ready for Label Studio's import API or a tasks file."""
+    task: dict[str, Any] = {"data": {schema.value: image_ref, **dict(data or {})}}
+    if detections is not None:
+        if not model_version:
+            raise ValueError("make_task: detections need a model_version")
+        task["predictions"] = [
+            prediction(detections, width, height, schema, model_version, image_ref, simplify)
+        ]
+    if annotations is not None:
+        task["annotations"] = [annotation(annotations, width, height, schema, image_ref, simplify)]
+    return task
+
+
+def config_path_for(tasks_path: Path) -> Path:
+    """Where the labelling config is written beside a tasks file: tasks.json -> tasks.label_config.xml."""
+    tasks_path = Path(tasks_path)
+    return tasks_path.with_name(tasks_path.stem + CONFIG_SUFFIX)
+
+
+def write_tasks(path: Path, tasks: Sequence[Mapping[str, Any]], schema: LabelSchema) -> tuple[Path, Path]:
+    """Write a tasks file (a JSON list, Label Studio's import format) and its labelling config beside it."""
+    path = Path(path)
+    config = config_path_for(path)
+    atomic_write_bytes(config, schema.config_xml().encode("utf-8"))
+    atomic_write_bytes(path, (json.dumps(list(tasks), indent=1) + "\n").encode("utf-8"))
+    return path, config
+
+
+def read_tasks(path: Path) -> list[dict[str, Any]]:
+    """A Label Studio tasks file (a list of tasks, or one task) as a list, or a DataError."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: no such tasks file; check the path") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a JSON tasks file ({exc})") from exc
+    tasks = [data] if isinstance(data, dict) else data
+    if not isinstance(tasks, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("data"), dict) for t in tasks
+    ):
+        raise DataError(f"{path}: not a Label Studio tasks file (a list of objects with a 'data' field)")
+    return tasks
+
+
+# ------------------------------------------------------------------------ reading results back
+
+
+@dataclass
+class Region:
+    """One labelled object read back from Label Studio: class, COCO RLE mask, score (predictions)."""
+
+    class_name: str
+    mask: Rle
+    score: float | None = None
+    width: int = 0
+    height: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+    polygon: list[float] | None = None  # polygon regions: flat [x0, y0, ...] in pixels, as drawn
+
+
+def result_regions(results: Sequence[Mapping[str, Any]]) -> list[Region]:
+    """Polygon and brush results (of an annotation or a prediction) as masks, in their order.
+
+    Results of other kinds (rectangles, choices, relations) are skipped; a result without its
+    image size or with an unreadable region raises a DataError naming the region.
+    """
+    regions = []
+    for result in results:
+        kind = str(result.get("type", "")).lower()
+        if kind not in _RESULT_TYPES.values():
+            continue
+        value = result.get("value") or {}
+        labels = value.get(kind) or []
+        if not labels:
+            continue
+        width, height = int(result.get("original_width") or 0), int(result.get("original_height") or 0)
+        if width <= 0 or height <= 0:
+            raise DataError(f"region {result.get('id')}: no original_width/original_height; re-save it")
+        polygon = None
+        try:
+            if kind == "polygonlabels":
+                if len(value.get("points") or []) < 3:
+                    continue
+                rle = points_to_rle(value["points"], width, height)
+                polygon = points_to_pixels(value["points"], width, height)
+            else:
+                rle = masklib.encode(brush_to_mask(value["rle"], width, height))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"region {result.get('id')}: unreadable {kind} ({exc})") from exc
+        if masklib.area(rle) == 0:
+            continue
+        regions.append(Region(str(labels[0]), rle, result.get("score"), width, height, polygon=polygon))
+    return regions

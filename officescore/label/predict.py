@@ -1,0 +1,94 @@
+"""A model for the labelling commands: which file it is, its version name, and its detections.
+
+Every prediction goes through `officescore.infer.Predictor` (the one fast path for all commands).
+`--model` may name a checkpoint, a TorchScript export, `coco`, a run folder (`runs/train/NAME`:
+its `weights/best.pt`) or a folder of runs (`runs/train`: the newest `best.pt` in it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from officescore.errors import ModelError
+from officescore.progress import SILENT, Reporter
+
+COCO_VERSION = "coco-maskrcnn_resnet50_fpn_v2"
+
+
+def resolve_model(model: str | Path) -> Path | str:
+    """The checkpoint file `--model` names right now (run folders resolve to their newest best.pt)."""
+    from officescore.infer import COCO_SOURCE
+    from officescore.runs import newest_best_checkpoint
+
+    if str(model).lower() == COCO_SOURCE:
+        return COCO_SOURCE
+    path = Path(model)
+    if path.is_dir():
+        best = path / "weights" / "best.pt"
+        if best.is_file():
+            return best
+        newest = newest_best_checkpoint(path)
+        if newest is None:
+            raise ModelError(
+                f"--model {path}: no weights/best.pt in this folder or its runs; "
+                "train one with `officescore train` or pass a checkpoint file"
+            )
+        return newest
+    if not path.is_file():
+        raise ModelError(f"--model {path}: no such checkpoint; pass a .pt file, a run folder or `coco`")
+    return path
+
+
+def model_version(source: Path | str) -> str:
+    """A name for the exact weights: `<run>-<file stem>-<sha256[:8]>` (or `<stem>-<sha>` outside a run)."""
+    if str(source).lower() == "coco":
+        return COCO_VERSION
+    path = Path(source)
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    name = path.stem
+    if path.parent.name == "weights" and path.parent.parent.name:
+        name = f"{path.parent.parent.name}-{name}"
+    return f"{name}-{digest.hexdigest()[:8]}"
+
+
+@dataclass
+class LoadedPredictor:
+    """A predictor with the file it came from and that file's version name."""
+
+    predictor: Any  # officescore.infer.Predictor
+    source: Path | str
+    version: str
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.predictor.classes)
+
+
+def load_predictor(
+    model: str | Path, device: str = "auto", conf: float = 0.3, img_size: int | None = None
+) -> LoadedPredictor:
+    from officescore.infer import Predictor
+
+    source = resolve_model(model)
+    version = model_version(source)
+    return LoadedPredictor(
+        Predictor.load(source, device=device, conf=conf, img_size=img_size), source, version
+    )
+
+
+def detect(
+    loaded: LoadedPredictor,
+    paths: Sequence[Path],
+    conf: float | None = None,
+    batch_size: int = 2,
+    reporter: Reporter = SILENT,
+) -> list[Any]:
+    """`ImageResult`s for the photos, in order (a photo that cannot be read has `error` set)."""
+    return loaded.predictor.predict(list(paths), batch_size=batch_size, conf=conf, reporter=reporter)

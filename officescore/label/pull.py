@@ -1,0 +1,222 @@
+"""`label pull`: a Label Studio project's annotations as a COCO export with the photos beside it.
+
+Label Studio's own COCO export drops brush masks and names photos by its upload folder; so the
+project's JSON export is read instead (through the API), polygons are kept as drawn (pixels) and
+brush masks decoded with label-studio-sdk's converter into COCO RLE. The folder written,
+
+    OUT/annotations.json    COCO: images (file_name images/NAME), categories, annotations
+    OUT/images/NAME         the photos, as Label Studio serves them
+
+is what `officescore ingest OUT/annotations.json` reads unchanged. Per task the newest annotation
+that was not cancelled (skipped) counts; tasks nobody annotated are left out. The folder is built
+beside OUT and swapped into place, so a failed pull leaves an earlier one as it was.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+from PIL import Image
+
+from officescore import __version__
+from officescore import masks as masklib
+from officescore.errors import ConfigError
+from officescore.files import atomic_write_json, make_folder
+from officescore.label.client import LabelStudio
+from officescore.label.formats import Region, result_regions
+from officescore.label.prelabel import LOCAL_FILES_PREFIX
+from officescore.progress import SILENT, Reporter
+
+EXPORT_NAME = "annotations.json"
+IMAGES_DIR = "images"
+_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # Label Studio prefixes uploads with 8 hex digits
+
+
+@dataclass
+class PullResult:
+    out: Path
+    export: Path
+    images: int
+    annotations: int
+    unlabelled: int  # tasks without a (non-cancelled) annotation, left out
+    classes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "export": str(self.export),
+            "images": self.images,
+            "annotations": self.annotations,
+            "unlabelled": self.unlabelled,
+            "classes": self.classes,
+        }
+
+
+def latest_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
+    """The newest annotation of a task that was not cancelled (a labeller's "skip"), if any."""
+    kept = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+    if not kept:
+        return None
+    return max(kept, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id") or 0))
+
+
+def _image_name(task: dict[str, Any], ref: str) -> str:
+    name = task["data"].get("name")
+    if not name:
+        parsed = urlparse(ref)
+        if ref.startswith(LOCAL_FILES_PREFIX) or "d" in parse_qs(parsed.query):
+            name = Path(unquote(parse_qs(parsed.query).get("d", ["image"])[0])).name
+        else:
+            name = _UPLOAD_PREFIX.sub("", Path(unquote(parsed.path)).name)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "image"
+    return name if Path(name).suffix else f"{name}.jpg"
+
+
+def _read_image(client: LabelStudio, ref: str, local_root: Path | None) -> bytes:
+    if local_root is not None and ref.startswith(LOCAL_FILES_PREFIX):
+        rel = unquote(ref[len(LOCAL_FILES_PREFIX) :])
+        path = (Path(local_root) / rel).resolve()
+        if Path(local_root).resolve() in path.parents and path.is_file():
+            return path.read_bytes()
+    return client.download(ref)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_NAME).is_file():
+        raise ConfigError(
+            f"--out {out}: a folder with other files in it; give a new or an earlier pull's folder"
+        )
+
+
+def pull_project(
+    client: LabelStudio,
+    title: str,
+    out: Path,
+    local_root: Path | None = None,
+    reporter: Reporter = SILENT,
+) -> PullResult:
+    """Write project `title`'s annotations and photos to `out` (see the module docstring)."""
+    out = Path(out)
+    _check_out(out)
+    project = client.project(title)
+    tasks = client.export_tasks(project.id)
+    classes = list(project.schema.classes)
+    category_ids = {name: i for i, name in enumerate(classes, 1)}
+    make_folder(out.parent if str(out.parent) else Path("."), "--out")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        images, annotations, unlabelled = [], [], 0
+        used: set[str] = set()
+        (tmp / IMAGES_DIR).mkdir()
+        with reporter.stage("pulling", total=len(tasks)) as stage:
+            for task in sorted(tasks, key=lambda t: int(t.get("id") or 0)):
+                stage.advance(1)
+                chosen = latest_annotation(task)
+                if chosen is None:
+                    unlabelled += 1
+                    continue
+                regions = result_regions(chosen.get("result") or [])
+                for region in regions:  # a label the config lost since: keep it, as a new category
+                    if region.class_name not in category_ids:
+                        classes.append(region.class_name)
+                        category_ids[region.class_name] = len(classes)
+                entry = _write_image(client, task, project.schema.value, tmp, used, local_root)
+                images.append(entry)
+                annotations.extend(_coco_annotations(regions, entry, category_ids, len(annotations)))
+        coco = {
+            "info": {"description": f"Label Studio project {title!r} ({client.url})", "version": __version__},
+            "images": images,
+            "annotations": annotations,
+            "categories": [{"id": i, "name": n, "supercategory": "office"} for n, i in category_ids.items()],
+        }
+        atomic_write_json(tmp / EXPORT_NAME, coco, indent=1)
+        _swap(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return PullResult(out, out / EXPORT_NAME, len(images), len(annotations), unlabelled, classes)
+
+
+def _write_image(
+    client: LabelStudio,
+    task: dict[str, Any],
+    key: str,
+    folder: Path,
+    used: set[str],
+    local_root: Path | None,
+) -> dict[str, Any]:
+    ref = str(task["data"].get(key) or "")
+    if not ref:
+        raise ConfigError(f"task {task.get('id')} has no data.{key}; is this the right project?")
+    data = _read_image(client, ref, local_root)
+    name = _image_name(task, ref)
+    if name in used:  # two photos with one name: the task id keeps them apart
+        name = f"{task['id']}-{name}"
+    used.add(name)
+    (folder / IMAGES_DIR / name).write_bytes(data)
+    with Image.open(io.BytesIO(data)) as image:
+        from PIL import ImageOps
+
+        width, height = ImageOps.exif_transpose(image).size  # the orientation labellers saw
+    entry: dict[str, Any] = {
+        "id": int(task["id"]),
+        "file_name": f"{IMAGES_DIR}/{name}",
+        "width": width,
+        "height": height,
+    }
+    for field_name in ("sha256", "license", "license_url", "creator", "attribution", "landing_page"):
+        if task["data"].get(field_name):
+            entry[field_name] = task["data"][field_name]
+    entry["label_studio_task"] = int(task["id"])
+    return entry
+
+
+def _coco_annotations(
+    regions: Sequence[Region], image: dict[str, Any], category_ids: dict[str, int], start: int
+) -> list[dict[str, Any]]:
+    found = []
+    for region in regions:
+        rle = region.mask
+        if (region.width, region.height) != (image["width"], image["height"]):
+            # Label Studio stored another size for the photo (resized since): rescale polygons only.
+            if region.polygon is None:
+                continue
+            sx, sy = image["width"] / region.width, image["height"] / region.height
+            region.polygon = [v * (sx if i % 2 == 0 else sy) for i, v in enumerate(region.polygon)]
+            rle = masklib.from_polygons([region.polygon], image["height"], image["width"])
+        segmentation: Any = [region.polygon] if region.polygon is not None else rle
+        found.append(
+            {
+                "id": start + len(found) + 1,
+                "image_id": image["id"],
+                "category_id": category_ids[region.class_name],
+                "segmentation": segmentation,
+                "bbox": [round(v, 2) for v in masklib.bbox(rle)],
+                "area": masklib.area(rle),
+                "iscrowd": 0,
+            }
+        )
+    return found
+
+
+def _swap(tmp: Path, out: Path) -> None:
+    """Put the new folder where `out` was; the old one is removed only once the new one is in place."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)

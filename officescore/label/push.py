@@ -1,0 +1,284 @@
+"""`label push`: photos (and a model's predictions) into a Label Studio project.
+
+The project is created with a labelling config for the classes, or reused. Every task carries the
+photo's sha256 in its data, so a second push adds only photos not already there. Photos are
+uploaded (or, with `local_root`, served by Label Studio's local-files storage from that folder),
+then all new tasks are imported in chunks of `CHUNK` in one request each: a chunk is all or
+nothing, and a push that failed half way is simply run again (an uploaded photo whose task was
+never made is left unused, never a task twice).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from officescore.errors import ConfigError
+from officescore.label.client import LabelStudio, LabelStudioError, Project
+from officescore.label.formats import POLYGON, LabelSchema, make_task, read_tasks
+from officescore.label.predict import LoadedPredictor, detect
+from officescore.label.prelabel import LOCAL_FILES_PREFIX, image_reference, relative_name
+from officescore.label.regions import DEFAULT_SIMPLIFY
+from officescore.label.sources import ImageSource, collect_images
+from officescore.progress import SILENT, Reporter
+
+CHUNK = 50  # tasks per import request
+
+
+@dataclass
+class PushResult:
+    project_id: int
+    project: str
+    created: bool
+    added: int
+    already_there: int
+    predictions: int
+    model_version: str | None = None
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project_id": self.project_id,
+            "project": self.project,
+            "created": self.created,
+            "added": self.added,
+            "already_there": self.already_there,
+            "predictions": self.predictions,
+            "model_version": self.model_version,
+            "failed": self.failed,
+        }
+
+
+def ensure_project(
+    client: LabelStudio, title: str, schema: LabelSchema, model_classes: Sequence[str] | None = None
+) -> tuple[Project, bool]:
+    """The project named `title` (created with `schema` if missing) and whether it was created.
+
+    An existing project must have a label for every class the model predicts; its region kind
+    (polygon / brush) wins over `schema`'s.
+    """
+    project = client.find_project(title)
+    if project is None:
+        return client.create_project(title, schema), True
+    wanted = list(model_classes if model_classes is not None else schema.classes)
+    missing = [c for c in wanted if c not in project.schema.classes]
+    if missing:
+        raise LabelStudioError(
+            f"project {title!r} labels {', '.join(project.schema.classes)} but the model predicts "
+            f"{', '.join(missing)} too; use a new --project or a model trained on this project's classes"
+        )
+    return project, False
+
+
+def existing_sha256s(client: LabelStudio, project_id: int) -> set[str]:
+    return {
+        str(t["data"]["sha256"])
+        for t in client.export_tasks(project_id)
+        if isinstance(t.get("data"), dict) and t["data"].get("sha256")
+    }
+
+
+def push_images(
+    client: LabelStudio,
+    title: str,
+    inputs: Sequence[str | Path],
+    loaded: LoadedPredictor | None = None,
+    classes: Sequence[str] | None = None,
+    conf: float | None = None,
+    mask: str = POLYGON,
+    local_root: Path | None = None,
+    batch_size: int = 2,
+    simplify: float = DEFAULT_SIMPLIFY,
+    reporter: Reporter = SILENT,
+) -> PushResult:
+    """Add the photos not yet in project `title`, each with the model's prediction when `loaded`."""
+    images = collect_images(inputs)
+    names = [relative_name(i.path, Path(local_root), "--local-root") for i in images] if local_root else None
+    class_list = list(classes) if classes else (loaded.classes if loaded else [])
+    if not class_list:
+        raise ConfigError("no classes: pass --classes desk,chair,... or --model")
+    if loaded is not None and classes:
+        unknown = [c for c in loaded.classes if c not in class_list]
+        if unknown:
+            raise ConfigError(
+                f"--classes leaves out {', '.join(unknown)}, which the model predicts; add them"
+            )
+    project, created = ensure_project(
+        client, title, LabelSchema(tuple(class_list), mask), loaded and loaded.classes
+    )
+    schema = project.schema
+    present = set() if created else existing_sha256s(client, project.id)
+    todo = [(n, img) for n, img in enumerate(images) if img.sha256 not in present]
+    results: list[Any] = [None] * len(todo)
+    if loaded is not None and todo:
+        results = detect(loaded, [img.path for _, img in todo], conf, batch_size, reporter)
+    if local_root is not None and todo:
+        client.add_local_storage(project.id, storage_folder([img.path for _, img in todo], Path(local_root)))
+    failed, tasks = [], []
+    with reporter.stage("uploading" if local_root is None else "preparing tasks", total=len(todo)) as stage:
+        for (n, img), result in zip(todo, results, strict=True):
+            stage.advance(1)
+            if result is not None and not result.ok:
+                failed.append({"path": str(img.path), "error": str(result.error)})
+                continue
+            ref = image_reference(names[n], None) if names else _upload(client, project.id, img)
+            tasks.append(_task(img, ref, result, schema, loaded, simplify))
+    predictions = _import(client, project.id, tasks, reporter)
+    return PushResult(
+        project.id,
+        project.title,
+        created,
+        len(tasks),
+        len(images) - len(todo),
+        predictions,
+        loaded.version if loaded else None,
+        failed,
+    )
+
+
+def storage_folder(photos: Sequence[Path], local_root: Path) -> Path:
+    """The folder a local-files storage is made for: the photos' common folder, below `local_root`
+    (Label Studio's LOCAL_FILES_DOCUMENT_ROOT, which it refuses as a storage itself)."""
+    folder = Path(os.path.commonpath([str(p.resolve().parent) for p in photos]))
+    if folder == Path(local_root).resolve():
+        raise ConfigError(
+            f"--local-root {local_root}: Label Studio serves no photos from its document root itself; "
+            "put them in a subfolder (e.g. photos/) of it"
+        )
+    return folder
+
+
+def _upload(client: LabelStudio, project_id: int, img: ImageSource) -> str:
+    # The sha256 prefix keeps two photos with the same name apart in Label Studio's upload folder.
+    return client.upload_file(project_id, f"{img.sha256[:8]}-{img.path.name}", img.path.read_bytes())
+
+
+def _task(
+    img: ImageSource,
+    ref: str,
+    result: Any,
+    schema: LabelSchema,
+    loaded: LoadedPredictor | None,
+    simplify: float,
+) -> dict[str, Any]:
+    data = {"sha256": img.sha256, "name": img.path.name, **img.provenance}
+    if result is None:
+        return {"data": {schema.value: ref, **data}}
+    return make_task(
+        ref,
+        result.width,
+        result.height,
+        schema,
+        detections=result.detections,
+        model_version=loaded.version if loaded else "",
+        data=data,
+        simplify=simplify,
+    )
+
+
+def _import(client: LabelStudio, project_id: int, tasks: list[dict[str, Any]], reporter: Reporter) -> int:
+    with reporter.stage("importing tasks", total=len(tasks)) as stage:
+        for start in range(0, len(tasks), CHUNK):
+            chunk = tasks[start : start + CHUNK]
+            client.import_tasks(project_id, chunk)
+            stage.advance(len(chunk))
+    return sum(len(t.get("predictions", [])) for t in tasks)
+
+
+# ------------------------------------------------------------------ a tasks file (prelabel, audit)
+
+
+def push_tasks_file(
+    client: LabelStudio,
+    title: str,
+    tasks_file: Path,
+    local_root: Path | None = None,
+    reporter: Reporter = SILENT,
+) -> PushResult:
+    """Import a tasks file written by `prelabel --format labelstudio`, `audit --labelstudio` or
+    `select --labelstudio` (its labelling config beside it), predictions and annotations included.
+
+    Each task's photo is found through `data.path` (relative to the tasks file): it is uploaded,
+    or with `local_root` referenced through local-files storage; a task whose `data.image` is
+    already an http(s) URL is imported as it is. Tasks whose sha256 is in the project are skipped.
+    """
+    from officescore.files import sha256_file
+    from officescore.label.formats import config_path_for
+
+    tasks_file = Path(tasks_file)
+    tasks = read_tasks(tasks_file)
+    config = config_path_for(tasks_file)
+    if not config.is_file():
+        raise ConfigError(f"{tasks_file}: no labelling config {config.name} beside it; write the file again")
+    schema = LabelSchema.from_config(config.read_text(encoding="utf-8"))
+    file_classes = _classes_in(tasks, schema)
+    project, created = ensure_project(client, title, schema, file_classes)
+    if project.schema.mask != schema.mask:
+        raise LabelStudioError(
+            f"project {title!r} labels with {project.schema.mask}s but {tasks_file.name} holds "
+            f"{schema.mask} regions; write the file with --mask {project.schema.mask} or use a new --project"
+        )
+    present = set() if created else existing_sha256s(client, project.id)
+    todo, skipped, served = [], 0, []
+    with reporter.stage("preparing tasks", total=len(tasks)) as stage:
+        for task in tasks:
+            stage.advance(1)
+            data = dict(task["data"])
+            local = tasks_file.parent / data["path"] if data.get("path") else None
+            if not data.get("sha256") and local is not None and local.is_file():
+                data["sha256"] = sha256_file(local)
+            if data.get("sha256") in present:
+                skipped += 1
+                continue
+            ref = str(data.get(schema.value, ""))
+            if not ref.startswith(("http://", "https://")):
+                if local is None or not local.is_file():
+                    raise ConfigError(
+                        f"{tasks_file}: task image {ref or data.get('path')!r} not found beside the file"
+                    )
+                if local_root is not None:
+                    ref = LOCAL_FILES_PREFIX + relative_name(local, Path(local_root), "--local-root")
+                    served.append(local)
+                else:
+                    ref = _upload(client, project.id, ImageSource(local, data.get("sha256", "")))
+            data[schema.value] = ref
+            if local is not None:
+                data.setdefault("name", local.name)
+            data.pop("path", None)  # relative to the tasks file: meaningless inside Label Studio
+            if project.schema != schema:
+                task = _renamed(task, project.schema)
+            todo.append({**task, "data": data})
+    if served:
+        client.add_local_storage(project.id, storage_folder(served, Path(local_root)))
+    predictions = _import(client, project.id, todo, reporter)
+    return PushResult(project.id, project.title, created, len(todo), skipped, predictions, None, [])
+
+
+def _classes_in(tasks: Sequence[dict[str, Any]], schema: LabelSchema) -> list[str]:
+    found: dict[str, None] = {}
+    for task in tasks:
+        for group in ("predictions", "annotations"):
+            for entry in task.get(group) or []:
+                for result in entry.get("result") or []:
+                    for label in (result.get("value") or {}).get(schema.result_type, []):
+                        found[str(label)] = None
+    return list(found)
+
+
+def _renamed(task: dict[str, Any], schema: LabelSchema) -> dict[str, Any]:
+    """The task's results re-pointed at the project's tag names (same kind, other names)."""
+    task = dict(task)
+    for group in ("predictions", "annotations"):
+        entries = []
+        for entry in task.get(group) or []:
+            results = [
+                {**r, "from_name": schema.from_name, "to_name": schema.to_name}
+                for r in entry.get("result") or []
+            ]
+            entries.append({**entry, "result": results})
+        if group in task:
+            task[group] = entries
+    return task

@@ -1,0 +1,91 @@
+"""The photos a labelling command works on: files, folders, globs, or a scrape folder (`data/raw`).
+
+A scrape folder is read through its manifest (`manifest.sqlite`): only the images it kept, each
+with its provenance (source page, licence, creator, attribution), so that licence and source
+travel into the Label Studio task or COCO file beside the photo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from officescore.errors import BadImageError
+from officescore.files import sha256_file
+
+# Manifest columns copied into a task's data (and a COCO image's entry): what a labeller or a
+# licence audit needs to know about the photo, never the provider's internal state.
+PROVENANCE_COLUMNS = (
+    "url",
+    "landing_page",
+    "title",
+    "license",
+    "license_version",
+    "license_url",
+    "creator",
+    "attribution",
+    "provider",
+)
+
+
+@dataclass
+class ImageSource:
+    """One photo on disk, its sha256 and what is known about where it came from."""
+
+    path: Path
+    sha256: str
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def _scrape_folder_images(raw_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    from officescore.scrape.manifest import Manifest
+
+    with Manifest.open(raw_dir) as manifest:
+        rows = manifest.kept()
+    found = []
+    for row in rows:
+        if not row["path"]:
+            continue
+        provenance = {k: row[k] for k in PROVENANCE_COLUMNS if row[k] not in (None, "")}
+        found.append((raw_dir / row["path"], provenance))
+    return found
+
+
+def collect_images(inputs: Sequence[str | Path]) -> list[ImageSource]:
+    """Every photo the inputs name, once each (by sha256), in input order.
+
+    A missing file or an input that matches nothing is a BadImageError naming it: a labelling
+    command that silently skipped a typo would leave the user wondering where the photos went.
+    """
+    from officescore.infer import expand_inputs
+    from officescore.scrape.manifest import MANIFEST_NAME
+
+    if not inputs:
+        raise BadImageError("no images given: pass files, folders, globs or a scrape folder (data/raw)")
+    candidates: list[tuple[Path, dict[str, Any]]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir() and (path / MANIFEST_NAME).is_file():
+            candidates.extend(_scrape_folder_images(path))
+            continue
+        expanded = [Path(p) for p in expand_inputs([item]) if isinstance(p, (str, Path))]
+        if path.is_dir() and not expanded:
+            raise BadImageError(f"{path}: no images in this folder (.jpg, .png, .webp, ...)")
+        candidates.extend((p, {}) for p in expanded)
+    return _unique(candidates)
+
+
+def _unique(candidates: Iterable[tuple[Path, dict[str, Any]]]) -> list[ImageSource]:
+    seen: set[str] = set()
+    images = []
+    for path, provenance in candidates:
+        if not path.is_file():
+            raise BadImageError(f"{path}: no such image file; check the path or glob")
+        digest = sha256_file(path)
+        if digest in seen:  # the same photo twice (two names, or a folder and a file in it)
+            continue
+        seen.add(digest)
+        images.append(ImageSource(path, digest, provenance))
+    return images

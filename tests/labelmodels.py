@@ -1,0 +1,79 @@
+"""Checkpoints for the label tests: tiny Mask R-CNNs whose suggestions are solid regions.
+
+tests/scoremodels.py biases the classifier of an untrained model so chosen classes come out with
+high scores; its masks are untrained noise (dozens of specks per detection), which no labeller
+would accept and no polygon can follow. Here the mask head is also set to say "object" at every
+pixel of the box, so each detection's mask is a solid region: what an accepted suggestion looks
+like, and what a polygon round trip can be checked on. The regions are octagons (straight and
+diagonal edges), not boxes, so a polygon that lost half a pixel at its border would show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from scoremodels import ARCH, TINY_KWARGS, tiny_model
+
+from officescore import DEFAULT_CLASSES
+
+KWARGS = {**TINY_KWARGS, "box_detections_per_img": 6}  # a few suggestions per photo, not twenty
+
+
+def _octagon_masks(model: torch.nn.Module) -> None:
+    """Make the mask head ignore the photo and draw an octagon filling the box: a constant map,
+    blurred three times with zero padding (so the border and most of all the corners darken),
+    then thresholded."""
+    heads, predictor = model.roi_heads.mask_head, model.roi_heads.mask_predictor
+    with torch.no_grad():
+        for i, block in enumerate(heads):
+            conv = block[0]
+            conv.weight.zero_()
+            conv.bias.zero_()
+            if i == 0:
+                conv.bias[0] = 1.0
+            else:
+                conv.weight[0, 0] = 1.0 / 9.0
+        predictor.conv5_mask.weight.zero_()
+        predictor.conv5_mask.bias.zero_()
+        predictor.conv5_mask.weight[0, 0] = 1.0
+        predictor.mask_fcn_logits.weight.zero_()
+        predictor.mask_fcn_logits.weight[:, 0] = 40.0
+        predictor.mask_fcn_logits.bias.fill_(-40.0 * 0.8)
+
+
+def solid_checkpoint(
+    path: Path,
+    favour: Mapping[str, float] | None = None,
+    classes: Sequence[str] = DEFAULT_CLASSES,
+    seed: int = 0,
+) -> Path:
+    from officescore.model import save_checkpoint
+
+    favour = {"desk": 8.0} if favour is None else favour
+    labels = {list(classes).index(name) + 1: bias for name, bias in favour.items()}
+    model = tiny_model(classes, labels, seed=seed)
+    for name, value in KWARGS.items():  # fewer detections per photo than scoremodels keeps
+        if name == "box_detections_per_img":
+            model.roi_heads.detections_per_img = value
+    _octagon_masks(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(
+        path, model=model.state_dict(), arch=ARCH, classes=list(classes), model_kwargs=dict(KWARGS), epoch=0
+    )
+    return path
+
+
+def write_photos(folder: Path, n: int = 3, width: int = 128, height: int = 96) -> list[Path]:
+    """`n` synthetic office scenes cropped to width x height: not square, so that a swapped width
+    and height anywhere (percent coordinates, image sizes, RLE shapes) shows."""
+    from officescore.sample import render_scene
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"scene_{i}.jpg"
+        render_scene(i, size=max(width, height)).image.crop((0, 0, width, height)).save(path, quality=92)
+        paths.append(path)
+    return paths

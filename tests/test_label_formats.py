@@ -1,0 +1,224 @@
+"""Label Studio formats without a server: labelling config, regions, tasks, reading results back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from officescore import DEFAULT_CLASSES
+from officescore import masks as masklib
+from officescore.errors import DataError
+from officescore.infer import Detection
+from officescore.label import formats, regions
+from officescore.label.formats import LabelSchema
+from officescore.sample import render_scene
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum()) / float((a | b).sum())
+
+
+def test_config_lists_the_classes_and_reads_back() -> None:
+    for kind, tag in (("polygon", "<PolygonLabels"), ("brush", "<BrushLabels")):
+        schema = LabelSchema(DEFAULT_CLASSES, kind)
+        xml = schema.config_xml()
+        assert tag in xml and 'value="$image"' in xml
+        assert [line.split('"')[1] for line in xml.splitlines() if "<Label " in line] == list(DEFAULT_CLASSES)
+        assert LabelSchema.from_config(xml) == schema
+    # A config written by hand, with other tag names: the names results must use come from it.
+    custom = LabelSchema.from_config(
+        '<View><Image name="photo" value="$img"/><PolygonLabels name="objects" toName="photo">'
+        '<Label value="desk"/><Label value="lamp"/></PolygonLabels></View>'
+    )
+    assert (custom.from_name, custom.to_name, custom.value, custom.classes) == (
+        "objects",
+        "photo",
+        "img",
+        ("desk", "lamp"),
+    )
+
+
+def test_unusable_configs_say_why() -> None:
+    with pytest.raises(DataError, match="no PolygonLabels or BrushLabels"):
+        LabelSchema.from_config(
+            '<View><Image name="image" value="$image"/><Choices name="c" toName="image"/></View>'
+        )
+    with pytest.raises(DataError, match="not valid XML"):
+        LabelSchema.from_config("<View><Image")
+    with pytest.raises(DataError, match="mask kind 'ellipse'"):
+        LabelSchema(("desk",), "ellipse")
+    with pytest.raises(DataError, match="no classes"):
+        LabelSchema((), "polygon")
+
+
+def test_polygon_outline_is_on_pixel_edges() -> None:
+    square = np.zeros((20, 30), np.uint8)
+    square[5:15, 10:20] = 1  # pixels 10..19 x 5..14: edges at 10 and 20, 5 and 15
+    assert sorted(regions.mask_outline(square)) == [(10.0, 5.0), (10.0, 15.0), (20.0, 5.0), (20.0, 15.0)]
+    dot = np.zeros((5, 5), np.uint8)
+    dot[2, 3] = 1
+    assert sorted(regions.mask_outline(dot)) == [(3.0, 2.0), (3.0, 3.0), (4.0, 2.0), (4.0, 3.0)]
+    assert regions.mask_outline(np.zeros((4, 4), np.uint8)) == []
+
+
+def _one_part(mask: np.ndarray) -> bool:
+    """One piece without holes: what a Label Studio polygon can hold."""
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    return len(contours) == 1
+
+
+def test_polygons_follow_real_shapes() -> None:
+    """Every one-piece object of 20 synthetic scenes: outline -> percent points -> mask, IoU >= 0.9."""
+    ious, points = [], []
+    for seed in range(20):
+        scene = render_scene(seed, size=256)
+        for inst in scene.instances:
+            if not _one_part(inst.mask):
+                continue
+            pts = regions.mask_to_points(inst.mask, 256, 256)
+            assert all(0.0 <= v <= 100.0 for p in pts for v in p)
+            back = masklib.decode(regions.points_to_rle(pts, 256, 256))
+            ious.append(iou(back, inst.mask.astype(bool)))
+            points.append(len(pts))
+    assert len(ious) > 50
+    assert min(ious) >= 0.9, sorted(ious)[:5]
+    assert float(np.mean(ious)) >= 0.98
+    assert max(points) < 120  # simplified: a labeller drags a few dozen points, not a staircase
+
+
+def test_brush_masks_round_trip_exactly_through_label_studios_rle() -> None:
+    scene = render_scene(3, size=96)
+    for inst in scene.instances:
+        rle = regions.mask_to_brush(inst.mask)
+        assert all(isinstance(v, int) and 0 <= v < 256 for v in rle)
+        assert np.array_equal(regions.brush_to_mask(rle, 96, 96), inst.mask)
+    with pytest.raises(ValueError, match="not 10x10x4"):
+        regions.brush_to_mask(regions.mask_to_brush(scene.instances[0].mask), 10, 10)
+
+
+W, H = 96, 128  # not square: a width/height mix-up anywhere shows
+
+
+def _detections() -> tuple[list[Detection], list]:
+    """One-piece objects of several scenes that lie in the left 96 columns, as if on one 96x128 photo."""
+    insts = []
+    for seed in range(8):
+        for inst in render_scene(seed, size=H).instances:
+            if inst.polygons is not None and _one_part(inst.mask) and not inst.mask[:, W:].any():
+                inst.mask = np.ascontiguousarray(inst.mask[:, :W])
+                insts.append(inst)
+    dets = [
+        Detection(i.category, 0.5 + 0.05 * n, [0, 0, 1, 1], masklib.encode(i.mask), 0.1)
+        for n, i in enumerate(insts)
+    ]
+    return dets, insts
+
+
+@pytest.mark.parametrize("kind", ["polygon", "brush"])
+def test_task_with_prediction_and_annotation_reads_back(kind: str) -> None:
+    dets, insts = _detections()
+    schema = LabelSchema(DEFAULT_CLASSES, kind)
+    labels = [{"category": i.category, "segmentation": i.polygons} for i in insts]  # COCO polygons
+    task = formats.make_task(
+        "/data/local-files/?d=a.jpg",
+        W,
+        H,
+        schema,
+        detections=dets,
+        model_version="best-12345678",
+        annotations=labels,
+        data={"sha256": "ab" * 32, "license": "cc0"},
+    )
+    assert task["data"] == {"image": "/data/local-files/?d=a.jpg", "sha256": "ab" * 32, "license": "cc0"}
+    pred = task["predictions"][0]
+    assert pred["model_version"] == "best-12345678"
+    assert pred["score"] == pytest.approx(np.mean([d.score for d in dets]), abs=1e-4)
+    results = pred["result"]
+    assert len(results) == len(dets)
+    assert {r["type"] for r in results} == {f"{kind}labels"}
+    assert all(r["from_name"] == "label" and r["to_name"] == "image" for r in results)
+    assert len(results) >= 8
+    assert all((r["original_width"], r["original_height"]) == (W, H) for r in results)
+    assert len({r["id"] for r in results + task["annotations"][0]["result"]}) == 2 * len(dets)
+    # Label Studio's own validator (label-studio-sdk's LabelInterface) accepts them for this config.
+    from label_studio_sdk.label_interface import LabelInterface
+
+    interface = LabelInterface(schema.config_xml())
+    assert interface.validate_prediction(pred, return_errors=True) == []
+    assert interface.validate_annotation(task["annotations"][0]) is True
+    broken = {
+        **pred,
+        "result": [{**pred["result"][0], "value": {**pred["result"][0]["value"], f"{kind}labels": ["sofa"]}}],
+    }
+    assert interface.validate_prediction(broken, return_errors=True)  # the validator does look
+    # Deterministic: the same inputs give the same task, ids included.
+    again = formats.make_task(
+        "/data/local-files/?d=a.jpg", W, H, schema, detections=dets, model_version="best-12345678"
+    )
+    assert json.dumps(again["predictions"]) == json.dumps(task["predictions"])
+
+    for group in (pred["result"], task["annotations"][0]["result"]):
+        back = formats.result_regions(group)
+        assert [r.class_name for r in back] == [i.category for i in insts]
+        for region, inst in zip(back, insts, strict=True):
+            got = masklib.decode(region.mask).astype(bool)
+            assert iou(got, inst.mask.astype(bool)) >= (0.999 if kind == "brush" else 0.9)
+            assert (region.polygon is None) == (kind == "brush")
+    assert [r.score for r in formats.result_regions(pred["result"])] == [round(d.score, 4) for d in dets]
+
+
+def test_result_regions_skip_other_kinds_and_name_broken_regions() -> None:
+    other = [
+        {"type": "rectanglelabels", "value": {"rectanglelabels": ["desk"]}},
+        {"type": "choices", "value": {}},
+    ]
+    assert formats.result_regions(other) == []
+    no_size = [
+        {
+            "id": "r1",
+            "type": "polygonlabels",
+            "value": {"points": [[0, 0], [1, 0], [1, 1]], "polygonlabels": ["desk"]},
+        }
+    ]
+    with pytest.raises(DataError, match="region r1: no original_width"):
+        formats.result_regions(no_size)
+    bad_brush = [
+        {
+            "id": "b7",
+            "type": "brushlabels",
+            "original_width": 10,
+            "original_height": 10,
+            "value": {"rle": regions.mask_to_brush(np.ones((4, 4), np.uint8)), "brushlabels": ["desk"]},
+        }
+    ]
+    with pytest.raises(DataError, match="region b7: unreadable brushlabels"):
+        formats.result_regions(bad_brush)
+
+
+def test_mask_of_another_size_is_refused() -> None:
+    with pytest.raises(DataError, match="a desk mask is 10x10, not 20x20"):
+        formats.mask_result(
+            masklib.encode(np.ones((10, 10), np.uint8)), "desk", 20, 20, LabelSchema(("desk",))
+        )
+
+
+def test_tasks_file_and_config_written_together(tmp_path: Path) -> None:
+    schema = LabelSchema(("desk", "chair"))
+    tasks = [formats.make_task("https://example.org/a.jpg", 10, 10, schema)]
+    path, config = formats.write_tasks(tmp_path / "tasks.json", tasks, schema)
+    assert config == tmp_path / "tasks.label_config.xml"
+    assert LabelSchema.from_config(config.read_text()) == schema
+    assert formats.read_tasks(path) == tasks
+    (tmp_path / "bad.json").write_text('{"images": []}')
+    with pytest.raises(DataError, match="not a Label Studio tasks file"):
+        formats.read_tasks(tmp_path / "bad.json")
+    with pytest.raises(DataError, match="no such tasks file"):
+        formats.read_tasks(tmp_path / "missing.json")
+    (tmp_path / "broken.json").write_text("[{")
+    with pytest.raises(DataError, match="not a JSON tasks file"):
+        formats.read_tasks(tmp_path / "broken.json")

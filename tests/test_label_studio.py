@@ -1,0 +1,386 @@
+"""The label loop against a real Label Studio (started once per session on 127.0.0.1, see
+labelstudio_server.py): push with predictions, accept them as a labeller would, pull, ingest; the
+ML backend as Label Studio itself calls it; prelabel files through Label Studio's import API;
+and every error a user can cause."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from labelmodels import solid_checkpoint, write_photos
+from labelstudio_server import LabelStudioServer
+
+from officescore import masks as masklib
+from officescore.cli import main
+from officescore.label.client import LabelStudio, LabelStudioError
+from officescore.label.formats import LabelSchema, result_regions
+
+CLASSES = ("desk", "chair", "monitor")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """The tiny models here run fastest on one thread, above all when other jobs share the CPUs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(exit_info.value.code or 0), out, err
+
+
+@pytest.fixture
+def key(labelstudio: LabelStudioServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", labelstudio.api_key)
+    return labelstudio.api_key
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("label")
+    return {
+        "desk": solid_checkpoint(
+            base / "runs" / "train" / "desk" / "weights" / "best.pt", {"desk": 8.0}, CLASSES
+        ),
+        "chair": solid_checkpoint(base / "chair.pt", {"chair": 8.0}, CLASSES, seed=1),
+        "photos": write_photos(base / "photos", n=3)[0].parent,
+        "base": base,
+    }
+
+
+def client_for(server: LabelStudioServer) -> LabelStudio:
+    return LabelStudio.connect(server.url, server.api_key)
+
+
+def accept(client: LabelStudio, task_id: int) -> list[dict[str, Any]]:
+    """What a labeller's "accept" does: the prediction's regions saved as the task's annotation."""
+    (prediction,) = client.sdk.predictions.list(task=task_id)
+    client.sdk.annotations.create(
+        id=task_id,
+        result=prediction.result,
+        lead_time=2.5,
+        request_options={"additional_body_parameters": {"parent_prediction": prediction.id}},
+    )
+    return list(prediction.result or [])
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum()) / float((a | b).sum())
+
+
+def _predicted(model: Path, photos: list[Path]) -> dict[str, Any]:
+    from officescore.infer import Predictor
+
+    results = Predictor.load(model, device="cpu", conf=0.3).predict(photos)
+    return {p.name: r for p, r in zip(photos, results, strict=True)}
+
+
+@pytest.mark.parametrize("mask", ["polygon", "brush"])
+def test_push_accept_pull_ingest_round_trip(
+    labelstudio: LabelStudioServer,
+    key: str,
+    files: dict[str, Path],
+    mask: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+
+    title = f"round trip {mask}"
+    push = ["label", "push", str(files["photos"]), "--url", labelstudio.url, "--project", title]
+    push += ["--model", str(files["desk"]), "--mask", mask, "--device", "cpu", "--json"]
+    code, out, err = run(push, capsys)
+    assert code == 0, err
+    first = json.loads(out)
+    assert (first["created"], first["added"], first["predictions"], first["already_there"]) == (True, 3, 3, 0)
+    code, out, _ = run(push, capsys)  # again: nothing doubled
+    second = json.loads(out)
+    assert (second["created"], second["added"], second["already_there"]) == (False, 0, 3)
+
+    client = client_for(labelstudio)
+    tasks = sorted(client.export_tasks(first["project_id"]), key=lambda t: t["id"])
+    assert len(tasks) == 3 and all(t["total_predictions"] == 1 for t in tasks)
+    assert {t["data"]["name"] for t in tasks} == {"scene_0.jpg", "scene_1.jpg", "scene_2.jpg"}
+    accepted = {
+        tasks[0]["data"]["name"]: accept(client, tasks[0]["id"]),
+        tasks[1]["data"]["name"]: accept(client, tasks[1]["id"]),
+    }
+    client.sdk.annotations.create(id=tasks[2]["id"], result=[], was_cancelled=True)  # the labeller skipped it
+    assert all(accepted.values())
+
+    export = tmp_path / "export"
+    code, out, err = run(
+        ["label", "pull", "--url", labelstudio.url, "--project", title, "--out", str(export)]
+        + ["--ingest", str(tmp_path / "dataset"), "--json"],
+        capsys,
+    )
+    assert code == 0, err
+    pulled = json.loads(out)
+    n_regions = sum(len(v) for v in accepted.values())
+    assert (pulled["pull"]["images"], pulled["pull"]["annotations"], pulled["pull"]["unlabelled"]) == (
+        2,
+        n_regions,
+        1,
+    )
+    ingested = pulled["ingest"]["counts"]
+    assert ingested["train"]["images"] + ingested["val"]["images"] == 2
+    assert ingested["train"]["annotations"] + ingested["val"]["annotations"] == n_regions
+
+    coco = json.loads((export / "annotations.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == list(CLASSES)
+    names = {img["id"]: Path(img["file_name"]).name for img in coco["images"]}
+    assert set(names.values()) == set(accepted)
+    for img in coco["images"]:  # the photos come back byte for byte
+        assert (export / img["file_name"]).read_bytes() == (files["photos"] / names[img["id"]]).read_bytes()
+    expected = _predicted(files["desk"], [files["photos"] / n for n in accepted])
+    for img in coco["images"]:
+        name = names[img["id"]]
+        anns = [a for a in coco["annotations"] if a["image_id"] == img["id"]]
+        regions = result_regions(accepted[name])
+        detections = expected[name].detections
+        assert len(anns) == len(regions) == len(detections)
+        for ann, region, det in zip(anns, regions, detections, strict=True):
+            assert coco["categories"][ann["category_id"] - 1]["name"] == region.class_name == det.class_name
+            h, w = img["height"], img["width"]
+            seg = ann["segmentation"]
+            got = masklib.decode(masklib.from_polygons(seg, h, w) if isinstance(seg, list) else seg).astype(
+                bool
+            )
+            assert iou(got, masklib.decode(region.mask).astype(bool)) >= 0.99  # what was accepted
+            want = masklib.decode(det.mask).astype(bool)  # what the model said
+            assert iou(got, want) >= (1.0 if mask == "brush" else 0.9)
+
+    # Pulling again replaces the folder: the same export, no leftovers beside it.
+    code, _, _ = run(
+        ["label", "pull", "--url", labelstudio.url, "--project", title, "--out", str(export)], capsys
+    )
+    assert code == 0 and json.loads((export / "annotations.json").read_text()) == coco
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "export"]
+
+
+def test_prelabel_files_are_accepted_by_label_studios_import(
+    labelstudio: LabelStudioServer, key: str, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Photos inside the server's LOCAL_FILES_DOCUMENT_ROOT, tasks written with local-files references.
+    shared = labelstudio.local_root / "batch1"
+    shutil.copytree(files["photos"], shared)
+    tasks_file = files["base"] / "prelabel" / "tasks.json"
+    code, _, err = run(
+        [
+            "prelabel",
+            str(shared),
+            "--model",
+            str(files["desk"]),
+            "--format",
+            "labelstudio",
+            "--out",
+            str(tasks_file),
+        ]
+        + ["--image-root", str(labelstudio.local_root), "--device", "cpu"],
+        capsys,
+    )
+    assert code == 0, err
+    tasks = json.loads(tasks_file.read_text())
+    config = tasks_file.with_name("tasks.label_config.xml").read_text()
+
+    # Straight into Label Studio's import API, as a user importing the file would.
+    client = client_for(labelstudio)
+    project = client.sdk.projects.create(title="prelabel import", label_config=config)
+    client.add_local_storage(int(project.id), shared)
+    response = client.sdk.projects.import_tasks(project.id, request=tasks, return_task_ids=True)
+    assert response.task_count == 3 and response.prediction_count == 3
+    stored = sorted(client.export_tasks(int(project.id)), key=lambda t: t["id"])
+    assert [t["data"]["image"] for t in stored] == [
+        f"/data/local-files/?d=batch1/scene_{i}.jpg" for i in range(3)
+    ]
+    served = client.download(stored[0]["data"]["image"])  # Label Studio serves the photo from disk
+    assert served == (shared / "scene_0.jpg").read_bytes()
+    predictions = client.sdk.predictions.list(task=stored[0]["id"])
+    assert predictions[0].model_version == tasks[0]["predictions"][0]["model_version"]
+    assert len(predictions[0].result) == len(tasks[0]["predictions"][0]["result"]) > 0
+
+    # `label push --review` takes the same file (upload: no local-files storage needed), once.
+    review = [
+        "label",
+        "push",
+        "--review",
+        str(tasks_file),
+        "--url",
+        labelstudio.url,
+        "--project",
+        "prelabel review",
+    ]
+    code, out, err = run([*review, "--json"], capsys)
+    assert code == 0, err
+    pushed = json.loads(out)
+    assert (pushed["added"], pushed["predictions"]) == (3, 3)
+    code, out, _ = run([*review, "--json"], capsys)
+    assert (json.loads(out)["added"], json.loads(out)["already_there"]) == (0, 3)
+    reviewed = client.export_tasks(pushed["project_id"])
+    assert all(t["data"]["image"].startswith("/data/upload/") and "path" not in t["data"] for t in reviewed)
+
+    # `label push --local-root`: no upload, Label Studio serves the photos from its document root.
+    local = ["label", "push", str(shared), "--url", labelstudio.url, "--project", "local files"]
+    code, out, err = run(
+        [*local, "--local-root", str(labelstudio.local_root), "--classes", "desk,chair", "--json"], capsys
+    )
+    assert code == 0, err
+    stored = sorted(client.export_tasks(json.loads(out)["project_id"]), key=lambda t: t["id"])
+    assert [t["data"]["image"] for t in stored] == [
+        f"/data/local-files/?d=batch1/scene_{i}.jpg" for i in range(3)
+    ]
+    assert client.download(stored[2]["data"]["image"]) == (shared / "scene_2.jpg").read_bytes()
+    code, _, err = run(
+        [*local[:-1], "local files 2", "--local-root", str(shared), "--classes", "desk"], capsys
+    )
+    assert code == 2 and "serves no photos from its document root itself" in err
+
+
+def test_label_studio_asks_the_ml_backend_and_gets_the_newer_checkpoint(
+    labelstudio: LabelStudioServer, key: str, files: dict[str, Path], tmp_path: Path
+) -> None:
+    import requests
+
+    from officescore.label import backend as ml
+    from officescore.label.push import push_images
+
+    runs = tmp_path / "runs" / "train"
+    best = runs / "exp" / "weights" / "best.pt"
+    best.parent.mkdir(parents=True)
+    shutil.copy(files["desk"], best)
+    client = client_for(labelstudio)
+    pushed = push_images(client, "backend project", [files["photos"]], classes=list(CLASSES))
+    assert pushed.added == 3 and pushed.predictions == 0
+
+    served = ml.Backend(runs, client, device="cpu")
+    server = ml.make_server(served, "127.0.0.1", 0)
+    ml.start(server)
+    try:
+        first_version = served.model_version
+        health = requests.get(f"{ml.url_of(server)}/health", timeout=10).json()
+        assert health == {"status": "UP", "model_class": "officescore", "model_version": first_version}
+        client.connect_backend(pushed.project_id, ml.url_of(server))  # through Label Studio's API
+
+        task_ids = sorted(t["id"] for t in client.export_tasks(pushed.project_id))
+        opened = client.task(task_ids[0])  # a labeller opens the task: Label Studio asks the backend
+        (prediction,) = opened["predictions"]
+        assert prediction["model_version"] == first_version and first_version.startswith("exp-best-")
+        regions = result_regions(prediction["result"])
+        assert regions and {r.class_name for r in regions} == {"desk"}
+
+        shutil.copy(files["chair"], best)  # training wrote a better best.pt
+        later = time.time() + 5
+        os.utime(best, (later, later))
+        opened = client.task(task_ids[1])
+        (prediction,) = opened["predictions"]
+        assert prediction["model_version"] != first_version and prediction["model_version"].startswith(
+            "exp-best-"
+        )
+        assert {r.class_name for r in result_regions(prediction["result"])} == {"chair"}
+        assert (
+            requests.get(f"{ml.url_of(server)}/health", timeout=10).json()["model_version"]
+            == prediction["model_version"]
+        )
+
+        hook = requests.post(
+            f"{ml.url_of(server)}/webhook", json={"action": "ANNOTATION_CREATED"}, timeout=10
+        )
+        assert hook.status_code == 201 and hook.json()["event"] == "ANNOTATION_CREATED"
+        bad = requests.post(f"{ml.url_of(server)}/predict", data=b"[1, 2]", timeout=10)
+        assert bad.status_code == 400 and "JSON object" in bad.json()["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_errors_a_user_can_cause(
+    labelstudio: LabelStudioServer,
+    key: str,
+    files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from labelstudio_server import _free_port, executable
+
+    photos, url = str(files["photos"]), labelstudio.url
+
+    def error(args: list[str]) -> str:
+        code, _, err = run(args, capsys)
+        assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1, err
+        assert labelstudio.api_key not in err  # the key is never shown
+        return err
+
+    closed = f"http://127.0.0.1:{_free_port()}"
+    assert "Label Studio is not reachable at " + closed in error(
+        ["label", "push", photos, "--url", closed, "--project", "abc"]
+    )
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "0123456789abcdef")
+    assert "refused the API key" in error(["label", "pull", "--url", url, "--project", "abc", "--out", "x"])
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY")
+    monkeypatch.setenv("OFFICESCORE_CONFIG", str(files["base"] / "none.toml"))
+    assert "no Label Studio API key: set LABEL_STUDIO_API_KEY" in error(
+        ["label", "push", photos, "--project", "abc"]
+    )
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", labelstudio.api_key)
+
+    assert "a Label Studio project title has 3 to 50 characters" in error(
+        ["label", "push", photos, "--project", "ab"]
+    )
+    assert "has no project 'never made'" in error(
+        ["label", "pull", "--url", url, "--project", "never made", "--out", "x"]
+    )
+    assert "--url localhost:8080: give Label Studio's address with http://" in error(
+        ["label", "pull", "--url", "localhost:8080", "--project", "abc", "--out", "x"]
+    )
+    assert "nothing to push" in error(["label", "push", "--url", url, "--project", "abc"])
+    missing = str(files["base"] / "missing.pt")
+    assert "missing.pt: no such checkpoint" in error(["label", "backend", "--model", missing, "--url", url])
+    # A project labelling other classes than the model predicts: refused before anything is imported.
+    other = solid_checkpoint(files["base"] / "other.pt", {"lamp": 8.0}, ("desk", "lamp"))
+    client = client_for(labelstudio)
+    client.create_project("two classes", LabelSchema(("desk", "chair")))
+    err = error(
+        [
+            "label",
+            "push",
+            photos,
+            "--url",
+            url,
+            "--project",
+            "two classes",
+            "--model",
+            str(other),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert "project 'two classes' labels desk, chair but the model predicts lamp too" in err
+    project = client.project("two classes")
+    assert client.export_tasks(project.id) == []
+
+    # Label Studio's own validation errors come back as one sentence.
+    with pytest.raises(LabelStudioError, match=r"refused to create the project: label_config: .+") as refused:
+        client.call(
+            "create the project",
+            lambda: client.sdk.projects.create(title="bad config", label_config="<View>"),
+        )
+    assert "\n" not in str(refused.value)
+
+    # The tests' own setup error: one line naming the make target.
+    monkeypatch.setenv("OFFICESCORE_LABEL_STUDIO", str(files["base"] / "no-label-studio"))
+    with pytest.raises(pytest.fail.Exception, match="run `make labelstudio`"):
+        executable()

@@ -1,0 +1,249 @@
+"""`officescore prelabel`: COCO for CVAT / Roboflow / ingest, Label Studio tasks; inputs; bad inputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from labelmodels import solid_checkpoint, write_photos
+
+from officescore import masks as masklib
+from officescore.cli import main
+from officescore.files import sha256_file
+from officescore.label.formats import LabelSchema, result_regions
+
+CLASSES = ("desk", "chair", "monitor")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """The tiny models here run fastest on one thread, above all when other jobs share the CPUs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(exit_info.value.code or 0), out, err
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("prelabel")
+    model = solid_checkpoint(
+        base / "runs" / "train" / "first" / "weights" / "best.pt", {"desk": 8.0}, CLASSES
+    )
+    write_photos(base / "photos", n=3)
+    return {"base": base, "model": model, "photos": base / "photos"}
+
+
+def _predictions(model: Path, photos: list[Path]) -> list:
+    from officescore.infer import Predictor
+
+    return Predictor.load(model, device="cpu", conf=0.3).predict(photos)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum()) / float((a | b).sum())
+
+
+@pytest.mark.parametrize("mask", ["polygon", "brush"])
+def test_coco_output_is_read_by_pycocotools_and_ingest(
+    setup: dict[str, Path], mask: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pycocotools.coco import COCO
+
+    from officescore.ingest import ingest_export
+
+    out = tmp_path / "pre.json"
+    args = ["prelabel", str(setup["photos"]), "--model", str(setup["model"]), "--out", str(out)]
+    code, stdout, _ = run([*args, "--mask", mask, "--device", "cpu", "--json"], capsys)
+    assert code == 0
+    summary = json.loads(stdout)
+    assert summary["format"] == "coco" and summary["images"] == 3 and summary["config"] is None
+    assert summary["model_version"].startswith("first-best-")
+
+    coco = COCO(str(out))
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CLASSES)
+    photos = sorted(setup["photos"].glob("*.jpg"))
+    expected = _predictions(setup["model"], photos)
+    assert len(coco.getAnnIds()) == summary["detections"] == sum(len(r.detections) for r in expected) > 0
+    by_name = {img["file_name"]: img for img in coco.loadImgs(coco.getImgIds())}
+    assert set(by_name) == {p.name for p in photos}  # relative to the photos' folder
+    for photo, result in zip(photos, expected, strict=True):
+        image = by_name[photo.name]
+        assert image["sha256"] == sha256_file(photo)
+        assert (image["width"], image["height"]) == (result.width, result.height) == (128, 96)
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
+        assert [a["score"] for a in anns] == [round(d.score, 4) for d in result.detections]
+        for ann, det in zip(anns, result.detections, strict=True):
+            assert coco.loadCats(ann["category_id"])[0]["name"] == det.class_name
+            got, want = coco.annToMask(ann).astype(bool), masklib.decode(det.mask).astype(bool)
+            assert iou(got, want) >= (1.0 if mask == "brush" else 0.9)
+            assert isinstance(ann["segmentation"], list if mask == "polygon" else dict)
+            assert ann["area"] == int(got.sum())
+
+    result = ingest_export(out, images_dir=setup["photos"], out=tmp_path / "dataset", val_fraction=0.34)
+    counts = result.counts
+    assert counts["train"]["images"] + counts["val"]["images"] == 3
+    assert counts["train"]["annotations"] + counts["val"]["annotations"] == summary["detections"]
+    assert result.classes == ["desk"]  # ingest keeps the classes that were labelled
+
+
+def test_labelstudio_output_tasks_and_config(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ls" / "tasks.json"
+    args = ["prelabel", str(setup["photos"] / "*.jpg"), "--model", str(setup["base"] / "runs" / "train")]
+    code, stdout, _ = run([*args, "--format", "labelstudio", "--out", str(out), "--device", "cpu"], capsys)
+    assert code == 0 and "tasks.label_config.xml" in stdout
+    schema = LabelSchema.from_config((tmp_path / "ls" / "tasks.label_config.xml").read_text())
+    assert schema.classes == CLASSES and schema.mask == "polygon"
+    tasks = json.loads(out.read_text())
+    photos = sorted(setup["photos"].glob("*.jpg"))
+    assert [t["data"]["image"] for t in tasks] == [f"/data/local-files/?d={p.name}" for p in photos]
+    for task, photo, result in zip(tasks, photos, _predictions(setup["model"], photos), strict=True):
+        assert not Path(task["data"]["path"]).is_absolute()  # relative to the tasks file
+        assert (out.parent / task["data"]["path"]).resolve() == photo.resolve()
+        assert task["data"]["sha256"] == sha256_file(photo)
+        (pred,) = task["predictions"]
+        assert pred["model_version"] == json.loads(json.dumps(pred))["model_version"].strip()
+        assert (
+            pred["model_version"].startswith("first-best-")
+            and len(pred["model_version"]) == len("first-best-") + 8
+        )
+        regions = result_regions(pred["result"])
+        assert [r.class_name for r in regions] == [d.class_name for d in result.detections]
+        for region, det in zip(regions, result.detections, strict=True):
+            assert iou(masklib.decode(region.mask).astype(bool), masklib.decode(det.mask).astype(bool)) >= 0.9
+
+    # A URL prefix and brush masks
+    code, _, _ = run(
+        [*args, "--format", "labelstudio", "--out", str(out), "--device", "cpu", "--mask", "brush"]
+        + ["--url-prefix", "http://files.local/photos/", "--image-root", str(setup["base"])],
+        capsys,
+    )
+    assert code == 0
+    tasks = json.loads(out.read_text())
+    assert tasks[0]["data"]["image"] == "http://files.local/photos/photos/scene_0.jpg"
+    assert {r["type"] for t in tasks for r in t["predictions"][0]["result"]} == {"brushlabels"}
+    assert "<BrushLabels" in (tmp_path / "ls" / "tasks.label_config.xml").read_text()
+
+
+def test_scrape_folder_brings_licence_and_source(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from officescore.scrape.manifest import Manifest
+    from officescore.scrape.providers import SearchResult
+
+    raw = tmp_path / "raw"
+    photos = write_photos(raw / "images", n=2)
+    found = [
+        SearchResult(
+            url=f"https://img.example/{n}.jpg",
+            landing_page=f"https://example/{n}",
+            license="by",
+            creator=f"Ann {n}",
+        )
+        for n in range(3)
+    ]
+    with Manifest.open(raw) as manifest:
+        manifest.record_page("openverse", "home office", "", 1, found, True, "cc", "2026-01-01T00:00:00Z")
+        rows = {row["url"]: row["id"] for row in manifest.rows()}
+        for n, photo in enumerate(photos):  # the third result was never downloaded: not an image
+            manifest.set_outcome(
+                rows[f"https://img.example/{n}.jpg"], status="ok", path=f"images/{photo.name}"
+            )
+    out = tmp_path / "tasks.json"
+    code, _, _ = run(
+        ["prelabel", str(raw), "--model", str(setup["model"]), "--format", "labelstudio", "--out", str(out)],
+        capsys,
+    )
+    assert code == 0
+    data = [t["data"] for t in json.loads(out.read_text())]
+    assert [(d["creator"], d["license"], d["landing_page"]) for d in data] == [
+        ("Ann 0", "by", "https://example/0"),
+        ("Ann 1", "by", "https://example/1"),
+    ]
+    assert [d["image"] for d in data] == [f"/data/local-files/?d={p.name}" for p in photos]
+
+
+def test_bad_inputs_are_one_line_errors(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, photos = str(setup["model"]), str(setup["photos"])
+    cases = [
+        (
+            ["--format", "xml", "--out", str(tmp_path / "a.json")],
+            "--format xml: use one of coco, labelstudio",
+        ),
+        (["--out", str(tmp_path / "a.txt")], "give a .json file name"),
+        (["--out", str(tmp_path), "--mask", "polygon"], "give a .json file name"),
+        (
+            ["--mask", "ellipse", "--out", str(tmp_path / "a.json")],
+            "--mask ellipse: use one of polygon, brush",
+        ),
+        (["--conf", "1.5", "--out", str(tmp_path / "a.json")], "--conf 1.5: must be between 0 and 1"),
+    ]
+    for extra, message in cases:
+        code, _, err = run(["prelabel", photos, "--model", model, *extra], capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (extra, err)
+    code, _, err = run(
+        ["prelabel", str(tmp_path / "nope.jpg"), "--model", model, "--out", str(tmp_path / "a.json")], capsys
+    )
+    assert code == 2 and "nope.jpg: no such image file" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(
+        ["prelabel", str(tmp_path / "empty"), "--model", model, "--out", str(tmp_path / "a.json")], capsys
+    )
+    assert code == 2 and "no images in this folder" in err
+    code, _, err = run(
+        ["prelabel", photos, "--model", str(tmp_path / "empty"), "--out", str(tmp_path / "a.json")], capsys
+    )
+    assert code == 2 and "no weights/best.pt in this folder or its runs" in err
+    code, _, err = run(
+        ["prelabel", photos, "--model", str(tmp_path / "x.pt"), "--out", str(tmp_path / "a.json")], capsys
+    )
+    assert code == 2 and "x.pt: no such checkpoint" in err
+    (tmp_path / "notimage.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "partial.json"
+    code, _, err = run(
+        ["prelabel", photos, str(tmp_path / "notimage.jpg"), "--model", model, "--out", str(out)], capsys
+    )
+    assert code == 2 and "1 photo(s) could not be read" in err
+    assert len(json.loads(out.read_text())["images"]) == 3  # the good photos are still written
+    assert not list(tmp_path.glob("a.*"))  # nothing written for the refused runs
+
+
+def test_cli_defaults_match_the_library() -> None:
+    import inspect
+
+    from officescore.cli import label as label_cli
+    from officescore.cli import prelabel as prelabel_cli
+    from officescore.label import backend, client, prelabel
+
+    def defaults(function: object) -> dict[str, object]:
+        return {
+            n: getattr(p.default, "default", p.default)
+            for n, p in inspect.signature(function).parameters.items()
+        }
+
+    pre = defaults(prelabel_cli.prelabel)
+    assert (
+        pre["conf"] == prelabel.DEFAULT_CONF
+        and pre["fmt"] == prelabel.COCO
+        and pre["mask"] == prelabel.POLYGON
+    )
+    push, pull, serve = defaults(label_cli.push), defaults(label_cli.pull), defaults(label_cli.backend)
+    assert push["url"] == pull["url"] == serve["url"] == client.DEFAULT_URL
+    assert push["conf"] == serve["conf"] == prelabel.DEFAULT_CONF and push["mask"] == prelabel.POLYGON
+    assert serve["port"] == backend.DEFAULT_PORT and serve["host"] == backend.DEFAULT_HOST
