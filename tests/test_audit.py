@@ -23,6 +23,17 @@ from officescore.ingest import ingest_export
 from officescore.sample import write_sample
 
 KINDS = ("missing", "wrong_class", "bad_mask", "spurious", "duplicate")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Any:
+    """One torch thread: much faster for tiny models when other processes share the CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # Measured with `_model_like` predictions (2026-12-01): on the clean labels the highest issue score
 # was 0.31-0.48 over seeds 0-5 (always a thin object whose mask the jitter ate); a single injected
 # error of any kind scored 0.62-1.0 (seeds 0-2). The threshold sits in that gap.
@@ -221,13 +232,15 @@ def test_cli_json_has_the_documented_shape(
     clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = write_checkpoint(tmp_path / "m.pt", favour={"desk": 3.0, "chair": 2.5})
-    code, out, _ = _cli(["audit", str(clean), "--model", str(model), "--device", "cpu",
-                         "--out", str(tmp_path / "run"), "--json"], capsys)  # fmt: skip
+    review = tmp_path / "review.json"
+    args = ["audit", str(clean), "--model", str(model), "--device", "cpu", "--out", str(tmp_path / "run")]
+    code, out, _ = _cli([*args, "--labelstudio", str(review), "--json"], capsys)
     assert code == 0
     doc = json.loads(out)
     assert set(doc) == {"dataset", "model", "split", "issues", "images"} and doc["split"] == "train"
     coco = json.loads((clean / "train.json").read_text())
     image_ids, ann_ids = {i["id"] for i in coco["images"]}, {a["id"] for a in coco["annotations"]}
+    names = [c["name"] for c in coco["categories"]]
     keys = {
         "rank",
         "kind",
@@ -255,6 +268,18 @@ def test_cli_json_has_the_documented_shape(
     }
     rows = (run / "images.csv").read_text().splitlines()
     assert rows[0] == "image_id,file_name,quality" and len(rows) == len(image_ids) + 1
+    # --labelstudio: one review task per photo with an issue >= 0.5: its labels and the suggestions
+    from officescore.label.formats import read_tasks, result_regions
+
+    flagged = {i["image_id"] for i in doc["issues"] if i["score"] >= 0.5}
+    tasks = read_tasks(review)
+    assert flagged and {t["data"]["image_id"] for t in tasks} == flagged
+    for task in tasks:
+        labels = [a for a in coco["annotations"] if a["image_id"] == task["data"]["image_id"]]
+        regions = result_regions(task["annotations"][0]["result"])
+        assert sorted(r.class_name for r in regions) == sorted(names[a["category_id"] - 1] for a in labels)
+        assert "predictions" in task and task["data"]["issues"]
+    assert (tmp_path / "review.label_config.xml").is_file()
 
 
 def test_cli_bad_inputs_are_one_line_errors(

@@ -24,6 +24,15 @@ from officescore.ingest import ingest_export
 from officescore.sample import render_scene, write_sample
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> object:
+    """One torch thread: much faster for tiny models when other processes share the CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("labelled")
@@ -154,10 +163,21 @@ def test_cli_json_and_bad_inputs(
     folder, _ = pool
     out = tmp_path / "sel" / "next.csv"
     args = ["select", str(folder), "--model", str(model), "--budget", "3", "--labelled", str(labelled)]
-    code, stdout, _ = _cli([*args, "--device", "cpu", "--out", str(out), "--json"], capsys)
+    tasks_file = tmp_path / "next_tasks.json"
+    code, stdout, _ = _cli(
+        [*args, "--device", "cpu", "--out", str(out), "--labelstudio", str(tasks_file), "--json"], capsys
+    )
     assert code == 0
     doc = json.loads(stdout)
     assert len(doc["chosen"]) == 3 and doc["csv"] == str(out) and out.is_file()
+    from officescore.label.formats import read_tasks
+
+    tasks = read_tasks(tasks_file)  # the chosen photos, in rank order, with the model's pre-annotations
+    assert [t["data"]["rank"] for t in tasks] == [1, 2, 3]
+    assert [t["data"]["image"].split("?d=")[-1] for t in tasks] == [
+        Path(c["path"]).name for c in doc["chosen"]
+    ]
+    assert all(t["predictions"][0]["result"] for t in tasks)
     other = write_checkpoint(tmp_path / "other.pt", favour={"desk": 3.0}, classes=["desk", "cat"])
     cases = [
         (["--model", str(model), "--budget", "0"], "--budget 0"),

@@ -23,6 +23,8 @@ EXAMPLES = """
 
   officescore audit data/dataset --model best.pt --split all --json > issues.json
 
+  officescore audit data/dataset --model best.pt --labelstudio review.json    flagged photos as tasks
+
 Writes runs/audit/NAME (audit, audit2, ...): issues.json, predictions.json, images.csv (one quality
 per photo, lowest first) and contact_sheet_NN.png (labels left, predictions right, suspect in white).
 Kinds: missing, wrong_class, bad_mask, spurious, duplicate; scores in [0, 1], higher = likelier wrong.
@@ -48,6 +50,9 @@ def audit(
     min_score: float = typer.Option(0.0, "--min-score", help="List only issues scoring at least this."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     batch_size: int = typer.Option(2, "--batch-size", "-b", help="Photos per forward pass."),
+    labelstudio: Path = typer.Option(
+        None, "--labelstudio", help="Also write flagged photos as Label Studio review tasks (JSON)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the issues and image qualities as JSON."),
 ) -> None:
     """Rank likely label errors (missing, wrong_class, bad_mask, spurious, duplicate) for review."""
@@ -65,6 +70,7 @@ def audit(
         device=device,
         batch_size=batch_size,
         min_score=min_score,
+        labelstudio=labelstudio,
         reporter=reporter(json_output),
     )
     if json_output:
@@ -100,6 +106,8 @@ def _show(run: AuditRun) -> None:
     console.print(
         f"wrote [bold]{run.out_dir}[/bold] ({len(run.sheets)} contact sheets) in {run.seconds:.1f}s"
     )
+    if run.tasks is not None:
+        console.print(f"review tasks for Label Studio: [bold]{run.tasks}[/bold] (labelling config beside it)")
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,8 @@ EXAMPLES = """
 
   officescore select photos/ --budget 20 --strategy random --seed 3           the baseline
 
+  officescore select data/raw --model best.pt --budget 50 --labelstudio next_tasks.json   pre-annotated
+
 Writes the CSV (default runs/select/NAME/next.csv) and images.txt beside it, best photo first.
 A photo within 10 perceptual-hash bits of a labelled photo (or of an earlier pick) is never chosen.
 """
@@ -45,6 +47,9 @@ def select(
     ),
     seed: int = typer.Option(0, "--seed", help="Random strategy: the draw."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    labelstudio: Path = typer.Option(
+        None, "--labelstudio", help="Also write the chosen photos as Label Studio tasks with pre-annotations."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the chosen photos as JSON."),
 ) -> None:
     """Choose which photos to label next: uncertain, diverse, and not copies of labelled ones."""
@@ -73,6 +78,7 @@ def select(
         out=out,
         device=device,
         seed=seed,
+        labelstudio=labelstudio,
         reporter=reporter(json_output),
     )
     if out is None:  # the run folder only once there is something to put in it
@@ -103,6 +109,8 @@ def _show(run: SelectRun) -> None:
         )  # fmt: skip
     console.print(table)
     console.print(f"wrote [bold]{run.csv}[/bold] and {run.images_txt} in {run.seconds:.1f}s")
+    if run.tasks is not None:
+        console.print(f"Label Studio tasks with pre-annotations: [bold]{run.tasks}[/bold]")
 
 
 def register(app: typer.Typer) -> None:

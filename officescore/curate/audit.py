@@ -83,6 +83,7 @@ class AuditRun:
     images: list[dict[str, Any]]
     sheets: list[Path]
     folds: list[dict[str, Any]] = field(default_factory=list)
+    tasks: Path | None = None  # --labelstudio: the review tasks file
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -110,6 +111,7 @@ def run_audit(
     min_score: float = 0.0,
     sheet_issues: int = DEFAULT_SHEET_ISSUES,
     seed: int = 0,
+    labelstudio: Path | None = None,
     reporter: Reporter = SILENT,
 ) -> AuditRun:
     from officescore.curate.folds import cross_predict, load_train_args
@@ -131,6 +133,12 @@ def run_audit(
         check_output_dir(Path(out), "--out")
     else:
         check_run_name(name)
+    if labelstudio is not None:
+        from officescore.files import check_output_file
+
+        if Path(labelstudio).suffix.lower() != ".json":
+            raise ConfigError(f"--labelstudio {labelstudio}: give a .json file name (e.g. review.json)")
+        check_output_file(Path(labelstudio), "--labelstudio")
     config = load_train_args(train_args) if folds is not None else None
     fold_info: list[dict[str, Any]] = []
     if model is not None:
@@ -173,6 +181,11 @@ def run_audit(
     )
     _write_images_csv(out_dir / "images.csv", result.images)
     sheets = write_contact_sheets(out_dir, labels, results, result.issues[:sheet_issues], rows[:sheet_issues])
+    tasks = None
+    if labelstudio is not None:
+        from officescore.curate.labelstudio import audit_tasks
+
+        tasks, _, _ = audit_tasks(Path(labelstudio), labels, results, rows, f"audit-{Path(source).stem}")
     return AuditRun(
         dataset=Path(dataset),
         model=source,
@@ -182,6 +195,7 @@ def run_audit(
         images=result.images,
         sheets=sheets,
         folds=fold_info,
+        tasks=tasks,
         seconds=time.perf_counter() - started,
     )
 

@@ -65,6 +65,7 @@ class SelectRun:
     csv: Path | None = None
     images_txt: Path | None = None
     notes: list[str] = field(default_factory=list)
+    tasks: Path | None = None  # --labelstudio: tasks with pre-annotations
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -77,6 +78,7 @@ class SelectRun:
             "unreadable": self.unreadable,
             "csv": str(self.csv) if self.csv else None,
             "images_txt": str(self.images_txt) if self.images_txt else None,
+            "labelstudio": str(self.tasks) if self.tasks else None,
             "notes": self.notes,
         }
 
@@ -152,6 +154,7 @@ def select(
     out: Path | None = None,
     device: str = "auto",
     seed: int = 0,
+    labelstudio: Path | None = None,
     reporter: Reporter = SILENT,
 ) -> SelectRun:
     """Rank the pool and keep the best `budget` photos; write `out` (CSV) and images.txt beside it."""
@@ -164,6 +167,11 @@ def select(
         raise ConfigError(f"--uncertainty {uncertainty!r}: use one of {', '.join(UNCERTAINTIES)}")
     if out is not None and Path(out).is_dir():
         raise ConfigError(f"--out {out}: a folder; give a CSV file name such as next.csv")
+    if labelstudio is not None:
+        if not model:
+            raise ConfigError("--labelstudio: pre-annotations need --model (a .pt from train)")
+        if Path(labelstudio).suffix.lower() != ".json":
+            raise ConfigError(f"--labelstudio {labelstudio}: give a .json file name (e.g. next_tasks.json)")
     files = pool_files(pool)
     labelled_files = _labelled_photos(labelled) if labelled is not None else []
     labelled_keys = {p.resolve() for p in labelled_files}
@@ -239,6 +247,13 @@ def select(
     run = SelectRun(len(files), chosen, excluded, unreadable, strategy, source, notes=notes)
     if out is not None:
         run.csv, run.images_txt = write_choices(Path(out), chosen)
+    if labelstudio is not None:
+        from officescore.curate.labelstudio import select_tasks
+        from officescore.infer import Predictor
+
+        predictor = Predictor.load(model, device=device, conf=0.5)
+        paths = [c.path for c in chosen]
+        run.tasks, _, _ = select_tasks(Path(labelstudio), predictor, paths, f"select-{Path(model).stem}")
     run.seconds = time.perf_counter() - started
     return run
 
