@@ -56,7 +56,7 @@ def pool(labelled: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_checkpoint(tmp_path_factory.mktemp("model") / "m.pt", favour={"desk": 3.0, "chair": 2.5})
+    return write_checkpoint(tmp_path_factory.mktemp("model") / "m.pt", favour={"desk": 4.0, "chair": 2.5})
 
 
 @pytest.mark.parametrize("strategy", ["uncertainty", "random"])
@@ -177,7 +177,8 @@ def test_cli_json_and_bad_inputs(
     assert [t["data"]["image"].split("?d=")[-1] for t in tasks] == [
         Path(c["path"]).name for c in doc["chosen"]
     ]
-    assert all(t["predictions"][0]["result"] for t in tasks)
+    assert all(t["predictions"][0]["model_version"] == "select-m" for t in tasks)
+    assert any(t["predictions"][0]["result"] for t in tasks)  # the model's detections >= 0.5
     other = write_checkpoint(tmp_path / "other.pt", favour={"desk": 3.0}, classes=["desk", "cat"])
     cases = [
         (["--model", str(model), "--budget", "0"], "--budget 0"),
@@ -196,7 +197,7 @@ def test_cli_json_and_bad_inputs(
         assert code == 2 and len(err.splitlines()) == 1 and expected in err, (args, err)
     assert not (tmp_path / "x.csv").exists()
     code, _, err = _cli(["select", str(tmp_path / "empty"), "--budget", "2", "--strategy", "random"], capsys)
-    assert code == 2 and "no photos there" in err
+    assert code == 2 and "no such photo, folder or glob" in err
 
 
 def test_cli_defaults_match_the_library() -> None:

@@ -30,7 +30,10 @@ def pool_files(items: Sequence[str | Path]) -> list[Path]:
                         path = Path(row["path"])
                         files.append(path if path.is_absolute() else folder / path)
         else:
-            files += [Path(p) for p in expand_inputs([item])]
+            found = [Path(p) for p in expand_inputs([item]) if isinstance(p, Path) and p.is_file()]
+            if not found and not folder.is_dir():
+                raise DataError(f"{item}: no such photo, folder or glob; pass a folder of photos or data/raw")
+            files += found
     seen: set[Path] = set()
     unique = []
     for path in files:

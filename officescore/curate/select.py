@@ -174,6 +174,15 @@ def select(
             raise ConfigError(f"--labelstudio {labelstudio}: give a .json file name (e.g. next_tasks.json)")
     files = pool_files(pool)
     labelled_files = _labelled_photos(labelled) if labelled is not None else []
+    predictor = None
+    if strategy != "random":  # a model that does not fit fails before any work
+        from officescore.infer import Predictor
+
+        predictor = Predictor.load(model, device=device, conf=0.0)
+        if labelled is not None:
+            from officescore.curate.labels import check_classes, load_split
+
+            check_classes(predictor.classes, load_split(labelled, "all").classes, str(model))
     labelled_keys = {p.resolve() for p in labelled_files}
     files = [p for p in files if p.resolve() not in labelled_keys]  # already labelled: not a candidate
 
@@ -209,13 +218,6 @@ def select(
         chosen = [Choice(r + 1, files[i], 0.0, 0.0, 0.0, 0.0, 0.0, 0) for r, i in enumerate(chosen_idx)]
         source = str(model) if model else "-"
     else:
-        from officescore.infer import Predictor
-
-        predictor = Predictor.load(model, device=device, conf=0.0)
-        if labelled is not None:
-            from officescore.curate.labels import check_classes, load_split
-
-            check_classes(predictor.classes, load_split(labelled, "all").classes, str(model))
         candidates = [files[i] for i in usable]
         signals = image_signals(predictor, candidates + labelled_files, uncertainty, reporter)
         pool_signals, labelled_signals = signals[: len(candidates)], signals[len(candidates) :]
