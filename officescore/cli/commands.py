@@ -14,6 +14,8 @@ COMMAND_MODULES = (
     "train",
     "evaluate",
     "score",
+    "audit",
+    "select",
     "export",
     "serve",
     "prelabel",

@@ -1,0 +1,114 @@
+"""`officescore audit`: rank likely label errors of a data set against out-of-sample predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from officescore.cli.common import console, print_json, reporter
+from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
+
+if TYPE_CHECKING:
+    from officescore.curate.audit import AuditRun
+
+EXAMPLES = """
+[bold]Examples[/bold]
+
+  officescore audit data/dataset --model other/weights/best.pt      a model trained on other photos
+
+  officescore audit data/dataset --folds 5 --train-args runs/train/train/args.json    trains 5 models
+
+  officescore audit data/dataset --model best.pt --split all --json > issues.json
+
+  officescore audit data/dataset --model best.pt --labelstudio review.json    flagged photos as tasks
+
+Writes runs/audit/NAME (audit, audit2, ...): issues.json, predictions.json, images.csv (one quality
+per photo, lowest first) and contact_sheet_NN.png (labels left, predictions right, suspect in white).
+Kinds: missing, wrong_class, bad_mask, spurious, duplicate; scores in [0, 1], higher = likelier wrong.
+"""
+
+SHOWN = 20  # issues in the table (all of them are in issues.json)
+
+
+def audit(
+    dataset: Path = typer.Argument(DEFAULT_DATASET_DIR, help="Data set folder (from `officescore ingest`)."),
+    model: Path = typer.Option(
+        None, "--model", "-m", help="Checkpoint or TorchScript export trained on OTHER photos than these."
+    ),
+    folds: int = typer.Option(
+        None, "--folds", help="Instead of --model: train K models, each predicting the fold it did not see."
+    ),
+    train_args: Path = typer.Option(
+        None, "--train-args", help="With --folds: train settings as JSON (e.g. a run's args.json)."
+    ),
+    split: str = typer.Option("train", "--split", help="train, val or all."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default: runs/audit/NAME)."),
+    name: str = typer.Option("audit", "--name", help="Run folder name under runs/audit (never overwritten)."),
+    min_score: float = typer.Option(0.0, "--min-score", help="List only issues scoring at least this."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    batch_size: int = typer.Option(2, "--batch-size", "-b", help="Photos per forward pass."),
+    labelstudio: Path = typer.Option(
+        None, "--labelstudio", help="Also write flagged photos as Label Studio review tasks (JSON)."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print the issues and image qualities as JSON."),
+) -> None:
+    """Rank likely label errors (missing, wrong_class, bad_mask, spurious, duplicate) for review."""
+    from officescore.curate.audit import run_audit
+
+    run = run_audit(
+        dataset,
+        model=model,
+        folds=folds,
+        split=split,
+        train_args=train_args,
+        name=name,
+        project=DEFAULT_RUNS_DIR / "audit",
+        out=out,
+        device=device,
+        batch_size=batch_size,
+        min_score=min_score,
+        labelstudio=labelstudio,
+        reporter=reporter(json_output),
+    )
+    if json_output:
+        print_json(run.to_json())
+        return
+    _show(run)
+
+
+def _show(run: AuditRun) -> None:
+    how = (
+        f"{len(run.folds)} fold models (each predicts photos it did not train on)" if run.folds else run.model
+    )
+    console.print(f"{run.dataset} ({run.split}): {len(run.images)} photos, predictions from {how}")
+    table = Table(
+        title=f"top {min(SHOWN, len(run.issues))} of {len(run.issues)} issues", title_justify="left"
+    )
+    for col in ("#", "kind", "score", "photo", "label", "class", "suggested", "bbox"):
+        table.add_column(col, justify="right" if col in ("#", "score", "label") else "left")
+    for row in run.issues[:SHOWN]:
+        table.add_row(
+            str(row["rank"]),
+            row["kind"],
+            f"{row['score']:.3f}",
+            Path(row["file_name"]).name,
+            "-" if row["annotation_id"] is None else str(row["annotation_id"]),
+            row["class"] or "-",
+            row["suggested_class"] or "-",
+            " ".join(f"{v:.0f}" for v in row["bbox"]),
+        )
+    console.print(table)
+    worst = ", ".join(f"{Path(r['file_name']).name} {r['quality']:.2f}" for r in run.images[:5])
+    console.print(f"lowest quality photos: {worst}")
+    console.print(
+        f"wrote [bold]{run.out_dir}[/bold] ({len(run.sheets)} contact sheets) in {run.seconds:.1f}s"
+    )
+    if run.tasks is not None:
+        console.print(f"review tasks for Label Studio: [bold]{run.tasks}[/bold] (labelling config beside it)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("audit", epilog=EXAMPLES)(audit)

@@ -1,0 +1,208 @@
+"""`officescore audit`: rank likely label errors of a data-set split against out-of-sample predictions.
+
+`audit_predictions` is the pure part (labels + COCO results -> ranked issues and image qualities);
+`run_audit` gets the predictions (a model trained elsewhere, or `--folds K` cross-fitting) and writes
+`runs/audit/NAME/`: issues.json, predictions.json, images.csv and contact-sheet PNGs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from officescore.curate.labels import SplitLabels, load_split
+from officescore.curate.match import match_image, predictions_by_image, tolerance
+from officescore.curate.scoring import Calibration, Issue, calibrate, image_issues, image_quality
+from officescore.errors import ConfigError
+from officescore.files import atomic_write_bytes, atomic_write_json
+from officescore.progress import SILENT, Reporter
+
+DEFAULT_SHEET_ISSUES = 24  # issues drawn on contact sheets
+
+
+@dataclass
+class AuditResult:
+    issues: list[Issue]  # by score, highest first
+    images: list[dict[str, Any]]  # {"image_id", "file_name", "quality"}, lowest quality first
+    calibration: Calibration
+
+
+def audit_predictions(split: SplitLabels, results: list[dict[str, Any]]) -> AuditResult:
+    """Rank label issues of `split` given COCO `results` (the data set's image and category ids)."""
+    by_image = predictions_by_image(results, split.classes)
+    matches = [
+        match_image(image.labels, by_image.get(image.id, []), tolerance(image.height, image.width))
+        for image in split.images
+    ]
+    cal = calibrate(matches, split.classes)
+    issues: list[Issue] = []
+    images = []
+    for image, m in zip(split.images, matches, strict=True):
+        found = image_issues(m, image.id, cal)
+        issues += found
+        images.append({"image_id": image.id, "file_name": image.file_name, "quality": image_quality(found)})
+    issues.sort(key=lambda i: (-i.score, i.image_id, i.annotation_id or 0))
+    images.sort(key=lambda row: (row["quality"], row["image_id"]))
+    return AuditResult(issues, images, cal)
+
+
+def issue_rows(result: AuditResult, split: SplitLabels, min_score: float = 0.0) -> list[dict[str, Any]]:
+    """The issues as `--json` prints them (rank from 1)."""
+    names = {image.id: image.file_name for image in split.images}
+    rows = []
+    for issue in result.issues:
+        if issue.score < min_score:
+            break
+        rows.append(
+            {
+                "rank": len(rows) + 1,
+                "kind": issue.kind,
+                "score": issue.score,
+                "image_id": issue.image_id,
+                "file_name": names[issue.image_id],
+                "annotation_id": issue.annotation_id,
+                "class": issue.class_name,
+                "suggested_class": issue.suggested_class,
+                "bbox": issue.bbox,
+            }
+        )
+    return rows
+
+
+@dataclass
+class AuditRun:
+    dataset: Path
+    model: str  # the checkpoint, or "folds:K (...)"
+    split: str
+    out_dir: Path
+    issues: list[dict[str, Any]]
+    images: list[dict[str, Any]]
+    sheets: list[Path]
+    folds: list[dict[str, Any]] = field(default_factory=list)
+    tasks: Path | None = None  # --labelstudio: the review tasks file
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--json` document (the issue's contract)."""
+        return {
+            "dataset": str(self.dataset),
+            "model": self.model,
+            "split": self.split,
+            "issues": self.issues,
+            "images": self.images,
+        }
+
+
+def run_audit(
+    dataset: Path,
+    model: Path | str | None = None,
+    folds: int | None = None,
+    split: str = "train",
+    train_args: Path | None = None,
+    name: str = "audit",
+    project: Path = Path("runs/audit"),
+    out: Path | None = None,
+    device: str = "auto",
+    batch_size: int = 2,
+    min_score: float = 0.0,
+    sheet_issues: int = DEFAULT_SHEET_ISSUES,
+    seed: int = 0,
+    labelstudio: Path | None = None,
+    reporter: Reporter = SILENT,
+) -> AuditRun:
+    from officescore.curate.folds import cross_predict, load_train_args
+    from officescore.curate.predictions import PREDICT_CONF, predict_images
+    from officescore.curate.sheets import write_contact_sheets
+    from officescore.files import check_output_dir
+    from officescore.runs import check_run_name, next_run_dir
+
+    started = time.perf_counter()
+    if (model is None) == (folds is None):
+        raise ConfigError(
+            "audit needs out-of-sample predictions: pass --model M (trained on other photos) "
+            "or --folds K, not both"
+        )
+    labels = load_split(dataset, split)
+    if not labels.images:
+        raise ConfigError(f"{dataset}: split {split!r} has no photos to audit; try --split all")
+    if out is not None:
+        check_output_dir(Path(out), "--out")
+    else:
+        check_run_name(name)
+    if labelstudio is not None:
+        from officescore.files import check_output_file
+
+        if Path(labelstudio).suffix.lower() != ".json":
+            raise ConfigError(f"--labelstudio {labelstudio}: give a .json file name (e.g. review.json)")
+        check_output_file(Path(labelstudio), "--labelstudio")
+    config = load_train_args(train_args) if folds is not None else None
+    fold_info: list[dict[str, Any]] = []
+    if model is not None:
+        from officescore.infer import Predictor
+
+        predictor = Predictor.load(model, device=device, conf=PREDICT_CONF)
+        results = predict_images(
+            predictor, labels.images, labels.classes, batch_size=batch_size, reporter=reporter
+        )
+        source = str(model)
+    else:
+        results, fold_list = cross_predict(
+            labels, int(folds), config, device=device, seed=seed, reporter=reporter
+        )
+        fold_info = [asdict(f) for f in fold_list]
+        source = f"folds:{folds}"
+    result = audit_predictions(labels, results)
+    out_dir = Path(out) if out is not None else next_run_dir(Path(project), name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = issue_rows(result, labels, min_score)
+    atomic_write_json(out_dir / "predictions.json", results, indent=None)
+    atomic_write_json(
+        out_dir / "issues.json",
+        {
+            "dataset": str(dataset),
+            "model": source,
+            "split": split,
+            "folds": fold_info,
+            "calibration": result.calibration.to_dict(),
+            "issues": [
+                {
+                    **row,
+                    "kinds": issue.kinds,
+                    "prediction": issue.prediction,
+                    "other_annotation": issue.other_annotation,
+                }
+                for row, issue in zip(rows, result.issues, strict=False)
+            ],
+        },
+    )
+    _write_images_csv(out_dir / "images.csv", result.images)
+    sheets = write_contact_sheets(out_dir, labels, results, result.issues[:sheet_issues], rows[:sheet_issues])
+    tasks = None
+    if labelstudio is not None:
+        from officescore.curate.labelstudio import audit_tasks
+
+        tasks, _, _ = audit_tasks(Path(labelstudio), labels, results, rows, f"audit-{Path(source).stem}")
+    return AuditRun(
+        dataset=Path(dataset),
+        model=source,
+        split=split,
+        out_dir=out_dir,
+        issues=rows,
+        images=result.images,
+        sheets=sheets,
+        folds=fold_info,
+        tasks=tasks,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _write_images_csv(path: Path, images: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["image_id", "file_name", "quality"])
+    writer.writeheader()
+    writer.writerows(images)
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))

@@ -1,0 +1,164 @@
+"""What `select` needs from one forward pass per photo, read with forward hooks around
+`Predictor.predict` (officescore/infer.py stays the one inference path):
+
+- `model.backbone` -> FPN feature maps, mean-pooled per level and concatenated: an image embedding
+  for diversity (k-center) that costs nothing extra;
+- `model.roi_heads.box_predictor` -> per-proposal class logits: how unsure the classifier is on the
+  most object-like proposals (1 - top-2 margin, or normalised entropy, over background + K classes);
+- `model.roi_heads.mask_predictor` -> per-detection mask logits: how unsure the masks are (mean
+  per-pixel binary entropy in the detection's class channel, weighted by detection score).
+
+TorchScript exports cannot take hooks: they fall back to the detection scores' binary entropy
+and a 16x16 thumbnail as the embedding, and say so (`ImageSignals.fallback`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from officescore.progress import SILENT, Reporter
+
+UNCERTAINTIES = ("margin", "entropy")
+TOP_PROPOSALS = 16  # the most object-like proposals per photo that the class uncertainty averages
+THUMB = 16
+
+
+@dataclass
+class ImageSignals:
+    path: Path
+    feature: np.ndarray | None  # L2-normalised embedding; None when the photo was unreadable
+    class_uncertainty: float = 0.0  # in [0, 1]
+    mask_uncertainty: float = 0.0  # in [0, 1]
+    detections: int = 0  # at score >= 0.5
+    error: str | None = None
+    fallback: bool = False
+
+
+def _binary_entropy(p: torch.Tensor) -> torch.Tensor:
+    p = p.clamp(1e-6, 1 - 1e-6)
+    return -(p * p.log2() + (1 - p) * (1 - p).log2())
+
+
+def class_uncertainty(logits: torch.Tensor, how: str = "margin", top: int = TOP_PROPOSALS) -> float:
+    """Mean uncertainty of the `top` proposals least likely background. logits: [N, K+1], 0 = bg."""
+    if logits.numel() == 0:
+        return 0.0
+    probs = logits.float().softmax(dim=1)
+    order = (1.0 - probs[:, 0]).argsort(descending=True)[:top]
+    probs = probs[order]
+    if how == "entropy":
+        h = -(probs * probs.clamp_min(1e-12).log()).sum(dim=1) / np.log(probs.shape[1])
+        return float(h.mean())
+    two = probs.topk(2, dim=1).values
+    return float((1.0 - (two[:, 0] - two[:, 1])).mean())
+
+
+def mask_uncertainty(mask_logits: torch.Tensor, labels: Sequence[int], scores: Sequence[float]) -> float:
+    """Score-weighted mean pixel entropy of each detection's own-class mask. mask_logits: [N, K+1, m, m]."""
+    n = min(len(labels), mask_logits.shape[0])
+    if n == 0:
+        return 0.0
+    rows = mask_logits[torch.arange(n), torch.as_tensor(list(labels[:n]))].float().sigmoid()
+    per_det = _binary_entropy(rows).flatten(1).mean(dim=1)
+    weights = torch.as_tensor(list(scores[:n]), dtype=torch.float32)
+    return float((per_det * weights).sum() / weights.sum().clamp_min(1e-6))
+
+
+@contextmanager
+def _hooks(model: Any, sink: dict[str, list[Any]]):
+    handles = []
+
+    def keep(name: str, pick: Any):
+        def hook(module: Any, args: Any, output: Any) -> None:
+            sink[name].append(pick(output))
+
+        return hook
+
+    def pooled(output: Any) -> torch.Tensor:
+        maps = output.values() if isinstance(output, dict) else [output]
+        return torch.cat([m.float().mean(dim=(2, 3)) for m in maps], dim=1).cpu()
+
+    handles.append(model.backbone.register_forward_hook(keep("backbone", pooled)))
+    handles.append(
+        model.roi_heads.box_predictor.register_forward_hook(keep("box", lambda o: o[0].detach().cpu()))
+    )
+    if getattr(model.roi_heads, "mask_predictor", None) is not None:
+        handles.append(
+            model.roi_heads.mask_predictor.register_forward_hook(keep("mask", lambda o: o.detach().cpu()))
+        )
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def hookable(model: Any) -> bool:
+    return not isinstance(model, torch.jit.ScriptModule) and all(
+        hasattr(obj, "register_forward_hook")
+        for obj in (getattr(model, "backbone", None), getattr(model, "roi_heads", None))
+    )
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def image_signals(
+    predictor: Any, paths: Sequence[Path], how: str = "margin", reporter: Reporter = SILENT
+) -> list[ImageSignals]:
+    """Embedding and uncertainties per photo, one photo per forward pass (hook outputs stay per photo)."""
+    from officescore.infer import ImageResult
+
+    out: dict[int, ImageSignals] = {}
+    use_hooks = hookable(predictor.model)
+    sink: dict[str, list[Any]] = {"backbone": [], "box": [], "mask": []}
+    label_of = {name: k for k, name in enumerate(predictor.label_names) if name}
+
+    def collect(index: int, result: ImageResult, pixels: torch.Tensor) -> None:
+        dets = result.detections  # conf=0: every detection the model returned, in its order
+        scores = [d.score for d in dets]
+        confident = sum(s >= 0.5 for s in scores)
+        if use_hooks and sink["backbone"]:
+            feature = sink["backbone"].pop()[0].numpy()
+            box = sink["box"].pop() if sink["box"] else torch.zeros(0, 2)
+            mask = sink["mask"].pop() if sink["mask"] else torch.zeros(0, 1, 1, 1)
+            out[index] = ImageSignals(
+                paths[index],
+                _normalise(feature),
+                class_uncertainty(box, how),
+                mask_uncertainty(mask, [label_of[d.class_name] for d in dets], scores),
+                confident,
+            )
+        else:  # no hooks (TorchScript) or they did not fire: scores and a thumbnail instead
+            thumb = torch.nn.functional.adaptive_avg_pool2d(pixels.float()[None] / 255.0, THUMB)[0]
+            entropy = _binary_entropy(torch.tensor(scores)).mean() if scores else torch.tensor(0.0)
+            out[index] = ImageSignals(
+                paths[index],
+                _normalise(thumb.flatten().numpy()),
+                float(entropy),
+                0.0,
+                confident,
+                fallback=True,
+            )
+        for values in sink.values():
+            values.clear()
+
+    context = _hooks(predictor.model, sink) if use_hooks else _null()
+    with context:
+        results = predictor.predict(list(paths), batch_size=1, conf=0.0, reporter=reporter, on_image=collect)
+    return [
+        out.get(i) or ImageSignals(paths[i], None, error=r.error or "not read") for i, r in enumerate(results)
+    ]
+
+
+@contextmanager
+def _null():
+    yield

@@ -1,0 +1,112 @@
+"""`audit --labelstudio` and `select --labelstudio`: Label Studio tasks for review or labelling,
+in the one task format officescore has (officescore.label.formats, as prelabel writes it).
+
+audit: each flagged photo (an issue scoring at least REVIEW_SCORE) becomes a task whose annotation is
+the current labels and whose prediction is the model's suggestion (its detections at >= 0.5), with
+the photo's issues in task data. select: each chosen photo becomes a task with the model's
+detections as pre-annotations. Photos are referenced as Label Studio local files relative to the
+folder that holds them all (serve it with LOCAL_FILES_DOCUMENT_ROOT, as for prelabel).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from officescore import masks as masklib
+from officescore.curate.labels import SplitLabels
+
+REVIEW_SCORE = 0.5  # issues at or above this put their photo up for review
+SUGGEST_CONF = 0.5  # the model's detections shown as the suggestion
+
+
+def _detections(results: list[dict[str, Any]], classes: list[str], width: int, height: int) -> list[Any]:
+    from officescore.infer import Detection
+
+    out = []
+    for r in results:
+        x, y, w, h = r["bbox"]
+        share = masklib.area(r["segmentation"]) / float(width * height)
+        name = classes[int(r["category_id"]) - 1]
+        out.append(
+            Detection(
+                name, float(r["score"]), [x, y, x + w, y + h], masklib.normalise(r["segmentation"]), share
+            )
+        )
+    return out
+
+
+def _root(paths: Sequence[Path]) -> Path:
+    return Path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths]))
+
+
+def audit_tasks(
+    out: Path,
+    split: SplitLabels,
+    results: list[dict[str, Any]],
+    issues: list[dict[str, Any]],
+    model_version: str,
+    review_score: float = REVIEW_SCORE,
+) -> tuple[Path, Path, int]:
+    """Write the review tasks; returns (tasks file, labelling config, number of tasks)."""
+    from officescore.label.formats import LabelSchema, make_task, write_tasks
+    from officescore.label.prelabel import image_reference, relative_name
+
+    flagged: dict[int, list[dict[str, Any]]] = {}
+    for issue in issues:
+        if issue["score"] >= review_score:
+            flagged.setdefault(issue["image_id"], []).append(issue)
+    images = [image for image in split.images if image.id in flagged]
+    schema = LabelSchema(tuple(split.classes), "polygon")
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for r in results:
+        if r["score"] >= SUGGEST_CONF:
+            by_image.setdefault(int(r["image_id"]), []).append(r)
+    tasks = []
+    root = _root([image.path for image in images]) if images else Path(".")
+    for image in sorted(images, key=lambda i: -max(x["score"] for x in flagged[i.id])):
+        keys = ("rank", "kind", "score", "annotation_id", "class", "suggested_class", "bbox")
+        task_issues = [{k: x[k] for k in keys} for x in flagged[image.id]]
+        tasks.append(
+            make_task(
+                image_reference(relative_name(image.path, root), None),
+                image.width,
+                image.height,
+                schema,
+                detections=_detections(by_image.get(image.id, []), split.classes, image.width, image.height),
+                model_version=model_version,
+                annotations=[{"category": lab.class_name, "segmentation": lab.rle} for lab in image.labels],
+                data={"image_id": image.id, "file_name": image.file_name, "issues": task_issues},
+            )
+        )
+    tasks_file, config = write_tasks(Path(out), tasks, schema)
+    return tasks_file, config, len(tasks)
+
+
+def select_tasks(
+    out: Path, predictor: Any, paths: Sequence[Path], model_version: str
+) -> tuple[Path, Path, int]:
+    """Tasks for the chosen photos with the model's detections (>= 0.5) as pre-annotations."""
+    from officescore.label.formats import LabelSchema, make_task, write_tasks
+    from officescore.label.prelabel import image_reference, relative_name
+
+    schema = LabelSchema(tuple(predictor.classes), "polygon")
+    results = predictor.predict(list(paths), batch_size=1, conf=SUGGEST_CONF) if paths else []
+    root = _root(paths) if paths else Path(".")
+    tasks = [
+        make_task(
+            image_reference(relative_name(Path(path), root), None),
+            result.width,
+            result.height,
+            schema,
+            detections=result.detections,
+            model_version=model_version,
+            data={"rank": rank},
+        )
+        for rank, (path, result) in enumerate(zip(paths, results, strict=True), start=1)
+        if result.ok
+    ]
+    tasks_file, config = write_tasks(Path(out), tasks, schema)
+    return tasks_file, config, len(tasks)

@@ -1,0 +1,64 @@
+"""The unlabelled pool for `select` (a folder, files, globs, or data/raw through its manifest) and the
+perceptual hashes that keep near-duplicates of labelled photos out of it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from officescore.errors import BadImageError, DataError
+from officescore.images import load_image
+from officescore.scrape.dedup import DEFAULT_NEAR_DUP_THRESHOLD
+
+NEAR_DUP_BITS = DEFAULT_NEAR_DUP_THRESHOLD  # scrape's: re-encoded, resized and lightly cropped copies
+
+
+def pool_files(items: Sequence[str | Path]) -> list[Path]:
+    """Image files of the pool; a scrape folder (with manifest.sqlite) gives its kept downloads."""
+    from officescore.infer import expand_inputs
+    from officescore.scrape.manifest import KEPT, MANIFEST_NAME, Manifest
+
+    files: list[Path] = []
+    for item in items:
+        folder = Path(item)
+        if folder.is_dir() and (folder / MANIFEST_NAME).is_file():
+            with Manifest.open(folder) as manifest:
+                for row in manifest.rows():
+                    if row["status"] == KEPT and row["path"]:
+                        path = Path(row["path"])
+                        files.append(path if path.is_absolute() else folder / path)
+        else:
+            found = [Path(p) for p in expand_inputs([item]) if isinstance(p, Path) and p.is_file()]
+            if not found and not folder.is_dir():
+                raise DataError(f"{item}: no such photo, folder or glob; pass a folder of photos or data/raw")
+            files += found
+    seen: set[Path] = set()
+    unique = []
+    for path in files:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    if not unique:
+        raise DataError(f"{', '.join(map(str, items))}: no photos there; pass a folder of photos or data/raw")
+    return unique
+
+
+def phash(path: Path) -> int | None:
+    """64-bit perceptual hash (imagehash.phash, as ingest and scrape use), None if unreadable."""
+    import imagehash
+
+    try:
+        with load_image(Path(path)) as image:
+            return int(str(imagehash.phash(image)), 16)
+    except BadImageError:
+        return None
+
+
+def hamming(a: Sequence[int], b: Sequence[int]) -> np.ndarray:
+    """[len(a), len(b)] bit distances between 64-bit hashes."""
+    left = np.array([h & 0xFFFFFFFFFFFFFFFF for h in a], dtype=np.uint64).reshape(-1, 1)
+    right = np.array([h & 0xFFFFFFFFFFFFFFFF for h in b], dtype=np.uint64).reshape(1, -1)
+    return np.bitwise_count(left ^ right).astype(np.int64)

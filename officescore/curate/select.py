@@ -1,0 +1,279 @@
+"""`officescore select`: which unlabelled photos to label next.
+
+Uncertainty (class margin or entropy on the most object-like proposals, and mask entropy) picks
+photos the model would learn from; greedy k-center on pooled backbone features keeps the budget
+from going to twenty shots of one desk (each pick maximises uncertainty x distance to the nearest
+photo already labelled or chosen); perceptual hashes keep out near-duplicates of labelled photos and
+of each other. `strategy="random"` is the baseline the benchmark compares against.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from officescore.curate.features import UNCERTAINTIES, ImageSignals, image_signals
+from officescore.curate.pool import NEAR_DUP_BITS, hamming, phash, pool_files
+from officescore.errors import ConfigError
+from officescore.files import atomic_write_bytes
+from officescore.progress import SILENT, Reporter
+
+STRATEGIES = ("uncertainty", "random")
+UNCERTAINTY_FLOOR = 0.05  # a certain photo far from everything may still beat a close unsure one
+
+
+@dataclass
+class Choice:
+    rank: int
+    path: Path
+    score: float  # the pick's uncertainty x distance (random: 0)
+    uncertainty: float  # combined, in [0, 1] (rank-normalised over the pool)
+    class_uncertainty: float
+    mask_uncertainty: float
+    distance: float  # embedding distance to the nearest labelled or earlier-chosen photo
+    detections: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "path": str(self.path),
+            "score": round(self.score, 6),
+            "uncertainty": round(self.uncertainty, 6),
+            "class_uncertainty": round(self.class_uncertainty, 6),
+            "mask_uncertainty": round(self.mask_uncertainty, 6),
+            "distance": round(self.distance, 6),
+            "detections": self.detections,
+        }
+
+
+@dataclass
+class SelectRun:
+    pool: int  # photos considered
+    chosen: list[Choice]
+    excluded_near_duplicates: list[str]  # pool photos too close to a labelled one
+    unreadable: list[str]
+    strategy: str
+    model: str
+    csv: Path | None = None
+    images_txt: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    tasks: Path | None = None  # --labelstudio: tasks with pre-annotations
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "strategy": self.strategy,
+            "pool": self.pool,
+            "chosen": [c.to_dict() for c in self.chosen],
+            "excluded_near_duplicates": self.excluded_near_duplicates,
+            "unreadable": self.unreadable,
+            "csv": str(self.csv) if self.csv else None,
+            "images_txt": str(self.images_txt) if self.images_txt else None,
+            "labelstudio": str(self.tasks) if self.tasks else None,
+            "notes": self.notes,
+        }
+
+
+def _rank01(values: np.ndarray) -> np.ndarray:
+    """Ranks scaled to [0, 1] (ties share their mean rank): comparable across signals."""
+    if len(values) <= 1:
+        return np.ones(len(values))
+    order = values.argsort(kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    for v in np.unique(values):
+        same = values == v
+        ranks[same] = ranks[same].mean()
+    return ranks / (len(values) - 1)
+
+
+def combined_uncertainty(signals: list[ImageSignals]) -> np.ndarray:
+    """Mean of the rank-normalised class and mask uncertainties."""
+    cls = np.array([s.class_uncertainty for s in signals], dtype=np.float64)
+    msk = np.array([s.mask_uncertainty for s in signals], dtype=np.float64)
+    if not len(signals):
+        return np.zeros(0)
+    if np.ptp(msk) == 0:  # no mask head (or fallback): classes alone
+        return _rank01(cls)
+    return (_rank01(cls) + _rank01(msk)) / 2.0
+
+
+def k_center_greedy(
+    features: np.ndarray, uncertainty: np.ndarray, budget: int, centres: np.ndarray | None = None,
+    blocked: np.ndarray | None = None, hashes: list[int | None] | None = None,
+) -> list[tuple[int, float, float]]:  # fmt: skip
+    """(index, score, distance) of up to `budget` picks, each maximising (floor + u) x distance to the
+    nearest centre (labelled and already chosen photos); near-duplicates (by hash) of a pick are blocked."""
+    n = len(features)
+    blocked = np.zeros(n, dtype=bool) if blocked is None else blocked.copy()
+    if centres is not None and len(centres):
+        dist = np.min(np.linalg.norm(features[:, None, :] - centres[None, :, :], axis=2), axis=1)
+    else:
+        dist = np.full(n, np.inf)
+    picks: list[tuple[int, float, float]] = []
+    weight = UNCERTAINTY_FLOOR + uncertainty
+    while len(picks) < budget and not blocked.all():
+        finite = dist[np.isfinite(dist)]
+        scale = float(finite.max()) if len(finite) and finite.max() > 0 else 1.0
+        d_norm = np.where(np.isfinite(dist), dist / scale, 1.0)
+        score = np.where(blocked, -np.inf, weight * d_norm)
+        i = int(np.argmax(score))
+        picks.append((i, float(score[i]), float(dist[i])))
+        blocked[i] = True
+        dist = np.minimum(dist, np.linalg.norm(features - features[i], axis=1))
+        if hashes is not None and hashes[i] is not None:
+            others = [k for k, h in enumerate(hashes) if h is not None and not blocked[k]]
+            if others:
+                near = hamming([hashes[i]], [hashes[k] for k in others])[0] <= NEAR_DUP_BITS
+                blocked[[k for k, hit in zip(others, near, strict=True) if hit]] = True
+    return picks
+
+
+def _labelled_photos(dataset: Path) -> list[Path]:
+    from officescore.curate.labels import load_split
+
+    return [image.path for image in load_split(dataset, "all").images]
+
+
+def select(
+    pool: list[str | Path],
+    model: str | Path,
+    budget: int,
+    labelled: Path | None = None,
+    strategy: str = "uncertainty",
+    uncertainty: str = "margin",
+    out: Path | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    labelstudio: Path | None = None,
+    reporter: Reporter = SILENT,
+) -> SelectRun:
+    """Rank the pool and keep the best `budget` photos; write `out` (CSV) and images.txt beside it."""
+    started = time.perf_counter()
+    if budget < 1:
+        raise ConfigError(f"--budget {budget}: must be 1 or more (how many photos to label next)")
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"--strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+    if uncertainty not in UNCERTAINTIES:
+        raise ConfigError(f"--uncertainty {uncertainty!r}: use one of {', '.join(UNCERTAINTIES)}")
+    if out is not None and Path(out).is_dir():
+        raise ConfigError(f"--out {out}: a folder; give a CSV file name such as next.csv")
+    if labelstudio is not None:
+        if not model:
+            raise ConfigError("--labelstudio: pre-annotations need --model (a .pt from train)")
+        if Path(labelstudio).suffix.lower() != ".json":
+            raise ConfigError(f"--labelstudio {labelstudio}: give a .json file name (e.g. next_tasks.json)")
+    files = pool_files(pool)
+    labelled_files = _labelled_photos(labelled) if labelled is not None else []
+    predictor = None
+    if strategy != "random":  # a model that does not fit fails before any work
+        from officescore.infer import Predictor
+
+        predictor = Predictor.load(model, device=device, conf=0.0)
+        if labelled is not None:
+            from officescore.curate.labels import check_classes, load_split
+
+            check_classes(predictor.classes, load_split(labelled, "all").classes, str(model))
+    labelled_keys = {p.resolve() for p in labelled_files}
+    files = [p for p in files if p.resolve() not in labelled_keys]  # already labelled: not a candidate
+
+    with reporter.stage("hashing photos", total=len(files) + len(labelled_files)) as stage:
+        hashes = []
+        for p in files:
+            hashes.append(phash(p))
+            stage.advance(1)
+        labelled_hashes = []
+        for p in labelled_files:
+            labelled_hashes.append(phash(p))
+            stage.advance(1)
+    near = np.zeros(len(files), dtype=bool)
+    known = [h for h in labelled_hashes if h is not None]
+    readable = [i for i, h in enumerate(hashes) if h is not None]
+    if known and readable:
+        near[readable] = hamming([hashes[i] for i in readable], known).min(axis=1) <= NEAR_DUP_BITS
+    excluded = [str(files[i]) for i in np.nonzero(near)[0]]
+    unreadable = [str(files[i]) for i, h in enumerate(hashes) if h is None]
+    usable = [i for i in range(len(files)) if hashes[i] is not None and not near[i]]
+    notes: list[str] = []
+
+    if strategy == "random":
+        order = list(usable)
+        random.Random(seed).shuffle(order)
+        chosen_idx: list[int] = []
+        for i in order:  # no two near-duplicates either
+            if len(chosen_idx) == budget:
+                break
+            if chosen_idx and hamming([hashes[i]], [hashes[k] for k in chosen_idx]).min() <= NEAR_DUP_BITS:
+                continue
+            chosen_idx.append(i)
+        chosen = [Choice(r + 1, files[i], 0.0, 0.0, 0.0, 0.0, 0.0, 0) for r, i in enumerate(chosen_idx)]
+        source = str(model) if model else "-"
+    else:
+        candidates = [files[i] for i in usable]
+        signals = image_signals(predictor, candidates + labelled_files, uncertainty, reporter)
+        pool_signals, labelled_signals = signals[: len(candidates)], signals[len(candidates) :]
+        if any(s.fallback for s in signals):
+            notes.append(
+                f"{model}: a TorchScript export takes no hooks, so uncertainty comes from detection "
+                "scores and diversity from thumbnails; pass the .pt checkpoint for the full signals"
+            )
+        ok = [k for k, s in enumerate(pool_signals) if s.feature is not None]
+        unreadable += [str(pool_signals[k].path) for k, s in enumerate(pool_signals) if s.feature is None]
+        feats = np.stack([pool_signals[k].feature for k in ok]) if ok else np.zeros((0, 1))
+        centres = [s.feature for s in labelled_signals if s.feature is not None]
+        u = combined_uncertainty([pool_signals[k] for k in ok])
+        picks = k_center_greedy(
+            feats, u, budget, np.stack(centres) if centres else None, hashes=[hashes[usable[k]] for k in ok]
+        )
+        chosen = []
+        for rank, (j, score, dist) in enumerate(picks, start=1):
+            s = pool_signals[ok[j]]
+            d = dist if np.isfinite(dist) else 0.0
+            chosen.append(
+                Choice(
+                    rank, s.path, score, float(u[j]), s.class_uncertainty, s.mask_uncertainty, d, s.detections
+                )
+            )
+        source = str(model)
+    if len(chosen) < budget:
+        notes.append(f"only {len(chosen)} photos left to choose from (budget {budget})")
+    run = SelectRun(len(files), chosen, excluded, unreadable, strategy, source, notes=notes)
+    if out is not None:
+        run.csv, run.images_txt = write_choices(Path(out), chosen)
+    if labelstudio is not None:
+        from officescore.curate.labelstudio import select_tasks
+        from officescore.infer import Predictor
+
+        predictor = Predictor.load(model, device=device, conf=0.5)
+        paths = [c.path for c in chosen]
+        run.tasks, _, _ = select_tasks(Path(labelstudio), predictor, paths, f"select-{Path(model).stem}")
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def write_choices(path: Path, chosen: list[Choice]) -> tuple[Path, Path]:
+    """The CSV (one row per photo, best first) and images.txt (one path per line) beside it; paths
+    relative to the folder that holds them (the project's rule for paths in files)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def rel(p: Path) -> str:
+        return Path(os.path.relpath(Path(p).resolve(), path.parent.resolve())).as_posix()
+
+    buffer = io.StringIO()
+    columns = list(Choice.__dataclass_fields__)
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({**c.to_dict(), "path": rel(c.path)} for c in chosen)
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    listing = path.parent / "images.txt"
+    atomic_write_bytes(listing, "".join(f"{rel(c.path)}\n" for c in chosen).encode("utf-8"))
+    return path, listing

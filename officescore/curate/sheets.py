@@ -1,0 +1,109 @@
+"""Contact sheets of the top audit issues: per issue the labels (left) and the predictions (right)
+of its photo side by side, the suspect outlined in white, a caption with rank, kind and score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from officescore import masks as masklib
+from officescore.curate.labels import SplitLabels
+from officescore.curate.scoring import Issue
+from officescore.errors import BadImageError
+from officescore.images import load_image
+
+PANEL = 224  # pixels per side of each half of a tile
+PER_SHEET = 12  # tiles per PNG (3 columns x 4 rows)
+COLUMNS = 3
+CAPTION = 18
+SUSPECT = (255, 255, 255)
+
+
+def _colour(name: str) -> tuple[int, int, int]:
+    from officescore.infer import class_colour  # drawing colours shared with `score`
+
+    return class_colour(name)
+
+
+def _panel(photo: Image.Image, regions: list[tuple[str, dict[str, Any], bool]]) -> Image.Image:
+    """The photo with translucent masks; `regions` = (class, rle, is_suspect)."""
+    base = photo.convert("RGBA")
+    overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    for name, rle, _ in regions:
+        mask = masklib.decode(rle)
+        if mask.shape == (base.height, base.width):
+            overlay.paste(
+                Image.new("RGBA", base.size, (*_colour(name), 110)), (0, 0), Image.fromarray(mask * 255)
+            )
+    out = Image.alpha_composite(base, overlay)
+    pen = ImageDraw.Draw(out)
+    width = max(2, min(base.size) // 80)
+    for name, rle, suspect in regions:
+        x, y, w, h = masklib.bbox(rle)
+        pen.rectangle([x, y, x + w, y + h], outline=(*(SUSPECT if suspect else _colour(name)), 255),
+                      width=width * (2 if suspect else 1))  # fmt: skip
+    scale = PANEL / max(out.size)  # small photos grow too: every tile the same size
+    return out.convert("RGB").resize((max(1, round(out.width * scale)), max(1, round(out.height * scale))))
+
+
+def _box_rle(bbox: list[float], height: int, width: int) -> dict[str, Any]:
+    mask = np.zeros((height, width), dtype=np.uint8)
+    x, y, w, h = (int(round(v)) for v in bbox)
+    mask[max(y, 0) : max(y + h, 0), max(x, 0) : max(x + w, 0)] = 1
+    return masklib.encode(mask)
+
+
+def _tile(
+    issue: Issue, row: dict[str, Any], split: SplitLabels, results: list[dict[str, Any]], conf: float
+) -> Image.Image:
+    image = split.by_id()[issue.image_id]
+    tile = Image.new("RGB", (2 * PANEL, PANEL + CAPTION), (30, 30, 30))
+    try:
+        photo = load_image(image.path)
+    except BadImageError:
+        photo = Image.new("RGB", (image.width, image.height), (80, 80, 80))
+    labels = [(lab.class_name, lab.rle, lab.id == issue.annotation_id) for lab in image.labels]
+    if issue.kind == "missing":  # nothing labelled there: outline where the model saw it
+        labels.append(("missing", _box_rle(issue.bbox, image.height, image.width), True))
+    preds = [
+        (split.classes[r["category_id"] - 1], r["segmentation"], k == issue.prediction)
+        for k, r in enumerate(results)
+        if r["image_id"] == issue.image_id and (r["score"] >= conf or k == issue.prediction)
+    ]
+    tile.paste(_panel(photo, labels), (0, 0))
+    tile.paste(_panel(photo, preds), (PANEL, 0))
+    what = issue.class_name or "-"
+    if issue.suggested_class and issue.suggested_class != issue.class_name:
+        what += f" -> {issue.suggested_class}"
+    caption = f"#{row['rank']} {issue.kind} {issue.score:.2f} {what} ({Path(image.file_name).name})"
+    ImageDraw.Draw(tile).text((4, PANEL + 3), caption[:70], fill=(255, 255, 255))
+    return tile
+
+
+def write_contact_sheets(
+    out_dir: Path,
+    split: SplitLabels,
+    results: list[dict[str, Any]],
+    issues: list[Issue],
+    rows: list[dict[str, Any]],
+    conf: float = 0.5,
+) -> list[Path]:
+    """contact_sheet_01.png, ... with up to PER_SHEET issues each, in rank order."""
+    paths = []
+    pairs = list(zip(issues, rows, strict=False))
+    for start in range(0, len(pairs), PER_SHEET):
+        chunk = pairs[start : start + PER_SHEET]
+        rows_n = (len(chunk) + COLUMNS - 1) // COLUMNS
+        sheet = Image.new("RGB", (COLUMNS * 2 * PANEL, rows_n * (PANEL + CAPTION)), (0, 0, 0))
+        for n, (issue, row) in enumerate(chunk):
+            sheet.paste(
+                _tile(issue, row, split, results, conf),
+                ((n % COLUMNS) * 2 * PANEL, (n // COLUMNS) * (PANEL + CAPTION)),
+            )
+        path = Path(out_dir) / f"contact_sheet_{start // PER_SHEET + 1:02d}.png"
+        sheet.save(path)
+        paths.append(path)
+    return paths

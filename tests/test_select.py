@@ -1,0 +1,209 @@
+"""`officescore select`: never a near-duplicate of a labelled photo, --budget respected, the
+uncertainty ranking puts a photo the model is unsure about first, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scoremodels import TINY_KWARGS, tiny_model, write_checkpoint
+
+from officescore import DEFAULT_CLASSES
+from officescore.cli import main
+from officescore.curate.features import class_uncertainty, image_signals
+from officescore.curate.pool import NEAR_DUP_BITS, hamming, phash
+from officescore.curate.select import k_center_greedy, select
+from officescore.ingest import ingest_export
+from officescore.sample import render_scene, write_sample
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> object:
+    """One torch thread: much faster for tiny models when other processes share the CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("labelled")
+    write_sample(root / "export", n_images=4, seed=21, size=96)
+    ingest_export(root / "export" / "annotations.json", out=root / "dataset", val_fraction=0.25, seed=0)
+    return root / "dataset"
+
+
+@pytest.fixture(scope="module")
+def pool(labelled: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
+    """Four new scenes, plus three copies of labelled photos (re-encoded, resized, byte-identical)."""
+    folder = tmp_path_factory.mktemp("pool")
+    for i in range(4):
+        render_scene(100 + i, size=96).image.save(folder / f"new_{i}.png")
+    photos = sorted((labelled / "images").iterdir())
+    Image.open(photos[0]).save(folder / "copy_reencoded.jpg", quality=60)
+    Image.open(photos[1]).resize((90, 90)).save(folder / "copy_resized.png")
+    (folder / "copy_exact.jpg").write_bytes(photos[2].read_bytes())
+    return folder, {"copy_reencoded.jpg", "copy_resized.png", "copy_exact.jpg"}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_checkpoint(tmp_path_factory.mktemp("model") / "m.pt", favour={"desk": 4.0, "chair": 2.5})
+
+
+@pytest.mark.parametrize("strategy", ["uncertainty", "random"])
+def test_never_a_near_duplicate_of_a_labelled_photo(
+    pool: tuple[Path, set[str]], labelled: Path, model: Path, strategy: str
+) -> None:
+    folder, copies = pool
+    run = select([folder], model, budget=10, labelled=labelled, strategy=strategy, device="cpu")
+    chosen = {Path(c.path).name for c in run.chosen}
+    assert chosen == {f"new_{i}.png" for i in range(4)}  # all new scenes, none of the copies
+    assert {Path(p).name for p in run.excluded_near_duplicates} == copies
+    labelled_hashes = [phash(p) for p in sorted((labelled / "images").iterdir())]
+    for c in run.chosen:
+        assert hamming([phash(c.path)], labelled_hashes).min() > NEAR_DUP_BITS
+    assert any("only 4 photos" in note for note in run.notes)
+
+
+def test_budget_is_respected_and_written(pool: tuple[Path, set[str]], model: Path, tmp_path: Path) -> None:
+    folder, _ = pool
+    out = tmp_path / "next" / "next.csv"
+    run = select([folder], model, budget=2, device="cpu", out=out)
+    assert len(run.chosen) == 2 and [c.rank for c in run.chosen] == [1, 2]
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    listed = (out.parent / "images.txt").read_text().splitlines()
+    assert len(rows) == 2 and len(listed) == 2
+    assert [(out.parent / p).resolve() for p in listed] == [Path(c.path).resolve() for c in run.chosen]
+    assert [r["path"] for r in rows] == listed  # relative to the folder that holds them
+
+
+def _controlled_model(sure: Image.Image, unsure: Image.Image) -> torch.nn.Module:
+    """A tiny Mask R-CNN whose classifier we set: on `sure` the most object-like proposals are clearly
+    desks; on `unsure` desk and chair tie. Masks are made equally certain everywhere."""
+    model = tiny_model(DEFAULT_CLASSES, {})
+    feats: list[torch.Tensor] = []
+    handle = model.roi_heads.box_head.register_forward_hook(lambda m, a, o: feats.append(o.mean(dim=0)))
+    with torch.inference_mode():
+        for image in (sure, unsure):
+            model([torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255.0])
+    handle.remove()
+    f_sure, f_unsure = feats
+    d = f_sure - f_unsure
+    head, k = model.roi_heads.box_predictor.cls_score, 12.0
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(-10.0)
+        head.bias[0] = 0.0  # background
+        head.weight[1] = k * d / d.dot(d)  # desk: +k on `sure`, +0 on `unsure` (on average)
+        head.bias[1] = 5.0 - float(head.weight[1].dot(f_unsure))
+        head.bias[2] = 5.0  # chair: ties with desk on `unsure`
+        masks = model.roi_heads.mask_predictor.mask_fcn_logits
+        masks.weight.zero_()
+        masks.bias.fill_(8.0)
+    return model.eval()
+
+
+def test_an_unsure_photo_ranks_above_a_sure_one(tmp_path: Path) -> None:
+    from officescore.infer import Predictor
+    from officescore.model import save_checkpoint
+
+    sure_img, unsure_img = render_scene(7, size=96).image, render_scene(8, size=96).image
+    sure, unsure = tmp_path / "sure.png", tmp_path / "unsure.png"
+    sure_img.save(sure)
+    unsure_img.save(unsure)
+    model = _controlled_model(sure_img, unsure_img)
+    checkpoint = tmp_path / "controlled.pt"
+    save_checkpoint(checkpoint, model=model.state_dict(), arch="maskrcnn_resnet18_fpn",
+                    classes=list(DEFAULT_CLASSES), model_kwargs=dict(TINY_KWARGS), epoch=0)  # fmt: skip
+    signals = image_signals(Predictor.load(checkpoint, device="cpu"), [sure, unsure])
+    assert signals[0].class_uncertainty < 0.05 < 0.1 < signals[1].class_uncertainty, signals
+    for order in ([sure, unsure], [unsure, sure]):  # whatever the input order
+        run = select(order, checkpoint, budget=1, device="cpu")
+        assert Path(run.chosen[0].path) == unsure
+
+
+def test_class_uncertainty_margin_and_entropy() -> None:
+    sure = torch.tensor([[0.0, 9.0, 0.0], [0.0, 8.0, 0.0]])
+    tie = torch.tensor([[0.0, 5.0, 5.0], [0.0, 5.0, 5.0]])
+    for how in ("margin", "entropy"):
+        assert class_uncertainty(tie, how) > class_uncertainty(sure, how) + 0.3
+
+
+def test_k_center_spreads_the_budget() -> None:
+    # Two tight clusters; the one more uncertain point per cluster should be picked, not two of one cluster.
+    feats = np.array([[0.0, 0.0], [0.01, 0.0], [0.0, 0.01], [1.0, 1.0], [1.01, 1.0]])
+    u = np.array([1.0, 0.9, 0.9, 0.2, 0.1])
+    picks = [i for i, _, _ in k_center_greedy(feats, u, 2)]
+    assert picks == [0, 3]
+
+
+def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err.strip()
+
+
+def test_cli_json_and_bad_inputs(
+    pool: tuple[Path, set[str]],
+    labelled: Path,
+    model: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder, _ = pool
+    out = tmp_path / "sel" / "next.csv"
+    args = ["select", str(folder), "--model", str(model), "--budget", "3", "--labelled", str(labelled)]
+    tasks_file = tmp_path / "next_tasks.json"
+    code, stdout, _ = _cli(
+        [*args, "--device", "cpu", "--out", str(out), "--labelstudio", str(tasks_file), "--json"], capsys
+    )
+    assert code == 0
+    doc = json.loads(stdout)
+    assert len(doc["chosen"]) == 3 and doc["csv"] == str(out) and out.is_file()
+    from officescore.label.formats import read_tasks
+
+    tasks = read_tasks(tasks_file)  # the chosen photos, in rank order, with the model's pre-annotations
+    assert [t["data"]["rank"] for t in tasks] == [1, 2, 3]
+    assert [t["data"]["image"].split("?d=")[-1] for t in tasks] == [
+        Path(c["path"]).name for c in doc["chosen"]
+    ]
+    assert all(t["predictions"][0]["model_version"] == "select-m" for t in tasks)
+    assert any(t["predictions"][0]["result"] for t in tasks)  # the model's detections >= 0.5
+    other = write_checkpoint(tmp_path / "other.pt", favour={"desk": 3.0}, classes=["desk", "cat"])
+    cases = [
+        (["--model", str(model), "--budget", "0"], "--budget 0"),
+        (["--budget", "2"], "--model"),
+        (["--model", str(other), "--budget", "2", "--labelled", str(labelled)], "has cat"),
+        (
+            ["--model", str(model), "--budget", "2", "--labelled", str(tmp_path)],
+            "not an officescore data set",
+        ),
+        (["--model", str(model), "--budget", "2", "--strategy", "best"], "--strategy 'best'"),
+    ]
+    for args, expected in cases:
+        code, _, err = _cli(
+            ["select", str(folder), *args, "--device", "cpu", "--out", str(tmp_path / "x.csv")], capsys
+        )
+        assert code == 2 and len(err.splitlines()) == 1 and expected in err, (args, err)
+    assert not (tmp_path / "x.csv").exists()
+    code, _, err = _cli(["select", str(tmp_path / "empty"), "--budget", "2", "--strategy", "random"], capsys)
+    assert code == 2 and "no such photo, folder or glob" in err
+
+
+def test_cli_defaults_match_the_library() -> None:
+    from officescore.cli.select import select as cli_select
+
+    library = inspect.signature(select).parameters
+    cli = inspect.signature(cli_select).parameters
+    for name in ("strategy", "uncertainty", "device", "seed"):
+        assert cli[name].default.default == library[name].default, name
