@@ -15,7 +15,7 @@ from officescore.cli.commands import COMMAND_MODULES
 
 COMMANDS = [
     *("scrape", "sample", "ingest", "stats", "train", "eval", "score", "export", "serve"),
-    *("prelabel", "label"),
+    *("audit", "select", "prelabel", "label"),
 ]
 
 
