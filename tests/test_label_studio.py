@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from labelmodels import solid_checkpoint, write_photos
 from labelstudio_server import LabelStudioServer
+from trainsetup import make_dataset, small_config
 
 from officescore import DEFAULT_CLASSES
 from officescore import masks as masklib
@@ -64,6 +65,44 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+# The round trip pushes a trained model's suggestions, which score low after a few epochs.
+ROUND_TRIP_CONF = 0.1
+
+
+@pytest.fixture(scope="module")
+def trained(files: dict[str, Path]) -> Path:
+    """A tiny model really trained on synthetic scenes: ResNet18-FPN from scratch, 32 scenes at
+    128 px, 4 epochs of batch 4 (~45 s on one busy core). Its masks are what a barely trained model
+    draws (ragged, some in pieces), unlike the solid octagons of the hand-set checkpoints."""
+    from officescore.train import train
+
+    root = files["base"] / "trained"
+    data = make_dataset(root, images=32, size=128, seed=1)
+    config = small_config(
+        data,
+        root / "runs",
+        epochs=4,
+        batch_size=4,
+        lr=0.02,
+        img_size=128,
+        warmup_iters=10,
+        val_every=4,
+        seed=0,
+    )
+    return train(config).last_checkpoint
+
+
+def one_ring(mask: np.ndarray) -> np.ndarray:
+    """What a Label Studio polygon can hold of a mask: its largest part (8-connected), holes filled."""
+    import cv2
+
+    _, parts, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    part = parts == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    _, background = cv2.connectedComponents((~part).astype(np.uint8), connectivity=4)
+    border = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
+    return part | ((background > 0) & ~np.isin(background, border))
+
+
 def client_for(server: LabelStudioServer) -> LabelStudio:
     return LabelStudio.connect(server.url, server.api_key)
 
@@ -84,11 +123,12 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum()) / float((a | b).sum())
 
 
-def _predicted(model: Path, photos: list[Path]) -> dict[str, Any]:
+def _predicted(model: Path, photos: list[Path], conf: float) -> tuple[list[str], dict[str, Any]]:
     from officescore.infer import Predictor
 
-    results = Predictor.load(model, device="cpu", conf=0.3).predict(photos)
-    return {p.name: r for p, r in zip(photos, results, strict=True)}
+    predictor = Predictor.load(model, device="cpu", conf=conf)
+    results = predictor.predict(photos)
+    return predictor.classes, {p.name: r for p, r in zip(photos, results, strict=True)}
 
 
 @pytest.mark.parametrize("mask", ["polygon", "brush"])
@@ -96,14 +136,24 @@ def test_push_accept_pull_ingest_round_trip(
     labelstudio: LabelStudioServer,
     key: str,
     files: dict[str, Path],
+    trained: Path,
     mask: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-
     title = f"round trip {mask}"
     push = ["label", "push", str(files["photos"]), "--url", labelstudio.url, "--project", title]
-    push += ["--model", str(files["desk"]), "--mask", mask, "--device", "cpu", "--json"]
+    push += [
+        "--model",
+        str(trained),
+        "--conf",
+        str(ROUND_TRIP_CONF),
+        "--mask",
+        mask,
+        "--device",
+        "cpu",
+        "--json",
+    ]
     code, out, err = run(push, capsys)
     assert code == 0, err
     first = json.loads(out)
@@ -121,7 +171,7 @@ def test_push_accept_pull_ingest_round_trip(
         tasks[1]["data"]["name"]: accept(client, tasks[1]["id"]),
     }
     client.sdk.annotations.create(id=tasks[2]["id"], result=[], was_cancelled=True)  # the labeller skipped it
-    assert all(accepted.values())
+    assert all(accepted.values())  # the trained model suggested something on both accepted photos
 
     export = tmp_path / "export"
     code, out, err = run(
@@ -141,13 +191,13 @@ def test_push_accept_pull_ingest_round_trip(
     assert ingested["train"]["images"] + ingested["val"]["images"] == 2
     assert ingested["train"]["annotations"] + ingested["val"]["annotations"] == n_regions
 
+    model_classes, expected = _predicted(trained, [files["photos"] / n for n in accepted], ROUND_TRIP_CONF)
     coco = json.loads((export / "annotations.json").read_text())
-    assert [c["name"] for c in coco["categories"]] == list(CLASSES)
+    assert [c["name"] for c in coco["categories"]] == model_classes
     names = {img["id"]: Path(img["file_name"]).name for img in coco["images"]}
     assert set(names.values()) == set(accepted)
     for img in coco["images"]:  # the photos come back byte for byte
         assert (export / img["file_name"]).read_bytes() == (files["photos"] / names[img["id"]]).read_bytes()
-    expected = _predicted(files["desk"], [files["photos"] / n for n in accepted])
     for img in coco["images"]:
         name = names[img["id"]]
         anns = [a for a in coco["annotations"] if a["image_id"] == img["id"]]
@@ -163,7 +213,10 @@ def test_push_accept_pull_ingest_round_trip(
             )
             assert iou(got, masklib.decode(region.mask).astype(bool)) >= 0.99  # what was accepted
             want = masklib.decode(det.mask).astype(bool)  # what the model said
-            assert iou(got, want) >= (1.0 if mask == "brush" else 0.9)
+            if mask == "brush":  # brush strokes hold any mask exactly
+                assert iou(got, want) == 1.0
+            else:  # a polygon holds one part without holes
+                assert iou(got, one_ring(want)) >= 0.9
 
     # Pulling again replaces the folder: the same export, no leftovers beside it.
     code, _, _ = run(
