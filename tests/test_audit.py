@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from scoremodels import write_checkpoint
+from trainsetup import FAST_MODEL
 
 from officescore import masks as masklib
 from officescore.cli import main
@@ -154,16 +155,6 @@ def test_several_injected_errors_fill_the_top_of_the_ranking(clean: Path) -> Non
 
 
 # --------------------------------------------------------------------------- --folds: really trained
-
-FAST_MODEL = {
-    "rpn_pre_nms_top_n_train": 200,
-    "rpn_post_nms_top_n_train": 50,
-    "rpn_pre_nms_top_n_test": 200,
-    "rpn_post_nms_top_n_test": 50,
-    "rpn_batch_size_per_image": 64,
-    "box_batch_size_per_image": 32,
-    "box_detections_per_img": 30,
-}
 
 
 def test_folds_train_for_real_and_never_predict_a_photo_their_model_saw(
