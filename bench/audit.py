@@ -130,7 +130,15 @@ def cleanlab_inputs(split: SplitLabels, results: list[dict[str, Any]]) -> tuple[
 def cleanlab_rankings(
     split: SplitLabels, results: list[dict[str, Any]]
 ) -> tuple[dict[str, list], list, list, set]:
-    from cleanlab.object_detection.filter import find_label_issues
+    try:
+        from cleanlab.object_detection.filter import find_label_issues
+    except ImportError as exc:
+        # Not a dependency: cleanlab needs termcolor>=2.4 while google-images-search 1.4.7 pins
+        # termcolor~=1.1, so pip cannot resolve both in one environment.
+        raise SystemExit(
+            "bench/audit.py compares with cleanlab: pip install cleanlab (pip reports the termcolor pin of "
+            "google-images-search; the scrape code runs with termcolor 2+)"
+        ) from exc
     from cleanlab.object_detection.rank import (
         compute_badloc_box_scores,
         compute_overlooked_box_scores,
