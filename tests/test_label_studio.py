@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from labelmodels import solid_checkpoint, write_photos
-from labelstudio_server import LabelStudioServer
+from labelstudio_server import EMAIL, PASSWORD, LabelStudioServer
 from trainsetup import make_dataset, small_config
 
 from officescore import DEFAULT_CLASSES
@@ -105,6 +105,55 @@ def one_ring(mask: np.ndarray) -> np.ndarray:
 
 def client_for(server: LabelStudioServer) -> LabelStudio:
     return LabelStudio.connect(server.url, server.api_key)
+
+
+def test_a_legacy_token_is_accepted_as_the_api_key(labelstudio: LabelStudioServer) -> None:
+    """An admin turns legacy tokens on for the organisation (Label Studio 1.23 has them off by
+    default), reads their legacy token, and the client works with it as with a personal token."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    url = labelstudio.url
+    session.get(f"{url}/user/login/", timeout=30).raise_for_status()
+    login = session.post(
+        f"{url}/user/login/",
+        data={"email": EMAIL, "password": PASSWORD, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{url}/user/login/"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert login.status_code == 302, f"login failed: {login.status_code} {login.text[:200]}"
+    headers = {"X-CSRFToken": session.cookies["csrftoken"], "Referer": f"{url}/"}
+
+    def set_legacy(enabled: bool) -> None:
+        response = session.post(
+            f"{url}/api/jwt/settings",
+            json={**before, "legacy_api_tokens_enabled": enabled},
+            headers=headers,
+            timeout=30,
+        )
+        assert response.status_code in (200, 201), f"{response.status_code} {response.text[:200]}"
+        assert response.json()["legacy_api_tokens_enabled"] is enabled
+
+    settings = session.get(f"{url}/api/jwt/settings", timeout=30)
+    settings.raise_for_status()
+    before = settings.json()
+    token = session.get(f"{url}/api/current-user/token", timeout=30)
+    token.raise_for_status()
+    legacy = str(token.json()["token"])
+    assert legacy and legacy != labelstudio.api_key and "." not in legacy  # not a JWT
+    try:
+        set_legacy(True)
+        client = LabelStudio.connect(url, legacy)
+        project = client.create_project("legacy token", LabelSchema(CLASSES))
+        found = client.find_project("legacy token")
+        assert found is not None and found.id == project.id
+        set_legacy(False)  # the server now refuses it: it really was the legacy token at work
+        with pytest.raises(LabelStudioError, match="refused the API key"):
+            LabelStudio.connect(url, legacy)
+    finally:
+        set_legacy(bool(before["legacy_api_tokens_enabled"]))
 
 
 def accept(client: LabelStudio, task_id: int) -> list[dict[str, Any]]:
