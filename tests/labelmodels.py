@@ -10,15 +10,35 @@ diagonal edges), not boxes, so a polygon that lost half a pixel at its border wo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import pytest
 import torch
 from scoremodels import ARCH, TINY_KWARGS, tiny_model
 
 from officescore import DEFAULT_CLASSES
+from officescore.cli import main
 
 KWARGS = {**TINY_KWARGS, "box_detections_per_img": 6}  # a few suggestions per photo, not twenty
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Autouse in each module that imports it: the tiny models here run fastest on one thread,
+    above all when other jobs share the CPUs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """The CLI in-process: (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(exit_info.value.code or 0), out, err
 
 
 def _octagon_masks(model: torch.nn.Module) -> None:

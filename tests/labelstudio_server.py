@@ -119,8 +119,8 @@ def server_env(data_dir: Path, local_root: Path) -> dict[str, str]:
     return env
 
 
-def personal_access_token(url: str, email: str, password: str) -> str:
-    """Log in through the web form and create a personal access token, as a user would."""
+def logged_in_session(url: str, email: str, password: str) -> requests.Session:
+    """A browser-like session logged in through the web form (CSRF cookie and Referer)."""
     session = requests.Session()
     session.trust_env = False
     session.get(f"{url}/user/login/", timeout=30).raise_for_status()
@@ -132,6 +132,12 @@ def personal_access_token(url: str, email: str, password: str) -> str:
         timeout=30,
     )
     assert login.status_code == 302, f"login failed: {login.status_code} {login.text[:200]}"
+    return session
+
+
+def personal_access_token(url: str, email: str, password: str) -> str:
+    """Log in through the web form and create a personal access token, as a user would."""
+    session = logged_in_session(url, email, password)
     token = session.post(
         f"{url}/api/token/",
         headers={"X-CSRFToken": session.cookies["csrftoken"], "Referer": f"{url}/"},

@@ -9,41 +9,21 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from labelmodels import solid_checkpoint, write_photos
-from labelstudio_server import EMAIL, PASSWORD, LabelStudioServer
+from labelmodels import one_torch_thread, run, solid_checkpoint, write_photos  # noqa: F401 (fixture)
+from labelstudio_server import EMAIL, PASSWORD, LabelStudioServer, logged_in_session
 from trainsetup import make_dataset, small_config
 
 from officescore import DEFAULT_CLASSES
 from officescore import masks as masklib
-from officescore.cli import main
 from officescore.label.client import LabelStudio, LabelStudioError
 from officescore.label.formats import LabelSchema, result_regions
 
 CLASSES = ("desk", "chair", "monitor")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """The tiny models here run fastest on one thread, above all when other jobs share the CPUs."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
 
 
 @pytest.fixture
@@ -110,20 +90,8 @@ def client_for(server: LabelStudioServer) -> LabelStudio:
 def test_a_legacy_token_is_accepted_as_the_api_key(labelstudio: LabelStudioServer) -> None:
     """An admin turns legacy tokens on for the organisation (Label Studio 1.23 has them off by
     default), reads their legacy token, and the client works with it as with a personal token."""
-    import requests
-
-    session = requests.Session()
-    session.trust_env = False
     url = labelstudio.url
-    session.get(f"{url}/user/login/", timeout=30).raise_for_status()
-    login = session.post(
-        f"{url}/user/login/",
-        data={"email": EMAIL, "password": PASSWORD, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
-        headers={"Referer": f"{url}/user/login/"},
-        allow_redirects=False,
-        timeout=30,
-    )
-    assert login.status_code == 302, f"login failed: {login.status_code} {login.text[:200]}"
+    session = logged_in_session(url, EMAIL, PASSWORD)
     headers = {"X-CSRFToken": session.cookies["csrftoken"], "Referer": f"{url}/"}
 
     def set_legacy(enabled: bool) -> None:

@@ -3,37 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from labelmodels import solid_checkpoint, write_photos
+from labelmodels import one_torch_thread, run, solid_checkpoint, write_photos  # noqa: F401 (fixture)
 
 from officescore import masks as masklib
-from officescore.cli import main
 from officescore.files import sha256_file
 from officescore.label.formats import LabelSchema, result_regions
 
 CLASSES = ("desk", "chair", "monitor")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """The tiny models here run fastest on one thread, above all when other jobs share the CPUs."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exit_info.value.code or 0), out, err
 
 
 @pytest.fixture(scope="module")
