@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from officescore import DEFAULT_CLASSES  # noqa: E402
 from officescore.accel import forward, native_bf16_cpu, prepare_model, proposals_for, resolve_precision  # noqa: E402
+from officescore.accel.winograd import nnpack_pays  # noqa: E402
 from officescore.model import build_model  # noqa: E402
 from officescore.sample import render_scene  # noqa: E402
 
@@ -125,20 +126,26 @@ def speed(name: str, conf: float, n_photos: int, rounds: int) -> None:
     bias = calibrate(model, images[0], conf)
     with torch.no_grad():
         model.roi_heads.box_predictor.cls_score.bias[1] += bias
-    precisions = ["fp32", "auto"] + (["bf16"] if native_bf16_cpu() else [])
+    # label -> (requested precision, NNPACK on/off/None = as prepare_model decides here)
+    paths: dict[str, tuple[str, bool | None]] = {"fp32, oneDNN only": ("fp32", False), "fp32": ("fp32", None)}
+    paths["auto"] = ("auto", None)
+    if native_bf16_cpu():
+        paths["bf16"] = ("bf16", None)
     candidates = {
-        p: prepare_model(copy.deepcopy(model), "cpu", resolve_precision(p, "cpu"), proposals_for(p))
-        for p in precisions
+        label: prepare_model(
+            copy.deepcopy(model), "cpu", resolve_precision(p, "cpu"), proposals_for(p), winograd=w
+        )
+        for label, (p, w) in paths.items()
     }
     shapes = ", ".join(f"{t.shape[2]}x{t.shape[1]}" for t in images)
     print(
         f"\n{arch} at {size} px, {len(images)} photos ({shapes}),"
         f" desk bias +{bias:.2f}, conf {conf}; auto here = {resolve_precision('auto', 'cpu')}"
-        f" with {proposals_for('auto')} proposals",
+        f" with {proposals_for('auto')} proposals; NNPACK Winograd in fp32 here: {nnpack_pays()}",
         flush=True,
     )
-    times: dict[str, list[float]] = {"eager": [], **{p: [] for p in precisions}}
-    agree: dict[str, list[dict[str, Any]]] = {p: [] for p in precisions}
+    times: dict[str, list[float]] = {"eager": [], **{label: [] for label in paths}}
+    agree: dict[str, list[dict[str, Any]]] = {label: [] for label in paths}
     for image in images:
         for _ in range(rounds):
             with torch.inference_mode():
@@ -146,14 +153,14 @@ def speed(name: str, conf: float, n_photos: int, rounds: int) -> None:
             base = kept(out, conf)
             times["eager"].append(t)
             for p, fast in candidates.items():
-                resolved = resolve_precision(p, "cpu")
+                resolved = resolve_precision(paths[p][0], "cpu")
                 t, got = timed(lambda: forward(fast, [image], "cpu", resolved, conf)[0])  # noqa: B023
                 times[p].append(t)
                 agree[p].append(agreement(base, kept(got, conf)))
             print("  " + "  ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
     eager = statistics.median(times["eager"])
     print(f"| {arch} | eager torchvision fp32 | {eager:.2f} | 1.00 | baseline |")
-    for p in precisions:
+    for p in paths:
         t = statistics.median(times[p])
         print(f"| {arch} | {p} | {t:.2f} | {eager / t:.2f} | {summary(agree[p])} |")
 
@@ -178,12 +185,13 @@ def accuracy(checkpoint: Path, data: Path) -> None:
     print(f"\nmAP on {data} val ({len(val)} images), model {checkpoint}")
     print("| path | proposals | mask mAP | box mAP | seconds |")
     base_map = None
-    for label, precision, proposals in (
-        ("fp32 (exact)", "fp32", None),
-        ("fp32 + 300 proposals (auto here)", "fp32", 300),
-        ("bf16 + 300 proposals (auto on AVX512-BF16/AMX)", "bf16", 300),
+    for label, precision, proposals, winograd in (
+        ("fp32, oneDNN only (eager's numbers)", "fp32", None, False),
+        ("fp32 (NNPACK Winograd where it pays)", "fp32", None, None),
+        ("fp32 + 300 proposals (auto here)", "fp32", 300, None),
+        ("bf16 + 300 proposals (auto on AVX512-BF16/AMX)", "bf16", 300, None),
     ):
-        fast = prepare_model(model, "cpu", precision, proposals, copy_model=True)
+        fast = prepare_model(model, "cpu", precision, proposals, copy_model=True, winograd=winograd)
         start = time.perf_counter()
         results = [
             r

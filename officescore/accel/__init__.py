@@ -6,6 +6,8 @@ validation) goes through it.
 - `prepare`: inference-time rewrites of a torchvision detector that keep its numbers (BatchNorm
   folded into the convolutions before it, channels_last weights) and, outside exact fp32, fewer RPN
   proposals.
+- `winograd`: on CPUs without AVX-512, fp32 3x3 convolutions of the FPN, RPN and conv heads
+  through NNPACK's Winograd kernels where they beat oneDNN (large maps; proposals tiled into one).
 - `run`: one forward pass with the caller's threshold pushed into the model (the mask head and mask
   pasting run on kept detections only) under the chosen autocast.
 """

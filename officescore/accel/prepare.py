@@ -22,6 +22,8 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from officescore.accel.winograd import nnpack_pays, use_winograd
+
 FAST_PROPOSALS = 300  # RPN proposals per image outside exact fp32 (torchvision's default: 1000)
 _BATCHNORMS = (nn.BatchNorm2d, FrozenBatchNorm2d)
 
@@ -33,11 +35,14 @@ def prepare_model(
     proposals: int | None = None,
     copy_model: bool = False,
     channels_last: bool = True,
+    winograd: bool | None = None,
 ) -> Any:
     """`model` ready for the fast path on `device` (in place, or a copy with `copy_model`).
 
     `precision`: the resolved one (fp32, bf16, fp16); `proposals`: at most this many RPN proposals
-    per image at test time (None: the model's own, as exact fp32 needs). Anything but an eager
+    per image at test time (None: the model's own, as exact fp32 needs); `winograd`: route the
+    FPN/RPN convolutions and conv heads through NNPACK (None: in fp32 on CPUs where it pays,
+    officescore.accel.winograd). Anything but an eager
     torchvision detector (a TorchScript export) is returned as it is.
     """
     if not isinstance(model, GeneralizedRCNN):
@@ -50,6 +55,10 @@ def prepare_model(
     model.to(device)
     if channels_last and device.type == "cpu":
         model.to(memory_format=torch.channels_last)
+    if winograd is None:
+        winograd = precision == "fp32" and device.type == "cpu" and nnpack_pays()
+    if winograd:
+        use_winograd(model)
     if proposals is not None:
         testing = model.rpn._post_nms_top_n
         testing["testing"] = min(int(testing["testing"]), int(proposals))
