@@ -83,7 +83,8 @@ def _kept(output: dict[str, torch.Tensor], conf: float = CONF) -> dict[str, torc
 
 
 def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum()) / max(1.0, float((a | b).sum()))
+    union = float((a | b).sum())
+    return float((a & b).sum()) / union if union else 1.0  # two empty masks are the same mask
 
 
 def test_fp32_fast_path_equals_eager_torchvision_on_kept_detections(tiny: dict[str, Any]) -> None:
@@ -155,34 +156,63 @@ def test_cpu_flags_are_read_from_proc_cpuinfo() -> None:
 
 
 def test_cli_refuses_a_precision_the_hardware_lacks(
-    cpu_flags: Any, tiny: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    cpu_flags: Any, tiny: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import os
+
     from officescore.cli import main
+    from officescore.label import backend
 
     cpu_flags(NO_BF16)
+    monkeypatch.setattr(os, "execve", lambda *a: pytest.fail("must not start streamlit"))
+    monkeypatch.setattr(backend, "make_server", lambda *a: pytest.fail("must not start the backend"))
+    photo, checkpoint = str(tiny["photos"][0]), str(tiny["checkpoint"])
     for args in (
-        ["score", str(tiny["photos"][0]), "--model", str(tiny["checkpoint"]), "--precision", "bf16"],
-        ["serve", "--model", str(tiny["checkpoint"]), "--precision", "fp16", "--device", "cpu"],
+        ["score", photo, "--model", checkpoint, "--precision", "bf16"],
+        ["serve", "--model", checkpoint, "--precision", "fp16", "--device", "cpu"],
+        ["prelabel", photo, "--model", checkpoint, "--out", str(tiny["photos"][0].with_suffix(".json"))]
+        + ["--precision", "bf16"],
+        ["label", "backend", "--model", checkpoint, "--port", "0", "--precision", "bf16"],
     ):
         with pytest.raises(SystemExit) as exc:
             main(args)
         err = capsys.readouterr().err.strip()
         assert exc.value.code == 2 and "--precision" in err and len(err.splitlines()) == 1, (args, err)
+    assert not tiny["photos"][0].with_suffix(".json").exists()  # nothing half-written
+
+
+def test_prelabel_and_the_label_backend_predict_at_the_precision_asked(tiny: dict[str, Any]) -> None:
+    """The label tools load their model through the same fast path, at --precision."""
+    from officescore.label.backend import Backend
+    from officescore.label.predict import load_predictor
+
+    exact = load_predictor(tiny["checkpoint"], "cpu", 0.3, None, "fp32").predictor
+    fast = load_predictor(tiny["checkpoint"], "cpu", 0.3, None, "auto").predictor
+    assert (exact.precision, exact.proposals) == ("fp32", None)
+    assert (fast.precision, fast.proposals) == ("fp32", prepare.FAST_PROPOSALS)  # no native bf16 here
+    backend = Backend(tiny["checkpoint"], device="cpu", precision="fp32")
+    assert backend.current().predictor.proposals is None
 
 
 def test_cli_precision_defaults_equal_the_library_defaults() -> None:
     from officescore.app import PageSettings
     from officescore.cli.evaluate import evaluate
+    from officescore.cli.label import backend, push
+    from officescore.cli.prelabel import prelabel
     from officescore.cli.score import score
     from officescore.cli.serve import serve
     from officescore.evaluate_run import run_eval
     from officescore.infer import Predictor
+    from officescore.label.backend import Backend
+    from officescore.label.predict import load_predictor
 
     def default(fn: Any, name: str) -> Any:
         value = inspect.signature(fn).parameters[name].default
         return getattr(value, "default", value)  # a typer.Option carries its default
 
     assert default(score, "precision") == default(Predictor.load, "precision") == "auto"
+    for command in (prelabel, push, backend, load_predictor, Backend):
+        assert default(command, "precision") == "auto", command
     assert default(serve, "precision") == PageSettings.precision == "auto"
     assert default(evaluate, "precision") == default(run_eval, "precision") == "fp32"  # eval: exact
 

@@ -100,3 +100,9 @@ class CliReporter(Reporter):
 def reporter(json_output: bool = False) -> CliReporter:
     """Progress goes to stderr; with --json it stays quiet so stdout is pure JSON."""
     return CliReporter(quiet=json_output)
+
+
+PRECISION_HELP = (  # --precision of every command that runs a model (officescore.accel)
+    "auto (the fastest this hardware runs natively: bf16 on AVX512-BF16/AMX CPUs, fp16 on CUDA), "
+    "fp32 (eager torchvision's detections), bf16, fp16 or int8."
+)

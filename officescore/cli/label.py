@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
-from officescore.cli.common import console, err_console, print_json, reporter
+from officescore.cli.common import PRECISION_HELP, console, err_console, print_json, reporter
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -98,6 +98,7 @@ def push(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     batch_size: int = typer.Option(2, "--batch-size", "-b", help="Photos per forward pass."),
     img_size: int = typer.Option(None, "--img-size", help="Longest image side fed to the model."),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Create or reuse a project and add photos not yet in it (with the model's predictions)."""
@@ -120,7 +121,7 @@ def push(
     if review is not None:
         result = push_tasks_file(client, project, review, local_root, reporter(json_output))
     else:
-        loaded = load_predictor(model, device, conf, img_size) if model else None
+        loaded = load_predictor(model, device, conf, img_size, precision) if model else None
         result = push_images(
             client,
             project,
@@ -213,6 +214,7 @@ def backend(
     conf: float = typer.Option(0.3, "--conf", help="Keep detections with at least this score (0-1)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     img_size: int = typer.Option(None, "--img-size", help="Longest image side fed to the model."),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
 ) -> None:
     """Serve the model as a Label Studio ML backend (health, setup, predict, webhook)."""
     from officescore.config import secret
@@ -229,6 +231,7 @@ def backend(
         conf,
         img_size,
         log=lambda m: err_console.print(Text(m, style="dim"), soft_wrap=True),
+        precision=precision,
     )
     server = ml.make_server(server_backend, host, port)
     thread = ml.start(server)

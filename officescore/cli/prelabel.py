@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
-from officescore.cli.common import console, err_console, print_json, reporter
+from officescore.cli.common import PRECISION_HELP, console, err_console, print_json, reporter
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -53,6 +53,7 @@ def prelabel(
     img_size: int = typer.Option(
         None, "--img-size", help="Longest image side fed to the model (default: the model's)."
     ),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Pre-label photos with a model: a COCO file (CVAT, Roboflow, Hasty) or Label Studio tasks."""
@@ -65,7 +66,7 @@ def prelabel(
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     check_options(fmt, mask, out)  # before the model loads
-    loaded = load_predictor(model or default_model_source(), device, conf, img_size)
+    loaded = load_predictor(model or default_model_source(), device, conf, img_size, precision)
     result = run_prelabel(
         images,
         loaded,

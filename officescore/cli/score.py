@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from officescore.cli.common import console, err_console, print_json, reporter
+from officescore.cli.common import PRECISION_HELP, console, err_console, print_json, reporter
 
 if TYPE_CHECKING:
     from officescore.infer import PhotoScore
@@ -32,12 +32,6 @@ EXAMPLES = """
 
 Exit code 2 when any photo could not be read (the others are still scored).
 """
-
-
-PRECISION_HELP = (
-    "auto (the fastest this hardware runs natively: bf16 on AVX512-BF16/AMX CPUs, fp16 on CUDA), "
-    "fp32 (exact), bf16, fp16 or int8."
-)
 
 
 def score(

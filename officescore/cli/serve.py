@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from officescore.cli.common import err_console
+from officescore.cli.common import PRECISION_HELP, err_console
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -36,9 +36,7 @@ def serve(
     conf: float = typer.Option(0.5, "--conf", help="Initial confidence threshold of the page's slider."),
     rubric: Path = typer.Option(None, "--rubric", help="Rubric TOML (default: the packaged rubric)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
-    precision: str = typer.Option(
-        "auto", "--precision", help="auto (fastest native), fp32 (exact), bf16, fp16 or int8."
-    ),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
 ) -> None:
     """Serve the web page: upload a photo, see the annotated image, the objects and the score."""
     from officescore.app import PageSettings, streamlit_command

@@ -72,14 +72,20 @@ class LoadedPredictor:
 
 
 def load_predictor(
-    model: str | Path, device: str = "auto", conf: float = 0.3, img_size: int | None = None
+    model: str | Path,
+    device: str = "auto",
+    conf: float = 0.3,
+    img_size: int | None = None,
+    precision: str = "auto",
 ) -> LoadedPredictor:
     from officescore.infer import Predictor
 
     source = resolve_model(model)
     version = model_version(source)
     return LoadedPredictor(
-        Predictor.load(source, device=device, conf=conf, img_size=img_size), source, version
+        Predictor.load(source, device=device, conf=conf, img_size=img_size, precision=precision),
+        source,
+        version,
     )
 
 
