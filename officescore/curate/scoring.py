@@ -6,7 +6,8 @@ Each kind scores in [0, 1], higher = more likely an error:
   (cover: the best of mask IoU, tolerant F and share of the prediction inside a label)
 - wrong_class: a label a prediction of another class overlaps (IoU >= 0.5), when no prediction of the
   label's class does: other score x (1 - same-class score)
-- bad_mask: a same-class prediction found the object (overlap >= 0.2) but the masks disagree more
+- bad_mask: a same-class prediction found the object (overlap >= 0.1: box IoU of a mask shifted by
+  45 % diagonally is 0.18, and a thin mask shifted so hardly touches its object) but the masks disagree more
   than this model usually does for that class: score x (1 - agreement / the class's median) / 0.5,
   agreement = the boundary-tolerant mask F-score of match.tolerant_f (plain IoU would flag every
   small object for the one-pixel slop of any model's masks)
@@ -30,7 +31,7 @@ from officescore.curate.match import ImageMatch
 
 KINDS = ("missing", "wrong_class", "bad_mask", "spurious", "duplicate")
 CONFIDENT = 0.5  # a prediction at or above this counts for the per-class calibration figures
-FOUND_OVERLAP = 0.2  # bad_mask: the same-class prediction is roughly where the label is
+FOUND_OVERLAP = 0.1  # bad_mask: a same-class prediction overlaps the label (45 % diagonal shift: IoU 0.18)
 PRIOR_RATE, PRIOR_WEIGHT = 0.9, 5.0  # calibration rates before evidence: most labels and predictions agree
 BAD_MASK_SPAN = 0.5  # agreement at half the class's usual (or less) = the prediction's full score
 DUPLICATE_IOU = 0.6
