@@ -71,3 +71,30 @@ def test_two_desks_side_by_side_are_not_a_bad_mask_of_each_other() -> None:
     assert _box_iou(labels[1].bbox, predictions[0].bbox) > 0.1  # the neighbour is "located" too
     issues = image_issues(match, 7, calibrate([match], ["desk"]))
     assert max(i.score for i in issues) < 0.2, issues
+
+
+def test_a_prediction_running_over_an_occluder_is_not_evidence_of_a_bad_mask() -> None:
+    # A bookshelf behind a desk: its label is the visible part; the model's mask runs on over the desk
+    # top in front of it (masks do at occlusion boundaries). Those pixels are the desk's, so the label
+    # is fine; the same label shifted off the shelf is still a bad mask.
+    desk = np.zeros((SIZE, SIZE), dtype=np.uint8)
+    desk[60:110, 10:130] = 1  # seen from the side: a solid block in front of the shelf's lower half
+    shelf = np.zeros((SIZE, SIZE), dtype=np.uint8)
+    shelf[30:130, 100:140] = 1
+    visible = shelf & (1 - desk)
+    labels = [_label(1, "desk", desk), _label(2, "bookshelf", visible)]
+    predictions = [_prediction(0, "desk", desk, 0.97), _prediction(1, "bookshelf", shelf, 0.9)]
+    # Other photos of the same model, where its shelves match their labels: the class's usual agreement.
+    others = [
+        match_image([_label(3, "bookshelf", shelf)], [_prediction(0, "bookshelf", shelf, 0.9)], tol=2)
+        for _ in range(5)
+    ]
+    match = match_image(labels, predictions, tol=2)
+    assert match.agree[1, 1] < 0.85 < 0.95 < match.own_agree[1, 1]  # the plain score flags it (see below)
+    cal = calibrate([match, *others], ["desk", "bookshelf"])
+    issues = image_issues(match, 7, cal)
+    assert max(i.score for i in issues) < 0.2, issues
+
+    shifted = match_image([labels[0], _label(2, "bookshelf", _shift(visible, -16, 0))], predictions, tol=2)
+    issue = next(i for i in image_issues(shifted, 7, cal) if i.annotation_id == 2)
+    assert issue.kind == "bad_mask" and issue.score > 0.5, issue

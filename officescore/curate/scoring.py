@@ -91,7 +91,7 @@ def calibrate(matches: Iterable[ImageMatch], classes: list[str]) -> Calibration:
             hit = confident & same[:, j] & (overlap[:, j] >= SUPPORT_IOU) if len(s) else np.zeros(0, bool)
             found[lab.class_name].append(bool(hit.any()))
             if hit.any():
-                ious[lab.class_name].append(float(m.agree[hit, j].max()))
+                ious[lab.class_name].append(float(m.own_agree[hit, j].max()))
         for i, p in enumerate(m.predictions):
             if confident[i]:
                 cover = float(np.maximum(overlap[i], m.covered[i]).max()) if m.labels else 0.0
@@ -153,7 +153,7 @@ def image_issues(match: ImageMatch, image_id: int, cal: Calibration) -> list[Iss
             located = same[:, j] & own & (overlap[:, j] >= FOUND_OVERLAP)
             if located.any():
                 i = int(np.argmax(np.where(located, s * overlap[:, j], -1.0)))
-                ratio = match.agree[i, j] / max(cal.mask_iou[lab.class_name], 1e-6)
+                ratio = match.own_agree[i, j] / max(cal.mask_iou[lab.class_name], 1e-6)
                 kinds["bad_mask"] = float(s[i] * np.clip((1.0 - ratio) / BAD_MASK_SPAN, 0.0, 1.0))
                 best_pred["bad_mask"] = i
             # Boxes count only where the masks touch: a desk's box spans much it does not cover.
@@ -195,7 +195,7 @@ def image_issues(match: ImageMatch, image_id: int, cal: Calibration) -> list[Iss
         # Masks only (boxes of nested or adjacent objects overlap a lot); squared: partly touching a
         # neighbour is common for a new object, matching a label well is not.
         cover = (
-            float(np.maximum(np.maximum(match.mask_iou[i], match.agree[i]), match.covered[i]).max())
+            float(np.max([match.mask_iou[i], match.agree[i], match.own_agree[i], match.covered[i]]))
             if labels
             else 0.0
         )
