@@ -3,14 +3,16 @@
 
 Each kind scores in [0, 1], higher = more likely an error:
 - missing: a prediction no label of any class covers: score x (1 - cover^2) x the class's precision
-  (cover: the best of mask IoU, tolerant F and share of the prediction inside a label)
+  (cover: the best of mask IoU, tolerant F (also as bad_mask measures it) and share of the
+  prediction inside a label)
 - wrong_class: a label a prediction of another class overlaps (IoU >= 0.5), when no prediction of the
   label's class does: other score x (1 - same-class score)
-- bad_mask: a same-class prediction found the object (overlap >= 0.1: box IoU of a mask shifted by
-  45 % diagonally is 0.18, and a thin mask shifted so hardly touches its object) but the masks disagree more
-  than this model usually does for that class: score x (1 - agreement / the class's median) / 0.5,
+- bad_mask: a same-class prediction found the object (overlap >= 0.1: the box IoU of a mask shifted
+  45 % diagonally is 0.18, and a thin mask so shifted hardly touches its object) but the masks disagree
+  more than this model usually does for that class: score x (1 - agreement / the class's median) / 0.5,
   agreement = the boundary-tolerant mask F-score of match.tolerant_f (plain IoU would flag every
-  small object for the one-pixel slop of any model's masks)
+  small object for the one-pixel slop of any model's masks) without the prediction's pixels that lie
+  on other labels (an occluder its mask ran over is not this label's fault)
 - spurious: a label no prediction of any class supports: (1 - support) x the class's recall
 - duplicate: two labels of one object (mask IoU >= 0.6): that IoU, on the later label
 
