@@ -1,14 +1,15 @@
 """Active-learning curve: mask mAP after training on N photos chosen by `select` vs N chosen at random.
 
-Pool: `--unique` synthetic scenes plus `--copies` near-copies (brightness/contrast-jittered re-encodes,
-same labels) of a few of them, as a scraped pool has several shots of one desk. All arms start from
-the same `--start` random photos and the same model trained on them; each round adds `--step` photos
-(select: uncertainty + k-center + phash, ranked by the previous round's model, labelled photos
-excluded; random: `--draws` independent seeded draws) and retrains from scratch with the same
-settings and seed. (Not bench/select.py: Python puts a script's folder first on the import path, so
-a bench/select.py would shadow the standard library's `select` for every script in bench/.)
-mAP is mask AP@[.5:.95] (pycocotools) on `--test` separate scenes. Writes bench_select.json and
-bench_select.png into --out.
+Pool: `--unique` synthetic scenes plus `--copies` near-copies (brightness/contrast-jittered JPEG
+re-encodes, same labels) of a few of them, 4 per scene, as a scraped pool has several shots of one desk.
+All arms start from the same `--start` random photos and the same model trained on them from scratch
+for `--start-iters` images. Each round adds `--step` photos (select: uncertainty + k-center + phash,
+ranked by the arm's current model, labelled photos excluded; random: `--draws` independent seeded
+draws) and fine-tunes the arm's model on all its labelled photos for `--iters` more images (epochs =
+iters / N: the same compute whatever N, so the arms differ only in which photos they saw), same
+settings and seed. mAP is mask AP@[.5:.95] (pycocotools) on `--test` separate scenes. Writes
+bench_select.json and bench_select.png into --out. (Not bench/select.py: Python puts a script's folder
+first on the import path, so a bench/select.py would shadow the standard library's `select`.)
 
     python bench/selection.py --out /tmp/bench_select
 """
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageEnhance
 
 from officescore.curate.folds import subset_dataset
@@ -51,7 +53,7 @@ def make_pool(root: Path, unique: int, copies: int, size: int, seed: int) -> Pat
     write_sample(export, n_images=unique, seed=seed, size=size)
     coco = json.loads((export / "annotations.json").read_text())
     rng = random.Random(seed)
-    originals = coco["images"][: max(1, copies // 4)]
+    originals = coco["images"][: max(1, copies // 4)]  # 4 near-copies of each
     next_image = max(i["id"] for i in coco["images"]) + 1
     next_ann = max(a["id"] for a in coco["annotations"]) + 1
     for n in range(copies):
@@ -74,13 +76,17 @@ def make_pool(root: Path, unique: int, copies: int, size: int, seed: int) -> Pat
     return root / "pool"
 
 
-def train_on(pool, ids: list[int], root: Path, args: argparse.Namespace) -> Path:
+def train_on(
+    pool, ids: list[int], root: Path, args: argparse.Namespace, iters: int, init: Path | None
+) -> Path:
+    """Fine-tune `init` (None: from scratch) on the photos `ids` for about `iters` images."""
     data = root / "data"
     subset_dataset(pool, set(ids), data)
+    epochs = max(1, round(iters / len(ids)))
     config = TrainConfig(
-        data=data, arch="maskrcnn_resnet18_fpn", weights="none", epochs=args.epochs, batch_size=4, lr=0.02,
-        img_size=args.size, warmup_iters=10, workers=0, device="cpu", project=root / "runs", name="m",
-        seed=0, val_every=args.epochs, model_kwargs=dict(MODEL),
+        data=data, arch="maskrcnn_resnet18_fpn", weights=str(init) if init else "none", epochs=epochs,
+        batch_size=4, lr=0.02, img_size=args.size, warmup_iters=20, workers=0, device="cpu",
+        project=root / "runs", name="m", seed=0, val_every=epochs, model_kwargs=dict(MODEL),
     )  # fmt: skip
     return train(config).last_checkpoint
 
@@ -97,16 +103,19 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_select"))
-    parser.add_argument("--unique", type=int, default=72)
-    parser.add_argument("--copies", type=int, default=24)
+    parser.add_argument("--unique", type=int, default=80)
+    parser.add_argument("--copies", type=int, default=40)
     parser.add_argument("--test", type=int, default=32)
-    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--start", type=int, default=16)
     parser.add_argument("--step", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--draws", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--start-iters", type=int, default=960, help="images the first model trains on")
+    parser.add_argument("--iters", type=int, default=480, help="images each round fine-tunes on")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the figures were one thread)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     started = time.perf_counter()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +140,7 @@ def main() -> None:
             else:
                 new = random.Random(1000 * draw + r).sample(rest, args.step)
             labelled = sorted(labelled + new)
-            ckpt = train_on(pool, labelled, out / f"{arm}{draw}_r{r}", args)
+            ckpt = train_on(pool, labelled, out / f"{arm}{draw}_r{r}", args, args.iters, ckpt)
             value = test_map(ckpt, test)
             copies = sum("copy_" in by_id[i].file_name for i in labelled)
             print(
@@ -141,7 +150,7 @@ def main() -> None:
             curve.append((len(labelled), value))
         return curve
 
-    first = train_on(pool, start, out / "start", args)
+    first = train_on(pool, start, out / "start", args, args.start_iters, None)
     first_map = test_map(first, test)
     print(f"start N={len(start)}: mask mAP {first_map:.4f}", flush=True)
     curves = {"select": [run_arm("select", 0, first)]}

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from officescore import DEFAULT_CLASSES
 
@@ -69,3 +71,29 @@ def write_scenes(folder: Path, n: int = 3, size: int = 128, suffix: str = ".jpg"
         render_scene(i, size=size).image.save(path)
         paths.append(path)
     return paths
+
+
+def controlled_model(sure: Image.Image, unsure: Image.Image) -> torch.nn.Module:
+    """A tiny Mask R-CNN whose classifier we set: on `sure` the most object-like proposals are clearly
+    desks; on `unsure` desk and chair tie. Masks are made equally certain everywhere."""
+    model = tiny_model(DEFAULT_CLASSES, {})
+    feats: list[torch.Tensor] = []
+    handle = model.roi_heads.box_head.register_forward_hook(lambda m, a, o: feats.append(o.mean(dim=0)))
+    with torch.inference_mode():
+        for image in (sure, unsure):
+            model([torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255.0])
+    handle.remove()
+    f_sure, f_unsure = feats
+    d = f_sure - f_unsure
+    head, k = model.roi_heads.box_predictor.cls_score, 12.0
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(-10.0)
+        head.bias[0] = 0.0  # background
+        head.weight[1] = k * d / d.dot(d)  # desk: +k on `sure`, +0 on `unsure` (on average)
+        head.bias[1] = 5.0 - float(head.weight[1].dot(f_unsure))
+        head.bias[2] = 5.0  # chair: ties with desk on `unsure`
+        masks = model.roi_heads.mask_predictor.mask_fcn_logits
+        masks.weight.zero_()
+        masks.bias.fill_(8.0)
+    return model.eval()

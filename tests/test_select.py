@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from scoremodels import TINY_KWARGS, tiny_model, write_checkpoint
+from scoremodels import TINY_KWARGS, controlled_model, write_checkpoint
 
 from officescore import DEFAULT_CLASSES
 from officescore.cli import main
@@ -86,32 +86,6 @@ def test_budget_is_respected_and_written(pool: tuple[Path, set[str]], model: Pat
     assert [r["path"] for r in rows] == listed  # relative to the folder that holds them
 
 
-def _controlled_model(sure: Image.Image, unsure: Image.Image) -> torch.nn.Module:
-    """A tiny Mask R-CNN whose classifier we set: on `sure` the most object-like proposals are clearly
-    desks; on `unsure` desk and chair tie. Masks are made equally certain everywhere."""
-    model = tiny_model(DEFAULT_CLASSES, {})
-    feats: list[torch.Tensor] = []
-    handle = model.roi_heads.box_head.register_forward_hook(lambda m, a, o: feats.append(o.mean(dim=0)))
-    with torch.inference_mode():
-        for image in (sure, unsure):
-            model([torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255.0])
-    handle.remove()
-    f_sure, f_unsure = feats
-    d = f_sure - f_unsure
-    head, k = model.roi_heads.box_predictor.cls_score, 12.0
-    with torch.no_grad():
-        head.weight.zero_()
-        head.bias.fill_(-10.0)
-        head.bias[0] = 0.0  # background
-        head.weight[1] = k * d / d.dot(d)  # desk: +k on `sure`, +0 on `unsure` (on average)
-        head.bias[1] = 5.0 - float(head.weight[1].dot(f_unsure))
-        head.bias[2] = 5.0  # chair: ties with desk on `unsure`
-        masks = model.roi_heads.mask_predictor.mask_fcn_logits
-        masks.weight.zero_()
-        masks.bias.fill_(8.0)
-    return model.eval()
-
-
 def test_an_unsure_photo_ranks_above_a_sure_one(tmp_path: Path) -> None:
     from officescore.infer import Predictor
     from officescore.model import save_checkpoint
@@ -120,7 +94,7 @@ def test_an_unsure_photo_ranks_above_a_sure_one(tmp_path: Path) -> None:
     sure, unsure = tmp_path / "sure.png", tmp_path / "unsure.png"
     sure_img.save(sure)
     unsure_img.save(unsure)
-    model = _controlled_model(sure_img, unsure_img)
+    model = controlled_model(sure_img, unsure_img)
     checkpoint = tmp_path / "controlled.pt"
     save_checkpoint(checkpoint, model=model.state_dict(), arch="maskrcnn_resnet18_fpn",
                     classes=list(DEFAULT_CLASSES), model_kwargs=dict(TINY_KWARGS), epoch=0)  # fmt: skip

@@ -37,6 +37,7 @@ class ImageMatch:
     covered: np.ndarray  # [P, L] share of the prediction's mask inside the label's mask
     label_iou: np.ndarray  # [L, L] mask IoU between labels (diagonal 0)
     agree: np.ndarray  # [P, L] tolerant mask F-score (tolerant_f) where the two overlap at all, else 0
+    own_agree: np.ndarray  # [P, L] same-class pairs: agree without the prediction's pixels on other labels
     tol: int = 1  # boundary slack in pixels for tolerant_f
 
     @property
@@ -74,8 +75,17 @@ def match_image(labels: list[Label], predictions: list[Prediction], tol: int = 1
             decoded[(kind, k)] = masklib.decode((predictions if kind == "p" else labels)[k].rle)
         return decoded[(kind, k)]
 
-    for i, j in zip(*np.nonzero((mask_iou > 0) | (box_iou > 0.05)), strict=True):
-        agree[i, j] = _tolerant_f(mask("p", int(i)), mask("l", int(j)), tol)
+    own_agree = np.zeros_like(mask_iou)
+    pairs = list(zip(*np.nonzero((mask_iou > 0) | (box_iou > 0.05)), strict=True))
+    if pairs:
+        free = sum(mask("l", k).astype(np.int32) for k in range(len(labels))) == 0
+    for i, j in pairs:
+        pred, label = mask("p", int(i)), mask("l", int(j))
+        agree[i, j] = _tolerant_f(pred, label, tol)
+        if predictions[i].class_name == labels[j].class_name:
+            # A prediction's pixels on another label are that label's object (an occluder the model's
+            # mask ran over, as masks do at occlusion boundaries), not evidence against this label's mask.
+            own_agree[i, j] = _tolerant_f(pred.astype(bool) & (free | label.astype(bool)), label, tol)
     return ImageMatch(
         labels=labels,
         predictions=predictions,
@@ -84,6 +94,7 @@ def match_image(labels: list[Label], predictions: list[Prediction], tol: int = 1
         covered=_iou(pred_rles, label_rles, crowd=True),
         label_iou=label_iou,
         agree=agree,
+        own_agree=own_agree,
         tol=tol,
     )
 

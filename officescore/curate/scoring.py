@@ -3,13 +3,16 @@
 
 Each kind scores in [0, 1], higher = more likely an error:
 - missing: a prediction no label of any class covers: score x (1 - cover^2) x the class's precision
-  (cover: the best of mask IoU, tolerant F and share of the prediction inside a label)
+  (cover: the best of mask IoU, tolerant F (also as bad_mask measures it) and share of the
+  prediction inside a label)
 - wrong_class: a label a prediction of another class overlaps (IoU >= 0.5), when no prediction of the
   label's class does: other score x (1 - same-class score)
-- bad_mask: a same-class prediction found the object (overlap >= 0.2) but the masks disagree more
-  than this model usually does for that class: score x (1 - agreement / the class's median) / 0.5,
+- bad_mask: a same-class prediction found the object (overlap >= 0.1: the box IoU of a mask shifted
+  45 % diagonally is 0.18, and a thin mask so shifted hardly touches its object) but the masks disagree
+  more than this model usually does for that class: score x (1 - agreement / the class's median) / 0.5,
   agreement = the boundary-tolerant mask F-score of match.tolerant_f (plain IoU would flag every
-  small object for the one-pixel slop of any model's masks)
+  small object for the one-pixel slop of any model's masks) without the prediction's pixels that lie
+  on other labels (an occluder its mask ran over is not this label's fault)
 - spurious: a label no prediction of any class supports: (1 - support) x the class's recall
 - duplicate: two labels of one object (mask IoU >= 0.6): that IoU, on the later label
 
@@ -30,7 +33,7 @@ from officescore.curate.match import ImageMatch
 
 KINDS = ("missing", "wrong_class", "bad_mask", "spurious", "duplicate")
 CONFIDENT = 0.5  # a prediction at or above this counts for the per-class calibration figures
-FOUND_OVERLAP = 0.2  # bad_mask: the same-class prediction is roughly where the label is
+FOUND_OVERLAP = 0.1  # bad_mask: a same-class prediction overlaps the label (45 % diagonal shift: IoU 0.18)
 PRIOR_RATE, PRIOR_WEIGHT = 0.9, 5.0  # calibration rates before evidence: most labels and predictions agree
 BAD_MASK_SPAN = 0.5  # agreement at half the class's usual (or less) = the prediction's full score
 DUPLICATE_IOU = 0.6
@@ -90,7 +93,7 @@ def calibrate(matches: Iterable[ImageMatch], classes: list[str]) -> Calibration:
             hit = confident & same[:, j] & (overlap[:, j] >= SUPPORT_IOU) if len(s) else np.zeros(0, bool)
             found[lab.class_name].append(bool(hit.any()))
             if hit.any():
-                ious[lab.class_name].append(float(m.agree[hit, j].max()))
+                ious[lab.class_name].append(float(m.own_agree[hit, j].max()))
         for i, p in enumerate(m.predictions):
             if confident[i]:
                 cover = float(np.maximum(overlap[i], m.covered[i]).max()) if m.labels else 0.0
@@ -152,7 +155,7 @@ def image_issues(match: ImageMatch, image_id: int, cal: Calibration) -> list[Iss
             located = same[:, j] & own & (overlap[:, j] >= FOUND_OVERLAP)
             if located.any():
                 i = int(np.argmax(np.where(located, s * overlap[:, j], -1.0)))
-                ratio = match.agree[i, j] / max(cal.mask_iou[lab.class_name], 1e-6)
+                ratio = match.own_agree[i, j] / max(cal.mask_iou[lab.class_name], 1e-6)
                 kinds["bad_mask"] = float(s[i] * np.clip((1.0 - ratio) / BAD_MASK_SPAN, 0.0, 1.0))
                 best_pred["bad_mask"] = i
             # Boxes count only where the masks touch: a desk's box spans much it does not cover.
@@ -194,7 +197,7 @@ def image_issues(match: ImageMatch, image_id: int, cal: Calibration) -> list[Iss
         # Masks only (boxes of nested or adjacent objects overlap a lot); squared: partly touching a
         # neighbour is common for a new object, matching a label well is not.
         cover = (
-            float(np.maximum(np.maximum(match.mask_iou[i], match.agree[i]), match.covered[i]).max())
+            float(np.max([match.mask_iou[i], match.agree[i], match.own_agree[i], match.covered[i]]))
             if labels
             else 0.0
         )
