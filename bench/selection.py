@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from audit import MODEL  # bench/audit.py (this folder): the same small synthetic-scene model settings
 from PIL import Image, ImageEnhance
 
 from officescore.curate.folds import subset_dataset
@@ -36,15 +37,6 @@ from officescore.infer import Predictor
 from officescore.ingest import ingest_export
 from officescore.sample import write_sample
 from officescore.train import TrainConfig, train
-
-MODEL = {
-    "rpn_pre_nms_top_n_train": 300,
-    "rpn_post_nms_top_n_train": 100,
-    "rpn_pre_nms_top_n_test": 300,
-    "rpn_post_nms_top_n_test": 100,
-    "rpn_batch_size_per_image": 64,
-    "box_batch_size_per_image": 64,
-}
 
 
 def make_pool(root: Path, unique: int, copies: int, size: int, seed: int) -> Path:

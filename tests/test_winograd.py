@@ -21,6 +21,18 @@ AVX512 = AVX2 | {"avx512f", "avx512bw"}
 
 
 @pytest.fixture
+def flags(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Pretend the CPU has these flags; nnpack_pays' cached answer is dropped before and after."""
+
+    def use(value: frozenset[str]) -> None:
+        winograd.nnpack_pays.cache_clear()
+        monkeypatch.setattr(winograd, "cpu_flags", lambda: value)
+
+    yield use
+    winograd.nnpack_pays.cache_clear()  # also when the test failed half-way
+
+
+@pytest.fixture
 def nnpack_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
     """The input shapes of every NNPACK call."""
     calls: list[tuple[int, ...]] = []
@@ -105,21 +117,18 @@ def _v2() -> Any:
     return build_model("maskrcnn_resnet50_fpn_v2", list(DEFAULT_CLASSES), weights="none").eval()
 
 
-def test_prepare_model_routes_v2_through_nnpack_only_where_it_pays(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prepare_model_routes_v2_through_nnpack_only_where_it_pays(flags: Any) -> None:
     """fp32 on an AVX2 CPU: v2's 4 FPN output convs, 2 RPN convs and its box and mask heads' 4 + 4
     convs. Not with AVX-512 (oneDNN's own kernels, not measured against), nor in bf16."""
-    winograd.nnpack_pays.cache_clear()
-    monkeypatch.setattr(winograd, "cpu_flags", lambda: AVX2)
+    flags(AVX2)
     model = prepare.prepare_model(_v2(), "cpu", "fp32")
     assert sum(isinstance(m, winograd.NNPACKConv2d) for m in model.modules()) == 6
     assert isinstance(model.roi_heads.box_head, winograd.RoiMosaic)
     assert model.roi_heads.box_head.depth == model.roi_heads.mask_head.depth == 4
-    for flags, precision in ((AVX512, "fp32"), (AVX2, "bf16")):
-        winograd.nnpack_pays.cache_clear()
-        monkeypatch.setattr(winograd, "cpu_flags", lambda flags=flags: flags)
+    for cpu, precision in ((AVX512, "fp32"), (AVX2, "bf16")):
+        flags(cpu)
         other = prepare.prepare_model(_v2(), "cpu", precision)
         assert not any(isinstance(m, (winograd.NNPACKConv2d, winograd.RoiMosaic)) for m in other.modules())
-    winograd.nnpack_pays.cache_clear()
 
 
 def test_fast_path_with_nnpack_keeps_eager_torchvisions_kept_detections(
