@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from officescore import DEFAULT_CLASSES  # noqa: E402
 from officescore.accel import forward, native_bf16_cpu, prepare_model, proposals_for, resolve_precision  # noqa: E402
+from officescore.accel.int8 import CALIBRATION_PHOTOS, int8_supported, spread  # noqa: E402
 from officescore.accel.winograd import nnpack_pays  # noqa: E402
 from officescore.model import build_model  # noqa: E402
 from officescore.sample import render_scene  # noqa: E402
@@ -51,9 +52,11 @@ MODELS = {  # name -> (arch, size, spread the desk logit first)
 }
 
 
-def photos(n: int, size: int) -> list[torch.Tensor]:
+def photos(n: int, size: int, first: int = 0) -> list[torch.Tensor]:
     """n-1 square scenes and, last, one 4:3 scene (1067x800 for size 800)."""
-    out = [pil_to_tensor(render_scene(i, size=size).image).float() / 255 for i in range(max(1, n - 1))]
+    out = [
+        pil_to_tensor(render_scene(first + i, size=size).image).float() / 255 for i in range(max(1, n - 1))
+    ]
     if n > 1:
         wide = render_scene(n, size=size).image.resize((round(size * 4 / 3), size))
         out.append(pil_to_tensor(wide).float() / 255)
@@ -155,10 +158,18 @@ def speed(name: str, conf: float, n_photos: int, rounds: int) -> None:
     paths["auto"] = ("auto", None)
     if native_bf16_cpu():
         paths["bf16"] = ("bf16", None)
+    if int8_supported():
+        paths["int8"] = ("int8", None)
+    calibration = photos(CALIBRATION_PHOTOS, size, first=100)  # other scenes than the timed ones
     candidates = {
         label: prepare_model(
-            copy.deepcopy(model), "cpu", resolve_precision(p, "cpu"), proposals_for(p), winograd=w
-        )
+            copy.deepcopy(model),
+            "cpu",
+            resolve_precision(p, "cpu"),
+            proposals_for(p),
+            winograd=w,
+            calibration=calibration if p == "int8" else (),
+        )  # fmt: skip
         for label, (p, w) in paths.items()
     }
     shapes = ", ".join(f"{t.shape[2]}x{t.shape[1]}" for t in images)
@@ -206,6 +217,8 @@ def accuracy(checkpoint: Path, data: Path) -> None:
 
     model = load_any(checkpoint, "cpu").model
     val = OfficeDataset(data, "val", build_transforms(train=False))
+    train = OfficeDataset(data, "train", build_transforms(train=False))
+    calibration = [train[i][0] for i in spread(range(len(train)))]  # int8: photos it is not scored on
     print(f"\nmAP on {data} val ({len(val)} images), model {checkpoint}")
     print("| path | proposals | mask mAP | box mAP | seconds |")
     base_map = None
@@ -214,8 +227,11 @@ def accuracy(checkpoint: Path, data: Path) -> None:
         ("fp32 (NNPACK Winograd where it pays)", "fp32", None, None),
         ("fp32 + 300 proposals (auto here)", "fp32", 300, None),
         ("bf16 + 300 proposals (auto on AVX512-BF16/AMX)", "bf16", 300, None),
+        ("int8 backbone + 300 proposals", "int8", 300, None),
     ):
-        fast = prepare_model(model, "cpu", precision, proposals, copy_model=True, winograd=winograd)
+        fast = prepare_model(
+            model, "cpu", precision, proposals, copy_model=True, winograd=winograd, calibration=calibration
+        )
         start = time.perf_counter()
         results = [
             r

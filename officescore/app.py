@@ -24,6 +24,7 @@ ENV_DEVICE = "OFFICESCORE_DEVICE"
 ENV_CONF = "OFFICESCORE_CONF"
 ENV_RUBRIC = "OFFICESCORE_RUBRIC"
 ENV_PRECISION = "OFFICESCORE_PRECISION"
+ENV_CALIBRATION = "OFFICESCORE_CALIBRATION"  # int8's calibration photos, os.pathsep-separated
 ACCEPTED_TYPES = ("jpg", "jpeg", "png", "webp")
 MAX_UPLOAD_MB = 20
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
@@ -36,6 +37,7 @@ class PageSettings:
     conf: float = 0.5
     rubric: str | None = None
     precision: str = "auto"
+    calibration: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> PageSettings:
@@ -46,6 +48,7 @@ class PageSettings:
             conf=float(env.get(ENV_CONF) or 0.5),
             rubric=env.get(ENV_RUBRIC) or None,
             precision=env.get(ENV_PRECISION) or "auto",
+            calibration=tuple(p for p in (env.get(ENV_CALIBRATION) or "").split(os.pathsep) if p),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -57,6 +60,8 @@ class PageSettings:
         }
         if self.rubric:
             env[ENV_RUBRIC] = self.rubric
+        if self.calibration:
+            env[ENV_CALIBRATION] = os.pathsep.join(self.calibration)
         return env
 
 
@@ -132,8 +137,8 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
     st.caption(f"model: {settings.model}")
 
     @st.cache_resource(show_spinner="Loading the model...")
-    def predictor(source: str, device: str, precision: str) -> Predictor:
-        return Predictor.load(source, device=device, conf=0.0, precision=precision)
+    def predictor(source: str, device: str, precision: str, calibration: tuple[str, ...] = ()) -> Predictor:
+        return Predictor.load(source, device=device, conf=0.0, precision=precision, calibration=calibration)
 
     @st.cache_resource
     def rubric(path: str | None) -> Rubric:
@@ -154,7 +159,7 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
     @st.cache_data(max_entries=16, show_spinner="Finding objects...")
     def detect(data: bytes, name: str, source: str, device: str, precision: str) -> ImageResult:
         # Masks only for what the slider can show (its lowest position and up).
-        found = predictor(source, device, precision).predict(
+        found = predictor(source, device, precision, settings.calibration).predict(
             [photo(data, name)], conf=SLIDER_RANGE[0], workers=0
         )
         result = found[0]
@@ -162,7 +167,7 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
         return result
 
     try:
-        model = predictor(settings.model, settings.device, settings.precision)
+        model = predictor(settings.model, settings.device, settings.precision, settings.calibration)
         rules = rubric(settings.rubric)
     except UserError as exc:
         st.error(str(exc))

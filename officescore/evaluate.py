@@ -310,6 +310,7 @@ def predict_coco(
     from torch.utils.data import DataLoader, Subset
 
     from officescore.accel import forward, prepare_model, proposals_for, resolve_precision
+    from officescore.accel.int8 import spread
     from officescore.dataset import collate_fn
 
     device = torch.device(device)
@@ -326,7 +327,10 @@ def predict_coco(
     )
     if hasattr(model, "eval"):
         model.eval()
-    fast = prepare_model(model, device, precision, proposals, copy_model=True)
+    # int8 calibrates on photos of the set itself (their pixels, never their labels), the same ones
+    # on every rank, so all ranks run the same model.
+    photos = [dataset[i][0].to(device) for i in spread(range(len(dataset)))] if precision == "int8" else []
+    fast = prepare_model(model, device, precision, proposals, copy_model=True, calibration=photos)
     conf = score_threshold if score_threshold > 0 else None
     results: list[dict[str, Any]] = []
     with reporter.stage("predict", total=len(chosen)) as stage:

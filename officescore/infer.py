@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from officescore import masks as masklib
+from officescore.accel.int8 import spread
 from officescore.accel.run import forward
 from officescore.config import DEFAULT_RUNS_DIR
 from officescore.devices import resolve_device
@@ -232,6 +233,7 @@ class Predictor:
         conf: float = 0.5,
         img_size: int | None = None,
         precision: str = "auto",
+        calibration: Iterable[ImageInput] = (),
     ) -> Predictor:
         """`coco` (torchvision's COCO Mask R-CNN v2, classes mapped to office classes), an officescore
         checkpoint, or a TorchScript file made by `officescore export`.
@@ -239,7 +241,8 @@ class Predictor:
         `precision` (officescore.accel): `fp32` gives eager torchvision's detections; `auto` the
         fastest this hardware runs natively (bf16 on AVX512-BF16/AMX CPUs, fp16 on CUDA, else fp32),
         with fewer RPN proposals (as every precision but fp32). One the hardware lacks is a
-        ConfigError.
+        ConfigError. `int8` (an int8 backbone) is calibrated on up to CALIBRATION_PHOTOS of the
+        `calibration` photos (files, folders, globs or PIL images like the model will see).
         """
         from officescore.accel import prepare_model, proposals_for, resolve_precision
 
@@ -256,12 +259,26 @@ class Predictor:
             predictor = cls(loaded.model, names, torch_device, conf, loaded.kind, str(source))
         predictor.precision = resolve_precision(precision, torch_device, predictor.kind)
         predictor.proposals = proposals_for(precision)
-        predictor.model = prepare_model(
-            predictor.model, torch_device, predictor.precision, predictor.proposals
-        )
-        if img_size is not None:
+        if img_size is not None:  # before calibrating: int8 is calibrated at the size it will run
             predictor.set_img_size(img_size)
+        photos = predictor.calibration_photos(calibration) if predictor.precision == "int8" else []
+        predictor.model = prepare_model(
+            predictor.model, torch_device, predictor.precision, predictor.proposals, calibration=photos
+        )
         return predictor
+
+    def calibration_photos(self, inputs: Iterable[ImageInput]) -> list[torch.Tensor]:
+        """Up to CALIBRATION_PHOTOS readable photos, evenly spread over `inputs`, decoded as `predict`
+        decodes them (3xHxW floats in [0, 1]); none readable is a ConfigError."""
+        photos = _Images(spread(expand_inputs(inputs)), self.model_input_size())
+        decoded = [photos[i].pixels for i in range(len(photos))]
+        tensors = [p.to(self.device, dtype=torch.float32).div_(255.0) for p in decoded if p is not None]
+        if not tensors:
+            raise ConfigError(
+                "--precision int8 calibrates on photos like the ones it will score: "
+                "give some with --calibration (a folder or files)"
+            )
+        return tensors
 
     @classmethod
     def from_coco_model(

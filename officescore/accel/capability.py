@@ -2,6 +2,8 @@
 
 bf16 autocast pays only where the CPU has bf16 instructions (AVX512-BF16 or AMX): elsewhere oneDNN
 emulates it and it is slower than fp32, so `auto` never picks it there. fp16 autocast is for CUDA.
+int8 (an int8 backbone, officescore.accel.int8) is for x86 CPUs with AVX2 and is only ever asked
+for: it needs calibration photos, and `auto` gives a photo the same result whatever else is scored.
 """
 
 from __future__ import annotations
@@ -73,9 +75,12 @@ def resolve_precision(requested: str, device: torch.device | str, kind: str = "c
             f"--precision fp16: fp16 autocast is for CUDA GPUs, not {device.type}; use --precision auto"
         )
     if name == "int8":
-        raise ConfigError(
-            "--precision int8: no int8 path yet (its mAP cost is unmeasured); use --precision auto"
-        )
+        from officescore.accel.int8 import int8_supported
+
+        if device.type != "cpu":
+            raise ConfigError(f"--precision int8: the int8 backbone is for CPUs, not {device.type}; use auto")
+        if not int8_supported():
+            raise ConfigError("--precision int8: this CPU lacks AVX2, which PyTorch's int8 kernels need")
     return name
 
 

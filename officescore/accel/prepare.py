@@ -13,6 +13,7 @@ The model's submodules stay real nn.Modules called during the forward pass, so f
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from officescore.accel.int8 import quantize_body
 from officescore.accel.winograd import nnpack_pays, use_winograd
 
 FAST_PROPOSALS = 300  # RPN proposals per image outside exact fp32 (torchvision's default: 1000)
@@ -36,10 +38,12 @@ def prepare_model(
     copy_model: bool = False,
     channels_last: bool = True,
     winograd: bool | None = None,
+    calibration: Sequence[torch.Tensor] = (),
 ) -> Any:
     """`model` ready for the fast path on `device` (in place, or a copy with `copy_model`).
 
-    `precision`: the resolved one (fp32, bf16, fp16); `proposals`: at most this many RPN proposals
+    `precision`: the resolved one (fp32, bf16, fp16, int8: an int8 backbone calibrated on
+    `calibration`, 3xHxW float images in [0, 1]); `proposals`: at most this many RPN proposals
     per image at test time (None: the model's own, as exact fp32 needs); `winograd`: route the
     FPN/RPN convolutions and conv heads through NNPACK (None: in fp32 on CPUs where it pays,
     officescore.accel.winograd). Anything but an eager
@@ -53,16 +57,18 @@ def prepare_model(
     fold_batchnorm(model)
     device = torch.device(device)
     model.to(device)
+    if precision == "int8":
+        quantize_body(model, calibration)
     if channels_last and device.type == "cpu":
         model.to(memory_format=torch.channels_last)
-    if winograd is None:
-        winograd = precision == "fp32" and device.type == "cpu" and nnpack_pays()
+    if winograd is None:  # int8 quantises the body only: the rest is fp32
+        winograd = precision in ("fp32", "int8") and device.type == "cpu" and nnpack_pays()
     if winograd:
         use_winograd(model)
     if proposals is not None:
         testing = model.rpn._post_nms_top_n
         testing["testing"] = min(int(testing["testing"]), int(proposals))
-    if precision != "fp32":
+    if precision in ("bf16", "fp16"):
         # Box deltas, class logits and mask logits leave autocast as float32: decoded in bf16, a box
         # edge at x = 800 would be rounded to a multiple of 4 px.
         for head in (model.rpn.head, model.roi_heads.box_predictor, model.roi_heads.mask_predictor):

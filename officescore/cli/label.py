@@ -8,7 +8,14 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
-from officescore.cli.common import PRECISION_HELP, console, err_console, print_json, reporter
+from officescore.cli.common import (
+    CALIBRATION_HELP,
+    PRECISION_HELP,
+    console,
+    err_console,
+    print_json,
+    reporter,
+)
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -99,6 +106,9 @@ def push(
     batch_size: int = typer.Option(2, "--batch-size", "-b", help="Photos per forward pass."),
     img_size: int = typer.Option(None, "--img-size", help="Longest image side fed to the model."),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
+    calibration: list[str] = typer.Option(
+        None, "--calibration", help=CALIBRATION_HELP + " Default: the photos being pushed."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Create or reuse a project and add photos not yet in it (with the model's predictions)."""
@@ -121,7 +131,9 @@ def push(
     if review is not None:
         result = push_tasks_file(client, project, review, local_root, reporter(json_output))
     else:
-        loaded = load_predictor(model, device, conf, img_size, precision) if model else None
+        loaded = (
+            load_predictor(model, device, conf, img_size, precision, calibration or images) if model else None
+        )
         result = push_images(
             client,
             project,
@@ -215,6 +227,9 @@ def backend(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     img_size: int = typer.Option(None, "--img-size", help="Longest image side fed to the model."),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
+    calibration: list[str] = typer.Option(
+        None, "--calibration", help=CALIBRATION_HELP + " Needed with --precision int8."
+    ),
 ) -> None:
     """Serve the model as a Label Studio ML backend (health, setup, predict, webhook)."""
     from officescore.config import secret
@@ -232,6 +247,7 @@ def backend(
         img_size,
         log=lambda m: err_console.print(Text(m, style="dim"), soft_wrap=True),
         precision=precision,
+        calibration=calibration or (),
     )
     server = ml.make_server(server_backend, host, port)
     thread = ml.start(server)

@@ -7,7 +7,14 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
-from officescore.cli.common import PRECISION_HELP, console, err_console, print_json, reporter
+from officescore.cli.common import (
+    CALIBRATION_HELP,
+    PRECISION_HELP,
+    console,
+    err_console,
+    print_json,
+    reporter,
+)
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -54,6 +61,9 @@ def prelabel(
         None, "--img-size", help="Longest image side fed to the model (default: the model's)."
     ),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
+    calibration: list[str] = typer.Option(
+        None, "--calibration", help=CALIBRATION_HELP + " Default: the photos being pre-labelled."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Pre-label photos with a model: a COCO file (CVAT, Roboflow, Hasty) or Label Studio tasks."""
@@ -66,7 +76,9 @@ def prelabel(
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     check_options(fmt, mask, out)  # before the model loads
-    loaded = load_predictor(model or default_model_source(), device, conf, img_size, precision)
+    loaded = load_predictor(
+        model or default_model_source(), device, conf, img_size, precision, calibration or images
+    )
     result = run_prelabel(
         images,
         loaded,

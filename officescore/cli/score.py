@@ -9,7 +9,14 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from officescore.cli.common import PRECISION_HELP, console, err_console, print_json, reporter
+from officescore.cli.common import (
+    CALIBRATION_HELP,
+    PRECISION_HELP,
+    console,
+    err_console,
+    print_json,
+    reporter,
+)
 
 if TYPE_CHECKING:
     from officescore.infer import PhotoScore
@@ -52,6 +59,9 @@ def score(
         None, "--batch-size", "-b", help="Photos per forward pass (default: 2 on CPU, 8 on a GPU)."
     ),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
+    calibration: list[str] = typer.Option(
+        None, "--calibration", help=CALIBRATION_HELP + " Default: the photos being scored."
+    ),
     img_size: int = typer.Option(
         None, "--img-size", help="Longest image side fed to the model, as in train (default: the model's)."
     ),
@@ -82,7 +92,9 @@ def score(
     ctx = distributed.init(resolve_device(device))  # a no-op unless started by torchrun
     try:
         # Under torchrun each rank drives its own GPU (distributed.init selected it).
-        predictor = Predictor.load(source, device=device, conf=conf, img_size=img_size, precision=precision)
+        predictor = Predictor.load(
+            source, device, conf, img_size, precision, calibration=calibration or items
+        )
         if not json_output and ctx.is_main:  # say which model scored: the default is picked, not given
             console.print(f"[dim]model: {source} ({predictor.kind}, {predictor.precision})[/dim]")
         results = score_photos(

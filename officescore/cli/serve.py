@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from officescore.cli.common import PRECISION_HELP, err_console
+from officescore.cli.common import CALIBRATION_HELP, PRECISION_HELP, err_console
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -37,12 +37,15 @@ def serve(
     rubric: Path = typer.Option(None, "--rubric", help="Rubric TOML (default: the packaged rubric)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
+    calibration: list[str] = typer.Option(
+        None, "--calibration", help=CALIBRATION_HELP + " Needed with --precision int8."
+    ),
 ) -> None:
     """Serve the web page: upload a photo, see the annotated image, the objects and the score."""
     from officescore.app import PageSettings, streamlit_command
     from officescore.devices import resolve_device
     from officescore.errors import ConfigError, ModelError
-    from officescore.infer import COCO_SOURCE, default_model_source
+    from officescore.infer import COCO_SOURCE, default_model_source, expand_inputs
     from officescore.model import is_torchscript, load_checkpoint
     from officescore.score import Rubric
 
@@ -56,7 +59,15 @@ def serve(
             load_checkpoint(Path(source))  # a damaged or foreign file fails here, not in the browser
     from officescore.accel import resolve_precision
 
-    resolve_precision(precision, resolve_device(device))  # one this machine lacks fails here
+    resolved = resolve_precision(precision, resolve_device(device))  # one this machine lacks fails here
+    from officescore.accel.int8 import spread
+
+    photos = spread([str(Path(p).resolve()) for p in expand_inputs(calibration or []) if Path(p).is_file()])
+    if resolved == "int8" and not photos:
+        raise ConfigError(
+            "--precision int8 calibrates on photos like the uploads: give some with --calibration "
+            "(a folder or files)"
+        )
     if rubric is not None:
         Rubric.load(rubric)  # a bad rubric fails here, not in the browser
     settings = PageSettings(
@@ -64,6 +75,7 @@ def serve(
         device=device,
         conf=conf,
         precision=precision,
+        calibration=tuple(photos) if resolved == "int8" else (),
         rubric=str(rubric.resolve()) if rubric else None,
     )
     argv, env = streamlit_command(settings, port=port, host=host)

@@ -62,12 +62,14 @@ class Backend:
         simplify: float = DEFAULT_SIMPLIFY,
         log: Callable[[str], None] = lambda message: None,
         precision: str = "auto",
+        calibration: Sequence[str | Path] = (),
     ) -> None:
         self.model = model
         self.client = client  # reads uploaded photos from Label Studio; None: local files only
         self.local_root = Path(local_root) if local_root else None
         self.device, self.conf, self.img_size, self.simplify = device, conf, img_size, simplify
         self.precision = precision  # officescore.accel: resolved once per (re)load
+        self.calibration = list(calibration)  # int8: each reloaded model is calibrated on these
         self.log = log
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()  # one model load / forward pass at a time
@@ -83,7 +85,9 @@ class Backend:
             key = (str(source), *(_stat(path) if path.is_file() else (0, 0)))
             if self._loaded is None or self._loaded.key != key:
                 before = self._loaded.model.version if self._loaded else None
-                loaded = load_predictor(source, self.device, self.conf, self.img_size, self.precision)
+                loaded = load_predictor(
+                    source, self.device, self.conf, self.img_size, self.precision, self.calibration
+                )
                 self._loaded = _Loaded(key, loaded)
                 if before is not None:
                     self.log(f"model {before} -> {loaded.version}")

@@ -8,7 +8,7 @@ its `weights/best.pt`) or a folder of runs (`runs/train`: the newest `best.pt` i
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,13 +77,14 @@ def load_predictor(
     conf: float = 0.3,
     img_size: int | None = None,
     precision: str = "auto",
+    calibration: Iterable[str | Path] = (),
 ) -> LoadedPredictor:
     from officescore.infer import Predictor
 
     source = resolve_model(model)
     version = model_version(source)
     return LoadedPredictor(
-        Predictor.load(source, device=device, conf=conf, img_size=img_size, precision=precision),
+        Predictor.load(source, device, conf, img_size, precision, calibration=calibration),
         source,
         version,
     )
