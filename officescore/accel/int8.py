@@ -3,7 +3,7 @@
 The body (about a third of v2's time at 800 px on an AVX2 CPU) runs as int8 convolutions through
 PyTorch's x86 quantised kernels (fbgemm/oneDNN, VNNI where the CPU has it, AVX2 otherwise); the
 FPN, RPN and heads stay fp32, so boxes and masks are decoded in full precision. Activation ranges
-come from calibration photos run through the whole model (its own resize and normalisation), with
+come from calibration photos as the body sees them (the model's own resize and normalisation), with
 per-channel weight scales. FX graph mode (torch.ao.quantization.quantize_fx) is used because PT2E
 needs torch.export, which cannot capture Mask R-CNN, and torch 2.14 moved PT2E to torchao.
 """
@@ -51,9 +51,8 @@ def quantize_body(model: Any, calibration: Sequence[torch.Tensor]) -> Any:
         warnings.simplefilter("ignore")
         graph = _without_identities(body.float())
         observed = prepare_fx(graph, get_default_qconfig_mapping(ENGINE), example_inputs=(example,))
-        model.backbone.body = observed
-        for image in calibration:  # through the whole model: the body sees what it will see
-            model([image])
+        for image in calibration:  # resized and normalised by the model's own transform, as in use
+            observed(model.transform([image])[0].tensors)
         model.backbone.body = convert_fx(observed)
     return model
 
