@@ -14,7 +14,8 @@ spread across proposals (spread_desk_logit), else it would be 0 or 100 detection
 Baseline: the same model, eager torchvision fp32 with its defaults (box threshold 0.05, up to 100
 detections, 1000 proposals), then the caller keeps scores >= --conf. Candidates: `fp32` (exact:
 BatchNorm folded, channels_last, threshold pushed into the model) and `auto` (what
-`--precision auto` picks here, with 300 proposals); `bf16` too where the CPU has it natively.
+`--precision auto` picks here, with 300 proposals); `bf16` too where the CPU has it natively, and
+`int8` where it runs (x86 with AVX2: the int8 backbone, calibrated on 16 other scenes).
 Baseline and candidates run interleaved, photo by photo, in one process; the time is the median.
 
 Agreement with the baseline on the kept detections: `fp32` must give the same labels, boxes within
