@@ -62,10 +62,11 @@ def test_int8_only_where_the_cpu_runs_it_and_never_by_auto(cpu_flags: Any) -> No
 
 
 def test_int8_backbone_is_int8_calibrated_and_agrees_with_fp32(tiny: dict[str, Any]) -> None:
-    """The body's convolutions are int8 (conv + ReLU fused), the rest fp32; the body's features stay
-    within what was measured on this untrained model (relative error 0.03-0.06 per level, 2026-12-01),
-    and so do the kept detections (int8 vs fp32 at the same proposals, 2 scenes: 14 vs 15 and 16 vs
-    16 kept, same labels, box IoU min 0.51 and 0.60, median 0.98, scores within 0.009). Untrained
+    """The body's convolutions but the stem are int8 (conv + ReLU fused), the rest fp32; the body's
+    features stay within what was measured on this untrained model (relative error 0.03-0.06 per
+    level, 2026-12-01), and so do the kept detections (int8 vs fp32 at the same proposals, 2 scenes:
+    14 vs 14 and 16 vs 16 kept, same labels, box IoU min 0.58 and 0.39, median 0.98 and 0.80,
+    scores within 0.006). Untrained
     box regression amplifies rounding; what int8 costs a trained model is mAP (bench/score.py)."""
     from torchvision.ops import box_iou
 
@@ -78,9 +79,10 @@ def test_int8_backbone_is_int8_calibrated_and_agrees_with_fp32(tiny: dict[str, A
     )
     assert (int8.precision, int8.proposals) == ("int8", fp32.proposals)
     body = list(int8.model.backbone.body.modules())
-    # ResNet18: the stem's and each of the 8 blocks' first conv fuse with their ReLU
-    assert sum(isinstance(m, torch.ao.nn.intrinsic.quantized.ConvReLU2d) for m in body) == 9
-    assert not any(type(m) is torch.nn.Conv2d for m in body)  # every body conv is int8
+    # ResNet18: each of the 8 blocks' first conv fuses with its ReLU
+    assert sum(isinstance(m, torch.ao.nn.intrinsic.quantized.ConvReLU2d) for m in body) == 8
+    fp32_convs = [n for n, m in int8.model.backbone.body.named_modules() if type(m) is torch.nn.Conv2d]
+    assert fp32_convs == ["conv1.0"]  # the stem (fused with its ReLU) on the RGB photo stays fp32
     assert any(type(m) is torch.nn.Conv2d for m in int8.model.backbone.fpn.modules())  # FPN is not
     seen: list[int] = []
     hook = int8.model.backbone.register_forward_hook(lambda m, i, o: seen.append(len(o)))
@@ -98,7 +100,7 @@ def test_int8_backbone_is_int8_calibrated_and_agrees_with_fp32(tiny: dict[str, A
         best, match = box_iou(a["boxes"], b["boxes"]).max(1)
         assert len(a["labels"]) >= 5 and abs(len(a["labels"]) - len(b["labels"])) <= 2
         assert torch.equal(a["labels"], b["labels"][match])
-        assert float(best.min()) >= 0.35 and float(best.median()) >= 0.75
+        assert float(best.min()) >= 0.3 and float(best.median()) >= 0.7
         assert float((a["scores"] - b["scores"][match]).abs().max()) <= 0.03
     hook.remove()
     assert seen  # hooks on the backbone (select's features) still fire
@@ -106,7 +108,7 @@ def test_int8_backbone_is_int8_calibrated_and_agrees_with_fp32(tiny: dict[str, A
 
 def test_int8_calibration_sets_the_ranges(tiny: dict[str, Any]) -> None:
     """Calibrated on photos the features are close (relative error 0.03 measured); calibrated on one
-    uniform grey image, whose activations hardly spread, they are not (0.76): the calibration photos
+    uniform grey image, whose activations hardly spread, they are not (0.49): the calibration photos
     really set the int8 ranges."""
     from officescore.accel import fold_batchnorm
     from officescore.accel.int8 import quantize_body
@@ -122,7 +124,7 @@ def test_int8_calibration_sets_the_ranges(tiny: dict[str, Any]) -> None:
             want = reference.backbone.body(reference.transform(image)[0].tensors)["0"]
             got = model.backbone.body(model.transform(image)[0].tensors)["0"]
         errors.append(float((want - got).norm() / want.norm()))
-    assert errors[0] <= 0.1 and errors[1] >= 0.3
+    assert errors[0] <= 0.1 and errors[1] >= 0.25
 
 
 def test_int8_needs_photos_to_calibrate_on(tiny: dict[str, Any]) -> None:

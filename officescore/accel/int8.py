@@ -50,7 +50,8 @@ def quantize_body(model: Any, calibration: Sequence[torch.Tensor]) -> Any:
     with warnings.catch_warnings():  # FX's deprecation notices, once per model
         warnings.simplefilter("ignore")
         graph = _without_identities(body.float())
-        observed = prepare_fx(graph, get_default_qconfig_mapping(ENGINE), example_inputs=(example,))
+        mapping = get_default_qconfig_mapping(ENGINE).set_module_name(_first_conv(graph), None)
+        observed = prepare_fx(graph, mapping, example_inputs=(example,))
         for image in calibration:  # resized and normalised by the model's own transform, as in use
             observed(model.transform([image])[0].tensors)
         model.backbone.body = convert_fx(observed)
@@ -68,3 +69,12 @@ def _without_identities(body: torch.nn.Module) -> torch.fx.GraphModule:
     graph.delete_all_unused_submodules()
     graph.recompile()
     return graph
+
+
+def _first_conv(graph: torch.fx.GraphModule) -> str:
+    """The name of the body's first convolution, the one on the normalised RGB photo, which stays
+    fp32: quantising it cost up to a box mAP point on a trained model, keeping it ~0.1-0.4."""
+    for node in graph.graph.nodes:
+        if node.op == "call_module" and isinstance(graph.get_submodule(node.target), torch.nn.Conv2d):
+            return str(node.target)
+    raise ValueError("the backbone body has no convolution to quantise")
