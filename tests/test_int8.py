@@ -208,3 +208,23 @@ def test_eval_int8_calibrates_on_the_set_and_stays_close(tmp_path: Path) -> None
     top8 = {r["image_id"]: r["score"] for r in sorted(int8, key=lambda r: r["score"])}
     assert all(abs(top[i] - top8[i]) <= 0.03 for i in top)
     assert not any(isinstance(m, QUANTISED) for m in model.modules())  # eval's model left as it was
+
+
+def test_prelabel_and_the_label_backend_run_int8(
+    tiny: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """prelabel calibrates on the photos it pre-labels; the label backend on --calibration."""
+    from officescore.cli import main
+    from officescore.label.backend import Backend
+
+    out = tmp_path / "pre.json"
+    args = ["prelabel", *map(str, tiny["photos"]), "--model", str(tiny["checkpoint"]), "--out", str(out)]
+    try:
+        main([*args, "--precision", "int8"])
+    except SystemExit as exc:
+        assert not exc.code, capsys.readouterr().err
+    assert out.exists()
+    backend = Backend(tiny["checkpoint"], device="cpu", precision="int8", calibration=tiny["calibration"])
+    predictor = backend.current().predictor
+    assert predictor.precision == "int8"
+    assert any(isinstance(m, QUANTISED) for m in predictor.model.backbone.body.modules())
