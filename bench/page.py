@@ -11,8 +11,10 @@ the file to the upload widget until the score ("NN/100") is shown, so upload, de
 Servers, one after the other on the same machine:
 - before: the page with the model as eager torchvision runs it (officescore.accel's rewrites and
   threshold push switched off in the server process), as every photo was scored before the fast path;
-- fp32 and auto: `officescore serve --precision fp32|auto` (auto is serve's default).
-The first upload of each server is reported apart (first call: NNPACK set-up, allocator warm-up).
+- fp32 and auto: `officescore serve --precision fp32|auto` (auto is serve's default);
+- int8: `officescore serve --precision int8 --calibration DIR`, 16 other synthetic scenes.
+The first upload of each server is reported apart (first call: NNPACK set-up, allocator warm-up,
+and for int8 the calibration).
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ def write_inputs(out: Path, photos: int) -> tuple[Path, list[Path]]:
         model_kwargs={"min_size": 800, "max_size": 1067},
         epoch=0,
     )
+    for i in range(16):  # int8's calibration photos: other scenes than those uploaded
+        (out / "calibration").mkdir(exist_ok=True)
+        render_scene(200 + i, size=800).image.save(out / "calibration" / f"scene_{i}.jpg", quality=92)
     paths = []
     for i in range(photos + 1):  # +1: the warm-up upload
         path = out / f"scene_{i}.jpg"
@@ -106,6 +111,8 @@ def server(kind: str, checkpoint: Path, log: Path):  # noqa: ANN201
             "cpu",
         ]
         command += ["--port", str(port), "--precision", kind]
+        if kind == "int8":
+            command += ["--calibration", str(checkpoint.parent / "calibration")]
     with log.open("wb") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -155,7 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_page"))
     parser.add_argument("--photos", type=int, default=3)
-    parser.add_argument("--kinds", default="before,fp32,auto")
+    parser.add_argument("--kinds", default="before,fp32,auto,int8")
     args = parser.parse_args()
     from browsers import find_chromium  # tests/browsers.py: the Chromium the page tests use
 
