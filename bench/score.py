@@ -59,7 +59,7 @@ def photos(n: int, size: int, first: int = 0) -> list[torch.Tensor]:
         pil_to_tensor(render_scene(first + i, size=size).image).float() / 255 for i in range(max(1, n - 1))
     ]
     if n > 1:
-        wide = render_scene(n, size=size).image.resize((round(size * 4 / 3), size))
+        wide = render_scene(first + n, size=size).image.resize((round(size * 4 / 3), size))
         out.append(pil_to_tensor(wide).float() / 255)
     return out
 
@@ -228,7 +228,7 @@ def accuracy(checkpoint: Path, data: Path) -> None:
         ("fp32 (NNPACK Winograd where it pays)", "fp32", None, None),
         ("fp32 + 300 proposals (auto here)", "fp32", 300, None),
         ("bf16 + 300 proposals (auto on AVX512-BF16/AMX)", "bf16", 300, None),
-        ("int8 backbone + 300 proposals", "int8", 300, None),
+        *([("int8 backbone + 300 proposals", "int8", 300, None)] if int8_supported() else []),
     ):
         fast = prepare_model(
             model, "cpu", precision, proposals, copy_model=True, winograd=winograd, calibration=calibration

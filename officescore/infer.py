@@ -212,7 +212,7 @@ class Predictor:
         if not 0.0 <= conf <= 1.0:
             raise ConfigError(f"--conf {conf}: must be between 0 and 1")
         self.model = model
-        self.precision = precision  # resolved: fp32, bf16 or fp16 (officescore.accel)
+        self.precision = precision  # resolved: fp32, bf16, fp16 or int8 (officescore.accel)
         self.proposals: int | None = None  # RPN proposals per image; None: the model's own
         self.label_names = list(label_names)  # index = model label; None = ignored
         self.device = device
@@ -270,13 +270,15 @@ class Predictor:
     def calibration_photos(self, inputs: Iterable[ImageInput]) -> list[torch.Tensor]:
         """Up to CALIBRATION_PHOTOS readable photos, evenly spread over `inputs`, decoded as `predict`
         decodes them (3xHxW floats in [0, 1]); none readable is a ConfigError."""
-        photos = _Images(spread(expand_inputs(inputs)), self.model_input_size())
+        chosen = spread(expand_inputs(inputs))
+        photos = _Images(chosen, self.model_input_size())
         decoded = [photos[i].pixels for i in range(len(photos))]
         tensors = [p.to(self.device, dtype=torch.float32).div_(255.0) for p in decoded if p is not None]
         if not tensors:
+            found = f"none of the {len(chosen)} photos it was given could be read" if chosen else "none given"
             raise ConfigError(
-                "--precision int8 calibrates on photos like the ones it will score: "
-                "give some with --calibration (a folder or files)"
+                f"--precision int8 calibrates on photos like the ones it will score ({found}): "
+                "give readable ones with --calibration (a folder or files)"
             )
         return tensors
 

@@ -14,12 +14,15 @@ from scoremodels import write_checkpoint, write_scenes
 from torchvision.transforms.functional import pil_to_tensor
 
 from officescore.accel import capability
+from officescore.accel.int8 import int8_supported
 from officescore.errors import ConfigError
 
 CONF = 0.5
 AVX2 = frozenset({"fpu", "sse2", "avx2", "fma"})
 NO_AVX2 = frozenset({"fpu", "sse2"})
 QUANTISED = (torch.ao.nn.quantized.Conv2d, torch.ao.nn.intrinsic.quantized.ConvReLU2d)
+# PyTorch's x86 int8 kernels need an x86 CPU with AVX2 (every machine this project runs on has one)
+runs_int8 = pytest.mark.skipif(not int8_supported(), reason="no x86 CPU with AVX2: int8 cannot run here")
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +64,7 @@ def test_int8_only_where_the_cpu_runs_it_and_never_by_auto(cpu_flags: Any) -> No
         resolve_precision("int8", "cpu", kind="torchscript")
 
 
+@runs_int8
 def test_int8_backbone_is_int8_calibrated_and_agrees_with_fp32(tiny: dict[str, Any]) -> None:
     """The body's convolutions but the stem are int8 (conv + ReLU fused), the rest fp32; the body's
     features stay within what was measured on this untrained model (relative error 0.03-0.06 per
@@ -73,6 +77,7 @@ def test_int8_backbone_is_int8_calibrated_and_agrees_with_fp32(tiny: dict[str, A
     from officescore.accel import forward
     from officescore.infer import Predictor
 
+    # auto: 300 proposals as int8 has (fp32 on this CPU; bf16 on one with native bf16)
     fp32 = Predictor.load(tiny["checkpoint"], device="cpu", conf=CONF, precision="auto")
     int8 = Predictor.load(
         tiny["checkpoint"], device="cpu", conf=CONF, precision="int8", calibration=tiny["calibration"]
@@ -106,6 +111,7 @@ def test_int8_backbone_is_int8_calibrated_and_agrees_with_fp32(tiny: dict[str, A
     assert seen  # hooks on the backbone (select's features) still fire
 
 
+@runs_int8
 def test_int8_calibration_sets_the_ranges(tiny: dict[str, Any]) -> None:
     """Calibrated on photos the features are close (relative error 0.03 measured); calibrated on one
     uniform grey image, whose activations hardly spread, they are not (0.49): the calibration photos
@@ -127,6 +133,7 @@ def test_int8_calibration_sets_the_ranges(tiny: dict[str, Any]) -> None:
     assert errors[0] <= 0.1 and errors[1] >= 0.25
 
 
+@runs_int8
 def test_int8_needs_photos_to_calibrate_on(tiny: dict[str, Any]) -> None:
     from officescore.infer import Predictor
 
@@ -138,6 +145,7 @@ def test_int8_needs_photos_to_calibrate_on(tiny: dict[str, Any]) -> None:
         Predictor.load(tiny["checkpoint"], device="cpu", precision="int8", calibration=[broken])
 
 
+@runs_int8
 def test_int8_from_the_command_line(
     tiny: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -188,7 +196,8 @@ def test_serve_hands_the_calibration_photos_to_the_page(tiny: dict[str, Any]) ->
     assert PageSettings.from_env(PageSettings(model="coco").to_env()).calibration == ()
 
 
-def test_eval_int8_calibrates_on_the_set_and_stays_close(tmp_path: Path) -> None:
+@runs_int8
+def test_eval_int8_calibrates_on_the_set_and_stays_close(tmp_path: Path, calibrations: list[int]) -> None:
     """predict_coco at int8 (eval --precision int8) runs on its own photos' pixels and predicts the
     same photos as fp32 with close scores."""
     from officescore.dataset import OfficeDataset
@@ -203,6 +212,7 @@ def test_eval_int8_calibrates_on_the_set_and_stays_close(tmp_path: Path) -> None
     model = load_any(write_checkpoint(tmp_path / "m.pt", favour={"desk": 6.0})).model
     fp32 = predict_coco(model, dataset, "cpu", precision="auto")
     int8 = predict_coco(model, dataset, "cpu", precision="int8")
+    assert calibrations == [len(dataset)]  # its own photos (fewer than 16)
     assert {r["image_id"] for r in fp32} == {r["image_id"] for r in int8}
     top = {r["image_id"]: r["score"] for r in sorted(fp32, key=lambda r: r["score"])}
     top8 = {r["image_id"]: r["score"] for r in sorted(int8, key=lambda r: r["score"])}
@@ -210,6 +220,7 @@ def test_eval_int8_calibrates_on_the_set_and_stays_close(tmp_path: Path) -> None
     assert not any(isinstance(m, QUANTISED) for m in model.modules())  # eval's model left as it was
 
 
+@runs_int8
 def test_prelabel_and_the_label_backend_run_int8(
     tiny: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -228,3 +239,58 @@ def test_prelabel_and_the_label_backend_run_int8(
     predictor = backend.current().predictor
     assert predictor.precision == "int8"
     assert any(isinstance(m, QUANTISED) for m in predictor.model.backbone.body.modules())
+
+
+@pytest.fixture
+def calibrations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many photos each int8 model was calibrated on."""
+    from officescore.accel import prepare
+
+    seen: list[int] = []
+    real = prepare.quantize_body
+
+    def spy(model: Any, calibration: Any) -> Any:
+        seen.append(len(calibration))
+        return real(model, calibration)
+
+    monkeypatch.setattr(prepare, "quantize_body", spy)
+    return seen
+
+
+@runs_int8
+def test_calibration_photos_are_spread_and_reach_the_model(
+    tiny: dict[str, Any], calibrations: list[int], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Up to 16 photos, evenly spread from first to last; eval, prelabel and serve hand them on."""
+    from officescore.accel.int8 import spread
+    from officescore.cli import main
+
+    assert spread(list(range(47))) == [i * 47 // 16 for i in range(16)] and spread(list(range(47)))[-1] == 44
+    assert spread(list(range(17)))[-1] == 15 and spread([1, 2]) == [1, 2]
+    checkpoint, out = str(tiny["checkpoint"]), str(tmp_path / "pre.json")
+    with pytest.raises(SystemExit) as exc:
+        main(
+            [
+                "prelabel",
+                *map(str, tiny["photos"]),
+                "--model",
+                checkpoint,
+                "--out",
+                out,
+                "--precision",
+                "int8",
+            ]
+        )
+    assert exc.value.code in (0, None) and calibrations == [2]  # the two photos it pre-labelled
+    env: dict[str, str] = {}
+
+    def execve(path: str, argv: list[str], environment: dict[str, str]) -> None:
+        env.update(environment)
+        raise SystemExit(0)  # streamlit would start here
+
+    monkeypatch.setattr(os, "execve", execve)
+    folder = str(tiny["calibration"][0].parent)  # 6 scenes
+    with pytest.raises(SystemExit):
+        main(["serve", "--model", checkpoint, "--precision", "int8", "--calibration", folder])
+    handed = env["OFFICESCORE_CALIBRATION"].split(os.pathsep)
+    assert len(handed) == 6 and all(Path(p).is_absolute() and Path(p).is_file() for p in handed)

@@ -80,7 +80,10 @@ def resolve_precision(requested: str, device: torch.device | str, kind: str = "c
         if device.type != "cpu":
             raise ConfigError(f"--precision int8: the int8 backbone is for CPUs, not {device.type}; use auto")
         if not int8_supported():
-            raise ConfigError("--precision int8: this CPU lacks AVX2, which PyTorch's int8 kernels need")
+            raise ConfigError(
+                "--precision int8: PyTorch's int8 kernels need an x86 CPU with AVX2, which this one "
+                "is not (it lacks AVX2); use --precision auto"
+            )
     return name
 
 

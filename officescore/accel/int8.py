@@ -24,14 +24,22 @@ ENGINE = "x86"  # PyTorch's x86 quantised backend: fbgemm and oneDNN kernels, pi
 
 
 def spread(items: Sequence[Any], n: int = CALIBRATION_PHOTOS) -> list[Any]:
-    """Up to `n` of `items`, evenly spread (a folder sorted by name often holds one desk per run)."""
-    step = max(1, len(items) // n)
-    return list(items[::step][:n])
+    """Up to `n` of `items`, evenly spread from first to last (a folder sorted by name often holds
+    one desk per run of names)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
 
 
 def int8_supported() -> bool:
-    """True where PyTorch's x86 int8 kernels run (they need AVX2)."""
-    return ENGINE in torch.backends.quantized.supported_engines and "avx2" in capability.cpu_flags()
+    """True where PyTorch's x86 int8 kernels run: x86 CPUs with AVX2 (from /proc/cpuinfo; where
+    there is none, e.g. macOS, from the kernels PyTorch picked)."""
+    if ENGINE not in torch.backends.quantized.supported_engines:
+        return False
+    flags = capability.cpu_flags()
+    if flags:
+        return "avx2" in flags
+    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
 
 
 @torch.no_grad()

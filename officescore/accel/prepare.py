@@ -45,7 +45,8 @@ def prepare_model(
     `precision`: the resolved one (fp32, bf16, fp16, int8: an int8 backbone calibrated on
     `calibration`, 3xHxW float images in [0, 1]); `proposals`: at most this many RPN proposals
     per image at test time (None: the model's own, as exact fp32 needs); `winograd`: route the
-    FPN/RPN convolutions and conv heads through NNPACK (None: in fp32 on CPUs where it pays,
+    FPN/RPN convolutions and conv heads through NNPACK (None: in fp32 and int8, whose FPN and heads
+    are fp32, on CPUs where it pays,
     officescore.accel.winograd). Anything but an eager
     torchvision detector (a TorchScript export) is returned as it is.
     """

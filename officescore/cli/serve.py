@@ -59,7 +59,8 @@ def serve(
             load_checkpoint(Path(source))  # a damaged or foreign file fails here, not in the browser
     from officescore.accel import resolve_precision
 
-    resolved = resolve_precision(precision, resolve_device(device))  # one this machine lacks fails here
+    kind = "torchscript" if source.lower() != COCO_SOURCE and is_torchscript(Path(source)) else "checkpoint"
+    resolved = resolve_precision(precision, resolve_device(device), kind)  # one it lacks fails here
     from officescore.accel.int8 import spread
 
     photos = spread([str(Path(p).resolve()) for p in expand_inputs(calibration or []) if Path(p).is_file()])

@@ -85,6 +85,8 @@ class Backend:
             key = (str(source), *(_stat(path) if path.is_file() else (0, 0)))
             if self._loaded is None or self._loaded.key != key:
                 before = self._loaded.model.version if self._loaded else None
+                if str(self.precision).lower() == "int8" and self.calibration:  # holds up predictions
+                    self.log(f"calibrating int8 on {len(self.calibration)} photo source(s)")
                 loaded = load_predictor(
                     source, self.device, self.conf, self.img_size, self.precision, self.calibration
                 )
