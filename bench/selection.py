@@ -1,7 +1,18 @@
 """Active-learning curve: mask mAP after training on N photos chosen by `select` vs N chosen at random.
 
-Pool: `--unique` synthetic scenes plus `--copies` near-copies (brightness/contrast-jittered JPEG
-re-encodes, same labels) of a few of them, 4 per scene, as a scraped pool has several shots of one desk.
+Pool (default, low redundancy): `--unique` synthetic scenes plus `--copies` near-copies
+(brightness/contrast-jittered JPEG re-encodes, same labels) of a few of them, 4 per scene.
+
+Pool with `--scraped`, closer to what image search returns: `--unique` scenes, the first `--dup-scenes`
+of them with `--dup-min`..`--dup-max` near-copies each (cropped 0-6 % a side, resized 0.8-1.25x,
+brightness/contrast changed, JPEG quality 60-95; labels cropped and resized with the pixels, so the
+copies are correctly labelled and some escape the 10-bit phash), `--sparse` scenes with at most two
+objects (the generator's own scenes, picked from a separate render; ~5 % of its scenes are like that)
+and `--empty` off-topic photos with nothing to label (the generator's wall, floor, lighting and noise,
+no objects). Still synthetic: the copies are of one generator's scenes, and "off-topic" means an empty
+room, not a cat or a kitchen. Each round prints what every arm has labelled (distinct scenes,
+near-copies, sparse and empty photos, objects).
+
 All arms start from the same `--start` random photos and the same model trained on them from scratch
 for `--start-iters` images. Each round adds `--step` photos (select: uncertainty + k-center + phash,
 ranked by the arm's current model, labelled photos excluded; random: `--draws` independent seeded
@@ -12,6 +23,7 @@ bench_select.json and bench_select.png into --out. (Not bench/select.py: Python 
 first on the import path, so a bench/select.py would shadow the standard library's `select`.)
 
     python bench/selection.py --out /tmp/bench_select
+    python bench/selection.py --scraped --unique 40 --out /tmp/bench_select_scraped
 """
 
 from __future__ import annotations
