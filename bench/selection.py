@@ -1,7 +1,18 @@
 """Active-learning curve: mask mAP after training on N photos chosen by `select` vs N chosen at random.
 
-Pool: `--unique` synthetic scenes plus `--copies` near-copies (brightness/contrast-jittered JPEG
-re-encodes, same labels) of a few of them, 4 per scene, as a scraped pool has several shots of one desk.
+Pool (default, low redundancy): `--unique` synthetic scenes plus `--copies` near-copies
+(brightness/contrast-jittered JPEG re-encodes, same labels) of a few of them, 4 per scene.
+
+Pool with `--scraped`, closer to what image search returns: `--unique` scenes, the first `--dup-scenes`
+of them with `--dup-min`..`--dup-max` near-copies each (cropped 0-6 % a side, resized 0.8-1.25x,
+brightness/contrast changed, JPEG quality 60-95; labels cropped and resized with the pixels, so the
+copies are correctly labelled and some escape the 10-bit phash), `--sparse` scenes with at most two
+objects (the generator's own scenes, picked from a separate render; ~5 % of its scenes are like that)
+and `--empty` off-topic photos with nothing to label (the generator's wall, floor, lighting and noise,
+no objects). Still synthetic: the copies are of one generator's scenes, and "off-topic" means an empty
+room, not a cat or a kitchen. Each round prints what every arm has labelled (distinct scenes,
+near-copies, sparse and empty photos, objects).
+
 All arms start from the same `--start` random photos and the same model trained on them from scratch
 for `--start-iters` images. Each round adds `--step` photos (select: uncertainty + k-center + phash,
 ranked by the arm's current model, labelled photos excluded; random: `--draws` independent seeded
@@ -12,6 +23,7 @@ bench_select.json and bench_select.png into --out. (Not bench/select.py: Python 
 first on the import path, so a bench/select.py would shadow the standard library's `select`.)
 
     python bench/selection.py --out /tmp/bench_select
+    python bench/selection.py --scraped --unique 40 --out /tmp/bench_select_scraped
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ import io
 import json
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +41,8 @@ import torch
 from audit import MODEL  # bench/audit.py (this folder): the same small synthetic-scene model settings
 from PIL import Image, ImageEnhance
 
+from officescore import masks as masklib
+from officescore import sample
 from officescore.curate.folds import subset_dataset
 from officescore.curate.labels import load_split
 from officescore.curate.predictions import predict_images
@@ -39,11 +54,12 @@ from officescore.sample import write_sample
 from officescore.train import TrainConfig, train
 
 
-def make_pool(root: Path, unique: int, copies: int, size: int, seed: int) -> Path:
+def make_pool(root: Path, unique: int, copies: int, size: int, seed: int) -> tuple[Path, dict[str, Origin]]:
     """An ingested data set: `unique` scenes + `copies` jittered near-copies of the first few."""
     export = root / "pool_export"
     write_sample(export, n_images=unique, seed=seed, size=size)
     coco = json.loads((export / "annotations.json").read_text())
+    origin = {i["file_name"]: Origin(i["file_name"], "unique") for i in coco["images"]}
     rng = random.Random(seed)
     originals = coco["images"][: max(1, copies // 4)]  # 4 near-copies of each
     next_image = max(i["id"] for i in coco["images"]) + 1
@@ -58,6 +74,7 @@ def make_pool(root: Path, unique: int, copies: int, size: int, seed: int) -> Pat
         image.save(buffer, "JPEG", quality=rng.randint(70, 95))
         (export / name).write_bytes(buffer.getvalue())
         coco["images"].append({**src, "id": next_image, "file_name": name})
+        origin[name] = Origin(src["file_name"], "copy")
         for ann in [a for a in coco["annotations"] if a["image_id"] == src["id"]]:
             coco["annotations"].append({**ann, "id": next_ann, "image_id": next_image})
             next_ann += 1
@@ -65,7 +82,135 @@ def make_pool(root: Path, unique: int, copies: int, size: int, seed: int) -> Pat
     (export / "annotations.json").write_text(json.dumps(coco))
     # val_fraction 0: every photo is pool; ingest's near-duplicate groups are not needed here
     ingest_export(export / "annotations.json", out=root / "pool", val_fraction=0.0, seed=0)
-    return root / "pool"
+    return root / "pool", origin
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a pool photo came from: its scene (the original's file name) and what kind of photo it is."""
+
+    scene: str
+    kind: str  # unique | copy | sparse | empty
+
+
+def _mask_of(ann: dict, size: int) -> np.ndarray:
+    seg = ann["segmentation"]
+    rle = masklib.from_polygons(seg, size, size) if isinstance(seg, list) else seg
+    return masklib.decode(rle).astype(bool)
+
+
+def near_copy(image: Image.Image, anns: list[dict], rng: random.Random) -> tuple[Image.Image, list[dict]]:
+    """What image search returns for one photo: cropped 0-6 % a side, resized 0.8-1.25x, brightness and
+    contrast changed, re-encoded as JPEG at quality 60-95; the labels cropped and resized with it."""
+    w, h = image.size
+    left, top = round(rng.uniform(0, 0.06) * w), round(rng.uniform(0, 0.06) * h)
+    right, bottom = w - round(rng.uniform(0, 0.06) * w), h - round(rng.uniform(0, 0.06) * h)
+    scale = rng.uniform(0.8, 1.25)
+    new = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
+    out = image.crop((left, top, right, bottom)).resize(new, Image.BILINEAR)
+    out = ImageEnhance.Brightness(out).enhance(rng.uniform(0.8, 1.2))
+    out = ImageEnhance.Contrast(out).enhance(rng.uniform(0.85, 1.15))
+    buffer = io.BytesIO()
+    out.save(buffer, "JPEG", quality=rng.randint(60, 95))
+    moved = []
+    for ann in anns:
+        crop = _mask_of(ann, w)[top:bottom, left:right]
+        mask = np.asarray(Image.fromarray(crop.astype(np.uint8) * 255).resize(new, Image.NEAREST)) > 127
+        if mask.sum() < 16:  # cropped away: a labeller would not label a sliver
+            continue
+        rle = masklib.encode(mask)
+        moved.append(
+            {**ann, "segmentation": rle, "bbox": masklib.bbox(rle), "area": float(masklib.area(rle))}
+        )
+    return Image.open(io.BytesIO(buffer.getvalue())), moved
+
+
+def empty_room(rng: np.random.Generator, size: int) -> Image.Image:
+    """An off-topic photo with nothing to label: the sample generator's wall, floor, lighting and noise with
+    no objects (sample's private painters: a bench-only use, the generator has no option for it)."""
+    background = sample._background(rng, size, size * rng.uniform(0.35, 0.65))
+    return sample._finish(np.asarray(background, dtype=np.float32).copy(), rng, size)
+
+
+def make_scraped_pool(root: Path, args: argparse.Namespace, seed: int) -> tuple[Path, dict[str, Origin]]:
+    """A pool as image search returns it: `unique` scenes, the first `dup_scenes` of them with
+    `dup_min`..`dup_max` near-copies each (`near_copy`), `sparse` scenes with at most two objects (the
+    generator's own, picked from a separate render) and `empty` rooms with no objects at all."""
+    export = root / "pool_export"
+    write_sample(export, n_images=args.unique, seed=seed, size=args.size)
+    coco = json.loads((export / "annotations.json").read_text())
+    origin = {i["file_name"]: Origin(i["file_name"], "unique") for i in coco["images"]}
+    next_image = max(i["id"] for i in coco["images"]) + 1
+    next_ann = max(a["id"] for a in coco["annotations"]) + 1
+
+    def add(
+        name: str, image: Image.Image | None, data: bytes | None, anns: list[dict], where: Origin
+    ) -> None:
+        nonlocal next_image, next_ann
+        if data is None:
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=90)
+            data = buffer.getvalue()
+        (export / name).write_bytes(data)
+        width, height = Image.open(io.BytesIO(data)).size
+        coco["images"].append(
+            {"id": next_image, "file_name": name, "width": width, "height": height, "license": 1}
+        )
+        for ann in anns:
+            coco["annotations"].append({**ann, "id": next_ann, "image_id": next_image})
+            next_ann += 1
+        origin[name] = where
+        next_image += 1
+
+    rng = random.Random(seed)
+    for info in list(coco["images"][: args.dup_scenes]):
+        anns = [a for a in coco["annotations"] if a["image_id"] == info["id"]]
+        photo = Image.open(export / info["file_name"]).convert("RGB")
+        for k in range(rng.randint(args.dup_min, args.dup_max)):
+            copy, moved = near_copy(photo, anns, rng)
+            stem = Path(info["file_name"]).stem
+            add(f"images/copy_{stem}_{k}.jpg", copy, None, moved, Origin(info["file_name"], "copy"))
+    if args.sparse:
+        extra = root / "sparse_export"
+        write_sample(extra, n_images=max(400, 40 * args.sparse), seed=seed + 500, size=args.size)
+        source = json.loads((extra / "annotations.json").read_text())
+        per_image: dict[int, list[dict]] = {}
+        for ann in source["annotations"]:
+            per_image.setdefault(ann["image_id"], []).append(ann)
+        few = [i for i in source["images"] if len(per_image.get(i["id"], [])) <= 2][: args.sparse]
+        if len(few) < args.sparse:
+            raise SystemExit(
+                f"--sparse {args.sparse}: the render held only {len(few)} scenes with <= 2 objects"
+            )
+        for k, info in enumerate(few):
+            name = f"images/sparse_{k:03d}.jpg"
+            data = (extra / info["file_name"]).read_bytes()
+            add(name, None, data, per_image.get(info["id"], []), Origin(name, "sparse"))
+    for k in range(args.empty):
+        name = f"images/empty_{k:03d}.jpg"
+        add(
+            name,
+            empty_room(np.random.default_rng([seed, 900, k]), args.size),
+            None,
+            [],
+            Origin(name, "empty"),
+        )
+    (export / "annotations.json").write_text(json.dumps(coco))
+    ingest_export(export / "annotations.json", out=root / "pool", val_fraction=0.0, seed=0)
+    return root / "pool", origin
+
+
+def describe(labelled: list[int], by_id: dict, origin: dict[str, Origin]) -> dict[str, int]:
+    """What a set of labelled photos holds: distinct scenes, near-copies, sparse and empty photos."""
+    kinds = [origin[by_id[i].file_name] for i in labelled]
+    return {
+        "photos": len(labelled),
+        "scenes": len({o.scene for o in kinds}),
+        "copies": sum(o.kind == "copy" for o in kinds),
+        "sparse": sum(o.kind == "sparse" for o in kinds),
+        "empty": sum(o.kind == "empty" for o in kinds),
+        "objects": sum(len(by_id[i].labels) for i in labelled),
+    }
 
 
 def train_on(
@@ -106,18 +251,34 @@ def main() -> None:
     parser.add_argument("--start-iters", type=int, default=960, help="images the first model trains on")
     parser.add_argument("--iters", type=int, default=480, help="images each round fine-tunes on")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the figures were one thread)")
+    scraped = parser.add_argument_group("scraped pool (--scraped; then --copies is not used)")
+    scraped.add_argument("--scraped", action="store_true", help="a pool as image search returns it")
+    scraped.add_argument(
+        "--dup-scenes", type=int, default=20, help="unique scenes that come with near-copies"
+    )
+    scraped.add_argument("--dup-min", type=int, default=4, help="fewest near-copies of such a scene")
+    scraped.add_argument("--dup-max", type=int, default=6, help="most near-copies of such a scene")
+    scraped.add_argument("--sparse", type=int, default=10, help="scenes with at most two objects")
+    scraped.add_argument("--empty", type=int, default=10, help="off-topic photos with no objects")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    pool = load_split(make_pool(out, args.unique, args.copies, args.size, seed=2000), "train")
+    if args.scraped:
+        pool_dir, origin = make_scraped_pool(out, args, seed=2000)
+    else:
+        pool_dir, origin = make_pool(out, args.unique, args.copies, args.size, seed=2000)
+    pool = load_split(pool_dir, "train")
     write_sample(out / "test_export", n_images=args.test, seed=3000, size=args.size)
     ingest_export(out / "test_export" / "annotations.json", out=out / "test", val_fraction=0.0, seed=0)
     test = load_split(out / "test", "train")
     by_id = pool.by_id()
     ids = sorted(by_id)
     start = sorted(random.Random(0).sample(ids, args.start))
+
+    print(f"pool: {describe(ids, by_id, origin)}; start: {describe(start, by_id, origin)}", flush=True)
+    held: dict[str, list[dict[str, int]]] = {}  # what each arm had labelled after each round
 
     def run_arm(arm: str, draw: int, first_ckpt: Path) -> list[tuple[int, float]]:
         labelled, ckpt, curve = list(start), first_ckpt, []
@@ -135,8 +296,10 @@ def main() -> None:
             ckpt = train_on(pool, labelled, out / f"{arm}{draw}_r{r}", args, args.iters, ckpt)
             value = test_map(ckpt, test)
             copies = sum("copy_" in by_id[i].file_name for i in labelled)
+            held.setdefault(f"{arm}{draw}", []).append(describe(labelled, by_id, origin))
             print(
-                f"{arm} draw {draw} N={len(labelled)}: mask mAP {value:.4f} ({copies} near-copies)",
+                f"{arm} draw {draw} N={len(labelled)}: mask mAP {value:.4f} ({copies} near-copies) "
+                f"{held[f'{arm}{draw}'][-1]}",
                 flush=True,
             )
             curve.append((len(labelled), value))
@@ -158,6 +321,9 @@ def main() -> None:
         "random_map_std": rand.std(axis=0).tolist(),
         "random_map_draws": rand.tolist(),
         "select_minus_random": (np.array(sel) - rand.mean(axis=0)).tolist(),
+        "pool": describe(ids, by_id, origin),
+        "start": describe(start, by_id, origin),
+        "labelled": held,
         "seconds": time.perf_counter() - started,
     }
     (out / "bench_select.json").write_text(json.dumps(report, indent=2))
@@ -172,6 +338,7 @@ def main() -> None:
                 label=f"random (mean ± sd of {args.draws})")  # fmt: skip
     ax.set_xlabel("labelled photos")
     ax.set_ylabel("test mask mAP")
+    ax.set_title("scraped pool" if args.scraped else "low-redundancy pool", fontsize=9)
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "bench_select.png", dpi=120)
