@@ -106,8 +106,8 @@ def test_an_unsure_photo_ranks_above_a_sure_one(tmp_path: Path) -> None:
 
 
 def test_class_uncertainty_margin_and_entropy() -> None:
-    sure = torch.tensor([[0.0, 9.0, 0.0], [0.0, 8.0, 0.0]])
-    tie = torch.tensor([[0.0, 5.0, 5.0], [0.0, 5.0, 5.0]])
+    sure = torch.tensor([[0.0, 9.0, 0.0], [0.0, 8.0, 0.0]] * 8)  # 16 proposals, all surely desks
+    tie = torch.tensor([[0.0, 5.0, 5.0]] * 16)  # desk and chair tie on each
     for how in ("margin", "entropy"):
         assert class_uncertainty(tie, how) > class_uncertainty(sure, how) + 0.3
 

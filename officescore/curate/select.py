@@ -28,6 +28,7 @@ from officescore.progress import SILENT, Reporter
 
 STRATEGIES = ("uncertainty", "random")
 UNCERTAINTY_FLOOR = 0.05  # a certain photo far from everything may still beat a close unsure one
+MASK_SPREAD = 0.05  # bits: the least spread of the per-photo mask uncertainty sums that counts
 
 
 @dataclass
@@ -97,12 +98,14 @@ def _rank01(values: np.ndarray) -> np.ndarray:
 
 
 def combined_uncertainty(signals: list[ImageSignals]) -> np.ndarray:
-    """Mean of the rank-normalised class and mask uncertainties."""
+    """Mean of the rank-normalised class and mask uncertainties (both sums over likely objects).
+    A mask term that hardly varies over the pool (saturated masks: spread < MASK_SPREAD bits) is
+    left out: ranked, it would weigh as much as the classes while saying nothing."""
     cls = np.array([s.class_uncertainty for s in signals], dtype=np.float64)
     msk = np.array([s.mask_uncertainty for s in signals], dtype=np.float64)
     if not len(signals):
         return np.zeros(0)
-    if np.ptp(msk) == 0:  # no mask head (or fallback): classes alone
+    if np.ptp(msk) < MASK_SPREAD:  # no mask head, the TorchScript fallback, or saturated masks
         return _rank01(cls)
     return (_rank01(cls) + _rank01(msk)) / 2.0
 
