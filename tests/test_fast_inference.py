@@ -67,16 +67,6 @@ def test_batchnorm_folding_keeps_v2_heads_outputs() -> None:
         assert torch.allclose(want, got, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
 
 
-@pytest.fixture
-def cpu_flags(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Pretend the CPU has (or lacks) native bf16."""
-
-    def use(flags: frozenset[str]) -> None:
-        monkeypatch.setattr(capability, "cpu_flags", lambda: flags)
-
-    return use
-
-
 def _kept(output: dict[str, torch.Tensor], conf: float = CONF) -> dict[str, torch.Tensor]:
     keep = output["scores"] >= conf
     return {k: v[keep] for k, v in output.items()}

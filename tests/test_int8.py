@@ -13,7 +13,6 @@ import torch
 from scoremodels import write_checkpoint, write_scenes
 from torchvision.transforms.functional import pil_to_tensor
 
-from officescore.accel import capability
 from officescore.accel.int8 import int8_supported
 from officescore.errors import ConfigError
 
@@ -32,14 +31,6 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     scenes = write_scenes(root / "photos", n=6, size=128, suffix=".png")
     photos, calibration = scenes[:2], scenes[2:]  # calibrated on other scenes than those scored
     return {"checkpoint": checkpoint, "photos": photos, "calibration": calibration, "root": root}
-
-
-@pytest.fixture
-def cpu_flags(monkeypatch: pytest.MonkeyPatch) -> Any:
-    def use(flags: frozenset[str]) -> None:
-        monkeypatch.setattr(capability, "cpu_flags", lambda: flags)
-
-    return use
 
 
 def _image(path: Path) -> list[torch.Tensor]:
