@@ -50,16 +50,20 @@ MODEL = {
 }
 
 
-def train_model(out: Path, scenes: int, size: int, epochs: int) -> Path:
-    """ResNet18-FPN from scratch on `scenes` other scenes (40 of them held out for its own val mAP)."""
+def train_model(
+    out: Path, scenes: int, size: int, epochs: int, model_size: int | None = None, amp: bool = False
+) -> Path:
+    """ResNet18-FPN from scratch on `scenes` other scenes (40 of them held out for its own val mAP),
+    fed at `model_size` px (default `size`: a larger one upsamples, so small objects reach the
+    FPN's smallest 32 px anchors)."""
     write_sample(out / "train_export", n_images=scenes, seed=1000, size=size)
     ingest_export(
         out / "train_export" / "annotations.json", out=out / "train_data", val_fraction=40 / scenes, seed=0
     )
     config = TrainConfig(
         data=out / "train_data", arch="maskrcnn_resnet18_fpn", weights="none", epochs=epochs, batch_size=4,
-        lr=0.02, img_size=size, warmup_iters=50, workers=0, device="cpu", project=out / "runs", name="model",
-        seed=0, val_every=max(1, epochs // 3), model_kwargs=dict(MODEL),
+        lr=0.02, img_size=model_size or size, warmup_iters=50, amp=amp, workers=0, device="cpu",
+        project=out / "runs", name="model", seed=0, val_every=max(1, epochs // 3), model_kwargs=dict(MODEL),
     )  # fmt: skip
     return train(config).last_checkpoint
 
@@ -191,6 +195,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--train-scenes", type=int, default=240)
     parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument(
+        "--model-size", type=int, default=None, help="Px the trained model is fed (default: --size)."
+    )
+    parser.add_argument("--amp", action="store_true", help="Train with bf16 autocast (native-bf16 CPUs).")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the figures were one thread)")
     parser.add_argument(
         "--seeds", type=int, default=3, help="Injection draws on the same scenes and predictions."
@@ -200,7 +208,9 @@ def main() -> None:
     started = time.perf_counter()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    model = args.model or train_model(out, args.train_scenes, args.size, args.epochs)
+    model = args.model or train_model(
+        out, args.train_scenes, args.size, args.epochs, args.model_size, args.amp
+    )
     write_sample(out / "audit_export", n_images=args.scenes, seed=5000, size=args.size)
     ingest_export(out / "audit_export" / "annotations.json", out=out / "audit_data", val_fraction=0.0, seed=0)
     data = out / "audit_data"

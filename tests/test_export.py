@@ -47,14 +47,16 @@ def test_torchscript_file_carries_its_classes(torchscript: Path) -> None:
 def test_torchscript_gives_the_checkpoints_detections(
     torchscript: Path, setup: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from_checkpoint = Predictor.load(setup["checkpoint"], device="cpu", conf=0.0).predict(setup["scene"])[0]
+    # fp32 on both sides: `auto` means bf16 on a CPU with native bf16, which no export matches to 1e-4.
+    from_checkpoint = Predictor.load(setup["checkpoint"], device="cpu", conf=0.0, precision="fp32")
+    from_checkpoint = from_checkpoint.predict(setup["scene"])[0]
 
     # The export must run without officescore's model-building code.
     def no_model_code(*args: object, **kwargs: object) -> None:
         raise AssertionError("build_model must not be needed to run an export")
 
     monkeypatch.setattr("officescore.model.build_model", no_model_code)
-    scripted = Predictor.load(torchscript, device="cpu", conf=0.0)
+    scripted = Predictor.load(torchscript, device="cpu", conf=0.0, precision="fp32")
     assert scripted.kind == "torchscript"
     from_export = scripted.predict(setup["scene"])[0]
     assert len(from_export.detections) == len(from_checkpoint.detections) > 0
@@ -69,11 +71,13 @@ def test_torchscript_gives_the_checkpoints_detections(
 
 def test_img_size_reaches_the_scripted_model(torchscript: Path, setup: dict[str, Path]) -> None:
     """--img-size on a TorchScript export resizes inside the scripted model, as on the checkpoint."""
-    scripted = Predictor.load(torchscript, device="cpu", conf=0.0, img_size=96)
+    scripted = Predictor.load(torchscript, device="cpu", conf=0.0, img_size=96, precision="fp32")
     assert scripted.model.model.transform.min_size == (96,) and scripted.model.model.transform.max_size == 96
-    native = Predictor.load(torchscript, device="cpu", conf=0.0).predict(setup["scene"], workers=0)[0]
+    native = Predictor.load(torchscript, device="cpu", conf=0.0, precision="fp32").predict(
+        setup["scene"], workers=0
+    )[0]
     resized = scripted.predict(setup["scene"], workers=0)[0]
-    checkpoint = Predictor.load(setup["checkpoint"], device="cpu", conf=0.0, img_size=96)
+    checkpoint = Predictor.load(setup["checkpoint"], device="cpu", conf=0.0, img_size=96, precision="fp32")
     expected = checkpoint.predict(setup["scene"], workers=0)[0]
     assert resized.detections and [d.box for d in resized.detections] != [d.box for d in native.detections]
     boxes = np.array([d.box for d in resized.detections]) - np.array([d.box for d in expected.detections])

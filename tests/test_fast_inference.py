@@ -19,7 +19,7 @@ from officescore.accel import capability, prepare
 from officescore.errors import ConfigError
 
 CONF = 0.5
-NO_BF16 = frozenset({"fpu", "sse2", "avx2", "fma"})  # this machine's kind of CPU
+NO_BF16 = frozenset({"fpu", "sse2", "avx2", "fma"})  # an AVX2-only CPU (AMD EPYC here once)
 WITH_BF16 = NO_BF16 | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 # A tiny ResNet18-FPN (BatchNorm in its backbone) whose desk and monitor logits are biased: 14-18 of
 # its 20 detections per scene score >= CONF, the rest below it.
@@ -171,15 +171,19 @@ def test_cli_refuses_a_precision_the_hardware_lacks(
     assert not tiny["photos"][0].with_suffix(".json").exists()  # nothing half-written
 
 
-def test_prelabel_and_the_label_backend_predict_at_the_precision_asked(tiny: dict[str, Any]) -> None:
+def test_prelabel_and_the_label_backend_predict_at_the_precision_asked(
+    cpu_flags: Any, tiny: dict[str, Any]
+) -> None:
     """The label tools load their model through the same fast path, at --precision."""
     from officescore.label.backend import Backend
     from officescore.label.predict import load_predictor
 
     exact = load_predictor(tiny["checkpoint"], "cpu", 0.3, None, "fp32").predictor
-    fast = load_predictor(tiny["checkpoint"], "cpu", 0.3, None, "auto").predictor
     assert (exact.precision, exact.proposals) == ("fp32", None)
-    assert (fast.precision, fast.proposals) == ("fp32", prepare.FAST_PROPOSALS)  # no native bf16 here
+    for flags, precision in ((NO_BF16, "fp32"), (WITH_BF16, "bf16")):  # what `auto` picks on each CPU
+        cpu_flags(flags)
+        fast = load_predictor(tiny["checkpoint"], "cpu", 0.3, None, "auto").predictor
+        assert (fast.precision, fast.proposals) == (precision, prepare.FAST_PROPOSALS)
     backend = Backend(tiny["checkpoint"], device="cpu", precision="fp32")
     assert backend.current().predictor.proposals is None
 
