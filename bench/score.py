@@ -220,14 +220,15 @@ def accuracy(checkpoint: Path, data: Path) -> None:
     val = OfficeDataset(data, "val", build_transforms(train=False))
     train = OfficeDataset(data, "train", build_transforms(train=False))
     calibration = [train[i][0] for i in spread(range(len(train)))]  # int8: photos it is not scored on
-    print(f"\nmAP on {data} val ({len(val)} images), model {checkpoint}")
+    auto = resolve_precision("auto", "cpu")
+    print(f"\nmAP on {data} val ({len(val)} images), model {checkpoint}; auto here = {auto}")
     print("| path | proposals | mask mAP | box mAP | seconds |")
     base_map = None
     for label, precision, proposals, winograd in (
         ("fp32, oneDNN only (eager's numbers)", "fp32", None, False),
         ("fp32 (NNPACK Winograd where it pays)", "fp32", None, None),
-        ("fp32 + 300 proposals (auto here)", "fp32", 300, None),
-        ("bf16 + 300 proposals (auto on AVX512-BF16/AMX)", "bf16", 300, None),
+        ("fp32 + 300 proposals (auto without native bf16)", "fp32", 300, None),
+        ("bf16 + 300 proposals (auto with native bf16: AVX512-BF16/AMX)", "bf16", 300, None),
         *([("int8 backbone + 300 proposals", "int8", 300, None)] if int8_supported() else []),
     ):
         fast = prepare_model(

@@ -172,7 +172,7 @@ def make_scraped_pool(root: Path, args: argparse.Namespace, seed: int) -> tuple[
             add(f"images/copy_{stem}_{k}.jpg", copy, None, moved, Origin(info["file_name"], "copy"))
     if args.sparse:
         extra = root / "sparse_export"
-        write_sample(extra, n_images=max(400, 40 * args.sparse), seed=seed + 500, size=args.size)
+        write_sample(extra, n_images=max(800, 80 * args.sparse), seed=seed + 500, size=args.size)
         source = json.loads((extra / "annotations.json").read_text())
         per_image: dict[int, list[dict]] = {}
         for ann in source["annotations"]:
@@ -222,7 +222,7 @@ def train_on(
     epochs = max(1, round(iters / len(ids)))
     config = TrainConfig(
         data=data, arch="maskrcnn_resnet18_fpn", weights=str(init) if init else "none", epochs=epochs,
-        batch_size=4, lr=0.02, img_size=args.size, warmup_iters=20, workers=0, device="cpu",
+        batch_size=4, lr=0.02, img_size=args.size, warmup_iters=20, workers=0, device="cpu", amp=args.amp,
         project=root / "runs", name="m", seed=0, val_every=epochs, model_kwargs=dict(MODEL),
     )  # fmt: skip
     return train(config).last_checkpoint
@@ -251,6 +251,10 @@ def main() -> None:
     parser.add_argument("--start-iters", type=int, default=960, help="images the first model trains on")
     parser.add_argument("--iters", type=int, default=480, help="images each round fine-tunes on")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the figures were one thread)")
+    parser.add_argument("--amp", action="store_true", help="Train with bf16 autocast (native-bf16 CPUs).")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="Another pool, start set and random draws (same test scenes)."
+    )
     scraped = parser.add_argument_group("scraped pool (--scraped; then --copies is not used)")
     scraped.add_argument("--scraped", action="store_true", help="a pool as image search returns it")
     scraped.add_argument(
@@ -266,16 +270,16 @@ def main() -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     if args.scraped:
-        pool_dir, origin = make_scraped_pool(out, args, seed=2000)
+        pool_dir, origin = make_scraped_pool(out, args, seed=2000 + args.seed)
     else:
-        pool_dir, origin = make_pool(out, args.unique, args.copies, args.size, seed=2000)
+        pool_dir, origin = make_pool(out, args.unique, args.copies, args.size, seed=2000 + args.seed)
     pool = load_split(pool_dir, "train")
     write_sample(out / "test_export", n_images=args.test, seed=3000, size=args.size)
     ingest_export(out / "test_export" / "annotations.json", out=out / "test", val_fraction=0.0, seed=0)
     test = load_split(out / "test", "train")
     by_id = pool.by_id()
     ids = sorted(by_id)
-    start = sorted(random.Random(0).sample(ids, args.start))
+    start = sorted(random.Random(args.seed).sample(ids, args.start))
 
     print(f"pool: {describe(ids, by_id, origin)}; start: {describe(start, by_id, origin)}", flush=True)
     held: dict[str, list[dict[str, int]]] = {}  # what each arm had labelled after each round
@@ -291,7 +295,7 @@ def main() -> None:
                 chosen = {Path(c.path).resolve() for c in run.chosen}
                 new = [i for i in rest if by_id[i].path.resolve() in chosen]
             else:
-                new = random.Random(1000 * draw + r).sample(rest, args.step)
+                new = random.Random(100_000 * args.seed + 1000 * draw + r).sample(rest, args.step)
             labelled = sorted(labelled + new)
             ckpt = train_on(pool, labelled, out / f"{arm}{draw}_r{r}", args, args.iters, ckpt)
             value = test_map(ckpt, test)
