@@ -38,17 +38,8 @@ def test_two_gloo_ranks_write_the_csv_one_process_writes(
     write_scenes(photos / "more", n=1)  # a second scene_0: annotated names must not collide across ranks
     (photos / "broken.jpg").write_bytes(b"not a photo")  # its row must stay in input order
     # fp32: byte-equal CSVs; bf16 (`auto` on CPUs with native bf16) rounds by how photos are batched
-    args = [
-        "score",
-        str(photos),
-        "--model",
-        str(checkpoint),
-        "--device",
-        "cpu",
-        "--json",
-        "--precision",
-        "fp32",
-    ]
+    args = ["score", str(photos), "--model", str(checkpoint), "--device", "cpu", "--json"]
+    args += ["--precision", "fp32"]
 
     with pytest.raises(SystemExit) as one:
         main([*args, "--csv", str(tmp_path / "one.csv"), "--save-dir", str(tmp_path / "one")])
