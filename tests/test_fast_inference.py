@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from cpus import AVX2_ONLY, NATIVE_BF16
 from scoremodels import tiny_model, write_checkpoint, write_scenes
 from torchvision.transforms.functional import pil_to_tensor
 
@@ -19,8 +20,6 @@ from officescore.accel import capability, prepare
 from officescore.errors import ConfigError
 
 CONF = 0.5
-NO_BF16 = frozenset({"fpu", "sse2", "avx2", "fma"})  # an AVX2-only CPU (AMD EPYC here once)
-WITH_BF16 = NO_BF16 | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 # A tiny ResNet18-FPN (BatchNorm in its backbone) whose desk and monitor logits are biased: 14-18 of
 # its 20 detections per scene score >= CONF, the rest below it.
 FAVOUR = {"desk": 6.0, "monitor": 4.0}
@@ -116,13 +115,13 @@ def test_precision_follows_the_hardware(cpu_flags: Any, monkeypatch: pytest.Monk
     from officescore.accel import resolve_precision
 
     cpu = torch.device("cpu")
-    cpu_flags(NO_BF16)
+    cpu_flags(AVX2_ONLY)
     assert resolve_precision("auto", cpu) == "fp32"  # emulated bf16 would be slower
     for name in ("bf16", "fp16", "fp64"):  # int8 runs on AVX2 CPUs: tests/test_int8.py
         with pytest.raises(ConfigError, match="--precision") as exc:
             resolve_precision(name, cpu)
         assert "\n" not in str(exc.value)
-    cpu_flags(WITH_BF16)
+    cpu_flags(NATIVE_BF16)
     assert resolve_precision("auto", cpu) == resolve_precision("BF16", cpu) == "bf16"
     assert resolve_precision("fp32", cpu) == "fp32"
     with pytest.raises(ConfigError, match="TorchScript"):
@@ -153,7 +152,7 @@ def test_cli_refuses_a_precision_the_hardware_lacks(
     from officescore.cli import main
     from officescore.label import backend
 
-    cpu_flags(NO_BF16)
+    cpu_flags(AVX2_ONLY)
     monkeypatch.setattr(os, "execve", lambda *a: pytest.fail("must not start streamlit"))
     monkeypatch.setattr(backend, "make_server", lambda *a: pytest.fail("must not start the backend"))
     photo, checkpoint = str(tiny["photos"][0]), str(tiny["checkpoint"])
@@ -180,7 +179,7 @@ def test_prelabel_and_the_label_backend_predict_at_the_precision_asked(
 
     exact = load_predictor(tiny["checkpoint"], "cpu", 0.3, None, "fp32").predictor
     assert (exact.precision, exact.proposals) == ("fp32", None)
-    for flags, precision in ((NO_BF16, "fp32"), (WITH_BF16, "bf16")):  # what `auto` picks on each CPU
+    for flags, precision in ((AVX2_ONLY, "fp32"), (NATIVE_BF16, "bf16")):  # what `auto` picks on each CPU
         cpu_flags(flags)
         fast = load_predictor(tiny["checkpoint"], "cpu", 0.3, None, "auto").predictor
         assert (fast.precision, fast.proposals) == (precision, prepare.FAST_PROPOSALS)
@@ -226,11 +225,11 @@ def test_bf16_agrees_with_fp32_where_the_cpu_has_it(
     from officescore.infer import Predictor
 
     monkeypatch.setattr(prepare, "FAST_PROPOSALS", 20)  # below this small model's 30
-    cpu_flags(WITH_BF16)
+    cpu_flags(NATIVE_BF16)
     fast = Predictor.load(tiny["checkpoint"], device="cpu", conf=CONF, precision="auto")
     assert (fast.precision, fast.proposals) == ("bf16", 20)
     assert fast.model.rpn._post_nms_top_n["testing"] == 20
-    cpu_flags(NO_BF16)
+    cpu_flags(AVX2_ONLY)
     auto = Predictor.load(tiny["checkpoint"], device="cpu", conf=CONF, precision="auto")
     assert (auto.precision, auto.proposals) == ("fp32", 20)  # never emulated bf16
     # The same 20 proposals in fp32 and bf16: what differs is the arithmetic.

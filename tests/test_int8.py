@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from cpus import AVX2_ONLY, NO_AVX2
 from scoremodels import write_checkpoint, write_scenes
 from torchvision.transforms.functional import pil_to_tensor
 
@@ -17,8 +18,6 @@ from officescore.accel.int8 import int8_supported
 from officescore.errors import ConfigError
 
 CONF = 0.5
-AVX2 = frozenset({"fpu", "sse2", "avx2", "fma"})
-NO_AVX2 = frozenset({"fpu", "sse2"})
 QUANTISED = (torch.ao.nn.quantized.Conv2d, torch.ao.nn.intrinsic.quantized.ConvReLU2d)
 # PyTorch's x86 int8 kernels need an x86 CPU with AVX2 (every machine this project runs on has one)
 runs_int8 = pytest.mark.skipif(not int8_supported(), reason="no x86 CPU with AVX2: int8 cannot run here")
@@ -42,13 +41,13 @@ def _image(path: Path) -> list[torch.Tensor]:
 def test_int8_only_where_the_cpu_runs_it_and_never_by_auto(cpu_flags: Any) -> None:
     from officescore.accel import resolve_precision
 
-    cpu_flags(AVX2)
+    cpu_flags(AVX2_ONLY)
     assert resolve_precision("int8", "cpu") == resolve_precision("INT8", "cpu") == "int8"
     assert resolve_precision("auto", "cpu") == "fp32"  # int8 needs calibration photos: asked for only
     cpu_flags(NO_AVX2)
     with pytest.raises(ConfigError, match="lacks AVX2"):
         resolve_precision("int8", "cpu")
-    cpu_flags(AVX2)
+    cpu_flags(AVX2_ONLY)
     with pytest.raises(ConfigError, match="for CPUs, not cuda"):
         resolve_precision("int8", "cuda")
     with pytest.raises(ConfigError, match="TorchScript"):
@@ -70,7 +69,7 @@ def test_int8_backbone_is_int8_calibrated_and_agrees_with_fp32(cpu_flags: Any, t
     from officescore.infer import Predictor
 
     # auto on an AVX2-only CPU: fp32 with the 300 proposals int8 has (with native bf16 it is bf16)
-    cpu_flags(AVX2)
+    cpu_flags(AVX2_ONLY)
     fp32 = Predictor.load(tiny["checkpoint"], device="cpu", conf=CONF, precision="auto")
     int8 = Predictor.load(
         tiny["checkpoint"], device="cpu", conf=CONF, precision="int8", calibration=tiny["calibration"]

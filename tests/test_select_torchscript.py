@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from cpus import AVX2_ONLY
 from scoremodels import TINY_KWARGS, controlled_model
 
 from officescore import DEFAULT_CLASSES
@@ -74,7 +75,7 @@ def test_the_checkpoint_of_the_same_model_uses_its_hooks(
     cpu_flags: Any, exported: tuple[Path, Path, list[Path]]
 ) -> None:
     checkpoint, _, paths = exported
-    cpu_flags(frozenset({"avx2"}))  # `auto` = fp32, as on the AVX2 CPU the thresholds were measured on
+    cpu_flags(AVX2_ONLY)  # `auto` = fp32, as on the AVX2 CPU the thresholds were measured on
     signals = image_signals(Predictor.load(checkpoint, device="cpu", conf=0.0), paths[:2])
     assert not any(s.fallback for s in signals)
     assert signals[0].feature is not None and signals[0].feature.shape != (3 * 16 * 16,)  # FPN pooled

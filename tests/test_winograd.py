@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 import torch
+from cpus import AVX2_ONLY
 from scoremodels import tiny_model, write_scenes
 from torchvision.transforms.functional import pil_to_tensor
 
 from officescore import DEFAULT_CLASSES
 from officescore.accel import prepare, winograd
 
-AVX2 = frozenset({"fpu", "sse2", "avx2", "fma"})
-AVX512 = AVX2 | {"avx512f", "avx512bw"}
+AVX512 = AVX2_ONLY | {"avx512f", "avx512bw"}
 
 
 @pytest.fixture
@@ -120,12 +120,12 @@ def _v2() -> Any:
 def test_prepare_model_routes_v2_through_nnpack_only_where_it_pays(flags: Any) -> None:
     """fp32 on an AVX2 CPU: v2's 4 FPN output convs, 2 RPN convs and its box and mask heads' 4 + 4
     convs. Not with AVX-512 (oneDNN's own kernels, not measured against), nor in bf16."""
-    flags(AVX2)
+    flags(AVX2_ONLY)
     model = prepare.prepare_model(_v2(), "cpu", "fp32")
     assert sum(isinstance(m, winograd.NNPACKConv2d) for m in model.modules()) == 6
     assert isinstance(model.roi_heads.box_head, winograd.RoiMosaic)
     assert model.roi_heads.box_head.depth == model.roi_heads.mask_head.depth == 4
-    for cpu, precision in ((AVX512, "fp32"), (AVX2, "bf16")):
+    for cpu, precision in ((AVX512, "fp32"), (AVX2_ONLY, "bf16")):
         flags(cpu)
         other = prepare.prepare_model(_v2(), "cpu", precision)
         assert not any(isinstance(m, (winograd.NNPACKConv2d, winograd.RoiMosaic)) for m in other.modules())
