@@ -188,63 +188,25 @@ def select(
             check_classes(predictor.classes, load_split(labelled, "all").classes, str(model))
     labelled_keys = {p.resolve() for p in labelled_files}
     files = [p for p in files if p.resolve() not in labelled_keys]  # already labelled: not a candidate
-
-    with reporter.stage("hashing photos", total=len(files) + len(labelled_files)) as stage:
-        hashes = []
-        for p in files:
-            hashes.append(phash(p))
-            stage.advance(1)
-        labelled_hashes = []
-        for p in labelled_files:
-            labelled_hashes.append(phash(p))
-            stage.advance(1)
-    near = np.zeros(len(files), dtype=bool)
-    known = [h for h in labelled_hashes if h is not None]
-    readable = [i for i, h in enumerate(hashes) if h is not None]
-    if known and readable:
-        near[readable] = hamming([hashes[i] for i in readable], known).min(axis=1) <= NEAR_DUP_BITS
+    hashes, labelled_hashes = _hash_photos(files, labelled_files, reporter)
+    near = _near_labelled(hashes, labelled_hashes)
     excluded = [str(files[i]) for i in np.nonzero(near)[0]]
     unreadable = [str(files[i]) for i, h in enumerate(hashes) if h is None]
     usable = [i for i in range(len(files)) if hashes[i] is not None and not near[i]]
     notes: list[str] = []
-
     if strategy == "random":
-        order = list(usable)
-        random.Random(seed).shuffle(order)
-        chosen_idx: list[int] = []
-        for i in order:  # no two near-duplicates either
-            if len(chosen_idx) == budget:
-                break
-            if chosen_idx and hamming([hashes[i]], [hashes[k] for k in chosen_idx]).min() <= NEAR_DUP_BITS:
-                continue
-            chosen_idx.append(i)
-        chosen = [Choice(r + 1, files[i], 0.0, 0.0, 0.0, 0.0, 0.0, 0) for r, i in enumerate(chosen_idx)]
+        chosen = _random_choices(files, hashes, usable, budget, seed)
         source = str(model) if model else "-"
     else:
-        candidates = [files[i] for i in usable]
-        signals = image_signals(predictor, candidates + labelled_files, uncertainty, reporter)
-        pool_signals, labelled_signals = signals[: len(candidates)], signals[len(candidates) :]
-        if any(s.fallback for s in signals):
+        chosen, more_unreadable, fallback = _uncertain_choices(
+            predictor, [files[i] for i in usable], [hashes[i] for i in usable], labelled_files, budget,
+            uncertainty, reporter,
+        )  # fmt: skip
+        unreadable += more_unreadable
+        if fallback:
             notes.append(
                 f"{model}: a TorchScript export takes no hooks, so uncertainty comes from detection "
                 "scores and diversity from thumbnails; pass the .pt checkpoint for the full signals"
-            )
-        ok = [k for k, s in enumerate(pool_signals) if s.feature is not None]
-        unreadable += [str(pool_signals[k].path) for k, s in enumerate(pool_signals) if s.feature is None]
-        feats = np.stack([pool_signals[k].feature for k in ok]) if ok else np.zeros((0, 1))
-        centres = [s.feature for s in labelled_signals if s.feature is not None]
-        u = combined_uncertainty([pool_signals[k] for k in ok])
-        picks = k_center_greedy(
-            feats, u, budget, np.stack(centres) if centres else None, hashes=[hashes[usable[k]] for k in ok]
-        )
-        chosen = []
-        for rank, (j, score, dist) in enumerate(picks, start=1):
-            s = pool_signals[ok[j]]
-            d = dist if np.isfinite(dist) else 0.0
-            chosen.append(
-                Choice(
-                    rank, s.path, score, float(u[j]), s.class_uncertainty, s.mask_uncertainty, d, s.detections
-                )
             )
         source = str(model)
     if len(chosen) < budget:
@@ -261,6 +223,74 @@ def select(
         run.tasks, _, _ = select_tasks(Path(labelstudio), predictor, paths, f"select-{Path(model).stem}")
     run.seconds = time.perf_counter() - started
     return run
+
+
+def _hash_photos(
+    files: list[Path], labelled_files: list[Path], reporter: Reporter
+) -> tuple[list[int | None], list[int | None]]:
+    """Perceptual hashes of the pool and of the labelled photos (None: unreadable)."""
+    with reporter.stage("hashing photos", total=len(files) + len(labelled_files)) as stage:
+        hashes = []
+        for p in files:
+            hashes.append(phash(p))
+            stage.advance(1)
+        labelled_hashes = []
+        for p in labelled_files:
+            labelled_hashes.append(phash(p))
+            stage.advance(1)
+    return hashes, labelled_hashes
+
+
+def _near_labelled(hashes: list[int | None], labelled_hashes: list[int | None]) -> np.ndarray:
+    """Per pool photo: a near-duplicate of a labelled one (within NEAR_DUP_BITS)."""
+    near = np.zeros(len(hashes), dtype=bool)
+    known = [h for h in labelled_hashes if h is not None]
+    readable = [i for i, h in enumerate(hashes) if h is not None]
+    if known and readable:
+        near[readable] = hamming([hashes[i] for i in readable], known).min(axis=1) <= NEAR_DUP_BITS
+    return near
+
+
+def _random_choices(
+    files: list[Path], hashes: list[int | None], usable: list[int], budget: int, seed: int
+) -> list[Choice]:
+    """The baseline: a seeded shuffle of the usable photos, no two near-duplicates."""
+    order = list(usable)
+    random.Random(seed).shuffle(order)
+    chosen: list[int] = []
+    for i in order:
+        if len(chosen) == budget:
+            break
+        if chosen and hamming([hashes[i]], [hashes[k] for k in chosen]).min() <= NEAR_DUP_BITS:
+            continue
+        chosen.append(i)
+    return [Choice(r + 1, files[i], 0.0, 0.0, 0.0, 0.0, 0.0, 0) for r, i in enumerate(chosen)]
+
+
+def _uncertain_choices(
+    predictor: Any, candidates: list[Path], hashes: list[int | None], labelled_files: list[Path],
+    budget: int, uncertainty: str, reporter: Reporter,
+) -> tuple[list[Choice], list[str], bool]:  # fmt: skip
+    """k-center greedy weighted by uncertainty; also the photos the model could not read, and
+    whether the signals came from the TorchScript fallback."""
+    signals = image_signals(predictor, candidates + labelled_files, uncertainty, reporter)
+    pool_signals, labelled_signals = signals[: len(candidates)], signals[len(candidates) :]
+    ok = [k for k, s in enumerate(pool_signals) if s.feature is not None]
+    unreadable = [str(s.path) for s in pool_signals if s.feature is None]
+    feats = np.stack([pool_signals[k].feature for k in ok]) if ok else np.zeros((0, 1))
+    centres = [s.feature for s in labelled_signals if s.feature is not None]
+    u = combined_uncertainty([pool_signals[k] for k in ok])
+    picks = k_center_greedy(
+        feats, u, budget, np.stack(centres) if centres else None, hashes=[hashes[k] for k in ok]
+    )
+    chosen = []
+    for rank, (j, score, dist) in enumerate(picks, start=1):
+        s = pool_signals[ok[j]]
+        d = dist if np.isfinite(dist) else 0.0
+        chosen.append(
+            Choice(rank, s.path, score, float(u[j]), s.class_uncertainty, s.mask_uncertainty, d, s.detections)
+        )
+    return chosen, unreadable, any(s.fallback for s in signals)
 
 
 def write_choices(path: Path, chosen: list[Choice]) -> tuple[Path, Path]:
