@@ -38,7 +38,7 @@ class ImageMatch:
     label_iou: np.ndarray  # [L, L] mask IoU between labels (diagonal 0)
     agree: np.ndarray  # [P, L] tolerant mask F-score (tolerant_f) where the two overlap at all, else 0
     own_agree: np.ndarray  # [P, L] same-class pairs: agree without the prediction's pixels on other labels
-    tol: int = 1  # boundary slack in pixels for tolerant_f
+    tol: int = 1  # the photo's boundary slack in pixels for tolerant_f (object_tolerance caps it per label)
 
     @property
     def overlap(self) -> np.ndarray:
@@ -81,11 +81,12 @@ def match_image(labels: list[Label], predictions: list[Prediction], tol: int = 1
         free = sum(mask("l", k).astype(np.int32) for k in range(len(labels))) == 0
     for i, j in pairs:
         pred, label = mask("p", int(i)), mask("l", int(j))
-        agree[i, j] = _tolerant_f(pred, label, tol)
+        slack = object_tolerance(tol, labels[j].bbox)
+        agree[i, j] = _tolerant_f(pred, label, slack)
         if predictions[i].class_name == labels[j].class_name:
             # A prediction's pixels on another label are that label's object (an occluder the model's
             # mask ran over, as masks do at occlusion boundaries), not evidence against this label's mask.
-            own_agree[i, j] = _tolerant_f(pred.astype(bool) & (free | label.astype(bool)), label, tol)
+            own_agree[i, j] = _tolerant_f(pred.astype(bool) & (free | label.astype(bool)), label, slack)
     return ImageMatch(
         labels=labels,
         predictions=predictions,
@@ -116,6 +117,16 @@ def predictions_by_image(results: list[dict[str, Any]], classes: list[str]) -> d
 def tolerance(height: int, width: int) -> int:
     """Boundary slack for mask agreement: 1 % of the photo's longer side, at least one pixel."""
     return max(1, round(0.01 * max(height, width)))
+
+
+OBJECT_TOLERANCE = 0.05  # of the label's shorter box side
+
+
+def object_tolerance(tol: int, bbox: list[float]) -> int:
+    """The photo's slack, capped at 5 % of the label's shorter side (at least one pixel): a 2 px
+    slack on a 9 px-tall keyboard hides an erosion of its whole edge. Measured with bench/audit.py
+    over 10 injection draws on four models: +0.009 to +0.019 overall recall, bad_mask +0.04 to +0.07."""
+    return max(1, min(tol, round(OBJECT_TOLERANCE * min(bbox[2], bbox[3]))))
 
 
 def tolerant_f(a: dict[str, Any], b: dict[str, Any], tol: int) -> float:

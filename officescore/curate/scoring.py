@@ -11,8 +11,9 @@ Each kind scores in [0, 1], higher = more likely an error:
   45 % diagonally is 0.18, and a thin mask so shifted hardly touches its object) but the masks disagree
   more than this model usually does for that class: score x (1 - agreement / the class's median) / 0.5,
   agreement = the boundary-tolerant mask F-score of match.tolerant_f (plain IoU would flag every
-  small object for the one-pixel slop of any model's masks) without the prediction's pixels that lie
-  on other labels (an occluder its mask ran over is not this label's fault)
+  small object for the one-pixel slop of any model's masks; the slack is 1 % of the photo, at most
+  5 % of the label's shorter side, so a thin object's eroded edge still counts) without the
+  prediction's pixels that lie on other labels (an occluder its mask ran over is not this label's fault)
 - spurious: a label no prediction of any class supports: (1 - support) x the class's recall
 - duplicate: two labels of one object (mask IoU >= 0.6): that IoU, on the later label
 
