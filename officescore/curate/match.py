@@ -125,8 +125,8 @@ OBJECT_TOLERANCE = 0.05  # of the label's shorter box side
 def object_tolerance(tol: int, bbox: list[float]) -> int:
     """The photo's slack, capped at 5 % of the label's shorter side (at least one pixel): a 2 px
     slack on a 9 px-tall keyboard hides an erosion of its whole edge. Measured with bench/audit.py,
-    10 injection draws on each of three checkpoints: +0.009 to +0.019 overall recall, bad_mask +0.04
-    to +0.07 (and +0.012 overall on a fourth model over 3 draws)."""
+    10 injection draws on each of four checkpoints: +0.007 to +0.019 overall recall, bad_mask up to
+    +0.07 (and +0.012 overall on a fifth model over 3 draws)."""
     return max(1, min(tol, round(OBJECT_TOLERANCE * min(bbox[2], bbox[3]))))
 
 
