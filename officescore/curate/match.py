@@ -38,7 +38,6 @@ class ImageMatch:
     label_iou: np.ndarray  # [L, L] mask IoU between labels (diagonal 0)
     agree: np.ndarray  # [P, L] tolerant mask F-score (tolerant_f) where the two overlap at all, else 0
     own_agree: np.ndarray  # [P, L] same-class pairs: agree without the prediction's pixels on other labels
-    tol: int = 1  # the photo's boundary slack in pixels for tolerant_f (object_tolerance caps it per label)
 
     @property
     def overlap(self) -> np.ndarray:
@@ -96,7 +95,6 @@ def match_image(labels: list[Label], predictions: list[Prediction], tol: int = 1
         label_iou=label_iou,
         agree=agree,
         own_agree=own_agree,
-        tol=tol,
     )
 
 
