@@ -153,6 +153,29 @@ def test_cli_json_and_bad_inputs(
     ]
     assert all(t["predictions"][0]["model_version"] == "select-m" for t in tasks)
     assert any(t["predictions"][0]["result"] for t in tasks)  # the model's detections >= 0.5
+    # select's own model (loaded at conf 0 for its signals) made them, at the suggestion threshold
+    assert all(r["score"] >= 0.5 for t in tasks for r in t["predictions"][0]["result"] if "score" in r)
+    assert any("score" in r for t in tasks for r in t["predictions"][0]["result"])
+    # The random baseline loads the model only for the pre-annotations.
+    random_tasks = tmp_path / "random_tasks.json"
+    code, stdout, _ = _cli(
+        [
+            *args,
+            "--strategy",
+            "random",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "random" / "next.csv"),
+            "--labelstudio",
+            str(random_tasks),
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0 and json.loads(stdout)["strategy"] == "random"
+    assert len(read_tasks(random_tasks)) == 3
+    assert any(t["predictions"][0]["result"] for t in read_tasks(random_tasks))
     other = write_checkpoint(tmp_path / "other.pt", favour={"desk": 3.0}, classes=["desk", "cat"])
     cases = [
         (["--model", str(model), "--budget", "0"], "--budget 0"),

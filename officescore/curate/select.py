@@ -216,10 +216,12 @@ def select(
         run.csv, run.images_txt = write_choices(Path(out), chosen)
     if labelstudio is not None:
         from officescore.curate.labelstudio import select_tasks
-        from officescore.infer import Predictor
 
-        predictor = Predictor.load(model, device=device, conf=0.5)
-        paths = [c.path for c in chosen]
+        if predictor is None:  # the random baseline needed no model until now
+            from officescore.infer import Predictor
+
+            predictor = Predictor.load(model, device=device, conf=0.5)
+        paths = [c.path for c in chosen]  # select_tasks predicts at its own SUGGEST_CONF
         run.tasks, _, _ = select_tasks(Path(labelstudio), predictor, paths, f"select-{Path(model).stem}")
     run.seconds = time.perf_counter() - started
     return run
