@@ -9,7 +9,7 @@ the file to the upload widget until the score ("NN/100") is shown, so upload, de
 (masks for everything the slider can show, >= 0.05), drawing and the browser's rendering.
 
 Servers, one after the other on the same machine:
-- before: the page with the model as eager torchvision runs it (officescore.accel's rewrites and
+- before: the page with the model as eager torchvision runs it (officescore.infer.accel's rewrites and
   threshold push switched off in the server process), as every photo was scored before the fast path;
 - fp32 and auto: `officescore serve --precision fp32|auto` (auto is serve's default);
 - int8: `officescore serve --precision int8 --calibration DIR`, 16 other synthetic scenes.
@@ -72,13 +72,13 @@ def write_inputs(out: Path, photos: int) -> tuple[Path, list[Path]]:
 
 
 def serve_eager(args: list[str]) -> None:
-    """Run the page in this process with officescore.accel switched off (the "before" server)."""
-    import officescore.accel
-    import officescore.accel.run
+    """Run the page in this process with officescore.infer.accel switched off (the "before" server)."""
+    import officescore.infer.accel
+    import officescore.infer.accel.run
     from officescore.app import PageSettings, streamlit_command
 
-    officescore.accel.prepare_model = lambda model, *a, **k: model.eval()  # as it comes
-    officescore.accel.run._kept_only = lambda model, conf: contextlib.nullcontext()  # masks for all
+    officescore.infer.accel.prepare_model = lambda model, *a, **k: model.eval()  # as it comes
+    officescore.infer.accel.run._kept_only = lambda model, conf: contextlib.nullcontext()  # masks for all
     model, port = args
     argv, env = streamlit_command(PageSettings(model=model, device="cpu", precision="fp32"), port=int(port))
     os.environ.update(env)

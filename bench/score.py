@@ -1,4 +1,4 @@
-"""Speed of officescore's fast inference path (officescore.accel) against eager torchvision.
+"""Speed of officescore's fast inference path (officescore.infer.accel) against eager torchvision.
 
     python bench/score.py                                 # v2 at 800 px and MobileNetV3 at 512 px
     python bench/score.py --models v2 --photos 2          # shorter
@@ -41,9 +41,9 @@ from torchvision.transforms.functional import pil_to_tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from officescore import DEFAULT_CLASSES  # noqa: E402
-from officescore.accel import forward, native_bf16_cpu, prepare_model, proposals_for, resolve_precision  # noqa: E402
-from officescore.accel.int8 import CALIBRATION_PHOTOS, int8_supported, spread  # noqa: E402
-from officescore.accel.winograd import nnpack_pays  # noqa: E402
+from officescore.infer.accel import forward, native_bf16_cpu, prepare_model, proposals_for, resolve_precision  # noqa: E402
+from officescore.infer.accel.int8 import CALIBRATION_PHOTOS, int8_supported, spread  # noqa: E402
+from officescore.infer.accel.winograd import nnpack_pays  # noqa: E402
 from officescore.model import build_model  # noqa: E402
 from officescore.sample import render_scene  # noqa: E402
 

@@ -129,7 +129,7 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
 
     from officescore.images import load_image
     from officescore.infer import ImageResult, Predictor
-    from officescore.score import Rubric, score_office
+    from officescore.infer.score import Rubric, score_office
 
     settings = PageSettings.from_env()
     st.set_page_config(page_title="officescore", layout="wide")
@@ -197,7 +197,7 @@ def objects_table(detections: Sequence[Any]) -> Any:
     the photo uses (so a row and its mask are matched by colour)."""
     import pandas as pd
 
-    from officescore.drawing import class_colour, class_colour_hex, text_colour
+    from officescore.infer.drawing import class_colour, class_colour_hex, text_colour
 
     rows = [
         {
@@ -223,7 +223,7 @@ def _render(st: Any, image: Any, result: Any, office: Any, classes: list[str]) -
     from PIL import Image
     from streamlit.errors import StreamlitAPIException
 
-    from officescore.drawing import PAGE_WIDTH, draw
+    from officescore.infer.drawing import PAGE_WIDTH, draw
 
     left, right = st.columns([3, 2])
     with right:

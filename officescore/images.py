@@ -8,7 +8,9 @@ the output coordinates.
 
 from __future__ import annotations
 
+import glob
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,3 +155,30 @@ def fit_for_model(
         target = (max(1, round(original[0] * scale)), max(1, round(original[1] * scale)))
         image = image.resize(target, Image.Resampling.BILINEAR)
     return ModelInput(image, original)
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+ImageInput = str | Path | Image.Image  # a path, or a photo already in memory
+
+
+def expand_inputs(items: Iterable[ImageInput]) -> list[ImageInput]:
+    """Files as given, folders -> their image files (sorted, recursive), globs -> matches.
+
+    A path that matches nothing is kept as is, so it is reported as missing for that photo only.
+    """
+    expanded: list[ImageInput] = []
+    for item in items:
+        if isinstance(item, Image.Image):
+            expanded.append(item)
+            continue
+        path = Path(item)
+        if path.is_dir():
+            expanded.extend(
+                p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+        elif not path.exists() and glob.has_magic(str(item)):
+            matches = [Path(m) for m in sorted(glob.glob(str(item), recursive=True)) if Path(m).is_file()]
+            expanded.extend(matches or [path])
+        else:
+            expanded.append(path)
+    return expanded

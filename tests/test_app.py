@@ -21,8 +21,8 @@ from scoremodels import write_checkpoint, write_scenes
 from officescore import masks
 from officescore.app import MAX_UPLOAD_BYTES, PageSettings, check_upload, slider_start, streamlit_command
 from officescore.cli import main
-from officescore.drawing import PAGE_WIDTH, class_colour
 from officescore.errors import BadImageError, UserError
+from officescore.infer.drawing import PAGE_WIDTH, class_colour
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"  # screenshots kept (git-ignored)
 CHROMIUM_ARGS = [

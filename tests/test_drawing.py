@@ -1,4 +1,4 @@
-"""officescore.drawing: the picture `score --save-dir` writes and the web page shows.
+"""officescore.infer.drawing: the picture `score --save-dir` writes and the web page shows.
 
 Synthetic detections on a plain photo, so every pixel's expected colour is known exactly.
 """
@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from officescore import masks
-from officescore.drawing import (
+from officescore.infer import Detection
+from officescore.infer.drawing import (
     FILL_ALPHA,
     MIN_SAVE_WIDTH,
     class_colour,
@@ -19,8 +20,7 @@ from officescore.drawing import (
     save_width,
     text_colour,
 )
-from officescore.infer import Detection
-from officescore.score import score_office
+from officescore.infer.score import score_office
 
 W, H = 192, 144
 

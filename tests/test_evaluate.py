@@ -630,7 +630,7 @@ def test_category_map_matches_model_classes_to_the_data_set_by_name() -> None:
 
 def test_eval_runs_a_torchscript_export_like_its_checkpoint(tiny: dict[str, Any], tmp_path: Path) -> None:
     """The issue's second model source: an exported TorchScript file gives the checkpoint's numbers."""
-    from officescore.evaluate_run import run_eval
+    from officescore.evaluate.run import run_eval
     from officescore.export import export_model
 
     scripted = export_model(tiny["checkpoint"], "torchscript", out=tmp_path / "best.torchscript.pt").path

@@ -1,4 +1,4 @@
-"""The fast inference path (officescore.accel): exact fp32 against eager torchvision, the precision
+"""The fast inference path (officescore.infer.accel): exact fp32 against eager torchvision, the precision
 choice by hardware (mocked both ways), reduced precision against fp32, eval numbers unchanged."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from scoremodels import tiny_model, write_checkpoint, write_scenes
 from torchvision.transforms.functional import pil_to_tensor
 
 from officescore import DEFAULT_CLASSES
-from officescore.accel import capability, prepare
 from officescore.errors import ConfigError
+from officescore.infer.accel import capability, prepare
 
 CONF = 0.5
 # A tiny ResNet18-FPN (BatchNorm in its backbone) whose desk and monitor logits are biased: 14-18 of
@@ -112,7 +112,7 @@ def test_fp32_fast_path_equals_eager_torchvision_on_kept_detections(tiny: dict[s
 
 
 def test_precision_follows_the_hardware(cpu_flags: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from officescore.accel import resolve_precision
+    from officescore.infer.accel import resolve_precision
 
     cpu = torch.device("cpu")
     cpu_flags(AVX2_ONLY)
@@ -182,7 +182,7 @@ def test_prelabel_and_the_label_backend_predict_at_the_precision_asked(
     for flags, precision in ((AVX2_ONLY, "fp32"), (NATIVE_BF16, "bf16")):  # what `auto` picks on each CPU
         cpu_flags(flags)
         fast = load_predictor(tiny["checkpoint"], "cpu", 0.3, None, "auto").predictor
-        assert (fast.precision, fast.proposals) == (precision, prepare.FAST_PROPOSALS)
+        assert (fast.precision, fast.proposals) == (precision, capability.FAST_PROPOSALS)
     backend = Backend(tiny["checkpoint"], device="cpu", precision="fp32")
     assert backend.current().predictor.proposals is None
 
@@ -194,7 +194,7 @@ def test_cli_precision_defaults_equal_the_library_defaults() -> None:
     from officescore.cli.prelabel import prelabel
     from officescore.cli.score import score
     from officescore.cli.serve import serve
-    from officescore.evaluate_run import run_eval
+    from officescore.evaluate.run import run_eval
     from officescore.infer import Predictor
     from officescore.label.backend import Backend
     from officescore.label.predict import load_predictor
@@ -221,10 +221,10 @@ def test_bf16_agrees_with_fp32_where_the_cpu_has_it(
     from PIL import Image
     from torchvision.ops import box_iou
 
-    from officescore.accel import forward
     from officescore.infer import Predictor
+    from officescore.infer.accel import forward
 
-    monkeypatch.setattr(prepare, "FAST_PROPOSALS", 20)  # below this small model's 30
+    monkeypatch.setattr(capability, "FAST_PROPOSALS", 20)  # below this small model's 30
     cpu_flags(NATIVE_BF16)
     fast = Predictor.load(tiny["checkpoint"], device="cpu", conf=CONF, precision="auto")
     assert (fast.precision, fast.proposals) == ("bf16", 20)

@@ -16,8 +16,8 @@ from rich.console import Console
 
 from officescore.cli import main
 from officescore.errors import DataError
-from officescore.health import health_report, save_health_plot, size_bucket
 from officescore.ingest import ingest_export
+from officescore.ingest.health import health_report, save_health_plot, size_bucket
 
 
 def _square(x: int, y: int, side: int) -> list[list[int]]:

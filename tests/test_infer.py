@@ -25,12 +25,12 @@ from officescore.infer import (
     coco_categories,
     coco_label_names,
     default_model_source,
-    draw,
     expand_inputs,
     load_coco_mapping,
     score_photos,
 )
-from officescore.score import Rubric, score_office
+from officescore.infer.drawing import draw
+from officescore.infer.score import Rubric, score_office
 
 
 @pytest.fixture(scope="module")

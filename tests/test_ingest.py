@@ -29,11 +29,14 @@ from exports import (
 )
 from PIL import Image
 
-from officescore import ingest, ingest_write, masks
+from officescore import masks
 from officescore.cli import main
 from officescore.errors import DataError, UserError
 from officescore.ingest import PHASH_THRESHOLD, ingest_export
-from officescore.ingest_checks import ImageRecord, _check_rle, rle_counts
+from officescore.ingest import run as ingest
+from officescore.ingest import write as ingest_write
+from officescore.ingest.checks import ImageRecord, _check_rle
+from officescore.masks import rle_counts
 
 Coco = dict[str, Any]
 
@@ -924,7 +927,7 @@ def test_phash_threshold_separates_copies_from_scenes(tmp_path: Path) -> None:
     """Re-measure the documented gap on fresh sample scenes: copies <= threshold < distinct scenes."""
     import imagehash
 
-    from officescore.ingest_split import hamming_pairs
+    from officescore.ingest.split import hamming_pairs
     from officescore.sample import write_sample
 
     write_sample(tmp_path, n_images=24, seed=5, size=192)
@@ -998,7 +1001,7 @@ def test_no_val_when_fraction_zero(tmp_path: Path) -> None:
 
 def test_data_set_is_readable_as_the_umask_allows(tmp_path: Path) -> None:
     """Temp folders and atomic writes are private (0700/0600); a data set is meant to be shared."""
-    from officescore.health import health_report, save_health_plot
+    from officescore.ingest.health import health_report, save_health_plot
 
     export = write_export(tmp_path, make_export(tmp_path, n_images=3))
     old = os.umask(0o022)

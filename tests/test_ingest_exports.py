@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 from exports import draw_scene
 
-from officescore import ingest, masks
+from officescore import masks
 from officescore.cli import main
 from officescore.errors import DataError
 from officescore.ingest import ingest_export
-from officescore.ingest_checks import IGNORE_REGION
+from officescore.ingest import run as ingest
+from officescore.ingest.checks import IGNORE_REGION
 
 W, H = 96, 64
 PREFIXES = ["3f9a1c2e", "b07d44e1", "0c5e9b7a", "e2a61f03", "9d4c7b10", "51f0e8c6"]

@@ -1,4 +1,4 @@
-"""--precision int8 (officescore.accel.int8): an int8 backbone calibrated on photos, chosen only where
+"""--precision int8 (officescore.infer.accel.int8): an int8 backbone calibrated on photos, chosen only where
 the CPU runs int8 kernels (mocked both ways), close to fp32, and refused with one line where it has
 nothing to calibrate on."""
 
@@ -14,8 +14,8 @@ from cpus import AVX2_ONLY, NO_AVX2
 from scoremodels import write_checkpoint, write_scenes
 from torchvision.transforms.functional import pil_to_tensor
 
-from officescore.accel.int8 import int8_supported
 from officescore.errors import ConfigError
+from officescore.infer.accel.int8 import int8_supported
 
 CONF = 0.5
 QUANTISED = (torch.ao.nn.quantized.Conv2d, torch.ao.nn.intrinsic.quantized.ConvReLU2d)
@@ -39,7 +39,7 @@ def _image(path: Path) -> list[torch.Tensor]:
 
 
 def test_int8_only_where_the_cpu_runs_it_and_never_by_auto(cpu_flags: Any) -> None:
-    from officescore.accel import resolve_precision
+    from officescore.infer.accel import resolve_precision
 
     cpu_flags(AVX2_ONLY)
     assert resolve_precision("int8", "cpu") == resolve_precision("INT8", "cpu") == "int8"
@@ -65,8 +65,8 @@ def test_int8_backbone_is_int8_calibrated_and_agrees_with_fp32(cpu_flags: Any, t
     box regression amplifies rounding; what int8 costs a trained model is mAP (bench/score.py)."""
     from torchvision.ops import box_iou
 
-    from officescore.accel import forward
     from officescore.infer import Predictor
+    from officescore.infer.accel import forward
 
     # auto on an AVX2-only CPU: fp32 with the 300 proposals int8 has (with native bf16 it is bf16)
     cpu_flags(AVX2_ONLY)
@@ -108,8 +108,8 @@ def test_int8_calibration_sets_the_ranges(tiny: dict[str, Any]) -> None:
     """Calibrated on photos the features are close (relative error 0.03 measured); calibrated on one
     uniform grey image, whose activations hardly spread, they are not (0.49): the calibration photos
     really set the int8 ranges."""
-    from officescore.accel import fold_batchnorm
-    from officescore.accel.int8 import quantize_body
+    from officescore.infer.accel import fold_batchnorm
+    from officescore.infer.accel.int8 import quantize_body
     from officescore.model import load_any
 
     image = _image(tiny["photos"][0])
@@ -236,7 +236,7 @@ def test_prelabel_and_the_label_backend_run_int8(
 @pytest.fixture
 def calibrations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many photos each int8 model was calibrated on."""
-    from officescore.accel import prepare
+    from officescore.infer.accel import prepare
 
     seen: list[int] = []
     real = prepare.quantize_body
@@ -254,8 +254,8 @@ def test_calibration_photos_are_spread_and_reach_the_model(
     tiny: dict[str, Any], calibrations: list[int], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Up to 16 photos, evenly spread from first to last; eval, prelabel and serve hand them on."""
-    from officescore.accel.int8 import spread
     from officescore.cli import main
+    from officescore.infer.accel.int8 import spread
 
     assert spread(list(range(47))) == [i * 47 // 16 for i in range(16)] and spread(list(range(47)))[-1] == 44
     assert spread(list(range(17)))[-1] == 15 and spread([1, 2]) == [1, 2]

@@ -18,10 +18,11 @@ from PIL import Image
 from scoremodels import write_checkpoint
 
 from officescore import masks as masklib
-from officescore.drawing import save_width
 from officescore.errors import BadImageError
 from officescore.images import fit_for_model, load_for_model, load_image
-from officescore.infer import Predictor, _scaled_mask_rle, score_photos
+from officescore.infer import Predictor, score_photos
+from officescore.infer.drawing import save_width
+from officescore.infer.predictor import _scaled_mask_rle
 from officescore.sample import render_scene
 
 TWELVE_MP = (4032, 3024)

@@ -9,7 +9,7 @@ import pytest
 
 from officescore.errors import ConfigError
 from officescore.infer import Detection
-from officescore.score import Rubric, count_classes, score_office
+from officescore.infer.score import Rubric, count_classes, score_office
 
 FULL_OFFICE = {"desk": 1, "chair": 1, "monitor": 2, "laptop": 1, "keyboard": 1, "mouse": 1, "bookshelf": 1}
 

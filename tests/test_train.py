@@ -332,7 +332,7 @@ DDP_SCRIPT = """
 import collections, json, os, sys
 from pathlib import Path
 import officescore.evaluate as evaluate
-import officescore.train as train_module
+import officescore.train.setup as train_module
 from officescore.train import TrainConfig, train
 
 data, project, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
@@ -471,7 +471,7 @@ def test_plots_tick_whole_epochs_and_name_metrics_plainly(
 ) -> None:
     import matplotlib.figure
 
-    from officescore.train_plots import write_plots
+    from officescore.train.plots import write_plots
 
     drawn: list[matplotlib.figure.Figure] = []
     save = matplotlib.figure.Figure.savefig

@@ -16,10 +16,10 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from trainsetup import cli_model_options, make_dataset, small_config
 
-from officescore import train as train_module
 from officescore.cli import main
 from officescore.model import load_checkpoint
 from officescore.train import TrainResult, train
+from officescore.train import setup as train_module
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_amp_on_cpu_is_bf16_autocast_only_with_native_bf16(
 ) -> None:
     """This CPU has no native bf16, so the capability check is forced both ways; the backbone's first
     convolution reports the dtype it really computed in during each training step."""
-    monkeypatch.setattr(train_module, "_cpu_bf16_helps", lambda: native_bf16)
+    monkeypatch.setattr(train_module, "cpu_bf16_helps", lambda: native_bf16)
     seen: list[tuple[bool, torch.dtype]] = []
     real_build = train_module.build_model
 

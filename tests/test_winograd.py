@@ -1,4 +1,4 @@
-"""NNPACK's Winograd convolutions on the fp32 fast path (officescore.accel.winograd): the same
+"""NNPACK's Winograd convolutions on the fp32 fast path (officescore.infer.accel.winograd): the same
 numbers as oneDNN's convolutions within fp32 rounding, used only where they pay, and the whole
 model's kept detections still those of eager torchvision."""
 
@@ -15,7 +15,7 @@ from scoremodels import tiny_model, write_scenes
 from torchvision.transforms.functional import pil_to_tensor
 
 from officescore import DEFAULT_CLASSES
-from officescore.accel import prepare, winograd
+from officescore.infer.accel import prepare, winograd
 
 AVX512 = AVX2_ONLY | {"avx512f", "avx512bw"}
 
@@ -138,7 +138,7 @@ def test_fast_path_with_nnpack_keeps_eager_torchvisions_kept_detections(
     labels, boxes (0.01 px) and masks (IoU >= 0.99) are eager torchvision's."""
     from PIL import Image
 
-    from officescore.accel import forward
+    from officescore.infer.accel import forward
 
     model = tiny_model(list(DEFAULT_CLASSES), {1: 6.0, 3: 4.0})
     model.transform.min_size, model.transform.max_size = (256,), 256

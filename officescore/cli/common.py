@@ -102,12 +102,12 @@ def reporter(json_output: bool = False) -> CliReporter:
     return CliReporter(quiet=json_output)
 
 
-PRECISION_HELP = (  # --precision of every command that runs a model (officescore.accel)
+PRECISION_HELP = (  # --precision of every command that runs a model (officescore.infer.accel)
     "auto (the fastest this hardware runs natively: bf16 on AVX512-BF16/AMX CPUs, fp16 on CUDA), "
     "fp32 (eager torchvision's detections), bf16, fp16 or int8 (an int8 backbone, x86 CPUs with AVX2; "
     "calibrated on --calibration photos)."
 )
-CALIBRATION_HELP = (  # --calibration of those commands (officescore.accel.int8)
+CALIBRATION_HELP = (  # --calibration of those commands (officescore.infer.accel.int8)
     "--precision int8 only: photos like the ones to score (files, folders, globs; up to 16, evenly spread) "
     "whose activations set the int8 ranges."
 )

@@ -12,7 +12,7 @@ from officescore.cli.common import console, print_json, reporter
 from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
 
 if TYPE_CHECKING:
-    from officescore.evaluate_run import EvalRun
+    from officescore.evaluate.run import EvalRun
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -85,7 +85,7 @@ def evaluate(
     json_output: bool = typer.Option(False, "--json", help="Print the metrics document as JSON."),
 ) -> None:
     """Evaluate a model (or a COCO results file): COCO mAP for boxes and masks, per class, any IoU."""
-    from officescore.evaluate_run import run_eval
+    from officescore.evaluate.run import run_eval
 
     run = run_eval(
         model=model,

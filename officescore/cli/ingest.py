@@ -51,8 +51,8 @@ def ingest(
 ) -> None:
     """Validate, repair and split a COCO export (Hasty, CVAT, Label Studio, Roboflow) into a data set."""
     from officescore.cli.stats import render_health, render_problem_list
-    from officescore.health import health_report, save_health_plot
     from officescore.ingest import ingest_export
+    from officescore.ingest.health import health_report, save_health_plot
 
     result = ingest_export(
         export,

@@ -70,7 +70,7 @@ def score(
     from officescore.errors import BadImageError, ConfigError
     from officescore.files import check_output_dir, check_output_file
     from officescore.infer import Predictor, default_model_source, expand_inputs, score_photos, write_csv
-    from officescore.score import Rubric
+    from officescore.infer.score import Rubric
 
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")

@@ -46,8 +46,8 @@ def serve(
     from officescore.devices import resolve_device
     from officescore.errors import ConfigError, ModelError
     from officescore.infer import COCO_SOURCE, default_model_source, expand_inputs
+    from officescore.infer.score import Rubric
     from officescore.model import is_torchscript, load_checkpoint
-    from officescore.score import Rubric
 
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
@@ -57,11 +57,11 @@ def serve(
             raise ModelError(f"--model {source}: no such file; pass a checkpoint, an export, or coco")
         if not is_torchscript(Path(source)):
             load_checkpoint(Path(source))  # a damaged or foreign file fails here, not in the browser
-    from officescore.accel import resolve_precision
+    from officescore.infer.accel import resolve_precision
 
     kind = "torchscript" if source.lower() != COCO_SOURCE and is_torchscript(Path(source)) else "checkpoint"
     resolved = resolve_precision(precision, resolve_device(device), kind)  # one it lacks fails here
-    from officescore.accel.int8 import spread
+    from officescore.infer.accel.int8 import spread
 
     photos = spread([str(Path(p).resolve()) for p in expand_inputs(calibration or []) if Path(p).is_file()])
     if resolved == "int8" and not photos:

@@ -12,7 +12,7 @@ from officescore.cli.common import console, print_json
 from officescore.config import DEFAULT_DATASET_DIR
 
 if TYPE_CHECKING:
-    from officescore.health import HealthReport
+    from officescore.ingest.health import HealthReport
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -106,7 +106,7 @@ def stats(
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Health report of a data set: class balance per split, sizes, empties, duplicates, problems."""
-    from officescore.health import health_report, save_health_plot
+    from officescore.ingest.health import health_report, save_health_plot
 
     report = health_report(dataset)
     png = save_health_plot(report, dataset / "health.png") if plot else None

@@ -1,5 +1,5 @@
 """What `select` needs from one forward pass per photo, read with forward hooks around
-`Predictor.predict` (officescore/infer.py stays the one inference path):
+`Predictor.predict` (officescore/infer/predictor.py stays the one inference path):
 
 - `model.backbone` -> FPN feature maps, mean-pooled per level and concatenated: an image embedding
   for diversity (k-center) that costs nothing extra;

@@ -1,6 +1,6 @@
 """Overlaps between one image's labels and predictions: mask IoU, box IoU, and label-label IoU.
 
-All come from pycocotools (`mask.iou`), as eval's matching does (officescore/evaluate_match.py):
+All come from pycocotools (`mask.iou`), as eval's matching does (officescore/evaluate/match.py):
 with `iscrowd` set, pycocotools divides by the first argument's area instead, which gives how much
 of a prediction lies inside a label ("covered").
 """

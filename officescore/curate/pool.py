@@ -17,7 +17,7 @@ NEAR_DUP_BITS = DEFAULT_NEAR_DUP_THRESHOLD  # scrape's: re-encoded, resized and 
 
 def pool_files(items: Sequence[str | Path]) -> list[Path]:
     """Image files of the pool; a scrape folder (with manifest.sqlite) gives its kept downloads."""
-    from officescore.infer import expand_inputs
+    from officescore.images import expand_inputs
     from officescore.scrape.manifest import KEPT, MANIFEST_NAME, Manifest
 
     files: list[Path] = []

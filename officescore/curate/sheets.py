@@ -23,7 +23,7 @@ SUSPECT = (255, 255, 255)
 
 
 def _colour(name: str) -> tuple[int, int, int]:
-    from officescore.drawing import class_colour  # drawing colours shared with `score`
+    from officescore.infer.drawing import class_colour  # drawing colours shared with `score`
 
     return class_colour(name)
 

@@ -68,7 +68,7 @@ class Backend:
         self.client = client  # reads uploaded photos from Label Studio; None: local files only
         self.local_root = Path(local_root) if local_root else None
         self.device, self.conf, self.img_size, self.simplify = device, conf, img_size, simplify
-        self.precision = precision  # officescore.accel: resolved once per (re)load
+        self.precision = precision  # officescore.infer.accel: resolved once per (re)load
         self.calibration = list(calibration)  # int8: each reloaded model is calibrated on these
         self.log = log
         self._loaded: _Loaded | None = None

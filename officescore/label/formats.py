@@ -119,7 +119,7 @@ class LabelSchema:
 
 def class_hex(name: str) -> str:
     """The class's colour as #rrggbb (the same colour officescore draws it in)."""
-    from officescore.drawing import class_colour
+    from officescore.infer.drawing import class_colour
 
     r, g, b = class_colour(name)
     return f"#{r:02x}{g:02x}{b:02x}"

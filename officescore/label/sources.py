@@ -59,7 +59,7 @@ def collect_images(inputs: Sequence[str | Path]) -> list[ImageSource]:
     A missing file or an input that matches nothing is a BadImageError naming it: a labelling
     command that silently skipped a typo would leave the user wondering where the photos went.
     """
-    from officescore.infer import expand_inputs
+    from officescore.images import expand_inputs
     from officescore.scrape.manifest import MANIFEST_NAME
 
     if not inputs:

@@ -2,7 +2,7 @@
 
 bf16 autocast pays only where the CPU has bf16 instructions (AVX512-BF16 or AMX): elsewhere oneDNN
 emulates it and it is slower than fp32, so `auto` never picks it there. fp16 autocast is for CUDA.
-int8 (an int8 backbone, officescore.accel.int8) is for x86 CPUs with AVX2 and is only ever asked
+int8 (an int8 backbone, officescore.infer.accel.int8) is for x86 CPUs with AVX2 and is only ever asked
 for: it needs calibration photos, and `auto` gives a photo the same result whatever else is scored.
 """
 
@@ -17,6 +17,7 @@ from officescore.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo names (lscpu prints the same)
+FAST_PROPOSALS = 300  # RPN proposals per image outside exact fp32 (torchvision's default: 1000)
 
 
 @functools.cache
@@ -75,7 +76,7 @@ def resolve_precision(requested: str, device: torch.device | str, kind: str = "c
             f"--precision fp16: fp16 autocast is for CUDA GPUs, not {device.type}; use --precision auto"
         )
     if name == "int8":
-        from officescore.accel.int8 import int8_supported
+        from officescore.infer.accel.int8 import int8_supported
 
         if device.type != "cpu":
             raise ConfigError(f"--precision int8: the int8 backbone is for CPUs, not {device.type}; use auto")
@@ -90,6 +91,4 @@ def resolve_precision(requested: str, device: torch.device | str, kind: str = "c
 def proposals_for(requested: str) -> int | None:
     """RPN proposals per image for a requested precision: the model's own for exact `fp32`, else
     `FAST_PROPOSALS` (their mAP cost is measured in bench/score.py)."""
-    from officescore.accel.prepare import FAST_PROPOSALS
-
     return None if str(requested).lower() == "fp32" else FAST_PROPOSALS

@@ -148,8 +148,8 @@ class EvalRun:
 def _eval_results_file(
     predictions: Path, gt: Path, iou_thresholds: Sequence[float], conf: float, reporter: Reporter
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from officescore.evaluate import evaluate_coco
-    from officescore.evaluate_inputs import read_json
+    from officescore.evaluate.inputs import read_json
+    from officescore.evaluate.metrics import evaluate_coco
 
     if not gt.is_file():
         raise DataError(f"ground truth {gt} does not exist; pass --gt FILE (COCO annotations)")
@@ -180,7 +180,7 @@ def run_eval(
     annotation file). Under torchrun each rank predicts its shard; rank 0 evaluates, writes and
     returns the run, the other ranks return None.
     """
-    from officescore.evaluate import check_iou_thresholds
+    from officescore.evaluate.metrics import check_iou_thresholds
 
     start = time.perf_counter()
     check_iou_thresholds(iou_thresholds)  # every user error before any slow work
@@ -240,10 +240,10 @@ def _eval_model(
     if not model_path.is_file():
         raise ModelError(f"{model_path}: no such model file; give a checkpoint (weights/best.pt) or export")
     from officescore import distributed  # torch: imported once the cheap checks passed
-    from officescore.accel import resolve_precision
     from officescore.dataset import OfficeDataset
     from officescore.devices import resolve_device
-    from officescore.evaluate import category_map, evaluate_model
+    from officescore.evaluate.metrics import category_map, evaluate_model
+    from officescore.infer.accel import resolve_precision
     from officescore.model import load_any
 
     dataset = OfficeDataset(data, split)

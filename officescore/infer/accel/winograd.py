@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torchvision.ops.misc import Conv2dNormActivation
 
-from officescore.accel.capability import cpu_flags
+from officescore.infer.accel.capability import cpu_flags
 
 # Below these, oneDNN's direct convolution is faster (measured 2026-12-01 on a 2-core AVX2 EPYC, 256
 # channels): a map with fewer pixels, and proposals whose tiled image has fewer (tiling and untiling

@@ -11,12 +11,11 @@ original photo, one kept mask at a time.
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -28,17 +27,18 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from officescore import masks as masklib
-from officescore.accel.int8 import spread
-from officescore.accel.run import forward
 from officescore.config import DEFAULT_RUNS_DIR
 from officescore.devices import resolve_device
-from officescore.drawing import draw, save_width
 from officescore.errors import BadImageError, ConfigError, ModelError
 from officescore.files import atomic_write_bytes
-from officescore.images import ModelInput, fit_for_model, load_for_model
+from officescore.images import ImageInput, ModelInput, expand_inputs, fit_for_model, load_for_model
+from officescore.infer.accel.int8 import spread
+from officescore.infer.accel.run import forward
+from officescore.infer.detection import Detection, ImageResult
+from officescore.infer.drawing import draw, save_width
+from officescore.infer.score import OfficeScore, Rubric, count_classes, score_office
 from officescore.progress import SILENT, Reporter
 from officescore.runs import newest_best_checkpoint
-from officescore.score import OfficeScore, Rubric, count_classes, score_office
 
 if TYPE_CHECKING:
     from officescore.distributed import DistContext
@@ -49,81 +49,10 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 COCO_SOURCE = "coco"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 MASK_THRESHOLD = 0.5  # torchvision's masks are per-pixel probabilities
-
-ImageInput = str | Path | Image.Image
-
-
-@dataclass
-class Detection:
-    class_name: str
-    score: float
-    box: list[float]  # x0, y0, x1, y1 in pixels of the (EXIF-oriented) photo
-    mask: dict[str, Any]  # COCO compressed RLE, str counts
-    share: float  # mask area / image area
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "class": self.class_name,
-            "score": round(self.score, 4),
-            "box": [round(v, 2) for v in self.box],
-            "share": round(self.share, 4),
-            "mask": self.mask,
-        }
-
-
-@dataclass
-class ImageResult:
-    source: str  # the path as given (or "<image N>" for in-memory images)
-    width: int = 0
-    height: int = 0
-    detections: list[Detection] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def above(self, conf: float) -> ImageResult:
-        """The same result keeping only detections with score >= conf."""
-        kept = [d for d in self.detections if d.score >= conf]
-        return ImageResult(self.source, self.width, self.height, kept, self.error)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.source,
-            "width": self.width,
-            "height": self.height,
-            "error": self.error,
-            "detections": [d.to_dict() for d in self.detections],
-        }
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def expand_inputs(items: Iterable[ImageInput]) -> list[ImageInput]:
-    """Files as given, folders -> their image files (sorted, recursive), globs -> matches.
-
-    A path that matches nothing is kept as is, so it is reported as missing for that photo only.
-    """
-    expanded: list[ImageInput] = []
-    for item in items:
-        if isinstance(item, Image.Image):
-            expanded.append(item)
-            continue
-        path = Path(item)
-        if path.is_dir():
-            expanded.extend(
-                p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
-        elif not path.exists() and glob.has_magic(str(item)):
-            matches = [Path(m) for m in sorted(glob.glob(str(item), recursive=True)) if Path(m).is_file()]
-            expanded.extend(matches or [path])
-        else:
-            expanded.append(path)
-    return expanded
 
 
 class _Decoded(NamedTuple):
@@ -212,7 +141,7 @@ class Predictor:
         if not 0.0 <= conf <= 1.0:
             raise ConfigError(f"--conf {conf}: must be between 0 and 1")
         self.model = model
-        self.precision = precision  # resolved: fp32, bf16, fp16 or int8 (officescore.accel)
+        self.precision = precision  # resolved: fp32, bf16, fp16 or int8 (officescore.infer.accel)
         self.proposals: int | None = None  # RPN proposals per image; None: the model's own
         self.label_names = list(label_names)  # index = model label; None = ignored
         self.device = device
@@ -238,13 +167,13 @@ class Predictor:
         """`coco` (torchvision's COCO Mask R-CNN v2, classes mapped to office classes), an officescore
         checkpoint, or a TorchScript file made by `officescore export`.
 
-        `precision` (officescore.accel): `fp32` gives eager torchvision's detections; `auto` the
+        `precision` (officescore.infer.accel): `fp32` gives eager torchvision's detections; `auto` the
         fastest this hardware runs natively (bf16 on AVX512-BF16/AMX CPUs, fp16 on CUDA, else fp32),
         with fewer RPN proposals (as every precision but fp32). One the hardware lacks is a
         ConfigError. `int8` (an int8 backbone) is calibrated on up to CALIBRATION_PHOTOS of the
         `calibration` photos (files, folders, globs or PIL images like the model will see).
         """
-        from officescore.accel import prepare_model, proposals_for, resolve_precision
+        from officescore.infer.accel import prepare_model, proposals_for, resolve_precision
 
         torch_device = resolve_device(device)
         resolve_precision(precision, torch_device)  # a precision this machine lacks: before loading
@@ -367,7 +296,7 @@ class Predictor:
         if not good:
             return
         tensors = [t.to(self.device, dtype=torch.float32).div_(255.0) for _, t in good]
-        # Only detections scoring >= conf get masks (officescore.accel.run).
+        # Only detections scoring >= conf get masks (officescore.infer.accel.run).
         outputs = forward(self.model, tensors, self.device, self.precision, conf)
         for (index, tensor), output in zip(good, outputs, strict=True):
             width, height = sizes[index]

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from officescore.ingest_checks import path_exists, safe_image_path
+from officescore.ingest.checks import path_exists, safe_image_path
 
 AS_WRITTEN = "as written"
 BY_BASE_NAME = "by base name"

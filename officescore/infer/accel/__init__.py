@@ -12,9 +12,15 @@ validation) goes through it.
   pasting run on kept detections only) under the chosen autocast.
 """
 
-from officescore.accel.capability import PRECISIONS, native_bf16_cpu, proposals_for, resolve_precision
-from officescore.accel.prepare import FAST_PROPOSALS, fold_batchnorm, prepare_model
-from officescore.accel.run import forward
+from officescore.infer.accel.capability import (
+    FAST_PROPOSALS,
+    PRECISIONS,
+    native_bf16_cpu,
+    proposals_for,
+    resolve_precision,
+)
+from officescore.infer.accel.prepare import fold_batchnorm, prepare_model
+from officescore.infer.accel.run import forward
 
 __all__ = [
     "FAST_PROPOSALS",

@@ -19,8 +19,8 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 from officescore import masks as masklib
 
 if TYPE_CHECKING:  # infer imports this module; only type names come back from it
-    from officescore.infer import Detection
-    from officescore.score import OfficeScore
+    from officescore.infer.detection import Detection
+    from officescore.infer.score import OfficeScore
 
 FILL_ALPHA = 110  # of 255: the photo stays visible through the mask
 PAGE_WIDTH = 1280  # the web page draws at this width; the browser fits it to the column

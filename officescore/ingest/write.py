@@ -17,7 +17,7 @@ from typing import Any
 from officescore import masks
 from officescore.errors import DataError
 from officescore.files import atomic_write_json
-from officescore.ingest_checks import ImageRecord
+from officescore.ingest.checks import ImageRecord
 from officescore.progress import Reporter
 
 DATASET_FORMAT = "officescore-dataset"

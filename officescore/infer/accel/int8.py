@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from officescore.accel import capability
 from officescore.errors import ConfigError
+from officescore.infer.accel import capability
 
 CALIBRATION_PHOTOS = 16  # photos whose activations set the int8 ranges (mAP measured with 16)
 ENGINE = "x86"  # PyTorch's x86 quantised backend: fbgemm and oneDNN kernels, picked per layer

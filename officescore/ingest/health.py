@@ -13,7 +13,7 @@ from typing import Any
 
 from officescore.errors import DataError
 from officescore.files import atomic_write
-from officescore.ingest_write import DATASET_FORMAT, readable_as_umask_allows
+from officescore.ingest.write import DATASET_FORMAT, readable_as_umask_allows
 
 SPLITS = ("train", "val")
 # COCO's size buckets, on mask area in pixels.

@@ -3,7 +3,7 @@
 Exact ones (any precision): BatchNorm folded into the convolution before it (v2's box head runs four
 3x3 conv + BatchNorm on each of 1000 proposals; folding removes the BatchNorm passes) and
 channels_last weights on CPU (oneDNN's native layout: no reorder around each convolution).
-Outside exact fp32: at most `FAST_PROPOSALS` RPN proposals per image at test time instead of
+Outside exact fp32: at most `capability.FAST_PROPOSALS` RPN proposals per image at test time instead of
 torchvision's 1000 (the box head's cost is linear in them; mAP cost measured in bench/score.py).
 
 The model's submodules stay real nn.Modules called during the forward pass, so forward hooks on
@@ -23,10 +23,9 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from officescore.accel.int8 import quantize_body
-from officescore.accel.winograd import nnpack_pays, use_winograd
+from officescore.infer.accel.int8 import quantize_body
+from officescore.infer.accel.winograd import nnpack_pays, use_winograd
 
-FAST_PROPOSALS = 300  # RPN proposals per image outside exact fp32 (torchvision's default: 1000)
 _BATCHNORMS = (nn.BatchNorm2d, FrozenBatchNorm2d)
 
 
@@ -47,7 +46,7 @@ def prepare_model(
     per image at test time (None: the model's own, as exact fp32 needs); `winograd`: route the
     FPN/RPN convolutions and conv heads through NNPACK (None: in fp32 and int8, whose FPN and heads
     are fp32, on CPUs where it pays,
-    officescore.accel.winograd). Anything but an eager
+    officescore.infer.accel.winograd). Anything but an eager
     torchvision detector (a TorchScript export) is returned as it is.
     """
     if not isinstance(model, GeneralizedRCNN):

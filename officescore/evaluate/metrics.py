@@ -18,7 +18,7 @@ is what COCOeval gives on the same file, including its size rule: a detection th
 is sized by its box area (pycocotools' loadRes), a mask-only detection by its mask area.
 
 `predict_coco(model, dataset, device)` runs a torchvision-style detector over a data set and returns
-such COCO results. Run folders, plots and files: `officescore.evaluate_run`.
+such COCO results. Run folders, plots and files: `officescore.evaluate.run`.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from officescore.errors import ConfigError, DataError
-from officescore.evaluate_inputs import is_number, load_gt, load_predictions, quiet
-from officescore.evaluate_match import MATCH_IOU, Counts, match_counts, prf
+from officescore.evaluate.inputs import is_number, load_gt, load_predictions, quiet
+from officescore.evaluate.match import MATCH_IOU, Counts, match_counts, prf
 from officescore.progress import SILENT, Reporter
 
 if TYPE_CHECKING:
@@ -302,16 +302,16 @@ def predict_coco(
     labels 1..K, scores, masks Nx1xHxW). category_id is the label, or `category_ids[label - 1]`
     when given (None there drops that label). Masks are thresholded at 0.5 and stored as RLE.
 
-    It runs on officescore.accel's fast path with COCO's conventions: the model's own low score
+    It runs on officescore.infer.accel's fast path with COCO's conventions: the model's own low score
     threshold and detection cap (`score_threshold`, when higher, is pushed into the model), and by
     default exact fp32, on a prepared copy, so a model being trained is left as it was.
     """
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    from officescore.accel import forward, prepare_model, proposals_for, resolve_precision
-    from officescore.accel.int8 import spread
     from officescore.dataset import collate_fn
+    from officescore.infer.accel import forward, prepare_model, proposals_for, resolve_precision
+    from officescore.infer.accel.int8 import spread
 
     device = torch.device(device)
     kind = "torchscript" if isinstance(model, torch.jit.ScriptModule) else "checkpoint"

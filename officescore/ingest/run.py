@@ -1,7 +1,7 @@
 """Turn a labelling tool's COCO export into a clean, split officescore data set.
 
 `ingest_export` reads the export, checks and repairs every image and annotation (see
-`officescore.ingest_checks` for the rules), groups exact and near-duplicate images, splits the groups
+`officescore.ingest.checks` for the rules), groups exact and near-duplicate images, splits the groups
 into train/val by seed and writes the data-set folder described in docs/ARCHITECTURE.md.
 Nothing is written until everything has been checked; an existing data set is replaced by writing a
 new folder beside it and swapping, so a failed ingest loses nothing.
@@ -22,7 +22,7 @@ from officescore.config import DEFAULT_DATASET_DIR
 from officescore.errors import BadImageError, DataError
 from officescore.files import sha256_file
 from officescore.images import load_image
-from officescore.ingest_checks import (
+from officescore.ingest.checks import (
     CROWD_MODES,
     IGNORE_REGION,
     Categories,
@@ -43,9 +43,9 @@ from officescore.ingest_checks import (
     size_from_entry,
     written_by_cvat,
 )
-from officescore.ingest_locate import AS_WRITTEN, WITHOUT_UPLOAD_PREFIX, ImageFinder, Located
-from officescore.ingest_split import duplicate_groups, split_groups
-from officescore.ingest_write import DATASET_FORMAT, DATASET_VERSION, check_out, unique_names, write_dataset
+from officescore.ingest.locate import AS_WRITTEN, WITHOUT_UPLOAD_PREFIX, ImageFinder, Located
+from officescore.ingest.split import duplicate_groups, split_groups
+from officescore.ingest.write import DATASET_FORMAT, DATASET_VERSION, check_out, unique_names, write_dataset
 from officescore.progress import SILENT, Reporter
 
 # Perceptual-hash (64-bit imagehash.phash) Hamming distance at or below which two images are near

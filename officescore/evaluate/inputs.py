@@ -20,9 +20,8 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from officescore.errors import DataError
-from officescore.ingest_checks import rle_counts
 from officescore.masks import bbox as rle_bbox
-from officescore.masks import from_polygons, normalise
+from officescore.masks import from_polygons, normalise, rle_counts
 
 _SHOW_IDS = 5  # how many offending ids an error message names
 

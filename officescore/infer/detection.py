@@ -1,0 +1,55 @@
+"""What inference returns: one `Detection` per object and one `ImageResult` per photo.
+
+Plain records with no torch in them, so drawing, scoring, Label Studio and curation can use them
+without importing the model code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Detection:
+    class_name: str
+    score: float
+    box: list[float]  # x0, y0, x1, y1 in pixels of the (EXIF-oriented) photo
+    mask: dict[str, Any]  # COCO compressed RLE, str counts
+    share: float  # mask area / image area
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "class": self.class_name,
+            "score": round(self.score, 4),
+            "box": [round(v, 2) for v in self.box],
+            "share": round(self.share, 4),
+            "mask": self.mask,
+        }
+
+
+@dataclass
+class ImageResult:
+    source: str  # the path as given (or "<image N>" for in-memory images)
+    width: int = 0
+    height: int = 0
+    detections: list[Detection] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def above(self, conf: float) -> ImageResult:
+        """The same result keeping only detections with score >= conf."""
+        kept = [d for d in self.detections if d.score >= conf]
+        return ImageResult(self.source, self.width, self.height, kept, self.error)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.source,
+            "width": self.width,
+            "height": self.height,
+            "error": self.error,
+            "detections": [d.to_dict() for d in self.detections],
+        }

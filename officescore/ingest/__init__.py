@@ -1,0 +1,13 @@
+"""Ingest: a labelling tool's COCO export + its photos -> a checked, split data set folder.
+
+- `checks`: `Problem` records and the per-image / per-annotation checks (CVAT recognised).
+- `locate`: each export file name -> one file inside the image folder, never a guess.
+- `split`: near-duplicate groups and the seeded, class-covering train/val split.
+- `write`: safe file names, hard links or copies, temp folder then swap.
+- `run`: `ingest_export`, the stage's entry point.
+- `health`: the data set's health report (`stats`).
+"""
+
+from officescore.ingest.run import PHASH_THRESHOLD, IngestResult, ingest_export, read_export, strict_message
+
+__all__ = ["PHASH_THRESHOLD", "IngestResult", "ingest_export", "read_export", "strict_message"]

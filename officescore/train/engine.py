@@ -1,0 +1,133 @@
+"""One epoch of training: the epoch's loader, the steps (autocast, loss averaged across ranks,
+clip, step) and the BatchNorm statistics synced across ranks."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from officescore import distributed as dist_utils
+from officescore.errors import ModelError
+from officescore.train.checkpoints import State
+from officescore.train.config import LOSS_KEYS
+from officescore.train.seeding import (
+    EpochSampler,
+    SeededItems,
+    epoch_seed,
+    seed_everything,
+    set_rng_state,
+    worker_init,
+)
+from officescore.train.setup import Run
+
+
+def train_one_epoch(run: Run, state: State) -> dict[str, Any]:
+    """Train epoch `state.epoch` (from `state.step_in_epoch` on); returns its metrics.csv row."""
+    epoch = state.epoch
+    if state.resume_rng is not None:
+        set_rng_state(state.resume_rng)  # mid-epoch resume continues the interrupted random stream
+        state.resume_rng = None
+    else:
+        seed_everything(epoch_seed(run.config.seed, epoch, run.ctx.rank))
+    row = _train_epoch(run, state, _epoch_loader(run, epoch, start=state.step_in_epoch))
+    _sync_buffers(run.model, run.ctx)
+    return row
+
+
+def _epoch_loader(run: Run, epoch: int, start: int) -> DataLoader:
+    """This rank's batches of `epoch`, skipping the first `start` (already trained before a stop)."""
+    config, ctx = run.config, run.ctx
+    sampler = EpochSampler(
+        run.pool, config.seed, epoch, ctx.rank, ctx.world_size, start=start * config.batch_size
+    )
+    return DataLoader(
+        SeededItems(run.train_set, epoch_seed(config.seed, epoch)),
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.workers,
+        collate_fn=run.train_set.collate_fn,
+        worker_init_fn=worker_init,
+        generator=torch.Generator().manual_seed(epoch_seed(config.seed, epoch, ctx.rank)),
+        pin_memory=run.device.type == "cuda",
+    )
+
+
+def _train_epoch(run: Run, state: State, loader: DataLoader) -> dict[str, Any]:
+    run.net.train()
+    sums = dict.fromkeys(("loss", *LOSS_KEYS), 0.0)
+    steps = images = 0
+    start = time.perf_counter()
+    epoch = state.epoch
+    with run.reporter.stage(f"epoch {epoch + 1}/{run.config.epochs}", total=run.steps_per_epoch) as stage:
+        if state.step_in_epoch:
+            stage.advance(state.step_in_epoch, status="resumed")
+        for batch_images, targets in loader:
+            parts = _train_step(run, state, batch_images, targets)
+            state.step_in_epoch += 1
+            steps += 1
+            images += len(batch_images) * run.ctx.world_size
+            for key in sums:
+                sums[key] += parts.get(key, 0.0)
+            rate = images / max(1e-9, time.perf_counter() - start)
+            status = (
+                f"loss {parts['loss']:.3f} mask {parts.get('loss_mask', 0):.3f} "
+                f"lr {run.optimizer.param_groups[0]['lr']:.2e} {rate:.1f} img/s"
+            )
+            stage.advance(1, status=status)
+    seconds = time.perf_counter() - start
+    row: dict[str, Any] = {"epoch": epoch + 1}
+    row.update({k: (v / steps if steps else None) for k, v in sums.items()})
+    row.update(lr=run.optimizer.param_groups[0]["lr"], img_per_s=images / max(seconds, 1e-9), seconds=seconds)
+    return row
+
+
+def _train_step(run: Run, state: State, batch_images: Any, targets: Any) -> dict[str, float]:
+    """Forward (autocast as --amp decided), loss averaged across ranks, backward, clip, step."""
+    device, optimizer = run.device, run.optimizer
+    batch_images = [img.to(device, non_blocking=True) for img in batch_images]
+    targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
+    autocast = (
+        torch.autocast("cuda", dtype=torch.float16)
+        if run.use_cuda_amp
+        else torch.autocast("cpu", dtype=torch.bfloat16, enabled=run.use_cpu_bf16)
+    )
+    with autocast:
+        loss_dict = run.net(batch_images, targets)
+    loss = sum(loss_dict.values())
+    parts = {k: float(v.detach()) for k, v in loss_dict.items()}
+    parts["loss"] = float(loss.detach())
+    parts = dist_utils.all_reduce_mean(run.ctx, parts)
+    if not math.isfinite(parts["loss"]):
+        epoch = state.epoch
+        step = epoch * run.steps_per_epoch + state.step_in_epoch + 1
+        peak = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
+        raise ModelError(  # a tenth of the peak: during warm-up the current lr is far smaller
+            f"loss became {parts['loss']} at epoch {epoch + 1}, batch {state.step_in_epoch + 1} "
+            f"(step {step}); lower the learning rate (e.g. --lr {peak / 10:.2g}) or check the labels"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if run.config.clip_grad:
+        run.scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, run.config.clip_grad)
+    run.scaler.step(optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    return parts
+
+
+def _sync_buffers(model: torch.nn.Module, ctx: dist_utils.DistContext) -> None:
+    """Average BatchNorm running statistics across ranks so every rank holds the same model."""
+    if not ctx.enabled:
+        return
+    import torch.distributed as dist
+
+    for name, buffer in model.named_buffers():
+        if buffer.is_floating_point() and "running" in name:
+            dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+            buffer /= ctx.world_size
