@@ -17,6 +17,7 @@ from officescore.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo names (lscpu prints the same)
+INT8_ENGINE = "x86"  # PyTorch's x86 quantised backend: fbgemm and oneDNN kernels, picked per layer
 FAST_PROPOSALS = 300  # RPN proposals per image outside exact fp32 (torchvision's default: 1000)
 
 
@@ -37,6 +38,17 @@ def cpu_flags() -> frozenset[str]:
 def native_bf16_cpu() -> bool:
     """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX-BF16)."""
     return bool(NATIVE_BF16_FLAGS & cpu_flags())
+
+
+def int8_supported() -> bool:
+    """True where PyTorch's x86 int8 kernels run: x86 CPUs with AVX2 (from /proc/cpuinfo; where
+    there is none, e.g. macOS, from the kernels PyTorch picked)."""
+    if INT8_ENGINE not in torch.backends.quantized.supported_engines:
+        return False
+    flags = cpu_flags()
+    if flags:
+        return "avx2" in flags
+    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
 
 
 def resolve_precision(requested: str, device: torch.device | str, kind: str = "checkpoint") -> str:
@@ -76,8 +88,6 @@ def resolve_precision(requested: str, device: torch.device | str, kind: str = "c
             f"--precision fp16: fp16 autocast is for CUDA GPUs, not {device.type}; use --precision auto"
         )
     if name == "int8":
-        from officescore.infer.accel.int8 import int8_supported
-
         if device.type != "cpu":
             raise ConfigError(f"--precision int8: the int8 backbone is for CPUs, not {device.type}; use auto")
         if not int8_supported():

@@ -17,10 +17,9 @@ from typing import Any
 import torch
 
 from officescore.errors import ConfigError
-from officescore.infer.accel import capability
+from officescore.infer.accel.capability import INT8_ENGINE as ENGINE
 
 CALIBRATION_PHOTOS = 16  # photos whose activations set the int8 ranges (mAP measured with 16)
-ENGINE = "x86"  # PyTorch's x86 quantised backend: fbgemm and oneDNN kernels, picked per layer
 
 
 def spread(items: Sequence[Any], n: int = CALIBRATION_PHOTOS) -> list[Any]:
@@ -29,17 +28,6 @@ def spread(items: Sequence[Any], n: int = CALIBRATION_PHOTOS) -> list[Any]:
     if len(items) <= n:
         return list(items)
     return [items[i * len(items) // n] for i in range(n)]
-
-
-def int8_supported() -> bool:
-    """True where PyTorch's x86 int8 kernels run: x86 CPUs with AVX2 (from /proc/cpuinfo; where
-    there is none, e.g. macOS, from the kernels PyTorch picked)."""
-    if ENGINE not in torch.backends.quantized.supported_engines:
-        return False
-    flags = capability.cpu_flags()
-    if flags:
-        return "avx2" in flags
-    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
 
 
 @torch.no_grad()
