@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install labelstudio demo test browser lint format bench clean
+.PHONY: install labelstudio demo test browser lint format docs bench clean
 
 # Label Studio (the real server the label tests talk to) pins Django and friends: it gets its own
 # venv. Keep LABEL_STUDIO in step with the `labelstudio-server` extra in pyproject.toml.
@@ -52,6 +52,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format officescore tests bench
 	$(BIN)/ruff check --fix officescore tests bench
+
+# docs/commands.md is generated from the command-line app (tests/test_reference.py checks it is current).
+docs: $(STAMP)
+	$(BIN)/python -m officescore.cli.reference
 
 bench: $(STAMP)
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done

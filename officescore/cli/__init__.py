@@ -68,7 +68,7 @@ def root(
     ctx.default_map = default_map(load_config())
 
 
-def _register() -> None:
+def register_commands() -> None:
     # Imported here so each command module stays independent of the others; once per process,
     # since main() may be called many times in one process (tests, embedding).
     if app.registered_commands:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         debug = True
         args.remove("--debug")
     try:
-        _register()
+        register_commands()
         # With standalone_mode=False Click returns the code of `typer.Exit(n)` instead of raising it.
         code = app(args=args, prog_name="officescore", standalone_mode=False)
     except UserError as exc:
