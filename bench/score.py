@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from officescore import DEFAULT_CLASSES  # noqa: E402
 from officescore.infer.accel import forward, native_bf16_cpu, prepare_model, proposals_for, resolve_precision  # noqa: E402
-from officescore.infer.accel.int8 import CALIBRATION_PHOTOS, int8_supported, spread  # noqa: E402
+from officescore.infer.accel.capability import int8_supported  # noqa: E402
+from officescore.infer.accel.int8 import CALIBRATION_PHOTOS, spread  # noqa: E402
 from officescore.infer.accel.winograd import nnpack_pays  # noqa: E402
 from officescore.model import build_model  # noqa: E402
 from officescore.sample import render_scene  # noqa: E402
@@ -277,7 +278,7 @@ def accuracy(checkpoint: Path, data: Path) -> None:
 
 
 def _results(det: dict[str, torch.Tensor], image_id: int) -> list[dict[str, Any]]:
-    from officescore.evaluate import _to_results
+    from officescore.evaluate.metrics import _to_results
 
     return _to_results(det, image_id, 0.0, None)
 

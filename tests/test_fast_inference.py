@@ -249,7 +249,8 @@ def test_eval_numbers_unchanged_and_the_model_left_as_it_was(tmp_path: Path) -> 
     """predict_coco (eval and train's validation) on the fast path gives the metrics the raw model
     gives, and the model it was handed (as train hands its model) is not modified."""
     from officescore.dataset import OfficeDataset, collate_fn
-    from officescore.evaluate import _to_results, evaluate_coco, predict_coco
+    from officescore.evaluate import evaluate_coco, predict_coco
+    from officescore.evaluate.metrics import _to_results
     from officescore.ingest import ingest_export
     from officescore.sample import write_sample
 

@@ -15,7 +15,7 @@ from scoremodels import write_checkpoint, write_scenes
 from torchvision.transforms.functional import pil_to_tensor
 
 from officescore.errors import ConfigError
-from officescore.infer.accel.int8 import int8_supported
+from officescore.infer.accel.capability import int8_supported
 
 CONF = 0.5
 QUANTISED = (torch.ao.nn.quantized.Conv2d, torch.ao.nn.intrinsic.quantized.ConvReLU2d)
