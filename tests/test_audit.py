@@ -154,6 +154,63 @@ def test_several_injected_errors_fill_the_top_of_the_ranking(clean: Path) -> Non
         (clean / "train.json").write_text(json.dumps(original))
 
 
+def _largest_part_filled(mask: np.ndarray) -> np.ndarray:
+    """What a Label Studio polygon can hold of a mask: its largest part (8-connected), holes filled."""
+    import cv2
+
+    _, parts, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    part = parts == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    _, background = cv2.connectedComponents((~part).astype(np.uint8), connectivity=4)
+    border = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
+    return part | ((background > 0) & ~np.isin(background, border))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum()) / float((a | b).sum())
+
+
+def test_review_tasks_suggest_only_confident_detections_and_keep_each_labels_own_mask(
+    clean: Path, tmp_path: Path
+) -> None:
+    """`audit --labelstudio`'s tasks: the suggestion holds the model's detections >= 0.5 only (the
+    predictions audit works from go down to 0.05), and each label of the photo comes back as its own
+    region with its own mask (IoU >= 0.9 with what a polygon can hold of it)."""
+    from officescore.curate.labelstudio import SUGGEST_CONF, audit_tasks
+    from officescore.label.formats import read_tasks, result_regions
+
+    split = load_split(clean, "train")
+    coco = json.loads((clean / "train.json").read_text())
+    predictions = _model_like(coco, seed=0)  # labels found at 0.7-0.99, weak guesses at 0.05-0.3
+    reviewed, skipped = split.images[:-1], split.images[-1]
+    issues = [
+        {"rank": n, "kind": "bad_mask", "score": 0.9, "image_id": image.id, "file_name": image.file_name,
+         "annotation_id": image.labels[0].id, "class": image.labels[0].class_name, "suggested_class": None,
+         "bbox": image.labels[0].bbox}
+        for n, image in enumerate(reviewed, start=1)
+    ] + [{"rank": len(reviewed) + 1, "kind": "spurious", "score": 0.3, "image_id": skipped.id,
+          "file_name": skipped.file_name, "annotation_id": None, "class": "desk", "suggested_class": None,
+          "bbox": [0, 0, 1, 1]}]  # fmt: skip
+    path, _, count = audit_tasks(tmp_path / "review.json", split, predictions, issues, "audit-test")
+    tasks = read_tasks(path)
+    assert count == len(tasks) == len(reviewed)
+    assert {t["data"]["image_id"] for t in tasks} == {image.id for image in reviewed}
+    ids = {image.id for image in reviewed}
+    assert any(p["score"] < SUGGEST_CONF for p in predictions if p["image_id"] in ids)  # some to leave out
+    by_id = split.by_id()
+    for task in tasks:
+        image = by_id[task["data"]["image_id"]]
+        suggested = result_regions(task["predictions"][0]["result"])
+        confident = [p for p in predictions if p["image_id"] == image.id and p["score"] >= SUGGEST_CONF]
+        assert suggested and all(r.score is not None and r.score >= SUGGEST_CONF for r in suggested)
+        assert len(suggested) == len(confident)
+        labelled = result_regions(task["annotations"][0]["result"])
+        assert [r.class_name for r in labelled] == [label.class_name for label in image.labels]
+        for region, label in zip(labelled, image.labels, strict=True):
+            got = masklib.decode(region.mask).astype(bool)
+            own = _largest_part_filled(masklib.decode(label.rle).astype(bool))
+            assert _iou(got, own) >= 0.9, (image.id, label.id)
+
+
 # --------------------------------------------------------------------------- --folds: really trained
 
 
