@@ -3,9 +3,11 @@ predicts a photo with a model that trained on it, the --json contract, one-line 
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from trainsetup import FAST_MODEL
 from officescore import masks as masklib
 from officescore.cli import main
 from officescore.curate.audit import audit_predictions, run_audit
+from officescore.curate.folds import assign_folds
 from officescore.curate.inject import Injected, inject_errors
 from officescore.curate.labels import load_split
 from officescore.ingest import ingest_export
@@ -41,9 +44,25 @@ def _one_thread() -> Any:
 CLEAN_MAX = 0.55
 
 
-def _dataset(root: Path, images: int, size: int, seed: int) -> Path:
+def _dataset(root: Path, images: int, size: int, seed: int, copies: tuple[int, ...] = ()) -> Path:
+    """Sample scenes ingested; `copies`: indices of photos the export also holds a byte-identical
+    copy of (under another name, labelled alike), so ingest records them as duplicate groups."""
     write_sample(root / "export", n_images=images, seed=seed, size=size)
-    ingest_export(root / "export" / "annotations.json", out=root / "dataset", val_fraction=0.2, seed=0)
+    export = root / "export" / "annotations.json"
+    if copies:
+        coco = json.loads(export.read_text())
+        next_image, next_ann = len(coco["images"]) + 1, len(coco["annotations"]) + 1
+        for n, index in enumerate(copies):
+            info = coco["images"][index]
+            name = f"images/copy{n}_{Path(info['file_name']).name}"
+            shutil.copyfile(export.parent / info["file_name"], export.parent / name)
+            coco["images"].append({**info, "id": next_image, "file_name": name})
+            for ann in [a for a in coco["annotations"] if a["image_id"] == info["id"]]:
+                coco["annotations"].append({**ann, "id": next_ann, "image_id": next_image})
+                next_ann += 1
+            next_image += 1
+        export.write_text(json.dumps(coco))
+    ingest_export(export, out=root / "dataset", val_fraction=0.2, seed=0)
     return root / "dataset"
 
 
@@ -214,13 +233,30 @@ def test_review_tasks_suggest_only_confident_detections_and_keep_each_labels_own
 # --------------------------------------------------------------------------- --folds: really trained
 
 
+def test_folds_keep_each_group_of_near_duplicates_in_one_fold(tmp_path: Path) -> None:
+    """Photo 0 twice copied, photos 1 and 2 once: three duplicate groups that ingest records; for
+    every k and seed each group lands in one fold, and the folds split the photos between them."""
+    data = _dataset(tmp_path, images=10, size=64, seed=5, copies=(0, 0, 1, 2))
+    split = load_split(data, "all")
+    assert sorted(len(g) for g in split.duplicate_groups) == [2, 2, 3]
+    id_of = {image.file_name: image.id for image in split.images}
+    for k in (2, 3, 4):
+        for seed in range(4):
+            folds = assign_folds(split, k, seed)
+            assert sorted(i for fold in folds for i in fold) == sorted(id_of.values()) and all(folds)
+            fold_of = {i: n for n, fold in enumerate(folds) for i in fold}
+            for group in split.duplicate_groups:
+                assert len({fold_of[id_of[name]] for name in group}) == 1, (k, seed, group, folds)
+
+
 def test_folds_train_for_real_and_never_predict_a_photo_their_model_saw(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import officescore.train
     from officescore.infer import Predictor
 
-    data = _dataset(tmp_path, images=8, size=64, seed=11)
+    data = _dataset(tmp_path, images=8, size=64, seed=11, copies=(0, 1, 2))  # three pairs of copies
+    assert len(load_split(data, "all").duplicate_groups) == 3
     args = tmp_path / "args.json"
     args.write_text(json.dumps({
         "arch": "maskrcnn_resnet18_fpn", "weights": "none", "epochs": 3, "batch_size": 2, "lr": 0.01,
@@ -246,9 +282,12 @@ def test_folds_train_for_real_and_never_predict_a_photo_their_model_saw(
     run = run_audit(data, folds=2, split="all", train_args=args, device="cpu", out=tmp_path / "audit")
 
     everyone = {Path(i.file_name).name for i in load_split(data, "all").images}
+    content = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (data / "images").iterdir()}
     assert len(predicted) == 2 and len(trained_on) == 2
     for source, photos in predicted:
         assert photos and not photos & trained_on[source], (source, photos)  # never a photo it trained on
+        seen = {content[name] for name in trained_on[source]}
+        assert not {content[name] for name in photos} & seen, (source, photos)  # nor a copy of one
         assert trained_on[source] == everyone - photos  # and trained on all the others
     assert set().union(*(p for _, p in predicted)) == everyone
     ids = {i.id for i in load_split(data, "all").images}
