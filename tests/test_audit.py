@@ -3,9 +3,11 @@ predicts a photo with a model that trained on it, the --json contract, one-line 
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from trainsetup import FAST_MODEL
 from officescore import masks as masklib
 from officescore.cli import main
 from officescore.curate.audit import audit_predictions, run_audit
+from officescore.curate.folds import assign_folds
 from officescore.curate.inject import Injected, inject_errors
 from officescore.curate.labels import load_split
 from officescore.ingest import ingest_export
@@ -41,9 +44,25 @@ def _one_thread() -> Any:
 CLEAN_MAX = 0.55
 
 
-def _dataset(root: Path, images: int, size: int, seed: int) -> Path:
+def _dataset(root: Path, images: int, size: int, seed: int, copies: tuple[int, ...] = ()) -> Path:
+    """Sample scenes ingested; `copies`: indices of photos the export also holds a byte-identical
+    copy of (under another name, labelled alike), so ingest records them as duplicate groups."""
     write_sample(root / "export", n_images=images, seed=seed, size=size)
-    ingest_export(root / "export" / "annotations.json", out=root / "dataset", val_fraction=0.2, seed=0)
+    export = root / "export" / "annotations.json"
+    if copies:
+        coco = json.loads(export.read_text())
+        next_image, next_ann = len(coco["images"]) + 1, len(coco["annotations"]) + 1
+        for n, index in enumerate(copies):
+            info = coco["images"][index]
+            name = f"images/copy{n}_{Path(info['file_name']).name}"
+            shutil.copyfile(export.parent / info["file_name"], export.parent / name)
+            coco["images"].append({**info, "id": next_image, "file_name": name})
+            for ann in [a for a in coco["annotations"] if a["image_id"] == info["id"]]:
+                coco["annotations"].append({**ann, "id": next_ann, "image_id": next_image})
+                next_ann += 1
+            next_image += 1
+        export.write_text(json.dumps(coco))
+    ingest_export(export, out=root / "dataset", val_fraction=0.2, seed=0)
     return root / "dataset"
 
 
@@ -154,7 +173,80 @@ def test_several_injected_errors_fill_the_top_of_the_ranking(clean: Path) -> Non
         (clean / "train.json").write_text(json.dumps(original))
 
 
+def _largest_part_filled(mask: np.ndarray) -> np.ndarray:
+    """What a Label Studio polygon can hold of a mask: its largest part (8-connected), holes filled."""
+    import cv2
+
+    _, parts, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    part = parts == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    _, background = cv2.connectedComponents((~part).astype(np.uint8), connectivity=4)
+    border = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
+    return part | ((background > 0) & ~np.isin(background, border))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum()) / float((a | b).sum())
+
+
+def test_review_tasks_suggest_only_confident_detections_and_keep_each_labels_own_mask(
+    clean: Path, tmp_path: Path
+) -> None:
+    """`audit --labelstudio`'s tasks: the suggestion holds the model's detections >= 0.5 only (the
+    predictions audit works from go down to 0.05), and each label of the photo comes back as its own
+    region with its own mask (IoU >= 0.9 with what a polygon can hold of it)."""
+    from officescore.curate.labelstudio import SUGGEST_CONF, audit_tasks
+    from officescore.label.formats import read_tasks, result_regions
+
+    split = load_split(clean, "train")
+    coco = json.loads((clean / "train.json").read_text())
+    predictions = _model_like(coco, seed=0)  # labels found at 0.7-0.99, weak guesses at 0.05-0.3
+    reviewed, skipped = split.images[:-1], split.images[-1]
+    issues = [
+        {"rank": n, "kind": "bad_mask", "score": 0.9, "image_id": image.id, "file_name": image.file_name,
+         "annotation_id": image.labels[0].id, "class": image.labels[0].class_name, "suggested_class": None,
+         "bbox": image.labels[0].bbox}
+        for n, image in enumerate(reviewed, start=1)
+    ] + [{"rank": len(reviewed) + 1, "kind": "spurious", "score": 0.3, "image_id": skipped.id,
+          "file_name": skipped.file_name, "annotation_id": None, "class": "desk", "suggested_class": None,
+          "bbox": [0, 0, 1, 1]}]  # fmt: skip
+    path, _, count = audit_tasks(tmp_path / "review.json", split, predictions, issues, "audit-test")
+    tasks = read_tasks(path)
+    assert count == len(tasks) == len(reviewed)
+    assert {t["data"]["image_id"] for t in tasks} == {image.id for image in reviewed}
+    ids = {image.id for image in reviewed}
+    assert any(p["score"] < SUGGEST_CONF for p in predictions if p["image_id"] in ids)  # some to leave out
+    by_id = split.by_id()
+    for task in tasks:
+        image = by_id[task["data"]["image_id"]]
+        suggested = result_regions(task["predictions"][0]["result"])
+        confident = [p for p in predictions if p["image_id"] == image.id and p["score"] >= SUGGEST_CONF]
+        assert suggested and all(r.score is not None and r.score >= SUGGEST_CONF for r in suggested)
+        assert len(suggested) == len(confident)
+        labelled = result_regions(task["annotations"][0]["result"])
+        assert [r.class_name for r in labelled] == [label.class_name for label in image.labels]
+        for region, label in zip(labelled, image.labels, strict=True):
+            got = masklib.decode(region.mask).astype(bool)
+            own = _largest_part_filled(masklib.decode(label.rle).astype(bool))
+            assert _iou(got, own) >= 0.9, (image.id, label.id)
+
+
 # --------------------------------------------------------------------------- --folds: really trained
+
+
+def test_folds_keep_each_group_of_near_duplicates_in_one_fold(tmp_path: Path) -> None:
+    """Photo 0 twice copied, photos 1 and 2 once: three duplicate groups that ingest records; for
+    every k and seed each group lands in one fold, and the folds split the photos between them."""
+    data = _dataset(tmp_path, images=10, size=64, seed=5, copies=(0, 0, 1, 2))
+    split = load_split(data, "all")
+    assert sorted(len(g) for g in split.duplicate_groups) == [2, 2, 3]
+    id_of = {image.file_name: image.id for image in split.images}
+    for k in (2, 3, 4):
+        for seed in range(4):
+            folds = assign_folds(split, k, seed)
+            assert sorted(i for fold in folds for i in fold) == sorted(id_of.values()) and all(folds)
+            fold_of = {i: n for n, fold in enumerate(folds) for i in fold}
+            for group in split.duplicate_groups:
+                assert len({fold_of[id_of[name]] for name in group}) == 1, (k, seed, group, folds)
 
 
 def test_folds_train_for_real_and_never_predict_a_photo_their_model_saw(
@@ -163,7 +255,8 @@ def test_folds_train_for_real_and_never_predict_a_photo_their_model_saw(
     import officescore.train
     from officescore.infer import Predictor
 
-    data = _dataset(tmp_path, images=8, size=64, seed=11)
+    data = _dataset(tmp_path, images=8, size=64, seed=11, copies=(0, 1, 2))  # three pairs of copies
+    assert len(load_split(data, "all").duplicate_groups) == 3
     args = tmp_path / "args.json"
     args.write_text(json.dumps({
         "arch": "maskrcnn_resnet18_fpn", "weights": "none", "epochs": 3, "batch_size": 2, "lr": 0.01,
@@ -189,9 +282,12 @@ def test_folds_train_for_real_and_never_predict_a_photo_their_model_saw(
     run = run_audit(data, folds=2, split="all", train_args=args, device="cpu", out=tmp_path / "audit")
 
     everyone = {Path(i.file_name).name for i in load_split(data, "all").images}
+    content = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (data / "images").iterdir()}
     assert len(predicted) == 2 and len(trained_on) == 2
     for source, photos in predicted:
         assert photos and not photos & trained_on[source], (source, photos)  # never a photo it trained on
+        seen = {content[name] for name in trained_on[source]}
+        assert not {content[name] for name in photos} & seen, (source, photos)  # nor a copy of one
         assert trained_on[source] == everyone - photos  # and trained on all the others
     assert set().union(*(p for _, p in predicted)) == everyone
     ids = {i.id for i in load_split(data, "all").images}

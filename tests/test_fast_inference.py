@@ -66,6 +66,32 @@ def test_batchnorm_folding_keeps_v2_heads_outputs() -> None:
         assert torch.allclose(want, got, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
 
 
+@pytest.mark.parametrize("kind", ["BatchNorm2d", "FrozenBatchNorm2d"])
+def test_batchnorm_folding_keeps_eps_for_channels_with_no_variance(kind: str) -> None:
+    """Trained nets have channels whose running_var is ~0 (1e-6) or exactly 0 (dead channels):
+    BatchNorm divides by sqrt(var + eps) there, so a fold that forgets eps (here 1e-3, as
+    torchvision's v2 heads use) is 31x off or infinite. Folded outputs equal the unfolded module's."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    gen = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False)
+    bn = torch.nn.BatchNorm2d(4, eps=1e-3) if kind == "BatchNorm2d" else FrozenBatchNorm2d(4, eps=1e-3)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen))
+        bn.running_mean.copy_(torch.randn(4, generator=gen))
+        bn.running_var.copy_(torch.tensor([1e-6, 0.0, 0.0, 0.7]))
+        bn.weight.copy_(torch.rand(4, generator=gen) + 0.5)
+        bn.bias.copy_(torch.randn(4, generator=gen))
+    module = torch.nn.Sequential(conv, bn).eval()
+    folded = copy.deepcopy(module)
+    assert prepare.fold_batchnorm(folded) == 1 and isinstance(folded[1], torch.nn.Identity)
+    x = torch.randn(2, 3, 9, 7, generator=gen)
+    with torch.inference_mode():
+        want, got = module(x), folded(x)
+    assert torch.isfinite(got).all()
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+
+
 def _kept(output: dict[str, torch.Tensor], conf: float = CONF) -> dict[str, torch.Tensor]:
     keep = output["scores"] >= conf
     return {k: v[keep] for k, v in output.items()}

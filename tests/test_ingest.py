@@ -848,6 +848,25 @@ def test_images_folder_option_and_label_studio_prefix(tmp_path: Path) -> None:
     }
 
 
+def test_out_inside_the_image_folder_twice_never_finds_its_own_copies(tmp_path: Path) -> None:
+    """`--out` inside `--images`, with names found by base name (Label Studio's images/x): the second
+    run must not also find the first run's copies in OUT/images (hard links, same names) and call
+    every photo ambiguous."""
+    coco = label_studio_style(tmp_path, make_export(tmp_path, n_images=4))
+    export = write_export(tmp_path, coco, "exports/result.json")
+    images, out = tmp_path / "images", tmp_path / "images" / "dataset"
+    for run in (1, 2):
+        result = ingest_export(export, images_dir=images, out=out)
+        assert result.counts["images"] == 4, (run, result.problems)
+        kinds = {p.kind for p in result.problems}
+        assert "image_ambiguous" not in kinds and "image_found_by_name" in kinds, (run, kinds)
+        found = {p.image for p in result.problems if p.kind == "image_found_by_name"}
+        assert found == {im["file_name"] for im in coco["images"]}
+    assert sorted(p.name for p in (out / "images").iterdir()) == sorted(
+        Path(im["file_name"]).name for im in coco["images"]
+    )  # the data set holds the photos once, not copies of its own copies
+
+
 # ---------------------------------------------------------------- classes
 
 

@@ -169,6 +169,9 @@ def test_task_with_prediction_and_annotation_reads_back(kind: str) -> None:
             got = masklib.decode(region.mask).astype(bool)
             assert iou(got, inst.mask.astype(bool)) >= (0.999 if kind == "brush" else 0.9)
             assert (region.polygon is None) == (kind == "brush")
+            if region.polygon is not None:  # the pixel COCO polygon pull writes: the mask's shape
+                drawn = masklib.decode(masklib.from_polygons([region.polygon], H, W)).astype(bool)
+                assert iou(drawn, got) >= 0.99
     assert [r.score for r in formats.result_regions(pred["result"])] == [round(d.score, 4) for d in dets]
 
 

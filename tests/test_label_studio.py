@@ -243,6 +243,93 @@ def test_push_accept_pull_ingest_round_trip(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "export"]
 
 
+def test_push_stores_the_model_version_it_prints_and_never_the_key(
+    labelstudio: LabelStudioServer, key: str, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`label push --model --json`: every prediction Label Studio stored carries the model_version
+    push printed (the name `label backend` and later pushes compare against), and the output holds
+    no API key."""
+    push = ["label", "push", str(files["photos"]), "--url", labelstudio.url, "--project", "model version"]
+    code, out, err = run([*push, "--model", str(files["desk"]), "--device", "cpu", "--json"], capsys)
+    assert code == 0, err
+    assert key not in out and key not in err
+    pushed = json.loads(out)
+    version = pushed["model_version"]
+    assert version.startswith("desk-best-") and pushed["predictions"] == 3
+    stored = client_for(labelstudio).sdk.predictions.list(project=pushed["project_id"])  # one request
+    assert len({p.task for p in stored}) == len(stored) == 3  # one per task
+    assert {p.model_version for p in stored} == {version}
+
+
+def _polygon(points: list[list[float]], label: str, width: int, height: int) -> dict[str, Any]:
+    """A polygon region as Label Studio's editor saves it (points in percent of the image)."""
+    return {
+        "id": f"{label}{len(points)}",
+        "type": "polygonlabels",
+        "from_name": "label",
+        "to_name": "image",
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "value": {"points": points, "closed": True, "polygonlabels": [label]},
+    }
+
+
+def _pixels(points: list[list[float]], width: int, height: int) -> list[float]:
+    return [v for x, y in points for v in (x * width / 100.0, y * height / 100.0)]
+
+
+def test_pull_takes_the_newest_annotation_rescales_per_axis_and_writes_no_key(
+    labelstudio: LabelStudioServer,
+    key: str,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Three photos (128x96): the first annotated twice (a desk, then a chair instead), the second
+    annotated at a stored size scaled 2x across and 3x down (Label Studio keeps the size the
+    labeller's browser saw), the third not at all. Pull keeps the newer annotation, rescales each
+    axis by its own factor, and writes the API key into no file and no output."""
+    from officescore.label.push import push_images
+
+    client = client_for(labelstudio)
+    pushed = push_images(client, "pull checks", [files["photos"]], classes=list(CLASSES))
+    tasks = sorted(client.export_tasks(pushed.project_id), key=lambda t: t["id"])
+    assert [t["data"]["name"] for t in tasks] == ["scene_0.jpg", "scene_1.jpg", "scene_2.jpg"]
+    width, height = 128, 96
+    older, newer = [[10, 10], [40, 10], [40, 40], [10, 40]], [[50, 20], [90, 30], [60, 80]]
+    client.sdk.annotations.create(id=tasks[0]["id"], result=[_polygon(older, "desk", width, height)])
+    client.sdk.annotations.create(id=tasks[0]["id"], result=[_polygon(newer, "chair", width, height)])
+    scaled = [[20, 10], [70, 25], [45, 90], [15, 60]]
+    client.sdk.annotations.create(id=tasks[1]["id"], result=[_polygon(scaled, "desk", 2 * width, 3 * height)])
+
+    export, dataset = tmp_path / "export", tmp_path / "dataset"
+    pull = ["label", "pull", "--url", labelstudio.url, "--project", "pull checks", "--out", str(export)]
+    code, out, err = run([*pull, "--ingest", str(dataset), "--json"], capsys)
+    assert code == 0, err
+    assert key not in out and key not in err
+    assert json.loads(out)["pull"]["unlabelled"] == 1
+    coco = json.loads((export / "annotations.json").read_text())
+    by_name = {Path(im["file_name"]).name: im for im in coco["images"]}
+    assert sorted(by_name) == ["scene_0.jpg", "scene_1.jpg"]
+    assert all((im["width"], im["height"]) == (width, height) for im in coco["images"])
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+
+    def pulled(photo: str) -> list[dict[str, Any]]:
+        return [a for a in coco["annotations"] if a["image_id"] == by_name[photo]["id"]]
+
+    (first,) = pulled("scene_0.jpg")  # the newer annotation's chair, not the older one's desk
+    assert names[first["category_id"]] == "chair"
+    assert first["segmentation"][0] == pytest.approx(_pixels(newer, width, height), abs=0.01)
+    (second,) = pulled("scene_1.jpg")  # x scaled by 128/256, y by 96/288
+    assert names[second["category_id"]] == "desk"
+    assert second["segmentation"][0] == pytest.approx(_pixels(scaled, width, height), abs=0.02)
+
+    for folder in (export, dataset):  # every file pull and ingest wrote, photos included
+        written = [p for p in folder.rglob("*") if p.is_file()]
+        assert written and not [p for p in written if key.encode() in p.read_bytes()]
+
+
 def test_prelabel_files_are_accepted_by_label_studios_import(
     labelstudio: LabelStudioServer, key: str, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -399,7 +486,8 @@ def test_errors_a_user_can_cause(
         ["label", "push", photos, "--url", closed, "--project", "abc"]
     )
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "0123456789abcdef")
-    assert "refused the API key" in error(["label", "pull", "--url", url, "--project", "abc", "--out", "x"])
+    refused = error(["label", "pull", "--url", url, "--project", "abc", "--out", "x"])
+    assert "refused the API key" in refused and "0123456789abcdef" not in refused  # nor the refused key
     monkeypatch.delenv("LABEL_STUDIO_API_KEY")
     monkeypatch.setenv("OFFICESCORE_CONFIG", str(files["base"] / "none.toml"))
     assert "no Label Studio API key: set LABEL_STUDIO_API_KEY" in error(

@@ -204,3 +204,65 @@ def test_cli_defaults_match_the_library() -> None:
     cli = inspect.signature(cli_select).parameters
     for name in ("strategy", "uncertainty", "device", "seed"):
         assert cli[name].default.default == library[name].default, name
+
+
+# --------------------------------------------------------------------------- seeding, near-copies (issue 21)
+
+
+@pytest.fixture(scope="module")
+def big_pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight distinct new scenes (pairwise >= 24 phash bits apart): more than a budget of 3."""
+    folder = tmp_path_factory.mktemp("big_pool")
+    for i in range(8):
+        render_scene(300 + i, size=64).image.save(folder / f"scene_{i}.png")
+    return folder
+
+
+def _order(run: object) -> list[str]:
+    return [Path(c.path).name for c in run.chosen]  # type: ignore[attr-defined]
+
+
+def test_random_strategy_is_seeded(big_pool: Path) -> None:
+    """Same seed, same draw (three times); another seed, another draw. Budget 3 of 8 photos."""
+    draws = [_order(select([big_pool], "", budget=3, strategy="random", seed=5)) for _ in range(3)]
+    assert len(draws[0]) == 3 and draws[0] == draws[1] == draws[2]
+    other = _order(select([big_pool], "", budget=3, strategy="random", seed=6))
+    assert len(other) == 3 and other != draws[0]
+
+
+def test_cli_seed_reaches_the_random_draw(
+    big_pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    library = {s: _order(select([big_pool], "", budget=3, strategy="random", seed=s)) for s in (0, 1)}
+    assert library[0] != library[1]  # else the test could not tell the seeds apart
+    args = ["select", str(big_pool), "--budget", "3", "--strategy", "random", "--seed", "1", "--json"]
+    code, stdout, err = _cli([*args, "--out", str(tmp_path / "next.csv")], capsys)
+    assert code == 0, err
+    assert [Path(c["path"]).name for c in json.loads(stdout)["chosen"]] == library[1]
+
+
+@pytest.fixture(scope="module")
+def copies_pool(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str]]:
+    """A new scene with two near-copies of it (re-encoded, resized: 0 phash bits apart), and two
+    other new scenes (>= 22 bits from everything); none of them labelled."""
+    folder = tmp_path_factory.mktemp("copies_pool")
+    scene = render_scene(310, size=96).image
+    scene.save(folder / "scene.png")
+    scene.save(folder / "scene_reencoded.jpg", quality=60)
+    scene.resize((80, 80)).save(folder / "scene_resized.png")
+    for i in (311, 312):
+        render_scene(i, size=96).image.save(folder / f"other_{i}.png")
+    return folder, {"scene.png", "scene_reencoded.jpg", "scene_resized.png"}
+
+
+@pytest.mark.parametrize("strategy", ["uncertainty", "random"])
+def test_never_two_near_copies_of_a_new_scene(
+    copies_pool: tuple[Path, set[str]], model: Path, strategy: str
+) -> None:
+    folder, family = copies_pool
+    run = select([folder], model, budget=5, strategy=strategy, device="cpu")
+    chosen = _order(run)
+    assert len(set(chosen) & family) == 1 and {"other_311.png", "other_312.png"} <= set(chosen), chosen
+    hashes = [phash(c.path) for c in run.chosen]
+    distances = hamming(hashes, hashes)
+    assert all(distances[i, j] > NEAR_DUP_BITS for i in range(len(chosen)) for j in range(i)), distances

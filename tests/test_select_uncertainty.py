@@ -54,3 +54,21 @@ def test_a_mask_term_near_zero_everywhere_does_not_outvote_the_classes() -> None
     ranks = combined_uncertainty(signals(0.07, 0.05))
     assert ranks[1] > ranks[0]
     assert list(combined_uncertainty(signals(3.0, 0.5))) == [0.5, 0.5]  # one term each way
+
+
+def test_class_uncertainty_is_divided_by_the_top_count_not_by_the_rows() -> None:
+    """4 proposals, one of them an unsure object: 1/TOP_PROPOSALS (a photo with few proposals is not
+    made more uncertain by having few), not 1/4."""
+    rows = torch.tensor([[-BIG, 0.0, 0.0]] + [[BIG, 0.0, 0.0]] * 3)
+    # margin: 1 - (0.5 - 0.5) = 1; entropy: ln 2 / ln 3 (a two-way tie among three outcomes)
+    for how, unsure in (("margin", 1.0), ("entropy", np.log(2) / np.log(3))):
+        value = class_uncertainty(rows, how)
+        assert abs(value - unsure / TOP_PROPOSALS) < 0.005, (how, value)
+
+
+def test_the_most_object_like_proposals_are_the_ones_counted() -> None:
+    """TOP_PROPOSALS sure background rows, then one unsure object row: the object is among the top
+    proposals (by objectness) and counts; the background rows hardly do."""
+    rows = torch.tensor([[BIG, 0.0, 0.0]] * TOP_PROPOSALS + [[-BIG, 0.0, 0.0]])
+    assert abs(class_uncertainty(rows) - 1 / TOP_PROPOSALS) < 0.01
+    assert class_uncertainty(rows[:TOP_PROPOSALS]) < 0.01  # the background rows alone
