@@ -89,7 +89,7 @@ def push_images(
     loaded: LoadedPredictor | None = None,
     classes: Sequence[str] | None = None,
     conf: float | None = None,
-    mask: str = POLYGON,
+    mask: str | None = None,
     local_root: Path | None = None,
     batch_size: int = 2,
     simplify: float = DEFAULT_SIMPLIFY,
@@ -97,7 +97,9 @@ def push_images(
 ) -> PushResult:
     """Add the photos not yet in project `title`, each with the model's prediction when `loaded`.
 
-    A new project labels `classes`, else the model's classes, else the ten office classes.
+    A new project labels `classes`, else the model's classes, else the ten office classes, with
+    `mask` regions (default polygons); an existing project keeps its kind, and a `mask` that
+    differs from it is refused rather than dropped.
     """
     images = collect_images(inputs)
     names = [relative_name(i.path, Path(local_root), "--local-root") for i in images] if local_root else None
@@ -109,17 +111,24 @@ def push_images(
                 f"--classes leaves out {', '.join(unknown)}, which the model predicts; add them"
             )
     project, created = ensure_project(
-        client, title, LabelSchema(tuple(class_list), mask), loaded and loaded.classes
+        client, title, LabelSchema(tuple(class_list), mask or POLYGON), loaded and loaded.classes
     )
     schema = project.schema
+    if mask is not None and schema.mask != mask:
+        raise LabelStudioError(
+            f"project {title!r} labels with {schema.mask} regions, not {mask}: leave out --mask {mask} "
+            "or use a new --project"
+        )
     present = set() if created else existing_sha256s(client, project.id)
     todo = [(n, img) for n, img in enumerate(images) if img.sha256 not in present]
+    already_there = len(images) - len(todo)
+    failed: list[dict[str, str]] = []
     results: list[Any] = [None] * len(todo)
     if loaded is not None and todo:
         results = detect(loaded, [img.path for _, img in todo], conf, batch_size, reporter)
     if local_root is not None and todo:
         client.add_local_storage(project.id, storage_folder([img.path for _, img in todo], Path(local_root)))
-    failed, tasks = [], []
+    tasks = []
     with reporter.stage("uploading" if local_root is None else "preparing tasks", total=len(todo)) as stage:
         for (n, img), result in zip(todo, results, strict=True):
             stage.advance(1)
@@ -134,7 +143,7 @@ def push_images(
         project.title,
         created,
         len(tasks),
-        len(images) - len(todo),
+        already_there,
         predictions,
         loaded.version if loaded else None,
         failed,

@@ -53,19 +53,23 @@ def _scrape_folder_images(raw_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
-def collect_images(inputs: Sequence[str | Path]) -> list[ImageSource]:
+def collect_images(inputs: Sequence[str | Path | ImageSource]) -> list[ImageSource]:
     """Every photo the inputs name, once each (by sha256), in input order.
 
     A missing file or an input that matches nothing is a BadImageError naming it: a labelling
     command that silently skipped a typo would leave the user wondering where the photos went.
+    `ImageSource`s (collected before, e.g. by the CLI before it contacts Label Studio) pass through.
     """
     from officescore.images import expand_inputs
     from officescore.scrape.manifest import MANIFEST_NAME
 
     if not inputs:
         raise BadImageError("no images given: pass files, folders, globs or a scrape folder (data/raw)")
-    candidates: list[tuple[Path, dict[str, Any]]] = []
+    candidates: list[tuple[Path, dict[str, Any]] | ImageSource] = []
     for item in inputs:
+        if isinstance(item, ImageSource):
+            candidates.append(item)
+            continue
         path = Path(item)
         if path.is_dir() and (path / MANIFEST_NAME).is_file():
             candidates.extend(_scrape_folder_images(path))
@@ -77,15 +81,20 @@ def collect_images(inputs: Sequence[str | Path]) -> list[ImageSource]:
     return _unique(candidates)
 
 
-def _unique(candidates: Iterable[tuple[Path, dict[str, Any]]]) -> list[ImageSource]:
+def _unique(candidates: Iterable[tuple[Path, dict[str, Any]] | ImageSource]) -> list[ImageSource]:
     seen: set[str] = set()
     images = []
-    for path, provenance in candidates:
-        if not path.is_file():
-            raise BadImageError(f"{path}: no such image file; check the path or glob")
-        digest = sha256_file(path)
-        if digest in seen:  # the same photo twice (two names, or a folder and a file in it)
+    for candidate in candidates:
+        if isinstance(candidate, ImageSource):
+            source = candidate
+        else:
+            path, provenance = candidate
+            if not path.is_file():
+                raise BadImageError(f"{path}: no such image file; check the path or glob")
+            source = ImageSource(path, sha256_file(path), provenance)
+        if source.sha256 in seen:  # the same photo twice (two names, or a folder and a file in it)
             continue
-        seen.add(digest)
-        images.append(ImageSource(path, digest, provenance))
+        seen.add(source.sha256)
+        images.append(source)
     return images
+
