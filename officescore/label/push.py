@@ -23,7 +23,7 @@ from officescore.label.formats import POLYGON, LabelSchema, make_task, read_task
 from officescore.label.predict import LoadedPredictor, detect
 from officescore.label.prelabel import LOCAL_FILES_PREFIX, image_reference, relative_name
 from officescore.label.regions import DEFAULT_SIMPLIFY
-from officescore.label.sources import ImageSource, collect_images
+from officescore.label.sources import ImageSource, collect_images, readable_images
 from officescore.progress import SILENT, Reporter
 
 CHUNK = 50  # tasks per import request
@@ -97,6 +97,7 @@ def push_images(
 ) -> PushResult:
     """Add the photos not yet in project `title`, each with the model's prediction when `loaded`.
 
+    Every new photo is decoded first; those that cannot be are left out and listed in `failed`.
     A new project labels `classes`, else the model's classes, else the ten office classes, with
     `mask` regions (default polygons); an existing project keeps its kind, and a `mask` that
     differs from it is refused rather than dropped.
@@ -110,9 +111,10 @@ def push_images(
             raise ConfigError(
                 f"--classes leaves out {', '.join(unknown)}, which the model predicts; add them"
             )
-    project, created = ensure_project(
-        client, title, LabelSchema(tuple(class_list), mask or POLYGON), loaded and loaded.classes
-    )
+    # What an existing project must label: the model's classes, else --classes; plain photos
+    # pushed without either go into the project as it is (they are not the ten default classes).
+    needed = loaded.classes if loaded else (list(classes) if classes else [])
+    project, created = ensure_project(client, title, LabelSchema(tuple(class_list), mask or POLYGON), needed)
     schema = project.schema
     if mask is not None and schema.mask != mask:
         raise LabelStudioError(
@@ -122,7 +124,10 @@ def push_images(
     present = set() if created else existing_sha256s(client, project.id)
     todo = [(n, img) for n, img in enumerate(images) if img.sha256 not in present]
     already_there = len(images) - len(todo)
-    failed: list[dict[str, str]] = []
+    # Decoded before anything is uploaded, with or without a model: no task for a non-photo.
+    readable, failed = readable_images([img for _, img in todo], reporter)
+    decoded = {img.sha256 for img in readable}
+    todo = [(n, img) for n, img in todo if img.sha256 in decoded]
     results: list[Any] = [None] * len(todo)
     if loaded is not None and todo:
         results = detect(loaded, [img.path for _, img in todo], conf, batch_size, reporter)

@@ -14,6 +14,7 @@ from typing import Any
 
 from officescore.errors import BadImageError
 from officescore.files import sha256_file
+from officescore.progress import SILENT, Reporter
 
 # Manifest columns copied into a task's data (and a COCO image's entry): what a labeller or a
 # licence audit needs to know about the photo, never the provider's internal state.
@@ -98,3 +99,23 @@ def _unique(candidates: Iterable[tuple[Path, dict[str, Any]] | ImageSource]) -> 
         images.append(source)
     return images
 
+
+def readable_images(
+    images: Sequence[ImageSource], reporter: Reporter = SILENT
+) -> tuple[list[ImageSource], list[dict[str, str]]]:
+    """The photos that decode (as `officescore.images.load_image` decodes them for a model) and
+    `{"path", "error"}` for each that does not: a truncated JPEG, random bytes named .jpg or a
+    text file matched by a glob would otherwise reach Label Studio as a task it cannot show."""
+    from officescore.images import load_image
+
+    good, bad = [], []
+    with reporter.stage("checking photos", total=len(images)) as stage:
+        for image in images:
+            stage.advance(1)
+            try:
+                load_image(image.path).close()
+            except BadImageError as exc:
+                bad.append({"path": str(image.path), "error": str(exc)})
+                continue
+            good.append(image)
+    return good, bad
