@@ -21,6 +21,7 @@ EXAMPLES = """
 [bold]Examples[/bold]
 
   export LABEL_STUDIO_API_KEY=...        (Account & Settings -> Personal Access Token)
+  export LABEL_STUDIO_URL=http://localhost:8080   (--url wins over it; without both: url under \\[label])
 
   officescore label push data/raw --project offices --model runs/train
 
@@ -70,7 +71,7 @@ label_app = typer.Typer(
 )
 
 URL_ENV = "LABEL_STUDIO_URL"  # Label Studio's SDK and ML-backend examples read it, beside the key
-URL_HELP = "Label Studio's address (else $LABEL_STUDIO_URL, else [label] url in officescore.toml)."
+URL_HELP = "Label Studio's address; else $LABEL_STUDIO_URL, else \\[label] url in officescore.toml."
 PROJECT_HELP = "Project title (3-50 characters)."
 
 
@@ -98,7 +99,8 @@ def push(
     mask: str = typer.Option(
         "polygon",
         "--mask",
-        help="Region kind of a new project: polygon or brush (an existing one keeps its own).",
+        help="Region kind of a new project: polygon or brush (an existing project keeps its own; "
+        "another is refused).",
     ),
     local_root: Path = typer.Option(
         None,
@@ -229,7 +231,7 @@ def backend(
     port: int = typer.Option(9090, "--port", help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
     url: str = typer.Option(
-        DEFAULT_URL, "--url", envvar=URL_ENV, help="Label Studio, to read uploaded photos from. " + URL_HELP
+        DEFAULT_URL, "--url", envvar=URL_ENV, help=URL_HELP + " The backend reads uploaded photos from it."
     ),
     connect: str = typer.Option(None, "--connect", help="Also connect the backend to this project."),
     local_root: Path = typer.Option(
