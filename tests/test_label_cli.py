@@ -65,8 +65,9 @@ def fresh_cli(args: list[str], tmp_path: Path, **env: str) -> tuple[int, list[st
 
 
 def test_push_help_and_a_bad_path_answer_without_torch(tmp_path: Path) -> None:
-    code, modules, err = fresh_cli(["label", "push", "--help"], tmp_path)
-    assert code == 0 and modules == [], (modules, err)
+    for command in ("push", "pull", "backend"):
+        code, modules, err = fresh_cli(["label", command, "--help"], tmp_path)
+        assert code == 0 and modules == [], (command, modules, err)
     # A typo in the path: named at once, before Label Studio is asked (no key, no server needed)
     # and without loading torch, the SDK or OpenCV.
     code, modules, err = fresh_cli(

@@ -554,6 +554,8 @@ def test_errors_a_user_can_cause(
     err = error(["label", "push", photos, "--url", url, "--project", "two classes", "--mask", "brush"])
     assert "project 'two classes' labels with polygon regions, not brush" in err
     assert client.export_tasks(project.id) == []
+    err = error(["label", "push", photos, "--url", url, "--project", "two classes", "--classes", "desk,lamp"])
+    assert "project 'two classes' labels desk, chair but --classes names lamp too; use a new --project" in err
     # Plain photos, no --model, --classes or --mask: into the project as it is (its classes, polygons).
     code, out, err = run(
         ["label", "push", photos, "--url", url, "--project", "two classes", "--json"], capsys

@@ -54,12 +54,16 @@ class PushResult:
 
 
 def ensure_project(
-    client: LabelStudio, title: str, schema: LabelSchema, model_classes: Sequence[str] | None = None
+    client: LabelStudio,
+    title: str,
+    schema: LabelSchema,
+    model_classes: Sequence[str] | None = None,
+    needed_by: str = "the model predicts",
 ) -> tuple[Project, bool]:
     """The project named `title` (created with `schema` if missing) and whether it was created.
 
-    An existing project must have a label for every class the model predicts; its region kind
-    (polygon / brush) wins over `schema`'s.
+    An existing project must have a label for every class in `model_classes` (`needed_by` says
+    whose they are, for the error); its region kind (polygon / brush) wins over `schema`'s.
     """
     project = client.find_project(title)
     if project is None:
@@ -67,9 +71,10 @@ def ensure_project(
     wanted = list(model_classes if model_classes is not None else schema.classes)
     missing = [c for c in wanted if c not in project.schema.classes]
     if missing:
+        fix = " or a model trained on this project's classes" if needed_by == "the model predicts" else ""
         raise LabelStudioError(
-            f"project {title!r} labels {', '.join(project.schema.classes)} but the model predicts "
-            f"{', '.join(missing)} too; use a new --project or a model trained on this project's classes"
+            f"project {title!r} labels {', '.join(project.schema.classes)} but {needed_by} "
+            f"{', '.join(missing)} too; use a new --project{fix}"
         )
     return project, False
 
@@ -114,7 +119,13 @@ def push_images(
     # What an existing project must label: the model's classes, else --classes; plain photos
     # pushed without either go into the project as it is (they are not the ten default classes).
     needed = loaded.classes if loaded else (list(classes) if classes else [])
-    project, created = ensure_project(client, title, LabelSchema(tuple(class_list), mask or POLYGON), needed)
+    project, created = ensure_project(
+        client,
+        title,
+        LabelSchema(tuple(class_list), mask or POLYGON),
+        needed,
+        "the model predicts" if loaded else "--classes names",
+    )
     schema = project.schema
     if mask is not None and schema.mask != mask:
         raise LabelStudioError(
@@ -231,7 +242,7 @@ def push_tasks_file(
         raise ConfigError(f"{tasks_file}: no labelling config {config.name} beside it; write the file again")
     schema = LabelSchema.from_config(config.read_text(encoding="utf-8"))
     file_classes = _classes_in(tasks, schema)
-    project, created = ensure_project(client, title, schema, file_classes)
+    project, created = ensure_project(client, title, schema, file_classes, f"{tasks_file.name} uses")
     if project.schema.mask != schema.mask:
         raise LabelStudioError(
             f"project {title!r} labels with {project.schema.mask}s but {tasks_file.name} holds "
