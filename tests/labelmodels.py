@@ -13,12 +13,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scoremodels import ARCH, TINY_KWARGS, tiny_model
 
 from officescore import DEFAULT_CLASSES
 from officescore.cli import main
+from officescore.infer.detection import Detection, ImageResult
+from officescore.label.predict import LoadedPredictor
 
 KWARGS = {**TINY_KWARGS, "box_detections_per_img": 6}  # a few suggestions per photo, not twenty
 
@@ -97,3 +101,54 @@ def write_photos(folder: Path, n: int = 3, width: int = 128, height: int = 96) -
         render_scene(i, size=max(width, height)).image.crop((0, 0, width, height)).save(path, quality=92)
         paths.append(path)
     return paths
+
+
+def edge_masks(width: int, height: int) -> dict[str, np.ndarray]:
+    """Masks that touch each edge of a width x height photo with a tip (where the half-pixel,
+    mitre-joined outline reaches furthest past the pixels), a slanted side, a corner, one corner
+    pixel and the whole photo: what a barely trained model's ragged masks do at photo edges."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    r = min(20, width // 4, height // 4)
+
+    def diamond(cx: int, cy: int) -> np.ndarray:
+        return (np.abs(xx - cx) + np.abs(yy - cy) <= r).astype(np.uint8)
+
+    return {
+        "left tip": diamond(r, height // 2),
+        "right tip": diamond(width - 1 - r, height // 2),
+        "top tip": diamond(width // 2, r),
+        "bottom tip": diamond(width // 2, height - 1 - r),
+        "corner": ((xx - width) ** 2 + (yy - height) ** 2 <= (1.5 * r) ** 2).astype(np.uint8),
+        "left side": ((xx < 12) & (np.abs(yy - height // 2) < 3 + xx)).astype(np.uint8),
+        "corner pixel": ((xx == 0) & (yy == 0)).astype(np.uint8),
+        "whole photo": np.ones((height, width), np.uint8),
+    }
+
+
+class EdgePredictor:
+    """Stands in for `officescore.infer.Predictor` (classes, predict) with `edge_masks` as its
+    detections on every photo, so the files written from them can be checked at the photo edges."""
+
+    def __init__(self, classes: Sequence[str] = ("desk", "chair", "monitor")) -> None:
+        self.classes = list(classes)
+
+    def predict(self, paths: Sequence[Path], **_: object) -> list[ImageResult]:
+        from officescore import masks as masklib
+
+        results = []
+        for path in paths:
+            with Image.open(path) as photo:
+                width, height = photo.size
+            detections = [
+                Detection(
+                    self.classes[n % len(self.classes)], 0.9 - 0.05 * n, [0, 0, 1, 1], masklib.encode(m), 0.1
+                )
+                for n, m in enumerate(edge_masks(width, height).values())
+                if m.any()
+            ]
+            results.append(ImageResult(str(path), width, height, detections))
+        return results
+
+
+def edge_model(classes: Sequence[str] = ("desk", "chair", "monitor")) -> LoadedPredictor:
+    return LoadedPredictor(EdgePredictor(classes), "edges", "edges-00000000")

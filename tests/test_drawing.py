@@ -134,3 +134,116 @@ def test_colours_and_widths() -> None:
     assert class_colour_hex("desk") == "#242bf2"
     assert text_colour((250, 240, 40)) == (0, 0, 0) and text_colour((20, 30, 200)) == (255, 255, 255)
     assert save_width(192) == MIN_SAVE_WIDTH and save_width(4000) == 4000
+
+
+def _lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    """sRGB (D65) -> CIELAB."""
+    c = np.asarray(rgb, dtype=float) / 255.0
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ c
+    f = [
+        v ** (1 / 3) if v > (6 / 29) ** 3 else v / (3 * (6 / 29) ** 2) + 4 / 29
+        for v in xyz / np.array([0.95047, 1.0, 1.08883])
+    ]
+    return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
+
+
+def _delta_e2000(c1: tuple[int, int, int], c2: tuple[int, int, int]) -> float:
+    """CIEDE2000 colour difference of two sRGB colours; about 2 is just noticeable."""
+    return _delta_e2000_lab(_lab(c1), _lab(c2))
+
+
+def _delta_e2000_lab(lab1: tuple[float, float, float], lab2: tuple[float, float, float]) -> float:
+    """CIEDE2000 (Sharma, Wu & Dalal 2005) of two CIELAB colours."""
+    import math
+
+    (l1, a1, b1), (l2, a2, b2) = lab1, lab2
+    c_bar = (math.hypot(a1, b1) + math.hypot(a2, b2)) / 2
+    g = 0.5 * (1 - math.sqrt(c_bar**7 / (c_bar**7 + 25**7)))
+    a1, a2 = (1 + g) * a1, (1 + g) * a2
+    c1p, c2p = math.hypot(a1, b1), math.hypot(a2, b2)
+    h1, h2 = math.degrees(math.atan2(b1, a1)) % 360, math.degrees(math.atan2(b2, a2)) % 360
+    dh = 0.0 if c1p * c2p == 0 else (h2 - h1 + 180) % 360 - 180
+    d_h = 2 * math.sqrt(c1p * c2p) * math.sin(math.radians(dh / 2))
+    l_bar, cp_bar = (l1 + l2) / 2, (c1p + c2p) / 2
+    if c1p * c2p == 0:
+        h_bar = h1 + h2
+    elif abs(h1 - h2) <= 180:
+        h_bar = (h1 + h2) / 2
+    else:
+        h_bar = (h1 + h2 + 360) / 2 if h1 + h2 < 360 else (h1 + h2 - 360) / 2
+    t = (
+        1
+        - 0.17 * math.cos(math.radians(h_bar - 30))
+        + 0.24 * math.cos(math.radians(2 * h_bar))
+        + 0.32 * math.cos(math.radians(3 * h_bar + 6))
+        - 0.20 * math.cos(math.radians(4 * h_bar - 63))
+    )
+    s_l = 1 + 0.015 * (l_bar - 50) ** 2 / math.sqrt(20 + (l_bar - 50) ** 2)
+    s_c, s_h = 1 + 0.045 * cp_bar, 1 + 0.015 * cp_bar * t
+    r_t = (
+        -math.sin(math.radians(60 * math.exp(-(((h_bar - 275) / 25) ** 2))))
+        * 2
+        * math.sqrt(cp_bar**7 / (cp_bar**7 + 25**7))
+    )
+    dl, dc, dhh = (l2 - l1) / s_l, (c2p - c1p) / s_c, d_h / s_h
+    return math.sqrt(dl**2 + dc**2 + dhh**2 + r_t * dc * dhh)
+
+
+def test_delta_e2000_matches_published_pairs() -> None:
+    # Sharma, Wu & Dalal's test data: pairs 1, 7 and 17.
+    assert abs(_delta_e2000_lab((50.0, 2.6772, -79.7751), (50.0, 0.0, -82.7485)) - 2.0425) < 1e-4
+    assert abs(_delta_e2000_lab((50.0, 0.0, 0.0), (50.0, -1.0, 2.0)) - 2.3669) < 1e-4
+    assert abs(_delta_e2000_lab((50.0, 2.5, 0.0), (73.0, 25.0, -18.0)) - 27.1492) < 1e-4
+
+
+def test_office_classes_have_distinct_colours() -> None:
+    from itertools import combinations
+
+    from officescore import DEFAULT_CLASSES
+
+    colours = {name: class_colour(name) for name in DEFAULT_CLASSES}
+    closest = min((_delta_e2000(colours[a], colours[b]), a, b) for a, b in combinations(DEFAULT_CLASSES, 2))
+    assert closest[0] >= 20, closest  # the hashed colours had plant/bookshelf at 2.5, monitor/keyboard 10.6
+
+
+def test_other_classes_get_spaced_hues() -> None:
+    import colorsys
+
+    hues = set()
+    for name in ("sofa", "whiteboard", "printer", "phone", "headphones", "cable", "window", "rug"):
+        r, g, b = class_colour(name)
+        hue, saturation, _ = colorsys.rgb_to_hsv(r / 255, g / 255, b / 255)
+        assert saturation > 0.7
+        steps = hue * 12 - 0.5
+        assert abs(steps - round(steps)) < 0.02, (name, hue)  # one of 12 hues 30 degrees apart
+        hues.add(round(steps) % 12)
+    assert len(hues) >= 4
+
+
+def test_class_colours_are_the_same_everywhere_and_in_every_process() -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from officescore import DEFAULT_CLASSES
+    from officescore.curate import sheets
+    from officescore.label.formats import LabelSchema, class_hex
+
+    names = [*DEFAULT_CLASSES, "sofa", "whiteboard"]
+    repo = str(Path(__file__).resolve().parent.parent)
+    script = "import json, sys; from officescore.infer.drawing import class_colour; "
+    script += "print(json.dumps([class_colour(n) for n in sys.argv[1:]]))"
+    for seed in ("1", "2"):  # str hashes differ between these interpreters; the colours must not
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": repo}
+        out = subprocess.run(
+            [sys.executable, "-c", script, *names], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        assert [tuple(c) for c in json.loads(out)] == [class_colour(n) for n in names]
+    config = LabelSchema(tuple(names)).config_xml()
+    for name in names:
+        assert class_hex(name) == class_colour_hex(name)
+        assert f'value="{name}" background="{class_hex(name)}"' in config
+        assert sheets._colour(name) == class_colour(name)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from labelmodels import edge_masks
 
 from officescore import DEFAULT_CLASSES
 from officescore import masks as masklib
@@ -225,3 +226,29 @@ def test_tasks_file_and_config_written_together(tmp_path: Path) -> None:
     (tmp_path / "broken.json").write_text("[{")
     with pytest.raises(DataError, match="not a JSON tasks file"):
         formats.read_tasks(tmp_path / "broken.json")
+
+
+@pytest.mark.parametrize("kind", ["polygon", "brush"])
+def test_suggestions_on_every_edge_stay_inside_the_photo(kind: str) -> None:
+    """Label Studio calls a point past 100 % invalid, and ingest reports it outside the image."""
+    from label_studio_sdk.label_interface import LabelInterface
+
+    width, height = 192, 144
+    masks = edge_masks(width, height)
+    for name, mask in masks.items():
+        outline = regions.mask_outline(mask)
+        assert all(0 <= x <= width and 0 <= y <= height for x, y in outline), (name, outline)
+        back = masklib.decode(
+            regions.points_to_rle(regions.mask_to_points(mask, width, height), width, height)
+        )
+        assert iou(back.astype(bool), mask.astype(bool)) >= 0.85, name  # cut to the photo, nothing lost
+    schema = LabelSchema(DEFAULT_CLASSES, kind)
+    dets = [Detection("desk", 0.9, [0, 0, 1, 1], masklib.encode(m), 0.1) for m in masks.values()]
+    pred = formats.prediction(dets, width, height, schema, "edge-1")
+    assert len(pred["result"]) == len(masks)
+    for result in pred["result"]:
+        if kind == "polygon":
+            assert all(0.0 <= v <= 100.0 for point in result["value"]["points"] for v in point)
+        else:  # Label Studio's RLE of exactly the photo's size
+            assert regions.brush_to_mask(result["value"]["rle"], width, height).shape == (height, width)
+    assert LabelInterface(schema.config_xml()).validate_prediction(pred, return_errors=True) == []

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from labelmodels import one_torch_thread, run, solid_checkpoint, write_photos  # noqa: F401 (fixture)
+from labelmodels import edge_model, one_torch_thread, run, solid_checkpoint, write_photos  # noqa: F401 (fixture)
 from labelstudio_server import EMAIL, PASSWORD, LabelStudioServer, logged_in_session
 from trainsetup import make_dataset, small_config
 
@@ -206,6 +206,7 @@ def test_push_accept_pull_ingest_round_trip(
     )
     ingested = pulled["ingest"]["counts"]
     assert ingested["train"]["images"] + ingested["val"]["images"] == 2
+    assert [p for p in pulled["ingest"]["problems"] if p["kind"] == "outside_image"] == []
     assert ingested["train"]["annotations"] + ingested["val"]["annotations"] == n_regions
 
     model_classes, expected = _predicted(trained, [files["photos"] / n for n in accepted], ROUND_TRIP_CONF)
@@ -407,6 +408,96 @@ def test_prelabel_files_are_accepted_by_label_studios_import(
     assert code == 2 and "serves no photos from its document root itself" in err
 
 
+def test_push_checks_every_photo_before_uploading(
+    labelstudio: LabelStudioServer,
+    key: str,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without --model too: a truncated JPEG, random bytes named .jpg and a text file (through a
+    glob) are listed and left out, the photos are pushed, and the exit code says something was
+    skipped. Label Studio would otherwise show "There was an issue loading URL" with Submit active."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    good = files["photos"] / "scene_0.jpg"
+    shutil.copy(good, bad / "good.jpg")
+    (bad / "truncated.jpg").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (bad / "random.jpg").write_bytes(np.random.default_rng(0).bytes(500))
+    (bad / "notes.txt").write_text("not a photo\n")
+    push = ["label", "push", "--url", labelstudio.url, "--project", "checked photos"]
+
+    code, out, err = run([*push, str(bad)], capsys)  # the folder: .txt is not even a candidate
+    assert code == 2, err
+    assert out.startswith("pushed 1 photo(s) to created project 'checked photos'")
+    assert len(out.splitlines()) == 1  # one line, however long, for logs and pipes
+    assert "truncated.jpg: truncated or corrupt image" in err and "random.jpg: not an image" in err
+    assert "2 photo(s) could not be read (listed above); the others were pushed" in err
+    code, out, err = run([*push, str(bad / "*"), "--json"], capsys)  # the glob: notes.txt too
+    assert code == 2
+    again = json.loads(out)
+    assert (again["added"], again["already_there"]) == (0, 1)
+    assert sorted(Path(f["path"]).name for f in again["failed"]) == [
+        "notes.txt",
+        "random.jpg",
+        "truncated.jpg",
+    ]
+    tasks = client_for(labelstudio).export_tasks(again["project_id"])
+    assert [t["data"]["name"] for t in tasks] == ["good.jpg"]
+
+
+def test_suggestions_at_the_photo_edges_survive_label_studio_and_ingest(
+    labelstudio: LabelStudioServer,
+    key: str,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """prelabel --format labelstudio with masks touching every edge -> push --review -> accepted
+    -> pull --ingest: Label Studio finds every prediction valid and ingest finds nothing outside."""
+    from officescore.label.prelabel import prelabel
+
+    tasks_file = tmp_path / "tasks.json"
+    prelabel([files["photos"]], edge_model(CLASSES), tasks_file, fmt="labelstudio")
+    log_before = labelstudio.log.read_text(errors="replace").count("Prediction validation failed")
+    title = "edge suggestions"
+    code, out, err = run(
+        [
+            "label",
+            "push",
+            "--review",
+            str(tasks_file),
+            "--url",
+            labelstudio.url,
+            "--project",
+            title,
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    pushed = json.loads(out)
+    assert (pushed["added"], pushed["predictions"]) == (3, 3)
+    client = client_for(labelstudio)
+    tasks = client.export_tasks(pushed["project_id"])
+    accepted = sum(len(accept(client, t["id"])) for t in tasks)
+    assert accepted == 3 * 8
+    time.sleep(1)  # Label Studio's log is written by another process
+    log = labelstudio.log.read_text(errors="replace")
+    assert log.count("Prediction validation failed") == log_before
+
+    export = tmp_path / "export"
+    code, out, err = run(
+        ["label", "pull", "--url", labelstudio.url, "--project", title, "--out", str(export)]
+        + ["--ingest", str(tmp_path / "dataset"), "--json"],
+        capsys,
+    )
+    assert code == 0, err
+    pulled = json.loads(out)
+    assert pulled["pull"]["annotations"] == accepted
+    assert [p for p in pulled["ingest"]["problems"] if p["kind"] == "outside_image"] == []
+
+
 def test_label_studio_asks_the_ml_backend_and_gets_the_newer_checkpoint(
     labelstudio: LabelStudioServer, key: str, files: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -459,6 +550,19 @@ def test_label_studio_asks_the_ml_backend_and_gets_the_newer_checkpoint(
         assert hook.status_code == 201 and hook.json()["event"] == "ANNOTATION_CREATED"
         bad = requests.post(f"{ml.url_of(server)}/predict", data=b"[1, 2]", timeout=10)
         assert bad.status_code == 400 and "JSON object" in bad.json()["error"]
+
+        # Label Studio also asks a connected backend for the tasks without a prediction when it
+        # lists a project's tasks (the project page a labeller lands on after an import): a photo
+        # pushed now, without --model, shows the suggestion before anyone opens it.
+        (extra,) = write_photos(tmp_path / "more", n=4)[3:]
+        added = push_images(client, "backend project", [extra])
+        assert (added.added, added.predictions) == (1, 0)
+        (task,) = [t for t in client.export_tasks(pushed.project_id) if t["data"]["name"] == extra.name]
+        assert task["total_predictions"] == 0  # the export itself asks nobody
+        listed = list(client.sdk.tasks.list(project=pushed.project_id))  # GET /api/tasks, as the page does
+        assert len(listed) == 4
+        (task,) = [t for t in client.export_tasks(pushed.project_id) if t["data"]["name"] == extra.name]
+        assert task["total_predictions"] == 1
     finally:
         server.shutdown()
         server.server_close()
@@ -507,6 +611,11 @@ def test_errors_a_user_can_cause(
     assert "nothing to push" in error(["label", "push", "--url", url, "--project", "abc"])
     missing = str(files["base"] / "missing.pt")
     assert "missing.pt: no such checkpoint" in error(["label", "backend", "--model", missing, "--url", url])
+    # The project is checked before the backend announces itself.
+    code, out, err = run(
+        ["label", "backend", "--model", str(files["desk"]), "--url", url, "--connect", "never made"], capsys
+    )
+    assert code == 2 and "has no project 'never made'" in err and "ML backend for" not in out + err
     # A project labelling other classes than the model predicts: refused before anything is imported.
     other = solid_checkpoint(files["base"] / "other.pt", {"lamp": 8.0}, ("desk", "lamp"))
     client = client_for(labelstudio)
@@ -529,6 +638,17 @@ def test_errors_a_user_can_cause(
     assert "project 'two classes' labels desk, chair but the model predicts lamp too" in err
     project = client.project("two classes")
     assert client.export_tasks(project.id) == []
+    # --mask brush on a polygon project: refused, not dropped (without --mask its kind is used).
+    err = error(["label", "push", photos, "--url", url, "--project", "two classes", "--mask", "brush"])
+    assert "project 'two classes' labels with polygon regions, not brush" in err
+    assert client.export_tasks(project.id) == []
+    err = error(["label", "push", photos, "--url", url, "--project", "two classes", "--classes", "desk,lamp"])
+    assert "project 'two classes' labels desk, chair but --classes names lamp too; use a new --project" in err
+    # Plain photos, no --model, --classes or --mask: into the project as it is (its classes, polygons).
+    code, out, err = run(
+        ["label", "push", photos, "--url", url, "--project", "two classes", "--json"], capsys
+    )
+    assert code == 0 and json.loads(out)["added"] == 3, err
 
     # Label Studio's own validation errors come back as one sentence.
     with pytest.raises(LabelStudioError, match=r"refused to create the project: label_config: .+") as refused:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from labelmodels import one_torch_thread, run, solid_checkpoint, write_photos  # noqa: F401 (fixture)
+from labelmodels import edge_model, one_torch_thread, run, solid_checkpoint, write_photos  # noqa: F401 (fixture)
 
 from officescore import masks as masklib
 from officescore.files import sha256_file
@@ -77,6 +77,36 @@ def test_coco_output_is_read_by_pycocotools_and_ingest(
     assert counts["train"]["images"] + counts["val"]["images"] == 3
     assert counts["train"]["annotations"] + counts["val"]["annotations"] == summary["detections"]
     assert result.classes == ["desk"]  # ingest keeps the classes that were labelled
+
+
+@pytest.mark.parametrize("mask", ["polygon", "brush"])
+def test_masks_at_the_photo_edges_are_ingested_without_problems(
+    setup: dict[str, Path], mask: str, tmp_path: Path
+) -> None:
+    """Masks touching every edge (tips, sides, corners, the whole photo) written as COCO and read
+    back by ingest: no point past the edge, so no `outside_image` problem (68 of them before, from
+    8 photos of a 3-epoch model)."""
+    from officescore.ingest import ingest_export
+    from officescore.label.prelabel import prelabel
+
+    out = tmp_path / "pre.json"
+    written = prelabel([setup["photos"]], edge_model(CLASSES), out, mask=mask)
+    assert written.images == 3 and written.detections == 3 * 8
+    coco = json.loads(out.read_text())
+    sizes = {img["id"]: (img["width"], img["height"]) for img in coco["images"]}
+    for ann in coco["annotations"]:
+        width, height = sizes[ann["image_id"]]
+        if mask == "polygon":
+            (ring,) = ann["segmentation"]
+            assert all(
+                0 <= x <= width and 0 <= y <= height for x, y in zip(ring[::2], ring[1::2], strict=True)
+            )
+        else:
+            assert ann["segmentation"]["size"] == [height, width]
+    result = ingest_export(out, images_dir=setup["photos"], out=tmp_path / "dataset", val_fraction=0.34)
+    assert [p for p in result.problems if p.kind == "outside_image"] == []
+    counts = result.counts
+    assert counts["train"]["annotations"] + counts["val"]["annotations"] == len(coco["annotations"]) == 24
 
 
 def test_labelstudio_output_tasks_and_config(

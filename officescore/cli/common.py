@@ -19,11 +19,24 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from officescore.progress import Reporter, Stage
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _Console(Console):
+    """Off a terminal (piped into a file, a log or `grep`) a plain status line stays one line
+    whatever its length: rich would otherwise hard-wrap it at 80 columns, mid-sentence. Tables
+    and other layouts keep rich's width ($COLUMNS, else 80)."""
+
+    def print(self, *objects: Any, soft_wrap: bool | None = None, **kwargs: Any) -> None:
+        if soft_wrap is None and not self.is_terminal and all(isinstance(o, (str, Text)) for o in objects):
+            soft_wrap = True
+        super().print(*objects, soft_wrap=soft_wrap, **kwargs)
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 
 def print_json(obj: Any) -> None:

@@ -21,6 +21,7 @@ EXAMPLES = """
 [bold]Examples[/bold]
 
   export LABEL_STUDIO_API_KEY=...        (Account & Settings -> Personal Access Token)
+  export LABEL_STUDIO_URL=http://localhost:8080   (--url wins over it; without both: url under \\[label])
 
   officescore label push data/raw --project offices --model runs/train
 
@@ -62,12 +63,15 @@ Label Studio must allow a backend on this machine: start it with ML_BLOCK_LOCAL_
 (and SSRF_PROTECTION_ENABLED=false) or give the backend another address with --host.
 """
 
+DEFAULT_URL = "http://localhost:8080"  # officescore.label.client.DEFAULT_URL (that module imports the SDK)
+
 label_app = typer.Typer(
     help="Label Studio: push photos and predictions, pull annotations, serve live suggestions.",
     no_args_is_help=True,
 )
 
-URL_HELP = "Label Studio's address."
+URL_ENV = "LABEL_STUDIO_URL"  # Label Studio's SDK and ML-backend examples read it, beside the key
+URL_HELP = "Label Studio's address; else $LABEL_STUDIO_URL, else \\[label] url in officescore.toml."
 PROJECT_HELP = "Project title (3-50 characters)."
 
 
@@ -79,8 +83,9 @@ def _client(url: str):  # noqa: ANN202 - keeps label-studio-sdk out of import ti
 
 @label_app.command("push", epilog=PUSH_EXAMPLES)
 def push(
+    ctx: typer.Context,
     images: list[str] = typer.Argument(None, help="Photos, folders, globs or a scrape folder (data/raw)."),
-    url: str = typer.Option("http://localhost:8080", "--url", help=URL_HELP),
+    url: str = typer.Option(DEFAULT_URL, "--url", envvar=URL_ENV, help=URL_HELP),
     project: str = typer.Option(..., "--project", "-p", help=PROJECT_HELP),
     model: str = typer.Option(
         None, "--model", "-m", help="Attach this model's predictions (checkpoint, run folder, coco)."
@@ -91,7 +96,12 @@ def push(
         help="Comma-separated classes for a new project (default: the model's, else the office classes).",
     ),
     conf: float = typer.Option(0.3, "--conf", help="Keep detections with at least this score (0-1)."),
-    mask: str = typer.Option("polygon", "--mask", help="Region kind of a new project: polygon or brush."),
+    mask: str = typer.Option(
+        "polygon",
+        "--mask",
+        help="Region kind of a new project: polygon or brush (an existing project keeps its own; "
+        "another is refused).",
+    ),
     local_root: Path = typer.Option(
         None,
         "--local-root",
@@ -117,6 +127,7 @@ def push(
     from officescore.label.formats import MASK_KINDS
     from officescore.label.predict import load_predictor
     from officescore.label.push import push_images, push_tasks_file
+    from officescore.label.sources import collect_images
 
     check_project_title(project)
     if mask not in MASK_KINDS:
@@ -127,6 +138,11 @@ def push(
         raise ConfigError("--review pushes a tasks file as it is: leave out IMAGES and --model")
     if review is None and not images:
         raise ConfigError("nothing to push: give photos (files, folders, globs, data/raw) or --review FILE")
+    # Local mistakes (a missing path, a glob matching nothing) are reported before Label Studio is asked.
+    photos = collect_images(images) if review is None else []
+    # Only a --mask the user chose must match an existing project (its own kind wins over the default).
+    source = ctx.get_parameter_source("mask")  # by name: Typer vendors its own Click
+    chosen_mask = mask if source is not None and source.name != "DEFAULT" else None
     client = _client(url)
     if review is not None:
         result = push_tasks_file(client, project, review, local_root, reporter(json_output))
@@ -137,11 +153,11 @@ def push(
         result = push_images(
             client,
             project,
-            images,
+            photos,
             loaded,
             [c.strip() for c in classes.split(",") if c.strip()] if classes else None,
             conf,
-            mask,
+            chosen_mask,
             local_root,
             batch_size,
             reporter=reporter(json_output),
@@ -168,7 +184,7 @@ def push(
 
 @label_app.command("pull", epilog=PULL_EXAMPLES)
 def pull(
-    url: str = typer.Option("http://localhost:8080", "--url", help=URL_HELP),
+    url: str = typer.Option(DEFAULT_URL, "--url", envvar=URL_ENV, help=URL_HELP),
     project: str = typer.Option(..., "--project", "-p", help=PROJECT_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for annotations.json and images/ (replaced)."),
     ingest: Path = typer.Option(None, "--ingest", help="Then ingest the export into this data-set folder."),
@@ -215,7 +231,7 @@ def backend(
     port: int = typer.Option(9090, "--port", help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
     url: str = typer.Option(
-        "http://localhost:8080", "--url", help="Label Studio, to read uploaded photos from."
+        DEFAULT_URL, "--url", envvar=URL_ENV, help=URL_HELP + " The backend reads uploaded photos from it."
     ),
     connect: str = typer.Option(None, "--connect", help="Also connect the backend to this project."),
     local_root: Path = typer.Option(
@@ -234,10 +250,14 @@ def backend(
     """Serve the model as a Label Studio ML backend (health, setup, predict, webhook)."""
     from officescore.config import secret
     from officescore.label import backend as ml
-    from officescore.label.client import API_KEY_ENV, LabelStudio
+    from officescore.label.client import API_KEY_ENV, LabelStudio, api_key
+    from officescore.label.predict import resolve_model
 
-    key = secret(API_KEY_ENV, "label", "api_key")
-    client = LabelStudio.connect(url, key) if (key or connect) else None
+    resolve_model(model)  # a missing checkpoint is named before Label Studio is contacted
+    key = api_key() if connect else secret(API_KEY_ENV, "label", "api_key")
+    client = LabelStudio.connect(url, key) if key else None
+    # The project is looked up before anything is announced: a typo fails without a banner.
+    project = client.project(connect) if (client is not None and connect) else None
     server_backend = ml.Backend(
         model,
         client,
@@ -256,9 +276,7 @@ def backend(
         f"ML backend for {server_backend.model_version} at {address} (Ctrl+C stops it)", soft_wrap=True
     )
     try:
-        if connect:
-            assert client is not None
-            project = client.project(connect)
+        if project is not None and client is not None:
             client.connect_backend(project.id, address)
             console.print(
                 f"connected to project {project.title!r} (id {project.id}) at {client.url}", soft_wrap=True

@@ -27,11 +27,37 @@ PAGE_WIDTH = 1280  # the web page draws at this width; the browser fits it to th
 MIN_SAVE_WIDTH = 640  # score --save-dir: smaller photos are drawn at this width, larger ones as they are
 
 
+# The ten office classes get a fixed qualitative palette: Okabe & Ito's eight colours (chosen to
+# stay apart for colour-blind eyes too) plus Paul Tol's wine and a mid grey. Every pair is at least
+# 21 CIEDE2000 units apart; things that sit together (monitor, keyboard, mouse, laptop) get
+# colours of different hue. A hash of the name picked colours before and made three oranges and
+# three greens of the ten.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "desk": (0x00, 0x72, 0xB2),  # blue
+    "chair": (0xE6, 0x9F, 0x00),  # orange
+    "monitor": (0xD5, 0x5E, 0x00),  # vermillion
+    "laptop": (0x88, 0x22, 0x55),  # wine
+    "keyboard": (0x56, 0xB4, 0xE9),  # sky blue
+    "mouse": (0xCC, 0x79, 0xA7),  # reddish purple
+    "plant": (0x00, 0x9E, 0x73),  # bluish green
+    "lamp": (0xF0, 0xE4, 0x42),  # yellow
+    "bookshelf": (0x99, 0x99, 0x99),  # grey
+    "mug": (0x00, 0x00, 0x00),  # black
+}
+SPACED_HUES = 12  # other class names: one of 12 hues 30 degrees apart, at two brightnesses
+
+
 def class_colour(name: str) -> tuple[int, int, int]:
-    """A stable, saturated colour per class name (the photo and the page's tables use the same)."""
-    hue = (zlib.crc32(name.encode()) % 360) / 360.0
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
-    return int(r * 255), int(g * 255), int(b * 255)
+    """The colour of a class wherever officescore shows it: `score --save-dir` pictures, the web
+    page, contact sheets and Label Studio labelling configs. The ten office classes have fixed,
+    distinct colours; any other name one of 24 spaced hues picked by a stable hash of the name
+    (crc32, the same in every process)."""
+    if name in PALETTE:
+        return PALETTE[name]
+    slot = zlib.crc32(name.encode("utf-8")) % (2 * SPACED_HUES)
+    hue = ((slot % SPACED_HUES) + 0.5) / SPACED_HUES  # half a step off red, orange, ... exactly
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.8, 0.95 if slot < SPACED_HUES else 0.65)
+    return round(r * 255), round(g * 255), round(b * 255)
 
 
 def class_colour_hex(name: str) -> str:

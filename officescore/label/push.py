@@ -23,7 +23,7 @@ from officescore.label.formats import POLYGON, LabelSchema, make_task, read_task
 from officescore.label.predict import LoadedPredictor, detect
 from officescore.label.prelabel import LOCAL_FILES_PREFIX, image_reference, relative_name
 from officescore.label.regions import DEFAULT_SIMPLIFY
-from officescore.label.sources import ImageSource, collect_images
+from officescore.label.sources import ImageSource, collect_images, readable_images
 from officescore.progress import SILENT, Reporter
 
 CHUNK = 50  # tasks per import request
@@ -54,12 +54,16 @@ class PushResult:
 
 
 def ensure_project(
-    client: LabelStudio, title: str, schema: LabelSchema, model_classes: Sequence[str] | None = None
+    client: LabelStudio,
+    title: str,
+    schema: LabelSchema,
+    model_classes: Sequence[str] | None = None,
+    needed_by: str = "the model predicts",
 ) -> tuple[Project, bool]:
     """The project named `title` (created with `schema` if missing) and whether it was created.
 
-    An existing project must have a label for every class the model predicts; its region kind
-    (polygon / brush) wins over `schema`'s.
+    An existing project must have a label for every class in `model_classes` (`needed_by` says
+    whose they are, for the error); its region kind (polygon / brush) wins over `schema`'s.
     """
     project = client.find_project(title)
     if project is None:
@@ -67,9 +71,10 @@ def ensure_project(
     wanted = list(model_classes if model_classes is not None else schema.classes)
     missing = [c for c in wanted if c not in project.schema.classes]
     if missing:
+        fix = " or a model trained on this project's classes" if needed_by == "the model predicts" else ""
         raise LabelStudioError(
-            f"project {title!r} labels {', '.join(project.schema.classes)} but the model predicts "
-            f"{', '.join(missing)} too; use a new --project or a model trained on this project's classes"
+            f"project {title!r} labels {', '.join(project.schema.classes)} but {needed_by} "
+            f"{', '.join(missing)} too; use a new --project{fix}"
         )
     return project, False
 
@@ -89,7 +94,7 @@ def push_images(
     loaded: LoadedPredictor | None = None,
     classes: Sequence[str] | None = None,
     conf: float | None = None,
-    mask: str = POLYGON,
+    mask: str | None = None,
     local_root: Path | None = None,
     batch_size: int = 2,
     simplify: float = DEFAULT_SIMPLIFY,
@@ -97,7 +102,10 @@ def push_images(
 ) -> PushResult:
     """Add the photos not yet in project `title`, each with the model's prediction when `loaded`.
 
-    A new project labels `classes`, else the model's classes, else the ten office classes.
+    Every new photo is decoded first; those that cannot be are left out and listed in `failed`.
+    A new project labels `classes`, else the model's classes, else the ten office classes, with
+    `mask` regions (default polygons); an existing project keeps its kind, and a `mask` that
+    differs from it is refused rather than dropped.
     """
     images = collect_images(inputs)
     names = [relative_name(i.path, Path(local_root), "--local-root") for i in images] if local_root else None
@@ -108,18 +116,35 @@ def push_images(
             raise ConfigError(
                 f"--classes leaves out {', '.join(unknown)}, which the model predicts; add them"
             )
+    # What an existing project must label: the model's classes, else --classes; plain photos
+    # pushed without either go into the project as it is (they are not the ten default classes).
+    needed = loaded.classes if loaded else (list(classes) if classes else [])
     project, created = ensure_project(
-        client, title, LabelSchema(tuple(class_list), mask), loaded and loaded.classes
+        client,
+        title,
+        LabelSchema(tuple(class_list), mask or POLYGON),
+        needed,
+        "the model predicts" if loaded else "--classes names",
     )
     schema = project.schema
+    if mask is not None and schema.mask != mask:
+        raise LabelStudioError(
+            f"project {title!r} labels with {schema.mask} regions, not {mask}: leave out --mask {mask} "
+            "or use a new --project"
+        )
     present = set() if created else existing_sha256s(client, project.id)
     todo = [(n, img) for n, img in enumerate(images) if img.sha256 not in present]
+    already_there = len(images) - len(todo)
+    # Decoded before anything is uploaded, with or without a model: no task for a non-photo.
+    readable, failed = readable_images([img for _, img in todo], reporter)
+    decoded = {img.sha256 for img in readable}
+    todo = [(n, img) for n, img in todo if img.sha256 in decoded]
     results: list[Any] = [None] * len(todo)
     if loaded is not None and todo:
         results = detect(loaded, [img.path for _, img in todo], conf, batch_size, reporter)
     if local_root is not None and todo:
         client.add_local_storage(project.id, storage_folder([img.path for _, img in todo], Path(local_root)))
-    failed, tasks = [], []
+    tasks = []
     with reporter.stage("uploading" if local_root is None else "preparing tasks", total=len(todo)) as stage:
         for (n, img), result in zip(todo, results, strict=True):
             stage.advance(1)
@@ -134,7 +159,7 @@ def push_images(
         project.title,
         created,
         len(tasks),
-        len(images) - len(todo),
+        already_there,
         predictions,
         loaded.version if loaded else None,
         failed,
@@ -217,7 +242,7 @@ def push_tasks_file(
         raise ConfigError(f"{tasks_file}: no labelling config {config.name} beside it; write the file again")
     schema = LabelSchema.from_config(config.read_text(encoding="utf-8"))
     file_classes = _classes_in(tasks, schema)
-    project, created = ensure_project(client, title, schema, file_classes)
+    project, created = ensure_project(client, title, schema, file_classes, f"{tasks_file.name} uses")
     if project.schema.mask != schema.mask:
         raise LabelStudioError(
             f"project {title!r} labels with {project.schema.mask}s but {tasks_file.name} holds "

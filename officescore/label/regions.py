@@ -2,10 +2,11 @@
 
 Polygons are traced on pixel edges, not pixel centres: OpenCV's contour runs through the centres of
 the border pixels, so it is grown by half a pixel (shapely, square corners) and a traced and
-re-rasterised mask keeps its border pixels. The outline is then simplified (Douglas-Peucker,
-`simplify` pixels) so a labeller gets a few dozen draggable points instead of a staircase. Label
-Studio polygons have no holes and one ring each: the largest part's outer ring is kept (use brush
-masks to keep every part and hole exactly).
+re-rasterised mask keeps its border pixels; the grown outline is cut to the photo, so no point lies
+past its edge (0 <= x <= width, 0 <= y <= height; 0-100 % in Label Studio). The outline is then
+simplified (Douglas-Peucker, `simplify` pixels) so a labeller gets a few dozen draggable points
+instead of a staircase. Label Studio polygons have no holes and one ring each: the largest part's
+outer ring is kept (use brush masks to keep every part and hole exactly).
 
 Brush masks use Label Studio's own RLE through label-studio-sdk's converter (`mask2rle`,
 `decode_rle`); nothing here re-implements it.
@@ -31,7 +32,7 @@ def mask_outline(mask: np.ndarray, simplify: float = DEFAULT_SIMPLIFY) -> list[t
     binary HxW mask, simplified by `simplify` pixels; [] for an empty mask."""
     import cv2
     import shapely
-    from shapely.geometry import LineString, Point, Polygon
+    from shapely.geometry import LineString, Point, Polygon, box
 
     binary = np.ascontiguousarray(np.asarray(mask) > 0, dtype=np.uint8)
     contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -46,6 +47,11 @@ def mask_outline(mask: np.ndarray, simplify: float = DEFAULT_SIMPLIFY) -> list[t
         shape = LineString(centres) if len(centres) == 2 else Point(centres[0])
     # Pixel centres -> pixel edges: grow by half a pixel, square corners (mitre) like the pixels.
     shape = shape.buffer(0.5, cap_style="square", join_style="mitre", mitre_limit=2.0)
+    # A mitred tip on the photo's last column reaches up to 0.21 px past its edge (x = 192.207 on a
+    # 192 px photo): Label Studio flags such a prediction invalid and ingest reports it outside the
+    # image, so the outline is cut to the photo.
+    height, width = binary.shape
+    shape = shape.intersection(box(0.0, 0.0, float(width), float(height)))
     ring = Polygon(_largest_polygon(shape).exterior)
     if simplify > 0:
         simpler = ring.simplify(simplify, preserve_topology=True)

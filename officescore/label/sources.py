@@ -14,6 +14,7 @@ from typing import Any
 
 from officescore.errors import BadImageError
 from officescore.files import sha256_file
+from officescore.progress import SILENT, Reporter
 
 # Manifest columns copied into a task's data (and a COCO image's entry): what a labeller or a
 # licence audit needs to know about the photo, never the provider's internal state.
@@ -53,19 +54,23 @@ def _scrape_folder_images(raw_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
-def collect_images(inputs: Sequence[str | Path]) -> list[ImageSource]:
+def collect_images(inputs: Sequence[str | Path | ImageSource]) -> list[ImageSource]:
     """Every photo the inputs name, once each (by sha256), in input order.
 
     A missing file or an input that matches nothing is a BadImageError naming it: a labelling
     command that silently skipped a typo would leave the user wondering where the photos went.
+    `ImageSource`s (collected before, e.g. by the CLI before it contacts Label Studio) pass through.
     """
     from officescore.images import expand_inputs
     from officescore.scrape.manifest import MANIFEST_NAME
 
     if not inputs:
         raise BadImageError("no images given: pass files, folders, globs or a scrape folder (data/raw)")
-    candidates: list[tuple[Path, dict[str, Any]]] = []
+    candidates: list[tuple[Path, dict[str, Any]] | ImageSource] = []
     for item in inputs:
+        if isinstance(item, ImageSource):
+            candidates.append(item)
+            continue
         path = Path(item)
         if path.is_dir() and (path / MANIFEST_NAME).is_file():
             candidates.extend(_scrape_folder_images(path))
@@ -77,15 +82,40 @@ def collect_images(inputs: Sequence[str | Path]) -> list[ImageSource]:
     return _unique(candidates)
 
 
-def _unique(candidates: Iterable[tuple[Path, dict[str, Any]]]) -> list[ImageSource]:
+def _unique(candidates: Iterable[tuple[Path, dict[str, Any]] | ImageSource]) -> list[ImageSource]:
     seen: set[str] = set()
     images = []
-    for path, provenance in candidates:
-        if not path.is_file():
-            raise BadImageError(f"{path}: no such image file; check the path or glob")
-        digest = sha256_file(path)
-        if digest in seen:  # the same photo twice (two names, or a folder and a file in it)
+    for candidate in candidates:
+        if isinstance(candidate, ImageSource):
+            source = candidate
+        else:
+            path, provenance = candidate
+            if not path.is_file():
+                raise BadImageError(f"{path}: no such image file; check the path or glob")
+            source = ImageSource(path, sha256_file(path), provenance)
+        if source.sha256 in seen:  # the same photo twice (two names, or a folder and a file in it)
             continue
-        seen.add(digest)
-        images.append(ImageSource(path, digest, provenance))
+        seen.add(source.sha256)
+        images.append(source)
     return images
+
+
+def readable_images(
+    images: Sequence[ImageSource], reporter: Reporter = SILENT
+) -> tuple[list[ImageSource], list[dict[str, str]]]:
+    """The photos that decode (as `officescore.images.load_image` decodes them for a model) and
+    `{"path", "error"}` for each that does not: a truncated JPEG, random bytes named .jpg or a
+    text file matched by a glob would otherwise reach Label Studio as a task it cannot show."""
+    from officescore.images import load_image
+
+    good, bad = [], []
+    with reporter.stage("checking photos", total=len(images)) as stage:
+        for image in images:
+            stage.advance(1)
+            try:
+                load_image(image.path).close()
+            except BadImageError as exc:
+                bad.append({"path": str(image.path), "error": str(exc)})
+                continue
+            good.append(image)
+    return good, bad

@@ -1,0 +1,142 @@
+"""The label commands before Label Studio answers: start-up without torch, local mistakes named
+first, the server address from flag / LABEL_STUDIO_URL / officescore.toml, and output for pipes.
+No server is needed: every address here is a closed port, and the error names the one tried."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from officescore.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Runs the CLI in a fresh interpreter and reports which heavy modules it imported on the way.
+_PROBE = """
+import json, sys
+from officescore.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted(m for m in ("torch", "torchvision", "label_studio_sdk", "cv2") if m in sys.modules)
+with open(sys.argv[0] + ".json", "w") as handle:
+    json.dump({"code": code, "modules": heavy}, handle)
+"""
+
+
+def closed_port() -> str:
+    with socket.socket() as sock:  # a port nobody listens on: connecting fails at once
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(exit_info.value.code or 0), out, err
+
+
+def fresh_cli(args: list[str], tmp_path: Path, **env: str) -> tuple[int, list[str], str]:
+    """(exit code, heavy modules imported, stderr) of `officescore ARGS` in a new interpreter."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(_PROBE)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
+    environment.update(env, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    environment["OFFICESCORE_CONFIG"] = str(tmp_path / "none.toml")
+    done = subprocess.run(
+        [sys.executable, str(probe), *args],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = json.loads(Path(str(probe) + ".json").read_text())
+    return int(report["code"] or 0), report["modules"], done.stderr
+
+
+def test_push_help_and_a_bad_path_answer_without_torch(tmp_path: Path) -> None:
+    for command in ("push", "pull", "backend"):
+        code, modules, err = fresh_cli(["label", command, "--help"], tmp_path)
+        assert code == 0 and modules == [], (command, modules, err)
+    # A typo in the path: named at once, before Label Studio is asked (no key, no server needed)
+    # and without loading torch, the SDK or OpenCV.
+    code, modules, err = fresh_cli(
+        ["label", "push", "nonexistent_dir", "--project", "offices"], tmp_path, LABEL_STUDIO_URL=closed_port()
+    )
+    assert code == 2 and "nonexistent_dir: no such image file" in err, err
+    assert modules == [], modules
+
+
+def test_backend_names_a_missing_checkpoint_before_contacting_label_studio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OFFICESCORE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "a-key")
+    monkeypatch.setenv("LABEL_STUDIO_URL", closed_port())  # no Label Studio there
+    code, out, err = run(["label", "backend", "--model", "nosuch.pt"], capsys)
+    assert code == 2 and "nosuch.pt: no such checkpoint" in err, err
+    assert "not reachable" not in err and out == ""
+
+
+def test_label_studio_url_flag_then_environment_then_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from_flag, from_env, from_config = closed_port(), closed_port(), closed_port()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OFFICESCORE_CONFIG", raising=False)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "a-key")
+    (tmp_path / "officescore.toml").write_text(f'[label]\nurl = "{from_config}"\n')
+    Image.new("RGB", (8, 6), "white").save(tmp_path / "photo.jpg")
+    (tmp_path / "model.pt").write_bytes(b"not loaded: the server is asked first")
+
+    def tried(args: list[str]) -> str:
+        code, _, err = run(args, capsys)
+        assert code == 2 and "Label Studio is not reachable at " in err, err
+        return err.split("not reachable at ")[1].split()[0]
+
+    commands = {
+        "push": ["label", "push", "photo.jpg", "--project", "offices"],
+        "pull": ["label", "pull", "--project", "offices", "--out", "export"],
+        "backend": ["label", "backend", "--model", "model.pt"],
+    }
+    for name, args in commands.items():
+        monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+        assert tried(args) == from_config, name
+        monkeypatch.setenv("LABEL_STUDIO_URL", from_env)
+        assert tried(args) == from_env, name
+        assert tried([*args, "--url", from_flag]) == from_flag, name
+
+
+_PIPED = """
+from rich.table import Table
+from officescore.cli.common import console, err_console
+console.print("[green]pushed[/green] 3 photo(s) to existing project 'offices' (id 7): " + "word " * 30)
+err_console.print("error: " + "long " * 40)
+table = Table("class", "note")
+table.add_row("desk", "wide " * 30)
+console.print(table)
+"""
+
+
+def test_piped_status_lines_are_not_hard_wrapped(tmp_path: Path) -> None:
+    environment = {**os.environ, "COLUMNS": "60", "PYTHONPATH": str(REPO)}
+    environment.pop("FORCE_COLOR", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _PIPED], env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.splitlines()
+    assert out[0].startswith("pushed 3 photo(s)") and out[0].count("word") == 30  # one line, not three
+    assert done.stderr.strip().count("\n") == 0 and len(done.stderr.strip()) > 200
+    assert all(len(line) <= 60 for line in out[1:]) and len(out) > 5  # a table still fits $COLUMNS
