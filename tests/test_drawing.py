@@ -130,8 +130,8 @@ def test_large_photo_is_drawn_smaller_and_own_size_by_default(scene: dict) -> No
 def test_colours_and_widths() -> None:
     # Literals: the same colour in every process and release (a colour from Python's per-process
     # hash() would pass a comparison of two calls in one process). Follow the palette if it changes.
-    assert class_colour("desk") == (36, 43, 242) and class_colour("chair") == (211, 242, 36)
-    assert class_colour_hex("desk") == "#242bf2"
+    assert class_colour("desk") == (0, 114, 178) and class_colour("chair") == (230, 159, 0)
+    assert class_colour_hex("desk") == "#0072b2"
     assert text_colour((250, 240, 40)) == (0, 0, 0) and text_colour((20, 30, 200)) == (255, 255, 255)
     assert save_width(192) == MIN_SAVE_WIDTH and save_width(4000) == 4000
 
