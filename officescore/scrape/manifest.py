@@ -180,6 +180,10 @@ class Manifest:
         ).fetchone()
         return (row["calls"], bool(row["exhausted"])) if row else (0, False)
 
+    def ledger_providers(self) -> set[str]:
+        """Every provider with a call in the ledger (a provider may be paid and have no page)."""
+        return {row["provider"] for row in self.db.execute("SELECT DISTINCT provider FROM quota")}
+
     def hour_quota(self, provider: str, hour: str) -> tuple[int, bool]:
         row = self.db.execute(
             "SELECT calls, exhausted FROM quota_hours WHERE provider=? AND hour=?", (provider, hour)

@@ -738,7 +738,7 @@ def status(config: ScrapeConfig) -> ScrapeStatus:
         wanted = probe.pages_for(config.per_query)
         for row in table:
             row["complete"] = row["last_page_seen"] or (row["provider"] == name and row["pages"] >= wanted)
-        providers = sorted({row["provider"] for row in table} | {name})
+        providers = sorted({row["provider"] for row in table} | manifest.ledger_providers() | {name})
         quotas = [quota_state(manifest, p, *config.limits(p)) for p in providers]
         totals = manifest.status_counts()
         events = manifest.tracking_counts()
