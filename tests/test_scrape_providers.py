@@ -398,3 +398,38 @@ def test_sigkill_mid_search_then_resume_fetches_no_page_twice(
     # Every page that came back was answered once; the killed request was asked again, nothing else.
     assert len(server.ok_pages) == pages and set(server.ok_pages.values()) == {1}
     assert status(config(tmp_path, provider, server, per_query=per_query)).quota[0].calls == pages + 1
+
+
+def test_wait_hours_sleeps_through_the_hourly_limit(
+    tmp_path: Path, host: ImageHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--wait-hours: the run sleeps to the next clock hour instead of stopping; a clock that did
+    not move across the sleep ends the run instead of spinning."""
+    from datetime import datetime, timedelta
+
+    from officescore.scrape import run as scrape_run
+
+    server = FakeUnsplash(UNSPLASH_KEY, link_for(host), total=150, limit=2).start()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the clock moves by what was slept; Unsplash's hour turns
+        slept.append(seconds)
+        now = datetime.fromisoformat(os.environ["OFFICESCORE_NOW"].replace("Z", "+00:00"))
+        monkeypatch.setenv("OFFICESCORE_NOW", (now + timedelta(seconds=seconds)).isoformat())
+        server.new_hour()
+
+    cfg = config(tmp_path, "unsplash", server, per_query=150, wait_hours=True, download=NO_DOWNLOADS)
+    try:
+        monkeypatch.setattr(scrape_run.time, "sleep", lambda seconds: slept.append(seconds))
+        pinned = scrape(replace(cfg, out=tmp_path / "pinned"))
+        slept.clear()
+        server.ok_pages.clear()  # the pinned run wrote to another folder
+        server.new_hour()
+        monkeypatch.setattr(scrape_run.time, "sleep", sleep)
+        result = scrape(cfg)
+    finally:
+        server.stop()
+    assert pinned.stop_reason == "hourly_quota" and pinned.pages == 2
+    assert (result.stop_reason, result.pages, result.calls) == ("done", 5, 5)
+    assert slept == [2401.0, 3600.0]  # 10:20 -> 11:00:01, then 11:00:01 -> 12:00:01
+    assert [k for k, n in server.ok_pages.items() if n > 1] == []

@@ -18,7 +18,7 @@ EXAMPLES = """
   officescore scrape                              # default queries; auto: Google if keyed, else Openverse
   officescore scrape -q "well lit home office" --per-query 30
   officescore scrape --provider wikimedia --contact you@example.org --queries my_queries.txt
-  UNSPLASH_ACCESS_KEY=... officescore scrape --provider unsplash   # paced to 50 calls an hour
+  UNSPLASH_ACCESS_KEY=... officescore scrape --provider unsplash --wait-hours  # 50 calls an hour
   FLICKR_API_KEY=... officescore scrape --provider flickr --rights cc_publicdomain|cc_attribute
   officescore scrape --status                     # per-query progress, today's and this hour's quota
   officescore scrape --export data/labelling      # manifest.csv, ATTRIBUTION.md, images.txt
@@ -55,6 +55,9 @@ def scrape(
     file_type: str = typer.Option(None, "--file-type", help="jpg, png, ... (google)."),
     api_endpoint: str = typer.Option(
         None, "--api-endpoint", help="Search API base URL (tests, proxies); env OFFICESCORE_*_ENDPOINT."
+    ),
+    wait_hours: bool = typer.Option(
+        False, "--wait-hours", help="When an hourly limit is used up, sleep to the next hour and go on."
     ),
     contact: str = typer.Option(
         None, "--contact", help="Your e-mail or URL, sent in the User-Agent (Wikimedia asks for it)."
@@ -98,6 +101,7 @@ def scrape(
         per_query=per_query,
         daily_quota=daily_quota,
         hourly_quota=hourly_quota,
+        wait_hours=wait_hours,
         out=out,
         rights=rights,
         safe=safe,

@@ -131,6 +131,7 @@ class ScrapeConfig:
     contact: str | None = None  # e-mail or URL for Wikimedia's User-Agent policy
     # Per provider, from OFFICESCORE_<NAME>_ENDPOINT: where auto's choice is sent.
     endpoints: dict[str, str] = field(default_factory=dict)
+    wait_hours: bool = False  # sleep through a used-up hourly limit instead of stopping
     # True when `queries` is the package's default list rather than the user's -q / --queries.
     default_query_list: bool = False
 
@@ -420,6 +421,8 @@ class _Run:
                     try:
                         last = self.fetch_page(query, page, stage)
                     except _Stop as stop:
+                        if stop.reason == "hourly_quota" and self.wait_for_next_hour(stage):
+                            continue
                         self.stop_reason, self.next_query, self.next_page = stop.reason, query, page
                         return
                     stage.advance(1, status=f"{query!r} p{page}")
@@ -427,6 +430,17 @@ class _Run:
                         stage.advance(wanted - page)
                         break
                     page += 1
+
+    def wait_for_next_hour(self, stage: Any) -> bool:
+        """--wait-hours: sleep until the provider's next clock hour; False when not asked to, or
+        when the clock did not move (OFFICESCORE_NOW pinned), so a run can never spin."""
+        state = self.state()
+        if not self.config.wait_hours or state.hour_resets_at is None:
+            return False
+        seconds = max(0.0, (state.hour_resets_at - clock.now()).total_seconds()) + 1.0
+        stage.log(f"{state.provider} hourly limit used up: waiting {seconds:.0f}s for {state.hour_text()}")
+        time.sleep(seconds)
+        return self.state().hour != state.hour
 
     def fetch_page(self, query: str, page: int, stage: Any = None) -> bool:
         """Fetch and record one page; returns its `last` flag. Raises _Stop to end the search."""
@@ -584,7 +598,8 @@ def _search(run: _Run, config: ScrapeConfig, notices: list[str]) -> _Run:
         notice = f"{exc}; searching {FALLBACK} instead"
         notices.append(notice)
         fallback = _Run(config, run.manifest, make_provider(config, FALLBACK, fallback=True), run.reporter)
-        fallback.calls = run.calls  # the closure answer was a call too
+        # What Google found before it closed stays in the manifest and in this run's counts.
+        fallback.calls, fallback.pages, fallback.new_results = run.calls, run.pages, run.new_results
         fallback.search_all([notice])
         return fallback
     return run
