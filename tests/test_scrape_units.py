@@ -230,3 +230,17 @@ def test_hour_keys_and_key_parameters_scrubbed(monkeypatch: pytest.MonkeyPatch) 
     scrub = Scrubber(["f1f2key"])
     assert scrub("GET /services/rest/?api_key=abc&text=x") == "GET /services/rest/?api_key=***&text=x"
     assert scrub("?client_id=abc") == "?client_id=***" and scrub("x f1f2key") == "x ***"
+
+
+def test_provider_limits_and_overrides() -> None:
+    config = ScrapeConfig(queries=["q"])
+    assert [config.limits(name) for name in ("google", "openverse", "wikimedia", "unsplash", "flickr")] == [
+        (100, None),
+        (100, None),
+        (5000, 500),
+        (1200, 50),
+        (86400, 3600),
+    ]
+    assert ScrapeConfig(queries=["q"], hourly_quota=5000).limits("unsplash") == (120000, 5000)
+    assert ScrapeConfig(queries=["q"], hourly_quota=10, daily_quota=30).limits("unsplash") == (30, 10)
+    assert ScrapeConfig(queries=["q"], hourly_quota=10).limits("wikimedia") == (5000, 10)

@@ -170,8 +170,13 @@ class ScrapeConfig:
     def limits(self, name: str) -> tuple[int, int | None]:
         """(calls per quota day, calls per hour or None) for the provider called `name`."""
         cls = PROVIDER_CLASSES.get(name)
-        daily = self.daily_quota if self.daily_quota is not None else (cls.daily_limit if cls else 100)
         hourly = self.hourly_quota if self.hourly_quota is not None else (cls.hourly_limit if cls else None)
+        daily = self.daily_quota if self.daily_quota is not None else (cls.daily_limit if cls else 100)
+        # A day that is only 24 of the provider's hours (Unsplash, Flickr) follows a new hourly
+        # limit: a production Unsplash key (--hourly-quota 5000) is not held to 1200 a day.
+        derived = cls is not None and cls.hourly_limit and cls.daily_limit == 24 * cls.hourly_limit
+        if self.daily_quota is None and derived and hourly is not None:
+            daily = 24 * hourly
         return daily, hourly
 
 

@@ -40,7 +40,7 @@ GOOGLE_DEFAULT_ENDPOINT = "https://customsearch.googleapis.com/"
 GOOGLE_CUTOFF = datetime(2027, 1, 1, tzinfo=timezone.utc)
 GOOGLE_CLOSING_NOTICE = (
     "notice: Google closes the Custom Search JSON API to all customers on 2027-01-01; "
-    "after that use --provider openverse"
+    "from then on --provider auto (the default) searches Openverse"
 )
 GOOGLE_CLOSED = "Google's Custom Search JSON API is closed (turned off for everyone on 2027-01-01)"
 # Words of a closure answer (403 "no longer available to ...", 410 Gone): a plain 403 is a key problem.
