@@ -233,6 +233,9 @@ def test_unsplash_paces_to_the_hour_it_reports(tmp_path: Path, host: ImageHost) 
         assert (first.stop_reason, first.calls, first.pages) == ("hourly_quota", 3, 3)
         assert "Run the same command again after 2026-06-01 11:00 UTC" in first.message
         assert status(cfg).quota[0].to_dict()["hour_exhausted"] is True
+        shown = cli_status(["--provider", "unsplash", "--out", str(cfg.out), "-q", "desk lamp"])
+        assert "quota unsplash 2026-06-01: 3/1200 calls" in shown
+        assert "hour 2026-06-01T10: 3/50 calls, used up, next hour 2026-06-01 11:00 UTC" in shown
         assert scrape(cfg).calls == 0 and server.used == 3  # same hour: nothing is asked
 
         os.environ["OFFICESCORE_NOW"] = "2026-06-01T11:05:00Z"
@@ -263,6 +266,20 @@ def test_unsplash_bad_key_and_foreign_download_location(tmp_path: Path, host: Im
     provider = UnsplashProvider(access_key=UNSPLASH_KEY, endpoint=server.url)
     with pytest.raises(ProviderError, match="not on the Unsplash API host"):
         provider.track_download("https://collector.example/steal?ixid=1")  # the key never leaves
+
+
+def cli_status(args: list[str]) -> str:
+    """`officescore scrape --status ...` as a user sees it."""
+    import contextlib
+    import io
+
+    from officescore.cli import main
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), pytest.raises(SystemExit) as exit_info:
+        main(["scrape", *args, "--status"])
+    assert exit_info.value.code in (0, None)
+    return " ".join(buffer.getvalue().split())
 
 
 # ---- Flickr --------------------------------------------------------------------------------------
