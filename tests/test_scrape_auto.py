@@ -118,6 +118,7 @@ def test_provider_google_stops_on_the_closure_with_one_line(
     assert exit_info.value.code == 2
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Custom Search JSON API is closed" in lines[0] and "HTTP 410" in lines[0]
+    assert lines[0].endswith("use --provider auto, openverse, wikimedia, unsplash or flickr")
     assert KEY not in err and "Traceback" not in err
 
 

@@ -599,7 +599,9 @@ def _search(run: _Run, config: ScrapeConfig, notices: list[str]) -> _Run:
     except ProviderClosedError as exc:
         run.manifest.set_meta(CLOSED_KEY.format(run.provider.name), clock.now().isoformat())
         if config.provider != AUTO:
-            raise
+            raise ProviderClosedError(
+                f"{exc}; use --provider auto, openverse, wikimedia, unsplash or flickr"
+            ) from None
         notice = f"{exc}; searching {FALLBACK} instead"
         notices.append(notice)
         fallback = _Run(config, run.manifest, make_provider(config, FALLBACK, fallback=True), run.reporter)
