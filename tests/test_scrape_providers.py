@@ -450,3 +450,30 @@ def test_wait_hours_sleeps_through_the_hourly_limit(
     assert (result.stop_reason, result.pages, result.calls) == ("done", 5, 5)
     assert slept == [2401.0, 3600.0]  # 10:20 -> 11:00:01, then 11:00:01 -> 12:00:01
     assert [k for k, n in server.ok_pages.items() if n > 1] == []
+
+
+@pytest.mark.parametrize("provider", sorted(SIGKILL_CASES))
+def test_429_retry_after_is_waited_out_or_kept_as_a_pause(
+    tmp_path: Path, host: ImageHost, provider: str
+) -> None:
+    """Each API's 429 + Retry-After: a short wait is waited out, a long one ends the run and no
+    call is made before it is over (the day stays open)."""
+    from fakeservers import Reply
+
+    make, per_query, _, pages = SIGKILL_CASES[provider]
+    server = make(host).start()
+    throttled = lambda seconds: Reply(429, b"Too Many Requests", {"Retry-After": str(seconds)})  # noqa: E731
+    server.throttle = [throttled(0), throttled(600)]
+    cfg = config(tmp_path, provider, server, per_query=per_query, download=NO_DOWNLOADS)
+    try:
+        paused = scrape(cfg)
+        assert (paused.stop_reason, paused.calls, paused.pages) == ("rate_limited", 2, 0)
+        assert paused.quota.to_dict()["retry_after"] == "2026-06-01T10:30:00+00:00"
+        os.environ["OFFICESCORE_NOW"] = "2026-06-01T10:29:00Z"
+        assert scrape(cfg).calls == 0
+        os.environ["OFFICESCORE_NOW"] = "2026-06-01T10:30:01Z"
+        resumed = scrape(cfg)
+    finally:
+        server.stop()
+    assert (resumed.stop_reason, resumed.pages) == ("done", pages)
+    assert set(server.ok_pages.values()) == {1} and len(server.ok_pages) == pages
