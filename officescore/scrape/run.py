@@ -18,8 +18,9 @@ not an error. A search that keeps failing still lets the run download what earli
 before the error is raised.
 
 `--provider auto` (the default) picks Google when a key and engine id are configured, the date
-is before 2027-01-01 and Google has not answered that it is closed; otherwise Openverse. A
-closure answer in the middle of an auto run switches it to Openverse (one notice line).
+is before 2027-01-01 and Google has not answered that it is closed; otherwise Openverse (see
+settings.choose_provider). A closure answer in the middle of an auto run switches it to Openverse
+(one notice line). The configuration lives in settings.py, `--status` in status.py.
 """
 
 from __future__ import annotations
@@ -31,45 +32,59 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from officescore.config import DEFAULT_RAW_DIR, load_config, secret
 from officescore.errors import ConfigError, QuotaExhaustedError
 from officescore.progress import SILENT, Reporter
 from officescore.scrape import quota as clock
-from officescore.scrape.dedup import DEFAULT_NEAR_DUP_THRESHOLD, DedupIndex
-from officescore.scrape.download import DownloadConfig, Downloader, Fetched, clean_partial_files
+from officescore.scrape.dedup import DedupIndex
+from officescore.scrape.download import Downloader, Fetched, clean_partial_files
 from officescore.scrape.manifest import KEPT, MANIFEST_NAME, Manifest
 from officescore.scrape.providers import (
-    DEFAULT_RIGHTS,
-    GOOGLE_CLOSED,
-    GOOGLE_CLOSING_NOTICE,
-    PROVIDER_CLASSES,
-    FlickrProvider,
-    GoogleProvider,
     HourExhausted,
     ImageProvider,
-    OpenverseProvider,
     ProviderClosedError,
     ProviderError,
     RateLimited,
     Scrubber,
     TransientError,
-    UnsplashProvider,
-    WikimediaProvider,
-    google_closed,
 )
 from officescore.scrape.quota import QuotaState
+from officescore.scrape.settings import (
+    AUTO,
+    CLOSED_KEY,
+    FALLBACK,
+    PROVIDERS,
+    QUOTA_ZONES,
+    ScrapeConfig,
+    choose_provider,
+    default_queries,
+    make_provider,
+    read_queries,
+    secrets_from_environment,
+)
+from officescore.scrape.status import ScrapeStatus, quota_state, status
 
-# Each provider's quota day, by name: --status reports providers it has no keys to build.
-QUOTA_ZONES: dict[str, tzinfo] = {name: cls.quota_tz for name, cls in PROVIDER_CLASSES.items()}
-AUTO = "auto"
-PROVIDERS = (AUTO, *PROVIDER_CLASSES)
-FALLBACK = "openverse"  # what auto searches without Google: no key needed, licence per image
-CLOSED_KEY = "closed:{}"  # meta key: the provider answered that it is closed for good
+# Kept importable from here: callers and tests used run.py for all of these before the split.
+__all__ = [
+    "AUTO",
+    "PROVIDERS",
+    "QUOTA_ZONES",
+    "ScrapeConfig",
+    "ScrapeResult",
+    "ScrapeStatus",
+    "choose_provider",
+    "default_queries",
+    "make_provider",
+    "quota_state",
+    "read_queries",
+    "scrape",
+    "secrets_from_environment",
+    "status",
+]
+
 IMAGES_DIR = "images"
 LOCK_NAME = ".scrape.lock"
 MAX_RATE_LIMIT_WAIT = 120.0  # seconds; a longer wait ends the search phase instead
@@ -82,187 +97,6 @@ class _Stop(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def default_queries() -> list[str]:
-    """The package's default search terms (officescore/data/queries.txt)."""
-    return read_queries(Path(__file__).resolve().parent.parent / "data" / "queries.txt")
-
-
-def read_queries(path: Path) -> list[str]:
-    """One query per line; blank lines and lines starting with # are ignored."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read queries file {path}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not a UTF-8 text file (one query per line)") from None
-    queries = [line.strip() for line in text.splitlines()]
-    queries = [q for q in queries if q and not q.startswith("#")]
-    if not queries:
-        raise ConfigError(f"{path} holds no queries (one per line; # starts a comment)")
-    return list(dict.fromkeys(queries))
-
-
-@dataclass
-class ScrapeConfig:
-    queries: list[str]
-    provider: str = AUTO
-    per_query: int = 100
-    daily_quota: int | None = None  # None: the provider's own default (Google's free tier: 100)
-    hourly_quota: int | None = None  # None: the provider's own (Unsplash demo key: 50)
-    out: Path = DEFAULT_RAW_DIR
-    rights: str = DEFAULT_RIGHTS
-    safe: str = "active"
-    img_size: str | None = None
-    file_type: str | None = None
-    # For the provider the run starts with (auto's pick); a mid-run fallback uses `endpoints`.
-    api_endpoint: str | None = None
-    near_dup_threshold: int = DEFAULT_NEAR_DUP_THRESHOLD
-    api_retries: int = 2
-    api_backoff: float = 2.0
-    download: DownloadConfig = field(default_factory=DownloadConfig)
-    google_key: str | None = field(default=None, repr=False)
-    google_cx: str | None = field(default=None, repr=False)
-    openverse_client_id: str | None = field(default=None, repr=False)
-    openverse_client_secret: str | None = field(default=None, repr=False)
-    unsplash_key: str | None = field(default=None, repr=False)
-    flickr_key: str | None = field(default=None, repr=False)
-    contact: str | None = None  # e-mail or URL for Wikimedia's User-Agent policy
-    # Per provider, from OFFICESCORE_<NAME>_ENDPOINT: where auto's choice is sent.
-    endpoints: dict[str, str] = field(default_factory=dict)
-    wait_hours: bool = False  # sleep through a used-up hourly limit instead of stopping
-    # True when `queries` is the package's default list rather than the user's -q / --queries.
-    default_query_list: bool = False
-
-    def validate(self) -> None:
-        if self.provider not in PROVIDERS:
-            raise ConfigError(f"--provider must be one of {', '.join(PROVIDERS)}, not {self.provider!r}")
-        if not self.queries:
-            raise ConfigError("no queries: give -q QUERY, --queries FILE, or neither for the default list")
-        if self.per_query < 1:
-            raise ConfigError("--per-query must be at least 1")
-        if (self.daily_quota is not None and self.daily_quota < 0) or (
-            self.hourly_quota is not None and self.hourly_quota < 0
-        ):
-            raise ConfigError("--daily-quota and --hourly-quota must be 0 or more")
-        for endpoint in (self.api_endpoint, *self.endpoints.values()):
-            if endpoint is None:
-                continue
-            parts = urlsplit(endpoint)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(
-                    f"--api-endpoint must be an http(s) URL like https://api.example.org/, not {endpoint!r}"
-                )
-        clock.now()  # a malformed OFFICESCORE_NOW fails here, before anything is opened
-        if self.near_dup_threshold < 0 or self.near_dup_threshold > 64:
-            raise ConfigError("--near-dup-threshold must be between 0 and 64 (bits of a 64-bit phash)")
-        d = self.download
-        if d.workers < 1 or d.per_host < 1:
-            raise ConfigError("--workers and --per-host must be at least 1")
-        if d.max_bytes < 1 or d.min_width < 0 or d.min_height < 0:
-            raise ConfigError("--max-bytes must be positive and --min-size not negative")
-        if min(d.connect_timeout, d.read_timeout, d.total_timeout) <= 0:
-            raise ConfigError("--timeout must be more than 0 seconds")
-        if d.retries < 0 or self.api_retries < 0:
-            raise ConfigError("--retries must be 0 or more")
-
-    def limits(self, name: str) -> tuple[int, int | None]:
-        """(calls per quota day, calls per hour or None) for the provider called `name`."""
-        cls = PROVIDER_CLASSES.get(name)
-        hourly = self.hourly_quota if self.hourly_quota is not None else (cls.hourly_limit if cls else None)
-        daily = self.daily_quota if self.daily_quota is not None else (cls.daily_limit if cls else 100)
-        # A day that is only 24 of the provider's hours (Unsplash, Flickr) follows a new hourly
-        # limit: a production Unsplash key (--hourly-quota 5000) is not held to 1200 a day.
-        derived = cls is not None and cls.hourly_limit and cls.daily_limit == 24 * cls.hourly_limit
-        if self.daily_quota is None and derived and hourly is not None:
-            daily = 24 * hourly
-        return daily, hourly
-
-
-def secrets_from_environment(config: ScrapeConfig) -> ScrapeConfig:
-    """Fill in keys (and endpoints) from the environment / officescore.toml [scrape] where not given."""
-    table = load_config()
-    config.google_key = config.google_key or secret("GCS_DEVELOPER_KEY", "scrape", "gcs_developer_key", table)
-    config.google_cx = config.google_cx or secret("GCS_CX", "scrape", "gcs_cx", table)
-    config.openverse_client_id = config.openverse_client_id or secret(
-        "OPENVERSE_CLIENT_ID", "scrape", "openverse_client_id", table
-    )
-    config.openverse_client_secret = config.openverse_client_secret or secret(
-        "OPENVERSE_CLIENT_SECRET", "scrape", "openverse_client_secret", table
-    )
-    config.unsplash_key = config.unsplash_key or secret(
-        "UNSPLASH_ACCESS_KEY", "scrape", "unsplash_access_key", table
-    )
-    config.flickr_key = config.flickr_key or secret("FLICKR_API_KEY", "scrape", "flickr_api_key", table)
-    config.contact = config.contact or os.environ.get("OFFICESCORE_CONTACT") or None
-    for name in PROVIDER_CLASSES:
-        value = os.environ.get(f"OFFICESCORE_{name.upper()}_ENDPOINT")
-        if value and name not in config.endpoints:
-            config.endpoints[name] = value
-    if config.api_endpoint is None and config.provider != AUTO:
-        config.api_endpoint = config.endpoints.get(config.provider)
-    return config
-
-
-def make_provider(config: ScrapeConfig, name: str | None = None, fallback: bool = False) -> ImageProvider:
-    """The provider called `name` (default: the configured one, which must not be auto); a
-    `fallback` (auto's switch away from a closed Google) does not get --api-endpoint."""
-    name = name or config.provider
-    endpoint = None if fallback else config.api_endpoint
-    endpoint = endpoint or config.endpoints.get(name)
-    if name == "google":
-        return GoogleProvider(
-            developer_key=config.google_key or "",
-            cx=config.google_cx or "",
-            endpoint=endpoint,
-            rights_filter=config.rights,
-            safe=config.safe,
-            img_size=config.img_size,
-            file_type=config.file_type,
-        )
-    if name == "wikimedia":
-        return WikimediaProvider(endpoint=endpoint, rights_filter=config.rights, contact=config.contact)
-    if name == "unsplash":
-        return UnsplashProvider(
-            access_key=config.unsplash_key or "", endpoint=endpoint, rights_filter=config.rights
-        )
-    if name == "flickr":
-        return FlickrProvider(api_key=config.flickr_key or "", endpoint=endpoint, rights_filter=config.rights)
-    if name != "openverse":
-        raise ConfigError(f"no provider called {name!r}; use one of {', '.join(PROVIDERS)}")
-    return OpenverseProvider(
-        endpoint=endpoint,
-        client_id=config.openverse_client_id,
-        client_secret=config.openverse_client_secret,
-        rights_filter=config.rights,
-    )
-
-
-def choose_provider(config: ScrapeConfig, manifest: Manifest | None = None) -> tuple[str, list[str]]:
-    """The provider a run uses and the notices that explain the choice (no network call).
-
-    auto: Google when a key and engine id are set, the date is before 2027-01-01 and this folder's
-    manifest has no closure answer from Google; otherwise Openverse. --provider google after the
-    cut-off is a ProviderClosedError: no call could succeed.
-    """
-    when = clock.now()
-    if config.provider == "google":
-        if google_closed(when):
-            raise ProviderClosedError(
-                f"{GOOGLE_CLOSED}; use --provider auto, openverse, wikimedia, unsplash or flickr"
-            )
-        return "google", [GOOGLE_CLOSING_NOTICE]
-    if config.provider != AUTO:
-        return config.provider, []
-    if google_closed(when):
-        return FALLBACK, [f"{GOOGLE_CLOSED}: searching {FALLBACK} instead"]
-    if not (config.google_key and config.google_cx):
-        return FALLBACK, [f"no Google key and engine id (GCS_DEVELOPER_KEY, GCS_CX): searching {FALLBACK}"]
-    closed = manifest.meta(CLOSED_KEY.format("google")) if manifest is not None else None
-    if closed:
-        return FALLBACK, [f"Google answered on {closed[:10]} that its API is closed: searching {FALLBACK}"]
-    return "google", [GOOGLE_CLOSING_NOTICE]
 
 
 @dataclass
@@ -302,40 +136,6 @@ class ScrapeResult:
             "message": self.message,
             "notices": self.notices,
         }
-
-
-def quota_state(manifest: Manifest, name: str, limit: int, hourly: int | None = None) -> QuotaState:
-    """Today's (and this hour's) ledger entry for the provider called `name`."""
-    tz = QUOTA_ZONES.get(name, timezone.utc)
-    when = clock.now()
-    day = clock.quota_day(tz, when).isoformat()
-    calls, exhausted = manifest.quota(name, day)
-    retry_at = _parse_time(manifest.retry_after(name))
-    if retry_at is not None and retry_at <= when:
-        retry_at = None
-    resets = clock.next_reset(tz, when)
-    state = QuotaState(name, day, calls, limit, exhausted or calls >= limit, resets, retry_at)
-    if hourly is None:
-        return state
-    hour = clock.quota_hour(tz, when)
-    hour_calls, hour_exhausted = manifest.hour_quota(name, hour)
-    return replace(
-        state,
-        hour=hour,
-        hour_calls=hour_calls,
-        hour_limit=hourly,
-        hour_exhausted=hour_exhausted or hour_calls >= hourly,
-        hour_resets_at=clock.next_hour(tz, when),
-    )
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None  # a hand-edited manifest: ignore the pause rather than fail
 
 
 @contextmanager
@@ -695,80 +495,3 @@ def _summary(run: _Run, outcomes: Counter[str], kept_total: int, state: QuotaSta
             f"Run the same command again after {state.resets_text()} to continue at {where}."
         )
     return f"Done: every query has its pages. {got}."
-
-
-# ---- status -----------------------------------------------------------------------------------
-
-
-@dataclass
-class ScrapeStatus:
-    out: Path
-    queries: list[dict[str, Any]]
-    quota: list[QuotaState]
-    totals: dict[str, int]
-    provider: str = FALLBACK  # the provider the next run would search
-    notices: list[str] = field(default_factory=list)
-    download_events: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "out": str(self.out),
-            "provider": self.provider,
-            "notices": self.notices,
-            "queries": self.queries,
-            "quota": [q.to_dict() for q in self.quota],
-            "totals": self.totals,
-            "download_events": self.download_events,
-        }
-
-
-def status(config: ScrapeConfig) -> ScrapeStatus:
-    """Per-query progress and the quota state of every provider in the folder, read from the
-    manifest (works during a run; makes no call)."""
-    path = Path(config.out) / MANIFEST_NAME
-    if not path.is_file():  # nothing scraped yet: an empty status, and no files created for it
-        path = Path(":memory:")
-    with Manifest(path) as manifest:
-        try:
-            name, notices = choose_provider(config, manifest)
-        except ProviderClosedError as exc:  # --provider google after the cut-off: still report
-            name, notices = config.provider, [str(exc)]
-        probe = _probe(config, name)
-        provider_filters = probe.filters
-        table = manifest.query_table()
-        seen = {(row["provider"], row["query"], row["filters"]) for row in table}
-        listed = config.queries
-        if (
-            config.default_query_list
-            and table
-            and not any((name, query, provider_filters) in seen for query in listed)
-        ):
-            listed = []  # this folder was scraped with the user's own queries: no default-list noise
-        for query in listed:
-            if (name, query, provider_filters) not in seen:
-                table.append(
-                    {
-                        "provider": name,
-                        "query": query,
-                        "filters": provider_filters,
-                        "pages": 0,
-                        "last_page_seen": False,
-                        "results": 0,
-                        "by_status": {},
-                    }
-                )
-        wanted = probe.pages_for(config.per_query)
-        for row in table:
-            row["complete"] = row["last_page_seen"] or (row["provider"] == name and row["pages"] >= wanted)
-        providers = sorted({row["provider"] for row in table} | manifest.ledger_providers() | {name})
-        quotas = [quota_state(manifest, p, *config.limits(p)) for p in providers]
-        totals = manifest.status_counts()
-        events = manifest.tracking_counts()
-    return ScrapeStatus(Path(config.out), table, quotas, totals, name, notices, events)
-
-
-def _probe(config: ScrapeConfig, name: str) -> ImageProvider:
-    """The named provider for its filters and paging only: no keys needed, no calls made."""
-    return make_provider(
-        replace(config, google_key="-", google_cx="-", unsplash_key="-", flickr_key="-"), name
-    )
