@@ -117,6 +117,11 @@ def test_wikimedia_rights_licences_attribution_continue_and_maxlag(tmp_path: Pat
     assert "iicontinue" in searches[2] and searches[2]["continue"] == ["gsroffset||"]
     agents = {h["user-agent"] for _, _, _, h in server.requests}
     assert len(agents) == 1 and CONTACT in agents.pop()
+    # The image downloads (upload.wikimedia.org in real life) say who is fetching, too.
+    image_agents = {
+        h["user-agent"] for _, _, q, h in host.requests if q.get("q") == ["desk lamp filetype:bitmap"]
+    }
+    assert image_agents and all(CONTACT in a and "+https://" in a for a in image_agents)
 
     saved = rows(result.out)
     # Every fifth file is GFDL-only: no --rights name matches it, so it is never saved.

@@ -40,7 +40,7 @@ from officescore.errors import ConfigError, QuotaExhaustedError
 from officescore.progress import SILENT, Reporter
 from officescore.scrape import quota as clock
 from officescore.scrape.dedup import DedupIndex
-from officescore.scrape.download import Downloader, Fetched, clean_partial_files
+from officescore.scrape.download import USER_AGENT, Downloader, Fetched, clean_partial_files
 from officescore.scrape.manifest import KEPT, MANIFEST_NAME, Manifest
 from officescore.scrape.providers import (
     HourExhausted,
@@ -342,7 +342,10 @@ class _Run:
         index = DedupIndex(self.config.near_dup_threshold)
         for row in self.manifest.kept():
             index.add(row["id"], row["sha256"], row["phash"])
-        downloader = Downloader(self.config.download, images, scrub=lambda t: self.scrub(t) or "")
+        download = self.config.download
+        if self.config.contact and download.user_agent == USER_AGENT:
+            download = replace(download, user_agent=USER_AGENT.replace(")", f"; {self.config.contact})"))
+        downloader = Downloader(download, images, scrub=lambda t: self.scrub(t) or "")
         with self.reporter.stage("download", total=len(pending)) as stage:
             for row_id, fetched in downloader.map(pending):
                 status = self.store(row_id, fetched, index, images)
