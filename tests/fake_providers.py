@@ -211,6 +211,7 @@ class FakeUnsplash(_Counting):
         self.used = 0
         self.premium: set[int] = set()
         self.tracked: Counter[str] = Counter()
+        self.echo_key = False  # a careless server: repeats the key in descriptions
 
     def new_hour(self) -> None:
         with self.lock:
@@ -266,7 +267,9 @@ class FakeUnsplash(_Counting):
             "height": 3000,
             "color": "#60544D",
             "blur_hash": "LoC%a7IoIVxZ_NM|M{s:%hRjWAo0",
-            "description": None if index % 2 else f"{query} {index}",
+            "description": f"{query} {index} (client {self.key})"
+            if self.echo_key
+            else (None if index % 2 else f"{query} {index}"),
             "alt_description": f"a desk by a window {index}",
             "urls": {
                 "raw": self.link(query, index) + "&raw=1",
@@ -313,6 +316,7 @@ class FakeFlickr(_Counting):
         super().__init__()
         self.key, self.link, self.total = key, link, total
         self.leaky = False
+        self.echo_key = False  # a careless server: repeats the key in titles
 
     def route(self, method: str, path: str, query: dict[str, list[str]], body: bytes, headers: dict) -> Reply:
         if path != "/services/rest/":
@@ -362,7 +366,7 @@ class FakeFlickr(_Counting):
             "secret": "dcc9f61d9f",
             "server": "65535",
             "farm": 66,
-            "title": f"{query} {index}",
+            "title": f"{query} {index}" + (f" api_key={self.key}" if self.echo_key else ""),
             "ispublic": 1,
             "isfriend": 0,
             "isfamily": 0,

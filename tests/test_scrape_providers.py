@@ -482,3 +482,45 @@ def test_429_retry_after_is_waited_out_or_kept_as_a_pause(
         server.stop()
     assert (resumed.stop_reason, resumed.pages) == ("done", pages)
     assert set(server.ok_pages.values()) == {1} and len(server.ok_pages) == pages
+
+
+@pytest.mark.parametrize("provider", ["unsplash", "flickr"])
+def test_keys_never_reach_the_terminal_or_the_files(
+    tmp_path: Path,
+    host: ImageHost,
+    provider: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from officescore.cli import main
+
+    make = {
+        "unsplash": lambda: FakeUnsplash(UNSPLASH_KEY, link_for(host), total=40),
+        "flickr": lambda: FakeFlickr(FLICKR_KEY, link_for(host), total=40),
+    }
+    server = make[provider]()
+    server.echo_key = True  # the key comes back inside titles: it must be scrubbed before storing
+    server.start()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("UNSPLASH_ACCESS_KEY", UNSPLASH_KEY)
+    monkeypatch.setenv("FLICKR_API_KEY", FLICKR_KEY)
+    common = ["--provider", provider, "--out", "raw", "-q", "desk lamp"]
+    texts = []
+    try:
+        for args in (
+            [*common, "--api-endpoint", server.url, "--allow-private-hosts", "--min-size", "64"],
+            [*common, "--status"],
+            [*common, "--status", "--json"],
+            ["--out", "raw", "--export", "labelling"],
+        ):
+            with pytest.raises(SystemExit) as exit_info:
+                main(["scrape", *args])
+            captured = capsys.readouterr()
+            assert exit_info.value.code in (0, None), captured.err
+            texts.append(captured.out + captured.err)
+    finally:
+        server.stop()
+    assert "Done" in texts[0] and "kept" in texts[0]
+    for text in texts:
+        assert UNSPLASH_KEY not in text and FLICKR_KEY not in text
+    no_secret_written(tmp_path)
