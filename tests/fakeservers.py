@@ -240,6 +240,17 @@ class FakeCustomSearch(FakeServer):
         self.next_page = "honest"
         self.short_pages: dict[int, int] = {}
         self.no_items: set[int] = set()
+        self.closed: int | None = None  # 403 or 410: answer every search with Google's closure
+
+    def closure(self, status: int) -> Reply:
+        """What the API answers once it is turned off: 410 Gone, or 403 PERMISSION_DENIED for a
+        project it no longer serves (google_error's shape, the message naming the closure)."""
+        message = (
+            "Custom Search JSON API is no longer available. It was discontinued on January 1, 2027; "
+            "see https://developers.google.com/custom-search/v1/overview"
+        )
+        kind = "GONE" if status == 410 else "PERMISSION_DENIED"
+        return _json(status, google_error(status, message, kind, "gone" if status == 410 else "forbidden"))
 
     def reset_quota(self, quota: int | None = None) -> None:
         with self.lock:
@@ -249,6 +260,8 @@ class FakeCustomSearch(FakeServer):
         if path != "/customsearch/v1":
             return _json(404, google_error(404, "Not Found", "NOT_FOUND", "notFound"))
         get = {k: v[0] for k, v in query.items()}
+        if self.closed:
+            return self.closure(self.closed)
         if get.get("key") != self.key:
             bad = json.loads(json.dumps(BAD_KEY_400))
             if self.echo_key:

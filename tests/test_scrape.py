@@ -44,6 +44,12 @@ FAST = DownloadConfig(
 PRIVATE_OK = DownloadConfig(**{**FAST.__dict__, "allow_private_hosts": True})
 
 
+@pytest.fixture(autouse=True)
+def before_google_cutoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Google's API is off from 2027-01-01: these tests run on a day it still answers."""
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-06-01T12:00:00Z")
+
+
 @pytest.fixture(scope="module")
 def host() -> Iterator[ImageHost]:
     server = ImageHost(slow_delay=1.5).start()
@@ -508,7 +514,7 @@ class _NotAnApi(FakeServer):
         return Reply(200, self.body, {"Content-Type": "text/html"})
 
 
-@pytest.mark.parametrize("provider", ["google", "openverse"])
+@pytest.mark.parametrize("provider", ["google", "openverse", "wikimedia", "unsplash", "flickr"])
 @pytest.mark.parametrize("body", [b"<!doctype html><title>proxy login</title>", b"[1, 2]"])
 def test_an_endpoint_that_is_not_the_api_is_a_user_error(tmp_path: Path, provider: str, body: bytes) -> None:
     server = _NotAnApi(body).start()
@@ -520,6 +526,8 @@ def test_an_endpoint_that_is_not_the_api_is_a_user_error(tmp_path: Path, provide
             api_endpoint=server.url,
             google_key=KEY,
             google_cx=CX,
+            unsplash_key=KEY,
+            flickr_key=KEY,
         )
         with pytest.raises(ProviderError, match="not a") as failure:
             scrape(config)

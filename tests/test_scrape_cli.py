@@ -22,6 +22,14 @@ from officescore.scrape import DownloadConfig, ScrapeConfig, scrape
 KEY = "AIzaSyCLI-secret-key-0c1d2e3f"
 CX = "cx-engine-42"
 REPO = Path(__file__).resolve().parent.parent
+KEY_VARIABLES = ("GCS_DEVELOPER_KEY", "GCS_CX", "UNSPLASH_ACCESS_KEY", "FLICKR_API_KEY")
+KEY_VARIABLES += ("OPENVERSE_CLIENT_ID", "OPENVERSE_CLIENT_SECRET")
+
+
+@pytest.fixture(autouse=True)
+def before_google_cutoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Google's API is off from 2027-01-01: these tests run on a day it still answers."""
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-06-01T12:00:00Z")
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +50,10 @@ def google(host: ImageHost) -> Iterator[FakeCustomSearch]:
 def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A clean working folder (no officescore.toml) and no keys in the environment."""
     monkeypatch.chdir(tmp_path)
-    for name in ("GCS_DEVELOPER_KEY", "GCS_CX", "OFFICESCORE_CONFIG", "OFFICESCORE_NOW", "OFFICESCORE_DEBUG"):
+    for name in (*KEY_VARIABLES, "OFFICESCORE_CONFIG", "OFFICESCORE_DEBUG", "OFFICESCORE_CONTACT"):
         monkeypatch.delenv(name, raising=False)
+    for provider in ("GOOGLE", "OPENVERSE", "WIKIMEDIA", "UNSPLASH", "FLICKR"):
+        monkeypatch.delenv(f"OFFICESCORE_{provider}_ENDPOINT", raising=False)
     return tmp_path
 
 
@@ -68,7 +78,16 @@ def test_status_before_any_scrape_is_empty_and_writes_nothing(
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
-        (["-q", "desk"], {}, "needs an API key"),
+        (["-q", "desk", "--provider", "google"], {}, "needs an API key"),
+        (["-q", "desk", "--provider", "unsplash"], {}, "UNSPLASH_ACCESS_KEY"),
+        (["-q", "desk", "--provider", "flickr"], {}, "FLICKR_API_KEY"),
+        (["-q", "desk", "--provider", "google"], {"OFFICESCORE_NOW": "2027-01-01T00:00:00Z"}, "is closed"),
+        (["-q", "d", "--provider", "wikimedia", "--rights", "cc_noncommercial"], {}, "no licence used on"),
+        (
+            ["-q", "d", "--provider", "unsplash", "--rights", "cc_sharealike"],
+            {"UNSPLASH_ACCESS_KEY": "k"},
+            "Unsplash",
+        ),
         (["-q", "desk", "--provider", "bing"], {}, "--provider must be one of"),
         (["-q", "desk", "--per-query", "0"], {"GCS_DEVELOPER_KEY": "k", "GCS_CX": "c"}, "--per-query"),
         (["--queries", "missing.txt"], {}, "cannot read queries file"),

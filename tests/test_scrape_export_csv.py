@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from officescore.scrape.export import csv_cell, export
-from officescore.scrape.manifest import RESULT_COLUMNS, Manifest
+from officescore.scrape.export import EXPORT_COLUMNS, csv_cell, export
+from officescore.scrape.manifest import Manifest
 from officescore.scrape.providers import SearchResult
 
 HOSTILE = [
@@ -46,7 +46,7 @@ def test_hostile_titles_are_written_as_text(tmp_path: Path) -> None:
     assert {row["query"] for row in rows} == {"'=cmd|x"}
     # Nothing else changes: plain text, URLs and numbers are written as they were.
     assert rows[7]["url"] == "https://images.example/7.jpg" and rows[7]["page"] == "1"
-    assert list(rows[0]) == list(RESULT_COLUMNS)
+    assert list(rows[0]) == list(EXPORT_COLUMNS)
     # No cell anywhere in the file starts a formula.
     with result.csv.open(newline="", encoding="utf-8") as handle:
         cells = [cell for row in csv.reader(handle) for cell in row]

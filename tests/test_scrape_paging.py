@@ -20,6 +20,12 @@ CX = "017576662512468239146:paging"
 NO_DOWNLOADS = DownloadConfig(workers=1, per_host=1, retries=0)  # loopback links are refused unrequested
 
 
+@pytest.fixture(autouse=True)
+def before_google_cutoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Google's API is off from 2027-01-01: these tests run on a day it still answers."""
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-06-01T12:00:00Z")
+
+
 @pytest.fixture()
 def server() -> Iterator[FakeCustomSearch]:
     fake = FakeCustomSearch(KEY, CX, lambda q, i: f"http://127.0.0.1:9/{i}.jpg", total=500).start()

@@ -124,6 +124,8 @@ def test_cli_defaults_match_the_library() -> None:
         "provider": library.provider,
         "per_query": library.per_query,
         "daily_quota": library.daily_quota,
+        "hourly_quota": library.hourly_quota,
+        "contact": library.contact,
         "out": library.out,
         "safe": library.safe,
         "workers": download.workers,
@@ -198,3 +200,47 @@ def test_retry_after_header_forms() -> None:
     later = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=300)
     assert 290 <= retry_after_seconds(format_datetime(later, usegmt=True)) <= 300
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # already past
+
+
+def test_commons_licence_names_map_onto_rights_codes() -> None:
+    from officescore.scrape.providers import commons_license
+    from officescore.scrape.providers.wikimedia import first_link, plain_text
+
+    assert commons_license("CC BY-SA 4.0", "cc-by-sa-4.0") == ("by-sa", "4.0")
+    assert commons_license("CC BY 2.5", None) == ("by", "2.5")
+    assert commons_license("CC BY-SA 3.0 de", "cc-by-sa-3.0-de") == ("by-sa", "3.0")
+    assert commons_license("CC0", "cc0") == ("cc0", "1.0")
+    assert commons_license("Public domain", "pd") == ("pdm", None)
+    assert commons_license("GFDL", "gfdl") == (None, None)
+    assert commons_license("Attribution", "attribution") == (None, None)
+    assert commons_license("FAL", "fal") == (None, None) and commons_license(None, None) == (None, None)
+    html = '<a href="//commons.wikimedia.org/wiki/User:A%26B" title="x">A &amp; B</a> (<span>x</span>)'
+    assert (
+        plain_text(html) == "A & B ( x )"
+        and first_link(html) == "https://commons.wikimedia.org/wiki/User:A%26B"
+    )
+    assert first_link('<a href="javascript:alert(1)">x</a>') is None
+
+
+def test_hour_keys_and_key_parameters_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-06-01T10:59:59Z")
+    assert clock.quota_hour(timezone.utc) == "2026-06-01T10"
+    assert clock.next_hour(timezone.utc).isoformat() == "2026-06-01T11:00:00+00:00"
+    assert clock.quota_hour(clock.PACIFIC) == "2026-06-01T03"
+    scrub = Scrubber(["f1f2key"])
+    assert scrub("GET /services/rest/?api_key=abc&text=x") == "GET /services/rest/?api_key=***&text=x"
+    assert scrub("?client_id=abc") == "?client_id=***" and scrub("x f1f2key") == "x ***"
+
+
+def test_provider_limits_and_overrides() -> None:
+    config = ScrapeConfig(queries=["q"])
+    assert [config.limits(name) for name in ("google", "openverse", "wikimedia", "unsplash", "flickr")] == [
+        (100, None),
+        (100, None),
+        (5000, 500),
+        (1200, 50),
+        (86400, 3600),
+    ]
+    assert ScrapeConfig(queries=["q"], hourly_quota=5000).limits("unsplash") == (120000, 5000)
+    assert ScrapeConfig(queries=["q"], hourly_quota=10, daily_quota=30).limits("unsplash") == (30, 10)
+    assert ScrapeConfig(queries=["q"], hourly_quota=10).limits("wikimedia") == (5000, 10)

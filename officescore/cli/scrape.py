@@ -15,15 +15,17 @@ if TYPE_CHECKING:
 
 EXAMPLES = """
 [bold]Examples[/bold]
-  export GCS_DEVELOPER_KEY=... GCS_CX=...
-  officescore scrape                              # default queries, Google, 100 calls a day
+  officescore scrape                              # default queries; auto: Google if keyed, else Openverse
   officescore scrape -q "well lit home office" --per-query 30
-  officescore scrape --provider openverse --queries my_queries.txt
-  officescore scrape --status                     # per-query progress and today's quota
+  officescore scrape --provider wikimedia --contact you@example.org --queries my_queries.txt
+  UNSPLASH_ACCESS_KEY=... officescore scrape --provider unsplash --wait-hours  # 50 calls an hour
+  FLICKR_API_KEY=... officescore scrape --provider flickr --rights cc_publicdomain|cc_attribute
+  officescore scrape --status                     # per-query progress, today's and this hour's quota
   officescore scrape --export data/labelling      # manifest.csv, ATTRIBUTION.md, images.txt
 
 Run the same command again to continue where it stopped (same query, same page). When the day's
-quota is used up it stops cleanly with exit code 0 and says when it can continue.
+or the hour's quota is used up it stops cleanly with exit code 0 and says when it can continue.
+Google's Custom Search JSON API is off for everyone from 2027-01-01: auto then uses Openverse.
 """
 
 DEFAULT_RIGHTS = "cc_publicdomain|cc_attribute|cc_sharealike|cc_noncommercial|cc_nonderived"
@@ -32,11 +34,20 @@ DEFAULT_RIGHTS = "cc_publicdomain|cc_attribute|cc_sharealike|cc_noncommercial|cc
 def scrape(
     query: list[str] = typer.Option(None, "--query", "-q", help="A search query (repeatable)."),
     queries: Path = typer.Option(None, "--queries", help="File with one query per line (# comments)."),
-    provider: str = typer.Option("google", "--provider", help="google (Custom Search) or openverse."),
+    provider: str = typer.Option(
+        "auto",
+        "--provider",
+        help="auto, google, openverse, wikimedia, unsplash or flickr (see docs/scrape.md).",
+    ),
     per_query: int = typer.Option(
         100, "--per-query", "-n", help="Results wanted per query, in whole pages (Google stops at 99)."
     ),
-    daily_quota: int = typer.Option(100, "--daily-quota", help="API calls allowed per quota day."),
+    daily_quota: int = typer.Option(
+        None, "--daily-quota", help="API calls per quota day (default: the provider's own, google 100)."
+    ),
+    hourly_quota: int = typer.Option(
+        None, "--hourly-quota", help="API calls per clock hour (default: the provider's own, unsplash 50)."
+    ),
     out: Path = typer.Option(DEFAULT_RAW_DIR, "--out", "-o", help="Folder for images/ and manifest.sqlite."),
     rights: str = typer.Option(DEFAULT_RIGHTS, "--rights", help="Usage-rights filter, |-separated."),
     safe: str = typer.Option("active", "--safe", help="SafeSearch: active or off (google)."),
@@ -44,6 +55,12 @@ def scrape(
     file_type: str = typer.Option(None, "--file-type", help="jpg, png, ... (google)."),
     api_endpoint: str = typer.Option(
         None, "--api-endpoint", help="Search API base URL (tests, proxies); env OFFICESCORE_*_ENDPOINT."
+    ),
+    wait_hours: bool = typer.Option(
+        False, "--wait-hours", help="When an hourly limit is used up, sleep to the next hour and go on."
+    ),
+    contact: str = typer.Option(
+        None, "--contact", help="Your e-mail or URL, sent in the User-Agent (Wikimedia asks for it)."
     ),
     workers: int = typer.Option(16, "--workers", help="Concurrent downloads."),
     per_host: int = typer.Option(8, "--per-host", help="Concurrent downloads per host."),
@@ -61,7 +78,8 @@ def scrape(
     export_dir: Path = typer.Option(None, "--export", help="Write manifest.csv, ATTRIBUTION.md, images.txt."),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """Search Google Custom Search or Openverse for licensed photos and download them, resumably."""
+    """Search for licensed photos (Openverse, Wikimedia Commons, Unsplash, Flickr or Google) and
+    download them, resumably, within each provider's quota."""
     from officescore.errors import ConfigError
     from officescore.scrape import (
         DownloadConfig,
@@ -82,12 +100,15 @@ def scrape(
         provider=provider,
         per_query=per_query,
         daily_quota=daily_quota,
+        hourly_quota=hourly_quota,
+        wait_hours=wait_hours,
         out=out,
         rights=rights,
         safe=safe,
         img_size=img_size,
         file_type=file_type,
         api_endpoint=api_endpoint,
+        contact=contact,
         near_dup_threshold=near_dup,
         download=DownloadConfig(
             workers=workers,
@@ -103,7 +124,7 @@ def scrape(
     if export_dir is not None:
         _export(out, export_dir, json_output)
     elif show_status:
-        _status(config, json_output)
+        _status(secrets_from_environment(config), json_output)
     else:
         _run(secrets_from_environment(config), json_output)
 
@@ -135,6 +156,8 @@ def _status(config: ScrapeConfig, json_output: bool) -> None:
     providers = sorted({row["provider"] for row in report.queries})
     one = len(providers) == 1
     title = f"scrape progress in {report.out}" + (f" ({providers[0]})" if one else "")
+    for notice in report.notices:
+        console.print(f"[yellow]{notice}[/yellow]", soft_wrap=True)
     columns = ["query", "pages", "found", "ok", "dup", "bad", "todo", "done"]
     table = Table(title=title, caption="dup: (near-)duplicates; bad: rejected; todo: not downloaded yet")
     for column in columns if one else ["provider", *columns]:
@@ -163,11 +186,22 @@ def _status(config: ScrapeConfig, json_output: bool) -> None:
     for state in report.quota:
         word = "used up" if state.exhausted else f"{state.remaining} left"
         pause = f"; rate-limited until {state.retry_text()}" if state.retry_at else ""
+        hour = ""
+        if state.hour_limit is not None:
+            left = "used up" if state.hour_exhausted else f"{state.hour_remaining} left"
+            hour = (
+                f"; hour {state.hour}: {state.hour_calls}/{state.hour_limit} calls, {left}, "
+                f"next hour {state.hour_text()}"
+            )
         console.print(
             f"quota {state.provider} {state.day}: {state.calls}/{state.limit} calls, {word}; "
-            f"next day starts {state.resets_text()}{pause}",
+            f"next day starts {state.resets_text()}{hour}{pause}",
             soft_wrap=True,
         )
+    if report.download_events:
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(report.download_events.items()))
+        console.print(f"download events (unsplash): {parts}", soft_wrap=True)
+    console.print(f"next run searches: {report.provider}")
 
 
 def _export(out: Path, folder: Path, json_output: bool) -> None:

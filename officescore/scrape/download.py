@@ -40,7 +40,8 @@ K = TypeVar("K")
 
 PART_SUFFIX = ".part"
 FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
-USER_AGENT = "officescore/0.1 (dataset builder; respects robots via providers)"
+# Image hosts (upload.wikimedia.org among them) ask for an agent that says who is fetching.
+USER_AGENT = "officescore/0.1 (dataset builder; +https://github.com/officescore/officescore)"
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 
 
@@ -59,6 +60,7 @@ class DownloadConfig:
     max_pixels: int = MAX_PIXELS
     max_redirects: int = 5
     allow_private_hosts: bool = False
+    user_agent: str = USER_AGENT
 
 
 @dataclass
@@ -274,7 +276,7 @@ class Downloader:
             adapter = _pinned_adapter(self._pins, pool_maxsize=max(4, self.config.per_host))
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-            session.headers["User-Agent"] = USER_AGENT
+            session.headers["User-Agent"] = self.config.user_agent
             self._local.session = session
         return session
 

@@ -1,5 +1,11 @@
 """`scrape --export DIR`: the manifest as CSV, ATTRIBUTION.md for kept images, an image list.
 
+Every photo gets a credit line in the form its licence asks for, whatever the provider:
+- CC BY, BY-SA, BY-NC, ... : title, author, source and licence, each linked (CC's "TASL");
+- CC0 and the Public Domain Mark: no attribution required, credit given as a courtesy;
+- the Unsplash License: "Photo by <photographer> on Unsplash", both linked (Unsplash's guidelines);
+- no licence stated (Google's results): the filter it was found with and a warning to check.
+
 Paths written into these files are relative to DIR (the folder that holds them), so DIR can be
 zipped together with the raw folder or read in place.
 """
@@ -26,7 +32,13 @@ LICENSE_NAMES = {
     "by-nd": "CC BY-ND",
     "by-nc-sa": "CC BY-NC-SA",
     "by-nc-nd": "CC BY-NC-ND",
+    "unsplash": "Unsplash License",
+    "unsplash+": "Unsplash+ License",
 }
+PUBLIC_DOMAIN = ("cc0", "pdm")
+SOURCE_NAMES = {"wikimedia_commons": "Wikimedia Commons", "flickr": "Flickr", "unsplash": "Unsplash"}
+UNSPLASH_HOME = "https://unsplash.com/?utm_source=officescore&utm_medium=referral"
+EXPORT_COLUMNS = (*RESULT_COLUMNS, "credit")
 
 
 @dataclass
@@ -80,11 +92,39 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
+def _licence_name(row: Any) -> str:
+    name = LICENSE_NAMES.get(str(row["license"]).lower(), str(row["license"]).upper())
+    version = f" {row['license_version']}" if row["license_version"] and name != "CC0 1.0" else ""
+    return f"{name}{version}"
+
+
+def _link(text: str, url: str | None, markdown: bool) -> str:
+    if not url:
+        return text
+    return f"[{text}]({url})" if markdown else f"{text} ({url})"
+
+
+def credit(row: Any, markdown: bool = True) -> str:
+    """The credit line the photo's licence asks for (see the module docstring)."""
+    code = str(row["license"] or "").lower()
+    clean = _md if markdown else (lambda t: " ".join(str(t or "").split()))
+    creator = _link(clean(row["creator"]) or "unknown author", row["creator_url"], markdown)
+    if code in ("unsplash", "unsplash+"):
+        return f"Photo by {creator} on {_link('Unsplash', UNSPLASH_HOME, markdown)}"
+    if not code:
+        return f"Source: {row['landing_page'] or row['url']} (licence not stated by {row['provider']})"
+    title = _link(f'"{clean(row["title"]) or "Untitled"}"', row["landing_page"], markdown)
+    licence = _link(_licence_name(row), row["license_url"], markdown)
+    source = SOURCE_NAMES.get(str(row["source"] or ""), clean(row["source"]))
+    via = f", via {source}" if source else ""
+    if code in PUBLIC_DOMAIN:
+        return f"{title} by {creator}{via}: {licence} (no attribution required; credited as a courtesy)"
+    return f"{title} by {creator}{via} is licensed under {licence}"
+
+
 def _licence(row: Any) -> str:
     if row["license"]:
-        name = LICENSE_NAMES.get(str(row["license"]).lower(), str(row["license"]).upper())
-        version = f" {row['license_version']}" if row["license_version"] and name != "CC0 1.0" else ""
-        text = f"{name}{version}"
+        text = _licence_name(row)
         return f"[{text}]({row['license_url']})" if row["license_url"] else text
     return (
         f"not stated by the provider (found with usage-rights filter `{row['rights']}`); "
@@ -102,6 +142,7 @@ def _attribution_entry(row: Any, path: str) -> str:
         f"- Title: {title}",
         f"- Creator: {creator}",
         f"- Licence: {_licence(row)}",
+        f"- Credit: {credit(row)}",
         f"- Landing page: {row['landing_page'] or 'unknown'}",
         f"- Image URL: {row['url']}",
         f'- Found via: {row["provider"]}, query "{_md(row["query"])}"',
@@ -138,10 +179,11 @@ def export(raw_dir: Path, folder: Path) -> ExportResult:
     buffer = io.StringIO()
     # RFC 4180 line ends: the writer then quotes any value holding a \r or \n, which keeps rows whole
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(RESULT_COLUMNS)
+    writer.writerow(EXPORT_COLUMNS)
     for row in rows:
         values = [row[name] for name in RESULT_COLUMNS]
         values[RESULT_COLUMNS.index("path")] = _relative(raw_dir, row["path"], folder)
+        values.append(credit(row, markdown=False))
         writer.writerow([csv_cell(v) for v in values])
     csv_path = folder / "manifest.csv"
     _write(csv_path, buffer.getvalue().encode("utf-8"))

@@ -88,7 +88,24 @@ CREATE TABLE IF NOT EXISTS quota (
     calls INTEGER NOT NULL DEFAULT 0, exhausted INTEGER NOT NULL DEFAULT 0, updated_at TEXT,
     PRIMARY KEY (provider, day)
 );
+CREATE TABLE IF NOT EXISTS quota_hours (
+    provider TEXT NOT NULL, hour TEXT NOT NULL,
+    calls INTEGER NOT NULL DEFAULT 0, exhausted INTEGER NOT NULL DEFAULT 0, updated_at TEXT,
+    PRIMARY KEY (provider, hour)
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    provider TEXT NOT NULL, query TEXT NOT NULL, filters TEXT NOT NULL, page INTEGER NOT NULL,
+    cursor TEXT NOT NULL,
+    PRIMARY KEY (provider, query, filters, page)
+);
+CREATE TABLE IF NOT EXISTS tracking (
+    result_id INTEGER PRIMARY KEY REFERENCES results(id),
+    provider TEXT NOT NULL, url TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending', sent_at TEXT
+);
 """
+# The tables after `quota` were added without a schema bump: CREATE IF NOT EXISTS gives an older
+# manifest empty ones, which is what it would have held (no hours, cursors or tracking yet).
 
 
 @dataclass(frozen=True)
@@ -163,14 +180,51 @@ class Manifest:
         ).fetchone()
         return (row["calls"], bool(row["exhausted"])) if row else (0, False)
 
-    def spend_call(self, provider: str, day: str, when: str) -> None:
-        """Count one API call, committed before the call is made (a crash never under-counts)."""
+    def ledger_providers(self) -> set[str]:
+        """Every provider with a call in the ledger (a provider may be paid and have no page)."""
+        return {row["provider"] for row in self.db.execute("SELECT DISTINCT provider FROM quota")}
+
+    def hour_quota(self, provider: str, hour: str) -> tuple[int, bool]:
+        row = self.db.execute(
+            "SELECT calls, exhausted FROM quota_hours WHERE provider=? AND hour=?", (provider, hour)
+        ).fetchone()
+        return (row["calls"], bool(row["exhausted"])) if row else (0, False)
+
+    def spend_call(self, provider: str, day: str, when: str, hour: str | None = None) -> None:
+        """Count one API call on the day (and the hour), committed before the call is made (a crash
+        never under-counts)."""
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO quota(provider, day, calls, updated_at) VALUES (?, ?, 1, ?) "
                 "ON CONFLICT(provider, day) DO UPDATE SET calls = calls + 1, "
                 "updated_at = excluded.updated_at",
                 (provider, day, when),
+            )
+            if hour is not None:
+                db.execute(
+                    "INSERT INTO quota_hours(provider, hour, calls, updated_at) VALUES (?, ?, 1, ?) "
+                    "ON CONFLICT(provider, hour) DO UPDATE SET calls = calls + 1, "
+                    "updated_at = excluded.updated_at",
+                    (provider, hour, when),
+                )
+
+    def mark_hour_exhausted(self, provider: str, hour: str, when: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO quota_hours(provider, hour, exhausted, updated_at) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT(provider, hour) DO UPDATE SET exhausted = 1, updated_at = excluded.updated_at",
+                (provider, hour, when),
+            )
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return str(row["value"]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (key, value),
             )
 
     def mark_exhausted(self, provider: str, day: str, when: str) -> None:
@@ -215,12 +269,14 @@ class Manifest:
         last: bool,
         rights: str,
         when: str,
+        cursor: str | None = None,
     ) -> int:
-        """Store a page's results and mark the page fetched in one transaction; returns new rows."""
+        """Store a page's results, mark the page fetched and keep the cursor that fetches the next
+        page, all in one transaction; returns new rows."""
         new = 0
         with self.transaction() as db:
             for rank, result in enumerate(results, start=1):
-                cursor = db.execute(
+                inserted = db.execute(
                     "INSERT OR IGNORE INTO results(provider, query, filters, page, rank, url, landing_page, "
                     "title, rights, license, license_version, license_url, creator, creator_url, "
                     "attribution, source, mime, found_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -245,12 +301,49 @@ class Manifest:
                         when,
                     ),
                 )
-                new += cursor.rowcount
+                new += inserted.rowcount
+                if inserted.rowcount and result.track_url:
+                    db.execute(
+                        "INSERT INTO tracking(result_id, provider, url) VALUES (?, ?, ?)",
+                        (inserted.lastrowid, provider, result.track_url),
+                    )
             db.execute(
                 "INSERT INTO pages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (provider, query, filters, page, len(results), new, int(last), when),
             )
+            if cursor is not None and not last:
+                db.execute(
+                    "INSERT OR REPLACE INTO cursors VALUES (?, ?, ?, ?, ?)",
+                    (provider, query, filters, page + 1, cursor),
+                )
         return new
+
+    def cursor(self, provider: str, query: str, filters: str, page: int) -> str | None:
+        """The token that fetches `page` (stored with the page before it)."""
+        row = self.db.execute(
+            "SELECT cursor FROM cursors WHERE provider=? AND query=? AND filters=? AND page=?",
+            (provider, query, filters, page),
+        ).fetchone()
+        return str(row["cursor"]) if row else None
+
+    # ---- download tracking (Unsplash) ---------------------------------------------------------
+    def pending_tracking(self, provider: str) -> list[tuple[int, str]]:
+        """(result id, url) of downloaded photos whose download event was not sent yet."""
+        rows = self.db.execute(
+            "SELECT t.result_id, t.url FROM tracking t JOIN results r ON r.id = t.result_id "
+            "WHERE t.provider=? AND t.state='pending' AND r.status IN ('ok', 'duplicate', 'near_duplicate') "
+            "ORDER BY t.result_id",
+            (provider,),
+        )
+        return [(row["result_id"], row["url"]) for row in rows]
+
+    def set_tracking(self, result_id: int, state: str, when: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE tracking SET state=?, sent_at=? WHERE result_id=?", (state, when, result_id))
+
+    def tracking_counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT state, COUNT(*) AS n FROM tracking GROUP BY state")
+        return {row["state"]: row["n"] for row in rows}
 
     def pending(self) -> list[tuple[int, str]]:
         """(id, url) of every result not downloaded yet, in the order they were found."""

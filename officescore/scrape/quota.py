@@ -1,6 +1,8 @@
-"""The quota clock: which quota day it is for a provider and when the next one starts.
+"""The quota clock: which quota day and hour it is for a provider and when the next one starts.
 
-Google's Custom Search quota resets at midnight America/Los_Angeles; Openverse counts in UTC.
+Google's Custom Search quota resets at midnight America/Los_Angeles; the others count in UTC.
+Hourly limits (Unsplash's 50 an hour on a demo key, Flickr's 3600) count per clock hour of the
+provider's zone.
 `OFFICESCORE_NOW` (ISO 8601; a naive value is read as UTC) overrides the clock so tests can move
 past midnight without waiting.
 """
@@ -43,6 +45,18 @@ def next_reset(tz: ZoneInfo | timezone, when: datetime | None = None) -> datetim
     return datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=tz)
 
 
+def quota_hour(tz: ZoneInfo | timezone, when: datetime | None = None) -> str:
+    """The provider's clock hour at `when`, '2026-03-01T10' (the key of the hourly ledger)."""
+    local = (when or now()).astimezone(tz)
+    return f"{local:%Y-%m-%dT%H}"
+
+
+def next_hour(tz: ZoneInfo | timezone, when: datetime | None = None) -> datetime:
+    """The start of the next clock hour after `when` (aware, in `tz`)."""
+    local = (when or now()).astimezone(tz)
+    return (local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)).astimezone(tz)
+
+
 @dataclass(frozen=True)
 class QuotaState:
     """A provider's ledger for one quota day."""
@@ -54,10 +68,26 @@ class QuotaState:
     exhausted: bool
     resets_at: datetime
     retry_at: datetime | None = None  # a rate limit asked us to wait until then (not the quota)
+    hour: str | None = None  # the clock hour, when the provider has an hourly limit
+    hour_calls: int = 0
+    hour_limit: int | None = None
+    hour_exhausted: bool = False
+    hour_resets_at: datetime | None = None
 
     @property
     def remaining(self) -> int:
         return 0 if self.exhausted else max(0, self.limit - self.calls)
+
+    @property
+    def hour_remaining(self) -> int | None:
+        if self.hour_limit is None:
+            return None
+        return 0 if self.hour_exhausted else max(0, self.hour_limit - self.hour_calls)
+
+    def hour_text(self) -> str:
+        """'2026-03-01 11:00 UTC': when the next hour's calls may be made."""
+        assert self.hour_resets_at is not None
+        return f"{self.hour_resets_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
 
     def resets_text(self) -> str:
         """'2026-03-02 00:00 PST (08:00 UTC)': when the next quota day begins."""
@@ -77,6 +107,14 @@ class QuotaState:
             "resets_at": self.resets_at.isoformat(),
             "resets_at_utc": self.resets_at.astimezone(timezone.utc).isoformat(),
             "retry_after": self.retry_at.astimezone(timezone.utc).isoformat() if self.retry_at else None,
+            "hour": self.hour,
+            "hour_calls": self.hour_calls,
+            "hour_limit": self.hour_limit,
+            "hour_remaining": self.hour_remaining,
+            "hour_exhausted": self.hour_exhausted,
+            "hour_resets_at_utc": (
+                self.hour_resets_at.astimezone(timezone.utc).isoformat() if self.hour_resets_at else None
+            ),
         }
 
     def retry_text(self) -> str:

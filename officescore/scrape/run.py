@@ -1,17 +1,26 @@
 """Orchestration: search pages within the quota, download what was found, dedup, record it all.
 
-A scrape is two phases over one manifest:
-1. search: for each query, fetch the next unfetched page while the day's quota allows. The call
-   is counted in the ledger (committed) before it is made, so a crash can never under-count;
-   the page's results and its "fetched" mark are committed together, so a page that came back
-   is never paid for again.
+A scrape is two phases over one manifest, the same for every provider:
+1. search: for each query, fetch the next unfetched page while the day's (and the hour's) quota
+   allows. The call is counted in the ledger (committed) before it is made, so a crash can never
+   under-count; the page's results, its "fetched" mark and the cursor that fetches the next page
+   (MediaWiki's `continue`) are committed together, so a page that came back is never paid for
+   again.
 2. download: every result still `pending` (from this run or an earlier one) is fetched,
-   verified, deduplicated and stored as images/<sha256>.<ext>.
+   verified, deduplicated and stored as images/<sha256>.<ext>. Providers that ask to be told of
+   downloads (Unsplash) then get one call per downloaded photo, counted in the same ledger and
+   marked sent before it is made (at most once, never twice).
 
-Stopping because the quota is used up (stop_reason "quota") or because the provider asked for a
-longer pause than we wait for (stop_reason "rate_limited": the time is kept in the manifest and no
-call is made before it) is a normal end, not an error. A search that keeps failing still lets the
-run download what earlier pages found before the error is raised.
+Stopping because the quota is used up (stop_reason "quota", or "hourly_quota" for an hourly
+limit) or because the provider asked for a longer pause than we wait for (stop_reason
+"rate_limited": the time is kept in the manifest and no call is made before it) is a normal end,
+not an error. A search that keeps failing still lets the run download what earlier pages found
+before the error is raised.
+
+`--provider auto` (the default) picks Google when a key and engine id are configured, the date
+is before 2027-01-01 and Google has not answered that it is closed; otherwise Openverse (see
+settings.choose_provider). A closure answer in the middle of an auto run switches it to Openverse
+(one notice line). The configuration lives in settings.py, `--status` in status.py.
 """
 
 from __future__ import annotations
@@ -23,34 +32,59 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from officescore.config import DEFAULT_RAW_DIR, load_config, secret
 from officescore.errors import ConfigError, QuotaExhaustedError
 from officescore.progress import SILENT, Reporter
 from officescore.scrape import quota as clock
-from officescore.scrape.dedup import DEFAULT_NEAR_DUP_THRESHOLD, DedupIndex
-from officescore.scrape.download import DownloadConfig, Downloader, Fetched, clean_partial_files
+from officescore.scrape.dedup import DedupIndex
+from officescore.scrape.download import USER_AGENT, Downloader, Fetched, clean_partial_files
 from officescore.scrape.manifest import KEPT, MANIFEST_NAME, Manifest
 from officescore.scrape.providers import (
-    DEFAULT_RIGHTS,
-    GOOGLE_CLOSING_NOTICE,
-    GoogleProvider,
+    HourExhausted,
     ImageProvider,
-    OpenverseProvider,
+    ProviderClosedError,
     ProviderError,
     RateLimited,
     Scrubber,
     TransientError,
 )
 from officescore.scrape.quota import QuotaState
+from officescore.scrape.settings import (
+    AUTO,
+    CLOSED_KEY,
+    FALLBACK,
+    PROVIDERS,
+    QUOTA_ZONES,
+    ScrapeConfig,
+    choose_provider,
+    default_queries,
+    make_provider,
+    read_queries,
+    secrets_from_environment,
+)
+from officescore.scrape.status import ScrapeStatus, quota_state, status
 
-# Each provider's quota day, by name: --status reports providers it has no keys to build.
-QUOTA_ZONES: dict[str, tzinfo] = {cls.name: cls.quota_tz for cls in (GoogleProvider, OpenverseProvider)}
-PROVIDERS = tuple(QUOTA_ZONES)
+# Kept importable from here: callers and tests used run.py for all of these before the split.
+__all__ = [
+    "AUTO",
+    "PROVIDERS",
+    "QUOTA_ZONES",
+    "ScrapeConfig",
+    "ScrapeResult",
+    "ScrapeStatus",
+    "choose_provider",
+    "default_queries",
+    "make_provider",
+    "quota_state",
+    "read_queries",
+    "scrape",
+    "secrets_from_environment",
+    "status",
+]
+
 IMAGES_DIR = "images"
 LOCK_NAME = ".scrape.lock"
 MAX_RATE_LIMIT_WAIT = 120.0  # seconds; a longer wait ends the search phase instead
@@ -65,120 +99,12 @@ class _Stop(Exception):
         self.reason = reason
 
 
-def default_queries() -> list[str]:
-    """The package's default search terms (officescore/data/queries.txt)."""
-    return read_queries(Path(__file__).resolve().parent.parent / "data" / "queries.txt")
-
-
-def read_queries(path: Path) -> list[str]:
-    """One query per line; blank lines and lines starting with # are ignored."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read queries file {path}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not a UTF-8 text file (one query per line)") from None
-    queries = [line.strip() for line in text.splitlines()]
-    queries = [q for q in queries if q and not q.startswith("#")]
-    if not queries:
-        raise ConfigError(f"{path} holds no queries (one per line; # starts a comment)")
-    return list(dict.fromkeys(queries))
-
-
-@dataclass
-class ScrapeConfig:
-    queries: list[str]
-    provider: str = "google"
-    per_query: int = 100
-    daily_quota: int = 100
-    out: Path = DEFAULT_RAW_DIR
-    rights: str = DEFAULT_RIGHTS
-    safe: str = "active"
-    img_size: str | None = None
-    file_type: str | None = None
-    api_endpoint: str | None = None
-    near_dup_threshold: int = DEFAULT_NEAR_DUP_THRESHOLD
-    api_retries: int = 2
-    api_backoff: float = 2.0
-    download: DownloadConfig = field(default_factory=DownloadConfig)
-    google_key: str | None = field(default=None, repr=False)
-    google_cx: str | None = field(default=None, repr=False)
-    openverse_client_id: str | None = field(default=None, repr=False)
-    openverse_client_secret: str | None = field(default=None, repr=False)
-    # True when `queries` is the package's default list rather than the user's -q / --queries.
-    default_query_list: bool = False
-
-    def validate(self) -> None:
-        if self.provider not in PROVIDERS:
-            raise ConfigError(f"--provider must be one of {', '.join(PROVIDERS)}, not {self.provider!r}")
-        if not self.queries:
-            raise ConfigError("no queries: give -q QUERY, --queries FILE, or neither for the default list")
-        if self.per_query < 1:
-            raise ConfigError("--per-query must be at least 1")
-        if self.daily_quota < 0:
-            raise ConfigError("--daily-quota must be 0 or more")
-        if self.api_endpoint is not None:
-            parts = urlsplit(self.api_endpoint)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(
-                    f"--api-endpoint must be an http(s) URL like https://api.example.org/, "
-                    f"not {self.api_endpoint!r}"
-                )
-        clock.now()  # a malformed OFFICESCORE_NOW fails here, before anything is opened
-        if self.near_dup_threshold < 0 or self.near_dup_threshold > 64:
-            raise ConfigError("--near-dup-threshold must be between 0 and 64 (bits of a 64-bit phash)")
-        d = self.download
-        if d.workers < 1 or d.per_host < 1:
-            raise ConfigError("--workers and --per-host must be at least 1")
-        if d.max_bytes < 1 or d.min_width < 0 or d.min_height < 0:
-            raise ConfigError("--max-bytes must be positive and --min-size not negative")
-        if min(d.connect_timeout, d.read_timeout, d.total_timeout) <= 0:
-            raise ConfigError("--timeout must be more than 0 seconds")
-        if d.retries < 0 or self.api_retries < 0:
-            raise ConfigError("--retries must be 0 or more")
-
-
-def secrets_from_environment(config: ScrapeConfig) -> ScrapeConfig:
-    """Fill in keys from the environment / officescore.toml [scrape] where not given."""
-    table = load_config()
-    config.google_key = config.google_key or secret("GCS_DEVELOPER_KEY", "scrape", "gcs_developer_key", table)
-    config.google_cx = config.google_cx or secret("GCS_CX", "scrape", "gcs_cx", table)
-    config.openverse_client_id = config.openverse_client_id or secret(
-        "OPENVERSE_CLIENT_ID", "scrape", "openverse_client_id", table
-    )
-    config.openverse_client_secret = config.openverse_client_secret or secret(
-        "OPENVERSE_CLIENT_SECRET", "scrape", "openverse_client_secret", table
-    )
-    if config.api_endpoint is None:
-        env = f"OFFICESCORE_{config.provider.upper()}_ENDPOINT"
-        config.api_endpoint = os.environ.get(env) or None
-    return config
-
-
-def make_provider(config: ScrapeConfig) -> ImageProvider:
-    if config.provider == "google":
-        return GoogleProvider(
-            developer_key=config.google_key or "",
-            cx=config.google_cx or "",
-            endpoint=config.api_endpoint,
-            rights_filter=config.rights,
-            safe=config.safe,
-            img_size=config.img_size,
-            file_type=config.file_type,
-        )
-    return OpenverseProvider(
-        endpoint=config.api_endpoint,
-        client_id=config.openverse_client_id,
-        client_secret=config.openverse_client_secret,
-        rights_filter=config.rights,
-    )
-
-
 @dataclass
 class ScrapeResult:
     provider: str
     out: Path
-    stop_reason: str  # "done" (every query has its pages), "quota" (used up) or "rate_limited"
+    # "done" (every query has its pages), "quota" (the day's used up), "hourly_quota" or "rate_limited"
+    stop_reason: str
     calls: int  # API calls made by this run
     pages: int  # pages fetched by this run
     new_results: int
@@ -189,10 +115,14 @@ class ScrapeResult:
     notices: list[str] = field(default_factory=list)
     next_query: str | None = None
     next_page: int | None = None
+    skipped: int = 0  # photos the provider returned under a licence --rights does not allow
+    tracked: int = 0  # download events sent this run (Unsplash)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "provider": self.provider,
+            "skipped_by_licence": self.skipped,
+            "download_events": self.tracked,
             "out": str(self.out),
             "manifest": str(self.out / MANIFEST_NAME),
             "stop_reason": self.stop_reason,
@@ -206,28 +136,6 @@ class ScrapeResult:
             "message": self.message,
             "notices": self.notices,
         }
-
-
-def quota_state(manifest: Manifest, name: str, limit: int) -> QuotaState:
-    """Today's ledger entry for the provider called `name`."""
-    tz = QUOTA_ZONES.get(name, timezone.utc)
-    when = clock.now()
-    day = clock.quota_day(tz, when).isoformat()
-    calls, exhausted = manifest.quota(name, day)
-    retry_at = _parse_time(manifest.retry_after(name))
-    if retry_at is not None and retry_at <= when:
-        retry_at = None
-    resets = clock.next_reset(tz, when)
-    return QuotaState(name, day, calls, limit, exhausted or calls >= limit, resets, retry_at)
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None  # a hand-edited manifest: ignore the pause rather than fail
 
 
 @contextmanager
@@ -266,12 +174,39 @@ class _Run:
         self.calls = 0
         self.pages = 0
         self.new_results = 0
+        self.skipped = 0
+        self.tracked = 0
+        self.refused: list[str] = []  # download events the provider would not take
         self.stop_reason = "done"
         self.next_query: str | None = None
         self.next_page: int | None = None
 
     def scrub(self, text: str | None) -> str | None:
         return Scrubber(self.provider.secrets())(text)
+
+    def state(self) -> QuotaState:
+        return quota_state(self.manifest, self.provider.name, *self.config.limits(self.provider.name))
+
+    # ---- the ledger ---------------------------------------------------------------------------
+    def spend(self) -> QuotaState:
+        """Check the day, the hour and any pause, then count one call (committed before it is
+        made). Raises _Stop when no call may be made now."""
+        state = self.state()
+        if state.exhausted:
+            raise _Stop("quota")
+        if state.hour_exhausted:
+            raise _Stop("hourly_quota")
+        if state.retry_at is not None:
+            raise _Stop("rate_limited")
+        self.manifest.spend_call(self.provider.name, state.day, clock.now().isoformat(), state.hour)
+        self.calls += 1
+        return state
+
+    def hour_used_up(self, state: QuotaState) -> None:
+        """The provider says the hour's calls are gone: no more calls until the next hour."""
+        self.manifest.mark_hour_exhausted(
+            self.provider.name, state.hour or clock.quota_hour(timezone.utc), clock.now().isoformat()
+        )
 
     # ---- search -----------------------------------------------------------------------------
     def search_all(self, notices: list[str]) -> None:
@@ -291,6 +226,8 @@ class _Run:
                     try:
                         last = self.fetch_page(query, page, stage)
                     except _Stop as stop:
+                        if stop.reason == "hourly_quota" and self.wait_for_next_hour(stage):
+                            continue
                         self.stop_reason, self.next_query, self.next_page = stop.reason, query, page
                         return
                     stage.advance(1, status=f"{query!r} p{page}")
@@ -299,23 +236,34 @@ class _Run:
                         break
                     page += 1
 
+    def wait_for_next_hour(self, stage: Any) -> bool:
+        """--wait-hours: sleep until the provider's next clock hour; False when not asked to, or
+        when the clock did not move (OFFICESCORE_NOW pinned), so a run can never spin."""
+        state = self.state()
+        if not self.config.wait_hours or state.hour_resets_at is None:
+            return False
+        seconds = max(0.0, (state.hour_resets_at - clock.now()).total_seconds()) + 1.0
+        stage.log(f"{state.provider} hourly limit used up: waiting {seconds:.0f}s for {state.hour_text()}")
+        time.sleep(seconds)
+        return self.state().hour != state.hour
+
     def fetch_page(self, query: str, page: int, stage: Any = None) -> bool:
         """Fetch and record one page; returns its `last` flag. Raises _Stop to end the search."""
         provider, manifest = self.provider, self.manifest
+        cursor = None
+        if provider.uses_cursor and page > 1:
+            cursor = manifest.cursor(provider.name, query, provider.filters, page)
         attempt = limited = 0
         while True:
-            state = quota_state(manifest, provider.name, self.config.daily_quota)
-            if state.exhausted:
-                raise _Stop("quota")
-            if state.retry_at is not None:
-                raise _Stop("rate_limited")
-            manifest.spend_call(provider.name, state.day, clock.now().isoformat())
-            self.calls += 1
+            state = self.spend()
             try:
-                result = provider.search(query, page)
+                result = provider.search(query, page, cursor)
             except QuotaExhaustedError:
                 manifest.mark_exhausted(provider.name, state.day, clock.now().isoformat())
                 raise _Stop("quota") from None
+            except HourExhausted:
+                self.hour_used_up(state)
+                raise _Stop("hourly_quota") from None
             except RateLimited as exc:
                 # A rate limit is not the daily quota: the day stays open, only this pause is kept.
                 limited += 1
@@ -349,10 +297,41 @@ class _Run:
                 result.last,
                 provider.rights,
                 clock.now().isoformat(),
+                cursor=result.cursor,
             )
             self.pages += 1
             self.new_results += new
+            self.skipped += result.skipped
+            if getattr(provider, "remaining", None) == 0:  # Unsplash: X-Ratelimit-Remaining: 0
+                self.hour_used_up(state)
             return result.last
+
+    # ---- download events (Unsplash) ---------------------------------------------------------
+    def track_downloads(self) -> None:
+        """One download event per downloaded photo, within the ledger. Marked sent before the
+        call, like a call is counted before it is made: a crash may lose one event, never repeat it."""
+        for result_id, url in self.manifest.pending_tracking(self.provider.name):
+            try:
+                state = self.spend()
+            except _Stop:
+                return  # the next run sends the rest
+            self.manifest.set_tracking(result_id, "sent", clock.now().isoformat())
+            try:
+                self.provider.track_download(url)
+            except HourExhausted:
+                self.manifest.set_tracking(result_id, "pending", clock.now().isoformat())
+                self.hour_used_up(state)
+                return
+            except (RateLimited, TransientError):
+                self.manifest.set_tracking(result_id, "pending", clock.now().isoformat())
+                return
+            except ProviderError as exc:
+                self.manifest.set_tracking(result_id, "refused", clock.now().isoformat())
+                self.refused.append(self.scrub(str(exc)) or "")
+                continue
+            self.tracked += 1
+            if getattr(self.provider, "remaining", None) == 0:
+                self.hour_used_up(state)
 
     # ---- download ---------------------------------------------------------------------------
     def download_pending(self, images: Path) -> Counter[str]:
@@ -363,7 +342,10 @@ class _Run:
         index = DedupIndex(self.config.near_dup_threshold)
         for row in self.manifest.kept():
             index.add(row["id"], row["sha256"], row["phash"])
-        downloader = Downloader(self.config.download, images, scrub=lambda t: self.scrub(t) or "")
+        download = self.config.download
+        if self.config.contact and download.user_agent == USER_AGENT:
+            download = replace(download, user_agent=USER_AGENT.replace(")", f"; {self.config.contact})"))
+        downloader = Downloader(download, images, scrub=lambda t: self.scrub(t) or "")
         with self.reporter.stage("download", total=len(pending)) as stage:
             for row_id, fetched in downloader.map(pending):
                 status = self.store(row_id, fetched, index, images)
@@ -413,14 +395,37 @@ def _scrub_result(result: Any, scrub: Scrubber) -> Any:
     return replace(result, **changes)
 
 
+def _search(run: _Run, config: ScrapeConfig, notices: list[str]) -> _Run:
+    """The search phase; under auto, a closure answer from Google switches the run to Openverse."""
+    try:
+        run.search_all(notices)
+    except ProviderClosedError as exc:
+        run.manifest.set_meta(CLOSED_KEY.format(run.provider.name), clock.now().isoformat())
+        if config.provider != AUTO:
+            raise ProviderClosedError(
+                f"{exc}; use --provider auto, openverse, wikimedia, unsplash or flickr"
+            ) from None
+        notice = f"{exc}; searching {FALLBACK} instead"
+        notices.append(notice)
+        fallback = _Run(config, run.manifest, make_provider(config, FALLBACK, fallback=True), run.reporter)
+        # What Google found before it closed stays in the manifest and in this run's counts.
+        fallback.calls, fallback.pages, fallback.new_results = run.calls, run.pages, run.new_results
+        fallback.search_all([notice])
+        return fallback
+    return run
+
+
 def scrape(config: ScrapeConfig, reporter: Reporter = SILENT) -> ScrapeResult:
     """Run (or continue) a scrape into `config.out`; see the module docstring."""
     config.validate()
-    provider = make_provider(config)
     out = Path(config.out)
     images = out / IMAGES_DIR
-    notices = [GOOGLE_CLOSING_NOTICE] if provider.name == "google" else []
+    if config.provider != AUTO:  # closure, key and rights problems show before any folder is made
+        choose_provider(config)
+        make_provider(config)
     with _exclusive(out), Manifest.open(out) as manifest:
+        name, notices = choose_provider(config, manifest)
+        provider = make_provider(config, name)
         removed = clean_partial_files(images)
         images.mkdir(parents=True, exist_ok=True)
         if removed:
@@ -428,15 +433,19 @@ def scrape(config: ScrapeConfig, reporter: Reporter = SILENT) -> ScrapeResult:
         run = _Run(config, manifest, provider, reporter)
         failure: ProviderError | None = None
         try:
-            run.search_all(notices)
+            run.track_downloads()  # events an earlier run could not send yet
+            run = _search(run, config, notices)
         except ProviderError as exc:  # the search keeps failing: still download what was found
             failure = exc
         outcomes = run.download_pending(images)
-        state = quota_state(manifest, provider.name, config.daily_quota)
+        if failure is None:
+            run.track_downloads()
+        provider = run.provider
+        state = run.state()
         kept_total = manifest.status_counts().get(KEPT, 0)
     if failure is not None:
         if run.pages or outcomes:
-            raise ProviderError(f"{failure}. Before it failed: {_collected(run, outcomes, kept_total)}")
+            raise type(failure)(f"{failure}. Before it failed: {_collected(run, outcomes, kept_total)}")
         raise failure
     message = _summary(run, outcomes, kept_total, state)
     return ScrapeResult(
@@ -453,95 +462,39 @@ def scrape(config: ScrapeConfig, reporter: Reporter = SILENT) -> ScrapeResult:
         notices=notices,
         next_query=run.next_query,
         next_page=run.next_page,
+        skipped=run.skipped,
+        tracked=run.tracked,
     )
 
 
 def _collected(run: _Run, outcomes: Counter[str], kept_total: int) -> str:
+    skipped = f", {run.skipped} skipped for their licence" if run.skipped else ""
     return (
-        f"{run.pages} page(s) searched ({run.calls} API call(s)), {run.new_results} new result(s), "
+        f"{run.pages} page(s) searched ({run.calls} API call(s)), {run.new_results} new result(s){skipped}, "
         f"{outcomes.get(KEPT, 0)} image(s) kept this run, {kept_total} in total"
     )
 
 
 def _summary(run: _Run, outcomes: Counter[str], kept_total: int, state: QuotaState) -> str:
     got = _collected(run, outcomes, kept_total)
+    where = f"{run.next_query!r} page {run.next_page}"
     if run.stop_reason == "rate_limited":
         until = f"until {state.retry_text()}" if state.retry_at else "for a moment"
         return (
             f"Paused: {state.provider} asked for a pause (rate limit) {until}; the day's quota is not "
             f"used up ({state.calls}/{state.limit} calls). {got}. Run the same command again after "
-            f"that to continue at {run.next_query!r} page {run.next_page}."
+            f"that to continue at {where}."
+        )
+    if run.stop_reason == "hourly_quota":
+        return (
+            f"Paused: the {state.provider} hourly limit is used up ({state.hour_calls}/{state.hour_limit} "
+            f"calls in hour {state.hour}). {got}. Run the same command again after {state.hour_text()} "
+            f"to continue at {where}."
         )
     if run.stop_reason == "quota":
         return (
             f"Stopped: the {state.provider} quota for {state.day} is used up ({state.calls}/{state.limit} "
             f"calls{', provider says exhausted' if state.calls < state.limit else ''}). {got}. "
-            f"Run the same command again after {state.resets_text()} to continue at "
-            f"{run.next_query!r} page {run.next_page}."
+            f"Run the same command again after {state.resets_text()} to continue at {where}."
         )
     return f"Done: every query has its pages. {got}."
-
-
-# ---- status -----------------------------------------------------------------------------------
-
-
-@dataclass
-class ScrapeStatus:
-    out: Path
-    queries: list[dict[str, Any]]
-    quota: list[QuotaState]
-    totals: dict[str, int]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "out": str(self.out),
-            "queries": self.queries,
-            "quota": [q.to_dict() for q in self.quota],
-            "totals": self.totals,
-        }
-
-
-def status(config: ScrapeConfig) -> ScrapeStatus:
-    """Per-query progress and the quota state, read from the manifest (works during a run)."""
-    path = Path(config.out) / MANIFEST_NAME
-    if not path.is_file():  # nothing scraped yet: an empty status, and no files created for it
-        path = Path(":memory:")
-    probe = _probe(config)
-    provider_filters = probe.filters
-    with Manifest(path) as manifest:
-        table = manifest.query_table()
-        seen = {(row["provider"], row["query"], row["filters"]) for row in table}
-        listed = config.queries
-        if (
-            config.default_query_list
-            and table
-            and not any((config.provider, query, provider_filters) in seen for query in listed)
-        ):
-            listed = []  # this folder was scraped with the user's own queries: no default-list noise
-        for query in listed:
-            if (config.provider, query, provider_filters) not in seen:
-                table.append(
-                    {
-                        "provider": config.provider,
-                        "query": query,
-                        "filters": provider_filters,
-                        "pages": 0,
-                        "last_page_seen": False,
-                        "results": 0,
-                        "by_status": {},
-                    }
-                )
-        wanted = probe.pages_for(config.per_query)
-        for row in table:
-            row["complete"] = row["last_page_seen"] or (
-                row["provider"] == config.provider and row["pages"] >= wanted
-            )
-        providers = sorted({row["provider"] for row in table} | {config.provider})
-        quotas = [quota_state(manifest, name, config.daily_quota) for name in providers]
-        totals = manifest.status_counts()
-    return ScrapeStatus(Path(config.out), table, quotas, totals)
-
-
-def _probe(config: ScrapeConfig) -> ImageProvider:
-    """The configured provider for its filters and paging only: no keys needed, no calls made."""
-    return make_provider(replace(config, google_key="-", google_cx="-"))
