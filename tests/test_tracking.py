@@ -190,7 +190,10 @@ def test_log_a_missing_tracker_is_one_line_error_before_training(
     _hide(monkeypatch, "mlflow" if log == "mlflow" else "tensorboard")
     project = tmp_path / "runs"
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--data", str(data), "--device", "cpu", "--project", str(project), "--log", log])
+        main(
+            ["train", "--data", str(data), "--arch", "maskrcnn_resnet18_fpn", "--weights", "none"]
+            + ["--device", "cpu", "--workers", "0", "--project", str(project), "--log", log]
+        )
     assert exit_info.value.code == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
