@@ -32,13 +32,13 @@ EXAMPLES = """
   (data-parallel over 4 GPUs; add --nnodes/--rdzv-endpoint for several machines)
 
   officescore train --data data/dataset --log mlflow
-  (also an MLflow run: at $MLFLOW_TRACKING_URI, else in runs/mlflow; `mlflow ui
-  --backend-store-uri sqlite:///runs/mlflow/mlflow.db` shows it)
+  (also an MLflow run: at $MLFLOW_TRACKING_URI, else in runs/mlflow/mlflow.db;
+  see docs/tracking.md)
 
 Runs go to runs/train/NAME (train, train2, ...): args.json, metrics.csv, weights/last.pt,
-weights/best.pt (best val mask mAP) and losses/map/lr PNG curves, and TensorBoard event files
-when tensorboard is installed (`tensorboard --logdir runs/train`). Ctrl-C or SIGTERM saves
-last.pt first (SIGTERM exits 143).
+weights/best.pt (best val mask mAP) and losses/map/lr PNG curves. Ctrl-C or SIGTERM saves
+last.pt first (SIGTERM exits 143). With tensorboard installed, TensorBoard event files too:
+tensorboard --logdir runs/train
 """
 
 
