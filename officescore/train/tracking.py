@@ -4,8 +4,9 @@ The loop calls one `Trackers` list at four fixed points and knows no tracker by 
   start(args)          once, with the resolved settings (args.json) as hyper-parameters
   step(step, values)   after every optimiser step: losses, lr and images/s of that step
   epoch(row)           after every epoch: its metrics.csv row (losses, lr, images/s, val mAPs)
-  end(artefacts, status)  once: "finished" with best.pt, plots, metrics.csv and args.json;
-                       "interrupted" (Ctrl-C, SIGTERM) or "failed" with none
+  end(artefacts, status)
+                       once: "finished" with best.pt, plots, metrics.csv and args.json as
+                       artefacts; "interrupted" (Ctrl-C, SIGTERM) or "failed" with none
 Only rank 0 builds trackers (under DDP the others get an empty list). A tracker that raises is
 switched off with a warning: a dead MLflow server must not stop a day of training.
 
@@ -37,6 +38,7 @@ INSTALL_HINT = "pip install 'officescore[track]'"
 MLFLOW_EXPERIMENT = "officescore"  # unless MLFLOW_EXPERIMENT_NAME says otherwise
 MLFLOW_RUN_FILE = "mlflow_run.json"  # in the run folder: --resume continues the same MLflow run
 _BATCH = 500  # MLflow metrics sent per request (its limit is 1000)
+_FLUSH_SECONDS = 15.0  # ... or sooner: slow CPU steps still reach the MLflow UI within seconds
 
 
 class Tracker(Protocol):
@@ -164,7 +166,7 @@ def open_trackers(
             trackers.trackers.append(tracker)
             trackers.notes.append(tracker.describe())
     if log == "auto" and not uri and not _missing("mlflow"):
-        skipped.append("MLflow is installed but MLFLOW_TRACKING_URI is not set (--log mlflow: a local store)")
+        skipped.append("MLflow not used: MLFLOW_TRACKING_URI is not set (--log mlflow: a local store)")
     if not trackers:
         trackers.notes.append(
             f"tracking: nothing logged to TensorBoard or MLflow ({'; '.join(skipped)}; {INSTALL_HINT}); "
@@ -290,16 +292,19 @@ class MLflowTracker:
             self.client = MlflowClient(tracking_uri=tracking_uri)
             self.experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or MLFLOW_EXPERIMENT
             self.run_id = (self._previous_run() if resuming else None) or self._new_run()
+            self.experiment_id = str(self.client.get_run(self.run_id).info.experiment_id)
         (self.run_dir / MLFLOW_RUN_FILE).write_text(
             json.dumps({"tracking_uri": tracking_uri, "run_id": self.run_id}) + "\n", encoding="utf-8"
         )
         self._pending: list[Any] = []
+        self._flushed = time.monotonic()
 
     def describe(self) -> str:
-        return (
-            f"mlflow: run {self.run_id} in experiment {self.experiment!r} at {self.tracking_uri} "
-            f"(view: mlflow ui --backend-store-uri {self.tracking_uri})"
-        )
+        where = f"mlflow: run {self.run_id} in experiment {self.experiment!r} at {self.tracking_uri}"
+        if self.tracking_uri.startswith(("http://", "https://")):
+            page = f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+            return f"{where} (view: {page})"
+        return f"{where} (view: mlflow ui --backend-store-uri {self.tracking_uri})"
 
     def _experiment_id(self) -> str:
         found = self.client.get_experiment_by_name(self.experiment)
@@ -344,7 +349,7 @@ class MLflowTracker:
 
     def step(self, step: int, values: dict[str, float]) -> None:
         self._queue(values, step)
-        if len(self._pending) >= _BATCH:
+        if len(self._pending) >= _BATCH or time.monotonic() - self._flushed > _FLUSH_SECONDS:
             self._flush()
 
     def epoch(self, row: dict[str, Any]) -> None:
@@ -367,6 +372,7 @@ class MLflowTracker:
         self._pending.extend(Metric(key, value, now, step) for key, value in values.items())
 
     def _flush(self) -> None:
+        self._flushed = time.monotonic()
         while self._pending:
             batch, self._pending = self._pending[:_BATCH], self._pending[_BATCH:]
             self.client.log_batch(self.run_id, metrics=batch)
