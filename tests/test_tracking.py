@@ -29,6 +29,17 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("tracking"), images=10, size=64, seed=5)
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs/ folder the MLflow tests share, so its SQLite store (runs/mlflow: seconds to create,
+    MLflow migrates a fresh schema) is made once; each test uses its own experiment or --project."""
+    return tmp_path_factory.mktemp("shared") / "runs"
+
+
+def _store_uri(runs: Path) -> str:
+    return f"sqlite:///{(runs / 'mlflow' / 'mlflow.db').as_posix()}"
+
+
 @pytest.fixture(autouse=True)
 def no_tracking_server(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests choose MLflow's store themselves; the environment running them must not."""
@@ -104,14 +115,14 @@ def test_tensorboard_events_match_metrics_csv(data: Path, tmp_path: Path) -> Non
 
 
 def test_mlflow_local_store_holds_params_metrics_and_artefacts(
-    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    data: Path, runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`train --log mlflow` without MLFLOW_TRACKING_URI: a local store in runs/mlflow, read back with
     MLflow's client: one finished run, args as params, per-step and per-epoch metrics equal to
     metrics.csv, and best.pt, the plots, metrics.csv and args.json as artefacts."""
     from mlflow.tracking import MlflowClient
 
-    project = tmp_path / "runs" / "train"
+    project = runs / "train"
     args = ["train", "--data", str(data), "--arch", "maskrcnn_resnet18_fpn", "--weights", "none"]
     args += ["--epochs", "2", "--batch-size", "2", "--lr", "0.01", "--img-size", "64", "--workers", "0"]
     args += ["--device", "cpu", "--seed", "3", "--max-train-images", "4", "--project", str(project)]
@@ -121,8 +132,7 @@ def test_mlflow_local_store_holds_params_metrics_and_artefacts(
     assert exit_info.value.code == 0
     result = json.loads(capsys.readouterr().out)
     run_dir = Path(result["run_dir"])
-    store = tmp_path / "runs" / "mlflow"
-    uri = f"sqlite:///{(store / 'mlflow.db').as_posix()}"
+    uri = _store_uri(runs)  # beside the --project folder
     assert any(note.startswith("mlflow: run ") and uri in note for note in result["notes"])
     assert not list(run_dir.glob("events.out.tfevents.*"))  # --log mlflow: MLflow alone
 
@@ -245,14 +255,14 @@ class _Crash(Reporter):
 
 
 def test_resume_continues_the_same_tensorboard_and_mlflow_run(
-    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data: Path, runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--log auto with MLFLOW_TRACKING_URI set logs to both. A crash in epoch 2 after step 3 leaves
     last.pt at epoch 1; resuming continues the same MLflow run (now FINISHED) and TensorBoard hides the
     crashed run's step 3, so each step shows once."""
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{(tmp_path / 'server.db').as_posix()}"
+    uri = _store_uri(runs)  # as a server would be: not beside this test's run folders
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "offices-a")
     config = small_config(data, tmp_path / "runs", max_train_images=4, log="auto")
@@ -325,3 +335,28 @@ def test_a_failing_tracker_is_switched_off_and_the_others_go_on(tmp_path: Path) 
     assert [c[0] for c in good.calls] == ["start", "step", "step", "epoch", "end"]
     assert bad.calls == [("start", ({"lr": 0.01},)), ("step", (1,)), ("end", ("failed",))]
     assert notes == warned == ["recorder: stopped logging after an error in step(): server went away"]
+
+
+def test_mlflow_sends_step_metrics_in_batches_and_after_a_while(
+    runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per-step metrics wait in memory (one request per batch, not per step) but never for long: once
+    _FLUSH_SECONDS have passed, the next step sends them, so a slow run still shows up live."""
+    from mlflow.tracking import MlflowClient
+
+    from officescore.train import tracking
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "batching")
+    run_dir = runs / "batching" / "train"
+    run_dir.mkdir(parents=True)
+    tracker = tracking.MLflowTracker(run_dir, tracking.local_mlflow_uri(run_dir.parent))
+    client = MlflowClient(tracking_uri=tracker.tracking_uri)
+    tracker.start({"lr": 0.01})
+    tracker.step(1, {"train/loss": 2.0})
+    assert client.get_metric_history(tracker.run_id, "train/loss") == []  # batched, not sent yet
+    monkeypatch.setattr(tracking, "_FLUSH_SECONDS", 0.0)
+    tracker.step(2, {"train/loss": 1.5})
+    sent = client.get_metric_history(tracker.run_id, "train/loss")
+    assert sorted((m.step, m.value) for m in sent) == [(1, 2.0), (2, 1.5)]
+    tracker.end([], "interrupted")
+    assert client.get_run(tracker.run_id).info.status == "KILLED"
