@@ -113,7 +113,8 @@ def _run(
         warn=run.reporter.log,
     )
     stopped_early = False
-    status, artefacts = "failed", []
+    status = "failed"
+    artefacts: list[Path] = []  # for MLflow, once the run finished
     try:
         run.trackers.start(run.args)
         with save_when_stopped(run, state, received):
