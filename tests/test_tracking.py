@@ -315,6 +315,7 @@ class _Recorder:
         self._record("epoch", row["epoch"])
 
     def end(self, artefacts: Any, status: str) -> None:
+        self.artefacts = [Path(p).name for p in artefacts]
         self._record("end", status)
 
     def describe(self) -> str:
@@ -360,3 +361,44 @@ def test_mlflow_sends_step_metrics_in_batches_and_after_a_while(
     assert sorted((m.step, m.value) for m in sent) == [(1, 2.0), (2, 1.5)]
     tracker.end([], "interrupted")
     assert client.get_run(tracker.run_id).info.status == "KILLED"
+
+
+def test_the_loop_calls_the_trackers_at_its_fixed_points(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The contract any tracker (and the label backend's retraining) relies on: start with args.json,
+    each step in order, each epoch's row, end with the artefacts; Ctrl-C ends it "interrupted"."""
+    import officescore.train.loop as loop
+
+    recorders: list[_Recorder] = []
+    real_open = loop.open_trackers
+
+    def open_recorder(*args: Any, **kwargs: Any) -> Trackers:
+        trackers = real_open(*args, **kwargs)
+        recorders.append(_Recorder())
+        trackers.trackers = [recorders[-1]]
+        return trackers
+
+    monkeypatch.setattr(loop, "open_trackers", open_recorder)
+    result = train(small_config(data, tmp_path / "runs", epochs=1, max_train_images=4, log="none"))
+    calls = recorders[0].calls
+    args = json.loads((result.run_dir / "args.json").read_text())
+    assert calls[0] == ("start", ({k: v for k, v in args.items() if k != "officescore_version"},))
+    assert calls[1:] == [("step", (1,)), ("step", (2,)), ("epoch", (1,)), ("end", ("finished",))]
+    expected = ["best.pt", "losses.png", "map.png", "lr.png", "metrics.csv", "args.json"]
+    assert recorders[0].artefacts == expected
+
+    class _CtrlC(Reporter):
+        def stage(self, description: str, total: int | None = None) -> Any:
+            from contextlib import nullcontext
+
+            class _Batch(Stage):
+                def advance(self, n: int = 1, status: str = "") -> None:
+                    raise KeyboardInterrupt
+
+            return nullcontext(_Batch())
+
+    with pytest.raises(KeyboardInterrupt):
+        train(small_config(data, tmp_path / "runs", epochs=1, max_train_images=4, log="none"), _CtrlC())
+    assert [c[0] for c in recorders[1].calls] == ["start", "step", "end"]
+    assert recorders[1].calls[-1] == ("end", ("interrupted",)) and recorders[1].artefacts == []
