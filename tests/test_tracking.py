@@ -115,12 +115,23 @@ def test_tensorboard_events_match_metrics_csv(data: Path, tmp_path: Path) -> Non
 
 
 def test_mlflow_local_store_holds_params_metrics_and_artefacts(
-    data: Path, runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    data: Path,
+    runs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`train --log mlflow` without MLFLOW_TRACKING_URI: a local store in runs/mlflow, read back with
     MLflow's client: one finished run, args as params, per-step and per-epoch metrics equal to
-    metrics.csv, and best.pt, the plots, metrics.csv and args.json as artefacts."""
+    metrics.csv, and best.pt, the plots, metrics.csv and args.json as artefacts. The JSON on stdout
+    stays pure although MLflow prints its run link there (as it does for a tracking server)."""
     from mlflow.tracking import MlflowClient
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    def print_link(self: Any, run_id: str) -> None:  # what MLflow 3 does in set_terminated for servers
+        sys.stdout.write(f"View run at: http://server/#/runs/{run_id}\n")
+
+    monkeypatch.setattr(TrackingServiceClient, "_log_url", print_link)
 
     project = runs / "train"
     args = ["train", "--data", str(data), "--arch", "maskrcnn_resnet18_fpn", "--weights", "none"]
@@ -130,7 +141,9 @@ def test_mlflow_local_store_holds_params_metrics_and_artefacts(
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 0
-    result = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert "View run at: http://server/#/runs/" in captured.err  # moved, not lost
     run_dir = Path(result["run_dir"])
     uri = _store_uri(runs)  # beside the --project folder
     assert any(note.startswith("mlflow: run ") and uri in note for note in result["notes"])
@@ -210,6 +223,45 @@ def test_log_a_missing_tracker_is_one_line_error_before_training(
     assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
     assert f"--log {log}: {log} is not installed" in lines[0] and "pip install" in lines[0]
     assert not project.exists()  # refused before a run folder or a model was made
+
+
+def _dead_server() -> str:
+    """An http URI on 127.0.0.1 where nothing listens (connection refused at once)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_a_tracking_server_that_does_not_answer(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MLFLOW_TRACKING_URI names a dead server: `--log mlflow` refuses in one line before training;
+    `auto` trains at once with TensorBoard and says why MLflow is not used (MLflow's own client would
+    retry for minutes first)."""
+    uri = _dead_server()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    project = tmp_path / "runs"
+    base = ["train", "--data", str(data), "--arch", "maskrcnn_resnet18_fpn", "--weights", "none"]
+    base += ["--epochs", "1", "--img-size", "64", "--workers", "0", "--device", "cpu"]
+    base += ["--max-train-images", "2", "--project", str(project), *cli_model_options()]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--log", "mlflow"])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"--log mlflow: MLFLOW_TRACKING_URI {uri} does not answer" in lines[0]
+    assert not project.exists()
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--log", "auto", "--json"])
+    assert exit_info.value.code == 0
+    result = json.loads(capsys.readouterr().out)
+    (note,) = [n for n in result["notes"] if n.startswith("tracking:")]
+    assert f"mlflow could not start (ConnectionError: {uri} does not answer" in note
+    assert any(n.startswith("tensorboard: event files") for n in result["notes"])
+    assert not (Path(result["run_dir"]) / "mlflow_run.json").exists()
 
 
 def test_log_setting_from_officescore_toml_and_defaults_match_the_library(

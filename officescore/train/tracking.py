@@ -26,7 +26,10 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +42,7 @@ MLFLOW_EXPERIMENT = "officescore"  # unless MLFLOW_EXPERIMENT_NAME says otherwis
 MLFLOW_RUN_FILE = "mlflow_run.json"  # in the run folder: --resume continues the same MLflow run
 _BATCH = 500  # MLflow metrics sent per request (its limit is 1000)
 _FLUSH_SECONDS = 15.0  # ... or sooner: slow CPU steps still reach the MLflow UI within seconds
+_PROBE_SECONDS = 5.0  # a tracking server that does not answer this fast is not used (see _unreachable)
 
 
 class Tracker(Protocol):
@@ -104,7 +108,8 @@ class Trackers:
 
 
 def check_available(log: str) -> None:
-    """`--log tensorboard|mlflow` with its package missing: one clear error before any training."""
+    """`--log tensorboard|mlflow` with its package missing, or `--log mlflow` with a tracking server
+    that does not answer: one clear error before any training."""
     if log not in LOG_CHOICES:
         raise ConfigError(f"--log {log!r}: choose one of {', '.join(LOG_CHOICES)}")
     if log in ("tensorboard", "mlflow"):
@@ -114,6 +119,26 @@ def check_available(log: str) -> None:
                 f"--log {log}: {problem}; install it ({INSTALL_HINT} or pip install {log}) "
                 "or choose --log auto or --log none"
             )
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if log == "mlflow" and uri:
+        problem = _unreachable(uri)
+        if problem:
+            raise ConfigError(f"--log mlflow: MLFLOW_TRACKING_URI {problem}; start it, or unset the variable")
+
+
+def _unreachable(uri: str) -> str | None:
+    """Why an http(s) tracking server cannot be used, or None. Asked once, quickly: MLflow's own client
+    retries a dead server for minutes (~4 here) before giving up, and the run would wait that long."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=_PROBE_SECONDS):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered (a proxy may want a login for /health): MLflow's client takes over
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{uri} does not answer ({reason})"
 
 
 def _missing(package: str) -> str | None:
@@ -286,9 +311,13 @@ class MLflowTracker:
     def __init__(self, run_dir: Path, tracking_uri: str, resuming: bool = False) -> None:
         from mlflow.tracking import MlflowClient
 
+        problem = _unreachable(tracking_uri)
+        if problem:
+            raise ConnectionError(problem)
         self.run_dir = Path(run_dir)
         self.tracking_uri = tracking_uri
-        with _quiet_loggers("mlflow", "alembic"):  # SQLite stores log their schema set-up at INFO
+        # SQLite stores log their schema set-up at INFO
+        with _quiet_loggers("mlflow", "alembic"), _stdout_to_stderr():
             self.client = MlflowClient(tracking_uri=tracking_uri)
             self.experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or MLFLOW_EXPERIMENT
             self.run_id = (self._previous_run() if resuming else None) or self._new_run()
@@ -344,8 +373,9 @@ class MLflowTracker:
         params = [
             Param(key, str(value)[:6000]) for key, value in flat_params(args).items() if key not in logged
         ]
-        for i in range(0, len(params), 100):  # MLflow's limit per request
-            self.client.log_batch(self.run_id, params=params[i : i + 100])
+        with _stdout_to_stderr():
+            for i in range(0, len(params), 100):  # MLflow's limit per request
+                self.client.log_batch(self.run_id, params=params[i : i + 100])
 
     def step(self, step: int, values: dict[str, float]) -> None:
         self._queue(values, step)
@@ -357,13 +387,14 @@ class MLflowTracker:
         self._flush()
 
     def end(self, artefacts: Sequence[Path], status: str) -> None:
-        try:
-            self._flush()
-            for path in artefacts:
-                folder = "weights" if path.suffix == ".pt" else None
-                self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
-        finally:
-            self.client.set_terminated(self.run_id, status=_MLFLOW_STATUS.get(status, "FAILED"))
+        with _stdout_to_stderr():  # MLflow 3 prints "View run ... at: URL" on stdout for servers
+            try:
+                self._flush()
+                for path in artefacts:
+                    folder = "weights" if path.suffix == ".pt" else None
+                    self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
+            finally:
+                self.client.set_terminated(self.run_id, status=_MLFLOW_STATUS.get(status, "FAILED"))
 
     def _queue(self, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
@@ -373,9 +404,15 @@ class MLflowTracker:
 
     def _flush(self) -> None:
         self._flushed = time.monotonic()
-        while self._pending:
-            batch, self._pending = self._pending[:_BATCH], self._pending[_BATCH:]
-            self.client.log_batch(self.run_id, metrics=batch)
+        with _stdout_to_stderr():
+            while self._pending:
+                batch, self._pending = self._pending[:_BATCH], self._pending[_BATCH:]
+                self.client.log_batch(self.run_id, metrics=batch)
+
+
+def _stdout_to_stderr() -> contextlib.AbstractContextManager[Any]:
+    """stdout belongs to the command (`train --json` prints JSON there): MLflow's prints go to stderr."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 @contextlib.contextmanager
