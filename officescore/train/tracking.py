@@ -23,6 +23,7 @@ over the whole run); `epoch/<loss part>`, `epoch/lr`, `epoch/img_per_s`, `epoch/
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -190,7 +191,7 @@ def open_trackers(
         if tracker is not None:
             trackers.trackers.append(tracker)
             trackers.notes.append(tracker.describe())
-    if log == "auto" and not uri and not _missing("mlflow"):
+    if log == "auto" and not uri and importlib.util.find_spec("mlflow") is not None:  # no import: ~2 s
         skipped.append("MLflow not used: MLFLOW_TRACKING_URI is not set (--log mlflow: a local store)")
     if not trackers:
         trackers.notes.append(
