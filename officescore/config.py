@@ -5,6 +5,7 @@ The TOML file has one table per command, keyed by option name (dashes or undersc
     [train]
     epochs = 12
     arch = "maskrcnn_resnet18_fpn"
+    log = "mlflow"            # auto | tensorboard | mlflow | none (docs/tracking.md)
 
     [scrape]
     daily-quota = 90

@@ -260,15 +260,17 @@ def test_folds_train_for_real_and_never_predict_a_photo_their_model_saw(
     args = tmp_path / "args.json"
     args.write_text(json.dumps({
         "arch": "maskrcnn_resnet18_fpn", "weights": "none", "epochs": 3, "batch_size": 2, "lr": 0.01,
-        "img_size": 64, "workers": 0, "model_kwargs": FAST_MODEL, "seed": 3,
+        "img_size": 64, "workers": 0, "model_kwargs": FAST_MODEL, "seed": 3, "log": "mlflow",
     }))  # fmt: skip
     # Independent of what cross_predict reports: what each training read, what each model predicted.
     trained_on: dict[str, set[str]] = {}
     predicted: list[tuple[str, set[str]]] = []
+    logged_to: list[str] = []
     real_train, real_predict = officescore.train.train, Predictor.predict
 
     def spy_train(config: Any, reporter: Any = None) -> Any:
         coco = json.loads((Path(config.data) / "train.json").read_text())
+        logged_to.append(config.log)
         result = real_train(config) if reporter is None else real_train(config, reporter)
         trained_on[str(result.last_checkpoint)] = {Path(i["file_name"]).name for i in coco["images"]}
         return result
@@ -284,6 +286,7 @@ def test_folds_train_for_real_and_never_predict_a_photo_their_model_saw(
     everyone = {Path(i.file_name).name for i in load_split(data, "all").images}
     content = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (data / "images").iterdir()}
     assert len(predicted) == 2 and len(trained_on) == 2
+    assert logged_to == ["none", "none"]  # fold models are not tracked, whatever args.json says
     for source, photos in predicted:
         assert photos and not photos & trained_on[source], (source, photos)  # never a photo it trained on
         seen = {content[name] for name in trained_on[source]}

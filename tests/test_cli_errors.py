@@ -185,6 +185,7 @@ CASES = [
     case("train", "--data", "{dataset}", "--weights", "none", "--model-opt", "nonsense"),
     case("train", "--data", "{dataset}", "--weights", "none", "--val-every", "0"),
     case("train", "--data", "{dataset}", "--weights", "none", "--project", "{afile}"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--log", "wandb"),
     # ---- eval ------------------------------------------------------------------------------
     case("eval", "--model", "{missing}", "--data", "{dataset}", names="{missing}"),
     case("eval", "--model", "{garbage_pt}", "--data", "{dataset}", names="{garbage_pt}"),

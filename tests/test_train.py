@@ -365,7 +365,8 @@ def evaluate_coco(gt, predictions, *args, **kwargs):
 train_module.build_model = build_model
 evaluate.predict_coco, evaluate.evaluate_coco = predict_coco, evaluate_coco
 config = TrainConfig(data=data, arch="maskrcnn_resnet18_fpn", weights="none", epochs=1, batch_size=2, lr=None,
-    img_size=64, model_kwargs=json.loads(sys.argv[4]), workers=0, device="cpu", project=project, seed=3)
+    img_size=64, model_kwargs=json.loads(sys.argv[4]), workers=0, device="cpu", project=project, seed=3,
+    log="tensorboard")
 result = train(config)
 record["result"] = result.to_dict()
 (out / f"rank{os.environ['RANK']}.json").write_text(json.dumps(record))
@@ -381,7 +382,8 @@ def odd_val_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_two_gloo_processes_train_identically(odd_val_data: Path, tmp_path: Path) -> None:
     """torchrun, 2 CPU ranks: one run folder, equal weights, lr scaled by the global batch, the logged
-    loss the mean of both ranks' losses, and validation of every val image exactly once."""
+    loss the mean of both ranks' losses, validation of every val image exactly once, and TensorBoard
+    written by rank 0 alone."""
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
@@ -406,6 +408,19 @@ def test_two_gloo_processes_train_identically(odd_val_data: Path, tmp_path: Path
     assert abs(sum(losses[0]) / 3 - mean_of_ranks) > 1e-4  # rank 0 alone would log something else
     for result in results:
         assert result["history"][0]["loss"] == pytest.approx(mean_of_ranks, rel=1e-6)
+
+    # tracking: one event file, from rank 0, whose per-step losses are the means over both ranks
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "runs" / "train"
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    assert [any(n.startswith("tensorboard:") for n in r["notes"]) for r in results] == [True, False]
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    steps = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert [s for s, _ in steps] == [1, 2, 3]
+    assert sum(v for _, v in steps) / 3 == pytest.approx(mean_of_ranks, rel=1e-5)
+    assert all(e.value > 0 for e in events.Scalars("train/img_per_s"))
 
     # validation: each rank predicted its own shard; rank 0 evaluated both shards, nothing twice
     val_ids = json.loads((odd_val_data / "val.json").read_text())["images"]

@@ -31,9 +31,14 @@ EXAMPLES = """
   torchrun --nproc_per_node 4 -m officescore train --data data/dataset --batch-size 4
   (data-parallel over 4 GPUs; add --nnodes/--rdzv-endpoint for several machines)
 
+  officescore train --data data/dataset --log mlflow
+  (also an MLflow run: at $MLFLOW_TRACKING_URI, else in runs/mlflow/mlflow.db;
+  see docs/tracking.md)
+
 Runs go to runs/train/NAME (train, train2, ...): args.json, metrics.csv, weights/last.pt,
 weights/best.pt (best val mask mAP) and losses/map/lr PNG curves. Ctrl-C or SIGTERM saves
-last.pt first (SIGTERM exits 143).
+last.pt first (SIGTERM exits 143). With tensorboard installed, TensorBoard event files too:
+tensorboard --logdir runs/train
 """
 
 
@@ -56,7 +61,7 @@ def _model_options(items: list[str]) -> dict[str, object]:
 
 
 # On --resume the run's saved settings rule; these may still change between sessions.
-RESUME_MAY_CHANGE = {"data", "device", "workers", "resume", "json_output"}
+RESUME_MAY_CHANGE = {"data", "device", "workers", "log", "resume", "json_output"}
 
 
 def _check_resume_flags(ctx: typer.Context) -> None:
@@ -120,6 +125,13 @@ def train(
         "--model-opt",
         help="Model option KEY=VALUE (repeatable or comma-separated), e.g. rpn_post_nms_top_n_train=300.",
     ),
+    log: str = typer.Option(
+        "auto",
+        "--log",
+        help="auto | tensorboard | mlflow | none: experiment tracking besides metrics.csv. auto: "
+        "TensorBoard if installed, MLflow if installed and MLFLOW_TRACKING_URI is set; "
+        "mlflow without that URI: a local store in runs/mlflow.",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Fine-tune Mask R-CNN; saves last/best checkpoints, metrics.csv and plots per run."""
@@ -150,6 +162,7 @@ def train(
         max_train_images=max_train_images,
         warmup_iters=warmup_iters,
         model_kwargs=_model_options(model_opt),
+        log=log.lower(),
     )
     progress = reporter(json_output)
     try:

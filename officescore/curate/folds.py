@@ -115,6 +115,7 @@ def cross_predict(
             fold_config = replace(
                 config, data=data, project=Path(tmp) / "runs", name=f"fold{index}", resume=None,
                 device=device, patience=0, max_train_images=None, seed=config.seed + index,
+                log="none",  # throw-away fold models: not runs for TensorBoard or an MLflow server
             )  # fmt: skip
             trained = train(fold_config, reporter)
             checkpoint = trained.last_checkpoint  # last, not best: best was chosen on photos it trained on

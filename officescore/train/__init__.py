@@ -8,6 +8,8 @@ Laid out like torchvision's detection references:
 - `checkpoints`: `State`, last.pt / best.pt / metrics.csv, the save on Ctrl-C or SIGTERM.
 - `seeding`: per-epoch seeds and RNG states that make `--resume` exact.
 - `plots`: losses, mAP and learning-rate curves.
+- `tracking`: `--log`: the trackers (TensorBoard, MLflow) the loop calls at run start, every step,
+  every epoch and run end; each off when its package is missing.
 - `loop`: `train()`, the epoch loop that calls the above.
 """
 

@@ -19,6 +19,7 @@ WEIGHT_DECAY = {"sgd": 1e-4, "adamw": 0.05}
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 METRIC_KEYS = ("segm_map", "segm_ap50", "segm_ap75", "bbox_map", "bbox_ap50", "bbox_ap75")
 CSV_COLUMNS = ("epoch", "loss", *LOSS_KEYS, "lr", "img_per_s", "seconds", *METRIC_KEYS)
+LOG_CHOICES = ("auto", "tensorboard", "mlflow", "none")  # experiment trackers (train/tracking.py)
 
 
 @dataclass
@@ -50,6 +51,7 @@ class TrainConfig:
     project: Path = DEFAULT_RUNS_DIR / "train"
     resume: Path | None = None
     seed: int = 0
+    log: str = "auto"  # auto | tensorboard | mlflow | none: where scalars go besides metrics.csv
 
     def resolved_model_kwargs(self) -> dict[str, Any]:
         kwargs = dict(self.model_kwargs)
@@ -125,6 +127,8 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"--lr {config.lr:g}: must be positive")
     if config.img_size is not None and config.img_size < 1:
         raise ConfigError(f"--img-size {config.img_size}: must be a positive number of pixels, e.g. 640")
+    if config.log not in LOG_CHOICES:
+        raise ConfigError(f"--log {config.log!r}: choose one of {', '.join(LOG_CHOICES)}")
     for name in ("workers", "patience"):
         if getattr(config, name) < 0:
             raise ConfigError(f"--{name} {getattr(config, name)}: must not be negative")

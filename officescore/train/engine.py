@@ -23,6 +23,7 @@ from officescore.train.seeding import (
     worker_init,
 )
 from officescore.train.setup import Run
+from officescore.train.tracking import step_values
 
 
 def train_one_epoch(run: Run, state: State) -> dict[str, Any]:
@@ -65,11 +66,19 @@ def _train_epoch(run: Run, state: State, loader: DataLoader) -> dict[str, Any]:
     with run.reporter.stage(f"epoch {epoch + 1}/{run.config.epochs}", total=run.steps_per_epoch) as stage:
         if state.step_in_epoch:
             stage.advance(state.step_in_epoch, status="resumed")
+        step_started = start
         for batch_images, targets in loader:
+            lr = run.optimizer.param_groups[0]["lr"]  # what this step uses (the scheduler steps after)
             parts = _train_step(run, state, batch_images, targets)
             state.step_in_epoch += 1
             steps += 1
             images += len(batch_images) * run.ctx.world_size
+            now = time.perf_counter()
+            if run.trackers:  # per step, loading included: a stalled loader shows as a dip
+                rate_now = len(batch_images) * run.ctx.world_size / max(now - step_started, 1e-9)
+                step = epoch * run.steps_per_epoch + state.step_in_epoch
+                run.trackers.step(step, step_values(parts, lr, rate_now))
+            step_started = now
             for key in sums:
                 sums[key] += parts.get(key, 0.0)
             rate = images / max(1e-9, time.perf_counter() - start)

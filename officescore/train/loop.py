@@ -5,6 +5,7 @@ A run lives in `runs/train/NAME/` (never overwritten: train, train2, ...):
   metrics.csv   one row per epoch: loss parts, lr, images/s, val box and mask AP
   weights/      last.pt after every epoch (atomic), best.pt when val mask mAP@[.5:.95] improves
   *.png         losses, mAP and learning-rate curves
+  events.out.tfevents.*, mlflow_run.json   with --log (see `tracking`): TensorBoard / MLflow
 
 Schedule: SGD (momentum 0.9) or AdamW, linear warm-up then cosine decay, stepped per iteration.
 The default learning rate is scaled linearly with the global batch (batch size x processes) from
@@ -44,6 +45,7 @@ from officescore.train.config import TrainConfig, TrainResult, check_config
 from officescore.train.engine import train_one_epoch
 from officescore.train.seeding import weights_digest
 from officescore.train.setup import Run, setup
+from officescore.train.tracking import check_available, open_trackers
 from officescore.train.validate import validate_if_due
 
 
@@ -51,6 +53,7 @@ def train(config: TrainConfig, reporter: Reporter = SILENT) -> TrainResult:
     """Train (or resume) a run; returns where it went and what it reached."""
     config, checkpoint = _resolve_resume(config)
     check_config(config)
+    check_available(config.log)  # `--log mlflow` without mlflow: say so before loading anything
     device = resolve_device(config.device)
     ctx = dist_utils.init(device)
     try:
@@ -70,7 +73,13 @@ def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | 
     run_dir = resume_path.resolve().parent.parent
     resumed = TrainConfig.from_json(
         # absolute: from_json reads relative paths as relative to the run folder
-        {**saved, "device": config.device, "workers": config.workers, "resume": str(resume_path.resolve())},
+        {
+            **saved,
+            "device": config.device,
+            "workers": config.workers,
+            "log": config.log,  # where to log is not a training setting: a resumed run may change it
+            "resume": str(resume_path.resolve()),
+        },
         relative_to=run_dir,
     )
     if not Path(resumed.data).is_dir():  # run folder moved: fall back to the --data given now
@@ -86,21 +95,46 @@ def _run(
     reporter: Reporter,
     received: dict[str, bool] | None = None,
 ) -> TrainResult:
-    """Set up, then train epoch by epoch (validate, checkpoint, maybe stop early), then plot."""
+    """Set up, then train epoch by epoch (validate, checkpoint, maybe stop early), then plot.
+
+    The trackers (TensorBoard, MLflow) hear of the run at its start, after every step (in
+    `train_one_epoch`), after every epoch and at its end; rank 0 alone has any."""
     started = time.perf_counter()
     run = setup(config, device, ctx, checkpoint, reporter)
     state = restore_state(run, checkpoint)
+    run.trackers = open_trackers(
+        config.log,
+        run.run_dir,
+        config.project,
+        is_main=run.ctx.is_main,
+        resuming=checkpoint is not None,
+        steps_done=state.epoch * run.steps_per_epoch + state.step_in_epoch,
+        notes=run.notes,
+        warn=run.reporter.log,
+    )
     stopped_early = False
-    with save_when_stopped(run, state, received):
-        while state.epoch < config.epochs and not stopped_early:
-            if state.pending_row is None:  # else: trained before a stop while validating
-                state.pending_row = train_one_epoch(run, state)
-            metrics = validate_if_due(run, state.epoch)
-            stopped_early = _end_epoch(run, state, metrics)
-    if run.ctx.is_main:
-        from officescore.train.plots import write_plots
+    status = "failed"
+    artefacts: list[Path] = []  # for MLflow, once the run finished
+    try:
+        run.trackers.start(run.args)
+        with save_when_stopped(run, state, received):
+            while state.epoch < config.epochs and not stopped_early:
+                if state.pending_row is None:  # else: trained before a stop while validating
+                    state.pending_row = train_one_epoch(run, state)
+                metrics = validate_if_due(run, state.epoch)
+                stopped_early = _end_epoch(run, state, metrics)
+                run.trackers.epoch(state.history[-1])
+        if run.ctx.is_main:
+            from officescore.train.plots import write_plots
 
-        write_plots(run.run_dir, state.history)
+            plots = write_plots(run.run_dir, state.history)
+            artefacts = [run.best, *plots, run.run_dir / "metrics.csv", run.run_dir / "args.json"]
+        status = "finished"
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated): last.pt is saved by now
+        status = "interrupted"
+        raise
+    finally:
+        run.trackers.end(artefacts, status)
     dist_utils.barrier(run.ctx)
     return TrainResult(
         run_dir=run.run_dir,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from officescore.progress import SILENT, Reporter
 from officescore.runs import next_run_dir
 from officescore.train.config import WEIGHT_DECAY, TrainConfig, default_lr
 from officescore.train.seeding import seed_everything
+from officescore.train.tracking import Trackers
 
 
 def cpu_bf16_helps() -> bool:
@@ -53,6 +54,7 @@ class Run:
     use_cpu_bf16: bool
     args: dict[str, Any]  # the resolved configuration (args.json, and `args` in every checkpoint)
     notes: list[str]
+    trackers: Trackers = field(default_factory=Trackers)  # TensorBoard / MLflow; the loop opens them
 
     @property
     def last(self) -> Path:

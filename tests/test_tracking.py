@@ -1,0 +1,456 @@
+"""Experiment tracking (`train --log`): TensorBoard event files and MLflow runs, read back with each
+tool's own reader and compared with metrics.csv; training without either; the errors.
+
+Runs are ResNet18-FPN at 64 px on 4 training images (2 steps per epoch), like tests/test_train.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from trainsetup import cli_model_options, make_dataset, small_config
+
+from officescore.cli import main
+from officescore.progress import Reporter, Stage
+from officescore.train import LOSS_KEYS, METRIC_KEYS, TrainConfig, lr_factor, train
+from officescore.train.tracking import Trackers
+
+STEPS_PER_EPOCH = 2  # max_train_images 4, batch 2
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("tracking"), images=10, size=64, seed=5)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs/ folder the MLflow tests share, so its SQLite store (runs/mlflow: seconds to create,
+    MLflow migrates a fresh schema) is made once; each test uses its own experiment or --project."""
+    return tmp_path_factory.mktemp("shared") / "runs"
+
+
+def _store_uri(runs: Path) -> str:
+    return f"sqlite:///{(runs / 'mlflow' / 'mlflow.db').as_posix()}"
+
+
+@pytest.fixture(autouse=True)
+def no_tracking_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests choose MLflow's store themselves; the environment running them must not."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.delenv("OFFICESCORE_CONFIG", raising=False)
+
+
+def _csv_rows(run_dir: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((run_dir / "metrics.csv").open()))
+
+
+def _events(run_dir: Path) -> Any:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir))
+    accumulator.Reload()
+    return accumulator
+
+
+def _scalars(accumulator: Any, tag: str) -> list[tuple[int, float]]:
+    return [(event.step, event.value) for event in accumulator.Scalars(tag)]
+
+
+def _hide(monkeypatch: pytest.MonkeyPatch, *packages: str) -> None:
+    """Make `import <package>` fail as if it were not installed (None in sys.modules does that)."""
+    for name in packages:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_tensorboard_events_match_metrics_csv(data: Path, tmp_path: Path) -> None:
+    """--log auto with tensorboard installed and no MLFLOW_TRACKING_URI: event files in the run folder
+    holding every step (losses whose epoch means are metrics.csv's, the scheduled lr), every epoch's
+    CSV row, and the resolved args as hyper-parameters."""
+    result = train(small_config(data, tmp_path / "runs", max_train_images=4, log="auto"))
+    run_dir = result.run_dir
+    assert list(run_dir.glob("events.out.tfevents.*")) and not (run_dir / "mlflow_run.json").exists()
+    assert f"tensorboard: event files in {run_dir}" in " ".join(result.notes)
+    assert "MLFLOW_TRACKING_URI is not set" in " ".join(result.notes)  # why MLflow is not used
+    rows = _csv_rows(run_dir)
+    args = json.loads((run_dir / "args.json").read_text())
+    events = _events(run_dir)
+
+    steps = 2 * STEPS_PER_EPOCH
+    for key in ("loss", *LOSS_KEYS):
+        logged = _scalars(events, f"train/{key}")
+        assert [step for step, _ in logged] == list(range(1, steps + 1))
+        for row in rows:  # the CSV holds each epoch's mean over its steps (6 significant digits)
+            epoch = int(row["epoch"])
+            values = [v for s, v in logged if (s - 1) // STEPS_PER_EPOCH == epoch - 1]
+            assert sum(values) / len(values) == pytest.approx(float(row[key]), rel=2e-5), (key, epoch)
+    for step, lr in _scalars(events, "train/lr"):  # the lr each step used: warm-up, then cosine
+        factor = lr_factor(step - 1, args["warmup_iters"], steps, args["min_lr_ratio"])
+        assert lr == pytest.approx(args["lr"] * factor, rel=1e-6), step
+    assert all(rate > 0 for _, rate in _scalars(events, "train/img_per_s"))
+
+    for column in ("loss", *LOSS_KEYS, "lr", "img_per_s", "seconds", *METRIC_KEYS):
+        tag = f"val/{column}" if column in METRIC_KEYS else f"epoch/{column}"
+        expected = [(int(row["epoch"]), float(row[column])) for row in rows]
+        logged = _scalars(events, tag)
+        assert [s for s, _ in logged] == [s for s, _ in expected], tag
+        assert [v for _, v in logged] == pytest.approx([v for _, v in expected], rel=2e-5, abs=1e-7), tag
+
+    from tensorboard.plugins.hparams import metadata
+
+    content = events.PluginTagToContent(metadata.PLUGIN_NAME)
+    start = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
+    assert start.hparams["lr"].number_value == pytest.approx(args["lr"])
+    assert start.hparams["warmup_iters"].number_value == args["warmup_iters"]
+    assert start.hparams["arch"].string_value == "maskrcnn_resnet18_fpn"
+    assert start.hparams["model_kwargs.min_size"].number_value == 64
+    assert metadata.SESSION_END_INFO_TAG in content  # the run finished
+
+
+def test_mlflow_local_store_holds_params_metrics_and_artefacts(
+    data: Path,
+    runs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`train --log mlflow` without MLFLOW_TRACKING_URI: a local store in runs/mlflow, read back with
+    MLflow's client: one finished run, args as params, per-step and per-epoch metrics equal to
+    metrics.csv, and best.pt, the plots, metrics.csv and args.json as artefacts. The JSON on stdout
+    stays pure although MLflow prints its run link there (as it does for a tracking server)."""
+    from mlflow.tracking import MlflowClient
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    def print_link(self: Any, run_id: str) -> None:  # what MLflow 3 does in set_terminated for servers
+        sys.stdout.write(f"View run at: http://server/#/runs/{run_id}\n")
+
+    monkeypatch.setattr(TrackingServiceClient, "_log_url", print_link)
+
+    project = runs / "train"
+    args = ["train", "--data", str(data), "--arch", "maskrcnn_resnet18_fpn", "--weights", "none"]
+    args += ["--epochs", "2", "--batch-size", "2", "--lr", "0.01", "--img-size", "64", "--workers", "0"]
+    args += ["--device", "cpu", "--seed", "3", "--max-train-images", "4", "--project", str(project)]
+    args += ["--log", "mlflow", "--json", *cli_model_options()]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert "View run at: http://server/#/runs/" in captured.err  # moved, not lost
+    run_dir = Path(result["run_dir"])
+    uri = _store_uri(runs)  # beside the --project folder
+    assert any(note.startswith("mlflow: run ") and uri in note for note in result["notes"])
+    assert not list(run_dir.glob("events.out.tfevents.*"))  # --log mlflow: MLflow alone
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("officescore")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "train"
+    assert json.loads((run_dir / "mlflow_run.json").read_text())["run_id"] == run.info.run_id
+
+    saved_args = json.loads((run_dir / "args.json").read_text())
+    params = run.data.params
+    assert params["lr"] == "0.01" and params["optimizer"] == "sgd" and params["log"] == "mlflow"
+    assert params["warmup_iters"] == str(saved_args["warmup_iters"])
+    assert params["model_kwargs.min_size"] == "64" and json.loads(params["classes"]) == saved_args["classes"]
+
+    rows = _csv_rows(run_dir)
+    for column in ("loss", "loss_mask", "lr", *METRIC_KEYS):
+        tag = f"val/{column}" if column in METRIC_KEYS else f"epoch/{column}"
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, tag))
+        expected = [(int(row["epoch"]), float(row[column])) for row in rows]
+        assert [s for s, _ in history] == [s for s, _ in expected], tag
+        assert [v for _, v in history] == pytest.approx([v for _, v in expected], rel=2e-5, abs=1e-7), tag
+    losses = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss"))
+    assert [s for s, _ in losses] == [1, 2, 3, 4]
+    assert (losses[2][1] + losses[3][1]) / 2 == pytest.approx(float(rows[1]["loss"]), rel=2e-5)
+
+    listed = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert listed == {"weights", "losses.png", "map.png", "lr.png", "metrics.csv", "args.json"}
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "weights")] == ["weights/best.pt"]
+    copy = Path(client.download_artifacts(run.info.run_id, "weights/best.pt", str(tmp_path / "down")))
+    digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (copy, run_dir / "weights" / "best.pt")]
+    assert digest[0] == digest[1]
+
+
+def test_without_tensorboard_or_mlflow_training_works_and_says_so(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Neither package importable (even with MLFLOW_TRACKING_URI set): the run trains, writes its CSV
+    and PNGs, and its notes (printed by the CLI) say that nothing went to TensorBoard or MLflow."""
+    _hide(monkeypatch, "tensorboard", "torch.utils.tensorboard", "mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(tmp_path / 'never.db').as_posix()}")
+    project = tmp_path / "runs"
+    args = ["train", "--data", str(data), "--arch", "maskrcnn_resnet18_fpn", "--weights", "none"]
+    args += ["--epochs", "1", "--img-size", "64", "--workers", "0", "--device", "cpu"]
+    args += ["--max-train-images", "2", "--project", str(project), "--json", *cli_model_options()]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 0
+    result = json.loads(capsys.readouterr().out)
+    run_dir = Path(result["run_dir"])
+    assert result["epochs_completed"] == 1 and len(_csv_rows(run_dir)) == 1
+    assert all((run_dir / name).is_file() for name in ("losses.png", "map.png", "lr.png"))
+    (note,) = [n for n in result["notes"] if n.startswith("tracking:")]
+    assert "nothing logged to TensorBoard or MLflow" in note
+    assert "tensorboard is not installed" in note and "mlflow is not installed" in note
+    assert "pip install 'officescore[track]'" in note
+    assert not list(run_dir.glob("events.out.tfevents.*")) and not (tmp_path / "never.db").exists()
+
+
+@pytest.mark.parametrize("log", ["mlflow", "tensorboard"])
+def test_log_a_missing_tracker_is_one_line_error_before_training(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], log: str
+) -> None:
+    _hide(monkeypatch, "mlflow" if log == "mlflow" else "tensorboard")
+    project = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            ["train", "--data", str(data), "--arch", "maskrcnn_resnet18_fpn", "--weights", "none"]
+            + ["--device", "cpu", "--workers", "0", "--project", str(project), "--log", log]
+        )
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert f"--log {log}: {log} is not installed" in lines[0] and "pip install" in lines[0]
+    assert not project.exists()  # refused before a run folder or a model was made
+
+
+def _dead_server() -> str:
+    """An http URI on 127.0.0.1 where nothing listens (connection refused at once)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_a_tracking_server_that_does_not_answer(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MLFLOW_TRACKING_URI names a dead server: `--log mlflow` refuses in one line before training;
+    `auto` trains at once with TensorBoard and says why MLflow is not used (MLflow's own client would
+    retry for minutes first)."""
+    uri = _dead_server()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    project = tmp_path / "runs"
+    base = ["train", "--data", str(data), "--arch", "maskrcnn_resnet18_fpn", "--weights", "none"]
+    base += ["--epochs", "1", "--img-size", "64", "--workers", "0", "--device", "cpu"]
+    base += ["--max-train-images", "2", "--project", str(project), *cli_model_options()]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--log", "mlflow"])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"--log mlflow: MLFLOW_TRACKING_URI {uri} does not answer" in lines[0]
+    assert not project.exists()
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--log", "auto", "--json"])
+    assert exit_info.value.code == 0
+    result = json.loads(capsys.readouterr().out)
+    (note,) = [n for n in result["notes"] if n.startswith("tracking:")]
+    assert f"mlflow could not start (ConnectionError: {uri} does not answer" in note
+    assert any(n.startswith("tensorboard: event files") for n in result["notes"])
+    assert not (Path(result["run_dir"]) / "mlflow_run.json").exists()
+
+
+def test_log_setting_from_officescore_toml_and_defaults_match_the_library(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`[train] log = ...` reaches the run (a bad value is refused by name); the CLI's defaults for
+    train are TrainConfig's."""
+    import inspect
+
+    from officescore.cli.train import train as command
+
+    parameters = inspect.signature(command).parameters
+    cli = {name: p.default.default for name, p in parameters.items() if name != "ctx"}
+    library = TrainConfig().to_json()
+    shared = {name for name in cli if name in library}
+    assert {"log", "epochs", "arch", "lr", "project", "data"} <= shared
+    assert {name: cli[name] for name in shared} == {name: getattr(TrainConfig(), name) for name in shared}
+
+    (tmp_path / "officescore.toml").write_text('[train]\nlog = "wandb"\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", str(data), "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert "--log 'wandb': choose one of auto, tensorboard, mlflow, none" in capsys.readouterr().err
+
+
+class _Crash(Reporter):
+    """Raises RuntimeError after the first batch of epoch 2: a crash that saves nothing (like kill -9)."""
+
+    @staticmethod
+    def _stage(description: str) -> Stage:
+        class _Batch(Stage):
+            def advance(self, n: int = 1, status: str = "") -> None:
+                if description.startswith("epoch 2/"):
+                    raise RuntimeError("crash")
+
+        return _Batch()
+
+    def stage(self, description: str, total: int | None = None) -> Any:
+        from contextlib import nullcontext
+
+        return nullcontext(self._stage(description))
+
+
+def test_resume_continues_the_same_tensorboard_and_mlflow_run(
+    data: Path, runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--log auto with MLFLOW_TRACKING_URI set logs to both. A crash in epoch 2 after step 3 leaves
+    last.pt at epoch 1; resuming continues the same MLflow run (now FINISHED) and TensorBoard hides the
+    crashed run's step 3, so each step shows once."""
+    from mlflow.tracking import MlflowClient
+
+    uri = _store_uri(runs)  # as a server would be: not beside this test's run folders
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "offices-a")
+    config = small_config(data, tmp_path / "runs", max_train_images=4, log="auto")
+    with pytest.raises(RuntimeError, match="crash"):
+        train(config, reporter=_Crash())
+    run_dir = tmp_path / "runs" / "train"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("offices-a")
+    assert experiment is not None
+    (crashed,) = client.search_runs([experiment.experiment_id])
+    assert crashed.info.status == "FAILED"
+    first = {m.step: m.value for m in client.get_metric_history(crashed.info.run_id, "train/loss")}
+    assert sorted(first) == [1, 2, 3]
+
+    resumed = train(TrainConfig(resume=run_dir / "weights" / "last.pt", device="cpu", workers=0))
+    assert resumed.epochs_completed == 2
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_id == crashed.info.run_id and run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert sorted({m.step for m in history}) == [1, 2, 3, 4]
+    assert all(m.value == first[m.step] for m in history if m.step in first)  # exact resume
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/segm_map")] == [1, 2]
+
+    events = _events(run_dir)
+    assert [step for step, _ in _scalars(events, "train/loss")] == [1, 2, 3, 4]
+    assert [step for step, _ in _scalars(events, "val/segm_map")] == [1, 2]
+    rows = _csv_rows(run_dir)
+    assert [v for _, v in _scalars(events, "epoch/loss")] == pytest.approx([float(r["loss"]) for r in rows])
+
+
+class _Recorder:
+    name = "recorder"
+
+    def __init__(self, fail_on: str = "") -> None:
+        self.fail_on = fail_on
+        self.calls: list[tuple[str, Any]] = []
+
+    def _record(self, method: str, *args: Any) -> None:
+        self.calls.append((method, args))
+        if method == self.fail_on:
+            raise ConnectionError("server went away")
+
+    def start(self, args: dict[str, Any]) -> None:
+        self._record("start", args)
+
+    def step(self, step: int, values: dict[str, float]) -> None:
+        self._record("step", step)
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        self._record("epoch", row["epoch"])
+
+    def end(self, artefacts: Any, status: str) -> None:
+        self.artefacts = [Path(p).name for p in artefacts]
+        self._record("end", status)
+
+    def describe(self) -> str:
+        return "recorder"
+
+
+def test_a_failing_tracker_is_switched_off_and_the_others_go_on(tmp_path: Path) -> None:
+    notes: list[str] = []
+    warned: list[str] = []
+    good, bad = _Recorder(), _Recorder(fail_on="step")
+    trackers = Trackers([bad, good], notes=notes, warn=warned.append)
+    trackers.start({"lr": 0.01})
+    trackers.step(1, {"train/loss": 1.0})
+    trackers.step(2, {"train/loss": 0.9})
+    trackers.epoch({"epoch": 1})
+    (tmp_path / "best.pt").write_bytes(b"x")
+    trackers.end([tmp_path / "best.pt", tmp_path / "missing.png"], "finished")
+    assert [c[0] for c in good.calls] == ["start", "step", "step", "epoch", "end"]
+    assert bad.calls == [("start", ({"lr": 0.01},)), ("step", (1,)), ("end", ("failed",))]
+    assert notes == warned == ["recorder: stopped logging after an error in step(): server went away"]
+
+
+def test_mlflow_sends_step_metrics_in_batches_and_after_a_while(
+    runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per-step metrics wait in memory (one request per batch, not per step) but never for long: once
+    _FLUSH_SECONDS have passed, the next step sends them, so a slow run still shows up live."""
+    from mlflow.tracking import MlflowClient
+
+    from officescore.train import tracking
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "batching")
+    run_dir = runs / "batching" / "train"
+    run_dir.mkdir(parents=True)
+    tracker = tracking.MLflowTracker(run_dir, tracking.local_mlflow_uri(run_dir.parent))
+    client = MlflowClient(tracking_uri=tracker.tracking_uri)
+    tracker.start({"lr": 0.01})
+    tracker.step(1, {"train/loss": 2.0})
+    assert client.get_metric_history(tracker.run_id, "train/loss") == []  # batched, not sent yet
+    monkeypatch.setattr(tracking, "_FLUSH_SECONDS", 0.0)
+    tracker.step(2, {"train/loss": 1.5})
+    sent = client.get_metric_history(tracker.run_id, "train/loss")
+    assert sorted((m.step, m.value) for m in sent) == [(1, 2.0), (2, 1.5)]
+    tracker.end([], "interrupted")
+    assert client.get_run(tracker.run_id).info.status == "KILLED"
+
+
+def test_the_loop_calls_the_trackers_at_its_fixed_points(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The contract any tracker (and the label backend's retraining) relies on: start with args.json,
+    each step in order, each epoch's row, end with the artefacts; Ctrl-C ends it "interrupted"."""
+    import officescore.train.loop as loop
+
+    recorders: list[_Recorder] = []
+    real_open = loop.open_trackers
+
+    def open_recorder(*args: Any, **kwargs: Any) -> Trackers:
+        trackers = real_open(*args, **kwargs)
+        recorders.append(_Recorder())
+        trackers.trackers = [recorders[-1]]
+        return trackers
+
+    monkeypatch.setattr(loop, "open_trackers", open_recorder)
+    result = train(small_config(data, tmp_path / "runs", epochs=1, max_train_images=4, log="none"))
+    calls = recorders[0].calls
+    args = json.loads((result.run_dir / "args.json").read_text())
+    assert calls[0] == ("start", ({k: v for k, v in args.items() if k != "officescore_version"},))
+    assert calls[1:] == [("step", (1,)), ("step", (2,)), ("epoch", (1,)), ("end", ("finished",))]
+    expected = ["best.pt", "losses.png", "map.png", "lr.png", "metrics.csv", "args.json"]
+    assert recorders[0].artefacts == expected
+
+    class _CtrlC(Reporter):
+        def stage(self, description: str, total: int | None = None) -> Any:
+            from contextlib import nullcontext
+
+            class _Batch(Stage):
+                def advance(self, n: int = 1, status: str = "") -> None:
+                    raise KeyboardInterrupt
+
+            return nullcontext(_Batch())
+
+    with pytest.raises(KeyboardInterrupt):
+        train(small_config(data, tmp_path / "runs", epochs=1, max_train_images=4, log="none"), _CtrlC())
+    assert [c[0] for c in recorders[1].calls] == ["start", "step", "end"]
+    assert recorders[1].calls[-1] == ("end", ("interrupted",)) and recorders[1].artefacts == []
