@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from officescore.curate.conventions import ConventionReport, find_conventions
 from officescore.curate.labels import SplitLabels, load_split
 from officescore.curate.match import match_image, predictions_by_image, tolerance
 from officescore.curate.scoring import Calibration, Issue, calibrate, image_issues, image_quality
@@ -29,6 +30,7 @@ class AuditResult:
     issues: list[Issue]  # by score, highest first
     images: list[dict[str, Any]]  # {"image_id", "file_name", "quality"}, lowest quality first
     calibration: Calibration
+    conventions: ConventionReport  # classes whose labels follow two conventions
 
 
 def audit_predictions(split: SplitLabels, results: list[dict[str, Any]]) -> AuditResult:
@@ -47,7 +49,13 @@ def audit_predictions(split: SplitLabels, results: list[dict[str, Any]]) -> Audi
         images.append({"image_id": image.id, "file_name": image.file_name, "quality": image_quality(found)})
     issues.sort(key=lambda i: (-i.score, i.image_id, i.annotation_id or 0))
     images.sort(key=lambda row: (row["quality"], row["image_id"]))
-    return AuditResult(issues, images, cal)
+    conventions = find_conventions(
+        matches,
+        [image.id for image in split.images],
+        split.classes,
+        [tolerance(image.height, image.width) for image in split.images],
+    )
+    return AuditResult(issues, images, cal, conventions)
 
 
 def issue_rows(result: AuditResult, split: SplitLabels, min_score: float = 0.0) -> list[dict[str, Any]]:
