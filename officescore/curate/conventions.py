@@ -41,14 +41,15 @@ SIDES = FEATURES[1:]
 # always leaves out splits "left" and "right", though every label follows one convention.
 SPLIT_ON = ("height", "width")
 PAIR_SCORE = 0.5  # predictions at least this sure speak for the model's idea of the object
-PAIR_IOU = 0.1  # leaves vs leaves + pot overlap ~0.5 (less with the leaves half hidden); desk top ~0.4
+PAIR_IOU = 0.05  # leaves vs leaves + pot overlap ~0.5 (less with the leaves half hidden); desk top ~0.4
 PAIR_INSIDE = 0.5  # ...and one lies mostly inside the other (intersection / smaller area)
-PAIR_PIXELS = 12  # predicted boxes at least this tall and wide: on a 6 px mouse one pixel is 17 %, and
+PAIR_PIXELS = 8  # predicted boxes at least this tall and wide: on a 6 px mouse one pixel is 17 %, and
 # offsets of small objects come in steps that look like groups (measured: false "mouse" splits)
 MIN_GROUP = 5
 MIN_SHARE = 0.05
 MIN_SEPARATION = 4.0
-MIN_SHIFT = 0.1  # of the predicted object's height or width
+MIN_SHIFT = 0.2  # of the predicted height or width: a part a fifth of the object or more (pot: 30-45 %)
+NAMED_SHIFT = 0.1  # sides that differ at least this much are named in the description
 MIN_AREA_SHIFT = 0.3  # log2: a 23 % larger or smaller area
 MAX_DIP = 0.25
 MAX_SPREAD = 0.35
@@ -298,7 +299,7 @@ def describe(class_name: str, sides: dict[str, float], area_ratio: float) -> str
     parts = []
     for side in sorted(SIDES, key=lambda s: -abs(sides[s])):
         offset = sides[side]
-        if abs(offset) < MIN_SHIFT:
+        if abs(offset) < NAMED_SHIFT:
             continue
         part = PARTS.get(class_name, {}).get(side)
         pct = round(100 * abs(offset))

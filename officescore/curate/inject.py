@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -168,8 +169,9 @@ def inject_convention(
     """A copy of `coco` where `share` of `class_name`'s labels take their mask from `other`: the same
     photos labelled with another mask convention (`write_sample(masks=...)`: plants without pots).
 
-    Each label's counterpart is the `other` label of its class on the same photo (by file name) that
-    overlaps it most; labels without one (a plant whose leaves are hidden) are never picked.
+    Each label's counterpart is the `other` label of its class on the same photo (by base name) that
+    overlaps it most; labels without one (a plant whose leaves are hidden), or whose counterpart is
+    the same mask (its pot hidden), are never picked.
     Returns the copy and the ids (of `coco`) of the relabelled annotations, a seeded choice."""
     from pycocotools import mask as mask_utils
 
@@ -177,7 +179,7 @@ def inject_convention(
     category = next(int(c["id"]) for c in out["categories"] if c["name"] == class_name)
     other_category = next(int(c["id"]) for c in other["categories"] if c["name"] == class_name)
     images = {int(i["id"]): i for i in out["images"]}
-    other_image = {i["file_name"]: int(i["id"]) for i in other["images"]}
+    other_image = {Path(i["file_name"]).name: int(i["id"]) for i in other["images"]}
     other_images = {int(i["id"]): i for i in other["images"]}
     theirs: dict[int, list[dict[str, Any]]] = {}
     for ann in other["annotations"]:
@@ -188,7 +190,7 @@ def inject_convention(
         if int(ann["category_id"]) != category:
             continue
         image = images[int(ann["image_id"])]
-        candidates = theirs.get(other_image.get(image["file_name"], -1), [])
+        candidates = theirs.get(other_image.get(Path(image["file_name"]).name, -1), [])
         if not candidates:
             continue
         mine = _rle_of(ann, image)
@@ -200,7 +202,8 @@ def inject_convention(
         inter = np.asarray(mask_utils.iou(as_bytes[1:], as_bytes[:1], [1])).reshape(-1) * areas[1:]
         inside = inter / np.maximum(np.minimum(areas[1:], areas[0]), 1.0)
         best = int(np.argmax(inside))
-        if inside[best] >= 0.9:
+        # a label the other convention leaves unchanged (the pot hidden anyway) is no relabelling
+        if inside[best] >= 0.9 and abs(areas[1 + best] - areas[0]) > 0.05 * areas[0]:
             counterpart[int(ann["id"])] = rles[best]
     rng = random.Random(seed)
     eligible = sorted(counterpart)
