@@ -206,3 +206,37 @@ def test_run_folder_sheets_tasks_and_json(
         sum(len(e["annotation_ids"]) for v in with_groups.values() for e in v if e["group"] == 1)
         == minority["size"]
     )
+
+
+def test_sample_mask_conventions_change_labels_not_photos(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from officescore.sample import render_scene, scene_rng
+
+    seen = {"plant": 0, "desk": 0}
+    for index in range(12):
+        whole = render_scene(scene_rng(4, index), 128)
+        parts = render_scene(scene_rng(4, index), 128, {"plant": "leaves", "desk": "top"})
+        assert np.array_equal(np.asarray(whole.image), np.asarray(parts.image))
+        for inst in parts.instances:
+            if inst.category not in seen:
+                continue
+            [full] = [
+                w for w in whole.instances if w.category == inst.category and (w.mask & inst.mask).any()
+            ][:1]
+            assert not (inst.mask & ~full.mask).any()  # a part of the whole object
+            if inst.area < full.area:  # what is left out lies at the bottom
+                seen[inst.category] += 1
+                left_out = np.nonzero(full.mask & ~inst.mask)[0]
+                assert np.median(left_out) > np.median(np.nonzero(inst.mask)[0])
+    assert seen["plant"] >= 2 and seen["desk"] >= 5, seen
+    # the CLI switch, default unchanged, unknown conventions refused in one line
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", str(tmp_path / "s"), "-n", "2", "--size", "96", "--plant-mask", "leaves", "--json"])
+    assert exit_info.value.code in (0, None)
+    doc = json.loads((tmp_path / "s" / "annotations.json").read_text())
+    assert doc["info"]["mask_conventions"] == {"plant": "leaves", "desk": "whole"}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", str(tmp_path / "t"), "-n", "2", "--size", "96", "--plant-mask", "pot"])
+    assert exit_info.value.code == 2 and "plant='pot'" in capsys.readouterr().err
