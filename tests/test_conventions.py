@@ -240,3 +240,32 @@ def test_sample_mask_conventions_change_labels_not_photos(
     with pytest.raises(SystemExit) as exit_info:
         main(["sample", str(tmp_path / "t"), "-n", "2", "--size", "96", "--plant-mask", "pot"])
     assert exit_info.value.code == 2 and "plant='pot'" in capsys.readouterr().err
+
+
+def test_cli_report_names_the_split_and_the_consistent_classes(
+    sets: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = sets["dataset"]
+    mixed, _ = inject_convention(sets["train"], sets["parts"], "desk", 0.3, seed=1)
+    predictions = fake_predictions(sets["train"], 1, edge_noise=0.1)
+    monkeypatch.setattr("officescore.curate.predictions.predict_images", lambda *a, **k: predictions)
+    monkeypatch.setenv("COLUMNS", "250")
+    original = (dataset / "train.json").read_text()
+    (dataset / "train.json").write_text(json.dumps(mixed))
+    try:
+        model = write_checkpoint(tmp_path / "m.pt")
+        base = ["audit", str(dataset), "--model", str(model), "--device", "cpu"]
+        outputs = []
+        for n, extra in enumerate(([], ["--conventions"])):
+            with pytest.raises(SystemExit) as exit_info:
+                main([*base, "--out", str(tmp_path / f"run{n}"), *extra])
+            assert int(exit_info.value.code or 0) == 0
+            outputs.append(capsys.readouterr().out)
+    finally:
+        (dataset / "train.json").write_text(original)
+    default, only = outputs
+    for out in outputs:
+        assert "labelling conventions" in out and "stop above the legs" in out and "minority" in out
+        assert "conventions_desk_1.png" in out
+    assert "issues" in default and "issues" not in only  # --conventions: that report alone
+    assert "plant: one convention" in only and "desk: one convention" not in only
