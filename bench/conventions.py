@@ -131,6 +131,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def train_one(data: Path, out: Path, name: str, size: int, epochs: int) -> Path:
+    """The recipe: ResNet18-FPN from scratch, fed at `size` px, batch 4, lr 0.02, `epochs` epochs."""
     from officescore.train import TrainConfig, train
 
     done = out / "runs" / name / "weights" / "last.pt"
@@ -176,6 +177,7 @@ def main() -> None:
     parser.add_argument("--train-scenes", type=int, default=200)
     parser.add_argument("--val-scenes", type=int, default=60)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--model-size", type=int, default=None, help="px fed to the model (default --size)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -215,9 +217,9 @@ def main() -> None:
         models: dict[str, Path] = {}
         for name, export in (("whole", t_whole), ("leaves", t_whole.parent / "leaves.json"),
                              ("mixed", t_whole.parent / "mixed.json")):  # fmt: skip
-            data = ingest(export, out / "train" / f"{name}_data", 40 / args.train_scenes)
+            data = ingest(export, out / "train" / f"{name}_data", 20 / args.train_scenes)
             t0 = time.perf_counter()
-            models[name] = train_one(data, out, name, args.size, args.epochs)
+            models[name] = train_one(data, out, name, args.model_size or args.size, args.epochs)
             results = predict(models[name], vals["whole"])  # same photos in both val sets
             cost[name] = {val: scores(vals[val] / "train.json", results) for val in vals}
             cost[name]["seconds"] = round(time.perf_counter() - t0, 1)
