@@ -149,10 +149,15 @@ def write_convention_sheet(
         box = _crop_box([label.bbox, list(pred["bbox"])], image.height, image.width)
         name = split.classes[int(pred["category_id"]) - 1]
         tile = Image.new("RGB", (2 * PANEL, PANEL + CAPTION), (30, 30, 30))
+        # crop, then grow to the panel before drawing, so outlines are panel pixels thin
         crop = photo.crop(box)
+        scale = PANEL / max(crop.size)
+        size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
+        crop = crop.resize(size, Image.Resampling.BILINEAR)
         for k, (cls, rle) in enumerate(((label.class_name, label.rle), (name, pred["segmentation"]))):
-            cut = masklib.encode(np.ascontiguousarray(masklib.decode(rle)[box[1] : box[3], box[0] : box[2]]))
-            tile.paste(_panel(crop, [(cls, cut, True)]), (k * PANEL, 0))
+            cut = Image.fromarray(masklib.decode(rle)[box[1] : box[3], box[0] : box[2]] * 255)
+            grown = (np.asarray(cut.resize(size, Image.Resampling.NEAREST)) > 0).astype(np.uint8)
+            tile.paste(_panel(crop, [(cls, masklib.encode(grown), False)]), (k * PANEL, 0))
         caption = f"label {annotation_id} | prediction ({Path(image.file_name).name})"
         ImageDraw.Draw(tile).text((4, PANEL + 3), caption[:70], fill=(255, 255, 255))
         sheet.paste(tile, ((n % COLUMNS) * 2 * PANEL, CAPTION + (n // COLUMNS) * (PANEL + CAPTION)))
