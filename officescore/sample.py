@@ -45,6 +45,13 @@ MIN_VISIBLE_FRACTION = 0.35
 MIN_VISIBLE_AREA = 0.0008  # of the image area
 POLYGON_PROBABILITY = 0.65  # share of eligible (unoccluded, inside) instances exported as polygons
 _SCENE_NAME = re.compile(r"^scene_\d{5,}\.jpg$")
+# Mask conventions (`sample --plant-mask leaves`, `--desk-mask top`): which parts of an object its
+# label covers. The first one of each class is the default; the others leave out parts by role (the
+# parts are still painted, so the photos are the same bytes whatever the convention).
+MASK_CONVENTIONS: dict[str, dict[str, frozenset[str]]] = {
+    "plant": {"whole": frozenset(), "leaves": frozenset({"pot"})},
+    "desk": {"whole": frozenset(), "top": frozenset({"base"})},
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,6 +210,7 @@ class _Part:
     poly: Poly
     color: RGB
     shade: float = 0.08  # top-to-bottom brightness falloff inside the part
+    role: str = ""  # what a mask convention may leave out ("pot", "base"); "" = always labelled
 
 
 @dataclass
@@ -218,8 +226,8 @@ class _Object:
     parts: list[_Part] = field(default_factory=list)
     details: list[_Detail] = field(default_factory=list)
 
-    def part(self, poly: Poly, color: RGB, shade: float = 0.08) -> None:
-        self.parts.append(_Part(poly, color, shade))
+    def part(self, poly: Poly, color: RGB, shade: float = 0.08, role: str = "") -> None:
+        self.parts.append(_Part(poly, color, shade, role))
 
     def detail(self, poly: Poly, color: RGB) -> None:
         self.details.append(_Detail("poly", poly, color))
@@ -263,19 +271,19 @@ def _desk(rng: np.random.Generator, s: float) -> tuple[_Object, _Desk]:
     back_floor = floor_y - depth * 1.1
     obj = _Object("desk")
     for bx in (x0 + inset + leg_w * 0.5, x1 - inset - leg_w * 1.5):
-        obj.part(rect(bx, front_y, bx + leg_w, back_floor), _scale(legs, 0.7))
+        obj.part(rect(bx, front_y, bx + leg_w, back_floor), _scale(legs, 0.7), role="base")
     obj.part(_poly([(x0 + inset, back_y), (x1 - inset, back_y), (x1, front_y), (x0, front_y)]), wood, 0.05)
     obj.part(rect(x0, front_y, x1, front_y + thick), _scale(wood, 0.78), 0.0)
     if rng.random() < 0.45:  # drawer unit under one side
         dw = width * _u(rng, 0.22, 0.3)
         dx = x0 + leg_w if rng.random() < 0.5 else x1 - leg_w - dw
         dh = height * _u(rng, 0.35, 0.8)
-        obj.part(rect(dx, front_y + thick, dx + dw, front_y + thick + dh), _scale(wood, 0.9))
+        obj.part(rect(dx, front_y + thick, dx + dw, front_y + thick + dh), _scale(wood, 0.9), role="base")
         for k in range(1, 3):
             hy = front_y + thick + dh * (k - 0.5) / 2
             obj.detail(rect(dx + dw * 0.4, hy - s * 0.004, dx + dw * 0.6, hy + s * 0.004), _dark(rng))
     for fx in (x0 + leg_w * 0.3, x1 - leg_w * 1.3):
-        obj.part(rect(fx, front_y + thick, fx + leg_w, floor_y), legs, 0.05)
+        obj.part(rect(fx, front_y + thick, fx + leg_w, floor_y), legs, 0.05, role="base")
     return obj, _Desk(x0, x1, back_y, front_y, inset, floor_y)
 
 
@@ -459,11 +467,13 @@ def _plant(rng: np.random.Generator, s: float, cx: float, foot_y: float, big: bo
         ),
         pot,
         0.12,
+        role="pot",
     )
     obj.part(
         rect(cx - pot_w * 0.55, top - pot_h * 0.05, cx + pot_w * 0.55, top + pot_h * 0.12),
         _scale(pot, 1.08),
         0.0,
+        role="pot",
     )
     return obj
 
@@ -836,10 +846,40 @@ def _as_rng(rng_or_seed: np.random.Generator | int) -> np.random.Generator:
     return np.random.default_rng(int(rng_or_seed))
 
 
-def render_scene(rng_or_seed: np.random.Generator | int, size: int = 512) -> Scene:
-    """One scene in memory: RGB image, per-instance class and exact visible mask."""
+def check_mask_conventions(masks: dict[str, str] | None) -> dict[str, frozenset[str]]:
+    """`{"plant": "leaves"}` -> the part roles each class's labels leave out; UserError if unknown."""
+    out: dict[str, frozenset[str]] = {}
+    for name, convention in (masks or {}).items():
+        options = MASK_CONVENTIONS.get(name)
+        if options is None or convention not in options:
+            known = ", ".join(f"{c}: {'|'.join(o)}" for c, o in MASK_CONVENTIONS.items())
+            raise UserError(f"mask convention {name}={convention!r} is unknown; known: {known}")
+        if options[convention]:
+            out[name] = options[convention]
+    return out
+
+
+def _left_out(obj: _Object, rasters: list[np.ndarray], roles: frozenset[str]) -> np.ndarray | None:
+    """Pixels of `obj` whose topmost own part has a role the label leaves out (None: nothing)."""
+    if not roles or not any(part.role in roles for part in obj.parts):
+        return None
+    out = np.zeros_like(rasters[0]) if rasters else None
+    for part, raster in zip(obj.parts, rasters, strict=True):  # later parts paint over earlier ones
+        out[raster] = part.role in roles
+    return out
+
+
+def render_scene(
+    rng_or_seed: np.random.Generator | int, size: int = 512, masks: dict[str, str] | None = None
+) -> Scene:
+    """One scene in memory: RGB image, per-instance class and exact visible mask.
+
+    `masks` picks a mask convention per class (MASK_CONVENTIONS, e.g. {"plant": "leaves"}): the
+    photo is the same, the labels leave out those parts (an object with nothing left is not labelled).
+    """
     if size < MIN_SIZE:
         raise UserError(f"--size {size} is too small: scenes need at least {MIN_SIZE} px")
+    leave_out = check_mask_conventions(masks)
     rng = _as_rng(rng_or_seed)
     s = int(size)
     horizon, objects = _layout(rng, s)
@@ -872,11 +912,15 @@ def render_scene(rng_or_seed: np.random.Generator | int, size: int = 512) -> Sce
     instance_map = np.zeros((s, s), dtype=np.int32)
     for k in keep:
         mask = owner == k + 1
+        body = bodies[k]
+        left_out = _left_out(objects[k], rasters[k], leave_out.get(objects[k].label, frozenset()))
+        if left_out is not None:
+            mask, body = mask & ~left_out, body & ~left_out
         if not mask.any():
             continue
         polygons = None
-        body_area = int(bodies[k].sum())
-        if int(mask.sum()) == body_area and _inside(objects[k], s):
+        body_area = int(body.sum())
+        if left_out is None and int(mask.sum()) == body_area and _inside(objects[k], s):
             polygons = [p.poly for p, r in zip(objects[k].parts, rasters[k], strict=True) if r.any()]
         instances.append(SceneInstance(objects[k].label, mask.astype(np.uint8), polygons, body_area))
         instance_map[mask] = len(instances)
@@ -923,8 +967,12 @@ def write_sample(
     seed: int = 0,
     size: int = 512,
     reporter: Reporter = SILENT,
+    masks: dict[str, str] | None = None,
 ) -> SampleResult:
-    """Render `n_images` scenes into `out/images/` and write `out/annotations.json` (COCO)."""
+    """Render `n_images` scenes into `out/images/` and write `out/annotations.json` (COCO).
+
+    `masks`: mask conventions per class (see render_scene); the photos do not depend on them."""
+    check_mask_conventions(masks)
     if n_images < 1:
         raise UserError(f"--images {n_images}: need at least 1 image")
     if size < MIN_SIZE:
@@ -943,7 +991,7 @@ def write_sample(
     with reporter.stage("rendering scenes", total=n_images) as stage:
         for index in range(n_images):
             rng = scene_rng(seed, index)
-            scene = render_scene(rng, size)
+            scene = render_scene(rng, size, masks)
             name = f"scene_{index:05d}.jpg"
             names.add(name)
             buffer = io.BytesIO()
@@ -971,6 +1019,7 @@ def write_sample(
             "contributor": "officescore sample",
             "url": "",
             "seed": seed,
+            **({"mask_conventions": dict(masks)} if check_mask_conventions(masks) else {}),
         },
         "licenses": [
             {"id": 1, "name": "CC0 1.0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"}

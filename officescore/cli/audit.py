@@ -28,6 +28,10 @@ EXAMPLES = """
 Writes runs/audit/NAME (audit, audit2, ...): issues.json, predictions.json, images.csv (one quality
 per photo, lowest first) and contact_sheet_NN.png (labels left, predictions right, suspect in white).
 Kinds: missing, wrong_class, bad_mask, spurious, duplicate; scores in [0, 1], higher = likelier wrong.
+
+Labelling conventions: a class whose labels fall into two consistent groups (plants with or without
+their pots) is reported after the issues, with conventions.json and conventions_<class>_<n>.png
+(label left, prediction right); `--conventions` shows only that report, every class checked.
 """
 
 SHOWN = 20  # issues in the table (all of them are in issues.json)
@@ -53,6 +57,9 @@ def audit(
     labelstudio: Path = typer.Option(
         None, "--labelstudio", help="Also write flagged photos as Label Studio review tasks (JSON)."
     ),
+    conventions: bool = typer.Option(
+        False, "--conventions", help="Show only the labelling-convention report (every class checked)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the issues and image qualities as JSON."),
 ) -> None:
     """Rank likely label errors (missing, wrong_class, bad_mask, spurious, duplicate) for review."""
@@ -75,6 +82,10 @@ def audit(
     )
     if json_output:
         print_json(run.to_json())
+        return
+    if conventions:
+        _show_conventions(run, every_class=True)
+        console.print(f"wrote [bold]{run.out_dir}[/bold] in {run.seconds:.1f}s")
         return
     _show(run)
 
@@ -103,11 +114,40 @@ def _show(run: AuditRun) -> None:
     console.print(table)
     worst = ", ".join(f"{Path(r['file_name']).name} {r['quality']:.2f}" for r in run.images[:5])
     console.print(f"lowest quality photos: {worst}")
+    if run.conventions:
+        _show_conventions(run, every_class=False)
     console.print(
         f"wrote [bold]{run.out_dir}[/bold] ({len(run.sheets)} contact sheets) in {run.seconds:.1f}s"
     )
     if run.tasks is not None:
         console.print(f"review tasks for Label Studio: [bold]{run.tasks}[/bold] (labelling config beside it)")
+
+
+def _show_conventions(run: AuditRun, every_class: bool) -> None:
+    split = {c["class"]: c for c in run.conventions}
+    if every_class:
+        for name, pairs in run.convention_pairs.items():
+            if name not in split:
+                console.print(f"{name}: one convention ({pairs} labels compared with predictions)")
+    if not split:
+        return
+    table = Table(title="labelling conventions: classes whose labels follow two", title_justify="left")
+    for col in ("class", "confidence", "group", "labels", "photos", "label/prediction area", "how"):
+        table.add_column(col, justify="right" if col in ("confidence", "labels", "photos") else "left")
+    for c in run.conventions:
+        for n, group in enumerate(c["groups"], start=1):
+            table.add_row(
+                c["class"] if n == 1 else "",
+                f"{c['confidence']:.2f}" if n == 1 else "",
+                "minority" if n == 1 else "majority",
+                str(group["size"]),
+                str(len(group["image_ids"])),
+                f"{group['area_ratio']:.2f}",
+                group["description"],
+            )
+    console.print(table)
+    sheets = ", ".join(p.name for p in run.convention_sheets)
+    console.print(f"convention sheets: {sheets}")
 
 
 def register(app: typer.Typer) -> None:

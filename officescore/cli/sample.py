@@ -17,6 +17,8 @@ EXAMPLES = """
   officescore sample demo/sample --images 50 --size 256 --seed 3
 
   officescore sample /tmp/s -n 5 --json               summary as JSON
+
+  officescore sample data/leaves --plant-mask leaves  plants labelled without their pots (same photos)
 """
 
 
@@ -25,12 +27,25 @@ def sample(
     images: int = typer.Option(200, "--images", "-n", help="How many scenes to render."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed and options, same bytes."),
     size: int = typer.Option(512, "--size", help="Image width and height in pixels (at least 64)."),
+    plant_mask: str = typer.Option(
+        "whole", "--plant-mask", help="Label convention for plants: whole (with the pot) or leaves."
+    ),
+    desk_mask: str = typer.Option(
+        "whole", "--desk-mask", help="Label convention for desks: whole (with legs and drawers) or top."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Render synthetic home-office scenes with exact masks as a COCO export."""
     from officescore.sample import write_sample
 
-    result = write_sample(out, n_images=images, seed=seed, size=size, reporter=reporter(json_output))
+    result = write_sample(
+        out,
+        n_images=images,
+        seed=seed,
+        size=size,
+        reporter=reporter(json_output),
+        masks={"plant": plant_mask, "desk": desk_mask},
+    )
     if json_output:
         print_json(result.to_dict())
         return

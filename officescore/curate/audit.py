@@ -2,18 +2,21 @@
 
 `audit_predictions` is the pure part (labels + COCO results -> ranked issues and image qualities);
 `run_audit` gets the predictions (a model trained elsewhere, or `--folds K` cross-fitting) and writes
-`runs/audit/NAME/`: issues.json, predictions.json, images.csv and contact-sheet PNGs.
+`runs/audit/NAME/`: issues.json, predictions.json, images.csv and contact-sheet PNGs, and
+conventions.json with one contact sheet per group of a class whose labels follow two conventions.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from officescore.curate.conventions import ConventionReport, find_conventions
 from officescore.curate.labels import SplitLabels, load_split
 from officescore.curate.match import match_image, predictions_by_image, tolerance
 from officescore.curate.scoring import Calibration, Issue, calibrate, image_issues, image_quality
@@ -29,6 +32,7 @@ class AuditResult:
     issues: list[Issue]  # by score, highest first
     images: list[dict[str, Any]]  # {"image_id", "file_name", "quality"}, lowest quality first
     calibration: Calibration
+    conventions: ConventionReport  # classes whose labels follow two conventions
 
 
 def audit_predictions(split: SplitLabels, results: list[dict[str, Any]]) -> AuditResult:
@@ -47,7 +51,13 @@ def audit_predictions(split: SplitLabels, results: list[dict[str, Any]]) -> Audi
         images.append({"image_id": image.id, "file_name": image.file_name, "quality": image_quality(found)})
     issues.sort(key=lambda i: (-i.score, i.image_id, i.annotation_id or 0))
     images.sort(key=lambda row: (row["quality"], row["image_id"]))
-    return AuditResult(issues, images, cal)
+    conventions = find_conventions(
+        matches,
+        [image.id for image in split.images],
+        split.classes,
+        [tolerance(image.height, image.width) for image in split.images],
+    )
+    return AuditResult(issues, images, cal, conventions)
 
 
 def issue_rows(result: AuditResult, split: SplitLabels, min_score: float = 0.0) -> list[dict[str, Any]]:
@@ -85,6 +95,9 @@ class AuditRun:
     folds: list[dict[str, Any]] = field(default_factory=list)
     tasks: Path | None = None  # --labelstudio: the review tasks file
     seconds: float = 0.0
+    conventions: list[dict[str, Any]] = field(default_factory=list)  # ConventionSplit.to_dict()
+    convention_sheets: list[Path] = field(default_factory=list)
+    convention_pairs: dict[str, int] = field(default_factory=dict)  # per class: labels compared
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` document (the issue's contract)."""
@@ -94,6 +107,7 @@ class AuditRun:
             "split": self.split,
             "issues": self.issues,
             "images": self.images,
+            "conventions": self.conventions,
         }
 
 
@@ -181,11 +195,16 @@ def run_audit(
     )
     _write_images_csv(out_dir / "images.csv", result.images)
     sheets = write_contact_sheets(out_dir, labels, results, result.issues[:sheet_issues], rows[:sheet_issues])
+    conventions = result.conventions.to_list()
+    atomic_write_json(out_dir / "conventions.json", conventions)
+    convention_sheets = write_convention_sheets(out_dir, labels, results, result.conventions)
     tasks = None
     if labelstudio is not None:
         from officescore.curate.labelstudio import audit_tasks
 
-        tasks, _, _ = audit_tasks(Path(labelstudio), labels, results, rows, f"audit-{Path(source).stem}")
+        tasks, _, _ = audit_tasks(
+            Path(labelstudio), labels, results, rows, f"audit-{Path(source).stem}", conventions=conventions
+        )
     return AuditRun(
         dataset=Path(dataset),
         model=source,
@@ -197,7 +216,30 @@ def run_audit(
         folds=fold_info,
         tasks=tasks,
         seconds=time.perf_counter() - started,
+        conventions=conventions,
+        convention_sheets=convention_sheets,
+        convention_pairs=dict(result.conventions.pairs),
     )
+
+
+def write_convention_sheets(
+    out_dir: Path, labels: SplitLabels, results: list[dict[str, Any]], report: ConventionReport
+) -> list[Path]:
+    """conventions_<class>_<n>.png per group (1 = the minority): label and prediction side by side."""
+    from officescore.curate.sheets import write_convention_sheet
+
+    paths = []
+    for split in report.splits:
+        safe = re.sub(r"[^A-Za-z0-9_-]+", "_", split.class_name)
+        for n, group in enumerate(split.groups, start=1):
+            members = [(p.image_id, p.annotation_id, p.prediction) for p in group.pairs]
+            title = f"{split.class_name} group {n} ({len(members)} labels): {group.description}"
+            paths.append(
+                write_convention_sheet(
+                    out_dir / f"conventions_{safe}_{n}.png", labels, results, members, title
+                )
+            )
+    return paths
 
 
 def _write_images_csv(path: Path, images: list[dict[str, Any]]) -> None:

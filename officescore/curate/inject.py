@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -153,3 +154,115 @@ def inject_errors(
                 break
     out["annotations"] = [a for a in anns if int(a["id"]) not in deleted] + added
     return out, injected
+
+
+def _rle_of(ann: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
+    seg = ann["segmentation"]
+    if isinstance(seg, list):
+        return masklib.from_polygons(seg, int(image["height"]), int(image["width"]))
+    return masklib.normalise(seg)
+
+
+def inject_convention(
+    coco: dict[str, Any], other: dict[str, Any], class_name: str, share: float, seed: int = 0
+) -> tuple[dict[str, Any], list[int]]:
+    """A copy of `coco` where `share` of `class_name`'s labels take their mask from `other`: the same
+    photos labelled with another mask convention (`write_sample(masks=...)`: plants without pots).
+
+    Each label's counterpart is the `other` label of its class on the same photo (by base name) that
+    overlaps it most; labels without one (a plant whose leaves are hidden), or whose counterpart is
+    the same mask (its pot hidden), are never picked.
+    Returns the copy and the ids (of `coco`) of the relabelled annotations, a seeded choice."""
+    from pycocotools import mask as mask_utils
+
+    out = copy.deepcopy(coco)
+    category = next(int(c["id"]) for c in out["categories"] if c["name"] == class_name)
+    other_category = next(int(c["id"]) for c in other["categories"] if c["name"] == class_name)
+    images = {int(i["id"]): i for i in out["images"]}
+    other_image = {Path(i["file_name"]).name: int(i["id"]) for i in other["images"]}
+    other_images = {int(i["id"]): i for i in other["images"]}
+    theirs: dict[int, list[dict[str, Any]]] = {}
+    for ann in other["annotations"]:
+        if int(ann["category_id"]) == other_category:
+            theirs.setdefault(int(ann["image_id"]), []).append(ann)
+    counterpart: dict[int, dict[str, Any]] = {}
+    for ann in out["annotations"]:
+        if int(ann["category_id"]) != category:
+            continue
+        image = images[int(ann["image_id"])]
+        candidates = theirs.get(other_image.get(Path(image["file_name"]).name, -1), [])
+        if not candidates:
+            continue
+        mine = _rle_of(ann, image)
+        rles = [_rle_of(c, other_images[int(c["image_id"])]) for c in candidates]
+        as_bytes = [{"size": r["size"], "counts": r["counts"].encode()} for r in [mine, *rles]]
+        # crowd flag: intersection over the candidate's own area; over the smaller of the two areas,
+        # one label lies inside the other (a part inside its whole, either way round)
+        areas = np.asarray(mask_utils.area(as_bytes), dtype=np.float64)
+        inter = np.asarray(mask_utils.iou(as_bytes[1:], as_bytes[:1], [1])).reshape(-1) * areas[1:]
+        inside = inter / np.maximum(np.minimum(areas[1:], areas[0]), 1.0)
+        best = int(np.argmax(inside))
+        # a label the other convention leaves unchanged (the pot hidden anyway) is no relabelling
+        if inside[best] >= 0.9 and abs(areas[1 + best] - areas[0]) > 0.05 * areas[0]:
+            counterpart[int(ann["id"])] = rles[best]
+    rng = random.Random(seed)
+    eligible = sorted(counterpart)
+    chosen = sorted(rng.sample(eligible, round(share * len(eligible)))) if eligible else []
+    picked = set(chosen)
+    for ann in out["annotations"]:
+        if int(ann["id"]) in picked:
+            rle = counterpart[int(ann["id"])]
+            ann["segmentation"], ann["bbox"], ann["area"] = rle, masklib.bbox(rle), float(masklib.area(rle))
+    return out, chosen
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    grown = torch.nn.functional.max_pool2d(torch.from_numpy(mask).float()[None, None], 3, stride=1, padding=1)
+    return grown[0, 0].numpy().astype(np.uint8)
+
+
+def fake_predictions(
+    coco: dict[str, Any], seed: int = 0, edge_noise: float = 0.0, miss: float = 0.0
+) -> list[dict[str, Any]]:
+    """COCO results we control, for tests and benchmarks: every label of `coco` found (score 0.7-0.99)
+    with its mask one pixel larger on half of them, and with `edge_noise` > 0 each side of the box cut
+    back, with probability 1/2, by up to that share of the object's height or width (a worse model);
+    `miss` of the objects not found at all. Unlike a mask eroded all round, thin parts (legs, handles)
+    survive, as they do for a model that learned them."""
+    rng = random.Random(seed)
+    images = {int(i["id"]): i for i in coco["images"]}
+    out = []
+    for ann in coco["annotations"]:
+        if ann.get("iscrowd") or rng.random() < miss:
+            continue
+        image = images[int(ann["image_id"])]
+        mask = masklib.decode(_rle_of(ann, image)).copy()
+        if rng.random() < 0.5:
+            mask = _dilate(mask)
+        if edge_noise > 0:
+            x, y, w, h = (int(round(v)) for v in masklib.bbox(masklib.encode(mask)))
+            for side in ("top", "bottom", "left", "right"):
+                if rng.random() < 0.5:
+                    continue
+                cut = int(round(rng.uniform(0, edge_noise) * (h if side in ("top", "bottom") else w)))
+                if side == "top":
+                    mask[y : y + cut] = 0
+                elif side == "bottom":
+                    mask[y + h - cut : y + h] = 0
+                elif side == "left":
+                    mask[:, x : x + cut] = 0
+                else:
+                    mask[:, x + w - cut : x + w] = 0
+        if not mask.any():
+            continue
+        rle = masklib.encode(mask)
+        out.append(
+            {
+                "image_id": int(ann["image_id"]),
+                "category_id": int(ann["category_id"]),
+                "bbox": masklib.bbox(rle),
+                "segmentation": rle,
+                "score": rng.uniform(0.7, 0.99),
+            }
+        )
+    return out

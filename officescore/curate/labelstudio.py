@@ -49,8 +49,13 @@ def audit_tasks(
     issues: list[dict[str, Any]],
     model_version: str,
     review_score: float = REVIEW_SCORE,
+    conventions: Sequence[dict[str, Any]] = (),
 ) -> tuple[Path, Path, int]:
-    """Write the review tasks; returns (tasks file, labelling config, number of tasks)."""
+    """Write the review tasks; returns (tasks file, labelling config, number of tasks).
+
+    `conventions` (ConventionSplit.to_dict()): every photo of a convention group becomes a task too,
+    with the group's class, number (1 = the minority), description and its labels on that photo in
+    the task data (`conventions`), so a team can pick one convention and relabel the other group."""
     from officescore.label.formats import LabelSchema, make_task, write_tasks
     from officescore.label.prelabel import image_reference, relative_name
 
@@ -58,7 +63,18 @@ def audit_tasks(
     for issue in issues:
         if issue["score"] >= review_score:
             flagged.setdefault(issue["image_id"], []).append(issue)
-    images = [image for image in split.images if image.id in flagged]
+    grouped: dict[int, list[dict[str, Any]]] = {}
+    by_id = split.by_id()
+    for convention in conventions:
+        for n, group in enumerate(convention["groups"], start=1):
+            ids = set(group["annotation_ids"])
+            for image_id in group["image_ids"]:
+                image_labels = [lab.id for lab in by_id[image_id].labels if lab.id in ids]
+                grouped.setdefault(image_id, []).append(
+                    {"class": convention["class"], "group": n, "description": group["description"],
+                     "annotation_ids": image_labels}
+                )  # fmt: skip
+    images = [image for image in split.images if image.id in flagged or image.id in grouped]
     schema = LabelSchema(tuple(split.classes), "polygon")
     by_image: dict[int, list[dict[str, Any]]] = {}
     for r in results:
@@ -66,9 +82,18 @@ def audit_tasks(
             by_image.setdefault(int(r["image_id"]), []).append(r)
     tasks = []
     root = _root([image.path for image in images]) if images else Path(".")
-    for image in sorted(images, key=lambda i: -max(x["score"] for x in flagged[i.id])):
+
+    # flagged photos by their worst issue, then convention photos (minority groups first)
+    def order(image: Any) -> tuple[float, int]:
+        worst = max((x["score"] for x in flagged.get(image.id, [])), default=0.0)
+        return (-worst, min((g["group"] for g in grouped.get(image.id, [])), default=0))
+
+    for image in sorted(images, key=order):
         keys = ("rank", "kind", "score", "annotation_id", "class", "suggested_class", "bbox")
-        task_issues = [{k: x[k] for k in keys} for x in flagged[image.id]]
+        task_issues = [{k: x[k] for k in keys} for x in flagged.get(image.id, [])]
+        data: dict[str, Any] = {"image_id": image.id, "file_name": image.file_name, "issues": task_issues}
+        if image.id in grouped:
+            data["conventions"] = grouped[image.id]
         tasks.append(
             make_task(
                 image_reference(relative_name(image.path, root), None),
@@ -78,7 +103,7 @@ def audit_tasks(
                 detections=_detections(by_image.get(image.id, []), split.classes, image.width, image.height),
                 model_version=model_version,
                 annotations=[{"category": lab.class_name, "segmentation": lab.rle} for lab in image.labels],
-                data={"image_id": image.id, "file_name": image.file_name, "issues": task_issues},
+                data=data,
             )
         )
     tasks_file, config = write_tasks(Path(out), tasks, schema)

@@ -107,3 +107,59 @@ def write_contact_sheets(
         sheet.save(path)
         paths.append(path)
     return paths
+
+
+def _crop_box(boxes: list[list[float]], height: int, width: int) -> tuple[int, int, int, int]:
+    """The union of [x, y, w, h] boxes with a 25 % margin, inside the photo, as PIL's (l, t, r, b)."""
+    x0 = min(b[0] for b in boxes)
+    y0 = min(b[1] for b in boxes)
+    x1 = max(b[0] + b[2] for b in boxes)
+    y1 = max(b[1] + b[3] for b in boxes)
+    mx, my = 0.25 * (x1 - x0) + 2, 0.25 * (y1 - y0) + 2
+    return (
+        max(0, int(x0 - mx)),
+        max(0, int(y0 - my)),
+        min(width, int(x1 + mx) + 1),
+        min(height, int(y1 + my) + 1),
+    )
+
+
+def write_convention_sheet(
+    path: Path,
+    split: SplitLabels,
+    results: list[dict[str, Any]],
+    members: list[tuple[int, int, int]],
+    title: str,
+) -> Path:
+    """One convention group: per member (image id, annotation id, prediction index) its label (left)
+    and the model's prediction of the object (right), cropped around both; the first PER_SHEET."""
+    images = split.by_id()
+    chunk = members[:PER_SHEET]
+    rows_n = max(1, (len(chunk) + COLUMNS - 1) // COLUMNS)
+    sheet = Image.new("RGB", (COLUMNS * 2 * PANEL, CAPTION + rows_n * (PANEL + CAPTION)), (0, 0, 0))
+    ImageDraw.Draw(sheet).text((4, 3), title[: COLUMNS * 2 * PANEL // 6], fill=(255, 255, 255))
+    for n, (image_id, annotation_id, prediction) in enumerate(chunk):
+        image = images[image_id]
+        label = next(lab for lab in image.labels if lab.id == annotation_id)
+        pred = results[prediction]
+        try:
+            photo = load_image(image.path)
+        except BadImageError:
+            photo = Image.new("RGB", (image.width, image.height), (80, 80, 80))
+        box = _crop_box([label.bbox, list(pred["bbox"])], image.height, image.width)
+        name = split.classes[int(pred["category_id"]) - 1]
+        tile = Image.new("RGB", (2 * PANEL, PANEL + CAPTION), (30, 30, 30))
+        # crop, then grow to the panel before drawing, so outlines are panel pixels thin
+        crop = photo.crop(box)
+        scale = PANEL / max(crop.size)
+        size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
+        crop = crop.resize(size, Image.Resampling.BILINEAR)
+        for k, (cls, rle) in enumerate(((label.class_name, label.rle), (name, pred["segmentation"]))):
+            cut = Image.fromarray(masklib.decode(rle)[box[1] : box[3], box[0] : box[2]] * 255)
+            grown = (np.asarray(cut.resize(size, Image.Resampling.NEAREST)) > 0).astype(np.uint8)
+            tile.paste(_panel(crop, [(cls, masklib.encode(grown), False)]), (k * PANEL, 0))
+        caption = f"label {annotation_id} | prediction ({Path(image.file_name).name})"
+        ImageDraw.Draw(tile).text((4, PANEL + 3), caption[:70], fill=(255, 255, 255))
+        sheet.paste(tile, ((n % COLUMNS) * 2 * PANEL, CAPTION + (n // COLUMNS) * (PANEL + CAPTION)))
+    sheet.save(path)
+    return path

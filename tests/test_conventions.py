@@ -1,0 +1,271 @@
+"""Labelling conventions (`audit --conventions`): a share of plants (or desks) labelled without their
+pots (legs) is found as a group named by its side and part; a clean set reports nothing; the run
+folder holds conventions.json and one contact sheet per group with the group's photos; the review
+tasks carry each group's description. Predictions are the ground truth with controlled noise
+(officescore.curate.inject.fake_predictions), so nothing here trains."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from scoremodels import write_checkpoint
+
+from officescore.cli import main
+from officescore.curate import conventions as conv
+from officescore.curate.audit import audit_predictions
+from officescore.curate.inject import fake_predictions, inject_convention
+from officescore.curate.labels import load_split
+from officescore.curate.sheets import COLUMNS, PANEL, _crop_box
+from officescore.ingest import ingest_export
+from officescore.sample import write_sample
+
+SCENES, SIZE = 90, 160  # ~40 plants and ~70 desks in train
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The same scenes labelled whole (ingested) and with plants as leaves and desks as tops."""
+    root = tmp_path_factory.mktemp("conventions")
+    write_sample(root / "whole", n_images=SCENES, seed=3, size=SIZE)
+    write_sample(root / "parts", n_images=SCENES, seed=3, size=SIZE, masks={"plant": "leaves", "desk": "top"})
+    ingest_export(root / "whole" / "annotations.json", out=root / "dataset", val_fraction=0.1, seed=0)
+    dataset = root / "dataset"
+    return {
+        "dataset": dataset,
+        "train": json.loads((dataset / "train.json").read_text()),
+        "parts": json.loads((root / "parts" / "annotations.json").read_text()),
+    }
+
+
+def _audit(dataset: Path, labels: dict[str, Any], predictions: list[dict[str, Any]]) -> Any:
+    original = (dataset / "train.json").read_text()
+    (dataset / "train.json").write_text(json.dumps(labels))
+    try:
+        return audit_predictions(load_split(dataset, "train"), predictions)
+    finally:
+        (dataset / "train.json").write_text(original)
+
+
+@pytest.mark.parametrize(("name", "part"), [("plant", "the pot"), ("desk", "the legs")])
+def test_an_injected_split_is_found_and_named_by_its_side_and_part(
+    sets: dict[str, Any], name: str, part: str
+) -> None:
+    for seed in range(2):
+        mixed, changed = inject_convention(sets["train"], sets["parts"], name, 0.3, seed=seed)
+        assert len(changed) >= 8
+        # the model learned the whole objects (a little noise on every side)
+        report = _audit(
+            sets["dataset"], mixed, fake_predictions(sets["train"], seed, edge_noise=0.1)
+        ).conventions
+        assert [s.class_name for s in report.splits] == [name], report.to_list()
+        split = report.splits[0]
+        minority, majority = split.groups
+        found = set(minority.annotation_ids) & set(changed)
+        assert len(found) >= 0.9 * len(changed), (len(found), len(changed))
+        assert len(set(minority.annotation_ids) - set(changed)) <= 1  # hardly any whole label in it
+        assert f"stop above {part}" in minority.description and "bottom" in minority.description
+        assert minority.sides["bottom"] > 0.25 and minority.area_ratio < 0.8
+        assert majority.area_ratio > 0.9 and "match" in majority.description
+        assert split.feature == "height" and split.confidence >= 0.5
+        assert set(minority.image_ids) == {
+            a["image_id"] for a in mixed["annotations"] if a["id"] in set(minority.annotation_ids)
+        }
+
+
+def test_a_clean_set_reports_no_convention(sets: dict[str, Any]) -> None:
+    for seed in range(3):
+        for noise in (0.0, 0.1, 0.2):
+            report = _audit(
+                sets["dataset"], sets["train"], fake_predictions(sets["train"], seed, edge_noise=noise)
+            ).conventions
+            assert report.splits == [], (seed, noise, report.to_list())
+            assert report.pairs["desk"] >= 40 and report.pairs["plant"] >= 20
+
+
+def _pairs(heights: list[float]) -> list[conv.Pair]:
+    return [
+        conv.Pair("plant", k, k, k, np.array([0.0, 0.0, h, 0.0, 0.0]), 1.0 - h) for k, h in enumerate(heights)
+    ]
+
+
+def test_a_tail_is_no_convention_but_a_second_peak_is() -> None:
+    rng = np.random.default_rng(0)
+    spike = list(np.zeros(40))
+    # a model's bad masks: a tail thinning out steadily from the majority
+    tail = list(np.abs(rng.normal(0, 0.25, 12)) + 0.05)
+    assert conv.class_split("plant", _pairs(spike + tail)) is None
+    # the tail's extreme end alone is tight, but there is no gap before it
+    ramp = list(np.linspace(0.05, 0.4, 12)) + [0.41, 0.42, 0.43, 0.44, 0.45]
+    assert conv.class_split("plant", _pairs(spike + ramp)) is None
+    # a second peak, 10 labels 30-40 % short at the bottom
+    peak = list(rng.uniform(0.3, 0.4, 10))
+    split = conv.class_split("plant", _pairs(spike + peak))
+    assert split is not None and len(split.groups[0].pairs) == 10
+    assert "stop above the pot" in split.groups[0].description
+    # too few for a group
+    assert conv.class_split("plant", _pairs(spike + peak[:4])) is None
+
+
+def _box_iou(a: list[float], b: list[float]) -> float:
+    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return iw * ih / (a[2] * a[3] + b[2] * b[3] - iw * ih)
+
+
+def _sheet_tiles(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
+
+
+def test_run_folder_sheets_tasks_and_json(
+    sets: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = sets["dataset"]
+    mixed, changed = inject_convention(sets["train"], sets["parts"], "plant", 0.3, seed=0)
+    predictions = fake_predictions(sets["train"], 0, edge_noise=0.1)
+    monkeypatch.setattr("officescore.curate.predictions.predict_images", lambda *a, **k: predictions)
+    original = (dataset / "train.json").read_text()
+    (dataset / "train.json").write_text(json.dumps(mixed))
+    try:
+        model = write_checkpoint(tmp_path / "m.pt")
+        review = tmp_path / "review.json"
+        args = [
+            "audit",
+            str(dataset),
+            "--model",
+            str(model),
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, "--labelstudio", str(review), "--json"])
+        assert int(exit_info.value.code or 0) == 0
+        doc = json.loads(capsys.readouterr().out)
+        split = load_split(dataset, "train")
+    finally:
+        (dataset / "train.json").write_text(original)
+    # --json and conventions.json: the issue's contract, minority first
+    assert doc["conventions"] == json.loads((tmp_path / "run" / "conventions.json").read_text())
+    [plant] = doc["conventions"]
+    assert plant["class"] == "plant" and 0.5 <= plant["confidence"] <= 1.0
+    minority, majority = plant["groups"]
+    for group in plant["groups"]:
+        assert {"annotation_ids", "image_ids", "size", "description", "area_ratio"} <= set(group)
+        assert group["size"] == len(group["annotation_ids"])
+    assert minority["size"] < majority["size"] and minority["area_ratio"] < majority["area_ratio"]
+    assert len(set(minority["annotation_ids"]) & set(changed)) >= 0.9 * len(changed)
+    # one contact sheet per group, holding the group's photos: each tile's left half is the crop
+    # around its label from that photo (closer to it than the same crop of any other photo)
+    images = split.by_id()
+    plant_id = split.classes.index("plant") + 1
+    for n, group in enumerate(plant["groups"], start=1):
+        sheet = _sheet_tiles(tmp_path / "run" / f"conventions_plant_{n}.png")
+        tiles = min(group["size"], 12)
+        assert sheet.shape[0] == 18 + ((tiles + COLUMNS - 1) // COLUMNS) * (PANEL + 18)
+        for k in range(min(tiles, 3)):
+            ann_id = group["annotation_ids"][k]
+            label = next(lab for im in images.values() for lab in im.labels if lab.id == ann_id)
+            owner = next(im for im in images.values() if any(lab.id == ann_id for lab in im.labels))
+            assert owner.id in group["image_ids"]
+            x0, y0 = (k % COLUMNS) * 2 * PANEL, 18 + (k // COLUMNS) * (PANEL + 18)
+            tile = sheet[y0 : y0 + PANEL, x0 : x0 + PANEL]
+
+            # the sheet crops around the label and the prediction paired with it
+            mine = [p for p in predictions if p["image_id"] == owner.id and p["category_id"] == plant_id]
+            pred = max(mine, key=lambda p: _box_iou(p["bbox"], label.bbox))
+            boxes = [label.bbox, pred["bbox"]]
+
+            def distance(photo_path: Path, tile: np.ndarray = tile, boxes: list[Any] = boxes) -> float:
+                photo = Image.open(photo_path).convert("RGB")
+                crop = photo.crop(_crop_box(boxes, photo.height, photo.width))
+                scale = PANEL / max(crop.size)
+                crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))))
+                part = tile[: crop.height, : crop.width]
+                return float(np.abs(np.asarray(crop, dtype=np.float32) - part).mean())
+
+            own = distance(owner.path)
+            others = [distance(im.path) for im in list(images.values())[:15] if im.id != owner.id]
+            assert own < min(others), (own, min(others))
+    # the review tasks: every photo of each group, with the group's description in the task data
+    tasks = json.loads(review.read_text())
+    with_groups = {
+        t["data"]["image_id"]: t["data"]["conventions"] for t in tasks if "conventions" in t["data"]
+    }
+    for n, group in enumerate(plant["groups"], start=1):
+        for image_id in group["image_ids"]:
+            entries = [e for e in with_groups[image_id] if e["group"] == n]
+            assert entries and entries[0]["description"] == group["description"]
+            assert set(entries[0]["annotation_ids"]) <= set(group["annotation_ids"])
+    assert (
+        sum(len(e["annotation_ids"]) for v in with_groups.values() for e in v if e["group"] == 1)
+        == minority["size"]
+    )
+
+
+def test_sample_mask_conventions_change_labels_not_photos(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from officescore.sample import render_scene, scene_rng
+
+    seen = {"plant": 0, "desk": 0}
+    for index in range(12):
+        whole = render_scene(scene_rng(4, index), 128)
+        parts = render_scene(scene_rng(4, index), 128, {"plant": "leaves", "desk": "top"})
+        assert np.array_equal(np.asarray(whole.image), np.asarray(parts.image))
+        for inst in parts.instances:
+            if inst.category not in seen:
+                continue
+            [full] = [
+                w for w in whole.instances if w.category == inst.category and (w.mask & inst.mask).any()
+            ][:1]
+            assert not (inst.mask & ~full.mask).any()  # a part of the whole object
+            if inst.area < full.area:  # what is left out lies at the bottom
+                seen[inst.category] += 1
+                left_out = np.nonzero(full.mask & ~inst.mask)[0]
+                assert np.median(left_out) > np.median(np.nonzero(inst.mask)[0])
+    assert seen["plant"] >= 2 and seen["desk"] >= 5, seen
+    # the CLI switch, default unchanged, unknown conventions refused in one line
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", str(tmp_path / "s"), "-n", "2", "--size", "96", "--plant-mask", "leaves", "--json"])
+    assert exit_info.value.code in (0, None)
+    doc = json.loads((tmp_path / "s" / "annotations.json").read_text())
+    assert doc["info"]["mask_conventions"] == {"plant": "leaves", "desk": "whole"}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", str(tmp_path / "t"), "-n", "2", "--size", "96", "--plant-mask", "pot"])
+    assert exit_info.value.code == 2 and "plant='pot'" in capsys.readouterr().err
+
+
+def test_cli_report_names_the_split_and_the_consistent_classes(
+    sets: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = sets["dataset"]
+    mixed, _ = inject_convention(sets["train"], sets["parts"], "desk", 0.3, seed=1)
+    predictions = fake_predictions(sets["train"], 1, edge_noise=0.1)
+    monkeypatch.setattr("officescore.curate.predictions.predict_images", lambda *a, **k: predictions)
+    monkeypatch.setenv("COLUMNS", "250")
+    original = (dataset / "train.json").read_text()
+    (dataset / "train.json").write_text(json.dumps(mixed))
+    try:
+        model = write_checkpoint(tmp_path / "m.pt")
+        base = ["audit", str(dataset), "--model", str(model), "--device", "cpu"]
+        outputs = []
+        for n, extra in enumerate(([], ["--conventions"])):
+            with pytest.raises(SystemExit) as exit_info:
+                main([*base, "--out", str(tmp_path / f"run{n}"), *extra])
+            assert int(exit_info.value.code or 0) == 0
+            outputs.append(capsys.readouterr().out)
+    finally:
+        (dataset / "train.json").write_text(original)
+    default, only = outputs
+    for out in outputs:
+        assert "labelling conventions" in out and "stop above the legs" in out and "minority" in out
+        assert "conventions_desk_1.png" in out
+    assert "issues" in default and "issues" not in only  # --conventions: that report alone
+    assert "plant: one convention" in only and "desk: one convention" not in only
