@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from officescore.attributes import value_name
 from officescore.errors import DataError
 from officescore.files import atomic_write
 from officescore.ingest.write import DATASET_FORMAT, readable_as_umask_allows
@@ -43,6 +44,8 @@ class HealthReport:
     problems_by_kind: dict[str, int]
     problems: list[dict[str, str]] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
+    # class -> attribute -> split -> {value: n, "unlabelled": n}, for the classes with attributes
+    attributes: dict[str, dict[str, dict[str, dict[str, int]]]] = field(default_factory=dict)
 
     @property
     def problem_count(self) -> int:
@@ -57,6 +60,7 @@ class HealthReport:
             "duplicate_groups": self.duplicate_groups,
             "problems": {"total": self.problem_count, "by_kind": self.problems_by_kind},
             "dropped": self.dropped,
+            "attributes": self.attributes,
         }
 
 
@@ -119,6 +123,31 @@ def _split_stats(coco: dict[str, Any], names: dict[int, str], classes: list[str]
     )
 
 
+def _attribute_counts(
+    coco: dict[str, Any], names: dict[int, str], split: str, out: dict[str, Any], schema: dict[str, Any]
+) -> None:
+    """Adds this split's value counts (unlabelled ones apart) to out[class][attribute][split]."""
+    for class_name, declared in schema.items():
+        for name, spec in declared.items():
+            values = (
+                ["yes", "no"] if spec.get("kind") == "yesno" else [str(v) for v in spec.get("values", [])]
+            )
+            out.setdefault(class_name, {}).setdefault(name, {})[split] = dict.fromkeys(
+                [*values, "unlabelled"], 0
+            )
+    for ann in coco["annotations"]:
+        if ann.get("iscrowd"):
+            continue
+        per_attribute = out.get(names[ann["category_id"]], {})
+        unlabelled = set(ann.get("unlabelled", ()))
+        for name, value in (ann.get("attributes") or {}).items():
+            if name not in per_attribute:
+                continue
+            key = "unlabelled" if name in unlabelled else value_name(value)
+            counts = per_attribute[name][split]
+            counts[key] = counts.get(key, 0) + 1
+
+
 def health_report(dataset_dir: Path) -> HealthReport:
     """Compute the report from a data-set folder written by `officescore ingest`."""
     dataset_dir = Path(dataset_dir)
@@ -127,6 +156,8 @@ def health_report(dataset_dir: Path) -> HealthReport:
     splits: dict[str, SplitStats] = {}
     sizes = {name: {"small": 0, "medium": 0, "large": 0} for name in classes}
     areas: dict[str, list[float]] = {name: [] for name in classes}
+    attributes: dict[str, Any] = {}
+    schema = meta.get("attributes") or {}
     for split in SPLITS:
         coco = _read_json(dataset_dir / f"{split}.json")
         try:
@@ -136,6 +167,7 @@ def health_report(dataset_dir: Path) -> HealthReport:
                     f"{dataset_dir / f'{split}.json'}: categories do not match dataset.json classes"
                 )
             splits[split] = _split_stats(coco, names, classes)
+            _attribute_counts(coco, names, split, attributes, schema)
             for ann in coco["annotations"]:
                 if not ann.get("iscrowd"):
                     name = names[ann["category_id"]]
@@ -157,6 +189,7 @@ def health_report(dataset_dir: Path) -> HealthReport:
         problems_by_kind=dict(problems.get("by_kind", {})),
         problems=list(problems.get("items", [])),
         dropped=dict(counts.get("dropped", {})),
+        attributes=attributes,
     )
 
 
