@@ -92,6 +92,12 @@ def push(
     ),
     conf: float = typer.Option(0.3, "--conf", help="Keep detections with at least this score (0-1)."),
     mask: str = typer.Option("polygon", "--mask", help="Region kind of a new project: polygon or brush."),
+    attributes: Path = typer.Option(
+        None,
+        "--attributes",
+        help="Attribute schema for a new project's per-region choices (TOML; default: the model's, "
+        "else the package's data/attributes.toml).",
+    ),
     local_root: Path = typer.Option(
         None,
         "--local-root",
@@ -112,6 +118,7 @@ def push(
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Create or reuse a project and add photos not yet in it (with the model's predictions)."""
+    from officescore.attributes import load_schema
     from officescore.errors import ConfigError
     from officescore.label.client import check_project_title
     from officescore.label.formats import MASK_KINDS
@@ -145,6 +152,7 @@ def push(
             local_root,
             batch_size,
             reporter=reporter(json_output),
+            attributes=load_schema(attributes) if attributes is not None else None,
         )
     if json_output:
         print_json(result.to_dict())

@@ -120,6 +120,11 @@ def train(
         "--model-opt",
         help="Model option KEY=VALUE (repeatable or comma-separated), e.g. rpn_post_nms_top_n_train=300.",
     ),
+    attributes: bool = typer.Option(
+        True,
+        "--attributes/--no-attributes",
+        help="Train the attribute head when the data set has labelled attributes (dataset.json).",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Fine-tune Mask R-CNN; saves last/best checkpoints, metrics.csv and plots per run."""
@@ -149,7 +154,7 @@ def train(
         val_every=val_every,
         max_train_images=max_train_images,
         warmup_iters=warmup_iters,
-        model_kwargs=_model_options(model_opt),
+        model_kwargs=_model_options(model_opt) | ({} if attributes else {"attributes": {}}),
     )
     progress = reporter(json_output)
     try:

@@ -207,6 +207,8 @@ def _coco_annotations(
                 "iscrowd": 0,
             }
         )
+        if region.attributes:  # per-region choices, as CVAT writes attributes (ingest reads both)
+            found[-1]["attributes"] = dict(region.attributes)
     return found
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from officescore import DEFAULT_CLASSES
+from officescore.attributes import AttributeSchema, load_schema
 from officescore.errors import ConfigError
 from officescore.label.client import LabelStudio, LabelStudioError, Project
 from officescore.label.formats import POLYGON, LabelSchema, make_task, read_tasks
@@ -94,10 +95,13 @@ def push_images(
     batch_size: int = 2,
     simplify: float = DEFAULT_SIMPLIFY,
     reporter: Reporter = SILENT,
+    attributes: AttributeSchema | None = None,
 ) -> PushResult:
     """Add the photos not yet in project `title`, each with the model's prediction when `loaded`.
 
-    A new project labels `classes`, else the model's classes, else the ten office classes.
+    A new project labels `classes`, else the model's classes, else the ten office classes, with a
+    per-region choice for each attribute of `attributes` (default: the model's attribute head's, else
+    the package's data/attributes.toml); predicted attribute values go into the predictions.
     """
     images = collect_images(inputs)
     names = [relative_name(i.path, Path(local_root), "--local-root") for i in images] if local_root else None
@@ -108,8 +112,11 @@ def push_images(
             raise ConfigError(
                 f"--classes leaves out {', '.join(unknown)}, which the model predicts; add them"
             )
+    if attributes is None:
+        head = loaded.predictor.attributes if loaded is not None else AttributeSchema()
+        attributes = head if head else load_schema()
     project, created = ensure_project(
-        client, title, LabelSchema(tuple(class_list), mask), loaded and loaded.classes
+        client, title, LabelSchema(tuple(class_list), mask, attributes=attributes), loaded and loaded.classes
     )
     schema = project.schema
     present = set() if created else existing_sha256s(client, project.id)
