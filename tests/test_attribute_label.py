@@ -29,11 +29,7 @@ def test_config_has_per_region_choices_and_reads_back() -> None:
     xml = schema.config_xml()
     assert 'name="chair__armrests"' in xml and 'perRegion="true"' in xml and 'whenLabelValue="chair"' in xml
     back = LabelSchema.from_config(xml)
-    assert back.attributes.to_dict() == {
-        "chair": {"armrests": {"kind": "yesno", "default": False}},
-        "lamp": {"kind": {"kind": "choice", "values": ["desk", "floor"], "default": "desk"}},
-        "plant": {"size": {"kind": "choice", "values": ["small", "large"], "default": "small"}},
-    }
+    assert back.attributes == load_schema()  # kinds, values, defaults (the first value) and hints
     assert not LabelSchema.from_config(LabelSchema(CLASSES).config_xml()).attributes  # none asked, none there
     only_desk = LabelSchema(("desk",), attributes=load_schema())
     assert "Choices" not in only_desk.config_xml()  # attributes of classes the project lacks are left out
@@ -119,7 +115,7 @@ def test_label_studio_round_trip_keeps_every_attribute(labelstudio, tmp_path: Pa
     from officescore.label.pull import pull_project
     from officescore.sample import write_sample
 
-    write_sample(tmp_path / "sample", n_images=3, seed=7, size=128)
+    write_sample(tmp_path / "sample", n_images=6, seed=7, size=128)
     truth = json.loads((tmp_path / "sample" / "annotations.json").read_text())
     names = {c["id"]: c["name"] for c in truth["categories"]}
     client = LabelStudio.connect(labelstudio.url, labelstudio.api_key)
@@ -172,3 +168,37 @@ def test_label_studio_round_trip_keeps_every_attribute(labelstudio, tmp_path: Pa
         if "attributes" in a
     ]
     assert sum(len(a["attributes"]) - len(a["unlabelled"]) for a in written) == labelled
+
+
+def test_push_writes_predicted_attributes_and_pull_reads_them_back(labelstudio, tmp_path: Path) -> None:  # noqa: ANN001
+    """`label push` with a model whose head is sure every chair has armrests: the project's config has
+    the choices, each chair prediction a "yes"; accepted as is, `label pull` writes armrests yes."""
+    from scoremodels import write_scenes
+    from test_attribute_model import _attribute_checkpoint
+
+    from officescore.label.client import LabelStudio
+    from officescore.label.predict import load_predictor
+    from officescore.label.pull import pull_project
+    from officescore.label.push import push_images
+
+    client = LabelStudio.connect(labelstudio.url, labelstudio.api_key)
+    photos = write_scenes(tmp_path / "photos", n=2)
+    model = _attribute_checkpoint(tmp_path / "arms.pt", armrests=True)
+    loaded = load_predictor(str(model), "cpu", 0.5, None, "fp32", [])
+    pushed = push_images(client, "attribute push", [str(p) for p in photos], loaded, conf=0.5)
+    project = client.project("attribute push")
+    assert project.schema.attributes == load_schema()  # the model's schema became the config's choices
+    tasks = client.export_tasks(pushed.project_id)
+    assert len(tasks) == 2
+    chairs = 0
+    for task in tasks:
+        (prediction,) = client.sdk.predictions.list(task=task["id"])
+        result = list(prediction.result or [])
+        regions = result_regions(result)
+        assert regions and all(r.attributes == {"armrests": "yes"} for r in regions)
+        chairs += len(regions)
+        client.sdk.annotations.create(id=task["id"], result=result)  # the labeller accepts it
+    pull_project(client, "attribute push", tmp_path / "pulled")
+    coco = json.loads((tmp_path / "pulled" / "annotations.json").read_text())
+    assert len(coco["annotations"]) == chairs
+    assert all(a["attributes"] == {"armrests": "yes"} for a in coco["annotations"])

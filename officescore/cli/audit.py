@@ -27,7 +27,8 @@ EXAMPLES = """
 
 Writes runs/audit/NAME (audit, audit2, ...): issues.json, predictions.json, images.csv (one quality
 per photo, lowest first) and contact_sheet_NN.png (labels left, predictions right, suspect in white).
-Kinds: missing, wrong_class, bad_mask, spurious, duplicate; scores in [0, 1], higher = likelier wrong.
+Kinds: missing, wrong_class, bad_mask, spurious, duplicate, wrong_attribute; scores in [0, 1], higher =
+likelier wrong.
 """
 
 SHOWN = 20  # issues in the table (all of them are in issues.json)
@@ -55,7 +56,7 @@ def audit(
     ),
     json_output: bool = typer.Option(False, "--json", help="Print the issues and image qualities as JSON."),
 ) -> None:
-    """Rank likely label errors (missing, wrong_class, bad_mask, spurious, duplicate) for review."""
+    """Rank likely label errors (missing, wrong_class, bad_mask, spurious, duplicate, wrong_attribute)."""
     from officescore.curate.audit import run_audit
 
     run = run_audit(

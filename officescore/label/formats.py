@@ -164,6 +164,10 @@ def _config_attributes(root: ElementTree.Element, classes: tuple[str, ...]) -> A
             spec = {"kind": "choice", "values": values, "default": values[0]}
         else:
             continue
+        header = next((e.get("value", "") for e in element.iter("Header")), "")
+        description = header.removeprefix(f"{class_name}: ")
+        if description and description != attribute and description != header:
+            spec["description"] = description  # the labellers' hint config_xml wrote
         found.setdefault(class_name, {})[attribute] = spec
     try:
         return AttributeSchema.from_dict(found, "the project's labelling config")
