@@ -333,3 +333,40 @@ def test_training_saves_the_head_with_the_schema_and_can_leave_it_off(tmp_path: 
     off.model_kwargs["attributes"] = {}  # what `train --no-attributes` passes
     plain = load_checkpoint(train(off).last_checkpoint)
     assert not any(k.startswith("roi_heads.attribute_predictor.") for k in plain["model"])
+
+
+def test_eval_table_shows_attributes(capsys: pytest.CaptureFixture[str]) -> None:
+    from officescore.cli.evaluate import _show_attributes
+
+    row = {
+        "n": 3,
+        "accuracy": 2 / 3,
+        "macro_f1": 2 / 3,
+        "values": ["no", "yes"],
+        "confusion": [[1, 0], [1, 1]],
+    }
+    _show_attributes({"chair.armrests": row})
+    out = capsys.readouterr().out
+    assert "chair.armrests" in out and "0.667" in out and "yes: no=1 yes=1" in out
+
+
+def test_score_cli_shows_attributes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from officescore.cli import main
+
+    photo = write_scenes(tmp_path / "photos", n=1)[0]
+    model = _attribute_checkpoint(tmp_path / "arms.pt", armrests=True)
+    args = ["score", str(photo), "--model", str(model), "--device", "cpu", "--precision", "fp32"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--json"])
+    assert exit_info.value.code == 0
+    payload = json.loads(capsys.readouterr().out)
+    (photo_json,) = payload["photos"]
+    detections = photo_json["detections"]
+    assert detections and all(d["attributes"] == {"armrests": True} for d in detections)
+    assert any(
+        r["rule"] == "chair.armrests=yes" and r["earned"] == 3 for r in photo_json["score"]["attributes"]
+    )
+    with pytest.raises(SystemExit):
+        main(args)
+    out = capsys.readouterr().out
+    assert "armrests" in out and "chair.armrests=yes (bonus)" in out
