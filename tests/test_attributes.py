@@ -188,3 +188,24 @@ def test_stats_table_shows_attribute_counts(tmp_path: Path, capsys: pytest.Captu
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "Attributes" in out and "armrests" in out and "unlabelled 0" in out
+
+
+def test_attribute_forms_of_other_tools() -> None:
+    from officescore.ingest.attributes import raw_attributes, read_attributes
+
+    # Hasty / V7 style: a list of name/value pairs; CVAT's own keys are not the class's attributes.
+    ann = {"attributes": [{"name": "size", "value": "large"}, {"name": "occluded", "value": True}]}
+    assert raw_attributes(ann) == {"size": "large"}
+    assert raw_attributes({"attributes": {"rotation": 0.0, "track_id": 3, "kind": "floor"}}) == {
+        "kind": "floor"
+    }
+    assert raw_attributes({"attributes": "armrests"}) == {} and raw_attributes({}) == {}
+    problems: list[tuple[str, str, str]] = []
+    values, unlabelled = read_attributes(
+        {"attributes": {"armrests": "", "kind": "floor"}},
+        "chair",
+        load_schema(),
+        lambda *p: problems.append(p),
+    )
+    assert values == {"armrests": False} and unlabelled == ["armrests"]  # "" = not set
+    assert [p[0] for p in problems] == ["attribute_unknown"]  # kind is a lamp's attribute
