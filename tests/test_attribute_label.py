@@ -198,7 +198,8 @@ def test_push_writes_predicted_attributes_and_pull_reads_them_back(labelstudio, 
         assert regions and all(r.attributes == {"armrests": "yes"} for r in regions)
         chairs += len(regions)
         client.sdk.annotations.create(id=task["id"], result=result)  # the labeller accepts it
-    pull_project(client, "attribute push", tmp_path / "pulled")
+    pulled = pull_project(client, "attribute push", tmp_path / "pulled")
+    assert pulled.attributes == load_schema()  # what `label pull --ingest` checks the values with
     coco = json.loads((tmp_path / "pulled" / "annotations.json").read_text())
     assert len(coco["annotations"]) == chairs
     assert all(a["attributes"] == {"armrests": "yes"} for a in coco["annotations"])

@@ -197,7 +197,9 @@ def pull(
     if ingest is not None:
         from officescore.ingest import ingest_export
 
-        ingested = ingest_export(result.export, out=ingest, reporter=reporter(json_output))
+        # The project's attribute choices, when it has any (else ingest's default schema).
+        schema = result.attributes or None
+        ingested = ingest_export(result.export, out=ingest, reporter=reporter(json_output), attributes=schema)
     if json_output:
         print_json({"pull": result.to_dict(), "ingest": ingested.to_dict() if ingested else None})
         return
