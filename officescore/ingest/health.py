@@ -193,15 +193,40 @@ def health_report(dataset_dir: Path) -> HealthReport:
     )
 
 
+def _attribute_panel(axis: Any, report: HealthReport) -> None:
+    """Horizontal bars: one row per class.attribute value (and unlabelled), summed over splits."""
+    rows: list[tuple[str, int]] = []
+    for class_name, per_attribute in report.attributes.items():
+        for name, per_split in per_attribute.items():
+            totals: dict[str, int] = {}
+            for counts in per_split.values():
+                for value, n in counts.items():
+                    totals[value] = totals.get(value, 0) + n
+            rows += [(f"{class_name}.{name}={value}", n) for value, n in totals.items()]
+    labels = [label for label, _ in rows]
+    axis.barh(
+        range(len(rows)),
+        [n for _, n in rows],
+        color=["tab:gray" if "unlabelled" in t else "tab:blue" for t in labels],
+    )
+    axis.set_yticks(range(len(rows)), labels, fontsize=7)
+    axis.invert_yaxis()
+    axis.set_xlabel("objects (train + val)")
+    axis.set_title("Attribute values")
+
+
 def save_health_plot(report: HealthReport, path: Path) -> Path:
-    """PNG with instances per class per split (bars) and the object-size histogram (sqrt of area)."""
+    """PNG with instances per class per split (bars) and the object-size histogram (sqrt of area);
+    with attributes, a third panel: labelled values per class attribute (stacked over splits)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    figure, (balance, size) = plt.subplots(1, 2, figsize=(12, 4.5))
+    panels = 3 if report.attributes else 2
+    figure, axes = plt.subplots(1, panels, figsize=(12, 4.5))
+    balance, size = axes[0], axes[1]
     x = np.arange(len(report.classes))
     width = 0.8 / len(SPLITS)
     for i, split in enumerate(SPLITS):
@@ -222,6 +247,8 @@ def save_health_plot(report: HealthReport, path: Path) -> Path:
     size.set_xlabel("sqrt(mask area) in pixels (COCO small < 32, large > 96)")
     size.set_ylabel("instances")
     size.set_title("Object sizes")
+    if report.attributes:
+        _attribute_panel(axes[2], report)
     figure.tight_layout()
     path = Path(path)
     try:
