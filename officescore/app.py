@@ -205,10 +205,11 @@ def objects_table(detections: Sequence[Any]) -> Any:
             "score": f"{d.score:.3f}",
             "share of image": f"{d.share:.1%}",
             "box": ", ".join(f"{v:.0f}" for v in d.box),
+            "attributes": " ".join(d.label().split(" ")[2:]),  # "armrests", "floor"
         }
         for d in sorted(detections, key=lambda d: -d.score)
     ]
-    frame = pd.DataFrame(rows, columns=["class", "score", "share of image", "box"])
+    frame = pd.DataFrame(rows, columns=["class", "score", "share of image", "box", "attributes"])
 
     def colours(name: str) -> str:
         ink = "#000000" if text_colour(class_colour(name)) == (0, 0, 0) else "#ffffff"
@@ -242,6 +243,10 @@ def _render(st: Any, image: Any, result: Any, office: Any, classes: list[str]) -
                     "bonus": r.bonus,
                 }
                 for r in office.breakdown
+            ]
+            + [
+                {"class": r.rule, "count": r.count, "points": r.earned, "of": r.possible, "bonus": True}
+                for r in office.attributes
             ],
             hide_index=True,
         )

@@ -25,7 +25,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from officescore import masks as masklib
-from officescore.errors import DataError
+from officescore.attributes import AttributeSchema
+from officescore.errors import DataError, UserError
 from officescore.images import load_image
 
 Target = dict[str, Any]
@@ -68,7 +69,9 @@ class OfficeDataset(Dataset):
     """(image float32 3xHxW in [0, 1], target) pairs ready for torchvision's Mask R-CNN.
 
     target: boxes (float32 Nx4 xyxy), labels (int64 N, 1..K), masks (uint8 NxHxW),
-    image_id (int), area (float32 N, mask pixels), iscrowd (int64 N).
+    image_id (int), area (float32 N, mask pixels), iscrowd (int64 N), and when dataset.json declares
+    attributes, attributes (int64 N x A: each attribute's value index, in `self.attributes` order,
+    or -1 where it was not labelled or is not the object's class's).
     """
 
     collate_fn = staticmethod(collate_fn)
@@ -95,6 +98,12 @@ class OfficeDataset(Dataset):
         if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
             raise DataError(f'{meta_path}: no list of class names under "classes"; {hint}')
         self.classes: list[str] = list(classes)
+        try:
+            schema = AttributeSchema.from_dict(meta.get("attributes"), str(meta_path))
+        except UserError as exc:
+            raise DataError(f"{exc}; {hint.replace('first', 'again')}") from exc
+        self.attributes = schema.restricted(self.classes)
+        self.labelled_attributes = 0  # (object, attribute) pairs with a labelled value in this split
         self.annotation_file = self.dataset_dir / f"{split}.json"
         if not self.annotation_file.is_file():
             splits = sorted(p.stem for p in self.dataset_dir.glob("*.json") if p.name != "dataset.json")
@@ -133,7 +142,12 @@ class OfficeDataset(Dataset):
             if "segmentation" not in ann:
                 raise DataError(f"{where}: annotation {ann.get('id')} has no segmentation")
             by_image[image_id].append(
-                {"segmentation": ann["segmentation"], "label": label, "iscrowd": int(ann.get("iscrowd", 0))}
+                {
+                    "segmentation": ann["segmentation"],
+                    "label": label,
+                    "iscrowd": int(ann.get("iscrowd", 0)),
+                    "attributes": self._attribute_row(ann, label),
+                }
             )
         for info in images:
             name = str(info.get("file_name", ""))
@@ -141,6 +155,23 @@ class OfficeDataset(Dataset):
             if not name or PurePosixPath(name).is_absolute() or ".." in parts:
                 raise DataError(f"{where}: image {info.get('id')} has an unsafe file_name {name!r}")
         return images, by_image
+
+    def _attribute_row(self, ann: dict[str, Any], label: int) -> list[int]:
+        """Value index per schema attribute; -1 when unlabelled or not this object's class's."""
+        values = ann.get("attributes") or {}
+        unlabelled = set(ann.get("unlabelled") or ())
+        row = []
+        for attribute in self.attributes.attributes:
+            index = -1
+            name = attribute.name
+            if attribute.class_name == self.classes[label - 1] and name in values and name not in unlabelled:
+                try:
+                    index = attribute.index(attribute.parse(values[name]))
+                except ValueError as exc:
+                    raise ValueError(f"annotation {ann.get('id')}: {name} {exc}") from exc
+                self.labelled_attributes += not ann.get("iscrowd")
+            row.append(index)
+        return row
 
     def __len__(self) -> int:
         return len(self._images)
@@ -178,6 +209,11 @@ class OfficeDataset(Dataset):
             "iscrowd": torch.tensor([a["iscrowd"] for a in anns], dtype=torch.int64),
             "image_id": int(info["id"]),
         }
+        if self.attributes:
+            rows = [a["attributes"] for a in anns]
+            target["attributes"] = torch.tensor(rows, dtype=torch.int64).reshape(
+                len(anns), len(self.attributes.attributes)
+            )
         return tv_tensors.Image(F.pil_to_tensor(image)), target
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
@@ -206,6 +242,8 @@ def finalise(image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]
         "area": pixels[keep].to(torch.float32),
         "iscrowd": target["iscrowd"].as_subclass(torch.Tensor)[keep].to(torch.int64),
     }
+    if "attributes" in target:
+        out["attributes"] = target["attributes"].as_subclass(torch.Tensor)[keep].to(torch.int64)
     return image, out
 
 

@@ -132,6 +132,7 @@ def export_model(
         raise ConfigError(f"--opset {opset}: Mask R-CNN needs ONNX opset 11 or newer")
     checkpoint = Path(checkpoint)
     data = load_checkpoint(checkpoint)
+    _refuse_attribute_head(data, checkpoint, fmt)
     model, classes = model_from_checkpoint(data, "cpu")
     out = Path(out) if out else default_output(checkpoint, fmt)
     check_output_file(out, "--out")  # before the (slow) export, not after it
@@ -155,6 +156,20 @@ def export_model(
             result.notes.append(f"feed one 3x{size[0]}x{size[1]} float image in [0, 1] per run")
         stage.advance(2, status=f"max box diff {parity.max_box_diff:.2g}")
     return result
+
+
+def _refuse_attribute_head(data: dict[str, Any], checkpoint: Path, fmt: str) -> None:
+    """Exports do not carry the attribute head yet: refuse rather than drop it silently."""
+    from officescore.model import attribute_schema
+
+    schema = attribute_schema(data.get("model_kwargs", {}), data.get("classes", []))
+    if schema:
+        names = ", ".join(f"{a.class_name}.{a.name}" for a in schema.attributes)
+        raise ModelError(
+            f"{checkpoint}: has an attribute head ({names}), which {fmt} export does not carry yet "
+            "(it runs after torchvision's RoI heads in Python); score with the checkpoint itself, or "
+            "train with --no-attributes for an exportable model without attributes"
+        )
 
 
 # --------------------------------------------------------------------------- TorchScript

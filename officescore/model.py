@@ -71,6 +71,9 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from officescore import __version__
+from officescore.attribute_head import STATE_PREFIX as ATTRIBUTE_PREFIX
+from officescore.attribute_head import add_attribute_head
+from officescore.attributes import AttributeSchema
 from officescore.errors import ConfigError, ModelError
 from officescore.files import atomic_write
 
@@ -90,8 +93,9 @@ CHECKPOINT_FORMAT = "officescore-checkpoint"
 TORCHSCRIPT_FORMAT = "officescore-torchscript"
 TORCHSCRIPT_META = "officescore.json"
 
-# Keys of the class-specific layers: replaced when the class list differs from the weights'.
-HEAD_PREFIXES = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")
+# Keys of the class-specific layers: replaced when the class list differs from the weights'. The
+# attribute head is one too: weights without it (COCO, older checkpoints) leave it fresh.
+HEAD_PREFIXES = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.", ATTRIBUTE_PREFIX)
 
 # (COCO detector enum or None, ImageNet backbone enum, max trainable layers, default trainable layers)
 _ARCH_WEIGHTS: dict[str, tuple[Any, Any, int, int]] = {
@@ -119,7 +123,9 @@ _MASKRCNN_OPTIONS = frozenset(
     and not name.endswith(("_head", "_predictor", "_pool", "_generator"))
     and p.kind is p.POSITIONAL_OR_KEYWORD
 )
-MODEL_KWARGS = frozenset(_MASKRCNN_OPTIONS | {"trainable_backbone_layers"})
+# "attributes": the attribute schema (AttributeSchema.to_dict()) the attribute head predicts; absent
+# or empty means no head. Kept in model_kwargs so checkpoints, exports and resume carry it as is.
+MODEL_KWARGS = frozenset(_MASKRCNN_OPTIONS | {"trainable_backbone_layers", "attributes"})
 
 
 @dataclass
@@ -132,6 +138,16 @@ class LoadedModel:
     arch: str
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def attributes(self) -> AttributeSchema:
+        """What the model's attribute head predicts, in the order of its outputs (empty: no head)."""
+        return attribute_schema(self.model_kwargs, self.classes)
+
+
+def attribute_schema(model_kwargs: Mapping[str, Any], classes: Sequence[str]) -> AttributeSchema:
+    """The schema of a model's attribute head from its model_kwargs (empty when it has none)."""
+    return AttributeSchema.from_dict(model_kwargs.get("attributes") or None).restricted(list(classes))
 
 
 # --------------------------------------------------------------------------- building
@@ -160,8 +176,11 @@ def build_model(
     layers = (default_layers if layers is None else int(layers)) if pretrained_backbone else max_layers
     if not 0 <= layers <= max_layers:
         raise ConfigError(f"trainable_backbone_layers must be 0..{max_layers} for {arch}, got {layers}")
-    options = {k: v for k, v in model_kwargs.items() if k != "trainable_backbone_layers"}
+    options = {k: v for k, v in model_kwargs.items() if k not in ("trainable_backbone_layers", "attributes")}
     model = _BUILDERS[arch](len(classes) + 1, pretrained_backbone, layers, options)
+    schema = attribute_schema(model_kwargs, classes)
+    if schema:
+        add_attribute_head(model, classes, schema)
 
     if choice == "none":
         note = "random initialisation (no pretrained weights)"

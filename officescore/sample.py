@@ -66,6 +66,7 @@ class SceneInstance:
     mask: np.ndarray  # uint8 HxW, 1 where this instance is the visible surface
     polygons: list[Poly] | None  # set only when pycocotools decodes them to exactly `mask`
     full_area: int  # pixels the object would cover with nothing in front of it
+    attributes: dict[str, Any] = field(default_factory=dict)  # what the drawing shows (attributes.toml)
 
     @property
     def area(self) -> int:
@@ -225,6 +226,7 @@ class _Object:
     label: str
     parts: list[_Part] = field(default_factory=list)
     details: list[_Detail] = field(default_factory=list)
+    attributes: dict[str, Any] = field(default_factory=dict)
 
     def part(self, poly: Poly, color: RGB, shade: float = 0.08, role: str = "") -> None:
         self.parts.append(_Part(poly, color, shade, role))
@@ -446,7 +448,7 @@ def _plant(rng: np.random.Generator, s: float, cx: float, foot_y: float, big: bo
     else:
         pot = _hsv(_u(rng, 0, 1), _u(rng, 0.1, 0.3), _u(rng, 0.35, 0.55))
     top = foot_y - pot_h
-    obj = _Object("plant")
+    obj = _Object("plant", attributes={"size": "large" if big else "small"})
     leaf_h = pot_h * _u(rng, 1.3, 2.0)
     green_h = _u(rng, 0.24, 0.4)
     n = int(rng.integers(5, 10))
@@ -492,7 +494,7 @@ def _lamp(rng: np.random.Generator, s: float, cx: float, foot_y: float, tall: bo
             _u(rng, 0.6, 0.9),
             _u(rng, 0.6, 0.9),
         )
-    obj = _Object("lamp")
+    obj = _Object("lamp", attributes={"kind": "floor" if tall else "desk"})
     base_w = s * _u(rng, 0.07, 0.1)
     arm_w = s * _u(rng, 0.012, 0.018)
     elbow = (cx - side * height * _u(rng, 0.1, 0.25), foot_y - height * _u(rng, 0.5, 0.65))
@@ -586,7 +588,8 @@ def _chair(rng: np.random.Generator, s: float, cx: float, seat_y: float, floor_y
     obj.part(rect(cx - s * 0.012, seat_y, cx + s * 0.012, hub_y), _scale(base, 1.15), 0.0)
     seat_w = back_w * _u(rng, 1.05, 1.25)
     obj.part(ellipse(cx, seat_y, seat_w / 2, s * _u(rng, 0.025, 0.04)), _scale(fabric, 0.8), 0.1)
-    if rng.random() < 0.5:  # armrests
+    obj.attributes["armrests"] = bool(rng.random() < 0.5)
+    if obj.attributes["armrests"]:
         for sx in (-1, 1):
             ax = cx + sx * seat_w * 0.48
             obj.part(rect(ax - s * 0.008, seat_y - back_h * 0.35, ax + s * 0.008, seat_y), base, 0.0)
@@ -922,7 +925,11 @@ def render_scene(
         body_area = int(body.sum())
         if left_out is None and int(mask.sum()) == body_area and _inside(objects[k], s):
             polygons = [p.poly for p, r in zip(objects[k].parts, rasters[k], strict=True) if r.any()]
-        instances.append(SceneInstance(objects[k].label, mask.astype(np.uint8), polygons, body_area))
+        instances.append(
+            SceneInstance(
+                objects[k].label, mask.astype(np.uint8), polygons, body_area, dict(objects[k].attributes)
+            )
+        )
         instance_map[mask] = len(instances)
     return Scene(image=image, instances=instances, instance_map=instance_map)
 
@@ -958,6 +965,8 @@ def _annotation(
         "bbox": [round(v, 2) for v in masklib.bbox(rle)],
         "area": float(masklib.area(rle)),
         "iscrowd": 0,
+        # As CVAT's COCO 1.0 export writes them: `occluded` on every object, then its class's attributes.
+        "attributes": {"occluded": scene_inst.occluded, **scene_inst.attributes},
     }
 
 

@@ -120,6 +120,7 @@ def test_stats_json_schema_and_png(dataset: Path, capsys: pytest.CaptureFixture[
         "duplicate_groups",
         "problems",
         "dropped",
+        "attributes",
         "plot",
     }
     assert set(payload["splits"]) == {"train", "val"}

@@ -198,7 +198,7 @@ def test_push_accept_pull_ingest_round_trip(
     )
     assert code == 0, err
     pulled = json.loads(out)
-    n_regions = sum(len(v) for v in accepted.values())
+    n_regions = sum(len(result_regions(v)) for v in accepted.values())  # per-region choices are not regions
     assert (pulled["pull"]["images"], pulled["pull"]["annotations"], pulled["pull"]["unlabelled"]) == (
         2,
         n_regions,

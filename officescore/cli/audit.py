@@ -27,7 +27,8 @@ EXAMPLES = """
 
 Writes runs/audit/NAME (audit, audit2, ...): issues.json, predictions.json, images.csv (one quality
 per photo, lowest first) and contact_sheet_NN.png (labels left, predictions right, suspect in white).
-Kinds: missing, wrong_class, bad_mask, spurious, duplicate; scores in [0, 1], higher = likelier wrong.
+Kinds: missing, wrong_class, bad_mask, spurious, duplicate, wrong_attribute; scores in [0, 1], higher =
+likelier wrong.
 
 Labelling conventions: a class whose labels fall into two consistent groups (plants with or without
 their pots) is reported after the issues, with conventions.json and conventions_<class>_<n>.png
@@ -62,7 +63,7 @@ def audit(
     ),
     json_output: bool = typer.Option(False, "--json", help="Print the issues and image qualities as JSON."),
 ) -> None:
-    """Rank likely label errors (missing, wrong_class, bad_mask, spurious, duplicate) for review."""
+    """Rank likely label errors (missing, wrong_class, bad_mask, spurious, duplicate, wrong_attribute)."""
     from officescore.curate.audit import run_audit
 
     run = run_audit(

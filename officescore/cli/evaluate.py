@@ -179,6 +179,8 @@ def _show(run: EvalRun) -> None:
         )
     console.print(prf)
     _show_confusion(m["confusion_matrix"])
+    if m.get("attributes"):
+        _show_attributes(m["attributes"])
     if m["segm"] is None:
         console.print("[yellow]no masks in the results (or the ground truth): boxes only[/yellow]")
     console.print(f"wrote [bold]{run.out_dir}[/bold] in {run.seconds:.1f}s")
@@ -205,6 +207,21 @@ def _show_confusion(confusion: dict[str, Any]) -> None:
         )
         taken_for = ", ".join(f"{other} {n}" for n, other in others[:3]) + (" ..." if len(others) > 3 else "")
         table.add_row(name, str(matrix[i][i]), str(matrix[i][bg]), str(matrix[bg][i]), taken_for or "-")
+    console.print(table)
+
+
+def _show_attributes(attributes: dict[str, Any]) -> None:
+    """Per attribute: accuracy and macro F1 over matched, labelled objects, and the confusion."""
+    table = Table(title="attributes (detections matched to a labelled object, box IoU >= 0.5)")
+    for column in ("attribute", "n", "accuracy", "macro F1", "confusion (rows labelled, columns predicted)"):
+        table.add_column(column, justify="left" if column in ("attribute", "confusion") else "right")
+    for name, row in attributes.items():
+        values = row["values"]
+        confusion = "; ".join(
+            f"{value}: " + " ".join(f"{v}={n}" for v, n in zip(values, counts, strict=True))
+            for value, counts in zip(values, row["confusion"], strict=True)
+        )
+        table.add_row(name, str(row["n"]), _f(row["accuracy"]), _f(row["macro_f1"]), confusion)
     console.print(table)
 
 

@@ -16,6 +16,7 @@ EXAMPLES = """
   officescore ingest export.json --classes desk,chair,monitor --strict
   officescore ingest ls-export/result.json --images ~/.local/share/label-studio/media/upload/1
   officescore ingest instances_default.json --images photos/ --crowd ignore
+  officescore ingest export.json --attributes my_attributes.toml
 """
 
 
@@ -46,10 +47,17 @@ def ingest(
         help="iscrowd 1 masks: auto (instances in CVAT exports, whose brush masks all carry iscrowd 1; "
         "crowd regions elsewhere), instances, or ignore (ignore regions).",
     ),
+    attributes: Path = typer.Option(
+        None,
+        "--attributes",
+        help="Attribute schema (TOML, [<class>.<attribute>] tables; default: the package's "
+        "data/attributes.toml). Recorded in dataset.json.",
+    ),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write health.png in the data set."),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Validate, repair and split a COCO export (Hasty, CVAT, Label Studio, Roboflow) into a data set."""
+    from officescore.attributes import load_schema
     from officescore.cli.stats import render_health, render_problem_list
     from officescore.ingest import ingest_export
     from officescore.ingest.health import health_report, save_health_plot
@@ -64,6 +72,7 @@ def ingest(
         classes=classes.split(",") if classes is not None else None,
         crowd=crowd,
         reporter=reporter(json_output),
+        attributes=load_schema(attributes),
     )
     report = health_report(result.out)
     png = save_health_plot(report, result.out / "health.png") if plot else None

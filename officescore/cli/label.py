@@ -102,6 +102,12 @@ def push(
         help="Region kind of a new project: polygon or brush (an existing project keeps its own; "
         "another is refused).",
     ),
+    attributes: Path = typer.Option(
+        None,
+        "--attributes",
+        help="Attribute schema for a new project's per-region choices (TOML; default: the model's, "
+        "else the package's data/attributes.toml).",
+    ),
     local_root: Path = typer.Option(
         None,
         "--local-root",
@@ -122,6 +128,7 @@ def push(
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Create or reuse a project and add photos not yet in it (with the model's predictions)."""
+    from officescore.attributes import load_schema
     from officescore.errors import ConfigError
     from officescore.label.client import check_project_title
     from officescore.label.formats import MASK_KINDS
@@ -161,6 +168,7 @@ def push(
             local_root,
             batch_size,
             reporter=reporter(json_output),
+            attributes=load_schema(attributes) if attributes is not None else None,
         )
     if json_output:
         print_json(result.to_dict())
@@ -205,7 +213,9 @@ def pull(
     if ingest is not None:
         from officescore.ingest import ingest_export
 
-        ingested = ingest_export(result.export, out=ingest, reporter=reporter(json_output))
+        # The project's attribute choices, when it has any (else ingest's default schema).
+        schema = result.attributes or None
+        ingested = ingest_export(result.export, out=ingest, reporter=reporter(json_output), attributes=schema)
     if json_output:
         print_json({"pull": result.to_dict(), "ingest": ingested.to_dict() if ingested else None})
         return

@@ -148,13 +148,15 @@ def _show_one(photo: PhotoScore) -> None:
         ("score", "right"),
         ("box x0,y0,x1,y1", "left"),
         ("share", "right"),
+        ("attributes", "left"),
     ):
         objects.add_column(column, justify=justify)  # type: ignore[arg-type]
     for det in sorted(result.detections, key=lambda d: -d.score):
         box = ",".join(f"{v:.0f}" for v in det.box)
-        objects.add_row(det.class_name, f"{det.score:.2f}", box, f"{det.share:.1%}")
+        attributes = " ".join(det.label().split(" ")[2:])  # "armrests", "floor", "no armrests"
+        objects.add_row(det.class_name, f"{det.score:.2f}", box, f"{det.share:.1%}", attributes)
     if not result.detections:
-        objects.add_row("[dim]nothing found[/dim]", "", "", "")
+        objects.add_row("[dim]nothing found[/dim]", "", "", "", "")
     console.print(objects)
 
     breakdown = Table(title="Breakdown", title_justify="left")
@@ -165,6 +167,11 @@ def _show_one(photo: PhotoScore) -> None:
         style = "" if row.count else "dim"
         breakdown.add_row(
             f"{row.class_name}{tags}", str(row.count), f"{row.earned:g}", f"{row.possible:g}", style=style
+        )
+    for rule in office.attributes:  # the rubric's attribute rules: bonus points
+        style = "" if rule.count else "dim"
+        breakdown.add_row(
+            f"{rule.rule} (bonus)", str(rule.count), f"{rule.earned:g}", f"{rule.possible:g}", style=style
         )
     console.print(breakdown)
     if office.missing_essentials:

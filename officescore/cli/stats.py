@@ -60,6 +60,19 @@ def render_health(report: HealthReport) -> None:
         )
     console.print(summary)
 
+    if report.attributes:
+        table = Table(title="Attributes (labelled values per split)", title_justify="left")
+        for column in ("class", "attribute", *splits):
+            table.add_column(column, justify="left")
+        for class_name, per_attribute in report.attributes.items():
+            for name, per_split in per_attribute.items():
+                cells = [
+                    ", ".join(f"{value} {n}" for value, n in per_split.get(split, {}).items())
+                    for split in splits
+                ]
+                table.add_row(class_name, name, *cells)
+        console.print(table)
+
     dropped = report.dropped
     console.print(
         f"duplicate groups: {len(report.duplicate_groups)}"

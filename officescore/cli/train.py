@@ -132,6 +132,11 @@ def train(
         "TensorBoard if installed, MLflow if installed and MLFLOW_TRACKING_URI is set; "
         "mlflow without that URI: a local store in runs/mlflow.",
     ),
+    attributes: bool = typer.Option(
+        True,
+        "--attributes/--no-attributes",
+        help="Train the attribute head when the data set has labelled attributes (dataset.json).",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Fine-tune Mask R-CNN; saves last/best checkpoints, metrics.csv and plots per run."""
@@ -161,7 +166,7 @@ def train(
         val_every=val_every,
         max_train_images=max_train_images,
         warmup_iters=warmup_iters,
-        model_kwargs=_model_options(model_opt),
+        model_kwargs=_model_options(model_opt) | ({} if attributes else {"attributes": {}}),
         log=log.lower(),
     )
     progress = reporter(json_output)

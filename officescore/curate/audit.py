@@ -80,6 +80,8 @@ def issue_rows(result: AuditResult, split: SplitLabels, min_score: float = 0.0) 
                 "bbox": issue.bbox,
             }
         )
+        if issue.attribute is not None:  # wrong_attribute: which one, labelled and predicted
+            rows[-1]["attribute"] = issue.attribute
     return rows
 
 

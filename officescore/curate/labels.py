@@ -20,6 +20,7 @@ class Label:
     rle: dict[str, Any]  # COCO compressed RLE, str counts
     bbox: list[float]  # [x, y, w, h]
     iscrowd: int = 0
+    attributes: dict[str, Any] = field(default_factory=dict)  # labelled values only (not the defaults)
 
 
 @dataclass
@@ -109,6 +110,11 @@ def _images(coco: Any, dataset: Path, split: str, classes: list[str], where: Pat
                     rle,
                     masklib.bbox(rle),
                     int(ann.get("iscrowd", 0)),
+                    {
+                        k: v
+                        for k, v in (ann.get("attributes") or {}).items()
+                        if k not in set(ann.get("unlabelled") or ())
+                    },
                 )
             )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

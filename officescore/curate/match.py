@@ -7,7 +7,7 @@ of a prediction lies inside a label ("covered").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,8 @@ class Prediction:
     score: float
     rle: dict[str, Any]
     bbox: list[float]  # [x, y, w, h]
+    attributes: dict[str, Any] = field(default_factory=dict)  # the attribute head's values
+    attribute_scores: dict[str, float] = field(default_factory=dict)  # and their probabilities
 
 
 @dataclass
@@ -104,7 +106,13 @@ def predictions_by_image(results: list[dict[str, Any]], classes: list[str]) -> d
     for i, r in enumerate(results):
         out.setdefault(int(r["image_id"]), []).append(
             Prediction(
-                i, classes[int(r["category_id"]) - 1], float(r["score"]), r["segmentation"], list(r["bbox"])
+                i,
+                classes[int(r["category_id"]) - 1],
+                float(r["score"]),
+                r["segmentation"],
+                list(r["bbox"]),
+                dict(r.get("attributes") or {}),
+                dict(r.get("attribute_scores") or {}),
             )
         )
     for preds in out.values():

@@ -49,4 +49,7 @@ def predict_images(
                     "score": round(float(det.score), 5),
                 }
             )
+            if det.attributes:  # the attribute head's values: evidence for wrong_attribute
+                out[-1]["attributes"] = dict(det.attributes)
+                out[-1]["attribute_scores"] = dict(det.attribute_scores)
     return out

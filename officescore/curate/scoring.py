@@ -16,6 +16,9 @@ Each kind scores in [0, 1], higher = more likely an error:
   prediction's pixels that lie on other labels (an occluder its mask ran over is not this label's fault)
 - spurious: a label no prediction of any class supports: (1 - support) x the class's recall
 - duplicate: two labels of one object (mask IoU >= 0.6): that IoU, on the later label
+- wrong_attribute: a labelled attribute value (officescore.attributes) that the best same-class
+  prediction on the object (overlap >= 0.5) predicts otherwise: score x the predicted value's
+  probability (the worst attribute of the label; `Issue.attribute` names it, label and prediction)
 
 The per-class precision, recall and median mask IoU ("calibration") are measured on the audited
 split itself: a model that rarely finds mugs makes an unsupported mug label less suspicious than an
@@ -32,7 +35,7 @@ import numpy as np
 
 from officescore.curate.match import ImageMatch
 
-KINDS = ("missing", "wrong_class", "bad_mask", "spurious", "duplicate")
+KINDS = ("missing", "wrong_class", "bad_mask", "spurious", "duplicate", "wrong_attribute")
 CONFIDENT = 0.5  # a prediction at or above this counts for the per-class calibration figures
 FOUND_OVERLAP = 0.1  # bad_mask: a same-class prediction overlaps the label (45 % diagonal shift: IoU 0.18)
 PRIOR_RATE, PRIOR_WEIGHT = 0.9, 5.0  # calibration rates before evidence: most labels and predictions agree
@@ -55,6 +58,8 @@ class Issue:
     prediction: int | None = None  # index into the COCO results behind the suggestion
     other_annotation: int | None = None  # duplicate: the label it copies
     kinds: dict[str, float] = field(default_factory=dict)  # every kind's score for this label
+    # wrong_attribute: {"name": ..., "label": value, "predicted": value}
+    attribute: dict[str, Any] | None = None
 
 
 @dataclass
@@ -136,6 +141,7 @@ def image_issues(match: ImageMatch, image_id: int, cal: Calibration) -> list[Iss
     for j, lab in enumerate(labels):
         kinds: dict[str, float] = {}
         best_pred: dict[str, int | None] = {}
+        attribute: dict[str, Any] | None = None
         suggested: str | None = lab.class_name
         if len(preds):
             # A prediction fitting another label of its own class better is that label's, not evidence here.
@@ -162,6 +168,10 @@ def image_issues(match: ImageMatch, image_id: int, cal: Calibration) -> list[Iss
             # Boxes count only where the masks touch: a desk's box spans much it does not cover.
             touching = np.where(match.mask_iou[:, j] > 0, overlap[:, j], match.agree[:, j])
             support = float(np.max(s * np.clip(touching / SPURIOUS_IOU, 0.0, 1.0)))
+            found = hits & same[:, j] & own
+            disagreement = _wrong_attribute(lab, preds, s, found)
+            if disagreement is not None:
+                kinds["wrong_attribute"], best_pred["wrong_attribute"], attribute = disagreement
         else:
             support = 0.0
         kinds["spurious"] = (1.0 - support) * cal.recall[lab.class_name]
@@ -187,6 +197,7 @@ def image_issues(match: ImageMatch, image_id: int, cal: Calibration) -> list[Iss
                 prediction=best_pred.get(kind),
                 other_annotation=labels[k].id if kind == "duplicate" else None,
                 kinds={name: round(v, 6) for name, v in kinds.items()},
+                attribute=attribute if kind == "wrong_attribute" else None,
             )
         )
     # A prediction that is evidence against a label (its mask or class) is that object, not a new one.
@@ -223,6 +234,31 @@ def image_issues(match: ImageMatch, image_id: int, cal: Calibration) -> list[Iss
         if issue.kind != "missing" and issue.prediction is not None:
             issue.prediction = preds[issue.prediction].index
     return issues
+
+
+def _wrong_attribute(
+    label: Any, preds: list[Any], scores: np.ndarray, found: np.ndarray
+) -> tuple[float, int, dict[str, Any]] | None:
+    """(score, prediction, what) for the label's most confidently contradicted attribute, if any."""
+    if not label.attributes or not found.any():
+        return None
+    i = int(np.argmax(np.where(found, scores, -1.0)))
+    worst: tuple[float, int, dict[str, Any]] | None = None
+    for name, value in label.attributes.items():
+        predicted = preds[i].attributes.get(name)
+        if predicted is None or _same_value(predicted, value):
+            continue
+        score = float(scores[i] * preds[i].attribute_scores.get(name, 1.0))
+        if worst is None or score > worst[0]:
+            worst = (score, i, {"name": name, "label": value, "predicted": predicted})
+    return worst
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """True/"yes" and False/"no" are one value (data sets store JSON booleans, tools write text)."""
+    words = {"yes": True, "true": True, "no": False, "false": False}
+    norm = [words.get(v.lower(), v) if isinstance(v, str) else v for v in (a, b)]
+    return norm[0] == norm[1]
 
 
 def image_quality(issues: list[Issue]) -> float:

@@ -221,7 +221,8 @@ def _check_results(data: Any, coco_gt: COCO, source: str) -> Results:
                 raise DataError(f"{source}: item {i} has a bbox that is not [x, y, w, h] numbers")
         else:
             bb = rle_bbox(rle)  # what pycocotools' loadRes derives from the mask
-        boxes.append({**base, "bbox": bb})
+        extra = {"attributes": pred["attributes"]} if isinstance(pred.get("attributes"), dict) else {}
+        boxes.append({**base, "bbox": bb, **extra})  # attributes: scored by evaluate.attributes
         if masks is not None and rle is not None:
             # Keep the box beside the mask when the file had one: pycocotools' loadRes then sizes the
             # object by its box, as calling COCOeval directly on this file does.

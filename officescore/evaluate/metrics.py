@@ -9,7 +9,10 @@
 - per-class AP / AP50 / AP75 from COCOeval's `precision` array, with ground-truth and prediction counts;
 - precision, recall and F1 at a score threshold (`conf`), by greedy matching at IoU 0.5 per image and
   class, ignoring detections that fall on crowd regions (as COCOeval does);
-- a confusion matrix at IoU 0.5 (rows: ground truth, columns: prediction, plus "background").
+- a confusion matrix at IoU 0.5 (rows: ground truth, columns: prediction, plus "background");
+- when the results carry `attributes` and the ground truth has an attribute schema (dataset.json
+  beside it, or `attributes=`): per attribute accuracy, macro F1 and confusion over detections
+  matched to a labelled object (`officescore.evaluate.attributes`), under "attributes".
 
 Undefined values (pycocotools' -1: no ground truth for that class or area range; precision with no
 detections) are `None`, i.e. `null` in JSON. Results files follow COCO's format: detections with
@@ -34,6 +37,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from officescore.attributes import AttributeSchema
 from officescore.errors import ConfigError, DataError
 from officescore.evaluate.inputs import is_number, load_gt, load_predictions, quiet
 from officescore.evaluate.match import MATCH_IOU, Counts, match_counts, prf
@@ -185,6 +189,7 @@ def evaluate_coco(
     iou_thresholds: Sequence[float] = (),
     conf: float = 0.05,
     reporter: Reporter = SILENT,
+    attributes: AttributeSchema | None = None,
 ) -> dict[str, Any]:
     """The metrics document for COCO results against a COCO ground truth (see the module docstring).
 
@@ -237,6 +242,11 @@ def evaluate_coco(
         "rows": "ground truth",
         "columns": "prediction",
     }
+    if any("attributes" in det for det in results.boxes):
+        from officescore.evaluate.attributes import attribute_metrics
+
+        schema = attributes if attributes is not None else _schema_beside(gt)
+        doc["attributes"] = attribute_metrics(coco_gt, results.boxes, schema, conf)
     doc.update(
         images=len(coco_gt.imgs),
         predictions=len(results.boxes),
@@ -247,11 +257,30 @@ def evaluate_coco(
     return doc
 
 
+def _schema_beside(gt: Path | str | Mapping[str, Any]) -> AttributeSchema:
+    """The attribute schema of an ingested split: dataset.json in the same folder (else none)."""
+    import json
+
+    if isinstance(gt, Mapping):
+        return AttributeSchema()
+    meta = Path(gt).parent / "dataset.json"
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        classes = list(data["classes"])
+        return AttributeSchema.from_dict(data.get("attributes"), str(meta)).restricted(classes)
+    except (OSError, ValueError, KeyError, TypeError, ConfigError):
+        return AttributeSchema()
+
+
 # --- inference to COCO results -------------------------------------------------------------------
 
 
 def _to_results(
-    det: dict[str, Any], image_id: int, score_threshold: float, category_ids: Sequence[int] | None
+    det: dict[str, Any],
+    image_id: int,
+    score_threshold: float,
+    category_ids: Sequence[int] | None,
+    attributes: AttributeSchema | None = None,
 ) -> list[dict[str, Any]]:
     scores = det["scores"].float().cpu().numpy()
     keep = np.flatnonzero(scores >= score_threshold)
@@ -262,6 +291,13 @@ def _to_results(
         binary = (det["masks"][keep.tolist(), 0] > 0.5).cpu().numpy().astype(np.uint8)  # N x H x W
         encoded = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0))) if len(keep) else []
         rles = [{"size": [int(s) for s in r["size"]], "counts": r["counts"].decode()} for r in encoded]
+    named: list[dict[str, Any]] = [{} for _ in keep]
+    if attributes and "attributes" in det:  # the attribute head's values, by name
+        from officescore.attribute_head import named_attributes
+
+        values = det["attributes"][keep.tolist()].cpu().tolist()
+        probabilities = det["attribute_scores"][keep.tolist()].float().cpu().tolist()
+        named = [named_attributes(v, p, attributes)[0] for v, p in zip(values, probabilities, strict=True)]
     results = []
     for n, i in enumerate(keep):
         label = int(labels[n])
@@ -280,6 +316,8 @@ def _to_results(
         }
         if rles is not None:
             item["segmentation"] = rles[n]
+        if named[n]:
+            item["attributes"] = named[n]
         results.append(item)
     return results
 
@@ -330,7 +368,10 @@ def predict_coco(
     # int8 calibrates on photos of the set itself (their pixels, never their labels), the same ones
     # on every rank, so all ranks run the same model.
     photos = [dataset[i][0].to(device) for i in spread(range(len(dataset)))] if precision == "int8" else []
+    from officescore.attribute_head import model_attributes
+
     fast = prepare_model(model, device, precision, proposals, copy_model=True, calibration=photos)
+    attributes = model_attributes(model)
     conf = score_threshold if score_threshold > 0 else None
     results: list[dict[str, Any]] = []
     with reporter.stage("predict", total=len(chosen)) as stage:
@@ -338,7 +379,7 @@ def predict_coco(
             outputs = forward(fast, [img.to(device) for img in images], device, precision, conf)
             for det, target in zip(outputs, targets, strict=True):
                 image_id = int(target["image_id"])
-                results.extend(_to_results(det, image_id, score_threshold, category_ids))
+                results.extend(_to_results(det, image_id, score_threshold, category_ids, attributes))
             stage.advance(len(images), status=f"{len(results)} detections")
     return results
 
@@ -400,5 +441,6 @@ def evaluate_model(
         return None
     # One order whatever the number of ranks; COCOeval's numbers do not depend on it.
     predictions = sorted((p for part in parts for p in part), key=lambda p: (p["image_id"], -p["score"]))
-    metrics = evaluate_coco(dataset.annotation_file, predictions, iou_thresholds, conf, reporter)
+    schema = getattr(dataset, "attributes", None)
+    metrics = evaluate_coco(dataset.annotation_file, predictions, iou_thresholds, conf, reporter, schema)
     return metrics, predictions

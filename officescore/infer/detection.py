@@ -17,6 +17,10 @@ class Detection:
     box: list[float]  # x0, y0, x1, y1 in pixels of the (EXIF-oriented) photo
     mask: dict[str, Any]  # COCO compressed RLE, str counts
     share: float  # mask area / image area
+    # Predicted per-object attributes of its class (officescore.attributes: True/False for yes/no,
+    # the value's name for a choice) and each value's probability; empty without an attribute head.
+    attributes: dict[str, Any] = field(default_factory=dict)
+    attribute_scores: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -24,8 +28,20 @@ class Detection:
             "score": round(self.score, 4),
             "box": [round(v, 2) for v in self.box],
             "share": round(self.share, 4),
+            "attributes": dict(self.attributes),
+            "attribute_scores": {k: round(v, 4) for k, v in self.attribute_scores.items()},
             "mask": self.mask,
         }
+
+    def label(self) -> str:
+        """`chair 0.91 armrests`: class, score and the attributes as they read (yes/no by name)."""
+        words = [self.class_name, f"{self.score:.2f}"]
+        for name, value in self.attributes.items():
+            if isinstance(value, bool):
+                words.append(name if value else f"no {name}")
+            else:
+                words.append(str(value))
+        return " ".join(words)
 
 
 @dataclass

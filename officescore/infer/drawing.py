@@ -127,7 +127,7 @@ def draw(
         x0, y0, x1, y1 = (v * scale for v in det.box)
         if index not in drawn_masks:
             pen.rectangle([x0, y0, x1, y1], outline=(*colour, 255), width=line)
-        text = f"{det.class_name} {det.score:.2f}"
+        text = det.label()  # "chair 0.91 armrests"
         _label(pen, text, (x0, y0), colour, label_font, out.size, below_banner)
     return out.convert("RGB")
 

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from officescore import masks as masklib
+from officescore.attributes import AttributeSchema
 from officescore.config import DEFAULT_RUNS_DIR
 from officescore.devices import resolve_device
 from officescore.errors import BadImageError, ConfigError, ModelError
@@ -148,6 +149,8 @@ class Predictor:
         self.conf = conf
         self.kind = kind
         self.source = source
+        # What the model's attribute head predicts, in the order of its outputs (empty: no head).
+        self.attributes: AttributeSchema = AttributeSchema()
 
     @property
     def classes(self) -> list[str]:
@@ -186,6 +189,7 @@ class Predictor:
             loaded = load_any(Path(source), torch_device)
             names: list[str | None] = [None, *loaded.classes]
             predictor = cls(loaded.model, names, torch_device, conf, loaded.kind, str(source))
+            predictor.attributes = loaded.attributes
         predictor.precision = resolve_precision(precision, torch_device, predictor.kind)
         predictor.proposals = proposals_for(precision)
         if img_size is not None:  # before calibrating: int8 is calibrated at the size it will run
@@ -327,6 +331,7 @@ class Predictor:
         if reduced:
             sx, sy = width / in_width, height / in_height
             boxes = boxes * torch.tensor([sx, sy, sx, sy])
+        attributes = self._attributes(output, keep)
         masks = None
         if "masks" in output:  # threshold the kept masks at once: one copy off the device, not one each
             masks = (output["masks"][keep, 0] > MASK_THRESHOLD).to("cpu", torch.uint8).numpy()
@@ -346,9 +351,28 @@ class Predictor:
                     box=[float(v) for v in boxes[k].tolist()],
                     mask=rle,
                     share=area / float(width * height),
+                    attributes=attributes[position][0],
+                    attribute_scores=attributes[position][1],
                 )
             )
         return detections
+
+    def _attributes(
+        self, output: dict[str, torch.Tensor], keep: list[int]
+    ) -> list[tuple[dict[str, Any], dict[str, float]]]:
+        """Per kept detection: its class's attribute values and their probabilities."""
+        found: list[tuple[dict[str, Any], dict[str, float]]] = [({}, {}) for _ in keep]
+        if not self.attributes or "attributes" not in output:
+            return found
+        values = output["attributes"][keep].cpu().tolist()
+        scores = output["attribute_scores"][keep].float().cpu().tolist()
+        for position in range(len(keep)):
+            for i, attribute in enumerate(self.attributes.attributes):
+                index = int(values[position][i])
+                if index >= 0:
+                    found[position][0][attribute.name] = attribute.values[index]
+                    found[position][1][attribute.name] = float(scores[position][i])
+        return found
 
     def _name(self, label: int) -> str | None:
         return self.label_names[label] if 0 <= label < len(self.label_names) else None
@@ -508,7 +532,10 @@ def _on_pixels(result: ImageResult, width: int, height: int) -> list[Detection]:
     for det in result.detections:
         mask = Image.fromarray(masklib.decode(det.mask)).resize((width, height), Image.Resampling.NEAREST)
         box = [det.box[0] * sx, det.box[1] * sy, det.box[2] * sx, det.box[3] * sy]
-        scaled.append(Detection(det.class_name, det.score, box, masklib.encode(np.asarray(mask)), det.share))
+        rle = masklib.encode(np.asarray(mask))
+        scaled.append(
+            Detection(det.class_name, det.score, box, rle, det.share, det.attributes, det.attribute_scores)
+        )
     return scaled
 
 

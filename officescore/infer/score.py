@@ -9,6 +9,9 @@ Rubric maths (see `data/rubric.toml` for the default):
 - bonus classes earn points on top (so they make up for a missing standard item);
 - while an essential group (e.g. "a screen": monitor or laptop) has no instance, the total is
   capped at `missing_essential_cap`;
+- attribute rules (`[[attributes]]`) award bonus points per detected object of a class whose
+  predicted attribute has a given value (e.g. a chair with armrests +3), for at most `cap` objects;
+  they add on top like bonus classes, so a model without an attribute head scores as before;
 - the total is clipped to 0-100 and rounded to one decimal.
 """
 
@@ -52,6 +55,39 @@ class ClassRule:
 
 
 @dataclass(frozen=True)
+class AttributeRule:
+    """`points` for each detected `class_name` whose `attribute` is `value`, up to `cap` objects."""
+
+    class_name: str
+    attribute: str
+    value: bool | str
+    points: float
+    cap: int = 1
+    noun: str = ""
+
+    @property
+    def key(self) -> str:
+        """`chair.armrests=yes`: how the breakdown names the rule."""
+        value = ("yes" if self.value else "no") if isinstance(self.value, bool) else self.value
+        return f"{self.class_name}.{self.attribute}={value}"
+
+    def matches(self, detection: Any) -> bool:
+        attributes = _field(detection, "attributes") or {}
+        return _field(detection, "class_name", "class") == self.class_name and (
+            self.attribute in attributes and attributes[self.attribute] == self.value
+        )
+
+    def earned(self, count: int) -> float:
+        return self.points * min(max(count, 0), self.cap)
+
+
+def _field(item: Any, name: str, alias: str = "") -> Any:
+    if isinstance(item, Mapping):
+        return item.get(name, item.get(alias) if alias else None)
+    return getattr(item, name, None)
+
+
+@dataclass(frozen=True)
 class Essential:
     name: str
     any_of: tuple[str, ...]
@@ -65,6 +101,7 @@ class Rubric:
     missing_essential_cap: float = 100.0
     name: str = "custom"
     source: str = ""
+    attributes: tuple[AttributeRule, ...] = ()
 
     @property
     def full_marks(self) -> float:
@@ -114,7 +151,10 @@ class Rubric:
         name = data.get("name", Path(source).stem if source else "custom")
         if not isinstance(name, str):
             raise ConfigError(f"{where}: name must be a string")
-        return cls(classes, essentials, labels, cap, name, source)
+        attributes = tuple(
+            _attribute_rule(spec, i, where) for i, spec in enumerate(_list(data, "attributes", where))
+        )
+        return cls(classes, essentials, labels, cap, name, source, attributes)
 
 
 @dataclass(frozen=True)
@@ -126,6 +166,14 @@ class ClassScore:
     possible: float
     bonus: bool
     essential: bool
+
+
+@dataclass(frozen=True)
+class AttributeScore:
+    rule: str  # chair.armrests=yes
+    count: int
+    earned: float
+    possible: float
 
 
 @dataclass(frozen=True)
@@ -144,6 +192,7 @@ class OfficeScore:
     missing_essentials: list[str] = field(default_factory=list)
     unscored: dict[str, int] = field(default_factory=dict)  # detected classes the rubric ignores
     rubric: str = "default"
+    attributes: list[AttributeScore] = field(default_factory=list)  # the rubric's [[attributes]] rules
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,8 +221,14 @@ def score_office(
 ) -> OfficeScore:
     """Score one photo's detections (or class counts) against a rubric (default: the packaged one)."""
     rubric = rubric or Rubric.load()
-    counts = count_classes(detections_or_counts)
-    total = _total(counts, rubric)
+    items = detections_or_counts if isinstance(detections_or_counts, Mapping) else list(detections_or_counts)
+    counts = count_classes(items)
+    # Attribute rules need the detections themselves: class counts alone earn none of their points.
+    matched = [
+        0 if isinstance(items, Mapping) else sum(r.matches(d) for d in items) for r in rubric.attributes
+    ]
+    extra = sum(rule.earned(n) for rule, n in zip(rubric.attributes, matched, strict=True))
+    total = _total(counts, rubric, extra)
     essential_classes = {c for e in rubric.essentials for c in e.any_of}
     breakdown = [
         ClassScore(
@@ -191,16 +246,21 @@ def score_office(
         total=total,
         label=rubric.label_for(total),
         breakdown=breakdown,
-        suggestions=_suggestions(counts, rubric, total),
+        suggestions=_suggestions(counts, rubric, total, extra),
         missing_essentials=_missing_essentials(counts, rubric),
         unscored={k: v for k, v in sorted(counts.items()) if k not in rubric.classes and v > 0},
         rubric=rubric.name,
+        attributes=[
+            AttributeScore(rule.key, n, round(rule.earned(n), 2), round(rule.earned(rule.cap), 2))
+            for rule, n in zip(rubric.attributes, matched, strict=True)
+        ],
     )
 
 
-def _total(counts: Mapping[str, int], rubric: Rubric) -> float:
+def _total(counts: Mapping[str, int], rubric: Rubric, extra: float = 0.0) -> float:
+    """`extra`: bonus points earned by attribute rules."""
     standard = sum(r.earned(counts.get(n, 0)) for n, r in rubric.classes.items() if not r.bonus)
-    bonus = sum(r.earned(counts.get(n, 0)) for n, r in rubric.classes.items() if r.bonus)
+    bonus = extra + sum(r.earned(counts.get(n, 0)) for n, r in rubric.classes.items() if r.bonus)
     total = 100.0 * (standard + bonus) / rubric.full_marks
     if _missing_essentials(counts, rubric):
         total = min(total, rubric.missing_essential_cap)
@@ -211,14 +271,16 @@ def _missing_essentials(counts: Mapping[str, int], rubric: Rubric) -> list[str]:
     return [e.name for e in rubric.essentials if not any(counts.get(c, 0) > 0 for c in e.any_of)]
 
 
-def _suggestions(counts: Mapping[str, int], rubric: Rubric, total: float) -> list[Suggestion]:
+def _suggestions(
+    counts: Mapping[str, int], rubric: Rubric, total: float, extra: float = 0.0
+) -> list[Suggestion]:
     """What one more instance of each class would add, best first (ties: rubric order)."""
     found = []
     for order, (name, rule) in enumerate(rubric.classes.items()):
         count = counts.get(name, 0)
         if count >= rule.cap:
             continue
-        gain = round(_total({**counts, name: count + 1}, rubric) - total, 1)
+        gain = round(_total({**counts, name: count + 1}, rubric, extra) - total, 1)
         if gain <= 0:
             continue
         noun = rule.noun or name
@@ -281,6 +343,35 @@ def _class_rule(name: str, spec: Any, decay: float, where: str) -> ClassRule:
         decay=_number(spec.get("decay", decay), f"{what}.decay", 0.0, 1.0),
         bonus=bonus,
         noun=noun,
+    )
+
+
+def _attribute_rule(spec: dict[str, Any], index: int, where: str) -> AttributeRule:
+    what = f"{where}: attributes[{index}]"
+    unknown = set(spec) - {"class", "attribute", "value", "points", "cap", "noun"}
+    if unknown:
+        raise ConfigError(
+            f"{what}: unknown key(s) {', '.join(sorted(unknown))} "
+            "(use class, attribute, value, points, cap, noun)"
+        )
+    for key in ("class", "attribute"):
+        if not isinstance(spec.get(key), str) or not spec[key]:
+            raise ConfigError(f'{what}.{key} must be a name (e.g. class = "chair", attribute = "armrests")')
+    value = spec.get("value")
+    if not isinstance(value, (bool, str)) or value == "":
+        raise ConfigError(
+            f"{what}.value must be true/false (a yes/no attribute) or a value's name, got {value!r}"
+        )
+    cap = spec.get("cap", 1)
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        raise ConfigError(f"{what}.cap must be a whole number >= 1, got {cap!r}")
+    return AttributeRule(
+        class_name=spec["class"],
+        attribute=spec["attribute"],
+        value=value,
+        points=_number(spec.get("points"), f"{what}.points", 0.0, 1000.0),
+        cap=cap,
+        noun=str(spec.get("noun", "")),
     )
 
 

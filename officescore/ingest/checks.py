@@ -258,6 +258,8 @@ class CleanAnnotation:
     class_name: str
     rle: Rle
     iscrowd: int
+    attributes: dict[str, Any] = field(default_factory=dict)  # every declared attribute of the class
+    unlabelled: list[str] = field(default_factory=list)  # those at the schema's default, not labelled
 
 
 @dataclass

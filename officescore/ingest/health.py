@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from officescore.attributes import value_name
 from officescore.errors import DataError
 from officescore.files import atomic_write
 from officescore.ingest.write import DATASET_FORMAT, readable_as_umask_allows
@@ -43,6 +44,8 @@ class HealthReport:
     problems_by_kind: dict[str, int]
     problems: list[dict[str, str]] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
+    # class -> attribute -> split -> {value: n, "unlabelled": n}, for the classes with attributes
+    attributes: dict[str, dict[str, dict[str, dict[str, int]]]] = field(default_factory=dict)
 
     @property
     def problem_count(self) -> int:
@@ -57,6 +60,7 @@ class HealthReport:
             "duplicate_groups": self.duplicate_groups,
             "problems": {"total": self.problem_count, "by_kind": self.problems_by_kind},
             "dropped": self.dropped,
+            "attributes": self.attributes,
         }
 
 
@@ -119,6 +123,31 @@ def _split_stats(coco: dict[str, Any], names: dict[int, str], classes: list[str]
     )
 
 
+def _attribute_counts(
+    coco: dict[str, Any], names: dict[int, str], split: str, out: dict[str, Any], schema: dict[str, Any]
+) -> None:
+    """Adds this split's value counts (unlabelled ones apart) to out[class][attribute][split]."""
+    for class_name, declared in schema.items():
+        for name, spec in declared.items():
+            values = (
+                ["yes", "no"] if spec.get("kind") == "yesno" else [str(v) for v in spec.get("values", [])]
+            )
+            out.setdefault(class_name, {}).setdefault(name, {})[split] = dict.fromkeys(
+                [*values, "unlabelled"], 0
+            )
+    for ann in coco["annotations"]:
+        if ann.get("iscrowd"):
+            continue
+        per_attribute = out.get(names[ann["category_id"]], {})
+        unlabelled = set(ann.get("unlabelled", ()))
+        for name, value in (ann.get("attributes") or {}).items():
+            if name not in per_attribute:
+                continue
+            key = "unlabelled" if name in unlabelled else value_name(value)
+            counts = per_attribute[name][split]
+            counts[key] = counts.get(key, 0) + 1
+
+
 def health_report(dataset_dir: Path) -> HealthReport:
     """Compute the report from a data-set folder written by `officescore ingest`."""
     dataset_dir = Path(dataset_dir)
@@ -127,6 +156,8 @@ def health_report(dataset_dir: Path) -> HealthReport:
     splits: dict[str, SplitStats] = {}
     sizes = {name: {"small": 0, "medium": 0, "large": 0} for name in classes}
     areas: dict[str, list[float]] = {name: [] for name in classes}
+    attributes: dict[str, Any] = {}
+    schema = meta.get("attributes") or {}
     for split in SPLITS:
         coco = _read_json(dataset_dir / f"{split}.json")
         try:
@@ -136,6 +167,7 @@ def health_report(dataset_dir: Path) -> HealthReport:
                     f"{dataset_dir / f'{split}.json'}: categories do not match dataset.json classes"
                 )
             splits[split] = _split_stats(coco, names, classes)
+            _attribute_counts(coco, names, split, attributes, schema)
             for ann in coco["annotations"]:
                 if not ann.get("iscrowd"):
                     name = names[ann["category_id"]]
@@ -157,18 +189,44 @@ def health_report(dataset_dir: Path) -> HealthReport:
         problems_by_kind=dict(problems.get("by_kind", {})),
         problems=list(problems.get("items", [])),
         dropped=dict(counts.get("dropped", {})),
+        attributes=attributes,
     )
 
 
+def _attribute_panel(axis: Any, report: HealthReport) -> None:
+    """Horizontal bars: one row per class.attribute value (and unlabelled), summed over splits."""
+    rows: list[tuple[str, int]] = []
+    for class_name, per_attribute in report.attributes.items():
+        for name, per_split in per_attribute.items():
+            totals: dict[str, int] = {}
+            for counts in per_split.values():
+                for value, n in counts.items():
+                    totals[value] = totals.get(value, 0) + n
+            rows += [(f"{class_name}.{name}={value}", n) for value, n in totals.items()]
+    labels = [label for label, _ in rows]
+    axis.barh(
+        range(len(rows)),
+        [n for _, n in rows],
+        color=["tab:gray" if "unlabelled" in t else "tab:blue" for t in labels],
+    )
+    axis.set_yticks(range(len(rows)), labels, fontsize=7)
+    axis.invert_yaxis()
+    axis.set_xlabel("objects (train + val)")
+    axis.set_title("Attribute values")
+
+
 def save_health_plot(report: HealthReport, path: Path) -> Path:
-    """PNG with instances per class per split (bars) and the object-size histogram (sqrt of area)."""
+    """PNG with instances per class per split (bars) and the object-size histogram (sqrt of area);
+    with attributes, a third panel: labelled values per class attribute (stacked over splits)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    figure, (balance, size) = plt.subplots(1, 2, figsize=(12, 4.5))
+    panels = 3 if report.attributes else 2
+    figure, axes = plt.subplots(1, panels, figsize=(12, 4.5))
+    balance, size = axes[0], axes[1]
     x = np.arange(len(report.classes))
     width = 0.8 / len(SPLITS)
     for i, split in enumerate(SPLITS):
@@ -189,6 +247,8 @@ def save_health_plot(report: HealthReport, path: Path) -> Path:
     size.set_xlabel("sqrt(mask area) in pixels (COCO small < 32, large > 96)")
     size.set_ylabel("instances")
     size.set_title("Object sizes")
+    if report.attributes:
+        _attribute_panel(axes[2], report)
     figure.tight_layout()
     path = Path(path)
     try:

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from officescore import __version__, masks
+from officescore.attributes import AttributeSchema, load_schema, value_name
 from officescore.config import DEFAULT_DATASET_DIR
 from officescore.errors import BadImageError, DataError
 from officescore.files import sha256_file
 from officescore.images import load_image
+from officescore.ingest.attributes import read_attributes
 from officescore.ingest.checks import (
     CROWD_MODES,
     IGNORE_REGION,
@@ -200,6 +202,7 @@ def _check_annotations(
     categories: Categories,
     problems: list[Problem],
     crowd: str = "auto",
+    schema: AttributeSchema | None = None,
 ) -> int:
     """Attach clean annotations to their images; returns how many were on images that were dropped.
 
@@ -267,8 +270,10 @@ def _check_annotations(
             if iscrowd and crowd_as_instance(ann, crowd, cvat):
                 iscrowd = 0
                 cvat_masks += crowd == "auto"
+        class_name = categories.names[category_key]
+        values, unlabelled = read_attributes(ann, class_name, schema or AttributeSchema(), problem)
         image.annotations.append(
-            CleanAnnotation(ann_label, image.key, categories.names[category_key], rle, iscrowd)
+            CleanAnnotation(ann_label, image.key, class_name, rle, iscrowd, values, unlabelled)
         )
     if cvat_masks:
         what = (
@@ -311,10 +316,24 @@ def _counts(splits: dict[str, list[ImageRecord]], dropped_images: int, dropped_a
             "annotations": len(anns),
             "crowd": sum(a.iscrowd for a in anns),
         }
+        counts[split]["attributes"] = attribute_counts(anns)
     counts["images"] = sum(counts[s]["images"] for s in splits)
     counts["annotations"] = sum(counts[s]["annotations"] for s in splits)
     counts["dropped"] = {"images": dropped_images, "annotations": dropped_anns}
     return counts
+
+
+def attribute_counts(anns: list[CleanAnnotation]) -> dict[str, dict[str, dict[str, int]]]:
+    """{class: {attribute: {value: n, ..., "unlabelled": n}}} over real (non-crowd) objects."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for ann in anns:
+        if ann.iscrowd:
+            continue
+        for name, value in ann.attributes.items():
+            key = "unlabelled" if name in ann.unlabelled else value_name(value)
+            per_value = out.setdefault(ann.class_name, {}).setdefault(name, {})
+            per_value[key] = per_value.get(key, 0) + 1
+    return out
 
 
 def strict_message(problems: list[Problem], shown: int = 3) -> str:
@@ -335,12 +354,15 @@ def ingest_export(
     classes: Sequence[str] | None = None,
     crowd: str = "auto",
     reporter: Reporter = SILENT,
+    attributes: AttributeSchema | None = None,
 ) -> IngestResult:
     """Check, repair, split and write a COCO export as an officescore data set in `out`.
 
     `crowd`: what an iscrowd 1 annotation with a mask is: "auto" (an instance in CVAT's exports,
     whose brush masks all carry iscrowd 1; a crowd region elsewhere), "instances" or "ignore"
     (always an ignore region). Box-only annotations are ignore regions whatever it says.
+    `attributes`: the per-class attribute schema (default: the package's data/attributes.toml);
+    `dataset.json` records it, restricted to the classes kept.
     """
     export, out = Path(export), Path(out)
     if crowd not in CROWD_MODES:
@@ -354,6 +376,7 @@ def ingest_export(
     check_out(out, images_dir)
     export_sha = sha256_file(export)
 
+    schema = attributes if attributes is not None else load_schema()
     problems: list[Problem] = []
     categories, category_problems = check_categories(data["categories"])
     problems += category_problems
@@ -365,7 +388,9 @@ def ingest_export(
     for entry in data["images"]:
         if isinstance(entry, dict) and (key := id_key(entry.get("id"))) is not None:
             listed_ids.setdefault(key, entry.get("id"))
-    on_dropped = _check_annotations(data["annotations"], images, listed_ids, categories, problems, crowd)
+    on_dropped = _check_annotations(
+        data["annotations"], images, listed_ids, categories, problems, crowd, schema
+    )
     if strict and problems:
         raise DataError(strict_message(problems))
     if not images:
@@ -424,6 +449,7 @@ def ingest_export(
             "items": [p.to_dict() for p in problems],
         },
         "category_map": category_map,
+        "attributes": schema.restricted(chosen).to_dict(),
         "dropped_categories": [name for name in categories.order if name not in chosen],
         "duplicates": {"phash_threshold": PHASH_THRESHOLD, "groups": dup_groups},
         "officescore_version": __version__,

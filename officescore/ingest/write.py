@@ -127,6 +127,9 @@ def _coco_split(
                     "iscrowd": ann.iscrowd,
                 }
             )
+            if ann.attributes:  # values at the schema default that nobody labelled are listed
+                coco_anns[-1]["attributes"] = dict(ann.attributes)
+                coco_anns[-1]["unlabelled"] = list(ann.unlabelled)
     return {
         "info": {"description": "officescore data set", "version": str(DATASET_VERSION)},
         "licenses": [],

@@ -19,6 +19,12 @@ label push / pull / backend, audit --labelstudio, select --labelstudio):
 
     regions = result_regions(annotation["result"])   # back: [Region(class_name, mask RLE, score)]
 
+Attributes (officescore.attributes): `LabelSchema(..., attributes=schema)` adds one per-region
+`Choices` per class attribute to the config (perRegion="true", shown for regions of its class;
+name `<class>__<attribute>`); detections' and labels' `attributes` become `choices` results with
+their region's id, and `result_regions` reads them back into `Region.attributes` (value names:
+yes/no for a yes/no attribute).
+
 Lower-level pieces, for callers that assemble tasks themselves: `mask_result` (one region from a
 mask), `prediction` (a prediction from detections), `annotation` (an annotation from labels).
 
@@ -39,6 +45,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from officescore import masks as masklib
+from officescore.attributes import Attribute, AttributeSchema, value_name
 from officescore.errors import DataError
 from officescore.files import atomic_write_bytes
 from officescore.label.regions import (
@@ -57,6 +64,11 @@ MASK_KINDS = (POLYGON, BRUSH)
 _CONTROL_TAGS = {POLYGON: "PolygonLabels", BRUSH: "BrushLabels"}
 _RESULT_TYPES = {POLYGON: "polygonlabels", BRUSH: "brushlabels"}
 CONFIG_SUFFIX = ".label_config.xml"
+ATTRIBUTE_SEPARATOR = "__"  # per-region Choices are named <class>__<attribute>
+
+
+def choices_name(attribute: Attribute) -> str:
+    return f"{attribute.class_name}{ATTRIBUTE_SEPARATOR}{attribute.name}"
 
 
 @dataclass(frozen=True)
@@ -68,9 +80,11 @@ class LabelSchema:
     from_name: str = "label"  # the control tag's name
     to_name: str = "image"  # the Image tag's name
     value: str = "image"  # the task data key holding the image reference
+    attributes: AttributeSchema = AttributeSchema()  # per-region choices of the classes' attributes
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "attributes", self.attributes.restricted(self.classes))
         if self.mask not in MASK_KINDS:
             raise DataError(f"mask kind {self.mask!r}: use one of {', '.join(MASK_KINDS)}")
         if not self.classes:
@@ -92,6 +106,22 @@ class LabelSchema:
         control = ElementTree.SubElement(view, _CONTROL_TAGS[self.mask], attrs)
         for name in self.classes:
             ElementTree.SubElement(control, "Label", value=name, background=class_hex(name))
+        for attribute in self.attributes.attributes:  # shown for a selected region of its class
+            choices = ElementTree.SubElement(
+                view,
+                "Choices",
+                name=choices_name(attribute),
+                toName=self.to_name,
+                perRegion="true",
+                choice="single",
+                visibleWhen="region-selected",
+                whenTagName=self.from_name,
+                whenLabelValue=attribute.class_name,
+            )
+            hint = f"{attribute.class_name}: {attribute.description or attribute.name}"
+            ElementTree.SubElement(choices, "Header", value=hint)
+            for value in attribute.value_names():
+                ElementTree.SubElement(choices, "Choice", value=value)
         ElementTree.indent(view)
         return ElementTree.tostring(view, encoding="unicode") + "\n"
 
@@ -110,11 +140,39 @@ class LabelSchema:
             image = next((e for e in root.iter("Image") if e.get("name") == to_name), None)
             value = (image.get("value", "$image") if image is not None else "$image").lstrip("$")
             labels = tuple(e.get("value", "") for e in element.iter("Label") if e.get("value"))
-            return cls(labels, kind, element.get("name", "label"), to_name, value)
+            attributes = _config_attributes(root, labels)
+            return cls(labels, kind, element.get("name", "label"), to_name, value, attributes)
         raise DataError(
             "the project's labelling config has no PolygonLabels or BrushLabels tag; "
             "use a project made by `officescore label push` or add one"
         )
+
+
+def _config_attributes(root: ElementTree.Element, classes: tuple[str, ...]) -> AttributeSchema:
+    """Per-region Choices named <class>__<attribute> back to a schema (yes/no when the choices are
+    exactly no/yes; the first choice stands for the default, which only ingest uses)."""
+    found: dict[str, dict[str, Any]] = {}
+    for element in root.iter("Choices"):
+        name = element.get("name", "")
+        class_name, sep, attribute = name.partition(ATTRIBUTE_SEPARATOR)
+        if element.get("perRegion") != "true" or not sep or class_name not in classes or not attribute:
+            continue
+        values = [e.get("value", "") for e in element.iter("Choice") if e.get("value")]
+        if sorted(values) == ["no", "yes"]:
+            spec: dict[str, Any] = {"kind": "yesno", "default": False}
+        elif len(values) >= 2:
+            spec = {"kind": "choice", "values": values, "default": values[0]}
+        else:
+            continue
+        header = next((e.get("value", "") for e in element.iter("Header")), "")
+        description = header.removeprefix(f"{class_name}: ")
+        if description and description != attribute and description != header:
+            spec["description"] = description  # the labellers' hint config_xml wrote
+        found.setdefault(class_name, {})[attribute] = spec
+    try:
+        return AttributeSchema.from_dict(found, "the project's labelling config")
+    except Exception:  # noqa: BLE001 - a hand-made config with odd choices: no attributes, not an error
+        return AttributeSchema()
 
 
 def class_hex(name: str) -> str:
@@ -190,7 +248,9 @@ def prediction(
         result = mask_result(det.mask, det.class_name, width, height, schema, det.score, rid, simplify)
         if result is not None:
             results.append(result)
-    scores = [r["score"] for r in results]
+            scores_of = getattr(det, "attribute_scores", {}) or {}
+            results += attribute_results(result, getattr(det, "attributes", {}) or {}, schema, scores_of)
+    scores = [r["score"] for r in results if r["type"] == schema.result_type]
     return {
         "model_version": model_version,
         "score": round(sum(scores) / len(scores), 4) if scores else 0.0,
@@ -215,7 +275,41 @@ def annotation(
         if result is not None:
             result["id"] = _region_id(image_ref, "a", n)
             results.append(result)
+            results += attribute_results(result, label.get("attributes") or {}, schema)
     return {"result": results, "ground_truth": False}
+
+
+def attribute_results(
+    region: dict[str, Any],
+    attributes: Mapping[str, Any],
+    schema: LabelSchema,
+    scores: Mapping[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """Per-region `choices` results (same id as `region`) for the values the schema declares for
+    the region's class; others are left out (the config has no place for them)."""
+    class_name = region["value"][schema.result_type][0]
+    out = []
+    for attribute in schema.attributes.for_class(class_name):
+        if attribute.name not in attributes:
+            continue
+        try:
+            value = attribute.parse(attributes[attribute.name])
+        except ValueError:
+            continue
+        result: dict[str, Any] = {
+            "id": region["id"],
+            "type": "choices",
+            "from_name": choices_name(attribute),
+            "to_name": schema.to_name,
+            "original_width": region["original_width"],
+            "original_height": region["original_height"],
+            "image_rotation": 0,
+            "value": {"choices": [value_name(value)]},
+        }
+        if scores and attribute.name in scores:
+            result["score"] = round(float(scores[attribute.name]), 4)
+        out.append(result)
+    return out
 
 
 def _segmentation_rle(segmentation: Any, width: int, height: int) -> Rle:
@@ -297,14 +391,24 @@ class Region:
     height: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     polygon: list[float] | None = None  # polygon regions: flat [x0, y0, ...] in pixels, as drawn
+    attributes: dict[str, str] = field(default_factory=dict)  # per-region choices: name -> value name
 
 
 def result_regions(results: Sequence[Mapping[str, Any]]) -> list[Region]:
     """Polygon and brush results (of an annotation or a prediction) as masks, in their order.
 
-    Results of other kinds (rectangles, choices, relations) are skipped; a result without its
+    Per-region choices named <class>__<attribute> (attributes) go into their region's `attributes`;
+    results of other kinds (rectangles, other choices, relations) are skipped; a result without its
     image size or with an unreadable region raises a DataError naming the region.
     """
+    chosen: dict[str, dict[str, str]] = {}  # region id -> attribute -> value name
+    for result in results:
+        if str(result.get("type", "")).lower() != "choices":
+            continue
+        _, sep, attribute = str(result.get("from_name", "")).partition(ATTRIBUTE_SEPARATOR)
+        picked = (result.get("value") or {}).get("choices") or []
+        if sep and attribute and picked and result.get("id"):
+            chosen.setdefault(str(result["id"]), {})[attribute] = str(picked[0])
     regions = []
     for result in results:
         kind = str(result.get("type", "")).lower()
@@ -330,5 +434,16 @@ def result_regions(results: Sequence[Mapping[str, Any]]) -> list[Region]:
             raise DataError(f"region {result.get('id')}: unreadable {kind} ({exc})") from exc
         if masklib.area(rle) == 0:
             continue
-        regions.append(Region(str(labels[0]), rle, result.get("score"), width, height, polygon=polygon))
+        attributes = chosen.get(str(result.get("id")), {})
+        regions.append(
+            Region(
+                str(labels[0]),
+                rle,
+                result.get("score"),
+                width,
+                height,
+                polygon=polygon,
+                attributes=attributes,
+            )
+        )
     return regions

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from officescore import __version__
 from officescore import masks as masklib
+from officescore.attributes import load_schema
 from officescore.errors import ConfigError
 from officescore.files import atomic_write_json, check_output_file
 from officescore.label.formats import BRUSH, MASK_KINDS, POLYGON, LabelSchema, make_task, write_tasks
@@ -125,7 +126,9 @@ def prelabel(
     if fmt == COCO:
         atomic_write_json(out, coco_file(good, loaded, mask, simplify), indent=1)
         return PrelabelResult(out, fmt, loaded.version, len(good), count, None, failed)
-    schema = LabelSchema(tuple(loaded.classes), mask)
+    # Per-region choices for the model's attributes (else the default schema's, for labellers to set).
+    attributes = loaded.predictor.attributes or load_schema()
+    schema = LabelSchema(tuple(loaded.classes), mask, attributes=attributes)
     tasks = []
     with reporter.stage("writing tasks", total=len(good)) as stage:
         for img, name, result in good:
@@ -193,6 +196,8 @@ def coco_file(
                     "score": round(det.score, 4),
                 }
             )
+            if det.attributes:  # the attribute head's values, as CVAT writes them (ingest reads them)
+                annotations[-1]["attributes"] = dict(det.attributes)
     info = {
         "description": f"pre-annotations by {loaded.version}",
         "version": __version__,

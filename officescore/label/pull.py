@@ -20,7 +20,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -29,6 +29,7 @@ from PIL import Image
 
 from officescore import __version__
 from officescore import masks as masklib
+from officescore.attributes import AttributeSchema
 from officescore.errors import ConfigError
 from officescore.files import atomic_write_json, make_folder
 from officescore.label.client import LabelStudio
@@ -49,6 +50,8 @@ class PullResult:
     annotations: int
     unlabelled: int  # tasks without a (non-cancelled) annotation, left out
     classes: list[str]
+    # The project's per-region attribute choices (empty: none); `label pull --ingest` checks with it.
+    attributes: AttributeSchema = field(default_factory=AttributeSchema)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,7 +148,9 @@ def pull_project(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return PullResult(out, out / EXPORT_NAME, len(images), len(annotations), unlabelled, classes)
+    return PullResult(
+        out, out / EXPORT_NAME, len(images), len(annotations), unlabelled, classes, project.schema.attributes
+    )
 
 
 def _write_image(
@@ -207,6 +212,8 @@ def _coco_annotations(
                 "iscrowd": 0,
             }
         )
+        if region.attributes:  # per-region choices, as CVAT writes attributes (ingest reads both)
+            found[-1]["attributes"] = dict(region.attributes)
     return found
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from officescore import DEFAULT_CLASSES
+from officescore.attributes import AttributeSchema, load_schema
 from officescore.errors import ConfigError
 from officescore.label.client import LabelStudio, LabelStudioError, Project
 from officescore.label.formats import POLYGON, LabelSchema, make_task, read_tasks
@@ -99,13 +100,16 @@ def push_images(
     batch_size: int = 2,
     simplify: float = DEFAULT_SIMPLIFY,
     reporter: Reporter = SILENT,
+    attributes: AttributeSchema | None = None,
 ) -> PushResult:
     """Add the photos not yet in project `title`, each with the model's prediction when `loaded`.
 
     Every new photo is decoded first; those that cannot be are left out and listed in `failed`.
     A new project labels `classes`, else the model's classes, else the ten office classes, with
-    `mask` regions (default polygons); an existing project keeps its kind, and a `mask` that
-    differs from it is refused rather than dropped.
+    `mask` regions (default polygons) and a per-region choice for each attribute of `attributes`
+    (default: the model's attribute head's, else the package's data/attributes.toml); predicted
+    attribute values go into the predictions. An existing project keeps its kind, and a `mask`
+    that differs from it is refused rather than dropped.
     """
     images = collect_images(inputs)
     names = [relative_name(i.path, Path(local_root), "--local-root") for i in images] if local_root else None
@@ -116,13 +120,16 @@ def push_images(
             raise ConfigError(
                 f"--classes leaves out {', '.join(unknown)}, which the model predicts; add them"
             )
+    if attributes is None:
+        head = loaded.predictor.attributes if loaded is not None else AttributeSchema()
+        attributes = head if head else load_schema()
     # What an existing project must label: the model's classes, else --classes; plain photos
     # pushed without either go into the project as it is (they are not the ten default classes).
     needed = loaded.classes if loaded else (list(classes) if classes else [])
     project, created = ensure_project(
         client,
         title,
-        LabelSchema(tuple(class_list), mask or POLYGON),
+        LabelSchema(tuple(class_list), mask or POLYGON, attributes=attributes),
         needed,
         "the model predicts" if loaded else "--classes names",
     )

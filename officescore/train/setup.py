@@ -101,6 +101,8 @@ def setup(
     notes: list[str] = []
     run_dir = _run_folder(config, ctx, resuming=checkpoint is not None)
     model_kwargs = config.resolved_model_kwargs()
+    if train_set.labelled_attributes:  # the attribute head; model_kwargs {"attributes": {}} turns it off
+        model_kwargs.setdefault("attributes", train_set.attributes.to_dict())
     model = _build_model(config, classes, model_kwargs, checkpoint, notes).to(device)
 
     pool = list(range(len(train_set)))[: config.max_train_images or None]

@@ -1,0 +1,47 @@
+"""audit's wrong_attribute issue (issue 24): a labelled attribute a confident prediction contradicts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from officescore import masks as masklib
+from officescore.curate.labels import Label
+from officescore.curate.match import Prediction, match_image
+from officescore.curate.scoring import KINDS, calibrate, image_issues
+
+
+def _chair() -> np.ndarray:
+    mask = np.zeros((120, 120), dtype=np.uint8)
+    mask[20:90, 30:80] = 1
+    return mask
+
+
+def _issue(label_attributes: dict, predicted: dict, probability: float = 0.95):  # noqa: ANN202
+    rle = masklib.encode(_chair())
+    label = Label(1, "chair", rle, list(masklib.bbox(rle)), 0, label_attributes)
+    pred = Prediction(
+        0, "chair", 0.9, rle, list(masklib.bbox(rle)), predicted, dict.fromkeys(predicted, probability)
+    )
+    match = match_image([label], [pred], tol=2)
+    (issue,) = image_issues(match, 3, calibrate([match], ["chair"]))
+    return issue
+
+
+def test_a_contradicted_label_attribute_is_a_wrong_attribute_issue() -> None:
+    assert "wrong_attribute" in KINDS
+    issue = _issue({"armrests": False}, {"armrests": True})
+    assert issue.kind == "wrong_attribute"
+    assert issue.score == round(0.9 * 0.95, 6)
+    assert issue.attribute == {"name": "armrests", "label": False, "predicted": True}
+    assert issue.suggested_class == "chair"
+
+
+def test_agreeing_unlabelled_or_unsure_values_are_not() -> None:
+    assert "wrong_attribute" not in _issue({"armrests": True}, {"armrests": True}).kinds
+    assert "wrong_attribute" not in _issue({"armrests": "yes"}, {"armrests": True}).kinds  # text form
+    assert (
+        "wrong_attribute" not in _issue({}, {"armrests": True}).kinds
+    )  # not labelled: nothing to contradict
+    assert "wrong_attribute" not in _issue({"armrests": False}, {}).kinds  # a model without the head
+    weak = _issue({"armrests": False}, {"armrests": True}, probability=0.5)
+    assert weak.kinds["wrong_attribute"] == round(0.9 * 0.5, 6)  # less sure: ranked lower
