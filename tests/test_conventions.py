@@ -249,7 +249,10 @@ def test_cli_report_names_the_split_and_the_consistent_classes(
     mixed, _ = inject_convention(sets["train"], sets["parts"], "desk", 0.3, seed=1)
     predictions = fake_predictions(sets["train"], 1, edge_noise=0.1)
     monkeypatch.setattr("officescore.curate.predictions.predict_images", lambda *a, **k: predictions)
-    monkeypatch.setenv("COLUMNS", "250")
+    # A wide console: rich reads $COLUMNS when the console is made, which an earlier test may have done.
+    from officescore.cli import common
+
+    monkeypatch.setattr(common.console, "_width", 250)
     original = (dataset / "train.json").read_text()
     (dataset / "train.json").write_text(json.dumps(mixed))
     try:

@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"officescore", "errors"},  # `officescore` = the root package's constants (DEFAULT_CLASSES, version)
     {"config", "files", "progress", "masks", "devices"},
     {"images", "runs", "distributed", "attributes"},
-    {"model", "dataset", "sample"},
+    {"model", "attribute_head", "dataset", "sample"},
     {"infer"},  # Predictor, Detection, drawing, score, the fast path
     {"scrape", "ingest", "evaluate", "export"},
     {"train"},
