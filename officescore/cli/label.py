@@ -58,6 +58,15 @@ BACKEND_EXAMPLES = """
 
   officescore label backend --model runs/train --connect offices     (connects it to the project too)
 
+  officescore label backend --model runs/train --connect offices --train --train-every 10
+
+With --train the backend retrains itself while people label: every --train-every new or changed
+labels (or Label Studio's Start Training button) start one job in a child process at a lower CPU
+priority: pull the labels, fine-tune the current model for at most --train-epochs / --train-minutes
+(minutes on 2 CPU cores with the defaults), and switch to the new model only if its val mask mAP is
+not worse on the same held-out photos. It costs that CPU time per job, and disk for a run folder
+in runs/train and the pulled photos in --backend-dir per job.
+
 Label Studio must allow a backend on this machine: start it with ML_BLOCK_LOCAL_IP=false
 (and SSRF_PROTECTION_ENABLED=false) or give the backend another address with --host.
 """
@@ -230,6 +239,33 @@ def backend(
     calibration: list[str] = typer.Option(
         None, "--calibration", help=CALIBRATION_HELP + " Needed with --precision int8."
     ),
+    train: bool = typer.Option(
+        False,
+        "--train",
+        help="Retrain from the project's labels while people label (needs --connect; CPU minutes per job).",
+    ),
+    train_every: int = typer.Option(
+        10, "--train-every", help="--train: start a job after this many new labels."
+    ),
+    train_epochs: int = typer.Option(3, "--train-epochs", help="--train: epochs per job at most."),
+    train_minutes: float = typer.Option(10.0, "--train-minutes", help="--train: minutes per job at most."),
+    weights: str = typer.Option(
+        "coco", "--weights", help="--train: the first model's start (coco, imagenet, none or a .pt)."
+    ),
+    arch: str = typer.Option(
+        "maskrcnn_mobilenet_v3_fpn", "--arch", help="--train: the first model's architecture."
+    ),
+    train_img_size: int = typer.Option(
+        512, "--train-img-size", help="--train: longest image side in training."
+    ),
+    backend_dir: Path = typer.Option(
+        Path("runs/label-backend"),
+        "--backend-dir",
+        help="--train: the backend's folder (state.json, learning_curve.png, jobs/).",
+    ),
+    repredict: bool = typer.Option(
+        False, "--repredict", help="--train: after each new model, predict every unlabelled task again."
+    ),
 ) -> None:
     """Serve the model as a Label Studio ML backend (health, setup, predict, webhook)."""
     from officescore.config import secret
@@ -238,6 +274,27 @@ def backend(
 
     key = secret(API_KEY_ENV, "label", "api_key")
     client = LabelStudio.connect(url, key) if (key or connect) else None
+    trainer = None
+    if train:
+        from officescore.label.live import start_trainer
+
+        trainer = start_trainer(
+            client,
+            key,
+            connect,
+            url,
+            model,
+            backend_dir,
+            local_root,
+            device,
+            every=train_every,
+            epochs=train_epochs,
+            minutes=train_minutes,
+            weights=weights,
+            arch=arch,
+            img_size=train_img_size,
+            log=lambda m: err_console.print(Text(m, style="dim"), soft_wrap=True),
+        )
     server_backend = ml.Backend(
         model,
         client,
@@ -248,7 +305,12 @@ def backend(
         log=lambda m: err_console.print(Text(m, style="dim"), soft_wrap=True),
         precision=precision,
         calibration=calibration or (),
+        trainer=trainer,
     )
+    if trainer is not None:
+        from officescore.label.live import after_jobs
+
+        after_jobs(trainer, server_backend, repredict)
     server = ml.make_server(server_backend, host, port)
     thread = ml.start(server)
     address = ml.url_of(server) if host not in ("0.0.0.0", "::") else f"http://127.0.0.1:{port}"
@@ -263,11 +325,75 @@ def backend(
             console.print(
                 f"connected to project {project.title!r} (id {project.id}) at {client.url}", soft_wrap=True
             )
+        if trainer is not None:
+            trainer.poke()  # labels counted before a restart may already be due
         while thread.is_alive():
             time.sleep(0.5)
     finally:
         server.shutdown()
         server.server_close()
+        if trainer is not None:
+            trainer.close()
+
+
+STATUS_EXAMPLES = """
+[bold]Examples[/bold]
+
+  officescore label status --project offices
+
+  officescore label status --project offices --backend-dir runs/label-backend --json
+"""
+
+
+@label_app.command("status", epilog=STATUS_EXAMPLES)
+def status(
+    url: str = typer.Option("http://localhost:8080", "--url", help=URL_HELP),
+    project: str = typer.Option(..., "--project", "-p", help=PROJECT_HELP),
+    backend_dir: Path = typer.Option(
+        Path("runs/label-backend"), "--backend-dir", help="The folder of `label backend --train`."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Per model version: photos trained on, val mAP, training time, how labellers changed it."""
+    from rich.table import Table
+
+    from officescore.label.client import check_project_title
+    from officescore.label.feedback import project_status
+
+    check_project_title(project)
+    document = project_status(_client(url), project, backend_dir)
+    if json_output:
+        print_json(document)
+        return
+    table = Table(title=f"{project}: {document['labelled_tasks']} of {document['tasks']} task(s) labelled")
+    table.add_column("model version", no_wrap=True)
+    for column in ("photos", "mask mAP", "box mAP", "train s", "tasks", "kept", "added", "kept IoU"):
+        table.add_column(column, justify="right")
+
+    def num(value: object, digits: int = 3) -> str:
+        return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    for row in document["versions"]:
+        kept = row.get("kept_share")
+        worse = " (worse, unused)" if row.get("accepted") is False else ""
+        table.add_row(
+            f"{row.get('model_version')}{worse}",
+            num(row.get("trained_photos")),
+            num(row.get("segm_map")),
+            num(row.get("bbox_map")),
+            num(row.get("train_seconds"), 0),
+            num(row.get("tasks")),
+            "-" if kept is None else f"{kept:.0%}",
+            num(row.get("added")),
+            num(row.get("mean_kept_iou"), 2),
+        )
+    console.print(table)
+    if document.get("pending_labels") is not None:
+        console.print(
+            f"answering: {document.get('model_version') or 'no model yet'}; "
+            f"{document['pending_labels']} label(s) since the last model",
+            soft_wrap=True,
+        )
 
 
 def register(app: typer.Typer) -> None:

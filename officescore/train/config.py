@@ -50,6 +50,7 @@ class TrainConfig:
     project: Path = DEFAULT_RUNS_DIR / "train"
     resume: Path | None = None
     seed: int = 0
+    max_minutes: float | None = None  # time budget: no new epoch starts after it (label backend --train)
 
     def resolved_model_kwargs(self) -> dict[str, Any]:
         kwargs = dict(self.model_kwargs)
@@ -125,6 +126,8 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"--lr {config.lr:g}: must be positive")
     if config.img_size is not None and config.img_size < 1:
         raise ConfigError(f"--img-size {config.img_size}: must be a positive number of pixels, e.g. 640")
+    if config.max_minutes is not None and not config.max_minutes > 0:
+        raise ConfigError(f"--train-minutes {config.max_minutes:g}: must be positive")
     for name in ("workers", "patience"):
         if getattr(config, name) < 0:
             raise ConfigError(f"--{name} {getattr(config, name)}: must not be negative")
