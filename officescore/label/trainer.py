@@ -124,9 +124,11 @@ class Trainer:
         self._process: subprocess.Popen[bytes] | None = None
         self._retry: threading.Timer | None = None
         self._closed = False
+        self._held = False  # after a failed job: wait for the next webhook (or the retry), no loop
         self._folder_lock = self._lock_folder()
         self.state = self._load()
         self._recover()
+        self._held = False  # a restart is a fresh try: labels left counted may start a job (poke)
 
     # ------------------------------------------------------------------ state
 
@@ -213,6 +215,7 @@ class Trainer:
         with self._lock:
             if self.project_id is not None and project_id not in (None, self.project_id):
                 return {"status": "ignored", "reason": f"project {project_id} is not this backend's"}
+            self._held = False
             if event in LABEL_EVENTS:
                 self.state["events"].append(time.time())
                 self.state["pending"] = len(self.state["events"])
@@ -237,6 +240,7 @@ class Trainer:
     def _retry_now(self) -> None:
         with self._lock:
             self._retry = None
+            self._held = False
             self._maybe_start()
 
     def wait_idle(self, timeout: float) -> bool:
@@ -270,7 +274,7 @@ class Trainer:
 
     def _maybe_start(self) -> bool:
         """Start a job if one is due and none runs (call with the lock held)."""
-        if self._closed or self.state["running"] is not None or not self._due():
+        if self._closed or self._held or self.state["running"] is not None or not self._due():
             return False
         if self._retry is not None and self._retry.is_alive():
             return False  # waiting for Label Studio to come back
@@ -358,10 +362,12 @@ class Trainer:
         if result is None or not result.get("ok"):
             why = _failure(result, code, folder)
             self.state["failures"].append({"job": running["job"], "error": why, "finished": time.time()})
-            self.state["forced"] = self.state["forced"] or bool(running.get("forced"))
+            self._held = True
             self._save()
             self.log(f"training job {running['job']} failed, {self._current_name()} keeps answering: {why}")
             if result is not None and result.get("retry") and not self._closed:
+                self.state["forced"] = self.state["forced"] or bool(running.get("forced"))  # still asked for
+                self._save()
                 self._retry = threading.Timer(self.settings.retry_seconds, self._retry_now)
                 self._retry.daemon = True
                 self._retry.start()
