@@ -302,10 +302,16 @@ def test_broken_killed_and_interrupted_jobs_leave_the_old_model_answering(
         [{"category": "desk", "segmentation": [[1, 1, 30, 1, 30, 30, 1, 30]]}], SIZE, SIZE, live.schema
     )["result"]
     live.client.sdk.annotations.create(id=broken, result=result)
-    live.client.call("train", lambda: live.client.sdk.ml.train(id=live.ml_id))
+    live.label(live.names[0])  # a second label of a photo: 3 counted, so due, job 3 starts
     wait_for(lambda: live.state["jobs"] == 3 and not live.trainer.running, what="job 3")
     assert len(live.state["failures"]) == 2 and live.state["failures"][-1]["job"] == 3
-    assert live.backend.model_version == first and live.state["pending"] == 2
+    assert (
+        f"task {broken}: broken.jpg from Label Studio is not a readable image"
+        in live.state["failures"][-1]["error"]
+    )
+    assert live.backend.model_version == first and live.state["pending"] == 3
+    time.sleep(3)  # still due, but a failed job waits for the next trigger: no loop of failing jobs
+    assert live.state["jobs"] == 3 and not live.trainer.running
 
     # The photo gone, the next trigger starts cleanly and trains every counted label.
     live.client.call("delete the task", lambda: live.client.sdk.tasks.delete(id=str(broken)))
