@@ -236,6 +236,25 @@ def test_labels_start_one_job_at_a_time_and_start_training_starts_one(
     assert third["trained_photos"] + third["val_photos"] == 6
     assert live.state["val_tasks"] == state["val_tasks"]  # the held-out set stays fixed
 
+    # --repredict: every task nobody labelled gets a prediction of the answering model, once.
+    from officescore.label.feedback import tasks_with_predictions
+    from officescore.label.live import repredict_unlabelled
+
+    current = live.backend.model_version
+
+    def missing() -> list[int]:
+        tasks = tasks_with_predictions(live.client, live.project_id)
+        return [
+            t["id"]
+            for t in tasks
+            if not t["annotations"] and current not in {p["model_version"] for p in t["predictions"]}
+        ]
+
+    before = missing()
+    assert live.tasks[live.names[6]] in before  # never opened
+    assert repredict_unlabelled(live.backend, live.project_id) == len(before)
+    assert missing() == [] and repredict_unlabelled(live.backend, live.project_id) == 0
+
     metrics = requests.get(f"{ml.url_of(live.server)}/metrics", timeout=60).json()
     assert [v["model_version"] for v in metrics["versions"]][-3:] == [
         v["model_version"] for v in live.state["versions"]
@@ -429,3 +448,43 @@ def test_label_status_numbers_recomputed_by_hand(
     row_line = next(line for line in out.splitlines() if "hand-v1" in line)
     cells = [cell.strip() for cell in row_line.split("│")]  # tasks, kept, added, kept IoU
     assert cells[6:10] == ["2", "50%", "2", "0.86"], out
+
+
+def test_the_cli_serves_and_trains_and_refuses_what_cannot_work(
+    labelstudio: LabelStudioServer, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+    import sys
+
+    client = LabelStudio.connect(labelstudio.url, labelstudio.api_key)
+    client.create_project("cli training", LabelSchema(tuple(DEFAULT_CLASSES)))
+    base = ["label", "backend", "--model", str(tmp_path / "runs"), "--url", labelstudio.url, "--train"]
+    code, _, err = run(base, capsys)
+    assert code == 2 and err.startswith("error: --train needs --connect PROJECT"), err
+    code, _, err = run([*base[:3], str(tmp_path / "x.pt"), *base[4:], "--connect", "cli training"], capsys)
+    assert code == 2 and "--model " in err and "with --train give a runs folder" in err, err
+    code, _, err = run([*base, "--connect", "cli training", "--train-every", "0"], capsys)
+    assert code == 2 and "--train-every 0: must be at least 1" in err, err
+
+    port = _free_port()
+    command = [sys.executable, "-m", "officescore", *base, "--connect", "cli training", "--port", str(port)]
+    command += ["--backend-dir", str(tmp_path / "backend"), "--device", "cpu"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return requests.get(f"{url}/health", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(up, 120, "the backend")
+        assert requests.get(f"{url}/health", timeout=10).json()["model_version"] == ml.NO_MODEL_VERSION
+        metrics = requests.get(f"{url}/metrics", timeout=60).json()
+        assert metrics["versions"] == [] and metrics["pending_labels"] == 0 and metrics["train_every"] == 10
+        assert (tmp_path / "backend" / CURVE_FILE).is_file() and (tmp_path / "backend" / STATE_FILE).is_file()
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err_bytes = process.communicate(timeout=60)
+    assert labelstudio.api_key not in err_bytes.decode(errors="replace")

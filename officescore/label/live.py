@@ -31,7 +31,7 @@ def start_trainer(
     if client is None or not key:
         raise ConfigError("--train reads labels from Label Studio: set LABEL_STUDIO_API_KEY")
     runs = Path(runs)
-    if runs.is_file() or str(runs).lower() == "coco":
+    if runs.is_file() or runs.suffix in (".pt", ".pth", ".ts") or str(runs).lower() == "coco":
         raise ConfigError(
             f"--model {runs}: with --train give a runs folder (e.g. runs/train): the jobs write their runs "
             "there and the newest best.pt in it is the first model"
@@ -44,7 +44,7 @@ def start_trainer(
             folder=Path(folder),
             runs=runs,
             local_root=local_root,
-            device="cpu" if device == "auto" else device,
+            device=device,
             **settings,
         ),
         key,
@@ -72,6 +72,7 @@ def after_jobs(trainer: Trainer, backend: Any, repredict: bool) -> None:
 
 def repredict_unlabelled(backend: Any, project_id: int | None) -> int:
     """Predictions of the current model for every task nobody labelled that lacks one of its version."""
+    from officescore.label.feedback import tasks_with_predictions
     from officescore.label.pull import latest_annotation
 
     client = backend.client
@@ -79,7 +80,7 @@ def repredict_unlabelled(backend: Any, project_id: int | None) -> int:
     version = backend.model_version
     todo = [
         t
-        for t in client.export_tasks(project.id)
+        for t in tasks_with_predictions(client, project.id)
         if latest_annotation(t) is None
         and not any(p.get("model_version") == version for p in t.get("predictions") or [])
     ]
