@@ -225,7 +225,9 @@ def test_labels_start_one_job_at_a_time_and_start_training_starts_one(
     # The switch followed the rule on the same val photos; the answering model is the one it chose.
     assert second["accepted"] is (second["segm_map"] >= second["previous_segm_map"])
     answering = second if second["accepted"] else first
-    assert live.backend.model_version == answering["model_version"] == state["current"]["model_version"]
+    assert answering["model_version"] == state["current"]["model_version"]
+    # A new model loads beside the old one, which answers until then; then the new one answers.
+    wait_for(lambda: live.backend.model_version == answering["model_version"], 120, "the new model to load")
     opened = live.client.task(live.tasks[live.names[7]])  # Label Studio asks again: the new version
     assert answering["model_version"] in {p["model_version"] for p in opened["predictions"]}
 
@@ -240,7 +242,8 @@ def test_labels_start_one_job_at_a_time_and_start_training_starts_one(
     from officescore.label.feedback import tasks_with_predictions
     from officescore.label.live import repredict_unlabelled
 
-    current = live.backend.model_version
+    current = live.state["current"]["model_version"]
+    wait_for(lambda: live.backend.model_version == current, 120, "the answering model to load")
 
     def missing() -> list[int]:
         tasks = tasks_with_predictions(live.client, live.project_id)

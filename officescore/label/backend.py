@@ -82,6 +82,7 @@ class Backend:
         self.trainer = trainer  # --train: webhooks train new models; the trainer names the current one
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()  # one model load / forward pass at a time
+        self._reloading: tuple[str, int, int] | None = None  # --train: the model loading beside
         self.current()  # fail at start, not on the first task, when the model is unusable
 
     # ------------------------------------------------------------------ the model
@@ -95,6 +96,9 @@ class Backend:
                 return None
             path = Path(source)
             key = (str(source), *(_stat(path) if path.is_file() else (0, 0)))
+            if self.trainer is not None and self._loaded is not None and self._loaded.key != key:
+                self._reload_beside(source, key)  # the old model answers until the new one is loaded
+                return self._loaded.model
             if self._loaded is None or self._loaded.key != key:
                 before = self._loaded.model.version if self._loaded else None
                 if str(self.precision).lower() == "int8" and self.calibration:  # holds up predictions
@@ -106,6 +110,28 @@ class Backend:
                 if before is not None:
                     self.log(f"model {before} -> {loaded.version}")
             return self._loaded.model
+
+    def _reload_beside(self, source: Path | str, key: tuple[str, int, int]) -> None:
+        """Load the trainer's new model in a thread (lock held by the caller): requests never wait
+        for a load, and Label Studio's short health checks keep getting answers."""
+        if self._reloading == key:
+            return
+        self._reloading = key
+
+        def load() -> None:
+            try:
+                loaded = load_predictor(
+                    source, self.device, self.conf, self.img_size, self.precision, self.calibration
+                )
+            except UserError as exc:
+                self.log(f"cannot load the new model {source}: {exc}")
+                return
+            with self._lock:
+                before = self._loaded.model.version if self._loaded else None
+                self._loaded, self._reloading = _Loaded(key, loaded), None
+            self.log(f"model {before} -> {loaded.version}")
+
+        threading.Thread(target=load, name="officescore-model-load", daemon=True).start()
 
     @property
     def model_version(self) -> str:

@@ -59,6 +59,7 @@ def after_jobs(trainer: Trainer, backend: Any, repredict: bool) -> None:
     def done(version: str | None) -> None:
         from officescore.label.feedback import live_metrics
 
+        backend.current()  # a new model starts loading now, not on the next request
         try:
             live_metrics(trainer, backend.client)
             if version and repredict:

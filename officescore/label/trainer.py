@@ -215,7 +215,6 @@ class Trainer:
         with self._lock:
             if self.project_id is not None and project_id not in (None, self.project_id):
                 return {"status": "ignored", "reason": f"project {project_id} is not this backend's"}
-            self._held = False
             if event in LABEL_EVENTS:
                 self.state["events"].append(time.time())
                 self.state["pending"] = len(self.state["events"])
@@ -223,6 +222,7 @@ class Trainer:
                 self.state["forced"] = True
             else:
                 return {"status": "ignored", "reason": f"{event} is not a label or training event"}
+            self._held = False  # a new trigger after a failed job: try again
             self._save()
             started = self._maybe_start()
             return {
