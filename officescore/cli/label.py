@@ -16,6 +16,8 @@ from officescore.cli.common import (
     print_json,
     reporter,
 )
+from officescore.label.trainer import DEFAULT_ARCH as TRAIN_ARCH
+from officescore.label.trainer import DEFAULT_EPOCHS, DEFAULT_EVERY, DEFAULT_IMG_SIZE, DEFAULT_MINUTES
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -60,12 +62,13 @@ BACKEND_EXAMPLES = """
 
   officescore label backend --model runs/train --connect offices --train --train-every 10
 
-With --train the backend retrains itself while people label: every --train-every new or changed
-labels (or Label Studio's Start Training button) start one job in a child process at a lower CPU
-priority: pull the labels, fine-tune the current model for at most --train-epochs / --train-minutes
-(minutes on 2 CPU cores with the defaults), and switch to the new model only if its val mask mAP is
-not worse on the same held-out photos. It costs that CPU time per job, and disk for a run folder
-in runs/train and the pulled photos in --backend-dir per job.
+With --train the backend retrains itself while people label: every
+--train-every new labels (or Label Studio's Start Training button) start one
+job in a child process at a lower CPU priority: pull the labels, fine-tune
+the current model for at most --train-epochs / --train-minutes, and switch
+only if its val mask mAP is not worse on the same held-out photos. Each job
+costs those CPU minutes, a run folder in --model and the pulled photos in
+--backend-dir. See docs/label-training.md.
 
 Label Studio must allow a backend on this machine: start it with ML_BLOCK_LOCAL_IP=false
 (and SSRF_PROTECTION_ENABLED=false) or give the backend another address with --host.
@@ -245,18 +248,20 @@ def backend(
         help="Retrain from the project's labels while people label (needs --connect; CPU minutes per job).",
     ),
     train_every: int = typer.Option(
-        10, "--train-every", help="--train: start a job after this many new labels."
+        DEFAULT_EVERY, "--train-every", help="--train: start a job after this many new labels."
     ),
-    train_epochs: int = typer.Option(3, "--train-epochs", help="--train: epochs per job at most."),
-    train_minutes: float = typer.Option(10.0, "--train-minutes", help="--train: minutes per job at most."),
+    train_epochs: int = typer.Option(
+        DEFAULT_EPOCHS, "--train-epochs", help="--train: epochs per job at most."
+    ),
+    train_minutes: float = typer.Option(
+        DEFAULT_MINUTES, "--train-minutes", help="--train: minutes per job at most."
+    ),
     weights: str = typer.Option(
         "coco", "--weights", help="--train: the first model's start (coco, imagenet, none or a .pt)."
     ),
-    arch: str = typer.Option(
-        "maskrcnn_mobilenet_v3_fpn", "--arch", help="--train: the first model's architecture."
-    ),
+    arch: str = typer.Option(TRAIN_ARCH, "--arch", help="--train: the first model's architecture."),
     train_img_size: int = typer.Option(
-        512, "--train-img-size", help="--train: longest image side in training."
+        DEFAULT_IMG_SIZE, "--train-img-size", help="--train: longest image side in training."
     ),
     backend_dir: Path = typer.Option(
         Path("runs/label-backend"),
