@@ -143,7 +143,7 @@ class Live:
         self.server = ml.make_server(self.backend, "127.0.0.1", port)
         ml.start(self.server)
 
-    def label(self, name: str) -> None:
+    def label(self, name: str, extra: list[dict[str, Any]] = ()) -> None:  # type: ignore[assignment]
         """A labeller submits the scene's true labels (Label Studio then sends ANNOTATION_CREATED)."""
         image = next(i for i in self.scenes["coco"]["images"] if Path(i["file_name"]).name == name)
         names = {c["id"]: c["name"] for c in self.scenes["coco"]["categories"]}
@@ -153,7 +153,7 @@ class Live:
             if a["image_id"] == image["id"]
         ]
         result = annotation(labels, image["width"], image["height"], self.schema)["result"]
-        self.client.sdk.annotations.create(id=self.tasks[name], result=result, lead_time=1.0)
+        self.client.sdk.annotations.create(id=self.tasks[name], result=[*result, *extra], lead_time=1.0)
 
     @property
     def state(self) -> dict[str, Any]:
@@ -280,8 +280,11 @@ def test_a_worse_model_never_answers(
     live = live_factory("worse model", scenes, n=10, every=10, lr=0.5, val_fraction=0.5)
     good = model_version(best)
     assert live.backend.model_version == good  # found in the runs folder at start
-    for name in live.names:
+    for name in live.names[:-1]:
         live.label(name)
+    # A label of a class the project does not have (the labelling config changed since): skipped, listed.
+    sofa = {**_square(0, 0, 20, 20, "sofa"), "original_width": SIZE, "original_height": SIZE}
+    live.label(live.names[-1], extra=[sofa])
     wait_for(lambda: live.state["jobs"] == 1 and not live.trainer.running, what="the job")
     (record,) = [v for v in live.state["versions"] if v.get("job") == 1]
     assert record["previous_version"] == good and record["val_photos"] >= 2
@@ -291,6 +294,10 @@ def test_a_worse_model_never_answers(
     assert live.backend.model_version == good and live.state["current"]["model_version"] == good
     assert any("is worse" in m and good in m for m in live.messages)
     assert live.state["pending"] == 0  # its labels were trained on: not again
+    assert record["skipped_unknown_classes"] == {"sofa": 1}
+    assert any(
+        "labels of classes the project does not have were skipped: sofa x1" in m for m in live.messages
+    )
 
 
 def test_broken_killed_and_interrupted_jobs_leave_the_old_model_answering(
@@ -487,7 +494,14 @@ def test_the_cli_serves_and_trains_and_refuses_what_cannot_work(
         metrics = requests.get(f"{url}/metrics", timeout=60).json()
         assert metrics["versions"] == [] and metrics["pending_labels"] == 0 and metrics["train_every"] == 10
         assert (tmp_path / "backend" / CURVE_FILE).is_file() and (tmp_path / "backend" / STATE_FILE).is_file()
+        # Label Studio hands /setup its own access token: never logged, never stored.
+        setup = {"project": "1.0", "hostname": labelstudio.url, "access_token": "ls-token-do-not-keep"}
+        assert requests.post(f"{url}/setup", json=setup, timeout=10).status_code == 200
     finally:
         process.send_signal(signal.SIGINT)
         _, err_bytes = process.communicate(timeout=60)
     assert labelstudio.api_key not in err_bytes.decode(errors="replace")
+    assert "POST /setup" in err_bytes.decode() and "ls-token-do-not-keep" not in err_bytes.decode()
+    for path in (tmp_path / "backend").rglob("*"):
+        if path.is_file():
+            assert b"ls-token-do-not-keep" not in path.read_bytes() and key.encode() not in path.read_bytes()
