@@ -20,7 +20,7 @@ With `--model` naming a run folder or `runs/train`, every setup / predict call l
 `best.pt` (a stat, no hashing unless it changed) and loads it: train in another terminal and the
 next task a labeller opens is predicted by the better model, with its `model_version`.
 With a `trainer` (`label backend --train`, `officescore.label.trainer`) the webhooks count labels
-and start training jobs, and the model is the one the trainer switched to (none at first: empty
+and start training jobs, and the model is the one the trainer switched to (none at first: no
 suggestions until the first job succeeded).
 """
 
@@ -123,8 +123,8 @@ class Backend:
                 loaded = load_predictor(
                     source, self.device, self.conf, self.img_size, self.precision, self.calibration
                 )
-            except UserError as exc:
-                self.log(f"cannot load the new model {source}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - the old model keeps answering; say why
+                self.log(f"cannot load the new model {source}, the old one keeps answering: {exc}")
                 return
             with self._lock:
                 before = self._loaded.model.version if self._loaded else None
