@@ -16,6 +16,8 @@ from officescore.cli.common import (
     print_json,
     reporter,
 )
+from officescore.label.trainer import DEFAULT_ARCH as TRAIN_ARCH
+from officescore.label.trainer import DEFAULT_EPOCHS, DEFAULT_EVERY, DEFAULT_IMG_SIZE, DEFAULT_MINUTES
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -58,6 +60,16 @@ BACKEND_EXAMPLES = """
   officescore label backend --model runs/train --port 9090
 
   officescore label backend --model runs/train --connect offices     (connects it to the project too)
+
+  officescore label backend --model runs/train --connect offices --train --train-every 10
+
+With --train the backend retrains itself while people label: every
+--train-every new labels (or Label Studio's Start Training button) start one
+job in a child process at a lower CPU priority: pull the labels, fine-tune
+the current model for at most --train-epochs / --train-minutes, and switch
+only if its val mask mAP is not worse on the same held-out photos. Each job
+costs those CPU minutes, a run folder in --model and the pulled photos in
+--backend-dir. See docs/label-training.md.
 
 Label Studio must allow a backend on this machine: start it with ML_BLOCK_LOCAL_IP=false
 (and SSRF_PROTECTION_ENABLED=false) or give the backend another address with --host.
@@ -256,6 +268,35 @@ def backend(
     calibration: list[str] = typer.Option(
         None, "--calibration", help=CALIBRATION_HELP + " Needed with --precision int8."
     ),
+    train: bool = typer.Option(
+        False,
+        "--train",
+        help="Retrain from the project's labels while people label (needs --connect; CPU minutes per job).",
+    ),
+    train_every: int = typer.Option(
+        DEFAULT_EVERY, "--train-every", help="--train: start a job after this many new labels."
+    ),
+    train_epochs: int = typer.Option(
+        DEFAULT_EPOCHS, "--train-epochs", help="--train: epochs per job at most."
+    ),
+    train_minutes: float = typer.Option(
+        DEFAULT_MINUTES, "--train-minutes", help="--train: minutes per job at most."
+    ),
+    weights: str = typer.Option(
+        "coco", "--weights", help="--train: the first model's start (coco, imagenet, none or a .pt)."
+    ),
+    arch: str = typer.Option(TRAIN_ARCH, "--arch", help="--train: the first model's architecture."),
+    train_img_size: int = typer.Option(
+        DEFAULT_IMG_SIZE, "--train-img-size", help="--train: longest image side in training."
+    ),
+    backend_dir: Path = typer.Option(
+        Path("runs/label-backend"),
+        "--backend-dir",
+        help="--train: the backend's folder (state.json, learning_curve.png, jobs/).",
+    ),
+    repredict: bool = typer.Option(
+        False, "--repredict", help="--train: after each new model, predict every unlabelled task again."
+    ),
 ) -> None:
     """Serve the model as a Label Studio ML backend (health, setup, predict, webhook)."""
     from officescore.config import secret
@@ -268,6 +309,27 @@ def backend(
     client = LabelStudio.connect(url, key) if key else None
     # The project is looked up before anything is announced: a typo fails without a banner.
     project = client.project(connect) if (client is not None and connect) else None
+    trainer = None
+    if train:
+        from officescore.label.live import start_trainer
+
+        trainer = start_trainer(
+            client,
+            key,
+            connect,
+            url,
+            model,
+            backend_dir,
+            local_root,
+            device,
+            every=train_every,
+            epochs=train_epochs,
+            minutes=train_minutes,
+            weights=weights,
+            arch=arch,
+            img_size=train_img_size,
+            log=lambda m: err_console.print(Text(m, style="dim"), soft_wrap=True),
+        )
     server_backend = ml.Backend(
         model,
         client,
@@ -278,7 +340,12 @@ def backend(
         log=lambda m: err_console.print(Text(m, style="dim"), soft_wrap=True),
         precision=precision,
         calibration=calibration or (),
+        trainer=trainer,
     )
+    if trainer is not None:
+        from officescore.label.live import after_jobs
+
+        after_jobs(trainer, server_backend, repredict)
     server = ml.make_server(server_backend, host, port)
     thread = ml.start(server)
     address = ml.url_of(server) if host not in ("0.0.0.0", "::") else f"http://127.0.0.1:{port}"
@@ -291,11 +358,75 @@ def backend(
             console.print(
                 f"connected to project {project.title!r} (id {project.id}) at {client.url}", soft_wrap=True
             )
+        if trainer is not None:
+            trainer.poke()  # labels counted before a restart may already be due
         while thread.is_alive():
             time.sleep(0.5)
     finally:
         server.shutdown()
         server.server_close()
+        if trainer is not None:
+            trainer.close()
+
+
+STATUS_EXAMPLES = """
+[bold]Examples[/bold]
+
+  officescore label status --project offices
+
+  officescore label status --project offices --backend-dir runs/label-backend --json
+"""
+
+
+@label_app.command("status", epilog=STATUS_EXAMPLES)
+def status(
+    url: str = typer.Option("http://localhost:8080", "--url", help=URL_HELP),
+    project: str = typer.Option(..., "--project", "-p", help=PROJECT_HELP),
+    backend_dir: Path = typer.Option(
+        Path("runs/label-backend"), "--backend-dir", help="The folder of `label backend --train`."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Per model version: photos trained on, val mAP, training time, how labellers changed it."""
+    from rich.table import Table
+
+    from officescore.label.client import check_project_title
+    from officescore.label.feedback import project_status
+
+    check_project_title(project)
+    document = project_status(_client(url), project, backend_dir)
+    if json_output:
+        print_json(document)
+        return
+    table = Table(title=f"{project}: {document['labelled_tasks']} of {document['tasks']} task(s) labelled")
+    table.add_column("model version", no_wrap=True)
+    for column in ("photos", "mask mAP", "box mAP", "train s", "tasks", "kept", "added", "kept IoU"):
+        table.add_column(column, justify="right")
+
+    def num(value: object, digits: int = 3) -> str:
+        return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    for row in document["versions"]:
+        kept = row.get("kept_share")
+        worse = " (worse, unused)" if row.get("accepted") is False else ""
+        table.add_row(
+            f"{row.get('model_version')}{worse}",
+            num(row.get("trained_photos")),
+            num(row.get("segm_map")),
+            num(row.get("bbox_map")),
+            num(row.get("train_seconds"), 0),
+            num(row.get("tasks")),
+            "-" if kept is None else f"{kept:.0%}",
+            num(row.get("added")),
+            num(row.get("mean_kept_iou"), 2),
+        )
+    console.print(table)
+    if document.get("pending_labels") is not None:
+        console.print(
+            f"answering: {document.get('model_version') or 'no model yet'}; "
+            f"{document['pending_labels']} label(s) since the last model",
+            soft_wrap=True,
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -13,10 +13,15 @@ the PyPI `label-studio-ml` server pins Flask 1.1 / Jinja2 3.0, which clash with 
     POST /predict        {"results": [prediction per task], "model_version": ...}
     POST /webhook        any Label Studio webhook (ANNOTATION_CREATED, START_TRAINING, ...) -> fit()
     GET  /versions       {"versions": [model_version]}
+    GET  /metrics        with --train: per model version, its training and how labellers changed its
+                         suggestions (`officescore.label.feedback`)
 
 With `--model` naming a run folder or `runs/train`, every setup / predict call looks for a newer
 `best.pt` (a stat, no hashing unless it changed) and loads it: train in another terminal and the
 next task a labeller opens is predicted by the better model, with its `model_version`.
+With a `trainer` (`label backend --train`, `officescore.label.trainer`) the webhooks count labels
+and start training jobs, and the model is the one the trainer switched to (none at first: no
+suggestions until the first job succeeded).
 """
 
 from __future__ import annotations
@@ -37,9 +42,11 @@ from officescore.label.formats import POLYGON, LabelSchema, prediction
 from officescore.label.predict import LoadedPredictor, load_predictor, resolve_model
 from officescore.label.prelabel import DEFAULT_CONF, LOCAL_FILES_PREFIX
 from officescore.label.regions import DEFAULT_SIMPLIFY
+from officescore.label.trainer import Trainer
 
 DEFAULT_PORT = 9090
 DEFAULT_HOST = "127.0.0.1"
+NO_MODEL_VERSION = "no-model-yet"  # --train before its first model: no suggestions
 
 
 @dataclass
@@ -63,6 +70,7 @@ class Backend:
         log: Callable[[str], None] = lambda message: None,
         precision: str = "auto",
         calibration: Sequence[str | Path] = (),
+        trainer: Trainer | None = None,
     ) -> None:
         self.model = model
         self.client = client  # reads uploaded photos from Label Studio; None: local files only
@@ -71,18 +79,26 @@ class Backend:
         self.precision = precision  # officescore.infer.accel: resolved once per (re)load
         self.calibration = list(calibration)  # int8: each reloaded model is calibrated on these
         self.log = log
+        self.trainer = trainer  # --train: webhooks train new models; the trainer names the current one
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()  # one model load / forward pass at a time
+        self._reloading: tuple[str, int, int] | None = None  # --train: the model loading beside
         self.current()  # fail at start, not on the first task, when the model is unusable
 
     # ------------------------------------------------------------------ the model
 
-    def current(self) -> LoadedPredictor:
-        """The model to answer with now: reloaded when `--model` resolves to a newer file."""
+    def current(self) -> LoadedPredictor | None:
+        """The model to answer with now: reloaded when `--model` resolves to a newer file (with a
+        trainer: when the trainer switched models); None while a trainer has no model yet."""
         with self._lock:
-            source = resolve_model(self.model)
+            source = self.trainer.current_checkpoint() if self.trainer else resolve_model(self.model)
+            if source is None:
+                return None
             path = Path(source)
             key = (str(source), *(_stat(path) if path.is_file() else (0, 0)))
+            if self.trainer is not None and self._loaded is not None and self._loaded.key != key:
+                self._reload_beside(source, key)  # the old model answers until the new one is loaded
+                return self._loaded.model
             if self._loaded is None or self._loaded.key != key:
                 before = self._loaded.model.version if self._loaded else None
                 if str(self.precision).lower() == "int8" and self.calibration:  # holds up predictions
@@ -95,9 +111,32 @@ class Backend:
                     self.log(f"model {before} -> {loaded.version}")
             return self._loaded.model
 
+    def _reload_beside(self, source: Path | str, key: tuple[str, int, int]) -> None:
+        """Load the trainer's new model in a thread (lock held by the caller): requests never wait
+        for a load, and Label Studio's short health checks keep getting answers."""
+        if self._reloading == key:
+            return
+        self._reloading = key
+
+        def load() -> None:
+            try:
+                loaded = load_predictor(
+                    source, self.device, self.conf, self.img_size, self.precision, self.calibration
+                )
+            except Exception as exc:  # noqa: BLE001 - the old model keeps answering; say why
+                self.log(f"cannot load the new model {source}, the old one keeps answering: {exc}")
+                return
+            with self._lock:
+                before = self._loaded.model.version if self._loaded else None
+                self._loaded, self._reloading = _Loaded(key, loaded), None
+            self.log(f"model {before} -> {loaded.version}")
+
+        threading.Thread(target=load, name="officescore-model-load", daemon=True).start()
+
     @property
     def model_version(self) -> str:
-        return self.current().version
+        loaded = self.current()
+        return loaded.version if loaded else NO_MODEL_VERSION
 
     # ------------------------------------------------------------------ the three calls
 
@@ -107,6 +146,8 @@ class Backend:
     def predict(self, tasks: Sequence[dict[str, Any]], label_config: str | None) -> list[dict[str, Any]]:
         """One prediction per task (in order) for the project's labelling config."""
         loaded = self.current()
+        if loaded is None:  # no results at all: Label Studio stores nothing and asks again next time
+            return []
         schema = _schema(label_config, loaded)
         unknown = [c for c in loaded.classes if c not in schema.classes]
         predictions = []
@@ -127,9 +168,18 @@ class Backend:
         return predictions
 
     def fit(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Webhooks are acknowledged: training runs with `officescore train` (CPU minutes to hours,
-        not a request); the backend then picks up the new best.pt by itself."""
-        return {"status": "ok", "event": event, "model_version": self.model_version}
+        """Without a trainer webhooks are acknowledged (train with `officescore train`; the backend
+        picks up the new best.pt by itself); with one they are counted and may start a job."""
+        counted = self.trainer.notify(event, data) if self.trainer else {"status": "ok"}
+        return {**counted, "event": event, "model_version": self.model_version}
+
+    def metrics(self) -> dict[str, Any]:
+        """`GET /metrics`: the trainer's versions joined with how labellers changed their suggestions."""
+        if self.trainer is None:
+            raise UserError("GET /metrics needs a backend started with --train")
+        from officescore.label.feedback import live_metrics
+
+        return live_metrics(self.trainer, self.client)
 
     # ------------------------------------------------------------------ photos
 
@@ -198,6 +248,8 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                     self._send(200, {"status": "UP", "model_class": "officescore", "model_version": version})
                 elif path == "/versions":
                     self._send(200, {"versions": [backend.model_version]})
+                elif path == "/metrics":
+                    self._send(200, backend.metrics())
                 else:
                     self._send(404, {"error": f"no such endpoint: GET {path}"})
             except UserError as exc:
@@ -213,8 +265,9 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                     tasks = body.get("tasks") or []
                     results = backend.predict(tasks, body.get("label_config"))
                     self._send(200, {"results": results, "model_version": backend.model_version})
-                elif path in ("/webhook", "/train"):
-                    self._send(201, backend.fit(str(body.get("action") or "train"), body))
+                elif path in ("/webhook", "/train"):  # Label Studio's older train call: /train
+                    event = body.get("action") or ("START_TRAINING" if path == "/train" else "train")
+                    self._send(201, backend.fit(str(event), body))
                 elif path == "/validate":
                     self._send(200, {"status": "ok"})
                 else:

@@ -30,7 +30,7 @@ from PIL import Image
 from officescore import __version__
 from officescore import masks as masklib
 from officescore.attributes import AttributeSchema
-from officescore.errors import ConfigError
+from officescore.errors import BadImageError, ConfigError
 from officescore.files import atomic_write_json, make_folder
 from officescore.label.client import LabelStudio
 from officescore.label.formats import Region, result_regions
@@ -170,10 +170,16 @@ def _write_image(
         name = f"{task['id']}-{name}"
     used.add(name)
     (folder / IMAGES_DIR / name).write_bytes(data)
-    with Image.open(io.BytesIO(data)) as image:
-        from PIL import ImageOps
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            from PIL import ImageOps
 
-        width, height = ImageOps.exif_transpose(image).size  # the orientation labellers saw
+            width, height = ImageOps.exif_transpose(image).size  # the orientation labellers saw
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise BadImageError(
+            f"task {task.get('id')}: {name} from Label Studio is not a readable image "
+            f"({type(exc).__name__}); replace or delete the task"
+        ) from None
     entry: dict[str, Any] = {
         "id": int(task["id"]),
         "file_name": f"{IMAGES_DIR}/{name}",

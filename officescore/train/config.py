@@ -52,6 +52,7 @@ class TrainConfig:
     resume: Path | None = None
     seed: int = 0
     log: str = "auto"  # auto | tensorboard | mlflow | none: where scalars go besides metrics.csv
+    max_minutes: float | None = None  # time budget: no new epoch starts after it (label backend --train)
 
     def resolved_model_kwargs(self) -> dict[str, Any]:
         kwargs = dict(self.model_kwargs)
@@ -129,6 +130,8 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"--img-size {config.img_size}: must be a positive number of pixels, e.g. 640")
     if config.log not in LOG_CHOICES:
         raise ConfigError(f"--log {config.log!r}: choose one of {', '.join(LOG_CHOICES)}")
+    if config.max_minutes is not None and not config.max_minutes > 0:
+        raise ConfigError(f"--train-minutes {config.max_minutes:g}: must be positive")
     for name in ("workers", "patience"):
         if getattr(config, name) < 0:
             raise ConfigError(f"--{name} {getattr(config, name)}: must not be negative")

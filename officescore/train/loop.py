@@ -118,7 +118,7 @@ def _run(
     try:
         run.trackers.start(run.args)
         with save_when_stopped(run, state, received):
-            while state.epoch < config.epochs and not stopped_early:
+            while state.epoch < config.epochs and not stopped_early and not _out_of_time(run, state, started):
                 if state.pending_row is None:  # else: trained before a stop while validating
                     state.pending_row = train_one_epoch(run, state)
                 metrics = validate_if_due(run, state.epoch)
@@ -183,3 +183,12 @@ def _end_epoch(run: Run, state: State, metrics: dict[str, Any] | None) -> bool:
             f"early stop after epoch {state.epoch}: no mask mAP gain in {config.patience} validations"
         )
     return stop
+
+
+def _out_of_time(run: Run, state: State, started: float) -> bool:
+    """`max_minutes` spent: no new epoch starts (the one running finishes, so its checkpoints are whole)."""
+    budget = run.config.max_minutes
+    if budget is None or state.epoch == 0 or time.perf_counter() - started < budget * 60:
+        return False
+    run.notes.append(f"time budget of {budget:g} min spent after epoch {state.epoch}")
+    return True

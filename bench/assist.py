@@ -1,0 +1,298 @@
+"""Does the retraining backend save labellers work? `label backend --train` against a static backend.
+
+A real Label Studio on 127.0.0.1 (started as the tests start it, tests/labelstudio_server.py),
+synthetic scenes with exact masks (`officescore.sample`), and a scripted labeller: it opens the
+tasks in order (Label Studio asks the backend for the prediction it shows), reads it, and submits
+the scene's true labels, as a person correcting the suggestion would. With --wait (default) the
+labeller waits for a running job before the next task, so each version's suggestions are seen.
+
+Two projects hold the same scenes:
+- retraining: a backend with a trainer (`officescore.label.trainer`), a job every --every labels;
+- static: the retraining backend's first model, never replaced.
+Printed (markdown): per model version of the retraining backend, the labelled photos it trained
+on, val mask mAP, seconds per job; then per window of --every tasks, the kept share and the mean
+mask IoU of kept objects for both backends (`officescore.label.feedback`).
+
+    python bench/assist.py --tasks 40 --every 10 --size 128 --epochs 3 --out runs/bench-assist
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from labelstudio_server import (  # noqa: E402 - the tests' own server start, reused
+    DB_NAME,
+    EMAIL,
+    PASSWORD,
+    _free_port,
+    _stop,
+    _wait_up,
+    executable,
+    migrated_database,
+    personal_access_token,
+    server_env,
+)
+
+from officescore import DEFAULT_CLASSES  # noqa: E402
+from officescore.label import backend as ml  # noqa: E402
+from officescore.label.client import LabelStudio  # noqa: E402
+from officescore.label.feedback import task_feedback, tasks_with_predictions  # noqa: E402
+from officescore.label.formats import LabelSchema, annotation  # noqa: E402
+from officescore.label.push import push_images  # noqa: E402
+from officescore.label.trainer import Trainer, TrainSettings  # noqa: E402
+
+FAST_MODEL = {
+    "rpn_pre_nms_top_n_train": 200,
+    "rpn_post_nms_top_n_train": 50,
+    "rpn_pre_nms_top_n_test": 200,
+    "rpn_post_nms_top_n_test": 50,
+    "rpn_batch_size_per_image": 64,
+    "box_batch_size_per_image": 32,
+    "box_detections_per_img": 30,
+}
+
+
+def start_label_studio(base: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    exe = executable()
+    data_dir, local_root = base / "data", base / "files"
+    data_dir.mkdir(parents=True)
+    local_root.mkdir()
+    env = server_env(data_dir, local_root)
+    database = migrated_database(exe, env)
+    if database is not None:
+        shutil.copy(database, data_dir / DB_NAME)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port)]
+    command += ["--host", url, "--data-dir", str(data_dir), "--username", EMAIL, "--password", PASSWORD]
+    log = base / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    _wait_up(url, process, log)
+    return process, url, personal_access_token(url, EMAIL, PASSWORD)
+
+
+class Labeller:
+    """Opens each task (Label Studio asks the backend), then saves the scene's true labels."""
+
+    def __init__(self, client: LabelStudio, project_id: int, scenes: Path) -> None:
+        self.client = client
+        self.coco = json.loads((scenes / "annotations.json").read_text())
+        self.names = {c["id"]: c["name"] for c in self.coco["categories"]}
+        self.schema = LabelSchema(tuple(DEFAULT_CLASSES))
+        tasks = client.export_tasks(project_id)
+        self.order = sorted(tasks, key=lambda t: t["data"]["name"])
+
+    def label(self, task: dict[str, Any]) -> None:
+        self.client.task(task["id"])  # what opening it in the browser does: a prediction is made
+        image = next(i for i in self.coco["images"] if Path(i["file_name"]).name == task["data"]["name"])
+        labels = [
+            {"category": self.names[a["category_id"]], "segmentation": a["segmentation"]}
+            for a in self.coco["annotations"]
+            if a["image_id"] == image["id"]
+        ]
+        result = annotation(labels, image["width"], image["height"], self.schema)["result"]
+        self.client.sdk.annotations.create(id=task["id"], result=result, lead_time=1.0)
+
+
+def windows(client: LabelStudio, project_id: int, order: list[int], every: int) -> list[dict[str, Any]]:
+    """Kept share and mean kept mask IoU per window of `every` tasks, in labelling order."""
+    by_id = {t["id"]: t for t in tasks_with_predictions(client, project_id)}
+    out = []
+    for start in range(0, len(order), every):
+        found = [task_feedback(by_id[t]) for t in order[start : start + every]]
+        found = [f for f in found if f is not None]
+        predicted = sum(f.predicted for f in found)
+        kept = sum(f.kept for f in found)
+        ious = [i for f in found for i in f.kept_ious]
+        out.append(
+            {
+                "tasks": f"{start + 1}-{min(start + every, len(order))}",
+                "versions": sorted({f.model_version for f in found}),
+                "predicted": predicted,
+                "kept_share": kept / predicted if predicted else None,
+                "mean_kept_iou": sum(ious) / len(ious) if ious else None,
+                "added": sum(f.added for f in found),
+            }
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", type=int, default=40)
+    parser.add_argument("--every", type=int, default=10)
+    parser.add_argument("--size", type=int, default=128, help="scene size in pixels (and training size)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--arch", default="maskrcnn_resnet18_fpn")
+    parser.add_argument("--weights", default="none", help="the first model's start (none: offline)")
+    parser.add_argument("--lr", type=float, default=0.02)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--conf", type=float, default=0.3)
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for a running job between tasks")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-assist"))
+    args = parser.parse_args()
+
+    from officescore.sample import write_sample
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="assist-", dir=args.out))
+    server, url, key = start_label_studio(base / "labelstudio")
+    os.environ["LABEL_STUDIO_API_KEY"] = key
+    try:
+        write_sample(base / "scenes", n_images=args.tasks, seed=11, size=args.size)
+        client = LabelStudio.connect(url, key)
+        results: dict[str, Any] = {}
+        # ---------------------------------------------------------------- retraining backend
+        pushed = push_images(
+            client, "assist retraining", [base / "scenes" / "images"], classes=list(DEFAULT_CLASSES)
+        )
+        messages: list[str] = []
+        settings = TrainSettings(
+            url=url,
+            project="assist retraining",
+            folder=base / "backend",
+            runs=base / "runs" / "train",
+            every=args.every,
+            epochs=args.epochs,
+            minutes=args.minutes,
+            weights=args.weights,
+            arch=args.arch,
+            img_size=args.size,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            model_kwargs=dict(FAST_MODEL),
+            device="cpu",
+            amp=True,
+        )
+        trainer = Trainer(
+            settings, key, pushed.project_id, log=lambda m: (messages.append(m), print(m, flush=True))
+        )
+        backend = ml.Backend(settings.runs, client, device="cpu", conf=args.conf, trainer=trainer)
+        server_a = ml.make_server(backend, "127.0.0.1", 0)
+        ml.start(server_a)
+        client.connect_backend(pushed.project_id, ml.url_of(server_a))
+        labeller = Labeller(client, pushed.project_id, base / "scenes")
+        started = time.monotonic()
+        for task in labeller.order:
+            labeller.label(task)
+            time.sleep(0.2)  # the webhook
+            if not args.no_wait:
+                trainer.wait_idle(3600)
+        trainer.wait_idle(3600)
+        order = [t["id"] for t in labeller.order]
+        results["retraining"] = {
+            "versions": trainer.versions(),
+            "failures": trainer.state["failures"],
+            "windows": windows(client, pushed.project_id, order, args.every),
+            "seconds": time.monotonic() - started,
+        }
+        from officescore.label.feedback import live_metrics
+
+        live_metrics(trainer, client)  # learning_curve.png in the backend's folder
+        first = next((v for v in trainer.versions() if v.get("accepted")), None)
+        trainer.close()
+        server_a.shutdown()
+        server_a.server_close()
+        # ---------------------------------------------------------------- static backend
+        if first is not None:
+            checkpoint = (settings.folder / first["checkpoint"]).resolve()
+            pushed_b = push_images(
+                client, "assist static", [base / "scenes" / "images"], classes=list(DEFAULT_CLASSES)
+            )
+            static = ml.Backend(checkpoint, client, device="cpu", conf=args.conf)
+            server_b = ml.make_server(static, "127.0.0.1", 0)
+            ml.start(server_b)
+            client.connect_backend(pushed_b.project_id, ml.url_of(server_b))
+            labeller_b = Labeller(client, pushed_b.project_id, base / "scenes")
+            for n, task in enumerate(labeller_b.order):
+                if n < args.every:  # like the retraining backend, no model for the first labels
+                    client.sdk.annotations.create(id=task["id"], result=[], was_cancelled=True)
+                    continue
+                labeller_b.label(task)
+            order_b = [t["id"] for t in labeller_b.order]
+            results["static"] = {
+                "version": first["model_version"],
+                "windows": windows(client, pushed_b.project_id, order_b, args.every),
+            }
+            server_b.shutdown()
+            server_b.server_close()
+        results["args"] = {k: str(v) for k, v in vars(args).items()}
+        results["machine"] = {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version()}
+        (args.out / "assist.json").write_text(json.dumps(results, indent=1, default=str))
+        shutil.copy(settings.folder / "learning_curve.png", args.out / "learning_curve.png")
+        print(table(results))
+    finally:
+        _stop(server)
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        "| version | trained on | val photos | val mask mAP | val box mAP | job s | used |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for v in results["retraining"]["versions"]:
+        cells = [
+            v["model_version"],
+            v.get("trained_photos"),
+            v.get("val_photos"),
+            _f(v.get("segm_map")),
+            _f(v.get("bbox_map")),
+            _f(v.get("job_seconds"), 0),
+            "yes" if v.get("accepted") else "no",
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += [
+        "",
+        "| tasks | retraining: versions | kept share | kept IoU | static: kept share | kept IoU |",
+        "|---|---|---|---|---|---|",
+    ]
+    static = (results.get("static") or {}).get("windows") or []
+    for n, w in enumerate(results["retraining"]["windows"]):
+        s = static[n] if n < len(static) else {}
+        cells = [
+            w["tasks"],
+            ", ".join(w["versions"]) or "-",
+            _f(w["kept_share"], 2),
+            _f(w["mean_kept_iou"], 2),
+            _f(s.get("kept_share"), 2),
+            _f(s.get("mean_kept_iou"), 2),
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""How much labellers changed the backend's suggestions, per model version, and the learning curve.
+
+For every task whose final label was saved after a prediction was shown (the prediction Label
+Studio stored before the annotation was created; an accepted prediction is named by the
+annotation's `parent_prediction`), the predicted objects are matched one to one with the final
+labels: a pair counts when both have the same class and mask IoU >= 0.5, best IoU first. Then
+
+    kept    predicted objects matched to a final label (the labeller kept or corrected them)
+    added   final labels matched to no prediction (drawn by hand)
+    iou     mask IoU of each kept pair (how much a kept suggestion was redrawn)
+
+Per model version: kept share = kept / predicted objects, added, mean mask IoU of kept objects.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from officescore import masks as masklib
+from officescore.errors import DataError
+from officescore.label.formats import Region, result_regions
+from officescore.label.pull import latest_annotation
+
+KEEP_IOU = 0.5
+
+
+@dataclass
+class TaskFeedback:
+    task: int
+    model_version: str
+    predicted: int
+    labelled: int
+    kept: int
+    added: int
+    kept_ious: list[float] = field(default_factory=list)
+
+
+@dataclass
+class VersionFeedback:
+    model_version: str
+    tasks: int = 0
+    predicted: int = 0
+    labelled: int = 0
+    kept: int = 0
+    added: int = 0
+    iou_sum: float = 0.0
+
+    @property
+    def kept_share(self) -> float | None:
+        return self.kept / self.predicted if self.predicted else None
+
+    @property
+    def mean_kept_iou(self) -> float | None:
+        return self.iou_sum / self.kept if self.kept else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "iou_sum"}
+        out["kept_share"] = _round(self.kept_share)
+        out["mean_kept_iou"] = _round(self.mean_kept_iou)
+        return out
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def match_regions(predicted: Sequence[Region], final: Sequence[Region]) -> tuple[int, int, list[float]]:
+    """(kept, added, IoUs of kept pairs): one-to-one, same class, IoU >= KEEP_IOU, best pairs first."""
+    pairs = []
+    pixels_p = [masklib.decode(p.mask).astype(bool) for p in predicted]
+    pixels_f = [masklib.decode(f.mask).astype(bool) for f in final]
+    for i, p in enumerate(predicted):
+        for j, f in enumerate(final):
+            if p.class_name != f.class_name or pixels_p[i].shape != pixels_f[j].shape:
+                continue
+            iou = _iou(pixels_p[i], pixels_f[j])
+            if iou >= KEEP_IOU:
+                pairs.append((iou, i, j))
+    used_p: set[int] = set()
+    used_f: set[int] = set()
+    ious = []
+    for iou, i, j in sorted(pairs, key=lambda t: (-t[0], t[1], t[2])):
+        if i in used_p or j in used_f:
+            continue
+        used_p.add(i)
+        used_f.add(j)
+        ious.append(iou)
+    return len(ious), len(final) - len(used_f), ious
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = int((a | b).sum())
+    return float((a & b).sum()) / union if union else 0.0
+
+
+def _when(stamp: Any) -> datetime | None:
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def shown_prediction(task: Mapping[str, Any], annotation: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The prediction the labeller saw: the annotation's parent prediction, else the newest one
+    Label Studio stored before the annotation was created; None when none was shown first."""
+    predictions = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+    parent = annotation.get("parent_prediction")
+    for prediction in predictions:
+        if parent is not None and prediction.get("id") == parent:
+            return prediction
+    created = _when(annotation.get("created_at"))
+    if created is None:
+        return None
+    before = [p for p in predictions if (_when(p.get("created_at")) or created) < created]
+    if not before:
+        return None
+    return max(before, key=lambda p: (_when(p.get("created_at")), p.get("id") or 0))
+
+
+def task_feedback(task: Mapping[str, Any]) -> TaskFeedback | None:
+    """The labeller's changes to the prediction shown on this task; None if not labelled after one."""
+    chosen = latest_annotation(dict(task))
+    if chosen is None:
+        return None
+    shown = shown_prediction(task, chosen)
+    if shown is None:
+        return None
+    try:
+        predicted = result_regions(shown.get("result") or [])
+        final = result_regions(chosen.get("result") or [])
+    except DataError:
+        return None  # a region Label Studio cannot size: not counted rather than guessed
+    kept, added, ious = match_regions(predicted, final)
+    version = str(shown.get("model_version") or "")
+    return TaskFeedback(int(task.get("id") or 0), version, len(predicted), len(final), kept, added, ious)
+
+
+def by_version(tasks: Iterable[Mapping[str, Any]]) -> dict[str, VersionFeedback]:
+    """Every labelled-after-a-prediction task, summed per model version."""
+    out: dict[str, VersionFeedback] = {}
+    for task in tasks:
+        found = task_feedback(task)
+        if found is None:
+            continue
+        summary = out.setdefault(found.model_version, VersionFeedback(found.model_version))
+        summary.tasks += 1
+        summary.predicted += found.predicted
+        summary.labelled += found.labelled
+        summary.kept += found.kept
+        summary.added += found.added
+        summary.iou_sum += sum(found.kept_ious)
+    return out
+
+
+def metrics_document(
+    versions: Sequence[Mapping[str, Any]], feedback: Mapping[str, VersionFeedback], extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`GET /metrics` and `label status --json`: one row per model version, oldest first.
+
+    `versions`: the trainer's records (model_version, trained_photos, val_photos, segm_map, bbox_map,
+    train_seconds, accepted, ...); versions that only appear in Label Studio's predictions (a model
+    the backend started with) get a row with the feedback alone.
+    """
+    rows = []
+    seen = set()
+    for record in versions:
+        version = str(record.get("model_version") or "")
+        seen.add(version)
+        row = dict(record)
+        row.update((feedback.get(version) or VersionFeedback(version)).to_dict())
+        rows.append(row)
+    for version, summary in feedback.items():
+        if version not in seen:
+            rows.insert(0, {"model_version": version, **summary.to_dict()})
+    return {**extra, "versions": rows}
+
+
+def learning_curve_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """Val mask mAP and kept share against labelled photos trained on, one point per model version."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [r for r in rows if r.get("trained_photos") is not None and r.get("accepted", True)]
+    xs = [int(r["trained_photos"]) for r in points]
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    for key, label, style in (("segm_map", "val mask mAP", "o-"), ("kept_share", "kept share", "s--")):
+        pairs = [(x, r.get(key)) for x, r in zip(xs, points, strict=True) if r.get(key) is not None]
+        if pairs:
+            ax.plot([p[0] for p in pairs], [p[1] for p in pairs], style, label=label)
+    ax.set_xlabel("labelled photos trained on")
+    ax.set_ylim(0, 1)
+    ax.set_title("learning curve (one point per model version)")
+    ax.grid(alpha=0.3)
+    if points:
+        ax.legend(loc="upper left")
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_learning_curve(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    from officescore.files import atomic_write_bytes
+
+    atomic_write_bytes(path, learning_curve_png(rows))
+    return path
+
+
+# ---------------------------------------------------------------------- the documents
+
+
+def tasks_with_predictions(client: Any, project_id: int) -> list[dict[str, Any]]:
+    """The project's tasks (JSON export) with each task's predictions as objects: the export itself
+    lists only their ids."""
+    tasks = client.export_tasks(project_id)
+    predictions: dict[int, list[dict[str, Any]]] = {}
+    found = client.call("list predictions", lambda: list(client.sdk.predictions.list(project=project_id)))
+    for prediction in found:
+        item = (
+            prediction.model_dump(warnings=False) if hasattr(prediction, "model_dump") else dict(prediction)
+        )
+        for key in ("created_at", "updated_at"):
+            if isinstance(item.get(key), datetime):
+                item[key] = item[key].isoformat()
+        predictions.setdefault(int(item.get("task") or 0), []).append(item)
+    for task in tasks:
+        task["predictions"] = predictions.get(int(task.get("id") or 0), [])
+    return tasks
+
+
+def _document(
+    client: Any, project_id: int, versions: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    tasks = tasks_with_predictions(client, project_id)
+    labelled = sum(1 for t in tasks if latest_annotation(t) is not None)
+    return metrics_document(
+        versions, by_version(tasks), {**extra, "labelled_tasks": labelled, "tasks": len(tasks)}
+    )
+
+
+def live_metrics(trainer: Any, client: Any) -> dict[str, Any]:
+    """`GET /metrics` of a running backend (`trainer`: its `label.trainer.Trainer`); also redraws
+    learning_curve.png in the backend's folder."""
+    from officescore.label.trainer import CURVE_FILE
+
+    if client is None:
+        raise DataError(
+            "GET /metrics reads the project from Label Studio: start the backend with --url and a key"
+        )
+    project = client.project(trainer.settings.project)
+    document = _document(client, project.id, trainer.versions(), trainer.summary())
+    write_learning_curve(trainer.folder / CURVE_FILE, document["versions"])
+    return document
+
+
+def project_status(client: Any, title: str, folder: Path) -> dict[str, Any]:
+    """`label status`: the backend folder's state.json (if any) joined with the project's labels."""
+    from officescore.label.trainer import STATE_FILE
+
+    project = client.project(title)
+    state_path = Path(folder) / STATE_FILE
+    versions: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {"project": title, "backend_dir": str(folder)}
+    if state_path.is_file():
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        if state.get("project") == title:
+            versions = list(state.get("versions") or [])
+            current = state.get("current") or {}
+            extra.update(
+                model_version=current.get("model_version"),
+                pending_labels=state.get("pending"),
+                jobs=state.get("jobs"),
+                running_job=(state.get("running") or {}).get("job"),
+                failures=state.get("failures") or [],
+            )
+    return _document(client, project.id, versions, extra)

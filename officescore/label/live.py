@@ -1,0 +1,98 @@
+"""`label backend --train` put together: the trainer for a project, and what follows each job
+(the learning curve redrawn; with --repredict, every unlabelled task predicted again)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from officescore.errors import ConfigError, UserError
+from officescore.label.trainer import Trainer, TrainSettings
+
+REPREDICT_BATCH = 8
+
+
+def start_trainer(
+    client: Any,
+    key: str | None,
+    project: str | None,
+    url: str,
+    runs: str | Path,
+    folder: Path,
+    local_root: Path | None,
+    device: str,
+    log: Callable[[str], None] = lambda message: None,
+    **settings: Any,
+) -> Trainer:
+    """The trainer of project `project`, writing runs into `runs` and its state into `folder`."""
+    if not project:
+        raise ConfigError("--train needs --connect PROJECT: the project whose labels it trains on")
+    if client is None or not key:
+        raise ConfigError("--train reads labels from Label Studio: set LABEL_STUDIO_API_KEY")
+    runs = Path(runs)
+    if runs.is_file() or runs.suffix in (".pt", ".pth", ".ts") or str(runs).lower() == "coco":
+        raise ConfigError(
+            f"--model {runs}: with --train give a runs folder (e.g. runs/train): the jobs write their runs "
+            "there and the newest best.pt in it is the first model"
+        )
+    found = client.project(project)
+    return Trainer(
+        TrainSettings(
+            url=client.url,
+            project=project,
+            folder=Path(folder),
+            runs=runs,
+            local_root=local_root,
+            device=device,
+            **settings,
+        ),
+        key,
+        found.id,
+        log,
+    )
+
+
+def after_jobs(trainer: Trainer, backend: Any, repredict: bool) -> None:
+    """After each job: redraw learning_curve.png; after a switch, with `repredict`, predict again."""
+
+    def done(version: str | None) -> None:
+        from officescore.label.feedback import live_metrics
+
+        backend.current()  # a new model starts loading now, not on the next request
+        try:
+            live_metrics(trainer, backend.client)
+            if version and repredict:
+                count = repredict_unlabelled(backend, trainer.project_id)
+                backend.log(f"{version}: predicted {count} unlabelled task(s) again")
+        except UserError as exc:
+            backend.log(f"after the job: {exc}")
+
+    trainer.on_job_end = done
+
+
+def repredict_unlabelled(backend: Any, project_id: int | None) -> int:
+    """Predictions of the current model for every task nobody labelled that lacks one of its version."""
+    from officescore.label.feedback import tasks_with_predictions
+    from officescore.label.pull import latest_annotation
+
+    client = backend.client
+    project = client.project(backend.trainer.settings.project)
+    version = backend.model_version
+    todo = [
+        t
+        for t in tasks_with_predictions(client, project.id)
+        if latest_annotation(t) is None
+        and not any(p.get("model_version") == version for p in t.get("predictions") or [])
+    ]
+    config = project.schema.config_xml()
+    for start in range(0, len(todo), REPREDICT_BATCH):
+        chunk = todo[start : start + REPREDICT_BATCH]
+        for task, made in zip(chunk, backend.predict(chunk, config), strict=True):
+            client.call(
+                "add a prediction",
+                lambda t=task, m=made: client.sdk.predictions.create(
+                    task=int(t["id"]), result=m["result"], score=m["score"], model_version=m["model_version"]
+                ),
+            )
+    return len(todo)

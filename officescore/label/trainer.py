@@ -1,0 +1,518 @@
+"""The trainer of `label backend --train`: counts labels, runs one training job at a time, switches models.
+
+Label Studio's webhooks (ANNOTATION_CREATED / _UPDATED / _DELETED, START_TRAINING) only count and
+enqueue (`notify`): a job starts when `every` labels arrived since the last model, or at once on
+START_TRAINING. A job is a child process (`officescore.label.trainjob`) at a lower CPU priority;
+labels that arrive while it runs are counted and start the next job when it ends, never a second
+one beside it (`_lock` guards `running`; a file lock keeps a second backend off the same folder).
+
+The switch: a finished job's model answers only if its val mask mAP is not below the current
+model's on the same val photos (the job evaluates both); a failed, killed or worse job leaves the
+current model answering, and the log says why. Everything the trainer knows lives in
+`FOLDER/state.json` (written atomically after every change): the label counter, the current model,
+every version with its numbers, the held-out and trained tasks, and the running job, so a restarted
+backend finds its model and counters again, adopts a job that finished while it was down, and never
+trains the same labels twice. The API key reaches the child in its environment only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from officescore.errors import ConfigError
+from officescore.files import atomic_write_json, make_folder
+from officescore.label.trainjob import JOB_FILE, LOG_FILE, RESULT_FILE
+
+STATE_FILE = "state.json"
+CURVE_FILE = "learning_curve.png"
+LABEL_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED", "ANNOTATIONS_DELETED")
+TRAIN_EVENTS = ("START_TRAINING",)
+DEFAULT_EVERY = 10
+# The default job: MobileNetV3-FPN Mask R-CNN (COCO detector weights, only the mask head starts
+# fresh) at 512 px, 3 epochs or 10 minutes, whichever ends first: minutes on 2 CPU cores.
+DEFAULT_ARCH = "maskrcnn_mobilenet_v3_fpn"
+DEFAULT_IMG_SIZE = 512
+DEFAULT_EPOCHS = 3
+DEFAULT_MINUTES = 10.0
+NICE = 10
+
+
+@dataclass
+class TrainSettings:
+    """What `label backend --train` was started with (the job's settings come from here)."""
+
+    url: str
+    project: str
+    folder: Path  # the backend's folder: state.json, learning_curve.png, jobs/
+    runs: Path  # where each job's run folder goes (runs/train)
+    every: int = DEFAULT_EVERY
+    epochs: int = DEFAULT_EPOCHS
+    minutes: float | None = DEFAULT_MINUTES
+    weights: str = "coco"  # the first model's start (later ones: the current model)
+    arch: str = DEFAULT_ARCH
+    img_size: int | None = DEFAULT_IMG_SIZE
+    batch_size: int = 2
+    lr: float | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    amp: bool = True  # bf16 autocast where the CPU has it natively, float32 elsewhere
+    val_fraction: float = 0.2
+    local_root: Path | None = None
+    nice: int = NICE
+    threads: int | None = None  # torch threads in the job (None: torch's default)
+    retry_seconds: float = 60.0  # Label Studio unreachable: try again after this
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.every < 1:
+            raise ConfigError(f"--train-every {self.every}: must be at least 1")
+        if self.epochs < 1:
+            raise ConfigError(f"--train-epochs {self.epochs}: must be at least 1")
+        if self.minutes is not None and not self.minutes > 0:
+            raise ConfigError(f"--train-minutes {self.minutes:g}: must be positive")
+
+
+def _empty_state(project: str) -> dict[str, Any]:
+    return {
+        "format": "officescore-label-backend",
+        "version": 1,
+        "project": project,
+        "pending": 0,  # labels created / changed / deleted since the labels the last job trained on
+        "events": [],  # when each of those arrived: a job covers the ones before its pull began
+        "forced": False,  # START_TRAINING arrived: train at once
+        "jobs": 0,
+        "current": None,  # {"model_version", "checkpoint"}: the model that answers
+        "versions": [],  # one record per finished job (and the model found at start)
+        "failures": [],
+        "val_tasks": [],  # the fixed, growing held-out set (Label Studio task ids)
+        "train_tasks": [],
+        "running": None,  # {"job", "folder", "pid", "pending_at_start", "started"}
+    }
+
+
+class Trainer:
+    """Counts Label Studio's label events and runs training jobs one at a time (see the module doc)."""
+
+    def __init__(
+        self,
+        settings: TrainSettings,
+        api_key: str,
+        project_id: int | None = None,
+        log: Callable[[str], None] = lambda message: None,
+        on_job_end: Callable[[str | None], None] = lambda version: None,
+    ) -> None:
+        settings.check()
+        self.settings = settings
+        self.folder = make_folder(Path(settings.folder), "backend folder")
+        self.project_id = project_id
+        self.log = log
+        # called (outside the lock) after each job: the new model_version if it took over, else None
+        self.on_job_end = on_job_end
+        self._api_key = api_key  # for the child's environment only; never written or logged
+        self._lock = threading.RLock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._retry: threading.Timer | None = None
+        self._closed = False
+        self._held = False  # after a failed job: wait for the next webhook (or the retry), no loop
+        self._folder_lock = self._lock_folder()
+        self.state = self._load()
+        self._recover()
+        self._held = False  # a restart is a fresh try: labels left counted may start a job (poke)
+
+    # ------------------------------------------------------------------ state
+
+    def _lock_folder(self) -> Any:
+        handle = (self.folder / ".lock").open("w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise ConfigError(
+                f"{self.folder}: another `label backend --train` uses this folder; stop it or give another "
+                "--backend-dir"
+            ) from None
+        return handle
+
+    def _load(self) -> dict[str, Any]:
+        path = self.folder / STATE_FILE
+        if not path.is_file():
+            return _empty_state(self.settings.project)
+        state = json.loads(path.read_text(encoding="utf-8"))
+        if state.get("project") != self.settings.project:
+            raise ConfigError(
+                f"{self.folder}: holds the backend of project {state.get('project')!r}, not "
+                f"{self.settings.project!r}; give another --backend-dir"
+            )
+        return {**_empty_state(self.settings.project), **state}
+
+    def _save(self) -> None:
+        atomic_write_json(self.folder / STATE_FILE, self.state)
+
+    def _rel(self, path: Path | str) -> str:
+        return os.path.relpath(Path(path).resolve(), self.folder.resolve())
+
+    def _abs(self, rel: str) -> Path:
+        return (self.folder / rel).resolve()
+
+    def _recover(self) -> None:
+        """After a restart: adopt a job that finished while the backend was down, wait for one still
+        running, or record one that died (its labels stay counted); else take the newest model found."""
+        running = self.state.get("running")
+        if running:
+            folder = self._abs(running["folder"])
+            if (folder / RESULT_FILE).is_file():
+                self._finish(running, None)
+            elif _alive(int(running.get("pid") or 0), folder):
+                self.log(f"job {running['job']} is still running (pid {running['pid']}); waiting for it")
+                threading.Thread(target=self._wait_for_orphan, args=(running,), daemon=True).start()
+            else:
+                self._finish(running, None)
+        if self.state["current"] is None and not self.state["versions"]:
+            from officescore.runs import newest_best_checkpoint
+
+            found = newest_best_checkpoint(Path(self.settings.runs))
+            if found is not None:
+                from officescore.label.predict import model_version
+
+                version = model_version(found)
+                self.state["current"] = {"model_version": version, "checkpoint": self._rel(found)}
+                self.state["versions"].append(
+                    {
+                        "model_version": version,
+                        "checkpoint": self._rel(found),
+                        "accepted": True,
+                        "found": True,
+                    }
+                )
+        self._save()
+
+    # ------------------------------------------------------------------ what the backend asks
+
+    def current_checkpoint(self) -> Path | None:
+        with self._lock:
+            current = self.state["current"]
+            return self._abs(current["checkpoint"]) if current else None
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self.state["running"] is not None
+
+    def notify(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        """A webhook: count label events of this project, force a job on START_TRAINING, maybe start."""
+        project_id = _project_id(data.get("project"))
+        with self._lock:
+            if self.project_id is not None and project_id not in (None, self.project_id):
+                return {"status": "ignored", "reason": f"project {project_id} is not this backend's"}
+            if event in LABEL_EVENTS:
+                self.state["events"].append(time.time())
+                self.state["pending"] = len(self.state["events"])
+            elif event in TRAIN_EVENTS:
+                self.state["forced"] = True
+            else:
+                return {"status": "ignored", "reason": f"{event} is not a label or training event"}
+            self._held = False  # a new trigger after a failed job: try again
+            self._save()
+            started = self._maybe_start()
+            return {
+                "status": "training" if started else ("queued" if self.state["running"] else "counted"),
+                "pending": self.state["pending"],
+                "train_every": self.settings.every,
+                "job": (self.state["running"] or {}).get("job"),
+            }
+
+    def poke(self) -> None:
+        """Start a job if one is due (after a retry wait, or at start when labels were left counted)."""
+        with self._lock:
+            self._maybe_start()
+
+    def _retry_now(self) -> None:
+        with self._lock:
+            self._retry = None
+            self._held = False
+            self._maybe_start()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """For tests and shutdown: True once no job runs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                return True
+            time.sleep(0.1)
+        return not self.running
+
+    def close(self, stop_job: bool = True) -> None:
+        """Stop the retry timer, and the running job (its labels stay counted for the next start)."""
+        with self._lock:
+            self._closed = True
+            if self._retry is not None:
+                self._retry.cancel()
+            process = self._process
+        if stop_job and process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self._folder_lock.close()
+
+    # ------------------------------------------------------------------ jobs
+
+    def _due(self) -> bool:
+        return bool(self.state["forced"]) or self.state["pending"] >= self.settings.every
+
+    def _maybe_start(self) -> bool:
+        """Start a job if one is due and none runs (call with the lock held)."""
+        if self._closed or self._held or self.state["running"] is not None or not self._due():
+            return False
+        if self._retry is not None and self._retry.is_alive():
+            return False  # waiting for Label Studio to come back
+        number = int(self.state["jobs"]) + 1
+        folder = make_folder(self.folder / "jobs" / f"job-{number:04d}", "job folder")
+        for name in (RESULT_FILE, LOG_FILE):
+            (folder / name).unlink(missing_ok=True)
+        current = self.current_checkpoint()
+        settings = self.settings
+        job = {
+            "job": number,
+            "url": settings.url,
+            "project": settings.project,
+            "local_root": str(Path(settings.local_root).resolve()) if settings.local_root else None,
+            "runs": str(Path(settings.runs).resolve()),
+            "current": str(current) if current else None,
+            "weights": settings.weights,
+            "arch": settings.arch,
+            "img_size": settings.img_size,
+            "epochs": settings.epochs,
+            "minutes": settings.minutes,
+            "batch_size": settings.batch_size,
+            "lr": settings.lr,
+            "model_kwargs": settings.model_kwargs,
+            "device": settings.device,
+            "amp": settings.amp,
+            "val_fraction": settings.val_fraction,
+            "val_tasks": self.state["val_tasks"],
+            "train_tasks": self.state["train_tasks"],
+            "nice": settings.nice,
+            "threads": settings.threads,
+            "seed": settings.seed,
+        }
+        atomic_write_json(folder / JOB_FILE, job)
+        env = {**os.environ, "LABEL_STUDIO_API_KEY": self._api_key}
+        with (folder / LOG_FILE).open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "officescore.label.trainjob", str(folder)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=Path.cwd(),
+            )
+        self._process = process
+        running = {
+            "job": number,
+            "folder": self._rel(folder),
+            "pid": process.pid,
+            "pending_at_start": self.state["pending"],
+            "forced": self.state["forced"],
+            "started": time.time(),
+        }
+        self.state.update(jobs=number, forced=False, running=running)
+        self._save()
+        why = "START_TRAINING" if running["forced"] else f"{running['pending_at_start']} new label(s)"
+        self.log(f"training job {number} started ({why}; pid {process.pid})")
+        threading.Thread(target=self._wait, args=(process, running), daemon=True).start()
+        return True
+
+    def _wait(self, process: subprocess.Popen[bytes], running: dict[str, Any]) -> None:
+        code = process.wait()
+        switched = None
+        with self._lock:
+            if self._closed:
+                return  # the next start adopts or records it
+            self._process = None
+            switched = self._finish(running, code)
+            self._maybe_start()  # labels that came during the job
+        self.on_job_end(switched)
+
+    def _wait_for_orphan(self, running: dict[str, Any]) -> None:
+        folder = self._abs(running["folder"])
+        while _alive(int(running["pid"]), folder):
+            time.sleep(1.0)
+        with self._lock:
+            switched = self._finish(running, None)
+            self._maybe_start()
+        self.on_job_end(switched)
+
+    def _finish(self, running: dict[str, Any], code: int | None) -> str | None:
+        """Record a job that ended; returns the new model_version when it took over (lock held)."""
+        folder = self._abs(running["folder"])
+        self.state["running"] = None
+        result = _read_result(folder / RESULT_FILE)
+        if result is None or not result.get("ok"):
+            why = _failure(result, code, folder)
+            self.state["failures"].append({"job": running["job"], "error": why, "finished": time.time()})
+            self._held = True
+            self._save()
+            self.log(f"training job {running['job']} failed, {self._current_name()} keeps answering: {why}")
+            if result is not None and result.get("retry") and not self._closed:
+                self.state["forced"] = self.state["forced"] or bool(running.get("forced"))  # still asked for
+                self._save()
+                self._retry = threading.Timer(self.settings.retry_seconds, self._retry_now)
+                self._retry.daemon = True
+                self._retry.start()
+                self.log(f"trying again in {self.settings.retry_seconds:g}s")
+            return None
+        # The job trained on every label that arrived before its pull began: those are done, whatever
+        # the switch; labels that came later are still counted.
+        pulled_at = float(result.get("pulled_at") or running["started"])
+        self.state["events"] = [t for t in self.state["events"] if t > pulled_at]
+        self.state["pending"] = len(self.state["events"])
+        self.state["val_tasks"] = sorted(set(self.state["val_tasks"]) | set(result["val_tasks"]))
+        self.state["train_tasks"] = sorted(set(self.state["train_tasks"]) | set(result["train_tasks"]))
+        current = self.state["current"]
+        accepted = current is None or not_worse(result.get("segm_map"), result.get("current_segm_map"))
+        record = {
+            "model_version": result["model_version"],
+            "job": running["job"],
+            "run": self._rel(result["run_dir"]),
+            "checkpoint": self._rel(result["checkpoint"]),
+            "trained_photos": result["trained_photos"],
+            "val_photos": result["val_photos"],
+            "segm_map": result.get("segm_map"),
+            "bbox_map": result.get("bbox_map"),
+            "previous_version": current["model_version"] if current else None,
+            "previous_segm_map": result.get("current_segm_map"),
+            "train_seconds": result.get("train_seconds"),
+            "job_seconds": result.get("job_seconds"),
+            "epochs": result.get("epochs"),
+            "skipped_unknown_classes": result.get("skipped_unknown_classes") or {},
+            "accepted": accepted,
+            "started": running.get("started"),
+            "finished": time.time(),
+        }
+        self.state["versions"].append(record)
+        unknown = record["skipped_unknown_classes"]
+        if unknown:
+            listed = ", ".join(f"{name} x{n}" for name, n in unknown.items())
+            self.log(
+                f"job {running['job']}: labels of classes the project does not have were skipped: {listed}"
+            )
+        compared = (
+            f"val mask mAP {_fmt(record['segm_map'])} vs {_fmt(record['previous_segm_map'])} "
+            f"on the same {record['val_photos']} photo(s)"
+        )
+        if accepted:
+            self.state["current"] = {
+                "model_version": record["model_version"],
+                "checkpoint": record["checkpoint"],
+            }
+            self._save()
+            before = current["model_version"] if current else "no model"
+            self.log(f"job {running['job']}: model {before} -> {record['model_version']} ({compared})")
+            return str(record["model_version"])
+        self._save()
+        self.log(
+            f"job {running['job']}: {record['model_version']} is worse, "
+            f"{self._current_name()} keeps answering ({compared})"
+        )
+        return None
+
+    def _current_name(self) -> str:
+        current = self.state["current"]
+        return str(current["model_version"]) if current else "no model"
+
+    # ------------------------------------------------------------------ feedback
+
+    def versions(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(v) for v in self.state["versions"]]
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            running = self.state["running"]
+            return {
+                "project": self.settings.project,
+                "model_version": self._current_name() if self.state["current"] else None,
+                "pending_labels": self.state["pending"],
+                "train_every": self.settings.every,
+                "running_job": running["job"] if running else None,
+                "jobs": self.state["jobs"],
+                "failures": list(self.state["failures"]),
+                "val_photos": len(self.state["val_tasks"]),
+                "settings": {
+                    k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.settings).items()
+                },
+            }
+
+
+def not_worse(new: float | None, current: float | None) -> bool:
+    """The switch rule: the new model's val mask mAP is not below the current one's (same photos)."""
+    if current is None:
+        return True
+    if new is None:
+        return False
+    return new >= current
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _read_result(path: Path) -> dict[str, Any] | None:
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) else None
+
+
+def _failure(result: dict[str, Any] | None, code: int | None, folder: Path) -> str:
+    if result is not None:
+        return str(result.get("error") or "the job reported a failure")
+    if code is None:
+        return "the backend stopped while the job ran; its labels stay counted"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the job was killed ({name}); its labels stay counted"
+    tail = ""
+    try:
+        lines = (folder / LOG_FILE).read_text(errors="replace").strip().splitlines()
+        tail = f": {lines[-1][:300]}" if lines else ""
+    except OSError:
+        pass
+    return f"the job exited with {code} without a result{tail}"
+
+
+def _alive(pid: int, folder: Path) -> bool:
+    """Whether `pid` is still this job's process (a reused pid running something else is not)."""
+    if pid <= 0:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return "officescore.label.trainjob" in cmdline and str(folder) in cmdline
+
+
+def _project_id(project: Any) -> int | None:
+    """The project of a webhook: {"id": ..} (webhooks), or "<id>.<timestamp>" (Label Studio's /train)."""
+    if isinstance(project, dict):
+        project = project.get("id")
+    try:
+        return int(str(project).split(".")[0]) if project not in (None, "") else None
+    except ValueError:
+        return None

@@ -1,0 +1,242 @@
+"""One training job of `label backend --train`, run as a child process at a lower CPU priority.
+
+    python -m officescore.label.trainjob JOB_FOLDER      (JOB_FOLDER/job.json says what to do)
+
+Steps: pull the project's labels through Label Studio's API (`label.pull`), ingest them
+(`ingest_export`: the same checks as `officescore ingest`, the project's classes; labels of other
+classes are listed and skipped), split on the backend's fixed held-out set, fine-tune warm-started
+from the current model into an ordinary run folder (`officescore.train`), then evaluate the new and
+the current model on the same val photos. The last thing it does is write JOB_FOLDER/result.json
+(atomically): the backend reads nothing else, so a job killed at any point leaves no result and
+its run folder is never loaded. The API key comes in the environment (LABEL_STUDIO_API_KEY),
+never in a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from officescore.files import atomic_write_json
+
+JOB_FILE = "job.json"
+RESULT_FILE = "result.json"
+LOG_FILE = "log.txt"
+
+
+def held_out(task: int, fraction: float) -> bool:
+    """A new photo's fixed draw for the held-out set: the same answer in every job and restart."""
+    digest = hashlib.sha256(f"officescore-val-{task}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def assign_splits(
+    tasks: Sequence[int],
+    groups: Sequence[Sequence[int]],
+    val_before: set[int],
+    train_before: set[int],
+    fraction: float,
+) -> dict[int, str]:
+    """'train' or 'val' per task. Held-out photos stay held out and trained photos stay in train;
+    a near-duplicate group follows its earlier members (else its first member's draw), so a photo is
+    never validated on a copy of itself; the held-out set gets its first photo once there are two."""
+    group_of = {t: i for i, members in enumerate(groups) for t in members}
+    members: dict[Any, list[int]] = {}
+    for t in tasks:
+        members.setdefault(group_of.get(t, ("single", t)), []).append(t)
+    out: dict[int, str] = {}
+    for group in members.values():
+        if any(t in val_before for t in group):
+            split = "val"
+        elif any(t in train_before for t in group):
+            split = "train"
+        else:
+            split = "val" if held_out(min(group), fraction) else "train"
+        for t in group:
+            out[t] = split
+    if len(tasks) >= 2 and fraction > 0 and "val" not in out.values():
+        new = [t for t in tasks if t not in train_before]  # never hold out a photo already trained on
+        if new:
+            first = min(new, key=lambda t: hashlib.sha256(f"officescore-val-{t}".encode()).digest())
+            for group in members.values():
+                if first in group and not any(t in train_before for t in group):
+                    for t in group:
+                        out[t] = "val"
+    if "train" not in out.values() and tasks:  # nothing to train on: the newest photo trains
+        out[max(tasks)] = "train"
+    return out
+
+
+def _split_dataset(dataset: Path, export: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite the ingested data set's train/val on the backend's held-out set; returns the split."""
+    task_of = {img["file_name"]: int(img["label_studio_task"]) for img in export["images"]}
+    data = json.loads((dataset / "train.json").read_text(encoding="utf-8"))
+    meta = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
+    image_task = {img["id"]: task_of[img["original_file_name"]] for img in data["images"]}
+    out_name_task = {img["file_name"]: image_task[img["id"]] for img in data["images"]}
+    groups = [
+        [out_name_task[name] for name in names if name in out_name_task]
+        for names in (meta.get("duplicates") or {}).get("groups") or []
+    ]
+    tasks = sorted(image_task.values())
+    splits = assign_splits(
+        tasks, groups, set(job["val_tasks"]), set(job["train_tasks"]), float(job["val_fraction"])
+    )
+    counts = {}
+    for split in ("train", "val"):
+        images = [img for img in data["images"] if splits[image_task[img["id"]]] == split]
+        ids = {img["id"] for img in images}
+        anns = [a for a in data["annotations"] if a["image_id"] in ids]
+        atomic_write_json(dataset / f"{split}.json", {**data, "images": images, "annotations": anns})
+        counts[split] = {
+            "images": len(images),
+            "annotations": len(anns),
+            "crowd": sum(a["iscrowd"] for a in anns),
+        }
+    meta["counts"].update(counts)
+    meta["val_fraction"] = float(job["val_fraction"])
+    meta["split"] = "label backend: fixed held-out set of Label Studio tasks"
+    atomic_write_json(dataset / "dataset.json", meta)
+    return {
+        "train_tasks": sorted(t for t, s in splits.items() if s == "train"),
+        "val_tasks": sorted(t for t, s in splits.items() if s == "val"),
+    }
+
+
+def _unknown_labels(export: dict[str, Any], classes: Sequence[str]) -> dict[str, int]:
+    """Labels whose class the project's labelling config does not have: {class: objects}."""
+    names = {c["id"]: c["name"] for c in export["categories"]}
+    found: dict[str, int] = {}
+    for ann in export["annotations"]:
+        name = names.get(ann["category_id"])
+        if name not in classes:
+            found[str(name)] = found.get(str(name), 0) + 1
+    return found
+
+
+def val_maps(checkpoint: Path, dataset: Path, device: str) -> tuple[float | None, float | None]:
+    """(mask mAP, box mAP) of a checkpoint on the data set's val split; (None, None) without val photos."""
+    from officescore.dataset import OfficeDataset, build_transforms
+    from officescore.devices import resolve_device
+    from officescore.evaluate import category_map, evaluate_model
+    from officescore.model import model_from_checkpoint
+
+    val_set = OfficeDataset(dataset, "val", build_transforms(train=False))
+    if len(val_set) == 0:
+        return None, None
+    torch_device = resolve_device(device)
+    model, classes = model_from_checkpoint(checkpoint, torch_device)
+    found = evaluate_model(model, val_set, torch_device, category_ids=category_map(classes, val_set.classes))
+    assert found is not None
+    metrics = found[0]
+    return (metrics.get("segm") or {}).get("map"), (metrics.get("bbox") or {}).get("map")
+
+
+def run_job(folder: Path) -> dict[str, Any]:
+    """Everything one job does (see the module docstring); returns what goes into result.json."""
+    from officescore.ingest import ingest_export
+    from officescore.label.client import LabelStudio, api_key
+    from officescore.label.predict import model_version
+    from officescore.label.pull import pull_project
+    from officescore.train import TrainConfig, train
+
+    job = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
+    started = time.monotonic()
+    client = LabelStudio.connect(job["url"], api_key())
+    project = client.project(job["project"])
+    classes = list(project.schema.classes)
+    pulled_at = time.time()  # labels that reached the backend before this are in the pull
+    pulled = pull_project(client, job["project"], folder / "export", _path(job.get("local_root")))
+    export = json.loads(pulled.export.read_text(encoding="utf-8"))
+    unknown = _unknown_labels(export, classes)
+    dataset = folder / "dataset"
+    ingested = ingest_export(pulled.export, out=dataset, val_fraction=0.0, classes=classes)
+    split = _split_dataset(dataset, export, job)
+    current = _path(job.get("current"))
+    weights = str(current) if current is not None else str(job["weights"])
+    config = TrainConfig(
+        data=dataset,
+        arch=job["arch"],
+        weights=weights,
+        epochs=int(job["epochs"]),
+        batch_size=int(job["batch_size"]),
+        lr=job.get("lr"),
+        img_size=job.get("img_size"),
+        model_kwargs=dict(job.get("model_kwargs") or {}),
+        workers=0,
+        device=job["device"],
+        amp=bool(job.get("amp")),
+        val_every=1,
+        max_minutes=job.get("minutes"),
+        name="label",
+        project=Path(job["runs"]),
+        seed=int(job.get("seed") or 0),
+    )
+    trained = train(config)
+    best = trained.best_checkpoint or trained.last_checkpoint  # no val photos: the last epoch
+    new_segm, new_bbox = val_maps(best, dataset, job["device"])
+    current_segm = current_bbox = None
+    if current is not None:
+        current_segm, current_bbox = val_maps(current, dataset, job["device"])
+    return {
+        "ok": True,
+        "run_dir": str(trained.run_dir),
+        "checkpoint": str(best),
+        "model_version": model_version(best),
+        "segm_map": new_segm,
+        "bbox_map": new_bbox,
+        "current_segm_map": current_segm,
+        "current_bbox_map": current_bbox,
+        "trained_photos": len(split["train_tasks"]),
+        "val_photos": len(split["val_tasks"]),
+        **split,
+        "labelled_photos": pulled.images,
+        "pulled_at": pulled_at,
+        "epochs": trained.epochs_completed,
+        "train_seconds": round(trained.seconds, 2),
+        "job_seconds": round(time.monotonic() - started, 2),
+        "skipped_unknown_classes": unknown,
+        "problems": len(ingested.problems),
+        "notes": trained.notes,
+    }
+
+
+def _path(value: Any) -> Path | None:
+    return Path(value) if value else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from officescore.errors import UserError
+    from officescore.label.client import LabelStudioError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    folder = Path(args[0])
+    job = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
+    if job.get("nice"):
+        os.nice(int(job["nice"]))  # below the backend, so /predict keeps answering while this trains
+    if job.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(job["threads"]))
+    try:
+        result = run_job(folder)
+    except UserError as exc:
+        unreachable = isinstance(exc, LabelStudioError) and "not reachable" in str(exc)
+        result = {"ok": False, "error": str(exc), "retry": unreachable}
+    except Exception as exc:  # noqa: BLE001 - any failure is the job's, the backend keeps its model
+        traceback.print_exc()
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "retry": False}
+    atomic_write_json(folder / RESULT_FILE, result)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("train_tasks", "val_tasks")}))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

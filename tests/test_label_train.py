@@ -1,0 +1,507 @@
+"""`label backend --train` against a real Label Studio (labelstudio_server.py): its webhooks count
+labels, N labels start exactly one job, labels during a job start the next one (never a parallel
+one), START_TRAINING from Label Studio's API starts one; a new model answers only after its job
+succeeded and is not worse on the same val photos; broken, killed, unreachable and interrupted jobs
+leave the old model answering; and `label status` numbers recomputed by hand.
+
+Each job is tiny: ResNet18-FPN Mask R-CNN at 64 px, one epoch, a few photos, one torch thread."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from labelmodels import one_torch_thread, run  # noqa: F401 (fixture)
+from labelstudio_server import LabelStudioServer, _free_port
+from PIL import Image
+from trainsetup import FAST_MODEL, small_config
+
+from officescore import DEFAULT_CLASSES
+from officescore.label import backend as ml
+from officescore.label.client import LabelStudio
+from officescore.label.formats import LabelSchema, annotation
+from officescore.label.trainer import CURVE_FILE, STATE_FILE, Trainer, TrainSettings
+
+SIZE = 64
+EVERY = 3
+
+
+@pytest.fixture
+def key(labelstudio: LabelStudioServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", labelstudio.api_key)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the job's child process inherits it
+    return labelstudio.api_key
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """10 synthetic scenes at 64 px with their exact labels (COCO)."""
+    from officescore.sample import write_sample
+
+    base = tmp_path_factory.mktemp("scenes")
+    write_sample(base / "scenes", n_images=10, seed=7, size=SIZE)
+    coco = json.loads((base / "scenes" / "annotations.json").read_text())
+    return {"folder": base / "scenes", "images": base / "scenes" / "images", "coco": coco, "base": base}
+
+
+@pytest.fixture(scope="module")
+def good_model(scenes: dict[str, Any]) -> Path:
+    """A tiny model trained (15 epochs, ~40 s on one core) on the very scenes the switch test labels,
+    so its val mask mAP on them is clearly above zero."""
+    from officescore.ingest import ingest_export
+    from officescore.train import train
+
+    root = scenes["base"] / "good"
+    ingest_export(scenes["folder"] / "annotations.json", out=root / "dataset", val_fraction=0.2, seed=0)
+    config = small_config(
+        root / "dataset", root / "runs", epochs=15, batch_size=4, lr=0.02, warmup_iters=5, val_every=100
+    )
+    return train(config).last_checkpoint
+
+
+def settings(folder: Path, url: str, project: str, **overrides: Any) -> TrainSettings:
+    values: dict[str, Any] = dict(
+        url=url,
+        project=project,
+        folder=folder / "backend",
+        runs=folder / "runs" / "train",
+        every=EVERY,
+        epochs=1,
+        minutes=None,
+        weights="none",
+        arch="maskrcnn_resnet18_fpn",
+        img_size=SIZE,
+        batch_size=2,
+        lr=0.01,
+        model_kwargs=dict(FAST_MODEL),
+        device="cpu",
+        amp=False,
+        val_fraction=0.3,
+        threads=1,
+        retry_seconds=1.0,
+    )
+    values.update(overrides)
+    return TrainSettings(**values)
+
+
+class Live:
+    """A backend with a trainer, served on 127.0.0.1 and connected to a project."""
+
+    def __init__(
+        self, server: LabelStudioServer, tmp: Path, title: str, scenes: dict[str, Any], n: int, **kw: Any
+    ):
+        from officescore.label.push import push_images
+
+        self.client = LabelStudio.connect(server.url, server.api_key)
+        photos = tmp / "photos"
+        photos.mkdir(exist_ok=True)
+        for image in scenes["coco"]["images"][:n]:
+            (photos / Path(image["file_name"]).name).write_bytes(
+                (scenes["folder"] / image["file_name"]).read_bytes()
+            )
+        pushed = push_images(self.client, title, [photos], classes=list(DEFAULT_CLASSES))
+        self.project_id = pushed.project_id
+        self.schema = LabelSchema(tuple(DEFAULT_CLASSES))
+        self.tasks = {t["data"]["name"]: t["id"] for t in self.client.export_tasks(self.project_id)}
+        self.names = sorted(self.tasks)
+        self.scenes = scenes
+        self.messages: list[str] = []
+        self.settings = settings(tmp, server.url, title, **kw)
+        self.server_info = server
+        self.start()
+        self.ml_id = self.client.connect_backend(self.project_id, ml.url_of(self.server))
+
+    def start(self) -> None:
+        self.trainer = Trainer(
+            self.settings, self.server_info.api_key, self.project_id, log=self.messages.append
+        )
+        self.backend = ml.Backend(self.settings.runs, self.client, device="cpu", trainer=self.trainer)
+        self.server = ml.make_server(self.backend, "127.0.0.1", 0)
+        ml.start(self.server)
+
+    def stop(self, stop_job: bool = True) -> None:
+        self.trainer.close(stop_job=stop_job)
+        self.server.shutdown()
+        self.server.server_close()
+
+    def restart(self, stop_job: bool = True) -> None:
+        """The backend stops (with or without its job) and starts again on the same folder and port."""
+        port = self.server.server_address[1]
+        self.stop(stop_job)
+        self.trainer = Trainer(
+            self.settings, self.server_info.api_key, self.project_id, log=self.messages.append
+        )
+        self.backend = ml.Backend(self.settings.runs, self.client, device="cpu", trainer=self.trainer)
+        self.server = ml.make_server(self.backend, "127.0.0.1", port)
+        ml.start(self.server)
+
+    def label(self, name: str, extra: list[dict[str, Any]] = ()) -> None:  # type: ignore[assignment]
+        """A labeller submits the scene's true labels (Label Studio then sends ANNOTATION_CREATED)."""
+        image = next(i for i in self.scenes["coco"]["images"] if Path(i["file_name"]).name == name)
+        names = {c["id"]: c["name"] for c in self.scenes["coco"]["categories"]}
+        labels = [
+            {"category": names[a["category_id"]], "segmentation": a["segmentation"]}
+            for a in self.scenes["coco"]["annotations"]
+            if a["image_id"] == image["id"]
+        ]
+        result = annotation(labels, image["width"], image["height"], self.schema)["result"]
+        self.client.sdk.annotations.create(id=self.tasks[name], result=[*result, *extra], lead_time=1.0)
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return json.loads((self.settings.folder / STATE_FILE).read_text())
+
+    def job_pid(self) -> int:
+        return int(self.state["running"]["pid"])
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 240.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def live_factory(labelstudio: LabelStudioServer, key: str, tmp_path: Path) -> Iterator[Callable[..., Live]]:
+    made: list[Live] = []
+
+    def make(title: str, scenes: dict[str, Any], n: int, **kw: Any) -> Live:
+        made.append(Live(labelstudio, tmp_path, title, scenes, n, **kw))
+        return made[-1]
+
+    yield make
+    for live in made:
+        live.stop()
+
+
+def test_labels_start_one_job_at_a_time_and_start_training_starts_one(
+    live_factory: Callable[..., Live], scenes: dict[str, Any]
+) -> None:
+    live = live_factory("live training", scenes, n=8)
+    trainer = live.trainer
+    # No model yet: the backend answers, with no suggestions.
+    assert live.backend.model_version == ml.NO_MODEL_VERSION
+    opened = live.client.task(live.tasks[live.names[7]])
+    assert opened["predictions"] == []  # and Label Studio stored none, so it asks again later
+
+    live.label(live.names[0])
+    live.label(live.names[1])
+    wait_for(lambda: live.state["pending"] == 2, 30, "two webhooks")  # they came from Label Studio
+    assert live.state["jobs"] == 0 and not trainer.running
+    live.label(live.names[2])  # the N-th label: one job
+    wait_for(lambda: trainer.running, 30, "the first job")
+    assert live.state["jobs"] == 1
+    pulled = live.settings.folder / "jobs" / "job-0001" / "export" / "annotations.json"
+    wait_for(pulled.is_file, 120, "the first job's pull")  # later labels are the next job's
+    for name in live.names[3:6]:  # labels during the job: counted, no second job beside it
+        live.label(name)
+    wait_for(lambda: live.state["pending"] == 6, 30, "three more webhooks")
+    assert live.state["running"]["job"] == 1 and live.state["jobs"] == 1
+    assert live.backend.model_version == ml.NO_MODEL_VERSION  # nothing answers before the job succeeded
+
+    # The first job ends, and the labels that came during it start the second, after it.
+    wait_for(lambda: len(live.state["versions"]) == 2 and not trainer.running, what="two jobs")
+    state = live.state
+    assert state["failures"] == [] and state["jobs"] == 2 and state["pending"] == 0
+    first, second = state["versions"]
+    assert first["trained_photos"] + first["val_photos"] == 3
+    assert second["trained_photos"] + second["val_photos"] == 6
+    assert first["accepted"] is True and first["previous_version"] is None  # the first model
+    assert second["started"] >= first["finished"]  # one after the other, never side by side
+    assert set(state["val_tasks"]).isdisjoint(state["train_tasks"])
+    run_dir = live.settings.folder / first["run"]
+    assert (run_dir / "metrics.csv").is_file() and (run_dir / "args.json").is_file()
+    # The switch followed the rule on the same val photos; the answering model is the one it chose.
+    assert second["accepted"] is (second["segm_map"] >= second["previous_segm_map"])
+    answering = second if second["accepted"] else first
+    assert answering["model_version"] == state["current"]["model_version"]
+    # A new model loads beside the old one, which answers until then; then the new one answers.
+    wait_for(lambda: live.backend.model_version == answering["model_version"], 120, "the new model to load")
+    opened = live.client.task(live.tasks[live.names[7]])  # Label Studio asks again: the new version
+    assert answering["model_version"] in {p["model_version"] for p in opened["predictions"]}
+
+    # Label Studio's Start Training button (its API): one job, though no new label came.
+    live.client.call("train", lambda: live.client.sdk.ml.train(id=live.ml_id))
+    wait_for(lambda: live.state["jobs"] == 3 and not trainer.running, what="the START_TRAINING job")
+    third = live.state["versions"][2]
+    assert third["trained_photos"] + third["val_photos"] == 6
+    assert live.state["val_tasks"] == state["val_tasks"]  # the held-out set stays fixed
+
+    # --repredict: every task nobody labelled gets a prediction of the answering model, once.
+    from officescore.label.feedback import tasks_with_predictions
+    from officescore.label.live import repredict_unlabelled
+
+    current = live.state["current"]["model_version"]
+    wait_for(lambda: live.backend.model_version == current, 120, "the answering model to load")
+
+    def missing() -> list[int]:
+        tasks = tasks_with_predictions(live.client, live.project_id)
+        return [
+            t["id"]
+            for t in tasks
+            if not t["annotations"] and current not in {p["model_version"] for p in t["predictions"]}
+        ]
+
+    before = missing()
+    assert live.tasks[live.names[6]] in before  # never opened
+    assert repredict_unlabelled(live.backend, live.project_id) == len(before)
+    assert missing() == [] and repredict_unlabelled(live.backend, live.project_id) == 0
+
+    metrics = requests.get(f"{ml.url_of(live.server)}/metrics", timeout=60).json()
+    assert [v["model_version"] for v in metrics["versions"]][-3:] == [
+        v["model_version"] for v in live.state["versions"]
+    ]
+    assert metrics["pending_labels"] == 0 and metrics["labelled_tasks"] == 6
+    assert (live.settings.folder / CURVE_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(live.server_info.api_key not in m for m in live.messages)
+
+
+def test_a_worse_model_never_answers(
+    live_factory: Callable[..., Live], scenes: dict[str, Any], good_model: Path, tmp_path: Path
+) -> None:
+    """The job fine-tunes the good model at a learning rate that wrecks it: it is evaluated on the
+    same val photos as the good one, found worse, and the good one keeps answering."""
+    from officescore.label.predict import model_version
+
+    best = tmp_path / "runs" / "train" / "good" / "weights" / "best.pt"
+    best.parent.mkdir(parents=True)
+    best.write_bytes(good_model.read_bytes())
+    live = live_factory("worse model", scenes, n=10, every=10, lr=0.5, val_fraction=0.5)
+    good = model_version(best)
+    assert live.backend.model_version == good  # found in the runs folder at start
+    for name in live.names[:-1]:
+        live.label(name)
+    # A label of a class the project does not have (the labelling config changed since): skipped, listed.
+    sofa = {**_square(0, 0, 20, 20, "sofa"), "original_width": SIZE, "original_height": SIZE}
+    live.label(live.names[-1], extra=[sofa])
+    wait_for(lambda: live.state["jobs"] == 1 and not live.trainer.running, what="the job")
+    (record,) = [v for v in live.state["versions"] if v.get("job") == 1]
+    assert record["previous_version"] == good and record["val_photos"] >= 2
+    assert record["previous_segm_map"] > 0.0  # the good model finds the objects it was trained on
+    assert record["segm_map"] < record["previous_segm_map"]
+    assert record["accepted"] is False
+    assert live.backend.model_version == good and live.state["current"]["model_version"] == good
+    assert any("is worse" in m and good in m for m in live.messages)
+    assert live.state["pending"] == 0  # its labels were trained on: not again
+    assert record["skipped_unknown_classes"] == {"sofa": 1}
+    assert any(
+        "labels of classes the project does not have were skipped: sofa x1" in m for m in live.messages
+    )
+
+
+def test_broken_killed_and_interrupted_jobs_leave_the_old_model_answering(
+    live_factory: Callable[..., Live], scenes: dict[str, Any]
+) -> None:
+    live = live_factory("broken jobs", scenes, n=4)
+    for name in live.names[:3]:
+        live.label(name)
+    wait_for(lambda: live.state["jobs"] == 1 and not live.trainer.running, what="the first job")
+    first = live.state["current"]["model_version"]
+    assert live.backend.model_version == first
+
+    # A killed child: the old model answers, the run it was writing is never loaded, labels stay counted.
+    live.label(live.names[3])
+    live.client.call("train", lambda: live.client.sdk.ml.train(id=live.ml_id))
+    wait_for(lambda: live.trainer.running, 30, "job 2")
+    wait_for(lambda: len(list(live.settings.runs.glob("label*"))) == 2, 120, "job 2's run folder")
+    os.kill(live.job_pid(), signal.SIGKILL)
+    wait_for(lambda: not live.trainer.running, 30, "the killed job to be noticed")
+    state = live.state
+    assert "killed (SIGKILL)" in state["failures"][-1]["error"] and state["failures"][-1]["job"] == 2
+    assert live.backend.model_version == first and state["pending"] == 1
+    assert any("failed" in m and first in m for m in live.messages)
+
+    # An unreadable photo in the project: the job fails, the old model answers.
+    broken_url = live.client.upload_file(live.project_id, "broken.jpg", b"\xff\xd8\xff\xe0 not a jpeg at all")
+    (broken,) = live.client.import_tasks(
+        live.project_id, [{"data": {"image": broken_url, "name": "broken.jpg"}}]
+    )
+    result = annotation(
+        [{"category": "desk", "segmentation": [[1, 1, 30, 1, 30, 30, 1, 30]]}], SIZE, SIZE, live.schema
+    )["result"]
+    live.client.sdk.annotations.create(id=broken, result=result)
+    live.label(live.names[0])  # a second label of a photo: 3 counted, so due, job 3 starts
+    wait_for(lambda: live.state["jobs"] == 3 and not live.trainer.running, what="job 3")
+    assert len(live.state["failures"]) == 2 and live.state["failures"][-1]["job"] == 3
+    assert (
+        f"task {broken}: broken.jpg from Label Studio is not a readable image"
+        in live.state["failures"][-1]["error"]
+    )
+    assert live.backend.model_version == first and live.state["pending"] == 3
+    time.sleep(3)  # still due, but a failed job waits for the next trigger: no loop of failing jobs
+    assert live.state["jobs"] == 3 and not live.trainer.running
+
+    # The photo gone, the next trigger starts cleanly and trains every counted label.
+    live.client.call("delete the task", lambda: live.client.sdk.tasks.delete(id=str(broken)))
+    live.client.call("train", lambda: live.client.sdk.ml.train(id=live.ml_id))
+    wait_for(lambda: live.state["jobs"] == 4 and not live.trainer.running, what="job 4")
+    fourth = live.state["versions"][-1]
+    assert fourth["job"] == 4 and fourth["trained_photos"] + fourth["val_photos"] == 4
+    assert live.state["pending"] == 0
+
+    # Restarted between jobs: the same model and counters, nothing trained again.
+    before = live.state
+    live.restart()
+    assert live.backend.model_version == live.state["current"]["model_version"]
+    live.trainer.poke()
+    assert not live.trainer.running and live.state["jobs"] == before["jobs"]
+    assert live.state["versions"] == before["versions"]
+
+    # Restarted while a job runs (the child outlives the backend): the new backend waits for it and
+    # adopts its result once; the job is not started again.
+    live.client.call("train", lambda: live.client.sdk.ml.train(id=live.ml_id))
+    wait_for(lambda: live.trainer.running, 30, "job 5")
+    live.restart(stop_job=False)
+    assert live.trainer.running  # the new backend knows the job is still running
+    wait_for(lambda: not live.trainer.running, what="job 5 to be adopted")
+    assert live.state["jobs"] == 5 and [v["job"] for v in live.state["versions"]].count(5) == 1
+
+
+def test_label_studio_unreachable_is_retried_later(
+    labelstudio: LabelStudioServer, key: str, tmp_path: Path
+) -> None:
+    messages: list[str] = []
+    closed = f"http://127.0.0.1:{_free_port()}"
+    trainer = Trainer(settings(tmp_path, closed, "gone away"), key, None, log=messages.append)
+    try:
+        trainer.notify("START_TRAINING", {"project": {"id": 1}})
+        wait_for(lambda: len(trainer.state["failures"]) >= 2, 120, "the retry")  # tried again by itself
+    finally:
+        trainer.close()
+    assert all("not reachable" in f["error"] for f in trainer.state["failures"][:2])
+    assert any("trying again in 1s" in m for m in messages) and trainer.state["current"] is None
+    assert key not in (tmp_path / "backend" / STATE_FILE).read_text()
+    assert all(key not in p.read_text() for p in (tmp_path / "backend" / "jobs").glob("*/*.json"))
+
+
+def _square(x0: int, y0: int, x1: int, y1: int, label: str, score: float | None = None) -> dict[str, Any]:
+    """A polygon region on a 100 x 100 photo (percent = pixels)."""
+    result = {
+        "from_name": "label",
+        "to_name": "image",
+        "type": "polygonlabels",
+        "original_width": 100,
+        "original_height": 100,
+        "value": {"points": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]], "polygonlabels": [label]},
+    }
+    if score is not None:
+        result["score"] = score
+    return result
+
+
+def test_label_status_numbers_recomputed_by_hand(
+    labelstudio: LabelStudioServer, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = LabelStudio.connect(labelstudio.url, labelstudio.api_key)
+    project = client.create_project("status by hand", LabelSchema(tuple(DEFAULT_CLASSES)))
+    urls = []
+    for n in range(4):
+        buffer = io.BytesIO()
+        Image.new("RGB", (100, 100), (40 * n, 90, 90)).save(buffer, format="JPEG")
+        urls.append(client.upload_file(project.id, f"p{n}.jpg", buffer.getvalue()))
+    a, b, c, _ = client.import_tasks(project.id, [{"data": {"image": u}} for u in urls])
+    sdk = client.sdk
+
+    # Task a: desk kept as it was (IoU 1), chair moved 5 px (IoU 750/1050), monitor deleted, lamp added.
+    shown = sdk.predictions.create(
+        task=a,
+        model_version="hand-v1",
+        result=[
+            _square(10, 10, 50, 50, "desk", 0.9),
+            _square(60, 60, 90, 90, "chair", 0.8),
+            _square(10, 60, 30, 90, "monitor", 0.7),
+        ],
+    )
+    time.sleep(0.05)
+    sdk.annotations.create(
+        id=a,
+        result=[
+            _square(10, 10, 50, 50, "desk"),
+            _square(65, 60, 95, 90, "chair"),
+            _square(60, 10, 90, 40, "lamp"),
+        ],
+        request_options={"additional_body_parameters": {"parent_prediction": shown.id}},
+    )
+    # Task b: the desk redrawn elsewhere (IoU 400/2800 < 0.5): not kept, one added.
+    sdk.predictions.create(task=b, model_version="hand-v1", result=[_square(0, 0, 40, 40, "desk", 0.9)])
+    time.sleep(0.05)
+    sdk.annotations.create(id=b, result=[_square(20, 20, 60, 60, "desk")])
+    # Task c: labelled before any prediction was made: not counted. Task d: not labelled.
+    sdk.annotations.create(id=c, result=[_square(20, 20, 60, 60, "desk")])
+    time.sleep(0.05)
+    sdk.predictions.create(task=c, model_version="hand-v2", result=[_square(20, 20, 60, 60, "desk", 0.9)])
+
+    args = ["label", "status", "--url", labelstudio.url, "--project", "status by hand"]
+    args += ["--backend-dir", str(tmp_path / "none")]
+    code, out, err = run([*args, "--json"], capsys)
+    assert code == 0, err
+    document = json.loads(out)
+    assert (document["tasks"], document["labelled_tasks"]) == (4, 3)
+    (row,) = document["versions"]  # hand-v2 was never shown before a label
+    assert row["model_version"] == "hand-v1"
+    assert (row["tasks"], row["predicted"], row["kept"], row["added"], row["labelled"]) == (2, 4, 2, 2, 4)
+    assert row["kept_share"] == 0.5
+    assert row["mean_kept_iou"] == pytest.approx((1.0 + 750 / 1050) / 2, abs=1e-4)
+    code, out, err = run(args, capsys)
+    assert code == 0, err
+    row_line = next(line for line in out.splitlines() if "hand-v1" in line)
+    cells = [cell.strip() for cell in row_line.split("│")]  # tasks, kept, added, kept IoU
+    assert cells[6:10] == ["2", "50%", "2", "0.86"], out
+
+
+def test_the_cli_serves_and_trains_and_refuses_what_cannot_work(
+    labelstudio: LabelStudioServer, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+    import sys
+
+    client = LabelStudio.connect(labelstudio.url, labelstudio.api_key)
+    client.create_project("cli training", LabelSchema(tuple(DEFAULT_CLASSES)))
+    base = ["label", "backend", "--model", str(tmp_path / "runs"), "--url", labelstudio.url, "--train"]
+    code, _, err = run(base, capsys)
+    assert code == 2 and err.startswith("error: --train needs --connect PROJECT"), err
+    code, _, err = run([*base[:3], str(tmp_path / "x.pt"), *base[4:], "--connect", "cli training"], capsys)
+    assert code == 2 and "--model " in err and "with --train give a runs folder" in err, err
+    code, _, err = run([*base, "--connect", "cli training", "--train-every", "0"], capsys)
+    assert code == 2 and "--train-every 0: must be at least 1" in err, err
+
+    port = _free_port()
+    command = [sys.executable, "-m", "officescore", *base, "--connect", "cli training", "--port", str(port)]
+    command += ["--backend-dir", str(tmp_path / "backend"), "--device", "cpu"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return requests.get(f"{url}/health", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(up, 120, "the backend")
+        assert requests.get(f"{url}/health", timeout=10).json()["model_version"] == ml.NO_MODEL_VERSION
+        metrics = requests.get(f"{url}/metrics", timeout=60).json()
+        assert metrics["versions"] == [] and metrics["pending_labels"] == 0 and metrics["train_every"] == 10
+        assert (tmp_path / "backend" / CURVE_FILE).is_file() and (tmp_path / "backend" / STATE_FILE).is_file()
+        # Label Studio hands /setup its own access token: never logged, never stored.
+        setup = {"project": "1.0", "hostname": labelstudio.url, "access_token": "ls-token-do-not-keep"}
+        assert requests.post(f"{url}/setup", json=setup, timeout=10).status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err_bytes = process.communicate(timeout=60)
+    assert labelstudio.api_key not in err_bytes.decode(errors="replace")
+    assert "POST /setup" in err_bytes.decode() and "ls-token-do-not-keep" not in err_bytes.decode()
+    for path in (tmp_path / "backend").rglob("*"):
+        if path.is_file():
+            assert b"ls-token-do-not-keep" not in path.read_bytes() and key.encode() not in path.read_bytes()

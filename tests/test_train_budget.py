@@ -1,0 +1,23 @@
+"""`TrainConfig.max_minutes` (label backend --train's time budget): no epoch starts after it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from trainsetup import make_dataset, small_config
+
+from officescore.errors import ConfigError
+from officescore.train import train
+
+
+def test_no_new_epoch_starts_after_the_time_budget(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    data = make_dataset(tmp_path, images=5, size=64, seed=2)
+    result = train(small_config(data, tmp_path / "runs", epochs=3, max_minutes=1e-6))
+    assert result.epochs_completed == 1  # the first epoch always runs, whole, with its checkpoints
+    assert len(result.history) == 1 and result.last_checkpoint.is_file()
+    assert "time budget of 1e-06 min spent after epoch 1" in result.notes
+    with pytest.raises(ConfigError, match="--train-minutes 0: must be positive"):
+        train(small_config(data, tmp_path / "runs", max_minutes=0))
