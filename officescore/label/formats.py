@@ -57,6 +57,9 @@ MASK_KINDS = (POLYGON, BRUSH)
 _CONTROL_TAGS = {POLYGON: "PolygonLabels", BRUSH: "BrushLabels"}
 _RESULT_TYPES = {POLYGON: "polygonlabels", BRUSH: "brushlabels"}
 CONFIG_SUFFIX = ".label_config.xml"
+# Click to mask (officescore.label.interactive): Label Studio's smart tools send a click or a box to
+# the ML backend, which answers with a brush mask in the ANSWER_TAG (or the project's own BrushLabels).
+SMART_CLICK_TAG, SMART_BOX_TAG, ANSWER_TAG = "click", "box", "mask"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class LabelSchema:
     from_name: str = "label"  # the control tag's name
     to_name: str = "image"  # the Image tag's name
     value: str = "image"  # the task data key holding the image reference
+    interactive: bool = False  # smart keypoint and rectangle tools (click to mask) in the config
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -92,6 +96,8 @@ class LabelSchema:
         control = ElementTree.SubElement(view, _CONTROL_TAGS[self.mask], attrs)
         for name in self.classes:
             ElementTree.SubElement(control, "Label", value=name, background=class_hex(name))
+        if self.interactive:
+            _add_smart_tools(view, self.classes, self.to_name, brush=self.mask != BRUSH)
         ElementTree.indent(view)
         return ElementTree.tostring(view, encoding="unicode") + "\n"
 
@@ -110,11 +116,52 @@ class LabelSchema:
             image = next((e for e in root.iter("Image") if e.get("name") == to_name), None)
             value = (image.get("value", "$image") if image is not None else "$image").lstrip("$")
             labels = tuple(e.get("value", "") for e in element.iter("Label") if e.get("value"))
-            return cls(labels, kind, element.get("name", "label"), to_name, value)
+            return cls(labels, kind, element.get("name", "label"), to_name, value, _has_smart_tools(root))
         raise DataError(
             "the project's labelling config has no PolygonLabels or BrushLabels tag; "
             "use a project made by `officescore label push` or add one"
         )
+
+
+def _has_smart_tools(root: ElementTree.Element) -> bool:
+    return any(
+        e.get("smart", "").lower() == "true"
+        for tag in ("KeyPointLabels", "RectangleLabels")
+        for e in root.iter(tag)
+    )
+
+
+def _add_smart_tools(view: ElementTree.Element, classes: Sequence[str], to_name: str, brush: bool) -> None:
+    """A smart keypoint and a smart rectangle tool with every class (in its colour), and, when the
+    project has no BrushLabels of its own (`brush`), a BrushLabels tag for the answers."""
+    tags = [("KeyPointLabels", SMART_CLICK_TAG, True), ("RectangleLabels", SMART_BOX_TAG, True)]
+    if brush:
+        tags.append(("BrushLabels", ANSWER_TAG, False))
+    taken = {e.get("name") for e in view.iter() if e.get("name")}
+    for tag, name, smart in tags:
+        while name in taken:  # a user's config may use the name already
+            name = f"{name}_"
+        taken.add(name)
+        attrs = {"name": name, "toName": to_name}
+        if smart:
+            attrs["smart"] = "true"
+        control = ElementTree.SubElement(view, tag, attrs)
+        for label in classes:
+            extra = {"smart": "true"} if smart else {}
+            ElementTree.SubElement(control, "Label", value=label, background=class_hex(label), **extra)
+
+
+def with_smart_tools(xml: str) -> str:
+    """A project's labelling config with the click-to-mask tools added (unchanged if it has them);
+    everything else in it is kept as it is."""
+    schema = LabelSchema.from_config(xml)
+    if schema.interactive:
+        return xml
+    root = ElementTree.fromstring(xml)
+    has_brush = next(iter(root.iter("BrushLabels")), None) is not None
+    _add_smart_tools(root, schema.classes, schema.to_name, brush=not has_brush)
+    ElementTree.indent(root)
+    return ElementTree.tostring(root, encoding="unicode") + "\n"
 
 
 def class_hex(name: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from officescore import DEFAULT_CLASSES
 from officescore.errors import ConfigError
 from officescore.label.client import LabelStudio, LabelStudioError, Project
-from officescore.label.formats import POLYGON, LabelSchema, make_task, read_tasks
+from officescore.label.formats import POLYGON, LabelSchema, make_task, read_tasks, with_smart_tools
 from officescore.label.predict import LoadedPredictor, detect
 from officescore.label.prelabel import LOCAL_FILES_PREFIX, image_reference, relative_name
 from officescore.label.regions import DEFAULT_SIMPLIFY
@@ -94,10 +94,12 @@ def push_images(
     batch_size: int = 2,
     simplify: float = DEFAULT_SIMPLIFY,
     reporter: Reporter = SILENT,
+    interactive: bool = False,
 ) -> PushResult:
     """Add the photos not yet in project `title`, each with the model's prediction when `loaded`.
 
     A new project labels `classes`, else the model's classes, else the ten office classes.
+    `interactive`: the project gets the click-to-mask tools (a project made earlier too).
     """
     images = collect_images(inputs)
     names = [relative_name(i.path, Path(local_root), "--local-root") for i in images] if local_root else None
@@ -109,8 +111,13 @@ def push_images(
                 f"--classes leaves out {', '.join(unknown)}, which the model predicts; add them"
             )
     project, created = ensure_project(
-        client, title, LabelSchema(tuple(class_list), mask), loaded and loaded.classes
+        client,
+        title,
+        LabelSchema(tuple(class_list), mask, interactive=interactive),
+        loaded and loaded.classes,
     )
+    if interactive and not project.schema.interactive:
+        project = add_smart_tools(client, title)
     schema = project.schema
     present = set() if created else existing_sha256s(client, project.id)
     todo = [(n, img) for n, img in enumerate(images) if img.sha256 not in present]
@@ -139,6 +146,17 @@ def push_images(
         loaded.version if loaded else None,
         failed,
     )
+
+
+def add_smart_tools(client: LabelStudio, title: str) -> Project:
+    """Give an existing project the click-to-mask tools (smart keypoint and rectangle per class, and a
+    BrushLabels tag for the answers); the rest of its config, and its tasks and labels, stay."""
+    project = client.project(title)
+    if project.schema.interactive:
+        return project
+    config = with_smart_tools(client.label_config(project.id))
+    client.set_project(project.id, label_config=config)
+    return Project(project.id, project.title, LabelSchema.from_config(config))
 
 
 def storage_folder(photos: Sequence[Path], local_root: Path) -> Path:
