@@ -33,6 +33,8 @@ def resolve_model(model: str | Path) -> Path | str:
     if str(model).lower() == COCO_SOURCE:
         return COCO_SOURCE
     path = Path(model)
+    if str(model) == NO_MODEL and not path.exists():  # what an empty RunsFolder resolved to
+        return NO_MODEL
     if path.is_dir():
         best = path / "weights" / "best.pt"
         if best.is_file():

@@ -22,7 +22,9 @@ ITERATIONS = 4
 MARGIN = 0.12  # the crop reaches this share of the box's size beyond it (GrabCut's background model)
 SEED_RADIUS = 0.012  # a click marks a disc of this share of the crop's longer side (at least 2 px)
 GROW = 0.35  # a click-only box: the flooded region's box grown by this share on each side
-MIN_SIDE = 0.06  # ... and at least this share of the photo's shorter side
+MIN_SIDE = 0.2  # ... and at least this share of the photo's shorter side
+MAX_FLOOD = 0.12  # a flood over this share of the photo has run into the background
+FLOOD_STEPS = (3, 6, 10, 16, 24)
 FLOOD_SIDE = 400  # px: the longer side a click's region is flooded at
 FLOOD_STEP = 6  # colour steps (0-255, per channel) a flood crosses between neighbouring pixels
 
@@ -104,34 +106,58 @@ def keep_clicked_parts(mask: np.ndarray, positives: Sequence[Click]) -> np.ndarr
     return np.isin(parts, sorted(hit)).astype(np.uint8)
 
 
-def flood(rgb: np.ndarray, click: Click) -> np.ndarray:
+def flood(rgb: np.ndarray, click: Click, step: int = FLOOD_STEP) -> np.ndarray:
     """The region of similar colour around `click` (flooded on a blurred copy reduced to at most
-    FLOOD_SIDE px; neighbours within FLOOD_STEP of each other): a superpixel grown from the click,
-    as a binary uint8 mask at the photo's size."""
+    FLOOD_SIDE px; neighbours within `step` of each other): a superpixel grown from the click, as a
+    binary uint8 mask at the photo's size."""
     import cv2
 
     height, width = rgb.shape[:2]
     scale = min(1.0, FLOOD_SIDE / max(height, width))
-    size = (max(int(width * scale), 1), max(int(height * scale), 1))
-    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else rgb.copy()
-    small = cv2.GaussianBlur(small, (5, 5), 0)
-    filled = np.zeros((size[1] + 2, size[0] + 2), dtype=np.uint8)
-    seed = (min(int(click.x * scale), size[0] - 1), min(int(click.y * scale), size[1] - 1))
-    step = (FLOOD_STEP,) * 3
-    cv2.floodFill(small, filled, seed, (0, 0, 0), step, step, 4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
-    region = filled[1:-1, 1:-1]
+    region = _flood_small(_blurred(rgb, scale), (int(click.x * scale), int(click.y * scale)), step)
     if scale < 1.0:
         region = cv2.resize(region, (width, height), interpolation=cv2.INTER_NEAREST)
     return region
 
 
-def grow_box(rgb: np.ndarray, click: Click) -> tuple[float, float, float, float]:
-    """A box around the object under `click`: the flooded region's box grown by GROW on each side,
-    at least MIN_SIDE of the photo's shorter side."""
+def _blurred(rgb: np.ndarray, scale: float) -> np.ndarray:
+    import cv2
+
     height, width = rgb.shape[:2]
-    ys, xs = np.nonzero(flood(rgb, click))
-    x0, x1 = (float(xs.min()), float(xs.max() + 1)) if len(xs) else (click.x, click.x)
-    y0, y1 = (float(ys.min()), float(ys.max() + 1)) if len(ys) else (click.y, click.y)
+    size = (max(int(width * scale), 1), max(int(height * scale), 1))
+    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else rgb.copy()
+    return cv2.GaussianBlur(small, (5, 5), 0)
+
+
+def _flood_small(small: np.ndarray, seed: tuple[int, int], step: int) -> np.ndarray:
+    import cv2
+
+    height, width = small.shape[:2]
+    filled = np.zeros((height + 2, width + 2), dtype=np.uint8)
+    seed = (min(max(seed[0], 0), width - 1), min(max(seed[1], 0), height - 1))
+    steps = (step,) * 3
+    cv2.floodFill(small.copy(), filled, seed, (0, 0, 0), steps, steps, 4 | cv2.FLOODFILL_MASK_ONLY | (1 << 8))
+    return filled[1:-1, 1:-1]
+
+
+def grow_box(rgb: np.ndarray, click: Click) -> tuple[float, float, float, float]:
+    """A box around the object under `click`: the largest region flooded from the click (at growing
+    colour steps) that stays under MAX_FLOOD of the photo, its box grown by GROW on each side and at
+    least MIN_SIDE of the photo's shorter side (a click on texture floods only a few pixels)."""
+    height, width = rgb.shape[:2]
+    scale = min(1.0, FLOOD_SIDE / max(height, width))
+    small = _blurred(rgb, scale)
+    seed = (int(click.x * scale), int(click.y * scale))
+    best = None
+    for step in FLOOD_STEPS:
+        region = _flood_small(small, seed, step)
+        if region.sum() > MAX_FLOOD * region.size:
+            break
+        best = region
+    x0, y0, x1, y1 = click.x, click.y, click.x, click.y
+    if best is not None:
+        ys, xs = np.nonzero(best)
+        x0, x1, y0, y1 = xs.min() / scale, (xs.max() + 1) / scale, ys.min() / scale, (ys.max() + 1) / scale
     least = MIN_SIDE * min(width, height)
     gx = max((x1 - x0) * GROW, (least - (x1 - x0)) / 2, 0)
     gy = max((y1 - y0) * GROW, (least - (y1 - y0)) / 2, 0)

@@ -124,7 +124,7 @@ class Heads:
             Image.fromarray(rgb), int(transform.min_size[-1]), int(transform.max_size)
         ).image
         tensor = (
-            torch.from_numpy(np.asarray(reduced)).permute(2, 0, 1).to(self.device, torch.float32).div_(255.0)
+            torch.from_numpy(np.array(reduced)).permute(2, 0, 1).to(self.device, torch.float32).div_(255.0)
         )
         with self._running():
             images, _ = transform([tensor])
@@ -220,6 +220,7 @@ class Heads:
     ) -> Answer | None:
         """The chosen class's mask that best agrees with `clicks` (None: no proposal of the class holds
         the positive clicks). With `box`, candidates are the box and its refinement instead of proposals."""
+        import torch
         from torchvision.ops import nms
 
         positives = [c for c in clicks if c.positive]
