@@ -83,6 +83,7 @@ def grabcut(
         np.isin(seeds, (cv2.GC_BGD, cv2.GC_PR_BGD))
     ).any():
         background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(0)  # GrabCut's k-means starts from OpenCV's global RNG: the same click, the same mask
         cv2.grabCut(small, seeds, None, background, foreground, ITERATIONS, cv2.GC_INIT_WITH_MASK)
     found = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
     if scale < 1.0:  # back to the crop's size, smoothly: a nearest-pixel resize would leave steps
