@@ -253,9 +253,10 @@ def main() -> None:
     loaded = load_predictor(checkpoint, "cpu", 0.3, None, "fp32")
     photos = scenes(7000, args.scenes, args.size, args.min_area)
     rows = [
-        measure("model", Clicker(loaded), photos, args.clicks),
-        measure("model, box not refined", Clicker(loaded, refine=False), photos, args.clicks),
-        measure("GrabCut", Clicker(None), photos, args.clicks),
+        measure("model heads only", Clicker(loaded, polish=False), photos, args.clicks),
+        measure("model + GrabCut (default)", Clicker(loaded), photos, args.clicks),
+        measure("model + GrabCut, box not refined", Clicker(loaded, refine=False), photos, args.clicks),
+        measure("GrabCut (no model)", Clicker(None), photos, args.clicks),
     ]
     big = scenes(
         7100, args.latency_photos, args.latency_size, args.min_area * (args.latency_size // args.size) ** 2

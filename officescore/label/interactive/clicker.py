@@ -7,10 +7,10 @@
 The photo's features stay cached between clicks on the same task and photo (`clicker.cache`), so a
 second click runs only the heads. The model answers when it is an eager torchvision Mask R-CNN that
 knows the chosen class and finds that class at the click; otherwise GrabCut answers and `note` says
-why. Clicks that the model's mask still disagrees with (a positive click outside it, a negative one
-inside) correct it: GrabCut starts from the model's mask with the clicks as fixed seeds, and a
-negative click left inside the mask removes the part of it nearer to that click than to any
-positive click.
+why. The model's mask is then finished by GrabCut started from its probabilities (`polish`; the model's
+box is no hard limit), with the clicks as fixed seeds: that is also how clicks correct it (a positive
+click outside the mask, a negative one inside). A negative click left inside the mask removes the part
+of it nearer to that click than to any positive click.
 """
 
 from __future__ import annotations
@@ -55,9 +55,14 @@ class Reply:
 class Clicker:
     """Answers clicks and boxes on photos with `loaded`'s model (None: GrabCut only)."""
 
-    def __init__(self, loaded: Any = None, refine: bool = True, cache: FeatureCache | None = None) -> None:
+    def __init__(
+        self, loaded: Any = None, refine: bool = True, cache: FeatureCache | None = None, polish: bool = True
+    ) -> None:
         self.loaded = loaded
         self.refine = refine
+        # GrabCut always finishes the model's mask (not only when clicks disagree): on bench/click.py's
+        # scenes it raised one click's IoU 0.63 -> 0.75 and a jittered box's 0.70 -> 0.76.
+        self.polish = polish
         self.cache = cache if cache is not None else FeatureCache()
         predictor = getattr(loaded, "predictor", None)
         model = getattr(predictor, "model", None)
@@ -125,7 +130,7 @@ class Clicker:
             mask = grabcut(rgb, prompt.box, prompt.clicks)
             return Reply(_exclude(mask, prompt), name, GRABCUT, note)
         mask = answer.mask
-        if any(_at(mask, c) != c.positive for c in prompt.clicks):  # clicks correct the model's mask
+        if self.polish or any(_at(mask, c) != c.positive for c in prompt.clicks):  # clicks correct it
             mask = grabcut(rgb, answer.box, prompt.clicks, prior=answer.probabilities)
         return Reply(_exclude(mask, prompt), name, MODEL, None, round(answer.fit, 4))
 

@@ -60,10 +60,11 @@ def grabcut(
     bx1, by1 = int(np.ceil((x1 - cx0) * sx)), int(np.ceil((y1 - cy0) * sy))
     if prior is None:
         seeds[by0:by1, bx0:bx1] = cv2.GC_PR_FGD
-    else:
+    else:  # the model's mask: only likely, and the box (the model's guess too) is no hard limit
         guess = cv2.resize(prior[cy0:cy1, cx0:cx1].astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
-        inside = seeds[by0:by1, bx0:bx1]
-        inside[:] = np.where(guess[by0:by1, bx0:bx1] > 0.5, cv2.GC_PR_FGD, cv2.GC_PR_BGD)
+        seeds[:] = np.where(guess > 0.5, cv2.GC_PR_FGD, cv2.GC_PR_BGD)
+        seeds[[0, -1], :] = cv2.GC_BGD
+        seeds[:, [0, -1]] = cv2.GC_BGD
     if not (seeds == cv2.GC_BGD).any():  # the box fills the photo: its border is still likely background
         seeds[[0, -1], :] = np.where(seeds[[0, -1], :] == cv2.GC_PR_FGD, cv2.GC_PR_BGD, seeds[[0, -1], :])
         seeds[:, [0, -1]] = np.where(seeds[:, [0, -1]] == cv2.GC_PR_FGD, cv2.GC_PR_BGD, seeds[:, [0, -1]])
