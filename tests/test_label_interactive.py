@@ -26,8 +26,8 @@ from officescore.sample import render_scene
 CLASSES = ("desk", "chair", "monitor")
 SIZE = 128
 # Measured on this test's tiny model (bench/click.py measures the real numbers on a bigger one):
-# mean box IoU 0.45 over the objects below (its desks are nearly empty: 0.03), GrabCut 0.77.
-BOX_IOU = 0.4
+# mean box IoU 0.56 over the objects below (heads alone 0.45: its desks are nearly empty), GrabCut 0.81.
+BOX_IOU = 0.45
 GRABCUT_BOX_IOU = 0.75
 GRABCUT_CLICK_IOU = 0.3
 
