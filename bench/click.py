@@ -243,8 +243,16 @@ def main() -> None:
     parser.add_argument("--latency-size", type=int, default=800)
     parser.add_argument("--latency-photos", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--latency-arch",
+        action="append",
+        default=[],
+        help="also time an untrained model of this arch (e.g. the default maskrcnn_resnet50_fpn_v2) at its "
+        "own input size, fp32 and --precision auto (speed does not depend on the weights)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
 
     from officescore.label.interactive import Clicker
     from officescore.label.predict import load_predictor
@@ -267,6 +275,21 @@ def main() -> None:
     }
     loaded.predictor.set_img_size(args.latency_size)
     speed[f"model fed at {args.latency_size} px"] = latency(Clicker(loaded), big)
+    for arch in args.latency_arch:
+        from officescore import DEFAULT_CLASSES
+        from officescore.model import build_model, save_checkpoint
+
+        path = args.out / f"untrained-{arch}.pt"
+        model = build_model(arch, list(DEFAULT_CLASSES), weights="none")
+        save_checkpoint(
+            path, model=model.state_dict(), arch=arch, classes=list(DEFAULT_CLASSES), model_kwargs={}, epoch=0
+        )
+        for precision in ("fp32", "auto"):
+            untrained = load_predictor(path, "cpu", 0.3, None, precision)
+            fed = untrained.predictor.model_input_size()
+            label = f"untrained {arch}, {untrained.predictor.precision}, fed at {fed}"
+            speed[label] = latency(Clicker(untrained), big)
+        path.unlink()
     report = {
         "command": " ".join(sys.argv),
         "machine": machine(),
