@@ -137,6 +137,12 @@ def push(
     calibration: list[str] = typer.Option(
         None, "--calibration", help=CALIBRATION_HELP + " Default: the photos being pushed."
     ),
+    interactive: bool = typer.Option(
+        False,
+        "--interactive",
+        help="Add click-to-mask tools (smart keypoint and box per class; `label backend` answers them), "
+        "to a project made earlier too (then IMAGES may be left out).",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Create or reuse a project and add photos not yet in it (with the model's predictions)."""
@@ -155,7 +161,7 @@ def push(
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     if review is not None and (images or model):
         raise ConfigError("--review pushes a tasks file as it is: leave out IMAGES and --model")
-    if review is None and not images:
+    if review is None and not images and not interactive:
         raise ConfigError("nothing to push: give photos (files, folders, globs, data/raw) or --review FILE")
     # Local mistakes (a missing path, a glob matching nothing) are reported before Label Studio is asked.
     photos = collect_images(images) if review is None else []
@@ -163,6 +169,17 @@ def push(
     source = ctx.get_parameter_source("mask")  # by name: Typer vendors its own Click
     chosen_mask = mask if source is not None and source.name != "DEFAULT" else None
     client = _client(url)
+    if review is None and not images:  # --interactive alone: the tools for a project made earlier
+        from officescore.label.push import add_smart_tools
+
+        tooled = add_smart_tools(client, project)
+        if json_output:
+            print_json({"project_id": tooled.id, "project": tooled.title, "interactive": True})
+        else:
+            console.print(
+                f"project {tooled.title!r} (id {tooled.id}) has the click-to-mask tools", soft_wrap=True
+            )
+        return
     if review is not None:
         result = push_tasks_file(client, project, review, local_root, reporter(json_output))
     else:
@@ -181,6 +198,7 @@ def push(
             batch_size,
             reporter=reporter(json_output),
             attributes=load_schema(attributes) if attributes is not None else None,
+            interactive=interactive,
         )
     if json_output:
         print_json(result.to_dict())
@@ -297,14 +315,20 @@ def backend(
     repredict: bool = typer.Option(
         False, "--repredict", help="--train: after each new model, predict every unlabelled task again."
     ),
+    mask: str = typer.Option(
+        "brush", "--mask", help="Answer clicks and boxes with a brush mask or a polygon (brush, polygon)."
+    ),
 ) -> None:
-    """Serve the model as a Label Studio ML backend (health, setup, predict, webhook)."""
+    """Serve the model as a Label Studio ML backend (health, setup, predict, clicks, webhook)."""
     from officescore.config import secret
     from officescore.label import backend as ml
     from officescore.label.client import API_KEY_ENV, LabelStudio, api_key
-    from officescore.label.predict import resolve_model
+    from officescore.label.interactive.service import ClickService
+    from officescore.label.predict import NO_MODEL, RunsFolder, resolve_model
 
-    resolve_model(model)  # a missing checkpoint is named before Label Studio is contacted
+    clicks = ClickService(mask)  # a bad --mask: before connecting to anything
+    source = RunsFolder(model) if Path(model).is_dir() else model  # an empty runs folder: no model yet
+    resolve_model(source)  # a missing checkpoint is named before Label Studio is contacted
     key = api_key() if connect else secret(API_KEY_ENV, "label", "api_key")
     client = LabelStudio.connect(url, key) if key else None
     # The project is looked up before anything is announced: a typo fails without a banner.
@@ -331,7 +355,7 @@ def backend(
             log=lambda m: err_console.print(Text(m, style="dim"), soft_wrap=True),
         )
     server_backend = ml.Backend(
-        model,
+        source,
         client,
         local_root,
         device,
@@ -346,15 +370,26 @@ def backend(
         from officescore.label.live import after_jobs
 
         after_jobs(trainer, server_backend, repredict)
+    clicks.log = server_backend.log
+    server_backend.clicks = clicks
     server = ml.make_server(server_backend, host, port)
     thread = ml.start(server)
     address = ml.url_of(server) if host not in ("0.0.0.0", "::") else f"http://127.0.0.1:{port}"
-    console.print(
-        f"ML backend for {server_backend.model_version} at {address} (Ctrl+C stops it)", soft_wrap=True
+    version = server_backend.model_version
+    what = (
+        f"no model yet (nothing suggested until {model} holds a best.pt)" if version == NO_MODEL else version
     )
+    console.print(f"ML backend for {what} at {address} (Ctrl+C stops it)", soft_wrap=True)
+    console.print(clicks.clicker(server_backend.current()).describe(), soft_wrap=True)
     try:
         if project is not None and client is not None:
-            client.connect_backend(project.id, address)
+            client.connect_backend(project.id, address, interactive=True)
+            if not project.schema.interactive:
+                console.print(
+                    f"project {project.title!r} has no click-to-mask tools yet: "
+                    f"`officescore label push --project {project.title!r} --interactive` adds them",
+                    soft_wrap=True,
+                )
             console.print(
                 f"connected to project {project.title!r} (id {project.id}) at {client.url}", soft_wrap=True
             )

@@ -39,6 +39,7 @@ from typing import Any
 from officescore.errors import DataError, UserError
 from officescore.label.client import LabelStudio
 from officescore.label.formats import POLYGON, LabelSchema, prediction
+from officescore.label.interactive.service import ClickService, wants
 from officescore.label.predict import LoadedPredictor, load_predictor, resolve_model
 from officescore.label.prelabel import DEFAULT_CONF, LOCAL_FILES_PREFIX
 from officescore.label.regions import DEFAULT_SIMPLIFY
@@ -83,6 +84,7 @@ class Backend:
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()  # one model load / forward pass at a time
         self._reloading: tuple[str, int, int] | None = None  # --train: the model loading beside
+        self.clicks = ClickService(log=log)  # smart-tool clicks and boxes (officescore.label.interactive)
         self.current()  # fail at start, not on the first task, when the model is unusable
 
     # ------------------------------------------------------------------ the model
@@ -261,6 +263,8 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                 body = self._body()
                 if path == "/setup":
                     self._send(200, backend.setup(body))
+                elif path == "/predict" and wants(body):  # a click or box: one mask back
+                    self._send(200, backend.clicks.answer(body, backend))
                 elif path == "/predict":
                     tasks = body.get("tasks") or []
                     results = backend.predict(tasks, body.get("label_config"))

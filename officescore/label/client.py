@@ -178,6 +178,11 @@ class LabelStudio:
         )
         return Project(int(created.id), title, schema)
 
+    def label_config(self, project_id: int) -> str:
+        """The project's labelling config as Label Studio holds it."""
+        project = self.call("read the project", lambda: self.sdk.projects.get(id=project_id))
+        return str(project.label_config or "")
+
     def set_project(self, project_id: int, **fields: Any) -> None:
         self.call("update the project", lambda: self.sdk.projects.update(id=project_id, **fields))
 
@@ -258,19 +263,28 @@ class LabelStudio:
 
     # ----------------------------------------------------------------- ML backends
 
-    def connect_backend(self, project_id: int, backend_url: str, title: str = "officescore") -> int:
+    def connect_backend(
+        self, project_id: int, backend_url: str, title: str = "officescore", interactive: bool = False
+    ) -> int:
         """Connect an ML backend to the project (Label Studio checks it answers) and let Label Studio
-        ask it for predictions whenever a labeller opens a task without one."""
+        ask it for predictions whenever a labeller opens a task without one; `interactive`: also
+        send it the smart tools' clicks and boxes."""
         backends = self.call("list ML backends", lambda: list(self.sdk.ml.list(project=project_id)))
         for backend in backends:
             if (backend.url or "").rstrip("/") == backend_url.rstrip("/"):
+                if interactive and not backend.is_interactive:
+                    backend_id = int(backend.id)
+                    self.call(
+                        "mark the ML backend interactive",
+                        lambda backend_id=backend_id: self.sdk.ml.update(id=backend_id, is_interactive=True),
+                    )
                 break
         else:
             backend = self.call(
                 "connect the ML backend (started with ML_BLOCK_LOCAL_IP=false for a backend on this "
                 "machine?)",
                 lambda: self.sdk.ml.create(
-                    url=backend_url, project=project_id, title=title, is_interactive=False
+                    url=backend_url, project=project_id, title=title, is_interactive=interactive
                 ),
             )
         self.set_project(project_id, evaluate_predictions_automatically=True, show_collab_predictions=True)

@@ -71,6 +71,11 @@ def choices_name(attribute: Attribute) -> str:
     return f"{attribute.class_name}{ATTRIBUTE_SEPARATOR}{attribute.name}"
 
 
+# Click to mask (officescore.label.interactive): Label Studio's smart tools send a click or a box to
+# the ML backend, which answers with a brush mask in the ANSWER_TAG (or the project's own BrushLabels).
+SMART_CLICK_TAG, SMART_BOX_TAG, ANSWER_TAG = "click", "box", "mask"
+
+
 @dataclass(frozen=True)
 class LabelSchema:
     """What a project labels: its classes, the region kind, and the tag names results refer to."""
@@ -81,6 +86,7 @@ class LabelSchema:
     to_name: str = "image"  # the Image tag's name
     value: str = "image"  # the task data key holding the image reference
     attributes: AttributeSchema = AttributeSchema()  # per-region choices of the classes' attributes
+    interactive: bool = False  # smart keypoint and rectangle tools (click to mask) in the config
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -122,6 +128,8 @@ class LabelSchema:
             ElementTree.SubElement(choices, "Header", value=hint)
             for value in attribute.value_names():
                 ElementTree.SubElement(choices, "Choice", value=value)
+        if self.interactive:
+            _add_smart_tools(view, self.classes, self.to_name, brush=self.mask != BRUSH)
         ElementTree.indent(view)
         return ElementTree.tostring(view, encoding="unicode") + "\n"
 
@@ -141,7 +149,9 @@ class LabelSchema:
             value = (image.get("value", "$image") if image is not None else "$image").lstrip("$")
             labels = tuple(e.get("value", "") for e in element.iter("Label") if e.get("value"))
             attributes = _config_attributes(root, labels)
-            return cls(labels, kind, element.get("name", "label"), to_name, value, attributes)
+            return cls(
+                labels, kind, element.get("name", "label"), to_name, value, attributes, _has_smart_tools(root)
+            )
         raise DataError(
             "the project's labelling config has no PolygonLabels or BrushLabels tag; "
             "use a project made by `officescore label push` or add one"
@@ -173,6 +183,47 @@ def _config_attributes(root: ElementTree.Element, classes: tuple[str, ...]) -> A
         return AttributeSchema.from_dict(found, "the project's labelling config")
     except Exception:  # noqa: BLE001 - a hand-made config with odd choices: no attributes, not an error
         return AttributeSchema()
+
+
+def _has_smart_tools(root: ElementTree.Element) -> bool:
+    return any(
+        e.get("smart", "").lower() == "true"
+        for tag in ("KeyPointLabels", "RectangleLabels")
+        for e in root.iter(tag)
+    )
+
+
+def _add_smart_tools(view: ElementTree.Element, classes: Sequence[str], to_name: str, brush: bool) -> None:
+    """A smart keypoint and a smart rectangle tool with every class (in its colour), and, when the
+    project has no BrushLabels of its own (`brush`), a BrushLabels tag for the answers."""
+    tags = [("KeyPointLabels", SMART_CLICK_TAG, True), ("RectangleLabels", SMART_BOX_TAG, True)]
+    if brush:
+        tags.append(("BrushLabels", ANSWER_TAG, False))
+    taken = {e.get("name") for e in view.iter() if e.get("name")}
+    for tag, name, smart in tags:
+        while name in taken:  # a user's config may use the name already
+            name = f"{name}_"
+        taken.add(name)
+        attrs = {"name": name, "toName": to_name}
+        if smart:
+            attrs["smart"] = "true"
+        control = ElementTree.SubElement(view, tag, attrs)
+        for label in classes:
+            extra = {"smart": "true"} if smart else {}
+            ElementTree.SubElement(control, "Label", value=label, background=class_hex(label), **extra)
+
+
+def with_smart_tools(xml: str) -> str:
+    """A project's labelling config with the click-to-mask tools added (unchanged if it has them);
+    everything else in it is kept as it is."""
+    schema = LabelSchema.from_config(xml)
+    if schema.interactive:
+        return xml
+    root = ElementTree.fromstring(xml)
+    has_brush = next(iter(root.iter("BrushLabels")), None) is not None
+    _add_smart_tools(root, schema.classes, schema.to_name, brush=not has_brush)
+    ElementTree.indent(root)
+    return ElementTree.tostring(root, encoding="unicode") + "\n"
 
 
 def class_hex(name: str) -> str:

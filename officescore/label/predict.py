@@ -17,6 +17,12 @@ from officescore.errors import ModelError
 from officescore.progress import SILENT, Reporter
 
 COCO_VERSION = "coco-maskrcnn_resnet50_fpn_v2"
+NO_MODEL = "none"  # `label backend` on a runs folder with no run yet: nothing suggested, GrabCut clicks
+
+
+class RunsFolder(str):
+    """A `--model` folder that may hold no trained run yet (`label backend` before the first training):
+    it resolves to NO_MODEL until a best.pt appears in it."""
 
 
 def resolve_model(model: str | Path) -> Path | str:
@@ -27,11 +33,15 @@ def resolve_model(model: str | Path) -> Path | str:
     if str(model).lower() == COCO_SOURCE:
         return COCO_SOURCE
     path = Path(model)
+    if str(model) == NO_MODEL and not path.exists():  # what an empty RunsFolder resolved to
+        return NO_MODEL
     if path.is_dir():
         best = path / "weights" / "best.pt"
         if best.is_file():
             return best
         newest = newest_best_checkpoint(path)
+        if newest is None and isinstance(model, RunsFolder):
+            return NO_MODEL
         if newest is None:
             raise ModelError(
                 f"--model {path}: no weights/best.pt in this folder or its runs; "
@@ -47,6 +57,8 @@ def model_version(source: Path | str) -> str:
     """A name for the exact weights: `<run>-<file stem>-<sha256[:8]>` (or `<stem>-<sha>` outside a run)."""
     if str(source).lower() == "coco":
         return COCO_VERSION
+    if str(source) == NO_MODEL:
+        return NO_MODEL
     path = Path(source)
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -83,11 +95,26 @@ def load_predictor(
 
     source = resolve_model(model)
     version = model_version(source)
+    if source == NO_MODEL:
+        return LoadedPredictor(NoModel(), source, version)
     return LoadedPredictor(
         Predictor.load(source, device, conf, img_size, precision, calibration=calibration),
         source,
         version,
     )
+
+
+class NoModel:
+    """The predictor of a backend with no trained model yet: every photo gets no detections."""
+
+    model = None
+    classes: list[str] = []
+    label_names: list[str | None] = [None]
+
+    def predict(self, inputs: Sequence[Any], **options: Any) -> list[Any]:
+        from officescore.infer.detection import ImageResult
+
+        return [ImageResult(str(item)) for item in inputs]
 
 
 def detect(

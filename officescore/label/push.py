@@ -20,7 +20,7 @@ from officescore import DEFAULT_CLASSES
 from officescore.attributes import AttributeSchema, load_schema
 from officescore.errors import ConfigError
 from officescore.label.client import LabelStudio, LabelStudioError, Project
-from officescore.label.formats import POLYGON, LabelSchema, make_task, read_tasks
+from officescore.label.formats import POLYGON, LabelSchema, make_task, read_tasks, with_smart_tools
 from officescore.label.predict import LoadedPredictor, detect
 from officescore.label.prelabel import LOCAL_FILES_PREFIX, image_reference, relative_name
 from officescore.label.regions import DEFAULT_SIMPLIFY
@@ -101,6 +101,7 @@ def push_images(
     simplify: float = DEFAULT_SIMPLIFY,
     reporter: Reporter = SILENT,
     attributes: AttributeSchema | None = None,
+    interactive: bool = False,
 ) -> PushResult:
     """Add the photos not yet in project `title`, each with the model's prediction when `loaded`.
 
@@ -110,6 +111,7 @@ def push_images(
     (default: the model's attribute head's, else the package's data/attributes.toml); predicted
     attribute values go into the predictions. An existing project keeps its kind, and a `mask`
     that differs from it is refused rather than dropped.
+    `interactive`: the project gets the click-to-mask tools (a project made earlier too).
     """
     images = collect_images(inputs)
     names = [relative_name(i.path, Path(local_root), "--local-root") for i in images] if local_root else None
@@ -129,10 +131,12 @@ def push_images(
     project, created = ensure_project(
         client,
         title,
-        LabelSchema(tuple(class_list), mask or POLYGON, attributes=attributes),
+        LabelSchema(tuple(class_list), mask or POLYGON, attributes=attributes, interactive=interactive),
         needed,
         "the model predicts" if loaded else "--classes names",
     )
+    if interactive and not project.schema.interactive:
+        project = add_smart_tools(client, title)
     schema = project.schema
     if mask is not None and schema.mask != mask:
         raise LabelStudioError(
@@ -171,6 +175,17 @@ def push_images(
         loaded.version if loaded else None,
         failed,
     )
+
+
+def add_smart_tools(client: LabelStudio, title: str) -> Project:
+    """Give an existing project the click-to-mask tools (smart keypoint and rectangle per class, and a
+    BrushLabels tag for the answers); the rest of its config, and its tasks and labels, stay."""
+    project = client.project(title)
+    if project.schema.interactive:
+        return project
+    config = with_smart_tools(client.label_config(project.id))
+    client.set_project(project.id, label_config=config)
+    return Project(project.id, project.title, LabelSchema.from_config(config))
 
 
 def storage_folder(photos: Sequence[Path], local_root: Path) -> Path:

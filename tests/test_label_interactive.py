@@ -1,0 +1,461 @@
+"""Click to mask (officescore.label.interactive) without Label Studio: the model's heads on a box and
+at a click, negative clicks, the feature cache, GrabCut without a model, the backend's interactive
+/predict and the errors a labeller can cause. The real Label Studio round trip is in
+test_label_interactive_studio.py."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from labelmodels import one_torch_thread, solid_checkpoint  # noqa: F401 (fixture)
+from trainsetup import make_dataset, small_config
+
+from officescore.errors import BadImageError, DataError
+from officescore.label.formats import LabelSchema, with_smart_tools
+from officescore.label.interactive import Clicker, FeatureCache, parse_context
+from officescore.label.interactive.service import ClickService, answer_tag, reply_region, wants
+from officescore.label.predict import NO_MODEL, RunsFolder, load_predictor
+from officescore.label.regions import brush_to_mask
+from officescore.sample import render_scene
+
+CLASSES = ("desk", "chair", "monitor")
+SIZE = 128
+# Measured on this test's tiny model (bench/click.py measures the real numbers on a bigger one):
+# mean box IoU 0.56 over the objects below (heads alone 0.45: its desks are nearly empty), GrabCut 0.81.
+BOX_IOU = 0.45
+GRABCUT_BOX_IOU = 0.75
+GRABCUT_CLICK_IOU = 0.3
+
+
+def keypoint(x: float, y: float, name: str, width: int, height: int, positive: bool = True) -> dict[str, Any]:
+    """A smart keypoint as Label Studio 1.23 sends it (percent of the image)."""
+    return {
+        "id": "k1",
+        "type": "keypointlabels",
+        "value": {"x": x * 100 / width, "y": y * 100 / height, "width": 0.6, "keypointlabels": [name]},
+        "is_positive": positive,
+        "from_name": "click",
+        "to_name": "image",
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "origin": "manual",
+    }
+
+
+def rectangle(box: Sequence[float], name: str, width: int, height: int) -> dict[str, Any]:
+    x0, y0, x1, y1 = box
+    return {
+        "id": "r1",
+        "type": "rectanglelabels",
+        "value": {
+            "x": x0 * 100 / width,
+            "y": y0 * 100 / height,
+            "width": (x1 - x0) * 100 / width,
+            "height": (y1 - y0) * 100 / height,
+            "rotation": 0,
+            "rectanglelabels": [name],
+        },
+        "from_name": "box",
+        "to_name": "image",
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "origin": "manual",
+    }
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    return float((a & b).sum()) / float((a | b).sum())
+
+
+def true_box(mask: np.ndarray) -> tuple[float, float, float, float]:
+    ys, xs = np.nonzero(mask)
+    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
+
+def interior(mask: np.ndarray) -> tuple[float, float]:
+    """The object's interior point farthest from its edge (pixel centre)."""
+    import cv2
+
+    distance = cv2.distanceTransform(np.pad(mask.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    return x + 0.5, y + 0.5
+
+
+def objects(
+    seeds: Sequence[int], size: int, classes: Sequence[str], least: int
+) -> list[tuple[int, Any, Any]]:
+    """(seed, photo RGB, instance) for every object of `classes` of at least `least` pixels."""
+    found = []
+    for seed in seeds:
+        scene = render_scene(seed, size=size)
+        found += [
+            (seed, np.asarray(scene.image), inst)
+            for inst in scene.instances
+            if inst.category in classes and inst.area >= least
+        ]
+    return found
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model really trained on synthetic scenes (ResNet18-FPN from scratch, 32 scenes at 128 px,
+    4 epochs of batch 4: under a minute on one core), as test_label_studio.py trains it."""
+    from officescore.train import train
+
+    root = tmp_path_factory.mktemp("clicks")
+    data = make_dataset(root, images=32, size=SIZE, seed=1)
+    config = small_config(
+        data,
+        root / "runs",
+        epochs=4,
+        batch_size=4,
+        lr=0.02,
+        img_size=SIZE,
+        warmup_iters=10,
+        val_every=4,
+        seed=0,
+    )
+    return train(config).last_checkpoint
+
+
+@pytest.fixture(scope="module")
+def loaded(trained: Path) -> Any:
+    return load_predictor(trained, "cpu", 0.3, None, "fp32")
+
+
+# ---------------------------------------------------------------------------- the model
+
+
+def test_a_box_gives_the_models_mask_of_a_known_object(loaded: Any) -> None:
+    clicker = Clicker(loaded)
+    gc = Clicker(None)
+    found = objects(range(500, 504), SIZE, loaded.classes, 400)
+    assert len(found) >= 8
+    model_ious, grabcut_ious = [], []
+    for seed, rgb, inst in found:
+        box = [rectangle(true_box(inst.mask), inst.category, SIZE, SIZE)]
+        reply = clicker.segment(rgb, box, task=str(seed))
+        assert reply.method == "model" and reply.note is None and reply.class_name == inst.category
+        model_ious.append(iou(reply.mask, inst.mask))
+        grabcut_ious.append(iou(gc.segment(rgb, box, task=str(seed)).mask, inst.mask))
+    print("box IoU: model", np.mean(model_ious), "GrabCut", np.mean(grabcut_ious))
+    assert np.mean(model_ious) >= BOX_IOU
+    assert clicker.cache.backbone_calls == 4  # one per photo, however many boxes on it
+
+
+def test_a_click_picks_the_proposal_at_it_and_the_features_are_kept(loaded: Any) -> None:
+    clicker = Clicker(loaded, cache=FeatureCache(size=2))
+    found = objects([500], SIZE, loaded.classes, 400)
+    # A class this tiny model has learnt (its desks are nearly empty: GrabCut would answer those).
+    seed, rgb, inst = next(f for f in found if f[2].category in ("monitor", "bookshelf"))
+    x, y = interior(inst.mask)
+    first = clicker.segment(rgb, [keypoint(x, y, inst.category, SIZE, SIZE)], task="1")
+    assert first.method == "model", first.note
+    assert first.mask[int(y), int(x)] == 1  # the mask holds the click
+    assert iou(first.mask, inst.mask) > 0.3
+    assert clicker.cache.backbone_calls == 1
+    # More clicks on the same task and photo: only the heads run.
+    for _, _, other in found[1:3]:
+        ox, oy = interior(other.mask)
+        clicker.segment(rgb, [keypoint(ox, oy, other.category, SIZE, SIZE)], task="1")
+    clicker.segment(rgb, [rectangle(true_box(inst.mask), inst.category, SIZE, SIZE)], task="1")
+    assert clicker.cache.backbone_calls == 1
+    clicker.segment(rgb, [keypoint(x, y, inst.category, SIZE, SIZE)], task="2")  # another task
+    assert clicker.cache.backbone_calls == 2
+    changed = rgb.copy()
+    changed[0, 0] ^= 1  # the task's photo was replaced: its hash differs
+    clicker.segment(changed, [keypoint(x, y, inst.category, SIZE, SIZE)], task="2")
+    assert clicker.cache.backbone_calls == 3
+    clicker.segment(rgb, [keypoint(x, y, inst.category, SIZE, SIZE)], task="1")  # evicted (LRU of 2)
+    assert clicker.cache.backbone_calls == 4
+    clicker.segment(changed, [keypoint(x, y, inst.category, SIZE, SIZE)], task="2")  # still kept
+    assert clicker.cache.backbone_calls == 4
+
+
+def two_squares() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A red and a blue square side by side on grey (a little noise): one box holds both."""
+    rng = np.random.default_rng(0)
+    rgb = np.full((96, 128, 3), 200.0)
+    rgb[30:70, 20:60] = (200, 40, 40)
+    rgb[30:70, 60:100] = (40, 40, 200)
+    rgb = np.clip(rgb + rng.normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
+    left, right = np.zeros((96, 128), bool), np.zeros((96, 128), bool)
+    left[30:70, 20:60] = True
+    right[30:70, 60:100] = True
+    return rgb, left, right
+
+
+@pytest.mark.parametrize("with_model", [False, True])
+def test_a_negative_click_removes_the_region_it_falls_in(with_model: bool, tmp_path: Path) -> None:
+    rgb, left, right = two_squares()
+    # The solid model draws a filled octagon in any box: both squares, until a click says otherwise.
+    loaded = load_predictor(
+        solid_checkpoint(tmp_path / "solid.pt", {"desk": 8.0}, CLASSES), "cpu", 0.3, None, "fp32"
+    )
+    clicker = Clicker(loaded if with_model else None)
+    box = rectangle((15, 25, 105, 75), "desk", 128, 96)
+    before = clicker.segment(rgb, [box], task="t").mask.astype(bool)
+    assert (before & right).sum() > 0.6 * right.sum() and (before & left).sum() > 0.6 * left.sum()
+    after = clicker.segment(
+        rgb, [box, keypoint(40, 50, "desk", 128, 96), keypoint(80, 50, "desk", 128, 96, False)]
+    )
+    assert after.method == ("model" if with_model else "grabcut")
+    after_mask = after.mask.astype(bool)
+    assert (after_mask & right).sum() < 0.05 * right.sum()  # the blue square is gone
+    assert (after_mask & left).sum() > 0.9 * left.sum()  # the red one stays
+
+
+# ---------------------------------------------------------------------------- GrabCut
+
+
+def test_grabcut_answers_without_a_model() -> None:
+    clicker = Clicker(None)
+    assert clicker.heads is None and "GrabCut (no model yet)" in clicker.describe()
+    box_ious, click_ious = [], []
+    for seed, rgb, inst in objects(range(500, 503), 256, CLASSES + ("bookshelf", "laptop", "plant"), 600):
+        box = clicker.segment(rgb, [rectangle(true_box(inst.mask), inst.category, 256, 256)], task=str(seed))
+        assert box.method == "grabcut" and box.note is None and box.score is None
+        box_ious.append(iou(box.mask, inst.mask))
+        x, y = interior(inst.mask)
+        click = clicker.segment(rgb, [keypoint(x, y, inst.category, 256, 256)], task=str(seed))
+        assert click.mask[int(y), int(x)] == 1
+        click_ious.append(iou(click.mask, inst.mask))
+    print("GrabCut: box", np.mean(box_ious), "click", np.mean(click_ious))
+    assert (
+        len(box_ious) >= 6
+        and np.mean(box_ious) >= GRABCUT_BOX_IOU
+        and np.mean(click_ious) >= GRABCUT_CLICK_IOU
+    )
+
+
+# ---------------------------------------------------------------------------- what is sent back
+
+
+def test_the_answer_is_one_brush_or_polygon_region_of_the_chosen_class() -> None:
+    rgb, left, _ = two_squares()
+    reply = Clicker(None).segment(rgb, [rectangle((15, 25, 65, 75), "chair", 128, 96)])
+    brush = reply_region(reply, "mask", "image", "brush")
+    assert brush is not None and brush["type"] == "brushlabels" and brush["value"]["brushlabels"] == ["chair"]
+    assert (brush["from_name"], brush["to_name"], brush["original_width"], brush["original_height"]) == (
+        "mask",
+        "image",
+        128,
+        96,
+    )
+    assert np.array_equal(brush_to_mask(brush["value"]["rle"], 128, 96), reply.mask)  # exactly the mask
+    polygon = reply_region(reply, "label", "image", "polygon")
+    assert polygon is not None and polygon["value"]["polygonlabels"] == ["chair"]
+    assert iou(reply.mask, left) > 0.95
+    # The tag the answer goes into: the config's BrushLabels, else its PolygonLabels.
+    interactive = LabelSchema(CLASSES, "polygon", interactive=True).config_xml()
+    assert answer_tag(interactive) == ("mask", "image", "brush")
+    assert answer_tag(interactive, "polygon") == ("label", "image", "polygon")
+    assert answer_tag(LabelSchema(CLASSES, "polygon").config_xml()) == ("label", "image", "polygon")
+
+
+def test_the_labelling_config_gets_smart_tools_and_keeps_the_rest() -> None:
+    from xml.etree import ElementTree
+
+    plain = LabelSchema(CLASSES, "polygon")
+    assert not LabelSchema.from_config(plain.config_xml()).interactive
+    smart = LabelSchema(CLASSES, "polygon", interactive=True)
+    root = ElementTree.fromstring(smart.config_xml())
+    assert LabelSchema.from_config(smart.config_xml()) == smart
+    for tag in ("KeyPointLabels", "RectangleLabels"):
+        (element,) = root.iter(tag)
+        assert element.get("smart") == "true" and element.get("toName") == "image"
+        assert [(e.get("value"), e.get("background")) for e in element.iter("Label")] == [
+            (e.get("value"), e.get("background")) for e in next(root.iter("PolygonLabels")).iter("Label")
+        ]
+    assert [e.get("name") for e in root.iter("BrushLabels")] == ["mask"]
+    # A brush project answers into its own BrushLabels: no second one.
+    brush = ElementTree.fromstring(LabelSchema(CLASSES, "brush", interactive=True).config_xml())
+    assert [e.get("name") for e in brush.iter("BrushLabels")] == ["label"]
+    # A user's config: the tools are added, everything else stays; adding twice changes nothing.
+    own = (
+        '<View><Header value="Offices"/><Image name="photo" value="$img"/>'
+        '<PolygonLabels name="mask" toName="photo"><Label value="desk"/><Label value="lamp"/></PolygonLabels>'
+        '<Choices name="quality" toName="photo"><Choice value="good"/></Choices></View>'
+    )
+    added = with_smart_tools(own)
+    root = ElementTree.fromstring(added)
+    assert [e.tag for e in root][:4] == ["Header", "Image", "PolygonLabels", "Choices"]
+    assert [e.get("name") for e in root.iter("BrushLabels")] == ["mask_"]  # "mask" was taken
+    schema = LabelSchema.from_config(added)
+    assert schema.interactive and schema.classes == ("desk", "lamp") and schema.to_name == "photo"
+    assert with_smart_tools(added) == added
+
+
+# ---------------------------------------------------------------------------- the backend
+
+
+class _Photos:
+    """What the backend gives the click service: a model (`current`) and task photos (`_photo`)."""
+
+    def __init__(self, loaded: Any, photos: dict[str, Path]) -> None:
+        self.loaded, self.photos = loaded, photos
+
+    def current(self) -> Any:
+        return self.loaded
+
+    def _photo(self, task: dict[str, Any], schema: LabelSchema, folder: Path, n: int) -> Path:
+        return self.photos[task["data"][schema.value]]
+
+
+def body_for(results: list[dict[str, Any]], ref: str = "a.png", config: str | None = None) -> dict[str, Any]:
+    config = config or LabelSchema(CLASSES, "polygon", interactive=True).config_xml()
+    return {
+        "tasks": [{"id": 7, "data": {"image": ref}}],
+        "project": "1.1700000000",
+        "label_config": config,
+        "params": {"login": None, "password": None, "context": {"result": results}},
+    }
+
+
+def test_bad_input_is_one_clear_error_in_the_response(loaded: Any, tmp_path: Path) -> None:
+    rgb, left, _ = two_squares()
+    from PIL import Image
+
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    logged: list[str] = []
+    service = ClickService(log=logged.append)
+    backend = _Photos(loaded, {"a.png": tmp_path / "a.png", "broken.jpg": tmp_path / "broken.jpg"})
+
+    def error(body: dict[str, Any]) -> str:
+        (answer,) = service.answer(body, backend)["results"]
+        assert answer["result"] == [] and answer["score"] == 0.0
+        return str(answer["error"])
+
+    assert "outside the image" in error(body_for([keypoint(130, 50, "desk", 128, 96)]))
+    assert "outside the image" in error(body_for([rectangle((130, 10, 140, 20), "desk", 128, 96)]))
+    assert "not a readable image" in error(body_for([keypoint(40, 50, "desk", 128, 96)], "broken.jpg"))
+    assert "carries no label" in error(
+        body_for([{**keypoint(40, 50, "desk", 128, 96), "value": {"x": 5, "y": 5}}])
+    )
+    assert "no original_width" in error(
+        body_for([{**keypoint(40, 50, "desk", 128, 96), "original_width": None}])
+    )
+    no_mask = '<View><Image name="image" value="$image"/><Choices name="c" toName="image"/></View>'
+    assert "label push --project NAME --interactive" in error(
+        body_for([keypoint(40, 50, "desk", 128, 96)], config=no_mask)
+    )
+    assert len(logged) == 6  # each said once in the backend's log too
+    # A class the model does not know: GrabCut answers, and says so.
+    (answer,) = service.answer(body_for([rectangle((15, 25, 65, 75), "whiteboard", 128, 96)]), backend)[
+        "results"
+    ]
+    assert "does not know 'whiteboard'" in answer["note"] and answer["result"][0]["value"]["brushlabels"] == [
+        "whiteboard"
+    ]
+    got = brush_to_mask(answer["result"][0]["value"]["rle"], 128, 96)
+    assert iou(got, left) > 0.9
+    # Not an interactive request at all.
+    assert not wants({"tasks": [], "params": {"context": {}}}) and not wants({"tasks": []})
+    with pytest.raises(DataError, match="outside the image"):
+        parse_context({"result": [keypoint(-1, 50, "desk", 128, 96)]})
+    with pytest.raises(BadImageError, match="cannot read the photo"):
+        Clicker(None).segment(tmp_path / "missing.jpg", [keypoint(40, 50, "desk", 128, 96)])
+
+
+def test_the_backend_starts_on_an_empty_runs_folder_and_answers_clicks_with_grabcut(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from officescore.label import backend as ml
+
+    rgb, left, _ = two_squares()
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "photos" / "a.png")
+    runs = tmp_path / "runs" / "train"
+    runs.mkdir(parents=True)
+    served = ml.Backend(RunsFolder(runs), None, local_root=tmp_path, device="cpu")
+    assert served.model_version == NO_MODEL
+    server = ml.make_server(served, "127.0.0.1", 0)
+    ml.start(server)
+    url = ml.url_of(server)
+    ref = "/data/local-files/?d=photos/a.png"
+    try:
+        body = body_for([rectangle((15, 25, 65, 75), "desk", 128, 96)], ref)
+        reply = requests.post(f"{url}/predict", json=body, timeout=30)
+        assert reply.status_code == 200
+        (answer,) = reply.json()["results"]
+        assert answer["model_version"] == "grabcut" and "note" not in answer
+        (region,) = answer["result"]
+        assert region["type"] == "brushlabels" and region["from_name"] == "mask"
+        assert iou(brush_to_mask(region["value"]["rle"], 128, 96), left) > 0.9
+        outside = requests.post(
+            f"{url}/predict", json=body_for([keypoint(40, 150, "desk", 128, 96)], ref), timeout=30
+        )
+        assert outside.status_code == 200 and "outside the image" in outside.json()["results"][0]["error"]
+        # Suggestions: nothing, until a model is trained.
+        plain = {"tasks": [{"id": 7, "data": {"image": ref}}], "label_config": body["label_config"]}
+        suggested = requests.post(f"{url}/predict", json=plain, timeout=30).json()["results"]
+        assert suggested == [{"model_version": NO_MODEL, "score": 0.0, "result": []}]
+        assert requests.get(f"{url}/health", timeout=10).json()["model_version"] == NO_MODEL
+    finally:
+        server.shutdown()
+        server.server_close()
+    # A folder that is not there is still an error (a typo is not "no model yet").
+    from officescore.errors import ModelError
+
+    with pytest.raises(ModelError, match="no such checkpoint"):
+        ml.Backend(tmp_path / "typo", None, device="cpu")
+
+
+def test_cli_backend_on_an_empty_runs_folder_says_grabcut_answers(tmp_path: Path) -> None:
+    """The start-up lines, from the real command in a child process (it serves until stopped)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from labelstudio_server import _free_port
+
+    port = _free_port()
+    (tmp_path / "runs").mkdir()
+    env = {**os.environ, "OFFICESCORE_CONFIG": str(tmp_path / "none.toml")}
+    env.pop("LABEL_STUDIO_API_KEY", None)
+    args = [sys.executable, "-m", "officescore", "label", "backend", "--model", str(tmp_path / "runs")]
+    child = subprocess.Popen(
+        [*args, "--port", str(port), "--device", "cpu"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+                break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the backend did not start")
+        assert health["model_version"] == NO_MODEL
+    finally:
+        child.send_signal(signal.SIGINT)
+        out = child.communicate(timeout=60)[0].decode()
+    assert "no model yet (nothing suggested until" in out, out
+    assert "clicks and boxes answered by GrabCut (no model yet)" in out, out
+
+
+def test_cli_defaults_match_the_library() -> None:
+    import inspect
+
+    from officescore.cli import label as label_cli
+
+    default = inspect.signature(label_cli.backend).parameters["mask"].default
+    assert getattr(default, "default", default) == ClickService().mask == "brush"
+    push = inspect.signature(label_cli.push).parameters["interactive"].default
+    assert getattr(push, "default", push) is False
+    assert not LabelSchema(CLASSES).interactive  # projects made without --interactive stay as before
