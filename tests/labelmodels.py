@@ -20,6 +20,7 @@ from PIL import Image
 from scoremodels import ARCH, TINY_KWARGS, tiny_model
 
 from officescore import DEFAULT_CLASSES
+from officescore.attributes import AttributeSchema
 from officescore.cli import main
 from officescore.infer.detection import Detection, ImageResult
 from officescore.label.predict import LoadedPredictor
@@ -131,6 +132,7 @@ class EdgePredictor:
 
     def __init__(self, classes: Sequence[str] = ("desk", "chair", "monitor")) -> None:
         self.classes = list(classes)
+        self.attributes = AttributeSchema()  # as Predictor: no attribute head
 
     def predict(self, paths: Sequence[Path], **_: object) -> list[ImageResult]:
         from officescore import masks as masklib

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import requests
 from labelmodels import one_torch_thread, solid_checkpoint  # noqa: F401 (fixture)
-from trainsetup import make_dataset, small_config
+from trainsetup import FAST_MODEL, make_dataset, small_config
 
 from officescore.errors import BadImageError, DataError
 from officescore.label.formats import LabelSchema, with_smart_tools
@@ -122,6 +122,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         warmup_iters=10,
         val_every=4,
         seed=0,
+        # The detector alone, as this test was tuned: sample's scenes now carry attributes too.
+        model_kwargs={**FAST_MODEL, "attributes": {}},
     )
     return train(config).last_checkpoint
 

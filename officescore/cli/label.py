@@ -164,7 +164,7 @@ def push(
     if review is None and not images and not interactive:
         raise ConfigError("nothing to push: give photos (files, folders, globs, data/raw) or --review FILE")
     # Local mistakes (a missing path, a glob matching nothing) are reported before Label Studio is asked.
-    photos = collect_images(images) if review is None else []
+    photos = collect_images(images) if review is None and images else []
     # Only a --mask the user chose must match an existing project (its own kind wins over the default).
     source = ctx.get_parameter_source("mask")  # by name: Typer vendors its own Click
     chosen_mask = mask if source is not None and source.name != "DEFAULT" else None
@@ -321,14 +321,18 @@ def backend(
 ) -> None:
     """Serve the model as a Label Studio ML backend (health, setup, predict, clicks, webhook)."""
     from officescore.config import secret
+    from officescore.errors import ConfigError
     from officescore.label import backend as ml
     from officescore.label.client import API_KEY_ENV, LabelStudio, api_key
     from officescore.label.interactive.service import ClickService
     from officescore.label.predict import NO_MODEL, RunsFolder, resolve_model
 
     clicks = ClickService(mask)  # a bad --mask: before connecting to anything
+    if train and not connect:  # local mistakes first, before Label Studio is contacted
+        raise ConfigError("--train needs --connect PROJECT: the project whose labels it trains on")
     source = RunsFolder(model) if Path(model).is_dir() else model  # an empty runs folder: no model yet
-    resolve_model(source)  # a missing checkpoint is named before Label Studio is contacted
+    if not train:  # with --train the trainer names the model (none before its first job)
+        resolve_model(source)  # a missing checkpoint is named before Label Studio is contacted
     key = api_key() if connect else secret(API_KEY_ENV, "label", "api_key")
     client = LabelStudio.connect(url, key) if key else None
     # The project is looked up before anything is announced: a typo fails without a banner.

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from officescore.attributes import AttributeSchema
 from officescore.errors import ModelError
 from officescore.progress import SILENT, Reporter
 
@@ -110,6 +111,7 @@ class NoModel:
     model = None
     classes: list[str] = []
     label_names: list[str | None] = [None]
+    attributes = AttributeSchema()  # no attribute head either
 
     def predict(self, inputs: Sequence[Any], **options: Any) -> list[Any]:
         from officescore.infer.detection import ImageResult
