@@ -38,8 +38,9 @@ labelstudio: $(LS_STAMP)
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
+# Tests are independent (each starts its own servers on free ports): one worker per core.
 test: $(STAMP) $(LS_STAMP) browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 # The web-page tests drive a real Chromium: install one when none is found (scripts/browser.sh).
 browser: $(STAMP)
