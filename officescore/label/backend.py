@@ -40,14 +40,15 @@ from officescore.errors import DataError, UserError
 from officescore.label.client import LabelStudio
 from officescore.label.formats import POLYGON, LabelSchema, prediction
 from officescore.label.interactive.service import ClickService, wants
-from officescore.label.predict import LoadedPredictor, load_predictor, resolve_model
+from officescore.label.predict import NO_MODEL, LoadedPredictor, load_predictor, resolve_model
 from officescore.label.prelabel import DEFAULT_CONF, LOCAL_FILES_PREFIX
 from officescore.label.regions import DEFAULT_SIMPLIFY
 from officescore.label.trainer import Trainer
 
 DEFAULT_PORT = 9090
 DEFAULT_HOST = "127.0.0.1"
-NO_MODEL_VERSION = "no-model-yet"  # --train before its first model: no suggestions
+# No model yet (an empty runs folder, or --train before its first job): one name for both.
+NO_MODEL_VERSION = NO_MODEL
 
 
 @dataclass
