@@ -327,7 +327,8 @@ def backend(
     from officescore.label.interactive.service import ClickService
     from officescore.label.predict import NO_MODEL, RunsFolder, resolve_model
 
-    clicks = ClickService(mask)  # a bad --mask: before connecting to anything
+    log = lambda m: err_console.print(Text(m, style="dim"), soft_wrap=True)  # noqa: E731
+    clicks = ClickService(mask, log=log)  # a bad --mask: before connecting to anything
     if train and not connect:  # local mistakes first, before Label Studio is contacted
         raise ConfigError("--train needs --connect PROJECT: the project whose labels it trains on")
     source = RunsFolder(model) if Path(model).is_dir() else model  # an empty runs folder: no model yet
@@ -356,7 +357,7 @@ def backend(
             weights=weights,
             arch=arch,
             img_size=train_img_size,
-            log=lambda m: err_console.print(Text(m, style="dim"), soft_wrap=True),
+            log=log,
         )
     server_backend = ml.Backend(
         source,
@@ -365,17 +366,16 @@ def backend(
         device,
         conf,
         img_size,
-        log=lambda m: err_console.print(Text(m, style="dim"), soft_wrap=True),
+        log=log,
         precision=precision,
         calibration=calibration or (),
         trainer=trainer,
+        clicks=clicks,
     )
     if trainer is not None:
         from officescore.label.live import after_jobs
 
         after_jobs(trainer, server_backend, repredict)
-    clicks.log = server_backend.log
-    server_backend.clicks = clicks
     server = ml.make_server(server_backend, host, port)
     thread = ml.start(server)
     address = ml.url_of(server) if host not in ("0.0.0.0", "::") else f"http://127.0.0.1:{port}"

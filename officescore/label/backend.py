@@ -73,6 +73,7 @@ class Backend:
         precision: str = "auto",
         calibration: Sequence[str | Path] = (),
         trainer: Trainer | None = None,
+        clicks: ClickService | None = None,
     ) -> None:
         self.model = model
         self.client = client  # reads uploaded photos from Label Studio; None: local files only
@@ -85,7 +86,8 @@ class Backend:
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()  # one model load / forward pass at a time
         self._reloading: tuple[str, int, int] | None = None  # --train: the model loading beside
-        self.clicks = ClickService(log=log)  # smart-tool clicks and boxes (officescore.label.interactive)
+        # Smart-tool clicks and boxes (officescore.label.interactive); brush answers unless given.
+        self.clicks = clicks or ClickService(log=log)
         self.current()  # fail at start, not on the first task, when the model is unusable
 
     # ------------------------------------------------------------------ the model
@@ -155,7 +157,7 @@ class Backend:
         unknown = [c for c in loaded.classes if c not in schema.classes]
         predictions = []
         with tempfile.TemporaryDirectory(prefix="officescore-backend-") as tmp:
-            paths = [self._photo(task, schema, Path(tmp), n) for n, task in enumerate(tasks)]
+            paths = [self.photo(task, schema, Path(tmp), n) for n, task in enumerate(tasks)]
             with self._lock:
                 results = loaded.predictor.predict(paths, batch_size=2, workers=0)
         for task, result in zip(tasks, results, strict=True):
@@ -186,7 +188,7 @@ class Backend:
 
     # ------------------------------------------------------------------ photos
 
-    def _photo(self, task: dict[str, Any], schema: LabelSchema, folder: Path, n: int) -> Path:
+    def photo(self, task: dict[str, Any], schema: LabelSchema, folder: Path, n: int) -> Path:
         ref = str((task.get("data") or {}).get(schema.value) or "")
         if not ref:
             raise DataError(f"task {task.get('id')}: no data.{schema.value} to predict on")

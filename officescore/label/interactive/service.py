@@ -64,7 +64,7 @@ class ClickService:
 
     def answer(self, body: Mapping[str, Any], backend: Any) -> dict[str, Any]:
         """The /predict response for an interactive body; `backend` supplies the model (`current()`)
-        and reads task photos (`_photo`)."""
+        and reads task photos (`photo`)."""
         version = "grabcut"
         try:
             clicker = self.clicker(backend.current())
@@ -101,7 +101,7 @@ class ClickService:
             found = self._photos.get(key)
         if found is None:
             with tempfile.TemporaryDirectory(prefix="officescore-click-") as tmp:
-                path = backend._photo(dict(task), schema, Path(tmp), 0)
+                path = backend.photo(dict(task), schema, Path(tmp), 0)
                 try:
                     found = Path(path).read_bytes()
                 except OSError as exc:
