@@ -33,18 +33,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from labelstudio_server import (  # noqa: E402 - the tests' own server start, reused
-    DB_NAME,
-    EMAIL,
-    PASSWORD,
-    _free_port,
-    _stop,
-    _wait_up,
-    executable,
-    migrated_database,
-    personal_access_token,
-    server_env,
-)
+from labelstudio_server import _stop  # noqa: E402 - the tests' own server start, reused
+from labelstudio_server import start as start_server  # noqa: E402
+from trainsetup import FAST_MODEL  # noqa: E402 - the tests' small-model settings
 
 from officescore import DEFAULT_CLASSES  # noqa: E402
 from officescore.label import backend as ml  # noqa: E402
@@ -54,37 +45,10 @@ from officescore.label.formats import LabelSchema, annotation  # noqa: E402
 from officescore.label.push import push_images  # noqa: E402
 from officescore.label.trainer import Trainer, TrainSettings  # noqa: E402
 
-FAST_MODEL = {
-    "rpn_pre_nms_top_n_train": 200,
-    "rpn_post_nms_top_n_train": 50,
-    "rpn_pre_nms_top_n_test": 200,
-    "rpn_post_nms_top_n_test": 50,
-    "rpn_batch_size_per_image": 64,
-    "box_batch_size_per_image": 32,
-    "box_detections_per_img": 30,
-}
-
 
 def start_label_studio(base: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    exe = executable()
-    data_dir, local_root = base / "data", base / "files"
-    data_dir.mkdir(parents=True)
-    local_root.mkdir()
-    env = server_env(data_dir, local_root)
-    database = migrated_database(exe, env)
-    if database is not None:
-        shutil.copy(database, data_dir / DB_NAME)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port)]
-    command += ["--host", url, "--data-dir", str(data_dir), "--username", EMAIL, "--password", PASSWORD]
-    log = base / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    _wait_up(url, process, log)
-    return process, url, personal_access_token(url, EMAIL, PASSWORD)
+    process, server = start_server(base)
+    return process, server.url, server.api_key
 
 
 class Labeller:

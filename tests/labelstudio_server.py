@@ -176,14 +176,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=20)
 
 
-@pytest.fixture(scope="session")
-def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
-    """The running server, with a user's personal access token."""
+def start(base: Path) -> tuple[subprocess.Popen[bytes], LabelStudioServer]:
+    """A server on a free port with its data under `base` (a copy of the migrated database), up and
+    with a user's personal access token; the caller stops the process (`_stop`)."""
     exe = executable()
-    base = tmp_path_factory.mktemp("labelstudio")
     data_dir, local_root = base / "data", base / "files"
-    local_root.mkdir()
-    data_dir.mkdir()
+    local_root.mkdir(parents=True)
+    data_dir.mkdir(parents=True)
     env = server_env(data_dir, local_root)
     database = migrated_database(exe, env)
     if database is not None:
@@ -191,35 +190,26 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudi
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = base / "server.log"
-    command = [
-        str(exe),
-        "start",
-        "--no-browser",
-        "--internal-host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--host",
-        url,
-        "--data-dir",
-        str(data_dir),
-        "--username",
-        EMAIL,
-        "--password",
-        PASSWORD,
-    ]
+    command = [str(exe), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port)]
+    command += ["--host", url, "--data-dir", str(data_dir), "--username", EMAIL, "--password", PASSWORD]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            command,
-            cwd=base,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            command, cwd=base, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         _wait_up(url, process, log)
         key = personal_access_token(url, EMAIL, PASSWORD)
-        yield LabelStudioServer(url, key, data_dir, local_root, log)
+    except BaseException:
+        _stop(process)
+        raise
+    return process, LabelStudioServer(url, key, data_dir, local_root, log)
+
+
+@pytest.fixture(scope="session")
+def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
+    """The running server, with a user's personal access token."""
+    process, server = start(tmp_path_factory.mktemp("labelstudio"))
+    try:
+        yield server
     finally:
         _stop(process)
