@@ -300,7 +300,7 @@ def test_the_labelling_config_gets_smart_tools_and_keeps_the_rest() -> None:
 
 
 class _Photos:
-    """What the backend gives the click service: a model (`current`) and task photos (`_photo`)."""
+    """What the backend gives the click service: a model (`current`) and task photos (`photo`)."""
 
     def __init__(self, loaded: Any, photos: dict[str, Path]) -> None:
         self.loaded, self.photos = loaded, photos
@@ -308,7 +308,7 @@ class _Photos:
     def current(self) -> Any:
         return self.loaded
 
-    def _photo(self, task: dict[str, Any], schema: LabelSchema, folder: Path, n: int) -> Path:
+    def photo(self, task: dict[str, Any], schema: LabelSchema, folder: Path, n: int) -> Path:
         return self.photos[task["data"][schema.value]]
 
 
