@@ -3,6 +3,7 @@ labels and the rubric."""
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 from pathlib import Path
@@ -328,11 +329,15 @@ def test_training_saves_the_head_with_the_schema_and_can_leave_it_off(tmp_path: 
     assert checkpoint["model_kwargs"]["attributes"] == meta["attributes"]
     assert any(k.startswith("roi_heads.attribute_predictor.") for k in checkpoint["model"])
     assert load_any(result.last_checkpoint).attributes.to_dict() == meta["attributes"]
+    (row,) = csv.DictReader((result.run_dir / "metrics.csv").open())
+    assert float(row["loss_attributes"]) > 0  # the head's loss has its own column
 
     off = small_config(data, tmp_path / "runs", epochs=1, max_val_images=1, name="off")
     off.model_kwargs["attributes"] = {}  # what `train --no-attributes` passes
     plain = load_checkpoint(train(off).last_checkpoint)
     assert not any(k.startswith("roi_heads.attribute_predictor.") for k in plain["model"])
+    (row,) = csv.DictReader((tmp_path / "runs" / "off" / "metrics.csv").open())
+    assert row["loss_attributes"] == ""  # no head, no loss: empty, not 0
 
 
 def test_eval_table_shows_attributes(capsys: pytest.CaptureFixture[str]) -> None:

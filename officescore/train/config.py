@@ -18,7 +18,9 @@ BASE_BATCH = 16
 WEIGHT_DECAY = {"sgd": 1e-4, "adamw": 0.05}
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 METRIC_KEYS = ("segm_map", "segm_ap50", "segm_ap75", "bbox_map", "bbox_ap50", "bbox_ap75")
-CSV_COLUMNS = ("epoch", "loss", *LOSS_KEYS, "lr", "img_per_s", "seconds", *METRIC_KEYS)
+# Losses only some models have (the attribute head): empty in metrics.csv for the others.
+OPTIONAL_LOSS_KEYS = ("loss_attributes",)
+CSV_COLUMNS = ("epoch", "loss", *LOSS_KEYS, *OPTIONAL_LOSS_KEYS, "lr", "img_per_s", "seconds", *METRIC_KEYS)
 LOG_CHOICES = ("auto", "tensorboard", "mlflow", "none")  # experiment trackers (train/tracking.py)
 
 
@@ -52,7 +54,8 @@ class TrainConfig:
     resume: Path | None = None
     seed: int = 0
     log: str = "auto"  # auto | tensorboard | mlflow | none: where scalars go besides metrics.csv
-    max_minutes: float | None = None  # time budget: no new epoch starts after it (label backend --train)
+    # Time budget (label backend --train): training stops at the first step past it.
+    max_minutes: float | None = None
 
     def resolved_model_kwargs(self) -> dict[str, Any]:
         kwargs = dict(self.model_kwargs)

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from officescore import distributed as dist_utils
 from officescore.errors import ModelError
 from officescore.train.checkpoints import State
-from officescore.train.config import LOSS_KEYS
+from officescore.train.config import LOSS_KEYS, OPTIONAL_LOSS_KEYS
 from officescore.train.seeding import (
     EpochSampler,
     SeededItems,
@@ -26,15 +26,18 @@ from officescore.train.setup import Run
 from officescore.train.tracking import step_values
 
 
-def train_one_epoch(run: Run, state: State) -> dict[str, Any]:
-    """Train epoch `state.epoch` (from `state.step_in_epoch` on); returns its metrics.csv row."""
+def train_one_epoch(run: Run, state: State, deadline: float | None = None) -> dict[str, Any]:
+    """Train epoch `state.epoch` (from `state.step_in_epoch` on); returns its metrics.csv row.
+
+    `deadline` (a `time.perf_counter()` value): a single-process run ends the epoch at the first
+    step past it (at least one step runs), so a time budget holds even when one epoch is longer."""
     epoch = state.epoch
     if state.resume_rng is not None:
         set_rng_state(state.resume_rng)  # mid-epoch resume continues the interrupted random stream
         state.resume_rng = None
     else:
         seed_everything(epoch_seed(run.config.seed, epoch, run.ctx.rank))
-    row = _train_epoch(run, state, _epoch_loader(run, epoch, start=state.step_in_epoch))
+    row = _train_epoch(run, state, _epoch_loader(run, epoch, start=state.step_in_epoch), deadline)
     _sync_buffers(run.model, run.ctx)
     return row
 
@@ -57,9 +60,10 @@ def _epoch_loader(run: Run, epoch: int, start: int) -> DataLoader:
     )
 
 
-def _train_epoch(run: Run, state: State, loader: DataLoader) -> dict[str, Any]:
+def _train_epoch(run: Run, state: State, loader: DataLoader, deadline: float | None) -> dict[str, Any]:
     run.net.train()
     sums = dict.fromkeys(("loss", *LOSS_KEYS), 0.0)
+    optional: dict[str, float] = {}  # OPTIONAL_LOSS_KEYS the model reports
     steps = images = 0
     start = time.perf_counter()
     epoch = state.epoch
@@ -81,15 +85,25 @@ def _train_epoch(run: Run, state: State, loader: DataLoader) -> dict[str, Any]:
             step_started = now
             for key in sums:
                 sums[key] += parts.get(key, 0.0)
+            for key in OPTIONAL_LOSS_KEYS:
+                if key in parts:
+                    optional[key] = optional.get(key, 0.0) + parts[key]
             rate = images / max(1e-9, time.perf_counter() - start)
             status = (
                 f"loss {parts['loss']:.3f} mask {parts.get('loss_mask', 0):.3f} "
                 f"lr {run.optimizer.param_groups[0]['lr']:.2e} {rate:.1f} img/s"
             )
             stage.advance(1, status=status)
+            # Ranks of a distributed run must take the same steps, so only a single process stops here.
+            if deadline is not None and run.ctx.world_size == 1 and now > deadline:
+                run.notes.append(
+                    f"time budget spent during epoch {epoch + 1}, after {state.step_in_epoch} "
+                    f"of {run.steps_per_epoch} steps"
+                )
+                break
     seconds = time.perf_counter() - start
     row: dict[str, Any] = {"epoch": epoch + 1}
-    row.update({k: (v / steps if steps else None) for k, v in sums.items()})
+    row.update({k: (v / steps if steps else None) for k, v in (sums | optional).items()})
     row.update(lr=run.optimizer.param_groups[0]["lr"], img_per_s=images / max(seconds, 1e-9), seconds=seconds)
     return row
 

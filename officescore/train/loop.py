@@ -118,9 +118,10 @@ def _run(
     try:
         run.trackers.start(run.args)
         with save_when_stopped(run, state, received):
+            deadline = started + config.max_minutes * 60 if config.max_minutes else None
             while state.epoch < config.epochs and not stopped_early and not _out_of_time(run, state, started):
                 if state.pending_row is None:  # else: trained before a stop while validating
-                    state.pending_row = train_one_epoch(run, state)
+                    state.pending_row = train_one_epoch(run, state, deadline)
                 metrics = validate_if_due(run, state.epoch)
                 stopped_early = _end_epoch(run, state, metrics)
                 run.trackers.epoch(state.history[-1])
@@ -186,7 +187,7 @@ def _end_epoch(run: Run, state: State, metrics: dict[str, Any] | None) -> bool:
 
 
 def _out_of_time(run: Run, state: State, started: float) -> bool:
-    """`max_minutes` spent: no new epoch starts (the one running finishes, so its checkpoints are whole)."""
+    """`max_minutes` spent: no new epoch starts (the running one ended at its first step past it)."""
     budget = run.config.max_minutes
     if budget is None or state.epoch == 0 or time.perf_counter() - started < budget * 60:
         return False
