@@ -9,6 +9,9 @@ from officescore.errors import ConfigError
 from officescore.files import make_folder
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# In a run folder: the label backend trained it but did not use it (worse, failed or killed), so no
+# "newest run" lookup picks it; naming the folder or its best.pt still loads it.
+NOT_USED_FILE = "NOT_USED.txt"
 
 
 def check_run_name(name: str) -> None:
@@ -30,9 +33,21 @@ def next_run_dir(parent: Path, name: str) -> Path:
     raise ConfigError(f"{parent}: too many runs named {name!r}; choose another --name")
 
 
+def mark_not_used(run_dir: Path, why: str) -> None:
+    """Keep `run_dir` out of `newest_best_checkpoint`, saying why in the folder itself."""
+    if run_dir.is_dir():
+        text = f"The label backend did not use this model: {why}\n"
+        (run_dir / NOT_USED_FILE).write_text(text, encoding="utf-8")
+
+
 def newest_best_checkpoint(train_runs: Path) -> Path | None:
-    """The newest `<train_runs>/*/weights/best.pt` by modification time (ties by path), if any."""
-    found = [p for p in Path(train_runs).glob("*/weights/best.pt") if p.is_file()]
+    """The newest `<train_runs>/*/weights/best.pt` by modification time (ties by path), if any;
+    runs marked NOT_USED.txt are left out."""
+    found = [
+        p
+        for p in Path(train_runs).glob("*/weights/best.pt")
+        if p.is_file() and not (p.parent.parent / NOT_USED_FILE).exists()
+    ]
     if not found:
         return None
     return max(found, key=lambda p: (p.stat().st_mtime, str(p)))

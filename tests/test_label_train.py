@@ -29,6 +29,7 @@ from officescore.label import backend as ml
 from officescore.label.client import LabelStudio
 from officescore.label.formats import LabelSchema, annotation
 from officescore.label.trainer import CURVE_FILE, STATE_FILE, Trainer, TrainSettings
+from officescore.runs import NOT_USED_FILE, newest_best_checkpoint
 
 SIZE = 64
 EVERY = 3
@@ -114,17 +115,24 @@ class Live:
         self.names = sorted(self.tasks)
         self.scenes = scenes
         self.messages: list[str] = []
+        self.repredict = bool(kw.pop("repredict", False))
         self.settings = settings(tmp, server.url, title, **kw)
         self.server_info = server
         self.start()
         self.ml_id = self.client.connect_backend(self.project_id, ml.url_of(self.server))
 
-    def start(self) -> None:
+    def start(self, port: int = 0) -> None:
+        """What `label backend --train --repredict` puts together (officescore.label.live)."""
+        from officescore.label.live import after_jobs
+
         self.trainer = Trainer(
             self.settings, self.server_info.api_key, self.project_id, log=self.messages.append
         )
-        self.backend = ml.Backend(self.settings.runs, self.client, device="cpu", trainer=self.trainer)
-        self.server = ml.make_server(self.backend, "127.0.0.1", 0)
+        self.backend = ml.Backend(
+            self.settings.runs, self.client, device="cpu", trainer=self.trainer, log=self.messages.append
+        )
+        after_jobs(self.trainer, self.backend, repredict=self.repredict)
+        self.server = ml.make_server(self.backend, "127.0.0.1", port)
         ml.start(self.server)
 
     def stop(self, stop_job: bool = True) -> None:
@@ -136,12 +144,7 @@ class Live:
         """The backend stops (with or without its job) and starts again on the same folder and port."""
         port = self.server.server_address[1]
         self.stop(stop_job)
-        self.trainer = Trainer(
-            self.settings, self.server_info.api_key, self.project_id, log=self.messages.append
-        )
-        self.backend = ml.Backend(self.settings.runs, self.client, device="cpu", trainer=self.trainer)
-        self.server = ml.make_server(self.backend, "127.0.0.1", port)
-        ml.start(self.server)
+        self.start(port)
 
     def label(self, name: str, extra: list[dict[str, Any]] = ()) -> None:  # type: ignore[assignment]
         """A labeller submits the scene's true labels (Label Studio then sends ANNOTATION_CREATED)."""
@@ -231,6 +234,23 @@ def test_labels_start_one_job_at_a_time_and_start_training_starts_one(
     opened = live.client.task(live.tasks[live.names[7]])  # Label Studio asks again: the new version
     assert answering["model_version"] in {p["model_version"] for p in opened["predictions"]}
 
+    # From here on as `--repredict`: after each job every task nobody labelled gets a prediction of
+    # the answering model (once it has loaded), without being opened.
+    from officescore.label.feedback import tasks_with_predictions
+    from officescore.label.live import after_jobs, repredict_unlabelled
+
+    after_jobs(live.trainer, live.backend, repredict=True)
+
+    def missing(version: str) -> list[int]:
+        tasks = tasks_with_predictions(live.client, live.project_id)
+        return [
+            t["id"]
+            for t in tasks
+            if not t["annotations"] and version not in {p["model_version"] for p in t["predictions"]}
+        ]
+
+    assert live.tasks[live.names[6]] in missing(answering["model_version"])  # never opened
+
     # Label Studio's Start Training button (its API): one job, though no new label came.
     live.client.call("train", lambda: live.client.sdk.ml.train(id=live.ml_id))
     wait_for(lambda: live.state["jobs"] == 3 and not trainer.running, what="the START_TRAINING job")
@@ -238,32 +258,18 @@ def test_labels_start_one_job_at_a_time_and_start_training_starts_one(
     assert third["trained_photos"] + third["val_photos"] == 6
     assert live.state["val_tasks"] == state["val_tasks"]  # the held-out set stays fixed
 
-    # --repredict: every task nobody labelled gets a prediction of the answering model, once.
-    from officescore.label.feedback import tasks_with_predictions
-    from officescore.label.live import repredict_unlabelled
-
     current = live.state["current"]["model_version"]
-    wait_for(lambda: live.backend.model_version == current, 120, "the answering model to load")
-
-    def missing() -> list[int]:
-        tasks = tasks_with_predictions(live.client, live.project_id)
-        return [
-            t["id"]
-            for t in tasks
-            if not t["annotations"] and current not in {p["model_version"] for p in t["predictions"]}
-        ]
-
-    before = missing()
-    assert live.tasks[live.names[6]] in before  # never opened
-    assert repredict_unlabelled(live.backend, live.project_id) == len(before)
-    assert missing() == [] and repredict_unlabelled(live.backend, live.project_id) == 0
+    wait_for(lambda: missing(current) == [], 300, "the after-job hook to predict the unlabelled tasks")
+    assert live.backend.model_version == current  # predicted by the answering model, not the one before
+    assert any(f"{current}: predicted " in m and "unlabelled task(s) again" in m for m in live.messages)
+    assert repredict_unlabelled(live.backend, live.project_id) == 0  # each task once per version
+    assert (live.settings.folder / CURVE_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # redrawn by the hook
 
     metrics = requests.get(f"{ml.url_of(live.server)}/metrics", timeout=60).json()
     assert [v["model_version"] for v in metrics["versions"]][-3:] == [
         v["model_version"] for v in live.state["versions"]
     ]
     assert metrics["pending_labels"] == 0 and metrics["labelled_tasks"] == 6
-    assert (live.settings.folder / CURVE_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert all(live.server_info.api_key not in m for m in live.messages)
 
 
@@ -293,6 +299,11 @@ def test_a_worse_model_never_answers(
     assert record["accepted"] is False
     assert live.backend.model_version == good and live.state["current"]["model_version"] == good
     assert any("is worse" in m and good in m for m in live.messages)
+    # Its run folder says so, and `score`/`eval --model runs/train` keep taking the good model.
+    rejected = live.settings.folder / record["run"]
+    assert "is worse" in (rejected / NOT_USED_FILE).read_text()
+    assert (rejected / "weights" / "best.pt").is_file()
+    assert newest_best_checkpoint(best.parents[2]) == best
     assert live.state["pending"] == 0  # its labels were trained on: not again
     assert record["skipped_unknown_classes"] == {"sofa": 1}
     assert any(
@@ -321,6 +332,10 @@ def test_broken_killed_and_interrupted_jobs_leave_the_old_model_answering(
     assert "killed (SIGKILL)" in state["failures"][-1]["error"] and state["failures"][-1]["job"] == 2
     assert live.backend.model_version == first and state["pending"] == 1
     assert any("failed" in m and first in m for m in live.messages)
+    killed_run = live.settings.runs / "label-job0002"
+    assert "training job 2 failed: " in (killed_run / NOT_USED_FILE).read_text()
+    newest = newest_best_checkpoint(live.settings.runs)
+    assert newest is not None and newest.resolve() == live.trainer.current_checkpoint()
 
     # An unreadable photo in the project: the job fails, the old model answers.
     broken_url = live.client.upload_file(live.project_id, "broken.jpg", b"\xff\xd8\xff\xe0 not a jpeg at all")

@@ -298,7 +298,9 @@ def backend(
         DEFAULT_EPOCHS, "--train-epochs", help="--train: epochs per job at most."
     ),
     train_minutes: float = typer.Option(
-        DEFAULT_MINUTES, "--train-minutes", help="--train: minutes per job at most."
+        DEFAULT_MINUTES,
+        "--train-minutes",
+        help="--train: minutes of training per job at most (checked after every step).",
     ),
     weights: str = typer.Option(
         "coco", "--weights", help="--train: the first model's start (coco, imagenet, none or a .pt)."

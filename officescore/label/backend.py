@@ -86,6 +86,7 @@ class Backend:
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()  # one model load / forward pass at a time
         self._reloading: tuple[str, int, int] | None = None  # --train: the model loading beside
+        self._load_thread: threading.Thread | None = None
         # Smart-tool clicks and boxes (officescore.label.interactive); brush answers unless given.
         self.clicks = clicks or ClickService(log=log)
         self.current()  # fail at start, not on the first task, when the model is unusable
@@ -136,7 +137,14 @@ class Backend:
                 self._loaded, self._reloading = _Loaded(key, loaded), None
             self.log(f"model {before} -> {loaded.version}")
 
-        threading.Thread(target=load, name="officescore-model-load", daemon=True).start()
+        self._load_thread = threading.Thread(target=load, name="officescore-model-load", daemon=True)
+        self._load_thread.start()
+
+    def wait_for_load(self, timeout: float) -> None:
+        """--train: wait (at most `timeout` s) for a model loading beside the old one to take over."""
+        thread = self._load_thread
+        if thread is not None:
+            thread.join(timeout)
 
     @property
     def model_version(self) -> str:

@@ -11,6 +11,7 @@ from officescore.errors import ConfigError, UserError
 from officescore.label.trainer import Trainer, TrainSettings
 
 REPREDICT_BATCH = 8
+LOAD_TIMEOUT = 600.0  # seconds a switched model may take to load before --repredict gives up
 
 
 def start_trainer(
@@ -54,17 +55,25 @@ def start_trainer(
 
 
 def after_jobs(trainer: Trainer, backend: Any, repredict: bool) -> None:
-    """After each job: redraw learning_curve.png; after a switch, with `repredict`, predict again."""
+    """After each job: redraw learning_curve.png; with `repredict`, give every unlabelled task that
+    lacks a prediction of the answering model one (after a switch, once the new model has loaded)."""
 
     def done(version: str | None) -> None:
         from officescore.label.feedback import live_metrics
 
-        backend.current()  # a new model starts loading now, not on the next request
+        backend.current()  # a new model starts loading now (beside the old one), not on the next request
         try:
             live_metrics(trainer, backend.client)
-            if version and repredict:
-                count = repredict_unlabelled(backend, trainer.project_id)
-                backend.log(f"{version}: predicted {count} unlabelled task(s) again")
+            if not repredict:
+                return
+            if version:
+                backend.wait_for_load(LOAD_TIMEOUT)  # else the old model would predict them again
+                if backend.model_version != version:
+                    backend.log(f"{version} is not loaded; unlabelled tasks keep their predictions")
+                    return
+            count = repredict_unlabelled(backend, trainer.project_id)
+            if count:
+                backend.log(f"{backend.model_version}: predicted {count} unlabelled task(s) again")
         except UserError as exc:
             backend.log(f"after the job: {exc}")
 

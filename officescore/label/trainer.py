@@ -32,7 +32,8 @@ from typing import Any
 
 from officescore.errors import ConfigError
 from officescore.files import atomic_write_json, make_folder
-from officescore.label.trainjob import JOB_FILE, LOG_FILE, RESULT_FILE
+from officescore.label.trainjob import JOB_FILE, LOG_FILE, RESULT_FILE, run_name
+from officescore.runs import mark_not_used
 
 STATE_FILE = "state.json"
 CURVE_FILE = "learning_curve.png"
@@ -362,6 +363,8 @@ class Trainer:
         if result is None or not result.get("ok"):
             why = _failure(result, code, folder)
             self.state["failures"].append({"job": running["job"], "error": why, "finished": time.time()})
+            for run_dir in self._job_runs(running):  # a killed job may have left a best.pt
+                mark_not_used(run_dir, f"training job {running['job']} failed: {why}")
             self._held = True
             self._save()
             self.log(f"training job {running['job']} failed, {self._current_name()} keeps answering: {why}")
@@ -422,11 +425,23 @@ class Trainer:
             self.log(f"job {running['job']}: model {before} -> {record['model_version']} ({compared})")
             return str(record["model_version"])
         self._save()
+        mark_not_used(Path(result["run_dir"]), f"{record['model_version']} is worse: {compared}")
         self.log(
             f"job {running['job']}: {record['model_version']} is worse, "
             f"{self._current_name()} keeps answering ({compared})"
         )
         return None
+
+    def _job_runs(self, running: dict[str, Any]) -> list[Path]:
+        """Run folders job `running` created (its name, plus digits after a clash, made after it started)."""
+        name = run_name(int(running["job"]))
+        started = float(running.get("started") or 0) - 1
+        found = []
+        for run in Path(self.settings.runs).glob(f"{name}*"):
+            suffix = run.name[len(name) :]
+            if run.is_dir() and (suffix == "" or suffix.isdigit()) and run.stat().st_mtime >= started:
+                found.append(run)
+        return found
 
     def _current_name(self) -> str:
         current = self.state["current"]

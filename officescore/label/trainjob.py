@@ -175,7 +175,7 @@ def run_job(folder: Path) -> dict[str, Any]:
         amp=bool(job.get("amp")),
         val_every=1,
         max_minutes=job.get("minutes"),
-        name="label",
+        name=run_name(int(job["job"])),
         project=Path(job["runs"]),
         seed=int(job.get("seed") or 0),
     )
@@ -206,6 +206,11 @@ def run_job(folder: Path) -> dict[str, Any]:
         "problems": len(ingested.problems),
         "notes": trained.notes,
     }
+
+
+def run_name(job: int) -> str:
+    """The run folder's name for job `job` (a clash with an older folder adds digits: label-job00012)."""
+    return f"label-job{job:04d}"
 
 
 def _path(value: Any) -> Path | None:
