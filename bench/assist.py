@@ -108,6 +108,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--arch", default="maskrcnn_resnet18_fpn")
     parser.add_argument("--weights", default="none", help="the first model's start (none: offline)")
+    parser.add_argument(
+        "--standin",
+        type=Path,
+        help="an officescore checkpoint trained on other scenes: its class layers are dropped and the rest "
+        "starts the first model, as COCO weights would (they cannot be downloaded here); overrides --weights",
+    )
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--conf", type=float, default=0.3)
@@ -125,6 +131,8 @@ def main() -> None:
         write_sample(base / "scenes", n_images=args.tasks, seed=11, size=args.size)
         client = LabelStudio.connect(url, key)
         results: dict[str, Any] = {}
+        if args.standin is not None:
+            args.weights = str(without_class_layers(args.standin, base / "standin.pth"))
         # ---------------------------------------------------------------- retraining backend
         pushed = push_images(
             client, "assist retraining", [base / "scenes" / "images"], classes=list(DEFAULT_CLASSES)
@@ -206,6 +214,18 @@ def main() -> None:
         print(table(results))
     finally:
         _stop(server)
+
+
+def without_class_layers(checkpoint: Path, out: Path) -> Path:
+    """The checkpoint's weights as a plain state dict minus the class-specific layers (which a new
+    class list starts fresh, as with COCO weights)."""
+    import torch
+
+    from officescore.model import HEAD_PREFIXES
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    torch.save({k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}, out)
+    return out
 
 
 def _cpu() -> str:

@@ -1,0 +1,133 @@
+"""What one `label backend --train` job costs on this machine, per candidate default.
+
+A job fine-tunes on every labelled photo not held out and validates each epoch (officescore.train,
+as `officescore.label.trainjob` calls it, with the job's settings). Here: `--photos` synthetic
+scenes (`--val` of them held out) at 1024 px, one training run per candidate (architecture, image
+size, bf16 autocast or float32) for `--epochs` epochs; reported: seconds per epoch (training and
+validation), the whole run, and the ratio to the first candidate (the default), all in one process
+so the ratios hold whatever the machine's load. Weights are random (`--weights none`): the speed of
+a step does not depend on them.
+
+    python bench/label_job.py --out /tmp/bench_label_job
+    python bench/label_job.py --out /tmp/bench_label_job --photos 100 --epochs 1
+"""
+
+# ruff: noqa: E402 - sys.path is fixed before the imports below (see there)
+from __future__ import annotations
+
+import sys
+
+# `python bench/label_job.py` puts bench/ first on sys.path, where bench/click.py would stand in
+# for the `click` package that typer (imported by officescore) needs.
+sys.path[:] = [p for p in sys.path if not p.endswith("bench")]
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from officescore.ingest import ingest_export
+from officescore.label.trainer import DEFAULT_ARCH, DEFAULT_IMG_SIZE
+from officescore.sample import write_sample
+from officescore.train import TrainConfig, train
+from officescore.train.setup import cpu_bf16_helps
+
+CANDIDATES = [  # (arch, img_size, bf16): the default first
+    (DEFAULT_ARCH, DEFAULT_IMG_SIZE, True),
+    (DEFAULT_ARCH, DEFAULT_IMG_SIZE, False),
+    (DEFAULT_ARCH, 800, True),
+    ("maskrcnn_resnet18_fpn", DEFAULT_IMG_SIZE, True),
+    ("maskrcnn_resnet50_fpn_v2", DEFAULT_IMG_SIZE, True),
+    ("maskrcnn_resnet50_fpn_v2", 800, True),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--photos", type=int, default=40, help="labelled photos in the project")
+    parser.add_argument("--val", type=int, default=8, help="of them held out")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=2, help="the backend's default")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    data = args.out / f"data_{args.photos}"
+    if not (data / "dataset.json").is_file():
+        write_sample(args.out / "export", n_images=args.photos, seed=31, size=1024)
+        ingest_export(
+            args.out / "export" / "annotations.json", out=data, val_fraction=args.val / args.photos, seed=0
+        )
+    rows = []
+    for n, (arch, size, bf16) in enumerate(CANDIDATES):
+        config = TrainConfig(
+            data=data, arch=arch, weights="none", epochs=args.epochs, batch_size=args.batch_size,
+            img_size=size, amp=bf16, workers=0, device="cpu", val_every=1, log="none",
+            project=args.out / "runs", name=f"c{n}", seed=0,
+        )  # fmt: skip
+        started = time.perf_counter()
+        result = train(config)
+        seconds = time.perf_counter() - started
+        trained = sum(float(r["seconds"]) for r in result.history)
+        rows.append(
+            {
+                "arch": arch,
+                "img_size": size,
+                "bf16": bf16 and cpu_bf16_helps(),
+                "train_s_per_epoch": trained / args.epochs,
+                "run_s": seconds,
+                "img_per_s": sum(float(r["img_per_s"]) for r in result.history) / args.epochs,
+            }
+        )
+        base = rows[0]["run_s"]
+        print(
+            f"{arch} {size}px bf16={rows[-1]['bf16']}: run {seconds:.1f} s ({seconds / base:.2f}x)",
+            flush=True,
+        )
+    report = {
+        "photos": args.photos,
+        "val": args.val,
+        "epochs": args.epochs,
+        "threads": args.threads,
+        "cpu": platform.processor() or _cpu(),
+        "rows": rows,
+    }
+    (args.out / "label_job.json").write_text(json.dumps(report, indent=1))
+    print(table(report))
+
+
+def _cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def table(report: dict) -> str:
+    base = report["rows"][0]["run_s"]
+    trained = report["photos"] - report["val"]
+    lines = [
+        f"{trained} train + {report['val']} val photos, {report['epochs']} epoch(s), "
+        f"{report['threads']} threads",
+        "",
+        "| arch | img px | bf16 | train s/epoch | img/s | run s (train + val) | vs default |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        lines.append(
+            f"| {r['arch']} | {r['img_size']} | {'yes' if r['bf16'] else 'no'} "
+            f"| {r['train_s_per_epoch']:.1f} | {r['img_per_s']:.2f} | {r['run_s']:.1f} "
+            f"| {r['run_s'] / base:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
