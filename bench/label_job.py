@@ -12,14 +12,7 @@ a step does not depend on them.
     python bench/label_job.py --out /tmp/bench_label_job --photos 100 --epochs 1
 """
 
-# ruff: noqa: E402 - sys.path is fixed before the imports below (see there)
 from __future__ import annotations
-
-import sys
-
-# `python bench/label_job.py` puts bench/ first on sys.path, where bench/click.py would stand in
-# for the `click` package that typer (imported by officescore) needs.
-sys.path[:] = [p for p in sys.path if not p.endswith("bench")]
 
 import argparse
 import json

@@ -7,10 +7,11 @@
 The photo's features stay cached between clicks on the same task and photo (`clicker.cache`), so a
 second click runs only the heads. The model answers when it is an eager torchvision Mask R-CNN that
 knows the chosen class and finds that class at the click; otherwise GrabCut answers and `note` says
-why. The model's mask is then finished by GrabCut started from its probabilities (`polish`; the model's
-box is no hard limit), with the clicks as fixed seeds: that is also how clicks correct it (a positive
-click outside the mask, a negative one inside). A negative click left inside the mask removes the part
-of it nearer to that click than to any positive click.
+why. Once the labeller corrects it (a second click, or a click the mask disagrees with), the model's
+mask is finished by GrabCut started from its probabilities (`polish`; the model's box is no hard
+limit), with the clicks as fixed seeds (a positive click outside the mask, a negative one inside).
+A negative click left inside the mask removes the part of it nearer to that click than to any
+positive click.
 """
 
 from __future__ import annotations
@@ -26,11 +27,21 @@ from typing import Any
 import numpy as np
 
 from officescore.errors import BadImageError
-from officescore.label.interactive.grabcut import grabcut, keep_clicked_parts
+from officescore.label.interactive.grabcut import grabcut
 from officescore.label.interactive.heads import Answer, FeatureCache, Heads, supports
 from officescore.label.interactive.prompt import Click, Prompt, parse_context
 
 MODEL, GRABCUT = "model", "grabcut"
+# How GrabCut finishes the model's mask: "edges" lets it move the mask's edge a little and redraw the
+# regions around correcting clicks, the rest stays the model's; "always" lets it redraw everything;
+# "never" only where a click disagrees with the mask.
+POLISH = ("edges", "always", "never")
+EDGE_BAND = 0.02  # "edges": GrabCut may move the mask's edge this share of the object's size (>= 2 px)
+# A correcting click may change the mask around it: 3x its distance to the mask's edge, 6 px at least,
+# a quarter of the object's size at most.
+REACH_PER_DISTANCE = 3.0
+MIN_REACH = 6.0  # px
+CORRECTION_REACH = 0.25
 
 
 @dataclass
@@ -56,12 +67,19 @@ class Clicker:
     """Answers clicks and boxes on photos with `loaded`'s model (None: GrabCut only)."""
 
     def __init__(
-        self, loaded: Any = None, refine: bool = True, cache: FeatureCache | None = None, polish: bool = True
+        self,
+        loaded: Any = None,
+        refine: bool = True,
+        cache: FeatureCache | None = None,
+        polish: str = "edges",
     ) -> None:
+        if polish not in POLISH:
+            raise ValueError(f"polish {polish!r}: one of {', '.join(POLISH)}")
         self.loaded = loaded
         self.refine = refine
-        # GrabCut always finishes the model's mask (not only when clicks disagree): on bench/click.py's
-        # scenes it raised one click's mean IoU 0.63 -> 0.72 and a jittered box's 0.69 -> 0.74.
+        # bench/click_to_mask.py with a well-trained model (docs/BENCHMARKS.md): GrabCut redrawing the
+        # whole mask lowered one click's IoU 0.82 -> 0.79 and a box's 0.84 -> 0.78; moving only the
+        # edge raised them to 0.9, and local corrections made every further click help.
         self.polish = polish
         self.cache = cache if cache is not None else FeatureCache()
         predictor = getattr(loaded, "predictor", None)
@@ -115,7 +133,10 @@ class Clicker:
             else:
                 feats = self.heads.features((self.version, *key), rgb)
                 if prompt.clicks:
-                    answer = self.heads.click(feats, prompt.clicks, label, width, height, prompt.box)
+                    # With local corrections the first click alone picks the model's mask, so a
+                    # correction never swaps the object for another proposal.
+                    picking = prompt.clicks[:1] if self.polish == "edges" else prompt.clicks
+                    answer = self.heads.click(feats, picking, label, width, height, prompt.box)
                     where = "at this click"
                 else:
                     answer = self.heads.box(
@@ -130,7 +151,12 @@ class Clicker:
             mask = grabcut(rgb, prompt.box, prompt.clicks)
             return Reply(_exclude(mask, prompt), name, GRABCUT, note)
         mask = answer.mask
-        if self.polish or any(_at(mask, c) != c.positive for c in prompt.clicks):  # clicks correct it
+        disagree = [c for c in prompt.clicks if _at(mask, c) != c.positive]
+        if self.polish == "edges":  # only the edge and the regions around correcting clicks may change
+            later = [c for n, c in enumerate(prompt.clicks) if n > 0 or c in disagree]
+            free, near = editable(mask, answer.box, later)
+            mask = grabcut(rgb, answer.box, prompt.clicks, answer.probabilities, free, near)
+        elif self.polish == "always" or disagree:
             mask = grabcut(rgb, answer.box, prompt.clicks, prior=answer.probabilities)
         return Reply(_exclude(mask, prompt), name, MODEL, None, round(answer.fit, 4))
 
@@ -193,14 +219,58 @@ def _scaled(prompt: Prompt, width: int, height: int) -> Prompt:
     return Prompt(prompt.class_name, width, height, clicks, box)
 
 
+def editable(
+    mask: np.ndarray, box: Sequence[float], correcting: Sequence[Click]
+) -> tuple[np.ndarray, np.ndarray]:
+    """("edges" polish) where GrabCut may change the model's `mask` (its edge band and the regions
+    around the correcting clicks), and the part of that around the clicks (HxW bool each)."""
+    near = _around(correcting, mask, box)
+    return _edge(mask, box) | near, near
+
+
+def _edge(mask: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    """The band along the mask's edge, EDGE_BAND of the object's box's longer side wide (>= 2 px)."""
+    import cv2
+
+    reach = max(2, int(round(EDGE_BAND * max(box[2] - box[0], box[3] - box[1]))))
+    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+    binary = mask.astype(np.uint8)
+    return (cv2.dilate(binary, kernel) - cv2.erode(binary, kernel)) > 0
+
+
+def _around(clicks: Sequence[Click], mask: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    """Where correcting clicks may change `mask`: a square around each, as far as REACH_PER_DISTANCE
+    times the click's distance to the mask's edge (a labeller clicks inside the wrong region, so the
+    distance says how large it is), at least MIN_REACH px and at most CORRECTION_REACH of the
+    object's box's longer side."""
+    import cv2
+
+    most = max(CORRECTION_REACH * max(box[2] - box[0], box[3] - box[1]), MIN_REACH)
+    binary = mask.astype(np.uint8)
+    to_edge = {
+        True: cv2.distanceTransform(binary, cv2.DIST_L2, 3),  # inside: distance to the nearest outside
+        False: cv2.distanceTransform(1 - binary, cv2.DIST_L2, 3),
+    }
+    free = np.zeros(mask.shape[:2], dtype=bool)
+    for c in clicks:
+        x, y = min(int(c.x), mask.shape[1] - 1), min(int(c.y), mask.shape[0] - 1)
+        reach = min(max(REACH_PER_DISTANCE * float(to_edge[bool(binary[y, x])][y, x]), MIN_REACH), most)
+        x0, y0 = max(int(c.x - reach), 0), max(int(c.y - reach), 0)
+        free[y0 : max(int(np.ceil(c.y + reach)), 0), x0 : max(int(np.ceil(c.x + reach)), 0)] = True
+    return free
+
+
 def _at(mask: np.ndarray, click: Click) -> bool:
     height, width = mask.shape
     return bool(mask[min(int(click.y), height - 1), min(int(click.x), width - 1)])
 
 
 def _exclude(mask: np.ndarray, prompt: Prompt) -> np.ndarray:
-    """A negative click still inside the mask removes the mask's pixels nearer to it than to every
-    positive click (the box's centre stands in when there is none); then the clicked parts are kept."""
+    """A negative click still inside the mask removes the mask's pixels around it (as far as a
+    correcting click reaches) that are nearer to it than to every positive click (the box's centre
+    stands in when there is none), and the bits that cut off near it; the rest of the mask stays."""
+    import cv2
+
     inside = [c for c in prompt.negatives if _at(mask, c)]
     if not inside:
         return mask
@@ -209,12 +279,19 @@ def _exclude(mask: np.ndarray, prompt: Prompt) -> np.ndarray:
         x0, y0, x1, y1 = prompt.box
         positives = [Click((x0 + x1) / 2, (y0 + y1) / 2)]
     ys, xs = np.nonzero(mask)
+    near = _around(inside, mask, (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
     keep = np.ones(len(xs), dtype=bool)
     nearest_positive = np.full(len(xs), np.inf)
     for c in positives:
         nearest_positive = np.minimum(nearest_positive, (xs - c.x) ** 2 + (ys - c.y) ** 2)
     for c in inside:
-        keep &= (xs - c.x) ** 2 + (ys - c.y) ** 2 >= nearest_positive
+        keep &= ~near[ys, xs] | ((xs - c.x) ** 2 + (ys - c.y) ** 2 >= nearest_positive)
     out = np.zeros_like(mask)
     out[ys[keep], xs[keep]] = 1
-    return keep_clicked_parts(out, prompt.positives)
+    count, parts = cv2.connectedComponents(out.astype(np.uint8), connectivity=8)
+    height, width = mask.shape
+    clicked = {int(parts[min(int(c.y), height - 1), min(int(c.x), width - 1)]) for c in prompt.positives}
+    for part in set(range(1, count)) - clicked:
+        if near[parts == part].all():  # a scrap the cut left beside the negative click
+            out[parts == part] = 0
+    return out

@@ -34,9 +34,14 @@ def grabcut(
     box: Sequence[float] | None,
     clicks: Sequence[Click] = (),
     prior: np.ndarray | None = None,
+    free: np.ndarray | None = None,
+    near_clicks: np.ndarray | None = None,
 ) -> np.ndarray:
     """A binary uint8 HxW mask of the object in box `(x0, y0, x1, y1)` (pixels; None: grown around the
-    first positive click), refined by `clicks`; `prior` (HxW float 0-1) starts it instead of the box."""
+    first positive click), refined by `clicks`; `prior` (HxW float 0-1) starts it instead of the box.
+    With `free` (HxW bool) and a prior, only pixels where it is True may differ from the prior (a
+    local correction), and the prior's parts away from the clicks are kept; the clicks' regions of
+    similar colour then seed only inside `near_clicks` (HxW bool)."""
     import cv2
 
     height, width = rgb.shape[:2]
@@ -56,6 +61,7 @@ def grabcut(
     sx, sy = size[0] / crop.shape[1], size[1] / crop.shape[0]
 
     seeds = np.full(small.shape[:2], cv2.GC_BGD, dtype=np.uint8)
+    fixed = np.zeros(seeds.shape, dtype=bool)  # pixels that keep the prior's answer
     bx0, by0 = int((x0 - cx0) * sx), int((y0 - cy0) * sy)
     bx1, by1 = int(np.ceil((x1 - cx0) * sx)), int(np.ceil((y1 - cy0) * sy))
     if prior is None:
@@ -65,12 +71,23 @@ def grabcut(
         seeds[:] = np.where(guess > 0.5, cv2.GC_PR_FGD, cv2.GC_PR_BGD)
         seeds[[0, -1], :] = cv2.GC_BGD
         seeds[:, [0, -1]] = cv2.GC_BGD
+        if free is not None:  # a local correction: everywhere else the prior is certain
+            fixed = (
+                cv2.resize((~free[cy0:cy1, cx0:cx1]).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+                > 0
+            )
+            seeds[fixed] = np.where(guess[fixed] > 0.5, cv2.GC_FGD, cv2.GC_BGD)
     if not (seeds == cv2.GC_BGD).any():  # the box fills the photo: its border is still likely background
         seeds[[0, -1], :] = np.where(seeds[[0, -1], :] == cv2.GC_PR_FGD, cv2.GC_PR_BGD, seeds[[0, -1], :])
         seeds[:, [0, -1]] = np.where(seeds[:, [0, -1]] == cv2.GC_PR_FGD, cv2.GC_PR_BGD, seeds[:, [0, -1]])
     box_area = max((bx1 - bx0) * (by1 - by0), 1)
-    for click in clicks:
-        region = flood(rgb, click)[cy0:cy1, cx0:cx1]
+    # A click's region of similar colour is a seed too; in a local correction only near the clicks (it
+    # may run along the object's whole edge, which is free to change there too).
+    for click in clicks if free is None or near_clicks is not None else ():
+        region = flood(rgb, click)
+        if free is not None and near_clicks is not None:
+            region = region * near_clicks
+        region = region[cy0:cy1, cx0:cx1]
         region = cv2.resize(region, size, interpolation=cv2.INTER_NEAREST) if scale < 1.0 else region
         if not click.positive:  # "not this": the click's whole region of similar colour is background
             seeds[region > 0] = cv2.GC_BGD
@@ -91,6 +108,8 @@ def grabcut(
         found = cv2.resize(found, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR)
     mask = np.zeros((height, width), dtype=np.uint8)
     mask[cy0:cy1, cx0:cx1] = found > 0.5
+    if free is not None and prior is not None:  # the prior's parts away from the clicks stay (occlusion)
+        return mask
     return keep_clicked_parts(mask, positives)
 
 
