@@ -4,16 +4,24 @@ A real Label Studio on 127.0.0.1 (started as the tests start it, tests/labelstud
 synthetic scenes with exact masks (`officescore.sample`), and a scripted labeller: it opens the
 tasks in order (Label Studio asks the backend for the prediction it shows), reads it, and submits
 the scene's true labels, as a person correcting the suggestion would. With --wait (default) the
-labeller waits for a running job before the next task, so each version's suggestions are seen.
+labeller waits for a running job (and a new model's load) before the next task, so each version's
+suggestions are seen.
 
 Two projects hold the same scenes:
 - retraining: a backend with a trainer (`officescore.label.trainer`), a job every --every labels;
 - static: the retraining backend's first model, never replaced.
 Printed (markdown): per model version of the retraining backend, the labelled photos it trained
-on, val mask mAP, seconds per job; then per window of --every tasks, the kept share and the mean
-mask IoU of kept objects for both backends (`officescore.label.feedback`).
+on, val mask mAP, seconds per job; then per window of --every tasks, for both backends
+(`officescore.label.feedback`): objects suggested, the kept share and the mean mask IoU of kept
+objects, objects drawn by hand (added), and the share of the final labels that came from a kept
+suggestion (kept / (kept + added): the work saved).
 
-    python bench/assist.py --tasks 40 --every 10 --size 128 --epochs 3 --out runs/bench-assist
+With --standin, the first model starts from a checkpoint trained on other scenes with its class
+layers dropped, as it would from COCO weights (which cannot be downloaded here); bench/click_to_mask.py
+trains one (400 scenes, 30 epochs).
+
+    python bench/assist.py --tasks 50 --every 10 --size 256 --epochs 10 --minutes 5 \
+        --standin runs/bench-click/runs/model/weights/last.pt --out runs/bench-assist
 """
 
 from __future__ import annotations
@@ -84,6 +92,7 @@ def windows(client: LabelStudio, project_id: int, order: list[int], every: int) 
         predicted = sum(f.predicted for f in found)
         kept = sum(f.kept for f in found)
         ious = [i for f in found for i in f.kept_ious]
+        added = sum(f.added for f in found)
         out.append(
             {
                 "tasks": f"{start + 1}-{min(start + every, len(order))}",
@@ -91,7 +100,9 @@ def windows(client: LabelStudio, project_id: int, order: list[int], every: int) 
                 "predicted": predicted,
                 "kept_share": kept / predicted if predicted else None,
                 "mean_kept_iou": sum(ious) / len(ious) if ious else None,
-                "added": sum(f.added for f in found),
+                "added": added,
+                # of the final labels, the share that came from a kept suggestion: work saved
+                "from_suggestions": kept / (kept + added) if kept + added else None,
             }
         )
     return out
@@ -169,6 +180,8 @@ def main() -> None:
             time.sleep(0.2)  # the webhook
             if not args.no_wait:
                 trainer.wait_idle(3600)
+                backend.current()  # a switched model starts loading beside the old one ...
+                backend.wait_for_load(600)  # ... and answers the next task
         trainer.wait_idle(3600)
         order = [t["id"] for t in labeller.order]
         results["retraining"] = {
@@ -260,20 +273,22 @@ def table(results: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines += [
         "",
-        "| tasks | retraining: versions | kept share | kept IoU | static: kept share | kept IoU |",
-        "|---|---|---|---|---|---|",
+        "| tasks | retraining: versions | suggested | kept share | kept IoU | drawn by hand "
+        "| from suggestions | static: suggested | kept share | kept IoU | drawn by hand | from suggestions |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     static = (results.get("static") or {}).get("windows") or []
     for n, w in enumerate(results["retraining"]["windows"]):
         s = static[n] if n < len(static) else {}
-        cells = [
-            w["tasks"],
-            ", ".join(w["versions"]) or "-",
-            _f(w["kept_share"], 2),
-            _f(w["mean_kept_iou"], 2),
-            _f(s.get("kept_share"), 2),
-            _f(s.get("mean_kept_iou"), 2),
-        ]
+        cells = [w["tasks"], ", ".join(w["versions"]) or "-"]
+        for side in (w, s):
+            cells += [
+                side.get("predicted", "-"),
+                _f(side.get("kept_share"), 2),
+                _f(side.get("mean_kept_iou"), 2),
+                side.get("added", "-"),
+                _f(side.get("from_suggestions"), 2),
+            ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 

@@ -41,10 +41,14 @@ LABEL_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED"
 TRAIN_EVENTS = ("START_TRAINING",)
 DEFAULT_EVERY = 10
 # The default job: MobileNetV3-FPN Mask R-CNN (COCO detector weights, only the mask head starts
-# fresh) at 512 px, 3 epochs or 10 minutes, whichever ends first: minutes on 2 CPU cores.
+# fresh) at 512 px, 10 epochs or 10 minutes of training, whichever ends first. bench/label_job.py
+# (docs/BENCHMARKS.md): 0.84 photos/s on 2 cores with bf16 (float32 1.26x slower, 800 px 1.2x,
+# ResNet50-FPN v2 1.95x and 3.55x at 800 px), so 10 labelled photos take ~2 min, and from ~50 the
+# time budget decides. 3 epochs were 12 optimiser steps for the first 10 labels: too few for the
+# fresh class layers to learn anything.
 DEFAULT_ARCH = "maskrcnn_mobilenet_v3_fpn"
 DEFAULT_IMG_SIZE = 512
-DEFAULT_EPOCHS = 3
+DEFAULT_EPOCHS = 10
 DEFAULT_MINUTES = 10.0
 NICE = 10
 
