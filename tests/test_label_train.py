@@ -448,10 +448,10 @@ def test_label_status_numbers_recomputed_by_hand(
         ],
         request_options={"additional_body_parameters": {"parent_prediction": shown.id}},
     )
-    # Task b: the desk redrawn elsewhere (IoU 400/2800 < 0.5): not kept, one added.
+    # Task b: the desk redrawn elsewhere (IoU 400/2800 < 0.5): not kept; it and a chair added.
     sdk.predictions.create(task=b, model_version="hand-v1", result=[_square(0, 0, 40, 40, "desk", 0.9)])
     time.sleep(0.05)
-    sdk.annotations.create(id=b, result=[_square(20, 20, 60, 60, "desk")])
+    sdk.annotations.create(id=b, result=[_square(20, 20, 60, 60, "desk"), _square(70, 70, 90, 90, "chair")])
     # Task c: labelled before any prediction was made: not counted. Task d: not labelled.
     sdk.annotations.create(id=c, result=[_square(20, 20, 60, 60, "desk")])
     time.sleep(0.05)
@@ -465,14 +465,15 @@ def test_label_status_numbers_recomputed_by_hand(
     assert (document["tasks"], document["labelled_tasks"]) == (4, 3)
     (row,) = document["versions"]  # hand-v2 was never shown before a label
     assert row["model_version"] == "hand-v1"
-    assert (row["tasks"], row["predicted"], row["kept"], row["added"], row["labelled"]) == (2, 4, 2, 2, 4)
-    assert row["kept_share"] == 0.5
+    assert (row["tasks"], row["predicted"], row["kept"], row["added"], row["labelled"]) == (2, 4, 2, 3, 5)
+    assert row["kept_share"] == 0.5  # of 4 suggestions
+    assert row["from_suggestions"] == 0.4  # of 5 final labels
     assert row["mean_kept_iou"] == pytest.approx((1.0 + 750 / 1050) / 2, abs=1e-4)
     code, out, err = run(args, capsys)
     assert code == 0, err
     row_line = next(line for line in out.splitlines() if "hand-v1" in line)
-    cells = [cell.strip() for cell in row_line.split("│")]  # tasks, kept, added, kept IoU
-    assert cells[6:10] == ["2", "50%", "2", "0.86"], out
+    cells = [cell.strip() for cell in row_line.split("│")]  # tasks, kept, added, kept IoU, from sugg.
+    assert cells[6:11] == ["2", "50%", "3", "0.86", "40%"], out
 
 
 def test_the_cli_serves_and_trains_and_refuses_what_cannot_work(

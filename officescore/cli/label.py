@@ -441,7 +441,8 @@ def status(
         return
     table = Table(title=f"{project}: {document['labelled_tasks']} of {document['tasks']} task(s) labelled")
     table.add_column("model version", no_wrap=True)
-    for column in ("photos", "mask mAP", "box mAP", "train s", "tasks", "kept", "added", "kept IoU"):
+    columns = ("photos", "mask mAP", "box mAP", "train s", "tasks", "kept", "added", "kept IoU", "from sugg.")
+    for column in columns:
         table.add_column(column, justify="right")
 
     def num(value: object, digits: int = 3) -> str:
@@ -460,6 +461,7 @@ def status(
             "-" if kept is None else f"{kept:.0%}",
             num(row.get("added")),
             num(row.get("mean_kept_iou"), 2),
+            "-" if row.get("from_suggestions") is None else f"{row['from_suggestions']:.0%}",
         )
     console.print(table)
     if document.get("pending_labels") is not None:

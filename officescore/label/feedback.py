@@ -61,10 +61,16 @@ class VersionFeedback:
     def mean_kept_iou(self) -> float | None:
         return self.iou_sum / self.kept if self.kept else None
 
+    @property
+    def from_suggestions(self) -> float | None:
+        """Of the final labels, the share that came from a kept suggestion: the work the model saved."""
+        return self.kept / self.labelled if self.labelled else None
+
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "iou_sum"}
         out["kept_share"] = _round(self.kept_share)
         out["mean_kept_iou"] = _round(self.mean_kept_iou)
+        out["from_suggestions"] = _round(self.from_suggestions)
         return out
 
 
@@ -186,7 +192,8 @@ def metrics_document(
 
 
 def learning_curve_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
-    """Val mask mAP and kept share against labelled photos trained on, one point per model version."""
+    """Val mask mAP, kept share and the share of labels from suggestions against labelled photos
+    trained on, one point per model version."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,7 +202,12 @@ def learning_curve_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
     points = [r for r in rows if r.get("trained_photos") is not None and r.get("accepted", True)]
     xs = [int(r["trained_photos"]) for r in points]
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-    for key, label, style in (("segm_map", "val mask mAP", "o-"), ("kept_share", "kept share", "s--")):
+    lines = (
+        ("segm_map", "val mask mAP", "o-"),
+        ("kept_share", "kept share (suggestions kept)", "s--"),
+        ("from_suggestions", "labels from suggestions", "^:"),
+    )
+    for key, label, style in lines:
         pairs = [(x, r.get(key)) for x, r in zip(xs, points, strict=True) if r.get(key) is not None]
         if pairs:
             ax.plot([p[0] for p in pairs], [p[1] for p in pairs], style, label=label)
@@ -204,7 +216,7 @@ def learning_curve_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
     ax.set_title("learning curve (one point per model version)")
     ax.grid(alpha=0.3)
     if points:
-        ax.legend(loc="upper left")
+        ax.legend(loc="lower right", fontsize="small")
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png")
