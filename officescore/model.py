@@ -416,18 +416,56 @@ def _load_compatible(
     return skipped
 
 
+# Class layers whose rows (times the factor) are one per class, background first.
+_CLASS_ROWS = {
+    "roi_heads.box_predictor.cls_score.weight": 1,
+    "roi_heads.box_predictor.cls_score.bias": 1,
+    "roi_heads.box_predictor.bbox_pred.weight": 4,
+    "roi_heads.box_predictor.bbox_pred.bias": 4,
+    "roi_heads.mask_predictor.mask_fcn_logits.weight": 1,
+    "roi_heads.mask_predictor.mask_fcn_logits.bias": 1,
+}
+
+
+def _class_rows(
+    own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], old: list[str], new: list[str]
+) -> dict[str, torch.Tensor]:
+    """The class layers for `new`: the model's fresh rows, with the rows of background and of every
+    class `old` also has copied from `state` (a layer of another shape stays fresh)."""
+    where = {name: n + 1 for n, name in enumerate(old)}
+    sources = [0] + [where.get(name) for name in new]  # None: a class the weights never saw
+    out: dict[str, torch.Tensor] = {}
+    for key, per in _CLASS_ROWS.items():
+        if key not in own:
+            continue
+        rows = own[key].clone()
+        given = state.get(key)
+        if given is not None and given.shape[0] == (len(old) + 1) * per and given.shape[1:] == rows.shape[1:]:
+            for target, source in enumerate(sources):
+                if source is not None:
+                    rows[target * per : (target + 1) * per] = given[source * per : (source + 1) * per]
+        out[key] = rows
+    return out
+
+
 def _load_weights_file(model: MaskRCNN, path: Path, classes: list[str]) -> str:
     """Weights from an officescore checkpoint or a plain state dict (e.g. torchvision's .pth file)."""
     data = _torch_load(path)
     if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
         state = data["model"]
         old = list(data.get("classes", []))
-        skipped = _load_compatible(model, state, source=str(path))
         if old == classes:
+            _load_compatible(model, state, source=str(path))
             return f"weights from checkpoint {path.name}"
+        # Other classes: never load the class layers as they are (rows would mean other classes,
+        # even when the count matches); rows of the classes both lists have are carried over by name.
+        rows = _class_rows(model.state_dict(), state, old, classes)
+        _load_compatible(model, {k: v for k, v in state.items() if k not in rows}, source=str(path))
+        model.load_state_dict(rows, strict=False)
+        kept = [name for name in classes if name in old]
         return (
-            f"weights from checkpoint {path.name}; its classes {old} differ from {classes}, "
-            f"so the class heads start fresh ({len(skipped)} tensors)"
+            f"weights from checkpoint {path.name}; its classes {old} differ from {classes}: the class "
+            f"layers keep what it learnt for {', '.join(kept) or 'none of them'}, the others start fresh"
         )
     if isinstance(data, dict) and isinstance(data.get("model"), dict) and "arch" not in data:
         data = data["model"]  # common {"model": state_dict} wrapping

@@ -283,3 +283,32 @@ def test_fetch_weights_reports_download_failure_once(monkeypatch: pytest.MonkeyP
     message = str(info.value)
     assert message.count(url) == 1 and "\n" not in message and "--weights none" in message
     assert not (hub_checkpoint_dir() / "resnet18-f37072fd.pth").exists()  # nothing half-written
+
+
+def test_weights_from_a_checkpoint_with_other_classes_keep_the_classes_both_have(tmp_path: Path) -> None:
+    """Fine-tuning from a checkpoint of another class list (a project that renamed or added a class):
+    the class layers' rows follow the class names, so nothing is loaded under another class's name,
+    even when the number of classes is the same."""
+    path = tmp_path / "weights" / "best.pt"
+    _checkpoint(path)  # desk, chair, mug
+    old = load_checkpoint(path)["model"]
+    torch.manual_seed(5)
+    model = build_model("maskrcnn_resnet18_fpn", ["mug", "desk", "lamp"], weights=path, **TINY)
+    assert "keep what it learnt for mug, desk, the others start fresh" in model.weights_note
+    new = model.state_dict()
+    fresh = build_model("maskrcnn_resnet18_fpn", ["mug", "desk", "lamp"], weights="none", **TINY).state_dict()
+
+    def rows(state: dict[str, torch.Tensor], name: str, per: int, i: int) -> torch.Tensor:
+        return state[name][i * per : (i + 1) * per]  # class i's rows of the layer
+
+    for key, per in (("cls_score", 1), ("bbox_pred", 4)):
+        for part in ("weight", "bias"):
+            name = f"roi_heads.box_predictor.{key}.{part}"
+            for target, source in ((0, 0), (1, 3), (2, 1)):  # background, mug (was 3rd), desk (was 1st)
+                assert torch.equal(rows(new, name, per, target), rows(old, name, per, source)), (name, target)
+            assert not any(torch.equal(rows(new, name, per, 3), rows(old, name, per, i)) for i in range(4))
+    logits = "roi_heads.mask_predictor.mask_fcn_logits.weight"
+    assert torch.equal(new[logits][1], old[logits][3]) and torch.equal(new[logits][2], old[logits][1])
+    assert new[logits].shape == fresh[logits].shape
+    backbone = "backbone.body.conv1.weight"
+    assert torch.equal(new[backbone], old[backbone])  # everything else loads as it was

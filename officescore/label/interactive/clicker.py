@@ -7,11 +7,11 @@
 The photo's features stay cached between clicks on the same task and photo (`clicker.cache`), so a
 second click runs only the heads. The model answers when it is an eager torchvision Mask R-CNN that
 knows the chosen class and finds that class at the click; otherwise GrabCut answers and `note` says
-why. Once the labeller corrects it (a second click, or a click the mask disagrees with), the model's
-mask is finished by GrabCut started from its probabilities (`polish`; the model's box is no hard
-limit), with the clicks as fixed seeds (a positive click outside the mask, a negative one inside).
-A negative click left inside the mask removes the part of it nearer to that click than to any
-positive click.
+why. The first click (or the box) picks the model's mask; GrabCut, started from the mask's
+probabilities, may then move only a band along its edge and, for each later click, the region around
+that click (`polish="edges"`, `editable`); the clicks are fixed seeds (a positive click outside the
+mask, a negative one inside). A negative click left inside the mask removes the part of it near that
+click that is nearer to it than to any positive click.
 """
 
 from __future__ import annotations
