@@ -521,3 +521,17 @@ def test_the_cli_serves_and_trains_and_refuses_what_cannot_work(
     for path in (tmp_path / "backend").rglob("*"):
         if path.is_file():
             assert b"ls-token-do-not-keep" not in path.read_bytes() and key.encode() not in path.read_bytes()
+
+
+def test_repredict_with_no_model_yet_predicts_nothing() -> None:
+    """--repredict after a first job that failed: no model answers yet, so nothing is predicted (and
+    Label Studio is not asked for the tasks)."""
+    from officescore.label.live import repredict_unlabelled
+
+    class NoModelYet:
+        client = None  # any call on it would fail
+
+        def current(self) -> None:
+            return None
+
+    assert repredict_unlabelled(NoModelYet(), 1) == 0

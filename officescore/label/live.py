@@ -85,6 +85,8 @@ def repredict_unlabelled(backend: Any, project_id: int | None) -> int:
     from officescore.label.feedback import tasks_with_predictions
     from officescore.label.pull import latest_annotation
 
+    if backend.current() is None:  # no model yet (the first job failed): nothing to predict with
+        return 0
     client = backend.client
     project = client.project(backend.trainer.settings.project)
     version = backend.model_version
