@@ -41,6 +41,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+from benchkit import cpu_name  # noqa: E402 - bench/, first on sys.path when run as a script
 from labelstudio_server import _stop  # noqa: E402 - the tests' own server start, reused
 from labelstudio_server import start as start_server  # noqa: E402
 from trainsetup import FAST_MODEL  # noqa: E402 - the tests' small-model settings
@@ -221,7 +222,7 @@ def main() -> None:
             server_b.shutdown()
             server_b.server_close()
         results["args"] = {k: str(v) for k, v in vars(args).items()}
-        results["machine"] = {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version()}
+        results["machine"] = {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()}
         (args.out / "assist.json").write_text(json.dumps(results, indent=1, default=str))
         shutil.copy(settings.folder / "learning_curve.png", args.out / "learning_curve.png")
         print(table(results))
@@ -239,16 +240,6 @@ def without_class_layers(checkpoint: Path, out: Path) -> Path:
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
     torch.save({k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}, out)
     return out
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _f(value: Any, digits: int = 3) -> str:

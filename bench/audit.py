@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from benchkit import SCENE_MODEL
 
 from officescore.curate.audit import audit_predictions
 from officescore.curate.inject import Injected, inject_errors
@@ -40,14 +41,6 @@ from officescore.sample import write_sample
 from officescore.train import TrainConfig, train
 
 KINDS = ("missing", "wrong_class", "bad_mask", "duplicate")
-MODEL = {
-    "rpn_pre_nms_top_n_train": 300,
-    "rpn_post_nms_top_n_train": 100,
-    "rpn_pre_nms_top_n_test": 300,
-    "rpn_post_nms_top_n_test": 100,
-    "rpn_batch_size_per_image": 64,
-    "box_batch_size_per_image": 64,
-}
 
 
 def train_model(
@@ -63,7 +56,8 @@ def train_model(
     config = TrainConfig(
         data=out / "train_data", arch="maskrcnn_resnet18_fpn", weights="none", epochs=epochs, batch_size=4,
         lr=0.02, img_size=model_size or size, warmup_iters=50, amp=amp, workers=0, device="cpu",
-        project=out / "runs", name="model", seed=0, val_every=max(1, epochs // 3), model_kwargs=dict(MODEL),
+        project=out / "runs", name="model", seed=0, val_every=max(1, epochs // 3),
+        model_kwargs=dict(SCENE_MODEL),
     )  # fmt: skip
     return train(config).last_checkpoint
 

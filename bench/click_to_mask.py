@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,19 +26,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from benchkit import SCENE_MODEL, cpu_name
 
 from officescore.ingest import ingest_export
 from officescore.sample import write_sample
 from officescore.train import TrainConfig, train
-
-MODEL = {
-    "rpn_pre_nms_top_n_train": 300,
-    "rpn_post_nms_top_n_train": 100,
-    "rpn_pre_nms_top_n_test": 300,
-    "rpn_post_nms_top_n_test": 100,
-    "rpn_batch_size_per_image": 64,
-    "box_batch_size_per_image": 64,
-}
 
 
 def train_model(out: Path, scenes: int, size: int, epochs: int) -> Path:
@@ -52,7 +43,7 @@ def train_model(out: Path, scenes: int, size: int, epochs: int) -> Path:
     config = TrainConfig(
         data=data, arch="maskrcnn_resnet18_fpn", weights="none", epochs=epochs, batch_size=4,
         lr=0.02, img_size=size, warmup_iters=50, workers=0, device="cpu", amp=True,
-        project=out / "runs", name="model", seed=0, val_every=4, model_kwargs=dict(MODEL),
+        project=out / "runs", name="model", seed=0, val_every=4, model_kwargs=dict(SCENE_MODEL),
     )  # fmt: skip
     return train(config).last_checkpoint
 
@@ -213,15 +204,7 @@ def latency(clicker: Any, photos: list, clicks: int = 3) -> dict[str, Any]:
 
 
 def machine() -> str:
-    try:
-        model = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        model = platform.processor()
-    return f"{model}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    return f"{cpu_name()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from benchkit import SCENE_MODEL
 
 from officescore.curate.audit import audit_predictions
 from officescore.curate.inject import fake_predictions, inject_convention
@@ -36,14 +37,6 @@ from officescore.sample import write_sample
 CLASSES = {"plant": "leaves", "desk": "top"}  # class -> the other convention
 SHARES = (0.0, 0.1, 0.2, 0.4)
 NOISES = (0.0, 0.1, 0.2, 0.3)
-MODEL = {
-    "rpn_pre_nms_top_n_train": 300,
-    "rpn_post_nms_top_n_train": 100,
-    "rpn_pre_nms_top_n_test": 300,
-    "rpn_post_nms_top_n_test": 100,
-    "rpn_batch_size_per_image": 64,
-    "box_batch_size_per_image": 64,
-}
 
 
 def render(out: Path, scenes: int, seed: int, size: int) -> tuple[Path, Path]:
@@ -140,7 +133,7 @@ def train_one(data: Path, out: Path, name: str, size: int, epochs: int) -> Path:
     config = TrainConfig(
         data=data, arch="maskrcnn_resnet18_fpn", weights="none", epochs=epochs, batch_size=4, lr=0.02,
         img_size=size, warmup_iters=50, workers=0, device="cpu", project=out / "runs", name=name, seed=0,
-        val_every=epochs, model_kwargs=dict(MODEL),
+        val_every=epochs, model_kwargs=dict(SCENE_MODEL),
     )  # fmt: skip
     return train(config).last_checkpoint
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
+from benchkit import cpu_name
 
 from officescore.ingest import ingest_export
 from officescore.label.trainer import DEFAULT_ARCH, DEFAULT_IMG_SIZE
@@ -89,18 +89,11 @@ def main() -> None:
         "val": args.val,
         "epochs": args.epochs,
         "threads": args.threads,
-        "cpu": platform.processor() or _cpu(),
+        "cpu": cpu_name(),
         "rows": rows,
     }
     (args.out / "label_job.json").write_text(json.dumps(report, indent=1))
     print(table(report))
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def table(report: dict) -> str:
