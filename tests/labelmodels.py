@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 from scoremodels import ARCH, TINY_KWARGS, tiny_model
+from trainsetup import make_dataset, small_config
 
 from officescore import DEFAULT_CLASSES
 from officescore.attributes import AttributeSchema
@@ -66,6 +67,19 @@ def _octagon_masks(model: torch.nn.Module) -> None:
         predictor.mask_fcn_logits.weight.zero_()
         predictor.mask_fcn_logits.weight[:, 0] = 40.0
         predictor.mask_fcn_logits.bias.fill_(-40.0 * 0.8)
+
+
+def barely_trained(root: Path, **overrides: object) -> Path:
+    """A tiny model really trained on synthetic scenes: ResNet18-FPN from scratch, 32 scenes at
+    128 px, 4 epochs of batch 4 (under a minute on one core). Its masks are what a barely trained
+    model draws (ragged, some in pieces), unlike the solid octagons of `solid_checkpoint`."""
+    from officescore.train import train
+
+    data = make_dataset(root, images=32, size=128, seed=1)
+    settings: dict[str, object] = dict(
+        epochs=4, batch_size=4, lr=0.02, img_size=128, warmup_iters=10, val_every=4, seed=0
+    )
+    return train(small_config(data, root / "runs", **{**settings, **overrides})).last_checkpoint
 
 
 def solid_checkpoint(

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from labelmodels import one_torch_thread, solid_checkpoint  # noqa: F401 (fixture)
-from trainsetup import FAST_MODEL, make_dataset, small_config
+from labelmodels import barely_trained, one_torch_thread, solid_checkpoint  # noqa: F401 (fixture)
+from trainsetup import FAST_MODEL
 
 from officescore.errors import BadImageError, DataError
 from officescore.label.formats import LabelSchema, with_smart_tools
@@ -107,26 +107,9 @@ def objects(
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model really trained on synthetic scenes (ResNet18-FPN from scratch, 32 scenes at 128 px,
-    4 epochs of batch 4: under a minute on one core), as test_label_studio.py trains it."""
-    from officescore.train import train
-
-    root = tmp_path_factory.mktemp("clicks")
-    data = make_dataset(root, images=32, size=SIZE, seed=1)
-    config = small_config(
-        data,
-        root / "runs",
-        epochs=4,
-        batch_size=4,
-        lr=0.02,
-        img_size=SIZE,
-        warmup_iters=10,
-        val_every=4,
-        seed=0,
-        # The detector alone, as this test was tuned: sample's scenes now carry attributes too.
-        model_kwargs={**FAST_MODEL, "attributes": {}},
-    )
-    return train(config).last_checkpoint
+    """The tiny, barely trained model test_label_studio.py uses too (labelmodels.barely_trained), the
+    detector alone, as this test was tuned: sample's scenes now carry attributes too."""
+    return barely_trained(tmp_path_factory.mktemp("clicks"), model_kwargs={**FAST_MODEL, "attributes": {}})
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from labelmodels import edge_model, one_torch_thread, run, solid_checkpoint, write_photos  # noqa: F401 (fixture)
+from labelmodels import barely_trained, edge_model, one_torch_thread, run, solid_checkpoint, write_photos  # noqa: F401 (fixture)
 from labelstudio_server import EMAIL, PASSWORD, LabelStudioServer, logged_in_session
-from trainsetup import make_dataset, small_config
 
 from officescore import DEFAULT_CLASSES
 from officescore import masks as masklib
@@ -51,25 +50,8 @@ ROUND_TRIP_CONF = 0.1
 
 @pytest.fixture(scope="module")
 def trained(files: dict[str, Path]) -> Path:
-    """A tiny model really trained on synthetic scenes: ResNet18-FPN from scratch, 32 scenes at
-    128 px, 4 epochs of batch 4 (~45 s on one busy core). Its masks are what a barely trained model
-    draws (ragged, some in pieces), unlike the solid octagons of the hand-set checkpoints."""
-    from officescore.train import train
-
-    root = files["base"] / "trained"
-    data = make_dataset(root, images=32, size=128, seed=1)
-    config = small_config(
-        data,
-        root / "runs",
-        epochs=4,
-        batch_size=4,
-        lr=0.02,
-        img_size=128,
-        warmup_iters=10,
-        val_every=4,
-        seed=0,
-    )
-    return train(config).last_checkpoint
+    """The tiny, barely trained model (labelmodels.barely_trained), ~45 s on one busy core."""
+    return barely_trained(files["base"] / "trained")
 
 
 def one_ring(mask: np.ndarray) -> np.ndarray:
