@@ -247,14 +247,14 @@ def _around(clicks: Sequence[Click], mask: np.ndarray, box: Sequence[float]) -> 
 
     most = max(CORRECTION_REACH * max(box[2] - box[0], box[3] - box[1]), MIN_REACH)
     binary = mask.astype(np.uint8)
-    to_edge = {
-        True: cv2.distanceTransform(binary, cv2.DIST_L2, 3),  # inside: distance to the nearest outside
-        False: cv2.distanceTransform(1 - binary, cv2.DIST_L2, 3),
-    }
+    to_edge: dict[bool, np.ndarray] = {}  # inside / outside -> distance to the other side, made once
     free = np.zeros(mask.shape[:2], dtype=bool)
     for c in clicks:
         x, y = min(int(c.x), mask.shape[1] - 1), min(int(c.y), mask.shape[0] - 1)
-        reach = min(max(REACH_PER_DISTANCE * float(to_edge[bool(binary[y, x])][y, x]), MIN_REACH), most)
+        inside = bool(binary[y, x])
+        if inside not in to_edge:
+            to_edge[inside] = cv2.distanceTransform(binary if inside else 1 - binary, cv2.DIST_L2, 3)
+        reach = min(max(REACH_PER_DISTANCE * float(to_edge[inside][y, x]), MIN_REACH), most)
         x0, y0 = max(int(c.x - reach), 0), max(int(c.y - reach), 0)
         free[y0 : max(int(np.ceil(c.y + reach)), 0), x0 : max(int(np.ceil(c.x + reach)), 0)] = True
     return free
