@@ -140,3 +140,24 @@ def test_piped_status_lines_are_not_hard_wrapped(tmp_path: Path) -> None:
     assert out[0].startswith("pushed 3 photo(s)") and out[0].count("word") == 30  # one line, not three
     assert done.stderr.strip().count("\n") == 0 and len(done.stderr.strip()) > 200
     assert all(len(line) <= 60 for line in out[1:]) and len(out) > 5  # a table still fits $COLUMNS
+
+
+def test_a_stop_signal_is_kept_even_where_python_drops_exceptions() -> None:
+    """`label backend` serves until Ctrl-C. A KeyboardInterrupt raised inside a `__del__` (or a weakref
+    callback) is dropped by Python, and a backend in CI ran on after SIGINT; the flag is not lost."""
+    import signal
+
+    from officescore.cli.common import stop_signals
+
+    class DroppedMidSignal:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGINT)
+
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    with stop_signals() as stop:
+        DroppedMidSignal()  # deleted at once: the handler runs inside __del__
+        assert stop.is_set()
+        stop.clear()
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.wait(5)
+    assert {number: signal.getsignal(number) for number in before} == before

@@ -494,6 +494,7 @@ def test_cli_backend_on_an_empty_runs_folder_says_grabcut_answers(tmp_path: Path
         out = child.communicate(timeout=60)[0].decode()
     assert "no model yet (nothing suggested until" in out, out
     assert "clicks and boxes answered by GrabCut (no model yet)" in out, out
+    assert child.returncode == 0 and out.rstrip().endswith("stopped"), out  # Ctrl-C is how it stops
 
 
 def test_cli_defaults_match_the_library() -> None:

@@ -515,7 +515,8 @@ def test_the_cli_serves_and_trains_and_refuses_what_cannot_work(
         assert requests.post(f"{url}/setup", json=setup, timeout=10).status_code == 200
     finally:
         process.send_signal(signal.SIGINT)
-        _, err_bytes = process.communicate(timeout=60)
+        out_bytes, err_bytes = process.communicate(timeout=60)
+    assert process.returncode == 0 and out_bytes.decode().rstrip().endswith("stopped"), out_bytes.decode()
     assert labelstudio.api_key not in err_bytes.decode(errors="replace")
     assert "POST /setup" in err_bytes.decode() and "ls-token-do-not-keep" not in err_bytes.decode()
     for path in (tmp_path / "backend").rglob("*"):

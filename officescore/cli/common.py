@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -124,3 +126,20 @@ CALIBRATION_HELP = (  # --calibration of those commands (officescore.infer.accel
     "--precision int8 only: photos like the ones to score (files, folders, globs; up to 16, evenly spread) "
     "whose activations set the int8 ranges."
 )
+
+
+@contextmanager
+def stop_signals() -> Iterator[threading.Event]:
+    """While inside, Ctrl-C (SIGINT) and SIGTERM set the returned event instead of raising.
+
+    For commands that serve until stopped. A KeyboardInterrupt that lands while the main thread runs a
+    weakref callback or a `__del__` is dropped by Python ("Exception ignored in ..."), and the server
+    then ran on; a flag cannot be lost. The previous handlers come back on leaving."""
+    stop = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, lambda *_: stop.set()) for number in signals}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

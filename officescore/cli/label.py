@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import typer
@@ -15,6 +14,7 @@ from officescore.cli.common import (
     err_console,
     print_json,
     reporter,
+    stop_signals,
 )
 from officescore.label.trainer import DEFAULT_ARCH as TRAIN_ARCH
 from officescore.label.trainer import DEFAULT_EPOCHS, DEFAULT_EVERY, DEFAULT_IMG_SIZE, DEFAULT_MINUTES
@@ -379,35 +379,37 @@ def backend(
 
         after_jobs(trainer, server_backend, repredict)
     server = ml.make_server(server_backend, host, port)
-    thread = ml.start(server)
     address = ml.url_of(server) if host not in ("0.0.0.0", "::") else f"http://127.0.0.1:{port}"
     version = server_backend.model_version
     what = (
         f"no model yet (nothing suggested until {model} holds a best.pt)" if version == NO_MODEL else version
     )
-    console.print(f"ML backend for {what} at {address} (Ctrl+C stops it)", soft_wrap=True)
-    console.print(clicks.clicker(server_backend.current()).describe(), soft_wrap=True)
-    try:
-        if project is not None and client is not None:
-            client.connect_backend(project.id, address, interactive=True)
-            if not project.schema.interactive:
-                console.print(
-                    f"project {project.title!r} has no click-to-mask tools yet: "
-                    f"`officescore label push --project {project.title!r} --interactive` adds them",
-                    soft_wrap=True,
-                )
-            console.print(
-                f"connected to project {project.title!r} (id {project.id}) at {client.url}", soft_wrap=True
-            )
-        if trainer is not None:
-            trainer.poke()  # labels counted before a restart may already be due
-        while thread.is_alive():
-            time.sleep(0.5)
-    finally:
-        server.shutdown()
-        server.server_close()
-        if trainer is not None:
-            trainer.close()
+    # From the first request on, Ctrl-C and SIGTERM set `stop` (see stop_signals): the finally runs.
+    with stop_signals() as stop:
+        thread = ml.start(server)
+        try:
+            console.print(f"ML backend for {what} at {address} (Ctrl+C stops it)", soft_wrap=True)
+            console.print(clicks.clicker(server_backend.current()).describe(), soft_wrap=True)
+            if project is not None and client is not None:
+                client.connect_backend(project.id, address, interactive=True)
+                if not project.schema.interactive:
+                    console.print(
+                        f"project {project.title!r} has no click-to-mask tools yet: "
+                        f"`officescore label push --project {project.title!r} --interactive` adds them",
+                        soft_wrap=True,
+                    )
+                connected = f"connected to project {project.title!r} (id {project.id}) at {client.url}"
+                console.print(connected, soft_wrap=True)
+            if trainer is not None:
+                trainer.poke()  # labels counted before a restart may already be due
+            while thread.is_alive() and not stop.wait(0.5):
+                pass
+        finally:
+            server.shutdown()
+            server.server_close()
+            if trainer is not None:
+                trainer.close()
+    console.print("stopped", soft_wrap=True)
 
 
 STATUS_EXAMPLES = """
