@@ -246,6 +246,44 @@ def test_counts_are_consistent_on_noisy_set() -> None:
     )
 
 
+def test_best_f1_conf_by_hand_with_a_tie_kept_together() -> None:
+    """A desk and a chair (image 1), a desk (image 2). Sweeping down the scores, (tp, fp) and F1 =
+    2tp / (tp + fp + 3): 0.9 (1,0) 0.50 | 0.8 (1,1) 0.40 | 0.6 (2,1) 0.67 | 0.5 (2,2) 0.57 | 0.3
+    (3,3) 0.67 | 0.2 (3,4) 0.60. Both detections at 0.3 come together (a threshold keeps both), so
+    0.3 is not 0.75; of the two best F1s the higher threshold wins."""
+    from officescore.evaluate.inputs import load_gt
+    from officescore.evaluate.match import best_f1_conf
+
+    gt = gt_doc([(1, 1, BOX_A, 0), (1, 2, BOX_B, 0), (2, 1, BOX_B, 0)])
+    preds = [
+        det(1, 1, BOX_A, 0.9),
+        det(1, 1, (0, 60, 30, 30), 0.8),  # on nothing
+        det(2, 1, BOX_B, 0.6),
+        det(1, 1, BOX_B, 0.5),  # the chair called a desk
+        det(1, 2, BOX_B, 0.3),
+        det(2, 3, BOX_B, 0.3),  # the desk called a mug, tied with the chair
+        det(1, 1, (12, 10, 40, 40), 0.2),  # a second desk on the first: already taken
+    ]
+    best = best_f1_conf(load_gt(gt), preds)
+    assert best is not None and best["conf"] == 0.6
+    assert (best["tp"], best["fp"], best["fn"]) == (2, 1, 1) and best["f1"] == pytest.approx(2 / 3)
+    assert best_f1_conf(load_gt(gt), preds[:-2])["conf"] == 0.3  # without the tie: (3, 2), F1 0.75
+    assert best_f1_conf(load_gt(gt), []) is None
+    assert best_f1_conf(load_gt(gt_doc([], n_images=2)), preds) is None  # nothing to find
+
+
+def test_best_f1_conf_agrees_with_the_metrics_at_every_threshold() -> None:
+    from officescore.evaluate.inputs import load_gt
+    from officescore.evaluate.match import best_f1_conf
+
+    gt, preds = noisy_set(seed=3)
+    best = best_f1_conf(load_gt(gt), preds)
+    assert best is not None
+    assert evaluate_coco(gt, preds, conf=best["conf"])["segm"]["f1"] == pytest.approx(best["f1"])
+    others = [evaluate_coco(gt, preds, conf=c)["segm"]["f1"] or 0.0 for c in {p["score"] for p in preds}]
+    assert max(others) == pytest.approx(best["f1"])
+
+
 def test_crowd_regions_are_ignored() -> None:
     crowd_box = (5, 5, 60, 60)
     gt = gt_doc([(1, 1, BOX_B, 0), (1, 1, crowd_box, 1)], n_images=1)

@@ -41,23 +41,40 @@ def _ious(coco_gt: COCO, anns: list[dict[str, Any]], dets: list[dict[str, Any]],
     return np.asarray(mask_utils.iou(d_geo, g_geo, crowd), dtype=np.float64).reshape(len(dets), len(anns))
 
 
-def _match_image(
-    ious: np.ndarray, gcls: np.ndarray, crowd: np.ndarray, dcls: np.ndarray, counts: Counts
-) -> None:
-    """Greedy matching by descending score, like COCOeval at one threshold, then class confusions."""
-    bg = counts.matrix.shape[0] - 1
+MATCHED, FALSE_ALARM, IGNORED = 1, 0, -1
+
+
+def _greedy(
+    ious: np.ndarray, gcls: np.ndarray, crowd: np.ndarray, dcls: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy matching by descending score, like COCOeval: per detection MATCHED, FALSE_ALARM or
+    IGNORED (on a crowd region of its class), and which ground-truth objects were taken.
+
+    A detection's outcome depends only on the detections scored above it, so one matching of all
+    detections gives the outcome at every score threshold."""
     taken = np.zeros(len(gcls), dtype=bool)
-    unmatched: list[int] = []
+    outcome = np.full(len(dcls), FALSE_ALARM, dtype=np.int64)
     for i, c in enumerate(dcls):
         hits = ious[i] >= MATCH_IOU
         free = hits & (gcls == c) & ~crowd & ~taken
         if free.any():
             taken[int(np.where(free, ious[i], -1.0).argmax())] = True
-            counts.tp[c] += 1
-            counts.matrix[c, c] += 1
-        elif not (hits & (gcls == c) & crowd).any():  # on a crowd region of its class: ignored
-            counts.fp[c] += 1
-            unmatched.append(i)
+            outcome[i] = MATCHED
+        elif (hits & (gcls == c) & crowd).any():
+            outcome[i] = IGNORED
+    return outcome, taken
+
+
+def _match_image(
+    ious: np.ndarray, gcls: np.ndarray, crowd: np.ndarray, dcls: np.ndarray, counts: Counts
+) -> None:
+    """Greedy matching at one threshold (`_greedy`), then class confusions."""
+    bg = counts.matrix.shape[0] - 1
+    outcome, taken = _greedy(ious, gcls, crowd, dcls)
+    np.add.at(counts.tp, dcls[outcome == MATCHED], 1)
+    np.add.at(counts.matrix, (dcls[outcome == MATCHED], dcls[outcome == MATCHED]), 1)
+    np.add.at(counts.fp, dcls[outcome == FALSE_ALARM], 1)
+    unmatched = np.flatnonzero(outcome == FALSE_ALARM).tolist()
     np.add.at(counts.fn, gcls[~crowd & ~taken], 1)
     # False positives that overlap an object of another class are confusions, not false alarms.
     for i in unmatched:
@@ -111,3 +128,41 @@ def prf(tp: int, fp: int, fn: int) -> dict[str, Any]:
         "fp": fp,
         "fn": fn,
     }
+
+
+def best_f1_conf(coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str = "segm") -> dict[str, Any] | None:
+    """The score threshold with the best F1 at IoU 0.5 (the highest such threshold on a tie), with
+    its precision, recall and counts; None without ground-truth objects or detections.
+
+    Precision is the share of suggestions a labeller keeps, recall the share of the objects they
+    need that a suggestion gives: F1 weighs both, where a fixed threshold favours one."""
+    cat_ids = sorted(coco_gt.cats)
+    cat_index = {cid: k for k, cid in enumerate(cat_ids)}
+    n_objects = sum(1 for a in coco_gt.dataset["annotations"] if not a.get("iscrowd", 0))
+    scores: list[float] = []
+    outcomes: list[np.ndarray] = []
+    by_image: dict[Any, list[dict[str, Any]]] = {}
+    for d in dets:
+        by_image.setdefault(d["image_id"], []).append(d)
+    for img_id, image_dets in by_image.items():
+        anns = coco_gt.imgToAnns.get(img_id, [])
+        image_dets = sorted(image_dets, key=lambda d: -d["score"])
+        outcome, _ = _greedy(
+            _ious(coco_gt, anns, image_dets, iou_type),
+            np.array([cat_index[a["category_id"]] for a in anns], dtype=np.int64),
+            np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool),
+            np.array([cat_index[d["category_id"]] for d in image_dets], dtype=np.int64),
+        )
+        scores += [float(d["score"]) for d in image_dets]
+        outcomes.append(outcome)
+    if not n_objects or not scores:
+        return None
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    ranked, outcome = np.asarray(scores)[order], np.concatenate(outcomes)[order]
+    tp = np.cumsum(outcome == MATCHED)
+    fp = np.cumsum(outcome == FALSE_ALARM)
+    # A threshold keeps every detection scored at or above it: cut only after the last of equal scores.
+    cuts = np.flatnonzero(np.append(ranked[1:] < ranked[:-1], True))
+    f1 = 2 * tp[cuts] / (tp[cuts] + fp[cuts] + n_objects)
+    cut = int(cuts[int(np.argmax(f1))])  # argmax: the first, highest-scored cut of the best F1
+    return {"conf": float(ranked[cut]), **prf(tp[cut], fp[cut], n_objects - tp[cut])}
