@@ -51,6 +51,7 @@ from officescore.label import backend as ml  # noqa: E402
 from officescore.label.client import LabelStudio  # noqa: E402
 from officescore.label.feedback import task_feedback, tasks_with_predictions  # noqa: E402
 from officescore.label.formats import LabelSchema, annotation  # noqa: E402
+from officescore.label.prelabel import DEFAULT_CONF  # noqa: E402
 from officescore.label.push import push_images  # noqa: E402
 from officescore.label.trainer import Trainer, TrainSettings  # noqa: E402
 
@@ -128,7 +129,12 @@ def main() -> None:
     )
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--conf", type=float, default=0.3)
+    parser.add_argument(
+        "--conf",
+        type=float,
+        default=None,
+        help="fix the suggestion threshold (default: each model's own, as `label backend --train`)",
+    )
     parser.add_argument("--no-wait", action="store_true", help="do not wait for a running job between tasks")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-assist"))
     args = parser.parse_args()
@@ -204,7 +210,10 @@ def main() -> None:
             pushed_b = push_images(
                 client, "assist static", [base / "scenes" / "images"], classes=list(DEFAULT_CLASSES)
             )
-            static = ml.Backend(checkpoint, client, device="cpu", conf=args.conf)
+            # The first model as the retraining backend used it: at its own threshold (or --conf).
+            own = (first.get("suggest") or {}).get("conf")
+            static_conf = args.conf if args.conf is not None else own if own is not None else DEFAULT_CONF
+            static = ml.Backend(checkpoint, client, device="cpu", conf=static_conf)
             server_b = ml.make_server(static, "127.0.0.1", 0)
             ml.start(server_b)
             client.connect_backend(pushed_b.project_id, ml.url_of(server_b))
@@ -217,6 +226,7 @@ def main() -> None:
             order_b = [t["id"] for t in labeller_b.order]
             results["static"] = {
                 "version": first["model_version"],
+                "conf": static_conf,
                 "windows": windows(client, pushed_b.project_id, order_b, args.every),
             }
             server_b.shutdown()
@@ -248,8 +258,8 @@ def _f(value: Any, digits: int = 3) -> str:
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        "| version | trained on | val photos | val mask mAP | val box mAP | job s | used |",
-        "|---|---|---|---|---|---|---|",
+        "| version | trained on | val photos | val mask mAP | val box mAP | suggests >= | job s | used |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for v in results["retraining"]["versions"]:
         cells = [
@@ -258,6 +268,7 @@ def table(results: dict[str, Any]) -> str:
             v.get("val_photos"),
             _f(v.get("segm_map")),
             _f(v.get("bbox_map")),
+            _f((v.get("suggest") or {}).get("conf"), 2),
             _f(v.get("job_seconds"), 0),
             "yes" if v.get("accepted") else "no",
         ]

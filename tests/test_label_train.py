@@ -536,3 +536,65 @@ def test_repredict_with_no_model_yet_predicts_nothing() -> None:
             return None
 
     assert repredict_unlabelled(NoModelYet(), 1) == 0
+
+
+def test_each_model_suggests_at_its_own_best_f1_threshold(
+    scenes: dict[str, Any], good_model: Path, tmp_path: Path
+) -> None:
+    """The job finds the score threshold with the best mask F1 on its val photos; the trainer keeps it
+    with the version, and the backend (no --conf) suggests at it. --conf given: that, always."""
+    from officescore.dataset import OfficeDataset, build_transforms
+    from officescore.evaluate import category_map, evaluate_coco, evaluate_model
+    from officescore.label.predict import model_version
+    from officescore.label.prelabel import DEFAULT_CONF
+    from officescore.label.trainjob import RESULT_FILE, val_scores
+    from officescore.model import model_from_checkpoint
+
+    dataset = scenes["base"] / "good" / "dataset"  # good_model's own data set: 2 val photos
+    scores = val_scores(good_model, dataset, "cpu")
+    suggest = scores["suggest"]
+    assert suggest is not None and suggest["tp"] > 0 and 0.0 < suggest["conf"] <= 1.0
+    # The same F1 as eval's at that threshold, and none of the usual fixed thresholds does better.
+    val_set = OfficeDataset(dataset, "val", build_transforms(train=False))
+    model, classes = model_from_checkpoint(good_model, "cpu")
+    ids = category_map(classes, val_set.classes)
+    _, predictions = evaluate_model(model, val_set, "cpu", category_ids=ids)
+
+    def f1_at(conf: float) -> float:
+        return evaluate_coco(val_set.annotation_file, predictions, conf=conf)["segm"]["f1"] or 0.0
+
+    assert f1_at(suggest["conf"]) == pytest.approx(suggest["f1"])
+    assert suggest["f1"] >= max(f1_at(c) for c in (0.1, 0.3, 0.5))
+
+    # A job that ended while the backend was down: adopted at start, with its threshold.
+    own = dict(suggest, conf=0.42)  # a value no default has
+    live = settings(tmp_path, "http://127.0.0.1:9", "own threshold")
+    job = live.folder / "jobs" / "job-0001"
+    job.mkdir(parents=True)
+    result = {
+        "ok": True,
+        "run_dir": str(good_model.parents[1]),
+        "checkpoint": str(good_model),
+        "model_version": model_version(good_model),
+        "segm_map": scores["segm_map"],
+        "suggest": own,
+        "trained_photos": 8,
+        "val_photos": 2,
+        "train_tasks": [1],
+        "val_tasks": [2],
+        "pulled_at": time.time(),
+    }
+    (job / RESULT_FILE).write_text(json.dumps(result))
+    running = {"job": 1, "folder": "jobs/job-0001", "pid": 0, "pending_at_start": 3, "started": time.time()}
+    (live.folder / STATE_FILE).write_text(
+        json.dumps({"project": "own threshold", "jobs": 1, "running": running})
+    )
+    trainer = Trainer(live, "not-a-key")
+    try:
+        assert trainer.current_conf() == 0.42 and trainer.versions()[-1]["suggest"] == own
+        backend = ml.Backend(live.runs, device="cpu", conf=None, trainer=trainer)
+        assert backend.current().predictor.conf == 0.42
+        assert ml.Backend(live.runs, device="cpu", conf=0.3, trainer=trainer).current().predictor.conf == 0.3
+        assert ml.Backend(good_model, device="cpu", conf=None).current().predictor.conf == DEFAULT_CONF
+    finally:
+        trainer.close()

@@ -279,7 +279,12 @@ def backend(
         "--local-root",
         help="Label Studio's LOCAL_FILES_DOCUMENT_ROOT: read local-files photos from it.",
     ),
-    conf: float = typer.Option(0.3, "--conf", help="Keep detections with at least this score (0-1)."),
+    conf: float = typer.Option(
+        None,
+        "--conf",
+        help="Suggest detections with at least this score (0-1). Default 0.3; with --train each trained "
+        "model's own: the score with the best mask F1 on its val photos.",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     img_size: int = typer.Option(None, "--img-size", help="Longest image side fed to the model."),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
@@ -333,6 +338,8 @@ def backend(
     clicks = ClickService(mask, log=log)  # a bad --mask: before connecting to anything
     if train and not connect:  # local mistakes first, before Label Studio is contacted
         raise ConfigError("--train needs --connect PROJECT: the project whose labels it trains on")
+    if conf is not None and not 0.0 <= conf <= 1.0:
+        raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     source = RunsFolder(model) if Path(model).is_dir() else model  # an empty runs folder: no model yet
     if not train:  # with --train the trainer names the model (none before its first job)
         resolve_model(source)  # a missing checkpoint is named before Label Studio is contacted
@@ -443,7 +450,8 @@ def status(
         return
     table = Table(title=f"{project}: {document['labelled_tasks']} of {document['tasks']} task(s) labelled")
     table.add_column("model version", no_wrap=True)
-    columns = ("photos", "mask mAP", "box mAP", "train s", "tasks", "kept", "added", "kept IoU", "from sugg.")
+    columns = ("photos", "mask mAP", "box mAP", "suggests >=", "train s", "tasks", "kept", "added")
+    columns += ("kept IoU", "from sugg.")
     for column in columns:
         table.add_column(column, justify="right")
 
@@ -458,6 +466,7 @@ def status(
             num(row.get("trained_photos")),
             num(row.get("segm_map")),
             num(row.get("bbox_map")),
+            num((row.get("suggest") or {}).get("conf"), 2),  # its own threshold (job's val photos)
             num(row.get("train_seconds"), 0),
             num(row.get("tasks")),
             "-" if kept is None else f"{kept:.0%}",

@@ -66,7 +66,7 @@ class Backend:
         client: LabelStudio | None = None,
         local_root: Path | None = None,
         device: str = "auto",
-        conf: float = DEFAULT_CONF,
+        conf: float | None = DEFAULT_CONF,
         img_size: int | None = None,
         simplify: float = DEFAULT_SIMPLIFY,
         log: Callable[[str], None] = lambda message: None,
@@ -78,7 +78,9 @@ class Backend:
         self.model = model
         self.client = client  # reads uploaded photos from Label Studio; None: local files only
         self.local_root = Path(local_root) if local_root else None
-        self.device, self.conf, self.img_size, self.simplify = device, conf, img_size, simplify
+        self.device, self.img_size, self.simplify = device, img_size, simplify
+        # None: each model of the trainer suggests at its own threshold (`Trainer.current_conf`).
+        self.conf = conf
         self.precision = precision  # officescore.infer.accel: resolved once per (re)load
         self.calibration = list(calibration)  # int8: each reloaded model is calibrated on these
         self.log = log
@@ -102,22 +104,32 @@ class Backend:
                 return None
             path = Path(source)
             key = (str(source), *(_stat(path) if path.is_file() else (0, 0)))
+            conf = self.conf_for_current()
             if self.trainer is not None and self._loaded is not None and self._loaded.key != key:
-                self._reload_beside(source, key)  # the old model answers until the new one is loaded
+                self._reload_beside(source, key, conf)  # the old model answers until the new one is loaded
                 return self._loaded.model
             if self._loaded is None or self._loaded.key != key:
                 before = self._loaded.model.version if self._loaded else None
                 if str(self.precision).lower() == "int8" and self.calibration:  # holds up predictions
                     self.log(f"calibrating int8 on {len(self.calibration)} photo source(s)")
-                loaded = load_predictor(
-                    source, self.device, self.conf, self.img_size, self.precision, self.calibration
-                )
+                loaded = self._load(source, conf)
                 self._loaded = _Loaded(key, loaded)
                 if before is not None:
-                    self.log(f"model {before} -> {loaded.version}")
+                    self.log(f"model {before} -> {loaded.version} (suggests scores >= {conf:.2f})")
             return self._loaded.model
 
-    def _reload_beside(self, source: Path | str, key: tuple[str, int, int]) -> None:
+    def _load(self, source: Path | str, conf: float) -> LoadedPredictor:
+        return load_predictor(source, self.device, conf, self.img_size, self.precision, self.calibration)
+
+    def conf_for_current(self) -> float:
+        """The score a suggestion needs: --conf when given, else the trainer's current model's own
+        threshold (best mask F1 on its val photos), else DEFAULT_CONF."""
+        if self.conf is not None:
+            return self.conf
+        own = self.trainer.current_conf() if self.trainer is not None else None
+        return DEFAULT_CONF if own is None else own
+
+    def _reload_beside(self, source: Path | str, key: tuple[str, int, int], conf: float) -> None:
         """Load the trainer's new model in a thread (lock held by the caller): requests never wait
         for a load, and Label Studio's short health checks keep getting answers."""
         if self._reloading == key:
@@ -126,16 +138,14 @@ class Backend:
 
         def load() -> None:
             try:
-                loaded = load_predictor(
-                    source, self.device, self.conf, self.img_size, self.precision, self.calibration
-                )
+                loaded = self._load(source, conf)
             except Exception as exc:  # noqa: BLE001 - the old model keeps answering; say why
                 self.log(f"cannot load the new model {source}, the old one keeps answering: {exc}")
                 return
             with self._lock:
                 before = self._loaded.model.version if self._loaded else None
                 self._loaded, self._reloading = _Loaded(key, loaded), None
-            self.log(f"model {before} -> {loaded.version}")
+            self.log(f"model {before} -> {loaded.version} (suggests scores >= {conf:.2f})")
 
         self._load_thread = threading.Thread(target=load, name="officescore-model-load", daemon=True)
         self._load_thread.start()

@@ -97,7 +97,7 @@ def _empty_state(project: str) -> dict[str, Any]:
         "events": [],  # when each of those arrived: a job covers the ones before its pull began
         "forced": False,  # START_TRAINING arrived: train at once
         "jobs": 0,
-        "current": None,  # {"model_version", "checkpoint"}: the model that answers
+        "current": None,  # {"model_version", "checkpoint", "suggest"}: the model that answers
         "versions": [],  # one record per finished job (and the model found at start)
         "failures": [],
         "val_tasks": [],  # the fixed, growing held-out set (Label Studio task ids)
@@ -208,6 +208,13 @@ class Trainer:
         with self._lock:
             current = self.state["current"]
             return self._abs(current["checkpoint"]) if current else None
+
+    def current_conf(self) -> float | None:
+        """The current model's own suggestion threshold (best mask F1 on its job's val photos);
+        None for a model found in the runs folder or trained without val photos."""
+        with self._lock:
+            suggest = (self.state["current"] or {}).get("suggest")
+            return float(suggest["conf"]) if suggest else None
 
     @property
     def running(self) -> bool:
@@ -398,6 +405,7 @@ class Trainer:
             "val_photos": result["val_photos"],
             "segm_map": result.get("segm_map"),
             "bbox_map": result.get("bbox_map"),
+            "suggest": result.get("suggest"),
             "previous_version": current["model_version"] if current else None,
             "previous_segm_map": result.get("current_segm_map"),
             "train_seconds": result.get("train_seconds"),
@@ -423,6 +431,7 @@ class Trainer:
             self.state["current"] = {
                 "model_version": record["model_version"],
                 "checkpoint": record["checkpoint"],
+                "suggest": record["suggest"],
             }
             self._save()
             before = current["model_version"] if current else "no model"

@@ -6,10 +6,11 @@ Steps: pull the project's labels through Label Studio's API (`label.pull`), inge
 (`ingest_export`: the same checks as `officescore ingest`, the project's classes; labels of other
 classes are listed and skipped), split on the backend's fixed held-out set, fine-tune warm-started
 from the current model into an ordinary run folder (`officescore.train`), then evaluate the new and
-the current model on the same val photos. The last thing it does is write JOB_FOLDER/result.json
-(atomically): the backend reads nothing else, so a job killed at any point leaves no result and
-its run folder is never loaded. The API key comes in the environment (LABEL_STUDIO_API_KEY),
-never in a file.
+the current model on the same val photos, and find the score threshold at which the new model's
+suggestions have the best mask F1 there (`suggest`: what `label backend` shows by default). The
+last thing it does is write JOB_FOLDER/result.json (atomically): the backend reads nothing else,
+so a job killed at any point leaves no result and its run folder is never loaded. The API key
+comes in the environment (LABEL_STUDIO_API_KEY), never in a file.
 """
 
 from __future__ import annotations
@@ -121,22 +122,30 @@ def _unknown_labels(export: dict[str, Any], classes: Sequence[str]) -> dict[str,
     return found
 
 
-def val_maps(checkpoint: Path, dataset: Path, device: str) -> tuple[float | None, float | None]:
-    """(mask mAP, box mAP) of a checkpoint on the data set's val split; (None, None) without val photos."""
+def val_scores(checkpoint: Path, dataset: Path, device: str) -> dict[str, Any]:
+    """A checkpoint on the data set's val split: `segm_map`, `bbox_map` and `suggest` (the score
+    threshold with the best mask F1, `evaluate.match.best_f1_conf`); all None without val photos."""
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.devices import resolve_device
     from officescore.evaluate import category_map, evaluate_model
+    from officescore.evaluate.inputs import load_gt
+    from officescore.evaluate.match import best_f1_conf
     from officescore.model import model_from_checkpoint
 
     val_set = OfficeDataset(dataset, "val", build_transforms(train=False))
     if len(val_set) == 0:
-        return None, None
+        return {"segm_map": None, "bbox_map": None, "suggest": None}
     torch_device = resolve_device(device)
     model, classes = model_from_checkpoint(checkpoint, torch_device)
     found = evaluate_model(model, val_set, torch_device, category_ids=category_map(classes, val_set.classes))
     assert found is not None
-    metrics = found[0]
-    return (metrics.get("segm") or {}).get("map"), (metrics.get("bbox") or {}).get("map")
+    metrics, predictions = found
+    masks = [p for p in predictions if "segmentation" in p]
+    return {
+        "segm_map": (metrics.get("segm") or {}).get("map"),
+        "bbox_map": (metrics.get("bbox") or {}).get("map"),
+        "suggest": best_f1_conf(load_gt(val_set.annotation_file), masks) if masks else None,
+    }
 
 
 def run_job(folder: Path) -> dict[str, Any]:
@@ -181,19 +190,18 @@ def run_job(folder: Path) -> dict[str, Any]:
     )
     trained = train(config)
     best = trained.best_checkpoint or trained.last_checkpoint  # no val photos: the last epoch
-    new_segm, new_bbox = val_maps(best, dataset, job["device"])
-    current_segm = current_bbox = None
-    if current is not None:
-        current_segm, current_bbox = val_maps(current, dataset, job["device"])
+    new = val_scores(best, dataset, job["device"])
+    old = val_scores(current, dataset, job["device"]) if current is not None else {}
     return {
         "ok": True,
         "run_dir": str(trained.run_dir),
         "checkpoint": str(best),
         "model_version": model_version(best),
-        "segm_map": new_segm,
-        "bbox_map": new_bbox,
-        "current_segm_map": current_segm,
-        "current_bbox_map": current_bbox,
+        "segm_map": new["segm_map"],
+        "bbox_map": new["bbox_map"],
+        "suggest": new["suggest"],
+        "current_segm_map": old.get("segm_map"),
+        "current_bbox_map": old.get("bbox_map"),
         "trained_photos": len(split["train_tasks"]),
         "val_photos": len(split["val_tasks"]),
         **split,
