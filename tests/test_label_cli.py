@@ -161,3 +161,37 @@ def test_a_stop_signal_is_kept_even_where_python_drops_exceptions() -> None:
         signal.raise_signal(signal.SIGTERM)
         assert stop.wait(5)
     assert {number: signal.getsignal(number) for number in before} == before
+
+
+@pytest.mark.parametrize(("flags", "shown"), [([], "0.30"), (["--conf", "0.55"], "0.55")])
+def test_backend_says_the_threshold_it_suggests_at_and_stops_on_ctrl_c(
+    tmp_path: Path, flags: list[str], shown: str
+) -> None:
+    """Without --train or --conf a model suggests at 0.3; Ctrl-C stops the backend cleanly (exit 0)."""
+    import signal
+
+    from labelmodels import solid_checkpoint
+
+    checkpoint = solid_checkpoint(tmp_path / "model.pt")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
+    environment.update(PYTHONPATH=str(REPO), OFFICESCORE_CONFIG=str(tmp_path / "none.toml"))
+    command = [sys.executable, "-m", "officescore", "label", "backend", "--model", str(checkpoint)]
+    child = subprocess.Popen(
+        [*command, "--port", "0", "--device", "cpu", "--precision", "fp32", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment,
+        text=True,
+    )
+    try:
+        banner = child.stdout.readline()  # printed once the server answers
+    finally:
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    assert banner.startswith("ML backend for ") and f"(suggests scores >= {shown})" in banner, banner + err
+    assert child.returncode == 0 and out.rstrip().endswith("stopped"), out + err
+
+
+def test_backend_refuses_a_threshold_outside_0_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["label", "backend", "--model", "model.pt", "--conf", "1.5"], capsys)
+    assert code == 2 and err.strip() == "error: --conf 1.5: must be between 0 and 1", err

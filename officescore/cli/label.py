@@ -389,7 +389,9 @@ def backend(
     address = ml.url_of(server) if host not in ("0.0.0.0", "::") else f"http://127.0.0.1:{port}"
     version = server_backend.model_version
     what = (
-        f"no model yet (nothing suggested until {model} holds a best.pt)" if version == NO_MODEL else version
+        f"no model yet (nothing suggested until {model} holds a best.pt)"
+        if version == NO_MODEL
+        else f"{version} (suggests scores >= {server_backend.conf_for_current():.2f})"
     )
     # From the first request on, Ctrl-C and SIGTERM set `stop` (see stop_signals): the finally runs.
     with stop_signals() as stop:
