@@ -313,6 +313,37 @@ def test_pull_takes_the_newest_annotation_rescales_per_axis_and_writes_no_key(
         assert written and not [p for p in written if key.encode() in p.read_bytes()]
 
 
+def test_pull_with_a_photo_cache_downloads_each_photo_once(
+    labelstudio: LabelStudioServer, files: dict[str, Path], tmp_path: Path
+) -> None:
+    """What each `label backend --train` job does: pull the whole project again. With the backend's
+    cache a photo is downloaded once, and every pull's copy is a link to the one cached file."""
+    from officescore.label.pull import pull_project
+    from officescore.label.push import push_images
+
+    client = client_for(labelstudio)
+    pushed = push_images(client, "pull cache", [files["photos"]], classes=list(CLASSES))
+    tasks = sorted(client.export_tasks(pushed.project_id), key=lambda t: t["id"])
+    square = [[10, 10], [40, 10], [40, 40], [10, 40]]
+    downloads: list[str] = []
+    download = client.download
+    client.download = lambda ref: (downloads.append(ref), download(ref))[1]  # type: ignore[method-assign]
+    cache = tmp_path / "photos"
+    client.sdk.annotations.create(id=tasks[0]["id"], result=[_polygon(square, "desk", 128, 96)])
+    first = pull_project(client, "pull cache", tmp_path / "job-1", cache=cache)
+    client.sdk.annotations.create(id=tasks[1]["id"], result=[_polygon(square, "chair", 128, 96)])
+    second = pull_project(client, "pull cache", tmp_path / "job-2", cache=cache)
+    assert (first.images, second.images) == (1, 2)
+    assert len(downloads) == len(set(downloads)) == 2  # the first photo was not fetched again
+    cached = {p.stat().st_ino: p.read_bytes() for p in cache.iterdir()}
+    pulled = [p for job in ("job-1", "job-2") for p in (tmp_path / job / "images").iterdir()]
+    assert len(cached) == 2 and len(pulled) == 3
+    assert all(cached.get(p.stat().st_ino) == p.read_bytes() for p in pulled)  # links, not copies
+    by_name = {p.name: p.read_bytes() for p in files["photos"].iterdir()}
+    assert all(by_name[p.name] == p.read_bytes() for p in pulled)  # the photos as pushed
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no partial downloads left
+
+
 def test_prelabel_files_are_accepted_by_label_studios_import(
     labelstudio: LabelStudioServer, key: str, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

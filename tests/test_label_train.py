@@ -28,7 +28,7 @@ from officescore import DEFAULT_CLASSES
 from officescore.label import backend as ml
 from officescore.label.client import LabelStudio
 from officescore.label.formats import LabelSchema, annotation
-from officescore.label.trainer import CURVE_FILE, STATE_FILE, Trainer, TrainSettings
+from officescore.label.trainer import CURVE_FILE, PHOTO_CACHE, STATE_FILE, Trainer, TrainSettings
 from officescore.runs import NOT_USED_FILE, newest_best_checkpoint
 
 SIZE = 64
@@ -225,6 +225,10 @@ def test_labels_start_one_job_at_a_time_and_start_training_starts_one(
     assert set(state["val_tasks"]).isdisjoint(state["train_tasks"])
     run_dir = live.settings.folder / first["run"]
     assert (run_dir / "metrics.csv").is_file() and (run_dir / "args.json").is_file()
+    # Both jobs pulled every labelled photo; each was downloaded once, and stored once.
+    cached = {p.stat().st_ino for p in (live.settings.folder / PHOTO_CACHE).iterdir()}
+    pulled = list((live.settings.folder / "jobs").glob("job-*/export/images/*"))
+    assert len(cached) == 6 and len(pulled) == 3 + 6 and {p.stat().st_ino for p in pulled} == cached
     # The switch followed the rule on the same val photos; the answering model is the one it chose.
     assert second["accepted"] is (second["segm_map"] >= second["previous_segm_map"])
     answering = second if second["accepted"] else first

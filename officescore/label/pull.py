@@ -10,10 +10,15 @@ brush masks decoded with label-studio-sdk's converter into COCO RLE. The folder 
 is what `officescore ingest OUT/annotations.json` reads unchanged. Per task the newest annotation
 that was not cancelled (skipped) counts; tasks nobody annotated are left out. The folder is built
 beside OUT and swapped into place, so a failed pull leaves an earlier one as it was.
+
+With a `cache` folder (`label backend --train` gives each job the backend's), a photo downloaded
+once is kept there under a hash of its Label Studio address and hard-linked into OUT: the jobs
+of a long labelling session download each photo once and store one copy of it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -85,12 +90,33 @@ def _image_name(task: dict[str, Any], ref: str) -> str:
 
 
 def _read_image(client: LabelStudio, ref: str, local_root: Path | None) -> bytes:
-    if local_root is not None and ref.startswith(LOCAL_FILES_PREFIX):
+    if _is_local(ref, local_root):
         rel = unquote(ref[len(LOCAL_FILES_PREFIX) :])
         path = (Path(local_root) / rel).resolve()
         if Path(local_root).resolve() in path.parents and path.is_file():
             return path.read_bytes()
     return client.download(ref)
+
+
+def _is_local(ref: str, local_root: Path | None) -> bool:
+    return local_root is not None and ref.startswith(LOCAL_FILES_PREFIX)
+
+
+def _through_cache(client: LabelStudio, ref: str, cache: Path, target: Path) -> bytes:
+    """The photo at `ref`, downloaded only when the cache lacks it; `target` is a hard link to the
+    cached copy (a copy where links do not work)."""
+    cached = cache / (hashlib.sha256(ref.encode()).hexdigest()[:24] + Path(urlparse(ref).path).suffix.lower())
+    if not cached.is_file():
+        make_folder(cache, "photo cache")
+        data = client.download(ref)
+        partial = cached.with_name(f".{cached.name}.{os.getpid()}")  # whole files only, under their name
+        partial.write_bytes(data)
+        os.replace(partial, cached)
+    try:
+        os.link(cached, target)
+    except OSError:
+        shutil.copyfile(cached, target)
+    return cached.read_bytes()
 
 
 def _check_out(out: Path) -> None:
@@ -108,6 +134,7 @@ def pull_project(
     out: Path,
     local_root: Path | None = None,
     reporter: Reporter = SILENT,
+    cache: Path | None = None,
 ) -> PullResult:
     """Write project `title`'s annotations and photos to `out` (see the module docstring)."""
     out = Path(out)
@@ -134,7 +161,7 @@ def pull_project(
                     if region.class_name not in category_ids:
                         classes.append(region.class_name)
                         category_ids[region.class_name] = len(classes)
-                entry = _write_image(client, task, project.schema.value, tmp, used, local_root)
+                entry = _write_image(client, task, project.schema.value, tmp, used, local_root, cache)
                 images.append(entry)
                 annotations.extend(_coco_annotations(regions, entry, category_ids, len(annotations)))
         coco = {
@@ -160,16 +187,21 @@ def _write_image(
     folder: Path,
     used: set[str],
     local_root: Path | None,
+    cache: Path | None = None,
 ) -> dict[str, Any]:
     ref = str(task["data"].get(key) or "")
     if not ref:
         raise ConfigError(f"task {task.get('id')} has no data.{key}; is this the right project?")
-    data = _read_image(client, ref, local_root)
     name = _image_name(task, ref)
     if name in used:  # two photos with one name: the task id keeps them apart
         name = f"{task['id']}-{name}"
     used.add(name)
-    (folder / IMAGES_DIR / name).write_bytes(data)
+    target = folder / IMAGES_DIR / name
+    if cache is not None and not _is_local(ref, local_root):
+        data = _through_cache(client, ref, Path(cache), target)
+    else:
+        data = _read_image(client, ref, local_root)
+        target.write_bytes(data)
     try:
         with Image.open(io.BytesIO(data)) as image:
             from PIL import ImageOps

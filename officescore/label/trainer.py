@@ -36,6 +36,7 @@ from officescore.label.trainjob import JOB_FILE, LOG_FILE, RESULT_FILE, run_name
 from officescore.runs import mark_not_used
 
 STATE_FILE = "state.json"
+PHOTO_CACHE = "photos"  # the photos the jobs pulled, one copy each (label.pull `cache`)
 CURVE_FILE = "learning_curve.png"
 LABEL_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED", "ANNOTATIONS_DELETED")
 TRAIN_EVENTS = ("START_TRAINING",)
@@ -301,6 +302,7 @@ class Trainer:
             "url": settings.url,
             "project": settings.project,
             "local_root": str(Path(settings.local_root).resolve()) if settings.local_root else None,
+            "photo_cache": str((self.folder / PHOTO_CACHE).resolve()),  # each photo downloaded once
             "runs": str(Path(settings.runs).resolve()),
             "current": str(current) if current else None,
             "weights": settings.weights,

@@ -162,7 +162,8 @@ def run_job(folder: Path) -> dict[str, Any]:
     project = client.project(job["project"])
     classes = list(project.schema.classes)
     pulled_at = time.time()  # labels that reached the backend before this are in the pull
-    pulled = pull_project(client, job["project"], folder / "export", _path(job.get("local_root")))
+    local_root, cache = _path(job.get("local_root")), _path(job.get("photo_cache"))
+    pulled = pull_project(client, job["project"], folder / "export", local_root, cache=cache)
     export = json.loads(pulled.export.read_text(encoding="utf-8"))
     unknown = _unknown_labels(export, classes)
     dataset = folder / "dataset"
