@@ -602,3 +602,30 @@ def test_each_model_suggests_at_its_own_best_f1_threshold(
         assert ml.Backend(good_model, device="cpu", conf=None).current().predictor.conf == DEFAULT_CONF
     finally:
         trainer.close()
+
+
+@pytest.mark.parametrize("proc", ["/proc", "/nonexistent-proc"])
+def test_a_running_job_is_recognised_by_its_command_line(
+    tmp_path: Path, proc: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a restart the backend waits for a job still running: its pid must still run the job on
+    that folder (read from /proc, or from `ps` where there is no /proc, as on macOS)."""
+    import subprocess
+    import sys
+
+    from officescore.label import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "PROC", Path(proc))
+    folder = tmp_path / "jobs" / "job-0001"
+    pretend = [sys.executable, "-c", "import time; time.sleep(60)", "-m", "officescore.label.trainjob"]
+    child = subprocess.Popen([*pretend, str(folder)])
+    other = subprocess.Popen([*pretend, str(tmp_path)])
+    try:
+        assert trainer_module._alive(child.pid, folder)
+        assert not trainer_module._alive(other.pid, folder)  # a job on another folder (or a reused pid)
+        assert not trainer_module._alive(0, folder)
+    finally:
+        for process in (child, other):
+            process.kill()
+            process.wait()
+    assert not trainer_module._alive(child.pid, folder)  # gone

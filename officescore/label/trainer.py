@@ -36,6 +36,7 @@ from officescore.label.trainjob import JOB_FILE, LOG_FILE, RESULT_FILE, run_name
 from officescore.runs import mark_not_used
 
 STATE_FILE = "state.json"
+PROC = Path("/proc")  # where Linux shows processes (`_alive`)
 PHOTO_CACHE = "photos"  # the photos the jobs pulled, one copy each (label.pull `cache`)
 CURVE_FILE = "learning_curve.png"
 LABEL_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED", "ANNOTATIONS_DELETED")
@@ -531,11 +532,24 @@ def _alive(pid: int, folder: Path) -> bool:
     """Whether `pid` is still this job's process (a reused pid running something else is not)."""
     if pid <= 0:
         return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
-    return "officescore.label.trainjob" in cmdline and str(folder) in cmdline
+    cmdline = _command_line(pid)
+    return cmdline is not None and "officescore.label.trainjob" in cmdline and str(folder) in cmdline
+
+
+def _command_line(pid: int) -> str | None:
+    """The command line of process `pid`, None if there is none: /proc on Linux, else POSIX `ps`."""
+    if (PROC / "self" / "cmdline").is_file():
+        try:
+            return (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return None
+    try:  # macOS and the BSDs have no /proc
+        command = ["ps", "-ww", "-p", str(pid), "-o", "command="]  # -ww: never cut to $COLUMNS
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = done.stdout.strip()
+    return found if done.returncode == 0 and found else None
 
 
 def _project_id(project: Any) -> int | None:
