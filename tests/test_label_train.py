@@ -461,23 +461,30 @@ def test_label_status_numbers_recomputed_by_hand(
     time.sleep(0.05)
     sdk.predictions.create(task=c, model_version="hand-v2", result=[_square(20, 20, 60, 60, "desk", 0.9)])
 
+    # The backend's own record of hand-v1 (as a job writes it): trained on 8 photos, its threshold.
+    backend = tmp_path / "backend"
+    backend.mkdir()
+    record = {"model_version": "hand-v1", "trained_photos": 8, "segm_map": 0.5, "suggest": {"conf": 0.4237}}
+    state = {"project": "status by hand", "versions": [record], "current": record, "pending": 0}
+    (backend / STATE_FILE).write_text(json.dumps(state))
     args = ["label", "status", "--url", labelstudio.url, "--project", "status by hand"]
-    args += ["--backend-dir", str(tmp_path / "none")]
+    args += ["--backend-dir", str(backend)]
     code, out, err = run([*args, "--json"], capsys)
     assert code == 0, err
     document = json.loads(out)
     assert (document["tasks"], document["labelled_tasks"]) == (4, 3)
     (row,) = document["versions"]  # hand-v2 was never shown before a label
-    assert row["model_version"] == "hand-v1"
+    assert row["model_version"] == "hand-v1" and row["suggest"] == {"conf": 0.4237}
     assert (row["tasks"], row["predicted"], row["kept"], row["added"], row["labelled"]) == (2, 4, 2, 3, 5)
     assert row["kept_share"] == 0.5  # of 4 suggestions
     assert row["from_suggestions"] == 0.4  # of 5 final labels
     assert row["mean_kept_iou"] == pytest.approx((1.0 + 750 / 1050) / 2, abs=1e-4)
     code, out, err = run(args, capsys)
     assert code == 0, err
-    row_line = next(line for line in out.splitlines() if "hand-v1" in line)
-    cells = [cell.strip() for cell in row_line.split("│")]  # tasks, kept, added, kept IoU, from sugg.
-    assert cells[6:11] == ["2", "50%", "3", "0.86", "40%"], out
+    rows = [line for line in out.splitlines() if "│ hand-v1" in line]  # one in each table
+    trained, changed = ([cell.strip() for cell in line.split("│")][1:-1] for line in rows)
+    assert trained == ["hand-v1", "8", "0.500", "-", "0.42", "-"], out  # photos, mAPs, its conf, train s
+    assert changed == ["hand-v1", "2", "50%", "3", "0.86", "40%"], out  # tasks, kept, added, IoU, from sugg.
 
 
 def test_the_cli_serves_and_trains_and_refuses_what_cannot_work(

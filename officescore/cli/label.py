@@ -450,33 +450,42 @@ def status(
     if json_output:
         print_json(document)
         return
-    table = Table(title=f"{project}: {document['labelled_tasks']} of {document['tasks']} task(s) labelled")
-    table.add_column("model version", no_wrap=True)
-    columns = ("photos", "mask mAP", "box mAP", "suggests >=", "train s", "tasks", "kept", "added")
-    columns += ("kept IoU", "from sugg.")
-    for column in columns:
-        table.add_column(column, justify="right")
+    title = f"{project}: {document['labelled_tasks']} of {document['tasks']} task(s) labelled"
+    # Two tables of six columns, not one of eleven: each fits 80 characters without cutting numbers.
+    trained = Table(title=title, title_justify="left")
+    for column in ("model version", "photos", "mask mAP", "box mAP", "conf", "train s"):
+        trained.add_column(column, justify="left" if column == "model version" else "right")
+    changed = Table(title="how labellers changed its suggestions", title_justify="left")
+    for column in ("model version", "tasks", "kept", "added", "kept IoU", "from sugg."):
+        changed.add_column(column, justify="left" if column == "model version" else "right")
 
     def num(value: object, digits: int = 3) -> str:
         return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
     for row in document["versions"]:
-        kept = row.get("kept_share")
         worse = " (worse, unused)" if row.get("accepted") is False else ""
-        table.add_row(
-            f"{row.get('model_version')}{worse}",
+        version = f"{row.get('model_version')}{worse}"
+        trained.add_row(
+            version,
             num(row.get("trained_photos")),
             num(row.get("segm_map")),
             num(row.get("bbox_map")),
             num((row.get("suggest") or {}).get("conf"), 2),  # its own threshold (job's val photos)
             num(row.get("train_seconds"), 0),
+        )
+        changed.add_row(
+            version,
             num(row.get("tasks")),
-            "-" if kept is None else f"{kept:.0%}",
+            share(row.get("kept_share")),
             num(row.get("added")),
             num(row.get("mean_kept_iou"), 2),
-            "-" if row.get("from_suggestions") is None else f"{row['from_suggestions']:.0%}",
+            share(row.get("from_suggestions")),
         )
-    console.print(table)
+    console.print(trained)
+    console.print(changed)
     if document.get("pending_labels") is not None:
         console.print(
             f"answering: {document.get('model_version') or 'no model yet'}; "
