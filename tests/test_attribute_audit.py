@@ -45,3 +45,14 @@ def test_agreeing_unlabelled_or_unsure_values_are_not() -> None:
     assert "wrong_attribute" not in _issue({"armrests": False}, {}).kinds  # a model without the head
     weak = _issue({"armrests": False}, {"armrests": True}, probability=0.5)
     assert weak.kinds["wrong_attribute"] == round(0.9 * 0.5, 6)  # less sure: ranked lower
+
+
+def test_the_contact_sheet_caption_says_the_label_and_the_model_value() -> None:
+    from officescore.curate.sheets import caption
+
+    issue = _issue({"armrests": False}, {"armrests": True})
+    text = caption(issue, 3, "images/office_0007.jpg")
+    assert text == f"#3 wrong_attribute {issue.score:.2f} chair armrests: no -> yes (office_0007.jpg)"
+    lamp = _issue({"kind": "desk"}, {"kind": "floor"})
+    assert "kind: desk -> floor" in caption(lamp, 1, "a.jpg")
+    assert len(caption(issue, 3, "images/" + "x" * 200 + ".jpg")) == 70  # what a tile holds

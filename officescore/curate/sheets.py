@@ -19,6 +19,7 @@ PANEL = 224  # pixels per side of each half of a tile
 PER_SHEET = 12  # tiles per PNG (3 columns x 4 rows)
 COLUMNS = 3
 CAPTION = 18
+CAPTION_CHARS = 70  # what a tile's width holds in PIL's default font
 SUSPECT = (255, 255, 255)
 
 
@@ -75,12 +76,22 @@ def _tile(
     ]
     tile.paste(_panel(photo, labels), (0, 0))
     tile.paste(_panel(photo, preds), (PANEL, 0))
+    text = caption(issue, row["rank"], image.file_name)
+    ImageDraw.Draw(tile).text((4, PANEL + 3), text, fill=(255, 255, 255))
+    return tile
+
+
+def caption(issue: Issue, rank: int, file_name: str) -> str:
+    """A tile's caption: rank, kind, score, class (-> the suggested one), for a wrong attribute the
+    label's value -> the model's, and the photo; cut to what a tile holds."""
     what = issue.class_name or "-"
     if issue.suggested_class and issue.suggested_class != issue.class_name:
         what += f" -> {issue.suggested_class}"
-    caption = f"#{row['rank']} {issue.kind} {issue.score:.2f} {what} ({Path(image.file_name).name})"
-    ImageDraw.Draw(tile).text((4, PANEL + 3), caption[:70], fill=(255, 255, 255))
-    return tile
+    if issue.attribute:
+        said = {True: "yes", False: "no"}  # yes/no attributes are booleans (officescore.attributes)
+        label, predicted = (said.get(issue.attribute[k], issue.attribute[k]) for k in ("label", "predicted"))
+        what += f" {issue.attribute['name']}: {label} -> {predicted}"
+    return f"#{rank} {issue.kind} {issue.score:.2f} {what} ({Path(file_name).name})"[:CAPTION_CHARS]
 
 
 def write_contact_sheets(
@@ -159,7 +170,7 @@ def write_convention_sheet(
             grown = (np.asarray(cut.resize(size, Image.Resampling.NEAREST)) > 0).astype(np.uint8)
             tile.paste(_panel(crop, [(cls, masklib.encode(grown), False)]), (k * PANEL, 0))
         caption = f"label {annotation_id} | prediction ({Path(image.file_name).name})"
-        ImageDraw.Draw(tile).text((4, PANEL + 3), caption[:70], fill=(255, 255, 255))
+        ImageDraw.Draw(tile).text((4, PANEL + 3), caption[:CAPTION_CHARS], fill=(255, 255, 255))
         sheet.paste(tile, ((n % COLUMNS) * 2 * PANEL, CAPTION + (n // COLUMNS) * (PANEL + CAPTION)))
     sheet.save(path)
     return path
