@@ -301,15 +301,44 @@ class FakeUnsplash(_Counting):
 # ---- Flickr --------------------------------------------------------------------------------------
 
 FLICKR_LICENSE_CYCLE = ["4", "5", "9", "1", "10", "0", "7"]  # BY, BY-SA, CC0, BY-NC-SA, PDM, ARR, NKCR
+_CC = "https://creativecommons.org/licenses"
+# flickr.photos.licenses.getInfo as Flickr answers it (ids 11-16: the CC 4.0 family).
+FLICKR_LICENSE_INFO: list[dict[str, Any]] = [
+    {"id": 0, "name": "All Rights Reserved", "url": ""},
+    {"id": 4, "name": "Attribution License", "url": f"{_CC}/by/2.0/"},
+    {"id": 6, "name": "Attribution-NoDerivs License", "url": f"{_CC}/by-nd/2.0/"},
+    {"id": 3, "name": "Attribution-NonCommercial-NoDerivs License", "url": f"{_CC}/by-nc-nd/2.0/"},
+    {"id": 2, "name": "Attribution-NonCommercial License", "url": f"{_CC}/by-nc/2.0/"},
+    {"id": 1, "name": "Attribution-NonCommercial-ShareAlike License", "url": f"{_CC}/by-nc-sa/2.0/"},
+    {"id": 5, "name": "Attribution-ShareAlike License", "url": f"{_CC}/by-sa/2.0/"},
+    {"id": 7, "name": "No known copyright restrictions", "url": "https://www.flickr.com/commons/usage/"},
+    {"id": 8, "name": "United States Government Work", "url": "http://www.usa.gov/copyright.shtml"},
+    {
+        "id": 9,
+        "name": "Public Domain Dedication (CC0)",
+        "url": "https://creativecommons.org/publicdomain/zero/1.0/",
+    },
+    {"id": 10, "name": "Public Domain Mark", "url": "https://creativecommons.org/publicdomain/mark/1.0/"},
+    {"id": 11, "name": "CC BY 4.0", "url": f"{_CC}/by/4.0/"},
+    {"id": 12, "name": "CC BY-SA 4.0", "url": f"{_CC}/by-sa/4.0/"},
+    {"id": 13, "name": "CC BY-ND 4.0", "url": f"{_CC}/by-nd/4.0/"},
+    {"id": 14, "name": "CC BY-NC 4.0", "url": f"{_CC}/by-nc/4.0/"},
+    {"id": 15, "name": "CC BY-NC-SA 4.0", "url": f"{_CC}/by-nc-sa/4.0/"},
+    {"id": 16, "name": "CC BY-NC-ND 4.0", "url": f"{_CC}/by-nc-nd/4.0/"},
+]
 
 
 class FakeFlickr(_Counting):
-    """GET /services/rest/?method=flickr.photos.search&format=json&nojsoncallback=1.
+    """GET /services/rest/?method=flickr.photos.search (or flickr.photos.licenses.getInfo)
+    &format=json&nojsoncallback=1.
 
-    Photo i has licence FLICKR_LICENSE_CYCLE[i % 7]; like Flickr, only photos whose licence is in
-    the `license` parameter are returned, unless `leaky` (a misbehaving server: the client must
-    filter again). Answers {"photos": {"page", "pages", "perpage", "total", "photo": [...]},
-    "stat": "ok"}; errors are HTTP 200 with {"stat": "fail", "code", "message"}.
+    Photo i has licence `license_of(i)` (FLICKR_LICENSE_CYCLE[i % 7] unless a test says
+    otherwise); like Flickr, only photos whose licence is in the `license` parameter are returned,
+    unless `leaky` (a misbehaving server: the client must filter again). Answers {"photos":
+    {"page", "pages", "perpage", "total", "photo": [...]}, "stat": "ok"}; errors are HTTP 200 with
+    {"stat": "fail", "code", "message"}. getInfo answers {"licenses": {"license": license_info},
+    "stat": "ok"}, or `info_reply` when a test sets one (a failing getInfo); `info_calls` counts
+    the getInfo requests.
     """
 
     def __init__(self, key: str, link: Link, total: int = 250) -> None:
@@ -317,6 +346,10 @@ class FakeFlickr(_Counting):
         self.key, self.link, self.total = key, link, total
         self.leaky = False
         self.echo_key = False  # a careless server: repeats the key in titles
+        self.license_of: Callable[[int], str] = lambda i: FLICKR_LICENSE_CYCLE[i % 7]
+        self.license_info: list[dict[str, Any]] = FLICKR_LICENSE_INFO
+        self.info_reply: Reply | None = None
+        self.info_calls = 0
 
     def route(self, method: str, path: str, query: dict[str, list[str]], body: bytes, headers: dict) -> Reply:
         if path != "/services/rest/":
@@ -328,6 +361,12 @@ class FakeFlickr(_Counting):
             return _json(
                 200, {"stat": "fail", "code": 100, "message": "Invalid API Key (Key has invalid format)"}
             )
+        if get.get("method") == "flickr.photos.licenses.getInfo":
+            with self.lock:
+                self.info_calls += 1
+            if self.info_reply is not None:
+                return self.info_reply
+            return _json(200, {"licenses": {"license": self.license_info}, "stat": "ok"})
         if get.get("method") != "flickr.photos.search":
             return _json(
                 200, {"stat": "fail", "code": 112, "message": f'Method "{get.get("method")}" not found'}
@@ -342,9 +381,7 @@ class FakeFlickr(_Counting):
         if gated is not None:
             return gated
         wanted = set(get.get("license", "").split(",")) - {""}
-        matching = [
-            i for i in range(self.total) if self.leaky or not wanted or FLICKR_LICENSE_CYCLE[i % 7] in wanted
-        ]
+        matching = [i for i in range(self.total) if self.leaky or not wanted or self.license_of(i) in wanted]
         pages = max(1, -(-len(matching) // per_page))
         chunk = matching[(page - 1) * per_page : page * per_page]
         extras = set(get.get("extras", "").split(","))
@@ -372,7 +409,7 @@ class FakeFlickr(_Counting):
             "isfamily": 0,
         }
         if "license" in extras:
-            photo["license"] = FLICKR_LICENSE_CYCLE[index % 7]
+            photo["license"] = self.license_of(index)
         if "owner_name" in extras:
             photo["ownername"] = f"Owner {index % 9}"
         if "url_o" in extras and index % 10 != 3:  # some owners hide originals: url_l only

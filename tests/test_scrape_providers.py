@@ -17,13 +17,13 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from fake_providers import FakeCommons, FakeFlickr, FakeUnsplash
-from fakeservers import ImageHost
+from fake_providers import FLICKR_LICENSE_INFO, FakeCommons, FakeFlickr, FakeUnsplash
+from fakeservers import ImageHost, Reply
 
 from officescore.errors import ConfigError
 from officescore.scrape import DownloadConfig, ScrapeConfig, export, scrape, status
 from officescore.scrape.manifest import Manifest
-from officescore.scrape.providers import WikimediaProvider
+from officescore.scrape.providers import FLICKR_LICENSES, FlickrProvider, WikimediaProvider
 
 UNSPLASH_KEY = "unsplash-access-Zx81-never-write"
 FLICKR_KEY = "f1f2f3flickr0key9a8b7c6d5e4f3a2b"
@@ -298,8 +298,9 @@ def test_flickr_licence_ids_rights_filter_and_attribution(tmp_path: Path, host: 
         narrow = scrape(config(tmp_path / "pd", "flickr", server, per_query=100, rights="cc_publicdomain"))
     finally:
         server.stop()
-    sent = [q for _, _, q, _ in server.requests]
-    assert sent[0]["license"] == ["1,2,3,4,5,6,9,10"] and sent[1]["license"] == ["9,10"]
+    sent = flickr_searches(server)
+    # The ids come from flickr.photos.licenses.getInfo: the CC 4.0 family (11-16) too.
+    assert sent[0]["license"] == ["1,2,3,4,5,6,9,10,11,12,13,14,15,16"] and sent[1]["license"] == ["9,10"]
     assert set(sent[0]["extras"][0].split(",")) >= {"license", "owner_name", "url_o"}
     saved = rows(result.out)
     assert len(saved) == 50 and result.skipped == 20  # licences 0 and 7 never saved
@@ -315,6 +316,118 @@ def test_flickr_licence_ids_rights_filter_and_attribution(tmp_path: Path, host: 
     assert by_index[2]["attribution"] == '"desk lamp 2" by Owner 2 is marked with CC0 1.0.'
     assert {r["license"] for r in rows(narrow.out)} == {"cc0", "pdm"}
     no_secret_written(tmp_path)
+
+
+def flickr_searches(server: FakeFlickr) -> list[dict[str, list[str]]]:
+    return [q for _, _, q, _ in server.requests if q.get("method") == ["flickr.photos.search"]]
+
+
+def flickr_licence(row: sqlite3.Row) -> tuple[str, str, str]:
+    return row["license"], row["license_version"], row["license_url"]
+
+
+def test_flickr_learns_licence_ids_from_get_info(tmp_path: Path, host: ImageHost) -> None:
+    """Ids newer than the built-in table (11 CC BY 4.0, 16 CC BY-NC-ND 4.0) are asked for and kept
+    with their own version and deed; ids may come as text."""
+    server = FakeFlickr(FLICKR_KEY, link_for(host), total=30)
+    server.license_of = lambda i: ["11", "16", "4"][i % 3]
+    server.license_info = [{**entry, "id": str(entry["id"])} for entry in FLICKR_LICENSE_INFO]
+    server.start()
+    try:
+        result = scrape(config(tmp_path, "flickr", server, per_query=100, download=NO_DOWNLOADS))
+    finally:
+        server.stop()
+    (search,) = flickr_searches(server)
+    assert search["license"] == ["1,2,3,4,5,6,9,10,11,12,13,14,15,16"]
+    saved = {index_of(r["url"]): r for r in rows(result.out)}
+    assert len(saved) == 30 and result.skipped == 0
+    assert flickr_licence(saved[0]) == ("by", "4.0", "https://creativecommons.org/licenses/by/4.0/")
+    assert saved[0]["attribution"] == '"desk lamp 0" by Owner 0 is licensed under CC BY 4.0.'
+    assert flickr_licence(saved[1]) == (
+        "by-nc-nd",
+        "4.0",
+        "https://creativecommons.org/licenses/by-nc-nd/4.0/",
+    )
+    assert flickr_licence(saved[2]) == ("by", "2.0", "https://creativecommons.org/licenses/by/2.0/")
+
+
+def test_flickr_asks_only_for_the_ids_the_rights_filter_allows(tmp_path: Path, host: ImageHost) -> None:
+    server = FakeFlickr(FLICKR_KEY, link_for(host), total=30)
+    server.license_of = lambda i: ["11", "16", "4"][i % 3]
+    server.leaky = True  # returns the BY-NC-ND 4.0 photos anyway: the learned table drops them
+    server.start()
+    rights = "cc_publicdomain|cc_attribute|cc_sharealike"  # no NC, no ND
+    try:
+        result = scrape(
+            config(tmp_path, "flickr", server, per_query=100, rights=rights, download=NO_DOWNLOADS)
+        )
+    finally:
+        server.stop()
+    (search,) = flickr_searches(server)
+    assert search["license"] == ["4,5,9,10,11,12"]  # 16 (BY-NC-ND 4.0) is not asked for
+    saved = rows(result.out)
+    assert len(saved) == 20 and result.skipped == 10
+    assert {flickr_licence(r)[:2] for r in saved} == {("by", "4.0"), ("by", "2.0")}
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(
+            200,
+            json.dumps({"stat": "fail", "code": 105, "message": "Service currently unavailable"}).encode(),
+            {"Content-Type": "application/json"},
+        ),
+        Reply(500, b"<html>Internal Server Error</html>", {"Content-Type": "text/html"}),
+        Reply(200, b'{"licenses": [], "stat": "ok"}', {"Content-Type": "application/json"}),
+        Reply(200, b'{"licenses": {"license": [{"id": 0, "url": ""}]}, "stat": "ok"}', {}),
+    ],
+    ids=["stat-fail", "http-500", "wrong-shape", "no-cc-licence"],
+)
+def test_flickr_get_info_failing_falls_back_to_the_built_in_table(
+    tmp_path: Path, host: ImageHost, reply: Reply
+) -> None:
+    server = FakeFlickr(FLICKR_KEY, link_for(host), total=30)
+    server.license_of = lambda i: ["11", "4", "9"][i % 3]
+    server.leaky = True  # the id-11 photos come back: unknown to the built-in table, so dropped
+    server.info_reply = reply
+    server.start()
+    try:
+        result = scrape(config(tmp_path, "flickr", server, per_query=100, download=NO_DOWNLOADS))
+    finally:
+        server.stop()
+    assert server.info_calls == 1 and result.stop_reason == "done"
+    (search,) = flickr_searches(server)
+    assert search["license"] == ["1,2,3,4,5,6,9,10"]
+    saved = {index_of(r["url"]): r for r in rows(result.out)}
+    assert len(saved) == 20 and result.skipped == 10
+    assert flickr_licence(saved[1]) == ("by", "2.0", "https://creativecommons.org/licenses/by/2.0/")
+    assert flickr_licence(saved[2]) == ("cc0", "1.0", "https://creativecommons.org/publicdomain/zero/1.0/")
+
+
+def test_flickr_get_info_unreachable_falls_back_to_the_built_in_table() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    provider = FlickrProvider(api_key=FLICKR_KEY, endpoint=f"http://127.0.0.1:{port}", timeout=2)
+    assert provider.license_table() == FLICKR_LICENSES
+
+
+def test_flickr_asks_get_info_once_per_run_and_status_never(tmp_path: Path, host: ImageHost) -> None:
+    server = FakeFlickr(FLICKR_KEY, link_for(host), total=700).start()
+    queries = ["desk lamp", "home office"]
+    cfg = config(tmp_path, "flickr", server, queries=queries, per_query=300, download=NO_DOWNLOADS)
+    try:
+        result = scrape(cfg)
+        report = status(cfg)  # --status makes no call: the paging key needs no ids
+    finally:
+        server.stop()
+    assert result.pages == 6 and len(flickr_searches(server)) == 6
+    assert server.info_calls == 1
+    # One row a query: the run's paging key and the one --status computes are the same.
+    assert sorted((row["query"], row["pages"]) for row in report.queries) == [(q, 3) for q in queries]
 
 
 def test_flickr_bad_key_is_one_error_without_the_key(tmp_path: Path, host: ImageHost) -> None:
