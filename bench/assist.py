@@ -17,8 +17,8 @@ objects, objects drawn by hand (added), and the share of the final labels that c
 suggestion (kept / (kept + added): the work saved).
 
 With --standin, the first model starts from a checkpoint trained on other scenes with its class
-layers dropped, as it would from COCO weights (which cannot be downloaded here); bench/click_to_mask.py
-trains one (400 scenes, 30 epochs).
+layers dropped, as it would from COCO weights (which cannot be downloaded here); bench/standin.py
+trains one (`--without lamp,bookshelf`: one that, like COCO's, never learned those classes).
 
     python bench/assist.py --tasks 50 --every 10 --size 256 --epochs 10 --minutes 5 \
         --standin runs/bench-click/runs/model/weights/last.pt --out runs/bench-assist

@@ -26,27 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from benchkit import SCENE_MODEL, cpu_name
-
-from officescore.ingest import ingest_export
-from officescore.sample import write_sample
-from officescore.train import TrainConfig, train
-
-
-def train_model(out: Path, scenes: int, size: int, epochs: int) -> Path:
-    """ResNet18-FPN from scratch on `scenes` scenes (16 held out for its val mAP, every 4 epochs) at
-    `size` px, bf16 autocast where the CPU has it (400 scenes, 30 epochs: ~32 min on 2 quiet cores)."""
-    data = out / f"train_data_{scenes}_{size}"
-    if not (data / "dataset.json").is_file():
-        write_sample(out / "train_export", n_images=scenes, seed=1000, size=size)
-        ingest_export(out / "train_export" / "annotations.json", out=data, val_fraction=16 / scenes, seed=0)
-    config = TrainConfig(
-        data=data, arch="maskrcnn_resnet18_fpn", weights="none", epochs=epochs, batch_size=4,
-        lr=0.02, img_size=size, warmup_iters=50, workers=0, device="cpu", amp=True,
-        project=out / "runs", name="model", seed=0, val_every=4, model_kwargs=dict(SCENE_MODEL),
-    )  # fmt: skip
-    return train(config).last_checkpoint
-
+from benchkit import cpu_name, train_scene_model
 
 # --------------------------------------------------------------------------- one object, one method
 
@@ -234,7 +214,7 @@ def main() -> None:
     from officescore.label.interactive import Clicker
     from officescore.label.predict import load_predictor
 
-    checkpoint = args.model or train_model(args.out, args.train_scenes, args.size, args.epochs)
+    checkpoint = args.model or train_scene_model(args.out, args.train_scenes, args.size, args.epochs)
     loaded = load_predictor(checkpoint, "cpu", 0.3, None, "fp32")
     photos = scenes(7000, args.scenes, args.size, args.min_area)
     rows = [
