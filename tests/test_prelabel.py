@@ -255,5 +255,6 @@ def test_cli_defaults_match_the_library() -> None:
     )
     push, pull, serve = defaults(label_cli.push), defaults(label_cli.pull), defaults(label_cli.backend)
     assert push["url"] == pull["url"] == serve["url"] == client.DEFAULT_URL
-    assert push["conf"] == serve["conf"] == prelabel.DEFAULT_CONF and push["mask"] == prelabel.POLYGON
+    assert push["conf"] == prelabel.DEFAULT_CONF and push["mask"] == prelabel.POLYGON
+    assert serve["conf"] is None  # each trained model's own threshold, else DEFAULT_CONF (test_label_cli)
     assert serve["port"] == backend.DEFAULT_PORT and serve["host"] == backend.DEFAULT_HOST
