@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -558,7 +559,7 @@ def test_each_model_suggests_at_its_own_best_f1_threshold(
     from officescore.evaluate import category_map, evaluate_coco, evaluate_model
     from officescore.label.predict import model_version
     from officescore.label.prelabel import DEFAULT_CONF
-    from officescore.label.trainjob import RESULT_FILE, val_scores
+    from officescore.label.trainjob import MIN_VAL_OBJECTS, RESULT_FILE, val_scores
     from officescore.model import model_from_checkpoint
 
     dataset = scenes["base"] / "good" / "dataset"  # good_model's own data set: 2 val photos
@@ -576,6 +577,15 @@ def test_each_model_suggests_at_its_own_best_f1_threshold(
 
     assert f1_at(suggest["conf"]) == pytest.approx(suggest["f1"])
     assert suggest["f1"] >= max(f1_at(c) for c in (0.1, 0.3, 0.5))
+    # One val photo (fewer than MIN_VAL_OBJECTS objects): no threshold of its own, the default stays.
+    few = tmp_path / "few"
+    shutil.copytree(dataset, few)
+    val = json.loads((few / "val.json").read_text())
+    val["images"] = val["images"][:1]
+    val["annotations"] = [a for a in val["annotations"] if a["image_id"] == val["images"][0]["id"]]
+    assert 0 < len(val["annotations"]) < MIN_VAL_OBJECTS <= suggest["tp"] + suggest["fn"]
+    (few / "val.json").write_text(json.dumps(val))
+    assert val_scores(good_model, few, "cpu")["suggest"] is None
 
     # A job that ended while the backend was down: adopted at start, with its threshold.
     own = dict(suggest, conf=0.42)  # a value no default has

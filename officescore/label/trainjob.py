@@ -27,6 +27,8 @@ from typing import Any
 
 from officescore.files import atomic_write_json
 
+# Below this many labelled val objects the best-F1 threshold is a guess: the backend's default stays.
+MIN_VAL_OBJECTS = 10
 JOB_FILE = "job.json"
 RESULT_FILE = "result.json"
 LOG_FILE = "log.txt"
@@ -124,7 +126,8 @@ def _unknown_labels(export: dict[str, Any], classes: Sequence[str]) -> dict[str,
 
 def val_scores(checkpoint: Path, dataset: Path, device: str) -> dict[str, Any]:
     """A checkpoint on the data set's val split: `segm_map`, `bbox_map` and `suggest` (the score
-    threshold with the best mask F1, `evaluate.match.best_f1_conf`); all None without val photos."""
+    threshold with the best mask F1, `evaluate.match.best_f1_conf`; None below MIN_VAL_OBJECTS
+    labelled objects); all None without val photos."""
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.devices import resolve_device
     from officescore.evaluate import category_map, evaluate_model
@@ -141,10 +144,13 @@ def val_scores(checkpoint: Path, dataset: Path, device: str) -> dict[str, Any]:
     assert found is not None
     metrics, predictions = found
     masks = [p for p in predictions if "segmentation" in p]
+    suggest = best_f1_conf(load_gt(val_set.annotation_file), masks) if masks else None
+    if suggest is not None and suggest["tp"] + suggest["fn"] < MIN_VAL_OBJECTS:
+        suggest = None
     return {
         "segm_map": (metrics.get("segm") or {}).get("map"),
         "bbox_map": (metrics.get("bbox") or {}).get("map"),
-        "suggest": best_f1_conf(load_gt(val_set.annotation_file), masks) if masks else None,
+        "suggest": suggest,
     }
 
 
