@@ -5,19 +5,15 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-# Mask R-CNN options for models trained on officescore.sample scenes (few objects per photo): fewer
-# proposals and sampled RoIs than torchvision's defaults, which are sized for COCO.
-SCENE_MODEL = {
-    "rpn_pre_nms_top_n_train": 300,
-    "rpn_post_nms_top_n_train": 100,
-    "rpn_pre_nms_top_n_test": 300,
-    "rpn_post_nms_top_n_test": 100,
-    "rpn_batch_size_per_image": 64,
-    "box_batch_size_per_image": 64,
-}
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+# Mask R-CNN options for models trained on officescore.sample scenes (few objects per photo), shared
+# with the tests' learning test.
+from trainsetup import SCENE_MODEL  # noqa: E402 - tests/, put on sys.path above
 
 
 def cpu_name() -> str:

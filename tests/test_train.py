@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainsetup import FAST_MODEL, cli_model_options, make_dataset, small_config
+from trainsetup import FAST_MODEL, SCENE_MODEL, cli_model_options, make_dataset, small_config
 
 from officescore.cli import main
 from officescore.errors import ModelError
@@ -433,16 +433,6 @@ def test_two_gloo_processes_train_identically(odd_val_data: Path, tmp_path: Path
     assert set(gathered) == {str(image["id"]) for image in val_ids}
 
 
-LEARN_MODEL = {
-    "rpn_pre_nms_top_n_train": 300,
-    "rpn_post_nms_top_n_train": 100,
-    "rpn_pre_nms_top_n_test": 300,
-    "rpn_post_nms_top_n_test": 100,
-    "rpn_batch_size_per_image": 64,
-    "box_batch_size_per_image": 64,
-}
-
-
 @pytest.mark.slow
 def test_small_model_learns_synthetic_offices(tmp_path: Path) -> None:
     """ResNet18-FPN from scratch, 64 train scenes at 128 px, 10 epochs of batch 4 (~2 min, ~3.6 CPU-min
@@ -457,7 +447,7 @@ def test_small_model_learns_synthetic_offices(tmp_path: Path) -> None:
     data = _dataset(tmp_path, images=80, size=128, seed=1)
     config = _config(
         data, tmp_path / "runs", epochs=10, batch_size=4, lr=0.02, img_size=128, warmup_iters=20,
-        model_kwargs=LEARN_MODEL, val_every=5, seed=0,
+        model_kwargs=SCENE_MODEL, val_every=5, seed=0,
     )  # fmt: skip
     val = OfficeDataset(data, "val", build_transforms(train=False))
     seed_everything(config.seed)  # the same initial weights train() starts from

@@ -20,6 +20,17 @@ FAST_MODEL = {
     "box_detections_per_img": 30,
 }
 
+# For models that must learn synthetic scenes well (the learning test, bench/ models): fewer
+# proposals and sampled RoIs than torchvision's COCO-sized defaults, more than FAST_MODEL.
+SCENE_MODEL = {
+    "rpn_pre_nms_top_n_train": 300,
+    "rpn_post_nms_top_n_train": 100,
+    "rpn_pre_nms_top_n_test": 300,
+    "rpn_post_nms_top_n_test": 100,
+    "rpn_batch_size_per_image": 64,
+    "box_batch_size_per_image": 64,
+}
+
 
 def make_dataset(root: Path, images: int, size: int, seed: int) -> Path:
     """`images` synthetic scenes through ingest (val fraction 0.2) into root/dataset."""
