@@ -10,6 +10,7 @@ column).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +89,31 @@ def _match_image(
     np.add.at(counts.matrix, (gcls[~crowd & ~taken], bg), 1)
 
 
+def _per_image(
+    coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str, cat_index: dict[int, int], conf: float = 0.0
+) -> Iterator[tuple[list[dict[str, Any]], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
+    """Per image with labels or detections (scored at least `conf`): its detections by descending
+    score, and what `_greedy` takes (IoUs, label classes, crowd flags, detection classes)."""
+    by_image: dict[Any, list[dict[str, Any]]] = {}
+    for d in dets:
+        if d["score"] >= conf:
+            by_image.setdefault(d["image_id"], []).append(d)
+    for img_id in coco_gt.imgs:
+        anns = coco_gt.imgToAnns.get(img_id, [])
+        image_dets = sorted(by_image.get(img_id, []), key=lambda d: -d["score"])  # stable, as COCOeval
+        if not anns and not image_dets:
+            continue
+        yield (
+            image_dets,
+            (
+                _ious(coco_gt, anns, image_dets, iou_type),
+                np.array([cat_index[a["category_id"]] for a in anns], dtype=np.int64),
+                np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool),
+                np.array([cat_index[d["category_id"]] for d in image_dets], dtype=np.int64),
+            ),
+        )
+
+
 def match_counts(
     coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str, conf: float, cat_index: dict[int, int]
 ) -> Counts:
@@ -98,22 +124,8 @@ def match_counts(
         fn=np.zeros(k, dtype=np.int64),
         matrix=np.zeros((k + 1, k + 1), dtype=np.int64),
     )
-    by_image: dict[Any, list[dict[str, Any]]] = {}
-    for d in dets:
-        if d["score"] >= conf:
-            by_image.setdefault(d["image_id"], []).append(d)
-    for img_id in coco_gt.imgs:
-        anns = coco_gt.imgToAnns.get(img_id, [])
-        image_dets = sorted(by_image.get(img_id, []), key=lambda d: -d["score"])  # stable, as COCOeval
-        if not anns and not image_dets:
-            continue
-        _match_image(
-            _ious(coco_gt, anns, image_dets, iou_type),
-            np.array([cat_index[a["category_id"]] for a in anns], dtype=np.int64),
-            np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool),
-            np.array([cat_index[d["category_id"]] for d in image_dets], dtype=np.int64),
-            counts,
-        )
+    for _, arrays in _per_image(coco_gt, dets, iou_type, cat_index, conf):
+        _match_image(*arrays, counts)
     return counts
 
 
@@ -136,25 +148,13 @@ def best_f1_conf(coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str = "seg
 
     Precision is the share of suggestions a labeller keeps, recall the share of the objects they
     need that a suggestion gives: F1 weighs both, where a fixed threshold favours one."""
-    cat_ids = sorted(coco_gt.cats)
-    cat_index = {cid: k for k, cid in enumerate(cat_ids)}
+    cat_index = {cid: k for k, cid in enumerate(sorted(coco_gt.cats))}
     n_objects = sum(1 for a in coco_gt.dataset["annotations"] if not a.get("iscrowd", 0))
     scores: list[float] = []
-    outcomes: list[np.ndarray] = []
-    by_image: dict[Any, list[dict[str, Any]]] = {}
-    for d in dets:
-        by_image.setdefault(d["image_id"], []).append(d)
-    for img_id, image_dets in by_image.items():
-        anns = coco_gt.imgToAnns.get(img_id, [])
-        image_dets = sorted(image_dets, key=lambda d: -d["score"])
-        outcome, _ = _greedy(
-            _ious(coco_gt, anns, image_dets, iou_type),
-            np.array([cat_index[a["category_id"]] for a in anns], dtype=np.int64),
-            np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool),
-            np.array([cat_index[d["category_id"]] for d in image_dets], dtype=np.int64),
-        )
+    outcomes: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    for image_dets, arrays in _per_image(coco_gt, dets, iou_type, cat_index):
         scores += [float(d["score"]) for d in image_dets]
-        outcomes.append(outcome)
+        outcomes.append(_greedy(*arrays)[0])
     if not n_objects or not scores:
         return None
     order = np.argsort(-np.asarray(scores), kind="stable")
