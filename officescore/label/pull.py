@@ -106,7 +106,9 @@ def _through_cache(client: LabelStudio, ref: str, cache: Path, target: Path) -> 
     """The photo at `ref`, downloaded only when the cache lacks it; `target` is a hard link to the
     cached copy (a copy where links do not work)."""
     cached = cache / (hashlib.sha256(ref.encode()).hexdigest()[:24] + Path(urlparse(ref).path).suffix.lower())
-    if not cached.is_file():
+    if cached.is_file():
+        data = cached.read_bytes()
+    else:
         make_folder(cache, "photo cache")
         data = client.download(ref)
         partial = cached.with_name(f".{cached.name}.{os.getpid()}")  # whole files only, under their name
@@ -116,7 +118,7 @@ def _through_cache(client: LabelStudio, ref: str, cache: Path, target: Path) -> 
         os.link(cached, target)
     except OSError:
         shutil.copyfile(cached, target)
-    return cached.read_bytes()
+    return data
 
 
 def _check_out(out: Path) -> None:
