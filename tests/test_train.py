@@ -200,6 +200,40 @@ def test_sigterm_saves_last_like_ctrl_c(tiny_data: Path, tmp_path: Path) -> None
     assert issubclass(Terminated, KeyboardInterrupt)  # callers that handle Ctrl-C handle it too
 
 
+def test_ctrl_c_that_python_drops_still_stops_training_at_the_step(tiny_data: Path, tmp_path: Path) -> None:
+    """Ctrl-C landing while Python runs a `__del__` (or a weakref callback): the KeyboardInterrupt
+    raised there is dropped ("Exception ignored in ..."), yet the run stops after that step with
+    last.pt saved, as after any Ctrl-C; the SIGINT handler is restored after."""
+    before = signal.getsignal(signal.SIGINT)
+
+    class DroppedMidSignal:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGINT)  # the handler runs, and raises, inside __del__
+
+    hook = _Hook(on_batch=lambda description: DroppedMidSignal())
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tiny_data, tmp_path / "runs", epochs=1, name="dropped"), reporter=hook)
+    saved = load_checkpoint(tmp_path / "runs" / "dropped" / "weights" / "last.pt")
+    assert saved["epoch"] == 0 and saved["step_in_epoch"] == 1  # not the whole epoch
+    assert len(hook.logged) == 1 and hook.logged[0].startswith("interrupted: saved")
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_an_ignored_sigint_stays_ignored_while_training() -> None:
+    """Started under nohup (SIGINT ignored): training does not start catching Ctrl-C."""
+    from officescore.train.checkpoints import stop_signals_as_interrupts
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stop_signals_as_interrupts() as received:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert received == {"sigterm": False, "sigint": False}
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def _start_cli_training(data: Path, project: Path, workers: int) -> subprocess.Popen[bytes]:
     """`officescore train` for far more epochs than a test waits for, in its own process group."""
     command = [sys.executable, "-m", "officescore", "train", "--data", str(data), "--project", str(project)]

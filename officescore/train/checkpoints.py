@@ -40,26 +40,45 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[dict[str, bool]]:
-    """While training, SIGTERM raises `Terminated` in the main thread; the old handler comes back after.
+def stop_signals_as_interrupts() -> Iterator[dict[str, bool]]:
+    """While training, SIGTERM raises `Terminated` and Ctrl-C (SIGINT) KeyboardInterrupt in the main
+    thread, and each sets its flag; the old handlers come back after.
 
-    The returned flag stays set once SIGTERM arrived, so a DataLoader error caused by the same signal
-    reaching the worker processes first is still treated as an interruption.
+    The flags stay set: a DataLoader error caused by the same signal reaching the worker processes
+    first is still treated as an interruption, and `raise_if_stopped` (after every training step)
+    raises again when Python dropped the first raise, which it does when the signal lands in a
+    weakref callback or a `__del__` ("Exception ignored in ..."). A SIGINT the caller ignores
+    (SIG_IGN, as under nohup) stays ignored.
     """
-    received = {"sigterm": False}
+    received = {"sigterm": False, "sigint": False}
     if threading.current_thread() is not threading.main_thread():
         yield received  # signal handlers can only be set from the main thread
         return
 
-    def handler(signum: int, frame: Any) -> None:
+    def on_sigterm(signum: int, frame: Any) -> None:
         received["sigterm"] = True
         raise Terminated(f"received signal {signum} (SIGTERM)")
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def on_sigint(signum: int, frame: Any) -> None:
+        received["sigint"] = True
+        raise KeyboardInterrupt
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm)}
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, on_sigint)
     try:
         yield received
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def raise_if_stopped(received: dict[str, bool] | None) -> None:
+    """Raise the interruption a signal asked for, if Python dropped the handler's own raise."""
+    if received and received["sigterm"]:
+        raise Terminated("received SIGTERM")
+    if received and received["sigint"]:
+        raise KeyboardInterrupt
 
 
 def restore_state(run: Run, checkpoint: dict[str, Any] | None) -> State:

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from officescore import distributed as dist_utils
 from officescore.errors import ModelError
-from officescore.train.checkpoints import State
+from officescore.train.checkpoints import State, raise_if_stopped
 from officescore.train.config import LOSS_KEYS, OPTIONAL_LOSS_KEYS
 from officescore.train.seeding import (
     EpochSampler,
@@ -26,18 +26,21 @@ from officescore.train.setup import Run
 from officescore.train.tracking import step_values
 
 
-def train_one_epoch(run: Run, state: State, deadline: float | None = None) -> dict[str, Any]:
+def train_one_epoch(
+    run: Run, state: State, deadline: float | None = None, received: dict[str, bool] | None = None
+) -> dict[str, Any]:
     """Train epoch `state.epoch` (from `state.step_in_epoch` on); returns its metrics.csv row.
 
     `deadline` (a `time.perf_counter()` value): a single-process run ends the epoch at the first
-    step past it (at least one step runs), so a time budget holds even when one epoch is longer."""
+    step past it (at least one step runs), so a time budget holds even when one epoch is longer.
+    `received`: the stop-signal flags of `checkpoints.stop_signals_as_interrupts`, checked per step."""
     epoch = state.epoch
     if state.resume_rng is not None:
         set_rng_state(state.resume_rng)  # mid-epoch resume continues the interrupted random stream
         state.resume_rng = None
     else:
         seed_everything(epoch_seed(run.config.seed, epoch, run.ctx.rank))
-    row = _train_epoch(run, state, _epoch_loader(run, epoch, start=state.step_in_epoch), deadline)
+    row = _train_epoch(run, state, _epoch_loader(run, epoch, start=state.step_in_epoch), deadline, received)
     _sync_buffers(run.model, run.ctx)
     return row
 
@@ -60,7 +63,9 @@ def _epoch_loader(run: Run, epoch: int, start: int) -> DataLoader:
     )
 
 
-def _train_epoch(run: Run, state: State, loader: DataLoader, deadline: float | None) -> dict[str, Any]:
+def _train_epoch(
+    run: Run, state: State, loader: DataLoader, deadline: float | None, received: dict[str, bool] | None
+) -> dict[str, Any]:
     run.net.train()
     sums = dict.fromkeys(("loss", *LOSS_KEYS), 0.0)
     optional: dict[str, float] = {}  # OPTIONAL_LOSS_KEYS the model reports
@@ -94,6 +99,7 @@ def _train_epoch(run: Run, state: State, loader: DataLoader, deadline: float | N
                 f"lr {run.optimizer.param_groups[0]['lr']:.2e} {rate:.1f} img/s"
             )
             stage.advance(1, status=status)
+            raise_if_stopped(received)  # a Ctrl-C or SIGTERM whose raise Python dropped
             # Ranks of a distributed run must take the same steps, so only a single process stops here.
             if deadline is not None and run.ctx.world_size == 1 and now > deadline:
                 run.notes.append(

@@ -38,7 +38,7 @@ from officescore.train.checkpoints import (
     State,
     restore_state,
     save_when_stopped,
-    sigterm_as_interrupt,
+    stop_signals_as_interrupts,
     write_checkpoints,
 )
 from officescore.train.config import TrainConfig, TrainResult, check_config
@@ -57,7 +57,7 @@ def train(config: TrainConfig, reporter: Reporter = SILENT) -> TrainResult:
     device = resolve_device(config.device)
     ctx = dist_utils.init(device)
     try:
-        with sigterm_as_interrupt() as received:
+        with stop_signals_as_interrupts() as received:
             return _run(config, device, ctx, checkpoint, reporter, received)
     finally:
         dist_utils.shutdown()
@@ -121,7 +121,7 @@ def _run(
             deadline = started + config.max_minutes * 60 if config.max_minutes else None
             while state.epoch < config.epochs and not stopped_early and not _out_of_time(run, state, started):
                 if state.pending_row is None:  # else: trained before a stop while validating
-                    state.pending_row = train_one_epoch(run, state, deadline)
+                    state.pending_row = train_one_epoch(run, state, deadline, received)
                 metrics = validate_if_due(run, state.epoch)
                 stopped_early = _end_epoch(run, state, metrics)
                 run.trackers.epoch(state.history[-1])
