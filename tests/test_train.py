@@ -219,6 +219,29 @@ def test_ctrl_c_that_python_drops_still_stops_training_at_the_step(tiny_data: Pa
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_ctrl_c_that_python_drops_while_validating_stops_after_that_epoch(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    """The same dropped Ctrl-C during validation: the run stops once that epoch is recorded (last.pt
+    at the next epoch, its validation in metrics.csv), not one training step into the next epoch."""
+
+    class DroppedMidSignal:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGINT)
+
+    def on_batch(description: str) -> None:
+        if description.startswith("validate"):
+            DroppedMidSignal()
+
+    hook = _Hook(on_batch=on_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tiny_data, tmp_path / "runs", epochs=3, name="dropped"), reporter=hook)
+    saved = load_checkpoint(tmp_path / "runs" / "dropped" / "weights" / "last.pt")
+    assert saved["epoch"] == 1 and saved["step_in_epoch"] == 0
+    rows = (tmp_path / "runs" / "dropped" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 2  # the header and epoch 1's row
+
+
 def test_an_ignored_sigint_stays_ignored_while_training() -> None:
     """Started under nohup (SIGINT ignored): training does not start catching Ctrl-C."""
     from officescore.train.checkpoints import stop_signals_as_interrupts

@@ -36,6 +36,7 @@ from officescore.model import load_checkpoint
 from officescore.progress import SILENT, Reporter
 from officescore.train.checkpoints import (
     State,
+    raise_if_stopped,
     restore_state,
     save_when_stopped,
     stop_signals_as_interrupts,
@@ -125,6 +126,7 @@ def _run(
                 metrics = validate_if_due(run, state.epoch)
                 stopped_early = _end_epoch(run, state, metrics)
                 run.trackers.epoch(state.history[-1])
+                raise_if_stopped(received)  # one dropped while validating: stop now, not a step later
         if run.ctx.is_main:
             from officescore.train.plots import write_plots
 
