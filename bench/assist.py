@@ -64,11 +64,11 @@ def start_label_studio(base: Path) -> tuple[subprocess.Popen[bytes], str, str]:
 class Labeller:
     """Opens each task (Label Studio asks the backend), then saves the scene's true labels."""
 
-    def __init__(self, client: LabelStudio, project_id: int, scenes: Path) -> None:
+    def __init__(self, client: LabelStudio, project_id: int, scenes: Path, classes: list[str]) -> None:
         self.client = client
         self.coco = json.loads((scenes / "annotations.json").read_text())
         self.names = {c["id"]: c["name"] for c in self.coco["categories"]}
-        self.schema = LabelSchema(tuple(DEFAULT_CLASSES))
+        self.schema = LabelSchema(tuple(classes))
         tasks = client.export_tasks(project_id)
         self.order = sorted(tasks, key=lambda t: t["data"]["name"])
 
@@ -78,7 +78,7 @@ class Labeller:
         labels = [
             {"category": self.names[a["category_id"]], "segmentation": a["segmentation"]}
             for a in self.coco["annotations"]
-            if a["image_id"] == image["id"]
+            if a["image_id"] == image["id"] and self.names[a["category_id"]] in self.schema.classes
         ]
         result = annotation(labels, image["width"], image["height"], self.schema)["result"]
         self.client.sdk.annotations.create(id=task["id"], result=result, lead_time=1.0)
@@ -135,9 +135,20 @@ def main() -> None:
         default=None,
         help="fix the suggestion threshold (default: each model's own, as `label backend --train`)",
     )
+    parser.add_argument("--seed", type=int, default=11, help="the scenes' seed")
+    parser.add_argument(
+        "--unlabelled",
+        default="",
+        help="comma-separated classes the project does not label: they stay in the photos, as the many "
+        "objects of a real room that no class names (and that COCO's detector knows)",
+    )
     parser.add_argument("--no-wait", action="store_true", help="do not wait for a running job between tasks")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-assist"))
     args = parser.parse_args()
+    unlabelled = {name.strip() for name in args.unlabelled.split(",") if name.strip()}
+    if unknown := unlabelled - set(DEFAULT_CLASSES):
+        parser.error(f"--unlabelled: not a class of the scenes: {', '.join(sorted(unknown))}")
+    classes = [name for name in DEFAULT_CLASSES if name not in unlabelled]
 
     from officescore.sample import write_sample
 
@@ -146,15 +157,13 @@ def main() -> None:
     server, url, key = start_label_studio(base / "labelstudio")
     os.environ["LABEL_STUDIO_API_KEY"] = key
     try:
-        write_sample(base / "scenes", n_images=args.tasks, seed=11, size=args.size)
+        write_sample(base / "scenes", n_images=args.tasks, seed=args.seed, size=args.size)
         client = LabelStudio.connect(url, key)
         results: dict[str, Any] = {}
         if args.standin is not None:
             args.weights = str(without_class_layers(args.standin, base / "standin.pth"))
         # ---------------------------------------------------------------- retraining backend
-        pushed = push_images(
-            client, "assist retraining", [base / "scenes" / "images"], classes=list(DEFAULT_CLASSES)
-        )
+        pushed = push_images(client, "assist retraining", [base / "scenes" / "images"], classes=classes)
         messages: list[str] = []
         settings = TrainSettings(
             url=url,
@@ -180,7 +189,7 @@ def main() -> None:
         server_a = ml.make_server(backend, "127.0.0.1", 0)
         ml.start(server_a)
         client.connect_backend(pushed.project_id, ml.url_of(server_a))
-        labeller = Labeller(client, pushed.project_id, base / "scenes")
+        labeller = Labeller(client, pushed.project_id, base / "scenes", classes)
         started = time.monotonic()
         for task in labeller.order:
             labeller.label(task)
@@ -207,9 +216,7 @@ def main() -> None:
         # ---------------------------------------------------------------- static backend
         if first is not None:
             checkpoint = (settings.folder / first["checkpoint"]).resolve()
-            pushed_b = push_images(
-                client, "assist static", [base / "scenes" / "images"], classes=list(DEFAULT_CLASSES)
-            )
+            pushed_b = push_images(client, "assist static", [base / "scenes" / "images"], classes=classes)
             # The first model as the retraining backend used it: at its own threshold (or --conf).
             own = (first.get("suggest") or {}).get("conf")
             static_conf = args.conf if args.conf is not None else own if own is not None else DEFAULT_CONF
@@ -217,7 +224,7 @@ def main() -> None:
             server_b = ml.make_server(static, "127.0.0.1", 0)
             ml.start(server_b)
             client.connect_backend(pushed_b.project_id, ml.url_of(server_b))
-            labeller_b = Labeller(client, pushed_b.project_id, base / "scenes")
+            labeller_b = Labeller(client, pushed_b.project_id, base / "scenes", classes)
             for n, task in enumerate(labeller_b.order):
                 if n < args.every:  # like the retraining backend, no model for the first labels
                     client.sdk.annotations.create(id=task["id"], result=[], was_cancelled=True)
