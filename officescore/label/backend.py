@@ -123,7 +123,7 @@ class Backend:
 
     def conf_for_current(self) -> float:
         """The score a suggestion needs: --conf when given, else the trainer's current model's own
-        threshold (from mask F1 on its val photos), else DEFAULT_CONF."""
+        threshold (best mask F1 on its val photos), else DEFAULT_CONF."""
         if self.conf is not None:
             return self.conf
         own = self.trainer.current_conf() if self.trainer is not None else None

@@ -212,7 +212,7 @@ class Trainer:
             return self._abs(current["checkpoint"]) if current else None
 
     def current_conf(self) -> float | None:
-        """The current model's own suggestion threshold (from mask F1 on its job's val photos);
+        """The current model's own suggestion threshold (best mask F1 on its job's val photos);
         None for a model found in the runs folder or trained without val photos."""
         with self._lock:
             suggest = (self.state["current"] or {}).get("suggest")

@@ -6,9 +6,8 @@ Steps: pull the project's labels through Label Studio's API (`label.pull`), inge
 (`ingest_export`: the same checks as `officescore ingest`, the project's classes; labels of other
 classes are listed and skipped), split on the backend's fixed held-out set, fine-tune warm-started
 from the current model into an ordinary run folder (`officescore.train`), then evaluate the new and
-the current model on the same val photos, and find the new model's suggestion threshold there: the
-highest score whose mask F1 is within one standard error of the best (`suggest`: what `label
-backend` shows by default). The
+the current model on the same val photos, and find the score threshold at which the new model's
+suggestions have the best mask F1 there (`suggest`: what `label backend` shows by default). The
 last thing it does is write JOB_FOLDER/result.json (atomically): the backend reads nothing else,
 so a job killed at any point leaves no result and its run folder is never loaded. The API key
 comes in the environment (LABEL_STUDIO_API_KEY), never in a file.
@@ -28,7 +27,7 @@ from typing import Any
 
 from officescore.files import atomic_write_json
 
-# Below this many labelled val objects a threshold from F1 is a guess: the backend's default stays.
+# Below this many labelled val objects the best-F1 threshold is a guess: the backend's default stays.
 MIN_VAL_OBJECTS = 10
 JOB_FILE = "job.json"
 RESULT_FILE = "result.json"
