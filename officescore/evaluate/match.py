@@ -10,7 +10,6 @@ column).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -143,20 +142,12 @@ def prf(tp: int, fp: int, fn: int) -> dict[str, Any]:
     }
 
 
-def best_f1_conf(
-    coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str = "segm", within_error: bool = False
-) -> dict[str, Any] | None:
+def best_f1_conf(coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str = "segm") -> dict[str, Any] | None:
     """The score threshold with the best F1 at IoU 0.5 (the highest such threshold on a tie), with
-    its precision, recall, counts and `best_f1`; None without ground-truth objects or detections.
+    its precision, recall and counts; None without ground-truth objects or detections.
 
     Precision is the share of suggestions a labeller keeps, recall the share of the objects they
-    need that a suggestion gives: F1 weighs both, where a fixed threshold favours one.
-
-    `within_error`: the highest threshold whose F1 is within one standard error of the best
-    (sqrt(F1 (1 - F1) / objects), the "one standard error" rule). On a few val photos F1 is flat
-    over a wide range of thresholds and its exact maximum often sits just above where false alarms
-    begin; on new photos that threshold lets them in. The rule keeps to the safe end of the range,
-    and comes to the exact maximum as the val set grows."""
+    need that a suggestion gives: F1 weighs both, where a fixed threshold favours one."""
     cat_index = {cid: k for k, cid in enumerate(sorted(coco_gt.cats))}
     n_objects = sum(1 for a in coco_gt.dataset["annotations"] if not a.get("iscrowd", 0))
     scores: list[float] = []
@@ -173,8 +164,5 @@ def best_f1_conf(
     # A threshold keeps every detection scored at or above it: cut only after the last of equal scores.
     cuts = np.flatnonzero(np.append(ranked[1:] < ranked[:-1], True))
     f1 = 2 * tp[cuts] / (tp[cuts] + fp[cuts] + n_objects)
-    best = float(f1.max())
-    margin = math.sqrt(best * (1 - best) / n_objects) if within_error else 0.0
-    # the first cut, so the highest threshold, that is good enough
-    cut = int(cuts[int(np.flatnonzero(f1 >= best - margin - 1e-12)[0])])
-    return {"conf": float(ranked[cut]), **prf(tp[cut], fp[cut], n_objects - tp[cut]), "best_f1": best}
+    cut = int(cuts[int(np.argmax(f1))])  # argmax: the first, highest-scored cut of the best F1
+    return {"conf": float(ranked[cut]), **prf(tp[cut], fp[cut], n_objects - tp[cut])}

@@ -125,10 +125,9 @@ def _unknown_labels(export: dict[str, Any], classes: Sequence[str]) -> dict[str,
 
 
 def val_scores(checkpoint: Path, dataset: Path, device: str) -> dict[str, Any]:
-    """A checkpoint on the data set's val split: `segm_map`, `bbox_map` and `suggest` (the highest
-    score threshold whose mask F1 is within one standard error of the best,
-    `evaluate.match.best_f1_conf`; None below MIN_VAL_OBJECTS labelled objects); all None without
-    val photos."""
+    """A checkpoint on the data set's val split: `segm_map`, `bbox_map` and `suggest` (the score
+    threshold with the best mask F1, `evaluate.match.best_f1_conf`; None below MIN_VAL_OBJECTS
+    labelled objects); all None without val photos."""
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.devices import resolve_device
     from officescore.evaluate import category_map, evaluate_model
@@ -145,7 +144,7 @@ def val_scores(checkpoint: Path, dataset: Path, device: str) -> dict[str, Any]:
     assert found is not None
     metrics, predictions = found
     masks = [p for p in predictions if "segmentation" in p]
-    suggest = best_f1_conf(load_gt(val_set.annotation_file), masks, within_error=True) if masks else None
+    suggest = best_f1_conf(load_gt(val_set.annotation_file), masks) if masks else None
     if suggest is not None and suggest["tp"] + suggest["fn"] < MIN_VAL_OBJECTS:
         suggest = None
     return {
