@@ -142,6 +142,13 @@ def main() -> None:
         help="comma-separated classes the project does not label: they stay in the photos, as the many "
         "objects of a real room that no class names (and that COCO's detector knows)",
     )
+    parser.add_argument(
+        "--masks",
+        default="",
+        help="the project's mask conventions, e.g. plant=leaves,desk=top (officescore.sample's "
+        "MASK_CONVENTIONS): a start trained on whole objects (as COCO's potted plants and tables are) "
+        "outlines them its own way",
+    )
     parser.add_argument("--no-wait", action="store_true", help="do not wait for a running job between tasks")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-assist"))
     args = parser.parse_args()
@@ -150,14 +157,24 @@ def main() -> None:
         parser.error(f"--unlabelled: not a class of the scenes: {', '.join(sorted(unknown))}")
     classes = [name for name in DEFAULT_CLASSES if name not in unlabelled]
 
-    from officescore.sample import write_sample
+    from officescore.errors import UserError
+    from officescore.sample import check_mask_conventions, write_sample
+
+    items = [item.strip() for item in args.masks.split(",") if item.strip()]
+    if any("=" not in item for item in items):
+        parser.error(f"--masks {args.masks}: give class=convention pairs, e.g. plant=leaves,desk=top")
+    masks = dict(item.split("=", 1) for item in items)
+    try:
+        check_mask_conventions(masks)
+    except UserError as exc:
+        parser.error(f"--masks: {exc}")
 
     args.out.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="assist-", dir=args.out))
     server, url, key = start_label_studio(base / "labelstudio")
     os.environ["LABEL_STUDIO_API_KEY"] = key
     try:
-        write_sample(base / "scenes", n_images=args.tasks, seed=args.seed, size=args.size)
+        write_sample(base / "scenes", n_images=args.tasks, seed=args.seed, size=args.size, masks=masks)
         client = LabelStudio.connect(url, key)
         results: dict[str, Any] = {}
         if args.standin is not None:
