@@ -19,6 +19,9 @@ suggestion (kept / (kept + added): the work saved).
 With --standin, the first model starts from a checkpoint trained on other scenes with its class
 layers dropped, as it would from COCO weights (which cannot be downloaded here); bench/standin.py
 trains one (`--without lamp,bookshelf`: one that, like COCO's, never learned those classes).
+Two ways a real project differs from what such a start learned: `--unlabelled mug,mouse` leaves
+objects in the photos that the project does not label, and `--masks plant=leaves,desk=top` outlines
+plants without their pot and desks by their top only (the start learned whole objects).
 
     python bench/assist.py --tasks 50 --every 10 --size 256 --epochs 10 --minutes 5 \
         --standin runs/bench-click/runs/model/weights/last.pt --out runs/bench-assist
