@@ -155,22 +155,9 @@ def main() -> None:
     parser.add_argument("--no-wait", action="store_true", help="do not wait for a running job between tasks")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-assist"))
     args = parser.parse_args()
-    unlabelled = {name.strip() for name in args.unlabelled.split(",") if name.strip()}
-    if unknown := unlabelled - set(DEFAULT_CLASSES):
-        parser.error(f"--unlabelled: not a class of the scenes: {', '.join(sorted(unknown))}")
-    classes = [name for name in DEFAULT_CLASSES if name not in unlabelled]
+    classes, masks = scene_options(parser, args)
 
-    from officescore.errors import UserError
-    from officescore.sample import check_mask_conventions, write_sample
-
-    items = [item.strip() for item in args.masks.split(",") if item.strip()]
-    if any("=" not in item for item in items):
-        parser.error(f"--masks {args.masks}: give class=convention pairs, e.g. plant=leaves,desk=top")
-    masks = dict(item.split("=", 1) for item in items)
-    try:
-        check_mask_conventions(masks)
-    except UserError as exc:
-        parser.error(f"--masks: {exc}")
+    from officescore.sample import write_sample
 
     args.out.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="assist-", dir=args.out))
@@ -265,6 +252,27 @@ def main() -> None:
         print(table(results))
     finally:
         _stop(server)
+
+
+def scene_options(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[list[str], dict[str, str]]:
+    """The project's classes (--unlabelled left out) and mask conventions (--masks), checked."""
+    from officescore.errors import UserError
+    from officescore.sample import check_mask_conventions
+
+    unlabelled = {name.strip() for name in args.unlabelled.split(",") if name.strip()}
+    if unknown := unlabelled - set(DEFAULT_CLASSES):
+        parser.error(f"--unlabelled: not a class of the scenes: {', '.join(sorted(unknown))}")
+    items = [item.strip() for item in args.masks.split(",") if item.strip()]
+    if any("=" not in item for item in items):
+        parser.error(f"--masks {args.masks}: give class=convention pairs, e.g. plant=leaves,desk=top")
+    masks = dict(item.split("=", 1) for item in items)
+    try:
+        check_mask_conventions(masks)
+    except UserError as exc:
+        parser.error(f"--masks: {exc}")
+    return [name for name in DEFAULT_CLASSES if name not in unlabelled], masks
 
 
 def without_class_layers(checkpoint: Path, out: Path) -> Path:
