@@ -25,6 +25,9 @@ plants without their pot and desks by their top only (the start learned whole ob
 
     python bench/assist.py --tasks 50 --every 10 --size 256 --epochs 10 --minutes 5 \
         --standin runs/bench-click/runs/model/weights/last.pt --out runs/bench-assist
+
+One run's window of 10 tasks holds some 30-50 suggestions; `--pool A/assist.json B/assist.json ...`
+sums the windows of runs on other scenes (--seed) and prints kept share, deleted and drawn objects.
 """
 
 from __future__ import annotations
@@ -154,7 +157,25 @@ def main() -> None:
     )
     parser.add_argument("--no-wait", action="store_true", help="do not wait for a running job between tasks")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-assist"))
+    parser.add_argument(
+        "--pool",
+        type=Path,
+        nargs="+",
+        metavar="ASSIST_JSON",
+        help="run nothing: pool the assist.json of earlier runs (other --seed, same settings) window "
+        "by window and print that table",
+    )
     args = parser.parse_args()
+    if args.pool:
+        runs = [json.loads(path.read_text()) for path in args.pool]
+        if any("static" not in run for run in runs):
+            parser.error("--pool: every run needs its static backend's windows")
+        if len({len(run["retraining"]["windows"]) for run in runs}) > 1:
+            parser.error(
+                "--pool: the runs have different numbers of windows (pool the same --tasks, --every)"
+            )
+        print(f"{len(runs)} run(s) pooled\n{pooled_table(runs)}")
+        return
     classes, masks = scene_options(parser, args)
 
     from officescore.sample import write_sample
@@ -326,6 +347,44 @@ def table(results: dict[str, Any]) -> str:
                 side.get("added", "-"),
                 _f(side.get("from_suggestions"), 2),
             ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def pooled(runs: list[dict[str, Any]], side: str) -> list[dict[str, Any]]:
+    """Sums per window over `runs` for one backend ("retraining" or "static")."""
+    out = []
+    for n, first in enumerate(runs[0][side]["windows"]):
+        windows = [run[side]["windows"][n] for run in runs]
+        predicted = sum(w["predicted"] for w in windows)
+        # kept is not stored per window, only its share: predicted * share gives it back exactly
+        kept = sum(round(w["predicted"] * (w["kept_share"] or 0.0)) for w in windows)
+        added = sum(w["added"] for w in windows)
+        out.append(
+            {
+                "tasks": first["tasks"],
+                "predicted": predicted,
+                "kept_share": kept / predicted if predicted else None,
+                "deleted": predicted - kept,
+                "added": added,
+                "from_suggestions": kept / (kept + added) if kept + added else None,
+            }
+        )
+    return out
+
+
+def pooled_table(runs: list[dict[str, Any]]) -> str:
+    retraining, static = pooled(runs, "retraining"), pooled(runs, "static")
+    lines = [
+        "| tasks | retraining: suggested | kept share | deleted | drawn by hand | from suggestions "
+        "| static: suggested | kept share | deleted | drawn by hand | from suggestions |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r, s in zip(retraining, static, strict=True):
+        cells = [r["tasks"]]
+        for side in (r, s):
+            cells += [side["predicted"], _f(side["kept_share"], 2), side["deleted"], side["added"]]
+            cells.append(_f(side["from_suggestions"], 2))
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
