@@ -200,6 +200,18 @@ def test_sigterm_saves_last_like_ctrl_c(tiny_data: Path, tmp_path: Path) -> None
     assert issubclass(Terminated, KeyboardInterrupt)  # callers that handle Ctrl-C handle it too
 
 
+@pytest.fixture
+def ctrl_c_default() -> Iterator[None]:
+    """Python's own Ctrl-C handler, as in a terminal: a shell without job control (nohup, `make test
+    &`) starts this process with SIGINT ignored, and training then leaves it ignored."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.usefixtures("ctrl_c_default")
 def test_ctrl_c_that_python_drops_still_stops_training_at_the_step(tiny_data: Path, tmp_path: Path) -> None:
     """Ctrl-C landing while Python runs a `__del__` (or a weakref callback): the KeyboardInterrupt
     raised there is dropped ("Exception ignored in ..."), yet the run stops after that step with
@@ -219,6 +231,7 @@ def test_ctrl_c_that_python_drops_still_stops_training_at_the_step(tiny_data: Pa
     assert signal.getsignal(signal.SIGINT) is before
 
 
+@pytest.mark.usefixtures("ctrl_c_default")
 def test_ctrl_c_that_python_drops_while_validating_stops_after_that_epoch(
     tiny_data: Path, tmp_path: Path
 ) -> None:
