@@ -252,7 +252,7 @@ def test_best_f1_conf_by_hand_with_a_tie_kept_together() -> None:
     (3,3) 0.67 | 0.2 (3,4) 0.60. Both detections at 0.3 come together (a threshold keeps both), so
     0.3 is not 0.75; of the two best F1s the higher threshold wins."""
     from officescore.evaluate.inputs import load_gt
-    from officescore.evaluate.match import best_f1_conf
+    from officescore.evaluate.match import best_f1_conf, f1_curve
 
     gt = gt_doc([(1, 1, BOX_A, 0), (1, 2, BOX_B, 0), (2, 1, BOX_B, 0)])
     preds = [
@@ -268,6 +268,10 @@ def test_best_f1_conf_by_hand_with_a_tie_kept_together() -> None:
     assert best is not None and best["conf"] == 0.6
     assert (best["tp"], best["fp"], best["fn"]) == (2, 1, 1) and best["f1"] == pytest.approx(2 / 3)
     assert best_f1_conf(load_gt(gt), preds[:-2])["conf"] == 0.3  # without the tie: (3, 2), F1 0.75
+    curve = f1_curve(load_gt(gt), preds)  # every threshold's outcome, the tie one threshold
+    assert curve is not None and curve.objects == 3
+    assert curve.conf.tolist() == [0.9, 0.8, 0.6, 0.5, 0.3, 0.2]
+    assert curve.tp.tolist() == [1, 1, 2, 2, 3, 3] and curve.fp.tolist() == [0, 1, 1, 2, 3, 4]
     assert best_f1_conf(load_gt(gt), []) is None
     assert best_f1_conf(load_gt(gt_doc([], n_images=2)), preds) is None  # nothing to find
 

@@ -142,12 +142,27 @@ def prf(tp: int, fp: int, fn: int) -> dict[str, Any]:
     }
 
 
-def best_f1_conf(coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str = "segm") -> dict[str, Any] | None:
-    """The score threshold with the best F1 at IoU 0.5 (the highest such threshold on a tie), with
-    its precision, recall and counts; None without ground-truth objects or detections.
+@dataclass(frozen=True)
+class F1Curve:
+    """Matches at IoU 0.5 at every score threshold that changes them, highest threshold first."""
 
-    Precision is the share of suggestions a labeller keeps, recall the share of the objects they
-    need that a suggestion gives: F1 weighs both, where a fixed threshold favours one."""
+    conf: np.ndarray  # [T] thresholds: a detection counts when its score is at least this
+    tp: np.ndarray  # [T] detections matched to an object of their class
+    fp: np.ndarray  # [T] false alarms (crowd matches excluded)
+    objects: int  # ground-truth objects (crowd regions excluded)
+
+    @property
+    def f1(self) -> np.ndarray:
+        return 2 * self.tp / (self.tp + self.fp + self.objects)
+
+    def at(self, k: int) -> dict[str, Any]:
+        """Threshold k with its precision, recall, F1 and counts."""
+        return {"conf": float(self.conf[k]), **prf(self.tp[k], self.fp[k], self.objects - self.tp[k])}
+
+
+def f1_curve(coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str = "segm") -> F1Curve | None:
+    """Every threshold's outcome from one greedy matching; None without ground-truth objects or
+    detections."""
     cat_index = {cid: k for k, cid in enumerate(sorted(coco_gt.cats))}
     n_objects = sum(1 for a in coco_gt.dataset["annotations"] if not a.get("iscrowd", 0))
     scores: list[float] = []
@@ -163,6 +178,15 @@ def best_f1_conf(coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str = "seg
     fp = np.cumsum(outcome == FALSE_ALARM)
     # A threshold keeps every detection scored at or above it: cut only after the last of equal scores.
     cuts = np.flatnonzero(np.append(ranked[1:] < ranked[:-1], True))
-    f1 = 2 * tp[cuts] / (tp[cuts] + fp[cuts] + n_objects)
-    cut = int(cuts[int(np.argmax(f1))])  # argmax: the first, highest-scored cut of the best F1
-    return {"conf": float(ranked[cut]), **prf(tp[cut], fp[cut], n_objects - tp[cut])}
+    return F1Curve(conf=ranked[cuts], tp=tp[cuts], fp=fp[cuts], objects=n_objects)
+
+
+def best_f1_conf(coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str = "segm") -> dict[str, Any] | None:
+    """The score threshold with the best F1 at IoU 0.5 (the highest such threshold on a tie), with
+    its precision, recall and counts; None without ground-truth objects or detections.
+
+    Precision is the share of suggestions a labeller keeps, recall the share of the objects they
+    need that a suggestion gives: F1 weighs both, where a fixed threshold favours one."""
+    curve = f1_curve(coco_gt, dets, iou_type)
+    # argmax: the first, highest threshold of the best F1
+    return None if curve is None else curve.at(int(np.argmax(curve.f1)))
