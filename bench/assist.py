@@ -28,6 +28,7 @@ plants without their pot and desks by their top only (the start learned whole ob
 
 One run's window of 10 tasks holds some 30-50 suggestions; `--pool A/assist.json B/assist.json ...`
 sums the windows of runs on other scenes (--seed) and prints kept share, deleted and drawn objects.
+`--replay OUT ...` scores the same runs' windows again under other threshold rules (bench/replay.py).
 """
 
 from __future__ import annotations
@@ -165,7 +166,20 @@ def main() -> None:
         help="run nothing: pool the assist.json of earlier runs (other --seed, same settings) window "
         "by window and print that table",
     )
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        nargs="+",
+        metavar="OUT",
+        help="run nothing: replay earlier runs (their --out folders) under other suggestion-threshold "
+        "rules (bench/replay.py) and print suggested, kept, deleted and drawn objects per rule",
+    )
     args = parser.parse_args()
+    if args.replay:
+        from replay import replay, replay_table
+
+        print(f"{len(args.replay)} run(s) replayed\n{replay_table(replay(args.replay))}")
+        return
     if args.pool:
         runs = [json.loads(path.read_text()) for path in args.pool]
         if any("static" not in run for run in runs):

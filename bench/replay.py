@@ -1,0 +1,154 @@
+"""Replays finished bench/assist.py runs under other suggestion-threshold rules (`assist.py --replay`).
+
+For each window of tasks, the model that answered it is evaluated again on its job's val photos
+(`evaluate.match.f1_curve`), each rule picks a threshold from that curve, and the window's photos
+are predicted once and scored at every rule's threshold against the scene's labels (kept: same
+class, mask IoU >= 0.5, best IoU first, one to one, as `label.feedback`; drawn by hand: labels no
+suggestion gave). Plain model calls at full precision, where the backend ran its fast path: counts
+can differ from the live run's by an object or two.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Rules over the val F1 curve (highest threshold first); below 10 val objects every rule keeps 0.3.
+RULES: dict[str, Callable[[Any], int]] = {
+    "best F1": lambda curve: int(np.argmax(curve.f1)),
+    "highest within 1 SE": lambda curve: int(_within_error(curve)[0]),
+    "middle within 1 SE": lambda curve: int(_within_error(curve)[len(_within_error(curve)) // 2]),
+    "lowest within 1 SE": lambda curve: int(_within_error(curve)[-1]),
+}
+MIN_VAL_OBJECTS = 10
+
+
+def _within_error(curve: Any) -> np.ndarray:
+    """Thresholds whose F1 is within one standard error, sqrt(F1 (1 - F1) / objects), of the best."""
+    best = float(curve.f1.max())
+    return np.flatnonzero(curve.f1 >= best - math.sqrt(best * (1 - best) / curve.objects) - 1e-12)
+
+
+def replay(runs: list[Path]) -> dict[str, dict[str, int]]:
+    """Suggested, kept and drawn objects per rule, summed over every window of every run."""
+    totals = {rule: {"suggested": 0, "kept": 0, "drawn": 0} for rule in RULES}
+    for out in runs:
+        for window in _windows(out):
+            for rule, conf in window["thresholds"].items():
+                for predictions, labels in window["photos"]:
+                    suggested, kept, drawn = _outcome(predictions, labels, conf)
+                    totals[rule]["suggested"] += suggested
+                    totals[rule]["kept"] += kept
+                    totals[rule]["drawn"] += drawn
+    return totals
+
+
+def _windows(out: Path) -> list[dict[str, Any]]:
+    import torch
+
+    from officescore.model import model_from_checkpoint
+
+    results = json.loads((out / "assist.json").read_text())
+    base = Path(next(iter(sorted(out.glob("assist-*")))))
+    unlabelled = {name for name in (results["args"].get("unlabelled") or "").split(",") if name}
+    coco = json.loads((base / "scenes" / "annotations.json").read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    images = sorted(coco["images"], key=lambda image: Path(image["file_name"]).name)
+    every = int(results["args"]["every"])
+    windows = []
+    for n, window in enumerate(results["retraining"]["windows"]):
+        if not window["versions"]:
+            continue  # no model yet
+        job = window["versions"][0].split("-best-")[0]  # label-job0003
+        checkpoint = base / "runs" / "train" / job / "weights" / "best.pt"
+        model, classes = model_from_checkpoint(checkpoint, torch.device("cpu"))
+        dataset = base / "backend" / "jobs" / job.replace("label-job", "job-") / "dataset"
+        photos = [
+            (_predict(model, classes, base / "scenes" / "images" / Path(image["file_name"]).name),
+             _labels(coco, image, names, unlabelled))
+            for image in images[n * every : (n + 1) * every]
+        ]  # fmt: skip
+        windows.append({"thresholds": _thresholds(model, classes, dataset), "photos": photos})
+    return windows
+
+
+def _thresholds(model: Any, classes: list[str], dataset: Path) -> dict[str, float]:
+    import torch
+
+    from officescore.dataset import OfficeDataset, build_transforms
+    from officescore.evaluate import category_map, evaluate_model
+    from officescore.evaluate.inputs import load_gt
+    from officescore.evaluate.match import f1_curve
+
+    val = OfficeDataset(dataset, "val", build_transforms(train=False))
+    found = evaluate_model(model, val, torch.device("cpu"), category_ids=category_map(classes, val.classes))
+    masks = [p for p in found[1] if "segmentation" in p] if found else []
+    curve = f1_curve(load_gt(val.annotation_file), masks) if masks else None
+    if curve is None or curve.objects < MIN_VAL_OBJECTS:
+        return {rule: 0.3 for rule in RULES}
+    return {rule: float(curve.conf[pick(curve)]) for rule, pick in RULES.items()}
+
+
+def _predict(model: Any, classes: list[str], photo: Path) -> list[tuple[str, np.ndarray, float]]:
+    import torch
+    import torchvision.transforms.functional as F
+    from PIL import Image
+
+    with torch.no_grad():
+        found = model([F.to_tensor(Image.open(photo).convert("RGB"))])[0]
+    return [
+        (classes[int(label) - 1], (found["masks"][k, 0] > 0.5).numpy(), float(found["scores"][k]))
+        for k, label in enumerate(found["labels"])
+    ]
+
+
+def _labels(
+    coco: dict[str, Any], image: dict[str, Any], names: dict[int, str], unlabelled: set[str]
+) -> list[tuple[str, np.ndarray]]:
+    from officescore import masks
+
+    def mask(segmentation: Any) -> np.ndarray:
+        if isinstance(segmentation, list):  # polygons
+            segmentation = masks.from_polygons(segmentation, image["height"], image["width"])
+        return masks.decode(segmentation).astype(bool)
+
+    return [
+        (names[a["category_id"]], mask(a["segmentation"]))
+        for a in coco["annotations"]
+        if a["image_id"] == image["id"] and names[a["category_id"]] not in unlabelled
+    ]
+
+
+def _outcome(
+    predictions: list[tuple[str, np.ndarray, float]], labels: list[tuple[str, np.ndarray]], conf: float
+) -> tuple[int, int, int]:
+    """(suggested, kept, drawn by hand) on one photo at `conf`."""
+    shown = [(name, mask) for name, mask, score in predictions if score >= conf]
+    pairs = []
+    for i, (name, mask) in enumerate(shown):
+        for j, (label_name, label_mask) in enumerate(labels):
+            if name == label_name:
+                iou = (mask & label_mask).sum() / max((mask | label_mask).sum(), 1)
+                if iou >= 0.5:
+                    pairs.append((iou, i, j))
+    taken_i: set[int] = set()
+    taken_j: set[int] = set()
+    for _, i, j in sorted(pairs, reverse=True):
+        if i not in taken_i and j not in taken_j:
+            taken_i.add(i)
+            taken_j.add(j)
+    return len(shown), len(taken_i), len(labels) - len(taken_j)
+
+
+def replay_table(totals: dict[str, dict[str, int]]) -> str:
+    lines = ["| rule | suggested | kept share | deleted | drawn by hand |", "|---|---|---|---|---|"]
+    for rule, t in totals.items():
+        share = t["kept"] / t["suggested"] if t["suggested"] else None
+        shown = "-" if share is None else f"{share:.3f}"
+        lines.append(f"| {rule} | {t['suggested']} | {shown} | {t['suggested'] - t['kept']} | {t['drawn']} |")
+    return "\n".join(lines)
