@@ -22,10 +22,14 @@ import numpy as np
 RULES: dict[str, Callable[[Any], int]] = {
     "best F1": lambda curve: int(np.argmax(curve.f1)),
     "highest within 1 SE": lambda curve: int(_within_error(curve)[0]),
-    "middle within 1 SE": lambda curve: int(_within_error(curve)[len(_within_error(curve)) // 2]),
+    "middle within 1 SE": lambda curve: _middle(_within_error(curve)),
     "lowest within 1 SE": lambda curve: int(_within_error(curve)[-1]),
 }
 MIN_VAL_OBJECTS = 10
+
+
+def _middle(indices: np.ndarray) -> int:
+    return int(indices[len(indices) // 2])  # of an even count, the lower threshold of the two
 
 
 def _within_error(curve: Any) -> np.ndarray:
