@@ -2,10 +2,9 @@
 
 For each window of tasks, the model that answered it is evaluated again on its job's val photos
 (`evaluate.match.f1_curve`), each rule picks a threshold from that curve, and the window's photos
-are predicted once and scored at every rule's threshold against the scene's labels (kept: same
-class, mask IoU >= 0.5, best IoU first, one to one, as `label.feedback`; drawn by hand: labels no
-suggestion gave). Plain model calls at full precision, where the backend ran its fast path: counts
-can differ from the live run's by an object or two.
+are predicted once and scored at every rule's threshold against the scene's labels, as `label
+status` counts them (`label.feedback.match_regions`). Plain model calls at full precision, where the
+backend ran its fast path: counts can differ from the live run's by an object or two.
 """
 
 from __future__ import annotations
@@ -98,55 +97,51 @@ def _thresholds(model: Any, classes: list[str], dataset: Path) -> dict[str, floa
     return {rule: float(curve.conf[pick(curve)]) for rule, pick in RULES.items()}
 
 
-def _predict(model: Any, classes: list[str], photo: Path) -> list[tuple[str, np.ndarray, float]]:
+def _predict(model: Any, classes: list[str], photo: Path) -> list[tuple[float, Any]]:
+    """(score, Region) of every detection, masks as RLE for `label.feedback.match_regions`."""
     import torch
     import torchvision.transforms.functional as F
     from PIL import Image
 
+    from officescore import masks
+    from officescore.label.formats import Region
+
     with torch.no_grad():
         found = model([F.to_tensor(Image.open(photo).convert("RGB"))])[0]
     return [
-        (classes[int(label) - 1], (found["masks"][k, 0] > 0.5).numpy(), float(found["scores"][k]))
+        (
+            float(found["scores"][k]),
+            Region(classes[int(label) - 1], masks.encode((found["masks"][k, 0] > 0.5).numpy())),
+        )
         for k, label in enumerate(found["labels"])
     ]
 
 
 def _labels(
     coco: dict[str, Any], image: dict[str, Any], names: dict[int, str], unlabelled: set[str]
-) -> list[tuple[str, np.ndarray]]:
+) -> list[Any]:
     from officescore import masks
+    from officescore.label.formats import Region
 
-    def mask(segmentation: Any) -> np.ndarray:
+    def rle(segmentation: Any) -> Any:
         if isinstance(segmentation, list):  # polygons
-            segmentation = masks.from_polygons(segmentation, image["height"], image["width"])
-        return masks.decode(segmentation).astype(bool)
+            return masks.from_polygons(segmentation, image["height"], image["width"])
+        return segmentation
 
     return [
-        (names[a["category_id"]], mask(a["segmentation"]))
+        Region(names[a["category_id"]], rle(a["segmentation"]))
         for a in coco["annotations"]
         if a["image_id"] == image["id"] and names[a["category_id"]] not in unlabelled
     ]
 
 
-def _outcome(
-    predictions: list[tuple[str, np.ndarray, float]], labels: list[tuple[str, np.ndarray]], conf: float
-) -> tuple[int, int, int]:
-    """(suggested, kept, drawn by hand) on one photo at `conf`."""
-    shown = [(name, mask) for name, mask, score in predictions if score >= conf]
-    pairs = []
-    for i, (name, mask) in enumerate(shown):
-        for j, (label_name, label_mask) in enumerate(labels):
-            if name == label_name:
-                iou = (mask & label_mask).sum() / max((mask | label_mask).sum(), 1)
-                if iou >= 0.5:
-                    pairs.append((iou, i, j))
-    taken_i: set[int] = set()
-    taken_j: set[int] = set()
-    for _, i, j in sorted(pairs, reverse=True):
-        if i not in taken_i and j not in taken_j:
-            taken_i.add(i)
-            taken_j.add(j)
-    return len(shown), len(taken_i), len(labels) - len(taken_j)
+def _outcome(predictions: list[tuple[float, Any]], labels: list[Any], conf: float) -> tuple[int, int, int]:
+    """(suggested, kept, drawn by hand) on one photo at `conf`, counted as `label status` counts them."""
+    from officescore.label.feedback import match_regions
+
+    shown = [region for score, region in predictions if score >= conf]
+    kept, added, _ = match_regions(shown, labels)
+    return len(shown), kept, added
 
 
 def replay_table(totals: dict[str, dict[str, int]]) -> str:
