@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-# Rules over the val F1 curve (highest threshold first); below 10 val objects every rule keeps 0.3.
+# Rules over the val F1 curve (highest threshold first). Below the job's MIN_VAL_OBJECTS val objects
+# every rule keeps the backend's DEFAULT_CONF, as the job does.
 RULES: dict[str, Callable[[Any], int]] = {
     "best F1": lambda curve: int(np.argmax(curve.f1)),
     "highest within 1 SE": lambda curve: int(_within_error(curve)[0]),
     "middle within 1 SE": lambda curve: _middle(_within_error(curve)),
     "lowest within 1 SE": lambda curve: int(_within_error(curve)[-1]),
 }
-MIN_VAL_OBJECTS = 10
 
 
 def _middle(indices: np.ndarray) -> int:
@@ -57,7 +57,7 @@ def _windows(out: Path) -> list[dict[str, Any]]:
     from officescore.model import model_from_checkpoint
 
     results = json.loads((out / "assist.json").read_text())
-    base = Path(next(iter(sorted(out.glob("assist-*")))))
+    base = sorted(out.glob("assist-*"))[0]
     unlabelled = {name for name in (results["args"].get("unlabelled") or "").split(",") if name}
     coco = json.loads((base / "scenes" / "annotations.json").read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}
@@ -87,13 +87,15 @@ def _thresholds(model: Any, classes: list[str], dataset: Path) -> dict[str, floa
     from officescore.evaluate import category_map, evaluate_model
     from officescore.evaluate.inputs import load_gt
     from officescore.evaluate.match import f1_curve
+    from officescore.label.prelabel import DEFAULT_CONF
+    from officescore.label.trainjob import MIN_VAL_OBJECTS
 
     val = OfficeDataset(dataset, "val", build_transforms(train=False))
     found = evaluate_model(model, val, torch.device("cpu"), category_ids=category_map(classes, val.classes))
     masks = [p for p in found[1] if "segmentation" in p] if found else []
     curve = f1_curve(load_gt(val.annotation_file), masks) if masks else None
     if curve is None or curve.objects < MIN_VAL_OBJECTS:
-        return {rule: 0.3 for rule in RULES}
+        return {rule: DEFAULT_CONF for rule in RULES}
     return {rule: float(curve.conf[pick(curve)]) for rule, pick in RULES.items()}
 
 
