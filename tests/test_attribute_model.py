@@ -37,12 +37,12 @@ def test_loss_reads_only_labelled_values_of_the_attributes_class() -> None:
     labels = torch.tensor([2, 2, 2, 1])
     targets = torch.tensor([[1], [-1], [-1], [1]])
     loss = attribute_loss(logits, labels, targets, predictor)
-    assert float(loss) < 1e-3  # trained on the unlabelled defaults it would be about 8
+    assert loss.item() < 1e-3  # trained on the unlabelled defaults it would be about 8
     loss.backward()
     assert logits[0].grad is not None
     assert torch.count_nonzero(logits[0].grad[1:]) == 0  # nothing flows from unlabelled or other classes
     nothing = attribute_loss(logits, labels, torch.full((4, 1), -1), predictor)
-    assert float(nothing) == 0.0 and nothing.requires_grad
+    assert nothing.item() == 0.0 and nothing.requires_grad
 
 
 def _dataset(root: Path, images: int, size: int, seed: int, edit=None) -> Path:

@@ -212,6 +212,7 @@ def ctrl_c_default() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("ctrl_c_default")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped one
 def test_ctrl_c_that_python_drops_still_stops_training_at_the_step(tiny_data: Path, tmp_path: Path) -> None:
     """Ctrl-C landing while Python runs a `__del__` (or a weakref callback): the KeyboardInterrupt
     raised there is dropped ("Exception ignored in ..."), yet the run stops after that step with
@@ -232,6 +233,7 @@ def test_ctrl_c_that_python_drops_still_stops_training_at_the_step(tiny_data: Pa
 
 
 @pytest.mark.usefixtures("ctrl_c_default")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped one
 def test_ctrl_c_that_python_drops_while_validating_stops_after_that_epoch(
     tiny_data: Path, tmp_path: Path
 ) -> None:
