@@ -29,6 +29,8 @@ plants without their pot and desks by their top only (the start learned whole ob
 One run's window of 10 tasks holds some 30-50 suggestions; `--pool A/assist.json B/assist.json ...`
 sums the windows of runs on other scenes (--seed) and prints kept share, deleted and drawn objects.
 `--replay OUT ...` scores the same runs' windows again under other threshold rules (bench/replay.py).
+`--same-photos OUT ...` scores the model that answered after each job on the same --tasks new scenes
+(another seed): a window's own photos move its kept share too.
 """
 
 from __future__ import annotations
@@ -174,7 +176,21 @@ def main() -> None:
         help="run nothing: replay earlier runs (their --out folders) under other suggestion-threshold "
         "rules (bench/replay.py) and print suggested, kept, deleted and drawn objects per rule",
     )
+    parser.add_argument(
+        "--same-photos",
+        type=Path,
+        nargs="+",
+        metavar="OUT",
+        help="run nothing: score the model answering after each job of earlier runs (their --out "
+        "folders) on the same --tasks new scenes, at its own threshold (bench/replay.py)",
+    )
     args = parser.parse_args()
+    if args.same_photos:
+        from replay import same_photos, same_photos_table
+
+        runs = [same_photos(out, args.tasks) for out in args.same_photos]
+        print(f"{len(runs)} run(s), {args.tasks} new scenes each\n{same_photos_table(runs)}")
+        return
     if args.replay:
         from replay import replay, replay_table
 

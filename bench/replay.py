@@ -1,10 +1,16 @@
-"""Replays finished bench/assist.py runs under other suggestion-threshold rules (`assist.py --replay`).
+"""Replays finished bench/assist.py runs: under other suggestion-threshold rules (`assist.py
+--replay`), and every model version on the same new photos (`assist.py --same-photos`).
 
 For each window of tasks, the model that answered it is evaluated again on its job's val photos
 (`evaluate.match.f1_curve`), each rule picks a threshold from that curve, and the window's photos
 are predicted once and scored at every rule's threshold against the scene's labels, as `label
 status` counts them (`label.feedback.match_regions`). Plain model calls at full precision, where the
 backend ran its fast path: counts can differ from the live run's by an object or two.
+
+A window's kept share also moves with its photos (some scenes are harder): `same_photos` takes that
+out by scoring the model that answered after each job on one set of new scenes, rendered as the
+run's were (size, mask conventions, unlabelled classes) from another seed, at the threshold the
+backend used for it. Its first row is the static backend (the first model).
 """
 
 from __future__ import annotations
@@ -78,6 +84,96 @@ def _windows(out: Path) -> list[dict[str, Any]]:
         ]  # fmt: skip
         windows.append({"thresholds": _thresholds(model, classes, dataset), "photos": photos})
     return windows
+
+
+SAME_PHOTOS_SEED = 1000  # added to the run's --seed: scenes none of its models saw
+
+
+def same_photos(out: Path, count: int) -> list[dict[str, Any]]:
+    """Per job of the run: the model answering after it, on the same `count` new scenes."""
+    import torch
+
+    from officescore.label.prelabel import DEFAULT_CONF
+    from officescore.model import model_from_checkpoint
+    from officescore.sample import write_sample
+
+    results = json.loads((out / "assist.json").read_text())
+    args = results["args"]
+    base = sorted(out.glob("assist-*"))[0]
+    scenes = out / f"same-photos-{count}"
+    if not (scenes / "annotations.json").exists():
+        masks = dict(item.split("=", 1) for item in (args.get("masks") or "").split(",") if item)
+        seed = int(args["seed"]) + SAME_PHOTOS_SEED
+        write_sample(scenes, n_images=count, seed=seed, size=int(args["size"]), masks=masks)
+    coco = json.loads((scenes / "annotations.json").read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    unlabelled = {name for name in (args.get("unlabelled") or "").split(",") if name}
+    labels = [_labels(coco, image, names, unlabelled) for image in coco["images"]]
+    rows: list[dict[str, Any]] = []
+    answering: dict[str, Any] | None = None
+    predicted: dict[str, list[list[tuple[float, Any]]]] = {}
+    for version in results["retraining"]["versions"]:
+        if version.get("accepted"):
+            answering = version
+        if answering is None:
+            continue
+        name = answering["model_version"]
+        if name not in predicted:
+            checkpoint = (base / "backend" / answering["checkpoint"]).resolve()
+            model, classes = model_from_checkpoint(checkpoint, torch.device("cpu"))
+            model.eval()
+            photos = [scenes / "images" / Path(image["file_name"]).name for image in coco["images"]]
+            predicted[name] = [_predict(model, classes, photo) for photo in photos]
+        conf = (answering.get("suggest") or {}).get("conf") or DEFAULT_CONF
+        suggested, kept, drawn = _total(predicted[name], labels, conf)
+        rows.append(
+            {"job": version["job"], "version": name, "trained_photos": answering["trained_photos"],
+             "conf": conf, "suggested": suggested, "kept": kept, "drawn": drawn}
+        )  # fmt: skip
+    if rows:  # every version again at the threshold where it keeps as many as the static one
+        target = rows[0]["kept"]
+        for row in rows:
+            row["at_static_kept"] = _at_kept(predicted[row["version"]], labels, target)
+    return rows
+
+
+def _total(
+    predictions: list[list[tuple[float, Any]]], labels: list[Any], conf: float
+) -> tuple[int, int, int]:
+    counts = [_outcome(found, truth, conf) for found, truth in zip(predictions, labels, strict=True)]
+    return sum(c[0] for c in counts), sum(c[1] for c in counts), sum(c[2] for c in counts)
+
+
+def _at_kept(predictions: list[list[tuple[float, Any]]], labels: list[Any], target: int) -> tuple[int, int]:
+    """(suggested, kept) at the highest threshold that keeps at least `target` objects."""
+    scores = sorted({score for found in predictions for score, _ in found}, reverse=True)
+    suggested = kept = 0
+    for conf in scores:
+        suggested, kept, _ = _total(predictions, labels, conf)
+        if kept >= target:
+            break
+    return suggested, kept
+
+
+def same_photos_table(runs: list[list[dict[str, Any]]]) -> str:
+    """Rows of several runs summed job by job (the static backend is the first row)."""
+    lines = [
+        "| after job | suggested | kept share | deleted | drawn by hand | from suggestions | per run "
+        "| kept share at the static's kept count |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for k in range(max(len(rows) for rows in runs)):
+        at = [rows[k] for rows in runs if k < len(rows)]
+        suggested, kept, drawn = (sum(r[key] for r in at) for key in ("suggested", "kept", "drawn"))
+        per_run = " / ".join(f"{r['kept'] / r['suggested']:.2f}" if r["suggested"] else "-" for r in at)
+        share = f"{kept / suggested:.3f}" if suggested else "-"
+        work = f"{kept / (kept + drawn):.3f}" if kept + drawn else "-"
+        job = f"{at[0]['job']} (static)" if k == 0 else str(at[0]["job"])
+        equal = [sum(r["at_static_kept"][n] for r in at) for n in (0, 1)]
+        equal_share = f"{equal[1] / equal[0]:.3f}" if equal[0] else "-"
+        cells = [job, suggested, share, suggested - kept, drawn, work, per_run, equal_share]
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    return "\n".join(lines)
 
 
 def _thresholds(model: Any, classes: list[str], dataset: Path) -> dict[str, float]:
