@@ -186,10 +186,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.same_photos:
-        from replay import same_photos, same_photos_table
+        from replay import replay_table, same_photos, same_photos_rules, same_photos_table
 
         runs = [same_photos(out, args.tasks) for out in args.same_photos]
         print(f"{len(runs)} run(s), {args.tasks} new scenes each\n{same_photos_table(runs)}")
+        print(f"\nEvery job's model under each threshold rule:\n{replay_table(same_photos_rules(runs))}")
         return
     if args.replay:
         from replay import replay, replay_table

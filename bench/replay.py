@@ -31,6 +31,7 @@ RULES: dict[str, Callable[[Any], int]] = {
     "middle within 1 SE": lambda curve: _middle(_within_error(curve)),
     "lowest within 1 SE": lambda curve: int(_within_error(curve)[-1]),
 }
+BAGGED = "bagged best F1"  # evaluate.match.bagged_best_f1_conf: needs the photos, not the curve
 
 
 def _middle(indices: np.ndarray) -> int:
@@ -45,7 +46,7 @@ def _within_error(curve: Any) -> np.ndarray:
 
 def replay(runs: list[Path]) -> dict[str, dict[str, int]]:
     """Suggested, kept and drawn objects per rule, summed over every window of every run."""
-    totals = {rule: {"suggested": 0, "kept": 0, "drawn": 0} for rule in RULES}
+    totals = {rule: {"suggested": 0, "kept": 0, "drawn": 0} for rule in [*RULES, BAGGED]}
     for out in runs:
         for window in _windows(out):
             for rule, conf in window["thresholds"].items():
@@ -76,7 +77,7 @@ def _windows(out: Path) -> list[dict[str, Any]]:
         job = window["versions"][0].split("-best-")[0]  # label-job0003
         checkpoint = base / "runs" / "train" / job / "weights" / "best.pt"
         model, classes = model_from_checkpoint(checkpoint, torch.device("cpu"))
-        dataset = base / "backend" / "jobs" / job.replace("label-job", "job-") / "dataset"
+        dataset = _job_dataset(base, window["versions"][0])
         photos = [
             (_predict(model, classes, base / "scenes" / "images" / Path(image["file_name"]).name),
              _labels(coco, image, names, unlabelled))
@@ -84,6 +85,12 @@ def _windows(out: Path) -> list[dict[str, Any]]:
         ]  # fmt: skip
         windows.append({"thresholds": _thresholds(model, classes, dataset), "photos": photos})
     return windows
+
+
+def _job_dataset(base: Path, version: str) -> Path:
+    """The data set the job behind a model version (label-job0003-best-...) trained on."""
+    job = version.split("-best-")[0].replace("label-job", "job-")
+    return base / "backend" / "jobs" / job / "dataset"
 
 
 SAME_PHOTOS_SEED = 1000  # added to the run's --seed: scenes none of its models saw
@@ -112,6 +119,7 @@ def same_photos(out: Path, count: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     answering: dict[str, Any] | None = None
     predicted: dict[str, list[list[tuple[float, Any]]]] = {}
+    thresholds: dict[str, dict[str, float]] = {}  # per version, what each rule picks on its val photos
     for version in results["retraining"]["versions"]:
         if version.get("accepted"):
             answering = version
@@ -124,11 +132,13 @@ def same_photos(out: Path, count: int) -> list[dict[str, Any]]:
             model.eval()
             photos = [scenes / "images" / Path(image["file_name"]).name for image in coco["images"]]
             predicted[name] = [_predict(model, classes, photo) for photo in photos]
+            thresholds[name] = _thresholds(model, classes, _job_dataset(base, name))
         conf = (answering.get("suggest") or {}).get("conf") or DEFAULT_CONF
         suggested, kept, drawn = _total(predicted[name], labels, conf)
         rows.append(
             {"job": version["job"], "version": name, "trained_photos": answering["trained_photos"],
-             "conf": conf, "suggested": suggested, "kept": kept, "drawn": drawn}
+             "conf": conf, "suggested": suggested, "kept": kept, "drawn": drawn,
+             "rules": {rule: _total(predicted[name], labels, at) for rule, at in thresholds[name].items()}}
         )  # fmt: skip
     if rows:  # every version again at the threshold where it keeps as many as the static one
         target = rows[0]["kept"]
@@ -176,23 +186,38 @@ def same_photos_table(runs: list[list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def same_photos_rules(runs: list[list[dict[str, Any]]]) -> dict[str, dict[str, int]]:
+    """`same_photos` rows summed per threshold rule, every job of every run (as `replay` sums)."""
+    totals = {rule: {"suggested": 0, "kept": 0, "drawn": 0} for rule in [*RULES, BAGGED]}
+    for rows in runs:
+        for row in rows:
+            for rule, (suggested, kept, drawn) in row["rules"].items():
+                totals[rule]["suggested"] += suggested
+                totals[rule]["kept"] += kept
+                totals[rule]["drawn"] += drawn
+    return totals
+
+
 def _thresholds(model: Any, classes: list[str], dataset: Path) -> dict[str, float]:
     import torch
 
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.evaluate import category_map, evaluate_model
     from officescore.evaluate.inputs import load_gt
-    from officescore.evaluate.match import f1_curve
+    from officescore.evaluate.match import bagged_best_f1_conf, f1_curve
     from officescore.label.prelabel import DEFAULT_CONF
     from officescore.label.trainjob import MIN_VAL_OBJECTS
 
     val = OfficeDataset(dataset, "val", build_transforms(train=False))
     found = evaluate_model(model, val, torch.device("cpu"), category_ids=category_map(classes, val.classes))
     masks = [p for p in found[1] if "segmentation" in p] if found else []
-    curve = f1_curve(load_gt(val.annotation_file), masks) if masks else None
+    gt = load_gt(val.annotation_file)
+    curve = f1_curve(gt, masks) if masks else None
     if curve is None or curve.objects < MIN_VAL_OBJECTS:
-        return {rule: DEFAULT_CONF for rule in RULES}
-    return {rule: float(curve.conf[pick(curve)]) for rule, pick in RULES.items()}
+        return {rule: DEFAULT_CONF for rule in [*RULES, BAGGED]}
+    bagged = bagged_best_f1_conf(gt, masks)
+    assert bagged is not None  # the curve exists
+    return {**{rule: float(curve.conf[pick(curve)]) for rule, pick in RULES.items()}, BAGGED: bagged["conf"]}
 
 
 def _predict(model: Any, classes: list[str], photo: Path) -> list[tuple[float, Any]]:

@@ -288,6 +288,29 @@ def test_best_f1_conf_agrees_with_the_metrics_at_every_threshold() -> None:
     assert max(others) == pytest.approx(best["f1"])
 
 
+def test_bagged_best_f1_conf_by_hand() -> None:
+    """Image 1: a desk found at 0.9. Image 2: a desk found at 0.2, a false alarm at 0.5. On both the
+    best F1 is at 0.2 (2/3 at 0.9, 0.4 at 0.5, 0.8 at 0.2). A resample of image 1 twice (a quarter
+    of them) picks 0.9; any resample holding image 2 picks 0.2 (alone: F1 0 at 0.5, 2/3 at 0.2). The
+    mean is 0.375; all photos at that threshold are counted at 0.5, the lowest threshold keeping
+    what 0.375 keeps: one of two suggestions kept, one of two desks found."""
+    from officescore.evaluate.inputs import load_gt
+    from officescore.evaluate.match import bagged_best_f1_conf, best_f1_conf
+
+    gt = gt_doc([(1, 1, BOX_A, 0), (2, 1, BOX_B, 0)])
+    preds = [det(1, 1, BOX_A, 0.9), det(2, 1, BOX_B, 0.2), det(2, 1, (0, 60, 30, 30), 0.5)]
+    assert best_f1_conf(load_gt(gt), preds)["conf"] == 0.2
+    bagged = bagged_best_f1_conf(load_gt(gt), preds, resamples=4000)
+    assert bagged is not None and bagged["conf"] == pytest.approx(0.375, abs=0.02)
+    assert (bagged["tp"], bagged["fp"], bagged["fn"]) == (1, 1, 1) and bagged["precision"] == 0.5
+    assert bagged_best_f1_conf(load_gt(gt), preds, resamples=4000) == bagged  # a fixed seed
+    # The same photo many times: every resample's F1 curve is the whole one scaled, so the same pick.
+    gt_same = gt_doc([(k, 1, BOX_B, 0) for k in (1, 2, 3)], n_images=3)
+    same = [d for k in (1, 2, 3) for d in (det(k, 1, BOX_B, 0.2), det(k, 1, (0, 60, 30, 30), 0.5))]
+    assert bagged_best_f1_conf(load_gt(gt_same), same)["conf"] == best_f1_conf(load_gt(gt_same), same)["conf"]
+    assert bagged_best_f1_conf(load_gt(gt), []) is None
+
+
 def test_crowd_regions_are_ignored() -> None:
     crowd_box = (5, 5, 60, 60)
     gt = gt_doc([(1, 1, BOX_B, 0), (1, 1, crowd_box, 1)], n_images=1)
