@@ -308,6 +308,10 @@ def test_bagged_best_f1_conf_by_hand() -> None:
     gt_same = gt_doc([(k, 1, BOX_B, 0) for k in (1, 2, 3)], n_images=3)
     same = [d for k in (1, 2, 3) for d in (det(k, 1, BOX_B, 0.2), det(k, 1, (0, 60, 30, 30), 0.5))]
     assert bagged_best_f1_conf(load_gt(gt_same), same)["conf"] == best_f1_conf(load_gt(gt_same), same)["conf"]
+    # A resample of photos where nothing is found (image 2 twice: a missed desk, a false alarm at
+    # 0.8) has F1 0 at every threshold and picks nothing; the others all pick 0.3.
+    missed = [det(1, 1, BOX_A, 0.3), det(2, 1, (0, 60, 30, 30), 0.8)]
+    assert bagged_best_f1_conf(load_gt(gt), missed)["conf"] == pytest.approx(0.3)
     assert bagged_best_f1_conf(load_gt(gt), []) is None
 
 

@@ -553,10 +553,13 @@ def test_repredict_with_no_model_yet_predicts_nothing() -> None:
 def test_each_model_suggests_at_its_own_best_f1_threshold(
     scenes: dict[str, Any], good_model: Path, tmp_path: Path
 ) -> None:
-    """The job finds the score threshold with the best mask F1 on its val photos; the trainer keeps it
+    """The job finds the score threshold with the best mask F1 on its val photos (averaged over
+    bootstrap resamples); the trainer keeps it
     with the version, and the backend (no --conf) suggests at it. --conf given: that, always."""
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.evaluate import category_map, evaluate_coco, evaluate_model
+    from officescore.evaluate.inputs import load_gt
+    from officescore.evaluate.match import bagged_best_f1_conf, best_f1_conf
     from officescore.label.predict import model_version
     from officescore.label.prelabel import DEFAULT_CONF
     from officescore.label.trainjob import MIN_VAL_OBJECTS, RESULT_FILE, val_scores
@@ -576,7 +579,22 @@ def test_each_model_suggests_at_its_own_best_f1_threshold(
         return evaluate_coco(val_set.annotation_file, predictions, conf=conf)["segm"]["f1"] or 0.0
 
     assert f1_at(suggest["conf"]) == pytest.approx(suggest["f1"])
-    assert suggest["f1"] >= max(f1_at(c) for c in (0.1, 0.3, 0.5))
+    # The best-F1 threshold averaged over resamples of the val photos, not the one sample's.
+    masks = [p for p in predictions if "segmentation" in p]
+    assert suggest == bagged_best_f1_conf(load_gt(val_set.annotation_file), masks)
+    # All ten photos as val: there the average over resamples is not the one sample's best.
+    wide = tmp_path / "wide"
+    shutil.copytree(dataset, wide)
+    val, train = (json.loads((wide / f"{split}.json").read_text()) for split in ("val", "train"))
+    val["images"] += train["images"]
+    val["annotations"] += train["annotations"]
+    (wide / "val.json").write_text(json.dumps(val))
+    wide_val = OfficeDataset(wide, "val", build_transforms(train=False))
+    _, wide_predictions = evaluate_model(model, wide_val, "cpu", category_ids=ids)
+    wide_masks = [p for p in wide_predictions if "segmentation" in p]
+    wide_suggest = val_scores(good_model, wide, "cpu")["suggest"]
+    assert wide_suggest == bagged_best_f1_conf(load_gt(wide_val.annotation_file), wide_masks)
+    assert wide_suggest["conf"] != best_f1_conf(load_gt(wide_val.annotation_file), wide_masks)["conf"]
     # One val photo (fewer than MIN_VAL_OBJECTS objects): no threshold of its own, the default stays.
     few = tmp_path / "few"
     shutil.copytree(dataset, few)

@@ -221,7 +221,7 @@ def bagged_best_f1_conf(
     picks = []
     for _ in range(resamples):
         resample = _curve([images[i] for i in rng.integers(len(images), size=len(images))])
-        if resample is not None:
+        if resample is not None and resample.f1.max() > 0:  # nothing found: no threshold to pick
             picks.append(float(resample.conf[int(np.argmax(resample.f1))]))
     conf = float(np.mean(picks)) if picks else float(curve.conf[int(np.argmax(curve.f1))])
     # The lowest curve threshold at or above `conf` keeps what `conf` keeps on these images.

@@ -7,7 +7,9 @@ Steps: pull the project's labels through Label Studio's API (`label.pull`), inge
 classes are listed and skipped), split on the backend's fixed held-out set, fine-tune warm-started
 from the current model into an ordinary run folder (`officescore.train`), then evaluate the new and
 the current model on the same val photos, and find the score threshold at which the new model's
-suggestions have the best mask F1 there (`suggest`: what `label backend` shows by default). The
+suggestions have the best mask F1 there, averaged over bootstrap resamples of those photos (a
+threshold found on a few photos jumps with one of them): `suggest`, what `label backend` shows by
+default. The
 last thing it does is write JOB_FOLDER/result.json (atomically): the backend reads nothing else,
 so a job killed at any point leaves no result and its run folder is never loaded. The API key
 comes in the environment (LABEL_STUDIO_API_KEY), never in a file.
@@ -126,13 +128,14 @@ def _unknown_labels(export: dict[str, Any], classes: Sequence[str]) -> dict[str,
 
 def val_scores(checkpoint: Path, dataset: Path, device: str) -> dict[str, Any]:
     """A checkpoint on the data set's val split: `segm_map`, `bbox_map` and `suggest` (the score
-    threshold with the best mask F1, `evaluate.match.best_f1_conf`; None below MIN_VAL_OBJECTS
-    labelled objects); all None without val photos."""
+    threshold with the best mask F1, averaged over bootstrap resamples of the val photos:
+    `evaluate.match.bagged_best_f1_conf`; None below MIN_VAL_OBJECTS labelled objects); all None
+    without val photos."""
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.devices import resolve_device
     from officescore.evaluate import category_map, evaluate_model
     from officescore.evaluate.inputs import load_gt
-    from officescore.evaluate.match import best_f1_conf
+    from officescore.evaluate.match import bagged_best_f1_conf
     from officescore.model import model_from_checkpoint
 
     val_set = OfficeDataset(dataset, "val", build_transforms(train=False))
@@ -144,7 +147,7 @@ def val_scores(checkpoint: Path, dataset: Path, device: str) -> dict[str, Any]:
     assert found is not None
     metrics, predictions = found
     masks = [p for p in predictions if "segmentation" in p]
-    suggest = best_f1_conf(load_gt(val_set.annotation_file), masks) if masks else None
+    suggest = bagged_best_f1_conf(load_gt(val_set.annotation_file), masks) if masks else None
     if suggest is not None and suggest["tp"] + suggest["fn"] < MIN_VAL_OBJECTS:
         suggest = None
     return {
