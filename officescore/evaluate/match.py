@@ -173,6 +173,7 @@ def _image_outcomes(
 
 
 def _curve(images: list[tuple[np.ndarray, np.ndarray, int]]) -> F1Curve | None:
+    """The F1 curve of these images' outcomes (an image may come more than once)."""
     n_objects = sum(objects for _, _, objects in images)
     scores = np.concatenate([np.zeros(0)] + [s for s, _, _ in images])
     if not n_objects or not len(scores):

@@ -9,10 +9,9 @@ from the current model into an ordinary run folder (`officescore.train`), then e
 the current model on the same val photos, and find the score threshold at which the new model's
 suggestions have the best mask F1 there, averaged over bootstrap resamples of those photos (a
 threshold found on a few photos jumps with one of them): `suggest`, what `label backend` shows by
-default. The
-last thing it does is write JOB_FOLDER/result.json (atomically): the backend reads nothing else,
-so a job killed at any point leaves no result and its run folder is never loaded. The API key
-comes in the environment (LABEL_STUDIO_API_KEY), never in a file.
+default. The last thing it does is write JOB_FOLDER/result.json (atomically): the backend reads
+nothing else, so a job killed at any point leaves no result and its run folder is never loaded.
+The API key comes in the environment (LABEL_STUDIO_API_KEY), never in a file.
 """
 
 from __future__ import annotations
