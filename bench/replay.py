@@ -26,12 +26,13 @@ import numpy as np
 # Rules over the val F1 curve (highest threshold first). Below the job's MIN_VAL_OBJECTS val objects
 # every rule keeps the backend's DEFAULT_CONF, as the job does.
 RULES: dict[str, Callable[[Any], int]] = {
-    "best F1": lambda curve: int(np.argmax(curve.f1)),
+    "best F1": lambda curve: curve.best,
     "highest within 1 SE": lambda curve: int(_within_error(curve)[0]),
     "middle within 1 SE": lambda curve: _middle(_within_error(curve)),
     "lowest within 1 SE": lambda curve: int(_within_error(curve)[-1]),
 }
 BAGGED = "bagged best F1"  # evaluate.match.bagged_best_f1_conf: needs the photos, not the curve
+RULE_NAMES = [*RULES, BAGGED]
 
 
 def _middle(indices: np.ndarray) -> int:
@@ -46,16 +47,22 @@ def _within_error(curve: Any) -> np.ndarray:
 
 def replay(runs: list[Path]) -> dict[str, dict[str, int]]:
     """Suggested, kept and drawn objects per rule, summed over every window of every run."""
-    totals = {rule: {"suggested": 0, "kept": 0, "drawn": 0} for rule in [*RULES, BAGGED]}
+    totals = _no_totals()
     for out in runs:
         for window in _windows(out):
+            predictions, labels = zip(*window["photos"], strict=True)
             for rule, conf in window["thresholds"].items():
-                for predictions, labels in window["photos"]:
-                    suggested, kept, drawn = _outcome(predictions, labels, conf)
-                    totals[rule]["suggested"] += suggested
-                    totals[rule]["kept"] += kept
-                    totals[rule]["drawn"] += drawn
+                _add(totals[rule], _total(list(predictions), list(labels), conf))
     return totals
+
+
+def _no_totals() -> dict[str, dict[str, int]]:
+    return {rule: {"suggested": 0, "kept": 0, "drawn": 0} for rule in RULE_NAMES}
+
+
+def _add(totals: dict[str, int], counts: tuple[int, int, int]) -> None:
+    for key, count in zip(("suggested", "kept", "drawn"), counts, strict=True):
+        totals[key] += count
 
 
 def _windows(out: Path) -> list[dict[str, Any]]:
@@ -128,8 +135,7 @@ def same_photos(out: Path, count: int) -> list[dict[str, Any]]:
         name = answering["model_version"]
         if name not in predicted:
             checkpoint = (base / "backend" / answering["checkpoint"]).resolve()
-            model, classes = model_from_checkpoint(checkpoint, torch.device("cpu"))
-            model.eval()
+            model, classes = model_from_checkpoint(checkpoint, torch.device("cpu"))  # in eval mode
             photos = [scenes / "images" / Path(image["file_name"]).name for image in coco["images"]]
             predicted[name] = [_predict(model, classes, photo) for photo in photos]
             thresholds[name] = _thresholds(model, classes, _job_dataset(base, name))
@@ -188,13 +194,11 @@ def same_photos_table(runs: list[list[dict[str, Any]]]) -> str:
 
 def same_photos_rules(runs: list[list[dict[str, Any]]]) -> dict[str, dict[str, int]]:
     """`same_photos` rows summed per threshold rule, every job of every run (as `replay` sums)."""
-    totals = {rule: {"suggested": 0, "kept": 0, "drawn": 0} for rule in [*RULES, BAGGED]}
+    totals = _no_totals()
     for rows in runs:
         for row in rows:
-            for rule, (suggested, kept, drawn) in row["rules"].items():
-                totals[rule]["suggested"] += suggested
-                totals[rule]["kept"] += kept
-                totals[rule]["drawn"] += drawn
+            for rule, counts in row["rules"].items():
+                _add(totals[rule], counts)
     return totals
 
 
@@ -214,7 +218,7 @@ def _thresholds(model: Any, classes: list[str], dataset: Path) -> dict[str, floa
     gt = load_gt(val.annotation_file)
     curve = f1_curve(gt, masks) if masks else None
     if curve is None or curve.objects < MIN_VAL_OBJECTS:
-        return {rule: DEFAULT_CONF for rule in [*RULES, BAGGED]}
+        return {rule: DEFAULT_CONF for rule in RULE_NAMES}
     bagged = bagged_best_f1_conf(gt, masks)
     assert bagged is not None  # the curve exists
     return {**{rule: float(curve.conf[pick(curve)]) for rule, pick in RULES.items()}, BAGGED: bagged["conf"]}

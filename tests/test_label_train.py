@@ -554,8 +554,8 @@ def test_each_model_suggests_at_its_own_best_f1_threshold(
     scenes: dict[str, Any], good_model: Path, tmp_path: Path
 ) -> None:
     """The job finds the score threshold with the best mask F1 on its val photos (averaged over
-    bootstrap resamples); the trainer keeps it
-    with the version, and the backend (no --conf) suggests at it. --conf given: that, always."""
+    bootstrap resamples); the trainer keeps it with the version, and the backend (no --conf)
+    suggests at it. --conf given: that, always."""
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.evaluate import category_map, evaluate_coco, evaluate_model
     from officescore.evaluate.inputs import load_gt

@@ -155,6 +155,11 @@ class F1Curve:
     def f1(self) -> np.ndarray:
         return 2 * self.tp / (self.tp + self.fp + self.objects)
 
+    @property
+    def best(self) -> int:
+        """The threshold index with the best F1 (argmax: the highest threshold on a tie)."""
+        return int(np.argmax(self.f1))
+
     def at(self, k: int) -> dict[str, Any]:
         """Threshold k with its precision, recall, F1 and counts."""
         return {"conf": float(self.conf[k]), **prf(self.tp[k], self.fp[k], self.objects - self.tp[k])}
@@ -201,8 +206,7 @@ def best_f1_conf(coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str = "seg
     Precision is the share of suggestions a labeller keeps, recall the share of the objects they
     need that a suggestion gives: F1 weighs both, where a fixed threshold favours one."""
     curve = f1_curve(coco_gt, dets, iou_type)
-    # argmax: the first, highest threshold of the best F1
-    return None if curve is None else curve.at(int(np.argmax(curve.f1)))
+    return None if curve is None else curve.at(curve.best)
 
 
 def bagged_best_f1_conf(
@@ -223,7 +227,7 @@ def bagged_best_f1_conf(
     for _ in range(resamples):
         resample = _curve([images[i] for i in rng.integers(len(images), size=len(images))])
         if resample is not None and resample.f1.max() > 0:  # nothing found: no threshold to pick
-            picks.append(float(resample.conf[int(np.argmax(resample.f1))]))
-    conf = float(np.mean(picks)) if picks else float(curve.conf[int(np.argmax(curve.f1))])
+            picks.append(float(resample.conf[resample.best]))
+    conf = float(np.mean(picks)) if picks else float(curve.conf[curve.best])
     # The lowest curve threshold at or above `conf` keeps what `conf` keeps on these images.
     return {**curve.at(int(np.flatnonzero(curve.conf >= conf)[-1])), "conf": conf}
