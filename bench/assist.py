@@ -26,6 +26,9 @@ plants without their pot and desks by their top only (the start learned whole ob
     python bench/assist.py --tasks 50 --every 10 --size 256 --epochs 10 --minutes 5 \
         --standin runs/bench-click/runs/model/weights/last.pt --out runs/bench-assist
 
+Run one at a time: two runs side by side on 2 cores made each job hit --minutes 5 after 4-7 of its 10
+epochs (2026-12-03), so the models were not those of a run alone.
+
 One run's window of 10 tasks holds some 30-50 suggestions; `--pool A/assist.json B/assist.json ...`
 sums the windows of runs on other scenes (--seed) and prints kept share, deleted and drawn objects.
 `--replay OUT ...` scores the same runs' windows again under other threshold rules (bench/replay.py).

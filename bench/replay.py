@@ -2,7 +2,8 @@
 --replay`), and every model version on the same new photos (`assist.py --same-photos`).
 
 For each window of tasks, the model that answered it is evaluated again on its job's val photos
-(`evaluate.match.f1_curve`), each rule picks a threshold from that curve, and the window's photos
+(`evaluate.match.f1_curve`), each rule picks a threshold from that curve (the bagged and per-class
+rules from the photos' outcomes: `bagged_best_f1_conf`, `class_f1_confs`), and the window's photos
 are predicted once and scored at every rule's threshold against the scene's labels, as `label
 status` counts them (`label.feedback.match_regions`). Plain model calls at full precision, where the
 backend ran its fast path: counts can differ from the live run's by an object or two.
@@ -32,7 +33,10 @@ RULES: dict[str, Callable[[Any], int]] = {
     "lowest within 1 SE": lambda curve: int(_within_error(curve)[-1]),
 }
 BAGGED = "bagged best F1"  # evaluate.match.bagged_best_f1_conf: needs the photos, not the curve
-RULE_NAMES = [*RULES, BAGGED]
+# evaluate.match.class_f1_confs: a threshold per class, with the prior (objects) pulling to BAGGED
+PER_CLASS = {"per class, prior 10": 10.0, "per class, prior 0": 0.0}
+RULE_NAMES = [*RULES, BAGGED, *PER_CLASS]
+Threshold = float | dict[str, float]  # one for all classes, or one per class name
 
 
 def _middle(indices: np.ndarray) -> int:
@@ -154,7 +158,7 @@ def same_photos(out: Path, count: int) -> list[dict[str, Any]]:
 
 
 def _total(
-    predictions: list[list[tuple[float, Any]]], labels: list[Any], conf: float
+    predictions: list[list[tuple[float, Any]]], labels: list[Any], conf: Threshold
 ) -> tuple[int, int, int]:
     counts = [_outcome(found, truth, conf) for found, truth in zip(predictions, labels, strict=True)]
     return sum(c[0] for c in counts), sum(c[1] for c in counts), sum(c[2] for c in counts)
@@ -202,13 +206,13 @@ def same_photos_rules(runs: list[list[dict[str, Any]]]) -> dict[str, dict[str, i
     return totals
 
 
-def _thresholds(model: Any, classes: list[str], dataset: Path) -> dict[str, float]:
+def _thresholds(model: Any, classes: list[str], dataset: Path) -> dict[str, Threshold]:
     import torch
 
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.evaluate import category_map, evaluate_model
     from officescore.evaluate.inputs import load_gt
-    from officescore.evaluate.match import bagged_best_f1_conf, f1_curve
+    from officescore.evaluate.match import bagged_best_f1_conf, class_f1_confs, f1_curve
     from officescore.label.prelabel import DEFAULT_CONF
     from officescore.label.trainjob import MIN_VAL_OBJECTS
 
@@ -221,7 +225,13 @@ def _thresholds(model: Any, classes: list[str], dataset: Path) -> dict[str, floa
         return {rule: DEFAULT_CONF for rule in RULE_NAMES}
     bagged = bagged_best_f1_conf(gt, masks)
     assert bagged is not None  # the curve exists
-    return {**{rule: float(curve.conf[pick(curve)]) for rule, pick in RULES.items()}, BAGGED: bagged["conf"]}
+    rules: dict[str, Threshold] = {rule: float(curve.conf[pick(curve)]) for rule, pick in RULES.items()}
+    rules[BAGGED] = bagged["conf"]
+    for rule, prior in PER_CLASS.items():
+        per_class = class_f1_confs(gt, masks, prior=prior)
+        assert per_class is not None  # as bagged
+        rules[rule] = per_class["classes"]
+    return rules
 
 
 def _predict(model: Any, classes: list[str], photo: Path) -> list[tuple[float, Any]]:
@@ -262,11 +272,16 @@ def _labels(
     ]
 
 
-def _outcome(predictions: list[tuple[float, Any]], labels: list[Any], conf: float) -> tuple[int, int, int]:
+def _outcome(
+    predictions: list[tuple[float, Any]], labels: list[Any], conf: Threshold
+) -> tuple[int, int, int]:
     """(suggested, kept, drawn by hand) on one photo at `conf`, counted as `label status` counts them."""
     from officescore.label.feedback import match_regions
 
-    shown = [region for score, region in predictions if score >= conf]
+    def needs(name: str) -> float:
+        return conf[name] if isinstance(conf, dict) else conf
+
+    shown = [region for score, region in predictions if score >= needs(region.class_name)]
     kept, added, _ = match_regions(shown, labels)
     return len(shown), kept, added
 

@@ -315,6 +315,79 @@ def test_bagged_best_f1_conf_by_hand() -> None:
     assert bagged_best_f1_conf(load_gt(gt), []) is None
 
 
+def test_class_f1_confs_by_hand() -> None:
+    """Three copies of one photo (so every resample is the photo scaled: each pick is the whole
+    sample's): a desk found at 0.9 and a false desk at 0.6; a chair found at 0.3 and a false chair at
+    0.2; a mug missed and a false mug at 0.5. One threshold for all does best at 0.3 (F1 4/7, the
+    false desk and mug shown); a threshold per class, 0.9 for desks, 0.3 for chairs and just above
+    0.5 for mugs (none of them helps), shows no false alarm (F1 0.8). A prior of 10 objects pulls
+    each towards the shared 0.3: the desk's to (3 x 0.9 + 10 x 0.3) / 13."""
+    from officescore.evaluate.inputs import load_gt
+    from officescore.evaluate.match import ABOVE, bagged_best_f1_conf, class_f1_confs
+
+    boxes = ((1, BOX_A), (2, BOX_B), (3, (70, 5, 20, 20)))
+    gt = gt_doc([(k, cat, box, 0) for k in (1, 2, 3) for cat, box in boxes], n_images=3)
+    preds = [
+        d
+        for k in (1, 2, 3)
+        for d in (
+            det(k, 1, BOX_A, 0.9),
+            det(k, 1, (0, 60, 30, 30), 0.6),  # on nothing
+            det(k, 2, BOX_B, 0.3),
+            det(k, 2, (0, 60, 30, 30), 0.2),  # on nothing
+            det(k, 3, (0, 60, 30, 30), 0.5),  # on nothing
+        )
+    ]
+    assert bagged_best_f1_conf(load_gt(gt), preds)["conf"] == pytest.approx(0.3)
+    alone = class_f1_confs(load_gt(gt), preds, prior=0)
+    assert alone is not None and alone["conf"] == pytest.approx(0.3)
+    assert alone["classes"] == pytest.approx({"desk": 0.9, "chair": 0.3, "mug": 0.5 + ABOVE}, abs=2e-9)
+    assert alone["classes"]["mug"] > 0.5
+    assert (alone["tp"], alone["fp"], alone["fn"]) == (6, 0, 3) and alone["f1"] == pytest.approx(0.8)
+    pulled = class_f1_confs(load_gt(gt), preds, prior=10)
+    assert pulled["classes"]["desk"] == pytest.approx((3 * 0.9 + 10 * 0.3) / 13)
+    assert pulled["classes"]["chair"] == pytest.approx(0.3)
+    assert pulled["classes"]["mug"] == pytest.approx((3 * 0.5 + 10 * 0.3) / 13, abs=1e-6)
+    assert (pulled["tp"], pulled["fp"]) == (6, 6)  # the false desks at 0.6 pass 0.44, the mugs 0.35
+    assert class_f1_confs(load_gt(gt), []) is None
+
+
+def test_joint_class_picks_give_the_best_f1_of_every_combination() -> None:
+    """Dinkelbach's method against trying every combination of per-class thresholds."""
+    import itertools
+
+    from officescore.evaluate.match import F1Curve, _joint_picks
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        curves: list[F1Curve | None] = []
+        objects = 0
+        for _ in range(3):
+            n = int(rng.integers(0, 5))
+            if n == 0:  # a class with objects and no detections
+                curves.append(None)
+                objects += int(rng.integers(0, 3))
+                continue
+            found = rng.random(n) < rng.random()
+            tp, fp = np.cumsum(found), np.cumsum(~found)
+            objects += int(tp[-1]) + int(rng.integers(0, 3))
+            curves.append(F1Curve(conf=np.sort(rng.random(n))[::-1], tp=tp, fp=fp, objects=0))
+
+        def f1(
+            picks: tuple[int | None, ...], curves: list[F1Curve | None] = curves, objects: int = objects
+        ) -> float:
+            chosen = [
+                (c.tp[k], c.fp[k])
+                for c, k in zip(curves, picks, strict=True)
+                if c is not None and k is not None
+            ]
+            tp, fp = sum(int(t) for t, _ in chosen), sum(int(f) for _, f in chosen)
+            return 2 * tp / (tp + fp + objects) if tp + fp + objects else 0.0
+
+        every = itertools.product(*[[None] if c is None else [None, *range(len(c.tp))] for c in curves])
+        assert f1(tuple(_joint_picks(curves, objects))) == pytest.approx(max(f1(p) for p in every))
+
+
 def test_crowd_regions_are_ignored() -> None:
     crowd_box = (5, 5, 60, 60)
     gt = gt_doc([(1, 1, BOX_B, 0), (1, 1, crowd_box, 1)], n_images=1)

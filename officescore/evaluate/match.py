@@ -165,32 +165,56 @@ class F1Curve:
         return {"conf": float(self.conf[k]), **prf(self.tp[k], self.fp[k], self.objects - self.tp[k])}
 
 
-def _image_outcomes(
-    coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str
-) -> list[tuple[np.ndarray, np.ndarray, int]]:
-    """Per image with labels or detections: detection scores, their `_greedy` outcomes, objects."""
+@dataclass(frozen=True)
+class ImageOutcome:
+    """One image's detections by descending score, what `_greedy` made of each, and its objects."""
+
+    scores: np.ndarray  # [D]
+    outcome: np.ndarray  # [D] MATCHED, FALSE_ALARM or IGNORED
+    classes: np.ndarray  # [D] class index of each detection
+    objects: np.ndarray  # [K] ground-truth objects per class index (crowd regions excluded)
+
+    def of_class(self, k: int) -> ImageOutcome:
+        """Only class k: matching never crosses classes, so its outcomes stay as they are."""
+        mine = self.classes == k
+        objects = np.zeros_like(self.objects)
+        objects[k] = self.objects[k]
+        return ImageOutcome(self.scores[mine], self.outcome[mine], self.classes[mine], objects)
+
+
+def _image_outcomes(coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str) -> list[ImageOutcome]:
+    """Per image with labels or detections, its `ImageOutcome` (class indices: sorted category ids)."""
     cat_index = {cid: k for k, cid in enumerate(sorted(coco_gt.cats))}
     images = []
     for image_dets, arrays in _per_image(coco_gt, dets, iou_type, cat_index):
+        _, gcls, crowd, dcls = arrays
         scores = np.array([float(d["score"]) for d in image_dets], dtype=np.float64)
-        images.append((scores, _greedy(*arrays)[0], int((~arrays[2]).sum())))
+        objects = np.bincount(gcls[~crowd], minlength=len(cat_index))
+        images.append(ImageOutcome(scores, _greedy(*arrays)[0], dcls, objects))
     return images
 
 
-def _curve(images: list[tuple[np.ndarray, np.ndarray, int]]) -> F1Curve | None:
-    """The F1 curve of these images' outcomes (an image may come more than once)."""
-    n_objects = sum(objects for _, _, objects in images)
-    scores = np.concatenate([np.zeros(0)] + [s for s, _, _ in images])
-    if not n_objects or not len(scores):
+def _ranked(images: list[ImageOutcome]) -> F1Curve | None:
+    """The F1 curve of these images' outcomes (an image may come more than once); None without
+    detections. Unlike `_curve` it may hold no objects (every detection a false alarm)."""
+    scores = np.concatenate([np.zeros(0)] + [image.scores for image in images])
+    if not len(scores):
         return None
     order = np.argsort(-scores, kind="stable")
     ranked = scores[order]
-    outcome = np.concatenate([np.zeros(0, dtype=np.int64)] + [o for _, o, _ in images])[order]
+    outcome = np.concatenate([np.zeros(0, dtype=np.int64)] + [image.outcome for image in images])[order]
     tp = np.cumsum(outcome == MATCHED)
     fp = np.cumsum(outcome == FALSE_ALARM)
     # A threshold keeps every detection scored at or above it: cut only after the last of equal scores.
     cuts = np.flatnonzero(np.append(ranked[1:] < ranked[:-1], True))
-    return F1Curve(conf=ranked[cuts], tp=tp[cuts], fp=fp[cuts], objects=n_objects)
+    objects = int(sum(int(image.objects.sum()) for image in images))
+    return F1Curve(conf=ranked[cuts], tp=tp[cuts], fp=fp[cuts], objects=objects)
+
+
+def _curve(images: list[ImageOutcome]) -> F1Curve | None:
+    """`_ranked`, None also without ground-truth objects."""
+    curve = _ranked(images)
+    return curve if curve is not None and curve.objects else None
 
 
 def f1_curve(coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str = "segm") -> F1Curve | None:
@@ -231,3 +255,89 @@ def bagged_best_f1_conf(
     conf = float(np.mean(picks)) if picks else float(curve.conf[curve.best])
     # The lowest curve threshold at or above `conf` keeps what `conf` keeps on these images.
     return {**curve.at(int(np.flatnonzero(curve.conf >= conf)[-1])), "conf": conf}
+
+
+ABOVE = 1e-6  # a class's threshold this far above its best score suggests nothing of it
+
+
+def _joint_picks(curves: list[F1Curve | None], objects: int) -> list[int | None]:
+    """Per class, the index on its curve (None: suggest nothing of it) that together give the best F1
+    over all classes. F1 = 2 TP / (TP + FP + objects) is a ratio of sums over classes, so Dinkelbach's
+    method finds its maximum: at the best F1 so far, f, each class independently maximises
+    (2 - f) TP - f FP; the F1 of those picks is the next f, until it stops rising."""
+    f = 0.0
+    while True:
+        picks: list[int | None] = []
+        tp = fp = 0
+        for curve in curves:
+            gain = None if curve is None else (2 - f) * curve.tp - f * curve.fp
+            k = None if gain is None else int(np.argmax(gain))  # the highest threshold on a tie
+            if gain is None or k is None or gain[k] <= 0:
+                picks.append(None)
+                continue
+            picks.append(k)
+            tp, fp = tp + int(curve.tp[k]), fp + int(curve.fp[k])
+        found = 2 * tp / (tp + fp + objects) if tp + fp + objects else 0.0
+        if found <= f + 1e-12:
+            return picks
+        f = found
+
+
+def _class_confs(images: list[ImageOutcome], n_classes: int) -> np.ndarray:
+    """`_joint_picks` as thresholds per class index: NaN for a class without detections here (nothing
+    to learn about it); just above its best score for one whose detections cost more F1 than they
+    bring (the least change that hides them all)."""
+    curves = [_ranked([image.of_class(k) for image in images]) for k in range(n_classes)]
+    picks = _joint_picks(curves, int(sum(int(image.objects.sum()) for image in images)))
+    return np.array(
+        [np.nan if curve is None else float(curve.conf[0]) + ABOVE if k is None else float(curve.conf[k])
+         for curve, k in zip(curves, picks, strict=True)]
+    )  # fmt: skip
+
+
+def class_f1_confs(
+    coco_gt: COCO,
+    dets: list[dict[str, Any]],
+    iou_type: str = "segm",
+    resamples: int = 200,
+    seed: int = 0,
+    prior: float = 10.0,
+) -> dict[str, Any] | None:
+    """A score threshold per class, chosen together for the best F1 over all classes: a model scores
+    some classes lower than others (one it learned from a few labels, say), and one threshold for all
+    then hides those or lets the others' mistakes through.
+
+    Each class's threshold is the mean over `resamples` bootstrap resamples of the images (as
+    `bagged_best_f1_conf`), pulled towards the one shared bagged threshold as if that were `prior`
+    objects more: (n c_class + prior c_shared) / (n + prior) with n the class's objects, so a class
+    with few labelled objects keeps nearly the shared threshold. Returned: `conf` (the shared one),
+    `classes` ({class name: threshold}), and the precision, recall and counts on all images at the
+    class thresholds; None where `best_f1_conf` is."""
+    shared = bagged_best_f1_conf(coco_gt, dets, iou_type, resamples, seed)
+    if shared is None:
+        return None
+    cat_ids = sorted(coco_gt.cats)
+    images = _image_outcomes(coco_gt, dets, iou_type)
+    rng = np.random.default_rng(seed)
+    picks = np.array(
+        [_class_confs([images[i] for i in rng.integers(len(images), size=len(images))], len(cat_ids))
+         for _ in range(resamples)]
+    )  # fmt: skip
+    objects = np.sum([image.objects for image in images], axis=0)
+    seen = ~np.isnan(picks).all(axis=0)  # classes with detections in some resample
+    own = np.where(seen, np.nanmean(np.where(seen, picks, 0.0), axis=0), shared["conf"])
+    weight = np.where(seen, objects, 0) / np.maximum(np.where(seen, objects, 0) + prior, 1e-12)
+    # Down to 9 decimals: a mean of equal picks (0.3 + 0.3 + ...) must not end a hair above the score
+    # it picked. Distinct float32 scores lie further apart, so no lower score gets in.
+    confs = np.floor((weight * own + (1 - weight) * shared["conf"]) * 1e9) / 1e9
+    tp = fp = 0
+    for image in images:
+        shown = image.scores >= confs[image.classes]
+        tp += int((shown & (image.outcome == MATCHED)).sum())
+        fp += int((shown & (image.outcome == FALSE_ALARM)).sum())
+    names = {cid: coco_gt.cats[cid]["name"] for cid in cat_ids}
+    return {
+        "conf": shared["conf"],
+        "classes": {names[cid]: float(c) for cid, c in zip(cat_ids, confs, strict=True)},
+        **prf(tp, fp, int(objects.sum()) - tp),
+    }
