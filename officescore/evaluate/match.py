@@ -270,13 +270,15 @@ def _joint_picks(curves: list[F1Curve | None], objects: int) -> list[int | None]
         picks: list[int | None] = []
         tp = fp = 0
         for curve in curves:
-            gain = None if curve is None else (2 - f) * curve.tp - f * curve.fp
-            k = None if gain is None else int(np.argmax(gain))  # the highest threshold on a tie
-            if gain is None or k is None or gain[k] <= 0:
-                picks.append(None)
-                continue
+            k = None
+            if curve is not None:
+                gain = (2 - f) * curve.tp - f * curve.fp
+                k = int(np.argmax(gain))  # the highest threshold on a tie
+                if gain[k] <= 0:  # nothing of this class adds to F1
+                    k = None
             picks.append(k)
-            tp, fp = tp + int(curve.tp[k]), fp + int(curve.fp[k])
+            if curve is not None and k is not None:
+                tp, fp = tp + int(curve.tp[k]), fp + int(curve.fp[k])
         found = 2 * tp / (tp + fp + objects) if tp + fp + objects else 0.0
         if found <= f + 1e-12:
             return picks
