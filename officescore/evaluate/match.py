@@ -242,7 +242,10 @@ def bagged_best_f1_conf(
 
     On a few val photos the best-F1 threshold of the one sample jumps with a photo or two; the
     mean over resamples moves less (bench/replay.py measures both)."""
-    images = _image_outcomes(coco_gt, dets, iou_type)
+    return _bagged_best(_image_outcomes(coco_gt, dets, iou_type), resamples, seed)
+
+
+def _bagged_best(images: list[ImageOutcome], resamples: int, seed: int) -> dict[str, Any] | None:
     curve = _curve(images)
     if curve is None:
         return None
@@ -315,11 +318,11 @@ def class_f1_confs(
     with few labelled objects keeps nearly the shared threshold. Returned: `conf` (the shared one),
     `classes` ({class name: threshold}), and the precision, recall and counts on all images at the
     class thresholds; None where `best_f1_conf` is."""
-    shared = bagged_best_f1_conf(coco_gt, dets, iou_type, resamples, seed)
+    images = _image_outcomes(coco_gt, dets, iou_type)
+    shared = _bagged_best(images, resamples, seed)
     if shared is None:
         return None
     cat_ids = sorted(coco_gt.cats)
-    images = _image_outcomes(coco_gt, dets, iou_type)
     rng = np.random.default_rng(seed)
     picks = np.array(
         [_class_confs([images[i] for i in rng.integers(len(images), size=len(images))], len(cat_ids))
