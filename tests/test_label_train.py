@@ -604,6 +604,15 @@ def test_each_model_suggests_at_its_own_best_f1_threshold(
     assert 0 < len(val["annotations"]) < MIN_VAL_OBJECTS <= suggest["tp"] + suggest["fn"]
     (few / "val.json").write_text(json.dumps(val))
     assert val_scores(good_model, few, "cpu")["suggest"] is None
+    # Exactly MIN_VAL_OBJECTS labelled objects (the ten photos, their other labels left out): enough.
+    enough = tmp_path / "enough"
+    shutil.copytree(wide, enough)
+    val = json.loads((enough / "val.json").read_text())
+    val["annotations"] = [a for a in val["annotations"] if not a["iscrowd"]][:MIN_VAL_OBJECTS]
+    assert len(val["annotations"]) == MIN_VAL_OBJECTS
+    (enough / "val.json").write_text(json.dumps(val))
+    at_least = val_scores(good_model, enough, "cpu")["suggest"]
+    assert at_least is not None and at_least["tp"] + at_least["fn"] == MIN_VAL_OBJECTS
 
     # A job that ended while the backend was down: adopted at start, with its threshold.
     own = dict(suggest, conf=0.42)  # a value no default has

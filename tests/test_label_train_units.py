@@ -1,0 +1,306 @@
+"""The trainer's bookkeeping without Label Studio or torch: the switch rule, the labels counted
+toward --train-every and what a finished job leaves counted, the fixed held-out set, and which
+prediction a labeller saw and what they kept of it. Every expected number is worked out by hand."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from officescore import masks as masklib
+from officescore.label import trainer as trainer_module
+from officescore.label.feedback import match_regions, shown_prediction
+from officescore.label.formats import Region
+from officescore.label.trainer import STATE_FILE, Trainer, TrainSettings, not_worse
+from officescore.label.trainjob import RESULT_FILE, assign_splits, held_out
+from officescore.runs import NOT_USED_FILE
+
+
+def test_not_worse_takes_a_tie_and_refuses_a_missing_score() -> None:
+    """The switch: a new model equal to the current one on the same val photos takes over; one
+    without a val score never replaces one with a score; without a current score any new one does."""
+    assert not_worse(0.25, 0.25)
+    assert not_worse(0.3, 0.25) and not not_worse(0.2, 0.25)
+    assert not not_worse(None, 0.25)
+    assert not_worse(None, None) and not_worse(0.0, None)
+
+
+class FakeJob:
+    """A child process that runs until `end` (or terminate), so no job ever trains."""
+
+    started: list[FakeJob] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.pid = 999_999
+        self.returncode: int | None = None
+        self._done = threading.Event()
+        FakeJob.started.append(self)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._done.wait(timeout)
+        return self.returncode if self.returncode is not None else 0
+
+    def poll(self) -> int | None:
+        return self.returncode if self._done.is_set() else None
+
+    def terminate(self) -> None:
+        self.end(-15)
+
+    kill = terminate
+
+    def end(self, code: int) -> None:
+        self.returncode = code
+        self._done.set()
+
+
+@pytest.fixture
+def fake_jobs(monkeypatch: pytest.MonkeyPatch) -> list[FakeJob]:
+    FakeJob.started = []
+    monkeypatch.setattr(trainer_module.subprocess, "Popen", FakeJob)
+    return FakeJob.started
+
+
+def _settings(tmp_path: Path, every: int = 3) -> TrainSettings:
+    return TrainSettings(
+        url="http://127.0.0.1:9",
+        project="units",
+        folder=tmp_path / "backend",
+        runs=tmp_path / "runs",
+        every=every,
+    )
+
+
+def _result(tmp_path: Path, job: int, pulled_at: float, **values: Any) -> dict[str, Any]:
+    """What a successful job writes into result.json (its run folder made, so a rejection can mark it)."""
+    run_dir = tmp_path / "runs" / f"label-job{job:04d}"
+    (run_dir / "weights").mkdir(parents=True, exist_ok=True)
+    return {
+        "ok": True,
+        "run_dir": str(run_dir),
+        "checkpoint": str(run_dir / "weights" / "best.pt"),
+        "model_version": f"v{job}",
+        "segm_map": 0.5,
+        "current_segm_map": None,
+        "suggest": None,
+        "trained_photos": 2,
+        "val_photos": 1,
+        "train_tasks": [1, 2],
+        "val_tasks": [3],
+        "pulled_at": pulled_at,
+        **values,
+    }
+
+
+def _end_job(trainer: Trainer, job: FakeJob, result: dict[str, Any]) -> None:
+    """The running job writes its result and exits 0; returns once the trainer has recorded it."""
+    folder = trainer.folder / trainer.state["running"]["folder"]
+    (folder / RESULT_FILE).write_text(json.dumps(result))
+    number = trainer.state["running"]["job"]
+    job.end(0)
+    deadline = time.monotonic() + 10
+    while not any(v.get("job") == number for v in trainer.versions()):
+        assert time.monotonic() < deadline, "the trainer never recorded the job"
+        time.sleep(0.01)
+
+
+def test_every_nth_label_starts_one_job_and_later_labels_stay_counted(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """--train-every 3: labels 1 and 2 are counted, the 3rd starts a job; 3 labels during it are
+    counted but start none beside it. The job pulled after the first 4 labels, so when it ends the
+    2 that came after its pull stay counted (fewer than 3: no next job yet), and a 3rd starts it."""
+    trainer = Trainer(_settings(tmp_path), "not-a-key", project_id=7)
+    try:
+        assert trainer.notify("ANNOTATION_CREATED", {"project": {"id": 7}})["status"] == "counted"
+        assert trainer.notify("ANNOTATION_UPDATED", {"project": {"id": 8}})["status"] == "ignored"
+        assert trainer.notify("ANNOTATION_DELETED", {"project": 7})["pending"] == 2 and not fake_jobs
+        assert trainer.notify("ANNOTATION_CREATED", {"project": {"id": 7}})["status"] == "training"
+        assert len(fake_jobs) == 1 and trainer.state["running"]["pending_at_start"] == 3
+        answer = trainer.notify("ANNOTATION_CREATED", {"project": {"id": 7}})
+        assert answer["status"] == "queued" and answer["pending"] == 4 and answer["job"] == 1
+        pulled_at = time.time()
+        time.sleep(0.01)
+        for _ in range(2):
+            trainer.notify("ANNOTATION_CREATED", {"project": {"id": 7}})
+        assert len(fake_jobs) == 1 and trainer.state["pending"] == 6
+
+        _end_job(trainer, fake_jobs[0], _result(tmp_path, 1, pulled_at))
+        state = json.loads((trainer.folder / STATE_FILE).read_text())
+        assert state["pending"] == 2 and len(state["events"]) == 2 and state["running"] is None
+        assert state["current"]["model_version"] == "v1" and len(fake_jobs) == 1
+        assert trainer.notify("ANNOTATION_CREATED", {"project": "7.1712345"})["status"] == "training"
+        assert len(fake_jobs) == 2 and trainer.state["jobs"] == 2
+    finally:
+        trainer.close()
+
+
+def test_a_finished_job_grows_the_held_out_set_and_switches_on_a_tie_only(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """Job 2 scores the same val mask mAP as the current model: it takes over. Job 3 scores less: v2
+    keeps answering, its run is marked not used, and its labels still count as trained. The held-out
+    and trained tasks are the union of every job's, and a new job is handed them."""
+    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key")
+    try:
+        trainer.notify("START_TRAINING", {})
+        _end_job(trainer, fake_jobs[0], _result(tmp_path, 1, time.time(), segm_map=0.4))
+        assert trainer.state["current"]["model_version"] == "v1"
+
+        trainer.notify("ANNOTATION_CREATED", {})
+        tie = _result(tmp_path, 2, time.time(), segm_map=0.4, current_segm_map=0.4)
+        _end_job(trainer, fake_jobs[1], {**tie, "train_tasks": [1, 2, 4], "val_tasks": [5]})
+        assert trainer.state["current"]["model_version"] == "v2" and trainer.versions()[-1]["accepted"]
+        assert trainer.state["val_tasks"] == [3, 5] and trainer.state["train_tasks"] == [1, 2, 4]
+
+        trainer.notify("ANNOTATION_CREATED", {})
+        job = json.loads((trainer.folder / "jobs" / "job-0003" / "job.json").read_text())
+        assert job["val_tasks"] == [3, 5] and job["train_tasks"] == [1, 2, 4]
+        assert job["current"] == str((tmp_path / "runs" / "label-job0002" / "weights" / "best.pt").resolve())
+        worse = _result(tmp_path, 3, time.time(), segm_map=0.39, current_segm_map=0.4)
+        _end_job(trainer, fake_jobs[2], {**worse, "train_tasks": [6], "val_tasks": []})
+        assert trainer.state["current"]["model_version"] == "v2" and not trainer.versions()[-1]["accepted"]
+        assert trainer.state["pending"] == 0 and trainer.state["train_tasks"] == [1, 2, 4, 6]
+        assert (tmp_path / "runs" / "label-job0003" / NOT_USED_FILE).is_file()
+        assert not (tmp_path / "runs" / "label-job0002" / NOT_USED_FILE).exists()
+    finally:
+        trainer.close()
+
+
+def test_held_out_photos_stay_held_out_and_the_set_grows() -> None:
+    """Splits at a fifth held out, worked out from `held_out`'s fixed draw of each task:
+    earlier held-out and trained photos keep their side whatever their draw, new photos take
+    their own draw, and a near-duplicate group follows the side its earlier member is on."""
+    draw = {t: held_out(t, 0.2) for t in range(1, 40)}
+    drawn_val = [t for t, v in draw.items() if v]
+    drawn_train = [t for t, v in draw.items() if not v]
+    assert drawn_val and drawn_train
+    v, t = drawn_val[0], drawn_train[0]
+    # Swapped against their draws: the old val photo drawn for train stays val, and the reverse.
+    tasks = sorted({v, t, drawn_train[1], drawn_val[1]})
+    split = assign_splits(tasks, [], val_before={drawn_train[1]}, train_before={drawn_val[1]}, fraction=0.2)
+    assert split == {v: "val", t: "train", drawn_train[1]: "val", drawn_val[1]: "train"}
+    # A new photo in a group with a held-out one goes to val, though its own draw says train.
+    split = assign_splits(
+        sorted({t, drawn_train[2], drawn_val[1]}),
+        [[drawn_val[1], t]],
+        val_before={drawn_val[1]},
+        train_before={drawn_train[2]},
+        fraction=0.2,
+    )
+    assert split == {t: "val", drawn_val[1]: "val", drawn_train[2]: "train"}
+
+
+def test_the_first_held_out_photo_comes_with_the_second_photo_and_is_never_a_trained_one() -> None:
+    """Photos drawn for train only: one photo trains; with two, the new one of them whose hash comes
+    first is held out (never one already trained on), so val mAP can be compared from then on."""
+    import hashlib
+
+    train_only = [t for t in range(1, 60) if not held_out(t, 0.2)][:3]
+    a, b, c = train_only
+    assert assign_splits([a], [], set(), set(), 0.2) == {a: "train"}
+
+    def first(*tasks: int) -> int:
+        return min(tasks, key=lambda t: hashlib.sha256(f"officescore-val-{t}".encode()).digest())
+
+    pair = assign_splits([a, b], [], set(), set(), 0.2)
+    assert pair == {first(a, b): "val", ({a, b} - {first(a, b)}).pop(): "train"}
+    trained = first(a, b, c)  # already trained on: the held-out photo is the other new one's pick
+    others = [x for x in (a, b, c) if x != trained]
+    split = assign_splits(sorted((a, b, c)), [], set(), {trained}, 0.2)
+    assert split[trained] == "train" and split[first(*others)] == "val"
+    assert list(split.values()).count("val") == 1
+    assert assign_splits([a, b], [], set(), set(), 0.0) == {a: "train", b: "train"}  # none held out
+    # Every photo held out before: the newest trains, so the job has something to train on.
+    assert assign_splits([a, b], [], {a, b}, set(), 0.2) == {min(a, b): "val", max(a, b): "train"}
+
+
+def _region(name: str, x0: int, y0: int, x1: int, y1: int) -> Region:
+    mask = np.zeros((40, 40), dtype=np.uint8)
+    mask[y0:y1, x0:x1] = 1
+    return Region(name, masklib.encode(mask))
+
+
+def test_kept_added_and_iou_counted_by_hand() -> None:
+    """A desk redrawn to twice its size (IoU 100/200 = 0.5 exactly: kept), a chair moved (IoU
+    50/150 < 0.5: not kept, the final one added), a predicted lamp labelled a mug (other class: not
+    kept), a monitor drawn by hand (added). Two predictions on one desk: only the better is kept."""
+    predicted = [
+        _region("desk", 0, 0, 10, 10),
+        _region("chair", 20, 20, 30, 30),
+        _region("lamp", 0, 20, 10, 30),
+    ]
+    final = [
+        _region("desk", 0, 0, 20, 10),
+        _region("chair", 25, 20, 35, 30),
+        _region("mug", 0, 20, 10, 30),
+        _region("monitor", 30, 0, 40, 10),
+    ]
+    kept, added, ious = match_regions(predicted, final)
+    assert (kept, added) == (1, 3) and ious == pytest.approx([0.5])
+    twice = [_region("desk", 0, 0, 20, 10), _region("desk", 0, 0, 10, 10)]
+    kept, added, ious = match_regions(twice, [_region("desk", 0, 0, 20, 10)])
+    assert (kept, added) == (1, 0) and ious == pytest.approx([1.0])
+    assert match_regions([], final)[:2] == (0, 4) and match_regions(predicted, [])[:2] == (0, 0)
+
+
+def test_the_prediction_shown_is_the_parent_or_the_newest_made_before_the_label() -> None:
+    """The annotation's parent prediction wins; else the newest one created strictly before the
+    annotation (one made at the same moment or after, or with no time, was not seen)."""
+    annotation = {"created_at": "2026-01-01T10:00:00Z"}
+    older = {"id": 1, "created_at": "2026-01-01T09:00:00Z"}
+    newer = {"id": 2, "created_at": "2026-01-01T09:30:00+00:00"}
+    same = {"id": 3, "created_at": "2026-01-01T10:00:00Z"}
+    after = {"id": 4, "created_at": "2026-01-01T11:00:00Z"}
+    undated = {"id": 5}
+    task = {"predictions": [after, older, newer, same, undated]}
+    assert shown_prediction(task, annotation) == newer
+    assert shown_prediction(task, {**annotation, "parent_prediction": 1}) == older
+    assert shown_prediction(task, {**annotation, "parent_prediction": 4}) == after
+    assert shown_prediction({"predictions": [same, after, undated]}, annotation) is None
+    assert shown_prediction(task, {}) is None  # an annotation without a time: nothing attributable
+
+
+def test_notify_counts_only_label_events_of_its_project(tmp_path: Path, fake_jobs: list[FakeJob]) -> None:
+    """Other events are ignored; a START_TRAINING of Label Studio's /train ("<id>.<timestamp>") of
+    this project starts a job at once, whatever is counted."""
+    trainer = Trainer(_settings(tmp_path, every=10), "not-a-key", project_id=12)
+    try:
+        assert trainer.notify("PROJECT_UPDATED", {"project": {"id": 12}})["status"] == "ignored"
+        assert trainer.notify("START_TRAINING", {"project": "2.1712345"})["status"] == "ignored"
+        assert trainer.state["pending"] == 0 and not fake_jobs
+        assert trainer.notify("START_TRAINING", {"project": "12.1712345"})["status"] == "training"
+        assert trainer.state["running"]["forced"] and not trainer.state["forced"]
+    finally:
+        trainer.close()
+
+
+def test_a_failed_job_waits_for_the_next_trigger_with_its_labels_still_counted(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """--train-every 2: a job fails (not a Label Studio outage). Its 2 labels stay counted, so a job
+    is still due, but none starts until the next webhook: then one starts at once."""
+    trainer = Trainer(_settings(tmp_path, every=2), "not-a-key")
+    try:
+        trainer.notify("ANNOTATION_CREATED", {})
+        trainer.notify("ANNOTATION_CREATED", {})
+        folder = trainer.folder / trainer.state["running"]["folder"]
+        (folder / RESULT_FILE).write_text(json.dumps({"ok": False, "error": "broken photo", "retry": False}))
+        fake_jobs[0].end(1)
+        deadline = time.monotonic() + 10
+        while not trainer.state["failures"]:
+            assert time.monotonic() < deadline, "the trainer never recorded the failure"
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert trainer.state["pending"] == 2 and len(fake_jobs) == 1 and not trainer.running
+        trainer.poke()
+        assert len(fake_jobs) == 1  # no loop of failing jobs
+        assert trainer.notify("ANNOTATION_UPDATED", {})["status"] == "training"
+        assert len(fake_jobs) == 2 and trainer.state["running"]["pending_at_start"] == 3
+    finally:
+        trainer.close()
