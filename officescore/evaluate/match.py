@@ -317,7 +317,8 @@ def class_f1_confs(
     objects more: (n c_class + prior c_shared) / (n + prior) with n the class's objects, so a class
     with few labelled objects keeps nearly the shared threshold. Returned: `conf` (the shared one),
     `classes` ({class name: threshold}), and the precision, recall and counts on all images at the
-    class thresholds; None where `best_f1_conf` is."""
+    class thresholds; None where `best_f1_conf` is. bench/replay.py measures it: not better for
+    labellers than the shared threshold, which `label backend --train` keeps (docs/BENCHMARKS.md)."""
     images = _image_outcomes(coco_gt, dets, iou_type)
     shared = _bagged_best(images, resamples, seed)
     if shared is None:
