@@ -194,6 +194,12 @@ def test_held_out_photos_stay_held_out_and_the_set_grows() -> None:
         fraction=0.2,
     )
     assert split == {t: "val", drawn_val[1]: "val", drawn_train[2]: "train"}
+    # New groups take their first (lowest) member's draw, whatever the others drew.
+    val_first = next((v, w) for v in drawn_val for w in drawn_train if v < w)
+    others = [(w, v) for v in drawn_val for w in drawn_train if w < v]
+    train_first = next(pair for pair in others if not set(pair) & set(val_first))
+    split = assign_splits(sorted({*val_first, *train_first}), [val_first, train_first], set(), set(), 0.2)
+    assert split == {**dict.fromkeys(val_first, "val"), **dict.fromkeys(train_first, "train")}
 
 
 def test_the_first_held_out_photo_comes_with_the_second_photo_and_is_never_a_trained_one() -> None:
