@@ -18,7 +18,7 @@ from officescore.label import trainer as trainer_module
 from officescore.label.feedback import match_regions, shown_prediction
 from officescore.label.formats import Region
 from officescore.label.trainer import STATE_FILE, Trainer, TrainSettings, not_worse
-from officescore.label.trainjob import RESULT_FILE, assign_splits, held_out
+from officescore.label.trainjob import RESULT_FILE, assign_splits, held_out, val_draw
 from officescore.runs import NOT_USED_FILE
 
 
@@ -205,14 +205,12 @@ def test_held_out_photos_stay_held_out_and_the_set_grows() -> None:
 def test_the_first_held_out_photo_comes_with_the_second_photo_and_is_never_a_trained_one() -> None:
     """Photos drawn for train only: one photo trains; with two, the new one of them whose hash comes
     first is held out (never one already trained on), so val mAP can be compared from then on."""
-    import hashlib
-
     train_only = [t for t in range(1, 60) if not held_out(t, 0.2)][:3]
     a, b, c = train_only
     assert assign_splits([a], [], set(), set(), 0.2) == {a: "train"}
 
     def first(*tasks: int) -> int:
-        return min(tasks, key=lambda t: hashlib.sha256(f"officescore-val-{t}".encode()).digest())
+        return min(tasks, key=val_draw)
 
     pair = assign_splits([a, b], [], set(), set(), 0.2)
     assert pair == {first(a, b): "val", ({a, b} - {first(a, b)}).pop(): "train"}

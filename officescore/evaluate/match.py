@@ -332,7 +332,8 @@ def class_f1_confs(
     objects = np.sum([image.objects for image in images], axis=0)
     seen = ~np.isnan(picks).all(axis=0)  # classes with detections in some resample
     own = np.where(seen, np.nanmean(np.where(seen, picks, 0.0), axis=0), shared["conf"])
-    weight = np.where(seen, objects, 0) / np.maximum(np.where(seen, objects, 0) + prior, 1e-12)
+    counted = np.where(seen, objects, 0)  # a class never detected keeps the shared threshold
+    weight = counted / np.maximum(counted + prior, 1e-12)
     # Down to 9 decimals: a mean of equal picks (0.3 + 0.3 + ...) must not end a hair above the score
     # it picked. Distinct float32 scores lie further apart, so no lower score gets in.
     confs = np.floor((weight * own + (1 - weight) * shared["conf"]) * 1e9) / 1e9

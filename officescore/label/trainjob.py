@@ -35,10 +35,14 @@ RESULT_FILE = "result.json"
 LOG_FILE = "log.txt"
 
 
+def val_draw(task: int) -> bytes:
+    """A task's fixed draw for the held-out set: the same in every job and restart."""
+    return hashlib.sha256(f"officescore-val-{task}".encode()).digest()
+
+
 def held_out(task: int, fraction: float) -> bool:
-    """A new photo's fixed draw for the held-out set: the same answer in every job and restart."""
-    digest = hashlib.sha256(f"officescore-val-{task}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+    """Whether a new photo's draw puts it in the held-out set."""
+    return int.from_bytes(val_draw(task)[:8], "big") / 2**64 < fraction
 
 
 def assign_splits(
@@ -68,7 +72,7 @@ def assign_splits(
     if len(tasks) >= 2 and fraction > 0 and "val" not in out.values():
         new = [t for t in tasks if t not in train_before]  # never hold out a photo already trained on
         if new:
-            first = min(new, key=lambda t: hashlib.sha256(f"officescore-val-{t}".encode()).digest())
+            first = min(new, key=val_draw)
             for group in members.values():
                 if first in group and not any(t in train_before for t in group):
                     for t in group:
