@@ -315,6 +315,18 @@ def test_bagged_best_f1_conf_by_hand() -> None:
     assert bagged_best_f1_conf(load_gt(gt), []) is None
 
 
+def test_bagged_best_f1_conf_of_equal_picks_is_the_pick() -> None:
+    """Three copies of a photo whose best F1 is at its top score, 0.9: every resample picks 0.9, and
+    a float mean of 200 of them lies a hair above 0.9, above every score (an IndexError once)."""
+    from officescore.evaluate.inputs import load_gt
+    from officescore.evaluate.match import bagged_best_f1_conf
+
+    gt = gt_doc([(k, 1, BOX_A, 0) for k in (1, 2, 3)], n_images=3)
+    preds = [d for k in (1, 2, 3) for d in (det(k, 1, BOX_A, 0.9), det(k, 1, (0, 60, 30, 30), 0.5))]
+    bagged = bagged_best_f1_conf(load_gt(gt), preds)
+    assert bagged is not None and bagged["conf"] == 0.9 and (bagged["tp"], bagged["fp"]) == (3, 0)
+
+
 def test_class_f1_confs_by_hand() -> None:
     """Three copies of one photo (so every resample is the photo scaled: each pick is the whole
     sample's): a desk found at 0.9 and a false desk at 0.6; a chair found at 0.3 and a false chair at

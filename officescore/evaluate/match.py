@@ -255,7 +255,8 @@ def _bagged_best(images: list[ImageOutcome], resamples: int, seed: int) -> dict[
         resample = _curve([images[i] for i in rng.integers(len(images), size=len(images))])
         if resample is not None and resample.f1.max() > 0:  # nothing found: no threshold to pick
             picks.append(float(resample.conf[resample.best]))
-    conf = float(np.mean(picks)) if picks else float(curve.conf[curve.best])
+    # Clipped: a float mean of equal picks (0.9 + 0.9 + ...) can end a hair above all of them.
+    conf = float(np.clip(np.mean(picks), min(picks), max(picks))) if picks else float(curve.conf[curve.best])
     # The lowest curve threshold at or above `conf` keeps what `conf` keeps on these images.
     return {**curve.at(int(np.flatnonzero(curve.conf >= conf)[-1])), "conf": conf}
 
