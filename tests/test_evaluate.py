@@ -327,6 +327,36 @@ def test_bagged_best_f1_conf_of_equal_picks_is_the_pick() -> None:
     assert bagged is not None and bagged["conf"] == 0.9 and (bagged["tp"], bagged["fp"]) == (3, 0)
 
 
+def test_bagged_best_f1_conf_no_less_precise_than_the_replaced_model() -> None:
+    """Three copies of a photo with two desks. The new model finds them at 0.9 and 0.5 and makes a
+    false alarm at 0.7: best F1 at 0.5 (0.8; precision 2/3), 0.9 is exact (precision 1, F1 2/3), 0.7
+    is worst (precision 1/2). A replaced model as precise as 1 makes it suggest at 0.9; one at 0.6
+    of 2/3 allows 0.5 again (0.7 never: precision 1/2); one suggesting nothing sets no floor. Where no
+    threshold reaches the floor, the most precise (with the best F1 among equals) is taken."""
+    from officescore.evaluate.inputs import load_gt
+    from officescore.evaluate.match import bagged_best_f1_conf
+
+    NOTHING = (0, 60, 30, 30)  # noqa: N806 - a box on no desk
+
+    def copies(*found: tuple[tuple[int, int, int, int], float]) -> list[dict]:
+        return [det(k, 1, box, score) for k in (1, 2, 3) for box, score in found]
+
+    gt = load_gt(gt_doc([(k, 1, box, 0) for k in (1, 2, 3) for box in (BOX_A, BOX_B)], n_images=3))
+    new = copies((BOX_A, 0.9), (BOX_B, 0.5), (NOTHING, 0.7))
+    assert bagged_best_f1_conf(gt, new)["conf"] == 0.5
+    exact = copies((BOX_A, 0.9), (NOTHING, 0.2))  # precision 1 at 0.5, 1/2 at 0.1
+    assert bagged_best_f1_conf(gt, new, replaced=(exact, 0.5))["conf"] == 0.9
+    found = bagged_best_f1_conf(gt, new, replaced=(exact, 0.1))
+    assert found["conf"] == 0.5 and found["floor_precision"] == 0.5
+    two_of_three = copies((BOX_A, 0.9), (BOX_B, 0.8), (NOTHING, 0.6))
+    assert bagged_best_f1_conf(gt, new, replaced=(two_of_three, 0.5))["conf"] == 0.5
+    assert bagged_best_f1_conf(gt, new, replaced=(exact, 0.95))["floor_precision"] is None
+    assert bagged_best_f1_conf(gt, new, replaced=(exact, 0.95))["conf"] == 0.5
+    sloppy = copies((NOTHING, 0.95), (BOX_A, 0.9), (BOX_B, 0.5), (NOTHING, 0.7))  # never precise
+    at_most_half = bagged_best_f1_conf(gt, sloppy, replaced=(exact, 0.5))  # 1/2 at 0.9 and 0.5
+    assert at_most_half["conf"] == 0.5 and at_most_half["precision"] == 0.5
+
+
 def test_class_f1_confs_by_hand() -> None:
     """Three copies of one photo (so every resample is the photo scaled: each pick is the whole
     sample's): a desk found at 0.9 and a false desk at 0.6; a chair found at 0.3 and a false chair at

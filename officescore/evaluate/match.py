@@ -91,9 +91,9 @@ def _match_image(
 
 def _per_image(
     coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str, cat_index: dict[int, int], conf: float = 0.0
-) -> Iterator[tuple[list[dict[str, Any]], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
-    """Per image with labels or detections (scored at least `conf`): its detections by descending
-    score, and what `_greedy` takes (IoUs, label classes, crowd flags, detection classes)."""
+) -> Iterator[tuple[Any, list[dict[str, Any]], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]:
+    """Per image with labels or detections (scored at least `conf`): its id, its detections by
+    descending score, and what `_greedy` takes (IoUs, label classes, crowd flags, detection classes)."""
     by_image: dict[Any, list[dict[str, Any]]] = {}
     for d in dets:
         if d["score"] >= conf:
@@ -104,6 +104,7 @@ def _per_image(
         if not anns and not image_dets:
             continue
         yield (
+            img_id,
             image_dets,
             (
                 _ious(coco_gt, anns, image_dets, iou_type),
@@ -124,7 +125,7 @@ def match_counts(
         fn=np.zeros(k, dtype=np.int64),
         matrix=np.zeros((k + 1, k + 1), dtype=np.int64),
     )
-    for _, arrays in _per_image(coco_gt, dets, iou_type, cat_index, conf):
+    for _, _, arrays in _per_image(coco_gt, dets, iou_type, cat_index, conf):
         _match_image(*arrays, counts)
     return counts
 
@@ -173,24 +174,30 @@ class ImageOutcome:
     outcome: np.ndarray  # [D] MATCHED, FALSE_ALARM or IGNORED
     classes: np.ndarray  # [D] class index of each detection
     objects: np.ndarray  # [K] ground-truth objects per class index (crowd regions excluded)
+    image_id: Any = None
 
     def of_class(self, k: int) -> ImageOutcome:
         """Only class k: matching never crosses classes, so its outcomes stay as they are."""
         mine = self.classes == k
         objects = np.zeros_like(self.objects)
         objects[k] = self.objects[k]
-        return ImageOutcome(self.scores[mine], self.outcome[mine], self.classes[mine], objects)
+        return ImageOutcome(self.scores[mine], self.outcome[mine], self.classes[mine], objects, self.image_id)
+
+    def shown(self, conf: float) -> tuple[int, int]:
+        """(matched, false alarms) among the detections scored at least `conf`."""
+        outcome = self.outcome[self.scores >= conf]
+        return int((outcome == MATCHED).sum()), int((outcome == FALSE_ALARM).sum())
 
 
 def _image_outcomes(coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str) -> list[ImageOutcome]:
     """Per image with labels or detections, its `ImageOutcome` (class indices: sorted category ids)."""
     cat_index = {cid: k for k, cid in enumerate(sorted(coco_gt.cats))}
     images = []
-    for image_dets, arrays in _per_image(coco_gt, dets, iou_type, cat_index):
+    for image_id, image_dets, arrays in _per_image(coco_gt, dets, iou_type, cat_index):
         _, gcls, crowd, dcls = arrays
         scores = np.array([float(d["score"]) for d in image_dets], dtype=np.float64)
         objects = np.bincount(gcls[~crowd], minlength=len(cat_index))
-        images.append(ImageOutcome(scores, _greedy(*arrays)[0], dcls, objects))
+        images.append(ImageOutcome(scores, _greedy(*arrays)[0], dcls, objects, image_id))
     return images
 
 
@@ -234,31 +241,72 @@ def best_f1_conf(coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str = "seg
 
 
 def bagged_best_f1_conf(
-    coco_gt: COCO, dets: list[dict[str, Any]], iou_type: str = "segm", resamples: int = 200, seed: int = 0
+    coco_gt: COCO,
+    dets: list[dict[str, Any]],
+    iou_type: str = "segm",
+    resamples: int = 200,
+    seed: int = 0,
+    replaced: tuple[list[dict[str, Any]], float] | None = None,
 ) -> dict[str, Any] | None:
     """`best_f1_conf` made steadier: the mean of the best-F1 thresholds of `resamples` bootstrap
     resamples of the images (a fixed seed, so the same input gives the same threshold), with the
     precision, recall and counts on all images at that threshold; None where `best_f1_conf` is.
 
     On a few val photos the best-F1 threshold of the one sample jumps with a photo or two; the
-    mean over resamples moves less (bench/replay.py measures both)."""
-    return _bagged_best(_image_outcomes(coco_gt, dets, iou_type), resamples, seed)
+    mean over resamples moves less (bench/replay.py measures both).
+
+    `replaced`, the detections of the model these would replace on the same images and the threshold
+    it suggests at: on each resample only thresholds whose precision is at least that model's count
+    (where none is, the most precise ones), so a new model's suggestions are no sloppier than those
+    labellers saw before (`label backend --train`). `floor_precision` is that model's precision on
+    all images."""
+    images = _image_outcomes(coco_gt, dets, iou_type)
+    if replaced is None:
+        return _bagged_best(images, resamples, seed)
+    before = {image.image_id: image for image in _image_outcomes(coco_gt, replaced[0], iou_type)}
+    floor = [before.get(image.image_id) for image in images]  # None: nothing of it there
+    found = _bagged_best(images, resamples, seed, (floor, replaced[1]))
+    if found is not None:
+        tp, fp = np.sum([image.shown(replaced[1]) for image in before.values()] or [(0, 0)], axis=0)
+        found["floor_precision"] = float(tp / (tp + fp)) if tp + fp else None
+    return found
 
 
-def _bagged_best(images: list[ImageOutcome], resamples: int, seed: int) -> dict[str, Any] | None:
+def _bagged_best(
+    images: list[ImageOutcome],
+    resamples: int,
+    seed: int,
+    floor: tuple[list[ImageOutcome | None], float] | None = None,
+) -> dict[str, Any] | None:
     curve = _curve(images)
     if curve is None:
         return None
     rng = np.random.default_rng(seed)
     picks = []
     for _ in range(resamples):
-        resample = _curve([images[i] for i in rng.integers(len(images), size=len(images))])
+        drawn = rng.integers(len(images), size=len(images))
+        resample = _curve([images[i] for i in drawn])
         if resample is not None and resample.f1.max() > 0:  # nothing found: no threshold to pick
-            picks.append(float(resample.conf[resample.best]))
+            f1 = resample.f1
+            if floor is not None:
+                f1 = _at_least_as_precise(resample, [floor[0][i] for i in drawn], floor[1])
+            picks.append(float(resample.conf[int(np.argmax(f1))]))
     # Clipped: a float mean of equal picks (0.9 + 0.9 + ...) can end a hair above all of them.
     conf = float(np.clip(np.mean(picks), min(picks), max(picks))) if picks else float(curve.conf[curve.best])
     # The lowest curve threshold at or above `conf` keeps what `conf` keeps on these images.
     return {**curve.at(int(np.flatnonzero(curve.conf >= conf)[-1])), "conf": conf}
+
+
+def _at_least_as_precise(curve: F1Curve, before: list[ImageOutcome | None], conf: float) -> np.ndarray:
+    """The curve's F1 where its precision is at least that of `before` (the replaced model's outcomes
+    on the same images) at `conf`, -1 elsewhere; where no threshold is that precise, where it is the
+    most precise it can be."""
+    tp, fp = np.sum([image.shown(conf) for image in before if image is not None] or [(0, 0)], axis=0)
+    if tp + fp == 0:  # the replaced model suggested nothing here: no floor
+        return curve.f1
+    precision = curve.tp / (curve.tp + curve.fp)
+    floor = min(tp / (tp + fp), float(precision.max()))
+    return np.where(precision >= floor - 1e-12, curve.f1, -1.0)
 
 
 ABOVE = 1e-6  # a class's threshold this far above its best score suggests nothing of it
