@@ -35,7 +35,10 @@ RULES: dict[str, Callable[[Any], int]] = {
 BAGGED = "bagged best F1"  # evaluate.match.bagged_best_f1_conf: needs the photos, not the curve
 # evaluate.match.class_f1_confs: a threshold per class, with the prior (objects) pulling to BAGGED
 PER_CLASS = {"per class, prior 10": 10.0, "per class, prior 0": 0.0}
-RULE_NAMES = [*RULES, BAGGED, *PER_CLASS]
+# Each new version's suggestions no less precise than those of the model it replaces, on the same val
+# photos: the bagged best F1 among the thresholds that keep the replaced model's precision
+RATCHET = "bagged, no less precise than the replaced"
+RULE_NAMES = [*RULES, BAGGED, *PER_CLASS, RATCHET]
 Threshold = float | dict[str, float]  # one for all classes, or one per class name
 
 
@@ -49,15 +52,38 @@ def _within_error(curve: Any) -> np.ndarray:
     return np.flatnonzero(curve.f1 >= best - math.sqrt(best * (1 - best) / curve.objects) - 1e-12)
 
 
-def replay(runs: list[Path]) -> dict[str, dict[str, int]]:
-    """Suggested, kept and drawn objects per rule, summed over every window of every run."""
+def replay(runs: list[Path]) -> tuple[dict[str, dict[str, int]], list[dict[str, dict[str, int]]]]:
+    """Suggested, kept and drawn objects per rule, summed over every window of every run, and per
+    window with a model (the first, the second, ...: the same tasks in every run) over the runs."""
     totals = _no_totals()
+    by_window: list[dict[str, dict[str, int]]] = []
     for out in runs:
-        for window in _windows(out):
+        for k, window in enumerate(_windows(out)):
+            if k == len(by_window):
+                by_window.append(_no_totals())
             predictions, labels = zip(*window["photos"], strict=True)
             for rule, conf in window["thresholds"].items():
-                _add(totals[rule], _total(list(predictions), list(labels), conf))
-    return totals
+                counts = _total(list(predictions), list(labels), conf)
+                _add(totals[rule], counts)
+                _add(by_window[k][rule], counts)
+    return totals, by_window
+
+
+def window_table(by_window: list[dict[str, dict[str, int]]], rules: list[str]) -> str:
+    """Kept share and the share of labels from suggestions per window (pooled over runs), per rule."""
+    head = " | ".join(
+        f"{rule}: suggested | kept share | deleted | drawn by hand | from suggestions" for rule in rules
+    )
+    lines = [f"| window | {head} |", "|---|" + "---|" * 5 * len(rules)]
+    for k, window in enumerate(by_window):
+        cells = [str(k + 1)]
+        for rule in rules:
+            t = window[rule]
+            share = f"{t['kept'] / t['suggested']:.2f}" if t["suggested"] else "-"
+            work = f"{t['kept'] / (t['kept'] + t['drawn']):.2f}" if t["kept"] + t["drawn"] else "-"
+            cells += [str(t["suggested"]), share, str(t["suggested"] - t["kept"]), str(t["drawn"]), work]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _no_totals() -> dict[str, dict[str, int]]:
@@ -81,6 +107,7 @@ def _windows(out: Path) -> list[dict[str, Any]]:
     names = {c["id"]: c["name"] for c in coco["categories"]}
     images = sorted(coco["images"], key=lambda image: Path(image["file_name"]).name)
     every = int(results["args"]["every"])
+    ratchet = _ratchet_confs(base, results["retraining"]["versions"])
     windows = []
     for n, window in enumerate(results["retraining"]["windows"]):
         if not window["versions"]:
@@ -94,7 +121,8 @@ def _windows(out: Path) -> list[dict[str, Any]]:
              _labels(coco, image, names, unlabelled))
             for image in images[n * every : (n + 1) * every]
         ]  # fmt: skip
-        windows.append({"thresholds": _thresholds(model, classes, dataset), "photos": photos})
+        thresholds = _thresholds(model, classes, dataset, ratchet[window["versions"][0]])
+        windows.append({"thresholds": thresholds, "photos": photos})
     return windows
 
 
@@ -130,7 +158,8 @@ def same_photos(out: Path, count: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     answering: dict[str, Any] | None = None
     predicted: dict[str, list[list[tuple[float, Any]]]] = {}
-    thresholds: dict[str, dict[str, float]] = {}  # per version, what each rule picks on its val photos
+    thresholds: dict[str, dict[str, Threshold]] = {}  # per version, what each rule picks on its val photos
+    ratchet = _ratchet_confs(base, results["retraining"]["versions"])
     for version in results["retraining"]["versions"]:
         if version.get("accepted"):
             answering = version
@@ -142,7 +171,7 @@ def same_photos(out: Path, count: int) -> list[dict[str, Any]]:
             model, classes = model_from_checkpoint(checkpoint, torch.device("cpu"))  # in eval mode
             photos = [scenes / "images" / Path(image["file_name"]).name for image in coco["images"]]
             predicted[name] = [_predict(model, classes, photo) for photo in photos]
-            thresholds[name] = _thresholds(model, classes, _job_dataset(base, name))
+            thresholds[name] = _thresholds(model, classes, _job_dataset(base, name), ratchet[name])
         conf = (answering.get("suggest") or {}).get("conf") or DEFAULT_CONF
         suggested, kept, drawn = _total(predicted[name], labels, conf)
         rows.append(
@@ -175,8 +204,14 @@ def _at_kept(predictions: list[list[tuple[float, Any]]], labels: list[Any], targ
     return suggested, kept
 
 
-def same_photos_table(runs: list[list[dict[str, Any]]]) -> str:
-    """Rows of several runs summed job by job (the static backend is the first row)."""
+def same_photos_table(runs: list[list[dict[str, Any]]], rule: str | None = None) -> str:
+    """Rows of several runs summed job by job (the static backend is the first row), at the threshold
+    the backend used or at `rule`'s."""
+    if rule is not None:  # each row's counts at that rule's threshold
+        keys = ("suggested", "kept", "drawn")
+        runs = [
+            [{**row, **dict(zip(keys, row["rules"][rule], strict=True))} for row in rows] for rows in runs
+        ]
     lines = [
         "| after job | suggested | kept share | deleted | drawn by hand | from suggestions | per run "
         "| kept share at the static's kept count |",
@@ -206,20 +241,25 @@ def same_photos_rules(runs: list[list[dict[str, Any]]]) -> dict[str, dict[str, i
     return totals
 
 
-def _thresholds(model: Any, classes: list[str], dataset: Path) -> dict[str, Threshold]:
+def _val_masks(model: Any, classes: list[str], dataset: Path) -> tuple[Any, list[dict[str, Any]]]:
+    """The data set's val labels (COCO) and the model's mask detections on its val photos."""
     import torch
 
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.evaluate import category_map, evaluate_model
     from officescore.evaluate.inputs import load_gt
+
+    val = OfficeDataset(dataset, "val", build_transforms(train=False))
+    found = evaluate_model(model, val, torch.device("cpu"), category_ids=category_map(classes, val.classes))
+    return load_gt(val.annotation_file), [p for p in found[1] if "segmentation" in p] if found else []
+
+
+def _thresholds(model: Any, classes: list[str], dataset: Path, ratchet: float) -> dict[str, Threshold]:
     from officescore.evaluate.match import bagged_best_f1_conf, class_f1_confs, f1_curve
     from officescore.label.prelabel import DEFAULT_CONF
     from officescore.label.trainjob import MIN_VAL_OBJECTS
 
-    val = OfficeDataset(dataset, "val", build_transforms(train=False))
-    found = evaluate_model(model, val, torch.device("cpu"), category_ids=category_map(classes, val.classes))
-    masks = [p for p in found[1] if "segmentation" in p] if found else []
-    gt = load_gt(val.annotation_file)
+    gt, masks = _val_masks(model, classes, dataset)
     curve = f1_curve(gt, masks) if masks else None
     if curve is None or curve.objects < MIN_VAL_OBJECTS:
         return {rule: DEFAULT_CONF for rule in RULE_NAMES}
@@ -231,7 +271,38 @@ def _thresholds(model: Any, classes: list[str], dataset: Path) -> dict[str, Thre
         per_class = class_f1_confs(gt, masks, prior=prior)
         assert per_class is not None  # as bagged
         rules[rule] = per_class["classes"]
+    rules[RATCHET] = ratchet
     return rules
+
+
+def _ratchet_confs(base: Path, versions: list[dict[str, Any]]) -> dict[str, float]:
+    """The RATCHET threshold of every accepted version, in the order they answered: each is picked
+    on its job's val photos against the version it replaced, at that one's RATCHET threshold."""
+    import torch
+
+    from officescore.evaluate.match import bagged_best_f1_conf
+    from officescore.label.prelabel import DEFAULT_CONF
+    from officescore.label.trainjob import MIN_VAL_OBJECTS
+    from officescore.model import model_from_checkpoint
+
+    confs: dict[str, float] = {}
+    replaced: tuple[Any, list[str], float] | None = None
+    for version in versions:
+        if not version.get("accepted"):
+            continue
+        name = version["model_version"]
+        model, classes = model_from_checkpoint(
+            (base / "backend" / version["checkpoint"]).resolve(), torch.device("cpu")
+        )
+        dataset = _job_dataset(base, name)
+        gt, masks = _val_masks(model, classes, dataset)
+        floor = None if replaced is None else (_val_masks(replaced[0], replaced[1], dataset)[1], replaced[2])
+        found = bagged_best_f1_conf(gt, masks, replaced=floor) if masks else None
+        conf = None if found is None else found["conf"]
+        objects = sum(1 for a in gt.dataset["annotations"] if not a.get("iscrowd"))
+        confs[name] = DEFAULT_CONF if conf is None or objects < MIN_VAL_OBJECTS else conf
+        replaced = (model, classes, confs[name])
+    return confs
 
 
 def _predict(model: Any, classes: list[str], photo: Path) -> list[tuple[float, Any]]:
