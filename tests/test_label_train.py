@@ -648,6 +648,47 @@ def test_each_model_suggests_at_its_own_best_f1_threshold(
         trainer.close()
 
 
+def test_a_new_model_is_no_less_precise_than_the_one_labellers_saw(
+    scenes: dict[str, Any], good_model: Path, tmp_path: Path
+) -> None:
+    """`compare_on_val` evaluates the new and the current model on the same val photos and hands the
+    current one's detections, at the threshold its suggestions are shown at, to the new model's
+    threshold pick as a floor (`bagged_best_f1_conf(replaced=...)`, worked by hand in
+    test_evaluate.py). The good model stands for both."""
+    from officescore.dataset import OfficeDataset, build_transforms
+    from officescore.evaluate.inputs import load_gt
+    from officescore.evaluate.match import bagged_best_f1_conf, match_counts
+    from officescore.label.prelabel import DEFAULT_CONF
+    from officescore.label.trainjob import compare_on_val
+
+    wide = tmp_path / "wide"  # all ten photos as val: enough objects for a threshold of its own
+    shutil.copytree(scenes["base"] / "good" / "dataset", wide)
+    val, train = (json.loads((wide / f"{split}.json").read_text()) for split in ("val", "train"))
+    val["images"] += train["images"]
+    val["annotations"] += train["annotations"]
+    (wide / "val.json").write_text(json.dumps(val))
+    gt = load_gt(OfficeDataset(wide, "val", build_transforms(train=False)).annotation_file)
+
+    first, none = compare_on_val(good_model, None, None, wide, "cpu")  # the first model: no floor
+    assert none == {} and "floor_precision" not in first["suggest"]
+    assert first["suggest"] == bagged_best_f1_conf(gt, first["masks"])
+    masks = first["masks"]
+    shown_at = sorted({m["score"] for m in masks})[-3]  # the current model shown at its 3rd best score
+
+    def precision(conf: float) -> float:
+        counts = match_counts(gt, masks, "segm", conf, {cid: k for k, cid in enumerate(sorted(gt.cats))})
+        return counts.tp.sum() / (counts.tp.sum() + counts.fp.sum())
+
+    new, old = compare_on_val(good_model, good_model, shown_at, wide, "cpu")
+    assert old["masks"] == masks and new["suggest"] == bagged_best_f1_conf(
+        gt, masks, replaced=(masks, shown_at)
+    )
+    assert new["suggest"]["floor_precision"] == pytest.approx(precision(shown_at))
+    default, _ = compare_on_val(good_model, good_model, None, wide, "cpu")  # shown at the backend's default
+    assert default["suggest"]["floor_precision"] == pytest.approx(precision(DEFAULT_CONF))
+    assert precision(shown_at) != pytest.approx(precision(DEFAULT_CONF))  # so the two say which was used
+
+
 @pytest.mark.parametrize("proc", ["/proc", "/nonexistent-proc"])
 def test_a_running_job_is_recognised_by_its_command_line(
     tmp_path: Path, proc: str, monkeypatch: pytest.MonkeyPatch

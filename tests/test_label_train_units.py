@@ -145,7 +145,8 @@ def test_a_finished_job_grows_the_held_out_set_and_switches_on_a_tie_only(
 ) -> None:
     """Job 2 scores the same val mask mAP as the current model: it takes over. Job 3 scores less: v2
     keeps answering, its run is marked not used, and its labels still count as trained. The held-out
-    and trained tasks are the union of every job's, and a new job is handed them."""
+    and trained tasks are the union of every job's, and a new job is handed them, with the threshold
+    the current model's suggestions are shown at."""
     trainer = Trainer(_settings(tmp_path, every=1), "not-a-key")
     try:
         trainer.notify("START_TRAINING", {})
@@ -153,7 +154,12 @@ def test_a_finished_job_grows_the_held_out_set_and_switches_on_a_tie_only(
         assert trainer.state["current"]["model_version"] == "v1"
 
         trainer.notify("ANNOTATION_CREATED", {})
-        tie = _result(tmp_path, 2, time.time(), segm_map=0.4, current_segm_map=0.4)
+        # v1 has no threshold of its own: the next job is told so (None: the backend's default).
+        assert (
+            json.loads((trainer.folder / "jobs" / "job-0002" / "job.json").read_text())["current_conf"]
+            is None
+        )
+        tie = _result(tmp_path, 2, time.time(), segm_map=0.4, current_segm_map=0.4, suggest={"conf": 0.37})
         _end_job(trainer, fake_jobs[1], {**tie, "train_tasks": [1, 2, 4], "val_tasks": [5]})
         assert trainer.state["current"]["model_version"] == "v2" and trainer.versions()[-1]["accepted"]
         assert trainer.state["val_tasks"] == [3, 5] and trainer.state["train_tasks"] == [1, 2, 4]
@@ -162,6 +168,7 @@ def test_a_finished_job_grows_the_held_out_set_and_switches_on_a_tie_only(
         job = json.loads((trainer.folder / "jobs" / "job-0003" / "job.json").read_text())
         assert job["val_tasks"] == [3, 5] and job["train_tasks"] == [1, 2, 4]
         assert job["current"] == str((tmp_path / "runs" / "label-job0002" / "weights" / "best.pt").resolve())
+        assert job["current_conf"] == 0.37  # what v2's suggestions are shown at: the floor of job 3's
         worse = _result(tmp_path, 3, time.time(), segm_map=0.39, current_segm_map=0.4)
         _end_job(trainer, fake_jobs[2], {**worse, "train_tasks": [6], "val_tasks": []})
         assert trainer.state["current"]["model_version"] == "v2" and not trainer.versions()[-1]["accepted"]

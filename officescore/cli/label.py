@@ -283,7 +283,8 @@ def backend(
         None,
         "--conf",
         help="Suggest detections with at least this score (0-1). Default 0.3; with --train each trained "
-        "model's own: the score with the best mask F1 on its val photos (averaged over resamples).",
+        "model's own: the score with the best mask F1 on its val photos (averaged over resamples), no less "
+        "precise there than the model it replaces.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     img_size: int = typer.Option(None, "--img-size", help="Longest image side fed to the model."),

@@ -212,8 +212,9 @@ class Trainer:
             return self._abs(current["checkpoint"]) if current else None
 
     def current_conf(self) -> float | None:
-        """The current model's own suggestion threshold (best mask F1 on its job's val photos);
-        None for a model found in the runs folder or trained without val photos."""
+        """The current model's own suggestion threshold (best mask F1 on its job's val photos, no less
+        precise there than the model it replaced); None for a model found in the runs folder or
+        trained without val photos."""
         with self._lock:
             suggest = (self.state["current"] or {}).get("suggest")
             return float(suggest["conf"]) if suggest else None
@@ -306,6 +307,7 @@ class Trainer:
             "photo_cache": str((self.folder / PHOTO_CACHE).resolve()),  # each photo downloaded once
             "runs": str(Path(settings.runs).resolve()),
             "current": str(current) if current else None,
+            "current_conf": self.current_conf(),  # None: the backend's default
             "weights": settings.weights,
             "arch": settings.arch,
             "img_size": settings.img_size,

@@ -8,9 +8,11 @@ classes are listed and skipped), split on the backend's fixed held-out set, fine
 from the current model into an ordinary run folder (`officescore.train`), then evaluate the new and
 the current model on the same val photos, and find the score threshold at which the new model's
 suggestions have the best mask F1 there, averaged over bootstrap resamples of those photos (a
-threshold found on a few photos jumps with one of them): `suggest`, what `label backend` shows by
-default. The last thing it does is write JOB_FOLDER/result.json (atomically): the backend reads
-nothing else, so a job killed at any point leaves no result and its run folder is never loaded.
+threshold found on a few photos jumps with one of them), among the thresholds at which they are no
+less precise than the current model's suggestions as labellers see them: `suggest`, what `label
+backend` shows by default. The last thing it does is write JOB_FOLDER/result.json (atomically):
+the backend reads nothing else, so a job killed at any point leaves no result and its run folder is
+never loaded.
 The API key comes in the environment (LABEL_STUDIO_API_KEY), never in a file.
 """
 
@@ -129,11 +131,14 @@ def _unknown_labels(export: dict[str, Any], classes: Sequence[str]) -> dict[str,
     return found
 
 
-def val_scores(checkpoint: Path, dataset: Path, device: str) -> dict[str, Any]:
-    """A checkpoint on the data set's val split: `segm_map`, `bbox_map` and `suggest` (the score
-    threshold with the best mask F1, averaged over bootstrap resamples of the val photos:
-    `evaluate.match.bagged_best_f1_conf`; None below MIN_VAL_OBJECTS labelled objects); all None
-    without val photos."""
+def val_scores(
+    checkpoint: Path, dataset: Path, device: str, replaced: tuple[list[dict[str, Any]], float] | None = None
+) -> dict[str, Any]:
+    """A checkpoint on the data set's val split: `segm_map`, `bbox_map`, its mask detections
+    (`masks`) and `suggest`: the score threshold with the best mask F1, averaged over bootstrap
+    resamples of the val photos, and no less precise there than `replaced` (the current model's
+    detections and threshold) where given (`evaluate.match.bagged_best_f1_conf`); None below
+    MIN_VAL_OBJECTS labelled objects. All None without val photos."""
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.devices import resolve_device
     from officescore.evaluate import category_map, evaluate_model
@@ -143,21 +148,37 @@ def val_scores(checkpoint: Path, dataset: Path, device: str) -> dict[str, Any]:
 
     val_set = OfficeDataset(dataset, "val", build_transforms(train=False))
     if len(val_set) == 0:
-        return {"segm_map": None, "bbox_map": None, "suggest": None}
+        return {"segm_map": None, "bbox_map": None, "masks": None, "suggest": None}
     torch_device = resolve_device(device)
     model, classes = model_from_checkpoint(checkpoint, torch_device)
     found = evaluate_model(model, val_set, torch_device, category_ids=category_map(classes, val_set.classes))
     assert found is not None
     metrics, predictions = found
     masks = [p for p in predictions if "segmentation" in p]
-    suggest = bagged_best_f1_conf(load_gt(val_set.annotation_file), masks) if masks else None
+    gt = load_gt(val_set.annotation_file)
+    suggest = bagged_best_f1_conf(gt, masks, replaced=replaced) if masks else None
     if suggest is not None and suggest["tp"] + suggest["fn"] < MIN_VAL_OBJECTS:
         suggest = None
     return {
         "segm_map": (metrics.get("segm") or {}).get("map"),
         "bbox_map": (metrics.get("bbox") or {}).get("map"),
+        "masks": masks,
         "suggest": suggest,
     }
+
+
+def compare_on_val(
+    new: Path, current: Path | None, current_conf: float | None, dataset: Path, device: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`val_scores` of the new and the current model (empty without one) on the same val photos. The
+    new model's threshold is no less precise there than the current model's suggestions at the
+    threshold they are shown at (`current_conf`; None: the backend's default), so a new version is
+    never sloppier than the one labellers saw before."""
+    from officescore.label.prelabel import DEFAULT_CONF
+
+    old = val_scores(current, dataset, device) if current is not None else {}
+    shown_at = DEFAULT_CONF if current_conf is None else float(current_conf)
+    return val_scores(new, dataset, device, (old["masks"], shown_at) if old.get("masks") else None), old
 
 
 def run_job(folder: Path) -> dict[str, Any]:
@@ -203,8 +224,7 @@ def run_job(folder: Path) -> dict[str, Any]:
     )
     trained = train(config)
     best = trained.best_checkpoint or trained.last_checkpoint  # no val photos: the last epoch
-    new = val_scores(best, dataset, job["device"])
-    old = val_scores(current, dataset, job["device"]) if current is not None else {}
+    new, old = compare_on_val(best, current, job.get("current_conf"), dataset, job["device"])
     return {
         "ok": True,
         "run_dir": str(trained.run_dir),
