@@ -36,7 +36,8 @@ BAGGED = "bagged best F1"  # evaluate.match.bagged_best_f1_conf: needs the photo
 # evaluate.match.class_f1_confs: a threshold per class, with the prior (objects) pulling to BAGGED
 PER_CLASS = {"per class, prior 10": 10.0, "per class, prior 0": 0.0}
 # Each new version's suggestions no less precise than those of the model it replaces, on the same val
-# photos: the bagged best F1 among the thresholds that keep the replaced model's precision
+# photos: the bagged best F1 among the thresholds that keep the replaced model's precision. The
+# backend's since 2026-12-03 (runs made before it suggested at BAGGED).
 RATCHET = "bagged, no less precise than the replaced"
 RULE_NAMES = [*RULES, BAGGED, *PER_CLASS, RATCHET]
 Threshold = float | dict[str, float]  # one for all classes, or one per class name
