@@ -299,8 +299,8 @@ def _bagged_best(
 
 def _at_least_as_precise(curve: F1Curve, before: list[ImageOutcome | None], conf: float) -> np.ndarray:
     """The curve's F1 where its precision is at least that of `before` (the replaced model's outcomes
-    on the same images) at `conf`, -1 elsewhere; where no threshold is that precise, where it is the
-    most precise it can be."""
+    on the same images) at `conf`, -1 elsewhere; where no threshold is that precise, F1 only at the
+    most precise thresholds."""
     tp, fp = np.sum([image.shown(conf) for image in before if image is not None] or [(0, 0)], axis=0)
     if tp + fp == 0:  # the replaced model suggested nothing here: no floor
         return curve.f1
