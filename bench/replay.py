@@ -242,25 +242,20 @@ def same_photos_rules(runs: list[list[dict[str, Any]]]) -> dict[str, dict[str, i
     return totals
 
 
-def _val_masks(model: Any, classes: list[str], dataset: Path) -> tuple[Any, list[dict[str, Any]]]:
-    """The data set's val labels (COCO) and the model's mask detections on its val photos."""
+def _thresholds(model: Any, classes: list[str], dataset: Path, ratchet: float) -> dict[str, Threshold]:
     import torch
 
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.evaluate import category_map, evaluate_model
     from officescore.evaluate.inputs import load_gt
-
-    val = OfficeDataset(dataset, "val", build_transforms(train=False))
-    found = evaluate_model(model, val, torch.device("cpu"), category_ids=category_map(classes, val.classes))
-    return load_gt(val.annotation_file), [p for p in found[1] if "segmentation" in p] if found else []
-
-
-def _thresholds(model: Any, classes: list[str], dataset: Path, ratchet: float) -> dict[str, Threshold]:
     from officescore.evaluate.match import bagged_best_f1_conf, class_f1_confs, f1_curve
     from officescore.label.prelabel import DEFAULT_CONF
     from officescore.label.trainjob import MIN_VAL_OBJECTS
 
-    gt, masks = _val_masks(model, classes, dataset)
+    val = OfficeDataset(dataset, "val", build_transforms(train=False))
+    found = evaluate_model(model, val, torch.device("cpu"), category_ids=category_map(classes, val.classes))
+    masks = [p for p in found[1] if "segmentation" in p] if found else []
+    gt = load_gt(val.annotation_file)
     curve = f1_curve(gt, masks) if masks else None
     if curve is None or curve.objects < MIN_VAL_OBJECTS:
         return {rule: DEFAULT_CONF for rule in RULE_NAMES}
@@ -277,32 +272,23 @@ def _thresholds(model: Any, classes: list[str], dataset: Path, ratchet: float) -
 
 
 def _ratchet_confs(base: Path, versions: list[dict[str, Any]]) -> dict[str, float]:
-    """The RATCHET threshold of every accepted version, in the order they answered: each is picked
-    on its job's val photos against the version it replaced, at that one's RATCHET threshold."""
-    import torch
-
-    from officescore.evaluate.match import bagged_best_f1_conf
+    """The RATCHET threshold of every accepted version, in the order they answered, as the job finds
+    it (`trainjob.compare_on_val`): on its job's val photos, against the version it replaced at that
+    one's RATCHET threshold."""
     from officescore.label.prelabel import DEFAULT_CONF
-    from officescore.label.trainjob import MIN_VAL_OBJECTS
-    from officescore.model import model_from_checkpoint
+    from officescore.label.trainjob import compare_on_val
 
     confs: dict[str, float] = {}
-    replaced: tuple[Any, list[str], float] | None = None
+    replaced: tuple[Path, float] | None = None
     for version in versions:
         if not version.get("accepted"):
             continue
         name = version["model_version"]
-        model, classes = model_from_checkpoint(
-            (base / "backend" / version["checkpoint"]).resolve(), torch.device("cpu")
-        )
-        dataset = _job_dataset(base, name)
-        gt, masks = _val_masks(model, classes, dataset)
-        floor = None if replaced is None else (_val_masks(replaced[0], replaced[1], dataset)[1], replaced[2])
-        found = bagged_best_f1_conf(gt, masks, replaced=floor) if masks else None
-        conf = None if found is None else found["conf"]
-        objects = sum(1 for a in gt.dataset["annotations"] if not a.get("iscrowd"))
-        confs[name] = DEFAULT_CONF if conf is None or objects < MIN_VAL_OBJECTS else conf
-        replaced = (model, classes, confs[name])
+        checkpoint = (base / "backend" / version["checkpoint"]).resolve()
+        current, current_conf = replaced if replaced else (None, None)
+        new, _ = compare_on_val(checkpoint, current, current_conf, _job_dataset(base, name), "cpu")
+        confs[name] = new["suggest"]["conf"] if new["suggest"] else DEFAULT_CONF
+        replaced = (checkpoint, confs[name])
     return confs
 
 

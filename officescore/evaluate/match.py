@@ -264,19 +264,24 @@ def bagged_best_f1_conf(
     if replaced is None:
         return _bagged_best(images, resamples, seed)
     before = {image.image_id: image for image in _image_outcomes(coco_gt, replaced[0], iou_type)}
-    floor = [before.get(image.image_id) for image in images]  # None: nothing of it there
-    found = _bagged_best(images, resamples, seed, (floor, replaced[1]))
+    # Per image of `images`, what the replaced model showed there (matched, false alarms), once.
+    shown = np.array(
+        [before[i.image_id].shown(replaced[1]) if i.image_id in before else (0, 0) for i in images]
+    )
+    found = _bagged_best(images, resamples, seed, shown.reshape(len(images), 2))
     if found is not None:
-        tp, fp = np.sum([image.shown(replaced[1]) for image in before.values()] or [(0, 0)], axis=0)
-        found["floor_precision"] = float(tp / (tp + fp)) if tp + fp else None
+        found["floor_precision"] = _precision(
+            *np.sum([b.shown(replaced[1]) for b in before.values()] or [(0, 0)], axis=0)
+        )
     return found
 
 
+def _precision(tp: int, fp: int) -> float | None:
+    return float(tp / (tp + fp)) if tp + fp else None
+
+
 def _bagged_best(
-    images: list[ImageOutcome],
-    resamples: int,
-    seed: int,
-    floor: tuple[list[ImageOutcome | None], float] | None = None,
+    images: list[ImageOutcome], resamples: int, seed: int, floor_shown: np.ndarray | None = None
 ) -> dict[str, Any] | None:
     curve = _curve(images)
     if curve is None:
@@ -288,8 +293,8 @@ def _bagged_best(
         resample = _curve([images[i] for i in drawn])
         if resample is not None and resample.f1.max() > 0:  # nothing found: no threshold to pick
             f1 = resample.f1
-            if floor is not None:
-                f1 = _at_least_as_precise(resample, [floor[0][i] for i in drawn], floor[1])
+            if floor_shown is not None:
+                f1 = _at_least_as_precise(resample, _precision(*floor_shown[drawn].sum(axis=0)))
             picks.append(float(resample.conf[int(np.argmax(f1))]))
     # Clipped: a float mean of equal picks (0.9 + 0.9 + ...) can end a hair above all of them.
     conf = float(np.clip(np.mean(picks), min(picks), max(picks))) if picks else float(curve.conf[curve.best])
@@ -297,15 +302,13 @@ def _bagged_best(
     return {**curve.at(int(np.flatnonzero(curve.conf >= conf)[-1])), "conf": conf}
 
 
-def _at_least_as_precise(curve: F1Curve, before: list[ImageOutcome | None], conf: float) -> np.ndarray:
-    """The curve's F1 where its precision is at least that of `before` (the replaced model's outcomes
-    on the same images) at `conf`, -1 elsewhere; where no threshold is that precise, F1 only at the
-    most precise thresholds."""
-    tp, fp = np.sum([image.shown(conf) for image in before if image is not None] or [(0, 0)], axis=0)
-    if tp + fp == 0:  # the replaced model suggested nothing here: no floor
+def _at_least_as_precise(curve: F1Curve, floor: float | None) -> np.ndarray:
+    """The curve's F1 where its precision is at least `floor` (None: no floor), -1 elsewhere; where no
+    threshold is that precise, F1 only at the most precise thresholds."""
+    if floor is None:  # the replaced model suggested nothing here
         return curve.f1
     precision = curve.tp / (curve.tp + curve.fp)
-    floor = min(tp / (tp + fp), float(precision.max()))
+    floor = min(floor, float(precision.max()))
     return np.where(precision >= floor - 1e-12, curve.f1, -1.0)
 
 
