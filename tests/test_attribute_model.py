@@ -105,6 +105,7 @@ def _held_out(
     raise AssertionError(f"the sample scenes do not show every lamp kind and plant size: {seen}")
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_plant_size(tmp_path: Path) -> None:
     """Trained with everything else for a few dozen steps, the head tells large from small plants
     on scenes it never saw, well above chance (balanced accuracy 0.5)."""
@@ -315,6 +316,7 @@ def test_coco_results_carry_the_heads_values() -> None:
 # ---------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_training_saves_the_head_with_the_schema_and_can_leave_it_off(tmp_path: Path) -> None:
     from trainsetup import make_dataset, small_config
 

@@ -249,6 +249,7 @@ def test_folds_keep_each_group_of_near_duplicates_in_one_fold(tmp_path: Path) ->
                 assert len({fold_of[id_of[name]] for name in group}) == 1, (k, seed, group, folds)
 
 
+@pytest.mark.slow
 def test_folds_train_for_real_and_never_predict_a_photo_their_model_saw(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -89,6 +89,7 @@ def test_backend_names_a_missing_checkpoint_before_contacting_label_studio(
     assert "not reachable" not in err and out == ""
 
 
+@pytest.mark.slow
 def test_label_studio_url_flag_then_environment_then_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -189,6 +189,7 @@ def live_factory(labelstudio: LabelStudioServer, key: str, tmp_path: Path) -> It
         live.stop()
 
 
+@pytest.mark.slow
 def test_labels_start_one_job_at_a_time_and_start_training_starts_one(
     live_factory: Callable[..., Live], scenes: dict[str, Any]
 ) -> None:
@@ -316,6 +317,7 @@ def test_a_worse_model_never_answers(
     )
 
 
+@pytest.mark.slow
 def test_broken_killed_and_interrupted_jobs_leave_the_old_model_answering(
     live_factory: Callable[..., Live], scenes: dict[str, Any]
 ) -> None:
@@ -388,6 +390,7 @@ def test_broken_killed_and_interrupted_jobs_leave_the_old_model_answering(
     assert live.state["jobs"] == 5 and [v["job"] for v in live.state["versions"]].count(5) == 1
 
 
+@pytest.mark.slow
 def test_label_studio_unreachable_is_retried_later(
     labelstudio: LabelStudioServer, key: str, tmp_path: Path
 ) -> None:

@@ -29,6 +29,7 @@ def test_default_batch_is_larger_on_a_gpu() -> None:
     assert default_batch_size(torch.device("cuda", 1)) == 8
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_write_the_csv_one_process_writes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

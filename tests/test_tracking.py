@@ -306,6 +306,7 @@ class _Crash(Reporter):
         return nullcontext(self._stage(description))
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_tensorboard_and_mlflow_run(
     data: Path, runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
