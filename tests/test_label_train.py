@@ -94,25 +94,43 @@ def settings(folder: Path, url: str, project: str, **overrides: Any) -> TrainSet
     return TrainSettings(**values)
 
 
+def push_scenes(
+    client: LabelStudio, tmp: Path, title: str, scenes: dict[str, Any], n: int
+) -> tuple[int, dict[str, int]]:
+    """The first n scenes pushed as a new project: (project id, task id by photo name)."""
+    from officescore.label.push import push_images
+
+    photos = tmp / "photos"
+    photos.mkdir(exist_ok=True)
+    for image in scenes["coco"]["images"][:n]:
+        (photos / Path(image["file_name"]).name).write_bytes(
+            (scenes["folder"] / image["file_name"]).read_bytes()
+        )
+    project = push_images(client, title, [photos], classes=list(DEFAULT_CLASSES)).project_id
+    return project, {t["data"]["name"]: t["id"] for t in client.export_tasks(project)}
+
+
+def true_labels(scenes: dict[str, Any], name: str, schema: LabelSchema) -> list[dict[str, Any]]:
+    """The result of an annotation holding the scene's exact labels."""
+    image = next(i for i in scenes["coco"]["images"] if Path(i["file_name"]).name == name)
+    names = {c["id"]: c["name"] for c in scenes["coco"]["categories"]}
+    labels = [
+        {"category": names[a["category_id"]], "segmentation": a["segmentation"]}
+        for a in scenes["coco"]["annotations"]
+        if a["image_id"] == image["id"]
+    ]
+    return annotation(labels, image["width"], image["height"], schema)["result"]
+
+
 class Live:
     """A backend with a trainer, served on 127.0.0.1 and connected to a project."""
 
     def __init__(
         self, server: LabelStudioServer, tmp: Path, title: str, scenes: dict[str, Any], n: int, **kw: Any
     ):
-        from officescore.label.push import push_images
-
         self.client = LabelStudio.connect(server.url, server.api_key)
-        photos = tmp / "photos"
-        photos.mkdir(exist_ok=True)
-        for image in scenes["coco"]["images"][:n]:
-            (photos / Path(image["file_name"]).name).write_bytes(
-                (scenes["folder"] / image["file_name"]).read_bytes()
-            )
-        pushed = push_images(self.client, title, [photos], classes=list(DEFAULT_CLASSES))
-        self.project_id = pushed.project_id
+        self.project_id, self.tasks = push_scenes(self.client, tmp, title, scenes, n)
         self.schema = LabelSchema(tuple(DEFAULT_CLASSES))
-        self.tasks = {t["data"]["name"]: t["id"] for t in self.client.export_tasks(self.project_id)}
         self.names = sorted(self.tasks)
         self.scenes = scenes
         self.messages: list[str] = []
@@ -149,14 +167,7 @@ class Live:
 
     def label(self, name: str, extra: list[dict[str, Any]] = ()) -> None:  # type: ignore[assignment]
         """A labeller submits the scene's true labels (Label Studio then sends ANNOTATION_CREATED)."""
-        image = next(i for i in self.scenes["coco"]["images"] if Path(i["file_name"]).name == name)
-        names = {c["id"]: c["name"] for c in self.scenes["coco"]["categories"]}
-        labels = [
-            {"category": names[a["category_id"]], "segmentation": a["segmentation"]}
-            for a in self.scenes["coco"]["annotations"]
-            if a["image_id"] == image["id"]
-        ]
-        result = annotation(labels, image["width"], image["height"], self.schema)["result"]
+        result = true_labels(self.scenes, name, self.schema)
         self.client.sdk.annotations.create(id=self.tasks[name], result=[*result, *extra], lead_time=1.0)
 
     @property
@@ -690,6 +701,50 @@ def test_a_new_model_is_no_less_precise_than_the_one_labellers_saw(
     default, _ = compare_on_val(good_model, good_model, None, wide, "cpu")  # shown at the backend's default
     assert default["suggest"]["floor_precision"] == pytest.approx(precision(DEFAULT_CONF))
     assert precision(shown_at) != pytest.approx(precision(DEFAULT_CONF))  # so the two say which was used
+
+
+def test_the_job_takes_the_floor_at_the_threshold_labellers_see(
+    labelstudio: LabelStudioServer,
+    key: str,
+    scenes: dict[str, Any],
+    good_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`run_job`, in this process on a real project: it hands `compare_on_val` the current model and
+    the threshold its suggestions are shown at, as the trainer wrote them into job.json (the live
+    tests' val photos hold too few objects for a threshold, so their jobs cannot show this)."""
+    from officescore.label import trainjob
+
+    client = LabelStudio.connect(labelstudio.url, key)
+    _, tasks = push_scenes(client, tmp_path, "floor at the shown threshold", scenes, 4)
+    for name, task in tasks.items():
+        client.sdk.annotations.create(
+            id=task, result=true_labels(scenes, name, LabelSchema(tuple(DEFAULT_CLASSES)))
+        )
+
+    live = settings(tmp_path, labelstudio.url, "floor at the shown threshold")
+    folder = tmp_path / "job"
+    folder.mkdir()
+    job = {
+        "job": 2, "url": live.url, "project": live.project, "local_root": None,
+        "photo_cache": str(tmp_path / "cache"), "runs": str(live.runs), "current": str(good_model),
+        "current_conf": 0.42, "weights": "none", "arch": live.arch, "img_size": live.img_size,
+        "epochs": 1, "minutes": None, "batch_size": 2, "lr": live.lr, "model_kwargs": live.model_kwargs,
+        "device": "cpu", "amp": False, "val_fraction": 0.5, "val_tasks": [], "train_tasks": [], "seed": 0,
+    }  # fmt: skip
+    (folder / trainjob.JOB_FILE).write_text(json.dumps(job))
+    calls: list[tuple[Any, ...]] = []
+    real = trainjob.compare_on_val
+
+    def spy(new: Path, current: Path | None, current_conf: float | None, dataset: Path, device: str) -> Any:
+        calls.append((current, current_conf))
+        return real(new, current, current_conf, dataset, device)
+
+    monkeypatch.setattr(trainjob, "compare_on_val", spy)
+    result = trainjob.run_job(folder)
+    assert result["ok"] and result["val_photos"] >= 1 and result["current_segm_map"] is not None
+    assert calls == [(good_model, 0.42)]
 
 
 @pytest.mark.parametrize("proc", ["/proc", "/nonexistent-proc"])
