@@ -189,23 +189,22 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.same_photos:
-        from replay import BOTH, RATCHET, replay_table, same_photos, same_photos_rules, same_photos_table
+        from replay import RATCHET, replay_table, same_photos, same_photos_rules, same_photos_table
 
         runs = [same_photos(out, args.tasks) for out in args.same_photos]
         print(f"{len(runs)} run(s), {args.tasks} new scenes each\n{same_photos_table(runs)}")
         print(f"\nThe same, each version at the threshold of the rule '{RATCHET}':")
         print(same_photos_table(runs, RATCHET))
-        print(f"\nThe same, each version at the threshold of the rule '{BOTH}':")
-        print(same_photos_table(runs, BOTH))
         print(f"\nEvery job's model under each threshold rule:\n{replay_table(same_photos_rules(runs))}")
         return
     if args.replay:
-        from replay import BAGGED, BOTH, RATCHET, replay, replay_table, window_table
+        from replay import BAGGED, RATCHET, replay, replay_table, window_table
 
         totals, by_window = replay(args.replay)
         print(f"{len(args.replay)} run(s) replayed\n{replay_table(totals)}")
-        pooled_windows = window_table(by_window, [BAGGED, RATCHET, BOTH])
-        print(f"\nPer window with a model, pooled over the runs:\n{pooled_windows}")
+        print(
+            f"\nPer window with a model, pooled over the runs:\n{window_table(by_window, [BAGGED, RATCHET])}"
+        )
         return
     if args.pool:
         runs = [json.loads(path.read_text()) for path in args.pool]

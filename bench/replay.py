@@ -39,10 +39,7 @@ PER_CLASS = {"per class, prior 10": 10.0, "per class, prior 0": 0.0}
 # photos: the bagged best F1 among the thresholds that keep the replaced model's precision. The
 # backend's since 2026-12-03 (runs made before it suggested at BAGGED).
 RATCHET = "bagged, no less precise than the replaced"
-# As RATCHET, but where thresholds are both as precise and find as many as the replaced, the one
-# that closes the larger equal share of both gaps (`bagged_best_f1_conf(both=True)`).
-BOTH = "bagged, better on both than the replaced"
-RULE_NAMES = [*RULES, BAGGED, *PER_CLASS, RATCHET, BOTH]
+RULE_NAMES = [*RULES, BAGGED, *PER_CLASS, RATCHET]
 Threshold = float | dict[str, float]  # one for all classes, or one per class name
 
 
@@ -112,7 +109,6 @@ def _windows(out: Path) -> list[dict[str, Any]]:
     images = sorted(coco["images"], key=lambda image: Path(image["file_name"]).name)
     every = int(results["args"]["every"])
     ratchet = _ratchet_confs(base, results["retraining"]["versions"])
-    both = _ratchet_confs(base, results["retraining"]["versions"], both=True)
     windows = []
     for n, window in enumerate(results["retraining"]["windows"]):
         if not window["versions"]:
@@ -126,8 +122,7 @@ def _windows(out: Path) -> list[dict[str, Any]]:
              _labels(coco, image, names, unlabelled))
             for image in images[n * every : (n + 1) * every]
         ]  # fmt: skip
-        version = window["versions"][0]
-        thresholds = _thresholds(model, classes, dataset, ratchet[version], both[version])
+        thresholds = _thresholds(model, classes, dataset, ratchet[window["versions"][0]])
         windows.append({"thresholds": thresholds, "photos": photos})
     return windows
 
@@ -166,7 +161,6 @@ def same_photos(out: Path, count: int) -> list[dict[str, Any]]:
     predicted: dict[str, list[list[tuple[float, Any]]]] = {}
     thresholds: dict[str, dict[str, Threshold]] = {}  # per version, what each rule picks on its val photos
     ratchet = _ratchet_confs(base, results["retraining"]["versions"])
-    both = _ratchet_confs(base, results["retraining"]["versions"], both=True)
     for version in results["retraining"]["versions"]:
         if version.get("accepted"):
             answering = version
@@ -178,9 +172,7 @@ def same_photos(out: Path, count: int) -> list[dict[str, Any]]:
             model, classes = model_from_checkpoint(checkpoint, torch.device("cpu"))  # in eval mode
             photos = [scenes / "images" / Path(image["file_name"]).name for image in coco["images"]]
             predicted[name] = [_predict(model, classes, photo) for photo in photos]
-            thresholds[name] = _thresholds(
-                model, classes, _job_dataset(base, name), ratchet[name], both[name]
-            )
+            thresholds[name] = _thresholds(model, classes, _job_dataset(base, name), ratchet[name])
         conf = (answering.get("suggest") or {}).get("conf") or DEFAULT_CONF
         suggested, kept, drawn = _total(predicted[name], labels, conf)
         rows.append(
@@ -250,9 +242,7 @@ def same_photos_rules(runs: list[list[dict[str, Any]]]) -> dict[str, dict[str, i
     return totals
 
 
-def _thresholds(
-    model: Any, classes: list[str], dataset: Path, ratchet: float, both: float
-) -> dict[str, Threshold]:
+def _thresholds(model: Any, classes: list[str], dataset: Path, ratchet: float) -> dict[str, Threshold]:
     import torch
 
     from officescore.dataset import OfficeDataset, build_transforms
@@ -278,14 +268,13 @@ def _thresholds(
         assert per_class is not None  # as bagged
         rules[rule] = per_class["classes"]
     rules[RATCHET] = ratchet
-    rules[BOTH] = both
     return rules
 
 
-def _ratchet_confs(base: Path, versions: list[dict[str, Any]], both: bool = False) -> dict[str, float]:
-    """The RATCHET (`both`: BOTH) threshold of every accepted version, in the order they answered, as
-    the job finds it (`trainjob.compare_on_val`): on its job's val photos, against the version it
-    replaced at that one's threshold under the same rule."""
+def _ratchet_confs(base: Path, versions: list[dict[str, Any]]) -> dict[str, float]:
+    """The RATCHET threshold of every accepted version, in the order they answered, as the job finds
+    it (`trainjob.compare_on_val`): on its job's val photos, against the version it replaced at that
+    one's RATCHET threshold."""
     from officescore.label.prelabel import DEFAULT_CONF
     from officescore.label.trainjob import compare_on_val
 
@@ -297,7 +286,7 @@ def _ratchet_confs(base: Path, versions: list[dict[str, Any]], both: bool = Fals
         name = version["model_version"]
         checkpoint = (base / "backend" / version["checkpoint"]).resolve()
         current, current_conf = replaced if replaced else (None, None)
-        new, _ = compare_on_val(checkpoint, current, current_conf, _job_dataset(base, name), "cpu", both)
+        new, _ = compare_on_val(checkpoint, current, current_conf, _job_dataset(base, name), "cpu")
         confs[name] = new["suggest"]["conf"] if new["suggest"] else DEFAULT_CONF
         replaced = (checkpoint, confs[name])
     return confs

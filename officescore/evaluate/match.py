@@ -247,7 +247,6 @@ def bagged_best_f1_conf(
     resamples: int = 200,
     seed: int = 0,
     replaced: tuple[list[dict[str, Any]], float] | None = None,
-    both: bool = False,
 ) -> dict[str, Any] | None:
     """`best_f1_conf` made steadier: the mean of the best-F1 thresholds of `resamples` bootstrap
     resamples of the images (a fixed seed, so the same input gives the same threshold), with the
@@ -260,12 +259,7 @@ def bagged_best_f1_conf(
     it suggests at: on each resample only thresholds whose precision is at least that model's count
     (where none is, the most precise ones), so a new model's suggestions are no sloppier than those
     labellers saw before (`label backend --train`). `floor_precision` is that model's precision on
-    all images.
-
-    `both`: where some thresholds of a resample are at least as precise *and* find at least as many
-    objects as the replaced model, the one among them that closes the larger equal share of both gaps
-    (to precision 1 and recall 1) is picked, so a better model's gain goes to both; elsewhere the
-    floor rule above."""
+    all images."""
     images = _image_outcomes(coco_gt, dets, iou_type)
     if replaced is None:
         return _bagged_best(images, resamples, seed)
@@ -274,7 +268,7 @@ def bagged_best_f1_conf(
     shown = np.array(
         [before[i.image_id].shown(replaced[1]) if i.image_id in before else (0, 0) for i in images]
     )
-    found = _bagged_best(images, resamples, seed, shown.reshape(len(images), 2), both)
+    found = _bagged_best(images, resamples, seed, shown.reshape(len(images), 2))
     if found is not None:
         found["floor_precision"] = _precision(
             *np.sum([b.shown(replaced[1]) for b in before.values()] or [(0, 0)], axis=0)
@@ -287,11 +281,7 @@ def _precision(tp: int, fp: int) -> float | None:
 
 
 def _bagged_best(
-    images: list[ImageOutcome],
-    resamples: int,
-    seed: int,
-    floor_shown: np.ndarray | None = None,
-    both: bool = False,
+    images: list[ImageOutcome], resamples: int, seed: int, floor_shown: np.ndarray | None = None
 ) -> dict[str, Any] | None:
     curve = _curve(images)
     if curve is None:
@@ -304,10 +294,7 @@ def _bagged_best(
         if resample is not None and resample.f1.max() > 0:  # nothing found: no threshold to pick
             f1 = resample.f1
             if floor_shown is not None:
-                matched, false_alarms = floor_shown[drawn].sum(axis=0)
-                f1 = _at_least_as_precise(resample, _precision(matched, false_alarms))
-                if both:
-                    f1 = _better_on_both(resample, matched, false_alarms, f1)
+                f1 = _at_least_as_precise(resample, _precision(*floor_shown[drawn].sum(axis=0)))
             picks.append(float(resample.conf[int(np.argmax(f1))]))
     # Clipped: a float mean of equal picks (0.9 + 0.9 + ...) can end a hair above all of them.
     conf = float(np.clip(np.mean(picks), min(picks), max(picks))) if picks else float(curve.conf[curve.best])
@@ -323,31 +310,6 @@ def _at_least_as_precise(curve: F1Curve, floor: float | None) -> np.ndarray:
     precision = curve.tp / (curve.tp + curve.fp)
     floor = min(floor, float(precision.max()))
     return np.where(precision >= floor - 1e-12, curve.f1, -1.0)
-
-
-def _better_on_both(curve: F1Curve, matched: int, false_alarms: int, otherwise: np.ndarray) -> np.ndarray:
-    """Where thresholds are at least as precise as the replaced model's `matched` and `false_alarms`
-    and match at least as many objects, the smaller of the two shares of the gaps to precision 1 and
-    recall 1 they close (higher is better; -1 elsewhere); without such a threshold, `otherwise`."""
-    precision = curve.tp / (curve.tp + curve.fp)
-    old_precision = _precision(matched, false_alarms)
-    if old_precision is None:  # the replaced model suggested nothing here
-        return otherwise
-    old_recall = matched / curve.objects
-    dominates = (precision >= old_precision - 1e-12) & (curve.tp >= matched)
-    if not dominates.any():
-        return otherwise
-    share = np.minimum(
-        _gap_closed(precision, old_precision), _gap_closed(curve.tp / curve.objects, old_recall)
-    )
-    return np.where(dominates, share, -1.0)
-
-
-def _gap_closed(value: np.ndarray, old: float) -> np.ndarray:
-    """The share of the gap from `old` to 1 that `value` closes (1 where there was no gap)."""
-    if old >= 1.0 - 1e-12:
-        return np.ones_like(value, dtype=np.float64)
-    return (value - old) / (1.0 - old)
 
 
 ABOVE = 1e-6  # a class's threshold this far above its best score suggests nothing of it

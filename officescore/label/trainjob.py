@@ -132,11 +132,7 @@ def _unknown_labels(export: dict[str, Any], classes: Sequence[str]) -> dict[str,
 
 
 def val_scores(
-    checkpoint: Path,
-    dataset: Path,
-    device: str,
-    replaced: tuple[list[dict[str, Any]], float] | None = None,
-    both: bool = False,
+    checkpoint: Path, dataset: Path, device: str, replaced: tuple[list[dict[str, Any]], float] | None = None
 ) -> dict[str, Any]:
     """A checkpoint on the data set's val split: `segm_map`, `bbox_map`, its mask detections
     (`masks`) and `suggest`: the score threshold with the best mask F1, averaged over bootstrap
@@ -160,7 +156,7 @@ def val_scores(
     metrics, predictions = found
     masks = [p for p in predictions if "segmentation" in p]
     gt = load_gt(val_set.annotation_file)
-    suggest = bagged_best_f1_conf(gt, masks, replaced=replaced, both=both) if masks else None
+    suggest = bagged_best_f1_conf(gt, masks, replaced=replaced) if masks else None
     if suggest is not None and suggest["tp"] + suggest["fn"] < MIN_VAL_OBJECTS:
         suggest = None
     return {
@@ -172,12 +168,7 @@ def val_scores(
 
 
 def compare_on_val(
-    new: Path,
-    current: Path | None,
-    current_conf: float | None,
-    dataset: Path,
-    device: str,
-    both: bool = False,
+    new: Path, current: Path | None, current_conf: float | None, dataset: Path, device: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """`val_scores` of the new and the current model (empty without one) on the same val photos. The
     new model's threshold is no less precise there than the current model's suggestions at the
@@ -187,8 +178,7 @@ def compare_on_val(
 
     old = val_scores(current, dataset, device) if current is not None else {}
     shown_at = DEFAULT_CONF if current_conf is None else float(current_conf)
-    replaced = (old["masks"], shown_at) if old.get("masks") else None
-    return val_scores(new, dataset, device, replaced, both), old
+    return val_scores(new, dataset, device, (old["masks"], shown_at) if old.get("masks") else None), old
 
 
 def run_job(folder: Path) -> dict[str, Any]:
