@@ -178,6 +178,7 @@ def same_photos(out: Path, count: int) -> list[dict[str, Any]]:
         rows.append(
             {"job": version["job"], "version": name, "trained_photos": answering["trained_photos"],
              "conf": conf, "suggested": suggested, "kept": kept, "drawn": drawn,
+             "not_kept": _not_kept(predicted[name], labels, conf),
              "rules": {rule: _total(predicted[name], labels, at) for rule, at in thresholds[name].items()}}
         )  # fmt: skip
     if rows:  # every version again at the threshold where it keeps as many as the static one
@@ -192,6 +193,19 @@ def _total(
 ) -> tuple[int, int, int]:
     counts = [_outcome(found, truth, conf) for found, truth in zip(predictions, labels, strict=True)]
     return sum(c[0] for c in counts), sum(c[1] for c in counts), sum(c[2] for c in counts)
+
+
+def _not_kept(predictions: list[list[tuple[float, Any]]], labels: list[Any], conf: float) -> list[int]:
+    """Suggestions not kept at `conf`, by cause as `label status` gives them: redrawn, reclassed,
+    deleted (`label.feedback.compare_regions`)."""
+    from officescore.label.feedback import compare_regions
+
+    causes = [0, 0, 0]
+    for found, truth in zip(predictions, labels, strict=True):
+        compared = compare_regions([region for score, region in found if score >= conf], truth)
+        for k, count in enumerate((compared.redrawn, compared.reclassed, compared.deleted)):
+            causes[k] += count
+    return causes
 
 
 def _at_kept(predictions: list[list[tuple[float, Any]]], labels: list[Any], target: int) -> tuple[int, int]:
@@ -213,10 +227,12 @@ def same_photos_table(runs: list[list[dict[str, Any]]], rule: str | None = None)
         runs = [
             [{**row, **dict(zip(keys, row["rules"][rule], strict=True))} for row in rows] for rows in runs
         ]
+    causes = rule is None  # why suggestions were not kept: at the backend's threshold only
     lines = [
         "| after job | suggested | kept share | deleted | drawn by hand | from suggestions | per run "
-        "| kept share at the static's kept count |",
-        "|---|---|---|---|---|---|---|---|",
+        "| kept share at the static's kept count |"
+        + (" not kept: redrawn / reclassed / deleted |" if causes else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if causes else ""),
     ]
     for k in range(max(len(rows) for rows in runs)):
         at = [rows[k] for rows in runs if k < len(rows)]
@@ -228,6 +244,8 @@ def same_photos_table(runs: list[list[dict[str, Any]]], rule: str | None = None)
         equal = [sum(r["at_static_kept"][n] for r in at) for n in (0, 1)]
         equal_share = f"{equal[1] / equal[0]:.3f}" if equal[0] else "-"
         cells = [job, suggested, share, suggested - kept, drawn, work, per_run, equal_share]
+        if causes:
+            cells.append(" / ".join(str(sum(r["not_kept"][n] for r in at)) for n in range(3)))
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ import pytest
 
 from officescore import masks as masklib
 from officescore.label import trainer as trainer_module
-from officescore.label.feedback import match_regions, shown_prediction
+from officescore.label.feedback import compare_regions, match_regions, shown_prediction
 from officescore.label.formats import Region
 from officescore.label.trainer import STATE_FILE, Trainer, TrainSettings, not_worse
 from officescore.label.trainjob import RESULT_FILE, assign_splits, held_out, val_draw
@@ -254,10 +254,20 @@ def test_kept_added_and_iou_counted_by_hand() -> None:
     ]
     kept, added, ious = match_regions(predicted, final)
     assert (kept, added) == (1, 3) and ious == pytest.approx([0.5])
+    # Why the other two were not kept: the chair's outline redrawn, the lamp's class changed.
+    found = compare_regions(predicted, final)
+    assert (found.redrawn, found.reclassed, found.deleted) == (1, 1, 0)
     twice = [_region("desk", 0, 0, 20, 10), _region("desk", 0, 0, 10, 10)]
     kept, added, ious = match_regions(twice, [_region("desk", 0, 0, 20, 10)])
     assert (kept, added) == (1, 0) and ious == pytest.approx([1.0])
+    # The second desk overlaps only the desk the first one kept: a duplicate, deleted, not redrawn.
+    found = compare_regions(twice, [_region("desk", 0, 0, 20, 10)])
+    assert (found.redrawn, found.reclassed, found.deleted) == (0, 0, 1)
+    # A chair touching the final one by 10 of 190 pixels (IoU < 0.1) is another object: deleted.
+    touching = compare_regions([_region("chair", 0, 0, 10, 10)], [_region("chair", 9, 0, 19, 10)])
+    assert (touching.kept, touching.redrawn, touching.deleted) == (0, 0, 1)
     assert match_regions([], final)[:2] == (0, 4) and match_regions(predicted, [])[:2] == (0, 0)
+    assert compare_regions(predicted, []).deleted == 3
 
 
 def test_the_prediction_shown_is_the_parent_or_the_newest_made_before_the_label() -> None:

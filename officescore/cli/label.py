@@ -459,6 +459,9 @@ def status(
     changed = Table(title="how labellers changed its suggestions", title_justify="left")
     for column in ("model version", "tasks", "kept", "added", "kept IoU", "from sugg."):
         changed.add_column(column, justify="left" if column == "model version" else "right")
+    unkept = Table(title="suggestions not kept, by what labellers did", title_justify="left")
+    for column in ("model version", "not kept", "redrawn", "reclassed", "deleted"):
+        unkept.add_column(column, justify="left" if column == "model version" else "right")
 
     def num(value: object, digits: int = 3) -> str:
         return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
@@ -485,8 +488,14 @@ def status(
             num(row.get("mean_kept_iou"), 2),
             share(row.get("from_suggestions")),
         )
+        if row.get("predicted"):
+            not_kept = int(row["predicted"]) - int(row.get("kept") or 0)
+            causes = (num(row.get(key)) for key in ("redrawn", "reclassed", "deleted"))
+            unkept.add_row(version, str(not_kept), *causes)
     console.print(trained)
     console.print(changed)
+    if unkept.row_count:
+        console.print(unkept)
     if document.get("pending_labels") is not None:
         console.print(
             f"answering: {document.get('model_version') or 'no model yet'}; "

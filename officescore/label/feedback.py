@@ -10,6 +10,13 @@ labels: a pair counts when both have the same class and mask IoU >= 0.5, best Io
     iou     mask IoU of each kept pair (how much a kept suggestion was redrawn)
 
 Per model version: kept share = kept / predicted objects, added, mean mask IoU of kept objects.
+Every predicted object not kept is put down to one cause, so labellers and whoever trains see what
+the model gets wrong:
+
+    reclassed   a final label of another class covers it (IoU >= 0.5): the class was changed
+    redrawn     a final label of its class that no kept object took overlaps it (IoU >= 0.1): the
+                outline was redrawn too far to count as kept
+    deleted     anything else: nothing there, or a second suggestion of an object already kept
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from officescore.label.formats import Region, result_regions
 from officescore.label.pull import latest_annotation
 
 KEEP_IOU = 0.5
+REDRAWN_IOU = 0.1  # below this a same-class label is a different object, not a redrawn outline
 
 
 @dataclass
@@ -41,6 +49,9 @@ class TaskFeedback:
     kept: int
     added: int
     kept_ious: list[float] = field(default_factory=list)
+    redrawn: int = 0
+    reclassed: int = 0
+    deleted: int = 0
 
 
 @dataclass
@@ -52,6 +63,9 @@ class VersionFeedback:
     kept: int = 0
     added: int = 0
     iou_sum: float = 0.0
+    redrawn: int = 0
+    reclassed: int = 0
+    deleted: int = 0
 
     @property
     def kept_share(self) -> float | None:
@@ -78,28 +92,55 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def match_regions(predicted: Sequence[Region], final: Sequence[Region]) -> tuple[int, int, list[float]]:
-    """(kept, added, IoUs of kept pairs): one-to-one, same class, IoU >= KEEP_IOU, best pairs first."""
-    pairs = []
+@dataclass(frozen=True)
+class Comparison:
+    """One task's predicted objects against its final labels (see the module docstring)."""
+
+    kept: int
+    added: int
+    kept_ious: list[float]
+    redrawn: int
+    reclassed: int
+    deleted: int
+
+
+def compare_regions(predicted: Sequence[Region], final: Sequence[Region]) -> Comparison:
+    """Kept pairs one to one (same class, IoU >= KEEP_IOU, best pairs first), the final labels
+    added by hand, and why each predicted object that was not kept was not."""
     pixels_p = [masklib.decode(p.mask).astype(bool) for p in predicted]
     pixels_f = [masklib.decode(f.mask).astype(bool) for f in final]
-    for i, p in enumerate(predicted):
-        for j, f in enumerate(final):
-            if p.class_name != f.class_name or pixels_p[i].shape != pixels_f[j].shape:
-                continue
-            iou = _iou(pixels_p[i], pixels_f[j])
-            if iou >= KEEP_IOU:
-                pairs.append((iou, i, j))
+    ious = np.zeros((len(predicted), len(final)))
+    for i, j in np.ndindex(ious.shape):
+        if pixels_p[i].shape == pixels_f[j].shape:
+            ious[i, j] = _iou(pixels_p[i], pixels_f[j])
+    same = np.array([[p.class_name == f.class_name for f in final] for p in predicted], dtype=bool)
+    same = same.reshape(ious.shape)
+    pairs = [(ious[i, j], i, j) for i, j in zip(*np.nonzero(same & (ious >= KEEP_IOU)), strict=True)]
     used_p: set[int] = set()
     used_f: set[int] = set()
-    ious = []
+    kept_ious = []
     for iou, i, j in sorted(pairs, key=lambda t: (-t[0], t[1], t[2])):
         if i in used_p or j in used_f:
             continue
         used_p.add(i)
         used_f.add(j)
-        ious.append(iou)
-    return len(ious), len(final) - len(used_f), ious
+        kept_ious.append(float(iou))
+    free = np.array([j not in used_f for j in range(len(final))], dtype=bool)
+    redrawn = reclassed = deleted = 0
+    for i in sorted(set(range(len(predicted))) - used_p):
+        if (ious[i][~same[i]] >= KEEP_IOU).any():
+            reclassed += 1
+        elif (ious[i][same[i] & free] >= REDRAWN_IOU).any():
+            redrawn += 1
+        else:
+            deleted += 1
+    return Comparison(len(kept_ious), len(final) - len(used_f), kept_ious, redrawn, reclassed, deleted)
+
+
+def match_regions(predicted: Sequence[Region], final: Sequence[Region]) -> tuple[int, int, list[float]]:
+    """(kept, added, IoUs of kept pairs) of `compare_regions`."""
+    found = compare_regions(predicted, final)
+    return found.kept, found.added, found.kept_ious
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -146,9 +187,20 @@ def task_feedback(task: Mapping[str, Any]) -> TaskFeedback | None:
         final = result_regions(chosen.get("result") or [])
     except DataError:
         return None  # a region Label Studio cannot size: not counted rather than guessed
-    kept, added, ious = match_regions(predicted, final)
+    found = compare_regions(predicted, final)
     version = str(shown.get("model_version") or "")
-    return TaskFeedback(int(task.get("id") or 0), version, len(predicted), len(final), kept, added, ious)
+    return TaskFeedback(
+        int(task.get("id") or 0),
+        version,
+        len(predicted),
+        len(final),
+        found.kept,
+        found.added,
+        found.kept_ious,
+        found.redrawn,
+        found.reclassed,
+        found.deleted,
+    )
 
 
 def by_version(tasks: Iterable[Mapping[str, Any]]) -> dict[str, VersionFeedback]:
@@ -165,6 +217,9 @@ def by_version(tasks: Iterable[Mapping[str, Any]]) -> dict[str, VersionFeedback]
         summary.kept += found.kept
         summary.added += found.added
         summary.iou_sum += sum(found.kept_ious)
+        summary.redrawn += found.redrawn
+        summary.reclassed += found.reclassed
+        summary.deleted += found.deleted
     return out
 
 
