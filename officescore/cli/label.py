@@ -440,7 +440,8 @@ def status(
     ),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """Per model version: photos trained on, val mAP, training time, how labellers changed it."""
+    """Per model version: photos trained on, val mAP, training time, how labellers changed it and
+    why they did not keep a suggestion (redrawn, reclassed, deleted)."""
     from rich.table import Table
 
     from officescore.label.client import check_project_title
