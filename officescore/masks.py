@@ -31,6 +31,15 @@ def decode(rle: Rle) -> np.ndarray:
     return mask_utils.decode(_to_pycoco(rle)).astype(np.uint8)
 
 
+def iou(a: list[Rle], b: list[Rle]) -> np.ndarray:
+    """Mask IoU of every RLE in `a` with every one in `b` ([len(a), len(b)]), computed on the RLEs
+    without decoding them; 0 where the two masks differ in size."""
+    if not a or not b:
+        return np.zeros((len(a), len(b)))
+    found = mask_utils.iou([_to_pycoco(r) for r in a], [_to_pycoco(r) for r in b], [0] * len(b))
+    return np.maximum(np.asarray(found, dtype=np.float64).reshape(len(a), len(b)), 0.0)  # -1: sizes differ
+
+
 def from_polygons(polygons: list[list[float]], height: int, width: int) -> Rle:
     """COCO polygons (lists of x, y) -> one merged compressed RLE."""
     rles = mask_utils.frPyObjects(polygons, height, width)

@@ -113,6 +113,21 @@ def test_mask_round_trips() -> None:
     assert masks.area(masks.normalise(uncompressed)) == 1200  # 0 zeros, then 1200 ones
 
 
+def test_mask_iou_on_rles() -> None:
+    """A 10x20 box against one shifted 5 px right (150 / 250 shared) and against itself; a mask of
+    another size counts 0 (pycocotools says -1), and an empty list gives an empty matrix."""
+    mask = np.zeros((30, 40), dtype=np.uint8)
+    mask[5:15, 10:30] = 1
+    shifted = np.roll(mask, 5, axis=1)
+    other_size = np.zeros((31, 40), dtype=np.uint8)
+    other_size[5:15, 10:30] = 1
+    found = masks.iou(
+        [masks.encode(mask)], [masks.encode(shifted), masks.encode(mask), masks.encode(other_size)]
+    )
+    assert found.shape == (1, 3) and found[0] == pytest.approx([150 / 250, 1.0, 0.0])
+    assert masks.iou([], [masks.encode(mask)]).shape == (0, 1)
+
+
 def test_devices_and_single_process_distribution() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type in {"cpu", "cuda", "mps"}

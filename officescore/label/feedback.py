@@ -107,12 +107,7 @@ class Comparison:
 def compare_regions(predicted: Sequence[Region], final: Sequence[Region]) -> Comparison:
     """Kept pairs one to one (same class, IoU >= KEEP_IOU, best pairs first), the final labels
     added by hand, and why each predicted object that was not kept was not."""
-    pixels_p = [masklib.decode(p.mask).astype(bool) for p in predicted]
-    pixels_f = [masklib.decode(f.mask).astype(bool) for f in final]
-    ious = np.zeros((len(predicted), len(final)))
-    for i, j in np.ndindex(ious.shape):
-        if pixels_p[i].shape == pixels_f[j].shape:
-            ious[i, j] = _iou(pixels_p[i], pixels_f[j])
+    ious = masklib.iou([p.mask for p in predicted], [f.mask for f in final])
     same = np.array([[p.class_name == f.class_name for f in final] for p in predicted], dtype=bool)
     same = same.reshape(ious.shape)
     pairs = [(ious[i, j], i, j) for i, j in zip(*np.nonzero(same & (ious >= KEEP_IOU)), strict=True)]
@@ -141,11 +136,6 @@ def match_regions(predicted: Sequence[Region], final: Sequence[Region]) -> tuple
     """(kept, added, IoUs of kept pairs) of `compare_regions`."""
     found = compare_regions(predicted, final)
     return found.kept, found.added, found.kept_ious
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = int((a | b).sum())
-    return float((a & b).sum()) / union if union else 0.0
 
 
 def _when(stamp: Any) -> datetime | None:
