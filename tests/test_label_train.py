@@ -496,13 +496,15 @@ def test_label_status_numbers_recomputed_by_hand(
     assert row["mean_kept_iou"] == pytest.approx((1.0 + 750 / 1050) / 2, abs=1e-4)
     # Not kept: the monitor deleted (nothing there), b's desk redrawn (IoU 400/2800 >= 0.1).
     assert (row["redrawn"], row["reclassed"], row["deleted"]) == (1, 0, 1)
+    assert row["not_kept_by_class"] == {"monitor": {"deleted": 1}, "desk": {"redrawn": 1}}
     code, out, err = run(args, capsys)
     assert code == 0, err
     rows = [line for line in out.splitlines() if "│ hand-v1" in line]  # one in each table
     trained, changed, unkept = ([cell.strip() for cell in line.split("│")][1:-1] for line in rows)
     assert trained == ["hand-v1", "8", "0.500", "-", "0.42", "-"], out  # photos, mAPs, its conf, train s
     assert changed == ["hand-v1", "2", "50%", "3", "0.86", "40%"], out  # tasks, kept, added, IoU, from sugg.
-    assert unkept == ["hand-v1", "2", "1", "0", "1"], out  # not kept: redrawn, reclassed, deleted
+    # Not kept: redrawn, reclassed, deleted, and the classes with the most (equal counts by name).
+    assert unkept == ["hand-v1", "2", "1", "0", "1", "desk 1, monitor 1"], out
 
 
 def test_the_cli_serves_and_trains_and_refuses_what_cannot_work(

@@ -15,7 +15,13 @@ import pytest
 
 from officescore import masks as masklib
 from officescore.label import trainer as trainer_module
-from officescore.label.feedback import compare_regions, match_regions, shown_prediction
+from officescore.label.feedback import (
+    TaskFeedback,
+    VersionFeedback,
+    compare_regions,
+    match_regions,
+    shown_prediction,
+)
 from officescore.label.formats import Region
 from officescore.label.trainer import STATE_FILE, Trainer, TrainSettings, not_worse
 from officescore.label.trainjob import RESULT_FILE, assign_splits, held_out, val_draw
@@ -257,6 +263,7 @@ def test_kept_added_and_iou_counted_by_hand() -> None:
     # Why the other two were not kept: the chair's outline redrawn, the lamp's class changed.
     found = compare_regions(predicted, final)
     assert (found.redrawn, found.reclassed, found.deleted) == (1, 1, 0)
+    assert found.not_kept == {"chair": {"redrawn": 1}, "lamp": {"reclassed": 1}}  # by predicted class
     twice = [_region("desk", 0, 0, 20, 10), _region("desk", 0, 0, 10, 10)]
     kept, added, ious = match_regions(twice, [_region("desk", 0, 0, 20, 10)])
     assert (kept, added) == (1, 0) and ious == pytest.approx([1.0])
@@ -268,6 +275,20 @@ def test_kept_added_and_iou_counted_by_hand() -> None:
     assert (touching.kept, touching.redrawn, touching.deleted) == (0, 0, 1)
     assert match_regions([], final)[:2] == (0, 4) and match_regions(predicted, [])[:2] == (0, 0)
     assert compare_regions(predicted, []).deleted == 3
+
+
+def test_a_version_sums_its_tasks_causes_per_class() -> None:
+    """Two tasks of one version: every count adds up, per class and cause too."""
+    first = TaskFeedback(1, "v1", 3, 2, 1, 1, [0.8], 1, 0, 1, {"desk": {"redrawn": 1}, "mug": {"deleted": 1}})
+    second = TaskFeedback(2, "v1", 2, 2, 0, 2, [], 1, 1, 0, {"desk": {"redrawn": 1, "reclassed": 1}})
+    summary = VersionFeedback("v1")
+    summary.add(first)
+    summary.add(second)
+    row = summary.to_dict()
+    assert (row["tasks"], row["predicted"], row["kept"], row["added"], row["labelled"]) == (2, 5, 1, 3, 4)
+    assert (row["redrawn"], row["reclassed"], row["deleted"]) == (2, 1, 1)
+    assert row["not_kept_by_class"] == {"desk": {"redrawn": 2, "reclassed": 1}, "mug": {"deleted": 1}}
+    assert row["kept_share"] == 0.2 and row["mean_kept_iou"] == 0.8
 
 
 def test_the_prediction_shown_is_the_parent_or_the_newest_made_before_the_label() -> None:

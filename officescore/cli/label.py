@@ -461,8 +461,8 @@ def status(
     for column in ("model version", "tasks", "kept", "added", "kept IoU", "from sugg."):
         changed.add_column(column, justify="left" if column == "model version" else "right")
     unkept = Table(title="suggestions not kept, by what labellers did", title_justify="left")
-    for column in ("model version", "not kept", "redrawn", "reclassed", "deleted"):
-        unkept.add_column(column, justify="left" if column == "model version" else "right")
+    for column in ("model version", "not kept", "redrawn", "reclassed", "deleted", "most of them"):
+        unkept.add_column(column, justify="left" if column in ("model version", "most of them") else "right")
 
     def num(value: object, digits: int = 3) -> str:
         return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
@@ -492,7 +492,9 @@ def status(
         if row.get("predicted"):
             not_kept = int(row["predicted"]) - int(row.get("kept") or 0)
             causes = (num(row.get(key)) for key in ("redrawn", "reclassed", "deleted"))
-            unkept.add_row(version, str(not_kept), *causes)
+            unkept.add_row(
+                version, str(not_kept), *causes, _most_not_kept(row.get("not_kept_by_class") or {})
+            )
     console.print(trained)
     console.print(changed)
     if unkept.row_count:
@@ -503,6 +505,14 @@ def status(
             f"{document['pending_labels']} label(s) since the last model",
             soft_wrap=True,
         )
+
+
+def _most_not_kept(by_class: dict[str, dict[str, int]], shown: int = 2) -> str:
+    """The classes with the most suggestions not kept, most first: "desk 12, chair 3"."""
+    totals = sorted(
+        ((sum(causes.values()), name) for name, causes in by_class.items()), key=lambda t: (-t[0], t[1])
+    )
+    return ", ".join(f"{name} {count}" for count, name in totals[:shown]) or "-"
 
 
 def register(app: typer.Typer) -> None:

@@ -10,8 +10,8 @@ labels: a pair counts when both have the same class and mask IoU >= 0.5, best Io
     iou     mask IoU of each kept pair (how much a kept suggestion was redrawn)
 
 Per model version: kept share = kept / predicted objects, added, mean mask IoU of kept objects.
-Every predicted object not kept is put down to one cause, so labellers and whoever trains see what
-the model gets wrong:
+Every predicted object not kept is put down to one cause (also per predicted class), so labellers
+and whoever trains see what the model gets wrong:
 
     reclassed   a final label of another class covers it (IoU >= 0.5): the class was changed
     redrawn     a final label of its class that no kept object took overlaps it (IoU >= 0.1): the
@@ -38,6 +38,7 @@ from officescore.label.pull import latest_annotation
 
 KEEP_IOU = 0.5
 REDRAWN_IOU = 0.1  # below this a same-class label is a different object, not a redrawn outline
+CAUSES = ("redrawn", "reclassed", "deleted")  # why a suggestion was not kept (module docstring)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class TaskFeedback:
     redrawn: int = 0
     reclassed: int = 0
     deleted: int = 0
+    not_kept: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -66,6 +68,23 @@ class VersionFeedback:
     redrawn: int = 0
     reclassed: int = 0
     deleted: int = 0
+    not_kept_by_class: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, task: TaskFeedback) -> None:
+        """Count one more task of this version."""
+        self.tasks += 1
+        self.predicted += task.predicted
+        self.labelled += task.labelled
+        self.kept += task.kept
+        self.added += task.added
+        self.iou_sum += sum(task.kept_ious)
+        self.redrawn += task.redrawn
+        self.reclassed += task.reclassed
+        self.deleted += task.deleted
+        for name, causes in task.not_kept.items():
+            into = self.not_kept_by_class.setdefault(name, {})
+            for cause, count in causes.items():
+                into[cause] = into.get(cause, 0) + count
 
     @property
     def kept_share(self) -> float | None:
@@ -102,6 +121,7 @@ class Comparison:
     redrawn: int
     reclassed: int
     deleted: int
+    not_kept: dict[str, dict[str, int]]  # predicted class -> cause -> count
 
 
 def compare_regions(predicted: Sequence[Region], final: Sequence[Region]) -> Comparison:
@@ -121,15 +141,27 @@ def compare_regions(predicted: Sequence[Region], final: Sequence[Region]) -> Com
         used_f.add(j)
         kept_ious.append(float(iou))
     free = np.array([j not in used_f for j in range(len(final))], dtype=bool)
-    redrawn = reclassed = deleted = 0
+    causes: list[tuple[str, str]] = []  # (predicted class, cause) of each suggestion not kept
     for i in sorted(set(range(len(predicted))) - used_p):
         if (ious[i][~same[i]] >= KEEP_IOU).any():
-            reclassed += 1
+            cause = "reclassed"
         elif (ious[i][same[i] & free] >= REDRAWN_IOU).any():
-            redrawn += 1
+            cause = "redrawn"
         else:
-            deleted += 1
-    return Comparison(len(kept_ious), len(final) - len(used_f), kept_ious, redrawn, reclassed, deleted)
+            cause = "deleted"
+        causes.append((predicted[i].class_name, cause))
+    count = {cause: sum(c == cause for _, c in causes) for cause in CAUSES}
+    return Comparison(
+        len(kept_ious), len(final) - len(used_f), kept_ious, **count, not_kept=_by_class(causes)
+    )
+
+
+def _by_class(causes: Iterable[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for name, cause in causes:
+        out.setdefault(name, {})
+        out[name][cause] = out[name].get(cause, 0) + 1
+    return out
 
 
 def match_regions(predicted: Sequence[Region], final: Sequence[Region]) -> tuple[int, int, list[float]]:
@@ -190,6 +222,7 @@ def task_feedback(task: Mapping[str, Any]) -> TaskFeedback | None:
         found.redrawn,
         found.reclassed,
         found.deleted,
+        found.not_kept,
     )
 
 
@@ -200,16 +233,7 @@ def by_version(tasks: Iterable[Mapping[str, Any]]) -> dict[str, VersionFeedback]
         found = task_feedback(task)
         if found is None:
             continue
-        summary = out.setdefault(found.model_version, VersionFeedback(found.model_version))
-        summary.tasks += 1
-        summary.predicted += found.predicted
-        summary.labelled += found.labelled
-        summary.kept += found.kept
-        summary.added += found.added
-        summary.iou_sum += sum(found.kept_ious)
-        summary.redrawn += found.redrawn
-        summary.reclassed += found.reclassed
-        summary.deleted += found.deleted
+        out.setdefault(found.model_version, VersionFeedback(found.model_version)).add(found)
     return out
 
 
