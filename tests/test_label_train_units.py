@@ -279,8 +279,8 @@ def test_kept_added_and_iou_counted_by_hand() -> None:
 
 def test_a_version_sums_its_tasks_causes_per_class() -> None:
     """Two tasks of one version: every count adds up, per class and cause too."""
-    first = TaskFeedback(1, "v1", 3, 2, 1, 1, [0.8], 1, 0, 1, {"desk": {"redrawn": 1}, "mug": {"deleted": 1}})
-    second = TaskFeedback(2, "v1", 2, 2, 0, 2, [], 1, 1, 0, {"desk": {"redrawn": 1, "reclassed": 1}})
+    first = TaskFeedback(1, "v1", 3, 2, 1, 1, [0.8], {"desk": {"redrawn": 1}, "mug": {"deleted": 1}})
+    second = TaskFeedback(2, "v1", 2, 2, 0, 2, [], {"desk": {"redrawn": 1, "reclassed": 1}})
     summary = VersionFeedback("v1")
     summary.add(first)
     summary.add(second)

@@ -50,10 +50,7 @@ class TaskFeedback:
     kept: int
     added: int
     kept_ious: list[float] = field(default_factory=list)
-    redrawn: int = 0
-    reclassed: int = 0
-    deleted: int = 0
-    not_kept: dict[str, dict[str, int]] = field(default_factory=dict)
+    not_kept: dict[str, dict[str, int]] = field(default_factory=dict)  # class -> cause -> count
 
 
 @dataclass
@@ -65,9 +62,6 @@ class VersionFeedback:
     kept: int = 0
     added: int = 0
     iou_sum: float = 0.0
-    redrawn: int = 0
-    reclassed: int = 0
-    deleted: int = 0
     not_kept_by_class: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def add(self, task: TaskFeedback) -> None:
@@ -78,9 +72,6 @@ class VersionFeedback:
         self.kept += task.kept
         self.added += task.added
         self.iou_sum += sum(task.kept_ious)
-        self.redrawn += task.redrawn
-        self.reclassed += task.reclassed
-        self.deleted += task.deleted
         for name, causes in task.not_kept.items():
             into = self.not_kept_by_class.setdefault(name, {})
             for cause, count in causes.items():
@@ -104,6 +95,7 @@ class VersionFeedback:
         out["kept_share"] = _round(self.kept_share)
         out["mean_kept_iou"] = _round(self.mean_kept_iou)
         out["from_suggestions"] = _round(self.from_suggestions)
+        out.update(cause_totals(self.not_kept_by_class))
         return out
 
 
@@ -115,13 +107,30 @@ def _round(value: float | None) -> float | None:
 class Comparison:
     """One task's predicted objects against its final labels (see the module docstring)."""
 
-    kept: int
     added: int
     kept_ious: list[float]
-    redrawn: int
-    reclassed: int
-    deleted: int
     not_kept: dict[str, dict[str, int]]  # predicted class -> cause -> count
+
+    @property
+    def kept(self) -> int:
+        return len(self.kept_ious)
+
+    @property
+    def redrawn(self) -> int:
+        return cause_totals(self.not_kept)["redrawn"]
+
+    @property
+    def reclassed(self) -> int:
+        return cause_totals(self.not_kept)["reclassed"]
+
+    @property
+    def deleted(self) -> int:
+        return cause_totals(self.not_kept)["deleted"]
+
+
+def cause_totals(by_class: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
+    """Suggestions not kept per cause, over all classes of `by_class` (class -> cause -> count)."""
+    return {cause: sum(causes.get(cause, 0) for causes in by_class.values()) for cause in CAUSES}
 
 
 def compare_regions(predicted: Sequence[Region], final: Sequence[Region]) -> Comparison:
@@ -129,7 +138,7 @@ def compare_regions(predicted: Sequence[Region], final: Sequence[Region]) -> Com
     added by hand, and why each predicted object that was not kept was not."""
     ious = masklib.iou([p.mask for p in predicted], [f.mask for f in final])
     same = np.array([[p.class_name == f.class_name for f in final] for p in predicted], dtype=bool)
-    same = same.reshape(ious.shape)
+    same = same.reshape(ious.shape)  # also (0, n) and (n, 0)
     pairs = [(ious[i, j], i, j) for i, j in zip(*np.nonzero(same & (ious >= KEEP_IOU)), strict=True)]
     used_p: set[int] = set()
     used_f: set[int] = set()
@@ -150,10 +159,7 @@ def compare_regions(predicted: Sequence[Region], final: Sequence[Region]) -> Com
         else:
             cause = "deleted"
         causes.append((predicted[i].class_name, cause))
-    count = {cause: sum(c == cause for _, c in causes) for cause in CAUSES}
-    return Comparison(
-        len(kept_ious), len(final) - len(used_f), kept_ious, **count, not_kept=_by_class(causes)
-    )
+    return Comparison(len(final) - len(used_f), kept_ious, _by_class(causes))
 
 
 def _by_class(causes: Iterable[tuple[str, str]]) -> dict[str, dict[str, int]]:
@@ -219,9 +225,6 @@ def task_feedback(task: Mapping[str, Any]) -> TaskFeedback | None:
         found.kept,
         found.added,
         found.kept_ious,
-        found.redrawn,
-        found.reclassed,
-        found.deleted,
         found.not_kept,
     )
 
