@@ -185,17 +185,19 @@ def main() -> None:
         nargs="+",
         metavar="OUT",
         help="run nothing: score the model answering after each job of earlier runs (their --out "
-        "folders) on the same --tasks new scenes, at its own threshold (bench/replay.py)",
+        "folders) on the same --tasks new scenes, at its own threshold, its suggestions ranked by class "
+        "score and by the backend's class x mask score (bench/replay.py)",
     )
     args = parser.parse_args()
     if args.same_photos:
-        from replay import RATCHET, replay_table, same_photos, same_photos_rules, same_photos_table
+        from replay import replay_table, same_photos, same_photos_rules, same_photos_table
 
-        runs = [same_photos(out, args.tasks) for out in args.same_photos]
-        print(f"{len(runs)} run(s), {args.tasks} new scenes each\n{same_photos_table(runs)}")
-        print(f"\nThe same, each version at the threshold of the rule '{RATCHET}':")
-        print(same_photos_table(runs, RATCHET))
-        print(f"\nEvery job's model under each threshold rule:\n{replay_table(same_photos_rules(runs))}")
+        for by_mask in (False, True):
+            runs = [same_photos(out, args.tasks, by_mask) for out in args.same_photos]
+            ranked = "class score x mask score²" if by_mask else "class score"
+            print(f"\n{len(runs)} run(s), {args.tasks} new scenes each, ranked by {ranked}")
+            print(same_photos_table(runs))
+            print(f"\nEvery job's model under each threshold rule:\n{replay_table(same_photos_rules(runs))}")
         return
     if args.replay:
         from replay import BAGGED, RATCHET, replay, replay_table, window_table
@@ -288,7 +290,8 @@ def main() -> None:
             # The first model as the retraining backend used it: at its own threshold (or --conf).
             own = (first.get("suggest") or {}).get("conf")
             static_conf = args.conf if args.conf is not None else own if own is not None else DEFAULT_CONF
-            static = ml.Backend(checkpoint, client, device="cpu", conf=static_conf)
+            by_mask = args.conf is None and bool((first.get("suggest") or {}).get("by_mask"))
+            static = ml.Backend(checkpoint, client, device="cpu", conf=static_conf, by_mask=by_mask)
             server_b = ml.make_server(static, "127.0.0.1", 0)
             ml.start(server_b)
             client.connect_backend(pushed_b.project_id, ml.url_of(server_b))

@@ -11,7 +11,10 @@ backend ran its fast path: counts can differ from the live run's by an object or
 A window's kept share also moves with its photos (some scenes are harder): `same_photos` takes that
 out by scoring the model that answered after each job on one set of new scenes, rendered as the
 run's were (size, mask conventions, unlabelled classes) from another seed, at the threshold the
-backend used for it. Its first row is the static backend (the first model).
+backend's job finds for it (RATCHET, found again here on its job's val photos). Suggestions are
+ranked by their class score, or (`by_mask`) by the backend's suggestion score, class score x mask
+score² (`label.predict.suggestion_score`), with every threshold found on that score. Its first row
+is the static backend (the first model).
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ def _windows(out: Path) -> list[dict[str, Any]]:
              _labels(coco, image, names, unlabelled))
             for image in images[n * every : (n + 1) * every]
         ]  # fmt: skip
-        thresholds = _thresholds(model, classes, dataset, ratchet[window["versions"][0]])
+        thresholds = _thresholds(model, classes, dataset, _or_default(ratchet[window["versions"][0]]))
         windows.append({"thresholds": thresholds, "photos": photos})
     return windows
 
@@ -136,11 +139,10 @@ def _job_dataset(base: Path, version: str) -> Path:
 SAME_PHOTOS_SEED = 1000  # added to the run's --seed: scenes none of its models saw
 
 
-def same_photos(out: Path, count: int) -> list[dict[str, Any]]:
+def same_photos(out: Path, count: int, by_mask: bool = False) -> list[dict[str, Any]]:
     """Per job of the run: the model answering after it, on the same `count` new scenes."""
     import torch
 
-    from officescore.label.prelabel import DEFAULT_CONF
     from officescore.model import model_from_checkpoint
     from officescore.sample import write_sample
 
@@ -160,7 +162,7 @@ def same_photos(out: Path, count: int) -> list[dict[str, Any]]:
     answering: dict[str, Any] | None = None
     predicted: dict[str, list[list[tuple[float, Any]]]] = {}
     thresholds: dict[str, dict[str, Threshold]] = {}  # per version, what each rule picks on its val photos
-    ratchet = _ratchet_confs(base, results["retraining"]["versions"])
+    ratchet = _ratchet_confs(base, results["retraining"]["versions"], by_mask)
     for version in results["retraining"]["versions"]:
         if version.get("accepted"):
             answering = version
@@ -171,9 +173,12 @@ def same_photos(out: Path, count: int) -> list[dict[str, Any]]:
             checkpoint = (base / "backend" / answering["checkpoint"]).resolve()
             model, classes = model_from_checkpoint(checkpoint, torch.device("cpu"))  # in eval mode
             photos = [scenes / "images" / Path(image["file_name"]).name for image in coco["images"]]
-            predicted[name] = [_predict(model, classes, photo) for photo in photos]
-            thresholds[name] = _thresholds(model, classes, _job_dataset(base, name), ratchet[name])
-        conf = (answering.get("suggest") or {}).get("conf") or DEFAULT_CONF
+            # A version without a threshold of its own is shown by class score at the default.
+            ranked = by_mask and ratchet[name] is not None
+            predicted[name] = [_predict(model, classes, photo, ranked) for photo in photos]
+            own = _or_default(ratchet[name])
+            thresholds[name] = _thresholds(model, classes, _job_dataset(base, name), own, ranked)
+        conf = _or_default(ratchet[name])
         suggested, kept, drawn = _total(predicted[name], labels, conf)
         rows.append(
             {"job": version["job"], "version": name, "trained_photos": answering["trained_photos"],
@@ -260,19 +265,24 @@ def same_photos_rules(runs: list[list[dict[str, Any]]]) -> dict[str, dict[str, i
     return totals
 
 
-def _thresholds(model: Any, classes: list[str], dataset: Path, ratchet: float) -> dict[str, Threshold]:
+def _thresholds(
+    model: Any, classes: list[str], dataset: Path, ratchet: float, by_mask: bool = False
+) -> dict[str, Threshold]:
     import torch
 
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.evaluate import category_map, evaluate_model
     from officescore.evaluate.inputs import load_gt
     from officescore.evaluate.match import bagged_best_f1_conf, class_f1_confs, f1_curve
+    from officescore.label.predict import suggestion_score
     from officescore.label.prelabel import DEFAULT_CONF
     from officescore.label.trainjob import MIN_VAL_OBJECTS
 
     val = OfficeDataset(dataset, "val", build_transforms(train=False))
     found = evaluate_model(model, val, torch.device("cpu"), category_ids=category_map(classes, val.classes))
     masks = [p for p in found[1] if "segmentation" in p] if found else []
+    if by_mask:  # as the job scores them (`label.trainjob.val_scores`)
+        masks = [{**p, "score": suggestion_score(p["score"], p.get("mask_score"))} for p in masks]
     gt = load_gt(val.annotation_file)
     curve = f1_curve(gt, masks) if masks else None
     if curve is None or curve.objects < MIN_VAL_OBJECTS:
@@ -289,41 +299,52 @@ def _thresholds(model: Any, classes: list[str], dataset: Path, ratchet: float) -
     return rules
 
 
-def _ratchet_confs(base: Path, versions: list[dict[str, Any]]) -> dict[str, float]:
+def _ratchet_confs(
+    base: Path, versions: list[dict[str, Any]], by_mask: bool = False
+) -> dict[str, float | None]:
     """The RATCHET threshold of every accepted version, in the order they answered, as the job finds
     it (`trainjob.compare_on_val`): on its job's val photos, against the version it replaced at that
-    one's RATCHET threshold."""
-    from officescore.label.prelabel import DEFAULT_CONF
+    one's RATCHET threshold. None: too few val objects for one (the backend's default then)."""
     from officescore.label.trainjob import compare_on_val
 
-    confs: dict[str, float] = {}
-    replaced: tuple[Path, float] | None = None
+    confs: dict[str, float | None] = {}
+    replaced: tuple[Path, float | None] | None = None
     for version in versions:
         if not version.get("accepted"):
             continue
         name = version["model_version"]
         checkpoint = (base / "backend" / version["checkpoint"]).resolve()
         current, current_conf = replaced if replaced else (None, None)
-        new, _ = compare_on_val(checkpoint, current, current_conf, _job_dataset(base, name), "cpu")
-        confs[name] = new["suggest"]["conf"] if new["suggest"] else DEFAULT_CONF
+        new, _ = compare_on_val(checkpoint, current, current_conf, _job_dataset(base, name), "cpu", by_mask)
+        confs[name] = new["suggest"]["conf"] if new["suggest"] else None
         replaced = (checkpoint, confs[name])
     return confs
 
 
-def _predict(model: Any, classes: list[str], photo: Path) -> list[tuple[float, Any]]:
-    """(score, Region) of every detection, masks as RLE for `label.feedback.match_regions`."""
+def _or_default(conf: float | None) -> float:
+    from officescore.label.prelabel import DEFAULT_CONF
+
+    return DEFAULT_CONF if conf is None else conf
+
+
+def _predict(model: Any, classes: list[str], photo: Path, by_mask: bool = False) -> list[tuple[float, Any]]:
+    """(score, Region) of every detection, masks as RLE for `label.feedback.match_regions`; the score
+    is the class score, or with `by_mask` the backend's suggestion score."""
     import torch
     import torchvision.transforms.functional as F
     from PIL import Image
 
     from officescore import masks
+    from officescore.infer.accel.run import mask_scores
     from officescore.label.formats import Region
+    from officescore.label.predict import suggestion_score
 
     with torch.no_grad():
         found = model([F.to_tensor(Image.open(photo).convert("RGB"))])[0]
+    quality = mask_scores(found["masks"]).tolist()
     return [
         (
-            float(found["scores"][k]),
+            suggestion_score(float(found["scores"][k]), quality[k] if by_mask else None),
             Region(classes[int(label) - 1], masks.encode((found["masks"][k, 0] > 0.5).numpy())),
         )
         for k, label in enumerate(found["labels"])

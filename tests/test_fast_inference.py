@@ -131,10 +131,31 @@ def test_fp32_fast_path_equals_eager_torchvision_on_kept_detections(tiny: dict[s
         assert [d.class_name for d in result.detections] == [names[int(k)] for k in base["labels"]]
         boxes = np.array([d.box for d in result.detections])
         assert np.abs(boxes - base["boxes"].numpy()).max() <= 0.01
-        for det, mask in zip(result.detections, base["masks"][:, 0] > 0.5, strict=True):
-            assert _mask_iou(masklib.decode(det.mask).astype(bool), mask.numpy()) >= 0.99
+        for det, probabilities in zip(result.detections, base["masks"][:, 0].numpy(), strict=True):
+            mask = probabilities > 0.5
+            assert _mask_iou(masklib.decode(det.mask).astype(bool), mask) >= 0.99
+            # How sure the mask head is: its mean probability inside the mask, from the same pixels.
+            assert det.mask_score == pytest.approx(float(probabilities[mask].mean()), abs=1e-3)
     assert seen["backbone"] and len(seen["box"]) == 2
     assert seen["mask"] == [len(r.detections) for r in results]  # masks for kept detections only
+
+
+def test_a_mask_score_is_the_mean_probability_inside_its_mask() -> None:
+    """Worked by hand: pixels above 0.5 are the mask; an empty mask scores 0; bf16 masks (autocast)
+    score as their float32 values do."""
+    from officescore.infer.accel.run import mask_scores
+
+    masks = torch.tensor(
+        [
+            [[[0.9, 0.7], [0.4, 0.2]]],  # inside: 0.9, 0.7
+            [[[0.3, 0.3], [0.5, 0.1]]],  # nothing above 0.5: empty
+            [[[1.0, 0.6], [0.8, 0.52]]],  # all four inside
+        ]
+    )
+    want = [0.8, 0.0, (1.0 + 0.6 + 0.8 + 0.52) / 4]
+    assert mask_scores(masks).tolist() == pytest.approx(want)
+    assert mask_scores(masks.bfloat16()).tolist() == pytest.approx(want, abs=0.01)
+    assert mask_scores(masks[:0]).shape == (0,)
 
 
 def test_precision_follows_the_hardware(cpu_flags: Any, monkeypatch: pytest.MonkeyPatch) -> None:

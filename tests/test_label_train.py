@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
 from labelmodels import one_torch_thread, run  # noqa: F401 (fixture)
@@ -569,12 +570,20 @@ def test_repredict_with_no_model_yet_predicts_nothing() -> None:
     assert repredict_unlabelled(NoModelYet(), 1) == 0
 
 
+def as_suggested(predictions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """COCO results scored as the backend's suggestions: class score x mask score², by hand."""
+    return [
+        {**p, "score": p["score"] * p["mask_score"] ** 2} if "segmentation" in p else p for p in predictions
+    ]
+
+
 def test_each_model_suggests_at_its_own_best_f1_threshold(
     scenes: dict[str, Any], good_model: Path, tmp_path: Path
 ) -> None:
-    """The job finds the score threshold with the best mask F1 on its val photos (averaged over
-    bootstrap resamples); the trainer keeps it with the version, and the backend (no --conf)
-    suggests at it. --conf given: that, always."""
+    """The job finds the threshold with the best mask F1 on its val photos (averaged over bootstrap
+    resamples) on the suggestion score, class score x mask score²; the trainer keeps it with the
+    version, and the backend (no --conf) suggests at it, by that score. --conf given: that, on the
+    class score, always."""
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.evaluate import category_map, evaluate_coco, evaluate_model
     from officescore.evaluate.inputs import load_gt
@@ -592,7 +601,8 @@ def test_each_model_suggests_at_its_own_best_f1_threshold(
     val_set = OfficeDataset(dataset, "val", build_transforms(train=False))
     model, classes = model_from_checkpoint(good_model, "cpu")
     ids = category_map(classes, val_set.classes)
-    _, predictions = evaluate_model(model, val_set, "cpu", category_ids=ids)
+    _, found = evaluate_model(model, val_set, "cpu", category_ids=ids)
+    predictions = as_suggested(found)
 
     def f1_at(conf: float) -> float:
         return evaluate_coco(val_set.annotation_file, predictions, conf=conf)["segm"]["f1"] or 0.0
@@ -600,7 +610,10 @@ def test_each_model_suggests_at_its_own_best_f1_threshold(
     assert f1_at(suggest["conf"]) == pytest.approx(suggest["f1"])
     # The best-F1 threshold averaged over resamples of the val photos, not the one sample's.
     masks = [p for p in predictions if "segmentation" in p]
-    assert suggest == bagged_best_f1_conf(load_gt(val_set.annotation_file), masks)
+    assert suggest == {**bagged_best_f1_conf(load_gt(val_set.annotation_file), masks), "by_mask": True}
+    by_class = val_scores(good_model, dataset, "cpu", by_mask=False)["suggest"]  # class score alone
+    raw = [p for p in found if "segmentation" in p]
+    assert by_class == bagged_best_f1_conf(load_gt(val_set.annotation_file), raw) and by_class != suggest
     # All ten photos as val: there the average over resamples is not the one sample's best.
     wide = tmp_path / "wide"
     shutil.copytree(dataset, wide)
@@ -610,9 +623,12 @@ def test_each_model_suggests_at_its_own_best_f1_threshold(
     (wide / "val.json").write_text(json.dumps(val))
     wide_val = OfficeDataset(wide, "val", build_transforms(train=False))
     _, wide_predictions = evaluate_model(model, wide_val, "cpu", category_ids=ids)
-    wide_masks = [p for p in wide_predictions if "segmentation" in p]
+    wide_masks = [p for p in as_suggested(wide_predictions) if "segmentation" in p]
     wide_suggest = val_scores(good_model, wide, "cpu")["suggest"]
-    assert wide_suggest == bagged_best_f1_conf(load_gt(wide_val.annotation_file), wide_masks)
+    assert wide_suggest == {
+        **bagged_best_f1_conf(load_gt(wide_val.annotation_file), wide_masks),
+        "by_mask": True,
+    }
     assert wide_suggest["conf"] != best_f1_conf(load_gt(wide_val.annotation_file), wide_masks)["conf"]
     # One val photo (fewer than MIN_VAL_OBJECTS objects): no threshold of its own, the default stays.
     few = tmp_path / "few"
@@ -660,9 +676,38 @@ def test_each_model_suggests_at_its_own_best_f1_threshold(
     try:
         assert trainer.current_conf() == 0.42 and trainer.versions()[-1]["suggest"] == own
         backend = ml.Backend(live.runs, device="cpu", conf=None, trainer=trainer)
-        assert backend.current().predictor.conf == 0.42
-        assert ml.Backend(live.runs, device="cpu", conf=0.3, trainer=trainer).current().predictor.conf == 0.3
-        assert ml.Backend(good_model, device="cpu", conf=None).current().predictor.conf == DEFAULT_CONF
+        loaded = backend.current()
+        assert (loaded.predictor.conf, loaded.by_mask) == (0.42, True)
+        assert backend.suggests() == "suggests class x mask score² >= 0.42"
+        given = ml.Backend(live.runs, device="cpu", conf=0.3, trainer=trainer).current()
+        assert (given.predictor.conf, given.by_mask) == (0.3, False)
+        static = ml.Backend(good_model, device="cpu", conf=None).current()
+        assert (static.predictor.conf, static.by_mask) == (DEFAULT_CONF, False)
+        # bench/assist.py's static backend: the first model at its own threshold, as the trainer showed it.
+        assert ml.Backend(good_model, device="cpu", conf=0.3, by_mask=True).current().by_mask
+        # Shown: the detections whose class x mask score² reaches the model's own threshold (here
+        # the median of those scores, so some are shown and some not), at that score.
+        photos = sorted((dataset / "images").iterdir())
+        every = loaded.predictor.predict(photos, conf=0.05, workers=0)
+        own_conf = float(np.median([d.score * d.mask_score**2 for r in every for d in r.detections]))
+        trainer.state["current"]["suggest"] = dict(suggest, conf=own_conf, by_mask=True)
+        backend = ml.Backend(live.runs, local_root=dataset, device="cpu", conf=None, trainer=trainer)
+        tasks = [
+            {"id": n, "data": {"image": f"/data/local-files/?d=images/{p.name}"}}
+            for n, p in enumerate(photos)
+        ]
+        answers = backend.predict(tasks, None)
+        dropped = 0
+        for answer, result in zip(answers, every, strict=True):
+            scored = [d.score * d.mask_score**2 for d in result.detections]
+            dropped += sum(score < own_conf for score in scored)
+            want = sorted(round(score, 4) for score in scored if score >= own_conf)
+            assert sorted(r["score"] for r in answer["result"] if r["type"] == "polygonlabels") == want
+        assert dropped and sum(len(a["result"]) for a in answers)  # some shown, some not
+        # A threshold found on the class score (a job from before suggestions were scored by their
+        # masks) is not applied to the suggestion score: the default, on the class score.
+        trainer.state["current"]["suggest"] = dict(suggest, conf=0.42, by_mask=None)
+        assert trainer.current_conf() is None and backend.threshold() == (DEFAULT_CONF, False)
     finally:
         trainer.close()
 
@@ -690,22 +735,27 @@ def test_a_new_model_is_no_less_precise_than_the_one_labellers_saw(
 
     first, none = compare_on_val(good_model, None, None, wide, "cpu")  # the first model: no floor
     assert none == {} and "floor_precision" not in first["suggest"]
-    assert first["suggest"] == bagged_best_f1_conf(gt, first["masks"])
-    masks = first["masks"]
-    shown_at = sorted({m["score"] for m in masks})[-3]  # the current model shown at its 3rd best score
+    masks = first["masks"]  # at their class scores
+    suggested = as_suggested(masks)  # as the backend shows them at a model's own threshold
+    assert first["suggest"] == {**bagged_best_f1_conf(gt, suggested), "by_mask": True}
+    shown_at = sorted({m["score"] for m in suggested})[-3]  # the current model shown at its 3rd best
 
-    def precision(conf: float) -> float:
-        counts = match_counts(gt, masks, "segm", conf, {cid: k for k, cid in enumerate(sorted(gt.cats))})
+    def precision(found: list[dict[str, Any]], conf: float) -> float:
+        counts = match_counts(gt, found, "segm", conf, {cid: k for k, cid in enumerate(sorted(gt.cats))})
         return counts.tp.sum() / (counts.tp.sum() + counts.fp.sum())
 
     new, old = compare_on_val(good_model, good_model, shown_at, wide, "cpu")
-    assert old["masks"] == masks and new["suggest"] == bagged_best_f1_conf(
-        gt, masks, replaced=(masks, shown_at)
-    )
-    assert new["suggest"]["floor_precision"] == pytest.approx(precision(shown_at))
-    default, _ = compare_on_val(good_model, good_model, None, wide, "cpu")  # shown at the backend's default
-    assert default["suggest"]["floor_precision"] == pytest.approx(precision(DEFAULT_CONF))
-    assert precision(shown_at) != pytest.approx(precision(DEFAULT_CONF))  # so the two say which was used
+    assert old["masks"] == masks and new["suggest"] == {
+        **bagged_best_f1_conf(gt, suggested, replaced=(suggested, shown_at)),
+        "by_mask": True,
+    }
+    assert new["suggest"]["floor_precision"] == pytest.approx(precision(suggested, shown_at))
+    # No threshold of its own: the current model is shown at the backend's default, by class score.
+    default, _ = compare_on_val(good_model, good_model, None, wide, "cpu")
+    assert default["suggest"]["floor_precision"] == pytest.approx(precision(masks, DEFAULT_CONF))
+    # so the two say which was used
+    assert precision(suggested, shown_at) != pytest.approx(precision(masks, DEFAULT_CONF))
+    assert precision(masks, DEFAULT_CONF) != pytest.approx(precision(suggested, DEFAULT_CONF))
 
 
 def test_the_job_takes_the_floor_at_the_threshold_labellers_see(

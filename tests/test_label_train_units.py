@@ -165,7 +165,8 @@ def test_a_finished_job_grows_the_held_out_set_and_switches_on_a_tie_only(
             json.loads((trainer.folder / "jobs" / "job-0002" / "job.json").read_text())["current_conf"]
             is None
         )
-        tie = _result(tmp_path, 2, time.time(), segm_map=0.4, current_segm_map=0.4, suggest={"conf": 0.37})
+        own = {"conf": 0.37, "by_mask": True}  # found on the suggestion score, as jobs find it
+        tie = _result(tmp_path, 2, time.time(), segm_map=0.4, current_segm_map=0.4, suggest=own)
         _end_job(trainer, fake_jobs[1], {**tie, "train_tasks": [1, 2, 4], "val_tasks": [5]})
         assert trainer.state["current"]["model_version"] == "v2" and trainer.versions()[-1]["accepted"]
         assert trainer.state["val_tasks"] == [3, 5] and trainer.state["train_tasks"] == [1, 2, 4]
@@ -289,6 +290,29 @@ def test_a_version_sums_its_tasks_causes_per_class() -> None:
     assert (row["redrawn"], row["reclassed"], row["deleted"]) == (2, 1, 1)
     assert row["not_kept_by_class"] == {"desk": {"redrawn": 2, "reclassed": 1}, "mug": {"deleted": 1}}
     assert row["kept_share"] == 0.2 and row["mean_kept_iou"] == 0.8
+
+
+def test_suggestions_are_scored_by_class_and_mask_score_squared() -> None:
+    """Worked by hand: 0.9 x 0.5² = 0.225 falls below 0.3, 0.6 x 0.95² = 0.5415 stays at that score,
+    and a box-only detection (no mask score) keeps its class score."""
+    from officescore.infer.detection import Detection, ImageResult
+    from officescore.label.predict import as_suggestions, suggestion_score
+
+    assert suggestion_score(0.8, 0.5) == pytest.approx(0.2) and suggestion_score(0.8, None) == 0.8
+    found = ImageResult(
+        "a.png",
+        4,
+        4,
+        [
+            Detection("desk", 0.9, [0, 0, 2, 2], {}, 0.25, mask_score=0.5),
+            Detection("chair", 0.6, [0, 0, 2, 2], {}, 0.25, mask_score=0.95),
+            Detection("lamp", 0.4, [0, 0, 2, 2], {}, 0.25),
+        ],
+    )
+    shown = as_suggestions(found, 0.3)
+    assert [(d.class_name, round(d.score, 4)) for d in shown.detections] == [("chair", 0.5415), ("lamp", 0.4)]
+    assert (shown.source, shown.width, shown.height) == ("a.png", 4, 4)
+    assert [d.score for d in found.detections] == [0.9, 0.6, 0.4]  # the model's own result is left as it was
 
 
 def test_the_prediction_shown_is_the_parent_or_the_newest_made_before_the_label() -> None:

@@ -392,7 +392,7 @@ def backend(
     what = (
         f"no model yet (nothing suggested until {model} holds a best.pt)"
         if version == NO_MODEL
-        else f"{version} (suggests scores >= {server_backend.conf_for_current():.2f})"
+        else f"{version} ({server_backend.suggests()})"
     )
     # From the first request on, Ctrl-C and SIGTERM set `stop` (see stop_signals): the finally runs.
     with stop_signals() as stop:

@@ -32,7 +32,12 @@ def _detections(results: list[dict[str, Any]], classes: list[str], width: int, h
         name = classes[int(r["category_id"]) - 1]
         out.append(
             Detection(
-                name, float(r["score"]), [x, y, x + w, y + h], masklib.normalise(r["segmentation"]), share
+                name,
+                float(r["score"]),
+                [x, y, x + w, y + h],
+                masklib.normalise(r["segmentation"]),
+                share,
+                mask_score=r.get("mask_score"),
             )
         )
     return out

@@ -287,6 +287,7 @@ def _to_results(
     labels = det["labels"].cpu().numpy()[keep]
     boxes = det["boxes"].float().cpu().numpy()[keep]
     rles: list[dict[str, Any]] | None = None
+    mask_scores = det["mask_scores"].float().cpu().numpy()[keep] if "mask_scores" in det else None
     if "masks" in det:
         binary = (det["masks"][keep.tolist(), 0] > 0.5).cpu().numpy().astype(np.uint8)  # N x H x W
         encoded = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0))) if len(keep) else []
@@ -316,6 +317,8 @@ def _to_results(
         }
         if rles is not None:
             item["segmentation"] = rles[n]
+        if mask_scores is not None:
+            item["mask_score"] = float(mask_scores[n])
         if named[n]:
             item["attributes"] = named[n]
         results.append(item)

@@ -21,6 +21,8 @@ class Detection:
     # the value's name for a choice) and each value's probability; empty without an attribute head.
     attributes: dict[str, Any] = field(default_factory=dict)
     attribute_scores: dict[str, float] = field(default_factory=dict)
+    # How sure the mask head is of the outline (mean probability inside the mask); None: boxes only.
+    mask_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -28,6 +30,7 @@ class Detection:
             "score": round(self.score, 4),
             "box": [round(v, 2) for v in self.box],
             "share": round(self.share, 4),
+            "mask_score": None if self.mask_score is None else round(self.mask_score, 4),
             "attributes": dict(self.attributes),
             "attribute_scores": {k: round(v, 4) for k, v in self.attribute_scores.items()},
             "mask": self.mask,

@@ -11,6 +11,7 @@ original photo, one kept mask at a time.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 import sys
@@ -34,7 +35,7 @@ from officescore.errors import BadImageError, ConfigError, ModelError
 from officescore.files import atomic_write_bytes
 from officescore.images import ImageInput, ModelInput, expand_inputs, fit_for_model, load_for_model
 from officescore.infer.accel.int8 import spread
-from officescore.infer.accel.run import forward
+from officescore.infer.accel.run import MASK_THRESHOLD, forward
 from officescore.infer.detection import Detection, ImageResult
 from officescore.infer.drawing import draw, save_width
 from officescore.infer.score import OfficeScore, Rubric, count_classes, score_office
@@ -50,7 +51,6 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 COCO_SOURCE = "coco"
-MASK_THRESHOLD = 0.5  # torchvision's masks are per-pixel probabilities
 
 
 # --------------------------------------------------------------------------- inputs
@@ -332,6 +332,7 @@ class Predictor:
             sx, sy = width / in_width, height / in_height
             boxes = boxes * torch.tensor([sx, sy, sx, sy])
         attributes = self._attributes(output, keep)
+        mask_scores = output["mask_scores"][keep].float().cpu().tolist() if "mask_scores" in output else None
         masks = None
         if "masks" in output:  # threshold the kept masks at once: one copy off the device, not one each
             masks = (output["masks"][keep, 0] > MASK_THRESHOLD).to("cpu", torch.uint8).numpy()
@@ -351,6 +352,7 @@ class Predictor:
                     box=[float(v) for v in boxes[k].tolist()],
                     mask=rle,
                     share=area / float(width * height),
+                    mask_score=None if mask_scores is None else mask_scores[position],
                     attributes=attributes[position][0],
                     attribute_scores=attributes[position][1],
                 )
@@ -533,9 +535,7 @@ def _on_pixels(result: ImageResult, width: int, height: int) -> list[Detection]:
         mask = Image.fromarray(masklib.decode(det.mask)).resize((width, height), Image.Resampling.NEAREST)
         box = [det.box[0] * sx, det.box[1] * sy, det.box[2] * sx, det.box[3] * sy]
         rle = masklib.encode(np.asarray(mask))
-        scaled.append(
-            Detection(det.class_name, det.score, box, rle, det.share, det.attributes, det.attribute_scores)
-        )
+        scaled.append(dataclasses.replace(det, box=box, mask=rle))
     return scaled
 
 

@@ -30,7 +30,7 @@ import json
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,7 +40,7 @@ from officescore.errors import DataError, UserError
 from officescore.label.client import LabelStudio
 from officescore.label.formats import POLYGON, LabelSchema, prediction
 from officescore.label.interactive.service import ClickService, wants
-from officescore.label.predict import NO_MODEL, LoadedPredictor, load_predictor, resolve_model
+from officescore.label.predict import NO_MODEL, LoadedPredictor, as_suggestions, load_predictor, resolve_model
 from officescore.label.prelabel import DEFAULT_CONF, LOCAL_FILES_PREFIX
 from officescore.label.regions import DEFAULT_SIMPLIFY
 from officescore.label.trainer import Trainer
@@ -74,6 +74,7 @@ class Backend:
         calibration: Sequence[str | Path] = (),
         trainer: Trainer | None = None,
         clicks: ClickService | None = None,
+        by_mask: bool = False,
     ) -> None:
         self.model = model
         self.client = client  # reads uploaded photos from Label Studio; None: local files only
@@ -81,6 +82,7 @@ class Backend:
         self.device, self.img_size, self.simplify = device, img_size, simplify
         # None: each model of the trainer suggests at its own threshold (`Trainer.current_conf`).
         self.conf = conf
+        self.by_mask = by_mask  # a given conf is on the suggestion score, not the class score
         self.precision = precision  # officescore.infer.accel: resolved once per (re)load
         self.calibration = list(calibration)  # int8: each reloaded model is calibrated on these
         self.log = log
@@ -104,32 +106,47 @@ class Backend:
                 return None
             path = Path(source)
             key = (str(source), *(_stat(path) if path.is_file() else (0, 0)))
-            conf = self.conf_for_current()
+            threshold = self.threshold()
             if self.trainer is not None and self._loaded is not None and self._loaded.key != key:
-                self._reload_beside(source, key, conf)  # the old model answers until the new one is loaded
+                self._reload_beside(
+                    source, key, threshold
+                )  # the old model answers until the new one is loaded
                 return self._loaded.model
             if self._loaded is None or self._loaded.key != key:
                 before = self._loaded.model.version if self._loaded else None
                 if str(self.precision).lower() == "int8" and self.calibration:  # holds up predictions
                     self.log(f"calibrating int8 on {len(self.calibration)} photo source(s)")
-                loaded = self._load(source, conf)
+                loaded = self._load(source, threshold)
                 self._loaded = _Loaded(key, loaded)
                 if before is not None:
-                    self.log(f"model {before} -> {loaded.version} (suggests scores >= {conf:.2f})")
+                    self.log(f"model {before} -> {loaded.version} ({_suggests(threshold)})")
             return self._loaded.model
 
-    def _load(self, source: Path | str, conf: float) -> LoadedPredictor:
-        return load_predictor(source, self.device, conf, self.img_size, self.precision, self.calibration)
+    def _load(self, source: Path | str, threshold: tuple[float, bool]) -> LoadedPredictor:
+        conf, by_mask = threshold
+        loaded = load_predictor(source, self.device, conf, self.img_size, self.precision, self.calibration)
+        return replace(loaded, by_mask=by_mask)
 
     def conf_for_current(self) -> float:
-        """The score a suggestion needs: --conf when given, else the trainer's current model's own
-        threshold (best mask F1 on its val photos), else DEFAULT_CONF."""
-        if self.conf is not None:
-            return self.conf
-        own = self.trainer.current_conf() if self.trainer is not None else None
-        return DEFAULT_CONF if own is None else own
+        return self.threshold()[0]
 
-    def _reload_beside(self, source: Path | str, key: tuple[str, int, int], conf: float) -> None:
+    def suggests(self) -> str:
+        """What a suggestion needs now, in words (`suggests scores >= 0.30`)."""
+        return _suggests(self.threshold())
+
+    def threshold(self) -> tuple[float, bool]:
+        """What a suggestion needs, and whether on its suggestion score (`label.predict.
+        suggestion_score`) rather than its class score: --conf when given (on the class score, unless
+        `by_mask`), else the trainer's current model's own threshold (its job found it on the
+        suggestion score), else DEFAULT_CONF (class score)."""
+        if self.conf is not None:
+            return self.conf, self.by_mask
+        own = self.trainer.current_conf() if self.trainer is not None else None
+        return (DEFAULT_CONF, False) if own is None else (own, True)
+
+    def _reload_beside(
+        self, source: Path | str, key: tuple[str, int, int], threshold: tuple[float, bool]
+    ) -> None:
         """Load the trainer's new model in a thread (lock held by the caller): requests never wait
         for a load, and Label Studio's short health checks keep getting answers."""
         if self._reloading == key:
@@ -138,14 +155,14 @@ class Backend:
 
         def load() -> None:
             try:
-                loaded = self._load(source, conf)
+                loaded = self._load(source, threshold)
             except Exception as exc:  # noqa: BLE001 - the old model keeps answering; say why
                 self.log(f"cannot load the new model {source}, the old one keeps answering: {exc}")
                 return
             with self._lock:
                 before = self._loaded.model.version if self._loaded else None
                 self._loaded, self._reloading = _Loaded(key, loaded), None
-            self.log(f"model {before} -> {loaded.version} (suggests scores >= {conf:.2f})")
+            self.log(f"model {before} -> {loaded.version} ({_suggests(threshold)})")
 
         self._load_thread = threading.Thread(target=load, name="officescore-model-load", daemon=True)
         self._load_thread.start()
@@ -178,6 +195,8 @@ class Backend:
             paths = [self.photo(task, schema, Path(tmp), n) for n, task in enumerate(tasks)]
             with self._lock:
                 results = loaded.predictor.predict(paths, batch_size=2, workers=0)
+        if loaded.by_mask:
+            results = [as_suggestions(result, loaded.predictor.conf) for result in results]
         for task, result in zip(tasks, results, strict=True):
             if not result.ok:
                 self.log(f"task {task.get('id')}: {result.error}")
@@ -229,6 +248,13 @@ class Backend:
 def _stat(path: Path) -> tuple[int, int]:
     info = path.stat()
     return info.st_mtime_ns, info.st_size
+
+
+def _suggests(threshold: tuple[float, bool]) -> str:
+    """`suggests scores >= 0.30`, or with a threshold on the suggestion score `suggests class x mask
+    score² >= 0.21`."""
+    conf, by_mask = threshold
+    return f"suggests {'class x mask score²' if by_mask else 'scores'} >= {conf:.2f}"
 
 
 def _schema(label_config: str | None, loaded: LoadedPredictor) -> LabelSchema:

@@ -21,6 +21,22 @@ COCO_VERSION = "coco-maskrcnn_resnet50_fpn_v2"
 NO_MODEL = "none"  # `label backend` on a runs folder with no run yet: nothing suggested, GrabCut clicks
 
 
+def suggestion_score(score: float, mask_score: float | None) -> float:
+    """What a suggestion is shown and thresholded by: its class score times the square of its mask
+    score (`Detection.mask_score`, SOLOv2's "maskness"). Most suggestions labellers do not keep are
+    redrawn outlines of the right class at a high class score (docs/BENCHMARKS.md); a sure desk
+    whose mask misses its legs ranks below a sure, well-outlined one. Boxes only: the class score."""
+    return score if mask_score is None else score * mask_score**2
+
+
+def as_suggestions(result: Any, conf: float) -> Any:
+    """An `ImageResult` with its detections scored by `suggestion_score`, those below `conf` left out."""
+    from dataclasses import replace
+
+    scored = [replace(d, score=suggestion_score(d.score, d.mask_score)) for d in result.detections]
+    return replace(result, detections=[d for d in scored if d.score >= conf])
+
+
 class RunsFolder(str):
     """A `--model` folder that may hold no trained run yet (`label backend` before the first training):
     it resolves to NO_MODEL until a best.pt appears in it."""
@@ -78,6 +94,8 @@ class LoadedPredictor:
     predictor: Any  # officescore.infer.Predictor
     source: Path | str
     version: str
+    # Suggestions shown by `suggestion_score` (at a threshold found on it), not by class score.
+    by_mask: bool = False
 
     @property
     def classes(self) -> list[str]:
@@ -109,6 +127,7 @@ class NoModel:
     """The predictor of a backend with no trained model yet: every photo gets no detections."""
 
     model = None
+    conf = 0.0
     classes: list[str] = []
     label_names: list[str | None] = [None]
     attributes = AttributeSchema()  # no attribute head either

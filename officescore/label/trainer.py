@@ -212,12 +212,13 @@ class Trainer:
             return self._abs(current["checkpoint"]) if current else None
 
     def current_conf(self) -> float | None:
-        """The current model's own suggestion threshold (best mask F1 on its job's val photos, no less
-        precise there than the model it replaced); None for a model found in the runs folder or
-        trained without val photos."""
+        """The current model's own threshold on the suggestion score (best mask F1 on its job's val
+        photos, no less precise there than the model it replaced); None for a model found in the runs
+        folder, trained without enough val objects, or whose threshold is on the class score (jobs
+        before suggestions were scored by their masks: `suggest` without "by_mask")."""
         with self._lock:
             suggest = (self.state["current"] or {}).get("suggest")
-            return float(suggest["conf"]) if suggest else None
+            return float(suggest["conf"]) if suggest and suggest.get("by_mask") else None
 
     @property
     def running(self) -> bool:

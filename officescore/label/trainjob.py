@@ -6,8 +6,9 @@ Steps: pull the project's labels through Label Studio's API (`label.pull`), inge
 (`ingest_export`: the same checks as `officescore ingest`, the project's classes; labels of other
 classes are listed and skipped), split on the backend's fixed held-out set, fine-tune warm-started
 from the current model into an ordinary run folder (`officescore.train`), then evaluate the new and
-the current model on the same val photos, and find the score threshold at which the new model's
-suggestions have the best mask F1 there, averaged over bootstrap resamples of those photos (a
+the current model on the same val photos, and find the threshold at which the new model's
+suggestions, scored as the backend shows them (class score x mask score², `label.predict.
+suggestion_score`), have the best mask F1 there, averaged over bootstrap resamples of those photos (a
 threshold found on a few photos jumps with one of them), among the thresholds at which they are no
 less precise than the current model's suggestions as labellers see them: `suggest`, what `label
 backend` shows by default. The last thing it does is write JOB_FOLDER/result.json (atomically):
@@ -132,13 +133,19 @@ def _unknown_labels(export: dict[str, Any], classes: Sequence[str]) -> dict[str,
 
 
 def val_scores(
-    checkpoint: Path, dataset: Path, device: str, replaced: tuple[list[dict[str, Any]], float] | None = None
+    checkpoint: Path,
+    dataset: Path,
+    device: str,
+    replaced: tuple[list[dict[str, Any]], float] | None = None,
+    by_mask: bool = True,
 ) -> dict[str, Any]:
     """A checkpoint on the data set's val split: `segm_map`, `bbox_map`, its mask detections
-    (`masks`) and `suggest`: the score threshold with the best mask F1, averaged over bootstrap
-    resamples of the val photos, and no less precise there than `replaced` (the current model's
-    detections and threshold) where given (`evaluate.match.bagged_best_f1_conf`); None below
-    MIN_VAL_OBJECTS labelled objects. All None without val photos."""
+    (`masks`, at their class scores, each with its `mask_score`) and `suggest`: the threshold with
+    the best mask F1, averaged over bootstrap resamples of the val photos, on the suggestion score
+    (`as_suggested`; `by_mask=False`: on the class score, and without the "by_mask" mark), and no
+    less precise there than `replaced` (the current model's detections as they were shown, and their
+    threshold) where given (`evaluate.match.bagged_best_f1_conf`); None below MIN_VAL_OBJECTS
+    labelled objects. All None without val photos."""
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.devices import resolve_device
     from officescore.evaluate import category_map, evaluate_model
@@ -156,9 +163,12 @@ def val_scores(
     metrics, predictions = found
     masks = [p for p in predictions if "segmentation" in p]
     gt = load_gt(val_set.annotation_file)
-    suggest = bagged_best_f1_conf(gt, masks, replaced=replaced) if masks else None
+    ranked = as_suggested(masks) if by_mask else masks
+    suggest = bagged_best_f1_conf(gt, ranked, replaced=replaced) if masks else None
     if suggest is not None and suggest["tp"] + suggest["fn"] < MIN_VAL_OBJECTS:
         suggest = None
+    if suggest is not None and by_mask:
+        suggest["by_mask"] = True  # the backend shows suggestions by this score only at this mark
     return {
         "segm_map": (metrics.get("segm") or {}).get("map"),
         "bbox_map": (metrics.get("bbox") or {}).get("map"),
@@ -167,18 +177,36 @@ def val_scores(
     }
 
 
+def as_suggested(masks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """COCO mask results scored as the backend shows them: `label.predict.suggestion_score`."""
+    from officescore.label.predict import suggestion_score
+
+    return [{**p, "score": suggestion_score(p["score"], p.get("mask_score"))} for p in masks]
+
+
 def compare_on_val(
-    new: Path, current: Path | None, current_conf: float | None, dataset: Path, device: str
+    new: Path,
+    current: Path | None,
+    current_conf: float | None,
+    dataset: Path,
+    device: str,
+    by_mask: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """`val_scores` of the new and the current model (empty without one) on the same val photos. The
-    new model's threshold is no less precise there than the current model's suggestions at the
-    threshold they are shown at (`current_conf`; None: the backend's default), so a new version is
-    never sloppier than the one labellers saw before."""
+    new model's threshold is no less precise there than the current model's suggestions as they are
+    shown, so a new version is never sloppier than the one labellers saw before: at `current_conf` on
+    the suggestion score (its own threshold), or with None at the backend's default on the class
+    score (a model without a threshold of its own). `by_mask=False`: class scores throughout."""
     from officescore.label.prelabel import DEFAULT_CONF
 
-    old = val_scores(current, dataset, device) if current is not None else {}
-    shown_at = DEFAULT_CONF if current_conf is None else float(current_conf)
-    return val_scores(new, dataset, device, (old["masks"], shown_at) if old.get("masks") else None), old
+    old = val_scores(current, dataset, device, by_mask=by_mask) if current is not None else {}
+    replaced = None
+    if old.get("masks"):
+        if current_conf is None:
+            replaced = (old["masks"], DEFAULT_CONF)
+        else:
+            replaced = (as_suggested(old["masks"]) if by_mask else old["masks"], float(current_conf))
+    return val_scores(new, dataset, device, replaced, by_mask), old
 
 
 def run_job(folder: Path) -> dict[str, Any]:

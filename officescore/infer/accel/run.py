@@ -21,6 +21,7 @@ import torch
 # The threshold is set on the shared model for one call: concurrent calls (Streamlit sessions, the
 # label backend's threads) take turns. The CPU's cores are all used by one call anyway.
 _LOCK = threading.Lock()
+MASK_THRESHOLD = 0.5  # torchvision's masks are per-pixel probabilities
 
 
 def forward(
@@ -31,7 +32,8 @@ def forward(
     conf: float | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """Detections (torchvision's dicts) for `images`; with `conf`, only those scoring >= conf
-    (and any lower ones the model keeps anyway) get masks."""
+    (and any lower ones the model keeps anyway) get masks. Each dict with masks also gets
+    `mask_scores` (`mask_scores()`)."""
     device = torch.device(device)
     # Scripted torchvision detectors warn on every call that they return (losses, detections).
     quiet = warnings.catch_warnings()
@@ -40,8 +42,22 @@ def forward(
         outputs = model(images)
     # A scripted torchvision detector returns (losses, detections); an eager one just detections.
     if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], list):
-        return outputs[1]
-    return list(outputs)
+        outputs = outputs[1]
+    outputs = [dict(output) for output in outputs]
+    for output in outputs:
+        if "masks" in output:
+            output["mask_scores"] = mask_scores(output["masks"])
+    return outputs
+
+
+def mask_scores(masks: torch.Tensor) -> torch.Tensor:
+    """How sure the mask head is of each mask (N x 1 x H x W probabilities -> N): the mean
+    probability of the pixels inside the mask (> 0.5), 0 for an empty mask. SOLOv2's "maskness": the
+    class score says what an object is, this says how well its outline was found."""
+    probabilities = masks[:, 0].float() if masks.dtype != torch.float32 else masks[:, 0]
+    inside = probabilities > MASK_THRESHOLD
+    total = torch.where(inside, probabilities, 0.0).flatten(1).sum(1)
+    return total / inside.flatten(1).sum(1).clamp(min=1)
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
