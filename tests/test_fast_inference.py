@@ -158,6 +158,27 @@ def test_a_mask_score_is_the_mean_probability_inside_its_mask() -> None:
     assert mask_scores(masks[:0]).shape == (0,)
 
 
+def test_a_mask_score_read_inside_its_box_equals_the_whole_photos() -> None:
+    """With boxes, only the window torchvision pastes each mask into is read (100 masks on a photo:
+    the whole photo's pixels would cost more than the detection's own work). Boxes anywhere, at the
+    photo's edges and past them, small and large: the same scores as over the whole photo."""
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    from officescore.infer.accel.run import mask_scores
+
+    gen = torch.Generator().manual_seed(0)
+    height, width = 90, 120
+    corner = torch.rand(40, 2, generator=gen) * torch.tensor([width, height]) - 10
+    boxes = torch.cat([corner, corner + torch.rand(40, 2, generator=gen) * 60 + 1], 1)
+    edges = torch.tensor([[0.0, 0.0, 30.0, 20.0], [100.0, 75.0, 120.0, 90.0], [-5.0, 3.0, 130.0, 95.0]])
+    boxes = torch.cat([boxes, edges])
+    small = torch.rand(len(boxes), 1, 28, 28, generator=gen) * 0.6 + 0.2  # some cells above 0.5
+    pasted = paste_masks_in_image(small, boxes, (height, width))
+    whole = mask_scores(pasted)
+    assert (whole > 0).sum() >= 40  # most masks have pixels inside
+    assert torch.allclose(mask_scores(pasted, boxes), whole, atol=1e-6)
+
+
 def test_precision_follows_the_hardware(cpu_flags: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from officescore.infer.accel import resolve_precision
 

@@ -46,18 +46,41 @@ def forward(
     outputs = [dict(output) for output in outputs]
     for output in outputs:
         if "masks" in output:
-            output["mask_scores"] = mask_scores(output["masks"])
+            output["mask_scores"] = mask_scores(output["masks"], output.get("boxes"))
     return outputs
 
 
-def mask_scores(masks: torch.Tensor) -> torch.Tensor:
+def mask_scores(masks: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
     """How sure the mask head is of each mask (N x 1 x H x W probabilities -> N): the mean
     probability of the pixels inside the mask (> 0.5), 0 for an empty mask. SOLOv2's "maskness": the
-    class score says what an object is, this says how well its outline was found."""
-    probabilities = masks[:, 0].float() if masks.dtype != torch.float32 else masks[:, 0]
-    inside = probabilities > MASK_THRESHOLD
-    total = torch.where(inside, probabilities, 0.0).flatten(1).sum(1)
-    return total / inside.flatten(1).sum(1).clamp(min=1)
+    class score says what an object is, this says how well its outline was found. With the
+    detections' `boxes` (N x 4, xyxy pixels) only the pixels a pasted mask can reach are read."""
+    probabilities = masks[:, 0]
+    if boxes is None:
+        return _mean_inside(probabilities.flatten(1))
+    height, width = probabilities.shape[1:]
+    scores = torch.zeros(len(boxes), device=masks.device)
+    for k, (x0, y0, x1, y1) in enumerate(_pasted_boxes(boxes, width, height)):
+        scores[k] = _mean_inside(probabilities[k, y0:y1, x0:x1].reshape(1, -1))[0]
+    return scores
+
+
+def _mean_inside(rows: torch.Tensor) -> torch.Tensor:
+    rows = rows.float()
+    inside = rows > MASK_THRESHOLD
+    return torch.where(inside, rows, 0.0).sum(1) / inside.sum(1).clamp(min=1)
+
+
+def _pasted_boxes(boxes: torch.Tensor, width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Pixel windows holding every non-zero pixel of torchvision's pasted masks: it pastes each
+    28 x 28 mask, padded by one cell, over its box grown by 30/28 (`paste_masks_in_image`)."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]) / 2 * (30 / 28)
+    low, high = (centre - half).floor() - 1, (centre + half).ceil() + 2
+    windows = []
+    for (x0, y0), (x1, y1) in zip(low.tolist(), high.tolist(), strict=True):
+        windows.append((max(int(x0), 0), max(int(y0), 0), min(int(x1), width), min(int(y1), height)))
+    return windows
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
