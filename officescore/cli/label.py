@@ -282,9 +282,10 @@ def backend(
     conf: float = typer.Option(
         None,
         "--conf",
-        help="Suggest detections with at least this score (0-1). Default 0.3; with --train each trained "
-        "model's own: the score with the best mask F1 on its val photos (averaged over resamples), no less "
-        "precise there than the model it replaces.",
+        help="Suggest detections with at least this class score (0-1). Default 0.3; with --train each "
+        "trained model's own threshold on its suggestion score (class score x mask score², so that badly "
+        "outlined objects are not suggested): the one with the best mask F1 on its val photos (averaged over "
+        "resamples), no less precise there than the model it replaces.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     img_size: int = typer.Option(None, "--img-size", help="Longest image side fed to the model."),
