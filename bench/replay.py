@@ -279,7 +279,8 @@ def _thresholds(
     from officescore.label.trainjob import MIN_VAL_OBJECTS
 
     val = OfficeDataset(dataset, "val", build_transforms(train=False))
-    found = evaluate_model(model, val, torch.device("cpu"), category_ids=category_map(classes, val.classes))
+    ids = category_map(classes, val.classes)
+    found = evaluate_model(model, val, torch.device("cpu"), category_ids=ids, mask_scores=True)
     masks = [p for p in found[1] if "segmentation" in p] if found else []
     if by_mask:  # as the job scores them (`label.trainjob.val_scores`)
         masks = [{**p, "score": suggestion_score(p["score"], p.get("mask_score"))} for p in masks]

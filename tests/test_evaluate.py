@@ -750,6 +750,14 @@ def test_predict_coco_returns_coco_results(tiny: dict[str, Any]) -> None:
         assert 0.0 <= r["score"] <= 1.0
         assert r["segmentation"]["size"] == [H, W] and isinstance(r["segmentation"]["counts"], str)
     json.dumps(results, allow_nan=False)
+    # Asked for (the label backend's jobs), each mask result has its mask score: the mean mask
+    # probability inside the mask, so above 0.5 for a mask with pixels and 0 for an empty one.
+    scored = predict_coco(tiny["model"], dataset, "cpu", batch_size=3, mask_scores=True)
+    assert [{k: v for k, v in r.items() if k != "mask_score"} for r in scored] == results
+    for r in scored:
+        empty = area(r["segmentation"]) == 0
+        assert r["mask_score"] == 0.0 if empty else 0.5 < r["mask_score"] <= 1.0
+    assert any(r["mask_score"] > 0 for r in scored)
     doc = evaluate_coco(dataset.annotation_file, results)  # what the model wrote is evaluable
     assert doc["predictions"] == len(results) and doc["segm"]["map"] is not None
     # a shard gives exactly that image's results; a class map renames and drops labels

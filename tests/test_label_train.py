@@ -601,7 +601,7 @@ def test_each_model_suggests_at_its_own_best_f1_threshold(
     val_set = OfficeDataset(dataset, "val", build_transforms(train=False))
     model, classes = model_from_checkpoint(good_model, "cpu")
     ids = category_map(classes, val_set.classes)
-    _, found = evaluate_model(model, val_set, "cpu", category_ids=ids)
+    _, found = evaluate_model(model, val_set, "cpu", category_ids=ids, mask_scores=True)
     predictions = as_suggested(found)
 
     def f1_at(conf: float) -> float:
@@ -622,7 +622,7 @@ def test_each_model_suggests_at_its_own_best_f1_threshold(
     val["annotations"] += train["annotations"]
     (wide / "val.json").write_text(json.dumps(val))
     wide_val = OfficeDataset(wide, "val", build_transforms(train=False))
-    _, wide_predictions = evaluate_model(model, wide_val, "cpu", category_ids=ids)
+    _, wide_predictions = evaluate_model(model, wide_val, "cpu", category_ids=ids, mask_scores=True)
     wide_masks = [p for p in as_suggested(wide_predictions) if "segmentation" in p]
     wide_suggest = val_scores(good_model, wide, "cpu")["suggest"]
     assert wide_suggest == {

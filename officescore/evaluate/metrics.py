@@ -281,13 +281,16 @@ def _to_results(
     score_threshold: float,
     category_ids: Sequence[int] | None,
     attributes: AttributeSchema | None = None,
+    with_mask_scores: bool = False,
 ) -> list[dict[str, Any]]:
     scores = det["scores"].float().cpu().numpy()
     keep = np.flatnonzero(scores >= score_threshold)
     labels = det["labels"].cpu().numpy()[keep]
     boxes = det["boxes"].float().cpu().numpy()[keep]
     rles: list[dict[str, Any]] | None = None
-    mask_scores = det["mask_scores"].float().cpu().numpy()[keep] if "mask_scores" in det else None
+    mask_scores = None
+    if with_mask_scores and "mask_scores" in det:
+        mask_scores = det["mask_scores"].float().cpu().numpy()[keep]
     if "masks" in det:
         binary = (det["masks"][keep.tolist(), 0] > 0.5).cpu().numpy().astype(np.uint8)  # N x H x W
         encoded = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0))) if len(keep) else []
@@ -336,12 +339,14 @@ def predict_coco(
     reporter: Reporter = SILENT,
     category_ids: Sequence[int | None] | None = None,
     precision: str = "fp32",
+    mask_scores: bool = False,
 ) -> list[dict[str, Any]]:
     """COCO results for `dataset[i]` (all items, or `indices`: a distributed rank's shard).
 
     `model`: torchvision-style detector (list of 3xHxW tensors -> list of dicts with boxes xyxy,
     labels 1..K, scores, masks Nx1xHxW). category_id is the label, or `category_ids[label - 1]`
-    when given (None there drops that label). Masks are thresholded at 0.5 and stored as RLE.
+    when given (None there drops that label). Masks are thresholded at 0.5 and stored as RLE; with
+    `mask_scores` each mask result also has its `mask_score` (`officescore.infer.accel.run`).
 
     It runs on officescore.infer.accel's fast path with COCO's conventions: the model's own low score
     threshold and detection cap (`score_threshold`, when higher, is pushed into the model), and by
@@ -382,7 +387,9 @@ def predict_coco(
             outputs = forward(fast, [img.to(device) for img in images], device, precision, conf)
             for det, target in zip(outputs, targets, strict=True):
                 image_id = int(target["image_id"])
-                results.extend(_to_results(det, image_id, score_threshold, category_ids, attributes))
+                results.extend(
+                    _to_results(det, image_id, score_threshold, category_ids, attributes, mask_scores)
+                )
             stage.advance(len(images), status=f"{len(results)} detections")
     return results
 
@@ -417,8 +424,10 @@ def evaluate_model(
     category_ids: Sequence[int | None] | None = None,
     reporter: Reporter = SILENT,
     precision: str = "fp32",
+    mask_scores: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    """Predict over `dataset` and evaluate against its `annotation_file`.
+    """Predict over `dataset` and evaluate against its `annotation_file` (`mask_scores`: as
+    `predict_coco`).
 
     Under torch.distributed (`ctx` from `officescore.distributed.init`) each rank predicts its shard
     and rank 0 gathers and evaluates: rank 0 gets (metrics, predictions), the other ranks None.
@@ -438,6 +447,7 @@ def evaluate_model(
         reporter=reporter,
         category_ids=category_ids,
         precision=precision,
+        mask_scores=mask_scores,
     )
     parts = gather_objects(ctx, mine)
     if not ctx.is_main:

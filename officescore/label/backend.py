@@ -108,9 +108,8 @@ class Backend:
             key = (str(source), *(_stat(path) if path.is_file() else (0, 0)))
             threshold = self.threshold()
             if self.trainer is not None and self._loaded is not None and self._loaded.key != key:
-                self._reload_beside(
-                    source, key, threshold
-                )  # the old model answers until the new one is loaded
+                # The old model answers until the new one is loaded.
+                self._reload_beside(source, key, threshold)
                 return self._loaded.model
             if self._loaded is None or self._loaded.key != key:
                 before = self._loaded.model.version if self._loaded else None

@@ -127,7 +127,6 @@ class NoModel:
     """The predictor of a backend with no trained model yet: every photo gets no detections."""
 
     model = None
-    conf = 0.0
     classes: list[str] = []
     label_names: list[str | None] = [None]
     attributes = AttributeSchema()  # no attribute head either

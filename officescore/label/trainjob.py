@@ -158,7 +158,8 @@ def val_scores(
         return {"segm_map": None, "bbox_map": None, "masks": None, "suggest": None}
     torch_device = resolve_device(device)
     model, classes = model_from_checkpoint(checkpoint, torch_device)
-    found = evaluate_model(model, val_set, torch_device, category_ids=category_map(classes, val_set.classes))
+    ids = category_map(classes, val_set.classes)
+    found = evaluate_model(model, val_set, torch_device, category_ids=ids, mask_scores=True)
     assert found is not None
     metrics, predictions = found
     masks = [p for p in predictions if "segmentation" in p]
