@@ -274,16 +274,15 @@ def _thresholds(
     from officescore.evaluate import category_map, evaluate_model
     from officescore.evaluate.inputs import load_gt
     from officescore.evaluate.match import bagged_best_f1_conf, class_f1_confs, f1_curve
-    from officescore.label.predict import suggestion_score
     from officescore.label.prelabel import DEFAULT_CONF
-    from officescore.label.trainjob import MIN_VAL_OBJECTS
+    from officescore.label.trainjob import MIN_VAL_OBJECTS, as_suggested
 
     val = OfficeDataset(dataset, "val", build_transforms(train=False))
     ids = category_map(classes, val.classes)
     found = evaluate_model(model, val, torch.device("cpu"), category_ids=ids, mask_scores=True)
     masks = [p for p in found[1] if "segmentation" in p] if found else []
     if by_mask:  # as the job scores them (`label.trainjob.val_scores`)
-        masks = [{**p, "score": suggestion_score(p["score"], p.get("mask_score"))} for p in masks]
+        masks = as_suggested(masks)
     gt = load_gt(val.annotation_file)
     curve = f1_curve(gt, masks) if masks else None
     if curve is None or curve.objects < MIN_VAL_OBJECTS:

@@ -384,7 +384,7 @@ def predict_coco(
     results: list[dict[str, Any]] = []
     with reporter.stage("predict", total=len(chosen)) as stage:
         for images, targets in loader:
-            outputs = forward(fast, [img.to(device) for img in images], device, precision, conf)
+            outputs = forward(fast, [img.to(device) for img in images], device, precision, conf, mask_scores)
             for det, target in zip(outputs, targets, strict=True):
                 image_id = int(target["image_id"])
                 results.extend(

@@ -126,9 +126,6 @@ class Backend:
         loaded = load_predictor(source, self.device, conf, self.img_size, self.precision, self.calibration)
         return replace(loaded, by_mask=by_mask)
 
-    def conf_for_current(self) -> float:
-        return self.threshold()[0]
-
     def suggests(self) -> str:
         """What a suggestion needs now, in words (`suggests scores >= 0.30`)."""
         return _suggests(self.threshold())

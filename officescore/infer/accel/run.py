@@ -30,10 +30,11 @@ def forward(
     device: torch.device | str,
     precision: str = "fp32",
     conf: float | None = None,
+    with_mask_scores: bool = True,
 ) -> list[dict[str, torch.Tensor]]:
     """Detections (torchvision's dicts) for `images`; with `conf`, only those scoring >= conf
     (and any lower ones the model keeps anyway) get masks. Each dict with masks also gets
-    `mask_scores` (`mask_scores()`)."""
+    `mask_scores` (`mask_scores()`) unless `with_mask_scores` is False."""
     device = torch.device(device)
     # Scripted torchvision detectors warn on every call that they return (losses, detections).
     quiet = warnings.catch_warnings()
@@ -45,7 +46,7 @@ def forward(
         outputs = outputs[1]
     outputs = [dict(output) for output in outputs]
     for output in outputs:
-        if "masks" in output:
+        if with_mask_scores and "masks" in output:
             output["mask_scores"] = mask_scores(output["masks"], output.get("boxes"))
     return outputs
 
