@@ -32,12 +32,7 @@ def _detections(results: list[dict[str, Any]], classes: list[str], width: int, h
         name = classes[int(r["category_id"]) - 1]
         out.append(
             Detection(
-                name,
-                float(r["score"]),
-                [x, y, x + w, y + h],
-                masklib.normalise(r["segmentation"]),
-                share,
-                mask_score=r.get("mask_score"),
+                name, float(r["score"]), [x, y, x + w, y + h], masklib.normalise(r["segmentation"]), share
             )
         )
     return out
