@@ -480,7 +480,8 @@ def test_label_status_numbers_recomputed_by_hand(
     # The backend's own record of hand-v1 (as a job writes it): trained on 8 photos, its threshold.
     backend = tmp_path / "backend"
     backend.mkdir()
-    record = {"model_version": "hand-v1", "trained_photos": 8, "segm_map": 0.5, "suggest": {"conf": 0.4237}}
+    suggest = {"conf": 0.4237, "by_mask": True}
+    record = {"model_version": "hand-v1", "trained_photos": 8, "segm_map": 0.5, "suggest": suggest}
     state = {"project": "status by hand", "versions": [record], "current": record, "pending": 0}
     (backend / STATE_FILE).write_text(json.dumps(state))
     args = ["label", "status", "--url", labelstudio.url, "--project", "status by hand"]
@@ -490,7 +491,7 @@ def test_label_status_numbers_recomputed_by_hand(
     document = json.loads(out)
     assert (document["tasks"], document["labelled_tasks"]) == (4, 3)
     (row,) = document["versions"]  # hand-v2 was never shown before a label
-    assert row["model_version"] == "hand-v1" and row["suggest"] == {"conf": 0.4237}
+    assert row["model_version"] == "hand-v1" and row["suggest"] == suggest
     assert (row["tasks"], row["predicted"], row["kept"], row["added"], row["labelled"]) == (2, 4, 2, 3, 5)
     assert row["kept_share"] == 0.5  # of 4 suggestions
     assert row["from_suggestions"] == 0.4  # of 5 final labels
@@ -503,6 +504,7 @@ def test_label_status_numbers_recomputed_by_hand(
     rows = [line for line in out.splitlines() if "│ hand-v1" in line]  # one in each table
     trained, changed, unkept = ([cell.strip() for cell in line.split("│")][1:-1] for line in rows)
     assert trained == ["hand-v1", "8", "0.500", "-", "0.42", "-"], out  # photos, mAPs, its conf, train s
+    assert "conf: the score a suggestion needs, class score x mask score²" in out
     assert changed == ["hand-v1", "2", "50%", "3", "0.86", "40%"], out  # tasks, kept, added, IoU, from sugg.
     # Not kept: redrawn, reclassed, deleted, and the classes with the most (equal counts by name).
     assert unkept == ["hand-v1", "2", "1", "0", "1", "desk 1, monitor 1"], out

@@ -315,6 +315,16 @@ def test_suggestions_are_scored_by_class_and_mask_score_squared() -> None:
     assert [d.score for d in found.detections] == [0.9, 0.6, 0.4]  # the model's own result is left as it was
 
 
+def test_status_says_which_score_a_threshold_is_on() -> None:
+    """`label status`'s conf column: a threshold found on the suggestion score shows as it is, one from
+    before mask scores says it is on the class score, none shows a dash."""
+    from officescore.cli.label import _threshold
+
+    assert _threshold({"conf": 0.4237, "by_mask": True}) == "0.42"
+    assert _threshold({"conf": 0.4237}) == "0.42 (class)"
+    assert _threshold({"conf": None}) == _threshold({}) == "-"
+
+
 def test_the_prediction_shown_is_the_parent_or_the_newest_made_before_the_label() -> None:
     """The annotation's parent prediction wins; else the newest one created strictly before the
     annotation (one made at the same moment or after, or with no time, was not seen)."""

@@ -455,7 +455,12 @@ def status(
         return
     title = f"{project}: {document['labelled_tasks']} of {document['tasks']} task(s) labelled"
     # Two tables of six columns, not one of eleven: each fits 80 characters without cutting numbers.
-    trained = Table(title=title, title_justify="left")
+    trained = Table(
+        title=title,
+        title_justify="left",
+        caption="conf: the score a suggestion needs, class score x mask score²",
+        caption_justify="left",
+    )
     for column in ("model version", "photos", "mask mAP", "box mAP", "conf", "train s"):
         trained.add_column(column, justify="left" if column == "model version" else "right")
     changed = Table(title="how labellers changed its suggestions", title_justify="left")
@@ -479,7 +484,7 @@ def status(
             num(row.get("trained_photos")),
             num(row.get("segm_map")),
             num(row.get("bbox_map")),
-            num((row.get("suggest") or {}).get("conf"), 2),  # its own threshold (job's val photos)
+            _threshold(row.get("suggest") or {}),
             num(row.get("train_seconds"), 0),
         )
         changed.add_row(
@@ -506,6 +511,15 @@ def status(
             f"{document['pending_labels']} label(s) since the last model",
             soft_wrap=True,
         )
+
+
+def _threshold(suggest: dict[str, object]) -> str:
+    """A version's own threshold (found on its job's val photos); one from before mask scores is on
+    the class score alone."""
+    conf = suggest.get("conf")
+    if not isinstance(conf, float | int):
+        return "-"
+    return f"{conf:.2f}" if suggest.get("by_mask") else f"{conf:.2f} (class)"
 
 
 def _most_not_kept(by_class: dict[str, dict[str, int]], shown: int = 2) -> str:
