@@ -30,6 +30,7 @@ from officescore import DEFAULT_CLASSES
 from officescore.label import backend as ml
 from officescore.label.client import LabelStudio
 from officescore.label.formats import LabelSchema, annotation
+from officescore.label.prelabel import DEFAULT_CONF
 from officescore.label.trainer import CURVE_FILE, PHOTO_CACHE, STATE_FILE, Trainer, TrainSettings
 from officescore.runs import NOT_USED_FILE, newest_best_checkpoint
 
@@ -136,6 +137,8 @@ class Live:
         self.scenes = scenes
         self.messages: list[str] = []
         self.repredict = bool(kw.pop("repredict", False))
+        # None: each model's own threshold, as `label backend --train` without --conf
+        self.conf: float | None = kw.pop("conf", DEFAULT_CONF)
         self.settings = settings(tmp, server.url, title, **kw)
         self.server_info = server
         self.start()
@@ -149,7 +152,12 @@ class Live:
             self.settings, self.server_info.api_key, self.project_id, log=self.messages.append
         )
         self.backend = ml.Backend(
-            self.settings.runs, self.client, device="cpu", trainer=self.trainer, log=self.messages.append
+            self.settings.runs,
+            self.client,
+            device="cpu",
+            conf=self.conf,
+            trainer=self.trainer,
+            log=self.messages.append,
         )
         after_jobs(self.trainer, self.backend, repredict=self.repredict)
         self.server = ml.make_server(self.backend, "127.0.0.1", port)
@@ -289,6 +297,46 @@ def test_labels_start_one_job_at_a_time_and_start_training_starts_one(
     ]
     assert metrics["pending_labels"] == 0 and metrics["labelled_tasks"] == 6
     assert all(live.server_info.api_key not in m for m in live.messages)
+
+
+def test_label_studio_stores_each_suggestion_at_its_score_and_the_models_own_threshold(
+    live_factory: Callable[..., Live], scenes: dict[str, Any], good_model: Path, tmp_path: Path
+) -> None:
+    """What a labeller sees, read back from Label Studio: once the current model has a threshold of
+    its own (found on class x mask score²), the predictions Label Studio stores for the tasks it opens
+    hold exactly the detections whose suggestion score reaches it, each at that score."""
+    from officescore.label.predict import model_version
+
+    best = tmp_path / "runs" / "train" / "good" / "weights" / "best.pt"
+    best.parent.mkdir(parents=True)
+    best.write_bytes(good_model.read_bytes())
+    live = live_factory("suggestion scores", scenes, n=4, conf=None)
+    assert live.backend.threshold() == (DEFAULT_CONF, False)  # found at start: no threshold of its own
+    predictor = live.backend.current().predictor
+    scored = {
+        name: [
+            d.score * d.mask_score**2
+            for d in predictor.predict([scenes["images"] / name], conf=0.0)[0].detections  # all it finds
+        ]
+        for name in live.names
+    }
+    own = float(np.median([score for scores in scored.values() for score in scores]))  # some shown, some not
+    port = live.server.server_address[1]
+    live.stop()  # the trainer saves its state as it stops: change it after
+    state = live.state
+    state["current"]["suggest"] = {"conf": own, "by_mask": True}  # as a job would have found it
+    (live.settings.folder / STATE_FILE).write_text(json.dumps(state))
+    live.start(port)
+    assert live.backend.threshold() == (own, True)
+    shown = hidden = 0
+    for name in live.names:
+        opened = live.client.task(live.tasks[name])  # Label Studio asks the backend and stores the answer
+        (stored,) = [p for p in opened["predictions"] if p["model_version"] == model_version(best)]
+        got = sorted(r["score"] for r in stored["result"] if r["type"] == "polygonlabels")
+        want = sorted(round(score, 4) for score in scored[name] if score >= own)
+        assert got == pytest.approx(want, abs=2e-4), name
+        shown, hidden = shown + len(want), hidden + len(scored[name]) - len(want)
+    assert shown and hidden
 
 
 def test_a_worse_model_never_answers(
@@ -591,7 +639,6 @@ def test_each_model_suggests_at_its_own_best_f1_threshold(
     from officescore.evaluate.inputs import load_gt
     from officescore.evaluate.match import bagged_best_f1_conf, best_f1_conf
     from officescore.label.predict import model_version
-    from officescore.label.prelabel import DEFAULT_CONF
     from officescore.label.trainjob import MIN_VAL_OBJECTS, RESULT_FILE, val_scores
     from officescore.model import model_from_checkpoint
 
@@ -724,7 +771,6 @@ def test_a_new_model_is_no_less_precise_than_the_one_labellers_saw(
     from officescore.dataset import OfficeDataset, build_transforms
     from officescore.evaluate.inputs import load_gt
     from officescore.evaluate.match import bagged_best_f1_conf, match_counts
-    from officescore.label.prelabel import DEFAULT_CONF
     from officescore.label.trainjob import compare_on_val
 
     wide = tmp_path / "wide"  # all ten photos as val: enough objects for a threshold of its own
