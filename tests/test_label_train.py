@@ -206,6 +206,7 @@ def live_factory(labelstudio: LabelStudioServer, key: str, tmp_path: Path) -> It
 
     yield make
     for live in made:
+        print(f"backend log of {live.settings.project!r}:", *live.messages, sep="\n  ")  # shown on failure
         live.stop()
 
 

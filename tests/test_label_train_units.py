@@ -15,6 +15,7 @@ import pytest
 
 from officescore import masks as masklib
 from officescore.label import trainer as trainer_module
+from officescore.label.client import LabelStudioError
 from officescore.label.feedback import (
     TaskFeedback,
     VersionFeedback,
@@ -380,3 +381,129 @@ def test_a_failed_job_waits_for_the_next_trigger_with_its_labels_still_counted(
         assert len(fake_jobs) == 2 and trainer.state["running"]["pending_at_start"] == 3
     finally:
         trainer.close()
+
+
+class AfterJobs:
+    """`live.after_jobs` around a backend and trainer that only record: Label Studio answers the
+    repredicts in `answers` (an exception: it is down), and `live_metrics` fails when told to."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, answers: list[Any], retry_seconds: float) -> None:
+        from types import SimpleNamespace
+
+        from officescore.label import feedback, live
+
+        self.messages: list[str] = []
+        self.calls = 0
+        self.metrics_fail = False
+        self.model_version = "v2"
+        self.client = None
+        self.trainer = SimpleNamespace(
+            project_id=1, settings=SimpleNamespace(retry_seconds=retry_seconds), closed=False, on_job_end=None
+        )
+
+        def repredict(backend: Any, project_id: int | None) -> int:
+            answer = answers[min(self.calls, len(answers) - 1)]
+            self.calls += 1
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        def metrics(trainer: Any, client: Any) -> dict[str, Any]:
+            if self.metrics_fail:
+                raise LabelStudioError("Label Studio at http://127.0.0.1:1 did not answer (export tasks)")
+            return {}
+
+        monkeypatch.setattr(live, "repredict_unlabelled", repredict)
+        monkeypatch.setattr(feedback, "live_metrics", metrics)
+        live.after_jobs(self.trainer, self, repredict=True, retries=2)  # type: ignore[arg-type]
+
+    def log(self, message: str) -> None:
+        self.messages.append(message)
+
+    def current(self) -> None:
+        return None
+
+    def wait_for_load(self, timeout: float) -> None:
+        pass
+
+    def job_ends(self, version: str | None = "v2") -> None:
+        self.trainer.on_job_end(version)
+
+
+DOWN = LabelStudioError("Label Studio at http://127.0.0.1:1 is not reachable (add a prediction)")
+
+
+def test_repredict_tries_again_while_label_studio_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Label Studio down after a job: --repredict waits retry_seconds and tries again (the tasks are
+    not left with the old model's predictions), and the metrics failing does not stop it."""
+    after = AfterJobs(monkeypatch, [DOWN, DOWN, 3], retry_seconds=0.05)
+    after.metrics_fail = True
+    after.job_ends()
+    deadline = time.monotonic() + 10
+    while after.calls < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.1)
+    assert after.calls == 3
+    assert sum("predicting unlabelled tasks again in 0.05s" in m for m in after.messages) == 2
+    assert after.messages[-1] == "v2: predicted 3 unlabelled task(s) again"
+    assert "did not answer (export tasks)" in after.messages[0]
+
+
+def test_repredict_gives_up_after_its_retries_and_the_next_job_starts_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    after = AfterJobs(monkeypatch, [DOWN], retry_seconds=0.05)
+    after.job_ends()
+    time.sleep(0.5)
+    assert after.calls == 3  # the first try and retries=2
+    assert after.messages[-1].endswith(
+        "is not reachable (add a prediction); unlabelled tasks keep their predictions"
+    )
+    # A job that ends while a retry waits cancels it: its own repredict does the work, once.
+    slow = AfterJobs(monkeypatch, [DOWN, 4], retry_seconds=0.4)
+    slow.job_ends()
+    slow.job_ends()  # the next job, before the retry is due
+    time.sleep(1.0)
+    assert slow.calls == 2 and slow.messages[-1] == "v2: predicted 4 unlabelled task(s) again"
+    # A backend that is stopping does not try again.
+    closing = AfterJobs(monkeypatch, [DOWN, 5], retry_seconds=0.05)
+    closing.trainer.closed = True
+    closing.job_ends()
+    time.sleep(0.3)
+    assert closing.calls == 1
+
+
+def test_a_new_model_that_fails_to_load_is_tried_again_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--train: the switched-to model fails to load (say memory ran short): the old one keeps
+    answering, and after RELOAD_RETRY_SECONDS the next request loads it again, not never."""
+    from types import SimpleNamespace
+
+    from officescore.label import backend as ml
+    from officescore.label.predict import LoadedPredictor, NoModel
+
+    checkpoint = ["runs/v1/best.pt"]
+    failures = [1]  # the next load of v2 fails this many times
+
+    def load(self: Any, source: str, threshold: Any) -> LoadedPredictor:
+        if "v2" in str(source) and failures[0] > 0:
+            failures[0] -= 1
+            raise MemoryError("out of memory")
+        return LoadedPredictor(NoModel(), source, Path(source).parent.name)
+
+    monkeypatch.setattr(ml.Backend, "_load", load)
+    monkeypatch.setattr(ml, "RELOAD_RETRY_SECONDS", 0.3)
+    trainer = SimpleNamespace(current_checkpoint=lambda: checkpoint[0], current_conf=lambda: None)
+    messages: list[str] = []
+    backend = ml.Backend("runs", trainer=trainer, log=messages.append)  # type: ignore[arg-type]
+    assert backend.model_version == "v1"
+    checkpoint[0] = "runs/v2/best.pt"  # the trainer switched
+    assert backend.model_version == "v1"  # the old one answers while the new one loads
+    backend.wait_for_load(10)
+    assert backend.model_version == "v1" and "cannot load the new model runs/v2/best.pt" in messages[-1]
+    assert "trying again in 0.3s" in messages[-1]
+    backend.wait_for_load(10)
+    assert backend.model_version == "v1"  # too soon: no second try yet
+    time.sleep(0.4)
+    assert backend.model_version == "v1"  # this request starts the second try...
+    backend.wait_for_load(10)
+    assert backend.model_version == "v2" and messages[-1] == "model v1 -> v2 (suggests scores >= 0.30)"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from http import HTTPStatus
@@ -49,6 +50,7 @@ DEFAULT_PORT = 9090
 DEFAULT_HOST = "127.0.0.1"
 # No model yet (an empty runs folder, or --train before its first job): one name for both.
 NO_MODEL_VERSION = NO_MODEL
+RELOAD_RETRY_SECONDS = 60.0  # --train: a new model that failed to load is tried again after this
 
 
 @dataclass
@@ -91,6 +93,7 @@ class Backend:
         self._lock = threading.Lock()  # one model load / forward pass at a time
         self._reloading: tuple[str, int, int] | None = None  # --train: the model loading beside
         self._load_thread: threading.Thread | None = None
+        self._failed: tuple[tuple[str, int, int], float] | None = None  # a load that failed, and when
         # Smart-tool clicks and boxes (officescore.label.interactive); brush answers unless given.
         self.clicks = clicks or ClickService(log=log)
         self.current()  # fail at start, not on the first task, when the model is unusable
@@ -147,13 +150,21 @@ class Backend:
         for a load, and Label Studio's short health checks keep getting answers."""
         if self._reloading == key:
             return
+        failed_key, failed_at = self._failed or (None, 0.0)
+        if failed_key == key and time.monotonic() < failed_at + RELOAD_RETRY_SECONDS:
+            return  # it failed a moment ago: the old model answers a while longer
         self._reloading = key
 
         def load() -> None:
             try:
                 loaded = self._load(source, threshold)
             except Exception as exc:  # noqa: BLE001 - the old model keeps answering; say why
-                self.log(f"cannot load the new model {source}, the old one keeps answering: {exc}")
+                self.log(
+                    f"cannot load the new model {source}, the old one keeps answering "
+                    f"(trying again in {RELOAD_RETRY_SECONDS:g}s): {exc}"
+                )
+                with self._lock:
+                    self._reloading, self._failed = None, (key, time.monotonic())
                 return
             with self._lock:
                 before = self._loaded.model.version if self._loaded else None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from officescore.errors import ConfigError, UserError
 from officescore.label.trainer import Trainer, TrainSettings
 
 REPREDICT_BATCH = 8
+REPREDICT_RETRIES = 5  # Label Studio down after a job: tries of --repredict, retry_seconds apart
 LOAD_TIMEOUT = 600.0  # seconds a switched model may take to load before --repredict gives up
 
 
@@ -54,28 +56,50 @@ def start_trainer(
     )
 
 
-def after_jobs(trainer: Trainer, backend: Any, repredict: bool) -> None:
+def after_jobs(trainer: Trainer, backend: Any, repredict: bool, retries: int = REPREDICT_RETRIES) -> None:
     """After each job: redraw learning_curve.png; with `repredict`, give every unlabelled task that
-    lacks a prediction of the answering model one (after a switch, once the new model has loaded)."""
+    lacks a prediction of the answering model one (after a switch, once the new model has loaded).
+    Label Studio down or too slow: tried again every `retry_seconds`, `retries` times, until the next
+    job ends (which starts over)."""
+    waiting: list[threading.Timer] = []  # the retry of the last job's repredict, if any
+    one_at_a_time = threading.Lock()  # a retry and the next job's repredict never predict a task twice
+
+    def attempt(left: int) -> None:
+        try:
+            with one_at_a_time:
+                count = repredict_unlabelled(backend, trainer.project_id)
+        except UserError as exc:
+            if left <= 0 or trainer.closed:
+                backend.log(f"after the job: {exc}; unlabelled tasks keep their predictions")
+                return
+            wait = trainer.settings.retry_seconds
+            backend.log(f"after the job: {exc}; predicting unlabelled tasks again in {wait:g}s")
+            timer = threading.Timer(wait, attempt, args=(left - 1,))
+            timer.daemon = True
+            waiting[:] = [timer]
+            timer.start()
+            return
+        if count:
+            backend.log(f"{backend.model_version}: predicted {count} unlabelled task(s) again")
 
     def done(version: str | None) -> None:
         from officescore.label.feedback import live_metrics
 
+        for timer in waiting:  # this job's repredict covers what the last one's retry would
+            timer.cancel()
         backend.current()  # a new model starts loading now (beside the old one), not on the next request
         try:
             live_metrics(trainer, backend.client)
-            if not repredict:
-                return
-            if version:
-                backend.wait_for_load(LOAD_TIMEOUT)  # else the old model would predict them again
-                if backend.model_version != version:
-                    backend.log(f"{version} is not loaded; unlabelled tasks keep their predictions")
-                    return
-            count = repredict_unlabelled(backend, trainer.project_id)
-            if count:
-                backend.log(f"{backend.model_version}: predicted {count} unlabelled task(s) again")
-        except UserError as exc:
+        except UserError as exc:  # the curve waits for the next job; the tasks need not
             backend.log(f"after the job: {exc}")
+        if not repredict:
+            return
+        if version:
+            backend.wait_for_load(LOAD_TIMEOUT)  # else the old model would predict them again
+            if backend.model_version != version:
+                backend.log(f"{version} is not loaded; unlabelled tasks keep their predictions")
+                return
+        attempt(retries)
 
     trainer.on_job_end = done
 

@@ -225,6 +225,12 @@ class Trainer:
         with self._lock:
             return self.state["running"] is not None
 
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called: the backend is stopping, nothing new should start."""
+        with self._lock:
+            return self._closed
+
     def notify(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
         """A webhook: count label events of this project, force a job on START_TRAINING, maybe start."""
         project_id = _project_id(data.get("project"))
