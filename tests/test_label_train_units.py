@@ -507,3 +507,61 @@ def test_a_new_model_that_fails_to_load_is_tried_again_later(monkeypatch: pytest
     assert backend.model_version == "v1"  # this request starts the second try...
     backend.wait_for_load(10)
     assert backend.model_version == "v2" and messages[-1] == "model v1 -> v2 (suggests scores >= 0.30)"
+
+
+def _brush(name: str, x0: int, y0: int, x1: int, y1: int) -> dict[str, Any]:
+    """A Label Studio brush result on a 40x40 photo (as the backend answers brush projects)."""
+    from officescore.label.regions import mask_to_brush
+
+    mask = np.zeros((40, 40), dtype=np.uint8)
+    mask[y0:y1, x0:x1] = 1
+    value = {"format": "rle", "rle": mask_to_brush(mask), "brushlabels": [name]}
+    return {"type": "brushlabels", "original_width": 40, "original_height": 40, "value": value}
+
+
+def _polygon(name: str, x0: int, y0: int, x1: int, y1: int) -> dict[str, Any]:
+    """A Label Studio polygon result on a 40x40 photo (points in percent)."""
+    points = [[x * 2.5, y * 2.5] for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
+    value = {"points": points, "polygonlabels": [name]}
+    return {"type": "polygonlabels", "original_width": 40, "original_height": 40, "value": value}
+
+
+def test_a_brush_suggestion_corrected_with_polygons_and_brushes_is_counted_by_hand() -> None:
+    """A brush project's task as Label Studio returns it: the prediction shown (brush masks), and the
+    labeller's annotation made of brush strokes and polygons. Kept: the desk, brushed over exactly
+    (IoU 1). Not kept: the chair, outlined again 5 px to the right (IoU 50/150: redrawn); the lamp,
+    relabelled a mug (reclassed); a plant where there is none (deleted). Added: the chair's new outline,
+    the mug and a monitor. A skipped annotation and a prediction made after the label do not count."""
+    from officescore.label.feedback import task_feedback
+
+    shown = [
+        _brush("desk", 0, 0, 20, 10),
+        _brush("chair", 20, 20, 30, 30),
+        _brush("lamp", 0, 20, 10, 30),
+        _brush("plant", 32, 32, 38, 38),
+    ]
+    labels = [
+        _brush("desk", 0, 0, 20, 10),
+        _polygon("chair", 25, 20, 35, 30),
+        _brush("mug", 0, 20, 10, 30),
+        _polygon("monitor", 30, 0, 40, 10),
+    ]
+    task = {
+        "id": 7,
+        "predictions": [
+            {"id": 1, "model_version": "v3", "created_at": "2026-12-04T10:00:00Z", "result": shown},
+            {"id": 2, "model_version": "v4", "created_at": "2026-12-04T10:09:00Z", "result": []},
+        ],
+        "annotations": [
+            {"id": 5, "created_at": "2026-12-04T10:05:00Z", "result": labels},
+            {"id": 6, "created_at": "2026-12-04T10:08:00Z", "result": [], "was_cancelled": True},
+        ],
+    }
+    found = task_feedback(task)
+    assert found is not None and (found.task, found.model_version) == (7, "v3")
+    assert (found.predicted, found.labelled, found.kept, found.added) == (4, 4, 1, 3)
+    assert found.kept_ious == [1.0]
+    assert found.not_kept == {"chair": {"redrawn": 1}, "lamp": {"reclassed": 1}, "plant": {"deleted": 1}}
+    # Labelled before anything was shown: nothing to count.
+    task["predictions"] = task["predictions"][1:]
+    assert task_feedback(task) is None
