@@ -565,3 +565,30 @@ def test_a_brush_suggestion_corrected_with_polygons_and_brushes_is_counted_by_ha
     # Labelled before anything was shown: nothing to count.
     task["predictions"] = task["predictions"][1:]
     assert task_feedback(task) is None
+
+
+def test_an_empty_export_body_is_asked_for_again_and_never_read_as_no_tasks() -> None:
+    """Label Studio exports a project without tasks as "[]"; an empty body is a cut-off download.
+    Read as "no tasks" it made --repredict find nothing to predict and `label status` count nothing."""
+    from types import SimpleNamespace
+
+    from officescore.label.client import EXPORT_TRIES, LabelStudio
+
+    bodies: list[list[bytes]] = []
+
+    def download_sync(project_id: int, **options: Any) -> list[bytes]:
+        return bodies.pop(0)
+
+    client = LabelStudio.__new__(LabelStudio)
+    client.url, client.timeout = "http://127.0.0.1:1", 1.0
+    client.sdk = SimpleNamespace(
+        projects=SimpleNamespace(exports=SimpleNamespace(download_sync=download_sync))
+    )
+    bodies[:] = [[], [b'[{"id": 3', b', "annotations": []}]']]
+    assert client.export_tasks(1) == [{"id": 3, "annotations": []}]  # the second try
+    bodies[:] = [[b"[]"]]
+    assert client.export_tasks(1) == []  # a project without tasks
+    bodies[:] = [[b""]] * EXPORT_TRIES
+    with pytest.raises(LabelStudioError, match="sent an empty export of project 1 3 times"):
+        client.export_tasks(1)
+    assert bodies == []

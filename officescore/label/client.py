@@ -27,6 +27,7 @@ from officescore.label.formats import LabelSchema
 API_KEY_ENV = "LABEL_STUDIO_API_KEY"
 DEFAULT_URL = "http://localhost:8080"
 TIMEOUT = 60.0  # seconds per request; an import of a few hundred tasks stays well inside it
+EXPORT_TRIES = 3  # an empty export body (never a real answer) is asked for again this often
 
 T = TypeVar("T")
 
@@ -191,13 +192,20 @@ class LabelStudio:
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
         """Every task of the project with its annotations and predictions (Label Studio JSON)."""
 
-        def fetch() -> list[dict[str, Any]]:
+        def fetch() -> bytes:
             stream = self.sdk.projects.exports.download_sync(
                 project_id, export_type="JSON", download_all_tasks=True
             )
-            return json.loads(b"".join(stream) or b"[]")
+            return b"".join(stream)
 
-        return self.call("export the project's tasks", fetch)
+        for _ in range(EXPORT_TRIES):
+            body = self.call("export the project's tasks", fetch)
+            if body.strip():  # a project without tasks exports "[]": nothing at all is a cut-off download
+                return json.loads(body)
+        raise LabelStudioError(
+            f"Label Studio at {self.url} sent an empty export of project {project_id} {EXPORT_TRIES} times; "
+            "try again"
+        )
 
     def upload_file(self, project_id: int, name: str, data: bytes) -> str:
         """Upload one photo (no task made yet) and return the URL Label Studio serves it at."""
