@@ -471,6 +471,12 @@ def test_repredict_gives_up_after_its_retries_and_the_next_job_starts_over(
     closing.job_ends()
     time.sleep(0.3)
     assert closing.calls == 1
+    # Nor does one that stops while a retry waits.
+    stopped = AfterJobs(monkeypatch, [DOWN, 6], retry_seconds=0.2)
+    stopped.job_ends()
+    stopped.trainer.closed = True
+    time.sleep(0.5)
+    assert stopped.calls == 1
 
 
 def test_a_new_model_that_fails_to_load_is_tried_again_later(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -74,7 +74,7 @@ def after_jobs(trainer: Trainer, backend: Any, repredict: bool, retries: int = R
                 return
             wait = trainer.settings.retry_seconds
             backend.log(f"after the job: {exc}; predicting unlabelled tasks again in {wait:g}s")
-            timer = threading.Timer(wait, attempt, args=(left - 1,))
+            timer = threading.Timer(wait, lambda: None if trainer.closed else attempt(left - 1))
             timer.daemon = True
             waiting[:] = [timer]
             timer.start()
