@@ -105,14 +105,11 @@ def _held_out(
     raise AssertionError(f"the sample scenes do not show every lamp kind and plant size: {seen}")
 
 
-@pytest.mark.slow
-def test_tiny_model_learns_plant_size(tmp_path: Path) -> None:
-    """Trained with everything else for a few dozen steps, the head tells large from small plants
-    on scenes it never saw, well above chance (balanced accuracy 0.5)."""
-    torch.manual_seed(0)
-    random.seed(0)
-    data = _dataset(tmp_path, 40, 64, 11)
-    train = OfficeDataset(data, "train", build_transforms(True, zoom_p=0, color_jitter=0))
+def _plant_size_balanced_accuracy(train: OfficeDataset, held_out: list, seed: int) -> float:
+    """A tiny model trained from scratch for 40 steps (seed `seed`): its head's balanced accuracy
+    on plant size over `held_out`."""
+    torch.manual_seed(seed)
+    random.seed(seed)
     options = {**TINY_KWARGS, "min_size": 64, "max_size": 64, "box_batch_size_per_image": 32}
     model = build_model(ARCH, train.classes, weights="none", attributes=train.attributes.to_dict(), **options)
     optimiser = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, weight_decay=1e-4)
@@ -127,7 +124,7 @@ def test_tiny_model_learns_plant_size(tmp_path: Path) -> None:
     model.eval()
     schema = train.attributes.attributes
     hits: dict[tuple[str, object], list[bool]] = {}
-    for image, boxes, labels, truth in _held_out(64, 99):
+    for image, boxes, labels, truth in held_out:
         ((values, _),) = classify_boxes(model, [image], [boxes], [labels])
         for row, label, known in zip(values.tolist(), labels.tolist(), truth, strict=True):
             for k, attribute in enumerate(schema):
@@ -138,7 +135,21 @@ def test_tiny_model_learns_plant_size(tmp_path: Path) -> None:
     recall = {value: float(np.mean(v)) for (_, value), v in hits.items()}
     # Plant size: both values are common in the scenes. Floor lamps stand only in rooms without a
     # desk, a few per 40 scenes, too few to learn in 40 steps; their recall is not asserted.
-    assert (recall["small"] + recall["large"]) / 2 >= 0.8, recall
+    return (recall["small"] + recall["large"]) / 2
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_plant_size(tmp_path: Path) -> None:
+    """Trained with everything else for a few dozen steps, the head tells large from small plants
+    on scenes it never saw, well above chance (balanced accuracy 0.5). One such model's accuracy
+    depends on its seed and on the CPU's arithmetic (seeds 0-5 on one CPU: 0.62-0.89, mean 0.76;
+    an untrained head: 0.5), so three models' mean is asserted."""
+    train = OfficeDataset(
+        _dataset(tmp_path, 40, 64, 11), "train", build_transforms(True, zoom_p=0, color_jitter=0)
+    )
+    held_out = _held_out(64, 99)
+    accuracies = [_plant_size_balanced_accuracy(train, held_out, seed) for seed in range(3)]
+    assert np.mean(accuracies) >= 0.65, accuracies
 
 
 # ---------------------------------------------------------------- checkpoints, Predictor, rubric

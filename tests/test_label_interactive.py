@@ -105,6 +105,21 @@ def objects(
     return found
 
 
+def detected(loaded: Any, found: Sequence[tuple[int, Any, Any]]) -> list[tuple[int, Any, Any]]:
+    """The objects of `found` that the model's own predictions on their photos find (same class,
+    mask IoU >= 0.25 at its threshold)."""
+    from PIL import Image
+    from pycocotools import mask as mask_util
+
+    hits = []
+    for seed, rgb, inst in found:
+        result = loaded.predictor.predict([Image.fromarray(rgb)])[0]
+        masks = [mask_util.decode(d.mask) for d in result.detections if d.class_name == inst.category]
+        if any(iou(mask, inst.mask) >= 0.25 for mask in masks):
+            hits.append((seed, rgb, inst))
+    return hits
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny, barely trained model test_label_studio.py uses too (labelmodels.barely_trained), the
@@ -149,9 +164,14 @@ def test_a_box_gives_the_models_mask_of_a_known_object(loaded: Any) -> None:
 
 def test_a_click_picks_the_proposal_at_it_and_the_features_are_kept(loaded: Any) -> None:
     clicker = Clicker(loaded, cache=FeatureCache(size=2))
-    found = objects([500], SIZE, loaded.classes, 400)
-    # A class this tiny model has learnt (its desks are nearly empty: GrabCut would answer those).
-    seed, rgb, inst = next(f for f in found if f[2].category in ("monitor", "bookshelf"))
+    # An object this tiny model finds on its own (which ones depends on the CPU it was trained on:
+    # its desks are nearly empty, and GrabCut would answer those).
+    found = detected(loaded, objects(range(500, 504), SIZE, loaded.classes, 400))
+    assert found, "the tiny model finds none of these objects on its own"
+    seed, rgb, inst = found[0]
+    others = [
+        f for f in objects([seed], SIZE, loaded.classes, 400) if not np.array_equal(f[2].mask, inst.mask)
+    ]
     x, y = interior(inst.mask)
     first = clicker.segment(rgb, [keypoint(x, y, inst.category, SIZE, SIZE)], task="1")
     assert first.method == "model", first.note
@@ -159,7 +179,7 @@ def test_a_click_picks_the_proposal_at_it_and_the_features_are_kept(loaded: Any)
     assert iou(first.mask, inst.mask) > 0.3
     assert clicker.cache.backbone_calls == 1
     # More clicks on the same task and photo: only the heads run.
-    for _, _, other in found[1:3]:
+    for _, _, other in others[:2]:
         ox, oy = interior(other.mask)
         clicker.segment(rgb, [keypoint(ox, oy, other.category, SIZE, SIZE)], task="1")
     clicker.segment(rgb, [rectangle(true_box(inst.mask), inst.category, SIZE, SIZE)], task="1")
