@@ -384,6 +384,118 @@ def test_a_failed_job_waits_for_the_next_trigger_with_its_labels_still_counted(
         trainer.close()
 
 
+def _wait_until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"the trainer never {what}"
+        time.sleep(0.01)
+
+
+def test_labels_that_came_during_a_job_start_the_next_one_when_it_ends(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """--train-every 3: 3 labels arrive after the running job's pull began. They are not its
+    labels, so when it ends they are due and the next job starts at once, without another webhook
+    (a labeller who stopped labelling would otherwise never see them trained on)."""
+    trainer = Trainer(_settings(tmp_path), "not-a-key")
+    try:
+        for _ in range(3):
+            trainer.notify("ANNOTATION_CREATED", {})
+        pulled_at = time.time()
+        time.sleep(0.01)
+        for _ in range(3):
+            assert trainer.notify("ANNOTATION_CREATED", {})["status"] == "queued"
+        assert len(fake_jobs) == 1
+        _end_job(trainer, fake_jobs[0], _result(tmp_path, 1, pulled_at))
+        _wait_until(lambda: len(fake_jobs) == 2, "started the next job")
+        assert trainer.state["running"]["job"] == 2 and trainer.state["running"]["pending_at_start"] == 3
+    finally:
+        trainer.close()
+
+
+def test_start_training_still_asked_for_after_label_studio_was_unreachable(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """Start Training with no new labels; the job finds Label Studio down (result "retry"). After
+    retry_seconds the job is tried again by itself: the request is not lost with the failed job."""
+    settings = _settings(tmp_path, every=10)
+    settings.retry_seconds = 0.05
+    trainer = Trainer(settings, "not-a-key")
+    try:
+        assert trainer.notify("START_TRAINING", {})["status"] == "training"
+        folder = trainer.folder / trainer.state["running"]["folder"]
+        down = {"ok": False, "error": "Label Studio is not reachable", "retry": True}
+        (folder / RESULT_FILE).write_text(json.dumps(down))
+        fake_jobs[0].end(1)
+        _wait_until(lambda: len(fake_jobs) == 2, "tried the job again")
+        assert trainer.state["pending"] == 0 and trainer.state["running"]["forced"]
+        assert len(trainer.state["failures"]) == 1
+    finally:
+        trainer.close()
+
+
+def test_start_training_after_a_failed_job_starts_one_at_once(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """A failed job waits for the next trigger; Label Studio's Start Training button is one, as a
+    new label is (the labeller fixed the broken photo and asks for a job)."""
+    trainer = Trainer(_settings(tmp_path, every=2), "not-a-key")
+    try:
+        trainer.notify("ANNOTATION_CREATED", {})
+        trainer.notify("ANNOTATION_CREATED", {})
+        folder = trainer.folder / trainer.state["running"]["folder"]
+        (folder / RESULT_FILE).write_text(json.dumps({"ok": False, "error": "broken photo", "retry": False}))
+        fake_jobs[0].end(1)
+        _wait_until(lambda: bool(trainer.state["failures"]) and not trainer.running, "recorded the failure")
+        assert trainer.notify("START_TRAINING", {})["status"] == "training" and len(fake_jobs) == 2
+    finally:
+        trainer.close()
+
+
+def test_a_killed_job_marks_its_run_folder_not_used(tmp_path: Path, fake_jobs: list[FakeJob]) -> None:
+    """A job killed while it trained may leave a best.pt: its run folder gets NOT_USED.txt, so
+    `--model runs/train` never picks it up; an older job's run folder is left alone, and its labels
+    stay counted."""
+    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key")
+    try:
+        trainer.notify("ANNOTATION_CREATED", {})
+        _end_job(trainer, fake_jobs[0], _result(tmp_path, 1, time.time()))
+        trainer.notify("ANNOTATION_CREATED", {})
+        half = tmp_path / "runs" / "label-job0002" / "weights"
+        half.mkdir(parents=True)
+        (half / "best.pt").write_bytes(b"half written")
+        fake_jobs[1].end(-9)
+        _wait_until(lambda: len(trainer.state["failures"]) == 1, "recorded the killed job")
+        assert "killed (SIGKILL)" in trainer.state["failures"][0]["error"]
+        assert "training job 2 failed" in (half.parent / NOT_USED_FILE).read_text()
+        assert not (tmp_path / "runs" / "label-job0001" / NOT_USED_FILE).exists()
+        assert trainer.state["current"]["model_version"] == "v1" and trainer.state["pending"] == 1
+    finally:
+        trainer.close()
+
+
+def test_a_restart_after_a_job_died_records_it_and_trains_the_labels_left_counted(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """The backend and its job died together (no result.json, no process): the restarted backend
+    records the job as failed, and its labels, still counted and due, start a job at the start
+    (`poke`) rather than waiting for the next label."""
+    settings = _settings(tmp_path, every=2)
+    folder = settings.folder / "jobs" / "job-0001"
+    folder.mkdir(parents=True)
+    running = {"job": 1, "folder": "jobs/job-0001", "pid": 0, "pending_at_start": 2, "started": time.time()}
+    state = {"project": "units", "jobs": 1, "events": [1.0, 2.0], "pending": 2, "running": running}
+    (settings.folder / STATE_FILE).write_text(json.dumps(state))
+    trainer = Trainer(settings, "not-a-key")
+    try:
+        assert not trainer.running and trainer.state["pending"] == 2
+        assert "the backend stopped while the job ran" in trainer.state["failures"][0]["error"]
+        trainer.poke()
+        assert len(fake_jobs) == 1 and trainer.state["running"]["job"] == 2
+    finally:
+        trainer.close()
+
+
 class AfterJobs:
     """`live.after_jobs` around a backend and trainer that only record: Label Studio answers the
     repredicts in `answers` (an exception: it is down), and `live_metrics` fails when told to."""
