@@ -507,6 +507,7 @@ class AfterJobs:
 
         self.messages: list[str] = []
         self.calls = 0
+        self.predicted_by: list[str] = []  # the answering model at each repredict
         self.metrics_fail = False
         self.model_version = "v2"
         self.client = None
@@ -517,6 +518,7 @@ class AfterJobs:
         def repredict(backend: Any, project_id: int | None) -> int:
             answer = answers[min(self.calls, len(answers) - 1)]
             self.calls += 1
+            self.predicted_by.append(self.model_version)
             if isinstance(answer, Exception):
                 raise answer
             return answer
@@ -597,6 +599,29 @@ def test_repredict_gives_up_after_its_retries_and_the_next_job_starts_over(
     assert stopped.calls == 1
 
 
+def test_repredict_waits_for_the_new_model_and_skips_one_that_did_not_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a switch the unlabelled tasks are predicted by the new model once it has loaded, not by
+    the old one still answering; a new model that failed to load predicts nothing (the log says
+    so), rather than the old model predicting them again."""
+    after = AfterJobs(monkeypatch, [2], retry_seconds=0.05)
+    after.model_version = "v1"
+
+    def loaded(timeout: float) -> None:
+        after.model_version = "v3"
+
+    after.wait_for_load = loaded  # type: ignore[method-assign]
+    after.job_ends("v3")
+    assert after.predicted_by == ["v3"] and after.messages[-1] == "v3: predicted 2 unlabelled task(s) again"
+    after.wait_for_load = lambda timeout: None  # type: ignore[method-assign]
+    after.job_ends("v4")  # v4 failed to load: v3 still answers
+    assert after.predicted_by == ["v3"]
+    assert after.messages[-1] == "v4 is not loaded; unlabelled tasks keep their predictions"
+    after.job_ends(None)  # a worse job: the answering model predicts what lacks its prediction
+    assert after.predicted_by == ["v3", "v3"]
+
+
 def test_a_new_model_that_fails_to_load_is_tried_again_later(monkeypatch: pytest.MonkeyPatch) -> None:
     """--train: the switched-to model fails to load (say memory ran short): the old one keeps
     answering, and after RELOAD_RETRY_SECONDS the next request loads it again, not never."""
@@ -631,6 +656,84 @@ def test_a_new_model_that_fails_to_load_is_tried_again_later(monkeypatch: pytest
     assert backend.model_version == "v1"  # this request starts the second try...
     backend.wait_for_load(10)
     assert backend.model_version == "v2" and messages[-1] == "model v1 -> v2 (suggests scores >= 0.30)"
+
+
+class FakeStudio:
+    """A Label Studio client holding `tasks` (as the JSON export lists them, predictions by id only)
+    and their `predictions`; records the predictions the backend adds."""
+
+    def __init__(self, tasks: list[dict[str, Any]], predictions: list[dict[str, Any]]) -> None:
+        from types import SimpleNamespace
+
+        self.tasks = tasks
+        self.added: list[dict[str, Any]] = []
+        self.sdk = SimpleNamespace(
+            predictions=SimpleNamespace(
+                list=lambda project: [dict(p) for p in predictions],
+                create=lambda **made: self.added.append(made),
+            )
+        )
+
+    def project(self, title: str) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(id=4, schema=SimpleNamespace(config_xml=lambda: "<View/>"))
+
+    def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
+        return [dict(t) for t in self.tasks]
+
+    def call(self, what: str, fn: Callable[[], Any]) -> Any:
+        return fn()
+
+
+def test_repredict_predicts_every_unlabelled_task_without_the_answering_models_prediction() -> None:
+    """20 tasks: one labelled, one skipped (a skip is no label), one already predicted by v2 (the
+    answering model), the rest predicted by v1 or not at all. Each of the 18 without a v2 prediction
+    gets one, in batches of REPREDICT_BATCH, whatever the batch size leaves over; the labelled one
+    and the one v2 predicted are left alone."""
+    from types import SimpleNamespace
+
+    from officescore.label.live import REPREDICT_BATCH, repredict_unlabelled
+
+    done = {"id": 90, "created_at": "2026-01-01T10:00:00Z", "result": []}
+    tasks: list[dict[str, Any]] = [{"id": n, "annotations": []} for n in range(1, 21)]
+    tasks[0]["annotations"] = [done]
+    tasks[1]["annotations"] = [{**done, "id": 91, "was_cancelled": True}]
+    predictions = [{"id": 100 + n, "task": n, "model_version": "v1", "result": []} for n in range(1, 8)]
+    predictions.append({"id": 200, "task": 3, "model_version": "v2", "result": []})
+    client = FakeStudio(tasks, predictions)
+    batches: list[list[int]] = []
+
+    def predict(chunk: list[dict[str, Any]], config: str) -> list[dict[str, Any]]:
+        batches.append([t["id"] for t in chunk])
+        return [{"result": [{"task": t["id"]}], "score": 0.5, "model_version": "v2"} for t in chunk]
+
+    backend = SimpleNamespace(
+        client=client,
+        model_version="v2",
+        current=lambda: "v2 loaded",
+        predict=predict,
+        trainer=SimpleNamespace(settings=SimpleNamespace(project="units")),
+    )
+    assert repredict_unlabelled(backend, 4) == 18
+    want = [2, *range(4, 21)]
+    assert sorted(made["task"] for made in client.added) == want
+    assert all(made["result"] == [{"task": made["task"]}] for made in client.added)
+    assert {made["model_version"] for made in client.added} == {"v2"}
+    assert [len(b) for b in batches] == [REPREDICT_BATCH, REPREDICT_BATCH, 18 - 2 * REPREDICT_BATCH]
+
+
+def test_status_counts_labelled_tasks_without_skipped_ones(tmp_path: Path) -> None:
+    """`label status` and /metrics: a task the labeller skipped has no label, so it is not labelled."""
+    from officescore.label.feedback import project_status
+
+    tasks: list[dict[str, Any]] = [
+        {"id": 1, "annotations": [{"id": 5, "created_at": "2026-01-01T10:00:00Z", "result": []}]},
+        {"id": 2, "annotations": [{"id": 6, "created_at": "2026-01-01T10:00:00Z", "was_cancelled": True}]},
+        {"id": 3, "annotations": []},
+    ]
+    document = project_status(FakeStudio(tasks, []), "units", tmp_path)
+    assert (document["tasks"], document["labelled_tasks"], document["versions"]) == (3, 1, [])
 
 
 def _brush(name: str, x0: int, y0: int, x1: int, y1: int) -> dict[str, Any]:
