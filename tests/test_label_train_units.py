@@ -292,6 +292,7 @@ def test_a_version_sums_its_tasks_causes_per_class() -> None:
     assert (row["redrawn"], row["reclassed"], row["deleted"]) == (2, 1, 1)
     assert row["not_kept_by_class"] == {"desk": {"redrawn": 2, "reclassed": 1}, "mug": {"deleted": 1}}
     assert row["kept_share"] == 0.2 and row["mean_kept_iou"] == 0.8
+    assert row["from_suggestions"] == 0.25  # 1 kept of 4 final labels: the labeller drew 3 by hand
 
 
 def test_suggestions_are_scored_by_class_and_mask_score_squared() -> None:
@@ -794,6 +795,28 @@ def test_a_brush_suggestion_corrected_with_polygons_and_brushes_is_counted_by_ha
     # Labelled before anything was shown: nothing to count.
     task["predictions"] = task["predictions"][1:]
     assert task_feedback(task) is None
+
+
+def test_a_suggestion_overlapping_its_redrawn_label_by_exactly_a_tenth_was_redrawn() -> None:
+    """REDRAWN_IOU is inclusive, as KEEP_IOU is: a chair redrawn ten times its size around it (IoU
+    100/1000 = 0.1 exactly) was redrawn, not deleted."""
+    found = compare_regions([_region("chair", 0, 0, 10, 10)], [_region("chair", 0, 0, 40, 25)])
+    assert (found.kept, found.added, found.redrawn, found.deleted) == (0, 1, 1, 0)
+
+
+def test_feedback_counts_the_labellers_newest_annotation() -> None:
+    """A task labelled twice after the suggestion was shown (the labeller came back and fixed it):
+    the newest annotation is the final label, whatever order Label Studio lists them in."""
+    from officescore.label.feedback import task_feedback
+
+    shown = [_polygon("desk", 0, 0, 20, 10), _polygon("chair", 20, 20, 30, 30)]
+    first = {"id": 5, "created_at": "2026-12-04T10:05:00Z", "result": [_polygon("desk", 0, 0, 20, 10)]}
+    fixed = {"id": 6, "created_at": "2026-12-04T10:07:00Z", "result": shown}
+    for listed in ([first, fixed], [fixed, first]):
+        shown_at = {"id": 1, "model_version": "v3", "created_at": "2026-12-04T10:00:00Z", "result": shown}
+        found = task_feedback({"id": 7, "predictions": [shown_at], "annotations": listed})
+        assert found is not None
+        assert (found.predicted, found.labelled, found.kept, found.added) == (2, 2, 2, 0)
 
 
 def test_an_empty_export_body_is_asked_for_again_and_never_read_as_no_tasks() -> None:
