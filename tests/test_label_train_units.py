@@ -295,6 +295,32 @@ def test_a_version_sums_its_tasks_causes_per_class() -> None:
     assert row["from_suggestions"] == 0.25  # 1 kept of 4 final labels: the labeller drew 3 by hand
 
 
+def test_a_suggestion_only_touched_by_a_label_of_another_class_was_deleted_not_reclassed() -> None:
+    """Reclassed needs a label of another class covering the suggestion (IoU >= 0.5), as kept does:
+    a lamp beside a mug (IoU 50/150) was a lamp where there is none, deleted, and the mug drawn by hand."""
+    found = compare_regions([_region("lamp", 0, 0, 10, 10)], [_region("mug", 5, 0, 15, 10)])
+    assert (found.kept, found.added, found.reclassed, found.redrawn, found.deleted) == (0, 1, 0, 0, 1)
+
+
+def test_metrics_join_the_trainers_versions_with_the_feedback_oldest_first() -> None:
+    """/metrics: one row per version, the trainer's numbers beside its feedback; a version only Label
+    Studio's predictions know (a model used before this backend) comes first, with feedback alone,
+    and a version nobody has labelled after yet gets empty feedback."""
+    from officescore.label.feedback import metrics_document
+
+    earlier, trained = VersionFeedback("prelabel"), VersionFeedback("v1")
+    earlier.add(TaskFeedback(1, "prelabel", 2, 2, 1, 1, [0.9], {"desk": {"deleted": 1}}))
+    trained.add(TaskFeedback(2, "v1", 4, 2, 2, 0, [0.8, 0.6], {"mug": {"redrawn": 2}}))
+    records = [{"model_version": "v1", "trained_photos": 8}, {"model_version": "v2", "trained_photos": 12}]
+    document = metrics_document(records, {"v1": trained, "prelabel": earlier}, {"pending_labels": 1})
+    rows = document["versions"]
+    assert document["pending_labels"] == 1 and [r["model_version"] for r in rows] == ["prelabel", "v1", "v2"]
+    assert "trained_photos" not in rows[0] and rows[0]["kept_share"] == 0.5 and rows[0]["deleted"] == 1
+    assert (rows[1]["trained_photos"], rows[1]["kept_share"], rows[1]["from_suggestions"]) == (8, 0.5, 1.0)
+    assert rows[1]["mean_kept_iou"] == pytest.approx(0.7) and rows[1]["redrawn"] == 2
+    assert (rows[2]["trained_photos"], rows[2]["tasks"], rows[2]["kept_share"]) == (12, 0, None)
+
+
 def test_suggestions_are_scored_by_class_and_mask_score_squared() -> None:
     """Worked by hand: 0.9 x 0.5² = 0.225 falls below 0.3, 0.6 x 0.95² = 0.5415 stays at that score,
     and a box-only detection (no mask score) keeps its class score."""
@@ -493,6 +519,29 @@ def test_a_restart_after_a_job_died_records_it_and_trains_the_labels_left_counte
         assert "the backend stopped while the job ran" in trainer.state["failures"][0]["error"]
         trainer.poke()
         assert len(fake_jobs) == 1 and trainer.state["running"]["job"] == 2
+    finally:
+        trainer.close()
+
+
+def test_a_threshold_found_on_the_class_score_is_not_handed_on_as_the_suggestion_scores(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """A model whose threshold a job found before suggestions were scored by their masks (`suggest`
+    without "by_mask"): it is shown at the default on the class score, so that is what the next job
+    is told (None), not its old threshold as if it were on class x mask score²."""
+    settings = _settings(tmp_path, every=1)
+    settings.folder.mkdir()
+    current = {"model_version": "v1", "checkpoint": "v1.pt", "suggest": {"conf": 0.42}}
+    state = {"project": "units", "current": current, "versions": [current]}
+    (settings.folder / STATE_FILE).write_text(json.dumps(state))
+    trainer = Trainer(settings, "not-a-key")
+    try:
+        assert trainer.current_conf() is None
+        trainer.notify("ANNOTATION_CREATED", {})
+        job = json.loads((trainer.folder / "jobs" / "job-0001" / "job.json").read_text())
+        assert job["current_conf"] is None and job["current"] == str((settings.folder / "v1.pt").resolve())
+        trainer.state["current"]["suggest"]["by_mask"] = True
+        assert trainer.current_conf() == 0.42
     finally:
         trainer.close()
 
