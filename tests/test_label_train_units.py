@@ -292,6 +292,33 @@ def test_a_version_sums_its_tasks_causes_per_class() -> None:
     assert (row["redrawn"], row["reclassed"], row["deleted"]) == (2, 1, 1)
     assert row["not_kept_by_class"] == {"desk": {"redrawn": 2, "reclassed": 1}, "mug": {"deleted": 1}}
     assert row["kept_share"] == 0.2 and row["mean_kept_iou"] == 0.8
+    assert row["from_suggestions"] == 0.25  # 1 kept of 4 final labels: the labeller drew 3 by hand
+
+
+def test_a_suggestion_only_touched_by_a_label_of_another_class_was_deleted_not_reclassed() -> None:
+    """Reclassed needs a label of another class covering the suggestion (IoU >= 0.5), as kept does:
+    a lamp beside a mug (IoU 50/150) was a lamp where there is none, deleted, and the mug drawn by hand."""
+    found = compare_regions([_region("lamp", 0, 0, 10, 10)], [_region("mug", 5, 0, 15, 10)])
+    assert (found.kept, found.added, found.reclassed, found.redrawn, found.deleted) == (0, 1, 0, 0, 1)
+
+
+def test_metrics_join_the_trainers_versions_with_the_feedback_oldest_first() -> None:
+    """/metrics: one row per version, the trainer's numbers beside its feedback; a version only Label
+    Studio's predictions know (a model used before this backend) comes first, with feedback alone,
+    and a version nobody has labelled after yet gets empty feedback."""
+    from officescore.label.feedback import metrics_document
+
+    earlier, trained = VersionFeedback("prelabel"), VersionFeedback("v1")
+    earlier.add(TaskFeedback(1, "prelabel", 2, 2, 1, 1, [0.9], {"desk": {"deleted": 1}}))
+    trained.add(TaskFeedback(2, "v1", 4, 2, 2, 0, [0.8, 0.6], {"mug": {"redrawn": 2}}))
+    records = [{"model_version": "v1", "trained_photos": 8}, {"model_version": "v2", "trained_photos": 12}]
+    document = metrics_document(records, {"v1": trained, "prelabel": earlier}, {"pending_labels": 1})
+    rows = document["versions"]
+    assert document["pending_labels"] == 1 and [r["model_version"] for r in rows] == ["prelabel", "v1", "v2"]
+    assert "trained_photos" not in rows[0] and rows[0]["kept_share"] == 0.5 and rows[0]["deleted"] == 1
+    assert (rows[1]["trained_photos"], rows[1]["kept_share"], rows[1]["from_suggestions"]) == (8, 0.5, 1.0)
+    assert rows[1]["mean_kept_iou"] == pytest.approx(0.7) and rows[1]["redrawn"] == 2
+    assert (rows[2]["trained_photos"], rows[2]["tasks"], rows[2]["kept_share"]) == (12, 0, None)
 
 
 def test_suggestions_are_scored_by_class_and_mask_score_squared() -> None:
@@ -384,6 +411,141 @@ def test_a_failed_job_waits_for_the_next_trigger_with_its_labels_still_counted(
         trainer.close()
 
 
+def _wait_until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"the trainer never {what}"
+        time.sleep(0.01)
+
+
+def test_labels_that_came_during_a_job_start_the_next_one_when_it_ends(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """--train-every 3: 3 labels arrive after the running job's pull began. They are not its
+    labels, so when it ends they are due and the next job starts at once, without another webhook
+    (a labeller who stopped labelling would otherwise never see them trained on)."""
+    trainer = Trainer(_settings(tmp_path), "not-a-key")
+    try:
+        for _ in range(3):
+            trainer.notify("ANNOTATION_CREATED", {})
+        pulled_at = time.time()
+        time.sleep(0.01)
+        for _ in range(3):
+            assert trainer.notify("ANNOTATION_CREATED", {})["status"] == "queued"
+        assert len(fake_jobs) == 1
+        _end_job(trainer, fake_jobs[0], _result(tmp_path, 1, pulled_at))
+        _wait_until(lambda: len(fake_jobs) == 2, "started the next job")
+        assert trainer.state["running"]["job"] == 2 and trainer.state["running"]["pending_at_start"] == 3
+    finally:
+        trainer.close()
+
+
+def test_start_training_still_asked_for_after_label_studio_was_unreachable(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """Start Training with no new labels; the job finds Label Studio down (result "retry"). After
+    retry_seconds the job is tried again by itself: the request is not lost with the failed job."""
+    settings = _settings(tmp_path, every=10)
+    settings.retry_seconds = 0.05
+    trainer = Trainer(settings, "not-a-key")
+    try:
+        assert trainer.notify("START_TRAINING", {})["status"] == "training"
+        folder = trainer.folder / trainer.state["running"]["folder"]
+        down = {"ok": False, "error": "Label Studio is not reachable", "retry": True}
+        (folder / RESULT_FILE).write_text(json.dumps(down))
+        fake_jobs[0].end(1)
+        _wait_until(lambda: len(fake_jobs) == 2, "tried the job again")
+        assert trainer.state["pending"] == 0 and trainer.state["running"]["forced"]
+        assert len(trainer.state["failures"]) == 1
+    finally:
+        trainer.close()
+
+
+def test_start_training_after_a_failed_job_starts_one_at_once(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """A failed job waits for the next trigger; Label Studio's Start Training button is one, as a
+    new label is (the labeller fixed the broken photo and asks for a job)."""
+    trainer = Trainer(_settings(tmp_path, every=2), "not-a-key")
+    try:
+        trainer.notify("ANNOTATION_CREATED", {})
+        trainer.notify("ANNOTATION_CREATED", {})
+        folder = trainer.folder / trainer.state["running"]["folder"]
+        (folder / RESULT_FILE).write_text(json.dumps({"ok": False, "error": "broken photo", "retry": False}))
+        fake_jobs[0].end(1)
+        _wait_until(lambda: bool(trainer.state["failures"]) and not trainer.running, "recorded the failure")
+        assert trainer.notify("START_TRAINING", {})["status"] == "training" and len(fake_jobs) == 2
+    finally:
+        trainer.close()
+
+
+def test_a_killed_job_marks_its_run_folder_not_used(tmp_path: Path, fake_jobs: list[FakeJob]) -> None:
+    """A job killed while it trained may leave a best.pt: its run folder gets NOT_USED.txt, so
+    `--model runs/train` never picks it up; an older job's run folder is left alone, and its labels
+    stay counted."""
+    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key")
+    try:
+        trainer.notify("ANNOTATION_CREATED", {})
+        _end_job(trainer, fake_jobs[0], _result(tmp_path, 1, time.time()))
+        trainer.notify("ANNOTATION_CREATED", {})
+        half = tmp_path / "runs" / "label-job0002" / "weights"
+        half.mkdir(parents=True)
+        (half / "best.pt").write_bytes(b"half written")
+        fake_jobs[1].end(-9)
+        _wait_until(lambda: len(trainer.state["failures"]) == 1, "recorded the killed job")
+        assert "killed (SIGKILL)" in trainer.state["failures"][0]["error"]
+        assert "training job 2 failed" in (half.parent / NOT_USED_FILE).read_text()
+        assert not (tmp_path / "runs" / "label-job0001" / NOT_USED_FILE).exists()
+        assert trainer.state["current"]["model_version"] == "v1" and trainer.state["pending"] == 1
+    finally:
+        trainer.close()
+
+
+def test_a_restart_after_a_job_died_records_it_and_trains_the_labels_left_counted(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """The backend and its job died together (no result.json, no process): the restarted backend
+    records the job as failed, and its labels, still counted and due, start a job at the start
+    (`poke`) rather than waiting for the next label."""
+    settings = _settings(tmp_path, every=2)
+    folder = settings.folder / "jobs" / "job-0001"
+    folder.mkdir(parents=True)
+    running = {"job": 1, "folder": "jobs/job-0001", "pid": 0, "pending_at_start": 2, "started": time.time()}
+    state = {"project": "units", "jobs": 1, "events": [1.0, 2.0], "pending": 2, "running": running}
+    (settings.folder / STATE_FILE).write_text(json.dumps(state))
+    trainer = Trainer(settings, "not-a-key")
+    try:
+        assert not trainer.running and trainer.state["pending"] == 2
+        assert "the backend stopped while the job ran" in trainer.state["failures"][0]["error"]
+        trainer.poke()
+        assert len(fake_jobs) == 1 and trainer.state["running"]["job"] == 2
+    finally:
+        trainer.close()
+
+
+def test_a_threshold_found_on_the_class_score_is_not_handed_on_as_the_suggestion_scores(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """A model whose threshold a job found before suggestions were scored by their masks (`suggest`
+    without "by_mask"): it is shown at the default on the class score, so that is what the next job
+    is told (None), not its old threshold as if it were on class x mask score²."""
+    settings = _settings(tmp_path, every=1)
+    settings.folder.mkdir()
+    current = {"model_version": "v1", "checkpoint": "v1.pt", "suggest": {"conf": 0.42}}
+    state = {"project": "units", "current": current, "versions": [current]}
+    (settings.folder / STATE_FILE).write_text(json.dumps(state))
+    trainer = Trainer(settings, "not-a-key")
+    try:
+        assert trainer.current_conf() is None
+        trainer.notify("ANNOTATION_CREATED", {})
+        job = json.loads((trainer.folder / "jobs" / "job-0001" / "job.json").read_text())
+        assert job["current_conf"] is None and job["current"] == str((settings.folder / "v1.pt").resolve())
+        trainer.state["current"]["suggest"]["by_mask"] = True
+        assert trainer.current_conf() == 0.42
+    finally:
+        trainer.close()
+
+
 class AfterJobs:
     """`live.after_jobs` around a backend and trainer that only record: Label Studio answers the
     repredicts in `answers` (an exception: it is down), and `live_metrics` fails when told to."""
@@ -395,6 +557,7 @@ class AfterJobs:
 
         self.messages: list[str] = []
         self.calls = 0
+        self.predicted_by: list[str] = []  # the answering model at each repredict
         self.metrics_fail = False
         self.model_version = "v2"
         self.client = None
@@ -405,6 +568,7 @@ class AfterJobs:
         def repredict(backend: Any, project_id: int | None) -> int:
             answer = answers[min(self.calls, len(answers) - 1)]
             self.calls += 1
+            self.predicted_by.append(self.model_version)
             if isinstance(answer, Exception):
                 raise answer
             return answer
@@ -485,6 +649,29 @@ def test_repredict_gives_up_after_its_retries_and_the_next_job_starts_over(
     assert stopped.calls == 1
 
 
+def test_repredict_waits_for_the_new_model_and_skips_one_that_did_not_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a switch the unlabelled tasks are predicted by the new model once it has loaded, not by
+    the old one still answering; a new model that failed to load predicts nothing (the log says
+    so), rather than the old model predicting them again."""
+    after = AfterJobs(monkeypatch, [2], retry_seconds=0.05)
+    after.model_version = "v1"
+
+    def loaded(timeout: float) -> None:
+        after.model_version = "v3"
+
+    after.wait_for_load = loaded  # type: ignore[method-assign]
+    after.job_ends("v3")
+    assert after.predicted_by == ["v3"] and after.messages[-1] == "v3: predicted 2 unlabelled task(s) again"
+    after.wait_for_load = lambda timeout: None  # type: ignore[method-assign]
+    after.job_ends("v4")  # v4 failed to load: v3 still answers
+    assert after.predicted_by == ["v3"]
+    assert after.messages[-1] == "v4 is not loaded; unlabelled tasks keep their predictions"
+    after.job_ends(None)  # a worse job: the answering model predicts what lacks its prediction
+    assert after.predicted_by == ["v3", "v3"]
+
+
 def test_a_new_model_that_fails_to_load_is_tried_again_later(monkeypatch: pytest.MonkeyPatch) -> None:
     """--train: the switched-to model fails to load (say memory ran short): the old one keeps
     answering, and after RELOAD_RETRY_SECONDS the next request loads it again, not never."""
@@ -519,6 +706,84 @@ def test_a_new_model_that_fails_to_load_is_tried_again_later(monkeypatch: pytest
     assert backend.model_version == "v1"  # this request starts the second try...
     backend.wait_for_load(10)
     assert backend.model_version == "v2" and messages[-1] == "model v1 -> v2 (suggests scores >= 0.30)"
+
+
+class FakeStudio:
+    """A Label Studio client holding `tasks` (as the JSON export lists them, predictions by id only)
+    and their `predictions`; records the predictions the backend adds."""
+
+    def __init__(self, tasks: list[dict[str, Any]], predictions: list[dict[str, Any]]) -> None:
+        from types import SimpleNamespace
+
+        self.tasks = tasks
+        self.added: list[dict[str, Any]] = []
+        self.sdk = SimpleNamespace(
+            predictions=SimpleNamespace(
+                list=lambda project: [dict(p) for p in predictions],
+                create=lambda **made: self.added.append(made),
+            )
+        )
+
+    def project(self, title: str) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(id=4, schema=SimpleNamespace(config_xml=lambda: "<View/>"))
+
+    def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
+        return [dict(t) for t in self.tasks]
+
+    def call(self, what: str, fn: Callable[[], Any]) -> Any:
+        return fn()
+
+
+def test_repredict_predicts_every_unlabelled_task_without_the_answering_models_prediction() -> None:
+    """20 tasks: one labelled, one skipped (a skip is no label), one already predicted by v2 (the
+    answering model), the rest predicted by v1 or not at all. Each of the 18 without a v2 prediction
+    gets one, in batches of REPREDICT_BATCH, whatever the batch size leaves over; the labelled one
+    and the one v2 predicted are left alone."""
+    from types import SimpleNamespace
+
+    from officescore.label.live import REPREDICT_BATCH, repredict_unlabelled
+
+    done = {"id": 90, "created_at": "2026-01-01T10:00:00Z", "result": []}
+    tasks: list[dict[str, Any]] = [{"id": n, "annotations": []} for n in range(1, 21)]
+    tasks[0]["annotations"] = [done]
+    tasks[1]["annotations"] = [{**done, "id": 91, "was_cancelled": True}]
+    predictions = [{"id": 100 + n, "task": n, "model_version": "v1", "result": []} for n in range(1, 8)]
+    predictions.append({"id": 200, "task": 3, "model_version": "v2", "result": []})
+    client = FakeStudio(tasks, predictions)
+    batches: list[list[int]] = []
+
+    def predict(chunk: list[dict[str, Any]], config: str) -> list[dict[str, Any]]:
+        batches.append([t["id"] for t in chunk])
+        return [{"result": [{"task": t["id"]}], "score": 0.5, "model_version": "v2"} for t in chunk]
+
+    backend = SimpleNamespace(
+        client=client,
+        model_version="v2",
+        current=lambda: "v2 loaded",
+        predict=predict,
+        trainer=SimpleNamespace(settings=SimpleNamespace(project="units")),
+    )
+    assert repredict_unlabelled(backend, 4) == 18
+    want = [2, *range(4, 21)]
+    assert sorted(made["task"] for made in client.added) == want
+    assert all(made["result"] == [{"task": made["task"]}] for made in client.added)
+    assert {made["model_version"] for made in client.added} == {"v2"}
+    assert [len(b) for b in batches] == [REPREDICT_BATCH, REPREDICT_BATCH, 18 - 2 * REPREDICT_BATCH]
+
+
+def test_status_counts_labelled_tasks_without_skipped_ones(tmp_path: Path) -> None:
+    """`label status` and /metrics: a task the labeller skipped has no label, so it is not labelled."""
+    from officescore.label.feedback import project_status
+
+    tasks: list[dict[str, Any]] = [
+        {"id": 1, "annotations": [{"id": 5, "created_at": "2026-01-01T10:00:00Z", "result": []}]},
+        {"id": 2, "annotations": [{"id": 6, "created_at": "2026-01-01T10:00:00Z", "was_cancelled": True}]},
+        {"id": 3, "annotations": []},
+    ]
+    document = project_status(FakeStudio(tasks, []), "units", tmp_path)
+    assert (document["tasks"], document["labelled_tasks"], document["versions"]) == (3, 1, [])
 
 
 def _brush(name: str, x0: int, y0: int, x1: int, y1: int) -> dict[str, Any]:
@@ -579,6 +844,28 @@ def test_a_brush_suggestion_corrected_with_polygons_and_brushes_is_counted_by_ha
     # Labelled before anything was shown: nothing to count.
     task["predictions"] = task["predictions"][1:]
     assert task_feedback(task) is None
+
+
+def test_a_suggestion_overlapping_its_redrawn_label_by_exactly_a_tenth_was_redrawn() -> None:
+    """REDRAWN_IOU is inclusive, as KEEP_IOU is: a chair redrawn ten times its size around it (IoU
+    100/1000 = 0.1 exactly) was redrawn, not deleted."""
+    found = compare_regions([_region("chair", 0, 0, 10, 10)], [_region("chair", 0, 0, 40, 25)])
+    assert (found.kept, found.added, found.redrawn, found.deleted) == (0, 1, 1, 0)
+
+
+def test_feedback_counts_the_labellers_newest_annotation() -> None:
+    """A task labelled twice after the suggestion was shown (the labeller came back and fixed it):
+    the newest annotation is the final label, whatever order Label Studio lists them in."""
+    from officescore.label.feedback import task_feedback
+
+    shown = [_polygon("desk", 0, 0, 20, 10), _polygon("chair", 20, 20, 30, 30)]
+    first = {"id": 5, "created_at": "2026-12-04T10:05:00Z", "result": [_polygon("desk", 0, 0, 20, 10)]}
+    fixed = {"id": 6, "created_at": "2026-12-04T10:07:00Z", "result": shown}
+    for listed in ([first, fixed], [fixed, first]):
+        shown_at = {"id": 1, "model_version": "v3", "created_at": "2026-12-04T10:00:00Z", "result": shown}
+        found = task_feedback({"id": 7, "predictions": [shown_at], "annotations": listed})
+        assert found is not None
+        assert (found.predicted, found.labelled, found.kept, found.added) == (2, 2, 2, 0)
 
 
 def test_an_empty_export_body_is_asked_for_again_and_never_read_as_no_tasks() -> None:

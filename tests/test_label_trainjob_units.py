@@ -1,0 +1,152 @@
+"""One training job (`label.trainjob`) without Label Studio or torch: Label Studio, the pull, the
+ingest and the training faked, so what the job hands the trainer (the labels it covers, the model it
+starts from, the photos it trained and validated on, whether to try again) is checked in seconds."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from officescore.errors import DataError
+from officescore.label import trainjob
+from officescore.label.client import LabelStudioError
+
+TASKS = {"a.jpg": 11, "b.jpg": 12, "c.jpg": 13, "d.jpg": 14}
+
+
+def _job(tmp_path: Path, current: Path | None) -> Path:
+    folder = tmp_path / "job"
+    folder.mkdir()
+    job = {
+        "job": 2, "url": "http://127.0.0.1:9", "project": "units", "local_root": None,
+        "photo_cache": str(tmp_path / "cache"), "runs": str(tmp_path / "runs"),
+        "current": str(current) if current else None, "current_conf": 0.42, "weights": "coco",
+        "arch": "maskrcnn_mobilenet_v3_fpn", "img_size": 64, "epochs": 1, "minutes": None,
+        "batch_size": 2, "lr": None, "model_kwargs": {}, "device": "cpu", "amp": False,
+        "val_fraction": 0.2, "val_tasks": [12], "train_tasks": [11, 13, 14], "nice": 0, "seed": 0,
+    }  # fmt: skip
+    (folder / trainjob.JOB_FILE).write_text(json.dumps(job))
+    return folder
+
+
+class FakeRun:
+    """Label Studio, `pull_project`, `ingest_export`, `train` and `compare_on_val` as a job sees them:
+    four labelled photos, each the only photo of its task."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        from officescore import ingest, train
+        from officescore.label import client, pull
+
+        self.tmp_path = tmp_path
+        self.pull_began: float | None = None
+        self.configs: list[Any] = []
+        self.compared: list[tuple[Any, ...]] = []
+        project = SimpleNamespace(id=4, schema=SimpleNamespace(classes=("desk", "chair")))
+        monkeypatch.setattr(client, "api_key", lambda: "not-a-key")
+        monkeypatch.setattr(
+            client.LabelStudio,
+            "connect",
+            classmethod(lambda cls, url, key: SimpleNamespace(project=lambda t: project)),
+        )
+        monkeypatch.setattr(pull, "pull_project", self.pull)
+        monkeypatch.setattr(ingest, "ingest_export", self.ingest)
+        monkeypatch.setattr(train, "train", self.train)
+        monkeypatch.setattr(trainjob, "compare_on_val", self.compare)
+
+    def pull(self, client: Any, title: str, out: Path, local_root: Any, cache: Any) -> Any:
+        self.pull_began = time.time()
+        time.sleep(0.02)  # a pull takes a while; labels may reach the backend meanwhile
+        out.mkdir(parents=True)
+        images = [{"file_name": name, "label_studio_task": task} for name, task in TASKS.items()]
+        export = {
+            "images": images,
+            "annotations": [{"category_id": 1}, {"category_id": 3}],
+            "categories": [{"id": 1, "name": "desk"}, {"id": 3, "name": "sofa"}],
+        }
+        (out / "annotations.json").write_text(json.dumps(export))
+        return SimpleNamespace(export=out / "annotations.json", images=len(images))
+
+    def ingest(self, export: Path, out: Path, val_fraction: float, classes: list[str]) -> Any:
+        out.mkdir(parents=True)
+        images = [
+            {"id": n, "file_name": f"img{n}.jpg", "original_file_name": name} for n, name in enumerate(TASKS)
+        ]
+        annotations = [{"id": n, "image_id": n, "iscrowd": 0} for n in range(len(TASKS))]
+        (out / "train.json").write_text(json.dumps({"images": images, "annotations": annotations}))
+        (out / "dataset.json").write_text(json.dumps({"counts": {}}))
+        return SimpleNamespace(problems=[])
+
+    def train(self, config: Any) -> Any:
+        self.configs.append(config)
+        run_dir = self.tmp_path / "runs" / config.name
+        (run_dir / "weights").mkdir(parents=True)
+        best = run_dir / "weights" / "best.pt"
+        best.write_bytes(b"new weights")
+        return SimpleNamespace(
+            run_dir=run_dir,
+            best_checkpoint=best,
+            last_checkpoint=best,
+            epochs_completed=1,
+            seconds=1.0,
+            notes=[],
+        )
+
+    def compare(self, new: Path, current: Path | None, conf: float | None, dataset: Path, device: str) -> Any:
+        self.compared.append((new, current, conf))
+        return {"segm_map": 0.5, "bbox_map": 0.4, "suggest": None}, {"segm_map": 0.3, "bbox_map": 0.2}
+
+
+def test_a_job_fine_tunes_the_current_model_and_covers_the_labels_before_its_pull(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The job starts from the current model (not from COCO again), reports the photos it trained and
+    validated on (the backend's fixed held-out set: 3 and 1), and the moment it began to pull: a
+    label that reaches the backend during the pull may be missing from it, so it must stay counted."""
+    fake = FakeRun(monkeypatch, tmp_path)
+    current = tmp_path / "runs" / "label-job0001" / "weights" / "best.pt"
+    result = trainjob.run_job(_job(tmp_path, current))
+    assert [config.weights for config in fake.configs] == [str(current)]
+    assert fake.pull_began is not None and result["pulled_at"] <= fake.pull_began
+    assert (result["trained_photos"], result["val_photos"]) == (3, 1)
+    assert (result["train_tasks"], result["val_tasks"]) == ([11, 13, 14], [12])
+    assert (result["segm_map"], result["current_segm_map"]) == (0.5, 0.3)
+    assert fake.compared == [(Path(result["checkpoint"]), current, 0.42)]
+    assert result["skipped_unknown_classes"] == {"sofa": 1}
+
+
+def test_the_first_job_starts_from_the_weights_given(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No model yet: --weights (coco by default) is where the first job starts."""
+    fake = FakeRun(monkeypatch, tmp_path)
+    trainjob.run_job(_job(tmp_path, None))
+    assert [config.weights for config in fake.configs] == ["coco"]
+
+
+@pytest.mark.parametrize(
+    ("error", "retry"),
+    [
+        (LabelStudioError("Label Studio at http://127.0.0.1:9 is not reachable (export tasks)"), True),
+        (LabelStudioError("Label Studio refused the request (export tasks): 403"), False),
+        (DataError("task 12: broken.jpg from Label Studio is not a readable image"), False),
+        (RuntimeError("out of memory"), False),
+    ],
+)
+def test_only_an_unreachable_label_studio_makes_a_failed_job_try_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, error: Exception, retry: bool
+) -> None:
+    """Label Studio down is tried again after a minute; any other failure (a broken photo, a refused
+    key, a crash) would fail again the same way, so the job waits for the next label instead of
+    looping. The result names the error either way."""
+
+    def fails(folder: Path) -> dict[str, Any]:
+        raise error
+
+    monkeypatch.setattr(trainjob, "run_job", fails)
+    folder = _job(tmp_path, None)
+    assert trainjob.main([str(folder)]) == 1
+    result = json.loads((folder / trainjob.RESULT_FILE).read_text())
+    assert result["ok"] is False and result["retry"] is retry and str(error) in result["error"]
