@@ -553,3 +553,57 @@ def test_cli_defaults_match_the_library() -> None:
     push = inspect.signature(label_cli.push).parameters["interactive"].default
     assert getattr(push, "default", push) is False
     assert not LabelSchema(CLASSES).interactive  # projects made without --interactive stay as before
+
+
+# ---------------------------------------------------------------------------- what a labeller sent
+
+
+def test_a_click_without_is_positive_adds_and_the_last_regions_class_counts() -> None:
+    """The first click of a smart keypoint tool carries no `is_positive`: it adds, it does not
+    exclude. The class is the one chosen on the last region; a click on the photo's far corner is
+    on the photo, and a box drawn past its edges is cut to them."""
+    from officescore.label.interactive.prompt import Click
+
+    first = keypoint(40, 50, "desk", 128, 96)
+    del first["is_positive"]
+    corner = keypoint(128, 96, "chair", 128, 96, positive=False)
+    prompt = parse_context({"result": [first, corner]})
+    assert prompt.class_name == "chair" and (prompt.width, prompt.height) == (128, 96)
+    assert prompt.clicks == [Click(pytest.approx(40), pytest.approx(50)), Click(128, 96, False)]
+    assert prompt.positives == prompt.clicks[:1] and prompt.negatives == prompt.clicks[1:]
+    boxed = parse_context({"result": [rectangle((-20, -10, 60, 120), "monitor", 128, 96)]})
+    assert boxed.class_name == "monitor" and boxed.clicks == []
+    assert boxed.box == pytest.approx((0, 0, 60, 96))
+
+
+def test_clicks_follow_the_backends_new_model_and_a_tasks_new_photo(tmp_path: Path) -> None:
+    """After the backend switched models, clicks are answered by the new one, under its version; a
+    task whose photo reference changed is answered on the new photo, not the one kept from before."""
+    from PIL import Image
+
+    rgb, left, _ = two_squares()
+    small = np.zeros_like(left)
+    small[40:60, 30:50] = True  # inside the same box as `left`, a quarter of its size
+    other = np.full_like(rgb, 200)
+    other[small] = (200, 40, 40)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    Image.fromarray(other).save(tmp_path / "b.png")
+    first, second = (
+        load_predictor(solid_checkpoint(tmp_path / f"{name}.pt", {"desk": 8.0}, CLASSES, seed=n), "cpu", 0.3)
+        for n, name in enumerate(("first", "second"))
+    )
+    assert first.version != second.version
+    backend = _Photos(first, {"a.png": tmp_path / "a.png", "b.png": tmp_path / "b.png"})
+    service = ClickService()
+    box = rectangle((15, 25, 65, 75), "desk", 128, 96)  # around the square on the left
+    (answer,) = service.answer(body_for([box], "a.png"), backend)["results"]
+    assert answer["model_version"] == first.version
+    backend.loaded = second
+    (answer,) = service.answer(body_for([box], "a.png"), backend)["results"]
+    assert answer["model_version"] == second.version
+
+    backend.loaded = None  # GrabCut: the answer follows the photo alone
+    (answer,) = service.answer(body_for([box], "a.png"), backend)["results"]
+    assert iou(brush_to_mask(answer["result"][0]["value"]["rle"], 128, 96), left) > 0.9
+    (answer,) = service.answer(body_for([box], "b.png"), backend)["results"]  # task 7, a new photo
+    assert iou(brush_to_mask(answer["result"][0]["value"]["rle"], 128, 96), small) > 0.9

@@ -1,0 +1,267 @@
+"""The ML backend's HTTP side without Label Studio or torch: which checkpoint answers and under which
+version, when it is reloaded, the threshold a suggestion needs, one prediction per task in order,
+the status codes, and what /setup's access token must never reach. A stand-in predictor
+(`ScoredPredictor`) replaces the model; the runs folder, versions and HTTP server are the real ones.
+Label Studio itself calling the backend is in test_label_studio.py and test_label_train.py."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from labelmodels import write_photos
+from PIL import Image
+
+from officescore import masks as masklib
+from officescore.attributes import AttributeSchema
+from officescore.infer.detection import Detection, ImageResult
+from officescore.label import backend as ml
+from officescore.label.formats import result_regions
+from officescore.label.predict import LoadedPredictor, model_version
+from officescore.runs import NOT_USED_FILE
+
+CLASSES = ("desk", "chair", "monitor")
+# (class, class score, mask score) of every object the stand-in finds on a photo; by suggestion
+# score (class x mask score²): 0.225, 0.648 and exactly 0.25.
+FOUND = (("desk", 0.9, 0.5), ("chair", 0.8, 0.9), ("monitor", 0.25, 1.0))
+
+
+class ScoredPredictor:
+    """Stands in for `officescore.infer.Predictor`: on every readable photo the objects of `FOUND`
+    (one square each), those below its class-score threshold `conf` left out as Predictor does; an
+    unreadable photo gets an `error`, as Predictor gives it."""
+
+    model = None
+    attributes = AttributeSchema()
+
+    def __init__(self, conf: float) -> None:
+        self.conf = conf
+        self.classes = list(CLASSES)
+
+    def predict(self, paths: Sequence[Path], **_: object) -> list[ImageResult]:
+        results = []
+        for path in paths:
+            try:
+                with Image.open(path) as photo:
+                    width, height = photo.size
+            except OSError as exc:
+                results.append(ImageResult(str(path), error=f"cannot read {Path(path).name} ({exc})"))
+                continue
+            detections = []
+            for n, (name, score, mask_score) in enumerate(FOUND):
+                mask = np.zeros((height, width), np.uint8)
+                mask[10:30, 10 + 30 * n : 30 + 30 * n] = 1
+                box = [10.0 + 30 * n, 10.0, 30.0 + 30 * n, 30.0]
+                detection = Detection(
+                    name, score, box, masklib.encode(mask), float(mask.mean()), mask_score=mask_score
+                )
+                if score >= self.conf:
+                    detections.append(detection)
+            results.append(ImageResult(str(path), width, height, detections))
+        return results
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
+    """Every model load of the backend, as (checkpoint, conf): a `ScoredPredictor` under the real
+    version name of the checkpoint file."""
+    loaded: list[tuple[str, float]] = []
+
+    def load_predictor(source: Path | str, device: str, conf: float, *_: Any) -> LoadedPredictor:
+        loaded.append((str(source), conf))
+        return LoadedPredictor(ScoredPredictor(conf), source, model_version(source))
+
+    monkeypatch.setattr(ml, "load_predictor", load_predictor)
+    return loaded
+
+
+def checkpoint(path: Path, data: bytes, age: float = 0.0) -> Path:
+    """A stand-in best.pt (the stand-in predictor never reads it), modified `age` seconds ago."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    when = time.time() - age
+    os.utime(path, (when, when))
+    return path
+
+
+def version_of(run: str, data: bytes) -> str:
+    """`<run>-best-<sha256[:8]>`, the version a run's best.pt answers under (docs/label-training.md)."""
+    return f"{run}-best-{hashlib.sha256(data).hexdigest()[:8]}"
+
+
+@contextmanager
+def served(backend: ml.Backend) -> Iterator[str]:
+    server = ml.make_server(backend, "127.0.0.1", 0)
+    ml.start(server)
+    try:
+        yield ml.url_of(server)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_newest_used_run_answers_and_a_newer_best_pt_is_loaded_once(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """`--model runs/train`: the newest best.pt of a run the backend used (a NOT_USED.txt run, newer
+    still, is skipped), under its own version; a best.pt written later is loaded by the next call,
+    once, and the log says which model replaced which."""
+    runs = tmp_path / "runs" / "train"
+    checkpoint(runs / "old" / "weights" / "best.pt", b"old", age=100)
+    best = checkpoint(runs / "exp" / "weights" / "best.pt", b"first", age=50)
+    checkpoint(runs / "worse" / "weights" / "best.pt", b"worse", age=10)
+    (runs / "worse" / NOT_USED_FILE).write_text("The label backend did not use this model: worse\n")
+    messages: list[str] = []
+    backend = ml.Backend(runs, device="cpu", log=messages.append)
+    assert backend.model_version == version_of("exp", b"first")
+    assert backend.setup({}) == {"model_version": version_of("exp", b"first")}
+    assert backend.model_version == version_of("exp", b"first")
+    assert loads == [(str(best), ml.DEFAULT_CONF)]  # one load, however often it is asked
+
+    checkpoint(best, b"second")  # training wrote a better best.pt
+    assert backend.model_version == version_of("exp", b"second")
+    assert backend.model_version == version_of("exp", b"second")
+    assert loads == [(str(best), ml.DEFAULT_CONF)] * 2
+    first, second = version_of("exp", b"first"), version_of("exp", b"second")
+    assert messages[-1] == f"model {first} -> {second} (suggests scores >= 0.30)"
+    # A run folder named itself answers with its own best.pt, newer runs beside it or not.
+    assert ml.Backend(runs / "old", device="cpu").model_version == version_of("old", b"old")
+
+
+@pytest.mark.parametrize(
+    ("conf", "by_mask", "trainer_conf", "shown"),
+    [
+        (None, False, 0.25, {"chair": 0.648, "monitor": 0.25}),  # --train: the model's own threshold
+        (0.25, True, None, {"chair": 0.648, "monitor": 0.25}),  # --conf on the suggestion score
+        (0.25, False, None, {"desk": 0.9, "chair": 0.8, "monitor": 0.25}),  # --conf on the class score
+        (None, False, None, {"desk": 0.9, "chair": 0.8}),  # a model found at start: 0.3, class score
+    ],
+)
+def test_suggestions_need_the_threshold_on_the_score_it_was_found_on(
+    tmp_path: Path,
+    loads: list[tuple[str, float]],
+    conf: float | None,
+    by_mask: bool,
+    trainer_conf: float | None,
+    shown: dict[str, float],
+) -> None:
+    """A threshold on the suggestion score (a trained model's own, or --conf with by_mask) keeps the
+    suggestions whose class x mask score² reaches it (one exactly at it too) and shows that score; one
+    on the class score keeps and shows the class scores."""
+    best = checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
+    trainer = SimpleNamespace(current_checkpoint=lambda: str(best), current_conf=lambda: trainer_conf)
+    backend = ml.Backend(best, conf=conf, by_mask=by_mask, trainer=trainer, local_root=tmp_path)  # type: ignore[arg-type]
+    (photo,) = write_photos(tmp_path / "photos", n=1)
+    on_mask = by_mask or (conf is None and trainer_conf is not None)
+    threshold = conf if conf is not None else trainer_conf if trainer_conf is not None else ml.DEFAULT_CONF
+    assert (
+        backend.suggests() == f"suggests {'class x mask score²' if on_mask else 'scores'} >= {threshold:.2f}"
+    )
+    task = {"id": 1, "data": {"image": f"/data/local-files/?d=photos/{photo.name}"}}
+    (answer,) = backend.predict([task], None)
+    regions = result_regions(answer["result"])
+    assert {r.class_name: round(r.score, 4) for r in regions} == shown
+    assert answer["model_version"] == version_of("exp", b"weights")
+
+
+def test_predict_answers_every_task_in_order_and_says_what_was_wrong_with_a_request(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """Label Studio pairs the results with its tasks by position: a photo that cannot be read gets an
+    empty prediction in its place, not a gap. A task without a photo, or one whose local-files path
+    leads outside the backend's --local-root, is the request's fault: 400 with the reason."""
+    root = tmp_path / "root"
+    photos = write_photos(root / "photos", n=2)
+    (root / "photos" / "broken.jpg").write_bytes(b"not a photo")
+    outside = write_photos(tmp_path / "elsewhere", n=1)[0]
+    checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
+    backend = ml.Backend(tmp_path / "runs", local_root=root, log=lambda message: None)
+    version = version_of("exp", b"weights")
+
+    def task(n: int, ref: str) -> dict[str, Any]:
+        return {"id": n, "data": {"image": f"/data/local-files/?d={ref}"}}
+
+    with served(backend) as url:
+        refs = [f"photos/{photos[0].name}", "photos/broken.jpg", f"photos/{photos[1].name}"]
+        tasks = [task(n, ref) for n, ref in enumerate(refs, 1)]
+        reply = requests.post(f"{url}/predict", json={"tasks": tasks}, timeout=30)
+        assert reply.status_code == 200 and reply.json()["model_version"] == version
+        first, broken, last = reply.json()["results"]
+        assert broken == {"result": [], "score": 0.0, "model_version": version}
+        for answer in (first, last):
+            assert answer["model_version"] == version and answer["score"] > 0
+            assert {r.class_name for r in result_regions(answer["result"])} == {"desk", "chair"}
+
+        escape = task(4, f"../elsewhere/{outside.name}")
+        reply = requests.post(f"{url}/predict", json={"tasks": [escape]}, timeout=30)
+        assert reply.status_code == 400 and "is served by Label Studio" in reply.json()["error"]
+        reply = requests.post(f"{url}/predict", json={"tasks": [{"id": 5, "data": {}}]}, timeout=30)
+        assert reply.status_code == 400 and reply.json()["error"] == "task 5: no data.image to predict on"
+
+
+def test_webhooks_reach_the_trainer_and_setup_never_logs_the_access_token(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """Every webhook is answered 201 with the event it was; Label Studio's older POST /train is its
+    Start Training button. /setup answers the version that predicts; the access token Label Studio
+    hands it is never logged. /metrics without --train says it needs --train."""
+    notified: list[tuple[str, dict[str, Any]]] = []
+    messages: list[str] = []
+
+    def notify(event: str, data: dict[str, Any]) -> dict[str, Any]:
+        notified.append((event, data))
+        return {"status": "counted"}
+
+    trainer = SimpleNamespace(current_checkpoint=lambda: None, current_conf=lambda: None, notify=notify)
+    backend = ml.Backend(tmp_path / "runs", trainer=trainer, log=messages.append)  # type: ignore[arg-type]
+    with served(backend) as url:
+        setup = {"project": "1.0", "hostname": "http://127.0.0.1:1", "access_token": "ls-token-do-not-keep"}
+        reply = requests.post(f"{url}/setup", json=setup, timeout=10)
+        assert reply.status_code == 200 and reply.json() == {"model_version": ml.NO_MODEL_VERSION}
+        hook = requests.post(
+            f"{url}/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1}}, timeout=10
+        )
+        assert hook.status_code == 201
+        assert hook.json() == {
+            "status": "counted",
+            "event": "ANNOTATION_CREATED",
+            "model_version": ml.NO_MODEL_VERSION,
+        }
+        train = requests.post(f"{url}/train", json={"project": "1.1712345"}, timeout=10)
+        assert train.status_code == 201 and train.json()["event"] == "START_TRAINING"
+    assert notified == [
+        ("ANNOTATION_CREATED", {"action": "ANNOTATION_CREATED", "project": {"id": 1}}),
+        ("START_TRAINING", {"project": "1.1712345"}),
+    ]
+    assert any("POST /setup" in message for message in messages)
+    assert not any("ls-token-do-not-keep" in message for message in messages)
+
+    checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
+    with served(ml.Backend(tmp_path / "runs")) as url:
+        hook = requests.post(f"{url}/webhook", json={"action": "ANNOTATION_UPDATED"}, timeout=10)
+        assert hook.status_code == 201 and hook.json()["status"] == "ok"
+        metrics = requests.get(f"{url}/metrics", timeout=10)
+        assert (
+            metrics.status_code == 500 and "needs a backend started with --train" in metrics.json()["error"]
+        )
+
+
+def test_the_model_loaded_filters_at_the_threshold_it_was_given(tmp_path: Path) -> None:
+    """`--conf` (or a trained model's own threshold) reaches the real model's predictor, which drops
+    the detections under it; the backend's suggestion-score filter reads it back from there."""
+    from labelmodels import solid_checkpoint
+
+    from officescore.label.predict import load_predictor
+
+    best = solid_checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", {"desk": 8.0}, CLASSES)
+    for conf in (0.05, 0.55):
+        assert load_predictor(best, "cpu", conf).predictor.conf == conf

@@ -1,0 +1,122 @@
+"""`label pull` without Label Studio: a stand-in client hands `pull_project` an export as Label
+Studio's JSON export lists it, and the photos come from --local-root. Which annotation of a task
+counts, and regions stored at another photo size. Against the real server: test_label_studio.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from labelmodels import write_photos
+
+from officescore import masks as masklib
+from officescore.label.client import Project
+from officescore.label.formats import LabelSchema, annotation
+from officescore.label.pull import pull_project
+
+CLASSES = ("desk", "chair", "monitor")
+WIDTH, HEIGHT = 128, 96  # write_photos' size
+
+
+def polygon(points: list[list[float]], label: str, width: int, height: int) -> dict[str, Any]:
+    """A polygon region as Label Studio's editor saves it (points in percent of the image)."""
+    return {
+        "id": f"{label}{len(points)}",
+        "type": "polygonlabels",
+        "from_name": "label",
+        "to_name": "image",
+        "original_width": width,
+        "original_height": height,
+        "value": {"points": points, "polygonlabels": [label], "closed": True},
+    }
+
+
+class StandIn:
+    """The calls `pull_project` makes of `officescore.label.client.LabelStudio`."""
+
+    url = "http://127.0.0.1:1"
+
+    def __init__(self, tasks: list[dict[str, Any]]) -> None:
+        self.tasks = tasks
+
+    def project(self, title: str) -> Project:
+        return Project(1, title, LabelSchema(CLASSES))
+
+    def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
+        return json.loads(json.dumps(self.tasks))
+
+    def download(self, url: str) -> bytes:
+        raise AssertionError(f"{url} is a local file: nothing is downloaded")
+
+
+def test_pull_keeps_the_last_saved_annotation_and_rescales_what_it_can(tmp_path: Path) -> None:
+    """Task 1: an annotation created first but updated last (a chair) beats one created later (a
+    desk), and a skip made after both is no annotation. Task 2: stored at 2x the width and 3x the
+    height the photo has: its polygon is rescaled per axis, its brush mask (pixels of another size)
+    is left out. Task 3: nobody labelled it."""
+    photos = write_photos(tmp_path / "root" / "photos", n=3)
+    refs = [f"/data/local-files/?d=photos/{p.name}" for p in photos]
+    square = [[10, 10], [40, 10], [40, 40], [10, 40]]
+    triangle = [[50, 20], [90, 30], [60, 80]]
+    big = np.zeros((3 * HEIGHT, 2 * WIDTH), np.uint8)
+    big[10:50, 10:50] = 1
+    brush = annotation(
+        [{"category": "monitor", "segmentation": masklib.encode(big)}],
+        2 * WIDTH,
+        3 * HEIGHT,
+        LabelSchema(CLASSES, "brush"),
+    )["result"]
+    tasks = [
+        {
+            "id": 1,
+            "data": {"image": refs[0]},
+            "annotations": [
+                {
+                    "id": 11,
+                    "created_at": "2026-12-04T10:00:00Z",
+                    "updated_at": "2026-12-04T10:30:00Z",
+                    "result": [polygon(triangle, "chair", WIDTH, HEIGHT)],
+                },
+                {
+                    "id": 12,
+                    "created_at": "2026-12-04T10:10:00Z",
+                    "updated_at": "2026-12-04T10:10:00Z",
+                    "result": [polygon(square, "desk", WIDTH, HEIGHT)],
+                },
+                {"id": 13, "created_at": "2026-12-04T11:00:00Z", "result": [], "was_cancelled": True},
+            ],
+        },
+        {
+            "id": 2,
+            "data": {"image": refs[1]},
+            "annotations": [
+                {
+                    "id": 21,
+                    "created_at": "2026-12-04T10:00:00Z",
+                    "result": [polygon(square, "desk", 2 * WIDTH, 3 * HEIGHT), *brush],
+                }
+            ],
+        },
+        {"id": 3, "data": {"image": refs[2]}, "annotations": []},
+    ]
+    pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    assert (pulled.images, pulled.annotations, pulled.unlabelled) == (2, 2, 1)
+    coco = json.loads(pulled.export.read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    assert [(im["id"], im["width"], im["height"]) for im in coco["images"]] == [
+        (1, WIDTH, HEIGHT),
+        (2, WIDTH, HEIGHT),
+    ]
+    first, second = coco["annotations"]
+    assert (first["image_id"], names[first["category_id"]]) == (1, "chair")
+    assert first["segmentation"][0] == pytest.approx(pixels(triangle), abs=0.01)
+    assert (second["image_id"], names[second["category_id"]]) == (2, "desk")
+    assert second["segmentation"][0] == pytest.approx(pixels(square), abs=0.01)
+
+
+def pixels(points: list[list[float]]) -> list[float]:
+    """Percent points as flat pixel coordinates of the photo."""
+    return [v for x, y in points for v in (x * WIDTH / 100.0, y * HEIGHT / 100.0)]
