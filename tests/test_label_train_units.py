@@ -649,27 +649,46 @@ def test_repredict_gives_up_after_its_retries_and_the_next_job_starts_over(
     assert stopped.calls == 1
 
 
-def test_repredict_waits_for_the_new_model_and_skips_one_that_did_not_load(
+def test_repredict_waits_for_the_new_model_and_tries_again_when_it_did_not_load(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """After a switch the unlabelled tasks are predicted by the new model once it has loaded, not by
-    the old one still answering; a new model that failed to load predicts nothing (the log says
-    so), rather than the old model predicting them again."""
+    the old one still answering. A new model that failed to load (the backend tries it again a
+    minute later) is waited for again retry_seconds apart, as Label Studio down is; the old model
+    never predicts them in its place, and after the retries the log says they keep their predictions."""
     after = AfterJobs(monkeypatch, [2], retry_seconds=0.05)
     after.model_version = "v1"
+    loads = {"v3": 0}  # how many times each version's load fails before it takes over
+    loading: list[str] = []
 
-    def loaded(timeout: float) -> None:
-        after.model_version = "v3"
+    def current() -> None:  # the backend starts loading the trainer's newest model beside the old one
+        wanted = max(loads)
+        if after.model_version != wanted and not loading:
+            loading.append(wanted)
 
-    after.wait_for_load = loaded  # type: ignore[method-assign]
+    def wait_for_load(timeout: float) -> None:  # the load started, if any, ends: failed or loaded
+        if loading:
+            version = loading.pop()
+            if loads[version] > 0:
+                loads[version] -= 1
+            else:
+                after.model_version = version
+
+    after.current = current  # type: ignore[method-assign]
+    after.wait_for_load = wait_for_load  # type: ignore[method-assign]
     after.job_ends("v3")
     assert after.predicted_by == ["v3"] and after.messages[-1] == "v3: predicted 2 unlabelled task(s) again"
-    after.wait_for_load = lambda timeout: None  # type: ignore[method-assign]
-    after.job_ends("v4")  # v4 failed to load: v3 still answers
-    assert after.predicted_by == ["v3"]
-    assert after.messages[-1] == "v4 is not loaded; unlabelled tasks keep their predictions"
+    loads["v4"] = 1
+    after.job_ends("v4")  # v4's first load fails; the retry finds it loaded
+    after.until(lambda: after.predicted_by == ["v3", "v4"])
+    assert "after the job: v4 is not loaded; predicting unlabelled tasks again in 0.05s" in after.messages
+    loads["v5"] = 99
+    after.job_ends("v5")  # v5 never loads: v4 answers, and does not predict in its place
+    after.until(lambda: after.messages[-1].endswith("keep their predictions"))
+    assert after.predicted_by == ["v3", "v4"]
+    assert after.messages[-1] == "after the job: v5 is not loaded; unlabelled tasks keep their predictions"
     after.job_ends(None)  # a worse job: the answering model predicts what lacks its prediction
-    assert after.predicted_by == ["v3", "v3"]
+    assert after.predicted_by == ["v3", "v4", "v4"]
 
 
 def test_a_new_model_that_fails_to_load_is_tried_again_later(monkeypatch: pytest.MonkeyPatch) -> None:

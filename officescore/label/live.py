@@ -59,28 +59,41 @@ def start_trainer(
 def after_jobs(trainer: Trainer, backend: Any, repredict: bool, retries: int = REPREDICT_RETRIES) -> None:
     """After each job: redraw learning_curve.png; with `repredict`, give every unlabelled task that
     lacks a prediction of the answering model one (after a switch, once the new model has loaded).
-    Label Studio down or too slow: tried again every `retry_seconds`, `retries` times, until the next
-    job ends (which starts over)."""
+    Label Studio down or too slow, or the new model not loaded (its load failed: the backend tries
+    it again a minute later): tried again every `retry_seconds`, `retries` times, until the next job
+    ends (which starts over)."""
     waiting: list[threading.Timer] = []  # the retry of the last job's repredict, if any
     one_at_a_time = threading.Lock()  # a retry and the next job's repredict never predict a task twice
 
-    def attempt(left: int) -> None:
+    def problem(version: str | None) -> str | None:
+        """Why the tasks cannot be predicted now (None: they were)."""
+        if version:
+            backend.current()  # starts the load, or tries a failed one again once it is due
+            backend.wait_for_load(LOAD_TIMEOUT)  # else the old model would predict them again
+            if backend.model_version != version:
+                return f"{version} is not loaded"
         try:
             with one_at_a_time:
                 count = repredict_unlabelled(backend, trainer.project_id)
         except UserError as exc:
-            if left <= 0 or trainer.closed:
-                backend.log(f"after the job: {exc}; unlabelled tasks keep their predictions")
-                return
-            wait = trainer.settings.retry_seconds
-            backend.log(f"after the job: {exc}; predicting unlabelled tasks again in {wait:g}s")
-            timer = threading.Timer(wait, lambda: None if trainer.closed else attempt(left - 1))
-            timer.daemon = True
-            waiting[:] = [timer]
-            timer.start()
-            return
+            return str(exc)
         if count:
             backend.log(f"{backend.model_version}: predicted {count} unlabelled task(s) again")
+        return None
+
+    def attempt(left: int, version: str | None) -> None:
+        why = problem(version)
+        if why is None:
+            return
+        if left <= 0 or trainer.closed:
+            backend.log(f"after the job: {why}; unlabelled tasks keep their predictions")
+            return
+        wait = trainer.settings.retry_seconds
+        backend.log(f"after the job: {why}; predicting unlabelled tasks again in {wait:g}s")
+        timer = threading.Timer(wait, lambda: None if trainer.closed else attempt(left - 1, version))
+        timer.daemon = True
+        waiting[:] = [timer]
+        timer.start()
 
     def done(version: str | None) -> None:
         from officescore.label.feedback import live_metrics
@@ -92,14 +105,8 @@ def after_jobs(trainer: Trainer, backend: Any, repredict: bool, retries: int = R
             live_metrics(trainer, backend.client)
         except UserError as exc:  # the curve waits for the next job; the tasks need not
             backend.log(f"after the job: {exc}")
-        if not repredict:
-            return
-        if version:
-            backend.wait_for_load(LOAD_TIMEOUT)  # else the old model would predict them again
-            if backend.model_version != version:
-                backend.log(f"{version} is not loaded; unlabelled tasks keep their predictions")
-                return
-        attempt(retries)
+        if repredict:
+            attempt(retries, version)
 
     trainer.on_job_end = done
 
