@@ -385,6 +385,15 @@ def test_notify_counts_only_label_events_of_its_project(tmp_path: Path, fake_job
         trainer.close()
 
 
+def _two_labels_and_a_job_that_fails(trainer: Trainer, jobs: list[FakeJob]) -> None:
+    """--train-every 2: two labels start a job, which fails on a broken photo (not an outage)."""
+    trainer.notify("ANNOTATION_CREATED", {})
+    trainer.notify("ANNOTATION_CREATED", {})
+    folder = trainer.folder / trainer.state["running"]["folder"]
+    (folder / RESULT_FILE).write_text(json.dumps({"ok": False, "error": "broken photo", "retry": False}))
+    jobs[0].end(1)
+
+
 def test_a_failed_job_waits_for_the_next_trigger_with_its_labels_still_counted(
     tmp_path: Path, fake_jobs: list[FakeJob]
 ) -> None:
@@ -392,11 +401,7 @@ def test_a_failed_job_waits_for_the_next_trigger_with_its_labels_still_counted(
     is still due, but none starts until the next webhook: then one starts at once."""
     trainer = Trainer(_settings(tmp_path, every=2), "not-a-key")
     try:
-        trainer.notify("ANNOTATION_CREATED", {})
-        trainer.notify("ANNOTATION_CREATED", {})
-        folder = trainer.folder / trainer.state["running"]["folder"]
-        (folder / RESULT_FILE).write_text(json.dumps({"ok": False, "error": "broken photo", "retry": False}))
-        fake_jobs[0].end(1)
+        _two_labels_and_a_job_that_fails(trainer, fake_jobs)
         deadline = time.monotonic() + 10
         while not trainer.state["failures"]:
             assert time.monotonic() < deadline, "the trainer never recorded the failure"
@@ -468,11 +473,7 @@ def test_start_training_after_a_failed_job_starts_one_at_once(
     new label is (the labeller fixed the broken photo and asks for a job)."""
     trainer = Trainer(_settings(tmp_path, every=2), "not-a-key")
     try:
-        trainer.notify("ANNOTATION_CREATED", {})
-        trainer.notify("ANNOTATION_CREATED", {})
-        folder = trainer.folder / trainer.state["running"]["folder"]
-        (folder / RESULT_FILE).write_text(json.dumps({"ok": False, "error": "broken photo", "retry": False}))
-        fake_jobs[0].end(1)
+        _two_labels_and_a_job_that_fails(trainer, fake_jobs)
         _wait_until(lambda: bool(trainer.state["failures"]) and not trainer.running, "recorded the failure")
         assert trainer.notify("START_TRAINING", {})["status"] == "training" and len(fake_jobs) == 2
     finally:
