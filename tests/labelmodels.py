@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -168,3 +169,17 @@ class EdgePredictor:
 
 def edge_model(classes: Sequence[str] = ("desk", "chair", "monitor")) -> LoadedPredictor:
     return LoadedPredictor(EdgePredictor(classes), "edges", "edges-00000000")
+
+
+def polygon_region(points: list[list[float]], label: str, width: int, height: int) -> dict[str, Any]:
+    """A polygon region as Label Studio's editor saves it (points in percent of a width x height image)."""
+    return {
+        "id": f"{label}{len(points)}",
+        "type": "polygonlabels",
+        "from_name": "label",
+        "to_name": "image",
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "value": {"points": points, "closed": True, "polygonlabels": [label]},
+    }

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from labelmodels import write_photos
+from labelmodels import polygon_region, write_photos
 
 from officescore import masks as masklib
 from officescore.label.client import Project
@@ -19,19 +19,6 @@ from officescore.label.pull import pull_project
 
 CLASSES = ("desk", "chair", "monitor")
 WIDTH, HEIGHT = 128, 96  # write_photos' size
-
-
-def polygon(points: list[list[float]], label: str, width: int, height: int) -> dict[str, Any]:
-    """A polygon region as Label Studio's editor saves it (points in percent of the image)."""
-    return {
-        "id": f"{label}{len(points)}",
-        "type": "polygonlabels",
-        "from_name": "label",
-        "to_name": "image",
-        "original_width": width,
-        "original_height": height,
-        "value": {"points": points, "polygonlabels": [label], "closed": True},
-    }
 
 
 class StandIn:
@@ -78,13 +65,13 @@ def test_pull_keeps_the_last_saved_annotation_and_rescales_what_it_can(tmp_path:
                     "id": 11,
                     "created_at": "2026-12-04T10:00:00Z",
                     "updated_at": "2026-12-04T10:30:00Z",
-                    "result": [polygon(triangle, "chair", WIDTH, HEIGHT)],
+                    "result": [polygon_region(triangle, "chair", WIDTH, HEIGHT)],
                 },
                 {
                     "id": 12,
                     "created_at": "2026-12-04T10:10:00Z",
                     "updated_at": "2026-12-04T10:10:00Z",
-                    "result": [polygon(square, "desk", WIDTH, HEIGHT)],
+                    "result": [polygon_region(square, "desk", WIDTH, HEIGHT)],
                 },
                 {"id": 13, "created_at": "2026-12-04T11:00:00Z", "result": [], "was_cancelled": True},
             ],
@@ -96,7 +83,7 @@ def test_pull_keeps_the_last_saved_annotation_and_rescales_what_it_can(tmp_path:
                 {
                     "id": 21,
                     "created_at": "2026-12-04T10:00:00Z",
-                    "result": [polygon(square, "desk", 2 * WIDTH, 3 * HEIGHT), *brush],
+                    "result": [polygon_region(square, "desk", 2 * WIDTH, 3 * HEIGHT), *brush],
                 }
             ],
         },

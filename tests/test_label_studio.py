@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from labelmodels import barely_trained, edge_model, one_torch_thread, run, solid_checkpoint, write_photos  # noqa: F401 (fixture)
+from labelmodels import (  # noqa: F401 (fixture)
+    barely_trained,
+    edge_model,
+    one_torch_thread,
+    polygon_region,
+    run,
+    solid_checkpoint,
+    write_photos,
+)
 from labelstudio_server import EMAIL, PASSWORD, LabelStudioServer, logged_in_session
 
 from officescore import DEFAULT_CLASSES
@@ -244,20 +252,6 @@ def test_push_stores_the_model_version_it_prints_and_never_the_key(
     assert {p.model_version for p in stored} == {version}
 
 
-def _polygon(points: list[list[float]], label: str, width: int, height: int) -> dict[str, Any]:
-    """A polygon region as Label Studio's editor saves it (points in percent of the image)."""
-    return {
-        "id": f"{label}{len(points)}",
-        "type": "polygonlabels",
-        "from_name": "label",
-        "to_name": "image",
-        "original_width": width,
-        "original_height": height,
-        "image_rotation": 0,
-        "value": {"points": points, "closed": True, "polygonlabels": [label]},
-    }
-
-
 def _pixels(points: list[list[float]], width: int, height: int) -> list[float]:
     return [v for x, y in points for v in (x * width / 100.0, y * height / 100.0)]
 
@@ -281,10 +275,12 @@ def test_pull_takes_the_newest_annotation_rescales_per_axis_and_writes_no_key(
     assert [t["data"]["name"] for t in tasks] == ["scene_0.jpg", "scene_1.jpg", "scene_2.jpg"]
     width, height = 128, 96
     older, newer = [[10, 10], [40, 10], [40, 40], [10, 40]], [[50, 20], [90, 30], [60, 80]]
-    client.sdk.annotations.create(id=tasks[0]["id"], result=[_polygon(older, "desk", width, height)])
-    client.sdk.annotations.create(id=tasks[0]["id"], result=[_polygon(newer, "chair", width, height)])
+    client.sdk.annotations.create(id=tasks[0]["id"], result=[polygon_region(older, "desk", width, height)])
+    client.sdk.annotations.create(id=tasks[0]["id"], result=[polygon_region(newer, "chair", width, height)])
     scaled = [[20, 10], [70, 25], [45, 90], [15, 60]]
-    client.sdk.annotations.create(id=tasks[1]["id"], result=[_polygon(scaled, "desk", 2 * width, 3 * height)])
+    client.sdk.annotations.create(
+        id=tasks[1]["id"], result=[polygon_region(scaled, "desk", 2 * width, 3 * height)]
+    )
 
     export, dataset = tmp_path / "export", tmp_path / "dataset"
     pull = ["label", "pull", "--url", labelstudio.url, "--project", "pull checks", "--out", str(export)]
@@ -329,9 +325,9 @@ def test_pull_with_a_photo_cache_downloads_each_photo_once(
     download = client.download
     client.download = lambda ref: (downloads.append(ref), download(ref))[1]  # type: ignore[method-assign]
     cache = tmp_path / "photos"
-    client.sdk.annotations.create(id=tasks[0]["id"], result=[_polygon(square, "desk", 128, 96)])
+    client.sdk.annotations.create(id=tasks[0]["id"], result=[polygon_region(square, "desk", 128, 96)])
     first = pull_project(client, "pull cache", tmp_path / "job-1", cache=cache)
-    client.sdk.annotations.create(id=tasks[1]["id"], result=[_polygon(square, "chair", 128, 96)])
+    client.sdk.annotations.create(id=tasks[1]["id"], result=[polygon_region(square, "chair", 128, 96)])
     second = pull_project(client, "pull cache", tmp_path / "job-2", cache=cache)
     assert (first.images, second.images) == (1, 2)
     assert len(downloads) == len(set(downloads)) == 2  # the first photo was not fetched again
