@@ -213,7 +213,7 @@ def test_webhooks_reach_the_trainer_and_setup_never_logs_the_access_token(
 ) -> None:
     """Every webhook is answered 201 with the event it was; Label Studio's older POST /train is its
     Start Training button. /setup answers the version that predicts; the access token Label Studio
-    hands it is never logged. /metrics without --train says it needs --train."""
+    hands it is never logged. /metrics without --train is not served (404) and says it needs --train."""
     notified: list[tuple[str, dict[str, Any]]] = []
     messages: list[str] = []
 
@@ -251,7 +251,7 @@ def test_webhooks_reach_the_trainer_and_setup_never_logs_the_access_token(
         assert hook.status_code == 201 and hook.json()["status"] == "ok"
         metrics = requests.get(f"{url}/metrics", timeout=10)
         assert (
-            metrics.status_code == 500 and "needs a backend started with --train" in metrics.json()["error"]
+            metrics.status_code == 404 and "needs a backend started with --train" in metrics.json()["error"]
         )
 
 

@@ -50,6 +50,7 @@ DEFAULT_PORT = 9090
 DEFAULT_HOST = "127.0.0.1"
 # No model yet (an empty runs folder, or --train before its first job): one name for both.
 NO_MODEL_VERSION = NO_MODEL
+METRICS_NEED_TRAIN = "GET /metrics needs a backend started with --train"
 RELOAD_RETRY_SECONDS = 60.0  # --train: a new model that failed to load is tried again after this
 
 
@@ -225,7 +226,7 @@ class Backend:
     def metrics(self) -> dict[str, Any]:
         """`GET /metrics`: the trainer's versions joined with how labellers changed their suggestions."""
         if self.trainer is None:
-            raise UserError("GET /metrics needs a backend started with --train")
+            raise UserError(METRICS_NEED_TRAIN)
         from officescore.label.feedback import live_metrics
 
         return live_metrics(self.trainer, self.client)
@@ -304,6 +305,8 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                     self._send(200, {"status": "UP", "model_class": "officescore", "model_version": version})
                 elif path == "/versions":
                     self._send(200, {"versions": [backend.model_version]})
+                elif path == "/metrics" and backend.trainer is None:  # not a failure: not served here
+                    self._send(404, {"error": METRICS_NEED_TRAIN})
                 elif path == "/metrics":
                     self._send(200, backend.metrics())
                 else:
