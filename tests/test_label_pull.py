@@ -42,14 +42,14 @@ class StandIn:
 def test_pull_keeps_the_last_saved_annotation_and_rescales_what_it_can(tmp_path: Path) -> None:
     """Task 1: an annotation created first but updated last (a chair) beats one created later (a
     desk), and a skip made after both is no annotation. Task 2: stored at 2x the width and 3x the
-    height the photo has: its polygon is rescaled per axis, its brush mask (pixels of another size)
-    is left out. Task 3: nobody labelled it."""
+    height the photo has: its polygon is rescaled per axis and so is its brush mask (resized pixel by
+    pixel). Task 3: nobody labelled it."""
     photos = write_photos(tmp_path / "root" / "photos", n=3)
     refs = [f"/data/local-files/?d=photos/{p.name}" for p in photos]
     square = [[10, 10], [40, 10], [40, 40], [10, 40]]
     triangle = [[50, 20], [90, 30], [60, 80]]
     big = np.zeros((3 * HEIGHT, 2 * WIDTH), np.uint8)
-    big[10:50, 10:50] = 1
+    big[30:60, 20:80] = 1  # rows 10-20 and columns 10-40 of the photo
     brush = annotation(
         [{"category": "monitor", "segmentation": masklib.encode(big)}],
         2 * WIDTH,
@@ -90,18 +90,23 @@ def test_pull_keeps_the_last_saved_annotation_and_rescales_what_it_can(tmp_path:
         {"id": 3, "data": {"image": refs[2]}, "annotations": []},
     ]
     pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
-    assert (pulled.images, pulled.annotations, pulled.unlabelled) == (2, 2, 1)
+    assert (pulled.images, pulled.annotations, pulled.unlabelled) == (2, 3, 1)
     coco = json.loads(pulled.export.read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}
     assert [(im["id"], im["width"], im["height"]) for im in coco["images"]] == [
         (1, WIDTH, HEIGHT),
         (2, WIDTH, HEIGHT),
     ]
-    first, second = coco["annotations"]
+    first, second, third = coco["annotations"]
     assert (first["image_id"], names[first["category_id"]]) == (1, "chair")
     assert first["segmentation"][0] == pytest.approx(pixels(triangle), abs=0.01)
     assert (second["image_id"], names[second["category_id"]]) == (2, "desk")
     assert second["segmentation"][0] == pytest.approx(pixels(square), abs=0.01)
+    assert (third["image_id"], names[third["category_id"]]) == (2, "monitor")
+    expected = np.zeros((HEIGHT, WIDTH), bool)
+    expected[10:20, 10:40] = True
+    assert (masklib.decode(third["segmentation"]).astype(bool) == expected).all()
+    assert third["bbox"] == [10, 10, 30, 10] and third["area"] == 300
 
 
 def pixels(points: list[list[float]]) -> list[float]:

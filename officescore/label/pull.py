@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+import numpy as np
 from PIL import Image
 
 from officescore import __version__
@@ -40,6 +41,7 @@ from officescore.files import atomic_write_json, make_folder
 from officescore.label.client import LabelStudio
 from officescore.label.formats import Region, result_regions
 from officescore.label.prelabel import LOCAL_FILES_PREFIX
+from officescore.masks import Rle
 from officescore.progress import SILENT, Reporter
 
 EXPORT_NAME = "annotations.json"
@@ -234,12 +236,8 @@ def _coco_annotations(
     for region in regions:
         rle = region.mask
         if (region.width, region.height) != (image["width"], image["height"]):
-            # Label Studio stored another size for the photo (resized since): rescale polygons only.
-            if region.polygon is None:
-                continue
-            sx, sy = image["width"] / region.width, image["height"] / region.height
-            region.polygon = [v * (sx if i % 2 == 0 else sy) for i, v in enumerate(region.polygon)]
-            rle = masklib.from_polygons([region.polygon], image["height"], image["width"])
+            # Label Studio stored another size for the photo (resized since): rescale per axis.
+            rle = _rescaled(region, image["width"], image["height"])
         segmentation: Any = [region.polygon] if region.polygon is not None else rle
         found.append(
             {
@@ -255,6 +253,17 @@ def _coco_annotations(
         if region.attributes:  # per-region choices, as CVAT writes attributes (ingest reads both)
             found[-1]["attributes"] = dict(region.attributes)
     return found
+
+
+def _rescaled(region: Region, width: int, height: int) -> Rle:
+    """The region's mask at the photo's size: a polygon scaled per axis (kept as a polygon), a brush
+    mask resized pixel by pixel (nearest, so it stays a mask of 0s and 1s)."""
+    if region.polygon is not None:
+        sx, sy = width / region.width, height / region.height
+        region.polygon = [v * (sx if i % 2 == 0 else sy) for i, v in enumerate(region.polygon)]
+        return masklib.from_polygons([region.polygon], height, width)
+    pixels = Image.fromarray(masklib.decode(region.mask).astype(np.uint8) * 255)
+    return masklib.encode(np.asarray(pixels.resize((width, height), Image.Resampling.NEAREST)) > 127)
 
 
 def _swap(tmp: Path, out: Path) -> None:
