@@ -255,6 +255,32 @@ def test_webhooks_reach_the_trainer_and_setup_never_logs_the_access_token(
         )
 
 
+def test_label_studio_failing_behind_a_request_is_a_bad_gateway(
+    tmp_path: Path, loads: list[tuple[str, float]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A photo Label Studio serves while it is down, or /metrics while it is down: 502 (the server
+    behind failed), not 500 (this one did), with Label Studio's error as the reason."""
+    from officescore.label import feedback
+    from officescore.label.client import LabelStudio, LabelStudioError
+
+    checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
+    down = LabelStudio("http://127.0.0.1:1", "key", timeout=2)
+    with served(ml.Backend(tmp_path / "runs", client=down, log=lambda message: None)) as url:
+        task = {"id": 1, "data": {"image": "/data/upload/1/desk.jpg"}}
+        reply = requests.post(f"{url}/predict", json={"tasks": [task]}, timeout=30)
+        assert reply.status_code == 502 and "Label Studio at http://127.0.0.1:1" in reply.json()["error"]
+
+    def unreachable(trainer: Any, client: Any) -> dict[str, Any]:
+        raise LabelStudioError("Label Studio at http://127.0.0.1:1 is not reachable")
+
+    monkeypatch.setattr(feedback, "live_metrics", unreachable)
+    trainer = SimpleNamespace(current_checkpoint=lambda: None, current_conf=lambda: None)
+    with served(ml.Backend(tmp_path / "none", trainer=trainer, log=lambda m: None)) as url:  # type: ignore[arg-type]
+        metrics = requests.get(f"{url}/metrics", timeout=10)
+        assert metrics.status_code == 502
+        assert metrics.json()["error"] == "Label Studio at http://127.0.0.1:1 is not reachable"
+
+
 def test_the_model_loaded_filters_at_the_threshold_it_was_given(tmp_path: Path) -> None:
     """`--conf` (or a trained model's own threshold) reaches the real model's predictor, which drops
     the detections under it; the backend's suggestion-score filter reads it back from there."""

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from officescore.errors import DataError, UserError
-from officescore.label.client import LabelStudio
+from officescore.label.client import LabelStudio, LabelStudioError
 from officescore.label.formats import POLYGON, LabelSchema, prediction
 from officescore.label.interactive.service import ClickService, wants
 from officescore.label.predict import NO_MODEL, LoadedPredictor, as_suggestions, load_predictor, resolve_model
@@ -311,6 +311,8 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                     self._send(200, backend.metrics())
                 else:
                     self._send(404, {"error": f"no such endpoint: GET {path}"})
+            except LabelStudioError as exc:  # /metrics asks Label Studio, which failed: a bad gateway
+                self._send(HTTPStatus.BAD_GATEWAY, {"status": "ERROR", "error": str(exc)})
             except UserError as exc:
                 self._send(500, {"status": "ERROR", "error": str(exc)})
 
@@ -333,6 +335,8 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                     self._send(200, {"status": "ok"})
                 else:
                     self._send(404, {"error": f"no such endpoint: POST {path}"})
+            except LabelStudioError as exc:  # a photo Label Studio did not hand over: a bad gateway
+                self._send(HTTPStatus.BAD_GATEWAY, {"error": str(exc)})
             except (UserError, ValueError) as exc:  # a bad request or an unusable model: say so, keep serving
                 bad_request = isinstance(exc, (ValueError, DataError))
                 self._send(HTTPStatus.BAD_REQUEST if bad_request else 500, {"error": str(exc)})
