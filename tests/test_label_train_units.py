@@ -692,6 +692,35 @@ def test_repredict_waits_for_the_new_model_and_tries_again_when_it_did_not_load(
     assert after.predicted_by == ["v3", "v4", "v4"]
 
 
+def test_a_repredict_still_waiting_for_its_model_stops_when_a_newer_job_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """v2's repredict waits for v2 to load; meanwhile the next job ends and v3 loads and predicts
+    the tasks. v2's repredict then finds v3 answering: it stops quietly (it neither says v2 is not
+    loaded nor tries again), since v3's repredict covered the tasks."""
+    after = AfterJobs(monkeypatch, [2, 3], retry_seconds=0.05)
+    after.model_version = "v1"
+    first_wait, release = threading.Event(), threading.Event()
+
+    def wait_for_load(timeout: float) -> None:
+        if not first_wait.is_set():  # v2's load: still going when v3's job ends
+            first_wait.set()
+            release.wait(10)
+
+    after.wait_for_load = wait_for_load  # type: ignore[method-assign]
+    waiting = threading.Thread(target=after.job_ends, args=("v2",))
+    waiting.start()
+    assert first_wait.wait(10)
+    after.model_version = "v3"
+    after.job_ends("v3")
+    assert after.predicted_by == ["v3"]
+    release.set()
+    waiting.join(10)
+    time.sleep(0.3)  # a retry would have come by now
+    assert after.predicted_by == ["v3"] and after.calls == 1
+    assert after.messages == ["v3: predicted 2 unlabelled task(s) again"]
+
+
 def test_a_new_model_that_fails_to_load_is_tried_again_later(monkeypatch: pytest.MonkeyPatch) -> None:
     """--train: the switched-to model fails to load (say memory ran short): the old one keeps
     answering, and after RELOAD_RETRY_SECONDS the next request loads it again, not never."""

@@ -63,6 +63,7 @@ def after_jobs(trainer: Trainer, backend: Any, repredict: bool, retries: int = R
     it again a minute later): tried again every `retry_seconds`, `retries` times, until the next job
     ends (which starts over)."""
     waiting: list[threading.Timer] = []  # the retry of the last job's repredict, if any
+    jobs_ended = [0]  # a repredict of an earlier job stops once a newer job's repredict has started
     one_at_a_time = threading.Lock()  # a retry and the next job's repredict never predict a task twice
 
     def problem(version: str | None) -> str | None:
@@ -81,16 +82,18 @@ def after_jobs(trainer: Trainer, backend: Any, repredict: bool, retries: int = R
             backend.log(f"{backend.model_version}: predicted {count} unlabelled task(s) again")
         return None
 
-    def attempt(left: int, version: str | None) -> None:
+    def attempt(left: int, version: str | None, job: int) -> None:
+        if job != jobs_ended[0]:  # a newer job's repredict took over
+            return
         why = problem(version)
-        if why is None:
+        if why is None or job != jobs_ended[0]:  # done, or a newer model replaced `version` meanwhile
             return
         if left <= 0 or trainer.closed:
             backend.log(f"after the job: {why}; unlabelled tasks keep their predictions")
             return
         wait = trainer.settings.retry_seconds
         backend.log(f"after the job: {why}; predicting unlabelled tasks again in {wait:g}s")
-        timer = threading.Timer(wait, lambda: None if trainer.closed else attempt(left - 1, version))
+        timer = threading.Timer(wait, lambda: None if trainer.closed else attempt(left - 1, version, job))
         timer.daemon = True
         waiting[:] = [timer]
         timer.start()
@@ -98,6 +101,7 @@ def after_jobs(trainer: Trainer, backend: Any, repredict: bool, retries: int = R
     def done(version: str | None) -> None:
         from officescore.label.feedback import live_metrics
 
+        jobs_ended[0] += 1
         for timer in waiting:  # this job's repredict covers what the last one's retry would
             timer.cancel()
         backend.current()  # a new model starts loading now (beside the old one), not on the next request
@@ -106,7 +110,7 @@ def after_jobs(trainer: Trainer, backend: Any, repredict: bool, retries: int = R
         except UserError as exc:  # the curve waits for the next job; the tasks need not
             backend.log(f"after the job: {exc}")
         if repredict:
-            attempt(retries, version)
+            attempt(retries, version, jobs_ended[0])
 
     trainer.on_job_end = done
 
