@@ -434,7 +434,7 @@ STATUS_EXAMPLES = """
 
 @label_app.command("status", epilog=STATUS_EXAMPLES)
 def status(
-    url: str = typer.Option("http://localhost:8080", "--url", help=URL_HELP),
+    url: str = typer.Option(DEFAULT_URL, "--url", envvar=URL_ENV, help=URL_HELP),
     project: str = typer.Option(..., "--project", "-p", help=PROJECT_HELP),
     backend_dir: Path = typer.Option(
         Path("runs/label-backend"), "--backend-dir", help="The folder of `label backend --train`."
