@@ -60,7 +60,7 @@ def select(
 
     if budget < 1:
         raise ConfigError(f"--budget {budget}: must be 1 or more (how many photos to label next)")
-    if strategy != "random" and not model:
+    if strategy == "uncertainty" and not model:  # a mistyped --strategy is named first, by the library
         raise ConfigError(
             "--model: needed to rank by uncertainty (a .pt from train), or use --strategy random"
         )
