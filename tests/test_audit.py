@@ -451,6 +451,25 @@ def test_cli_bad_inputs_are_one_line_errors(
     assert not out.exists()  # nothing half-written
 
 
+def test_folds_offline_say_how_to_train_without_pretrained_weights(
+    clean: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`audit --folds` (COCO weights by default) offline: the advice names audit's own way to train
+    from scratch, --train-args, not train's --weights, which audit does not have."""
+    import urllib.error
+
+    def offline(url: str, *args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("network unreachable (test)")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached weights
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    code, _, err = _cli(
+        ["audit", str(clean), "--folds", "2", "--device", "cpu", "--out", str(tmp_path / "a")], capsys
+    )
+    assert code == 2 and err.count("error:") == 1, err
+    assert '"weights": "none" in --train-args' in err and "--weights none" not in err, err
+
+
 def test_cli_defaults_match_the_library() -> None:
     from officescore.cli.audit import audit as cli_audit
 
