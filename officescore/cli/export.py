@@ -11,7 +11,7 @@ from officescore.cli.common import console, print_json, reporter
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  officescore export --model runs/train/train/weights/best.pt     (writes best.torchscript.pt)
+  officescore export --model runs/train/train/weights/best.pt     # writes best.torchscript.pt
 
   officescore score office.jpg --model runs/train/train/weights/best.torchscript.pt
 

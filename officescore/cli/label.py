@@ -22,8 +22,8 @@ from officescore.label.trainer import DEFAULT_EPOCHS, DEFAULT_EVERY, DEFAULT_IMG
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  export LABEL_STUDIO_API_KEY=...        (Account & Settings -> Personal Access Token)
-  export LABEL_STUDIO_URL=http://localhost:8080   (--url wins over it; without both: url under \\[label])
+  export LABEL_STUDIO_API_KEY=...        # Account & Settings -> Personal Access Token
+  export LABEL_STUDIO_URL=http://localhost:8080   # --url wins over it; without both: url under \\[label]
 
   officescore label push data/raw --project offices --model runs/train
 
@@ -31,7 +31,7 @@ EXAMPLES = """
 
   officescore label backend --model runs/train --port 9090 --connect offices
 
-  officescore label push --review runs/audit/audit/labelstudio.json --project offices-review
+  officescore label push --review review.json --project offices-review   # from audit --labelstudio
 """
 
 PUSH_EXAMPLES = """
@@ -59,7 +59,7 @@ BACKEND_EXAMPLES = """
 
   officescore label backend --model runs/train --port 9090
 
-  officescore label backend --model runs/train --connect offices     (connects it to the project too)
+  officescore label backend --model runs/train --connect offices     # connects it to the project too
 
   officescore label backend --model runs/train --connect offices --train --train-every 10
 
