@@ -57,11 +57,11 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
     return data
 
 
-# [label] holds settings shared by `label push`, `label pull` and `label backend` (url, project,
-# local-root, ...); Click wants them per subcommand, so they are copied into each, and
+# [label] holds settings shared by `label push`, `label pull`, `label backend` and `label status`
+# (url, project, local-root, ...); Click wants them per subcommand, so they are copied into each, and
 # [label.push] etc. override them for one. Its api-key is a secret: read by
 # officescore.label.client.api_key(), never handed to Click.
-LABEL_SUBCOMMANDS = ("push", "pull", "backend")
+LABEL_SUBCOMMANDS = ("push", "pull", "backend", "status")
 
 
 def _label_defaults(table: dict[str, Any]) -> dict[str, Any]:

@@ -184,6 +184,59 @@ def _largest_part_filled(mask: np.ndarray) -> np.ndarray:
     return part | ((background > 0) & ~np.isin(background, border))
 
 
+class _Recording:
+    """Just enough of Label Studio's client for `push_tasks_file`: a new project, uploads, imports."""
+
+    def __init__(self) -> None:
+        self.uploaded: list[bytes] = []
+        self.imported: list[dict[str, Any]] = []
+
+    def find_project(self, title: str) -> None:
+        return None
+
+    def create_project(self, title: str, schema: Any) -> Any:
+        from officescore.label.client import Project
+
+        return Project(1, title, schema)
+
+    def upload_file(self, project_id: int, name: str, data: bytes) -> str:
+        self.uploaded.append(data)
+        return f"/data/upload/{project_id}/{name}"
+
+    def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> None:
+        self.imported += tasks
+
+
+def test_audit_and_select_tasks_files_push_from_any_folder(clean: Path, tmp_path: Path) -> None:
+    """`label push --review` finds each photo of an audit or select tasks file through `data.path`
+    (relative to the file), wherever the file was written, and uploads that photo."""
+    from labelmodels import edge_model
+
+    from officescore.curate.labelstudio import audit_tasks, select_tasks
+    from officescore.label.push import push_tasks_file
+
+    split = load_split(clean, "train")
+    photos = [image.path for image in split.images[:2]]
+    issues = [
+        {"rank": n, "kind": "spurious", "score": 0.9, "image_id": image.id, "file_name": image.file_name,
+         "annotation_id": image.labels[0].id, "class": image.labels[0].class_name, "suggested_class": None,
+         "bbox": image.labels[0].bbox}
+        for n, image in enumerate(split.images[:2], start=1)
+    ]  # fmt: skip
+    for folder in ("review", "next"):  # beside neither the photos nor each other
+        (tmp_path / folder).mkdir()
+    predictor = edge_model(split.classes).predictor
+    written = [
+        audit_tasks(tmp_path / "review" / "review.json", split, [], issues, "audit-test")[0],
+        select_tasks(tmp_path / "next" / "next.json", predictor, photos, "edges")[0],
+    ]
+    for tasks_file in written:
+        client = _Recording()
+        push_tasks_file(client, "offices-review", tasks_file)  # type: ignore[arg-type]
+        assert sorted(client.uploaded) == sorted(p.read_bytes() for p in photos), tasks_file
+        assert all(t["data"]["image"].startswith("/data/upload/1/") for t in client.imported)
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum()) / float((a | b).sum())
 
@@ -396,6 +449,25 @@ def test_cli_bad_inputs_are_one_line_errors(
     )
     assert "lacks chair" in err  # says which classes differ
     assert not out.exists()  # nothing half-written
+
+
+def test_folds_offline_say_how_to_train_without_pretrained_weights(
+    clean: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`audit --folds` (COCO weights by default) offline: the advice names audit's own way to train
+    from scratch, --train-args, not train's --weights, which audit does not have."""
+    import urllib.error
+
+    def offline(url: str, *args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("network unreachable (test)")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached weights
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    code, _, err = _cli(
+        ["audit", str(clean), "--folds", "2", "--device", "cpu", "--out", str(tmp_path / "a")], capsys
+    )
+    assert code == 2 and err.count("error:") == 1, err
+    assert '"weights": "none" in --train-args' in err and "--weights none" not in err, err
 
 
 def test_cli_defaults_match_the_library() -> None:

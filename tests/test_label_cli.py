@@ -110,6 +110,7 @@ def test_label_studio_url_flag_then_environment_then_config(
         "push": ["label", "push", "photo.jpg", "--project", "offices"],
         "pull": ["label", "pull", "--project", "offices", "--out", "export"],
         "backend": ["label", "backend", "--model", "model.pt"],
+        "status": ["label", "status", "--project", "offices"],
     }
     for name, args in commands.items():
         monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)

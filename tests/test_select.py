@@ -186,6 +186,7 @@ def test_cli_json_and_bad_inputs(
             "not an officescore data set",
         ),
         (["--model", str(model), "--budget", "2", "--strategy", "best"], "--strategy 'best'"),
+        (["--budget", "2", "--strategy", "best"], "--strategy 'best'"),  # not "--model: needed"
     ]
     for args, expected in cases:
         code, _, err = _cli(

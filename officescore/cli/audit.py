@@ -17,13 +17,13 @@ if TYPE_CHECKING:
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  officescore audit data/dataset --model other/weights/best.pt      a model trained on other photos
+  officescore audit data/dataset --model other/weights/best.pt      # a model trained on other photos
 
-  officescore audit data/dataset --folds 5 --train-args runs/train/train/args.json    trains 5 models
+  officescore audit data/dataset --folds 5 --train-args runs/train/train/args.json    # trains 5 models
 
   officescore audit data/dataset --model best.pt --split all --json > issues.json
 
-  officescore audit data/dataset --model best.pt --labelstudio review.json    flagged photos as tasks
+  officescore audit data/dataset --model best.pt --labelstudio review.json    # flagged photos as tasks
 
 Writes runs/audit/NAME (audit, audit2, ...): issues.json, predictions.json, images.csv (one quality
 per photo, lowest first) and contact_sheet_NN.png (labels left, predictions right, suspect in white).

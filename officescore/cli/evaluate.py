@@ -17,17 +17,17 @@ if TYPE_CHECKING:
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  officescore eval                                    newest runs/train/*/weights/best.pt on data/dataset val
+  officescore eval                                 # newest runs/train/*/weights/best.pt on data/dataset val
 
   officescore eval --model runs/train/train/weights/best.pt --iou 0.3 --iou 0.5 --iou 0.75
 
-  officescore eval --model weights/best.torchscript.pt --split train --conf 0.25   (train split: overfitting?)
+  officescore eval --model weights/best.torchscript.pt --split train --conf 0.25   # train split: overfitting?
 
-  officescore eval --predictions results.json --gt val.json     any COCO results file, no model
+  officescore eval --predictions results.json --gt val.json     # any COCO results file, no model
 
   officescore eval --json > metrics.json
 
-  torchrun --nproc_per_node 4 -m officescore eval --device cuda  each GPU infers a shard
+  torchrun --nproc_per_node 4 -m officescore eval --device cuda  # each GPU infers a shard
 
 Writes runs/eval/NAME (eval, eval2, ...): metrics.json, predictions.json, pr_curves.png,
 confusion_matrix.png. The standard numbers are pycocotools' COCOeval numbers.

@@ -11,13 +11,15 @@ from officescore.cli.common import console, print_json, reporter
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  officescore export --model runs/train/train/weights/best.pt     (writes best.torchscript.pt)
+  officescore export --model runs/train/train/weights/best.pt     # writes best.torchscript.pt
 
   officescore score office.jpg --model runs/train/train/weights/best.torchscript.pt
 
   officescore export --model best.pt --format onnx --input-size 800x800 --out office.onnx
 
 TorchScript keeps every feature (any image size, masks) and is what score, eval and serve load.
+A checkpoint with an attribute head (trained on labelled attributes, as `sample` writes) is
+refused: neither format carries it yet; train with --no-attributes for a model to export.
 torch.export / AOTInductor (pt2) cannot capture Mask R-CNN's data-dependent shapes (NMS, RoI
 pooling) in torch 2.14; `--format pt2` says so instead of writing a file.
 ONNX takes one image of a fixed size; the export is refused if onnxruntime's detections or masks

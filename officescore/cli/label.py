@@ -22,8 +22,8 @@ from officescore.label.trainer import DEFAULT_EPOCHS, DEFAULT_EVERY, DEFAULT_IMG
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  export LABEL_STUDIO_API_KEY=...        (Account & Settings -> Personal Access Token)
-  export LABEL_STUDIO_URL=http://localhost:8080   (--url wins over it; without both: url under \\[label])
+  export LABEL_STUDIO_API_KEY=...        # Account & Settings -> Personal Access Token
+  export LABEL_STUDIO_URL=http://localhost:8080   # --url wins over it; without both: url under \\[label]
 
   officescore label push data/raw --project offices --model runs/train
 
@@ -31,7 +31,7 @@ EXAMPLES = """
 
   officescore label backend --model runs/train --port 9090 --connect offices
 
-  officescore label push --review runs/audit/audit/labelstudio.json --project offices-review
+  officescore label push --review review.json --project offices-review   # from audit --labelstudio
 """
 
 PUSH_EXAMPLES = """
@@ -59,7 +59,7 @@ BACKEND_EXAMPLES = """
 
   officescore label backend --model runs/train --port 9090
 
-  officescore label backend --model runs/train --connect offices     (connects it to the project too)
+  officescore label backend --model runs/train --connect offices     # connects it to the project too
 
   officescore label backend --model runs/train --connect offices --train --train-every 10
 
@@ -434,7 +434,7 @@ STATUS_EXAMPLES = """
 
 @label_app.command("status", epilog=STATUS_EXAMPLES)
 def status(
-    url: str = typer.Option("http://localhost:8080", "--url", help=URL_HELP),
+    url: str = typer.Option(DEFAULT_URL, "--url", envvar=URL_ENV, help=URL_HELP),
     project: str = typer.Option(..., "--project", "-p", help=PROJECT_HELP),
     backend_dir: Path = typer.Option(
         Path("runs/label-backend"), "--backend-dir", help="The folder of `label backend --train`."

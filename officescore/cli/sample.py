@@ -12,13 +12,13 @@ from officescore.cli.common import console, print_json, reporter
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  officescore sample data/sample                      200 scenes, 512 px
+  officescore sample data/sample                      # 200 scenes, 512 px
 
   officescore sample demo/sample --images 50 --size 256 --seed 3
 
-  officescore sample /tmp/s -n 5 --json               summary as JSON
+  officescore sample /tmp/s -n 5 --json               # summary as JSON
 
-  officescore sample data/leaves --plant-mask leaves  plants labelled without their pots (same photos)
+  officescore sample data/leaves --plant-mask leaves  # plants labelled without their pots (same photos)
 """
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  officescore score office.jpg                 (model: newest runs/train/*/weights/best.pt, else coco)
+  officescore score office.jpg                 # model: newest runs/train/*/weights/best.pt, else coco
 
   officescore score photos/ --model runs/train/train/weights/best.pt --save-dir runs/score
 
@@ -32,10 +32,10 @@ EXAMPLES = """
 
   officescore score office.jpg --model coco --conf 0.4 --json
 
-  torchrun --nproc_per_node 4 -m officescore score photos/ --csv scores.csv   each process scores a
-                                                 shard (one GPU each, or CPU); rank 0 writes the CSV
+  torchrun --nproc_per_node 4 -m officescore score photos/ --csv scores.csv   # each process scores a
+                                                 # shard (one GPU each, or CPU); rank 0 writes the CSV
 
-  officescore score photos/ --precision fp32    (exact: eager torchvision's detections)
+  officescore score photos/ --precision fp32    # exact: eager torchvision's detections
 
 Exit code 2 when any photo could not be read (the others are still scored).
 """

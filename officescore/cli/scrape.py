@@ -19,7 +19,7 @@ EXAMPLES = """
   officescore scrape -q "well lit home office" --per-query 30
   officescore scrape --provider wikimedia --contact you@example.org --queries my_queries.txt
   UNSPLASH_ACCESS_KEY=... officescore scrape --provider unsplash --wait-hours  # 50 calls an hour
-  FLICKR_API_KEY=... officescore scrape --provider flickr --rights cc_publicdomain|cc_attribute
+  FLICKR_API_KEY=... officescore scrape --provider flickr --rights 'cc_publicdomain|cc_attribute'
   officescore scrape --status                     # per-query progress, today's and this hour's quota
   officescore scrape --export data/labelling      # manifest.csv, ATTRIBUTION.md, images.txt
 

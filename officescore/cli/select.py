@@ -21,9 +21,9 @@ EXAMPLES = """
 
   officescore select photos/ --model best.pt --budget 20 --out next/next.csv --uncertainty entropy
 
-  officescore select photos/ --budget 20 --strategy random --seed 3           the baseline
+  officescore select photos/ --budget 20 --strategy random --seed 3           # the baseline
 
-  officescore select data/raw --model best.pt --budget 50 --labelstudio next_tasks.json   pre-annotated
+  officescore select data/raw --model best.pt --budget 50 --labelstudio next_tasks.json   # pre-annotated
 
 Writes the CSV (default runs/select/NAME/next.csv) and images.txt beside it, best photo first.
 A photo within 10 perceptual-hash bits of a labelled photo (or of an earlier pick) is never chosen.
@@ -60,7 +60,7 @@ def select(
 
     if budget < 1:
         raise ConfigError(f"--budget {budget}: must be 1 or more (how many photos to label next)")
-    if strategy != "random" and not model:
+    if strategy == "uncertainty" and not model:  # a mistyped --strategy is named first, by the library
         raise ConfigError(
             "--model: needed to rank by uncertainty (a .pt from train), or use --strategy random"
         )

@@ -14,7 +14,7 @@ from officescore.cli.common import CALIBRATION_HELP, PRECISION_HELP, err_console
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  officescore serve                            (newest best.pt, else coco, on 127.0.0.1:8501)
+  officescore serve                            # newest best.pt, else coco, on 127.0.0.1:8501
 
   officescore serve --model runs/train/train/weights/best.pt --port 8080
 

@@ -18,22 +18,22 @@ EXAMPLES = """
 [bold]Examples[/bold]
 
   officescore train --data data/dataset
-  (COCO-pretrained maskrcnn_resnet50_fpn_v2, 20 epochs)
+  # COCO-pretrained maskrcnn_resnet50_fpn_v2, 20 epochs
 
   officescore train --arch maskrcnn_resnet18_fpn --weights none --img-size 192 --epochs 10 \\
     --batch-size 4 --lr 0.02 --workers 0 \\
     --model-opt rpn_post_nms_top_n_train=100,box_batch_size_per_image=64
-  (small model from scratch: the 2-minute CPU demo)
+  # small model from scratch: the 2-minute CPU demo
 
   officescore train --resume runs/train/train/weights/last.pt
-  (continue an interrupted run in its own folder)
+  # continue an interrupted run in its own folder
 
   torchrun --nproc_per_node 4 -m officescore train --data data/dataset --batch-size 4
-  (data-parallel over 4 GPUs; add --nnodes/--rdzv-endpoint for several machines)
+  # data-parallel over 4 GPUs; add --nnodes/--rdzv-endpoint for several machines
 
   officescore train --data data/dataset --log mlflow
-  (also an MLflow run: at $MLFLOW_TRACKING_URI, else in runs/mlflow/mlflow.db;
-  see docs/tracking.md)
+  # also an MLflow run: at $MLFLOW_TRACKING_URI, else in runs/mlflow/mlflow.db;
+  # see docs/tracking.md
 
 Runs go to runs/train/NAME (train, train2, ...): args.json, metrics.csv, weights/last.pt,
 weights/best.pt (best val mask mAP) and losses/map/lr PNG curves. Ctrl-C or SIGTERM saves

@@ -93,6 +93,7 @@ def cross_predict(
     reporter: Reporter = SILENT,
 ) -> tuple[list[dict[str, Any]], list[Fold]]:
     """COCO results for every image of `split`, each from the fold model that did not train on it."""
+    from officescore.errors import ModelError
     from officescore.infer import Predictor
     from officescore.train import TrainConfig, train
 
@@ -117,7 +118,12 @@ def cross_predict(
                 device=device, patience=0, max_train_images=None, seed=config.seed + index,
                 log="none",  # throw-away fold models: not runs for TensorBoard or an MLflow server
             )  # fmt: skip
-            trained = train(fold_config, reporter)
+            try:
+                trained = train(fold_config, reporter)
+            except ModelError as exc:  # train's advice names its own flag; audit has --train-args
+                raise ModelError(
+                    str(exc).replace("use --weights none", 'set "weights": "none" in --train-args')
+                ) from exc
             checkpoint = trained.last_checkpoint  # last, not best: best was chosen on photos it trained on
             predictor = Predictor.load(checkpoint, device=device, conf=PREDICT_CONF)
             held_images: list[LabelledImage] = [by_id[i] for i in held]

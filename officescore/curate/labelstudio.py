@@ -5,7 +5,8 @@ audit: each flagged photo (an issue scoring at least REVIEW_SCORE) becomes a tas
 the current labels and whose prediction is the model's suggestion (its detections at >= 0.5), with
 the photo's issues in task data. select: each chosen photo becomes a task with the model's
 detections as pre-annotations. Photos are referenced as Label Studio local files relative to the
-folder that holds them all (serve it with LOCAL_FILES_DOCUMENT_ROOT, as for prelabel).
+folder that holds them all (serve it with LOCAL_FILES_DOCUMENT_ROOT, as for prelabel), and by
+`data.path`, relative to the tasks file, which `label push --review` uploads.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ def _detections(results: list[dict[str, Any]], classes: list[str], width: int, h
 
 def _root(paths: Sequence[Path]) -> Path:
     return Path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths]))
+
+
+def _path_from(tasks_file: Path, photo: Path) -> str:
+    """The photo relative to the tasks file's folder, as prelabel writes `data.path`: how
+    `label push --review` finds the photo to upload (the local-files URL alone needs a server root)."""
+    return Path(os.path.relpath(Path(photo).resolve(), Path(tasks_file).resolve().parent)).as_posix()
 
 
 def audit_tasks(
@@ -92,6 +99,7 @@ def audit_tasks(
         keys = ("rank", "kind", "score", "annotation_id", "class", "suggested_class", "bbox")
         task_issues = [{k: x[k] for k in keys} for x in flagged.get(image.id, [])]
         data: dict[str, Any] = {"image_id": image.id, "file_name": image.file_name, "issues": task_issues}
+        data["path"] = _path_from(out, image.path)
         if image.id in grouped:
             data["conventions"] = grouped[image.id]
         tasks.append(
@@ -128,7 +136,7 @@ def select_tasks(
             schema,
             detections=result.detections,
             model_version=model_version,
-            data={"rank": rank},
+            data={"rank": rank, "path": _path_from(out, Path(path))},
         )
         for rank, (path, result) in enumerate(zip(paths, results, strict=True), start=1)
         if result.ok
