@@ -60,6 +60,11 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def relative_to_file(path: Path, file: Path) -> str:
+    """`path` relative to the folder of `file`, with / (paths written in a file are relative to it)."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(file).resolve().parent)).as_posix()
+
+
 def _first_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent

@@ -18,6 +18,7 @@ from typing import Any
 
 from officescore import masks as masklib
 from officescore.curate.labels import SplitLabels
+from officescore.files import relative_to_file
 
 REVIEW_SCORE = 0.5  # issues at or above this put their photo up for review
 SUGGEST_CONF = 0.5  # the model's detections shown as the suggestion
@@ -41,12 +42,6 @@ def _detections(results: list[dict[str, Any]], classes: list[str], width: int, h
 
 def _root(paths: Sequence[Path]) -> Path:
     return Path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths]))
-
-
-def _path_from(tasks_file: Path, photo: Path) -> str:
-    """The photo relative to the tasks file's folder, as prelabel writes `data.path`: how
-    `label push --review` finds the photo to upload (the local-files URL alone needs a server root)."""
-    return Path(os.path.relpath(Path(photo).resolve(), Path(tasks_file).resolve().parent)).as_posix()
 
 
 def audit_tasks(
@@ -99,7 +94,7 @@ def audit_tasks(
         keys = ("rank", "kind", "score", "annotation_id", "class", "suggested_class", "bbox")
         task_issues = [{k: x[k] for k in keys} for x in flagged.get(image.id, [])]
         data: dict[str, Any] = {"image_id": image.id, "file_name": image.file_name, "issues": task_issues}
-        data["path"] = _path_from(out, image.path)
+        data["path"] = relative_to_file(image.path, out)  # what `label push --review` uploads
         if image.id in grouped:
             data["conventions"] = grouped[image.id]
         tasks.append(
@@ -136,7 +131,7 @@ def select_tasks(
             schema,
             detections=result.detections,
             model_version=model_version,
-            data={"rank": rank, "path": _path_from(out, Path(path))},
+            data={"rank": rank, "path": relative_to_file(Path(path), out)},
         )
         for rank, (path, result) in enumerate(zip(paths, results, strict=True), start=1)
         if result.ok

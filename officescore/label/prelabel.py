@@ -27,7 +27,7 @@ from officescore import __version__
 from officescore import masks as masklib
 from officescore.attributes import load_schema
 from officescore.errors import ConfigError
-from officescore.files import atomic_write_json, check_output_file
+from officescore.files import atomic_write_json, check_output_file, relative_to_file
 from officescore.label.formats import BRUSH, MASK_KINDS, POLYGON, LabelSchema, make_task, write_tasks
 from officescore.label.predict import LoadedPredictor, detect
 from officescore.label.regions import DEFAULT_SIMPLIFY, mask_outline
@@ -132,7 +132,7 @@ def prelabel(
     tasks = []
     with reporter.stage("writing tasks", total=len(good)) as stage:
         for img, name, result in good:
-            data = {"sha256": img.sha256, "path": _path_from(out, img.path), **img.provenance}
+            data = {"sha256": img.sha256, "path": relative_to_file(img.path, out), **img.provenance}
             tasks.append(
                 make_task(
                     image_reference(name, url_prefix),
@@ -148,11 +148,6 @@ def prelabel(
             stage.advance(1)
     _, config = write_tasks(out, tasks, schema)
     return PrelabelResult(out, fmt, loaded.version, len(good), count, config, failed)
-
-
-def _path_from(tasks_file: Path, image: Path) -> str:
-    """The photo's path relative to the tasks file's folder (paths in files are relative to the file)."""
-    return Path(os.path.relpath(image.resolve(), tasks_file.resolve().parent)).as_posix()
 
 
 def coco_file(
