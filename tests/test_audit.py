@@ -23,6 +23,7 @@ from officescore.curate.audit import audit_predictions, run_audit
 from officescore.curate.folds import assign_folds
 from officescore.curate.inject import Injected, inject_errors
 from officescore.curate.labels import load_split
+from officescore.errors import ConfigError
 from officescore.ingest import ingest_export
 from officescore.sample import write_sample
 
@@ -188,6 +189,7 @@ class _Recording:
     """Just enough of Label Studio's client for `push_tasks_file`: a new project, uploads, imports."""
 
     def __init__(self) -> None:
+        self.created: list[str] = []
         self.uploaded: list[bytes] = []
         self.imported: list[dict[str, Any]] = []
 
@@ -197,6 +199,7 @@ class _Recording:
     def create_project(self, title: str, schema: Any) -> Any:
         from officescore.label.client import Project
 
+        self.created.append(title)
         return Project(1, title, schema)
 
     def upload_file(self, project_id: int, name: str, data: bytes) -> str:
@@ -235,6 +238,14 @@ def test_audit_and_select_tasks_files_push_from_any_folder(clean: Path, tmp_path
         push_tasks_file(client, "offices-review", tasks_file)  # type: ignore[arg-type]
         assert sorted(client.uploaded) == sorted(p.read_bytes() for p in photos), tasks_file
         assert all(t["data"]["image"].startswith("/data/upload/1/") for t in client.imported)
+    # The last task's photo gone: refused before a project is made or the first photo uploaded.
+    tasks = json.loads(written[1].read_text())
+    tasks[-1]["data"]["path"] = "gone.jpg"
+    written[1].write_text(json.dumps(tasks))
+    client = _Recording()
+    with pytest.raises(ConfigError, match="'gone.jpg' not found beside the file"):
+        push_tasks_file(client, "offices-review", written[1])  # type: ignore[arg-type]
+    assert (client.created, client.uploaded, client.imported) == ([], [], [])
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

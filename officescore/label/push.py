@@ -264,6 +264,7 @@ def push_tasks_file(
         raise ConfigError(f"{tasks_file}: no labelling config {config.name} beside it; write the file again")
     schema = LabelSchema.from_config(config.read_text(encoding="utf-8"))
     file_classes = _classes_in(tasks, schema)
+    _check_photos(tasks, tasks_file, schema)  # before a project is made or a photo uploaded
     project, created = ensure_project(client, title, schema, file_classes, f"{tasks_file.name} uses")
     if project.schema.mask != schema.mask:
         raise LabelStudioError(
@@ -283,11 +284,7 @@ def push_tasks_file(
                 skipped += 1
                 continue
             ref = str(data.get(schema.value, ""))
-            if not ref.startswith(("http://", "https://")):
-                if local is None or not local.is_file():
-                    raise ConfigError(
-                        f"{tasks_file}: task image {ref or data.get('path')!r} not found beside the file"
-                    )
+            if local is not None and not ref.startswith(("http://", "https://")):
                 if local_root is not None:
                     ref = LOCAL_FILES_PREFIX + relative_name(local, Path(local_root), "--local-root")
                     served.append(local)
@@ -304,6 +301,18 @@ def push_tasks_file(
         client.add_local_storage(project.id, storage_folder(served, Path(local_root)))
     predictions = _import(client, project.id, todo, reporter)
     return PushResult(project.id, project.title, created, len(todo), skipped, predictions, None, [])
+
+
+def _check_photos(tasks: Sequence[dict[str, Any]], tasks_file: Path, schema: LabelSchema) -> None:
+    """Every task's photo is an http(s) URL or a file found through `data.path`."""
+    for task in tasks:
+        data = task["data"]
+        ref = str(data.get(schema.value, ""))
+        if ref.startswith(("http://", "https://")):
+            continue
+        if not data.get("path") or not (tasks_file.parent / data["path"]).is_file():
+            missing = data.get("path") or ref
+            raise ConfigError(f"{tasks_file}: task photo {missing!r} not found beside the file")
 
 
 def _classes_in(tasks: Sequence[dict[str, Any]], schema: LabelSchema) -> list[str]:
