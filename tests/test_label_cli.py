@@ -120,6 +120,28 @@ def test_label_studio_url_flag_then_environment_then_config(
         assert tried([*args, "--url", from_flag]) == from_flag, name
 
 
+def test_status_without_model_versions_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A project no model has suggested labels in: one line saying so and how to start, not two
+    empty tables; a backend that has run but trained nothing yet adds what it answers with."""
+    from officescore.cli import label as label_cli
+    from officescore.label import feedback
+
+    document: dict[str, object] = {"project": "offices", "tasks": 12, "labelled_tasks": 3, "versions": []}
+    monkeypatch.setattr(label_cli, "_client", lambda url: None)
+    monkeypatch.setattr(feedback, "project_status", lambda client, title, folder: document)
+    code, out, _ = run(["label", "status", "--project", "offices", "--backend-dir", "b"], capsys)
+    assert code == 0
+    assert out.splitlines() == [
+        "offices: 3 of 12 task(s) labelled; no model has suggested labels here yet (none in b, no "
+        "predictions in the project): start `officescore label backend --train`, or push with --model"
+    ]
+    document.update(pending_labels=3, model_version=None)
+    code, out, _ = run(["label", "status", "--project", "offices", "--backend-dir", "b"], capsys)
+    assert out.splitlines()[1] == "answering: no model yet; 3 label(s) since the last model"
+
+
 _PIPED = """
 from rich.table import Table
 from officescore.cli.common import console, err_console

@@ -1,8 +1,9 @@
-"""`officescore label push|pull|backend`: work with a running Label Studio."""
+"""`officescore label push|pull|backend|status`: work with a running Label Studio."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.text import Text
@@ -454,6 +455,14 @@ def status(
         print_json(document)
         return
     title = f"{project}: {document['labelled_tasks']} of {document['tasks']} task(s) labelled"
+    if not document["versions"]:  # a line, not empty tables
+        console.print(
+            f"{title}; no model has suggested labels here yet (none in {backend_dir}, no predictions "
+            "in the project): start `officescore label backend --train`, or push with --model",
+            soft_wrap=True,
+        )
+        _print_answering(document)
+        return
     # Two tables of six columns, not one of eleven: each fits 80 characters without cutting numbers.
     trained = Table(
         title=title,
@@ -505,6 +514,11 @@ def status(
     console.print(changed)
     if unkept.row_count:
         console.print(unkept)
+    _print_answering(document)
+
+
+def _print_answering(document: dict[str, Any]) -> None:
+    """The backend's answering model and the labels counted towards its next job, if it has run."""
     if document.get("pending_labels") is not None:
         console.print(
             f"answering: {document.get('model_version') or 'no model yet'}; "
