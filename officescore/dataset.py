@@ -107,10 +107,8 @@ class OfficeDataset(Dataset):
         self.annotation_file = self.dataset_dir / f"{split}.json"
         if not self.annotation_file.is_file():
             splits = sorted(p.stem for p in self.dataset_dir.glob("*.json") if p.name != "dataset.json")
-            raise DataError(
-                f"{self.annotation_file}: no split {split!r} in this data set "
-                f"(it has: {', '.join(splits) or 'none'}); {hint}"
-            )
+            what_now = f"it has {', '.join(splits)}" if splits else f"it has none; {hint}"
+            raise DataError(f"{self.annotation_file}: no split {split!r} in this data set ({what_now})")
         coco = _read_json(self.annotation_file, self.dataset_dir)
         try:
             self._images, self._annotations = self._index(coco)

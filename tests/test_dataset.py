@@ -227,8 +227,8 @@ def test_missing_or_broken_dataset_is_a_data_error(tmp_path: Path, dataset_dir: 
         OfficeDataset(tmp_path / "nowhere", "train")
     with pytest.raises(DataError, match="dataset.json"):
         OfficeDataset(tmp_path, "train")
-    with pytest.raises(DataError, match="it has: train, val"):
-        OfficeDataset(dataset_dir, "test")
+    with pytest.raises(DataError, match=r"no split 'test' in this data set \(it has train, val\)$"):
+        OfficeDataset(dataset_dir, "test")  # the data set is there: no advice to ingest it again
     broken = tmp_path / "broken"
     shutil.copytree(dataset_dir, broken)
     (broken / "val.json").write_text("{not json")
