@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -846,6 +847,28 @@ def test_images_folder_option_and_label_studio_prefix(tmp_path: Path) -> None:
         "images": "../images",
         "sha256": ingest.sha256_file(export),
     }
+
+
+def test_accented_names_match_in_either_unicode_form(tmp_path: Path) -> None:
+    """macOS and zip tools may store "é" as e + a combining accent (NFD) where the export writes one
+    character (NFC): the same name, found as written (in a sub-folder too) and by base name."""
+    coco = make_export(tmp_path, n_images=4)
+    images = tmp_path / "images"
+    (images / unicodedata.normalize("NFD", "café")).mkdir()
+    written = ["café 0.png", "café/photo 1.png", "../elsewhere/Bürostuhl 2.png", "../elsewhere/Büro 3.png"]
+    forms = ["NFC", "NFC", "NFC", "NFD"]  # the export's; the files on disk have the other form
+    for image, name, form in zip(coco["images"], written, forms, strict=True):
+        on_disk = name.replace("../elsewhere/", "")
+        (images / image["file_name"]).rename(images / unicodedata.normalize(_other(form), on_disk))
+        image["file_name"] = unicodedata.normalize(form, name)
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+    assert result.counts["images"] == 4, result.problems
+    assert [unicodedata.normalize("NFC", p.image) for p in result.problems] == written[2:]
+    assert {p.kind for p in result.problems} == {"image_found_by_name"}
+
+
+def _other(form: str) -> str:
+    return "NFD" if form == "NFC" else "NFC"
 
 
 def test_out_inside_the_image_folder_twice_never_finds_its_own_copies(tmp_path: Path) -> None:
