@@ -343,6 +343,14 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
         11,
     ),
     (
+        "box_only_overflowing",  # x + w overflows to infinity: the box is outside the image
+        _set(_polygon_ann, segmentation=[], bbox=[1e308, 5, 1e308, 3]),
+        "segmentation_missing",
+        "dropped",
+        6,
+        11,
+    ),
+    (
         "bad_mask_and_no_box",
         _set(_polygon_ann, segmentation=7, bbox="x"),
         "segmentation_invalid",

@@ -382,7 +382,8 @@ def box_region(ann: dict[str, Any], width: int, height: int) -> Rle | None:
         return None
     x, y, w, h = (float(v) for v in bbox)
     x0, y0 = max(0, math.floor(x)), max(0, math.floor(y))
-    x1, y1 = min(width, math.ceil(x + w)), min(height, math.ceil(y + h))
+    # clipped before rounding: x + w may overflow to infinity, which has no integer
+    x1, y1 = math.ceil(min(x + w, width)), math.ceil(min(y + h, height))
     if x1 <= x0 or y1 <= y0:
         return None
     mask = np.zeros((height, width), dtype=np.uint8)
