@@ -439,6 +439,7 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
         12,
     ),
     ("iscrowd_invalid", _set(_polygon_ann, iscrowd="yes"), "iscrowd_invalid", "set to 1", 6, 12),
+    ("iscrowd_text_zero", _set(_polygon_ann, iscrowd="0"), "iscrowd_invalid", "set to 0", 6, 12),
     ("category_no_name", _append("categories", {"id": 7}), "category_invalid", "dropped", 6, 12),
     (
         "category_duplicate_id",
@@ -497,6 +498,8 @@ def test_broken_export(
     assert result.counts["annotations"] == n_annotations
     if action == IGNORED:
         assert result.counts["train"]["crowd"] + result.counts["val"]["crowd"] == 1
+    if kind == "iscrowd_invalid":  # the flag reported ("set to N") is the flag written
+        assert result.counts["train"]["crowd"] + result.counts["val"]["crowd"] == int(action[-1])
     _assert_normalised(tmp_path / "dataset")
     meta = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
     assert meta["problems"]["total"] == len(kinds)
