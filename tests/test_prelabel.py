@@ -234,6 +234,23 @@ def test_bad_inputs_are_one_line_errors(
     assert not list(tmp_path.glob("a.*"))  # nothing written for the refused runs
 
 
+@pytest.mark.parametrize("fmt", ["coco", "labelstudio"])
+def test_no_readable_photo_keeps_the_previous_output(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    out = tmp_path / "prelabel.json"
+    args = ["prelabel", "--model", str(setup["model"]), "--out", str(out), "--format", fmt]
+    assert run([*args, str(setup["photos"])], capsys)[0] == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut off")
+    (tmp_path / "empty.png").write_bytes(b"")
+    code, _, err = run([*args, str(tmp_path / "cut.jpg"), str(tmp_path / "empty.png")], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # after the progress line
+    assert code == 2 and len(errors) == 1, err
+    assert "none of the 2 photo(s) could be read" in err and "cut.jpg" in err and "not written" in err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before
+
+
 def test_cli_defaults_match_the_library() -> None:
     import inspect
 

@@ -26,7 +26,7 @@ from urllib.parse import quote
 from officescore import __version__
 from officescore import masks as masklib
 from officescore.attributes import load_schema
-from officescore.errors import ConfigError
+from officescore.errors import BadImageError, ConfigError
 from officescore.files import atomic_write_json, check_output_file
 from officescore.label.formats import BRUSH, MASK_KINDS, POLYGON, LabelSchema, make_task, write_tasks
 from officescore.label.predict import LoadedPredictor, detect
@@ -122,6 +122,12 @@ def prelabel(
         if not r.ok
     ]
     good = [(img, name, r) for img, name, r in zip(images, names, results, strict=True) if r.ok]
+    if failed and not good:  # an empty file must not replace what --out holds
+        more = f"; and {len(failed) - 1} more" if len(failed) > 1 else ""
+        first = failed[0]["error"]
+        raise BadImageError(
+            f"none of the {len(failed)} photo(s) could be read ({first}{more}); {out} not written"
+        )
     count = sum(len(r.detections) for _, _, r in good)
     if fmt == COCO:
         atomic_write_json(out, coco_file(good, loaded, mask, simplify), indent=1)
