@@ -696,6 +696,16 @@ def test_fatal_exports_exit_2_with_one_line(
     assert not (tmp_path / "dataset").exists()
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_exports_saved_by_windows_tools_are_read(tmp_path: Path, encoding: str) -> None:
+    """Notepad and PowerShell save JSON with a UTF-8 byte-order mark, or as UTF-16."""
+    coco = make_export(tmp_path, n_images=3)
+    export = write_export(tmp_path, coco)
+    export.write_text(json.dumps(coco), encoding=encoding)
+    result = ingest_export(export, out=tmp_path / "dataset")
+    assert result.counts["images"] == 3 and result.problems == []
+
+
 def test_cheap_mistakes_fail_before_any_image_is_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

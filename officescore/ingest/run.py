@@ -89,7 +89,8 @@ def read_export(export: Path) -> dict[str, Any]:
     if not export.is_file():
         raise DataError(f"{export}: no such file; give the path of the COCO export (.json)")
     try:
-        data = json.loads(export.read_text(encoding="utf-8-sig"))
+        # bytes: json reads UTF-8 with or without a BOM, and the UTF-16 Windows tools write
+        data = json.loads(export.read_bytes())
     except UnicodeDecodeError as exc:
         raise DataError(f"{export}: not a text file, so not a COCO export ({exc.reason})") from exc
     except json.JSONDecodeError as exc:
