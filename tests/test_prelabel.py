@@ -109,6 +109,34 @@ def test_masks_at_the_photo_edges_are_ingested_without_problems(
     assert counts["train"]["annotations"] + counts["val"]["annotations"] == len(coco["annotations"]) == 24
 
 
+@pytest.mark.parametrize("fmt", ["coco", "labelstudio"])
+def test_the_count_said_is_the_count_written(setup: dict[str, Path], tmp_path: Path, fmt: str) -> None:
+    """A detection whose mask has no pixel at the photo's size (a weak one's can) gets no region, and
+    the summary ("wrote X: N detection(s)") counts the regions written, not the detections."""
+    from officescore.infer.detection import Detection
+    from officescore.label.prelabel import prelabel
+
+    loaded = edge_model(CLASSES)
+    predict = loaded.predictor.predict
+
+    def with_an_empty_mask(paths: list[Path], **kwargs: object) -> list:
+        results = predict(paths, **kwargs)
+        for r in results:
+            empty = masklib.encode(np.zeros((r.height, r.width), np.uint8))
+            r.detections.append(Detection("desk", 0.35, [0, 0, 1, 1], empty, 0.0))
+        return results
+
+    loaded.predictor.predict = with_an_empty_mask  # type: ignore[method-assign]
+    out = tmp_path / "pre.json"
+    written = prelabel([setup["photos"]], loaded, out, fmt=fmt)
+    data = json.loads(out.read_text())
+    if fmt == "coco":
+        regions = len(data["annotations"])
+    else:
+        regions = sum(1 for t in data for r in t["predictions"][0]["result"] if r["type"] == "polygonlabels")
+    assert written.detections == regions == 3 * 8
+
+
 def test_labelstudio_output_tasks_and_config(
     setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -128,10 +128,11 @@ def prelabel(
         raise BadImageError(
             f"none of the {len(failed)} photo(s) could be read ({first}{more}); {out} not written"
         )
-    count = sum(len(r.detections) for _, _, r in good)
     if fmt == COCO:
-        atomic_write_json(out, coco_file(good, loaded, mask, simplify), indent=1)
-        return PrelabelResult(out, fmt, loaded.version, len(good), count, None, failed)
+        coco = coco_file(good, loaded, mask, simplify)
+        atomic_write_json(out, coco, indent=1)
+        # those written: a detection whose mask has no pixel at the photo's size has no region
+        return PrelabelResult(out, fmt, loaded.version, len(good), len(coco["annotations"]), None, failed)
     # Per-region choices for the model's attributes (else the default schema's, for labellers to set).
     attributes = loaded.predictor.attributes or load_schema()
     schema = LabelSchema(tuple(loaded.classes), mask, attributes=attributes)
@@ -153,7 +154,8 @@ def prelabel(
             )
             stage.advance(1)
     _, config = write_tasks(out, tasks, schema)
-    return PrelabelResult(out, fmt, loaded.version, len(good), count, config, failed)
+    regions = [r for t in tasks for r in t["predictions"][0]["result"] if r["type"] == schema.result_type]
+    return PrelabelResult(out, fmt, loaded.version, len(good), len(regions), config, failed)
 
 
 def _path_from(tasks_file: Path, image: Path) -> str:
