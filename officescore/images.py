@@ -164,7 +164,21 @@ def fit_for_model(
     return ModelInput(image, original)
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# Folders bring every photo format: GIF (scrape keeps them), AVIF (Pillow reads it), HEIC/HEIF (phones;
+# without a Pillow plugin each is reported as unreadable instead of being skipped in silence).
+IMAGE_SUFFIXES = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".webp",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".gif",
+    ".avif",
+    ".heic",
+    ".heif",
+)
 ImageInput = str | Path | Image.Image  # a path, or a photo already in memory
 
 
