@@ -249,6 +249,7 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
     ("size_infinite", _set(_image, width=float("inf")), "image_size", "taken from the file", 6, 12),
     ("file_name_too_long", _set(_image, file_name="a" * 400 + ".png"), "image_missing", "dropped", 5, 10),
     ("image_no_file_name", _set(_image, file_name=None), "image_invalid", "dropped", 5, 10),
+    ("image_empty_file_name", _set(_image, file_name=""), "image_invalid", "dropped", 5, 10),
     (
         "image_duplicate_id",
         _append("images", {"id": 1, "file_name": "x.png"}),

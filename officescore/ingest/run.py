@@ -146,7 +146,7 @@ def _scan_images(
             stage.advance(1)
             file_name = entry.get("file_name") if isinstance(entry, dict) else None
             key = id_key(entry.get("id")) if isinstance(entry, dict) else None
-            if not isinstance(file_name, str) or key is None:
+            if not isinstance(file_name, str) or not file_name.strip() or key is None:
                 what = f"image entry {entry!r:.60} has no usable id or file_name"
                 problems.append(Problem(str(file_name or ""), "", "image_invalid", what, "dropped"))
                 continue
