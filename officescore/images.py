@@ -39,6 +39,14 @@ class ModelInput:
         return self.image.size != self.original_size
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """The photo as 8-bit RGB. 16-bit grey (PNG, TIFF) is scaled down: Pillow's own conversion clips
+    every value above 255, so such a photo would turn white."""
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
+        image = image.convert("I").point(lambda v: v * (1 / 257))
+    return image.convert("RGB")
+
+
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise BadImageError(f"{path}: no such file")
@@ -84,8 +92,7 @@ def load_image(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     image = _open(path, max_pixels)
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
-        return image.convert("RGB")
+        return to_rgb(ImageOps.exif_transpose(image))
     except OSError as exc:
         raise BadImageError(f"{path}: truncated or corrupt image ({exc})") from exc
 
@@ -136,7 +143,7 @@ def load_for_model(
         )
     try:
         image.load()
-        image = ImageOps.exif_transpose(image).convert("RGB")
+        image = to_rgb(ImageOps.exif_transpose(image))
     except OSError as exc:
         raise BadImageError(f"{path}: truncated or corrupt image ({exc})") from exc
     if target is not None and image.size != target:
@@ -148,7 +155,7 @@ def fit_for_model(
     image: Image.Image, min_size: int, max_size: int, reduce_above: float = REDUCE_ABOVE
 ) -> ModelInput:
     """An in-memory photo as `load_for_model` would decode it (RGB, reduced when much too large)."""
-    image = image.convert("RGB")
+    image = to_rgb(image)
     original = image.size
     scale = model_scale(*original, min_size, max_size)
     if scale * reduce_above < 1.0:
@@ -157,7 +164,21 @@ def fit_for_model(
     return ModelInput(image, original)
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# Folders bring every photo format: GIF (scrape keeps them), AVIF (Pillow reads it), HEIC/HEIF (phones;
+# without a Pillow plugin each is reported as unreadable instead of being skipped in silence).
+IMAGE_SUFFIXES = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".webp",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".gif",
+    ".avif",
+    ".heic",
+    ".heif",
+)
 ImageInput = str | Path | Image.Image  # a path, or a photo already in memory
 
 

@@ -481,6 +481,22 @@ def test_folds_offline_say_how_to_train_without_pretrained_weights(
     assert '"weights": "none" in --train-args' in err and "--weights none" not in err, err
 
 
+def test_cli_a_photo_that_no_longer_decodes_is_named_once(
+    clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = tmp_path / "dataset"
+    shutil.copytree(clean, dataset)
+    photo = sorted((dataset / "images").iterdir())[0]
+    photo.unlink()  # a hard link to the clean set's photo: replace it, never write through it
+    photo.write_bytes(b"")
+    model = write_checkpoint(tmp_path / "m.pt")
+    args = ["audit", str(dataset), "--model", str(model), "--split", "all", "--device", "cpu"]
+    code, _, err = _cli([*args, "--out", str(tmp_path / "never")], capsys)
+    last = err.splitlines()[-1]  # after the progress line
+    assert code == 2 and last.startswith("error:") and "Traceback" not in err, err
+    assert last.count(photo.name) == 1 and "empty file" in last and "re-run `officescore ingest`" in last
+
+
 def test_cli_defaults_match_the_library() -> None:
     from officescore.cli.audit import audit as cli_audit
 

@@ -122,3 +122,23 @@ def test_a_thin_object_eroded_by_the_photo_tolerance_is_still_a_bad_mask() -> No
     assert (top.kind, top.annotation_id) == ("bad_mask", 2), issues
     assert top.score > 0.2, top  # 0.24: its tolerant F is 0.88 against the others' 1.0
     assert max(i.score for i in issues if i.annotation_id != 2) < 0.05, issues
+
+
+def test_ignore_regions_are_not_audited_but_still_cover_what_the_model_finds_in_them() -> None:
+    # ingest keeps an object whose mask was unusable as an ignore region: iscrowd 1, its box as the
+    # mask. That box is no label to fix (it never trains), nor is an unlabelled crowd the model misses.
+    desk = _desk(20, 60)
+    box = np.zeros((SIZE, SIZE), dtype=np.uint8)
+    box[60:120, 20:120] = 1
+    crowd = np.zeros((SIZE, SIZE), dtype=np.uint8)
+    crowd[10:40, 130:155] = 1
+    monitor = np.zeros((SIZE, SIZE), dtype=np.uint8)
+    monitor[10:40, 20:60] = 1
+    labels = [_label(1, "desk", box), _label(2, "monitor", crowd), _label(3, "monitor", monitor)]
+    labels[0].iscrowd = labels[1].iscrowd = 1
+    predictions = [_prediction(0, "desk", desk, 0.95), _prediction(1, "monitor", monitor, 0.9)]
+    match = match_image(labels, predictions, tol=2)
+    cal = calibrate([match], ["desk", "monitor"])
+    issues = image_issues(match, 7, cal)
+    assert [i.annotation_id for i in issues] == [3], issues  # the one real label, and no missing desk
+    assert cal.recall["monitor"] > 0.9  # the crowd nobody could find does not make monitors look hard

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -271,6 +272,28 @@ def test_hostile_input_is_a_one_line_error(
     assert " ".join(expected.split()) in flat, f"{expected!r} not named in: {err.strip()[-400:]}"
     assert _snapshot(world["root"]) == before, "a refused command changed files it was given"
     assert not [p for p in clean_cwd.rglob("*") if p.is_file()], "a refused command left files behind"
+
+
+@pytest.mark.timeout(120)
+def test_a_photo_that_no_longer_decodes_stops_training_with_one_line(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Read in a DataLoader worker (train's default --workers 2), the bad photo's error came back with
+    the worker's traceback in its message."""
+    dataset = tmp_path / "dataset"
+    shutil.copytree(world["dataset"], dataset)
+    photos = sorted((dataset / "images").iterdir())
+    for photo in photos:
+        photo.unlink()  # hard links to the sample: replace, never write through them
+        photo.write_bytes(b"\xff\xd8\xff\xe0 cut off")
+    argv = ["train", "--data", str(dataset), "--weights", "none", "--arch", "maskrcnn_resnet18_fpn"]
+    argv += ["--img-size", "64", "--epochs", "1", "--workers", "1", "--log", "none", "--device", "cpu"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--project", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err, err
+    errors = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {dataset / 'images'}"), err
 
 
 def test_the_fixture_inputs_are_what_the_cases_claim(world: dict[str, Path]) -> None:

@@ -17,7 +17,7 @@ from officescore.devices import resolve_device
 from officescore.distributed import DistContext, gather_objects, shard
 from officescore.errors import BadImageError, ConfigError
 from officescore.files import atomic_write_json, sha256_file
-from officescore.images import image_size, load_image
+from officescore.images import fit_for_model, image_size, load_for_model, load_image
 
 
 def test_config_tables_become_default_map(tmp_path: Path) -> None:
@@ -73,6 +73,19 @@ def test_load_image_respects_exif_orientation(tmp_path: Path) -> None:
     image.save(path, exif=exif)
     assert image_size(path) == (20, 40)
     assert load_image(path).size == (20, 40)
+
+
+def test_16_bit_grey_photos_keep_their_tones(tmp_path: Path) -> None:
+    """A 16-bit grey PNG decodes to the 8-bit photo it holds, not to white (Pillow clips at 255)."""
+    grey = np.tile(np.arange(0, 256, 4, dtype=np.uint16), (16, 1))  # 16 x 64 ramp
+    path = tmp_path / "grey16.png"
+    Image.fromarray(grey * 257).save(path)
+    with Image.open(path) as opened:
+        assert opened.mode.startswith("I;16")
+        in_memory = fit_for_model(opened, 800, 1333).image  # an uploaded photo (the web page)
+    for decoded in (load_image(path), load_for_model(path, 800, 1333).image, in_memory):
+        assert decoded.mode == "RGB"
+        assert np.abs(np.asarray(decoded)[..., 1].astype(int) - grey).max() <= 1
 
 
 @pytest.mark.parametrize(

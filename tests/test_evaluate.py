@@ -514,6 +514,16 @@ def test_bad_inputs_raise_data_errors(tmp_path: Path) -> None:
         evaluate_coco(gt, [], iou_thresholds=[1.5])
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_files_saved_by_windows_tools_are_read(tmp_path: Path, encoding: str) -> None:
+    """Notepad and PowerShell save JSON with a UTF-8 byte-order mark, or as UTF-16."""
+    gt, preds = gt_doc([(1, 1, BOX_A, 0), (2, 2, BOX_B, 0)]), [det(1, 1, BOX_A), det(2, 1, BOX_B)]
+    expected = evaluate_coco(gt, preds)
+    (tmp_path / "gt.json").write_text(json.dumps(gt), encoding=encoding)
+    (tmp_path / "preds.json").write_text(json.dumps(preds), encoding=encoding)
+    assert evaluate_coco(tmp_path / "gt.json", tmp_path / "preds.json") == expected
+
+
 def _broken(target: str, key: str, value: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     gt, preds = gt_doc([(1, 1, BOX_A, 0), (1, 2, BOX_B, 1)], n_images=1), [det(1, 1, BOX_A)]
     item = {"image": gt["images"][0], "ann": gt["annotations"][1], "cat": gt["categories"][0]}.get(target)

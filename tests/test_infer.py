@@ -150,6 +150,23 @@ def test_expand_inputs(files: dict[str, Path], tmp_path: Path) -> None:
     assert found == [tmp_path / "a.jpg", tmp_path / "sub" / "b.PNG", tmp_path / "c.txt", tmp_path / "*.gif"]
 
 
+def test_folders_bring_every_photo_format(
+    predictor: Predictor, files: dict[str, Path], tmp_path: Path
+) -> None:
+    """A folder's GIFs (scrape keeps them), AVIFs and phones' HEICs are photos too: read, or reported
+    as unreadable, never left out in silence."""
+    photo = Image.open(files["scenes"] / "scene_0.jpg")
+    photo.save(tmp_path / "a.gif")
+    (tmp_path / "b.avif").write_bytes(b"")
+    (tmp_path / "c.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")  # no plugin here: unreadable
+    (tmp_path / "notes.txt").write_text("not a photo")
+    found = expand_inputs([tmp_path])
+    assert found == [tmp_path / "a.gif", tmp_path / "b.avif", tmp_path / "c.HEIC"]
+    gif, avif, heic = predictor.predict(found, workers=0)
+    assert gif.ok and (gif.width, gif.height) == photo.size
+    assert "empty file" in str(avif.error) and "not an image Pillow can read" in str(heic.error)
+
+
 def test_img_size_changes_the_model_resize(files: dict[str, Path]) -> None:
     predictor = Predictor.load(files["checkpoint"], device="cpu", img_size=96)
     assert predictor.model.transform.min_size == (96,)

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -248,6 +249,7 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
     ("size_infinite", _set(_image, width=float("inf")), "image_size", "taken from the file", 6, 12),
     ("file_name_too_long", _set(_image, file_name="a" * 400 + ".png"), "image_missing", "dropped", 5, 10),
     ("image_no_file_name", _set(_image, file_name=None), "image_invalid", "dropped", 5, 10),
+    ("image_empty_file_name", _set(_image, file_name=""), "image_invalid", "dropped", 5, 10),
     (
         "image_duplicate_id",
         _append("images", {"id": 1, "file_name": "x.png"}),
@@ -342,6 +344,14 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
         11,
     ),
     (
+        "box_only_overflowing",  # x + w overflows to infinity: the box is outside the image
+        _set(_polygon_ann, segmentation=[], bbox=[1e308, 5, 1e308, 3]),
+        "segmentation_missing",
+        "dropped",
+        6,
+        11,
+    ),
+    (
         "bad_mask_and_no_box",
         _set(_polygon_ann, segmentation=7, bbox="x"),
         "segmentation_invalid",
@@ -430,6 +440,7 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
         12,
     ),
     ("iscrowd_invalid", _set(_polygon_ann, iscrowd="yes"), "iscrowd_invalid", "set to 1", 6, 12),
+    ("iscrowd_text_zero", _set(_polygon_ann, iscrowd="0"), "iscrowd_invalid", "set to 0", 6, 12),
     ("category_no_name", _append("categories", {"id": 7}), "category_invalid", "dropped", 6, 12),
     (
         "category_duplicate_id",
@@ -488,6 +499,8 @@ def test_broken_export(
     assert result.counts["annotations"] == n_annotations
     if action == IGNORED:
         assert result.counts["train"]["crowd"] + result.counts["val"]["crowd"] == 1
+    if kind == "iscrowd_invalid":  # the flag reported ("set to N") is the flag written
+        assert result.counts["train"]["crowd"] + result.counts["val"]["crowd"] == int(action[-1])
     _assert_normalised(tmp_path / "dataset")
     meta = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
     assert meta["problems"]["total"] == len(kinds)
@@ -684,6 +697,16 @@ def test_fatal_exports_exit_2_with_one_line(
     assert not (tmp_path / "dataset").exists()
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_exports_saved_by_windows_tools_are_read(tmp_path: Path, encoding: str) -> None:
+    """Notepad and PowerShell save JSON with a UTF-8 byte-order mark, or as UTF-16."""
+    coco = make_export(tmp_path, n_images=3)
+    export = write_export(tmp_path, coco)
+    export.write_text(json.dumps(coco), encoding=encoding)
+    result = ingest_export(export, out=tmp_path / "dataset")
+    assert result.counts["images"] == 3 and result.problems == []
+
+
 def test_cheap_mistakes_fail_before_any_image_is_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -846,6 +869,28 @@ def test_images_folder_option_and_label_studio_prefix(tmp_path: Path) -> None:
         "images": "../images",
         "sha256": ingest.sha256_file(export),
     }
+
+
+def test_accented_names_match_in_either_unicode_form(tmp_path: Path) -> None:
+    """macOS and zip tools may store "é" as e + a combining accent (NFD) where the export writes one
+    character (NFC): the same name, found as written (in a sub-folder too) and by base name."""
+    coco = make_export(tmp_path, n_images=4)
+    images = tmp_path / "images"
+    (images / unicodedata.normalize("NFD", "café")).mkdir()
+    written = ["café 0.png", "café/photo 1.png", "../elsewhere/Bürostuhl 2.png", "../elsewhere/Büro 3.png"]
+    forms = ["NFC", "NFC", "NFC", "NFD"]  # the export's; the files on disk have the other form
+    for image, name, form in zip(coco["images"], written, forms, strict=True):
+        on_disk = name.replace("../elsewhere/", "")
+        (images / image["file_name"]).rename(images / unicodedata.normalize(_other(form), on_disk))
+        image["file_name"] = unicodedata.normalize(form, name)
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+    assert result.counts["images"] == 4, result.problems
+    assert [unicodedata.normalize("NFC", p.image) for p in result.problems] == written[2:]
+    assert {p.kind for p in result.problems} == {"image_found_by_name"}
+
+
+def _other(form: str) -> str:
+    return "NFD" if form == "NFC" else "NFC"
 
 
 def test_out_inside_the_image_folder_twice_never_finds_its_own_copies(tmp_path: Path) -> None:

@@ -109,6 +109,34 @@ def test_masks_at_the_photo_edges_are_ingested_without_problems(
     assert counts["train"]["annotations"] + counts["val"]["annotations"] == len(coco["annotations"]) == 24
 
 
+@pytest.mark.parametrize("fmt", ["coco", "labelstudio"])
+def test_the_count_said_is_the_count_written(setup: dict[str, Path], tmp_path: Path, fmt: str) -> None:
+    """A detection whose mask has no pixel at the photo's size (a weak one's can) gets no region, and
+    the summary ("wrote X: N detection(s)") counts the regions written, not the detections."""
+    from officescore.infer.detection import Detection
+    from officescore.label.prelabel import prelabel
+
+    loaded = edge_model(CLASSES)
+    predict = loaded.predictor.predict
+
+    def with_an_empty_mask(paths: list[Path], **kwargs: object) -> list:
+        results = predict(paths, **kwargs)
+        for r in results:
+            empty = masklib.encode(np.zeros((r.height, r.width), np.uint8))
+            r.detections.append(Detection("desk", 0.35, [0, 0, 1, 1], empty, 0.0))
+        return results
+
+    loaded.predictor.predict = with_an_empty_mask  # type: ignore[method-assign]
+    out = tmp_path / "pre.json"
+    written = prelabel([setup["photos"]], loaded, out, fmt=fmt)
+    data = json.loads(out.read_text())
+    if fmt == "coco":
+        regions = len(data["annotations"])
+    else:
+        regions = sum(1 for t in data for r in t["predictions"][0]["result"] if r["type"] == "polygonlabels")
+    assert written.detections == regions == 3 * 8
+
+
 def test_labelstudio_output_tasks_and_config(
     setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -232,6 +260,23 @@ def test_bad_inputs_are_one_line_errors(
     assert code == 2 and "1 photo(s) could not be read" in err
     assert len(json.loads(out.read_text())["images"]) == 3  # the good photos are still written
     assert not list(tmp_path.glob("a.*"))  # nothing written for the refused runs
+
+
+@pytest.mark.parametrize("fmt", ["coco", "labelstudio"])
+def test_no_readable_photo_keeps_the_previous_output(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    out = tmp_path / "prelabel.json"
+    args = ["prelabel", "--model", str(setup["model"]), "--out", str(out), "--format", fmt]
+    assert run([*args, str(setup["photos"])], capsys)[0] == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut off")
+    (tmp_path / "empty.png").write_bytes(b"")
+    code, _, err = run([*args, str(tmp_path / "cut.jpg"), str(tmp_path / "empty.png")], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # after the progress line
+    assert code == 2 and len(errors) == 1, err
+    assert "none of the 2 photo(s) could be read" in err and "cut.jpg" in err and "not written" in err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before
 
 
 def test_cli_defaults_match_the_library() -> None:

@@ -198,6 +198,22 @@ def test_cli_json_and_bad_inputs(
     assert code == 2 and "no such photo, folder or glob" in err
 
 
+def test_cli_a_pool_of_unreadable_photos_is_an_error_not_an_empty_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut off")
+    (pool / "empty.png").write_bytes(b"")
+    out = tmp_path / "next.csv"
+    out.write_text("rank,path\n1,kept.jpg\n")  # an earlier selection
+    args = ["select", str(pool), "--budget", "2", "--strategy", "random", "--out", str(out)]
+    code, _, err = _cli(args, capsys)
+    last = err.splitlines()[-1]  # after the progress line
+    assert code == 2 and last.startswith("error: none of the 2 photo(s) in the pool"), err
+    assert out.read_text() == "rank,path\n1,kept.jpg\n"
+
+
 def test_cli_defaults_match_the_library() -> None:
     from officescore.cli.select import select as cli_select
 

@@ -87,6 +87,19 @@ def test_weights_path_starts_from_an_officescore_checkpoint(
         assert torch.equal(start[key], value), key
 
 
+def test_weights_that_cannot_be_loaded_leave_no_run_folder(data: Path, tmp_path: Path) -> None:
+    """A damaged --weights file is a one-line error before anything is written: no empty run folder
+    (train, then train2 for the next try) is left behind."""
+    damaged = tmp_path / "best.pt"
+    damaged.write_bytes(b"PK\x03\x04 not a whole checkpoint")
+    args = ["train", "--data", str(data), "--weights", str(damaged), "--epochs", "1", "--device", "cpu"]
+    args += ["--arch", "maskrcnn_resnet18_fpn", "--project", str(tmp_path / "runs")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 class _GradNorms:
     """The gradient norm each optimiser step sees (a global step pre-hook: no code path is skipped)."""
 

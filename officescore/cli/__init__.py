@@ -78,6 +78,16 @@ def register_commands() -> None:
     commands.register(app)
 
 
+def _sentence(exc: UserError) -> str:
+    """The error's own sentence. Raised in a DataLoader worker process (a photo of the data set that
+    no longer decodes), torch re-raises it with the worker's traceback as its message; the last line
+    of that traceback is `module.Class: sentence`."""
+    text = str(exc)
+    if "\nOriginal Traceback" in text:
+        text = text.rstrip().rsplit("\n", 1)[-1].split(": ", 1)[-1]
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors -> one red line and exit 2; crashes -> exit 1 (traceback on --debug)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -92,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         if debug:
             err_console.print_exception()
-        err_console.print(Text(f"error: {exc}", style="red"), soft_wrap=True)
+        err_console.print(Text(f"error: {_sentence(exc)}", style="red"), soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

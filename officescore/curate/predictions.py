@@ -30,9 +30,8 @@ def predict_images(
     out: list[dict[str, Any]] = []
     for image, result in zip(images, results, strict=True):
         if result.error is not None:
-            raise DataError(
-                f"{image.path}: {result.error}; fix or remove the photo and re-run `officescore ingest`"
-            )
+            # the error names the photo already ("<path>: truncated or corrupt image (...)")
+            raise DataError(f"{result.error}; fix or remove the photo and re-run `officescore ingest`")
         if (result.width, result.height) != (image.width, image.height):
             raise DataError(
                 f"{image.path}: is {result.width}x{result.height} but the data set says "

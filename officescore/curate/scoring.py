@@ -96,6 +96,8 @@ def calibrate(matches: Iterable[ImageMatch], classes: list[str]) -> Calibration:
         s, same, overlap = _scores(m), _same(m), m.overlap
         confident = s >= CONFIDENT
         for j, lab in enumerate(m.labels):
+            if lab.iscrowd:  # an ignore region (often its box as the mask): no object to find
+                continue
             hit = confident & same[:, j] & (overlap[:, j] >= SUPPORT_IOU) if len(s) else np.zeros(0, bool)
             found[lab.class_name].append(bool(hit.any()))
             if hit.any():
@@ -139,6 +141,8 @@ def image_issues(match: ImageMatch, image_id: int, cal: Calibration) -> list[Iss
     overlap, preds, labels = match.overlap, match.predictions, match.labels
     issues: list[Issue] = []
     for j, lab in enumerate(labels):
+        if lab.iscrowd:  # an ignore region never trains; it only covers what the model finds in it
+            continue
         kinds: dict[str, float] = {}
         best_pred: dict[str, int | None] = {}
         attribute: dict[str, Any] | None = None

@@ -22,7 +22,7 @@ import numpy as np
 
 from officescore.curate.features import UNCERTAINTIES, ImageSignals, image_signals
 from officescore.curate.pool import NEAR_DUP_BITS, hamming, phash, pool_files
-from officescore.errors import ConfigError
+from officescore.errors import BadImageError, ConfigError
 from officescore.files import atomic_write_bytes
 from officescore.progress import SILENT, Reporter
 
@@ -189,6 +189,10 @@ def select(
     labelled_keys = {p.resolve() for p in labelled_files}
     files = [p for p in files if p.resolve() not in labelled_keys]  # already labelled: not a candidate
     hashes, labelled_hashes = _hash_photos(files, labelled_files, reporter)
+    if files and all(h is None for h in hashes):  # an empty list is no answer: say so, write nothing
+        raise BadImageError(
+            f"none of the {len(files)} photo(s) in the pool could be read (the first: {files[0]})"
+        )
     near = _near_labelled(hashes, labelled_hashes)
     excluded = [str(files[i]) for i in np.nonzero(near)[0]]
     unreadable = [str(files[i]) for i, h in enumerate(hashes) if h is None]

@@ -40,8 +40,8 @@ def _few(ids: Sequence[Any]) -> str:
 
 def read_json(path: Path, what: str) -> Any:
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        # bytes: json reads UTF-8 with or without a BOM, and the UTF-16 Windows tools write
+        return json.loads(Path(path).read_bytes())
     except FileNotFoundError:
         raise DataError(f"{what} file {path} does not exist") from None
     except IsADirectoryError:

@@ -382,7 +382,8 @@ def box_region(ann: dict[str, Any], width: int, height: int) -> Rle | None:
         return None
     x, y, w, h = (float(v) for v in bbox)
     x0, y0 = max(0, math.floor(x)), max(0, math.floor(y))
-    x1, y1 = min(width, math.ceil(x + w)), min(height, math.ceil(y + h))
+    # clipped before rounding: x + w may overflow to infinity, which has no integer
+    x1, y1 = math.ceil(min(x + w, width)), math.ceil(min(y + h, height))
     if x1 <= x0 or y1 <= y0:
         return None
     mask = np.zeros((height, width), dtype=np.uint8)
@@ -408,10 +409,12 @@ def check_crowd(ann: dict[str, Any], problem: Any) -> int:
     value = ann.get("iscrowd", 0)
     if value in (0, 1) and not isinstance(value, float):
         return int(value)
+    # read by meaning: the text "0" (a converter's CSV column) is not crowd, though a non-empty string
+    flag = value.strip().lower() not in ("", "0", "false", "no") if isinstance(value, str) else bool(value)
     problem(
-        "iscrowd_invalid", f"iscrowd is {value!r:.20} (expected 0 or 1)", "set to 1" if value else "set to 0"
+        "iscrowd_invalid", f"iscrowd is {value!r:.20} (expected 0 or 1)", "set to 1" if flag else "set to 0"
     )
-    return 1 if value else 0
+    return int(flag)
 
 
 def annotation_id_problem(raw_id: Any, seen: set[Hashable]) -> tuple[str, str] | None:

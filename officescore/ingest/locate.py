@@ -7,14 +7,17 @@ Rules, tried in order (the one that matched is reported by ingest, unless it is 
    `../<data-dir>/media/upload/<project>/1a2b3c4d-scene.jpg`, CVAT `task/frames/x.jpg`);
 3. without Label Studio's upload prefix: `1a2b3c4d-scene.jpg` -> the one file named `scene.jpg`,
    for a folder of the original photos.
-Rules 2 and 3 apply only where unambiguous: two files under the folder with that name, or two
-photos of the export that lose their prefixes to the same name, match nothing (reported, dropped).
+Names match in either Unicode normal form: macOS and zip tools may store "é" as "e" plus a
+combining accent where the export writes one character. Rules 2 and 3 apply only where unambiguous:
+two files under the folder with that name, or two photos of the export that lose their prefixes to
+the same name, match nothing (reported, dropped).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,6 +44,10 @@ def base_name(file_name: str) -> str:
     return file_name.replace("\\", "/").rsplit("/", 1)[-1]
 
 
+def _nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
+
+
 def strip_upload_prefix(name: str) -> str | None:
     match = UPLOAD_PREFIX.match(name)
     return match.group("name") if match else None
@@ -63,8 +70,10 @@ class ImageFinder:
 
     def locate(self, file_name: str) -> Located:
         path = safe_image_path(self.images_dir, file_name)
-        if path is not None and path_exists(path):
-            return Located(path, False, AS_WRITTEN)
+        for spelling in dict.fromkeys((file_name, _nfc(file_name), unicodedata.normalize("NFD", file_name))):
+            written = safe_image_path(self.images_dir, spelling)
+            if written is not None and path_exists(written):
+                return Located(written, False, AS_WRITTEN)
         escaped = path is None
         base = base_name(file_name)
         found = self._named(base)
@@ -96,7 +105,7 @@ class ImageFinder:
             return []
         if self._index is None:
             self._index = self._build_index()
-        return self._index.get(name, [])
+        return self._index.get(_nfc(name), [])
 
     def _build_index(self) -> dict[str, list[Path]]:
         """Every file under the folder by name; each checked to stay inside it (links included)."""
@@ -112,6 +121,6 @@ class ImageFinder:
             for name in sorted(files):
                 relative = os.path.relpath(Path(folder, name), root)
                 path = safe_image_path(root, relative)
-                if path is not None and path.is_file() and path not in index.get(name, []):
-                    index.setdefault(name, []).append(path)  # two links to one file are one file
+                if path is not None and path.is_file() and path not in index.get(_nfc(name), []):
+                    index.setdefault(_nfc(name), []).append(path)  # two links to one file are one file
         return index

@@ -89,7 +89,8 @@ def read_export(export: Path) -> dict[str, Any]:
     if not export.is_file():
         raise DataError(f"{export}: no such file; give the path of the COCO export (.json)")
     try:
-        data = json.loads(export.read_text(encoding="utf-8-sig"))
+        # bytes: json reads UTF-8 with or without a BOM, and the UTF-16 Windows tools write
+        data = json.loads(export.read_bytes())
     except UnicodeDecodeError as exc:
         raise DataError(f"{export}: not a text file, so not a COCO export ({exc.reason})") from exc
     except json.JSONDecodeError as exc:
@@ -145,7 +146,7 @@ def _scan_images(
             stage.advance(1)
             file_name = entry.get("file_name") if isinstance(entry, dict) else None
             key = id_key(entry.get("id")) if isinstance(entry, dict) else None
-            if not isinstance(file_name, str) or key is None:
+            if not isinstance(file_name, str) or not file_name.strip() or key is None:
                 what = f"image entry {entry!r:.60} has no usable id or file_name"
                 problems.append(Problem(str(file_name or ""), "", "image_invalid", what, "dropped"))
                 continue

@@ -26,7 +26,7 @@ from urllib.parse import quote
 from officescore import __version__
 from officescore import masks as masklib
 from officescore.attributes import load_schema
-from officescore.errors import ConfigError
+from officescore.errors import BadImageError, ConfigError
 from officescore.files import atomic_write_json, check_output_file, relative_to_file
 from officescore.label.formats import BRUSH, MASK_KINDS, POLYGON, LabelSchema, make_task, write_tasks
 from officescore.label.predict import LoadedPredictor, detect
@@ -122,10 +122,17 @@ def prelabel(
         if not r.ok
     ]
     good = [(img, name, r) for img, name, r in zip(images, names, results, strict=True) if r.ok]
-    count = sum(len(r.detections) for _, _, r in good)
+    if failed and not good:  # an empty file must not replace what --out holds
+        more = f"; and {len(failed) - 1} more" if len(failed) > 1 else ""
+        first = failed[0]["error"]
+        raise BadImageError(
+            f"none of the {len(failed)} photo(s) could be read ({first}{more}); {out} not written"
+        )
     if fmt == COCO:
-        atomic_write_json(out, coco_file(good, loaded, mask, simplify), indent=1)
-        return PrelabelResult(out, fmt, loaded.version, len(good), count, None, failed)
+        coco = coco_file(good, loaded, mask, simplify)
+        atomic_write_json(out, coco, indent=1)
+        # those written: a detection whose mask has no pixel at the photo's size has no region
+        return PrelabelResult(out, fmt, loaded.version, len(good), len(coco["annotations"]), None, failed)
     # Per-region choices for the model's attributes (else the default schema's, for labellers to set).
     attributes = loaded.predictor.attributes or load_schema()
     schema = LabelSchema(tuple(loaded.classes), mask, attributes=attributes)
@@ -147,7 +154,8 @@ def prelabel(
             )
             stage.advance(1)
     _, config = write_tasks(out, tasks, schema)
-    return PrelabelResult(out, fmt, loaded.version, len(good), count, config, failed)
+    regions = [r for t in tasks for r in t["predictions"][0]["result"] if r["type"] == schema.result_type]
+    return PrelabelResult(out, fmt, loaded.version, len(good), len(regions), config, failed)
 
 
 def coco_file(

@@ -99,11 +99,12 @@ def setup(
     train_set, val_set = _load_data(config)
     classes = list(train_set.classes)
     notes: list[str] = []
-    run_dir = _run_folder(config, ctx, resuming=checkpoint is not None)
     model_kwargs = config.resolved_model_kwargs()
     if train_set.labelled_attributes:  # the attribute head; model_kwargs {"attributes": {}} turns it off
         model_kwargs.setdefault("attributes", train_set.attributes.to_dict())
     model = _build_model(config, classes, model_kwargs, checkpoint, notes).to(device)
+    # only now: --weights that cannot be loaded must not leave an empty run folder behind
+    run_dir = _run_folder(config, ctx, resuming=checkpoint is not None)
 
     pool = list(range(len(train_set)))[: config.max_train_images or None]
     steps_per_epoch = math.ceil(math.ceil(len(pool) / ctx.world_size) / config.batch_size)
