@@ -25,6 +25,21 @@ MAX_PIXELS = 89_478_485  # Pillow's own default: about 9459 x 9459
 REDUCE_ABOVE = 2.0
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+_HEIF_SUFFIXES = (".heic", ".heif")
+
+
+def _read_heif() -> bool:
+    """Teach Pillow HEIC/HEIF (phone photos) when pillow-heif is installed (`officescore[heic]`):
+    optional, as its wheels bundle GPL-licensed codecs."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
+HEIF_READABLE = _read_heif()
 
 
 @dataclass(frozen=True)
@@ -72,6 +87,11 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImageError(f"{path}: too many pixels (possible decompression bomb)") from exc
     except UnidentifiedImageError as exc:
+        if path.suffix.lower() in _HEIF_SUFFIXES and not HEIF_READABLE:
+            raise BadImageError(
+                f"{path}: a HEIC/HEIF photo; pip install 'officescore[heic]' (pillow-heif) to read it, "
+                "or convert it to JPEG"
+            ) from exc
         raise BadImageError(f"{path}: not an image Pillow can read") from exc
     except OSError as exc:
         raise BadImageError(f"{path}: cannot read ({exc})") from exc
@@ -165,7 +185,7 @@ def fit_for_model(
 
 
 # Folders bring every photo format: GIF (scrape keeps them), AVIF (Pillow reads it), HEIC/HEIF (phones;
-# without a Pillow plugin each is reported as unreadable instead of being skipped in silence).
+# read with officescore[heic], else each is reported as unreadable instead of skipped in silence).
 IMAGE_SUFFIXES = (
     ".jpg",
     ".jpeg",

@@ -88,6 +88,25 @@ def test_16_bit_grey_photos_keep_their_tones(tmp_path: Path) -> None:
         assert np.abs(np.asarray(decoded)[..., 1].astype(int) - grey).max() <= 1
 
 
+def test_16_bit_grey_photos_keep_their_tones_everywhere_they_are_read(tmp_path: Path) -> None:
+    """The other readers of photos: a click's photo from Label Studio, a scraped photo's perceptual
+    hash (so duplicates are found), and the drawing of a score, all see the 8-bit photo."""
+    from officescore.infer.drawing import draw
+    from officescore.label.interactive.clicker import _decode
+    from officescore.scrape.download import DownloadConfig, verify_image
+
+    rows = np.random.default_rng(0).integers(0, 256, (32, 32)).repeat(8, axis=0).repeat(8, axis=1)
+    deep, flat = tmp_path / "deep.png", tmp_path / "flat.png"
+    Image.fromarray((rows * 257).astype(np.uint16)).save(deep)
+    Image.fromarray(rows.astype(np.uint8)).save(flat)
+    assert np.abs(_decode(deep.read_bytes(), "deep.png")[..., 0].astype(int) - rows).max() <= 1
+    config = DownloadConfig()
+    assert verify_image(deep, config)[3] == verify_image(flat, config)[3]  # the same phash
+    with Image.open(deep) as opened:
+        drawn = np.asarray(draw(opened, []))[..., 0].astype(int)
+    assert np.abs(drawn - rows).max() <= 1
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [(b"", "empty"), (b"<html>not an image</html>", "not an image"), (None, "no such file")],

@@ -151,20 +151,29 @@ def test_expand_inputs(files: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_folders_bring_every_photo_format(
-    predictor: Predictor, files: dict[str, Path], tmp_path: Path
+    predictor: Predictor, files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A folder's GIFs (scrape keeps them), AVIFs and phones' HEICs are photos too: read, or reported
-    as unreadable, never left out in silence."""
+    """A folder's GIFs (scrape keeps them), AVIFs and phones' HEICs are photos too: read (HEIC with
+    officescore[heic], which the tests install), or reported as unreadable, never left out in silence.
+    Without pillow-heif a HEIC's error says how to read it."""
+    from officescore import images
+
     photo = Image.open(files["scenes"] / "scene_0.jpg")
     photo.save(tmp_path / "a.gif")
     (tmp_path / "b.avif").write_bytes(b"")
-    (tmp_path / "c.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")  # no plugin here: unreadable
+    photo.save(tmp_path / "c.HEIC")
+    (tmp_path / "d.heif").write_bytes(b"\x00\x00\x00\x18ftypheic")  # a header, no photo
     (tmp_path / "notes.txt").write_text("not a photo")
     found = expand_inputs([tmp_path])
-    assert found == [tmp_path / "a.gif", tmp_path / "b.avif", tmp_path / "c.HEIC"]
-    gif, avif, heic = predictor.predict(found, workers=0)
+    assert found == [tmp_path / "a.gif", tmp_path / "b.avif", tmp_path / "c.HEIC", tmp_path / "d.heif"]
+    gif, avif, heic, broken = predictor.predict(found, workers=0)
     assert gif.ok and (gif.width, gif.height) == photo.size
-    assert "empty file" in str(avif.error) and "not an image Pillow can read" in str(heic.error)
+    assert heic.ok and (heic.width, heic.height) == photo.size
+    decoded = np.asarray(images.load_image(found[2]), dtype=float)  # lossy, but the same picture
+    assert np.abs(decoded - np.asarray(photo.convert("RGB"), dtype=float)).mean() < 8
+    assert "empty file" in str(avif.error) and str(broken.error).endswith("not an image Pillow can read")
+    monkeypatch.setattr(images, "HEIF_READABLE", False)  # as without officescore[heic]
+    assert "pip install 'officescore[heic]'" in str(predictor.predict([found[3]], workers=0)[0].error)
 
 
 def test_img_size_changes_the_model_resize(files: dict[str, Path]) -> None:

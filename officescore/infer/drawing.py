@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 from officescore import masks as masklib
+from officescore.images import to_rgb
 
 if TYPE_CHECKING:  # infer imports this module; only type names come back from it
     from officescore.infer.detection import Detection
@@ -90,7 +91,7 @@ def draw(
 ) -> Image.Image:
     """The photo at `width` pixels wide (default: its own) with filled, outlined masks, labels and
     (with `score`) the score banner. Boxes are drawn only for detections without a usable mask."""
-    rgb = image.convert("RGB")
+    rgb = to_rgb(image)
     out_w = int(width or rgb.width)
     out_h = max(1, round(rgb.height * out_w / rgb.width))
     scale = out_w / rgb.width

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
-from officescore.images import MAX_PIXELS
+from officescore.images import MAX_PIXELS, to_rgb
 
 K = TypeVar("K")
 
@@ -241,7 +241,7 @@ def verify_image(path: Path, config: DownloadConfig) -> tuple[str, int, int, str
                         "too_small",
                         f"{width}x{height} is under the {config.min_width}x{config.min_height} minimum",
                     )
-                rgb = ImageOps.exif_transpose(image).convert("RGB")
+                rgb = to_rgb(ImageOps.exif_transpose(image))
                 return FORMAT_EXTENSIONS[fmt], width, height, str(imagehash.phash(rgb))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _Rejected("too_large", "too many pixels (possible decompression bomb)") from None

@@ -189,14 +189,14 @@ def _decode(data: bytes, name: str) -> np.ndarray:
 
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    from officescore.images import MAX_PIXELS
+    from officescore.images import MAX_PIXELS, to_rgb
 
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_PIXELS:
                 raise BadImageError(f"{name}: {image.width}x{image.height} is too large a photo")
             image.load()
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+            return np.asarray(to_rgb(ImageOps.exif_transpose(image)))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise BadImageError(f"{name}: not a readable image ({exc})") from None
 
