@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -425,6 +427,36 @@ def test_pinned_https_keeps_sni_and_certificate_checks(
         assert "certificate" in (by_address.error or "")
     finally:
         tls.stop()
+
+
+class _Drip(FakeServer):
+    """Sends a JPEG (about 7 KB: under one 64 KiB read piece) 100 bytes at a time, 0.1 s apart: each
+    read is within the read timeout, the whole body takes about 7 s. /gzip sends it compressed, whole."""
+
+    def route(self, method: str, path: str, query: dict, body: bytes, headers: dict) -> Reply:
+        jpeg = encode(scene(7))
+        if path == "/gzip":
+            return Reply(200, gzip.compress(jpeg), {"Content-Type": "image/jpeg", "Content-Encoding": "gzip"})
+        return Reply(200, jpeg, {"Content-Type": "image/jpeg"}, chunks=len(jpeg) // 100, pause=0.1)
+
+
+def test_a_slow_drip_is_cut_off_at_the_total_timeout(tmp_path: Path) -> None:
+    from officescore.scrape import download
+
+    server = _Drip().start()
+    try:
+        config = replace(PRIVATE_OK, read_timeout=1.0, total_timeout=1.0, retries=0)
+        started = time.monotonic()
+        dripped = download.Downloader(config, tmp_path).fetch(f"{server.url}/drip")
+        took = time.monotonic() - started
+        whole = download.Downloader(config, tmp_path).fetch(f"{server.url}/gzip")
+    finally:
+        server.stop()
+    assert dripped.status == "timeout" and "took over 1s" in (dripped.error or ""), dripped
+    assert took < 3.0  # not the 7 s the body takes to drip in
+    assert whole.status == "fetched" and whole.sha256 == hashlib.sha256(encode(scene(7))).hexdigest()
+    whole.discard()
+    assert not list(tmp_path.glob(".*.part"))
 
 
 # ---- rate limits and outages ------------------------------------------------------------------------

@@ -353,6 +353,7 @@ class Downloader:
 
     def _stream(self, response: Any, temp: Path) -> tuple[int, str]:
         import requests
+        import urllib3
 
         cap = self.config.max_bytes
         declared = response.headers.get("Content-Length")
@@ -363,7 +364,7 @@ class Downloader:
         deadline = time.monotonic() + self.config.total_timeout
         try:
             with open(temp, "wb") as handle:
-                for chunk in response.iter_content(64 * 1024):
+                for chunk in _arriving(response, 64 * 1024):
                     size += len(chunk)
                     if size > cap:
                         raise _Rejected("too_large", f"over the {cap:,}-byte cap")
@@ -373,7 +374,7 @@ class Downloader:
                     handle.write(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             status = "timeout" if "timed out" in str(exc).lower() else "http_error"
             raise _Retry(status, f"download interrupted: {type(exc).__name__}") from None
         if size == 0:
@@ -409,6 +410,18 @@ class Downloader:
                     if not future.cancelled():
                         with contextlib.suppress(Exception):  # best-effort cleanup
                             future.result().discard()
+
+
+def _arriving(response: Any, size: int) -> Iterator[bytes]:
+    """The body as it arrives, at most `size` bytes a piece. iter_content waits until a whole piece
+    is in, so a server dripping a byte at a time (each within the read timeout) would hold it for
+    days, past the total deadline; read1 returns what one read got."""
+    raw = response.raw
+    if not hasattr(raw, "read1"):  # urllib3 < 2.1: whole pieces only
+        yield from response.iter_content(size)
+        return
+    while chunk := raw.read1(size, decode_content=True):
+        yield chunk
 
 
 def _interleave_hosts(items: list[tuple[K, str]]) -> list[tuple[K, str]]:
