@@ -459,6 +459,42 @@ def test_a_slow_drip_is_cut_off_at_the_total_timeout(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.part"))
 
 
+class _Busy(FakeServer):
+    """An image CDN that answers a burst with 429 (Retry-After: 1, or none) before the photo."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: dict[str, int] = {"/after": 1, "/bare": 2}
+
+    def route(self, method: str, path: str, query: dict, body: bytes, headers: dict) -> Reply:
+        with self.lock:
+            busy = self.refused.get(path, 0) > 0
+            self.refused[path] = self.refused.get(path, 0) - 1
+        if busy:
+            wait = {"Retry-After": "1"} if path == "/after" else {}
+            return Reply(429, b"Too Many Requests", {"Content-Type": "text/plain", **wait})
+        return Reply(200, encode(scene(8)), {"Content-Type": "image/jpeg"})
+
+
+def test_an_image_host_429_is_waited_out_and_retried(tmp_path: Path) -> None:
+    from officescore.scrape import download
+
+    server = _Busy().start()
+    try:
+        fetcher = download.Downloader(replace(PRIVATE_OK, retries=2), tmp_path)
+        started = time.monotonic()
+        after = fetcher.fetch(f"{server.url}/after")
+        waited = time.monotonic() - started
+        bare = fetcher.fetch(f"{server.url}/bare")
+    finally:
+        server.stop()
+    assert after.status == "fetched" and after.attempts == 2, after
+    assert waited >= 1.0  # its Retry-After was honoured
+    assert bare.status == "fetched" and bare.attempts == 3, bare
+    after.discard()
+    bare.discard()
+
+
 # ---- rate limits and outages ------------------------------------------------------------------------
 
 

@@ -65,7 +65,9 @@ def scrape(
     workers: int = typer.Option(16, "--workers", help="Concurrent downloads."),
     per_host: int = typer.Option(8, "--per-host", help="Concurrent downloads per host."),
     timeout: float = typer.Option(15.0, "--timeout", help="Read timeout per download, seconds."),
-    retries: int = typer.Option(2, "--retries", help="Retries after timeouts and 5xx (never 4xx)."),
+    retries: int = typer.Option(
+        2, "--retries", help="Retries after timeouts, 5xx and 429 (never other 4xx)."
+    ),
     max_bytes: int = typer.Option(20 * 1024 * 1024, "--max-bytes", help="Largest download in bytes."),
     min_size: int = typer.Option(256, "--min-size", help="Smallest width and height kept, pixels."),
     near_dup: int = typer.Option(

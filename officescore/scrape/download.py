@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from officescore.images import MAX_PIXELS, to_rgb
+from officescore.scrape.providers.base import retry_after_seconds
 
 K = TypeVar("K")
 
@@ -43,6 +44,7 @@ FORMAT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", 
 # Image hosts (upload.wikimedia.org among them) ask for an agent that says who is fetching.
 USER_AGENT = "officescore/0.1 (dataset builder; +https://github.com/officescore/officescore)"
 REDIRECT_CODES = (301, 302, 303, 307, 308)
+MAX_RETRY_AFTER = 30.0  # seconds: the longest Retry-After a download waits before its next try
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class DownloadConfig:
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
     total_timeout: float = 60.0  # a slow-dripping server is cut off after this many seconds
-    retries: int = 2  # extra attempts after timeouts, dropped connections and 5xx
+    retries: int = 2  # extra attempts after timeouts, dropped connections, 5xx and 429
     backoff: float = 0.5  # seconds before the first retry; doubles each time
     max_bytes: int = 20 * 1024 * 1024
     min_width: int = 256
@@ -95,11 +97,12 @@ class _Rejected(Exception):
 
 
 class _Retry(Exception):
-    """Worth another attempt (timeout, dropped connection, 5xx)."""
+    """Worth another attempt (timeout, dropped connection, 5xx, 429), after `wait` s at least."""
 
-    def __init__(self, status: str, error: str) -> None:
+    def __init__(self, status: str, error: str, wait: float = 0.0) -> None:
         super().__init__(error)
         self.status = status
+        self.wait = wait
 
 
 def _is_public(address: str) -> bool:
@@ -297,7 +300,7 @@ class Downloader:
             except _Retry as exc:
                 result.status, result.error = exc.status, self._scrub(str(exc))
                 if attempt < self.config.retries:
-                    time.sleep(self.config.backoff * (2**attempt))
+                    time.sleep(max(self.config.backoff * (2**attempt), exc.wait))
         return result
 
     def _fetch_once(self, url: str, result: Fetched) -> Fetched:
@@ -345,6 +348,10 @@ class Downloader:
                         continue
                     if response.status_code >= 500:
                         raise _Retry("http_error", f"HTTP {response.status_code}")
+                    if response.status_code == 429:
+                        # Too many requests: the photo is fine (image CDNs answer bursts so).
+                        wait = retry_after_seconds(response.headers.get("Retry-After"), 0.0)
+                        raise _Retry("http_error", "HTTP 429", min(wait, MAX_RETRY_AFTER))
                     if response.status_code != 200:
                         raise _Rejected("http_error", f"HTTP {response.status_code}")
                     size, sha = self._stream(response, temp)
