@@ -129,6 +129,28 @@ def test_user_errors_exit_2_with_one_line(
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err + out
 
 
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_query_is_refused_before_any_call(
+    cwd: Path, capsys: pytest.CaptureFixture[str], host: ImageHost, blank: str
+) -> None:
+    server = FakeOpenverse(lambda q, i: f"{host.url}/good/{i % 12}?i={i}", total=20).start()
+    try:
+        args = ["--provider", "openverse", "--api-endpoint", server.url, "--out", "raw"]
+        args += ["--allow-private-hosts", "--min-size", "64", "-n", "20"]
+        code, out, err = run_cli(["-q", blank, *args], capsys)
+        assert code == 2 and err.startswith("error: -q: a query is empty") and len(err.splitlines()) == 1
+        assert server.counts.total() == 0 and not (cwd / "raw").exists()
+        # A -q value is read like a --queries line: surrounding spaces are not a new query.
+        assert run_cli(["-q", "  cozy office ", "--json", *args], capsys)[0] == 0
+        assert run_cli(["-q", "cozy office", "--json", *args], capsys)[0] == 0
+    finally:
+        server.stop()
+    db = sqlite3.connect(cwd / "raw" / "manifest.sqlite")
+    assert db.execute("SELECT DISTINCT query FROM pages").fetchall() == [("cozy office",)]
+    db.close()
+    assert server.counts["/v1/images/"] == 1  # the second run had nothing left to pay for
+
+
 def test_wrong_key_is_one_line_without_the_key(
     cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, google: FakeCustomSearch
 ) -> None:

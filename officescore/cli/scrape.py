@@ -93,7 +93,7 @@ def scrape(
 
     if show_status and export_dir is not None:
         raise ConfigError("--status and --export are separate actions; give one of them")
-    chosen = list(query or [])
+    chosen = [q.strip() for q in query or []]  # read like --queries lines: " desk" is "desk"
     if queries is not None:
         chosen += read_queries(queries)
     config = ScrapeConfig(

@@ -99,6 +99,9 @@ class ScrapeConfig:
             raise ConfigError(f"--provider must be one of {', '.join(PROVIDERS)}, not {self.provider!r}")
         if not self.queries:
             raise ConfigError("no queries: give -q QUERY, --queries FILE, or neither for the default list")
+        if any(not query.strip() for query in self.queries):
+            # An empty search is a search for anything: it would spend the quota on random photos.
+            raise ConfigError("-q: a query is empty; give words to search for (an unset shell variable?)")
         if self.per_query < 1:
             raise ConfigError("--per-query must be at least 1")
         if (self.daily_quota is not None and self.daily_quota < 0) or (
