@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakeservers import FakeCustomSearch, FakeOpenverse, ImageHost
@@ -149,6 +150,40 @@ def test_a_blank_query_is_refused_before_any_call(
     assert db.execute("SELECT DISTINCT query FROM pages").fetchall() == [("cozy office",)]
     db.close()
     assert server.counts["/v1/images/"] == 1  # the second run had nothing left to pay for
+
+
+def test_status_and_export_read_a_folder_that_cannot_be_written(
+    cwd: Path, capsys: pytest.CaptureFixture[str], host: ImageHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = FakeOpenverse(lambda q, i: f"{host.url}/good/{i % 12}?i={i}", total=20).start()
+    try:
+        args = ["-q", "cozy office", "--provider", "openverse", "--api-endpoint", server.url, "--out", "raw"]
+        assert run_cli([*args, "--allow-private-hosts", "--min-size", "64", "-n", "20"], capsys)[0] == 0
+    finally:
+        server.stop()
+    raw = (cwd / "raw").resolve()
+    before = (raw / "manifest.sqlite").read_bytes()
+    # A read-only mount or another user's folder (imitated: the tests may run as root). There
+    # SQLite cannot open a WAL database, not even to read it.
+    real_access, real_connect = os.access, sqlite3.connect
+
+    def access(path: Any, mode: int, **kwargs: Any) -> bool:
+        return not (mode & os.W_OK and Path(path).resolve() == raw) and real_access(path, mode, **kwargs)
+
+    def connect(target: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if not kwargs.get("uri") and Path(target).resolve().parent == raw:
+            raise sqlite3.OperationalError("unable to open database file")
+        return real_connect(target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    code, out, err = run_cli(["--status", "--json", *args], capsys)
+    assert code == 0, err
+    assert [q["pages"] for q in json.loads(out)["queries"]] == [1]
+    code, out, err = run_cli(["--export", "credits", "--out", "raw"], capsys)
+    assert code == 0 and "exported 20 manifest row(s), 12 kept image(s)" in out, err
+    assert (cwd / "credits" / "ATTRIBUTION.md").read_text(encoding="utf-8").count("### ") == 12
+    assert (raw / "manifest.sqlite").read_bytes() == before
 
 
 def test_wrong_key_is_one_line_without_the_key(

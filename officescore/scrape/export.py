@@ -172,7 +172,7 @@ def export(raw_dir: Path, folder: Path) -> ExportResult:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create export folder {folder}: {exc.strerror or exc}") from None
-    with Manifest(path) as manifest:
+    with Manifest(path, read_only=True) as manifest:
         rows = list(manifest.rows())
     kept = [row for row in rows if row["status"] == "ok" and row["path"]]
 

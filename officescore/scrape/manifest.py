@@ -7,6 +7,7 @@ and the next one continues from it. WAL mode lets `--status` read while a scrape
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -123,16 +124,26 @@ class QueryProgress:
 class Manifest:
     """The manifest database. Use from one thread; open with `Manifest.open(out_dir)`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # --status and --export in a folder we may not write (a read-only mount or copy): SQLite
+        # cannot open a WAL database there even read-only (it needs its -shm file), so it is
+        # opened as immutable, which nothing can contradict in such a folder.
+        self.frozen = read_only and self.path.is_file() and not os.access(self.path.parent, os.W_OK)
+        if not self.frozen:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(_SCHEMA)
+            if self.frozen:
+                uri = f"{self.path.resolve().as_uri()}?immutable=1"
+                self.db = sqlite3.connect(uri, uri=True, isolation_level=None)
+                self.db.row_factory = sqlite3.Row
+            else:
+                self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                self.db.row_factory = sqlite3.Row
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.execute("PRAGMA foreign_keys=ON")
+                self.db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise DataError(
                 f"{self.path}: not a usable manifest ({exc}); move it away to start afresh"
@@ -154,9 +165,9 @@ class Manifest:
 
     def _check_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        if row is None:
+        if row is None and not self.frozen:
             self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row["value"]) != SCHEMA_VERSION:
+        elif row is not None and int(row["value"]) != SCHEMA_VERSION:
             raise DataError(
                 f"{self.path}: manifest schema {row['value']} is not {SCHEMA_VERSION}; "
                 "use the officescore version that wrote it"

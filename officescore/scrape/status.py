@@ -89,7 +89,7 @@ def status(config: ScrapeConfig) -> ScrapeStatus:
     path = Path(config.out) / MANIFEST_NAME
     if not path.is_file():  # nothing scraped yet: an empty status, and no files created for it
         path = Path(":memory:")
-    with Manifest(path) as manifest:
+    with Manifest(path, read_only=True) as manifest:
         try:
             name, notices = choose_provider(config, manifest)
         except ProviderClosedError as exc:  # --provider google after the cut-off: still report
