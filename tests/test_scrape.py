@@ -571,6 +571,50 @@ def test_a_failing_search_still_downloads_what_was_found(tmp_path: Path, google:
     assert sorted(google.ok_pages) == [("desk", 1), ("desk", 11), ("desk", 21)]
 
 
+@pytest.mark.parametrize("where", ["manifest", "download"])
+def test_a_full_disk_is_one_line_and_the_next_run_continues(
+    tmp_path: Path, host: ImageHost, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    import errno
+    import os
+
+    from officescore.scrape.manifest import Manifest
+
+    server = FakeOpenverse(lambda q, i: f"{host.url}/good/{i % 12}?i={i}", total=20).start()
+    config = openverse_config(tmp_path, server, per_query=20)
+    written = {"n": 0}
+    real_outcome, real_fsync = Manifest.set_outcome, os.fsync
+
+    def set_outcome(self: Manifest, row_id: int, **fields: Any) -> None:
+        written["n"] += 1
+        if written["n"] > 3:  # the fourth photo's row: SQLite cannot grow its WAL
+            raise sqlite3.OperationalError("database or disk is full")
+        real_outcome(self, row_id, **fields)
+
+    def fsync(fd: int) -> None:
+        written["n"] += 1
+        if written["n"] > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    try:
+        with monkeypatch.context() as patch:
+            if where == "manifest":
+                patch.setattr(Manifest, "set_outcome", set_outcome)
+            else:
+                patch.setattr(os, "fsync", fsync)
+            with pytest.raises(ConfigError) as full:
+                scrape(config)
+        assert str(full.value).startswith(f"the disk holding --out {config.out} is full (")
+        assert "run the same command again" in str(full.value) and "\n" not in str(full.value)
+        assert 1 <= sum(row["status"] == "ok" for row in rows(config.out)) <= 3  # kept what was saved
+        again = scrape(config)  # room again: no page paid twice, the rest downloaded
+    finally:
+        server.stop()
+    assert again.calls == 0 and server.counts["/v1/images/"] == 1
+    assert {row["status"] for row in rows(config.out)} <= {"ok", "duplicate"} and again.kept_total == 12
+
+
 class _NotAnApi(FakeServer):
     """A wrong --api-endpoint: answers 200 with a web page (or a JSON list) to everything."""
 

@@ -26,7 +26,9 @@ settings.choose_provider). A closure answer in the middle of an auto run switche
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -136,6 +138,23 @@ class ScrapeResult:
             "message": self.message,
             "notices": self.notices,
         }
+
+
+@contextmanager
+def _full_disk(out: Path) -> Iterator[None]:
+    """A full disk is the user's to fix, not a crash: one line. Every commit before it stands (calls
+    counted, pages and downloads recorded), so the same command continues once there is room."""
+    try:
+        yield
+    except (sqlite3.OperationalError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        if isinstance(exc, sqlite3.OperationalError) and "full" not in str(exc):
+            raise
+        raise ConfigError(
+            f"the disk holding --out {out} is full ({exc.strerror if isinstance(exc, OSError) else exc}); "
+            "free some space and run the same command again: what was saved so far is kept"
+        ) from None
 
 
 @contextmanager
@@ -423,7 +442,7 @@ def scrape(config: ScrapeConfig, reporter: Reporter = SILENT) -> ScrapeResult:
     if config.provider != AUTO:  # closure, key and rights problems show before any folder is made
         choose_provider(config)
         make_provider(config)
-    with _exclusive(out), Manifest.open(out) as manifest:
+    with _full_disk(out), _exclusive(out), Manifest.open(out) as manifest:
         name, notices = choose_provider(config, manifest)
         provider = make_provider(config, name)
         removed = clean_partial_files(images)
