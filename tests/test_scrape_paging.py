@@ -101,3 +101,29 @@ def test_never_past_the_cap_whatever_next_page_says(server: FakeCustomSearch, tm
     starts = _starts(server)
     assert starts[-1] == (91, 9) and all(start + num <= 100 for start, num in starts)
     assert result.pages == 10 and result.new_results == 99
+
+
+def test_a_page_row_deleted_by_hand_does_not_fail_every_run(server: FakeCustomSearch, tmp_path: Path) -> None:
+    import sqlite3
+
+    from officescore.scrape.manifest import MANIFEST_NAME
+
+    config = ScrapeConfig(
+        queries=["home office"],
+        per_query=40,
+        daily_quota=2,
+        out=tmp_path / "raw",
+        api_endpoint=server.url,
+        google_key=KEY,
+        google_cx=CX,
+        download=NO_DOWNLOADS,
+    )
+    assert scrape(config).pages == 2
+    db = sqlite3.connect(config.out / MANIFEST_NAME)
+    with db:
+        db.execute("DELETE FROM pages WHERE page = 1")  # "fetch page 1 again", by hand
+    db.close()
+    server.requests.clear()
+    config.daily_quota = 3
+    result = scrape(config)  # was: the call for page 2 paid, then a UNIQUE constraint error
+    assert _starts(server) == [(21, 10)] and (result.pages, result.calls) == (1, 1)

@@ -263,8 +263,11 @@ class Manifest:
 
     # ---- pages and results --------------------------------------------------------------------
     def progress(self, provider: str, query: str, filters: str) -> QueryProgress:
+        # The highest page, not how many: with a page row deleted by hand the count would name a
+        # page that is there, whose insert fails after its call was paid, on every run.
         row = self.db.execute(
-            "SELECT COUNT(*) AS pages, COALESCE(MAX(last), 0) AS last, COALESCE(SUM(results), 0) AS n "
+            "SELECT COALESCE(MAX(page), 0) AS pages, COALESCE(MAX(last), 0) AS last, "
+            "COALESCE(SUM(results), 0) AS n "
             "FROM pages WHERE provider=? AND query=? AND filters=?",
             (provider, query, filters),
         ).fetchone()
