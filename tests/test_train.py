@@ -346,6 +346,17 @@ def test_early_stop_after_patience(tiny_data: Path, tmp_path: Path) -> None:
     assert len(load_checkpoint(result.last_checkpoint)["metrics"]) == 2
 
 
+def test_an_empty_val_split_does_not_count_towards_patience(tiny_data: Path, tmp_path: Path) -> None:
+    # nothing validated is no validation without gain: patience 1 must not stop after epoch 1
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    val = json.loads((data / "val.json").read_text())
+    (data / "val.json").write_text(json.dumps({**val, "images": [], "annotations": []}))
+    result = train(_config(data, tmp_path / "runs", epochs=2, patience=1))
+    assert not result.stopped_early and result.epochs_completed == 2
+    assert result.best_checkpoint is None and any("val split has no images" in n for n in result.notes)
+
+
 def test_non_finite_loss_names_the_step(tiny_data: Path, tmp_path: Path) -> None:
     config = _config(tiny_data, tmp_path / "runs", lr=1e12, warmup_iters=50, epochs=3)
     with pytest.raises(ModelError) as info:

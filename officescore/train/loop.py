@@ -161,7 +161,7 @@ def _end_epoch(run: Run, state: State, metrics: dict[str, Any] | None) -> bool:
     row = state.pending_row
     assert row is not None
     stop = False
-    if metrics is not None:
+    if metrics:  # {}: an empty val split validated nothing, so patience has nothing to count
         row.update(metrics)
         improved = metrics.get("segm_map") is not None and (
             state.best_metric is None or metrics["segm_map"] > state.best_metric

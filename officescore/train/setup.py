@@ -99,6 +99,11 @@ def setup(
     train_set, val_set = _load_data(config)
     classes = list(train_set.classes)
     notes: list[str] = []
+    if len(val_set) == 0:  # training goes on, but nothing can pick a best.pt: say where the model is
+        notes.append(
+            f"--data {config.data}: the val split has no images, so nothing is validated and no "
+            "best.pt is written; the model is weights/last.pt"
+        )
     model_kwargs = config.resolved_model_kwargs()
     if train_set.labelled_attributes:  # the attribute head; model_kwargs {"attributes": {}} turns it off
         model_kwargs.setdefault("attributes", train_set.attributes.to_dict())
