@@ -346,6 +346,15 @@ def test_early_stop_after_patience(tiny_data: Path, tmp_path: Path) -> None:
     assert len(load_checkpoint(result.last_checkpoint)["metrics"]) == 2
 
 
+def test_resuming_an_early_stopped_run_trains_no_more(tiny_data: Path, tmp_path: Path) -> None:
+    result = train(_config(tiny_data, tmp_path / "runs", epochs=4, lr=1e-9, patience=1))
+    assert result.stopped_early and result.epochs_completed == 2
+    resumed = train(TrainConfig(resume=result.last_checkpoint, device="cpu", workers=0))
+    assert resumed.stopped_early and resumed.epochs_completed == 2
+    assert len(load_checkpoint(result.last_checkpoint)["metrics"]) == 2
+    assert len(list(csv.DictReader((result.run_dir / "metrics.csv").open()))) == 2
+
+
 def test_an_empty_val_split_does_not_count_towards_patience(tiny_data: Path, tmp_path: Path) -> None:
     # nothing validated is no validation without gain: patience 1 must not stop after epoch 1
     data = tmp_path / "data"

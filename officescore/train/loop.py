@@ -113,7 +113,10 @@ def _run(
         notes=run.notes,
         warn=run.reporter.log,
     )
-    stopped_early = False
+    # An early-stopped run stays stopped: resuming it must not train (and log) one more epoch.
+    stopped_early = bool(config.patience) and state.bad_validations >= config.patience
+    if stopped_early:
+        run.notes.append(f"the run stopped early after epoch {state.epoch} (--patience): nothing to resume")
     status = "failed"
     artefacts: list[Path] = []  # for MLflow, once the run finished
     try:
