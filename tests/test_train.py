@@ -21,10 +21,10 @@ import torch
 from trainsetup import FAST_MODEL, SCENE_MODEL, cli_model_options, make_dataset, small_config
 
 from officescore.cli import main
-from officescore.errors import ModelError
+from officescore.errors import ConfigError, ModelError
 from officescore.model import load_checkpoint
 from officescore.progress import Reporter, Stage
-from officescore.runs import next_run_dir
+from officescore.runs import lock_run_dir, next_run_dir
 from officescore.train import Terminated, TrainConfig, TrainResult, lr_factor, train
 
 
@@ -121,6 +121,27 @@ def test_run_folder_files_and_exact_resume(
     assert resumed.weights_sha256 == result.weights_sha256
     _assert_same_weights(result.last_checkpoint, resumed.last_checkpoint)
     assert len(list(csv.DictReader((resumed.run_dir / "metrics.csv").open()))) == 2
+
+
+def test_a_run_folder_another_training_writes_is_not_resumed(
+    straight: tuple[TrainResult, Path], tiny_data: Path, tmp_path: Path
+) -> None:
+    """`--resume` of a run still training (a scheduler restarting a job the old process still runs):
+    refused before anything in the folder is touched, not two trainings writing one last.pt."""
+    result, _ = straight
+    run_dir = tmp_path / "run"
+    shutil.copytree(result.run_dir, run_dir)
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    resume = TrainConfig(resume=run_dir / "weights" / "last.pt", data=tiny_data, device="cpu", workers=0)
+    held = lock_run_dir(run_dir)  # as the training still running holds it
+    try:
+        with pytest.raises(ConfigError, match="another training is writing to this run folder"):
+            train(resume)
+    finally:
+        assert held is not None
+        held.close()
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
+    assert train(resume).epochs_completed == 2  # free again once the other one stopped
 
 
 def test_run_folders_never_overwrite(tmp_path: Path) -> None:

@@ -102,6 +102,17 @@ def _run(
     `train_one_epoch`), after every epoch and at its end; rank 0 alone has any."""
     started = time.perf_counter()
     run = setup(config, device, ctx, checkpoint, reporter)
+    try:
+        return _train(run, checkpoint, received, started)
+    finally:
+        if run.lock is not None:
+            run.lock.close()  # the run folder is free for a --resume
+
+
+def _train(
+    run: Run, checkpoint: dict[str, Any] | None, received: dict[str, bool] | None, started: float
+) -> TrainResult:
+    config = run.config
     state = restore_state(run, checkpoint)
     run.trackers = open_trackers(
         config.log,
