@@ -144,6 +144,21 @@ def test_a_run_folder_another_training_writes_is_not_resumed(
     assert train(resume).epochs_completed == 2  # free again once the other one stopped
 
 
+def test_resuming_a_checkpoint_the_run_went_past_is_refused(
+    straight: tuple[TrainResult, Path], tiny_data: Path, tmp_path: Path
+) -> None:
+    """--resume best.pt (epoch 1 of a run that reached 2) would retrain epoch 2 and overwrite last.pt."""
+    result, _ = straight
+    run_dir = tmp_path / "run"
+    shutil.copytree(result.run_dir, run_dir)
+    earlier = load_checkpoint(result.last_checkpoint)
+    torch.save({**earlier, "epoch": 1, "metrics": earlier["metrics"][:1]}, run_dir / "weights" / "best.pt")
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match="saved after epoch 1, but this run reached epoch 2"):
+        train(TrainConfig(resume=run_dir / "weights" / "best.pt", data=tiny_data, device="cpu", workers=0))
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
+
+
 def test_run_folders_never_overwrite(tmp_path: Path) -> None:
     assert next_run_dir(tmp_path, "train") == tmp_path / "train"
     (tmp_path / "train2").mkdir()

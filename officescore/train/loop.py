@@ -32,6 +32,7 @@ import torch
 
 from officescore import distributed as dist_utils
 from officescore.devices import resolve_device
+from officescore.errors import ConfigError
 from officescore.model import load_checkpoint
 from officescore.progress import SILENT, Reporter
 from officescore.train.checkpoints import (
@@ -72,6 +73,7 @@ def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | 
     checkpoint = load_checkpoint(resume_path)
     saved = dict(checkpoint.get("args") or {})
     run_dir = resume_path.resolve().parent.parent
+    _refuse_an_earlier_checkpoint(resume_path, run_dir, int(checkpoint["epoch"]))
     resumed = TrainConfig.from_json(
         # absolute: from_json reads relative paths as relative to the run folder
         {
@@ -86,6 +88,22 @@ def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | 
     if not Path(resumed.data).is_dir():  # run folder moved: fall back to the --data given now
         resumed = replace(resumed, data=Path(config.data))
     return resumed, checkpoint
+
+
+def _refuse_an_earlier_checkpoint(resume_path: Path, run_dir: Path, epoch: int) -> None:
+    """best.pt (or a copy of an older last.pt) would rewind the run: retrain the epochs after it and
+    overwrite last.pt, metrics.csv and the logs of the run that went further."""
+    try:
+        lines = (run_dir / "metrics.csv").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return  # no readable metrics.csv: nothing says the run went further
+    reached = sum(1 for line in lines[1:] if line.strip())
+    if reached > epoch:
+        raise ConfigError(
+            f"--resume {resume_path}: saved after epoch {epoch}, but this run reached epoch {reached} "
+            f"(metrics.csv); resume {run_dir / 'weights' / 'last.pt'}, or train a new run from this "
+            f"checkpoint with --weights {resume_path}"
+        )
 
 
 def _run(
