@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import IO
 
 from officescore.errors import ConfigError
 from officescore.files import make_folder
@@ -12,6 +13,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # In a run folder: the label backend trained it but did not use it (worse, failed or killed), so no
 # "newest run" lookup picks it; naming the folder or its best.pt still loads it.
 NOT_USED_FILE = "NOT_USED.txt"
+LOCK_FILE = ".train.lock"  # held by the training writing a run folder
 
 
 def check_run_name(name: str) -> None:
@@ -31,6 +33,26 @@ def next_run_dir(parent: Path, name: str) -> Path:
             continue
         return candidate
     raise ConfigError(f"{parent}: too many runs named {name!r}; choose another --name")
+
+
+def lock_run_dir(run_dir: Path) -> IO[str] | None:
+    """Hold `run_dir` for one training until the returned handle is closed. Two trainings writing one
+    folder (`--resume` while it still runs) would overwrite each other's last.pt and log every step twice.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory lock
+        return None
+    handle = (Path(run_dir) / LOCK_FILE).open("a")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(
+            f"{run_dir}: another training is writing to this run folder; wait for it to stop "
+            "(Ctrl-C saves last.pt), then resume"
+        ) from None
+    return handle
 
 
 def mark_not_used(run_dir: Path, why: str) -> None:

@@ -264,6 +264,60 @@ def test_a_tracking_server_that_does_not_answer(
     assert not (Path(result["run_dir"]) / "mlflow_run.json").exists()
 
 
+_OPEN_WHEN_TOLD = """
+import sys, time
+from pathlib import Path
+import mlflow.tracking  # imported before the start signal, so both processes reach the store together
+from officescore.train.tracking import MLflowTracker
+root, run = Path(sys.argv[1]), Path(sys.argv[1]) / sys.argv[2]
+run.mkdir()
+while not (root / "go").exists():
+    time.sleep(0.01)
+MLflowTracker(run, sys.argv[3]).end([], "finished")
+"""
+
+
+def test_two_trainings_starting_together_share_a_new_local_store(tmp_path: Path) -> None:
+    """Two `train --log mlflow` runs starting at once on a fresh runs/mlflow: MLflow creates the SQLite
+    tables unguarded, and the second process failed with SQL errors ("table ... already exists")."""
+    import subprocess
+    import time
+
+    (tmp_path / "mlflow").mkdir()
+    uri = _store_uri(tmp_path)
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_WHEN_TOLD, str(tmp_path), name, uri],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all((tmp_path / name).is_dir() for name in ("a", "b")):
+        time.sleep(0.05)  # both have imported MLflow
+    (tmp_path / "go").touch()
+    errors = [process.communicate(timeout=120)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], errors
+    from mlflow.tracking import MlflowClient
+
+    ids = {json.loads((tmp_path / name / "mlflow_run.json").read_text())["run_id"] for name in "ab"}
+    client = MlflowClient(tracking_uri=uri)
+    assert {client.get_run(run_id).info.status for run_id in ids} == {"FINISHED"} and len(ids) == 2
+
+
+def test_a_tracker_that_cannot_start_is_a_one_line_error() -> None:
+    from officescore.errors import ConfigError
+    from officescore.train.tracking import _open
+
+    def make() -> None:
+        raise RuntimeError("(sqlite3.OperationalError) table x already exists\n[SQL: CREATE TABLE x (\n)]")
+
+    with pytest.raises(ConfigError) as info:
+        _open("mlflow", "mlflow", [], make)
+    assert len(str(info.value).splitlines()) == 1 and "table x already exists" in str(info.value)
+
+
 def test_log_setting_from_officescore_toml_and_defaults_match_the_library(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

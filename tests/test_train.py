@@ -21,10 +21,10 @@ import torch
 from trainsetup import FAST_MODEL, SCENE_MODEL, cli_model_options, make_dataset, small_config
 
 from officescore.cli import main
-from officescore.errors import ModelError
+from officescore.errors import ConfigError, ModelError
 from officescore.model import load_checkpoint
 from officescore.progress import Reporter, Stage
-from officescore.runs import next_run_dir
+from officescore.runs import lock_run_dir, next_run_dir
 from officescore.train import Terminated, TrainConfig, TrainResult, lr_factor, train
 
 
@@ -121,6 +121,42 @@ def test_run_folder_files_and_exact_resume(
     assert resumed.weights_sha256 == result.weights_sha256
     _assert_same_weights(result.last_checkpoint, resumed.last_checkpoint)
     assert len(list(csv.DictReader((resumed.run_dir / "metrics.csv").open()))) == 2
+
+
+def test_a_run_folder_another_training_writes_is_not_resumed(
+    straight: tuple[TrainResult, Path], tiny_data: Path, tmp_path: Path
+) -> None:
+    """`--resume` of a run still training (a scheduler restarting a job the old process still runs):
+    refused before anything in the folder is touched, not two trainings writing one last.pt."""
+    result, _ = straight
+    run_dir = tmp_path / "run"
+    shutil.copytree(result.run_dir, run_dir)
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    resume = TrainConfig(resume=run_dir / "weights" / "last.pt", data=tiny_data, device="cpu", workers=0)
+    held = lock_run_dir(run_dir)  # as the training still running holds it
+    try:
+        with pytest.raises(ConfigError, match="another training is writing to this run folder"):
+            train(resume)
+    finally:
+        assert held is not None
+        held.close()
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
+    assert train(resume).epochs_completed == 2  # free again once the other one stopped
+
+
+def test_resuming_a_checkpoint_the_run_went_past_is_refused(
+    straight: tuple[TrainResult, Path], tiny_data: Path, tmp_path: Path
+) -> None:
+    """--resume best.pt (epoch 1 of a run that reached 2) would retrain epoch 2 and overwrite last.pt."""
+    result, _ = straight
+    run_dir = tmp_path / "run"
+    shutil.copytree(result.run_dir, run_dir)
+    earlier = load_checkpoint(result.last_checkpoint)
+    torch.save({**earlier, "epoch": 1, "metrics": earlier["metrics"][:1]}, run_dir / "weights" / "best.pt")
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match="saved after epoch 1, but this run reached epoch 2"):
+        train(TrainConfig(resume=run_dir / "weights" / "best.pt", data=tiny_data, device="cpu", workers=0))
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
 
 
 def test_run_folders_never_overwrite(tmp_path: Path) -> None:
@@ -344,6 +380,26 @@ def test_early_stop_after_patience(tiny_data: Path, tmp_path: Path) -> None:
     assert result.stopped_early and result.epochs_completed == 2 and result.best_epoch == 1
     assert any("early stop" in note for note in result.notes)
     assert len(load_checkpoint(result.last_checkpoint)["metrics"]) == 2
+
+
+def test_resuming_an_early_stopped_run_trains_no_more(tiny_data: Path, tmp_path: Path) -> None:
+    result = train(_config(tiny_data, tmp_path / "runs", epochs=4, lr=1e-9, patience=1))
+    assert result.stopped_early and result.epochs_completed == 2
+    resumed = train(TrainConfig(resume=result.last_checkpoint, device="cpu", workers=0))
+    assert resumed.stopped_early and resumed.epochs_completed == 2
+    assert len(load_checkpoint(result.last_checkpoint)["metrics"]) == 2
+    assert len(list(csv.DictReader((result.run_dir / "metrics.csv").open()))) == 2
+
+
+def test_an_empty_val_split_does_not_count_towards_patience(tiny_data: Path, tmp_path: Path) -> None:
+    # nothing validated is no validation without gain: patience 1 must not stop after epoch 1
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    val = json.loads((data / "val.json").read_text())
+    (data / "val.json").write_text(json.dumps({**val, "images": [], "annotations": []}))
+    result = train(_config(data, tmp_path / "runs", epochs=2, patience=1))
+    assert not result.stopped_early and result.epochs_completed == 2
+    assert result.best_checkpoint is None and any("val split has no images" in n for n in result.notes)
 
 
 def test_non_finite_loss_names_the_step(tiny_data: Path, tmp_path: Path) -> None:

@@ -55,7 +55,8 @@ def evaluate(
         None,
         "--model",
         "-m",
-        help="Checkpoint or TorchScript export (default: newest runs/train/*/weights/best.pt).",
+        help="Checkpoint, TorchScript export, or run folder (its weights/best.pt; a folder of runs: the "
+        "newest). Default: newest runs/train/*/weights/best.pt.",
     ),
     data: Path = typer.Option(
         DEFAULT_DATASET_DIR, "--data", help="Data set folder (from `officescore ingest`)."

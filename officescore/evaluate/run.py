@@ -40,6 +40,18 @@ def latest_best_checkpoint(train_runs: Path = Path("runs/train")) -> Path:
     return found
 
 
+def _run_folder_model(folder: Path) -> Path:
+    """--model RUN_FOLDER: its weights/best.pt; a folder of runs: the newest best.pt in it."""
+    best = folder / "weights" / "best.pt"
+    found = best if best.is_file() else newest_best_checkpoint(folder)
+    if found is None:
+        raise ModelError(
+            f"--model {folder}: no weights/best.pt in this folder or its runs; pass a checkpoint "
+            "(e.g. weights/last.pt) or a TorchScript export"
+        )
+    return found
+
+
 def _figure(width: float, height: float) -> Any:
     # A Figure with its own Agg canvas: no pyplot global state, safe in any thread or server.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -237,6 +249,8 @@ def _eval_model(
     reporter: Reporter,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], Path, Path, list[str]] | None:
     model_path = Path(model) if model is not None else latest_best_checkpoint(Path(train_runs))
+    if model_path.is_dir():  # a run folder, or a folder of runs (as label and prelabel take)
+        model_path = _run_folder_model(model_path)
     if not model_path.is_file():
         raise ModelError(f"{model_path}: no such model file; give a checkpoint (weights/best.pt) or export")
     from officescore import distributed  # torch: imported once the cheap checks passed

@@ -32,6 +32,7 @@ import torch
 
 from officescore import distributed as dist_utils
 from officescore.devices import resolve_device
+from officescore.errors import ConfigError
 from officescore.model import load_checkpoint
 from officescore.progress import SILENT, Reporter
 from officescore.train.checkpoints import (
@@ -72,6 +73,7 @@ def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | 
     checkpoint = load_checkpoint(resume_path)
     saved = dict(checkpoint.get("args") or {})
     run_dir = resume_path.resolve().parent.parent
+    _refuse_an_earlier_checkpoint(resume_path, run_dir, int(checkpoint["epoch"]))
     resumed = TrainConfig.from_json(
         # absolute: from_json reads relative paths as relative to the run folder
         {
@@ -88,6 +90,22 @@ def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | 
     return resumed, checkpoint
 
 
+def _refuse_an_earlier_checkpoint(resume_path: Path, run_dir: Path, epoch: int) -> None:
+    """best.pt (or a copy of an older last.pt) would rewind the run: retrain the epochs after it and
+    overwrite last.pt, metrics.csv and the logs of the run that went further."""
+    try:
+        lines = (run_dir / "metrics.csv").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return  # no readable metrics.csv: nothing says the run went further
+    reached = sum(1 for line in lines[1:] if line.strip())
+    if reached > epoch:
+        raise ConfigError(
+            f"--resume {resume_path}: saved after epoch {epoch}, but this run reached epoch {reached} "
+            f"(metrics.csv); resume {run_dir / 'weights' / 'last.pt'}, or train a new run from this "
+            f"checkpoint with --weights {resume_path}"
+        )
+
+
 def _run(
     config: TrainConfig,
     device: torch.device,
@@ -102,6 +120,17 @@ def _run(
     `train_one_epoch`), after every epoch and at its end; rank 0 alone has any."""
     started = time.perf_counter()
     run = setup(config, device, ctx, checkpoint, reporter)
+    try:
+        return _train(run, checkpoint, received, started)
+    finally:
+        if run.lock is not None:
+            run.lock.close()  # the run folder is free for a --resume
+
+
+def _train(
+    run: Run, checkpoint: dict[str, Any] | None, received: dict[str, bool] | None, started: float
+) -> TrainResult:
+    config = run.config
     state = restore_state(run, checkpoint)
     run.trackers = open_trackers(
         config.log,
@@ -113,7 +142,10 @@ def _run(
         notes=run.notes,
         warn=run.reporter.log,
     )
-    stopped_early = False
+    # An early-stopped run stays stopped: resuming it must not train (and log) one more epoch.
+    stopped_early = bool(config.patience) and state.bad_validations >= config.patience
+    if stopped_early:
+        run.notes.append(f"the run stopped early after epoch {state.epoch} (--patience): nothing to resume")
     status = "failed"
     artefacts: list[Path] = []  # for MLflow, once the run finished
     try:
@@ -161,7 +193,7 @@ def _end_epoch(run: Run, state: State, metrics: dict[str, Any] | None) -> bool:
     row = state.pending_row
     assert row is not None
     stop = False
-    if metrics is not None:
+    if metrics:  # {}: an empty val split validated nothing, so patience has nothing to count
         row.update(metrics)
         improved = metrics.get("segm_map") is not None and (
             state.best_metric is None or metrics["segm_map"] > state.best_metric

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -15,7 +15,7 @@ from officescore.errors import DataError, ModelError
 from officescore.files import atomic_write_json
 from officescore.model import build_model
 from officescore.progress import SILENT, Reporter
-from officescore.runs import next_run_dir
+from officescore.runs import lock_run_dir, next_run_dir
 from officescore.train.config import WEIGHT_DECAY, TrainConfig, default_lr
 from officescore.train.seeding import seed_everything
 from officescore.train.tracking import Trackers
@@ -55,6 +55,7 @@ class Run:
     args: dict[str, Any]  # the resolved configuration (args.json, and `args` in every checkpoint)
     notes: list[str]
     trackers: Trackers = field(default_factory=Trackers)  # TensorBoard / MLflow; the loop opens them
+    lock: IO[str] | None = None  # the run folder's lock (rank 0); the loop closes it at the end
 
     @property
     def last(self) -> Path:
@@ -99,12 +100,18 @@ def setup(
     train_set, val_set = _load_data(config)
     classes = list(train_set.classes)
     notes: list[str] = []
+    if len(val_set) == 0:  # training goes on, but nothing can pick a best.pt: say where the model is
+        notes.append(
+            f"--data {config.data}: the val split has no images, so nothing is validated and no "
+            "best.pt is written; the model is weights/last.pt"
+        )
     model_kwargs = config.resolved_model_kwargs()
     if train_set.labelled_attributes:  # the attribute head; model_kwargs {"attributes": {}} turns it off
         model_kwargs.setdefault("attributes", train_set.attributes.to_dict())
     model = _build_model(config, classes, model_kwargs, checkpoint, notes).to(device)
     # only now: --weights that cannot be loaded must not leave an empty run folder behind
     run_dir = _run_folder(config, ctx, resuming=checkpoint is not None)
+    lock = lock_run_dir(run_dir) if ctx.is_main else None  # before args.json: a second resume changes nothing
 
     pool = list(range(len(train_set)))[: config.max_train_images or None]
     steps_per_epoch = math.ceil(math.ceil(len(pool) / ctx.world_size) / config.batch_size)
@@ -146,6 +153,7 @@ def setup(
         use_cpu_bf16=use_cpu_bf16,
         args=args,
         notes=notes,
+        lock=lock,
     )
 
 

@@ -210,7 +210,8 @@ def _open(log: str, package: str, skipped: list[str], make: Callable[[], Any]) -
         try:
             return make()
         except Exception as exc:  # e.g. an MLflow server that does not answer
-            problem = f"{package} could not start ({type(exc).__name__}: {exc})"
+            first = str(exc).strip().splitlines()[:1] or [""]  # SQL errors bring the whole statement
+            problem = f"{package} could not start ({type(exc).__name__}: {first[0]})"
             if log == package:
                 raise ConfigError(f"--log {log}: {problem}; fix it or choose --log auto or none") from exc
     skipped.append(problem)
@@ -318,7 +319,7 @@ class MLflowTracker:
         self.run_dir = Path(run_dir)
         self.tracking_uri = tracking_uri
         # SQLite stores log their schema set-up at INFO
-        with _quiet_loggers("mlflow", "alembic"), _stdout_to_stderr():
+        with _quiet_loggers("mlflow", "alembic"), _stdout_to_stderr(), _store_lock(tracking_uri):
             self.client = MlflowClient(tracking_uri=tracking_uri)
             self.experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or MLFLOW_EXPERIMENT
             self.run_id = (self._previous_run() if resuming else None) or self._new_run()
@@ -409,6 +410,28 @@ class MLflowTracker:
             while self._pending:
                 batch, self._pending = self._pending[:_BATCH], self._pending[_BATCH:]
                 self.client.log_batch(self.run_id, metrics=batch)
+
+
+@contextlib.contextmanager
+def _store_lock(tracking_uri: str) -> Iterator[None]:
+    """One process at a time sets up a local SQLite store: MLflow creates its tables (and the
+    experiment) unguarded, so two trainings started together broke the second with SQL errors."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory lock
+        yield
+        return
+    try:
+        handle = open(tracking_uri[len("sqlite:///") :] + ".lock", "a")  # noqa: SIM115 - held below
+    except OSError:  # e.g. a read-only folder: MLflow itself says what is wrong with the store
+        yield
+        return
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # waits for the other one; released on close
+        yield
 
 
 def _stdout_to_stderr() -> contextlib.AbstractContextManager[Any]:
