@@ -6,6 +6,7 @@ the baseline does it one image after another in the same process.
 
     .venv/bin/python bench/scrape.py            # 64 images
     .venv/bin/python bench/scrape.py --n 128 --latency 0.2
+    .venv/bin/python bench/scrape.py --n 32 --size 4000x3000   # phone-sized JPEGs (about 2 MB)
 """
 
 from __future__ import annotations
@@ -56,9 +57,11 @@ def main() -> None:
     )
     parser.add_argument("--n", type=int, default=64, help="images per run")
     parser.add_argument("--latency", type=float, default=0.1, help="seconds added to every request")
+    parser.add_argument("--size", default="320x240", help="photo size WxH the host serves")
     args = parser.parse_args()
 
-    host = LatencyHost(latency=args.latency).start()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    host = LatencyHost(latency=args.latency, size=(width, height)).start()
     urls = [f"{host.url}/img/{i}" for i in range(args.n)]
     default = DownloadConfig(allow_private_hosts=True, min_width=64, min_height=64)
     rows = []
@@ -84,7 +87,10 @@ def main() -> None:
         host.stop()
 
     base_rate = rows[0][2]
-    print(f"{args.n} images, {args.latency * 1000:.0f} ms added latency per request, loopback host")
+    kib = sum(len(j) for j in host.jpegs) / len(host.jpegs) / 1024
+    print(
+        f"{args.n} {args.size} images ({kib:.0f} KiB), {args.latency * 1000:.0f} ms added latency, loopback host"
+    )
     print(f"{'downloader':50s} {'seconds':>8s} {'images/s':>9s} {'ratio':>6s}")
     for label, seconds, rate in rows:
         print(f"{label:50s} {seconds:8.2f} {rate:9.1f} {rate / base_rate:5.1f}x")
