@@ -88,9 +88,8 @@ def main() -> None:
 
     base_rate = rows[0][2]
     kib = sum(len(j) for j in host.jpegs) / len(host.jpegs) / 1024
-    print(
-        f"{args.n} {args.size} images ({kib:.0f} KiB), {args.latency * 1000:.0f} ms added latency, loopback host"
-    )
+    about = f"{args.n} {args.size} images ({kib:.0f} KiB), {args.latency * 1000:.0f} ms added latency"
+    print(f"{about}, loopback host")
     print(f"{'downloader':50s} {'seconds':>8s} {'images/s':>9s} {'ratio':>6s}")
     for label, seconds, rate in rows:
         print(f"{label:50s} {seconds:8.2f} {rate:9.1f} {rate / base_rate:5.1f}x")
