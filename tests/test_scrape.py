@@ -615,6 +615,32 @@ def test_a_full_disk_is_one_line_and_the_next_run_continues(
     assert {row["status"] for row in rows(config.out)} <= {"ok", "duplicate"} and again.kept_total == 12
 
 
+def test_a_disk_full_as_the_manifest_opens_is_the_full_disk_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Full before anything is fetched (SQLite cannot even set up its WAL): the same one line, not
+    the advice to move the manifest away, which would lose every photo's licence record."""
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        class Full(sqlite3.Connection):
+            def execute(self, *a: Any, **k: Any) -> sqlite3.Cursor:
+                raise sqlite3.OperationalError("database or disk is full")
+
+        return real_connect(*args, **{**kwargs, "factory": Full})
+
+    server = FakeOpenverse(lambda q, i: f"http://127.0.0.1:1/{i}", total=5).start()
+    try:
+        monkeypatch.setattr(sqlite3, "connect", connect)
+        with pytest.raises(
+            ConfigError, match=r"^the disk holding --out .* is full \(database or disk is full\)"
+        ):
+            scrape(openverse_config(tmp_path, server, per_query=5))
+    finally:
+        server.stop()
+    assert server.counts.get("/v1/images/", 0) == 0
+
+
 class _NotAnApi(FakeServer):
     """A wrong --api-endpoint: answers 200 with a web page (or a JSON list) to everything."""
 

@@ -186,6 +186,37 @@ def test_status_and_export_read_a_folder_that_cannot_be_written(
     assert (raw / "manifest.sqlite").read_bytes() == before
 
 
+def test_a_read_only_manifest_shows_what_is_still_in_its_wal_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scrape killed (or still running) leaves rows in manifest.sqlite-wal: read from a folder we
+    may not write, they are there, and neither file changes. A damaged manifest there is one error."""
+    from officescore.errors import DataError
+    from officescore.scrape.manifest import Manifest
+
+    path = tmp_path / "raw" / "manifest.sqlite"
+    Manifest(path).close()
+    writer = sqlite3.connect(path, isolation_level=None)  # the scrape, still holding the file
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("INSERT INTO quota (provider, day, calls) VALUES ('openverse', '2026-12-04', 7)")
+    files = {p.name: p.read_bytes() for p in path.parent.iterdir()}
+    assert files["manifest.sqlite-wal"]  # the row is in the WAL file only
+    real_access = os.access
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode, **kw: not (mode & os.W_OK and Path(p) == path.parent) and real_access(p, mode),
+    )
+    with Manifest(path, read_only=True) as manifest:
+        assert manifest.frozen and manifest.quota("openverse", "2026-12-04") == (7, False)
+    assert {p.name: p.read_bytes() for p in path.parent.iterdir()} == files
+    writer.close()
+    path.with_name("manifest.sqlite-wal").unlink(missing_ok=True)
+    path.write_bytes(b"not a database, cut off by a full disk")
+    with pytest.raises(DataError, match="not a usable manifest"):
+        Manifest(path, read_only=True)
+
+
 def test_wrong_key_is_one_line_without_the_key(
     cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, google: FakeCustomSearch
 ) -> None:

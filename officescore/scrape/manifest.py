@@ -8,7 +8,9 @@ and the next one continues from it. WAL mode lets `--status` read while a scrape
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -126,36 +128,54 @@ class Manifest:
 
     def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = Path(path)
-        # --status and --export in a folder we may not write (a read-only mount or copy): SQLite
-        # cannot open a WAL database there even read-only (it needs its -shm file), so it is
-        # opened as immutable, which nothing can contradict in such a folder.
+        # --status and --export in a folder we may not write (a read-only mount, another user's
+        # data/raw): SQLite cannot open a WAL database there (it needs its -shm file), and opened as
+        # immutable it would not see what is still in the -wal file. So a copy of both is read.
         self.frozen = read_only and self.path.is_file() and not os.access(self.path.parent, os.W_OK)
+        self._copy: tempfile.TemporaryDirectory[str] | None = None
+        source = self._copied() if self.frozen else self.path
         if not self.frozen:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            if self.frozen:
-                uri = f"{self.path.resolve().as_uri()}?immutable=1"
-                self.db = sqlite3.connect(uri, uri=True, isolation_level=None)
-                self.db.row_factory = sqlite3.Row
-            else:
-                self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-                self.db.row_factory = sqlite3.Row
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=FULL")
-                self.db.execute("PRAGMA foreign_keys=ON")
-                self.db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise DataError(
-                f"{self.path}: not a usable manifest ({exc}); move it away to start afresh"
-            ) from exc
-        self._check_version()
+            self.db = sqlite3.connect(source, timeout=30, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(_SCHEMA)
+            self._check_version()
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, sqlite3.DatabaseError) and "full" not in str(exc):  # full: run.py says so
+                raise DataError(
+                    f"{self.path}: not a usable manifest ({exc}); move it away to start afresh"
+                ) from exc
+            raise
+
+    def _copied(self) -> Path:
+        """The manifest and its -wal file copied into a temporary folder (deleted by `close`)."""
+        self._copy = tempfile.TemporaryDirectory(prefix="officescore-manifest-")
+        copy = Path(self._copy.name) / self.path.name
+        try:
+            for suffix in ("", "-wal"):
+                original = self.path.with_name(self.path.name + suffix)
+                if original.is_file():
+                    shutil.copyfile(original, copy.with_name(copy.name + suffix))
+        except OSError as exc:
+            self.close()
+            raise DataError(f"{self.path}: cannot read the manifest ({exc.strerror or exc})") from None
+        return copy
 
     @classmethod
     def open(cls, out_dir: Path) -> Manifest:
         return cls(Path(out_dir) / MANIFEST_NAME)
 
     def close(self) -> None:
-        self.db.close()
+        if hasattr(self, "db"):  # not when the copy or the connection failed
+            self.db.close()
+        if self._copy is not None:
+            self._copy.cleanup()
+            self._copy = None
 
     def __enter__(self) -> Manifest:
         return self
@@ -165,9 +185,9 @@ class Manifest:
 
     def _check_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        if row is None and not self.frozen:
+        if row is None:
             self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif row is not None and int(row["value"]) != SCHEMA_VERSION:
+        elif int(row["value"]) != SCHEMA_VERSION:
             raise DataError(
                 f"{self.path}: manifest schema {row['value']} is not {SCHEMA_VERSION}; "
                 "use the officescore version that wrote it"
