@@ -43,15 +43,21 @@ def lock_run_dir(run_dir: Path) -> IO[str] | None:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no advisory lock
         return None
-    handle = (Path(run_dir) / LOCK_FILE).open("a")
+    try:
+        handle = (Path(run_dir) / LOCK_FILE).open("a")
+    except OSError:  # a folder we may not write: saving the first checkpoint says so
+        return None
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         handle.close()
         raise ConfigError(
             f"{run_dir}: another training is writing to this run folder; wait for it to stop "
             "(Ctrl-C saves last.pt), then resume"
         ) from None
+    except OSError:  # a file system without locks (some network shares): train unguarded, as before
+        handle.close()
+        return None
     return handle
 
 

@@ -144,6 +144,41 @@ def test_a_run_folder_another_training_writes_is_not_resumed(
     assert train(resume).epochs_completed == 2  # free again once the other one stopped
 
 
+def test_the_run_folder_lock_only_refuses_a_lock_another_holds(
+    straight: tuple[TrainResult, Path], tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system without locks (some network shares answer flock with ENOLCK) trains unguarded,
+    as before the lock, instead of every training being refused as if another held it; and a run
+    whose set-up fails after taking the lock lets it go."""
+    import errno
+    import fcntl
+
+    from officescore.train import setup as setup_module
+
+    result, _ = straight
+    run_dir = tmp_path / "run"
+    shutil.copytree(result.run_dir, run_dir)
+    with monkeypatch.context() as patch:
+
+        def no_locks(fd: int, operation: int) -> None:
+            raise OSError(errno.ENOLCK, "No locks available")
+
+        patch.setattr(fcntl, "flock", no_locks)
+        assert lock_run_dir(run_dir) is None
+    resume = TrainConfig(resume=run_dir / "weights" / "last.pt", data=tiny_data, device="cpu", workers=0)
+    with monkeypatch.context() as patch:
+
+        def full(path: Path, data: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        patch.setattr(setup_module, "atomic_write_json", full)
+        with pytest.raises(OSError, match="No space left") as failed:
+            train(resume)
+    held = lock_run_dir(run_dir)  # free, though the traceback (`failed`) still holds set-up's frame
+    assert held is not None and failed.value.errno == errno.ENOSPC
+    held.close()
+
+
 def test_resuming_a_checkpoint_the_run_went_past_is_refused(
     straight: tuple[TrainResult, Path], tiny_data: Path, tmp_path: Path
 ) -> None:

@@ -111,7 +111,6 @@ def setup(
     model = _build_model(config, classes, model_kwargs, checkpoint, notes).to(device)
     # only now: --weights that cannot be loaded must not leave an empty run folder behind
     run_dir = _run_folder(config, ctx, resuming=checkpoint is not None)
-    lock = lock_run_dir(run_dir) if ctx.is_main else None  # before args.json: a second resume changes nothing
 
     pool = list(range(len(train_set)))[: config.max_train_images or None]
     steps_per_epoch = math.ceil(math.ceil(len(pool) / ctx.world_size) / config.batch_size)
@@ -124,14 +123,19 @@ def setup(
         lr=lr, weight_decay=optimizer.param_groups[0]["weight_decay"], warmup_iters=warmup, resume=None
     )
     args.update(model_kwargs=model_kwargs, classes=classes, world_size=ctx.world_size, device=config.device)
-    if ctx.is_main:
-        atomic_write_json(run_dir / "args.json", {"officescore_version": __version__, **args})
-
-    net: torch.nn.Module = model
-    if ctx.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    lock = lock_run_dir(run_dir) if ctx.is_main else None  # before args.json: a second resume changes nothing
+    try:
+        if ctx.is_main:
+            atomic_write_json(run_dir / "args.json", {"officescore_version": __version__, **args})
+        net: torch.nn.Module = model
+        if ctx.enabled:
+            net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+    except BaseException:
+        if lock is not None:  # the loop that would release it never starts
+            lock.close()
+        raise
     return Run(
         config=config,
         device=device,

@@ -430,7 +430,8 @@ def _store_lock(tracking_uri: str) -> Iterator[None]:
         yield
         return
     with handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # waits for the other one; released on close
+        with contextlib.suppress(OSError):  # no locks on this file system: set up unguarded, as before
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # waits for the other one; released on close
         yield
 
 
