@@ -296,6 +296,28 @@ def test_a_photo_that_no_longer_decodes_stops_training_with_one_line(
     assert len(errors) == 1 and errors[0].startswith(f"error: {dataset / 'images'}"), err
 
 
+@pytest.mark.parametrize(
+    "message", ["photo.jpg: empty file (0 bytes)", "first line\nsecond: with a colon", "a: b: c"]
+)
+def test_a_worker_error_is_shown_as_its_own_message(message: str) -> None:
+    """torch's re-raise of a worker's error (its traceback as the message) is shown as the error's
+    own message, whole: more than one line, or colons in it, included."""
+    from torch._utils import ExceptionWrapper
+
+    from officescore.cli import _sentence
+    from officescore.errors import BadImageError
+
+    try:
+        raise BadImageError(message)
+    except BadImageError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+    with pytest.raises(BadImageError) as raised:
+        wrapped.reraise()
+    assert "Original Traceback" in str(raised.value)
+    assert _sentence(raised.value) == message
+    assert _sentence(BadImageError(message)) == message  # raised in this process: as it is
+
+
 def test_the_fixture_inputs_are_what_the_cases_claim(world: dict[str, Path]) -> None:
     """Guards the cases above: the 'good' inputs are good, so each case fails for its own reason."""
     with pytest.raises(OSError):

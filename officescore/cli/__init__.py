@@ -84,7 +84,9 @@ def _sentence(exc: UserError) -> str:
     of that traceback is `module.Class: sentence`."""
     text = str(exc)
     if "\nOriginal Traceback" in text:
-        text = text.rstrip().rsplit("\n", 1)[-1].split(": ", 1)[-1]
+        raised = f"{type(exc).__module__}.{type(exc).__qualname__}:"
+        _, found, sentence = text.rpartition(f"\n{raised}")
+        text = sentence.strip() if found else text.rstrip().rsplit("\n", 1)[-1]
     return text
 
 

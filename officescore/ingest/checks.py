@@ -409,12 +409,20 @@ def check_crowd(ann: dict[str, Any], problem: Any) -> int:
     value = ann.get("iscrowd", 0)
     if value in (0, 1) and not isinstance(value, float):
         return int(value)
-    # read by meaning: the text "0" (a converter's CSV column) is not crowd, though a non-empty string
-    flag = value.strip().lower() not in ("", "0", "false", "no") if isinstance(value, str) else bool(value)
+    # read by meaning: the text "0" or "0.0" (a converter's CSV column) is not crowd, though non-empty
+    flag = _crowd_text(value) if isinstance(value, str) else bool(value)
     problem(
         "iscrowd_invalid", f"iscrowd is {value!r:.20} (expected 0 or 1)", "set to 1" if flag else "set to 0"
     )
     return int(flag)
+
+
+def _crowd_text(value: str) -> bool:
+    text = value.strip().lower()
+    try:
+        return float(text) != 0
+    except ValueError:
+        return text not in ("", "false", "no")
 
 
 def annotation_id_problem(raw_id: Any, seen: set[Hashable]) -> tuple[str, str] | None:
