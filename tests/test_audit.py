@@ -216,6 +216,8 @@ def test_audit_and_select_tasks_files_push_from_any_folder(clean: Path, tmp_path
     from labelmodels import edge_model
 
     from officescore.curate.labelstudio import audit_tasks, select_tasks
+    from officescore.label.client import Project
+    from officescore.label.formats import LabelSchema, config_path_for
     from officescore.label.push import push_tasks_file
 
     split = load_split(clean, "train")
@@ -246,6 +248,15 @@ def test_audit_and_select_tasks_files_push_from_any_folder(clean: Path, tmp_path
     with pytest.raises(ConfigError, match="'gone.jpg' not found beside the file"):
         push_tasks_file(client, "offices-review", written[1])  # type: ignore[arg-type]
     assert (client.created, client.uploaded, client.imported) == ([], [], [])
+    # ... unless the project already holds that photo (its sha256): the task is skipped, as before.
+    tasks[-1]["data"]["sha256"] = "f" * 64
+    written[1].write_text(json.dumps(tasks))
+    client = _Recording()
+    schema = LabelSchema.from_config(config_path_for(written[1]).read_text(encoding="utf-8"))
+    client.find_project = lambda title: Project(1, title, schema)  # type: ignore[method-assign]
+    client.export_tasks = lambda project_id: [{"data": {"sha256": "f" * 64}}]  # type: ignore[attr-defined]
+    pushed = push_tasks_file(client, "offices-review", written[1])  # type: ignore[arg-type]
+    assert (pushed.added, pushed.already_there, len(client.uploaded)) == (len(tasks) - 1, 1, len(tasks) - 1)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

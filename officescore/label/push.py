@@ -264,14 +264,15 @@ def push_tasks_file(
         raise ConfigError(f"{tasks_file}: no labelling config {config.name} beside it; write the file again")
     schema = LabelSchema.from_config(config.read_text(encoding="utf-8"))
     file_classes = _classes_in(tasks, schema)
-    _check_photos(tasks, tasks_file, schema)  # before a project is made or a photo uploaded
+    existing = client.find_project(title)
+    present = existing_sha256s(client, existing.id) if existing is not None else set()
+    _check_photos(tasks, tasks_file, schema, present)  # before a project is made or a photo uploaded
     project, created = ensure_project(client, title, schema, file_classes, f"{tasks_file.name} uses")
     if project.schema.mask != schema.mask:
         raise LabelStudioError(
             f"project {title!r} labels with {project.schema.mask}s but {tasks_file.name} holds "
             f"{schema.mask} regions; write the file with --mask {project.schema.mask} or use a new --project"
         )
-    present = set() if created else existing_sha256s(client, project.id)
     todo, skipped, served = [], 0, []
     with reporter.stage("preparing tasks", total=len(tasks)) as stage:
         for task in tasks:
@@ -303,12 +304,15 @@ def push_tasks_file(
     return PushResult(project.id, project.title, created, len(todo), skipped, predictions, None, [])
 
 
-def _check_photos(tasks: Sequence[dict[str, Any]], tasks_file: Path, schema: LabelSchema) -> None:
-    """Every task's photo is an http(s) URL or a file found through `data.path`."""
+def _check_photos(
+    tasks: Sequence[dict[str, Any]], tasks_file: Path, schema: LabelSchema, present: set[str]
+) -> None:
+    """Every task's photo is an http(s) URL or a file found through `data.path`, unless the project
+    already holds it (by sha256): that task is skipped, so its photo is not needed."""
     for task in tasks:
         data = task["data"]
         ref = str(data.get(schema.value, ""))
-        if ref.startswith(("http://", "https://")):
+        if ref.startswith(("http://", "https://")) or data.get("sha256") in present:
             continue
         if not data.get("path") or not (tasks_file.parent / data["path"]).is_file():
             missing = data.get("path") or ref
