@@ -79,3 +79,12 @@ def newest_best_checkpoint(train_runs: Path) -> Path | None:
     if not found:
         return None
     return max(found, key=lambda p: (p.stat().st_mtime, str(p)))
+
+
+def best_checkpoint_in(folder: Path) -> Path | None:
+    """What a folder given as --model means: a run folder's weights/best.pt, a weights folder's
+    best.pt, else the newest best.pt of the runs inside it (None: none of these)."""
+    for candidate in (Path(folder) / "weights" / "best.pt", Path(folder) / "best.pt"):
+        if candidate.is_file():
+            return candidate
+    return newest_best_checkpoint(folder)

@@ -806,19 +806,24 @@ def test_cli_evaluates_the_newest_checkpoint(
 def test_cli_evaluates_a_run_folder_like_its_best_checkpoint(
     tiny: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--model RUN_FOLDER (as label and prelabel take it) is its weights/best.pt; a folder of runs, the
-    newest; it was refused as "no such model file" although the folder is there."""
+    """--model RUN_FOLDER (as label and prelabel take it) is its weights/best.pt (its weights folder
+    too); a folder of runs, the newest; it was refused as "no such model file" although it is there."""
     monkeypatch.chdir(tmp_path)
     weights = tmp_path / "runs/train/train/weights"
     weights.mkdir(parents=True)
     (weights / "best.pt").write_bytes(tiny["checkpoint"].read_bytes())
     common = ["--data", str(tiny["data"]), "--device", "cpu", "--json"]
     docs = []
-    for model in ("runs/train/train/weights/best.pt", "runs/train/train", "runs/train"):
+    for model in (
+        "runs/train/train/weights/best.pt",
+        "runs/train/train/weights",
+        "runs/train/train",
+        "runs/train",
+    ):
         code, out, err = run_cli(["eval", "--model", model, *common], capsys)
         assert code == 0, err
         docs.append(json.loads(out))
-    assert docs[0] == docs[1] == docs[2]
+    assert docs[0] == docs[1] == docs[2] == docs[3]
     (tmp_path / "empty").mkdir()
     code, _, err = run_cli(["eval", "--model", "empty", *common], capsys)
     assert code == 2 and "no weights/best.pt in this folder or its runs" in err

@@ -21,7 +21,7 @@ from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
 from officescore.errors import ConfigError, DataError, ModelError
 from officescore.files import atomic_write_bytes, atomic_write_json
 from officescore.progress import SILENT, Reporter
-from officescore.runs import check_run_name, newest_best_checkpoint, next_run_dir
+from officescore.runs import best_checkpoint_in, check_run_name, newest_best_checkpoint, next_run_dir
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.json"
@@ -42,8 +42,7 @@ def latest_best_checkpoint(train_runs: Path = Path("runs/train")) -> Path:
 
 def _run_folder_model(folder: Path) -> Path:
     """--model RUN_FOLDER: its weights/best.pt; a folder of runs: the newest best.pt in it."""
-    best = folder / "weights" / "best.pt"
-    found = best if best.is_file() else newest_best_checkpoint(folder)
+    found = best_checkpoint_in(folder)
     if found is None:
         raise ModelError(
             f"--model {folder}: no weights/best.pt in this folder or its runs; pass a checkpoint "

@@ -45,7 +45,7 @@ class RunsFolder(str):
 def resolve_model(model: str | Path) -> Path | str:
     """The checkpoint file `--model` names right now (run folders resolve to their newest best.pt)."""
     from officescore.infer import COCO_SOURCE
-    from officescore.runs import newest_best_checkpoint
+    from officescore.runs import best_checkpoint_in
 
     if str(model).lower() == COCO_SOURCE:
         return COCO_SOURCE
@@ -53,10 +53,7 @@ def resolve_model(model: str | Path) -> Path | str:
     if str(model) == NO_MODEL and not path.exists():  # what an empty RunsFolder resolved to
         return NO_MODEL
     if path.is_dir():
-        best = path / "weights" / "best.pt"
-        if best.is_file():
-            return best
-        newest = newest_best_checkpoint(path)
+        newest = best_checkpoint_in(path)
         if newest is None and isinstance(model, RunsFolder):
             return NO_MODEL
         if newest is None:
