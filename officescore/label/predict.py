@@ -53,15 +53,15 @@ def resolve_model(model: str | Path) -> Path | str:
     if str(model) == NO_MODEL and not path.exists():  # what an empty RunsFolder resolved to
         return NO_MODEL
     if path.is_dir():
-        newest = best_checkpoint_in(path)
-        if newest is None and isinstance(model, RunsFolder):
+        found = best_checkpoint_in(path)
+        if found is None and isinstance(model, RunsFolder):
             return NO_MODEL
-        if newest is None:
+        if found is None:
             raise ModelError(
                 f"--model {path}: no weights/best.pt in this folder or its runs; "
                 "train one with `officescore train` or pass a checkpoint file"
             )
-        return newest
+        return found
     if not path.is_file():
         raise ModelError(f"--model {path}: no such checkpoint; pass a .pt file, a run folder or `coco`")
     return path
