@@ -42,11 +42,13 @@ def _starts(server: FakeCustomSearch) -> list[tuple[int, int]]:
     return [(int(q["start"][0]), int(q["num"][0])) for q in searches]
 
 
-def _scrape(tmp_path: Path, server: FakeCustomSearch) -> object:
-    config = ScrapeConfig(
+def _config(
+    tmp_path: Path, server: FakeCustomSearch, per_query: int = 100, daily_quota: int = 100
+) -> ScrapeConfig:
+    return ScrapeConfig(
         queries=["home office"],
-        per_query=100,
-        daily_quota=100,
+        per_query=per_query,
+        daily_quota=daily_quota,
         out=tmp_path / "raw",
         api_endpoint=server.url,
         google_key=KEY,
@@ -54,7 +56,10 @@ def _scrape(tmp_path: Path, server: FakeCustomSearch) -> object:
         api_backoff=0.01,
         download=NO_DOWNLOADS,
     )
-    return scrape(config)
+
+
+def _scrape(tmp_path: Path, server: FakeCustomSearch) -> object:
+    return scrape(_config(tmp_path, server))
 
 
 def test_a_full_page_without_next_page_is_the_last(server: FakeCustomSearch, tmp_path: Path) -> None:
@@ -108,16 +113,7 @@ def test_a_page_row_deleted_by_hand_does_not_fail_every_run(server: FakeCustomSe
 
     from officescore.scrape.manifest import MANIFEST_NAME
 
-    config = ScrapeConfig(
-        queries=["home office"],
-        per_query=40,
-        daily_quota=2,
-        out=tmp_path / "raw",
-        api_endpoint=server.url,
-        google_key=KEY,
-        google_cx=CX,
-        download=NO_DOWNLOADS,
-    )
+    config = _config(tmp_path, server, per_query=40, daily_quota=2)
     assert scrape(config).pages == 2
     db = sqlite3.connect(config.out / MANIFEST_NAME)
     with db:
