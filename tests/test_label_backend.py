@@ -25,7 +25,7 @@ from officescore import masks as masklib
 from officescore.attributes import AttributeSchema
 from officescore.infer.detection import Detection, ImageResult
 from officescore.label import backend as ml
-from officescore.label.formats import result_regions
+from officescore.label.formats import LabelSchema, result_regions
 from officescore.label.predict import LoadedPredictor, model_version
 from officescore.runs import NOT_USED_FILE
 
@@ -206,6 +206,40 @@ def test_predict_answers_every_task_in_order_and_says_what_was_wrong_with_a_requ
         assert reply.status_code == 400 and "is served by Label Studio" in reply.json()["error"]
         reply = requests.post(f"{url}/predict", json={"tasks": [{"id": 5, "data": {}}]}, timeout=30)
         assert reply.status_code == 400 and reply.json()["error"] == "task 5: no data.image to predict on"
+
+
+def test_malformed_predict_bodies_are_a_400_and_the_server_keeps_serving(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """Tasks that are not a list of objects, a task whose data is not an object, a label_config that
+    is not text (a proxy or a hand-made request): 400 with the reason, not a dropped connection."""
+    checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
+    backend = ml.Backend(tmp_path / "runs", local_root=tmp_path, log=lambda message: None)
+    click = {
+        "type": "keypointlabels",
+        "value": {"x": 50, "y": 50, "keypointlabels": ["desk"]},
+        "original_width": 64,
+        "original_height": 64,
+    }
+    with served(backend) as url:
+        for body, reason in (
+            ({"tasks": {"id": 1}}, "tasks must be a list"),
+            ({"tasks": "photo.jpg"}, "tasks must be a list"),
+            ({"tasks": [1]}, "every task must be a JSON object"),
+            ({"tasks": [{"id": 1, "data": "photo.jpg"}]}, "task 1: no data.image"),
+            ({"tasks": [{"id": 1, "data": {"image": "a.jpg"}}], "label_config": 5}, "label_config must be"),
+        ):
+            reply = requests.post(f"{url}/predict", json=body, timeout=30)
+            assert reply.status_code == 400 and reason in reply.json()["error"], body
+        config = LabelSchema(CLASSES, "polygon", interactive=True).config_xml()
+        interactive = {
+            "tasks": [{"id": 1, "data": "photo.jpg"}],
+            "label_config": config,
+            "params": {"context": {"result": [click]}},
+        }
+        (answer,) = requests.post(f"{url}/predict", json=interactive, timeout=30).json()["results"]
+        assert answer["result"] == [] and "task 1: no data.image" in answer["error"]
+        assert requests.get(f"{url}/health", timeout=10).status_code == 200
 
 
 def test_webhooks_reach_the_trainer_and_setup_never_logs_the_access_token(

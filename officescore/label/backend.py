@@ -193,6 +193,13 @@ class Backend:
 
     def predict(self, tasks: Sequence[dict[str, Any]], label_config: str | None) -> list[dict[str, Any]]:
         """One prediction per task (in order) for the project's labelling config."""
+        # A proxy or a hand-made request may send anything: say what is wrong (400), never crash.
+        if not isinstance(tasks, Sequence) or isinstance(tasks, (str, bytes)):
+            raise DataError("tasks must be a list of Label Studio tasks (JSON objects)")
+        if not all(isinstance(task, dict) for task in tasks):
+            raise DataError("every task must be a JSON object with its data")
+        if label_config is not None and not isinstance(label_config, str):
+            raise DataError("label_config must be the project's labelling config (XML text)")
         loaded = self.current()
         if loaded is None:  # no results at all: Label Studio stores nothing and asks again next time
             return []
@@ -234,7 +241,8 @@ class Backend:
     # ------------------------------------------------------------------ photos
 
     def photo(self, task: dict[str, Any], schema: LabelSchema, folder: Path, n: int) -> Path:
-        ref = str((task.get("data") or {}).get(schema.value) or "")
+        data = task.get("data") or {}
+        ref = str(data.get(schema.value) or "") if isinstance(data, dict) else ""
         if not ref:
             raise DataError(f"task {task.get('id')}: no data.{schema.value} to predict on")
         if self.local_root is not None and ref.startswith(LOCAL_FILES_PREFIX):

@@ -96,7 +96,9 @@ class ClickService:
 
     def _photo(self, backend: Any, task: Mapping[str, Any], schema: LabelSchema) -> bytes:
         """The task's photo bytes, downloaded once per (task, reference) while it is among the last few."""
-        key = (str(task.get("id", "")), str((task.get("data") or {}).get(schema.value) or ""))
+        data = task.get("data") or {}
+        ref = data.get(schema.value) if isinstance(data, Mapping) else None  # backend.photo says why not
+        key = (str(task.get("id", "")), str(ref or ""))
         with self._lock:
             found = self._photos.get(key)
         if found is None:
