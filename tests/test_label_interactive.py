@@ -459,6 +459,15 @@ def test_bad_input_is_one_clear_error_in_the_response(loaded: Any, tmp_path: Pat
         Clicker(None).segment(tmp_path / "missing.jpg", [keypoint(40, 50, "desk", 128, 96)])
 
 
+def test_a_class_name_not_in_a_list_is_taken_whole_or_refused() -> None:
+    """A hand-made request may send "keypointlabels": "desk" (not ["desk"]) or a number."""
+    as_text = {**keypoint(40, 50, "desk", 128, 96), "value": {"x": 30, "y": 50, "keypointlabels": "desk"}}
+    assert parse_context({"result": [as_text]}).class_name == "desk"
+    as_number = {**as_text, "value": {"x": 30, "y": 50, "keypointlabels": 5}}
+    with pytest.raises(DataError, match="must be a list of class names"):
+        parse_context({"result": [as_number]})
+
+
 def test_the_backend_starts_on_an_empty_runs_folder_and_answers_clicks_with_grabcut(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -73,6 +73,10 @@ def parse_context(context: Mapping[str, Any] | None) -> Prompt:
         if not isinstance(value, Mapping):
             raise DataError(f"the {kind} region {region.get('id')} has no value")
         labels = value.get(kind) or []
+        if isinstance(labels, str):  # a hand-made request: one name, not a list of one
+            labels = [labels]
+        if not isinstance(labels, Sequence):
+            raise DataError(f"the {kind} region's {kind} must be a list of class names")
         if labels:
             class_name = str(labels[-1])
         x, y = _number(value, "x", kind), _number(value, "y", kind)
