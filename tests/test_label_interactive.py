@@ -468,6 +468,19 @@ def test_a_class_name_not_in_a_list_is_taken_whole_or_refused() -> None:
         parse_context({"result": [as_number]})
 
 
+def test_exclude_clicks_alone_are_one_clear_error_in_the_response(tmp_path: Path) -> None:
+    """Negative clicks without a positive one or a box: the error reaches the labeller in
+    results[0] (it was GrabCut's ValueError, an HTTP 400 whose sentence Label Studio drops)."""
+    from PIL import Image
+
+    rgb, _, _ = two_squares()
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    backend = _Photos(None, {"a.png": tmp_path / "a.png"})
+    exclude = [keypoint(40, 50, "desk", 128, 96, positive=False), keypoint(80, 50, "desk", 128, 96, False)]
+    (answer,) = ClickService().answer(body_for(exclude), backend)["results"]
+    assert answer["result"] == [] and "click on the object first" in answer["error"]
+
+
 def test_the_backend_starts_on_an_empty_runs_folder_and_answers_clicks_with_grabcut(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -96,6 +96,8 @@ def parse_context(context: Mapping[str, Any] | None) -> Prompt:
             box = (x0 * width / 100.0, y0 * height / 100.0, x1 * width / 100.0, y1 * height / 100.0)
     if not class_name:
         raise DataError("the click or box carries no label; choose a class before clicking")
+    if box is None and not any(c.positive for c in clicks):  # exclude clicks alone mark no object
+        raise DataError("an exclude (Alt) click alone marks no object; click on the object first")
     return Prompt(class_name, width, height, clicks, box)
 
 
