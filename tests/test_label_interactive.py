@@ -481,6 +481,15 @@ def test_exclude_clicks_alone_are_one_clear_error_in_the_response(tmp_path: Path
     assert answer["result"] == [] and "click on the object first" in answer["error"]
 
 
+def test_an_impossible_photo_size_in_the_click_is_an_error_not_a_huge_mask() -> None:
+    """The mask is resized to the click's original_width x original_height: 10^6 x 10^6 made
+    OpenCV fail to allocate a terabyte and the handler died without an answer."""
+    rgb, _, _ = two_squares()
+    huge = {**keypoint(40, 50, "desk", 128, 96), "original_width": 10**6, "original_height": 10**6}
+    with pytest.raises(DataError, match="larger than any photo"):
+        Clicker(None).segment(rgb, [huge])
+
+
 def test_the_backend_starts_on_an_empty_runs_folder_and_answers_clicks_with_grabcut(tmp_path: Path) -> None:
     from PIL import Image
 

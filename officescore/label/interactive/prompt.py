@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from officescore.errors import DataError
+from officescore.images import MAX_PIXELS
 
 KEYPOINT = "keypointlabels"
 RECTANGLE = "rectanglelabels"
@@ -107,6 +108,8 @@ def _size(regions: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
             width, height = int(region.get("original_width") or 0), int(region.get("original_height") or 0)
         except (TypeError, ValueError):
             continue
+        if width * height > MAX_PIXELS:  # the mask is made at this size: a made-up one must not OOM
+            raise DataError(f"the click's photo size {width}x{height} is larger than any photo read here")
         if width > 0 and height > 0:
             return width, height
     raise DataError("the click or box has no original_width / original_height (the photo's size)")
