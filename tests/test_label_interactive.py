@@ -490,6 +490,21 @@ def test_an_impossible_photo_size_in_the_click_is_an_error_not_a_huge_mask() -> 
         Clicker(None).segment(rgb, [huge])
 
 
+def test_a_decompression_bomb_photo_is_a_bad_image() -> None:
+    """A PNG claiming 20000 x 20000 pixels: Pillow's own DecompressionBombError (above twice its
+    limit) escaped the clicker, and the backend's handler died without an answer."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 20001))
+    with pytest.raises(BadImageError, match="decompression bomb"):
+        Clicker(None).segment(bomb, [keypoint(40, 50, "desk", 128, 96)])
+
+
 def test_the_backend_starts_on_an_empty_runs_folder_and_answers_clicks_with_grabcut(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -186,17 +186,23 @@ def _read(path: Path) -> bytes:
 
 def _decode(data: bytes, name: str) -> np.ndarray:
     import io
+    import warnings
 
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     from officescore.images import MAX_PIXELS, to_rgb
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise BadImageError(f"{name}: {image.width}x{image.height} is too large a photo")
-            image.load()
-            return np.asarray(to_rgb(ImageOps.exif_transpose(image)))
+        with warnings.catch_warnings():
+            # Pillow raises its own bomb error above 2x its limit, before our size check can.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise BadImageError(f"{name}: {image.width}x{image.height} is too large a photo")
+                image.load()
+                return np.asarray(to_rgb(ImageOps.exif_transpose(image)))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImageError(f"{name}: too many pixels (possible decompression bomb)") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise BadImageError(f"{name}: not a readable image ({exc})") from None
 
