@@ -242,6 +242,29 @@ def test_malformed_predict_bodies_are_a_400_and_the_server_keeps_serving(
         assert requests.get(f"{url}/health", timeout=10).status_code == 200
 
 
+def test_a_negative_or_huge_content_length_is_a_400_at_once(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """Content-Length -1 made the handler read until the client hung up; 10^12 would have been
+    read into memory. Both are answered at once, before any body is read."""
+    import socket
+
+    checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
+    backend = ml.Backend(tmp_path / "runs", log=lambda message: None)
+    with served(backend) as url:
+        host, port = url.removeprefix("http://").split(":")
+        for length in ("-1", str(10**12)):
+            with socket.create_connection((host, int(port)), timeout=10) as client:
+                client.sendall(
+                    f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n{{}}".encode()
+                )
+                answer = b""
+                while chunk := client.recv(4096):  # HTTP/1.0: the server closes after its answer
+                    answer += chunk
+            answer = answer.decode()
+            assert answer.startswith("HTTP/1.0 400") and f"Content-Length {length}:" in answer
+
+
 def test_webhooks_reach_the_trainer_and_setup_never_logs_the_access_token(
     tmp_path: Path, loads: list[tuple[str, float]]
 ) -> None:

@@ -51,6 +51,9 @@ DEFAULT_HOST = "127.0.0.1"
 # No model yet (an empty runs folder, or --train before its first job): one name for both.
 NO_MODEL_VERSION = NO_MODEL
 METRICS_NEED_TRAIN = "GET /metrics needs a backend started with --train"
+# Bodies name photos, never carry them; Label Studio's largest are batches of tasks with their
+# annotations (brush RLE): far below this.
+MAX_BODY = 256 * 1024 * 1024
 RELOAD_RETRY_SECONDS = 60.0  # --train: a new model that failed to load is tried again after this
 
 
@@ -299,6 +302,9 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
 
         def _body(self) -> dict[str, Any]:
             length = int(self.headers.get("Content-Length") or 0)
+            # read(-1) would wait for the client to hang up, and a huge length fill the memory.
+            if not 0 <= length <= MAX_BODY:
+                raise DataError(f"Content-Length {length}: a request body is 0 to {MAX_BODY:,} bytes")
             raw = self.rfile.read(length) if length else b"{}"
             body = json.loads(raw or b"{}")
             if not isinstance(body, dict):
