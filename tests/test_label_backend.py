@@ -265,6 +265,29 @@ def test_a_negative_or_huge_content_length_is_a_400_at_once(
             assert answer.startswith("HTTP/1.0 400") and f"Content-Length {length}:" in answer
 
 
+def test_predict_names_the_version_that_made_its_results_when_a_new_model_lands(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """A newer best.pt written while /predict ran: the answer's model_version was asked for again
+    afterwards (loading the new model first) and named it, beside results the old one made."""
+    photo = write_photos(tmp_path / "root" / "photos", n=1)[0]
+    best = checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"old", age=100)
+    backend = ml.Backend(tmp_path / "runs", local_root=tmp_path / "root", log=lambda message: None)
+    predict = backend.predict
+
+    def predict_then_train(*args: Any) -> list[dict[str, Any]]:
+        results = predict(*args)
+        checkpoint(best, b"new")  # training finished meanwhile
+        return results
+
+    backend.predict = predict_then_train  # type: ignore[method-assign]
+    with served(backend) as url:
+        task = {"id": 1, "data": {"image": f"/data/local-files/?d=photos/{photo.name}"}}
+        answer = requests.post(f"{url}/predict", json={"tasks": [task]}, timeout=30).json()
+    assert answer["results"][0]["model_version"] == version_of("exp", b"old")
+    assert answer["model_version"] == version_of("exp", b"old")
+
+
 def test_webhooks_reach_the_trainer_and_setup_never_logs_the_access_token(
     tmp_path: Path, loads: list[tuple[str, float]]
 ) -> None:

@@ -341,7 +341,9 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                 elif path == "/predict":
                     tasks = body.get("tasks") or []
                     results = backend.predict(tasks, body.get("label_config"))
-                    self._send(200, {"results": results, "model_version": backend.model_version})
+                    # The version that made them: asking again may load a newer best.pt in between.
+                    version = results[0]["model_version"] if results else backend.model_version
+                    self._send(200, {"results": results, "model_version": version})
                 elif path in ("/webhook", "/train"):  # Label Studio's older train call: /train
                     event = body.get("action") or ("START_TRAINING" if path == "/train" else "train")
                     self._send(201, backend.fit(str(event), body))
