@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from officescore import masks as masklib
+from officescore.errors import DataError
 from officescore.label import trainer as trainer_module
 from officescore.label.client import LabelStudioError
 from officescore.label.feedback import (
@@ -381,6 +382,22 @@ def test_notify_counts_only_label_events_of_its_project(tmp_path: Path, fake_job
         assert trainer.state["pending"] == 0 and not fake_jobs
         assert trainer.notify("START_TRAINING", {"project": "12.1712345"})["status"] == "training"
         assert trainer.state["running"]["forced"] and not trainer.state["forced"]
+    finally:
+        trainer.close()
+
+
+def test_a_webhook_whose_project_is_unreadable_is_refused_not_counted(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """A project field that is there but no id (a list, "abc", true) was read as "no project" and
+    counted towards this project's next job; it is a bad request (the backend answers 400)."""
+    trainer = Trainer(_settings(tmp_path, every=10), "not-a-key", project_id=12)
+    try:
+        for project in ([12], {"id": "abc"}, True, "nan"):
+            with pytest.raises(DataError, match="is not a Label Studio project id"):
+                trainer.notify("ANNOTATION_CREATED", {"project": project})
+        assert trainer.state["pending"] == 0
+        assert trainer.notify("ANNOTATION_CREATED", {})["status"] == "counted"  # none given: ours
     finally:
         trainer.close()
 

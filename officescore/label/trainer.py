@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from officescore.errors import ConfigError
+from officescore.errors import ConfigError, DataError
 from officescore.files import atomic_write_json, make_folder
 from officescore.label.trainjob import JOB_FILE, LOG_FILE, RESULT_FILE, run_name
 from officescore.runs import mark_not_used
@@ -565,7 +565,9 @@ def _project_id(project: Any) -> int | None:
     """The project of a webhook: {"id": ..} (webhooks), or "<id>.<timestamp>" (Label Studio's /train)."""
     if isinstance(project, dict):
         project = project.get("id")
-    try:
-        return int(str(project).split(".")[0]) if project not in (None, "") else None
-    except ValueError:
+    if project in (None, ""):
         return None
+    try:
+        return int(str(project).split(".")[0])
+    except ValueError:  # not "no project" (counted as ours): a label of some project, or none (400)
+        raise DataError(f"the webhook's project {project!r} is not a Label Studio project id") from None
