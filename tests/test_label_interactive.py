@@ -505,6 +505,18 @@ def test_a_decompression_bomb_photo_is_a_bad_image() -> None:
         Clicker(None).segment(bomb, [keypoint(40, 50, "desk", 128, 96)])
 
 
+def test_a_turned_box_stands_for_its_upright_bounds() -> None:
+    """Label Studio turns a rectangle about its top-left corner (value.rotation, degrees clockwise):
+    a box at the blue square's top-right corner turned 90 degrees covers the blue square; read
+    unturned it lay right of it, on the grey background."""
+    rgb, left, right = two_squares()
+    turned = rectangle((100, 30, 140, 70), "desk", 128, 96)  # 40 x 40 px from (100, 30), then turned
+    turned["value"]["rotation"] = 90
+    prompt = parse_context({"result": [turned]})
+    assert prompt.box == pytest.approx((60, 30, 100, 70))
+    assert iou(Clicker(None).segment(rgb, [turned]).mask, right) > 0.9
+
+
 def test_the_backend_starts_on_an_empty_runs_folder_and_answers_clicks_with_grabcut(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -15,6 +15,7 @@ other tools) is ignored.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,8 @@ def parse_context(context: Mapping[str, Any] | None) -> Prompt:
             )
         else:
             w, h = _number(value, "width", kind), _number(value, "height", kind)
+            if value.get("rotation"):  # a turned box: its upright bounds, not its unturned self
+                x, y, w, h = _upright(x, y, w, h, _number(value, "rotation", kind), width, height)
             x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, 100.0), min(y + h, 100.0)
             if x1 <= x0 or y1 <= y0:
                 raise DataError(
@@ -100,6 +103,20 @@ def parse_context(context: Mapping[str, Any] | None) -> Prompt:
     if box is None and not any(c.positive for c in clicks):  # exclude clicks alone mark no object
         raise DataError("an exclude (Alt) click alone marks no object; click on the object first")
     return Prompt(class_name, width, height, clicks, box)
+
+
+def _upright(
+    x: float, y: float, w: float, h: float, degrees: float, width: int, height: int
+) -> tuple[float, float, float, float]:
+    """The upright bounds (percent) of a box Label Studio turned `degrees` clockwise about its
+    top-left corner; in pixels, since a percent of the width and of the height differ."""
+    turn = math.radians(degrees)
+    across, down = w * width / 100.0, h * height / 100.0
+    ax, ay = across * math.cos(turn), across * math.sin(turn)  # the top edge, turned
+    dx, dy = -down * math.sin(turn), down * math.cos(turn)  # the left edge, turned
+    xs, ys = (0.0, ax, dx, ax + dx), (0.0, ay, dy, ay + dy)
+    left, top = x + min(xs) * 100.0 / width, y + min(ys) * 100.0 / height
+    return left, top, (max(xs) - min(xs)) * 100.0 / width, (max(ys) - min(ys)) * 100.0 / height
 
 
 def _size(regions: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
