@@ -242,6 +242,22 @@ def test_malformed_predict_bodies_are_a_400_and_the_server_keeps_serving(
         assert requests.get(f"{url}/health", timeout=10).status_code == 200
 
 
+def test_a_body_that_is_not_json_is_a_400_that_says_so(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """A form post or bytes that are not UTF-8 answered json's bare "Expecting value: line 1 column
+    1 (char 0)", which does not say the body is at fault."""
+    checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
+    backend = ml.Backend(tmp_path / "runs", log=lambda message: None)
+    with served(backend) as url:
+        for path in ("/predict", "/setup", "/webhook"):
+            for raw in (b"tasks=1", b'{"a": "\xff"}'):
+                reply = requests.post(f"{url}{path}", data=raw, timeout=10)
+                assert reply.status_code == 400 and reply.json()["error"].startswith(
+                    "the request body is not JSON"
+                )
+
+
 def test_a_negative_or_huge_content_length_is_a_400_at_once(
     tmp_path: Path, loads: list[tuple[str, float]]
 ) -> None:

@@ -306,7 +306,10 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
             if not 0 <= length <= MAX_BODY:
                 raise DataError(f"Content-Length {length}: a request body is 0 to {MAX_BODY:,} bytes")
             raw = self.rfile.read(length) if length else b"{}"
-            body = json.loads(raw or b"{}")
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError: name what was wrong
+                raise DataError(f"the request body is not JSON ({exc})") from None
             if not isinstance(body, dict):
                 raise DataError("the request body must be a JSON object")
             return body
