@@ -205,6 +205,9 @@ def test_custom_rubric_is_normalised_to_100(tmp_path: Path) -> None:
         ("[classes.desk]\npoints = 5\n[[essentials]]\nany_of = ['sofa']", "sofa not in [classes]"),
         ("[classes.desk]\npoints = 5\n[[labels]]\nmin = 10", "labels[0].label"),
         ("labels = 3\n[classes.desk]\npoints = 5", "labels must be a list of tables"),
+        # A misspelt top-level key or section is refused, not silently replaced by the default.
+        ("missing_essentials_cap = 50\n[classes.desk]\npoints = 5", "unknown key(s) missing_essentials_cap"),
+        ("[classes.desk]\npoints = 5\n[[essential]]\nany_of = ['desk']", "unknown key(s) essential ("),
     ],
 )
 def test_bad_rubric_files_give_one_line_config_errors(tmp_path: Path, text: str, fragment: str) -> None:

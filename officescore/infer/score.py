@@ -33,6 +33,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 DEFAULT_RUBRIC = "rubric.toml"
+_TOP_KEYS = ("name", "decay", "missing_essential_cap", "classes", "essentials", "labels", "attributes")
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,12 @@ class Rubric:
     def from_dict(cls, data: Mapping[str, Any], source: str = "") -> Rubric:
         """Validate a parsed rubric; every problem is a one-line ConfigError naming the field."""
         where = source or "rubric"
+        # A misspelt key (`missing_essentials_cap`, `[[essential]]`) would silently score by the defaults.
+        unknown = set(data) - set(_TOP_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(sorted(unknown))} (use {', '.join(_TOP_KEYS)})"
+            )
         decay = _number(data.get("decay", 0.5), f"{where}: decay", 0.0, 1.0)
         table = data.get("classes")
         if not isinstance(table, dict) or not table:
