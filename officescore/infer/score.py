@@ -293,6 +293,18 @@ def _suggestions(
         noun = rule.noun or name
         thing = f"another {noun}" if count else f"{_article(noun)} {noun}"
         found.append((-gain, order, Suggestion(name, gain, f"add {thing}: +{gain:g}")))
+    missing = [e for e in rubric.essentials if not any(counts.get(c, 0) > 0 for c in e.any_of)]
+    if len(missing) > 1:
+        # While two essentials are missing neither alone lifts the cap (at the cap each gains 0 and
+        # nothing was suggested): suggest them together, each by its most valuable class.
+        picks = list(dict.fromkeys(max(e.any_of, key=lambda c: rubric.classes[c].points) for e in missing))
+        more = {**counts, **{c: counts.get(c, 0) + 1 for c in picks}}
+        gain = round(_total(more, rubric, extra) - total, 1)
+        if gain > 0:
+            things = [f"{_article(n)} {n}" for n in (rubric.classes[c].noun or c for c in picks)]
+            text = f"add {', '.join(things[:-1])} and {things[-1]}: +{gain:g}"
+            order = list(rubric.classes).index(picks[0])
+            found.append((-gain, order, Suggestion(picks[0], gain, text)))
     return [s for _, _, s in sorted(found, key=lambda t: (t[0], t[1]))]
 
 
