@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,16 +146,26 @@ def export_model(
         "officescore_version": __version__,
         "source": checkpoint.name,
     }
-    with reporter.stage(f"exporting {fmt}", total=2) as stage:
-        if fmt == "torchscript":
-            parity = _export_torchscript(model, meta, out, image)
-            result = ExportResult(out, fmt, classes, data["arch"], out.stat().st_size, parity)
-        else:
-            size = input_size or _default_input_size(model)
-            parity = _export_onnx(model, meta, out, image.resize((size[1], size[0])), opset)
-            result = ExportResult(out, fmt, classes, data["arch"], out.stat().st_size, parity, size, opset)
-            result.notes.append(f"feed one 3x{size[0]}x{size[1]} float image in [0, 1] per run")
-        stage.advance(2, status=f"max box diff {parity.max_box_diff:.2g}")
+    # Written and verified beside `out`, then moved over it: an export that fails its check (or
+    # crashes on loading) must not replace, nor delete, a good file already at `out`.
+    staging = out.with_name(f".{out.name}.partial")
+    try:
+        with reporter.stage(f"exporting {fmt}", total=2) as stage:
+            if fmt == "torchscript":
+                parity = _export_torchscript(model, meta, staging, image)
+                os.replace(staging, out)
+                result = ExportResult(out, fmt, classes, data["arch"], out.stat().st_size, parity)
+            else:
+                size = input_size or _default_input_size(model)
+                parity = _export_onnx(model, meta, staging, image.resize((size[1], size[0])), opset)
+                os.replace(staging, out)
+                result = ExportResult(
+                    out, fmt, classes, data["arch"], out.stat().st_size, parity, size, opset
+                )
+                result.notes.append(f"feed one 3x{size[0]}x{size[1]} float image in [0, 1] per run")
+            stage.advance(2, status=f"max box diff {parity.max_box_diff:.2g}")
+    finally:
+        staging.unlink(missing_ok=True)
     return result
 
 

@@ -164,6 +164,13 @@ def test_export_that_differs_from_the_checkpoint_is_refused_and_removed(
         export_model(setup["checkpoint"], "onnx", out=out)
     assert written_shapes == [[3, 128, 128]]  # the default input size: the model's own 128 px square
     assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # nor its staging file
+    # A good export already at --out survives a refused re-export untouched.
+    out.write_bytes(b"a good earlier export")
+    with pytest.raises(ModelError, match="onnx export refused"):
+        export_model(setup["checkpoint"], "onnx", out=out)
+    assert out.read_bytes() == b"a good earlier export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shifted.onnx"]
 
 
 @pytest.mark.parametrize(
