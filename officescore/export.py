@@ -122,7 +122,7 @@ def export_model(
     reporter: Reporter = SILENT,
 ) -> ExportResult:
     """Export `checkpoint` and verify the file against it; a mismatch raises ModelError."""
-    from officescore.model import load_checkpoint, model_from_checkpoint
+    from officescore.model import is_torchscript, load_checkpoint, model_from_checkpoint
 
     fmt = fmt.lower()
     if fmt in ("pt2", "torch.export", "aotinductor"):
@@ -132,6 +132,11 @@ def export_model(
     if fmt == "onnx" and opset < 11:
         raise ConfigError(f"--opset {opset}: Mask R-CNN needs ONNX opset 11 or newer")
     checkpoint = Path(checkpoint)
+    if checkpoint.is_file() and (checkpoint.suffix.lower() == ".onnx" or is_torchscript(checkpoint)):
+        # Not a checkpoint: torch.load would warn about TorchScript and call the file damaged.
+        raise ModelError(
+            f"--model {checkpoint}: already an export; export the checkpoint it came from (weights/best.pt)"
+        )
     data = load_checkpoint(checkpoint)
     _refuse_attribute_head(data, checkpoint, fmt)
     model, classes = model_from_checkpoint(data, "cpu")

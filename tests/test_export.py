@@ -211,6 +211,16 @@ def test_export_bad_options(
     assert fragment in err and len(err.splitlines()) == 1
 
 
+def test_export_of_an_export_says_so_in_one_line(torchscript: Path, capsys: pytest.CaptureFixture) -> None:
+    # It used to be called "truncated, damaged, or holding pickled code", after a torch.load warning.
+    with pytest.raises(SystemExit) as info:
+        main(["export", "--model", str(torchscript)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--model {torchscript}: already an export; export the checkpoint it came from" in err
+    assert len(err.splitlines()) == 1
+
+
 def test_export_refuses_files_that_are_not_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
