@@ -234,6 +234,19 @@ def test_score_photos_saves_annotated_images(
     assert photos[2].to_dict()["score"] is None and photos[2].to_dict()["error"]
 
 
+def test_save_dir_in_the_photos_folder_never_overwrites_a_photo(
+    predictor: Predictor, files: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    photos_dir = tmp_path / "photos"
+    shutil.copytree(files["scenes"], photos_dir)
+    before = {p.name: p.read_bytes() for p in photos_dir.iterdir()}
+    photos = score_photos(predictor, [photos_dir], save_dir=photos_dir)
+    assert {p.name: p.read_bytes() for p in photos_dir.iterdir() if p.name in before} == before
+    assert sorted(p.annotated.name for p in photos) == ["scene_0_2.jpg", "scene_1_2.jpg"]
+
+
 # --------------------------------------------------------------------------- the COCO model
 
 

@@ -484,7 +484,7 @@ def score_photos(
     items = expand_inputs(inputs)
     mine = shard(range(len(items)), ctx)
     # Names of annotated images are chosen over all photos, so two ranks never pick the same one.
-    names = _annotated_names(items) if save_dir is not None else {}
+    names = _annotated_names(items, Path(save_dir)) if save_dir is not None else {}
     scored: dict[int, PhotoScore] = {}
 
     def finish(position: int, result: ImageResult, pixels: torch.Tensor) -> None:
@@ -511,13 +511,15 @@ def score_photos(
     return [photo for _, photo in merged]
 
 
-def _annotated_names(items: Sequence[ImageInput]) -> dict[int, str]:
+def _annotated_names(items: Sequence[ImageInput], save_dir: Path) -> dict[int, str]:
     """`<stem>.jpg` per photo, `<stem>_2.jpg`... for photos of the same name in different folders."""
+    # Never a photo being scored: `--save-dir` set to the photos' own folder overwrote each JPEG.
+    photos = {Path(item).resolve() for item in items if isinstance(item, (str, Path))}
     names, used = {}, set()
     for index, item in enumerate(items):
         stem = Path(_describe(item, index)).stem or "image"
         name, n = f"{stem}.jpg", 1
-        while name in used:
+        while name in used or (save_dir / name).resolve() in photos:
             n += 1
             name = f"{stem}_{n}.jpg"
         used.add(name)
