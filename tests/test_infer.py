@@ -417,6 +417,19 @@ def test_cli_default_model_is_the_newest_best_pt(
     assert doc["photos"][0]["score"]["total"] == 25.0
 
 
+def test_cli_csv_naming_a_photo_is_refused(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = tmp_path / "office.jpg"
+    photo.write_bytes((files["scenes"] / "scene_0.jpg").read_bytes())
+    with pytest.raises(SystemExit) as info:
+        main(["score", str(tmp_path), "--model", str(files["checkpoint"]), "--csv", str(photo)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--csv {photo}: is one of the photos being scored" in err and len(err.splitlines()) == 1
+    assert photo.read_bytes() == (files["scenes"] / "scene_0.jpg").read_bytes()
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

@@ -84,6 +84,9 @@ def score(
     items = expand_inputs(photos)
     if not items:  # e.g. an empty folder: say so before loading a model
         raise BadImageError(f"no photos found in {', '.join(photos)}; pass image files, folders or globs")
+    if csv_file is not None and csv_file.resolve() in {Path(p).resolve() for p in items}:
+        # A slip such as `--csv office.jpg` would replace the photo with the table.
+        raise ConfigError(f"--csv {csv_file}: is one of the photos being scored; give a .csv file name")
     source = model or default_model_source()
     from officescore import distributed  # torch: imported once the cheap checks passed
     from officescore.devices import resolve_device
