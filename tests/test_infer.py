@@ -417,6 +417,23 @@ def test_cli_default_model_is_the_newest_best_pt(
     assert doc["photos"][0]["score"]["total"] == 25.0
 
 
+def test_cli_warns_when_the_model_cannot_detect_an_essential(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No monitor or laptop class: the default rubric's "a screen" is never met, every score <= 35.
+    blind = write_checkpoint(tmp_path / "desk_chair.pt", {"desk": 8.0}, classes=["desk", "chair"])
+    photo = str(files["scenes"] / "scene_0.jpg")
+    with pytest.raises(SystemExit) as info:
+        main(["score", photo, "--model", str(blind), "--json"])
+    assert info.value.code == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["photos"][0]["score"]["total"] <= 35
+    assert "warning: the model cannot detect a screen, essential in rubric default: every score" in err
+    with pytest.raises(SystemExit):  # a model with every essential class: no warning
+        main(["score", photo, "--model", str(files["checkpoint"]), "--json"])
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_cli_csv_naming_a_photo_is_refused(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

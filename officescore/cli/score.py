@@ -20,6 +20,7 @@ from officescore.cli.common import (
 
 if TYPE_CHECKING:
     from officescore.infer import PhotoScore
+    from officescore.infer.score import Rubric
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -100,6 +101,8 @@ def score(
         )
         if not json_output and ctx.is_main:  # say which model scored: the default is picked, not given
             console.print(f"[dim]model: {source} ({predictor.kind}, {predictor.precision})[/dim]")
+        if ctx.is_main:
+            _warn_undetectable_essentials(rules, predictor.classes)
         results = score_photos(
             predictor,
             items,
@@ -140,6 +143,21 @@ def score(
     if failed:
         # A UserError (not typer.Exit) so the exit code is 2 whatever mode Click runs in.
         raise BadImageError(f"{len(failed)} of {len(results)} photos could not be read (listed above)")
+
+
+def _warn_undetectable_essentials(rubric: Rubric, classes: list[str]) -> None:
+    """An essential none of the model's classes can meet caps every photo: say so once, up front
+    (on stderr, so --json stays pure), rather than leave the user puzzling over a score stuck at 35."""
+    blind = [e.name for e in rubric.essentials if not set(e.any_of) & set(classes)]
+    if blind and rubric.missing_essential_cap < 100:
+        err_console.print(
+            Text(
+                f"warning: the model cannot detect {', '.join(blind)}, essential in rubric {rubric.name}: "
+                f"every score stays at most {rubric.missing_essential_cap:g}",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
 
 
 def _show_one(photo: PhotoScore) -> None:
