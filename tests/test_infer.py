@@ -434,6 +434,23 @@ def test_cli_warns_when_the_model_cannot_detect_an_essential(
     assert "warning" not in capsys.readouterr().err
 
 
+def test_cli_json_and_csv_of_a_photo_whose_name_is_not_utf8(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A Latin-1 name from an old archive: Python sees a lone surrogate that UTF-8 cannot encode.
+    name = os.fsdecode(b"caf\xe9.jpg")
+    (tmp_path / name).write_bytes((files["scenes"] / "scene_0.jpg").read_bytes())
+    csv_file = tmp_path / "scores.csv"
+    argv = ["score", str(tmp_path), "--model", str(files["checkpoint"]), "--json", "--csv", str(csv_file)]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["photos"][0]["path"] == str(tmp_path / name)  # read back to the very name
+    row = csv_file.read_bytes().decode("utf-8").splitlines()[1]
+    assert row.startswith(str(tmp_path / "caf\\udce9.jpg") + ",")
+
+
 def test_cli_csv_naming_a_photo_is_refused(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

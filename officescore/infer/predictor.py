@@ -571,4 +571,5 @@ def write_csv(path: Path, photos: Sequence[PhotoScore]) -> None:
     writer = csv.writer(buffer)
     writer.writerow(header)
     writer.writerows(rows)
-    atomic_write_bytes(Path(path), buffer.getvalue().encode("utf-8"))
+    # A file name that is not UTF-8 holds lone surrogates: escaped (\udcXX), not a crash after scoring.
+    atomic_write_bytes(Path(path), buffer.getvalue().encode("utf-8", "backslashreplace"))
