@@ -451,6 +451,28 @@ def test_cli_json_and_csv_of_a_photo_whose_name_is_not_utf8(
     assert row.startswith(str(tmp_path / "caf\\udce9.jpg") + ",")
 
 
+def test_cli_says_how_the_points_make_the_score(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 10 of 20 full marks is 50/100, and the missing monitor caps it at 20: the points column (10)
+    # does not add up to the score (20) unless the page says why.
+    rubric = tmp_path / "small.toml"
+    rubric.write_text(
+        "missing_essential_cap = 20\n[classes.desk]\npoints = 10\n[classes.monitor]\npoints = 10\n"
+        "[[essentials]]\nany_of = ['monitor']\n"
+    )
+    photo = str(files["scenes"] / "scene_1.jpg")
+    with pytest.raises(SystemExit):
+        main(["score", photo, "--model", str(files["checkpoint"]), "--rubric", str(rubric)])
+    out = capsys.readouterr().out
+    assert "Office score: 20/100" in out
+    assert "10 points of 20 full marks = 50/100, capped at 20 while an essential is missing" in out
+    with pytest.raises(SystemExit):  # the default rubric's points are the score: nothing to explain
+        main(["score", photo, "--model", str(files["checkpoint"])])
+    out = capsys.readouterr().out
+    assert "Office score: 25/100" in out and "full marks" not in out
+
+
 def test_cli_csv_naming_a_photo_is_refused(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

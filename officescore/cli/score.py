@@ -20,7 +20,7 @@ from officescore.cli.common import (
 
 if TYPE_CHECKING:
     from officescore.infer import PhotoScore
-    from officescore.infer.score import Rubric
+    from officescore.infer.score import OfficeScore, Rubric
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -197,6 +197,9 @@ def _show_one(photo: PhotoScore) -> None:
     console.print(breakdown)
     if office.missing_essentials:
         console.print(f"[yellow]missing essentials:[/yellow] {', '.join(office.missing_essentials)}")
+    how = _how_points_make_the_total(office)
+    if how:
+        console.print(f"[dim]{how}[/dim]")
     if office.unscored:
         console.print(
             "[dim]not scored: " + ", ".join(f"{k} x{v}" for k, v in office.unscored.items()) + "[/dim]"
@@ -206,6 +209,22 @@ def _show_one(photo: PhotoScore) -> None:
     console.print(f"[bold]Office score: {office.total:g}/100[/bold] - {office.label}")
     if photo.annotated:
         console.print(f"annotated image: {photo.annotated}")
+
+
+def _how_points_make_the_total(office: OfficeScore) -> str:
+    """Why the points column does not add up to the score, when it does not: a rubric's full marks
+    other than 100, the missing-essential cap, the clip at 100 ("" when it adds up)."""
+    points = sum(row.earned for row in office.breakdown) + sum(rule.earned for rule in office.attributes)
+    full = sum(row.possible for row in office.breakdown if not row.bonus)
+    scaled = round(100.0 * points / full, 1)
+    if round(points, 1) == office.total:
+        return ""
+    why = f"{points:g} points of {full:g} full marks = {scaled:g}/100"
+    if scaled > office.total and office.missing_essentials:
+        why += f", capped at {office.total:g} while an essential is missing"
+    elif scaled > office.total:
+        why += ", clipped to 100"
+    return why
 
 
 def _show_many(results: list[PhotoScore]) -> None:
