@@ -82,12 +82,27 @@ def serve(
     )
     argv, env = streamlit_command(settings, port=port, host=host)
     _check_address(host, port)
+    if source.lower() == COCO_SOURCE:  # last: it may download the weights
+        _check_coco_weights()
     err_console.print(f"serving {settings.model} at http://{host}:{port} (Ctrl+C to stop)")
     env = {**os.environ, **env}
     sys.stdout.flush()
     if os.name == "posix":
         os.execve(argv[0], argv, env)  # streamlit replaces this process: signals reach it directly
     raise typer.Exit(subprocess.call(argv, env=env))
+
+
+def _check_coco_weights() -> None:
+    """`coco` without its weights in the hub cache (offline): fail here in one line, not on the page
+    when the first photo is uploaded. Online they are downloaded now, once, as the page would."""
+    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
+
+    from officescore.infer.predictor import _coco_model
+    from officescore.model import hub_checkpoint_dir
+
+    url = MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.url
+    if not (hub_checkpoint_dir() / Path(url).name).is_file():
+        _coco_model()  # downloads, or raises the ModelError `score --model coco` gives
 
 
 def _check_address(host: str, port: int) -> None:
