@@ -234,6 +234,27 @@ def test_score_photos_saves_annotated_images(
     assert photos[2].to_dict()["score"] is None and photos[2].to_dict()["error"]
 
 
+def test_save_dir_keeps_the_earlier_annotated_image_when_a_write_fails(
+    predictor: Predictor, files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "scene_0.jpg").write_bytes(b"the earlier annotated image")
+
+    def torn_save(image: Image.Image, target: object, *args: object, **kwargs: object) -> None:
+        # Half a JPEG, then the disk fills up (or Ctrl-C arrives).
+        if isinstance(target, (str, Path)):
+            Path(target).write_bytes(b"\xff\xd8 half")
+        else:
+            target.write(b"\xff\xd8 half")  # type: ignore[attr-defined]
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", torn_save)
+    with pytest.raises(OSError, match="No space left"):
+        score_photos(predictor, [files["scenes"] / "scene_0.jpg"], save_dir=out)
+    assert (out / "scene_0.jpg").read_bytes() == b"the earlier annotated image"
+
+
 def test_save_dir_in_the_photos_folder_never_overwrites_a_photo(
     predictor: Predictor, files: dict[str, Path], tmp_path: Path
 ) -> None:

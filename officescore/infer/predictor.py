@@ -496,7 +496,10 @@ def score_photos(
             annotated = Path(save_dir) / names[index]
             photo = to_pil_image(pixels)
             seen = _on_pixels(result, photo.width, photo.height)
-            draw(photo, seen, office, width=save_width(photo.width)).save(annotated, quality=90)
+            # Whole or not at all: a run stopped mid-write must not leave a torn JPEG over a good one.
+            buffer = io.BytesIO()
+            draw(photo, seen, office, width=save_width(photo.width)).save(buffer, "JPEG", quality=90)
+            atomic_write_bytes(annotated, buffer.getvalue())
         scored[index] = PhotoScore(result, office, annotated)
 
     batch_size = default_batch_size(predictor.device) if batch_size is None else batch_size
