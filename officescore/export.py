@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +122,7 @@ def export_model(
     reporter: Reporter = SILENT,
 ) -> ExportResult:
     """Export `checkpoint` and verify the file against it; a mismatch raises ModelError."""
-    from officescore.model import load_checkpoint, model_from_checkpoint
+    from officescore.model import is_torchscript, load_checkpoint, model_from_checkpoint
 
     fmt = fmt.lower()
     if fmt in ("pt2", "torch.export", "aotinductor"):
@@ -131,6 +132,11 @@ def export_model(
     if fmt == "onnx" and opset < 11:
         raise ConfigError(f"--opset {opset}: Mask R-CNN needs ONNX opset 11 or newer")
     checkpoint = Path(checkpoint)
+    if checkpoint.is_file() and (checkpoint.suffix.lower() == ".onnx" or is_torchscript(checkpoint)):
+        # Not a checkpoint: torch.load would warn about TorchScript and call the file damaged.
+        raise ModelError(
+            f"--model {checkpoint}: already an export; export the checkpoint it came from (weights/best.pt)"
+        )
     data = load_checkpoint(checkpoint)
     _refuse_attribute_head(data, checkpoint, fmt)
     model, classes = model_from_checkpoint(data, "cpu")
@@ -145,16 +151,26 @@ def export_model(
         "officescore_version": __version__,
         "source": checkpoint.name,
     }
-    with reporter.stage(f"exporting {fmt}", total=2) as stage:
-        if fmt == "torchscript":
-            parity = _export_torchscript(model, meta, out, image)
-            result = ExportResult(out, fmt, classes, data["arch"], out.stat().st_size, parity)
-        else:
-            size = input_size or _default_input_size(model)
-            parity = _export_onnx(model, meta, out, image.resize((size[1], size[0])), opset)
-            result = ExportResult(out, fmt, classes, data["arch"], out.stat().st_size, parity, size, opset)
-            result.notes.append(f"feed one 3x{size[0]}x{size[1]} float image in [0, 1] per run")
-        stage.advance(2, status=f"max box diff {parity.max_box_diff:.2g}")
+    # Written and verified beside `out`, then moved over it: an export that fails its check (or
+    # crashes on loading) must not replace, nor delete, a good file already at `out`.
+    staging = out.with_name(f".{out.name}.partial")
+    try:
+        with reporter.stage(f"exporting {fmt}", total=2) as stage:
+            if fmt == "torchscript":
+                parity = _export_torchscript(model, meta, staging, image)
+                os.replace(staging, out)
+                result = ExportResult(out, fmt, classes, data["arch"], out.stat().st_size, parity)
+            else:
+                size = input_size or _default_input_size(model)
+                parity = _export_onnx(model, meta, staging, image.resize((size[1], size[0])), opset)
+                os.replace(staging, out)
+                result = ExportResult(
+                    out, fmt, classes, data["arch"], out.stat().st_size, parity, size, opset
+                )
+                result.notes.append(f"feed one 3x{size[0]}x{size[1]} float image in [0, 1] per run")
+            stage.advance(2, status=f"max box diff {parity.max_box_diff:.2g}")
+    finally:
+        staging.unlink(missing_ok=True)
     return result
 
 

@@ -143,7 +143,7 @@ def test_page_score_equals_cli_score(
         at_half = _page_total(page)
         assert at_half == _cli_total(files, 0.5, capsys)
         page.get_by_test_id("stImage").first.wait_for(timeout=30_000)  # the annotated photo
-        page.get_by_text("add a chair").wait_for(timeout=30_000)  # a suggestion
+        page.get_by_text("add a chair").first.wait_for(timeout=30_000)  # a suggestion (two name a chair)
 
         # Five steps of 0.05 down: the chairs (score about 0.27) now count as well.
         slider = page.get_by_role("slider")

@@ -275,6 +275,47 @@ def test_hostile_input_is_a_one_line_error(
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.timeout(60)
+def test_serve_on_a_port_in_use_is_a_one_line_error(
+    world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Streamlit itself would claim "serving ..." and then log "Port N is not available".
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as info:
+            main(["serve", "--model", str(world["model"]), "--port", str(port)])
+    out, err = capsys.readouterr()
+    assert info.value.code == 2
+    assert "Traceback" not in out + err and "serving" not in out + err
+    assert err.strip().count("\n") == 0 and f"--port {port}: cannot listen on 127.0.0.1:{port}" in err
+
+
+@pytest.mark.timeout(60)
+def test_serve_coco_without_its_weights_offline_is_a_one_line_error(
+    tmp_path: Path, clean_cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It used to start, and fail on the page once a photo was uploaded.
+    import urllib.error
+
+    import torch
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--model", "coco"])
+    out, err = capsys.readouterr()
+    assert info.value.code == 2 and "Traceback" not in out + err
+    assert "cannot download pretrained weights" in err and "The zero-shot `coco` model needs" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_a_photo_that_no_longer_decodes_stops_training_with_one_line(
     world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

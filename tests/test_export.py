@@ -164,6 +164,13 @@ def test_export_that_differs_from_the_checkpoint_is_refused_and_removed(
         export_model(setup["checkpoint"], "onnx", out=out)
     assert written_shapes == [[3, 128, 128]]  # the default input size: the model's own 128 px square
     assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # nor its staging file
+    # A good export already at --out survives a refused re-export untouched.
+    out.write_bytes(b"a good earlier export")
+    with pytest.raises(ModelError, match="onnx export refused"):
+        export_model(setup["checkpoint"], "onnx", out=out)
+    assert out.read_bytes() == b"a good earlier export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shifted.onnx"]
 
 
 @pytest.mark.parametrize(
@@ -202,6 +209,16 @@ def test_export_bad_options(
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
+
+
+def test_export_of_an_export_says_so_in_one_line(torchscript: Path, capsys: pytest.CaptureFixture) -> None:
+    # It used to be called "truncated, damaged, or holding pickled code", after a torch.load warning.
+    with pytest.raises(SystemExit) as info:
+        main(["export", "--model", str(torchscript)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--model {torchscript}: already an export; export the checkpoint it came from" in err
+    assert len(err.splitlines()) == 1
 
 
 def test_export_refuses_files_that_are_not_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

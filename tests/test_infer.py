@@ -234,6 +234,40 @@ def test_score_photos_saves_annotated_images(
     assert photos[2].to_dict()["score"] is None and photos[2].to_dict()["error"]
 
 
+def test_save_dir_keeps_the_earlier_annotated_image_when_a_write_fails(
+    predictor: Predictor, files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "scene_0.jpg").write_bytes(b"the earlier annotated image")
+
+    def torn_save(image: Image.Image, target: object, *args: object, **kwargs: object) -> None:
+        # Half a JPEG, then the disk fills up (or Ctrl-C arrives).
+        if isinstance(target, (str, Path)):
+            Path(target).write_bytes(b"\xff\xd8 half")
+        else:
+            target.write(b"\xff\xd8 half")  # type: ignore[attr-defined]
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", torn_save)
+    with pytest.raises(OSError, match="No space left"):
+        score_photos(predictor, [files["scenes"] / "scene_0.jpg"], save_dir=out)
+    assert (out / "scene_0.jpg").read_bytes() == b"the earlier annotated image"
+
+
+def test_save_dir_in_the_photos_folder_never_overwrites_a_photo(
+    predictor: Predictor, files: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    photos_dir = tmp_path / "photos"
+    shutil.copytree(files["scenes"], photos_dir)
+    before = {p.name: p.read_bytes() for p in photos_dir.iterdir()}
+    photos = score_photos(predictor, [photos_dir], save_dir=photos_dir)
+    assert {p.name: p.read_bytes() for p in photos_dir.iterdir() if p.name in before} == before
+    assert sorted(p.annotated.name for p in photos) == ["scene_0_2.jpg", "scene_1_2.jpg"]
+
+
 # --------------------------------------------------------------------------- the COCO model
 
 
@@ -402,6 +436,75 @@ def test_cli_default_model_is_the_newest_best_pt(
     doc = json.loads(capsys.readouterr().out)
     assert Path(doc["model"]) == Path("runs/train/exp/weights/best.pt") and doc["kind"] == "checkpoint"
     assert doc["photos"][0]["score"]["total"] == 25.0
+
+
+def test_cli_warns_when_the_model_cannot_detect_an_essential(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No monitor or laptop class: the default rubric's "a screen" is never met, every score <= 35.
+    blind = write_checkpoint(tmp_path / "desk_chair.pt", {"desk": 8.0}, classes=["desk", "chair"])
+    photo = str(files["scenes"] / "scene_0.jpg")
+    with pytest.raises(SystemExit) as info:
+        main(["score", photo, "--model", str(blind), "--json"])
+    assert info.value.code == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["photos"][0]["score"]["total"] <= 35
+    assert "warning: the model cannot detect a screen, essential in rubric default: every score" in err
+    with pytest.raises(SystemExit):  # a model with every essential class: no warning
+        main(["score", photo, "--model", str(files["checkpoint"]), "--json"])
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_cli_json_and_csv_of_a_photo_whose_name_is_not_utf8(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A Latin-1 name from an old archive: Python sees a lone surrogate that UTF-8 cannot encode.
+    name = os.fsdecode(b"caf\xe9.jpg")
+    (tmp_path / name).write_bytes((files["scenes"] / "scene_0.jpg").read_bytes())
+    csv_file = tmp_path / "scores.csv"
+    argv = ["score", str(tmp_path), "--model", str(files["checkpoint"]), "--json", "--csv", str(csv_file)]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["photos"][0]["path"] == str(tmp_path / name)  # read back to the very name
+    row = csv_file.read_bytes().decode("utf-8").splitlines()[1]
+    assert row.startswith(str(tmp_path / "caf\\udce9.jpg") + ",")
+
+
+def test_cli_says_how_the_points_make_the_score(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 10 of 20 full marks is 50/100, and the missing monitor caps it at 20: the points column (10)
+    # does not add up to the score (20) unless the page says why.
+    rubric = tmp_path / "small.toml"
+    rubric.write_text(
+        "missing_essential_cap = 20\n[classes.desk]\npoints = 10\n[classes.monitor]\npoints = 10\n"
+        "[[essentials]]\nany_of = ['monitor']\n"
+    )
+    photo = str(files["scenes"] / "scene_1.jpg")
+    with pytest.raises(SystemExit):
+        main(["score", photo, "--model", str(files["checkpoint"]), "--rubric", str(rubric)])
+    out = capsys.readouterr().out
+    assert "Office score: 20/100" in out
+    assert "10 points of 20 full marks = 50/100, capped at 20 while an essential is missing" in out
+    with pytest.raises(SystemExit):  # the default rubric's points are the score: nothing to explain
+        main(["score", photo, "--model", str(files["checkpoint"])])
+    out = capsys.readouterr().out
+    assert "Office score: 25/100" in out and "full marks" not in out
+
+
+def test_cli_csv_naming_a_photo_is_refused(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = tmp_path / "office.jpg"
+    photo.write_bytes((files["scenes"] / "scene_0.jpg").read_bytes())
+    with pytest.raises(SystemExit) as info:
+        main(["score", str(tmp_path), "--model", str(files["checkpoint"]), "--csv", str(photo)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--csv {photo}: is one of the photos being scored" in err and len(err.splitlines()) == 1
+    assert photo.read_bytes() == (files["scenes"] / "scene_0.jpg").read_bytes()
 
 
 @pytest.mark.parametrize(

@@ -135,6 +135,19 @@ def test_suggestions_include_lifting_the_essential_cap(rubric: Rubric) -> None:
     assert score_office(FULL_OFFICE, rubric).suggestions == []
 
 
+def test_two_missing_essentials_are_suggested_together(rubric: Rubric) -> None:
+    # At the cap, neither a desk nor a chair alone lifts it: the advice is both, with their real gain.
+    no_desk_no_chair = {"monitor": 2, "keyboard": 1, "mouse": 1, "lamp": 1, "plant": 1}
+    office = score_office(no_desk_no_chair, rubric)
+    assert office.total == 35.0
+    assert [s.text for s in office.suggestions] == ["add a desk and a chair: +59"]
+    both = score_office({**no_desk_no_chair, "desk": 1, "chair": 1}, rubric)
+    assert both.total - office.total == pytest.approx(office.suggestions[0].gain)
+    # Below the cap the single additions still count, after the bigger combined one.
+    texts = [s.text for s in score_office({}, rubric).suggestions]
+    assert texts[:2] == ["add a desk, a chair and a monitor: +59", "add a desk: +25"]
+
+
 def test_detections_and_counts_agree_and_scoring_is_deterministic(rubric: Rubric) -> None:
     rle = {"size": [4, 4], "counts": "04`0"}
     names = ["chair", "desk", "monitor", "monitor", "monitor", "lamp", "cat"]
@@ -205,6 +218,9 @@ def test_custom_rubric_is_normalised_to_100(tmp_path: Path) -> None:
         ("[classes.desk]\npoints = 5\n[[essentials]]\nany_of = ['sofa']", "sofa not in [classes]"),
         ("[classes.desk]\npoints = 5\n[[labels]]\nmin = 10", "labels[0].label"),
         ("labels = 3\n[classes.desk]\npoints = 5", "labels must be a list of tables"),
+        # A misspelt top-level key or section is refused, not silently replaced by the default.
+        ("missing_essentials_cap = 50\n[classes.desk]\npoints = 5", "unknown key(s) missing_essentials_cap"),
+        ("[classes.desk]\npoints = 5\n[[essential]]\nany_of = ['desk']", "unknown key(s) essential ("),
     ],
 )
 def test_bad_rubric_files_give_one_line_config_errors(tmp_path: Path, text: str, fragment: str) -> None:

@@ -43,7 +43,10 @@ err_console = _Console(stderr=True)
 
 def print_json(obj: Any) -> None:
     """Machine-readable output: plain JSON on stdout, nothing else."""
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=str)
+    # A file name that is not UTF-8 (a photo from an old archive) decodes to lone surrogates, which
+    # stdout cannot encode: write them as \udcXX escapes, which json.loads reads back to the name.
+    sys.stdout.write(text.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
     sys.stdout.flush()
 
 

@@ -20,6 +20,7 @@ from officescore.cli.common import (
 
 if TYPE_CHECKING:
     from officescore.infer import PhotoScore
+    from officescore.infer.score import OfficeScore, Rubric
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -84,6 +85,9 @@ def score(
     items = expand_inputs(photos)
     if not items:  # e.g. an empty folder: say so before loading a model
         raise BadImageError(f"no photos found in {', '.join(photos)}; pass image files, folders or globs")
+    if csv_file is not None and csv_file.resolve() in {Path(p).resolve() for p in items}:
+        # A slip such as `--csv office.jpg` would replace the photo with the table.
+        raise ConfigError(f"--csv {csv_file}: is one of the photos being scored; give a .csv file name")
     source = model or default_model_source()
     from officescore import distributed  # torch: imported once the cheap checks passed
     from officescore.devices import resolve_device
@@ -97,6 +101,8 @@ def score(
         )
         if not json_output and ctx.is_main:  # say which model scored: the default is picked, not given
             console.print(f"[dim]model: {source} ({predictor.kind}, {predictor.precision})[/dim]")
+        if ctx.is_main:
+            _warn_undetectable_essentials(rules, predictor.classes)
         results = score_photos(
             predictor,
             items,
@@ -139,6 +145,21 @@ def score(
         raise BadImageError(f"{len(failed)} of {len(results)} photos could not be read (listed above)")
 
 
+def _warn_undetectable_essentials(rubric: Rubric, classes: list[str]) -> None:
+    """An essential none of the model's classes can meet caps every photo: say so once, up front
+    (on stderr, so --json stays pure), rather than leave the user puzzling over a score stuck at 35."""
+    blind = [e.name for e in rubric.essentials if not set(e.any_of) & set(classes)]
+    if blind and rubric.missing_essential_cap < 100:
+        err_console.print(
+            Text(
+                f"warning: the model cannot detect {', '.join(blind)}, essential in rubric {rubric.name}: "
+                f"every score stays at most {rubric.missing_essential_cap:g}",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
+
+
 def _show_one(photo: PhotoScore) -> None:
     result, office = photo.result, photo.score
     assert office is not None
@@ -176,6 +197,9 @@ def _show_one(photo: PhotoScore) -> None:
     console.print(breakdown)
     if office.missing_essentials:
         console.print(f"[yellow]missing essentials:[/yellow] {', '.join(office.missing_essentials)}")
+    how = _how_points_make_the_total(office)
+    if how:
+        console.print(f"[dim]{how}[/dim]")
     if office.unscored:
         console.print(
             "[dim]not scored: " + ", ".join(f"{k} x{v}" for k, v in office.unscored.items()) + "[/dim]"
@@ -185,6 +209,22 @@ def _show_one(photo: PhotoScore) -> None:
     console.print(f"[bold]Office score: {office.total:g}/100[/bold] - {office.label}")
     if photo.annotated:
         console.print(f"annotated image: {photo.annotated}")
+
+
+def _how_points_make_the_total(office: OfficeScore) -> str:
+    """Why the points column does not add up to the score, when it does not: a rubric's full marks
+    other than 100, the missing-essential cap, the clip at 100 ("" when it adds up)."""
+    points = sum(row.earned for row in office.breakdown) + sum(rule.earned for rule in office.attributes)
+    full = sum(row.possible for row in office.breakdown if not row.bonus)
+    scaled = round(100.0 * points / full, 1)
+    if round(points, 1) == office.total:
+        return ""
+    why = f"{points:g} points of {full:g} full marks = {scaled:g}/100"
+    if scaled > office.total and office.missing_essentials:
+        why += f", capped at {office.total:g} while an essential is missing"
+    elif scaled > office.total:
+        why += ", clipped to 100"
+    return why
 
 
 def _show_many(results: list[PhotoScore]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -80,12 +81,50 @@ def serve(
         rubric=str(rubric.resolve()) if rubric else None,
     )
     argv, env = streamlit_command(settings, port=port, host=host)
+    _check_address(host, port)
+    if source.lower() == COCO_SOURCE:  # last: it may download the weights
+        _check_coco_weights()
     err_console.print(f"serving {settings.model} at http://{host}:{port} (Ctrl+C to stop)")
     env = {**os.environ, **env}
     sys.stdout.flush()
     if os.name == "posix":
         os.execve(argv[0], argv, env)  # streamlit replaces this process: signals reach it directly
     raise typer.Exit(subprocess.call(argv, env=env))
+
+
+def _check_coco_weights() -> None:
+    """`coco` without its weights in the hub cache (offline): fail here in one line, not on the page
+    when the first photo is uploaded. Online they are downloaded now, once, as the page would."""
+    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
+
+    from officescore.infer.predictor import _coco_model
+    from officescore.model import hub_checkpoint_dir
+
+    url = MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.url
+    if not (hub_checkpoint_dir() / Path(url).name).is_file():
+        _coco_model()  # downloads, or raises the ModelError `score --model coco` gives
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse a port in use (or a --host that is not this machine's) in one line: Streamlit would
+    print "serving ..." first, then a timestamped "Port N is not available" and exit 1."""
+    from officescore.errors import ConfigError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            # As Tornado binds: a port left in TIME_WAIT by a stopped server is free to reuse.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host}: not an address of this machine ({exc.strerror or exc})") from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+            "is another server on it? Pick another --port, or check --host"
+        ) from exc
 
 
 def register(app: typer.Typer) -> None:

@@ -484,7 +484,7 @@ def score_photos(
     items = expand_inputs(inputs)
     mine = shard(range(len(items)), ctx)
     # Names of annotated images are chosen over all photos, so two ranks never pick the same one.
-    names = _annotated_names(items) if save_dir is not None else {}
+    names = _annotated_names(items, Path(save_dir)) if save_dir is not None else {}
     scored: dict[int, PhotoScore] = {}
 
     def finish(position: int, result: ImageResult, pixels: torch.Tensor) -> None:
@@ -496,7 +496,10 @@ def score_photos(
             annotated = Path(save_dir) / names[index]
             photo = to_pil_image(pixels)
             seen = _on_pixels(result, photo.width, photo.height)
-            draw(photo, seen, office, width=save_width(photo.width)).save(annotated, quality=90)
+            # Whole or not at all: a run stopped mid-write must not leave a torn JPEG over a good one.
+            buffer = io.BytesIO()
+            draw(photo, seen, office, width=save_width(photo.width)).save(buffer, "JPEG", quality=90)
+            atomic_write_bytes(annotated, buffer.getvalue())
         scored[index] = PhotoScore(result, office, annotated)
 
     batch_size = default_batch_size(predictor.device) if batch_size is None else batch_size
@@ -511,13 +514,15 @@ def score_photos(
     return [photo for _, photo in merged]
 
 
-def _annotated_names(items: Sequence[ImageInput]) -> dict[int, str]:
+def _annotated_names(items: Sequence[ImageInput], save_dir: Path) -> dict[int, str]:
     """`<stem>.jpg` per photo, `<stem>_2.jpg`... for photos of the same name in different folders."""
+    # Never a photo being scored: `--save-dir` set to the photos' own folder overwrote each JPEG.
+    photos = {Path(item).resolve() for item in items if isinstance(item, (str, Path))}
     names, used = {}, set()
     for index, item in enumerate(items):
         stem = Path(_describe(item, index)).stem or "image"
         name, n = f"{stem}.jpg", 1
-        while name in used:
+        while name in used or (save_dir / name).resolve() in photos:
             n += 1
             name = f"{stem}_{n}.jpg"
         used.add(name)
@@ -569,4 +574,5 @@ def write_csv(path: Path, photos: Sequence[PhotoScore]) -> None:
     writer = csv.writer(buffer)
     writer.writerow(header)
     writer.writerows(rows)
-    atomic_write_bytes(Path(path), buffer.getvalue().encode("utf-8"))
+    # A file name that is not UTF-8 holds lone surrogates: escaped (\udcXX), not a crash after scoring.
+    atomic_write_bytes(Path(path), buffer.getvalue().encode("utf-8", "backslashreplace"))

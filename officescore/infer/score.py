@@ -33,6 +33,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 DEFAULT_RUBRIC = "rubric.toml"
+_TOP_KEYS = ("name", "decay", "missing_essential_cap", "classes", "essentials", "labels", "attributes")
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,12 @@ class Rubric:
     def from_dict(cls, data: Mapping[str, Any], source: str = "") -> Rubric:
         """Validate a parsed rubric; every problem is a one-line ConfigError naming the field."""
         where = source or "rubric"
+        # A misspelt key (`missing_essentials_cap`, `[[essential]]`) would silently score by the defaults.
+        unknown = set(data) - set(_TOP_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(sorted(unknown))} (use {', '.join(_TOP_KEYS)})"
+            )
         decay = _number(data.get("decay", 0.5), f"{where}: decay", 0.0, 1.0)
         table = data.get("classes")
         if not isinstance(table, dict) or not table:
@@ -286,6 +293,18 @@ def _suggestions(
         noun = rule.noun or name
         thing = f"another {noun}" if count else f"{_article(noun)} {noun}"
         found.append((-gain, order, Suggestion(name, gain, f"add {thing}: +{gain:g}")))
+    missing = [e for e in rubric.essentials if not any(counts.get(c, 0) > 0 for c in e.any_of)]
+    if len(missing) > 1:
+        # While two essentials are missing neither alone lifts the cap (at the cap each gains 0 and
+        # nothing was suggested): suggest them together, each by its most valuable class.
+        picks = list(dict.fromkeys(max(e.any_of, key=lambda c: rubric.classes[c].points) for e in missing))
+        more = {**counts, **{c: counts.get(c, 0) + 1 for c in picks}}
+        gain = round(_total(more, rubric, extra) - total, 1)
+        if gain > 0:
+            things = [f"{_article(n)} {n}" for n in (rubric.classes[c].noun or c for c in picks)]
+            text = f"add {', '.join(things[:-1])} and {things[-1]}: +{gain:g}"
+            order = list(rubric.classes).index(picks[0])
+            found.append((-gain, order, Suggestion(picks[0], gain, text)))
     return [s for _, _, s in sorted(found, key=lambda t: (t[0], t[1]))]
 
 
