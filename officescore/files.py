@@ -1,4 +1,4 @@
-"""Small file helpers: atomic writes, hashing, JSON."""
+"""Small file helpers: atomic writes, hashing, JSON, advisory locks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from officescore.errors import ConfigError
 
@@ -58,6 +58,26 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def hold_lock(path: Path, wait: bool = False) -> IO[str]:
+    """The open lock file `path`, exclusively locked until it is closed. Held by another process:
+    BlockingIOError (or, with `wait`, the wait for it). Where the platform or the file system has no
+    locks (Windows, some network shares) the file is returned unlocked: the work goes on unguarded.
+    Opening the file may raise OSError (a folder we may not write): the caller says what that means."""
+    handle = open(path, "a")  # noqa: SIM115 - the caller holds it
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory lock
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        handle.close()
+        raise
+    except OSError:  # ENOLCK, EOPNOTSUPP: no locks here
+        pass
+    return handle
 
 
 def relative_to_file(path: Path, file: Path) -> str:

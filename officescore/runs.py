@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import IO
 
 from officescore.errors import ConfigError
-from officescore.files import make_folder
+from officescore.files import hold_lock, make_folder
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # In a run folder: the label backend trained it but did not use it (worse, failed or killed), so no
@@ -40,25 +40,14 @@ def lock_run_dir(run_dir: Path) -> IO[str] | None:
     folder (`--resume` while it still runs) would overwrite each other's last.pt and log every step twice.
     """
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory lock
-        return None
-    try:
-        handle = (Path(run_dir) / LOCK_FILE).open("a")
-    except OSError:  # a folder we may not write: saving the first checkpoint says so
-        return None
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return hold_lock(Path(run_dir) / LOCK_FILE)
     except BlockingIOError:
-        handle.close()
         raise ConfigError(
             f"{run_dir}: another training is writing to this run folder; wait for it to stop "
             "(Ctrl-C saves last.pt), then resume"
         ) from None
-    except OSError:  # a file system without locks (some network shares): train unguarded, as before
-        handle.close()
+    except OSError:  # a folder we may not write: saving the first checkpoint says so
         return None
-    return handle
 
 
 def mark_not_used(run_dir: Path, why: str) -> None:

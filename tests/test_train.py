@@ -164,7 +164,11 @@ def test_the_run_folder_lock_only_refuses_a_lock_another_holds(
             raise OSError(errno.ENOLCK, "No locks available")
 
         patch.setattr(fcntl, "flock", no_locks)
-        assert lock_run_dir(run_dir) is None
+        first = lock_run_dir(run_dir)  # held, as far as this file system allows
+        second = lock_run_dir(run_dir)  # not refused: nothing can say another training holds it
+        for handle in (first, second):
+            assert handle is not None
+            handle.close()
     resume = TrainConfig(resume=run_dir / "weights" / "last.pt", data=tiny_data, device="cpu", workers=0)
     with monkeypatch.context() as patch:
 

@@ -269,13 +269,17 @@ def _total(counts: Mapping[str, int], rubric: Rubric, extra: float = 0.0) -> flo
     standard = sum(r.earned(counts.get(n, 0)) for n, r in rubric.classes.items() if not r.bonus)
     bonus = extra + sum(r.earned(counts.get(n, 0)) for n, r in rubric.classes.items() if r.bonus)
     total = 100.0 * (standard + bonus) / rubric.full_marks
-    if _missing_essentials(counts, rubric):
+    if _unmet(counts, rubric):
         total = min(total, rubric.missing_essential_cap)
     return round(min(max(total, 0.0), 100.0), 1)
 
 
+def _unmet(counts: Mapping[str, int], rubric: Rubric) -> list[Essential]:
+    return [e for e in rubric.essentials if not any(counts.get(c, 0) > 0 for c in e.any_of)]
+
+
 def _missing_essentials(counts: Mapping[str, int], rubric: Rubric) -> list[str]:
-    return [e.name for e in rubric.essentials if not any(counts.get(c, 0) > 0 for c in e.any_of)]
+    return [e.name for e in _unmet(counts, rubric)]
 
 
 def _suggestions(
@@ -293,7 +297,7 @@ def _suggestions(
         noun = rule.noun or name
         thing = f"another {noun}" if count else f"{_article(noun)} {noun}"
         found.append((-gain, order, Suggestion(name, gain, f"add {thing}: +{gain:g}")))
-    missing = [e for e in rubric.essentials if not any(counts.get(c, 0) > 0 for c in e.any_of)]
+    missing = _unmet(counts, rubric)
     if len(missing) > 1:
         # While two essentials are missing neither alone lifts the cap (at the cap each gains 0 and
         # nothing was suggested): suggest them together, each by its most valuable class.

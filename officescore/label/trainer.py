@@ -17,7 +17,6 @@ trains the same labels twice. The API key reaches the child in its environment o
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from officescore.errors import ConfigError, DataError
-from officescore.files import atomic_write_json, make_folder
+from officescore.files import atomic_write_json, hold_lock, make_folder
 from officescore.label.trainjob import JOB_FILE, LOG_FILE, RESULT_FILE, run_name
 from officescore.runs import mark_not_used
 
@@ -140,16 +139,13 @@ class Trainer:
     # ------------------------------------------------------------------ state
 
     def _lock_folder(self) -> Any:
-        handle = (self.folder / ".lock").open("w")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
+            return hold_lock(self.folder / ".lock")
+        except BlockingIOError:
             raise ConfigError(
                 f"{self.folder}: another `label backend --train` uses this folder; stop it or give another "
                 "--backend-dir"
             ) from None
-        return handle
 
     def _load(self) -> dict[str, Any]:
         path = self.folder / STATE_FILE

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from officescore.errors import ConfigError, QuotaExhaustedError
+from officescore.files import hold_lock
 from officescore.progress import SILENT, Reporter
 from officescore.scrape import quota as clock
 from officescore.scrape.dedup import DedupIndex
@@ -164,19 +165,12 @@ def _exclusive(out: Path) -> Iterator[None]:
         raise ConfigError(f"--out {out} is a file; give a folder for images/ and manifest.sqlite")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        handle = open(out / LOCK_NAME, "a+")  # noqa: SIM115 - held for the whole run
+        handle = hold_lock(out / LOCK_NAME)
+    except BlockingIOError:
+        raise ConfigError(f"another scrape is writing to {out}; wait for it or use another --out") from None
     except OSError as exc:
         raise ConfigError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
     try:
-        try:
-            import fcntl
-
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # pragma: no cover - Windows: no advisory lock
-            pass
-        except OSError:
-            message = f"another scrape is writing to {out}; wait for it or use another --out"
-            raise ConfigError(message) from None
         yield
     finally:
         handle.close()

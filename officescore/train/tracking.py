@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from officescore.errors import ConfigError
+from officescore.files import hold_lock
 from officescore.train.config import CSV_COLUMNS, LOG_CHOICES, METRIC_KEYS
 
 INSTALL_HINT = "pip install 'officescore[track]'"
@@ -416,23 +417,15 @@ class MLflowTracker:
 def _store_lock(tracking_uri: str) -> Iterator[None]:
     """One process at a time sets up a local SQLite store: MLflow creates its tables (and the
     experiment) unguarded, so two trainings started together broke the second with SQL errors."""
-    if not tracking_uri.startswith("sqlite:///"):
-        yield
-        return
+    handle = None
+    if tracking_uri.startswith("sqlite:///"):
+        with contextlib.suppress(OSError):  # e.g. a read-only folder: MLflow itself says what is wrong
+            handle = hold_lock(Path(tracking_uri[len("sqlite:///") :] + ".lock"), wait=True)
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory lock
         yield
-        return
-    try:
-        handle = open(tracking_uri[len("sqlite:///") :] + ".lock", "a")  # noqa: SIM115 - held below
-    except OSError:  # e.g. a read-only folder: MLflow itself says what is wrong with the store
-        yield
-        return
-    with handle:
-        with contextlib.suppress(OSError):  # no locks on this file system: set up unguarded, as before
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # waits for the other one; released on close
-        yield
+    finally:
+        if handle is not None:
+            handle.close()
 
 
 def _stdout_to_stderr() -> contextlib.AbstractContextManager[Any]:
