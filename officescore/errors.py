@@ -23,5 +23,14 @@ class ModelError(UserError):
     """A checkpoint or weights file is missing, corrupt, or does not fit."""
 
 
+class WeightsUnavailable(ModelError):
+    """Pretrained weights that cannot be downloaded here. The message ends with `advice` (train's
+    own flag by default); another command gives its own with `reason`."""
+
+    def __init__(self, reason: str, advice: str = "or use --weights none") -> None:
+        super().__init__(f"{reason}, {advice}")
+        self.reason = reason
+
+
 class QuotaExhaustedError(UserError):
     """A provider's daily quota is used up."""

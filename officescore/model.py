@@ -74,7 +74,7 @@ from officescore import __version__
 from officescore.attribute_head import STATE_PREFIX as ATTRIBUTE_PREFIX
 from officescore.attribute_head import add_attribute_head
 from officescore.attributes import AttributeSchema
-from officescore.errors import ConfigError, ModelError
+from officescore.errors import ConfigError, ModelError, WeightsUnavailable
 from officescore.files import atomic_write
 
 # torchvision's scripted Mask R-CNN warns on every call that it returns (losses, detections); our
@@ -348,10 +348,9 @@ def fetch_weights(enum: Any, progress: bool = False) -> dict[str, torch.Tensor]:
                 weights_only=True,
             )
     except (urllib.error.URLError, OSError, TimeoutError, ConnectionError) as exc:
-        raise ModelError(
+        raise WeightsUnavailable(
             f"cannot download pretrained weights {name} ({type(exc).__name__}: {exc}); offline, fetch "
-            f"{url} elsewhere and place it as {name} in {folder} ($TORCH_HOME/hub/checkpoints), "
-            "or use --weights none"
+            f"{url} elsewhere and place it as {name} in {folder} ($TORCH_HOME/hub/checkpoints)"
         ) from exc
     except RuntimeError as exc:  # hash mismatch of a partial download
         raise ModelError(f"downloaded weights {name} are corrupt ({exc}); delete {cached} and retry") from exc

@@ -313,6 +313,7 @@ def test_serve_coco_without_its_weights_offline_is_a_one_line_error(
     out, err = capsys.readouterr()
     assert info.value.code == 2 and "Traceback" not in out + err
     assert "cannot download pretrained weights" in err and "The zero-shot `coco` model needs" in err
+    assert "--weights none" not in err  # train's advice: serve has no such flag
     assert len(err.strip().splitlines()) == 1
 
 

@@ -93,7 +93,7 @@ def cross_predict(
     reporter: Reporter = SILENT,
 ) -> tuple[list[dict[str, Any]], list[Fold]]:
     """COCO results for every image of `split`, each from the fold model that did not train on it."""
-    from officescore.errors import ModelError
+    from officescore.errors import WeightsUnavailable
     from officescore.infer import Predictor
     from officescore.train import TrainConfig, train
 
@@ -120,10 +120,8 @@ def cross_predict(
             )  # fmt: skip
             try:
                 trained = train(fold_config, reporter)
-            except ModelError as exc:  # train's advice names its own flag; audit has --train-args
-                raise ModelError(
-                    str(exc).replace("use --weights none", 'set "weights": "none" in --train-args')
-                ) from exc
+            except WeightsUnavailable as exc:  # train's advice names its own flag; audit has --train-args
+                raise WeightsUnavailable(exc.reason, 'or set "weights": "none" in --train-args') from exc
             checkpoint = trained.last_checkpoint  # last, not best: best was chosen on photos it trained on
             predictor = Predictor.load(checkpoint, device=device, conf=PREDICT_CONF)
             held_images: list[LabelledImage] = [by_id[i] for i in held]

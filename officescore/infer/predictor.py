@@ -31,7 +31,7 @@ from officescore import masks as masklib
 from officescore.attributes import AttributeSchema
 from officescore.config import DEFAULT_RUNS_DIR
 from officescore.devices import resolve_device
-from officescore.errors import BadImageError, ConfigError, ModelError
+from officescore.errors import BadImageError, ConfigError, ModelError, WeightsUnavailable
 from officescore.files import atomic_write_bytes
 from officescore.images import ImageInput, ModelInput, expand_inputs, fit_for_model, load_for_model
 from officescore.infer.accel.int8 import spread
@@ -433,7 +433,7 @@ def _coco_model() -> Any:
     try:
         return build_model("maskrcnn_resnet50_fpn_v2", names, weights="coco")
     except ModelError as exc:
-        reason = str(exc).replace(", or use --weights none", "")  # advice for train, not score
+        reason = exc.reason if isinstance(exc, WeightsUnavailable) else str(exc)  # without train's advice
         raise ModelError(
             f"{reason}. The zero-shot `coco` model needs those weights; or pass --model PATH "
             "(a checkpoint from `officescore train`, or an export)"
