@@ -62,8 +62,9 @@ def after_jobs(trainer: Trainer, backend: Any, repredict: bool, retries: int = R
     Label Studio down or too slow, or the new model not loaded (its load failed: the backend tries
     it again a minute later): tried again every `retry_seconds`, `retries` times, until the next job
     ends (which starts over)."""
-    waiting: list[threading.Timer] = []  # the retry of the last job's repredict, if any
-    jobs_ended = [0]  # a repredict of an earlier job stops once a newer job's repredict has started
+    # A repredict (or its waiting retry) of an earlier job stops once a newer job has ended: the
+    # newer job's repredict covers the same tasks with the newer model.
+    jobs_ended = [0]
     one_at_a_time = threading.Lock()  # a retry and the next job's repredict never predict a task twice
 
     def problem(version: str | None) -> str | None:
@@ -83,7 +84,7 @@ def after_jobs(trainer: Trainer, backend: Any, repredict: bool, retries: int = R
         return None
 
     def attempt(left: int, version: str | None, job: int) -> None:
-        if job != jobs_ended[0]:  # a newer job's repredict took over
+        if job != jobs_ended[0]:  # a retry that waited while a newer job ended
             return
         why = problem(version)
         if why is None or job != jobs_ended[0]:  # done, or a newer model replaced `version` meanwhile
@@ -95,15 +96,12 @@ def after_jobs(trainer: Trainer, backend: Any, repredict: bool, retries: int = R
         backend.log(f"after the job: {why}; predicting unlabelled tasks again in {wait:g}s")
         timer = threading.Timer(wait, lambda: None if trainer.closed else attempt(left - 1, version, job))
         timer.daemon = True
-        waiting[:] = [timer]
         timer.start()
 
     def done(version: str | None) -> None:
         from officescore.label.feedback import live_metrics
 
         jobs_ended[0] += 1
-        for timer in waiting:  # this job's repredict covers what the last one's retry would
-            timer.cancel()
         backend.current()  # a new model starts loading now (beside the old one), not on the next request
         try:
             live_metrics(trainer, backend.client)
