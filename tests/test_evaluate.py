@@ -7,10 +7,12 @@ import copy
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import numpy as np
 import pytest
@@ -629,9 +631,11 @@ def test_cli_evaluates_a_results_file(results_files: Any, capsys: pytest.Capture
     code, out, _ = run_cli([*args, "--json"], capsys)
     assert code == 0
     doc = json.loads(out)
+    # the document names what it measured; the rest is evaluate_coco's document
+    assert doc.pop("evaluated") == {"model": None, "predictions": str(results), "gt": str(gt), "split": None}
     assert doc == evaluate_coco(gt, results, iou_thresholds=[0.3])
     run = Path("runs/eval/eval")
-    assert json.loads((run / "metrics.json").read_text()) == doc
+    assert json.loads((run / "metrics.json").read_text()) == {**doc, "evaluated": ANY}
     assert json.loads((run / "predictions.json").read_text()) == preds
     assert_png(run / "pr_curves.png")
     assert_png(run / "confusion_matrix.png")
@@ -796,11 +800,44 @@ def test_cli_evaluates_the_newest_checkpoint(
     run = tmp_path / "runs/eval/eval"
     predictions = json.loads((run / "predictions.json").read_text())
     assert doc["predictions"] == len(predictions) == 20
+    assert doc.pop("evaluated") == {
+        "model": str(Path("runs/train/train/weights/best.pt")),
+        "predictions": None,
+        "gt": str(tiny["data"] / "val.json"),
+        "split": "val",
+    }
     assert doc == evaluate_coco(tiny["data"] / "val.json", predictions, iou_thresholds=[0.3])
     assert_png(run / "pr_curves.png")
     assert_png(run / "confusion_matrix.png")
     code, _, err = run_cli(["eval", "--data", str(tiny["data"]), "--split", "test"], capsys)
     assert code == 2 and "no split 'test'" in err
+
+
+def test_cli_refuses_an_empty_split_and_warns_without_labels(
+    tiny: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A split with no photos measured nothing: it printed a table of dashes and exited 0. One with
+    photos but no labelled objects is evaluated (false alarms count) and says why mAP is n/a."""
+    data = tmp_path / "dataset"
+    shutil.copytree(tiny["data"], data)
+    gt = {**tiny["gt"], "images": [], "annotations": []}
+    (data / "empty.json").write_text(json.dumps(gt))
+    (data / "unlabelled.json").write_text(json.dumps({**tiny["gt"], "annotations": []}))
+    common = ["--model", str(tiny["checkpoint"]), "--data", str(data), "--device", "cpu"]
+    project = ["--project", str(tmp_path / "evals")]
+    code, _, err = run_cli(["eval", *common, *project, "--split", "empty"], capsys)
+    assert code == 2 and "empty.json: no photos in it, nothing to evaluate" in err
+    assert "--split" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "evals").exists()
+    (tmp_path / "r.json").write_text("[]")
+    results = ["--predictions", str(tmp_path / "r.json")]
+    code, _, err = run_cli(["eval", *results, "--gt", str(data / "empty.json"), *project], capsys)
+    assert code == 2 and "no photos in it" in err and not (tmp_path / "evals").exists()
+    code, out, err = run_cli(["eval", *common, *project, "--split", "unlabelled"], capsys)
+    assert code == 0, err
+    assert "no labelled objects in it, so mAP and recall are undefined" in " ".join(out.split())
+    doc = json.loads((tmp_path / "evals/eval/metrics.json").read_text())
+    assert doc["segm"]["map"] is None and doc["segm"]["fp"] > 0 and doc["evaluated"]["split"] == "unlabelled"
 
 
 def test_cli_evaluates_a_run_folder_like_its_best_checkpoint(

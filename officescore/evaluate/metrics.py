@@ -77,6 +77,10 @@ def check_iou_thresholds(iou_thresholds: Sequence[float]) -> list[float]:
     return sorted(out)
 
 
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def iou_key(t: float) -> str:
     """How a threshold is named in the metrics document: 0.3 -> "0.3", 0.55 -> "0.55"."""
     return f"{float(t):.10g}"
@@ -231,7 +235,7 @@ def evaluate_coco(
             metrics.update(conf=float(conf), match_iou=MATCH_IOU)
             doc[iou_type] = metrics
             matrix_counts, matrix_type = counts, iou_type  # segm wins when present
-            stage.advance(1, status=f"{iou_type} mAP {metrics['map'] or 0:.3f}")
+            stage.advance(1, status=f"{iou_type} mAP {_number(metrics['map'])}")
     assert matrix_counts is not None  # bbox always runs
     doc["confusion_matrix"] = {
         "classes": [*names.values(), BACKGROUND],

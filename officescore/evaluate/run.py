@@ -156,8 +156,18 @@ class EvalRun:
     warnings: list[str] = field(default_factory=list)
 
 
+def _no_photos(gt: Path, split: str | None) -> DataError:
+    other = f"; pass --split with another split ({split} is empty)" if split else ""
+    return DataError(f"{gt}: no photos in it, nothing to evaluate{other}")
+
+
 def _eval_results_file(
-    predictions: Path, gt: Path, iou_thresholds: Sequence[float], conf: float, reporter: Reporter
+    predictions: Path,
+    gt: Path,
+    split: str | None,
+    iou_thresholds: Sequence[float],
+    conf: float,
+    reporter: Reporter,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from officescore.evaluate.inputs import read_json
     from officescore.evaluate.metrics import evaluate_coco
@@ -165,7 +175,10 @@ def _eval_results_file(
     if not gt.is_file():
         raise DataError(f"ground truth {gt} does not exist; pass --gt FILE (COCO annotations)")
     results = read_json(predictions, "predictions")
-    return evaluate_coco(gt, results, iou_thresholds, conf, reporter), results
+    metrics = evaluate_coco(gt, results, iou_thresholds, conf, reporter)
+    if not metrics["images"]:  # found after the (instant) evaluation: the file is read once
+        raise _no_photos(gt, split)
+    return metrics, results
 
 
 def run_eval(
@@ -207,8 +220,11 @@ def run_eval(
     if predictions is not None:
         if int(os.environ.get("RANK", "0")) != 0:
             return None  # a results file needs no distribution: rank 0 does it all
+        split_name = None if gt is not None else split  # a file given with --gt is no split
         gt = gt or Path(data) / f"{split}.json"
-        metrics, results = _eval_results_file(Path(predictions), Path(gt), iou_thresholds, conf, reporter)
+        metrics, results = _eval_results_file(
+            Path(predictions), Path(gt), split_name, iou_thresholds, conf, reporter
+        )
         classes = metrics["classes"]
     else:
         options = {
@@ -223,6 +239,16 @@ def run_eval(
         if metrics_results is None:
             return None
         metrics, results, model_path, gt, classes = metrics_results
+        split_name = split
+    # What was measured travels with the numbers: metrics.json and --json name the model and split.
+    metrics["evaluated"] = {
+        "model": None if model_path is None else str(model_path),
+        "predictions": None if predictions is None else str(predictions),
+        "gt": str(gt),
+        "split": split_name,
+    }
+    if not any(row["n_gt"] for row in metrics["bbox"]["per_class"].values()):
+        warnings.append(f"{gt}: no labelled objects in it, so mAP and recall are undefined (n/a)")
     out_dir = next_run_dir(Path(project), name)
     save_eval_outputs(metrics, results, out_dir, classes)
     return EvalRun(
@@ -260,6 +286,8 @@ def _eval_model(
     from officescore.model import load_any
 
     dataset = OfficeDataset(data, split)
+    if not len(dataset):
+        raise _no_photos(dataset.annotation_file, split)
     device = resolve_device(device_name)
     resolve_precision(options["precision"], device)  # one this machine lacks: before any work
     ctx = distributed.init(device)
