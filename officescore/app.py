@@ -25,7 +25,6 @@ ENV_CONF = "OFFICESCORE_CONF"
 ENV_RUBRIC = "OFFICESCORE_RUBRIC"
 ENV_PRECISION = "OFFICESCORE_PRECISION"
 ENV_CALIBRATION = "OFFICESCORE_CALIBRATION"  # int8's calibration photos, os.pathsep-separated
-ACCEPTED_TYPES = ("jpg", "jpeg", "png", "webp")
 MAX_UPLOAD_MB = 20
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 
@@ -75,11 +74,23 @@ def slider_start(conf: float) -> float:
     return min(max(float(conf), low), high)
 
 
+def accepted_types() -> tuple[str, ...]:
+    """The photo types `officescore score` reads, as the uploader's extensions: HEIC/HEIF (phones)
+    with officescore[heic], AVIF where the installed Pillow reads it."""
+    from PIL import Image
+
+    from officescore.images import IMAGE_SUFFIXES  # registers HEIF with Pillow when it can
+
+    readable = Image.registered_extensions()
+    return tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES if suffix in readable)
+
+
 def check_upload(name: str, size: int) -> None:
-    """Refuse files that are not JPEG/PNG/WebP by name, or larger than 20 MB, with a message."""
+    """Refuse files that are not a photo type score reads by name, or larger than 20 MB, with a message."""
     suffix = Path(name).suffix.lower().lstrip(".")
-    if suffix not in ACCEPTED_TYPES:
-        raise BadImageError(f"{name}: only JPEG, PNG and WebP photos are accepted")
+    accepted = accepted_types()
+    if suffix not in accepted:
+        raise BadImageError(f"{name}: not a photo type this page reads ({', '.join(accepted)})")
     if size > MAX_UPLOAD_BYTES:
         raise BadImageError(f"{name}: {size / 1024 / 1024:.1f} MB is over the {MAX_UPLOAD_MB} MB limit")
     if size == 0:
@@ -174,9 +185,7 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
         st.stop()
         return
     conf = st.slider("Confidence threshold", *SLIDER_RANGE, slider_start(settings.conf), 0.05, key="conf")
-    upload = st.file_uploader(
-        f"Upload a photo (JPEG, PNG or WebP, up to {MAX_UPLOAD_MB} MB)", type=list(ACCEPTED_TYPES)
-    )
+    upload = st.file_uploader(f"Upload a photo (up to {MAX_UPLOAD_MB} MB)", type=list(accepted_types()))
     if upload is None:
         st.info("Upload a photo of a home office to score it.")
         return

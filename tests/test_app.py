@@ -22,6 +22,7 @@ from officescore import masks
 from officescore.app import MAX_UPLOAD_BYTES, PageSettings, check_upload, slider_start, streamlit_command
 from officescore.cli import main
 from officescore.errors import BadImageError, UserError
+from officescore.images import HEIF_READABLE
 from officescore.infer.drawing import PAGE_WIDTH, class_colour
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"  # screenshots kept (git-ignored)
@@ -47,12 +48,16 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     scene = write_scenes(root / "photos", n=1)[0]
     small = write_scenes(root / "small", n=1, size=192)[0]  # a 192 px photo: drawn much larger
     (root / "fake.png").write_text("a text file with an image name")
-    (root / "anim.gif").write_bytes(b"GIF89a" + bytes(20))
+    (root / "notes.txt").write_text("not a photo")
+    assert HEIF_READABLE, "the dev extra brings pillow-heif"
+    with Image.open(scene) as photo:  # as phones save them
+        photo.save(root / "phone.heic", format="HEIF", quality=90)
     (root / "huge.jpg").write_bytes(b"\xff\xd8" + bytes(MAX_UPLOAD_BYTES + 1024))
     return {
         "root": root,
         "scene": scene,
         "small": small,
+        "phone": root / "phone.heic",
         "checkpoint": write_checkpoint(root / "best.pt", {"desk": 8.0, "chair": 7.0}),
     }
 
@@ -117,11 +122,11 @@ def _upload(page: object, path: Path) -> None:
     upload.set_input_files(str(path))
 
 
-def _cli_total(files: dict[str, Path], conf: float, capsys: pytest.CaptureFixture[str]) -> float:
+def _cli_total(
+    files: dict[str, Path], conf: float, capsys: pytest.CaptureFixture[str], photo: str = "scene"
+) -> float:
     with pytest.raises(SystemExit) as info:
-        main(
-            ["score", str(files["scene"]), "--model", str(files["checkpoint"]), "--conf", str(conf), "--json"]
-        )
+        main(["score", str(files[photo]), "--model", str(files["checkpoint"]), "--conf", str(conf), "--json"])
     assert info.value.code == 0
     return float(json.loads(capsys.readouterr().out)["photos"][0]["score"]["total"])
 
@@ -161,6 +166,21 @@ def test_page_score_equals_cli_score(
         page.close()
 
 
+def test_page_scores_a_phone_photo_like_the_command(
+    server: str, browser: object, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The page took JPEG, PNG and WebP only, so a phone's HEIC (and the GIF, BMP, TIFF, AVIF that
+    `score` reads) was refused by name."""
+    page = _new_page(browser)
+    try:
+        page.goto(server)
+        _upload(page, files["phone"])
+        page.get_by_test_id("stMetricValue").first.wait_for(timeout=90_000)
+        assert _page_total(page) == _cli_total(files, 0.5, capsys, photo="phone") > 0
+    finally:
+        page.close()
+
+
 def test_page_refuses_bad_uploads(server: str, browser: object, files: dict[str, Path]) -> None:
     page = _new_page(browser)
     try:
@@ -170,7 +190,7 @@ def test_page_refuses_bad_uploads(server: str, browser: object, files: dict[str,
         page.get_by_text("not an image Pillow can read").wait_for(timeout=60_000)
         assert "fake.png: not an image" in page.get_by_test_id("stAlert").first.inner_text()
         assert page.get_by_test_id("stMetricValue").count() == 0
-        upload.set_input_files(str(files["root"] / "anim.gif"))
+        upload.set_input_files(str(files["root"] / "notes.txt"))
         page.get_by_text("files are not allowed").wait_for(timeout=30_000)
         upload.set_input_files(str(files["root"] / "huge.jpg"))
         page.get_by_text("20.0MB or smaller").wait_for(timeout=30_000)
@@ -260,11 +280,18 @@ def test_page_draws_the_photo_at_column_width_in_class_colours(
 # --------------------------------------------------------------------------- without a browser
 
 
-def test_check_upload() -> None:
+def test_check_upload(monkeypatch: pytest.MonkeyPatch) -> None:
     check_upload("office.JPG", 1000)
     check_upload("office.webp", MAX_UPLOAD_BYTES)
-    with pytest.raises(BadImageError, match="only JPEG, PNG and WebP"):
-        check_upload("office.gif", 1000)
+    for name in ("office.gif", "office.HEIC", "office.tiff", "office.bmp"):  # what `score` reads
+        check_upload(name, 1000)
+    with pytest.raises(BadImageError, match=r"office.svg: not a photo type this page reads \(jpg, jpeg, png"):
+        check_upload("office.svg", 1000)
+    without_heif = {k: v for k, v in Image.registered_extensions().items() if k not in (".heic", ".heif")}
+    monkeypatch.setattr(Image, "registered_extensions", lambda: without_heif)
+    check_upload("office.jpg", 1000)
+    with pytest.raises(BadImageError, match="not a photo type"):  # no officescore[heic]
+        check_upload("office.heic", 1000)
     with pytest.raises(BadImageError, match="over the 20 MB limit"):
         check_upload("office.png", MAX_UPLOAD_BYTES + 1)
     with pytest.raises(BadImageError, match="empty file"):
