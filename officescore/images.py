@@ -56,9 +56,11 @@ class ModelInput:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """The photo as 8-bit RGB. 16-bit grey (PNG, TIFF) is scaled down: Pillow's own conversion clips
-    every value above 255, so such a photo would turn white."""
+    every value above 255, so such a photo would turn white. Float grey holding 0-1 is scaled up."""
     if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
         image = image.convert("I").point(lambda v: v * (1 / 257))
+    elif image.mode == "F" and image.getextrema()[1] <= 1.0:  # a float TIFF of 0-1 tones, not near-black
+        image = image.point(lambda v: v * 255)
     return image.convert("RGB")
 
 

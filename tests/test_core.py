@@ -88,6 +88,19 @@ def test_16_bit_grey_photos_keep_their_tones(tmp_path: Path) -> None:
         assert np.abs(np.asarray(decoded)[..., 1].astype(int) - grey).max() <= 1
 
 
+def test_float_grey_photos_of_0_to_1_keep_their_tones(tmp_path: Path) -> None:
+    """A float TIFF (mode F) with tones 0-1, as scientific and HDR tools write them, decoded
+    near-black (Pillow rounds 0.5 to 0); one holding 0-255 stays as it is."""
+    ramp = np.tile(np.arange(0, 256, 4, dtype=np.float32), (16, 1))
+    for scale, name in ((1 / 255, "unit.tif"), (1.0, "bytes.tif")):
+        path = tmp_path / name
+        Image.fromarray(ramp * scale, mode="F").save(path)
+        with Image.open(path) as opened:
+            assert opened.mode == "F"
+        decoded = np.asarray(load_image(path))[..., 1].astype(int)
+        assert np.abs(decoded - ramp).max() <= 1, name
+
+
 def test_16_bit_grey_photos_keep_their_tones_everywhere_they_are_read(tmp_path: Path) -> None:
     """The other readers of photos: a click's photo from Label Studio, a scraped photo's perceptual
     hash (so duplicates are found), and the drawing of a score, all see the 8-bit photo."""
