@@ -283,6 +283,42 @@ def test_every_download_status(tmp_path: Path, host: ImageHost) -> None:
     assert (got["good/0"]["width"], got["good/0"]["height"]) == (320, 240)
 
 
+def test_hosts_that_failed_for_a_passing_reason_are_tried_again_by_later_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A photo whose host answered 503 (or timed out) through every retry was final, and as its
+    search page is never fetched again, lost for good; a 404 is final. Later runs try the first
+    kind again, until it has had MAX_ATTEMPTS in all."""
+    from officescore.scrape import manifest
+
+    host = ImageHost().start()
+    host.flaky_failures = 4  # one run's three attempts fail, the next run's second succeeds
+    host.flaky_seen["/flaky/8"] = -1_000_000  # down for good
+    kinds = ["flaky/7", "missing", "flaky/8"]
+    server = FakeCustomSearch(KEY, CX, lambda q, i: f"{host.url}/{kinds[i]}", total=len(kinds)).start()
+    config = google_config(tmp_path, server, queries=["office"], per_query=10)
+    try:
+        first = scrape(config)
+        by_kind = {row["url"].split("/", 3)[3]: (row["status"], row["attempts"]) for row in rows(config.out)}
+        assert by_kind == {
+            "flaky/7": ("unavailable", 3),
+            "missing": ("http_error", 1),
+            "flaky/8": ("unavailable", 3),
+        }
+        assert first.downloads == {"unavailable": 2, "http_error": 1}
+        second = scrape(config)
+        by_kind = {row["url"].split("/", 3)[3]: (row["status"], row["attempts"]) for row in rows(config.out)}
+        assert by_kind == {"flaky/7": ("ok", 5), "missing": ("http_error", 1), "flaky/8": ("unavailable", 6)}
+        assert second.downloads == {"ok": 1, "unavailable": 1} and second.kept_total == 1
+        assert host.counts["/missing"] == 1 and server.counts["/customsearch/v1"] == 1  # no new search
+        monkeypatch.setattr(manifest, "MAX_ATTEMPTS", 6)
+        third = scrape(config)
+        assert third.downloads == {} and host.counts["/flaky/8"] == 6  # its attempts are spent
+    finally:
+        server.stop()
+        host.stop()
+
+
 # ---- Openverse, export ----------------------------------------------------------------------------
 
 

@@ -152,6 +152,24 @@ def test_a_blank_query_is_refused_before_any_call(
     assert server.counts["/v1/images/"] == 1  # the second run had nothing left to pay for
 
 
+def test_the_summary_says_which_failed_downloads_the_next_run_tries_again(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    host = ImageHost().start()
+    host.flaky_failures = 1_000_000  # down all day
+    kinds = ["flaky/1", "missing"]
+    server = FakeOpenverse(lambda q, i: f"{host.url}/{kinds[i]}?i={i}", total=2).start()
+    try:
+        args = ["-q", "office", "--provider", "openverse", "--api-endpoint", server.url, "--out", "raw"]
+        code, out, _ = run_cli([*args, "--allow-private-hosts", "--retries", "0"], capsys)
+    finally:
+        server.stop()
+        host.stop()
+    text = " ".join(out.split())
+    assert code == 0 and "downloads this run: http_error 1, unavailable 1" in text
+    assert "timeout and unavailable: the next run tries these again (12 attempts in all)" in text
+
+
 def test_status_and_export_read_a_folder_that_cannot_be_written(
     cwd: Path, capsys: pytest.CaptureFixture[str], host: ImageHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:

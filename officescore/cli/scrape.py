@@ -143,6 +143,11 @@ def _run(config: ScrapeConfig, json_output: bool) -> None:
     if result.downloads:
         parts = ", ".join(f"{k} {v}" for k, v in sorted(result.downloads.items()))
         console.print(f"downloads this run: {parts}", soft_wrap=True)
+        from officescore.scrape.manifest import MAX_ATTEMPTS, RETRY_LATER
+
+        if any(result.downloads.get(status) for status in RETRY_LATER):
+            again = f"the next run tries these again ({MAX_ATTEMPTS} attempts in all)"
+            console.print(f"{' and '.join(RETRY_LATER)}: {again}", soft_wrap=True)
     console.print(f"manifest: {result.out / 'manifest.sqlite'}")
 
 

@@ -341,17 +341,17 @@ class Downloader:
                     reason = "certificate verify failed" if verify else "TLS handshake failed"
                     raise _Rejected("http_error", f"{reason} for {urlsplit(current).hostname}") from None
                 except requests.RequestException as exc:
-                    raise _Retry("http_error", f"connection failed: {type(exc).__name__}") from None
+                    raise _Retry("unavailable", f"connection failed: {type(exc).__name__}") from None
                 with response:
                     if response.status_code in REDIRECT_CODES and response.headers.get("Location"):
                         current = urljoin(current, response.headers["Location"])
                         continue
                     if response.status_code >= 500:
-                        raise _Retry("http_error", f"HTTP {response.status_code}")
+                        raise _Retry("unavailable", f"HTTP {response.status_code}")
                     if response.status_code == 429:
                         # Too many requests: the photo is fine (image CDNs answer bursts so).
                         wait = retry_after_seconds(response.headers.get("Retry-After"), 0.0)
-                        raise _Retry("http_error", "HTTP 429", min(wait, MAX_RETRY_AFTER))
+                        raise _Retry("unavailable", "HTTP 429", min(wait, MAX_RETRY_AFTER))
                     if response.status_code != 200:
                         raise _Rejected("http_error", f"HTTP {response.status_code}")
                     size, sha = self._stream(response, temp)
@@ -382,7 +382,7 @@ class Downloader:
                 handle.flush()
                 os.fsync(handle.fileno())
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            status = "timeout" if "timed out" in str(exc).lower() else "http_error"
+            status = "timeout" if "timed out" in str(exc).lower() else "unavailable"
             raise _Retry(status, f"download interrupted: {type(exc).__name__}") from None
         if size == 0:
             raise _Rejected("not_image", "empty body")

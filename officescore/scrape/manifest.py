@@ -25,7 +25,11 @@ SCHEMA_VERSION = 1
 
 # Every status a result row can have; "pending" means not downloaded yet.
 KEPT = "ok"
-REJECTED = ("too_small", "not_image", "too_large", "http_error", "timeout", "refused")
+# The host did not give the photo after every retry (timeouts; 5xx, 429, dropped connections): a
+# later run tries it again, until it has had MAX_ATTEMPTS attempts in all. The rest are final.
+RETRY_LATER = ("timeout", "unavailable")
+MAX_ATTEMPTS = 12
+REJECTED = ("too_small", "not_image", "too_large", "http_error", *RETRY_LATER, "refused")
 STATUSES = ("pending", KEPT, "duplicate", "near_duplicate", *REJECTED)
 
 RESULT_COLUMNS = (
@@ -380,9 +384,20 @@ class Manifest:
         return {row["state"]: row["n"] for row in rows}
 
     def pending(self) -> list[tuple[int, str]]:
-        """(id, url) of every result not downloaded yet, in the order they were found."""
-        rows = self.db.execute("SELECT id, url FROM results WHERE status='pending' ORDER BY id")
+        """(id, url) of every result not downloaded yet, and of those whose host failed for a
+        reason that may pass (RETRY_LATER) with attempts to spare, in the order they were found."""
+        marks = ", ".join("?" for _ in RETRY_LATER)
+        rows = self.db.execute(
+            "SELECT id, url FROM results WHERE status='pending' "
+            f"OR (status IN ({marks}) AND attempts < ?) ORDER BY id",
+            (*RETRY_LATER, MAX_ATTEMPTS),
+        )
         return [(row["id"], row["url"]) for row in rows]
+
+    def attempts(self, row_id: int) -> int:
+        """Download attempts made for a result by earlier runs."""
+        row = self.db.execute("SELECT attempts FROM results WHERE id=?", (row_id,)).fetchone()
+        return int(row["attempts"]) if row else 0
 
     def kept(self) -> list[sqlite3.Row]:
         return list(self.db.execute("SELECT * FROM results WHERE status=? ORDER BY id", (KEPT,)))

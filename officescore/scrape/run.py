@@ -369,7 +369,8 @@ class _Run:
     def store(self, row_id: int, fetched: Fetched, index: DedupIndex, images: Path) -> str:
         """Decide duplicate / near-duplicate / keep, move the file into place, record the row."""
         now = clock.now().isoformat()
-        common: dict[str, Any] = {"attempts": fetched.attempts, "fetched_at": now, "error": fetched.error}
+        attempts = self.manifest.attempts(row_id) + fetched.attempts  # earlier runs' count too
+        common: dict[str, Any] = {"attempts": attempts, "fetched_at": now, "error": fetched.error}
         if fetched.status != "fetched":
             self.manifest.set_outcome(row_id, status=fetched.status, **common)
             return fetched.status
