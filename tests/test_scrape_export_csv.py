@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from officescore.scrape.export import EXPORT_COLUMNS, csv_cell, export
+from officescore.scrape.export import EXPORT_COLUMNS, credit, csv_cell, export
 from officescore.scrape.manifest import Manifest
 from officescore.scrape.providers import SearchResult
 
@@ -60,3 +60,37 @@ def test_hostile_titles_are_written_as_text(tmp_path: Path) -> None:
 )
 def test_csv_cell(value: object, cell: object) -> None:
     assert csv_cell(value) == cell
+
+
+def _row(**fields: object) -> dict[str, object]:
+    base = dict.fromkeys(("title", "creator", "creator_url", "landing_page", "source", "url"), None)
+    base.update(provider="wikimedia", title="Desk", creator="Maker", landing_page="https://x.example/p")
+    return {**base, "license_url": None, "license_version": None, **fields}
+
+
+@pytest.mark.parametrize(
+    ("licence", "version", "given", "link"),
+    [
+        ("by", "4.0", None, "https://creativecommons.org/licenses/by/4.0/"),
+        ("by-nc-sa", "2.0", None, "https://creativecommons.org/licenses/by-nc-sa/2.0/"),
+        ("cc0", "1.0", None, "https://creativecommons.org/publicdomain/zero/1.0/"),
+        ("pdm", "1.0", None, "https://creativecommons.org/publicdomain/mark/1.0/"),
+        (
+            "by",
+            "3.0",
+            "https://creativecommons.org/licenses/by/3.0/de/",
+            "https://creativecommons.org/licenses/by/3.0/de/",
+        ),
+        ("by", None, None, None),  # no version: no deed to guess
+    ],
+)
+def test_a_cc_credit_links_its_licence_even_when_the_provider_gave_no_url(
+    licence: str, version: str | None, given: str | None, link: str | None
+) -> None:
+    """A CC BY credit must link the licence (TASL); a provider that gave the code and version but
+    no URL got an unlinked licence name."""
+    line = credit(_row(license=licence, license_version=version, license_url=given))
+    if link is None:
+        assert "](" not in line.split(" is licensed under ")[1]
+    else:
+        assert line.endswith(f"]({link})") or f"]({link}) (no attribution required" in line, line

@@ -98,6 +98,19 @@ def _licence_name(row: Any) -> str:
     return f"{name}{version}"
 
 
+def licence_url(row: Any) -> str | None:
+    """The provider's licence URL, else the Creative Commons deed its code and version name (a CC BY
+    credit must link the licence); None where neither is known."""
+    if row["license_url"]:
+        return str(row["license_url"])
+    code, version = str(row["license"] or "").lower(), row["license_version"]
+    if not version or code not in LICENSE_NAMES or code.startswith("unsplash"):
+        return None
+    if code in PUBLIC_DOMAIN:
+        return f"https://creativecommons.org/publicdomain/{'zero' if code == 'cc0' else 'mark'}/{version}/"
+    return f"https://creativecommons.org/licenses/{code}/{version}/"
+
+
 def _link(text: str, url: str | None, markdown: bool) -> str:
     if not url:
         return text
@@ -114,7 +127,7 @@ def credit(row: Any, markdown: bool = True) -> str:
     if not code:
         return f"Source: {row['landing_page'] or row['url']} (licence not stated by {row['provider']})"
     title = _link(f'"{clean(row["title"]) or "Untitled"}"', row["landing_page"], markdown)
-    licence = _link(_licence_name(row), row["license_url"], markdown)
+    licence = _link(_licence_name(row), licence_url(row), markdown)
     source = SOURCE_NAMES.get(str(row["source"] or ""), clean(row["source"]))
     via = f", via {source}" if source else ""
     if code in PUBLIC_DOMAIN:
@@ -124,8 +137,7 @@ def credit(row: Any, markdown: bool = True) -> str:
 
 def _licence(row: Any) -> str:
     if row["license"]:
-        text = _licence_name(row)
-        return f"[{text}]({row['license_url']})" if row["license_url"] else text
+        return _link(_licence_name(row), licence_url(row), markdown=True)
     return (
         f"not stated by the provider (found with usage-rights filter `{row['rights']}`); "
         "confirm on the landing page before publishing"
