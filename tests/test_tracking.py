@@ -264,6 +264,30 @@ def test_a_tracking_server_that_does_not_answer(
     assert not (Path(result["run_dir"]) / "mlflow_run.json").exists()
 
 
+def test_a_tracking_store_that_fails_at_start_leaves_no_run_folder(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store that answers but cannot be used (here a file that is not a database) is found only
+    when the run starts: `--log mlflow` refuses in one line, and the new run folder (args.json,
+    TensorBoard's events) is not left behind as an empty run."""
+    store = tmp_path / "store.db"
+    store.write_text("not a database")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    project = tmp_path / "runs"
+    project.mkdir()
+    (project / "train").mkdir()  # an earlier run: never touched
+    base = ["train", "--data", str(data), "--arch", "maskrcnn_resnet18_fpn", "--weights", "none"]
+    base += ["--epochs", "1", "--img-size", "64", "--workers", "0", "--device", "cpu"]
+    base += ["--max-train-images", "2", "--project", str(project), *cli_model_options()]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--log", "mlflow"])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--log mlflow: mlflow could not start" in lines[0], lines
+    assert sorted(p.name for p in project.iterdir()) == ["train"] and not any((project / "train").iterdir())
+    assert store.read_text() == "not a database"
+
+
 _OPEN_WHEN_TOLD = """
 import sys, time
 from pathlib import Path

@@ -23,6 +23,7 @@ the trained epoch (and its row of losses), so resuming only validates it.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -132,16 +133,21 @@ def _train(
 ) -> TrainResult:
     config = run.config
     state = restore_state(run, checkpoint)
-    run.trackers = open_trackers(
-        config.log,
-        run.run_dir,
-        config.project,
-        is_main=run.ctx.is_main,
-        resuming=checkpoint is not None,
-        steps_done=state.epoch * run.steps_per_epoch + state.step_in_epoch,
-        notes=run.notes,
-        warn=run.reporter.log,
-    )
+    try:
+        run.trackers = open_trackers(
+            config.log,
+            run.run_dir,
+            config.project,
+            is_main=run.ctx.is_main,
+            resuming=checkpoint is not None,
+            steps_done=state.epoch * run.steps_per_epoch + state.step_in_epoch,
+            notes=run.notes,
+            warn=run.reporter.log,
+        )
+    except ConfigError:  # --log's tracker could not start (e.g. a store that is not a database)
+        if checkpoint is None and run.ctx.is_main:  # a new run folder that never trained: not a run
+            shutil.rmtree(run.run_dir, ignore_errors=True)
+        raise
     # An early-stopped run stays stopped: resuming it must not train (and log) one more epoch.
     stopped_early = bool(config.patience) and state.bad_validations >= config.patience
     if stopped_early:
