@@ -123,7 +123,8 @@ def _show(run: EvalRun) -> None:
     for warning in run.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     source = f"model {run.model}" if run.model else "a results file"
-    console.print(f"{source} on {run.gt}: {m['images']} images, {m['predictions']} predictions")
+    photos = f"{m['images']} photo{'s' if m['images'] != 1 else ''}"
+    console.print(f"{source} on {run.gt}: {photos}, {m['predictions']} predictions")
     summary = Table()
     summary.add_column("metric")
     for t in types:
