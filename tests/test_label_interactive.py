@@ -18,6 +18,7 @@ from trainsetup import FAST_MODEL
 from officescore.errors import BadImageError, DataError
 from officescore.label.formats import LabelSchema, with_smart_tools
 from officescore.label.interactive import Clicker, FeatureCache, parse_context
+from officescore.label.interactive.prompt import Click
 from officescore.label.interactive.service import ClickService, answer_tag, reply_region, wants
 from officescore.label.predict import NO_MODEL, RunsFolder, load_predictor
 from officescore.label.regions import brush_to_mask
@@ -457,6 +458,17 @@ def test_bad_input_is_one_clear_error_in_the_response(loaded: Any, tmp_path: Pat
         parse_context({"result": [keypoint(-1, 50, "desk", 128, 96)]})
     with pytest.raises(BadImageError, match="cannot read the photo"):
         Clicker(None).segment(tmp_path / "missing.jpg", [keypoint(40, 50, "desk", 128, 96)])
+
+
+def test_a_photo_size_sent_as_text_or_a_float_is_read() -> None:
+    """`original_width: "128.0"` (a string, or 128.0) was reported as missing: int("128.0") fails."""
+    for width, height in (("128.0", "96"), (128.0, 96.0), ("128", 96)):
+        click = {**keypoint(40, 48, "desk", 128, 96), "original_width": width, "original_height": height}
+        prompt = parse_context({"result": [click]})
+        assert (prompt.width, prompt.height) == (128, 96) and prompt.clicks == [Click(40.0, 48.0)]
+    for bad in ("wide", "nan", "-128", None):
+        with pytest.raises(DataError, match="no original_width"):
+            parse_context({"result": [{**keypoint(40, 48, "desk", 128, 96), "original_width": bad}]})
 
 
 def test_a_class_name_not_in_a_list_is_taken_whole_or_refused() -> None:
