@@ -63,6 +63,7 @@ BRUSH = "brush"
 MASK_KINDS = (POLYGON, BRUSH)
 _CONTROL_TAGS = {POLYGON: "PolygonLabels", BRUSH: "BrushLabels"}
 _RESULT_TYPES = {POLYGON: "polygonlabels", BRUSH: "brushlabels"}
+MASK_RESULT_TYPES = tuple(_RESULT_TYPES.values())  # the region types `result_regions` reads as masks
 CONFIG_SUFFIX = ".label_config.xml"
 ATTRIBUTE_SEPARATOR = "__"  # per-region Choices are named <class>__<attribute>
 
@@ -193,12 +194,30 @@ def _has_smart_tools(root: ElementTree.Element) -> bool:
     )
 
 
+def _attributes_for_any_tag(view: ElementTree.Element) -> None:
+    """Per-region attribute choices shown for a selected region of their class from any labels tag:
+    Label Studio shows them only for regions of the tag `whenTagName` names (the polygon tool), so
+    a clicked chair, a region of the BrushLabels tag the answer goes into, never showed its armrests
+    question."""
+    for element in _attribute_choices(view):
+        element.attrib.pop("whenTagName", None)
+
+
+def _attribute_choices(view: ElementTree.Element) -> list[ElementTree.Element]:
+    return [
+        e
+        for e in view.iter("Choices")
+        if e.get("perRegion") == "true" and ATTRIBUTE_SEPARATOR in e.get("name", "")
+    ]
+
+
 def _add_smart_tools(view: ElementTree.Element, classes: Sequence[str], to_name: str, brush: bool) -> None:
     """A smart keypoint and a smart rectangle tool with every class (in its colour), and, when the
     project has no BrushLabels of its own (`brush`), a BrushLabels tag for the answers."""
     tags = [("KeyPointLabels", SMART_CLICK_TAG, True), ("RectangleLabels", SMART_BOX_TAG, True)]
     if brush:
         tags.append(("BrushLabels", ANSWER_TAG, False))
+    _attributes_for_any_tag(view)  # clicked regions land in a BrushLabels tag, not the polygon tool
     taken = {e.get("name") for e in view.iter() if e.get("name")}
     for tag, name, smart in tags:
         while name in taken:  # a user's config may use the name already
@@ -217,11 +236,14 @@ def with_smart_tools(xml: str) -> str:
     """A project's labelling config with the click-to-mask tools added (unchanged if it has them);
     everything else in it is kept as it is."""
     schema = LabelSchema.from_config(xml)
-    if schema.interactive:
-        return xml
     root = ElementTree.fromstring(xml)
-    has_brush = next(iter(root.iter("BrushLabels")), None) is not None
-    _add_smart_tools(root, schema.classes, schema.to_name, brush=not has_brush)
+    if schema.interactive:  # tools added by an earlier version: only its attribute choices may change
+        if not any(e.get("whenTagName") for e in _attribute_choices(root)):
+            return xml
+        _attributes_for_any_tag(root)
+    else:
+        has_brush = next(iter(root.iter("BrushLabels")), None) is not None
+        _add_smart_tools(root, schema.classes, schema.to_name, brush=not has_brush)
     ElementTree.indent(root)
     return ElementTree.tostring(root, encoding="unicode") + "\n"
 
