@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,15 @@ _RESULT_TYPES = {POLYGON: "polygonlabels", BRUSH: "brushlabels"}
 MASK_RESULT_TYPES = tuple(_RESULT_TYPES.values())  # the region types `result_regions` reads as masks
 CONFIG_SUFFIX = ".label_config.xml"
 ATTRIBUTE_SEPARATOR = "__"  # per-region Choices are named <class>__<attribute>
+
+
+def pixels(value: Any) -> int:
+    """A photo side in pixels as a result may hold it (800, 800.0, "800", "800.0"); 0 when it is none."""
+    try:
+        number = float(value or 0)
+    except (TypeError, ValueError):
+        return 0
+    return int(round(number)) if math.isfinite(number) and number > 0 else 0
 
 
 def choices_name(attribute: Attribute) -> str:
@@ -491,7 +501,7 @@ def result_regions(results: Sequence[Mapping[str, Any]]) -> list[Region]:
         labels = value.get(kind) or []
         if not labels:
             continue
-        width, height = int(result.get("original_width") or 0), int(result.get("original_height") or 0)
+        width, height = pixels(result.get("original_width")), pixels(result.get("original_height"))
         if width <= 0 or height <= 0:
             raise DataError(f"region {result.get('id')}: no original_width/original_height; re-save it")
         polygon = None

@@ -22,6 +22,7 @@ from typing import Any
 
 from officescore.errors import DataError
 from officescore.images import MAX_PIXELS
+from officescore.label.formats import pixels
 
 KEYPOINT = "keypointlabels"
 RECTANGLE = "rectanglelabels"
@@ -121,21 +122,12 @@ def _upright(
 
 def _size(regions: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
     for region in regions:
-        width, height = _pixels(region.get("original_width")), _pixels(region.get("original_height"))
+        width, height = pixels(region.get("original_width")), pixels(region.get("original_height"))
         if width * height > MAX_PIXELS:  # the mask is made at this size: a made-up one must not OOM
             raise DataError(f"the click's photo size {width}x{height} is larger than any photo read here")
         if width > 0 and height > 0:
             return width, height
     raise DataError("the click or box has no original_width / original_height (the photo's size)")
-
-
-def _pixels(value: Any) -> int:
-    """A size in pixels as a client may send it (800, 800.0, "800", "800.0"); 0 when it is none."""
-    try:
-        number = float(value or 0)
-    except (TypeError, ValueError):
-        return 0
-    return int(round(number)) if math.isfinite(number) and number > 0 else 0
 
 
 def _number(value: Mapping[str, Any], key: str, kind: str) -> float:
