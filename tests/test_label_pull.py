@@ -88,13 +88,16 @@ def test_pull_keeps_the_last_saved_annotation_and_rescales_what_it_can(tmp_path:
                     "id": 21,
                     "created_at": "2026-12-04T10:00:00Z",
                     "result": [polygon_region(square, "desk", 2 * WIDTH, 3 * HEIGHT), *brush],
-                }
+                },
+                {"id": 22, "created_at": "2026-12-04T09:00:00Z", "result": [], "was_cancelled": True},
             ],
         },
         {"id": 3, "data": {"image": refs[2]}, "annotations": []},
     ]
     pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
     assert (pulled.images, pulled.annotations, pulled.unlabelled) == (2, 3, 1)
+    # Task 1 was labelled twice (skips are no labels): said, since the older desk is left out.
+    assert pulled.several == 1 and pulled.to_dict()["several"] == 1
     coco = json.loads(pulled.export.read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}
     assert [(im["id"], im["width"], im["height"]) for im in coco["images"]] == [

@@ -255,6 +255,12 @@ def pull(
         f"{len(result.classes)} classes; {result.unlabelled} task(s) not labelled yet",
         soft_wrap=True,
     )
+    if result.several:
+        console.print(
+            f"note: {result.several} task(s) were labelled more than once (several labellers?); "
+            "the newest annotation of each counted",
+            soft_wrap=True,
+        )
     for tag, count in result.skipped.items():
         err_console.print(
             Text(

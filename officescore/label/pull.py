@@ -61,6 +61,8 @@ class PullResult:
     attributes: AttributeSchema = field(default_factory=AttributeSchema)
     # Labelled regions that are no masks (a box tool the owner added), by tag: left out, and said.
     skipped: dict[str, int] = field(default_factory=dict)
+    # Tasks labelled more than once (several labellers, or a second annotation): the newest counted.
+    several: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +73,7 @@ class PullResult:
             "unlabelled": self.unlabelled,
             "classes": self.classes,
             "skipped": self.skipped,
+            "several": self.several,
         }
 
 
@@ -150,6 +153,7 @@ def pull_project(
     prompts = smart_tags(client.label_config(project.id))
     tasks = client.export_tasks(project.id)
     skipped: dict[str, int] = {}
+    several = 0
     classes = list(project.schema.classes)
     category_ids = {name: i for i, name in enumerate(classes, 1)}
     make_folder(out.parent if str(out.parent) else Path("."), "--out")
@@ -165,6 +169,7 @@ def pull_project(
                 if chosen is None:
                     unlabelled += 1
                     continue
+                several += sum(not a.get("was_cancelled") for a in task.get("annotations") or []) > 1
                 regions = result_regions(chosen.get("result") or [])
                 for tag in not_masks(chosen.get("result") or [], prompts):
                     skipped[tag] = skipped.get(tag, 0) + 1
@@ -195,6 +200,7 @@ def pull_project(
         classes,
         project.schema.attributes,
         skipped,
+        several,
     )
 
 
