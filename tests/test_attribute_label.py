@@ -35,6 +35,46 @@ def test_config_has_per_region_choices_and_reads_back() -> None:
     assert "Choices" not in only_desk.config_xml()  # attributes of classes the project lacks are left out
 
 
+def _shown(xml: str, choices: str, region_tag: str, label: str) -> bool:
+    """Whether Label Studio shows per-region Choices `choices` for a selected region of `label` drawn
+    with the labels tag `region_tag` (its VisibilityMixin: "region-selected" is false when
+    whenTagName is set and is not the region's tag, else the label must be one of whenLabelValue)."""
+    from xml.etree import ElementTree
+
+    (element,) = [e for e in ElementTree.fromstring(xml).iter("Choices") if e.get("name") == choices]
+    tag = element.get("whenTagName")
+    return (not tag or tag == region_tag) and label in element.get("whenLabelValue", "").split(",")
+
+
+@pytest.mark.parametrize("mask", ["polygon", "brush"])
+def test_a_clicked_region_shows_its_attribute_choices(mask: str) -> None:
+    """With click to mask, a clicked chair is a brush region of the answer tag "mask"; the armrests
+    question named whenTagName="label" (the polygon tool), so Label Studio never showed it there."""
+    from officescore.label.formats import with_smart_tools
+
+    plain = LabelSchema(CLASSES, mask, attributes=load_schema()).config_xml()
+    assert _shown(plain, "chair__armrests", "label", "chair")
+    # A config edited in the UI: a BrushLabels tag of the owner's, where the answers then go.
+    edited = plain.replace(
+        "</View>", '<BrushLabels name="paint" toName="image"><Label value="chair"/></BrushLabels></View>'
+    )
+    interactive = LabelSchema(CLASSES, mask, attributes=load_schema(), interactive=True).config_xml()
+    for xml in (interactive, with_smart_tools(plain), with_smart_tools(edited)):
+        for tag in ("label", "mask", "paint"):
+            assert _shown(xml, "chair__armrests", tag, "chair") and not _shown(
+                xml, "chair__armrests", tag, "desk"
+            )
+        assert LabelSchema.from_config(xml).attributes == load_schema()
+        assert with_smart_tools(xml) == xml  # nothing left to add
+    # Tools added by an earlier version (whenTagName kept): `label push --interactive` fixes them.
+    old = with_smart_tools(plain).replace(
+        'visibleWhen="region-selected"', 'visibleWhen="region-selected" whenTagName="label"'
+    )
+    assert not _shown(old, "chair__armrests", "mask", "chair") and _shown(
+        with_smart_tools(old), "chair__armrests", "mask", "chair"
+    )
+
+
 @pytest.mark.parametrize("mask", ["polygon", "brush"])
 def test_predictions_and_annotations_carry_attribute_choices(mask: str) -> None:
     schema = LabelSchema(CLASSES, mask, attributes=load_schema())

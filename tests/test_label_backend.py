@@ -281,6 +281,31 @@ def test_a_negative_or_huge_content_length_is_a_400_at_once(
             assert answer.startswith("HTTP/1.0 400") and f"Content-Length {length}:" in answer
 
 
+def test_a_chunked_body_is_read_not_taken_for_an_empty_one(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """A body sent with Transfer-Encoding: chunked (a proxy, or a client streaming it) has no
+    Content-Length: it was read as `{}`, so a webhook became "train" and bad tasks an empty batch."""
+    import json
+
+    checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
+    backend = ml.Backend(tmp_path / "runs", log=lambda message: None)
+
+    def chunked(body: dict[str, Any]) -> Iterator[bytes]:  # requests streams a generator chunked
+        text = json.dumps(body).encode()
+        yield from (text[i : i + 7] for i in range(0, len(text), 7))
+
+    with served(backend) as url:
+        event = requests.post(f"{url}/webhook", data=chunked({"action": "ANNOTATION_CREATED"}), timeout=10)
+        assert event.status_code == 201 and event.json()["event"] == "ANNOTATION_CREATED"
+        bad = requests.post(f"{url}/predict", data=chunked({"tasks": "all of them"}), timeout=10)
+        assert bad.status_code == 400 and "tasks must be a list" in bad.json()["error"]
+        raw, headers = b"zz\r\n{}\r\n0\r\n\r\n", {"Transfer-Encoding": "chunked"}
+        broken = requests.post(f"{url}/setup", data=raw, headers=headers, timeout=10)
+        assert broken.status_code == 400 and "bad chunk size line" in broken.json()["error"]
+        assert requests.get(f"{url}/health", timeout=10).status_code == 200
+
+
 def test_predict_names_the_version_that_made_its_results_when_a_new_model_lands(
     tmp_path: Path, loads: list[tuple[str, float]]
 ) -> None:

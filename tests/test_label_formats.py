@@ -204,6 +204,25 @@ def test_result_regions_skip_other_kinds_and_name_broken_regions() -> None:
         formats.result_regions(bad_brush)
 
 
+def test_a_region_size_given_as_text_or_a_float_is_read() -> None:
+    """`original_width: "128.0"` (an annotation imported from a script) crashed pull with int()'s
+    "invalid literal" ValueError, a traceback instead of the region."""
+    points = {"points": [[10, 10], [50, 10], [50, 50]], "polygonlabels": ["desk"]}
+    region = {
+        "id": "p1",
+        "type": "polygonlabels",
+        "original_width": 128,
+        "original_height": 96,
+        "value": points,
+    }
+    (expected,) = formats.result_regions([region])
+    for width, height in (("128.0", "96"), (128.0, 96.0)):
+        (got,) = formats.result_regions([{**region, "original_width": width, "original_height": height}])
+        assert (got.width, got.height, got.mask) == (expected.width, expected.height, expected.mask)
+    with pytest.raises(DataError, match="region p1: no original_width"):
+        formats.result_regions([{**region, "original_width": "wide"}])
+
+
 def test_mask_of_another_size_is_refused() -> None:
     with pytest.raises(DataError, match="a desk mask is 10x10, not 20x20"):
         formats.mask_result(

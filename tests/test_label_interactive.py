@@ -18,6 +18,7 @@ from trainsetup import FAST_MODEL
 from officescore.errors import BadImageError, DataError
 from officescore.label.formats import LabelSchema, with_smart_tools
 from officescore.label.interactive import Clicker, FeatureCache, parse_context
+from officescore.label.interactive.prompt import Click
 from officescore.label.interactive.service import ClickService, answer_tag, reply_region, wants
 from officescore.label.predict import NO_MODEL, RunsFolder, load_predictor
 from officescore.label.regions import brush_to_mask
@@ -352,6 +353,13 @@ def test_the_answer_is_one_brush_or_polygon_region_of_the_chosen_class() -> None
     assert answer_tag(interactive) == ("mask", "image", "brush")
     assert answer_tag(interactive, "polygon") == ("label", "image", "polygon")
     assert answer_tag(LabelSchema(CLASSES, "polygon").config_xml()) == ("label", "image", "polygon")
+    # With the chosen class: the first tag that has it as a label, else a clear error.
+    head, tail = interactive.rsplit('<Label value="chair"', 1)  # the last tag, BrushLabels, loses chair
+    no_brush_chair = f'{head}<Label value="couch"{tail}'
+    assert answer_tag(no_brush_chair, "brush", "desk") == ("mask", "image", "brush")
+    assert answer_tag(no_brush_chair, "brush", "chair") == ("label", "image", "polygon")
+    with pytest.raises(DataError, match="'lamp' is not a label of the BrushLabels tag 'mask'"):
+        answer_tag(interactive, "brush", "lamp")
 
 
 def test_the_labelling_config_gets_smart_tools_and_keeps_the_rest() -> None:
@@ -441,11 +449,15 @@ def test_bad_input_is_one_clear_error_in_the_response(loaded: Any, tmp_path: Pat
     assert "label push --project NAME --interactive" in error(
         body_for([keypoint(40, 50, "desk", 128, 96)], config=no_mask)
     )
-    assert len(logged) == 6  # each said once in the backend's log too
+    # A class the answer's tag lacks (a config edited in the UI): no region Label Studio cannot place.
+    assert "'whiteboard' is not a label of the BrushLabels tag 'mask'" in error(
+        body_for([rectangle((15, 25, 65, 75), "whiteboard", 128, 96)])
+    )
+    assert len(logged) == 7  # each said once in the backend's log too
     # A class the model does not know: GrabCut answers, and says so.
-    (answer,) = service.answer(body_for([rectangle((15, 25, 65, 75), "whiteboard", 128, 96)]), backend)[
-        "results"
-    ]
+    with_whiteboard = LabelSchema((*CLASSES, "whiteboard"), "polygon", interactive=True).config_xml()
+    body = body_for([rectangle((15, 25, 65, 75), "whiteboard", 128, 96)], config=with_whiteboard)
+    (answer,) = service.answer(body, backend)["results"]
     assert "does not know 'whiteboard'" in answer["note"] and answer["result"][0]["value"]["brushlabels"] == [
         "whiteboard"
     ]
@@ -457,6 +469,17 @@ def test_bad_input_is_one_clear_error_in_the_response(loaded: Any, tmp_path: Pat
         parse_context({"result": [keypoint(-1, 50, "desk", 128, 96)]})
     with pytest.raises(BadImageError, match="cannot read the photo"):
         Clicker(None).segment(tmp_path / "missing.jpg", [keypoint(40, 50, "desk", 128, 96)])
+
+
+def test_a_photo_size_sent_as_text_or_a_float_is_read() -> None:
+    """`original_width: "128.0"` (a string, or 128.0) was reported as missing: int("128.0") fails."""
+    for width, height in (("128.0", "96"), (128.0, 96.0), ("128", 96)):
+        click = {**keypoint(40, 48, "desk", 128, 96), "original_width": width, "original_height": height}
+        prompt = parse_context({"result": [click]})
+        assert (prompt.width, prompt.height) == (128, 96) and prompt.clicks == [Click(40.0, 48.0)]
+    for bad in ("wide", "nan", "-128", None):
+        with pytest.raises(DataError, match="no original_width"):
+            parse_context({"result": [{**keypoint(40, 48, "desk", 128, 96), "original_width": bad}]})
 
 
 def test_a_class_name_not_in_a_list_is_taken_whole_or_refused() -> None:

@@ -26,11 +26,15 @@ class StandIn:
 
     url = "http://127.0.0.1:1"
 
-    def __init__(self, tasks: list[dict[str, Any]]) -> None:
+    def __init__(self, tasks: list[dict[str, Any]], config: str | None = None) -> None:
         self.tasks = tasks
+        self.config = config or LabelSchema(CLASSES).config_xml()
 
     def project(self, title: str) -> Project:
-        return Project(1, title, LabelSchema(CLASSES))
+        return Project(1, title, LabelSchema.from_config(self.config))
+
+    def label_config(self, project_id: int) -> str:
+        return self.config
 
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
         return json.loads(json.dumps(self.tasks))
@@ -84,13 +88,16 @@ def test_pull_keeps_the_last_saved_annotation_and_rescales_what_it_can(tmp_path:
                     "id": 21,
                     "created_at": "2026-12-04T10:00:00Z",
                     "result": [polygon_region(square, "desk", 2 * WIDTH, 3 * HEIGHT), *brush],
-                }
+                },
+                {"id": 22, "created_at": "2026-12-04T09:00:00Z", "result": [], "was_cancelled": True},
             ],
         },
         {"id": 3, "data": {"image": refs[2]}, "annotations": []},
     ]
     pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
     assert (pulled.images, pulled.annotations, pulled.unlabelled) == (2, 3, 1)
+    # Task 1 was labelled twice (skips are no labels): said, since the older desk is left out.
+    assert pulled.several == 1 and pulled.to_dict()["several"] == 1
     coco = json.loads(pulled.export.read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}
     assert [(im["id"], im["width"], im["height"]) for im in coco["images"]] == [
@@ -112,3 +119,39 @@ def test_pull_keeps_the_last_saved_annotation_and_rescales_what_it_can(tmp_path:
 def pixels(points: list[list[float]]) -> list[float]:
     """Percent points as flat pixel coordinates of the photo."""
     return [v for x, y in points for v in (x * WIDTH / 100.0, y * HEIGHT / 100.0)]
+
+
+def test_pull_says_which_labelled_regions_are_no_masks(tmp_path: Path) -> None:
+    """A box tool the project owner added in the UI: its rectangles were left out without a word.
+    The smart tools' keypoints and boxes (click to mask) are pointers, not labels: not counted."""
+    photos = write_photos(tmp_path / "root" / "photos", n=1)
+    config = (
+        LabelSchema(CLASSES, interactive=True)
+        .config_xml()
+        .replace(
+            "</View>",
+            '<RectangleLabels name="boxes" toName="image"><Label value="desk"/></RectangleLabels></View>',
+        )
+    )
+
+    def region(kind: str, tag: str, label: str) -> dict[str, Any]:
+        value = {"x": 10, "y": 10, "width": 20, "height": 20, kind: [label]}
+        return {"id": f"{tag}{label}", "type": kind, "from_name": tag, "to_name": "image", "value": value}
+
+    result = [
+        polygon_region([[10, 10], [40, 10], [40, 40]], "chair", WIDTH, HEIGHT),
+        region("rectanglelabels", "boxes", "desk"),
+        region("rectanglelabels", "boxes", "monitor"),
+        region("rectanglelabels", "box", "desk"),  # the smart box a labeller drew to get a mask
+        {**region("keypointlabels", "click", "desk"), "is_positive": True},
+    ]
+    tasks = [
+        {
+            "id": 1,
+            "data": {"image": f"/data/local-files/?d=photos/{photos[0].name}"},
+            "annotations": [{"id": 1, "result": result}],
+        }
+    ]
+    pulled = pull_project(StandIn(tasks, config), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    assert (pulled.annotations, pulled.skipped) == (1, {"boxes (rectanglelabels)": 2})
+    assert pulled.to_dict()["skipped"] == {"boxes (rectanglelabels)": 2}

@@ -255,6 +255,21 @@ def pull(
         f"{len(result.classes)} classes; {result.unlabelled} task(s) not labelled yet",
         soft_wrap=True,
     )
+    if result.several:
+        console.print(
+            f"note: {result.several} task(s) were labelled more than once (several labellers?); "
+            "the newest annotation of each counted",
+            soft_wrap=True,
+        )
+    for tag, count in result.skipped.items():
+        err_console.print(
+            Text(
+                f"warning: left out {count} region(s) of {tag}: pull reads masks only (polygon or "
+                "brush regions); redraw them with the polygon or brush tool",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
     if ingested is not None:
         counts = ingested.counts
         console.print(

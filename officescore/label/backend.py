@@ -301,11 +301,10 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def _body(self) -> dict[str, Any]:
-            length = int(self.headers.get("Content-Length") or 0)
-            # read(-1) would wait for the client to hang up, and a huge length fill the memory.
-            if not 0 <= length <= MAX_BODY:
-                raise DataError(f"Content-Length {length}: a request body is 0 to {MAX_BODY:,} bytes")
-            raw = self.rfile.read(length) if length else b"{}"
+            if "chunked" in str(self.headers.get("Transfer-Encoding") or "").lower():
+                raw = _read_chunked(self.rfile)  # a proxy or client streaming its body: no length
+            else:
+                raw = self._sized()
             try:
                 body = json.loads(raw or b"{}")
             except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError: name what was wrong
@@ -313,6 +312,16 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
             if not isinstance(body, dict):
                 raise DataError("the request body must be a JSON object")
             return body
+
+        def _sized(self) -> bytes:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                raise DataError("Content-Length is not a number") from None
+            # read(-1) would wait for the client to hang up, and a huge length fill the memory.
+            if not 0 <= length <= MAX_BODY:
+                raise DataError(f"Content-Length {length}: a request body is 0 to {MAX_BODY:,} bytes")
+            return self.rfile.read(length) if length else b"{}"
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib's name
             path = self.path.split("?")[0].rstrip("/")
@@ -361,6 +370,29 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                 self._send(HTTPStatus.BAD_REQUEST if bad_request else 500, {"error": str(exc)})
 
     return Handler
+
+
+def _read_chunked(stream: Any) -> bytes:
+    """A `Transfer-Encoding: chunked` body (hex size line, data, CRLF; a 0 size ends it), at most
+    MAX_BODY bytes in all."""
+    body = bytearray()
+    while True:
+        line = stream.readline(1024).split(b";")[0].strip()  # a chunk extension after ";" is ignored
+        try:
+            size = int(line, 16)
+        except ValueError:
+            raise DataError(f"a chunked request body has a bad chunk size line {line[:40]!r}") from None
+        if size < 0 or len(body) + size > MAX_BODY:
+            raise DataError(f"a chunked request body larger than {MAX_BODY:,} bytes")
+        if size == 0:
+            while stream.readline(1024).strip():  # trailer headers, up to the blank line
+                pass
+            return bytes(body) or b"{}"
+        chunk = stream.read(size)
+        if len(chunk) != size:
+            raise DataError("a chunked request body ended inside a chunk")
+        body += chunk
+        stream.readline(1024)  # the CRLF after the chunk's data
 
 
 def make_server(backend: Backend, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> ThreadingHTTPServer:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +64,18 @@ BRUSH = "brush"
 MASK_KINDS = (POLYGON, BRUSH)
 _CONTROL_TAGS = {POLYGON: "PolygonLabels", BRUSH: "BrushLabels"}
 _RESULT_TYPES = {POLYGON: "polygonlabels", BRUSH: "brushlabels"}
+MASK_RESULT_TYPES = tuple(_RESULT_TYPES.values())  # the region types `result_regions` reads as masks
 CONFIG_SUFFIX = ".label_config.xml"
 ATTRIBUTE_SEPARATOR = "__"  # per-region Choices are named <class>__<attribute>
+
+
+def pixels(value: Any) -> int:
+    """A photo side in pixels as a result may hold it (800, 800.0, "800", "800.0"); 0 when it is none."""
+    try:
+        number = float(value or 0)
+    except (TypeError, ValueError):
+        return 0
+    return int(round(number)) if math.isfinite(number) and number > 0 else 0
 
 
 def choices_name(attribute: Attribute) -> str:
@@ -193,12 +204,30 @@ def _has_smart_tools(root: ElementTree.Element) -> bool:
     )
 
 
+def _attributes_for_any_tag(view: ElementTree.Element) -> None:
+    """Per-region attribute choices shown for a selected region of their class from any labels tag:
+    Label Studio shows them only for regions of the tag `whenTagName` names (the polygon tool), so
+    a clicked chair, a region of the BrushLabels tag the answer goes into, never showed its armrests
+    question."""
+    for element in _attribute_choices(view):
+        element.attrib.pop("whenTagName", None)
+
+
+def _attribute_choices(view: ElementTree.Element) -> list[ElementTree.Element]:
+    return [
+        e
+        for e in view.iter("Choices")
+        if e.get("perRegion") == "true" and ATTRIBUTE_SEPARATOR in e.get("name", "")
+    ]
+
+
 def _add_smart_tools(view: ElementTree.Element, classes: Sequence[str], to_name: str, brush: bool) -> None:
     """A smart keypoint and a smart rectangle tool with every class (in its colour), and, when the
     project has no BrushLabels of its own (`brush`), a BrushLabels tag for the answers."""
     tags = [("KeyPointLabels", SMART_CLICK_TAG, True), ("RectangleLabels", SMART_BOX_TAG, True)]
     if brush:
         tags.append(("BrushLabels", ANSWER_TAG, False))
+    _attributes_for_any_tag(view)  # clicked regions land in a BrushLabels tag, not the polygon tool
     taken = {e.get("name") for e in view.iter() if e.get("name")}
     for tag, name, smart in tags:
         while name in taken:  # a user's config may use the name already
@@ -217,11 +246,14 @@ def with_smart_tools(xml: str) -> str:
     """A project's labelling config with the click-to-mask tools added (unchanged if it has them);
     everything else in it is kept as it is."""
     schema = LabelSchema.from_config(xml)
-    if schema.interactive:
-        return xml
     root = ElementTree.fromstring(xml)
-    has_brush = next(iter(root.iter("BrushLabels")), None) is not None
-    _add_smart_tools(root, schema.classes, schema.to_name, brush=not has_brush)
+    if schema.interactive:  # tools added by an earlier version: only its attribute choices may change
+        if not any(e.get("whenTagName") for e in _attribute_choices(root)):
+            return xml
+        _attributes_for_any_tag(root)
+    else:
+        has_brush = next(iter(root.iter("BrushLabels")), None) is not None
+        _add_smart_tools(root, schema.classes, schema.to_name, brush=not has_brush)
     ElementTree.indent(root)
     return ElementTree.tostring(root, encoding="unicode") + "\n"
 
@@ -469,7 +501,7 @@ def result_regions(results: Sequence[Mapping[str, Any]]) -> list[Region]:
         labels = value.get(kind) or []
         if not labels:
             continue
-        width, height = int(result.get("original_width") or 0), int(result.get("original_height") or 0)
+        width, height = pixels(result.get("original_width")), pixels(result.get("original_height"))
         if width <= 0 or height <= 0:
             raise DataError(f"region {result.get('id')}: no original_width/original_height; re-save it")
         polygon = None

@@ -39,7 +39,7 @@ from officescore.attributes import AttributeSchema
 from officescore.errors import BadImageError, ConfigError
 from officescore.files import atomic_write_json, make_folder
 from officescore.label.client import LabelStudio
-from officescore.label.formats import Region, result_regions
+from officescore.label.formats import MASK_RESULT_TYPES, Region, result_regions
 from officescore.label.prelabel import LOCAL_FILES_PREFIX
 from officescore.masks import Rle
 from officescore.progress import SILENT, Reporter
@@ -59,6 +59,10 @@ class PullResult:
     classes: list[str]
     # The project's per-region attribute choices (empty: none); `label pull --ingest` checks with it.
     attributes: AttributeSchema = field(default_factory=AttributeSchema)
+    # Labelled regions that are no masks (a box tool the owner added), by tag: left out, and said.
+    skipped: dict[str, int] = field(default_factory=dict)
+    # Tasks labelled more than once (several labellers, or a second annotation): the newest counted.
+    several: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +72,8 @@ class PullResult:
             "annotations": self.annotations,
             "unlabelled": self.unlabelled,
             "classes": self.classes,
+            "skipped": self.skipped,
+            "several": self.several,
         }
 
 
@@ -144,7 +150,10 @@ def pull_project(
     out = Path(out)
     _check_out(out)
     project = client.project(title)
+    prompts = smart_tags(client.label_config(project.id))
     tasks = client.export_tasks(project.id)
+    skipped: dict[str, int] = {}
+    several = 0
     classes = list(project.schema.classes)
     category_ids = {name: i for i, name in enumerate(classes, 1)}
     make_folder(out.parent if str(out.parent) else Path("."), "--out")
@@ -160,7 +169,10 @@ def pull_project(
                 if chosen is None:
                     unlabelled += 1
                     continue
+                several += sum(not a.get("was_cancelled") for a in task.get("annotations") or []) > 1
                 regions = result_regions(chosen.get("result") or [])
+                for tag in not_masks(chosen.get("result") or [], prompts):
+                    skipped[tag] = skipped.get(tag, 0) + 1
                 for region in regions:  # a label the config lost since: keep it, as a new category
                     if region.class_name not in category_ids:
                         classes.append(region.class_name)
@@ -180,8 +192,42 @@ def pull_project(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return PullResult(
-        out, out / EXPORT_NAME, len(images), len(annotations), unlabelled, classes, project.schema.attributes
+        out,
+        out / EXPORT_NAME,
+        len(images),
+        len(annotations),
+        unlabelled,
+        classes,
+        project.schema.attributes,
+        skipped,
+        several,
     )
+
+
+def smart_tags(config: str) -> set[str]:
+    """The names of the config's smart tools (click to mask): their keypoints and boxes are what a
+    labeller pointed with, not labels."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(config)
+    except ElementTree.ParseError:
+        return set()
+    return {
+        e.get("name", "") for e in root.iter() if e.get("smart", "").lower() == "true" and e.tag != "Label"
+    }
+
+
+def not_masks(results: Sequence[dict[str, Any]], prompts: set[str]) -> list[str]:
+    """`tag (type)` of each labelled region an annotation holds that is no polygon or brush mask
+    (a rectangle, an ellipse, a keypoint of a tool that is not smart)."""
+    found = []
+    for result in results:
+        kind = str(result.get("type", "")).lower()
+        labelled = kind.endswith("labels") and (result.get("value") or {}).get(kind)
+        if labelled and kind not in MASK_RESULT_TYPES and result.get("from_name") not in prompts:
+            found.append(f"{result.get('from_name')} ({kind})")
+    return found
 
 
 def _write_image(

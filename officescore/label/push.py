@@ -135,7 +135,7 @@ def push_images(
         needed,
         "the model predicts" if loaded else "--classes names",
     )
-    if interactive and not project.schema.interactive:
+    if interactive and not created:  # a project made earlier (or by an earlier version) gets them
         project = add_smart_tools(client, title)
     schema = project.schema
     if mask is not None and schema.mask != mask:
@@ -181,9 +181,10 @@ def add_smart_tools(client: LabelStudio, title: str) -> Project:
     """Give an existing project the click-to-mask tools (smart keypoint and rectangle per class, and a
     BrushLabels tag for the answers); the rest of its config, and its tasks and labels, stay."""
     project = client.project(title)
-    if project.schema.interactive:
+    before = client.label_config(project.id)
+    config = with_smart_tools(before)
+    if config == before:  # has them (and its attribute choices show for clicked regions)
         return project
-    config = with_smart_tools(client.label_config(project.id))
     client.set_project(project.id, label_config=config)
     return Project(project.id, project.title, LabelSchema.from_config(config))
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from officescore.errors import DataError
 from officescore.images import MAX_PIXELS
+from officescore.label.formats import pixels
 
 KEYPOINT = "keypointlabels"
 RECTANGLE = "rectanglelabels"
@@ -121,10 +122,7 @@ def _upright(
 
 def _size(regions: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
     for region in regions:
-        try:
-            width, height = int(region.get("original_width") or 0), int(region.get("original_height") or 0)
-        except (TypeError, ValueError):
-            continue
+        width, height = pixels(region.get("original_width")), pixels(region.get("original_height"))
         if width * height > MAX_PIXELS:  # the mask is made at this size: a made-up one must not OOM
             raise DataError(f"the click's photo size {width}x{height} is larger than any photo read here")
         if width > 0 and height > 0:

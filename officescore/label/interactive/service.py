@@ -30,6 +30,7 @@ from officescore.errors import DataError, UserError
 from officescore.label.formats import BRUSH, POLYGON, LabelSchema, mask_result
 from officescore.label.interactive.clicker import Clicker, Reply
 from officescore.label.interactive.heads import CACHE_PHOTOS, FeatureCache
+from officescore.label.interactive.prompt import parse_context
 
 _TAGS = {BRUSH: "BrushLabels", POLYGON: "PolygonLabels"}
 
@@ -74,7 +75,8 @@ class ClickService:
                 raise DataError("an interactive request carries exactly one task")
             task = tasks[0]
             config = str(body.get("label_config") or "")
-            from_name, to_name, kind = answer_tag(config, self.mask)
+            chosen = parse_context(body["params"]["context"]).class_name
+            from_name, to_name, kind = answer_tag(config, self.mask, chosen)
             schema = LabelSchema.from_config(config)
             photo = self._photo(backend, task, schema)
             reply = clicker.segment(photo, body["params"]["context"]["result"], str(task.get("id", "")))
@@ -121,22 +123,37 @@ def _usable(loaded: Any) -> Any:
     return loaded if getattr(getattr(loaded, "predictor", None), "model", None) is not None else None
 
 
-def answer_tag(config: str, mask: str = BRUSH) -> tuple[str, str, str]:
+def answer_tag(config: str, mask: str = BRUSH, class_name: str | None = None) -> tuple[str, str, str]:
     """(from_name, to_name, kind) of the tag the answer goes into: the first `mask` tag (BrushLabels
-    or PolygonLabels) of the config, else the first tag of the other kind."""
+    or PolygonLabels) of the config, else the first tag of the other kind; with `class_name`, the
+    first of them that has that label (a region whose label its tag lacks is one Label Studio
+    shows without a class, and an edited config may have dropped the class from one tag only)."""
     try:
         root = ElementTree.fromstring(config) if config else None
     except ElementTree.ParseError as exc:
         raise DataError(f"the project's labelling config is not valid XML ({exc})") from None
     order = [mask] + [k for k in _TAGS if k != mask]
-    for kind in order:
-        element = next(iter(root.iter(_TAGS[kind])), None) if root is not None else None
-        if element is not None:
-            return element.get("name", "label"), element.get("toName", "image"), kind
-    raise DataError(
-        "the project's labelling config has no BrushLabels or PolygonLabels tag for the mask; "
-        "add the tools with `officescore label push --project NAME --interactive`"
-    )
+    tags = [(k, e) for k in order for e in (root.iter(_TAGS[k]) if root is not None else ())]
+    if not tags:
+        raise DataError(
+            "the project's labelling config has no BrushLabels or PolygonLabels tag for the mask; "
+            "add the tools with `officescore label push --project NAME --interactive`"
+        )
+    found = next(((k, e) for k, e in tags if class_name is None or class_name in _labels(e)), None)
+    if found is None:
+        kind, element = tags[0]
+        raise DataError(
+            f"{class_name!r} is not a label of the {_TAGS[kind]} tag {element.get('name')!r} the mask goes "
+            f"into (it has {', '.join(_labels(element)) or 'none'}); add it there in the project's "
+            "labelling config, or choose one of those"
+        )
+    kind, element = found
+    return element.get("name", "label"), element.get("toName", "image"), kind
+
+
+def _labels(element: ElementTree.Element) -> list[str]:
+    """A labels tag's label values (`<Label value="desk"/>`)."""
+    return [label.get("value", "") for label in element.iter("Label")]
 
 
 def reply_region(reply: Reply, from_name: str, to_name: str, kind: str) -> dict[str, Any] | None:
