@@ -455,6 +455,40 @@ def test_push_checks_every_photo_before_uploading(
     assert [t["data"]["name"] for t in tasks] == ["good.jpg"]
 
 
+def test_push_leaves_out_photos_deleted_from_a_scrape_folder(
+    labelstudio: LabelStudioServer,
+    key: str,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A photo weeded out of data/raw/images by hand made push refuse the whole folder."""
+    from officescore.scrape.manifest import KEPT, Manifest
+    from officescore.scrape.providers import SearchResult
+
+    raw = tmp_path / "raw"
+    (raw / "images").mkdir(parents=True)
+    names = ["scene_0.jpg", "scene_1.jpg"]
+    with Manifest.open(raw) as manifest:
+        found = [SearchResult(url=f"https://img.example/{name}", license="by") for name in names]
+        manifest.record_page("openverse", "desk", "", 1, found, True, "cc", "2026-01-01T00:00:00Z")
+        for row_id, name in enumerate(names, start=1):
+            shutil.copy(files["photos"] / name, raw / "images" / name)
+            manifest.set_outcome(row_id, status=KEPT, path=f"images/{name}")
+    (raw / "images" / "scene_1.jpg").unlink()
+    push = ["label", "push", "--url", labelstudio.url, "--project", "weeded", str(raw)]
+    code, out, err = run(push, capsys)
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert (
+        "note: 1 photo(s) the scrape kept are no longer on disk (deleted by hand?), left out: scene_1.jpg"
+        in text
+    )
+    assert "pushed 1 photo(s) to created project 'weeded'" in text
+    code, out, _ = run([*push, "--json"], capsys)
+    assert code == 0 and json.loads(out)["deleted"] == [str(raw / "images" / "scene_1.jpg")]
+
+
 def test_suggestions_at_the_photo_edges_survive_label_studio_and_ingest(
     labelstudio: LabelStudioServer,
     key: str,

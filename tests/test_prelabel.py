@@ -215,6 +215,70 @@ def test_scrape_folder_brings_licence_and_source(
     assert [d["image"] for d in data] == [f"/data/local-files/?d={p.name}" for p in photos]
 
 
+def test_photos_deleted_from_a_read_only_scrape_folder_are_left_out_with_a_note(
+    setup: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Weeding bad photos out of data/raw/images by hand made prelabel and label push refuse the
+    whole folder ("no such image file"); and a scrape folder that cannot be written (a mount,
+    another user's) was opened to write. Deleted photos are left out and named in a note."""
+    import os
+    import sqlite3
+
+    from officescore.scrape.manifest import KEPT, Manifest
+    from officescore.scrape.providers import SearchResult
+
+    raw = (tmp_path / "raw").resolve()
+    photos = write_photos(raw / "images", n=3)
+    with Manifest.open(raw) as manifest:
+        found = [SearchResult(url=f"https://img.example/{n}.jpg") for n in range(3)]
+        manifest.record_page("openverse", "desk", "", 1, found, True, "cc", "2026-01-01T00:00:00Z")
+        for row_id, photo in enumerate(photos, start=1):
+            manifest.set_outcome(row_id, status=KEPT, path=f"images/{photo.name}")
+    photos[1].unlink()
+    real_access, real_connect = os.access, sqlite3.connect  # read only, imitated (tests may run as root)
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode, **kw: not (mode & os.W_OK and Path(p).resolve() == raw) and real_access(p, mode),
+    )
+
+    def connect(target: object, *args: object, **kwargs: object) -> sqlite3.Connection:
+        if Path(str(target)).resolve().parent == raw:
+            raise sqlite3.OperationalError("unable to open database file")
+        return real_connect(target, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    before = sorted((p.name, p.read_bytes()) for p in raw.rglob("*") if p.is_file())
+    out = tmp_path / "tasks.json"
+    base = [
+        "prelabel",
+        str(raw),
+        "--model",
+        str(setup["model"]),
+        "--format",
+        "labelstudio",
+        "--out",
+        str(out),
+    ]
+    code, text, _ = run(base, capsys)
+    assert code == 0
+    note = "note: 1 photo(s) the scrape kept are no longer on disk (deleted by hand?), left out:"
+    assert f"{note} {photos[1].name}" in " ".join(text.split())
+    assert [t["data"]["image"].rsplit("=", 1)[1] for t in json.loads(out.read_text())] == [
+        photos[0].name,
+        photos[2].name,
+    ]
+    code, text, _ = run([*base, "--json"], capsys)
+    assert code == 0 and json.loads(text)["deleted"] == [str(photos[1])]
+    assert sorted((p.name, p.read_bytes()) for p in raw.rglob("*") if p.is_file()) == before
+    photos[0].unlink(), photos[2].unlink()
+    code, _, err = run(base, capsys)
+    assert code == 2 and "no photos in this scrape folder (none kept, or deleted since)" in err
+
+
 def test_bad_inputs_are_one_line_errors(
     setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

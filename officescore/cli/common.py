@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -146,3 +147,14 @@ def stop_signals() -> Iterator[threading.Event]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def note_deleted_photos(deleted: list[Path]) -> None:
+    """Say which photos a scrape folder kept were left out because they were deleted by hand."""
+    if deleted:
+        shown = ", ".join(p.name for p in deleted[:3]) + (" ..." if len(deleted) > 3 else "")
+        console.print(
+            f"note: {len(deleted)} photo(s) the scrape kept are no longer on disk (deleted by hand?), "
+            f"left out: {shown}",
+            soft_wrap=True,
+        )

@@ -13,6 +13,7 @@ from officescore.cli.common import (
     PRECISION_HELP,
     console,
     err_console,
+    note_deleted_photos,
     print_json,
     reporter,
     stop_signals,
@@ -153,7 +154,7 @@ def push(
     from officescore.label.formats import MASK_KINDS
     from officescore.label.predict import load_predictor
     from officescore.label.push import push_images, push_tasks_file
-    from officescore.label.sources import collect_images
+    from officescore.label.sources import collect_images, deleted_scrape_photos
 
     check_project_title(project)
     if mask not in MASK_KINDS:
@@ -201,9 +202,11 @@ def push(
             attributes=load_schema(attributes) if attributes is not None else None,
             interactive=interactive,
         )
+    deleted = deleted_scrape_photos(images) if review is None else []
     if json_output:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), "deleted": [str(p) for p in deleted]})
     else:
+        note_deleted_photos(deleted)
         made = "created" if result.created else "existing"
         console.print(
             f"[green]pushed[/green] {result.added} photo(s) to {made} project {result.project!r} "

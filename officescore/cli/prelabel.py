@@ -12,6 +12,7 @@ from officescore.cli.common import (
     PRECISION_HELP,
     console,
     err_console,
+    note_deleted_photos,
     print_json,
     reporter,
 )
@@ -72,6 +73,7 @@ def prelabel(
     from officescore.label.predict import load_predictor
     from officescore.label.prelabel import check_options
     from officescore.label.prelabel import prelabel as run_prelabel
+    from officescore.label.sources import deleted_scrape_photos
 
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
@@ -91,9 +93,11 @@ def prelabel(
         batch_size=batch_size,
         reporter=reporter(json_output),
     )
+    deleted = deleted_scrape_photos(images)
     if json_output:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), "deleted": [str(p) for p in deleted]})
     else:
+        note_deleted_photos(deleted)
         extra = f" and {result.config}" if result.config else ""
         console.print(
             f"[green]wrote[/green] {result.out}{extra}: {result.detections} detection(s) on {result.images} "

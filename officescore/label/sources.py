@@ -40,18 +40,38 @@ class ImageSource:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
-def _scrape_folder_images(raw_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
-    from officescore.scrape.manifest import Manifest
+def _kept_rows(raw_dir: Path) -> list[Any]:
+    from officescore.scrape.manifest import MANIFEST_NAME, Manifest
 
-    with Manifest.open(raw_dir) as manifest:
-        rows = manifest.kept()
+    # read only: a scrape folder we may not write (a read-only mount, another user's data/raw)
+    with Manifest(raw_dir / MANIFEST_NAME, read_only=True) as manifest:
+        return [row for row in manifest.kept() if row["path"]]
+
+
+def _scrape_folder_images(raw_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     found = []
-    for row in rows:
-        if not row["path"]:
-            continue
+    for row in _kept_rows(raw_dir):
+        path = raw_dir / row["path"]
+        if not path.is_file():
+            continue  # deleted by hand after the scrape (curating): see deleted_scrape_photos
         provenance = {k: row[k] for k in PROVENANCE_COLUMNS if row[k] not in (None, "")}
-        found.append((raw_dir / row["path"], provenance))
+        found.append((path, provenance))
     return found
+
+
+def deleted_scrape_photos(inputs: Sequence[str | Path | ImageSource]) -> list[Path]:
+    """Photos a scrape folder among `inputs` kept that are no longer on disk: deleted by hand to
+    weed out bad ones, so `collect_images` leaves them out (the commands say how many)."""
+    from officescore.scrape.manifest import MANIFEST_NAME
+
+    deleted = []
+    for item in inputs:
+        if isinstance(item, ImageSource):
+            continue
+        folder = Path(item)
+        if folder.is_dir() and (folder / MANIFEST_NAME).is_file():
+            deleted += [folder / r["path"] for r in _kept_rows(folder) if not (folder / r["path"]).is_file()]
+    return deleted
 
 
 def collect_images(inputs: Sequence[str | Path | ImageSource]) -> list[ImageSource]:
@@ -59,6 +79,7 @@ def collect_images(inputs: Sequence[str | Path | ImageSource]) -> list[ImageSour
 
     A missing file or an input that matches nothing is a BadImageError naming it: a labelling
     command that silently skipped a typo would leave the user wondering where the photos went.
+    A scrape folder's photos deleted by hand are left out (`deleted_scrape_photos` lists them).
     `ImageSource`s (collected before, e.g. by the CLI before it contacts Label Studio) pass through.
     """
     from officescore.images import expand_inputs
@@ -73,7 +94,10 @@ def collect_images(inputs: Sequence[str | Path | ImageSource]) -> list[ImageSour
             continue
         path = Path(item)
         if path.is_dir() and (path / MANIFEST_NAME).is_file():
-            candidates.extend(_scrape_folder_images(path))
+            kept = _scrape_folder_images(path)
+            if not kept:
+                raise BadImageError(f"{path}: no photos in this scrape folder (none kept, or deleted since)")
+            candidates.extend(kept)
             continue
         expanded = [Path(p) for p in expand_inputs([item]) if isinstance(p, (str, Path))]
         if path.is_dir() and not expanded:
