@@ -201,7 +201,7 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
     _render(st, image, result, office, model.classes)
 
 
-def objects_table(detections: Sequence[Any]) -> Any:
+def objects_table(detections: Sequence[Any], classes: Sequence[str] = ()) -> Any:
     """The objects found, best first, as a pandas Styler whose class cells carry the class colour
     the photo uses (so a row and its mask are matched by colour)."""
     import pandas as pd
@@ -221,8 +221,8 @@ def objects_table(detections: Sequence[Any]) -> Any:
     frame = pd.DataFrame(rows, columns=["class", "score", "share of image", "box", "attributes"])
 
     def colours(name: str) -> str:
-        ink = "#000000" if text_colour(class_colour(name)) == (0, 0, 0) else "#ffffff"
-        return f"background-color: {class_colour_hex(name)}; color: {ink}"
+        ink = "#000000" if text_colour(class_colour(name, classes)) == (0, 0, 0) else "#ffffff"
+        return f"background-color: {class_colour_hex(name, classes)}; color: {ink}"
 
     return frame.style.map(colours, subset=["class"]).hide(axis="index")
 
@@ -266,7 +266,7 @@ def _render(st: Any, image: Any, result: Any, office: Any, classes: list[str]) -
     with left:
         # Drawn at a fixed, generous width and shown at the column's width: small photos are
         # scaled up and large ones down, with lines and labels sized for what is seen.
-        annotated = draw(image, result.detections, office, width=PAGE_WIDTH)
+        annotated = draw(image, result.detections, office, width=PAGE_WIDTH, classes=classes)
         buffer = io.BytesIO()
         annotated.save(buffer, format="JPEG", quality=90)
         caption = f"{len(result.detections)} objects"
@@ -276,7 +276,7 @@ def _render(st: Any, image: Any, result: Any, office: Any, classes: list[str]) -
             st.image(Image.open(buffer), caption=caption, use_container_width=True)
         st.subheader("Objects")
         if result.detections:
-            st.table(objects_table(result.detections))
+            st.table(objects_table(result.detections, classes))
         else:
             st.caption("No objects above the confidence threshold.")
         st.caption("Classes this model knows: " + ", ".join(classes))

@@ -247,3 +247,33 @@ def test_class_colours_are_the_same_everywhere_and_in_every_process() -> None:
         assert class_hex(name) == class_colour_hex(name)
         assert f'value="{name}" background="{class_hex(name)}"' in config
         assert sheets._colour(name) == class_colour(name)
+
+
+def test_two_classes_of_one_list_never_share_a_colour() -> None:
+    """ "office chair" and "café table" hash to the same slot: one project showed both in #f2c230,
+    so labellers could not tell them apart. Within a class list (the model's, the project's) the
+    later name takes the next free slot, in every place the colours are shown."""
+    from officescore.app import objects_table
+    from officescore.label.formats import LabelSchema
+
+    classes = ("office chair", "café table", "desk")
+    assert class_colour("office chair") == class_colour("café table")  # alone: the hashed slot
+    first, second = (class_colour(n, classes) for n in classes[:2])
+    assert first == class_colour("office chair") and second != first  # the first keeps its own
+    assert class_colour("desk", classes) == class_colour("desk")  # office classes keep theirs
+    many = [f"class {n}" for n in range(24)]  # as many names as slots: every one its own colour
+    assert len({class_colour(n, many) for n in many}) == 24
+    # The picture, the web page's table and the Label Studio config agree.
+    chair, table = (
+        _det("office chair", 0.9, _rect_mask(10, 10, 60, 60)),
+        _det("café table", 0.8, _rect_mask(100, 10, 180, 100)),
+    )
+    got = np.asarray(draw(_photo(), [chair, table], None, classes=classes), dtype=float)
+    base = np.asarray(_photo(), dtype=float)
+    assert np.abs(got[30, 30] - _blend(base[30, 30], first)).max() <= 2
+    assert np.abs(got[50, 140] - _blend(base[50, 140], second)).max() <= 2
+    styles = objects_table([chair, table], classes).to_html()
+    assert f"background-color: {class_colour_hex('café table', classes)}" in styles
+    config = LabelSchema(classes).config_xml()
+    assert f'value="café table" background="{class_colour_hex("café table", classes)}"' in config
+    assert f'value="office chair" background="{class_colour_hex("office chair")}"' in config

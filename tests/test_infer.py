@@ -199,11 +199,19 @@ def test_draw_masks_boxes_and_banner(predictor: Predictor, files: dict[str, Path
 
 
 def test_score_photos_saves_annotated_images(
-    predictor: Predictor, files: dict[str, Path], tmp_path: Path
+    predictor: Predictor, files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The drawing uses the pixels the model saw: the photos are replaced and removed on disk while the
-    model runs, and the annotated images still show the originals."""
+    model runs, and the annotated images still show the originals. It colours by the model's class
+    list, so no two of its classes share a colour (drawing.class_colours)."""
     import shutil
+
+    from officescore.infer import predictor as predictor_module
+
+    lists = []
+    monkeypatch.setattr(
+        predictor_module, "draw", lambda *a, **kw: lists.append(kw.get("classes")) or draw(*a, **kw)
+    )
 
     photos_dir = tmp_path / "photos"
     shutil.copytree(files["scenes"], photos_dir)
@@ -220,6 +228,7 @@ def test_score_photos_saves_annotated_images(
     finally:
         handle.remove()
     assert not (photos_dir / "scene_1.jpg").exists(), "the model never ran"
+    assert lists == [predictor.classes, predictor.classes]
     assert [p.score is not None for p in photos] == [True, True, False]
     assert photos[0].score.total == score_office(photos[0].result.detections).total
     assert [p.annotated.name for p in photos[:2]] == ["scene_0.jpg", "scene_1.jpg"]

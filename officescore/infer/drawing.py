@@ -9,6 +9,7 @@ lines and labels are sized for the picture a person looks at, not for the photo'
 from __future__ import annotations
 
 import colorsys
+import functools
 import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -48,21 +49,51 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 SPACED_HUES = 12  # other class names: one of 12 hues 30 degrees apart, at two brightnesses
 
 
-def class_colour(name: str) -> tuple[int, int, int]:
-    """The colour of a class wherever officescore shows it: `score --save-dir` pictures, the web
-    page, contact sheets and Label Studio labelling configs. The ten office classes have fixed,
-    distinct colours; any other name one of 24 spaced hues picked by a stable hash of the name
-    (crc32, the same in every process)."""
-    if name in PALETTE:
-        return PALETTE[name]
-    slot = zlib.crc32(name.encode("utf-8")) % (2 * SPACED_HUES)
+def _slot(name: str) -> int:
+    return zlib.crc32(name.encode("utf-8")) % (2 * SPACED_HUES)
+
+
+def _slot_colour(slot: int) -> tuple[int, int, int]:
     hue = ((slot % SPACED_HUES) + 0.5) / SPACED_HUES  # half a step off red, orange, ... exactly
     r, g, b = colorsys.hsv_to_rgb(hue, 0.8, 0.95 if slot < SPACED_HUES else 0.65)
     return round(r * 255), round(g * 255), round(b * 255)
 
 
-def class_colour_hex(name: str) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*class_colour(name))
+@functools.lru_cache(maxsize=64)
+def class_colours(classes: tuple[str, ...]) -> dict[str, tuple[int, int, int]]:
+    """Distinct colours for one class list (a model's, a project's): the office classes keep their
+    fixed colours; any other name its hashed slot, or, when an earlier name of the list holds that
+    slot, the next free one (two hashed names share a slot about as often as birthdays do)."""
+    colours, taken = {}, set()
+    for name in classes:
+        if name in colours:
+            continue
+        if name in PALETTE:
+            colours[name] = PALETTE[name]
+            continue
+        slot = _slot(name)
+        free = [s % (2 * SPACED_HUES) for s in range(slot, slot + 2 * SPACED_HUES)]
+        slot = next((s for s in free if s not in taken), slot)  # more than 24 names: shared again
+        taken.add(slot)
+        colours[name] = _slot_colour(slot)
+    return colours
+
+
+def class_colour(name: str, classes: Sequence[str] = ()) -> tuple[int, int, int]:
+    """The colour of a class wherever officescore shows it: `score --save-dir` pictures, the web
+    page, contact sheets and Label Studio labelling configs. The ten office classes have fixed,
+    distinct colours; any other name one of 24 spaced hues picked by a stable hash of the name
+    (crc32, the same in every process), kept apart from the other names of `classes` (the model's
+    or the project's list) where it is one of them."""
+    if name in PALETTE:
+        return PALETTE[name]
+    if name in classes:
+        return class_colours(tuple(classes))[name]
+    return _slot_colour(_slot(name))
+
+
+def class_colour_hex(name: str, classes: Sequence[str] = ()) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*class_colour(name, classes))
 
 
 def text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -88,9 +119,11 @@ def draw(
     detections: Sequence[Detection],
     score: OfficeScore | None = None,
     width: int | None = None,
+    classes: Sequence[str] = (),
 ) -> Image.Image:
     """The photo at `width` pixels wide (default: its own) with filled, outlined masks, labels and
-    (with `score`) the score banner. Boxes are drawn only for detections without a usable mask."""
+    (with `score`) the score banner. Boxes are drawn only for detections without a usable mask.
+    `classes`: the model's class list, so no two of its classes share a colour."""
     rgb = to_rgb(image)
     out_w = int(width or rgb.width)
     out_h = max(1, round(rgb.height * out_w / rgb.width))
@@ -108,7 +141,7 @@ def draw(
         mask = _scaled_mask(det, image.size, base.size)
         if mask is None:
             continue  # a mask for another image size: its box is drawn instead
-        colour = class_colour(det.class_name)
+        colour = class_colour(det.class_name, classes)
         overlay.paste((*colour, FILL_ALPHA), (0, 0), mask)
         overlay.paste((*colour, 255), (0, 0), _outline(mask, det, scale, line))
         drawn_masks.add(index)
@@ -124,7 +157,7 @@ def draw(
     label_font = font(max(12, out_w // 45))
     below_banner = banner_height + 1 if score is not None else 0  # the banner's last row is drawn too
     for index, det in enumerate(order):
-        colour = class_colour(det.class_name)
+        colour = class_colour(det.class_name, classes)
         x0, y0, x1, y1 = (v * scale for v in det.box)
         if index not in drawn_masks:
             pen.rectangle([x0, y0, x1, y1], outline=(*colour, 255), width=line)

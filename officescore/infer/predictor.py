@@ -498,7 +498,8 @@ def score_photos(
             seen = _on_pixels(result, photo.width, photo.height)
             # Whole or not at all: a run stopped mid-write must not leave a torn JPEG over a good one.
             buffer = io.BytesIO()
-            draw(photo, seen, office, width=save_width(photo.width)).save(buffer, "JPEG", quality=90)
+            drawn = draw(photo, seen, office, width=save_width(photo.width), classes=predictor.classes)
+            drawn.save(buffer, "JPEG", quality=90)
             atomic_write_bytes(annotated, buffer.getvalue())
         scored[index] = PhotoScore(result, office, annotated)
 

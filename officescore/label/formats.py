@@ -122,7 +122,7 @@ class LabelSchema:
             attrs.update(strokeWidth="2", pointSize="small", opacity="0.4")
         control = ElementTree.SubElement(view, _CONTROL_TAGS[self.mask], attrs)
         for name in self.classes:
-            ElementTree.SubElement(control, "Label", value=name, background=class_hex(name))
+            ElementTree.SubElement(control, "Label", value=name, background=class_hex(name, self.classes))
         for attribute in self.attributes.attributes:  # shown for a selected region of its class
             choices = ElementTree.SubElement(
                 view,
@@ -239,7 +239,9 @@ def _add_smart_tools(view: ElementTree.Element, classes: Sequence[str], to_name:
         control = ElementTree.SubElement(view, tag, attrs)
         for label in classes:
             extra = {"smart": "true"} if smart else {}
-            ElementTree.SubElement(control, "Label", value=label, background=class_hex(label), **extra)
+            ElementTree.SubElement(
+                control, "Label", value=label, background=class_hex(label, classes), **extra
+            )
 
 
 def with_smart_tools(xml: str) -> str:
@@ -258,12 +260,12 @@ def with_smart_tools(xml: str) -> str:
     return ElementTree.tostring(root, encoding="unicode") + "\n"
 
 
-def class_hex(name: str) -> str:
-    """The class's colour as #rrggbb (the same colour officescore draws it in)."""
-    from officescore.infer.drawing import class_colour
+def class_hex(name: str, classes: Sequence[str] = ()) -> str:
+    """The class's colour as #rrggbb (the same colour officescore draws it in, kept apart from the
+    other names of `classes`, the project's list)."""
+    from officescore.infer.drawing import class_colour_hex
 
-    r, g, b = class_colour(name)
-    return f"#{r:02x}{g:02x}{b:02x}"
+    return class_colour_hex(name, classes)
 
 
 def _region_id(image_ref: str, kind: str, index: int) -> str:
