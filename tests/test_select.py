@@ -214,6 +214,46 @@ def test_cli_a_pool_of_unreadable_photos_is_an_error_not_an_empty_list(
     assert out.read_text() == "rank,path\n1,kept.jpg\n"
 
 
+def test_a_scrape_folder_that_cannot_be_written_is_a_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """data/raw on a read-only mount (or another user's): its manifest is read, not opened to write."""
+    import os
+    import sqlite3
+
+    from officescore.scrape.manifest import KEPT, Manifest
+    from officescore.scrape.providers import SearchResult
+
+    raw = (tmp_path / "raw").resolve()
+    raw.mkdir()
+    results = [SearchResult(url=f"https://images.example/{i}.jpg") for i in range(3)]
+    with Manifest.open(raw) as manifest:
+        manifest.record_page("openverse", "desk", "", 1, results, last=True, rights="by", when="now")
+        for row_id, name in ((1, "a.png"), (3, "c.png")):  # row 2 was never downloaded
+            render_scene(row_id, size=64).image.save(raw / name)
+            manifest.set_outcome(row_id, status=KEPT, path=name)
+    before = {p.name: p.read_bytes() for p in raw.iterdir()}
+    # imitated (the tests may run as root): SQLite cannot open a WAL database there, not even to read
+    real_access, real_connect = os.access, sqlite3.connect
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode, **kw: not (mode & os.W_OK and Path(p).resolve() == raw) and real_access(p, mode),
+    )
+
+    def connect(target: object, *args: object, **kwargs: object) -> sqlite3.Connection:
+        if Path(str(target)).resolve().parent == raw:
+            raise sqlite3.OperationalError("unable to open database file")
+        return real_connect(target, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    args = ["select", str(raw), "--budget", "5", "--strategy", "random", "--out", str(tmp_path / "next.csv")]
+    code, out, err = _cli([*args, "--json"], capsys)
+    assert code == 0, err
+    assert sorted(Path(c["path"]).name for c in json.loads(out)["chosen"]) == ["a.png", "c.png"]
+    assert {p.name: p.read_bytes() for p in raw.iterdir()} == before
+
+
 def test_cli_defaults_match_the_library() -> None:
     from officescore.cli.select import select as cli_select
 
