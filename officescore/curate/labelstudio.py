@@ -3,10 +3,11 @@ in the one task format officescore has (officescore.label.formats, as prelabel w
 
 audit: each flagged photo (an issue scoring at least REVIEW_SCORE) becomes a task whose annotation is
 the current labels and whose prediction is the model's suggestion (its detections at >= 0.5), with
-the photo's issues in task data. select: each chosen photo becomes a task with the model's
-detections as pre-annotations. Photos are referenced as Label Studio local files relative to the
-folder that holds them all (serve it with LOCAL_FILES_DOCUMENT_ROOT, as for prelabel), and by
-`data.path`, relative to the tasks file, which `label push --review` uploads.
+the photo's issues in task data; ignore regions (iscrowd 1) are listed there too, not drawn as
+regions, which `label pull` would read back as objects. select: each chosen photo becomes a task
+with the model's detections as pre-annotations. Photos are referenced as Label Studio local files
+relative to the folder that holds them all (serve it with LOCAL_FILES_DOCUMENT_ROOT, as for
+prelabel), and by `data.path`, relative to the tasks file, which `label push --review` uploads.
 """
 
 from __future__ import annotations
@@ -38,6 +39,22 @@ def _detections(results: list[dict[str, Any]], classes: list[str], width: int, h
             )
         )
     return out
+
+
+def _objects_and_ignore_regions(labels: Sequence[Any]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The labels that go into the review annotation, and the ignore regions (iscrowd 1) kept out.
+
+    Label Studio regions have no crowd flag and `label pull` reads every region as an object, so an
+    ignore region in the annotation would come back as an object (often a box-shaped mask). They
+    are listed in the task data instead: annotation id, class and box.
+    """
+    objects = [lab for lab in labels if not lab.iscrowd]
+    ignored = [
+        {"annotation_id": lab.id, "class": lab.class_name, "bbox": [float(v) for v in lab.bbox]}
+        for lab in labels
+        if lab.iscrowd
+    ]
+    return objects, ignored
 
 
 def _root(paths: Sequence[Path]) -> Path:
@@ -97,6 +114,9 @@ def audit_tasks(
         data["path"] = relative_to_file(image.path, out)  # what `label push --review` uploads
         if image.id in grouped:
             data["conventions"] = grouped[image.id]
+        objects, ignored = _objects_and_ignore_regions(image.labels)
+        if ignored:
+            data["ignore_regions"] = ignored
         tasks.append(
             make_task(
                 image_reference(relative_name(image.path, root), None),
@@ -105,7 +125,7 @@ def audit_tasks(
                 schema,
                 detections=_detections(by_image.get(image.id, []), split.classes, image.width, image.height),
                 model_version=model_version,
-                annotations=[{"category": lab.class_name, "segmentation": lab.rle} for lab in image.labels],
+                annotations=[{"category": lab.class_name, "segmentation": lab.rle} for lab in objects],
                 data=data,
             )
         )
