@@ -168,6 +168,45 @@ def test_label_studio_export_without_images_is_refused_with_advice(tmp_path: Pat
         ingest_export(export, out=tmp_path / "dataset")
 
 
+# file_name as a real Label Studio 1.23 export wrote it (seen in one) -> the original photo it names
+LABEL_STUDIO_NAMES = {
+    # uploads are stored under Django's safe name: spaces as "_", other signs dropped
+    "../lsdata/media/upload/1/ab8b4bf0-office_1.jpg": "office 1.jpg",
+    "../lsdata/media/upload/1/5e0c1d2a-desk_2.jpg": "desk (2).jpg",
+    # a photo its export could not copy: "<8 hex of an md5>__" and the name (URL-encoded when fetched)
+    "images/ab3b1fc0__remote.jpg": "remote.jpg",
+    "images/cf106d39__local%204.jpg": "local 4.jpg",
+    "images/0d1e2f3a__9c8b7a6d-chair_5.jpg": "chair 5.jpg",
+    # the task's own URL (COCO with images, when the download failed; hand-made converters)
+    "https://example.com/pics/remote%206.jpg?w=800&sig=abc": "remote 6.jpg",
+    "/data/local-files/?d=sub%20dir/local%207.jpg": "local 7.jpg",
+    "http://localhost:8080/storage-data/uploaded/?filepath=upload/1/7f6e5d4c-lamp_8.jpg": "lamp 8.jpg",
+}
+
+
+def test_label_studio_names_find_the_original_photos(tmp_path: Path) -> None:
+    images, annotations = [], []
+    for i, (file_name, original) in enumerate(LABEL_STUDIO_NAMES.items()):
+        draw_scene(tmp_path / "photos" / original, W, H, _boxes(i), seed=i)
+        images.append({"id": i + 1, "file_name": file_name, "width": W, "height": H})
+        (x, y, w, h) = _boxes(i)[0]
+        polygon = [float(v) for v in (x, y, x + w, y, x + w, y + h, x, y + h)]
+        annotations.append(
+            {"id": i + 1, "image_id": i + 1, "category_id": 1, "segmentation": [polygon], "iscrowd": 0,
+             "bbox": [float(x), float(y), float(w), float(h)], "area": float(w * h)}
+        )  # fmt: skip
+    export = tmp_path / "export" / "result.json"
+    export.parent.mkdir()
+    coco = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "chair"}]}
+    export.write_text(json.dumps(coco))
+    result = ingest_export(export, images_dir=tmp_path / "photos", out=tmp_path / "dataset")
+    used = {p.image: p.action for p in result.problems if p.kind.startswith("image_found")}
+    assert used == {name: f"used {original}" for name, original in LABEL_STUDIO_NAMES.items()}
+    assert result.counts["images"] == len(LABEL_STUDIO_NAMES)
+    written = sorted(p.name for p in (tmp_path / "dataset" / "images").iterdir())
+    assert all(name.endswith(".jpg") and "?" not in name for name in written), written
+
+
 def test_ambiguous_names_are_dropped_not_guessed(tmp_path: Path) -> None:
     # The same photo uploaded twice (two prefixes, one original name), and one original name that
     # is in two sub-folders of the photos folder: neither can be told apart by name.
