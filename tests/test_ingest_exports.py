@@ -162,6 +162,27 @@ def test_label_studio_export_with_the_original_photos(
     assert all(masks.area(a["segmentation"]) == 30 * 20 for a in masks_by_image.values())
 
 
+def test_a_class_with_ignore_regions_only_is_not_said_to_be_left_out_by_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Label Studio's rectangles (desk) are ignore regions; with no desk mask the class is left out,
+    and the summary says why, not that `--classes` (never given) did it."""
+    export = _label_studio(tmp_path)
+    args = ["ingest", str(export), "--images", str(tmp_path / "photos"), "--out", str(tmp_path / "ds")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--no-plot"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code in (0, None)
+    assert "--classes" not in out
+    assert (
+        "left out: 6 ignore region(s) of classes with no object that has a mask (nothing to learn from): desk"
+        in out
+    )
+    with pytest.raises(SystemExit):
+        main([*args, "--no-plot", "--classes", "chair"])
+    assert "left out by --classes: 6 annotation(s) of other classes (desk)" in capsys.readouterr().out
+
+
 def test_label_studio_export_without_images_is_refused_with_advice(tmp_path: Path) -> None:
     export = _label_studio(tmp_path)
     with pytest.raises(DataError, match=r"image_path_escape x6\); pass --images DIR"):

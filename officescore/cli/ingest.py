@@ -84,9 +84,15 @@ def ingest(
     render_problem_list([p.to_dict() for p in result.problems], result.out)
     render_health(report)
     counts = result.counts
-    if counts.get("excluded_by_classes"):  # not problems, but the user should see what --classes did
-        left_out = counts["excluded_by_classes"]
-        console.print(f"left out by --classes: {left_out} annotation(s) of other classes")
+    if counts.get("excluded_by_classes"):  # not problems, but the user should see what was left out
+        left_out, names = counts["excluded_by_classes"], ", ".join(result.excluded_classes)
+        if classes is not None:
+            console.print(f"left out by --classes: {left_out} annotation(s) of other classes ({names})")
+        else:  # classes with ignore regions only: nothing to learn from
+            console.print(
+                f"left out: {left_out} ignore region(s) of classes with no object that has a mask "
+                f"(nothing to learn from): {names}"
+            )
     console.print(
         f"[green]wrote[/green] {result.out}: {counts['train']['images']} train / "
         f"{counts['val']['images']} val images, {len(result.classes)} classes, "

@@ -66,6 +66,7 @@ class IngestResult:
     problems: list[Problem]
     category_map: dict[str, int]
     duplicate_groups: list[list[str]] = field(default_factory=list)
+    excluded_classes: list[str] = field(default_factory=list)  # classes whose annotations were left out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -408,7 +409,9 @@ def ingest_export(
             "(Mask R-CNN needs segmentation masks, not boxes alone; export polygons or masks)"
         )
     excluded = 0
+    excluded_classes: set[str] = set()
     for image in images.values():
+        excluded_classes.update(a.class_name for a in image.annotations if a.class_name not in chosen)
         before = len(image.annotations)
         image.annotations = [a for a in image.annotations if a.class_name in chosen]
         excluded += before - len(image.annotations)
@@ -456,7 +459,8 @@ def ingest_export(
         "officescore_version": __version__,
     }
     write_dataset(out, splits, chosen, meta, reporter)
-    return IngestResult(out, chosen, counts, problems, category_map, dup_groups)
+    left_out = [name for name in categories.order if name in excluded_classes]
+    return IngestResult(out, chosen, counts, problems, category_map, dup_groups, left_out)
 
 
 def _group_names(groups: list[int], images: list[ImageRecord]) -> list[list[str]]:
