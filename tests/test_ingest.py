@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import unicodedata
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -712,9 +713,17 @@ def test_cheap_mistakes_fail_before_any_image_is_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     export = write_export(tmp_path, make_export(tmp_path, n_images=3))
+    archive = tmp_path / "project-1-at-2026-12-04.zip"  # as Label Studio, CVAT and Roboflow download it
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(export, "result.json")
+        zipped.write(tmp_path / "images" / "scene_000.png", "images/scene_000.png")
     for argv, message in (
         ([str(export), "--classes", "sofa"], "unknown class(es) sofa"),
-        ([str(tmp_path)], "is a folder; give the path of the COCO export"),
+        ([str(tmp_path)], f"is a folder; give the path of the COCO export (.json) inside it: {export}"),
+        (
+            [str(archive)],
+            "a zip archive; unzip it and give the path of the COCO export (.json) inside it: result.json",
+        ),
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(["ingest", *argv, "--out", str(tmp_path / "dataset")])

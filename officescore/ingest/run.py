@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -86,9 +87,16 @@ def read_export(export: Path) -> dict[str, Any]:
     """The export as a dict with images/annotations/categories lists, or a DataError."""
     export = Path(export)
     if export.is_dir():
-        raise DataError(f"{export}: is a folder; give the path of the COCO export (.json) inside it")
+        raise DataError(
+            f"{export}: is a folder; give the path of the COCO export (.json) inside it{_json_inside(export)}"
+        )
     if not export.is_file():
         raise DataError(f"{export}: no such file; give the path of the COCO export (.json)")
+    if zipfile.is_zipfile(export):  # what Label Studio, CVAT and Roboflow download
+        raise DataError(
+            f"{export}: a zip archive; unzip it and give the path of the COCO export (.json) inside it"
+            f"{_json_in_zip(export)}"
+        )
     try:
         # bytes: json reads UTF-8 with or without a BOM, and the UTF-16 Windows tools write
         data = json.loads(export.read_bytes())
@@ -111,6 +119,29 @@ def read_export(export: Path) -> dict[str, Any]:
     if not data["images"]:
         raise DataError(f"{export}: the export lists no images")
     return data
+
+
+def _named_jsons(names: list[str], shown: int = 3) -> str:
+    """`: a.json, b.json` (the first few), or "" when there are none."""
+    if not names:
+        return ""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ": " + ", ".join(sorted(names)[:shown]) + more
+
+
+def _json_inside(folder: Path) -> str:
+    """The JSON files in `folder` and one level below (where tools put theirs), named."""
+    found = [p for pattern in ("*.json", "*/*.json") for p in folder.glob(pattern) if p.is_file()]
+    return _named_jsons([str(p) for p in found])
+
+
+def _json_in_zip(archive: Path) -> str:
+    try:
+        with zipfile.ZipFile(archive) as opened:
+            names = [n for n in opened.namelist() if n.lower().endswith(".json")]
+    except (OSError, zipfile.BadZipFile):
+        return ""
+    return _named_jsons(names)
 
 
 def _location_problem(file_name: str, found: Located, finder: ImageFinder) -> Problem | None:
