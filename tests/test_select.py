@@ -180,7 +180,10 @@ def test_cli_json_and_bad_inputs(
     cases = [
         (["--model", str(model), "--budget", "0"], "--budget 0"),
         (["--budget", "2"], "--model"),
-        (["--model", str(other), "--budget", "2", "--labelled", str(labelled)], "has cat"),
+        (  # select has no --folds to advise
+            ["--model", str(other), "--budget", "2", "--labelled", str(labelled)],
+            f"does not); pass a model trained on it (officescore train --data {labelled})",
+        ),
         (
             ["--model", str(model), "--budget", "2", "--labelled", str(tmp_path)],
             "not an officescore data set",

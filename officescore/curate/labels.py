@@ -122,8 +122,14 @@ def _images(coco: Any, dataset: Path, split: str, classes: list[str], where: Pat
     return sorted(out.values(), key=lambda image: image.id)
 
 
-def check_classes(model_classes: list[str], data_classes: list[str], model: str) -> None:
-    """Audit compares classes by name: the model must know exactly the data set's classes."""
+AUDIT_ADVICE = "pass a model trained on these classes, or use --folds K to train one"
+
+
+def check_classes(
+    model_classes: list[str], data_classes: list[str], model: str, advice: str = AUDIT_ADVICE
+) -> None:
+    """Audit compares classes by name: the model must know exactly the data set's classes.
+    `advice`: what the command's user can do about it (audit's by default)."""
     extra = [c for c in model_classes if c not in data_classes]
     missing = [c for c in data_classes if c not in model_classes]
     if extra or missing:
@@ -133,6 +139,5 @@ def check_classes(model_classes: list[str], data_classes: list[str], model: str)
         if extra:
             parts.append(f"has {', '.join(extra)} which the data set does not")
         raise ModelError(
-            f"{model}: its classes differ from the data set's (the model {' and '.join(parts)}); "
-            "pass a model trained on these classes, or use --folds K to train one"
+            f"{model}: its classes differ from the data set's (the model {' and '.join(parts)}); {advice}"
         )
