@@ -333,6 +333,41 @@ def test_review_tasks_keep_ignore_regions_out_of_the_annotation(clean: Path, tmp
     assert len(result_regions(task["annotations"][0]["result"])) == len(image.labels)
 
 
+def test_review_tasks_carry_each_labels_attributes_and_the_models(clean: Path, tmp_path: Path) -> None:
+    """A wrong_attribute issue is fixed in the review task: the config has the data set's per-region
+    choices, each label's labelled values are set on its region, and the model's on its suggestion;
+    `label pull` reads them back (result_regions), so a review loses no attribute."""
+    from officescore.attributes import value_name
+    from officescore.curate.labelstudio import audit_tasks
+    from officescore.label.formats import config_path_for, read_tasks, result_regions
+
+    split = load_split(clean, "train")
+    image = next(im for im in split.images if any(lab.attributes for lab in im.labels))
+    first = image.labels[0]
+    issue = {"rank": 1, "kind": "wrong_attribute", "score": 0.9, "image_id": image.id,
+             "file_name": image.file_name, "annotation_id": first.id, "class": first.class_name,
+             "suggested_class": None, "bbox": first.bbox}  # fmt: skip
+    labelled = next(lab for lab in image.labels if lab.attributes)
+    (name, value), *_ = labelled.attributes.items()
+    attribute = split.attributes.get(labelled.class_name, name)
+    assert attribute is not None
+    other = next(v for v in attribute.values if v != value)  # the model says otherwise
+    x, y, w, h = labelled.bbox
+    prediction = {"image_id": image.id, "category_id": split.classes.index(labelled.class_name) + 1,
+                  "bbox": [x, y, w, h], "segmentation": labelled.rle, "score": 0.9,
+                  "attributes": {name: other}}  # fmt: skip
+    path, _, _ = audit_tasks(tmp_path / "review.json", split, [prediction], [issue], "audit-test")
+    (task,) = read_tasks(path)
+    config = config_path_for(path).read_text(encoding="utf-8")
+    assert f"{labelled.class_name}__{name}" in config
+    regions = result_regions(task["annotations"][0]["result"])
+    assert [r.attributes for r in regions] == [
+        {k: value_name(v) for k, v in lab.attributes.items()} for lab in image.labels
+    ]
+    (suggested,) = result_regions(task["predictions"][0]["result"])
+    assert suggested.attributes == {name: value_name(other)}
+
+
 # --------------------------------------------------------------------------- --folds: really trained
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from officescore import masks as masklib
+from officescore.attributes import AttributeSchema
 from officescore.errors import DataError, ModelError
 
 SPLITS = ("train", "val", "all")
@@ -41,6 +42,7 @@ class SplitLabels:
     classes: list[str]
     images: list[LabelledImage]
     duplicate_groups: list[list[str]]  # file names ingest found to be near-duplicates
+    attributes: AttributeSchema = field(default_factory=AttributeSchema)  # dataset.json's schema
 
     def by_id(self) -> dict[int, LabelledImage]:
         return {image.id: image for image in self.images}
@@ -76,7 +78,8 @@ def load_split(dataset: Path | str, split: str = "train") -> SplitLabels:
             raise DataError(f"{path}: missing; {_hint(dataset)}")
         images += _images(_read(path, dataset), dataset, name, classes, path)
     groups = meta.get("duplicates", {}).get("groups", []) if isinstance(meta.get("duplicates"), dict) else []
-    return SplitLabels(dataset, split, list(classes), images, [list(map(str, g)) for g in groups])
+    schema = AttributeSchema.from_dict(meta.get("attributes"), str(meta_path))
+    return SplitLabels(dataset, split, list(classes), images, [list(map(str, g)) for g in groups], schema)
 
 
 def _images(coco: Any, dataset: Path, split: str, classes: list[str], where: Path) -> list[LabelledImage]:

@@ -33,11 +33,10 @@ def _detections(results: list[dict[str, Any]], classes: list[str], width: int, h
         x, y, w, h = r["bbox"]
         share = masklib.area(r["segmentation"]) / float(width * height)
         name = classes[int(r["category_id"]) - 1]
-        out.append(
-            Detection(
-                name, float(r["score"]), [x, y, x + w, y + h], masklib.normalise(r["segmentation"]), share
-            )
-        )
+        box = [x, y, x + w, y + h]
+        rle = masklib.normalise(r["segmentation"])
+        attributes = dict(r.get("attributes") or {})  # the attribute head's values, when it has one
+        out.append(Detection(name, float(r["score"]), box, rle, share, attributes=attributes))
     return out
 
 
@@ -94,7 +93,8 @@ def audit_tasks(
                      "annotation_ids": image_labels}
                 )  # fmt: skip
     images = [image for image in split.images if image.id in flagged or image.id in grouped]
-    schema = LabelSchema(tuple(split.classes), "polygon")
+    # the data set's attributes as per-region choices: labelled values shown, fixable, pulled back
+    schema = LabelSchema(tuple(split.classes), "polygon", attributes=split.attributes)
     by_image: dict[int, list[dict[str, Any]]] = {}
     for r in results:
         if r["score"] >= SUGGEST_CONF:
@@ -125,7 +125,10 @@ def audit_tasks(
                 schema,
                 detections=_detections(by_image.get(image.id, []), split.classes, image.width, image.height),
                 model_version=model_version,
-                annotations=[{"category": lab.class_name, "segmentation": lab.rle} for lab in objects],
+                annotations=[
+                    {"category": lab.class_name, "segmentation": lab.rle, "attributes": lab.attributes}
+                    for lab in objects
+                ],
                 data=data,
             )
         )
