@@ -152,6 +152,10 @@ def test_cli_json_and_bad_inputs(
         Path(c["path"]).name for c in doc["chosen"]
     ]
     assert all(t["predictions"][0]["model_version"] == "select-m" for t in tasks)
+    # per-region attribute choices, as prelabel's config has them (this model has no attribute head)
+    from officescore.label.formats import config_path_for
+
+    assert "chair__armrests" in config_path_for(tasks_file).read_text(encoding="utf-8")
     assert any(t["predictions"][0]["result"] for t in tasks)  # the model's detections >= 0.5
     # select's own model (loaded at conf 0 for its signals) made them, at the suggestion threshold
     assert all(r["score"] >= 0.5 for t in tasks for r in t["predictions"][0]["result"] if "score" in r)

@@ -140,10 +140,13 @@ def select_tasks(
     out: Path, predictor: Any, paths: Sequence[Path], model_version: str
 ) -> tuple[Path, Path, int]:
     """Tasks for the chosen photos with the model's detections (>= 0.5) as pre-annotations."""
+    from officescore.attributes import load_schema
     from officescore.label.formats import LabelSchema, make_task, write_tasks
     from officescore.label.prelabel import image_reference, relative_name
 
-    schema = LabelSchema(tuple(predictor.classes), "polygon")
+    # per-region choices as prelabel writes them: the model's attributes, else the default schema's
+    attributes = getattr(predictor, "attributes", None) or load_schema()
+    schema = LabelSchema(tuple(predictor.classes), "polygon", attributes=attributes)
     results = predictor.predict(list(paths), batch_size=1, conf=SUGGEST_CONF) if paths else []
     root = _root(paths) if paths else Path(".")
     tasks = [
