@@ -970,6 +970,28 @@ def _annotation(
     }
 
 
+def _check_not_someone_elses(out: Path) -> None:
+    """Refuse a folder whose files a sample would replace or delete: an ingested data set (its
+    images/scene_*.jpg would be rewritten or removed) or a folder with another annotations.json (a
+    labelling tool's export, `label pull`'s) that this command did not write."""
+    if (out / "dataset.json").is_file():
+        raise UserError(
+            f"{out} is an officescore data set (dataset.json); give another folder for the sample"
+        )
+    existing = out / "annotations.json"
+    if not existing.is_file():
+        return
+    try:
+        info = json.loads(existing.read_bytes()).get("info", {})
+    except (OSError, ValueError, AttributeError):
+        info = {}
+    if not isinstance(info, dict) or info.get("contributor") != "officescore sample":
+        raise UserError(
+            f"{existing}: not written by `officescore sample` (a labelling tool's export?); "
+            "give another folder for the sample"
+        )
+
+
 def write_sample(
     out: Path,
     n_images: int = 200,
@@ -989,6 +1011,7 @@ def write_sample(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; give a folder to write the sample into")
+    _check_not_someone_elses(out)
     images_dir = out / "images"
     make_folder(images_dir, "sample folder")
     start = time.perf_counter()
