@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scoremodels import write_checkpoint
 from trainsetup import FAST_MODEL
 
@@ -510,6 +511,26 @@ def test_cli_json_has_the_documented_shape(
         assert sorted(r.class_name for r in regions) == sorted(names[a["category_id"] - 1] for a in labels)
         assert "predictions" in task and task["data"]["issues"]
     assert (tmp_path / "review.label_config.xml").is_file()
+
+
+def test_an_audit_into_an_earlier_audits_folder_leaves_none_of_its_sheets(
+    clean: Path, tmp_path: Path
+) -> None:
+    """`--out` reused: sheets the earlier run wrote and this one does not (it had more issues, or a
+    convention that is gone) are removed; other files in the folder are not touched."""
+    from officescore.curate.audit import run_audit
+
+    model = write_checkpoint(tmp_path / "m.pt", favour={"desk": 3.0, "chair": 2.5})
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = [out / "contact_sheet_09.png", out / "conventions_plant_1.png"]
+    for path in stale:
+        Image.new("RGB", (4, 4)).save(path)
+    (out / "notes.txt").write_text("mine")
+    run = run_audit(clean, model=model, device="cpu", out=out)
+    assert run.sheets and all(path.is_file() for path in run.sheets)
+    assert not any(path.exists() for path in stale)
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_cli_bad_inputs_are_one_line_errors(
