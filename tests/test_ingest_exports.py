@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from exports import draw_scene
+from exports import draw_scene, make_export, write_export
 
 from officescore import masks
 from officescore.cli import main
@@ -367,6 +367,16 @@ def _cvat(root: Path, rectangles: bool = True, attributes: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(export))
     return path
+
+
+def test_cvat_zip_unpacked_without_images_is_refused_naming_its_images_folder(tmp_path: Path) -> None:
+    """CVAT's zip holds annotations/instances_default.json beside images/: the export's own folder
+    has no photos, so the error says to pass --images and names the folder beside it."""
+    export = write_export(tmp_path, make_export(tmp_path, n_images=3), "annotations/instances_default.json")
+    with pytest.raises(DataError, match=r"\(image_missing x3\); pass --images DIR.*, perhaps .*images$"):
+        ingest_export(export, out=tmp_path / "dataset")
+    result = ingest_export(export, images_dir=tmp_path / "images", out=tmp_path / "dataset")
+    assert result.counts["images"] == 3
 
 
 def test_cvat_brush_masks_are_instances(tmp_path: Path) -> None:

@@ -429,8 +429,11 @@ def ingest_export(
     if not images:
         kinds = ", ".join(f"{kind} x{n}" for kind, n in Counter(p.kind for p in problems).most_common(3))
         hint = ""
-        if any(p.kind == "image_path_escape" for p in problems):
+        if any(p.kind in ("image_path_escape", "image_missing") for p in problems):
             hint = "; pass --images DIR, the folder that holds the photos (looked up there by name)"
+            beside = export.parent.parent / "images"  # CVAT's zip: annotations/*.json beside images/
+            if images_dir == export.parent and beside.is_dir():
+                hint += f", perhaps {beside}"
         raise DataError(f"{export}: none of its {len(data['images'])} images could be used ({kinds}){hint}")
 
     chosen = wanted if wanted is not None else _choose_classes(images, categories)
