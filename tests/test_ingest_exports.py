@@ -502,6 +502,24 @@ def test_via_polygons_ids_and_areas_are_repaired(tmp_path: Path) -> None:
         assert 0.4 < ann["area"] / (w * h) < 0.65  # a triangle, not the box
 
 
+def test_polygons_written_as_points_by_a_hand_made_converter_are_read(tmp_path: Path) -> None:
+    """`[[x, y], [x, y], ...]` (one polygon) and `[[[x, y], ...], ...]` (polygons) are the same masks
+    as flat coordinates: read as them and listed, not every mask turned into an ignore region."""
+    coco = json.loads(_via(tmp_path).read_text())
+    for n, ann in enumerate(coco["annotations"]):
+        ann["image_id"] = int(ann["image_id"])
+        points = [list(p) for p in zip(ann["segmentation"][0::2], ann["segmentation"][1::2], strict=True)]
+        ann["segmentation"] = points if n % 2 else [points]
+        ann["area"] = 0.0
+    export = tmp_path / "via" / "points.json"
+    export.write_text(json.dumps(coco))
+    result = ingest_export(export, out=tmp_path / "dataset")
+    assert result.counts["annotations"] == 4 and _kinds(result) == {"segmentation_points": 4}
+    for ann in _read(tmp_path / "dataset"):
+        x, y, w, h = ann["bbox"]
+        assert ann["iscrowd"] == 0 and 0.4 < ann["area"] / (w * h) < 0.65  # the triangle
+
+
 def test_cli_defaults_match_the_library() -> None:
     import inspect
 

@@ -296,6 +296,13 @@ def check_segmentation(ann: dict[str, Any], width: int, height: int, problem: An
         # VGG Image Annotator writes one polygon as a flat list of coordinates, not a list of them
         problem("segmentation_flat", "segmentation is one flat list of coordinates", "read as one polygon")
         seg = [seg]
+    # hand-made converters: polygons as [[x, y], ...] points instead of flat coordinates
+    if isinstance(seg, list) and seg and all(_is_point(v) for v in seg):
+        problem("segmentation_points", "segmentation is one list of [x, y] points", "read as one polygon")
+        seg = [_flattened(seg)]
+    elif isinstance(seg, list) and any(_flattened(p) is not p for p in seg):
+        problem("segmentation_points", "polygons are lists of [x, y] points", "read as coordinates")
+        seg = [_flattened(p) for p in seg]
     if isinstance(seg, list):
         dropped: list[tuple[str, str]] = []
         rle, clipped = _polygons_to_rle(seg, width, height, lambda k, w: dropped.append((k, w)))
@@ -310,6 +317,22 @@ def check_segmentation(ann: dict[str, Any], width: int, height: int, problem: An
         return rle
     problem("segmentation_invalid", f"segmentation of type {type(seg).__name__}", "dropped")
     return None
+
+
+def _is_point(value: Any) -> bool:
+    """[x, y] (or (x, y)): two numbers."""
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    )
+
+
+def _flattened(polygon: Any) -> Any:
+    """[[x, y], ...] -> [x, y, ...]; anything else as it is (checked with the other polygons)."""
+    if isinstance(polygon, list) and polygon and all(_is_point(v) for v in polygon):
+        return [c for point in polygon for c in point]
+    return polygon
 
 
 def check_area(ann: dict[str, Any], rle: Rle, problem: Any) -> None:
