@@ -467,7 +467,8 @@ def test_cli_json_has_the_documented_shape(
     code, out, _ = _cli([*args, "--labelstudio", str(review), "--json"], capsys)
     assert code == 0
     doc = json.loads(out)
-    assert set(doc) == {"dataset", "model", "split", "issues", "images", "conventions"}
+    assert set(doc) == {"dataset", "model", "split", "issues", "images", "conventions", "out", "labelstudio"}
+    assert doc["out"] == str(tmp_path / "run") and doc["labelstudio"] == str(review)  # nothing else says so
     assert doc["split"] == "train" and isinstance(doc["conventions"], list)
     coco = json.loads((clean / "train.json").read_text())
     image_ids, ann_ids = {i["id"] for i in coco["images"]}, {a["id"] for a in coco["annotations"]}

@@ -110,6 +110,8 @@ class AuditRun:
             "issues": self.issues,
             "images": self.images,
             "conventions": self.conventions,
+            "out": str(self.out_dir),  # where issues.json and the sheets went (runs/audit/auditN)
+            "labelstudio": str(self.tasks) if self.tasks is not None else None,
         }
 
 
