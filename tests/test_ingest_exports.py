@@ -183,6 +183,19 @@ def test_a_class_with_ignore_regions_only_is_not_said_to_be_left_out_by_classes(
     assert "left out by --classes: 6 annotation(s) of other classes (desk)" in capsys.readouterr().out
 
 
+def test_label_studio_json_export_is_refused_with_the_way_to_read_it(tmp_path: Path) -> None:
+    """JSON is the first format Label Studio's export dialog offers; its tasks are no COCO file."""
+    export = tmp_path / "project-1-at-2026-12-04-22-10.json"
+    region = {"id": "p1", "from_name": "label", "to_name": "image", "type": "polygonlabels",
+              "original_width": 80, "original_height": 60,
+              "value": {"points": [[10, 10], [50, 10], [50, 50]], "polygonlabels": ["desk"]}}  # fmt: skip
+    tasks = [{"id": 1, "data": {"image": "/data/upload/1/ab8b4bf0-office_1.jpg"},
+              "annotations": [{"id": 1, "result": [region]}], "predictions": []}]  # fmt: skip
+    export.write_text(json.dumps(tasks))
+    with pytest.raises(DataError, match=r"a Label Studio JSON export \(tasks\), not COCO; .*label pull"):
+        ingest_export(export, images_dir=tmp_path, out=tmp_path / "dataset")
+
+
 def test_label_studio_export_without_images_is_refused_with_advice(tmp_path: Path) -> None:
     export = _label_studio(tmp_path)
     with pytest.raises(DataError, match=r"image_path_escape x6\); pass --images DIR"):

@@ -108,6 +108,11 @@ def read_export(export: Path) -> dict[str, Any]:
         ) from exc
     except RecursionError as exc:
         raise DataError(f"{export}: JSON nested too deeply to be a COCO export") from exc
+    if _label_studio_tasks(data):  # Label Studio's default export format is JSON, not COCO
+        raise DataError(
+            f"{export}: a Label Studio JSON export (tasks), not COCO; export the project as COCO, or "
+            "let `officescore label pull --project NAME --out DIR --ingest DATASET` read it"
+        )
     if not isinstance(data, dict):
         raise DataError(f"{export}: not a COCO export (top level is a {type(data).__name__}, not an object)")
     missing = [key for key in ("images", "annotations", "categories") if not isinstance(data.get(key), list)]
@@ -119,6 +124,17 @@ def read_export(export: Path) -> dict[str, Any]:
     if not data["images"]:
         raise DataError(f"{export}: the export lists no images")
     return data
+
+
+def _label_studio_tasks(data: Any) -> bool:
+    """Label Studio's JSON export: a list of tasks, each with `data` and its annotations."""
+    return (
+        isinstance(data, list)
+        and bool(data)
+        and isinstance(data[0], dict)
+        and isinstance(data[0].get("data"), dict)
+        and ("annotations" in data[0] or "predictions" in data[0])
+    )
 
 
 def _named_jsons(names: list[str], shown: int = 3) -> str:
