@@ -732,6 +732,23 @@ def test_cheap_mistakes_fail_before_any_image_is_read(
         assert len(err.splitlines()) == 1  # no "Checking images" progress: failed at once
 
 
+def test_ingesting_another_export_over_a_data_set_says_it_replaced_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Roboflow's train/ and valid/ exports ingested one after the other into one --out: the second
+    replaces the first (ingest never merges), and the summary says so; the same export again does not."""
+    train = write_export(tmp_path / "train", make_export(tmp_path / "train", n_images=4))
+    valid = write_export(tmp_path / "valid", make_export(tmp_path / "valid", n_images=2, seed=1))
+    out = tmp_path / "dataset"
+    for export in (train, train, valid):
+        with pytest.raises(SystemExit):
+            main(["ingest", str(export), "--out", str(out), "--no-plot"])
+        said = capsys.readouterr().out
+        replaced = "replaced the data set that was there" in said
+        assert replaced == (export == valid), said
+    assert f"4 image(s) from {train}" in said and "it does not add to a data set" in said
+
+
 def test_missing_export_via_subprocess(tmp_path: Path) -> None:
     """The installed entry point: one red line on stderr, exit 2, no traceback."""
     proc = subprocess.run(
