@@ -303,6 +303,14 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
         12,
     ),
     ("polygon_odd", _set(_polygon_ann, segmentation=[[1, 1, 20, 1, 20]]), "polygon_odd", IGNORED, 6, 12),
+    (  # a YOLO-style converter's fractions of the image, not pixels
+        "polygon_normalised",
+        _set(_polygon_ann, segmentation=[[0.1, 0.1, 0.5, 0.1, 0.5, 0.5]]),
+        "polygon_normalised",
+        IGNORED,
+        6,
+        12,
+    ),
     (
         "polygon_not_numbers",
         _set(_polygon_ann, segmentation=[["a", 1, 2, 3, 4, 5]]),

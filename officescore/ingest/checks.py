@@ -213,6 +213,10 @@ def _polygons_to_rle(polygons: list[Any], width: int, height: int, note: Any) ->
         if len(polygon) < 6:
             note("polygon_too_short", f"{label} has {len(polygon) // 2} points (needs at least 3)")
             continue
+        if max(width, height) > 8 and all(0 <= v <= 1 for v in polygon):
+            # YOLO-style converters write fractions of the image; COCO wants pixels. Not guessed at.
+            note("polygon_normalised", f"{label} has coordinates in [0, 1] only: fractions, not pixels")
+            continue
         points = list(zip(polygon[0::2], polygon[1::2], strict=True))
         if any(not (0 <= x <= width and 0 <= y <= height) for x, y in points):
             clipped = True
