@@ -171,7 +171,13 @@ def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["-n", "0"], "--images"), (["--size", "32"], "--size"), ([], "is a file")],
+    [
+        (["-n", "0"], "--images"),
+        (["--size", "32"], "--size"),
+        (["--size", "100000"], "--size 100000 is too large"),  # was killed for memory, folder made
+        (["--seed", "-1"], "--seed -1: use 0 or more"),  # was "unexpected error: ValueError"
+        ([], "is a file"),
+    ],
 )
 def test_cli_bad_arguments(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list, message: str
