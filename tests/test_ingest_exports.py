@@ -241,6 +241,20 @@ def test_label_studio_names_find_the_original_photos(tmp_path: Path) -> None:
     assert all(name.endswith(".jpg") and "?" not in name for name in written), written
 
 
+def test_label_studio_export_cache_names_find_the_uploads(tmp_path: Path) -> None:
+    """An export names a photo it did not copy `images/<md5>__<upload name>`: with --images Label
+    Studio's upload folder, that is the upload itself, found under its stored name."""
+    export = _label_studio(tmp_path)
+    coco = json.loads(export.read_text())
+    for n, image in enumerate(coco["images"]):
+        image["file_name"] = f"images/{n:08x}__{image['file_name'].rsplit('/', 1)[-1]}"
+    export.write_text(json.dumps(coco))
+    result = ingest_export(export, images_dir=tmp_path / "lsdata/media/upload/1", out=tmp_path / "dataset")
+    assert result.counts["images"] == 6
+    found = [p.action for p in result.problems if p.kind == "image_found_without_upload_prefix"]
+    assert found == [f"used {prefix}-scene_{i:05d}.jpg" for i, prefix in enumerate(PREFIXES)]
+
+
 def test_ambiguous_names_are_dropped_not_guessed(tmp_path: Path) -> None:
     # The same photo uploaded twice (two prefixes, one original name), and one original name that
     # is in two sub-folders of the photos folder: neither can be told apart by name.

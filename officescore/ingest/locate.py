@@ -38,6 +38,7 @@ WITHOUT_UPLOAD_PREFIX = "without upload prefix"
 # Label Studio stores an upload as the first 8 hex characters of a uuid4, a dash, the original name;
 # its export names a photo it could not copy by 8 hex characters of an md5 and two underscores.
 UPLOAD_PREFIX = re.compile(r"^(?:[0-9a-f]{8}__(?:[0-9a-f]{8}-)?|[0-9a-f]{8}-)(?P<name>.+)$")
+EXPORT_PREFIX = re.compile(r"^[0-9a-f]{8}__(?P<name>.+)$")
 # Query keys under which Label Studio's URLs carry a file's path (local files, storage proxy).
 PATH_KEYS = ("d", "filepath")
 
@@ -116,6 +117,9 @@ class ImageFinder:
         if len(found) > 1:
             what = f"{len(found)} files in the image folder are named {base}"
             return Located(None, escaped, ambiguous=what)
+        stored = EXPORT_PREFIX.match(base)  # `<md5>__<8 hex>-name`: the upload as Label Studio stored it
+        if stored is not None and len(found := self._named(stored.group("name"))) == 1:
+            return Located(found[0], escaped, WITHOUT_UPLOAD_PREFIX)
         original = strip_upload_prefix(base)
         if original is not None:
             if original in self._clashes:
