@@ -757,6 +757,34 @@ def test_ingesting_another_export_over_a_data_set_says_it_replaced_it(
     assert f"4 image(s) from {train}" in said and "it does not add to a data set" in said
 
 
+def test_photos_resized_after_labelling_get_their_labels_scaled(tmp_path: Path) -> None:
+    """Labelled at 96x64, ingested from copies at half the size (to save space): COCO coordinates
+    are pixels of the stated size, so polygons, RLE masks and boxes are scaled to the copy, not
+    clipped to its corner."""
+    coco = make_export(tmp_path, n_images=3)
+    export = write_export(tmp_path, coco)
+    for path in (tmp_path / "images").glob("*.png"):
+        with Image.open(path) as photo:
+            photo.resize((48, 32), Image.LANCZOS).save(path)
+    result = ingest_export(export, out=tmp_path / "dataset")
+    sizes = [p for p in result.problems if p.kind == "image_size"]
+    assert len(sizes) == 3 and all(p.action == "labels scaled to the file: 48x32" for p in sizes)
+    assert {p.kind for p in result.problems} == {"image_size"}  # nothing clipped or dropped
+    got = sorted(
+        a["bbox"]
+        for split in ("train", "val")
+        for a in json.loads((tmp_path / "dataset" / f"{split}.json").read_text())["annotations"]
+    )
+    expected = sorted([v / 2 for v in masks.bbox(_rle(a, 64, 96))] for a in coco["annotations"])
+    assert len(got) == len(expected)
+    assert np.abs(np.array(got) - np.array(expected)).max() <= 1, (got, expected)  # half, within a pixel
+
+
+def _rle(ann: Coco, height: int, width: int) -> dict[str, Any]:
+    seg = ann["segmentation"]
+    return masks.from_polygons(seg, height, width) if isinstance(seg, list) else masks.normalise(seg)
+
+
 def test_missing_export_via_subprocess(tmp_path: Path) -> None:
     """The installed entry point: one red line on stderr, exit 2, no traceback."""
     proc = subprocess.run(

@@ -43,6 +43,7 @@ from officescore.ingest.checks import (
     id_key,
     id_sort_key,
     path_exists,
+    resized_copy,
     size_from_entry,
     written_by_cvat,
 )
@@ -232,6 +233,10 @@ def _scan_images(
                 problems.append(
                     Problem(file_name, "", "image_size", what, f"taken from the file: {width}x{height}")
                 )
+            elif resized_copy(stated, width, height):  # labelled at full size, a smaller copy here
+                what = f"width x height {stated[0]}x{stated[1]} is not the file's: a resized copy"
+                action = f"labels scaled to the file: {width}x{height}"
+                problems.append(Problem(file_name, "", "image_size", what, action))
             elif stated != (width, height):
                 what = f"width x height {stated[0]}x{stated[1]} does not match the file"
                 problems.append(
@@ -241,6 +246,8 @@ def _scan_images(
                 problems.append(note)
             by_path[path] = key
             images[key] = ImageRecord(key, file_name, path, width, height, digest, phash)
+            if stated is not None and resized_copy(stated, width, height):
+                images[key].drawn = stated
     return images
 
 
@@ -299,12 +306,17 @@ def _check_annotations(
             what = f"image_id {ann.get('image_id')!r:.30} is not written as the image's id {listed_id!r:.30}"
             problem("image_id_type", what, f"matched to image id {listed_id!r:.30}")
         notes: list[tuple[str, str, str]] = []
-        rle = check_segmentation(ann, image.width, image.height, lambda *note, _n=notes: _n.append(note))
+        rle = check_segmentation(
+            ann, image.width, image.height, lambda *note, _n=notes: _n.append(note), image.drawn
+        )
         if rle is not None and masks.area(rle) == 0:
             notes.append(("empty_mask", "mask covers no pixels inside the image", "dropped"))
             rle = None
         if rle is None:  # unusable mask: its box, if any, becomes an ignore region
-            rle = box_region(ann, image.width, image.height)
+            scale = (
+                (image.width / image.drawn[0], image.height / image.drawn[1]) if image.drawn else (1.0, 1.0)
+            )
+            rle = box_region(ann, image.width, image.height, scale)
             for kind, what, action in notes:
                 problem(kind, what, IGNORE_REGION if rle is not None and action == "dropped" else action)
             if rle is None:
