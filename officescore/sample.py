@@ -32,6 +32,7 @@ from officescore import DEFAULT_CLASSES, __version__
 from officescore import masks as masklib
 from officescore.errors import UserError
 from officescore.files import atomic_write_bytes, make_folder
+from officescore.images import MAX_PIXELS
 from officescore.progress import SILENT, Reporter
 
 RGB = tuple[float, float, float]
@@ -39,6 +40,7 @@ Poly = list[float]  # flat [x0, y0, x1, y1, ...] as in COCO
 
 JPEG_QUALITY = 92
 MIN_SIZE = 64
+MAX_SIZE = math.isqrt(MAX_PIXELS)  # the largest square photo officescore reads (9459 px)
 # An object that ends up mostly hidden is removed from the scene before painting: an annotation
 # of a few stray pixels teaches a detector nothing and a human labeller would skip it too.
 MIN_VISIBLE_FRACTION = 0.35
@@ -970,6 +972,28 @@ def _annotation(
     }
 
 
+def _check_not_someone_elses(out: Path) -> None:
+    """Refuse a folder whose files a sample would replace or delete: an ingested data set (its
+    images/scene_*.jpg would be rewritten or removed) or a folder with another annotations.json (a
+    labelling tool's export, `label pull`'s) that this command did not write."""
+    if (out / "dataset.json").is_file():
+        raise UserError(
+            f"{out} is an officescore data set (dataset.json); give another folder for the sample"
+        )
+    existing = out / "annotations.json"
+    if not existing.is_file():
+        return
+    try:
+        info = json.loads(existing.read_bytes()).get("info", {})
+    except (OSError, ValueError, AttributeError):
+        info = {}
+    if not isinstance(info, dict) or info.get("contributor") != "officescore sample":
+        raise UserError(
+            f"{existing}: not written by `officescore sample` (a labelling tool's export?); "
+            "give another folder for the sample"
+        )
+
+
 def write_sample(
     out: Path,
     n_images: int = 200,
@@ -986,9 +1010,18 @@ def write_sample(
         raise UserError(f"--images {n_images}: need at least 1 image")
     if size < MIN_SIZE:
         raise UserError(f"--size {size} is too small: scenes need at least {MIN_SIZE} px")
+    if (
+        size * size > MAX_PIXELS
+    ):  # ingest and training would refuse such photos (and rendering exhausts memory)
+        raise UserError(
+            f"--size {size} is too large: a photo may have at most {MAX_PIXELS} pixels ({MAX_SIZE} px)"
+        )
+    if seed < 0:
+        raise UserError(f"--seed {seed}: use 0 or more")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; give a folder to write the sample into")
+    _check_not_someone_elses(out)
     images_dir = out / "images"
     make_folder(images_dir, "sample folder")
     start = time.perf_counter()

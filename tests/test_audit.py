@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scoremodels import write_checkpoint
 from trainsetup import FAST_MODEL
 
@@ -305,6 +306,69 @@ def test_review_tasks_suggest_only_confident_detections_and_keep_each_labels_own
             assert _iou(got, own) >= 0.9, (image.id, label.id)
 
 
+def test_review_tasks_keep_ignore_regions_out_of_the_annotation(clean: Path, tmp_path: Path) -> None:
+    """An ignore region (iscrowd 1: a crowd, or an object ingest kept as its box) is no region of the
+    review annotation: `label pull` reads every region back as an object. It is listed in the task
+    data (id, class, box) instead; the photo's objects are all there."""
+    from officescore.curate.labelstudio import audit_tasks
+    from officescore.label.formats import read_tasks, result_regions
+
+    split = load_split(clean, "train")
+    image = next(image for image in split.images if len(image.labels) >= 2)
+    crowd = image.labels[-1]
+    crowd.iscrowd = 1
+    first = image.labels[0]
+    issue = {"rank": 1, "kind": "bad_mask", "score": 0.9, "image_id": image.id, "file_name": image.file_name,
+             "annotation_id": first.id, "class": first.class_name, "suggested_class": None,
+             "bbox": first.bbox}  # fmt: skip
+    path, _, count = audit_tasks(tmp_path / "review.json", split, [], [issue], "audit-test")
+    (task,) = read_tasks(path)
+    labelled = result_regions(task["annotations"][0]["result"])
+    assert [r.class_name for r in labelled] == [label.class_name for label in image.labels[:-1]]
+    assert task["data"]["ignore_regions"] == [
+        {"annotation_id": crowd.id, "class": crowd.class_name, "bbox": [float(v) for v in crowd.bbox]}
+    ]
+    crowd.iscrowd = 0  # a photo without ignore regions lists none
+    (task,) = read_tasks(audit_tasks(tmp_path / "again.json", split, [], [issue], "audit-test")[0])
+    assert "ignore_regions" not in task["data"]
+    assert len(result_regions(task["annotations"][0]["result"])) == len(image.labels)
+
+
+def test_review_tasks_carry_each_labels_attributes_and_the_models(clean: Path, tmp_path: Path) -> None:
+    """A wrong_attribute issue is fixed in the review task: the config has the data set's per-region
+    choices, each label's labelled values are set on its region, and the model's on its suggestion;
+    `label pull` reads them back (result_regions), so a review loses no attribute."""
+    from officescore.attributes import value_name
+    from officescore.curate.labelstudio import audit_tasks
+    from officescore.label.formats import config_path_for, read_tasks, result_regions
+
+    split = load_split(clean, "train")
+    image = next(im for im in split.images if any(lab.attributes for lab in im.labels))
+    first = image.labels[0]
+    issue = {"rank": 1, "kind": "wrong_attribute", "score": 0.9, "image_id": image.id,
+             "file_name": image.file_name, "annotation_id": first.id, "class": first.class_name,
+             "suggested_class": None, "bbox": first.bbox}  # fmt: skip
+    labelled = next(lab for lab in image.labels if lab.attributes)
+    (name, value), *_ = labelled.attributes.items()
+    attribute = split.attributes.get(labelled.class_name, name)
+    assert attribute is not None
+    other = next(v for v in attribute.values if v != value)  # the model says otherwise
+    x, y, w, h = labelled.bbox
+    prediction = {"image_id": image.id, "category_id": split.classes.index(labelled.class_name) + 1,
+                  "bbox": [x, y, w, h], "segmentation": labelled.rle, "score": 0.9,
+                  "attributes": {name: other}}  # fmt: skip
+    path, _, _ = audit_tasks(tmp_path / "review.json", split, [prediction], [issue], "audit-test")
+    (task,) = read_tasks(path)
+    config = config_path_for(path).read_text(encoding="utf-8")
+    assert f"{labelled.class_name}__{name}" in config
+    regions = result_regions(task["annotations"][0]["result"])
+    assert [r.attributes for r in regions] == [
+        {k: value_name(v) for k, v in lab.attributes.items()} for lab in image.labels
+    ]
+    (suggested,) = result_regions(task["predictions"][0]["result"])
+    assert suggested.attributes == {name: value_name(other)}
+
+
 # --------------------------------------------------------------------------- --folds: really trained
 
 
@@ -403,7 +467,8 @@ def test_cli_json_has_the_documented_shape(
     code, out, _ = _cli([*args, "--labelstudio", str(review), "--json"], capsys)
     assert code == 0
     doc = json.loads(out)
-    assert set(doc) == {"dataset", "model", "split", "issues", "images", "conventions"}
+    assert set(doc) == {"dataset", "model", "split", "issues", "images", "conventions", "out", "labelstudio"}
+    assert doc["out"] == str(tmp_path / "run") and doc["labelstudio"] == str(review)  # nothing else says so
     assert doc["split"] == "train" and isinstance(doc["conventions"], list)
     coco = json.loads((clean / "train.json").read_text())
     image_ids, ann_ids = {i["id"] for i in coco["images"]}, {a["id"] for a in coco["annotations"]}
@@ -447,6 +512,26 @@ def test_cli_json_has_the_documented_shape(
         assert sorted(r.class_name for r in regions) == sorted(names[a["category_id"] - 1] for a in labels)
         assert "predictions" in task and task["data"]["issues"]
     assert (tmp_path / "review.label_config.xml").is_file()
+
+
+def test_an_audit_into_an_earlier_audits_folder_leaves_none_of_its_sheets(
+    clean: Path, tmp_path: Path
+) -> None:
+    """`--out` reused: sheets the earlier run wrote and this one does not (it had more issues, or a
+    convention that is gone) are removed; other files in the folder are not touched."""
+    from officescore.curate.audit import run_audit
+
+    model = write_checkpoint(tmp_path / "m.pt", favour={"desk": 3.0, "chair": 2.5})
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = [out / "contact_sheet_09.png", out / "conventions_plant_1.png"]
+    for path in stale:
+        Image.new("RGB", (4, 4)).save(path)
+    (out / "notes.txt").write_text("mine")
+    run = run_audit(clean, model=model, device="cpu", out=out)
+    assert run.sheets and all(path.is_file() for path in run.sheets)
+    assert not any(path.exists() for path in stale)
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_cli_bad_inputs_are_one_line_errors(

@@ -142,3 +142,23 @@ def test_ignore_regions_are_not_audited_but_still_cover_what_the_model_finds_in_
     issues = image_issues(match, 7, cal)
     assert [i.annotation_id for i in issues] == [3], issues  # the one real label, and no missing desk
     assert cal.recall["monitor"] > 0.9  # the crowd nobody could find does not make monitors look hard
+
+
+def test_an_object_inside_an_ignore_region_is_not_its_duplicate() -> None:
+    # Label Studio: a desk drawn as a rectangle (ingest: an ignore region, its box) and as a polygon
+    # (the object). The object is what trains; it is no duplicate to delete. Two objects still are.
+    box = np.zeros((SIZE, SIZE), dtype=np.uint8)
+    box[60:120, 20:120] = 1
+    desk = box.copy()
+    desk[60:70, 20:30] = 0  # a polygon's cut corner: IoU 0.98 with its box
+    labels = [_label(1, "desk", box), _label(2, "desk", desk)]
+    labels[0].iscrowd = 1
+    predictions = [_prediction(0, "desk", desk, 0.95)]
+    match = match_image(labels, predictions, tol=2)
+    issues = image_issues(match, 7, calibrate([match], ["desk"]))
+    assert [i.annotation_id for i in issues] == [2], issues
+    assert issues[0].score < 0.05 and "duplicate" not in issues[0].kinds, issues
+    labels[0].iscrowd = 0  # a real second label of the same desk is one
+    match = match_image(labels, predictions, tol=2)
+    issues = image_issues(match, 7, calibrate([match], ["desk"]))
+    assert any(i.kind == "duplicate" and i.other_annotation == 1 for i in issues), issues

@@ -149,6 +149,27 @@ def test_stats_json_schema_and_png(dataset: Path, capsys: pytest.CaptureFixture[
         assert colours is not None and len(colours) > 20  # bars, histogram and text were drawn
 
 
+def test_stats_of_a_data_set_that_cannot_be_written(
+    dataset: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only data set (a mount, another user's; imitated, as the tests may run as root) still
+    gets its report; health.png is left out with one warning on stderr, --json stays pure."""
+    from officescore.ingest import health
+
+    def refuse(path: Path, write: Any) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(health, "atomic_write", refuse)
+    for args in ([], ["--json"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["stats", str(dataset), *args])
+        captured = capsys.readouterr()
+        assert exit_info.value.code == 0, captured.err
+        assert "health.png not written (Permission denied); --no-plot leaves it out" in captured.err
+        assert len(captured.err.strip().splitlines()) == 1
+    assert json.loads(captured.out)["plot"] is None
+
+
 def test_save_health_plot_with_no_instances(tmp_path: Path) -> None:
     export = write_export(tmp_path, make_export(tmp_path, n_images=3))
     ingest_export(export, out=tmp_path / "dataset", classes=["desk", "chair", "mug"])

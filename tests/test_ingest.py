@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import unicodedata
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -302,6 +303,14 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
         12,
     ),
     ("polygon_odd", _set(_polygon_ann, segmentation=[[1, 1, 20, 1, 20]]), "polygon_odd", IGNORED, 6, 12),
+    (  # a YOLO-style converter's fractions of the image, not pixels
+        "polygon_normalised",
+        _set(_polygon_ann, segmentation=[[0.1, 0.1, 0.5, 0.1, 0.5, 0.5]]),
+        "polygon_normalised",
+        IGNORED,
+        6,
+        12,
+    ),
     (
         "polygon_not_numbers",
         _set(_polygon_ann, segmentation=[["a", 1, 2, 3, 4, 5]]),
@@ -712,15 +721,68 @@ def test_cheap_mistakes_fail_before_any_image_is_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     export = write_export(tmp_path, make_export(tmp_path, n_images=3))
+    archive = tmp_path / "project-1-at-2026-12-04.zip"  # as Label Studio, CVAT and Roboflow download it
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(export, "result.json")
+        zipped.write(tmp_path / "images" / "scene_000.png", "images/scene_000.png")
     for argv, message in (
         ([str(export), "--classes", "sofa"], "unknown class(es) sofa"),
-        ([str(tmp_path)], "is a folder; give the path of the COCO export"),
+        ([str(tmp_path)], f"is a folder; give the path of the COCO export (.json) inside it: {export}"),
+        (
+            [str(archive)],
+            "a zip archive; unzip it and give the path of the COCO export (.json) inside it: result.json",
+        ),
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(["ingest", *argv, "--out", str(tmp_path / "dataset")])
         err = capsys.readouterr().err.strip()
         assert exit_info.value.code == 2 and message in err
         assert len(err.splitlines()) == 1  # no "Checking images" progress: failed at once
+
+
+def test_ingesting_another_export_over_a_data_set_says_it_replaced_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Roboflow's train/ and valid/ exports ingested one after the other into one --out: the second
+    replaces the first (ingest never merges), and the summary says so; the same export again does not."""
+    train = write_export(tmp_path / "train", make_export(tmp_path / "train", n_images=4))
+    valid = write_export(tmp_path / "valid", make_export(tmp_path / "valid", n_images=2, seed=1))
+    out = tmp_path / "dataset"
+    for export in (train, train, valid):
+        with pytest.raises(SystemExit):
+            main(["ingest", str(export), "--out", str(out), "--no-plot"])
+        said = capsys.readouterr().out
+        replaced = "replaced the data set that was there" in said
+        assert replaced == (export == valid), said
+    assert f"4 image(s) from {train}" in said and "it does not add to a data set" in said
+
+
+def test_photos_resized_after_labelling_get_their_labels_scaled(tmp_path: Path) -> None:
+    """Labelled at 96x64, ingested from copies at half the size (to save space): COCO coordinates
+    are pixels of the stated size, so polygons, RLE masks and boxes are scaled to the copy, not
+    clipped to its corner."""
+    coco = make_export(tmp_path, n_images=3)
+    export = write_export(tmp_path, coco)
+    for path in (tmp_path / "images").glob("*.png"):
+        with Image.open(path) as photo:
+            photo.resize((48, 32), Image.LANCZOS).save(path)
+    result = ingest_export(export, out=tmp_path / "dataset")
+    sizes = [p for p in result.problems if p.kind == "image_size"]
+    assert len(sizes) == 3 and all(p.action == "labels scaled to the file: 48x32" for p in sizes)
+    assert {p.kind for p in result.problems} == {"image_size"}  # nothing clipped or dropped
+    got = sorted(
+        a["bbox"]
+        for split in ("train", "val")
+        for a in json.loads((tmp_path / "dataset" / f"{split}.json").read_text())["annotations"]
+    )
+    expected = sorted([v / 2 for v in masks.bbox(_rle(a, 64, 96))] for a in coco["annotations"])
+    assert len(got) == len(expected)
+    assert np.abs(np.array(got) - np.array(expected)).max() <= 1, (got, expected)  # half, within a pixel
+
+
+def _rle(ann: Coco, height: int, width: int) -> dict[str, Any]:
+    seg = ann["segmentation"]
+    return masks.from_polygons(seg, height, width) if isinstance(seg, list) else masks.normalise(seg)
 
 
 def test_missing_export_via_subprocess(tmp_path: Path) -> None:

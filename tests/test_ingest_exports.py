@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from exports import draw_scene
+from exports import draw_scene, make_export, write_export
 
 from officescore import masks
 from officescore.cli import main
@@ -162,10 +162,97 @@ def test_label_studio_export_with_the_original_photos(
     assert all(masks.area(a["segmentation"]) == 30 * 20 for a in masks_by_image.values())
 
 
+def test_a_class_with_ignore_regions_only_is_not_said_to_be_left_out_by_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Label Studio's rectangles (desk) are ignore regions; with no desk mask the class is left out,
+    and the summary says why, not that `--classes` (never given) did it."""
+    export = _label_studio(tmp_path)
+    args = ["ingest", str(export), "--images", str(tmp_path / "photos"), "--out", str(tmp_path / "ds")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--no-plot"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code in (0, None)
+    assert "--classes" not in out
+    assert (
+        "left out: 6 ignore region(s) of classes with no object that has a mask (nothing to learn from): desk"
+        in out
+    )
+    with pytest.raises(SystemExit):
+        main([*args, "--no-plot", "--classes", "chair"])
+    assert "left out by --classes: 6 annotation(s) of other classes (desk)" in capsys.readouterr().out
+
+
+def test_label_studio_json_export_is_refused_with_the_way_to_read_it(tmp_path: Path) -> None:
+    """JSON is the first format Label Studio's export dialog offers; its tasks are no COCO file."""
+    export = tmp_path / "project-1-at-2026-12-04-22-10.json"
+    region = {"id": "p1", "from_name": "label", "to_name": "image", "type": "polygonlabels",
+              "original_width": 80, "original_height": 60,
+              "value": {"points": [[10, 10], [50, 10], [50, 50]], "polygonlabels": ["desk"]}}  # fmt: skip
+    tasks = [{"id": 1, "data": {"image": "/data/upload/1/ab8b4bf0-office_1.jpg"},
+              "annotations": [{"id": 1, "result": [region]}], "predictions": []}]  # fmt: skip
+    export.write_text(json.dumps(tasks))
+    with pytest.raises(DataError, match=r"a Label Studio JSON export \(tasks\), not COCO; .*label pull"):
+        ingest_export(export, images_dir=tmp_path, out=tmp_path / "dataset")
+
+
 def test_label_studio_export_without_images_is_refused_with_advice(tmp_path: Path) -> None:
     export = _label_studio(tmp_path)
     with pytest.raises(DataError, match=r"image_path_escape x6\); pass --images DIR"):
         ingest_export(export, out=tmp_path / "dataset")
+
+
+# file_name as a real Label Studio 1.23 export wrote it (seen in one) -> the original photo it names
+LABEL_STUDIO_NAMES = {
+    # uploads are stored under Django's safe name: spaces as "_", other signs dropped
+    "../lsdata/media/upload/1/ab8b4bf0-office_1.jpg": "office 1.jpg",
+    "../lsdata/media/upload/1/5e0c1d2a-desk_2.jpg": "desk (2).jpg",
+    # a photo its export could not copy: "<8 hex of an md5>__" and the name (URL-encoded when fetched)
+    "images/ab3b1fc0__remote.jpg": "remote.jpg",
+    "images/cf106d39__local%204.jpg": "local 4.jpg",
+    "images/0d1e2f3a__9c8b7a6d-chair_5.jpg": "chair 5.jpg",
+    # the task's own URL (COCO with images, when the download failed; hand-made converters)
+    "https://example.com/pics/remote%206.jpg?w=800&sig=abc": "remote 6.jpg",
+    "/data/local-files/?d=sub%20dir/local%207.jpg": "local 7.jpg",
+    "http://localhost:8080/storage-data/uploaded/?filepath=upload/1/7f6e5d4c-lamp_8.jpg": "lamp 8.jpg",
+}
+
+
+def test_label_studio_names_find_the_original_photos(tmp_path: Path) -> None:
+    images, annotations = [], []
+    for i, (file_name, original) in enumerate(LABEL_STUDIO_NAMES.items()):
+        draw_scene(tmp_path / "photos" / original, W, H, _boxes(i), seed=i)
+        images.append({"id": i + 1, "file_name": file_name, "width": W, "height": H})
+        (x, y, w, h) = _boxes(i)[0]
+        polygon = [float(v) for v in (x, y, x + w, y, x + w, y + h, x, y + h)]
+        annotations.append(
+            {"id": i + 1, "image_id": i + 1, "category_id": 1, "segmentation": [polygon], "iscrowd": 0,
+             "bbox": [float(x), float(y), float(w), float(h)], "area": float(w * h)}
+        )  # fmt: skip
+    export = tmp_path / "export" / "result.json"
+    export.parent.mkdir()
+    coco = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "chair"}]}
+    export.write_text(json.dumps(coco))
+    result = ingest_export(export, images_dir=tmp_path / "photos", out=tmp_path / "dataset")
+    used = {p.image: p.action for p in result.problems if p.kind.startswith("image_found")}
+    assert used == {name: f"used {original}" for name, original in LABEL_STUDIO_NAMES.items()}
+    assert result.counts["images"] == len(LABEL_STUDIO_NAMES)
+    written = sorted(p.name for p in (tmp_path / "dataset" / "images").iterdir())
+    assert all(name.endswith(".jpg") and "?" not in name for name in written), written
+
+
+def test_label_studio_export_cache_names_find_the_uploads(tmp_path: Path) -> None:
+    """An export names a photo it did not copy `images/<md5>__<upload name>`: with --images Label
+    Studio's upload folder, that is the upload itself, found under its stored name."""
+    export = _label_studio(tmp_path)
+    coco = json.loads(export.read_text())
+    for n, image in enumerate(coco["images"]):
+        image["file_name"] = f"images/{n:08x}__{image['file_name'].rsplit('/', 1)[-1]}"
+    export.write_text(json.dumps(coco))
+    result = ingest_export(export, images_dir=tmp_path / "lsdata/media/upload/1", out=tmp_path / "dataset")
+    assert result.counts["images"] == 6
+    found = [p.action for p in result.problems if p.kind == "image_found_without_upload_prefix"]
+    assert found == [f"used {prefix}-scene_{i:05d}.jpg" for i, prefix in enumerate(PREFIXES)]
 
 
 def test_ambiguous_names_are_dropped_not_guessed(tmp_path: Path) -> None:
@@ -309,6 +396,16 @@ def _cvat(root: Path, rectangles: bool = True, attributes: bool = True) -> Path:
     return path
 
 
+def test_cvat_zip_unpacked_without_images_is_refused_naming_its_images_folder(tmp_path: Path) -> None:
+    """CVAT's zip holds annotations/instances_default.json beside images/: the export's own folder
+    has no photos, so the error says to pass --images and names the folder beside it."""
+    export = write_export(tmp_path, make_export(tmp_path, n_images=3), "annotations/instances_default.json")
+    with pytest.raises(DataError, match=r"\(image_missing x3\); pass --images DIR.*, perhaps .*images$"):
+        ingest_export(export, out=tmp_path / "dataset")
+    result = ingest_export(export, images_dir=tmp_path / "images", out=tmp_path / "dataset")
+    assert result.counts["images"] == 3
+
+
 def test_cvat_brush_masks_are_instances(tmp_path: Path) -> None:
     export = _cvat(tmp_path)
     result = ingest_export(export, images_dir=tmp_path / "images", out=tmp_path / "dataset")
@@ -430,6 +527,24 @@ def test_via_polygons_ids_and_areas_are_repaired(tmp_path: Path) -> None:
         assert ann["iscrowd"] == 0 and ann["area"] == masks.area(ann["segmentation"])
         x, y, w, h = ann["bbox"]
         assert 0.4 < ann["area"] / (w * h) < 0.65  # a triangle, not the box
+
+
+def test_polygons_written_as_points_by_a_hand_made_converter_are_read(tmp_path: Path) -> None:
+    """`[[x, y], [x, y], ...]` (one polygon) and `[[[x, y], ...], ...]` (polygons) are the same masks
+    as flat coordinates: read as them and listed, not every mask turned into an ignore region."""
+    coco = json.loads(_via(tmp_path).read_text())
+    for n, ann in enumerate(coco["annotations"]):
+        ann["image_id"] = int(ann["image_id"])
+        points = [list(p) for p in zip(ann["segmentation"][0::2], ann["segmentation"][1::2], strict=True)]
+        ann["segmentation"] = points if n % 2 else [points]
+        ann["area"] = 0.0
+    export = tmp_path / "via" / "points.json"
+    export.write_text(json.dumps(coco))
+    result = ingest_export(export, out=tmp_path / "dataset")
+    assert result.counts["annotations"] == 4 and _kinds(result) == {"segmentation_points": 4}
+    for ann in _read(tmp_path / "dataset"):
+        x, y, w, h = ann["bbox"]
+        assert ann["iscrowd"] == 0 and 0.4 < ann["area"] / (w * h) < 0.65  # the triangle
 
 
 def test_cli_defaults_match_the_library() -> None:

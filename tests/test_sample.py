@@ -56,6 +56,27 @@ def test_scene_independent_of_count_and_stale_scenes_removed(export: Path, tmp_p
     assert (out / "images/scene_00001.jpg").read_bytes() == (export / "images/scene_00001.jpg").read_bytes()
 
 
+def test_a_data_set_or_another_tools_export_is_never_written_over(export: Path, tmp_path: Path) -> None:
+    """`sample data/dataset` (the folders swapped) would rewrite the data set's scene_*.jpg photos
+    and delete the others; `sample export/` would replace `label pull`'s annotations.json. Both are
+    refused and left as they were."""
+    from officescore.ingest import ingest_export
+
+    dataset = tmp_path / "dataset"
+    ingest_export(export / "annotations.json", out=dataset)
+    pulled = tmp_path / "pulled"
+    (pulled / "images").mkdir(parents=True)
+    (pulled / "annotations.json").write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    for folder, message in (
+        (dataset, "is an officescore data set"),
+        (pulled, "not written by `officescore sample`"),
+    ):
+        before = _files(folder)
+        with pytest.raises(UserError, match=message):
+            write_sample(folder, n_images=2, seed=1, size=SIZE)
+        assert _files(folder) == before
+
+
 def test_coco_document_shape(export: Path, coco: dict) -> None:
     assert {"info", "licenses", "categories", "images", "annotations"} <= set(coco)
     assert [(c["id"], c["name"]) for c in coco["categories"]] == list(enumerate(DEFAULT_CLASSES, start=1))
@@ -150,7 +171,13 @@ def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["-n", "0"], "--images"), (["--size", "32"], "--size"), ([], "is a file")],
+    [
+        (["-n", "0"], "--images"),
+        (["--size", "32"], "--size"),
+        (["--size", "100000"], "--size 100000 is too large"),  # was killed for memory, folder made
+        (["--seed", "-1"], "--seed -1: use 0 or more"),  # was "unexpected error: ValueError"
+        ([], "is a file"),
+    ],
 )
 def test_cli_bad_arguments(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list, message: str

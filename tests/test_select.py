@@ -152,6 +152,10 @@ def test_cli_json_and_bad_inputs(
         Path(c["path"]).name for c in doc["chosen"]
     ]
     assert all(t["predictions"][0]["model_version"] == "select-m" for t in tasks)
+    # per-region attribute choices, as prelabel's config has them (this model has no attribute head)
+    from officescore.label.formats import config_path_for
+
+    assert "chair__armrests" in config_path_for(tasks_file).read_text(encoding="utf-8")
     assert any(t["predictions"][0]["result"] for t in tasks)  # the model's detections >= 0.5
     # select's own model (loaded at conf 0 for its signals) made them, at the suggestion threshold
     assert all(r["score"] >= 0.5 for t in tasks for r in t["predictions"][0]["result"] if "score" in r)
@@ -180,7 +184,10 @@ def test_cli_json_and_bad_inputs(
     cases = [
         (["--model", str(model), "--budget", "0"], "--budget 0"),
         (["--budget", "2"], "--model"),
-        (["--model", str(other), "--budget", "2", "--labelled", str(labelled)], "has cat"),
+        (  # select has no --folds to advise
+            ["--model", str(other), "--budget", "2", "--labelled", str(labelled)],
+            f"does not); pass a model trained on it (officescore train --data {labelled})",
+        ),
         (
             ["--model", str(model), "--budget", "2", "--labelled", str(tmp_path)],
             "not an officescore data set",
@@ -212,6 +219,46 @@ def test_cli_a_pool_of_unreadable_photos_is_an_error_not_an_empty_list(
     last = err.splitlines()[-1]  # after the progress line
     assert code == 2 and last.startswith("error: none of the 2 photo(s) in the pool"), err
     assert out.read_text() == "rank,path\n1,kept.jpg\n"
+
+
+def test_a_scrape_folder_that_cannot_be_written_is_a_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """data/raw on a read-only mount (or another user's): its manifest is read, not opened to write."""
+    import os
+    import sqlite3
+
+    from officescore.scrape.manifest import KEPT, Manifest
+    from officescore.scrape.providers import SearchResult
+
+    raw = (tmp_path / "raw").resolve()
+    raw.mkdir()
+    results = [SearchResult(url=f"https://images.example/{i}.jpg") for i in range(3)]
+    with Manifest.open(raw) as manifest:
+        manifest.record_page("openverse", "desk", "", 1, results, last=True, rights="by", when="now")
+        for row_id, name in ((1, "a.png"), (3, "c.png")):  # row 2 was never downloaded
+            render_scene(row_id, size=64).image.save(raw / name)
+            manifest.set_outcome(row_id, status=KEPT, path=name)
+    before = {p.name: p.read_bytes() for p in raw.iterdir()}
+    # imitated (the tests may run as root): SQLite cannot open a WAL database there, not even to read
+    real_access, real_connect = os.access, sqlite3.connect
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode, **kw: not (mode & os.W_OK and Path(p).resolve() == raw) and real_access(p, mode),
+    )
+
+    def connect(target: object, *args: object, **kwargs: object) -> sqlite3.Connection:
+        if Path(str(target)).resolve().parent == raw:
+            raise sqlite3.OperationalError("unable to open database file")
+        return real_connect(target, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    args = ["select", str(raw), "--budget", "5", "--strategy", "random", "--out", str(tmp_path / "next.csv")]
+    code, out, err = _cli([*args, "--json"], capsys)
+    assert code == 0, err
+    assert sorted(Path(c["path"]).name for c in json.loads(out)["chosen"]) == ["a.png", "c.png"]
+    assert {p.name: p.read_bytes() for p in raw.iterdir()} == before
 
 
 def test_cli_defaults_match_the_library() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -62,6 +65,7 @@ def ingest(
     from officescore.ingest import ingest_export
     from officescore.ingest.health import health_report, save_health_plot
 
+    before = _earlier_data_set(out)
     result = ingest_export(
         export,
         images_dir=images,
@@ -84,14 +88,39 @@ def ingest(
     render_problem_list([p.to_dict() for p in result.problems], result.out)
     render_health(report)
     counts = result.counts
-    if counts.get("excluded_by_classes"):  # not problems, but the user should see what --classes did
-        left_out = counts["excluded_by_classes"]
-        console.print(f"left out by --classes: {left_out} annotation(s) of other classes")
+    if counts.get("excluded_by_classes"):  # not problems, but the user should see what was left out
+        left_out, names = counts["excluded_by_classes"], ", ".join(result.excluded_classes)
+        if classes is not None:
+            console.print(f"left out by --classes: {left_out} annotation(s) of other classes ({names})")
+        else:  # classes with ignore regions only: nothing to learn from
+            console.print(
+                f"left out: {left_out} ignore region(s) of classes with no object that has a mask "
+                f"(nothing to learn from): {names}"
+            )
     console.print(
         f"[green]wrote[/green] {result.out}: {counts['train']['images']} train / "
         f"{counts['val']['images']} val images, {len(result.classes)} classes, "
         f"{len(result.problems)} problem(s) fixed or dropped" + (f"; plot {png}" if png else "")
     )
+    after = _earlier_data_set(result.out)
+    if before is not None and after is not None and before["export"] != after["export"]:
+        # ingest replaces, it never merges: say so when the data set came from another export file
+        # (a newer export at the same path, as `label pull` writes, is the expected update)
+        console.print(
+            f"[yellow]replaced[/yellow] the data set that was there: {before['images']} image(s) from "
+            f"{before['export']} (ingest replaces; it does not add to a data set)"
+        )
+
+
+def _earlier_data_set(out: Path) -> dict[str, Any] | None:
+    """{export, images} of the data set in `out`, or None when there is none."""
+    try:
+        meta = json.loads((Path(out) / "dataset.json").read_text(encoding="utf-8"))
+        source = meta["source"]
+        export = os.path.normpath(Path(out) / source["export"])  # written relative to the data set
+        return {"export": export, "images": meta["counts"]["images"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def register(app: typer.Typer) -> None:

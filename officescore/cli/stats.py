@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from officescore.cli.common import console, print_json
+from officescore.cli.common import console, err_console, print_json
 from officescore.config import DEFAULT_DATASET_DIR
 
 if TYPE_CHECKING:
@@ -119,16 +120,32 @@ def stats(
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Health report of a data set: class balance per split, sizes, empties, duplicates, problems."""
-    from officescore.ingest.health import health_report, save_health_plot
+    from officescore.ingest.health import health_report
 
     report = health_report(dataset)
-    png = save_health_plot(report, dataset / "health.png") if plot else None
+    png = _plot(report, dataset / "health.png") if plot else None
     if json_output:
         print_json({**report.to_dict(), "plot": str(png) if png else None})
         return
     render_health(report)
     if png:
         console.print(f"plot: {png}")
+
+
+def _plot(report: HealthReport, path: Path) -> Path | None:
+    """health.png, or None with a warning on stderr: a data set we may not write (a read-only
+    mount, another user's) still gets its report."""
+    from officescore.ingest.health import save_health_plot
+
+    try:
+        return save_health_plot(report, path)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        err_console.print(
+            Text(f"warning: {path} not written ({why}); --no-plot leaves it out", style="yellow"),
+            soft_wrap=True,
+        )
+        return None
 
 
 def register(app: typer.Typer) -> None:

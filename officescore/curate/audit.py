@@ -110,6 +110,8 @@ class AuditRun:
             "issues": self.issues,
             "images": self.images,
             "conventions": self.conventions,
+            "out": str(self.out_dir),  # where issues.json and the sheets went (runs/audit/auditN)
+            "labelstudio": str(self.tasks) if self.tasks is not None else None,
         }
 
 
@@ -200,6 +202,7 @@ def run_audit(
     conventions = result.conventions.to_list()
     atomic_write_json(out_dir / "conventions.json", conventions)
     convention_sheets = write_convention_sheets(out_dir, labels, results, result.conventions)
+    _remove_stale_sheets(out_dir, [*sheets, *convention_sheets])
     tasks = None
     if labelstudio is not None:
         from officescore.curate.labelstudio import audit_tasks
@@ -242,6 +245,19 @@ def write_convention_sheets(
                 )
             )
     return paths
+
+
+STALE_SHEETS = ("contact_sheet_*.png", "conventions_*.png")
+
+
+def _remove_stale_sheets(out_dir: Path, written: list[Path]) -> None:
+    """Sheets an earlier audit into the same --out left (more issues then, another convention):
+    beside this run's files they would show issues and groups that are no longer so."""
+    keep = {path.name for path in written}
+    for pattern in STALE_SHEETS:
+        for path in out_dir.glob(pattern):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
 
 
 def _write_images_csv(path: Path, images: list[dict[str, Any]]) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from officescore import masks as masklib
+from officescore.attributes import AttributeSchema
 from officescore.errors import DataError, ModelError
 
 SPLITS = ("train", "val", "all")
@@ -41,6 +42,7 @@ class SplitLabels:
     classes: list[str]
     images: list[LabelledImage]
     duplicate_groups: list[list[str]]  # file names ingest found to be near-duplicates
+    attributes: AttributeSchema = field(default_factory=AttributeSchema)  # dataset.json's schema
 
     def by_id(self) -> dict[int, LabelledImage]:
         return {image.id: image for image in self.images}
@@ -76,7 +78,8 @@ def load_split(dataset: Path | str, split: str = "train") -> SplitLabels:
             raise DataError(f"{path}: missing; {_hint(dataset)}")
         images += _images(_read(path, dataset), dataset, name, classes, path)
     groups = meta.get("duplicates", {}).get("groups", []) if isinstance(meta.get("duplicates"), dict) else []
-    return SplitLabels(dataset, split, list(classes), images, [list(map(str, g)) for g in groups])
+    schema = AttributeSchema.from_dict(meta.get("attributes"), str(meta_path))
+    return SplitLabels(dataset, split, list(classes), images, [list(map(str, g)) for g in groups], schema)
 
 
 def _images(coco: Any, dataset: Path, split: str, classes: list[str], where: Path) -> list[LabelledImage]:
@@ -122,8 +125,14 @@ def _images(coco: Any, dataset: Path, split: str, classes: list[str], where: Pat
     return sorted(out.values(), key=lambda image: image.id)
 
 
-def check_classes(model_classes: list[str], data_classes: list[str], model: str) -> None:
-    """Audit compares classes by name: the model must know exactly the data set's classes."""
+AUDIT_ADVICE = "pass a model trained on these classes, or use --folds K to train one"
+
+
+def check_classes(
+    model_classes: list[str], data_classes: list[str], model: str, advice: str = AUDIT_ADVICE
+) -> None:
+    """Audit compares classes by name: the model must know exactly the data set's classes.
+    `advice`: what the command's user can do about it (audit's by default)."""
     extra = [c for c in model_classes if c not in data_classes]
     missing = [c for c in data_classes if c not in model_classes]
     if extra or missing:
@@ -133,6 +142,5 @@ def check_classes(model_classes: list[str], data_classes: list[str], model: str)
         if extra:
             parts.append(f"has {', '.join(extra)} which the data set does not")
         raise ModelError(
-            f"{model}: its classes differ from the data set's (the model {' and '.join(parts)}); "
-            "pass a model trained on these classes, or use --folds K to train one"
+            f"{model}: its classes differ from the data set's (the model {' and '.join(parts)}); {advice}"
         )

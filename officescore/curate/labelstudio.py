@@ -3,10 +3,11 @@ in the one task format officescore has (officescore.label.formats, as prelabel w
 
 audit: each flagged photo (an issue scoring at least REVIEW_SCORE) becomes a task whose annotation is
 the current labels and whose prediction is the model's suggestion (its detections at >= 0.5), with
-the photo's issues in task data. select: each chosen photo becomes a task with the model's
-detections as pre-annotations. Photos are referenced as Label Studio local files relative to the
-folder that holds them all (serve it with LOCAL_FILES_DOCUMENT_ROOT, as for prelabel), and by
-`data.path`, relative to the tasks file, which `label push --review` uploads.
+the photo's issues in task data; ignore regions (iscrowd 1) are listed there too, not drawn as
+regions, which `label pull` would read back as objects. select: each chosen photo becomes a task
+with the model's detections as pre-annotations. Photos are referenced as Label Studio local files
+relative to the folder that holds them all (serve it with LOCAL_FILES_DOCUMENT_ROOT, as for
+prelabel), and by `data.path`, relative to the tasks file, which `label push --review` uploads.
 """
 
 from __future__ import annotations
@@ -32,12 +33,27 @@ def _detections(results: list[dict[str, Any]], classes: list[str], width: int, h
         x, y, w, h = r["bbox"]
         share = masklib.area(r["segmentation"]) / float(width * height)
         name = classes[int(r["category_id"]) - 1]
-        out.append(
-            Detection(
-                name, float(r["score"]), [x, y, x + w, y + h], masklib.normalise(r["segmentation"]), share
-            )
-        )
+        box = [x, y, x + w, y + h]
+        rle = masklib.normalise(r["segmentation"])
+        attributes = dict(r.get("attributes") or {})  # the attribute head's values, when it has one
+        out.append(Detection(name, float(r["score"]), box, rle, share, attributes=attributes))
     return out
+
+
+def _objects_and_ignore_regions(labels: Sequence[Any]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The labels that go into the review annotation, and the ignore regions (iscrowd 1) kept out.
+
+    Label Studio regions have no crowd flag and `label pull` reads every region as an object, so an
+    ignore region in the annotation would come back as an object (often a box-shaped mask). They
+    are listed in the task data instead: annotation id, class and box.
+    """
+    objects = [lab for lab in labels if not lab.iscrowd]
+    ignored = [
+        {"annotation_id": lab.id, "class": lab.class_name, "bbox": [float(v) for v in lab.bbox]}
+        for lab in labels
+        if lab.iscrowd
+    ]
+    return objects, ignored
 
 
 def _root(paths: Sequence[Path]) -> Path:
@@ -77,7 +93,8 @@ def audit_tasks(
                      "annotation_ids": image_labels}
                 )  # fmt: skip
     images = [image for image in split.images if image.id in flagged or image.id in grouped]
-    schema = LabelSchema(tuple(split.classes), "polygon")
+    # the data set's attributes as per-region choices: labelled values shown, fixable, pulled back
+    schema = LabelSchema(tuple(split.classes), "polygon", attributes=split.attributes)
     by_image: dict[int, list[dict[str, Any]]] = {}
     for r in results:
         if r["score"] >= SUGGEST_CONF:
@@ -97,6 +114,9 @@ def audit_tasks(
         data["path"] = relative_to_file(image.path, out)  # what `label push --review` uploads
         if image.id in grouped:
             data["conventions"] = grouped[image.id]
+        objects, ignored = _objects_and_ignore_regions(image.labels)
+        if ignored:
+            data["ignore_regions"] = ignored
         tasks.append(
             make_task(
                 image_reference(relative_name(image.path, root), None),
@@ -105,7 +125,10 @@ def audit_tasks(
                 schema,
                 detections=_detections(by_image.get(image.id, []), split.classes, image.width, image.height),
                 model_version=model_version,
-                annotations=[{"category": lab.class_name, "segmentation": lab.rle} for lab in image.labels],
+                annotations=[
+                    {"category": lab.class_name, "segmentation": lab.rle, "attributes": lab.attributes}
+                    for lab in objects
+                ],
                 data=data,
             )
         )
@@ -117,10 +140,13 @@ def select_tasks(
     out: Path, predictor: Any, paths: Sequence[Path], model_version: str
 ) -> tuple[Path, Path, int]:
     """Tasks for the chosen photos with the model's detections (>= 0.5) as pre-annotations."""
+    from officescore.attributes import load_schema
     from officescore.label.formats import LabelSchema, make_task, write_tasks
     from officescore.label.prelabel import image_reference, relative_name
 
-    schema = LabelSchema(tuple(predictor.classes), "polygon")
+    # per-region choices as prelabel writes them: the model's attributes, else the default schema's
+    attributes = getattr(predictor, "attributes", None) or load_schema()
+    schema = LabelSchema(tuple(predictor.classes), "polygon", attributes=attributes)
     results = predictor.predict(list(paths), batch_size=1, conf=SUGGEST_CONF) if paths else []
     root = _root(paths) if paths else Path(".")
     tasks = [

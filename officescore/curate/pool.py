@@ -24,7 +24,8 @@ def pool_files(items: Sequence[str | Path]) -> list[Path]:
     for item in items:
         folder = Path(item)
         if folder.is_dir() and (folder / MANIFEST_NAME).is_file():
-            with Manifest.open(folder) as manifest:
+            # read only: a scrape folder we may not write (a read-only mount, another user's data/raw)
+            with Manifest(folder / MANIFEST_NAME, read_only=True) as manifest:
                 for row in manifest.rows():
                     if row["status"] == KEPT and row["path"]:
                         path = Path(row["path"])

@@ -179,7 +179,8 @@ def image_issues(match: ImageMatch, image_id: int, cal: Calibration) -> list[Iss
         else:
             support = 0.0
         kinds["spurious"] = (1.0 - support) * cal.recall[lab.class_name]
-        earlier = [k for k in range(j) if match.label_iou[j, k] >= DUPLICATE_IOU]
+        # an ignore region over an object (a rectangle and a polygon of one desk) is no second label
+        earlier = [k for k in range(j) if not labels[k].iscrowd and match.label_iou[j, k] >= DUPLICATE_IOU]
         if earlier:
             k = max(earlier, key=lambda k: match.label_iou[j, k])
             factor = 1.0 if labels[k].class_name == lab.class_name else 0.9

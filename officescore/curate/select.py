@@ -185,7 +185,10 @@ def select(
         if labelled is not None:
             from officescore.curate.labels import check_classes, load_split
 
-            check_classes(predictor.classes, load_split(labelled, "all").classes, str(model))
+            advice = (
+                f"pass a model trained on it (officescore train --data {labelled})"  # select has no --folds
+            )
+            check_classes(predictor.classes, load_split(labelled, "all").classes, str(model), advice)
     labelled_keys = {p.resolve() for p in labelled_files}
     files = [p for p in files if p.resolve() not in labelled_keys]  # already labelled: not a candidate
     hashes, labelled_hashes = _hash_photos(files, labelled_files, reporter)

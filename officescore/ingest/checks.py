@@ -150,6 +150,13 @@ def path_exists(path: Path) -> bool:
         return False
 
 
+def resized_copy(stated: tuple[int, int], width: int, height: int) -> bool:
+    """The photo is the stated frame resized (same shape within a pixel of rounding, another size):
+    COCO coordinates are pixels of the stated width x height, so labels scale to the photo."""
+    sw, sh = stated
+    return (sw, sh) != (width, height) and abs(sw * height - sh * width) <= max(sw, sh, width, height)
+
+
 def size_from_entry(entry: dict[str, Any]) -> tuple[int, int] | None:
     """(width, height) as the export states it, or None when missing or not positive numbers."""
     width, height = entry.get("width"), entry.get("height")
@@ -193,8 +200,11 @@ def _clip_polygon(points: list[tuple[float, float]], width: int, height: int) ->
     return points
 
 
-def _polygons_to_rle(polygons: list[Any], width: int, height: int, note: Any) -> tuple[Rle | None, bool]:
-    """Valid, clipped polygons -> RLE. `note(kind, what)` records each dropped polygon."""
+def _polygons_to_rle(
+    polygons: list[Any], width: int, height: int, note: Any, scale: tuple[float, float] = (1.0, 1.0)
+) -> tuple[Rle | None, bool]:
+    """Valid, clipped polygons -> RLE. `note(kind, what)` records each dropped polygon; `scale`:
+    (x, y) factors from the frame the export drew them in to the photo's."""
     kept: list[list[float]] = []
     clipped = False
     for index, polygon in enumerate(polygons):
@@ -213,7 +223,11 @@ def _polygons_to_rle(polygons: list[Any], width: int, height: int, note: Any) ->
         if len(polygon) < 6:
             note("polygon_too_short", f"{label} has {len(polygon) // 2} points (needs at least 3)")
             continue
-        points = list(zip(polygon[0::2], polygon[1::2], strict=True))
+        if max(width, height) > 8 and all(0 <= v <= 1 for v in polygon):
+            # YOLO-style converters write fractions of the image; COCO wants pixels. Not guessed at.
+            note("polygon_normalised", f"{label} has coordinates in [0, 1] only: fractions, not pixels")
+            continue
+        points = [(x * scale[0], y * scale[1]) for x, y in zip(polygon[0::2], polygon[1::2], strict=True)]
         if any(not (0 <= x <= width and 0 <= y <= height) for x, y in points):
             clipped = True
             points = _clip_polygon(points, width, height)
@@ -275,10 +289,18 @@ class ImageRecord:
     phash: int
     annotations: list[CleanAnnotation] = field(default_factory=list)
     out_name: str = ""  # file name under the data set's images/
+    drawn: tuple[int, int] | None = None  # the export's width x height when the photo is a resized copy
 
 
-def check_segmentation(ann: dict[str, Any], width: int, height: int, problem: Any) -> Rle | None:
-    """The annotation's mask as normalised RLE, or None (dropped). `problem(kind, what, action)`."""
+def check_segmentation(
+    ann: dict[str, Any], width: int, height: int, problem: Any, drawn: tuple[int, int] | None = None
+) -> Rle | None:
+    """The annotation's mask as normalised RLE, or None (dropped). `problem(kind, what, action)`.
+
+    `drawn`: (width, height) of the frame the export drew the labels in, when the photo is a resized
+    copy of it: polygons are scaled to the photo, masks resized (nearest).
+    """
+    drawn_w, drawn_h = drawn or (width, height)
     seg = ann.get("segmentation")
     if seg is None or seg == [] or seg == {} or seg == "":
         bbox = ann.get("bbox")
@@ -288,17 +310,25 @@ def check_segmentation(ann: dict[str, Any], width: int, height: int, problem: An
             problem("segmentation_empty", "empty segmentation", "dropped")
         return None
     if isinstance(seg, dict):
-        rle, kind, what = _check_rle(seg, width, height)
+        rle, kind, what = _check_rle(seg, drawn_w, drawn_h)
         if rle is None:
             problem(kind, what, "dropped")
-        return rle
+        return resized(rle, width, height) if rle is not None else None
     if isinstance(seg, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in seg):
         # VGG Image Annotator writes one polygon as a flat list of coordinates, not a list of them
         problem("segmentation_flat", "segmentation is one flat list of coordinates", "read as one polygon")
         seg = [seg]
+    # hand-made converters: polygons as [[x, y], ...] points instead of flat coordinates
+    if isinstance(seg, list) and seg and all(_is_point(v) for v in seg):
+        problem("segmentation_points", "segmentation is one list of [x, y] points", "read as one polygon")
+        seg = [_flattened(seg)]
+    elif isinstance(seg, list) and any(_flattened(p) is not p for p in seg):
+        problem("segmentation_points", "polygons are lists of [x, y] points", "read as coordinates")
+        seg = [_flattened(p) for p in seg]
     if isinstance(seg, list):
         dropped: list[tuple[str, str]] = []
-        rle, clipped = _polygons_to_rle(seg, width, height, lambda k, w: dropped.append((k, w)))
+        scale = (width / drawn_w, height / drawn_h)
+        rle, clipped = _polygons_to_rle(seg, width, height, lambda k, w: dropped.append((k, w)), scale)
         for kind, what in dropped:
             problem(kind, what, "polygon dropped" if rle is not None else "dropped")
         if rle is None:
@@ -310,6 +340,22 @@ def check_segmentation(ann: dict[str, Any], width: int, height: int, problem: An
         return rle
     problem("segmentation_invalid", f"segmentation of type {type(seg).__name__}", "dropped")
     return None
+
+
+def _is_point(value: Any) -> bool:
+    """[x, y] (or (x, y)): two numbers."""
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    )
+
+
+def _flattened(polygon: Any) -> Any:
+    """[[x, y], ...] -> [x, y, ...]; anything else as it is (checked with the other polygons)."""
+    if isinstance(polygon, list) and polygon and all(_is_point(v) for v in polygon):
+        return [c for point in polygon for c in point]
+    return polygon
 
 
 def check_area(ann: dict[str, Any], rle: Rle, problem: Any) -> None:
@@ -364,7 +410,19 @@ def crowd_as_instance(ann: dict[str, Any], mode: str, cvat: bool) -> bool:
 IGNORE_REGION = "kept as an ignore region (its box, iscrowd 1): not a training target"
 
 
-def box_region(ann: dict[str, Any], width: int, height: int) -> Rle | None:
+def resized(rle: Rle, width: int, height: int) -> Rle:
+    """The mask at width x height (nearest, so it stays 0s and 1s); as it is when already that size."""
+    if list(rle["size"]) == [height, width]:
+        return rle
+    from PIL import Image
+
+    mask = Image.fromarray(masks.decode(rle) * 255).resize((width, height), Image.NEAREST)
+    return masks.encode((np.asarray(mask) > 127).astype(np.uint8))
+
+
+def box_region(
+    ann: dict[str, Any], width: int, height: int, scale: tuple[float, float] = (1.0, 1.0)
+) -> Rle | None:
     """The annotation's box, clipped to the image and widened to whole pixels, as a mask.
 
     Used when the mask is missing or unusable but the box is fine: the object is there, so as an
@@ -380,7 +438,7 @@ def box_region(ann: dict[str, Any], width: int, height: int) -> Rle | None:
         and bbox[3] > 0
     ):
         return None
-    x, y, w, h = (float(v) for v in bbox)
+    x, y, w, h = (float(v) * f for v, f in zip(bbox, (*scale, *scale), strict=True))
     x0, y0 = max(0, math.floor(x)), max(0, math.floor(y))
     # clipped before rounding: x + w may overflow to infinity, which has no integer
     x1, y1 = math.ceil(min(x + w, width)), math.ceil(min(y + h, height))

@@ -6,7 +6,13 @@ Rules, tried in order (the one that matched is reported by ingest, unless it is 
 2. by base name: the one file under the folder with the name's last part (Label Studio writes
    `../<data-dir>/media/upload/<project>/1a2b3c4d-scene.jpg`, CVAT `task/frames/x.jpg`);
 3. without Label Studio's upload prefix: `1a2b3c4d-scene.jpg` -> the one file named `scene.jpg`,
-   for a folder of the original photos.
+   for a folder of the original photos. Label Studio also writes `<8 hex>__` before the names of
+   photos its export could not copy (`images/5d41402a__scene.jpg`), and stores an upload under
+   Django's safe name (`office 1.jpg` -> `1a2b3c4d-office_1.jpg`: spaces as `_`, other signs
+   dropped), so a photo whose safe name is the name without prefix matches too.
+A name that is a URL (`https://host/pics/scene.jpg?w=800`, Label Studio's local files
+`/data/local-files/?d=photos/scene%201.jpg`, its storage proxy `?filepath=upload/1/...`) is read
+as the path it names, decoded, for rules 1-3.
 Names match in either Unicode normal form: macOS and zip tools may store "é" as "e" plus a
 combining accent where the export writes one character. Rules 2 and 3 apply only where unambiguous:
 two files under the folder with that name, or two photos of the export that lose their prefixes to
@@ -22,14 +28,19 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from officescore.ingest.checks import path_exists, safe_image_path
 
 AS_WRITTEN = "as written"
 BY_BASE_NAME = "by base name"
 WITHOUT_UPLOAD_PREFIX = "without upload prefix"
-# Label Studio stores an upload as the first 8 hex characters of a uuid4, a dash, the original name.
-UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(?P<name>.+)$")
+# Label Studio stores an upload as the first 8 hex characters of a uuid4, a dash, the original name;
+# its export names a photo it could not copy by 8 hex characters of an md5 and two underscores.
+UPLOAD_PREFIX = re.compile(r"^(?:[0-9a-f]{8}__(?:[0-9a-f]{8}-)?|[0-9a-f]{8}-)(?P<name>.+)$")
+EXPORT_PREFIX = re.compile(r"^[0-9a-f]{8}__(?P<name>.+)$")
+# Query keys under which Label Studio's URLs carry a file's path (local files, storage proxy).
+PATH_KEYS = ("d", "filepath")
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,27 @@ class Located:
 
 def base_name(file_name: str) -> str:
     return file_name.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def meant_path(file_name: str) -> str:
+    """The path a URL-like name stands for (decoded; query and host left out), else the name.
+
+    `https://host/pics/a%201.jpg?w=800` -> `pics/a 1.jpg`; `/data/local-files/?d=photos/a.jpg` ->
+    `photos/a.jpg`. Plain names, even with `?` or `%` in them, are returned as written.
+    """
+    parts = urlsplit(file_name)
+    query = parse_qs(parts.query)
+    for key in PATH_KEYS:
+        if query.get(key) and (parts.path.startswith(("/data/", "/storage-data/")) or parts.scheme):
+            return query[key][0].lstrip("/")
+    if parts.scheme.lower() in ("http", "https", "s3", "gs", "azure-blob") and parts.netloc:
+        return unquote(parts.path).lstrip("/")
+    return file_name
+
+
+def django_safe_name(name: str) -> str:
+    """The name Label Studio (Django's `get_valid_filename`) stores an upload under."""
+    return re.sub(r"[^-\w.]", "", name.strip().replace(" ", "_"))
 
 
 def _nfc(name: str) -> str:
@@ -64,30 +96,36 @@ class ImageFinder:
         self.images_dir = Path(images_dir)
         self.skip = {os.path.realpath(p) for p in skip}
         self._index: dict[str, list[Path]] | None = None  # base name -> files; built on first need
-        uploads = {base_name(n) for n in file_names if isinstance(n, str)}
+        self._safe_index: dict[str, list[Path]] | None = None  # Django's safe name -> files
+        uploads = {base_name(meant_path(n)) for n in file_names if isinstance(n, str)}
         stripped = Counter(original for name in uploads if (original := strip_upload_prefix(name)))
         self._clashes = {name for name, n in stripped.items() if n > 1}
 
     def locate(self, file_name: str) -> Located:
         path = safe_image_path(self.images_dir, file_name)
-        for spelling in dict.fromkeys((file_name, _nfc(file_name), unicodedata.normalize("NFD", file_name))):
-            written = safe_image_path(self.images_dir, spelling)
-            if written is not None and path_exists(written):
-                return Located(written, False, AS_WRITTEN)
+        meant = meant_path(file_name)
+        for name in dict.fromkeys((file_name, meant)):
+            for spelling in dict.fromkeys((name, _nfc(name), unicodedata.normalize("NFD", name))):
+                written = safe_image_path(self.images_dir, spelling)
+                if written is not None and path_exists(written):
+                    return Located(written, False, AS_WRITTEN)
         escaped = path is None
-        base = base_name(file_name)
+        base = base_name(meant)
         found = self._named(base)
         if len(found) == 1:
             return Located(found[0], escaped, BY_BASE_NAME)
         if len(found) > 1:
             what = f"{len(found)} files in the image folder are named {base}"
             return Located(None, escaped, ambiguous=what)
+        stored = EXPORT_PREFIX.match(base)  # `<md5>__<8 hex>-name`: the upload as Label Studio stored it
+        if stored is not None and len(found := self._named(stored.group("name"))) == 1:
+            return Located(found[0], escaped, WITHOUT_UPLOAD_PREFIX)
         original = strip_upload_prefix(base)
         if original is not None:
             if original in self._clashes:
                 what = f"several photos of the export are named {original} once the upload prefix is removed"
                 return Located(None, escaped, ambiguous=what)
-            found = self._named(original)
+            found = self._named(original) or self._named(unquote(original)) or self._safe_named(original)
             if len(found) == 1:
                 return Located(found[0], escaped, WITHOUT_UPLOAD_PREFIX)
             if len(found) > 1:
@@ -106,6 +144,16 @@ class ImageFinder:
         if self._index is None:
             self._index = self._build_index()
         return self._index.get(_nfc(name), [])
+
+    def _safe_named(self, name: str) -> list[Path]:
+        """Files whose Django-safe name is `name` (Label Studio stored the upload under it)."""
+        if self._safe_index is None:
+            if self._index is None:
+                self._index = self._build_index()
+            self._safe_index = {}
+            for file_name, paths in self._index.items():
+                self._safe_index.setdefault(_nfc(django_safe_name(file_name)), []).extend(paths)
+        return self._safe_index.get(_nfc(name), [])
 
     def _build_index(self) -> dict[str, list[Path]]:
         """Every file under the folder by name; each checked to stay inside it (links included)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from officescore.ingest.checks import (
     id_key,
     id_sort_key,
     path_exists,
+    resized_copy,
     size_from_entry,
     written_by_cvat,
 )
@@ -66,6 +68,7 @@ class IngestResult:
     problems: list[Problem]
     category_map: dict[str, int]
     duplicate_groups: list[list[str]] = field(default_factory=list)
+    excluded_classes: list[str] = field(default_factory=list)  # classes whose annotations were left out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,9 +88,16 @@ def read_export(export: Path) -> dict[str, Any]:
     """The export as a dict with images/annotations/categories lists, or a DataError."""
     export = Path(export)
     if export.is_dir():
-        raise DataError(f"{export}: is a folder; give the path of the COCO export (.json) inside it")
+        raise DataError(
+            f"{export}: is a folder; give the path of the COCO export (.json) inside it{_json_inside(export)}"
+        )
     if not export.is_file():
         raise DataError(f"{export}: no such file; give the path of the COCO export (.json)")
+    if zipfile.is_zipfile(export):  # what Label Studio, CVAT and Roboflow download
+        raise DataError(
+            f"{export}: a zip archive; unzip it and give the path of the COCO export (.json) inside it"
+            f"{_json_in_zip(export)}"
+        )
     try:
         # bytes: json reads UTF-8 with or without a BOM, and the UTF-16 Windows tools write
         data = json.loads(export.read_bytes())
@@ -99,6 +109,11 @@ def read_export(export: Path) -> dict[str, Any]:
         ) from exc
     except RecursionError as exc:
         raise DataError(f"{export}: JSON nested too deeply to be a COCO export") from exc
+    if _label_studio_tasks(data):  # Label Studio's default export format is JSON, not COCO
+        raise DataError(
+            f"{export}: a Label Studio JSON export (tasks), not COCO; export the project as COCO, or "
+            "let `officescore label pull --project NAME --out DIR --ingest DATASET` read it"
+        )
     if not isinstance(data, dict):
         raise DataError(f"{export}: not a COCO export (top level is a {type(data).__name__}, not an object)")
     missing = [key for key in ("images", "annotations", "categories") if not isinstance(data.get(key), list)]
@@ -110,6 +125,40 @@ def read_export(export: Path) -> dict[str, Any]:
     if not data["images"]:
         raise DataError(f"{export}: the export lists no images")
     return data
+
+
+def _label_studio_tasks(data: Any) -> bool:
+    """Label Studio's JSON export: a list of tasks, each with `data` and its annotations."""
+    return (
+        isinstance(data, list)
+        and bool(data)
+        and isinstance(data[0], dict)
+        and isinstance(data[0].get("data"), dict)
+        and ("annotations" in data[0] or "predictions" in data[0])
+    )
+
+
+def _named_jsons(names: list[str], shown: int = 3) -> str:
+    """`: a.json, b.json` (the first few), or "" when there are none."""
+    if not names:
+        return ""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ": " + ", ".join(sorted(names)[:shown]) + more
+
+
+def _json_inside(folder: Path) -> str:
+    """The JSON files in `folder` and one level below (where tools put theirs), named."""
+    found = [p for pattern in ("*.json", "*/*.json") for p in folder.glob(pattern) if p.is_file()]
+    return _named_jsons([str(p) for p in found])
+
+
+def _json_in_zip(archive: Path) -> str:
+    try:
+        with zipfile.ZipFile(archive) as opened:
+            names = [n for n in opened.namelist() if n.lower().endswith(".json")]
+    except (OSError, zipfile.BadZipFile):
+        return ""
+    return _named_jsons(names)
 
 
 def _location_problem(file_name: str, found: Located, finder: ImageFinder) -> Problem | None:
@@ -184,6 +233,10 @@ def _scan_images(
                 problems.append(
                     Problem(file_name, "", "image_size", what, f"taken from the file: {width}x{height}")
                 )
+            elif resized_copy(stated, width, height):  # labelled at full size, a smaller copy here
+                what = f"width x height {stated[0]}x{stated[1]} is not the file's: a resized copy"
+                action = f"labels scaled to the file: {width}x{height}"
+                problems.append(Problem(file_name, "", "image_size", what, action))
             elif stated != (width, height):
                 what = f"width x height {stated[0]}x{stated[1]} does not match the file"
                 problems.append(
@@ -193,6 +246,8 @@ def _scan_images(
                 problems.append(note)
             by_path[path] = key
             images[key] = ImageRecord(key, file_name, path, width, height, digest, phash)
+            if stated is not None and resized_copy(stated, width, height):
+                images[key].drawn = stated
     return images
 
 
@@ -251,12 +306,17 @@ def _check_annotations(
             what = f"image_id {ann.get('image_id')!r:.30} is not written as the image's id {listed_id!r:.30}"
             problem("image_id_type", what, f"matched to image id {listed_id!r:.30}")
         notes: list[tuple[str, str, str]] = []
-        rle = check_segmentation(ann, image.width, image.height, lambda *note, _n=notes: _n.append(note))
+        rle = check_segmentation(
+            ann, image.width, image.height, lambda *note, _n=notes: _n.append(note), image.drawn
+        )
         if rle is not None and masks.area(rle) == 0:
             notes.append(("empty_mask", "mask covers no pixels inside the image", "dropped"))
             rle = None
         if rle is None:  # unusable mask: its box, if any, becomes an ignore region
-            rle = box_region(ann, image.width, image.height)
+            scale = (
+                (image.width / image.drawn[0], image.height / image.drawn[1]) if image.drawn else (1.0, 1.0)
+            )
+            rle = box_region(ann, image.width, image.height, scale)
             for kind, what, action in notes:
                 problem(kind, what, IGNORE_REGION if rle is not None and action == "dropped" else action)
             if rle is None:
@@ -397,8 +457,11 @@ def ingest_export(
     if not images:
         kinds = ", ".join(f"{kind} x{n}" for kind, n in Counter(p.kind for p in problems).most_common(3))
         hint = ""
-        if any(p.kind == "image_path_escape" for p in problems):
+        if any(p.kind in ("image_path_escape", "image_missing") for p in problems):
             hint = "; pass --images DIR, the folder that holds the photos (looked up there by name)"
+            beside = export.parent.parent / "images"  # CVAT's zip: annotations/*.json beside images/
+            if images_dir == export.parent and beside.is_dir():
+                hint += f", perhaps {beside}"
         raise DataError(f"{export}: none of its {len(data['images'])} images could be used ({kinds}){hint}")
 
     chosen = wanted if wanted is not None else _choose_classes(images, categories)
@@ -408,7 +471,9 @@ def ingest_export(
             "(Mask R-CNN needs segmentation masks, not boxes alone; export polygons or masks)"
         )
     excluded = 0
+    excluded_classes: set[str] = set()
     for image in images.values():
+        excluded_classes.update(a.class_name for a in image.annotations if a.class_name not in chosen)
         before = len(image.annotations)
         image.annotations = [a for a in image.annotations if a.class_name in chosen]
         excluded += before - len(image.annotations)
@@ -456,7 +521,8 @@ def ingest_export(
         "officescore_version": __version__,
     }
     write_dataset(out, splits, chosen, meta, reporter)
-    return IngestResult(out, chosen, counts, problems, category_map, dup_groups)
+    left_out = [name for name in categories.order if name in excluded_classes]
+    return IngestResult(out, chosen, counts, problems, category_map, dup_groups, left_out)
 
 
 def _group_names(groups: list[int], images: list[ImageRecord]) -> list[list[str]]:

@@ -18,6 +18,7 @@ from officescore import masks
 from officescore.errors import DataError
 from officescore.files import atomic_write_json
 from officescore.ingest.checks import ImageRecord
+from officescore.ingest.locate import meant_path
 from officescore.progress import Reporter
 
 DATASET_FORMAT = "officescore-dataset"
@@ -29,7 +30,8 @@ def unique_names(images: list[ImageRecord]) -> None:
     """Flatten sub-folders into safe, unique file names (case-insensitively unique)."""
     taken: set[str] = set()
     for image in images:
-        parts = [p for p in image.file_name.replace("\\", "/").split("/") if p not in ("", ".")]
+        name = meant_path(image.file_name)  # a URL's path, without its host and query
+        parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
         candidates = ["_".join(parts[-n:]) for n in range(1, len(parts) + 1)] or ["image"]
         for candidate in candidates:
             name = _safe_name(candidate)
