@@ -277,3 +277,6 @@ def test_two_classes_of_one_list_never_share_a_colour() -> None:
     config = LabelSchema(classes).config_xml()
     assert f'value="café table" background="{class_colour_hex("café table", classes)}"' in config
     assert f'value="office chair" background="{class_colour_hex("office chair")}"' in config
+    from officescore.curate import sheets  # audit's contact sheets colour a data set's classes
+
+    assert sheets._colour("café table", classes) == second

@@ -3,6 +3,7 @@ of its photo side by side, the suspect outlined in white, a caption with rank, k
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,28 +24,30 @@ CAPTION_CHARS = 70  # what a tile's width holds in PIL's default font
 SUSPECT = (255, 255, 255)
 
 
-def _colour(name: str) -> tuple[int, int, int]:
+def _colour(name: str, classes: Sequence[str] = ()) -> tuple[int, int, int]:
     from officescore.infer.drawing import class_colour  # drawing colours shared with `score`
 
-    return class_colour(name)
+    return class_colour(name, classes)
 
 
-def _panel(photo: Image.Image, regions: list[tuple[str, dict[str, Any], bool]]) -> Image.Image:
-    """The photo with translucent masks; `regions` = (class, rle, is_suspect)."""
+def _panel(
+    photo: Image.Image, regions: list[tuple[str, dict[str, Any], bool]], classes: Sequence[str]
+) -> Image.Image:
+    """The photo with translucent masks; `regions` = (class, rle, is_suspect), coloured as `score`
+    colours the data set's `classes`."""
     base = photo.convert("RGBA")
     overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
     for name, rle, _ in regions:
         mask = masklib.decode(rle)
         if mask.shape == (base.height, base.width):
-            overlay.paste(
-                Image.new("RGBA", base.size, (*_colour(name), 110)), (0, 0), Image.fromarray(mask * 255)
-            )
+            tint = Image.new("RGBA", base.size, (*_colour(name, classes), 110))
+            overlay.paste(tint, (0, 0), Image.fromarray(mask * 255))
     out = Image.alpha_composite(base, overlay)
     pen = ImageDraw.Draw(out)
     width = max(2, min(base.size) // 80)
     for name, rle, suspect in regions:
         x, y, w, h = masklib.bbox(rle)
-        pen.rectangle([x, y, x + w, y + h], outline=(*(SUSPECT if suspect else _colour(name)), 255),
+        pen.rectangle([x, y, x + w, y + h], outline=(*(SUSPECT if suspect else _colour(name, classes)), 255),
                       width=width * (2 if suspect else 1))  # fmt: skip
     scale = PANEL / max(out.size)  # small photos grow too: every tile the same size
     return out.convert("RGB").resize((max(1, round(out.width * scale)), max(1, round(out.height * scale))))
@@ -74,8 +77,8 @@ def _tile(
         for k, r in enumerate(results)
         if r["image_id"] == issue.image_id and (r["score"] >= conf or k == issue.prediction)
     ]
-    tile.paste(_panel(photo, labels), (0, 0))
-    tile.paste(_panel(photo, preds), (PANEL, 0))
+    tile.paste(_panel(photo, labels, split.classes), (0, 0))
+    tile.paste(_panel(photo, preds, split.classes), (PANEL, 0))
     text = caption(issue, row["rank"], image.file_name)
     ImageDraw.Draw(tile).text((4, PANEL + 3), text, fill=(255, 255, 255))
     return tile
@@ -168,7 +171,7 @@ def write_convention_sheet(
         for k, (cls, rle) in enumerate(((label.class_name, label.rle), (name, pred["segmentation"]))):
             cut = Image.fromarray(masklib.decode(rle)[box[1] : box[3], box[0] : box[2]] * 255)
             grown = (np.asarray(cut.resize(size, Image.Resampling.NEAREST)) > 0).astype(np.uint8)
-            tile.paste(_panel(crop, [(cls, masklib.encode(grown), False)]), (k * PANEL, 0))
+            tile.paste(_panel(crop, [(cls, masklib.encode(grown), False)], split.classes), (k * PANEL, 0))
         caption = f"label {annotation_id} | prediction ({Path(image.file_name).name})"
         ImageDraw.Draw(tile).text((4, PANEL + 3), caption[:CAPTION_CHARS], fill=(255, 255, 255))
         sheet.paste(tile, ((n % COLUMNS) * 2 * PANEL, CAPTION + (n // COLUMNS) * (PANEL + CAPTION)))
