@@ -1116,6 +1116,57 @@ def test_split_is_deterministic_by_seed(tmp_path: Path) -> None:
     assert sum(s == "val" for s in outputs[0][2].values()) == 4
 
 
+def test_a_growing_export_keeps_every_earlier_photo_in_its_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`label pull --ingest` after every labelling session re-split the whole data set: photos moved
+    between train and val, so mAP of two rounds measured other photos and a model had trained on
+    photos its next val held. With the same seed and val fraction each photo keeps its split."""
+    full = make_export(tmp_path, n_images=30)
+    first_images = full["images"][:20]
+    ids = {im["id"] for im in first_images}
+    first = {
+        **full,
+        "images": first_images,
+        "annotations": [a for a in full["annotations"] if a["image_id"] in ids],
+    }
+    out = tmp_path / "dataset"
+    ingest_export(write_export(tmp_path, first, "images/round1.json"), out=out)
+    before = _split_of(out)
+    assert len(before) == 20 and list(before.values()).count("val") == 4
+    for split in ("train", "val"):  # a data set from before sha256 was recorded: hashed from its photos
+        doc = json.loads((out / f"{split}.json").read_text())
+        for image in doc["images"]:
+            del image["sha256"]
+        (out / f"{split}.json").write_text(json.dumps(doc))
+    grown = write_export(tmp_path, full, "images/round2.json")
+    with pytest.raises(SystemExit):
+        main(["ingest", str(grown), "--out", str(out), "--no-plot"])
+    said = " ".join(capsys.readouterr().out.split())
+    after = _split_of(out)
+    assert {name: after[name] for name in before} == before  # not one earlier photo moved
+    assert list(after.values()).count("val") == 6  # new photos fill val to its share of 30
+    assert "kept 20 photo(s) in the split the earlier ingest gave them" in said
+    assert json.loads((out / "dataset.json").read_text())["counts"]["split_kept"] == 20
+    fresh = ingest_export(grown, out=out, seed=7)  # other settings: a new split
+    assert fresh.counts["split_kept"] == 0 and _split_of(out) != after
+
+
+def test_split_groups_keeps_earlier_splits_and_never_leaks() -> None:
+    from officescore.ingest.split import split_groups
+
+    classes = [{"desk"}, {"desk"}, {"chair"}, {"chair"}, {"desk"}, {"chair"}]
+    groups = [0, 0, 2, 3, 4, 5]  # images 0 and 1 are duplicates: one was in train, a new one joins
+    previous = ["train", None, "val", None, None, "train"]
+    got = split_groups(groups, classes, 0.3, seed=0, previous=previous)
+    assert got[2] == "val" and got[5] == "train" and got[0] == got[1] == "train"
+    assert split_groups(groups, classes, 0.3, seed=0, previous=["val", "train", *previous[2:]])[:2] == [
+        "val",
+        "val",
+    ]  # a group with any val photo stays in val: no duplicate in train
+    assert split_groups(groups, classes, 0.3, seed=0) == split_groups(groups, classes, 0.3, 0, [None] * 6)
+
+
 def test_no_val_when_fraction_zero(tmp_path: Path) -> None:
     export = write_export(tmp_path, make_export(tmp_path, n_images=5))
     result = ingest_export(export, out=tmp_path / "dataset", val_fraction=0.0)

@@ -102,6 +102,12 @@ def ingest(
         f"{counts['val']['images']} val images, {len(result.classes)} classes, "
         f"{len(result.problems)} problem(s) fixed or dropped" + (f"; plot {png}" if png else "")
     )
+    if counts.get("split_kept"):
+        console.print(
+            f"kept {counts['split_kept']} photo(s) in the split the earlier ingest gave them (same --seed "
+            "and --val-fraction), so val stays comparable; new photos were split around them",
+            soft_wrap=True,
+        )
     after = _earlier_data_set(result.out)
     if before is not None and after is not None and before["export"] != after["export"]:
         # ingest replaces, it never merges: say so when the data set came from another export file

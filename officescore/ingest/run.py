@@ -49,7 +49,14 @@ from officescore.ingest.checks import (
 )
 from officescore.ingest.locate import AS_WRITTEN, WITHOUT_UPLOAD_PREFIX, ImageFinder, Located
 from officescore.ingest.split import duplicate_groups, split_groups
-from officescore.ingest.write import DATASET_FORMAT, DATASET_VERSION, check_out, unique_names, write_dataset
+from officescore.ingest.write import (
+    DATASET_FORMAT,
+    DATASET_VERSION,
+    check_out,
+    earlier_split,
+    unique_names,
+    write_dataset,
+)
 from officescore.progress import SILENT, Reporter
 
 # Perceptual-hash (64-bit imagehash.phash) Hamming distance at or below which two images are near
@@ -482,7 +489,9 @@ def ingest_export(
     unique_names(kept)
     groups = duplicate_groups([im.sha256 for im in kept], [im.phash for im in kept], PHASH_THRESHOLD)
     image_classes = [{a.class_name for a in im.annotations if not a.iscrowd} for im in kept]
-    assignment = split_groups(groups, image_classes, val_fraction, seed)
+    earlier = earlier_split(out, seed, val_fraction)
+    previous = [earlier.get(im.sha256) for im in kept]
+    assignment = split_groups(groups, image_classes, val_fraction, seed, previous)
     splits = {s: [im for im, a in zip(kept, assignment, strict=True) if a == s] for s in ("train", "val")}
 
     dropped_images = len(data["images"]) - len(kept)
@@ -496,6 +505,7 @@ def ingest_export(
     }
     dup_groups = _group_names(groups, kept)
     counts["duplicate_groups"] = len(dup_groups)
+    counts["split_kept"] = sum(split is not None for split in previous)  # placed by an earlier ingest
     meta = {
         "format": DATASET_FORMAT,
         "version": DATASET_VERSION,

@@ -52,10 +52,17 @@ def duplicate_groups(sha256s: Sequence[str], phashes: Sequence[int], threshold: 
 
 
 def split_groups(
-    groups: Sequence[int], image_classes: Sequence[set[str]], val_fraction: float, seed: int
+    groups: Sequence[int],
+    image_classes: Sequence[set[str]],
+    val_fraction: float,
+    seed: int,
+    previous: Sequence[str | None] = (),
 ) -> list[str]:
     """'train' or 'val' per image. Deterministic for a seed; duplicates stay together.
 
+    `previous`: per image, the split an earlier ingest gave it (None: a new photo). Those keep it
+    (a group with any val photo stays in val, so nothing leaks), so val stays the same photos as
+    the data set grows and mAP stays comparable; only new groups are placed, as below.
     First, groups move to val until every class with >= 2 images is in val (greedy: most missing
     classes per group first), as long as train keeps an image of each class. Then shuffled groups fill val
     up to round(val_fraction * images) (at least one image when there are two or more), again
@@ -69,6 +76,8 @@ def split_groups(
         members.setdefault(group, []).append(i)
     order = sorted(members)
     random.Random(seed).shuffle(order)
+    earlier = {group: {previous[i] for i in members[group]} if previous else {None} for group in order}
+    placed = {group for group in order if earlier[group] - {None}}
 
     def classes_of(group: int) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -96,12 +105,17 @@ def split_groups(
             in_train[name] -= count
 
     target = max(1, round(val_fraction * n)) if n >= 2 else 0
+    for group in order:
+        if "val" in earlier[group]:
+            move(group)
+    free = [group for group in order if group not in placed]
     # Cover classes greedily: the group adding the most missing classes, then the smallest, then
     # shuffled order. Few forced picks leave more of val to chance, so val stays representative.
-    missing = {name for name, count in in_train.items() if count >= 2}
+    covered = {name for group in val for name in group_classes[group]}
+    missing = {name for name, count in in_train.items() if count >= 2} - covered
     rank = {g: i for i, g in enumerate(order)}
     while missing:
-        candidates = [g for g in order if g not in val and missing & group_classes[g].keys() and can_move(g)]
+        candidates = [g for g in free if g not in val and missing & group_classes[g].keys() and can_move(g)]
         if not candidates:
             break
         best = min(
@@ -109,7 +123,7 @@ def split_groups(
         )
         move(best)
         missing -= group_classes[best].keys()
-    for group in order:
+    for group in free:
         if val_images >= target:
             break
         if group not in val and val_images + len(members[group]) <= target and can_move(group):

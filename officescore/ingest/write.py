@@ -16,7 +16,7 @@ from typing import Any
 
 from officescore import masks
 from officescore.errors import DataError
-from officescore.files import atomic_write_json
+from officescore.files import atomic_write_json, sha256_file
 from officescore.ingest.checks import ImageRecord
 from officescore.ingest.locate import meant_path
 from officescore.progress import Reporter
@@ -71,6 +71,28 @@ def _is_dataset(folder: Path) -> bool:
     return isinstance(meta, dict) and meta.get("format") == DATASET_FORMAT
 
 
+def earlier_split(out: Path, seed: int, val_fraction: float) -> dict[str, str]:
+    """sha256 -> "train" / "val" of the photos in the data set at `out`, when it was split with the
+    same seed and val fraction (else {}: other settings ask for a new split)."""
+    try:
+        meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
+        if meta.get("format") != DATASET_FORMAT or (meta.get("seed"), meta.get("val_fraction")) != (
+            seed,
+            val_fraction,
+        ):
+            return {}
+        found: dict[str, str] = {}
+        for split in ("train", "val"):
+            for entry in json.loads((out / f"{split}.json").read_text(encoding="utf-8"))["images"]:
+                photo = out / entry["file_name"]
+                digest = entry.get("sha256") or (sha256_file(photo) if photo.is_file() else None)
+                if digest:  # data sets written before sha256 was recorded: hashed here
+                    found[digest] = split
+        return found
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # no readable data set there: a new split
+
+
 def check_out(out: Path, images_dir: Path) -> None:
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder; choose another --out")
@@ -115,6 +137,7 @@ def _coco_split(
                 "width": image.width,
                 "height": image.height,
                 "original_file_name": image.file_name,
+                "sha256": image.sha256,  # a later ingest keeps this photo in its split
             }
         )
         for ann in image.annotations:
