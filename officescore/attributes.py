@@ -54,6 +54,10 @@ class Attribute:
             raise ValueError(f"{raw!r:.30} is not yes/no")
         if isinstance(raw, str) and raw.strip() in self.values:
             return raw.strip()
+        if isinstance(raw, str):  # "Floor" from a tool whose choices were typed capitalised
+            same = [v for v in self.values if str(v).casefold() == raw.strip().casefold()]
+            if len(same) == 1:
+                return same[0]
         raise ValueError(f"{raw!r:.30} is not one of {', '.join(map(str, self.values))}")
 
     def index(self, value: Value) -> int:

@@ -28,6 +28,14 @@ def test_default_schema_declares_the_three_sample_attributes() -> None:
     assert lamp is not None and lamp.parse("floor") == "floor"
     with pytest.raises(ValueError):
         lamp.parse("ceiling")
+    # a tool whose choices were typed capitalised: "Floor" was dropped as not one of desk, floor
+    assert lamp.parse("Floor") == "floor" and lamp.parse(" DESK ") == "desk"
+    from officescore.attributes import Attribute
+
+    twins = Attribute("lamp", "kind", "choice", ("floor", "Floor"), "floor")
+    assert twins.parse("Floor") == "Floor" and twins.parse("floor") == "floor"  # exact first
+    with pytest.raises(ValueError):
+        twins.parse("FLOOR")  # two values it could mean: not guessed
     assert AttributeSchema.from_dict(schema.to_dict()) == schema  # survives dataset.json / checkpoints
     assert schema.restricted(["chair"]).to_dict() == {"chair": schema.to_dict()["chair"]}
 
