@@ -882,6 +882,12 @@ def test_torchrun_ranks_infer_shards_and_rank0_writes(tiny: dict[str, Any], tmp_
     predictions = json.loads((tmp_path / "runs/eval/dist/predictions.json").read_text())
     single = predict_coco(tiny["model"], OfficeDataset(tiny["data"], "val"), "cpu", batch_size=1)
     assert_same_results(predictions, sorted(single, key=lambda r: (r["image_id"], -r["score"])))
+    assert doc.pop("evaluated") == {
+        "model": str(tiny["checkpoint"]),
+        "predictions": None,
+        "gt": str(tiny["data"] / "val.json"),
+        "split": "val",
+    }
     assert doc == evaluate_coco(tiny["data"] / "val.json", predictions)
 
 
