@@ -577,6 +577,25 @@ def test_folds_offline_say_how_to_train_without_pretrained_weights(
     assert '"weights": "none" in --train-args' in err and "--weights none" not in err, err
 
 
+def test_folds_with_a_damaged_weights_file_say_so(
+    clean: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A weights file placed by hand (as the offline advice says) that is cut short: its own advice,
+    delete it and download again, not a crash while audit rewords the offline advice."""
+    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    name = Path(MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.url).name
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / name
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"PK\x03\x04 cut short")
+    code, _, err = _cli(
+        ["audit", str(clean), "--folds", "2", "--device", "cpu", "--out", str(tmp_path / "a")], capsys
+    )
+    assert code == 2 and err.count("error:") == 1, err
+    assert "is unreadable" in err and "delete it and download" in err, err
+
+
 def test_cli_a_photo_that_no_longer_decodes_is_named_once(
     clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

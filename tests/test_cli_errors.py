@@ -294,6 +294,26 @@ def test_serve_on_a_port_in_use_is_a_one_line_error(
     assert err.strip().count("\n") == 0 and f"--port {port}: cannot listen on 127.0.0.1:{port}" in err
 
 
+def test_serve_may_restart_at_once_on_the_port_it_just_left() -> None:
+    """A server stopped a moment ago leaves its port in TIME_WAIT: Streamlit binds it again (as
+    Tornado sets SO_REUSEADDR), so the up-front check must not call it a port in use."""
+    import socket
+
+    from officescore.cli.serve import _check_address
+
+    with socket.socket() as server:  # the stopped Streamlit: Tornado listens with SO_REUSEADDR
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end waits in TIME_WAIT
+        client.recv(1)
+        client.close()
+    _check_address("127.0.0.1", port)  # no ConfigError
+
+
 @pytest.mark.timeout(60)
 def test_serve_coco_without_its_weights_offline_is_a_one_line_error(
     tmp_path: Path, clean_cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

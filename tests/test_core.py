@@ -101,6 +101,24 @@ def test_float_grey_photos_of_0_to_1_keep_their_tones(tmp_path: Path) -> None:
         assert np.abs(decoded - ramp).max() <= 1, name
 
 
+@pytest.mark.parametrize(
+    ("name", "values", "scale"),
+    [
+        ("big-endian.tif", ">u2", 257),  # Pillow: mode I;16B (Mac and scanner TIFFs)
+        ("grey16.pgm", "<u2", 257),  # mode I, values above 255
+        ("int32.tif", "<i4", 1),  # mode I holding 8-bit values: already the photo's tones
+    ],
+)
+def test_every_deep_grey_mode_keeps_its_tones(tmp_path: Path, name: str, values: str, scale: int) -> None:
+    grey = np.tile(np.arange(0, 256, 4), (16, 1))  # 16 x 64 ramp up to 252, then the 255 row
+    grey = np.vstack([grey, np.full((1, 64), 255)])
+    path = tmp_path / name
+    Image.fromarray((grey * scale).astype(values)).save(path)
+    with Image.open(path) as opened:
+        assert opened.mode in ("I;16B", "I")
+    assert np.abs(np.asarray(load_image(path))[..., 0].astype(int) - grey).max() <= 1
+
+
 def test_16_bit_grey_photos_keep_their_tones_everywhere_they_are_read(tmp_path: Path) -> None:
     """The other readers of photos: a click's photo from Label Studio, a scraped photo's perceptual
     hash (so duplicates are found), and the drawing of a score, all see the 8-bit photo."""

@@ -173,6 +173,25 @@ def test_export_that_differs_from_the_checkpoint_is_refused_and_removed(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shifted.onnx"]
 
 
+def test_an_export_that_fails_to_load_leaves_the_earlier_file_alone(
+    setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check crashing (the written file does not load, or Ctrl-C while it runs): the good file at
+    --out stays, and the file being checked is not left beside it (an ONNX Mask R-CNN is ~170 MB)."""
+    from officescore import model as model_module
+
+    def broken(path: Path, device: str) -> None:
+        raise ModelError(f"{path}: cannot load")
+
+    monkeypatch.setattr(model_module, "load_any", broken)
+    out = tmp_path / "model.torchscript.pt"
+    out.write_bytes(b"a good earlier export")
+    with pytest.raises(ModelError, match="cannot load"):
+        export_model(setup["checkpoint"], "torchscript", out=out)
+    assert out.read_bytes() == b"a good earlier export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
 @pytest.mark.parametrize(
     ("fmt", "parity", "fragment"),
     [

@@ -462,6 +462,14 @@ def test_cli_warns_when_the_model_cannot_detect_an_essential(
     with pytest.raises(SystemExit):  # a model with every essential class: no warning
         main(["score", photo, "--model", str(files["checkpoint"]), "--json"])
     assert "warning" not in capsys.readouterr().err
+    uncapped = tmp_path / "uncapped.toml"  # a rubric whose essentials cap nothing: nothing to warn of
+    uncapped.write_text(
+        "missing_essential_cap = 100\n[classes.desk]\npoints = 10\n[classes.monitor]\npoints = 10\n"
+        "[[essentials]]\nany_of = ['monitor']\n"
+    )
+    with pytest.raises(SystemExit):
+        main(["score", photo, "--model", str(blind), "--rubric", str(uncapped), "--json"])
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_cli_json_and_csv_of_a_photo_whose_name_is_not_utf8(
@@ -501,18 +509,29 @@ def test_cli_says_how_the_points_make_the_score(
         main(["score", photo, "--model", str(files["checkpoint"])])
     out = capsys.readouterr().out
     assert "Office score: 25/100" in out and "full marks" not in out
+    # Under the cap the essential took nothing off: the points are scaled, not "capped".
+    rubric.write_text(rubric.read_text().replace("missing_essential_cap = 20", "missing_essential_cap = 60"))
+    with pytest.raises(SystemExit):
+        main(["score", photo, "--model", str(files["checkpoint"]), "--rubric", str(rubric)])
+    out = capsys.readouterr().out
+    assert "Office score: 50/100" in out and "10 points of 20 full marks = 50/100" in out
+    assert "capped" not in out
 
 
 def test_cli_csv_naming_a_photo_is_refused(
-    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     photo = tmp_path / "office.jpg"
     photo.write_bytes((files["scenes"] / "scene_0.jpg").read_bytes())
+    monkeypatch.chdir(tmp_path)  # the photo named as written from inside its folder
     with pytest.raises(SystemExit) as info:
-        main(["score", str(tmp_path), "--model", str(files["checkpoint"]), "--csv", str(photo)])
+        main(["score", str(tmp_path), "--model", str(files["checkpoint"]), "--csv", "office.jpg"])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert f"--csv {photo}: is one of the photos being scored" in err and len(err.splitlines()) == 1
+    assert "--csv office.jpg: is one of the photos being scored" in err and len(err.splitlines()) == 1
     assert photo.read_bytes() == (files["scenes"] / "scene_0.jpg").read_bytes()
 
 

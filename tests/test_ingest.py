@@ -451,6 +451,7 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
     ("iscrowd_invalid", _set(_polygon_ann, iscrowd="yes"), "iscrowd_invalid", "set to 1", 6, 12),
     ("iscrowd_text_zero", _set(_polygon_ann, iscrowd="0"), "iscrowd_invalid", "set to 0", 6, 12),
     ("iscrowd_text_zero_point", _set(_polygon_ann, iscrowd="0.0"), "iscrowd_invalid", "set to 0", 6, 12),
+    ("iscrowd_text_false", _set(_polygon_ann, iscrowd="False"), "iscrowd_invalid", "set to 0", 6, 12),
     ("category_no_name", _append("categories", {"id": 7}), "category_invalid", "dropped", 6, 12),
     (
         "category_duplicate_id",

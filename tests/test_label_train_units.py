@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from officescore import masks as masklib
-from officescore.errors import DataError
+from officescore.errors import ConfigError, DataError
 from officescore.label import trainer as trainer_module
 from officescore.label.client import LabelStudioError
 from officescore.label.feedback import (
@@ -400,6 +400,20 @@ def test_a_webhook_whose_project_is_unreadable_is_refused_not_counted(
         assert trainer.notify("ANNOTATION_CREATED", {})["status"] == "counted"  # none given: ours
     finally:
         trainer.close()
+
+
+def test_a_second_backend_on_the_folder_is_refused_until_the_first_stops(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """Two `label backend --train` on one --backend-dir would both start jobs and write one state
+    file: the second is one line naming the folder, and may start once the first has stopped."""
+    first = Trainer(_settings(tmp_path), "not-a-key", project_id=12)
+    try:
+        with pytest.raises(ConfigError, match="another `label backend --train` uses this folder"):
+            Trainer(_settings(tmp_path), "not-a-key", project_id=12)
+    finally:
+        first.close()
+    Trainer(_settings(tmp_path), "not-a-key", project_id=12).close()
 
 
 def _two_labels_and_a_job_that_fails(trainer: Trainer, jobs: list[FakeJob]) -> None:

@@ -495,6 +495,35 @@ def test_a_slow_drip_is_cut_off_at_the_total_timeout(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.part"))
 
 
+class _Broken(FakeServer):
+    """A photo whose body stops: /stall pauses past the read timeout halfway, /cut closes the
+    connection short of its Content-Length."""
+
+    def route(self, method: str, path: str, query: dict, body: bytes, headers: dict) -> Reply:
+        jpeg = encode(scene(9))
+        if path == "/stall":
+            return Reply(200, jpeg, {"Content-Type": "image/jpeg"}, chunks=2, pause=1.0)
+        cut = {"Content-Type": "image/jpeg", "Content-Length": str(len(jpeg) + 1000)}
+        return Reply(200, jpeg, cut, close_delimited=True)
+
+
+def test_a_body_that_stops_halfway_is_retried_then_reported(tmp_path: Path) -> None:
+    """Read piece by piece (read1), a stalled or cut body raises urllib3's own errors, not requests'
+    wrapped ones: each is a retried timeout or unavailable, never an error that stops the scrape."""
+    from officescore.scrape import download
+
+    server = _Broken().start()
+    try:
+        fetcher = download.Downloader(replace(PRIVATE_OK, read_timeout=0.3, retries=1), tmp_path)
+        stalled, cut = fetcher.fetch(f"{server.url}/stall"), fetcher.fetch(f"{server.url}/cut")
+    finally:
+        server.stop()
+    assert (stalled.status, stalled.attempts) == ("timeout", 2), stalled
+    assert (cut.status, cut.attempts) == ("unavailable", 2), cut
+    assert "download interrupted" in (stalled.error or "") and "download interrupted" in (cut.error or "")
+    assert not list(tmp_path.glob(".*.part"))
+
+
 class _Busy(FakeServer):
     """An image CDN that answers a burst with 429 (Retry-After: 1, or none) before the photo."""
 
@@ -522,11 +551,13 @@ def test_an_image_host_429_is_waited_out_and_retried(tmp_path: Path) -> None:
         after = fetcher.fetch(f"{server.url}/after")
         waited = time.monotonic() - started
         bare = fetcher.fetch(f"{server.url}/bare")
+        bare_waited = time.monotonic() - started - waited
     finally:
         server.stop()
     assert after.status == "fetched" and after.attempts == 2, after
-    assert waited >= 1.0  # its Retry-After was honoured
+    assert 1.0 <= waited < 5.0  # its Retry-After was honoured, and no more than that
     assert bare.status == "fetched" and bare.attempts == 3, bare
+    assert bare_waited < 5.0  # no Retry-After: the usual backoff, not the longest wait
     after.discard()
     bare.discard()
 

@@ -170,6 +170,36 @@ def test_the_summary_says_which_failed_downloads_the_next_run_tries_again(
     assert "timeout and unavailable: the next run tries these again (12 attempts in all)" in text
 
 
+def test_a_second_scrape_into_the_folder_is_refused_before_any_call(
+    cwd: Path, capsys: pytest.CaptureFixture[str], host: ImageHost
+) -> None:
+    """Two scrapes into one --out would pay for the same pages: the second is one line, at once."""
+    import threading
+
+    from officescore.files import hold_lock
+    from officescore.scrape.run import LOCK_NAME
+
+    (cwd / "raw").mkdir()
+    held = hold_lock(cwd / "raw" / LOCK_NAME)  # the first scrape, still running
+    let_go = threading.Timer(10, held.close)  # a scrape that waited for it would then go on
+    let_go.start()
+    server = FakeOpenverse(lambda q, i: f"{host.url}/good/{i % 12}?i={i}", total=20).start()
+    try:
+        args = ["-q", "cozy office", "--provider", "openverse", "--api-endpoint", server.url, "--out", "raw"]
+        args += ["--allow-private-hosts", "--min-size", "64", "-n", "20"]
+        code, _, err = run_cli(args, capsys)
+        assert code == 2 and err.startswith("error: another scrape is writing to raw"), err
+        assert len(err.splitlines()) == 1
+        assert server.counts.total() == 0
+        let_go.cancel()
+        held.close()
+        assert run_cli(args, capsys)[0] == 0  # the first one stopped: free again
+    finally:
+        let_go.cancel()
+        held.close()
+        server.stop()
+
+
 def test_status_and_export_read_a_folder_that_cannot_be_written(
     cwd: Path, capsys: pytest.CaptureFixture[str], host: ImageHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -447,6 +447,12 @@ def test_non_finite_loss_names_the_step(tiny_data: Path, tmp_path: Path) -> None
         train(config)
     assert "at epoch" in str(info.value) and "(step " in str(info.value)
     assert "--lr 1e+11" in str(info.value)  # a tenth of the peak lr, not of the warm-up lr
+    # The failed run lets its folder go, though `info` (as a notebook's last error) keeps its frames:
+    # `--resume` with a lower --lr in the same session is not refused as another training's folder.
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    held = lock_run_dir(run_dir)
+    assert held is not None
+    held.close()
 
 
 def _cli_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
