@@ -555,3 +555,21 @@ def test_cli_bad_options_one_line(
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
+
+
+def test_csv_columns_of_classes_named_like_its_own_columns_are_told_apart(tmp_path: Path) -> None:
+    """A model whose classes include "score" or "label" wrote two "score" columns; a reader (a
+    spreadsheet's lookup, csv.DictReader) took one of them."""
+    import csv
+
+    from officescore.infer import Detection, ImageResult
+    from officescore.infer.predictor import PhotoScore, write_csv
+
+    mask = masklib.encode(np.ones((4, 4), np.uint8))
+    found = [Detection(name, 0.9, [0.0, 0.0, 4.0, 4.0], mask, 1.0) for name in ("score", "label", "desk")]
+    photo = PhotoScore(ImageResult("office.jpg", 4, 4, found), score_office(found))
+    write_csv(tmp_path / "scores.csv", [photo])
+    with (tmp_path / "scores.csv").open(newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["score"] == str(photo.score.total) and row["label"] == photo.score.label
+    assert row["score (count)"] == "1" and row["label (count)"] == "1" and row["desk"] == "1"

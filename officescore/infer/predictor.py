@@ -553,7 +553,10 @@ def write_csv(path: Path, photos: Sequence[PhotoScore]) -> None:
     classes = [row.class_name for row in scored.breakdown] if scored is not None else []
     found = sorted({d.class_name for p in photos for d in p.result.detections} - set(classes))
     classes += found
-    header = ["path", "score", "label", "objects", *classes, "error"]
+    fixed = ("path", "score", "label", "objects", "error")
+    # A class named like a fixed column ("score", "label") gets its own name: two "score" columns
+    # would make every reader pick one of them.
+    header = [*fixed[:4], *(f"{c} (count)" if c in fixed else c for c in classes), "error"]
     rows = []
     for photo in photos:
         score = photo.score
