@@ -440,6 +440,9 @@ def test_resume_continues_the_same_tensorboard_and_mlflow_run(
     events = _events(run_dir)
     assert [step for step, _ in _scalars(events, "train/loss")] == [1, 2, 3, 4]
     assert [step for step, _ in _scalars(events, "val/segm_map")] == [1, 2]
+    # The run's settings once: a resume (same settings, from its checkpoint) wrote them a second time.
+    (text,) = events.Tensors("args/text_summary")
+    assert text.step == 0 and '"arch": "maskrcnn_resnet18_fpn"' in text.tensor_proto.string_val[0].decode()
     rows = _csv_rows(run_dir)
     assert [v for _, v in _scalars(events, "epoch/loss")] == pytest.approx([float(r["loss"]) for r in rows])
 

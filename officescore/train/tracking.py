@@ -275,6 +275,7 @@ class TensorBoardTracker:
         self.run_dir, self.project = run_dir, project
         # On --resume, purge_step hides what the stopped run logged after its last checkpoint.
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+        self.resuming = purge_step is not None
 
     def describe(self) -> str:
         return f"tensorboard: event files in {self.run_dir} (view: tensorboard --logdir {self.project})"
@@ -283,7 +284,8 @@ class TensorBoardTracker:
         from torch.utils.tensorboard.summary import hparams
 
         params = flat_params(args)
-        self.writer.add_text("args", "```\n" + json.dumps(args, indent=2, default=str) + "\n```")
+        if not self.resuming:  # a resume trains on the run's own settings: written once, at its start
+            self.writer.add_text("args", "```\n" + json.dumps(args, indent=2, default=str) + "\n```")
         # The HParams dashboard: written into this run's own folder (add_hparams would make a
         # sub-run); its metrics are the val/ scalars logged each epoch.
         experiment, start_info, self._end_info = hparams(params, {f"val/{k}": 0.0 for k in METRIC_KEYS})
