@@ -306,12 +306,12 @@ def test_review_tasks_suggest_only_confident_detections_and_keep_each_labels_own
             assert _iou(got, own) >= 0.9, (image.id, label.id)
 
 
-def test_review_tasks_keep_ignore_regions_out_of_the_annotation(clean: Path, tmp_path: Path) -> None:
-    """An ignore region (iscrowd 1: a crowd, or an object ingest kept as its box) is no region of the
-    review annotation: `label pull` reads every region back as an object. It is listed in the task
-    data (id, class, box) instead; the photo's objects are all there."""
+def test_review_tasks_keep_ignore_regions_apart_from_the_objects(clean: Path, tmp_path: Path) -> None:
+    """An ignore region (iscrowd 1: a crowd, or an object ingest kept as its box) is no mask region of
+    the review annotation: `label pull` reads those back as objects. It is a rectangle of the ignore
+    tag, which pull reads back as an ignore region, and listed in the task data (id, class, box)."""
     from officescore.curate.labelstudio import audit_tasks
-    from officescore.label.formats import read_tasks, result_regions
+    from officescore.label.formats import read_tasks, result_ignore_regions, result_regions
 
     split = load_split(clean, "train")
     image = next(image for image in split.images if len(image.labels) >= 2)
@@ -321,16 +321,22 @@ def test_review_tasks_keep_ignore_regions_out_of_the_annotation(clean: Path, tmp
     issue = {"rank": 1, "kind": "bad_mask", "score": 0.9, "image_id": image.id, "file_name": image.file_name,
              "annotation_id": first.id, "class": first.class_name, "suggested_class": None,
              "bbox": first.bbox}  # fmt: skip
-    path, _, count = audit_tasks(tmp_path / "review.json", split, [], [issue], "audit-test")
+    path, config, count = audit_tasks(tmp_path / "review.json", split, [], [issue], "audit-test")
     (task,) = read_tasks(path)
     labelled = result_regions(task["annotations"][0]["result"])
     assert [r.class_name for r in labelled] == [label.class_name for label in image.labels[:-1]]
     assert task["data"]["ignore_regions"] == [
         {"annotation_id": crowd.id, "class": crowd.class_name, "bbox": [float(v) for v in crowd.bbox]}
     ]
-    crowd.iscrowd = 0  # a photo without ignore regions lists none
-    (task,) = read_tasks(audit_tasks(tmp_path / "again.json", split, [], [issue], "audit-test")[0])
-    assert "ignore_regions" not in task["data"]
+    # drawn as a rectangle of the config's ignore tag, which `label pull` reads as an ignore region
+    assert '<RectangleLabels name="ignore"' in config.read_text()
+    (box,) = result_ignore_regions(task["annotations"][0]["result"])
+    assert box.class_name == crowd.class_name and box.extra == {"iscrowd": 1}
+    assert masklib.bbox(box.mask) == pytest.approx(crowd.bbox, abs=1)
+    crowd.iscrowd = 0  # a photo without ignore regions lists none, and its config has no ignore tag
+    again, config, _ = audit_tasks(tmp_path / "again.json", split, [], [issue], "audit-test")
+    (task,) = read_tasks(again)
+    assert "ignore_regions" not in task["data"] and "RectangleLabels" not in config.read_text()
     assert len(result_regions(task["annotations"][0]["result"])) == len(image.labels)
 
 

@@ -121,27 +121,32 @@ def pixels(points: list[list[float]]) -> list[float]:
     return [v for x, y in points for v in (x * WIDTH / 100.0, y * HEIGHT / 100.0)]
 
 
-def test_pull_says_which_labelled_regions_are_no_masks(tmp_path: Path) -> None:
-    """A box tool the project owner added in the UI: its rectangles were left out without a word.
-    The smart tools' keypoints and boxes (click to mask) are pointers, not labels: not counted."""
+def test_pull_writes_rectangles_as_ignore_regions_and_says_what_it_left_out(tmp_path: Path) -> None:
+    """A box tool the project owner added in the UI (or a review task's ignore tag): its rectangles
+    were left out without a word. They are ignore regions (iscrowd 1, the rectangle turned as drawn:
+    Label Studio turns it about its top-left corner); an ellipse is left out and said. The smart
+    tools' keypoints and boxes (click to mask) are pointers, not labels: neither."""
     photos = write_photos(tmp_path / "root" / "photos", n=1)
     config = (
         LabelSchema(CLASSES, interactive=True)
         .config_xml()
         .replace(
             "</View>",
-            '<RectangleLabels name="boxes" toName="image"><Label value="desk"/></RectangleLabels></View>',
+            '<RectangleLabels name="boxes" toName="image"><Label value="desk"/></RectangleLabels>'
+            '<EllipseLabels name="rounds" toName="image"><Label value="desk"/></EllipseLabels></View>',
         )
     )
 
-    def region(kind: str, tag: str, label: str) -> dict[str, Any]:
-        value = {"x": 10, "y": 10, "width": 20, "height": 20, kind: [label]}
-        return {"id": f"{tag}{label}", "type": kind, "from_name": tag, "to_name": "image", "value": value}
+    def region(kind: str, tag: str, label: str, **value: float) -> dict[str, Any]:
+        where = {"x": 10.0, "y": 10.0, "width": 25.0, "height": 50.0, **value, kind: [label]}
+        return {"id": f"{tag}{label}", "type": kind, "from_name": tag, "to_name": "image", "value": where,
+                "original_width": WIDTH, "original_height": HEIGHT}  # fmt: skip
 
     result = [
         polygon_region([[10, 10], [40, 10], [40, 40]], "chair", WIDTH, HEIGHT),
         region("rectanglelabels", "boxes", "desk"),
-        region("rectanglelabels", "boxes", "monitor"),
+        region("rectanglelabels", "boxes", "monitor", x=50.0, rotation=90.0),
+        region("ellipselabels", "rounds", "desk"),
         region("rectanglelabels", "box", "desk"),  # the smart box a labeller drew to get a mask
         {**region("keypointlabels", "click", "desk"), "is_positive": True},
     ]
@@ -153,5 +158,17 @@ def test_pull_says_which_labelled_regions_are_no_masks(tmp_path: Path) -> None:
         }
     ]
     pulled = pull_project(StandIn(tasks, config), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
-    assert (pulled.annotations, pulled.skipped) == (1, {"boxes (rectanglelabels)": 2})
-    assert pulled.to_dict()["skipped"] == {"boxes (rectanglelabels)": 2}
+    assert (pulled.annotations, pulled.ignore_regions) == (3, 2)
+    assert pulled.skipped == {"rounds (ellipselabels)": 1}
+    assert (
+        pulled.to_dict()["skipped"] == {"rounds (ellipselabels)": 1}
+        and pulled.to_dict()["ignore_regions"] == 2
+    )
+    coco = json.loads(pulled.export.read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    boxes = {names[a["category_id"]]: a for a in coco["annotations"] if a["iscrowd"] == 1}
+    # 25 % x 50 % of 128 x 96 from (12.8, 9.6): 32 x 48 pixels
+    assert boxes["desk"]["bbox"] == pytest.approx([13, 10, 32, 48], abs=1)
+    # turned 90 degrees clockwise about (64, 9.6): 48 wide to the left of x = 64, 32 down
+    assert boxes["monitor"]["bbox"] == pytest.approx([16, 10, 48, 32], abs=1)
+    assert [a["iscrowd"] for a in coco["annotations"] if names[a["category_id"]] == "chair"] == [0]

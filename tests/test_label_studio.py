@@ -541,6 +541,89 @@ def test_suggestions_at_the_photo_edges_survive_label_studio_and_ingest(
     assert [p for p in pulled["ingest"]["problems"] if p["kind"] == "outside_image"] == []
 
 
+def test_ignore_regions_survive_a_review_in_label_studio(
+    labelstudio: LabelStudioServer,
+    key: str,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """audit --labelstudio -> push --review -> pull --ingest: an ignore region (a chair kept as its
+    box) came back missing, so the chair counted as background the model must not find. It is a
+    rectangle of the review config's ignore tag, and pull writes rectangles as ignore regions."""
+    from officescore.curate.labels import load_split
+    from officescore.curate.labelstudio import audit_tasks
+    from officescore.ingest import ingest_export
+
+    photos = tmp_path / "photos"
+    shutil.copytree(files["photos"], photos)
+    names = sorted(p.name for p in photos.iterdir())
+    desk = [10.0, 40.0, 60.0, 40.0, 60.0, 90.0, 10.0, 90.0]
+    coco = {
+        "images": [{"id": i, "file_name": n, "width": 128, "height": 96} for i, n in enumerate(names, 1)],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "segmentation": [desk],
+                "bbox": [10, 40, 50, 50],
+                "iscrowd": 0,
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 2,
+                "bbox": [70.0, 20.0, 30.0, 44.0],
+                "iscrowd": 0,
+            },  # a box only
+            {
+                "id": 3,
+                "image_id": 2,
+                "category_id": 2,
+                "segmentation": [desk],
+                "bbox": [10, 40, 50, 50],
+                "iscrowd": 0,
+            },  # a chair with a mask: the class stays in the data set
+        ],
+        "categories": [{"id": 1, "name": "desk"}, {"id": 2, "name": "chair"}],
+    }
+    (photos / "annotations.json").write_text(json.dumps(coco))
+    ingest_export(photos / "annotations.json", out=tmp_path / "before", val_fraction=0.0)
+    split = load_split(tmp_path / "before", "train")
+    image = next(im for im in split.images if len(im.labels) == 2)
+    assert sorted(lab.iscrowd for lab in image.labels) == [0, 1]  # the chair is an ignore region
+    issue = {"rank": 1, "kind": "bad_mask", "score": 0.9, "image_id": image.id, "file_name": image.file_name,
+             "annotation_id": image.labels[0].id, "class": "desk", "suggested_class": None,
+             "bbox": [10, 40, 50, 50]}  # fmt: skip
+    other = next(im for im in split.images if im.labels and im.labels[0].class_name == "chair")
+    second = {
+        **issue,
+        "image_id": other.id,
+        "file_name": other.file_name,
+        "annotation_id": other.labels[0].id,
+    }
+    review, config, _ = audit_tasks(tmp_path / "review.json", split, [], [issue, second], "audit-test")
+    assert '<RectangleLabels name="ignore"' in config.read_text()
+    title = "reviewed with ignore regions"
+    code, _, err = run(
+        ["label", "push", "--review", str(review), "--url", labelstudio.url, "--project", title], capsys
+    )
+    assert code == 0, err
+    export = tmp_path / "export"
+    code, out, err = run(
+        ["label", "pull", "--url", labelstudio.url, "--project", title, "--out", str(export)]
+        + ["--ingest", str(tmp_path / "after")],
+        capsys,
+    )
+    assert code == 0, err
+    assert "1 rectangle(s) written as ignore regions" in " ".join(out.split())
+    again = next(im for im in load_split(tmp_path / "after", "train").images if len(im.labels) == 2)
+    chair = next(lab for lab in again.labels if lab.class_name == "chair")
+    assert chair.iscrowd == 1 and [round(v) for v in chair.bbox] == [70, 20, 30, 44]
+    assert [lab.class_name for lab in again.labels if not lab.iscrowd] == ["desk"]
+
+
 def test_label_studio_asks_the_ml_backend_and_gets_the_newer_checkpoint(
     labelstudio: LabelStudioServer, key: str, files: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -258,6 +258,12 @@ def pull(
         f"{len(result.classes)} classes; {result.unlabelled} task(s) not labelled yet",
         soft_wrap=True,
     )
+    if result.ignore_regions:
+        console.print(
+            f"{result.ignore_regions} rectangle(s) written as ignore regions (an object neither learnt "
+            "from nor counted as missed; draw a polygon or brush mask to train on it)",
+            soft_wrap=True,
+        )
     if result.several:
         console.print(
             f"note: {result.several} task(s) were labelled more than once (several labellers?); "
@@ -267,8 +273,8 @@ def pull(
     for tag, count in result.skipped.items():
         err_console.print(
             Text(
-                f"warning: left out {count} region(s) of {tag}: pull reads masks only (polygon or "
-                "brush regions); redraw them with the polygon or brush tool",
+                f"warning: left out {count} region(s) of {tag}: pull reads masks (polygon or brush "
+                "regions) and rectangles (ignore regions); redraw them with the polygon or brush tool",
                 style="yellow",
             ),
             soft_wrap=True,

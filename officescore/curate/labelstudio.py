@@ -3,11 +3,12 @@ in the one task format officescore has (officescore.label.formats, as prelabel w
 
 audit: each flagged photo (an issue scoring at least REVIEW_SCORE) becomes a task whose annotation is
 the current labels and whose prediction is the model's suggestion (its detections at >= 0.5), with
-the photo's issues in task data; ignore regions (iscrowd 1) are listed there too, not drawn as
-regions, which `label pull` would read back as objects. select: each chosen photo becomes a task
-with the model's detections as pre-annotations. Photos are referenced as Label Studio local files
-relative to the folder that holds them all (serve it with LOCAL_FILES_DOCUMENT_ROOT, as for
-prelabel), and by `data.path`, relative to the tasks file, which `label push --review` uploads.
+the photo's issues in task data; ignore regions (iscrowd 1) are drawn as rectangles of the config's
+ignore tag (and listed in the task data), which `label pull` reads back as ignore regions.
+select: each chosen photo becomes a task with the model's detections as pre-annotations. Photos are
+referenced as Label Studio local files relative to the folder that holds them all (serve it with
+LOCAL_FILES_DOCUMENT_ROOT, as for prelabel), and by `data.path`, relative to the tasks file, which
+`label push --review` uploads.
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ def _detections(results: list[dict[str, Any]], classes: list[str], width: int, h
 
 
 def _objects_and_ignore_regions(labels: Sequence[Any]) -> tuple[list[Any], list[dict[str, Any]]]:
-    """The labels that go into the review annotation, and the ignore regions (iscrowd 1) kept out.
+    """The objects of the review annotation, and the ignore regions (iscrowd 1) apart from them.
 
-    Label Studio regions have no crowd flag and `label pull` reads every region as an object, so an
-    ignore region in the annotation would come back as an object (often a box-shaped mask). They
-    are listed in the task data instead: annotation id, class and box.
+    Label Studio regions have no crowd flag: an ignore region drawn as a polygon would come back
+    from `label pull` as an object. They are rectangles of the ignore tag instead (pull reads those
+    as ignore regions) and are listed in the task data: annotation id, class and box.
     """
     objects = [lab for lab in labels if not lab.iscrowd]
     ignored = [
@@ -94,7 +95,10 @@ def audit_tasks(
                 )  # fmt: skip
     images = [image for image in split.images if image.id in flagged or image.id in grouped]
     # the data set's attributes as per-region choices: labelled values shown, fixable, pulled back
-    schema = LabelSchema(tuple(split.classes), "polygon", attributes=split.attributes)
+    ignore_boxes = any(lab.iscrowd for image in images for lab in image.labels)
+    schema = LabelSchema(
+        tuple(split.classes), "polygon", attributes=split.attributes, ignore_boxes=ignore_boxes
+    )
     by_image: dict[int, list[dict[str, Any]]] = {}
     for r in results:
         if r["score"] >= SUGGEST_CONF:
@@ -130,6 +134,7 @@ def audit_tasks(
                     for lab in objects
                 ],
                 data=data,
+                ignore_regions=[{"category": x["class"], "bbox": x["bbox"]} for x in ignored],
             )
         )
     tasks_file, config = write_tasks(Path(out), tasks, schema)

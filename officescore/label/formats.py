@@ -85,6 +85,10 @@ def choices_name(attribute: Attribute) -> str:
 # Click to mask (officescore.label.interactive): Label Studio's smart tools send a click or a box to
 # the ML backend, which answers with a brush mask in the ANSWER_TAG (or the project's own BrushLabels).
 SMART_CLICK_TAG, SMART_BOX_TAG, ANSWER_TAG = "click", "box", "mask"
+# A rectangle from a plain (not smart) RectangleLabels tag is an ignore region (COCO iscrowd 1: an
+# object neither learnt from nor counted as missed), as ingest reads a box without a mask; review
+# tasks draw the data set's ignore regions in this tag, so they come back as ignore regions.
+IGNORE_TAG = "ignore"
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class LabelSchema:
     value: str = "image"  # the task data key holding the image reference
     attributes: AttributeSchema = AttributeSchema()  # per-region choices of the classes' attributes
     interactive: bool = False  # smart keypoint and rectangle tools (click to mask) in the config
+    ignore_boxes: bool = False  # a RectangleLabels tag (IGNORE_TAG) for ignore regions
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -139,6 +144,17 @@ class LabelSchema:
             ElementTree.SubElement(choices, "Header", value=hint)
             for value in attribute.value_names():
                 ElementTree.SubElement(choices, "Choice", value=value)
+        if self.ignore_boxes:
+            ElementTree.SubElement(
+                view,
+                "Header",
+                value="Ignore regions: a box where an object is neither learnt from nor missed",
+            )
+            boxes = ElementTree.SubElement(
+                view, "RectangleLabels", name=IGNORE_TAG, toName=self.to_name, opacity="0.1", strokeWidth="2"
+            )
+            for name in self.classes:
+                ElementTree.SubElement(boxes, "Label", value=name, background=class_hex(name, self.classes))
         if self.interactive:
             _add_smart_tools(view, self.classes, self.to_name, brush=self.mask != BRUSH)
         ElementTree.indent(view)
@@ -343,6 +359,31 @@ def prediction(
     }
 
 
+def box_result(
+    bbox: Sequence[float], class_name: str, width: int, height: int, schema: LabelSchema, region_id: str
+) -> dict[str, Any]:
+    """An ignore region's box ([x, y, w, h] in pixels) as a rectangle of the IGNORE_TAG tag."""
+    x, y, w, h = (float(v) for v in bbox)
+    value = {
+        "x": 100 * x / width,
+        "y": 100 * y / height,
+        "width": 100 * w / width,
+        "height": 100 * h / height,
+        "rotation": 0,
+        "rectanglelabels": [class_name],
+    }
+    return {
+        "id": region_id,
+        "type": "rectanglelabels",
+        "from_name": IGNORE_TAG,
+        "to_name": schema.to_name,
+        "original_width": int(width),
+        "original_height": int(height),
+        "image_rotation": 0,
+        "value": value,
+    }
+
+
 def annotation(
     labels: Sequence[Mapping[str, Any]],
     width: int,
@@ -350,9 +391,11 @@ def annotation(
     schema: LabelSchema,
     image_ref: str = "",
     simplify: float = DEFAULT_SIMPLIFY,
+    ignore_regions: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """A Label Studio annotation from labels `{"category": name, "segmentation": RLE or COCO polygons}`
-    (COCO annotations with the category id already turned into its name)."""
+    (COCO annotations with the category id already turned into its name), and ignore regions
+    `{"category", "bbox"}` as rectangles (the schema needs `ignore_boxes`)."""
     results = []
     for n, label in enumerate(labels):
         rle = _segmentation_rle(label["segmentation"], width, height)
@@ -361,6 +404,11 @@ def annotation(
             result["id"] = _region_id(image_ref, "a", n)
             results.append(result)
             results += attribute_results(result, label.get("attributes") or {}, schema)
+    if ignore_regions and not schema.ignore_boxes:
+        raise ValueError("annotation: ignore regions need a schema with ignore_boxes")
+    for n, region in enumerate(ignore_regions):
+        rid = _region_id(image_ref, "i", n)
+        results.append(box_result(region["bbox"], str(region["category"]), width, height, schema, rid))
     return {"result": results, "ground_truth": False}
 
 
@@ -414,6 +462,7 @@ def make_task(
     annotations: Sequence[Mapping[str, Any]] | None = None,
     data: Mapping[str, Any] | None = None,
     simplify: float = DEFAULT_SIMPLIFY,
+    ignore_regions: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """A Label Studio task: `data` (the image reference under schema.value, plus `data`),
     `predictions` (one, from `detections`, when given) and `annotations` (one, from `annotations`,
@@ -426,7 +475,9 @@ def make_task(
             prediction(detections, width, height, schema, model_version, image_ref, simplify)
         ]
     if annotations is not None:
-        task["annotations"] = [annotation(annotations, width, height, schema, image_ref, simplify)]
+        task["annotations"] = [
+            annotation(annotations, width, height, schema, image_ref, simplify, ignore_regions)
+        ]
     return task
 
 
@@ -477,6 +528,40 @@ class Region:
     extra: dict[str, Any] = field(default_factory=dict)
     polygon: list[float] | None = None  # polygon regions: flat [x0, y0, ...] in pixels, as drawn
     attributes: dict[str, str] = field(default_factory=dict)  # per-region choices: name -> value name
+
+
+def result_ignore_regions(
+    results: Sequence[Mapping[str, Any]], prompts: set[str] = frozenset()
+) -> list[Region]:
+    """Rectangles of plain RectangleLabels tags (not the smart tools named in `prompts`) as ignore
+    regions: the rectangle's mask (turned as drawn; Label Studio turns it about its top-left corner)."""
+    regions = []
+    for result in results:
+        value = result.get("value") or {}
+        labels = value.get("rectanglelabels") or []
+        if str(result.get("type", "")).lower() != "rectanglelabels" or not labels:
+            continue
+        if result.get("from_name") in prompts:
+            continue
+        width, height = pixels(result.get("original_width")), pixels(result.get("original_height"))
+        if width <= 0 or height <= 0:
+            raise DataError(f"region {result.get('id')}: no original_width/original_height; re-save it")
+        try:
+            x, y, w, h = (float(value[k]) for k in ("x", "y", "width", "height"))
+            turn = math.radians(float(value.get("rotation") or 0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"region {result.get('id')}: unreadable rectanglelabels ({exc})") from exc
+        x0, y0, w, h = x * width / 100, y * height / 100, w * width / 100, h * height / 100
+        cos, sin = math.cos(turn), math.sin(turn)
+        corners = [
+            (x0 + dx * cos - dy * sin, y0 + dx * sin + dy * cos)
+            for dx, dy in ((0, 0), (w, 0), (w, h), (0, h))
+        ]
+        rle = masklib.from_polygons([[v for point in corners for v in point]], height, width)
+        if masklib.area(rle) == 0:
+            continue
+        regions.append(Region(str(labels[0]), rle, None, width, height, extra={"iscrowd": 1}))
+    return regions
 
 
 def result_regions(results: Sequence[Mapping[str, Any]]) -> list[Region]:

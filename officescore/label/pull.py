@@ -7,7 +7,9 @@ brush masks decoded with label-studio-sdk's converter into COCO RLE. The folder 
     OUT/annotations.json    COCO: images (file_name images/NAME), categories, annotations
     OUT/images/NAME         the photos, as Label Studio serves them
 
-is what `officescore ingest OUT/annotations.json` reads unchanged. Per task the newest annotation
+is what `officescore ingest OUT/annotations.json` reads unchanged. A rectangle of a plain
+RectangleLabels tag (an ignore region of a review task, or a box tool the owner added) is written as
+an ignore region (iscrowd 1, the rectangle's mask). Per task the newest annotation
 that was not cancelled (skipped) counts; tasks nobody annotated are left out. The folder is built
 beside OUT and swapped into place, so a failed pull leaves an earlier one as it was.
 
@@ -39,7 +41,7 @@ from officescore.attributes import AttributeSchema
 from officescore.errors import BadImageError, ConfigError
 from officescore.files import atomic_write_json, make_folder
 from officescore.label.client import LabelStudio
-from officescore.label.formats import MASK_RESULT_TYPES, Region, result_regions
+from officescore.label.formats import MASK_RESULT_TYPES, Region, result_ignore_regions, result_regions
 from officescore.label.prelabel import LOCAL_FILES_PREFIX
 from officescore.masks import Rle
 from officescore.progress import SILENT, Reporter
@@ -59,10 +61,11 @@ class PullResult:
     classes: list[str]
     # The project's per-region attribute choices (empty: none); `label pull --ingest` checks with it.
     attributes: AttributeSchema = field(default_factory=AttributeSchema)
-    # Labelled regions that are no masks (a box tool the owner added), by tag: left out, and said.
+    # Labelled regions that are neither masks nor rectangles (ellipses, keypoints), by tag: left out.
     skipped: dict[str, int] = field(default_factory=dict)
     # Tasks labelled more than once (several labellers, or a second annotation): the newest counted.
     several: int = 0
+    ignore_regions: int = 0  # rectangles, written as ignore regions (iscrowd 1); in `annotations`
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +77,7 @@ class PullResult:
             "classes": self.classes,
             "skipped": self.skipped,
             "several": self.several,
+            "ignore_regions": self.ignore_regions,
         }
 
 
@@ -153,7 +157,7 @@ def pull_project(
     prompts = smart_tags(client.label_config(project.id))
     tasks = client.export_tasks(project.id)
     skipped: dict[str, int] = {}
-    several = 0
+    several = ignored = 0
     classes = list(project.schema.classes)
     category_ids = {name: i for i, name in enumerate(classes, 1)}
     make_folder(out.parent if str(out.parent) else Path("."), "--out")
@@ -171,6 +175,9 @@ def pull_project(
                     continue
                 several += sum(not a.get("was_cancelled") for a in task.get("annotations") or []) > 1
                 regions = result_regions(chosen.get("result") or [])
+                boxes = result_ignore_regions(chosen.get("result") or [], prompts)
+                ignored += len(boxes)
+                regions += boxes
                 for tag in not_masks(chosen.get("result") or [], prompts):
                     skipped[tag] = skipped.get(tag, 0) + 1
                 for region in regions:  # a label the config lost since: keep it, as a new category
@@ -201,6 +208,7 @@ def pull_project(
         project.schema.attributes,
         skipped,
         several,
+        ignored,
     )
 
 
@@ -219,13 +227,14 @@ def smart_tags(config: str) -> set[str]:
 
 
 def not_masks(results: Sequence[dict[str, Any]], prompts: set[str]) -> list[str]:
-    """`tag (type)` of each labelled region an annotation holds that is no polygon or brush mask
-    (a rectangle, an ellipse, a keypoint of a tool that is not smart)."""
+    """`tag (type)` of each labelled region an annotation holds that pull cannot use: no polygon,
+    brush mask or rectangle (an ellipse, a keypoint of a tool that is not smart)."""
     found = []
     for result in results:
         kind = str(result.get("type", "")).lower()
         labelled = kind.endswith("labels") and (result.get("value") or {}).get(kind)
-        if labelled and kind not in MASK_RESULT_TYPES and result.get("from_name") not in prompts:
+        usable = kind in MASK_RESULT_TYPES or kind == "rectanglelabels"
+        if labelled and not usable and result.get("from_name") not in prompts:
             found.append(f"{result.get('from_name')} ({kind})")
     return found
 
@@ -293,7 +302,7 @@ def _coco_annotations(
                 "segmentation": segmentation,
                 "bbox": [round(v, 2) for v in masklib.bbox(rle)],
                 "area": masklib.area(rle),
-                "iscrowd": 0,
+                "iscrowd": int(region.extra.get("iscrowd", 0)),
             }
         )
         if region.attributes:  # per-region choices, as CVAT writes attributes (ingest reads both)
