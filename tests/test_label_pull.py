@@ -155,3 +155,36 @@ def test_pull_says_which_labelled_regions_are_no_masks(tmp_path: Path) -> None:
     pulled = pull_project(StandIn(tasks, config), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
     assert (pulled.annotations, pulled.skipped) == (1, {"boxes (rectanglelabels)": 2})
     assert pulled.to_dict()["skipped"] == {"boxes (rectanglelabels)": 2}
+
+
+def test_pull_ingest_says_how_many_photos_kept_their_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`label pull --ingest` after each labelling session is the loop that keeps photos in their
+    split; its summary said nothing of it (only `ingest` did), so a labeller could not tell."""
+    from officescore.cli import label as label_cli
+    from officescore.cli import main
+
+    photos = write_photos(tmp_path / "root" / "photos", n=6)
+    square = [[10, 10], [40, 10], [40, 40], [10, 40]]
+
+    def task(k: int, labelled: bool) -> dict[str, Any]:
+        result = [polygon_region(square, CLASSES[k % 2], WIDTH, HEIGHT)] if labelled else []
+        annotations = [{"id": k, "result": result}] if labelled else []
+        return {
+            "id": k + 1,
+            "data": {"image": f"/data/local-files/?d=photos/{photos[k].name}"},
+            "annotations": annotations,
+        }
+
+    argv = ["label", "pull", "--project", "offices", "--out", str(tmp_path / "pull")]
+    argv += ["--ingest", str(tmp_path / "dataset"), "--local-root", str(tmp_path / "root")]
+    for labelled in (4, 6):  # a second session labelled two more photos
+        tasks = [task(k, k < labelled) for k in range(6)]
+        monkeypatch.setattr(label_cli, "_client", lambda url, tasks=tasks: StandIn(tasks))
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        said = " ".join(capsys.readouterr().out.split())
+        assert exit_info.value.code == 0, said
+    assert "kept 4 photo(s) in the split the earlier ingest gave them" in said
+    assert "replaced" not in said

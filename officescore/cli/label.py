@@ -243,12 +243,14 @@ def pull(
 
     check_project_title(project)
     result = pull_project(_client(url), project, out, local_root, reporter(json_output))
-    ingested = None
+    ingested, before = None, None
     if ingest is not None:
+        from officescore.cli.ingest import earlier_data_set
         from officescore.ingest import ingest_export
 
         # The project's attribute choices, when it has any (else ingest's default schema).
         schema = result.attributes or None
+        before = earlier_data_set(ingest)
         ingested = ingest_export(result.export, out=ingest, reporter=reporter(json_output), attributes=schema)
     if json_output:
         print_json({"pull": result.to_dict(), "ingest": ingested.to_dict() if ingested else None})
@@ -274,12 +276,15 @@ def pull(
             soft_wrap=True,
         )
     if ingested is not None:
+        from officescore.cli.ingest import print_ingest_notes
+
         counts = ingested.counts
         console.print(
             f"[green]ingested[/green] into {ingested.out}: {counts['train']['images']} train / "
             f"{counts['val']['images']} val images, {len(ingested.problems)} problem(s) fixed or dropped",
             soft_wrap=True,
         )
+        print_ingest_notes(ingested, before)
 
 
 @label_app.command("backend", epilog=BACKEND_EXAMPLES)
