@@ -130,14 +130,26 @@ def print_ingest_notes(result: IngestResult, before: dict[str, Any] | None) -> N
 
 
 def earlier_data_set(out: Path) -> dict[str, Any] | None:
-    """{export, images} of the data set in `out`, or None when there is none."""
+    """{export, images, seed, val_fraction} of the data set in `out`, or None when there is none."""
     try:
         meta = json.loads((Path(out) / "dataset.json").read_text(encoding="utf-8"))
         source = meta["source"]
         export = os.path.normpath(Path(out) / source["export"])  # written relative to the data set
-        return {"export": export, "images": meta["counts"]["images"]}
+        split = {"seed": meta.get("seed"), "val_fraction": meta.get("val_fraction")}
+        return {"export": export, "images": meta["counts"]["images"], **split}
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def split_settings(before: dict[str, Any] | None) -> dict[str, Any]:
+    """ingest_export's seed and val_fraction for growing the data set `before` (`label pull --ingest`
+    has no --seed or --val-fraction): its own, so its photos keep their splits; {} for a new one."""
+    if before is None:
+        return {}
+    seed, fraction = before.get("seed"), before.get("val_fraction")
+    if type(seed) is not int or type(fraction) not in (int, float) or not 0 <= fraction < 1:
+        return {}  # not recorded as ingest writes it: the defaults
+    return {"seed": seed, "val_fraction": float(fraction)}
 
 
 def register(app: typer.Typer) -> None:

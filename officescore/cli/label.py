@@ -245,13 +245,19 @@ def pull(
     result = pull_project(_client(url), project, out, local_root, reporter(json_output))
     ingested, before = None, None
     if ingest is not None:
-        from officescore.cli.ingest import earlier_data_set
+        from officescore.cli.ingest import earlier_data_set, split_settings
         from officescore.ingest import ingest_export
 
         # The project's attribute choices, when it has any (else ingest's default schema).
         schema = result.attributes or None
         before = earlier_data_set(ingest)
-        ingested = ingest_export(result.export, out=ingest, reporter=reporter(json_output), attributes=schema)
+        ingested = ingest_export(
+            result.export,
+            out=ingest,
+            reporter=reporter(json_output),
+            attributes=schema,
+            **split_settings(before),  # the data set's seed and val fraction: its photos keep their split
+        )
     if json_output:
         print_json({"pull": result.to_dict(), "ingest": ingested.to_dict() if ingested else None})
         return
