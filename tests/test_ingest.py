@@ -999,6 +999,9 @@ def test_cli_says_what_classes_left_out(tmp_path: Path, capsys: pytest.CaptureFi
     assert info.value.code == 0
     chairs = sum(a["category_id"] == 2 for a in coco["annotations"])
     assert f"left out by --classes: {chairs} annotation(s)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:  # --json names them too
+        main(["ingest", str(export), "--out", str(tmp_path / "ds"), "--classes", "mug,desk", "--json"])
+    assert json.loads(capsys.readouterr().out)["ingest"]["excluded_classes"] == ["chair"]
 
 
 # ---------------------------------------------------------------- split

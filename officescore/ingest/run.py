@@ -86,6 +86,7 @@ class IngestResult:
             "category_map": self.category_map,
             "duplicate_groups": self.duplicate_groups,
             "problems": [p.to_dict() for p in self.problems],
+            "excluded_classes": self.excluded_classes,
         }
 
 

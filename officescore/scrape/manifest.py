@@ -394,6 +394,16 @@ class Manifest:
         )
         return [(row["id"], row["url"]) for row in rows]
 
+    def retry_later(self) -> int:
+        """Results a later run downloads again: their host failed for a reason that may pass, and
+        they have attempts to spare."""
+        marks = ", ".join("?" for _ in RETRY_LATER)
+        row = self.db.execute(
+            f"SELECT COUNT(*) AS n FROM results WHERE status IN ({marks}) AND attempts < ?",
+            (*RETRY_LATER, MAX_ATTEMPTS),
+        ).fetchone()
+        return int(row["n"])
+
     def attempts(self, row_id: int) -> int:
         """Download attempts made for a result by earlier runs."""
         row = self.db.execute("SELECT attempts FROM results WHERE id=?", (row_id,)).fetchone()
