@@ -1010,9 +1010,7 @@ def write_sample(
         raise UserError(f"--images {n_images}: need at least 1 image")
     if size < MIN_SIZE:
         raise UserError(f"--size {size} is too small: scenes need at least {MIN_SIZE} px")
-    if (
-        size * size > MAX_PIXELS
-    ):  # ingest and training would refuse such photos (and rendering exhausts memory)
+    if size * size > MAX_PIXELS:  # ingest and training would refuse such photos; rendering runs out of memory
         raise UserError(
             f"--size {size} is too large: a photo may have at most {MAX_PIXELS} pixels ({MAX_SIZE} px)"
         )

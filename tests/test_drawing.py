@@ -258,8 +258,13 @@ def test_two_classes_of_one_list_never_share_a_colour() -> None:
 
     classes = ("office chair", "café table", "desk")
     assert class_colour("office chair") == class_colour("café table")  # alone: the hashed slot
-    first, second = (class_colour(n, classes) for n in classes[:2])
-    assert first == class_colour("office chair") and second != first  # the first keeps its own
+    second, first = (class_colour(n, classes) for n in classes[:2])
+    assert first == class_colour("café table") and second != first  # the first in sorted order keeps its own
+    assert [class_colour(n, classes[::-1]) for n in classes] == [
+        second,
+        first,
+        class_colour("desk"),
+    ]  # any order
     assert class_colour("desk", classes) == class_colour("desk")  # office classes keep theirs
     many = [f"class {n}" for n in range(24)]  # as many names as slots: every one its own colour
     assert len({class_colour(n, many) for n in many}) == 24
@@ -270,13 +275,13 @@ def test_two_classes_of_one_list_never_share_a_colour() -> None:
     )
     got = np.asarray(draw(_photo(), [chair, table], None, classes=classes), dtype=float)
     base = np.asarray(_photo(), dtype=float)
-    assert np.abs(got[30, 30] - _blend(base[30, 30], first)).max() <= 2
-    assert np.abs(got[50, 140] - _blend(base[50, 140], second)).max() <= 2
+    assert np.abs(got[30, 30] - _blend(base[30, 30], second)).max() <= 2  # the office chair
+    assert np.abs(got[50, 140] - _blend(base[50, 140], first)).max() <= 2  # the café table
     styles = objects_table([chair, table], classes).to_html()
-    assert f"background-color: {class_colour_hex('café table', classes)}" in styles
+    assert f"background-color: {class_colour_hex('office chair', classes)}" in styles
     config = LabelSchema(classes).config_xml()
-    assert f'value="café table" background="{class_colour_hex("café table", classes)}"' in config
-    assert f'value="office chair" background="{class_colour_hex("office chair")}"' in config
+    assert f'value="office chair" background="{class_colour_hex("office chair", classes)}"' in config
+    assert f'value="café table" background="{class_colour_hex("café table")}"' in config
     from officescore.curate import sheets  # audit's contact sheets colour a data set's classes
 
-    assert sheets._colour("café table", classes) == second
+    assert sheets._colour("office chair", classes) == second

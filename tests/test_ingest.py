@@ -999,6 +999,9 @@ def test_cli_says_what_classes_left_out(tmp_path: Path, capsys: pytest.CaptureFi
     assert info.value.code == 0
     chairs = sum(a["category_id"] == 2 for a in coco["annotations"])
     assert f"left out by --classes: {chairs} annotation(s)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:  # --json names them too
+        main(["ingest", str(export), "--out", str(tmp_path / "ds"), "--classes", "mug,desk", "--json"])
+    assert json.loads(capsys.readouterr().out)["ingest"]["excluded_classes"] == ["chair"]
 
 
 # ---------------------------------------------------------------- split
@@ -1148,6 +1151,7 @@ def test_a_growing_export_keeps_every_earlier_photo_in_its_split(
     assert {name: after[name] for name in before} == before  # not one earlier photo moved
     assert list(after.values()).count("val") == 6  # new photos fill val to its share of 30
     assert "kept 20 photo(s) in the split the earlier ingest gave them" in said
+    assert "replaced" not in said  # another file name, but every earlier photo is still there
     assert json.loads((out / "dataset.json").read_text())["counts"]["split_kept"] == 20
     fresh = ingest_export(grown, out=out, seed=7)  # other settings: a new split
     assert fresh.counts["split_kept"] == 0 and _split_of(out) != after

@@ -172,3 +172,59 @@ def test_pull_writes_rectangles_as_ignore_regions_and_says_what_it_left_out(tmp_
     # turned 90 degrees clockwise about (64, 9.6): 48 wide to the left of x = 64, 32 down
     assert boxes["monitor"]["bbox"] == pytest.approx([16, 10, 48, 32], abs=1)
     assert [a["iscrowd"] for a in coco["annotations"] if names[a["category_id"]] == "chair"] == [0]
+
+
+def test_pull_ingest_grows_a_data_set_with_its_own_split_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`label pull --ingest` after each labelling session is the loop that keeps photos in their
+    split, but it has no --seed or --val-fraction: a data set first ingested with others was
+    re-split with the defaults, and the summary said nothing of kept photos (only `ingest` did)."""
+    from officescore.cli import label as label_cli
+    from officescore.cli import main
+
+    photos = write_photos(tmp_path / "root" / "photos", n=6)
+    square = [[10, 10], [40, 10], [40, 40], [10, 40]]
+
+    def task(k: int, labelled: bool) -> dict[str, Any]:
+        result = [polygon_region(square, CLASSES[k % 2], WIDTH, HEIGHT)] if labelled else []
+        annotations = [{"id": k, "result": result}] if labelled else []
+        return {
+            "id": k + 1,
+            "data": {"image": f"/data/local-files/?d=photos/{photos[k].name}"},
+            "annotations": annotations,
+        }
+
+    def pull(labelled: int, *extra: str) -> str:
+        tasks = [task(k, k < labelled) for k in range(6)]
+        monkeypatch.setattr(label_cli, "_client", lambda url: StandIn(tasks))
+        argv = ["label", "pull", "--project", "offices", "--out", str(tmp_path / "pull")]
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--local-root", str(tmp_path / "root"), *extra])
+        said = " ".join(capsys.readouterr().out.split())
+        assert exit_info.value.code == 0, said
+        return said
+
+    dataset = tmp_path / "dataset"
+    pull(4)
+    first = ["ingest", str(tmp_path / "pull" / "annotations.json"), "--out", str(dataset), "--no-plot"]
+    with pytest.raises(SystemExit):
+        main([*first, "--seed", "3", "--val-fraction", "0.5"])
+    before = _splits(dataset)
+    assert list(before.values()).count("val") == 2
+    said = pull(6, "--ingest", str(dataset))  # a second session labelled two more photos
+    after = _splits(dataset)
+    assert {name: after[name] for name in before} == before
+    meta = json.loads((dataset / "dataset.json").read_text())
+    assert (meta["seed"], meta["val_fraction"], list(after.values()).count("val")) == (3, 0.5, 3)
+    assert "kept 4 photo(s) in the split the earlier ingest gave them" in said
+    assert "replaced" not in said
+
+
+def _splits(dataset: Path) -> dict[str, str]:
+    """Original file name -> split of every photo in the data set."""
+    return {
+        image["original_file_name"]: split
+        for split in ("train", "val")
+        for image in json.loads((dataset / f"{split}.json").read_text())["images"]
+    }

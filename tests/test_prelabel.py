@@ -224,8 +224,7 @@ def test_photos_deleted_from_a_read_only_scrape_folder_are_left_out_with_a_note(
     """Weeding bad photos out of data/raw/images by hand made prelabel and label push refuse the
     whole folder ("no such image file"); and a scrape folder that cannot be written (a mount,
     another user's) was opened to write. Deleted photos are left out and named in a note."""
-    import os
-    import sqlite3
+    from readonly import imitate_read_only
 
     from officescore.scrape.manifest import KEPT, Manifest
     from officescore.scrape.providers import SearchResult
@@ -238,19 +237,7 @@ def test_photos_deleted_from_a_read_only_scrape_folder_are_left_out_with_a_note(
         for row_id, photo in enumerate(photos, start=1):
             manifest.set_outcome(row_id, status=KEPT, path=f"images/{photo.name}")
     photos[1].unlink()
-    real_access, real_connect = os.access, sqlite3.connect  # read only, imitated (tests may run as root)
-    monkeypatch.setattr(
-        os,
-        "access",
-        lambda p, mode, **kw: not (mode & os.W_OK and Path(p).resolve() == raw) and real_access(p, mode),
-    )
-
-    def connect(target: object, *args: object, **kwargs: object) -> sqlite3.Connection:
-        if Path(str(target)).resolve().parent == raw:
-            raise sqlite3.OperationalError("unable to open database file")
-        return real_connect(target, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(sqlite3, "connect", connect)
+    imitate_read_only(monkeypatch, raw)
     before = sorted((p.name, p.read_bytes()) for p in raw.rglob("*") if p.is_file())
     out = tmp_path / "tasks.json"
     base = [

@@ -305,7 +305,7 @@ def test_hosts_that_failed_for_a_passing_reason_are_tried_again_by_later_runs(
             "missing": ("http_error", 1),
             "flaky/8": ("unavailable", 3),
         }
-        assert first.downloads == {"unavailable": 2, "http_error": 1}
+        assert first.downloads == {"unavailable": 2, "http_error": 1} and first.retry_later == 2
         second = scrape(config)
         by_kind = {row["url"].split("/", 3)[3]: (row["status"], row["attempts"]) for row in rows(config.out)}
         assert by_kind == {"flaky/7": ("ok", 5), "missing": ("http_error", 1), "flaky/8": ("unavailable", 6)}
@@ -314,6 +314,7 @@ def test_hosts_that_failed_for_a_passing_reason_are_tried_again_by_later_runs(
         monkeypatch.setattr(manifest, "MAX_ATTEMPTS", 6)
         third = scrape(config)
         assert third.downloads == {} and host.counts["/flaky/8"] == 6  # its attempts are spent
+        assert third.retry_later == 0 and second.retry_later == 1  # nothing left to try: not announced
     finally:
         server.stop()
         host.stop()

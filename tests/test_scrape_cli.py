@@ -167,7 +167,7 @@ def test_the_summary_says_which_failed_downloads_the_next_run_tries_again(
         host.stop()
     text = " ".join(out.split())
     assert code == 0 and "downloads this run: http_error 1, unavailable 1" in text
-    assert "timeout and unavailable: the next run tries these again (12 attempts in all)" in text
+    assert "1 photo(s) their host did not give (timeout, unavailable): the next run tries them again" in text
 
 
 def test_a_second_scrape_into_the_folder_is_refused_before_any_call(

@@ -224,41 +224,37 @@ def test_cli_a_pool_of_unreadable_photos_is_an_error_not_an_empty_list(
 def test_a_scrape_folder_that_cannot_be_written_is_a_pool(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """data/raw on a read-only mount (or another user's): its manifest is read, not opened to write."""
-    import os
-    import sqlite3
+    """data/raw on a read-only mount (or another user's): its manifest is read, not opened to write.
+    A photo deleted by hand since the scrape is left out with a note, as label push and prelabel do
+    (select listed it as unreadable), and a folder with none left is the same one-line error."""
+    from readonly import imitate_read_only
 
     from officescore.scrape.manifest import KEPT, Manifest
     from officescore.scrape.providers import SearchResult
 
     raw = (tmp_path / "raw").resolve()
     raw.mkdir()
-    results = [SearchResult(url=f"https://images.example/{i}.jpg") for i in range(3)]
+    results = [SearchResult(url=f"https://images.example/{i}.jpg") for i in range(4)]
     with Manifest.open(raw) as manifest:
         manifest.record_page("openverse", "desk", "", 1, results, last=True, rights="by", when="now")
-        for row_id, name in ((1, "a.png"), (3, "c.png")):  # row 2 was never downloaded
+        for row_id, name in ((1, "a.png"), (3, "c.png"), (4, "d.png")):  # row 2 was never downloaded
             render_scene(row_id, size=64).image.save(raw / name)
             manifest.set_outcome(row_id, status=KEPT, path=name)
+    (raw / "d.png").unlink()  # weeded out by hand
     before = {p.name: p.read_bytes() for p in raw.iterdir()}
-    # imitated (the tests may run as root): SQLite cannot open a WAL database there, not even to read
-    real_access, real_connect = os.access, sqlite3.connect
-    monkeypatch.setattr(
-        os,
-        "access",
-        lambda p, mode, **kw: not (mode & os.W_OK and Path(p).resolve() == raw) and real_access(p, mode),
-    )
-
-    def connect(target: object, *args: object, **kwargs: object) -> sqlite3.Connection:
-        if Path(str(target)).resolve().parent == raw:
-            raise sqlite3.OperationalError("unable to open database file")
-        return real_connect(target, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(sqlite3, "connect", connect)
+    imitate_read_only(monkeypatch, raw)
     args = ["select", str(raw), "--budget", "5", "--strategy", "random", "--out", str(tmp_path / "next.csv")]
     code, out, err = _cli([*args, "--json"], capsys)
     assert code == 0, err
-    assert sorted(Path(c["path"]).name for c in json.loads(out)["chosen"]) == ["a.png", "c.png"]
+    run = json.loads(out)
+    assert sorted(Path(c["path"]).name for c in run["chosen"]) == ["a.png", "c.png"]
+    assert (run["pool"], run["unreadable"]) == (2, [])
+    note = "1 photo(s) the scrape kept are no longer on disk (deleted by hand?), left out: d.png"
+    assert run["notes"][0] == note
     assert {p.name: p.read_bytes() for p in raw.iterdir()} == before
+    (raw / "a.png").unlink(), (raw / "c.png").unlink()
+    code, _, err = _cli(args, capsys)
+    assert code == 2 and "no photos in this scrape folder (none kept, or deleted since)" in err
 
 
 def test_cli_defaults_match_the_library() -> None:

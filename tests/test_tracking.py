@@ -244,9 +244,7 @@ def test_a_tracking_server_that_does_not_answer(
     uri = _dead_server()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     project = tmp_path / "runs"
-    base = ["train", "--data", str(data), "--arch", "maskrcnn_resnet18_fpn", "--weights", "none"]
-    base += ["--epochs", "1", "--img-size", "64", "--workers", "0", "--device", "cpu"]
-    base += ["--max-train-images", "2", "--project", str(project), *cli_model_options()]
+    base = _one_epoch(data, project)
     with pytest.raises(SystemExit) as exit_info:
         main([*base, "--log", "mlflow"])
     assert exit_info.value.code == 2
@@ -264,6 +262,13 @@ def test_a_tracking_server_that_does_not_answer(
     assert not (Path(result["run_dir"]) / "mlflow_run.json").exists()
 
 
+def _one_epoch(data: Path, project: Path) -> list[str]:
+    """`train` for one epoch of a small untrained model on two photos, into `project`."""
+    base = ["train", "--data", str(data), "--arch", "maskrcnn_resnet18_fpn", "--weights", "none"]
+    base += ["--epochs", "1", "--img-size", "64", "--workers", "0", "--device", "cpu"]
+    return [*base, "--max-train-images", "2", "--project", str(project), *cli_model_options()]
+
+
 def test_a_tracking_store_that_fails_at_start_leaves_no_run_folder(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -276,9 +281,7 @@ def test_a_tracking_store_that_fails_at_start_leaves_no_run_folder(
     project = tmp_path / "runs"
     project.mkdir()
     (project / "train").mkdir()  # an earlier run: never touched
-    base = ["train", "--data", str(data), "--arch", "maskrcnn_resnet18_fpn", "--weights", "none"]
-    base += ["--epochs", "1", "--img-size", "64", "--workers", "0", "--device", "cpu"]
-    base += ["--max-train-images", "2", "--project", str(project), *cli_model_options()]
+    base = _one_epoch(data, project)
     with pytest.raises(SystemExit) as exit_info:
         main([*base, "--log", "mlflow"])
     assert exit_info.value.code == 2

@@ -151,10 +151,7 @@ def stop_signals() -> Iterator[threading.Event]:
 
 def note_deleted_photos(deleted: list[Path]) -> None:
     """Say which photos a scrape folder kept were left out because they were deleted by hand."""
+    from officescore.scrape.manifest import deleted_note
+
     if deleted:
-        shown = ", ".join(p.name for p in deleted[:3]) + (" ..." if len(deleted) > 3 else "")
-        console.print(
-            f"note: {len(deleted)} photo(s) the scrape kept are no longer on disk (deleted by hand?), "
-            f"left out: {shown}",
-            soft_wrap=True,
-        )
+        console.print(f"note: {deleted_note(deleted)}", soft_wrap=True)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from officescore.cli.common import console, print_json, reporter
 from officescore.config import DEFAULT_DATASET_DIR
+
+if TYPE_CHECKING:
+    from officescore.ingest.run import IngestResult
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -65,7 +68,7 @@ def ingest(
     from officescore.ingest import ingest_export
     from officescore.ingest.health import health_report, save_health_plot
 
-    before = _earlier_data_set(out)
+    before = earlier_data_set(out)
     result = ingest_export(
         export,
         images_dir=images,
@@ -102,31 +105,51 @@ def ingest(
         f"{counts['val']['images']} val images, {len(result.classes)} classes, "
         f"{len(result.problems)} problem(s) fixed or dropped" + (f"; plot {png}" if png else "")
     )
-    if counts.get("split_kept"):
+    print_ingest_notes(result, before)
+
+
+def print_ingest_notes(result: IngestResult, before: dict[str, Any] | None) -> None:
+    """What became of the data set that was in --out (`before`, read before ingest wrote): photos
+    that kept their split, or a data set from another export replaced by this one."""
+    kept = result.counts.get("split_kept", 0)
+    if kept:
         console.print(
-            f"kept {counts['split_kept']} photo(s) in the split the earlier ingest gave them (same --seed "
+            f"kept {kept} photo(s) in the split the earlier ingest gave them (same --seed "
             "and --val-fraction), so val stays comparable; new photos were split around them",
             soft_wrap=True,
         )
-    after = _earlier_data_set(result.out)
-    if before is not None and after is not None and before["export"] != after["export"]:
-        # ingest replaces, it never merges: say so when the data set came from another export file
-        # (a newer export at the same path, as `label pull` writes, is the expected update)
-        console.print(
-            f"[yellow]replaced[/yellow] the data set that was there: {before['images']} image(s) from "
-            f"{before['export']} (ingest replaces; it does not add to a data set)"
-        )
+    after = earlier_data_set(result.out)
+    if before is None or after is None or before["export"] == after["export"] or kept >= before["images"]:
+        return  # a newer export at the same path (`label pull`), or a grown one that kept every photo
+    # ingest replaces, it never merges: say so when photos from another export file are gone
+    console.print(
+        f"[yellow]replaced[/yellow] the data set that was there: {before['images']} image(s) from "
+        f"{before['export']} (ingest replaces; it does not add to a data set)",
+        soft_wrap=True,
+    )
 
 
-def _earlier_data_set(out: Path) -> dict[str, Any] | None:
-    """{export, images} of the data set in `out`, or None when there is none."""
+def earlier_data_set(out: Path) -> dict[str, Any] | None:
+    """{export, images, seed, val_fraction} of the data set in `out`, or None when there is none."""
     try:
         meta = json.loads((Path(out) / "dataset.json").read_text(encoding="utf-8"))
         source = meta["source"]
         export = os.path.normpath(Path(out) / source["export"])  # written relative to the data set
-        return {"export": export, "images": meta["counts"]["images"]}
+        split = {"seed": meta.get("seed"), "val_fraction": meta.get("val_fraction")}
+        return {"export": export, "images": meta["counts"]["images"], **split}
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def split_settings(before: dict[str, Any] | None) -> dict[str, Any]:
+    """ingest_export's seed and val_fraction for growing the data set `before` (`label pull --ingest`
+    has no --seed or --val-fraction): its own, so its photos keep their splits; {} for a new one."""
+    if before is None:
+        return {}
+    seed, fraction = before.get("seed"), before.get("val_fraction")
+    if type(seed) is not int or type(fraction) not in (int, float) or not 0 <= fraction < 1:
+        return {}  # not recorded as ingest writes it: the defaults
+    return {"seed": seed, "val_fraction": float(fraction)}
 
 
 def register(app: typer.Typer) -> None:

@@ -243,13 +243,21 @@ def pull(
 
     check_project_title(project)
     result = pull_project(_client(url), project, out, local_root, reporter(json_output))
-    ingested = None
+    ingested, before = None, None
     if ingest is not None:
+        from officescore.cli.ingest import earlier_data_set, split_settings
         from officescore.ingest import ingest_export
 
         # The project's attribute choices, when it has any (else ingest's default schema).
         schema = result.attributes or None
-        ingested = ingest_export(result.export, out=ingest, reporter=reporter(json_output), attributes=schema)
+        before = earlier_data_set(ingest)
+        ingested = ingest_export(
+            result.export,
+            out=ingest,
+            reporter=reporter(json_output),
+            attributes=schema,
+            **split_settings(before),  # the data set's seed and val fraction: its photos keep their split
+        )
     if json_output:
         print_json({"pull": result.to_dict(), "ingest": ingested.to_dict() if ingested else None})
         return
@@ -280,12 +288,15 @@ def pull(
             soft_wrap=True,
         )
     if ingested is not None:
+        from officescore.cli.ingest import print_ingest_notes
+
         counts = ingested.counts
         console.print(
             f"[green]ingested[/green] into {ingested.out}: {counts['train']['images']} train / "
             f"{counts['val']['images']} val images, {len(ingested.problems)} problem(s) fixed or dropped",
             soft_wrap=True,
         )
+        print_ingest_notes(ingested, before)
 
 
 @label_app.command("backend", epilog=BACKEND_EXAMPLES)

@@ -143,11 +143,14 @@ def _run(config: ScrapeConfig, json_output: bool) -> None:
     if result.downloads:
         parts = ", ".join(f"{k} {v}" for k, v in sorted(result.downloads.items()))
         console.print(f"downloads this run: {parts}", soft_wrap=True)
-        from officescore.scrape.manifest import MAX_ATTEMPTS, RETRY_LATER
+    if result.retry_later:
+        from officescore.scrape.manifest import MAX_ATTEMPTS
 
-        if any(result.downloads.get(status) for status in RETRY_LATER):
-            again = f"the next run tries these again ({MAX_ATTEMPTS} attempts in all)"
-            console.print(f"{' and '.join(RETRY_LATER)}: {again}", soft_wrap=True)
+        console.print(
+            f"{result.retry_later} photo(s) their host did not give (timeout, unavailable): the next run "
+            f"tries them again, up to {MAX_ATTEMPTS} attempts each",
+            soft_wrap=True,
+        )
     console.print(f"manifest: {result.out / 'manifest.sqlite'}")
 
 

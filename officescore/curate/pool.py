@@ -15,21 +15,23 @@ from officescore.scrape.dedup import DEFAULT_NEAR_DUP_THRESHOLD
 NEAR_DUP_BITS = DEFAULT_NEAR_DUP_THRESHOLD  # scrape's: re-encoded, resized and lightly cropped copies
 
 
-def pool_files(items: Sequence[str | Path]) -> list[Path]:
-    """Image files of the pool; a scrape folder (with manifest.sqlite) gives its kept downloads."""
+def pool_files(items: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
+    """Image files of the pool; a scrape folder (with manifest.sqlite) gives its kept downloads.
+    Also the photos such a folder kept that were deleted by hand since: left out, as `label push`
+    and `prelabel` leave them out."""
     from officescore.images import expand_inputs
-    from officescore.scrape.manifest import KEPT, MANIFEST_NAME, Manifest
+    from officescore.scrape.manifest import MANIFEST_NAME, kept_photos
 
     files: list[Path] = []
+    deleted: list[Path] = []
     for item in items:
         folder = Path(item)
         if folder.is_dir() and (folder / MANIFEST_NAME).is_file():
-            # read only: a scrape folder we may not write (a read-only mount, another user's data/raw)
-            with Manifest(folder / MANIFEST_NAME, read_only=True) as manifest:
-                for row in manifest.rows():
-                    if row["status"] == KEPT and row["path"]:
-                        path = Path(row["path"])
-                        files.append(path if path.is_absolute() else folder / path)
+            present, gone = kept_photos(folder)
+            if not present:
+                raise DataError(f"{folder}: no photos in this scrape folder (none kept, or deleted since)")
+            files += [path for path, _ in present]
+            deleted += gone
         else:
             found = [Path(p) for p in expand_inputs([item]) if isinstance(p, Path) and p.is_file()]
             if not found and not folder.is_dir():
@@ -44,7 +46,7 @@ def pool_files(items: Sequence[str | Path]) -> list[Path]:
             unique.append(path)
     if not unique:
         raise DataError(f"{', '.join(map(str, items))}: no photos there; pass a folder of photos or data/raw")
-    return unique
+    return unique, deleted
 
 
 def phash(path: Path) -> int | None:

@@ -175,7 +175,9 @@ def select(
             raise ConfigError("--labelstudio: pre-annotations need --model (a .pt from train)")
         if Path(labelstudio).suffix.lower() != ".json":
             raise ConfigError(f"--labelstudio {labelstudio}: give a .json file name (e.g. next_tasks.json)")
-    files = pool_files(pool)
+    from officescore.scrape.manifest import deleted_note
+
+    files, deleted = pool_files(pool)
     labelled_files = _labelled_photos(labelled) if labelled is not None else []
     predictor = None
     if strategy != "random":  # a model that does not fit fails before any work
@@ -200,7 +202,7 @@ def select(
     excluded = [str(files[i]) for i in np.nonzero(near)[0]]
     unreadable = [str(files[i]) for i, h in enumerate(hashes) if h is None]
     usable = [i for i in range(len(files)) if hashes[i] is not None and not near[i]]
-    notes: list[str] = []
+    notes: list[str] = [deleted_note(deleted)] if deleted else []  # as label push and prelabel say
     if strategy == "random":
         chosen = _random_choices(files, hashes, usable, budget, seed)
         source = str(model) if model else "-"

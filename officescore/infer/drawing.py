@@ -62,10 +62,11 @@ def _slot_colour(slot: int) -> tuple[int, int, int]:
 @functools.lru_cache(maxsize=64)
 def class_colours(classes: tuple[str, ...]) -> dict[str, tuple[int, int, int]]:
     """Distinct colours for one class list (a model's, a project's): the office classes keep their
-    fixed colours; any other name its hashed slot, or, when an earlier name of the list holds that
-    slot, the next free one (two hashed names share a slot about as often as birthdays do)."""
+    fixed colours; any other name its hashed slot, or, when a name before it in sorted order holds
+    that slot, the next free one (two hashed names share a slot about as often as birthdays do).
+    Sorted, so the model's and the project's lists agree whatever order each has."""
     colours, taken = {}, set()
-    for name in classes:
+    for name in sorted(classes):
         if name in colours:
             continue
         if name in PALETTE:
@@ -88,7 +89,7 @@ def class_colour(name: str, classes: Sequence[str] = ()) -> tuple[int, int, int]
     if name in PALETTE:
         return PALETTE[name]
     if name in classes:
-        return class_colours(tuple(classes))[name]
+        return class_colours(tuple(sorted(set(classes))))[name]
     return _slot_colour(_slot(name))
 
 

@@ -157,6 +157,11 @@ def resized_copy(stated: tuple[int, int], width: int, height: int) -> bool:
     return (sw, sh) != (width, height) and abs(sw * height - sh * width) <= max(sw, sh, width, height)
 
 
+def drawn_scale(width: int, height: int, drawn: tuple[int, int] | None) -> tuple[float, float]:
+    """(x, y) factors from the frame the export drew the labels in to the photo's width x height."""
+    return (width / drawn[0], height / drawn[1]) if drawn else (1.0, 1.0)
+
+
 def size_from_entry(entry: dict[str, Any]) -> tuple[int, int] | None:
     """(width, height) as the export states it, or None when missing or not positive numbers."""
     width, height = entry.get("width"), entry.get("height")
@@ -327,7 +332,7 @@ def check_segmentation(
         seg = [_flattened(p) for p in seg]
     if isinstance(seg, list):
         dropped: list[tuple[str, str]] = []
-        scale = (width / drawn_w, height / drawn_h)
+        scale = drawn_scale(width, height, drawn)
         rle, clipped = _polygons_to_rle(seg, width, height, lambda k, w: dropped.append((k, w)), scale)
         for kind, what in dropped:
             problem(kind, what, "polygon dropped" if rle is not None else "dropped")

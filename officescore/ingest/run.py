@@ -40,6 +40,7 @@ from officescore.ingest.checks import (
     check_crowd,
     check_segmentation,
     crowd_as_instance,
+    drawn_scale,
     id_key,
     id_sort_key,
     path_exists,
@@ -85,6 +86,7 @@ class IngestResult:
             "category_map": self.category_map,
             "duplicate_groups": self.duplicate_groups,
             "problems": [p.to_dict() for p in self.problems],
+            "excluded_classes": self.excluded_classes,
         }
 
 
@@ -235,12 +237,13 @@ def _scan_images(
                 problems.append(Problem(file_name, "", "image_unreadable", what, "dropped"))
                 continue
             stated = size_from_entry(entry)
+            drawn = stated if stated is not None and resized_copy(stated, width, height) else None
             if stated is None:
                 what = "width/height missing or not positive numbers"
                 problems.append(
                     Problem(file_name, "", "image_size", what, f"taken from the file: {width}x{height}")
                 )
-            elif resized_copy(stated, width, height):  # labelled at full size, a smaller copy here
+            elif drawn is not None:  # labelled at full size, a resized copy here
                 what = f"width x height {stated[0]}x{stated[1]} is not the file's: a resized copy"
                 action = f"labels scaled to the file: {width}x{height}"
                 problems.append(Problem(file_name, "", "image_size", what, action))
@@ -252,9 +255,7 @@ def _scan_images(
             if note is not None:
                 problems.append(note)
             by_path[path] = key
-            images[key] = ImageRecord(key, file_name, path, width, height, digest, phash)
-            if stated is not None and resized_copy(stated, width, height):
-                images[key].drawn = stated
+            images[key] = ImageRecord(key, file_name, path, width, height, digest, phash, drawn=drawn)
     return images
 
 
@@ -320,10 +321,9 @@ def _check_annotations(
             notes.append(("empty_mask", "mask covers no pixels inside the image", "dropped"))
             rle = None
         if rle is None:  # unusable mask: its box, if any, becomes an ignore region
-            scale = (
-                (image.width / image.drawn[0], image.height / image.drawn[1]) if image.drawn else (1.0, 1.0)
+            rle = box_region(
+                ann, image.width, image.height, drawn_scale(image.width, image.height, image.drawn)
             )
-            rle = box_region(ann, image.width, image.height, scale)
             for kind, what, action in notes:
                 problem(kind, what, IGNORE_REGION if rle is not None and action == "dropped" else action)
             if rle is None:

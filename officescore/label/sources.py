@@ -40,29 +40,19 @@ class ImageSource:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
-def _kept_rows(raw_dir: Path) -> list[Any]:
-    from officescore.scrape.manifest import MANIFEST_NAME, Manifest
-
-    # read only: a scrape folder we may not write (a read-only mount, another user's data/raw)
-    with Manifest(raw_dir / MANIFEST_NAME, read_only=True) as manifest:
-        return [row for row in manifest.kept() if row["path"]]
-
-
 def _scrape_folder_images(raw_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
-    found = []
-    for row in _kept_rows(raw_dir):
-        path = raw_dir / row["path"]
-        if not path.is_file():
-            continue  # deleted by hand after the scrape (curating): see deleted_scrape_photos
-        provenance = {k: row[k] for k in PROVENANCE_COLUMNS if row[k] not in (None, "")}
-        found.append((path, provenance))
-    return found
+    from officescore.scrape.manifest import kept_photos
+
+    present, _ = kept_photos(raw_dir)  # deleted by hand since: see deleted_scrape_photos
+    return [
+        (path, {k: row[k] for k in PROVENANCE_COLUMNS if row[k] not in (None, "")}) for path, row in present
+    ]
 
 
 def deleted_scrape_photos(inputs: Sequence[str | Path | ImageSource]) -> list[Path]:
     """Photos a scrape folder among `inputs` kept that are no longer on disk: deleted by hand to
     weed out bad ones, so `collect_images` leaves them out (the commands say how many)."""
-    from officescore.scrape.manifest import MANIFEST_NAME
+    from officescore.scrape.manifest import MANIFEST_NAME, kept_photos
 
     deleted = []
     for item in inputs:
@@ -70,7 +60,7 @@ def deleted_scrape_photos(inputs: Sequence[str | Path | ImageSource]) -> list[Pa
             continue
         folder = Path(item)
         if folder.is_dir() and (folder / MANIFEST_NAME).is_file():
-            deleted += [folder / r["path"] for r in _kept_rows(folder) if not (folder / r["path"]).is_file()]
+            deleted += kept_photos(folder)[1]
     return deleted
 
 

@@ -394,6 +394,16 @@ class Manifest:
         )
         return [(row["id"], row["url"]) for row in rows]
 
+    def retry_later(self) -> int:
+        """Results a later run downloads again: their host failed for a reason that may pass, and
+        they have attempts to spare."""
+        marks = ", ".join("?" for _ in RETRY_LATER)
+        row = self.db.execute(
+            f"SELECT COUNT(*) AS n FROM results WHERE status IN ({marks}) AND attempts < ?",
+            (*RETRY_LATER, MAX_ATTEMPTS),
+        ).fetchone()
+        return int(row["n"])
+
     def attempts(self, row_id: int) -> int:
         """Download attempts made for a result by earlier runs."""
         row = self.db.execute("SELECT attempts FROM results WHERE id=?", (row_id,)).fetchone()
@@ -443,3 +453,28 @@ class Manifest:
         return [
             {"provider": p, "query": q, "filters": f, **entry} for (p, q, f), entry in sorted(table.items())
         ]
+
+
+def kept_photos(folder: Path) -> tuple[list[tuple[Path, sqlite3.Row]], list[Path]]:
+    """The photos a scrape folder kept: those on disk, with their rows, and those deleted by hand
+    since (weeding out bad ones), which every command reading the folder leaves out. Read only: a
+    folder we may not write (a read-only mount, another user's data/raw) works too."""
+    with Manifest(Path(folder) / MANIFEST_NAME, read_only=True) as manifest:
+        rows = [row for row in manifest.kept() if row["path"]]
+    present: list[tuple[Path, sqlite3.Row]] = []
+    deleted: list[Path] = []
+    for row in rows:
+        path = Path(folder) / row["path"]  # an absolute path stays as it is
+        if path.is_file():
+            present.append((path, row))
+        else:
+            deleted.append(path)
+    return present, deleted
+
+
+def deleted_note(deleted: list[Path]) -> str:
+    """How the commands name the photos `kept_photos` found deleted (the first three)."""
+    shown = ", ".join(p.name for p in deleted[:3]) + (" ..." if len(deleted) > 3 else "")
+    return (
+        f"{len(deleted)} photo(s) the scrape kept are no longer on disk (deleted by hand?), left out: {shown}"
+    )

@@ -120,6 +120,7 @@ class ScrapeResult:
     next_page: int | None = None
     skipped: int = 0  # photos the provider returned under a licence --rights does not allow
     tracked: int = 0  # download events sent this run (Unsplash)
+    retry_later: int = 0  # photos whose host failed for a passing reason: the next run tries again
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -133,6 +134,7 @@ class ScrapeResult:
             "pages": self.pages,
             "new_results": self.new_results,
             "downloads": self.downloads,
+            "retry_later": self.retry_later,
             "kept_total": self.kept_total,
             "quota": self.quota.to_dict(),
             "next": {"query": self.next_query, "page": self.next_page} if self.next_query else None,
@@ -457,6 +459,7 @@ def scrape(config: ScrapeConfig, reporter: Reporter = SILENT) -> ScrapeResult:
         provider = run.provider
         state = run.state()
         kept_total = manifest.status_counts().get(KEPT, 0)
+        retry_later = manifest.retry_later()
     if failure is not None:
         if run.pages or outcomes:
             raise type(failure)(f"{failure}. Before it failed: {_collected(run, outcomes, kept_total)}")
@@ -478,6 +481,7 @@ def scrape(config: ScrapeConfig, reporter: Reporter = SILENT) -> ScrapeResult:
         next_page=run.next_page,
         skipped=run.skipped,
         tracked=run.tracked,
+        retry_later=retry_later,
     )
 
 
