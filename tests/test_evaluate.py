@@ -833,6 +833,7 @@ def test_cli_refuses_an_empty_split_and_warns_without_labels(
     results = ["--predictions", str(tmp_path / "r.json")]
     code, _, err = run_cli(["eval", *results, "--gt", str(data / "empty.json"), *project], capsys)
     assert code == 2 and "no photos in it" in err and not (tmp_path / "evals").exists()
+    assert "--split" not in err  # a --gt file is no split: no advice to pick another
     code, out, err = run_cli(["eval", *common, *project, "--split", "unlabelled"], capsys)
     assert code == 0, err
     assert "no labelled objects in it, so mAP and recall are undefined" in " ".join(out.split())
