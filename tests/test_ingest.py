@@ -1022,7 +1022,9 @@ def test_cli_says_what_classes_left_out(tmp_path: Path, capsys: pytest.CaptureFi
         main(["ingest", str(export), "--out", str(tmp_path / "ds"), "--classes", "mug,desk", "--no-plot"])
     assert info.value.code == 0
     chairs = sum(a["category_id"] == 2 for a in coco["annotations"])
-    assert f"left out by --classes: {chairs} annotation(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"left out by --classes: {chairs} annotation(s)" in out
+    assert "the split the earlier ingest gave them" not in out  # a first ingest keeps none
 
 
 # ---------------------------------------------------------------- split

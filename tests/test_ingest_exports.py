@@ -195,6 +195,10 @@ def test_label_studio_json_export_is_refused_with_the_way_to_read_it(tmp_path: P
     export.write_text(json.dumps(tasks))
     with pytest.raises(DataError, match=r"a Label Studio JSON export \(tasks\), not COCO; .*label pull"):
         ingest_export(export, images_dir=tmp_path, out=tmp_path / "dataset")
+    # prelabel's Label Studio tasks: predictions only, no annotations yet
+    export.write_text(json.dumps([{"data": tasks[0]["data"], "predictions": [{"result": [region]}]}]))
+    with pytest.raises(DataError, match=r"a Label Studio JSON export \(tasks\), not COCO"):
+        ingest_export(export, images_dir=tmp_path, out=tmp_path / "dataset")
 
 
 def test_label_studio_export_without_images_is_refused_with_advice(tmp_path: Path) -> None:
