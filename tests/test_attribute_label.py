@@ -243,3 +243,27 @@ def test_push_writes_predicted_attributes_and_pull_reads_them_back(labelstudio, 
     coco = json.loads((tmp_path / "pulled" / "annotations.json").read_text())
     assert len(coco["annotations"]) == chairs
     assert all(a["attributes"] == {"armrests": "yes"} for a in coco["annotations"])
+
+
+def test_push_interactive_fixes_the_choices_of_tools_an_earlier_version_added(
+    labelstudio, tmp_path: Path
+) -> None:  # noqa: ANN001
+    """A project whose click tools an earlier version added (its attribute choices shown for the
+    polygon tool only): `label push --interactive` again makes them show for clicked regions."""
+    from scoremodels import write_scenes
+
+    from officescore.label.client import LabelStudio
+    from officescore.label.formats import with_smart_tools
+    from officescore.label.push import push_images
+
+    client = LabelStudio.connect(labelstudio.url, labelstudio.api_key)
+    plain = LabelSchema(CLASSES, "polygon", attributes=load_schema())
+    project = client.create_project("earlier tools", plain)
+    old = with_smart_tools(plain.config_xml()).replace(
+        'visibleWhen="region-selected"', 'visibleWhen="region-selected" whenTagName="label"'
+    )
+    client.set_project(project.id, label_config=old)
+    assert not _shown(client.label_config(project.id), "chair__armrests", "mask", "chair")
+    photos = write_scenes(tmp_path / "photos", n=1)
+    push_images(client, "earlier tools", [str(p) for p in photos], classes=CLASSES, interactive=True)
+    assert _shown(client.label_config(project.id), "chair__armrests", "mask", "chair")

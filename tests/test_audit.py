@@ -216,6 +216,7 @@ def test_audit_and_select_tasks_files_push_from_any_folder(clean: Path, tmp_path
     (relative to the file), wherever the file was written, and uploads that photo."""
     from labelmodels import edge_model
 
+    from officescore.attributes import AttributeSchema
     from officescore.curate.labelstudio import audit_tasks, select_tasks
     from officescore.label.client import Project
     from officescore.label.formats import LabelSchema, config_path_for
@@ -258,6 +259,11 @@ def test_audit_and_select_tasks_files_push_from_any_folder(clean: Path, tmp_path
     client.export_tasks = lambda project_id: [{"data": {"sha256": "f" * 64}}]  # type: ignore[attr-defined]
     pushed = push_tasks_file(client, "offices-review", written[1])  # type: ignore[arg-type]
     assert (pushed.added, pushed.already_there, len(client.uploaded)) == (len(tasks) - 1, 1, len(tasks) - 1)
+    # A model with its own attribute head: select's tasks ask its questions, as prelabel's do.
+    finish = {"kind": "choice", "values": ["wood", "white"], "default": "wood"}
+    predictor.attributes = AttributeSchema.from_dict({split.classes[0]: {"finish": finish}})
+    mine = select_tasks(tmp_path / "next" / "mine.json", predictor, photos[:1], "edges")[0]
+    assert f"{split.classes[0]}__finish" in config_path_for(mine).read_text(encoding="utf-8")
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

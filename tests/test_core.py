@@ -91,7 +91,8 @@ def test_16_bit_grey_photos_keep_their_tones(tmp_path: Path) -> None:
 def test_float_grey_photos_of_0_to_1_keep_their_tones(tmp_path: Path) -> None:
     """A float TIFF (mode F) with tones 0-1, as scientific and HDR tools write them, decoded
     near-black (Pillow rounds 0.5 to 0); one holding 0-255 stays as it is."""
-    ramp = np.tile(np.arange(0, 256, 4, dtype=np.float32), (16, 1))
+    # white included: the brightest tone of a 0-1 photo is 1.0 itself
+    ramp = np.tile(np.append(np.arange(0, 256, 4), 255).astype(np.float32), (16, 1))
     for scale, name in ((1 / 255, "unit.tif"), (1.0, "bytes.tif")):
         path = tmp_path / name
         Image.fromarray(ramp * scale, mode="F").save(path)

@@ -833,11 +833,17 @@ def test_cli_refuses_an_empty_split_and_warns_without_labels(
     results = ["--predictions", str(tmp_path / "r.json")]
     code, _, err = run_cli(["eval", *results, "--gt", str(data / "empty.json"), *project], capsys)
     assert code == 2 and "no photos in it" in err and not (tmp_path / "evals").exists()
+    assert "--split" not in err  # a --gt file is no split: no advice to pick another
     code, out, err = run_cli(["eval", *common, *project, "--split", "unlabelled"], capsys)
     assert code == 0, err
     assert "no labelled objects in it, so mAP and recall are undefined" in " ".join(out.split())
     doc = json.loads((tmp_path / "evals/eval/metrics.json").read_text())
     assert doc["segm"]["map"] is None and doc["segm"]["fp"] > 0 and doc["evaluated"]["split"] == "unlabelled"
+    # a split where some classes have no object (desks only) is measured: no such warning
+    one_class = [a for a in tiny["gt"]["annotations"] if a["category_id"] == 1]
+    (data / "desks.json").write_text(json.dumps({**tiny["gt"], "annotations": one_class}))
+    code, out, err = run_cli(["eval", *common, *project, "--split", "desks"], capsys)
+    assert code == 0 and "no labelled objects" not in out + err, out + err
 
 
 def test_cli_evaluates_a_run_folder_like_its_best_checkpoint(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 import os
 import random
 import re
@@ -471,6 +472,15 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
     ),
     # not problems: normal COCO variations
     ("iscrowd_kept", _set(_polygon_ann, iscrowd=1), None, "", 6, 12),
+    # pixels at the photo's corner and edge (0 and 1) among others: not a normalised polygon
+    (
+        "polygon_at_the_corner",
+        _set(_polygon_ann, segmentation=[[0, 0, 20, 1, 20, 20, 1, 20]]),
+        None,
+        "",
+        6,
+        12,
+    ),
     (
         "rle_uncompressed",
         lambda r, c: _polygon_ann(c).update(
@@ -758,27 +768,41 @@ def test_ingesting_another_export_over_a_data_set_says_it_replaced_it(
     assert f"4 image(s) from {train}" in said and "it does not add to a data set" in said
 
 
-def test_photos_resized_after_labelling_get_their_labels_scaled(tmp_path: Path) -> None:
-    """Labelled at 96x64, ingested from copies at half the size (to save space): COCO coordinates
-    are pixels of the stated size, so polygons, RLE masks and boxes are scaled to the copy, not
-    clipped to its corner."""
+@pytest.mark.parametrize("size", [(48, 32), (50, 33)])  # half; a width whose height was rounded
+def test_photos_resized_after_labelling_get_their_labels_scaled(
+    tmp_path: Path, size: tuple[int, int]
+) -> None:
+    """Labelled at 96x64, ingested from smaller copies (to save space): COCO coordinates are pixels
+    of the stated size, so polygons, RLE masks and boxes are scaled to the copy, not clipped to its
+    corner. A resize to a set width rounds the height (96x64 -> 50x33): a copy all the same."""
     coco = make_export(tmp_path, n_images=3)
+    box_only = coco["annotations"][0]  # a box tool's label: kept as an ignore region, scaled too
+    box_only["bbox"], box_only["segmentation"] = masks.bbox(_rle(box_only, 64, 96)), []
     export = write_export(tmp_path, coco)
     for path in (tmp_path / "images").glob("*.png"):
         with Image.open(path) as photo:
-            photo.resize((48, 32), Image.LANCZOS).save(path)
+            photo.resize(size, Image.LANCZOS).save(path)
     result = ingest_export(export, out=tmp_path / "dataset")
     sizes = [p for p in result.problems if p.kind == "image_size"]
-    assert len(sizes) == 3 and all(p.action == "labels scaled to the file: 48x32" for p in sizes)
-    assert {p.kind for p in result.problems} == {"image_size"}  # nothing clipped or dropped
+    assert len(sizes) == 3 and all(
+        p.action == f"labels scaled to the file: {size[0]}x{size[1]}" for p in sizes
+    )
+    assert {p.kind for p in result.problems} == {"image_size", "segmentation_missing"}  # none clipped
     got = sorted(
         a["bbox"]
         for split in ("train", "val")
         for a in json.loads((tmp_path / "dataset" / f"{split}.json").read_text())["annotations"]
     )
-    expected = sorted([v / 2 for v in masks.bbox(_rle(a, 64, 96))] for a in coco["annotations"])
+    sx, sy = size[0] / 96, size[1] / 64
+    expected = [
+        [x * sx, y * sy, w * sx, h * sy]
+        for x, y, w, h in (masks.bbox(_rle(a, 64, 96)) for a in coco["annotations"][1:])
+    ]
+    x, y, w, h = box_only["bbox"]  # the ignore region: the scaled box widened to whole pixels
+    x0, y0, x1, y1 = math.floor(x * sx), math.floor(y * sy), math.ceil((x + w) * sx), math.ceil((y + h) * sy)
+    expected = sorted([*expected, [x0, y0, x1 - x0, y1 - y0]])
     assert len(got) == len(expected)
-    assert np.abs(np.array(got) - np.array(expected)).max() <= 1, (got, expected)  # half, within a pixel
+    assert np.abs(np.array(got) - np.array(expected)).max() <= 1, (got, expected)  # within a pixel
 
 
 def _rle(ann: Coco, height: int, width: int) -> dict[str, Any]:
@@ -998,7 +1022,9 @@ def test_cli_says_what_classes_left_out(tmp_path: Path, capsys: pytest.CaptureFi
         main(["ingest", str(export), "--out", str(tmp_path / "ds"), "--classes", "mug,desk", "--no-plot"])
     assert info.value.code == 0
     chairs = sum(a["category_id"] == 2 for a in coco["annotations"])
-    assert f"left out by --classes: {chairs} annotation(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"left out by --classes: {chairs} annotation(s)" in out
+    assert "the split the earlier ingest gave them" not in out  # a first ingest keeps none
     with pytest.raises(SystemExit) as info:  # --json names them too
         main(["ingest", str(export), "--out", str(tmp_path / "ds"), "--classes", "mug,desk", "--json"])
     assert json.loads(capsys.readouterr().out)["ingest"]["excluded_classes"] == ["chair"]
@@ -1155,6 +1181,22 @@ def test_a_growing_export_keeps_every_earlier_photo_in_its_split(
     assert json.loads((out / "dataset.json").read_text())["counts"]["split_kept"] == 20
     fresh = ingest_export(grown, out=out, seed=7)  # other settings: a new split
     assert fresh.counts["split_kept"] == 0 and _split_of(out) != after
+    assert ingest_export(grown, out=out, seed=7, val_fraction=0.3).counts["split_kept"] == 0
+
+
+def test_an_older_data_set_missing_a_photo_keeps_the_splits_of_the_others(tmp_path: Path) -> None:
+    """A data set written before sha256 was recorded is hashed from its photos: one deleted by hand
+    is left out, not every earlier split forgotten."""
+    out = tmp_path / "dataset"
+    ingest_export(write_export(tmp_path, make_export(tmp_path, n_images=6)), out=out, seed=3)
+    for split in ("train", "val"):
+        doc = _load(out, split)
+        for image in doc["images"]:
+            del image["sha256"]
+        (out / f"{split}.json").write_text(json.dumps(doc))
+    (out / _load(out, "train")["images"][0]["file_name"]).unlink()
+    kept = ingest_write.earlier_split(out, 3, 0.2)
+    assert len(kept) == 5 and list(kept.values()).count("val") == len(_load(out, "val")["images"])
 
 
 def test_split_groups_keeps_earlier_splits_and_never_leaks() -> None:
@@ -1170,6 +1212,14 @@ def test_split_groups_keeps_earlier_splits_and_never_leaks() -> None:
         "val",
     ]  # a group with any val photo stays in val: no duplicate in train
     assert split_groups(groups, classes, 0.3, seed=0) == split_groups(groups, classes, 0.3, 0, [None] * 6)
+    # val already holds its share and a desk: no new desk photo is forced into it
+    desks = [{"desk"}] * 4
+    assert split_groups([0, 1, 2, 3], desks, 0.25, seed=0, previous=["val", "train", None, None]) == [
+        "val",
+        "train",
+        "train",
+        "train",
+    ]
 
 
 def test_no_val_when_fraction_zero(tmp_path: Path) -> None:

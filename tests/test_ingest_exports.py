@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -194,6 +195,10 @@ def test_label_studio_json_export_is_refused_with_the_way_to_read_it(tmp_path: P
     export.write_text(json.dumps(tasks))
     with pytest.raises(DataError, match=r"a Label Studio JSON export \(tasks\), not COCO; .*label pull"):
         ingest_export(export, images_dir=tmp_path, out=tmp_path / "dataset")
+    # prelabel's Label Studio tasks: predictions only, no annotations yet
+    export.write_text(json.dumps([{"data": tasks[0]["data"], "predictions": [{"result": [region]}]}]))
+    with pytest.raises(DataError, match=r"a Label Studio JSON export \(tasks\), not COCO"):
+        ingest_export(export, images_dir=tmp_path, out=tmp_path / "dataset")
 
 
 def test_label_studio_export_without_images_is_refused_with_advice(tmp_path: Path) -> None:
@@ -239,6 +244,25 @@ def test_label_studio_names_find_the_original_photos(tmp_path: Path) -> None:
     assert result.counts["images"] == len(LABEL_STUDIO_NAMES)
     written = sorted(p.name for p in (tmp_path / "dataset" / "images").iterdir())
     assert all(name.endswith(".jpg") and "?" not in name for name in written), written
+
+
+def test_local_files_urls_tell_photos_of_one_name_apart_by_their_folders(tmp_path: Path) -> None:
+    """Label Studio's local files name the path under the document root: two cameras' IMG_0001.jpg
+    in folders of their own are two photos, each found where its URL says, not an ambiguous name."""
+    images, annotations = [], []
+    for i, name in enumerate(("day 1/IMG_0001.jpg", "day2/IMG_0001.jpg")):
+        draw_scene(tmp_path / "photos" / name, W, H, _boxes(i), seed=i)
+        images.append(
+            {"id": i + 1, "file_name": f"/data/local-files/?d={quote(name)}", "width": W, "height": H}
+        )
+        (x, y, w, h) = _boxes(i)[0]
+        polygon = [float(v) for v in (x, y, x + w, y, x + w, y + h, x, y + h)]
+        annotations.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "segmentation": [polygon]})
+    export = tmp_path / "result.json"
+    coco = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "chair"}]}
+    export.write_text(json.dumps(coco))
+    result = ingest_export(export, images_dir=tmp_path / "photos", out=tmp_path / "dataset")
+    assert result.counts["images"] == 2 and not [p for p in result.problems if p.kind.startswith("image")]
 
 
 def test_label_studio_export_cache_names_find_the_uploads(tmp_path: Path) -> None:

@@ -284,7 +284,7 @@ def test_a_negative_or_huge_content_length_is_a_400_at_once(
 
 
 def test_a_chunked_body_is_read_not_taken_for_an_empty_one(
-    tmp_path: Path, loads: list[tuple[str, float]]
+    tmp_path: Path, loads: list[tuple[str, float]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A body sent with Transfer-Encoding: chunked (a proxy, or a client streaming it) has no
     Content-Length: it was read as `{}`, so a webhook became "train" and bad tasks an empty batch."""
@@ -306,6 +306,9 @@ def test_a_chunked_body_is_read_not_taken_for_an_empty_one(
         broken = requests.post(f"{url}/setup", data=raw, headers=headers, timeout=10)
         assert broken.status_code == 400 and "bad chunk size line" in broken.json()["error"]
         assert requests.get(f"{url}/health", timeout=10).status_code == 200
+        monkeypatch.setattr(ml, "MAX_BODY", 40)  # many small chunks count towards one limit
+        big = requests.post(f"{url}/webhook", data=chunked({"action": "A" * 40}), timeout=10)
+        assert big.status_code == 400 and "larger than 40 bytes" in big.json()["error"]
 
 
 def test_predict_names_the_version_that_made_its_results_when_a_new_model_lands(

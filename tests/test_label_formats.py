@@ -219,8 +219,9 @@ def test_a_region_size_given_as_text_or_a_float_is_read() -> None:
     for width, height in (("128.0", "96"), (128.0, 96.0)):
         (got,) = formats.result_regions([{**region, "original_width": width, "original_height": height}])
         assert (got.width, got.height, got.mask) == (expected.width, expected.height, expected.mask)
-    with pytest.raises(DataError, match="region p1: no original_width"):
-        formats.result_regions([{**region, "original_width": "wide"}])
+    for bad in ("wide", "Infinity", float("nan")):  # JSON's Infinity: int() of it overflowed
+        with pytest.raises(DataError, match="region p1: no original_width"):
+            formats.result_regions([{**region, "original_width": bad}])
 
 
 def test_mask_of_another_size_is_refused() -> None:

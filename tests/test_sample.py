@@ -67,9 +67,13 @@ def test_a_data_set_or_another_tools_export_is_never_written_over(export: Path, 
     pulled = tmp_path / "pulled"
     (pulled / "images").mkdir(parents=True)
     (pulled / "annotations.json").write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    tasks = tmp_path / "tasks"  # Label Studio's JSON export (a list of tasks) saved as annotations.json
+    tasks.mkdir()
+    (tasks / "annotations.json").write_text(json.dumps([{"data": {"image": "a.jpg"}, "annotations": []}]))
     for folder, message in (
         (dataset, "is an officescore data set"),
         (pulled, "not written by `officescore sample`"),
+        (tasks, "not written by `officescore sample`"),
     ):
         before = _files(folder)
         with pytest.raises(UserError, match=message):

@@ -523,6 +523,11 @@ def test_a_body_that_stops_halfway_is_retried_then_reported(tmp_path: Path) -> N
     assert (cut.status, cut.attempts) == ("unavailable", 2), cut
     assert "download interrupted" in (stalled.error or "") and "download interrupted" in (cut.error or "")
     assert not list(tmp_path.glob(".*.part"))
+    with socket.socket() as closed:  # a host that refuses connections (down for now): tried again later
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    refused = fetcher.fetch(f"http://127.0.0.1:{port}/desk.jpg")
+    assert (refused.status, refused.attempts) == ("unavailable", 2), refused
 
 
 class _Busy(FakeServer):
@@ -530,7 +535,7 @@ class _Busy(FakeServer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.refused: dict[str, int] = {"/after": 1, "/bare": 2}
+        self.refused: dict[str, int] = {"/after": 1, "/bare": 2, "/busy": 99}
 
     def route(self, method: str, path: str, query: dict, body: bytes, headers: dict) -> Reply:
         with self.lock:
@@ -553,8 +558,10 @@ def test_an_image_host_429_is_waited_out_and_retried(tmp_path: Path) -> None:
         waited = time.monotonic() - started
         bare = fetcher.fetch(f"{server.url}/bare")
         bare_waited = time.monotonic() - started - waited
+        busy = fetcher.fetch(f"{server.url}/busy")  # 429 through every retry: a later run tries again
     finally:
         server.stop()
+    assert (busy.status, busy.attempts) == ("unavailable", 3), busy
     assert after.status == "fetched" and after.attempts == 2, after
     assert 1.0 <= waited < 5.0  # its Retry-After was honoured, and no more than that
     assert bare.status == "fetched" and bare.attempts == 3, bare

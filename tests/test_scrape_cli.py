@@ -162,12 +162,15 @@ def test_the_summary_says_which_failed_downloads_the_next_run_tries_again(
     try:
         args = ["-q", "office", "--provider", "openverse", "--api-endpoint", server.url, "--out", "raw"]
         code, out, _ = run_cli([*args, "--allow-private-hosts", "--retries", "0"], capsys)
+        kinds[0] = "missing"  # only final failures: nothing to try again, so no such note
+        _, final, _ = run_cli([*args[:-1], "raw2", "--allow-private-hosts", "--retries", "0"], capsys)
     finally:
         server.stop()
         host.stop()
     text = " ".join(out.split())
     assert code == 0 and "downloads this run: http_error 1, unavailable 1" in text
     assert "1 photo(s) their host did not give (timeout, unavailable): the next run tries them again" in text
+    assert "downloads this run: http_error 2" in " ".join(final.split()) and "tries them again" not in final
 
 
 def test_a_second_scrape_into_the_folder_is_refused_before_any_call(

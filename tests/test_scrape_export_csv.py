@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from officescore.scrape.export import EXPORT_COLUMNS, credit, csv_cell, export
+from officescore.scrape.export import EXPORT_COLUMNS, _licence, credit, csv_cell, export
 from officescore.scrape.manifest import Manifest
 from officescore.scrape.providers import SearchResult
 
@@ -88,9 +88,12 @@ def test_a_cc_credit_links_its_licence_even_when_the_provider_gave_no_url(
     licence: str, version: str | None, given: str | None, link: str | None
 ) -> None:
     """A CC BY credit must link the licence (TASL); a provider that gave the code and version but
-    no URL got an unlinked licence name."""
-    line = credit(_row(license=licence, license_version=version, license_url=given))
+    no URL got an unlinked licence name. ATTRIBUTION.md's licence line links the same deed."""
+    row = _row(license=licence, license_version=version, license_url=given)
+    line = credit(row)
+    licence_line = _licence(row)
     if link is None:
-        assert "](" not in line.split(" is licensed under ")[1]
+        assert "](" not in line.split(" is licensed under ")[1] and "](" not in licence_line
     else:
         assert line.endswith(f"]({link})") or f"]({link}) (no attribution required" in line, line
+        assert licence_line.endswith(f"]({link})"), licence_line

@@ -289,6 +289,16 @@ def test_a_tracking_store_that_fails_at_start_leaves_no_run_folder(
     assert len(lines) == 1 and "--log mlflow: mlflow could not start" in lines[0], lines
     assert sorted(p.name for p in project.iterdir()) == ["train"] and not any((project / "train").iterdir())
     assert store.read_text() == "not a database"
+    # Resuming a run that trained: the failing tracker removes nothing of it (its weights stay).
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--log", "none"])
+    last = project / "train2" / "weights" / "last.pt"
+    assert exit_info.value.code == 0 and last.is_file()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--resume", str(last), "--device", "cpu", "--log", "mlflow"])
+    assert exit_info.value.code == 2 and "mlflow could not start" in capsys.readouterr().err
+    assert last.is_file()
 
 
 _OPEN_WHEN_TOLD = """
