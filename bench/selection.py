@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from audit import MODEL  # bench/audit.py (this folder): the same small synthetic-scene model settings
+from benchkit import SCENE_MODEL  # this folder: the small synthetic-scene model settings the benches share
 from PIL import Image, ImageEnhance
 
 from officescore import masks as masklib
@@ -223,7 +223,7 @@ def train_on(
     config = TrainConfig(
         data=data, arch="maskrcnn_resnet18_fpn", weights=str(init) if init else "none", epochs=epochs,
         batch_size=4, lr=0.02, img_size=args.size, warmup_iters=20, workers=0, device="cpu", amp=args.amp,
-        project=root / "runs", name="m", seed=0, val_every=epochs, model_kwargs=dict(MODEL),
+        project=root / "runs", name="m", seed=0, val_every=epochs, model_kwargs=dict(SCENE_MODEL),
     )  # fmt: skip
     return train(config).last_checkpoint
 
