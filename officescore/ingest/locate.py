@@ -141,19 +141,21 @@ class ImageFinder:
     def _named(self, name: str) -> list[Path]:
         if not name or name in (".", ".."):
             return []
-        if self._index is None:
-            self._index = self._build_index()
-        return self._index.get(_nfc(name), [])
+        return self._by_name().get(_nfc(name), [])
 
     def _safe_named(self, name: str) -> list[Path]:
         """Files whose Django-safe name is `name` (Label Studio stored the upload under it)."""
         if self._safe_index is None:
-            if self._index is None:
-                self._index = self._build_index()
             self._safe_index = {}
-            for file_name, paths in self._index.items():
+            for file_name, paths in self._by_name().items():
                 self._safe_index.setdefault(_nfc(django_safe_name(file_name)), []).extend(paths)
         return self._safe_index.get(_nfc(name), [])
+
+    def _by_name(self) -> dict[str, list[Path]]:
+        """The folder's files by name, walked once, on first need."""
+        if self._index is None:
+            self._index = self._build_index()
+        return self._index
 
     def _build_index(self) -> dict[str, list[Path]]:
         """Every file under the folder by name; each checked to stay inside it (links included)."""
