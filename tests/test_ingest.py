@@ -1164,11 +1164,7 @@ def test_a_growing_export_keeps_every_earlier_photo_in_its_split(
     ingest_export(write_export(tmp_path, first, "images/round1.json"), out=out)
     before = _split_of(out)
     assert len(before) == 20 and list(before.values()).count("val") == 4
-    for split in ("train", "val"):  # a data set from before sha256 was recorded: hashed from its photos
-        doc = json.loads((out / f"{split}.json").read_text())
-        for image in doc["images"]:
-            del image["sha256"]
-        (out / f"{split}.json").write_text(json.dumps(doc))
+    _forget_sha256(out)  # a data set from before sha256 was recorded: hashed from its photos
     grown = write_export(tmp_path, full, "images/round2.json")
     with pytest.raises(SystemExit):
         main(["ingest", str(grown), "--out", str(out), "--no-plot"])
@@ -1189,14 +1185,19 @@ def test_an_older_data_set_missing_a_photo_keeps_the_splits_of_the_others(tmp_pa
     is left out, not every earlier split forgotten."""
     out = tmp_path / "dataset"
     ingest_export(write_export(tmp_path, make_export(tmp_path, n_images=6)), out=out, seed=3)
-    for split in ("train", "val"):
-        doc = _load(out, split)
-        for image in doc["images"]:
-            del image["sha256"]
-        (out / f"{split}.json").write_text(json.dumps(doc))
+    _forget_sha256(out)
     (out / _load(out, "train")["images"][0]["file_name"]).unlink()
     kept = ingest_write.earlier_split(out, 3, 0.2)
     assert len(kept) == 5 and list(kept.values()).count("val") == len(_load(out, "val")["images"])
+
+
+def _forget_sha256(folder: Path) -> None:
+    """The data set as ingest wrote it before it recorded each photo's sha256."""
+    for split in ("train", "val"):
+        doc = _load(folder, split)
+        for image in doc["images"]:
+            del image["sha256"]
+        (folder / f"{split}.json").write_text(json.dumps(doc))
 
 
 def test_split_groups_keeps_earlier_splits_and_never_leaks() -> None:
