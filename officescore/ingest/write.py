@@ -76,17 +76,16 @@ def earlier_split(out: Path, seed: int, val_fraction: float) -> dict[str, str]:
     same seed and val fraction (else {}: other settings ask for a new split)."""
     try:
         meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
-        if meta.get("format") != DATASET_FORMAT or (meta.get("seed"), meta.get("val_fraction")) != (
-            seed,
-            val_fraction,
-        ):
+        same_split = (meta.get("seed"), meta.get("val_fraction")) == (seed, val_fraction)
+        if meta.get("format") != DATASET_FORMAT or not same_split:
             return {}
         found: dict[str, str] = {}
         for split in ("train", "val"):
             for entry in json.loads((out / f"{split}.json").read_text(encoding="utf-8"))["images"]:
                 photo = out / entry["file_name"]
+                # data sets written before sha256 was recorded: hashed here (a deleted photo: skipped)
                 digest = entry.get("sha256") or (sha256_file(photo) if photo.is_file() else None)
-                if digest:  # data sets written before sha256 was recorded: hashed here
+                if digest:
                     found[digest] = split
         return found
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
