@@ -426,13 +426,14 @@ def resized(rle: Rle, width: int, height: int) -> Rle:
 
 
 def box_region(
-    ann: dict[str, Any], width: int, height: int, scale: tuple[float, float] = (1.0, 1.0)
+    ann: dict[str, Any], width: int, height: int, drawn: tuple[int, int] | None = None
 ) -> Rle | None:
     """The annotation's box, clipped to the image and widened to whole pixels, as a mask.
 
     Used when the mask is missing or unusable but the box is fine: the object is there, so as an
     ignore region it keeps evaluation from calling a correct detection of it a false alarm.
-    None when there is no usable box.
+    None when there is no usable box. `drawn`: as for check_segmentation, the frame the export
+    drew the box in (scaled to the photo).
     """
     bbox = ann.get("bbox")
     if not (
@@ -443,7 +444,8 @@ def box_region(
         and bbox[3] > 0
     ):
         return None
-    x, y, w, h = (float(v) * f for v, f in zip(bbox, (*scale, *scale), strict=True))
+    sx, sy = drawn_scale(width, height, drawn)
+    x, y, w, h = (float(v) * f for v, f in zip(bbox, (sx, sy, sx, sy), strict=True))
     x0, y0 = max(0, math.floor(x)), max(0, math.floor(y))
     # clipped before rounding: x + w may overflow to infinity, which has no integer
     x1, y1 = math.ceil(min(x + w, width)), math.ceil(min(y + h, height))

@@ -40,7 +40,6 @@ from officescore.ingest.checks import (
     check_crowd,
     check_segmentation,
     crowd_as_instance,
-    drawn_scale,
     id_key,
     id_sort_key,
     path_exists,
@@ -321,9 +320,7 @@ def _check_annotations(
             notes.append(("empty_mask", "mask covers no pixels inside the image", "dropped"))
             rle = None
         if rle is None:  # unusable mask: its box, if any, becomes an ignore region
-            rle = box_region(
-                ann, image.width, image.height, drawn_scale(image.width, image.height, image.drawn)
-            )
+            rle = box_region(ann, image.width, image.height, image.drawn)
             for kind, what, action in notes:
                 problem(kind, what, IGNORE_REGION if rle is not None and action == "dropped" else action)
             if rle is None:
