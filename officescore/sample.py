@@ -39,6 +39,7 @@ RGB = tuple[float, float, float]
 Poly = list[float]  # flat [x0, y0, x1, y1, ...] as in COCO
 
 JPEG_QUALITY = 92
+CONTRIBUTOR = "officescore sample"  # annotations.json's info: how a rerun knows its own folder
 MIN_SIZE = 64
 MAX_SIZE = math.isqrt(MAX_PIXELS)  # the largest square photo officescore reads (9459 px)
 # An object that ends up mostly hidden is removed from the scene before painting: an annotation
@@ -987,7 +988,7 @@ def _check_not_someone_elses(out: Path) -> None:
         info = json.loads(existing.read_bytes()).get("info", {})
     except (OSError, ValueError, AttributeError):
         info = {}
-    if not isinstance(info, dict) or info.get("contributor") != "officescore sample":
+    if not isinstance(info, dict) or info.get("contributor") != CONTRIBUTOR:
         raise UserError(
             f"{existing}: not written by `officescore sample` (a labelling tool's export?); "
             "give another folder for the sample"
@@ -1056,7 +1057,7 @@ def write_sample(
         "info": {
             "description": "officescore synthetic home-office scenes",
             "version": __version__,
-            "contributor": "officescore sample",
+            "contributor": CONTRIBUTOR,
             "url": "",
             "seed": seed,
             **({"mask_conventions": dict(masks)} if check_mask_conventions(masks) else {}),
