@@ -530,6 +530,14 @@ class Region:
     attributes: dict[str, str] = field(default_factory=dict)  # per-region choices: name -> value name
 
 
+def turned_corners(x: float, y: float, w: float, h: float, degrees: float) -> list[tuple[float, float]]:
+    """The corners (in drawing order) of a w x h box at (x, y), in pixels, that Label Studio turned
+    `degrees` clockwise about its top-left corner."""
+    turn = math.radians(degrees)
+    cos, sin = math.cos(turn), math.sin(turn)
+    return [(x + dx * cos - dy * sin, y + dx * sin + dy * cos) for dx, dy in ((0, 0), (w, 0), (w, h), (0, h))]
+
+
 def result_ignore_regions(
     results: Sequence[Mapping[str, Any]], prompts: set[str] = frozenset()
 ) -> list[Region]:
@@ -548,15 +556,10 @@ def result_ignore_regions(
             raise DataError(f"region {result.get('id')}: no original_width/original_height; re-save it")
         try:
             x, y, w, h = (float(value[k]) for k in ("x", "y", "width", "height"))
-            turn = math.radians(float(value.get("rotation") or 0))
+            turn = float(value.get("rotation") or 0)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"region {result.get('id')}: unreadable rectanglelabels ({exc})") from exc
-        x0, y0, w, h = x * width / 100, y * height / 100, w * width / 100, h * height / 100
-        cos, sin = math.cos(turn), math.sin(turn)
-        corners = [
-            (x0 + dx * cos - dy * sin, y0 + dx * sin + dy * cos)
-            for dx, dy in ((0, 0), (w, 0), (w, h), (0, h))
-        ]
+        corners = turned_corners(x * width / 100, y * height / 100, w * width / 100, h * height / 100, turn)
         rle = masklib.from_polygons([[v for point in corners for v in point]], height, width)
         if masklib.area(rle) == 0:
             continue
