@@ -78,6 +78,14 @@ def pixels(value: Any) -> int:
     return int(round(number)) if math.isfinite(number) and number > 0 else 0
 
 
+def photo_size(result: Mapping[str, Any]) -> tuple[int, int]:
+    """(width, height) of the photo a region was drawn on, or a DataError naming the region."""
+    width, height = pixels(result.get("original_width")), pixels(result.get("original_height"))
+    if width <= 0 or height <= 0:
+        raise DataError(f"region {result.get('id')}: no original_width/original_height; re-save it")
+    return width, height
+
+
 def choices_name(attribute: Attribute) -> str:
     return f"{attribute.class_name}{ATTRIBUTE_SEPARATOR}{attribute.name}"
 
@@ -551,9 +559,7 @@ def result_ignore_regions(
             continue
         if result.get("from_name") in prompts:
             continue
-        width, height = pixels(result.get("original_width")), pixels(result.get("original_height"))
-        if width <= 0 or height <= 0:
-            raise DataError(f"region {result.get('id')}: no original_width/original_height; re-save it")
+        width, height = photo_size(result)
         try:
             x, y, w, h = (float(value[k]) for k in ("x", "y", "width", "height"))
             turn = float(value.get("rotation") or 0)
@@ -591,9 +597,7 @@ def result_regions(results: Sequence[Mapping[str, Any]]) -> list[Region]:
         labels = value.get(kind) or []
         if not labels:
             continue
-        width, height = pixels(result.get("original_width")), pixels(result.get("original_height"))
-        if width <= 0 or height <= 0:
-            raise DataError(f"region {result.get('id')}: no original_width/original_height; re-save it")
+        width, height = photo_size(result)
         polygon = None
         try:
             if kind == "polygonlabels":
