@@ -496,6 +496,16 @@ def test_label_status_numbers_recomputed_by_hand(
         Image.new("RGB", (100, 100), (40 * n, 90, 90)).save(buffer, format="JPEG")
         urls.append(client.upload_file(project.id, f"p{n}.jpg", buffer.getvalue()))
     a, b, c, _ = client.import_tasks(project.id, [{"data": {"image": u}} for u in urls])
+    # Nothing suggested yet (no predictions, no backend folder): one line, read from the real project.
+    nowhere = tmp_path / "no-backend"
+    args = ["label", "status", "--url", labelstudio.url, "--project", "status by hand"]
+    code, out, err = run([*args, "--backend-dir", str(nowhere)], capsys)
+    assert code == 0, err
+    assert out.splitlines() == [
+        f"status by hand: 0 of 4 task(s) labelled; no model has suggested labels here yet (none in "
+        f"{nowhere}, no predictions in the project): start `officescore label backend --train`, or push "
+        "with --model"
+    ]
     sdk = client.sdk
 
     # Task a: desk kept as it was (IoU 1), chair moved 5 px (IoU 750/1050), monitor deleted, lamp added.
@@ -534,7 +544,6 @@ def test_label_status_numbers_recomputed_by_hand(
     record = {"model_version": "hand-v1", "trained_photos": 8, "segm_map": 0.5, "suggest": suggest}
     state = {"project": "status by hand", "versions": [record], "current": record, "pending": 0}
     (backend / STATE_FILE).write_text(json.dumps(state))
-    args = ["label", "status", "--url", labelstudio.url, "--project", "status by hand"]
     args += ["--backend-dir", str(backend)]
     code, out, err = run([*args, "--json"], capsys)
     assert code == 0, err

@@ -78,6 +78,14 @@ def pixels(value: Any) -> int:
     return int(round(number)) if math.isfinite(number) and number > 0 else 0
 
 
+def photo_size(result: Mapping[str, Any]) -> tuple[int, int]:
+    """(width, height) of the photo a region was drawn on, or a DataError naming the region."""
+    width, height = pixels(result.get("original_width")), pixels(result.get("original_height"))
+    if width <= 0 or height <= 0:
+        raise DataError(f"region {result.get('id')}: no original_width/original_height; re-save it")
+    return width, height
+
+
 def choices_name(attribute: Attribute) -> str:
     return f"{attribute.class_name}{ATTRIBUTE_SEPARATOR}{attribute.name}"
 
@@ -530,6 +538,14 @@ class Region:
     attributes: dict[str, str] = field(default_factory=dict)  # per-region choices: name -> value name
 
 
+def turned_corners(x: float, y: float, w: float, h: float, degrees: float) -> list[tuple[float, float]]:
+    """The corners (in drawing order) of a w x h box at (x, y), in pixels, that Label Studio turned
+    `degrees` clockwise about its top-left corner."""
+    turn = math.radians(degrees)
+    cos, sin = math.cos(turn), math.sin(turn)
+    return [(x + dx * cos - dy * sin, y + dx * sin + dy * cos) for dx, dy in ((0, 0), (w, 0), (w, h), (0, h))]
+
+
 def result_ignore_regions(
     results: Sequence[Mapping[str, Any]], prompts: set[str] = frozenset()
 ) -> list[Region]:
@@ -543,20 +559,13 @@ def result_ignore_regions(
             continue
         if result.get("from_name") in prompts:
             continue
-        width, height = pixels(result.get("original_width")), pixels(result.get("original_height"))
-        if width <= 0 or height <= 0:
-            raise DataError(f"region {result.get('id')}: no original_width/original_height; re-save it")
+        width, height = photo_size(result)
         try:
             x, y, w, h = (float(value[k]) for k in ("x", "y", "width", "height"))
-            turn = math.radians(float(value.get("rotation") or 0))
+            turn = float(value.get("rotation") or 0)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"region {result.get('id')}: unreadable rectanglelabels ({exc})") from exc
-        x0, y0, w, h = x * width / 100, y * height / 100, w * width / 100, h * height / 100
-        cos, sin = math.cos(turn), math.sin(turn)
-        corners = [
-            (x0 + dx * cos - dy * sin, y0 + dx * sin + dy * cos)
-            for dx, dy in ((0, 0), (w, 0), (w, h), (0, h))
-        ]
+        corners = turned_corners(x * width / 100, y * height / 100, w * width / 100, h * height / 100, turn)
         rle = masklib.from_polygons([[v for point in corners for v in point]], height, width)
         if masklib.area(rle) == 0:
             continue
@@ -588,9 +597,7 @@ def result_regions(results: Sequence[Mapping[str, Any]]) -> list[Region]:
         labels = value.get(kind) or []
         if not labels:
             continue
-        width, height = pixels(result.get("original_width")), pixels(result.get("original_height"))
-        if width <= 0 or height <= 0:
-            raise DataError(f"region {result.get('id')}: no original_width/original_height; re-save it")
+        width, height = photo_size(result)
         polygon = None
         try:
             if kind == "polygonlabels":

@@ -174,11 +174,12 @@ def pull_project(
                     unlabelled += 1
                     continue
                 several += sum(not a.get("was_cancelled") for a in task.get("annotations") or []) > 1
-                regions = result_regions(chosen.get("result") or [])
-                boxes = result_ignore_regions(chosen.get("result") or [], prompts)
+                results = chosen.get("result") or []
+                regions = result_regions(results)
+                boxes = result_ignore_regions(results, prompts)
                 ignored += len(boxes)
                 regions += boxes
-                for tag in not_masks(chosen.get("result") or [], prompts):
+                for tag in not_masks(results, prompts):
                     skipped[tag] = skipped.get(tag, 0) + 1
                 for region in regions:  # a label the config lost since: keep it, as a new category
                     if region.class_name not in category_ids:

@@ -15,14 +15,13 @@ other tools) is ignored.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from officescore.errors import DataError
 from officescore.images import MAX_PIXELS
-from officescore.label.formats import pixels
+from officescore.label.formats import pixels, turned_corners
 
 KEYPOINT = "keypointlabels"
 RECTANGLE = "rectanglelabels"
@@ -111,13 +110,10 @@ def _upright(
 ) -> tuple[float, float, float, float]:
     """The upright bounds (percent) of a box Label Studio turned `degrees` clockwise about its
     top-left corner; in pixels, since a percent of the width and of the height differ."""
-    turn = math.radians(degrees)
-    across, down = w * width / 100.0, h * height / 100.0
-    ax, ay = across * math.cos(turn), across * math.sin(turn)  # the top edge, turned
-    dx, dy = -down * math.sin(turn), down * math.cos(turn)  # the left edge, turned
-    xs, ys = (0.0, ax, dx, ax + dx), (0.0, ay, dy, ay + dy)
-    left, top = x + min(xs) * 100.0 / width, y + min(ys) * 100.0 / height
-    return left, top, (max(xs) - min(xs)) * 100.0 / width, (max(ys) - min(ys)) * 100.0 / height
+    corners = turned_corners(x * width / 100, y * height / 100, w * width / 100, h * height / 100, degrees)
+    xs, ys = [cx for cx, _ in corners], [cy for _, cy in corners]
+    left, top = min(xs) * 100.0 / width, min(ys) * 100.0 / height
+    return left, top, max(xs) * 100.0 / width - left, max(ys) * 100.0 / height - top
 
 
 def _size(regions: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
