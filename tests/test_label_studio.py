@@ -463,18 +463,11 @@ def test_push_leaves_out_photos_deleted_from_a_scrape_folder(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A photo weeded out of data/raw/images by hand made push refuse the whole folder."""
-    from officescore.scrape.manifest import KEPT, Manifest
-    from officescore.scrape.providers import SearchResult
+    from scrapefolder import scrape_folder
 
     raw = tmp_path / "raw"
-    (raw / "images").mkdir(parents=True)
-    names = ["scene_0.jpg", "scene_1.jpg"]
-    with Manifest.open(raw) as manifest:
-        found = [SearchResult(url=f"https://img.example/{name}", license="by") for name in names]
-        manifest.record_page("openverse", "desk", "", 1, found, True, "cc", "2026-01-01T00:00:00Z")
-        for row_id, name in enumerate(names, start=1):
-            shutil.copy(files["photos"] / name, raw / "images" / name)
-            manifest.set_outcome(row_id, status=KEPT, path=f"images/{name}")
+    shutil.copytree(files["photos"], raw / "images", ignore=shutil.ignore_patterns("scene_2.jpg"))
+    scrape_folder(raw, sorted((raw / "images").iterdir()))
     (raw / "images" / "scene_1.jpg").unlink()
     push = ["label", "push", "--url", labelstudio.url, "--project", "weeded", str(raw)]
     code, out, err = run(push, capsys)

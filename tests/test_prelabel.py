@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from labelmodels import edge_model, one_torch_thread, run, solid_checkpoint, write_photos  # noqa: F401 (fixture)
+from scrapefolder import scrape_folder
 
 from officescore import masks as masklib
 from officescore.files import sha256_file
@@ -180,7 +181,6 @@ def test_labelstudio_output_tasks_and_config(
 def test_scrape_folder_brings_licence_and_source(
     setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from officescore.scrape.manifest import Manifest
     from officescore.scrape.providers import SearchResult
 
     raw = tmp_path / "raw"
@@ -194,13 +194,7 @@ def test_scrape_folder_brings_licence_and_source(
         )
         for n in range(3)
     ]
-    with Manifest.open(raw) as manifest:
-        manifest.record_page("openverse", "home office", "", 1, found, True, "cc", "2026-01-01T00:00:00Z")
-        rows = {row["url"]: row["id"] for row in manifest.rows()}
-        for n, photo in enumerate(photos):  # the third result was never downloaded: not an image
-            manifest.set_outcome(
-                rows[f"https://img.example/{n}.jpg"], status="ok", path=f"images/{photo.name}"
-            )
+    scrape_folder(raw, [*photos, None], found)  # the third result was never downloaded: not an image
     out = tmp_path / "tasks.json"
     code, _, _ = run(
         ["prelabel", str(raw), "--model", str(setup["model"]), "--format", "labelstudio", "--out", str(out)],
@@ -226,16 +220,9 @@ def test_photos_deleted_from_a_read_only_scrape_folder_are_left_out_with_a_note(
     another user's) was opened to write. Deleted photos are left out and named in a note."""
     from readonly import imitate_read_only
 
-    from officescore.scrape.manifest import KEPT, Manifest
-    from officescore.scrape.providers import SearchResult
-
     raw = (tmp_path / "raw").resolve()
     photos = write_photos(raw / "images", n=3)
-    with Manifest.open(raw) as manifest:
-        found = [SearchResult(url=f"https://img.example/{n}.jpg") for n in range(3)]
-        manifest.record_page("openverse", "desk", "", 1, found, True, "cc", "2026-01-01T00:00:00Z")
-        for row_id, photo in enumerate(photos, start=1):
-            manifest.set_outcome(row_id, status=KEPT, path=f"images/{photo.name}")
+    scrape_folder(raw, photos)
     photos[1].unlink()
     imitate_read_only(monkeypatch, raw)
     before = sorted((p.name, p.read_bytes()) for p in raw.rglob("*") if p.is_file())

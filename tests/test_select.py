@@ -228,18 +228,15 @@ def test_a_scrape_folder_that_cannot_be_written_is_a_pool(
     A photo deleted by hand since the scrape is left out with a note, as label push and prelabel do
     (select listed it as unreadable), and a folder with none left is the same one-line error."""
     from readonly import imitate_read_only
-
-    from officescore.scrape.manifest import KEPT, Manifest
-    from officescore.scrape.providers import SearchResult
+    from scrapefolder import scrape_folder
 
     raw = (tmp_path / "raw").resolve()
     raw.mkdir()
-    results = [SearchResult(url=f"https://images.example/{i}.jpg") for i in range(4)]
-    with Manifest.open(raw) as manifest:
-        manifest.record_page("openverse", "desk", "", 1, results, last=True, rights="by", when="now")
-        for row_id, name in ((1, "a.png"), (3, "c.png"), (4, "d.png")):  # row 2 was never downloaded
-            render_scene(row_id, size=64).image.save(raw / name)
-            manifest.set_outcome(row_id, status=KEPT, path=name)
+    photos = [raw / "a.png", None, raw / "c.png", raw / "d.png"]  # the second was never downloaded
+    for row_id, photo in enumerate(photos, start=1):
+        if photo is not None:
+            render_scene(row_id, size=64).image.save(photo)
+    scrape_folder(raw, photos)
     (raw / "d.png").unlink()  # weeded out by hand
     before = {p.name: p.read_bytes() for p in raw.iterdir()}
     imitate_read_only(monkeypatch, raw)
