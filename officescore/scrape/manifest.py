@@ -386,22 +386,17 @@ class Manifest:
     def pending(self) -> list[tuple[int, str]]:
         """(id, url) of every result not downloaded yet, and of those whose host failed for a
         reason that may pass (RETRY_LATER) with attempts to spare, in the order they were found."""
-        marks = ", ".join("?" for _ in RETRY_LATER)
+        again, params = _retry_later_where()
         rows = self.db.execute(
-            "SELECT id, url FROM results WHERE status='pending' "
-            f"OR (status IN ({marks}) AND attempts < ?) ORDER BY id",
-            (*RETRY_LATER, MAX_ATTEMPTS),
+            f"SELECT id, url FROM results WHERE status='pending' OR {again} ORDER BY id", params
         )
         return [(row["id"], row["url"]) for row in rows]
 
     def retry_later(self) -> int:
         """Results a later run downloads again: their host failed for a reason that may pass, and
         they have attempts to spare."""
-        marks = ", ".join("?" for _ in RETRY_LATER)
-        row = self.db.execute(
-            f"SELECT COUNT(*) AS n FROM results WHERE status IN ({marks}) AND attempts < ?",
-            (*RETRY_LATER, MAX_ATTEMPTS),
-        ).fetchone()
+        again, params = _retry_later_where()
+        row = self.db.execute(f"SELECT COUNT(*) AS n FROM results WHERE {again}", params).fetchone()
         return int(row["n"])
 
     def attempts(self, row_id: int) -> int:
@@ -453,6 +448,12 @@ class Manifest:
         return [
             {"provider": p, "query": q, "filters": f, **entry} for (p, q, f), entry in sorted(table.items())
         ]
+
+
+def _retry_later_where() -> tuple[str, tuple[Any, ...]]:
+    """The SQL condition (and its parameters) for a result a later run downloads again."""
+    marks = ", ".join("?" for _ in RETRY_LATER)
+    return f"(status IN ({marks}) AND attempts < ?)", (*RETRY_LATER, MAX_ATTEMPTS)
 
 
 def kept_photos(folder: Path) -> tuple[list[tuple[Path, sqlite3.Row]], list[Path]]:
