@@ -7,6 +7,7 @@ and the next one continues from it. WAL mode lets `--status` read while a scrape
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sqlite3
@@ -150,7 +151,7 @@ class Manifest:
             self._check_version()
         except BaseException as exc:
             self.close()
-            if isinstance(exc, sqlite3.DatabaseError) and "full" not in str(exc):  # full: run.py says so
+            if isinstance(exc, sqlite3.DatabaseError) and not disk_full(exc):  # full: run.py says so
                 raise DataError(
                     f"{self.path}: not a usable manifest ({exc}); move it away to start afresh"
                 ) from exc
@@ -448,6 +449,14 @@ class Manifest:
         return [
             {"provider": p, "query": q, "filters": f, **entry} for (p, q, f), entry in sorted(table.items())
         ]
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc` says the disk (or the user's quota) is full: SQLite's "database or disk is full",
+    or a write's ENOSPC / EDQUOT."""
+    if isinstance(exc, sqlite3.DatabaseError):
+        return "full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _retry_later_where() -> tuple[str, tuple[Any, ...]]:
