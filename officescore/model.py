@@ -322,12 +322,16 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def cached_weights_path(enum: Any) -> Path:
+    """Where the hub cache keeps (or will keep) the file of a torchvision weight enum."""
+    return hub_checkpoint_dir() / _file_name(enum.url)
+
+
 def fetch_weights(enum: Any, progress: bool = False) -> dict[str, torch.Tensor]:
     """The state dict of a torchvision weight enum: from the hub cache, else downloaded into it."""
     url = enum.url
-    name = _file_name(url)
-    folder = hub_checkpoint_dir()
-    cached = folder / name
+    cached = cached_weights_path(enum)
+    name, folder = cached.name, cached.parent
     if cached.is_file():
         try:
             return torch.load(cached, map_location="cpu", weights_only=True)

@@ -342,3 +342,34 @@ def test_serve_bad_options(
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
+
+
+def test_serve_coco_with_its_weights_in_the_hub_cache_starts_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The up-front check for `coco` looks where `score --model coco` loads the weights from: with the
+    file in the hub cache, serve starts without trying to download anything."""
+    import torch
+    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
+
+    from officescore.model import hub_checkpoint_dir
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = hub_checkpoint_dir() / Path(MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.url).name
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"the weights, as fetched elsewhere")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *a, **kw: pytest.fail("downloads"))
+
+    started = []
+
+    def execve(*args: object) -> None:  # where streamlit would replace the process
+        started.append(args)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execve", execve)
+    with socket.socket() as probe:  # a port free right now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--model", "coco", "--port", str(port)])
+    assert info.value.code == 0 and len(started) == 1

@@ -318,20 +318,29 @@ def test_the_store_lock_is_skipped_where_the_file_system_has_no_locks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """flock refused (ENOLCK on some network shares): MLflow is set up unguarded, as before the
-    lock, not stopped; a lock another process holds is waited for (not tested here: see below)."""
+    lock, not stopped; so is a store whose lock file cannot be made. The lock is asked for without
+    LOCK_NB: one another process holds is waited for (two processes: see below)."""
     import errno
     import fcntl
 
     from officescore.train.tracking import _store_lock
 
+    asked = []
+
     def no_locks(fd: int, operation: int) -> None:
+        asked.append(operation)
         raise OSError(errno.ENOLCK, "No locks available")
 
     monkeypatch.setattr(fcntl, "flock", no_locks)
     entered = []
     with _store_lock(f"sqlite:///{tmp_path / 'mlflow.db'}"):
         entered.append(True)
-    assert entered == [True]
+    # The lock was asked for, to be waited for: LOCK_NB would turn another's lock into "unguarded".
+    assert entered == [True] and asked == [fcntl.LOCK_EX]
+    # A store whose lock file cannot be made (its folder is missing): MLflow itself says what is wrong.
+    with _store_lock(f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}"):
+        entered.append(True)
+    assert entered == [True, True] and asked == [fcntl.LOCK_EX]
 
 
 def test_two_trainings_starting_together_share_a_new_local_store(tmp_path: Path) -> None:

@@ -98,10 +98,9 @@ def _check_coco_weights() -> None:
     from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
 
     from officescore.infer.predictor import _coco_model
-    from officescore.model import hub_checkpoint_dir
+    from officescore.model import cached_weights_path
 
-    url = MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.url
-    if not (hub_checkpoint_dir() / Path(url).name).is_file():
+    if not cached_weights_path(MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1).is_file():
         _coco_model()  # downloads, or raises the ModelError `score --model coco` gives
 
 

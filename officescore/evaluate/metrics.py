@@ -77,7 +77,8 @@ def check_iou_thresholds(iou_thresholds: Sequence[float]) -> list[float]:
     return sorted(out)
 
 
-def _number(value: float | None) -> str:
+def format_metric(value: float | None) -> str:
+    """A metric as shown to a person: 3 decimals, "n/a" where it is undefined (no ground truth)."""
     return "n/a" if value is None else f"{value:.3f}"
 
 
@@ -235,7 +236,7 @@ def evaluate_coco(
             metrics.update(conf=float(conf), match_iou=MATCH_IOU)
             doc[iou_type] = metrics
             matrix_counts, matrix_type = counts, iou_type  # segm wins when present
-            stage.advance(1, status=f"{iou_type} mAP {_number(metrics['map'])}")
+            stage.advance(1, status=f"{iou_type} mAP {format_metric(metrics['map'])}")
     assert matrix_counts is not None  # bbox always runs
     doc["confusion_matrix"] = {
         "classes": [*names.values(), BACKGROUND],

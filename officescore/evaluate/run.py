@@ -67,12 +67,10 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def plot_pr_curves(metrics: dict[str, Any], classes: Sequence[str]) -> bytes:
     """PNG: one panel per evaluated type (bbox, segm), one precision/recall line per class."""
+    from officescore.evaluate.metrics import format_metric
+
     types = [t for t in ("bbox", "segm") if metrics.get(t)]
     fig = _figure(6.0 * len(types), 5.0)
     for n, iou_type in enumerate(types, start=1):
@@ -84,9 +82,9 @@ def plot_pr_curves(metrics: dict[str, Any], classes: Sequence[str]) -> bytes:
                 continue  # no ground truth for this class: no curve
             precision = [math.nan if p is None else p for p in points]
             ap50 = metrics[iou_type]["per_class"][name]["ap50"]
-            ax.plot(curve["recall"], precision, linewidth=1.5, label=f"{name} {_fmt(ap50)}")
+            ax.plot(curve["recall"], precision, linewidth=1.5, label=f"{name} {format_metric(ap50)}")
         ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision")
-        ax.set_title(f"{iou_type}: AP50 {_fmt(metrics[iou_type]['ap50'])} (IoU {curve['iou']})")
+        ax.set_title(f"{iou_type}: AP50 {format_metric(metrics[iou_type]['ap50'])} (IoU {curve['iou']})")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="lower left", fontsize="small", title="class AP50")

@@ -7,6 +7,7 @@ and the next one continues from it. WAL mode lets `--status` read while a scrape
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sqlite3
@@ -150,7 +151,7 @@ class Manifest:
             self._check_version()
         except BaseException as exc:
             self.close()
-            if isinstance(exc, sqlite3.DatabaseError) and "full" not in str(exc):  # full: run.py says so
+            if isinstance(exc, sqlite3.DatabaseError) and not disk_full(exc):  # full: run.py says so
                 raise DataError(
                     f"{self.path}: not a usable manifest ({exc}); move it away to start afresh"
                 ) from exc
@@ -386,22 +387,17 @@ class Manifest:
     def pending(self) -> list[tuple[int, str]]:
         """(id, url) of every result not downloaded yet, and of those whose host failed for a
         reason that may pass (RETRY_LATER) with attempts to spare, in the order they were found."""
-        marks = ", ".join("?" for _ in RETRY_LATER)
+        again, params = _retry_later_where()
         rows = self.db.execute(
-            "SELECT id, url FROM results WHERE status='pending' "
-            f"OR (status IN ({marks}) AND attempts < ?) ORDER BY id",
-            (*RETRY_LATER, MAX_ATTEMPTS),
+            f"SELECT id, url FROM results WHERE status='pending' OR {again} ORDER BY id", params
         )
         return [(row["id"], row["url"]) for row in rows]
 
     def retry_later(self) -> int:
         """Results a later run downloads again: their host failed for a reason that may pass, and
         they have attempts to spare."""
-        marks = ", ".join("?" for _ in RETRY_LATER)
-        row = self.db.execute(
-            f"SELECT COUNT(*) AS n FROM results WHERE status IN ({marks}) AND attempts < ?",
-            (*RETRY_LATER, MAX_ATTEMPTS),
-        ).fetchone()
+        again, params = _retry_later_where()
+        row = self.db.execute(f"SELECT COUNT(*) AS n FROM results WHERE {again}", params).fetchone()
         return int(row["n"])
 
     def attempts(self, row_id: int) -> int:
@@ -453,6 +449,20 @@ class Manifest:
         return [
             {"provider": p, "query": q, "filters": f, **entry} for (p, q, f), entry in sorted(table.items())
         ]
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc` says the disk (or the user's quota) is full: SQLite's "database or disk is full",
+    or a write's ENOSPC / EDQUOT."""
+    if isinstance(exc, sqlite3.DatabaseError):
+        return "full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _retry_later_where() -> tuple[str, tuple[Any, ...]]:
+    """The SQL condition (and its parameters) for a result a later run downloads again."""
+    marks = ", ".join("?" for _ in RETRY_LATER)
+    return f"(status IN ({marks}) AND attempts < ?)", (*RETRY_LATER, MAX_ATTEMPTS)
 
 
 def kept_photos(folder: Path) -> tuple[list[tuple[Path, sqlite3.Row]], list[Path]]:

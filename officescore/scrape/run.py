@@ -26,7 +26,6 @@ settings.choose_provider). A closure answer in the middle of an auto run switche
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 import sqlite3
 import time
@@ -44,7 +43,7 @@ from officescore.progress import SILENT, Reporter
 from officescore.scrape import quota as clock
 from officescore.scrape.dedup import DedupIndex
 from officescore.scrape.download import USER_AGENT, Downloader, Fetched, clean_partial_files
-from officescore.scrape.manifest import KEPT, MANIFEST_NAME, Manifest
+from officescore.scrape.manifest import KEPT, MANIFEST_NAME, Manifest, disk_full
 from officescore.scrape.providers import (
     HourExhausted,
     ImageProvider,
@@ -150,9 +149,7 @@ def _full_disk(out: Path) -> Iterator[None]:
     try:
         yield
     except (sqlite3.OperationalError, OSError) as exc:
-        if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        if isinstance(exc, sqlite3.OperationalError) and "full" not in str(exc):
+        if not disk_full(exc):
             raise
         raise ConfigError(
             f"the disk holding --out {out} is full ({exc.strerror if isinstance(exc, OSError) else exc}); "
