@@ -56,6 +56,16 @@ def bbox(rle: Rle) -> list[float]:
     return [float(v) for v in mask_utils.toBbox(_to_pycoco(rle))]
 
 
+def resize(rle: Rle, width: int, height: int) -> Rle:
+    """The mask at width x height (nearest, so it stays 0s and 1s); as it is when already that size."""
+    if list(rle["size"]) == [height, width]:
+        return rle
+    from PIL import Image
+
+    mask = Image.fromarray(decode(rle) * 255).resize((width, height), Image.Resampling.NEAREST)
+    return encode((np.asarray(mask) > 127).astype(np.uint8))
+
+
 def normalise(rle: Rle) -> Rle:
     """Any RLE form -> compressed RLE with str counts."""
     pyco = _to_pycoco(rle)

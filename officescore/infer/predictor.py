@@ -538,10 +538,8 @@ def _on_pixels(result: ImageResult, width: int, height: int) -> list[Detection]:
     sx, sy = width / result.width, height / result.height
     scaled = []
     for det in result.detections:
-        mask = Image.fromarray(masklib.decode(det.mask)).resize((width, height), Image.Resampling.NEAREST)
         box = [det.box[0] * sx, det.box[1] * sy, det.box[2] * sx, det.box[3] * sy]
-        rle = masklib.encode(np.asarray(mask))
-        scaled.append(dataclasses.replace(det, box=box, mask=rle))
+        scaled.append(dataclasses.replace(det, box=box, mask=masklib.resize(det.mask, width, height)))
     return scaled
 
 

@@ -318,7 +318,7 @@ def check_segmentation(
         rle, kind, what = _check_rle(seg, drawn_w, drawn_h)
         if rle is None:
             problem(kind, what, "dropped")
-        return resized(rle, width, height) if rle is not None else None
+        return masks.resize(rle, width, height) if rle is not None else None
     if isinstance(seg, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in seg):
         # VGG Image Annotator writes one polygon as a flat list of coordinates, not a list of them
         problem("segmentation_flat", "segmentation is one flat list of coordinates", "read as one polygon")
@@ -413,16 +413,6 @@ def crowd_as_instance(ann: dict[str, Any], mode: str, cvat: bool) -> bool:
 
 
 IGNORE_REGION = "kept as an ignore region (its box, iscrowd 1): not a training target"
-
-
-def resized(rle: Rle, width: int, height: int) -> Rle:
-    """The mask at width x height (nearest, so it stays 0s and 1s); as it is when already that size."""
-    if list(rle["size"]) == [height, width]:
-        return rle
-    from PIL import Image
-
-    mask = Image.fromarray(masks.decode(rle) * 255).resize((width, height), Image.NEAREST)
-    return masks.encode((np.asarray(mask) > 127).astype(np.uint8))
 
 
 def box_region(

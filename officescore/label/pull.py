@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-import numpy as np
 from PIL import Image
 
 from officescore import __version__
@@ -318,8 +317,7 @@ def _rescaled(region: Region, width: int, height: int) -> Rle:
         sx, sy = width / region.width, height / region.height
         region.polygon = [v * (sx if i % 2 == 0 else sy) for i, v in enumerate(region.polygon)]
         return masklib.from_polygons([region.polygon], height, width)
-    pixels = Image.fromarray(masklib.decode(region.mask).astype(np.uint8) * 255)
-    return masklib.encode(np.asarray(pixels.resize((width, height), Image.Resampling.NEAREST)) > 127)
+    return masklib.resize(region.mask, width, height)
 
 
 def _swap(tmp: Path, out: Path) -> None:
