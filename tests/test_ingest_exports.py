@@ -19,13 +19,19 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 from exports import draw_scene, make_export, write_export
+from labelmodels import polygon_region
+from PIL import Image
+from test_label_pull import StandIn
 
 from officescore import masks
 from officescore.cli import main
 from officescore.errors import DataError
+from officescore.images import load_image
 from officescore.ingest import ingest_export
 from officescore.ingest import run as ingest
 from officescore.ingest.checks import IGNORE_REGION
+from officescore.label.formats import LabelSchema
+from officescore.label.pull import pull_project
 
 W, H = 96, 64
 PREFIXES = ["3f9a1c2e", "b07d44e1", "0c5e9b7a", "e2a61f03", "9d4c7b10", "51f0e8c6"]
@@ -277,6 +283,78 @@ def test_label_studio_export_cache_names_find_the_uploads(tmp_path: Path) -> Non
     assert result.counts["images"] == 6
     found = [p.action for p in result.problems if p.kind == "image_found_without_upload_prefix"]
     assert found == [f"used {prefix}-scene_{i:05d}.jpg" for i, prefix in enumerate(PREFIXES)]
+
+
+def _turned_photo(path: Path, shown: list[tuple[int, int, int, int]]) -> tuple[int, int]:
+    """A photo stored 96 x 64 whose EXIF orientation (6) shows it 64 x 96, with solid rectangles at
+    `shown` (x, y, w, h in the shown frame); returns the stored (width, height)."""
+    pixels = np.full((96, 64, 3), (40, 40, 160), np.uint8)
+    for x, y, w, h in shown:
+        pixels[y : y + h, x : x + w] = (0, 220, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turn 90 degrees clockwise to show
+    stored = Image.fromarray(pixels).transpose(Image.Transpose.ROTATE_90)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stored.save(path, exif=exif.tobytes())
+    return stored.size
+
+
+def test_label_studio_export_of_a_photo_turned_by_exif_lands_on_its_objects(tmp_path: Path) -> None:
+    """Label Studio shows the photo turned (the browser reports 64 x 96), but its COCO converter
+    writes the stored size and multiplies the polygon's percent points by it; its rectangle's by
+    the reported size. Both must land on their objects in the turned photo."""
+    polygon_box, rectangle_box = (8, 50, 22, 40), (36, 6, 24, 24)
+    stored_w, stored_h = _turned_photo(tmp_path / "photos" / "turned.png", [polygon_box, rectangle_box])
+    shown_w, shown_h = stored_h, stored_w
+    x, y, w, h = polygon_box
+    percent = [(px / shown_w, py / shown_h) for px, py in ((x, y), (x + w, y), (x + w, y + h), (x, y + h))]
+    polygon = [c for px, py in percent for c in (px * stored_w, py * stored_h)]  # the converter's sum
+    export = tmp_path / "export" / "result.json"
+    export.parent.mkdir()
+    coco = {
+        "images": [{"width": stored_w, "height": stored_h, "id": 0, "file_name": "images/turned.png"}],
+        "categories": [{"id": 0, "name": "chair"}],
+        "annotations": [
+            {"id": 0, "image_id": 0, "category_id": 0, "segmentation": [polygon], "iscrowd": 0,
+             "bbox": [min(polygon[::2]), min(polygon[1::2]), w * stored_w / shown_w, h * stored_h / shown_h]},
+            {"id": 1, "image_id": 0, "category_id": 0, "segmentation": [], "iscrowd": 0,
+             "bbox": [float(v) for v in rectangle_box]},
+        ],
+        "info": {"contributor": "Label Studio"},
+    }  # fmt: skip
+    export.write_text(json.dumps(coco))
+    result = ingest_export(export, images_dir=tmp_path / "photos", out=tmp_path / "dataset")
+    (size,) = [p for p in result.problems if p.kind == "image_size"]
+    assert "as stored, before its EXIF orientation" in size.what
+    assert size.action == "polygons scaled to the turned photo: 64x96"
+    shown = np.array(load_image(tmp_path / "dataset" / "images" / "turned.png"))
+    on_object = (shown[..., 1] > 200).astype(np.uint8)
+    found = {a["iscrowd"]: masks.decode(a["segmentation"]) for a in _read(tmp_path / "dataset")}
+    for crowd, (x, y, w, h) in ((0, polygon_box), (1, rectangle_box)):
+        expected = np.zeros_like(on_object)
+        expected[y : y + h, x : x + w] = 1
+        assert (found[crowd] == expected).all() and (found[crowd] <= on_object).all()
+
+
+def test_label_pull_export_of_a_photo_turned_by_exif_lands_on_its_objects(tmp_path: Path) -> None:
+    """`label pull` sizes the photo as shown (the frame Label Studio's percent points are in)."""
+    box = (8, 50, 22, 40)
+    _turned_photo(tmp_path / "root" / "photos" / "turned.png", [box])
+    x, y, w, h = box
+    points = [[px / 64 * 100, py / 96 * 100] for px, py in ((x, y), (x + w, y), (x + w, y + h), (x, y + h))]
+    task = {
+        "id": 1,
+        "data": {"image": "/data/local-files/?d=photos/turned.png"},
+        "annotations": [{"id": 1, "result": [polygon_region(points, "chair", 64, 96)]}],
+    }
+    client = StandIn([task], LabelSchema(("chair",)).config_xml())
+    pulled = pull_project(client, "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    result = ingest_export(pulled.export, out=tmp_path / "dataset")
+    assert not [p for p in result.problems if p.kind == "image_size"]
+    (label,) = _read(tmp_path / "dataset")
+    expected = np.zeros((96, 64), np.uint8)
+    expected[y : y + h, x : x + w] = 1
+    assert (masks.decode(label["segmentation"]) == expected).all()
 
 
 def test_ambiguous_names_are_dropped_not_guessed(tmp_path: Path) -> None:

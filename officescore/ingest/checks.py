@@ -295,6 +295,9 @@ class ImageRecord:
     annotations: list[CleanAnnotation] = field(default_factory=list)
     out_name: str = ""  # file name under the data set's images/
     drawn: tuple[int, int] | None = None  # the export's width x height when the photo is a resized copy
+    # the frame Label Studio's COCO converter scaled polygons by when it is not `drawn` (the stored
+    # size of a photo its EXIF orientation turns; its boxes are in the turned photo's pixels)
+    polygons_drawn: tuple[int, int] | None = None
 
 
 def check_segmentation(

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from officescore import __version__, masks
 from officescore.attributes import AttributeSchema, load_schema, value_name
 from officescore.config import DEFAULT_DATASET_DIR
@@ -135,6 +137,12 @@ def read_export(export: Path) -> dict[str, Any]:
     return data
 
 
+def written_by_label_studio(data: dict[str, Any]) -> bool:
+    """Label Studio's COCO export (its converter signs `info.contributor`)."""
+    info = data.get("info")
+    return isinstance(info, dict) and info.get("contributor") == "Label Studio"
+
+
 def _label_studio_tasks(data: Any) -> bool:
     """Label Studio's JSON export: a list of tasks, each with `data` and its annotations."""
     return (
@@ -191,9 +199,15 @@ def _location_problem(file_name: str, found: Located, finder: ImageFinder) -> Pr
 
 
 def _scan_images(
-    entries: list[Any], finder: ImageFinder, problems: list[Problem], reporter: Reporter
+    entries: list[Any],
+    finder: ImageFinder,
+    problems: list[Problem],
+    reporter: Reporter,
+    label_studio: bool = False,
 ) -> dict[str, ImageRecord]:
-    """Check every image entry; load each kept file once (size, sha256, perceptual hash)."""
+    """Check every image entry; load each kept file once (size, sha256, perceptual hash).
+
+    `label_studio`: the export is Label Studio's COCO export (see `_size_problem`)."""
     import imagehash
 
     images: dict[str, ImageRecord] = {}
@@ -235,27 +249,51 @@ def _scan_images(
                 what = str(exc).replace(str(path), "").lstrip(": ") or "cannot read the file"
                 problems.append(Problem(file_name, "", "image_unreadable", what, "dropped"))
                 continue
-            stated = size_from_entry(entry)
-            drawn = stated if stated is not None and resized_copy(stated, width, height) else None
-            if stated is None:
-                what = "width/height missing or not positive numbers"
-                problems.append(
-                    Problem(file_name, "", "image_size", what, f"taken from the file: {width}x{height}")
-                )
-            elif drawn is not None:  # labelled at full size, a resized copy here
-                what = f"width x height {stated[0]}x{stated[1]} is not the file's: a resized copy"
-                action = f"labels scaled to the file: {width}x{height}"
-                problems.append(Problem(file_name, "", "image_size", what, action))
-            elif stated != (width, height):
-                what = f"width x height {stated[0]}x{stated[1]} does not match the file"
-                problems.append(
-                    Problem(file_name, "", "image_size", what, f"taken from the file: {width}x{height}")
-                )
-            if note is not None:
-                problems.append(note)
+            record = ImageRecord(key, file_name, path, width, height, digest, phash)
+            size_note = _size_problem(record, size_from_entry(entry), label_studio)
+            problems += [p for p in (size_note, note) if p is not None]
             by_path[path] = key
-            images[key] = ImageRecord(key, file_name, path, width, height, digest, phash, drawn=drawn)
+            images[key] = record
     return images
+
+
+def _size_problem(image: ImageRecord, stated: tuple[int, int] | None, label_studio: bool) -> Problem | None:
+    """What the export's width x height says about the frame its labels are in; sets `image.drawn`
+    or `image.polygons_drawn` where they must be scaled to the photo. None when it is the photo's."""
+    width, height = image.width, image.height
+    kept = f"taken from the file: {width}x{height}"
+
+    def problem(what: str, action: str) -> Problem:
+        return Problem(image.file_name, "", "image_size", what, action)
+
+    if stated is None:
+        return problem("width/height missing or not positive numbers", kept)
+    if stated == (width, height):
+        return None
+    said = f"width x height {stated[0]}x{stated[1]}"
+    if resized_copy(stated, width, height):  # labelled at full size, a resized copy here
+        image.drawn = stated
+        scaled = f"labels scaled to the file: {width}x{height}"
+        return problem(f"{said} is not the file's: a resized copy", scaled)
+    if stated != (height, width) or stored_size(image.path) != stated:
+        return problem(f"{said} does not match the file", kept)
+    turned = f"{said} is the photo as stored, before its EXIF orientation turns it to {width}x{height}"
+    if not label_studio:
+        return problem(turned, f"{kept}; labels read as drawn on the turned photo")
+    # Label Studio shows the photo turned, but its COCO converter multiplies the polygons' percent
+    # coordinates by the stored size (and its boxes' by the turned size the browser reported)
+    image.polygons_drawn = stated
+    what = f"{turned} (Label Studio's COCO export scales polygons by the stored size)"
+    return problem(what, f"polygons scaled to the turned photo: {width}x{height}")
+
+
+def stored_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of the photo as stored, before EXIF orientation; None when unreadable."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, Image.DecompressionBombError):
+        return None
 
 
 def _check_annotations(
@@ -314,7 +352,11 @@ def _check_annotations(
             problem("image_id_type", what, f"matched to image id {listed_id!r:.30}")
         notes: list[tuple[str, str, str]] = []
         rle = check_segmentation(
-            ann, image.width, image.height, lambda *note, _n=notes: _n.append(note), image.drawn
+            ann,
+            image.width,
+            image.height,
+            lambda *note, _n=notes: _n.append(note),
+            image.drawn or image.polygons_drawn,
         )
         if rle is not None and masks.area(rle) == 0:
             notes.append(("empty_mask", "mask covers no pixels inside the image", "dropped"))
@@ -448,7 +490,7 @@ def ingest_export(
     wanted = _requested_classes(categories, classes) if classes is not None else None
     names = [e.get("file_name") for e in data["images"] if isinstance(e, dict)]
     finder = ImageFinder(images_dir, [n for n in names if isinstance(n, str)], skip=[out])
-    images = _scan_images(data["images"], finder, problems, reporter)
+    images = _scan_images(data["images"], finder, problems, reporter, written_by_label_studio(data))
     listed_ids: dict[str, Any] = {}
     for entry in data["images"]:
         if isinstance(entry, dict) and (key := id_key(entry.get("id"))) is not None:
