@@ -479,7 +479,10 @@ def test_cli_json_has_the_documented_shape(
     code, out, _ = _cli([*args, "--labelstudio", str(review), "--json"], capsys)
     assert code == 0
     doc = json.loads(out)
-    assert set(doc) == {"dataset", "model", "split", "issues", "images", "conventions", "out", "labelstudio"}
+    assert set(doc) == {
+        "dataset", "model", "split", "issues", "images", "conventions", "out", "labelstudio", "notes"
+    }  # fmt: skip
+    assert doc["notes"] == []
     assert doc["out"] == str(tmp_path / "run") and doc["labelstudio"] == str(review)  # nothing else says so
     assert doc["split"] == "train" and isinstance(doc["conventions"], list)
     coco = json.loads((clean / "train.json").read_text())
@@ -544,6 +547,33 @@ def test_an_audit_into_an_earlier_audits_folder_leaves_none_of_its_sheets(
     assert run.sheets and all(path.is_file() for path in run.sheets)
     assert not any(path.exists() for path in stale)
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_model_trained_on_more_classes_audits_the_data_sets_own(
+    clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model that knows the data set's classes and more (trained on COCO-mapped classes, a subset
+    labelled): its other classes are background to the data set, left out with a note."""
+    classes = load_split(clean, "all").classes
+    model = write_checkpoint(
+        tmp_path / "more.pt", favour={"desk": 3.0, "cat": 3.0}, classes=[*classes[:2], "cat", *classes[2:]]
+    )
+    out = tmp_path / "run"
+    code, stdout, err = _cli(
+        ["audit", str(clean), "--model", str(model), "--device", "cpu", "--out", str(out), "--json"], capsys
+    )
+    assert code == 0, err
+    doc = json.loads(stdout)
+    note = f"{model} also knows cat, which the data set does not label"
+    assert len(doc["notes"]) == 1 and doc["notes"][0].startswith(note)
+    predictions = json.loads((out / "predictions.json").read_text())
+    names = [classes[p["category_id"] - 1] for p in predictions]  # the data set's ids
+    assert "desk" in names and {p["category_id"] for p in predictions} <= set(range(1, len(classes) + 1))
+    assert json.loads((out / "issues.json").read_text())["notes"] == doc["notes"]
+    code, stdout, _ = _cli(
+        ["audit", str(clean), "--model", str(model), "--device", "cpu", "--out", str(out)], capsys
+    )
+    assert code == 0 and "also knows cat" in stdout
 
 
 def test_cli_bad_inputs_are_one_line_errors(

@@ -112,6 +112,44 @@ def test_class_uncertainty_margin_and_entropy() -> None:
         assert class_uncertainty(tie, how) > class_uncertainty(sure, how) + 0.3
 
 
+def test_class_uncertainty_reads_classes_left_out_as_background() -> None:
+    """Proposals the model cannot tell a chair from a cat on, where only desks are labelled: over the
+    model's own classes the most unsure there are; read with chair and cat as background, sure."""
+    unsure = torch.tensor([[0.0, -9.0, 5.0, 5.0]] * 16)  # background, desk, chair, cat
+    assert class_uncertainty(unsure, "margin") > 0.9
+    assert class_uncertainty(unsure, "margin", keep=[1]) < 0.01
+    both = torch.tensor([[0.0, 5.0, 5.0, -9.0]] * 16)  # desk and chair tie; the third class is unlikely
+    assert class_uncertainty(both, "entropy", keep=[1, 2]) > class_uncertainty(both, "entropy") > 0.5
+
+
+def test_a_model_trained_on_more_classes_selects_for_the_labelled_ones(
+    pool: tuple[Path, set[str]], labelled: Path, tmp_path: Path
+) -> None:
+    """--labelled with a model that knows more classes: its other classes count as background (its
+    sure cats are no reason to pick a photo), are never suggested, and a note says so."""
+    from officescore.label.formats import config_path_for, read_tasks, result_regions
+
+    folder, _ = pool
+    classes = [*DEFAULT_CLASSES, "cat", "dog"]  # it sees only cats, some of which might be dogs
+    cats = write_checkpoint(tmp_path / "cats.pt", favour={"cat": 8.0, "dog": 7.0}, classes=classes)
+    tasks_file = tmp_path / "next_tasks.json"
+    run = select([folder], cats, 3, labelled=labelled, device="cpu", labelstudio=tasks_file)
+    assert len(run.chosen) == 3
+    assert [n for n in run.notes if "also knows cat, dog, which the data set does not label" in n]
+    assert all(c.detections == 0 and c.class_uncertainty < 0.01 for c in run.chosen)
+    tasks = read_tasks(tasks_file)
+    assert len(tasks) == 3 and not [r for t in tasks for r in result_regions(t["predictions"][0]["result"])]
+    assert 'value="cat"' not in config_path_for(tasks_file).read_text(encoding="utf-8")
+    # without --labelled the model's classes are all there are: its cats count and are suggested
+    alone = select([folder], cats, 3, device="cpu", labelstudio=tmp_path / "alone.json")
+    assert all(c.detections > 0 and c.class_uncertainty > 0.3 for c in alone.chosen)
+    regions = [
+        r for t in read_tasks(tmp_path / "alone.json") for r in result_regions(t["predictions"][0]["result"])
+    ]
+    assert regions and {r.class_name for r in regions} == {"cat"}
+    assert 'value="cat"' in config_path_for(tmp_path / "alone.json").read_text(encoding="utf-8")
+
+
 def test_k_center_spreads_the_budget() -> None:
     # Two tight clusters; the one more uncertain point per cluster should be picked, not two of one cluster.
     feats = np.array([[0.0, 0.0], [0.01, 0.0], [0.0, 0.01], [1.0, 1.0], [1.01, 1.0]])

@@ -85,6 +85,7 @@ def audit(
         print_json(run.to_json())
         return
     if conventions:
+        _show_notes(run)
         _show_conventions(run, every_class=True)
         console.print(f"wrote [bold]{run.out_dir}[/bold] in {run.seconds:.1f}s")
         return
@@ -96,6 +97,7 @@ def _show(run: AuditRun) -> None:
         f"{len(run.folds)} fold models (each predicts photos it did not train on)" if run.folds else run.model
     )
     console.print(f"{run.dataset} ({run.split}): {len(run.images)} photos, predictions from {how}")
+    _show_notes(run)
     table = Table(
         title=f"top {min(SHOWN, len(run.issues))} of {len(run.issues)} issues", title_justify="left"
     )
@@ -122,6 +124,11 @@ def _show(run: AuditRun) -> None:
     )
     if run.tasks is not None:
         console.print(f"review tasks for Label Studio: [bold]{run.tasks}[/bold] (labelling config beside it)")
+
+
+def _show_notes(run: AuditRun) -> None:
+    for note in run.notes:
+        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
 
 
 def _show_conventions(run: AuditRun, every_class: bool) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from officescore.curate.conventions import ConventionReport, find_conventions
-from officescore.curate.labels import SplitLabels, load_split
+from officescore.curate.labels import SplitLabels, check_classes, extra_classes_note, load_split
 from officescore.curate.match import match_image, predictions_by_image, tolerance
 from officescore.curate.scoring import Calibration, Issue, calibrate, image_issues, image_quality
 from officescore.errors import ConfigError
@@ -100,6 +100,7 @@ class AuditRun:
     conventions: list[dict[str, Any]] = field(default_factory=list)  # ConventionSplit.to_dict()
     convention_sheets: list[Path] = field(default_factory=list)
     convention_pairs: dict[str, int] = field(default_factory=dict)  # per class: labels compared
+    notes: list[str] = field(default_factory=list)  # what the user should know about the run
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` document (the issue's contract)."""
@@ -112,6 +113,7 @@ class AuditRun:
             "conventions": self.conventions,
             "out": str(self.out_dir),  # where issues.json and the sheets went (runs/audit/auditN)
             "labelstudio": str(self.tasks) if self.tasks is not None else None,
+            "notes": self.notes,
         }
 
 
@@ -159,10 +161,13 @@ def run_audit(
         check_output_file(Path(labelstudio), "--labelstudio")
     config = load_train_args(train_args) if folds is not None else None
     fold_info: list[dict[str, Any]] = []
+    notes: list[str] = []
     if model is not None:
         from officescore.infer import Predictor
 
         predictor = Predictor.load(model, device=device, conf=PREDICT_CONF)
+        extra = check_classes(predictor.classes, labels.classes, str(model))
+        notes += [extra_classes_note(str(model), extra)] if extra else []
         results = predict_images(
             predictor, labels.images, labels.classes, batch_size=batch_size, reporter=reporter
         )
@@ -185,6 +190,7 @@ def run_audit(
             "model": source,
             "split": split,
             "folds": fold_info,
+            "notes": notes,
             "calibration": result.calibration.to_dict(),
             "issues": [
                 {
@@ -224,6 +230,7 @@ def run_audit(
         conventions=conventions,
         convention_sheets=convention_sheets,
         convention_pairs=dict(result.conventions.pairs),
+        notes=notes,
     )
 
 

@@ -53,12 +53,18 @@ def _binary_entropy(p: torch.Tensor) -> torch.Tensor:
     return -(p * p.log2() + (1 - p) * (1 - p).log2())
 
 
-def class_uncertainty(logits: torch.Tensor, how: str = "margin", top: int = TOP_PROPOSALS) -> float:
+def class_uncertainty(
+    logits: torch.Tensor, how: str = "margin", top: int = TOP_PROPOSALS, keep: Sequence[int] | None = None
+) -> float:
     """Uncertainty of the `top` proposals least likely background, each weighted by its objectness
-    (1 - p(background)), summed and divided by `top`: in [0, 1]. logits: [N, K+1], 0 = bg."""
+    (1 - p(background)), summed and divided by `top`: in [0, 1]. logits: [N, K+1], 0 = bg.
+    `keep`: the columns of the classes that count; the others' probability is background's."""
     if logits.numel() == 0:
         return 0.0
     probs = logits.float().softmax(dim=1)
+    if keep is not None:  # classes nobody will label: to the labeller they are background
+        others = [k for k in range(1, probs.shape[1]) if k not in keep]
+        probs = torch.cat([probs[:, [0, *others]].sum(dim=1, keepdim=True), probs[:, list(keep)]], dim=1)
     objectness = 1.0 - probs[:, 0]
     order = objectness.argsort(descending=True)[:top]
     probs, weights = probs[order], objectness[order]
@@ -123,19 +129,29 @@ def _normalise(v: np.ndarray) -> np.ndarray:
 
 
 def image_signals(
-    predictor: Any, paths: Sequence[Path], how: str = "margin", reporter: Reporter = SILENT
+    predictor: Any,
+    paths: Sequence[Path],
+    how: str = "margin",
+    reporter: Reporter = SILENT,
+    classes: Sequence[str] | None = None,
 ) -> list[ImageSignals]:
-    """Embedding and uncertainties per photo, one photo per forward pass (hook outputs stay per photo)."""
+    """Embedding and uncertainties per photo, one photo per forward pass (hook outputs stay per photo).
+
+    `classes`: the ones that count (the labelled data set's) when the model knows more; detections
+    of the others weigh nothing and their probability is background's."""
     from officescore.infer import ImageResult
 
     out: dict[int, ImageSignals] = {}
     use_hooks = hookable(predictor.model)
     sink: dict[str, list[Any]] = {"backbone": [], "box": [], "mask": []}
     label_of = {name: k for k, name in enumerate(predictor.label_names) if name}
+    keep = [label_of[name] for name in classes] if classes is not None else None
 
     def collect(index: int, result: ImageResult, pixels: torch.Tensor) -> None:
         dets = result.detections  # conf=0: every detection the model returned, in its order
-        scores = [d.score for d in dets]
+        counts = [classes is None or d.class_name in classes for d in dets]
+        # in that order, so the mask logits still line up: another class's detection weighs 0
+        scores = [d.score if counted else 0.0 for d, counted in zip(dets, counts, strict=True)]
         confident = sum(s >= 0.5 for s in scores)
         if use_hooks and sink["backbone"]:
             feature = sink["backbone"].pop()[0].numpy()
@@ -144,13 +160,14 @@ def image_signals(
             out[index] = ImageSignals(
                 paths[index],
                 _normalise(feature),
-                class_uncertainty(box, how),
+                class_uncertainty(box, how, keep=keep),
                 mask_uncertainty(mask, [label_of[d.class_name] for d in dets], scores),
                 confident,
             )
         else:  # no hooks (TorchScript) or they did not fire: scores and a thumbnail instead
             thumb = torch.nn.functional.adaptive_avg_pool2d(pixels.float()[None] / 255.0, THUMB)[0]
-            entropy = _binary_entropy(torch.tensor(scores)).mean() if scores else torch.tensor(0.0)
+            kept = [s for s, counted in zip(scores, counts, strict=True) if counted]
+            entropy = _binary_entropy(torch.tensor(kept)).mean() if kept else torch.tensor(0.0)
             out[index] = ImageSignals(
                 paths[index],
                 _normalise(thumb.flatten().numpy()),

@@ -130,17 +130,25 @@ AUDIT_ADVICE = "pass a model trained on these classes, or use --folds K to train
 
 def check_classes(
     model_classes: list[str], data_classes: list[str], model: str, advice: str = AUDIT_ADVICE
-) -> None:
-    """Audit compares classes by name: the model must know exactly the data set's classes.
+) -> list[str]:
+    """Classes are compared by name: the model must know every class of the data set. Returns the
+    model's other classes (one trained on more, the data set labels a subset), which callers leave
+    out: the data set's labellers drew none of them, so to it they are background.
     `advice`: what the command's user can do about it (audit's by default)."""
     extra = [c for c in model_classes if c not in data_classes]
     missing = [c for c in data_classes if c not in model_classes]
-    if extra or missing:
-        parts = []
-        if missing:
-            parts.append(f"lacks {', '.join(missing)}")
-        if extra:
-            parts.append(f"has {', '.join(extra)} which the data set does not")
+    if missing:
+        also = f"; it also has {', '.join(extra)} which the data set does not" if extra else ""
         raise ModelError(
-            f"{model}: its classes differ from the data set's (the model {' and '.join(parts)}); {advice}"
+            f"{model}: its classes differ from the data set's (the model lacks {', '.join(missing)}"
+            f"{also}); {advice}"
         )
+    return extra
+
+
+def extra_classes_note(model: str, extra: list[str]) -> str:
+    """The note for a model that knows classes the data set does not label."""
+    return (
+        f"{model} also knows {', '.join(extra)}, which the data set does not label: "
+        "its predictions of them are left out (read as background)"
+    )

@@ -142,16 +142,18 @@ def audit_tasks(
 
 
 def select_tasks(
-    out: Path, predictor: Any, paths: Sequence[Path], model_version: str
+    out: Path, predictor: Any, paths: Sequence[Path], model_version: str, classes: Sequence[str] | None = None
 ) -> tuple[Path, Path, int]:
-    """Tasks for the chosen photos with the model's detections (>= 0.5) as pre-annotations."""
+    """Tasks for the chosen photos with the model's detections (>= 0.5) as pre-annotations.
+    `classes`: the labelled data set's, when the model knows more (only those are suggested)."""
     from officescore.attributes import load_schema
     from officescore.label.formats import LabelSchema, make_task, write_tasks
     from officescore.label.prelabel import image_reference, relative_name
 
     # per-region choices as prelabel writes them: the model's attributes, else the default schema's
     attributes = getattr(predictor, "attributes", None) or load_schema()
-    schema = LabelSchema(tuple(predictor.classes), "polygon", attributes=attributes)
+    names = tuple(classes) if classes is not None else tuple(predictor.classes)
+    schema = LabelSchema(names, "polygon", attributes=attributes)
     results = predictor.predict(list(paths), batch_size=1, conf=SUGGEST_CONF) if paths else []
     root = _root(paths) if paths else Path(".")
     tasks = [
@@ -160,7 +162,7 @@ def select_tasks(
             result.width,
             result.height,
             schema,
-            detections=result.detections,
+            detections=[d for d in result.detections if d.class_name in names],
             model_version=model_version,
             data={"rank": rank, "path": relative_to_file(Path(path), out)},
         )

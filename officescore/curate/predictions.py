@@ -21,7 +21,8 @@ def predict_images(
     batch_size: int = 2,
     reporter: Reporter = SILENT,
 ) -> list[dict[str, Any]]:
-    """COCO results for `images` (their ids, the data set's category ids), via `Predictor.predict`."""
+    """COCO results for `images` (their ids, the data set's category ids), via `Predictor.predict`.
+    Predictions of classes the model knows and the data set does not label are left out."""
     check_classes(predictor.classes, classes, predictor.source or "--model")
     category = {name: k for k, name in enumerate(classes, start=1)}
     results = predictor.predict(
@@ -38,6 +39,8 @@ def predict_images(
                 f"{image.width}x{image.height}; re-run `officescore ingest`"
             )
         for det in result.detections:
+            if det.class_name not in category:  # a class the data set does not label: background
+                continue
             x0, y0, x1, y1 = det.box
             out.append(
                 {

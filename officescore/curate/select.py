@@ -147,6 +147,17 @@ def _labelled_photos(dataset: Path) -> list[Path]:
     return [image.path for image in load_split(dataset, "all").images]
 
 
+def _labelled_classes(model_classes: list[str], labelled: Path, model: str) -> tuple[list[str] | None, str]:
+    """The labelled data set's classes when the model knows more (None when they are the model's),
+    and the note that says so; refused when the model lacks one of them."""
+    from officescore.curate.labels import check_classes, extra_classes_note, load_split
+
+    advice = f"pass a model trained on it (officescore train --data {labelled})"  # select has no --folds
+    classes = load_split(labelled, "all").classes
+    extra = check_classes(model_classes, classes, model, advice)
+    return (classes, extra_classes_note(model, extra)) if extra else (None, "")
+
+
 def select(
     pool: list[str | Path],
     model: str | Path,
@@ -180,17 +191,15 @@ def select(
     files, deleted = pool_files(pool)
     labelled_files = _labelled_photos(labelled) if labelled is not None else []
     predictor = None
-    if strategy != "random":  # a model that does not fit fails before any work
+    notes: list[str] = []
+    classes: list[str] | None = None  # the labelled data set's, when the model knows more
+    if strategy != "random" or labelstudio is not None:  # a model that does not fit fails before any work
         from officescore.infer import Predictor
 
         predictor = Predictor.load(model, device=device, conf=0.0)
         if labelled is not None:
-            from officescore.curate.labels import check_classes, load_split
-
-            advice = (
-                f"pass a model trained on it (officescore train --data {labelled})"  # select has no --folds
-            )
-            check_classes(predictor.classes, load_split(labelled, "all").classes, str(model), advice)
+            classes, note = _labelled_classes(predictor.classes, labelled, str(model))
+            notes += [note] if note else []
     labelled_keys = {p.resolve() for p in labelled_files}
     files = [p for p in files if p.resolve() not in labelled_keys]  # already labelled: not a candidate
     hashes, labelled_hashes = _hash_photos(files, labelled_files, reporter)
@@ -202,14 +211,14 @@ def select(
     excluded = [str(files[i]) for i in np.nonzero(near)[0]]
     unreadable = [str(files[i]) for i, h in enumerate(hashes) if h is None]
     usable = [i for i in range(len(files)) if hashes[i] is not None and not near[i]]
-    notes: list[str] = [deleted_note(deleted)] if deleted else []  # as label push and prelabel say
+    notes[:0] = [deleted_note(deleted)] if deleted else []  # as label push and prelabel say
     if strategy == "random":
         chosen = _random_choices(files, hashes, usable, budget, seed)
         source = str(model) if model else "-"
     else:
         chosen, more_unreadable, fallback = _uncertain_choices(
             predictor, [files[i] for i in usable], [hashes[i] for i in usable], labelled_files, budget,
-            uncertainty, reporter,
+            uncertainty, reporter, classes,
         )  # fmt: skip
         unreadable += more_unreadable
         if fallback:
@@ -226,12 +235,9 @@ def select(
     if labelstudio is not None:
         from officescore.curate.labelstudio import select_tasks
 
-        if predictor is None:  # the random baseline needed no model until now
-            from officescore.infer import Predictor
-
-            predictor = Predictor.load(model, device=device, conf=0.5)
         paths = [c.path for c in chosen]  # select_tasks predicts at its own SUGGEST_CONF
-        run.tasks, _, _ = select_tasks(Path(labelstudio), predictor, paths, f"select-{Path(model).stem}")
+        version = f"select-{Path(model).stem}"
+        run.tasks, _, _ = select_tasks(Path(labelstudio), predictor, paths, version, classes)
     run.seconds = time.perf_counter() - started
     return run
 
@@ -280,11 +286,11 @@ def _random_choices(
 
 def _uncertain_choices(
     predictor: Any, candidates: list[Path], hashes: list[int | None], labelled_files: list[Path],
-    budget: int, uncertainty: str, reporter: Reporter,
+    budget: int, uncertainty: str, reporter: Reporter, classes: list[str] | None = None,
 ) -> tuple[list[Choice], list[str], bool]:  # fmt: skip
     """k-center greedy weighted by uncertainty; also the photos the model could not read, and
-    whether the signals came from the TorchScript fallback."""
-    signals = image_signals(predictor, candidates + labelled_files, uncertainty, reporter)
+    whether the signals came from the TorchScript fallback. `classes`: see `image_signals`."""
+    signals = image_signals(predictor, candidates + labelled_files, uncertainty, reporter, classes)
     pool_signals, labelled_signals = signals[: len(candidates)], signals[len(candidates) :]
     ok = [k for k, s in enumerate(pool_signals) if s.feature is not None]
     unreadable = [str(s.path) for s in pool_signals if s.feature is None]
