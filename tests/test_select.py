@@ -292,6 +292,36 @@ def test_a_scrape_folder_that_cannot_be_written_is_a_pool(
     assert code == 2 and "no photos in this scrape folder (none kept, or deleted since)" in err
 
 
+def test_an_empty_scrape_folder_among_others_is_skipped_with_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One scrape folder per query, one query found nothing: the others are the pool, and a note
+    names the empty one. Only when every folder is empty is there nothing to choose from."""
+    from scrapefolder import scrape_folder
+
+    desks, lamps = tmp_path / "desks", tmp_path / "lamps"
+    desks.mkdir(), lamps.mkdir()
+    photos = [desks / "a.png", desks / "b.png"]
+    for n, photo in enumerate(photos):
+        render_scene(n, size=64).image.save(photo)
+    scrape_folder(desks, photos)
+    scrape_folder(lamps, [None, None])  # found, never downloaded
+    args = ["select", str(desks), str(lamps), "--budget", "5", "--strategy", "random"]
+    code, out, err = _cli([*args, "--out", str(tmp_path / "next.csv"), "--json"], capsys)
+    assert code == 0, err
+    run = json.loads(out)
+    assert sorted(Path(c["path"]).name for c in run["chosen"]) == ["a.png", "b.png"]
+    assert run["notes"][0] == (
+        f"skipped 1 scrape folder(s) with no photos (none kept, or deleted since): {lamps}"
+    )
+    mugs = tmp_path / "mugs"
+    mugs.mkdir()
+    scrape_folder(mugs, [None])
+    code, _, err = _cli(["select", str(lamps), str(mugs), "--budget", "5", "--strategy", "random"], capsys)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.endswith(f"{lamps}, {mugs}: no photos in these scrape folders (none kept, or deleted since)")
+
+
 def test_cli_defaults_match_the_library() -> None:
     from officescore.cli.select import select as cli_select
 

@@ -15,21 +15,22 @@ from officescore.scrape.dedup import DEFAULT_NEAR_DUP_THRESHOLD
 NEAR_DUP_BITS = DEFAULT_NEAR_DUP_THRESHOLD  # scrape's: re-encoded, resized and lightly cropped copies
 
 
-def pool_files(items: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
+def pool_files(items: Sequence[str | Path]) -> tuple[list[Path], list[Path], list[Path]]:
     """Image files of the pool; a scrape folder (with manifest.sqlite) gives its kept downloads.
     Also the photos such a folder kept that were deleted by hand since: left out, as `label push`
-    and `prelabel` leave them out."""
+    and `prelabel` leave them out; and the scrape folders with no photo (a query that found nothing),
+    skipped unless the whole pool is empty."""
     from officescore.images import expand_inputs
     from officescore.scrape.manifest import MANIFEST_NAME, kept_photos
 
     files: list[Path] = []
     deleted: list[Path] = []
+    empty: list[Path] = []
     for item in items:
         folder = Path(item)
         if folder.is_dir() and (folder / MANIFEST_NAME).is_file():
             present, gone = kept_photos(folder)
-            if not present:
-                raise DataError(f"{folder}: no photos in this scrape folder (none kept, or deleted since)")
+            empty += [] if present else [folder]
             files += [path for path, _ in present]
             deleted += gone
         else:
@@ -44,9 +45,20 @@ def pool_files(items: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
         if key not in seen:
             seen.add(key)
             unique.append(path)
+    if not unique and empty:  # every scrape folder empty: nothing to skip to
+        which = "this scrape folder" if len(empty) == 1 else "these scrape folders"
+        raise DataError(f"{', '.join(map(str, empty))}: no photos in {which} (none kept, or deleted since)")
     if not unique:
         raise DataError(f"{', '.join(map(str, items))}: no photos there; pass a folder of photos or data/raw")
-    return unique, deleted
+    return unique, deleted, empty
+
+
+def empty_note(empty: Sequence[Path]) -> str:
+    """How select names the scrape folders `pool_files` skipped."""
+    return (
+        f"skipped {len(empty)} scrape folder(s) with no photos (none kept, or deleted since): "
+        + ", ".join(map(str, empty))
+    )
 
 
 def phash(path: Path) -> int | None:

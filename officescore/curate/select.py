@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from officescore.curate.features import UNCERTAINTIES, ImageSignals, image_signals
-from officescore.curate.pool import NEAR_DUP_BITS, hamming, phash, pool_files
+from officescore.curate.pool import NEAR_DUP_BITS, empty_note, hamming, phash, pool_files
 from officescore.errors import BadImageError, ConfigError
 from officescore.files import atomic_write_bytes
 from officescore.progress import SILENT, Reporter
@@ -188,7 +188,7 @@ def select(
             raise ConfigError(f"--labelstudio {labelstudio}: give a .json file name (e.g. next_tasks.json)")
     from officescore.scrape.manifest import deleted_note
 
-    files, deleted = pool_files(pool)
+    files, deleted, empty = pool_files(pool)
     labelled_files = _labelled_photos(labelled) if labelled is not None else []
     predictor = None
     notes: list[str] = []
@@ -212,6 +212,7 @@ def select(
     unreadable = [str(files[i]) for i, h in enumerate(hashes) if h is None]
     usable = [i for i in range(len(files)) if hashes[i] is not None and not near[i]]
     notes[:0] = [deleted_note(deleted)] if deleted else []  # as label push and prelabel say
+    notes[:0] = [empty_note(empty)] if empty else []
     if strategy == "random":
         chosen = _random_choices(files, hashes, usable, budget, seed)
         source = str(model) if model else "-"
