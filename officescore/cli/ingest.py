@@ -118,8 +118,7 @@ def print_ingest_notes(result: IngestResult, before: dict[str, Any] | None) -> N
             "and --val-fraction), so val stays comparable; new photos were split around them",
             soft_wrap=True,
         )
-    after = earlier_data_set(result.out)
-    if before is None or after is None or before["export"] == after["export"] or kept >= before["images"]:
+    if before is None or before["export"] == result.export or kept >= before["images"]:
         return  # a newer export at the same path (`label pull`), or a grown one that kept every photo
     # ingest replaces, it never merges: say so when photos from another export file are gone
     console.print(

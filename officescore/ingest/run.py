@@ -78,6 +78,8 @@ class IngestResult:
     category_map: dict[str, int]
     duplicate_groups: list[list[str]] = field(default_factory=list)
     excluded_classes: list[str] = field(default_factory=list)  # classes whose annotations were left out
+    # the export as dataset.json records it (relative to the data set), read back from `out`
+    export: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -571,7 +573,8 @@ def ingest_export(
     }
     write_dataset(out, splits, chosen, meta, reporter)
     left_out = [name for name in categories.order if name in excluded_classes]
-    return IngestResult(out, chosen, counts, problems, category_map, dup_groups, left_out)
+    recorded = os.path.normpath(out / meta["source"]["export"])
+    return IngestResult(out, chosen, counts, problems, category_map, dup_groups, left_out, recorded)
 
 
 def _group_names(groups: list[int], images: list[ImageRecord]) -> list[list[str]]:
