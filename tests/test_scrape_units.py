@@ -148,7 +148,7 @@ def test_page_and_results_are_recorded_together_or_not_at_all(tmp_path: Path) ->
         with pytest.raises(sqlite3.Error):
             manifest.record_page("google", "q", "f", 2, broken, False, "r", "t")
         assert manifest.progress("google", "q", "f").pages == 1
-        assert [url for _, url in manifest.pending()] == ["http://a/1.jpg", "http://a/2.jpg"]
+        assert [url for _, url, _ in manifest.pending()] == ["http://a/1.jpg", "http://a/2.jpg"]
         # The same URL from another query is one row, not two.
         assert manifest.record_page("google", "q2", "f", 1, good[:1], True, "r", "t") == 0
         manifest.spend_call("google", "2026-03-01", "t")

@@ -384,14 +384,15 @@ class Manifest:
         rows = self.db.execute("SELECT state, COUNT(*) AS n FROM tracking GROUP BY state")
         return {row["state"]: row["n"] for row in rows}
 
-    def pending(self) -> list[tuple[int, str]]:
-        """(id, url) of every result not downloaded yet, and of those whose host failed for a
-        reason that may pass (RETRY_LATER) with attempts to spare, in the order they were found."""
+    def pending(self) -> list[tuple[int, str, int]]:
+        """(id, url, attempts made by earlier runs) of every result not downloaded yet, and of those
+        whose host failed for a reason that may pass (RETRY_LATER) with attempts to spare, in the
+        order they were found."""
         again, params = _retry_later_where()
         rows = self.db.execute(
-            f"SELECT id, url FROM results WHERE status='pending' OR {again} ORDER BY id", params
+            f"SELECT id, url, attempts FROM results WHERE status='pending' OR {again} ORDER BY id", params
         )
-        return [(row["id"], row["url"]) for row in rows]
+        return [(row["id"], row["url"], int(row["attempts"])) for row in rows]
 
     def retry_later(self) -> int:
         """Results a later run downloads again: their host failed for a reason that may pass, and
@@ -399,11 +400,6 @@ class Manifest:
         again, params = _retry_later_where()
         row = self.db.execute(f"SELECT COUNT(*) AS n FROM results WHERE {again}", params).fetchone()
         return int(row["n"])
-
-    def attempts(self, row_id: int) -> int:
-        """Download attempts made for a result by earlier runs."""
-        row = self.db.execute("SELECT attempts FROM results WHERE id=?", (row_id,)).fetchone()
-        return int(row["attempts"]) if row else 0
 
     def kept(self) -> list[sqlite3.Row]:
         return list(self.db.execute("SELECT * FROM results WHERE status=? ORDER BY id", (KEPT,)))

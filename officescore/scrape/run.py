@@ -358,17 +358,19 @@ class _Run:
         if self.config.contact and download.user_agent == USER_AGENT:
             download = replace(download, user_agent=USER_AGENT.replace(")", f"; {self.config.contact})"))
         downloader = Downloader(download, images, scrub=lambda t: self.scrub(t) or "")
+        earlier = {row_id: attempts for row_id, _, attempts in pending}  # read once, not per photo
         with self.reporter.stage("download", total=len(pending)) as stage:
-            for row_id, fetched in downloader.map(pending):
-                status = self.store(row_id, fetched, index, images)
+            for row_id, fetched in downloader.map((row_id, url) for row_id, url, _ in pending):
+                status = self.store(row_id, fetched, index, images, earlier[row_id])
                 outcomes[status] += 1
                 stage.advance(1, status=f"{outcomes[KEPT]} kept")
         return outcomes
 
-    def store(self, row_id: int, fetched: Fetched, index: DedupIndex, images: Path) -> str:
-        """Decide duplicate / near-duplicate / keep, move the file into place, record the row."""
+    def store(self, row_id: int, fetched: Fetched, index: DedupIndex, images: Path, earlier: int) -> str:
+        """Decide duplicate / near-duplicate / keep, move the file into place, record the row.
+        `earlier`: the download attempts earlier runs made for it (the count goes on)."""
         now = clock.now().isoformat()
-        attempts = self.manifest.attempts(row_id) + fetched.attempts  # earlier runs' count too
+        attempts = earlier + fetched.attempts
         common: dict[str, Any] = {"attempts": attempts, "fetched_at": now, "error": fetched.error}
         if fetched.status != "fetched":
             self.manifest.set_outcome(row_id, status=fetched.status, **common)
