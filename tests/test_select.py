@@ -19,7 +19,7 @@ from officescore import DEFAULT_CLASSES
 from officescore.cli import main
 from officescore.curate.features import class_uncertainty, image_signals
 from officescore.curate.pool import NEAR_DUP_BITS, hamming, phash
-from officescore.curate.select import k_center_greedy, select
+from officescore.curate.select import k_center_greedy, nearest_distance, select
 from officescore.ingest import ingest_export
 from officescore.sample import render_scene, write_sample
 
@@ -156,6 +156,26 @@ def test_k_center_spreads_the_budget() -> None:
     u = np.array([1.0, 0.9, 0.9, 0.2, 0.1])
     picks = [i for i, _, _ in k_center_greedy(feats, u, 2)]
     assert picks == [0, 3]
+
+
+def test_k_center_measures_a_large_labelled_set_in_bounded_memory() -> None:
+    """Distances to labelled photos were one pool x labelled x feature array (2000 pool photos against
+    1600 labelled, 1280-d: 16 GB, after all the inference); now a block of pool photos at a time,
+    with the same distances and picks."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((400, 256)).astype(np.float32)
+    centres = rng.standard_normal((300, 256)).astype(np.float32)
+    u = rng.random(400)
+    tracemalloc.start()
+    picks = k_center_greedy(feats, u, 20, centres)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 * 2**20, peak  # the 400 x 300 x 256 differences alone are 117 MB
+    direct = np.min(np.linalg.norm(feats[:, None, :] - centres[None], axis=2), axis=1)
+    assert np.allclose(nearest_distance(feats, centres), direct, atol=1e-4)
+    assert picks[0][0] == int(np.argmax((0.05 + u) * direct / direct.max()))
 
 
 def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -29,6 +29,7 @@ from officescore.progress import SILENT, Reporter
 STRATEGIES = ("uncertainty", "random")
 UNCERTAINTY_FLOOR = 0.05  # a certain photo far from everything may still beat a close unsure one
 MASK_SPREAD = 0.05  # bits: the least spread of the per-photo mask uncertainty sums that counts
+DISTANCE_BLOCK = 1024  # pool photos per block of distances to the labelled ones (1024 x centres floats)
 
 
 @dataclass
@@ -110,6 +111,20 @@ def combined_uncertainty(signals: list[ImageSignals]) -> np.ndarray:
     return (_rank01(cls) + _rank01(msk)) / 2.0
 
 
+def nearest_distance(points: np.ndarray, centres: np.ndarray, block: int = DISTANCE_BLOCK) -> np.ndarray:
+    """Per point, the Euclidean distance to its nearest centre, as sqrt(|a|^2 + |b|^2 - 2 a.b) in
+    float64, `block` points at a time: the points x centres x dimensions differences would not fit
+    in memory (2000 pool photos against 1600 labelled ones, 1280-d features: 16 GB)."""
+    a, b = np.asarray(points, dtype=np.float64), np.asarray(centres, dtype=np.float64)
+    b_norms = np.einsum("ij,ij->i", b, b)
+    out = np.empty(len(a))
+    for start in range(0, len(a), block):
+        part = a[start : start + block]
+        squared = np.einsum("ij,ij->i", part, part)[:, None] + b_norms[None, :] - 2.0 * (part @ b.T)
+        out[start : start + block] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+    return out
+
+
 def k_center_greedy(
     features: np.ndarray, uncertainty: np.ndarray, budget: int, centres: np.ndarray | None = None,
     blocked: np.ndarray | None = None, hashes: list[int | None] | None = None,
@@ -118,10 +133,8 @@ def k_center_greedy(
     nearest centre (labelled and already chosen photos); near-duplicates (by hash) of a pick are blocked."""
     n = len(features)
     blocked = np.zeros(n, dtype=bool) if blocked is None else blocked.copy()
-    if centres is not None and len(centres):
-        dist = np.min(np.linalg.norm(features[:, None, :] - centres[None, :, :], axis=2), axis=1)
-    else:
-        dist = np.full(n, np.inf)
+    known = centres is not None and len(centres) > 0
+    dist = nearest_distance(features, centres) if known else np.full(n, np.inf)  # type: ignore[arg-type]
     picks: list[tuple[int, float, float]] = []
     weight = UNCERTAINTY_FLOOR + uncertainty
     while len(picks) < budget and not blocked.all():
