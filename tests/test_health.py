@@ -121,8 +121,10 @@ def test_stats_json_schema_and_png(dataset: Path, capsys: pytest.CaptureFixture[
         "problems",
         "dropped",
         "attributes",
+        "classes_without_objects",
         "plot",
     }
+    assert payload["classes_without_objects"] == []
     assert set(payload["splits"]) == {"train", "val"}
     for stats in payload["splits"].values():
         assert set(stats) == {
@@ -179,6 +181,25 @@ def test_save_health_plot_with_no_instances(tmp_path: Path) -> None:
     path = save_health_plot(report, tmp_path / "plot.png")
     with Image.open(path) as image:
         image.verify()
+
+
+def test_a_class_nobody_labelled_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ingest --classes` may name a class of the export that has no objects: the data set keeps it
+    (as asked), and its report says no split has one, once, in ingest's summary and in stats."""
+    coco = make_export(tmp_path, n_images=4)
+    coco["categories"].append({"id": 9, "name": "sofa"})
+    export = write_export(tmp_path, coco)
+    said = "no objects of sofa in any split: a model trained on this data set learns them as never there"
+    out = tmp_path / "dataset"
+    for args in (
+        ["ingest", str(export), "--out", str(out), "--classes", "desk,chair,mug,sofa"],
+        ["stats", str(out)],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, "--no-plot"])
+        printed = capsys.readouterr().out
+        assert exit_info.value.code == 0 and printed.count(said) == 1, printed
+    assert health_report(out).classes_without_objects == ["sofa"]
 
 
 def test_stats_rich_tables(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,11 +39,18 @@ def render_health(report: HealthReport) -> None:
         for split in splits:
             stats = report.splits[split]
             images, instances = stats.images_per_class[name], stats.instances_per_class[name]
-            style = "red" if split == "val" and instances == 0 else ""
+            style = "red" if instances == 0 else ""  # nothing to learn from, or to measure
             row += [str(images), f"[{style}]{instances}[/{style}]" if style else str(instances)]
         row += [str(report.sizes[name][b]) for b in ("small", "medium", "large")]
         classes.add_row(*row)
     console.print(classes)
+    if report.classes_without_objects:
+        console.print(
+            f"[yellow]no objects of[/yellow] {', '.join(report.classes_without_objects)} in any split: "
+            "a model trained on this data set learns them as never there; label some, or leave them "
+            "out of `ingest --classes`",
+            soft_wrap=True,
+        )
 
     summary = Table(title="Splits", title_justify="left")
     for column in ("split", "images", "objects", "crowd", "no objects", "objects/image min/mean/max"):

@@ -51,6 +51,16 @@ class HealthReport:
     def problem_count(self) -> int:
         return sum(self.problems_by_kind.values())
 
+    @property
+    def classes_without_objects(self) -> list[str]:
+        """Classes no split has an object of (`ingest --classes` named one nobody labelled): a model
+        trained on the data set learns them as never there, and no split can measure them."""
+        return [
+            name
+            for name in self.classes
+            if not any(stats.instances_per_class.get(name) for stats in self.splits.values())
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "dataset": str(self.dataset),
@@ -61,6 +71,7 @@ class HealthReport:
             "problems": {"total": self.problem_count, "by_kind": self.problems_by_kind},
             "dropped": self.dropped,
             "attributes": self.attributes,
+            "classes_without_objects": self.classes_without_objects,
         }
 
 
