@@ -769,6 +769,15 @@ def test_ingesting_another_export_over_a_data_set_says_it_replaced_it(
     assert f"4 image(s) from {train}" in said and "it does not add to a data set" in said
 
 
+def test_a_resized_copy_may_be_a_whole_pixel_off_its_exact_size() -> None:
+    """4000 x 3004 resized to 1000 wide is 751 high exactly; resizers that keep both sides even
+    write 750 or 752. That is still a resized copy (its labels scaled); two pixels off, another shape."""
+    from officescore.ingest.checks import resized_copy
+
+    assert resized_copy((4000, 3004), 1000, 750) and resized_copy((3004, 4000), 752, 1000)
+    assert not resized_copy((4000, 3004), 1000, 749)
+
+
 @pytest.mark.parametrize("size", [(48, 32), (50, 33)])  # half; a width whose height was rounded
 def test_photos_resized_after_labelling_get_their_labels_scaled(
     tmp_path: Path, size: tuple[int, int]
