@@ -277,6 +277,10 @@ def test_two_classes_of_one_list_never_share_a_colour() -> None:
     base = np.asarray(_photo(), dtype=float)
     assert np.abs(got[30, 30] - _blend(base[30, 30], second)).max() <= 2  # the office chair
     assert np.abs(got[50, 140] - _blend(base[50, 140], first)).max() <= 2  # the café table
+    unusable = masks.encode(np.ones((10, 10), np.uint8))  # a mask for another size: its box is drawn
+    boxed = Detection("office chair", 0.7, [120.0, 100.0, 170.0, 140.0], unusable, 0.1)
+    got = np.asarray(draw(_photo(), [boxed], None, classes=classes))
+    assert tuple(got[120, 120].astype(int)) == second  # the box and its label chip: the mask's colour
     styles = objects_table([chair, table], classes).to_html()
     assert f"background-color: {class_colour_hex('office chair', classes)}" in styles
     config = LabelSchema(classes).config_xml()

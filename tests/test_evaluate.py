@@ -21,6 +21,7 @@ from pycocotools.cocoeval import COCOeval
 
 from officescore.errors import ConfigError, DataError
 from officescore.evaluate import STAT_NAMES, evaluate_coco
+from officescore.evaluate.metrics import format_metric
 from officescore.masks import area, encode
 
 CLASSES = ["desk", "chair", "mug"]
@@ -457,6 +458,11 @@ def test_empty_predictions_and_images_without_ground_truth() -> None:
         assert m["map"] == 0.0 and m["ap50"] == 0.0 and m["ar100"] == 0.0
         assert m["precision"] is None and m["recall"] == 0.0 and m["f1"] == 0.0
         assert m["per_class"]["chair"]["ap"] is None and m["per_class"]["desk"]["ap"] == 0.0
+    # as the PR-curve legend and the progress line show them: a measured 0, and undefined (no chair)
+    assert (format_metric(m["per_class"]["desk"]["ap"]), format_metric(m["per_class"]["chair"]["ap"])) == (
+        "0.000",
+        "n/a",
+    )
     assert doc["confusion_matrix"]["matrix"][0][3] == 1  # the desk was missed
     assert doc["predictions"] == 0
     # detections on an image without ground truth are false alarms

@@ -755,17 +755,27 @@ def test_ingesting_another_export_over_a_data_set_says_it_replaced_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Roboflow's train/ and valid/ exports ingested one after the other into one --out: the second
-    replaces the first (ingest never merges), and the summary says so; the same export again does not."""
+    replaces the first (ingest never merges), and the summary says so; the same export again does not,
+    even split with another --seed (no photo kept its split, yet none is gone)."""
     train = write_export(tmp_path / "train", make_export(tmp_path / "train", n_images=4))
     valid = write_export(tmp_path / "valid", make_export(tmp_path / "valid", n_images=2, seed=1))
     out = tmp_path / "dataset"
-    for export in (train, train, valid):
+    for export, seed in ((train, "0"), (train, "5"), (valid, "5")):  # the same export split anew too
         with pytest.raises(SystemExit):
-            main(["ingest", str(export), "--out", str(out), "--no-plot"])
+            main(["ingest", str(export), "--out", str(out), "--no-plot", "--seed", seed])
         said = capsys.readouterr().out
         replaced = "replaced the data set that was there" in said
         assert replaced == (export == valid), said
     assert f"4 image(s) from {train}" in said and "it does not add to a data set" in said
+
+
+def test_a_resized_copy_may_be_a_whole_pixel_off_its_exact_size() -> None:
+    """4000 x 3004 resized to 1000 wide is 751 high exactly; resizers that keep both sides even
+    write 750 or 752. That is still a resized copy (its labels scaled); two pixels off, another shape."""
+    from officescore.ingest.checks import resized_copy
+
+    assert resized_copy((4000, 3004), 1000, 750) and resized_copy((3004, 4000), 752, 1000)
+    assert not resized_copy((4000, 3004), 1000, 749)
 
 
 @pytest.mark.parametrize("size", [(48, 32), (50, 33)])  # half; a width whose height was rounded
@@ -1221,6 +1231,37 @@ def test_split_groups_keeps_earlier_splits_and_never_leaks() -> None:
         "train",
         "train",
     ]
+
+
+def test_split_groups_never_moves_an_earlier_photo_whatever_the_seed() -> None:
+    """Earlier photos keep their split however a group or class falls: a duplicate group whose
+    earlier photo sorts after the new one, a group of an earlier train photo and a new copy of it,
+    and a class that val lacks and only new photos can bring there."""
+    from officescore.ingest.split import split_groups
+
+    desks = [{"desk"}] * 5
+    for seed in range(10):
+        # a new copy sorted first joins its earlier val photo in val; an earlier train photo's new
+        # copy stays in train with it, although val has room for two more
+        got = split_groups([0, 0, 1, 2, 3], desks, 0.5, seed, [None, "val", "train", "train", None])
+        assert got[:2] == ["val", "val"], seed
+        got = split_groups([0, 0, 1, 2, 3], desks, 0.6, seed, ["train", None, "train", "train", None])
+        assert got[:2] == ["train", "train"] and got[4] == "val", seed
+        # a lamp in an earlier train photo and a new one: the new one goes to val for it
+        classes = [{"desk", "lamp"}, {"desk", "lamp"}, {"desk"}, {"desk"}, {"desk"}, {"desk"}]
+        got = split_groups(
+            [0, 1, 2, 3, 4, 5], classes, 0.3, seed, ["train", None, "val", "train", "train", None]
+        )
+        assert got[:3] == ["train", "val", "val"], seed
+
+
+def test_label_pull_ingest_keeps_a_data_set_without_val_without_val() -> None:
+    """`label pull --ingest` grows a data set ingested with --val-fraction 0 (train on every photo)
+    with 0 too: taken as unrecorded, the default 0.2 would move its photos into val."""
+    from officescore.cli.ingest import split_settings
+
+    assert split_settings({"seed": 3, "val_fraction": 0.0}) == {"seed": 3, "val_fraction": 0.0}
+    assert split_settings({"seed": 3, "val_fraction": 1.0}) == {}  # not a fraction ingest writes
 
 
 def test_no_val_when_fraction_zero(tmp_path: Path) -> None:

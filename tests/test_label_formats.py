@@ -216,12 +216,33 @@ def test_a_region_size_given_as_text_or_a_float_is_read() -> None:
         "value": points,
     }
     (expected,) = formats.result_regions([region])
-    for width, height in (("128.0", "96"), (128.0, 96.0)):
+    for width, height in (("128.0", "96"), (128.0, 96.0), (127.99999, "96.00001")):  # a script's float sums
         (got,) = formats.result_regions([{**region, "original_width": width, "original_height": height}])
         assert (got.width, got.height, got.mask) == (expected.width, expected.height, expected.mask)
     for bad in ("wide", "Infinity", float("nan")):  # JSON's Infinity: int() of it overflowed
         with pytest.raises(DataError, match="region p1: no original_width"):
             formats.result_regions([{**region, "original_width": bad}])
+
+
+def test_ignore_regions_round_trip_on_a_photo_that_is_not_square() -> None:
+    """Review tasks draw ignore regions as rectangles in percent of the photo's width and of its
+    height, and label pull reads them back: on a 200 x 100 photo each side scales by its own. A
+    rectangle that covers no pixel (drawn 0 wide) is no ignore region."""
+    schema = LabelSchema(("desk",), ignore_boxes=True)
+    bbox = [20.0, 10.0, 60.0, 50.0]
+    drawn = formats.annotation(
+        [], 200, 100, schema, "a.jpg", ignore_regions=[{"category": "desk", "bbox": bbox}]
+    )
+    (region,) = formats.result_ignore_regions(drawn["result"])
+    assert (region.class_name, region.width, region.height, region.extra) == (
+        "desk",
+        200,
+        100,
+        {"iscrowd": 1},
+    )
+    assert masklib.bbox(region.mask) == pytest.approx(bbox, abs=1)
+    flat = [{**r, "value": {**r["value"], "width": 0}} for r in drawn["result"]]
+    assert formats.result_ignore_regions(flat) == []
 
 
 def test_mask_of_another_size_is_refused() -> None:

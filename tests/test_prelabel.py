@@ -196,11 +196,11 @@ def test_scrape_folder_brings_licence_and_source(
     ]
     scrape_folder(raw, [*photos, None], found)  # the third result was never downloaded: not an image
     out = tmp_path / "tasks.json"
-    code, _, _ = run(
+    code, text, _ = run(
         ["prelabel", str(raw), "--model", str(setup["model"]), "--format", "labelstudio", "--out", str(out)],
         capsys,
     )
-    assert code == 0
+    assert code == 0 and "note:" not in text  # every photo the scrape kept is there: no deleted-photos note
     data = [t["data"] for t in json.loads(out.read_text())]
     assert [(d["creator"], d["license"], d["landing_page"]) for d in data] == [
         ("Ann 0", "by", "https://example/0"),

@@ -158,6 +158,39 @@ def test_page_and_results_are_recorded_together_or_not_at_all(tmp_path: Path) ->
         assert manifest.quota("google", "2026-03-01") == (2, True)
 
 
+def test_timeouts_and_unavailable_hosts_are_tried_again_until_their_attempts_are_spent(
+    tmp_path: Path,
+) -> None:
+    """A host that timed out through every retry is as likely to answer later as one that said 503;
+    a 404 or a photo too small is final. Each is tried until it has had MAX_ATTEMPTS in all."""
+    from officescore.scrape.manifest import MAX_ATTEMPTS
+
+    outcomes = [
+        ("timeout", 3),
+        ("unavailable", 3),
+        ("http_error", 1),
+        ("too_small", 1),
+        ("timeout", MAX_ATTEMPTS),
+        ("pending", 0),
+    ]
+    urls = [f"http://a/{n}.jpg" for n in range(len(outcomes))]
+    with Manifest.open(tmp_path) as manifest:
+        manifest.record_page("google", "q", "f", 1, [SearchResult(url=u) for u in urls], False, "r", "t")
+        for (row_id, _), (status, attempts) in zip(manifest.pending(), outcomes, strict=True):
+            manifest.set_outcome(row_id, status=status, attempts=attempts)
+        assert [url for _, url in manifest.pending()] == [urls[0], urls[1], urls[5]]
+        assert manifest.retry_later() == 2
+
+
+def test_the_deleted_photos_note_names_three_and_says_when_there_are_more() -> None:
+    from officescore.scrape.manifest import deleted_note
+
+    photos = [Path(f"images/{n}.jpg") for n in range(4)]
+    assert deleted_note(photos[:3]).endswith("left out: 0.jpg, 1.jpg, 2.jpg")
+    assert deleted_note(photos).endswith("left out: 0.jpg, 1.jpg, 2.jpg ...")
+    assert deleted_note(photos).startswith("4 photo(s) the scrape kept are no longer on disk")
+
+
 def test_partial_files_from_a_killed_run_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     images = tmp_path / "raw" / "images"
     images.mkdir(parents=True)
