@@ -216,6 +216,9 @@ def _weights_choice(weights: str | Path | None) -> str:
     if text.lower() in WEIGHT_CHOICES:
         return text.lower()
     path = Path(text)
+    folder = folder_given_as_model(path)
+    if folder:
+        raise ModelError(f"--weights {folder}")
     if not path.is_file():
         raise ModelError(
             f"--weights {text}: no such file; use coco, imagenet, none, or a checkpoint / state-dict path"
@@ -483,8 +486,18 @@ def _load_weights_file(model: MaskRCNN, path: Path, classes: list[str]) -> str:
 # --------------------------------------------------------------------------- checkpoints
 
 
+def folder_given_as_model(path: Path) -> str | None:
+    """The message for a folder where a model file belongs (a run folder is the usual slip)."""
+    if not Path(path).is_dir():
+        return None
+    return f"{path}: a folder; pass a model file such as {Path(path) / 'weights' / 'best.pt'}"
+
+
 def _torch_load(path: Path) -> Any:
     path = Path(path)
+    folder = folder_given_as_model(path)
+    if folder:
+        raise ModelError(folder)
     if not path.is_file():
         raise ModelError(f"{path}: no such file")
     try:
@@ -550,8 +563,9 @@ def load_any(path: Path | str, device: torch.device | str = "cpu") -> LoadedMode
     """A checkpoint (.pt from train) or a TorchScript export, ready for inference on `device`."""
     path = Path(path)
     device = torch.device(device)
-    if path.is_dir():
-        raise ModelError(f"{path}: a folder; pass a model file such as {path / 'weights' / 'best.pt'}")
+    folder = folder_given_as_model(path)
+    if folder:
+        raise ModelError(folder)
     if not path.is_file():
         raise ModelError(f"{path}: no such model file; pass a checkpoint (weights/best.pt) or an export")
     if path.suffix.lower() == ".onnx":

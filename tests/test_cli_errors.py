@@ -397,3 +397,27 @@ def test_commands_are_registered_once(capsys: pytest.CaptureFixture[str]) -> Non
     capsys.readouterr()
     names = [command.name for command in app.registered_commands]
     assert len(names) == len(set(names)), f"{len(names)} registrations of {len(set(names))} commands"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "--model", "{folder}"],
+        ["serve", "--model", "{folder}"],
+        ["score", "{photo}", "--model", "{folder}"],
+        ["train", "--data", "{dataset}", "--weights", "{folder}"],
+        ["train", "--resume", "{folder}"],
+    ],
+    ids=lambda args: " ".join(args[:1] + args[-2:-1]),
+)
+def test_a_folder_given_as_the_model_is_called_a_folder(
+    args: list[str], world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run folder is the usual slip: the message says it is a folder and which file to pass,
+    not that nothing is there."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([arg.format(**{k: str(v) for k, v in world.items()}) for arg in args])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 2
+    best = world["folder"] / "weights" / "best.pt"
+    assert f"{world['folder']}: a folder; pass a model file such as {best}" in err

@@ -48,12 +48,15 @@ def serve(
     from officescore.errors import ConfigError, ModelError
     from officescore.infer import COCO_SOURCE, default_model_source, expand_inputs
     from officescore.infer.score import Rubric
-    from officescore.model import is_torchscript, load_checkpoint
+    from officescore.model import folder_given_as_model, is_torchscript, load_checkpoint
 
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     source = model or default_model_source()
     if source.lower() != COCO_SOURCE:
+        folder = folder_given_as_model(Path(source))
+        if folder:
+            raise ModelError(f"--model {folder}")
         if not Path(source).is_file():
             raise ModelError(f"--model {source}: no such file; pass a checkpoint, an export, or coco")
         if not is_torchscript(Path(source)):
