@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from officescore.cli import app, main
 
@@ -421,3 +422,44 @@ def test_a_folder_given_as_the_model_is_called_a_folder(
     assert exit_info.value.code == 2
     best = world["folder"] / "weights" / "best.pt"
     assert f"{world['folder']}: a folder; pass a model file such as {best}" in err
+
+
+def test_resuming_a_checkpoint_outside_a_run_folder_writes_nothing(
+    world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run folder of `--resume` is the checkpoint's grandparent: for a copy kept elsewhere that is
+    any folder (here the one holding the data set), which must not get a run written into it."""
+    before = _snapshot(world["root"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", str(world["dataset"]), "--resume", str(world["model"]), "--workers", "0"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 2
+    assert f"--resume {world['model']}: not in a run's weights/ folder" in err
+    assert f"--weights {world['model']}" in err
+    assert _snapshot(world["root"]) == before and not (world["root"].parent / "weights").exists()
+
+
+@pytest.mark.parametrize("command", ["score", "eval", "export", "serve"])
+def test_weights_that_do_not_fit_their_architecture_are_named(
+    command: str, world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint whose weights are another architecture's than the one it records: one line that
+    names the file and the first tensor that does not fit (torch's own first line says neither), and
+    serve refuses it before the page starts rather than showing the error in the browser."""
+    data = torch.load(world["model"], weights_only=True)
+    misfit = clean_cwd / "misfit.pt"
+    torch.save({**data, "arch": "maskrcnn_mobilenet_v3_fpn"}, misfit)
+    args = {
+        "score": ["score", str(world["photo"]), "--model", str(misfit)],
+        "eval": ["eval", "--model", str(misfit), "--data", str(world["dataset"])],
+        "export": ["export", "--model", str(misfit), "--out", str(clean_cwd / "out.torchscript.pt")],
+        "serve": ["serve", "--model", str(misfit)],
+    }[command]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    flat = " ".join(err.split())
+    assert f"{misfit}: its weights do not fit its architecture maskrcnn_mobilenet_v3_fpn (" in flat
+    assert "backbone." in flat and "Error(s) in loading" not in flat
+    assert sorted(p.name for p in clean_cwd.iterdir()) == ["misfit.pt"]

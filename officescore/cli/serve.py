@@ -48,7 +48,12 @@ def serve(
     from officescore.errors import ConfigError, ModelError
     from officescore.infer import COCO_SOURCE, default_model_source, expand_inputs
     from officescore.infer.score import Rubric
-    from officescore.model import folder_given_as_model, is_torchscript, load_checkpoint
+    from officescore.model import (
+        folder_given_as_model,
+        is_torchscript,
+        load_checkpoint,
+        model_from_checkpoint,
+    )
 
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
@@ -60,7 +65,8 @@ def serve(
         if not Path(source).is_file():
             raise ModelError(f"--model {source}: no such file; pass a checkpoint, an export, or coco")
         if not is_torchscript(Path(source)):
-            load_checkpoint(Path(source))  # a damaged or foreign file fails here, not in the browser
+            # A damaged or foreign file, or weights that do not fit, fail here, not in the browser.
+            model_from_checkpoint(load_checkpoint(Path(source)), "cpu", source=source)
     from officescore.infer.accel import resolve_precision
 
     kind = "torchscript" if source.lower() != COCO_SOURCE and is_torchscript(Path(source)) else "checkpoint"
