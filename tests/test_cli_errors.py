@@ -463,3 +463,28 @@ def test_weights_that_do_not_fit_their_architecture_are_named(
     assert f"{misfit}: its weights do not fit its architecture maskrcnn_mobilenet_v3_fpn (" in flat
     assert "backbone." in flat and "Error(s) in loading" not in flat
     assert sorted(p.name for p in clean_cwd.iterdir()) == ["misfit.pt"]
+
+
+def test_eval_with_a_file_as_its_project_fails_before_predicting(
+    world: dict[str, Path],
+    clean_cwd: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file where the runs folder goes was found only after the whole split had been predicted."""
+    import officescore.evaluate.run as eval_run
+
+    def no_predicting(*args: object, **kwargs: object) -> None:
+        raise AssertionError("eval predicted before checking where it writes")
+
+    monkeypatch.setattr(eval_run, "_eval_model", no_predicting)
+    blocker = clean_cwd / "runs"
+    blocker.write_text("not a folder")
+    argv = ["eval", "--model", str(world["model"]), "--data", str(world["dataset"]), "--project", "runs/eval"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.strip().splitlines() == [
+        "error: --project runs/eval: runs is a file; give a folder"
+    ]
+    assert blocker.read_text() == "not a folder"
