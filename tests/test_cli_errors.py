@@ -488,3 +488,68 @@ def test_eval_with_a_file_as_its_project_fails_before_predicting(
         "error: --project runs/eval: runs is a file; give a folder"
     ]
     assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    ("argv", "toml", "expected"),
+    [
+        (
+            ["train", "--data", "{dataset}"],
+            "[train]\nepoch = 1\n",
+            "[train] epoch is no setting of `officescore train` (did you mean epochs?)",
+        ),
+        (
+            ["eval", "--model", "{model}"],
+            "[eval]\nious = 0.3\n",
+            "[eval] ious is no setting of `officescore eval` (did you mean iou?)",
+        ),
+        (
+            ["score", "{photo}", "--model", "{model}"],
+            "[score]\njson = true\n",
+            "[score] json is no setting of `officescore score` (settings are option names: batch-size,",
+        ),
+        (
+            ["export", "--model", "{model}"],
+            "[export]\nout-put = 'x.pt'\n",
+            "[export] out-put is no setting of `officescore export` (did you mean out?)",
+        ),
+        (
+            ["serve", "--model", "{model}"],
+            "[serve]\nprot = 8000\n",
+            "[serve] prot is no setting of `officescore serve` (did you mean port?)",
+        ),
+        # option names that differ from their parameter's name were read as nothing
+        (
+            ["export", "--model", "{model}"],
+            "[export]\nformat = 'tflite'\n",
+            "--format tflite: choose torchscript or onnx",
+        ),
+    ],
+    ids=["train", "eval", "score", "export", "serve", "export-format"],
+)
+def test_settings_that_set_nothing_are_refused(
+    argv: list[str],
+    toml: str,
+    expected: str,
+    world: dict[str, Path],
+    clean_cwd: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Click ignores officescore.toml keys that are no parameter's name: a typo left the default in
+    place without a word (`epoch = 1` trained the default 20 epochs)."""
+    (clean_cwd / "officescore.toml").write_text(toml)
+    with pytest.raises(SystemExit) as exit_info:
+        main([arg.format(**{k: str(v) for k, v in world.items()}) for arg in argv])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 2 and expected in err, err
+    assert sorted(p.name for p in clean_cwd.iterdir()) == ["officescore.toml"]
+
+
+def test_score_reads_its_csv_setting(
+    world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (clean_cwd / "officescore.toml").write_text("[score]\ncsv = 'scores.csv'\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["score", str(world["photo"]), "--model", str(world["model"])])
+    assert exit_info.value.code in (0, None), capsys.readouterr().err
+    assert (clean_cwd / "scores.csv").read_text().startswith("path,score,label,objects")
