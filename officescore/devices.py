@@ -19,9 +19,7 @@ def resolve_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda: no CUDA GPU is visible here; use --device cpu or auto")
-        return torch.device(name)
+        return _cuda_device(name)
     if name == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise ConfigError("--device mps: Apple MPS is not available here; use --device cpu or auto")
@@ -29,3 +27,22 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     raise ConfigError(f"--device {name!r}: choose one of {', '.join(DEVICE_CHOICES)}")
+
+
+def _cuda_device(name: str) -> torch.device:
+    """`cuda` or `cuda:N`, checked here: a GPU index that is not there fails at the first tensor."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type != "cuda":
+        raise ConfigError(f"--device {name!r}: use cuda or cuda:N (N: a GPU's index)")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no CUDA GPU is visible here; use --device cpu or auto")
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise ConfigError(
+            f"--device {name}: there is no GPU {device.index} here ({count} visible, "
+            f"cuda:0 to cuda:{count - 1}; CUDA_VISIBLE_DEVICES decides which)"
+        )
+    return device

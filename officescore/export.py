@@ -139,7 +139,7 @@ def export_model(
         )
     data = load_checkpoint(checkpoint)
     _refuse_attribute_head(data, checkpoint, fmt)
-    model, classes = model_from_checkpoint(data, "cpu")
+    model, classes = model_from_checkpoint(data, "cpu", source=str(checkpoint))
     out = Path(out) if out else default_output(checkpoint, fmt)
     check_output_file(out, "--out")  # before the (slow) export, not after it
     image = _sample_image(sample, model)

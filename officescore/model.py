@@ -216,6 +216,9 @@ def _weights_choice(weights: str | Path | None) -> str:
     if text.lower() in WEIGHT_CHOICES:
         return text.lower()
     path = Path(text)
+    folder = folder_given_as_model(path)
+    if folder:
+        raise ModelError(f"--weights {folder}")
     if not path.is_file():
         raise ModelError(
             f"--weights {text}: no such file; use coco, imagenet, none, or a checkpoint / state-dict path"
@@ -483,8 +486,18 @@ def _load_weights_file(model: MaskRCNN, path: Path, classes: list[str]) -> str:
 # --------------------------------------------------------------------------- checkpoints
 
 
+def folder_given_as_model(path: Path) -> str | None:
+    """The message for a folder where a model file belongs (a run folder is the usual slip)."""
+    if not Path(path).is_dir():
+        return None
+    return f"{path}: a folder; pass a model file such as {Path(path) / 'weights' / 'best.pt'}"
+
+
 def _torch_load(path: Path) -> Any:
     path = Path(path)
+    folder = folder_given_as_model(path)
+    if folder:
+        raise ModelError(folder)
     if not path.is_file():
         raise ModelError(f"{path}: no such file")
     try:
@@ -518,17 +531,41 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return data
 
 
+def _first_misfit(own: Mapping[str, torch.Tensor], state: Mapping[str, Any]) -> str | None:
+    """The first tensor of `state` that does not fit `own` (a model's state dict), in words."""
+    for key, value in state.items():
+        if key not in own:
+            return f"it has {key}, which the model has not"
+        if not isinstance(value, torch.Tensor) or value.shape != own[key].shape:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            return f"{key} has shape {shape} but the model needs {tuple(own[key].shape)}"
+    missing = [key for key in own if key not in state]
+    return f"{len(missing)} tensors missing (e.g. {missing[0]})" if missing else None
+
+
 def model_from_checkpoint(
-    checkpoint: Path | str | Mapping[str, Any], device: torch.device | str = "cpu"
+    checkpoint: Path | str | Mapping[str, Any], device: torch.device | str = "cpu", source: str = "checkpoint"
 ) -> tuple[MaskRCNN, list[str]]:
-    """Rebuild the model a checkpoint describes, load its weights, eval mode on `device`."""
+    """Rebuild the model a checkpoint describes, load its weights, eval mode on `device`.
+
+    `source` names the checkpoint in errors when a loaded dict is given (a path names itself)."""
+    if not isinstance(checkpoint, Mapping):
+        source = str(checkpoint)
     data = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(Path(checkpoint))
     classes = list(data["classes"])
     model = build_model(data["arch"], classes, weights="none", **dict(data.get("model_kwargs", {})))
+    misfit = _first_misfit(model.state_dict(), data["model"])
+    if misfit:
+        # torch's own message starts "Error(s) in loading state_dict for MaskRCNN:" and lists every key.
+        raise ModelError(
+            f"{source}: its weights do not fit its architecture {data['arch']} ({misfit}); "
+            "was it made by another officescore version, or edited?"
+        )
     try:
         model.load_state_dict(data["model"])
     except RuntimeError as exc:
-        raise ModelError(f"checkpoint weights do not fit {data['arch']}: {str(exc).splitlines()[0]}") from exc
+        first = str(exc).splitlines()[0]
+        raise ModelError(f"{source}: its weights do not fit {data['arch']}: {first}") from exc
     model.to(torch.device(device)).eval()
     return model, classes
 
@@ -550,8 +587,9 @@ def load_any(path: Path | str, device: torch.device | str = "cpu") -> LoadedMode
     """A checkpoint (.pt from train) or a TorchScript export, ready for inference on `device`."""
     path = Path(path)
     device = torch.device(device)
-    if path.is_dir():
-        raise ModelError(f"{path}: a folder; pass a model file such as {path / 'weights' / 'best.pt'}")
+    folder = folder_given_as_model(path)
+    if folder:
+        raise ModelError(folder)
     if not path.is_file():
         raise ModelError(f"{path}: no such model file; pass a checkpoint (weights/best.pt) or an export")
     if path.suffix.lower() == ".onnx":
@@ -583,7 +621,7 @@ def load_any(path: Path | str, device: torch.device | str = "cpu") -> LoadedMode
             "export it with `officescore export` instead"
         )
     data = load_checkpoint(path)
-    model, classes = model_from_checkpoint(data, device)
+    model, classes = model_from_checkpoint(data, device, source=str(path))
     return LoadedModel(
         model=model,
         classes=classes,

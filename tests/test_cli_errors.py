@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from officescore.cli import app, main
 
@@ -397,3 +398,158 @@ def test_commands_are_registered_once(capsys: pytest.CaptureFixture[str]) -> Non
     capsys.readouterr()
     names = [command.name for command in app.registered_commands]
     assert len(names) == len(set(names)), f"{len(names)} registrations of {len(set(names))} commands"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "--model", "{folder}"],
+        ["serve", "--model", "{folder}"],
+        ["score", "{photo}", "--model", "{folder}"],
+        ["train", "--data", "{dataset}", "--weights", "{folder}"],
+        ["train", "--resume", "{folder}"],
+    ],
+    ids=lambda args: " ".join(args[:1] + args[-2:-1]),
+)
+def test_a_folder_given_as_the_model_is_called_a_folder(
+    args: list[str], world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run folder is the usual slip: the message says it is a folder and which file to pass,
+    not that nothing is there."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([arg.format(**{k: str(v) for k, v in world.items()}) for arg in args])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 2
+    best = world["folder"] / "weights" / "best.pt"
+    assert f"{world['folder']}: a folder; pass a model file such as {best}" in err
+
+
+def test_resuming_a_checkpoint_outside_a_run_folder_writes_nothing(
+    world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run folder of `--resume` is the checkpoint's grandparent: for a copy kept elsewhere that is
+    any folder (here the one holding the data set), which must not get a run written into it."""
+    before = _snapshot(world["root"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", str(world["dataset"]), "--resume", str(world["model"]), "--workers", "0"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 2
+    assert f"--resume {world['model']}: not in a run's weights/ folder" in err
+    assert f"--weights {world['model']}" in err
+    assert _snapshot(world["root"]) == before and not (world["root"].parent / "weights").exists()
+
+
+@pytest.mark.parametrize("command", ["score", "eval", "export", "serve"])
+def test_weights_that_do_not_fit_their_architecture_are_named(
+    command: str, world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint whose weights are another architecture's than the one it records: one line that
+    names the file and the first tensor that does not fit (torch's own first line says neither), and
+    serve refuses it before the page starts rather than showing the error in the browser."""
+    data = torch.load(world["model"], weights_only=True)
+    misfit = clean_cwd / "misfit.pt"
+    torch.save({**data, "arch": "maskrcnn_mobilenet_v3_fpn"}, misfit)
+    args = {
+        "score": ["score", str(world["photo"]), "--model", str(misfit)],
+        "eval": ["eval", "--model", str(misfit), "--data", str(world["dataset"])],
+        "export": ["export", "--model", str(misfit), "--out", str(clean_cwd / "out.torchscript.pt")],
+        "serve": ["serve", "--model", str(misfit)],
+    }[command]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    flat = " ".join(err.split())
+    assert f"{misfit}: its weights do not fit its architecture maskrcnn_mobilenet_v3_fpn (" in flat
+    assert "backbone." in flat and "Error(s) in loading" not in flat
+    assert sorted(p.name for p in clean_cwd.iterdir()) == ["misfit.pt"]
+
+
+def test_eval_with_a_file_as_its_project_fails_before_predicting(
+    world: dict[str, Path],
+    clean_cwd: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file where the runs folder goes was found only after the whole split had been predicted."""
+    import officescore.evaluate.run as eval_run
+
+    def no_predicting(*args: object, **kwargs: object) -> None:
+        raise AssertionError("eval predicted before checking where it writes")
+
+    monkeypatch.setattr(eval_run, "_eval_model", no_predicting)
+    blocker = clean_cwd / "runs"
+    blocker.write_text("not a folder")
+    argv = ["eval", "--model", str(world["model"]), "--data", str(world["dataset"]), "--project", "runs/eval"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.strip().splitlines() == [
+        "error: --project runs/eval: runs is a file; give a folder"
+    ]
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    ("argv", "toml", "expected"),
+    [
+        (
+            ["train", "--data", "{dataset}"],
+            "[train]\nepoch = 1\n",
+            "[train] epoch is no setting of `officescore train` (did you mean epochs?)",
+        ),
+        (
+            ["eval", "--model", "{model}"],
+            "[eval]\nious = 0.3\n",
+            "[eval] ious is no setting of `officescore eval` (did you mean iou?)",
+        ),
+        (
+            ["score", "{photo}", "--model", "{model}"],
+            "[score]\njson = true\n",
+            "[score] json is no setting of `officescore score` (settings are option names: batch-size,",
+        ),
+        (
+            ["export", "--model", "{model}"],
+            "[export]\nout-put = 'x.pt'\n",
+            "[export] out-put is no setting of `officescore export` (did you mean out?)",
+        ),
+        (
+            ["serve", "--model", "{model}"],
+            "[serve]\nprot = 8000\n",
+            "[serve] prot is no setting of `officescore serve` (did you mean port?)",
+        ),
+        # option names that differ from their parameter's name were read as nothing
+        (
+            ["export", "--model", "{model}"],
+            "[export]\nformat = 'tflite'\n",
+            "--format tflite: choose torchscript or onnx",
+        ),
+    ],
+    ids=["train", "eval", "score", "export", "serve", "export-format"],
+)
+def test_settings_that_set_nothing_are_refused(
+    argv: list[str],
+    toml: str,
+    expected: str,
+    world: dict[str, Path],
+    clean_cwd: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Click ignores officescore.toml keys that are no parameter's name: a typo left the default in
+    place without a word (`epoch = 1` trained the default 20 epochs)."""
+    (clean_cwd / "officescore.toml").write_text(toml)
+    with pytest.raises(SystemExit) as exit_info:
+        main([arg.format(**{k: str(v) for k, v in world.items()}) for arg in argv])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 2 and expected in err, err
+    assert sorted(p.name for p in clean_cwd.iterdir()) == ["officescore.toml"]
+
+
+def test_score_reads_its_csv_setting(
+    world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (clean_cwd / "officescore.toml").write_text("[score]\ncsv = 'scores.csv'\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["score", str(world["photo"]), "--model", str(world["model"])])
+    assert exit_info.value.code in (0, None), capsys.readouterr().err
+    assert (clean_cwd / "scores.csv").read_text().startswith("path,score,label,objects")

@@ -192,6 +192,25 @@ def test_mask_iou_on_rles() -> None:
     assert masks.iou([], [masks.encode(mask)]).shape == (0, 1)
 
 
+def test_cuda_devices_are_checked_by_the_name_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--device cuda:1` on a one-GPU machine failed at the first tensor with a CUDA traceback, and
+    on a machine without a GPU the message named `cuda`, not what was given."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"^--device cuda:1: no CUDA GPU is visible here"):
+        resolve_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda") == torch.device("cuda")
+    assert resolve_device("CUDA:0") == torch.device("cuda:0")
+    with pytest.raises(
+        ConfigError, match=r"^--device cuda:1: there is no GPU 1 here \(1 visible, cuda:0 to cuda:0"
+    ):
+        resolve_device("cuda:1")
+    for bad in ("cudax", "cuda:one", "cuda:-1"):
+        with pytest.raises(ConfigError, match=rf"^--device '{bad}': use cuda or cuda:N"):
+            resolve_device(bad)
+
+
 def test_devices_and_single_process_distribution() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type in {"cpu", "cuda", "mps"}

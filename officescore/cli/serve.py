@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from officescore.cli.common import CALIBRATION_HELP, PRECISION_HELP, err_console
+from officescore.cli.common import CALIBRATION_HELP, PRECISION_HELP, check_settings, err_console
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -26,6 +26,7 @@ Needs the app extra: pip install 'officescore\\[app]'.
 
 
 def serve(
+    ctx: typer.Context,
     model: str = typer.Option(
         None,
         "--model",
@@ -43,21 +44,31 @@ def serve(
     ),
 ) -> None:
     """Serve the web page: upload a photo, see the annotated image, the objects and the score."""
+    check_settings(ctx)
     from officescore.app import PageSettings, streamlit_command
     from officescore.devices import resolve_device
     from officescore.errors import ConfigError, ModelError
     from officescore.infer import COCO_SOURCE, default_model_source, expand_inputs
     from officescore.infer.score import Rubric
-    from officescore.model import is_torchscript, load_checkpoint
+    from officescore.model import (
+        folder_given_as_model,
+        is_torchscript,
+        load_checkpoint,
+        model_from_checkpoint,
+    )
 
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     source = model or default_model_source()
     if source.lower() != COCO_SOURCE:
+        folder = folder_given_as_model(Path(source))
+        if folder:
+            raise ModelError(f"--model {folder}")
         if not Path(source).is_file():
             raise ModelError(f"--model {source}: no such file; pass a checkpoint, an export, or coco")
         if not is_torchscript(Path(source)):
-            load_checkpoint(Path(source))  # a damaged or foreign file fails here, not in the browser
+            # A damaged or foreign file, or weights that do not fit, fail here, not in the browser.
+            model_from_checkpoint(load_checkpoint(Path(source)), "cpu", source=source)
     from officescore.infer.accel import resolve_precision
 
     kind = "torchscript" if source.lower() != COCO_SOURCE and is_torchscript(Path(source)) else "checkpoint"

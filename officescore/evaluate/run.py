@@ -19,7 +19,7 @@ from typing import Any
 
 from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
 from officescore.errors import ConfigError, DataError, ModelError
-from officescore.files import atomic_write_bytes, atomic_write_json
+from officescore.files import atomic_write_bytes, atomic_write_json, check_output_dir
 from officescore.progress import SILENT, Reporter
 from officescore.runs import best_checkpoint_in, check_run_name, newest_best_checkpoint, next_run_dir
 
@@ -211,6 +211,7 @@ def run_eval(
     if batch_size < 1 or workers < 0:
         raise ConfigError("--batch-size must be at least 1 and --workers at least 0")
     check_run_name(name)
+    check_output_dir(Path(project), "--project")  # a file in the way fails now, not after predicting
     if gt is not None and predictions is None:
         raise ConfigError("--gt needs --predictions (a COCO results file to evaluate against it)")
     warnings: list[str] = []

@@ -73,6 +73,13 @@ def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | 
     resume_path = Path(config.resume)
     checkpoint = load_checkpoint(resume_path)
     saved = dict(checkpoint.get("args") or {})
+    if resume_path.resolve().parent.name != "weights":
+        # The run folder is the checkpoint's grandparent: for a copy elsewhere that is any folder,
+        # which would get args.json, metrics.csv, plots and weights/ written into it.
+        raise ConfigError(
+            f"--resume {resume_path}: not in a run's weights/ folder (runs/train/NAME/weights/last.pt), "
+            f"so there is no run to continue; train a new run from it with --weights {resume_path}"
+        )
     run_dir = resume_path.resolve().parent.parent
     _refuse_an_earlier_checkpoint(resume_path, run_dir, int(checkpoint["epoch"]))
     resumed = TrainConfig.from_json(
