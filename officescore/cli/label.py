@@ -154,7 +154,7 @@ def push(
     from officescore.label.formats import MASK_KINDS
     from officescore.label.predict import load_predictor
     from officescore.label.push import push_images, push_tasks_file
-    from officescore.label.sources import collect_images, deleted_scrape_photos
+    from officescore.label.sources import gather_images
 
     check_project_title(project)
     if mask not in MASK_KINDS:
@@ -166,7 +166,7 @@ def push(
     if review is None and not images and not interactive:
         raise ConfigError("nothing to push: give photos (files, folders, globs, data/raw) or --review FILE")
     # Local mistakes (a missing path, a glob matching nothing) are reported before Label Studio is asked.
-    photos = collect_images(images) if review is None and images else []
+    photos, deleted = gather_images(images) if review is None and images else ([], [])
     # Only a --mask the user chose must match an existing project (its own kind wins over the default).
     source = ctx.get_parameter_source("mask")  # by name: Typer vendors its own Click
     chosen_mask = mask if source is not None and source.name != "DEFAULT" else None
@@ -174,7 +174,7 @@ def push(
     if review is None and not images:  # --interactive alone: the tools for a project made earlier
         from officescore.label.push import add_smart_tools
 
-        tooled = add_smart_tools(client, project)
+        tooled = add_smart_tools(client, client.project(project))
         if json_output:
             print_json({"project_id": tooled.id, "project": tooled.title, "interactive": True})
         else:
@@ -202,7 +202,6 @@ def push(
             attributes=load_schema(attributes) if attributes is not None else None,
             interactive=interactive,
         )
-    deleted = deleted_scrape_photos(images) if review is None else []
     if json_output:
         print_json({**result.to_dict(), "deleted": [str(p) for p in deleted]})
     else:
@@ -276,6 +275,14 @@ def pull(
         console.print(
             f"note: {result.several} task(s) were labelled more than once (several labellers?); "
             "the newest annotation of each counted",
+            soft_wrap=True,
+        )
+    for twice in result.duplicates:
+        others = ", ".join(str(t) for t in twice["tasks"] if t != twice["counted"])
+        console.print(
+            f"note: {twice['photo']} is in tasks {', '.join(str(t) for t in twice['tasks'])}; the labels of "
+            f"task {twice['counted']} counted (annotated last), those of task(s) {others} not: "
+            "delete the tasks you do not want in Label Studio",
             soft_wrap=True,
         )
     for tag, count in result.skipped.items():

@@ -73,16 +73,17 @@ def prelabel(
     from officescore.label.predict import load_predictor
     from officescore.label.prelabel import check_options
     from officescore.label.prelabel import prelabel as run_prelabel
-    from officescore.label.sources import deleted_scrape_photos
+    from officescore.label.sources import gather_images
 
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     check_options(fmt, mask, out)  # before the model loads
+    photos, deleted = gather_images(images)  # a missing photo too; the scrape manifest read once
     loaded = load_predictor(
         model or default_model_source(), device, conf, img_size, precision, calibration or images
     )
     result = run_prelabel(
-        images,
+        photos,
         loaded,
         out,
         fmt,
@@ -93,7 +94,6 @@ def prelabel(
         batch_size=batch_size,
         reporter=reporter(json_output),
     )
-    deleted = deleted_scrape_photos(images)
     if json_output:
         print_json({**result.to_dict(), "deleted": [str(p) for p in deleted]})
     else:
