@@ -514,8 +514,13 @@ def status(
     )
     for column in ("model version", "photos", "mask mAP", "box mAP", "conf", "train s"):
         trained.add_column(column, justify="left" if column == "model version" else "right")
-    changed = Table(title="how labellers changed its suggestions", title_justify="left")
-    for column in ("model version", "tasks", "kept", "added", "kept IoU", "from sugg."):
+    changed = Table(
+        title="how labellers changed its suggestions",
+        title_justify="left",
+        caption="labelled: tasks labelled after its suggestion, of the tasks holding one",
+        caption_justify="left",
+    )
+    for column in ("model version", "labelled", "kept", "added", "kept IoU", "from sugg."):
         changed.add_column(column, justify="left" if column == "model version" else "right")
     unkept = Table(title="suggestions not kept, by what labellers did", title_justify="left")
     for column in ("model version", "not kept", "redrawn", "reclassed", "deleted", "most of them"):
@@ -540,7 +545,7 @@ def status(
         )
         changed.add_row(
             version,
-            num(row.get("tasks")),
+            f"{num(row.get('tasks'))} of {num(row.get('suggested'))}",
             share(row.get("kept_share")),
             num(row.get("added")),
             num(row.get("mean_kept_iou"), 2),
