@@ -189,6 +189,25 @@ def test_a_finished_job_grows_the_held_out_set_and_switches_on_a_tie_only(
         trainer.close()
 
 
+def test_a_model_found_at_start_keeps_the_threshold_its_job_found(tmp_path: Path) -> None:
+    """A new --backend-dir on a runs folder whose newest model a `--train` job made (another backend
+    folder, or one deleted): it suggests at that job's threshold, as `prelabel` and a backend without
+    --train use it, not at 0.3 on the class score."""
+    from officescore.label.predict import SUGGEST_FILE, model_version
+
+    best = tmp_path / "runs" / "label-job0004" / "weights" / "best.pt"
+    best.parent.mkdir(parents=True)
+    best.write_bytes(b"weights")
+    record = {"model_version": model_version(best), "conf": 0.41, "by_mask": True}
+    (best.parent.parent / SUGGEST_FILE).write_text(json.dumps(record))
+    trainer = Trainer(_settings(tmp_path), "not-a-key")
+    try:
+        assert trainer.current_checkpoint() == best.resolve() and trainer.current_conf() == 0.41
+        assert trainer.versions()[0]["suggest"] == {"conf": 0.41, "by_mask": True}  # `label status` conf
+    finally:
+        trainer.close()
+
+
 def test_held_out_photos_stay_held_out_and_the_set_grows() -> None:
     """Splits at a fifth held out, worked out from `held_out`'s fixed draw of each task:
     earlier held-out and trained photos keep their side whatever their draw, new photos take

@@ -109,7 +109,13 @@ def push(
         "--classes",
         help="Comma-separated classes for a new project (default: the model's, else the office classes).",
     ),
-    conf: float = typer.Option(0.3, "--conf", help="Keep detections with at least this score (0-1)."),
+    conf: float = typer.Option(
+        None,
+        "--conf",
+        help="Keep detections with at least this class score (0-1). Default: as `label backend` "
+        "suggests: a model a `label backend --train` job made at the threshold the job found on class "
+        "score x mask score², any other at 0.3.",
+    ),
     mask: str = typer.Option(
         "polygon",
         "--mask",
@@ -152,14 +158,14 @@ def push(
     from officescore.errors import ConfigError
     from officescore.label.client import check_project_title
     from officescore.label.formats import MASK_KINDS
-    from officescore.label.predict import load_predictor
+    from officescore.label.predict import load_predictor, threshold_words
     from officescore.label.push import push_images, push_tasks_file
     from officescore.label.sources import gather_images
 
     check_project_title(project)
     if mask not in MASK_KINDS:
         raise ConfigError(f"--mask {mask}: use one of {', '.join(MASK_KINDS)}")
-    if not 0.0 <= conf <= 1.0:
+    if conf is not None and not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     if review is not None and (images or model):
         raise ConfigError("--review pushes a tasks file as it is: leave out IMAGES and --model")
@@ -182,6 +188,7 @@ def push(
                 f"project {tooled.title!r} (id {tooled.id}) has the click-to-mask tools", soft_wrap=True
             )
         return
+    loaded = None
     if review is not None:
         result = push_tasks_file(client, project, review, local_root, reporter(json_output))
     else:
@@ -202,8 +209,9 @@ def push(
             attributes=load_schema(attributes) if attributes is not None else None,
             interactive=interactive,
         )
+    threshold = {"conf": loaded.predictor.conf, "by_mask": loaded.by_mask} if loaded is not None else None
     if json_output:
-        print_json({**result.to_dict(), "deleted": [str(p) for p in deleted]})
+        print_json({**result.to_dict(), "threshold": threshold, "deleted": [str(p) for p in deleted]})
     else:
         note_deleted_photos(deleted)
         made = "created" if result.created else "existing"
@@ -211,7 +219,7 @@ def push(
             f"[green]pushed[/green] {result.added} photo(s) to {made} project {result.project!r} "
             f"(id {result.project_id}): {result.predictions} with predictions, "
             f"{result.already_there} already there"
-            + (f"; model {result.model_version}" if result.model_version else "")
+            + (f"; model {result.model_version} ({threshold_words(loaded)})" if loaded is not None else "")
         )
     for failed in result.failed:
         err_console.print(Text(f"error: {failed['error']}", style="red"), soft_wrap=True)
@@ -325,10 +333,11 @@ def backend(
     conf: float = typer.Option(
         None,
         "--conf",
-        help="Suggest detections with at least this class score (0-1). Default 0.3; with --train each "
-        "trained model's own threshold on its suggestion score (class score x mask score², so that badly "
-        "outlined objects are not suggested): the one with the best mask F1 on its val photos (averaged over "
-        "resamples), no less precise there than the model it replaces.",
+        help="Suggest detections with at least this class score (0-1). Default 0.3; for a model a --train "
+        "job made (its run folder's suggest.json), its own threshold on its suggestion score "
+        "(class score x mask score², so that badly outlined objects are not suggested): the one with the "
+        "best mask F1 on its val photos (averaged over resamples), no less precise there than the model it "
+        "replaced.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     img_size: int = typer.Option(None, "--img-size", help="Longest image side fed to the model."),

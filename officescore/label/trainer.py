@@ -186,18 +186,20 @@ class Trainer:
 
             found = newest_best_checkpoint(Path(self.settings.runs))
             if found is not None:
-                from officescore.label.predict import model_version
+                from officescore.label.predict import model_version, own_threshold
 
                 version = model_version(found)
                 self.state["current"] = {"model_version": version, "checkpoint": self._rel(found)}
-                self.state["versions"].append(
-                    {
-                        "model_version": version,
-                        "checkpoint": self._rel(found),
-                        "accepted": True,
-                        "found": True,
-                    }
-                )
+                record = {
+                    "model_version": version,
+                    "checkpoint": self._rel(found),
+                    "accepted": True,
+                    "found": True,
+                }
+                own = own_threshold(found, version)  # a job of another backend folder made it
+                if own is not None:
+                    self.state["current"]["suggest"] = record["suggest"] = {"conf": own, "by_mask": True}
+                self.state["versions"].append(record)
         self._save()
 
     # ------------------------------------------------------------------ what the backend asks
