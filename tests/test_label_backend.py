@@ -437,6 +437,24 @@ def test_without_train_a_run_a_job_made_suggests_at_its_own_threshold(
     assert backend.suggests() == "suggests class x mask score² >= 0.25"
 
 
+def test_with_train_the_log_says_what_the_first_model_suggests_at(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """The banner of `label backend --train` says "no model yet"; the first model a job made was
+    loaded without a word of the threshold it suggests at (later ones: `model A -> B (suggests ...)`)."""
+    best = checkpoint(tmp_path / "runs" / "label-job0001" / "weights" / "best.pt", b"weights")
+    current: list[Path | None] = [None]
+    trainer = SimpleNamespace(current_checkpoint=lambda: current[0], current_conf=lambda: 0.25)
+    messages: list[str] = []
+    backend = ml.Backend(tmp_path / "runs", conf=None, trainer=trainer, log=messages.append)  # type: ignore[arg-type]
+    assert backend.model_version == ml.NO_MODEL_VERSION and messages == []
+    current[0] = best  # the first job took over
+    assert backend.model_version == version_of("label-job0001", b"weights")
+    assert messages == [
+        f"first model {version_of('label-job0001', b'weights')} (suggests class x mask score² >= 0.25)"
+    ]
+
+
 def test_the_model_loaded_filters_at_the_threshold_it_was_given(tmp_path: Path) -> None:
     """`--conf` (or a trained model's own threshold) reaches the real model's predictor, which drops
     the detections under it; the backend's suggestion-score filter reads it back from there."""

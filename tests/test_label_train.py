@@ -524,7 +524,7 @@ def test_label_status_numbers_recomputed_by_hand(
     rows = [
         [cell.strip() for cell in line.split("│")][1:-1] for line in out.splitlines() if "│ hand-v1" in line
     ]
-    assert "no model has suggested" not in out and rows[1][:2] == ["hand-v1", "0 of 1"], out
+    assert "no model has suggested" not in out and rows[1][:2] == ["hand-v1", "0/1"], out
     time.sleep(0.05)
     sdk.annotations.create(
         id=a,
@@ -579,8 +579,11 @@ def test_label_status_numbers_recomputed_by_hand(
     rows = [line for line in out.splitlines() if "│ hand-v1" in line]  # one in each table
     trained, changed, unkept = ([cell.strip() for cell in line.split("│")][1:-1] for line in rows)
     assert trained == ["hand-v1", "8", "0.500", "-", "0.42", "-"], out  # photos, mAPs, its conf, train s
-    assert "conf: the score a suggestion needs, class score x mask score²" in out
-    assert changed == ["hand-v1", "2 of 2", "50%", "3", "0.86", "40%"], out  # labelled, kept, added, IoU, ...
+    # (the caption wraps to a narrow table's width)
+    assert "conf: its own threshold, on class x mask score² (-: 0.30 on the class score)" in " ".join(
+        out.split()
+    )
+    assert changed == ["hand-v1", "2/2", "50%", "3", "0.86", "40%"], out  # labelled, kept, added, IoU, ...
     # Not kept: redrawn, reclassed, deleted, and the classes with the most (equal counts by name).
     assert unkept == ["hand-v1", "2", "1", "0", "1", "desk 1, monitor 1"], out
 

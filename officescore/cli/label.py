@@ -514,11 +514,12 @@ def status(
         )
         _print_answering(document)
         return
-    # Two tables of six columns, not one of eleven: each fits 80 characters without cutting numbers.
+    # Tables of six columns, not one of seventeen: each fits 80 characters without cutting numbers
+    # (the first two without cutting a `--train` version's name either).
     trained = Table(
         title=title,
         title_justify="left",
-        caption="conf: the score a suggestion needs, class score x mask score²",
+        caption="conf: its own threshold, on class x mask score² (-: 0.30 on the class score)",
         caption_justify="left",
     )
     for column in ("model version", "photos", "mask mAP", "box mAP", "conf", "train s"):
@@ -526,10 +527,10 @@ def status(
     changed = Table(
         title="how labellers changed its suggestions",
         title_justify="left",
-        caption="labelled: tasks labelled after its suggestion, of the tasks holding one",
+        caption="tasks: labelled after its suggestion / holding one",
         caption_justify="left",
     )
-    for column in ("model version", "labelled", "kept", "added", "kept IoU", "from sugg."):
+    for column in ("model version", "tasks", "kept", "added", "kept IoU", "from sugg."):
         changed.add_column(column, justify="left" if column == "model version" else "right")
     unkept = Table(title="suggestions not kept, by what labellers did", title_justify="left")
     for column in ("model version", "not kept", "redrawn", "reclassed", "deleted", "most of them"):
@@ -554,7 +555,7 @@ def status(
         )
         changed.add_row(
             version,
-            f"{num(row.get('tasks'))} of {num(row.get('suggested'))}",
+            f"{num(row.get('tasks'))}/{num(row.get('suggested'))}",
             share(row.get("kept_share")),
             num(row.get("added")),
             num(row.get("mean_kept_iou"), 2),

@@ -138,7 +138,9 @@ class Backend:
                     self.log(f"calibrating int8 on {len(self.calibration)} photo source(s)")
                 loaded = self._load(source, threshold)
                 self._loaded = _Loaded(key, loaded)
-                if before is not None:
+                if before is None and self.trainer is not None:  # the banner said "no model yet"
+                    self.log(f"first model {loaded.version} ({_words(threshold, loaded)})")
+                elif before is not None:
                     self.log(f"model {before} -> {loaded.version} ({_words(threshold, loaded)})")
             return self._loaded.model
 

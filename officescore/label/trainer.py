@@ -436,6 +436,8 @@ class Trainer:
         compared = (
             f"val mask mAP {_fmt(record['segm_map'])} vs {_fmt(record['previous_segm_map'])} "
             f"on the same {record['val_photos']} photo(s)"
+            if current is not None
+            else f"val mask mAP {_fmt(record['segm_map'])} on {record['val_photos']} photo(s)"
         )
         if accepted:
             self.state["current"] = {
@@ -444,8 +446,13 @@ class Trainer:
                 "suggest": record["suggest"],
             }
             self._save()
-            before = current["model_version"] if current else "no model"
-            self.log(f"job {running['job']}: model {before} -> {record['model_version']} ({compared})")
+            if current is None:
+                self.log(f"job {running['job']}: first model {record['model_version']} ({compared})")
+            else:
+                self.log(
+                    f"job {running['job']}: model {current['model_version']} -> {record['model_version']} "
+                    f"({compared})"
+                )
             return str(record["model_version"])
         self._save()
         mark_not_used(Path(result["run_dir"]), f"{record['model_version']} is worse: {compared}")
