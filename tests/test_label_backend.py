@@ -7,6 +7,7 @@ Label Studio itself calling the backend is in test_label_studio.py and test_labe
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -26,7 +27,7 @@ from officescore.attributes import AttributeSchema
 from officescore.infer.detection import Detection, ImageResult
 from officescore.label import backend as ml
 from officescore.label.formats import LabelSchema, result_regions
-from officescore.label.predict import LoadedPredictor, model_version
+from officescore.label.predict import LoadedPredictor, model_version, suggestion_threshold
 from officescore.runs import NOT_USED_FILE
 
 CLASSES = ("desk", "chair", "monitor")
@@ -76,9 +77,10 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
     version name of the checkpoint file."""
     loaded: list[tuple[str, float]] = []
 
-    def load_predictor(source: Path | str, device: str, conf: float, *_: Any) -> LoadedPredictor:
-        loaded.append((str(source), conf))
-        return LoadedPredictor(ScoredPredictor(conf), source, model_version(source))
+    def load_predictor(source: Path | str, device: str, conf: float | None, *_: Any) -> LoadedPredictor:
+        threshold, by_mask = suggestion_threshold(source, model_version(source), conf)
+        loaded.append((str(source), threshold))
+        return LoadedPredictor(ScoredPredictor(threshold), source, model_version(source), by_mask=by_mask)
 
     monkeypatch.setattr(ml, "load_predictor", load_predictor)
     return loaded
@@ -405,6 +407,52 @@ def test_label_studio_failing_behind_a_request_is_a_bad_gateway(
         metrics = requests.get(f"{url}/metrics", timeout=10)
         assert metrics.status_code == 502
         assert metrics.json()["error"] == "Label Studio at http://127.0.0.1:1 is not reachable"
+
+
+def test_without_train_a_run_a_job_made_suggests_at_its_own_threshold(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """`label backend --model runs/train` without --train or --conf: a model a `--train` job made
+    suggests at the threshold the job left in its run folder, on the suggestion score, as `prelabel`
+    and `label push` now use it; any other model at 0.3 on the class score."""
+    from officescore.label.predict import SUGGEST_FILE
+
+    best = checkpoint(tmp_path / "runs" / "label-job0001" / "weights" / "best.pt", b"weights")
+    record = {"model_version": version_of("label-job0001", b"weights"), "conf": 0.25, "by_mask": True}
+    (best.parent.parent / SUGGEST_FILE).write_text(json.dumps(record))
+    (photo,) = write_photos(tmp_path / "photos", n=1)
+    task = {"id": 1, "data": {"image": f"/data/local-files/?d=photos/{photo.name}"}}
+    backend = ml.Backend(tmp_path / "runs", conf=None, local_root=tmp_path)
+    assert backend.suggests() == "suggests class x mask score² >= 0.25"
+    (answer,) = backend.predict([task], None)
+    assert {r.class_name: round(r.score, 4) for r in result_regions(answer["result"])} == {
+        "chair": 0.648,
+        "monitor": 0.25,
+    }
+    (best.parent.parent / SUGGEST_FILE).unlink()
+    backend = ml.Backend(tmp_path / "runs", conf=None, local_root=tmp_path)
+    assert backend.suggests() == "suggests scores >= 0.30"
+    # The job writes the threshold after best.pt: the running backend picks it up.
+    (best.parent.parent / SUGGEST_FILE).write_text(json.dumps(record))
+    assert backend.suggests() == "suggests class x mask score² >= 0.25"
+
+
+def test_with_train_the_log_says_what_the_first_model_suggests_at(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """The banner of `label backend --train` says "no model yet"; the first model a job made was
+    loaded without a word of the threshold it suggests at (later ones: `model A -> B (suggests ...)`)."""
+    best = checkpoint(tmp_path / "runs" / "label-job0001" / "weights" / "best.pt", b"weights")
+    current: list[Path | None] = [None]
+    trainer = SimpleNamespace(current_checkpoint=lambda: current[0], current_conf=lambda: 0.25)
+    messages: list[str] = []
+    backend = ml.Backend(tmp_path / "runs", conf=None, trainer=trainer, log=messages.append)  # type: ignore[arg-type]
+    assert backend.model_version == ml.NO_MODEL_VERSION and messages == []
+    current[0] = best  # the first job took over
+    assert backend.model_version == version_of("label-job0001", b"weights")
+    assert messages == [
+        f"first model {version_of('label-job0001', b'weights')} (suggests class x mask score² >= 0.25)"
+    ]
 
 
 def test_the_model_loaded_filters_at_the_threshold_it_was_given(tmp_path: Path) -> None:

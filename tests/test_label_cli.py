@@ -142,6 +142,36 @@ def test_status_without_model_versions_is_one_line(
     assert out.splitlines()[1] == "answering: no model yet; 3 label(s) since the last model"
 
 
+def test_status_tables_show_a_trained_versions_whole_name_in_80_columns(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A `--train` version's name (`label-jobNNNN-best-<sha8>`, 27 characters) is how a row is matched
+    with Label Studio's model versions: cut to `label-job0001-best-3b8569…` it matched none."""
+    from officescore.cli import label as label_cli
+    from officescore.label import feedback
+
+    version = "label-job0001-best-3b856984"
+    row = {
+        "model_version": version, "trained_photos": 5, "segm_map": 0.25, "bbox_map": 0.5, "suggest": None,
+        "train_seconds": 9.2, "suggested": 123, "tasks": 100, "kept_share": 0.5, "added": 30,
+        "mean_kept_iou": 0.8, "from_suggestions": 0.4, "predicted": 200, "kept": 100, "redrawn": 40,
+        "reclassed": 20, "deleted": 40, "not_kept_by_class": {"desk": {"deleted": 40}},
+    }  # fmt: skip
+    worse = {**row, "model_version": "label-job0002-best-0a1b2c3d", "accepted": False}
+    document = {"project": "offices", "tasks": 130, "labelled_tasks": 110, "versions": [row, worse]}
+    monkeypatch.setattr(label_cli, "_client", lambda url: None)
+    monkeypatch.setattr(feedback, "project_status", lambda client, title, folder: document)
+    code, out, _ = run(["label", "status", "--project", "offices", "--backend-dir", "b"], capsys)
+    assert code == 0
+    rows = [
+        [cell.strip() for cell in line.split("│")][1:-1] for line in out.splitlines() if "│ label-job" in line
+    ]
+    names = [cells[0] for cells in rows]  # the third table may cut them: it has no room
+    assert names[:4] == [version, "label-job0002-best-0a1b2c3d"] * 2, out  # "(worse, unused)" below
+    assert rows[0][4] == "-" and rows[2][1] == "100/123", out  # no threshold of its own; tasks
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+
+
 _PIPED = """
 from rich.table import Table
 from officescore.cli.common import console, err_console

@@ -73,6 +73,13 @@ def test_a_forbidden_key_is_the_keys_fault_and_the_oldest_project_of_a_title_is_
         SimpleNamespace(id=4, title="offices", label_config=config),
         SimpleNamespace(id=2, title="offices 2", label_config=config),
     ]
-    client.sdk = SimpleNamespace(projects=SimpleNamespace(list=lambda title: list(listed)))
+    # Two pages as label-studio-sdk's pager hands them (the last has no `next`), the oldest on page 2.
+    pages = [
+        SimpleNamespace(items=listed[:1], response=SimpleNamespace(next="page 2")),
+        SimpleNamespace(items=listed[1:], response=SimpleNamespace(next=None)),
+    ]
+    client.sdk = SimpleNamespace(
+        projects=SimpleNamespace(list=lambda title: SimpleNamespace(iter_pages=lambda: pages))
+    )
     project = client.project("offices")
     assert (project.id, project.title, project.schema.classes) == (4, "offices", ("desk", "chair"))

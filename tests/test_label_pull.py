@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from labelmodels import polygon_region, write_photos
+from labelmodels import polygon_region, run, write_photos
 
 from officescore import masks as masklib
 from officescore.label.client import Project
@@ -31,7 +31,7 @@ class StandIn:
         self.config = config or LabelSchema(CLASSES).config_xml()
 
     def project(self, title: str) -> Project:
-        return Project(1, title, LabelSchema.from_config(self.config))
+        return Project(1, title, LabelSchema.from_config(self.config), self.config)
 
     def label_config(self, project_id: int) -> str:
         return self.config
@@ -114,6 +114,58 @@ def test_pull_keeps_the_last_saved_annotation_and_rescales_what_it_can(tmp_path:
     expected[10:20, 10:40] = True
     assert (masklib.decode(third["segmentation"]).astype(bool) == expected).all()
     assert third["bbox"] == [10, 10, 30, 10] and third["area"] == 300
+
+
+def test_a_photo_in_two_labelled_tasks_is_pulled_once_with_the_newest_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One photo imported twice (tasks 1 and 5, as a hand import next to a push makes it): both were
+    labelled. The export held the photo twice with contradicting labels (a desk in one copy, a chair
+    in the other), so the model learnt each as background of the other. It is written once, with the
+    labels of the task annotated last, and the note names both tasks."""
+    from officescore.cli import label as label_cli
+
+    photos = write_photos(tmp_path / "root" / "photos", n=2)
+    same, other = (f"/data/local-files/?d=photos/{p.name}" for p in photos)
+    square = [[10, 10], [40, 10], [40, 40], [10, 40]]
+
+    def task(task_id: int, ref: str, label: str, updated: str) -> dict[str, Any]:
+        region = polygon_region(square, label, WIDTH, HEIGHT)
+        annotations = [{"id": task_id, "updated_at": updated, "result": [region]}]
+        return {"id": task_id, "data": {"image": ref}, "annotations": annotations}
+
+    tasks = [
+        task(1, same, "desk", "2026-12-04T10:00:00Z"),
+        task(2, other, "monitor", "2026-12-04T09:00:00Z"),
+        task(5, same, "chair", "2026-12-04T11:00:00Z"),
+    ]
+    monkeypatch.setattr(label_cli, "_client", lambda url: StandIn(tasks))
+    argv = ["label", "pull", "--project", "offices", "--out", str(tmp_path / "pull")]
+    code, out, err = run([*argv, "--local-root", str(tmp_path / "root")], capsys)
+    said = " ".join(out.split())
+    assert code == 0, err
+    assert "is in tasks 1, 5; the labels of task 5 counted" in said and "task(s) 1 not" in said
+    coco = json.loads((tmp_path / "pull" / "annotations.json").read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    assert [(im["id"], im["file_name"]) for im in coco["images"]] == [
+        (2, f"images/{photos[1].name}"),
+        (5, f"images/5-{photos[0].name}"),
+    ]
+    assert sorted(p.name for p in (tmp_path / "pull" / "images").iterdir()) == [
+        f"5-{photos[0].name}",
+        photos[1].name,
+    ]
+    assert [(a["image_id"], names[a["category_id"]]) for a in coco["annotations"]] == [
+        (2, "monitor"),
+        (5, "chair"),
+    ]
+    # Annotated last wins whichever task id is older: task 1 relabelled after task 5.
+    tasks[0]["annotations"][0]["updated_at"] = "2026-12-04T12:00:00Z"
+    pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    assert pulled.to_dict()["duplicates"] == [
+        {"photo": f"images/{photos[0].name}", "tasks": [1, 5], "counted": 1}
+    ]
+    assert (pulled.images, pulled.annotations) == (2, 2)
 
 
 def pixels(points: list[list[float]]) -> list[float]:

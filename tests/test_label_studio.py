@@ -482,6 +482,89 @@ def test_push_leaves_out_photos_deleted_from_a_scrape_folder(
     assert code == 0 and json.loads(out)["deleted"] == [str(raw / "images" / "scene_1.jpg")]
 
 
+class Requests:
+    """Every request label-studio-sdk sends (method and path) and every read of a scrape manifest."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import httpx
+
+        from officescore.scrape import manifest
+
+        self.sent: list[tuple[str, str]] = []
+        self.manifest_reads = 0
+        send, kept_photos = httpx.Client.send, manifest.kept_photos
+
+        def counted_send(client: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+            self.sent.append((request.method, request.url.path.rstrip("/")))
+            return send(client, request, **kwargs)
+
+        def counted_kept(folder: Path) -> Any:
+            self.manifest_reads += 1
+            return kept_photos(folder)
+
+        monkeypatch.setattr(httpx.Client, "send", counted_send)
+        monkeypatch.setattr(manifest, "kept_photos", counted_kept)
+
+    def count(self, method: str, path: str) -> int:
+        return self.sent.count((method, path))
+
+    def clear(self) -> None:
+        self.sent.clear()
+        self.manifest_reads = 0
+
+
+def test_push_pull_and_prelabel_ask_once_for_what_they_need(
+    labelstudio: LabelStudioServer,
+    key: str,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Push looked the project up twice (a tasks file, or --interactive on a project made earlier),
+    pull read the labelling config a second time after the project list had sent it, and push and
+    prelabel read a scrape folder's manifest twice (its photos, then the ones deleted by hand)."""
+    from scrapefolder import scrape_folder
+
+    from officescore.label.formats import write_tasks
+
+    raw = tmp_path / "raw"
+    shutil.copytree(files["photos"], raw / "images")
+    scrape_folder(raw, sorted((raw / "images").iterdir()))
+    requests = Requests(monkeypatch)
+    push = ["label", "push", "--url", labelstudio.url, "--project", "asked once"]
+    code, _, err = run([*push, str(raw)], capsys)
+    assert code == 0, err
+    assert (requests.manifest_reads, requests.count("GET", "/api/projects")) == (1, 1)
+    requests.clear()
+    code, _, err = run([*push, str(raw), "--interactive"], capsys)  # an existing project gets the tools
+    assert code == 0, err
+    assert (requests.count("GET", "/api/projects"), requests.manifest_reads) == (1, 1)
+    review = tmp_path / "review" / "tasks.json"
+    review.parent.mkdir()
+    shutil.copy(files["photos"] / "scene_0.jpg", review.parent / "new.jpg")
+    write_tasks(review, [{"data": {"image": "new.jpg", "path": "new.jpg"}}], LabelSchema(CLASSES))
+    requests.clear()
+    code, _, err = run([*push, "--review", str(review)], capsys)
+    assert code == 0, err
+    assert requests.count("GET", "/api/projects") == 1
+    requests.clear()
+    pull = ["label", "pull", "--url", labelstudio.url, "--project", "asked once"]
+    code, _, err = run([*pull, "--out", str(tmp_path / "pull")], capsys)
+    assert code == 0, err
+    assert requests.count("GET", "/api/projects") == 1
+    read_one = [
+        path for method, path in requests.sent if method == "GET" and path.startswith("/api/projects/")
+    ]
+    read_one = [path for path in read_one if path.count("/") == 3]
+    assert read_one == [], "the project list had sent the labelling config already"
+    requests.clear()
+    prelabel = ["prelabel", str(raw), "--model", str(files["desk"]), "--device", "cpu"]
+    code, _, err = run([*prelabel, "--out", str(tmp_path / "prelabel.json")], capsys)
+    assert code == 0, err
+    assert requests.manifest_reads == 1
+
+
 def test_suggestions_at_the_photo_edges_survive_label_studio_and_ingest(
     labelstudio: LabelStudioServer,
     key: str,
@@ -682,6 +765,39 @@ def test_label_studio_asks_the_ml_backend_and_gets_the_newer_checkpoint(
         assert len(listed) == 4
         (task,) = [t for t in client.export_tasks(pushed.project_id) if t["data"]["name"] == extra.name]
         assert task["total_predictions"] == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_labellers_get_the_connected_backends_suggestions_after_a_push_with_a_model(
+    labelstudio: LabelStudioServer,
+    key: str,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """GUIDE's loop: push with --model, then `label backend --connect`. The push made the pushed
+    model's version the project's "model version" (Label Studio picks the first version imported), so
+    Label All Tasks kept showing that model's suggestions and never asked the backend: its newer
+    models (`--train`, a newer best.pt) reached no labeller. Connecting selects the backend."""
+    from officescore.label import backend as ml
+    from officescore.label.predict import model_version
+
+    push = ["label", "push", str(files["photos"]), "--url", labelstudio.url, "--project", "pushed, then live"]
+    code, out, err = run([*push, "--model", str(files["desk"]), "--device", "cpu", "--json"], capsys)
+    assert code == 0, err
+    project_id = json.loads(out)["project_id"]
+    client = client_for(labelstudio)
+    served = ml.Backend(files["chair"], client, device="cpu")
+    server = ml.make_server(served, "127.0.0.1", 0)
+    ml.start(server)
+    try:
+        client.connect_backend(project_id, ml.url_of(server))
+        assert client.sdk.projects.get(id=project_id).model_version == "officescore"  # the backend's title
+        # What a labeller's Label All Tasks opens: the next task, with the suggestion it is shown.
+        shown = client._request("open the next task", f"api/projects/{project_id}/next").json()
+        assert [p["model_version"] for p in shown["predictions"]] == [model_version(files["chair"])]
     finally:
         server.shutdown()
         server.server_close()

@@ -518,6 +518,13 @@ def test_label_status_numbers_recomputed_by_hand(
             _square(10, 60, 30, 90, "monitor", 0.7),
         ],
     )
+    # Suggested, not labelled yet: listed (it said "no predictions in the project").
+    code, out, err = run([*args, "--backend-dir", str(nowhere)], capsys)
+    assert code == 0, err
+    rows = [
+        [cell.strip() for cell in line.split("│")][1:-1] for line in out.splitlines() if "│ hand-v1" in line
+    ]
+    assert "no model has suggested" not in out and rows[1][:2] == ["hand-v1", "0/1"], out
     time.sleep(0.05)
     sdk.annotations.create(
         id=a,
@@ -549,9 +556,18 @@ def test_label_status_numbers_recomputed_by_hand(
     assert code == 0, err
     document = json.loads(out)
     assert (document["tasks"], document["labelled_tasks"]) == (4, 3)
-    (row,) = document["versions"]  # hand-v2 was never shown before a label
+    # hand-v2 is listed (Label Studio lists it too) but was never shown before a label.
+    unshown, row = document["versions"]
+    assert (unshown["model_version"], unshown["suggested"], unshown["tasks"]) == ("hand-v2", 1, 0)
     assert row["model_version"] == "hand-v1" and row["suggest"] == suggest
-    assert (row["tasks"], row["predicted"], row["kept"], row["added"], row["labelled"]) == (2, 4, 2, 3, 5)
+    assert (row["suggested"], row["tasks"], row["predicted"], row["kept"], row["added"], row["labelled"]) == (
+        2,
+        2,
+        4,
+        2,
+        3,
+        5,
+    )
     assert row["kept_share"] == 0.5  # of 4 suggestions
     assert row["from_suggestions"] == 0.4  # of 5 final labels
     assert row["mean_kept_iou"] == pytest.approx((1.0 + 750 / 1050) / 2, abs=1e-4)
@@ -563,8 +579,11 @@ def test_label_status_numbers_recomputed_by_hand(
     rows = [line for line in out.splitlines() if "│ hand-v1" in line]  # one in each table
     trained, changed, unkept = ([cell.strip() for cell in line.split("│")][1:-1] for line in rows)
     assert trained == ["hand-v1", "8", "0.500", "-", "0.42", "-"], out  # photos, mAPs, its conf, train s
-    assert "conf: the score a suggestion needs, class score x mask score²" in out
-    assert changed == ["hand-v1", "2", "50%", "3", "0.86", "40%"], out  # tasks, kept, added, IoU, from sugg.
+    # (the caption wraps to a narrow table's width)
+    assert "conf: its own threshold, on class x mask score² (-: 0.30 on the class score)" in " ".join(
+        out.split()
+    )
+    assert changed == ["hand-v1", "2/2", "50%", "3", "0.86", "40%"], out  # labelled, kept, added, IoU, ...
     # Not kept: redrawn, reclassed, deleted, and the classes with the most (equal counts by name).
     assert unkept == ["hand-v1", "2", "1", "0", "1", "desk 1, monitor 1"], out
 

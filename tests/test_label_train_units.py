@@ -156,11 +156,14 @@ def test_a_finished_job_grows_the_held_out_set_and_switches_on_a_tie_only(
     keeps answering, its run is marked not used, and its labels still count as trained. The held-out
     and trained tasks are the union of every job's, and a new job is handed them, with the threshold
     the current model's suggestions are shown at."""
-    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key")
+    messages: list[str] = []
+    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key", log=messages.append)
     try:
         trainer.notify("START_TRAINING", {})
         _end_job(trainer, fake_jobs[0], _result(tmp_path, 1, time.time(), segm_map=0.4))
         assert trainer.state["current"]["model_version"] == "v1"
+        # No "model no model -> v1 (... vs - ...)": nothing to compare the first model with.
+        assert messages[-1] == "job 1: first model v1 (val mask mAP 0.4000 on 1 photo(s))", messages
 
         trainer.notify("ANNOTATION_CREATED", {})
         # v1 has no threshold of its own: the next job is told so (None: the backend's default).
@@ -172,6 +175,7 @@ def test_a_finished_job_grows_the_held_out_set_and_switches_on_a_tie_only(
         tie = _result(tmp_path, 2, time.time(), segm_map=0.4, current_segm_map=0.4, suggest=own)
         _end_job(trainer, fake_jobs[1], {**tie, "train_tasks": [1, 2, 4], "val_tasks": [5]})
         assert trainer.state["current"]["model_version"] == "v2" and trainer.versions()[-1]["accepted"]
+        assert messages[-1] == "job 2: model v1 -> v2 (val mask mAP 0.4000 vs 0.4000 on the same 1 photo(s))"
         assert trainer.state["val_tasks"] == [3, 5] and trainer.state["train_tasks"] == [1, 2, 4]
 
         trainer.notify("ANNOTATION_CREATED", {})
@@ -185,6 +189,25 @@ def test_a_finished_job_grows_the_held_out_set_and_switches_on_a_tie_only(
         assert trainer.state["pending"] == 0 and trainer.state["train_tasks"] == [1, 2, 4, 6]
         assert (tmp_path / "runs" / "label-job0003" / NOT_USED_FILE).is_file()
         assert not (tmp_path / "runs" / "label-job0002" / NOT_USED_FILE).exists()
+    finally:
+        trainer.close()
+
+
+def test_a_model_found_at_start_keeps_the_threshold_its_job_found(tmp_path: Path) -> None:
+    """A new --backend-dir on a runs folder whose newest model a `--train` job made (another backend
+    folder, or one deleted): it suggests at that job's threshold, as `prelabel` and a backend without
+    --train use it, not at 0.3 on the class score."""
+    from officescore.label.predict import SUGGEST_FILE, model_version
+
+    best = tmp_path / "runs" / "label-job0004" / "weights" / "best.pt"
+    best.parent.mkdir(parents=True)
+    best.write_bytes(b"weights")
+    record = {"model_version": model_version(best), "conf": 0.41, "by_mask": True}
+    (best.parent.parent / SUGGEST_FILE).write_text(json.dumps(record))
+    trainer = Trainer(_settings(tmp_path), "not-a-key")
+    try:
+        assert trainer.current_checkpoint() == best.resolve() and trainer.current_conf() == 0.41
+        assert trainer.versions()[0]["suggest"] == {"conf": 0.41, "by_mask": True}  # `label status` conf
     finally:
         trainer.close()
 

@@ -119,6 +119,28 @@ def test_a_job_fine_tunes_the_current_model_and_covers_the_labels_before_its_pul
     assert result["skipped_unknown_classes"] == {"sofa": 1}
 
 
+def test_a_job_leaves_its_threshold_beside_the_weights(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`prelabel` and `label push` suggest as the backend does only if the run folder says at which
+    threshold: the job's `suggest`, for the very weights it found it for."""
+    from officescore.label.predict import SUGGEST_FILE, own_threshold
+
+    FakeRun(monkeypatch, tmp_path)
+    suggest = {"conf": 0.37, "by_mask": True, "f1": 0.8}
+    monkeypatch.setattr(
+        trainjob, "compare_on_val", lambda *args: ({"segm_map": 0.5, "bbox_map": 0.4, "suggest": suggest}, {})
+    )
+    result = trainjob.run_job(_job(tmp_path, None))
+    run_dir = Path(result["run_dir"])
+    assert json.loads((run_dir / SUGGEST_FILE).read_text()) == {
+        "model_version": result["model_version"],
+        **suggest,
+    }
+    assert own_threshold(result["checkpoint"], result["model_version"]) == 0.37
+    assert own_threshold(result["checkpoint"], "another-best-00000000") is None  # best.pt replaced since
+
+
 def test_the_first_job_starts_from_the_weights_given(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No model yet: --weights (coco by default) is where the first job starts."""
     fake = FakeRun(monkeypatch, tmp_path)

@@ -317,6 +317,44 @@ def test_no_readable_photo_keeps_the_previous_output(
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before
 
 
+def test_a_model_trained_by_the_backend_prelabels_as_the_backend_suggests(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A labeller who prelabels a batch with a `label backend --train` model and then labels with the
+    backend saw two rules: prelabel kept every detection with class score >= 0.3, the backend those
+    with class x mask score² at the model's own threshold. Without --conf, prelabel now uses the
+    threshold the job left in the run folder (scores written are suggestion scores); --conf is the
+    class score, as in the backend."""
+    from officescore.label.predict import SUGGEST_FILE, model_version, suggestion_score
+
+    model = solid_checkpoint(
+        tmp_path / "runs" / "label-job0001" / "weights" / "best.pt", {"desk": 8.0}, CLASSES
+    )
+    photos = sorted(setup["photos"].iterdir())
+    detections = [d for r in _predictions(model, photos) for d in r.detections]
+    suggested = sorted(suggestion_score(d.score, d.mask_score) for d in detections)
+    own = suggested[len(suggested) // 2]  # half of them below it, every class score far above it
+    assert min(d.score for d in detections) > 0.9 > own
+    record = {"model_version": model_version(model), "conf": own, "by_mask": True}
+    (model.parent.parent / SUGGEST_FILE).write_text(json.dumps(record))
+    out = tmp_path / "prelabel.json"
+    args = ["prelabel", str(setup["photos"]), "--model", str(model), "--mask", "brush", "--out", str(out)]
+    code, said, err = run([*args, "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert f"(suggests class x mask score² >= {own:.2f})" in " ".join(said.split())
+    scores = sorted(a["score"] for a in json.loads(out.read_text())["annotations"])
+    assert scores == pytest.approx([s for s in suggested if s >= own], abs=1e-4)
+    code, said, err = run([*args, "--device", "cpu", "--conf", "0.3", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(said)["threshold"] == {"conf": 0.3, "by_mask": False}
+    assert len(json.loads(out.read_text())["annotations"]) == len(detections)
+    record["model_version"] = "label-job0001-best-00000000"  # written for weights replaced since
+    (model.parent.parent / SUGGEST_FILE).write_text(json.dumps(record))
+    code, said, err = run([*args, "--device", "cpu", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(said)["threshold"] == {"conf": 0.3, "by_mask": False}
+
+
 def test_cli_defaults_match_the_library() -> None:
     import inspect
 
@@ -331,13 +369,11 @@ def test_cli_defaults_match_the_library() -> None:
         }
 
     pre = defaults(prelabel_cli.prelabel)
-    assert (
-        pre["conf"] == prelabel.DEFAULT_CONF
-        and pre["fmt"] == prelabel.COCO
-        and pre["mask"] == prelabel.POLYGON
-    )
+    # conf None: the model's own threshold (a `label backend --train` job's), else DEFAULT_CONF
+    assert pre["conf"] is None and pre["fmt"] == prelabel.COCO and pre["mask"] == prelabel.POLYGON
+    assert defaults(prelabel.prelabel)["conf"] is None
     push, pull, serve = defaults(label_cli.push), defaults(label_cli.pull), defaults(label_cli.backend)
     assert push["url"] == pull["url"] == serve["url"] == client.DEFAULT_URL
-    assert push["conf"] == prelabel.DEFAULT_CONF and push["mask"] == prelabel.POLYGON
+    assert push["conf"] is None and push["mask"] == prelabel.POLYGON
     assert serve["conf"] is None  # each trained model's own threshold, else DEFAULT_CONF (test_label_cli)
     assert serve["port"] == backend.DEFAULT_PORT and serve["host"] == backend.DEFAULT_HOST

@@ -109,7 +109,13 @@ def push(
         "--classes",
         help="Comma-separated classes for a new project (default: the model's, else the office classes).",
     ),
-    conf: float = typer.Option(0.3, "--conf", help="Keep detections with at least this score (0-1)."),
+    conf: float = typer.Option(
+        None,
+        "--conf",
+        help="Keep detections with at least this class score (0-1). Default: as `label backend` "
+        "suggests: a model a `label backend --train` job made at the threshold the job found on class "
+        "score x mask score², any other at 0.3.",
+    ),
     mask: str = typer.Option(
         "polygon",
         "--mask",
@@ -152,21 +158,21 @@ def push(
     from officescore.errors import ConfigError
     from officescore.label.client import check_project_title
     from officescore.label.formats import MASK_KINDS
-    from officescore.label.predict import load_predictor
+    from officescore.label.predict import load_predictor, threshold_words
     from officescore.label.push import push_images, push_tasks_file
-    from officescore.label.sources import collect_images, deleted_scrape_photos
+    from officescore.label.sources import gather_images
 
     check_project_title(project)
     if mask not in MASK_KINDS:
         raise ConfigError(f"--mask {mask}: use one of {', '.join(MASK_KINDS)}")
-    if not 0.0 <= conf <= 1.0:
+    if conf is not None and not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     if review is not None and (images or model):
         raise ConfigError("--review pushes a tasks file as it is: leave out IMAGES and --model")
     if review is None and not images and not interactive:
         raise ConfigError("nothing to push: give photos (files, folders, globs, data/raw) or --review FILE")
     # Local mistakes (a missing path, a glob matching nothing) are reported before Label Studio is asked.
-    photos = collect_images(images) if review is None and images else []
+    photos, deleted = gather_images(images) if review is None and images else ([], [])
     # Only a --mask the user chose must match an existing project (its own kind wins over the default).
     source = ctx.get_parameter_source("mask")  # by name: Typer vendors its own Click
     chosen_mask = mask if source is not None and source.name != "DEFAULT" else None
@@ -174,7 +180,7 @@ def push(
     if review is None and not images:  # --interactive alone: the tools for a project made earlier
         from officescore.label.push import add_smart_tools
 
-        tooled = add_smart_tools(client, project)
+        tooled = add_smart_tools(client, client.project(project))
         if json_output:
             print_json({"project_id": tooled.id, "project": tooled.title, "interactive": True})
         else:
@@ -182,6 +188,7 @@ def push(
                 f"project {tooled.title!r} (id {tooled.id}) has the click-to-mask tools", soft_wrap=True
             )
         return
+    loaded = None
     if review is not None:
         result = push_tasks_file(client, project, review, local_root, reporter(json_output))
     else:
@@ -202,9 +209,9 @@ def push(
             attributes=load_schema(attributes) if attributes is not None else None,
             interactive=interactive,
         )
-    deleted = deleted_scrape_photos(images) if review is None else []
+    threshold = {"conf": loaded.predictor.conf, "by_mask": loaded.by_mask} if loaded is not None else None
     if json_output:
-        print_json({**result.to_dict(), "deleted": [str(p) for p in deleted]})
+        print_json({**result.to_dict(), "threshold": threshold, "deleted": [str(p) for p in deleted]})
     else:
         note_deleted_photos(deleted)
         made = "created" if result.created else "existing"
@@ -212,7 +219,7 @@ def push(
             f"[green]pushed[/green] {result.added} photo(s) to {made} project {result.project!r} "
             f"(id {result.project_id}): {result.predictions} with predictions, "
             f"{result.already_there} already there"
-            + (f"; model {result.model_version}" if result.model_version else "")
+            + (f"; model {result.model_version} ({threshold_words(loaded)})" if loaded is not None else "")
         )
     for failed in result.failed:
         err_console.print(Text(f"error: {failed['error']}", style="red"), soft_wrap=True)
@@ -278,6 +285,14 @@ def pull(
             "the newest annotation of each counted",
             soft_wrap=True,
         )
+    for twice in result.duplicates:
+        others = ", ".join(str(t) for t in twice["tasks"] if t != twice["counted"])
+        console.print(
+            f"note: {twice['photo']} is in tasks {', '.join(str(t) for t in twice['tasks'])}; the labels of "
+            f"task {twice['counted']} counted (annotated last), those of task(s) {others} not: "
+            "delete the tasks you do not want in Label Studio",
+            soft_wrap=True,
+        )
     for tag, count in result.skipped.items():
         err_console.print(
             Text(
@@ -318,10 +333,11 @@ def backend(
     conf: float = typer.Option(
         None,
         "--conf",
-        help="Suggest detections with at least this class score (0-1). Default 0.3; with --train each "
-        "trained model's own threshold on its suggestion score (class score x mask score², so that badly "
-        "outlined objects are not suggested): the one with the best mask F1 on its val photos (averaged over "
-        "resamples), no less precise there than the model it replaces.",
+        help="Suggest detections with at least this class score (0-1). Default 0.3; for a model a --train "
+        "job made (its run folder's suggest.json), its own threshold on its suggestion score "
+        "(class score x mask score², so that badly outlined objects are not suggested): the one with the "
+        "best mask F1 on its val photos (averaged over resamples), no less precise there than the model it "
+        "replaced.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     img_size: int = typer.Option(None, "--img-size", help="Longest image side fed to the model."),
@@ -498,16 +514,22 @@ def status(
         )
         _print_answering(document)
         return
-    # Two tables of six columns, not one of eleven: each fits 80 characters without cutting numbers.
+    # Tables of six columns, not one of seventeen: each fits 80 characters without cutting numbers
+    # (the first two without cutting a `--train` version's name either).
     trained = Table(
         title=title,
         title_justify="left",
-        caption="conf: the score a suggestion needs, class score x mask score²",
+        caption="conf: its own threshold, on class x mask score² (-: 0.30 on the class score)",
         caption_justify="left",
     )
     for column in ("model version", "photos", "mask mAP", "box mAP", "conf", "train s"):
         trained.add_column(column, justify="left" if column == "model version" else "right")
-    changed = Table(title="how labellers changed its suggestions", title_justify="left")
+    changed = Table(
+        title="how labellers changed its suggestions",
+        title_justify="left",
+        caption="tasks: labelled after its suggestion / holding one",
+        caption_justify="left",
+    )
     for column in ("model version", "tasks", "kept", "added", "kept IoU", "from sugg."):
         changed.add_column(column, justify="left" if column == "model version" else "right")
     unkept = Table(title="suggestions not kept, by what labellers did", title_justify="left")
@@ -533,7 +555,7 @@ def status(
         )
         changed.add_row(
             version,
-            num(row.get("tasks")),
+            f"{num(row.get('tasks'))}/{num(row.get('suggested'))}",
             share(row.get("kept_share")),
             num(row.get("added")),
             num(row.get("mean_kept_iou"), 2),

@@ -42,7 +42,13 @@ def prelabel(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="The file to write (.json)."),
     fmt: str = typer.Option("coco", "--format", "-f", help="coco or labelstudio."),
-    conf: float = typer.Option(0.3, "--conf", help="Keep detections with at least this score (0-1)."),
+    conf: float = typer.Option(
+        None,
+        "--conf",
+        help="Keep detections with at least this class score (0-1). Default: as `label backend` "
+        "suggests: a model a `label backend --train` job made at the threshold the job found on class "
+        "score x mask score², any other at 0.3.",
+    ),
     mask: str = typer.Option(
         "polygon", "--mask", help="polygon (editable outline) or brush (exact mask: LS brush / COCO RLE)."
     ),
@@ -70,19 +76,20 @@ def prelabel(
     """Pre-label photos with a model: a COCO file (CVAT, Roboflow, Hasty) or Label Studio tasks."""
     from officescore.errors import BadImageError, ConfigError
     from officescore.infer import default_model_source
-    from officescore.label.predict import load_predictor
+    from officescore.label.predict import load_predictor, threshold_words
     from officescore.label.prelabel import check_options
     from officescore.label.prelabel import prelabel as run_prelabel
-    from officescore.label.sources import deleted_scrape_photos
+    from officescore.label.sources import gather_images
 
-    if not 0.0 <= conf <= 1.0:
+    if conf is not None and not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     check_options(fmt, mask, out)  # before the model loads
+    photos, deleted = gather_images(images)  # a missing photo too; the scrape manifest read once
     loaded = load_predictor(
         model or default_model_source(), device, conf, img_size, precision, calibration or images
     )
     result = run_prelabel(
-        images,
+        photos,
         loaded,
         out,
         fmt,
@@ -93,15 +100,15 @@ def prelabel(
         batch_size=batch_size,
         reporter=reporter(json_output),
     )
-    deleted = deleted_scrape_photos(images)
+    threshold = {"conf": loaded.predictor.conf, "by_mask": loaded.by_mask}
     if json_output:
-        print_json({**result.to_dict(), "deleted": [str(p) for p in deleted]})
+        print_json({**result.to_dict(), "threshold": threshold, "deleted": [str(p) for p in deleted]})
     else:
         note_deleted_photos(deleted)
         extra = f" and {result.config}" if result.config else ""
         console.print(
             f"[green]wrote[/green] {result.out}{extra}: {result.detections} detection(s) on {result.images} "
-            f"photo(s) by {result.model_version}",
+            f"photo(s) by {result.model_version} ({threshold_words(loaded)})",
             soft_wrap=True,
         )
     for failed in result.failed:

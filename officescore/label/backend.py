@@ -41,7 +41,15 @@ from officescore.errors import DataError, UserError
 from officescore.label.client import LabelStudio, LabelStudioError
 from officescore.label.formats import POLYGON, LabelSchema, prediction
 from officescore.label.interactive.service import ClickService, wants
-from officescore.label.predict import NO_MODEL, LoadedPredictor, as_suggestions, load_predictor, resolve_model
+from officescore.label.predict import (
+    NO_MODEL,
+    SUGGEST_FILE,
+    LoadedPredictor,
+    as_suggestions,
+    load_predictor,
+    resolve_model,
+    threshold_words,
+)
 from officescore.label.prelabel import DEFAULT_CONF, LOCAL_FILES_PREFIX
 from officescore.label.regions import DEFAULT_SIMPLIFY
 from officescore.label.trainer import Trainer
@@ -57,9 +65,13 @@ MAX_BODY = 256 * 1024 * 1024
 RELOAD_RETRY_SECONDS = 60.0  # --train: a new model that failed to load is tried again after this
 
 
+# The checkpoint's path, mtime_ns and size, and its run's SUGGEST_FILE's (0, 0: none).
+_Key = tuple[str, int, int, int, int]
+
+
 @dataclass
 class _Loaded:
-    key: tuple[str, int, int]  # path, mtime_ns, size: a newer best.pt changes it
+    key: _Key  # a newer best.pt (or threshold file beside it) changes it
     model: LoadedPredictor
 
 
@@ -95,9 +107,9 @@ class Backend:
         self.trainer = trainer  # --train: webhooks train new models; the trainer names the current one
         self._loaded: _Loaded | None = None
         self._lock = threading.Lock()  # one model load / forward pass at a time
-        self._reloading: tuple[str, int, int] | None = None  # --train: the model loading beside
+        self._reloading: _Key | None = None  # --train: the model loading beside
         self._load_thread: threading.Thread | None = None
-        self._failed: tuple[tuple[str, int, int], float] | None = None  # a load that failed, and when
+        self._failed: tuple[_Key, float] | None = None  # a load that failed, and when
         # Smart-tool clicks and boxes (officescore.label.interactive); brush answers unless given.
         self.clicks = clicks or ClickService(log=log)
         self.current()  # fail at start, not on the first task, when the model is unusable
@@ -112,7 +124,9 @@ class Backend:
             if source is None:
                 return None
             path = Path(source)
-            key = (str(source), *(_stat(path) if path.is_file() else (0, 0)))
+            # its threshold, once its job wrote it (after best.pt: a backend without --train reloads)
+            beside = path.parent.parent / SUGGEST_FILE if path.parent.name == "weights" else path
+            key = (str(source), *_stat(path), *(_stat(beside) if beside != path else (0, 0)))
             threshold = self.threshold()
             if self.trainer is not None and self._loaded is not None and self._loaded.key != key:
                 # The old model answers until the new one is loaded.
@@ -124,32 +138,37 @@ class Backend:
                     self.log(f"calibrating int8 on {len(self.calibration)} photo source(s)")
                 loaded = self._load(source, threshold)
                 self._loaded = _Loaded(key, loaded)
-                if before is not None:
-                    self.log(f"model {before} -> {loaded.version} ({_suggests(threshold)})")
+                if before is None and self.trainer is not None:  # the banner said "no model yet"
+                    self.log(f"first model {loaded.version} ({_words(threshold, loaded)})")
+                elif before is not None:
+                    self.log(f"model {before} -> {loaded.version} ({_words(threshold, loaded)})")
             return self._loaded.model
 
-    def _load(self, source: Path | str, threshold: tuple[float, bool]) -> LoadedPredictor:
+    def _load(self, source: Path | str, threshold: tuple[float | None, bool]) -> LoadedPredictor:
         conf, by_mask = threshold
         loaded = load_predictor(source, self.device, conf, self.img_size, self.precision, self.calibration)
-        return replace(loaded, by_mask=by_mask)
+        return loaded if conf is None else replace(loaded, by_mask=by_mask)
 
     def suggests(self) -> str:
         """What a suggestion needs now, in words (`suggests scores >= 0.30`)."""
-        return _suggests(self.threshold())
+        loaded = self.current()
+        return threshold_words(loaded) if loaded is not None else _suggests(self.threshold())
 
-    def threshold(self) -> tuple[float, bool]:
+    def threshold(self) -> tuple[float | None, bool]:
         """What a suggestion needs, and whether on its suggestion score (`label.predict.
         suggestion_score`) rather than its class score: --conf when given (on the class score, unless
-        `by_mask`), else the trainer's current model's own threshold (its job found it on the
-        suggestion score), else DEFAULT_CONF (class score)."""
+        `by_mask`); with a trainer its current model's own threshold (its job found it on the
+        suggestion score), else DEFAULT_CONF (class score); without one None: the model's own, found
+        in its run folder when a job trained it, as `prelabel` and `label push` find it
+        (`label.predict.load_predictor`)."""
         if self.conf is not None:
             return self.conf, self.by_mask
-        own = self.trainer.current_conf() if self.trainer is not None else None
+        if self.trainer is None:
+            return None, False
+        own = self.trainer.current_conf()
         return (DEFAULT_CONF, False) if own is None else (own, True)
 
-    def _reload_beside(
-        self, source: Path | str, key: tuple[str, int, int], threshold: tuple[float, bool]
-    ) -> None:
+    def _reload_beside(self, source: Path | str, key: _Key, threshold: tuple[float, bool]) -> None:
         """Load the trainer's new model in a thread (lock held by the caller): requests never wait
         for a load, and Label Studio's short health checks keep getting answers."""
         if self._reloading == key:
@@ -173,7 +192,7 @@ class Backend:
             with self._lock:
                 before = self._loaded.model.version if self._loaded else None
                 self._loaded, self._reloading = _Loaded(key, loaded), None
-            self.log(f"model {before} -> {loaded.version} ({_suggests(threshold)})")
+            self.log(f"model {before} -> {loaded.version} ({_words(threshold, loaded)})")
 
         self._load_thread = threading.Thread(target=load, name="officescore-model-load", daemon=True)
         self._load_thread.start()
@@ -265,14 +284,25 @@ class Backend:
 
 
 def _stat(path: Path) -> tuple[int, int]:
-    info = path.stat()
+    """mtime_ns and size; (0, 0) for no such file."""
+    try:
+        info = path.stat()
+    except OSError:
+        return 0, 0
     return info.st_mtime_ns, info.st_size
 
 
-def _suggests(threshold: tuple[float, bool]) -> str:
+def _words(threshold: tuple[float | None, bool], loaded: LoadedPredictor) -> str:
+    """What the model just loaded needs: the threshold it was given, else the one it found."""
+    return _suggests(threshold) if threshold[0] is not None else threshold_words(loaded)
+
+
+def _suggests(threshold: tuple[float | None, bool]) -> str:
     """`suggests scores >= 0.30`, or with a threshold on the suggestion score `suggests class x mask
-    score² >= 0.21`."""
+    score² >= 0.21` (no model loaded: what the next one will need)."""
     conf, by_mask = threshold
+    if conf is None:
+        return "suggests at the model's own threshold, else scores >= 0.30"
     return f"suggests {'class x mask score²' if by_mask else 'scores'} >= {conf:.2f}"
 
 

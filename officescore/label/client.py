@@ -70,11 +70,23 @@ def _first_message(body: Any) -> str:
     return text[:200]
 
 
+def _every_page(pager: Any) -> list[Any]:
+    """The items of every page of a paged SDK list. The SDK's own iteration always asks for one
+    more page after the last (its pages say there is a next one whether or not there is)."""
+    items: list[Any] = []
+    for page in pager.iter_pages():
+        items += page.items or []
+        if not getattr(page.response, "next", None):
+            break
+    return items
+
+
 @dataclass
 class Project:
     id: int
     title: str
     schema: LabelSchema
+    config: str = ""  # the labelling config as Label Studio holds it (the schema is read from it)
 
 
 class LabelStudio:
@@ -153,12 +165,13 @@ class LabelStudio:
 
     def find_project(self, title: str) -> Project | None:
         """The project with exactly this title (the oldest, if several), or None."""
-        projects = self.call("list projects", lambda: list(self.sdk.projects.list(title=title)))
+        projects = self.call("list projects", lambda: _every_page(self.sdk.projects.list(title=title)))
         matches = sorted((p for p in projects if p.title == title), key=lambda p: p.id or 0)
         if not matches:
             return None
         project = matches[0]
-        return Project(int(project.id), title, LabelSchema.from_config(project.label_config or ""))
+        config = str(project.label_config or "")
+        return Project(int(project.id), title, LabelSchema.from_config(config), config)
 
     def project(self, title: str) -> Project:
         found = self.find_project(check_project_title(title))
@@ -171,13 +184,12 @@ class LabelStudio:
 
     def create_project(self, title: str, schema: LabelSchema, description: str = "") -> Project:
         title = check_project_title(title)
+        config = schema.config_xml()
         created = self.call(
             "create the project",
-            lambda: self.sdk.projects.create(
-                title=title, label_config=schema.config_xml(), description=description
-            ),
+            lambda: self.sdk.projects.create(title=title, label_config=config, description=description),
         )
-        return Project(int(created.id), title, schema)
+        return Project(int(created.id), title, schema, config)
 
     def label_config(self, project_id: int) -> str:
         """The project's labelling config as Label Studio holds it."""
@@ -275,8 +287,9 @@ class LabelStudio:
         self, project_id: int, backend_url: str, title: str = "officescore", interactive: bool = False
     ) -> int:
         """Connect an ML backend to the project (Label Studio checks it answers) and let Label Studio
-        ask it for predictions whenever a labeller opens a task without one; `interactive`: also
-        send it the smart tools' clicks and boxes."""
+        ask it for predictions whenever a labeller opens a task without one of its current version
+        (the backend is the project's model version); `interactive`: also send it the smart tools'
+        clicks and boxes."""
         backends = self.call("list ML backends", lambda: list(self.sdk.ml.list(project=project_id)))
         for backend in backends:
             if (backend.url or "").rstrip("/") == backend_url.rstrip("/"):
@@ -295,7 +308,15 @@ class LabelStudio:
                     url=backend_url, project=project_id, title=title, is_interactive=interactive
                 ),
             )
-        self.set_project(project_id, evaluate_predictions_automatically=True, show_collab_predictions=True)
+        # The backend's title as the project's model version: Label Studio then asks the backend for
+        # the suggestions labellers see. A project that got predictions first (`label push --model`)
+        # holds their version there, and labellers were shown those and never the backend's.
+        self.set_project(
+            project_id,
+            evaluate_predictions_automatically=True,
+            show_collab_predictions=True,
+            model_version=str(backend.title or title),
+        )
         return int(backend.id)
 
     def task(self, task_id: int) -> dict[str, Any]:

@@ -56,7 +56,8 @@ class TaskFeedback:
 @dataclass
 class VersionFeedback:
     model_version: str
-    tasks: int = 0
+    suggested: int = 0  # tasks holding one of its predictions, labelled or not
+    tasks: int = 0  # tasks labelled after one of its predictions was shown
     predicted: int = 0
     labelled: int = 0
     kept: int = 0
@@ -230,9 +231,12 @@ def task_feedback(task: Mapping[str, Any]) -> TaskFeedback | None:
 
 
 def by_version(tasks: Iterable[Mapping[str, Any]]) -> dict[str, VersionFeedback]:
-    """Every labelled-after-a-prediction task, summed per model version."""
+    """Every labelled-after-a-prediction task, summed per model version; every version with a
+    prediction in the project has an entry (what Label Studio lists as its model versions)."""
     out: dict[str, VersionFeedback] = {}
     for task in tasks:
+        for version in {str(p.get("model_version") or "") for p in task.get("predictions") or []}:
+            out.setdefault(version, VersionFeedback(version)).suggested += 1
         found = task_feedback(task)
         if found is None:
             continue

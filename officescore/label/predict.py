@@ -8,6 +8,7 @@ its `weights/best.pt`) or a folder of runs (`runs/train`: the newest `best.pt` i
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,10 @@ from officescore.progress import SILENT, Reporter
 
 COCO_VERSION = "coco-maskrcnn_resnet50_fpn_v2"
 NO_MODEL = "none"  # `label backend` on a runs folder with no run yet: nothing suggested, GrabCut clicks
+# Lower than score's 0.5: a labeller deletes a wrong suggestion faster than drawing a missed one.
+DEFAULT_CONF = 0.3
+# In a run folder a `label backend --train` job wrote: the threshold it found for the run's best.pt.
+SUGGEST_FILE = "suggest.json"
 
 
 def suggestion_score(score: float, mask_score: float | None) -> float:
@@ -99,25 +104,65 @@ class LoadedPredictor:
         return list(self.predictor.classes)
 
 
+def own_threshold(source: Path | str, version: str) -> float | None:
+    """The threshold on the suggestion score that the `label backend --train` job which trained
+    `source` found for it (`SUGGEST_FILE` in its run folder), if any and for these very weights."""
+    path = Path(source)
+    if path.parent.name != "weights":
+        return None
+    try:
+        found = json.loads((path.parent.parent / SUGGEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(found, dict) or found.get("model_version") != version or not found.get("by_mask"):
+        return None  # another best.pt since, or a threshold on the class score
+    conf = found.get("conf")
+    return float(conf) if isinstance(conf, (int, float)) and 0.0 <= conf <= 1.0 else None
+
+
 def load_predictor(
     model: str | Path,
     device: str = "auto",
-    conf: float = 0.3,
+    conf: float | None = 0.3,
     img_size: int | None = None,
     precision: str = "auto",
     calibration: Iterable[str | Path] = (),
 ) -> LoadedPredictor:
+    """The model `model` names, suggesting at `conf` on the class score; None: as `label backend`
+    suggests a trained model's detections, at the threshold its job found on the suggestion score
+    (`own_threshold`), else at DEFAULT_CONF on the class score."""
     from officescore.infer import Predictor
 
     source = resolve_model(model)
     version = model_version(source)
     if source == NO_MODEL:
         return LoadedPredictor(NoModel(), source, version)
+    threshold, by_mask = suggestion_threshold(source, version, conf)
     return LoadedPredictor(
-        Predictor.load(source, device, conf, img_size, precision, calibration=calibration),
+        Predictor.load(source, device, threshold, img_size, precision, calibration=calibration),
         source,
         version,
+        by_mask=by_mask,
     )
+
+
+def suggestion_threshold(source: Path | str, version: str, conf: float | None) -> tuple[float, bool]:
+    """The threshold `source` suggests at and whether on the suggestion score: `conf` on the class
+    score when given, else its own (`own_threshold`), else DEFAULT_CONF on the class score."""
+    if conf is not None:
+        return conf, False
+    own = own_threshold(source, version)
+    return (DEFAULT_CONF, False) if own is None else (own, True)
+
+
+def threshold_words(loaded: LoadedPredictor) -> str:
+    """What a suggestion needs, in words: `suggests scores >= 0.30`, or at a threshold on the
+    suggestion score `suggests class x mask score² >= 0.21`."""
+    conf = getattr(loaded.predictor, "conf", None)
+    if conf is None:  # NoModel
+        return "suggests nothing"
+    score = "class x mask score²" if loaded.by_mask else "scores"
+    return f"suggests {score} >= {float(conf):.2f}"
 
 
 class NoModel:
@@ -141,5 +186,9 @@ def detect(
     batch_size: int = 2,
     reporter: Reporter = SILENT,
 ) -> list[Any]:
-    """`ImageResult`s for the photos, in order (a photo that cannot be read has `error` set)."""
-    return loaded.predictor.predict(list(paths), batch_size=batch_size, conf=conf, reporter=reporter)
+    """`ImageResult`s for the photos, in order (a photo that cannot be read has `error` set); a model
+    that suggests by the suggestion score (`by_mask`) is scored and thresholded by it."""
+    results = loaded.predictor.predict(list(paths), batch_size=batch_size, conf=conf, reporter=reporter)
+    if loaded.by_mask:
+        results = [as_suggestions(r, conf if conf is not None else loaded.predictor.conf) for r in results]
+    return results

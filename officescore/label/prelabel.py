@@ -29,7 +29,7 @@ from officescore.attributes import load_schema
 from officescore.errors import BadImageError, ConfigError
 from officescore.files import atomic_write_json, check_output_file, relative_to_file
 from officescore.label.formats import BRUSH, MASK_KINDS, POLYGON, LabelSchema, make_task, write_tasks
-from officescore.label.predict import LoadedPredictor, detect
+from officescore.label.predict import DEFAULT_CONF, LoadedPredictor, detect
 from officescore.label.regions import DEFAULT_SIMPLIFY, mask_outline
 from officescore.label.sources import ImageSource, collect_images
 from officescore.progress import SILENT, Reporter
@@ -38,9 +38,6 @@ COCO = "coco"
 LABELSTUDIO = "labelstudio"
 FORMATS = (COCO, LABELSTUDIO)
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
-DEFAULT_CONF = (
-    0.3  # lower than score's 0.5: a labeller deletes a wrong suggestion faster than drawing a missed one
-)
 
 
 @dataclass

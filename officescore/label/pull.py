@@ -10,8 +10,10 @@ brush masks decoded with label-studio-sdk's converter into COCO RLE. The folder 
 is what `officescore ingest OUT/annotations.json` reads unchanged. A rectangle of a plain
 RectangleLabels tag (an ignore region of a review task, or a box tool the owner added) is written as
 an ignore region (iscrowd 1, the rectangle's mask). Per task the newest annotation
-that was not cancelled (skipped) counts; tasks nobody annotated are left out. The folder is built
-beside OUT and swapped into place, so a failed pull leaves an earlier one as it was.
+that was not cancelled (skipped) counts; tasks nobody annotated are left out. A photo in several
+labelled tasks (pushed twice, or imported by hand) is written once, with the labels of the task
+annotated last (the same rule), and `duplicates` names the tasks. The folder is built beside OUT and
+swapped into place, so a failed pull leaves an earlier one as it was.
 
 With a `cache` folder (`label backend --train` gives each job the backend's), a photo downloaded
 once is kept there under a hash of its Label Studio address and hard-linked into OUT: the jobs
@@ -65,6 +67,8 @@ class PullResult:
     # Tasks labelled more than once (several labellers, or a second annotation): the newest counted.
     several: int = 0
     ignore_regions: int = 0  # rectangles, written as ignore regions (iscrowd 1); in `annotations`
+    # Photos in several labelled tasks: {"photo", "tasks", "counted"} (the task whose labels count).
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +81,7 @@ class PullResult:
             "skipped": self.skipped,
             "several": self.several,
             "ignore_regions": self.ignore_regions,
+            "duplicates": self.duplicates,
         }
 
 
@@ -141,6 +146,15 @@ def _check_out(out: Path) -> None:
         )
 
 
+@dataclass
+class _Pulled:
+    """One labelled task as pulled: its counted annotation and its photo's entry in the export."""
+
+    task: dict[str, Any]
+    chosen: dict[str, Any]
+    entry: dict[str, Any]
+
+
 def pull_project(
     client: LabelStudio,
     title: str,
@@ -153,63 +167,99 @@ def pull_project(
     out = Path(out)
     _check_out(out)
     project = client.project(title)
-    prompts = smart_tags(client.label_config(project.id))
+    prompts = smart_tags(project.config)
     tasks = client.export_tasks(project.id)
-    skipped: dict[str, int] = {}
-    several = ignored = 0
-    classes = list(project.schema.classes)
-    category_ids = {name: i for i, name in enumerate(classes, 1)}
     make_folder(out.parent if str(out.parent) else Path("."), "--out")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        images, annotations, unlabelled = [], [], 0
-        used: set[str] = set()
         (tmp / IMAGES_DIR).mkdir()
-        with reporter.stage("pulling", total=len(tasks)) as stage:
-            for task in sorted(tasks, key=lambda t: int(t.get("id") or 0)):
-                stage.advance(1)
-                chosen = latest_annotation(task)
-                if chosen is None:
-                    unlabelled += 1
-                    continue
-                several += sum(not a.get("was_cancelled") for a in task.get("annotations") or []) > 1
-                results = chosen.get("result") or []
-                regions = result_regions(results)
-                boxes = result_ignore_regions(results, prompts)
-                ignored += len(boxes)
-                regions += boxes
-                for tag in not_masks(results, prompts):
-                    skipped[tag] = skipped.get(tag, 0) + 1
-                for region in regions:  # a label the config lost since: keep it, as a new category
-                    if region.class_name not in category_ids:
-                        classes.append(region.class_name)
-                        category_ids[region.class_name] = len(classes)
-                entry = _write_image(client, task, project.schema.value, tmp, used, local_root, cache)
-                images.append(entry)
-                annotations.extend(_coco_annotations(regions, entry, category_ids, len(annotations)))
-        coco = {
-            "info": {"description": f"Label Studio project {title!r} ({client.url})", "version": __version__},
-            "images": images,
-            "annotations": annotations,
-            "categories": [{"id": i, "name": n, "supercategory": "office"} for n, i in category_ids.items()],
+        pulled, unlabelled, duplicates = _pull_tasks(
+            client, tasks, project.schema.value, tmp, local_root, cache, reporter
+        )
+        result = PullResult(out, out / EXPORT_NAME, len(pulled), 0, unlabelled, list(project.schema.classes))
+        result.attributes, result.duplicates = project.schema.attributes, duplicates
+        coco = _coco(pulled, prompts, result)
+        coco["info"] = {
+            "description": f"Label Studio project {title!r} ({client.url})",
+            "version": __version__,
         }
         atomic_write_json(tmp / EXPORT_NAME, coco, indent=1)
         _swap(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return PullResult(
-        out,
-        out / EXPORT_NAME,
-        len(images),
-        len(annotations),
-        unlabelled,
-        classes,
-        project.schema.attributes,
-        skipped,
-        several,
-        ignored,
-    )
+    return result
+
+
+def _pull_tasks(
+    client: LabelStudio,
+    tasks: Sequence[dict[str, Any]],
+    key: str,
+    folder: Path,
+    local_root: Path | None,
+    cache: Path | None,
+    reporter: Reporter,
+) -> tuple[list[_Pulled], int, list[dict[str, Any]]]:
+    """The labelled tasks, one per photo, with their photos written to `folder`; the unlabelled
+    count; and each photo found in several labelled tasks (pushed twice, or imported by hand): its
+    newest annotation counts, as within one task, and the others' photos are not kept."""
+    kept: dict[str, _Pulled] = {}  # photo sha256 -> the task whose labels count
+    tasks_of: dict[str, list[int]] = {}
+    used: set[str] = set()
+    unlabelled = 0
+    with reporter.stage("pulling", total=len(tasks)) as stage:
+        for task in sorted(tasks, key=lambda t: int(t.get("id") or 0)):
+            stage.advance(1)
+            chosen = latest_annotation(task)
+            if chosen is None:
+                unlabelled += 1
+                continue
+            entry, digest = _write_image(client, task, key, folder, used, local_root, cache)
+            tasks_of.setdefault(digest, []).append(int(task["id"]))
+            new, earlier = _Pulled(task, chosen, entry), kept.get(digest)
+            if earlier is not None and _newest(earlier.chosen) >= _newest(chosen):
+                new, earlier = earlier, new
+            if earlier is not None:
+                (folder / earlier.entry["file_name"]).unlink()
+            kept[digest] = new
+    duplicates = [
+        {"photo": kept[digest].entry["file_name"], "tasks": ids, "counted": int(kept[digest].task["id"])}
+        for digest, ids in tasks_of.items()
+        if len(ids) > 1
+    ]
+    return sorted(kept.values(), key=lambda p: int(p.task["id"])), unlabelled, duplicates
+
+
+def _newest(annotation: dict[str, Any]) -> tuple[str, int]:
+    """What makes an annotation newer than another (`latest_annotation`)."""
+    return str(annotation.get("updated_at") or annotation.get("created_at") or ""), annotation.get("id") or 0
+
+
+def _coco(pulled: Sequence[_Pulled], prompts: set[str], result: PullResult) -> dict[str, Any]:
+    """The COCO export of the pulled tasks; `result`'s counts and classes are filled in on the way."""
+    category_ids = {name: i for i, name in enumerate(result.classes, 1)}
+    annotations: list[dict[str, Any]] = []
+    for item in pulled:
+        task = item.task
+        result.several += sum(not a.get("was_cancelled") for a in task.get("annotations") or []) > 1
+        results = item.chosen.get("result") or []
+        regions = result_regions(results)
+        boxes = result_ignore_regions(results, prompts)
+        result.ignore_regions += len(boxes)
+        regions += boxes
+        for tag in not_masks(results, prompts):
+            result.skipped[tag] = result.skipped.get(tag, 0) + 1
+        for region in regions:  # a label the config lost since: keep it, as a new category
+            if region.class_name not in category_ids:
+                result.classes.append(region.class_name)
+                category_ids[region.class_name] = len(result.classes)
+        annotations.extend(_coco_annotations(regions, item.entry, category_ids, len(annotations)))
+    result.annotations = len(annotations)
+    return {
+        "images": [item.entry for item in pulled],
+        "annotations": annotations,
+        "categories": [{"id": i, "name": n, "supercategory": "office"} for n, i in category_ids.items()],
+    }
 
 
 def smart_tags(config: str) -> set[str]:
@@ -247,7 +297,8 @@ def _write_image(
     used: set[str],
     local_root: Path | None,
     cache: Path | None = None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], str]:
+    """The task's photo written to `folder`, its export entry and the photo's sha256."""
     ref = str(task["data"].get(key) or "")
     if not ref:
         raise ConfigError(f"task {task.get('id')} has no data.{key}; is this the right project?")
@@ -281,7 +332,7 @@ def _write_image(
         if task["data"].get(field_name):
             entry[field_name] = task["data"][field_name]
     entry["label_studio_task"] = int(task["id"])
-    return entry
+    return entry, hashlib.sha256(data).hexdigest()
 
 
 def _coco_annotations(

@@ -60,14 +60,16 @@ def ensure_project(
     schema: LabelSchema,
     model_classes: Sequence[str] | None = None,
     needed_by: str = "the model predicts",
+    found: Project | None | bool = False,
 ) -> tuple[Project, bool]:
     """The project named `title` (created with `schema` if missing) and whether it was created.
 
     An existing project must have a label for every class in `model_classes` (`needed_by` says
     whose they are, for the error); its region kind (polygon / brush) wins over `schema`'s.
+    `found`: what `client.find_project(title)` returned already (False: not asked yet).
     """
-    project = client.find_project(title)
-    if project is None:
+    project = client.find_project(title) if found is False else found
+    if not isinstance(project, Project):
         return client.create_project(title, schema), True
     wanted = list(model_classes if model_classes is not None else schema.classes)
     missing = [c for c in wanted if c not in project.schema.classes]
@@ -136,7 +138,7 @@ def push_images(
         "the model predicts" if loaded else "--classes names",
     )
     if interactive and not created:  # a project made earlier (or by an earlier version) gets them
-        project = add_smart_tools(client, title)
+        project = add_smart_tools(client, project)
     schema = project.schema
     if mask is not None and schema.mask != mask:
         raise LabelStudioError(
@@ -177,16 +179,14 @@ def push_images(
     )
 
 
-def add_smart_tools(client: LabelStudio, title: str) -> Project:
+def add_smart_tools(client: LabelStudio, project: Project) -> Project:
     """Give an existing project the click-to-mask tools (smart keypoint and rectangle per class, and a
     BrushLabels tag for the answers); the rest of its config, and its tasks and labels, stay."""
-    project = client.project(title)
-    before = client.label_config(project.id)
-    config = with_smart_tools(before)
-    if config == before:  # has them (and its attribute choices show for clicked regions)
+    config = with_smart_tools(project.config)
+    if config == project.config:  # has them (and its attribute choices show for clicked regions)
         return project
     client.set_project(project.id, label_config=config)
-    return Project(project.id, project.title, LabelSchema.from_config(config))
+    return Project(project.id, project.title, LabelSchema.from_config(config), config)
 
 
 def storage_folder(photos: Sequence[Path], local_root: Path) -> Path:
@@ -268,7 +268,9 @@ def push_tasks_file(
     existing = client.find_project(title)
     present = existing_sha256s(client, existing.id) if existing is not None else set()
     _check_photos(tasks, tasks_file, schema, present)  # before a project is made or a photo uploaded
-    project, created = ensure_project(client, title, schema, file_classes, f"{tasks_file.name} uses")
+    project, created = ensure_project(
+        client, title, schema, file_classes, f"{tasks_file.name} uses", existing
+    )
     if project.schema.mask != schema.mask:
         raise LabelStudioError(
             f"project {title!r} labels with {project.schema.mask}s but {tasks_file.name} holds "

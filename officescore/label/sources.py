@@ -40,36 +40,30 @@ class ImageSource:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
-def _scrape_folder_images(raw_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+def _scrape_folder_images(raw_dir: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[Path]]:
+    """The photos a scrape folder kept that are on disk, with their provenance, and those deleted
+    by hand since (weeding out bad ones): one read of its manifest."""
     from officescore.scrape.manifest import kept_photos
 
-    present, _ = kept_photos(raw_dir)  # deleted by hand since: see deleted_scrape_photos
-    return [
+    present, deleted = kept_photos(raw_dir)
+    kept = [
         (path, {k: row[k] for k in PROVENANCE_COLUMNS if row[k] not in (None, "")}) for path, row in present
     ]
-
-
-def deleted_scrape_photos(inputs: Sequence[str | Path | ImageSource]) -> list[Path]:
-    """Photos a scrape folder among `inputs` kept that are no longer on disk: deleted by hand to
-    weed out bad ones, so `collect_images` leaves them out (the commands say how many)."""
-    from officescore.scrape.manifest import MANIFEST_NAME, kept_photos
-
-    deleted = []
-    for item in inputs:
-        if isinstance(item, ImageSource):
-            continue
-        folder = Path(item)
-        if folder.is_dir() and (folder / MANIFEST_NAME).is_file():
-            deleted += kept_photos(folder)[1]
-    return deleted
+    return kept, deleted
 
 
 def collect_images(inputs: Sequence[str | Path | ImageSource]) -> list[ImageSource]:
-    """Every photo the inputs name, once each (by sha256), in input order.
+    """Every photo the inputs name (`gather_images` without the deleted ones)."""
+    return gather_images(inputs)[0]
+
+
+def gather_images(inputs: Sequence[str | Path | ImageSource]) -> tuple[list[ImageSource], list[Path]]:
+    """Every photo the inputs name, once each (by sha256), in input order; and the photos a scrape
+    folder among them kept that are no longer on disk (the commands say how many).
 
     A missing file or an input that matches nothing is a BadImageError naming it: a labelling
     command that silently skipped a typo would leave the user wondering where the photos went.
-    A scrape folder's photos deleted by hand are left out (`deleted_scrape_photos` lists them).
+    A scrape folder's photos deleted by hand are left out.
     `ImageSource`s (collected before, e.g. by the CLI before it contacts Label Studio) pass through.
     """
     from officescore.images import expand_inputs
@@ -78,22 +72,24 @@ def collect_images(inputs: Sequence[str | Path | ImageSource]) -> list[ImageSour
     if not inputs:
         raise BadImageError("no images given: pass files, folders, globs or a scrape folder (data/raw)")
     candidates: list[tuple[Path, dict[str, Any]] | ImageSource] = []
+    deleted: list[Path] = []
     for item in inputs:
         if isinstance(item, ImageSource):
             candidates.append(item)
             continue
         path = Path(item)
         if path.is_dir() and (path / MANIFEST_NAME).is_file():
-            kept = _scrape_folder_images(path)
+            kept, gone = _scrape_folder_images(path)
             if not kept:
                 raise BadImageError(f"{path}: no photos in this scrape folder (none kept, or deleted since)")
             candidates.extend(kept)
+            deleted += gone
             continue
         expanded = [Path(p) for p in expand_inputs([item]) if isinstance(p, (str, Path))]
         if path.is_dir() and not expanded:
             raise BadImageError(f"{path}: no images in this folder (.jpg, .png, .webp, ...)")
         candidates.extend((p, {}) for p in expanded)
-    return _unique(candidates)
+    return _unique(candidates), deleted
 
 
 def _unique(candidates: Iterable[tuple[Path, dict[str, Any]] | ImageSource]) -> list[ImageSource]:

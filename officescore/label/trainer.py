@@ -186,18 +186,20 @@ class Trainer:
 
             found = newest_best_checkpoint(Path(self.settings.runs))
             if found is not None:
-                from officescore.label.predict import model_version
+                from officescore.label.predict import model_version, own_threshold
 
                 version = model_version(found)
                 self.state["current"] = {"model_version": version, "checkpoint": self._rel(found)}
-                self.state["versions"].append(
-                    {
-                        "model_version": version,
-                        "checkpoint": self._rel(found),
-                        "accepted": True,
-                        "found": True,
-                    }
-                )
+                record = {
+                    "model_version": version,
+                    "checkpoint": self._rel(found),
+                    "accepted": True,
+                    "found": True,
+                }
+                own = own_threshold(found, version)  # a job of another backend folder made it
+                if own is not None:
+                    self.state["current"]["suggest"] = record["suggest"] = {"conf": own, "by_mask": True}
+                self.state["versions"].append(record)
         self._save()
 
     # ------------------------------------------------------------------ what the backend asks
@@ -434,6 +436,8 @@ class Trainer:
         compared = (
             f"val mask mAP {_fmt(record['segm_map'])} vs {_fmt(record['previous_segm_map'])} "
             f"on the same {record['val_photos']} photo(s)"
+            if current is not None
+            else f"val mask mAP {_fmt(record['segm_map'])} on {record['val_photos']} photo(s)"
         )
         if accepted:
             self.state["current"] = {
@@ -442,8 +446,13 @@ class Trainer:
                 "suggest": record["suggest"],
             }
             self._save()
-            before = current["model_version"] if current else "no model"
-            self.log(f"job {running['job']}: model {before} -> {record['model_version']} ({compared})")
+            if current is None:
+                self.log(f"job {running['job']}: first model {record['model_version']} ({compared})")
+            else:
+                self.log(
+                    f"job {running['job']}: model {current['model_version']} -> {record['model_version']} "
+                    f"({compared})"
+                )
             return str(record["model_version"])
         self._save()
         mark_not_used(Path(result["run_dir"]), f"{record['model_version']} is worse: {compared}")

@@ -214,7 +214,7 @@ def run_job(folder: Path) -> dict[str, Any]:
     """Everything one job does (see the module docstring); returns what goes into result.json."""
     from officescore.ingest import ingest_export
     from officescore.label.client import LabelStudio, api_key
-    from officescore.label.predict import model_version
+    from officescore.label.predict import SUGGEST_FILE, model_version
     from officescore.label.pull import pull_project
     from officescore.train import TrainConfig, train
 
@@ -254,11 +254,14 @@ def run_job(folder: Path) -> dict[str, Any]:
     trained = train(config)
     best = trained.best_checkpoint or trained.last_checkpoint  # no val photos: the last epoch
     new, old = compare_on_val(best, current, job.get("current_conf"), dataset, job["device"])
+    version = model_version(best)
+    if new["suggest"] is not None:  # beside the weights: `prelabel` and `label push` suggest as the backend
+        atomic_write_json(Path(trained.run_dir) / SUGGEST_FILE, {"model_version": version, **new["suggest"]})
     return {
         "ok": True,
         "run_dir": str(trained.run_dir),
         "checkpoint": str(best),
-        "model_version": model_version(best),
+        "model_version": version,
         "segm_map": new["segm_map"],
         "bbox_map": new["bbox_map"],
         "suggest": new["suggest"],
