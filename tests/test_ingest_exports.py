@@ -336,6 +336,14 @@ def test_label_studio_export_of_a_photo_turned_by_exif_lands_on_its_objects(tmp_
         assert (found[crowd] == expected).all() and (found[crowd] <= on_object).all()
 
 
+def test_an_export_whose_info_is_not_an_object_is_ingested(tmp_path: Path) -> None:
+    """COCO's `info` is an object, but hand-made exports write a string there: not Label Studio's."""
+    coco = make_export(tmp_path, n_images=3)
+    coco["info"] = "exported by our labelling script"
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+    assert result.counts["train"]["images"] + result.counts["val"]["images"] == 3
+
+
 def test_a_swapped_size_on_a_photo_no_exif_turns_is_a_wrong_size_not_a_turn(tmp_path: Path) -> None:
     """Label Studio's export stating height x width for a photo stored upright (no EXIF orientation):
     a size that does not match, taken from the file; its polygon is not scaled as a turned photo's."""
