@@ -200,6 +200,9 @@ def test_a_class_nobody_labelled_is_named(tmp_path: Path, capsys: pytest.Capture
         printed = capsys.readouterr().out
         assert exit_info.value.code == 0 and printed.count(said) == 1, printed
     assert health_report(out).classes_without_objects == ["sofa"]
+    with pytest.raises(SystemExit):
+        main(["stats", str(out), "--json", "--no-plot"])
+    assert json.loads(capsys.readouterr().out)["classes_without_objects"] == ["sofa"]
 
 
 def test_stats_rich_tables(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
