@@ -183,7 +183,9 @@ def test_save_health_plot_with_no_instances(tmp_path: Path) -> None:
         image.verify()
 
 
-def test_a_class_nobody_labelled_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_class_nobody_labelled_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`ingest --classes` may name a class of the export that has no objects: the data set keeps it
     (as asked), and its report says no split has one, once, in ingest's summary and in stats."""
     coco = make_export(tmp_path, n_images=4)
@@ -203,6 +205,13 @@ def test_a_class_nobody_labelled_is_named(tmp_path: Path, capsys: pytest.Capture
     with pytest.raises(SystemExit):
         main(["stats", str(out), "--json", "--no-plot"])
     assert json.loads(capsys.readouterr().out)["classes_without_objects"] == ["sofa"]
+    from officescore.cli import stats as stats_cli
+
+    buffer = io.StringIO()  # its 0 objects are red in train (nothing to learn) as in val
+    monkeypatch.setattr(stats_cli, "console", Console(file=buffer, force_terminal=True, width=160))
+    stats_cli.render_health(health_report(out))
+    (row,) = [line for line in buffer.getvalue().splitlines() if "sofa" in line and "│" in line]
+    assert row.count("\x1b[31m0") == 2, row
 
 
 def test_stats_rich_tables(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
