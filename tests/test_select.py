@@ -120,6 +120,9 @@ def test_class_uncertainty_reads_classes_left_out_as_background() -> None:
     assert class_uncertainty(unsure, "margin", keep=[1]) < 0.01
     both = torch.tensor([[0.0, 5.0, 5.0, -9.0]] * 16)  # desk and chair tie; the third class is unlikely
     assert class_uncertainty(both, "entropy", keep=[1, 2]) > class_uncertainty(both, "entropy") > 0.5
+    mixed = torch.tensor([[2.0, 1.0, 0.5, -1.0], [0.0, 3.0, 2.5, 1.0], [-1.0, 0.2, 0.1, 0.0]])
+    for how in ("margin", "entropy"):  # keeping every class leaves background as it was
+        assert class_uncertainty(mixed, how, keep=[1, 2, 3]) == pytest.approx(class_uncertainty(mixed, how))
 
 
 def test_a_model_trained_on_more_classes_selects_for_the_labelled_ones(
@@ -137,6 +140,7 @@ def test_a_model_trained_on_more_classes_selects_for_the_labelled_ones(
     assert len(run.chosen) == 3
     assert [n for n in run.notes if "also knows cat, dog, which the data set does not label" in n]
     assert all(c.detections == 0 and c.class_uncertainty < 0.01 for c in run.chosen)
+    assert all(c.mask_uncertainty == 0.0 for c in run.chosen)  # its cats' masks weigh nothing
     tasks = read_tasks(tasks_file)
     assert len(tasks) == 3 and not [r for t in tasks for r in result_regions(t["predictions"][0]["result"])]
     assert 'value="cat"' not in config_path_for(tasks_file).read_text(encoding="utf-8")
@@ -175,6 +179,8 @@ def test_k_center_measures_a_large_labelled_set_in_bounded_memory() -> None:
     assert peak < 8 * 2**20, peak  # the 400 x 300 x 256 differences alone are 117 MB
     direct = np.min(np.linalg.norm(feats[:, None, :] - centres[None], axis=2), axis=1)
     assert np.allclose(nearest_distance(feats, centres), direct, atol=1e-4)
+    assert np.allclose(nearest_distance(feats, centres, block=7), direct, atol=1e-4)  # a part block last
+    assert (nearest_distance(centres, centres) < 1e-5).all()  # rounding below 0 is 0, not NaN
     assert picks[0][0] == int(np.argmax((0.05 + u) * direct / direct.max()))
 
 
