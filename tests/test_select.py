@@ -133,7 +133,9 @@ def test_a_model_trained_on_more_classes_selects_for_the_labelled_ones(
     from officescore.label.formats import config_path_for, read_tasks, result_regions
 
     folder, _ = pool
-    classes = [*DEFAULT_CLASSES, "cat", "dog"]  # it sees only cats, some of which might be dogs
+    # it sees only cats, some of which might be dogs; one of them before the data set's classes (its
+    # columns are found by name, not by position)
+    classes = ["cat", *DEFAULT_CLASSES, "dog"]
     cats = write_checkpoint(tmp_path / "cats.pt", favour={"cat": 8.0, "dog": 7.0}, classes=classes)
     tasks_file = tmp_path / "next_tasks.json"
     run = select([folder], cats, 3, labelled=labelled, device="cpu", labelstudio=tasks_file)
