@@ -214,6 +214,20 @@ def test_a_class_nobody_labelled_is_named(
     assert row.count("\x1b[31m0") == 2, row
 
 
+def test_a_class_labelled_only_in_val_is_not_said_to_have_no_objects(tmp_path: Path) -> None:
+    """A rare class whose few objects all went to val: train has none of it, the data set has some."""
+    out = tmp_path / "dataset"
+    ingest_export(write_export(tmp_path, make_export(tmp_path, n_images=4)), out=out)
+    train, val = (json.loads((out / f"{split}.json").read_text()) for split in ("train", "val"))
+    names = {c["id"]: c["name"] for c in val["categories"]}
+    rare = names[next(a["category_id"] for a in val["annotations"] if not a.get("iscrowd"))]
+    train["annotations"] = [a for a in train["annotations"] if names[a["category_id"]] != rare]
+    (out / "train.json").write_text(json.dumps(train))
+    report = health_report(out)
+    assert report.splits["train"].instances_per_class[rare] == 0
+    assert report.classes_without_objects == []
+
+
 def test_stats_rich_tables(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["stats", str(dataset), "--no-plot"])
@@ -221,6 +235,7 @@ def test_stats_rich_tables(dataset: Path, capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     for text in ("desk", "chair", "mug", "Splits", "duplicate groups: 1", "polygon_odd", "images/a_copy.png"):
         assert text in out
+    assert "no objects of" not in out  # every class has some
     assert not (dataset / "health.png").exists()
 
 
