@@ -570,10 +570,11 @@ def test_a_model_trained_on_more_classes_audits_the_data_sets_own(
     names = [classes[p["category_id"] - 1] for p in predictions]  # the data set's ids
     assert "desk" in names and {p["category_id"] for p in predictions} <= set(range(1, len(classes) + 1))
     assert json.loads((out / "issues.json").read_text())["notes"] == doc["notes"]
-    code, stdout, _ = _cli(
-        ["audit", str(clean), "--model", str(model), "--device", "cpu", "--out", str(out)], capsys
-    )
-    assert code == 0 and "also knows cat" in stdout
+    for shown in ([], ["--conventions"]):  # the issue table, or the convention report alone
+        code, stdout, _ = _cli(
+            ["audit", str(clean), "--model", str(model), "--device", "cpu", "--out", str(out), *shown], capsys
+        )
+        assert code == 0 and "also knows cat" in stdout
 
 
 def test_cli_bad_inputs_are_one_line_errors(

@@ -183,7 +183,9 @@ def test_save_health_plot_with_no_instances(tmp_path: Path) -> None:
         image.verify()
 
 
-def test_a_class_nobody_labelled_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_class_nobody_labelled_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`ingest --classes` may name a class of the export that has no objects: the data set keeps it
     (as asked), and its report says no split has one, once, in ingest's summary and in stats."""
     coco = make_export(tmp_path, n_images=4)
@@ -200,6 +202,30 @@ def test_a_class_nobody_labelled_is_named(tmp_path: Path, capsys: pytest.Capture
         printed = capsys.readouterr().out
         assert exit_info.value.code == 0 and printed.count(said) == 1, printed
     assert health_report(out).classes_without_objects == ["sofa"]
+    with pytest.raises(SystemExit):
+        main(["stats", str(out), "--json", "--no-plot"])
+    assert json.loads(capsys.readouterr().out)["classes_without_objects"] == ["sofa"]
+    from officescore.cli import stats as stats_cli
+
+    buffer = io.StringIO()  # its 0 objects are red in train (nothing to learn) as in val
+    monkeypatch.setattr(stats_cli, "console", Console(file=buffer, force_terminal=True, width=160))
+    stats_cli.render_health(health_report(out))
+    (row,) = [line for line in buffer.getvalue().splitlines() if "sofa" in line and "│" in line]
+    assert row.count("\x1b[31m0") == 2, row
+
+
+def test_a_class_labelled_only_in_val_is_not_said_to_have_no_objects(tmp_path: Path) -> None:
+    """A rare class whose few objects all went to val: train has none of it, the data set has some."""
+    out = tmp_path / "dataset"
+    ingest_export(write_export(tmp_path, make_export(tmp_path, n_images=4)), out=out)
+    train, val = (json.loads((out / f"{split}.json").read_text()) for split in ("train", "val"))
+    names = {c["id"]: c["name"] for c in val["categories"]}
+    rare = names[next(a["category_id"] for a in val["annotations"] if not a.get("iscrowd"))]
+    train["annotations"] = [a for a in train["annotations"] if names[a["category_id"]] != rare]
+    (out / "train.json").write_text(json.dumps(train))
+    report = health_report(out)
+    assert report.splits["train"].instances_per_class[rare] == 0
+    assert report.classes_without_objects == []
 
 
 def test_stats_rich_tables(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -209,6 +235,7 @@ def test_stats_rich_tables(dataset: Path, capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     for text in ("desk", "chair", "mug", "Splits", "duplicate groups: 1", "polygon_odd", "images/a_copy.png"):
         assert text in out
+    assert "no objects of" not in out  # every class has some
     assert not (dataset / "health.png").exists()
 
 

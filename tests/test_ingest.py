@@ -769,6 +769,20 @@ def test_ingesting_another_export_over_a_data_set_says_it_replaced_it(
     assert f"4 image(s) from {train}" in said and "it does not add to a data set" in said
 
 
+def test_the_same_export_again_is_not_said_to_replace_with_a_relative_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export by its absolute path, --out relative: dataset.json records it relative to the data
+    set, and the same export split anew with another --seed is still the same export."""
+    export = write_export(tmp_path / "train", make_export(tmp_path / "train", n_images=4))
+    monkeypatch.chdir(tmp_path)
+    for seed in ("0", "5"):
+        with pytest.raises(SystemExit):
+            main(["ingest", str(export), "--out", "dataset", "--no-plot", "--seed", seed])
+        said = capsys.readouterr().out
+        assert "wrote dataset" in said and "replaced the data set" not in said, said
+
+
 def test_a_resized_copy_may_be_a_whole_pixel_off_its_exact_size() -> None:
     """4000 x 3004 resized to 1000 wide is 751 high exactly; resizers that keep both sides even
     write 750 or 752. That is still a resized copy (its labels scaled); two pixels off, another shape."""

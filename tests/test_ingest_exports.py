@@ -336,6 +336,37 @@ def test_label_studio_export_of_a_photo_turned_by_exif_lands_on_its_objects(tmp_
         assert (found[crowd] == expected).all() and (found[crowd] <= on_object).all()
 
 
+def test_an_export_whose_info_is_not_an_object_is_ingested(tmp_path: Path) -> None:
+    """COCO's `info` is an object, but hand-made exports write a string there: not Label Studio's."""
+    coco = make_export(tmp_path, n_images=3)
+    coco["info"] = "exported by our labelling script"
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+    assert result.counts["train"]["images"] + result.counts["val"]["images"] == 3
+
+
+def test_a_swapped_size_on_a_photo_no_exif_turns_is_a_wrong_size_not_a_turn(tmp_path: Path) -> None:
+    """Label Studio's export stating height x width for a photo stored upright (no EXIF orientation):
+    a size that does not match, taken from the file; its polygon is not scaled as a turned photo's."""
+    photos = tmp_path / "photos"
+    draw_scene(photos / "plain.png", W, H, [(8, 8, 32, 32)], seed=3)
+    polygon = [8.0, 8.0, 40.0, 8.0, 40.0, 40.0, 8.0, 40.0]
+    coco = {
+        "images": [{"width": H, "height": W, "id": 0, "file_name": "images/plain.png"}],
+        "categories": [{"id": 0, "name": "chair"}],
+        "annotations": [{"id": 0, "image_id": 0, "category_id": 0, "segmentation": [polygon],
+                         "iscrowd": 0, "bbox": [8.0, 8.0, 32.0, 32.0]}],
+        "info": {"contributor": "Label Studio"},
+    }  # fmt: skip
+    export = write_export(tmp_path, coco, name="export/result.json")
+    result = ingest_export(export, images_dir=photos, out=tmp_path / "dataset")
+    (size,) = [p for p in result.problems if p.kind == "image_size"]
+    assert "does not match the file" in size.what and size.action == f"taken from the file: {W}x{H}"
+    (label,) = _read(tmp_path / "dataset")
+    expected = np.zeros((H, W), np.uint8)
+    expected[8:40, 8:40] = 1
+    assert (masks.decode(label["segmentation"]) == expected).all()
+
+
 def test_label_pull_export_of_a_photo_turned_by_exif_lands_on_its_objects(tmp_path: Path) -> None:
     """`label pull` sizes the photo as shown (the frame Label Studio's percent points are in)."""
     box = (8, 50, 22, 40)

@@ -176,9 +176,9 @@ def test_timeouts_and_unavailable_hosts_are_tried_again_until_their_attempts_are
     urls = [f"http://a/{n}.jpg" for n in range(len(outcomes))]
     with Manifest.open(tmp_path) as manifest:
         manifest.record_page("google", "q", "f", 1, [SearchResult(url=u) for u in urls], False, "r", "t")
-        for (row_id, _), (status, attempts) in zip(manifest.pending(), outcomes, strict=True):
+        for (row_id, _, _), (status, attempts) in zip(manifest.pending(), outcomes, strict=True):
             manifest.set_outcome(row_id, status=status, attempts=attempts)
-        assert [url for _, url in manifest.pending()] == [urls[0], urls[1], urls[5]]
+        assert [url for _, url, _ in manifest.pending()] == [urls[0], urls[1], urls[5]]
         assert manifest.retry_later() == 2
 
 

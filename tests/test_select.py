@@ -120,6 +120,9 @@ def test_class_uncertainty_reads_classes_left_out_as_background() -> None:
     assert class_uncertainty(unsure, "margin", keep=[1]) < 0.01
     both = torch.tensor([[0.0, 5.0, 5.0, -9.0]] * 16)  # desk and chair tie; the third class is unlikely
     assert class_uncertainty(both, "entropy", keep=[1, 2]) > class_uncertainty(both, "entropy") > 0.5
+    mixed = torch.tensor([[2.0, 1.0, 0.5, -1.0], [0.0, 3.0, 2.5, 1.0], [-1.0, 0.2, 0.1, 0.0]])
+    for how in ("margin", "entropy"):  # keeping every class leaves background as it was
+        assert class_uncertainty(mixed, how, keep=[1, 2, 3]) == pytest.approx(class_uncertainty(mixed, how))
 
 
 def test_a_model_trained_on_more_classes_selects_for_the_labelled_ones(
@@ -130,13 +133,16 @@ def test_a_model_trained_on_more_classes_selects_for_the_labelled_ones(
     from officescore.label.formats import config_path_for, read_tasks, result_regions
 
     folder, _ = pool
-    classes = [*DEFAULT_CLASSES, "cat", "dog"]  # it sees only cats, some of which might be dogs
+    # it sees only cats, some of which might be dogs; one of them before the data set's classes (its
+    # columns are found by name, not by position)
+    classes = ["cat", *DEFAULT_CLASSES, "dog"]
     cats = write_checkpoint(tmp_path / "cats.pt", favour={"cat": 8.0, "dog": 7.0}, classes=classes)
     tasks_file = tmp_path / "next_tasks.json"
     run = select([folder], cats, 3, labelled=labelled, device="cpu", labelstudio=tasks_file)
     assert len(run.chosen) == 3
     assert [n for n in run.notes if "also knows cat, dog, which the data set does not label" in n]
     assert all(c.detections == 0 and c.class_uncertainty < 0.01 for c in run.chosen)
+    assert all(c.mask_uncertainty == 0.0 for c in run.chosen)  # its cats' masks weigh nothing
     tasks = read_tasks(tasks_file)
     assert len(tasks) == 3 and not [r for t in tasks for r in result_regions(t["predictions"][0]["result"])]
     assert 'value="cat"' not in config_path_for(tasks_file).read_text(encoding="utf-8")
@@ -175,6 +181,8 @@ def test_k_center_measures_a_large_labelled_set_in_bounded_memory() -> None:
     assert peak < 8 * 2**20, peak  # the 400 x 300 x 256 differences alone are 117 MB
     direct = np.min(np.linalg.norm(feats[:, None, :] - centres[None], axis=2), axis=1)
     assert np.allclose(nearest_distance(feats, centres), direct, atol=1e-4)
+    assert np.allclose(nearest_distance(feats, centres, block=7), direct, atol=1e-4)  # a part block last
+    assert (nearest_distance(centres, centres) < 1e-5).all()  # rounding below 0 is 0, not NaN
     assert picks[0][0] == int(np.argmax((0.05 + u) * direct / direct.max()))
 
 

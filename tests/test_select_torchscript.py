@@ -82,3 +82,18 @@ def test_the_checkpoint_of_the_same_model_uses_its_hooks(
     assert signals[0].class_uncertainty < 0.05 < 0.1 < signals[1].class_uncertainty, signals
     run = select(paths[:2], checkpoint, budget=1, device="cpu")
     assert len(run.chosen) == 1 and not any("TorchScript" in note for note in run.notes)
+
+
+def test_torchscript_score_entropy_is_over_the_labelled_classes_detections(
+    exported: tuple[Path, Path, list[Path]],
+) -> None:
+    """--labelled names fewer classes than the TorchScript model knows: the fallback's score entropy is
+    the mean over the detections of the data set's classes, not diluted by the others' (weighing 0)."""
+    _, scripted, paths = exported
+    predictor = Predictor.load(scripted, device="cpu", conf=0.0)
+    classes = [c for c in DEFAULT_CLASSES if c != "chair"]  # torn between desk and chair on `unsure`
+    (signal,) = image_signals(predictor, paths[1:2], classes=classes)
+    (result,) = predictor.predict(paths[1:2], conf=0.0)
+    p = torch.tensor([d.score for d in result.detections if d.class_name != "chair"])
+    assert signal.fallback and len(p) < len(result.detections)
+    assert signal.class_uncertainty == pytest.approx(float(-(p * p.log2() + (1 - p) * (1 - p).log2()).mean()))
