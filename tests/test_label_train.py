@@ -912,3 +912,58 @@ def test_a_running_job_is_recognised_by_its_command_line(
             process.kill()
             process.wait()
     assert not trainer_module._alive(child.pid, folder)  # gone
+
+
+def test_labels_made_before_the_backend_started_count_toward_train_every(
+    labelstudio: LabelStudioServer, key: str, tmp_path: Path
+) -> None:
+    """Two labels (and a skip) made before `label backend --train` starts reached no webhook: read
+    from the real project at start, they are counted (2 of --train-every 3, nothing due yet); a restart
+    counts them again only once, and a label the running backend did not hear is added."""
+    from officescore.label.live import start_trainer
+
+    client = LabelStudio.connect(labelstudio.url, labelstudio.api_key)
+    project = client.create_project("labelled before the backend", LabelSchema(tuple(DEFAULT_CLASSES)))
+    urls = []
+    for n in range(4):
+        buffer = io.BytesIO()
+        Image.new("RGB", (100, 100), (40 * n, 90, 90)).save(buffer, format="JPEG")
+        urls.append(client.upload_file(project.id, f"p{n}.jpg", buffer.getvalue()))
+    a, b, c, d = client.import_tasks(project.id, [{"data": {"image": u}} for u in urls])
+    client.sdk.annotations.create(id=a, result=[_square(10, 10, 50, 50, "desk")])
+    client.sdk.annotations.create(id=b, result=[_square(20, 20, 60, 60, "chair")])
+    client.sdk.annotations.create(id=c, result=[], was_cancelled=True)  # a skip is no label
+
+    logged: list[str] = []
+
+    def start() -> Trainer:
+        return start_trainer(
+            client,
+            key,
+            project.title,
+            labelstudio.url,
+            tmp_path / "runs",
+            tmp_path / "backend",
+            None,
+            "cpu",
+            log=logged.append,
+            every=EVERY,
+        )
+
+    trainer = start()
+    try:
+        assert trainer.state["pending"] == 2 and not trainer.running
+        assert logged == [
+            "2 label(s) made while the backend was not running counted: 2 of 3 for the next job"
+        ]
+    finally:
+        trainer.close()
+    time.sleep(0.05)
+    client.sdk.annotations.create(id=d, result=[_square(10, 10, 30, 30, "lamp")])
+    trainer = start()
+    try:
+        state = json.loads((tmp_path / "backend" / STATE_FILE).read_text())
+        assert state["pending"] == 3 and len(state["events"]) == 3, state
+        assert logged[-1].startswith("1 label(s) made while"), logged
+    finally:
+        trainer.close()

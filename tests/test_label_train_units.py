@@ -5,6 +5,7 @@ prediction a labeller saw and what they kept of it. Every expected number is wor
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -208,6 +209,38 @@ def test_a_model_found_at_start_keeps_the_threshold_its_job_found(tmp_path: Path
     try:
         assert trainer.current_checkpoint() == best.resolve() and trainer.current_conf() == 0.41
         assert trainer.versions()[0]["suggest"] == {"conf": 0.41, "by_mask": True}  # `label status` conf
+    finally:
+        trainer.close()
+
+
+def test_labels_no_webhook_brought_count_once_and_only_after_what_the_models_saw(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """`count_missed` (labels made while no backend listened): with no model every label counts; a
+    label a webhook already counted is not counted twice; after a job only labels made after its
+    pull count; with only a model found at start, labels made after it was written."""
+    now = time.time()
+    trainer = Trainer(_settings(tmp_path, every=10), "not-a-key", project_id=7)
+    try:
+        assert trainer.count_missed([now - 30, now - 20]) == 2 and trainer.state["pending"] == 2
+        trainer.notify("ANNOTATION_CREATED", {"project": 7})  # heard: 3 counted
+        assert trainer.count_missed([now - 30, now - 20, now]) == 0 and trainer.state["pending"] == 3
+        trainer.notify("START_TRAINING", {"project": 7})
+        _end_job(trainer, fake_jobs[0], _result(tmp_path, 1, pulled_at=now - 25))
+        assert trainer.state["pending"] == 2  # the label of now - 30 was pulled
+        assert trainer.count_missed([now - 30, now - 20, now - 10, now - 5]) == 1
+        assert trainer.state["pending"] == 3 and not trainer.running
+    finally:
+        trainer.close()
+
+    found = tmp_path / "found"
+    best = found / "runs" / "run1" / "weights" / "best.pt"
+    best.parent.mkdir(parents=True)
+    best.write_bytes(b"weights")
+    os.utime(best, (now - 15, now - 15))
+    trainer = Trainer(_settings(found), "not-a-key")
+    try:
+        assert trainer.count_missed([now - 30, now - 20, now - 10]) == 1
     finally:
         trainer.close()
 

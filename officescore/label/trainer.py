@@ -12,7 +12,8 @@ current model answering, and the log says why. Everything the trainer knows live
 `FOLDER/state.json` (written atomically after every change): the label counter, the current model,
 every version with its numbers, the held-out and trained tasks, and the running job, so a restarted
 backend finds its model and counters again, adopts a job that finished while it was down, and never
-trains the same labels twice. The API key reaches the child in its environment only.
+trains the same labels twice; labels made while it was down are counted at start (`count_missed`).
+The API key reaches the child in its environment only.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,36 @@ class Trainer:
                 "job": (self.state["running"] or {}).get("job"),
             }
 
+    def count_missed(self, labelled_at: Sequence[float]) -> int:
+        """Labels made while no backend listened (before its first start, or while it was down):
+        `labelled_at` holds when each labelled task was last labelled (Label Studio's `updated_at`).
+        Those after the labels the trainer's models saw count as pending where the webhooks counted
+        fewer; returns how many were added."""
+        with self._lock:
+            since = self._labels_seen_until()
+            missed = sorted(t for t in labelled_at if t > since)
+            added = len(missed) - len(self.state["events"])
+            if added <= 0:
+                return 0
+            # the earliest ones are those no webhook can have counted; a job's pull covers them all
+            self.state["events"] = sorted(self.state["events"] + missed[:added])
+            self.state["pending"] = len(self.state["events"])
+            self._save()
+            return added
+
+    def _labels_seen_until(self) -> float:
+        """When the labels the models saw were read: the newest pull of a finished job (a running
+        job's start), else when the model found at start was written; 0 with no model at all."""
+        running = self.state["running"]
+        jobs = [v for v in self.state["versions"] if "job" in v]  # not the model found at start
+        pulls = [float(v.get("pulled_at") or v.get("started") or 0) for v in jobs]
+        if running:
+            pulls.append(float(running.get("started") or 0))
+        if pulls:
+            return max(pulls)
+        checkpoint = self.current_checkpoint()
+        return checkpoint.stat().st_mtime if checkpoint is not None and checkpoint.is_file() else 0.0
+
     def poke(self) -> None:
         """Start a job if one is due (after a retry wait, or at start when labels were left counted)."""
         with self._lock:
@@ -424,6 +455,7 @@ class Trainer:
             "skipped_unknown_classes": result.get("skipped_unknown_classes") or {},
             "accepted": accepted,
             "started": running.get("started"),
+            "pulled_at": pulled_at,
             "finished": time.time(),
         }
         self.state["versions"].append(record)
