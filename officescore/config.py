@@ -10,8 +10,10 @@ The TOML file has one table per command, keyed by option name (dashes or undersc
     [scrape]
     daily-quota = 90
 
-The CLI hands these tables to Click as its `default_map`, so a flag given on the command line
-always wins and `--help` shows the effective default.
+The CLI hands these tables to Click as its `default_map` (`officescore.cli.settings`, which refuses
+a table or key that sets nothing), so a flag given on the command line always wins and `--help`
+shows the effective default. [label] holds settings shared by the label subcommands (url, project,
+...), and [label.push] etc. those of one.
 """
 
 from __future__ import annotations
@@ -57,42 +59,19 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
     return data
 
 
-# [label] holds settings shared by `label push`, `label pull`, `label backend` and `label status`
-# (url, project, local-root, ...); Click wants them per subcommand, so they are copied into each, and
-# [label.push] etc. override them for one. Its api-key is a secret: read by
-# officescore.label.client.api_key(), never handed to Click.
-LABEL_SUBCOMMANDS = ("push", "pull", "backend", "status")
-
-
-def _label_defaults(table: dict[str, Any]) -> dict[str, Any]:
-    shared = {
-        key.replace("-", "_"): value
-        for key, value in table.items()
-        if not isinstance(value, dict) and key.replace("-", "_") != "api_key"
-    }
-    return {
-        sub: {
-            **shared,
-            **{
-                k.replace("-", "_"): v
-                for k, v in table.get(sub, {}).items()
-                if k.replace("-", "_") != "api_key"
-            },
-        }
-        for sub in LABEL_SUBCOMMANDS
-    }
-
-
-def default_map(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Turn config tables into Click's default_map (option names with underscores)."""
-    return {
-        command: (
-            _label_defaults(table)
-            if command == "label"
-            else {key.replace("-", "_"): value for key, value in table.items()}
-        )
-        for command, table in config.items()
-    }
+# Keys of a table that are secrets, read with `secret` (never handed to Click, never a flag): the
+# Label Studio key under [label], the image-search keys under [scrape].
+SECRET_KEYS: dict[str, tuple[str, ...]] = {
+    "label": ("api_key",),
+    "scrape": (
+        "gcs_developer_key",
+        "gcs_cx",
+        "openverse_client_id",
+        "openverse_client_secret",
+        "unsplash_access_key",
+        "flickr_api_key",
+    ),
+}
 
 
 def secret(env_var: str, section: str, key: str, config: dict[str, Any] | None = None) -> str | None:

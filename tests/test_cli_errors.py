@@ -505,8 +505,8 @@ def test_eval_with_a_file_as_its_project_fails_before_predicting(
         ),
         (
             ["score", "{photo}", "--model", "{model}"],
-            "[score]\njson = true\n",
-            "[score] json is no setting of `officescore score` (settings are option names: batch-size,",
+            "[score]\njsn = true\n",
+            "[score] jsn is no setting of `officescore score` (did you mean json?)",
         ),
         (
             ["export", "--model", "{model}"],
@@ -524,8 +524,46 @@ def test_eval_with_a_file_as_its_project_fails_before_predicting(
             "[export]\nformat = 'tflite'\n",
             "--format tflite: choose torchscript or onnx",
         ),
+        # a misspelt table, and the commands whose tables were not checked at all
+        (
+            ["train", "--data", "{dataset}"],
+            "[trian]\nepochs = 1\n",
+            "[trian] is no command of officescore (did you mean train?)",
+        ),
+        (
+            ["stats", "--data", "{dataset}"],
+            "[scrape]\nper-querry = 5\n",
+            "[scrape] per-querry is no setting of `officescore scrape` (did you mean per-query?)",
+        ),
+        (
+            ["stats", "--data", "{dataset}"],
+            "[label]\nprojet = 'offices'\n",
+            "[label] projet is no setting of any `officescore label` command (did you mean project?)",
+        ),
+        (
+            ["stats", "--data", "{dataset}"],
+            "[label.psh]\nconf = 0.5\n",
+            "[label.psh] is no command of `officescore label` (did you mean push?)",
+        ),
+        (
+            ["stats", "--data", "{dataset}"],
+            "[label.pull]\nconf = 0.5\n",
+            "[label.pull] conf is no setting of `officescore label pull`",
+        ),
     ],
-    ids=["train", "eval", "score", "export", "serve", "export-format"],
+    ids=[
+        "train",
+        "eval",
+        "score",
+        "export",
+        "serve",
+        "export-format",
+        "table",
+        "scrape",
+        "label",
+        "label-table",
+        "label-pull",
+    ],
 )
 def test_settings_that_set_nothing_are_refused(
     argv: list[str],

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cliroot import root_context
 from PIL import Image
 
 from officescore import masks
-from officescore.config import default_map, load_config, secret
+from officescore.cli.settings import command_defaults
+from officescore.config import load_config, secret
 from officescore.devices import resolve_device
 from officescore.distributed import DistContext, gather_objects, shard
 from officescore.errors import BadImageError, ConfigError
@@ -21,10 +23,17 @@ from officescore.images import fit_for_model, image_size, load_for_model, load_i
 
 
 def test_config_tables_become_default_map(tmp_path: Path) -> None:
+    """Keys by option name (dashes or underscores) set their parameter, also one named otherwise than
+    its flag (--near-dup-threshold sets near_dup); a secret is kept out of Click's defaults."""
     path = tmp_path / "officescore.toml"
-    path.write_text("[train]\nepochs = 3\nbatch-size = 4\n[scrape]\ndaily-quota = 90\n")
-    config = load_config(path)
-    assert default_map(config) == {"train": {"epochs": 3, "batch_size": 4}, "scrape": {"daily_quota": 90}}
+    path.write_text(
+        "[train]\nepochs = 3\nbatch-size = 4\n[scrape]\ndaily_quota = 90\nnear-dup-threshold = 4\n"
+        'flickr-api-key = "secret"\n'
+    )
+    assert command_defaults(root_context(), load_config(path)) == {
+        "train": {"epochs": 3, "batch_size": 4},
+        "scrape": {"daily_quota": 90, "near_dup": 4},
+    }
 
 
 def test_config_missing_is_empty_and_broken_is_one_line_error(tmp_path: Path) -> None:

@@ -6,9 +6,10 @@ import socket
 from pathlib import Path
 
 import pytest
+from cliroot import root_context
 
 from officescore.cli import main
-from officescore.config import default_map
+from officescore.cli.settings import command_defaults
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -22,9 +23,10 @@ def test_label_table_is_shared_by_the_subcommands_and_keeps_the_key_out() -> Non
     config = {
         "label": {"url": "http://ls:8080", "api-key": "secret", "project": "offices", "push": {"conf": 0.5}}
     }
-    defaults = default_map(config)["label"]
+    defaults = command_defaults(root_context(), config)["label"]
     assert defaults["push"] == {"url": "http://ls:8080", "project": "offices", "conf": 0.5}
-    assert defaults["pull"] == defaults["backend"] == {"url": "http://ls:8080", "project": "offices"}
+    assert defaults["pull"] == {"url": "http://ls:8080", "project": "offices"}
+    assert defaults["backend"] == {"url": "http://ls:8080"}  # it has --connect, no --project
     assert "secret" not in repr(defaults)
 
 

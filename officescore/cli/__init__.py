@@ -14,7 +14,8 @@ from rich.text import Text
 
 from officescore import __version__
 from officescore.cli.common import err_console
-from officescore.config import default_map, load_config
+from officescore.cli.settings import command_defaults
+from officescore.config import load_config
 from officescore.errors import UserError
 
 
@@ -65,7 +66,7 @@ def root(
 
     Defaults for any command can be set in ./officescore.toml ([train], [scrape], ...); flags win.
     """
-    ctx.default_map = default_map(load_config())
+    ctx.default_map = command_defaults(ctx, load_config())
 
 
 def register_commands() -> None:

@@ -155,29 +155,3 @@ def note_deleted_photos(deleted: list[Path]) -> None:
 
     if deleted:
         console.print(f"note: {deleted_note(deleted)}", soft_wrap=True)
-
-
-def check_settings(ctx: Any) -> None:
-    """Refuse keys of the running command's officescore.toml table that set nothing.
-
-    Click looks a table's keys up by parameter name and ignores the rest, so a typo (`epoch = 12`
-    under [train]) silently left the default in place. `ctx`: the command's typer.Context.
-    """
-    import difflib
-
-    from officescore.config import config_path
-    from officescore.errors import ConfigError
-
-    options = {param.name for param in ctx.command.params if param.param_type_name == "option"}
-    unknown = sorted(key for key in (ctx.default_map or {}) if key not in options)
-    if not unknown:
-        return
-    key = unknown[0].replace("_", "-")
-    params = [param for param in ctx.command.params if param.param_type_name == "option"]
-    # Settable: options named like their flag (`--json` is `json_output`: a flag, not a setting).
-    settable = sorted(p.name.replace("_", "-") for p in params if f"--{p.name.replace('_', '-')}" in p.opts)
-    close = difflib.get_close_matches(key, settable, n=1)
-    hint = f"did you mean {close[0]}?" if close else f"settings are option names: {', '.join(settable)}"
-    raise ConfigError(
-        f"{config_path()}: [{ctx.info_name}] {key} is no setting of `officescore {ctx.info_name}` ({hint})"
-    )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from officescore.cli.common import check_settings, console, print_json, reporter
+from officescore.cli.common import console, print_json, reporter
 from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
 
 if TYPE_CHECKING:
@@ -51,7 +51,6 @@ def _f(value: Any) -> str:
 
 
 def evaluate(
-    ctx: typer.Context,
     model: Path = typer.Option(
         None,
         "--model",
@@ -87,7 +86,6 @@ def evaluate(
     json_output: bool = typer.Option(False, "--json", help="Print the metrics document as JSON."),
 ) -> None:
     """Evaluate a model (or a COCO results file): COCO mAP for boxes and masks, per class, any IoU."""
-    check_settings(ctx)
     from officescore.evaluate.run import run_eval
 
     run = run_eval(

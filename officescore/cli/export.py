@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from officescore.cli.common import check_settings, console, print_json, reporter
+from officescore.cli.common import console, print_json, reporter
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -43,12 +43,10 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
 
 
 def export(
-    ctx: typer.Context,
     model: Path = typer.Option(
         ..., "--model", "-m", help="Checkpoint from `officescore train` (weights/best.pt)."
     ),
-    # Named like the option so `format = "onnx"` under [export] in officescore.toml sets it.
-    format: str = typer.Option("torchscript", "--format", "-f", help="torchscript or onnx."),
+    fmt: str = typer.Option("torchscript", "--format", "-f", help="torchscript or onnx."),
     out: Path = typer.Option(None, "--out", "-o", help="Output file (default: next to the checkpoint)."),
     sample: Path = typer.Option(
         None, "--sample", help="Photo to verify the export on (default: a synthetic scene)."
@@ -60,12 +58,11 @@ def export(
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Export a checkpoint to TorchScript or ONNX and check it gives the checkpoint's detections."""
-    check_settings(ctx)
     from officescore.export import export_model
 
     result = export_model(
         model,
-        format,
+        fmt,
         out=out,
         sample=sample,
         input_size=_parse_size(input_size),

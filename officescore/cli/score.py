@@ -12,7 +12,6 @@ from rich.text import Text
 from officescore.cli.common import (
     CALIBRATION_HELP,
     PRECISION_HELP,
-    check_settings,
     console,
     err_console,
     print_json,
@@ -44,7 +43,6 @@ Exit code 2 when any photo could not be read (the others are still scored).
 
 
 def score(
-    cli_ctx: typer.Context,
     photos: list[str] = typer.Argument(..., help="Photos, folders or globs ('shots/*.jpg')."),
     model: str = typer.Option(
         None,
@@ -70,7 +68,6 @@ def score(
     ),
 ) -> None:
     """Detect office objects in photos and score each office from 0 to 100 with a breakdown."""
-    check_settings(cli_ctx)
     from officescore.errors import BadImageError, ConfigError
     from officescore.files import check_output_dir, check_output_file
     from officescore.infer import Predictor, default_model_source, expand_inputs, score_photos, write_csv

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from officescore.cli.common import CALIBRATION_HELP, PRECISION_HELP, check_settings, err_console
+from officescore.cli.common import CALIBRATION_HELP, PRECISION_HELP, err_console
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -26,7 +26,6 @@ Needs the app extra: pip install 'officescore\\[app]'.
 
 
 def serve(
-    ctx: typer.Context,
     model: str = typer.Option(
         None,
         "--model",
@@ -44,7 +43,6 @@ def serve(
     ),
 ) -> None:
     """Serve the web page: upload a photo, see the annotated image, the objects and the score."""
-    check_settings(ctx)
     from officescore.app import PageSettings, streamlit_command
     from officescore.devices import resolve_device
     from officescore.errors import ConfigError, ModelError

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from officescore.cli.common import check_settings, console, err_console, print_json, reporter
+from officescore.cli.common import console, err_console, print_json, reporter
 from officescore.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -140,7 +140,6 @@ def train(
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Fine-tune Mask R-CNN; saves last/best checkpoints, metrics.csv and plots per run."""
-    check_settings(ctx)
     from officescore.train import Terminated, TrainConfig
     from officescore.train import train as run_training
 
