@@ -493,11 +493,25 @@ def folder_given_as_model(path: Path) -> str | None:
     return f"{path}: a folder; pass a model file such as {Path(path) / 'weights' / 'best.pt'}"
 
 
-def _torch_load(path: Path) -> Any:
+def model_file(path: Path | str) -> Path:
+    """The model a path names: a file as given; a run folder's weights/best.pt, or the newest of the
+    runs in a folder of runs (`runs/train`), as `eval` and the label commands take a folder."""
+    from officescore.runs import best_checkpoint_in
+
     path = Path(path)
-    folder = folder_given_as_model(path)
-    if folder:
-        raise ModelError(folder)
+    if not path.is_dir():
+        return path
+    found = best_checkpoint_in(path)
+    if found is None:
+        raise ModelError(
+            f"{path}: a folder with no weights/best.pt in it or its runs; pass a model file such as "
+            f"{path / 'weights' / 'best.pt'}"
+        )
+    return found
+
+
+def _torch_load(path: Path) -> Any:
+    path = model_file(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such file")
     try:
@@ -585,11 +599,8 @@ def is_torchscript(path: Path) -> bool:
 
 def load_any(path: Path | str, device: torch.device | str = "cpu") -> LoadedModel:
     """A checkpoint (.pt from train) or a TorchScript export, ready for inference on `device`."""
-    path = Path(path)
+    path = model_file(path)
     device = torch.device(device)
-    folder = folder_given_as_model(path)
-    if folder:
-        raise ModelError(folder)
     if not path.is_file():
         raise ModelError(f"{path}: no such model file; pass a checkpoint (weights/best.pt) or an export")
     if path.suffix.lower() == ".onnx":

@@ -414,14 +414,44 @@ def test_commands_are_registered_once(capsys: pytest.CaptureFixture[str]) -> Non
 def test_a_folder_given_as_the_model_is_called_a_folder(
     args: list[str], world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A run folder is the usual slip: the message says it is a folder and which file to pass,
-    not that nothing is there."""
+    """A folder with no model in it: the message says it is a folder and which file to pass, not
+    that nothing is there (a run folder's own best.pt is taken: see the test below)."""
     with pytest.raises(SystemExit) as exit_info:
         main([arg.format(**{k: str(v) for k, v in world.items()}) for arg in args])
     err = " ".join(capsys.readouterr().err.split())
     assert exit_info.value.code == 2
     best = world["folder"] / "weights" / "best.pt"
-    assert f"{world['folder']}: a folder; pass a model file such as {best}" in err
+    if "--resume" in args:
+        assert f"--resume {world['folder']}: a folder with no weights/last.pt; pass a run folder" in err
+        return
+    said = "a folder;" if args[0] == "train" else "a folder with no weights/best.pt in it or its runs;"
+    assert f"{world['folder']}: {said} pass a model file such as {best}" in err
+
+
+def test_score_and_export_take_a_run_folder_as_eval_does(
+    world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`eval --model runs/train/x` took the run's best.pt; score, export and serve refused the
+    folder. Now a run folder is its weights/best.pt everywhere a model is read."""
+    run_dir = clean_cwd / "runs" / "train" / "office"
+    (run_dir / "weights").mkdir(parents=True)
+    shutil.copy(world["model"], run_dir / "weights" / "best.pt")
+    scores = []
+    for model in (world["model"], run_dir, run_dir.parent):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["score", str(world["photo"]), "--model", str(model), "--json"])
+        out = capsys.readouterr().out
+        assert exit_info.value.code in (0, None), out
+        found = json.loads(out)
+        scores.append(found["photos"][0]["score"])
+        assert found["model"] == str(
+            world["model"] if model == world["model"] else run_dir / "weights" / "best.pt"
+        )
+    assert scores[0] == scores[1] == scores[2]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--model", str(run_dir), "--input-size", "64x64"])
+    assert exit_info.value.code in (0, None), capsys.readouterr().err
+    assert (run_dir / "weights" / "best.torchscript.pt").stat().st_size > 1000  # beside the best.pt
 
 
 def test_resuming_a_checkpoint_outside_a_run_folder_writes_nothing(

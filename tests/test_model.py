@@ -214,7 +214,10 @@ def test_bad_checkpoints_are_one_line_model_errors(tmp_path: Path) -> None:
         assert expected in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(ModelError, match="no such model file"):
         load_any(tmp_path / "missing.pt")
-    with pytest.raises(ModelError, match="a folder; pass a model file such as .*best.pt"):
+    with pytest.raises(
+        ModelError,
+        match="a folder with no weights/best.pt in it or its runs; pass a model file such as .*best.pt",
+    ):
         load_any(tmp_path)
     onnx_file = tmp_path / "model.onnx"
     onnx_file.write_bytes(b"\x08\x07\x12\x07pytorch")

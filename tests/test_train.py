@@ -112,9 +112,10 @@ def test_run_folder_files_and_exact_resume(
     assert load_checkpoint(killed)["epoch"] == 1
 
     # the copy sits elsewhere, so its relative data path breaks: --data given now is used instead;
-    # --resume is given relative to the working folder, as people type it
+    # --resume is given relative to the working folder, as people type it, as the run folder (its
+    # weights/last.pt; the ctrl-c test below resumes from the file)
     monkeypatch.chdir(killed.parent.parent.parent)
-    relative = Path(killed.parent.parent.name) / "weights" / "last.pt"
+    relative = Path(killed.parent.parent.name)
     resumed = train(TrainConfig(resume=relative, data=tiny_data, device="cpu", workers=0))
     assert resumed.run_dir == killed.parent.parent.resolve() and resumed.epochs_completed == 2
     assert resumed.last_checkpoint.resolve() == killed.resolve()  # continued in place, not nested

@@ -44,7 +44,7 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
 
 def export(
     model: Path = typer.Option(
-        ..., "--model", "-m", help="Checkpoint from `officescore train` (weights/best.pt)."
+        ..., "--model", "-m", help="Checkpoint from `officescore train` (weights/best.pt), or its run folder."
     ),
     fmt: str = typer.Option("torchscript", "--format", "-f", help="torchscript or onnx."),
     out: Path = typer.Option(None, "--out", "-o", help="Output file (default: next to the checkpoint)."),

@@ -48,7 +48,7 @@ def score(
         None,
         "--model",
         "-m",
-        help="Checkpoint, TorchScript export, or 'coco'. Default: newest best.pt, else coco.",
+        help="Checkpoint, run folder, TorchScript export, or 'coco'. Default: newest best.pt, else coco.",
     ),
     rubric: Path = typer.Option(None, "--rubric", help="Rubric TOML (default: the packaged rubric)."),
     conf: float = typer.Option(0.5, "--conf", help="Keep detections with at least this score (0-1)."),
@@ -70,7 +70,14 @@ def score(
     """Detect office objects in photos and score each office from 0 to 100 with a breakdown."""
     from officescore.errors import BadImageError, ConfigError
     from officescore.files import check_output_dir, check_output_file
-    from officescore.infer import Predictor, default_model_source, expand_inputs, score_photos, write_csv
+    from officescore.infer import (
+        COCO_SOURCE,
+        Predictor,
+        default_model_source,
+        expand_inputs,
+        score_photos,
+        write_csv,
+    )
     from officescore.infer.score import Rubric
 
     if not 0.0 <= conf <= 1.0:
@@ -89,6 +96,10 @@ def score(
         # A slip such as `--csv office.jpg` would replace the photo with the table.
         raise ConfigError(f"--csv {csv}: is one of the photos being scored; give a .csv file name")
     source = model or default_model_source()
+    if source.lower() != COCO_SOURCE:
+        from officescore.model import model_file
+
+        source = str(model_file(source))  # a run folder: its best.pt, named in what score prints
     from officescore import distributed  # torch: imported once the cheap checks passed
     from officescore.devices import resolve_device
     from officescore.progress import SILENT

@@ -30,7 +30,7 @@ def serve(
         None,
         "--model",
         "-m",
-        help="Checkpoint, TorchScript export, or 'coco'. Default: newest best.pt, else coco.",
+        help="Checkpoint, run folder, TorchScript export, or 'coco'. Default: newest best.pt, else coco.",
     ),
     port: int = typer.Option(8501, "--port", help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0: every interface)."),
@@ -49,9 +49,9 @@ def serve(
     from officescore.infer import COCO_SOURCE, default_model_source, expand_inputs
     from officescore.infer.score import Rubric
     from officescore.model import (
-        folder_given_as_model,
         is_torchscript,
         load_checkpoint,
+        model_file,
         model_from_checkpoint,
     )
 
@@ -59,9 +59,7 @@ def serve(
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     source = model or default_model_source()
     if source.lower() != COCO_SOURCE:
-        folder = folder_given_as_model(Path(source))
-        if folder:
-            raise ModelError(f"--model {folder}")
+        source = str(model_file(source))  # a run folder: its best.pt, named to the page
         if not Path(source).is_file():
             raise ModelError(f"--model {source}: no such file; pass a checkpoint, an export, or coco")
         if not is_torchscript(Path(source)):

@@ -110,7 +110,9 @@ def train(
     ),
     project: Path = typer.Option(Path("runs/train"), "--project", help="Folder holding run folders."),
     resume: Path | None = typer.Option(
-        None, "--resume", help="weights/last.pt of a run: continue it (its saved settings are used)."
+        None,
+        "--resume",
+        help="A run folder or its weights/last.pt: continue it (its saved settings are used).",
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed (data order, augmentation, init)."),
     val_every: int = typer.Option(1, "--val-every", help="Validate every N epochs (and after the last)."),

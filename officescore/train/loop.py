@@ -71,6 +71,13 @@ def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | 
     if config.resume is None:
         return config, None
     resume_path = Path(config.resume)
+    if resume_path.is_dir():  # a run folder: resumed from where it stopped, not from its best epoch
+        if not (resume_path / "weights" / "last.pt").is_file():
+            raise ConfigError(
+                f"--resume {resume_path}: a folder with no weights/last.pt; pass a run folder "
+                "(runs/train/NAME) or its weights/last.pt"
+            )
+        resume_path = resume_path / "weights" / "last.pt"
     checkpoint = load_checkpoint(resume_path)
     saved = dict(checkpoint.get("args") or {})
     if resume_path.resolve().parent.name != "weights":
