@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The offline demo: synthetic scenes -> data set -> a small Mask R-CNN -> its mAP -> a scored photo.
-# Everything lands in demo/ (git-ignored). About five minutes on 2 CPU cores.
+# Everything lands in demo/ (git-ignored). About two and a half minutes on 2 idle CPU cores once
+# installed (docs/BENCHMARKS.md, "The demo").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p demo
