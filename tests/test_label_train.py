@@ -485,17 +485,22 @@ def _square(x0: int, y0: int, x1: int, y1: int, label: str, score: float | None 
     return result
 
 
-def test_label_status_numbers_recomputed_by_hand(
-    labelstudio: LabelStudioServer, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    client = LabelStudio.connect(labelstudio.url, labelstudio.api_key)
-    project = client.create_project("status by hand", LabelSchema(tuple(DEFAULT_CLASSES)))
+def four_photo_project(client: LabelStudio, title: str) -> tuple[Any, list[int]]:
+    """A new project of four plain 100 x 100 photos: (project, task ids)."""
+    project = client.create_project(title, LabelSchema(tuple(DEFAULT_CLASSES)))
     urls = []
     for n in range(4):
         buffer = io.BytesIO()
         Image.new("RGB", (100, 100), (40 * n, 90, 90)).save(buffer, format="JPEG")
         urls.append(client.upload_file(project.id, f"p{n}.jpg", buffer.getvalue()))
-    a, b, c, _ = client.import_tasks(project.id, [{"data": {"image": u}} for u in urls])
+    return project, client.import_tasks(project.id, [{"data": {"image": u}} for u in urls])
+
+
+def test_label_status_numbers_recomputed_by_hand(
+    labelstudio: LabelStudioServer, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = LabelStudio.connect(labelstudio.url, labelstudio.api_key)
+    project, (a, b, c, _) = four_photo_project(client, "status by hand")
     # Nothing suggested yet (no predictions, no backend folder): one line, read from the real project.
     nowhere = tmp_path / "no-backend"
     args = ["label", "status", "--url", labelstudio.url, "--project", "status by hand"]
@@ -923,13 +928,7 @@ def test_labels_made_before_the_backend_started_count_toward_train_every(
     from officescore.label.live import start_trainer
 
     client = LabelStudio.connect(labelstudio.url, labelstudio.api_key)
-    project = client.create_project("labelled before the backend", LabelSchema(tuple(DEFAULT_CLASSES)))
-    urls = []
-    for n in range(4):
-        buffer = io.BytesIO()
-        Image.new("RGB", (100, 100), (40 * n, 90, 90)).save(buffer, format="JPEG")
-        urls.append(client.upload_file(project.id, f"p{n}.jpg", buffer.getvalue()))
-    a, b, c, d = client.import_tasks(project.id, [{"data": {"image": u}} for u in urls])
+    project, (a, b, c, d) = four_photo_project(client, "labelled before the backend")
     client.sdk.annotations.create(id=a, result=[_square(10, 10, 50, 50, "desk")])
     client.sdk.annotations.create(id=b, result=[_square(20, 20, 60, 60, "chair")])
     client.sdk.annotations.create(id=c, result=[], was_cancelled=True)  # a skip is no label

@@ -121,6 +121,11 @@ def reporter(json_output: bool = False) -> CliReporter:
     return CliReporter(quiet=json_output)
 
 
+SUGGEST_CONF_HELP = (  # --conf of the commands that suggest labels (label push --model, prelabel)
+    "Keep detections with at least this class score (0-1). Default: as `label backend` suggests: a "
+    "model a `label backend --train` job made at the threshold the job found on class score x mask "
+    "score², any other at 0.3."
+)
 PRECISION_HELP = (  # --precision of every command that runs a model (officescore.infer.accel)
     "auto (the fastest this hardware runs natively: bf16 on AVX512-BF16/AMX CPUs, fp16 on CUDA), "
     "fp32 (eager torchvision's detections), bf16, fp16 or int8 (an int8 backbone, x86 CPUs with AVX2; "

@@ -10,6 +10,7 @@ from rich.text import Text
 from officescore.cli.common import (
     CALIBRATION_HELP,
     PRECISION_HELP,
+    SUGGEST_CONF_HELP,
     console,
     err_console,
     note_deleted_photos,
@@ -45,9 +46,7 @@ def prelabel(
     conf: float = typer.Option(
         None,
         "--conf",
-        help="Keep detections with at least this class score (0-1). Default: as `label backend` "
-        "suggests: a model a `label backend --train` job made at the threshold the job found on class "
-        "score x mask score², any other at 0.3.",
+        help=SUGGEST_CONF_HELP,
     ),
     mask: str = typer.Option(
         "polygon", "--mask", help="polygon (editable outline) or brush (exact mask: LS brush / COCO RLE)."
