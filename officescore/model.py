@@ -216,9 +216,10 @@ def _weights_choice(weights: str | Path | None) -> str:
     if text.lower() in WEIGHT_CHOICES:
         return text.lower()
     path = Path(text)
-    folder = folder_given_as_model(path)
-    if folder:
-        raise ModelError(f"--weights {folder}")
+    if path.is_dir():  # a run folder is the usual slip: a new run starts from a file
+        raise ModelError(
+            f"--weights {path}: a folder; pass a model file such as {path / 'weights' / 'best.pt'}"
+        )
     if not path.is_file():
         raise ModelError(
             f"--weights {text}: no such file; use coco, imagenet, none, or a checkpoint / state-dict path"
@@ -484,13 +485,6 @@ def _load_weights_file(model: MaskRCNN, path: Path, classes: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------- checkpoints
-
-
-def folder_given_as_model(path: Path) -> str | None:
-    """The message for a folder where a model file belongs (a run folder is the usual slip)."""
-    if not Path(path).is_dir():
-        return None
-    return f"{path}: a folder; pass a model file such as {Path(path) / 'weights' / 'best.pt'}"
 
 
 def model_file(path: Path | str) -> Path:

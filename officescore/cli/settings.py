@@ -39,22 +39,18 @@ def _group_defaults(group: Any, ctx: Any, table: str, values: dict[str, Any]) ->
     subcommands = {name: group.get_command(ctx, name) for name in group.list_commands(ctx)}
     secrets = SECRET_KEYS.get(table, ())
     shared = {key: value for key, value in values.items() if not isinstance(value, dict)}
-    for key in shared:
-        if _name(key) not in secrets and not any(_parameter(c, key) for c in subcommands.values() if c):
-            options = sorted({o for c in subcommands.values() if c for o in _options(c)})
-            _refuse(f"[{table}] {key} is no setting of any `officescore {table}` command", key, options)
-    defaults = {}
-    for name, command in subcommands.items():
-        own = values.get(name, {})
-        if command is None:
-            continue
-        if not isinstance(own, dict):
-            continue  # a plain key that happens to be called like a subcommand: checked above
-        usable = {k: v for k, v in shared.items() if _parameter(command, k)}
-        defaults[name] = _renamed(command, f"{table}.{name}", {**usable, **own}, secrets)
     for name, value in values.items():
         if isinstance(value, dict) and name not in subcommands:
             _refuse(f"[{table}.{name}] is no command of `officescore {table}`", name, list(subcommands))
+    for key in shared:
+        if _name(key) not in secrets and not any(_parameter(c, key) for c in subcommands.values()):
+            options = sorted({o for c in subcommands.values() for o in _options(c)})
+            _refuse(f"[{table}] {key} is no setting of any `officescore {table}` command", key, options)
+    defaults = {}
+    for name, command in subcommands.items():
+        usable = {key: value for key, value in shared.items() if _parameter(command, key)}
+        own = values.get(name) if isinstance(values.get(name), dict) else {}
+        defaults[name] = _renamed(command, f"{table}.{name}", {**usable, **own}, secrets)
     return defaults
 
 
@@ -92,7 +88,7 @@ def _options(command: Any) -> list[str]:
     names = set()
     for param in command.params:
         if _is_option(param):
-            names |= {flag[2:] for flag in param.opts if flag.startswith("--") and flag not in ("--help",)}
+            names |= {flag[2:] for flag in param.opts if flag.startswith("--")}
     return sorted(names)
 
 
