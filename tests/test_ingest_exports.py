@@ -336,6 +336,63 @@ def test_label_studio_export_of_a_photo_turned_by_exif_lands_on_its_objects(tmp_
         assert (found[crowd] == expected).all() and (found[crowd] <= on_object).all()
 
 
+def test_label_studios_own_converter_on_a_photo_turned_by_exif_lands_on_its_objects(tmp_path: Path) -> None:
+    """The real thing: label-studio-sdk's COCO converter (what Label Studio's "COCO" export runs) on a
+    task whose regions were drawn on the turned photo (sizes as the browser reported them)."""
+    from label_studio_sdk.converter import Converter
+
+    polygon_box, rectangle_box = (8, 50, 22, 40), (36, 6, 24, 24)
+    photo = tmp_path / "photos" / "turned.png"
+    stored_w, stored_h = _turned_photo(photo, [polygon_box, rectangle_box])
+    shown_w, shown_h = stored_h, stored_w
+
+    def region(kind: str, value: dict[str, Any]) -> dict[str, Any]:
+        name = "label" if kind == "polygonlabels" else "box"
+        sizes = {"original_width": shown_w, "original_height": shown_h}
+        return {"id": name, "type": kind, "from_name": name, "to_name": "image", **sizes, "value": value}
+
+    x, y, w, h = polygon_box
+    corners = ((x, y), (x + w, y), (x + w, y + h), (x, y + h))
+    points = [[100 * px / shown_w, 100 * py / shown_h] for px, py in corners]
+    rx, ry, rw, rh = rectangle_box
+    box = {
+        "x": 100 * rx / shown_w,
+        "y": 100 * ry / shown_h,
+        "width": 100 * rw / shown_w,
+        "height": 100 * rh / shown_h,
+    }
+    result = [
+        region("polygonlabels", {"points": points, "polygonlabels": ["chair"]}),
+        region("rectanglelabels", {**box, "rotation": 0, "rectanglelabels": ["chair"]}),
+    ]
+    tasks = tmp_path / "tasks.json"
+    tasks.write_text(
+        json.dumps([{"id": 1, "data": {"image": str(photo)}, "annotations": [{"id": 1, "result": result}]}])
+    )
+    config = (
+        '<View><Image name="image" value="$image"/><PolygonLabels name="label" toName="image">'
+        '<Label value="chair"/></PolygonLabels><RectangleLabels name="box" toName="image">'
+        '<Label value="chair"/></RectangleLabels></View>'
+    )
+    Converter(config=config, project_dir=str(tmp_path)).convert_to_coco(
+        str(tasks), str(tmp_path / "export"), is_dir=False
+    )
+
+    result_file = tmp_path / "export" / "result.json"
+    written = json.loads(result_file.read_text())
+    assert (written["images"][0]["width"], written["images"][0]["height"]) == (
+        stored_w,
+        stored_h,
+    )  # as stored
+    ingest_export(result_file, images_dir=tmp_path / "photos", out=tmp_path / "dataset")
+    shown = np.array(load_image(tmp_path / "dataset" / "images" / "turned.png"))
+    on_object = (shown[..., 1] > 200).astype(np.uint8)
+    found = [masks.decode(a["segmentation"]) for a in _read(tmp_path / "dataset")]
+    assert len(found) == 2
+    for mask in found:  # the polygon and the rectangle, each on one of the two objects
+        assert mask.sum() >= 0.9 * min(w * h, rw * rh) and (mask & on_object).sum() >= 0.9 * mask.sum()
+
+
 def test_an_export_whose_info_is_not_an_object_is_ingested(tmp_path: Path) -> None:
     """COCO's `info` is an object, but hand-made exports write a string there: not Label Studio's."""
     coco = make_export(tmp_path, n_images=3)
