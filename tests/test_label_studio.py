@@ -686,6 +686,9 @@ def test_ignore_regions_survive_a_review_in_label_studio(
         ["label", "push", "--review", str(review), "--url", labelstudio.url, "--project", title], capsys
     )
     assert code == 0, err
+    # the project shows the rectangles: its config has the ignore tag their results point at
+    pushed = LabelStudio.connect(labelstudio.url, labelstudio.api_key).project(title)
+    assert '<RectangleLabels name="ignore"' in pushed.config and pushed.schema.ignore_boxes
     export = tmp_path / "export"
     code, out, err = run(
         ["label", "pull", "--url", labelstudio.url, "--project", title, "--out", str(export)]

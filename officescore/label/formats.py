@@ -184,9 +184,9 @@ class LabelSchema:
             value = (image.get("value", "$image") if image is not None else "$image").lstrip("$")
             labels = tuple(e.get("value", "") for e in element.iter("Label") if e.get("value"))
             attributes = _config_attributes(root, labels)
-            return cls(
-                labels, kind, element.get("name", "label"), to_name, value, attributes, _has_smart_tools(root)
-            )
+            ignore = any(e.get("name") == IGNORE_TAG for e in root.iter("RectangleLabels"))
+            name = element.get("name", "label")
+            return cls(labels, kind, name, to_name, value, attributes, _has_smart_tools(root), ignore)
         raise DataError(
             "the project's labelling config has no PolygonLabels or BrushLabels tag; "
             "use a project made by `officescore label push` or add one"
