@@ -267,3 +267,22 @@ def test_push_interactive_fixes_the_choices_of_tools_an_earlier_version_added(
     photos = write_scenes(tmp_path / "photos", n=1)
     push_images(client, "earlier tools", [str(p) for p in photos], classes=CLASSES, interactive=True)
     assert _shown(client.label_config(project.id), "chair__armrests", "mask", "chair")
+
+
+def test_review_tasks_pushed_into_a_project_with_other_tag_names_keep_choices_and_ignore_boxes() -> None:
+    """label push --review into an existing project whose mask tag is named otherwise: its regions
+    move to that tag, but attribute choices and ignore rectangles keep their own tags (all of them had
+    been re-pointed at the mask tag, where Label Studio cannot show them)."""
+    from officescore.label.formats import IGNORE_TAG
+    from officescore.label.push import _renamed
+
+    written = LabelSchema(("chair",), from_name="label", to_name="image", ignore_boxes=True)
+    project = LabelSchema(("chair",), from_name="outline", to_name="photo", ignore_boxes=True)
+    results = [
+        {"from_name": "label", "to_name": "image", "type": "polygonlabels"},
+        {"from_name": "chair__armrests", "to_name": "image", "type": "choices"},
+        {"from_name": IGNORE_TAG, "to_name": "image", "type": "rectanglelabels"},
+    ]
+    task = _renamed({"data": {}, "annotations": [{"result": results}]}, written, project)
+    moved = [(r["from_name"], r["to_name"]) for r in task["annotations"][0]["result"]]
+    assert moved == [("outline", "photo"), ("chair__armrests", "photo"), (IGNORE_TAG, "photo")]

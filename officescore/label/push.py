@@ -299,7 +299,7 @@ def push_tasks_file(
                 data.setdefault("name", local.name)
             data.pop("path", None)  # relative to the tasks file: meaningless inside Label Studio
             if project.schema != schema:
-                task = _renamed(task, project.schema)
+                task = _renamed(task, schema, project.schema)
             todo.append({**task, "data": data})
     if served:
         client.add_local_storage(project.id, storage_folder(served, Path(local_root)))
@@ -333,17 +333,25 @@ def _classes_in(tasks: Sequence[dict[str, Any]], schema: LabelSchema) -> list[st
     return list(found)
 
 
-def _renamed(task: dict[str, Any], schema: LabelSchema) -> dict[str, Any]:
-    """The task's results re-pointed at the project's tag names (same kind, other names)."""
+def _renamed(task: dict[str, Any], written: LabelSchema, schema: LabelSchema) -> dict[str, Any]:
+    """The task's results re-pointed at the project's tag names (same kind, other names): the mask
+    tag's regions at its mask tag, every result at its image; attribute choices and ignore rectangles
+    keep their own tag names, which both configs share."""
     task = dict(task)
     for group in ("predictions", "annotations"):
         entries = []
         for entry in task.get(group) or []:
-            results = [
-                {**r, "from_name": schema.from_name, "to_name": schema.to_name}
-                for r in entry.get("result") or []
-            ]
+            results = [_repointed(r, written, schema) for r in entry.get("result") or []]
             entries.append({**entry, "result": results})
         if group in task:
             task[group] = entries
     return task
+
+
+def _repointed(result: dict[str, Any], written: LabelSchema, schema: LabelSchema) -> dict[str, Any]:
+    tag = result.get("from_name")
+    return {
+        **result,
+        "from_name": schema.from_name if tag == written.from_name else tag,
+        "to_name": schema.to_name,
+    }
