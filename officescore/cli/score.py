@@ -54,7 +54,7 @@ def score(
     conf: float = typer.Option(0.5, "--conf", help="Keep detections with at least this score (0-1)."),
     save_dir: Path = typer.Option(None, "--save-dir", help="Write annotated images here."),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
-    csv: Path = typer.Option(None, "--csv", help="Also write one row per photo to this CSV file."),
+    csv_file: Path = typer.Option(None, "--csv", help="Also write one row per photo to this CSV file."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     batch_size: int = typer.Option(
         None, "--batch-size", "-b", help="Photos per forward pass (default: 2 on CPU, 8 on a GPU)."
@@ -71,10 +71,9 @@ def score(
     from officescore.errors import BadImageError, ConfigError
     from officescore.files import check_output_dir, check_output_file
     from officescore.infer import (
-        COCO_SOURCE,
         Predictor,
-        default_model_source,
         expand_inputs,
+        model_source,
         score_photos,
         write_csv,
     )
@@ -85,21 +84,17 @@ def score(
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be 1 or more")
     rules = Rubric.load(rubric)  # a bad rubric fails before the model loads
-    if csv is not None:  # so do outputs that could not be written, before any inference
-        check_output_file(csv, "--csv")
+    if csv_file is not None:  # so do outputs that could not be written, before any inference
+        check_output_file(csv_file, "--csv")
     if save_dir is not None:
         check_output_dir(save_dir, "--save-dir")
     items = expand_inputs(photos)
     if not items:  # e.g. an empty folder: say so before loading a model
         raise BadImageError(f"no photos found in {', '.join(photos)}; pass image files, folders or globs")
-    if csv is not None and csv.resolve() in {Path(p).resolve() for p in items}:
+    if csv_file is not None and csv_file.resolve() in {Path(p).resolve() for p in items}:
         # A slip such as `--csv office.jpg` would replace the photo with the table.
-        raise ConfigError(f"--csv {csv}: is one of the photos being scored; give a .csv file name")
-    source = model or default_model_source()
-    if source.lower() != COCO_SOURCE:
-        from officescore.model import model_file
-
-        source = str(model_file(source))  # a run folder: its best.pt, named in what score prints
+        raise ConfigError(f"--csv {csv_file}: is one of the photos being scored; give a .csv file name")
+    source = model_source(model)  # a run folder: its best.pt, named in what score prints
     from officescore import distributed  # torch: imported once the cheap checks passed
     from officescore.devices import resolve_device
     from officescore.progress import SILENT
@@ -128,8 +123,8 @@ def score(
         distributed.shutdown()
     if not ctx.is_main:  # rank 0 alone prints and writes
         return
-    if csv is not None:
-        write_csv(csv, results)
+    if csv_file is not None:
+        write_csv(csv_file, results)
     failed = [r for r in results if not r.result.ok]
     if json_output:
         print_json(
@@ -149,8 +144,8 @@ def score(
         _show_many(results)
     for photo in failed:
         err_console.print(Text(f"error: {photo.result.error}", style="red"), soft_wrap=True)
-    if not json_output and csv is not None:
-        console.print(f"wrote {csv}")
+    if not json_output and csv_file is not None:
+        console.print(f"wrote {csv_file}")
     if failed:
         # A UserError (not typer.Exit) so the exit code is 2 whatever mode Click runs in.
         raise BadImageError(f"{len(failed)} of {len(results)} photos could not be read (listed above)")

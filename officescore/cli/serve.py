@@ -46,20 +46,18 @@ def serve(
     from officescore.app import PageSettings, streamlit_command
     from officescore.devices import resolve_device
     from officescore.errors import ConfigError, ModelError
-    from officescore.infer import COCO_SOURCE, default_model_source, expand_inputs
+    from officescore.infer import COCO_SOURCE, expand_inputs, model_source
     from officescore.infer.score import Rubric
     from officescore.model import (
         is_torchscript,
         load_checkpoint,
-        model_file,
         model_from_checkpoint,
     )
 
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
-    source = model or default_model_source()
+    source = model_source(model)  # a run folder: its best.pt, named to the page
     if source.lower() != COCO_SOURCE:
-        source = str(model_file(source))  # a run folder: its best.pt, named to the page
         if not Path(source).is_file():
             raise ModelError(f"--model {source}: no such file; pass a checkpoint, an export, or coco")
         if not is_torchscript(Path(source)):

@@ -28,6 +28,7 @@ _HOMES = {
     "coco_label_names": "predictor",
     "default_batch_size": "predictor",
     "default_model_source": "predictor",
+    "model_source": "predictor",
     "load_coco_mapping": "predictor",
     "score_photos": "predictor",
     "write_csv": "predictor",

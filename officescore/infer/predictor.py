@@ -126,6 +126,15 @@ def default_model_source(runs_dir: Path = DEFAULT_RUNS_DIR) -> str:
     return COCO_SOURCE if found is None else str(found)
 
 
+def model_source(model: str | None) -> str:
+    """What `--model` names: 'coco', a model file, a run folder's weights/best.pt (a folder of runs:
+    the newest); without one, `default_model_source`."""
+    from officescore.model import model_file
+
+    source = model or default_model_source()
+    return source if source.lower() == COCO_SOURCE else str(model_file(source))
+
+
 class Predictor:
     """A detector plus the names of its labels; `predict` turns photos into `ImageResult`s."""
 

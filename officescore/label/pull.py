@@ -90,7 +90,7 @@ def latest_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
     kept = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
     if not kept:
         return None
-    return max(kept, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id") or 0))
+    return max(kept, key=_newest)
 
 
 def _image_name(task: dict[str, Any], ref: str) -> str:
