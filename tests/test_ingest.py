@@ -884,8 +884,9 @@ def test_path_escape_refused_and_never_opened(tmp_path: Path, monkeypatch: pytes
             }
         )
     opened: list[Path] = []
-    real_load = ingest.load_image
-    monkeypatch.setattr(ingest, "load_image", lambda path: opened.append(Path(path)) or real_load(path))
+    real_load = ingest.load_image_as_stored
+    record = lambda path: opened.append(Path(path)) or real_load(path)  # noqa: E731
+    monkeypatch.setattr(ingest, "load_image_as_stored", record)
     result = ingest_export(write_export(tmp_path / "export", coco), out=tmp_path / "dataset")
 
     refused = [p for p in result.problems if p.kind == "image_path_escape"]
