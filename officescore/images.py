@@ -110,11 +110,18 @@ def image_size(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
 
 def load_image(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode fully (so truncation is caught here), apply EXIF orientation, return RGB."""
+    return load_image_as_stored(path, max_pixels)[0]
+
+
+def load_image_as_stored(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, tuple[int, int]]:
+    """`load_image`, and the photo's (width, height) as stored, before its EXIF orientation turns it
+    (ingest compares an export's stated size with both, from one read of the file)."""
     path = Path(path)
     image = _open(path, max_pixels)
+    stored = image.size
     try:
         image.load()
-        return to_rgb(ImageOps.exif_transpose(image))
+        return to_rgb(ImageOps.exif_transpose(image)), stored
     except OSError as exc:
         raise BadImageError(f"{path}: truncated or corrupt image ({exc})") from exc
 

@@ -76,6 +76,7 @@ from officescore.attribute_head import add_attribute_head
 from officescore.attributes import AttributeSchema
 from officescore.errors import ConfigError, ModelError, WeightsUnavailable
 from officescore.files import atomic_write
+from officescore.runs import model_file
 
 # torchvision's scripted Mask R-CNN warns on every call that it returns (losses, detections); our
 # TorchScript wrapper already unpacks that tuple, so the notice is noise for users.
@@ -485,23 +486,6 @@ def _load_weights_file(model: MaskRCNN, path: Path, classes: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------- checkpoints
-
-
-def model_file(path: Path | str) -> Path:
-    """The model a path names: a file as given; a run folder's weights/best.pt, or the newest of the
-    runs in a folder of runs (`runs/train`), as `eval` and the label commands take a folder."""
-    from officescore.runs import best_checkpoint_in
-
-    path = Path(path)
-    if not path.is_dir():
-        return path
-    found = best_checkpoint_in(path)
-    if found is None:
-        raise ModelError(
-            f"{path}: a folder with no weights/best.pt in it or its runs; pass a model file such as "
-            f"{path / 'weights' / 'best.pt'}"
-        )
-    return found
 
 
 def _torch_load(path: Path) -> Any:

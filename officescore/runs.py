@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import IO
 
-from officescore.errors import ConfigError
+from officescore.errors import ConfigError, ModelError
 from officescore.files import hold_lock, make_folder
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -77,3 +77,20 @@ def best_checkpoint_in(folder: Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return newest_best_checkpoint(folder)
+
+
+def model_file(path: Path | str, option: str = "") -> Path:
+    """The model a path names: a file as given (missing or not: the loader says which); a folder:
+    `best_checkpoint_in` it. The one place every command turns a folder into its model, torch-free
+    so a wrong --model is named before torch loads; `option` ("--model") names the flag in the error."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    found = best_checkpoint_in(path)
+    if found is None:
+        named = f"{option} {path}" if option else str(path)
+        raise ModelError(
+            f"{named}: a folder with no weights/best.pt in it or its runs; pass a model file such as "
+            f"{path / 'weights' / 'best.pt'}"
+        )
+    return found

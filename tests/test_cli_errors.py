@@ -425,7 +425,8 @@ def test_a_folder_given_as_the_model_is_called_a_folder(
         assert f"--resume {world['folder']}: a folder with no weights/last.pt; pass a run folder" in err
         return
     said = "a folder;" if args[0] == "train" else "a folder with no weights/best.pt in it or its runs;"
-    assert f"{world['folder']}: {said} pass a model file such as {best}" in err
+    flag = "--weights" if args[0] == "train" else "--model"  # the one message names the flag given
+    assert f"{flag} {world['folder']}: {said} pass a model file such as {best}" in err
 
 
 def test_score_and_export_take_a_run_folder_as_eval_does(

@@ -48,12 +48,17 @@ def test_config_missing_is_empty_and_broken_is_one_line_error(tmp_path: Path) ->
 
 
 def test_secret_prefers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = {"scrape": {"google-key": "from-file"}}
-    monkeypatch.delenv("OS_TEST_KEY", raising=False)
-    assert secret("OS_TEST_KEY", "scrape", "google_key", config) == "from-file"
-    monkeypatch.setenv("OS_TEST_KEY", "from-env")
-    assert secret("OS_TEST_KEY", "scrape", "google_key", config) == "from-env"
-    assert secret("OS_TEST_MISSING", "scrape", "other", config) is None
+    """A secret of config.SECRETS: its environment variable, else its key in the config (dashes or
+    underscores). That list is the one that names them: a key outside it is no secret."""
+    config = {"scrape": {"gcs-cx": "from-file"}}
+    monkeypatch.delenv("GCS_CX", raising=False)
+    assert secret("scrape", "gcs_cx", config) == "from-file"
+    monkeypatch.setenv("GCS_CX", "from-env")
+    assert secret("scrape", "gcs_cx", config) == "from-env"
+    monkeypatch.delenv("FLICKR_API_KEY", raising=False)
+    assert secret("scrape", "flickr_api_key", config) is None
+    with pytest.raises(KeyError):
+        secret("scrape", "google_key", config)  # not a secret: a setting, refused by the settings check
 
 
 def _current_umask() -> int:

@@ -884,8 +884,9 @@ def test_path_escape_refused_and_never_opened(tmp_path: Path, monkeypatch: pytes
             }
         )
     opened: list[Path] = []
-    real_load = ingest.load_image
-    monkeypatch.setattr(ingest, "load_image", lambda path: opened.append(Path(path)) or real_load(path))
+    real_load = ingest.load_image_as_stored
+    record = lambda path: opened.append(Path(path)) or real_load(path)  # noqa: E731
+    monkeypatch.setattr(ingest, "load_image_as_stored", record)
     result = ingest_export(write_export(tmp_path / "export", coco), out=tmp_path / "dataset")
 
     refused = [p for p in result.problems if p.kind == "image_path_escape"]
@@ -1213,6 +1214,25 @@ def test_an_older_data_set_missing_a_photo_keeps_the_splits_of_the_others(tmp_pa
     (out / _load(out, "train")["images"][0]["file_name"]).unlink()
     kept = ingest_write.earlier_split(out, 3, 0.2)
     assert len(kept) == 5 and list(kept.values()).count("val") == len(_load(out, "val")["images"])
+
+
+def test_read_dataset_meta_is_none_unless_an_officescore_data_set_is_there(tmp_path: Path) -> None:
+    """The one reader behind check_out, earlier_split and the CLI's notes: no folder, no file, a
+    damaged file and another tool's dataset.json are all "no earlier data set"."""
+    out = tmp_path / "dataset"
+    assert ingest_write.read_dataset_meta(out) is None
+    out.mkdir()
+    assert ingest_write.read_dataset_meta(out) is None
+    for text in ("{not json", "[1, 2]", json.dumps({"format": "another-tool", "classes": ["desk"]})):
+        (out / "dataset.json").write_text(text)
+        assert ingest_write.read_dataset_meta(out) is None, text
+    export = write_export(tmp_path, make_export(tmp_path, n_images=4))
+    with pytest.raises(DataError, match="not empty and is not an officescore data set"):
+        ingest_export(export, out=out)
+    (out / "dataset.json").unlink()
+    ingest_export(export, out=out, seed=5)
+    meta = ingest_write.read_dataset_meta(out)
+    assert meta is not None and meta["format"] == ingest_write.DATASET_FORMAT and meta["seed"] == 5
 
 
 def _forget_sha256(folder: Path) -> None:

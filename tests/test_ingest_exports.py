@@ -59,8 +59,8 @@ def _kinds(result: Any) -> dict[str, int]:
 
 def _record_opens(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     opened: list[Path] = []
-    real = ingest.load_image
-    monkeypatch.setattr(ingest, "load_image", lambda path: opened.append(Path(path)) or real(path))
+    real = ingest.load_image_as_stored
+    monkeypatch.setattr(ingest, "load_image_as_stored", lambda path: opened.append(Path(path)) or real(path))
     return opened
 
 
@@ -391,6 +391,32 @@ def test_label_studios_own_converter_on_a_photo_turned_by_exif_lands_on_its_obje
     assert len(found) == 2
     for mask in found:  # the polygon and the rectangle, each on one of the two objects
         assert mask.sum() >= 0.9 * min(w * h, rw * rh) and (mask & on_object).sum() >= 0.9 * mask.sum()
+
+
+def test_a_photo_exif_turns_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its size as stored (is that the size the export states?) comes from the read that decodes
+    its pixels, not from opening the file a second time."""
+    stored_w, stored_h = _turned_photo(tmp_path / "photos" / "turned.png", [(8, 50, 22, 40)])
+    coco = {
+        "images": [{"width": stored_w, "height": stored_h, "id": 0, "file_name": "images/turned.png"}],
+        "categories": [{"id": 0, "name": "chair"}],
+        "annotations": [{"id": 0, "image_id": 0, "category_id": 0, "iscrowd": 0,
+                         "segmentation": [[8.0, 50.0, 30.0, 50.0, 30.0, 90.0, 8.0, 90.0]],
+                         "bbox": [8.0, 50.0, 22.0, 40.0]}],
+    }  # fmt: skip
+    opened: list[str] = []
+    real_open = Image.open
+
+    def counting_open(fp: Any, *args: Any, **kwargs: Any) -> Image.Image:
+        opened.append(Path(fp).name if isinstance(fp, (str, Path)) else repr(fp))
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    export = write_export(tmp_path, coco, name="export/result.json")
+    result = ingest_export(export, images_dir=tmp_path / "photos", out=tmp_path / "dataset")
+    (size,) = [p for p in result.problems if p.kind == "image_size"]
+    assert "as stored, before its EXIF orientation" in size.what, size.what
+    assert opened.count("turned.png") == 1, opened
 
 
 def test_an_export_whose_info_is_not_an_object_is_ingested(tmp_path: Path) -> None:

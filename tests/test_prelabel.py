@@ -285,7 +285,8 @@ def test_bad_inputs_are_one_line_errors(
     code, _, err = run(
         ["prelabel", photos, "--model", str(tmp_path / "empty"), "--out", str(tmp_path / "a.json")], capsys
     )
-    assert code == 2 and "no weights/best.pt in this folder or its runs" in err
+    said = f"--model {tmp_path / 'empty'}: a folder with no weights/best.pt in it or its runs; pass a model"
+    assert code == 2 and said in err, err
     code, _, err = run(
         ["prelabel", photos, "--model", str(tmp_path / "x.pt"), "--out", str(tmp_path / "a.json")], capsys
     )

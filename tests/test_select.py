@@ -61,10 +61,21 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("strategy", ["uncertainty", "random"])
 def test_never_a_near_duplicate_of_a_labelled_photo(
-    pool: tuple[Path, set[str]], labelled: Path, model: Path, strategy: str
+    pool: tuple[Path, set[str]], labelled: Path, model: Path, strategy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from officescore.curate import labels
+
     folder, copies = pool
+    read: list[str] = []
+    real_read = labels._read
+
+    def counted(path: Path, *rest: Path) -> object:
+        read.append(Path(path).name)
+        return real_read(path, *rest)
+
+    monkeypatch.setattr(labels, "_read", counted)
     run = select([folder], model, budget=10, labelled=labelled, strategy=strategy, device="cpu")
+    assert read.count("dataset.json") == 1, read  # the labelled data set is read once: photos, classes
     chosen = {Path(c.path).name for c in run.chosen}
     assert chosen == {f"new_{i}.png" for i in range(4)}  # all new scenes, none of the copies
     assert {Path(p).name for p in run.excluded_near_duplicates} == copies

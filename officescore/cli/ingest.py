@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,14 +128,18 @@ def print_ingest_notes(result: IngestResult, before: dict[str, Any] | None) -> N
 
 
 def earlier_data_set(out: Path) -> dict[str, Any] | None:
-    """{export, images, seed, val_fraction} of the data set in `out`, or None when there is none."""
+    """{export, images, seed, val_fraction} of the data set in `out`, or None when there is none:
+    what `print_ingest_notes` and `split_settings` need of it."""
+    from officescore.ingest import read_dataset_meta
+
+    meta = read_dataset_meta(out)
+    if meta is None:
+        return None
     try:
-        meta = json.loads((Path(out) / "dataset.json").read_text(encoding="utf-8"))
-        source = meta["source"]
-        export = os.path.normpath(Path(out) / source["export"])  # written relative to the data set
+        export = os.path.normpath(Path(out) / meta["source"]["export"])  # written relative to the data set
         split = {"seed": meta.get("seed"), "val_fraction": meta.get("val_fraction")}
         return {"export": export, "images": meta["counts"]["images"], **split}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):  # a dataset.json without what ingest records
         return None
 
 

@@ -383,7 +383,7 @@ def backend(
     from officescore.config import secret
     from officescore.errors import ConfigError
     from officescore.label import backend as ml
-    from officescore.label.client import API_KEY_ENV, LabelStudio, api_key
+    from officescore.label.client import LabelStudio, api_key
     from officescore.label.interactive.service import ClickService
     from officescore.label.predict import NO_MODEL, RunsFolder, resolve_model
 
@@ -396,7 +396,7 @@ def backend(
     source = RunsFolder(model) if Path(model).is_dir() else model  # an empty runs folder: no model yet
     if not train:  # with --train the trainer names the model (none before its first job)
         resolve_model(source)  # a missing checkpoint is named before Label Studio is contacted
-    key = api_key() if connect else secret(API_KEY_ENV, "label", "api_key")
+    key = api_key() if connect else secret("label", "api_key")
     client = LabelStudio.connect(url, key) if key else None
     # The project is looked up before anything is announced: a typo fails without a banner.
     project = client.project(connect) if (client is not None and connect) else None

@@ -13,7 +13,7 @@ import difflib
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
-from officescore.config import SECRET_KEYS, config_path
+from officescore.config import SECRETS, config_path
 from officescore.errors import ConfigError
 
 
@@ -29,7 +29,7 @@ def command_defaults(ctx: Any, config: dict[str, Any]) -> dict[str, Any]:
         elif _is_group(command):  # [label]: shared keys, and a table per subcommand
             defaults[table] = _group_defaults(command, ctx, table, values)
         else:
-            defaults[table] = _renamed(command, table, values, SECRET_KEYS.get(table, ()))
+            defaults[table] = _renamed(command, table, values, SECRETS.get(table, {}))
     return defaults
 
 
@@ -37,7 +37,7 @@ def _group_defaults(group: Any, ctx: Any, table: str, values: dict[str, Any]) ->
     """A group's table: plain keys are shared by its subcommands (each takes those it has; a key must
     be an option of one of them), [table.sub] tables set one subcommand's."""
     subcommands = {name: group.get_command(ctx, name) for name in group.list_commands(ctx)}
-    secrets = SECRET_KEYS.get(table, ())
+    secrets = SECRETS.get(table, {})
     shared = {key: value for key, value in values.items() if not isinstance(value, dict)}
     for name, value in values.items():
         if isinstance(value, dict) and name not in subcommands:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from officescore.curate.features import UNCERTAINTIES, ImageSignals, image_signals
+from officescore.curate.labels import SplitLabels, check_classes, extra_classes_note, load_split
 from officescore.curate.pool import NEAR_DUP_BITS, empty_note, hamming, phash, pool_files
 from officescore.errors import BadImageError, ConfigError
 from officescore.files import atomic_write_bytes
@@ -154,21 +155,15 @@ def k_center_greedy(
     return picks
 
 
-def _labelled_photos(dataset: Path) -> list[Path]:
-    from officescore.curate.labels import load_split
-
-    return [image.path for image in load_split(dataset, "all").images]
-
-
-def _labelled_classes(model_classes: list[str], labelled: Path, model: str) -> tuple[list[str] | None, str]:
+def _labelled_classes(
+    model_classes: list[str], labels: SplitLabels, model: str
+) -> tuple[list[str] | None, str]:
     """The labelled data set's classes when the model knows more (None when they are the model's),
     and the note that says so; refused when the model lacks one of them."""
-    from officescore.curate.labels import check_classes, extra_classes_note, load_split
-
-    advice = f"pass a model trained on it (officescore train --data {labelled})"  # select has no --folds
-    classes = load_split(labelled, "all").classes
-    extra = check_classes(model_classes, classes, model, advice)
-    return (classes, extra_classes_note(model, extra)) if extra else (None, "")
+    # select has no --folds: a model trained on the data set is the only advice
+    advice = f"pass a model trained on it (officescore train --data {labels.dataset})"
+    extra = check_classes(model_classes, labels.classes, model, advice)
+    return (labels.classes, extra_classes_note(model, extra)) if extra else (None, "")
 
 
 def select(
@@ -202,7 +197,8 @@ def select(
     from officescore.scrape.manifest import deleted_note
 
     files, deleted, empty = pool_files(pool)
-    labelled_files = _labelled_photos(labelled) if labelled is not None else []
+    labels = load_split(labelled, "all") if labelled is not None else None  # read once: photos, classes
+    labelled_files = [image.path for image in labels.images] if labels is not None else []
     predictor = None
     notes: list[str] = []
     classes: list[str] | None = None  # the labelled data set's, when the model knows more
@@ -210,8 +206,8 @@ def select(
         from officescore.infer import Predictor
 
         predictor = Predictor.load(model, device=device, conf=0.0)
-        if labelled is not None:
-            classes, note = _labelled_classes(predictor.classes, labelled, str(model))
+        if labels is not None:
+            classes, note = _labelled_classes(predictor.classes, labels, str(model))
             notes += [note] if note else []
     labelled_keys = {p.resolve() for p in labelled_files}
     files = [p for p in files if p.resolve() not in labelled_keys]  # already labelled: not a candidate

@@ -21,7 +21,7 @@ from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
 from officescore.errors import ConfigError, DataError, ModelError
 from officescore.files import atomic_write_bytes, atomic_write_json, check_output_dir
 from officescore.progress import SILENT, Reporter
-from officescore.runs import best_checkpoint_in, check_run_name, newest_best_checkpoint, next_run_dir
+from officescore.runs import check_run_name, model_file, newest_best_checkpoint, next_run_dir
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.json"
@@ -36,17 +36,6 @@ def latest_best_checkpoint(train_runs: Path = Path("runs/train")) -> Path:
         raise ModelError(
             f"no trained model found ({train_runs}/*/weights/best.pt); run `officescore train` "
             "or pass --model PATH (a checkpoint or a TorchScript export)"
-        )
-    return found
-
-
-def _run_folder_model(folder: Path) -> Path:
-    """--model RUN_FOLDER: its weights/best.pt; a folder of runs: the newest best.pt in it."""
-    found = best_checkpoint_in(folder)
-    if found is None:
-        raise ModelError(
-            f"--model {folder}: no weights/best.pt in this folder or its runs; pass a checkpoint "
-            "(e.g. weights/last.pt) or a TorchScript export"
         )
     return found
 
@@ -273,8 +262,7 @@ def _eval_model(
     reporter: Reporter,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], Path, Path, list[str]] | None:
     model_path = Path(model) if model is not None else latest_best_checkpoint(Path(train_runs))
-    if model_path.is_dir():  # a run folder, or a folder of runs (as label and prelabel take)
-        model_path = _run_folder_model(model_path)
+    model_path = model_file(model_path, option="--model")  # a run folder, or a folder of runs
     if not model_path.is_file():
         raise ModelError(f"{model_path}: no such model file; give a checkpoint (weights/best.pt) or export")
     from officescore import distributed  # torch: imported once the cheap checks passed

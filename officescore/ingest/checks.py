@@ -298,6 +298,7 @@ class ImageRecord:
     # the frame Label Studio's COCO converter scaled polygons by when it is not `drawn` (the stored
     # size of a photo its EXIF orientation turns; its boxes are in the turned photo's pixels)
     polygons_drawn: tuple[int, int] | None = None
+    stored: tuple[int, int] | None = None  # (width, height) as stored, before EXIF orientation
 
 
 def check_segmentation(

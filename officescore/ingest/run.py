@@ -18,14 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from officescore import __version__, masks
 from officescore.attributes import AttributeSchema, load_schema, value_name
 from officescore.config import DEFAULT_DATASET_DIR
 from officescore.errors import BadImageError, DataError
 from officescore.files import sha256_file
-from officescore.images import load_image
+from officescore.images import load_image_as_stored
 from officescore.ingest.attributes import read_attributes
 from officescore.ingest.checks import (
     CROWD_MODES,
@@ -242,7 +240,7 @@ def _scan_images(
                 problems.append(Problem(file_name, "", "image_missing", what, "dropped"))
                 continue
             try:
-                pixels = load_image(path)
+                pixels, stored = load_image_as_stored(path)
                 phash = int(str(imagehash.phash(pixels)), 16)
                 width, height = pixels.size
                 pixels.close()
@@ -251,7 +249,7 @@ def _scan_images(
                 what = str(exc).replace(str(path), "").lstrip(": ") or "cannot read the file"
                 problems.append(Problem(file_name, "", "image_unreadable", what, "dropped"))
                 continue
-            record = ImageRecord(key, file_name, path, width, height, digest, phash)
+            record = ImageRecord(key, file_name, path, width, height, digest, phash, stored=stored)
             size_note = _size_problem(record, size_from_entry(entry), label_studio)
             problems += [p for p in (size_note, note) if p is not None]
             by_path[path] = key
@@ -277,7 +275,7 @@ def _size_problem(image: ImageRecord, stated: tuple[int, int] | None, label_stud
         image.drawn = stated
         scaled = f"labels scaled to the file: {width}x{height}"
         return problem(f"{said} is not the file's: a resized copy", scaled)
-    if stated != (height, width) or stored_size(image.path) != stated:
+    if stated != (height, width) or image.stored != stated:
         return problem(f"{said} does not match the file", kept)
     turned = f"{said} is the photo as stored, before its EXIF orientation turns it to {width}x{height}"
     if not label_studio:
@@ -287,15 +285,6 @@ def _size_problem(image: ImageRecord, stated: tuple[int, int] | None, label_stud
     image.polygons_drawn = stated
     what = f"{turned} (Label Studio's COCO export scales polygons by the stored size)"
     return problem(what, f"polygons scaled to the turned photo: {width}x{height}")
-
-
-def stored_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) of the photo as stored, before EXIF orientation; None when unreadable."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, Image.DecompressionBombError):
-        return None
 
 
 def _check_annotations(

@@ -1,4 +1,5 @@
-"""Writing an ingested data set: safe unique file names, hard links, COCO splits, atomic swap.
+"""Writing an ingested data set: safe unique file names, hard links, COCO splits, atomic swap, and
+reading back the one that was there before (`read_dataset_meta`, `earlier_split`).
 
 The new data set is written into a temporary folder beside `out` and swapped in with renames, so a
 failed ingest leaves any previous data set untouched.
@@ -63,22 +64,23 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _is_dataset(folder: Path) -> bool:
+def read_dataset_meta(out: Path) -> dict[str, Any] | None:
+    """dataset.json of the officescore data set in `out`: None when there is none, it is unreadable,
+    or it is not ours. The one reader for "is there an earlier data set here, and what was it"."""
     try:
-        meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+        meta = json.loads((Path(out) / "dataset.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("format") == DATASET_FORMAT
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == DATASET_FORMAT else None
 
 
 def earlier_split(out: Path, seed: int, val_fraction: float) -> dict[str, str]:
     """sha256 -> "train" / "val" of the photos in the data set at `out`, when it was split with the
     same seed and val fraction (else {}: other settings ask for a new split)."""
+    meta = read_dataset_meta(out)
+    if meta is None or (meta.get("seed"), meta.get("val_fraction")) != (seed, val_fraction):
+        return {}
     try:
-        meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
-        same_split = (meta.get("seed"), meta.get("val_fraction")) == (seed, val_fraction)
-        if meta.get("format") != DATASET_FORMAT or not same_split:
-            return {}
         found: dict[str, str] = {}
         for split in ("train", "val"):
             for entry in json.loads((out / f"{split}.json").read_text(encoding="utf-8"))["images"]:
@@ -89,7 +91,7 @@ def earlier_split(out: Path, seed: int, val_fraction: float) -> dict[str, str]:
                     found[digest] = split
         return found
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}  # no readable data set there: a new split
+        return {}  # its splits are unreadable: a new split
 
 
 def check_out(out: Path, images_dir: Path) -> None:
@@ -98,7 +100,7 @@ def check_out(out: Path, images_dir: Path) -> None:
     real_out, real_images = Path(os.path.realpath(out)), Path(os.path.realpath(images_dir))
     if real_out == real_images or real_out in real_images.parents:
         raise DataError(f"{out}: --out would replace the image folder {images_dir}; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not _is_dataset(out):
+    if out.is_dir() and any(out.iterdir()) and read_dataset_meta(out) is None:
         raise DataError(
             f"{out}: folder is not empty and is not an officescore data set; "
             "choose an empty or new --out folder"

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from officescore.config import secret
+from officescore.config import SECRETS, secret
 from officescore.errors import ConfigError, UserError
 from officescore.label.formats import LabelSchema
 
-API_KEY_ENV = "LABEL_STUDIO_API_KEY"
+API_KEY_ENV = SECRETS["label"]["api_key"]  # LABEL_STUDIO_API_KEY
 DEFAULT_URL = "http://localhost:8080"
 TIMEOUT = 60.0  # seconds per request; an import of a few hundred tasks stays well inside it
 EXPORT_TRIES = 3  # an empty export body (never a real answer) is asked for again this often
@@ -38,7 +38,7 @@ class LabelStudioError(UserError):
 
 def api_key(config: dict[str, Any] | None = None) -> str:
     """The API key from LABEL_STUDIO_API_KEY, else `[label] api-key` in officescore.toml."""
-    key = secret(API_KEY_ENV, "label", "api_key", config)
+    key = secret("label", "api_key", config)
     if not key:
         raise ConfigError(
             f"no Label Studio API key: set {API_KEY_ENV} (Label Studio: Account & Settings -> "

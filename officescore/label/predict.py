@@ -50,23 +50,18 @@ class RunsFolder(str):
 def resolve_model(model: str | Path) -> Path | str:
     """The checkpoint file `--model` names right now (run folders resolve to their newest best.pt)."""
     from officescore.infer import COCO_SOURCE
-    from officescore.runs import best_checkpoint_in
+    from officescore.runs import model_file
 
     if str(model).lower() == COCO_SOURCE:
         return COCO_SOURCE
-    path = Path(model)
-    if str(model) == NO_MODEL and not path.exists():  # what an empty RunsFolder resolved to
+    if str(model) == NO_MODEL and not Path(model).exists():  # what an empty RunsFolder resolved to
         return NO_MODEL
-    if path.is_dir():
-        found = best_checkpoint_in(path)
-        if found is None and isinstance(model, RunsFolder):
+    try:
+        path = model_file(model, option="--model")
+    except ModelError:
+        if isinstance(model, RunsFolder):  # `label backend` before its first training
             return NO_MODEL
-        if found is None:
-            raise ModelError(
-                f"--model {path}: no weights/best.pt in this folder or its runs; "
-                "train one with `officescore train` or pass a checkpoint file"
-            )
-        return found
+        raise
     if not path.is_file():
         raise ModelError(f"--model {path}: no such checkpoint; pass a .pt file, a run folder or `coco`")
     return path

@@ -145,18 +145,14 @@ class ScrapeConfig:
 def secrets_from_environment(config: ScrapeConfig) -> ScrapeConfig:
     """Fill in keys (and endpoints) from the environment / officescore.toml [scrape] where not given."""
     table = load_config()
-    config.google_key = config.google_key or secret("GCS_DEVELOPER_KEY", "scrape", "gcs_developer_key", table)
-    config.google_cx = config.google_cx or secret("GCS_CX", "scrape", "gcs_cx", table)
-    config.openverse_client_id = config.openverse_client_id or secret(
-        "OPENVERSE_CLIENT_ID", "scrape", "openverse_client_id", table
-    )
+    config.google_key = config.google_key or secret("scrape", "gcs_developer_key", table)
+    config.google_cx = config.google_cx or secret("scrape", "gcs_cx", table)
+    config.openverse_client_id = config.openverse_client_id or secret("scrape", "openverse_client_id", table)
     config.openverse_client_secret = config.openverse_client_secret or secret(
-        "OPENVERSE_CLIENT_SECRET", "scrape", "openverse_client_secret", table
+        "scrape", "openverse_client_secret", table
     )
-    config.unsplash_key = config.unsplash_key or secret(
-        "UNSPLASH_ACCESS_KEY", "scrape", "unsplash_access_key", table
-    )
-    config.flickr_key = config.flickr_key or secret("FLICKR_API_KEY", "scrape", "flickr_api_key", table)
+    config.unsplash_key = config.unsplash_key or secret("scrape", "unsplash_access_key", table)
+    config.flickr_key = config.flickr_key or secret("scrape", "flickr_api_key", table)
     config.contact = config.contact or os.environ.get("OFFICESCORE_CONTACT") or None
     for name in PROVIDER_CLASSES:
         value = os.environ.get(f"OFFICESCORE_{name.upper()}_ENDPOINT")
