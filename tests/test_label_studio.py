@@ -482,6 +482,36 @@ def test_push_leaves_out_photos_deleted_from_a_scrape_folder(
     assert code == 0 and json.loads(out)["deleted"] == [str(raw / "images" / "scene_1.jpg")]
 
 
+def test_push_skips_an_empty_scrape_folder_among_others_with_a_note(
+    labelstudio: LabelStudioServer,
+    key: str,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One scrape folder per query, one query found nothing: push refused every folder. The empty
+    one is skipped with a note; when all are empty nothing reaches Label Studio (no project made)."""
+    from scrapefolder import scrape_folder
+
+    desks, lamps = tmp_path / "desks", tmp_path / "lamps"
+    shutil.copytree(files["photos"], desks / "images", ignore=shutil.ignore_patterns("scene_2.jpg"))
+    scrape_folder(desks, sorted((desks / "images").iterdir()))
+    lamps.mkdir()
+    scrape_folder(lamps, [None])  # found, never downloaded
+    push = ["label", "push", "--url", labelstudio.url, "--project", "one query empty", str(desks), str(lamps)]
+    code, out, err = run(push, capsys)
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert f"note: skipped 1 scrape folder(s) with no photos (none kept, or deleted since): {lamps}" in text
+    assert "pushed 2 photo(s) to created project 'one query empty'" in text
+    code, out, _ = run([*push, "--json"], capsys)
+    assert code == 0 and json.loads(out)["skipped_folders"] == [str(lamps)]
+    code, _, err = run([*push[:4], "--project", "all empty", str(lamps)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.strip().endswith(f"{lamps}: no photos in this scrape folder (none kept, or deleted since)")
+    assert client_for(labelstudio).find_project("all empty") is None
+
+
 class Requests:
     """Every request label-studio-sdk sends (method and path) and every read of a scrape manifest."""
 
