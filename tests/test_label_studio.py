@@ -647,16 +647,21 @@ def test_suggestions_at_the_photo_edges_survive_label_studio_and_ingest(
     assert [p for p in pulled["ingest"]["problems"] if p["kind"] == "outside_image"] == []
 
 
+@pytest.mark.parametrize("made_before", [False, True])
 def test_ignore_regions_survive_a_review_in_label_studio(
     labelstudio: LabelStudioServer,
     key: str,
     files: dict[str, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    made_before: bool,
 ) -> None:
     """audit --labelstudio -> push --review -> pull --ingest: an ignore region (a chair kept as its
     box) came back missing, so the chair counted as background the model must not find. It is a
-    rectangle of the review config's ignore tag, and pull writes rectangles as ignore regions."""
+    rectangle of the review config's ignore tag, and pull writes rectangles as ignore regions.
+    `made_before`: the project was made before officescore had the ignore tag; its rectangles were
+    imported into a config without the tag, where Label Studio neither shows them nor keeps them
+    when the labeller saves: the tag is added to its config, with a note."""
     from officescore.curate.labels import load_split
     from officescore.curate.labelstudio import audit_tasks
     from officescore.ingest import ingest_export
@@ -711,14 +716,19 @@ def test_ignore_regions_survive_a_review_in_label_studio(
     }
     review, config, _ = audit_tasks(tmp_path / "review.json", split, [], [issue, second], "audit-test")
     assert '<RectangleLabels name="ignore"' in config.read_text()
-    title = "reviewed with ignore regions"
-    code, _, err = run(
+    title = f"reviewed with ignore regions {made_before}"
+    if made_before:
+        old = client_for(labelstudio).create_project(title, LabelSchema(("desk", "chair")))
+        assert "RectangleLabels" not in old.config
+    code, out, err = run(
         ["label", "push", "--review", str(review), "--url", labelstudio.url, "--project", title], capsys
     )
     assert code == 0, err
     # the project shows the rectangles: its config has the ignore tag their results point at
     pushed = LabelStudio.connect(labelstudio.url, labelstudio.api_key).project(title)
     assert '<RectangleLabels name="ignore"' in pushed.config and pushed.schema.ignore_boxes
+    added = f"note: project '{title}': added the 'ignore' rectangles to its labelling config"
+    assert (added in " ".join(out.split())) == made_before
     export = tmp_path / "export"
     code, out, err = run(
         ["label", "pull", "--url", labelstudio.url, "--project", title, "--out", str(export)]

@@ -214,6 +214,8 @@ def push(
         print_json({**result.to_dict(), "threshold": threshold, **skipped_json(gathered)})
     else:
         note_skipped_photos(gathered)
+        for note in result.notes:
+            console.print(f"note: {note}", soft_wrap=True)
         made = "created" if result.created else "existing"
         console.print(
             f"[green]pushed[/green] {result.added} photo(s) to {made} project {result.project!r} "
