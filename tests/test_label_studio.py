@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +308,13 @@ def test_pull_takes_the_newest_annotation_rescales_per_axis_and_writes_no_key(
     for folder in (export, dataset):  # every file pull and ingest wrote, photos included
         written = [p for p in folder.rglob("*") if p.is_file()]
         assert written and not [p for p in written if key.encode() in p.read_bytes()]
+
+    # the newest label pulled, by Label Studio's clock (`label backend --train` compares labels with it)
+    from officescore.label.pull import pull_project
+
+    newest = max(a["updated_at"] for t in client.export_tasks(pushed.project_id) for a in t["annotations"])
+    when = pull_project(client, "pull checks", tmp_path / "again").labels_until
+    assert when == datetime.fromisoformat(newest.replace("Z", "+00:00")).timestamp()
 
 
 def test_pull_with_a_photo_cache_downloads_each_photo_once(
