@@ -430,11 +430,25 @@ def test_without_train_a_run_a_job_made_suggests_at_its_own_threshold(
         "monitor": 0.25,
     }
     (best.parent.parent / SUGGEST_FILE).unlink()
-    backend = ml.Backend(tmp_path / "runs", conf=None, local_root=tmp_path)
+    messages: list[str] = []
+    backend = ml.Backend(tmp_path / "runs", conf=None, local_root=tmp_path, log=messages.append)
     assert backend.suggests() == "suggests scores >= 0.30"
-    # The job writes the threshold after best.pt: the running backend picks it up.
+    (answer,) = backend.predict([task], None)
+    assert {r.class_name for r in result_regions(answer["result"])} == {"desk", "chair"}
+    # The job writes the threshold after best.pt: the running backend picks it up, without loading
+    # the same weights again (only the threshold changed).
+    del loads[:]
     (best.parent.parent / SUGGEST_FILE).write_text(json.dumps(record))
     assert backend.suggests() == "suggests class x mask score² >= 0.25"
+    (answer,) = backend.predict([task], None)
+    assert {r.class_name: round(r.score, 4) for r in result_regions(answer["result"])} == {
+        "chair": 0.648,
+        "monitor": 0.25,
+    }
+    assert loads == [] and backend.model_version == record["model_version"]
+    assert messages == [
+        f"model {record['model_version']}: now suggests class x mask score² >= 0.25 (its run's suggest.json)"
+    ]
 
 
 def test_with_train_the_log_says_what_the_first_model_suggests_at(

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -308,6 +309,13 @@ def test_pull_takes_the_newest_annotation_rescales_per_axis_and_writes_no_key(
         written = [p for p in folder.rglob("*") if p.is_file()]
         assert written and not [p for p in written if key.encode() in p.read_bytes()]
 
+    # the newest label pulled, by Label Studio's clock (`label backend --train` compares labels with it)
+    from officescore.label.pull import pull_project
+
+    newest = max(a["updated_at"] for t in client.export_tasks(pushed.project_id) for a in t["annotations"])
+    when = pull_project(client, "pull checks", tmp_path / "again").labels_until
+    assert when == datetime.fromisoformat(newest.replace("Z", "+00:00")).timestamp()
+
 
 def test_pull_with_a_photo_cache_downloads_each_photo_once(
     labelstudio: LabelStudioServer, files: dict[str, Path], tmp_path: Path
@@ -482,6 +490,36 @@ def test_push_leaves_out_photos_deleted_from_a_scrape_folder(
     assert code == 0 and json.loads(out)["deleted"] == [str(raw / "images" / "scene_1.jpg")]
 
 
+def test_push_skips_an_empty_scrape_folder_among_others_with_a_note(
+    labelstudio: LabelStudioServer,
+    key: str,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One scrape folder per query, one query found nothing: push refused every folder. The empty
+    one is skipped with a note; when all are empty nothing reaches Label Studio (no project made)."""
+    from scrapefolder import scrape_folder
+
+    desks, lamps = tmp_path / "desks", tmp_path / "lamps"
+    shutil.copytree(files["photos"], desks / "images", ignore=shutil.ignore_patterns("scene_2.jpg"))
+    scrape_folder(desks, sorted((desks / "images").iterdir()))
+    lamps.mkdir()
+    scrape_folder(lamps, [None])  # found, never downloaded
+    push = ["label", "push", "--url", labelstudio.url, "--project", "one query empty", str(desks), str(lamps)]
+    code, out, err = run(push, capsys)
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert f"note: skipped 1 scrape folder(s) with no photos (none kept, or deleted since): {lamps}" in text
+    assert "pushed 2 photo(s) to created project 'one query empty'" in text
+    code, out, _ = run([*push, "--json"], capsys)
+    assert code == 0 and json.loads(out)["skipped_folders"] == [str(lamps)]
+    code, _, err = run([*push[:4], "--project", "all empty", str(lamps)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.strip().endswith(f"{lamps}: no photos in this scrape folder (none kept, or deleted since)")
+    assert client_for(labelstudio).find_project("all empty") is None
+
+
 class Requests:
     """Every request label-studio-sdk sends (method and path) and every read of a scrape manifest."""
 
@@ -617,16 +655,21 @@ def test_suggestions_at_the_photo_edges_survive_label_studio_and_ingest(
     assert [p for p in pulled["ingest"]["problems"] if p["kind"] == "outside_image"] == []
 
 
+@pytest.mark.parametrize("made_before", [False, True])
 def test_ignore_regions_survive_a_review_in_label_studio(
     labelstudio: LabelStudioServer,
     key: str,
     files: dict[str, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    made_before: bool,
 ) -> None:
     """audit --labelstudio -> push --review -> pull --ingest: an ignore region (a chair kept as its
     box) came back missing, so the chair counted as background the model must not find. It is a
-    rectangle of the review config's ignore tag, and pull writes rectangles as ignore regions."""
+    rectangle of the review config's ignore tag, and pull writes rectangles as ignore regions.
+    `made_before`: the project was made before officescore had the ignore tag; its rectangles were
+    imported into a config without the tag, where Label Studio neither shows them nor keeps them
+    when the labeller saves: the tag is added to its config, with a note."""
     from officescore.curate.labels import load_split
     from officescore.curate.labelstudio import audit_tasks
     from officescore.ingest import ingest_export
@@ -681,14 +724,19 @@ def test_ignore_regions_survive_a_review_in_label_studio(
     }
     review, config, _ = audit_tasks(tmp_path / "review.json", split, [], [issue, second], "audit-test")
     assert '<RectangleLabels name="ignore"' in config.read_text()
-    title = "reviewed with ignore regions"
-    code, _, err = run(
+    title = f"reviewed with ignore regions {made_before}"
+    if made_before:
+        old = client_for(labelstudio).create_project(title, LabelSchema(("desk", "chair")))
+        assert "RectangleLabels" not in old.config
+    code, out, err = run(
         ["label", "push", "--review", str(review), "--url", labelstudio.url, "--project", title], capsys
     )
     assert code == 0, err
     # the project shows the rectangles: its config has the ignore tag their results point at
     pushed = LabelStudio.connect(labelstudio.url, labelstudio.api_key).project(title)
     assert '<RectangleLabels name="ignore"' in pushed.config and pushed.schema.ignore_boxes
+    added = f"note: project '{title}': added the 'ignore' rectangles to its labelling config"
+    assert (added in " ".join(out.split())) == made_before
     export = tmp_path / "export"
     code, out, err = run(
         ["label", "pull", "--url", labelstudio.url, "--project", title, "--out", str(export)]

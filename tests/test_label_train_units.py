@@ -217,8 +217,9 @@ def test_labels_no_webhook_brought_count_once_and_only_after_what_the_models_saw
     tmp_path: Path, fake_jobs: list[FakeJob]
 ) -> None:
     """`count_missed` (labels made while no backend listened): with no model every label counts; a
-    label a webhook already counted is not counted twice; after a job only labels made after its
-    pull count; with only a model found at start, labels made after it was written."""
+    label a webhook already counted is not counted twice; after a job only labels made after the
+    newest one it pulled count, and a job pulling later covers them; with only a model found at
+    start, labels made after it was written."""
     now = time.time()
     trainer = Trainer(_settings(tmp_path, every=10), "not-a-key", project_id=7)
     try:
@@ -226,10 +227,13 @@ def test_labels_no_webhook_brought_count_once_and_only_after_what_the_models_saw
         trainer.notify("ANNOTATION_CREATED", {"project": 7})  # heard: 3 counted
         assert trainer.count_missed([now - 30, now - 20, now]) == 0 and trainer.state["pending"] == 3
         trainer.notify("START_TRAINING", {"project": 7})
-        _end_job(trainer, fake_jobs[0], _result(tmp_path, 1, pulled_at=now - 25))
-        assert trainer.state["pending"] == 2  # the label of now - 30 was pulled
-        assert trainer.count_missed([now - 30, now - 20, now - 10, now - 5]) == 1
-        assert trainer.state["pending"] == 3 and not trainer.running
+        _end_job(trainer, fake_jobs[0], _result(tmp_path, 1, time.time(), labels_until=now))
+        assert trainer.state["pending"] == 0  # all three were in its pull
+        assert trainer.count_missed([now - 30, now - 20, now, now + 5, now + 6]) == 2
+        assert trainer.state["pending"] == 2 and not trainer.running
+        trainer.notify("START_TRAINING", {"project": 7})
+        _end_job(trainer, fake_jobs[1], _result(tmp_path, 2, time.time(), labels_until=now + 6))
+        assert trainer.state["pending"] == 0  # the job after the count pulled them
     finally:
         trainer.close()
 
@@ -241,6 +245,48 @@ def test_labels_no_webhook_brought_count_once_and_only_after_what_the_models_saw
     trainer = Trainer(_settings(found), "not-a-key")
     try:
         assert trainer.count_missed([now - 30, now - 20, now - 10]) == 1
+    finally:
+        trainer.close()
+
+
+@pytest.mark.parametrize("server_ahead", [-600.0, 600.0])
+def test_labels_no_webhook_brought_are_told_apart_by_label_studios_clock(
+    tmp_path: Path, fake_jobs: list[FakeJob], server_ahead: float
+) -> None:
+    """Label Studio on another machine, its clock 10 minutes behind or ahead of the backend's: which
+    labels the last job pulled is decided on the server's clock (the newest label it pulled), never by
+    comparing a label's `updated_at` with the backend's `pulled_at`. Behind: labels made after the
+    pull were not counted; ahead: labels in the pull were counted again. A state written before jobs
+    recorded `labels_until` (only `pulled_at`) is still read; a job running when the backend started
+    has pulled either all labels (nothing recorded yet) or those up to its `pulled.json`."""
+    from officescore.label.trainjob import PULLED_FILE
+
+    pulled_at = time.time()  # the backend's clock
+    server = pulled_at + server_ahead  # the same moment on Label Studio's clock
+    in_pull, after = [server - 60, server - 1], [server + 30, server + 40]
+    trainer = Trainer(_settings(tmp_path, every=10), "not-a-key", project_id=7)
+    try:
+        trainer.notify("START_TRAINING", {"project": 7})
+        _end_job(trainer, fake_jobs[0], _result(tmp_path, 1, pulled_at, labels_until=server - 1))
+        assert trainer.count_missed(in_pull + after) == 2 and trainer.state["pending"] == 2
+        # counted on the backend's clock: a job that pulls after the count covers them, either way
+        trainer.notify("START_TRAINING", {"project": 7})
+        _end_job(trainer, fake_jobs[1], _result(tmp_path, 2, time.time(), labels_until=server + 40))
+        assert trainer.state["pending"] == 0
+    finally:
+        trainer.close()
+
+    older = tmp_path / "older"  # a backend folder from before: versions know only when they pulled
+    trainer = Trainer(_settings(older, every=10), "not-a-key", project_id=7)
+    try:
+        trainer.notify("START_TRAINING", {"project": 7})
+        _end_job(trainer, fake_jobs[2], _result(older, 1, pulled_at))
+        assert trainer.count_missed([pulled_at - 5, pulled_at + 5]) == 1
+        trainer.notify("START_TRAINING", {"project": 7})  # a job running when the backend restarts
+        folder = trainer.folder / trainer.state["running"]["folder"]
+        assert trainer.count_missed(in_pull + after) == 0  # it has not pulled yet: it pulls them all
+        (folder / PULLED_FILE).write_text(json.dumps({"pulled_at": pulled_at, "labels_until": server - 1}))
+        assert trainer.count_missed(in_pull + after) == 1  # after its pull: 2, one counted already
     finally:
         trainer.close()
 

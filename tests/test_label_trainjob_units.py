@@ -17,6 +17,7 @@ from officescore.label import trainjob
 from officescore.label.client import LabelStudioError
 
 TASKS = {"a.jpg": 11, "b.jpg": 12, "c.jpg": 13, "d.jpg": 14}
+LABELS_UNTIL = 1_700_000_000.5  # the newest label pulled, by Label Studio's clock (not the job's)
 
 
 def _job(tmp_path: Path, current: Path | None) -> Path:
@@ -69,7 +70,7 @@ class FakeRun:
             "categories": [{"id": 1, "name": "desk"}, {"id": 3, "name": "sofa"}],
         }
         (out / "annotations.json").write_text(json.dumps(export))
-        return SimpleNamespace(export=out / "annotations.json", images=len(images))
+        return SimpleNamespace(export=out / "annotations.json", images=len(images), labels_until=LABELS_UNTIL)
 
     def ingest(self, export: Path, out: Path, val_fraction: float, classes: list[str]) -> Any:
         out.mkdir(parents=True)
@@ -112,6 +113,11 @@ def test_a_job_fine_tunes_the_current_model_and_covers_the_labels_before_its_pul
     result = trainjob.run_job(_job(tmp_path, current))
     assert [config.weights for config in fake.configs] == [str(current)]
     assert fake.pull_began is not None and result["pulled_at"] <= fake.pull_began
+    # and the newest label it pulled, by Label Studio's clock (written as soon as the pull ended, for
+    # a backend restarted while the job runs)
+    assert result["labels_until"] == LABELS_UNTIL
+    pulled = json.loads((tmp_path / "job" / trainjob.PULLED_FILE).read_text())
+    assert pulled == {"pulled_at": result["pulled_at"], "labels_until": LABELS_UNTIL}
     assert (result["trained_photos"], result["val_photos"]) == (3, 1)
     assert (result["train_tasks"], result["val_tasks"]) == ([11, 13, 14], [12])
     assert (result["segm_map"], result["current_segm_map"]) == (0.5, 0.3)

@@ -253,6 +253,32 @@ def test_photos_deleted_from_a_read_only_scrape_folder_are_left_out_with_a_note(
     assert code == 2 and "no photos in this scrape folder (none kept, or deleted since)" in err
 
 
+def test_an_empty_scrape_folder_among_others_is_skipped_with_a_note(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One scrape folder per query, and one query found nothing: prelabel refused all of them. The
+    empty folder is skipped with a note (as `select` skips it); only all empty is an error."""
+    desks, lamps, mugs = tmp_path / "desks", tmp_path / "lamps", tmp_path / "mugs"
+    photos = write_photos(desks / "images", n=2)
+    scrape_folder(desks, photos)
+    lamps.mkdir(), mugs.mkdir()
+    scrape_folder(lamps, [None, None])  # found, never downloaded
+    scrape_folder(mugs, [None])
+    out = tmp_path / "tasks.json"
+    base = ["prelabel", "--model", str(setup["model"]), "--format", "labelstudio", "--out", str(out)]
+    code, text, err = run([*base, str(desks), str(lamps)], capsys)
+    assert code == 0, err
+    note = f"note: skipped 1 scrape folder(s) with no photos (none kept, or deleted since): {lamps}"
+    assert note in " ".join(text.split())
+    assert len(json.loads(out.read_text())) == 2
+    code, text, _ = run([*base, str(desks), str(lamps), "--json"], capsys)
+    assert code == 0 and json.loads(text)["skipped_folders"] == [str(lamps)]
+    out.unlink()
+    code, _, err = run([*base, str(lamps), str(mugs)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not out.exists()
+    assert f"{lamps}, {mugs}: no photos in these scrape folders (none kept, or deleted since)" in err
+
+
 def test_bad_inputs_are_one_line_errors(
     setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,8 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -25,6 +24,9 @@ from rich.progress import (
 from rich.text import Text
 
 from officescore.progress import Reporter, Stage
+
+if TYPE_CHECKING:
+    from officescore.label.sources import Gathered
 
 
 class _Console(Console):
@@ -154,9 +156,20 @@ def stop_signals() -> Iterator[threading.Event]:
             signal.signal(number, handler)
 
 
-def note_deleted_photos(deleted: list[Path]) -> None:
-    """Say which photos a scrape folder kept were left out because they were deleted by hand."""
-    from officescore.scrape.manifest import deleted_note
+def note_skipped_photos(gathered: Gathered) -> None:
+    """Say which scrape folders were skipped (no photo) and which photos a scrape folder kept were
+    left out because they were deleted by hand."""
+    from officescore.scrape.manifest import deleted_note, empty_note
 
-    if deleted:
-        console.print(f"note: {deleted_note(deleted)}", soft_wrap=True)
+    if gathered.empty:
+        console.print(f"note: {empty_note(gathered.empty)}", soft_wrap=True)
+    if gathered.deleted:
+        console.print(f"note: {deleted_note(gathered.deleted)}", soft_wrap=True)
+
+
+def skipped_json(gathered: Gathered) -> dict[str, list[str]]:
+    """The --json keys of `note_skipped_photos`."""
+    return {
+        "deleted": [str(p) for p in gathered.deleted],
+        "skipped_folders": [str(p) for p in gathered.empty],
+    }

@@ -14,9 +14,10 @@ from officescore.cli.common import (
     SUGGEST_CONF_HELP,
     console,
     err_console,
-    note_deleted_photos,
+    note_skipped_photos,
     print_json,
     reporter,
+    skipped_json,
     stop_signals,
 )
 from officescore.label.trainer import DEFAULT_ARCH as TRAIN_ARCH
@@ -159,7 +160,7 @@ def push(
     from officescore.label.formats import MASK_KINDS
     from officescore.label.predict import load_predictor, threshold_words
     from officescore.label.push import push_images, push_tasks_file
-    from officescore.label.sources import gather_images
+    from officescore.label.sources import Gathered, gather_images
 
     check_project_title(project)
     if mask not in MASK_KINDS:
@@ -171,7 +172,7 @@ def push(
     if review is None and not images and not interactive:
         raise ConfigError("nothing to push: give photos (files, folders, globs, data/raw) or --review FILE")
     # Local mistakes (a missing path, a glob matching nothing) are reported before Label Studio is asked.
-    photos, deleted = gather_images(images) if review is None and images else ([], [])
+    gathered = gather_images(images) if review is None and images else Gathered([], [], [])
     # Only a --mask the user chose must match an existing project (its own kind wins over the default).
     source = ctx.get_parameter_source("mask")  # by name: Typer vendors its own Click
     chosen_mask = mask if source is not None and source.name != "DEFAULT" else None
@@ -197,7 +198,7 @@ def push(
         result = push_images(
             client,
             project,
-            photos,
+            gathered.images,
             loaded,
             [c.strip() for c in classes.split(",") if c.strip()] if classes else None,
             conf,
@@ -210,9 +211,11 @@ def push(
         )
     threshold = {"conf": loaded.predictor.conf, "by_mask": loaded.by_mask} if loaded is not None else None
     if json_output:
-        print_json({**result.to_dict(), "threshold": threshold, "deleted": [str(p) for p in deleted]})
+        print_json({**result.to_dict(), "threshold": threshold, **skipped_json(gathered)})
     else:
-        note_deleted_photos(deleted)
+        note_skipped_photos(gathered)
+        for note in result.notes:
+            console.print(f"note: {note}", soft_wrap=True)
         made = "created" if result.created else "existing"
         console.print(
             f"[green]pushed[/green] {result.added} photo(s) to {made} project {result.project!r} "

@@ -13,9 +13,10 @@ from officescore.cli.common import (
     SUGGEST_CONF_HELP,
     console,
     err_console,
-    note_deleted_photos,
+    note_skipped_photos,
     print_json,
     reporter,
+    skipped_json,
 )
 
 EXAMPLES = """
@@ -83,12 +84,12 @@ def prelabel(
     if conf is not None and not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     check_options(fmt, mask, out)  # before the model loads
-    photos, deleted = gather_images(images)  # a missing photo too; the scrape manifest read once
+    gathered = gather_images(images)  # a missing photo too; the scrape manifest read once
     loaded = load_predictor(
         model or default_model_source(), device, conf, img_size, precision, calibration or images
     )
     result = run_prelabel(
-        photos,
+        gathered.images,
         loaded,
         out,
         fmt,
@@ -101,9 +102,9 @@ def prelabel(
     )
     threshold = {"conf": loaded.predictor.conf, "by_mask": loaded.by_mask}
     if json_output:
-        print_json({**result.to_dict(), "threshold": threshold, "deleted": [str(p) for p in deleted]})
+        print_json({**result.to_dict(), "threshold": threshold, **skipped_json(gathered)})
     else:
-        note_deleted_photos(deleted)
+        note_skipped_photos(gathered)
         extra = f" and {result.config}" if result.config else ""
         console.print(
             f"[green]wrote[/green] {result.out}{extra}: {result.detections} detection(s) on {result.images} "

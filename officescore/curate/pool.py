@@ -21,7 +21,7 @@ def pool_files(items: Sequence[str | Path]) -> tuple[list[Path], list[Path], lis
     and `prelabel` leave them out; and the scrape folders with no photo (a query that found nothing),
     skipped unless the whole pool is empty."""
     from officescore.images import expand_inputs
-    from officescore.scrape.manifest import MANIFEST_NAME, kept_photos
+    from officescore.scrape.manifest import MANIFEST_NAME, kept_photos, no_photos_message
 
     files: list[Path] = []
     deleted: list[Path] = []
@@ -46,19 +46,10 @@ def pool_files(items: Sequence[str | Path]) -> tuple[list[Path], list[Path], lis
             seen.add(key)
             unique.append(path)
     if not unique and empty:  # every scrape folder empty: nothing to skip to
-        which = "this scrape folder" if len(empty) == 1 else "these scrape folders"
-        raise DataError(f"{', '.join(map(str, empty))}: no photos in {which} (none kept, or deleted since)")
+        raise DataError(no_photos_message(empty))
     if not unique:
         raise DataError(f"{', '.join(map(str, items))}: no photos there; pass a folder of photos or data/raw")
     return unique, deleted, empty
-
-
-def empty_note(empty: Sequence[Path]) -> str:
-    """How select names the scrape folders `pool_files` skipped."""
-    return (
-        f"skipped {len(empty)} scrape folder(s) with no photos (none kept, or deleted since): "
-        + ", ".join(map(str, empty))
-    )
 
 
 def phash(path: Path) -> int | None:

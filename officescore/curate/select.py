@@ -22,7 +22,7 @@ import numpy as np
 
 from officescore.curate.features import UNCERTAINTIES, ImageSignals, image_signals
 from officescore.curate.labels import SplitLabels, check_classes, extra_classes_note, load_split
-from officescore.curate.pool import NEAR_DUP_BITS, empty_note, hamming, phash, pool_files
+from officescore.curate.pool import NEAR_DUP_BITS, hamming, phash, pool_files
 from officescore.errors import BadImageError, ConfigError
 from officescore.files import atomic_write_bytes
 from officescore.progress import SILENT, Reporter
@@ -194,7 +194,7 @@ def select(
             raise ConfigError("--labelstudio: pre-annotations need --model (a .pt from train)")
         if Path(labelstudio).suffix.lower() != ".json":
             raise ConfigError(f"--labelstudio {labelstudio}: give a .json file name (e.g. next_tasks.json)")
-    from officescore.scrape.manifest import deleted_note
+    from officescore.scrape.manifest import deleted_note, empty_note
 
     files, deleted, empty = pool_files(pool)
     labels = load_split(labelled, "all") if labelled is not None else None  # read once: photos, classes

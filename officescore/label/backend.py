@@ -26,6 +26,7 @@ suggestions until the first job succeeded).
 
 from __future__ import annotations
 
+import copy
 import json
 import tempfile
 import threading
@@ -45,9 +46,10 @@ from officescore.label.predict import (
     NO_MODEL,
     SUGGEST_FILE,
     LoadedPredictor,
-    as_suggestions,
+    detect,
     load_predictor,
     resolve_model,
+    suggestion_threshold,
     threshold_words,
 )
 from officescore.label.prelabel import DEFAULT_CONF, LOCAL_FILES_PREFIX
@@ -65,14 +67,17 @@ MAX_BODY = 256 * 1024 * 1024
 RELOAD_RETRY_SECONDS = 60.0  # --train: a new model that failed to load is tried again after this
 
 
-# The checkpoint's path, mtime_ns and size, and its run's SUGGEST_FILE's (0, 0: none).
-_Key = tuple[str, int, int, int, int]
+# The checkpoint's path, mtime_ns and size: a newer best.pt changes it (and loads the model).
+_Key = tuple[str, int, int]
 
 
 @dataclass
 class _Loaded:
-    key: _Key  # a newer best.pt (or threshold file beside it) changes it
+    key: _Key
     model: LoadedPredictor
+    # mtime_ns and size of its run's SUGGEST_FILE when its threshold was read ((0, 0): none): the file
+    # a job writes after best.pt changes the threshold only, never a reason to load the model again
+    suggest: tuple[int, int] = (0, 0)
 
 
 class Backend:
@@ -123,10 +128,8 @@ class Backend:
             source = self.trainer.current_checkpoint() if self.trainer else resolve_model(self.model)
             if source is None:
                 return None
-            path = Path(source)
-            # its threshold, once its job wrote it (after best.pt: a backend without --train reloads)
-            beside = path.parent.parent / SUGGEST_FILE if path.parent.name == "weights" else path
-            key = (str(source), *_stat(path), *(_stat(beside) if beside != path else (0, 0)))
+            key = (str(source), *_stat(Path(source)))
+            suggest = _suggest_stat(source)
             threshold = self.threshold()
             if self.trainer is not None and self._loaded is not None and self._loaded.key != key:
                 # The old model answers until the new one is loaded.
@@ -137,17 +140,35 @@ class Backend:
                 if str(self.precision).lower() == "int8" and self.calibration:  # holds up predictions
                     self.log(f"calibrating int8 on {len(self.calibration)} photo source(s)")
                 loaded = self._load(source, threshold)
-                self._loaded = _Loaded(key, loaded)
+                self._loaded = _Loaded(key, loaded, suggest)
                 if before is None and self.trainer is not None:  # the banner said "no model yet"
                     self.log(f"first model {loaded.version} ({_words(threshold, loaded)})")
                 elif before is not None:
                     self.log(f"model {before} -> {loaded.version} ({_words(threshold, loaded)})")
+            elif self._loaded.suggest != suggest:  # its job wrote its threshold after best.pt
+                self._loaded = _Loaded(key, self._rethresholded(self._loaded.model, threshold), suggest)
             return self._loaded.model
 
     def _load(self, source: Path | str, threshold: tuple[float | None, bool]) -> LoadedPredictor:
         conf, by_mask = threshold
         loaded = load_predictor(source, self.device, conf, self.img_size, self.precision, self.calibration)
         return loaded if conf is None else replace(loaded, by_mask=by_mask)
+
+    def _rethresholded(
+        self, loaded: LoadedPredictor, threshold: tuple[float | None, bool]
+    ) -> LoadedPredictor:
+        """The loaded model at the threshold its run folder says now (a shallow copy of its predictor
+        shares the weights: nothing is loaded again); itself when that threshold did not change."""
+        conf, by_mask = threshold
+        if conf is None:  # the model's own: the SUGGEST_FILE its job wrote, if for these weights
+            conf, by_mask = suggestion_threshold(loaded.source, loaded.version, None)
+        if conf == getattr(loaded.predictor, "conf", None) and by_mask == loaded.by_mask:
+            return loaded
+        predictor = copy.copy(loaded.predictor)
+        predictor.conf = conf
+        changed = replace(loaded, predictor=predictor, by_mask=by_mask)
+        self.log(f"model {loaded.version}: now {threshold_words(changed)} (its run's {SUGGEST_FILE})")
+        return changed
 
     def suggests(self) -> str:
         """What a suggestion needs now, in words (`suggests scores >= 0.30`)."""
@@ -177,6 +198,7 @@ class Backend:
         if failed_key == key and time.monotonic() < failed_at + RELOAD_RETRY_SECONDS:
             return  # it failed a moment ago: the old model answers a while longer
         self._reloading = key
+        suggest = _suggest_stat(source)  # before the load reads it: a later write re-thresholds
 
         def load() -> None:
             try:
@@ -191,7 +213,7 @@ class Backend:
                 return
             with self._lock:
                 before = self._loaded.model.version if self._loaded else None
-                self._loaded, self._reloading = _Loaded(key, loaded), None
+                self._loaded, self._reloading = _Loaded(key, loaded, suggest), None
             self.log(f"model {before} -> {loaded.version} ({_words(threshold, loaded)})")
 
         self._load_thread = threading.Thread(target=load, name="officescore-model-load", daemon=True)
@@ -230,10 +252,8 @@ class Backend:
         predictions = []
         with tempfile.TemporaryDirectory(prefix="officescore-backend-") as tmp:
             paths = [self.photo(task, schema, Path(tmp), n) for n, task in enumerate(tasks)]
-            with self._lock:
-                results = loaded.predictor.predict(paths, batch_size=2, workers=0)
-        if loaded.by_mask:
-            results = [as_suggestions(result, loaded.predictor.conf) for result in results]
+            with self._lock:  # no decoding processes: requests are served by threads
+                results = detect(loaded, paths, batch_size=2, workers=0)
         for task, result in zip(tasks, results, strict=True):
             if not result.ok:
                 self.log(f"task {task.get('id')}: {result.error}")
@@ -281,6 +301,12 @@ class Backend:
         target = folder / f"{n}{Path(ref.split('?')[0]).suffix or '.jpg'}"
         target.write_bytes(self.client.download(ref))
         return target
+
+
+def _suggest_stat(source: Path | str) -> tuple[int, int]:
+    """`_stat` of the SUGGEST_FILE in the run folder of checkpoint `source` ((0, 0): none)."""
+    path = Path(source)
+    return _stat(path.parent.parent / SUGGEST_FILE) if path.parent.name == "weights" else (0, 0)
 
 
 def _stat(path: Path) -> tuple[int, int]:

@@ -153,16 +153,7 @@ class LabelSchema:
             for value in attribute.value_names():
                 ElementTree.SubElement(choices, "Choice", value=value)
         if self.ignore_boxes:
-            ElementTree.SubElement(
-                view,
-                "Header",
-                value="Ignore regions: a box where an object is neither learnt from nor missed",
-            )
-            boxes = ElementTree.SubElement(
-                view, "RectangleLabels", name=IGNORE_TAG, toName=self.to_name, opacity="0.1", strokeWidth="2"
-            )
-            for name in self.classes:
-                ElementTree.SubElement(boxes, "Label", value=name, background=class_hex(name, self.classes))
+            _add_ignore_tag(view, self.classes, self.to_name)
         if self.interactive:
             _add_smart_tools(view, self.classes, self.to_name, brush=self.mask != BRUSH)
         ElementTree.indent(view)
@@ -282,6 +273,31 @@ def with_smart_tools(xml: str) -> str:
         _add_smart_tools(root, schema.classes, schema.to_name, brush=not has_brush)
     ElementTree.indent(root)
     return ElementTree.tostring(root, encoding="unicode") + "\n"
+
+
+def with_ignore_tag(xml: str, labels: Sequence[str] = ()) -> str:
+    """A project's labelling config with the RectangleLabels tag of ignore regions (IGNORE_TAG) added,
+    labelling its classes and `labels` (unchanged if it has the tag); everything else is kept."""
+    schema = LabelSchema.from_config(xml)
+    if schema.ignore_boxes:
+        return xml
+    root = ElementTree.fromstring(xml)
+    classes = list(schema.classes) + [name for name in labels if name not in schema.classes]
+    _add_ignore_tag(root, classes, schema.to_name)
+    ElementTree.indent(root)
+    return ElementTree.tostring(root, encoding="unicode") + "\n"
+
+
+def _add_ignore_tag(view: ElementTree.Element, classes: Sequence[str], to_name: str) -> None:
+    """A header and the RectangleLabels tag (IGNORE_TAG) that ignore regions are drawn in."""
+    ElementTree.SubElement(
+        view, "Header", value="Ignore regions: a box where an object is neither learnt from nor missed"
+    )
+    boxes = ElementTree.SubElement(
+        view, "RectangleLabels", name=IGNORE_TAG, toName=to_name, opacity="0.1", strokeWidth="2"
+    )
+    for name in classes:
+        ElementTree.SubElement(boxes, "Label", value=name, background=class_hex(name, classes))
 
 
 def class_hex(name: str, classes: Sequence[str] = ()) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +61,16 @@ def start_trainer(
 def count_labels_made_unheard(trainer: Trainer, client: Any, project_id: int) -> None:
     """Labels made before the backend started, or while it was down, never came as webhooks: count
     those newer than what the models saw (`Trainer.count_missed`), so that --train-every applies to
-    them too. Label Studio failing here only leaves them uncounted (the next job pulls them anyway)."""
-    from officescore.label.pull import latest_annotation
+    them too. Label Studio failing here only leaves them uncounted (the next job pulls them anyway).
+    Their times are Label Studio's clock, and so is what the jobs' pulls held (`labels_until`)."""
+    from officescore.label.pull import label_time, latest_annotation
 
     try:
         tasks = client.export_tasks(project_id)
     except UserError as exc:
         trainer.log(f"labels made while the backend was not running are not counted: {exc}")
         return
-    labelled_at = [_timestamp(a) for t in tasks if (a := latest_annotation(t)) is not None]
+    labelled_at = [label_time(a) for t in tasks if (a := latest_annotation(t)) is not None]
     added = trainer.count_missed([t for t in labelled_at if t is not None])
     if added:
         pending, every = trainer.state["pending"], trainer.settings.every
@@ -78,16 +78,6 @@ def count_labels_made_unheard(trainer: Trainer, client: Any, project_id: int) ->
             f"{added} label(s) made while the backend was not running counted: {pending} of {every} "
             "for the next job"
         )
-
-
-def _timestamp(annotation: dict[str, Any]) -> float | None:
-    """An annotation's last change as seconds since the epoch (Label Studio writes ISO 8601, UTC)."""
-    text = str(annotation.get("updated_at") or annotation.get("created_at") or "")
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def after_jobs(trainer: Trainer, backend: Any, repredict: bool, retries: int = REPREDICT_RETRIES) -> None:

@@ -180,10 +180,14 @@ def detect(
     conf: float | None = None,
     batch_size: int = 2,
     reporter: Reporter = SILENT,
+    workers: int | None = None,
 ) -> list[Any]:
     """`ImageResult`s for the photos, in order (a photo that cannot be read has `error` set); a model
-    that suggests by the suggestion score (`by_mask`) is scored and thresholded by it."""
-    results = loaded.predictor.predict(list(paths), batch_size=batch_size, conf=conf, reporter=reporter)
+    that suggests by the suggestion score (`by_mask`) is scored and thresholded by it. `workers`:
+    the predictor's decoding processes (None: its default; `label backend`, threaded, uses none)."""
+    results = loaded.predictor.predict(
+        list(paths), batch_size=batch_size, conf=conf, reporter=reporter, workers=workers
+    )
     if loaded.by_mask:
         results = [as_suggestions(r, conf if conf is not None else loaded.predictor.conf) for r in results]
     return results

@@ -30,6 +30,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -69,6 +70,9 @@ class PullResult:
     ignore_regions: int = 0  # rectangles, written as ignore regions (iscrowd 1); in `annotations`
     # Photos in several labelled tasks: {"photo", "tasks", "counted"} (the task whose labels count).
     duplicates: list[dict[str, Any]] = field(default_factory=list)
+    # When the newest label in the pull was made, on Label Studio's clock (`label_time`; None: no
+    # label): a label changed later is not in it, whatever the puller's own clock says.
+    labels_until: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +95,23 @@ def latest_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
     if not kept:
         return None
     return max(kept, key=_newest)
+
+
+def label_time(annotation: dict[str, Any]) -> float | None:
+    """An annotation's last change as seconds since the epoch, by Label Studio's clock (it writes
+    ISO 8601, UTC); None when it has no readable time."""
+    text = str(annotation.get("updated_at") or annotation.get("created_at") or "")
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def labels_until(tasks: Sequence[dict[str, Any]]) -> float | None:
+    """When the newest of the tasks' labels (`latest_annotation`) was made (`label_time`)."""
+    times = [label_time(a) for t in tasks if (a := latest_annotation(t)) is not None]
+    return max((t for t in times if t is not None), default=None)
 
 
 def _image_name(task: dict[str, Any], ref: str) -> str:
@@ -178,6 +199,7 @@ def pull_project(
         )
         result = PullResult(out, out / EXPORT_NAME, len(pulled), 0, unlabelled, list(project.schema.classes))
         result.attributes, result.duplicates = project.schema.attributes, duplicates
+        result.labels_until = labels_until(tasks)
         coco = _coco(pulled, prompts, result)
         coco["info"] = {
             "description": f"Label Studio project {title!r} ({client.url})",

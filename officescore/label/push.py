@@ -20,7 +20,15 @@ from officescore import DEFAULT_CLASSES
 from officescore.attributes import AttributeSchema, load_schema
 from officescore.errors import ConfigError
 from officescore.label.client import LabelStudio, LabelStudioError, Project
-from officescore.label.formats import POLYGON, LabelSchema, make_task, read_tasks, with_smart_tools
+from officescore.label.formats import (
+    IGNORE_TAG,
+    POLYGON,
+    LabelSchema,
+    make_task,
+    read_tasks,
+    with_ignore_tag,
+    with_smart_tools,
+)
 from officescore.label.predict import LoadedPredictor, detect
 from officescore.label.prelabel import LOCAL_FILES_PREFIX, image_reference, relative_name
 from officescore.label.regions import DEFAULT_SIMPLIFY
@@ -40,6 +48,7 @@ class PushResult:
     predictions: int
     model_version: str | None = None
     failed: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was changed beside the tasks, in words
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +60,7 @@ class PushResult:
             "predictions": self.predictions,
             "model_version": self.model_version,
             "failed": self.failed,
+            "notes": self.notes,
         }
 
 
@@ -189,6 +199,17 @@ def add_smart_tools(client: LabelStudio, project: Project) -> Project:
     return Project(project.id, project.title, LabelSchema.from_config(config), config)
 
 
+def add_ignore_tag(client: LabelStudio, project: Project, labels: Sequence[str] = ()) -> Project:
+    """Give an existing project the RectangleLabels tag of ignore regions (labelling its classes and
+    `labels`): Label Studio neither shows a result whose tag its config lacks nor keeps it when the
+    task is saved. The rest of the config, and the project's tasks and labels, stay."""
+    config = with_ignore_tag(project.config, labels)
+    if config == project.config:
+        return project
+    client.set_project(project.id, label_config=config)
+    return Project(project.id, project.title, LabelSchema.from_config(config), config)
+
+
 def storage_folder(photos: Sequence[Path], local_root: Path) -> Path:
     """The folder a local-files storage is made for: the photos' common folder, below `local_root`
     (Label Studio's LOCAL_FILES_DOCUMENT_ROOT, which it refuses as a storage itself)."""
@@ -276,6 +297,14 @@ def push_tasks_file(
             f"project {title!r} labels with {project.schema.mask}s but {tasks_file.name} holds "
             f"{schema.mask} regions; write the file with --mask {project.schema.mask} or use a new --project"
         )
+    notes = []
+    boxes = _tag_labels(tasks, IGNORE_TAG)
+    if boxes is not None and not project.schema.ignore_boxes:  # a project made before review tasks had them
+        project = add_ignore_tag(client, project, boxes)
+        notes.append(
+            f"project {title!r}: added the {IGNORE_TAG!r} rectangles to its labelling config, so that "
+            "ignore regions show and stay when a labeller saves a task"
+        )
     todo, skipped, served = [], 0, []
     with reporter.stage("preparing tasks", total=len(tasks)) as stage:
         for task in tasks:
@@ -304,7 +333,7 @@ def push_tasks_file(
     if served:
         client.add_local_storage(project.id, storage_folder(served, Path(local_root)))
     predictions = _import(client, project.id, todo, reporter)
-    return PushResult(project.id, project.title, created, len(todo), skipped, predictions, None, [])
+    return PushResult(project.id, project.title, created, len(todo), skipped, predictions, None, [], notes)
 
 
 def _check_photos(
@@ -331,6 +360,21 @@ def _classes_in(tasks: Sequence[dict[str, Any]], schema: LabelSchema) -> list[st
                     for label in (result.get("value") or {}).get(schema.result_type, []):
                         found[str(label)] = None
     return list(found)
+
+
+def _tag_labels(tasks: Sequence[dict[str, Any]], tag: str) -> list[str] | None:
+    """The labels the tasks' results of tag `tag` use; None when no result uses the tag."""
+    found: dict[str, None] | None = None
+    for task in tasks:
+        for group in ("predictions", "annotations"):
+            for entry in task.get(group) or []:
+                for result in entry.get("result") or []:
+                    if result.get("from_name") != tag:
+                        continue
+                    found = {} if found is None else found
+                    labels = (result.get("value") or {}).get(str(result.get("type", "")), [])
+                    found.update((str(label), None) for label in labels)
+    return None if found is None else list(found)
 
 
 def _renamed(task: dict[str, Any], written: LabelSchema, schema: LabelSchema) -> dict[str, Any]:

@@ -54,25 +54,37 @@ def _scrape_folder_images(raw_dir: Path) -> tuple[list[tuple[Path, dict[str, Any
 
 def collect_images(inputs: Sequence[str | Path | ImageSource]) -> list[ImageSource]:
     """Every photo the inputs name (`gather_images` without the deleted ones)."""
-    return gather_images(inputs)[0]
+    return gather_images(inputs).images
 
 
-def gather_images(inputs: Sequence[str | Path | ImageSource]) -> tuple[list[ImageSource], list[Path]]:
-    """Every photo the inputs name, once each (by sha256), in input order; and the photos a scrape
-    folder among them kept that are no longer on disk (the commands say how many).
+@dataclass
+class Gathered:
+    """What `gather_images` found: the photos, and what the commands note beside them."""
+
+    images: list[ImageSource]
+    deleted: list[Path]  # photos a scrape folder kept that are no longer on disk, left out
+    empty: list[Path]  # scrape folders with no photo (a query that found nothing), skipped
+
+
+def gather_images(inputs: Sequence[str | Path | ImageSource]) -> Gathered:
+    """Every photo the inputs name, once each (by sha256), in input order; the photos a scrape
+    folder among them kept that are no longer on disk; and the scrape folders with no photo at all.
 
     A missing file or an input that matches nothing is a BadImageError naming it: a labelling
     command that silently skipped a typo would leave the user wondering where the photos went.
+    A scrape folder with no photo is the exception (one folder per query, and a query may find
+    nothing): it is skipped, as `select` skips it, unless no photo is left at all.
     A scrape folder's photos deleted by hand are left out.
     `ImageSource`s (collected before, e.g. by the CLI before it contacts Label Studio) pass through.
     """
     from officescore.images import expand_inputs
-    from officescore.scrape.manifest import MANIFEST_NAME
+    from officescore.scrape.manifest import MANIFEST_NAME, no_photos_message
 
     if not inputs:
         raise BadImageError("no images given: pass files, folders, globs or a scrape folder (data/raw)")
     candidates: list[tuple[Path, dict[str, Any]] | ImageSource] = []
     deleted: list[Path] = []
+    empty: list[Path] = []
     for item in inputs:
         if isinstance(item, ImageSource):
             candidates.append(item)
@@ -80,8 +92,7 @@ def gather_images(inputs: Sequence[str | Path | ImageSource]) -> tuple[list[Imag
         path = Path(item)
         if path.is_dir() and (path / MANIFEST_NAME).is_file():
             kept, gone = _scrape_folder_images(path)
-            if not kept:
-                raise BadImageError(f"{path}: no photos in this scrape folder (none kept, or deleted since)")
+            empty += [] if kept else [path]
             candidates.extend(kept)
             deleted += gone
             continue
@@ -89,7 +100,9 @@ def gather_images(inputs: Sequence[str | Path | ImageSource]) -> tuple[list[Imag
         if path.is_dir() and not expanded:
             raise BadImageError(f"{path}: no images in this folder (.jpg, .png, .webp, ...)")
         candidates.extend((p, {}) for p in expanded)
-    return _unique(candidates), deleted
+    if empty and not candidates:  # every input an empty scrape folder: nothing to skip to
+        raise BadImageError(no_photos_message(empty))
+    return Gathered(_unique(candidates), deleted, empty)
 
 
 def _unique(candidates: Iterable[tuple[Path, dict[str, Any]] | ImageSource]) -> list[ImageSource]:

@@ -19,6 +19,7 @@ The API key reaches the child in its environment only.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -32,7 +33,7 @@ from typing import Any
 
 from officescore.errors import ConfigError, DataError
 from officescore.files import atomic_write_json, hold_lock, make_folder
-from officescore.label.trainjob import JOB_FILE, LOG_FILE, RESULT_FILE, run_name
+from officescore.label.trainjob import JOB_FILE, LOG_FILE, PULLED_FILE, RESULT_FILE, run_name
 from officescore.runs import mark_not_used
 
 STATE_FILE = "state.json"
@@ -255,31 +256,41 @@ class Trainer:
 
     def count_missed(self, labelled_at: Sequence[float]) -> int:
         """Labels made while no backend listened (before its first start, or while it was down):
-        `labelled_at` holds when each labelled task was last labelled (Label Studio's `updated_at`).
-        Those after the labels the trainer's models saw count as pending where the webhooks counted
-        fewer; returns how many were added."""
+        `labelled_at` holds when each labelled task was last labelled (Label Studio's `updated_at`,
+        its clock). Those after the labels the trainer's models saw count as pending where the
+        webhooks counted fewer; returns how many were added."""
         with self._lock:
             since = self._labels_seen_until()
-            missed = sorted(t for t in labelled_at if t > since)
-            added = len(missed) - len(self.state["events"])
+            missed = sum(t > since for t in labelled_at)
+            added = missed - len(self.state["events"])
             if added <= 0:
                 return 0
-            # the earliest ones are those no webhook can have counted; a job's pull covers them all
-            self.state["events"] = sorted(self.state["events"] + missed[:added])
+            # Counted now, on the backend's clock as the webhooks are: the next job's pull covers them
+            # (its `pulled_at` is later), and one that pulled already (running) did not hold them.
+            now = time.time()
+            self.state["events"] = sorted(self.state["events"] + [now] * added)
             self.state["pending"] = len(self.state["events"])
             self._save()
             return added
 
     def _labels_seen_until(self) -> float:
-        """When the labels the models saw were read: the newest pull of a finished job (a running
-        job's start), else when the model found at start was written; 0 with no model at all."""
+        """When the newest label the models saw was made, by Label Studio's clock (labels are compared
+        with it, never with the backend's clock, which may be minutes off the server's): the newest
+        label of the last job's pull (a running job's once it pulled; before that it will pull every
+        label made so far). A version recorded before jobs said so (only `pulled_at`) is read as
+        before: when its pull began; the model found at start: when it was written; 0: no model."""
         running = self.state["running"]
-        jobs = [v for v in self.state["versions"] if "job" in v]  # not the model found at start
-        pulls = [float(v.get("pulled_at") or v.get("started") or 0) for v in jobs]
         if running:
-            pulls.append(float(running.get("started") or 0))
-        if pulls:
-            return max(pulls)
+            pulled = _read_result(self._abs(running["folder"]) / PULLED_FILE)
+            if pulled is None:
+                return math.inf
+            return float(pulled.get("labels_until") or 0.0)
+        jobs = [v for v in self.state["versions"] if "job" in v]  # not the model found at start
+        if jobs:
+            last = max(jobs, key=lambda v: int(v["job"]))
+            if last.get("labels_until") is not None:
+                return float(last["labels_until"])
+            return float(last.get("pulled_at") or last.get("started") or 0)
         checkpoint = self.current_checkpoint()
         return checkpoint.stat().st_mtime if checkpoint is not None and checkpoint.is_file() else 0.0
 
@@ -331,7 +342,7 @@ class Trainer:
             return False  # waiting for Label Studio to come back
         number = int(self.state["jobs"]) + 1
         folder = make_folder(self.folder / "jobs" / f"job-{number:04d}", "job folder")
-        for name in (RESULT_FILE, LOG_FILE):
+        for name in (RESULT_FILE, LOG_FILE, PULLED_FILE):
             (folder / name).unlink(missing_ok=True)
         current = self.current_checkpoint()
         settings = self.settings
@@ -455,7 +466,8 @@ class Trainer:
             "skipped_unknown_classes": result.get("skipped_unknown_classes") or {},
             "accepted": accepted,
             "started": running.get("started"),
-            "pulled_at": pulled_at,
+            "pulled_at": pulled_at,  # the backend's clock: the webhooks it counted before are done
+            "labels_until": result.get("labels_until"),  # Label Studio's clock: the newest label pulled
             "finished": time.time(),
         }
         self.state["versions"].append(record)

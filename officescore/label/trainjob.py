@@ -36,6 +36,8 @@ MIN_VAL_OBJECTS = 10
 JOB_FILE = "job.json"
 RESULT_FILE = "result.json"
 LOG_FILE = "log.txt"
+# Written once the labels are pulled: what the pull held, for a backend restarted while the job runs.
+PULLED_FILE = "pulled.json"
 
 
 def val_draw(task: int) -> bytes:
@@ -226,6 +228,10 @@ def run_job(folder: Path) -> dict[str, Any]:
     pulled_at = time.time()  # labels that reached the backend before this are in the pull
     local_root, cache = _path(job.get("local_root")), _path(job.get("photo_cache"))
     pulled = pull_project(client, job["project"], folder / "export", local_root, cache=cache)
+    # The newest label pulled, by Label Studio's clock: labels made later (its clock too) are not
+    # in the pull, however far the backend's clock is from the server's.
+    seen = {"pulled_at": pulled_at, "labels_until": pulled.labels_until}
+    atomic_write_json(folder / PULLED_FILE, seen)
     export = json.loads(pulled.export.read_text(encoding="utf-8"))
     unknown = _unknown_labels(export, classes)
     dataset = folder / "dataset"
@@ -271,7 +277,7 @@ def run_job(folder: Path) -> dict[str, Any]:
         "val_photos": len(split["val_tasks"]),
         **split,
         "labelled_photos": pulled.images,
-        "pulled_at": pulled_at,
+        **seen,
         "epochs": trained.epochs_completed,
         "train_seconds": round(trained.seconds, 2),
         "job_seconds": round(time.monotonic() - started, 2),

@@ -12,7 +12,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -484,3 +484,18 @@ def deleted_note(deleted: list[Path]) -> str:
     return (
         f"{len(deleted)} photo(s) the scrape kept are no longer on disk (deleted by hand?), left out: {shown}"
     )
+
+
+def empty_note(empty: Sequence[Path]) -> str:
+    """How the commands name the scrape folders with no photo (a query that found nothing) they
+    skipped beside others that have photos."""
+    return (
+        f"skipped {len(empty)} scrape folder(s) with no photos (none kept, or deleted since): "
+        + ", ".join(map(str, empty))
+    )
+
+
+def no_photos_message(empty: Sequence[Path]) -> str:
+    """The error when every scrape folder given is empty: nothing left to skip to."""
+    which = "this scrape folder" if len(empty) == 1 else "these scrape folders"
+    return f"{', '.join(map(str, empty))}: no photos in {which} (none kept, or deleted since)"
