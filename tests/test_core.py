@@ -28,12 +28,21 @@ def test_config_tables_become_default_map(tmp_path: Path) -> None:
     path = tmp_path / "officescore.toml"
     path.write_text(
         "[train]\nepochs = 3\nbatch-size = 4\n[scrape]\ndaily_quota = 90\nnear-dup-threshold = 4\n"
-        'flickr-api-key = "secret"\n'
+        'flickr-api-key = "secret"\n[score]\ncsv_file = "old.csv"\n'
     )
+    # csv_file: score's parameter name, which a config written before flag names were read used.
     assert command_defaults(root_context(), load_config(path)) == {
         "train": {"epochs": 3, "batch_size": 4},
         "scrape": {"daily_quota": 90, "near_dup": 4},
+        "score": {"csv_file": "old.csv"},
     }
+
+
+def test_a_commands_arguments_are_no_settings() -> None:
+    """officescore.toml sets options only: a key named like an argument (score's photos) is refused,
+    not handed to Click as the photos to score."""
+    with pytest.raises(ConfigError, match=r"\[score\] photos is no setting of `officescore score`"):
+        command_defaults(root_context(), {"score": {"photos": ["office.jpg"]}})
 
 
 def test_config_missing_is_empty_and_broken_is_one_line_error(tmp_path: Path) -> None:

@@ -67,3 +67,11 @@ def test_makefile_installs_the_label_studio_the_extra_names() -> None:
     (spec,) = extras["labelstudio-server"]
     makefile = re.search(r"^LABEL_STUDIO := (.+)$", (repo / "Makefile").read_text(), re.M)
     assert makefile is not None and makefile.group(1).strip() == spec
+
+
+def test_a_subcommands_table_wins_over_the_shared_one() -> None:
+    """[label.push] project = ... for one subcommand beside [label] project = ... for all of them:
+    push takes its own, the others the shared one."""
+    config = {"label": {"project": "offices", "push": {"project": "review"}}}
+    defaults = command_defaults(root_context(), config)["label"]
+    assert defaults["push"]["project"] == "review" and defaults["pull"]["project"] == "offices"
