@@ -213,6 +213,25 @@ def test_a_model_found_at_start_keeps_the_threshold_its_job_found(tmp_path: Path
         trainer.close()
 
 
+def test_a_threshold_given_wins_over_the_jobs_own_even_at_0_and_a_damaged_one_is_none(tmp_path: Path) -> None:
+    """`--conf 0` (every detection) on a model a job made is a threshold given on the class score, not
+    "none given"; a suggest.json that cannot be read is no threshold of its own (0.3 then), not a
+    traceback."""
+    from officescore.label.predict import SUGGEST_FILE, model_version, own_threshold, suggestion_threshold
+
+    best = tmp_path / "label-job0001" / "weights" / "best.pt"
+    best.parent.mkdir(parents=True)
+    best.write_bytes(b"weights")
+    version = model_version(best)
+    (best.parent.parent / SUGGEST_FILE).write_text(
+        json.dumps({"model_version": version, "conf": 0.41, "by_mask": True})
+    )
+    assert suggestion_threshold(best, version, None) == (0.41, True)
+    assert suggestion_threshold(best, version, 0.0) == (0.0, False)
+    (best.parent.parent / SUGGEST_FILE).write_text('{"model_version": "')
+    assert own_threshold(best, version) is None
+
+
 def test_labels_no_webhook_brought_count_once_and_only_after_what_the_models_saw(
     tmp_path: Path, fake_jobs: list[FakeJob]
 ) -> None:
@@ -287,6 +306,67 @@ def test_labels_no_webhook_brought_are_told_apart_by_label_studios_clock(
         assert trainer.count_missed(in_pull + after) == 0  # it has not pulled yet: it pulls them all
         (folder / PULLED_FILE).write_text(json.dumps({"pulled_at": pulled_at, "labels_until": server - 1}))
         assert trainer.count_missed(in_pull + after) == 1  # after its pull: 2, one counted already
+    finally:
+        trainer.close()
+
+
+def test_labels_no_webhook_brought_are_those_after_the_newest_jobs_pull(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """`count_missed` after two jobs: a label made between their pulls was in the second job's pull,
+    so only the one after it counts (the newest job decides, not the first)."""
+    now = time.time()
+    trainer = Trainer(_settings(tmp_path, every=10), "not-a-key", project_id=7)
+    try:
+        trainer.notify("START_TRAINING", {"project": 7})
+        _end_job(trainer, fake_jobs[0], _result(tmp_path, 1, now - 50, labels_until=now - 50))
+        trainer.notify("START_TRAINING", {"project": 7})
+        _end_job(trainer, fake_jobs[1], _result(tmp_path, 2, now - 25, labels_until=now - 25))
+        assert trainer.count_missed([now - 40, now - 10]) == 1 and trainer.state["pending"] == 1
+    finally:
+        trainer.close()
+
+
+class ExportOnly:
+    """`count_labels_made_unheard`'s one call: Label Studio's task export (or its failure)."""
+
+    def __init__(self, tasks: list[dict[str, Any]] | Exception) -> None:
+        self.tasks = tasks
+
+    def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
+        if isinstance(self.tasks, Exception):
+            raise self.tasks
+        return self.tasks
+
+
+def test_a_label_changed_while_the_backend_was_down_counts_and_an_unreadable_project_is_logged(
+    tmp_path: Path,
+) -> None:
+    """At start: a task labelled before the model was written but corrected after it (updated_at)
+    counts, one untouched since does not; Label Studio failing the export is a log line, not a
+    backend that does not start."""
+    from officescore.label.live import count_labels_made_unheard
+
+    best = tmp_path / "runs" / "run1" / "weights" / "best.pt"
+    best.parent.mkdir(parents=True)
+    best.write_bytes(b"weights")
+    written = time.time() - 3600
+    os.utime(best, (written, written))
+    before, after = "2020-01-01T10:00:00Z", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(written + 60))
+    tasks = [
+        {"id": 1, "annotations": [{"id": 1, "created_at": before, "updated_at": after, "result": []}]},
+        {"id": 2, "annotations": [{"id": 2, "created_at": before, "updated_at": before, "result": []}]},
+    ]
+    logged: list[str] = []
+    trainer = Trainer(_settings(tmp_path), "not-a-key", project_id=7, log=logged.append)
+    try:
+        down = LabelStudioError("Label Studio at http://127.0.0.1:9 is not reachable (export tasks)")
+        count_labels_made_unheard(trainer, ExportOnly(down), 7)
+        assert trainer.state["pending"] == 0 and logged == [
+            f"labels made while the backend was not running are not counted: {down}"
+        ]
+        count_labels_made_unheard(trainer, ExportOnly(tasks), 7)
+        assert trainer.state["pending"] == 1, logged
     finally:
         trainer.close()
 
@@ -403,6 +483,16 @@ def test_a_suggestion_only_touched_by_a_label_of_another_class_was_deleted_not_r
     a lamp beside a mug (IoU 50/150) was a lamp where there is none, deleted, and the mug drawn by hand."""
     found = compare_regions([_region("lamp", 0, 0, 10, 10)], [_region("mug", 5, 0, 15, 10)])
     assert (found.kept, found.added, found.reclassed, found.redrawn, found.deleted) == (0, 1, 0, 0, 1)
+
+
+def test_a_task_holding_two_predictions_of_one_version_is_one_suggested_task() -> None:
+    """`label status`'s tasks column (labelled / holding one of its suggestions): a task Label
+    Studio holds two predictions of one version for (predictions retrieved twice) is one task."""
+    from officescore.label.feedback import by_version
+
+    twice = {"id": 1, "predictions": [{"model_version": "v1", "result": []}] * 2, "annotations": []}
+    other = {"id": 2, "predictions": [{"model_version": "v1", "result": []}], "annotations": []}
+    assert by_version([twice, other])["v1"].suggested == 2
 
 
 def test_metrics_join_the_trainers_versions_with_the_feedback_oldest_first() -> None:
