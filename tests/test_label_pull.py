@@ -168,6 +168,37 @@ def test_a_photo_in_two_labelled_tasks_is_pulled_once_with_the_newest_labels(
     assert (pulled.images, pulled.annotations) == (2, 2)
 
 
+def test_a_photo_uploaded_twice_under_two_names_is_one_photo(tmp_path: Path) -> None:
+    """Pushed twice, a photo is two uploads with two addresses (Label Studio prefixes each upload's
+    name): the same bytes are the same photo, written once with the labels annotated last."""
+    import shutil
+
+    photo = write_photos(tmp_path / "root" / "photos", n=1)[0]
+    shutil.copy(photo, photo.with_name(f"0a1b2c3d-{photo.name}"))
+    square = [[10, 10], [40, 10], [40, 40], [10, 40]]
+    tasks = [
+        {
+            "id": task_id,
+            "data": {"image": f"/data/local-files/?d=photos/{name}"},
+            "annotations": [
+                {
+                    "id": task_id,
+                    "updated_at": updated,
+                    "result": [polygon_region(square, label, WIDTH, HEIGHT)],
+                }
+            ],
+        }
+        for task_id, name, label, updated in [
+            (1, photo.name, "desk", "2026-12-04T10:00:00Z"),
+            (2, f"0a1b2c3d-{photo.name}", "chair", "2026-12-04T11:00:00Z"),
+        ]
+    ]
+    pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    assert (pulled.images, pulled.annotations) == (1, 1)
+    assert [(d["tasks"], d["counted"]) for d in pulled.duplicates] == [([1, 2], 2)]
+    assert len(list((tmp_path / "pull" / "images").iterdir())) == 1
+
+
 def pixels(points: list[list[float]]) -> list[float]:
     """Percent points as flat pixel coordinates of the photo."""
     return [v for x, y in points for v in (x * WIDTH / 100.0, y * HEIGHT / 100.0)]
