@@ -286,3 +286,41 @@ def test_review_tasks_pushed_into_a_project_with_other_tag_names_keep_choices_an
     task = _renamed({"data": {}, "annotations": [{"result": results}]}, written, project)
     moved = [(r["from_name"], r["to_name"]) for r in task["annotations"][0]["result"]]
     assert moved == [("outline", "photo"), ("chair__armrests", "photo"), (IGNORE_TAG, "photo")]
+
+
+class _Project:
+    """`push_tasks_file`'s calls of an existing project whose tags are named otherwise."""
+
+    def __init__(self, schema: LabelSchema) -> None:
+        self.schema = schema
+        self.imported: list[dict] = []
+
+    def find_project(self, title: str) -> object:
+        from officescore.label.client import Project
+
+        return Project(3, title, self.schema, self.schema.config_xml())
+
+    def export_tasks(self, project_id: int) -> list[dict]:
+        return []
+
+    def import_tasks(self, project_id: int, tasks: list[dict]) -> None:
+        self.imported += tasks
+
+
+def test_a_tasks_file_pushed_into_a_project_with_other_tag_names_lands_on_its_tags(tmp_path: Path) -> None:
+    """label push --review of a file written with tags label/image into a project whose tags are
+    outline/photo: the imported polygon points at outline and photo, as the project shows them."""
+    from officescore.label.formats import config_path_for
+    from officescore.label.push import push_tasks_file
+
+    written = LabelSchema(("chair",))
+    tasks_file = tmp_path / "review.json"
+    region = {"from_name": "label", "to_name": "image", "type": "polygonlabels",
+              "value": {"points": [[10, 10], [40, 10], [40, 40]], "polygonlabels": ["chair"]}}  # fmt: skip
+    task = {"data": {"image": "https://photos.example/office.jpg"}, "annotations": [{"result": [region]}]}
+    tasks_file.write_text(json.dumps([task]))
+    config_path_for(tasks_file).write_text(written.config_xml())
+    client = _Project(LabelSchema(("chair",), from_name="outline", to_name="photo"))
+    push_tasks_file(client, "offices", tasks_file)  # type: ignore[arg-type]
+    result = client.imported[0]["annotations"][0]["result"][0]
+    assert (result["from_name"], result["to_name"]) == ("outline", "photo")
