@@ -249,3 +249,11 @@ def test_backend_says_the_threshold_it_suggests_at_and_stops_on_ctrl_c(
 def test_backend_refuses_a_threshold_outside_0_1(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["label", "backend", "--model", "model.pt", "--conf", "1.5"], capsys)
     assert code == 2 and err.strip() == "error: --conf 1.5: must be between 0 and 1", err
+
+
+def test_push_takes_a_threshold_of_0_and_refuses_one_above_1(capsys: pytest.CaptureFixture[str]) -> None:
+    """--conf 0 (every detection suggested) passes the check; the next mistake is what is said."""
+    code, _, err = run(["label", "push", "--project", "offices", "--conf", "0"], capsys)
+    assert code == 2 and "nothing to push" in err and "--conf" not in err, err
+    code, _, err = run(["label", "push", "--project", "offices", "--conf", "1.5"], capsys)
+    assert code == 2 and err.strip() == "error: --conf 1.5: must be between 0 and 1", err
