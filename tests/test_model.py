@@ -193,6 +193,28 @@ def test_checkpoint_round_trip_weights_only(tmp_path: Path) -> None:
     assert loaded.kind == "checkpoint" and loaded.classes == CLASSES and loaded.model_kwargs == TINY
 
 
+def test_weights_that_do_not_fit_name_the_file_and_the_tensor(tmp_path: Path) -> None:
+    """A checkpoint whose class list no longer matches its heads (edited, or another version's), or
+    that lost a tensor: one line naming the file and what does not fit, not torch's first line
+    ("Error(s) in loading state_dict for MaskRCNN:"), which names neither."""
+    good = tmp_path / "good.pt"
+    _checkpoint(good)
+    data = torch.load(good, weights_only=True)
+    more = tmp_path / "more.pt"
+    torch.save({**data, "classes": [*CLASSES, "lamp"]}, more)
+    fewer = tmp_path / "fewer.pt"
+    key = next(iter(data["model"]))
+    torch.save({**data, "model": {k: v for k, v in data["model"].items() if k != key}}, fewer)
+    for path, expected in [
+        (more, "roi_heads.box_predictor.cls_score.weight has shape (4, "),
+        (fewer, f"1 tensors missing (e.g. {key})"),
+    ]:
+        with pytest.raises(ModelError) as info:
+            model_from_checkpoint(path)
+        assert str(info.value).startswith(f"{path}: its weights do not fit its architecture ")
+        assert expected in str(info.value) and "Error(s)" not in str(info.value)
+
+
 def test_bad_checkpoints_are_one_line_model_errors(tmp_path: Path) -> None:
     good = tmp_path / "good.pt"
     _checkpoint(good)
