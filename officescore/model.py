@@ -76,7 +76,7 @@ from officescore.attribute_head import add_attribute_head
 from officescore.attributes import AttributeSchema
 from officescore.errors import ConfigError, ModelError, WeightsUnavailable
 from officescore.files import atomic_write
-from officescore.runs import model_file
+from officescore.runs import existing_model_file, model_file
 
 # torchvision's scripted Mask R-CNN warns on every call that it returns (losses, detections); our
 # TorchScript wrapper already unpacks that tuple, so the notice is noise for users.
@@ -643,10 +643,8 @@ def is_torchscript(path: Path) -> bool:
 
 def load_any(path: Path | str, device: torch.device | str = "cpu") -> LoadedModel:
     """A checkpoint (.pt from train) or a TorchScript export, ready for inference on `device`."""
-    path = model_file(path)
+    path = existing_model_file(path)
     device = torch.device(device)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file; pass a checkpoint (weights/best.pt) or an export")
     if path.suffix.lower() == ".onnx":
         raise ModelError(
             f"{path}: ONNX exports are for other runtimes; pass the checkpoint it came from "
