@@ -158,11 +158,14 @@ def build_model(
     arch: str = DEFAULT_ARCH,
     classes: Sequence[str] = (),
     weights: str | Path | None = "coco",
+    pretrained_layout: bool = False,
     **model_kwargs: Any,
 ) -> MaskRCNN:
     """A Mask R-CNN for `classes` (labels 1..K, 0 = background) with the chosen initial weights.
 
     `model.weights_note` says in one line what was loaded (e.g. "ImageNet backbone: no COCO weights").
+    `pretrained_layout`: with weights="none", the layout a pretrained start has (frozen BatchNorm,
+    the first backbone layers frozen) for weights loaded next: resuming a run that started so.
     """
     if arch not in ARCHS:
         raise ConfigError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
@@ -172,7 +175,7 @@ def build_model(
     _check_model_kwargs(model_kwargs)
     choice = _weights_choice(weights)
     coco_enum, backbone_enum, max_layers, default_layers = _ARCH_WEIGHTS[arch]
-    pretrained_backbone = choice in ("coco", "imagenet")
+    pretrained_backbone = choice in ("coco", "imagenet") or pretrained_layout
     layers = model_kwargs.get("trainable_backbone_layers")
     layers = (default_layers if layers is None else int(layers)) if pretrained_backbone else max_layers
     if not 0 <= layers <= max_layers:
