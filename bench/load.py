@@ -10,6 +10,10 @@ load_state_dict) and model_from_checkpoint as it is now (built on the meta devic
 tensors taken as they are). Each repeat checks that both give the same state dict. The time is the
 median; torch.load of the file is left out of both (`--with-read` puts it in).
 
+`--coco`: also the zero-shot `coco` model (score/serve/prelabel --model coco): build_model(v2, COCO's
+classes, weights="coco") against model.coco_detector, from a seeded stand-in for torchvision's COCO
+file in a temporary $TORCH_HOME (the hub cache is left alone), torch.load of it inside both times.
+
 `--score N`: also N end-to-end runs of `officescore score` on one synthetic 800x600 photo with the
 default architecture's checkpoint, a fresh process each (imports, load, one forward pass, the
 report), alternating the old way (patched in through `python -c`) and the new one.
@@ -100,6 +104,33 @@ def load_times(path: Path, repeats: int, with_read: bool) -> tuple[list[float], 
     return old, new
 
 
+def coco_times(folder: Path, repeats: int) -> tuple[list[float], list[float]]:
+    import os
+
+    import torchvision
+    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
+
+    from officescore.infer.predictor import coco_categories
+    from officescore.model import coco_detector, hub_checkpoint_dir
+
+    os.environ["TORCH_HOME"] = str(folder / "torch")
+    cached = hub_checkpoint_dir() / Path(MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.url).name
+    cached.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    stand_in = torchvision.models.get_model("maskrcnn_resnet50_fpn_v2", weights=None, weights_backbone=None)
+    torch.save(stand_in.state_dict(), cached)
+    names = coco_categories()[1:]
+    old, new = [], []
+    for _ in range(repeats):
+        t, a = timed(lambda: build_model(DEFAULT_ARCH, names, weights="coco"))
+        old.append(t)
+        t, b = timed(lambda: coco_detector(DEFAULT_ARCH, names))
+        new.append(t)
+        if not same_weights(a, b):
+            raise SystemExit("coco: the two ways gave different weights")
+    return old, new
+
+
 def score_times(folder: Path, checkpoint: Path, runs: int) -> tuple[list[float], list[float]]:
     from officescore.sample import render_scene
 
@@ -129,6 +160,7 @@ def main() -> None:
     parser.add_argument("--archs", default=",".join(ARCHS), help="comma-separated architectures")
     parser.add_argument("--repeats", type=int, default=5, help="loads per architecture and way")
     parser.add_argument("--with-read", action="store_true", help="time torch.load of the file too")
+    parser.add_argument("--coco", action="store_true", help="also the zero-shot coco model")
     parser.add_argument("--score", type=int, default=0, help="end-to-end `officescore score` runs per way")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -143,6 +175,9 @@ def main() -> None:
             old, new = load_times(path, args.repeats, args.with_read)
             size = path.stat().st_size / 2**20
             print(row(f"{arch} ({size:.0f} MiB)", old, new), flush=True)
+        if args.coco:
+            old, new = coco_times(folder, args.repeats)
+            print(row(f"zero-shot coco model ({DEFAULT_ARCH}, file read included)", old, new), flush=True)
         if args.score:
             checkpoint = write_checkpoint(folder, DEFAULT_ARCH)
             old, new = score_times(folder, checkpoint, args.score)

@@ -19,6 +19,7 @@ from officescore.attributes import load_schema
 from officescore.model import (
     ARCHS,
     build_model,
+    coco_detector,
     hub_checkpoint_dir,
     load_any,
     model_from_checkpoint,
@@ -201,3 +202,32 @@ def test_a_checkpoint_shares_its_tensors_with_the_model(tmp_path: Path) -> None:
     model, _ = model_from_checkpoint(data, source="x")
     key = "backbone.body.layer1.0.conv1.weight"
     assert model.state_dict()[key].data_ptr() == data["model"][key].data_ptr()
+
+
+def test_the_zero_shot_coco_model_is_the_one_built_for_real(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`score --model coco`, `serve --model coco` and prelabel: every weight comes from the COCO file,
+    so none is initialised first; the model is the one build_model(weights="coco") gives."""
+    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
+
+    from officescore.infer.predictor import Predictor, coco_categories
+
+    torch.manual_seed(4)
+    reference = torchvision.models.get_model("maskrcnn_resnet50_fpn_v2", weights=None, weights_backbone=None)
+    cached = hub_checkpoint_dir() / Path(MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.url).name
+    cached.parent.mkdir(parents=True)
+    torch.save(_trained_looking(reference).state_dict(), cached)
+    names = coco_categories()[1:]
+    old = build_model("maskrcnn_resnet50_fpn_v2", names, weights="coco", **TINY).eval()
+    initialised: list[torch.Tensor] = []
+    real = nn.init.kaiming_uniform_
+
+    def spy(*args: Any, **kwargs: Any) -> torch.Tensor:
+        initialised.append(args[0] if args else kwargs["tensor"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nn.init, "kaiming_uniform_", spy)
+    new = coco_detector("maskrcnn_resnet50_fpn_v2", names, **TINY)
+    assert initialised and all(t.is_meta for t in initialised)  # none of the real weights
+    assert new.weights_note.startswith("COCO weights")  # type: ignore[union-attr]
+    _assert_same_model(old, new.eval(), detections=False)
+    assert Predictor.load("coco", "cpu").kind == "coco"

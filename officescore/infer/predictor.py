@@ -436,11 +436,11 @@ def _box_mask(box: list[float], width: int, height: int) -> np.ndarray:
 
 def _coco_model() -> Any:
     """torchvision's COCO Mask R-CNN ResNet-50 FPN v2 with its 91 labels (weights from the hub cache)."""
-    from officescore.model import build_model
+    from officescore.model import coco_detector
 
     names = coco_categories()[1:]
     try:
-        return build_model("maskrcnn_resnet50_fpn_v2", names, weights="coco")
+        return coco_detector("maskrcnn_resnet50_fpn_v2", names)
     except ModelError as exc:
         reason = exc.reason if isinstance(exc, WeightsUnavailable) else str(exc)  # without train's advice
         raise ModelError(
