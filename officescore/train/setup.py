@@ -207,7 +207,10 @@ def _build_model(
     """The model with its initial weights (--weights), or the resumed checkpoint's weights."""
     seed_everything(config.seed)  # same seed on every rank: initial weights agree before DDP's broadcast
     weights = "none" if checkpoint is not None else config.weights
-    model = build_model(config.arch, classes, weights=weights, **model_kwargs)
+    # A resumed run keeps the layout its start gave it: a pretrained one freezes BatchNorm and the
+    # first layers, and its optimizer state holds only the trainable parameters.
+    pretrained = checkpoint is not None and str(config.weights).lower() in ("coco", "imagenet")
+    model = build_model(config.arch, classes, weights=weights, pretrained_layout=pretrained, **model_kwargs)
     if checkpoint is None:
         notes.append(f"weights: {model.weights_note}")  # type: ignore[attr-defined]
         return model
