@@ -165,7 +165,10 @@ def build_model(
 
     `model.weights_note` says in one line what was loaded (e.g. "ImageNet backbone: no COCO weights").
     `pretrained_layout`: with weights="none", the layout a pretrained start has (frozen BatchNorm,
-    the first backbone layers frozen) for weights loaded next: resuming a run that started so.
+    the first backbone layers frozen) for weights loaded next: resuming a run that started so. A
+    checkpoint file as `weights` passes its own layout on (`started_pretrained`): fine-tuning a model
+    that came from COCO keeps its BatchNorm frozen, as batches of 2 would ruin its statistics.
+    `model.pretrained_layout` records the layout, for the checkpoints of a run that trains it.
     """
     if arch not in ARCHS:
         raise ConfigError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
@@ -174,8 +177,9 @@ def build_model(
         raise ConfigError("build_model needs at least one class name")
     _check_model_kwargs(model_kwargs)
     choice = _weights_choice(weights)
+    loaded = _torch_load(Path(str(weights))) if choice == "file" else None
     coco_enum, backbone_enum, max_layers, default_layers = _ARCH_WEIGHTS[arch]
-    pretrained_backbone = choice in ("coco", "imagenet") or pretrained_layout
+    pretrained_backbone = choice in ("coco", "imagenet") or pretrained_layout or started_pretrained(loaded)
     layers = model_kwargs.get("trainable_backbone_layers")
     layers = (default_layers if layers is None else int(layers)) if pretrained_backbone else max_layers
     if not 0 <= layers <= max_layers:
@@ -200,9 +204,36 @@ def build_model(
         if arch == "maskrcnn_mobilenet_v3_fpn":
             note += "; COCO Faster R-CNN detector, so the mask head starts fresh"
     else:
-        note = _load_weights_file(model, Path(str(weights)), classes)
+        note = _load_weights_file(model, loaded, Path(str(weights)), classes)
+        if pretrained_backbone:
+            note += "; frozen BatchNorm and first layers, as its pretrained start had"
     model.weights_note = note  # type: ignore[attr-defined]
+    model.pretrained_layout = pretrained_backbone  # type: ignore[attr-defined]
     return model
+
+
+def started_pretrained(weights: Any) -> bool:
+    """Whether loaded weights have the layout of a pretrained start (frozen BatchNorm where the
+    architecture freezes it, the first backbone layers frozen): an officescore checkpoint records it
+    (`pretrained_layout`); one saved before that says so by its start (`args.weights` coco or
+    imagenet); any state dict by frozen BatchNorm, which keeps no batch counters."""
+    if not isinstance(weights, Mapping):
+        return False
+    if weights.get("format") == CHECKPOINT_FORMAT:
+        recorded = weights.get("pretrained_layout")
+        if isinstance(recorded, bool):
+            return recorded
+        if str((weights.get("args") or {}).get("weights", "")).lower() in ("coco", "imagenet"):
+            return True
+        weights = weights.get("model") or {}
+    elif isinstance(weights.get("model"), Mapping) and "arch" not in weights:
+        weights = weights["model"]  # common {"model": state_dict} wrapping
+    return any(
+        key.startswith("backbone.")
+        and key.endswith(".running_var")
+        and key.removesuffix("running_var") + "num_batches_tracked" not in weights
+        for key in weights
+    )
 
 
 def _check_model_kwargs(model_kwargs: Mapping[str, Any]) -> None:
@@ -475,9 +506,9 @@ def _class_rows(
     return out
 
 
-def _load_weights_file(model: MaskRCNN, path: Path, classes: list[str]) -> str:
-    """Weights from an officescore checkpoint or a plain state dict (e.g. torchvision's .pth file)."""
-    data = _torch_load(path)
+def _load_weights_file(model: MaskRCNN, data: Any, path: Path, classes: list[str]) -> str:
+    """Weights from an officescore checkpoint or a plain state dict (e.g. torchvision's .pth file):
+    `data`, what `path` held."""
     if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
         state = data["model"]
         old = list(data.get("classes", []))

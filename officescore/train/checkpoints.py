@@ -113,6 +113,8 @@ def _save_checkpoint(run: Run, state: State, path: Path) -> None:
         arch=run.config.arch,
         classes=run.classes,
         model_kwargs=run.model_kwargs,
+        # how it was built: a run or a fine-tune from this file builds it so again (model.started_pretrained)
+        pretrained_layout=bool(getattr(run.model, "pretrained_layout", False)),
         epoch=state.epoch,
         step_in_epoch=state.step_in_epoch,
         optimizer=run.optimizer.state_dict(),

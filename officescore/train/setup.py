@@ -13,7 +13,7 @@ from officescore import __version__
 from officescore import distributed as dist_utils
 from officescore.errors import DataError, ModelError
 from officescore.files import atomic_write_json
-from officescore.model import build_model
+from officescore.model import build_model, started_pretrained
 from officescore.progress import SILENT, Reporter
 from officescore.runs import lock_run_dir, next_run_dir
 from officescore.train.config import WEIGHT_DECAY, TrainConfig, default_lr
@@ -209,7 +209,7 @@ def _build_model(
     weights = "none" if checkpoint is not None else config.weights
     # A resumed run keeps the layout its start gave it: a pretrained one freezes BatchNorm and the
     # first layers, and its optimizer state holds only the trainable parameters.
-    pretrained = checkpoint is not None and str(config.weights).lower() in ("coco", "imagenet")
+    pretrained = checkpoint is not None and started_pretrained(checkpoint)
     model = build_model(config.arch, classes, weights=weights, pretrained_layout=pretrained, **model_kwargs)
     if checkpoint is None:
         notes.append(f"weights: {model.weights_note}")  # type: ignore[attr-defined]
