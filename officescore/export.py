@@ -123,7 +123,7 @@ def export_model(
 ) -> ExportResult:
     """Export `checkpoint` and verify the file against it; a mismatch raises ModelError."""
     from officescore.model import is_torchscript, load_checkpoint, model_from_checkpoint
-    from officescore.runs import model_file
+    from officescore.runs import existing_model_file
 
     fmt = fmt.lower()
     if fmt in ("pt2", "torch.export", "aotinductor"):
@@ -132,8 +132,8 @@ def export_model(
         raise ConfigError(f"--format {fmt}: choose torchscript or onnx")
     if fmt == "onnx" and opset < 11:
         raise ConfigError(f"--opset {opset}: Mask R-CNN needs ONNX opset 11 or newer")
-    checkpoint = model_file(checkpoint, option="--model")  # a run folder: its weights/best.pt
-    if checkpoint.is_file() and (checkpoint.suffix.lower() == ".onnx" or is_torchscript(checkpoint)):
+    checkpoint = existing_model_file(checkpoint, option="--model", exports=False)  # a run folder: its best.pt
+    if checkpoint.suffix.lower() == ".onnx" or is_torchscript(checkpoint):
         # Not a checkpoint: torch.load would warn about TorchScript and call the file damaged.
         raise ModelError(
             f"--model {checkpoint}: already an export; export the checkpoint it came from (weights/best.pt)"

@@ -76,7 +76,7 @@ from officescore.attribute_head import add_attribute_head
 from officescore.attributes import AttributeSchema
 from officescore.errors import ConfigError, ModelError, WeightsUnavailable
 from officescore.files import atomic_write
-from officescore.runs import model_file
+from officescore.runs import existing_model_file, model_file
 
 # torchvision's scripted Mask R-CNN warns on every call that it returns (losses, detections); our
 # TorchScript wrapper already unpacks that tuple, so the notice is noise for users.
@@ -531,7 +531,9 @@ def _first_misfit(own: Mapping[str, torch.Tensor], state: Mapping[str, Any]) -> 
         if not isinstance(value, torch.Tensor) or value.shape != own[key].shape:
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             return f"{key} has shape {shape} but the model needs {tuple(own[key].shape)}"
-    missing = [key for key in own if key not in state]
+    # A batch counter may be absent: frozen BatchNorm (a pretrained backbone) has none, and
+    # BatchNorm2d's loader fills it in (as torch did for these checkpoints before this check).
+    missing = [key for key in own if key not in state and not key.endswith("num_batches_tracked")]
     return f"{len(missing)} tensors missing (e.g. {missing[0]})" if missing else None
 
 
@@ -540,13 +542,16 @@ def model_from_checkpoint(
 ) -> tuple[MaskRCNN, list[str]]:
     """Rebuild the model a checkpoint describes, load its weights, eval mode on `device`.
 
-    `source` names the checkpoint in errors when a loaded dict is given (a path names itself)."""
+    `source` names the checkpoint in errors when a loaded dict is given (a path names itself). The
+    model is built without initialising its weights and takes the checkpoint's tensors themselves
+    (`skeleton_model`, `load_into_skeleton`): on the CPU, a given dict's "model" tensors are the
+    model's from then on."""
     if not isinstance(checkpoint, Mapping):
         source = str(checkpoint)
     data = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(Path(checkpoint))
     classes = list(data["classes"])
-    model = build_model(data["arch"], classes, weights="none", **dict(data.get("model_kwargs", {})))
-    misfit = _first_misfit(model.state_dict(), data["model"])
+    model = skeleton_model(data["arch"], classes, **dict(data.get("model_kwargs", {})))
+    misfit = _first_misfit(model.state_dict(), data["model"])  # shapes only: no memory needed yet
     if misfit:
         # torch's own message starts "Error(s) in loading state_dict for MaskRCNN:" and lists every key.
         raise ModelError(
@@ -554,12 +559,73 @@ def model_from_checkpoint(
             "was it made by another officescore version, or edited?"
         )
     try:
-        model.load_state_dict(data["model"])
+        load_into_skeleton(model, data["model"])
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise ModelError(f"{source}: its weights do not fit {data['arch']}: {first}") from exc
     model.to(torch.device(device)).eval()
     return model, classes
+
+
+def skeleton_model(arch: str, classes: Sequence[str], **model_kwargs: Any) -> MaskRCNN:
+    """`build_model(arch, classes, weights="none", ...)` with its parameters and buffers on the meta
+    device: no memory and no random initialisation (0.5 s for the ResNet50 variants on a CPU), for
+    weights that `load_into_skeleton` puts in next. Where something built in a constructor outside
+    the state dict would end up on meta, the model is built for real instead (slow but right).
+
+    torch.device("meta") works through a torch-function mode, and torch keeps that mode stack per
+    thread: a model another thread builds meanwhile (the label backend trains while it loads) gets
+    real, initialised tensors. Leaving the block restores it, exception or not."""
+    with torch.device("meta"):
+        model = build_model(arch, classes, weights="none", **model_kwargs)
+    if _meta_outside_state(model):
+        return build_model(arch, classes, weights="none", **model_kwargs)
+    return model
+
+
+def load_into_skeleton(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Give a `skeleton_model` its weights: strict `load_state_dict` that takes the tensors of
+    `state` themselves (assign=True: no second copy in memory, no time spent copying), so the model
+    and `state` share them from then on. A tensor of another dtype or layout is converted first, as
+    copying it into a built model would. A built model takes weights this way too.
+
+    A batch counter the checkpoint lacks is filled in by BatchNorm2d's loader (0)."""
+    own = model.state_dict()
+    fitted = {
+        key: value.to(own[key].dtype).contiguous()
+        if key in own and isinstance(value, torch.Tensor)
+        else value
+        for key, value in state.items()
+    }
+    model.load_state_dict(fitted, assign=True)
+    left = [key for key, tensor in model.state_dict().items() if tensor.is_meta]
+    if left:  # strict loading checks names, not this; a tensor left on meta would fail at the first photo
+        raise RuntimeError(f"{left[0]} is not in the checkpoint")
+
+
+def _meta_outside_state(model: nn.Module) -> list[str]:
+    """Meta tensors a state dict does not restore: non-persistent buffers, and tensors kept as plain
+    attributes (as AnchorGenerator's cell anchors are; torchvision makes those on the CPU)."""
+    found = []
+    for name, module in model.named_modules():
+        for key in module._non_persistent_buffers_set:
+            if _has_meta(module._buffers.get(key)):
+                found.append(f"{name}.{key}")
+        for attr, value in vars(module).items():
+            if attr not in _REGISTRIES and _has_meta(value):
+                found.append(f"{name}.{attr}")
+    return found
+
+
+_REGISTRIES = ("_parameters", "_buffers", "_modules")
+
+
+def _has_meta(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.is_meta
+    if isinstance(value, dict):
+        value = list(value.values())
+    return isinstance(value, (list, tuple)) and any(_has_meta(item) for item in value)
 
 
 def _zip_names(path: Path) -> list[str]:
@@ -577,10 +643,8 @@ def is_torchscript(path: Path) -> bool:
 
 def load_any(path: Path | str, device: torch.device | str = "cpu") -> LoadedModel:
     """A checkpoint (.pt from train) or a TorchScript export, ready for inference on `device`."""
-    path = model_file(path)
+    path = existing_model_file(path)
     device = torch.device(device)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file; pass a checkpoint (weights/best.pt) or an export")
     if path.suffix.lower() == ".onnx":
         raise ModelError(
             f"{path}: ONNX exports are for other runtimes; pass the checkpoint it came from "

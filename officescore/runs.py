@@ -94,3 +94,21 @@ def model_file(path: Path | str, option: str = "") -> Path:
             f"{path / 'weights' / 'best.pt'}"
         )
     return found
+
+
+def existing_model_file(path: Path | str, option: str = "", coco: bool = False, exports: bool = True) -> Path:
+    """`model_file`, which must name a file: else `no_model_file`'s error."""
+    found = model_file(path, option)
+    if not found.is_file():
+        raise no_model_file(found, option, coco, exports)
+    return found
+
+
+def no_model_file(path: Path, option: str = "", coco: bool = False, exports: bool = True) -> ModelError:
+    """The one message for a model file that is not there, naming the flag (`option`) where known and
+    what the command takes instead: `coco` where the zero-shot model works, exports where they load."""
+    named = f"{option} {path}" if option else str(path)
+    takes = ["a checkpoint (weights/best.pt)", "a run folder"]
+    takes += ["a TorchScript export"] if exports else []
+    takes += ["`coco`"] if coco else []
+    return ModelError(f"{named}: no such model file; pass {', '.join(takes[:-1])} or {takes[-1]}")

@@ -328,7 +328,7 @@ def test_serve_without_streamlit_is_a_friendly_error(monkeypatch: pytest.MonkeyP
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--model", "nowhere.pt"], "--model nowhere.pt: no such file"),
+        (["--model", "nowhere.pt"], "--model nowhere.pt: no such model file"),
         (["--model", "coco", "--conf", "3"], "--conf 3.0: must be between 0 and 1"),
         (["--model", "coco", "--port", "70000"], "--port 70000: must be 1-65535"),
     ],

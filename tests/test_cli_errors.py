@@ -429,6 +429,40 @@ def test_a_folder_given_as_the_model_is_called_a_folder(
     assert f"{flag} {world['folder']}: {said} pass a model file such as {best}" in err
 
 
+@pytest.mark.parametrize(
+    ("args", "takes"),
+    [
+        (["score", "{photo}", "--model", "{gone}"], ", a TorchScript export or `coco`"),
+        (["serve", "--model", "{gone}"], ", a TorchScript export or `coco`"),
+        (
+            ["prelabel", "{photo}", "--model", "{gone}", "--out", "{root}/tasks.json"],
+            ", a TorchScript export or `coco`",
+        ),
+        (["eval", "--model", "{gone}", "--data", "{dataset}"], " or a TorchScript export"),
+        (["export", "--model", "{gone}"], " or a run folder"),
+    ],
+    ids=lambda value: value[0] if isinstance(value, list) else "",
+)
+def test_a_model_file_that_is_not_there_has_one_message(
+    args: list[str], takes: str, world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Score, serve, eval, prelabel and label each said it their own way ("no such checkpoint", "no
+    such file", score without naming --model); now one message names the flag and what the command
+    takes instead."""
+    gone = world["root"] / "gone.pt"
+    with pytest.raises(SystemExit) as exit_info:
+        main([arg.format(gone=gone, **{k: str(v) for k, v in world.items()}) for arg in args])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    first = (
+        "a checkpoint (weights/best.pt)"
+        if args[0] == "export"
+        else "a checkpoint (weights/best.pt), a run folder"
+    )
+    assert f"--model {gone}: no such model file; pass {first}{takes}" in err, err
+    assert not (world["root"] / "tasks.json").exists()
+
+
 def test_score_and_export_take_a_run_folder_as_eval_does(
     world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

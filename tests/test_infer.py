@@ -539,7 +539,7 @@ def test_cli_csv_naming_a_photo_is_refused(
     ("args", "fragment"),
     [
         (["--conf", "2"], "--conf 2.0: must be between 0 and 1"),
-        (["--model", "missing.pt"], "missing.pt: no such model file"),
+        (["--model", "missing.pt"], "--model missing.pt: no such model file"),
         (["--rubric", "missing.toml"], "--rubric missing.toml: no such file"),
         (["--device", "tpu"], "choose one of"),
     ],

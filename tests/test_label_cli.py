@@ -85,7 +85,7 @@ def test_backend_names_a_missing_checkpoint_before_contacting_label_studio(
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "a-key")
     monkeypatch.setenv("LABEL_STUDIO_URL", closed_port())  # no Label Studio there
     code, out, err = run(["label", "backend", "--model", "nosuch.pt"], capsys)
-    assert code == 2 and "nosuch.pt: no such checkpoint" in err, err
+    assert code == 2 and "--model nosuch.pt: no such model file" in err, err
     assert "not reachable" not in err and out == ""
 
 

@@ -580,7 +580,7 @@ def test_the_backend_starts_on_an_empty_runs_folder_and_answers_clicks_with_grab
     # A folder that is not there is still an error (a typo is not "no model yet").
     from officescore.errors import ModelError
 
-    with pytest.raises(ModelError, match="no such checkpoint"):
+    with pytest.raises(ModelError, match="typo: no such model file"):
         ml.Backend(tmp_path / "typo", None, device="cpu")
 
 

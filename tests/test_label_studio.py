@@ -896,7 +896,7 @@ def test_errors_a_user_can_cause(
     )
     assert "nothing to push" in error(["label", "push", "--url", url, "--project", "abc"])
     missing = str(files["base"] / "missing.pt")
-    assert "missing.pt: no such checkpoint" in error(["label", "backend", "--model", missing, "--url", url])
+    assert "missing.pt: no such model file" in error(["label", "backend", "--model", missing, "--url", url])
     # The project is checked before the backend announces itself.
     code, out, err = run(
         ["label", "backend", "--model", str(files["desk"]), "--url", url, "--connect", "never made"], capsys

@@ -316,7 +316,7 @@ def test_bad_inputs_are_one_line_errors(
     code, _, err = run(
         ["prelabel", photos, "--model", str(tmp_path / "x.pt"), "--out", str(tmp_path / "a.json")], capsys
     )
-    assert code == 2 and "x.pt: no such checkpoint" in err
+    assert code == 2 and "--model " in err and "x.pt: no such model file" in err
     (tmp_path / "notimage.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "partial.json"
     code, _, err = run(

@@ -45,7 +45,7 @@ def serve(
     """Serve the web page: upload a photo, see the annotated image, the objects and the score."""
     from officescore.app import PageSettings, streamlit_command
     from officescore.devices import resolve_device
-    from officescore.errors import ConfigError, ModelError
+    from officescore.errors import ConfigError
     from officescore.infer import COCO_SOURCE, expand_inputs, model_source
     from officescore.infer.score import Rubric
     from officescore.model import (
@@ -56,13 +56,10 @@ def serve(
 
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
-    source = model_source(model)  # a run folder: its best.pt, named to the page
-    if source.lower() != COCO_SOURCE:
-        if not Path(source).is_file():
-            raise ModelError(f"--model {source}: no such file; pass a checkpoint, an export, or coco")
-        if not is_torchscript(Path(source)):
-            # A damaged or foreign file, or weights that do not fit, fail here, not in the browser.
-            model_from_checkpoint(load_checkpoint(Path(source)), "cpu", source=source)
+    source = model_source(model)  # a run folder: its best.pt, named to the page; a missing file fails
+    if source.lower() != COCO_SOURCE and not is_torchscript(Path(source)):
+        # A damaged or foreign file, or weights that do not fit, fail here, not in the browser.
+        model_from_checkpoint(load_checkpoint(Path(source)), "cpu", source=source)
     from officescore.infer.accel import resolve_precision
 
     kind = "torchscript" if source.lower() != COCO_SOURCE and is_torchscript(Path(source)) else "checkpoint"

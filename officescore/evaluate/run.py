@@ -21,7 +21,7 @@ from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
 from officescore.errors import ConfigError, DataError, ModelError
 from officescore.files import atomic_write_bytes, atomic_write_json, check_output_dir
 from officescore.progress import SILENT, Reporter
-from officescore.runs import check_run_name, model_file, newest_best_checkpoint, next_run_dir
+from officescore.runs import check_run_name, existing_model_file, newest_best_checkpoint, next_run_dir
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.json"
@@ -262,9 +262,7 @@ def _eval_model(
     reporter: Reporter,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], Path, Path, list[str]] | None:
     model_path = Path(model) if model is not None else latest_best_checkpoint(Path(train_runs))
-    model_path = model_file(model_path, option="--model")  # a run folder, or a folder of runs
-    if not model_path.is_file():
-        raise ModelError(f"{model_path}: no such model file; give a checkpoint (weights/best.pt) or export")
+    model_path = existing_model_file(model_path, option="--model")  # a run folder, or a folder of runs
     from officescore import distributed  # torch: imported once the cheap checks passed
     from officescore.dataset import OfficeDataset
     from officescore.devices import resolve_device

@@ -40,7 +40,7 @@ from officescore.infer.detection import Detection, ImageResult
 from officescore.infer.drawing import draw, save_width
 from officescore.infer.score import OfficeScore, Rubric, count_classes, score_office
 from officescore.progress import SILENT, Reporter
-from officescore.runs import model_file, newest_best_checkpoint
+from officescore.runs import existing_model_file, newest_best_checkpoint
 
 if TYPE_CHECKING:
     from officescore.distributed import DistContext
@@ -130,7 +130,9 @@ def model_source(model: str | None) -> str:
     """What `--model` names: 'coco', a model file, a run folder's weights/best.pt (a folder of runs:
     the newest); without one, `default_model_source`."""
     source = model or default_model_source()
-    return source if source.lower() == COCO_SOURCE else str(model_file(source, option="--model"))
+    if source.lower() == COCO_SOURCE:
+        return source
+    return str(existing_model_file(source, option="--model", coco=True))
 
 
 class Predictor:

@@ -50,7 +50,7 @@ class RunsFolder(str):
 def resolve_model(model: str | Path) -> Path | str:
     """The checkpoint file `--model` names right now (run folders resolve to their newest best.pt)."""
     from officescore.infer import COCO_SOURCE
-    from officescore.runs import model_file
+    from officescore.runs import model_file, no_model_file
 
     if str(model).lower() == COCO_SOURCE:
         return COCO_SOURCE
@@ -63,7 +63,7 @@ def resolve_model(model: str | Path) -> Path | str:
             return NO_MODEL
         raise
     if not path.is_file():
-        raise ModelError(f"--model {path}: no such checkpoint; pass a .pt file, a run folder or `coco`")
+        raise no_model_file(path, "--model", coco=True)
     return path
 
 
