@@ -158,11 +158,16 @@ def build_model(
     arch: str = DEFAULT_ARCH,
     classes: Sequence[str] = (),
     weights: str | Path | None = "coco",
+    *,
+    laid_out_for: str | Path | None = None,
     **model_kwargs: Any,
 ) -> MaskRCNN:
     """A Mask R-CNN for `classes` (labels 1..K, 0 = background) with the chosen initial weights.
 
     `model.weights_note` says in one line what was loaded (e.g. "ImageNet backbone: no COCO weights").
+    `laid_out_for`: the weights a run started from, when `weights` loads nothing ("none") and its
+    checkpoint comes next (`train --resume`): a run started from "coco" or "imagenet" has frozen
+    BatchNorm and trainable_backbone_layers, and its optimiser state fits only those parameters.
     """
     if arch not in ARCHS:
         raise ConfigError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
@@ -172,7 +177,7 @@ def build_model(
     _check_model_kwargs(model_kwargs)
     choice = _weights_choice(weights)
     coco_enum, backbone_enum, max_layers, default_layers = _ARCH_WEIGHTS[arch]
-    pretrained_backbone = choice in ("coco", "imagenet")
+    pretrained_backbone = choice in ("coco", "imagenet") or starts_pretrained(laid_out_for)
     layers = model_kwargs.get("trainable_backbone_layers")
     layers = (default_layers if layers is None else int(layers)) if pretrained_backbone else max_layers
     if not 0 <= layers <= max_layers:
@@ -200,6 +205,12 @@ def build_model(
         note = _load_weights_file(model, Path(str(weights)), classes)
     model.weights_note = note  # type: ignore[attr-defined]
     return model
+
+
+def starts_pretrained(weights: str | Path | None) -> bool:
+    """Whether training from `weights` freezes backbone layers and BatchNorm statistics: "coco" and
+    "imagenet" do; "none" and a file (a checkpoint, even one trained from COCO) train them all."""
+    return weights is not None and str(weights).lower() in ("coco", "imagenet")
 
 
 def _check_model_kwargs(model_kwargs: Mapping[str, Any]) -> None:

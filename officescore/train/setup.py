@@ -206,8 +206,10 @@ def _build_model(
 ) -> torch.nn.Module:
     """The model with its initial weights (--weights), or the resumed checkpoint's weights."""
     seed_everything(config.seed)  # same seed on every rank: initial weights agree before DDP's broadcast
-    weights = "none" if checkpoint is not None else config.weights
-    model = build_model(config.arch, classes, weights=weights, **model_kwargs)
+    if checkpoint is not None:  # laid out as the run started (frozen layers): its optimiser state fits
+        model = build_model(config.arch, classes, weights="none", laid_out_for=config.weights, **model_kwargs)
+    else:
+        model = build_model(config.arch, classes, weights=config.weights, **model_kwargs)
     if checkpoint is None:
         notes.append(f"weights: {model.weights_note}")  # type: ignore[attr-defined]
         return model
