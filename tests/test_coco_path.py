@@ -201,3 +201,10 @@ def test_imagenet_weights_load_and_their_model_reloads(torch_home: Path, tmp_pat
     path = tmp_path / "best.pt"
     save_checkpoint(path, model=model.state_dict(), arch=MOBILENET, classes=classes, model_kwargs=TINY)
     _same_outputs(model.eval(), load_any(path).model, torch.rand(3, 64, 80))
+
+
+def test_score_with_the_coco_model_itself(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--model coco` (zero-shot: COCO's classes mapped to office classes) takes the cached file."""
+    photo = str(next((data / "images").iterdir()))
+    scored = json.loads(_cli(["score", photo, "--model", "coco", "--device", "cpu", "--json"], capsys))
+    assert scored["failed"] == 0 and len(scored["photos"]) == 1
