@@ -124,6 +124,7 @@ def _label_and_curate(
     _cli(["select", *pool, "--model", str(best), *cpu], capsys)
 
 
+@pytest.mark.slow  # about a minute each on 2 cores
 @pytest.mark.parametrize("arch", [V2, MOBILENET])
 def test_a_model_trained_from_coco_goes_through_every_command(
     arch: str, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
