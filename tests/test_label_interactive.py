@@ -371,6 +371,28 @@ def test_a_click_on_what_the_model_does_not_take_for_the_class_is_drawn_by_grabc
     assert reply.mask[50, 40] == 1
 
 
+def test_the_box_head_may_not_move_the_answer_onto_a_neighbour(tmp_path: Path) -> None:
+    """A box head that moves every desk box one box width right, onto the blue square: a drawn box
+    stays where it was drawn (the moved one hardly overlaps it), and a click is not answered by a box
+    moved off it (no proposal holds it after the move: GrabCut answers)."""
+    import torch
+
+    rgb, left, _ = two_squares()
+    loaded = load_predictor(
+        solid_checkpoint(tmp_path / "moving.pt", {"desk": 8.0}, CLASSES), "cpu", 0.3, None, "fp32"
+    )
+    with torch.no_grad():  # desk is label 1: its deltas are rows 4-7, dx = 10 / 10 = one box width
+        deltas = loaded.predictor.model.roi_heads.box_predictor.bbox_pred
+        deltas.weight[4:8].zero_()
+        deltas.bias[4:8] = torch.tensor([10.0, 0.0, 0.0, 0.0])
+    clicker = Clicker(loaded)
+    boxed = clicker.segment(rgb, [rectangle((15, 25, 65, 75), "desk", 128, 96)])
+    assert boxed.method == "model" and iou(boxed.mask, left) > 0.9
+    clicked = clicker.segment(rgb, [keypoint(40, 50, "desk", 128, 96)])
+    assert clicked.method == "grabcut" and "finds no desk at this click" in str(clicked.note)
+    assert iou(clicked.mask, left) > 0.9
+
+
 def test_the_mask_has_label_studios_size_when_the_photo_read_differs() -> None:
     """Label Studio says the photo is 256 x 192; the file read is 128 x 96: the mask comes back at
     Label Studio's size (width 256, height 192), the object where the box put it."""
