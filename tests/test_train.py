@@ -49,6 +49,7 @@ def _assert_same_weights(a: Path, b: Path) -> None:
 
 def test_schedule_warms_up_then_decays() -> None:
     assert lr_factor(0, 10, 100, 0.05) == pytest.approx(0.001)
+    assert lr_factor(5, 10, 100, 0.05) == pytest.approx(0.5005)  # linear: halfway at half the warm-up
     assert lr_factor(10, 10, 100, 0.05) == pytest.approx(1.0)
     assert lr_factor(55, 10, 100, 0.05) == pytest.approx(0.525)
     assert lr_factor(100, 10, 100, 0.05) == pytest.approx(0.05)
