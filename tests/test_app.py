@@ -304,7 +304,9 @@ def test_slider_starts_inside_its_range() -> None:
 
 
 def test_streamlit_command_is_headless_without_telemetry() -> None:
-    settings = PageSettings(model="/m/best.pt", device="cpu", conf=0.3, rubric="/r.toml")
+    settings = PageSettings(
+        model="/m/best.pt", device="cpu", conf=0.3, rubric="/r.toml", calibration=("/a.jpg", "/b.jpg")
+    )
     argv, env = streamlit_command(settings, port=8123, host="127.0.0.1")
     pairs = dict(zip(argv[5::2], argv[6::2], strict=True))
     assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4].endswith("officescore/app.py")

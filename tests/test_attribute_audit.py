@@ -36,6 +36,19 @@ def test_a_contradicted_label_attribute_is_a_wrong_attribute_issue() -> None:
     assert issue.suggested_class == "chair"
 
 
+def test_of_two_contradicted_attributes_the_surer_one_is_reported() -> None:
+    rle = masklib.encode(_chair())
+    label = Label(1, "chair", rle, list(masklib.bbox(rle)), 0, {"armrests": False, "wheels": False})
+    predicted = {"armrests": True, "wheels": True}
+    pred = Prediction(
+        0, "chair", 0.9, rle, list(masklib.bbox(rle)), predicted, {"armrests": 0.6, "wheels": 0.95}
+    )
+    match = match_image([label], [pred], tol=2)
+    (issue,) = image_issues(match, 3, calibrate([match], ["chair"]))
+    assert issue.attribute == {"name": "wheels", "label": False, "predicted": True}
+    assert issue.score == round(0.9 * 0.95, 6)
+
+
 def test_agreeing_unlabelled_or_unsure_values_are_not() -> None:
     assert "wrong_attribute" not in _issue({"armrests": True}, {"armrests": True}).kinds
     assert "wrong_attribute" not in _issue({"armrests": "yes"}, {"armrests": True}).kinds  # text form

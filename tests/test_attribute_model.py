@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import random
 from pathlib import Path
 
@@ -43,6 +44,10 @@ def test_loss_reads_only_labelled_values_of_the_attributes_class() -> None:
     assert torch.count_nonzero(logits[0].grad[1:]) == 0  # nothing flows from unlabelled or other classes
     nothing = attribute_loss(logits, labels, torch.full((4, 1), -1), predictor)
     assert nothing.item() == 0.0 and nothing.requires_grad
+    # A chair labelled "no" (value 0) is learnt like "yes"; the mean is over the labelled pairs only.
+    unsure = [torch.zeros((4, 2))]
+    no = attribute_loss(unsure, labels, torch.tensor([[0], [-1], [-1], [1]]), predictor)
+    assert no.item() == pytest.approx(math.log(2))
 
 
 def _dataset(root: Path, images: int, size: int, seed: int, edit=None) -> Path:
@@ -321,6 +326,12 @@ def test_coco_results_carry_the_heads_values() -> None:
     }
     results = _to_results(det, 7, 0.5, None, schema)
     assert [r.get("attributes") for r in results] == [{"armrests": True}, {"kind": "floor"}]
+    unsure = _to_results(det, 7, 0.05, None, schema)  # the third: a chair predicted without armrests
+    assert [r.get("attributes") for r in unsure] == [
+        {"armrests": True},
+        {"kind": "floor"},
+        {"armrests": False},
+    ]
     assert all("attributes" not in r for r in _to_results(det, 7, 0.5, None, None))
 
 

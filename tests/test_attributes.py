@@ -22,6 +22,7 @@ def test_default_schema_declares_the_three_sample_attributes() -> None:
     armrests = schema.get("chair", "armrests")
     assert armrests is not None and armrests.values == (False, True) and armrests.default is False
     assert armrests.parse("yes") is True and armrests.parse(False) is False
+    assert armrests.parse("1") is True and armrests.parse(" 0 ") is False  # a checkbox as a number
     with pytest.raises(ValueError):
         armrests.parse("maybe")
     lamp = schema.get("lamp", "kind")
@@ -45,6 +46,7 @@ def test_default_schema_declares_the_three_sample_attributes() -> None:
     [
         ('[chair.armrests]\nkind = "maybe"\ndefault = false\n', "kind must be"),
         ('[lamp.kind]\nkind = "choice"\nvalues = ["desk"]\ndefault = "desk"\n', "at least two"),
+        ('[lamp.kind]\nkind = "choice"\nvalues = ["desk", "desk"]\ndefault = "desk"\n', "values repeat"),
         ('[lamp.kind]\nkind = "choice"\nvalues = ["desk", "floor"]\ndefault = "wall"\n', "default"),
         ('[chair.armrests]\nkind = "yesno"\n', "needs a default"),
         ('[chair.occluded]\nkind = "yesno"\ndefault = false\n', "CVAT"),
@@ -55,6 +57,13 @@ def test_bad_schema_files_are_one_sentence(tmp_path: Path, text: str, fragment: 
     path = tmp_path / "a.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=fragment):
+        load_schema(path)
+
+
+def test_a_schema_file_that_is_not_utf8_is_one_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "notepad.toml"  # saved as UTF-16, as some editors do
+    path.write_bytes('[chair.armrests]\nkind = "yesno"\ndefault = false\n'.encode("utf-16"))
+    with pytest.raises(ConfigError, match="not valid TOML"):
         load_schema(path)
 
 

@@ -111,6 +111,48 @@ def test_a_tail_is_no_convention_but_a_second_peak_is() -> None:
     assert conv.class_split("plant", _pairs(spike + peak[:4])) is None
 
 
+def test_the_split_rules_at_their_limits() -> None:
+    # a group of exactly MIN_GROUP at the top end is a group
+    assert conv.two_means(np.array([0.0] * 40 + [0.3] * conv.MIN_GROUP)) == pytest.approx(0.15)
+    # six labels spread from 30 to 60 % pass the test once, but in under half the resamples: unreported
+    spread = _pairs(list(np.zeros(40)) + list(np.linspace(0.3, 0.6, 6)))
+    split = conv._best_split(np.stack([p.values for p in spread]))
+    assert split is not None and split.passed
+    assert conv.class_split("plant", spread) is None
+    # top and bottom are shares of the prediction's height, left and right of its width
+    assert conv._box_offsets([10, 10, 40, 30], [10, 10, 40, 60], 0.0) == [0.0, 0.5, 0.0, 0.0]
+    assert conv._box_offsets([10, 10, 20, 60], [10, 10, 40, 60], 0.0) == [0.0, 0.0, 0.0, 0.5]
+    # labels reaching past a plant's predicted bottom include its pot
+    longer = conv.describe("plant", {"top": 0.0, "bottom": -0.3, "left": 0.0, "right": 0.0}, 1.4)
+    assert longer.startswith("labels include the pot: they reach 30 %")
+
+
+def _square(y0: int, y1: int, x0: int, x1: int, k: int, kind: str = "label") -> Any:
+    from officescore import masks as masklib
+    from officescore.curate.labels import Label
+    from officescore.curate.match import Prediction
+
+    mask = np.zeros((100, 120), dtype=np.uint8)
+    mask[y0:y1, x0:x1] = 1
+    rle = masklib.encode(mask)
+    bbox = list(masklib.bbox(rle))
+    return Label(k, "plant", rle, bbox) if kind == "label" else Prediction(k, "plant", 0.9, rle, bbox)
+
+
+def test_a_label_pairs_only_with_the_prediction_of_its_own_object() -> None:
+    """Offsets are measured against the prediction of the label's own object: not one that only
+    overlaps it (neither mask mostly inside the other), nor one that is a neighbour's."""
+    from officescore.curate.match import match_image
+
+    plant = _square(20, 60, 20, 60, 1)
+    beside = _square(40, 80, 40, 80, 0, "prediction")  # a quarter of each lies in the other
+    assert conv.pair_labels(match_image([plant], [beside], tol=1), 1) == []
+    small = _square(20, 40, 60, 70, 2)  # a small plant just right of the first one
+    both = _square(20, 60, 20, 70, 0, "prediction")  # the first plant's, running over the small one
+    pairs = conv.pair_labels(match_image([plant, small], [both], tol=1), 1)
+    assert [p.annotation_id for p in pairs] == [1]
+
+
 def _box_iou(a: list[float], b: list[float]) -> float:
     iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))

@@ -218,6 +218,7 @@ def test_a_mismatching_export_is_refused_and_removed(
         (["--format", "tflite"], "--format tflite: choose torchscript or onnx"),
         (["--format", "onnx", "--input-size", "big"], "--input-size big"),
         (["--format", "onnx", "--opset", "9"], "opset 11 or newer"),
+        (["--format", "onnx", "--opset", "10"], "opset 11 or newer"),
     ],
 )
 def test_export_bad_options(

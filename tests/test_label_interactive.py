@@ -308,6 +308,10 @@ def test_a_negative_click_inside_the_mask_cuts_only_as_far_as_it_reaches() -> No
     assert not (out.astype(bool) & ~mask.astype(bool)).any()  # it only ever removes
     outside = Prompt("desk", 120, 120, clicks=[Click(20, 60), Click(115, 60, positive=False)])
     assert (_exclude(mask, outside) == mask).all()  # a negative click outside the mask changes nothing
+    # A box and an exclude click (no positive one): the box's centre (60, 60) stands for the object,
+    # so only pixels nearer to the click than to the centre go (x from 81), not all it reaches (75).
+    boxed = _exclude(mask, Prompt("desk", 120, 120, [Click(100, 60, positive=False)], (10, 10, 110, 110)))
+    assert boxed[60, 78] == 1 and boxed[60, 82] == 0 and boxed[60, 60] == 1
 
 
 def test_grabcut_answers_without_a_model() -> None:
@@ -328,6 +332,74 @@ def test_grabcut_answers_without_a_model() -> None:
         and np.mean(box_ious) >= GRABCUT_BOX_IOU
         and np.mean(click_ious) >= GRABCUT_CLICK_IOU
     )
+
+
+def test_an_exclude_click_outside_the_box_does_not_grow_it() -> None:
+    """An Alt-click on the background right of the box says "not this"; it must not stretch the box
+    over the blue square next to the red one the box holds."""
+    rgb, left, _ = two_squares()
+    box = rectangle((15, 25, 65, 75), "desk", 128, 96)
+    reply = Clicker(None).segment(rgb, [box, keypoint(115, 50, "desk", 128, 96, positive=False)])
+    assert iou(reply.mask, left) > 0.9
+
+
+def test_an_empty_model_mask_is_drawn_by_grabcut_and_says_so(tmp_path: Path) -> None:
+    """A model that knows the class but draws nothing in the box (a barely trained model's desks):
+    GrabCut answers, with a note, rather than an empty region."""
+    import torch
+
+    rgb, left, _ = two_squares()
+    loaded = load_predictor(
+        solid_checkpoint(tmp_path / "empty.pt", {"desk": 8.0}, CLASSES), "cpu", 0.3, None, "fp32"
+    )
+    with torch.no_grad():  # every mask pixel far below 0.5
+        loaded.predictor.model.roi_heads.mask_predictor.mask_fcn_logits.bias.fill_(-1000.0)
+    reply = Clicker(loaded).segment(rgb, [rectangle((15, 25, 65, 75), "desk", 128, 96)])
+    assert reply.method == "grabcut" and "finds no desk in this box" in str(reply.note)
+    assert iou(reply.mask, left) > 0.9
+
+
+def test_a_click_on_what_the_model_does_not_take_for_the_class_is_drawn_by_grabcut(tmp_path: Path) -> None:
+    """The solid model sees a desk in every box: a click asking for a chair finds no proposal the
+    model thinks is one (its fit is far below MIN_FIT), so GrabCut answers, and says why."""
+    rgb, left, _ = two_squares()
+    loaded = load_predictor(
+        solid_checkpoint(tmp_path / "desks.pt", {"desk": 8.0}, CLASSES), "cpu", 0.3, None, "fp32"
+    )
+    reply = Clicker(loaded).segment(rgb, [keypoint(40, 50, "chair", 128, 96)])
+    assert reply.method == "grabcut" and "finds no chair at this click" in str(reply.note)
+    assert reply.mask[50, 40] == 1
+
+
+def test_the_box_head_may_not_move_the_answer_onto_a_neighbour(tmp_path: Path) -> None:
+    """A box head that moves every desk box one box width right, onto the blue square: a drawn box
+    stays where it was drawn (the moved one hardly overlaps it), and a click is not answered by a box
+    moved off it (no proposal holds it after the move: GrabCut answers)."""
+    import torch
+
+    rgb, left, _ = two_squares()
+    loaded = load_predictor(
+        solid_checkpoint(tmp_path / "moving.pt", {"desk": 8.0}, CLASSES), "cpu", 0.3, None, "fp32"
+    )
+    with torch.no_grad():  # desk is label 1: its deltas are rows 4-7, dx = 10 / 10 = one box width
+        deltas = loaded.predictor.model.roi_heads.box_predictor.bbox_pred
+        deltas.weight[4:8].zero_()
+        deltas.bias[4:8] = torch.tensor([10.0, 0.0, 0.0, 0.0])
+    clicker = Clicker(loaded)
+    boxed = clicker.segment(rgb, [rectangle((15, 25, 65, 75), "desk", 128, 96)])
+    assert boxed.method == "model" and iou(boxed.mask, left) > 0.9
+    clicked = clicker.segment(rgb, [keypoint(40, 50, "desk", 128, 96)])
+    assert clicked.method == "grabcut" and "finds no desk at this click" in str(clicked.note)
+    assert iou(clicked.mask, left) > 0.9
+
+
+def test_the_mask_has_label_studios_size_when_the_photo_read_differs() -> None:
+    """Label Studio says the photo is 256 x 192; the file read is 128 x 96: the mask comes back at
+    Label Studio's size (width 256, height 192), the object where the box put it."""
+    rgb, left, _ = two_squares()
+    reply = Clicker(None).segment(rgb, [rectangle((30, 50, 130, 150), "desk", 256, 192)])
+    assert (reply.width, reply.height) == (256, 192) and reply.mask.shape == (192, 256)
+    assert iou(reply.mask[::2, ::2], left) > 0.9
 
 
 # ---------------------------------------------------------------------------- what is sent back
@@ -480,6 +552,8 @@ def test_a_photo_size_sent_as_text_or_a_float_is_read() -> None:
     for bad in ("wide", "nan", "-128", None):
         with pytest.raises(DataError, match="no original_width"):
             parse_context({"result": [{**keypoint(40, 48, "desk", 128, 96), "original_width": bad}]})
+        with pytest.raises(DataError, match="no original_width"):  # the height is needed as much
+            parse_context({"result": [{**keypoint(40, 48, "desk", 128, 96), "original_height": bad}]})
 
 
 def test_a_class_name_not_in_a_list_is_taken_whole_or_refused() -> None:

@@ -158,6 +158,7 @@ def test_detections_and_counts_agree_and_scoring_is_deterministic(rubric: Rubric
     assert score_office(list(reversed(detections)), rubric) == from_detections
     assert score_office([{"class": n} for n in names], rubric) == from_detections
     assert from_detections.unscored == {"cat": 1}
+    assert score_office({"cat": 1, "dog": 0}, rubric).unscored == {"cat": 1}  # no dog was found
     # desk 25 + chair 20 + two of three monitors (14 + 7) + a lamp 8 (bonus) = 74 of 100
     doc = from_detections.to_dict()
     assert (doc["total"], doc["label"], doc["missing_essentials"]) == (74.0, "well equipped", [])
@@ -215,6 +216,12 @@ def test_custom_rubric_is_normalised_to_100(tmp_path: Path) -> None:
         ("[classes.desk]\npoints = 5\ncolour = 'red'", "unknown key(s) colour"),
         ("[classes.desk]\npoints = 5\nbonus = true", "standard (non-bonus) classes"),
         ("decay = 2\n[classes.desk]\npoints = 5", "decay must be a number from 0 to 1"),
+        ("decay = true\n[classes.desk]\npoints = 5", "decay must be a number from 0 to 1"),
+        (
+            "[classes.desk]\npoints = 5\n[[attributes]]\nclass = 'desk'\nattribute = 'a'\nvalue = true\n"
+            "points = 1\ncap = 0",
+            "attributes[0].cap must be a whole number >= 1",
+        ),
         ("[classes.desk]\npoints = 5\n[[essentials]]\nany_of = ['sofa']", "sofa not in [classes]"),
         ("[classes.desk]\npoints = 5\n[[labels]]\nmin = 10", "labels[0].label"),
         ("labels = 3\n[classes.desk]\npoints = 5", "labels must be a list of tables"),
@@ -237,3 +244,41 @@ def test_bad_rubric_files_give_one_line_config_errors(tmp_path: Path, text: str,
 def test_missing_rubric_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         Rubric.load(tmp_path / "nope.toml")
+
+
+def test_labels_listed_from_the_lowest_still_name_the_total(tmp_path: Path) -> None:
+    """A rubric may list its [[labels]] in any order: the highest minimum the total reaches names it."""
+    path = tmp_path / "upwards.toml"
+    path.write_text(
+        "[classes.desk]\npoints = 10\n[classes.chair]\npoints = 10\n"
+        '[[labels]]\nmin = 0\nlabel = "poor"\n[[labels]]\nmin = 50\nlabel = "fair"\n'
+        '[[labels]]\nmin = 100\nlabel = "full"\n'
+    )
+    upwards = Rubric.load(path)
+    assert [score_office(c, upwards).label for c in ({}, {"desk": 1}, {"desk": 1, "chair": 1})] == [
+        "poor",
+        "fair",
+        "full",
+    ]
+
+
+def test_attribute_rules_pay_only_their_class_and_read_saved_detections() -> None:
+    """A rule pays for its own class's objects (another class may have an attribute of that name),
+    reports what its cap makes possible, and scores a saved JSON detection (`"class"`) as the
+    Detection it came from."""
+    rubric = Rubric.from_dict(
+        {
+            "classes": {"chair": {"points": 50}, "sofa": {"points": 50}},
+            "attributes": [
+                {"class": "chair", "attribute": "armrests", "value": True, "points": 10, "cap": 2}
+            ],
+        }
+    )
+    chair = Detection("chair", 0.9, [0, 0, 1, 1], {}, 0.1, {"armrests": True})
+    sofa = Detection("sofa", 0.9, [0, 0, 1, 1], {}, 0.1, {"armrests": True})
+    assert score_office([sofa], rubric).total == 50.0  # the sofa's armrests earn nothing
+    office = score_office([chair, sofa], rubric)
+    assert office.total == 100.0
+    (rule,) = office.attributes
+    assert (rule.rule, rule.count, rule.earned, rule.possible) == ("chair.armrests=yes", 1, 10.0, 20.0)
+    assert score_office([d.to_dict() for d in (chair, sofa)], rubric) == office

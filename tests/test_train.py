@@ -49,6 +49,7 @@ def _assert_same_weights(a: Path, b: Path) -> None:
 
 def test_schedule_warms_up_then_decays() -> None:
     assert lr_factor(0, 10, 100, 0.05) == pytest.approx(0.001)
+    assert lr_factor(5, 10, 100, 0.05) == pytest.approx(0.5005)  # linear: halfway at half the warm-up
     assert lr_factor(10, 10, 100, 0.05) == pytest.approx(1.0)
     assert lr_factor(55, 10, 100, 0.05) == pytest.approx(0.525)
     assert lr_factor(100, 10, 100, 0.05) == pytest.approx(0.05)
@@ -420,6 +421,23 @@ def test_early_stop_after_patience(tiny_data: Path, tmp_path: Path) -> None:
     assert result.stopped_early and result.epochs_completed == 2 and result.best_epoch == 1
     assert any("early stop" in note for note in result.notes)
     assert len(load_checkpoint(result.last_checkpoint)["metrics"]) == 2
+    assert load_checkpoint(result.best_checkpoint)["epoch"] == 1  # not rewritten by epoch 2, no better
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_its_best_and_its_patience(tiny_data: Path, tmp_path: Path) -> None:
+    """Stopped at epoch 3 after a best epoch 1 and one epoch without gain (patience 2): resumed, epoch 3
+    is a second epoch without gain, so the run stops there with epoch 1 still its best."""
+
+    def ctrl_c(description: str) -> None:
+        if description.startswith("epoch 3/"):
+            raise KeyboardInterrupt
+
+    config = _config(tiny_data, tmp_path / "runs", epochs=4, lr=1e-9, patience=2, name="cut")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, reporter=_Hook(on_batch=ctrl_c))
+    resumed = train(TrainConfig(resume=tmp_path / "runs" / "cut", device="cpu", workers=0))
+    assert resumed.stopped_early and resumed.epochs_completed == 3 and resumed.best_epoch == 1
 
 
 def test_resuming_an_early_stopped_run_trains_no_more(tiny_data: Path, tmp_path: Path) -> None:
