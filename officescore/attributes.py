@@ -63,12 +63,6 @@ class Attribute:
     def index(self, value: Value) -> int:
         return self.values.index(value)
 
-    def text(self, value: Value) -> str:
-        """How a value reads on a label: `armrests` / `no armrests` for yes/no, the value otherwise."""
-        if self.kind == "yesno":
-            return self.name if value else f"no {self.name}"
-        return str(value)
-
     def value_names(self) -> list[str]:
         """Values as text (yes/no for yesno): keys of counts, Label Studio choices, confusion rows."""
         return [value_name(v) for v in self.values]
