@@ -25,6 +25,7 @@ from officescore.model import (
     model_from_checkpoint,
     save_checkpoint,
     skeleton_model,
+    started_pretrained,
 )
 
 CLASSES = ["desk", "chair", "mug", "plant", "lamp"]
@@ -231,3 +232,17 @@ def test_the_zero_shot_coco_model_is_the_one_built_for_real(monkeypatch: pytest.
     assert new.weights_note.startswith("COCO weights")  # type: ignore[union-attr]
     _assert_same_model(old, new.eval(), detections=False)
     assert Predictor.load("coco", "cpu").kind == "coco"
+
+
+def test_a_pretrained_start_is_told_by_its_frozen_batchnorm_where_nothing_records_it() -> None:
+    """A plain state dict (torchvision's .pth, bare or as {"model": ...}) and a checkpoint saved before
+    checkpoints recorded their layout, fine-tuned from a file: frozen BatchNorm keeps no batch
+    counters, so its weights say how the model was built."""
+    frozen = skeleton_model("maskrcnn_resnet18_fpn", CLASSES, pretrained_layout=True).state_dict()
+    trained = skeleton_model("maskrcnn_resnet18_fpn", CLASSES).state_dict()
+    assert started_pretrained(frozen) and started_pretrained({"model": frozen})
+    assert not started_pretrained(trained) and not started_pretrained({"model": trained})
+    older = {"format": "officescore-checkpoint", "args": {"weights": "runs/a/weights/best.pt"}}
+    assert started_pretrained({**older, "model": frozen})
+    assert not started_pretrained({**older, "model": trained})
+    assert not started_pretrained({**older, "model": frozen, "pretrained_layout": False})
