@@ -246,3 +246,16 @@ def test_a_pretrained_start_is_told_by_its_frozen_batchnorm_where_nothing_record
     assert started_pretrained({**older, "model": frozen})
     assert not started_pretrained({**older, "model": trained})
     assert not started_pretrained({**older, "model": frozen, "pretrained_layout": False})
+
+
+def test_a_checkpoint_saved_in_half_precision_loads_as_the_models_float32(tmp_path: Path) -> None:
+    """Weights saved as float16 (a model halved before saving) are converted, as copying them into a
+    built model would: taken as they are, the model would mix dtypes and fail at the first photo."""
+    path = _write(tmp_path / "model.pt", "maskrcnn_resnet18_fpn", **TINY)
+    data = torch.load(path, weights_only=True)
+    data["model"] = {k: v.half() if v.is_floating_point() else v for k, v in data["model"].items()}
+    model, _ = model_from_checkpoint(data, source="x")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    with torch.no_grad():
+        (out,) = model([torch.rand(3, 64, 64)])
+    assert out["boxes"].dtype == torch.float32
