@@ -479,3 +479,18 @@ def test_the_model_loaded_filters_at_the_threshold_it_was_given(tmp_path: Path) 
     best = solid_checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", {"desk": 8.0}, CLASSES)
     for conf in (0.05, 0.55):
         assert load_predictor(best, "cpu", conf).predictor.conf == conf
+
+
+def test_a_job_threshold_equal_to_the_default_but_on_the_suggestion_score_is_picked_up(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """The threshold a job writes after best.pt may be 0.30, the default's number, yet on the
+    suggestion score: a running backend (no --train, no --conf) switches to it all the same."""
+    from officescore.label.predict import SUGGEST_FILE
+
+    best = checkpoint(tmp_path / "runs" / "label-job0001" / "weights" / "best.pt", b"weights")
+    backend = ml.Backend(tmp_path / "runs", conf=None, local_root=tmp_path, log=lambda m: None)
+    assert backend.suggests() == "suggests scores >= 0.30"
+    record = {"model_version": version_of("label-job0001", b"weights"), "conf": 0.3, "by_mask": True}
+    (best.parent.parent / SUGGEST_FILE).write_text(json.dumps(record))
+    assert backend.suggests() == "suggests class x mask score² >= 0.30"

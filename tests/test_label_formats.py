@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from labelmodels import edge_masks
+from labelmodels import edge_masks, polygon_region
 
 from officescore import DEFAULT_CLASSES
 from officescore import masks as masklib
@@ -293,3 +293,39 @@ def test_suggestions_on_every_edge_stay_inside_the_photo(kind: str) -> None:
         else:  # Label Studio's RLE of exactly the photo's size
             assert regions.brush_to_mask(result["value"]["rle"], width, height).shape == (height, width)
     assert LabelInterface(schema.config_xml()).validate_prediction(pred, return_errors=True) == []
+
+
+def test_an_older_projects_config_gets_the_ignore_tag_once_with_the_tasks_labels_too() -> None:
+    """`label push` of review tasks into a project made before ignore regions: the tag is added
+    labelling the project's classes and those the tasks' rectangles use; a config that has it stays."""
+    from xml.etree import ElementTree
+
+    old = LabelSchema(("desk", "chair")).config_xml()
+    added = formats.with_ignore_tag(old, ["lamp", "desk"])
+    assert LabelSchema.from_config(added).ignore_boxes
+    tags = [
+        t
+        for t in ElementTree.fromstring(added).iter("RectangleLabels")
+        if t.get("name") == formats.IGNORE_TAG
+    ]
+    assert [[label.get("value") for label in tag.iter("Label")] for tag in tags] == [
+        ["desk", "chair", "lamp"]
+    ]
+    assert formats.with_ignore_tag(added, ["sofa"]) == added
+
+
+def test_only_rectangles_of_the_ignore_tag_ask_push_to_add_the_tag() -> None:
+    """Review tasks with polygons only leave an older project's config alone (None); an ignore
+    rectangle asks for the tag, with its label."""
+    from officescore.label.push import _tag_labels
+
+    polygon = polygon_region([[10, 10], [50, 10], [50, 50]], "chair", 128, 96)
+    rectangle = {
+        "type": "rectanglelabels",
+        "from_name": formats.IGNORE_TAG,
+        "to_name": "image",
+        "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["lamp"]},
+    }
+    assert _tag_labels([{"predictions": [{"result": [polygon]}]}], formats.IGNORE_TAG) is None
+    tasks = [{"predictions": [{"result": [polygon]}], "annotations": [{"result": [rectangle]}]}]
+    assert _tag_labels(tasks, formats.IGNORE_TAG) == ["lamp"]

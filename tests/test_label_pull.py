@@ -5,6 +5,8 @@ counts, and regions stored at another photo size. Against the real server: test_
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from labelmodels import polygon_region, run, write_photos
 from officescore import masks as masklib
 from officescore.label.client import Project
 from officescore.label.formats import LabelSchema, annotation
-from officescore.label.pull import pull_project
+from officescore.label.pull import labels_until, pull_project
 
 CLASSES = ("desk", "chair", "monitor")
 WIDTH, HEIGHT = 128, 96  # write_photos' size
@@ -311,3 +313,31 @@ def _splits(dataset: Path) -> dict[str, str]:
         for split in ("train", "val")
         for image in json.loads((dataset / f"{split}.json").read_text())["images"]
     }
+
+
+def test_labels_until_is_the_newest_label_by_its_last_change_on_label_studios_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A label's time is its updated_at (a correction), else created_at; a time with no zone is UTC,
+    as Label Studio writes it, whatever the puller's zone; a skip or an unreadable time is no label."""
+    monkeypatch.setenv("TZ", "America/New_York")  # a puller far from UTC
+    time.tzset()
+    try:
+        tasks = [
+            {
+                "annotations": [
+                    {"id": 1, "created_at": "2026-01-01T09:00:00Z", "updated_at": "2026-01-01T12:00:00Z"}
+                ]
+            },
+            {"annotations": [{"id": 2, "created_at": "2026-01-01T11:00:00"}]},
+            {"annotations": [{"id": 3, "created_at": "2026-01-01T13:00:00Z", "was_cancelled": True}]},
+            {"annotations": [{"id": 4, "created_at": "not a time"}]},
+            {"annotations": []},
+        ]
+        utc = timezone.utc
+        assert labels_until(tasks) == datetime(2026, 1, 1, 12, tzinfo=utc).timestamp()
+        assert labels_until(tasks[1:]) == datetime(2026, 1, 1, 11, tzinfo=utc).timestamp()
+        assert labels_until(tasks[2:]) is None
+    finally:
+        monkeypatch.undo()  # the zone this process had
+        time.tzset()

@@ -25,6 +25,7 @@ from officescore.model import (
     model_from_checkpoint,
     save_checkpoint,
     skeleton_model,
+    started_pretrained,
 )
 
 CLASSES = ["desk", "chair", "mug", "plant", "lamp"]
@@ -231,3 +232,30 @@ def test_the_zero_shot_coco_model_is_the_one_built_for_real(monkeypatch: pytest.
     assert new.weights_note.startswith("COCO weights")  # type: ignore[union-attr]
     _assert_same_model(old, new.eval(), detections=False)
     assert Predictor.load("coco", "cpu").kind == "coco"
+
+
+def test_a_pretrained_start_is_told_by_its_frozen_batchnorm_where_nothing_records_it() -> None:
+    """A plain state dict (torchvision's .pth, bare or as {"model": ...}) and a checkpoint saved before
+    checkpoints recorded their layout, fine-tuned from a file: frozen BatchNorm keeps no batch
+    counters, so its weights say how the model was built."""
+    frozen = skeleton_model("maskrcnn_resnet18_fpn", CLASSES, pretrained_layout=True).state_dict()
+    trained = skeleton_model("maskrcnn_resnet18_fpn", CLASSES).state_dict()
+    assert started_pretrained(frozen) and started_pretrained({"model": frozen})
+    assert not started_pretrained(trained) and not started_pretrained({"model": trained})
+    older = {"format": "officescore-checkpoint", "args": {"weights": "runs/a/weights/best.pt"}}
+    assert started_pretrained({**older, "model": frozen})
+    assert not started_pretrained({**older, "model": trained})
+    assert not started_pretrained({**older, "model": frozen, "pretrained_layout": False})
+
+
+def test_a_checkpoint_saved_in_half_precision_loads_as_the_models_float32(tmp_path: Path) -> None:
+    """Weights saved as float16 (a model halved before saving) are converted, as copying them into a
+    built model would: taken as they are, the model would mix dtypes and fail at the first photo."""
+    path = _write(tmp_path / "model.pt", "maskrcnn_resnet18_fpn", **TINY)
+    data = torch.load(path, weights_only=True)
+    data["model"] = {k: v.half() if v.is_floating_point() else v for k, v in data["model"].items()}
+    model, _ = model_from_checkpoint(data, source="x")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    with torch.no_grad():
+        (out,) = model([torch.rand(3, 64, 64)])
+    assert out["boxes"].dtype == torch.float32
