@@ -5,8 +5,11 @@ as `officescore.label.trainjob` calls it, with the job's settings). Here: `--pho
 scenes (`--val` of them held out) at 1024 px, one training run per candidate (architecture, image
 size, bf16 autocast or float32) for `--epochs` epochs; reported: seconds per epoch (training and
 validation), the whole run, and the ratio to the first candidate (the default), all in one process
-so the ratios hold whatever the machine's load. Weights are random (`--weights none`): the speed of
-a step does not depend on them.
+so the ratios hold whatever the machine's load. Weights are random: the speed of a step does not
+depend on them, but the layout does. A job warm-starts from a model that came from COCO, which keeps
+its first backbone layers (and, for MobileNetV3 and ResNet18/50 v1, its BatchNorm) frozen: the
+"pretrained" candidates train a random model in that layout (a checkpoint recording it).
+`--only 0,6` runs a subset of the candidates (their indices in CANDIDATES).
 
     python bench/label_job.py --out /tmp/bench_label_job
     python bench/label_job.py --out /tmp/bench_label_job --photos 100 --epochs 1
@@ -25,18 +28,33 @@ from benchkit import cpu_name
 
 from officescore.ingest import ingest_export
 from officescore.label.trainer import DEFAULT_ARCH, DEFAULT_IMG_SIZE
+from officescore.model import build_model, save_checkpoint
 from officescore.sample import write_sample
 from officescore.train import TrainConfig, train
 from officescore.train.setup import cpu_bf16_helps
 
-CANDIDATES = [  # (arch, img_size, bf16): the default first
-    (DEFAULT_ARCH, DEFAULT_IMG_SIZE, True),
-    (DEFAULT_ARCH, DEFAULT_IMG_SIZE, False),
-    (DEFAULT_ARCH, 800, True),
-    ("maskrcnn_resnet18_fpn", DEFAULT_IMG_SIZE, True),
-    ("maskrcnn_resnet50_fpn_v2", DEFAULT_IMG_SIZE, True),
-    ("maskrcnn_resnet50_fpn_v2", 800, True),
+CANDIDATES = [  # (arch, img_size, bf16, layout): the default first
+    (DEFAULT_ARCH, DEFAULT_IMG_SIZE, True, "random"),
+    (DEFAULT_ARCH, DEFAULT_IMG_SIZE, False, "random"),
+    (DEFAULT_ARCH, 800, True, "random"),
+    ("maskrcnn_resnet18_fpn", DEFAULT_IMG_SIZE, True, "random"),
+    ("maskrcnn_resnet50_fpn_v2", DEFAULT_IMG_SIZE, True, "random"),
+    ("maskrcnn_resnet50_fpn_v2", 800, True, "random"),
+    (DEFAULT_ARCH, DEFAULT_IMG_SIZE, True, "pretrained"),
+    ("maskrcnn_resnet50_fpn_v2", DEFAULT_IMG_SIZE, True, "pretrained"),
 ]
+
+
+def start_weights(arch: str, layout: str, data: Path, out: Path) -> str:
+    """`--weights` for a candidate: none, or a random checkpoint in a pretrained start's layout."""
+    if layout == "random":
+        return "none"
+    path = out / f"start_{arch}_{layout}.pt"
+    if not path.is_file():
+        classes = [c["name"] for c in json.loads((data / "train.json").read_text())["categories"]]
+        model = build_model(arch, classes, weights="none", pretrained_layout=True)
+        save_checkpoint(path, model=model.state_dict(), arch=arch, classes=classes, pretrained_layout=True)
+    return str(path)
 
 
 def main() -> None:
@@ -49,6 +67,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=2, help="the backend's default")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--only", default="", help="indices of CANDIDATES to run, e.g. 0,6")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -59,9 +78,12 @@ def main() -> None:
             args.out / "export" / "annotations.json", out=data, val_fraction=args.val / args.photos, seed=0
         )
     rows = []
-    for n, (arch, size, bf16) in enumerate(CANDIDATES):
+    chosen = [int(i) for i in args.only.split(",")] if args.only else range(len(CANDIDATES))
+    for n in chosen:
+        arch, size, bf16, layout = CANDIDATES[n]
+        weights = start_weights(arch, layout, data, args.out)
         config = TrainConfig(
-            data=data, arch=arch, weights="none", epochs=args.epochs, batch_size=args.batch_size,
+            data=data, arch=arch, weights=weights, epochs=args.epochs, batch_size=args.batch_size,
             img_size=size, amp=bf16, workers=0, device="cpu", val_every=1, log="none",
             project=args.out / "runs", name=f"c{n}", seed=0,
         )  # fmt: skip
@@ -73,6 +95,7 @@ def main() -> None:
             {
                 "arch": arch,
                 "img_size": size,
+                "layout": layout,
                 "bf16": bf16 and cpu_bf16_helps(),
                 "train_s_per_epoch": trained / args.epochs,
                 "run_s": seconds,
@@ -81,7 +104,7 @@ def main() -> None:
         )
         base = rows[0]["run_s"]
         print(
-            f"{arch} {size}px bf16={rows[-1]['bf16']}: run {seconds:.1f} s ({seconds / base:.2f}x)",
+            f"{arch} {size}px bf16={rows[-1]['bf16']} {layout}: run {seconds:.1f} s ({seconds / base:.2f}x)",
             flush=True,
         )
     report = {
@@ -103,12 +126,12 @@ def table(report: dict) -> str:
         f"{trained} train + {report['val']} val photos, {report['epochs']} epoch(s), "
         f"{report['threads']} threads",
         "",
-        "| arch | img px | bf16 | train s/epoch | img/s | run s (train + val) | vs default |",
-        "|---|---|---|---|---|---|---|",
+        "| arch | img px | bf16 | layout | train s/epoch | img/s | run s (train + val) | vs first |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         lines.append(
-            f"| {r['arch']} | {r['img_size']} | {'yes' if r['bf16'] else 'no'} "
+            f"| {r['arch']} | {r['img_size']} | {'yes' if r['bf16'] else 'no'} | {r.get('layout', 'random')} "
             f"| {r['train_s_per_epoch']:.1f} | {r['img_per_s']:.2f} | {r['run_s']:.1f} "
             f"| {r['run_s'] / base:.2f}x |"
         )
