@@ -887,7 +887,7 @@ def test_torchrun_ranks_infer_shards_and_rank0_writes(tiny: dict[str, Any], tmp_
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     cmd += ["-m", "officescore", "eval", "--model", str(tiny["checkpoint"]), "--data", str(tiny["data"])]
     cmd += ["--device", "cpu", "--batch-size", "1", "--name", "dist", "--json"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}  # torchrun's log folders
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(proc.stdout)  # one document: only rank 0 prints
