@@ -50,6 +50,7 @@ from officescore.label.predict import (
     load_predictor,
     resolve_model,
     suggestion_threshold,
+    suggests_words,
     threshold_words,
 )
 from officescore.label.prelabel import DEFAULT_CONF, LOCAL_FILES_PREFIX
@@ -142,9 +143,9 @@ class Backend:
                 loaded = self._load(source, threshold)
                 self._loaded = _Loaded(key, loaded, suggest)
                 if before is None and self.trainer is not None:  # the banner said "no model yet"
-                    self.log(f"first model {loaded.version} ({_words(threshold, loaded)})")
+                    self.log(f"first model {loaded.version} ({threshold_words(loaded)})")
                 elif before is not None:
-                    self.log(f"model {before} -> {loaded.version} ({_words(threshold, loaded)})")
+                    self.log(f"model {before} -> {loaded.version} ({threshold_words(loaded)})")
             elif self._loaded.suggest != suggest:  # its job wrote its threshold after best.pt
                 self._loaded = _Loaded(key, self._rethresholded(self._loaded.model, threshold), suggest)
             return self._loaded.model
@@ -214,7 +215,7 @@ class Backend:
             with self._lock:
                 before = self._loaded.model.version if self._loaded else None
                 self._loaded, self._reloading = _Loaded(key, loaded, suggest), None
-            self.log(f"model {before} -> {loaded.version} ({_words(threshold, loaded)})")
+            self.log(f"model {before} -> {loaded.version} ({threshold_words(loaded)})")
 
         self._load_thread = threading.Thread(target=load, name="officescore-model-load", daemon=True)
         self._load_thread.start()
@@ -318,18 +319,12 @@ def _stat(path: Path) -> tuple[int, int]:
     return info.st_mtime_ns, info.st_size
 
 
-def _words(threshold: tuple[float | None, bool], loaded: LoadedPredictor) -> str:
-    """What the model just loaded needs: the threshold it was given, else the one it found."""
-    return _suggests(threshold) if threshold[0] is not None else threshold_words(loaded)
-
-
 def _suggests(threshold: tuple[float | None, bool]) -> str:
-    """`suggests scores >= 0.30`, or with a threshold on the suggestion score `suggests class x mask
-    score² >= 0.21` (no model loaded: what the next one will need)."""
+    """What the next model loaded will need (none is loaded yet)."""
     conf, by_mask = threshold
     if conf is None:
-        return "suggests at the model's own threshold, else scores >= 0.30"
-    return f"suggests {'class x mask score²' if by_mask else 'scores'} >= {conf:.2f}"
+        return f"suggests at the model's own threshold, else scores >= {DEFAULT_CONF:.2f}"
+    return suggests_words(conf, by_mask)
 
 
 def _schema(label_config: str | None, loaded: LoadedPredictor) -> LabelSchema:

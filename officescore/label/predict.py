@@ -156,8 +156,12 @@ def threshold_words(loaded: LoadedPredictor) -> str:
     conf = getattr(loaded.predictor, "conf", None)
     if conf is None:  # NoModel
         return "suggests nothing"
-    score = "class x mask score²" if loaded.by_mask else "scores"
-    return f"suggests {score} >= {float(conf):.2f}"
+    return suggests_words(float(conf), loaded.by_mask)
+
+
+def suggests_words(conf: float, by_mask: bool) -> str:
+    """`suggests scores >= 0.30`, or on the suggestion score `suggests class x mask score² >= 0.21`."""
+    return f"suggests {'class x mask score²' if by_mask else 'scores'} >= {conf:.2f}"
 
 
 class NoModel:
