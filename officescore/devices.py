@@ -31,12 +31,10 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def _cuda_device(name: str) -> torch.device:
     """`cuda` or `cuda:N`, checked here: a GPU index that is not there fails at the first tensor."""
-    try:
+    try:  # the name starts with "cuda": a device of that type, or a RuntimeError
         device = torch.device(name)
     except RuntimeError:
-        device = None
-    if device is None or device.type != "cuda":
-        raise ConfigError(f"--device {name!r}: use cuda or cuda:N (N: a GPU's index)")
+        raise ConfigError(f"--device {name!r}: use cuda or cuda:N (N: a GPU's index)") from None
     if not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: no CUDA GPU is visible here; use --device cpu or auto")
     count = torch.cuda.device_count()

@@ -48,21 +48,18 @@ def serve(
     from officescore.errors import ConfigError
     from officescore.infer import COCO_SOURCE, expand_inputs, model_source
     from officescore.infer.score import Rubric
-    from officescore.model import (
-        is_torchscript,
-        load_checkpoint,
-        model_from_checkpoint,
-    )
+    from officescore.model import is_torchscript, model_from_checkpoint
 
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     source = model_source(model)  # a run folder: its best.pt, named to the page; a missing file fails
-    if source.lower() != COCO_SOURCE and not is_torchscript(Path(source)):
+    coco = source.lower() == COCO_SOURCE
+    kind = "torchscript" if not coco and is_torchscript(Path(source)) else "checkpoint"
+    if not coco and kind == "checkpoint":
         # A damaged or foreign file, or weights that do not fit, fail here, not in the browser.
-        model_from_checkpoint(load_checkpoint(Path(source)), "cpu", source=source)
+        model_from_checkpoint(Path(source), "cpu")
     from officescore.infer.accel import resolve_precision
 
-    kind = "torchscript" if source.lower() != COCO_SOURCE and is_torchscript(Path(source)) else "checkpoint"
     resolved = resolve_precision(precision, resolve_device(device), kind)  # one it lacks fails here
     from officescore.infer.accel.int8 import spread
 
@@ -75,7 +72,7 @@ def serve(
     if rubric is not None:
         Rubric.load(rubric)  # a bad rubric fails here, not in the browser
     settings = PageSettings(
-        model=source if source.lower() == COCO_SOURCE else str(Path(source).resolve()),
+        model=source if coco else str(Path(source).resolve()),
         device=device,
         conf=conf,
         precision=precision,
@@ -84,7 +81,7 @@ def serve(
     )
     argv, env = streamlit_command(settings, port=port, host=host)
     _check_address(host, port)
-    if source.lower() == COCO_SOURCE:  # last: it may download the weights
+    if coco:  # last: it may download the weights
         _check_coco_weights()
     err_console.print(f"serving {settings.model} at http://{host}:{port} (Ctrl+C to stop)")
     env = {**os.environ, **env}
