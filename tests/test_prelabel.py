@@ -404,3 +404,18 @@ def test_cli_defaults_match_the_library() -> None:
     assert push["conf"] is None and push["mask"] == prelabel.POLYGON
     assert serve["conf"] is None  # each trained model's own threshold, else DEFAULT_CONF (test_label_cli)
     assert serve["port"] == backend.DEFAULT_PORT and serve["host"] == backend.DEFAULT_HOST
+
+
+def test_prelabel_with_no_model_writes_no_suggestions_and_says_so(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--model none` (no model yet: an empty file to label by hand) wrote its file and then ended
+    in "unexpected error: AttributeError" while reporting the threshold a model-less run has not."""
+    out = tmp_path / "empty.json"
+    args = ["prelabel", str(setup["photos"]), "--model", "none", "--out", str(out)]
+    code, said, err = run([*args, "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(said)["threshold"] is None
+    assert json.loads(out.read_text())["annotations"] == []
+    code, said, err = run(args, capsys)
+    assert code == 0 and "suggests nothing" in said, err

@@ -158,7 +158,7 @@ def push(
     from officescore.errors import ConfigError
     from officescore.label.client import check_project_title
     from officescore.label.formats import MASK_KINDS
-    from officescore.label.predict import load_predictor, threshold_words
+    from officescore.label.predict import load_predictor, threshold_record, threshold_words
     from officescore.label.push import push_images, push_tasks_file
     from officescore.label.sources import Gathered, gather_images
 
@@ -209,7 +209,7 @@ def push(
             attributes=load_schema(attributes) if attributes is not None else None,
             interactive=interactive,
         )
-    threshold = {"conf": loaded.predictor.conf, "by_mask": loaded.by_mask} if loaded is not None else None
+    threshold = threshold_record(loaded) if loaded is not None else None
     if json_output:
         print_json({**result.to_dict(), "threshold": threshold, **skipped_json(gathered)})
     else:

@@ -76,7 +76,7 @@ def prelabel(
     """Pre-label photos with a model: a COCO file (CVAT, Roboflow, Hasty) or Label Studio tasks."""
     from officescore.errors import BadImageError, ConfigError
     from officescore.infer import default_model_source
-    from officescore.label.predict import load_predictor, threshold_words
+    from officescore.label.predict import load_predictor, threshold_record, threshold_words
     from officescore.label.prelabel import check_options
     from officescore.label.prelabel import prelabel as run_prelabel
     from officescore.label.sources import gather_images
@@ -100,7 +100,7 @@ def prelabel(
         batch_size=batch_size,
         reporter=reporter(json_output),
     )
-    threshold = {"conf": loaded.predictor.conf, "by_mask": loaded.by_mask}
+    threshold = threshold_record(loaded)
     if json_output:
         print_json({**result.to_dict(), "threshold": threshold, **skipped_json(gathered)})
     else:

@@ -159,6 +159,12 @@ def threshold_words(loaded: LoadedPredictor) -> str:
     return suggests_words(float(conf), loaded.by_mask)
 
 
+def threshold_record(loaded: LoadedPredictor) -> dict[str, Any] | None:
+    """The threshold as `--json` reports it: {"conf", "by_mask"}; None for no model (`--model none`)."""
+    conf = getattr(loaded.predictor, "conf", None)
+    return None if conf is None else {"conf": conf, "by_mask": loaded.by_mask}
+
+
 def suggests_words(conf: float, by_mask: bool) -> str:
     """`suggests scores >= 0.30`, or on the suggestion score `suggests class x mask score² >= 0.21`."""
     return f"suggests {'class x mask score²' if by_mask else 'scores'} >= {conf:.2f}"
