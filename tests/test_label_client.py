@@ -78,8 +78,13 @@ def test_a_forbidden_key_is_the_keys_fault_and_the_oldest_project_of_a_title_is_
         SimpleNamespace(items=listed[:1], response=SimpleNamespace(next="page 2")),
         SimpleNamespace(items=listed[1:], response=SimpleNamespace(next=None)),
     ]
+
+    def iter_pages() -> Any:
+        yield from pages
+        raise AssertionError("asked for a page after the one without `next`")  # the SDK would ask
+
     client.sdk = SimpleNamespace(
-        projects=SimpleNamespace(list=lambda title: SimpleNamespace(iter_pages=lambda: pages))
+        projects=SimpleNamespace(list=lambda title: SimpleNamespace(iter_pages=iter_pages))
     )
     project = client.project("offices")
     assert (project.id, project.title, project.schema.classes) == (4, "offices", ("desk", "chair"))
