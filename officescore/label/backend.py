@@ -143,9 +143,9 @@ class Backend:
                 loaded = self._load(source, threshold)
                 self._loaded = _Loaded(key, loaded, suggest)
                 if before is None and self.trainer is not None:  # the banner said "no model yet"
-                    self.log(f"first model {loaded.version} ({threshold_words(loaded)})")
+                    self.log(f"first model {loaded.version} ({_words(threshold, loaded)})")
                 elif before is not None:
-                    self.log(f"model {before} -> {loaded.version} ({threshold_words(loaded)})")
+                    self.log(f"model {before} -> {loaded.version} ({_words(threshold, loaded)})")
             elif self._loaded.suggest != suggest:  # its job wrote its threshold after best.pt
                 self._loaded = _Loaded(key, self._rethresholded(self._loaded.model, threshold), suggest)
             return self._loaded.model
@@ -215,7 +215,7 @@ class Backend:
             with self._lock:
                 before = self._loaded.model.version if self._loaded else None
                 self._loaded, self._reloading = _Loaded(key, loaded, suggest), None
-            self.log(f"model {before} -> {loaded.version} ({threshold_words(loaded)})")
+            self.log(f"model {before} -> {loaded.version} ({_words(threshold, loaded)})")
 
         self._load_thread = threading.Thread(target=load, name="officescore-model-load", daemon=True)
         self._load_thread.start()
@@ -317,6 +317,11 @@ def _stat(path: Path) -> tuple[int, int]:
     except OSError:
         return 0, 0
     return info.st_mtime_ns, info.st_size
+
+
+def _words(threshold: tuple[float | None, bool], loaded: LoadedPredictor) -> str:
+    """What the model just loaded needs: the threshold it was given, else the one it found."""
+    return _suggests(threshold) if threshold[0] is not None else threshold_words(loaded)
 
 
 def _suggests(threshold: tuple[float | None, bool]) -> str:
