@@ -34,7 +34,7 @@ import numpy as np
 from officescore import masks as masklib
 from officescore.errors import DataError
 from officescore.label.formats import Region, result_regions
-from officescore.label.pull import latest_annotation
+from officescore.label.pull import latest_annotation, studio_time
 
 KEEP_IOU = 0.5
 REDRAWN_IOU = 0.1  # below this a same-class label is a different object, not a redrawn outline
@@ -177,15 +177,6 @@ def match_regions(predicted: Sequence[Region], final: Sequence[Region]) -> tuple
     return found.kept, found.added, found.kept_ious
 
 
-def _when(stamp: Any) -> datetime | None:
-    if not stamp:
-        return None
-    try:
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def shown_prediction(task: Mapping[str, Any], annotation: Mapping[str, Any]) -> dict[str, Any] | None:
     """The prediction the labeller saw: the annotation's parent prediction, else the newest one
     Label Studio stored before the annotation was created; None when none was shown first."""
@@ -194,13 +185,13 @@ def shown_prediction(task: Mapping[str, Any], annotation: Mapping[str, Any]) -> 
     for prediction in predictions:
         if parent is not None and prediction.get("id") == parent:
             return prediction
-    created = _when(annotation.get("created_at"))
+    created = studio_time(annotation.get("created_at"))
     if created is None:
         return None
-    before = [p for p in predictions if (_when(p.get("created_at")) or created) < created]
+    before = [p for p in predictions if (studio_time(p.get("created_at")) or created) < created]
     if not before:
         return None
-    return max(before, key=lambda p: (_when(p.get("created_at")), p.get("id") or 0))
+    return max(before, key=lambda p: (studio_time(p.get("created_at")), p.get("id") or 0))
 
 
 def task_feedback(task: Mapping[str, Any]) -> TaskFeedback | None:

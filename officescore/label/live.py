@@ -63,15 +63,14 @@ def count_labels_made_unheard(trainer: Trainer, client: Any, project_id: int) ->
     those newer than what the models saw (`Trainer.count_missed`), so that --train-every applies to
     them too. Label Studio failing here only leaves them uncounted (the next job pulls them anyway).
     Their times are Label Studio's clock, and so is what the jobs' pulls held (`labels_until`)."""
-    from officescore.label.pull import label_time, latest_annotation
+    from officescore.label.pull import label_times
 
     try:
         tasks = client.export_tasks(project_id)
     except UserError as exc:
         trainer.log(f"labels made while the backend was not running are not counted: {exc}")
         return
-    labelled_at = [label_time(a) for t in tasks if (a := latest_annotation(t)) is not None]
-    added = trainer.count_missed([t for t in labelled_at if t is not None])
+    added = trainer.count_missed(label_times(tasks))
     if added:
         pending, every = trainer.state["pending"], trainer.settings.every
         trainer.log(

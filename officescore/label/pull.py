@@ -97,21 +97,31 @@ def latest_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
     return max(kept, key=_newest)
 
 
-def label_time(annotation: dict[str, Any]) -> float | None:
-    """An annotation's last change as seconds since the epoch, by Label Studio's clock (it writes
-    ISO 8601, UTC); None when it has no readable time."""
-    text = str(annotation.get("updated_at") or annotation.get("created_at") or "")
+def studio_time(stamp: Any) -> datetime | None:
+    """A time Label Studio wrote (ISO 8601, UTC: a time without a zone is UTC); None when unreadable."""
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(str(stamp or "").replace("Z", "+00:00"))
     except ValueError:
         return None
-    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def label_time(annotation: dict[str, Any]) -> float | None:
+    """An annotation's last change as seconds since the epoch, by Label Studio's clock; None when it
+    has no readable time."""
+    when = studio_time(annotation.get("updated_at") or annotation.get("created_at"))
+    return when.timestamp() if when else None
+
+
+def label_times(tasks: Sequence[dict[str, Any]]) -> list[float]:
+    """When each labelled task's label (`latest_annotation`) last changed (`label_time`), if readable."""
+    times = [label_time(a) for t in tasks if (a := latest_annotation(t)) is not None]
+    return [t for t in times if t is not None]
 
 
 def labels_until(tasks: Sequence[dict[str, Any]]) -> float | None:
-    """When the newest of the tasks' labels (`latest_annotation`) was made (`label_time`)."""
-    times = [label_time(a) for t in tasks if (a := latest_annotation(t)) is not None]
-    return max((t for t in times if t is not None), default=None)
+    """When the newest of the tasks' labels was made."""
+    return max(label_times(tasks), default=None)
 
 
 def _image_name(task: dict[str, Any], ref: str) -> str:
