@@ -263,10 +263,10 @@ def test_push_interactive_fixes_the_choices_of_tools_an_earlier_version_added(
         'visibleWhen="region-selected"', 'visibleWhen="region-selected" whenTagName="label"'
     )
     client.set_project(project.id, label_config=old)
-    assert not _shown(client.label_config(project.id), "chair__armrests", "mask", "chair")
+    assert not _shown(client.project("earlier tools").config, "chair__armrests", "mask", "chair")
     photos = write_scenes(tmp_path / "photos", n=1)
     push_images(client, "earlier tools", [str(p) for p in photos], classes=CLASSES, interactive=True)
-    assert _shown(client.label_config(project.id), "chair__armrests", "mask", "chair")
+    assert _shown(client.project("earlier tools").config, "chair__armrests", "mask", "chair")
 
 
 def test_review_tasks_pushed_into_a_project_with_other_tag_names_keep_choices_and_ignore_boxes() -> None:

@@ -55,7 +55,7 @@ def test_label_studio_forwards_a_click_and_keeps_the_brush_answer(
     assert code == 0 and json.loads(out)["interactive"] is True, err
     project = client.project(title)
     assert project.schema.interactive and project.schema.mask == "polygon"  # its own tool is kept
-    config = client.label_config(project.id)
+    config = project.config
     assert 'smart="true"' in config and '<BrushLabels name="mask"' in config
     (task,) = client.export_tasks(project.id)
 

@@ -35,9 +35,6 @@ class StandIn:
     def project(self, title: str) -> Project:
         return Project(1, title, LabelSchema.from_config(self.config), self.config)
 
-    def label_config(self, project_id: int) -> str:
-        return self.config
-
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
         return json.loads(json.dumps(self.tasks))
 

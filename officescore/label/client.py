@@ -191,11 +191,6 @@ class LabelStudio:
         )
         return Project(int(created.id), title, schema, config)
 
-    def label_config(self, project_id: int) -> str:
-        """The project's labelling config as Label Studio holds it."""
-        project = self.call("read the project", lambda: self.sdk.projects.get(id=project_id))
-        return str(project.label_config or "")
-
     def set_project(self, project_id: int, **fields: Any) -> None:
         self.call("update the project", lambda: self.sdk.projects.update(id=project_id, **fields))
 
