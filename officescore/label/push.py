@@ -192,18 +192,19 @@ def push_images(
 def add_smart_tools(client: LabelStudio, project: Project) -> Project:
     """Give an existing project the click-to-mask tools (smart keypoint and rectangle per class, and a
     BrushLabels tag for the answers); the rest of its config, and its tasks and labels, stay."""
-    config = with_smart_tools(project.config)
-    if config == project.config:  # has them (and its attribute choices show for clicked regions)
-        return project
-    client.set_project(project.id, label_config=config)
-    return Project(project.id, project.title, LabelSchema.from_config(config), config)
+    return _reconfigured(client, project, with_smart_tools(project.config))
 
 
 def add_ignore_tag(client: LabelStudio, project: Project, labels: Sequence[str] = ()) -> Project:
     """Give an existing project the RectangleLabels tag of ignore regions (labelling its classes and
     `labels`): Label Studio neither shows a result whose tag its config lacks nor keeps it when the
     task is saved. The rest of the config, and the project's tasks and labels, stay."""
-    config = with_ignore_tag(project.config, labels)
+    return _reconfigured(client, project, with_ignore_tag(project.config, labels))
+
+
+def _reconfigured(client: LabelStudio, project: Project, config: str) -> Project:
+    """The project with labelling config `config`, set in Label Studio when it differs (a config
+    already so, e.g. with the tools added before, is left alone)."""
     if config == project.config:
         return project
     client.set_project(project.id, label_config=config)
@@ -364,17 +365,18 @@ def _classes_in(tasks: Sequence[dict[str, Any]], schema: LabelSchema) -> list[st
 
 def _tag_labels(tasks: Sequence[dict[str, Any]], tag: str) -> list[str] | None:
     """The labels the tasks' results of tag `tag` use; None when no result uses the tag."""
-    found: dict[str, None] | None = None
-    for task in tasks:
-        for group in ("predictions", "annotations"):
-            for entry in task.get(group) or []:
-                for result in entry.get("result") or []:
-                    if result.get("from_name") != tag:
-                        continue
-                    found = {} if found is None else found
-                    labels = (result.get("value") or {}).get(str(result.get("type", "")), [])
-                    found.update((str(label), None) for label in labels)
-    return None if found is None else list(found)
+    results = [
+        result
+        for task in tasks
+        for group in ("predictions", "annotations")
+        for entry in task.get(group) or []
+        for result in entry.get("result") or []
+        if result.get("from_name") == tag
+    ]
+    if not results:
+        return None
+    labels = (label for r in results for label in (r.get("value") or {}).get(str(r.get("type", "")), []))
+    return list(dict.fromkeys(str(label) for label in labels))
 
 
 def _renamed(task: dict[str, Any], written: LabelSchema, schema: LabelSchema) -> dict[str, Any]:
