@@ -946,7 +946,9 @@ def test_a_repredict_still_waiting_for_its_model_stops_when_a_newer_job_ends(
 
 def test_a_new_model_that_fails_to_load_is_tried_again_later(monkeypatch: pytest.MonkeyPatch) -> None:
     """--train: the switched-to model fails to load (say memory ran short): the old one keeps
-    answering, and after RELOAD_RETRY_SECONDS the next request loads it again, not never."""
+    answering, and after RELOAD_RETRY_SECONDS the next request loads it again, not never. The
+    backend's clock is the test's: how long a busy machine takes between two requests cannot start
+    the second try early (with a real 0.3 s wait, a request 0.3 s late did, and v2 answered)."""
     from types import SimpleNamespace
 
     from officescore.label import backend as ml
@@ -954,15 +956,18 @@ def test_a_new_model_that_fails_to_load_is_tried_again_later(monkeypatch: pytest
 
     checkpoint = ["runs/v1/best.pt"]
     failures = [1]  # the next load of v2 fails this many times
+    tries: list[str] = []
 
     def load(self: Any, source: str, threshold: Any) -> LoadedPredictor:
+        tries.append(Path(source).parent.name)
         if "v2" in str(source) and failures[0] > 0:
             failures[0] -= 1
             raise MemoryError("out of memory")
         return LoadedPredictor(NoModel(), source, Path(source).parent.name)
 
     monkeypatch.setattr(ml.Backend, "_load", load)
-    monkeypatch.setattr(ml, "RELOAD_RETRY_SECONDS", 0.3)
+    clock = [1000.0]
+    monkeypatch.setattr(ml, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     trainer = SimpleNamespace(current_checkpoint=lambda: checkpoint[0], current_conf=lambda: None)
     messages: list[str] = []
     backend = ml.Backend("runs", trainer=trainer, log=messages.append)  # type: ignore[arg-type]
@@ -971,13 +976,16 @@ def test_a_new_model_that_fails_to_load_is_tried_again_later(monkeypatch: pytest
     assert backend.model_version == "v1"  # the old one answers while the new one loads
     backend.wait_for_load(10)
     assert backend.model_version == "v1" and "cannot load the new model runs/v2/best.pt" in messages[-1]
-    assert "trying again in 0.3s" in messages[-1]
-    backend.wait_for_load(10)
+    assert f"trying again in {ml.RELOAD_RETRY_SECONDS:g}s" in messages[-1]
+    clock[0] += ml.RELOAD_RETRY_SECONDS - 1
     assert backend.model_version == "v1"  # too soon: no second try yet
-    time.sleep(0.4)
+    backend.wait_for_load(10)
+    assert backend.model_version == "v1" and tries == ["v1", "v2"]
+    clock[0] += 2
     assert backend.model_version == "v1"  # this request starts the second try...
     backend.wait_for_load(10)
     assert backend.model_version == "v2" and messages[-1] == "model v1 -> v2 (suggests scores >= 0.30)"
+    assert tries == ["v1", "v2", "v2"]
 
 
 class FakeStudio:
