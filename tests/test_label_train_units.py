@@ -514,6 +514,30 @@ def test_metrics_join_the_trainers_versions_with_the_feedback_oldest_first() -> 
     assert (rows[2]["trained_photos"], rows[2]["tasks"], rows[2]["kept_share"]) == (12, 0, None)
 
 
+def test_versions_only_label_studio_knows_are_listed_in_the_order_the_tasks_show_them() -> None:
+    """`label status` and /metrics without the backend's records of them (another backend folder,
+    prelabel runs): the versions come oldest first, in the order the tasks' predictions list them,
+    the same in every run. A set of the version names gave an order that changed with each process's
+    string hashing; with eight versions on one task, no order but this one is likely by chance."""
+    from officescore.label.feedback import by_version, metrics_document
+
+    names = [f"prelabel-{n}" for n in range(8)]
+    first = {
+        "id": 1,
+        "predictions": [{"model_version": v, "result": []} for v in names[:6]],
+        "annotations": [],
+    }
+    later = {
+        "id": 2,
+        "predictions": [{"model_version": v, "result": []} for v in names[4:]],
+        "annotations": [],
+    }
+    feedback = by_version([first, later])
+    assert list(feedback) == names and [feedback[v].suggested for v in names] == [1, 1, 1, 1, 2, 2, 1, 1]
+    document = metrics_document([{"model_version": "v1", "trained_photos": 8}], feedback, {})
+    assert [row["model_version"] for row in document["versions"]] == [*names, "v1"]
+
+
 def test_suggestions_are_scored_by_class_and_mask_score_squared() -> None:
     """Worked by hand: 0.9 x 0.5² = 0.225 falls below 0.3, 0.6 x 0.95² = 0.5415 stays at that score,
     and a box-only detection (no mask score) keeps its class score."""

@@ -226,7 +226,11 @@ def by_version(tasks: Iterable[Mapping[str, Any]]) -> dict[str, VersionFeedback]
     prediction in the project has an entry (what Label Studio lists as its model versions)."""
     out: dict[str, VersionFeedback] = {}
     for task in tasks:
-        for version in {str(p.get("model_version") or "") for p in task.get("predictions") or []}:
+        # Each version once per task, in the order Label Studio lists its predictions; a set's order
+        # changed from run to run (string hashes are salted per process).
+        for version in dict.fromkeys(
+            str(p.get("model_version") or "") for p in task.get("predictions") or []
+        ):
             out.setdefault(version, VersionFeedback(version)).suggested += 1
         found = task_feedback(task)
         if found is None:
@@ -252,10 +256,12 @@ def metrics_document(
         row = dict(record)
         row.update((feedback.get(version) or VersionFeedback(version)).to_dict())
         rows.append(row)
-    for version, summary in feedback.items():
-        if version not in seen:
-            rows.insert(0, {"model_version": version, **summary.to_dict()})
-    return {**extra, "versions": rows}
+    unknown = [
+        {"model_version": version, **summary.to_dict()}
+        for version, summary in feedback.items()
+        if version not in seen
+    ]  # in the order the tasks first showed them: before the trainer's, oldest first
+    return {**extra, "versions": unknown + rows}
 
 
 def learning_curve_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
