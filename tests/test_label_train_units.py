@@ -794,16 +794,33 @@ def test_a_threshold_found_on_the_class_score_is_not_handed_on_as_the_suggestion
         trainer.close()
 
 
+class ManualTimer:
+    """threading.Timer's part `live.after_jobs` uses; it runs only when the test says so."""
+
+    def __init__(self, interval: float, function: Callable[[], None]) -> None:
+        self.interval, self.function, self.daemon = interval, function, False
+
+    def start(self) -> None:
+        pass
+
+
 class AfterJobs:
     """`live.after_jobs` around a backend and trainer that only record: Label Studio answers the
     repredicts in `answers` (an exception: it is down), and `live_metrics` fails when told to."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, answers: list[Any], retry_seconds: float) -> None:
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, answers: list[Any], retry_seconds: float, by_hand: bool = False
+    ) -> None:
         from types import SimpleNamespace
 
         from officescore.label import feedback, live
 
         self.messages: list[str] = []
+        # by_hand: a retry comes due when the test says (`retries_due`), not after retry_seconds of
+        # real time, which a busy machine may spend before the test's next step
+        self.waiting: list[ManualTimer] = []
+        timers = SimpleNamespace(Timer=self._timer, Lock=threading.Lock) if by_hand else threading
+        monkeypatch.setattr(live, "threading", timers)
         self.calls = 0
         self.predicted_by: list[str] = []  # the answering model at each repredict
         self.metrics_fail = False
@@ -832,6 +849,17 @@ class AfterJobs:
 
     def log(self, message: str) -> None:
         self.messages.append(message)
+
+    def _timer(self, interval: float, function: Callable[[], None]) -> ManualTimer:
+        timer = ManualTimer(interval, function)
+        self.waiting.append(timer)
+        return timer
+
+    def retries_due(self) -> None:
+        """retry_seconds have passed: the waiting retries run, in the order they were set."""
+        due, self.waiting = self.waiting, []
+        for timer in due:
+            timer.function()
 
     def current(self) -> None:
         return None
@@ -877,24 +905,27 @@ def test_repredict_gives_up_after_its_retries_and_the_next_job_starts_over(
     assert after.messages[-1].endswith(
         "is not reachable (add a prediction); unlabelled tasks keep their predictions"
     )
-    # A job that ends while a retry waits cancels it: its own repredict does the work, once.
-    slow = AfterJobs(monkeypatch, [DOWN, 4], retry_seconds=0.4)
+    # A job that ends while a retry waits cancels it: its own repredict does the work, once. (The
+    # retries come due by hand: with real ones 0.4 s apart, a next job ending later than that on a
+    # busy machine let the retry predict first, and three calls were made.)
+    slow = AfterJobs(monkeypatch, [DOWN, 4], retry_seconds=0.4, by_hand=True)
     slow.job_ends()
+    assert [timer.interval for timer in slow.waiting] == [0.4]
     slow.job_ends()  # the next job, before the retry is due
-    time.sleep(1.0)
+    slow.retries_due()
     assert slow.calls == 2 and slow.messages[-1] == "v2: predicted 4 unlabelled task(s) again"
+    assert not slow.waiting
     # A backend that is stopping does not try again.
-    closing = AfterJobs(monkeypatch, [DOWN, 5], retry_seconds=0.05)
+    closing = AfterJobs(monkeypatch, [DOWN, 5], retry_seconds=0.05, by_hand=True)
     closing.trainer.closed = True
     closing.job_ends()
-    time.sleep(0.3)
-    assert closing.calls == 1
+    assert closing.calls == 1 and not closing.waiting
     # Nor does one that stops while a retry waits.
-    stopped = AfterJobs(monkeypatch, [DOWN, 6], retry_seconds=0.2)
+    stopped = AfterJobs(monkeypatch, [DOWN, 6], retry_seconds=0.2, by_hand=True)
     stopped.job_ends()
     stopped.trainer.closed = True
-    time.sleep(0.5)
-    assert stopped.calls == 1
+    stopped.retries_due()
+    assert stopped.calls == 1 and not stopped.waiting
 
 
 def test_repredict_waits_for_the_new_model_and_tries_again_when_it_did_not_load(
