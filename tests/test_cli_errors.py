@@ -39,7 +39,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         assert done.value.code in (0, None), args
     w["export"] = root / "sample" / "annotations.json"
     w["dataset"] = root / "dataset"
-    w["photo"] = next((root / "sample" / "images").iterdir())
+    w["photo"] = sorted((root / "sample" / "images").iterdir())[0]
     w["model"] = write_checkpoint(root / "tiny model.pt")
     w["missing"] = root / "no such thing ä.json"
     w["folder"] = root / "a folder.pt"

@@ -116,7 +116,7 @@ def _label_and_curate(
     best: Path, data: Path, classes: list[str], tmp: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """prelabel, what `label backend` loads, audit and select, each from the checkpoint `best`."""
-    photo, cpu = str(next((data / "images").iterdir())), ["--device", "cpu"]
+    photo, cpu = str(sorted((data / "images").iterdir())[0]), ["--device", "cpu"]
     _cli(["prelabel", photo, "--model", str(best), "--out", str(tmp / "pre.json"), *cpu], capsys)
     assert load_predictor(best, device="cpu").classes == classes
     _cli(["audit", str(data), "--model", str(best), "--out", str(tmp / "audit"), *cpu], capsys)
@@ -161,11 +161,11 @@ def test_a_model_trained_from_coco_goes_through_every_command(
         arch, classes, weights="none", pretrained_layout=True, **checkpoint["model_kwargs"]
     )
     as_trained.load_state_dict(checkpoint["model"])
-    image = _photo(next((data / "images").iterdir()))
+    image = _photo(sorted((data / "images").iterdir())[0])
     loaded = load_any(best)
     _same_outputs(as_trained.eval(), loaded.model, image)
 
-    photo = str(next((data / "images").iterdir()))
+    photo = str(sorted((data / "images").iterdir())[0])
     _cli(
         ["eval", "--model", str(best), "--data", str(data), "--project", str(tmp_path / "eval"), *common],
         capsys,
@@ -213,6 +213,6 @@ def test_imagenet_weights_load_and_their_model_reloads(torch_home: Path, tmp_pat
 
 def test_score_with_the_coco_model_itself(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`--model coco` (zero-shot: COCO's classes mapped to office classes) takes the cached file."""
-    photo = str(next((data / "images").iterdir()))
+    photo = str(sorted((data / "images").iterdir())[0])
     scored = json.loads(_cli(["score", photo, "--model", "coco", "--device", "cpu", "--json"], capsys))
     assert scored["failed"] == 0 and len(scored["photos"]) == 1
