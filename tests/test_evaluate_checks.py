@@ -1,0 +1,164 @@
+"""officescore.evaluate checked against independent computations: pycocotools' own per-image matching
+and precision arrays on crowded photos, hand-worked cases, and the `eval` tables against the document.
+
+Written by a mutation review: each test here catches small realistic bugs (a wrong threshold, a
+swapped column, a dropped check) that the rest of the suite let through."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from test_evaluate import BOX_A, CLASSES, det, direct_cocoeval, gt_doc, noisy_set
+
+from officescore.evaluate import evaluate_coco
+
+
+def crowded_set(seed: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`noisy_set` with 12 more false alarms of one class per photo, scored anywhere: more than 10
+    detections of a class per photo, as a real model gives, so that numbers taken at 10 detections
+    (COCOeval's cut is per photo and class) differ from those at 100."""
+    gt, preds = noisy_set(seed=seed, n_images=6)
+    rng = np.random.default_rng(seed + 100)
+    for image in gt["images"]:
+        cat = image["id"] % 3 + 1
+        for _ in range(12):
+            w, h = int(rng.integers(6, 50)), int(rng.integers(6, 50))
+            box = (int(rng.integers(0, 120 - w)), int(rng.integers(0, 100 - h)), w, h)
+            preds.append(det(image["id"], cat, box, float(rng.random())))
+    return gt, preds
+
+
+def write(tmp_path: Path, gt: dict[str, Any], preds: list[dict[str, Any]]) -> tuple[Path, Path]:
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(preds))
+    return tmp_path / "gt.json", tmp_path / "res.json"
+
+
+def mean_valid(values: np.ndarray) -> float | None:
+    valid = values[values > -1]
+    return float(valid.mean()) if valid.size else None
+
+
+# --- per-class numbers and extra thresholds against COCOeval's arrays ----------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_per_class_numbers_equal_cocoeval_on_crowded_photos(tmp_path: Path, seed: int) -> None:
+    """Per class AP, AP50, AP75 and AP at extra IoUs, and AP/AR at extra IoUs, are COCOeval's
+    precision and recall arrays (area all, 100 detections per photo) averaged as summarize does."""
+    gt, preds = crowded_set(seed)
+    assert (
+        max(sum(p["image_id"] == i and p["category_id"] == i % 3 + 1 for p in preds) for i in range(7)) > 10
+    )
+    gt_file, res_file = write(tmp_path, gt, preds)
+    extra = [0.3, 0.6, 0.85]
+    doc = evaluate_coco(gt_file, res_file, iou_thresholds=extra)
+    for iou_type in ("bbox", "segm"):
+        ev = direct_cocoeval(gt_file, res_file, iou_type)
+        precision = ev.eval["precision"][:, :, :, 0, 2]  # [T, R, K], area all, 100 detections
+        custom = direct_cocoeval(gt_file, res_file, iou_type, extra)
+        xp, xr = custom.eval["precision"][:, :, :, 0, 2], custom.eval["recall"][:, :, 0, 2]
+        for k, name in enumerate(CLASSES):
+            row = doc[iou_type]["per_class"][name]
+            assert row["ap"] == pytest.approx(mean_valid(precision[:, :, k]), abs=1e-12), (iou_type, name)
+            assert row["ap50"] == pytest.approx(mean_valid(precision[0, :, k]), abs=1e-12)
+            assert row["ap75"] == pytest.approx(mean_valid(precision[5, :, k]), abs=1e-12)
+            for t, key in enumerate(("0.3", "0.6", "0.85")):
+                assert row["ap_at_iou"][key] == pytest.approx(mean_valid(xp[t, :, k]), abs=1e-12)
+            curve = doc[iou_type]["pr_curve"]["precision"][name]
+            assert curve == pytest.approx(precision[0, :, k].tolist(), abs=1e-12)
+        for t, key in enumerate(("0.3", "0.6", "0.85")):
+            assert doc[iou_type]["ap_at_iou"][key] == pytest.approx(mean_valid(xp[t]), abs=1e-12)
+            assert doc[iou_type]["ar_at_iou"][key] == pytest.approx(mean_valid(xr[t]), abs=1e-12)
+    # per-class numbers that differ between thresholds: a test that can tell the thresholds apart
+    rows = [row["ap_at_iou"] for m in (doc["bbox"], doc["segm"]) for row in m["per_class"].values()]
+    assert any(len(set(row.values())) == 3 for row in rows)
+
+
+# --- precision, recall, F1 and the confusion matrix against COCOeval's own matching --------------
+
+
+def cocoeval_counts(gt_file: Path, res_file: Path, iou_type: str, conf: float) -> dict[str, np.ndarray]:
+    """Per class TP, FP, FN at IoU 0.5 from COCOeval's per-photo matching (area all, 100 detections):
+    a detection matched to a crowd region (dtIgnore) is neither; only detections scored >= conf."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(gt_file))
+        ev = COCOeval(coco_gt, coco_gt.loadRes(str(res_file)), iou_type)
+        ev.evaluate()
+    cat_ids = sorted(coco_gt.cats)
+    tp, fp, fn = (np.zeros(len(cat_ids), dtype=int) for _ in range(3))
+    for e in ev.evalImgs:
+        if e is None or e["aRng"] != ev.params.areaRng[0]:
+            continue
+        k = cat_ids.index(e["category_id"])
+        shown = np.asarray(e["dtScores"]) >= conf
+        matched, ignored = e["dtMatches"][0] > 0, e["dtIgnore"][0].astype(bool)
+        tp[k] += int((shown & matched & ~ignored).sum())
+        fp[k] += int((shown & ~matched & ~ignored).sum())
+        fn[k] += int((~np.asarray(e["gtIgnore"], dtype=bool)).sum())
+    return {"tp": tp, "fp": fp, "fn": fn - tp}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 4])
+def test_precision_recall_counts_equal_cocoeval_matching(tmp_path: Path, seed: int) -> None:
+    gt, preds = crowded_set(seed)
+    # Overlapping objects of one class: a detection on both must take the one it overlaps most.
+    gt["annotations"] += gt_doc([(1, 1, (10, 10, 40, 40), 0), (1, 1, (20, 10, 40, 40), 0)])["annotations"]
+    for i, ann in enumerate(gt["annotations"], start=1):
+        ann["id"] = i
+    preds += [det(1, 1, (18, 10, 40, 40), 0.97), det(1, 1, (30, 10, 40, 40), 0.96)]
+    gt_file, res_file = write(tmp_path, gt, preds)
+    for conf in (0.0, 0.25, 0.6):
+        doc = evaluate_coco(gt_file, res_file, conf=conf)
+        for iou_type in ("bbox", "segm"):
+            expected = cocoeval_counts(gt_file, res_file, iou_type, conf)
+            for k, name in enumerate(CLASSES):
+                row = doc[iou_type]["per_class"][name]
+                assert [row["tp"], row["fp"], row["fn"]] == [expected[c][k] for c in ("tp", "fp", "fn")], (
+                    iou_type,
+                    conf,
+                    name,
+                )
+
+
+def test_a_detection_takes_the_object_it_overlaps_most() -> None:
+    """Two desks, IoU 0.6 with each other. The first detection overlaps the right one most (0.90,
+    the left 0.67): it takes the right one, as COCOeval does; the second (right 0.6, left 0.33)
+    then finds nothing free: one found, one false alarm, one missed, as COCOeval's AP50 of 1/2 says."""
+    gt = gt_doc([(1, 1, (10, 10, 40, 40), 0), (1, 1, (20, 10, 40, 40), 0)], n_images=1)
+    preds = [det(1, 1, (18, 10, 40, 40), 0.9), det(1, 1, (30, 10, 40, 40), 0.8)]
+    doc = evaluate_coco(gt, preds)
+    for iou_type in ("bbox", "segm"):
+        assert (doc[iou_type]["tp"], doc[iou_type]["fp"], doc[iou_type]["fn"]) == (1, 1, 1)
+        assert doc[iou_type]["ap50"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_an_iou_of_exactly_one_half_is_a_match() -> None:
+    """COCOeval matches at IoU >= 0.5 (it skips only IoUs below the threshold): a 40x80 detection on a
+    40x40 desk inside it, IoU 1600 / 3200 = 0.5 exactly for boxes and masks, is found."""
+    gt = gt_doc([(1, 1, BOX_A, 0)], n_images=1)
+    doc = evaluate_coco(gt, [det(1, 1, (10, 10, 40, 80))])
+    for iou_type in ("bbox", "segm"):
+        assert doc[iou_type]["ap50"] == pytest.approx(1.0)  # COCOeval: a match
+        assert (doc[iou_type]["tp"], doc[iou_type]["fp"], doc[iou_type]["fn"]) == (1, 0, 0)
+    assert doc["confusion_matrix"]["matrix"][0][0] == 1
+
+
+def test_a_second_class_on_a_found_object_is_a_false_alarm() -> None:
+    """A desk found, and a chair detection on the same desk: the desk is taken, so the chair is a
+    false alarm (background row), not a desk taken for a chair; each row adds up to its objects."""
+    gt = gt_doc([(1, 1, BOX_A, 0)], n_images=1)
+    doc = evaluate_coco(gt, [det(1, 1, BOX_A, 0.9), det(1, 2, BOX_A, 0.8)])
+    matrix = doc["confusion_matrix"]["matrix"]
+    assert matrix[0] == [1, 0, 0, 0] and matrix[3] == [0, 1, 0, 0]
+    # the chair scored higher: the same, matching within a class comes before confusions
+    doc = evaluate_coco(gt, [det(1, 1, BOX_A, 0.8), det(1, 2, BOX_A, 0.9)])
+    assert doc["confusion_matrix"]["matrix"] == [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0]]
