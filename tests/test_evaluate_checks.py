@@ -7,6 +7,7 @@ swapped column, a dropped check) that the rest of the suite let through."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 from pathlib import Path
@@ -16,9 +17,10 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from test_evaluate import BOX_A, CLASSES, det, direct_cocoeval, gt_doc, noisy_set
+from test_evaluate import BOX_A, BOX_B, CLASSES, det, direct_cocoeval, gt_doc, noisy_set, rect_rle
 
-from officescore.evaluate import evaluate_coco
+from officescore.errors import ConfigError, DataError
+from officescore.evaluate import STAT_NAMES, evaluate_coco
 
 
 def crowded_set(seed: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -162,3 +164,135 @@ def test_a_second_class_on_a_found_object_is_a_false_alarm() -> None:
     # the chair scored higher: the same, matching within a class comes before confusions
     doc = evaluate_coco(gt, [det(1, 1, BOX_A, 0.8), det(1, 2, BOX_A, 0.9)])
     assert doc["confusion_matrix"]["matrix"] == [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0]]
+
+
+# --- thresholds and names ------------------------------------------------------------------------
+
+
+def test_conf_zero_counts_every_detection_and_iou_one_is_refused() -> None:
+    gt = gt_doc([(1, 1, BOX_A, 0)], n_images=1)
+    doc = evaluate_coco(gt, [det(1, 1, BOX_A, 0.0), det(1, 2, BOX_B, 0.0)], conf=0.0)
+    assert (doc["segm"]["tp"], doc["segm"]["fp"]) == (1, 1) and doc["conf"] == 0.0
+    for bad in (1.0, 0.0, -0.5):
+        with pytest.raises(ConfigError, match="strictly between 0 and 1"):
+            evaluate_coco(gt, [], iou_thresholds=[bad])
+
+
+def test_iou_keys_keep_every_digit_given() -> None:
+    """--iou 0.625 is reported as "0.625", not rounded into a neighbour's name."""
+    gt = gt_doc([(1, 1, BOX_A, 0)], n_images=1)
+    doc = evaluate_coco(gt, [det(1, 1, (20, 10, 40, 40))], iou_thresholds=[0.625, 0.6, 0.575])
+    assert list(doc["bbox"]["ap_at_iou"]) == ["0.575", "0.6", "0.625"]
+    assert doc["iou_thresholds"] == [0.575, 0.6, 0.625]
+    # IoU 0.6 exactly: found at 0.575 and 0.6, not at 0.625
+    assert doc["bbox"]["ap_at_iou"] == {"0.575": pytest.approx(1.0), "0.6": pytest.approx(1.0), "0.625": 0.0}
+
+
+def test_classes_with_the_same_name_stay_apart() -> None:
+    """Merged exports can name two categories alike: each keeps its own row, named by its id."""
+    gt = gt_doc([(1, 1, BOX_A, 0), (1, 2, BOX_B, 0)], n_images=1)
+    gt["categories"][1]["name"] = "desk"
+    doc = evaluate_coco(gt, [det(1, 1, BOX_A), det(1, 1, BOX_B, 0.8)])
+    assert doc["classes"] == ["desk", "desk (2)", "mug"]
+    assert doc["confusion_matrix"]["classes"] == ["desk", "desk (2)", "mug", "background"]
+    rows = doc["segm"]["per_class"]
+    # the second desk (category 2) found as category 1: a false alarm of one, a miss of the other
+    assert (rows["desk"]["tp"], rows["desk"]["fp"], rows["desk (2)"]["fn"]) == (1, 1, 1)
+    assert rows["desk (2)"]["n_gt"] == 1 and rows["desk (2)"]["ap"] == 0.0
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+
+def _gt_with(key: str, value: Any, index: int = 0) -> dict[str, Any]:
+    gt = gt_doc([(1, 1, BOX_A, 0), (1, 2, BOX_B, 0)], n_images=1)
+    target = gt["images"][0] if key in ("height", "width") else gt["annotations"][index]
+    if value is None:
+        del target[key]
+    else:
+        target[key] = value
+    return gt
+
+
+@pytest.mark.parametrize(
+    ("gt", "message"),
+    [
+        # COCOeval marks an unmatched detection with id 0: an object with id 0 is never found
+        (_gt_with("id", 0), "unique positive integers"),
+        (_gt_with("id", 1, index=1), "unique positive integers"),
+        (_gt_with("iscrowd", 2), "iscrowd"),
+        (_gt_with("area", None), "has no area"),
+        # four numbers are no polygon: pycocotools would read them as a box
+        (_gt_with("segmentation", [[10, 10, 50, 50]]), "polygons must be"),
+        (_gt_with("segmentation", [[10, 10, 50, 10, 50, 50, 10]]), "polygons must be"),
+        (_gt_with("segmentation", {"size": [0, 120], "counts": ""}), "not COCO RLE"),
+        (_gt_with("height", 100.5), "height/width"),
+        (_gt_with("segmentation", rect_rle(10, 10, 40, 40, 50, 60)), "mask size"),
+    ],
+)
+def test_more_malformed_ground_truths_give_data_errors(gt: dict[str, Any], message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        evaluate_coco(gt, [det(1, 1, BOX_A)])
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), True, "0.9", None])
+def test_a_score_that_is_no_finite_number_gives_a_data_error(score: Any) -> None:
+    """json reads NaN and Infinity; pycocotools would sort by them without a word."""
+    gt = gt_doc([(1, 1, BOX_A, 0)], n_images=1)
+    with pytest.raises(DataError, match="item 1 has a score that is not a finite number"):
+        evaluate_coco(gt, [det(1, 1, BOX_A), {**det(1, 1, BOX_B), "score": score}])
+
+
+def test_a_folder_given_as_a_file_is_named_as_such(tmp_path: Path) -> None:
+    gt = gt_doc([(1, 1, BOX_A, 0)], n_images=1)
+    with pytest.raises(DataError, match=r"predictions file .* is a folder; give the JSON file"):
+        evaluate_coco(gt, tmp_path)
+    with pytest.raises(DataError, match=r"ground truth file .* is a folder; give the JSON file"):
+        evaluate_coco(tmp_path, [])
+
+
+def test_error_names_five_ids_and_counts_the_rest() -> None:
+    gt = gt_doc([(1, 1, BOX_A, 0)], n_images=1)
+    with pytest.raises(DataError, match=r"\(2, 3, 4, 5, 6 and 2 more\)"):
+        evaluate_coco(gt, [det(i, 1, BOX_A) for i in range(1, 9)])
+
+
+def test_a_file_in_a_windows_code_page_gives_a_data_error(tmp_path: Path) -> None:
+    """A ground truth saved as Latin-1 (a category named café): not UTF-8, so not JSON, said so."""
+    gt = gt_doc([(1, 1, BOX_A, 0)], n_images=1)
+    gt["categories"][0]["name"] = "café"
+    (tmp_path / "gt.json").write_bytes(json.dumps(gt, ensure_ascii=False).encode("latin-1"))
+    with pytest.raises(DataError, match="is not valid JSON"):
+        evaluate_coco(tmp_path / "gt.json", [])
+
+
+def test_ground_truth_with_some_masks_missing_evaluates_boxes_only() -> None:
+    """A mask per object or no segm evaluation: COCOeval cannot score masks against a box."""
+    gt = gt_doc([(1, 1, BOX_A, 0), (1, 2, BOX_B, 0)], n_images=1)
+    del gt["annotations"][1]["segmentation"]
+    doc = evaluate_coco(gt, [det(1, 1, BOX_A), det(1, 2, BOX_B)])
+    assert doc["segm"] is None and doc["bbox"]["map"] == pytest.approx(1.0)
+
+
+def test_mask_results_with_some_empty_boxes_are_sized_by_their_masks(tmp_path: Path) -> None:
+    """Some tools write "bbox": [] beside some masks only. pycocotools reads such a file by its first
+    result: with "bbox": [] first, every result is sized by its mask, and so are ours."""
+    gt, preds = noisy_set(seed=4, n_images=6)
+    mixed = [{**p, "bbox": []} if i % 3 == 0 else p for i, p in enumerate(preds)]
+    direct = direct_cocoeval(*write(tmp_path, gt, mixed), "segm").stats
+    ours = evaluate_coco(gt, mixed)["segm"]
+    assert [-1.0 if ours[k] is None else ours[k] for k in STAT_NAMES] == pytest.approx(direct, abs=1e-12)
+    # a box sizes some detections differently (the first result's keys decide for all in pycocotools)
+    assert ours != evaluate_coco(gt, preds)["segm"]
+
+
+def test_the_callers_ground_truth_is_left_as_it_was() -> None:
+    """Polygons and a missing iscrowd: pycocotools turns polygons into RLE in place, and the checks
+    fill in iscrowd; neither reaches the caller's dict."""
+    x, y, w, h = BOX_A
+    gt = gt_doc([(1, 1, BOX_A, 0)], n_images=1)
+    gt["annotations"][0]["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    del gt["annotations"][0]["iscrowd"]
+    before = copy.deepcopy(gt)
+    evaluate_coco(gt, [det(1, 1, BOX_A)])
+    assert gt == before
