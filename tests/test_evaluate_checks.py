@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from test_evaluate import BOX_A, BOX_B, CLASSES, det, direct_cocoeval, gt_doc, noisy_set, rect_rle
+from test_evaluate import BOX_A, BOX_B, CLASSES, det, direct_cocoeval, gt_doc, noisy_set, rect_rle, run_cli
 
 from officescore.errors import ConfigError, DataError
 from officescore.evaluate import STAT_NAMES, evaluate_coco
@@ -296,3 +296,132 @@ def test_the_callers_ground_truth_is_left_as_it_was() -> None:
     before = copy.deepcopy(gt)
     evaluate_coco(gt, [det(1, 1, BOX_A)])
     assert gt == before
+
+
+# --- model outputs to COCO results, and the eval command -----------------------------------------
+
+
+def test_detections_become_coco_results() -> None:
+    """A score at the threshold is kept (the model is asked for scores >= it), a mask pixel counts
+    above probability 0.5 (torchvision's references), boxes turn from x1y1x2y2 into xywh."""
+    import torch
+
+    from officescore.evaluate.metrics import _to_results
+    from officescore.masks import area
+
+    masks = torch.zeros(3, 1, 20, 30)
+    masks[:, 0, 2:6, 3:8] = 0.6  # 20 pixels in
+    masks[:, 0, 10:12, 3:8] = 0.5  # at 0.5: out
+    masks[:, 0, 14:16, 3:8] = 0.2
+    out = {
+        "scores": torch.tensor([0.5, 0.4999, 0.75]),
+        "labels": torch.tensor([1, 2, 3]),
+        "boxes": torch.tensor([[3.0, 2.0, 8.0, 6.0], [0.0, 0.0, 1.0, 1.0], [1.5, 2.5, 10.0, 20.0]]),
+        "masks": masks,
+    }
+    results = _to_results(out, 7, 0.5, None)
+    assert [(r["image_id"], r["category_id"], r["score"]) for r in results] == [(7, 1, 0.5), (7, 3, 0.75)]
+    assert results[0]["bbox"] == [3.0, 2.0, 5.0, 4.0] and results[1]["bbox"] == [1.5, 2.5, 8.5, 17.5]
+    assert [area(r["segmentation"]) for r in results] == [20, 20]
+    assert results[0]["segmentation"]["size"] == [20, 30]
+    mapped = _to_results(out, 7, 0.0, [5, None, 4])  # label 2 is a class the data set lacks
+    assert [r["category_id"] for r in mapped] == [5, 4]
+
+
+def test_eval_refuses_a_bad_conf_before_predicting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import officescore.evaluate.run as eval_run
+
+    def no_predicting(*args: object, **kwargs: object) -> None:
+        raise AssertionError("eval predicted before checking --conf")
+
+    monkeypatch.setattr(eval_run, "_eval_model", no_predicting)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(["eval", "--model", "any.pt", "--conf", "1.5"], capsys)
+    assert code == 2 and "--conf 1.5" in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_without_the_splits_ground_truth_says_to_pass_gt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "res.json").write_text("[]")
+    code, _, err = run_cli(["eval", "--predictions", "res.json", "--data", "nowhere"], capsys)
+    assert code == 2 and err.strip() == (
+        f"error: ground truth {Path('nowhere/val.json')} does not exist; pass --gt FILE (COCO annotations)"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_eval_tables_show_the_documents_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every number in the tables is the document's, in its row and column."""
+    gt, preds = crowded_set(1)
+    gt_file, res_file = write(tmp_path, gt, preds)
+    args = ["eval", "--predictions", str(res_file), "--gt", str(gt_file), "--iou", "0.3", "--iou", "0.85"]
+    args += ["--project", str(tmp_path / "runs"), "--conf", "0.2"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    doc = json.loads((tmp_path / "runs/eval/metrics.json").read_text())
+    text = " ".join(out.replace("│", " ").replace("┃", " ").split())
+
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    assert f"{doc['images']} photos, {doc['predictions']} predictions" in text
+    assert doc["segm"]["ar10"] != doc["segm"]["ar100"]  # rows that can tell them apart
+    labels = ("mAP @[.50:.95]", "AP50", "AP75", "AP small", "AP medium", "AP large", "AR @1", "AR @10")
+    keys = ("map", "ap50", "ap75", "ap_small", "ap_medium", "ap_large", "ar1", "ar10", "ar100")
+    for label, key in zip((*labels, "AR @100"), keys, strict=True):
+        assert f"{label} {f(doc['bbox'][key])} {f(doc['segm'][key])}" in text, label
+    for key in ("0.3", "0.85"):
+        assert f"{key} {f(doc['bbox']['ap_at_iou'][key])} {f(doc['segm']['ap_at_iou'][key])}" in text
+    assert "per class (mask AP)" in text
+    for name in CLASSES:
+        row, box = doc["segm"]["per_class"][name], doc["bbox"]["per_class"][name]
+        numbers = [row["ap"], row["ap50"], row["ap75"], box["ap"], row["precision"], row["recall"], row["f1"]]
+        shown = f"{name} {row['n_gt']} {row['n_pred']} " + " ".join(f(v) for v in numbers)
+        assert shown in text, shown
+    for iou_type, label in (("bbox", "box"), ("segm", "mask")):
+        m = doc[iou_type]
+        counts = f"{f(m['precision'])} {f(m['recall'])} {f(m['f1'])} {m['tp']} {m['fp']} {m['fn']}"
+        assert f"{label} {counts}" in text
+    matrix = doc["confusion_matrix"]["matrix"]
+    confusions = 0
+    for i, name in enumerate(CLASSES):
+        others = sorted(
+            ((matrix[i][j], CLASSES[j]) for j in range(3) if j != i and matrix[i][j]), reverse=True
+        )
+        confusions += len(others)
+        taken_for = ", ".join(f"{other} {n}" for n, other in others) or "-"
+        assert f"{name} {matrix[i][i]} {matrix[i][3]} {matrix[3][i]} {taken_for}" in text
+    assert confusions  # a set where some class is taken for another
+
+
+def test_eval_plots_show_every_class_and_row_shares(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pr_curves.png: a line per class with ground truth (none for mugs), labelled with its AP50;
+    confusion_matrix.png: counts, coloured by their share of the ground-truth row."""
+    import officescore.evaluate.run as eval_run
+    from officescore.evaluate.metrics import format_metric
+
+    figures: list[Any] = []
+    monkeypatch.setattr(eval_run, "_png", lambda fig: figures.append(fig) or b"")
+    gt, preds = noisy_set(seed=1, n_images=6)
+    gt["annotations"] = [a for a in gt["annotations"] if a["category_id"] != 3]  # mugs: no curve
+    gt_file, res_file = write(tmp_path, gt, preds)
+    run = eval_run.run_eval(predictions=res_file, gt=gt_file, project=tmp_path / "runs", conf=0.2)
+    assert run is not None and len(figures) == 2
+    pr, confusion = figures
+    doc = run.metrics
+    assert [ax.get_title().split(":")[0] for ax in pr.axes] == ["bbox", "segm"]
+    for ax, iou_type in zip(pr.axes, ("bbox", "segm"), strict=True):
+        labels = [text.get_text() for text in ax.get_legend().get_texts()]
+        rows = doc[iou_type]["per_class"]
+        assert labels == [f"{name} {format_metric(rows[name]['ap50'])}" for name in ("desk", "chair")]
+        assert f"AP50 {format_metric(doc[iou_type]['ap50'])}" in ax.get_title()
+    matrix = np.array(doc["confusion_matrix"]["matrix"], dtype=float)
+    shares = np.asarray(confusion.axes[0].images[0].get_array())
+    expected = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    assert shares == pytest.approx(expected)
+    shown = sorted(int(t.get_text()) for t in confusion.axes[0].texts)
+    assert shown == sorted(int(v) for v in matrix.ravel() if v)
