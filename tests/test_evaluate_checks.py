@@ -425,3 +425,46 @@ def test_eval_plots_show_every_class_and_row_shares(tmp_path: Path, monkeypatch:
     assert shares == pytest.approx(expected)
     shown = sorted(int(t.get_text()) for t in confusion.axes[0].texts)
     assert shown == sorted(int(v) for v in matrix.ravel() if v)
+
+
+# --- score thresholds for suggestions (label backend; class_f1_confs for bench/replay.py) --------
+
+
+def test_the_replaced_models_suggestions_include_its_threshold() -> None:
+    """The replaced model showed every detection scored at least its threshold: at 0.2, its false
+    alarm at 0.2 too, so its precision is 3 of 6 (three copies of a found desk and a false alarm)."""
+    from officescore.evaluate.inputs import load_gt
+    from officescore.evaluate.match import bagged_best_f1_conf
+
+    gt = load_gt(gt_doc([(k, 1, box, 0) for k in (1, 2, 3) for box in (BOX_A, BOX_B)], n_images=3))
+    new = [det(k, 1, box, s) for k in (1, 2, 3) for box, s in ((BOX_A, 0.9), (BOX_B, 0.5))]
+    replaced = [det(k, 1, box, s) for k in (1, 2, 3) for box, s in ((BOX_A, 0.9), ((0, 60, 30, 30), 0.2))]
+    assert bagged_best_f1_conf(gt, new, replaced=(replaced, 0.2))["floor_precision"] == 0.5
+    assert bagged_best_f1_conf(gt, new, replaced=(replaced, 0.21))["floor_precision"] == 1.0
+
+
+def test_class_thresholds_hide_a_class_that_finds_nothing() -> None:
+    """Only a false desk at 0.5 and the desk missed: no threshold helps F1, so the desks' threshold
+    is just above 0.5 (showing nothing), not 0.5 (showing the false alarm)."""
+    from officescore.evaluate.inputs import load_gt
+    from officescore.evaluate.match import ABOVE, class_f1_confs
+
+    gt = load_gt(gt_doc([(1, 1, BOX_A, 0)], n_images=1))
+    found = class_f1_confs(gt, [det(1, 1, (0, 60, 30, 30), 0.5)], resamples=20, prior=0)
+    assert found is not None and found["classes"]["desk"] == pytest.approx(0.5 + ABOVE, abs=2e-9)
+    assert (found["tp"], found["fp"], found["fn"]) == (0, 0, 1)
+
+
+def test_one_class_of_a_photos_outcomes_keeps_only_that_class() -> None:
+    from officescore.evaluate.match import MATCHED, ImageOutcome
+
+    image = ImageOutcome(
+        scores=np.array([0.9, 0.8, 0.7]),
+        outcome=np.array([MATCHED, 0, MATCHED]),
+        classes=np.array([2, 1, 0]),
+        objects=np.array([1, 2, 3]),
+        image_id=5,
+    )
+    one = image.of_class(1)
+    assert one.scores.tolist() == [0.8] and one.classes.tolist() == [1] and one.outcome.tolist() == [0]
+    assert one.objects.tolist() == [0, 2, 0] and one.image_id == 5
