@@ -228,6 +228,7 @@ def _gt_with(key: str, value: Any, index: int = 0) -> dict[str, Any]:
         (_gt_with("segmentation", {"size": [0, 120], "counts": ""}), "not COCO RLE"),
         (_gt_with("height", 100.5), "height/width"),
         (_gt_with("segmentation", rect_rle(10, 10, 40, 40, 50, 60)), "mask size"),
+        ({**gt_doc([], n_images=1), "categories": []}, "has no categories"),
     ],
 )
 def test_more_malformed_ground_truths_give_data_errors(gt: dict[str, Any], message: str) -> None:
@@ -249,6 +250,13 @@ def test_a_folder_given_as_a_file_is_named_as_such(tmp_path: Path) -> None:
         evaluate_coco(gt, tmp_path)
     with pytest.raises(DataError, match=r"ground truth file .* is a folder; give the JSON file"):
         evaluate_coco(tmp_path, [])
+
+
+def test_masks_on_some_results_only_give_a_data_error() -> None:
+    gt = gt_doc([(1, 1, BOX_A, 0)], n_images=1)
+    boxes_only = {k: v for k, v in det(1, 1, BOX_B).items() if k != "segmentation"}
+    with pytest.raises(DataError, match="1 of 2 results have no segmentation; give every result a mask"):
+        evaluate_coco(gt, [det(1, 1, BOX_A), boxes_only])
 
 
 def test_error_names_five_ids_and_counts_the_rest() -> None:
@@ -284,6 +292,17 @@ def test_mask_results_with_some_empty_boxes_are_sized_by_their_masks(tmp_path: P
     assert [-1.0 if ours[k] is None else ours[k] for k in STAT_NAMES] == pytest.approx(direct, abs=1e-12)
     # a box sizes some detections differently (the first result's keys decide for all in pycocotools)
     assert ours != evaluate_coco(gt, preds)["segm"]
+
+
+def test_categories_listed_out_of_id_order_keep_their_confusion_rows() -> None:
+    """Classes are in id order everywhere (names, rows, columns), whatever the file's order."""
+    gt = gt_doc([(1, 1, BOX_A, 0), (1, 2, BOX_B, 0)], n_images=1)
+    preds = [det(1, 1, BOX_A), det(1, 3, BOX_B)]  # the chair called a mug
+    expected = evaluate_coco(gt, preds)
+    gt["categories"].reverse()
+    doc = evaluate_coco(gt, preds)
+    assert doc["classes"] == CLASSES and doc["confusion_matrix"] == expected["confusion_matrix"]
+    assert doc["confusion_matrix"]["matrix"][1] == [0, 0, 1, 0]  # chair row, mug column
 
 
 def test_the_callers_ground_truth_is_left_as_it_was() -> None:
@@ -396,6 +415,11 @@ def test_eval_tables_show_the_documents_numbers(tmp_path: Path, capsys: pytest.C
         taken_for = ", ".join(f"{other} {n}" for n, other in others) or "-"
         assert f"{name} {matrix[i][i]} {matrix[i][3]} {matrix[3][i]} {taken_for}" in text
     assert confusions  # a set where some class is taken for another
+    assert "no masks in the results" not in text
+    boxes_only = [{k: v for k, v in p.items() if k != "segmentation"} for p in preds]
+    res_file.write_text(json.dumps(boxes_only))
+    code, out, err = run_cli(args, capsys)
+    assert code == 0 and "no masks in the results (or the ground truth): boxes only" in out, err
 
 
 def test_eval_plots_show_every_class_and_row_shares(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
