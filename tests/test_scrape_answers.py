@@ -1,0 +1,121 @@
+"""Each provider's `search` on one hand-written answer from an imitation on 127.0.0.1: which field
+of the answer lands in which field of the result, where paging ends, what the licence filter drops.
+
+The end-to-end tests (test_scrape*.py) use imitations whose every photo carries the same values in
+look-alike fields (source and provider both "flickr"); here each field has its own value."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fakeservers import FakeServer, Reply
+
+from officescore.scrape.providers import OpenverseProvider, SearchResult
+
+
+class Canned(FakeServer):
+    """Answers every request with the next of `replies` (the last one again when they run out)."""
+
+    def __init__(self, *replies: Any) -> None:
+        super().__init__()
+        self.replies = list(replies)
+
+    def route(self, method: str, path: str, query: dict[str, list[str]], body: bytes, headers: dict) -> Reply:
+        with self.lock:
+            reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+        if isinstance(reply, Reply):
+            return reply
+        return Reply(200, json.dumps(reply).encode(), {"Content-Type": "application/json"})
+
+    def params(self, n: int = -1) -> dict[str, str]:
+        """The query parameters of request `n`, one value each."""
+        return {k: v[0] for k, v in self.requests[n][2].items()}
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    servers: list[Canned] = []
+
+    def start(*replies: Any) -> Canned:
+        servers.append(Canned(*replies).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+# ---- Openverse -------------------------------------------------------------------------------------
+
+
+def _openverse_item(n: int, license: str = "by") -> dict[str, Any]:
+    return {
+        "url": f"https://live.staticflickr.com/{n}.jpg",
+        "foreign_landing_url": f"https://www.flickr.com/photos/owner/{n}",
+        "title": f"Desk {n}",
+        "width": "640",
+        "height": 480,
+        "filetype": "jpg",
+        "license": license,
+        "license_version": "4.0",
+        "license_url": f"https://creativecommons.org/licenses/{license}/4.0/",
+        "creator": f"Maker {n}",
+        "creator_url": f"https://www.flickr.com/people/maker{n}",
+        "attribution": f'"Desk {n}" by Maker {n} is licensed under CC {license.upper()} 4.0.',
+        "source": "wikimedia",  # the collection it came from...
+        "provider": "flickr",  # ...and the site that hosts it: source wins
+    }
+
+
+def test_openverse_result_fields_come_from_their_own_keys(serve: Any) -> None:
+    answer = {"page_count": 1, "results": [_openverse_item(7)]}
+    server = serve(answer)
+    page = OpenverseProvider(endpoint=server.url, rights_filter="cc_attribute").search("desk", 1)
+    assert page.results == [
+        SearchResult(
+            url="https://live.staticflickr.com/7.jpg",
+            landing_page="https://www.flickr.com/photos/owner/7",
+            title="Desk 7",
+            width=640,
+            height=480,
+            mime="image/jpeg",
+            license="by",
+            license_version="4.0",
+            license_url="https://creativecommons.org/licenses/by/4.0/",
+            creator="Maker 7",
+            creator_url="https://www.flickr.com/people/maker7",
+            attribution='"Desk 7" by Maker 7 is licensed under CC BY 4.0.',
+            source="wikimedia",
+        )
+    ]
+    sent = server.params()
+    assert (sent["q"], sent["page"], sent["page_size"], sent["license"], sent["mature"]) == (
+        "desk",
+        "1",
+        "20",
+        "by",
+        "false",
+    )
+
+
+def test_openverse_a_short_page_is_the_last_whatever_page_count_says(serve: Any) -> None:
+    # Openverse's page_count can promise more than it has: a page with fewer than 20 results ends
+    # the query (asking for the next one would be answered 400 "Invalid page").
+    server = serve(
+        {"page_count": 5, "results": [_openverse_item(n) for n in range(20)]},
+        {"page_count": 5, "results": [_openverse_item(n) for n in range(3)]},
+    )
+    provider = OpenverseProvider(endpoint=server.url)
+    assert provider.search("desk", 1).last is False
+    assert provider.search("desk", 2).last is True
+
+
+def test_openverse_drops_a_photo_outside_the_filter_it_sent(serve: Any) -> None:
+    items = [_openverse_item(1), _openverse_item(2, "by-nc"), {**_openverse_item(3), "url": None}]
+    server = serve({"page_count": 1, "results": items})
+    page = OpenverseProvider(endpoint=server.url, rights_filter="cc_attribute").search("desk", 1)
+    assert [r.url for r in page.results] == ["https://live.staticflickr.com/1.jpg"]
+    assert page.skipped == 1  # the non-commercial one; the one without a URL is no photo at all
