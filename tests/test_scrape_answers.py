@@ -119,3 +119,30 @@ def test_openverse_drops_a_photo_outside_the_filter_it_sent(serve: Any) -> None:
     page = OpenverseProvider(endpoint=server.url, rights_filter="cc_attribute").search("desk", 1)
     assert [r.url for r in page.results] == ["https://live.staticflickr.com/1.jpg"]
     assert page.skipped == 1  # the non-commercial one; the one without a URL is no photo at all
+
+
+class ShortTokens(Canned):
+    """Openverse with client credentials whose tokens last 30 s, less than the client's 60 s margin."""
+
+    def route(self, method: str, path: str, query: dict[str, list[str]], body: bytes, headers: dict) -> Reply:
+        if path == "/v1/auth_tokens/token/":
+            token = f"token-{self.counts[path]}"
+            return Reply(200, json.dumps({"access_token": token, "expires_in": 30}).encode())
+        return super().route(method, path, query, body, headers)
+
+
+def test_openverse_asks_for_a_new_token_before_the_old_one_runs_out() -> None:
+    server = ShortTokens({"page_count": 9, "results": [_openverse_item(n) for n in range(20)]}).start()
+    try:
+        provider = OpenverseProvider(endpoint=server.url, client_id="app", client_secret="secret-1")
+        provider.search("desk", 1)
+        provider.search("desk", 2)
+    finally:
+        server.stop()
+    calls = [(path, headers.get("authorization")) for _, path, _, headers in server.requests]
+    assert calls == [
+        ("/v1/auth_tokens/token/", None),
+        ("/v1/images/", "Bearer token-1"),
+        ("/v1/auth_tokens/token/", None),
+        ("/v1/images/", "Bearer token-2"),
+    ]
