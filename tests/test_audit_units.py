@@ -1,0 +1,112 @@
+"""audit's small pieces on hand-computed cases: the issue rows --min-score lists, the errors
+`inject_errors` plants (the ground truth of audit's tests and benchmark), and match's helpers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from officescore import masks as masklib
+from officescore.curate.audit import AuditResult, issue_rows
+from officescore.curate.conventions import ConventionReport
+from officescore.curate.inject import inject_errors
+from officescore.curate.labels import LabelledImage, SplitLabels
+from officescore.curate.scoring import Calibration, Issue
+
+# ---- issue rows --------------------------------------------------------------------------------
+
+
+def _issue(score: float, image_id: int) -> Issue:
+    return Issue("spurious", score, image_id, image_id * 10, "desk", None, [0.0, 0.0, 4.0, 4.0])
+
+
+def test_min_score_lists_the_issues_scoring_at_least_it() -> None:
+    images = [LabelledImage(k, f"img{k}.jpg", Path(f"img{k}.jpg"), 8, 8, "train") for k in (1, 2, 3)]
+    split = SplitLabels(Path("set"), "train", ["desk"], images, [])
+    issues = [_issue(0.9, 1), _issue(0.5, 2), _issue(0.3, 3)]  # ranked, highest first
+    result = AuditResult(issues, [], Calibration({}, {}, {}), ConventionReport([]))
+    rows = issue_rows(result, split, min_score=0.5)
+    assert [(r["rank"], r["score"], r["file_name"]) for r in rows] == [
+        (1, 0.9, "img1.jpg"),
+        (2, 0.5, "img2.jpg"),
+    ]
+    assert len(issue_rows(result, split)) == 3  # the default 0.0 lists every issue
+
+
+# ---- inject_errors -----------------------------------------------------------------------------
+
+
+def _square_set(n: int = 10) -> dict[str, Any]:
+    """One 80 x 40 photo with `n` 6 x 6 squares in a row, classes 1, 2, 3 in turn."""
+    anns = []
+    for k in range(n):
+        mask = np.zeros((40, 80), dtype=np.uint8)
+        mask[10:16, 2 + 8 * k : 8 + 8 * k] = 1
+        rle = masklib.encode(mask)
+        bbox, area = masklib.bbox(rle), float(masklib.area(rle))
+        anns.append(
+            {
+                "id": 100 + k,
+                "image_id": 1,
+                "category_id": 1 + k % 3,
+                "segmentation": rle,
+                "bbox": bbox,
+                "area": area,
+                "iscrowd": 0,
+            }
+        )
+    categories = [{"id": c, "name": f"class{c}"} for c in (1, 2, 3)]
+    return {
+        "images": [{"id": 1, "file_name": "a.jpg", "height": 40, "width": 80}],
+        "annotations": anns,
+        "categories": categories,
+    }
+
+
+def test_injected_rates_are_rounded_shares_of_the_labels_and_each_kind_is_what_it_says() -> None:
+    coco = _square_set(10)
+    before = {a["id"]: a for a in coco["annotations"]}
+    out, injected = inject_errors(
+        coco, seed=3, missing=0.19, wrong_class=0.3, bad_mask_rate=0.1, duplicate=0.1
+    )
+    # 10 labels: 1.9 -> 2 missing, 3 wrong_class, 1 bad_mask, 1 duplicate
+    assert Counter(i.kind for i in injected) == {
+        "missing": 2,
+        "wrong_class": 3,
+        "bad_mask": 1,
+        "duplicate": 1,
+    }
+    after = {a["id"]: a for a in out["annotations"]}
+    assert len(after) == len(out["annotations"]) == 10 - 2 + 1  # ids stay unique
+    assert coco["annotations"] == list(before.values())  # the input is not changed
+    for truth in injected:
+        if truth.kind == "missing":
+            assert truth.annotation_id is None
+            gone = [k for k, a in before.items() if a["bbox"] == truth.bbox]
+            assert len(gone) == 1 and gone[0] not in after
+        elif truth.kind == "wrong_class":
+            k = truth.annotation_id
+            assert after[k]["category_id"] != before[k]["category_id"]
+        elif truth.kind == "duplicate":
+            assert truth.annotation_id not in before
+            copied = int(truth.how.removeprefix("copy of "))
+            assert after[truth.annotation_id]["segmentation"] == before[copied]["segmentation"]
+        else:
+            assert after[truth.annotation_id]["segmentation"] != before[truth.annotation_id]["segmentation"]
+
+
+def test_exact_counts_replace_the_rates() -> None:
+    _, injected = inject_errors(_square_set(10), seed=1, counts={"wrong_class": 1})
+    assert [i.kind for i in injected] == ["wrong_class"]
+
+
+def test_a_wrong_class_is_always_another_class() -> None:
+    coco = _square_set(10)
+    before = {a["id"]: a["category_id"] for a in coco["annotations"]}
+    for seed in range(5):  # 25 draws among 3 classes: a draw that may keep the class would show
+        out, injected = inject_errors(coco, seed=seed, counts={"wrong_class": 5})
+        after = {a["id"]: a["category_id"] for a in out["annotations"]}
+        assert all(after[i.annotation_id] != before[i.annotation_id] for i in injected)
