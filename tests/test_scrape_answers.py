@@ -146,3 +146,4 @@ def test_openverse_asks_for_a_new_token_before_the_old_one_runs_out() -> None:
         ("/v1/auth_tokens/token/", None),
         ("/v1/images/", "Bearer token-2"),
     ]
+    assert provider.secrets() == ["secret-1", "token-2"]  # the token is scrubbed like the secret
