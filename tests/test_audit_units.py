@@ -8,12 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from officescore import masks as masklib
 from officescore.curate.audit import AuditResult, issue_rows
 from officescore.curate.conventions import ConventionReport
 from officescore.curate.inject import inject_errors
-from officescore.curate.labels import LabelledImage, SplitLabels
+from officescore.curate.labels import Label, LabelledImage, SplitLabels
+from officescore.curate.match import (
+    Prediction,
+    match_image,
+    object_tolerance,
+    predictions_by_image,
+    tolerance,
+    tolerant_f,
+)
 from officescore.curate.scoring import Calibration, Issue
 
 # ---- issue rows --------------------------------------------------------------------------------
@@ -110,3 +119,77 @@ def test_a_wrong_class_is_always_another_class() -> None:
         out, injected = inject_errors(coco, seed=seed, counts={"wrong_class": 5})
         after = {a["id"]: a["category_id"] for a in out["annotations"]}
         assert all(after[i.annotation_id] != before[i.annotation_id] for i in injected)
+
+
+# ---- match helpers -----------------------------------------------------------------------------
+
+
+def _mask(rows: slice, cols: slice, size: tuple[int, int] = (40, 40)) -> np.ndarray:
+    mask = np.zeros(size, dtype=np.uint8)
+    mask[rows, cols] = 1
+    return mask
+
+
+def _label(k: int, mask: np.ndarray, name: str = "desk") -> Label:
+    rle = masklib.encode(mask)
+    return Label(k, name, rle, list(masklib.bbox(rle)))
+
+
+def _prediction(k: int, mask: np.ndarray, name: str = "desk", score: float = 0.9) -> Prediction:
+    rle = masklib.encode(mask)
+    return Prediction(k, name, score, rle, list(masklib.bbox(rle)))
+
+
+def test_tolerances_by_hand() -> None:
+    assert tolerance(480, 640) == 6  # 1 % of the longer side (6.4)
+    assert tolerance(30, 40) == 1  # at least one pixel
+    assert object_tolerance(6, [0, 0, 200, 40]) == 2  # 5 % of the shorter box side
+    assert object_tolerance(6, [0, 0, 400, 300]) == 6  # never more than the photo's
+    assert object_tolerance(6, [0, 0, 10, 4]) == 1
+
+
+def test_tolerant_f_by_hand() -> None:
+    square = _mask(slice(10, 20), slice(10, 20))
+    rle = masklib.encode(square)
+    assert tolerant_f(rle, rle, 1) == 1.0
+    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):  # one pixel off either way: within tolerance
+        assert tolerant_f(rle, masklib.encode(np.roll(square, (dy, dx), axis=(0, 1))), 1) == 1.0
+    # Three pixels right with tolerance 1: 8 of 10 columns agree each way, F = 0.8.
+    assert tolerant_f(rle, masklib.encode(np.roll(square, 3, axis=1)), 1) == pytest.approx(0.8)
+
+
+def test_predictions_by_image_best_first_and_classes_from_one() -> None:
+    rle = masklib.encode(_mask(slice(0, 4), slice(0, 4)))
+    results = [
+        {"image_id": 5, "category_id": 2, "score": 0.4, "segmentation": rle, "bbox": [0, 0, 4, 4]},
+        {"image_id": 5, "category_id": 1, "score": 0.8, "segmentation": rle, "bbox": [0, 0, 4, 4]},
+        {"image_id": 6, "category_id": 2, "score": 0.5, "segmentation": rle, "bbox": [0, 0, 4, 4]},
+    ]
+    by_image = predictions_by_image(results, ["desk", "chair"])
+    assert [(p.index, p.class_name, p.score) for p in by_image[5]] == [(1, "desk", 0.8), (0, "chair", 0.4)]
+    assert [p.index for p in by_image[6]] == [2]
+
+
+def test_match_image_overlaps_by_hand() -> None:
+    a = _label(1, _mask(slice(0, 20), slice(0, 20)))
+    b = _label(2, _mask(slice(0, 20), slice(10, 30)))  # half on a: IoU 200 / 600
+    inside = _prediction(0, _mask(slice(5, 15), slice(2, 12)))  # 10 x 10, wholly inside a
+    m = match_image([a, b], [inside])
+    assert m.label_iou == pytest.approx(np.array([[0.0, 1 / 3], [1 / 3, 0.0]]))
+    assert m.mask_iou[0].tolist() == pytest.approx([100 / 400, 20 / 480])
+    assert m.covered[0].tolist() == pytest.approx([1.0, 0.2])  # share of the prediction inside each
+    # The same mask, same class: its own agreement is whole (its pixels are its own label's).
+    same = match_image([a], [_prediction(0, _mask(slice(0, 20), slice(0, 20)))])
+    assert same.own_agree[0, 0] == 1.0
+    other = match_image([a], [_prediction(0, _mask(slice(0, 20), slice(0, 20)), name="chair")])
+    assert (other.agree[0, 0], other.own_agree[0, 0]) == (1.0, 0.0)  # own_agree: same-class pairs only
+
+
+def test_a_near_miss_whose_box_overlaps_still_gets_a_tolerant_agreement() -> None:
+    # An L (left column, bottom two rows) and a block in its crook one pixel above the bottom:
+    # no mask overlap, box IoU 80 / 400, and tolerance 1 lets row 17 (10 px) meet row 18 (12 px).
+    ell = _mask(slice(0, 20), slice(0, 2)) | _mask(slice(18, 20), slice(0, 20))
+    m = match_image([_label(1, ell)], [_prediction(0, _mask(slice(10, 18), slice(4, 14)))])
+    assert (m.mask_iou[0, 0], m.box_iou[0, 0]) == (0.0, pytest.approx(0.2))
+    p, r = 10 / 80, 12 / 76
+    assert m.agree[0, 0] == pytest.approx(2 * p * r / (p + r))
