@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 from fakeservers import FakeServer, Reply
 
-from officescore.scrape.providers import OpenverseProvider, SearchResult
+from officescore.scrape.providers import (
+    OpenverseProvider,
+    ProviderError,
+    SearchResult,
+    WikimediaProvider,
+    commons_license,
+)
 
 
 class Canned(FakeServer):
@@ -147,3 +153,131 @@ def test_openverse_asks_for_a_new_token_before_the_old_one_runs_out() -> None:
         ("/v1/images/", "Bearer token-2"),
     ]
     assert provider.secrets() == ["secret-1", "token-2"]  # the token is scrubbed like the secret
+
+
+# ---- Wikimedia Commons -------------------------------------------------------------------------
+
+
+def _meta(**values: str) -> dict[str, dict[str, str]]:
+    return {key: {"value": value, "source": "commons-desc-page"} for key, value in values.items()}
+
+
+def _commons_page(index: int, title: str, info: dict[str, Any] | None) -> dict[str, Any]:
+    page: dict[str, Any] = {"pageid": 5000 - index, "ns": 6, "title": title, "index": index}
+    if info is not None:
+        page["imageinfo"] = [{"descriptionurl": f"https://commons.wikimedia.org/wiki/{title}", **info}]
+    return page
+
+
+COMMONS_ANSWER = {
+    "continue": {"gsroffset": 20, "continue": "gsroffset||"},
+    "query": {
+        "pages": [  # id order, as the API sends them; `index` is the search rank
+            _commons_page(
+                2,
+                "File:Old desk.png",
+                {
+                    "url": "https://upload.wikimedia.org/old.png",
+                    "width": 800,
+                    "height": 600,
+                    "mime": "image/png",
+                    "extmetadata": _meta(
+                        LicenseShortName="Public domain",
+                        License="pd",
+                        Credit="<span>Desk Archive</span>",
+                        AttributionRequired="false",
+                    ),
+                },
+            ),
+            _commons_page(
+                4,
+                "File:Manual.jpg",
+                {
+                    "url": "https://upload.wikimedia.org/m.jpg",
+                    "mime": "image/jpeg",
+                    "extmetadata": _meta(LicenseShortName="GFDL", License="gfdl"),
+                },
+            ),
+            _commons_page(
+                1,
+                "File:Standing desk.jpg",
+                {
+                    "thumburl": "https://upload.wikimedia.org/thumb/2048px-desk.jpg",
+                    "thumbwidth": 2048,
+                    "thumbheight": 1365,
+                    "url": "https://upload.wikimedia.org/desk.jpg",
+                    "width": 6000,
+                    "height": 4000,
+                    "mime": "image/jpeg",
+                    "extmetadata": _meta(
+                        LicenseShortName="CC BY-SA 4.0",
+                        License="cc-by-sa-4.0",
+                        LicenseUrl="https://creativecommons.org/licenses/by-sa/4.0",
+                        Artist='<a href="//commons.wikimedia.org/wiki/User:Ann">Ann &amp; Bo</a>',
+                        Credit="Own work",
+                        ObjectName="A standing desk",
+                    ),  # no AttributionRequired: required, as for most of Commons
+                },
+            ),
+            _commons_page(
+                3, "File:Scan.tif", {"url": "https://upload.wikimedia.org/s.tif", "mime": "image/tiff"}
+            ),
+            _commons_page(5, "File:Later.jpg", None),  # its imageinfo comes with the next answer
+        ]
+    },
+}
+
+
+def test_wikimedia_result_fields_rank_order_and_licence_filter(serve: Any) -> None:
+    server = serve(COMMONS_ANSWER, {"batchcomplete": True, "query": {"pages": []}})
+    provider = WikimediaProvider(endpoint=server.url + "/w/api.php", contact="me@example.org")
+    page = provider.search("desk", 1)
+    assert page.results == [
+        SearchResult(
+            url="https://upload.wikimedia.org/thumb/2048px-desk.jpg",
+            landing_page="https://commons.wikimedia.org/wiki/File:Standing desk.jpg",
+            title="A standing desk",
+            width=2048,
+            height=1365,
+            mime="image/jpeg",
+            license="by-sa",
+            license_version="4.0",
+            license_url="https://creativecommons.org/licenses/by-sa/4.0",
+            creator="Ann & Bo",
+            creator_url="https://commons.wikimedia.org/wiki/User:Ann",
+            attribution="Ann & Bo, CC BY-SA 4.0, via Wikimedia Commons",
+            source="wikimedia_commons",
+        ),
+        SearchResult(
+            url="https://upload.wikimedia.org/old.png",
+            landing_page="https://commons.wikimedia.org/wiki/File:Old desk.png",
+            title="Old desk.png",
+            width=800,
+            height=600,
+            mime="image/png",
+            license="pdm",
+            creator="Desk Archive",
+            attribution="Desk Archive, Public domain, via Wikimedia Commons (attribution not required)",
+            source="wikimedia_commons",
+        ),
+    ]
+    assert page.skipped == 1  # the GFDL file; the TIFF scan is no photo, the last has no info yet
+    assert page.last is False and json.loads(page.cursor or "") == COMMONS_ANSWER["continue"]
+    end = provider.search("desk", 2, page.cursor)
+    assert server.params()["gsroffset"] == "20" and server.params()["continue"] == "gsroffset||"
+    assert end.last is True and end.cursor is None
+
+
+def test_wikimedia_page_two_without_the_token_is_refused_not_page_one_again(serve: Any) -> None:
+    server = serve(COMMONS_ANSWER)
+    provider = WikimediaProvider(endpoint=server.url, contact="me@example.org")
+    with pytest.raises(ProviderError, match="no continue token"):
+        provider.search("desk", 2, None)
+    assert server.requests == []
+
+
+def test_commons_non_commercial_licences_keep_their_nc() -> None:
+    # Commons forbids them, but a file tagged so must not pass a filter as plain BY or BY-SA.
+    assert commons_license("CC BY-NC-SA 2.0", "cc-by-nc-sa-2.0") == ("by-nc-sa", "2.0")
+    assert commons_license("CC BY-NC 3.0", None) == ("by-nc", "3.0")
+    assert commons_license("Not public domain in the US", "x") == (None, None)
