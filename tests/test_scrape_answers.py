@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 from fakeservers import FakeServer, Reply
 
+from officescore.errors import ConfigError
 from officescore.scrape.providers import (
+    HourExhausted,
     OpenverseProvider,
     ProviderError,
     SearchResult,
+    UnsplashProvider,
     WikimediaProvider,
     commons_license,
 )
@@ -281,3 +284,81 @@ def test_commons_non_commercial_licences_keep_their_nc() -> None:
     assert commons_license("CC BY-NC-SA 2.0", "cc-by-nc-sa-2.0") == ("by-nc-sa", "2.0")
     assert commons_license("CC BY-NC 3.0", None) == ("by-nc", "3.0")
     assert commons_license("Not public domain in the US", "x") == (None, None)
+
+
+# ---- Unsplash ----------------------------------------------------------------------------------
+
+
+def _unsplash_photo(n: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": f"p{n}",
+        "width": 4000,
+        "height": "3000",
+        "description": None,
+        "alt_description": f"a white desk {n}",
+        "urls": {
+            "raw": f"https://images.unsplash.com/p{n}?ixid=1",
+            "full": f"https://images.unsplash.com/p{n}?q=85",
+        },
+        "links": {
+            "html": f"https://unsplash.com/photos/p{n}",
+            "download_location": f"https://api.unsplash.com/photos/p{n}/download?ixid=1",
+        },
+        "user": {
+            "username": f"user{n}",
+            "name": f"Name {n}",
+            "links": {"html": f"https://unsplash.com/@user{n}?x=1"},
+        },
+        **extra,
+    }
+
+
+def test_unsplash_result_fields_paid_photos_and_the_last_page(serve: Any) -> None:
+    paid = _unsplash_photo(2, premium=True, plus=True)
+    server = serve({"total_pages": 2, "results": [_unsplash_photo(1), paid, {"urls": {}}]})
+    provider = UnsplashProvider(access_key="key-1", endpoint=server.url)
+    page = provider.search("desk", 1)
+    referral = "utm_source=officescore&utm_medium=referral"
+    assert page.results == [
+        SearchResult(
+            url="https://images.unsplash.com/p1?q=85",  # full: a JPEG rendition; raw is the original
+            landing_page=f"https://unsplash.com/photos/p1?{referral}",
+            title="a white desk 1",
+            width=4000,
+            height=3000,
+            mime="image/jpeg",
+            license="unsplash",
+            license_url="https://unsplash.com/license",
+            creator="Name 1",
+            creator_url=f"https://unsplash.com/@user1?x=1&{referral}",
+            attribution=f"Photo by Name 1 (https://unsplash.com/@user1?x=1&{referral}) on Unsplash "
+            f"(https://unsplash.com/?{referral})",
+            source="unsplash",
+            track_url="https://api.unsplash.com/photos/p1/download?ixid=1",
+        )
+    ]
+    assert page.skipped == 1 and page.last is False  # the Unsplash+ photo; page 1 of 2
+    assert provider.search("desk", 2).last is True
+
+
+def test_unsplash_remaining_zero_ends_the_hour_whatever_the_403_says(serve: Any) -> None:
+    used_up = Reply(403, b'{"errors": ["Forbidden"]}', {"X-Ratelimit-Remaining": "0"})
+    refused = Reply(403, b'{"errors": ["Forbidden"]}', {"X-Ratelimit-Remaining": "41"})
+    server = serve(used_up, refused)
+    provider = UnsplashProvider(access_key="key-1", endpoint=server.url)
+    with pytest.raises(HourExhausted):
+        provider.search("desk", 1)
+    with pytest.raises(ConfigError, match="refused the access key"):
+        provider.search("desk", 1)
+
+
+def test_unsplash_download_events_a_gone_photo_is_fine_other_errors_are_not(serve: Any) -> None:
+    server = serve(Reply(404, b'{"errors": ["Not found"]}'), Reply(400, b'{"errors": ["ixid is required"]}'))
+    provider = UnsplashProvider(access_key="key-1", endpoint=server.url)
+    provider.track_download(server.url + "/photos/p1/download?ixid=1")
+    with pytest.raises(ProviderError, match="ixid is required"):
+        provider.track_download(server.url + "/photos/p2/download")
+    # A look-alike host is not the API's: the key is never sent there.
+    api = UnsplashProvider(access_key="key-1", endpoint="https://api.unsplash.com/")
+    with pytest.raises(ProviderError, match="not on the Unsplash API host"):
+        api.track_download("https://evilapi.unsplash.com/photos/p1/download")
