@@ -15,10 +15,12 @@ from fakeservers import FakeServer, Reply
 
 from officescore.errors import ConfigError
 from officescore.scrape.providers import (
+    FlickrProvider,
     HourExhausted,
     OpenverseProvider,
     ProviderError,
     SearchResult,
+    TransientError,
     UnsplashProvider,
     WikimediaProvider,
     commons_license,
@@ -362,3 +364,128 @@ def test_unsplash_download_events_a_gone_photo_is_fine_other_errors_are_not(serv
     api = UnsplashProvider(access_key="key-1", endpoint="https://api.unsplash.com/")
     with pytest.raises(ProviderError, match="not on the Unsplash API host"):
         api.track_download("https://evilapi.unsplash.com/photos/p1/download")
+
+
+# ---- Flickr ------------------------------------------------------------------------------------
+
+FLICKR_INFO = {
+    "stat": "ok",
+    "licenses": {
+        "license": [
+            {"id": 0, "name": "All Rights Reserved", "url": ""},
+            {"id": 4, "name": "Attribution License", "url": "https://creativecommons.org/licenses/by/2.0/"},
+            {"id": 9, "name": "CC0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"},
+            {
+                "id": 17,
+                "name": "BY-SA 3.0 Germany",
+                "url": "https://creativecommons.org/licenses/by-sa/3.0/de/",
+            },
+        ]
+    },
+}
+
+
+def _flickr_photos(page: int, pages: int, photos: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"stat": "ok", "photos": {"page": page, "pages": pages, "perpage": 100, "photo": photos}}
+
+
+def test_flickr_result_fields_attribution_and_ported_licences(serve: Any) -> None:
+    photos = [
+        {
+            "id": "501",
+            "owner": "12@N01",
+            "title": "Desk",
+            "license": "4",
+            "ownername": "Ann",
+            "url_o": "https://live.staticflickr.com/501_o.jpg",
+            "width_o": "4000",
+            "height_o": 3000,
+            "url_l": "https://live.staticflickr.com/501_b.jpg",
+            "width_l": 1024,
+            "height_l": 768,
+        },
+        {
+            "id": "502",
+            "owner": "13@N02",
+            "title": "",
+            "license": 9,
+            "url_l": "https://live.staticflickr.com/502_b.jpg",
+            "width_l": "1024",
+            "height_l": "683",
+        },
+        {
+            "id": "503",
+            "owner": "14@N03",
+            "title": "Lamp",
+            "license": "17",
+            "ownername": "Bo",
+            "url_o": "https://live.staticflickr.com/503_o.jpg",
+            "width_o": 800,
+            "height_o": 600,
+        },
+        {"id": "504", "owner": "15@N04", "title": "Mine", "license": "0", "url_o": "https://x/504.jpg"},
+        {"id": "505", "owner": "16@N05", "title": "Hidden", "license": "4"},  # no large rendition
+    ]
+    server = serve(FLICKR_INFO, _flickr_photos(1, 3, photos))
+    provider = FlickrProvider(api_key="fkey", endpoint=server.url)
+    page = provider.search("desk", 1)
+    assert server.params()["license"] == "4,9,17"
+    assert page.results == [
+        SearchResult(
+            url="https://live.staticflickr.com/501_o.jpg",
+            landing_page="https://www.flickr.com/photos/12@N01/501",
+            title="Desk",
+            width=4000,
+            height=3000,
+            license="by",
+            license_version="2.0",
+            license_url="https://creativecommons.org/licenses/by/2.0/",
+            creator="Ann",
+            creator_url="https://www.flickr.com/photos/12@N01/",
+            attribution='"Desk" by Ann is licensed under CC BY 2.0.',
+            source="flickr",
+        ),
+        SearchResult(
+            url="https://live.staticflickr.com/502_b.jpg",
+            landing_page="https://www.flickr.com/photos/13@N02/502",
+            width=1024,
+            height=683,
+            license="cc0",
+            license_version="1.0",
+            license_url="https://creativecommons.org/publicdomain/zero/1.0/",
+            creator="13@N02",
+            creator_url="https://www.flickr.com/photos/13@N02/",
+            attribution='"Untitled" by 13@N02 is marked with CC0 1.0.',
+            source="flickr",
+        ),
+        SearchResult(
+            url="https://live.staticflickr.com/503_o.jpg",
+            landing_page="https://www.flickr.com/photos/14@N03/503",
+            title="Lamp",
+            width=800,
+            height=600,
+            license="by-sa",
+            license_version="3.0",
+            license_url="https://creativecommons.org/licenses/by-sa/3.0/de/",  # the ported deed
+            creator="Bo",
+            creator_url="https://www.flickr.com/photos/14@N03/",
+            attribution='"Lamp" by Bo is licensed under CC BY-SA 3.0.',
+            source="flickr",
+        ),
+    ]
+    assert page.skipped == 1 and page.last is False  # all rights reserved; page 1 of 3
+
+
+def test_flickr_paging_ends_at_its_4000_result_cap(serve: Any) -> None:
+    server = serve(FLICKR_INFO, _flickr_photos(39, 60, []), _flickr_photos(40, 60, []))
+    provider = FlickrProvider(api_key="fkey", endpoint=server.url)
+    assert provider.pages_for(10_000) == 40
+    assert provider.search("desk", 39).last is False
+    assert provider.search("desk", 40).last is True  # 40 x 100 = 4000, whatever `pages` says
+
+
+def test_flickr_service_unavailable_is_worth_retrying(serve: Any) -> None:
+    down = {"stat": "fail", "code": 105, "message": "Service currently unavailable"}
+    server = serve(FLICKR_INFO, down)
+    with pytest.raises(TransientError, match="Service currently unavailable"):
+        FlickrProvider(api_key="fkey", endpoint=server.url).search("desk", 1)
