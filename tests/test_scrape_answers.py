@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +16,9 @@ from fakeservers import FakeServer, Reply
 
 from officescore.errors import ConfigError
 from officescore.scrape.providers import (
+    GOOGLE_CUTOFF,
     FlickrProvider,
+    GoogleProvider,
     HourExhausted,
     OpenverseProvider,
     ProviderError,
@@ -24,6 +27,7 @@ from officescore.scrape.providers import (
     UnsplashProvider,
     WikimediaProvider,
     commons_license,
+    google_closed,
 )
 
 
@@ -489,3 +493,33 @@ def test_flickr_service_unavailable_is_worth_retrying(serve: Any) -> None:
     server = serve(FLICKR_INFO, down)
     with pytest.raises(TransientError, match="Service currently unavailable"):
         FlickrProvider(api_key="fkey", endpoint=server.url).search("desk", 1)
+
+
+# ---- Google Custom Search ----------------------------------------------------------------------
+
+
+def test_google_result_fields_and_the_closing_instant(serve: Any) -> None:
+    item = {
+        "link": "https://cdn.example.com/desk.jpg",
+        "title": "A desk",
+        "displayLink": "www.example.com",
+        "mime": "image/jpeg",
+        "image": {"contextLink": "https://www.example.com/desks", "width": 1600, "height": "1200"},
+    }
+    answer = {"items": [item, {"title": "no link"}], "queries": {"nextPage": [{"startIndex": 11}]}}
+    server = serve(answer)
+    page = GoogleProvider(developer_key="gkey", cx="gcx", endpoint=server.url).search("desk", 1)
+    assert page.results == [
+        SearchResult(
+            url="https://cdn.example.com/desk.jpg",
+            landing_page="https://www.example.com/desks",
+            title="A desk",
+            width=1600,
+            height=1200,
+            mime="image/jpeg",
+            source="www.example.com",
+        )
+    ]
+    assert page.last is True  # 2 items where 10 were asked for: the end, whatever nextPage says
+    assert server.params()["start"] == "1" and server.params()["num"] == "10"
+    assert google_closed(GOOGLE_CUTOFF) and not google_closed(GOOGLE_CUTOFF - timedelta(seconds=1))
