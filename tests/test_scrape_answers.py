@@ -523,3 +523,11 @@ def test_google_result_fields_and_the_closing_instant(serve: Any) -> None:
     assert page.last is True  # 2 items where 10 were asked for: the end, whatever nextPage says
     assert server.params()["start"] == "1" and server.params()["num"] == "10"
     assert google_closed(GOOGLE_CUTOFF) and not google_closed(GOOGLE_CUTOFF - timedelta(seconds=1))
+
+
+def test_wikimedia_an_answer_with_a_page_that_is_no_object_keeps_the_others(serve: Any) -> None:
+    # A proxy or a broken mirror may put null among the pages; the photos beside it still count.
+    pages = [None, *COMMONS_ANSWER["query"]["pages"]]
+    server = serve({"query": {"pages": pages}})
+    page = WikimediaProvider(endpoint=server.url, contact="me@example.org").search("desk", 1)
+    assert [r.title for r in page.results] == ["A standing desk", "Old desk.png"]
