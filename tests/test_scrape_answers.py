@@ -22,6 +22,7 @@ from officescore.scrape.providers import (
     HourExhausted,
     OpenverseProvider,
     ProviderError,
+    RateLimited,
     SearchResult,
     TransientError,
     UnsplashProvider,
@@ -531,3 +532,54 @@ def test_wikimedia_an_answer_with_a_page_that_is_no_object_keeps_the_others(serv
     server = serve({"query": {"pages": pages}})
     page = WikimediaProvider(endpoint=server.url, contact="me@example.org").search("desk", 1)
     assert [r.title for r in page.results] == ["A standing desk", "Old desk.png"]
+
+
+# ---- answers that mean "wait" or "try again" -----------------------------------------------------
+
+
+def _provider(name: str, url: str, timeout: float = 30.0) -> Any:
+    return {
+        "openverse": lambda: OpenverseProvider(endpoint=url, timeout=timeout),
+        "wikimedia": lambda: WikimediaProvider(endpoint=url, contact="me@example.org", timeout=timeout),
+        "unsplash": lambda: UnsplashProvider(access_key="key-1", endpoint=url, timeout=timeout),
+        "flickr": lambda: FlickrProvider(api_key="fkey", endpoint=url, timeout=timeout),
+    }[name]()
+
+
+PROVIDERS = ["openverse", "wikimedia", "unsplash", "flickr"]
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_429_is_a_wait_for_as_long_as_retry_after_says(serve: Any, name: str) -> None:
+    server = serve(FLICKR_INFO, Reply(429, b"slow down", {"Retry-After": "7"}))
+    if name != "flickr":
+        server.replies.pop(0)  # only Flickr asks for its licence table first
+    with pytest.raises(RateLimited) as waited:
+        _provider(name, server.url).search("desk", 1)
+    assert waited.value.seconds == 7.0
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_server_error_is_worth_retrying(serve: Any, name: str, status: int) -> None:
+    server = serve(FLICKR_INFO, Reply(status, b"<html>oops</html>", {"Content-Type": "text/html"}))
+    if name != "flickr":
+        server.replies.pop(0)
+    with pytest.raises(TransientError, match=f"HTTP {status}"):
+        _provider(name, server.url).search("desk", 1)
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_an_answer_slower_than_the_timeout_is_worth_retrying(serve: Any, name: str) -> None:
+    # A read timeout, not a refused connection: requests raises ReadTimeout, no ConnectionError.
+    server = serve(FLICKR_INFO, Reply(200, b"{}", delay=1.0))
+    if name != "flickr":
+        server.replies.pop(0)
+    with pytest.raises(TransientError, match="unreachable: ReadTimeout"):
+        _provider(name, server.url, timeout=0.2).search("desk", 1)
+
+
+def test_wikimedia_a_ratelimited_error_is_a_wait(serve: Any) -> None:
+    server = serve({"error": {"code": "ratelimited", "info": "You've exceeded your rate limit."}})
+    with pytest.raises(RateLimited):
+        _provider("wikimedia", server.url).search("desk", 1)
