@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from officescore import masks as masklib
 from officescore.curate.audit import AuditResult, issue_rows
 from officescore.curate.conventions import ConventionReport
-from officescore.curate.inject import inject_errors
+from officescore.curate.inject import _shift, bad_mask, inject_convention, inject_errors
 from officescore.curate.labels import Label, LabelledImage, SplitLabels
 from officescore.curate.match import (
     Prediction,
@@ -193,3 +194,57 @@ def test_a_near_miss_whose_box_overlaps_still_gets_a_tolerant_agreement() -> Non
     assert (m.mask_iou[0, 0], m.box_iou[0, 0]) == (0.0, pytest.approx(0.2))
     p, r = 10 / 80, 12 / 76
     assert m.agree[0, 0] == pytest.approx(2 * p * r / (p + r))
+
+
+def _plants(heights: list[int], image_id: int, category: int, first_id: int) -> list[dict[str, Any]]:
+    """Plants side by side on an 80 x 40 photo, 10 px wide, `heights[k]` tall from row 10."""
+    anns = []
+    for k, height in enumerate(heights):
+        rle = masklib.encode(_mask(slice(10, 10 + height), slice(2 + 16 * k, 12 + 16 * k), (40, 80)))
+        anns.append(
+            {
+                "id": first_id + k,
+                "image_id": image_id,
+                "category_id": category,
+                "segmentation": rle,
+                "bbox": masklib.bbox(rle),
+                "area": float(masklib.area(rle)),
+                "iscrowd": 0,
+            }
+        )
+    return anns
+
+
+def test_inject_convention_relabels_a_rounded_share_of_the_labels_the_other_convention_changes() -> None:
+    # Plants 0-2 lose their pot (10 -> 6 rows) in the other convention; plant 3 has none to lose.
+    coco = {
+        "images": [{"id": 1, "file_name": "images/a.jpg", "height": 40, "width": 80}],
+        "categories": [{"id": 1, "name": "plant"}],
+        "annotations": _plants([10, 10, 10, 10], 1, 1, 100),
+    }
+    other = {
+        "images": [{"id": 9, "file_name": "elsewhere/a.jpg", "height": 40, "width": 80}],
+        "categories": [{"id": 5, "name": "plant"}],
+        "annotations": _plants([6, 6, 6, 10], 9, 5, 500),
+    }
+    _, half = inject_convention(coco, other, "plant", share=0.5, seed=0)
+    assert len(half) == 2 and set(half) <= {100, 101, 102}  # 0.5 of 3 eligible: 1.5 -> 2
+    out, chosen = inject_convention(coco, other, "plant", share=1.0, seed=0)
+    assert chosen == [100, 101, 102]
+    relabelled = {a["id"]: a for a in out["annotations"]}
+    assert [relabelled[k]["area"] for k in (100, 101, 102, 103)] == [60.0, 60.0, 60.0, 100.0]
+    assert relabelled[101]["bbox"] == [18.0, 10.0, 10.0, 6.0]
+
+
+def test_shift_drops_what_leaves_the_photo() -> None:
+    square = _mask(slice(0, 4), slice(6, 10), (8, 10))  # touching the top and right edges
+    moved = _shift(square, 2, -1)
+    assert moved.sum() == 2 * 3 and moved[0:3, 8:10].all()
+
+
+def test_a_shifted_bad_mask_keeps_at_least_half_the_object() -> None:
+    # In the photo's corner, a diagonal shift out of it keeps (1 - 0.3..0.45)^2 < half: never used.
+    corner = masklib.encode(_mask(slice(0, 20), slice(0, 20)))
+    for seed in range(100):
+        rle, how = bad_mask(corner, random.Random(seed))
+        assert masklib.area(rle) >= (0.5 if how == "shift" else 0.25) * 400, (seed, how)
