@@ -62,3 +62,12 @@ def test_folders_take_every_photo_suffix_in_any_case_and_a_pattern_without_match
     assert expand_inputs([folder]) == [folder / "a.JPG", folder / "b.jpeg", folder / "sub" / "c.Png"]
     missing = str(tmp_path / "none*.jpg")
     assert expand_inputs([missing]) == [Path(missing)]  # reported as missing, not dropped in silence
+
+
+def test_a_turned_jpeg_is_decoded_as_small_as_an_unturned_one(tmp_path: Path) -> None:
+    # Stored 4000 x 1000, shown 1000 x 4000. For (100, 200) the scale is 0.05: the decoder is asked
+    # for 200 x 50 in stored pixels and gives 1/8 (500 x 125 = 62,500 px). Asking in displayed
+    # pixels (50 x 200) would take 1/4 (1000 x 250 = 250,000 px), over this limit.
+    path = _oriented(tmp_path / "turned.jpg", 6, size=(4000, 1000))
+    decoded = load_for_model(path, 100, 200, max_pixels=100_000)
+    assert decoded.original_size == (1000, 4000) and decoded.image.size == (50, 200)
