@@ -71,3 +71,10 @@ def test_a_turned_jpeg_is_decoded_as_small_as_an_unturned_one(tmp_path: Path) ->
     path = _oriented(tmp_path / "turned.jpg", 6, size=(4000, 1000))
     decoded = load_for_model(path, 100, 200, max_pixels=100_000)
     assert decoded.original_size == (1000, 4000) and decoded.image.size == (50, 200)
+
+
+def test_a_folder_given_as_a_photo_is_named_as_one(tmp_path: Path) -> None:
+    with pytest.raises(BadImageError, match="is a folder, not an image"):
+        load_image(tmp_path)
+    with pytest.raises(BadImageError, match="is a folder, not an image"):
+        load_for_model(tmp_path, 800, 1333)
