@@ -194,6 +194,12 @@ def test_a_near_miss_whose_box_overlaps_still_gets_a_tolerant_agreement() -> Non
     assert (m.mask_iou[0, 0], m.box_iou[0, 0]) == (0.0, pytest.approx(0.2))
     p, r = 10 / 80, 12 / 76
     assert m.agree[0, 0] == pytest.approx(2 * p * r / (p + r))
+    # A 2 x 2 prediction inside a 40 x 40 label: IoU 4 / 1600 by mask and box, still an agreement
+    # (all of it inside: precision 1; the 4 x 4 pixels around it: recall 16 / 1600).
+    tiny = match_image(
+        [_label(1, _mask(slice(0, 40), slice(0, 40)))], [_prediction(0, _mask(slice(9, 11), slice(9, 11)))]
+    )
+    assert tiny.agree[0, 0] == pytest.approx(2 * 0.01 / 1.01)
 
 
 def _plants(heights: list[int], image_id: int, category: int, first_id: int) -> list[dict[str, Any]]:
