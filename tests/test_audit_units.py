@@ -254,3 +254,15 @@ def test_a_shifted_bad_mask_keeps_at_least_half_the_object() -> None:
     for seed in range(100):
         rle, how = bad_mask(corner, random.Random(seed))
         assert masklib.area(rle) >= (0.5 if how == "shift" else 0.25) * 400, (seed, how)
+
+
+def test_an_eroded_bad_mask_loses_0_18_of_the_shorter_side_all_round() -> None:
+    # 20 x 20: radius round(0.18 x 20) = 4, so 12 x 12 = 144 px are left (36 %, above the 25 % floor).
+    square = masklib.encode(_mask(slice(20, 40), slice(20, 40), (60, 60)))
+    hows = set()
+    for seed in range(10):
+        rle, how = bad_mask(square, random.Random(seed))
+        hows.add(how)
+        if how == "erode":
+            assert masklib.bbox(rle) == [24.0, 24.0, 12.0, 12.0] and masklib.area(rle) == 144
+    assert hows == {"erode", "shift"}
