@@ -14,7 +14,7 @@ import pytest
 from officescore import masks as masklib
 from officescore.curate.audit import AuditResult, issue_rows
 from officescore.curate.conventions import ConventionReport
-from officescore.curate.inject import _shift, bad_mask, inject_convention, inject_errors
+from officescore.curate.inject import _shift, bad_mask, fake_predictions, inject_convention, inject_errors
 from officescore.curate.labels import Label, LabelledImage, SplitLabels
 from officescore.curate.match import (
     Prediction,
@@ -266,3 +266,23 @@ def test_an_eroded_bad_mask_loses_0_18_of_the_shorter_side_all_round() -> None:
         if how == "erode":
             assert masklib.bbox(rle) == [24.0, 24.0, 12.0, 12.0] and masklib.area(rle) == 144
     assert hows == {"erode", "shift"}
+
+
+def test_a_spurious_label_is_put_where_no_label_is() -> None:
+    coco = _square_set(10)
+    taken = sum(masklib.decode(a["segmentation"]) for a in coco["annotations"]).astype(bool)
+    for seed in range(5):
+        out, injected = inject_errors(coco, seed=seed, counts={"spurious": 3})
+        added = {a["id"]: a for a in out["annotations"]}
+        assert [i.kind for i in injected] == ["spurious"] * 3
+        for truth in injected:
+            mask = masklib.decode(added[truth.annotation_id]["segmentation"]).astype(bool)
+            assert mask.any() and not (mask & taken).any(), seed
+
+
+def test_fake_predictions_skip_crowd_regions() -> None:
+    coco = _square_set(4)
+    coco["annotations"][1]["iscrowd"] = 1
+    found = fake_predictions(coco, seed=0)
+    assert len(found) == 3  # every label found, but the crowd region (columns 10-15) is no object
+    assert not any(masklib.decode(p["segmentation"])[12, 13] for p in found)
