@@ -286,3 +286,10 @@ def test_fake_predictions_skip_crowd_regions() -> None:
     found = fake_predictions(coco, seed=0)
     assert len(found) == 3  # every label found, but the crowd region (columns 10-15) is no object
     assert not any(masklib.decode(p["segmentation"])[12, 13] for p in found)
+
+
+def test_fake_predictions_edge_noise_near_zero_cuts_nothing() -> None:
+    # A cut of round(~0 x side) = 0 rows: each 6 x 6 square is found whole (8 x 8 when grown).
+    found = fake_predictions(_square_set(10), seed=0, edge_noise=1e-9)
+    assert len(found) == 10
+    assert {tuple(masklib.bbox(p["segmentation"])[2:]) for p in found} <= {(6.0, 6.0), (8.0, 8.0)}
