@@ -549,6 +549,24 @@ def test_an_audit_into_an_earlier_audits_folder_leaves_none_of_its_sheets(
     assert (out / "notes.txt").read_text() == "mine"
 
 
+def test_sheet_issues_draws_that_many_and_a_json_name_in_capitals_is_a_json_name(
+    clean: Path, tmp_path: Path
+) -> None:
+    from officescore.curate.audit import run_audit
+    from officescore.curate.sheets import PER_SHEET
+
+    model = write_checkpoint(tmp_path / "m.pt", favour={"desk": 3.0, "chair": 2.5})
+    review = tmp_path / "Review.JSON"
+    run = run_audit(
+        clean, model=model, device="cpu", out=tmp_path / "run", sheet_issues=PER_SHEET + 1, labelstudio=review
+    )
+    assert len(run.issues) > PER_SHEET + 1
+    assert [path.name for path in run.sheets] == ["contact_sheet_01.png", "contact_sheet_02.png"]
+    with Image.open(run.sheets[0]) as first, Image.open(run.sheets[1]) as second:
+        assert second.height * 4 == first.height  # the 13th issue alone: one row of four
+    assert run.tasks == review and review.is_file()
+
+
 def test_a_model_trained_on_more_classes_audits_the_data_sets_own(
     clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

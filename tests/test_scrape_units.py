@@ -16,6 +16,7 @@ from officescore.scrape.dedup import DEFAULT_NEAR_DUP_THRESHOLD, DedupIndex
 from officescore.scrape.download import _interleave_hosts, clean_partial_files
 from officescore.scrape.manifest import Manifest
 from officescore.scrape.providers import (
+    FlickrProvider,
     GoogleProvider,
     OpenverseProvider,
     ProviderError,
@@ -23,6 +24,8 @@ from officescore.scrape.providers import (
     Scrubber,
     SearchResult,
     TransientError,
+    UnsplashProvider,
+    WikimediaProvider,
     classify_google_error,
 )
 from officescore.scrape.run import ScrapeConfig, default_queries, read_queries, scrape
@@ -90,6 +93,25 @@ def test_scrubber_removes_secrets_and_key_parameters() -> None:
     )
     assert scrub.value("http://img/a.jpg?key=public&x=AIzaSECRET") == "http://img/a.jpg?key=public&x=***"
     assert scrub(None) is None
+
+
+def test_a_secret_inside_a_longer_one_leaves_no_piece_of_the_longer() -> None:
+    # Replacing the short one first would turn "abc123xyz" into "***xyz": part of a key on show.
+    scrub = Scrubber(["abc123", "abc123xyz"])
+    assert scrub.value("token abc123xyz and abc123") == "token *** and ***"
+
+
+@pytest.mark.parametrize("provider", ["wikimedia", "unsplash", "flickr", "openverse"])
+def test_a_misspelt_rights_name_is_refused_not_dropped(provider: str) -> None:
+    # A typo in one name must not narrow the filter in silence (here: to public domain only).
+    make = {
+        "wikimedia": lambda r: WikimediaProvider(rights_filter=r),
+        "unsplash": lambda r: UnsplashProvider(access_key="k", rights_filter=r),
+        "flickr": lambda r: FlickrProvider(api_key="k", rights_filter=r),
+        "openverse": lambda r: OpenverseProvider(rights_filter=r),
+    }[provider]
+    with pytest.raises(ConfigError, match="'cc_atribute' is unknown"):
+        make("cc_publicdomain|cc_atribute")
 
 
 def test_dedup_index_exact_and_near() -> None:

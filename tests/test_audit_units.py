@@ -1,0 +1,295 @@
+"""audit's small pieces on hand-computed cases: the issue rows --min-score lists, the errors
+`inject_errors` plants (the ground truth of audit's tests and benchmark), and match's helpers."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from officescore import masks as masklib
+from officescore.curate.audit import AuditResult, issue_rows
+from officescore.curate.conventions import ConventionReport
+from officescore.curate.inject import _shift, bad_mask, fake_predictions, inject_convention, inject_errors
+from officescore.curate.labels import Label, LabelledImage, SplitLabels
+from officescore.curate.match import (
+    Prediction,
+    match_image,
+    object_tolerance,
+    predictions_by_image,
+    tolerance,
+    tolerant_f,
+)
+from officescore.curate.scoring import Calibration, Issue
+
+# ---- issue rows --------------------------------------------------------------------------------
+
+
+def _issue(score: float, image_id: int) -> Issue:
+    return Issue("spurious", score, image_id, image_id * 10, "desk", None, [0.0, 0.0, 4.0, 4.0])
+
+
+def test_min_score_lists_the_issues_scoring_at_least_it() -> None:
+    images = [LabelledImage(k, f"img{k}.jpg", Path(f"img{k}.jpg"), 8, 8, "train") for k in (1, 2, 3)]
+    split = SplitLabels(Path("set"), "train", ["desk"], images, [])
+    issues = [_issue(0.9, 1), _issue(0.5, 2), _issue(0.3, 3)]  # ranked, highest first
+    result = AuditResult(issues, [], Calibration({}, {}, {}), ConventionReport([]))
+    rows = issue_rows(result, split, min_score=0.5)
+    assert [(r["rank"], r["score"], r["file_name"]) for r in rows] == [
+        (1, 0.9, "img1.jpg"),
+        (2, 0.5, "img2.jpg"),
+    ]
+    assert len(issue_rows(result, split)) == 3  # the default 0.0 lists every issue
+
+
+# ---- inject_errors -----------------------------------------------------------------------------
+
+
+def _square_set(n: int = 10) -> dict[str, Any]:
+    """One 80 x 40 photo with `n` 6 x 6 squares in a row, classes 1, 2, 3 in turn."""
+    anns = []
+    for k in range(n):
+        mask = np.zeros((40, 80), dtype=np.uint8)
+        mask[10:16, 2 + 8 * k : 8 + 8 * k] = 1
+        rle = masklib.encode(mask)
+        bbox, area = masklib.bbox(rle), float(masklib.area(rle))
+        anns.append(
+            {
+                "id": 100 + k,
+                "image_id": 1,
+                "category_id": 1 + k % 3,
+                "segmentation": rle,
+                "bbox": bbox,
+                "area": area,
+                "iscrowd": 0,
+            }
+        )
+    categories = [{"id": c, "name": f"class{c}"} for c in (1, 2, 3)]
+    return {
+        "images": [{"id": 1, "file_name": "a.jpg", "height": 40, "width": 80}],
+        "annotations": anns,
+        "categories": categories,
+    }
+
+
+def test_injected_rates_are_rounded_shares_of_the_labels_and_each_kind_is_what_it_says() -> None:
+    coco = _square_set(10)
+    before = {a["id"]: a for a in coco["annotations"]}
+    out, injected = inject_errors(
+        coco, seed=3, missing=0.19, wrong_class=0.3, bad_mask_rate=0.1, duplicate=0.1
+    )
+    # 10 labels: 1.9 -> 2 missing, 3 wrong_class, 1 bad_mask, 1 duplicate
+    assert Counter(i.kind for i in injected) == {
+        "missing": 2,
+        "wrong_class": 3,
+        "bad_mask": 1,
+        "duplicate": 1,
+    }
+    after = {a["id"]: a for a in out["annotations"]}
+    assert len(after) == len(out["annotations"]) == 10 - 2 + 1  # ids stay unique
+    assert coco["annotations"] == list(before.values())  # the input is not changed
+    for truth in injected:
+        if truth.kind == "missing":
+            assert truth.annotation_id is None
+            gone = [k for k, a in before.items() if a["bbox"] == truth.bbox]
+            assert len(gone) == 1 and gone[0] not in after
+        elif truth.kind == "wrong_class":
+            k = truth.annotation_id
+            assert after[k]["category_id"] != before[k]["category_id"]
+        elif truth.kind == "duplicate":
+            assert truth.annotation_id not in before
+            copied = int(truth.how.removeprefix("copy of "))
+            assert after[truth.annotation_id]["segmentation"] == before[copied]["segmentation"]
+        else:
+            assert after[truth.annotation_id]["segmentation"] != before[truth.annotation_id]["segmentation"]
+
+
+def test_exact_counts_replace_the_rates() -> None:
+    _, injected = inject_errors(_square_set(10), seed=1, counts={"wrong_class": 1})
+    assert [i.kind for i in injected] == ["wrong_class"]
+
+
+def test_a_wrong_class_is_always_another_class() -> None:
+    coco = _square_set(10)
+    before = {a["id"]: a["category_id"] for a in coco["annotations"]}
+    for seed in range(5):  # 25 draws among 3 classes: a draw that may keep the class would show
+        out, injected = inject_errors(coco, seed=seed, counts={"wrong_class": 5})
+        after = {a["id"]: a["category_id"] for a in out["annotations"]}
+        assert all(after[i.annotation_id] != before[i.annotation_id] for i in injected)
+
+
+# ---- match helpers -----------------------------------------------------------------------------
+
+
+def _mask(rows: slice, cols: slice, size: tuple[int, int] = (40, 40)) -> np.ndarray:
+    mask = np.zeros(size, dtype=np.uint8)
+    mask[rows, cols] = 1
+    return mask
+
+
+def _label(k: int, mask: np.ndarray, name: str = "desk") -> Label:
+    rle = masklib.encode(mask)
+    return Label(k, name, rle, list(masklib.bbox(rle)))
+
+
+def _prediction(k: int, mask: np.ndarray, name: str = "desk", score: float = 0.9) -> Prediction:
+    rle = masklib.encode(mask)
+    return Prediction(k, name, score, rle, list(masklib.bbox(rle)))
+
+
+def test_tolerances_by_hand() -> None:
+    assert tolerance(480, 640) == 6  # 1 % of the longer side (6.4)
+    assert tolerance(30, 40) == 1  # at least one pixel
+    assert object_tolerance(6, [0, 0, 200, 40]) == 2  # 5 % of the shorter box side
+    assert object_tolerance(6, [0, 0, 400, 300]) == 6  # never more than the photo's
+    assert object_tolerance(6, [0, 0, 10, 4]) == 1
+
+
+def test_tolerant_f_by_hand() -> None:
+    square = _mask(slice(10, 20), slice(10, 20))
+    rle = masklib.encode(square)
+    assert tolerant_f(rle, rle, 1) == 1.0
+    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):  # one pixel off either way: within tolerance
+        assert tolerant_f(rle, masklib.encode(np.roll(square, (dy, dx), axis=(0, 1))), 1) == 1.0
+    # Three pixels right with tolerance 1: 8 of 10 columns agree each way, F = 0.8.
+    assert tolerant_f(rle, masklib.encode(np.roll(square, 3, axis=1)), 1) == pytest.approx(0.8)
+
+
+def test_predictions_by_image_best_first_and_classes_from_one() -> None:
+    rle = masklib.encode(_mask(slice(0, 4), slice(0, 4)))
+    results = [
+        {"image_id": 5, "category_id": 2, "score": 0.4, "segmentation": rle, "bbox": [0, 0, 4, 4]},
+        {"image_id": 5, "category_id": 1, "score": 0.8, "segmentation": rle, "bbox": [0, 0, 4, 4]},
+        {"image_id": 6, "category_id": 2, "score": 0.5, "segmentation": rle, "bbox": [0, 0, 4, 4]},
+    ]
+    by_image = predictions_by_image(results, ["desk", "chair"])
+    assert [(p.index, p.class_name, p.score) for p in by_image[5]] == [(1, "desk", 0.8), (0, "chair", 0.4)]
+    assert [p.index for p in by_image[6]] == [2]
+
+
+def test_match_image_overlaps_by_hand() -> None:
+    a = _label(1, _mask(slice(0, 20), slice(0, 20)))
+    b = _label(2, _mask(slice(0, 20), slice(10, 30)))  # half on a: IoU 200 / 600
+    inside = _prediction(0, _mask(slice(5, 15), slice(2, 12)))  # 10 x 10, wholly inside a
+    m = match_image([a, b], [inside])
+    assert m.label_iou == pytest.approx(np.array([[0.0, 1 / 3], [1 / 3, 0.0]]))
+    assert m.mask_iou[0].tolist() == pytest.approx([100 / 400, 20 / 480])
+    assert m.covered[0].tolist() == pytest.approx([1.0, 0.2])  # share of the prediction inside each
+    # The same mask, same class: its own agreement is whole (its pixels are its own label's).
+    same = match_image([a], [_prediction(0, _mask(slice(0, 20), slice(0, 20)))])
+    assert same.own_agree[0, 0] == 1.0
+    other = match_image([a], [_prediction(0, _mask(slice(0, 20), slice(0, 20)), name="chair")])
+    assert (other.agree[0, 0], other.own_agree[0, 0]) == (1.0, 0.0)  # own_agree: same-class pairs only
+
+
+def test_a_near_miss_whose_box_overlaps_still_gets_a_tolerant_agreement() -> None:
+    # An L (left column, bottom two rows) and a block in its crook one pixel above the bottom:
+    # no mask overlap, box IoU 80 / 400, and tolerance 1 lets row 17 (10 px) meet row 18 (12 px).
+    ell = _mask(slice(0, 20), slice(0, 2)) | _mask(slice(18, 20), slice(0, 20))
+    m = match_image([_label(1, ell)], [_prediction(0, _mask(slice(10, 18), slice(4, 14)))])
+    assert (m.mask_iou[0, 0], m.box_iou[0, 0]) == (0.0, pytest.approx(0.2))
+    p, r = 10 / 80, 12 / 76
+    assert m.agree[0, 0] == pytest.approx(2 * p * r / (p + r))
+    # A 2 x 2 prediction inside a 40 x 40 label: IoU 4 / 1600 by mask and box, still an agreement
+    # (all of it inside: precision 1; the 4 x 4 pixels around it: recall 16 / 1600).
+    tiny = match_image(
+        [_label(1, _mask(slice(0, 40), slice(0, 40)))], [_prediction(0, _mask(slice(9, 11), slice(9, 11)))]
+    )
+    assert tiny.agree[0, 0] == pytest.approx(2 * 0.01 / 1.01)
+
+
+def _plants(heights: list[int], image_id: int, category: int, first_id: int) -> list[dict[str, Any]]:
+    """Plants side by side on an 80 x 40 photo, 10 px wide, `heights[k]` tall from row 10."""
+    anns = []
+    for k, height in enumerate(heights):
+        rle = masklib.encode(_mask(slice(10, 10 + height), slice(2 + 16 * k, 12 + 16 * k), (40, 80)))
+        anns.append(
+            {
+                "id": first_id + k,
+                "image_id": image_id,
+                "category_id": category,
+                "segmentation": rle,
+                "bbox": masklib.bbox(rle),
+                "area": float(masklib.area(rle)),
+                "iscrowd": 0,
+            }
+        )
+    return anns
+
+
+def test_inject_convention_relabels_a_rounded_share_of_the_labels_the_other_convention_changes() -> None:
+    # Plants 0-2 lose their pot (10 -> 6 rows) in the other convention; plant 3 has none to lose.
+    coco = {
+        "images": [{"id": 1, "file_name": "images/a.jpg", "height": 40, "width": 80}],
+        "categories": [{"id": 1, "name": "plant"}],
+        "annotations": _plants([10, 10, 10, 10], 1, 1, 100),
+    }
+    other = {
+        "images": [{"id": 9, "file_name": "elsewhere/a.jpg", "height": 40, "width": 80}],
+        "categories": [{"id": 5, "name": "plant"}],
+        "annotations": _plants([6, 6, 6, 10], 9, 5, 500),
+    }
+    _, half = inject_convention(coco, other, "plant", share=0.5, seed=0)
+    assert len(half) == 2 and set(half) <= {100, 101, 102}  # 0.5 of 3 eligible: 1.5 -> 2
+    out, chosen = inject_convention(coco, other, "plant", share=1.0, seed=0)
+    assert chosen == [100, 101, 102]
+    relabelled = {a["id"]: a for a in out["annotations"]}
+    assert [relabelled[k]["area"] for k in (100, 101, 102, 103)] == [60.0, 60.0, 60.0, 100.0]
+    assert relabelled[101]["bbox"] == [18.0, 10.0, 10.0, 6.0]
+
+
+def test_shift_drops_what_leaves_the_photo() -> None:
+    square = _mask(slice(0, 4), slice(6, 10), (8, 10))  # touching the top and right edges
+    moved = _shift(square, 2, -1)
+    assert moved.sum() == 2 * 3 and moved[0:3, 8:10].all()
+
+
+def test_a_shifted_bad_mask_keeps_at_least_half_the_object() -> None:
+    # In the photo's corner, a diagonal shift out of it keeps (1 - 0.3..0.45)^2 < half: never used.
+    corner = masklib.encode(_mask(slice(0, 20), slice(0, 20)))
+    for seed in range(100):
+        rle, how = bad_mask(corner, random.Random(seed))
+        assert masklib.area(rle) >= (0.5 if how == "shift" else 0.25) * 400, (seed, how)
+
+
+def test_an_eroded_bad_mask_loses_0_18_of_the_shorter_side_all_round() -> None:
+    # 20 x 20: radius round(0.18 x 20) = 4, so 12 x 12 = 144 px are left (36 %, above the 25 % floor).
+    square = masklib.encode(_mask(slice(20, 40), slice(20, 40), (60, 60)))
+    hows = set()
+    for seed in range(10):
+        rle, how = bad_mask(square, random.Random(seed))
+        hows.add(how)
+        if how == "erode":
+            assert masklib.bbox(rle) == [24.0, 24.0, 12.0, 12.0] and masklib.area(rle) == 144
+    assert hows == {"erode", "shift"}
+
+
+def test_a_spurious_label_is_put_where_no_label_is() -> None:
+    coco = _square_set(10)
+    taken = sum(masklib.decode(a["segmentation"]) for a in coco["annotations"]).astype(bool)
+    for seed in range(5):
+        out, injected = inject_errors(coco, seed=seed, counts={"spurious": 3})
+        added = {a["id"]: a for a in out["annotations"]}
+        assert [i.kind for i in injected] == ["spurious"] * 3
+        for truth in injected:
+            mask = masklib.decode(added[truth.annotation_id]["segmentation"]).astype(bool)
+            assert mask.any() and not (mask & taken).any(), seed
+
+
+def test_fake_predictions_skip_crowd_regions() -> None:
+    coco = _square_set(4)
+    coco["annotations"][1]["iscrowd"] = 1
+    found = fake_predictions(coco, seed=0)
+    assert len(found) == 3  # every label found, but the crowd region (columns 10-15) is no object
+    assert not any(masklib.decode(p["segmentation"])[12, 13] for p in found)
+
+
+def test_fake_predictions_edge_noise_near_zero_cuts_nothing() -> None:
+    # A cut of round(~0 x side) = 0 rows: each 6 x 6 square is found whole (8 x 8 when grown).
+    found = fake_predictions(_square_set(10), seed=0, edge_noise=1e-9)
+    assert len(found) == 10
+    assert {tuple(masklib.bbox(p["segmentation"])[2:]) for p in found} <= {(6.0, 6.0), (8.0, 8.0)}
