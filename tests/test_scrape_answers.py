@@ -129,6 +129,22 @@ def test_openverse_a_short_page_is_the_last_whatever_page_count_says(serve: Any)
     assert provider.search("desk", 2).last is True
 
 
+def test_openverse_a_full_page_with_a_photo_without_url_is_not_the_last(serve: Any) -> None:
+    items = [_openverse_item(n) for n in range(19)] + [{**_openverse_item(19), "url": None}]
+    server = serve({"page_count": 5, "results": items})
+    page = OpenverseProvider(endpoint=server.url).search("desk", 1)
+    assert (len(page.results), page.last) == (19, False)
+
+
+@pytest.mark.parametrize("given", ["client_id", "client_secret"])
+def test_openverse_half_a_credential_is_refused_before_searching(given: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        OpenverseProvider(endpoint="http://127.0.0.1:1/", **{given: "x"})
+    missing = "SECRET" if given == "client_id" else "ID"
+    assert f"without its client {missing}: set OPENVERSE_CLIENT_{missing} " in str(refused.value)
+    assert OpenverseProvider(client_id="a", client_secret="b").pages_for(1000) == 50
+
+
 def test_openverse_drops_a_photo_outside_the_filter_it_sent(serve: Any) -> None:
     items = [_openverse_item(1), _openverse_item(2, "by-nc"), {**_openverse_item(3), "url": None}]
     server = serve({"page_count": 1, "results": items})

@@ -59,6 +59,14 @@ class OpenverseProvider(NoTracking):
         self._token: str | None = None
         self._token_expires = 0.0
         self._licenses = self._license_codes(self.rights_filter)
+        if bool(self.client_id) != bool(self.client_secret):
+            # Caught here, not after 240 anonymous results when page 13 is refused.
+            given, missing = ("ID", "SECRET") if self.client_id else ("SECRET", "ID")
+            raise ConfigError(
+                f"an Openverse client {given} is set without its client {missing}: set "
+                f"OPENVERSE_CLIENT_{missing} (or openverse_client_{missing.lower()} under [scrape]) "
+                "too, or neither to search anonymously (240 results per query)"
+            )
 
     @staticmethod
     def _license_codes(rights: str) -> str:
@@ -171,7 +179,8 @@ class OpenverseProvider(NoTracking):
                 )
             )
         page_count = as_int(answer.get("page_count")) or 0
-        last = page >= page_count or len(results) < self.page_size
+        # A short page (counted as sent: a result without a URL does not end the query) is the last.
+        last = page >= page_count or len(items) < self.page_size
         # Openverse filters by licence itself; a photo it sends outside the filter is still dropped.
         kept, skipped = keep_allowed(results, self._licenses.split(","))
         return SearchPage(kept, last=last, skipped=skipped)
