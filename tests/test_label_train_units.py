@@ -423,6 +423,24 @@ def test_the_first_held_out_photo_comes_with_the_second_photo_and_is_never_a_tra
     assert assign_splits([a, b], [], {a, b}, set(), 0.2) == {min(a, b): "val", max(a, b): "train"}
 
 
+def test_a_group_follows_any_held_out_member_and_never_moves_a_trained_photo_to_val() -> None:
+    """A new near-duplicate of a photo held out before is held out too, whatever the draw of the
+    group's lowest member; the first held-out photo is the new one whose draw comes first (not the
+    lowest task number), never picked from a group holding a photo already trained on (the group
+    would carry that photo into val)."""
+    train_only = [t for t in range(1, 80) if not held_out(t, 0.2)]
+    low, high, other = train_only[:3]  # all drawn for train
+    split = assign_splits([low, high, other], [[low, high]], {high}, set(), 0.2)
+    assert split == {low: "val", high: "val", other: "train"}
+    # The first held-out photo is the one whose draw comes first, not the lowest task number.
+    a, b = next((a, b) for a in train_only for b in train_only if a < b and val_draw(b) < val_draw(a))
+    assert assign_splits([a, b], [], set(), set(), 0.2) == {a: "train", b: "val"}
+    trained, *new = train_only[3:7]
+    duplicate = min(new, key=val_draw)  # the new photo the first held-out pick falls on
+    split = assign_splits(sorted([trained, *new]), [[trained, duplicate]], set(), {trained}, 0.2)
+    assert split[trained] == split[duplicate] == "train"
+
+
 def _region(name: str, x0: int, y0: int, x1: int, y1: int) -> Region:
     mask = np.zeros((40, 40), dtype=np.uint8)
     mask[y0:y1, x0:x1] = 1

@@ -154,6 +154,29 @@ def test_the_first_job_starts_from_the_weights_given(monkeypatch: pytest.MonkeyP
     assert [config.weights for config in fake.configs] == ["coco"]
 
 
+@pytest.mark.parametrize("validated", [True, False])
+def test_a_job_hands_on_the_best_epoch_and_the_last_only_without_val_photos(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, validated: bool
+) -> None:
+    """The checkpoint the backend loads, compares and names is best.pt (the best val epoch), not
+    the last epoch's; a run without val photos has no best.pt and hands on last.pt."""
+    from officescore import train
+
+    fake = FakeRun(monkeypatch, tmp_path)
+
+    def train_with_last(config: Any) -> Any:
+        trained = fake.train(config)
+        last = trained.run_dir / "weights" / "last.pt"
+        last.write_bytes(b"last epoch")
+        best = trained.best_checkpoint if validated else None
+        return SimpleNamespace(**{**vars(trained), "last_checkpoint": last, "best_checkpoint": best})
+
+    monkeypatch.setattr(train, "train", train_with_last)
+    result = trainjob.run_job(_job(tmp_path, None))
+    assert Path(result["checkpoint"]).name == ("best.pt" if validated else "last.pt")
+    assert fake.compared == [(Path(result["checkpoint"]), None, 0.42)]
+
+
 @pytest.mark.parametrize(
     ("error", "retry"),
     [
