@@ -27,7 +27,7 @@ def _job(tmp_path: Path, current: Path | None) -> Path:
         "job": 2, "url": "http://127.0.0.1:9", "project": "units", "local_root": None,
         "photo_cache": str(tmp_path / "cache"), "runs": str(tmp_path / "runs"),
         "current": str(current) if current else None, "current_conf": 0.42, "weights": "coco",
-        "arch": "maskrcnn_mobilenet_v3_fpn", "img_size": 64, "epochs": 1, "minutes": None,
+        "arch": "maskrcnn_mobilenet_v3_fpn", "img_size": 64, "epochs": 1, "minutes": 5,
         "batch_size": 2, "lr": None, "model_kwargs": {}, "device": "cpu", "amp": False,
         "val_fraction": 0.2, "val_tasks": [12], "train_tasks": [11, 13, 14], "nice": 0, "seed": 0,
     }  # fmt: skip
@@ -77,7 +77,8 @@ class FakeRun:
         images = [
             {"id": n, "file_name": f"img{n}.jpg", "original_file_name": name} for n, name in enumerate(TASKS)
         ]
-        annotations = [{"id": n, "image_id": n, "iscrowd": 0} for n in range(len(TASKS))]
+        # b.jpg's object is a crowd region
+        annotations = [{"id": n, "image_id": n, "iscrowd": int(n == 1)} for n in range(len(TASKS))]
         (out / "train.json").write_text(json.dumps({"images": images, "annotations": annotations}))
         (out / "dataset.json").write_text(json.dumps({"counts": {}}))
         return SimpleNamespace(problems=[])
@@ -107,7 +108,8 @@ def test_a_job_fine_tunes_the_current_model_and_covers_the_labels_before_its_pul
 ) -> None:
     """The job starts from the current model (not from COCO again), reports the photos it trained and
     validated on (the backend's fixed held-out set: 3 and 1), and the moment it began to pull: a
-    label that reaches the backend during the pull may be missing from it, so it must stay counted."""
+    label that reaches the backend during the pull may be missing from it, so it must stay counted.
+    It trains within --minutes, and its data set's counts are those of the split it trained on."""
     fake = FakeRun(monkeypatch, tmp_path)
     current = tmp_path / "runs" / "label-job0001" / "weights" / "best.pt"
     result = trainjob.run_job(_job(tmp_path, current))
@@ -123,6 +125,14 @@ def test_a_job_fine_tunes_the_current_model_and_covers_the_labels_before_its_pul
     assert (result["segm_map"], result["current_segm_map"]) == (0.5, 0.3)
     assert fake.compared == [(Path(result["checkpoint"]), current, 0.42)]
     assert result["skipped_unknown_classes"] == {"sofa": 1}
+    assert result["labelled_photos"] == 4 and [c.max_minutes for c in fake.configs] == [5]  # --minutes
+    # The data set it trained on says so: the split's counts (b.jpg's crowd region held out with it).
+    meta = json.loads((tmp_path / "job" / "dataset" / "dataset.json").read_text())
+    assert meta["counts"] == {
+        "train": {"images": 3, "annotations": 3, "crowd": 0},
+        "val": {"images": 1, "annotations": 1, "crowd": 1},
+    }
+    assert meta["val_fraction"] == 0.2
 
 
 def test_a_job_leaves_its_threshold_beside_the_weights(
