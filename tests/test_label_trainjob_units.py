@@ -211,3 +211,77 @@ def test_only_an_unreachable_label_studio_makes_a_failed_job_try_again(
     assert trainjob.main([str(folder)]) == 1
     result = json.loads((folder / trainjob.RESULT_FILE).read_text())
     assert result["ok"] is False and result["retry"] is retry and str(error) in result["error"]
+
+
+@pytest.mark.parametrize(
+    ("current_conf", "by_mask", "floor"),
+    [
+        (None, True, ([0.8], "default")),  # the default threshold is on the class score: scores as they are
+        (0.42, True, ([0.2], 0.42)),  # its own threshold is on the suggestion score: 0.8 x 0.5² = 0.2
+        (0.42, False, ([0.8], 0.42)),  # class scores throughout
+    ],
+)
+def test_the_new_model_is_held_to_the_current_ones_suggestions_on_the_score_they_were_shown_by(
+    monkeypatch: pytest.MonkeyPatch, current_conf: float | None, by_mask: bool, floor: tuple[list[float], Any]
+) -> None:
+    """`compare_on_val` hands the new model's threshold search the current model's val detections
+    scored as labellers saw them, with the threshold they were shown at."""
+    from officescore.label.prelabel import DEFAULT_CONF
+
+    asked: list[tuple[Path, Any]] = []
+
+    def val_scores(
+        checkpoint: Path, dataset: Path, device: str, replaced: Any = None, by_mask: bool = True
+    ) -> Any:
+        asked.append((checkpoint, replaced))
+        return {"masks": [{"score": 0.8, "mask_score": 0.5, "segmentation": {}}]}
+
+    monkeypatch.setattr(trainjob, "val_scores", val_scores)
+    trainjob.compare_on_val(Path("new.pt"), Path("current.pt"), current_conf, Path("data"), "cpu", by_mask)
+    (_, first), (checkpoint, (masks, conf)) = asked
+    assert first is None and checkpoint == Path("new.pt")
+    expected_scores, expected_conf = floor
+    assert [round(m["score"], 6) for m in masks] == expected_scores
+    assert conf == (DEFAULT_CONF if expected_conf == "default" else expected_conf)
+
+
+@pytest.mark.parametrize(("tp", "fn", "fp", "kept"), [(6, 4, 0, True), (6, 3, 5, False)])
+def test_a_threshold_needs_ten_labelled_val_objects(
+    monkeypatch: pytest.MonkeyPatch, tp: int, fn: int, fp: int, kept: bool
+) -> None:
+    """`val_scores` with the model, the data set and the matching stood in for (no torch): a
+    threshold found on 6 + 4 labelled objects (matched + missed) is the model's own; on 6 + 3 it is
+    a guess, however many false detections there were, and the backend's default stays."""
+    import sys
+
+    found = {"conf": 0.4, "f1": 0.7, "tp": tp, "fn": fn, "fp": fp}
+
+    class ValSet:
+        classes = ("desk",)
+        annotation_file = Path("val.json")
+
+        def __init__(self, *args: Any) -> None:
+            pass
+
+        def __len__(self) -> int:
+            return 2
+
+    detections = [{"score": 0.9, "mask_score": 1.0, "segmentation": {}}, {"score": 0.5, "bbox": [0, 0, 1, 1]}]
+    stand_ins = {
+        "officescore.dataset": SimpleNamespace(OfficeDataset=ValSet, build_transforms=lambda train: None),
+        "officescore.devices": SimpleNamespace(resolve_device=lambda device: device),
+        "officescore.model": SimpleNamespace(model_from_checkpoint=lambda path, device: (None, ("desk",))),
+        "officescore.evaluate": SimpleNamespace(
+            category_map=lambda a, b: {},
+            evaluate_model=lambda *args, **kwargs: ({"segm": {"map": 0.5}, "bbox": {"map": 0.4}}, detections),
+        ),
+        "officescore.evaluate.inputs": SimpleNamespace(load_gt=lambda path: None),
+        "officescore.evaluate.match": SimpleNamespace(
+            bagged_best_f1_conf=lambda gt, ranked, replaced: dict(found)
+        ),
+    }
+    for name, module in stand_ins.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    scores = trainjob.val_scores(Path("best.pt"), Path("data"), "cpu")
+    assert (scores["segm_map"], scores["bbox_map"], scores["masks"]) == (0.5, 0.4, detections[:1])
+    assert scores["suggest"] == ({**found, "by_mask": True} if kept else None)
