@@ -675,3 +675,25 @@ def test_mlflow_keeps_every_param_and_metric_past_its_batch_limits_and_resumes_r
     assert client.get_run(tracker.run_id).info.status == "RUNNING"
     resumed.end([], "finished")
     assert client.get_run(tracker.run_id).info.status == "FINISHED"
+
+
+def test_args_become_flat_params_named_by_their_whole_path() -> None:
+    """An attribute-head run's model_kwargs nest three deep: every level stays in the name (else
+    `attributes.desk.colour` would look like a top-level setting), lists are JSON, None and paths text."""
+    from officescore.train.tracking import flat_params
+
+    args = {
+        "lr": 0.01,
+        "resume": None,
+        "data": Path("data/offices"),
+        "classes": ["desk", "chair"],
+        "model_kwargs": {"min_size": 64, "attributes": {"desk": {"colour": ["oak", "white"]}, "chair": {}}},
+    }
+    assert flat_params(args) == {
+        "lr": 0.01,
+        "resume": "None",
+        "data": "data/offices",
+        "classes": '["desk", "chair"]',
+        "model_kwargs.min_size": 64,
+        "model_kwargs.attributes.desk.colour": '["oak", "white"]',
+    }
