@@ -441,6 +441,17 @@ def test_a_group_follows_any_held_out_member_and_never_moves_a_trained_photo_to_
     assert split[trained] == split[duplicate] == "train"
 
 
+def test_with_every_photo_held_out_the_newest_trains_with_its_near_duplicates() -> None:
+    """Nothing left to train on (every photo held out before): the newest photo trains, and its
+    near-duplicates with it, so no held-out photo is a copy of one trained on."""
+    a, b, c = 3, 5, 8
+    assert assign_splits([a, b], [], {a, b}, set(), 0.2) == {a: "val", b: "train"}
+    split = assign_splits([a, b, c], [[b, c]], {a, b, c}, set(), 0.2)
+    assert split == {a: "val", b: "train", c: "train"}
+    # Held out one by one before the near-duplicate group was known: the group moves together.
+    assert assign_splits([b, c], [[b, c]], {b, c}, set(), 0.2) == {b: "train", c: "train"}
+
+
 def _region(name: str, x0: int, y0: int, x1: int, y1: int) -> Region:
     mask = np.zeros((40, 40), dtype=np.uint8)
     mask[y0:y1, x0:x1] = 1
