@@ -423,6 +423,35 @@ def test_the_first_held_out_photo_comes_with_the_second_photo_and_is_never_a_tra
     assert assign_splits([a, b], [], {a, b}, set(), 0.2) == {min(a, b): "val", max(a, b): "train"}
 
 
+def test_a_group_follows_any_held_out_member_and_never_moves_a_trained_photo_to_val() -> None:
+    """A new near-duplicate of a photo held out before is held out too, whatever the draw of the
+    group's lowest member; the first held-out photo is the new one whose draw comes first (not the
+    lowest task number), never picked from a group holding a photo already trained on (the group
+    would carry that photo into val)."""
+    train_only = [t for t in range(1, 80) if not held_out(t, 0.2)]
+    low, high, other = train_only[:3]  # all drawn for train
+    split = assign_splits([low, high, other], [[low, high]], {high}, set(), 0.2)
+    assert split == {low: "val", high: "val", other: "train"}
+    # The first held-out photo is the one whose draw comes first, not the lowest task number.
+    a, b = next((a, b) for a in train_only for b in train_only if a < b and val_draw(b) < val_draw(a))
+    assert assign_splits([a, b], [], set(), set(), 0.2) == {a: "train", b: "val"}
+    trained, *new = train_only[3:7]
+    duplicate = min(new, key=val_draw)  # the new photo the first held-out pick falls on
+    split = assign_splits(sorted([trained, *new]), [[trained, duplicate]], set(), {trained}, 0.2)
+    assert split[trained] == split[duplicate] == "train"
+
+
+def test_with_every_photo_held_out_the_newest_trains_with_its_near_duplicates() -> None:
+    """Nothing left to train on (every photo held out before): the newest photo trains, and its
+    near-duplicates with it, so no held-out photo is a copy of one trained on."""
+    a, b, c = 3, 5, 8
+    assert assign_splits([a, b], [], {a, b}, set(), 0.2) == {a: "val", b: "train"}
+    split = assign_splits([a, b, c], [[b, c]], {a, b, c}, set(), 0.2)
+    assert split == {a: "val", b: "train", c: "train"}
+    # Held out one by one before the near-duplicate group was known: the group moves together.
+    assert assign_splits([b, c], [[b, c]], {b, c}, set(), 0.2) == {b: "train", c: "train"}
+
+
 def _region(name: str, x0: int, y0: int, x1: int, y1: int) -> Region:
     mask = np.zeros((40, 40), dtype=np.uint8)
     mask[y0:y1, x0:x1] = 1
@@ -476,6 +505,16 @@ def test_a_version_sums_its_tasks_causes_per_class() -> None:
     assert row["not_kept_by_class"] == {"desk": {"redrawn": 2, "reclassed": 1}, "mug": {"deleted": 1}}
     assert row["kept_share"] == 0.2 and row["mean_kept_iou"] == 0.8
     assert row["from_suggestions"] == 0.25  # 1 kept of 4 final labels: the labeller drew 3 by hand
+
+
+def test_one_suggestion_covering_two_labels_is_kept_once() -> None:
+    """Kept pairs are one to one on both sides: a 10x10 desk suggested where the labeller drew the
+    desk (IoU 1) and its top half as a second desk (IoU 50/100 = 0.5) is kept once, with the better
+    pair, and the half is drawn by hand. Kept twice, the kept share would pass 100%."""
+    found = compare_regions(
+        [_region("desk", 0, 0, 10, 10)], [_region("desk", 0, 0, 10, 10), _region("desk", 0, 0, 10, 5)]
+    )
+    assert (found.kept, found.added, found.kept_ious) == (1, 1, [1.0])
 
 
 def test_a_suggestion_only_touched_by_a_label_of_another_class_was_deleted_not_reclassed() -> None:
@@ -1121,6 +1160,73 @@ def test_status_counts_labelled_tasks_without_skipped_ones(tmp_path: Path) -> No
     assert (document["tasks"], document["labelled_tasks"], document["versions"]) == (3, 1, [])
 
 
+def test_status_reads_the_backend_state_of_its_own_project_only(tmp_path: Path) -> None:
+    """`label status --backend-dir`: the folder's state.json gives the model answering, the labels
+    waiting for the next job, the jobs, the running one and the failures, and its versions' rows;
+    a folder whose backend serves another project adds nothing of it to this project's status."""
+    from officescore.label.feedback import project_status
+
+    record = {"model_version": "v3", "trained_photos": 8, "accepted": True}
+    state = {
+        "project": "units",
+        "versions": [record],
+        "current": {"model_version": "v3"},
+        "pending": 2,
+        "jobs": 3,
+        "running": {"job": 4},
+        "failures": [{"job": 1, "error": "out of memory"}],
+    }
+    (tmp_path / STATE_FILE).write_text(json.dumps(state))
+    document = project_status(FakeStudio([], []), "units", tmp_path)
+    assert (document["model_version"], document["pending_labels"], document["jobs"]) == ("v3", 2, 3)
+    assert document["running_job"] == 4 and document["failures"] == state["failures"]
+    assert [(r["model_version"], r["trained_photos"]) for r in document["versions"]] == [("v3", 8)]
+    other = project_status(FakeStudio([], []), "other offices", tmp_path)
+    assert other["versions"] == [] and "pending_labels" not in other and "model_version" not in other
+
+
+def test_the_learning_curve_plots_each_accepted_versions_numbers_at_its_photos(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """learning_curve.png read back from its axes: one point per accepted version at the photos it
+    trained on, for each number it has; a rejected version (never answered) and a version the
+    backend did not train (no photo count) are not points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from officescore.label.feedback import learning_curve_png
+
+    drawn: list[Any] = []
+    real_subplots = plt.subplots
+
+    def subplots(*args: Any, **kwargs: Any) -> Any:
+        drawn.append(real_subplots(*args, **kwargs)[1])
+        return drawn[-1].figure, drawn[-1]
+
+    monkeypatch.setattr(plt, "subplots", subplots)
+    rows = [
+        {"model_version": "prelabel", "kept_share": 0.9, "from_suggestions": 0.8},
+        {"trained_photos": 4, "accepted": True, "segm_map": 0.2, "kept_share": 0.5, "from_suggestions": 0.25},
+        {"trained_photos": 8, "accepted": False, "segm_map": 0.1, "kept_share": 0.3, "from_suggestions": 0.2},
+        {
+            "trained_photos": 12,
+            "accepted": True,
+            "segm_map": 0.4,
+            "kept_share": None,
+            "from_suggestions": None,
+        },
+    ]
+    assert learning_curve_png(rows)[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in drawn[0].lines}
+    assert lines == {
+        "val mask mAP": ([4, 12], [0.2, 0.4]),
+        "kept share (suggestions kept)": ([4], [0.5]),
+        "labels from suggestions": ([4], [0.25]),
+    }
+
+
 def _brush(name: str, x0: int, y0: int, x1: int, y1: int) -> dict[str, Any]:
     """A Label Studio brush result on a 40x40 photo (as the backend answers brush projects)."""
     from officescore.label.regions import mask_to_brush
@@ -1201,6 +1307,31 @@ def test_feedback_counts_the_labellers_newest_annotation() -> None:
         found = task_feedback({"id": 7, "predictions": [shown_at], "annotations": listed})
         assert found is not None
         assert (found.predicted, found.labelled, found.kept, found.added) == (2, 2, 2, 0)
+
+
+def test_a_task_whose_region_cannot_be_sized_is_left_out_of_the_feedback_not_fatal() -> None:
+    """A suggestion Label Studio stored without its photo's size cannot be compared: that task is
+    not counted (its version still lists it as suggested), and the other tasks' numbers stand."""
+    from officescore.label.feedback import by_version
+
+    def task(number: int, shown: list[dict[str, Any]]) -> dict[str, Any]:
+        prediction = {
+            "id": number,
+            "model_version": "v1",
+            "created_at": "2026-12-04T10:00:00Z",
+            "result": shown,
+        }
+        label = {
+            "id": 10 + number,
+            "created_at": "2026-12-04T10:05:00Z",
+            "result": [_polygon("desk", 0, 0, 20, 10)],
+        }
+        return {"id": number, "predictions": [prediction], "annotations": [label]}
+
+    unsized = _polygon("desk", 0, 0, 20, 10)
+    del unsized["original_width"]
+    found = by_version([task(1, [_polygon("desk", 0, 0, 20, 10)]), task(2, [unsized])])["v1"]
+    assert (found.suggested, found.tasks, found.predicted, found.kept, found.added) == (2, 1, 1, 1, 0)
 
 
 def test_an_empty_export_body_is_asked_for_again_and_never_read_as_no_tasks() -> None:

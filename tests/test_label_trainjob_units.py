@@ -27,7 +27,7 @@ def _job(tmp_path: Path, current: Path | None) -> Path:
         "job": 2, "url": "http://127.0.0.1:9", "project": "units", "local_root": None,
         "photo_cache": str(tmp_path / "cache"), "runs": str(tmp_path / "runs"),
         "current": str(current) if current else None, "current_conf": 0.42, "weights": "coco",
-        "arch": "maskrcnn_mobilenet_v3_fpn", "img_size": 64, "epochs": 1, "minutes": None,
+        "arch": "maskrcnn_mobilenet_v3_fpn", "img_size": 64, "epochs": 1, "minutes": 5,
         "batch_size": 2, "lr": None, "model_kwargs": {}, "device": "cpu", "amp": False,
         "val_fraction": 0.2, "val_tasks": [12], "train_tasks": [11, 13, 14], "nice": 0, "seed": 0,
     }  # fmt: skip
@@ -77,7 +77,8 @@ class FakeRun:
         images = [
             {"id": n, "file_name": f"img{n}.jpg", "original_file_name": name} for n, name in enumerate(TASKS)
         ]
-        annotations = [{"id": n, "image_id": n, "iscrowd": 0} for n in range(len(TASKS))]
+        # b.jpg's object is a crowd region
+        annotations = [{"id": n, "image_id": n, "iscrowd": int(n == 1)} for n in range(len(TASKS))]
         (out / "train.json").write_text(json.dumps({"images": images, "annotations": annotations}))
         (out / "dataset.json").write_text(json.dumps({"counts": {}}))
         return SimpleNamespace(problems=[])
@@ -107,7 +108,8 @@ def test_a_job_fine_tunes_the_current_model_and_covers_the_labels_before_its_pul
 ) -> None:
     """The job starts from the current model (not from COCO again), reports the photos it trained and
     validated on (the backend's fixed held-out set: 3 and 1), and the moment it began to pull: a
-    label that reaches the backend during the pull may be missing from it, so it must stay counted."""
+    label that reaches the backend during the pull may be missing from it, so it must stay counted.
+    It trains within --minutes, and its data set's counts are those of the split it trained on."""
     fake = FakeRun(monkeypatch, tmp_path)
     current = tmp_path / "runs" / "label-job0001" / "weights" / "best.pt"
     result = trainjob.run_job(_job(tmp_path, current))
@@ -123,6 +125,14 @@ def test_a_job_fine_tunes_the_current_model_and_covers_the_labels_before_its_pul
     assert (result["segm_map"], result["current_segm_map"]) == (0.5, 0.3)
     assert fake.compared == [(Path(result["checkpoint"]), current, 0.42)]
     assert result["skipped_unknown_classes"] == {"sofa": 1}
+    assert result["labelled_photos"] == 4 and [c.max_minutes for c in fake.configs] == [5]  # --minutes
+    # The data set it trained on says so: the split's counts (b.jpg's crowd region held out with it).
+    meta = json.loads((tmp_path / "job" / "dataset" / "dataset.json").read_text())
+    assert meta["counts"] == {
+        "train": {"images": 3, "annotations": 3, "crowd": 0},
+        "val": {"images": 1, "annotations": 1, "crowd": 1},
+    }
+    assert meta["val_fraction"] == 0.2
 
 
 def test_a_job_leaves_its_threshold_beside_the_weights(
@@ -154,6 +164,29 @@ def test_the_first_job_starts_from_the_weights_given(monkeypatch: pytest.MonkeyP
     assert [config.weights for config in fake.configs] == ["coco"]
 
 
+@pytest.mark.parametrize("validated", [True, False])
+def test_a_job_hands_on_the_best_epoch_and_the_last_only_without_val_photos(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, validated: bool
+) -> None:
+    """The checkpoint the backend loads, compares and names is best.pt (the best val epoch), not
+    the last epoch's; a run without val photos has no best.pt and hands on last.pt."""
+    from officescore import train
+
+    fake = FakeRun(monkeypatch, tmp_path)
+
+    def train_with_last(config: Any) -> Any:
+        trained = fake.train(config)
+        last = trained.run_dir / "weights" / "last.pt"
+        last.write_bytes(b"last epoch")
+        best = trained.best_checkpoint if validated else None
+        return SimpleNamespace(**{**vars(trained), "last_checkpoint": last, "best_checkpoint": best})
+
+    monkeypatch.setattr(train, "train", train_with_last)
+    result = trainjob.run_job(_job(tmp_path, None))
+    assert Path(result["checkpoint"]).name == ("best.pt" if validated else "last.pt")
+    assert fake.compared == [(Path(result["checkpoint"]), None, 0.42)]
+
+
 @pytest.mark.parametrize(
     ("error", "retry"),
     [
@@ -178,3 +211,77 @@ def test_only_an_unreachable_label_studio_makes_a_failed_job_try_again(
     assert trainjob.main([str(folder)]) == 1
     result = json.loads((folder / trainjob.RESULT_FILE).read_text())
     assert result["ok"] is False and result["retry"] is retry and str(error) in result["error"]
+
+
+@pytest.mark.parametrize(
+    ("current_conf", "by_mask", "floor"),
+    [
+        (None, True, ([0.8], "default")),  # the default threshold is on the class score: scores as they are
+        (0.42, True, ([0.2], 0.42)),  # its own threshold is on the suggestion score: 0.8 x 0.5² = 0.2
+        (0.42, False, ([0.8], 0.42)),  # class scores throughout
+    ],
+)
+def test_the_new_model_is_held_to_the_current_ones_suggestions_on_the_score_they_were_shown_by(
+    monkeypatch: pytest.MonkeyPatch, current_conf: float | None, by_mask: bool, floor: tuple[list[float], Any]
+) -> None:
+    """`compare_on_val` hands the new model's threshold search the current model's val detections
+    scored as labellers saw them, with the threshold they were shown at."""
+    from officescore.label.prelabel import DEFAULT_CONF
+
+    asked: list[tuple[Path, Any]] = []
+
+    def val_scores(
+        checkpoint: Path, dataset: Path, device: str, replaced: Any = None, by_mask: bool = True
+    ) -> Any:
+        asked.append((checkpoint, replaced))
+        return {"masks": [{"score": 0.8, "mask_score": 0.5, "segmentation": {}}]}
+
+    monkeypatch.setattr(trainjob, "val_scores", val_scores)
+    trainjob.compare_on_val(Path("new.pt"), Path("current.pt"), current_conf, Path("data"), "cpu", by_mask)
+    (_, first), (checkpoint, (masks, conf)) = asked
+    assert first is None and checkpoint == Path("new.pt")
+    expected_scores, expected_conf = floor
+    assert [round(m["score"], 6) for m in masks] == expected_scores
+    assert conf == (DEFAULT_CONF if expected_conf == "default" else expected_conf)
+
+
+@pytest.mark.parametrize(("tp", "fn", "fp", "kept"), [(6, 4, 0, True), (6, 3, 5, False)])
+def test_a_threshold_needs_ten_labelled_val_objects(
+    monkeypatch: pytest.MonkeyPatch, tp: int, fn: int, fp: int, kept: bool
+) -> None:
+    """`val_scores` with the model, the data set and the matching stood in for (no torch): a
+    threshold found on 6 + 4 labelled objects (matched + missed) is the model's own; on 6 + 3 it is
+    a guess, however many false detections there were, and the backend's default stays."""
+    import sys
+
+    found = {"conf": 0.4, "f1": 0.7, "tp": tp, "fn": fn, "fp": fp}
+
+    class ValSet:
+        classes = ("desk",)
+        annotation_file = Path("val.json")
+
+        def __init__(self, *args: Any) -> None:
+            pass
+
+        def __len__(self) -> int:
+            return 2
+
+    detections = [{"score": 0.9, "mask_score": 1.0, "segmentation": {}}, {"score": 0.5, "bbox": [0, 0, 1, 1]}]
+    stand_ins = {
+        "officescore.dataset": SimpleNamespace(OfficeDataset=ValSet, build_transforms=lambda train: None),
+        "officescore.devices": SimpleNamespace(resolve_device=lambda device: device),
+        "officescore.model": SimpleNamespace(model_from_checkpoint=lambda path, device: (None, ("desk",))),
+        "officescore.evaluate": SimpleNamespace(
+            category_map=lambda a, b: {},
+            evaluate_model=lambda *args, **kwargs: ({"segm": {"map": 0.5}, "bbox": {"map": 0.4}}, detections),
+        ),
+        "officescore.evaluate.inputs": SimpleNamespace(load_gt=lambda path: None),
+        "officescore.evaluate.match": SimpleNamespace(
+            bagged_best_f1_conf=lambda gt, ranked, replaced: dict(found)
+        ),
+    }
+    for name, module in stand_ins.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    scores = trainjob.val_scores(Path("best.pt"), Path("data"), "cpu")
+    assert (scores["segm_map"], scores["bbox_map"], scores["masks"]) == (0.5, 0.4, detections[:1])
+    assert scores["suggest"] == ({**found, "by_mask": True} if kept else None)

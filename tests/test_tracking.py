@@ -510,6 +510,7 @@ def test_a_failing_tracker_is_switched_off_and_the_others_go_on(tmp_path: Path) 
     (tmp_path / "best.pt").write_bytes(b"x")
     trackers.end([tmp_path / "best.pt", tmp_path / "missing.png"], "finished")
     assert [c[0] for c in good.calls] == ["start", "step", "step", "epoch", "end"]
+    assert good.artefacts == ["best.pt"]  # a plot never written is not handed on as an artefact
     assert bad.calls == [("start", ({"lr": 0.01},)), ("step", (1,)), ("end", ("failed",))]
     assert notes == warned == ["recorder: stopped logging after an error in step(): server went away"]
 
@@ -578,3 +579,121 @@ def test_the_loop_calls_the_trackers_at_its_fixed_points(
         train(small_config(data, tmp_path / "runs", epochs=1, max_train_images=4, log="none"), _CtrlC())
     assert [c[0] for c in recorders[1].calls] == ["start", "step", "end"]
     assert recorders[1].calls[-1] == ("end", ("interrupted",)) and recorders[1].artefacts == []
+
+
+def test_tensorboard_names_and_steps_read_back_and_a_stopped_run_is_not_finished(tmp_path: Path) -> None:
+    """Without training: one step and one epoch logged by hand (values exact in float32), read back
+    with TensorBoard's reader.
+    The CSV's `epoch` column is the step, never a scalar; an epoch not validated logs no val/;
+    nested settings are dotted hyper-parameters; a run stopped by Ctrl-C has no "finished" mark."""
+    from tensorboard.plugins.hparams import metadata
+
+    from officescore.train.tracking import TensorBoardTracker, step_values
+
+    tracker = TensorBoardTracker(tmp_path / "run", tmp_path)
+    tracker.start({"lr": 0.01, "model_kwargs": {"min_size": 64}})
+    tracker.step(3, step_values({"loss_mask": 0.5}, lr=0.125, img_per_s=2.0))
+    row = {"epoch": 2, "loss": 1.5, "loss_attributes": None, "lr": 0.0625, "seconds": 4.0, "segm_map": None}
+    tracker.epoch(row)
+    tracker.end([], "interrupted")
+    events = _events(tmp_path / "run")
+    logged = {tag: _scalars(events, tag) for tag in events.Tags()["scalars"]}
+    assert logged == {
+        "train/loss_mask": [(3, 0.5)],
+        "train/lr": [(3, 0.125)],
+        "train/img_per_s": [(3, 2.0)],
+        "epoch/loss": [(2, 1.5)],
+        "epoch/lr": [(2, 0.0625)],
+        "epoch/seconds": [(2, 4.0)],
+    }
+    content = events.PluginTagToContent(metadata.PLUGIN_NAME)
+    start = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
+    assert start.hparams["model_kwargs.min_size"].number_value == 64
+    assert metadata.SESSION_END_INFO_TAG not in content  # interrupted: not marked finished
+
+
+def test_only_rank_0_logs(tmp_path: Path) -> None:
+    """Under DDP the other ranks get no tracker: one event file per run, not one per process."""
+    from officescore.train.tracking import open_trackers
+
+    trackers = open_trackers(
+        "tensorboard", tmp_path / "run", tmp_path, is_main=False, resuming=False, steps_done=0
+    )
+    assert not trackers and not (tmp_path / "run").exists()
+
+
+def test_a_tracking_server_that_answers_health_with_an_error_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy that wants a login for /health (401) answered: MLflow's client takes over. Only a
+    server that does not answer at all is refused before training."""
+    from fakeservers import FakeServer, Reply
+
+    from officescore.train.tracking import _unreachable
+
+    class LoginProxy(FakeServer):
+        def route(self, method: str, path: str, query: dict, body: bytes, headers: dict) -> Reply:
+            return Reply(401, b"log in first")
+
+    server = LoginProxy().start()
+    try:
+        assert _unreachable(server.url) is None
+    finally:
+        server.stop()
+    dead = _dead_server()
+    assert (_unreachable(dead) or "").startswith(f"{dead} does not answer")
+    assert _unreachable("sqlite:///somewhere.db") is None  # a local store: nothing to ask
+
+
+def test_mlflow_keeps_every_param_and_metric_past_its_batch_limits_and_resumes_running(
+    runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """150 params (MLflow takes 100 a request) and 100 steps of 7 metrics (sent 500 at a time, the
+    first batch cut in the middle of a step) all arrive; an epoch's metrics are sent at the epoch;
+    resuming continues the run, RUNNING again until it ends."""
+    from mlflow.tracking import MlflowClient
+
+    from officescore.train import tracking
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "limits")
+    run_dir = runs / "limits" / "train"
+    run_dir.mkdir(parents=True)
+    tracker = tracking.MLflowTracker(run_dir, tracking.local_mlflow_uri(run_dir.parent))
+    client = MlflowClient(tracking_uri=tracker.tracking_uri)
+    params = {f"p{i:03d}": i for i in range(150)}
+    tracker.start(params)
+    assert client.get_run(tracker.run_id).data.params == {k: str(v) for k, v in params.items()}
+    names = [f"train/part{n}" for n in range(7)]
+    for step in range(1, 101):
+        tracker.step(step, {name: float(step) for name in names})
+    tracker.epoch({"epoch": 1, "loss": 0.75})
+    assert [(m.step, m.value) for m in client.get_metric_history(tracker.run_id, "epoch/loss")] == [(1, 0.75)]
+    tracker.end([], "failed")
+    for name in names:
+        history = sorted((m.step, m.value) for m in client.get_metric_history(tracker.run_id, name))
+        assert history == [(step, float(step)) for step in range(1, 101)], name
+    resumed = tracking.MLflowTracker(run_dir, tracker.tracking_uri, resuming=True)
+    assert resumed.run_id == tracker.run_id
+    assert client.get_run(tracker.run_id).info.status == "RUNNING"
+    resumed.end([], "finished")
+    assert client.get_run(tracker.run_id).info.status == "FINISHED"
+
+
+def test_args_become_flat_params_named_by_their_whole_path() -> None:
+    """An attribute-head run's model_kwargs nest three deep: every level stays in the name (else
+    `attributes.desk.colour` would look like a top-level setting), lists are JSON, None and paths text."""
+    from officescore.train.tracking import flat_params
+
+    args = {
+        "lr": 0.01,
+        "resume": None,
+        "data": Path("data/offices"),
+        "classes": ["desk", "chair"],
+        "model_kwargs": {"min_size": 64, "attributes": {"desk": {"colour": ["oak", "white"]}, "chair": {}}},
+    }
+    assert flat_params(args) == {
+        "lr": 0.01,
+        "resume": "None",
+        "data": "data/offices",
+        "classes": '["desk", "chair"]',
+        "model_kwargs.min_size": 64,
+        "model_kwargs.attributes.desk.colour": '["oak", "white"]',
+    }

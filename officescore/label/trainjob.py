@@ -59,7 +59,8 @@ def assign_splits(
 ) -> dict[int, str]:
     """'train' or 'val' per task. Held-out photos stay held out and trained photos stay in train;
     a near-duplicate group follows its earlier members (else its first member's draw), so a photo is
-    never validated on a copy of itself; the held-out set gets its first photo once there are two."""
+    never validated on a copy of itself; the held-out set gets its first photo once there are two;
+    with every photo held out, the newest one's group trains."""
     group_of = {t: i for i, members in enumerate(groups) for t in members}
     members: dict[Any, list[int]] = {}
     for t in tasks:
@@ -82,8 +83,10 @@ def assign_splits(
                 if first in group and not any(t in train_before for t in group):
                     for t in group:
                         out[t] = "val"
-    if "train" not in out.values() and tasks:  # nothing to train on: the newest photo trains
-        out[max(tasks)] = "train"
+    if "train" not in out.values() and tasks:  # nothing to train on: the newest photo trains,
+        newest = max(tasks)  # with its near-duplicates (never validate on a copy of a trained photo)
+        for t in next(group for group in members.values() if newest in group):
+            out[t] = "train"
     return out
 
 
