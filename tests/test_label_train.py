@@ -287,9 +287,13 @@ def test_labels_start_one_job_at_a_time_and_start_training_starts_one(
     assert live.state["val_tasks"] == state["val_tasks"]  # the held-out set stays fixed
 
     current = live.state["current"]["model_version"]
-    wait_for(lambda: missing(current) == [], 300, "the after-job hook to predict the unlabelled tasks")
+
+    def said_so() -> bool:  # logged once its last prediction is stored: wait for both, not the tasks alone
+        return any(f"{current}: predicted " in m and "unlabelled task(s) again" in m for m in live.messages)
+
+    wait_for(said_so, 300, "the after-job hook to predict the unlabelled tasks")
+    assert missing(current) == []
     assert live.backend.model_version == current  # predicted by the answering model, not the one before
-    assert any(f"{current}: predicted " in m and "unlabelled task(s) again" in m for m in live.messages)
     assert repredict_unlabelled(live.backend, live.project_id) == 0  # each task once per version
     assert (live.settings.folder / CURVE_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # redrawn by the hook
 
