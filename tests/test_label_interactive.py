@@ -799,3 +799,17 @@ def test_grabcut_on_a_large_photo_keeps_the_objects_outline() -> None:
     block = np.zeros((800, 800), np.uint8)
     block[200:600, 200:600] = 1
     assert (mask == block).all()
+
+
+def test_an_exclude_click_removes_its_whole_region_even_in_the_objects_colours() -> None:
+    """A dark red patch inside a red block: an Alt-click on it makes its whole region certain
+    background. As only likely background, GrabCut hands the patch back to the red object."""
+    from officescore.label.interactive.grabcut import grabcut
+
+    rgb = np.full((96, 128, 3), 200.0)
+    rgb[30:70, 30:90] = (200, 40, 40)
+    rgb[40:60, 50:70] = (150, 30, 30)
+    rgb = np.clip(rgb + np.random.default_rng(0).normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
+    mask = grabcut(rgb, (25, 25, 95, 75), [Click(35, 35), Click(60, 50, positive=False)])
+    assert mask[40:60, 50:70].sum() == 0
+    assert mask.sum() == 40 * 60 - 20 * 20  # the rest of the block, nothing around it
