@@ -813,3 +813,16 @@ def test_an_exclude_click_removes_its_whole_region_even_in_the_objects_colours()
     mask = grabcut(rgb, (25, 25, 95, 75), [Click(35, 35), Click(60, 50, positive=False)])
     assert mask[40:60, 50:70].sum() == 0
     assert mask.sum() == 40 * 60 - 20 * 20  # the rest of the block, nothing around it
+
+
+def test_a_click_whose_colour_floods_past_the_box_seeds_only_its_own_spot() -> None:
+    """A red block on plain grey, a second "this too" click on the grey beside it: the grey floods
+    the whole crop, far beyond the object, so only the click's own disc may join the block."""
+    from officescore.label.interactive.grabcut import grabcut
+
+    rgb = np.full((96, 128, 3), 200.0)
+    rgb[30:70, 40:80] = (200, 40, 40)
+    rgb = np.clip(rgb + np.random.default_rng(0).normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
+    mask = grabcut(rgb, (35, 25, 85, 75), [Click(60, 50), Click(37, 28)])
+    assert mask[30:70, 40:80].all()
+    assert mask.sum() < 40 * 40 + 50  # the block and a disc of a few px, not the grey around it
