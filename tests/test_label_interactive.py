@@ -826,3 +826,19 @@ def test_a_click_whose_colour_floods_past_the_box_seeds_only_its_own_spot() -> N
     mask = grabcut(rgb, (35, 25, 85, 75), [Click(60, 50), Click(37, 28)])
     assert mask[30:70, 40:80].all()
     assert mask.sum() < 40 * 40 + 50  # the block and a disc of a few px, not the grey around it
+
+
+def test_grabcut_from_a_models_mask_keeps_only_the_clicked_part() -> None:
+    """Two red blocks, a model mask (prior) over both and a click on the left one: GrabCut starts
+    from the prior but the answer is the clicked block alone, as without a prior."""
+    from officescore.label.interactive.grabcut import grabcut
+
+    rgb = np.full((96, 128, 3), 200.0)
+    rgb[30:70, 20:50] = rgb[30:70, 70:100] = (200, 40, 40)
+    rgb = np.clip(rgb + np.random.default_rng(0).normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
+    prior = np.zeros((96, 128), np.float32)
+    prior[30:70, 20:100] = 1.0
+    mask = grabcut(rgb, (15, 25, 105, 75), [Click(35, 50)], prior=prior)
+    left = np.zeros((96, 128), np.uint8)
+    left[30:70, 20:50] = 1
+    assert (mask == left).all()
