@@ -16,6 +16,7 @@ from scoremodels import ARCH, TINY_KWARGS, tiny_model, write_checkpoint, write_s
 
 from officescore.attribute_head import (
     AttributePredictor,
+    _decode,
     attribute_loss,
     classify_boxes,
     has_attribute_head,
@@ -48,6 +49,15 @@ def test_loss_reads_only_labelled_values_of_the_attributes_class() -> None:
     unsure = [torch.zeros((4, 2))]
     no = attribute_loss(unsure, labels, torch.tensor([[0], [-1], [-1], [1]]), predictor)
     assert no.item() == pytest.approx(math.log(2))
+
+
+def test_decode_gives_values_and_probabilities_of_the_attributes_class_only() -> None:
+    """Two images (2 and 1 detections), one attribute of label 2: off its class -1 and probability 0."""
+    logits = [torch.tensor([[0.0, math.log(3.0)], [5.0, 0.0], [math.log(4.0), 0.0]])]
+    labels = [torch.tensor([2, 1]), torch.tensor([2])]
+    (values_a, scores_a), (values_b, scores_b) = _decode(logits, labels, [2])
+    assert values_a.tolist() == [[1], [-1]] and values_b.tolist() == [[0]]
+    assert scores_a.flatten().tolist() == pytest.approx([0.75, 0.0]) and scores_b.item() == pytest.approx(0.8)
 
 
 def _dataset(root: Path, images: int, size: int, seed: int, edit=None) -> Path:

@@ -280,3 +280,64 @@ def test_boxes_from_masks_use_pixel_edges() -> None:
     expected = torch.tensor([[2, 1, 6, 3], [0, 0, 0, 0], [6, 4, 7, 5]], dtype=torch.float32)
     assert torch.equal(boxes_from_masks(masks), expected)
     assert boxes_from_masks(torch.zeros((0, 5, 7), dtype=torch.uint8)).shape == (0, 4)
+
+
+def test_finalise_keeps_one_pixel_objects_and_drops_vanished_ones_with_their_attributes() -> None:
+    """A one-pixel object is an object; an empty mask takes its label and attribute row with it."""
+    masks = torch.zeros((3, 4, 5), dtype=torch.uint8)
+    masks[0, 2, 3] = 1  # one pixel
+    masks[2, 0:2, 0:2] = 1  # four pixels; masks[1] vanished (e.g. cropped away by a zoom)
+    target = {
+        "masks": masks,
+        "labels": torch.tensor([1, 2, 1]),
+        "iscrowd": torch.tensor([0, 0, 1]),
+        "attributes": torch.tensor([[0], [1], [-1]]),
+        "image_id": 7,
+    }
+    image, out = finalise(torch.zeros((3, 4, 5), dtype=torch.uint8), target)
+    assert image.dtype == torch.float32
+    assert out["labels"].tolist() == [1, 1] and out["iscrowd"].tolist() == [0, 1]
+    assert out["attributes"].tolist() == [[0], [-1]]
+    assert out["area"].tolist() == [1.0, 4.0]
+    assert out["boxes"].tolist() == [[3, 2, 4, 3], [0, 0, 2, 2]]
+
+
+def _tiny_dataset(folder: Path, annotations: list[dict], file_name: str = "images/a.png") -> Path:
+    """One 6x4 photo, classes chair and desk, chairs with a yes/no `armrests` attribute."""
+    (folder / "images").mkdir(parents=True)
+    Image.new("RGB", (6, 4)).save(folder / "images/a.png")
+    mask = np.zeros((4, 6), np.uint8)
+    mask[1:3, 2:5] = 1
+    for i, ann in enumerate(annotations, start=1):
+        ann.update(id=i, image_id=1, segmentation=masklib.encode(mask))
+    images = [{"id": 1, "file_name": file_name, "width": 6, "height": 4}]
+    _write_dataset(folder, images, annotations, ["chair", "desk"])
+    meta = json.loads((folder / "dataset.json").read_text())
+    meta["attributes"] = {"chair": {"armrests": {"kind": "yesno", "default": False}}}
+    (folder / "dataset.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_background_category_and_unsafe_file_names_are_data_errors(tmp_path: Path) -> None:
+    for n, category in enumerate((0, 3)):  # 0 is the model's background, 3 is past the two classes
+        folder = _tiny_dataset(tmp_path / f"c{n}", [{"category_id": category}])
+        with pytest.raises(DataError, match="bad image or category id"):
+            OfficeDataset(folder, "train")
+    for n, name in enumerate(("../a.png", "images/../../a.png", "/tmp/a.png")):
+        folder = _tiny_dataset(tmp_path / f"f{n}", [{"category_id": 1}], file_name=name)
+        with pytest.raises(DataError, match="unsafe file_name"):
+            OfficeDataset(folder, "train")
+
+
+def test_attribute_rows_and_the_labelled_count_leave_out_crowds(tmp_path: Path) -> None:
+    anns = [
+        {"category_id": 1, "attributes": {"armrests": "yes"}},
+        {"category_id": 1, "attributes": {"armrests": False}, "iscrowd": 1},  # never trained on
+        {"category_id": 2, "attributes": {"armrests": True}},  # not a desk's attribute
+        {"category_id": 1, "attributes": {"armrests": "no"}, "unlabelled": ["armrests"]},
+    ]
+    dataset = OfficeDataset(_tiny_dataset(tmp_path, anns), "train", include_crowd=True)
+    assert dataset.labelled_attributes == 1
+    _, target = dataset[0]
+    assert target["labels"].tolist() == [1, 1, 2, 1]
+    assert target["attributes"].tolist() == [[1], [0], [-1], [-1]]

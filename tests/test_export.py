@@ -250,3 +250,54 @@ def test_export_refuses_files_that_are_not_checkpoints(tmp_path: Path, capsys: p
     assert "junk.pt: not a readable weights file" in capsys.readouterr().err
     with pytest.raises(ConfigError):
         export_model(junk, "keras")
+
+
+def _detections(boxes: list[list[float]], labels: list[int], masks: np.ndarray) -> dict[str, torch.Tensor]:
+    return {"boxes": torch.tensor(boxes), "labels": torch.tensor(labels), "masks": torch.from_numpy(masks)}
+
+
+def test_parity_is_the_worst_box_and_a_different_count_or_mask_size_never_passes(tmp_path: Path) -> None:
+    masks = np.zeros((2, 1, 4, 4), np.float32)
+    expected = _detections([[0, 0, 10, 10], [2, 2, 8, 8]], [1, 2], masks)
+    one_box_off = {
+        "boxes": np.array([[0, 0, 10, 10], [2, 2, 8, 8.5]]),
+        "labels": np.array([1, 2]),
+        "masks": masks,
+    }
+    parity = export_module._compare(expected, one_box_off)
+    assert (parity.detections, parity.labels_equal, parity.max_box_diff, parity.mean_mask_diff) == (
+        2,
+        True,
+        0.5,
+        0.0,
+    )
+
+    fewer = {"boxes": np.array([[0, 0, 10, 10]]), "labels": np.array([1]), "masks": masks[:1]}
+    small_masks = {
+        "boxes": np.array([[0, 0, 10, 10], [2, 2, 8, 8]]),
+        "labels": np.array([1, 2]),
+        "masks": masks[..., :2],
+    }
+    for got in (fewer, small_masks):
+        out = tmp_path / "model.onnx"
+        out.write_bytes(b"exported")
+        with pytest.raises(ModelError, match="onnx export refused"):
+            export_module._check(export_module._compare(expected, got), "onnx", out)
+        assert not out.exists()
+
+
+def test_a_mask_difference_just_over_the_tolerance_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "model.torchscript.pt"
+    out.write_bytes(b"exported")
+    with pytest.raises(ModelError, match="mean mask difference 0.002 > 0.001"):
+        export_module._check(Parity(3, True, 0.0, 2e-3), "torchscript", out)
+
+
+def test_the_json_report_names_each_parity_number_by_its_key() -> None:
+    parity = Parity(detections=3, labels_equal=False, max_box_diff=0.5, mean_mask_diff=0.25)
+    assert parity.to_dict() == {
+        "detections": 3,
+        "labels_equal": False,
+        "max_box_diff": 0.5,
+        "mean_mask_diff": 0.25,
+    }

@@ -762,3 +762,83 @@ def test_clicks_follow_the_backends_new_model_and_a_tasks_new_photo(tmp_path: Pa
     assert iou(brush_to_mask(answer["result"][0]["value"]["rle"], 128, 96), left) > 0.9
     (answer,) = service.answer(body_for([box], "b.png"), backend)["results"]  # task 7, a new photo
     assert iou(brush_to_mask(answer["result"][0]["value"]["rle"], 128, 96), small) > 0.9
+
+
+def test_grabcut_keeps_the_clicked_part_else_the_largest() -> None:
+    from officescore.label.interactive.grabcut import keep_clicked_parts
+
+    mask = np.zeros((6, 8), dtype=np.uint8)
+    mask[0:2, 2:4] = 1  # small part: x 2..3, y 0..1
+    mask[2:5, 5:8] = 1  # large part: x 5..7, y 2..4 (not touching the small one, even diagonally)
+    small, large = np.zeros_like(mask), np.zeros_like(mask)
+    small[0:2, 2:4], large[2:5, 5:8] = 1, 1
+    assert (keep_clicked_parts(mask, [Click(3, 0)]) == small).all()  # x=3, y=0 is on the small part
+    assert (keep_clicked_parts(mask, []) == large).all()
+    assert (keep_clicked_parts(mask, [Click(0, 5)]) == large).all()  # a click off the mask: the largest
+
+
+def test_a_click_only_box_is_centred_on_a_plain_object_and_holds_it() -> None:
+    """A 20x10 px grey block on a dark 100x100 photo: the box grown around a click on it is centred
+    on the block (50, 50) and holds it whole (the shorter side is grown up to MIN_SIDE = 20 px)."""
+    from officescore.label.interactive.grabcut import grow_box
+
+    rgb = np.full((100, 100, 3), 30, np.uint8)
+    rgb[45:55, 40:60] = 220
+    x0, y0, x1, y1 = grow_box(rgb, Click(50, 50))
+    assert (x0 + x1) / 2 == pytest.approx(50) and (y0 + y1) / 2 == pytest.approx(50)
+    assert x0 <= 40 and x1 >= 60 and y0 <= 40 and y1 >= 60
+
+
+def test_grabcut_on_a_large_photo_keeps_the_objects_outline() -> None:
+    """An 800 px photo works at WORK_SIDE px and is scaled back: the mask is still exactly the block."""
+    from officescore.label.interactive.grabcut import grabcut
+
+    rgb = np.full((800, 800, 3), (40, 60, 200), np.uint8)
+    rgb[200:600, 200:600] = (230, 200, 40)
+    mask = grabcut(rgb, (190, 190, 610, 610))
+    block = np.zeros((800, 800), np.uint8)
+    block[200:600, 200:600] = 1
+    assert (mask == block).all()
+
+
+def test_an_exclude_click_removes_its_whole_region_even_in_the_objects_colours() -> None:
+    """A dark red patch inside a red block: an Alt-click on it makes its whole region certain
+    background. As only likely background, GrabCut hands the patch back to the red object."""
+    from officescore.label.interactive.grabcut import grabcut
+
+    rgb = np.full((96, 128, 3), 200.0)
+    rgb[30:70, 30:90] = (200, 40, 40)
+    rgb[40:60, 50:70] = (150, 30, 30)
+    rgb = np.clip(rgb + np.random.default_rng(0).normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
+    mask = grabcut(rgb, (25, 25, 95, 75), [Click(35, 35), Click(60, 50, positive=False)])
+    assert mask[40:60, 50:70].sum() == 0
+    assert mask.sum() == 40 * 60 - 20 * 20  # the rest of the block, nothing around it
+
+
+def test_a_click_whose_colour_floods_past_the_box_seeds_only_its_own_spot() -> None:
+    """A red block on plain grey, a second "this too" click on the grey beside it: the grey floods
+    the whole crop, far beyond the object, so only the click's own disc may join the block."""
+    from officescore.label.interactive.grabcut import grabcut
+
+    rgb = np.full((96, 128, 3), 200.0)
+    rgb[30:70, 40:80] = (200, 40, 40)
+    rgb = np.clip(rgb + np.random.default_rng(0).normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
+    mask = grabcut(rgb, (35, 25, 85, 75), [Click(60, 50), Click(37, 28)])
+    assert mask[30:70, 40:80].all()
+    assert mask.sum() < 40 * 40 + 50  # the block and a disc of a few px, not the grey around it
+
+
+def test_grabcut_from_a_models_mask_keeps_only_the_clicked_part() -> None:
+    """Two red blocks, a model mask (prior) over both and a click on the left one: GrabCut starts
+    from the prior but the answer is the clicked block alone, as without a prior."""
+    from officescore.label.interactive.grabcut import grabcut
+
+    rgb = np.full((96, 128, 3), 200.0)
+    rgb[30:70, 20:50] = rgb[30:70, 70:100] = (200, 40, 40)
+    rgb = np.clip(rgb + np.random.default_rng(0).normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
+    prior = np.zeros((96, 128), np.float32)
+    prior[30:70, 20:100] = 1.0
+    mask = grabcut(rgb, (15, 25, 105, 75), [Click(35, 50)], prior=prior)
+    left = np.zeros((96, 128), np.uint8)
+    left[30:70, 20:50] = 1
+    assert (mask == left).all()
