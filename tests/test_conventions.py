@@ -314,3 +314,26 @@ def test_cli_report_names_the_split_and_the_consistent_classes(
         assert "conventions_desk_1.png" in out
     assert "issues" in default and "issues" not in only  # --conventions: that report alone
     assert "plant: one convention" in only and "desk: one convention" not in only
+
+
+def test_classes_whose_names_clean_alike_get_sheets_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from officescore.curate import sheets
+    from officescore.curate.audit import write_convention_sheets
+
+    monkeypatch.setattr(sheets, "write_convention_sheet", lambda path, *rest: path)
+    groups = [conv.ConventionGroup([], "", 1.0, {}), conv.ConventionGroup([], "", 1.0, {})]
+    names = ["desk lamp", "desk_lamp", "desk/lamp", "plant"]
+    report = conv.ConventionReport([conv.ConventionSplit(n, 0.9, "area", 1.0, groups) for n in names])
+    written = [p.name for p in write_convention_sheets(tmp_path, None, [], report)]  # type: ignore[arg-type]
+    assert written == [
+        "conventions_desk_lamp_1.png",
+        "conventions_desk_lamp_2.png",
+        "conventions_desk_lamp-2_1.png",
+        "conventions_desk_lamp-2_2.png",
+        "conventions_desk_lamp-3_1.png",
+        "conventions_desk_lamp-3_2.png",
+        "conventions_plant_1.png",
+        "conventions_plant_2.png",
+    ]

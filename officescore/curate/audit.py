@@ -240,9 +240,15 @@ def write_convention_sheets(
     """conventions_<class>_<n>.png per group (1 = the minority): label and prediction side by side."""
     from officescore.curate.sheets import write_convention_sheet
 
-    paths = []
+    paths: list[Path] = []
+    used: set[str] = set()
     for split in report.splits:
-        safe = re.sub(r"[^A-Za-z0-9_-]+", "_", split.class_name)
+        base = safe = re.sub(r"[^A-Za-z0-9_-]+", "_", split.class_name)
+        k = 1
+        while safe in used:  # "desk lamp" and "desk_lamp": two sheets, not one written twice
+            k += 1
+            safe = f"{base}-{k}"
+        used.add(safe)
         for n, group in enumerate(split.groups, start=1):
             members = [(p.image_id, p.annotation_id, p.prediction) for p in group.pairs]
             title = f"{split.class_name} group {n} ({len(members)} labels): {group.description}"
