@@ -142,17 +142,23 @@ class ScrapeConfig:
         return daily, hourly
 
 
+# ScrapeConfig's field -> its key in `config.SECRETS["scrape"]` (environment variable, toml key).
+_SECRET_FIELDS = {
+    "google_key": "gcs_developer_key",
+    "google_cx": "gcs_cx",
+    "openverse_client_id": "openverse_client_id",
+    "openverse_client_secret": "openverse_client_secret",
+    "unsplash_key": "unsplash_access_key",
+    "flickr_key": "flickr_api_key",
+}
+
+
 def secrets_from_environment(config: ScrapeConfig) -> ScrapeConfig:
     """Fill in keys (and endpoints) from the environment / officescore.toml [scrape] where not given."""
     table = load_config()
-    config.google_key = config.google_key or secret("scrape", "gcs_developer_key", table)
-    config.google_cx = config.google_cx or secret("scrape", "gcs_cx", table)
-    config.openverse_client_id = config.openverse_client_id or secret("scrape", "openverse_client_id", table)
-    config.openverse_client_secret = config.openverse_client_secret or secret(
-        "scrape", "openverse_client_secret", table
-    )
-    config.unsplash_key = config.unsplash_key or secret("scrape", "unsplash_access_key", table)
-    config.flickr_key = config.flickr_key or secret("scrape", "flickr_api_key", table)
+    for field_name, key in _SECRET_FIELDS.items():
+        if not getattr(config, field_name):
+            setattr(config, field_name, secret("scrape", key, table))
     config.contact = config.contact or os.environ.get("OFFICESCORE_CONTACT") or None
     for name in PROVIDER_CLASSES:
         value = os.environ.get(f"OFFICESCORE_{name.upper()}_ENDPOINT")

@@ -64,8 +64,8 @@ class OpenverseProvider(NoTracking):
             given, missing = ("ID", "SECRET") if self.client_id else ("SECRET", "ID")
             raise ConfigError(
                 f"an Openverse client {given} is set without its client {missing}: set "
-                f"OPENVERSE_CLIENT_{missing} (or openverse_client_{missing.lower()} under [scrape]) "
-                "too, or neither to search anonymously (240 results per query)"
+                f"OPENVERSE_CLIENT_{missing} (or openverse-client-{missing.lower()} under [scrape] in "
+                "officescore.toml) too, or neither to search anonymously (240 results per query)"
             )
 
     @staticmethod
