@@ -108,6 +108,14 @@ def test_injected_rates_are_rounded_shares_of_the_labels_and_each_kind_is_what_i
             assert after[truth.annotation_id]["segmentation"] != before[truth.annotation_id]["segmentation"]
 
 
+def test_more_errors_than_labels_is_a_clear_error() -> None:
+    coco = _square_set(3)
+    with pytest.raises(ValueError, match="4 label errors asked for, but the set has only 3 labels"):
+        inject_errors(coco, counts={"missing": 2, "bad_mask": 2})
+    _, injected = inject_errors(coco, counts={"missing": 2, "bad_mask": 1, "spurious": 2})
+    assert len([i for i in injected if i.kind != "spurious"]) == 3  # one label each is enough
+
+
 def test_exact_counts_replace_the_rates() -> None:
     _, injected = inject_errors(_square_set(10), seed=1, counts={"wrong_class": 1})
     assert [i.kind for i in injected] == ["wrong_class"]

@@ -105,6 +105,9 @@ def inject_errors(
         "duplicate": round(duplicate * n),
         "spurious": round(spurious * n),
     }
+    picked = sum(want.get(kind, 0) for kind in ("missing", "wrong_class", "bad_mask", "duplicate"))
+    if picked > n:  # each error takes a label of its own
+        raise ValueError(f"{picked} label errors asked for, but the set has only {n} labels")
     order = list(range(n))
     rng.shuffle(order)
     picks = iter(order)
