@@ -38,7 +38,7 @@ class StandIn:
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
         return json.loads(json.dumps(self.tasks))
 
-    def download(self, url: str) -> bytes:
+    def download(self, url: str, task_id: int | None = None) -> bytes:
         raise AssertionError(f"{url} is a local file: nothing is downloaded")
 
 

@@ -331,7 +331,7 @@ def test_pull_with_a_photo_cache_downloads_each_photo_once(
     square = [[10, 10], [40, 10], [40, 40], [10, 40]]
     downloads: list[str] = []
     download = client.download
-    client.download = lambda ref: (downloads.append(ref), download(ref))[1]  # type: ignore[method-assign]
+    client.download = lambda ref, task_id=None: (downloads.append(ref), download(ref, task_id))[1]  # type: ignore[method-assign]
     cache = tmp_path / "photos"
     client.sdk.annotations.create(id=tasks[0]["id"], result=[polygon_region(square, "desk", 128, 96)])
     first = pull_project(client, "pull cache", tmp_path / "job-1", cache=cache)

@@ -300,7 +300,7 @@ class Backend:
                 "and LABEL_STUDIO_API_KEY so it can read the photo"
             )
         target = folder / f"{n}{Path(ref.split('?')[0]).suffix or '.jpg'}"
-        target.write_bytes(self.client.download(ref))
+        target.write_bytes(self.client.download(ref, task.get("id")))
         return target
 
 

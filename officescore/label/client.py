@@ -255,8 +255,10 @@ class LabelStudio:
             ),
         )
 
-    def download(self, url: str, cache_dir: Path | None = None) -> bytes:
-        """The bytes of a task's image: an upload, a local-files path or any http(s) URL.
+    def download(self, url: str, task_id: int | None = None, cache_dir: Path | None = None) -> bytes:
+        """The bytes of a task's image: an upload, a local-files path, any http(s) URL, or a file in
+        the project's cloud storage (s3://, gs://, azure-blob://; Label Studio signs the link for
+        `task_id`, so no cloud credentials are needed here).
 
         label-studio-sdk's `get_local_path` resolves every form Label Studio uses; the access token
         it needs is the SDK's current one (a personal access token is exchanged first).
@@ -267,14 +269,20 @@ class LabelStudio:
             token = self.sdk._client_wrapper.get_headers()["Authorization"].split(" ", 1)[1]
             with tempfile.TemporaryDirectory(prefix="officescore-ls-") as tmp:
                 path = get_local_path(
-                    url, cache_dir=str(cache_dir or tmp), hostname=self.url, access_token=token
+                    url,
+                    cache_dir=str(cache_dir or tmp),
+                    hostname=self.url,
+                    access_token=token,
+                    task_id=task_id,
                 )
                 return Path(path).read_bytes()
 
         try:
             return self.call(f"download {url}", fetch)
         except (OSError, ValueError) as exc:
-            raise LabelStudioError(f"Label Studio at {self.url}: cannot download {url} ({exc})") from None
+            raise LabelStudioError(
+                f"Label Studio at {self.url}: cannot download {url} ({_download_failure(exc)})"
+            ) from None
 
     # ----------------------------------------------------------------- ML backends
 
@@ -319,3 +327,13 @@ class LabelStudio:
         task = self.call("read the task", lambda: self.sdk.tasks.get(id=str(task_id)))
         # warnings=False: the SDK's model types some fields narrower than the server fills them
         return task.model_dump(warnings=False) if hasattr(task, "model_dump") else dict(task)
+
+
+def _download_failure(exc: Exception) -> str:
+    """Why a download failed, in a few words: an HTTP status names the host and path it came from
+    but not the query, which for a signed cloud-storage link is a long signature."""
+    response = getattr(exc, "response", None)
+    if response is None or getattr(response, "status_code", None) is None:
+        return str(exc)
+    where = str(response.url).split("?", 1)[0]
+    return f"HTTP {response.status_code} {response.reason or ''} from {where}".replace("  ", " ")

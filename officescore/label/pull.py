@@ -136,20 +136,20 @@ def _image_name(task: dict[str, Any], ref: str) -> str:
     return name if Path(name).suffix else f"{name}.jpg"
 
 
-def _read_image(client: LabelStudio, ref: str, local_root: Path | None) -> bytes:
+def _read_image(client: LabelStudio, ref: str, task_id: int, local_root: Path | None) -> bytes:
     if _is_local(ref, local_root):
         rel = unquote(ref[len(LOCAL_FILES_PREFIX) :])
         path = (Path(local_root) / rel).resolve()
         if Path(local_root).resolve() in path.parents and path.is_file():
             return path.read_bytes()
-    return client.download(ref)
+    return client.download(ref, task_id)
 
 
 def _is_local(ref: str, local_root: Path | None) -> bool:
     return local_root is not None and ref.startswith(LOCAL_FILES_PREFIX)
 
 
-def _through_cache(client: LabelStudio, ref: str, cache: Path, target: Path) -> bytes:
+def _through_cache(client: LabelStudio, ref: str, task_id: int, cache: Path, target: Path) -> bytes:
     """The photo at `ref`, downloaded only when the cache lacks it; `target` is a hard link to the
     cached copy (a copy where links do not work)."""
     cached = cache / (hashlib.sha256(ref.encode()).hexdigest()[:24] + Path(urlparse(ref).path).suffix.lower())
@@ -157,7 +157,7 @@ def _through_cache(client: LabelStudio, ref: str, cache: Path, target: Path) -> 
         data = cached.read_bytes()
     else:
         make_folder(cache, "photo cache")
-        data = client.download(ref)
+        data = client.download(ref, task_id)
         partial = cached.with_name(f".{cached.name}.{os.getpid()}")  # whole files only, under their name
         partial.write_bytes(data)
         os.replace(partial, cached)
@@ -340,9 +340,9 @@ def _write_image(
     used.add(name)
     target = folder / IMAGES_DIR / name
     if cache is not None and not _is_local(ref, local_root):
-        data = _through_cache(client, ref, Path(cache), target)
+        data = _through_cache(client, ref, int(task["id"]), Path(cache), target)
     else:
-        data = _read_image(client, ref, local_root)
+        data = _read_image(client, ref, int(task["id"]), local_root)
         target.write_bytes(data)
     try:
         with Image.open(io.BytesIO(data)) as image:
