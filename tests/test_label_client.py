@@ -66,6 +66,12 @@ def test_a_refused_upload_and_a_missing_photo_are_one_sentence_each(studio: Fake
     with pytest.raises(LabelStudioError, match=r"cannot download /data/upload/3/gone\.jpg") as missing:
         client.download("/data/upload/3/gone.jpg")
     assert KEY not in str(missing.value)
+    where = f"{studio.url}/storage-data/uploaded/?filepath=upload/3/gone.jpg"  # the SDK's first try
+    assert str(missing.value).endswith(f"(HTTP 404 Not Found from {where})")
+    # A cloud-storage photo needs its task for Label Studio to sign the link: without one (a
+    # hand-made request to the backend) label-studio-sdk raises a bare Exception, still one sentence.
+    with pytest.raises(LabelStudioError, match=r"cannot download s3://bucket/a\.jpg \(Label Studio Task ID"):
+        client.download("s3://bucket/a.jpg")
 
 
 def test_a_forbidden_key_is_the_keys_fault_and_the_oldest_project_of_a_title_is_used() -> None:

@@ -279,7 +279,9 @@ class LabelStudio:
 
         try:
             return self.call(f"download {url}", fetch)
-        except (OSError, ValueError) as exc:
+        except LabelStudioError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - get_local_path raises bare Exceptions too (s3:// without a task)
             raise LabelStudioError(
                 f"Label Studio at {self.url}: cannot download {url} ({_download_failure(exc)})"
             ) from None
@@ -330,10 +332,12 @@ class LabelStudio:
 
 
 def _download_failure(exc: Exception) -> str:
-    """Why a download failed, in a few words: an HTTP status names the host and path it came from
-    but not the query, which for a signed cloud-storage link is a long signature."""
+    """Why a download failed, in a few words: an HTTP status and the URL it came from, without the
+    query of a signed cloud-storage link (S3's Signature=, GCS's X-Goog-Signature=, Azure's sig=)."""
     response = getattr(exc, "response", None)
     if response is None or getattr(response, "status_code", None) is None:
         return str(exc)
-    where = str(response.url).split("?", 1)[0]
+    where, _, query = str(response.url).partition("?")
+    if query and "sig" not in query.lower():
+        where = f"{where}?{query}"
     return f"HTTP {response.status_code} {response.reason or ''} from {where}".replace("  ", " ")
