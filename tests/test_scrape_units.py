@@ -336,6 +336,67 @@ def test_dedup_threshold_is_inclusive_and_zero_means_the_same_phash() -> None:
         DedupIndex(threshold=-1)
 
 
+def test_zero_quotas_mean_zero_and_impossible_settings_are_refused() -> None:
+    from officescore.scrape.download import DownloadConfig
+
+    # 0 is a limit (no calls), not "the provider's default".
+    assert ScrapeConfig(queries=["q"], hourly_quota=0).limits("unsplash") == (0, 0)
+    assert ScrapeConfig(queries=["q"], daily_quota=0).limits("google") == (0, None)
+    bad = [
+        ({"download": DownloadConfig(per_host=0)}, "--per-host"),
+        ({"queries": ["desk", "  "]}, "a query is empty"),
+        ({"api_retries": -1}, "--retries"),
+    ]
+    for change, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            ScrapeConfig(**{"queries": ["q"], **change}).validate()  # type: ignore[arg-type]
+
+
+def test_auto_needs_both_the_google_key_and_the_engine_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    from officescore.scrape.settings import choose_provider
+
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-06-01T12:00:00Z")
+    for key, cx in (("k", None), (None, "c")):
+        name, notices = choose_provider(ScrapeConfig(queries=["q"], google_key=key, google_cx=cx))
+        assert name == "openverse" and "no Google key and engine id" in notices[0]
+    assert choose_provider(ScrapeConfig(queries=["q"], google_key="k", google_cx="c"))[0] == "google"
+
+
+def test_the_contact_comes_from_the_environment_unless_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from officescore.scrape.settings import secrets_from_environment
+
+    monkeypatch.chdir(tmp_path)  # no officescore.toml
+    monkeypatch.delenv("OFFICESCORE_CONFIG", raising=False)
+    monkeypatch.setenv("OFFICESCORE_CONTACT", "env@example.org")
+    assert secrets_from_environment(ScrapeConfig(queries=["q"])).contact == "env@example.org"
+    given = ScrapeConfig(queries=["q"], contact="flag@example.org")
+    assert secrets_from_environment(given).contact == "flag@example.org"
+
+
+def test_a_bad_clock_setting_is_refused_before_the_folder_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OFFICESCORE_NOW", "yesterday")
+    with pytest.raises(ConfigError, match="OFFICESCORE_NOW"):
+        scrape(ScrapeConfig(queries=["q"], out=tmp_path / "raw"))  # auto: decided inside the folder
+    assert not (tmp_path / "raw").exists()
+
+
+def test_the_same_photo_found_twice_gets_one_download_event(tmp_path: Path) -> None:
+    first = SearchResult(url="http://a/1.jpg", track_url="http://api/track/1")
+    second = SearchResult(url="http://a/2.jpg", track_url="http://api/track/2")
+    with Manifest.open(tmp_path) as manifest:
+        assert manifest.record_page("unsplash", "q", "f", 1, [first, second], False, "r", "t") == 2
+        # Another query finds the first photo again: no second row, no second event, page recorded.
+        assert manifest.record_page("unsplash", "q2", "f", 1, [first], True, "r", "t") == 0
+        assert manifest.progress("unsplash", "q2", "f").last_page_seen
+        for row_id, _, _ in manifest.pending():
+            manifest.set_outcome(row_id, status="ok")
+        assert manifest.pending_tracking("unsplash") == [(1, "http://api/track/1"), (2, "http://api/track/2")]
+
+
 def test_status_lists_the_whole_default_list_once_some_of_it_was_searched(tmp_path: Path) -> None:
     from officescore.scrape.run import status
 
