@@ -570,6 +570,35 @@ def test_wait_hours_sleeps_through_the_hourly_limit(
     assert [k for k, n in server.ok_pages.items() if n > 1] == []
 
 
+def test_wait_hours_does_not_wait_out_a_used_up_day(
+    tmp_path: Path, host: ImageHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--wait-hours sleeps through an hourly limit only: a used-up day stops the run at once, even
+    though each hour that passed would make the hour's limit look fresh."""
+    from datetime import datetime, timedelta
+
+    from officescore.scrape import run as scrape_run
+
+    server = FakeUnsplash(UNSPLASH_KEY, link_for(host), total=150, limit=50).start()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the clock moves by what was slept
+        slept.append(seconds)
+        now = datetime.fromisoformat(os.environ["OFFICESCORE_NOW"].replace("Z", "+00:00"))
+        monkeypatch.setenv("OFFICESCORE_NOW", (now + timedelta(seconds=seconds)).isoformat())
+
+    monkeypatch.setattr(scrape_run.time, "sleep", sleep)
+    cfg = config(
+        tmp_path, "unsplash", server, per_query=150, wait_hours=True, daily_quota=2, download=NO_DOWNLOADS
+    )
+    try:
+        result = scrape(cfg)
+    finally:
+        server.stop()
+    assert (result.stop_reason, result.calls, result.pages) == ("quota", 2, 2)
+    assert slept == []
+
+
 @pytest.mark.parametrize("provider", sorted(SIGKILL_CASES))
 def test_429_retry_after_is_waited_out_or_kept_as_a_pause(
     tmp_path: Path, host: ImageHost, provider: str
