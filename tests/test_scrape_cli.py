@@ -444,3 +444,27 @@ def test_status_table_counts_and_the_used_up_hour(cwd: Path, capsys: pytest.Capt
     ]
     text = " ".join(out.split())
     assert "hour 2026-06-01T12: 0/50 calls, used up, next hour 2026-06-01 13:00 UTC" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--rights", "cc_atribute"], {}, "'cc_atribute' is unknown"),  # auto without a key: Openverse
+        (["--safe", "maybe"], {"GCS_DEVELOPER_KEY": "k", "GCS_CX": "c"}, "--safe"),  # auto with: Google
+    ],
+)
+def test_a_bad_setting_under_auto_makes_no_folder(
+    cwd: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    """--provider auto (the default) refuses a bad setting before --out is made, as a named provider
+    does: no empty folder with a manifest and a lock file is left behind."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = run_cli(["-q", "desk", "--out", "raw", *args], capsys)
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
+    assert list(cwd.iterdir()) == []
