@@ -230,6 +230,29 @@ def test_unsplash_plus_never_saved_attribution_and_download_events(tmp_path: Pat
     no_secret_written(result.out, tmp_path / "labelling")
 
 
+def test_a_download_event_refused_is_not_retried_and_one_that_failed_is_sent_next_run(
+    tmp_path: Path, host: ImageHost
+) -> None:
+    """Unsplash answers the first event 400 (refused: final, the others still go) and the second
+    503 (the API is struggling: that one and the rest wait for the next run, which sends each once)."""
+    server = FakeUnsplash(UNSPLASH_KEY, link_for(host), total=3).start()
+    server.event_replies = [
+        Reply(400, b'{"errors": ["ixid is invalid"]}', {"Content-Type": "application/json"}),
+        Reply(503, b"Service Unavailable", {"Content-Type": "text/plain"}),
+    ]
+    try:
+        cfg = config(tmp_path, "unsplash", server)
+        first = scrape(cfg)
+        events = status(cfg).download_events
+        second = scrape(cfg)
+    finally:
+        server.stop()
+    assert (first.stop_reason, first.downloads, first.tracked) == ("done", {"ok": 3}, 0)
+    assert events == {"refused": 1, "pending": 2}
+    assert (second.calls, second.tracked) == (2, 2)
+    assert dict(server.tracked) == {"ph0001x": 1, "ph0002x": 1}
+
+
 def test_unsplash_paces_to_the_hour_it_reports(tmp_path: Path, host: ImageHost) -> None:
     server = FakeUnsplash(UNSPLASH_KEY, link_for(host), total=150, limit=3).start()
     cfg = config(tmp_path, "unsplash", server, per_query=150, download=NO_DOWNLOADS)
