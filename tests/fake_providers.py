@@ -202,7 +202,8 @@ class FakeUnsplash(_Counting):
     carries X-Ratelimit-Limit / X-Ratelimit-Remaining for the current hour (`limit` requests,
     download calls included); past it, 403 "Rate Limit Exceeded" as text, as Unsplash does, until
     `new_hour()`. Photos whose index is in `premium` are Unsplash+ (premium, plus: true).
-    `tracked` counts download events per photo id.
+    `tracked` counts download events per photo id; `event_replies` are answered to the next
+    download events instead (not counted).
     """
 
     def __init__(self, key: str, link: Link, total: int = 70, limit: int = 50) -> None:
@@ -211,6 +212,7 @@ class FakeUnsplash(_Counting):
         self.used = 0
         self.premium: set[int] = set()
         self.tracked: Counter[str] = Counter()
+        self.event_replies: list[Reply] = []  # answered first, one per download event, uncounted
         self.echo_key = False  # a careless server: repeats the key in descriptions
 
     def new_hour(self) -> None:
@@ -234,6 +236,9 @@ class FakeUnsplash(_Counting):
             if "ixid" not in get:
                 return _json(400, {"errors": ["ixid is required"]}, rate)
             with self.lock:
+                if self.event_replies:
+                    reply = self.event_replies.pop(0)
+                    return Reply(reply.status, reply.body, {**reply.headers, **rate})
                 self.tracked[photo] += 1
             return _json(200, {"url": f"https://images.unsplash.com/photo-{photo}?ixid={get['ixid']}"}, rate)
         if path != "/search/photos":

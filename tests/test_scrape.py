@@ -646,6 +646,25 @@ def test_a_failing_search_still_downloads_what_was_found(tmp_path: Path, google:
     assert sorted(google.ok_pages) == [("desk", 1), ("desk", 11), ("desk", 21)]
 
 
+def test_a_search_failing_at_once_still_reports_the_photos_it_downloaded(
+    tmp_path: Path, google: FakeCustomSearch, host: ImageHost
+) -> None:
+    """No page came back this run, but photos an earlier run found were downloaded: the error says
+    how many, so the user knows the run was not for nothing."""
+    from officescore.scrape.manifest import Manifest
+    from officescore.scrape.providers import SearchResult
+
+    config = google_config(tmp_path, google, queries=["desk"], per_query=10, api_retries=0)
+    found = [SearchResult(url=f"{host.url}/good/{i}?earlier={i}") for i in range(2)]
+    with Manifest.open(config.out) as manifest:  # an earlier run found these and stopped
+        manifest.record_page("google", "lamp", "f", 1, found, True, "r", "t")
+    google.outage_after = 0
+    with pytest.raises(ProviderError) as failure:
+        scrape(config)
+    assert "Before it failed: 0 page(s) searched (1 API call(s)), 0 new result(s)" in str(failure.value)
+    assert "2 image(s) kept this run, 2 in total" in str(failure.value)
+
+
 @pytest.mark.parametrize("where", ["manifest", "download"])
 def test_a_full_disk_is_one_line_and_the_next_run_continues(
     tmp_path: Path, host: ImageHost, monkeypatch: pytest.MonkeyPatch, where: str

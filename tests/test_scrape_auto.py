@@ -144,3 +144,17 @@ def test_cli_default_is_auto_and_status_names_the_next_provider(
     with pytest.raises(SystemExit):
         main(["scrape", "-q", "desk", "--out", "raw", "--status"])
     assert "next run searches: openverse" in capsys.readouterr().out
+
+
+def test_the_fallback_after_a_closure_is_not_sent_to_googles_api_endpoint(
+    tmp_path: Path, servers: tuple[FakeCustomSearch, FakeOpenverse]
+) -> None:
+    """--api-endpoint is for the provider the run starts with (Google here): Openverse, switched to
+    after Google's closure answer, goes to its own endpoint."""
+    google, openverse = servers
+    google.closed = 410
+    config = auto(tmp_path, google, openverse, keyed=True)
+    config.api_endpoint, config.endpoints = google.url, {"openverse": openverse.url}
+    result = scrape(config)
+    assert (result.provider, result.pages, result.calls) == ("openverse", 1, 2)
+    assert len(google.requests) == 1 and len(openverse.requests) == 1

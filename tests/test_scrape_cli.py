@@ -418,3 +418,53 @@ def test_status_lists_only_queries_that_belong_to_the_folder(
     for name in ("csv", "attribution", "image_list"):  # shareable, not private (0600) temp files
         assert Path(exported[name]).stat().st_mode & 0o777 == 0o666 & ~umask
     assert "image/jpeg" in Path(exported["csv"]).read_text() and "image/jpg," not in out
+
+
+def test_status_table_counts_and_the_used_up_hour(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The table's columns add up (found = ok + dup + bad + todo), a -q given twice is one query,
+    and an hour the provider said is used up says so (not "0 left")."""
+    from officescore.scrape.manifest import Manifest
+    from officescore.scrape.providers import SearchResult, UnsplashProvider
+
+    filters = UnsplashProvider(access_key="-").filters
+    outcomes = {"ok": "ok", "dup": "duplicate", "bad": "http_error", "todo": "pending"}
+    with Manifest.open(cwd / "raw") as manifest:
+        found = [SearchResult(url=f"http://a/{name}.jpg") for name in outcomes]
+        manifest.record_page("unsplash", "desk", filters, 1, found, False, "r", "t")
+        for (row_id, _, _), status in zip(manifest.pending(), outcomes.values(), strict=True):
+            manifest.set_outcome(row_id, status=status)
+        manifest.mark_hour_exhausted("unsplash", "2026-06-01T12", "t")
+    args = ["--status", "--provider", "unsplash", "--out", "raw", "-q", "desk", "-q", "lamp", "-q", "lamp"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.splitlines() if "│ " in line]
+    assert rows == [
+        ["desk", "1", "4", "1", "1", "1", "1", "no"],  # found 4 = ok 1 + dup 1 + bad 1 + todo 1
+        ["lamp", "0", "0", "0", "0", "0", "0", "no"],
+    ]
+    text = " ".join(out.split())
+    assert "hour 2026-06-01T12: 0/50 calls, used up, next hour 2026-06-01 13:00 UTC" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--rights", "cc_atribute"], {}, "'cc_atribute' is unknown"),  # auto without a key: Openverse
+        (["--safe", "maybe"], {"GCS_DEVELOPER_KEY": "k", "GCS_CX": "c"}, "--safe"),  # auto with: Google
+    ],
+)
+def test_a_bad_setting_under_auto_makes_no_folder(
+    cwd: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    """--provider auto (the default) refuses a bad setting before --out is made, as a named provider
+    does: no empty folder with a manifest and a lock file is left behind."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = run_cli(["-q", "desk", "--out", "raw", *args], capsys)
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
+    assert list(cwd.iterdir()) == []

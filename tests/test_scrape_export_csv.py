@@ -97,3 +97,28 @@ def test_a_cc_credit_links_its_licence_even_when_the_provider_gave_no_url(
     else:
         assert line.endswith(f"]({link})") or f"]({link}) (no attribution required" in line, line
         assert licence_line.endswith(f"]({link})"), licence_line
+
+
+def test_credit_lines_by_kind_of_licence() -> None:
+    """Public domain: a courtesy credit, not "licensed under"; CC: TASL with the source's own name and
+    Markdown-safe text; no licence stated: the landing page, else the image URL, to check by hand."""
+    pdm = credit(_row(license="pdm", license_version="1.0", source="wikimedia_commons"))
+    assert pdm == (
+        '["Desk"](https://x.example/p) by Maker, via Wikimedia Commons: [Public Domain Mark 1.0]'
+        "(https://creativecommons.org/publicdomain/mark/1.0/) "
+        "(no attribution required; credited as a courtesy)"
+    )
+    by = credit(_row(license="by", license_version="4.0", source="flickr", title="Desk | lamp_2"))
+    assert by == (
+        '["Desk \\| lamp\\_2"](https://x.example/p) by Maker, via Flickr is licensed under '
+        "[CC BY 4.0](https://creativecommons.org/licenses/by/4.0/)"
+    )
+    plain = credit(_row(license="by", license_version="4.0", source="smugmug", title="Desk | lamp_2"), False)
+    assert plain == (
+        '"Desk | lamp_2" (https://x.example/p) by Maker, via smugmug is licensed under '
+        "CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/)"
+    )
+    unstated = _row(license=None, provider="google", url="https://img.example/1.jpg")
+    assert credit(unstated) == "Source: https://x.example/p (licence not stated by google)"
+    unstated["landing_page"] = None
+    assert credit(unstated) == "Source: https://img.example/1.jpg (licence not stated by google)"

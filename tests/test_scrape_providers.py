@@ -230,6 +230,29 @@ def test_unsplash_plus_never_saved_attribution_and_download_events(tmp_path: Pat
     no_secret_written(result.out, tmp_path / "labelling")
 
 
+def test_a_download_event_refused_is_not_retried_and_one_that_failed_is_sent_next_run(
+    tmp_path: Path, host: ImageHost
+) -> None:
+    """Unsplash answers the first event 400 (refused: final, the others still go) and the second
+    503 (the API is struggling: that one and the rest wait for the next run, which sends each once)."""
+    server = FakeUnsplash(UNSPLASH_KEY, link_for(host), total=3).start()
+    server.event_replies = [
+        Reply(400, b'{"errors": ["ixid is invalid"]}', {"Content-Type": "application/json"}),
+        Reply(503, b"Service Unavailable", {"Content-Type": "text/plain"}),
+    ]
+    try:
+        cfg = config(tmp_path, "unsplash", server)
+        first = scrape(cfg)
+        events = status(cfg).download_events
+        second = scrape(cfg)
+    finally:
+        server.stop()
+    assert (first.stop_reason, first.downloads, first.tracked) == ("done", {"ok": 3}, 0)
+    assert events == {"refused": 1, "pending": 2}
+    assert (second.calls, second.tracked) == (2, 2)
+    assert dict(server.tracked) == {"ph0001x": 1, "ph0002x": 1}
+
+
 def test_unsplash_paces_to_the_hour_it_reports(tmp_path: Path, host: ImageHost) -> None:
     server = FakeUnsplash(UNSPLASH_KEY, link_for(host), total=150, limit=3).start()
     cfg = config(tmp_path, "unsplash", server, per_query=150, download=NO_DOWNLOADS)
@@ -568,6 +591,35 @@ def test_wait_hours_sleeps_through_the_hourly_limit(
     assert (result.stop_reason, result.pages, result.calls) == ("done", 5, 5)
     assert slept == [2401.0, 3600.0]  # 10:20 -> 11:00:01, then 11:00:01 -> 12:00:01
     assert [k for k, n in server.ok_pages.items() if n > 1] == []
+
+
+def test_wait_hours_does_not_wait_out_a_used_up_day(
+    tmp_path: Path, host: ImageHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--wait-hours sleeps through an hourly limit only: a used-up day stops the run at once, even
+    though each hour that passed would make the hour's limit look fresh."""
+    from datetime import datetime, timedelta
+
+    from officescore.scrape import run as scrape_run
+
+    server = FakeUnsplash(UNSPLASH_KEY, link_for(host), total=150, limit=50).start()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the clock moves by what was slept
+        slept.append(seconds)
+        now = datetime.fromisoformat(os.environ["OFFICESCORE_NOW"].replace("Z", "+00:00"))
+        monkeypatch.setenv("OFFICESCORE_NOW", (now + timedelta(seconds=seconds)).isoformat())
+
+    monkeypatch.setattr(scrape_run.time, "sleep", sleep)
+    cfg = config(
+        tmp_path, "unsplash", server, per_query=150, wait_hours=True, daily_quota=2, download=NO_DOWNLOADS
+    )
+    try:
+        result = scrape(cfg)
+    finally:
+        server.stop()
+    assert (result.stop_reason, result.calls, result.pages) == ("quota", 2, 2)
+    assert slept == []
 
 
 @pytest.mark.parametrize("provider", sorted(SIGKILL_CASES))

@@ -299,3 +299,143 @@ def test_provider_limits_and_overrides() -> None:
     assert ScrapeConfig(queries=["q"], hourly_quota=5000).limits("unsplash") == (120000, 5000)
     assert ScrapeConfig(queries=["q"], hourly_quota=10, daily_quota=30).limits("unsplash") == (30, 10)
     assert ScrapeConfig(queries=["q"], hourly_quota=10).limits("wikimedia") == (5000, 10)
+
+
+def test_quota_state_reads_the_providers_marks_its_hour_and_ignores_a_garbled_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from officescore.scrape.status import quota_state
+
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-06-01T12:30:00Z")  # 05:30 in Los Angeles
+    with Manifest.open(tmp_path) as manifest:
+        manifest.spend_call("openverse", "2026-06-01", "t")
+        manifest.mark_exhausted("openverse", "2026-06-01", "t")  # the provider said so, at 1 of 100
+        state = quota_state(manifest, "openverse", 100)
+        assert (state.calls, state.exhausted, state.remaining) == (1, True, 0)
+        # Google with an hourly limit: the hour is Los Angeles's, and its end is said in UTC.
+        manifest.spend_call("google", "2026-06-01", "t", "2026-06-01T05")
+        state = quota_state(manifest, "google", 100, 10)
+        assert (state.hour, state.hour_calls, state.hour_remaining) == ("2026-06-01T05", 1, 9)
+        assert state.hour_text() == "2026-06-01 13:00 UTC"
+        # A pause hand-edited into something that is not a time is ignored, not a crash.
+        manifest.set_retry_after("openverse", "soon")
+        assert quota_state(manifest, "openverse", 100).retry_at is None
+
+
+def test_dedup_threshold_is_inclusive_and_zero_means_the_same_phash() -> None:
+    index = DedupIndex(threshold=3)
+    index.add(1, "a" * 64, "ffffffffffffffff")
+    assert index.near("fffffffffffffff8") == (1, 3)  # exactly the threshold: a near-duplicate
+    assert index.near("fffffffffffffff0") is None  # 4 bits apart
+    # One kept image: the index's unused room is not an all-zero image to match against.
+    assert index.nearest("0000000000000000") == (1, 64)
+    exact = DedupIndex(threshold=0)  # --near-dup-threshold 0 is allowed: only identical phashes
+    exact.add(2, "b" * 64, "0000000000000001")
+    assert exact.near("0000000000000001") == (2, 0) and exact.near("0000000000000003") is None
+    with pytest.raises(ValueError):
+        DedupIndex(threshold=-1)
+
+
+def test_zero_quotas_mean_zero_and_impossible_settings_are_refused() -> None:
+    from officescore.scrape.download import DownloadConfig
+
+    # 0 is a limit (no calls), not "the provider's default".
+    assert ScrapeConfig(queries=["q"], hourly_quota=0).limits("unsplash") == (0, 0)
+    assert ScrapeConfig(queries=["q"], daily_quota=0).limits("google") == (0, None)
+    bad = [
+        ({"download": DownloadConfig(per_host=0)}, "--per-host"),
+        ({"queries": ["desk", "  "]}, "a query is empty"),
+        ({"api_retries": -1}, "--retries"),
+    ]
+    for change, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            ScrapeConfig(**{"queries": ["q"], **change}).validate()  # type: ignore[arg-type]
+
+
+def test_auto_needs_both_the_google_key_and_the_engine_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    from officescore.scrape.settings import choose_provider
+
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-06-01T12:00:00Z")
+    for key, cx in (("k", None), (None, "c")):
+        name, notices = choose_provider(ScrapeConfig(queries=["q"], google_key=key, google_cx=cx))
+        assert name == "openverse" and "no Google key and engine id" in notices[0]
+    assert choose_provider(ScrapeConfig(queries=["q"], google_key="k", google_cx="c"))[0] == "google"
+
+
+def test_the_contact_comes_from_the_environment_unless_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from officescore.scrape.settings import secrets_from_environment
+
+    monkeypatch.chdir(tmp_path)  # no officescore.toml
+    monkeypatch.delenv("OFFICESCORE_CONFIG", raising=False)
+    monkeypatch.setenv("OFFICESCORE_CONTACT", "env@example.org")
+    assert secrets_from_environment(ScrapeConfig(queries=["q"])).contact == "env@example.org"
+    given = ScrapeConfig(queries=["q"], contact="flag@example.org")
+    assert secrets_from_environment(given).contact == "flag@example.org"
+
+
+def test_a_bad_clock_setting_is_refused_before_the_folder_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OFFICESCORE_NOW", "yesterday")
+    with pytest.raises(ConfigError, match="OFFICESCORE_NOW"):
+        scrape(ScrapeConfig(queries=["q"], out=tmp_path / "raw"))  # auto: decided inside the folder
+    assert not (tmp_path / "raw").exists()
+
+
+def test_the_same_photo_found_twice_gets_one_download_event(tmp_path: Path) -> None:
+    first = SearchResult(url="http://a/1.jpg", track_url="http://api/track/1")
+    second = SearchResult(url="http://a/2.jpg", track_url="http://api/track/2")
+    with Manifest.open(tmp_path) as manifest:
+        assert manifest.record_page("unsplash", "q", "f", 1, [first, second], False, "r", "t") == 2
+        # Another query finds the first photo again: no second row, no second event, page recorded.
+        assert manifest.record_page("unsplash", "q2", "f", 1, [first], True, "r", "t") == 0
+        assert manifest.progress("unsplash", "q2", "f").last_page_seen
+        for row_id, _, _ in manifest.pending():
+            manifest.set_outcome(row_id, status="ok")
+        assert manifest.pending_tracking("unsplash") == [(1, "http://api/track/1"), (2, "http://api/track/2")]
+
+
+def test_status_lists_the_whole_default_list_once_some_of_it_was_searched(tmp_path: Path) -> None:
+    from officescore.scrape.run import status
+
+    defaults = default_queries()
+    filters = OpenverseProvider().filters
+    found = [SearchResult(url="http://a/1.jpg")]
+    with Manifest.open(tmp_path) as manifest:  # a default-list run stopped after its first query
+        manifest.record_page("openverse", defaults[0], filters, 1, found, True, "r", "t")
+    config = ScrapeConfig(queries=defaults, default_query_list=True, provider="openverse", out=tmp_path)
+    report = status(config)
+    assert [row["query"] for row in report.queries] == [defaults[0], *defaults[1:]]
+    assert [row["complete"] for row in report.queries] == [True] + [False] * (len(defaults) - 1)
+
+
+def test_status_judges_another_providers_query_by_its_own_last_page_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Google fetched 1 of the 2 pages --per-query 20 asks of it; Openverse would need only one.
+    Google's row is not complete just because Openverse, the next provider, would be done."""
+    from officescore.scrape.run import status
+
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-06-01T12:00:00Z")
+    google = [SearchResult(url=f"http://a/{i}.jpg") for i in range(10)]
+    with Manifest.open(tmp_path) as manifest:
+        manifest.record_page("google", "desk", "google-filters", 1, google, False, "r", "t")
+    report = status(ScrapeConfig(queries=["desk"], provider="openverse", per_query=20, out=tmp_path))
+    assert [(row["provider"], row["pages"], row["complete"]) for row in report.queries] == [
+        ("google", 1, False),
+        ("openverse", 0, False),
+    ]
+
+
+def test_status_for_provider_google_after_the_cutoff_names_google_and_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from officescore.scrape.run import status
+
+    monkeypatch.setenv("OFFICESCORE_NOW", "2027-01-02T00:00:00Z")
+    report = status(ScrapeConfig(queries=["desk"], provider="google", out=tmp_path / "raw"))
+    assert report.provider == "google" and "closed" in report.notices[0]
+    assert [row["provider"] for row in report.queries] == ["google"]
+    assert not (tmp_path / "raw").exists()

@@ -435,9 +435,9 @@ def scrape(config: ScrapeConfig, reporter: Reporter = SILENT) -> ScrapeResult:
     config.validate()
     out = Path(config.out)
     images = out / IMAGES_DIR
-    if config.provider != AUTO:  # closure, key and rights problems show before any folder is made
-        choose_provider(config)
-        make_provider(config)
+    # Closure, key and rights problems show before any folder is made. Auto is checked with the
+    # provider it picks without the folder; a closure answer kept there only turns it to Openverse.
+    make_provider(config, choose_provider(config)[0])
     with _full_disk(out), _exclusive(out), Manifest.open(out) as manifest:
         name, notices = choose_provider(config, manifest)
         provider = make_provider(config, name)
