@@ -20,6 +20,7 @@ import pytest
 from fake_providers import FLICKR_LICENSE_INFO, FakeCommons, FakeFlickr, FakeUnsplash
 from fakeservers import ImageHost, Reply
 
+from officescore.cli import main
 from officescore.errors import ConfigError
 from officescore.scrape import DownloadConfig, ScrapeConfig, export, scrape, status
 from officescore.scrape.manifest import Manifest
@@ -231,7 +232,10 @@ def test_unsplash_plus_never_saved_attribution_and_download_events(tmp_path: Pat
 
 
 def test_a_download_event_refused_is_not_retried_and_one_that_failed_is_sent_next_run(
-    tmp_path: Path, host: ImageHost
+    tmp_path: Path,
+    host: ImageHost,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Unsplash answers the first event 400 (refused: final, the others still go) and the second
     503 (the API is struggling: that one and the rest wait for the next run, which sends each once)."""
@@ -249,6 +253,19 @@ def test_a_download_event_refused_is_not_retried_and_one_that_failed_is_sent_nex
         server.stop()
     assert (first.stop_reason, first.downloads, first.tracked) == ("done", {"ok": 3}, 0)
     assert events == {"refused": 1, "pending": 2}
+    (why,) = first.events_refused
+    assert "ixid is invalid" in why and first.to_dict()["download_events_refused"] == [why]
+    assert second.events_refused == []
+    # ... and the CLI says so in yellow after the run's summary (the real result, printed)
+    import officescore.scrape
+
+    monkeypatch.setattr(officescore.scrape, "scrape", lambda config, reporter: first)
+    monkeypatch.setenv("UNSPLASH_ACCESS_KEY", UNSPLASH_KEY)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["scrape", "-q", "desk lamp", "--provider", "unsplash", "--out", str(tmp_path / "raw")])
+    assert exit_info.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert f"unsplash refused 1 download event(s), not sent again: {why}" in " ".join(out.split())
     assert (second.calls, second.tracked) == (2, 2)
     assert dict(server.tracked) == {"ph0001x": 1, "ph0002x": 1}
 

@@ -151,6 +151,12 @@ def _run(config: ScrapeConfig, json_output: bool) -> None:
             f"tries them again, up to {MAX_ATTEMPTS} attempts each",
             soft_wrap=True,
         )
+    if result.events_refused:  # Unsplash's guidelines want one per photo used: say which did not count
+        console.print(
+            f"[yellow]{result.provider} refused {len(result.events_refused)} download event(s), not sent "
+            f"again: {result.events_refused[0]}[/yellow]",
+            soft_wrap=True,
+        )
     console.print(f"manifest: {result.out / 'manifest.sqlite'}")
 
 

@@ -119,6 +119,7 @@ class ScrapeResult:
     next_page: int | None = None
     skipped: int = 0  # photos the provider returned under a licence --rights does not allow
     tracked: int = 0  # download events sent this run (Unsplash)
+    events_refused: list[str] = field(default_factory=list)  # why each refused one was (never sent again)
     retry_later: int = 0  # photos whose host failed for a passing reason: the next run tries again
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,6 +127,7 @@ class ScrapeResult:
             "provider": self.provider,
             "skipped_by_licence": self.skipped,
             "download_events": self.tracked,
+            "download_events_refused": self.events_refused,
             "out": str(self.out),
             "manifest": str(self.out / MANIFEST_NAME),
             "stop_reason": self.stop_reason,
@@ -480,6 +482,7 @@ def scrape(config: ScrapeConfig, reporter: Reporter = SILENT) -> ScrapeResult:
         next_page=run.next_page,
         skipped=run.skipped,
         tracked=run.tracked,
+        events_refused=run.refused,
         retry_later=retry_later,
     )
 
