@@ -460,3 +460,13 @@ def test_k_center_keeps_the_labelled_photos_as_centres_after_the_first_pick() ->
     feats = np.array([[0.05, 0.0], [5.0, 0.0], [5.0, 0.1], [-1.0, 0.0]])
     u = np.array([1.0, 0.9, 0.1, 0.5])
     assert [i for i, _, _ in k_center_greedy(feats, u, 3, centres)] == [1, 3, 0]
+
+
+def test_without_labelled_photos_the_first_pick_is_at_distance_0_not_infinity(
+    big_pool: Path, model: Path, tmp_path: Path
+) -> None:
+    """Nothing labelled: the first pick has no nearest photo. Its distance is written as 0 (a CSV or
+    JSON reader chokes on inf), later picks measure from it."""
+    run = select([big_pool], model, budget=2, device="cpu", out=tmp_path / "next.csv")
+    assert run.chosen[0].distance == 0.0 and 0.0 < run.chosen[1].distance < float("inf")
+    json.dumps(run.to_json(), allow_nan=False)  # valid JSON: no Infinity
