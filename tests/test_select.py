@@ -470,3 +470,13 @@ def test_without_labelled_photos_the_first_pick_is_at_distance_0_not_infinity(
     run = select([big_pool], model, budget=2, device="cpu", out=tmp_path / "next.csv")
     assert run.chosen[0].distance == 0.0 and 0.0 < run.chosen[1].distance < float("inf")
     json.dumps(run.to_json(), allow_nan=False)  # valid JSON: no Infinity
+
+
+def test_cli_an_out_below_a_file_is_refused_before_any_work(
+    big_pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "taken").write_text("a file")
+    out = tmp_path / "taken" / "next.csv"
+    args = ["select", str(big_pool), "--budget", "1", "--strategy", "random", "--out", str(out)]
+    code, _, err = _cli(args, capsys)
+    assert code == 2 and err == f"error: --out {out}: {tmp_path / 'taken'} is a file, not a folder", err
