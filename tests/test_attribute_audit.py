@@ -52,6 +52,8 @@ def test_of_two_contradicted_attributes_the_surer_one_is_reported() -> None:
 def test_agreeing_unlabelled_or_unsure_values_are_not() -> None:
     assert "wrong_attribute" not in _issue({"armrests": True}, {"armrests": True}).kinds
     assert "wrong_attribute" not in _issue({"armrests": "yes"}, {"armrests": True}).kinds  # text form
+    assert "wrong_attribute" not in _issue({"armrests": "No"}, {"armrests": False}).kinds  # any case
+    assert "wrong_attribute" not in _issue({"armrests": True}, {"armrests": "TRUE"}).kinds
     assert (
         "wrong_attribute" not in _issue({}, {"armrests": True}).kinds
     )  # not labelled: nothing to contradict

@@ -163,3 +163,84 @@ def test_an_object_inside_an_ignore_region_is_not_its_duplicate() -> None:
     issues = image_issues(match, 7, calibrate([match], ["desk"]))
     (copy,) = [i for i in issues if i.kind == "duplicate" and i.other_annotation == 1]
     assert copy.score == round(float(match.label_iou[1, 0]), 6)  # same class: the IoU itself
+
+
+def _square(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    mask = np.zeros((SIZE, SIZE), dtype=np.uint8)
+    mask[y0:y1, x0:x1] = 1
+    return mask
+
+
+def _issues(labels: list[Label], predictions: list[Prediction], classes: list[str]) -> list:
+    match = match_image(labels, predictions, tol=2)
+    return image_issues(match, 7, calibrate([match], classes))
+
+
+def test_a_wrong_class_is_discounted_by_the_labels_own_class_support_and_is_no_missing_object() -> None:
+    """wrong_class = the other class's score x (1 - the best same-class score on the object); the
+    other class's prediction is that object, not a second, unlabelled one."""
+    chair = _square(40, 100, 40, 90)
+    labels = [_label(1, "chair", chair)]
+    sofa = _prediction(1, "sofa", _square(40, 100, 50, 100), 0.9)  # mask IoU 0.67 with the label
+    issues = _issues(labels, [_prediction(0, "chair", chair, 0.6), sofa], ["chair", "sofa"])
+    assert [(i.kind, i.prediction) for i in issues] == [("wrong_class", 1)], issues
+    assert issues[0].kinds["wrong_class"] == round(0.9 * (1 - 0.6), 6)
+
+
+def test_a_prediction_overlapping_another_class_more_is_still_evidence_for_its_own_label() -> None:
+    """Only labels of the prediction's own class can claim it: the chair in front of a desk overlaps
+    the desk's box more than the chair's shifted label, and still shows that label's mask is bad."""
+    desk = _square(40, 110, 20, 140)
+    labels = [_label(1, "desk", desk), _label(2, "chair", _square(72, 122, 72, 122))]
+    predictions = [
+        _prediction(0, "desk", desk, 0.95),
+        _prediction(1, "chair", _square(50, 100, 50, 100), 0.9),
+    ]
+    match = match_image(labels, predictions, tol=2)
+    assert match.overlap[1, 0] > match.overlap[1, 1] >= 0.1
+    chair_issue = next(i for i in _issues(labels, predictions, ["desk", "chair"]) if i.annotation_id == 2)
+    assert (chair_issue.kind, chair_issue.prediction) == ("bad_mask", 1), chair_issue
+    assert chair_issue.score > 0.5
+
+
+def test_a_bad_mask_is_judged_on_the_prediction_that_fits_the_object_not_the_surest_nearby_one() -> None:
+    desk = _square(40, 100, 20, 80)
+    labels = [_label(1, "desk", desk)]
+    fits = _prediction(0, "desk", desk, 0.8)
+    grazes = _prediction(1, "desk", _square(40, 100, 70, 130), 0.95)  # overlaps the label ~0.1
+    match = match_image(labels, [fits, grazes], tol=2)
+    assert 0.1 <= match.overlap[1, 0] <= 0.25
+    issue = next(i for i in _issues(labels, [fits, grazes], ["desk"]) if i.annotation_id == 1)
+    assert issue.kinds["bad_mask"] < 0.05, issue
+
+
+def test_a_prediction_overlapping_a_third_supports_a_label_fully() -> None:
+    """Support saturates at SPURIOUS_IOU: a prediction overlapping the label 0.3 or more is full support."""
+    labels = [_label(1, "desk", _square(20, 80, 20, 80))]
+    predictions = [_prediction(0, "desk", _square(20, 80, 60, 120), 0.9)]
+    match = match_image(labels, predictions, tol=2)
+    assert 0.3 <= match.overlap[0, 0] < 0.5
+    cal = calibrate([match], ["desk"])
+    (issue,) = image_issues(match, 7, cal)
+    assert issue.kinds["spurious"] == round((1 - 0.9) * cal.recall["desk"], 6)
+
+
+def test_a_second_label_of_one_object_is_a_duplicate_a_little_less_sure_across_classes() -> None:
+    desk = _square(40, 100, 20, 80)
+    for second, expected in (("desk", 1.0), ("table", 0.9)):
+        labels = [_label(1, "desk", desk), _label(2, second, desk)]
+        issue = next(i for i in _issues(labels, [], ["desk", "table"]) if i.annotation_id == 2)
+        assert (issue.kind, issue.kinds["duplicate"], issue.other_annotation) == ("duplicate", expected, 1)
+        assert issue.suggested_class is None  # delete it: there is no class to change it to
+
+
+def test_an_unlabelled_object_partly_on_a_label_scores_by_the_square_of_its_cover() -> None:
+    """missing = score x (1 - cover²) x precision: touching a neighbour is common for a new object."""
+    labels = [_label(1, "desk", _square(40, 100, 20, 80))]
+    monitor = _prediction(0, "monitor", _square(60, 80, 70, 90), 0.9)  # half of it on the desk
+    match = match_image(labels, [monitor], tol=2)
+    cover = float(max(match.mask_iou[0, 0], match.agree[0, 0], match.own_agree[0, 0], match.covered[0, 0]))
+    assert cover == 0.5
+    cal = calibrate([match], ["desk", "monitor"])
+    (missing,) = [i for i in image_issues(match, 7, cal) if i.kind == "missing"]
+    assert missing.score == round(0.9 * (1 - 0.25) * cal.precision["monitor"], 6)

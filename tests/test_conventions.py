@@ -337,3 +337,88 @@ def test_classes_whose_names_clean_alike_get_sheets_of_their_own(
         "conventions_plant_1.png",
         "conventions_plant_2.png",
     ]
+
+
+def test_offsets_leave_out_the_boundary_slack() -> None:
+    """One pixel of slack (tol) off every side: a label a pixel off is on the edge, two pixels off
+    is one pixel in (the model's own slop is no convention)."""
+    assert conv._box_offsets([12, 11, 36, 58], [10, 10, 40, 60], 1.0) == [0.0, 0.0, 1 / 40, 1 / 40]
+    assert conv._box_offsets([9, 10, 41, 60], [10, 10, 40, 60], 1.0) == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_small_predictions_and_ignore_regions_are_never_paired() -> None:
+    from officescore.curate.labels import Label
+    from officescore.curate.match import match_image
+
+    def pairs(size: int, crowd: int = 0) -> list[int]:
+        label, pred = _square(20, 20 + size, 20, 20 + size, 1), _square(20, 20 + size, 20, 20 + size, 0, "x")
+        label = Label(label.id, label.class_name, label.rle, label.bbox, crowd)
+        return [p.annotation_id for p in conv.pair_labels(match_image([label], [pred], tol=1), 1)]
+
+    assert pairs(conv.PAIR_PIXELS) == [1]
+    assert pairs(conv.PAIR_PIXELS - 1) == []  # a pixel is a large share of a small object's side
+    assert pairs(30, crowd=1) == []  # an ignore region has no convention
+
+
+@pytest.mark.parametrize(
+    ("ratio", "words"),
+    [
+        (1.1, "labels match the predicted objects (label/prediction area 1.10)"),
+        (1.5, "labels are larger than the predicted objects (label/prediction area 1.50)"),
+        (0.6, "labels are smaller than the predicted objects (label/prediction area 0.60)"),
+    ],
+)
+def test_a_group_differing_only_in_area_says_larger_or_smaller(ratio: float, words: str) -> None:
+    sides = dict.fromkeys(conv.SIDES, 0.05)  # under NAMED_SHIFT: no side is named
+    assert conv.describe("desk", sides, ratio) == words
+
+
+def test_a_fifth_of_the_object_is_a_convention_a_tenth_is_not() -> None:
+    spike = list(np.zeros(40))
+    fifth = conv.class_split("plant", _pairs(spike + list(np.linspace(0.24, 0.27, 10))))
+    assert fifth is not None and len(fifth.groups[0].pairs) == 10
+    assert conv.class_split("plant", _pairs(spike + list(np.linspace(0.14, 0.17, 10)))) is None
+
+
+def test_a_group_must_be_a_share_of_a_large_class_too() -> None:
+    """Six labels are a group of 60 but not of 206: each group needs MIN_SHARE of the class."""
+    peak = list(np.linspace(0.3, 0.4, 6))
+    assert conv.class_split("plant", _pairs(list(np.zeros(60)) + peak)) is not None
+    assert conv.class_split("plant", _pairs(list(np.zeros(200)) + peak)) is None
+
+
+def test_a_passing_split_wins_over_a_failing_one_that_is_further_apart() -> None:
+    """Height: ten labels 28-48 % short (passes, separation ~6.2). Width: ten others 19 % narrow,
+    tighter (separation ~6.3) but under MIN_SHIFT: it fails, so the height split is reported."""
+    pairs = _pairs(list(np.zeros(40)) + list(np.linspace(0.28, 0.48, 10)) + [0.0] * 10)
+    for pair in pairs[-10:]:
+        pair.values[4] = 0.19  # right: narrower than the prediction
+    values = np.stack([p.values for p in pairs])
+    width = conv._test(conv.split_values(values, "width"), conv.split_values(values, "width") > 0.1, "width")
+    height = conv._test(
+        conv.split_values(values, "height"), conv.split_values(values, "height") > 0.1, "height"
+    )
+    assert width[1] == "shift" and height[1] == "" and width[0] > height[0]
+    split = conv.class_split("plant", pairs)
+    assert split is not None and split.feature == "height" and len(split.groups[0].pairs) == 10
+
+
+def test_classes_are_reported_most_confident_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = {
+        "desk": conv.ConventionSplit("desk", 0.6, "height", 9.0, []),
+        "mug": conv.ConventionSplit("mug", 0.9, "width", 5.0, []),
+        "plant": conv.ConventionSplit("plant", 0.9, "height", 7.0, []),
+    }
+    monkeypatch.setattr(conv, "class_split", lambda name, pairs, seed=0: found.get(name))
+    report = conv.find_conventions([], [], ["chair", "desk", "mug", "plant"])
+    assert [s.class_name for s in report.splits] == ["plant", "mug", "desk"]  # ties: further apart first
+    assert report.pairs == {"chair": 0, "desk": 0, "mug": 0, "plant": 0}
+
+
+def test_two_means_never_cuts_between_equal_values() -> None:
+    """A cut inside a run of equal values would put them all on one side of its threshold, leaving a
+    group smaller than the fit allowed: here 4 values above 0.1 (under MIN_GROUP)."""
+    x = np.array([0.0] * 8 + [0.1] * 10 + [0.2] * 2 + [0.3] * 2)
+    threshold = conv.two_means(x)
+    assert threshold == pytest.approx(0.05)
+    assert min((x > threshold).sum(), (x <= threshold).sum()) >= conv.MIN_GROUP

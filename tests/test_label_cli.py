@@ -257,3 +257,45 @@ def test_push_takes_a_threshold_of_0_and_refuses_one_above_1(capsys: pytest.Capt
     assert code == 2 and "nothing to push" in err and "--conf" not in err, err
     code, _, err = run(["label", "push", "--project", "offices", "--conf", "1.5"], capsys)
     assert code == 2 and err.strip() == "error: --conf 1.5: must be between 0 and 1", err
+
+
+def test_push_refuses_review_with_a_model_or_photos(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    review = tmp_path / "review.json"
+    review.write_text("[]")
+    expected = "error: --review pushes a tasks file as it is: leave out IMAGES and --model"
+    for extra in (["--model", "best.pt"], [str(tmp_path)]):
+        code, _, err = run(["label", "push", "--project", "offices", "--review", str(review), *extra], capsys)
+        assert code == 2 and err.strip() == expected, err
+
+
+def test_status_threshold_and_most_not_kept_cells() -> None:
+    from officescore.cli.label import _most_not_kept, _threshold
+
+    assert _threshold({"conf": 0.42, "by_mask": True}) == "0.42"
+    assert _threshold({"conf": 0.3}) == "0.30 (class)"  # from before mask scores: the class score alone
+    assert _threshold({}) == "-"
+    by_class = {"desk": {"deleted": 4}, "chair": {"redrawn": 10, "deleted": 2}, "mug": {"deleted": 4}}
+    assert _most_not_kept(by_class) == "chair 12, desk 4"  # most first; ties by name
+    assert _most_not_kept({}) == "-"
+
+
+@pytest.mark.parametrize("accepted", [None, True, False])
+def test_status_marks_only_a_version_its_job_rejected_and_counts_what_was_not_kept(
+    accepted: bool | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from officescore.cli import label as label_cli
+    from officescore.label import feedback
+
+    row = {"model_version": "v1", "predicted": 30, "kept": 12, "redrawn": 5, "reclassed": 6, "deleted": 7}
+    if accepted is not None:
+        row["accepted"] = accepted
+    document = {"project": "offices", "tasks": 10, "labelled_tasks": 5, "versions": [row]}
+    monkeypatch.setattr(label_cli, "_client", lambda url: None)
+    monkeypatch.setattr(feedback, "project_status", lambda client, title, folder: document)
+    code, out, _ = run(["label", "status", "--project", "offices"], capsys)
+    assert code == 0 and ("worse, unused" in out) == (accepted is False), out
+    unkept = out[out.index("suggestions not kept") :]
+    cells = next([c.strip() for c in line.split("│")][1:-1] for line in unkept.splitlines() if "│ v1" in line)
+    assert cells[1:5] == ["18", "5", "6", "7"], out  # 30 suggested - 12 kept

@@ -419,3 +419,13 @@ def test_prelabel_with_no_model_writes_no_suggestions_and_says_so(
     assert json.loads(out.read_text())["annotations"] == []
     code, said, err = run(args, capsys)
     assert code == 0 and "suggests nothing" in said, err
+
+
+def test_a_threshold_of_0_suggests_every_detection(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "all.json"
+    args = ["prelabel", str(setup["photos"]), "--model", str(setup["model"]), "--out", str(out)]
+    code, said, err = run([*args, "--device", "cpu", "--conf", "0", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(said)["threshold"] == {"conf": 0.0, "by_mask": False} and out.is_file()

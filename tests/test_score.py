@@ -228,6 +228,17 @@ def test_custom_rubric_is_normalised_to_100(tmp_path: Path) -> None:
         # A misspelt top-level key or section is refused, not silently replaced by the default.
         ("missing_essentials_cap = 50\n[classes.desk]\npoints = 5", "unknown key(s) missing_essentials_cap"),
         ("[classes.desk]\npoints = 5\n[[essential]]\nany_of = ['desk']", "unknown key(s) essential ("),
+        ("essentials = [1]\n[classes.desk]\npoints = 5", "essentials must be a list of tables"),
+        (
+            "[classes.desk]\npoints = 5\n[classes.lamp]\npoints = 5\nbonus = 'yes'",
+            "lamp.bonus must be true or false",
+        ),
+        ("[classes.desk]\npoints = 5\nnoun = ' '", "desk.noun must be a non-empty string"),
+        (
+            "[classes.desk]\npoints = 5\n[[attributes]]\nclass = 'desk'\nattribute = 'a'\n"
+            "value = ''\npoints = 1",
+            "attributes[0].value must be true/false",
+        ),
     ],
 )
 def test_bad_rubric_files_give_one_line_config_errors(tmp_path: Path, text: str, fragment: str) -> None:
@@ -282,3 +293,91 @@ def test_attribute_rules_pay_only_their_class_and_read_saved_detections() -> Non
     (rule,) = office.attributes
     assert (rule.rule, rule.count, rule.earned, rule.possible) == ("chair.armrests=yes", 1, 10.0, 20.0)
     assert score_office([d.to_dict() for d in (chair, sofa)], rubric) == office
+
+
+def _rubric(text: str, tmp_path: Path) -> Rubric:
+    path = tmp_path / "rubric.toml"
+    path.write_text(text)
+    return Rubric.load(path)
+
+
+def test_a_text_attribute_rule_pays_only_its_value_up_to_its_cap_and_a_no_rule_is_named_no() -> None:
+    """`value = "mesh"` pays for mesh chairs only (every value's name is non-empty text, so none may
+    pass for another), for at most `cap` of them; a rule on false is named `=no`."""
+    rubric = Rubric.from_dict(
+        {
+            "classes": {"chair": {"points": 50}, "desk": {"points": 50}},
+            "attributes": [
+                {"class": "chair", "attribute": "material", "value": "mesh", "points": 5, "cap": 2},
+                {"class": "chair", "attribute": "armrests", "value": False, "points": 3},
+            ],
+        }
+    )
+    chairs = [
+        Detection("chair", 0.9, [0, 0, 1, 1], {}, 0.1, attributes)
+        for attributes in (
+            {"material": "mesh"},
+            {"material": "leather"},
+            {"material": "mesh", "armrests": False},
+            {"material": "mesh", "armrests": True},
+        )
+    ]
+    office = score_office(chairs, rubric)
+    mesh, no_armrests = office.attributes
+    assert (mesh.rule, mesh.count, mesh.earned, mesh.possible) == ("chair.material=mesh", 3, 10.0, 10.0)
+    assert (no_armrests.rule, no_armrests.count, no_armrests.earned) == ("chair.armrests=no", 1, 3.0)
+    assert office.total == 63.0  # (chair 50 + mesh 2 x 5 + no armrests 3) of 100
+
+
+def test_a_total_below_every_labels_minimum_gets_the_lowest_label(tmp_path: Path) -> None:
+    rubric = _rubric(
+        "[classes.desk]\npoints = 10\n[classes.chair]\npoints = 10\n"
+        '[[labels]]\nmin = 60\nlabel = "good"\n[[labels]]\nmin = 20\nlabel = "poor"\n',
+        tmp_path,
+    )
+    assert [score_office(c, rubric).label for c in ({}, {"desk": 1, "chair": 1})] == ["poor", "good"]
+
+
+def test_essentials_without_a_cap_or_a_name(tmp_path: Path) -> None:
+    """A rubric's essential without `missing_essential_cap` caps nothing (the default is 100), one
+    without a name is named by its classes, and a class counted 0 is missing."""
+    rubric = _rubric(
+        "[classes.desk]\npoints = 50\n[classes.monitor]\npoints = 25\n[classes.laptop]\npoints = 25\n"
+        "[[essentials]]\nany_of = ['monitor', 'laptop']\n",
+        tmp_path,
+    )
+    office = score_office({"desk": 1, "monitor": 0, "laptop": 0}, rubric)
+    assert office.missing_essentials == ["monitor or laptop"]
+    assert office.total == 50.0
+
+
+def test_a_class_counted_zero_does_not_meet_an_essential(rubric: Rubric) -> None:
+    office = score_office({"desk": 1, "chair": 1, "monitor": 0, "laptop": 0}, rubric)
+    assert office.missing_essentials == ["a screen"]
+    assert office.total == 35.0
+
+
+def test_one_missing_essential_is_suggested_alone(rubric: Rubric) -> None:
+    no_chair = {k: v for k, v in FULL_OFFICE.items() if k != "chair"}
+    texts = [s.text for s in score_office(no_chair, rubric).suggestions]
+    assert texts == ["add a chair: +65"]
+
+
+def test_a_class_may_set_its_own_decay(tmp_path: Path) -> None:
+    rubric = _rubric(
+        "decay = 0.5\n[classes.desk]\npoints = 40\n[classes.plant]\npoints = 10\ncap = 3\ndecay = 1.0\n"
+        "[classes.monitor]\npoints = 20\ncap = 2\n",
+        tmp_path,
+    )
+    office = score_office({"desk": 1, "plant": 3, "monitor": 2}, rubric)
+    assert (row(office, "plant").earned, row(office, "monitor").earned) == (30.0, 30.0)
+    assert office.total == 100.0
+
+
+def test_counts_from_dicts_with_class_name_and_negative_counts() -> None:
+    assert count_classes([{"class_name": "desk"}, {"class": "desk"}, {"class_name": "chair"}]) == {
+        "desk": 2,
+        "chair": 1,
+    }
+    with pytest.raises(ValueError, match="negative"):
+        count_classes({"desk": -1})

@@ -430,3 +430,53 @@ def test_never_two_near_copies_of_a_new_scene(
     hashes = [phash(c.path) for c in run.chosen]
     distances = hamming(hashes, hashes)
     assert all(distances[i, j] > NEAR_DUP_BITS for i in range(len(chosen)) for j in range(i)), distances
+
+
+def test_a_budget_the_pool_just_fills_has_no_shortfall_note(big_pool: Path) -> None:
+    exact = select([big_pool], "", budget=8, strategy="random")
+    assert len(exact.chosen) == 8 and exact.notes == []
+    short = select([big_pool], "", budget=9, strategy="random")
+    assert short.notes == ["only 8 photos left to choose from (budget 9)"]
+
+
+def test_the_library_refuses_a_budget_of_0(big_pool: Path) -> None:
+    from officescore.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--budget 0: must be 1 or more"):
+        select([big_pool], "", budget=0, strategy="random")
+
+
+def test_a_tasks_file_name_in_capitals_is_a_json_name(big_pool: Path, model: Path, tmp_path: Path) -> None:
+    run = select(
+        [big_pool], model, budget=1, strategy="random", device="cpu", labelstudio=tmp_path / "NEXT.JSON"
+    )
+    assert run.tasks == tmp_path / "NEXT.JSON" and run.tasks.is_file()
+
+
+def test_k_center_keeps_the_labelled_photos_as_centres_after_the_first_pick() -> None:
+    """Photo 0 sits on a labelled photo: however unsure, it stays last; after photo 1 (far, unsure)
+    the next pick is photo 3, far from both, not photo 2 beside photo 1."""
+    centres = np.array([[0.0, 0.0]])
+    feats = np.array([[0.05, 0.0], [5.0, 0.0], [5.0, 0.1], [-1.0, 0.0]])
+    u = np.array([1.0, 0.9, 0.1, 0.5])
+    assert [i for i, _, _ in k_center_greedy(feats, u, 3, centres)] == [1, 3, 0]
+
+
+def test_without_labelled_photos_the_first_pick_is_at_distance_0_not_infinity(
+    big_pool: Path, model: Path, tmp_path: Path
+) -> None:
+    """Nothing labelled: the first pick has no nearest photo. Its distance is written as 0 (a CSV or
+    JSON reader chokes on inf), later picks measure from it."""
+    run = select([big_pool], model, budget=2, device="cpu", out=tmp_path / "next.csv")
+    assert run.chosen[0].distance == 0.0 and 0.0 < run.chosen[1].distance < float("inf")
+    json.dumps(run.to_json(), allow_nan=False)  # valid JSON: no Infinity
+
+
+def test_cli_an_out_below_a_file_is_refused_before_any_work(
+    big_pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "taken").write_text("a file")
+    out = tmp_path / "taken" / "next.csv"
+    args = ["select", str(big_pool), "--budget", "1", "--strategy", "random", "--out", str(out)]
+    code, _, err = _cli(args, capsys)
+    assert code == 2 and err == f"error: --out {out}: {tmp_path / 'taken'} is a file, not a folder", err

@@ -72,3 +72,14 @@ def test_the_most_object_like_proposals_are_the_ones_counted() -> None:
     rows = torch.tensor([[BIG, 0.0, 0.0]] * TOP_PROPOSALS + [[-BIG, 0.0, 0.0]])
     assert abs(class_uncertainty(rows) - 1 / TOP_PROPOSALS) < 0.01
     assert class_uncertainty(rows[:TOP_PROPOSALS]) < 0.01  # the background rows alone
+
+
+def test_ranks_of_one_photo_and_of_ties() -> None:
+    """A pool of one photo is as uncertain as it gets (1, not 0/0); tied photos share their rank."""
+    one = [ImageSignals(Path("only.png"), np.ones(2), class_uncertainty=0.2)]
+    assert list(combined_uncertainty(one)) == [1.0]
+    tied = [
+        ImageSignals(Path(f"{k}.png"), np.ones(2), class_uncertainty=u)
+        for k, u in enumerate((0.1, 0.3, 0.3, 0.5))
+    ]
+    assert list(combined_uncertainty(tied)) == [0.0, 0.5, 0.5, 1.0]
