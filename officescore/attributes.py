@@ -76,6 +76,20 @@ class Attribute:
         return out
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """One attribute value however it was written: True, "yes", "True", "1" (and the no's) are one
+    yes/no value, and a choice is its name in any case (data sets store JSON booleans, tools and
+    hand-written rubrics write text)."""
+
+    def normal(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip().casefold()
+        return True if text in _YES else False if text in _NO else text
+
+    return normal(a) == normal(b)
+
+
 def value_name(value: Value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"

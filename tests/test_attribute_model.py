@@ -405,7 +405,35 @@ def test_score_cli_shows_attributes(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert any(
         r["rule"] == "chair.armrests=yes" and r["earned"] == 3 for r in photo_json["score"]["attributes"]
     )
+    assert "warning" not in capsys.readouterr().err  # the default rubric's rules fit the model
     with pytest.raises(SystemExit):
         main(args)
     out = capsys.readouterr().out
     assert "armrests" in out and "chair.armrests=yes (bonus)" in out
+
+    # A hand-written rubric: "Yes" in text pays as true does; a misspelt attribute and a value the
+    # model never gives are each one warning up front (they would silently earn nothing).
+    rubric = tmp_path / "rubric.toml"
+    rubric.write_text(
+        '[classes.chair]\npoints = 10\n[[attributes]]\nclass = "chair"\nattribute = "armrests"\n'
+        'value = "Yes"\npoints = 4\n[[attributes]]\nclass = "chair"\nattribute = "armrest"\n'
+        'value = true\npoints = 1\n[[attributes]]\nclass = "lamp"\nattribute = "kind"\n'
+        'value = "wall"\npoints = 1\n'
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--rubric", str(rubric), "--json"])
+    assert exit_info.value.code == 0
+    captured = capsys.readouterr()
+    (scored,) = json.loads(captured.out)["photos"]
+    assert [(r["rule"], r["earned"]) for r in scored["score"]["attributes"]] == [
+        ("chair.armrests=Yes", 4.0),
+        ("chair.armrest=yes", 0.0),
+        ("lamp.kind=wall", 0.0),
+    ]
+    warnings = [" ".join(line.split()) for line in captured.err.split("warning: ")[1:]]
+    assert warnings == [
+        "rubric rule chair.armrest=yes: the model has no attribute 'armrest' for chair (it has: "
+        "armrests); it earns nothing",
+        "rubric rule lamp.kind=wall: 'wall' is not one of desk, floor, the values of lamp.kind; it "
+        "earns nothing",
+    ]

@@ -329,6 +329,35 @@ def test_a_text_attribute_rule_pays_only_its_value_up_to_its_cap_and_a_no_rule_i
     assert office.total == 63.0  # (chair 50 + mesh 2 x 5 + no armrests 3) of 100
 
 
+def test_an_attribute_rule_written_as_text_matches_the_value_however_it_was_written() -> None:
+    """Models give yes/no attributes as booleans: a rubric written by hand with "yes", "No" or "TRUE"
+    means the same, and a choice matches its name in any case; other values never match."""
+    from officescore.attributes import same_value
+
+    def rule(value: object) -> Rubric:
+        spec = {"class": "chair", "attribute": "armrests", "value": value, "points": 5}
+        return Rubric.from_dict(
+            {"classes": {"chair": {"points": 50}, "desk": {"points": 50}}, "attributes": [spec]}
+        )
+
+    def chair(value: object) -> Detection:
+        return Detection("chair", 0.9, [0, 0, 1, 1], {}, 0.1, {"armrests": value})
+
+    for written, detected, pays in [
+        ("yes", True, True),
+        (" Yes ", True, True),
+        ("TRUE", True, True),
+        ("No", False, True),
+        ("yes", False, False),
+        ("no", True, False),
+        ("Mesh", "mesh", True),
+        ("mesh", "leather", False),
+        (True, "yes", True),
+    ]:
+        assert score_office([chair(detected)], rule(written)).total == (55.0 if pays else 50.0), written
+    assert same_value("1", True) and same_value(0, "false") and not same_value("maybe", True)
+
+
 def test_a_total_below_every_labels_minimum_gets_the_lowest_label(tmp_path: Path) -> None:
     rubric = _rubric(
         "[classes.desk]\npoints = 10\n[classes.chair]\npoints = 10\n"

@@ -19,7 +19,7 @@ from officescore.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from officescore.infer import PhotoScore
+    from officescore.infer import PhotoScore, Predictor
     from officescore.infer.score import OfficeScore, Rubric
 
 EXAMPLES = """
@@ -109,6 +109,7 @@ def score(
             console.print(f"[dim]model: {source} ({predictor.kind}, {predictor.precision})[/dim]")
         if ctx.is_main:
             _warn_undetectable_essentials(rules, predictor.classes)
+            _warn_unmatchable_rules(rules, predictor)
         results = score_photos(
             predictor,
             items,
@@ -164,6 +165,15 @@ def _warn_undetectable_essentials(rubric: Rubric, classes: list[str]) -> None:
             ),
             soft_wrap=True,
         )
+
+
+def _warn_unmatchable_rules(rubric: Rubric, predictor: Predictor) -> None:
+    """A rubric attribute rule the model can never meet (a misspelt name, a value it never gives)
+    silently earns nothing: say so once, up front, on stderr."""
+    from officescore.infer.score import unmatchable_rules
+
+    for problem in unmatchable_rules(rubric, predictor.attributes, predictor.classes):
+        err_console.print(Text(f"warning: {problem}; it earns nothing", style="yellow"), soft_wrap=True)
 
 
 def _show_one(photo: PhotoScore) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from officescore.attributes import same_value
 from officescore.curate.match import ImageMatch
 
 KINDS = ("missing", "wrong_class", "bad_mask", "spurious", "duplicate", "wrong_attribute")
@@ -251,19 +252,12 @@ def _wrong_attribute(
     worst: tuple[float, int, dict[str, Any]] | None = None
     for name, value in label.attributes.items():
         predicted = preds[i].attributes.get(name)
-        if predicted is None or _same_value(predicted, value):
+        if predicted is None or same_value(predicted, value):
             continue
         score = float(scores[i] * preds[i].attribute_scores.get(name, 1.0))
         if worst is None or score > worst[0]:
             worst = (score, i, {"name": name, "label": value, "predicted": predicted})
     return worst
-
-
-def _same_value(a: Any, b: Any) -> bool:
-    """True/"yes" and False/"no" are one value (data sets store JSON booleans, tools write text)."""
-    words = {"yes": True, "true": True, "no": False, "false": False}
-    norm = [words.get(v.lower(), v) if isinstance(v, str) else v for v in (a, b)]
-    return norm[0] == norm[1]
 
 
 def image_quality(issues: list[Issue]) -> float:

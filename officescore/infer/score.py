@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from officescore.attributes import AttributeSchema, same_value
 from officescore.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -75,7 +76,7 @@ class AttributeRule:
     def matches(self, detection: Any) -> bool:
         attributes = _field(detection, "attributes") or {}
         return _field(detection, "class_name", "class") == self.class_name and (
-            self.attribute in attributes and attributes[self.attribute] == self.value
+            self.attribute in attributes and same_value(attributes[self.attribute], self.value)
         )
 
     def earned(self, count: int) -> float:
@@ -162,6 +163,31 @@ class Rubric:
             _attribute_rule(spec, i, where) for i, spec in enumerate(_list(data, "attributes", where))
         )
         return cls(classes, essentials, labels, cap, name, source, attributes)
+
+
+def unmatchable_rules(rubric: Rubric, schema: AttributeSchema, classes: Iterable[str]) -> list[str]:
+    """Why each of the rubric's attribute rules can never match what a model with this attribute
+    schema and these classes predicts (a misspelt attribute, a value it never gives): such a rule
+    silently earns nothing. A model without attributes, or without the rule's class, is not asked."""
+    problems = []
+    for rule in rubric.attributes:
+        if not schema or rule.class_name not in set(classes):
+            continue
+        spec = schema.get(rule.class_name, rule.attribute)
+        if spec is None:
+            has = ", ".join(a.name for a in schema.for_class(rule.class_name)) or "none"
+            problems.append(
+                f"rubric rule {rule.key}: the model has no attribute {rule.attribute!r} "
+                f"for {rule.class_name} (it has: {has})"
+            )
+            continue
+        try:
+            spec.parse(rule.value)
+        except ValueError as exc:
+            problems.append(
+                f"rubric rule {rule.key}: {exc}, the values of {rule.class_name}.{rule.attribute}"
+            )
+    return problems
 
 
 @dataclass(frozen=True)
