@@ -46,11 +46,19 @@ def s3_endpoint() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture
+def key(labelstudio: LabelStudioServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The CLI reads the API key from the environment."""
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", labelstudio.api_key)
+    return labelstudio.api_key
+
+
 def _cloud_project(
     server: LabelStudioServer, endpoint: str, title: str, photos: list[Path]
 ) -> tuple[LabelStudio, int, list[dict[str, Any]]]:
     """A project whose tasks are `photos` in the bucket (under a prefix of their own), imported by
-    Label Studio's S3 storage sync as a user sets it up; its tasks as exported, in photo order."""
+    Label Studio's S3 storage sync as a user sets it up, the first one labelled (a desk); its tasks
+    as exported, in photo order."""
     import boto3
 
     prefix = title.replace(" ", "-")
@@ -72,6 +80,8 @@ def _cloud_project(
     client.sdk.import_storage.s3.sync(id=storage.id)
     tasks = sorted(client.export_tasks(project.id), key=lambda t: t["data"]["image"])
     assert [t["data"]["image"] for t in tasks] == [f"s3://{BUCKET}/{prefix}/{p.name}" for p in photos]
+    square = [[10, 10], [40, 10], [40, 40], [10, 40]]
+    client.sdk.annotations.create(id=tasks[0]["id"], result=[polygon_region(square, "desk", 128, 96)])
     return client, project.id, tasks
 
 
@@ -80,7 +90,7 @@ def test_photos_in_s3_storage_are_pulled_and_predicted_on(
     s3_endpoint: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    key: str,
 ) -> None:
     """A labelled task's photo comes from the bucket into the pull (CLI and a job's cached pull),
     byte for byte; the ML backend predicts on an unlabelled one as Label Studio sends it (the raw
@@ -90,15 +100,11 @@ def test_photos_in_s3_storage_are_pulled_and_predicted_on(
 
     photos = write_photos(tmp_path / "photos", n=2)
     client, _, tasks = _cloud_project(labelstudio, s3_endpoint, "cloud photos", photos)
-    square = [[10, 10], [40, 10], [40, 40], [10, 40]]
-    client.sdk.annotations.create(id=tasks[0]["id"], result=[polygon_region(square, "desk", 128, 96)])
-
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", labelstudio.api_key)
     export = tmp_path / "export"
     pull = ["label", "pull", "--url", labelstudio.url, "--project", "cloud photos", "--out", str(export)]
     code, out, err = run([*pull, "--json"], capsys)
     assert code == 0, err
-    assert json.loads(out)["pull"]["images"] == 1
+    assert json.loads(out)["pull"]["images"] == 1 and key not in out + err
     (pulled,) = (export / "images").iterdir()
     assert pulled.read_bytes() == photos[0].read_bytes()
 
@@ -118,7 +124,7 @@ def test_a_photo_missing_from_the_bucket_is_one_line_naming_it(
     s3_endpoint: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    key: str,
 ) -> None:
     """Deleted from the bucket after Label Studio imported it: the pull stops with one line that
     names the photo, and writes no export."""
@@ -126,12 +132,8 @@ def test_a_photo_missing_from_the_bucket_is_one_line_naming_it(
 
     photos = write_photos(tmp_path / "photos", n=1)
     client, _, (task,) = _cloud_project(labelstudio, s3_endpoint, "cloud photo gone", photos)
-    square = [[10, 10], [40, 10], [40, 40], [10, 40]]
-    client.sdk.annotations.create(id=task["id"], result=[polygon_region(square, "desk", 128, 96)])
-    key = task["data"]["image"].removeprefix(f"s3://{BUCKET}/")
-    boto3.client("s3", endpoint_url=s3_endpoint, **CREDENTIALS).delete_object(Bucket=BUCKET, Key=key)
-
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", labelstudio.api_key)
+    stored_as = task["data"]["image"].removeprefix(f"s3://{BUCKET}/")
+    boto3.client("s3", endpoint_url=s3_endpoint, **CREDENTIALS).delete_object(Bucket=BUCKET, Key=stored_as)
     export = tmp_path / "export"
     code, out, err = run(
         ["label", "pull", "--url", labelstudio.url, "--project", "cloud photo gone", "--out", str(export)],
