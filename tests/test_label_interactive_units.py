@@ -295,3 +295,130 @@ def test_the_models_answer_carries_its_score_and_grabcuts_none(photo: Path, tmp_
     (answer,) = ClickService().answer(body_for([box]), _Photos(None, {"a.png": photo}))["results"]
     assert answer["score"] == 0.0 and answer["model_version"] == "grabcut"
     assert iou(brush_to_mask(answer["result"][0]["value"]["rle"], 128, 96), two_squares()[1]) > 0.9
+
+
+# ---------------------------------------------------------------------------- which clicks correct the model
+
+
+@pytest.fixture(scope="module")
+def ring(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A model whose mask is the rim of any box (the solid model's octagon turned inside out): a click
+    in the middle of a box is outside its mask."""
+    import torch
+
+    path = solid_checkpoint(tmp_path_factory.mktemp("ring") / "ring.pt", {"desk": 8.0}, CLASSES)
+    loaded = load_predictor(path, "cpu", 0.3)
+    with torch.no_grad():
+        logits = loaded.predictor.model.roi_heads.mask_predictor.mask_fcn_logits
+        logits.weight.neg_()
+        logits.bias.neg_()
+    return loaded
+
+
+BOX = rectangle((15, 25, 65, 75), "desk", 128, 96)  # around the red square
+CENTRE = keypoint(40.5, 50.5, "desk", 128, 96)
+
+
+def test_the_model_draws_a_rim_in_a_box(ring: Any) -> None:
+    rim = Clicker(ring, polish="never").segment(two_squares()[0], [BOX])
+    assert rim.method == "model" and rim.mask[27, 40] == 1 and rim.mask[50, 40] == 0
+
+
+def test_a_first_click_the_models_mask_misses_redraws_the_region_around_it(ring: Any) -> None:
+    """The click at the box's centre is 20 px inside the rim: GrabCut may redraw 3 x 20 px round it,
+    capped at a quarter of the box (12.5 px), and fills that square of red, not only the click's
+    own seed disc (13 px)."""
+    reply = Clicker(ring).segment(two_squares()[0], [BOX, CENTRE])
+    assert reply.method == "model" and reply.mask[38:63, 28:53].sum() > 0.95 * 25 * 25
+
+
+def test_a_later_click_redraws_around_it_even_where_the_model_agrees(ring: Any) -> None:
+    """The second click is on the rim (the model's mask holds it): the region round it (6 px, the
+    least a click reaches) is still GrabCut's to redraw, and the click says it is the object."""
+    second = keypoint(17.5, 50.5, "desk", 128, 96)
+    reply = Clicker(ring).segment(two_squares()[0], [BOX, CENTRE, second])
+    assert reply.mask[44:57, 11:24].all()
+
+
+def test_polish_never_still_obeys_a_click_the_models_mask_misses(ring: Any) -> None:
+    reply = Clicker(ring, polish="never").segment(two_squares()[0], [BOX, CENTRE])
+    assert reply.method == "model" and reply.mask[50, 40] == 1
+
+
+@pytest.mark.parametrize("with_model", [False, True])
+def test_an_exclude_click_stays_out_when_a_later_click_lands_beside_it(
+    with_model: bool, tmp_path: Path
+) -> None:
+    """GrabCut marks each click's seed disc in turn, so a "this too" click 2 px from an Alt-click
+    paints over it; what is left of the mask near the Alt-click is then cut away after GrabCut."""
+    loaded = load_predictor(solid_checkpoint(tmp_path / "solid.pt", {"desk": 8.0}, CLASSES), "cpu", 0.3)
+    clicks = [
+        keypoint(30.5, 50.5, "desk", 128, 96),
+        keypoint(40.5, 50.5, "desk", 128, 96, positive=False),
+        keypoint(42.5, 50.5, "desk", 128, 96),
+    ]
+    reply = Clicker(loaded if with_model else None).segment(two_squares()[0], [BOX, *clicks])
+    assert reply.method == ("model" if with_model else "grabcut")
+    assert reply.mask[50, 40] == 0 and reply.mask[50, 42] == 1
+
+
+# ---------------------------------------------------------------------------- where a click may change it
+
+
+def test_a_correcting_click_reaches_whole_pixels_round_it() -> None:
+    """A box under 24 px: a click reaches MIN_REACH = 6 px, so round (20.5, 20.5) the pixels whose
+    centres lie within 6 px on each axis, 14..26 both ways (13 x 13)."""
+    _, near = editable(np.zeros((40, 40), np.uint8), (0, 0, 10, 10), [Click(20.5, 20.5)])
+    ys, xs = np.nonzero(near)
+    assert near.sum() == 13 * 13 and (xs.min(), xs.max(), ys.min(), ys.max()) == (14, 26, 14, 26)
+
+
+def test_a_clicks_reach_is_measured_at_the_click_on_a_wide_photo() -> None:
+    """A 200 x 40 px photo, the object its right half: a click 5.5 px inside it reaches about 3 x 5.5
+    px, not as far as the left of the photo (x = 50)."""
+    wide = np.zeros((40, 200), np.uint8)
+    wide[:, 100:] = 1
+    _, near = editable(wide, (0, 0, 1000, 1000), [Click(105.5, 20.5)])
+    ys, xs = np.nonzero(near)
+    assert 85 <= xs.min() <= 92 and 119 <= xs.max() <= 126 and not near[20, 50]
+
+
+def _square() -> np.ndarray:
+    mask = np.zeros((120, 120), dtype=np.uint8)
+    mask[10:110, 10:110] = 1
+    return mask
+
+
+def test_a_box_centre_stands_in_only_when_no_click_adds() -> None:
+    """A box, a positive click at the left (20, 60) and an Alt-click at (100, 60): the positive click
+    alone decides which pixels are nearer to the Alt-click, so all it reaches goes (x 75..109, y
+    35..84), not only those nearer to it than to the box's centre (60, 60) too."""
+    from officescore.label.interactive.clicker import _exclude
+    from officescore.label.interactive.prompt import Prompt
+
+    prompt = Prompt("desk", 120, 120, [Click(20, 60), Click(100, 60, positive=False)], (10, 10, 110, 110))
+    out = _exclude(_square(), prompt)
+    assert int(_square().sum() - out.sum()) == 35 * 50 and out[60, 76] == 0
+
+
+def test_a_pixel_as_near_to_both_clicks_stays() -> None:
+    """Positive click at (60, 60), Alt-click at (100, 60): x = 80 is 20 px from each and stays."""
+    from officescore.label.interactive.clicker import _exclude
+    from officescore.label.interactive.prompt import Prompt
+
+    out = _exclude(_square(), Prompt("desk", 120, 120, [Click(60, 60), Click(100, 60, positive=False)]))
+    assert out[60, 80] == 1 and out[60, 81] == 0
+
+
+def test_the_clicked_part_of_a_small_object_stays_inside_an_alt_clicks_reach() -> None:
+    """An 8 x 8 px object, clicked at its left and Alt-clicked at its right: the Alt-click reaches
+    all of it, but the part nearer to the positive click (x 50..53) is the object, not a scrap."""
+    from officescore.label.interactive.clicker import _exclude
+    from officescore.label.interactive.prompt import Prompt
+
+    tiny = np.zeros((120, 120), np.uint8)
+    tiny[50:58, 50:58] = 1
+    out = _exclude(tiny, Prompt("desk", 120, 120, [Click(50.5, 54), Click(56, 54, positive=False)]))
+    kept = np.zeros_like(tiny)
+    kept[50:58, 50:54] = 1
+    assert (out == kept).all()
