@@ -422,3 +422,85 @@ def test_the_clicked_part_of_a_small_object_stays_inside_an_alt_clicks_reach() -
     kept = np.zeros_like(tiny)
     kept[50:58, 50:54] = 1
     assert (out == kept).all()
+
+
+# ---------------------------------------------------------------------------- the model's candidates
+
+
+def _solid(path: Path, dx: float | None = None) -> Any:
+    """The solid model (a filled octagon in any box, sure of a desk); with `dx`, its box head moves
+    every desk box right by dx / 10 of the box's width."""
+    import torch
+
+    loaded = load_predictor(solid_checkpoint(path, {"desk": 8.0}, CLASSES), "cpu", 0.3)
+    if dx is not None:
+        with torch.no_grad():  # desk is label 1: its deltas are rows 4-7 (weights 10, 10, 5, 5)
+            deltas = loaded.predictor.model.roi_heads.box_predictor.bbox_pred
+            deltas.weight[4:8].zero_()
+            deltas.bias[4:8] = torch.tensor([dx, 0.0, 0.0, 0.0])
+    return loaded
+
+
+def test_the_box_head_tightens_a_box_only_when_asked(tmp_path: Path) -> None:
+    """A box head moving a 50 px box 5 px right (IoU 0.82 with the drawn one, above REFINE_OVERLAP):
+    with refine the mask follows it, without refine it stays in the drawn box."""
+    loaded = _solid(tmp_path / "shift.pt", dx=1.0)
+    rgb = two_squares()[0]
+    refined = Clicker(loaded, refine=True, polish="never").segment(rgb, [BOX]).mask
+    drawn = Clicker(loaded, refine=False, polish="never").segment(rgb, [BOX]).mask
+    assert np.nonzero(refined)[1].min() == np.nonzero(drawn)[1].min() + 5
+    assert np.array_equal(np.roll(drawn, 5, axis=1), refined)
+
+
+def test_a_box_with_a_click_keeps_the_drawn_box_when_the_head_moves_it_away(tmp_path: Path) -> None:
+    """The drawn box and the box head's one are both candidates: a head moving the box onto the blue
+    square loses to the drawn box, whose mask holds the click."""
+    loaded = _solid(tmp_path / "moving.pt", dx=10.0)
+    rgb, left, _ = two_squares()
+    reply = Clicker(loaded).segment(rgb, [BOX, CENTRE])
+    assert reply.method == "model" and iou(reply.mask, left) > 0.9
+
+
+def test_an_exclude_click_away_from_the_object_does_not_stop_the_model(tmp_path: Path) -> None:
+    """Proposals must hold the "this" clicks, not the "not this" ones (polish "never": every click
+    picks the model's mask)."""
+    loaded = _solid(tmp_path / "solid.pt")
+    away = keypoint(120.5, 90.5, "desk", 128, 96, positive=False)
+    reply = Clicker(loaded, polish="never").segment(two_squares()[0], [CENTRE, away])
+    assert reply.method == "model" and reply.note is None and reply.mask[50, 40] == 1
+
+
+def test_a_click_outside_the_box_grows_it_unless_that_agrees_with_no_more_clicks(tmp_path: Path) -> None:
+    """A box x 15..65 and a click at x = 75.5 beyond it: the box is grown to hold it, 0.05 x 50 + 2 =
+    4.5 px past it (x1 = 80). With an Alt-click at x = 68 (outside the drawn box's mask, inside the
+    grown one's) both agree with one click: the drawn box stays."""
+    import torch
+
+    loaded = _solid(tmp_path / "solid.pt")
+    with torch.no_grad():  # a fuller octagon (at half the blurred box, not 0.8): its edge 1-3 px inside
+        loaded.predictor.model.roi_heads.mask_predictor.mask_fcn_logits.bias.fill_(-40.0 * 0.5)
+    clicker = Clicker(loaded)
+    rgb = two_squares()[0]
+    features = clicker.heads.features(("v", "t", "photo"), rgb)
+    label = loaded.predictor.label_names.index("desk")
+    box = (15, 25, 65, 75)
+    grown = clicker.heads.click(features, [Click(75.5, 50.5)], label, 128, 96, box)
+    assert grown.box[2] == pytest.approx(80, abs=0.01) and grown.mask[50, 75] == 1
+    tie = clicker.heads.click(
+        features, [Click(75.5, 50.5), Click(68, 50, positive=False)], label, 128, 96, box
+    )
+    assert tie.box[2] <= 65.5 and tie.mask[50, 68] == 0
+
+
+def test_the_candidate_agreeing_with_more_clicks_wins_over_a_likelier_one(tmp_path: Path) -> None:
+    """A click on the red square and an Alt-click 8 px below it: the likeliest proposal's mask holds
+    both, a slightly less likely one's only the first; agreeing with both clicks comes first."""
+    loaded = _solid(tmp_path / "solid.pt")
+    clicker = Clicker(loaded)
+    rgb = two_squares()[0]
+    features = clicker.heads.features(("v", "t", "photo"), rgb)
+    label = loaded.predictor.label_names.index("desk")
+    answer = clicker.heads.click(
+        features, [Click(40.5, 50.5), Click(40.5, 58.5, positive=False)], label, 128, 96
+    )
+    assert answer is not None and answer.mask[50, 40] == 1 and answer.mask[58, 40] == 0
