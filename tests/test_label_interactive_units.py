@@ -504,3 +504,15 @@ def test_the_candidate_agreeing_with_more_clicks_wins_over_a_likelier_one(tmp_pa
         features, [Click(40.5, 50.5), Click(40.5, 58.5, positive=False)], label, 128, 96
     )
     assert answer is not None and answer.mask[50, 40] == 1 and answer.mask[58, 40] == 0
+
+
+def test_an_alt_click_made_before_the_first_click_on_the_object_picks_nothing(tmp_path: Path) -> None:
+    """An Alt-click first ("click on the object first", the answer says), then a click on the red
+    square: the model's mask is picked by the click on the object. The Alt-click picked it, found
+    no "this" click to hold, and the heads' IndexError left Label Studio without an answer."""
+    loaded = _solid(tmp_path / "solid.pt")
+    rgb, left, _ = two_squares()
+    alt_first = [keypoint(80.5, 50.5, "desk", 128, 96, positive=False), CENTRE]
+    reply = Clicker(loaded).segment(rgb, alt_first)
+    assert reply.method == "model" and reply.note is None
+    assert reply.mask[50, 40] == 1 and reply.mask[50, 80] == 0
