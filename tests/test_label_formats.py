@@ -65,6 +65,36 @@ def test_polygon_outline_is_on_pixel_edges() -> None:
     assert regions.mask_outline(np.zeros((4, 4), np.uint8)) == []
 
 
+def _round_trip(mask: np.ndarray) -> np.ndarray:
+    height, width = mask.shape
+    return masklib.decode(regions.points_to_rle(regions.mask_to_points(mask, width, height), width, height))
+
+
+def test_tiny_shapes_keep_every_pixel_through_a_polygon() -> None:
+    """Three pixels in an L (a contour of three corners) and a one-pixel-wide L of 4 + 4: simplifying
+    either by a pixel would cut a corner off, so the exact outline is kept."""
+    corner = np.zeros((6, 6), np.uint8)
+    corner[2, 2] = corner[2, 3] = corner[3, 2] = 1
+    thin = np.zeros((12, 12), np.uint8)
+    thin[2:6, 2] = 1
+    thin[5, 2:6] = 1
+    for mask in (corner, thin):
+        assert np.array_equal(_round_trip(mask), mask)
+
+
+@pytest.mark.parametrize("line_first", [True, False])
+def test_a_line_outweighs_a_dot_though_neither_has_an_area(line_first: bool) -> None:
+    """Two parts of no centre-line area, a 6-pixel line and one pixel: the polygon is the line's,
+    whichever part OpenCV lists first."""
+    mask = np.zeros((10, 10), np.uint8)
+    line_row, dot_row = (6, 1) if line_first else (1, 6)
+    mask[line_row, 2:8] = 1
+    mask[dot_row, 1 if line_first else 6] = 1
+    line = np.zeros_like(mask)
+    line[line_row, 2:8] = 1
+    assert np.array_equal(_round_trip(mask), line)
+
+
 def _one_part(mask: np.ndarray) -> bool:
     """One piece without holes: what a Label Studio polygon can hold."""
     import cv2

@@ -7,11 +7,11 @@
 The photo's features stay cached between clicks on the same task and photo (`clicker.cache`), so a
 second click runs only the heads. The model answers when it is an eager torchvision Mask R-CNN that
 knows the chosen class and finds that class at the click; otherwise GrabCut answers and `note` says
-why. The first click (or the box) picks the model's mask; GrabCut, started from the mask's
-probabilities, may then move only a band along its edge and, for each later click, the region around
-that click (`polish="edges"`, `editable`); the clicks are fixed seeds (a positive click outside the
-mask, a negative one inside). A negative click left inside the mask removes the part of it near that
-click that is nearer to it than to any positive click.
+why. The first positive click (or the box) picks the model's mask; GrabCut, started from the
+mask's probabilities, may then move only a band along its edge and, for each other click, the
+region around that click (`polish="edges"`, `editable`); the clicks are fixed seeds (a positive
+click outside the mask, a negative one inside). A negative click left inside the mask removes the
+part of it near that click that is nearer to it than to any positive click.
 """
 
 from __future__ import annotations
@@ -133,9 +133,10 @@ class Clicker:
             else:
                 feats = self.heads.features((self.version, *key), rgb)
                 if prompt.clicks:
-                    # With local corrections the first click alone picks the model's mask, so a
-                    # correction never swaps the object for another proposal.
-                    picking = prompt.clicks[:1] if self.polish == "edges" else prompt.clicks
+                    # With local corrections the first positive click alone picks the model's mask,
+                    # so a correction never swaps the object for another proposal (an Alt-click made
+                    # before it points at no object).
+                    picking = prompt.positives[:1] if self.polish == "edges" else prompt.clicks
                     answer = self.heads.click(feats, picking, label, width, height, prompt.box)
                     where = "at this click"
                 else:
@@ -153,7 +154,8 @@ class Clicker:
         mask = answer.mask
         disagree = [c for c in prompt.clicks if _at(mask, c) != c.positive]
         if self.polish == "edges":  # only the edge and the regions around correcting clicks may change
-            later = [c for n, c in enumerate(prompt.clicks) if n > 0 or c in disagree]
+            picked = prompt.positives[:1]
+            later = [c for c in prompt.clicks if c not in picked or c in disagree]
             free, near = editable(mask, answer.box, later)
             mask = grabcut(rgb, answer.box, prompt.clicks, answer.probabilities, free, near)
         elif self.polish == "always" or disagree:
