@@ -210,6 +210,33 @@ def test_predict_answers_every_task_in_order_and_says_what_was_wrong_with_a_requ
         assert reply.status_code == 400 and reply.json()["error"] == "task 5: no data.image to predict on"
 
 
+def test_a_bug_is_a_500_that_names_it_logged_with_its_traceback_and_the_server_keeps_serving(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """An exception nobody expected (a bug) gets Label Studio an answer, not a dropped connection:
+    500 naming it; the log has the traceback to report; the next request is served as usual."""
+    best = checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
+    messages: list[str] = []
+    trainer = SimpleNamespace(current_checkpoint=lambda: str(best), current_conf=lambda: None)
+    backend = ml.Backend(best, local_root=tmp_path, log=messages.append, trainer=trainer)  # type: ignore[arg-type]
+
+    def broken(*_: object) -> object:
+        raise IndexError("list index out of range")
+
+    backend.predict = broken  # type: ignore[method-assign]
+    backend.metrics = broken  # type: ignore[method-assign]
+    with served(backend) as url:
+        reply = requests.post(f"{url}/predict", json={"tasks": [{"id": 1, "data": {}}]}, timeout=30)
+        assert reply.status_code == 500
+        assert reply.json()["error"] == "officescore backend bug (IndexError: list index out of range)"
+        reply = requests.get(f"{url}/metrics", timeout=30)
+        assert reply.status_code == 500 and "IndexError" in reply.json()["error"]
+        assert requests.get(f"{url}/health", timeout=30).json()["status"] == "UP"
+    logged = [m for m in messages if "failed (IndexError" in m]
+    assert [m.split(" failed")[0] for m in logged] == ["POST /predict", "GET /metrics"]
+    assert all("Traceback (most recent call last)" in m and "in broken" in m for m in logged)
+
+
 def test_malformed_predict_bodies_are_a_400_and_the_server_keeps_serving(
     tmp_path: Path, loads: list[tuple[str, float]]
 ) -> None:

@@ -26,6 +26,7 @@ suggestions until the first job succeeded).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import tempfile
@@ -397,6 +398,8 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                 self._send(HTTPStatus.BAD_GATEWAY, {"status": "ERROR", "error": str(exc)})
             except UserError as exc:
                 self._send(500, {"status": "ERROR", "error": str(exc)})
+            except Exception as exc:  # noqa: BLE001 - a bug: answer and log it, keep serving the rest
+                self._fail(f"GET {path}", exc)
 
         def do_POST(self) -> None:  # noqa: N802 - stdlib's name
             path = self.path.split("?")[0].rstrip("/")
@@ -424,6 +427,18 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
             except (UserError, ValueError) as exc:  # a bad request or an unusable model: say so, keep serving
                 bad_request = isinstance(exc, (ValueError, DataError))
                 self._send(HTTPStatus.BAD_REQUEST if bad_request else 500, {"error": str(exc)})
+            except Exception as exc:  # noqa: BLE001 - a bug: answer and log it, keep serving the rest
+                self._fail(f"POST {path}", exc)
+
+        def _fail(self, what: str, exc: Exception) -> None:
+            """A bug, not the request's fault: Label Studio gets a 500 that says what broke (not a
+            dropped connection), the log the traceback, and the backend serves the next request."""
+            import traceback
+
+            why = f"{type(exc).__name__}: {exc}"
+            backend.log(f"{what} failed ({why}), please report it:\n{traceback.format_exc().rstrip()}")
+            with contextlib.suppress(OSError):  # the caller is gone: nothing to answer
+                self._send(500, {"status": "ERROR", "error": f"officescore backend bug ({why})"})
 
     return Handler
 
