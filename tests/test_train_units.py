@@ -135,6 +135,10 @@ def _straight(tmp_path: Path) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     return run.model.w.detach().clone(), state.history
 
 
+def _losses(history: list[dict[str, Any]]) -> list[float]:
+    return [row[key] for row in history for key in ("epoch", "loss", "loss_classifier", "loss_mask")]
+
+
 def _other_process_rngs() -> None:
     """A resumed run starts in a new process: every RNG somewhere else."""
     torch.manual_seed(12345)
@@ -170,7 +174,7 @@ def test_a_run_stopped_and_resumed_ends_with_the_same_weights(tmp_path: Path, st
     resumed in a process whose RNGs are elsewhere: the weights are bitwise those of the run that
     never stopped. The resumed run is stopped again before its first step (Ctrl-C while it still
     loaded the first batch) and resumed once more."""
-    want, _ = _straight(tmp_path)
+    want, history = _straight(tmp_path)
     cut = _stopped(tmp_path, stop_after)
     _other_process_rngs()
     again, again_state = _resumed(tmp_path, cut.last, "again")
@@ -180,6 +184,8 @@ def test_a_run_stopped_and_resumed_ends_with_the_same_weights(tmp_path: Path, st
     resumed, resumed_state = _resumed(tmp_path, again.last, "resumed")
     _epochs(resumed, resumed_state)
     assert torch.equal(resumed.model.w.detach(), want)
+    # metrics.csv: the interrupted epoch's row is the mean over all its steps, before and after the stop
+    assert _losses(resumed_state.history) == pytest.approx(_losses(history), rel=1e-12)
 
 
 def test_a_checkpoint_restores_where_the_run_stood(tmp_path: Path) -> None:
