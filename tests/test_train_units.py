@@ -454,6 +454,46 @@ def test_validation_every_n_epochs_and_after_the_last(monkeypatch: pytest.Monkey
     assert due == [2, 4, 5]
 
 
+def test_max_val_images_validates_that_many_against_their_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--max-val-images 2 of 3: the first two are predicted and scored against their own labels;
+    the model goes back to training."""
+    import json
+
+    import officescore.evaluate as evaluate
+    from officescore.train.validate import _validate
+
+    seen: dict[str, Any] = {}
+
+    def predict_coco(model: Any, val_set: Any, device: Any, **kwargs: Any) -> list[Any]:
+        seen["indices"] = list(kwargs["indices"])
+        return []
+
+    def evaluate_coco(gt: Any, predictions: list[Any]) -> dict[str, Any]:
+        seen["images"] = [image["id"] for image in gt["images"]]
+        return {"segm": {"map": 0.5, "ap50": 0.75, "ap75": 0.25}, "bbox": None}
+
+    monkeypatch.setattr(evaluate, "predict_coco", predict_coco)
+    monkeypatch.setattr(evaluate, "evaluate_coco", evaluate_coco)
+    gt = {"images": [{"id": 7}, {"id": 8}, {"id": 9}], "annotations": [], "categories": []}
+    (tmp_path / "val.json").write_text(json.dumps(gt))
+    val_set: Any = type("V", (), {"annotation_file": tmp_path / "val.json", "image_ids": [7, 8, 9]})()
+    val_set.__class__.__len__ = lambda self: 3
+    model = nn.Linear(1, 1).eval()
+    config = TrainConfig(max_val_images=2)
+    metrics = _validate(model, val_set, config, torch.device("cpu"), DistContext(), Reporter(), 1)
+    assert seen == {"indices": [0, 1], "images": [7, 8]} and model.training
+    assert metrics == {
+        "segm_map": 0.5,
+        "segm_ap50": 0.75,
+        "segm_ap75": 0.25,
+        "bbox_map": None,
+        "bbox_ap50": None,
+        "bbox_ap75": None,
+    }
+
+
 def test_validating_some_images_scores_against_their_labels_only(tmp_path: Path) -> None:
     import json
 
