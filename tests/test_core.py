@@ -229,6 +229,10 @@ def test_cuda_devices_are_checked_by_the_name_given(monkeypatch: pytest.MonkeyPa
         ConfigError, match=r"^--device cuda:1: there is no GPU 1 here \(1 visible, cuda:0 to cuda:0"
     ):
         resolve_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ConfigError, match=r"^--device cuda:2: there is no GPU 2 here \(2 visible"):
+        resolve_device("cuda:2")
     for bad in ("cudax", "cuda:one", "cuda:-1"):
         with pytest.raises(ConfigError, match=rf"^--device '{bad}': use cuda or cuda:N"):
             resolve_device(bad)

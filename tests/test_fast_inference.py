@@ -344,3 +344,114 @@ def test_eval_numbers_unchanged_and_the_model_left_as_it_was(tmp_path: Path) -> 
     for kind in ("bbox", "segm"):
         for stat in ("map", "ap50", "ap75", "ar100"):
             assert new[kind][stat] == pytest.approx(old[kind][stat], abs=1e-6), (kind, stat)
+
+
+def test_cpu_flags_come_from_an_x86_flags_line_or_an_arm_features_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/proc/cpuinfo names the flags `flags` on x86 and `Features` on ARM (e.g. bf16 on Graviton)."""
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(capability, "Path", lambda _name: cpuinfo)
+    cases = [
+        ("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n", {"fpu", "avx2", "avx512_bf16"}),
+        ("processor\t: 0\nFeatures\t: fp asimd bf16\n", {"fp", "asimd", "bf16"}),
+        ("processor\t: 0\n", set()),
+    ]
+    try:
+        for text, want in cases:
+            cpuinfo.write_text(text)
+            capability.cpu_flags.cache_clear()
+            assert capability.cpu_flags() == want
+        cpuinfo.unlink()  # no /proc (macOS)
+        capability.cpu_flags.cache_clear()
+        assert capability.cpu_flags() == frozenset()
+    finally:
+        monkeypatch.undo()
+        capability.cpu_flags.cache_clear()
+
+
+def test_only_exact_fp32_keeps_the_models_own_proposals(tiny: dict[str, Any]) -> None:
+    from officescore.infer.accel import proposals_for
+    from officescore.model import load_any
+
+    assert proposals_for("fp32") is proposals_for("FP32") is None
+    assert (
+        proposals_for("auto") == proposals_for("bf16") == proposals_for("int8") == capability.FAST_PROPOSALS
+    )
+    model = prepare.prepare_model(load_any(tiny["checkpoint"]).model, "cpu", proposals=1000)
+    assert model.rpn._post_nms_top_n["testing"] == 30  # never more than the model's own
+    assert prepare.prepare_model(model, "cpu", proposals=20).rpn._post_nms_top_n["testing"] == 20
+
+
+def test_bf16_heads_hand_on_float32_even_inside_tuples(tiny: dict[str, Any]) -> None:
+    """The RPN head returns (objectness, deltas), lists of maps: each leaves autocast as float32."""
+    from officescore.model import load_any
+
+    model = prepare.prepare_model(load_any(tiny["checkpoint"]).model, "cpu", "bf16", channels_last=False)
+    features = [torch.rand(1, model.backbone.out_channels, 8, 8)]
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        objectness, deltas = model.rpn.head(features)
+        scores, boxes = model.roi_heads.box_predictor(
+            torch.rand(3, model.roi_heads.box_predictor.cls_score.in_features)
+        )
+    assert [t.dtype for t in (*objectness, *deltas, scores, boxes)] == [torch.float32] * 4
+
+
+def test_batchnorm_is_folded_only_where_it_is_in_eval_mode_and_fits() -> None:
+    """A BatchNorm still training moves its statistics: folding it would freeze them. A Bottleneck's
+    three conv/BatchNorm pairs all fold, and it computes the same."""
+    from torchvision.models.resnet import Bottleneck
+
+    training = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3).eval(), torch.nn.BatchNorm2d(4))
+    assert prepare.fold_batchnorm(training) == 0 and isinstance(training[1], torch.nn.BatchNorm2d)
+    torch.manual_seed(0)
+    block = Bottleneck(16, 4).eval()
+    for norm in (block.bn1, block.bn2, block.bn3):
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(1, 16, 8, 8)
+    with torch.inference_mode():
+        want = block(x)
+        assert prepare.fold_batchnorm(block) == 3
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in block.modules())
+        assert torch.allclose(block(x), want, atol=1e-5)
+
+
+class _Thresholded(torch.nn.Module):
+    """A detector's shape: roi_heads.score_thresh, read (and recorded) when it is called."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.roi_heads = type("Heads", (), {"score_thresh": 0.05})()
+        self.seen: list[float] = []
+        self.fail = fail
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        self.seen.append(self.roi_heads.score_thresh)
+        if self.fail:
+            raise RuntimeError("out of memory")
+        masks = torch.tensor([[[[0.9, 0.2], [0.7, 0.1]]]])
+        return [
+            {"boxes": torch.tensor([[0.0, 0.0, 2.0, 2.0]]), "scores": torch.tensor([0.8]), "masks": masks}
+        ]
+
+
+def test_the_callers_threshold_keeps_a_score_equal_to_it_for_that_call_only() -> None:
+    """torchvision keeps scores > score_thresh, the caller scores >= conf: a float32 score equal to
+    conf passes, the float32 just below it does not; a conf below the model's own threshold does not
+    lower it; after the call (also a failed one) the model's threshold is its own again."""
+    from officescore.infer.accel import forward
+
+    model = _Thresholded()
+    out = forward(model, [torch.rand(3, 2, 2)], "cpu", conf=0.5)
+    kept = torch.tensor([0.5, float(np.nextafter(np.float32(0.5), np.float32(0)))]) > model.seen[-1]
+    assert kept.tolist() == [True, False]
+    assert model.roi_heads.score_thresh == 0.05
+    assert out[0]["mask_scores"].tolist() == pytest.approx([0.8])
+    forward(model, [torch.rand(3, 2, 2)], "cpu", conf=0.01)
+    assert model.seen[-1] == 0.05
+    assert "mask_scores" not in forward(model, [torch.rand(3, 2, 2)], "cpu", with_mask_scores=False)[0]
+    failing = _Thresholded(fail=True)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        forward(failing, [torch.rand(3, 2, 2)], "cpu", conf=0.5)
+    assert failing.seen[-1] < 0.5 and failing.roi_heads.score_thresh == 0.05

@@ -573,3 +573,30 @@ def test_csv_columns_of_classes_named_like_its_own_columns_are_told_apart(tmp_pa
         (row,) = list(csv.DictReader(handle))
     assert row["score"] == str(photo.score.total) and row["label"] == photo.score.label
     assert row["score (count)"] == "1" and row["label (count)"] == "1" and row["desk"] == "1"
+
+
+def test_a_result_above_a_threshold_keeps_scores_equal_to_it_and_its_error() -> None:
+    from officescore.infer import Detection, ImageResult
+
+    def found(score: float) -> Detection:
+        return Detection("chair", score, [0.0, 0.0, 1.0, 1.0], {"size": [2, 2], "counts": "04"}, 0.25)
+
+    result = ImageResult("office.jpg", 2, 2, [found(0.49), found(0.5), found(0.51)])
+    assert [d.score for d in result.above(0.5).detections] == [0.5, 0.51]
+    broken = ImageResult("notes.jpg", error="not an image").above(0.5)
+    assert broken.error == "not an image" and not broken.ok
+
+
+def test_a_detection_reads_its_attributes_by_name() -> None:
+    from officescore.infer import Detection
+
+    chair = Detection(
+        "chair",
+        0.912,
+        [0.0, 0.0, 1.0, 1.0],
+        {},
+        0.1,
+        attributes={"armrests": True, "wheels": False, "colour": "black"},
+    )
+    assert chair.label() == "chair 0.91 armrests no wheels black"
+    assert chair.to_dict()["mask_score"] is None  # boxes only: no mask to be sure of

@@ -286,3 +286,10 @@ def test_calibration_photos_are_spread_and_reach_the_model(
         main(["serve", "--model", checkpoint, "--precision", "int8", "--calibration", folder])
     handed = env["OFFICESCORE_CALIBRATION"].split(os.pathsep)
     assert len(handed) == 6 and all(Path(p).is_absolute() and Path(p).is_file() for p in handed)
+
+
+def test_calibration_photos_reach_the_last_of_a_list_that_does_not_divide() -> None:
+    from officescore.infer.accel.int8 import spread
+
+    assert spread(list(range(10)), 4) == [0, 2, 5, 7]
+    assert spread(list(range(4)), 4) == [0, 1, 2, 3]

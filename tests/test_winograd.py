@@ -157,3 +157,34 @@ def test_fast_path_with_nnpack_keeps_eager_torchvisions_kept_detections(
         iou = torch.where(union > 0, (a & b).flatten(1).sum(1) / union.clamp(min=1), 1.0)  # empty = empty
         assert float(iou.min()) >= 0.99
     assert any(shape[2] * shape[3] >= 64 * 64 for shape in nnpack_calls)  # the FPN's largest map
+
+
+def test_a_map_of_exactly_min_area_goes_to_nnpack_and_a_bf16_map_never(
+    nnpack_calls: list[tuple[int, ...]],
+) -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1).eval()
+    side = int(winograd.MIN_AREA**0.5)
+    assert side * side == winograd.MIN_AREA
+    with torch.inference_mode():
+        winograd.NNPACKConv2d(conv)(torch.randn(1, 8, side, side))
+        assert nnpack_calls == [(1, 8, side, side)]
+        half = conv.bfloat16()
+        x = torch.randn(1, 8, side, side).bfloat16()
+        assert torch.equal(winograd.NNPACKConv2d(half)(x), half(x))
+    assert nnpack_calls == [(1, 8, side, side)]
+
+
+def test_an_int8_model_runs_its_fp32_fpn_through_nnpack_where_it_pays(
+    flags: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """int8 quantises the body only: the FPN, RPN and heads stay fp32, and take NNPACK as fp32 does
+    (the quantisation itself is tests/test_int8.py's: skipped here, it costs seconds)."""
+    monkeypatch.setattr(prepare, "quantize_body", lambda model, calibration: model)
+    flags(AVX2_ONLY)
+    routed = []
+    for precision in ("fp32", "int8"):
+        model = tiny_model(list(DEFAULT_CLASSES), {})
+        model = prepare.prepare_model(model, "cpu", precision, calibration=[torch.rand(3, 64, 64)])
+        routed.append(sum(isinstance(m, winograd.NNPACKConv2d) for m in model.modules()))
+    assert routed[0] > 0 and routed[1] == routed[0]

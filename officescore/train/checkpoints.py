@@ -33,6 +33,9 @@ class State:
     pending_row: dict[str, Any] | None = None  # an epoch trained but not yet validated
     resume_rng: dict[str, Any] | None = None  # RNG states to continue an interrupted epoch with
     best_unsaved: bool = False  # this epoch improved on the best, best.pt not yet rewritten
+    # The unfinished epoch's loss sums, steps, images and seconds so far: after a mid-epoch resume
+    # its metrics.csv row still averages every step of the epoch, not only those after the stop.
+    epoch_sums: dict[str, Any] | None = None
 
 
 class Terminated(KeyboardInterrupt):
@@ -100,6 +103,7 @@ def restore_state(run: Run, checkpoint: dict[str, Any] | None) -> State:
     state.pending_row = checkpoint.get("pending_row")
     if state.step_in_epoch and state.pending_row is None:
         state.resume_rng = checkpoint.get("rng")  # stopped mid-epoch: continue its random stream
+        state.epoch_sums = checkpoint.get("epoch_sums")  # None from a last.pt of an older version
     return state
 
 
@@ -127,6 +131,7 @@ def _save_checkpoint(run: Run, state: State, path: Path) -> None:
         rng=state.resume_rng or rng_state(),  # not yet applied: a stop right after resuming keeps it
         args=run.args,
         pending_row=state.pending_row,
+        epoch_sums=state.epoch_sums,
     )
 
 

@@ -67,9 +67,12 @@ def _train_epoch(
     run: Run, state: State, loader: DataLoader, deadline: float | None, received: dict[str, bool] | None
 ) -> dict[str, Any]:
     run.net.train()
-    sums = dict.fromkeys(("loss", *LOSS_KEYS), 0.0)
-    optional: dict[str, float] = {}  # OPTIONAL_LOSS_KEYS the model reports
-    steps = images = 0
+    # Resumed mid-epoch: the sums of the steps before the stop, so the row covers the whole epoch.
+    carried = (state.epoch_sums if state.step_in_epoch else None) or {}
+    sums = dict.fromkeys(("loss", *LOSS_KEYS), 0.0) | carried.get("sums", {})
+    optional: dict[str, float] = dict(carried.get("optional", {}))  # OPTIONAL_LOSS_KEYS the model reports
+    steps, images = int(carried.get("steps", 0)), int(carried.get("images", 0))
+    earlier = float(carried.get("seconds", 0.0))  # what the epoch took before the stop
     start = time.perf_counter()
     epoch = state.epoch
     with run.reporter.stage(f"epoch {epoch + 1}/{run.config.epochs}", total=run.steps_per_epoch) as stage:
@@ -79,21 +82,28 @@ def _train_epoch(
         for batch_images, targets in loader:
             lr = run.optimizer.param_groups[0]["lr"]  # what this step uses (the scheduler steps after)
             parts = _train_step(run, state, batch_images, targets)
-            state.step_in_epoch += 1
             steps += 1
             images += len(batch_images) * run.ctx.world_size
             now = time.perf_counter()
-            if run.trackers:  # per step, loading included: a stalled loader shows as a dip
-                rate_now = len(batch_images) * run.ctx.world_size / max(now - step_started, 1e-9)
-                step = epoch * run.steps_per_epoch + state.step_in_epoch
-                run.trackers.step(step, step_values(parts, lr, rate_now))
-            step_started = now
             for key in sums:
                 sums[key] += parts.get(key, 0.0)
             for key in OPTIONAL_LOSS_KEYS:
                 if key in parts:
                     optional[key] = optional.get(key, 0.0) + parts[key]
-            rate = images / max(1e-9, time.perf_counter() - start)
+            state.step_in_epoch += 1  # and what a stop saves from here on: where, and the sums so far
+            state.epoch_sums = {
+                "sums": dict(sums),
+                "optional": dict(optional),
+                "steps": steps,
+                "images": images,
+                "seconds": earlier + now - start,
+            }
+            if run.trackers:  # per step, loading included: a stalled loader shows as a dip
+                rate_now = len(batch_images) * run.ctx.world_size / max(now - step_started, 1e-9)
+                step = epoch * run.steps_per_epoch + state.step_in_epoch
+                run.trackers.step(step, step_values(parts, lr, rate_now))
+            step_started = now
+            rate = images / max(1e-9, earlier + time.perf_counter() - start)
             status = (
                 f"loss {parts['loss']:.3f} mask {parts.get('loss_mask', 0):.3f} "
                 f"lr {run.optimizer.param_groups[0]['lr']:.2e} {rate:.1f} img/s"
@@ -107,7 +117,8 @@ def _train_epoch(
                     f"of {run.steps_per_epoch} steps"
                 )
                 break
-    seconds = time.perf_counter() - start
+    seconds = earlier + time.perf_counter() - start
+    state.epoch_sums = None  # the row holds them now
     row: dict[str, Any] = {"epoch": epoch + 1}
     row.update({k: (v / steps if steps else None) for k, v in (sums | optional).items()})
     row.update(lr=run.optimizer.param_groups[0]["lr"], img_per_s=images / max(seconds, 1e-9), seconds=seconds)
