@@ -176,6 +176,8 @@ CASES = [
     case("train", "--data", "{dataset}", "--weights", "none", "--lr", "-0.1"),
     case("train", "--data", "{dataset}", "--weights", "none", "--img-size", "0"),
     case("train", "--data", "{dataset}", "--weights", "none", "--workers", "-1"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--max-train-images", "-3"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--warmup-iters", "-5"),
     case("train", "--data", "{dataset}", "--weights", "none", "--optimizer", "adagrad"),
     case("train", "--data", "{dataset}", "--weights", "none", "--arch", "yolo"),
     case("train", "--data", "{dataset}", "--weights", "none", "--device", "tpu"),

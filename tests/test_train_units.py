@@ -525,6 +525,15 @@ def test_validating_some_images_scores_against_their_labels_only(tmp_path: Path)
         ({"img_size": 0}, "--img-size 0: must be a positive"),
         ({"max_minutes": 0.0}, "--train-minutes 0: must be positive"),
         ({"log": "wandb"}, "--log 'wandb': choose one of"),
+        ({"warmup_iters": -5}, "--warmup-iters -5: must not be negative"),
+        ({"max_train_images": 0}, "--max-train-images 0: must be at least 1"),
+        ({"max_train_images": -3}, "--max-train-images -3: must be at least 1"),
+        ({"max_val_images": 0}, "max_val_images 0: must be at least 1"),
+        ({"weight_decay": -0.1}, "weight_decay -0.1: must not be negative"),
+        ({"clip_grad": -1.0}, "clip_grad -1.0: must not be negative"),
+        ({"momentum": 1.0}, "momentum 1.0: must be from 0 to below 1"),
+        ({"momentum": -0.1}, "momentum -0.1: must be from 0"),
+        ({"min_lr_ratio": 1.5}, "min_lr_ratio 1.5: must be from 0 to 1"),
     ],
 )
 def test_settings_out_of_range_are_refused(overrides: dict[str, Any], message: str) -> None:
@@ -534,6 +543,19 @@ def test_settings_out_of_range_are_refused(overrides: dict[str, Any], message: s
 
 def test_settings_at_their_smallest_are_accepted() -> None:
     check_config(TrainConfig(epochs=1, batch_size=1, val_every=1, lr=1e-9, patience=0, workers=0, img_size=1))
+    check_config(
+        TrainConfig(
+            warmup_iters=0,
+            max_train_images=1,
+            max_val_images=1,
+            weight_decay=0.0,
+            clip_grad=0.0,
+            momentum=0.0,
+        )
+    )
+    check_config(TrainConfig(momentum=0.0, min_lr_ratio=1.0))
+    check_config(TrainConfig(momentum=0.99))
+    check_config(TrainConfig(min_lr_ratio=0.0))
 
 
 def test_a_model_option_given_outright_beats_img_size() -> None:

@@ -135,6 +135,20 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"--log {config.log!r}: choose one of {', '.join(LOG_CHOICES)}")
     if config.max_minutes is not None and not config.max_minutes > 0:
         raise ConfigError(f"--train-minutes {config.max_minutes:g}: must be positive")
-    for name in ("workers", "patience"):
-        if getattr(config, name) < 0:
-            raise ConfigError(f"--{name} {getattr(config, name)}: must not be negative")
+    for name in ("workers", "patience", "warmup_iters"):
+        if (getattr(config, name) or 0) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(config, name)}: must not be negative")
+    # A slice would take 0 as "every image" and -3 as "all but the last 3": neither is what was meant.
+    for flag, count in (
+        ("--max-train-images", config.max_train_images),
+        ("max_val_images", config.max_val_images),
+    ):
+        if count is not None and count < 1:
+            raise ConfigError(f"{flag} {count}: must be at least 1 (leave it out for every image)")
+    for name in ("weight_decay", "clip_grad"):  # settings of the Python API and args.json, no flags
+        if (getattr(config, name) or 0) < 0:
+            raise ConfigError(f"{name} {getattr(config, name)}: must not be negative")
+    if not 0 <= config.momentum < 1:
+        raise ConfigError(f"momentum {config.momentum}: must be from 0 to below 1")
+    if not 0 <= config.min_lr_ratio <= 1:
+        raise ConfigError(f"min_lr_ratio {config.min_lr_ratio}: must be from 0 to 1")
