@@ -438,6 +438,11 @@ def test_epoch_samplers_split_the_pool_evenly_and_reshuffle_each_epoch() -> None
     one = EpochSampler(list(range(20)), seed=0, epoch=0, rank=0, world=1).indices
     assert EpochSampler(list(range(20)), seed=0, epoch=1, rank=0, world=1).indices != one
     assert EpochSampler(list(range(20)), seed=0, epoch=0, rank=0, world=1, start=6).indices == one[6:]
+    # Fewer photos than ranks (one photo, three GPUs): every rank still gets its step, or the
+    # others would wait for it forever at the first gradient all-reduce.
+    for pool, world in (([7], 3), ([7, 8], 5)):
+        ranks = [EpochSampler(pool, seed=0, epoch=0, rank=r, world=world).indices for r in range(world)]
+        assert [len(r) for r in ranks] == [1] * world and set(sum(ranks, [])) == set(pool)
 
 
 # --- validation schedule and ground truth ---

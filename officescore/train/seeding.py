@@ -98,7 +98,8 @@ class EpochSampler(Sampler[int]):
         generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
         order = [pool[i] for i in torch.randperm(len(pool), generator=generator).tolist()]
         per_rank = math.ceil(len(order) / world)
-        order += order[: per_rank * world - len(order)]
+        missing = per_rank * world - len(order)  # repeated from the start, around again if need be
+        order += [order[i % len(order)] for i in range(missing)]  # (fewer photos than ranks: 1 on 3)
         self.indices = order[rank::world][start:]
 
     def __iter__(self) -> Iterator[int]:
