@@ -236,6 +236,16 @@ def test_a_bug_is_a_500_that_names_it_logged_with_its_traceback_and_the_server_k
     assert [m.split(" failed")[0] for m in logged] == ["POST /predict", "GET /metrics"]
     assert all("Traceback (most recent call last)" in m and "in broken" in m for m in logged)
 
+    def full(*_: object) -> object:  # the disk, not a bug: said as it is, nothing to report
+        raise OSError(28, "No space left on device")
+
+    backend.predict = full  # type: ignore[method-assign]
+    with served(backend) as url:
+        reply = requests.post(f"{url}/predict", json={"tasks": [{"id": 1, "data": {}}]}, timeout=30)
+    assert reply.status_code == 500 and "No space left on device" in reply.json()["error"]
+    assert "POST /predict failed: [Errno 28] No space left on device" in messages
+    assert not [m for m in messages if "No space left" in m and "please report" in m]  # not a bug
+
 
 def test_malformed_predict_bodies_are_a_400_and_the_server_keeps_serving(
     tmp_path: Path, loads: list[tuple[str, float]]

@@ -74,6 +74,37 @@ def test_a_refused_upload_and_a_missing_photo_are_one_sentence_each(studio: Fake
         client.download("s3://bucket/a.jpg")
 
 
+def test_why_a_download_failed_never_quotes_a_signed_links_query() -> None:
+    """The link Label Studio signs for a cloud photo carries its signature in the query: a storage
+    host that does not answer is one line naming the host and path, without it."""
+    import requests
+
+    from officescore.label.client import _download_failure
+
+    signed = "http://127.0.0.1:1/bucket/k.jpg?X-Amz-Signature=SECRET&X-Amz-Security-Token=TOKEN"
+    with pytest.raises(requests.ConnectionError) as refused:
+        requests.get(signed, timeout=5)
+    why = _download_failure(refused.value)
+    assert "/bucket/k.jpg" in why and "127.0.0.1" in why
+    assert "SECRET" not in why and "TOKEN" not in why and "\n" not in why
+
+
+def test_a_bug_in_a_download_is_not_called_a_failed_download(monkeypatch: pytest.MonkeyPatch) -> None:
+    """label-studio-sdk's own failures are bare Exceptions (a sentence); a TypeError is a bug: raised."""
+    import label_studio_sdk._extensions.label_studio_tools.core.utils.io as sdk_io
+
+    def broken(*_: object, **__: object) -> str:
+        raise TypeError("unsupported operand")
+
+    monkeypatch.setattr(sdk_io, "get_local_path", broken)
+    client = LabelStudio("http://127.0.0.1:1", KEY)
+    client.sdk = SimpleNamespace(  # the token lookup download makes first
+        _client_wrapper=SimpleNamespace(get_headers=lambda: {"Authorization": "Token abc"})
+    )
+    with pytest.raises(TypeError, match="unsupported operand"):
+        client.download("/data/upload/3/photo.jpg")
+
+
 def test_a_forbidden_key_is_the_keys_fault_and_the_oldest_project_of_a_title_is_used() -> None:
     """403 (a token without the rights, or one Label Studio turned off) says to fix the key, as 401
     does; of two projects with one title, the oldest (lowest id) is the project."""

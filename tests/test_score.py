@@ -329,6 +329,23 @@ def test_a_text_attribute_rule_pays_only_its_value_up_to_its_cap_and_a_no_rule_i
     assert office.total == 63.0  # (chair 50 + mesh 2 x 5 + no armrests 3) of 100
 
 
+def test_every_rule_a_model_can_never_meet_is_named_whatever_the_classes_come_in() -> None:
+    from officescore.attributes import AttributeSchema, load_schema
+    from officescore.infer.score import unmatchable_rules
+
+    rules = [
+        {"class": "chair", "attribute": "armrest", "value": True, "points": 1},
+        {"class": "lamp", "attribute": "kind", "value": "wall", "points": 1},
+        {"class": "chair", "attribute": "armrests", "value": "Yes", "points": 1},  # fine
+        {"class": "sofa", "attribute": "kind", "value": "wall", "points": 1},  # not the model's class
+    ]
+    rubric = Rubric.from_dict({"classes": {"chair": {"points": 10}}, "attributes": rules})
+    problems = unmatchable_rules(rubric, load_schema(), (c for c in ("chair", "lamp")))
+    named = [p.split(":")[0] for p in problems]
+    assert named == ["rubric rule chair.armrest=yes", "rubric rule lamp.kind=wall"]
+    assert unmatchable_rules(rubric, AttributeSchema(), ["chair", "lamp"]) == []  # no attributes: no word
+
+
 def test_an_attribute_rule_written_as_text_matches_the_value_however_it_was_written() -> None:
     """Models give yes/no attributes as booleans: a rubric written by hand with "yes", "No" or "TRUE"
     means the same, and a choice matches its name in any case; other values never match."""

@@ -241,7 +241,7 @@ def test_a_download_event_refused_is_not_retried_and_one_that_failed_is_sent_nex
     503 (the API is struggling: that one and the rest wait for the next run, which sends each once)."""
     server = FakeUnsplash(UNSPLASH_KEY, link_for(host), total=3).start()
     server.event_replies = [
-        Reply(400, b'{"errors": ["ixid is invalid"]}', {"Content-Type": "application/json"}),
+        Reply(400, b'{"errors": ["ixid [/x] is invalid"]}', {"Content-Type": "application/json"}),
         Reply(503, b"Service Unavailable", {"Content-Type": "text/plain"}),
     ]
     try:
@@ -254,7 +254,7 @@ def test_a_download_event_refused_is_not_retried_and_one_that_failed_is_sent_nex
     assert (first.stop_reason, first.downloads, first.tracked) == ("done", {"ok": 3}, 0)
     assert events == {"refused": 1, "pending": 2}
     (why,) = first.events_refused
-    assert "ixid is invalid" in why and first.to_dict()["download_events_refused"] == [why]
+    assert "ixid [/x] is invalid" in why and first.to_dict()["download_events_refused"] == [why]
     assert second.events_refused == []
     # ... and the CLI says so in yellow after the run's summary (the real result, printed)
     import officescore.scrape

@@ -152,11 +152,13 @@ def _run(config: ScrapeConfig, json_output: bool) -> None:
             soft_wrap=True,
         )
     if result.events_refused:  # Unsplash's guidelines want one per photo used: say which did not count
-        console.print(
-            f"[yellow]{result.provider} refused {len(result.events_refused)} download event(s), not sent "
-            f"again: {result.events_refused[0]}[/yellow]",
-            soft_wrap=True,
+        from rich.text import Text
+
+        said = (  # the provider's own words: Text, so that "[/x]" in them is not read as markup
+            f"{result.provider} refused {len(result.events_refused)} download event(s), not sent again: "
+            f"{result.events_refused[0]}"
         )
+        console.print(Text(said, style="yellow"), soft_wrap=True)
     console.print(f"manifest: {result.out / 'manifest.sqlite'}")
 
 

@@ -170,8 +170,9 @@ def unmatchable_rules(rubric: Rubric, schema: AttributeSchema, classes: Iterable
     schema and these classes predicts (a misspelt attribute, a value it never gives): such a rule
     silently earns nothing. A model without attributes, or without the rule's class, is not asked."""
     problems = []
+    known = set(classes)
     for rule in rubric.attributes:
-        if not schema or rule.class_name not in set(classes):
+        if not schema or rule.class_name not in known:
             continue
         spec = schema.get(rule.class_name, rule.attribute)
         if spec is None:
@@ -184,9 +185,7 @@ def unmatchable_rules(rubric: Rubric, schema: AttributeSchema, classes: Iterable
         try:
             spec.parse(rule.value)
         except ValueError as exc:
-            problems.append(
-                f"rubric rule {rule.key}: {exc}, the values of {rule.class_name}.{rule.attribute}"
-            )
+            problems.append(f"rubric rule {rule.key}: {rule.class_name}.{rule.attribute}: {exc}")
     return problems
 
 

@@ -398,6 +398,8 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                 self._send(HTTPStatus.BAD_GATEWAY, {"status": "ERROR", "error": str(exc)})
             except UserError as exc:
                 self._send(500, {"status": "ERROR", "error": str(exc)})
+            except OSError as exc:  # Label Studio hung up, or the disk is full: no bug to report
+                self._os_error(f"GET {path}", exc)
             except Exception as exc:  # noqa: BLE001 - a bug: answer and log it, keep serving the rest
                 self._fail(f"GET {path}", exc)
 
@@ -427,8 +429,15 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
             except (UserError, ValueError) as exc:  # a bad request or an unusable model: say so, keep serving
                 bad_request = isinstance(exc, (ValueError, DataError))
                 self._send(HTTPStatus.BAD_REQUEST if bad_request else 500, {"error": str(exc)})
+            except OSError as exc:  # Label Studio hung up, or the disk is full: no bug to report
+                self._os_error(f"POST {path}", exc)
             except Exception as exc:  # noqa: BLE001 - a bug: answer and log it, keep serving the rest
                 self._fail(f"POST {path}", exc)
+
+        def _os_error(self, what: str, exc: OSError) -> None:
+            backend.log(f"{what} failed: {exc}")
+            with contextlib.suppress(OSError):  # the caller may be gone: nothing to answer
+                self._send(500, {"status": "ERROR", "error": str(exc)})
 
         def _fail(self, what: str, exc: Exception) -> None:
             """A bug, not the request's fault: Label Studio gets a 500 that says what broke (not a

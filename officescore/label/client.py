@@ -13,6 +13,7 @@ a project missing or labelling other classes, and Label Studio's own JSON valida
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -281,7 +282,9 @@ class LabelStudio:
             return self.call(f"download {url}", fetch)
         except LabelStudioError:
             raise
-        except Exception as exc:  # noqa: BLE001 - get_local_path raises bare Exceptions too (s3:// without a task)
+        except Exception as exc:
+            if not isinstance(exc, (OSError, ValueError)) and type(exc) is not Exception:
+                raise  # a bug of ours, not a download that failed (get_local_path's own raises are bare)
             raise LabelStudioError(
                 f"Label Studio at {self.url}: cannot download {url} ({_download_failure(exc)})"
             ) from None
@@ -336,7 +339,8 @@ def _download_failure(exc: Exception) -> str:
     query of a signed cloud-storage link (S3's Signature=, GCS's X-Goog-Signature=, Azure's sig=)."""
     response = getattr(exc, "response", None)
     if response is None or getattr(response, "status_code", None) is None:
-        return str(exc)
+        # A connection error quotes the URL it tried, signed query and all: keep the first line, no query.
+        return re.sub(r"\?[^\s)'\"]*", "", str(exc)).strip().split("\n")[0]
     where, _, query = str(response.url).partition("?")
     if query and "sig" not in query.lower():
         where = f"{where}?{query}"
