@@ -563,6 +563,24 @@ def test_settings_at_their_smallest_are_accepted() -> None:
     check_config(TrainConfig(min_lr_ratio=0.0))
 
 
+def test_a_run_saved_with_max_train_images_0_resumes_with_every_image(tmp_path: Path) -> None:
+    """Before 0 was refused it meant every image: a run saved so still resumes, with every image."""
+    from officescore.model import CHECKPOINT_FORMAT, save_checkpoint
+    from officescore.train.loop import _resolve_resume
+
+    run_dir = tmp_path / "runs" / "old"
+    saved = TrainConfig(data=tmp_path, max_train_images=0, max_val_images=0, epochs=3).to_json(
+        relative_to=run_dir
+    )
+    last = run_dir / "weights" / "last.pt"
+    last.parent.mkdir(parents=True)
+    save_checkpoint(last, model={}, arch=TrainConfig().arch, classes=["desk"], epoch=1, args=saved)
+    assert torch.load(last, weights_only=True)["format"] == CHECKPOINT_FORMAT
+    resumed, _ = _resolve_resume(TrainConfig(resume=last))
+    check_config(resumed)
+    assert (resumed.max_train_images, resumed.max_val_images, resumed.epochs) == (None, None, 3)
+
+
 def test_a_model_option_given_outright_beats_img_size() -> None:
     config = TrainConfig(img_size=640, model_kwargs={"min_size": 480})
     assert config.resolved_model_kwargs() == {"min_size": 480, "max_size": 640}

@@ -118,7 +118,6 @@ def _train_epoch(
                 )
                 break
     seconds = earlier + time.perf_counter() - start
-    state.epoch_sums = None  # the row holds them now
     row: dict[str, Any] = {"epoch": epoch + 1}
     row.update({k: (v / steps if steps else None) for k, v in (sums | optional).items()})
     row.update(lr=run.optimizer.param_groups[0]["lr"], img_per_s=images / max(seconds, 1e-9), seconds=seconds)

@@ -80,6 +80,9 @@ def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | 
         resume_path = resume_path / "weights" / "last.pt"
     checkpoint = load_checkpoint(resume_path)
     saved = dict(checkpoint.get("args") or {})
+    for subset in ("max_train_images", "max_val_images"):  # 0 meant every image before it was refused
+        if saved.get(subset) == 0:
+            saved[subset] = None
     if resume_path.resolve().parent.name != "weights":
         # The run folder is the checkpoint's grandparent: for a copy elsewhere that is any folder,
         # which would get args.json, metrics.csv, plots and weights/ written into it.
@@ -230,6 +233,7 @@ def _end_epoch(run: Run, state: State, metrics: dict[str, Any] | None) -> bool:
         stop = bool(config.patience) and state.bad_validations >= config.patience
     state.epoch += 1
     state.step_in_epoch = 0
+    state.epoch_sums = None  # the row holds them now
     state.history.append(row)
     state.pending_row = None
     write_checkpoints(run, state)
