@@ -183,3 +183,17 @@ def polygon_region(points: list[list[float]], label: str, width: int, height: in
         "image_rotation": 0,
         "value": {"points": points, "closed": True, "polygonlabels": [label]},
     }
+
+
+def two_squares() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A red and a blue square side by side on grey (a little noise), 128 x 96 px: one
+    box holds both."""
+    rng = np.random.default_rng(0)
+    rgb = np.full((96, 128, 3), 200.0)
+    rgb[30:70, 20:60] = (200, 40, 40)
+    rgb[30:70, 60:100] = (40, 40, 200)
+    rgb = np.clip(rgb + rng.normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
+    left, right = np.zeros((96, 128), bool), np.zeros((96, 128), bool)
+    left[30:70, 20:60] = True
+    right[30:70, 60:100] = True
+    return rgb, left, right

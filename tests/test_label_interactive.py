@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from labelmodels import barely_trained, one_torch_thread, solid_checkpoint  # noqa: F401 (fixture)
+from labelmodels import barely_trained, one_torch_thread, solid_checkpoint, two_squares  # noqa: F401 (fixture)
 from trainsetup import FAST_MODEL
 
 from officescore.errors import BadImageError, DataError
@@ -252,19 +252,6 @@ def _sha(rgb: np.ndarray) -> str:
     import hashlib
 
     return hashlib.sha256(np.ascontiguousarray(rgb[:, :, :3], dtype=np.uint8).tobytes()).hexdigest()
-
-
-def two_squares() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A red and a blue square side by side on grey (a little noise): one box holds both."""
-    rng = np.random.default_rng(0)
-    rgb = np.full((96, 128, 3), 200.0)
-    rgb[30:70, 20:60] = (200, 40, 40)
-    rgb[30:70, 60:100] = (40, 40, 200)
-    rgb = np.clip(rgb + rng.normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
-    left, right = np.zeros((96, 128), bool), np.zeros((96, 128), bool)
-    left[30:70, 20:60] = True
-    right[30:70, 60:100] = True
-    return rgb, left, right
 
 
 @pytest.mark.parametrize("with_model", [False, True])

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from labelmodels import one_torch_thread, solid_checkpoint  # noqa: F401 (fixture)
+from labelmodels import one_torch_thread, solid_checkpoint, two_squares  # noqa: F401 (fixture)
 
 from officescore.errors import DataError
 from officescore.label.formats import LabelSchema
@@ -47,19 +47,6 @@ def rectangle(box: Sequence[float], name: str, width: int, height: int) -> dict[
         "rectanglelabels": [name],
     }
     return {"type": "rectanglelabels", "value": value, "original_width": width, "original_height": height}
-
-
-def two_squares() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A red and a blue square side by side on grey (a little noise), 128 x 96 px."""
-    rng = np.random.default_rng(0)
-    rgb = np.full((96, 128, 3), 200.0)
-    rgb[30:70, 20:60] = (200, 40, 40)
-    rgb[30:70, 60:100] = (40, 40, 200)
-    rgb = np.clip(rgb + rng.normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
-    left, right = np.zeros((96, 128), bool), np.zeros((96, 128), bool)
-    left[30:70, 20:60] = True
-    right[30:70, 60:100] = True
-    return rgb, left, right
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
