@@ -320,6 +320,11 @@ def test_quota_state_reads_the_providers_marks_its_hour_and_ignores_a_garbled_pa
         # A pause hand-edited into something that is not a time is ignored, not a crash.
         manifest.set_retry_after("openverse", "soon")
         assert quota_state(manifest, "openverse", 100).retry_at is None
+        # ... and one hand-written without a zone is UTC (it was compared with an aware time: TypeError).
+        manifest.set_retry_after("openverse", "2026-06-01T14:00:00")
+        assert quota_state(manifest, "openverse", 100).retry_at == datetime(
+            2026, 6, 1, 14, tzinfo=timezone.utc
+        )
 
 
 def test_dedup_threshold_is_inclusive_and_zero_means_the_same_phash() -> None:

@@ -53,9 +53,10 @@ def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         return None  # a hand-edited manifest: ignore the pause rather than fail
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)  # hand-written without a zone
 
 
 # ---- status -----------------------------------------------------------------------------------
