@@ -25,6 +25,7 @@ from officescore import DEFAULT_CLASSES
 from officescore.attributes import AttributeSchema
 from officescore.cli import main
 from officescore.infer.detection import Detection, ImageResult
+from officescore.label.formats import LabelSchema
 from officescore.label.predict import LoadedPredictor
 
 KWARGS = {**TINY_KWARGS, "box_detections_per_img": 6}  # a few suggestions per photo, not twenty
@@ -197,3 +198,16 @@ def two_squares() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     left[30:70, 20:60] = True
     right[30:70, 60:100] = True
     return rgb, left, right
+
+
+class ServedPhotos:
+    """What the backend gives the click service: a model (`current`) and task photos (`photo`)."""
+
+    def __init__(self, loaded: Any, photos: dict[str, Path]) -> None:
+        self.loaded, self.photos = loaded, photos
+
+    def current(self) -> Any:
+        return self.loaded
+
+    def photo(self, task: dict[str, Any], schema: LabelSchema, folder: Path, n: int) -> Path:
+        return self.photos[task["data"][schema.value]]

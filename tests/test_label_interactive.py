@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from labelmodels import barely_trained, one_torch_thread, solid_checkpoint, two_squares  # noqa: F401 (fixture)
+from labelmodels import ServedPhotos, barely_trained, one_torch_thread, solid_checkpoint, two_squares  # noqa: F401 (fixture)
 from trainsetup import FAST_MODEL
 
 from officescore.errors import BadImageError, DataError
@@ -457,19 +457,6 @@ def test_the_labelling_config_gets_smart_tools_and_keeps_the_rest() -> None:
 # ---------------------------------------------------------------------------- the backend
 
 
-class _Photos:
-    """What the backend gives the click service: a model (`current`) and task photos (`photo`)."""
-
-    def __init__(self, loaded: Any, photos: dict[str, Path]) -> None:
-        self.loaded, self.photos = loaded, photos
-
-    def current(self) -> Any:
-        return self.loaded
-
-    def photo(self, task: dict[str, Any], schema: LabelSchema, folder: Path, n: int) -> Path:
-        return self.photos[task["data"][schema.value]]
-
-
 def body_for(results: list[dict[str, Any]], ref: str = "a.png", config: str | None = None) -> dict[str, Any]:
     config = config or LabelSchema(CLASSES, "polygon", interactive=True).config_xml()
     return {
@@ -488,7 +475,7 @@ def test_bad_input_is_one_clear_error_in_the_response(loaded: Any, tmp_path: Pat
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     logged: list[str] = []
     service = ClickService(log=logged.append)
-    backend = _Photos(loaded, {"a.png": tmp_path / "a.png", "broken.jpg": tmp_path / "broken.jpg"})
+    backend = ServedPhotos(loaded, {"a.png": tmp_path / "a.png", "broken.jpg": tmp_path / "broken.jpg"})
 
     def error(body: dict[str, Any]) -> str:
         (answer,) = service.answer(body, backend)["results"]
@@ -559,7 +546,7 @@ def test_exclude_clicks_alone_are_one_clear_error_in_the_response(tmp_path: Path
 
     rgb, _, _ = two_squares()
     Image.fromarray(rgb).save(tmp_path / "a.png")
-    backend = _Photos(None, {"a.png": tmp_path / "a.png"})
+    backend = ServedPhotos(None, {"a.png": tmp_path / "a.png"})
     exclude = [keypoint(40, 50, "desk", 128, 96, positive=False), keypoint(80, 50, "desk", 128, 96, False)]
     (answer,) = ClickService().answer(body_for(exclude), backend)["results"]
     assert answer["result"] == [] and "click on the object first" in answer["error"]
@@ -735,7 +722,7 @@ def test_clicks_follow_the_backends_new_model_and_a_tasks_new_photo(tmp_path: Pa
         for n, name in enumerate(("first", "second"))
     )
     assert first.version != second.version
-    backend = _Photos(first, {"a.png": tmp_path / "a.png", "b.png": tmp_path / "b.png"})
+    backend = ServedPhotos(first, {"a.png": tmp_path / "a.png", "b.png": tmp_path / "b.png"})
     service = ClickService()
     box = rectangle((15, 25, 65, 75), "desk", 128, 96)  # around the square on the left
     (answer,) = service.answer(body_for([box], "a.png"), backend)["results"]

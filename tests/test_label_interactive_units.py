@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from labelmodels import one_torch_thread, solid_checkpoint, two_squares  # noqa: F401 (fixture)
+from labelmodels import ServedPhotos, one_torch_thread, solid_checkpoint, two_squares  # noqa: F401 (fixture)
 
 from officescore.errors import DataError
 from officescore.label.formats import LabelSchema
@@ -205,19 +205,6 @@ def test_the_feature_cache_forgets_the_photo_used_longest_ago() -> None:
 # ---------------------------------------------------------------------------- the click service
 
 
-class _Photos:
-    """What the backend gives the click service: a model (`current`) and task photos (`photo`)."""
-
-    def __init__(self, loaded: Any, photos: dict[str, Path]) -> None:
-        self.loaded, self.photos = loaded, photos
-
-    def current(self) -> Any:
-        return self.loaded
-
-    def photo(self, task: dict[str, Any], schema: LabelSchema, folder: Path, n: int) -> Path:
-        return self.photos[task["data"][schema.value]]
-
-
 def body_for(results: list[dict[str, Any]], ref: str = "a.png", tasks: int = 1) -> dict[str, Any]:
     return {
         "tasks": [{"id": 7 + n, "data": {"image": ref}} for n in range(tasks)],
@@ -243,13 +230,15 @@ def test_an_empty_context_is_no_interactive_request() -> None:
 
 def test_an_interactive_request_about_two_tasks_is_refused(photo: Path) -> None:
     box = rectangle((15, 25, 65, 75), "desk", 128, 96)
-    (answer,) = ClickService().answer(body_for([box], tasks=2), _Photos(None, {"a.png": photo}))["results"]
+    (answer,) = ClickService().answer(body_for([box], tasks=2), ServedPhotos(None, {"a.png": photo}))[
+        "results"
+    ]
     assert answer["result"] == [] and answer["error"] == "an interactive request carries exactly one task"
 
 
 def test_a_task_photo_that_cannot_be_read_is_one_clear_error(photo: Path) -> None:
     box = rectangle((15, 25, 65, 75), "desk", 128, 96)
-    backend = _Photos(None, {"a.png": photo.parent / "gone.png"})
+    backend = ServedPhotos(None, {"a.png": photo.parent / "gone.png"})
     (answer,) = ClickService().answer(body_for([box]), backend)["results"]
     assert answer["result"] == [] and answer["error"].startswith("task 7: cannot read its photo")
 
@@ -263,7 +252,7 @@ def test_an_empty_mask_is_no_region_and_says_what_to_do(photo: Path, monkeypatch
 
     monkeypatch.setattr(Clicker, "segment", empty)
     box = rectangle((15, 25, 65, 75), "desk", 128, 96)
-    (answer,) = ClickService().answer(body_for([box]), _Photos(None, {"a.png": photo}))["results"]
+    (answer,) = ClickService().answer(body_for([box]), ServedPhotos(None, {"a.png": photo}))["results"]
     assert (
         answer["result"] == [] and answer["error"] == "the grabcut found no desk there; click on the object"
     )
@@ -277,9 +266,9 @@ def test_the_models_answer_carries_its_score_and_grabcuts_none(photo: Path, tmp_
     reply = Clicker(loaded).segment(two_squares()[0], [box])
     assert reply.method == "model" and reply.score is not None and 0.9 < reply.score <= 1.0
     assert reply.score == round(reply.score, 4)
-    (answer,) = ClickService().answer(body_for([box]), _Photos(loaded, {"a.png": photo}))["results"]
+    (answer,) = ClickService().answer(body_for([box]), ServedPhotos(loaded, {"a.png": photo}))["results"]
     assert answer["score"] == reply.score and answer["model_version"] == loaded.version
-    (answer,) = ClickService().answer(body_for([box]), _Photos(None, {"a.png": photo}))["results"]
+    (answer,) = ClickService().answer(body_for([box]), ServedPhotos(None, {"a.png": photo}))["results"]
     assert answer["score"] == 0.0 and answer["model_version"] == "grabcut"
     assert iou(brush_to_mask(answer["result"][0]["value"]["rle"], 128, 96), two_squares()[1]) > 0.9
 
