@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fakeservers import BAD_KEY_400, INVALID_400, QUOTA_429, google_error, scene
 
-from officescore.errors import ConfigError, QuotaExhaustedError
+from officescore.errors import ConfigError, DataError, QuotaExhaustedError
 from officescore.scrape import quota as clock
 from officescore.scrape.dedup import DEFAULT_NEAR_DUP_THRESHOLD, DedupIndex
 from officescore.scrape.download import _interleave_hosts, clean_partial_files
@@ -178,6 +178,19 @@ def test_page_and_results_are_recorded_together_or_not_at_all(tmp_path: Path) ->
         assert manifest.quota("google", "2026-03-01") == (2, False)
         manifest.mark_exhausted("google", "2026-03-01", "t")
         assert manifest.quota("google", "2026-03-01") == (2, True)
+
+
+@pytest.mark.parametrize("written", ["99", "x", ""])
+def test_a_manifest_of_another_schema_is_refused_in_a_sentence(tmp_path: Path, written: str) -> None:
+    Manifest.open(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "manifest.sqlite")
+    db.execute("UPDATE meta SET value=? WHERE key='schema'", (written,))
+    db.commit()
+    db.close()
+    with pytest.raises(DataError, match=f"manifest schema {written} is not"):
+        Manifest.open(tmp_path)
+    with Manifest.open(tmp_path / "fresh") as manifest:  # a new one is written and read back
+        assert manifest.progress("google", "q", "f").pages == 0
 
 
 def test_timeouts_and_unavailable_hosts_are_tried_again_until_their_attempts_are_spent(

@@ -192,7 +192,7 @@ class Manifest:
         row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
             self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row["value"]) != SCHEMA_VERSION:
+        elif str(row["value"]).strip() != str(SCHEMA_VERSION):  # a hand-edited "x" is not a crash
             raise DataError(
                 f"{self.path}: manifest schema {row['value']} is not {SCHEMA_VERSION}; "
                 "use the officescore version that wrote it"
