@@ -427,3 +427,6 @@ def test_counts_from_dicts_with_class_name_and_negative_counts() -> None:
     }
     with pytest.raises(ValueError, match="negative"):
         count_classes({"desk": -1})
+    with pytest.raises(ValueError, match="whole numbers: chair is 1.7"):
+        count_classes({"desk": 2.0, "chair": 1.7})
+    assert count_classes({"desk": 2.0}) == {"desk": 2}

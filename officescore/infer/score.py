@@ -236,6 +236,12 @@ def count_classes(detections_or_counts: Mapping[str, int] | Iterable[Any]) -> di
         counts = {str(k): int(v) for k, v in detections_or_counts.items()}
         if any(v < 0 for v in counts.values()):
             raise ValueError("class counts cannot be negative")
+        # int() would quietly turn 1.7 chairs into 1.
+        fractional = [k for k, v in detections_or_counts.items() if v != int(v)]
+        if fractional:
+            raise ValueError(
+                f"class counts must be whole numbers: {fractional[0]} is {detections_or_counts[fractional[0]]}"
+            )
         return counts
     counter: Counter[str] = Counter()
     for item in detections_or_counts:
