@@ -346,6 +346,28 @@ def test_every_rule_a_model_can_never_meet_is_named_whatever_the_classes_come_in
     assert unmatchable_rules(rubric, AttributeSchema(), ["chair", "lamp"]) == []  # no attributes: no word
 
 
+def test_the_warning_and_the_points_agree_on_a_choice_named_yes() -> None:
+    """A choice attribute whose values are the words yes/no: a rule written `value = true` pays when
+    the model says "yes", so it must not be warned about; a value it never gives is."""
+    from officescore.attributes import Attribute, AttributeSchema
+    from officescore.infer.score import unmatchable_rules
+
+    state = Attribute("chair", "state", "choice", ("yes", "no", "broken"), "yes")
+    schema = AttributeSchema((state,))
+
+    def rubric(value: object) -> Rubric:
+        spec = {"class": "chair", "attribute": "state", "value": value, "points": 5}
+        return Rubric.from_dict({"classes": {"chair": {"points": 50}}, "attributes": [spec]})
+
+    said_yes = Detection("chair", 0.9, [0, 0, 1, 1], {}, 0.1, {"state": "yes"})
+    assert score_office([said_yes], rubric(True)).total == 100.0  # 55 of 55 possible
+    assert unmatchable_rules(rubric(True), schema, ["chair"]) == []
+    assert unmatchable_rules(rubric("BROKEN"), schema, ["chair"]) == []
+    assert unmatchable_rules(rubric("maybe"), schema, ["chair"]) == [
+        "rubric rule chair.state=maybe: chair.state: 'maybe' is not one of yes, no, broken"
+    ]
+
+
 def test_an_attribute_rule_written_as_text_matches_the_value_however_it_was_written() -> None:
     """Models give yes/no attributes as booleans: a rubric written by hand with "yes", "No" or "TRUE"
     means the same, and a choice matches its name in any case; other values never match."""

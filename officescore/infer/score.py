@@ -182,10 +182,13 @@ def unmatchable_rules(rubric: Rubric, schema: AttributeSchema, classes: Iterable
                 f"for {rule.class_name} (it has: {has})"
             )
             continue
-        try:
-            spec.parse(rule.value)
-        except ValueError as exc:
-            problems.append(f"rubric rule {rule.key}: {rule.class_name}.{rule.attribute}: {exc}")
+        # The test scoring uses (same_value), so the warning and the points never disagree.
+        if not any(same_value(rule.value, value) for value in spec.values):
+            kind = "yes/no" if spec.kind == "yesno" else f"one of {', '.join(spec.value_names())}"
+            problems.append(
+                f"rubric rule {rule.key}: {rule.class_name}.{rule.attribute}: "
+                f"{rule.value!r:.30} is not {kind}"
+            )
     return problems
 
 
@@ -237,11 +240,9 @@ def count_classes(detections_or_counts: Mapping[str, int] | Iterable[Any]) -> di
         if any(v < 0 for v in counts.values()):
             raise ValueError("class counts cannot be negative")
         # int() would quietly turn 1.7 chairs into 1.
-        fractional = [k for k, v in detections_or_counts.items() if v != int(v)]
+        fractional = [(k, v) for k, v in detections_or_counts.items() if v != int(v)]
         if fractional:
-            raise ValueError(
-                f"class counts must be whole numbers: {fractional[0]} is {detections_or_counts[fractional[0]]}"
-            )
+            raise ValueError(f"class counts must be whole numbers: {fractional[0][0]} is {fractional[0][1]}")
         return counts
     counter: Counter[str] = Counter()
     for item in detections_or_counts:
