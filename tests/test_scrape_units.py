@@ -193,6 +193,17 @@ def test_a_manifest_of_another_schema_is_refused_in_a_sentence(tmp_path: Path, w
         assert manifest.progress("google", "q", "f").pages == 0
 
 
+def test_status_counts_pages_as_the_run_does_when_a_page_row_was_deleted(tmp_path: Path) -> None:
+    with Manifest.open(tmp_path) as manifest:
+        for page in (1, 2, 3):
+            manifest.record_page(
+                "google", "q", "f", page, [SearchResult(url=f"http://a/{page}.jpg")], False, "r", "t"
+            )
+        manifest.db.execute("DELETE FROM pages WHERE page=2")
+        (row,) = manifest.query_table()
+        assert row["pages"] == manifest.progress("google", "q", "f").pages == 3
+
+
 def test_timeouts_and_unavailable_hosts_are_tried_again_until_their_attempts_are_spent(
     tmp_path: Path,
 ) -> None:

@@ -424,7 +424,8 @@ class Manifest:
         pages = {
             (r["provider"], r["query"], r["filters"]): (r["pages"], bool(r["last"]))
             for r in self.db.execute(
-                "SELECT provider, query, filters, COUNT(*) AS pages, MAX(last) AS last FROM pages "
+                # MAX, as in `progress`: --status and the run agree when a page row was deleted.
+                "SELECT provider, query, filters, MAX(page) AS pages, MAX(last) AS last FROM pages "
                 "GROUP BY provider, query, filters"
             )
         }
