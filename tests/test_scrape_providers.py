@@ -24,7 +24,7 @@ from officescore.cli import main
 from officescore.errors import ConfigError
 from officescore.scrape import DownloadConfig, ScrapeConfig, export, scrape, status
 from officescore.scrape.manifest import Manifest
-from officescore.scrape.providers import FLICKR_LICENSES, FlickrProvider, WikimediaProvider
+from officescore.scrape.providers import FLICKR_LICENSES, FlickrProvider, ProviderError, WikimediaProvider
 
 UNSPLASH_KEY = "unsplash-access-Zx81-never-write"
 FLICKR_KEY = "f1f2f3flickr0key9a8b7c6d5e4f3a2b"
@@ -268,6 +268,34 @@ def test_a_download_event_refused_is_not_retried_and_one_that_failed_is_sent_nex
     assert f"unsplash refused 1 download event(s), not sent again: {why}" in " ".join(out.split())
     assert (second.calls, second.tracked) == (2, 2)
     assert dict(server.tracked) == {"ph0001x": 1, "ph0002x": 1}
+
+
+def test_a_run_whose_search_failed_leaves_its_download_events_to_the_next_run(
+    tmp_path: Path, host: ImageHost
+) -> None:
+    """Page 2 keeps failing (503): the photos of page 1 are still downloaded, but their download
+    events are not sent to a struggling API; the next run sends each of them once, before searching."""
+    server = FakeUnsplash(UNSPLASH_KEY, link_for(host), total=40).start()
+    server.hold = ("desk lamp", 2)
+    server.release.set()  # the held page answers 503 at once, every time
+    try:
+        cfg = config(tmp_path, "unsplash", server)
+        with pytest.raises(ProviderError, match="Before it failed"):
+            scrape(cfg)
+        downloaded = {
+            f"ph{index_of(r['url']):04d}x" for r in rows(cfg.out) if r["status"] in ("ok", "duplicate")
+        }
+        assert len(downloaded) == 30 and not server.tracked
+        assert status(cfg).download_events == {"pending": 30}
+        with pytest.raises(ProviderError):  # failing again: what was owed is sent first all the same
+            scrape(cfg)
+        assert dict(server.tracked) == dict.fromkeys(downloaded, 1)
+        server.hold = None
+        third = scrape(cfg)
+    finally:
+        server.stop()
+    assert third.stop_reason == "done" and third.tracked == 10
+    assert dict(server.tracked) == {f"ph{i:04d}x": 1 for i in range(40)}
 
 
 def test_unsplash_paces_to_the_hour_it_reports(tmp_path: Path, host: ImageHost) -> None:
