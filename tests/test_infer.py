@@ -429,6 +429,23 @@ def test_cli_empty_folder_is_one_line_before_loading_a_model(
     assert len(err.strip().splitlines()) == 1
 
 
+def test_cli_only_mistyped_photos_are_one_line_before_loading_a_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not one of the photos exists: that is said before the model loads (the default model would be
+    downloaded first), naming the first three."""
+    typed = [str(tmp_path / f"ofice_{i}.jpg") for i in range(4)]
+    with pytest.raises(SystemExit) as info:
+        main(["score", *typed, "--model", str(tmp_path / "missing.pt")])
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1
+    assert (
+        err.strip()
+        == f"error: no such photo: {', '.join(typed[:3])} and 1 more; pass image files, folders or globs"
+    )
+
+
 def test_cli_default_model_is_the_newest_best_pt(
     files: dict[str, Path],
     tmp_path: Path,

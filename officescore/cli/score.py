@@ -91,6 +91,10 @@ def score(
     items = expand_inputs(photos)
     if not items:  # e.g. an empty folder: say so before loading a model
         raise BadImageError(f"no photos found in {', '.join(photos)}; pass image files, folders or globs")
+    # All mistyped: say so before loading (or downloading) a model.
+    if not any(Path(p).exists() for p in items):
+        missing = ", ".join(map(str, items[:3])) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+        raise BadImageError(f"no such photo: {missing}; pass image files, folders or globs")
     if csv_file is not None and csv_file.resolve() in {Path(p).resolve() for p in items}:
         # A slip such as `--csv office.jpg` would replace the photo with the table.
         raise ConfigError(f"--csv {csv_file}: is one of the photos being scored; give a .csv file name")
