@@ -755,18 +755,106 @@ def test_ingesting_another_export_over_a_data_set_says_it_replaced_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Roboflow's train/ and valid/ exports ingested one after the other into one --out: the second
-    replaces the first (ingest never merges), and the summary says so; the same export again does not,
-    even split with another --seed (no photo kept its split, yet none is gone)."""
+    replaces the first (ingest never adds), and the summary says so; the same export again does not,
+    even split with another --seed (no photo kept its split, yet none is gone), nor do both together."""
     train = write_export(tmp_path / "train", make_export(tmp_path / "train", n_images=4))
     valid = write_export(tmp_path / "valid", make_export(tmp_path / "valid", n_images=2, seed=1))
     out = tmp_path / "dataset"
-    for export, seed in ((train, "0"), (train, "5"), (valid, "5")):  # the same export split anew too
+    said = ""
+    for exports, seed, replaced in (
+        ([train], "0", False),
+        ([train], "5", False),  # the same export split anew
+        ([train, valid], "5", False),  # adds valid
+        ([valid], "5", True),
+    ):
         with pytest.raises(SystemExit):
-            main(["ingest", str(export), "--out", str(out), "--no-plot", "--seed", seed])
-        said = capsys.readouterr().out
-        replaced = "replaced the data set that was there" in said
-        assert replaced == (export == valid), said
-    assert f"4 image(s) from {train}" in said and "it does not add to a data set" in said
+            main(["ingest", *map(str, exports), "--out", str(out), "--no-plot", "--seed", seed])
+        said = " ".join(capsys.readouterr().out.split())
+        assert ("replaced the data set that was there" in said) == replaced, said
+    assert f"6 image(s) from {train}, {valid}" in said
+    assert "to add an export to a data set, ingest it together with the earlier ones" in said
+
+
+def _class_counts(coco: dict[str, Any]) -> dict[str, int]:
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    counts: dict[str, int] = {}
+    for ann in coco["annotations"]:
+        counts[names[ann["category_id"]]] = counts.get(names[ann["category_id"]], 0) + 1
+    return counts
+
+
+def test_several_exports_make_one_data_set_with_classes_matched_by_name(tmp_path: Path) -> None:
+    """Roboflow-style train/ and valid/ exports, ingested together: ids from 1 and the same file names
+    in both, the classes listed in another order and one only in valid/. Every photo is in, every
+    object under its own class (by name, not id), and a photo in both exports is one duplicate group."""
+    train = make_export(tmp_path / "train", n_images=4, classes=("desk", "chair", "mug"))
+    valid = make_export(tmp_path / "valid", n_images=3, classes=("mug", "lamp", "desk", "chair"), seed=1)
+    # valid/ also holds train/'s first photo, its labels written with valid/'s ids
+    shutil.copy(tmp_path / "train/images/scene_000.png", tmp_path / "valid/images/copy.png")
+    valid["images"].append({"id": 10, "file_name": "copy.png", "width": 96, "height": 64})
+    by_name = {c["name"]: c["id"] for c in valid["categories"]}
+    train_names = {c["id"]: c["name"] for c in train["categories"]}
+    for ann in [a for a in train["annotations"] if a["image_id"] == 1]:
+        valid["annotations"].append(
+            {
+                **ann,
+                "id": 100 + ann["id"],
+                "image_id": 10,
+                "category_id": by_name[train_names[ann["category_id"]]],
+            }
+        )
+    exports = [write_export(tmp_path / "train", train), write_export(tmp_path / "valid", valid)]
+    out = tmp_path / "dataset"
+    result = ingest_export(exports, out=out, val_fraction=0.4, seed=3)
+
+    assert result.classes == ["desk", "chair", "mug", "lamp"]  # first appearance, in export order
+    written = [json.loads((out / f"{split}.json").read_text()) for split in ("train", "val")]
+    images = [im for data in written for im in data["images"]]
+    assert len(images) == 8 and len({im["file_name"] for im in images}) == 8
+    expected: dict[str, int] = {}
+    for coco in (train, valid):
+        for name, n in _class_counts(coco).items():
+            expected[name] = expected.get(name, 0) + n
+    got: dict[str, int] = {}
+    for data in written:
+        for name, n in _class_counts(data).items():
+            got[name] = got.get(name, 0) + n
+    assert got == expected
+    meta = json.loads((out / "dataset.json").read_text())
+    assert [s["export"] for s in meta["source"]["exports"]] == [
+        "../train/images/annotations.json",
+        "../valid/images/annotations.json",
+    ]
+    assert meta["category_map"] == {"1:1": 1, "1:2": 2, "1:3": 3, "2:1": 3, "2:2": 4, "2:3": 1, "2:4": 2}
+    assert result.exports == [os.path.normpath(p) for p in exports]
+    (group,) = meta["duplicates"]["groups"]
+    splits = {
+        im["file_name"]: split
+        for split, data in zip(("train", "val"), written, strict=True)
+        for im in data["images"]
+    }
+    assert len(group) == 2 and len({splits[name] for name in group}) == 1, (group, splits)
+
+
+def test_several_exports_name_the_export_of_each_problem_and_refuse_a_repeat(tmp_path: Path) -> None:
+    train = write_export(tmp_path / "train", make_export(tmp_path / "train", n_images=3))
+    coco = make_export(tmp_path / "valid", n_images=2, classes=("lamp",), seed=1)
+    coco["annotations"][0]["category_id"] = 99
+    valid = write_export(tmp_path / "valid", coco)
+    out = tmp_path / "dataset"
+    result = ingest_export([train, valid], out=out, classes=["lamp", "mug"])  # lamp is only in valid/
+    assert result.classes == ["lamp", "mug"]
+    (problem,) = result.problems
+    assert problem.kind == "annotation_unknown_category" and problem.image == f"{valid}: scene_000.png"
+    with pytest.raises(DataError, match="given twice; pass each export once"):
+        ingest_export(
+            [train, valid, tmp_path / "train" / "images" / ".." / "images" / "annotations.json"], out=out
+        )
+    (tmp_path / "elsewhere").mkdir()
+    moved = write_export(tmp_path / "elsewhere", coco, "annotations.json")  # its photos are not beside it
+    with pytest.raises(DataError, match=f"^{re.escape(str(moved))}: none of its 2 images could be used"):
+        ingest_export([train, moved], out=out)
+    assert json.loads((out / "dataset.json").read_text())["classes"] == ["lamp", "mug"]  # nothing lost
 
 
 def test_the_same_export_again_is_not_said_to_replace_with_a_relative_out(

@@ -22,12 +22,15 @@ EXAMPLES = """
   officescore ingest ls-export/result.json --images ~/.local/share/label-studio/media/upload/1
   officescore ingest instances_default.json --images photos/ --crowd ignore
   officescore ingest export.json --attributes my_attributes.toml
+  officescore ingest train/_annotations.coco.json valid/_annotations.coco.json   # one data set, split anew
 """
 
 
 def ingest(
-    export: Path = typer.Argument(
-        ..., help="COCO instance-segmentation export (.json) from the labelling tool."
+    export: list[Path] = typer.Argument(
+        ...,
+        help="COCO instance-segmentation export (.json) from the labelling tool; several (Roboflow's "
+        "train/valid/test, one per CVAT task) make one data set, classes matched by name.",
     ),
     images: Path = typer.Option(
         None,
@@ -117,18 +120,19 @@ def print_ingest_notes(result: IngestResult, before: dict[str, Any] | None) -> N
             "and --val-fraction), so val stays comparable; new photos were split around them",
             soft_wrap=True,
         )
-    if before is None or before["export"] == result.export or kept >= before["images"]:
-        return  # a newer export at the same path (`label pull`), or a grown one that kept every photo
-    # ingest replaces, it never merges: say so when photos from another export file are gone
+    if before is None or set(before["exports"]) <= set(result.exports) or kept >= before["images"]:
+        return  # newer exports at the same paths (`label pull`), or grown ones that kept every photo
+    # ingest replaces, it never adds: say so when photos from other export files are gone
     console.print(
         f"[yellow]replaced[/yellow] the data set that was there: {before['images']} image(s) from "
-        f"{before['export']} (ingest replaces; it does not add to a data set)",
+        f"{', '.join(before['exports'])} (ingest replaces; to add an export to a data set, ingest "
+        "it together with the earlier ones)",
         soft_wrap=True,
     )
 
 
 def earlier_data_set(out: Path) -> dict[str, Any] | None:
-    """{export, images, seed, val_fraction} of the data set in `out`, or None when there is none:
+    """{exports, images, seed, val_fraction} of the data set in `out`, or None when there is none:
     what `print_ingest_notes` and `split_settings` need of it."""
     from officescore.ingest import read_dataset_meta
 
@@ -136,9 +140,11 @@ def earlier_data_set(out: Path) -> dict[str, Any] | None:
     if meta is None:
         return None
     try:
-        export = os.path.normpath(Path(out) / meta["source"]["export"])  # written relative to the data set
+        sources = meta["source"].get("exports") or [meta["source"]]
+        # written relative to the data set
+        exports = [os.path.normpath(Path(out) / source["export"]) for source in sources]
         split = {"seed": meta.get("seed"), "val_fraction": meta.get("val_fraction")}
-        return {"export": export, "images": meta["counts"]["images"], **split}
+        return {"exports": exports, "images": meta["counts"]["images"], **split}
     except (KeyError, TypeError):  # a dataset.json without what ingest records
         return None
 

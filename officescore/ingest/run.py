@@ -14,7 +14,7 @@ import os
 import zipfile
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,7 @@ class IngestResult:
     excluded_classes: list[str] = field(default_factory=list)  # classes whose annotations were left out
     # the export as dataset.json records it (relative to the data set), read back from `out`
     export: str = ""
+    exports: list[str] = field(default_factory=list)  # all of them, when several were ingested
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -383,23 +384,22 @@ def _check_annotations(
     return on_dropped_images
 
 
-def _requested_classes(categories: Categories, classes: Sequence[str]) -> list[str]:
+def _requested_classes(known: list[str], classes: Sequence[str]) -> list[str]:
     """`--classes` checked against the export's categories (before any slow work)."""
     wanted = [c.strip() for c in classes if c.strip()]
-    unknown = [c for c in wanted if c not in categories.order]
+    unknown = [c for c in wanted if c not in known]
     if unknown or not wanted:
         raise DataError(
-            f"unknown class(es) {', '.join(unknown) or '(none given)'}; "
-            f"the export has: {', '.join(categories.order)}"
+            f"unknown class(es) {', '.join(unknown) or '(none given)'}; the export has: {', '.join(known)}"
         )
     return list(dict.fromkeys(wanted))
 
 
-def _choose_classes(images: dict[str, ImageRecord], categories: Categories) -> list[str]:
+def _choose_classes(images: dict[str, ImageRecord], class_order: list[str]) -> list[str]:
     """Classes in export-id order that have at least one real (non-crowd) instance."""
     # A class with only ignore regions has nothing to learn from.
     used = {a.class_name for image in images.values() for a in image.annotations if not a.iscrowd}
-    return [name for name in categories.order if name in used]
+    return [name for name in class_order if name in used]
 
 
 # ---------------------------------------------------------------- the stage
@@ -442,8 +442,99 @@ def strict_message(problems: list[Problem], shown: int = 3) -> str:
     return f"{len(problems)} problem(s) in the export with --strict: {first}{more}; fix them or drop --strict"
 
 
-def ingest_export(
+@dataclass
+class _Checked:
+    """One export after its checks: its kept images (annotations attached) and what it said."""
+
+    export: Path
+    images_dir: Path
+    sha256: str
+    categories: Categories
+    images: dict[str, ImageRecord]
+    listed_images: int
+    listed_annotations: int
+    on_dropped: int
+
+
+def _export_list(export: Path | str | Sequence[Path | str]) -> list[Path]:
+    exports = [Path(export)] if isinstance(export, (str, os.PathLike)) else [Path(e) for e in export]
+    if not exports:
+        raise DataError("no export given; pass the COCO export (.json) to ingest")
+    seen: set[str] = set()
+    for path in exports:
+        real = os.path.realpath(path)
+        if real in seen:
+            raise DataError(f"{path}: given twice; pass each export once")
+        seen.add(real)
+    return exports
+
+
+def _check_export(
     export: Path,
+    data: dict[str, Any],
+    images_dir: Path,
+    out: Path,
+    problems: list[Problem],
+    crowd: str,
+    schema: AttributeSchema,
+    reporter: Reporter,
+) -> _Checked:
+    """One export's photos found and checked, its clean annotations attached to them."""
+    categories, category_problems = check_categories(data["categories"])
+    problems += category_problems
+    names = [e.get("file_name") for e in data["images"] if isinstance(e, dict)]
+    finder = ImageFinder(images_dir, [n for n in names if isinstance(n, str)], skip=[out])
+    images = _scan_images(data["images"], finder, problems, reporter, written_by_label_studio(data))
+    listed_ids: dict[str, Any] = {}
+    for entry in data["images"]:
+        if isinstance(entry, dict) and (key := id_key(entry.get("id"))) is not None:
+            listed_ids.setdefault(key, entry.get("id"))
+    on_dropped = _check_annotations(
+        data["annotations"], images, listed_ids, categories, problems, crowd, schema
+    )
+    return _Checked(
+        export,
+        images_dir,
+        sha256_file(export),
+        categories,
+        images,
+        len(data["images"]),
+        len(data["annotations"]),
+        on_dropped,
+    )
+
+
+def _none_usable(checked: _Checked, problems: list[Problem]) -> DataError:
+    kinds = ", ".join(f"{kind} x{n}" for kind, n in Counter(p.kind for p in problems).most_common(3))
+    hint = ""
+    if any(p.kind in ("image_path_escape", "image_missing") for p in problems):
+        hint = "; pass --images DIR, the folder that holds the photos (looked up there by name)"
+        beside = checked.export.parent.parent / "images"  # CVAT's zip: annotations/*.json beside images/
+        if checked.images_dir == checked.export.parent and beside.is_dir():
+            hint += f", perhaps {beside}"
+    return DataError(
+        f"{checked.export}: none of its {checked.listed_images} images could be used ({kinds}){hint}"
+    )
+
+
+def _class_order(checked: list[_Checked]) -> list[str]:
+    """Class names of one or several exports (matched by name), in order of first appearance."""
+    return list(dict.fromkeys(name for c in checked for name in c.categories.order))
+
+
+def _category_map(checked: list[_Checked], chosen: list[str]) -> dict[str, int]:
+    """Export category id -> class index (from 1) of the kept classes; `n:id` (the export's position
+    from 1) with several exports, so that two exports' id 1 stay apart."""
+    out = {}
+    for n, c in enumerate(checked, 1):
+        for key, name in sorted(c.categories.names.items(), key=lambda kv: id_sort_key(kv[0])):
+            if name in chosen:
+                out[key if len(checked) == 1 else f"{n}:{key}"] = chosen.index(name) + 1
+    return out
+
+
+def ingest_export(
+    export: Path | Sequence[Path],
     images_dir: Path | None = None,
     out: Path = DEFAULT_DATASET_DIR,
     val_fraction: float = 0.2,
@@ -456,56 +547,62 @@ def ingest_export(
 ) -> IngestResult:
     """Check, repair, split and write a COCO export as an officescore data set in `out`.
 
+    `export`: one export, or several (Roboflow's train/valid/test, one per CVAT task or Label Studio
+    project) ingested into one data set: classes matched by name, photos split anew together, each
+    export's photos looked up beside it (or in `images_dir`, for all of them).
     `crowd`: what an iscrowd 1 annotation with a mask is: "auto" (an instance in CVAT's exports,
     whose brush masks all carry iscrowd 1; a crowd region elsewhere), "instances" or "ignore"
     (always an ignore region). Box-only annotations are ignore regions whatever it says.
     `attributes`: the per-class attribute schema (default: the package's data/attributes.toml);
     `dataset.json` records it, restricted to the classes kept.
     """
-    export, out = Path(export), Path(out)
+    exports, out = _export_list(export), Path(out)
     if crowd not in CROWD_MODES:
         raise DataError(f"--crowd {crowd}: use one of {', '.join(CROWD_MODES)}")
-    images_dir = Path(images_dir) if images_dir is not None else export.parent
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"--val-fraction must be at least 0 and below 1, got {val_fraction}")
-    if not images_dir.is_dir():
-        raise DataError(f"{images_dir}: image folder not found; pass --images DIR")
-    data = read_export(export)
-    check_out(out, images_dir)
-    export_sha = sha256_file(export)
+    folders = [Path(images_dir) if images_dir is not None else e.parent for e in exports]
+    for folder in dict.fromkeys(folders):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: image folder not found; pass --images DIR")
+    datas = [read_export(path) for path in exports]  # all readable, and --out safe, before slow work
+    for folder in dict.fromkeys(folders):
+        check_out(out, folder)
+    if classes is not None:
+        names = [name for data in datas for name in check_categories(data["categories"])[0].order]
+        wanted: list[str] | None = _requested_classes(list(dict.fromkeys(names)), classes)
+    else:
+        wanted = None
 
     schema = attributes if attributes is not None else load_schema()
     problems: list[Problem] = []
-    categories, category_problems = check_categories(data["categories"])
-    problems += category_problems
-    wanted = _requested_classes(categories, classes) if classes is not None else None
-    names = [e.get("file_name") for e in data["images"] if isinstance(e, dict)]
-    finder = ImageFinder(images_dir, [n for n in names if isinstance(n, str)], skip=[out])
-    images = _scan_images(data["images"], finder, problems, reporter, written_by_label_studio(data))
-    listed_ids: dict[str, Any] = {}
-    for entry in data["images"]:
-        if isinstance(entry, dict) and (key := id_key(entry.get("id"))) is not None:
-            listed_ids.setdefault(key, entry.get("id"))
-    on_dropped = _check_annotations(
-        data["annotations"], images, listed_ids, categories, problems, crowd, schema
-    )
+    checked: list[_Checked] = []
+    images: dict[str, ImageRecord] = {}
+    for n, (path, data, folder) in enumerate(zip(exports, datas, folders, strict=True), 1):
+        own: list[Problem] = []
+        one = _check_export(path, data, folder, out, own, crowd, schema, reporter)
+        if not one.images and not (strict and own):
+            raise _none_usable(one, own)
+        if len(exports) > 1:  # which export each problem and photo is from
+            own = [replace(p, image=f"{path}: {p.image}" if p.image else str(path)) for p in own]
+            for key, record in one.images.items():
+                record.key = f"{n}:{key}"
+                images[record.key] = record
+        else:
+            images = one.images
+        problems += own
+        checked.append(one)
     if strict and problems:
         raise DataError(strict_message(problems))
-    if not images:
-        kinds = ", ".join(f"{kind} x{n}" for kind, n in Counter(p.kind for p in problems).most_common(3))
-        hint = ""
-        if any(p.kind in ("image_path_escape", "image_missing") for p in problems):
-            hint = "; pass --images DIR, the folder that holds the photos (looked up there by name)"
-            beside = export.parent.parent / "images"  # CVAT's zip: annotations/*.json beside images/
-            if images_dir == export.parent and beside.is_dir():
-                hint += f", perhaps {beside}"
-        raise DataError(f"{export}: none of its {len(data['images'])} images could be used ({kinds}){hint}")
+    class_order = _class_order(checked)
+    on_dropped = sum(c.on_dropped for c in checked)
 
-    chosen = wanted if wanted is not None else _choose_classes(images, categories)
+    chosen = wanted if wanted is not None else _choose_classes(images, class_order)
     if not chosen:
         raise DataError(
-            f"{export}: no annotation with a usable mask left after the checks, so nothing to train "
-            "(Mask R-CNN needs segmentation masks, not boxes alone; export polygons or masks)"
+            f"{', '.join(map(str, exports))}: no annotation with a usable mask left after the checks, "
+            "so nothing to train (Mask R-CNN needs segmentation masks, not boxes alone; export polygons "
+            "or masks)"
         )
     excluded = 0
     excluded_classes: set[str] = set()
@@ -515,7 +612,7 @@ def ingest_export(
         image.annotations = [a for a in image.annotations if a.class_name in chosen]
         excluded += before - len(image.annotations)
 
-    kept = sorted(images.values(), key=lambda im: im.file_name)
+    kept = sorted(images.values(), key=lambda im: (im.file_name, id_sort_key(im.key)))
     unique_names(kept)
     groups = duplicate_groups([im.sha256 for im in kept], [im.phash for im in kept], PHASH_THRESHOLD)
     image_classes = [{a.class_name for a in im.annotations if not a.iscrowd} for im in kept]
@@ -524,27 +621,24 @@ def ingest_export(
     assignment = split_groups(groups, image_classes, val_fraction, seed, previous)
     splits = {s: [im for im, a in zip(kept, assignment, strict=True) if a == s] for s in ("train", "val")}
 
-    dropped_images = len(data["images"]) - len(kept)
-    dropped_anns = len(data["annotations"]) - sum(len(im.annotations) for im in kept) - excluded
+    dropped_images = sum(c.listed_images for c in checked) - len(kept)
+    listed_anns = sum(c.listed_annotations for c in checked)
+    dropped_anns = listed_anns - sum(len(im.annotations) for im in kept) - excluded
     counts = _counts(splits, dropped_images, dropped_anns)
     counts["excluded_by_classes"] = excluded
-    category_map = {
-        key: chosen.index(name) + 1
-        for key, name in sorted(categories.names.items(), key=lambda kv: id_sort_key(kv[0]))
-        if name in chosen
-    }
+    category_map = _category_map(checked, chosen)
     dup_groups = _group_names(groups, kept)
     counts["duplicate_groups"] = len(dup_groups)
     counts["split_kept"] = sum(split is not None for split in previous)  # placed by an earlier ingest
+    sources = [
+        {"export": _relative(c.export, out), "images": _relative(c.images_dir, out), "sha256": c.sha256}
+        for c in checked
+    ]
     meta = {
         "format": DATASET_FORMAT,
         "version": DATASET_VERSION,
         "classes": chosen,
-        "source": {
-            "export": _relative(export, out),
-            "images": _relative(images_dir, out),
-            "sha256": export_sha,
-        },
+        "source": {**sources[0], "exports": sources} if len(sources) > 1 else sources[0],
         "seed": seed,
         "val_fraction": val_fraction,
         "counts": counts,
@@ -556,14 +650,16 @@ def ingest_export(
         },
         "category_map": category_map,
         "attributes": schema.restricted(chosen).to_dict(),
-        "dropped_categories": [name for name in categories.order if name not in chosen],
+        "dropped_categories": [name for name in class_order if name not in chosen],
         "duplicates": {"phash_threshold": PHASH_THRESHOLD, "groups": dup_groups},
         "officescore_version": __version__,
     }
     write_dataset(out, splits, chosen, meta, reporter)
-    left_out = [name for name in categories.order if name in excluded_classes]
-    recorded = os.path.normpath(out / meta["source"]["export"])
-    return IngestResult(out, chosen, counts, problems, category_map, dup_groups, left_out, recorded)
+    left_out = [name for name in class_order if name in excluded_classes]
+    recorded = [os.path.normpath(out / source["export"]) for source in sources]
+    return IngestResult(
+        out, chosen, counts, problems, category_map, dup_groups, left_out, recorded[0], recorded
+    )
 
 
 def _group_names(groups: list[int], images: list[ImageRecord]) -> list[list[str]]:
