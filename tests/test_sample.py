@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -225,3 +226,16 @@ def test_an_export_with_mask_conventions_labels_only_the_parts_it_keeps(tmp_path
             assert ann["attributes"]["occluded"] == inst.occluded
             whole_plants += inst.category == "plant" and not inst.occluded
     assert whole_plants > 0, "a plant with nothing in front of its leaves is not occluded"
+
+
+def test_cli_table_counts_what_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", str(tmp_path / "table"), "-n", "3", "--size", "96", "--seed", "2"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    annotations = json.loads((tmp_path / "table" / "annotations.json").read_text())["annotations"]
+    per_class = Counter(DEFAULT_CLASSES[a["category_id"] - 1] for a in annotations)
+    for name in DEFAULT_CLASSES:  # one row per class, found or not: "│ desk │ 2 │"
+        assert re.search(rf"\b{name}\W+{per_class[name]}\W", out), name
+    polygons = sum(isinstance(a["segmentation"], list) for a in annotations)
+    assert f"masks: {polygons} polygons, {len(annotations) - polygons} RLE" in out
