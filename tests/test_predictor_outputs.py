@@ -134,6 +134,13 @@ def test_a_threshold_of_0_keeps_everything_and_one_outside_0_to_1_is_refused() -
             Predictor(FixedDetector([]), NAMES, torch.device("cpu"), conf=conf)
 
 
+def test_a_batch_of_no_photos_is_refused_in_a_sentence() -> None:
+    """`prelabel --batch-size 0` reaches `predict` unchecked: a ConfigError, not DataLoader's ValueError."""
+    predictor = Predictor(FixedDetector([]), NAMES, torch.device("cpu"))
+    with pytest.raises(ConfigError, match="--batch-size 0: must be 1 or more"):
+        predictor.predict(_photo(), batch_size=0)
+
+
 def test_annotated_names_of_three_photos_of_one_name_are_all_different(tmp_path: Path) -> None:
     items = [tmp_path / folder / "office.jpg" for folder in ("a", "b", "c")]
     names = _annotated_names(items, tmp_path / "out")
