@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from officescore.attributes import AttributeSchema, load_schema
@@ -82,6 +83,15 @@ def test_scenes_know_what_they_draw() -> None:
         "lamp.kind": {"desk", "floor"},
         "plant.size": {"small", "large"},
     }
+
+
+def test_the_plants_called_large_are_the_large_ones() -> None:
+    areas: dict[str, list[int]] = {"small": [], "large": []}
+    for seed in range(40):
+        for inst in render_scene(seed, 128).instances:
+            if inst.category == "plant":
+                areas[inst.attributes["size"]].append(inst.full_area)
+    assert np.median(areas["large"]) > 1.5 * np.median(areas["small"]), areas
 
 
 def test_sample_export_writes_cvat_style_attributes(tmp_path: Path) -> None:

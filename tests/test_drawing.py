@@ -289,3 +289,45 @@ def test_two_classes_of_one_list_never_share_a_colour() -> None:
     from officescore.curate import sheets  # audit's contact sheets colour a data set's classes
 
     assert sheets._colour("office chair", classes) == second
+
+
+def _chip_rows_and_columns(out: np.ndarray, above: int, name: str = "desk") -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of `out[:above]` (above a box) in the class colour: its label chip."""
+    chip = (out[:above] == class_colour(name)).all(axis=2)
+    return np.flatnonzero(chip.any(axis=1)), np.flatnonzero(chip.any(axis=0))
+
+
+def test_a_label_sits_above_its_box_when_it_fits_and_never_leaves_the_picture() -> None:
+    unusable = masks.encode(np.ones((10, 10), np.uint8))  # boxes only: nothing else in the class colour
+    reference = np.asarray(draw(_photo(), [Detection("desk", 0.9, [60.0, 60.0, 70.0, 100.0], unusable, 0.1)]))
+    rows, columns = _chip_rows_and_columns(reference, 60)
+    height, width = len(rows), len(columns)
+    assert rows[-1] == 59 and columns[0] == 60  # above the box's top-left corner
+    # Exactly room for it above the box: above, not over the object.
+    fits = np.asarray(draw(_photo(), [Detection("desk", 0.9, [60.0, height, 70.0, 100.0], unusable, 0.1)]))
+    assert list(_chip_rows_and_columns(fits, height)[0]) == list(range(height))
+    # A box at the right edge: the chip moves left and stays whole.
+    edge = np.asarray(draw(_photo(), [Detection("desk", 0.9, [180.0, 60.0, 190.0, 100.0], unusable, 0.1)]))
+    columns = _chip_rows_and_columns(edge, 60)[1]
+    assert columns[-1] == W - 1 and abs(len(columns) - width) <= 1
+
+
+def test_a_box_that_misses_its_mask_still_gets_the_mask_outlined_and_a_label() -> None:
+    """A detection whose box lies below the picture (a record from elsewhere): its mask is outlined
+    whole instead of around the box, and its label stays inside the picture, at the bottom."""
+    desk = _det("desk", 0.9, _rect_mask(30, 40, 150, 120), box=[30.0, 300.0, 150.0, 400.0])
+    out = np.asarray(draw(_photo(), [desk], None))
+    assert tuple(out[80, 30]) == class_colour("desk") and tuple(out[80, 149]) == class_colour("desk")
+    assert (out[H - 1] == class_colour("desk")).all(axis=1).sum() > 20  # the chip's last row
+
+
+def test_the_banner_holds_its_whole_text_at_every_width() -> None:
+    """White text on the dark banner: never cut off at the right edge, never spilling below it."""
+    office = score_office([])
+    for width in range(120, 700, 9):
+        photo = Image.new("RGB", (width, width // 2), (128, 128, 128))
+        out = np.asarray(draw(photo, [], office), dtype=int)
+        banner = int(np.argmax(out[:, 2, 0] > 80))  # the first row below the dark fill, left of the text
+        bright = np.argwhere((out > 200).all(axis=2))  # the text
+        assert banner > 0 and len(bright) > 0, width
+        assert bright[:, 0].max() < banner and bright[:, 1].max() < width - 8, width

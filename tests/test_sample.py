@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,7 +16,7 @@ from officescore import DEFAULT_CLASSES
 from officescore import masks as masklib
 from officescore.cli import main
 from officescore.errors import UserError
-from officescore.sample import render_scene, scene_rng, write_sample
+from officescore.sample import MIN_VISIBLE_AREA, MIN_VISIBLE_FRACTION, render_scene, scene_rng, write_sample
 
 SIZE = 128
 N = 20
@@ -98,6 +99,8 @@ def test_coco_document_shape(export: Path, coco: dict) -> None:
             assert isinstance(seg["counts"], str) and seg["size"] == [SIZE, SIZE]
         else:
             assert seg and all(len(p) >= 6 and len(p) % 2 == 0 for p in seg)
+            # inside the photo: ingest reports (and clips) polygons that reach outside it
+            assert all(0 <= v <= SIZE for p in seg for v in p), ann["id"]
 
 
 def test_masks_are_exactly_the_visible_pixels(export: Path) -> None:
@@ -116,6 +119,7 @@ def test_masks_are_exactly_the_visible_pixels(export: Path) -> None:
             rle = masklib.encode(decoded)
             assert ann["area"] == masklib.area(rle) > 0
             assert ann["bbox"] == pytest.approx(masklib.bbox(rle))
+            assert ann["attributes"]["occluded"] == inst.occluded
             if isinstance(ann["segmentation"], list):
                 assert not inst.occluded  # polygons only for whole, unoccluded objects
             kinds["polygon" if isinstance(ann["segmentation"], list) else "rle"] += 1
@@ -167,6 +171,7 @@ def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["images"] == 3 and summary["size"] == 96
+    assert list(summary["per_class"]) == list(DEFAULT_CLASSES)  # every class, found or not
     assert (
         sum(summary["per_class"].values()) == summary["annotations"] == summary["polygons"] + summary["rles"]
     )
@@ -195,3 +200,42 @@ def test_cli_bad_arguments(
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not args or not target.exists(), "a bad flag must fail before any folder is created"
+
+
+def test_hidden_objects_are_left_out_not_labelled_by_a_few_pixels() -> None:
+    """An object mostly hidden behind others is taken out of the scene: every label shows at least
+    MIN_VISIBLE_FRACTION of its object and MIN_VISIBLE_AREA of the photo."""
+    for index in range(N):
+        for inst in render_scene(scene_rng(7, index), SIZE).instances:
+            assert inst.area >= MIN_VISIBLE_FRACTION * inst.full_area, (index, inst.category)
+            assert inst.area >= MIN_VISIBLE_AREA * SIZE * SIZE, (index, inst.category)
+
+
+def test_an_export_with_mask_conventions_labels_only_the_parts_it_keeps(tmp_path: Path) -> None:
+    """Plants as leaves, desks as tops: each annotation decodes to its instance's mask (a polygon of
+    the whole plant would bring the pot back), and `occluded` counts only the labelled parts."""
+    parts = {"plant": "leaves", "desk": "top"}
+    write_sample(tmp_path / "parts", n_images=N, seed=7, size=SIZE, masks=parts)
+    api = COCO(str(tmp_path / "parts" / "annotations.json"))
+    whole_plants = 0
+    for image_id in sorted(api.imgs):
+        scene = render_scene(scene_rng(7, image_id - 1), SIZE, parts)
+        anns = api.loadAnns(api.getAnnIds(imgIds=[image_id]))
+        for ann, inst in zip(anns, scene.instances, strict=True):
+            np.testing.assert_array_equal(api.annToMask(ann), inst.mask, err_msg=f"annotation {ann['id']}")
+            assert ann["attributes"]["occluded"] == inst.occluded
+            whole_plants += inst.category == "plant" and not inst.occluded
+    assert whole_plants > 0, "a plant with nothing in front of its leaves is not occluded"
+
+
+def test_cli_table_counts_what_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", str(tmp_path / "table"), "-n", "3", "--size", "96", "--seed", "2"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    annotations = json.loads((tmp_path / "table" / "annotations.json").read_text())["annotations"]
+    per_class = Counter(DEFAULT_CLASSES[a["category_id"] - 1] for a in annotations)
+    for name in DEFAULT_CLASSES:  # one row per class, found or not: "│ desk │ 2 │"
+        assert re.search(rf"\b{name}\W+{per_class[name]}\W", out), name
+    polygons = sum(isinstance(a["segmentation"], list) for a in annotations)
+    assert f"masks: {polygons} polygons, {len(annotations) - polygons} RLE" in out
