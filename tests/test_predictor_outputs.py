@@ -132,6 +132,8 @@ def test_a_threshold_of_0_keeps_everything_and_one_outside_0_to_1_is_refused() -
     for conf in (-0.1, 1.01):
         with pytest.raises(ConfigError, match="between 0 and 1"):
             Predictor(FixedDetector([]), NAMES, torch.device("cpu"), conf=conf)
+        with pytest.raises(ConfigError, match="between 0 and 1"):  # nor for one call
+            Predictor(FixedDetector([]), NAMES, torch.device("cpu")).predict(_photo(), conf=conf)
 
 
 def test_a_batch_of_no_photos_is_refused_in_a_sentence() -> None:

@@ -275,6 +275,8 @@ class Predictor:
             inputs = [inputs]
         items = expand_inputs(inputs)
         conf = self.conf if conf is None else conf
+        if not 0.0 <= conf <= 1.0:  # per call as at construction: 1.5 would silently find nothing
+            raise ConfigError(f"--conf {conf}: must be between 0 and 1")
         if batch_size < 1:
             raise ConfigError(f"--batch-size {batch_size}: must be 1 or more")
         results: list[ImageResult] = [ImageResult(_describe(item, i)) for i, item in enumerate(items)]
