@@ -185,9 +185,11 @@ def test_attributes_file_overrides_the_schema_and_stats_count_values(tmp_path: P
     schema = tmp_path / "attrs.toml"
     schema.write_text('[chair.armrests]\nkind = "yesno"\ndefault = true\n')
 
-    def edit(doc: dict) -> None:  # one chair left unlabelled
+    def edit(doc: dict) -> None:
         chair_id = next(c["id"] for c in doc["categories"] if c["name"] == "chair")
-        del next(a for a in doc["annotations"] if a["category_id"] == chair_id)["attributes"]["armrests"]
+        chairs = [a for a in doc["annotations"] if a["category_id"] == chair_id]
+        del chairs[0]["attributes"]["armrests"]  # left unlabelled
+        chairs[1]["segmentation"] = []  # a box only: an ignore region, whose value is not counted
 
     dataset, doc, problems = _ingest(tmp_path, edit, schema=schema)
     # lamp.kind and plant.size are not in this schema: listed as unknown, dropped
@@ -199,7 +201,8 @@ def test_attributes_file_overrides_the_schema_and_stats_count_values(tmp_path: P
 
     report = health_report(dataset).to_dict()
     chair_id = next(c["id"] for c in doc["categories"] if c["name"] == "chair")
-    truth = [a["attributes"].get("armrests") for a in doc["annotations"] if a["category_id"] == chair_id]
+    chairs = [a for a in doc["annotations"] if a["category_id"] == chair_id and a["segmentation"] != []]
+    truth = [a["attributes"].get("armrests") for a in chairs]
     counts = report["attributes"]["chair"]["armrests"]
     assert set(counts) == {"train", "val"}
     total = {key: sum(counts[s][key] for s in counts) for key in ("yes", "no", "unlabelled")}
@@ -223,6 +226,7 @@ def test_attribute_forms_of_other_tools() -> None:
     # Hasty / V7 style: a list of name/value pairs; CVAT's own keys are not the class's attributes.
     ann = {"attributes": [{"name": "size", "value": "large"}, {"name": "occluded", "value": True}]}
     assert raw_attributes(ann) == {"size": "large"}
+    assert raw_attributes({"attributes": [{"key": "size", "value": "large"}]}) == {"size": "large"}
     assert raw_attributes({"attributes": {"rotation": 0.0, "track_id": 3, "kind": "floor"}}) == {
         "kind": "floor"
     }

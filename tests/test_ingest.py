@@ -345,6 +345,15 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
         11,
     ),
     ("box_only", _set(_polygon_ann, segmentation=[]), "segmentation_missing", IGNORED, 6, 12),
+    ("box_only_empty_object", _set(_polygon_ann, segmentation={}), "segmentation_missing", IGNORED, 6, 12),
+    (  # a box between two pixel columns covers no pixel: not widened into one
+        "box_only_without_width",
+        _set(_polygon_ann, segmentation=[], bbox=[5.5, 5, 0, 3]),
+        "segmentation_missing",
+        "dropped",
+        6,
+        11,
+    ),
     (
         "box_only_without_area",
         _set(_polygon_ann, segmentation=[], bbox=[5, 5, 0, 3]),
@@ -410,6 +419,14 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
     ),
     ("box_no_area", _set(_polygon_ann, bbox=[5, 5, 0, 0]), "bbox_no_area", "recomputed from the mask", 6, 12),
     (
+        "box_no_width",
+        _set(_polygon_ann, bbox=[5, 5, 0, 3]),
+        "bbox_no_area",
+        "recomputed from the mask",
+        6,
+        12,
+    ),
+    (
         "box_missing",
         lambda r, c: _polygon_ann(c).pop("bbox"),
         "bbox_invalid",
@@ -453,6 +470,8 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
     ("iscrowd_text_zero", _set(_polygon_ann, iscrowd="0"), "iscrowd_invalid", "set to 0", 6, 12),
     ("iscrowd_text_zero_point", _set(_polygon_ann, iscrowd="0.0"), "iscrowd_invalid", "set to 0", 6, 12),
     ("iscrowd_text_false", _set(_polygon_ann, iscrowd="False"), "iscrowd_invalid", "set to 0", 6, 12),
+    ("iscrowd_text_no", _set(_polygon_ann, iscrowd="no"), "iscrowd_invalid", "set to 0", 6, 12),
+    ("iscrowd_float", _set(_polygon_ann, iscrowd=1.0), "iscrowd_invalid", "set to 1", 6, 12),
     ("category_no_name", _append("categories", {"id": 7}), "category_invalid", "dropped", 6, 12),
     (
         "category_duplicate_id",
@@ -493,6 +512,7 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
     ),
     ("unused_category", _append("categories", {"id": 4, "name": "lamp"}), None, "", 6, 12),
     ("string_ids", lambda r, c: [a.update(id=f"a-{a['id']}") for a in c["annotations"]], None, "", 6, 12),
+    ("float_ids", lambda r, c: [im.update(id=float(im["id"])) for im in c["images"]], None, "", 6, 12),
 ]
 
 
@@ -647,6 +667,24 @@ def test_strict_refuses_each_problem(tmp_path: Path) -> None:
     )
 
 
+def test_strict_refuses_a_single_problem(tmp_path: Path) -> None:
+    coco = make_export(tmp_path, n_images=3)
+    _set(_image, width=None)(tmp_path, coco)
+    with pytest.raises(DataError, match=r"^1 problem\(s\) in the export with --strict"):
+        ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset", strict=True)
+
+
+def test_a_flat_polygon_too_short_is_read_then_kept_as_an_ignore_region(tmp_path: Path) -> None:
+    """Each problem says what was done about it: the flat list was read as a polygon, and that
+    polygon's shortness turned the annotation into an ignore region."""
+    coco = make_export(tmp_path, n_images=6)
+    _set(_polygon_ann, segmentation=[1, 1, 20, 20])(tmp_path, coco)
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+    assert [p.kind for p in result.problems] == ["segmentation_flat", "polygon_too_short"]
+    assert result.problems[0].action == "read as one polygon"
+    assert IGNORED in result.problems[1].action
+
+
 def test_size_taken_from_exif_orientation(tmp_path: Path) -> None:
     coco = make_export(tmp_path, n_images=3)
     rotated = tmp_path / "images" / "rotated.jpg"
@@ -690,6 +728,7 @@ def test_size_taken_from_exif_orientation(tmp_path: Path) -> None:
             id="no_usable_images",
         ),
         pytest.param(["--val-fraction", "1.5"], None, "--val-fraction", id="bad_val_fraction"),
+        pytest.param(["--val-fraction", "1"], None, "--val-fraction", id="val_fraction_one"),
         pytest.param(
             ["--classes", "desk,sofa"],
             None,
@@ -1123,6 +1162,7 @@ def test_classes_keeps_only_those_in_given_order(tmp_path: Path) -> None:
     assert result.category_map == {"1": 2, "3": 1}
     chairs = sum(a["category_id"] == 2 for a in coco["annotations"])
     assert result.counts["excluded_by_classes"] == chairs
+    assert result.counts["dropped"] == {"images": 0, "annotations": 0}  # left out is not dropped
     assert result.counts["annotations"] == len(coco["annotations"]) - chairs
     assert result.problems == []
     _assert_normalised(tmp_path / "dataset")
@@ -1137,6 +1177,7 @@ def test_cli_says_what_classes_left_out(tmp_path: Path, capsys: pytest.CaptureFi
     chairs = sum(a["category_id"] == 2 for a in coco["annotations"])
     out = capsys.readouterr().out
     assert f"left out by --classes: {chairs} annotation(s)" in out
+    assert not (tmp_path / "ds" / "health.png").exists()  # --no-plot
     assert "the split the earlier ingest gave them" not in out  # a first ingest keeps none
     with pytest.raises(SystemExit) as info:  # --json names them too
         main(["ingest", str(export), "--out", str(tmp_path / "ds"), "--classes", "mug,desk", "--json"])
@@ -1245,6 +1286,32 @@ def test_every_class_in_val_and_train(tmp_path: Path) -> None:
             }
             assert present == {*CLASSES, "lamp"}, (seed, split)
         assert len(_load(tmp_path / "dataset", "val")["images"]) <= 4
+
+
+def test_the_split_does_not_depend_on_the_order_the_export_lists_its_photos(tmp_path: Path) -> None:
+    coco = make_export(tmp_path, n_images=10)
+    forward = write_export(tmp_path, coco, name="images/forward.json")
+    coco["images"].reverse()
+    backward = write_export(tmp_path, coco, name="images/backward.json")
+    ingest_export(forward, out=tmp_path / "d1")
+    ingest_export(backward, out=tmp_path / "d2")
+    assert _split_of(tmp_path / "d1") == _split_of(tmp_path / "d2")
+
+
+def test_val_gets_a_real_object_of_each_class_not_only_an_ignore_region(tmp_path: Path) -> None:
+    """Desks are crowd regions on all but two photos: covering the class in val takes one of those
+    two, as a crowd region is nothing to measure a desk detector on."""
+    coco = make_export(tmp_path, n_images=12)
+    desks = [a for a in coco["annotations"] if a["category_id"] == 1]
+    real = {desks[0]["image_id"], desks[-1]["image_id"]}
+    for ann in desks:
+        ann["iscrowd"] = int(ann["image_id"] not in real)
+    export = write_export(tmp_path, coco)
+    for seed in range(8):
+        ingest_export(export, out=tmp_path / "dataset", seed=seed, val_fraction=0.1)
+        for split in ("train", "val"):
+            anns = _load(tmp_path / "dataset", split)["annotations"]
+            assert any(a["category_id"] == 1 and not a["iscrowd"] for a in anns), (seed, split)
 
 
 def test_split_is_deterministic_by_seed(tmp_path: Path) -> None:
@@ -1450,6 +1517,8 @@ def test_out_folder_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     ]  # no temp folders left
 
     monkeypatch.undo()
+    with pytest.raises(DataError, match="replace the image folder"):  # photos inside the data set
+        ingest_export(export, images_dir=out / "images", out=out)
     ingest_export(export, out=out, seed=1)  # an existing data set is replaced
     assert not (out / "health.png").exists()
     assert json.loads((out / "dataset.json").read_text())["seed"] == 1

@@ -618,6 +618,9 @@ def test_cvat_zip_unpacked_without_images_is_refused_naming_its_images_folder(tm
     export = write_export(tmp_path, make_export(tmp_path, n_images=3), "annotations/instances_default.json")
     with pytest.raises(DataError, match=r"\(image_missing x3\); pass --images DIR.*, perhaps .*images$"):
         ingest_export(export, out=tmp_path / "dataset")
+    (tmp_path / "elsewhere").mkdir()  # the folder given with --images: not told to pass one beside
+    with pytest.raises(DataError, match=r"holds the photos \(looked up there by name\)$"):
+        ingest_export(export, images_dir=tmp_path / "elsewhere", out=tmp_path / "dataset")
     result = ingest_export(export, images_dir=tmp_path / "images", out=tmp_path / "dataset")
     assert result.counts["images"] == 3
 

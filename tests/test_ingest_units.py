@@ -1,0 +1,122 @@
+"""Ingest's rules one function at a time, where the round trips of test_ingest.py do not reach them:
+category order, path guards, clipping, areas, crowd, the split, and finding photos by name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from officescore import masks
+from officescore.ingest import run as ingest
+from officescore.ingest.checks import (
+    check_area,
+    check_categories,
+    check_segmentation,
+    crowd_as_instance,
+    safe_image_path,
+    written_by_cvat,
+)
+from officescore.ingest.locate import ImageFinder, meant_path
+from officescore.ingest.split import hamming_pairs, split_groups
+
+
+def test_classes_follow_the_numeric_order_of_their_ids_with_names_trimmed() -> None:
+    categories, problems = check_categories(
+        [{"id": 10, "name": "mug"}, {"id": "2", "name": " chair "}, {"id": 1, "name": "desk"}]
+    )
+    assert categories.order == ["desk", "chair", "mug"]  # ids 1, 2, 10; as text "10" sorts before "2"
+    assert categories.names == {"10": "mug", "2": "chair", "1": "desk"}
+    assert problems == []
+
+
+def test_classes_asked_for_are_read_without_the_spaces_around_them() -> None:
+    categories, _ = check_categories([{"id": 1, "name": "desk"}, {"id": 2, "name": "mug"}])
+    assert ingest._requested_classes(categories, ["mug", " desk ", ""]) == [
+        "mug",
+        "desk",
+    ]  # `--classes "mug, desk"`
+
+
+def test_a_name_with_a_dot_dot_part_is_refused_even_when_it_lands_inside(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "x.png").write_bytes(b"")
+    assert safe_image_path(tmp_path, "x.png") == Path(os.path.realpath(tmp_path / "x.png"))
+    assert safe_image_path(tmp_path, "sub/../x.png") is None
+
+
+def test_a_polygon_over_the_bottom_of_a_portrait_photo_keeps_its_pixels_down_to_the_edge() -> None:
+    width, height = 64, 96  # taller than wide: the bottom edge is at y = 96, not 64
+    triangle = [10, 20, 40, 150, 60, 30]  # its tip below the photo
+    kinds: list[str] = []
+    rle = check_segmentation({"segmentation": [triangle]}, width, height, lambda kind, *_: kinds.append(kind))
+    assert rle is not None and kinds == ["outside_image"]
+    got = masks.decode(rle)
+    whole = masks.decode(masks.from_polygons([triangle], 200, width))[:height]  # drawn uncut, then cut
+    assert got[height - 1].any()
+    assert np.abs(got.astype(int) - whole).sum() <= 8  # rasterised edges may differ by a pixel or so
+
+
+def test_a_rectangle_drawn_between_pixels_is_not_said_to_have_its_box_area() -> None:
+    """A tool's area of a rectangle is w x h exactly; its raster counts whole pixels (441 for 408)."""
+    polygon = [10.4, 10.4, 30.6, 10.4, 30.6, 30.6, 10.4, 30.6]
+    ann = {"segmentation": [polygon], "bbox": [10.4, 10.4, 20.2, 20.2], "area": 20.2 * 20.2}
+    said: list[str] = []
+    check_area(ann, masks.from_polygons([polygon], 64, 96), lambda kind, *_: said.append(kind))
+    assert said == []
+
+
+def test_cvat_is_told_by_every_annotation_and_only_its_masks_become_instances() -> None:
+    by_cvat = {"attributes": {"occluded": False}}
+    assert written_by_cvat([by_cvat, by_cvat])
+    assert not written_by_cvat([by_cvat, {"attributes": {"armrests": True}}])
+    mask = {"segmentation": {"size": [2, 2], "counts": [1, 3]}}
+    assert crowd_as_instance(mask, "auto", cvat=True) and not crowd_as_instance(mask, "auto", cvat=False)
+    # a polygon CVAT marks iscrowd 1 was marked so by hand: a crowd region
+    assert not crowd_as_instance({"segmentation": [[0, 0, 9, 0, 9, 9]]}, "auto", cvat=True)
+
+
+def test_only_label_studios_signature_marks_its_export() -> None:
+    assert ingest.written_by_label_studio({"info": {"contributor": "Label Studio"}})
+    assert not ingest.written_by_label_studio({"info": {"contributor": "COCO Consortium"}})
+
+
+def test_near_duplicates_include_the_threshold_distance() -> None:
+    assert hamming_pairs([0, 0b111111, 0b1111111], 6) == [(0, 1), (1, 2)]  # 6 bits apart: duplicates
+
+
+def test_two_photos_give_val_one() -> None:
+    assert split_groups([0, 1], [set(), set()], 0.2, seed=0).count("val") == 1  # round(0.4) is 0
+
+
+def test_a_class_keeps_its_only_photo_in_train_whatever_the_seed() -> None:
+    classes = [{"sofa"}, {"desk"}, {"desk"}, {"desk"}]
+    for seed in range(20):
+        assert split_groups([0, 1, 2, 3], classes, 0.5, seed)[0] == "train", seed
+
+
+def test_val_covers_the_classes_with_as_few_photos_as_it_can() -> None:
+    classes = [{"desk"}, {"chair"}, {"desk", "chair"}, {"desk"}, {"chair"}, {"desk", "chair"}]
+    for seed in range(10):
+        got = split_groups(range(6), classes, 0.1, seed)
+        assert [c for c, split in zip(classes, got, strict=True) if split == "val"] == [{"desk", "chair"}], (
+            seed
+        )
+
+
+def test_finding_by_name_skips_hidden_folders_and_counts_a_linked_file_once(tmp_path: Path) -> None:
+    photo = tmp_path / "photos" / "scene.png"
+    photo.parent.mkdir()
+    photo.write_bytes(b"photo")
+    (tmp_path / ".thumbnails").mkdir()  # a viewer's cache
+    (tmp_path / ".thumbnails" / "scene.png").write_bytes(b"thumbnail")
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "scene.png").symlink_to(photo)
+    found = ImageFinder(tmp_path, ["upload/scene.png"]).locate("upload/scene.png")
+    assert found.path == Path(os.path.realpath(photo)) and not found.ambiguous
+
+
+def test_a_plain_name_with_a_query_sign_in_it_is_a_name() -> None:
+    assert meant_path("scan?d=1.jpg") == "scan?d=1.jpg"
+    assert meant_path("/data/local-files/?d=photos/scan%201.jpg") == "photos/scan 1.jpg"
