@@ -33,7 +33,7 @@ def test_classes_follow_the_numeric_order_of_their_ids_with_names_trimmed() -> N
 
 def test_classes_asked_for_are_read_without_the_spaces_around_them() -> None:
     categories, _ = check_categories([{"id": 1, "name": "desk"}, {"id": 2, "name": "mug"}])
-    assert ingest._requested_classes(categories, ["mug", " desk ", ""]) == [
+    assert ingest._requested_classes(categories.order, ["mug", " desk ", ""]) == [
         "mug",
         "desk",
     ]  # `--classes "mug, desk"`
