@@ -19,7 +19,14 @@ from PIL import Image
 from scoremodels import write_checkpoint, write_scenes
 
 from officescore import masks
-from officescore.app import MAX_UPLOAD_BYTES, PageSettings, check_upload, slider_start, streamlit_command
+from officescore.app import (
+    MAX_UPLOAD_BYTES,
+    PageSettings,
+    check_upload,
+    objects_table,
+    slider_start,
+    streamlit_command,
+)
 from officescore.cli import main
 from officescore.errors import BadImageError, UserError
 from officescore.images import HEIF_READABLE
@@ -296,6 +303,19 @@ def test_check_upload(monkeypatch: pytest.MonkeyPatch) -> None:
         check_upload("office.png", MAX_UPLOAD_BYTES + 1)
     with pytest.raises(BadImageError, match="empty file"):
         check_upload("office.png", 0)
+
+
+def test_the_objects_table_shows_attributes_not_a_score_for_a_class_of_two_words() -> None:
+    """ "office chair 0.90" split at spaces put the score in the attributes column."""
+    from officescore.infer import Detection
+
+    mask = masks.encode(np.ones((10, 10), np.uint8))
+    found = [
+        Detection("office chair", 0.9, [0.0, 0.0, 5.0, 5.0], mask, 0.1, attributes={"armrests": True}),
+        Detection("standing desk", 0.8, [0.0, 0.0, 5.0, 5.0], mask, 0.1),
+        Detection("chair", 0.7, [0.0, 0.0, 5.0, 5.0], mask, 0.1, attributes={"armrests": False}),
+    ]
+    assert list(objects_table(found).data["attributes"]) == ["armrests", "", "no armrests"]
 
 
 def test_slider_starts_inside_its_range() -> None:
