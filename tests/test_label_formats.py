@@ -385,3 +385,13 @@ def test_a_tasks_file_of_one_task_is_read_as_a_list_of_one(tmp_path: Path) -> No
     task = formats.make_task("https://example.org/a.jpg", 10, 10, LabelSchema(("desk",)))
     (tmp_path / "one.json").write_text(json.dumps(task))
     assert formats.read_tasks(tmp_path / "one.json") == [task]
+
+
+def test_click_to_mask_tools_added_later_bring_a_brush_tag_only_where_the_project_has_none() -> None:
+    """The backend answers a click with a brush mask: a polygon project gets a BrushLabels tag for it,
+    a brush project answers into its own."""
+    for kind, answer_tags in (("polygon", 1), ("brush", 0)):
+        xml = formats.with_smart_tools(LabelSchema(("desk",), kind).config_xml())
+        brush_tags = xml.count("<BrushLabels ")
+        assert brush_tags == answer_tags + (kind == "brush"), kind
+        assert LabelSchema.from_config(xml).interactive
