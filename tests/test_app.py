@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -19,7 +20,14 @@ from PIL import Image
 from scoremodels import write_checkpoint, write_scenes
 
 from officescore import masks
-from officescore.app import MAX_UPLOAD_BYTES, PageSettings, check_upload, slider_start, streamlit_command
+from officescore.app import (
+    MAX_UPLOAD_BYTES,
+    PageSettings,
+    check_upload,
+    objects_table,
+    slider_start,
+    streamlit_command,
+)
 from officescore.cli import main
 from officescore.errors import BadImageError, UserError
 from officescore.images import HEIF_READABLE
@@ -298,6 +306,32 @@ def test_check_upload(monkeypatch: pytest.MonkeyPatch) -> None:
         check_upload("office.png", 0)
 
 
+def test_the_objects_table_shows_attributes_not_a_score_for_a_class_of_two_words() -> None:
+    """ "office chair 0.90" split at spaces put the score in the attributes column."""
+    from officescore.infer import Detection
+
+    mask = masks.encode(np.ones((10, 10), np.uint8))
+    found = [
+        Detection("office chair", 0.9, [0.0, 0.0, 5.0, 5.0], mask, 0.1, attributes={"armrests": True}),
+        Detection("standing desk", 0.8, [0.0, 0.0, 5.0, 5.0], mask, 0.1),
+        Detection("chair", 0.7, [0.0, 0.0, 5.0, 5.0], mask, 0.1, attributes={"armrests": False}),
+    ]
+    assert list(objects_table(found).data["attributes"]) == ["armrests", "", "no armrests"]
+
+
+def test_the_objects_table_writes_light_ink_on_dark_class_colours() -> None:
+    from officescore import DEFAULT_CLASSES
+    from officescore.infer import Detection
+    from officescore.infer.drawing import text_colour
+
+    mask = masks.encode(np.ones((10, 10), np.uint8))
+    found = [Detection(name, 0.5, [0.0, 0.0, 5.0, 5.0], mask, 0.1) for name in DEFAULT_CLASSES]
+    dark = {name: text_colour(class_colour(name)) != (0, 0, 0) for name in DEFAULT_CLASSES}
+    assert set(dark.values()) == {True, False}  # the office classes have both
+    html = objects_table(found).to_html()
+    assert set(re.findall(r"(?<!-)color: (#[0-9a-f]{6})", html)) == {"#ffffff", "#000000"}  # not background-
+
+
 def test_slider_starts_inside_its_range() -> None:
     # `serve --conf 0` or `--conf 1` are valid flags; the slider must not receive a value it refuses
     assert slider_start(0.0) == 0.05 and slider_start(1.0) == 0.95 and slider_start(0.3) == 0.3
@@ -375,3 +409,35 @@ def test_serve_coco_with_its_weights_in_the_hub_cache_starts_offline(
     with pytest.raises(SystemExit) as info:
         main(["serve", "--model", "coco", "--port", str(port)])
     assert info.value.code == 0 and len(started) == 1
+
+
+def test_the_ports_at_both_ends_are_ports() -> None:
+    for port in (1, 65535):
+        argv, _ = streamlit_command(PageSettings(model="coco"), port=port)
+        assert argv[argv.index("--server.port") + 1] == str(port)
+
+
+def test_serve_starts_the_page_at_a_threshold_of_0(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--conf 0 (show every detection) is a threshold like any other: the page starts at it."""
+    started: list[dict[str, str]] = []
+
+    def execve(path: str, argv: list[str], env: dict[str, str]) -> None:  # where streamlit would start
+        started.append(env)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execve", execve)
+    args = [
+        "--model",
+        str(files["checkpoint"]),
+        "--port",
+        str(_free_port()),
+        "--conf",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    with pytest.raises(SystemExit) as info:
+        main(["serve", *args])
+    assert info.value.code == 0 and PageSettings.from_env(started[0]).conf == 0.0

@@ -359,3 +359,39 @@ def test_only_rectangles_of_the_ignore_tag_ask_push_to_add_the_tag() -> None:
     assert _tag_labels([{"predictions": [{"result": [polygon]}]}], formats.IGNORE_TAG) is None
     tasks = [{"predictions": [{"result": [polygon]}], "annotations": [{"result": [rectangle]}]}]
     assert _tag_labels(tasks, formats.IGNORE_TAG) == ["lamp"]
+
+
+def test_a_hand_made_yes_no_choice_is_yes_no_in_either_order() -> None:
+    """A project whose owner typed the choices yes, then no, has a yes/no attribute, not a choice
+    of two words whose default is "yes"."""
+    for order in (("yes", "no"), ("no", "yes")):
+        choices = "".join(f'<Choice value="{v}"/>' for v in order)
+        (armrests,) = LabelSchema.from_config(
+            '<View><Image name="image" value="$image"/><PolygonLabels name="label" toName="image">'
+            '<Label value="chair"/></PolygonLabels><Choices name="chair__armrests" toName="image" '
+            f'perRegion="true">{choices}</Choices></View>'
+        ).attributes.for_class("chair")
+        assert (armrests.kind, armrests.default) == ("yesno", False)
+
+
+def test_a_photo_with_no_detections_gets_an_empty_prediction() -> None:
+    """Label Studio shows the model looked at the photo (and which version) though it found nothing."""
+    task = formats.make_task("a.jpg", 10, 10, LabelSchema(("desk",)), detections=[], model_version="v1")
+    assert task["predictions"] == [{"model_version": "v1", "score": 0.0, "result": []}]
+
+
+def test_a_tasks_file_of_one_task_is_read_as_a_list_of_one(tmp_path: Path) -> None:
+    """Label Studio imports a file holding one task object; so does push --review."""
+    task = formats.make_task("https://example.org/a.jpg", 10, 10, LabelSchema(("desk",)))
+    (tmp_path / "one.json").write_text(json.dumps(task))
+    assert formats.read_tasks(tmp_path / "one.json") == [task]
+
+
+def test_click_to_mask_tools_added_later_bring_a_brush_tag_only_where_the_project_has_none() -> None:
+    """The backend answers a click with a brush mask: a polygon project gets a BrushLabels tag for it,
+    a brush project answers into its own."""
+    for kind, answer_tags in (("polygon", 1), ("brush", 0)):
+        xml = formats.with_smart_tools(LabelSchema(("desk",), kind).config_xml())
+        brush_tags = xml.count("<BrushLabels ")
+        assert brush_tags == answer_tags + (kind == "brush"), kind
+        assert LabelSchema.from_config(xml).interactive

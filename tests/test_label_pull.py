@@ -338,3 +338,108 @@ def test_labels_until_is_the_newest_label_by_its_last_change_on_label_studios_cl
     finally:
         monkeypatch.undo()  # the zone this process had
         time.tzset()
+
+
+SQUARE = [[10, 10], [40, 10], [40, 40], [10, 40]]
+
+
+def labelled(task_id: int, ref: str, *results: dict[str, Any], **data: str) -> dict[str, Any]:
+    """A task (photo `ref`, extra `data`) with one annotation holding `results`."""
+    annotations = [{"id": task_id, "result": list(results)}]
+    return {"id": task_id, "data": {"image": ref, **data}, "annotations": annotations}
+
+
+class Serving(StandIn):
+    """A stand-in that serves each task's photo, as Label Studio does what --local-root lacks."""
+
+    def __init__(self, tasks: list[dict[str, Any]], served: dict[int, bytes]) -> None:
+        super().__init__(tasks)
+        self.served, self.asked = served, []
+
+    def download(self, url: str, task_id: int | None = None) -> bytes:
+        self.asked.append(task_id)
+        return self.served[task_id]
+
+
+def test_pull_names_photos_after_the_task_and_reads_only_inside_the_local_root(tmp_path: Path) -> None:
+    """A task's `name` names its file (a .jpg suffix added when it has none); a local-files address
+    outside --local-root (`..`) or missing below it is downloaded from Label Studio, not read from
+    disk (nor a FileNotFoundError)."""
+    (photo,) = write_photos(tmp_path / "root" / "photos", n=1)
+    _, outside, served_2, served_3 = write_photos(tmp_path / "elsewhere", n=4)  # scenes 1-3: other bytes
+    desk = polygon_region(SQUARE, "desk", WIDTH, HEIGHT)
+    tasks = [
+        labelled(1, f"/data/local-files/?d=photos/{photo.name}", desk, name="desk corner"),
+        labelled(2, f"/data/local-files/?d=../elsewhere/{outside.name}", desk),
+        labelled(3, "/data/local-files/?d=photos/gone.jpg", desk),
+    ]
+    client = Serving(tasks, {2: served_2.read_bytes(), 3: served_3.read_bytes()})
+    pull_project(client, "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    assert client.asked == [2, 3]
+    images = tmp_path / "pull" / "images"
+    assert {p.name: p.read_bytes() for p in images.iterdir()} == {
+        "desk_corner.jpg": photo.read_bytes(),
+        outside.name: served_2.read_bytes(),
+        "gone.jpg": served_3.read_bytes(),
+    }
+
+
+def test_pull_keeps_each_photos_task_and_licence_and_numbers_labels_across_photos(tmp_path: Path) -> None:
+    """`label backend --train` finds a photo's task through `label_studio_task`; the licence and its
+    source travel with the photo; annotation ids are unique over the whole export (ingest's rule)."""
+    photos = write_photos(tmp_path / "root" / "photos", n=2)
+    regions = [
+        polygon_region(SQUARE, "desk", WIDTH, HEIGHT),
+        polygon_region(SQUARE[:3], "chair", WIDTH, HEIGHT),
+    ]
+    licence = {"license": "CC BY 4.0", "creator": "A. Person", "landing_page": "https://example.org/p"}
+    tasks = [
+        labelled(task_id, f"/data/local-files/?d=photos/{p.name}", *regions, **licence)
+        for task_id, p in zip((7, 9), photos, strict=True)
+    ]
+    pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    coco = json.loads(pulled.export.read_text())
+    assert [(im["id"], im["label_studio_task"]) for im in coco["images"]] == [(7, 7), (9, 9)]
+    assert all(im.items() >= licence.items() for im in coco["images"])
+    assert [(a["id"], a["image_id"]) for a in coco["annotations"]] == [(1, 7), (2, 7), (3, 9), (4, 9)]
+
+
+def test_a_photo_turned_by_its_exif_is_pulled_at_the_size_labellers_saw(tmp_path: Path) -> None:
+    """A phone photo stored 128 x 96 with EXIF orientation 6 is shown, and labelled, 96 x 128: its
+    entry has that size and its labels are not rescaled to the stored one."""
+    from PIL import Image
+
+    (photo,) = write_photos(tmp_path / "root" / "photos", n=1)
+    with Image.open(photo) as image:
+        exif = image.getexif()
+        exif[0x0112] = 6  # turned 90 degrees clockwise when shown
+        image.load()
+    image.save(photo, exif=exif, quality=92)
+    desk = polygon_region(SQUARE, "desk", HEIGHT, WIDTH)  # drawn on the 96 px wide photo shown
+    tasks = [labelled(1, f"/data/local-files/?d=photos/{photo.name}", desk)]
+    pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    coco = json.loads(pulled.export.read_text())
+    assert [(im["width"], im["height"]) for im in coco["images"]] == [(HEIGHT, WIDTH)]
+    (label,) = coco["annotations"]
+    shown = [v for x, y in SQUARE for v in (x * HEIGHT / 100.0, y * WIDTH / 100.0)]
+    assert label["segmentation"][0] == pytest.approx(shown, abs=0.01)
+
+
+def test_pull_into_an_empty_folder_and_the_later_of_two_annotations_saved_at_once(tmp_path: Path) -> None:
+    """An empty --out made beforehand is a place to pull into, not "a folder with other files"; two
+    annotations with the same time (saved in one second): the later one (higher id) counts."""
+    (photo,) = write_photos(tmp_path / "root" / "photos", n=1)
+    at = "2026-12-04T10:00:00Z"
+    task = {
+        "id": 1,
+        "data": {"image": f"/data/local-files/?d=photos/{photo.name}"},
+        "annotations": [
+            {"id": 11, "updated_at": at, "result": [polygon_region(SQUARE, "desk", WIDTH, HEIGHT)]},
+            {"id": 12, "updated_at": at, "result": [polygon_region(SQUARE, "chair", WIDTH, HEIGHT)]},
+        ],
+    }
+    (tmp_path / "pull").mkdir()
+    pulled = pull_project(StandIn([task]), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    coco = json.loads(pulled.export.read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    assert [names[a["category_id"]] for a in coco["annotations"]] == ["chair"]

@@ -1,0 +1,179 @@
+"""`label push` without Label Studio: a stand-in client records what push_images and push_tasks_file
+ask of `officescore.label.client.LabelStudio` (which photos, which task data, which storage, which
+imports). Against the real server: test_label_studio.py."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from labelmodels import EdgePredictor, edge_model, polygon_region, write_photos
+
+from officescore.files import sha256_file
+from officescore.infer import ImageResult
+from officescore.label import push
+from officescore.label.client import LabelStudioError, Project
+from officescore.label.formats import LabelSchema, config_path_for
+from officescore.label.predict import LoadedPredictor
+from officescore.label.prelabel import LOCAL_FILES_PREFIX
+from officescore.progress import SILENT
+
+
+class Studio:
+    """The calls push makes of the client, against one project (None: not made yet)."""
+
+    def __init__(self, project: LabelSchema | None = None, tasks: list[dict[str, Any]] | None = None) -> None:
+        self.project = None if project is None else Project(4, "offices", project, project.config_xml())
+        self.tasks = list(tasks or [])
+        self.uploaded: list[str] = []
+        self.imports: list[list[dict[str, Any]]] = []
+        self.storages: list[Path] = []
+
+    def find_project(self, title: str) -> Project | None:
+        return self.project
+
+    def create_project(self, title: str, schema: LabelSchema) -> Project:
+        self.project = Project(4, title, schema, schema.config_xml())
+        return self.project
+
+    def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
+        return json.loads(json.dumps(self.tasks))
+
+    def upload_file(self, project_id: int, name: str, data: bytes) -> str:
+        self.uploaded.append(name)
+        return f"/data/upload/4/{name}"
+
+    def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> None:
+        self.imports.append(list(tasks))
+        self.tasks += tasks
+
+    def add_local_storage(self, project_id: int, folder: Path) -> None:
+        self.storages.append(folder)
+
+    def set_project(self, project_id: int, label_config: str) -> None:
+        assert self.project is not None
+        self.project = Project(
+            project_id, self.project.title, LabelSchema.from_config(label_config), label_config
+        )
+
+    @property
+    def imported(self) -> list[dict[str, Any]]:
+        return [task for chunk in self.imports for task in chunk]
+
+
+def test_tasks_are_imported_in_chunks_and_every_one_arrives() -> None:
+    client = Studio(LabelSchema(("desk",)))
+    tasks = [{"data": {"image": f"https://example.org/{n}.jpg"}} for n in range(2 * push.CHUNK + 1)]
+    push._import(client, 4, tasks, SILENT)  # type: ignore[arg-type]
+    assert [len(chunk) for chunk in client.imports] == [push.CHUNK, push.CHUNK, 1]
+    assert client.imported == tasks
+
+
+def test_a_second_push_from_a_local_root_adds_only_new_photos_each_under_its_own_name(tmp_path: Path) -> None:
+    """The project (other classes, made by hand) holds the first photo, another, and a task imported
+    by hand without a sha256: the other photos become tasks pointing at their own files through a storage of
+    their folder, named after the photo; what is said to be there already is the one photo given."""
+    root = tmp_path / "root"
+    photos = write_photos(root / "photos", n=3)
+    there = [
+        {"data": {"image": "x", "sha256": sha256_file(photos[0])}},
+        {"data": {"image": "y", "sha256": "a photo not given"}},
+        {"data": {"image": "by hand"}},
+    ]
+    client = Studio(LabelSchema(("sofa", "rug")), there)
+    result = push.push_images(client, "offices", [root / "photos"], local_root=root)  # type: ignore[arg-type]
+    assert (result.added, result.already_there) == (2, 1)
+    assert client.storages == [(root / "photos").resolve()]
+    assert [(t["data"]["image"], t["data"]["name"]) for t in client.imported] == [
+        (f"{LOCAL_FILES_PREFIX}photos/{p.name}", p.name) for p in photos[1:]
+    ]
+    assert client.uploaded == []
+
+
+def test_a_push_with_a_model_into_a_new_brush_project(tmp_path: Path) -> None:
+    """--classes may name more than the model predicts; --mask brush makes a brush project, whose
+    predictions are brush regions on the photo's own size (128 x 96), and a later push without --mask
+    keeps its kind."""
+    photos = write_photos(tmp_path / "photos", n=1)
+    client = Studio()
+    classes = ["desk", "chair", "monitor", "lamp"]
+    pushed = push.push_images(client, "offices", photos, edge_model(), classes=classes, mask="brush")  # type: ignore[arg-type]
+    assert pushed.created and client.project is not None and client.project.schema.mask == "brush"
+    (task,) = client.imported
+    regions = task["predictions"][0]["result"]
+    assert regions and {(r["type"], r["original_width"], r["original_height"]) for r in regions} == {
+        ("brushlabels", 128, 96)
+    }
+    more = write_photos(tmp_path / "more", n=2)[1:]
+    again = push.push_images(client, "offices", more, edge_model())  # type: ignore[arg-type]
+    assert (again.created, again.added) == (False, 1)
+
+
+class FailsTheSecond(EdgePredictor):
+    """A model that cannot read the second photo (decoded fine before, e.g. gone meanwhile)."""
+
+    def predict(self, paths: Sequence[Path], **kwargs: object) -> list[ImageResult]:
+        results = super().predict(paths, **kwargs)
+        results[1] = ImageResult(str(paths[1]), error="cannot read it")
+        return results
+
+
+def test_a_photo_the_model_fails_is_listed_and_not_counted_as_added(tmp_path: Path) -> None:
+    photos = write_photos(tmp_path, n=2)
+    client = Studio()
+    loaded = LoadedPredictor(FailsTheSecond(), "fails", "fails-00000000")
+    pushed = push.push_images(client, "offices", photos, loaded)  # type: ignore[arg-type]
+    assert (pushed.added, [f["path"] for f in pushed.failed]) == (1, [str(photos[1])])
+    assert len(client.imported) == 1
+
+
+def test_push_interactive_gives_a_project_made_earlier_the_click_to_mask_tools(tmp_path: Path) -> None:
+    client = Studio(LabelSchema(("desk",)))
+    push.push_images(client, "offices", write_photos(tmp_path, n=1), interactive=True)  # type: ignore[arg-type]
+    assert client.project is not None and client.project.schema.interactive
+
+
+def write_tasks_file(folder: Path, tasks: list[dict[str, Any]], schema: LabelSchema) -> Path:
+    tasks_file = folder / "review.json"
+    tasks_file.write_text(json.dumps(tasks))
+    config_path_for(tasks_file).write_text(schema.config_xml())
+    return tasks_file
+
+
+def test_a_tasks_file_skips_what_the_project_holds_and_serves_or_keeps_the_rest(tmp_path: Path) -> None:
+    """Task 1's photo is in the project (by sha256) and gone from disk: skipped and counted. Task 2
+    is an http(s) photo: imported as it is, not uploaded. Task 3's photo is served from --local-root
+    through a storage of its folder; `path` (relative to the file) stays out of Label Studio."""
+    schema = LabelSchema(("desk",))
+    root = tmp_path / "root"
+    (photo,) = write_photos(root / "photos", n=1)
+    url = "https://photos.example/office.jpg"
+    tasks = [
+        {"data": {"image": "a.jpg", "path": "gone.jpg", "sha256": "aaa"}},
+        {"data": {"image": url, "path": "root/photos/scene_0.jpg", "sha256": "bbb"}},
+        {"data": {"image": "c.jpg", "path": "root/photos/scene_0.jpg"}},
+    ]
+    client = Studio(schema, [{"data": {"image": "old", "sha256": "aaa"}}])
+    result = push.push_tasks_file(
+        client, "offices", write_tasks_file(tmp_path, tasks, schema), local_root=root
+    )  # type: ignore[arg-type]
+    assert (result.added, result.already_there) == (2, 1)
+    assert [t["data"]["image"] for t in client.imported] == [url, f"{LOCAL_FILES_PREFIX}photos/{photo.name}"]
+    assert not any("path" in t["data"] for t in client.imported)
+    assert client.storages == [(root / "photos").resolve()] and client.uploaded == []
+
+
+def test_a_tasks_file_whose_labels_the_project_lacks_is_refused(tmp_path: Path) -> None:
+    """An annotation (not only a prediction) of a class the project has no label for: Label Studio
+    would not show it, so the push is refused before anything is imported."""
+    lamp = polygon_region([[10, 10], [40, 10], [40, 40]], "lamp", 128, 96)
+    tasks = [{"data": {"image": "https://photos.example/a.jpg"}, "annotations": [{"result": [lamp]}]}]
+    client = Studio(LabelSchema(("desk",)))
+    with pytest.raises(LabelStudioError, match="lamp"):
+        push.push_tasks_file(
+            client, "offices", write_tasks_file(tmp_path, tasks, LabelSchema(("desk", "lamp")))
+        )  # type: ignore[arg-type]
+    assert client.imports == []
