@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from labelmodels import EdgePredictor, edge_model, polygon_region, write_photos
 
+from officescore.errors import ConfigError
 from officescore.files import sha256_file
 from officescore.infer import ImageResult
 from officescore.label import push
@@ -91,6 +92,24 @@ def test_a_second_push_from_a_local_root_adds_only_new_photos_each_under_its_own
         (f"{LOCAL_FILES_PREFIX}photos/{p.name}", p.name) for p in photos[1:]
     ]
     assert client.uploaded == []
+
+
+def test_photos_in_two_folders_below_the_local_root_get_a_storage_each(tmp_path: Path) -> None:
+    """root/a and root/b: Label Studio refuses its document root as a storage, so each top folder gets
+    its own (the common folder of its photos); a photo in the root itself is refused in a sentence."""
+    root = tmp_path / "root"
+    kitchen = write_photos(root / "a" / "kitchen", n=1)
+    study = write_photos(root / "a" / "study", n=2)[1:]  # another scene: not the same photo twice
+    office = write_photos(root / "b", n=3)[2:]
+    client = Studio(LabelSchema(("desk",)))
+    push.push_images(client, "offices", [*kitchen, *study, *office], local_root=root)  # type: ignore[arg-type]
+    assert client.storages == [(root / "a").resolve(), (root / "b").resolve()]
+    assert len(client.imported) == 3
+    (root / "loose.jpg").write_bytes(office[0].read_bytes())
+    with pytest.raises(
+        ConfigError, match=r"document root itself \(loose.jpg is there\); put them in a subfolder"
+    ):
+        push.storage_folders([office[0], root / "loose.jpg"], root)
 
 
 def test_a_push_with_a_model_into_a_new_brush_project(tmp_path: Path) -> None:

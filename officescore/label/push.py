@@ -166,7 +166,8 @@ def push_images(
     if loaded is not None and todo:
         results = detect(loaded, [img.path for _, img in todo], conf, batch_size, reporter)
     if local_root is not None and todo:
-        client.add_local_storage(project.id, storage_folder([img.path for _, img in todo], Path(local_root)))
+        for folder in storage_folders([img.path for _, img in todo], Path(local_root)):
+            client.add_local_storage(project.id, folder)
     tasks = []
     with reporter.stage("uploading" if local_root is None else "preparing tasks", total=len(todo)) as stage:
         for (n, img), result in zip(todo, results, strict=True):
@@ -211,16 +212,21 @@ def _reconfigured(client: LabelStudio, project: Project, config: str) -> Project
     return Project(project.id, project.title, LabelSchema.from_config(config), config)
 
 
-def storage_folder(photos: Sequence[Path], local_root: Path) -> Path:
-    """The folder a local-files storage is made for: the photos' common folder, below `local_root`
-    (Label Studio's LOCAL_FILES_DOCUMENT_ROOT, which it refuses as a storage itself)."""
-    folder = Path(os.path.commonpath([str(p.resolve().parent) for p in photos]))
-    if folder == Path(local_root).resolve():
-        raise ConfigError(
-            f"--local-root {local_root}: Label Studio serves no photos from its document root itself; "
-            "put them in a subfolder (e.g. photos/) of it"
-        )
-    return folder
+def storage_folders(photos: Sequence[Path], local_root: Path) -> list[Path]:
+    """The folders local-files storages are made for: per folder directly below `local_root`
+    (Label Studio's LOCAL_FILES_DOCUMENT_ROOT, which it refuses as a storage itself), the common
+    folder of the photos inside it. Photos in root/a and root/b get two storages."""
+    root = Path(local_root).resolve()
+    by_top: dict[str, list[str]] = {}
+    for photo in photos:
+        folder = photo.resolve().parent
+        if folder == root:
+            raise ConfigError(
+                f"--local-root {local_root}: Label Studio serves no photos from its document root itself "
+                f"({photo.name} is there); put them in a subfolder (e.g. photos/) of it"
+            )
+        by_top.setdefault(folder.relative_to(root).parts[0], []).append(str(folder))
+    return [Path(os.path.commonpath(folders)) for folders in by_top.values()]
 
 
 def _upload(client: LabelStudio, project_id: int, img: ImageSource) -> str:
@@ -331,8 +337,8 @@ def push_tasks_file(
             if project.schema != schema:
                 task = _renamed(task, schema, project.schema)
             todo.append({**task, "data": data})
-    if served:
-        client.add_local_storage(project.id, storage_folder(served, Path(local_root)))
+    for folder in storage_folders(served, Path(local_root)) if served else []:
+        client.add_local_storage(project.id, folder)
     predictions = _import(client, project.id, todo, reporter)
     return PushResult(project.id, project.title, created, len(todo), skipped, predictions, None, [], notes)
 
