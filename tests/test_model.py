@@ -481,3 +481,14 @@ def test_a_model_predicts_the_attributes_of_its_own_classes_only() -> None:
     assert [a.name for a in attribute_schema({"attributes": schema}, ["desk", "chair"]).attributes] == [
         "armrests"
     ]
+
+
+def test_a_state_dict_that_lacks_tensors_is_refused(tmp_path: Path) -> None:
+    """A state dict without some of the model's tensors (another variant, a cut-down file): a
+    ModelError naming one, not a model whose missing parts silently stay random."""
+    state = build_model("maskrcnn_resnet18_fpn", CLASSES, weights="none").state_dict()
+    del state["backbone.fpn.inner_blocks.0.0.weight"]
+    path = tmp_path / "partial.pth"
+    torch.save(state, path)
+    with pytest.raises(ModelError, match=r"1 tensors missing \(e.g. backbone.fpn.inner_blocks.0.0.weight\)"):
+        build_model("maskrcnn_resnet18_fpn", CLASSES, weights=path)
