@@ -116,3 +116,14 @@ def test_python_dash_m_entry_point() -> None:
         [sys.executable, "-m", "officescore", "--version"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_a_long_status_line_stays_one_line_off_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    """Piped into a log or grep, a plain status line is not hard-wrapped at 80 columns mid-sentence."""
+    from officescore.cli.common import console, err_console
+
+    line = "wrote " + "/a/long/path" * 20 + " in 1.0s"
+    console.print(line)
+    err_console.print(line)
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [line] and err.splitlines() == [line]

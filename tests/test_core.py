@@ -70,6 +70,23 @@ def test_secret_prefers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         secret("scrape", "google_key", config)  # not a secret: a setting, refused by the settings check
 
 
+def test_config_is_read_from_officescore_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$OFFICESCORE_CONFIG names the file read instead of ./officescore.toml."""
+    elsewhere = tmp_path / "elsewhere.toml"
+    elsewhere.write_text("[train]\nepochs = 3\n")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "officescore.toml").write_text("[train]\nepochs = 5\n")
+    monkeypatch.setenv("OFFICESCORE_CONFIG", str(elsewhere))
+    assert load_config() == {"train": {"epochs": 3}}
+
+
+def test_config_that_is_not_utf8_is_one_line_error(tmp_path: Path) -> None:
+    bad = tmp_path / "officescore.toml"
+    bad.write_bytes(b'[train]\nname = "caf\xe9"\n')  # saved as Latin-1
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -660,6 +660,22 @@ def test_cli_evaluates_a_results_file(results_files: Any, capsys: pytest.Capture
     for i, name in enumerate(names[:-1]):
         row = f"{name} {matrix[i][i]} {matrix[i][bg]} {matrix[bg][i]}"
         assert row in " ".join(out.replace("│", " ").split()), row
+    # per class: the mask numbers, with the box AP beside them (made to differ here: on this set
+    # boxes and masks score alike)
+    from types import SimpleNamespace
+
+    from officescore.cli.evaluate import _show
+
+    shown = copy.deepcopy(doc)
+    for name in shown["classes"]:
+        shown["bbox"]["per_class"][name].update(ap=0.123, n_gt=99)
+    _show(SimpleNamespace(metrics=shown, warnings=[], model=None, gt=gt, out_dir=run, seconds=1.0))
+    flat = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    for name in shown["classes"]:
+        m = shown["segm"]["per_class"][name]
+        numbers = [m["n_gt"], m["n_pred"], *(f"{m[k]:.3f}" for k in ("ap", "ap50", "ap75")), "0.123"]
+        row = " ".join(str(n) for n in [name, *numbers])
+        assert row in flat, row
 
 
 @pytest.mark.parametrize(

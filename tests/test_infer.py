@@ -617,3 +617,22 @@ def test_a_detection_reads_its_attributes_by_name() -> None:
     )
     assert chair.label() == "chair 0.91 armrests no wheels black"
     assert chair.to_dict()["mask_score"] is None  # boxes only: no mask to be sure of
+
+
+def test_the_points_note_says_clipped_or_capped_and_stays_away_when_they_add_up() -> None:
+    """score's line under the breakdown: nothing when the points are the score (full marks 100, half
+    points included), "clipped to 100" past 100 with nothing missing, "capped" only when an
+    essential is missing."""
+    from types import SimpleNamespace
+
+    from officescore.cli.score import _how_points_make_the_total
+
+    def office(earned: float, total: float, missing: list[str]) -> SimpleNamespace:
+        rows = [SimpleNamespace(earned=earned, possible=100.0, bonus=False)]
+        return SimpleNamespace(breakdown=rows, attributes=[], total=total, missing_essentials=missing)
+
+    assert _how_points_make_the_total(office(37.5, 37.5, [])) == ""
+    assert _how_points_make_the_total(office(120.0, 100.0, [])).endswith(", clipped to 100")
+    assert _how_points_make_the_total(office(80.0, 35.0, ["a screen"])).endswith(
+        ", capped at 35 while an essential is missing"
+    )

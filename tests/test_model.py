@@ -337,3 +337,158 @@ def test_weights_from_a_checkpoint_with_other_classes_keep_the_classes_both_have
     assert new[logits].shape == fresh[logits].shape
     backbone = "backbone.body.conv1.weight"
     assert torch.equal(new[backbone], old[backbone])  # everything else loads as it was
+
+
+def test_a_checkpoint_of_the_same_classes_in_another_order_loads_them_by_name(tmp_path: Path) -> None:
+    """Same class names, another order (a data set ingested with --classes in another order): the
+    class layers' rows follow the names, not their positions."""
+    path = tmp_path / "best.pt"
+    _checkpoint(path)  # desk, chair, mug
+    old = load_checkpoint(path)["model"]
+    model = build_model("maskrcnn_resnet18_fpn", ["mug", "desk", "chair"], weights=path, **TINY)
+    new = model.state_dict()
+    for name, per in (("cls_score.weight", 1), ("bbox_pred.bias", 4)):
+        key = f"roi_heads.box_predictor.{name}"
+        for target, source in ((0, 0), (1, 3), (2, 1), (3, 2)):
+            assert torch.equal(
+                new[key][target * per : (target + 1) * per], old[key][source * per : (source + 1) * per]
+            )
+    logits = "roi_heads.mask_predictor.mask_fcn_logits.weight"
+    assert torch.equal(new[logits][1], old[logits][3]) and torch.equal(new[logits][3], old[logits][2])
+
+
+def test_a_model_from_scratch_trains_every_layer() -> None:
+    """weights none: plain BatchNorm and no frozen layer (freezing is for a pretrained start)."""
+    model = build_model("maskrcnn_resnet18_fpn", CLASSES, weights="none")
+    assert model.pretrained_layout is False
+    assert all(p.requires_grad for p in model.parameters())
+    assert not any(isinstance(m, torchvision.ops.misc.FrozenBatchNorm2d) for m in model.modules())
+
+
+def test_weight_choices_are_read_in_any_case() -> None:
+    model = build_model("maskrcnn_resnet18_fpn", CLASSES, weights="None")
+    assert model.weights_note.startswith("random initialisation")
+
+
+def test_a_state_dict_wrapped_as_model_loads(tmp_path: Path) -> None:
+    """The common {"model": state_dict} wrapping of other tools' files loads like the bare dict."""
+    torch.manual_seed(1)
+    source = build_model("maskrcnn_resnet18_fpn", CLASSES, weights="none")
+    path = tmp_path / "wrapped.pth"
+    torch.save({"model": source.state_dict(), "epoch": 4}, path)
+    loaded = build_model("maskrcnn_resnet18_fpn", CLASSES, weights=path)
+    assert loaded.weights_note == "state dict wrapped.pth"
+    key = "roi_heads.box_predictor.cls_score.weight"
+    assert torch.equal(loaded.state_dict()[key], source.state_dict()[key])
+
+
+def test_imagenet_weights_for_mobilenet_fill_its_backbone() -> None:
+    """torchvision's ImageNet MobileNetV3 keys its layers `features.N`; the backbone body `N`."""
+    from torchvision.models import MobileNet_V3_Large_Weights
+
+    from officescore.model import cached_weights_path
+
+    reference = torchvision.models.mobilenet_v3_large().state_dict()
+    path = cached_weights_path(MobileNet_V3_Large_Weights.IMAGENET1K_V1)
+    path.parent.mkdir(parents=True)
+    torch.save(reference, path)
+    model = build_model("maskrcnn_mobilenet_v3_fpn", CLASSES, weights="imagenet", **TINY)
+    assert model.weights_note.startswith("ImageNet backbone")
+    key = "features.13.block.0.0.weight"
+    assert torch.equal(model.backbone.body.state_dict()[key.removeprefix("features.")], reference[key])
+
+
+def test_imagenet_weights_that_do_not_fit_the_backbone_are_refused() -> None:
+    """A file under the expected name holding something else (another network's weights) is a
+    ModelError, not a backbone left at random weights without a word."""
+    folder = hub_checkpoint_dir()
+    folder.mkdir(parents=True)
+    torch.save({"fc.weight": torch.zeros(10, 512)}, folder / "resnet18-f37072fd.pth")
+    with pytest.raises(ModelError, match="ImageNet weights do not fit the maskrcnn_resnet18_fpn backbone"):
+        build_model("maskrcnn_resnet18_fpn", CLASSES, weights="imagenet")
+
+
+def test_build_model_needs_a_class() -> None:
+    with pytest.raises(ConfigError, match="at least one class"):
+        build_model("maskrcnn_resnet18_fpn", [], weights="none")
+
+
+def test_files_that_are_not_officescore_checkpoints_are_named_so(tmp_path: Path) -> None:
+    """Our format tag without weights, and a state dict with other things than tensors in it: a
+    one-line ModelError, not a KeyError or torch's own message."""
+    no_model = tmp_path / "no_model.pt"
+    torch.save(
+        {"format": "officescore-checkpoint", "arch": "maskrcnn_resnet18_fpn", "classes": CLASSES}, no_model
+    )
+    with pytest.raises(ModelError, match="not an officescore checkpoint"):
+        load_checkpoint(no_model)
+    mixed = tmp_path / "mixed.pt"
+    torch.save({"backbone.body.conv1.weight": torch.zeros(64, 3, 7, 7), "note": "hello"}, mixed)
+    with pytest.raises(ModelError, match="neither an officescore checkpoint nor a state dict of tensors"):
+        build_model("maskrcnn_resnet18_fpn", CLASSES, weights=mixed)
+    shouting = tmp_path / "MODEL.ONNX"
+    shouting.write_bytes(b"\x08\x07\x12\x07pytorch")
+    with pytest.raises(ModelError, match="ONNX exports are for other runtimes"):
+        load_any(shouting)
+
+
+def test_weights_from_a_checkpoint_of_a_pretrained_start_keep_its_layout(tmp_path: Path) -> None:
+    """`--weights best.pt` of a run that started from COCO or ImageNet: frozen BatchNorm and the
+    first layers frozen, as that run had, and the new model says so for its own checkpoints; a
+    checkpoint saved before the layout was recorded is known by its start (`args.weights`), which
+    for v2 (BatchNorm never frozen) is the only sign."""
+    start = build_model("maskrcnn_resnet18_fpn", CLASSES, weights="none", pretrained_layout=True)
+    path = tmp_path / "best.pt"
+    common = {"model": start.state_dict(), "arch": "maskrcnn_resnet18_fpn", "classes": CLASSES}
+    save_checkpoint(path, **common, pretrained_layout=True)
+    tuned = build_model("maskrcnn_resnet18_fpn", CLASSES, weights=path)
+    assert tuned.pretrained_layout is True and "frozen BatchNorm" in tuned.weights_note
+    assert isinstance(tuned.backbone.body.bn1, torchvision.ops.misc.FrozenBatchNorm2d)
+    assert not tuned.backbone.body.layer1[0].conv1.weight.requires_grad
+    assert tuned.backbone.body.layer2[0].conv1.weight.requires_grad
+    scratch = build_model("maskrcnn_resnet18_fpn", CLASSES, weights="none").state_dict()  # with counters
+    for weights in ("coco", "imagenet", "ImageNet"):
+        older = tmp_path / f"older_{weights}.pt"
+        save_checkpoint(older, **{**common, "model": scratch}, args={"weights": weights})
+        assert build_model("maskrcnn_resnet18_fpn", CLASSES, weights=older).pretrained_layout is True, weights
+    save_checkpoint(path, **{**common, "model": scratch}, args={"weights": "none"})
+    assert build_model("maskrcnn_resnet18_fpn", CLASSES, weights=path).pretrained_layout is False
+
+
+def test_a_checkpoint_with_a_tensor_its_model_has_not_names_it(tmp_path: Path) -> None:
+    """A tensor the architecture has no place for: one line naming it, not torch's first line."""
+    good = tmp_path / "good.pt"
+    _checkpoint(good)
+    data = torch.load(good, weights_only=True)
+    extra = tmp_path / "extra.pt"
+    torch.save({**data, "model": {**data["model"], "roi_heads.extra.weight": torch.zeros(2)}}, extra)
+    with pytest.raises(ModelError) as info:
+        model_from_checkpoint(extra)
+    message = str(info.value)
+    assert "it has roi_heads.extra.weight, which the model has not" in message and "Error(s)" not in message
+
+
+def test_a_model_predicts_the_attributes_of_its_own_classes_only() -> None:
+    """A schema that names other classes' attributes too (the packaged one: chair, lamp, plant)
+    gives a model of desks and mugs no attribute head, and one with chairs only the chair's."""
+    from officescore.attribute_head import has_attribute_head
+    from officescore.attributes import load_schema
+    from officescore.model import attribute_schema
+
+    schema = load_schema().to_dict()
+    model = build_model("maskrcnn_resnet18_fpn", ["desk", "mug"], weights="none", attributes=schema)
+    assert not has_attribute_head(model)
+    assert [a.name for a in attribute_schema({"attributes": schema}, ["desk", "chair"]).attributes] == [
+        "armrests"
+    ]
+
+
+def test_a_state_dict_that_lacks_tensors_is_refused(tmp_path: Path) -> None:
+    """A state dict without some of the model's tensors (another variant, a cut-down file): a
+    ModelError naming one, not a model whose missing parts silently stay random."""
+    state = build_model("maskrcnn_resnet18_fpn", CLASSES, weights="none").state_dict()
+    del state["backbone.fpn.inner_blocks.0.0.weight"]
+    path = tmp_path / "partial.pth"
+    torch.save(state, path)
+    with pytest.raises(ModelError, match=r"1 tensors missing \(e.g. backbone.fpn.inner_blocks.0.0.weight\)"):
+        build_model("maskrcnn_resnet18_fpn", CLASSES, weights=path)
