@@ -215,6 +215,17 @@ def test_mask_iou_on_rles() -> None:
     assert masks.iou([], [masks.encode(mask)]).shape == (0, 1)
 
 
+def test_mask_resize_is_nearest_and_reads_width_then_height() -> None:
+    """Resized nearest to twice the size, each pixel becomes 2 x 2; asked for the size it has, the
+    mask comes back as it is; asked for its size turned (30 wide, 40 high), it is resized."""
+    mask = np.zeros((30, 40), dtype=np.uint8)
+    mask[5:15, 10:30] = 1
+    rle = masks.encode(mask)
+    assert np.array_equal(masks.decode(masks.resize(rle, 80, 60)), mask.repeat(2, axis=0).repeat(2, axis=1))
+    assert masks.resize(rle, 40, 30) is rle
+    assert masks.resize(rle, 30, 40)["size"] == [40, 30]
+
+
 def test_cuda_devices_are_checked_by_the_name_given(monkeypatch: pytest.MonkeyPatch) -> None:
     """`--device cuda:1` on a one-GPU machine failed at the first tensor with a CUDA traceback, and
     on a machine without a GPU the message named `cuda`, not what was given."""
