@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from officescore.config import load_config, secret
 from officescore.devices import resolve_device
 from officescore.distributed import DistContext, gather_objects, shard
 from officescore.errors import BadImageError, ConfigError
-from officescore.files import atomic_write_json, sha256_file
+from officescore.files import atomic_write, atomic_write_json, sha256_file
 from officescore.images import fit_for_model, image_size, load_for_model, load_image
 
 
@@ -86,6 +87,22 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     assert [p.name for p in target.parent.iterdir()] == ["doc.json"]
     assert target.stat().st_mode & 0o777 == 0o666 & ~_current_umask()  # not mkstemp's private 0600
     assert len(sha256_file(target)) == 64
+
+
+def test_a_write_that_fails_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> None:
+    """Half-written and stopped (a full disk, Ctrl-C): the file keeps its old content and no
+    hidden temp file is left beside it."""
+    target = tmp_path / "doc.json"
+    atomic_write_json(target, {"a": 1})
+
+    def half(handle: Any) -> None:
+        handle.write(b'{"a": ')
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, half)
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["doc.json"]
 
 
 def test_load_image_respects_exif_orientation(tmp_path: Path) -> None:
