@@ -32,7 +32,7 @@ from officescore.curate.match import (
 )
 from officescore.curate.predictions import PREDICT_CONF, predict_images
 from officescore.curate.scoring import Calibration, Issue
-from officescore.errors import DataError
+from officescore.errors import ConfigError, DataError
 from officescore.infer import Detection, ImageResult
 
 # ---- issue rows --------------------------------------------------------------------------------
@@ -332,6 +332,16 @@ def test_folds_deal_the_biggest_group_first_so_their_sizes_stay_even() -> None:
     for seed in range(6):
         folds = assign_folds(split, 2, seed)
         assert sorted(map(len, folds)) == [3, 3] and [1, 2, 3] in folds, (seed, folds)
+
+
+def test_more_folds_than_groups_of_near_duplicates_is_refused() -> None:
+    """Three copies of one photo and one other photo are two groups: two folds, not three (one
+    would be empty: its model trained on every photo and predicted none)."""
+    split = _photos(4, groups=[["images/p1.jpg", "images/p2.jpg", "images/p3.jpg"]])
+    assert sorted(assign_folds(split, 2)) == [[1, 2, 3], [4]]
+    said = r"--folds 3: more folds than the 4 photos of the split \(2 once near-duplicates count as one\)"
+    with pytest.raises(ConfigError, match=said):
+        assign_folds(split, 3)
 
 
 def test_the_seed_chooses_the_folds() -> None:
