@@ -552,6 +552,7 @@ def test_cli_table_shows_the_top_issues_and_the_lowest_quality_photos_of_runs_au
         lowest = [Path(row["file_name"]).name for row in list(csv.DictReader(rows))[:5]]
     said = " ".join(out.split()).split("lowest quality photos: ")[1].split(" wrote ")[0]
     assert re.findall(r"(\S+) \d\.\d\d", said) == lowest
+    assert "review tasks" not in out  # no --labelstudio, no tasks file to name
 
 
 def test_an_audit_into_an_earlier_audits_folder_leaves_none_of_its_sheets(
