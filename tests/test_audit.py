@@ -529,6 +529,32 @@ def test_cli_json_has_the_documented_shape(
     assert (tmp_path / "review.label_config.xml").is_file()
 
 
+def test_cli_table_shows_the_top_issues_and_the_lowest_quality_photos_of_runs_audit(
+    clean: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --out the run folder is runs/audit/audit; issues.json holds the issues at or above
+    --min-score, the table their first SHOWN, and the line below it the five lowest-quality photos."""
+    import csv
+    import re
+
+    from officescore.cli.audit import SHOWN
+
+    model = write_checkpoint(tmp_path / "m.pt", favour={"desk": 3.0, "chair": 2.5})
+    monkeypatch.chdir(tmp_path)
+    args = ["audit", str(clean), "--model", str(model), "--device", "cpu", "--min-score", "0.3"]
+    code, out, _ = _cli(args, capsys)
+    assert code == 0
+    run = tmp_path / "runs" / "audit" / "audit"
+    issues = json.loads((run / "issues.json").read_text())["issues"]
+    assert len(issues) > SHOWN and min(issue["score"] for issue in issues) >= 0.3
+    assert re.findall(r"^│\s*(\d+) │", out, re.MULTILINE) == [str(n) for n in range(1, SHOWN + 1)]
+    with (run / "images.csv").open() as rows:
+        lowest = [Path(row["file_name"]).name for row in list(csv.DictReader(rows))[:5]]
+    said = " ".join(out.split()).split("lowest quality photos: ")[1].split(" wrote ")[0]
+    assert re.findall(r"(\S+) \d\.\d\d", said) == lowest
+    assert "review tasks" not in out  # no --labelstudio, no tasks file to name
+
+
 def test_an_audit_into_an_earlier_audits_folder_leaves_none_of_its_sheets(
     clean: Path, tmp_path: Path
 ) -> None:

@@ -1,21 +1,27 @@
 """audit's small pieces on hand-computed cases: the issue rows --min-score lists, the errors
-`inject_errors` plants (the ground truth of audit's tests and benchmark), and match's helpers."""
+`inject_errors` plants (the ground truth of audit's tests and benchmark), match's helpers, the
+--folds assignment and fold settings, a split as audit reads it, its predictions and review tasks."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from officescore import masks as masklib
 from officescore.curate.audit import AuditResult, issue_rows
 from officescore.curate.conventions import ConventionReport
+from officescore.curate.folds import assign_folds, cross_predict
 from officescore.curate.inject import _shift, bad_mask, fake_predictions, inject_convention, inject_errors
-from officescore.curate.labels import Label, LabelledImage, SplitLabels
+from officescore.curate.labels import Label, LabelledImage, SplitLabels, load_split
 from officescore.curate.match import (
     Prediction,
     match_image,
@@ -24,7 +30,10 @@ from officescore.curate.match import (
     tolerance,
     tolerant_f,
 )
+from officescore.curate.predictions import PREDICT_CONF, predict_images
 from officescore.curate.scoring import Calibration, Issue
+from officescore.errors import ConfigError, DataError
+from officescore.infer import Detection, ImageResult
 
 # ---- issue rows --------------------------------------------------------------------------------
 
@@ -301,3 +310,228 @@ def test_fake_predictions_edge_noise_near_zero_cuts_nothing() -> None:
     found = fake_predictions(_square_set(10), seed=0, edge_noise=1e-9)
     assert len(found) == 10
     assert {tuple(masklib.bbox(p["segmentation"])[2:]) for p in found} <= {(6.0, 6.0), (8.0, 8.0)}
+
+
+# ---- folds: which photos each fold model predicts --------------------------------------------
+
+
+def _photos(n: int, groups: Sequence[Sequence[str]] = ()) -> SplitLabels:
+    """`n` photos p1..pn (ids 1..n) with no labels; `groups`: near-duplicate file names."""
+    images = [LabelledImage(i, f"images/p{i}.jpg", Path(f"p{i}.jpg"), 8, 6, "train") for i in range(1, n + 1)]
+    return SplitLabels(Path("."), "train", ["desk"], images, [list(g) for g in groups])
+
+
+def test_as_many_folds_as_photos_is_leave_one_out() -> None:
+    assert sorted(assign_folds(_photos(4), 4)) == [[1], [2], [3], [4]]
+
+
+def test_folds_deal_the_biggest_group_first_so_their_sizes_stay_even() -> None:
+    """Three copies of one photo and three single photos in two folds: 3 + 3, never 2 + 4 (the
+    copies dealt last, onto the fold the single photos left bigger)."""
+    split = _photos(6, groups=[["images/p1.jpg", "images/p2.jpg", "images/p3.jpg"]])
+    for seed in range(6):
+        folds = assign_folds(split, 2, seed)
+        assert sorted(map(len, folds)) == [3, 3] and [1, 2, 3] in folds, (seed, folds)
+
+
+def test_more_folds_than_groups_of_near_duplicates_is_refused() -> None:
+    """Three copies of one photo and one other photo are two groups: two folds, not three (one
+    would be empty: its model trained on every photo and predicted none)."""
+    split = _photos(4, groups=[["images/p1.jpg", "images/p2.jpg", "images/p3.jpg"]])
+    assert sorted(assign_folds(split, 2)) == [[1, 2, 3], [4]]
+    said = r"--folds 3: more folds than the 4 photos of the split \(2 once near-duplicates count as one\)"
+    with pytest.raises(ConfigError, match=said):
+        assign_folds(split, 3)
+
+
+def test_the_seed_chooses_the_folds() -> None:
+    split = _photos(12)
+    assert assign_folds(split, 3, seed=1) == assign_folds(split, 3, seed=1)
+    assert len({str(assign_folds(split, 3, seed)) for seed in range(4)}) > 1
+
+
+def _tiny_dataset(
+    root: Path, splits: dict[str, list[dict[str, Any]]], classes: Sequence[str] = ("desk",)
+) -> Path:
+    """A data-set folder as ingest writes it: `splits` maps a split to its images (COCO image
+    records, each with its `annotations`), on blank 8x6 photos."""
+    (root / "images").mkdir(parents=True)
+    categories = [{"id": k, "name": name} for k, name in enumerate(classes, start=1)]
+    for name, images in splits.items():
+        coco: dict[str, Any] = {"images": [], "annotations": [], "categories": categories}
+        for info in images:
+            record = {"width": 8, "height": 6, **info}
+            coco["annotations"] += record.pop("annotations", [])
+            coco["images"].append(record)
+            Image.new("RGB", (record["width"], record["height"])).save(root / record["file_name"])
+        (root / f"{name}.json").write_text(json.dumps(coco), encoding="utf-8")
+    (root / "dataset.json").write_text(json.dumps({"classes": list(classes)}), encoding="utf-8")
+    return root
+
+
+def _photo(image_id: int, **annotation: Any) -> dict[str, Any]:
+    """A photo record; `annotation`: one label on it (a 4x2 box at 2, 1 by default)."""
+    ann = {"id": image_id, "image_id": image_id, "category_id": 1, "iscrowd": 0, **annotation}
+    ann.setdefault("segmentation", [[2, 1, 6, 1, 6, 3, 2, 3]])
+    return {"id": image_id, "file_name": f"images/p{image_id}.png", "annotations": [ann]}
+
+
+class _FoldPredictor:
+    """Predictor.load's stand-in: remembers what it loaded; finds nothing."""
+
+    loaded: list[Path] = []
+
+    def __init__(self, checkpoint: Path) -> None:
+        self.classes, self.source = ["desk"], str(checkpoint)
+
+    @classmethod
+    def load(cls, checkpoint: Path, **_: Any) -> _FoldPredictor:
+        cls.loaded.append(Path(checkpoint))
+        return cls(checkpoint)
+
+    def predict(self, paths: Sequence[Path], **_: Any) -> list[ImageResult]:
+        return [ImageResult(str(p), 8, 6) for p in paths]
+
+
+def test_each_fold_model_trains_with_its_own_seed_to_the_last_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The --train-args settings each fold model trains with: its own seed (seed + fold), no early
+    stop (its validation photos are training photos), no resume, no photo cap, no tracker; and it
+    predicts with its last checkpoint, not the best one (chosen on photos it trained on)."""
+    import officescore.infer
+    import officescore.train
+
+    data = _tiny_dataset(tmp_path / "data", {"train": [_photo(i) for i in range(1, 7)]})
+    seen: list[Any] = []
+
+    def fake_train(config: Any, reporter: Any = None) -> Any:
+        seen.append(config)
+        run = tmp_path / "runs" / config.name
+        return SimpleNamespace(
+            last_checkpoint=run / "last.pt", best_checkpoint=run / "best.pt", history=[{"loss": 1.0}]
+        )
+
+    monkeypatch.setattr(officescore.train, "train", fake_train)
+    monkeypatch.setattr(officescore.infer, "Predictor", _FoldPredictor)
+    _FoldPredictor.loaded = []
+    settings = officescore.train.TrainConfig(
+        seed=7, patience=3, max_train_images=2, resume=tmp_path / "old.pt", log="tensorboard"
+    )
+    _, folds = cross_predict(load_split(data, "train"), 3, settings, device="cpu")
+    assert [c.seed for c in seen] == [7, 8, 9]
+    assert {(c.patience, c.max_train_images, c.resume, c.log) for c in seen} == {(0, None, None, "none")}
+    assert _FoldPredictor.loaded == [tmp_path / "runs" / f"fold{n}" / "last.pt" for n in range(3)]
+    assert sorted(i for f in folds for i in f.held_out) == list(range(1, 7))
+
+
+# ---- a split as audit reads it -----------------------------------------------------------------
+
+
+def test_all_is_both_splits_each_photo_named_by_its_own(tmp_path: Path) -> None:
+    data = _tiny_dataset(tmp_path / "data", {"train": [_photo(1), _photo(2)], "val": [_photo(3)]})
+    split = load_split(data, "all")
+    assert [(image.id, image.split) for image in split.images] == [(1, "train"), (2, "train"), (3, "val")]
+
+
+def test_labels_are_read_at_the_photos_own_width_and_height(tmp_path: Path) -> None:
+    """Photos 8 wide and 6 high: the polygon's mask is 6 x 8 and lies where it was drawn."""
+    data = _tiny_dataset(tmp_path / "data", {"train": [_photo(1)]})
+    (image,) = load_split(data, "train").images
+    assert (image.width, image.height) == (8, 6)
+    (label,) = image.labels
+    assert label.rle["size"] == [6, 8] and label.bbox == [2.0, 1.0, 4.0, 2.0]
+
+
+def test_an_ignore_region_stays_an_ignore_region(tmp_path: Path) -> None:
+    data = _tiny_dataset(tmp_path / "data", {"train": [_photo(1, iscrowd=1), _photo(2)]})
+    assert [lab.iscrowd for image in load_split(data, "train").images for lab in image.labels] == [1, 0]
+
+
+def test_a_data_set_with_no_classes_is_refused(tmp_path: Path) -> None:
+    data = _tiny_dataset(tmp_path / "data", {"train": [_photo(1)]})
+    (data / "dataset.json").write_text(json.dumps({"classes": []}), encoding="utf-8")
+    with pytest.raises(DataError, match='no list of class names under "classes"'):
+        load_split(data, "train")
+
+
+# ---- audit --labelstudio: which photos go up for review, in what order ------------------------
+
+
+def _issue_on(image: LabelledImage, score: float, rank: int = 1) -> dict[str, Any]:
+    label = image.labels[0]
+    return {"rank": rank, "kind": "bad_mask", "score": score, "image_id": image.id,
+            "file_name": image.file_name, "annotation_id": label.id, "class": label.class_name,
+            "suggested_class": None, "bbox": label.bbox}  # fmt: skip
+
+
+def test_review_tasks_hold_the_photos_scoring_at_least_the_review_score_worst_first(tmp_path: Path) -> None:
+    from officescore.curate.labelstudio import REVIEW_SCORE, audit_tasks
+    from officescore.label.formats import read_tasks
+
+    split = load_split(_tiny_dataset(tmp_path / "data", {"train": [_photo(i) for i in (1, 2, 3)]}), "train")
+    one, two, three = split.images
+    issues = [_issue_on(one, REVIEW_SCORE), _issue_on(two, 0.9), _issue_on(three, REVIEW_SCORE - 0.01)]
+    path, _, count = audit_tasks(tmp_path / "review.json", split, [], issues, "audit-test")
+    assert count == 2 and [t["data"]["image_id"] for t in read_tasks(path)] == [two.id, one.id]
+
+
+def test_a_detection_at_the_suggestion_threshold_is_suggested(tmp_path: Path) -> None:
+    from officescore.curate.labelstudio import SUGGEST_CONF, audit_tasks
+    from officescore.label.formats import read_tasks, result_regions
+
+    split = load_split(_tiny_dataset(tmp_path / "data", {"train": [_photo(1)]}), "train")
+    (image,) = split.images
+    label = image.labels[0]
+    found = {"image_id": image.id, "category_id": 1, "bbox": label.bbox, "segmentation": label.rle}
+    predictions = [{**found, "score": SUGGEST_CONF}, {**found, "score": SUGGEST_CONF - 0.01}]
+    path, _, _ = audit_tasks(tmp_path / "review.json", split, predictions, [_issue_on(image, 0.9)], "t")
+    (task,) = read_tasks(path)
+    assert [r.score for r in result_regions(task["predictions"][0]["result"])] == [SUGGEST_CONF]
+
+
+# ---- predictions over a split ------------------------------------------------------------------
+
+
+class _OneDeskOneCat:
+    """Predictor's stand-in: on every photo (`size` wide x high) a desk at 1,1-5,3 (its attribute
+    head says white) and a cat, a class the data set does not label; remembers what it was asked."""
+
+    def __init__(self, size: tuple[int, int] = (8, 6)) -> None:
+        self.classes, self.source, self.size, self.asked = ["cat", "desk"], "fake", size, []
+
+    def predict(self, paths: Sequence[Path], **settings: Any) -> list[ImageResult]:
+        self.asked.append(settings)
+        mask = np.zeros(self.size[::-1], np.uint8)
+        mask[1:3, 1:5] = 1
+        dets = [
+            Detection(
+                name,
+                0.8,
+                [1.0, 1.0, 5.0, 3.0],
+                masklib.encode(mask),
+                0.1,
+                {"finish": "white"},
+                {"finish": 0.7},
+            )
+            for name in ("cat", "desk")
+        ]
+        return [ImageResult(str(p), *self.size, dets) for p in paths]
+
+
+def test_predictions_are_coco_results_of_the_data_sets_classes(tmp_path: Path) -> None:
+    split = load_split(_tiny_dataset(tmp_path / "data", {"train": [_photo(1)]}), "train")
+    predictor = _OneDeskOneCat()
+    (desk,) = predict_images(predictor, split.images, split.classes)
+    assert (desk["image_id"], desk["category_id"], desk["bbox"]) == (1, 1, [1.0, 1.0, 4.0, 2.0])
+    assert [a["conf"] for a in predictor.asked] == [PREDICT_CONF]  # the weak guesses too
+    # the attribute head's answer: what a wrong_attribute issue is found from
+    assert (desk["attributes"], desk["attribute_scores"]) == ({"finish": "white"}, {"finish": 0.7})
+
+
+def test_a_photo_not_the_size_the_data_set_says_is_named(tmp_path: Path) -> None:
+    split = load_split(_tiny_dataset(tmp_path / "data", {"train": [_photo(1)]}), "train")
+    with pytest.raises(
+        DataError, match=r"p1.png: is 6x8 but the data set says 8x6; re-run `officescore ingest`"
+    ):
+        predict_images(_OneDeskOneCat(size=(6, 8)), split.images, split.classes)

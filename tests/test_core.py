@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from officescore.config import load_config, secret
 from officescore.devices import resolve_device
 from officescore.distributed import DistContext, gather_objects, shard
 from officescore.errors import BadImageError, ConfigError
-from officescore.files import atomic_write_json, sha256_file
+from officescore.files import atomic_write, atomic_write_json, sha256_file
 from officescore.images import fit_for_model, image_size, load_for_model, load_image
 
 
@@ -103,6 +104,22 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     assert [p.name for p in target.parent.iterdir()] == ["doc.json"]
     assert target.stat().st_mode & 0o777 == 0o666 & ~_current_umask()  # not mkstemp's private 0600
     assert len(sha256_file(target)) == 64
+
+
+def test_a_write_that_fails_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> None:
+    """Half-written and stopped (a full disk, Ctrl-C): the file keeps its old content and no
+    hidden temp file is left beside it."""
+    target = tmp_path / "doc.json"
+    atomic_write_json(target, {"a": 1})
+
+    def half(handle: Any) -> None:
+        handle.write(b'{"a": ')
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, half)
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["doc.json"]
 
 
 def test_load_image_respects_exif_orientation(tmp_path: Path) -> None:
@@ -230,6 +247,17 @@ def test_mask_iou_on_rles() -> None:
     )
     assert found.shape == (1, 3) and found[0] == pytest.approx([150 / 250, 1.0, 0.0])
     assert masks.iou([], [masks.encode(mask)]).shape == (0, 1)
+
+
+def test_mask_resize_is_nearest_and_reads_width_then_height() -> None:
+    """Resized nearest to twice the size, each pixel becomes 2 x 2; asked for the size it has, the
+    mask comes back as it is; asked for its size turned (30 wide, 40 high), it is resized."""
+    mask = np.zeros((30, 40), dtype=np.uint8)
+    mask[5:15, 10:30] = 1
+    rle = masks.encode(mask)
+    assert np.array_equal(masks.decode(masks.resize(rle, 80, 60)), mask.repeat(2, axis=0).repeat(2, axis=1))
+    assert masks.resize(rle, 40, 30) is rle
+    assert masks.resize(rle, 30, 40)["size"] == [40, 30]
 
 
 def test_cuda_devices_are_checked_by_the_name_given(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -235,6 +235,7 @@ def test_stats_rich_tables(dataset: Path, capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     for text in ("desk", "chair", "mug", "Splits", "duplicate groups: 1", "polygon_odd", "images/a_copy.png"):
         assert text in out
+    assert "0 / 1.40 / 3" in out  # train's objects per photo: min / mean / max
     assert "no objects of" not in out  # every class has some
     assert not (dataset / "health.png").exists()
 

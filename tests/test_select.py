@@ -480,3 +480,34 @@ def test_cli_an_out_below_a_file_is_refused_before_any_work(
     args = ["select", str(big_pool), "--budget", "1", "--strategy", "random", "--out", str(out)]
     code, _, err = _cli(args, capsys)
     assert code == 2 and err == f"error: --out {out}: {tmp_path / 'taken'} is a file, not a folder", err
+
+
+def test_a_select_task_of_one_photo_names_that_photo(tmp_path: Path) -> None:
+    from labelmodels import edge_model, write_photos
+
+    from officescore.curate.labelstudio import select_tasks
+    from officescore.label.formats import read_tasks
+    from officescore.label.prelabel import image_reference
+
+    photo = write_photos(tmp_path / "photos", n=1)[0]
+    path, _, _ = select_tasks(tmp_path / "next.json", edge_model().predictor, [photo], "edges")
+    (task,) = read_tasks(path)
+    assert task["data"]["image"] == image_reference(photo.name, None)  # relative to its folder
+
+
+def test_a_photo_named_twice_is_in_the_pool_once(pool: tuple[Path, set[str]]) -> None:
+    from officescore.curate.pool import pool_files
+
+    folder, _ = pool
+    again = folder / ".." / folder.name / "new_0.png"  # the same file by another path
+    files, _, _ = pool_files([folder, again])
+    assert len(files) == len(list(folder.iterdir()))
+
+
+def test_each_photos_embedding_is_unit_length(pool: tuple[Path, set[str]], model: Path) -> None:
+    """k-center compares photos by direction, not by how bright their feature maps are."""
+    from officescore.infer import Predictor
+
+    folder, _ = pool
+    signals = image_signals(Predictor.load(model, device="cpu"), sorted(folder.iterdir())[:2])
+    assert [float(np.linalg.norm(s.feature)) for s in signals] == pytest.approx([1.0, 1.0])

@@ -83,3 +83,12 @@ def test_ranks_of_one_photo_and_of_ties() -> None:
         for k, u in enumerate((0.1, 0.3, 0.3, 0.5))
     ]
     assert list(combined_uncertainty(tied)) == [0.0, 0.5, 0.5, 1.0]
+
+
+def test_each_detection_is_measured_in_its_own_class_channel() -> None:
+    """Mask logits sure in every channel but the chair's (logit 0: p = 0.5): a chair detection's
+    mask is unsure, a desk's on the same proposal is not."""
+    logits = torch.full((1, 3, 4, 4), BIG)
+    logits[0, 2] = 0.0  # (background, desk, chair)
+    assert abs(mask_uncertainty(logits, [2], [1.0]) - 1.0) < 1e-4
+    assert mask_uncertainty(logits, [1], [1.0]) < 0.01

@@ -209,6 +209,13 @@ def test_run_folders_never_overwrite(tmp_path: Path) -> None:
     assert (tmp_path / "exp2").is_dir()  # created atomically, so two processes never share one
 
 
+@pytest.mark.parametrize("name", ["a/b", "../x", "-x", ".hidden", "", "a b", "x" * 101])
+def test_a_run_name_that_is_no_plain_folder_name_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match="run name"):
+        next_run_dir(tmp_path / "runs", name)
+    assert not (tmp_path / "runs").exists()  # refused before anything is made
+
+
 @pytest.mark.slow
 def test_ctrl_c_mid_epoch_saves_last_and_resume_is_exact(
     straight: tuple[TrainResult, Path], tiny_data: Path, tmp_path: Path

@@ -35,8 +35,6 @@ def assign_folds(split: SplitLabels, k: int, seed: int = 0) -> list[list[int]]:
     """Image ids per fold: shuffled near-duplicate groups dealt round-robin (biggest groups first)."""
     if k < 2:
         raise ConfigError(f"--folds {k}: use 2 or more (each model trains on the other folds)")
-    if k > len(split.images):
-        raise ConfigError(f"--folds {k}: more folds than the {len(split.images)} photos of the split")
     group_of: dict[str, int] = {}
     for g, names in enumerate(split.duplicate_groups):
         for name in names:
@@ -45,6 +43,11 @@ def assign_folds(split: SplitLabels, k: int, seed: int = 0) -> list[list[int]]:
     for image in split.images:
         key = group_of.get(Path(image.file_name).name, f"image-{image.id}")
         groups.setdefault(key, []).append(image.id)
+    if k > len(groups):  # an empty fold: its model would predict nothing, and another train on none
+        copies = (
+            f" ({len(groups)} once near-duplicates count as one)" if len(groups) < len(split.images) else ""
+        )
+        raise ConfigError(f"--folds {k}: more folds than the {len(split.images)} photos of the split{copies}")
     order = sorted(groups.values(), key=lambda ids: ids[0])
     random.Random(seed).shuffle(order)
     order.sort(key=len, reverse=True)  # stable: ties keep the shuffled order
