@@ -45,8 +45,14 @@ def config_path(cwd: Path | None = None) -> Path:
 
 
 def load_config(path: Path | None = None) -> dict[str, Any]:
-    """Read the config file; a missing file is an empty config, a broken one a ConfigError."""
-    path = path or config_path()
+    """Read the config file; a missing ./officescore.toml is an empty config; a broken file, or a
+    $OFFICESCORE_CONFIG that names no file (a typo would silently drop every setting), a ConfigError."""
+    if path is None:
+        path = config_path()
+        if os.environ.get("OFFICESCORE_CONFIG") and not path.exists():
+            raise ConfigError(
+                f"$OFFICESCORE_CONFIG {path}: no such file; fix the path, or unset it to read ./{CONFIG_FILE}"
+            )
     if not path.is_file():
         return {}
     try:

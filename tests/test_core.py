@@ -14,6 +14,7 @@ from cliroot import root_context
 from PIL import Image
 
 from officescore import masks
+from officescore.cli import main
 from officescore.cli.settings import command_defaults
 from officescore.config import load_config, secret
 from officescore.devices import resolve_device
@@ -79,6 +80,23 @@ def test_config_is_read_from_officescore_config(tmp_path: Path, monkeypatch: pyt
     (tmp_path / "officescore.toml").write_text("[train]\nepochs = 5\n")
     monkeypatch.setenv("OFFICESCORE_CONFIG", str(elsewhere))
     assert load_config() == {"train": {"epochs": 3}}
+
+
+def test_an_officescore_config_that_names_no_file_is_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in $OFFICESCORE_CONFIG would drop every setting unsaid; os.devnull still means none."""
+    monkeypatch.setenv("OFFICESCORE_CONFIG", str(tmp_path / "oficescore.toml"))
+    with pytest.raises(
+        ConfigError, match=r"OFFICESCORE_CONFIG .*oficescore.toml: no such file; fix the path"
+    ):
+        load_config()
+    with pytest.raises(SystemExit) as info:
+        main(["stats", str(tmp_path)])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("error: $OFFICESCORE_CONFIG")
+    monkeypatch.setenv("OFFICESCORE_CONFIG", os.devnull)
+    assert load_config() == {}
 
 
 def test_config_that_is_not_utf8_is_one_line_error(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def fresh_cli(args: list[str], tmp_path: Path, **env: str) -> tuple[int, list[st
     probe.write_text(_PROBE)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
     environment.update(env, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    environment["OFFICESCORE_CONFIG"] = str(tmp_path / "none.toml")
+    environment["OFFICESCORE_CONFIG"] = os.devnull
     done = subprocess.run(
         [sys.executable, str(probe), *args],
         cwd=tmp_path,
@@ -81,7 +81,7 @@ def test_backend_names_a_missing_checkpoint_before_contacting_label_studio(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OFFICESCORE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("OFFICESCORE_CONFIG", os.devnull)
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "a-key")
     monkeypatch.setenv("LABEL_STUDIO_URL", closed_port())  # no Label Studio there
     code, out, err = run(["label", "backend", "--model", "nosuch.pt"], capsys)
@@ -228,7 +228,7 @@ def test_backend_says_the_threshold_it_suggests_at_and_stops_on_ctrl_c(
 
     checkpoint = solid_checkpoint(tmp_path / "model.pt")
     environment = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
-    environment.update(PYTHONPATH=str(REPO), OFFICESCORE_CONFIG=str(tmp_path / "none.toml"))
+    environment.update(PYTHONPATH=str(REPO), OFFICESCORE_CONFIG=os.devnull)
     command = [sys.executable, "-m", "officescore", "label", "backend", "--model", str(checkpoint)]
     child = subprocess.Popen(
         [*command, "--port", "0", "--device", "cpu", "--precision", "fp32", *flags],

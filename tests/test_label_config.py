@@ -10,6 +10,7 @@ from cliroot import root_context
 
 from officescore.cli import main
 from officescore.cli.settings import command_defaults
+from officescore.errors import ConfigError
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -75,3 +76,12 @@ def test_a_subcommands_table_wins_over_the_shared_one() -> None:
     config = {"label": {"project": "offices", "push": {"project": "review"}}}
     defaults = command_defaults(root_context(), config)["label"]
     assert defaults["push"]["project"] == "review" and defaults["pull"]["project"] == "offices"
+
+
+def test_the_api_key_in_a_subcommands_table_is_refused_naming_where_it_goes() -> None:
+    """[label.push] api-key would be skipped as a secret yet never read: "no API key" would follow."""
+    assert "api_key" not in command_defaults(root_context(), {"label": {"api-key": "k"}})["label"]["push"]
+    with pytest.raises(
+        ConfigError, match=r"^\[label.push\] api-key: a secret is read only under \[label\]; move it there$"
+    ):
+        command_defaults(root_context(), {"label": {"push": {"api-key": "k"}}})

@@ -644,7 +644,7 @@ def test_cli_backend_on_an_empty_runs_folder_says_grabcut_answers(tmp_path: Path
 
     port = _free_port()
     (tmp_path / "runs").mkdir()
-    env = {**os.environ, "OFFICESCORE_CONFIG": str(tmp_path / "none.toml")}
+    env = {**os.environ, "OFFICESCORE_CONFIG": os.devnull}
     env.pop("LABEL_STUDIO_API_KEY", None)
     args = [sys.executable, "-m", "officescore", "label", "backend", "--model", str(tmp_path / "runs")]
     child = subprocess.Popen(

@@ -50,6 +50,11 @@ def _group_defaults(group: Any, ctx: Any, table: str, values: dict[str, Any]) ->
     for name, command in subcommands.items():
         usable = {key: value for key, value in shared.items() if _parameter(command, key)}
         own = values.get(name) if isinstance(values.get(name), dict) else {}
+        misplaced = [key for key in own if _name(key) in secrets]
+        if misplaced:  # read only from [table]: here it would be skipped, and the key said missing
+            raise ConfigError(
+                f"[{table}.{name}] {misplaced[0]}: a secret is read only under [{table}]; move it there"
+            )
         defaults[name] = _renamed(command, f"{table}.{name}", {**usable, **own}, secrets)
     return defaults
 
