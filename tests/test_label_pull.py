@@ -384,6 +384,19 @@ def test_pull_names_photos_after_the_task_and_reads_only_inside_the_local_root(t
     }
 
 
+def test_two_photos_whose_names_differ_only_in_case_are_two_files(tmp_path: Path) -> None:
+    """Desk.jpg and desk.jpg are one file on macOS and Windows: the second is named after its task."""
+    photos = write_photos(tmp_path / "root" / "photos", n=2)
+    desk = polygon_region(SQUARE, "desk", WIDTH, HEIGHT)
+    tasks = [
+        labelled(task_id, f"/data/local-files/?d=photos/{p.name}", desk, name=name)
+        for task_id, p, name in zip((4, 8), photos, ("Desk.jpg", "desk.jpg"), strict=True)
+    ]
+    pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    coco = json.loads(pulled.export.read_text())
+    assert [im["file_name"] for im in coco["images"]] == ["images/Desk.jpg", "images/8-desk.jpg"]
+
+
 def test_pull_keeps_each_photos_task_and_licence_and_numbers_labels_across_photos(tmp_path: Path) -> None:
     """`label backend --train` finds a photo's task through `label_studio_task`; the licence and its
     source travel with the photo; annotation ids are unique over the whole export (ingest's rule)."""

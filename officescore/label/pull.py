@@ -335,9 +335,11 @@ def _write_image(
     if not ref:
         raise ConfigError(f"task {task.get('id')} has no data.{key}; is this the right project?")
     name = _image_name(task, ref)
-    if name in used:  # two photos with one name: the task id keeps them apart
+    # Two photos with one name (in any case: Desk.jpg and desk.jpg are one file on macOS and
+    # Windows): the task id keeps them apart.
+    if name.casefold() in used:
         name = f"{task['id']}-{name}"
-    used.add(name)
+    used.add(name.casefold())
     target = folder / IMAGES_DIR / name
     if cache is not None and not _is_local(ref, local_root):
         data = _through_cache(client, ref, int(task["id"]), Path(cache), target)
