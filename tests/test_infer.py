@@ -583,13 +583,15 @@ def test_csv_columns_of_classes_named_like_its_own_columns_are_told_apart(tmp_pa
     from officescore.infer.predictor import PhotoScore, write_csv
 
     mask = masklib.encode(np.ones((4, 4), np.uint8))
-    found = [Detection(name, 0.9, [0.0, 0.0, 4.0, 4.0], mask, 1.0) for name in ("score", "label", "desk")]
+    names = ("score", "label", "desk", "desk")
+    found = [Detection(name, 0.9, [0.0, 0.0, 4.0, 4.0], mask, 1.0) for name in names]
     photo = PhotoScore(ImageResult("office.jpg", 4, 4, found), score_office(found))
     write_csv(tmp_path / "scores.csv", [photo])
     with (tmp_path / "scores.csv").open(newline="") as handle:
         (row,) = list(csv.DictReader(handle))
     assert row["score"] == str(photo.score.total) and row["label"] == photo.score.label
-    assert row["score (count)"] == "1" and row["label (count)"] == "1" and row["desk"] == "1"
+    assert row["score (count)"] == "1" and row["label (count)"] == "1" and row["desk"] == "2"
+    assert row["objects"] == "4" and row["chair"] == "0"  # every object counted, absent classes 0
 
 
 def test_a_result_above_a_threshold_keeps_scores_equal_to_it_and_its_error() -> None:

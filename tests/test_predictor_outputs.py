@@ -3,7 +3,6 @@ each one's class, mask, mask score, share and box in the photo's pixels (no trai
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,8 @@ from PIL import Image
 
 from officescore import masks as masklib
 from officescore.errors import ConfigError
-from officescore.infer import Detection, ImageResult, Predictor, model_source, score_photos
-from officescore.infer.predictor import PhotoScore, _annotated_names, write_csv
-from officescore.infer.score import score_office
+from officescore.infer import Predictor, model_source, score_photos
+from officescore.infer.predictor import _annotated_names
 
 NAMES = [None, "desk", "chair", None]  # label 3 has no office meaning (COCO's "person")
 
@@ -162,13 +160,3 @@ def test_photos_in_memory_are_numbered_in_input_order() -> None:
     scored = score_photos(predictor, [_photo(), _photo(), _photo()], batch_size=2)
     assert [p.result.source for p in scored] == ["<image 1>", "<image 2>", "<image 3>"]
     assert all(p.score is not None and p.result.detections for p in scored)
-
-
-def test_the_csv_counts_every_object_of_a_photo(tmp_path: Path) -> None:
-    mask = masklib.encode(np.ones((4, 4), np.uint8))
-    found = [Detection(name, 0.9, [0.0, 0.0, 4.0, 4.0], mask, 1.0) for name in ("desk", "desk", "chair")]
-    photo = PhotoScore(ImageResult("office.jpg", 4, 4, found), score_office(found))
-    write_csv(tmp_path / "scores.csv", [photo])
-    with (tmp_path / "scores.csv").open(newline="") as handle:
-        (row,) = list(csv.DictReader(handle))
-    assert (row["objects"], row["desk"], row["chair"], row["monitor"]) == ("3", "2", "1", "0")
