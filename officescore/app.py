@@ -214,8 +214,7 @@ def objects_table(detections: Sequence[Any], classes: Sequence[str] = ()) -> Any
             "score": f"{d.score:.3f}",
             "share of image": f"{d.share:.1%}",
             "box": ", ".join(f"{v:.0f}" for v in d.box),
-            # "armrests", "floor": the label less its class and score (a class name may have spaces)
-            "attributes": d.label().removeprefix(f"{d.class_name} {d.score:.2f}").strip(),
+            "attributes": d.attributes_text(),  # "armrests", "floor"
         }
         for d in sorted(detections, key=lambda d: -d.score)
     ]

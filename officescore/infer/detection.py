@@ -38,7 +38,11 @@ class Detection:
 
     def label(self) -> str:
         """`chair 0.91 armrests`: class, score and the attributes as they read (yes/no by name)."""
-        words = [self.class_name, f"{self.score:.2f}"]
+        return " ".join(filter(None, [self.class_name, f"{self.score:.2f}", self.attributes_text()]))
+
+    def attributes_text(self) -> str:
+        """`armrests`, `no armrests`, `floor`: the attributes as they read, "" when there are none."""
+        words = []
         for name, value in self.attributes.items():
             if isinstance(value, bool):
                 words.append(name if value else f"no {name}")
