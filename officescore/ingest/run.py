@@ -76,9 +76,13 @@ class IngestResult:
     category_map: dict[str, int]
     duplicate_groups: list[list[str]] = field(default_factory=list)
     excluded_classes: list[str] = field(default_factory=list)  # classes whose annotations were left out
-    # the export as dataset.json records it (relative to the data set), read back from `out`
-    export: str = ""
-    exports: list[str] = field(default_factory=list)  # all of them, when several were ingested
+    # the exports as dataset.json records them (relative to the data set), read back from `out`
+    exports: list[str] = field(default_factory=list)
+
+    @property
+    def export(self) -> str:
+        """The (first) export."""
+        return self.exports[0] if self.exports else ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -472,6 +476,7 @@ def _export_list(export: Path | str | Sequence[Path | str]) -> list[Path]:
 def _check_export(
     export: Path,
     data: dict[str, Any],
+    categories: Categories,
     images_dir: Path,
     out: Path,
     problems: list[Problem],
@@ -480,8 +485,6 @@ def _check_export(
     reporter: Reporter,
 ) -> _Checked:
     """One export's photos found and checked, its clean annotations attached to them."""
-    categories, category_problems = check_categories(data["categories"])
-    problems += category_problems
     names = [e.get("file_name") for e in data["images"] if isinstance(e, dict)]
     finder = ImageFinder(images_dir, [n for n in names if isinstance(n, str)], skip=[out])
     images = _scan_images(data["images"], finder, problems, reporter, written_by_label_studio(data))
@@ -515,11 +518,6 @@ def _none_usable(checked: _Checked, problems: list[Problem]) -> DataError:
     return DataError(
         f"{checked.export}: none of its {checked.listed_images} images could be used ({kinds}){hint}"
     )
-
-
-def _class_order(checked: list[_Checked]) -> list[str]:
-    """Class names of one or several exports (matched by name), in order of first appearance."""
-    return list(dict.fromkeys(name for c in checked for name in c.categories.order))
 
 
 def _category_map(checked: list[_Checked], chosen: list[str]) -> dict[str, int]:
@@ -568,19 +566,19 @@ def ingest_export(
     datas = [read_export(path) for path in exports]  # all readable, and --out safe, before slow work
     for folder in dict.fromkeys(folders):
         check_out(out, folder)
-    if classes is not None:
-        names = [name for data in datas for name in check_categories(data["categories"])[0].order]
-        wanted: list[str] | None = _requested_classes(list(dict.fromkeys(names)), classes)
-    else:
-        wanted = None
+    categories = [check_categories(data["categories"]) for data in datas]  # (categories, problems)
+    # the exports' classes, matched by name, in order of first appearance
+    class_order = list(dict.fromkeys(name for c, _ in categories for name in c.order))
+    wanted = _requested_classes(class_order, classes) if classes is not None else None
 
     schema = attributes if attributes is not None else load_schema()
     problems: list[Problem] = []
     checked: list[_Checked] = []
     images: dict[str, ImageRecord] = {}
-    for n, (path, data, folder) in enumerate(zip(exports, datas, folders, strict=True), 1):
-        own: list[Problem] = []
-        one = _check_export(path, data, folder, out, own, crowd, schema, reporter)
+    for n, (path, data, (cats, own), folder) in enumerate(
+        zip(exports, datas, categories, folders, strict=True), 1
+    ):
+        one = _check_export(path, data, cats, folder, out, own, crowd, schema, reporter)  # adds to own
         if not one.images and not (strict and own):
             raise _none_usable(one, own)
         if len(exports) > 1:  # which export each problem and photo is from
@@ -594,7 +592,6 @@ def ingest_export(
         checked.append(one)
     if strict and problems:
         raise DataError(strict_message(problems))
-    class_order = _class_order(checked)
     on_dropped = sum(c.on_dropped for c in checked)
 
     chosen = wanted if wanted is not None else _choose_classes(images, class_order)
@@ -657,9 +654,7 @@ def ingest_export(
     write_dataset(out, splits, chosen, meta, reporter)
     left_out = [name for name in class_order if name in excluded_classes]
     recorded = [os.path.normpath(out / source["export"]) for source in sources]
-    return IngestResult(
-        out, chosen, counts, problems, category_map, dup_groups, left_out, recorded[0], recorded
-    )
+    return IngestResult(out, chosen, counts, problems, category_map, dup_groups, left_out, recorded)
 
 
 def _group_names(groups: list[int], images: list[ImageRecord]) -> list[list[str]]:
