@@ -337,8 +337,9 @@ def push_tasks_file(
             if project.schema != schema:
                 task = _renamed(task, schema, project.schema)
             todo.append({**task, "data": data})
-    for folder in storage_folders(served, Path(local_root)) if served else []:
-        client.add_local_storage(project.id, folder)
+    if served:  # only with local_root
+        for folder in storage_folders(served, Path(local_root)):
+            client.add_local_storage(project.id, folder)
     predictions = _import(client, project.id, todo, reporter)
     return PushResult(project.id, project.title, created, len(todo), skipped, predictions, None, [], notes)
 
