@@ -236,14 +236,12 @@ class OfficeScore:
 def count_classes(detections_or_counts: Mapping[str, int] | Iterable[Any]) -> dict[str, int]:
     """Counts per class from a {class: count} mapping, Detection records, or dicts with 'class'."""
     if isinstance(detections_or_counts, Mapping):
-        counts = {str(k): int(v) for k, v in detections_or_counts.items()}
-        if any(v < 0 for v in counts.values()):
-            raise ValueError("class counts cannot be negative")
-        # int() would quietly turn 1.7 chairs into 1.
-        fractional = [(k, v) for k, v in detections_or_counts.items() if v != int(v)]
-        if fractional:
-            raise ValueError(f"class counts must be whole numbers: {fractional[0][0]} is {fractional[0][1]}")
-        return counts
+        for name, count in detections_or_counts.items():
+            if int(count) < 0:
+                raise ValueError("class counts cannot be negative")
+            if count != int(count):  # int() would quietly turn 1.7 chairs into 1
+                raise ValueError(f"class counts must be whole numbers: {name} is {count}")
+        return {str(k): int(v) for k, v in detections_or_counts.items()}
     counter: Counter[str] = Counter()
     for item in detections_or_counts:
         if isinstance(item, str):
