@@ -40,6 +40,13 @@ def test_config_tables_become_default_map(tmp_path: Path) -> None:
     }
 
 
+def test_a_repeatable_option_set_once_in_the_config_file_is_a_list_of_one() -> None:
+    """`[ingest] images = "photos"` for the repeatable --images: as `--images photos` typed once (Click
+    refused the bare text: "Value must be an iterable")."""
+    defaults = command_defaults(root_context(), {"ingest": {"images": "photos"}, "eval": {"iou": [0.6, 0.7]}})
+    assert defaults["ingest"]["images"] == ["photos"] and defaults["eval"]["iou"] == [0.6, 0.7]
+
+
 def test_a_commands_arguments_are_no_settings() -> None:
     """officescore.toml sets options only: a key named like an argument (score's photos) is refused,
     not handed to Click as the photos to score."""

@@ -642,6 +642,47 @@ def test_cvat_brush_masks_are_instances(tmp_path: Path) -> None:
     assert sum(a["iscrowd"] for a in got) == 5  # the rectangles stay ignore regions
 
 
+def test_a_label_studio_and_a_cvat_export_make_one_data_set_each_with_its_own_photos(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real tools' layouts need a photo folder each (Label Studio's upload folder, CVAT's images/ beside
+    annotations/): `--images` once per export, in their order. Each export keeps its own tool's rules
+    (Label Studio's ids from 0, CVAT's brush masks read as instances)."""
+    studio = _label_studio(tmp_path / "ls")
+    cvat = _cvat(tmp_path / "cvat")
+    upload = tmp_path / "ls" / "lsdata" / "media" / "upload" / "1"
+    out = tmp_path / "dataset"
+    args = [
+        "ingest",
+        str(studio),
+        str(cvat),
+        "--images",
+        str(upload),
+        "--images",
+        str(tmp_path / "cvat" / "images"),
+    ]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--out", str(out), "--no-plot", "--json"])
+    assert info.value.code in (0, None)
+    result = json.loads(capsys.readouterr().out)["ingest"]
+    assert result["classes"] == ["chair"] and result["counts"]["images"] == 11
+    kinds = {(p["image"].split(": ")[0], p["kind"]) for p in result["problems"]}
+    assert (str(cvat), "cvat_brush_masks") in kinds and (str(studio), "annotation_id_zero") in kinds
+    instances = [a for a in _read(out) if not a["iscrowd"]]
+    assert len(instances) == 11  # six Label Studio polygons, five CVAT brush masks
+    meta = json.loads((out / "dataset.json").read_text())
+    assert [s["images"] for s in meta["source"]["exports"]] == [
+        "../ls/lsdata/media/upload/1",
+        "../cvat/images",
+    ]
+    with pytest.raises(SystemExit) as info:  # two folders for three exports: which is whose?
+        main([*args, str(_cvat(tmp_path / "cvat2")), "--out", str(out), "--no-plot"])
+    assert info.value.code == 2
+    assert "--images given 2 times for 3 exports: give one folder for all" in " ".join(
+        capsys.readouterr().err.split()
+    )
+
+
 def test_cvat_export_of_masks_only_has_something_to_train(tmp_path: Path) -> None:
     export = _cvat(tmp_path, rectangles=False)
     result = ingest_export(export, images_dir=tmp_path / "images", out=tmp_path / "dataset")

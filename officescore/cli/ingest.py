@@ -32,11 +32,12 @@ def ingest(
         help="COCO instance-segmentation export (.json) from the labelling tool; several (Roboflow's "
         "train/valid/test, one per CVAT task) make one data set, classes matched by name.",
     ),
-    images: Path = typer.Option(
+    images: list[Path] = typer.Option(
         None,
         "--images",
-        help="Image folder (default: the export's folder). A photo not at its path is looked up in it "
-        "by name, then by its name without Label Studio's upload prefix.",
+        help="Image folder (default: the export's folder); with several exports, once for all or once "
+        "per export in their order. A photo not at its path is looked up in it by name, then by its "
+        "name without Label Studio's upload prefix.",
     ),
     out: Path = typer.Option(DEFAULT_DATASET_DIR, "--out", "-o", help="Data-set folder to write (replaced)."),
     val_fraction: float = typer.Option(
@@ -73,7 +74,7 @@ def ingest(
     before = earlier_data_set(out)
     result = ingest_export(
         export,
-        images_dir=images,
+        images_dir=images or None,
         out=out,
         val_fraction=val_fraction,
         seed=seed,

@@ -72,8 +72,14 @@ def _renamed(command: Any, table: str, values: dict[str, Any], secrets: Iterable
                 key,
                 _options(command),
             )
+        if _repeatable(command, parameter) and not isinstance(value, list):
+            value = [value]  # `iou = 0.6` for a repeatable `--iou`: one value, as on the command line
         renamed[parameter] = value
     return renamed
+
+
+def _repeatable(command: Any, parameter: str) -> bool:
+    return any(p.name == parameter and getattr(p, "multiple", False) for p in command.params)
 
 
 def _parameter(command: Any, key: str) -> str | None:

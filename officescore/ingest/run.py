@@ -473,6 +473,27 @@ def _export_list(export: Path | str | Sequence[Path | str]) -> list[Path]:
     return exports
 
 
+def _image_folders(exports: list[Path], images_dir: Path | Sequence[Path] | None) -> list[Path]:
+    """Each export's image folder: its own folder by default; one `images_dir` for all, or one per
+    export in their order (a CVAT export's images/ beside its annotations/, a Label Studio upload folder)."""
+    if images_dir is None:
+        given: list[Path] = []
+    elif isinstance(images_dir, (str, os.PathLike)):
+        given = [Path(images_dir)]
+    else:
+        given = [Path(folder) for folder in images_dir]
+    if not given:
+        return [export.parent for export in exports]
+    if len(given) == 1:
+        return given * len(exports)
+    if len(given) != len(exports):
+        raise DataError(
+            f"--images given {len(given)} times for {len(exports)} exports: give one folder for all of "
+            "them, or one per export in the same order"
+        )
+    return given
+
+
 def _check_export(
     export: Path,
     data: dict[str, Any],
@@ -533,7 +554,7 @@ def _category_map(checked: list[_Checked], chosen: list[str]) -> dict[str, int]:
 
 def ingest_export(
     export: Path | Sequence[Path],
-    images_dir: Path | None = None,
+    images_dir: Path | Sequence[Path] | None = None,
     out: Path = DEFAULT_DATASET_DIR,
     val_fraction: float = 0.2,
     seed: int = 0,
@@ -547,7 +568,7 @@ def ingest_export(
 
     `export`: one export, or several (Roboflow's train/valid/test, one per CVAT task or Label Studio
     project) ingested into one data set: classes matched by name, photos split anew together, each
-    export's photos looked up beside it (or in `images_dir`, for all of them).
+    export's photos looked up beside it, or in `images_dir`: one folder for all, or one per export.
     `crowd`: what an iscrowd 1 annotation with a mask is: "auto" (an instance in CVAT's exports,
     whose brush masks all carry iscrowd 1; a crowd region elsewhere), "instances" or "ignore"
     (always an ignore region). Box-only annotations are ignore regions whatever it says.
@@ -559,7 +580,7 @@ def ingest_export(
         raise DataError(f"--crowd {crowd}: use one of {', '.join(CROWD_MODES)}")
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"--val-fraction must be at least 0 and below 1, got {val_fraction}")
-    folders = [Path(images_dir) if images_dir is not None else e.parent for e in exports]
+    folders = _image_folders(exports, images_dir)
     for folder in dict.fromkeys(folders):
         if not folder.is_dir():
             raise DataError(f"{folder}: image folder not found; pass --images DIR")
