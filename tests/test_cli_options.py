@@ -1,4 +1,5 @@
-"""Every flag of the thin commands (train, eval, export) reaches the API it drives, as given.
+"""Every flag of the thin commands (train, eval, export, score, scrape, serve) reaches the API it
+drives, as given.
 
 The API is replaced by a recorder, so nothing trains, predicts or exports: each case takes well
 under a second. Values differ from every default, so a flag dropped on the way (the API's own
@@ -248,3 +249,130 @@ def test_resume_takes_the_flags_a_session_may_change_and_refuses_the_others(
             main([*argv, flag, value])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and f"so {flag} would be ignored" in err, err
+
+
+def test_scrape_flags_reach_the_scrape_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-q and --queries together (a -q read like a file line, each query once), and every other flag."""
+    import officescore.scrape
+    from officescore.scrape import DownloadConfig
+
+    monkeypatch.chdir(tmp_path)  # no officescore.toml
+    for name in ("OFFICESCORE_CONFIG", "OFFICESCORE_CONTACT", "OFFICESCORE_FLICKR_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    recorded = _Recorded()
+    monkeypatch.setattr(officescore.scrape, "scrape", recorded)
+    (tmp_path / "queries.txt").write_text("reading nook\n# a comment\ndesk\n")
+    argv = ["scrape", "-q", " desk ", "-q", "lamp", "--queries", "queries.txt", "--provider", "flickr"]
+    argv += ["--per-query", "30", "--daily-quota", "7", "--hourly-quota", "3", "--out", str(tmp_path / "raw")]
+    argv += ["--rights", "cc_publicdomain", "--safe", "off", "--img-size", "large", "--file-type", "png"]
+    argv += ["--api-endpoint", "http://127.0.0.1:9/", "--wait-hours", "--contact", "me@example.org"]
+    argv += ["--workers", "5", "--per-host", "2", "--timeout", "7.5", "--retries", "4", "--max-bytes", "1000"]
+    argv += ["--min-size", "64", "--near-dup-threshold", "3", "--allow-private-hosts", "--json"]
+    _run(argv, capsys)
+    config = recorded.args[0]
+    expected = {
+        "queries": ["desk", "lamp", "reading nook"],
+        "default_query_list": False,
+        "provider": "flickr",
+        "per_query": 30,
+        "daily_quota": 7,
+        "hourly_quota": 3,
+        "out": tmp_path / "raw",
+        "rights": "cc_publicdomain",
+        "safe": "off",
+        "img_size": "large",
+        "file_type": "png",
+        "api_endpoint": "http://127.0.0.1:9/",
+        "wait_hours": True,
+        "contact": "me@example.org",
+        "near_dup_threshold": 3,
+    }
+    assert {key: getattr(config, key) for key in expected} == expected
+    assert config.download == DownloadConfig(
+        workers=5,
+        per_host=2,
+        read_timeout=7.5,
+        retries=4,
+        max_bytes=1000,
+        min_width=64,
+        min_height=64,
+        allow_private_hosts=True,
+    )
+
+
+def test_serve_flags_reach_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the page is started with: files as absolute paths (Streamlit reads them), --conf 1 (the
+    end of the range, not outside it), and the address it listens on."""
+    import os
+    import shutil
+    import socket
+
+    from scoremodels import write_checkpoint
+
+    import officescore
+    from officescore.app import PageSettings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OFFICESCORE_CONFIG", raising=False)
+    write_checkpoint(tmp_path / "best.pt")
+    shutil.copy(Path(officescore.__file__).parent / "data" / "rubric.toml", tmp_path / "mine.toml")
+    started: list[tuple[list[str], dict[str, str]]] = []
+
+    def execve(path: str, argv: list[str], env: dict[str, str]) -> None:  # where streamlit would start
+        started.append((argv, env))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execve", execve)
+    with socket.socket() as probe:  # a port free right now
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    argv = ["serve", "--model", "best.pt", "--port", str(port), "--host", "localhost", "--conf", "1"]
+    _run([*argv, "--device", "cpu", "--precision", "fp32", "--rubric", "mine.toml"], capsys)
+    ((command, env),) = started
+    assert PageSettings.from_env(env) == PageSettings(
+        model=str(tmp_path / "best.pt"),
+        device="cpu",
+        conf=1.0,
+        rubric=str(tmp_path / "mine.toml"),
+        precision="fp32",
+    )
+    options = dict(zip(command[5::2], command[6::2], strict=True))
+    assert (options["--server.address"], options["--server.port"]) == ("localhost", str(port))
+
+
+def test_serve_takes_a_torchscript_export_and_coco_in_capitals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Neither is a checkpoint: each reaches the page as given, not refused as a damaged one."""
+    import os
+    import socket
+
+    import torch
+    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
+
+    from officescore.app import PageSettings
+    from officescore.model import TORCHSCRIPT_META, hub_checkpoint_dir
+
+    export = tmp_path / "best.torchscript.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Identity()), str(export), _extra_files={TORCHSCRIPT_META: "{}"})
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # coco's weights as if fetched before
+    cached = hub_checkpoint_dir() / Path(MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.url).name
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"the weights")
+    started: list[dict[str, str]] = []
+
+    def execve(path: str, argv: list[str], env: dict[str, str]) -> None:  # where streamlit would start
+        started.append(env)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execve", execve)
+    with socket.socket() as probe:  # a port free right now
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    for model in (str(export), "COCO"):
+        _run(["serve", "--model", model, "--port", port, "--device", "cpu"], capsys)
+    assert [PageSettings.from_env(env).model for env in started] == [str(export), "COCO"]
