@@ -169,6 +169,7 @@ def test_the_summary_says_which_failed_downloads_the_next_run_tries_again(
         host.stop()
     text = " ".join(out.split())
     assert code == 0 and "downloads this run: http_error 1, unavailable 1" in text
+    assert text.endswith(f"manifest: {Path('raw', 'manifest.sqlite')}")  # where the results are
     assert "1 photo(s) their host did not give (timeout, unavailable): the next run tries them again" in text
     assert "downloads this run: http_error 2" in " ".join(final.split()) and "tries them again" not in final
 
@@ -468,3 +469,51 @@ def test_a_bad_setting_under_auto_makes_no_folder(
     code, out, err = run_cli(["-q", "desk", "--out", "raw", *args], capsys)
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
     assert list(cwd.iterdir()) == []
+
+
+def test_status_of_a_folder_two_providers_searched(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Rows of two providers name theirs in a first column; near-duplicates count as dup; a day the
+    provider said is used up, a rate limit and Unsplash's download events are each said."""
+    from officescore.scrape.manifest import Manifest
+    from officescore.scrape.providers import SearchResult, UnsplashProvider
+
+    def found(prefix: str, n: int) -> list[SearchResult]:
+        return [
+            SearchResult(url=f"http://a/{prefix}{i}.jpg", track_url=f"http://t/{prefix}{i}") for i in range(n)
+        ]
+
+    unsplash = UnsplashProvider(access_key="-").filters
+    with Manifest.open(cwd / "raw") as manifest:
+        manifest.record_page("openverse", "lamp", "f", 1, found("o", 2), False, "r", "t")
+        manifest.record_page("unsplash", "desk", unsplash, 1, found("u", 3), False, "r", "t")
+        statuses = ["near_duplicate", "ok", "duplicate", "ok", "ok"]
+        for (row_id, _, _), status in zip(manifest.pending(), statuses, strict=True):
+            manifest.set_outcome(row_id, status=status)
+            manifest.set_tracking(row_id, "sent" if status == "ok" else "pending", "t")
+        manifest.mark_exhausted("openverse", "2026-06-01", "t")
+        manifest.set_retry_after("unsplash", "2026-06-01T12:30:00+00:00")
+    code, out, err = run_cli(["--status", "--provider", "unsplash", "--out", "raw", "-q", "desk"], capsys)
+    assert code == 0, err
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.splitlines() if "│ " in line]
+    assert rows == [
+        ["openverse", "lamp", "1", "2", "1", "1", "0", "0", "no"],
+        ["unsplash", "desk", "1", "3", "2", "1", "0", "0", "no"],
+    ]
+    text = " ".join(out.split())
+    assert "quota openverse 2026-06-01: 0/100 calls, used up; next day" in text
+    assert "rate-limited until 2026-06-01 12:30:00 UTC" in text
+    assert "download events (unsplash): pending 2, sent 3" in text
+
+
+def test_status_reads_the_keys_a_run_would_and_says_its_notices(
+    cwd: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With Google's key in the environment auto's next run is Google's; after Google's cut-off
+    `--provider google --status` still reports, and says why no run would search."""
+    monkeypatch.setenv("GCS_DEVELOPER_KEY", "k")
+    monkeypatch.setenv("GCS_CX", "c")
+    code, out, err = run_cli(["--status", "-q", "desk"], capsys)
+    assert code == 0 and "next run searches: google" in out, err
+    monkeypatch.setenv("OFFICESCORE_NOW", "2027-01-02T00:00:00Z")
+    code, out, err = run_cli(["--status", "-q", "desk", "--provider", "google"], capsys)
+    assert code == 0 and "Google's Custom Search JSON API is closed" in " ".join(out.split()), err
