@@ -143,6 +143,9 @@ def test_stats_json_schema_and_png(dataset: Path, capsys: pytest.CaptureFixture[
 
     png = Path(payload["plot"])
     assert png == dataset / "health.png"
+    with pytest.raises(SystemExit):
+        main(["stats", str(dataset)])
+    assert "".join(capsys.readouterr().out.split()).endswith(f"plot:{png}")  # said where it is
     with Image.open(png) as image:
         assert image.format == "PNG" and image.size == (1200, 450)
         image.verify()
@@ -296,3 +299,48 @@ def test_problem_list_truncated_on_a_terminal(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(stats_cli, "console", Console(file=buffer, force_terminal=False, width=120))
     stats_cli.render_problem_list(problems, tmp_path)
     assert "img_44.jpg" in buffer.getvalue() and "more in" not in buffer.getvalue()
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    """The cells of each body row of the rich tables printed (box-drawn, no colour)."""
+    return [[cell.strip() for cell in line.split("│")[1:-1]] for line in text.splitlines() if "│ " in line]
+
+
+def test_stats_tables_put_each_number_in_its_column(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report made by hand, every number different: each lands under its own heading."""
+    from officescore.cli import stats as stats_cli
+    from officescore.ingest.health import HealthReport, SplitStats
+
+    def split(images: int, instances: int, crowd: int, empty: int) -> SplitStats:
+        per_image = {"min": 0, "mean": instances / images, "max": 5}
+        return SplitStats(
+            images, instances, crowd, empty, per_image, {"chair": images - 1}, {"chair": instances}
+        )
+
+    report = HealthReport(
+        dataset=Path("ds"),
+        classes=["chair"],
+        splits={"train": split(9, 21, 3, 2), "val": split(4, 6, 1, 0)},
+        sizes={"chair": {"small": 11, "medium": 12, "large": 13}},
+        areas={},
+        duplicate_groups=[[f"images/{i}.jpg", f"images/{i}b.jpg"] for i in range(11)],
+        problems_by_kind={},
+        dropped={"images": 1, "annotations": 8},
+        attributes={"chair": {"armrests": {"train": {"yes": 2, "unlabelled": 0}, "val": {"no": 1}}}},
+    )
+    buffer = io.StringIO()
+    monkeypatch.setattr(stats_cli, "console", Console(file=buffer, force_terminal=False, width=160))
+    stats_cli.render_health(report)
+    text = buffer.getvalue()
+    rows = _table_rows(text)
+    assert ["chair", "8", "21", "3", "6", "11", "12", "13"] in rows  # per split images, objects; sizes
+    assert ["train", "9", "21", "3", "2", "0 / 2.33 / 5"] in rows  # images, objects, crowd, empty
+    assert ["chair", "armrests", "yes 2, unlabelled 0", "no 1"] in rows
+    assert "images/9.jpg" in text and "images/10.jpg" not in text and "... 1 more" in text
+    assert "duplicate groups: 11" in text and "dropped at ingest: 1 image(s), 8 annotation(s)" in text
+    assert "problems: none" in text
+    buffer.seek(0)
+    buffer.truncate()
+    problem = {"image": "a.jpg", "annotation": "", "kind": "k", "what": "no mask", "action": "ignore region"}
+    stats_cli.render_problem_list([problem], Path("ds"))
+    assert _table_rows(buffer.getvalue()) == [["a.jpg", "-", "no mask", "ignore region"]]
