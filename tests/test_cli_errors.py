@@ -317,6 +317,15 @@ def test_serve_may_restart_at_once_on_the_port_it_just_left() -> None:
     _check_address("127.0.0.1", port)  # no ConfigError
 
 
+def test_serve_on_a_host_that_is_no_address_says_host_not_port() -> None:
+    """A --host that does not resolve is the host's fault: the message names --host, not the port."""
+    from officescore.cli.serve import _check_address
+    from officescore.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^--host no-such-host\.invalid: not an address of this machine"):
+        _check_address("no-such-host.invalid", 8501)
+
+
 @pytest.mark.timeout(60)
 def test_serve_coco_without_its_weights_offline_is_a_one_line_error(
     tmp_path: Path, clean_cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

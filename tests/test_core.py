@@ -317,3 +317,79 @@ def test_devices_and_single_process_distribution() -> None:
     assert ctx.is_main and not ctx.enabled
     assert gather_objects(ctx, 5) == [5]
     assert shard(list(range(5)), DistContext(rank=1, world_size=2)) == [1, 3]
+
+
+@pytest.mark.parametrize(
+    ("device", "backend", "world", "rank", "local_rank"),
+    [
+        ("cpu", "gloo", 2, 1, 0),  # the second of two machines, one process each
+        ("cuda", "nccl", 4, 3, 1),  # the second process of the second machine: its machine's GPU 1
+    ],
+)
+def test_torchrun_context_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, device: str, backend: str, world: int, rank: int, local_rank: int
+) -> None:
+    """The rank is the process group's, the local rank (and so the GPU) torchrun's LOCAL_RANK."""
+    import torch.distributed as dist
+
+    from officescore import distributed
+
+    started: list[str] = []
+    gpus: list[int] = []
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: started.append(backend))
+    monkeypatch.setattr(dist, "get_rank", lambda: rank)
+    monkeypatch.setattr(dist, "get_world_size", lambda: world)
+    monkeypatch.setattr(torch.cuda, "set_device", gpus.append)
+    context = DistContext(rank=rank, world_size=world, local_rank=local_rank)
+    assert distributed.init(torch.device(device)) == context
+    assert started == [backend] and gpus == ([local_rank] if device == "cuda" else [])
+
+
+def test_rank_0s_object_the_mean_over_ranks_and_the_barrier(monkeypatch: pytest.MonkeyPatch) -> None:
+    """broadcast_object hands every rank rank 0's object; all_reduce_mean divides the sum by the ranks;
+    a barrier waits for the other ranks, and one process (no process group) waits for none."""
+    import torch.distributed as dist
+
+    from officescore.distributed import all_reduce_mean, barrier, broadcast_object
+
+    ctx = DistContext(rank=1, world_size=2)
+    sources: list[int] = []
+
+    def broadcast(box: list[Any], src: int) -> None:
+        sources.append(src)
+        box[0] = "runs/train"  # what rank 0 sent
+
+    def all_reduce(tensor: torch.Tensor, op: Any = None) -> None:  # adds rank 0's box 1.0, loss 3.0
+        tensor += torch.tensor([1.0, 3.0], dtype=tensor.dtype)
+
+    monkeypatch.setattr(dist, "broadcast_object_list", broadcast)
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    assert broadcast_object(ctx, "runs/train2") == "runs/train" and sources == [0]
+    assert all_reduce_mean(ctx, {"loss": 1.0, "box": 3.0}) == {"box": 2.0, "loss": 2.0}
+    waited: list[bool] = []
+    monkeypatch.setattr(dist, "barrier", lambda: waited.append(True))
+    barrier(DistContext())
+    assert waited == []
+    barrier(ctx)
+    assert waited == [True]
+
+
+def test_a_setting_far_from_every_name_lists_them_and_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no near name the message lists the command's settings (long flag names, without dashes:
+    scrape's -n is none), and it names the file read."""
+    path = tmp_path / "mine.toml"
+    monkeypatch.setenv("OFFICESCORE_CONFIG", str(path))
+    with pytest.raises(ConfigError) as info:
+        command_defaults(root_context(), {"stats": {"colour": "red"}})
+    assert (
+        str(info.value)
+        == f"{path}: [stats] colour is no setting of `officescore stats` (these are: json, plot)"
+    )
+    with pytest.raises(ConfigError, match=r"\[scrape\] n is no setting of `officescore scrape`"):
+        command_defaults(root_context(), {"scrape": {"n": 5}})
