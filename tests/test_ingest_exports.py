@@ -666,6 +666,7 @@ def test_a_label_studio_and_a_cvat_export_make_one_data_set_each_with_its_own_ph
     assert info.value.code in (0, None)
     result = json.loads(capsys.readouterr().out)["ingest"]
     assert result["classes"] == ["chair"] and result["counts"]["images"] == 11
+    assert result["exports"] == [str(studio), str(cvat)]
     kinds = {(p["image"].split(": ")[0], p["kind"]) for p in result["problems"]}
     assert (str(cvat), "cvat_brush_masks") in kinds and (str(studio), "annotation_id_zero") in kinds
     instances = [a for a in _read(out) if not a["iscrowd"]]

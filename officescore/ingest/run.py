@@ -87,6 +87,7 @@ class IngestResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "out": str(self.out),
+            "exports": self.exports,
             "classes": self.classes,
             "counts": self.counts,
             "category_map": self.category_map,
