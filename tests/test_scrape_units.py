@@ -465,6 +465,21 @@ def test_status_for_provider_google_after_the_cutoff_names_google_and_why(
 
     monkeypatch.setenv("OFFICESCORE_NOW", "2027-01-02T00:00:00Z")
     report = status(ScrapeConfig(queries=["desk"], provider="google", out=tmp_path / "raw"))
-    assert report.provider == "google" and "closed" in report.notices[0]
+    assert report.provider == "google" and "closed" in report.notices[0] and report.closed
     assert [row["provider"] for row in report.queries] == ["google"]
     assert not (tmp_path / "raw").exists()
+    before = status(ScrapeConfig(queries=["desk"], provider="openverse", out=tmp_path / "raw"))
+    assert not before.closed
+
+
+def test_status_after_the_cutoff_does_not_say_the_next_run_searches_google(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from officescore.cli import main
+
+    monkeypatch.setenv("OFFICESCORE_NOW", "2027-01-02T00:00:00Z")
+    with pytest.raises(SystemExit) as info:
+        main(["scrape", "-q", "desk", "--provider", "google", "--out", str(tmp_path / "raw"), "--status"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code in (0, None)
+    assert "next run searches: nothing (google is closed)" in out and "searches: google" not in out

@@ -80,8 +80,9 @@ def scrape(
     export_dir: Path = typer.Option(None, "--export", help="Write manifest.csv, ATTRIBUTION.md, images.txt."),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """Search for licensed photos (Openverse, Wikimedia Commons, Unsplash, Flickr or Google) and
-    download them, resumably, within each provider's quota."""
+    """Download licensed photos from Openverse, Wikimedia, Unsplash, Flickr or Google within quota.
+
+    Resumable: run it again to go on where it stopped (the same pages are never paid twice)."""
     from officescore.errors import ConfigError
     from officescore.scrape import (
         DownloadConfig,
@@ -219,7 +220,10 @@ def _status(config: ScrapeConfig, json_output: bool) -> None:
     if report.download_events:
         parts = ", ".join(f"{k} {v}" for k, v in sorted(report.download_events.items()))
         console.print(f"download events (unsplash): {parts}", soft_wrap=True)
-    console.print(f"next run searches: {report.provider}")
+    if report.closed:  # the notice above says what to use instead
+        console.print(f"next run searches: nothing ({report.provider} is closed)")
+    else:
+        console.print(f"next run searches: {report.provider}")
 
 
 def _export(out: Path, folder: Path, json_output: bool) -> None:

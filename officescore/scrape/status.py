@@ -71,11 +71,13 @@ class ScrapeStatus:
     provider: str = FALLBACK  # the provider the next run would search
     notices: list[str] = field(default_factory=list)
     download_events: dict[str, int] = field(default_factory=dict)
+    closed: bool = False  # `provider` is gone for good (--provider google after the cut-off)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "out": str(self.out),
             "provider": self.provider,
+            "closed": self.closed,
             "notices": self.notices,
             "queries": self.queries,
             "quota": [q.to_dict() for q in self.quota],
@@ -91,10 +93,11 @@ def status(config: ScrapeConfig) -> ScrapeStatus:
     if not path.is_file():  # nothing scraped yet: an empty status, and no files created for it
         path = Path(":memory:")
     with Manifest(path, read_only=True) as manifest:
+        closed = False
         try:
             name, notices = choose_provider(config, manifest)
         except ProviderClosedError as exc:  # --provider google after the cut-off: still report
-            name, notices = config.provider, [str(exc)]
+            name, notices, closed = config.provider, [str(exc)], True
         probe = _probe(config, name)
         provider_filters = probe.filters
         table = manifest.query_table()
@@ -126,7 +129,7 @@ def status(config: ScrapeConfig) -> ScrapeStatus:
         quotas = [quota_state(manifest, p, *config.limits(p)) for p in providers]
         totals = manifest.status_counts()
         events = manifest.tracking_counts()
-    return ScrapeStatus(Path(config.out), table, quotas, totals, name, notices, events)
+    return ScrapeStatus(Path(config.out), table, quotas, totals, name, notices, events, closed)
 
 
 def _probe(config: ScrapeConfig, name: str) -> ImageProvider:
