@@ -517,3 +517,10 @@ def test_status_reads_the_keys_a_run_would_and_says_its_notices(
     monkeypatch.setenv("OFFICESCORE_NOW", "2027-01-02T00:00:00Z")
     code, out, err = run_cli(["--status", "-q", "desk", "--provider", "google"], capsys)
     assert code == 0 and "Google's Custom Search JSON API is closed" in " ".join(out.split()), err
+
+
+def test_the_command_line_default_rights_are_the_librarys() -> None:
+    from officescore.cli.scrape import DEFAULT_RIGHTS
+    from officescore.scrape.providers.base import DEFAULT_RIGHTS as LIBRARY_RIGHTS
+
+    assert DEFAULT_RIGHTS == LIBRARY_RIGHTS

@@ -28,6 +28,7 @@ or the hour's quota is used up it stops cleanly with exit code 0 and says when i
 Google's Custom Search JSON API is off for everyone from 2027-01-01: auto then uses Openverse.
 """
 
+# the library's default (scrape.providers.base), spelled out so that --help need not import it
 DEFAULT_RIGHTS = "cc_publicdomain|cc_attribute|cc_sharealike|cc_noncommercial|cc_nonderived"
 
 
