@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from cliroot import table_column
 from PIL import Image
 from scoremodels import write_checkpoint
 from trainsetup import FAST_MODEL
 
 from officescore import masks as masklib
-from officescore.cli import main
+from officescore.cli import common, main
 from officescore.curate.audit import audit_predictions, run_audit
 from officescore.curate.folds import assign_folds
 from officescore.curate.inject import Injected, inject_errors
@@ -533,7 +534,8 @@ def test_cli_table_shows_the_top_issues_and_the_lowest_quality_photos_of_runs_au
     clean: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Without --out the run folder is runs/audit/audit; issues.json holds the issues at or above
-    --min-score, the table their first SHOWN, and the line below it the five lowest-quality photos."""
+    --min-score, the table their first SHOWN, each photo named whole in 80 columns, and the line below
+    it the five lowest-quality photos."""
     import csv
     import re
 
@@ -541,6 +543,7 @@ def test_cli_table_shows_the_top_issues_and_the_lowest_quality_photos_of_runs_au
 
     model = write_checkpoint(tmp_path / "m.pt", favour={"desk": 3.0, "chair": 2.5})
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(common.console, "_width", 80)  # a terminal's width, whatever $COLUMNS says
     args = ["audit", str(clean), "--model", str(model), "--device", "cpu", "--min-score", "0.3"]
     code, out, _ = _cli(args, capsys)
     assert code == 0
@@ -548,6 +551,8 @@ def test_cli_table_shows_the_top_issues_and_the_lowest_quality_photos_of_runs_au
     issues = json.loads((run / "issues.json").read_text())["issues"]
     assert len(issues) > SHOWN and min(issue["score"] for issue in issues) >= 0.3
     assert re.findall(r"^│\s*(\d+) │", out, re.MULTILINE) == [str(n) for n in range(1, SHOWN + 1)]
+    shown = table_column(out.split("lowest quality photos")[0], 3)
+    assert shown == [Path(issue["file_name"]).name for issue in issues[:SHOWN]], out
     with (run / "images.csv").open() as rows:
         lowest = [Path(row["file_name"]).name for row in list(csv.DictReader(rows))[:5]]
     said = " ".join(out.split()).split("lowest quality photos: ")[1].split(" wrote ")[0]
