@@ -175,6 +175,7 @@ CASES = [
     case("train", "--data", "{dataset}", "--weights", "none", "--batch-size", "0"),
     case("train", "--data", "{dataset}", "--weights", "none", "--lr", "-0.1"),
     case("train", "--data", "{dataset}", "--weights", "none", "--img-size", "0"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--img-size", "10"),
     case("train", "--data", "{dataset}", "--weights", "none", "--workers", "-1"),
     case("train", "--data", "{dataset}", "--weights", "none", "--max-train-images", "-3"),
     case("train", "--data", "{dataset}", "--weights", "none", "--warmup-iters", "-5"),
