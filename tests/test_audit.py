@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -624,6 +625,32 @@ def test_a_model_trained_on_more_classes_audits_the_data_sets_own(
             ["audit", str(clean), "--model", str(model), "--device", "cpu", "--out", str(out), *shown], capsys
         )
         assert code == 0 and "also knows cat" in stdout
+
+
+def test_a_run_trained_on_the_data_set_gets_a_note_where_it_learnt_the_photos(
+    clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run whose args.json names this data set (relative to the run folder, as train writes it)
+    learnt its train photos: a note says so for --split train and all, none for val or another set."""
+    run = tmp_path / "runs" / "train" / "train"
+    model = write_checkpoint(run / "weights" / "best.pt", favour={"desk": 3.0})
+    (run / "args.json").write_text(json.dumps({"data": os.path.relpath(clean, run)}))
+    note = f"{run} trained on {clean}'s train photos and calls its own training labels fine"
+
+    def notes(dataset: Path, model: Path, split: str) -> list[str]:
+        args = ["audit", str(dataset), "--model", str(model), "--device", "cpu", "--split", split]
+        code, out, err = _cli([*args, "--out", str(tmp_path / "audit"), "--json"], capsys)
+        assert code == 0, err
+        return json.loads(out)["notes"]
+
+    for split in ("train", "all"):
+        said = notes(clean, run, split)  # the run folder, as `--model runs/train/train`
+        assert len(said) == 1 and said[0].startswith(note), said
+    assert notes(clean, model, "train")[0].startswith(f"{model} trained on {clean}'s train photos")
+    assert notes(clean, run, "val") == []
+    other = tmp_path / "other"
+    shutil.copytree(clean, other)
+    assert notes(other, run, "train") == []
 
 
 def test_cli_bad_inputs_are_one_line_errors(
