@@ -27,6 +27,7 @@ from torchvision.transforms.v2 import functional as F
 from officescore import masks as masklib
 from officescore.attributes import AttributeSchema
 from officescore.errors import DataError, UserError
+from officescore.files import ingest_advice
 from officescore.images import load_image
 
 Target = dict[str, Any]
@@ -92,7 +93,8 @@ class OfficeDataset(Dataset):
             raise DataError(f"{self.dataset_dir}: no data set folder there; {hint}")
         meta_path = self.dataset_dir / "dataset.json"
         if not meta_path.is_file():
-            raise DataError(f"{self.dataset_dir}: not an officescore data set (no dataset.json); {hint}")
+            advice = ingest_advice(self.dataset_dir) or hint
+            raise DataError(f"{self.dataset_dir}: not an officescore data set (no dataset.json); {advice}")
         meta = _read_json(meta_path, self.dataset_dir)
         classes = meta.get("classes") if isinstance(meta, dict) else None
         if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):

@@ -119,3 +119,16 @@ def make_folder(path: Path, what: str) -> Path:
     except OSError as exc:
         raise ConfigError(f"{what} {path}: cannot create the folder ({exc.strerror})") from None
     return path
+
+
+def ingest_advice(folder: Path) -> str | None:
+    """What to run when `folder` is a labelling export (sample's or label pull's annotations.json,
+    a tool's COCO file) given where a data set belongs: ingest it elsewhere, as ingest refuses an
+    --out holding the export's own photos. None for a folder with no such JSON file."""
+    exports = sorted(p for p in folder.glob("*.json") if p.name not in ("train.json", "val.json"))
+    if not exports:
+        return None
+    return (
+        f"it holds an export ({exports[0].name}): make a data set of it with "
+        f"`officescore ingest {exports[0]} --out data/dataset` and pass data/dataset"
+    )

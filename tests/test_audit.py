@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -14,12 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from cliroot import table_column
 from PIL import Image
 from scoremodels import write_checkpoint
 from trainsetup import FAST_MODEL
 
 from officescore import masks as masklib
-from officescore.cli import main
+from officescore.cli import common, main
 from officescore.curate.audit import audit_predictions, run_audit
 from officescore.curate.folds import assign_folds
 from officescore.curate.inject import Injected, inject_errors
@@ -533,7 +535,8 @@ def test_cli_table_shows_the_top_issues_and_the_lowest_quality_photos_of_runs_au
     clean: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Without --out the run folder is runs/audit/audit; issues.json holds the issues at or above
-    --min-score, the table their first SHOWN, and the line below it the five lowest-quality photos."""
+    --min-score, the table their first SHOWN, each photo named whole in 80 columns, and the line below
+    it the five lowest-quality photos."""
     import csv
     import re
 
@@ -541,6 +544,7 @@ def test_cli_table_shows_the_top_issues_and_the_lowest_quality_photos_of_runs_au
 
     model = write_checkpoint(tmp_path / "m.pt", favour={"desk": 3.0, "chair": 2.5})
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(common.console, "_width", 80)  # a terminal's width, whatever $COLUMNS says
     args = ["audit", str(clean), "--model", str(model), "--device", "cpu", "--min-score", "0.3"]
     code, out, _ = _cli(args, capsys)
     assert code == 0
@@ -548,6 +552,8 @@ def test_cli_table_shows_the_top_issues_and_the_lowest_quality_photos_of_runs_au
     issues = json.loads((run / "issues.json").read_text())["issues"]
     assert len(issues) > SHOWN and min(issue["score"] for issue in issues) >= 0.3
     assert re.findall(r"^│\s*(\d+) │", out, re.MULTILINE) == [str(n) for n in range(1, SHOWN + 1)]
+    shown = table_column(out.split("lowest quality photos")[0], 3)
+    assert shown == [Path(issue["file_name"]).name for issue in issues[:SHOWN]], out
     with (run / "images.csv").open() as rows:
         lowest = [Path(row["file_name"]).name for row in list(csv.DictReader(rows))[:5]]
     said = " ".join(out.split()).split("lowest quality photos: ")[1].split(" wrote ")[0]
@@ -619,6 +625,32 @@ def test_a_model_trained_on_more_classes_audits_the_data_sets_own(
             ["audit", str(clean), "--model", str(model), "--device", "cpu", "--out", str(out), *shown], capsys
         )
         assert code == 0 and "also knows cat" in stdout
+
+
+def test_a_run_trained_on_the_data_set_gets_a_note_where_it_learnt_the_photos(
+    clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run whose args.json names this data set (relative to the run folder, as train writes it)
+    learnt its train photos: a note says so for --split train and all, none for val or another set."""
+    run = tmp_path / "runs" / "train" / "train"
+    model = write_checkpoint(run / "weights" / "best.pt", favour={"desk": 3.0})
+    (run / "args.json").write_text(json.dumps({"data": os.path.relpath(clean, run)}))
+    note = f"{run} trained on {clean}'s train photos and calls its own training labels fine"
+
+    def notes(dataset: Path, model: Path, split: str) -> list[str]:
+        args = ["audit", str(dataset), "--model", str(model), "--device", "cpu", "--split", split]
+        code, out, err = _cli([*args, "--out", str(tmp_path / "audit"), "--json"], capsys)
+        assert code == 0, err
+        return json.loads(out)["notes"]
+
+    for split in ("train", "all"):
+        said = notes(clean, run, split)  # the run folder, as `--model runs/train/train`
+        assert len(said) == 1 and said[0].startswith(note), said
+    assert notes(clean, model, "train")[0].startswith(f"{model} trained on {clean}'s train photos")
+    assert notes(clean, run, "val") == []
+    other = tmp_path / "other"
+    shutil.copytree(clean, other)
+    assert notes(other, run, "train") == []
 
 
 def test_cli_bad_inputs_are_one_line_errors(

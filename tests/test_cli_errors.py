@@ -175,6 +175,7 @@ CASES = [
     case("train", "--data", "{dataset}", "--weights", "none", "--batch-size", "0"),
     case("train", "--data", "{dataset}", "--weights", "none", "--lr", "-0.1"),
     case("train", "--data", "{dataset}", "--weights", "none", "--img-size", "0"),
+    case("train", "--data", "{dataset}", "--weights", "none", "--img-size", "10"),
     case("train", "--data", "{dataset}", "--weights", "none", "--workers", "-1"),
     case("train", "--data", "{dataset}", "--weights", "none", "--max-train-images", "-3"),
     case("train", "--data", "{dataset}", "--weights", "none", "--warmup-iters", "-5"),
@@ -400,6 +401,26 @@ def test_the_fixture_inputs_are_what_the_cases_claim(world: dict[str, Path]) -> 
         world["through_file"].read_bytes()
     assert json.loads((world["dataset"] / "dataset.json").read_text())["format"] == "officescore-dataset"
     assert world["photo"].suffix in (".png", ".jpg") and world["model"].stat().st_size > 1000
+
+
+def test_an_export_folder_given_as_the_data_set_is_told_how_to_ingest_it(
+    world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sample`'s folder where a data set belongs: the advice is an ingest into another folder, and
+    it works (`--out` the export's own folder, the general hint, is refused: it holds the photos)."""
+    export, model = world["export"], str(world["model"])
+    advice = f"`officescore ingest {export} --out data/dataset` and pass data/dataset"
+    for command in (["train", "--weights", "none", "--data"], ["eval", "--model", model, "--data"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*command, str(export.parent)])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.strip().endswith(advice), err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["audit", str(export.parent), "--model", model])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.strip().endswith(advice)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ingest", str(export), "--out", "data/dataset", "--no-plot"])
+    assert exit_info.value.code in (0, None) and (clean_cwd / "data" / "dataset" / "dataset.json").is_file()
 
 
 def test_commands_are_registered_once(capsys: pytest.CaptureFixture[str]) -> None:

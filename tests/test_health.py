@@ -244,8 +244,13 @@ def test_stats_rich_tables(dataset: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def _break(folder: Path, how: str) -> None:
+    if how == "a_file":  # a JSON file where the data-set folder belongs
+        folder.write_text("{}")
+        return
     folder.mkdir(exist_ok=True)
-    if how == "dataset_json_garbage":
+    if how == "export_folder":  # `sample`'s or `label pull`'s folder: an export, not a data set
+        (folder / "annotations.json").write_text("{}")
+    elif how == "dataset_json_garbage":
         (folder / "dataset.json").write_text("{oops")
     elif how == "wrong_format":
         (folder / "dataset.json").write_text('{"format": "something-else"}')
@@ -260,6 +265,11 @@ def _break(folder: Path, how: str) -> None:
     [
         ("missing", "no such data-set folder"),
         ("empty_folder", "dataset.json: missing"),
+        ("a_file", "a file, not a data-set folder"),
+        (
+            "export_folder",
+            "it holds an export (annotations.json): make a data set of it with `officescore ingest",
+        ),
         ("dataset_json_garbage", "unreadable or not JSON"),
         ("wrong_format", "not an officescore data set"),
         ("train_missing", "train.json: missing"),

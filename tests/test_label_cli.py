@@ -142,6 +142,29 @@ def test_status_without_model_versions_is_one_line(
     assert out.splitlines()[1] == "answering: no model yet; 3 label(s) since the last model"
 
 
+def test_pull_ingest_with_nothing_labelled_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`label pull --ingest` right after a push: the project is not labelled yet, which is what the
+    error says (not ingest's "the export lists no images"); no data set is written."""
+    from officescore.cli import label as label_cli
+    from officescore.label import pull
+
+    export = tmp_path / "export" / "annotations.json"
+    pulled = pull.PullResult(export.parent, export, images=0, annotations=0, unlabelled=24, classes=["desk"])
+    monkeypatch.setattr(label_cli, "_client", lambda url: None)
+    monkeypatch.setattr(pull, "pull_project", lambda *args: pulled)
+    dataset = tmp_path / "dataset"
+    args = ["label", "pull", "--project", "offices", "--out", str(export.parent), "--ingest", str(dataset)]
+    code, out, err = run(args, capsys)
+    assert code == 2 and out == "", (out, err)
+    assert err.strip() == (
+        "error: nothing to ingest: no task of project 'offices' is labelled yet (24 not labelled; wrote "
+        f"{export}); label some in Label Studio, then pull again"
+    )
+    assert not dataset.exists()
+
+
 def test_status_tables_show_a_trained_versions_whole_name_in_80_columns(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

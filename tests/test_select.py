@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cliroot import table_column
 from PIL import Image
 from scoremodels import TINY_KWARGS, controlled_model, write_checkpoint
 
 from officescore import DEFAULT_CLASSES
-from officescore.cli import main
+from officescore.cli import common, main
 from officescore.curate.features import class_uncertainty, image_signals
 from officescore.curate.pool import NEAR_DUP_BITS, hamming, phash
 from officescore.curate.select import k_center_greedy, nearest_distance, select
@@ -403,6 +404,18 @@ def test_cli_seed_reaches_the_random_draw(
     code, stdout, err = _cli([*args, "--out", str(tmp_path / "next.csv")], capsys)
     assert code == 0, err
     assert [Path(c["path"]).name for c in json.loads(stdout)["chosen"]] == library[1]
+
+
+def test_cli_table_names_each_chosen_photo_whole_in_80_columns(
+    big_pool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The photo column wraps a long path instead of cutting it to `/tmp/pytest-…`, which names no photo."""
+    monkeypatch.setattr(common.console, "_width", 80)  # a terminal's width, whatever $COLUMNS says
+    chosen = [str(c.path) for c in select([big_pool], "", budget=3, strategy="random", seed=1).chosen]
+    args = ["select", str(big_pool), "--budget", "3", "--strategy", "random", "--seed", "1"]
+    code, stdout, err = _cli([*args, "--out", str(tmp_path / "next.csv")], capsys)
+    assert code == 0, err
+    assert table_column(stdout, 1) == chosen, stdout
 
 
 @pytest.fixture(scope="module")

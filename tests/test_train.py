@@ -456,6 +456,19 @@ def test_resuming_an_early_stopped_run_trains_no_more(tiny_data: Path, tmp_path:
     assert len(list(csv.DictReader((result.run_dir / "metrics.csv").open()))) == 2
 
 
+def test_resuming_a_finished_run_says_there_is_nothing_to_resume(tiny_data: Path, tmp_path: Path) -> None:
+    """Its summary would otherwise read `1 epoch in 0s`, as if it had trained."""
+    result = train(_config(tiny_data, tmp_path / "runs", epochs=1))
+    resumed = train(TrainConfig(resume=result.run_dir, device="cpu", workers=0))
+    assert resumed.epochs_completed == 1 and len(load_checkpoint(result.last_checkpoint)["metrics"]) == 1
+    finished = [note for note in resumed.notes if "nothing to resume" in note]
+    assert finished == [
+        f"the run had finished its 1 epoch(s): nothing to resume (to train on, start a new run from it: "
+        f"--weights {result.last_checkpoint} --epochs N)"
+    ], resumed.notes
+    assert not any("nothing to resume" in note for note in result.notes)
+
+
 def test_an_empty_val_split_does_not_count_towards_patience(tiny_data: Path, tmp_path: Path) -> None:
     # nothing validated is no validation without gain: patience 1 must not stop after epoch 1
     data = tmp_path / "data"

@@ -527,7 +527,8 @@ def test_validating_some_images_scores_against_their_labels_only(tmp_path: Path)
         ({"lr": 0.0}, "--lr 0: must be positive"),
         ({"patience": -1}, "--patience -1: must not be negative"),
         ({"workers": -1}, "--workers -1: must not be negative"),
-        ({"img_size": 0}, "--img-size 0: must be a positive"),
+        ({"img_size": 0}, "--img-size 0: must be at least 64 pixels"),
+        ({"img_size": 63}, "--img-size 63: must be at least 64 pixels"),
         ({"max_minutes": 0.0}, "--train-minutes 0: must be positive"),
         ({"log": "wandb"}, "--log 'wandb': choose one of"),
         ({"warmup_iters": -5}, "--warmup-iters -5: must not be negative"),
@@ -547,7 +548,8 @@ def test_settings_out_of_range_are_refused(overrides: dict[str, Any], message: s
 
 
 def test_settings_at_their_smallest_are_accepted() -> None:
-    check_config(TrainConfig(epochs=1, batch_size=1, val_every=1, lr=1e-9, patience=0, workers=0, img_size=1))
+    smallest = TrainConfig(epochs=1, batch_size=1, val_every=1, lr=1e-9, patience=0, workers=0, img_size=64)
+    check_config(smallest)
     check_config(
         TrainConfig(
             warmup_iters=0,

@@ -102,7 +102,9 @@ def _show(run: AuditRun) -> None:
         title=f"top {min(SHOWN, len(run.issues))} of {len(run.issues)} issues", title_justify="left"
     )
     for col in ("#", "kind", "score", "photo", "label", "class", "suggested", "bbox"):
-        table.add_column(col, justify="right" if col in ("#", "score", "label") else "left")
+        # A photo's name cut to `scene_000…` names no photo: it wraps whole instead.
+        justify = "right" if col in ("#", "score", "label") else "left"
+        table.add_column(col, justify=justify, overflow="fold" if col == "photo" else "ellipsis")
     for row in run.issues[:SHOWN]:
         table.add_row(
             str(row["rank"]),

@@ -253,6 +253,13 @@ def pull(
     check_project_title(project)
     result = pull_project(_client(url), project, out, local_root, reporter(json_output))
     ingested, before = None, None
+    if ingest is not None and not result.images:  # else ingest blames the export it was just given
+        from officescore.errors import DataError
+
+        raise DataError(
+            f"nothing to ingest: no task of project {project!r} is labelled yet ({result.unlabelled} "
+            f"not labelled; wrote {result.export}); label some in Label Studio, then pull again"
+        )
     if ingest is not None:
         from officescore.cli.ingest import earlier_data_set, split_settings
         from officescore.ingest import ingest_export

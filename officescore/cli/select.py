@@ -101,7 +101,9 @@ def _show(run: SelectRun) -> None:
     )
     table = Table()
     for col in ("#", "photo", "score", "uncertainty", "class unc.", "mask unc.", "distance", "objects"):
-        table.add_column(col, justify="left" if col == "photo" else "right")
+        # A path cut to `pool/ima…` names no photo: it wraps whole instead.
+        photo = col == "photo"
+        table.add_column(col, justify="left" if photo else "right", overflow="fold" if photo else "ellipsis")
     for c in run.chosen[:30]:
         table.add_row(
             str(c.rank), str(c.path), f"{c.score:.3f}", f"{c.uncertainty:.3f}", f"{c.class_uncertainty:.3f}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -168,6 +169,7 @@ def run_audit(
         predictor = Predictor.load(model, device=device, conf=PREDICT_CONF)
         extra = check_classes(predictor.classes, labels.classes, str(model))
         notes += [extra_classes_note(str(model), extra)] if extra else []
+        notes += [own_photos_note(model, dataset)] if split != "val" and trained_on(model, dataset) else []
         results = predict_images(
             predictor, labels.images, labels.classes, batch_size=batch_size, reporter=reporter
         )
@@ -231,6 +233,29 @@ def run_audit(
         convention_sheets=convention_sheets,
         convention_pairs=dict(result.conventions.pairs),
         notes=notes,
+    )
+
+
+def trained_on(model: Path | str, dataset: Path) -> bool:
+    """Whether `model` is a run's checkpoint whose args.json names `dataset` as its data (written
+    relative to the run folder): it learnt that data set's train photos."""
+    from officescore.runs import existing_model_file
+
+    path = existing_model_file(model)
+    args_file = path.parent.parent / "args.json"
+    if path.parent.name != "weights" or not args_file.is_file():
+        return False
+    try:
+        data = json.loads(args_file.read_text(encoding="utf-8")).get("data")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
+    return isinstance(data, str) and (args_file.parent / data).resolve() == Path(dataset).resolve()
+
+
+def own_photos_note(model: Path | str, dataset: Path) -> str:
+    return (
+        f"{model} trained on {dataset}'s train photos and calls its own training labels fine, so "
+        "errors there go unflagged: audit --split val with it, or use --folds K"
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from officescore import masks as masklib
 from officescore.attributes import AttributeSchema
 from officescore.errors import DataError, ModelError
+from officescore.files import ingest_advice
 
 SPLITS = ("train", "val", "all")
 
@@ -66,7 +67,8 @@ def load_split(dataset: Path | str, split: str = "train") -> SplitLabels:
         raise DataError(f"--split {split!r}: use one of {', '.join(SPLITS)}")
     meta_path = dataset / "dataset.json"
     if not dataset.is_dir() or not meta_path.is_file():
-        raise DataError(f"{dataset}: not an officescore data set (no dataset.json); {_hint(dataset)}")
+        advice = ingest_advice(dataset) or _hint(dataset)
+        raise DataError(f"{dataset}: not an officescore data set (no dataset.json); {advice}")
     meta = _read(meta_path, dataset)
     classes = meta.get("classes") if isinstance(meta, dict) else None
     if not isinstance(classes, list) or not classes:

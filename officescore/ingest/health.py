@@ -13,7 +13,7 @@ from typing import Any
 
 from officescore.attributes import value_name
 from officescore.errors import DataError
-from officescore.files import atomic_write
+from officescore.files import atomic_write, ingest_advice
 from officescore.ingest.write import DATASET_FORMAT, readable_as_umask_allows
 
 SPLITS = ("train", "val")
@@ -89,8 +89,15 @@ def _read_json(path: Path) -> Any:
 def load_dataset_meta(dataset_dir: Path) -> dict[str, Any]:
     """dataset.json of an officescore data set, or a DataError saying what is wrong."""
     dataset_dir = Path(dataset_dir)
+    if dataset_dir.is_file():  # train.json, or the export itself: "no such folder" would puzzle
+        raise DataError(
+            f"{dataset_dir}: a file, not a data-set folder; pass the folder `officescore ingest` wrote"
+        )
     if not dataset_dir.is_dir():
         raise DataError(f"{dataset_dir}: no such data-set folder; create one with `officescore ingest`")
+    advice = ingest_advice(dataset_dir)
+    if advice and not (dataset_dir / "dataset.json").is_file():
+        raise DataError(f"{dataset_dir}: not an officescore data set (no dataset.json); {advice}")
     meta = _read_json(dataset_dir / "dataset.json")
     if not isinstance(meta, dict) or meta.get("format") != DATASET_FORMAT:
         raise DataError(f"{dataset_dir / 'dataset.json'}: not an officescore data set (wrong 'format')")

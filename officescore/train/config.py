@@ -22,6 +22,7 @@ METRIC_KEYS = ("segm_map", "segm_ap50", "segm_ap75", "bbox_map", "bbox_ap50", "b
 OPTIONAL_LOSS_KEYS = ("loss_attributes",)
 CSV_COLUMNS = ("epoch", "loss", *LOSS_KEYS, *OPTIONAL_LOSS_KEYS, "lr", "img_per_s", "seconds", *METRIC_KEYS)
 LOG_CHOICES = ("auto", "tensorboard", "mlflow", "none")  # experiment trackers (train/tracking.py)
+MIN_IMG_SIZE = 64  # pixels, as `sample`'s smallest scenes
 
 
 @dataclass
@@ -129,8 +130,10 @@ def check_config(config: TrainConfig) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} {getattr(config, name)}: must be at least 1")
     if config.lr is not None and not config.lr > 0:
         raise ConfigError(f"--lr {config.lr:g}: must be positive")
-    if config.img_size is not None and config.img_size < 1:
-        raise ConfigError(f"--img-size {config.img_size}: must be a positive number of pixels, e.g. 640")
+    # At 32 px or less the deepest feature map (1/32 of the image) is 1x1, where training's BatchNorm
+    # fails on a batch of one (an odd last batch) with an error that names no option.
+    if config.img_size is not None and config.img_size < MIN_IMG_SIZE:
+        raise ConfigError(f"--img-size {config.img_size}: must be at least {MIN_IMG_SIZE} pixels, e.g. 640")
     if config.log not in LOG_CHOICES:
         raise ConfigError(f"--log {config.log!r}: choose one of {', '.join(LOG_CHOICES)}")
     if config.max_minutes is not None and not config.max_minutes > 0:

@@ -169,6 +169,11 @@ def _train(
     stopped_early = bool(config.patience) and state.bad_validations >= config.patience
     if stopped_early:
         run.notes.append(f"the run stopped early after epoch {state.epoch} (--patience): nothing to resume")
+    elif checkpoint is not None and state.epoch >= config.epochs:  # else the summary reads as if it trained
+        run.notes.append(
+            f"the run had finished its {config.epochs} epoch(s): nothing to resume (to train on, start a "
+            f"new run from it: --weights {run.last} --epochs N)"
+        )
     status = "failed"
     artefacts: list[Path] = []  # for MLflow, once the run finished
     try:
