@@ -125,10 +125,21 @@ def ingest_advice(folder: Path) -> str | None:
     """What to run when `folder` is a labelling export (sample's or label pull's annotations.json,
     a tool's COCO file) given where a data set belongs: ingest it elsewhere, as ingest refuses an
     --out holding the export's own photos. None for a folder with no such JSON file."""
-    exports = sorted(p for p in folder.glob("*.json") if p.name not in ("train.json", "val.json"))
+    names = sorted(p for p in folder.glob("*.json") if p.name not in ("train.json", "val.json"))
+    exports = [p for p in names if _looks_like_coco(p)]  # not a run's args.json or metrics.json
     if not exports:
         return None
     return (
         f"it holds an export ({exports[0].name}): make a data set of it with "
         f"`officescore ingest {exports[0]} --out data/dataset` and pass data/dataset"
     )
+
+
+def _looks_like_coco(path: Path) -> bool:
+    """Whether a JSON file has an "images" key near its start, as COCO exports do (the tools write
+    it before the long annotations list): read no further, an export can be hundreds of MB."""
+    try:
+        with path.open("rb") as file:
+            return b'"images"' in file.read(1 << 20)
+    except OSError:
+        return False

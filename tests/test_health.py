@@ -249,7 +249,9 @@ def _break(folder: Path, how: str) -> None:
         return
     folder.mkdir(exist_ok=True)
     if how == "export_folder":  # `sample`'s or `label pull`'s folder: an export, not a data set
-        (folder / "annotations.json").write_text("{}")
+        (folder / "annotations.json").write_text('{"images": [], "annotations": [], "categories": []}')
+    elif how == "run_folder":  # a training run's folder: its JSON is no export to ingest
+        (folder / "args.json").write_text('{"data": "../../data/dataset", "epochs": 3}')
     elif how == "dataset_json_garbage":
         (folder / "dataset.json").write_text("{oops")
     elif how == "wrong_format":
@@ -270,6 +272,7 @@ def _break(folder: Path, how: str) -> None:
             "export_folder",
             "it holds an export (annotations.json): make a data set of it with `officescore ingest",
         ),
+        ("run_folder", "dataset.json: missing"),
         ("dataset_json_garbage", "unreadable or not JSON"),
         ("wrong_format", "not an officescore data set"),
         ("train_missing", "train.json: missing"),
