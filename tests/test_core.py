@@ -106,6 +106,28 @@ def test_an_officescore_config_that_names_no_file_is_one_line_error(
     assert load_config() == {}
 
 
+def test_a_bad_value_in_the_config_file_is_named_there_not_as_a_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Click's "Invalid value for '--epochs'" sends the user to a command line that has no --epochs."""
+    config = tmp_path / "officescore.toml"
+    config.write_text('[train]\nepochs = "x"\n[eval]\niou = [0.5, "a"]\n')
+    monkeypatch.setenv("OFFICESCORE_CONFIG", str(config))
+    for args, said in [
+        (["train", "--data", str(tmp_path)], 'epochs = "x" for `officescore train`: '),
+        (["eval", "--model", "m.pt"], 'iou = [0.5, "a"] for `officescore eval`: '),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        err = capsys.readouterr().err.strip()
+        assert info.value.code == 2 and "\n" not in err, err
+        assert err.startswith(f"error: {config}: {said}"), err
+    with pytest.raises(SystemExit) as info:  # typed on the command line: Click's own words name it
+        main(["train", "--data", str(tmp_path), "--epochs", "y"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Invalid value for '--epochs'" in err and str(config) not in err
+
+
 def test_config_that_is_not_utf8_is_one_line_error(tmp_path: Path) -> None:
     bad = tmp_path / "officescore.toml"
     bad.write_bytes(b'[train]\nname = "caf\xe9"\n')  # saved as Latin-1

@@ -6,6 +6,7 @@ inside its function, so `officescore --help` stays fast.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -15,7 +16,7 @@ from rich.text import Text
 from officescore import __version__
 from officescore.cli.common import err_console
 from officescore.cli.settings import command_defaults
-from officescore.config import load_config
+from officescore.config import config_path, load_config
 from officescore.errors import UserError
 
 
@@ -91,6 +92,21 @@ def _sentence(exc: UserError) -> str:
     return text
 
 
+def _config_value_error(exc: Exception) -> str | None:
+    """The sentence for a bad value that came from officescore.toml, or None when the command line
+    gave it: Click's own names an option (`Invalid value for '--epochs'`) the user never typed."""
+    param, ctx = getattr(exc, "param", None), getattr(exc, "ctx", None)
+    if param is None or ctx is None or param.name is None:
+        return None
+    source = ctx.get_parameter_source(param.name)
+    if getattr(source, "name", None) != "DEFAULT_MAP":  # the enum's name: Typer vendors its own Click
+        return None
+    flags = [flag[2:] for flag in param.opts if flag.startswith("--")]
+    value = json.dumps((ctx.default_map or {}).get(param.name), default=str)
+    key = flags[0] if flags else param.name
+    return f"{config_path()}: {key} = {value} for `{ctx.command_path}`: {getattr(exc, 'message', exc)}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors -> one red line and exit 2; crashes -> exit 1 (traceback on --debug)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -113,7 +129,11 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("[red]interrupted[/red]")
         sys.exit(130)
     except _CLICK_ERRORS as exc:  # usage errors: Click prints usage + message, exit 2
-        exc.show()
+        from_file = _config_value_error(exc)
+        if from_file is None:
+            exc.show()
+        else:
+            err_console.print(Text(f"error: {from_file}", style="red"), soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/red]")
