@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 from typing import IO
@@ -55,6 +57,20 @@ def mark_not_used(run_dir: Path, why: str) -> None:
     if run_dir.is_dir():
         text = f"The label backend did not use this model: {why}\n"
         (run_dir / NOT_USED_FILE).write_text(text, encoding="utf-8")
+
+
+def trained_data_set(model: Path | str) -> Path | None:
+    """The data set a run's checkpoint (`<run>/weights/*.pt`) was trained on, as the run's args.json
+    records it (relative to the run folder); None for a model outside a run or a run without it."""
+    model = Path(model)
+    args_file = model.parent.parent / "args.json"
+    if model.parent.name != "weights" or not args_file.is_file():
+        return None
+    try:
+        data = json.loads(args_file.read_text(encoding="utf-8")).get("data")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    return Path(os.path.normpath(args_file.parent / data)) if isinstance(data, str) and data else None
 
 
 def newest_best_checkpoint(train_runs: Path) -> Path | None:

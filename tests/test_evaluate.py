@@ -920,6 +920,26 @@ def test_torchrun_ranks_infer_shards_and_rank0_writes(tiny: dict[str, Any], tmp_
     assert doc == evaluate_coco(tiny["data"] / "val.json", predictions)
 
 
+def test_eval_without_data_measures_the_model_on_the_data_set_it_trained_on(
+    tiny: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """`train --data mydata` then `eval`: the run's args.json names mydata; data/dataset is absent."""
+    import shutil
+
+    run = tmp_path / "runs" / "train" / "mine"
+    (run / "weights").mkdir(parents=True)
+    shutil.copy(tiny["checkpoint"], run / "weights" / "best.pt")
+    args = run / "args.json"
+    args.write_text(json.dumps({"data": os.path.relpath(tiny["data"], run), "epochs": 1}))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["eval", "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert f"on {os.path.relpath(tiny['data'] / 'val.json')}: 4 photos" in " ".join(out.split())
+    args.write_text(json.dumps({"data": "../../../gone", "epochs": 1}))  # moved away: the default
+    code, _, err = run_cli(["eval", "--device", "cpu"], capsys)
+    assert code == 2 and err.startswith("error: data/dataset: no data set folder there")
+
+
 def test_category_map_matches_model_classes_to_the_data_set_by_name() -> None:
     from officescore.evaluate import category_map
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  officescore eval                                 # newest runs/train/*/weights/best.pt on data/dataset val
+  officescore eval                                 # newest runs/train/*/weights/best.pt on its data set's val
 
   officescore eval --model runs/train/train/weights/best.pt --iou 0.3 --iou 0.5 --iou 0.75
 
@@ -59,7 +59,10 @@ def evaluate(
         "newest). Default: newest runs/train/*/weights/best.pt.",
     ),
     data: Path = typer.Option(
-        DEFAULT_DATASET_DIR, "--data", help="Data set folder (from `officescore ingest`)."
+        None,
+        "--data",
+        help="Data set folder (from `officescore ingest`). Default: the one the model was trained on "
+        f"(its run's args.json), else {DEFAULT_DATASET_DIR}.",
     ),
     split: str = typer.Option("val", "--split", help="Which split of the data set to evaluate on."),
     iou: list[float] = typer.Option(

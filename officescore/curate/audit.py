@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -237,19 +236,12 @@ def run_audit(
 
 
 def trained_on(model: Path | str, dataset: Path) -> bool:
-    """Whether `model` is a run's checkpoint whose args.json names `dataset` as its data (written
-    relative to the run folder): it learnt that data set's train photos."""
-    from officescore.runs import existing_model_file
+    """Whether `model` is a run's checkpoint trained on `dataset` (its args.json says so): it learnt
+    that data set's train photos."""
+    from officescore.runs import existing_model_file, trained_data_set
 
-    path = existing_model_file(model)
-    args_file = path.parent.parent / "args.json"
-    if path.parent.name != "weights" or not args_file.is_file():
-        return False
-    try:
-        data = json.loads(args_file.read_text(encoding="utf-8")).get("data")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return False
-    return isinstance(data, str) and (args_file.parent / data).resolve() == Path(dataset).resolve()
+    trained = trained_data_set(existing_model_file(model))
+    return trained is not None and trained.resolve() == Path(dataset).resolve()
 
 
 def own_photos_note(model: Path | str, dataset: Path) -> str:

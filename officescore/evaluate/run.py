@@ -21,7 +21,13 @@ from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
 from officescore.errors import ConfigError, DataError, ModelError
 from officescore.files import atomic_write_bytes, atomic_write_json, check_output_dir
 from officescore.progress import SILENT, Reporter
-from officescore.runs import check_run_name, existing_model_file, newest_best_checkpoint, next_run_dir
+from officescore.runs import (
+    check_run_name,
+    existing_model_file,
+    newest_best_checkpoint,
+    next_run_dir,
+    trained_data_set,
+)
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.json"
@@ -170,7 +176,7 @@ def _eval_results_file(
 
 def run_eval(
     model: Path | None = None,
-    data: Path = DEFAULT_DATASET_DIR,
+    data: Path | None = None,
     split: str = "val",
     predictions: Path | None = None,
     gt: Path | None = None,
@@ -187,9 +193,10 @@ def run_eval(
 ) -> EvalRun | None:
     """Evaluate a model over a data-set split, or a COCO results file, and write runs/eval/NAME.
 
-    With `predictions`, no model runs: the file is evaluated against `gt` (default: the split's
-    annotation file). Under torchrun each rank predicts its shard; rank 0 evaluates, writes and
-    returns the run, the other ranks return None.
+    `data` defaults to the data set the model was trained on (its run's args.json), when that is
+    still there, else data/dataset. With `predictions`, no model runs: the file is evaluated against
+    `gt` (default: the split's annotation file). Under torchrun each rank predicts its shard; rank 0
+    evaluates, writes and returns the run, the other ranks return None.
     """
     from officescore.evaluate.metrics import check_iou_thresholds
 
@@ -209,7 +216,7 @@ def run_eval(
         if int(os.environ.get("RANK", "0")) != 0:
             return None  # a results file needs no distribution: rank 0 does it all
         split_name = None if gt is not None else split  # a file given with --gt is no split
-        gt = gt or Path(data) / f"{split}.json"
+        gt = gt or Path(data or DEFAULT_DATASET_DIR) / f"{split}.json"
         metrics, results = _eval_results_file(
             Path(predictions), Path(gt), split_name, iou_thresholds, conf, reporter
         )
@@ -250,9 +257,16 @@ def run_eval(
     )
 
 
+def _model_data_set(model: Path) -> Path:
+    """The data set `model` was trained on where its run records one that is still there (a model
+    is measured on its own val split, wherever it was ingested), else data/dataset."""
+    trained = trained_data_set(model)
+    return trained if trained is not None and (trained / "dataset.json").is_file() else DEFAULT_DATASET_DIR
+
+
 def _eval_model(
     model: Path | None,
-    data: Path,
+    data: Path | None,
     split: str,
     device_name: str,
     workers: int,
@@ -263,6 +277,7 @@ def _eval_model(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], Path, Path, list[str]] | None:
     model_path = Path(model) if model is not None else latest_best_checkpoint(Path(train_runs))
     model_path = existing_model_file(model_path, option="--model")  # a run folder, or a folder of runs
+    data = data if data is not None else _model_data_set(model_path)
     from officescore import distributed  # torch: imported once the cheap checks passed
     from officescore.dataset import OfficeDataset
     from officescore.devices import resolve_device
