@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -109,6 +111,17 @@ def served(backend: ml.Backend) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def raw_post(url: str, request: bytes) -> str:
+    """The server's whole answer to a hand-written request (HTTP/1.0: it closes after answering)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(request)
+        answer = b""
+        while chunk := client.recv(4096):
+            answer += chunk
+    return answer.decode()
 
 
 def test_the_newest_used_run_answers_and_a_newer_best_pt_is_loaded_once(
@@ -302,21 +315,12 @@ def test_a_negative_or_huge_content_length_is_a_400_at_once(
 ) -> None:
     """Content-Length -1 made the handler read until the client hung up; 10^12 would have been
     read into memory. Both are answered at once, before any body is read."""
-    import socket
-
     checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
     backend = ml.Backend(tmp_path / "runs", log=lambda message: None)
     with served(backend) as url:
-        host, port = url.removeprefix("http://").split(":")
         for length in ("-1", str(10**12)):
-            with socket.create_connection((host, int(port)), timeout=10) as client:
-                client.sendall(
-                    f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n{{}}".encode()
-                )
-                answer = b""
-                while chunk := client.recv(4096):  # HTTP/1.0: the server closes after its answer
-                    answer += chunk
-            answer = answer.decode()
+            request = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n{{}}"
+            answer = raw_post(url, request.encode())
             assert answer.startswith("HTTP/1.0 400") and f"Content-Length {length}:" in answer
         # No body at all (`curl -X POST .../validate`) is an empty request, not a bad length.
         assert requests.post(f"{url}/validate", timeout=10).status_code == 200
@@ -403,9 +407,12 @@ def test_webhooks_reach_the_trainer_and_setup_never_logs_the_access_token(
         }
         train = requests.post(f"{url}/train", json={"project": "1.1712345"}, timeout=10)
         assert train.status_code == 201 and train.json()["event"] == "START_TRAINING"
+        bare = requests.post(f"{url}/webhook", json={}, timeout=10)  # no action: no training asked for
+        assert bare.status_code == 201 and bare.json()["event"] == "train"
     assert notified == [
         ("ANNOTATION_CREATED", {"action": "ANNOTATION_CREATED", "project": {"id": 1}}),
         ("START_TRAINING", {"project": "1.1712345"}),
+        ("train", {}),
     ]
     assert any("POST /setup" in message for message in messages)
     assert not any("ls-token-do-not-keep" in message for message in messages)
@@ -531,3 +538,185 @@ def test_a_job_threshold_equal_to_the_default_but_on_the_suggestion_score_is_pic
     record = {"model_version": version_of("label-job0001", b"weights"), "conf": 0.3, "by_mask": True}
     (best.parent.parent / SUGGEST_FILE).write_text(json.dumps(record))
     assert backend.suggests() == "suggests class x mask score² >= 0.30"
+
+
+def test_a_threshold_of_0_is_a_threshold_given_not_none(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """`--conf 0` (every detection) is a threshold on the class score, not "none given": it wins
+    over the trainer's model's own and over the one a job left in the run folder; a job's own 0 is
+    its own, on the suggestion score, not the default 0.3."""
+    from officescore.label.predict import SUGGEST_FILE
+
+    best = checkpoint(tmp_path / "runs" / "label-job0001" / "weights" / "best.pt", b"weights")
+    record = {"model_version": version_of("label-job0001", b"weights"), "conf": 0.41, "by_mask": True}
+    (best.parent.parent / SUGGEST_FILE).write_text(json.dumps(record))
+    assert ml.Backend(tmp_path / "runs", conf=0.0).suggests() == "suggests scores >= 0.00"
+    trainer = SimpleNamespace(current_checkpoint=lambda: str(best), current_conf=lambda: 0.41)
+    given = ml.Backend(tmp_path / "runs", conf=0.0, trainer=trainer)  # type: ignore[arg-type]
+    assert given.suggests() == "suggests scores >= 0.00"
+    trainer.current_conf = lambda: 0.0
+    own = ml.Backend(tmp_path / "runs", conf=None, trainer=trainer)  # type: ignore[arg-type]
+    assert own.threshold() == (0.0, True)
+
+
+def test_a_rewritten_best_pt_of_the_same_mtime_is_loaded(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """A file system with coarse times may give a best.pt rewritten within a moment the same mtime:
+    its size still tells it changed."""
+    best = checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"first")
+    backend = ml.Backend(tmp_path / "runs")
+    assert backend.model_version == version_of("exp", b"first")
+    when = best.stat().st_mtime_ns
+    best.write_bytes(b"second, longer")
+    os.utime(best, ns=(when, when))
+    assert backend.model_version == version_of("exp", b"second, longer")
+
+
+def test_predictions_keep_to_the_projects_classes_and_each_task_its_own_photo(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """A project that does not label every class of the model gets suggestions of its own classes
+    only; photos Label Studio serves are downloaded one per task (two tasks, two photo sizes); a
+    local-files path under --local-root is read there, its name unquoted as Label Studio writes it,
+    and one not there is asked of Label Studio. No labelling config: polygons."""
+    root = tmp_path / "root"
+    small = write_photos(tmp_path / "served" / "small", n=1, width=100, height=80)[0]
+    large = write_photos(tmp_path / "served" / "large", n=1, width=160, height=120)[0]
+    spaced = root / "photos" / "my desk.jpg"
+    spaced.parent.mkdir(parents=True)
+    spaced.write_bytes(small.read_bytes())
+    served_photos = {
+        "/data/upload/1/a.jpg": small,
+        "/data/upload/1/b.jpg": large,
+        "/data/local-files/?d=gone.jpg": large,
+    }
+    asked: list[str] = []
+
+    def download(ref: str, task_id: int | None = None) -> bytes:
+        asked.append(ref)
+        return served_photos[ref].read_bytes()
+
+    checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
+    client = SimpleNamespace(download=download)
+    backend = ml.Backend(tmp_path / "runs", client=client, local_root=root, conf=0.2)  # type: ignore[arg-type]
+    config = LabelSchema(("desk", "monitor")).config_xml()
+    refs = [
+        "/data/upload/1/a.jpg",
+        "/data/upload/1/b.jpg",
+        "/data/local-files/?d=photos/my%20desk.jpg",
+        "/data/local-files/?d=gone.jpg",
+    ]
+    tasks = [{"id": n, "data": {"image": ref}} for n, ref in enumerate(refs, 1)]
+    answers = backend.predict(tasks, config)
+    assert asked == [refs[0], refs[1], refs[3]]
+    sizes = [(a["result"][0]["original_width"], a["result"][0]["original_height"]) for a in answers]
+    assert sizes == [(100, 80), (160, 120), (100, 80), (160, 120)]
+    for answer in answers:
+        assert {r.class_name for r in result_regions(answer["result"])} == {"desk", "monitor"}
+    (answer,) = backend.predict(tasks[:1], None)
+    assert {r["type"] for r in answer["result"]} == {"polygonlabels"}
+
+
+def test_requests_label_studio_and_clients_may_send_are_served(
+    tmp_path: Path, loads: list[tuple[str, float]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET / is the health check too, and a trailing slash is the same endpoint; a POST with no
+    Content-Length is an empty body; /predict without tasks is an empty batch; a body of exactly
+    MAX_BODY bytes is taken; a chunked body read whatever the case of its header and with chunk
+    extensions; a JSON body that is not an object is a 400."""
+    checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
+    version = version_of("exp", b"weights")
+    with served(ml.Backend(tmp_path / "runs", log=lambda message: None)) as url:
+        for path in ("/", "/health/"):
+            reply = requests.get(f"{url}{path}", timeout=10)
+            assert reply.status_code == 200 and reply.json()["status"] == "UP", path
+        assert requests.post(f"{url}/setup/", json={}, timeout=10).json() == {"model_version": version}
+        assert raw_post(url, b"POST /validate HTTP/1.0\r\n\r\n").startswith("HTTP/1.0 200")
+        reply = requests.post(f"{url}/predict", json={}, timeout=10)
+        assert reply.status_code == 200 and reply.json() == {"results": [], "model_version": version}
+        reply = requests.post(f"{url}/predict", json={"tasks": [{"id": 1, "data": {}}, 2]}, timeout=10)
+        assert reply.status_code == 400 and reply.json()["error"].startswith(
+            "every task must be a JSON object"
+        )
+        reply = requests.post(f"{url}/predict", json=[{"id": 1}], timeout=10)
+        assert reply.status_code == 400 and reply.json()["error"] == "the request body must be a JSON object"
+        chunked = b"POST /webhook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n"
+        chunked += b'c;name=value\r\n{"action": "\r\n8\r\nSTART"}\r\n0\r\n\r\n'
+        answer = raw_post(url, chunked)
+        assert answer.startswith("HTTP/1.0 201") and '"event": "START"' in answer, answer
+        body = json.dumps({"action": "A" * 26}).encode()
+        monkeypatch.setattr(ml, "MAX_BODY", len(body))
+        assert requests.post(f"{url}/webhook", data=body, timeout=10).status_code == 201
+        reply = requests.post(f"{url}/webhook", data=body + b" ", timeout=10)
+        assert reply.status_code == 400 and "Content-Length" in reply.json()["error"]
+
+
+def test_metrics_ask_the_backends_label_studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GET /metrics joins the trainer's versions with the feedback read from the backend's own
+    Label Studio client (without one it could only fail)."""
+    from officescore.label import feedback
+
+    asked: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(
+        feedback, "live_metrics", lambda trainer, client: asked.append((trainer, client)) or {"versions": []}
+    )
+    trainer = SimpleNamespace(current_checkpoint=lambda: None, current_conf=lambda: None)
+    client = SimpleNamespace(url="http://127.0.0.1:9")
+    backend = ml.Backend(tmp_path / "runs", client=client, trainer=trainer)  # type: ignore[arg-type]
+    with served(backend) as url:
+        assert requests.get(f"{url}/metrics", timeout=10).json() == {"versions": []}
+    assert asked == [(trainer, client)]
+
+
+def test_simplify_sets_how_closely_a_polygon_follows_the_mask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--simplify`: a round mask outlined at 0 px tolerance has more corners than at 1.5 px."""
+
+    class RoundPredictor(ScoredPredictor):
+        def predict(self, paths: Any, **_: object) -> Any:
+            results = super().predict(paths)
+            for result in results:
+                rows, cols = np.ogrid[: result.height, : result.width]
+                disc = ((rows - 40) ** 2 + (cols - 50) ** 2 < 30**2).astype(np.uint8)
+                result.detections = [replace(result.detections[0], mask=masklib.encode(disc))]
+            return results
+
+    monkeypatch.setattr(
+        ml, "load_predictor", lambda source, *_: LoadedPredictor(RoundPredictor(0.3), source, "v1")
+    )
+    (photo,) = write_photos(tmp_path / "photos", n=1)
+    checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
+    task = {"id": 1, "data": {"image": f"/data/local-files/?d=photos/{photo.name}"}}
+    corners = []
+    for simplify in (0.0, 1.5):
+        backend = ml.Backend(tmp_path / "runs", local_root=tmp_path, simplify=simplify)
+        (answer,) = backend.predict([task], None)
+        (region,) = answer["result"]
+        corners.append(len(region["value"]["points"]))
+    assert corners[0] > corners[1] > 4, corners
+
+
+def test_a_newer_best_pt_that_cannot_be_loaded_is_a_500_that_says_why(
+    tmp_path: Path, loads: list[tuple[str, float]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model is at fault, not the request: Label Studio's health check and setup get a 500 with
+    the reason (not a 400 that blames what it sent)."""
+    from officescore.errors import ModelError
+
+    best = checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights", age=100)
+    backend = ml.Backend(tmp_path / "runs", log=lambda message: None)
+
+    def unloadable(source: Path | str, *_: Any) -> LoadedPredictor:
+        raise ModelError(f"{source}: not an officescore checkpoint (made by `officescore train`)")
+
+    monkeypatch.setattr(ml, "load_predictor", unloadable)
+    checkpoint(best, b"something else")
+    with served(backend) as url:
+        for reply in (
+            requests.get(f"{url}/health", timeout=10),
+            requests.post(f"{url}/setup", json={}, timeout=10),
+        ):
+            assert reply.status_code == 500 and "not an officescore checkpoint" in reply.json()["error"]

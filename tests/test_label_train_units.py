@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -369,6 +370,58 @@ def test_a_label_changed_while_the_backend_was_down_counts_and_an_unreadable_pro
         assert trainer.state["pending"] == 1, logged
     finally:
         trainer.close()
+
+
+def test_start_trainer_refuses_what_cannot_train_before_asking_label_studio(tmp_path: Path) -> None:
+    """`label backend --train` without a project, without a key, or with a model file (or COCO) as
+    --model: a one-line error before Label Studio is asked for anything."""
+    from officescore.label.live import start_trainer
+
+    client = SimpleNamespace(url="http://127.0.0.1:9")  # no project(): Label Studio is never asked
+    runs = tmp_path / "runs"
+    for who, key, project, model, why in (
+        (client, "key", "", runs, "--train needs --connect PROJECT"),
+        (client, "", "units", runs, "set LABEL_STUDIO_API_KEY"),
+        (None, "key", "units", runs, "set LABEL_STUDIO_API_KEY"),
+        (client, "key", "units", tmp_path / "best.pth", "with --train give a runs folder"),
+        (client, "key", "units", "COCO", "with --train give a runs folder"),
+    ):
+        with pytest.raises(ConfigError, match=why):
+            start_trainer(who, key, project, client.url, model, tmp_path / "backend", None, "cpu")
+
+
+def test_start_trainer_counts_the_labels_made_while_no_backend_listened(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """Labels made before the backend started count towards --train-every, and the log says how far
+    they got; a restart with nothing new says nothing."""
+    from officescore.label.live import start_trainer
+
+    label = {"id": 1, "created_at": "2026-01-01T10:00:00Z", "result": []}
+    client = SimpleNamespace(
+        url="http://127.0.0.1:9",
+        project=lambda title: SimpleNamespace(id=7),
+        export_tasks=lambda project_id: [{"id": 1, "annotations": [label]}],
+    )
+    logged: list[str] = []
+    for _ in range(2):
+        trainer = start_trainer(
+            client,
+            "key",
+            "units",
+            client.url,
+            tmp_path / "runs",
+            tmp_path / "backend",
+            None,
+            "cpu",
+            log=logged.append,
+            every=3,
+        )
+        try:
+            assert trainer.state["pending"] == 1 and not fake_jobs
+        finally:
+            trainer.close()
+    assert logged == ["1 label(s) made while the backend was not running counted: 1 of 3 for the next job"]
 
 
 def test_held_out_photos_stay_held_out_and_the_set_grows() -> None:
@@ -848,7 +901,12 @@ class AfterJobs:
     repredicts in `answers` (an exception: it is down), and `live_metrics` fails when told to."""
 
     def __init__(
-        self, monkeypatch: pytest.MonkeyPatch, answers: list[Any], retry_seconds: float, by_hand: bool = False
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        answers: list[Any],
+        retry_seconds: float,
+        by_hand: bool = False,
+        repredict: bool = True,
     ) -> None:
         from types import SimpleNamespace
 
@@ -863,13 +921,14 @@ class AfterJobs:
         self.calls = 0
         self.predicted_by: list[str] = []  # the answering model at each repredict
         self.metrics_fail = False
+        self.loads_asked = 0  # calls of `current`: each starts the load of a switched-to model
         self.model_version = "v2"
         self.client = None
         self.trainer = SimpleNamespace(
             project_id=1, settings=SimpleNamespace(retry_seconds=retry_seconds), closed=False, on_job_end=None
         )
 
-        def repredict(backend: Any, project_id: int | None) -> int:
+        def repredict_unlabelled(backend: Any, project_id: int | None) -> int:
             answer = answers[min(self.calls, len(answers) - 1)]
             self.calls += 1
             self.predicted_by.append(self.model_version)
@@ -882,9 +941,9 @@ class AfterJobs:
                 raise LabelStudioError("Label Studio at http://127.0.0.1:1 did not answer (export tasks)")
             return {}
 
-        monkeypatch.setattr(live, "repredict_unlabelled", repredict)
+        monkeypatch.setattr(live, "repredict_unlabelled", repredict_unlabelled)
         monkeypatch.setattr(feedback, "live_metrics", metrics)
-        live.after_jobs(self.trainer, self, repredict=True, retries=2)  # type: ignore[arg-type]
+        live.after_jobs(self.trainer, self, repredict=repredict, retries=2)  # type: ignore[arg-type]
 
     def log(self, message: str) -> None:
         self.messages.append(message)
@@ -901,7 +960,7 @@ class AfterJobs:
             timer.function()
 
     def current(self) -> None:
-        return None
+        self.loads_asked += 1
 
     def wait_for_load(self, timeout: float) -> None:
         pass
@@ -931,6 +990,19 @@ def test_repredict_tries_again_while_label_studio_is_down(monkeypatch: pytest.Mo
     assert sum("predicting unlabelled tasks again in 0.05s" in m for m in after.messages) == 2
     assert after.messages[-1] == "v2: predicted 3 unlabelled task(s) again"
     assert "did not answer (export tasks)" in after.messages[0]
+
+
+def test_without_repredict_a_job_end_starts_the_new_models_load_and_predicts_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The switched-to model starts loading when its job ends, not when the next labeller opens a
+    task; without --repredict no task is predicted again. A repredict with nothing to do says nothing."""
+    after = AfterJobs(monkeypatch, [3], retry_seconds=0.05, repredict=False)
+    after.job_ends("v2")
+    assert after.loads_asked == 1 and after.calls == 0 and after.messages == []
+    idle = AfterJobs(monkeypatch, [0], retry_seconds=0.05)
+    idle.job_ends("v2")
+    assert idle.calls == 1 and idle.messages == []
 
 
 def test_repredict_gives_up_after_its_retries_and_the_next_job_starts_over(
@@ -1082,6 +1154,42 @@ def test_a_new_model_that_fails_to_load_is_tried_again_later(monkeypatch: pytest
     assert tries == ["v1", "v2", "v2"]
 
 
+def test_a_new_model_loads_once_and_one_that_failed_does_not_hold_up_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--train: requests coming while a switched-to model loads beside the old one start no second
+    load of it; a model that failed to load waits a minute for its retry, but a newer job's model
+    that comes meanwhile loads at once."""
+    from officescore.label import backend as ml
+    from officescore.label.predict import LoadedPredictor, NoModel
+
+    tries: list[str] = []
+    slow = threading.Event()
+
+    def load(self: Any, source: str, threshold: Any) -> LoadedPredictor:
+        name = Path(source).parent.name
+        tries.append(name)
+        if name == "v2":
+            raise MemoryError("out of memory")
+        if name == "v3":
+            assert slow.wait(10)
+        return LoadedPredictor(NoModel(), source, name)
+
+    monkeypatch.setattr(ml.Backend, "_load", load)
+    monkeypatch.setattr(ml, "time", SimpleNamespace(monotonic=lambda: 1000.0))  # the clock stands
+    checkpoint = ["runs/v1/best.pt"]
+    trainer = SimpleNamespace(current_checkpoint=lambda: checkpoint[0], current_conf=lambda: None)
+    backend = ml.Backend("runs", trainer=trainer)  # type: ignore[arg-type]
+    checkpoint[0] = "runs/v2/best.pt"
+    assert backend.model_version == "v1"
+    backend.wait_for_load(10)
+    checkpoint[0] = "runs/v3/best.pt"  # the next job's model, well within the minute
+    assert [backend.model_version for _ in range(3)] == ["v1"] * 3
+    slow.set()
+    backend.wait_for_load(10)
+    assert backend.model_version == "v3" and tries == ["v1", "v2", "v3"]
+
+
 class FakeStudio:
     """A Label Studio client holding `tasks` (as the JSON export lists them, predictions by id only)
     and their `predictions`; records the predictions the backend adds."""
@@ -1145,6 +1253,30 @@ def test_repredict_predicts_every_unlabelled_task_without_the_answering_models_p
     assert all(made["result"] == [{"task": made["task"]}] for made in client.added)
     assert {made["model_version"] for made in client.added} == {"v2"}
     assert [len(b) for b in batches] == [REPREDICT_BATCH, REPREDICT_BATCH, 18 - 2 * REPREDICT_BATCH]
+
+
+def test_repredict_stores_the_score_and_version_that_made_each_prediction() -> None:
+    """A new model took over between the backend's version read and its predictions: each stored
+    prediction names the model that made it (its own repredict then skips it), with its score."""
+    from officescore.label.live import repredict_unlabelled
+
+    client = FakeStudio([{"id": n, "annotations": []} for n in (1, 2)], [])
+
+    def predict(chunk: list[dict[str, Any]], config: str) -> list[dict[str, Any]]:
+        return [{"result": [], "score": 0.25 * t["id"], "model_version": "v3"} for t in chunk]
+
+    backend = SimpleNamespace(
+        client=client,
+        model_version="v2",
+        current=lambda: "v2 loaded",
+        predict=predict,
+        trainer=SimpleNamespace(settings=SimpleNamespace(project="units")),
+    )
+    assert repredict_unlabelled(backend, 4) == 2
+    assert [(m["task"], m["score"], m["model_version"]) for m in client.added] == [
+        (1, 0.25, "v3"),
+        (2, 0.5, "v3"),
+    ]
 
 
 def test_status_counts_labelled_tasks_without_skipped_ones(tmp_path: Path) -> None:
