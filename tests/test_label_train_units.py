@@ -1187,6 +1187,31 @@ def test_a_version_record_keeps_the_jobs_numbers_and_says_which_labels_were_skip
         trainer.close()
 
 
+def test_a_job_of_a_relative_backend_dir_is_recognised_after_a_restart(
+    tmp_path: Path, fake_jobs: list[FakeJob], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default --backend-dir is relative (runs/label-backend). The job must run with a command
+    line the restarted backend recognises: else a job still training is recorded as failed, its run
+    folder marked not used, and a second job starts beside it."""
+    monkeypatch.chdir(tmp_path)
+    settings = replace(_settings(tmp_path, every=1), folder=Path("runs/label-backend"))
+    shown: dict[int, str] = {}  # what /proc or ps shows of each process
+    monkeypatch.setattr(trainer_module, "_command_line", shown.get)
+    first = Trainer(settings, "not-a-key")
+    first.notify("ANNOTATION_CREATED", {})
+    shown[fake_jobs[0].pid] = " ".join(fake_jobs[0].args[0])
+    first.close(stop_job=False)  # the backend dies; its job trains on
+    second = Trainer(settings, "not-a-key")
+    try:
+        assert second.running and not second.state["failures"]
+        shown.clear()  # the job is gone
+        _wait_until(lambda: not second.running, "saw the job end")
+        assert len(fake_jobs) == 1
+    finally:
+        second.close()
+        fake_jobs[0].end(0)
+
+
 class ManualTimer:
     """threading.Timer's part `live.after_jobs` uses; it runs only when the test says so."""
 

@@ -376,7 +376,8 @@ class Trainer:
         env = {**os.environ, "LABEL_STUDIO_API_KEY": self._api_key}
         with (folder / LOG_FILE).open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "officescore.label.trainjob", str(folder)],
+                # resolved, as `_alive` looks for it after a restart (a relative --backend-dir never matched)
+                [sys.executable, "-m", "officescore.label.trainjob", str(folder.resolve())],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
