@@ -870,6 +870,17 @@ def test_a_folder_of_another_project_is_refused(tmp_path: Path) -> None:
         Trainer(settings, "not-a-key")
 
 
+@pytest.mark.parametrize("text", ['{"project": "units", "pend', "[]", "\xff"])
+def test_a_state_file_damaged_by_hand_is_one_line(tmp_path: Path, text: str) -> None:
+    """state.json is written whole (temp file, rename); one cut or edited by hand into something else
+    is refused in one line naming it, not a traceback."""
+    settings = _settings(tmp_path)
+    settings.folder.mkdir()
+    (settings.folder / STATE_FILE).write_bytes(text.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"state\.json: not a backend state file \(a JSON object\)"):
+        Trainer(settings, "not-a-key")
+
+
 def test_a_job_is_handed_the_settings_given_and_the_key_in_its_environment_only(
     tmp_path: Path, fake_jobs: list[FakeJob]
 ) -> None:
