@@ -1194,6 +1194,8 @@ def test_a_version_record_keeps_the_jobs_numbers_and_says_which_labels_were_skip
         summary = trainer.summary()  # GET /metrics
         assert (summary["model_version"], summary["jobs"], summary["running_job"]) == ("v1", 2, None)
         assert (summary["pending_labels"], summary["val_photos"]) == (0, 1)
+        folder = json.loads(json.dumps(summary))["settings"]["folder"]  # sent as JSON
+        assert folder == str(tmp_path / "backend")
     finally:
         trainer.close()
 
