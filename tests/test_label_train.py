@@ -907,17 +907,20 @@ def test_a_running_job_is_recognised_by_its_command_line(
     pretend = [sys.executable, "-c", "import time; time.sleep(60)", "-m", "officescore.label.trainjob"]
     child = subprocess.Popen([*pretend, str(folder)])
     other = subprocess.Popen([*pretend, str(tmp_path)])
+    viewer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(folder)])
     try:
-        for process in (child, other):  # Linux fills in a new program's argv a moment after Popen returns
+        # Linux fills in a new program's argv a moment after Popen returns
+        for process in (child, other, viewer):
             deadline = time.monotonic() + 30
             while "time.sleep" not in (trainer_module._command_line(process.pid) or ""):
                 assert time.monotonic() < deadline, "the child never showed its command line"
                 time.sleep(0.01)
         assert trainer_module._alive(child.pid, folder)
         assert not trainer_module._alive(other.pid, folder)  # a job on another folder (or a reused pid)
+        assert not trainer_module._alive(viewer.pid, folder)  # a program that only names the folder
         assert not trainer_module._alive(0, folder)
     finally:
-        for process in (child, other):
+        for process in (child, other, viewer):
             process.kill()
             process.wait()
     assert not trainer_module._alive(child.pid, folder)  # gone

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -49,6 +50,8 @@ class FakeJob:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.pid = 999_999
+        self.args, self.kwargs = args, kwargs  # what Popen was given
+        self.signals: list[str] = []  # what the trainer sent it
         self.returncode: int | None = None
         self._done = threading.Event()
         FakeJob.started.append(self)
@@ -61,9 +64,12 @@ class FakeJob:
         return self.returncode if self._done.is_set() else None
 
     def terminate(self) -> None:
+        self.signals.append("SIGTERM")
         self.end(-15)
 
-    kill = terminate
+    def kill(self) -> None:
+        self.signals.append("SIGKILL")
+        self.end(-9)
 
     def end(self, code: int) -> None:
         self.returncode = code
@@ -210,6 +216,7 @@ def test_a_model_found_at_start_keeps_the_threshold_its_job_found(tmp_path: Path
     try:
         assert trainer.current_checkpoint() == best.resolve() and trainer.current_conf() == 0.41
         assert trainer.versions()[0]["suggest"] == {"conf": 0.41, "by_mask": True}  # `label status` conf
+        assert trainer.versions()[0]["accepted"]  # not listed "(worse, unused)" by `label status`
     finally:
         trainer.close()
 
@@ -884,6 +891,391 @@ def test_a_threshold_found_on_the_class_score_is_not_handed_on_as_the_suggestion
         assert trainer.current_conf() == 0.42
     finally:
         trainer.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"every": 0}, "--train-every 0: must be at least 1"),
+        ({"epochs": 0}, "--train-epochs 0: must be at least 1"),
+        ({"minutes": 0.0}, "--train-minutes 0: must be positive"),
+        ({"minutes": -1.0}, "--train-minutes -1: must be positive"),
+    ],
+)
+def test_settings_that_cannot_train_are_one_line_before_the_folder_is_made(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    """A job that could never train (no labels due ever, no epoch, no time) is refused at start, and
+    the least that can train (1 label, 1 epoch, no time limit) is not."""
+    settings = replace(_settings(tmp_path), **change)
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        Trainer(settings, "not-a-key")
+    assert not settings.folder.exists()
+    replace(_settings(tmp_path), every=1, epochs=1, minutes=None).check()
+
+
+def test_a_folder_of_another_project_is_refused(tmp_path: Path) -> None:
+    """One --backend-dir holds one project's counters and models: another project's is one line."""
+    settings = _settings(tmp_path)
+    settings.folder.mkdir()
+    (settings.folder / STATE_FILE).write_text(json.dumps({"project": "offices"}))
+    with pytest.raises(ConfigError, match="holds the backend of project 'offices', not 'units'"):
+        Trainer(settings, "not-a-key")
+
+
+@pytest.mark.parametrize("text", ['{"project": "units", "pend', "[]", "\xff"])
+def test_a_state_file_damaged_by_hand_is_one_line(tmp_path: Path, text: str) -> None:
+    """state.json is written whole (temp file, rename); one cut or edited by hand into something else
+    is refused in one line naming it, not a traceback."""
+    settings = _settings(tmp_path)
+    settings.folder.mkdir()
+    (settings.folder / STATE_FILE).write_bytes(text.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"state\.json: not a backend state file \(a JSON object\)"):
+        Trainer(settings, "not-a-key")
+
+
+def test_a_job_is_handed_the_settings_given_and_the_key_in_its_environment_only(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """Every `--train-*` setting reaches job.json as given (none the default); the API key reaches
+    the child in its environment, never a file."""
+    given: dict[str, Any] = {
+        "weights": "imagenet",
+        "arch": "maskrcnn_resnet50_fpn",
+        "img_size": 640,
+        "epochs": 4,
+        "minutes": 2.5,
+        "batch_size": 3,
+        "lr": 0.005,
+        "model_kwargs": {"trainable_layers": 2},
+        "device": "cuda",
+        "amp": False,
+        "val_fraction": 0.3,
+        "nice": 5,
+        "threads": 2,
+        "seed": 7,
+    }
+    settings = replace(_settings(tmp_path, every=1), local_root=tmp_path / "photos", **given)
+    trainer = Trainer(settings, "secret-key")
+    try:
+        trainer.notify("ANNOTATION_CREATED", {})
+        job = json.loads((trainer.folder / "jobs" / "job-0001" / "job.json").read_text())
+        assert {name: job[name] for name in given} == given
+        assert job["local_root"] == str((tmp_path / "photos").resolve())
+        assert fake_jobs[0].kwargs["env"]["LABEL_STUDIO_API_KEY"] == "secret-key"
+        assert not [p for p in trainer.folder.rglob("*") if p.is_file() and b"secret-key" in p.read_bytes()]
+    finally:
+        trainer.close()
+
+
+def test_a_bulk_delete_counts_and_a_blank_project_is_this_ones(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """Label Studio's bulk delete (ANNOTATIONS_DELETED) changes the labels as one delete does; a
+    webhook with an empty project field names no other project."""
+    trainer = Trainer(_settings(tmp_path, every=10), "not-a-key", project_id=12)
+    try:
+        assert trainer.notify("ANNOTATIONS_DELETED", {"project": {"id": 12}})["status"] == "counted"
+        assert trainer.notify("ANNOTATION_CREATED", {"project": ""})["pending"] == 2
+    finally:
+        trainer.close()
+
+
+def test_state_json_holds_every_change_at_once(tmp_path: Path, fake_jobs: list[FakeJob]) -> None:
+    """`label status` reads state.json while the backend runs, and a restart after a crash starts from
+    it: the model found at start, a counted label, labels counted at start and a rejected job are
+    each in it as soon as the trainer knows them."""
+    best = tmp_path / "runs" / "run1" / "weights" / "best.pt"
+    best.parent.mkdir(parents=True)
+    best.write_bytes(b"weights")
+    os.utime(best, (time.time() - 3600, time.time() - 3600))
+
+    def saved() -> dict[str, Any]:
+        return json.loads((tmp_path / "backend" / STATE_FILE).read_text())
+
+    trainer = Trainer(_settings(tmp_path, every=10), "not-a-key")
+    try:
+        assert saved()["current"]["checkpoint"] == os.path.relpath(best.resolve(), trainer.folder.resolve())
+        trainer.notify("ANNOTATION_CREATED", {})
+        assert saved()["pending"] == 1
+        assert trainer.count_missed([time.time() - 60] * 3) == 2 and saved()["pending"] == 3
+        trainer.notify("START_TRAINING", {})
+        worse = _result(tmp_path, 1, time.time(), segm_map=0.1, current_segm_map=0.5)
+        _end_job(trainer, fake_jobs[0], worse)
+        state = saved()
+        assert state["running"] is None and state["pending"] == 0 and not state["versions"][-1]["accepted"]
+    finally:
+        trainer.close()
+
+
+def test_each_job_end_hands_on_the_model_that_took_over_if_any(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """`on_job_end` (the learning curve, --repredict) hears the new version after a switch, and None
+    after a worse or failed job."""
+    ended: list[str | None] = []
+    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key", on_job_end=ended.append)
+    try:
+        trainer.notify("ANNOTATION_CREATED", {})
+        _end_job(trainer, fake_jobs[0], _result(tmp_path, 1, time.time(), segm_map=0.4))
+        _wait_until(lambda: len(ended) == 1, "told the job's end")
+        trainer.notify("ANNOTATION_CREATED", {})
+        _end_job(trainer, fake_jobs[1], _result(tmp_path, 2, time.time(), segm_map=0.3, current_segm_map=0.4))
+        _wait_until(lambda: len(ended) == 2, "told the job's end")
+        trainer.notify("ANNOTATION_CREATED", {})
+        fake_jobs[2].end(1)
+        _wait_until(lambda: len(ended) == 3, "told the job's end")
+        assert ended == ["v1", None, None]
+    finally:
+        trainer.close()
+
+
+def test_a_job_still_running_at_a_restart_is_waited_for_then_adopted(
+    tmp_path: Path, fake_jobs: list[FakeJob], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backend restarts while its job still trains: it waits for the process (however long it
+    takes), adopts the model the job then leaves, tells `on_job_end`, and starts the job the labels
+    counted meanwhile are due for."""
+    alive = [True]
+    monkeypatch.setattr(trainer_module, "_alive", lambda pid, folder: alive[0])
+    settings = _settings(tmp_path, every=2)
+    (settings.folder / "jobs" / "job-0001").mkdir(parents=True)
+    started = time.time()
+    running = {"job": 1, "folder": "jobs/job-0001", "pid": 4242, "pending_at_start": 2, "started": started}
+    state = {
+        "project": "units",
+        "jobs": 1,
+        "events": [started - 2, started - 1],
+        "pending": 2,
+        "running": running,
+    }
+    (settings.folder / STATE_FILE).write_text(json.dumps(state))
+    ended: list[str | None] = []
+    trainer = Trainer(settings, "not-a-key", on_job_end=ended.append)
+    try:
+        trainer.notify("ANNOTATION_CREATED", {})
+        trainer.notify("ANNOTATION_CREATED", {})
+        time.sleep(1.5)  # the orphan is looked at once a second
+        assert trainer.running and not trainer.state["failures"] and not fake_jobs
+        result = _result(tmp_path, 1, started)  # it pulled before the restart
+        (settings.folder / "jobs" / "job-0001" / RESULT_FILE).write_text(json.dumps(result))
+        alive[0] = False
+        _wait_until(lambda: ended == ["v1"], "adopted the job")
+        assert trainer.state["current"]["model_version"] == "v1" and len(fake_jobs) == 1
+        assert trainer.state["running"]["pending_at_start"] == 2
+    finally:
+        trainer.close()
+
+
+def test_run_folders_a_failed_job_did_not_make_are_left_alone(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """A killed job 1 marks its run folder (and one with digits after a clash), not a label-job0001 an
+    earlier backend folder left in the runs folder (maybe the model in use), nor a folder named
+    label-job0001-keep."""
+    runs = tmp_path / "runs"
+    old = runs / "label-job0001"
+    old.mkdir(parents=True)
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key")
+    try:
+        trainer.notify("ANNOTATION_CREATED", {})
+        for name in ("label-job00012", "label-job0001-keep"):
+            (runs / name).mkdir()
+        fake_jobs[0].end(-9)
+        _wait_until(lambda: bool(trainer.state["failures"]), "recorded the killed job")
+        assert (runs / "label-job00012" / NOT_USED_FILE).is_file()
+        assert (
+            not (old / NOT_USED_FILE).exists() and not (runs / "label-job0001-keep" / NOT_USED_FILE).exists()
+        )
+    finally:
+        trainer.close()
+
+
+def test_stopping_terminates_the_job_and_leaves_it_to_the_next_start(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """Stopping the backend sends its job SIGTERM (it saves last.pt) and writes nothing after the
+    folder is let go: the next start records the job and keeps its labels counted."""
+    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key")
+    trainer.notify("ANNOTATION_CREATED", {})
+    trainer.close()
+    assert fake_jobs[0].signals == ["SIGTERM"]
+    time.sleep(0.3)  # the job's waiting thread has seen it end
+    state = json.loads((tmp_path / "backend" / STATE_FILE).read_text())
+    assert state["running"]["job"] == 1 and not state["failures"]
+    trainer = Trainer(_settings(tmp_path, every=10), "not-a-key")
+    try:
+        assert "the backend stopped while the job ran" in trainer.state["failures"][0]["error"]
+        assert trainer.state["pending"] == 1 and not trainer.running
+    finally:
+        trainer.close()
+
+
+@pytest.mark.parametrize(("code", "result"), [(0, None), (1, None), (1, '{"ok": tr'), (1, "[]")])
+def test_a_job_that_exits_without_a_result_is_reported_with_its_last_log_line(
+    tmp_path: Path, fake_jobs: list[FakeJob], code: int, result: str | None
+) -> None:
+    """No result.json (or one that is no JSON object): the failure names the exit code and the log's
+    last line (the error), however it exited."""
+    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key")
+    try:
+        trainer.notify("ANNOTATION_CREATED", {})
+        folder = trainer.folder / "jobs" / "job-0001"
+        (folder / "log.txt").write_text(
+            "Traceback (most recent call last):\n  ...\nMemoryError: out of memory\n\n"
+        )
+        if result is not None:
+            (folder / RESULT_FILE).write_text(result)
+        fake_jobs[0].end(code)
+        _wait_until(lambda: bool(trainer.state["failures"]), "recorded the failure")
+        error = trainer.state["failures"][0]["error"]
+        assert error == f"the job exited with {code} without a result: MemoryError: out of memory"
+    finally:
+        trainer.close()
+
+
+def test_a_job_folder_left_from_before_is_not_read_as_the_new_jobs(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """state.json removed (a reset) but jobs/ kept: job 1's folder still holds an old result.json.
+    The new job 1 is judged by what it writes, not by the old result."""
+    folder = tmp_path / "backend" / "jobs" / "job-0001"
+    folder.mkdir(parents=True)
+    (folder / RESULT_FILE).write_text(json.dumps(_result(tmp_path, 1, time.time())))
+    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key")
+    try:
+        trainer.notify("ANNOTATION_CREATED", {})
+        fake_jobs[0].end(1)
+        _wait_until(lambda: bool(trainer.state["failures"]), "recorded the failure")
+        assert trainer.state["current"] is None and not trainer.versions()
+    finally:
+        trainer.close()
+
+
+def test_labels_counted_while_a_job_runs_after_its_pull_stay_counted_when_it_ends(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """A label no webhook brought, made after the running job's pull, is counted at start; when the
+    job ends it stays counted (it was not in the pull), whatever clock Label Studio keeps."""
+    from officescore.label.trainjob import PULLED_FILE
+
+    server = time.time() - 600  # Label Studio's clock, 10 minutes behind
+    trainer = Trainer(_settings(tmp_path, every=10), "not-a-key")
+    try:
+        trainer.notify("START_TRAINING", {})
+        pulled_at = time.time()
+        folder = trainer.folder / trainer.state["running"]["folder"]
+        (folder / PULLED_FILE).write_text(json.dumps({"pulled_at": pulled_at, "labels_until": server}))
+        time.sleep(0.01)
+        assert trainer.count_missed([server - 5, server + 5]) == 1
+        _end_job(trainer, fake_jobs[0], _result(tmp_path, 1, pulled_at, labels_until=server))
+        assert trainer.state["pending"] == 1
+    finally:
+        trainer.close()
+
+
+def test_a_version_recorded_before_jobs_kept_label_times_covers_labels_until_its_pull(tmp_path: Path) -> None:
+    """An old state.json (versions with `started` and `pulled_at` only): a label made between the
+    job's start and its pull was in the pull, so only the one after it counts at start."""
+    settings = _settings(tmp_path, every=10)
+    settings.folder.mkdir()
+    now = time.time()
+    version = {
+        "job": 1,
+        "model_version": "v1",
+        "checkpoint": "v1.pt",
+        "started": now - 100,
+        "pulled_at": now - 50,
+    }
+    state = {"project": "units", "jobs": 1, "current": version, "versions": [version]}
+    (settings.folder / STATE_FILE).write_text(json.dumps(state))
+    trainer = Trainer(settings, "not-a-key")
+    try:
+        assert trainer.count_missed([now - 70, now - 20]) == 1
+    finally:
+        trainer.close()
+
+
+def test_labels_during_a_wait_for_label_studio_start_no_job_before_the_retry(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """A job found Label Studio unreachable: labels arriving meanwhile are counted but start no job
+    before retry_seconds (a job per label would each fail the same way)."""
+    settings = replace(_settings(tmp_path, every=1), retry_seconds=60.0)
+    trainer = Trainer(settings, "not-a-key")
+    try:
+        trainer.notify("ANNOTATION_CREATED", {})
+        folder = trainer.folder / trainer.state["running"]["folder"]
+        down = {"ok": False, "error": "Label Studio is not reachable", "retry": True}
+        (folder / RESULT_FILE).write_text(json.dumps(down))
+        fake_jobs[0].end(1)
+        _wait_until(lambda: bool(trainer.state["failures"]) and not trainer.running, "recorded the failure")
+        assert trainer.notify("ANNOTATION_CREATED", {})["status"] == "counted" and len(fake_jobs) == 1
+    finally:
+        trainer.close()
+
+
+def test_a_version_record_keeps_the_jobs_numbers_and_says_which_labels_were_skipped(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """What `label status` shows of a job: its mask and box mAP, the model it was compared with and
+    that model's score, and the labels of classes the project lacks (also a log line)."""
+    messages: list[str] = []
+    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key", log=messages.append)
+    try:
+        trainer.notify("ANNOTATION_CREATED", {})
+        _end_job(trainer, fake_jobs[0], _result(tmp_path, 1, time.time(), bbox_map=0.6))
+        trainer.notify("ANNOTATION_CREATED", {})
+        skipped = {"sofa": 2, "plant": 1}
+        second = _result(
+            tmp_path,
+            2,
+            time.time(),
+            segm_map=0.45,
+            bbox_map=0.55,
+            current_segm_map=0.5,
+            skipped_unknown_classes=skipped,
+        )
+        _end_job(trainer, fake_jobs[1], second)
+        record = trainer.versions()[-1]
+        numbers = ("segm_map", "bbox_map", "previous_version", "previous_segm_map", "skipped_unknown_classes")
+        assert [record[name] for name in numbers] == [0.45, 0.55, "v1", 0.5, skipped]
+        assert (
+            "job 2: labels of classes the project does not have were skipped: sofa x2, plant x1" in messages
+        )
+        summary = trainer.summary()  # GET /metrics
+        assert (summary["model_version"], summary["jobs"], summary["running_job"]) == ("v1", 2, None)
+        assert (summary["pending_labels"], summary["val_photos"]) == (0, 1)
+        folder = json.loads(json.dumps(summary))["settings"]["folder"]  # sent as JSON
+        assert folder == str(tmp_path / "backend")
+    finally:
+        trainer.close()
+
+
+def test_a_job_of_a_relative_backend_dir_is_recognised_after_a_restart(
+    tmp_path: Path, fake_jobs: list[FakeJob], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default --backend-dir is relative (runs/label-backend). The job must run with a command
+    line the restarted backend recognises: else a job still training is recorded as failed, its run
+    folder marked not used, and a second job starts beside it."""
+    monkeypatch.chdir(tmp_path)
+    settings = replace(_settings(tmp_path, every=1), folder=Path("runs/label-backend"))
+    shown: dict[int, str] = {}  # what /proc or ps shows of each process
+    monkeypatch.setattr(trainer_module, "_command_line", shown.get)
+    first = Trainer(settings, "not-a-key")
+    first.notify("ANNOTATION_CREATED", {})
+    shown[fake_jobs[0].pid] = " ".join(fake_jobs[0].args[0])
+    first.close(stop_job=False)  # the backend dies; its job trains on
+    second = Trainer(settings, "not-a-key")
+    try:
+        assert second.running and not second.state["failures"]
+        shown.clear()  # the job is gone
+        _wait_until(lambda: not second.running, "saw the job end")
+        assert len(fake_jobs) == 1
+    finally:
+        second.close()
+        fake_jobs[0].end(0)
 
 
 class ManualTimer:

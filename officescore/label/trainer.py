@@ -153,7 +153,11 @@ class Trainer:
         path = self.folder / STATE_FILE
         if not path.is_file():
             return _empty_state(self.settings.project)
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = _read_result(path)  # the same reader: a JSON object, else None
+        if state is None:  # written whole by `_save`: cut or edited by hand
+            raise ConfigError(
+                f"{path}: not a backend state file (a JSON object); restore it, or give another --backend-dir"
+            )
         if state.get("project") != self.settings.project:
             raise ConfigError(
                 f"{self.folder}: holds the backend of project {state.get('project')!r}, not "
@@ -376,7 +380,8 @@ class Trainer:
         env = {**os.environ, "LABEL_STUDIO_API_KEY": self._api_key}
         with (folder / LOG_FILE).open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "officescore.label.trainjob", str(folder)],
+                # resolved, as `_alive` looks for it after a restart (a relative --backend-dir never matched)
+                [sys.executable, "-m", "officescore.label.trainjob", str(folder.resolve())],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -559,6 +564,7 @@ def _fmt(value: float | None) -> str:
 
 
 def _read_result(path: Path) -> dict[str, Any] | None:
+    """A JSON object written by a job (or the trainer); None when it is missing, cut or not an object."""
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
