@@ -900,6 +900,7 @@ def test_a_threshold_found_on_the_class_score_is_not_handed_on_as_the_suggestion
         ({"epochs": 0}, "--train-epochs 0: must be at least 1"),
         ({"minutes": 0.0}, "--train-minutes 0: must be positive"),
         ({"minutes": -1.0}, "--train-minutes -1: must be positive"),
+        ({"img_size": 32}, "--train-img-size 32: must be at least 64 pixels"),
     ],
 )
 def test_settings_that_cannot_train_are_one_line_before_the_folder_is_made(
@@ -911,7 +912,7 @@ def test_settings_that_cannot_train_are_one_line_before_the_folder_is_made(
     with pytest.raises(ConfigError, match=f"^{message}$"):
         Trainer(settings, "not-a-key")
     assert not settings.folder.exists()
-    replace(_settings(tmp_path), every=1, epochs=1, minutes=None).check()
+    replace(_settings(tmp_path), every=1, epochs=1, minutes=None, img_size=64).check()
 
 
 def test_a_folder_of_another_project_is_refused(tmp_path: Path) -> None:

@@ -89,6 +89,10 @@ class TrainSettings:
             raise ConfigError(f"--train-epochs {self.epochs}: must be at least 1")
         if self.minutes is not None and not self.minutes > 0:
             raise ConfigError(f"--train-minutes {self.minutes:g}: must be positive")
+        from officescore.train.config import MIN_IMG_SIZE  # torch: imported where the backend runs
+
+        if self.img_size is not None and self.img_size < MIN_IMG_SIZE:  # else every job fails
+            raise ConfigError(f"--train-img-size {self.img_size}: must be at least {MIN_IMG_SIZE} pixels")
 
 
 def _empty_state(project: str) -> dict[str, Any]:
