@@ -1710,6 +1710,15 @@ def test_status_reads_the_backend_state_of_its_own_project_only(tmp_path: Path) 
     assert other["versions"] == [] and "pending_labels" not in other and "model_version" not in other
 
 
+@pytest.mark.parametrize("text", ['{"project": "units", "pend', "[]", "\xff"])
+def test_status_of_a_state_file_damaged_by_hand_is_one_line(tmp_path: Path, text: str) -> None:
+    from officescore.label.feedback import project_status
+
+    (tmp_path / STATE_FILE).write_bytes(text.encode("latin-1"))
+    with pytest.raises(DataError, match=r"state\.json: not a backend state file \(a JSON object\)"):
+        project_status(FakeStudio([], []), "units", tmp_path)
+
+
 def test_the_learning_curve_plots_each_accepted_versions_numbers_at_its_photos(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
