@@ -1672,6 +1672,45 @@ def test_repredict_stores_the_score_and_version_that_made_each_prediction() -> N
     ]
 
 
+def test_repredict_leaves_out_a_task_whose_photo_is_gone_and_predicts_the_others() -> None:
+    """A deleted local file failed its whole batch, at every retry: the rest of the project never got
+    the new model's predictions. Where no task of a batch can be predicted (Label Studio down), the
+    error still reaches the caller, which tries again later."""
+    from types import SimpleNamespace
+
+    from officescore.label.live import repredict_unlabelled
+
+    client = FakeStudio([{"id": n, "annotations": []} for n in range(1, 8)], [])
+    logged: list[str] = []
+    broken = {5: "task 5: no data.image to predict on", 6: "Label Studio answered 404 for /data/x.jpg"}
+
+    def predict(chunk: list[dict[str, Any]], config: str) -> list[dict[str, Any]]:
+        for task in chunk:
+            if task["id"] in broken:
+                raise DataError(broken[task["id"]])
+        return [{"result": [], "score": 0.5, "model_version": "v2"} for _ in chunk]
+
+    backend = SimpleNamespace(
+        client=client,
+        model_version="v2",
+        current=lambda: "v2 loaded",
+        predict=predict,
+        log=logged.append,
+        trainer=SimpleNamespace(settings=SimpleNamespace(project="units")),
+    )
+    assert repredict_unlabelled(backend, 4) == 5
+    assert sorted(made["task"] for made in client.added) == [1, 2, 3, 4, 7]
+    assert logged == [
+        "task 5: no data.image to predict on; it keeps its predictions",
+        "task 6: Label Studio answered 404 for /data/x.jpg; it keeps its predictions",
+    ]
+    broken.update({n: "Label Studio is not answering" for n in range(1, 8)})
+    client.added.clear()
+    with pytest.raises(DataError, match="^Label Studio is not answering$"):
+        repredict_unlabelled(backend, 4)
+    assert client.added == []
+
+
 def test_status_counts_labelled_tasks_without_skipped_ones(tmp_path: Path) -> None:
     """`label status` and /metrics: a task the labeller skipped has no label, so it is not labelled."""
     from officescore.label.feedback import project_status

@@ -137,7 +137,8 @@ def after_jobs(trainer: Trainer, backend: Any, repredict: bool, retries: int = R
 
 
 def repredict_unlabelled(backend: Any, project_id: int | None) -> int:
-    """Predictions of the current model for every task nobody labelled that lacks one of its version."""
+    """Predictions of the current model for every task nobody labelled that lacks one of its version;
+    how many it added (a task whose photo cannot be read is left out, and logged)."""
     from officescore.label.feedback import tasks_with_predictions
     from officescore.label.pull import latest_annotation
 
@@ -153,13 +154,37 @@ def repredict_unlabelled(backend: Any, project_id: int | None) -> int:
         and not any(p.get("model_version") == version for p in t.get("predictions") or [])
     ]
     config = project.schema.config_xml()
+    predicted = 0
     for start in range(0, len(todo), REPREDICT_BATCH):
         chunk = todo[start : start + REPREDICT_BATCH]
-        for task, made in zip(chunk, backend.predict(chunk, config), strict=True):
+        try:
+            made_for = list(zip(chunk, backend.predict(chunk, config), strict=True))
+        except UserError:  # one photo gone (a deleted local file): the others still get theirs
+            made_for = _predict_each(backend, chunk, config)
+        for task, made in made_for:
             client.call(
                 "add a prediction",
                 lambda t=task, m=made: client.sdk.predictions.create(
                     task=int(t["id"]), result=m["result"], score=m["score"], model_version=m["model_version"]
                 ),
             )
-    return len(todo)
+        predicted += len(made_for)
+    return predicted
+
+
+def _predict_each(backend: Any, tasks: list[dict[str, Any]], config: str) -> list[tuple[dict[str, Any], Any]]:
+    """(task, prediction) for each task that can be predicted alone; a task that cannot keeps its
+    predictions (logged). None at all: the first task's error, as the cause is likely no task's own
+    (Label Studio down), and the caller's retry is then worth making."""
+    made_for, errors = [], []
+    for task in tasks:
+        try:
+            made_for += list(zip([task], backend.predict([task], config), strict=True))
+        except UserError as exc:
+            errors.append(exc)
+            named = f"task {task.get('id')}: "
+            why = str(exc) if str(exc).startswith(named) else named + str(exc)  # photo() names it
+            backend.log(f"{why}; it keeps its predictions")
+    if errors and not made_for:
+        raise errors[0]
+    return made_for
