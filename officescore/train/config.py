@@ -81,7 +81,9 @@ class TrainConfig:
         for key in ("data", "project", "resume"):
             if values.get(key) is not None:
                 path = Path(values[key])
-                values[key] = path if path.is_absolute() or relative_to is None else relative_to / path
+                if not path.is_absolute() and relative_to is not None:  # said as runs/train, not x/../..
+                    path = Path(os.path.normpath(relative_to / path))
+                values[key] = path
         return cls(**values)
 
 
