@@ -1611,12 +1611,25 @@ class FakeStudio:
         return fn()
 
 
+def _answering_v2(client: FakeStudio, predict: Callable[..., Any], log: Any = print) -> Any:
+    """The parts of a backend `repredict_unlabelled` uses, with model v2 answering."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        client=client,
+        model_version="v2",
+        current=lambda: "v2 loaded",
+        predict=predict,
+        log=log,
+        trainer=SimpleNamespace(settings=SimpleNamespace(project="units")),
+    )
+
+
 def test_repredict_predicts_every_unlabelled_task_without_the_answering_models_prediction() -> None:
     """20 tasks: one labelled, one skipped (a skip is no label), one already predicted by v2 (the
     answering model), the rest predicted by v1 or not at all. Each of the 18 without a v2 prediction
     gets one, in batches of REPREDICT_BATCH, whatever the batch size leaves over; the labelled one
     and the one v2 predicted are left alone."""
-    from types import SimpleNamespace
 
     from officescore.label.live import REPREDICT_BATCH, repredict_unlabelled
 
@@ -1633,13 +1646,7 @@ def test_repredict_predicts_every_unlabelled_task_without_the_answering_models_p
         batches.append([t["id"] for t in chunk])
         return [{"result": [{"task": t["id"]}], "score": 0.5, "model_version": "v2"} for t in chunk]
 
-    backend = SimpleNamespace(
-        client=client,
-        model_version="v2",
-        current=lambda: "v2 loaded",
-        predict=predict,
-        trainer=SimpleNamespace(settings=SimpleNamespace(project="units")),
-    )
+    backend = _answering_v2(client, predict)
     assert repredict_unlabelled(backend, 4) == 18
     want = [2, *range(4, 21)]
     assert sorted(made["task"] for made in client.added) == want
@@ -1658,13 +1665,7 @@ def test_repredict_stores_the_score_and_version_that_made_each_prediction() -> N
     def predict(chunk: list[dict[str, Any]], config: str) -> list[dict[str, Any]]:
         return [{"result": [], "score": 0.25 * t["id"], "model_version": "v3"} for t in chunk]
 
-    backend = SimpleNamespace(
-        client=client,
-        model_version="v2",
-        current=lambda: "v2 loaded",
-        predict=predict,
-        trainer=SimpleNamespace(settings=SimpleNamespace(project="units")),
-    )
+    backend = _answering_v2(client, predict)
     assert repredict_unlabelled(backend, 4) == 2
     assert [(m["task"], m["score"], m["model_version"]) for m in client.added] == [
         (1, 0.25, "v3"),
@@ -1676,7 +1677,6 @@ def test_repredict_leaves_out_a_task_whose_photo_is_gone_and_predicts_the_others
     """A deleted local file failed its whole batch, at every retry: the rest of the project never got
     the new model's predictions. Where no task of a batch can be predicted (Label Studio down), the
     error still reaches the caller, which tries again later."""
-    from types import SimpleNamespace
 
     from officescore.label.live import repredict_unlabelled
 
@@ -1690,14 +1690,7 @@ def test_repredict_leaves_out_a_task_whose_photo_is_gone_and_predicts_the_others
                 raise DataError(broken[task["id"]])
         return [{"result": [], "score": 0.5, "model_version": "v2"} for _ in chunk]
 
-    backend = SimpleNamespace(
-        client=client,
-        model_version="v2",
-        current=lambda: "v2 loaded",
-        predict=predict,
-        log=logged.append,
-        trainer=SimpleNamespace(settings=SimpleNamespace(project="units")),
-    )
+    backend = _answering_v2(client, predict, logged.append)
     assert repredict_unlabelled(backend, 4) == 5
     assert sorted(made["task"] for made in client.added) == [1, 2, 3, 4, 7]
     assert logged == [
