@@ -1,12 +1,16 @@
-"""docs/commands.md is generated from the command-line app: it must match what `--help` says now."""
+"""docs/commands.md is generated from the command-line app: it must match what `--help` says now; and
+every `officescore` command the README and guides show must still parse."""
 
 from __future__ import annotations
 
 import re
 import shlex
+from pathlib import Path
 
 from officescore.cli.commands import COMMAND_MODULES
 from officescore.cli.reference import REFERENCE, command_reference, markdown_epilog
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_command_reference_is_current() -> None:
@@ -41,33 +45,76 @@ def _example_lines(markdown: str) -> list[str]:
 def test_every_example_runs_in_a_shell_as_written() -> None:
     """A reader pastes an example line into a shell: comments start with #, no bare ( ) | or &,
     and what follows `officescore` parses as that command's arguments (nothing left over)."""
+    lines = _example_lines(command_reference())
+    assert len(lines) > 40
+    for line in lines:
+        _assert_parses(line)
+
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _doc_command_lines(markdown: str) -> tuple[list[str], list[str]]:
+    """The `officescore` lines of a page's shell blocks (```sh, ```console, ```bash or plain; `\\`
+    joined), and its inline code that starts with `officescore ` (often a command's name alone)."""
+    lines, prose, fence = [], [], None  # fence: the open block's language ("" plain), None outside
+    for line in markdown.replace("\\\n", " ").splitlines():
+        marker = line.strip()
+        if marker.startswith("```"):
+            fence = marker[3:] if fence is None else None
+        elif fence is None:
+            prose.append(line)
+        elif fence in ("", "sh", "console", "bash"):
+            line = line.strip().removeprefix("$ ")
+            if "officescore " in line and not line.startswith("#"):
+                lines.append(line)
+    return lines, re.findall(r"`(officescore [^`]+)`", "\n".join(prose))
+
+
+def test_every_officescore_line_in_the_readme_and_guides_parses() -> None:
+    """README, GUIDE and the other pages show commands a reader copies: each must still parse (a
+    renamed or removed flag there is a promise broken). In prose, `officescore ingest` may name the
+    command without its arguments; its flags must still exist. The benchmarks page records past runs."""
+    checked = 0
+    for page in DOCS:
+        if page.name in ("BENCHMARKS.md", "commands.md"):  # history; the reference is checked above
+            continue
+        blocks, inline = _doc_command_lines(page.read_text(encoding="utf-8"))
+        for line, whole in [*((b, True) for b in blocks), *((i, False) for i in inline)]:
+            try:
+                _assert_parses(line)
+            except AssertionError as exc:
+                if whole or "Missing " not in str(exc):
+                    raise AssertionError(f"{page.relative_to(ROOT)}: {exc}") from None
+            checked += 1
+    assert checked > 90
+
+
+def _assert_parses(line: str) -> None:
     import typer
 
     from officescore.cli import app, register_commands
 
     register_commands()
     root = typer.main.get_command(app)
-    lines = _example_lines(command_reference())
-    assert len(lines) > 40
-    for line in lines:
-        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
-        lexer.whitespace_split = True
-        tokens = list(lexer)
-        assert not [t for t in tokens if set(t) <= set("();<|&")], line
-        if "officescore" not in tokens:
-            continue
-        args = tokens[tokens.index("officescore") + 1 :]
-        args = args[: args.index(">")] if ">" in args else args
-        command, parent = root, None
-        try:
-            while True:  # down the groups (officescore, label) to the command, parsing each level
-                ctx = command.make_context("officescore", list(args), parent=parent)
-                if not hasattr(command, "resolve_command"):
-                    break
-                rest = [*getattr(ctx, "_protected_args", getattr(ctx, "protected_args", [])), *ctx.args]
-                _, command, args = command.resolve_command(ctx, rest)
-                parent = ctx
-        except Exception as exc:  # Click's usage errors; Typer may vendor its own Click, so by behaviour
-            if not hasattr(exc, "format_message"):
-                raise
-            raise AssertionError(f"{line}\n{exc.format_message()}") from exc
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    tokens = list(lexer)
+    assert not [t for t in tokens if set(t) <= set("();<|&")], line
+    if "officescore" not in tokens:
+        return
+    args = tokens[tokens.index("officescore") + 1 :]
+    args = args[: args.index(">")] if ">" in args else args
+    command, parent = root, None
+    try:
+        while True:  # down the groups (officescore, label) to the command, parsing each level
+            ctx = command.make_context("officescore", list(args), parent=parent)
+            if not hasattr(command, "resolve_command"):
+                break
+            rest = [*getattr(ctx, "_protected_args", getattr(ctx, "protected_args", [])), *ctx.args]
+            _, command, args = command.resolve_command(ctx, rest)
+            parent = ctx
+    except Exception as exc:  # Click's usage errors; Typer may vendor its own Click, so by behaviour
+        if not hasattr(exc, "format_message"):
+            raise
+        raise AssertionError(f"{line}\n{exc.format_message()}") from exc
