@@ -1747,7 +1747,7 @@ def test_status_of_a_state_file_damaged_by_hand_is_one_line(tmp_path: Path, text
     from officescore.label.feedback import project_status
 
     (tmp_path / STATE_FILE).write_bytes(text.encode("latin-1"))
-    with pytest.raises(DataError, match=r"state\.json: not a backend state file \(a JSON object\)"):
+    with pytest.raises(ConfigError, match=r"state\.json: not a backend state file \(a JSON object\)"):
         project_status(FakeStudio([], []), "units", tmp_path)
 
 

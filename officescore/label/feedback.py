@@ -22,7 +22,6 @@ and whoever trains see what the model gets wrong:
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -351,28 +350,16 @@ def live_metrics(trainer: Any, client: Any) -> dict[str, Any]:
     return document
 
 
-def _backend_state(path: Path) -> dict[str, Any]:
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # cut, edited by hand, not UTF-8
-        state = None
-    if not isinstance(state, dict):
-        raise DataError(
-            f"{path}: not a backend state file (a JSON object); restore it, or give another --backend-dir"
-        )
-    return state
-
-
 def project_status(client: Any, title: str, folder: Path) -> dict[str, Any]:
     """`label status`: the backend folder's state.json (if any) joined with the project's labels."""
-    from officescore.label.trainer import STATE_FILE
+    from officescore.label.trainer import STATE_FILE, read_state
 
     project = client.project(title)
     state_path = Path(folder) / STATE_FILE
     versions: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"project": title, "backend_dir": str(folder)}
     if state_path.is_file():
-        state = _backend_state(state_path)
+        state = read_state(state_path)
         if state.get("project") == title:
             versions = list(state.get("versions") or [])
             current = state.get("current") or {}

@@ -157,11 +157,7 @@ class Trainer:
         path = self.folder / STATE_FILE
         if not path.is_file():
             return _empty_state(self.settings.project)
-        state = _read_result(path)  # the same reader: a JSON object, else None
-        if state is None:  # written whole by `_save`: cut or edited by hand
-            raise ConfigError(
-                f"{path}: not a backend state file (a JSON object); restore it, or give another --backend-dir"
-            )
+        state = read_state(path)
         if state.get("project") != self.settings.project:
             raise ConfigError(
                 f"{self.folder}: holds the backend of project {state.get('project')!r}, not "
@@ -565,6 +561,17 @@ def not_worse(new: float | None, current: float | None) -> bool:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """A backend folder's state.json; written whole by `_save`, so one that is not a JSON object was
+    cut or edited by hand: a ConfigError naming it."""
+    state = _read_result(path)
+    if state is None:
+        raise ConfigError(
+            f"{path}: not a backend state file (a JSON object); restore it, or give another --backend-dir"
+        )
+    return state
 
 
 def _read_result(path: Path) -> dict[str, Any] | None:
