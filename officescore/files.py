@@ -125,7 +125,8 @@ def ingest_advice(folder: Path) -> str | None:
     """What to run when `folder` is a labelling export (sample's or label pull's annotations.json,
     a tool's COCO file) given where a data set belongs: ingest it elsewhere, as ingest refuses an
     --out holding the export's own photos. None for a folder with no such JSON file."""
-    names = sorted(p for p in folder.glob("*.json") if p.name not in ("train.json", "val.json"))
+    data_set_files = ("train.json", "val.json", "dataset.json")
+    names = sorted(p for p in folder.glob("*.json") if p.name not in data_set_files)
     exports = [p for p in names if _looks_like_coco(p)]  # not a run's args.json or metrics.json
     if not exports:
         return None

@@ -95,8 +95,8 @@ def load_dataset_meta(dataset_dir: Path) -> dict[str, Any]:
         )
     if not dataset_dir.is_dir():
         raise DataError(f"{dataset_dir}: no such data-set folder; create one with `officescore ingest`")
-    advice = ingest_advice(dataset_dir)
-    if advice and not (dataset_dir / "dataset.json").is_file():
+    advice = None if (dataset_dir / "dataset.json").is_file() else ingest_advice(dataset_dir)
+    if advice:
         raise DataError(f"{dataset_dir}: not an officescore data set (no dataset.json); {advice}")
     meta = _read_json(dataset_dir / "dataset.json")
     if not isinstance(meta, dict) or meta.get("format") != DATASET_FORMAT:
