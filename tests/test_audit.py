@@ -22,7 +22,7 @@ from trainsetup import FAST_MODEL
 
 from officescore import masks as masklib
 from officescore.cli import common, main
-from officescore.curate.audit import audit_predictions, run_audit
+from officescore.curate.audit import audit_predictions, run_audit, trained_on
 from officescore.curate.folds import assign_folds
 from officescore.curate.inject import Injected, inject_errors
 from officescore.curate.labels import load_split
@@ -628,7 +628,7 @@ def test_a_model_trained_on_more_classes_audits_the_data_sets_own(
 
 
 def test_a_run_trained_on_the_data_set_gets_a_note_where_it_learnt_the_photos(
-    clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run whose args.json names this data set (relative to the run folder, as train writes it)
     learnt its train photos: a note says so for --split train and all, none for val or another set."""
@@ -651,6 +651,10 @@ def test_a_run_trained_on_the_data_set_gets_a_note_where_it_learnt_the_photos(
     other = tmp_path / "other"
     shutil.copytree(clean, other)
     assert notes(other, run, "train") == []
+    assert not trained_on("coco", clean)  # the zero-shot model, which has no file to look beside
+    (tmp_path / "coco").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert not trained_on("coco", clean)  # nor beside a folder of that name (no best.pt in it)
 
 
 def test_cli_bad_inputs_are_one_line_errors(

@@ -20,7 +20,7 @@ from officescore.curate.conventions import ConventionReport, find_conventions
 from officescore.curate.labels import SplitLabels, check_classes, extra_classes_note, load_split
 from officescore.curate.match import match_image, predictions_by_image, tolerance
 from officescore.curate.scoring import Calibration, Issue, calibrate, image_issues, image_quality
-from officescore.errors import ConfigError
+from officescore.errors import ConfigError, ModelError
 from officescore.files import atomic_write_bytes, atomic_write_json
 from officescore.progress import SILENT, Reporter
 
@@ -238,9 +238,12 @@ def run_audit(
 def trained_on(model: Path | str, dataset: Path) -> bool:
     """Whether `model` is a run's checkpoint trained on `dataset` (its args.json says so): it learnt
     that data set's train photos."""
-    from officescore.runs import existing_model_file, trained_data_set
+    from officescore.runs import model_file, trained_data_set
 
-    trained = trained_data_set(existing_model_file(model))
+    try:
+        trained = trained_data_set(model_file(model))  # `coco`: no file, no data set of ours
+    except ModelError:  # `coco` beside a folder of that name: the predictor took the zero-shot model
+        return False
     return trained is not None and trained.resolve() == Path(dataset).resolve()
 
 
