@@ -79,6 +79,10 @@ class FakeJob:
 @pytest.fixture
 def fake_jobs(monkeypatch: pytest.MonkeyPatch) -> list[FakeJob]:
     FakeJob.started = []
+    # Popen is faked for every module: torch, first imported by the Trainer's check, runs ctypes'
+    # find_library (a real Popen) as it loads, so this file alone failed 45 tests. Load it first.
+    import torch  # noqa: F401
+
     monkeypatch.setattr(trainer_module.subprocess, "Popen", FakeJob)
     return FakeJob.started
 
@@ -922,6 +926,20 @@ def test_a_folder_of_another_project_is_refused(tmp_path: Path) -> None:
     (settings.folder / STATE_FILE).write_text(json.dumps({"project": "offices"}))
     with pytest.raises(ConfigError, match="holds the backend of project 'offices', not 'units'"):
         Trainer(settings, "not-a-key")
+
+
+def test_status_names_a_versions_files_from_where_it_runs(tmp_path: Path) -> None:
+    """state.json keeps a version's run and checkpoint relative to the backend's folder; `label
+    status --json` gave them as it keeps them ("../runs/train/label-job0001", nothing from here)."""
+    from officescore.label.feedback import project_status
+
+    record = {"model_version": "v1", "run": "../runs/train/label-job0001"}
+    record["checkpoint"] = record["run"] + "/weights/best.pt"
+    (tmp_path / "backend").mkdir()
+    (tmp_path / "backend" / STATE_FILE).write_text(json.dumps({"project": "units", "versions": [record]}))
+    (row,) = project_status(FakeStudio([], []), "units", tmp_path / "backend")["versions"]
+    run = tmp_path / "runs" / "train" / "label-job0001"
+    assert (row["run"], row["checkpoint"]) == (str(run), str(run / "weights" / "best.pt"))
 
 
 @pytest.mark.parametrize("text", ['{"project": "units", "pend', "[]", "\xff"])
@@ -1791,6 +1809,28 @@ def test_the_learning_curve_plots_each_accepted_versions_numbers_at_its_photos(
         "kept share (suggestions kept)": ([4], [0.5]),
         "labels from suggestions": ([4], [0.25]),
     }
+
+
+def test_the_learning_curve_counts_photos_in_whole_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One version on 2 photos: the x axis read 1.900, 1.925 ... 2.100 labelled photos."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from officescore.label.feedback import learning_curve_png
+
+    drawn: list[Any] = []
+    real_subplots = plt.subplots
+
+    def subplots(*args: Any, **kwargs: Any) -> Any:
+        drawn.append(real_subplots(*args, **kwargs)[1])
+        return drawn[-1].figure, drawn[-1]
+
+    monkeypatch.setattr(plt, "subplots", subplots)
+    learning_curve_png([{"trained_photos": 2, "accepted": True, "segm_map": 0.0}])
+    ticks = list(drawn[0].get_xticks())
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
 def _brush(name: str, x0: int, y0: int, x1: int, y1: int) -> dict[str, Any]:
