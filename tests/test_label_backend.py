@@ -720,3 +720,30 @@ def test_a_newer_best_pt_that_cannot_be_loaded_is_a_500_that_says_why(
             requests.post(f"{url}/setup", json={}, timeout=10),
         ):
             assert reply.status_code == 500 and "not an officescore checkpoint" in reply.json()["error"]
+
+
+def test_a_local_file_missing_under_the_local_root_is_named_when_label_studio_fails_too(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """Walked live: a photo deleted from --local-root while Label Studio was down answered only
+    "Label Studio is not reachable", as if starting it would do; the missing file is named too."""
+    from officescore.label.client import LabelStudioError
+
+    def download(ref: str, task_id: int | None = None) -> bytes:
+        raise LabelStudioError("Label Studio is not reachable at http://ls:8080 (ConnectError)")
+
+    root = tmp_path / "root"
+    root.mkdir()
+    checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
+    backend = ml.Backend(tmp_path / "runs", client=SimpleNamespace(download=download), local_root=root)  # type: ignore[arg-type]
+    task = {"id": 12, "data": {"image": "/data/local-files/?d=photos/gone.jpg"}}
+    with pytest.raises(LabelStudioError) as caught:
+        backend.photo(task, LabelSchema(("desk",)), tmp_path, 0)
+    gone = (root / "photos" / "gone.jpg").resolve()
+    assert str(caught.value) == (
+        f"Label Studio is not reachable at http://ls:8080 (ConnectError); {gone} (under --local-root) "
+        "is not there either"
+    )
+    uploaded = {"id": 13, "data": {"image": "/data/upload/1/a.jpg"}}  # not a local file: as it was
+    with pytest.raises(LabelStudioError, match=r"\(ConnectError\)$"):
+        backend.photo(uploaded, LabelSchema(("desk",)), tmp_path, 0)

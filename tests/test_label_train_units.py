@@ -1722,6 +1722,25 @@ def test_repredict_leaves_out_a_task_whose_photo_is_gone_and_predicts_the_others
     assert client.added == []
 
 
+def test_repredict_of_the_one_task_whose_photo_is_gone_is_not_retried() -> None:
+    """Walked live: after a retry had given every other task the model's prediction, the one task
+    whose local file was deleted was all that was left, its error was taken for Label Studio's, and
+    the backend tried again every minute, five times, logging the same two lines each time."""
+    from officescore.label.live import repredict_unlabelled
+
+    client = FakeStudio([{"id": 12, "annotations": []}], [])
+    logged: list[str] = []
+
+    def predict(chunk: list[dict[str, Any]], config: str) -> list[dict[str, Any]]:
+        raise DataError("Label Studio answered 404 for /data/local-files/?d=photos/gone.jpg")
+
+    assert repredict_unlabelled(_answering_v2(client, predict, logged.append), 4) == 0
+    assert logged == [
+        "task 12: Label Studio answered 404 for /data/local-files/?d=photos/gone.jpg; "
+        "it keeps its predictions"
+    ]
+
+
 def test_status_counts_labelled_tasks_without_skipped_ones(tmp_path: Path) -> None:
     """`label status` and /metrics: a task the labeller skipped has no label, so it is not labelled."""
     from officescore.label.feedback import project_status
