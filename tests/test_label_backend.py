@@ -513,6 +513,18 @@ def test_with_train_the_log_says_what_the_first_model_suggests_at(
     ]
 
 
+def test_a_restarted_backend_does_not_call_the_model_it_resumes_with_its_first(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """Walked live: `label backend --train` restarted after nine jobs logged "first model
+    label-job0008-..." before its banner; the banner names the model it starts with, nothing more."""
+    best = checkpoint(tmp_path / "runs" / "label-job0008" / "weights" / "best.pt", b"weights")
+    trainer = SimpleNamespace(current_checkpoint=lambda: best, current_conf=lambda: 0.25)
+    messages: list[str] = []
+    backend = ml.Backend(tmp_path / "runs", conf=None, trainer=trainer, log=messages.append)  # type: ignore[arg-type]
+    assert backend.model_version == version_of("label-job0008", b"weights") and messages == []
+
+
 def test_the_model_loaded_filters_at_the_threshold_it_was_given(tmp_path: Path) -> None:
     """`--conf` (or a trained model's own threshold) reaches the real model's predictor, which drops
     the detections under it; the backend's suggestion-score filter reads it back from there."""

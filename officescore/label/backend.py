@@ -119,7 +119,9 @@ class Backend:
         self._failed: tuple[_Key, float] | None = None  # a load that failed, and when
         # Smart-tool clicks and boxes (officescore.label.interactive); brush answers unless given.
         self.clicks = clicks or ClickService(log=log)
+        self._starting = True  # the banner names the model loaded now: no "first model" line
         self.current()  # fail at start, not on the first task, when the model is unusable
+        self._starting = False
 
     # ------------------------------------------------------------------ the model
 
@@ -143,7 +145,7 @@ class Backend:
                     self.log(f"calibrating int8 on {len(self.calibration)} photo source(s)")
                 loaded = self._load(source, threshold)
                 self._loaded = _Loaded(key, loaded, suggest)
-                if before is None and self.trainer is not None:  # the banner said "no model yet"
+                if before is None and self.trainer is not None and not self._starting:  # banner: none yet
                     self.log(f"first model {loaded.version} ({_words(threshold, loaded)})")
                 elif before is not None:
                     self.log(f"model {before} -> {loaded.version} ({_words(threshold, loaded)})")
