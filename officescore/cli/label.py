@@ -597,11 +597,14 @@ def _print_answering(document: dict[str, Any]) -> None:
         + (f"; job {running} is training" if running else ""),
         soft_wrap=True,
     )
-    failures = document.get("failures") or []
-    if failures:  # else only --json said that a job failed, and why
+    # Failures since the newest model a job made (older ones were got over); else --json only said.
+    newest = max((int(v.get("job") or 0) for v in document["versions"]), default=0)
+    failures = [f for f in document.get("failures") or [] if int(f.get("job") or 0) > newest]
+    if failures:
         last = failures[-1]
         console.print(
-            f"{len(failures)} job(s) failed; the last, job {last.get('job')}: {last.get('error')}",
+            f"{len(failures)} job(s) failed since the last model; the last, job {last.get('job')}: "
+            f"{last.get('error')}",
             soft_wrap=True,
         )
 
