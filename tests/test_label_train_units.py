@@ -130,6 +130,22 @@ def _end_job(trainer: Trainer, job: FakeJob, result: dict[str, Any]) -> None:
         time.sleep(0.01)
 
 
+def test_a_skipped_task_is_no_label_and_starts_no_job(tmp_path: Path, fake_jobs: list[FakeJob]) -> None:
+    """Walked live: Label Studio's Skip sends ANNOTATION_CREATED of an annotation with was_cancelled;
+    it counted as a label, so skips alone started a job on labels that were not there."""
+    trainer = Trainer(_settings(tmp_path), "not-a-key", project_id=7)
+    try:
+        skip = {"project": {"id": 7}, "annotation": {"id": 6, "was_cancelled": True, "result": []}}
+        label = {"project": {"id": 7}, "annotation": {"id": 7, "was_cancelled": False}}
+        assert trainer.notify("ANNOTATION_CREATED", skip)["status"] == "ignored"
+        assert trainer.notify("ANNOTATION_CREATED", label)["pending"] == 1
+        for _ in range(3):
+            trainer.notify("ANNOTATION_CREATED", skip)
+        assert trainer.state["pending"] == 1 and not fake_jobs
+    finally:
+        trainer.close()
+
+
 def test_every_nth_label_starts_one_job_and_later_labels_stay_counted(
     tmp_path: Path, fake_jobs: list[FakeJob]
 ) -> None:
