@@ -513,6 +513,18 @@ def test_with_train_the_log_says_what_the_first_model_suggests_at(
     ]
 
 
+def test_a_restarted_backend_does_not_call_the_model_it_resumes_with_its_first(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """Walked live: `label backend --train` restarted after nine jobs logged "first model
+    label-job0008-..." before its banner; the banner names the model it starts with, nothing more."""
+    best = checkpoint(tmp_path / "runs" / "label-job0008" / "weights" / "best.pt", b"weights")
+    trainer = SimpleNamespace(current_checkpoint=lambda: best, current_conf=lambda: 0.25)
+    messages: list[str] = []
+    backend = ml.Backend(tmp_path / "runs", conf=None, trainer=trainer, log=messages.append)  # type: ignore[arg-type]
+    assert backend.model_version == version_of("label-job0008", b"weights") and messages == []
+
+
 def test_the_model_loaded_filters_at_the_threshold_it_was_given(tmp_path: Path) -> None:
     """`--conf` (or a trained model's own threshold) reaches the real model's predictor, which drops
     the detections under it; the backend's suggestion-score filter reads it back from there."""
@@ -720,3 +732,30 @@ def test_a_newer_best_pt_that_cannot_be_loaded_is_a_500_that_says_why(
             requests.post(f"{url}/setup", json={}, timeout=10),
         ):
             assert reply.status_code == 500 and "not an officescore checkpoint" in reply.json()["error"]
+
+
+def test_a_local_file_missing_under_the_local_root_is_named_when_label_studio_fails_too(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """Walked live: a photo deleted from --local-root while Label Studio was down answered only
+    "Label Studio is not reachable", as if starting it would do; the missing file is named too."""
+    from officescore.label.client import LabelStudioError
+
+    def download(ref: str, task_id: int | None = None) -> bytes:
+        raise LabelStudioError("Label Studio is not reachable at http://ls:8080 (ConnectError)")
+
+    root = tmp_path / "root"
+    root.mkdir()
+    checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
+    backend = ml.Backend(tmp_path / "runs", client=SimpleNamespace(download=download), local_root=root)  # type: ignore[arg-type]
+    task = {"id": 12, "data": {"image": "/data/local-files/?d=photos/gone.jpg"}}
+    with pytest.raises(LabelStudioError) as caught:
+        backend.photo(task, LabelSchema(("desk",)), tmp_path, 0)
+    gone = (root / "photos" / "gone.jpg").resolve()
+    assert str(caught.value) == (
+        f"Label Studio is not reachable at http://ls:8080 (ConnectError); {gone} (under --local-root) "
+        "is not there either"
+    )
+    uploaded = {"id": 13, "data": {"image": "/data/upload/1/a.jpg"}}  # not a local file: as it was
+    with pytest.raises(LabelStudioError, match=r"\(ConnectError\)$"):
+        backend.photo(uploaded, LabelSchema(("desk",)), tmp_path, 0)

@@ -142,6 +142,35 @@ def test_status_without_model_versions_is_one_line(
     assert out.splitlines()[1] == "answering: no model yet; 3 label(s) since the last model"
 
 
+def test_status_of_a_backend_training_its_first_job_says_so_and_names_failed_jobs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Walked live: while the backend's first job ran, `label status` told the labeller to start
+    `label backend --train` (it ran), said nothing of the job, and a failed job was in --json only
+    (a failure a later job got over is not news)."""
+    from officescore.cli import label as label_cli
+    from officescore.label import feedback
+
+    document: dict[str, object] = {"project": "offices", "tasks": 20, "labelled_tasks": 3, "versions": []}
+    document.update(pending_labels=3, model_version=None, running_job=2)
+    document["failures"] = [
+        {"job": 1, "error": "the backend stopped while the job ran; its labels stay counted"}
+    ]
+    monkeypatch.setattr(label_cli, "_client", lambda url: None)
+    monkeypatch.setattr(feedback, "project_status", lambda client, title, folder: document)
+    code, out, _ = run(["label", "status", "--project", "offices", "--backend-dir", "b"], capsys)
+    assert code == 0 and out.splitlines() == [
+        "offices: 3 of 20 task(s) labelled; no model has suggested labels here yet (the backend in b "
+        "has trained none yet)",
+        "answering: no model yet; 3 label(s) since the last model; job 2 is training",
+        "1 job(s) failed since the last model; the last, job 1: the backend stopped while the job ran; "
+        "its labels stay counted",
+    ]
+    document["versions"] = [{"model_version": "v2", "job": 2, "trained_photos": 3}]  # got over it
+    code, out, _ = run(["label", "status", "--project", "offices", "--backend-dir", "b"], capsys)
+    assert code == 0 and "failed" not in out
+
+
 def test_pull_ingest_with_nothing_labelled_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

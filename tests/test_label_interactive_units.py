@@ -492,3 +492,21 @@ def test_an_alt_click_made_before_the_first_click_on_the_object_picks_nothing(tm
     reply = Clicker(loaded).segment(rgb, alt_first)
     assert reply.method == "model" and reply.note is None
     assert reply.mask[50, 40] == 1 and reply.mask[50, 80] == 0
+
+
+def test_a_models_mask_grabcut_empties_is_answered_unpolished(
+    photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thin mask (a barely trained model's bookshelf, 69 px in a 22 x 87 px box) lies all inside
+    GrabCut's edge band, and GrabCut could take it all away: the labeller who drew a box got nothing
+    and "the model found no bookshelf there; click on the object". The model's mask answers instead."""
+    import officescore.label.interactive.clicker as clicker_module
+
+    loaded = load_predictor(solid_checkpoint(tmp_path / "solid.pt", {"desk": 8.0}, CLASSES), "cpu", 0.3)
+    unpolished = Clicker(loaded, polish="never").segment(two_squares()[0], [BOX])
+    monkeypatch.setattr(
+        clicker_module, "grabcut", lambda rgb, *args, **kwargs: np.zeros(rgb.shape[:2], np.uint8)
+    )
+    reply = Clicker(loaded).segment(two_squares()[0], [BOX])
+    assert reply.method == "model" and unpolished.mask.any()
+    assert np.array_equal(reply.mask, unpolished.mask)

@@ -79,6 +79,10 @@ class FakeJob:
 @pytest.fixture
 def fake_jobs(monkeypatch: pytest.MonkeyPatch) -> list[FakeJob]:
     FakeJob.started = []
+    # Popen is faked for every module: torch, first imported by the Trainer's check, runs ctypes'
+    # find_library (a real Popen) as it loads, so this file alone failed 45 tests. Load it first.
+    import torch  # noqa: F401
+
     monkeypatch.setattr(trainer_module.subprocess, "Popen", FakeJob)
     return FakeJob.started
 
@@ -124,6 +128,22 @@ def _end_job(trainer: Trainer, job: FakeJob, result: dict[str, Any]) -> None:
     while not any(v.get("job") == number for v in trainer.versions()):
         assert time.monotonic() < deadline, "the trainer never recorded the job"
         time.sleep(0.01)
+
+
+def test_a_skipped_task_is_no_label_and_starts_no_job(tmp_path: Path, fake_jobs: list[FakeJob]) -> None:
+    """Walked live: Label Studio's Skip sends ANNOTATION_CREATED of an annotation with was_cancelled;
+    it counted as a label, so skips alone started a job on labels that were not there."""
+    trainer = Trainer(_settings(tmp_path), "not-a-key", project_id=7)
+    try:
+        skip = {"project": {"id": 7}, "annotation": {"id": 6, "was_cancelled": True, "result": []}}
+        label = {"project": {"id": 7}, "annotation": {"id": 7, "was_cancelled": False}}
+        assert trainer.notify("ANNOTATION_CREATED", skip)["status"] == "ignored"
+        assert trainer.notify("ANNOTATION_CREATED", label)["pending"] == 1
+        for _ in range(3):
+            trainer.notify("ANNOTATION_CREATED", skip)
+        assert trainer.state["pending"] == 1 and not fake_jobs
+    finally:
+        trainer.close()
 
 
 def test_every_nth_label_starts_one_job_and_later_labels_stay_counted(
@@ -924,6 +944,20 @@ def test_a_folder_of_another_project_is_refused(tmp_path: Path) -> None:
         Trainer(settings, "not-a-key")
 
 
+def test_status_names_a_versions_files_from_where_it_runs(tmp_path: Path) -> None:
+    """state.json keeps a version's run and checkpoint relative to the backend's folder; `label
+    status --json` gave them as it keeps them ("../runs/train/label-job0001", nothing from here)."""
+    from officescore.label.feedback import project_status
+
+    record = {"model_version": "v1", "run": "../runs/train/label-job0001"}
+    record["checkpoint"] = record["run"] + "/weights/best.pt"
+    (tmp_path / "backend").mkdir()
+    (tmp_path / "backend" / STATE_FILE).write_text(json.dumps({"project": "units", "versions": [record]}))
+    (row,) = project_status(FakeStudio([], []), "units", tmp_path / "backend")["versions"]
+    run = tmp_path / "runs" / "train" / "label-job0001"
+    assert (row["run"], row["checkpoint"]) == (str(run), str(run / "weights" / "best.pt"))
+
+
 @pytest.mark.parametrize("text", ['{"project": "units", "pend', "[]", "\xff"])
 def test_a_state_file_damaged_by_hand_is_one_line(tmp_path: Path, text: str) -> None:
     """state.json is written whole (temp file, rename); one cut or edited by hand into something else
@@ -1704,6 +1738,25 @@ def test_repredict_leaves_out_a_task_whose_photo_is_gone_and_predicts_the_others
     assert client.added == []
 
 
+def test_repredict_of_the_one_task_whose_photo_is_gone_is_not_retried() -> None:
+    """Walked live: after a retry had given every other task the model's prediction, the one task
+    whose local file was deleted was all that was left, its error was taken for Label Studio's, and
+    the backend tried again every minute, five times, logging the same two lines each time."""
+    from officescore.label.live import repredict_unlabelled
+
+    client = FakeStudio([{"id": 12, "annotations": []}], [])
+    logged: list[str] = []
+
+    def predict(chunk: list[dict[str, Any]], config: str) -> list[dict[str, Any]]:
+        raise DataError("Label Studio answered 404 for /data/local-files/?d=photos/gone.jpg")
+
+    assert repredict_unlabelled(_answering_v2(client, predict, logged.append), 4) == 0
+    assert logged == [
+        "task 12: Label Studio answered 404 for /data/local-files/?d=photos/gone.jpg; "
+        "it keeps its predictions"
+    ]
+
+
 def test_status_counts_labelled_tasks_without_skipped_ones(tmp_path: Path) -> None:
     """`label status` and /metrics: a task the labeller skipped has no label, so it is not labelled."""
     from officescore.label.feedback import project_status
@@ -1791,6 +1844,28 @@ def test_the_learning_curve_plots_each_accepted_versions_numbers_at_its_photos(
         "kept share (suggestions kept)": ([4], [0.5]),
         "labels from suggestions": ([4], [0.25]),
     }
+
+
+def test_the_learning_curve_counts_photos_in_whole_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One version on 2 photos: the x axis read 1.900, 1.925 ... 2.100 labelled photos."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from officescore.label.feedback import learning_curve_png
+
+    drawn: list[Any] = []
+    real_subplots = plt.subplots
+
+    def subplots(*args: Any, **kwargs: Any) -> Any:
+        drawn.append(real_subplots(*args, **kwargs)[1])
+        return drawn[-1].figure, drawn[-1]
+
+    monkeypatch.setattr(plt, "subplots", subplots)
+    learning_curve_png([{"trained_photos": 2, "accepted": True, "segm_map": 0.0}])
+    ticks = list(drawn[0].get_xticks())
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
 def _brush(name: str, x0: int, y0: int, x1: int, y1: int) -> dict[str, Any]:

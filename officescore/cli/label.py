@@ -516,11 +516,14 @@ def status(
         return
     title = f"{project}: {document['labelled_tasks']} of {document['tasks']} task(s) labelled"
     if not document["versions"]:  # a line, not empty tables
-        console.print(
-            f"{title}; no model has suggested labels here yet (none in {backend_dir}, no predictions "
-            "in the project): start `officescore label backend --train`, or push with --model",
-            soft_wrap=True,
-        )
+        if document.get("pending_labels") is None:  # no backend has run here for this project
+            why = (
+                f"(none in {backend_dir}, no predictions in the project): start "
+                "`officescore label backend --train`, or push with --model"
+            )
+        else:  # it has: telling the labeller to start it was wrong while its first job ran
+            why = f"(the backend in {backend_dir} has trained none yet)"
+        console.print(f"{title}; no model has suggested labels here yet {why}", soft_wrap=True)
         _print_answering(document)
         return
     # Tables of six columns, not one of seventeen: each fits 80 characters without cutting numbers
@@ -585,10 +588,23 @@ def status(
 
 def _print_answering(document: dict[str, Any]) -> None:
     """The backend's answering model and the labels counted towards its next job, if it has run."""
-    if document.get("pending_labels") is not None:
+    if document.get("pending_labels") is None:
+        return
+    running = document.get("running_job")
+    console.print(
+        f"answering: {document.get('model_version') or 'no model yet'}; "
+        f"{document['pending_labels']} label(s) since the last model"
+        + (f"; job {running} is training" if running else ""),
+        soft_wrap=True,
+    )
+    # Failures since the newest model a job made (older ones were got over); else --json only said.
+    newest = max((int(v.get("job") or 0) for v in document["versions"]), default=0)
+    failures = [f for f in document.get("failures") or [] if int(f.get("job") or 0) > newest]
+    if failures:
+        last = failures[-1]
         console.print(
-            f"answering: {document.get('model_version') or 'no model yet'}; "
-            f"{document['pending_labels']} label(s) since the last model",
+            f"{len(failures)} job(s) failed since the last model; the last, job {last.get('job')}: "
+            f"{last.get('error')}",
             soft_wrap=True,
         )
 

@@ -119,7 +119,9 @@ class Backend:
         self._failed: tuple[_Key, float] | None = None  # a load that failed, and when
         # Smart-tool clicks and boxes (officescore.label.interactive); brush answers unless given.
         self.clicks = clicks or ClickService(log=log)
+        self._starting = True  # the banner names the model loaded now: no "first model" line
         self.current()  # fail at start, not on the first task, when the model is unusable
+        self._starting = False
 
     # ------------------------------------------------------------------ the model
 
@@ -143,7 +145,7 @@ class Backend:
                     self.log(f"calibrating int8 on {len(self.calibration)} photo source(s)")
                 loaded = self._load(source, threshold)
                 self._loaded = _Loaded(key, loaded, suggest)
-                if before is None and self.trainer is not None:  # the banner said "no model yet"
+                if before is None and self.trainer is not None and not self._starting:  # banner: none yet
                     self.log(f"first model {loaded.version} ({_words(threshold, loaded)})")
                 elif before is not None:
                     self.log(f"model {before} -> {loaded.version} ({_words(threshold, loaded)})")
@@ -289,19 +291,27 @@ class Backend:
         ref = str(data.get(schema.value) or "") if isinstance(data, dict) else ""
         if not ref:
             raise DataError(f"task {task.get('id')}: no data.{schema.value} to predict on")
+        missing = None  # the path under --local-root where the photo is not
         if self.local_root is not None and ref.startswith(LOCAL_FILES_PREFIX):
             from urllib.parse import unquote
 
             path = (self.local_root / unquote(ref[len(LOCAL_FILES_PREFIX) :])).resolve()
-            if self.local_root.resolve() in path.parents and path.is_file():
-                return path
+            if self.local_root.resolve() in path.parents:
+                if path.is_file():
+                    return path
+                missing = path
         if self.client is None:
             raise DataError(
                 f"task {task.get('id')}: {ref} is served by Label Studio; start the backend with --url "
                 "and LABEL_STUDIO_API_KEY so it can read the photo"
             )
         target = folder / f"{n}{Path(ref.split('?')[0]).suffix or '.jpg'}"
-        target.write_bytes(self.client.download(ref, task.get("id")))
+        try:
+            target.write_bytes(self.client.download(ref, task.get("id")))
+        except LabelStudioError as exc:  # a deleted photo read "Label Studio is not reachable" alone
+            if missing is None:
+                raise
+            raise LabelStudioError(f"{exc}; {missing} (under --local-root) is not there either") from None
         return target
 
 

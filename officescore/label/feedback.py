@@ -22,6 +22,7 @@ and whoever trains see what the model gets wrong:
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -38,6 +39,7 @@ from officescore.label.pull import latest_annotation, studio_time
 KEEP_IOU = 0.5
 REDRAWN_IOU = 0.1  # below this a same-class label is a different object, not a redrawn outline
 CAUSES = ("redrawn", "reclassed", "deleted")  # why a suggestion was not kept (module docstring)
+PATH_KEYS = ("run", "checkpoint")  # the files of a version, in state.json relative to its folder
 
 
 @dataclass
@@ -270,6 +272,7 @@ def learning_curve_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     points = [r for r in rows if r.get("trained_photos") is not None and r.get("accepted", True)]
     xs = [int(r["trained_photos"]) for r in points]
@@ -284,6 +287,7 @@ def learning_curve_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
         if pairs:
             ax.plot([p[0] for p in pairs], [p[1] for p in pairs], style, label=label)
     ax.set_xlabel("labelled photos trained on")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # photos: no 1.975
     ax.set_ylim(0, 1)
     ax.set_title("learning curve (one point per model version)")
     ax.grid(alpha=0.3)
@@ -326,13 +330,29 @@ def tasks_with_predictions(client: Any, project_id: int) -> list[dict[str, Any]]
 
 
 def _document(
-    client: Any, project_id: int, versions: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]
+    client: Any,
+    project_id: int,
+    versions: Sequence[Mapping[str, Any]],
+    extra: Mapping[str, Any],
+    folder: Path,
 ) -> dict[str, Any]:
     tasks = tasks_with_predictions(client, project_id)
     labelled = sum(1 for t in tasks if latest_annotation(t) is not None)
     return metrics_document(
-        versions, by_version(tasks), {**extra, "labelled_tasks": labelled, "tasks": len(tasks)}
+        _paths_from_here(versions, folder),
+        by_version(tasks),
+        {**extra, "labelled_tasks": labelled, "tasks": len(tasks)},
     )
+
+
+def _paths_from_here(versions: Sequence[Mapping[str, Any]], folder: Path) -> list[dict[str, Any]]:
+    """Versions whose `run` and `checkpoint` name their files from here: state.json keeps them
+    relative to the backend's folder (so it can move), where "../runs/train/label-job0001" named
+    nothing from the folder the command ran in."""
+    return [
+        {**v, **{k: os.path.normpath(Path(folder) / v[k]) for k in PATH_KEYS if isinstance(v.get(k), str)}}
+        for v in versions
+    ]
 
 
 def live_metrics(trainer: Any, client: Any) -> dict[str, Any]:
@@ -345,7 +365,7 @@ def live_metrics(trainer: Any, client: Any) -> dict[str, Any]:
             "GET /metrics reads the project from Label Studio: start the backend with --url and a key"
         )
     project = client.project(trainer.settings.project)
-    document = _document(client, project.id, trainer.versions(), trainer.summary())
+    document = _document(client, project.id, trainer.versions(), trainer.summary(), trainer.folder)
     write_learning_curve(trainer.folder / CURVE_FILE, document["versions"])
     return document
 
@@ -370,4 +390,4 @@ def project_status(client: Any, title: str, folder: Path) -> dict[str, Any]:
                 running_job=(state.get("running") or {}).get("job"),
                 failures=state.get("failures") or [],
             )
-    return _document(client, project.id, versions, extra)
+    return _document(client, project.id, versions, extra, Path(folder))

@@ -174,8 +174,9 @@ def repredict_unlabelled(backend: Any, project_id: int | None) -> int:
 
 def _predict_each(backend: Any, tasks: list[dict[str, Any]], config: str) -> list[tuple[dict[str, Any], Any]]:
     """(task, prediction) for each task that can be predicted alone; a task that cannot keeps its
-    predictions (logged). None at all: the first task's error, as the cause is likely no task's own
-    (Label Studio down), and the caller's retry is then worth making."""
+    predictions (logged). None of several: the first task's error, as the cause is likely no task's
+    own (Label Studio down), and the caller's retry is then worth making; a task alone that fails
+    (the one deleted photo left after the others got theirs) is its own fault, not retried 5 times."""
     made_for, errors = [], []
     for task in tasks:
         try:
@@ -185,6 +186,6 @@ def _predict_each(backend: Any, tasks: list[dict[str, Any]], config: str) -> lis
             named = f"task {task.get('id')}: "
             why = str(exc) if str(exc).startswith(named) else named + str(exc)  # photo() names it
             backend.log(f"{why}; it keeps its predictions")
-    if errors and not made_for:
+    if errors and not made_for and len(tasks) > 1:
         raise errors[0]
     return made_for

@@ -241,6 +241,8 @@ class Trainer:
         with self._lock:
             if self.project_id is not None and project_id not in (None, self.project_id):
                 return {"status": "ignored", "reason": f"project {project_id} is not this backend's"}
+            if event in LABEL_EVENTS and _skipped(data):
+                return {"status": "ignored", "reason": "a skipped task is not labelled"}
             if event in LABEL_EVENTS:
                 self.state["events"].append(time.time())
                 self.state["pending"] = len(self.state["events"])
@@ -625,6 +627,13 @@ def _command_line(pid: int) -> str | None:
         return None
     found = done.stdout.strip()
     return found if done.returncode == 0 and found else None
+
+
+def _skipped(data: dict[str, Any]) -> bool:
+    """A webhook about a skip (Label Studio's Skip button: an annotation with was_cancelled): no
+    label to train on, so it starts no job (`label status` does not count it labelled either)."""
+    annotation = data.get("annotation")
+    return isinstance(annotation, dict) and annotation.get("was_cancelled") is True
 
 
 def _project_id(project: Any) -> int | None:

@@ -160,6 +160,8 @@ class Clicker:
             mask = grabcut(rgb, answer.box, prompt.clicks, answer.probabilities, free, near)
         elif self.polish == "always" or disagree:
             mask = grabcut(rgb, answer.box, prompt.clicks, prior=answer.probabilities)
+        if not mask.any():  # GrabCut took all of a thin mask away: the model's own beats nothing
+            mask = answer.mask
         return Reply(_exclude(mask, prompt), name, MODEL, None, round(answer.fit, 4))
 
     def _photo(self, photo: Path | str | bytes | np.ndarray, task: str) -> tuple[tuple[str, str], np.ndarray]:
