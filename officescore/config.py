@@ -34,6 +34,7 @@ CONFIG_FILE = "officescore.toml"
 DEFAULT_DATASET_DIR = Path("data/dataset")
 DEFAULT_RAW_DIR = Path("data/raw")
 DEFAULT_RUNS_DIR = Path("runs")
+MIN_IMG_SIZE = 64  # pixels: `train --img-size`, `label backend --train-img-size` (sample's smallest)
 
 
 def config_path(cwd: Path | None = None) -> Path:

@@ -79,10 +79,6 @@ class FakeJob:
 @pytest.fixture
 def fake_jobs(monkeypatch: pytest.MonkeyPatch) -> list[FakeJob]:
     FakeJob.started = []
-    # Popen is faked for every module: torch, first imported by the Trainer's check, runs ctypes'
-    # find_library (a real Popen) as it loads, so this file alone failed 45 tests. Load it first.
-    import torch  # noqa: F401
-
     monkeypatch.setattr(trainer_module.subprocess, "Popen", FakeJob)
     return FakeJob.started
 

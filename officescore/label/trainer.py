@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from officescore.config import MIN_IMG_SIZE
 from officescore.errors import ConfigError, DataError
 from officescore.files import atomic_write_json, hold_lock, make_folder
 from officescore.label.trainjob import JOB_FILE, LOG_FILE, PULLED_FILE, RESULT_FILE, run_name
@@ -89,8 +90,6 @@ class TrainSettings:
             raise ConfigError(f"--train-epochs {self.epochs}: must be at least 1")
         if self.minutes is not None and not self.minutes > 0:
             raise ConfigError(f"--train-minutes {self.minutes:g}: must be positive")
-        from officescore.train.config import MIN_IMG_SIZE  # torch: imported where the backend runs
-
         if self.img_size is not None and self.img_size < MIN_IMG_SIZE:  # else every job fails
             raise ConfigError(f"--train-img-size {self.img_size}: must be at least {MIN_IMG_SIZE} pixels")
 

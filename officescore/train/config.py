@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
+from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR, MIN_IMG_SIZE
 from officescore.errors import ConfigError
 from officescore.model import ARCHS, DEFAULT_ARCH
 from officescore.runs import check_run_name
@@ -22,7 +22,6 @@ METRIC_KEYS = ("segm_map", "segm_ap50", "segm_ap75", "bbox_map", "bbox_ap50", "b
 OPTIONAL_LOSS_KEYS = ("loss_attributes",)
 CSV_COLUMNS = ("epoch", "loss", *LOSS_KEYS, *OPTIONAL_LOSS_KEYS, "lr", "img_per_s", "seconds", *METRIC_KEYS)
 LOG_CHOICES = ("auto", "tensorboard", "mlflow", "none")  # experiment trackers (train/tracking.py)
-MIN_IMG_SIZE = 64  # pixels, as `sample`'s smallest scenes
 
 
 @dataclass
