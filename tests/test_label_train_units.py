@@ -142,6 +142,27 @@ def test_a_skipped_task_is_no_label_and_starts_no_job(tmp_path: Path, fake_jobs:
         trainer.close()
 
 
+def test_the_banner_line_says_when_jobs_start_their_budget_and_where_they_go(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """Walked live: with --train the banner did not say training was on until the first job."""
+    settings = replace(_settings(tmp_path, every=4), epochs=2, minutes=1.5)
+    trainer = Trainer(settings, "not-a-key", project_id=7)
+    try:
+        trainer.notify("ANNOTATION_CREATED", {"project": {"id": 7}})
+        assert trainer.describe() == (
+            "training: a job every 4 new label(s) (1 waiting), 2 epoch(s) or 1.5 min, whichever ends "
+            f"first; runs in {tmp_path / 'runs'}, its state in {tmp_path / 'backend'}"
+        )
+    finally:
+        trainer.close()
+    unlimited = Trainer(replace(settings, minutes=None), "not-a-key", project_id=7)
+    try:
+        assert ", 2 epoch(s); runs in" in unlimited.describe()
+    finally:
+        unlimited.close()
+
+
 def test_every_nth_label_starts_one_job_and_later_labels_stay_counted(
     tmp_path: Path, fake_jobs: list[FakeJob]
 ) -> None:

@@ -462,6 +462,8 @@ def backend(
         try:
             console.print(f"ML backend for {what} at {address} (Ctrl+C stops it)", soft_wrap=True)
             console.print(clicks.clicker(server_backend.current()).describe(), soft_wrap=True)
+            if trainer is not None:
+                console.print(trainer.describe(), soft_wrap=True)
             if project is not None and client is not None:
                 client.connect_backend(project.id, address, interactive=True)
                 if not project.schema.interactive:

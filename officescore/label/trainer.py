@@ -533,6 +533,19 @@ class Trainer:
         with self._lock:
             return [dict(v) for v in self.state["versions"]]
 
+    def describe(self) -> str:
+        """One line for the backend's banner: when jobs start, their budget, and where they go."""
+        settings = self.settings
+        budget = f"{settings.epochs} epoch(s)" + (
+            f" or {settings.minutes:g} min, whichever ends first" if settings.minutes is not None else ""
+        )
+        with self._lock:
+            waiting = self.state["pending"]
+        return (
+            f"training: a job every {settings.every} new label(s) ({waiting} waiting), {budget}; "
+            f"runs in {settings.runs}, its state in {settings.folder}"
+        )
+
     def summary(self) -> dict[str, Any]:
         with self._lock:
             running = self.state["running"]
