@@ -1821,18 +1821,12 @@ def test_status_of_a_state_file_damaged_by_hand_is_one_line(tmp_path: Path, text
         project_status(FakeStudio([], []), "units", tmp_path)
 
 
-def test_the_learning_curve_plots_each_accepted_versions_numbers_at_its_photos(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """learning_curve.png read back from its axes: one point per accepted version at the photos it
-    trained on, for each number it has; a rejected version (never answered) and a version the
-    backend did not train (no photo count) are not points."""
+def _drawn_axes(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The axes each later `plt.subplots` call makes, to read a drawn figure back."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from officescore.label.feedback import learning_curve_png
 
     drawn: list[Any] = []
     real_subplots = plt.subplots
@@ -1842,6 +1836,18 @@ def test_the_learning_curve_plots_each_accepted_versions_numbers_at_its_photos(
         return drawn[-1].figure, drawn[-1]
 
     monkeypatch.setattr(plt, "subplots", subplots)
+    return drawn
+
+
+def test_the_learning_curve_plots_each_accepted_versions_numbers_at_its_photos(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """learning_curve.png read back from its axes: one point per accepted version at the photos it
+    trained on, for each number it has; a rejected version (never answered) and a version the
+    backend did not train (no photo count) are not points."""
+    from officescore.label.feedback import learning_curve_png
+
+    drawn = _drawn_axes(monkeypatch)
     rows = [
         {"model_version": "prelabel", "kept_share": 0.9, "from_suggestions": 0.8},
         {"trained_photos": 4, "accepted": True, "segm_map": 0.2, "kept_share": 0.5, "from_suggestions": 0.25},
@@ -1865,21 +1871,9 @@ def test_the_learning_curve_plots_each_accepted_versions_numbers_at_its_photos(
 
 def test_the_learning_curve_counts_photos_in_whole_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
     """One version on 2 photos: the x axis read 1.900, 1.925 ... 2.100 labelled photos."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from officescore.label.feedback import learning_curve_png
 
-    drawn: list[Any] = []
-    real_subplots = plt.subplots
-
-    def subplots(*args: Any, **kwargs: Any) -> Any:
-        drawn.append(real_subplots(*args, **kwargs)[1])
-        return drawn[-1].figure, drawn[-1]
-
-    monkeypatch.setattr(plt, "subplots", subplots)
+    drawn = _drawn_axes(monkeypatch)
     learning_curve_png([{"trained_photos": 2, "accepted": True, "segm_map": 0.0}])
     ticks = list(drawn[0].get_xticks())
     assert ticks and all(float(t).is_integer() for t in ticks), ticks
