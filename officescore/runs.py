@@ -16,6 +16,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # "newest run" lookup picks it; naming the folder or its best.pt still loads it.
 NOT_USED_FILE = "NOT_USED.txt"
 LOCK_FILE = ".train.lock"  # held by the training writing a run folder
+ARGS_FILE = "args.json"  # a run's settings, written by `train` (paths relative to the run folder)
 
 
 def check_run_name(name: str) -> None:
@@ -63,7 +64,7 @@ def trained_data_set(model: Path | str) -> Path | None:
     """The data set a run's checkpoint (`<run>/weights/*.pt`) was trained on, as the run's args.json
     records it (relative to the run folder); None for a model outside a run or a run without it."""
     model = Path(model)
-    args_file = model.parent.parent / "args.json"
+    args_file = model.parent.parent / ARGS_FILE
     if model.parent.name != "weights" or not args_file.is_file():
         return None
     try:

@@ -36,6 +36,7 @@ from officescore.devices import resolve_device
 from officescore.errors import ConfigError
 from officescore.model import load_checkpoint
 from officescore.progress import SILENT, Reporter
+from officescore.runs import ARGS_FILE
 from officescore.train.checkpoints import (
     State,
     raise_if_stopped,
@@ -191,7 +192,7 @@ def _train(
             from officescore.train.plots import write_plots
 
             plots = write_plots(run.run_dir, state.history)
-            artefacts = [run.best, *plots, run.run_dir / "metrics.csv", run.run_dir / "args.json"]
+            artefacts = [run.best, *plots, run.run_dir / "metrics.csv", run.run_dir / ARGS_FILE]
         status = "finished"
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated): last.pt is saved by now
         status = "interrupted"

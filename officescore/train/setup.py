@@ -15,7 +15,7 @@ from officescore.errors import DataError, ModelError
 from officescore.files import atomic_write_json
 from officescore.model import build_model, started_pretrained
 from officescore.progress import SILENT, Reporter
-from officescore.runs import lock_run_dir, next_run_dir
+from officescore.runs import ARGS_FILE, lock_run_dir, next_run_dir
 from officescore.train.config import WEIGHT_DECAY, TrainConfig, default_lr
 from officescore.train.seeding import seed_everything
 from officescore.train.tracking import Trackers
@@ -126,7 +126,7 @@ def setup(
     lock = lock_run_dir(run_dir) if ctx.is_main else None  # before args.json: a second resume changes nothing
     try:
         if ctx.is_main:
-            atomic_write_json(run_dir / "args.json", {"officescore_version": __version__, **args})
+            atomic_write_json(run_dir / ARGS_FILE, {"officescore_version": __version__, **args})
         net: torch.nn.Module = model
         if ctx.enabled:
             net = torch.nn.parallel.DistributedDataParallel(
