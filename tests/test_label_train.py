@@ -638,6 +638,8 @@ def test_the_cli_serves_and_trains_and_refuses_what_cannot_work(
         process.send_signal(signal.SIGINT)
         out_bytes, err_bytes = process.communicate(timeout=60)
     assert process.returncode == 0 and out_bytes.decode().rstrip().endswith("stopped"), out_bytes.decode()
+    banner = " ".join(out_bytes.decode().split())  # the banner says training is on, and where it goes
+    assert "training: a job every 10 new label(s) (0 waiting), 10 epoch(s) or 10 min" in banner, banner
     assert labelstudio.api_key not in err_bytes.decode(errors="replace")
     assert "POST /setup" in err_bytes.decode() and "ls-token-do-not-keep" not in err_bytes.decode()
     for path in (tmp_path / "backend").rglob("*"):
