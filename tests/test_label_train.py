@@ -289,12 +289,15 @@ def test_labels_start_one_job_at_a_time_and_start_training_starts_one(
     current = live.state["current"]["model_version"]
 
     def said_so() -> bool:  # logged once its last prediction is stored: wait for both, not the tasks alone
-        return any(f"{current}: predicted " in m and "unlabelled task(s) again" in m for m in live.messages)
+        return any(
+            f"{current}: predicted " in m and "unlabelled task(s) that lacked its prediction" in m
+            for m in live.messages
+        )
 
     wait_for(said_so, 300, "the after-job hook to predict the unlabelled tasks")
     assert missing(current) == []
     assert live.backend.model_version == current  # predicted by the answering model, not the one before
-    assert repredict_unlabelled(live.backend, live.project_id) == 0  # each task once per version
+    assert repredict_unlabelled(live.backend) == 0  # each task once per version
     assert (live.settings.folder / CURVE_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # redrawn by the hook
 
     metrics = requests.get(f"{ml.url_of(live.server)}/metrics", timeout=60).json()
@@ -658,7 +661,7 @@ def test_repredict_with_no_model_yet_predicts_nothing() -> None:
         def current(self) -> None:
             return None
 
-    assert repredict_unlabelled(NoModelYet(), 1) == 0
+    assert repredict_unlabelled(NoModelYet()) == 0
 
 
 def as_suggested(predictions: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -957,8 +957,13 @@ def test_a_folder_of_another_project_is_refused(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     settings.folder.mkdir()
     (settings.folder / STATE_FILE).write_text(json.dumps({"project": "offices"}))
-    with pytest.raises(ConfigError, match="holds the backend of project 'offices', not 'units'"):
+    with pytest.raises(ConfigError, match="holds the backend of project 'offices', not 'units'") as refused:
         Trainer(settings, "not-a-key")
+    # The refusal let go of the folder, even while its error is kept (its traceback holds the half-made
+    # Trainer): the right project's backend starts in the same process.
+    assert refused.tb is not None
+    (settings.folder / STATE_FILE).write_text(json.dumps({"project": "units"}))
+    Trainer(settings, "not-a-key").close()
 
 
 def test_status_names_a_versions_files_from_where_it_runs(tmp_path: Path) -> None:
@@ -1117,6 +1122,35 @@ def test_a_job_still_running_at_a_restart_is_waited_for_then_adopted(
         assert trainer.state["running"]["pending_at_start"] == 2
     finally:
         trainer.close()
+
+
+def test_a_closed_backend_leaves_its_orphan_job_to_the_next_start(
+    tmp_path: Path, fake_jobs: list[FakeJob], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend stopped while it waited for a job an earlier start left running does not record the
+    job when it ends: the folder is the next backend's then, and that one adopts it."""
+    alive = [True]
+    monkeypatch.setattr(trainer_module, "_alive", lambda pid, folder: alive[0])
+    settings = _settings(tmp_path, every=2)
+    (settings.folder / "jobs" / "job-0001").mkdir(parents=True)
+    started = time.time()
+    running = {"job": 1, "folder": "jobs/job-0001", "pid": 4242, "pending_at_start": 2, "started": started}
+    (settings.folder / STATE_FILE).write_text(json.dumps({"project": "units", "jobs": 1, "running": running}))
+    ended: list[str | None] = []
+    trainer = Trainer(settings, "not-a-key", on_job_end=ended.append)
+    trainer.close()
+    alive[0] = False
+    time.sleep(1.5)  # the orphan is looked at once a second
+    assert ended == [] and trainer.state["running"] is not None
+    assert json.loads((settings.folder / STATE_FILE).read_text())["running"] == running
+    (settings.folder / "jobs" / "job-0001" / RESULT_FILE).write_text(
+        json.dumps(_result(tmp_path, 1, started))
+    )
+    adopting = Trainer(settings, "not-a-key")
+    try:
+        assert adopting.state["current"]["model_version"] == "v1" and adopting.state["running"] is None
+    finally:
+        adopting.close()
 
 
 def test_run_folders_a_failed_job_did_not_make_are_left_alone(
@@ -1372,7 +1406,7 @@ class AfterJobs:
             project_id=1, settings=SimpleNamespace(retry_seconds=retry_seconds), closed=False, on_job_end=None
         )
 
-        def repredict_unlabelled(backend: Any, project_id: int | None) -> int:
+        def repredict_unlabelled(backend: Any) -> int:
             answer = answers[min(self.calls, len(answers) - 1)]
             self.calls += 1
             self.predicted_by.append(self.model_version)
@@ -1429,10 +1463,10 @@ def test_repredict_tries_again_while_label_studio_is_down(monkeypatch: pytest.Mo
     after = AfterJobs(monkeypatch, [DOWN, DOWN, 3], retry_seconds=0.05)
     after.metrics_fail = True
     after.job_ends()
-    after.until(lambda: "unlabelled task(s) again" in after.messages[-1])
+    after.until(lambda: "unlabelled task(s) that lacked its prediction" in after.messages[-1])
     assert after.calls == 3
     assert sum("predicting unlabelled tasks again in 0.05s" in m for m in after.messages) == 2
-    assert after.messages[-1] == "v2: predicted 3 unlabelled task(s) again"
+    assert after.messages[-1] == "v2: predicted 3 unlabelled task(s) that lacked its prediction"
     assert "did not answer (export tasks)" in after.messages[0]
 
 
@@ -1468,7 +1502,10 @@ def test_repredict_gives_up_after_its_retries_and_the_next_job_starts_over(
     assert [timer.interval for timer in slow.waiting] == [0.4]
     slow.job_ends()  # the next job, before the retry is due
     slow.retries_due()
-    assert slow.calls == 2 and slow.messages[-1] == "v2: predicted 4 unlabelled task(s) again"
+    assert (
+        slow.calls == 2
+        and slow.messages[-1] == "v2: predicted 4 unlabelled task(s) that lacked its prediction"
+    )
     assert not slow.waiting
     # A backend that is stopping does not try again.
     closing = AfterJobs(monkeypatch, [DOWN, 5], retry_seconds=0.05, by_hand=True)
@@ -1511,7 +1548,10 @@ def test_repredict_waits_for_the_new_model_and_tries_again_when_it_did_not_load(
     after.current = current  # type: ignore[method-assign]
     after.wait_for_load = wait_for_load  # type: ignore[method-assign]
     after.job_ends("v3")
-    assert after.predicted_by == ["v3"] and after.messages[-1] == "v3: predicted 2 unlabelled task(s) again"
+    assert (
+        after.predicted_by == ["v3"]
+        and after.messages[-1] == "v3: predicted 2 unlabelled task(s) that lacked its prediction"
+    )
     loads["v4"] = 1
     after.job_ends("v4")  # v4's first load fails; the retry finds it loaded
     after.until(lambda: after.predicted_by == ["v3", "v4"])
@@ -1551,7 +1591,7 @@ def test_a_repredict_still_waiting_for_its_model_stops_when_a_newer_job_ends(
     waiting.join(10)
     time.sleep(0.3)  # a retry would have come by now
     assert after.predicted_by == ["v3"] and after.calls == 1
-    assert after.messages == ["v3: predicted 2 unlabelled task(s) again"]
+    assert after.messages == ["v3: predicted 2 unlabelled task(s) that lacked its prediction"]
 
 
 def test_a_new_model_that_fails_to_load_is_tried_again_later(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1698,7 +1738,7 @@ def test_repredict_predicts_every_unlabelled_task_without_the_answering_models_p
         return [{"result": [{"task": t["id"]}], "score": 0.5, "model_version": "v2"} for t in chunk]
 
     backend = _answering_v2(client, predict)
-    assert repredict_unlabelled(backend, 4) == 18
+    assert repredict_unlabelled(backend) == 18
     want = [2, *range(4, 21)]
     assert sorted(made["task"] for made in client.added) == want
     assert all(made["result"] == [{"task": made["task"]}] for made in client.added)
@@ -1717,7 +1757,7 @@ def test_repredict_stores_the_score_and_version_that_made_each_prediction() -> N
         return [{"result": [], "score": 0.25 * t["id"], "model_version": "v3"} for t in chunk]
 
     backend = _answering_v2(client, predict)
-    assert repredict_unlabelled(backend, 4) == 2
+    assert repredict_unlabelled(backend) == 2
     assert [(m["task"], m["score"], m["model_version"]) for m in client.added] == [
         (1, 0.25, "v3"),
         (2, 0.5, "v3"),
@@ -1742,7 +1782,7 @@ def test_repredict_leaves_out_a_task_whose_photo_is_gone_and_predicts_the_others
         return [{"result": [], "score": 0.5, "model_version": "v2"} for _ in chunk]
 
     backend = _answering_v2(client, predict, logged.append)
-    assert repredict_unlabelled(backend, 4) == 5
+    assert repredict_unlabelled(backend) == 5
     assert sorted(made["task"] for made in client.added) == [1, 2, 3, 4, 7]
     assert logged == [
         "task 5: no data.image to predict on; it keeps its predictions",
@@ -1751,7 +1791,7 @@ def test_repredict_leaves_out_a_task_whose_photo_is_gone_and_predicts_the_others
     broken.update({n: "Label Studio is not answering" for n in range(1, 8)})
     client.added.clear()
     with pytest.raises(DataError, match="^Label Studio is not answering$"):
-        repredict_unlabelled(backend, 4)
+        repredict_unlabelled(backend)
     assert client.added == []
 
 
@@ -1767,7 +1807,7 @@ def test_repredict_of_the_one_task_whose_photo_is_gone_is_not_retried() -> None:
     def predict(chunk: list[dict[str, Any]], config: str) -> list[dict[str, Any]]:
         raise DataError("Label Studio answered 404 for /data/local-files/?d=photos/gone.jpg")
 
-    assert repredict_unlabelled(_answering_v2(client, predict, logged.append), 4) == 0
+    assert repredict_unlabelled(_answering_v2(client, predict, logged.append)) == 0
     assert logged == [
         "task 12: Label Studio answered 404 for /data/local-files/?d=photos/gone.jpg; "
         "it keeps its predictions"

@@ -383,7 +383,9 @@ def backend(
         help="--train: the backend's folder (state.json, learning_curve.png, jobs/).",
     ),
     repredict: bool = typer.Option(
-        False, "--repredict", help="--train: after each new model, predict every unlabelled task again."
+        False,
+        "--repredict",
+        help="--train: after each job, predict each unlabelled task lacking the current model's prediction.",
     ),
     mask: str = typer.Option(
         "brush", "--mask", help="Answer clicks and boxes with a brush mask or a polygon (brush, polygon)."

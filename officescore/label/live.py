@@ -99,11 +99,13 @@ def after_jobs(trainer: Trainer, backend: Any, repredict: bool, retries: int = R
                 return f"{version} is not loaded"
         try:
             with one_at_a_time:
-                count = repredict_unlabelled(backend, trainer.project_id)
+                count = repredict_unlabelled(backend)
         except UserError as exc:
             return str(exc)
         if count:
-            backend.log(f"{backend.model_version}: predicted {count} unlabelled task(s) again")
+            backend.log(
+                f"{backend.model_version}: predicted {count} unlabelled task(s) that lacked its prediction"
+            )
         return None
 
     def attempt(left: int, version: str | None, job: int) -> None:
@@ -136,7 +138,7 @@ def after_jobs(trainer: Trainer, backend: Any, repredict: bool, retries: int = R
     trainer.on_job_end = done
 
 
-def repredict_unlabelled(backend: Any, project_id: int | None) -> int:
+def repredict_unlabelled(backend: Any) -> int:
     """Predictions of the current model for every task nobody labelled that lacks one of its version;
     how many it added (a task whose photo cannot be read is left out, and logged)."""
     from officescore.label.feedback import tasks_with_predictions

@@ -137,8 +137,12 @@ class Trainer:
         self._closed = False
         self._held = False  # after a failed job: wait for the next webhook (or the retry), no loop
         self._folder_lock = self._lock_folder()
-        self.state = self._load()
-        self._recover()
+        try:
+            self.state = self._load()
+            self._recover()
+        except BaseException:
+            self._folder_lock.close()  # a refused folder is free for the next try in this process
+            raise
         self._held = False  # a restart is a fresh try: labels left counted may start a job (poke)
 
     # ------------------------------------------------------------------ state
@@ -420,6 +424,8 @@ class Trainer:
         while _alive(int(running["pid"]), folder):
             time.sleep(1.0)
         with self._lock:
+            if self._closed:
+                return  # the folder may belong to the next backend now: it adopts the job
             switched = self._finish(running, None)
             self._maybe_start()
         self.on_job_end(switched)
