@@ -152,6 +152,24 @@ def test_a_blank_query_is_refused_before_any_call(
     assert server.counts["/v1/images/"] == 1  # the second run had nothing left to pay for
 
 
+@pytest.mark.parametrize(
+    ("rights", "expected"), [("cc_comercial", "'cc_comercial' is unknown"), ("", "empty")]
+)
+def test_a_rights_filter_google_would_not_apply_is_refused_before_any_call(
+    cwd: Path, capsys: pytest.CaptureFixture[str], google: FakeCustomSearch, rights: str, expected: str
+) -> None:
+    # Google is sent --rights as it is: a typo (or an empty value, an unset shell variable) would
+    # search without a licence filter, and every photo would be kept.
+    args = ["-q", "desk", "--api-endpoint", google.url, "--allow-private-hosts", "--rights", rights]
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GCS_DEVELOPER_KEY", KEY)
+        env.setenv("GCS_CX", CX)
+        code, out, err = run_cli(args, capsys)
+    assert code == 2 and err.startswith("error: --rights") and expected in err
+    assert len(err.strip().splitlines()) == 1
+    assert google.counts.total() == 0 and not (cwd / "data").exists()
+
+
 def test_the_summary_says_which_failed_downloads_the_next_run_tries_again(
     cwd: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
