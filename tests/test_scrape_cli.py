@@ -392,6 +392,38 @@ def test_sigkill_loses_nothing_and_the_next_run_resumes(tmp_path: Path) -> None:
     assert len(list(images.iterdir())) == 24
 
 
+def test_ctrl_c_stops_the_downloads_under_way_at_once_and_says_how_to_go_on(tmp_path: Path) -> None:
+    host = ImageHost(slow_delay=30).start()  # every photo but the first: no answer for 30 s
+    server = FakeOpenverse(lambda q, i: f"{host.url}/{'slow' if i else 'good'}/{i}?i={i}", total=8).start()
+    out = tmp_path / "raw"
+    args = ["-q", "desk", "--provider", "openverse", "--api-endpoint", server.url, "--out", str(out)]
+    args += ["--allow-private-hosts", "--min-size", "64", "--timeout", "20"]
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "officescore", "scrape", *args],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and kept(out) < 1:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the slow downloads are waiting for their answer
+        process.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        _, err = process.communicate(timeout=60)
+        waited = time.monotonic() - start
+    finally:
+        server.stop()
+        host.stop()
+    # Not after each slow download's 20 s timeout (and its retries): at once.
+    assert process.returncode == 130 and waited < 10, (process.returncode, waited)
+    assert "interrupted: what was saved is kept" in err and "run the same command again" in err
+    assert kept(out) == 1 and not list((out / "images").glob("*.part"))
+
+
 def kept(out: Path) -> int:
     path = out / "manifest.sqlite"
     if not path.exists():

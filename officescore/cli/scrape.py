@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from officescore.cli.common import console, print_json, reporter
+from officescore.cli.common import console, err_console, print_json, reporter
 from officescore.config import DEFAULT_RAW_DIR
 
 if TYPE_CHECKING:
@@ -136,7 +136,15 @@ def scrape(
 def _run(config: ScrapeConfig, json_output: bool) -> None:
     from officescore.scrape import scrape as run_scrape
 
-    result = run_scrape(config, reporter=reporter(json_output))
+    try:
+        result = run_scrape(config, reporter=reporter(json_output))
+    except KeyboardInterrupt:  # every page and photo is committed as it comes: nothing to undo
+        err_console.print(
+            f"[yellow]interrupted: what was saved is kept in {config.out}; run the same command again "
+            "to continue[/yellow]",
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
     if json_output:
         print_json(result.to_dict())
         return
