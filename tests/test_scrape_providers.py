@@ -255,6 +255,7 @@ def test_a_download_event_refused_is_not_retried_and_one_that_failed_is_sent_nex
     assert events == {"refused": 1, "pending": 2}
     (why,) = first.events_refused
     assert "ixid [/x] is invalid" in why and first.to_dict()["download_events_refused"] == [why]
+    assert first.to_dict()["download_events_waiting"] == 2 and second.events_waiting == 0
     assert second.events_refused == []
     # ... and the CLI says so in yellow after the run's summary (the real result, printed)
     import officescore.scrape
@@ -266,6 +267,8 @@ def test_a_download_event_refused_is_not_retried_and_one_that_failed_is_sent_nex
     assert exit_info.value.code in (0, None)
     out = capsys.readouterr().out
     assert f"unsplash refused 1 download event(s), not sent again: {why}" in " ".join(out.split())
+    # "Done", but two are still owed: the run says so, or they would never be sent
+    assert "2 unsplash download event(s) not sent yet: run the same command again to" in " ".join(out.split())
     assert (second.calls, second.tracked) == (2, 2)
     assert dict(server.tracked) == {"ph0001x": 1, "ph0002x": 1}
 

@@ -169,6 +169,14 @@ def _run(config: ScrapeConfig, json_output: bool) -> None:
             f"{result.events_refused[0]}"
         )
         console.print(Text(said, style="yellow"), soft_wrap=True)
+    if result.events_waiting:  # "Done" above, but Unsplash is still owed these
+        state = result.quota
+        when = f" after {state.hour_text()}" if state.hour_exhausted else ""
+        console.print(
+            f"[yellow]{result.events_waiting} {result.provider} download event(s) not sent yet: run the same "
+            f"command again{when} to send them (it sends them first)[/yellow]",
+            soft_wrap=True,
+        )
     console.print(f"manifest: {result.out / 'manifest.sqlite'}")
 
 
