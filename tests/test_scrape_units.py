@@ -483,3 +483,24 @@ def test_status_after_the_cutoff_does_not_say_the_next_run_searches_google(
     out = " ".join(capsys.readouterr().out.split())
     assert info.value.code in (0, None)
     assert "next run searches: nothing (google is closed)" in out and "searches: google" not in out
+    assert "quota google" not in out  # a closed API has no calls left: not "0/100 calls, 100 left"
+
+
+def test_status_lists_no_quota_for_google_once_it_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from officescore.scrape.manifest import Manifest
+    from officescore.scrape.run import status
+
+    out = tmp_path / "raw"
+    with Manifest.open(out) as manifest:  # a Google folder: calls paid in December
+        manifest.spend_call("google", "2026-12-30", "2026-12-30T10:00:00+00:00")
+    config = ScrapeConfig(queries=["desk"], out=out, google_key="k", google_cx="c")
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-12-31T12:00:00Z")
+    assert [q.provider for q in status(config).quota] == ["google"]
+    monkeypatch.setenv("OFFICESCORE_NOW", "2027-01-02T00:00:00Z")  # past the cut-off
+    assert [q.provider for q in status(config).quota] == ["openverse"]
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-12-31T12:00:00Z")
+    with Manifest.open(out) as manifest:  # ... or before it, once Google answered that it is closed
+        manifest.set_meta("closed:google", "2026-12-31T11:00:00+00:00")
+    assert [q.provider for q in status(config).quota] == ["openverse"]
