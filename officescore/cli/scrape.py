@@ -34,7 +34,9 @@ DEFAULT_RIGHTS = "cc_publicdomain|cc_attribute|cc_sharealike|cc_noncommercial|cc
 
 def scrape(
     query: list[str] = typer.Option(None, "--query", "-q", help="A search query (repeatable)."),
-    queries: Path = typer.Option(None, "--queries", help="File with one query per line (# comments)."),
+    queries: Path = typer.Option(
+        None, "--queries", help="File with one query per line; a line starting with # is a comment."
+    ),
     provider: str = typer.Option(
         "auto",
         "--provider",
