@@ -135,6 +135,13 @@ def test_config_that_is_not_utf8_is_one_line_error(tmp_path: Path) -> None:
         load_config(bad)
 
 
+def test_a_config_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    # Windows Notepad and PowerShell 5 save "UTF-8" with one: it was "not valid TOML" at line 1, column 1.
+    path = tmp_path / "officescore.toml"
+    path.write_bytes(b"\xef\xbb\xbf[scrape]\r\nper-query = 10\r\n")
+    assert load_config(path) == {"scrape": {"per-query": 10}}
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

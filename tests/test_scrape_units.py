@@ -259,6 +259,10 @@ def test_queries_files_and_default_list(tmp_path: Path) -> None:
     path = tmp_path / "q.txt"
     path.write_text("# mine\nstanding desk\n\nstanding desk\n  reading nook  \n")
     assert read_queries(path) == ["standing desk", "reading nook"]
+    # Saved by Windows Notepad or PowerShell 5 as "UTF-8" (with a byte-order mark): the first line
+    # is still a comment, not a search for "\ufeff# mine" that costs a call
+    path.write_bytes(b"\xef\xbb\xbf# mine\r\nb\xc3\xbcro\r\n")
+    assert read_queries(path) == ["büro"]
     path.write_text("# only comments\n")
     with pytest.raises(ConfigError, match="no queries"):
         read_queries(path)

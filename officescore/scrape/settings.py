@@ -52,7 +52,7 @@ def default_queries() -> list[str]:
 def read_queries(path: Path) -> list[str]:
     """One query per line; blank lines and lines starting with # are ignored."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark (Notepad) is no text
     except OSError as exc:
         raise ConfigError(f"cannot read queries file {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError:
