@@ -84,10 +84,11 @@ SECRETS: dict[str, dict[str, str]] = {
 
 def secret(section: str, key: str, config: dict[str, Any] | None = None) -> str | None:
     """A secret of `SECRETS` from its environment variable, else from `[section] key` in the config;
-    never logged. A key not in `SECRETS` is a KeyError: it would be refused as a setting."""
-    value = os.environ.get(SECRETS[section][key])
+    never logged. A key not in `SECRETS` is a KeyError: it would be refused as a setting. Spaces and
+    a newline around it (pasted with the key) are no part of it."""
+    value = os.environ.get(SECRETS[section][key], "").strip()
     if value:
         return value
     table = (config if config is not None else load_config()).get(section, {})
-    value = table.get(key) or table.get(key.replace("_", "-"))
-    return str(value) if value else None
+    value = str(table.get(key) or table.get(key.replace("_", "-")) or "").strip()
+    return value or None
