@@ -342,6 +342,10 @@ def test_unsplash_bad_key_and_foreign_download_location(tmp_path: Path, host: Im
     provider = UnsplashProvider(access_key=UNSPLASH_KEY, endpoint=server.url)
     with pytest.raises(ProviderError, match="not on the Unsplash API host"):
         provider.track_download("https://collector.example/steal?ixid=1")  # the key never leaves
+    # Pasted with typographic quotes: the header could not be sent ("unexpected error:
+    # UnicodeEncodeError"), where the other providers' keys (in the URL) are an invalid key.
+    with pytest.raises(ConfigError, match="unsplash-access-key under .scrape.. holds a character no key has"):
+        UnsplashProvider(access_key="\u201cabc\u201d", endpoint=server.url)
 
 
 def cli_status(args: list[str]) -> str:
