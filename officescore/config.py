@@ -57,7 +57,7 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark (Notepad) is no text
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix or remove the file") from exc
     for section, table in data.items():
@@ -84,10 +84,11 @@ SECRETS: dict[str, dict[str, str]] = {
 
 def secret(section: str, key: str, config: dict[str, Any] | None = None) -> str | None:
     """A secret of `SECRETS` from its environment variable, else from `[section] key` in the config;
-    never logged. A key not in `SECRETS` is a KeyError: it would be refused as a setting."""
-    value = os.environ.get(SECRETS[section][key])
+    never logged. A key not in `SECRETS` is a KeyError: it would be refused as a setting. Spaces and
+    a newline around it (pasted with the key) are no part of it."""
+    value = os.environ.get(SECRETS[section][key], "").strip()
     if value:
         return value
     table = (config if config is not None else load_config()).get(section, {})
-    value = table.get(key) or table.get(key.replace("_", "-"))
-    return str(value) if value else None
+    value = str(table.get(key) or table.get(key.replace("_", "-")) or "").strip()
+    return value or None

@@ -632,6 +632,17 @@ def test_eval_with_a_file_as_its_project_fails_before_predicting(
             "[scrape]\nper-querry = 5\n",
             "[scrape] per-querry is no setting of `officescore scrape` (did you mean per-query?)",
         ),
+        # the image-search keys are no options, but a misspelt one is still offered its name
+        (
+            ["stats", "--data", "{dataset}"],
+            "[scrape]\nunsplash-key = 'k'\n",
+            "[scrape] unsplash-key is no setting of `officescore scrape` (did you mean unsplash-access-key?)",
+        ),
+        (
+            ["stats", "--data", "{dataset}"],
+            "[label]\napikey = 'k'\n",
+            "[label] apikey is no setting of any `officescore label` command (did you mean api-key?)",
+        ),
         (
             ["stats", "--data", "{dataset}"],
             "[label]\nprojet = 'offices'\n",
@@ -657,6 +668,8 @@ def test_eval_with_a_file_as_its_project_fails_before_predicting(
         "export-format",
         "table",
         "scrape",
+        "scrape-secret",
+        "label-secret",
         "label",
         "label-table",
         "label-pull",

@@ -79,6 +79,16 @@ def test_secret_prefers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         secret("scrape", "google_key", config)  # not a secret: a setting, refused by the settings check
 
 
+def test_a_secret_pasted_with_spaces_or_a_newline_is_the_key_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "ukey\n" went into Unsplash's Authorization header: requests refused it (InvalidHeader), retried
+    # three times on the hour's quota and said "Unsplash unreachable ... run again later"; "fkey " was
+    # refused by Flickr as an invalid key.
+    monkeypatch.setenv("UNSPLASH_ACCESS_KEY", "ukey\n")
+    assert secret("scrape", "unsplash_access_key", {}) == "ukey"
+    monkeypatch.setenv("FLICKR_API_KEY", "  ")  # blank: not set, the file's key is read
+    assert secret("scrape", "flickr_api_key", {"scrape": {"flickr-api-key": " fkey "}}) == "fkey"
+
+
 def test_config_is_read_from_officescore_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """$OFFICESCORE_CONFIG names the file read instead of ./officescore.toml."""
     elsewhere = tmp_path / "elsewhere.toml"
@@ -133,6 +143,13 @@ def test_config_that_is_not_utf8_is_one_line_error(tmp_path: Path) -> None:
     bad.write_bytes(b'[train]\nname = "caf\xe9"\n')  # saved as Latin-1
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_a_config_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    # Windows Notepad and PowerShell 5 save "UTF-8" with one: it was "not valid TOML" at line 1, column 1.
+    path = tmp_path / "officescore.toml"
+    path.write_bytes(b"\xef\xbb\xbf[scrape]\r\nper-query = 10\r\n")
+    assert load_config(path) == {"scrape": {"per-query": 10}}
 
 
 def _current_umask() -> int:

@@ -152,6 +152,24 @@ def test_a_blank_query_is_refused_before_any_call(
     assert server.counts["/v1/images/"] == 1  # the second run had nothing left to pay for
 
 
+@pytest.mark.parametrize(
+    ("rights", "expected"), [("cc_comercial", "'cc_comercial' is unknown"), ("", "empty")]
+)
+def test_a_rights_filter_google_would_not_apply_is_refused_before_any_call(
+    cwd: Path, capsys: pytest.CaptureFixture[str], google: FakeCustomSearch, rights: str, expected: str
+) -> None:
+    # Google is sent --rights as it is: a typo (or an empty value, an unset shell variable) would
+    # search without a licence filter, and every photo would be kept.
+    args = ["-q", "desk", "--api-endpoint", google.url, "--allow-private-hosts", "--rights", rights]
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GCS_DEVELOPER_KEY", KEY)
+        env.setenv("GCS_CX", CX)
+        code, out, err = run_cli(args, capsys)
+    assert code == 2 and err.startswith("error: --rights") and expected in err
+    assert len(err.strip().splitlines()) == 1
+    assert google.counts.total() == 0 and not (cwd / "data").exists()
+
+
 def test_the_summary_says_which_failed_downloads_the_next_run_tries_again(
     cwd: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -372,6 +390,38 @@ def test_sigkill_loses_nothing_and_the_next_run_resumes(tmp_path: Path) -> None:
     images = out / "images"
     assert not [p for p in images.iterdir() if p.name.endswith(".part")]  # partial files cleaned
     assert len(list(images.iterdir())) == 24
+
+
+def test_ctrl_c_stops_the_downloads_under_way_at_once_and_says_how_to_go_on(tmp_path: Path) -> None:
+    host = ImageHost(slow_delay=30).start()  # every photo but the first: no answer for 30 s
+    server = FakeOpenverse(lambda q, i: f"{host.url}/{'slow' if i else 'good'}/{i}?i={i}", total=8).start()
+    out = tmp_path / "raw"
+    args = ["-q", "desk", "--provider", "openverse", "--api-endpoint", server.url, "--out", str(out)]
+    args += ["--allow-private-hosts", "--min-size", "64", "--timeout", "20"]
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "officescore", "scrape", *args],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and kept(out) < 1:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the slow downloads are waiting for their answer
+        process.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        _, err = process.communicate(timeout=60)
+        waited = time.monotonic() - start
+    finally:
+        server.stop()
+        host.stop()
+    # Not after each slow download's 20 s timeout (and its retries): at once.
+    assert process.returncode == 130 and waited < 10, (process.returncode, waited)
+    assert "interrupted: what was saved is kept" in err and "run the same command again" in err
+    assert kept(out) == 1 and not list((out / "images").glob("*.part"))
 
 
 def kept(out: Path) -> int:

@@ -255,6 +255,7 @@ def test_a_download_event_refused_is_not_retried_and_one_that_failed_is_sent_nex
     assert events == {"refused": 1, "pending": 2}
     (why,) = first.events_refused
     assert "ixid [/x] is invalid" in why and first.to_dict()["download_events_refused"] == [why]
+    assert first.to_dict()["download_events_waiting"] == 2 and second.events_waiting == 0
     assert second.events_refused == []
     # ... and the CLI says so in yellow after the run's summary (the real result, printed)
     import officescore.scrape
@@ -266,6 +267,8 @@ def test_a_download_event_refused_is_not_retried_and_one_that_failed_is_sent_nex
     assert exit_info.value.code in (0, None)
     out = capsys.readouterr().out
     assert f"unsplash refused 1 download event(s), not sent again: {why}" in " ".join(out.split())
+    # "Done", but two are still owed: the run says so, or they would never be sent
+    assert "2 unsplash download event(s) not sent yet: run the same command again to" in " ".join(out.split())
     assert (second.calls, second.tracked) == (2, 2)
     assert dict(server.tracked) == {"ph0001x": 1, "ph0002x": 1}
 
@@ -339,6 +342,10 @@ def test_unsplash_bad_key_and_foreign_download_location(tmp_path: Path, host: Im
     provider = UnsplashProvider(access_key=UNSPLASH_KEY, endpoint=server.url)
     with pytest.raises(ProviderError, match="not on the Unsplash API host"):
         provider.track_download("https://collector.example/steal?ixid=1")  # the key never leaves
+    # Pasted with typographic quotes: the header could not be sent ("unexpected error:
+    # UnicodeEncodeError"), where the other providers' keys (in the URL) are an invalid key.
+    with pytest.raises(ConfigError, match="unsplash-access-key under .scrape.. holds a character no key has"):
+        UnsplashProvider(access_key="\u201cabc\u201d", endpoint=server.url)
 
 
 def cli_status(args: list[str]) -> str:

@@ -259,6 +259,10 @@ def test_queries_files_and_default_list(tmp_path: Path) -> None:
     path = tmp_path / "q.txt"
     path.write_text("# mine\nstanding desk\n\nstanding desk\n  reading nook  \n")
     assert read_queries(path) == ["standing desk", "reading nook"]
+    # Saved by Windows Notepad or PowerShell 5 as "UTF-8" (with a byte-order mark): the first line
+    # is still a comment, not a search for "\ufeff# mine" that costs a call
+    path.write_bytes(b"\xef\xbb\xbf# mine\r\nb\xc3\xbcro\r\n")
+    assert read_queries(path) == ["büro"]
     path.write_text("# only comments\n")
     with pytest.raises(ConfigError, match="no queries"):
         read_queries(path)
@@ -483,3 +487,24 @@ def test_status_after_the_cutoff_does_not_say_the_next_run_searches_google(
     out = " ".join(capsys.readouterr().out.split())
     assert info.value.code in (0, None)
     assert "next run searches: nothing (google is closed)" in out and "searches: google" not in out
+    assert "quota google" not in out  # a closed API has no calls left: not "0/100 calls, 100 left"
+
+
+def test_status_lists_no_quota_for_google_once_it_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from officescore.scrape.manifest import Manifest
+    from officescore.scrape.run import status
+
+    out = tmp_path / "raw"
+    with Manifest.open(out) as manifest:  # a Google folder: calls paid in December
+        manifest.spend_call("google", "2026-12-30", "2026-12-30T10:00:00+00:00")
+    config = ScrapeConfig(queries=["desk"], out=out, google_key="k", google_cx="c")
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-12-31T12:00:00Z")
+    assert [q.provider for q in status(config).quota] == ["google"]
+    monkeypatch.setenv("OFFICESCORE_NOW", "2027-01-02T00:00:00Z")  # past the cut-off
+    assert [q.provider for q in status(config).quota] == ["openverse"]
+    monkeypatch.setenv("OFFICESCORE_NOW", "2026-12-31T12:00:00Z")
+    with Manifest.open(out) as manifest:  # ... or before it, once Google answered that it is closed
+        manifest.set_meta("closed:google", "2026-12-31T11:00:00+00:00")
+    assert [q.provider for q in status(config).quota] == ["openverse"]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from officescore.cli.common import console, print_json, reporter
+from officescore.cli.common import console, err_console, print_json, reporter
 from officescore.config import DEFAULT_RAW_DIR
 
 if TYPE_CHECKING:
@@ -34,7 +34,9 @@ DEFAULT_RIGHTS = "cc_publicdomain|cc_attribute|cc_sharealike|cc_noncommercial|cc
 
 def scrape(
     query: list[str] = typer.Option(None, "--query", "-q", help="A search query (repeatable)."),
-    queries: Path = typer.Option(None, "--queries", help="File with one query per line (# comments)."),
+    queries: Path = typer.Option(
+        None, "--queries", help="File with one query per line; a line starting with # is a comment."
+    ),
     provider: str = typer.Option(
         "auto",
         "--provider",
@@ -136,7 +138,15 @@ def scrape(
 def _run(config: ScrapeConfig, json_output: bool) -> None:
     from officescore.scrape import scrape as run_scrape
 
-    result = run_scrape(config, reporter=reporter(json_output))
+    try:
+        result = run_scrape(config, reporter=reporter(json_output))
+    except KeyboardInterrupt:  # every page and photo is committed as it comes: nothing to undo
+        err_console.print(
+            f"[yellow]interrupted: what was saved is kept in {config.out}; run the same command again "
+            "to continue[/yellow]",
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
     if json_output:
         print_json(result.to_dict())
         return
@@ -161,6 +171,14 @@ def _run(config: ScrapeConfig, json_output: bool) -> None:
             f"{result.events_refused[0]}"
         )
         console.print(Text(said, style="yellow"), soft_wrap=True)
+    if result.events_waiting:  # "Done" above, but Unsplash is still owed these
+        state = result.quota
+        when = f" after {state.hour_text()}" if state.hour_exhausted else ""
+        console.print(
+            f"[yellow]{result.events_waiting} {result.provider} download event(s) not sent yet: run the same "
+            f"command again{when} to send them (it sends them first)[/yellow]",
+            soft_wrap=True,
+        )
     console.print(f"manifest: {result.out / 'manifest.sqlite'}")
 
 

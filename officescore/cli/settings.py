@@ -45,7 +45,11 @@ def _group_defaults(group: Any, ctx: Any, table: str, values: dict[str, Any]) ->
     for key in shared:
         if _name(key) not in secrets and not any(_parameter(c, key) for c in subcommands.values()):
             options = sorted({o for c in subcommands.values() for o in _options(c)})
-            _refuse(f"[{table}] {key} is no setting of any `officescore {table}` command", key, options)
+            _refuse(
+                f"[{table}] {key} is no setting of any `officescore {table}` command",
+                key,
+                [*options, *_written(secrets)],
+            )
     defaults = {}
     for name, command in subcommands.items():
         usable = {key: value for key, value in shared.items() if _parameter(command, key)}
@@ -70,12 +74,18 @@ def _renamed(command: Any, table: str, values: dict[str, Any], secrets: Iterable
             _refuse(
                 f"[{table}] {key} is no setting of `officescore {table.replace('.', ' ')}`",
                 key,
-                _options(command),
+                [*_options(command), *_written(secrets)],
             )
         if _repeatable(command, parameter) and not isinstance(value, list):
             value = [value]  # `iou = 0.6` for a repeatable `--iou`: one value, as on the command line
         renamed[parameter] = value
     return renamed
+
+
+def _written(secrets: Iterable[str]) -> list[str]:
+    """The secrets' keys as the file writes them: a misspelt key is offered its nearest one too
+    (`unsplash-key` -> unsplash-access-key)."""
+    return sorted(secret.replace("_", "-") for secret in secrets)
 
 
 def _repeatable(command: Any, parameter: str) -> bool:

@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 import warnings
+import weakref
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -168,12 +169,12 @@ class _Pins(threading.local):
         return self.addresses.get(_host_key(host))
 
 
-def _pinned_adapter(pins: _Pins, pool_maxsize: int) -> Any:
+def _pinned_adapter(pins: _Pins, pool_maxsize: int, opened: Callable[[socket.socket], None]) -> Any:
     """A requests adapter whose new connections go to the pinned addresses of their host.
 
     Only the socket's destination changes (urllib3's `_dns_host` during `_new_conn`); `host`,
     the Host header, SNI and certificate verification keep the URL's name. Hosts without a pin
-    (private hosts allowed, or a proxy) resolve as usual.
+    (private hosts allowed, or a proxy) resolve as usual. Every new socket is handed to `opened`.
     """
     from requests.adapters import HTTPAdapter
     from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -184,6 +185,11 @@ def _pinned_adapter(pins: _Pins, pool_maxsize: int) -> Any:
         _dns_host: str
 
         def _new_conn(self) -> Any:
+            sock = self._connect()
+            opened(sock)
+            return sock
+
+        def _connect(self) -> Any:
             addresses = pins.get(self._dns_host)
             if not addresses:
                 return super()._new_conn()  # type: ignore[misc]
@@ -268,6 +274,10 @@ class Downloader:
         )
         self._guard = threading.Lock()
         self._pins = _Pins()
+        # Set when `map`'s consumer stops (Ctrl-C): downloads under way end now, not after their
+        # timeouts and retries (minutes, on a slow host), and no retry starts.
+        self._stopped = threading.Event()
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 
     # ---- one URL ----------------------------------------------------------------------------
     def _session(self) -> Any:
@@ -276,12 +286,24 @@ class Downloader:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
-            adapter = _pinned_adapter(self._pins, pool_maxsize=max(4, self.config.per_host))
+            adapter = _pinned_adapter(self._pins, max(4, self.config.per_host), self._opened)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers["User-Agent"] = self.config.user_agent
             self._local.session = session
         return session
+
+    def _opened(self, sock: socket.socket) -> None:
+        self._sockets.add(sock)
+        if self._stopped.is_set():  # opened as the run stopped: stop it too
+            self._stop()
+
+    def _stop(self) -> None:
+        """End every download under way: a blocked read returns at once, as if the host hung up."""
+        self._stopped.set()
+        for sock in list(self._sockets):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def _host_lock(self, url: str) -> threading.BoundedSemaphore:
         with self._guard:
@@ -291,6 +313,8 @@ class Downloader:
         """Download and verify one image (retrying what is worth retrying)."""
         result = Fetched(url=url, status="http_error")
         for attempt in range(self.config.retries + 1):
+            if self._stopped.is_set():
+                break
             result.attempts = attempt + 1
             try:
                 return self._fetch_once(url, result)
@@ -300,7 +324,7 @@ class Downloader:
             except _Retry as exc:
                 result.status, result.error = exc.status, self._scrub(str(exc))
                 if attempt < self.config.retries:
-                    time.sleep(max(self.config.backoff * (2**attempt), exc.wait))
+                    self._stopped.wait(max(self.config.backoff * (2**attempt), exc.wait))
         return result
 
     def _fetch_once(self, url: str, result: Fetched) -> Fetched:
@@ -397,6 +421,7 @@ class Downloader:
         to 4 x workers downloads run ahead; queued work stays bounded for long lists.
         """
         ordered = _interleave_hosts(list(items))
+        self._stopped.clear()
         workers = max(1, self.config.workers)
         window: deque[tuple[K, Future[Fetched]]] = deque()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
@@ -410,7 +435,9 @@ class Downloader:
                     key, future = window.popleft()
                     yield key, future.result()
             finally:
-                # Interrupted (or the consumer stopped): drop queued work, clean finished temp files.
+                # Interrupted (or the consumer stopped): end the downloads under way, drop queued
+                # work, clean finished temp files.
+                self._stop()
                 for _, future in window:
                     future.cancel()
                 for _, future in window:

@@ -120,6 +120,7 @@ class ScrapeResult:
     skipped: int = 0  # photos the provider returned under a licence --rights does not allow
     tracked: int = 0  # download events sent this run (Unsplash)
     events_refused: list[str] = field(default_factory=list)  # why each refused one was (never sent again)
+    events_waiting: int = 0  # download events not sent yet (the hour used up, the API failing): next run
     retry_later: int = 0  # photos whose host failed for a passing reason: the next run tries again
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +129,7 @@ class ScrapeResult:
             "skipped_by_licence": self.skipped,
             "download_events": self.tracked,
             "download_events_refused": self.events_refused,
+            "download_events_waiting": self.events_waiting,
             "out": str(self.out),
             "manifest": str(self.out / MANIFEST_NAME),
             "stop_reason": self.stop_reason,
@@ -461,6 +463,7 @@ def scrape(config: ScrapeConfig, reporter: Reporter = SILENT) -> ScrapeResult:
         state = run.state()
         kept_total = manifest.status_counts().get(KEPT, 0)
         retry_later = manifest.retry_later()
+        events_waiting = len(manifest.pending_tracking(provider.name))
     if failure is not None:
         if run.pages or outcomes:
             raise type(failure)(f"{failure}. Before it failed: {_collected(run, outcomes, kept_total)}")
@@ -483,6 +486,7 @@ def scrape(config: ScrapeConfig, reporter: Reporter = SILENT) -> ScrapeResult:
         skipped=run.skipped,
         tracked=run.tracked,
         events_refused=run.refused,
+        events_waiting=events_waiting,
         retry_later=retry_later,
     )
 

@@ -32,6 +32,7 @@ from officescore.scrape.providers import (
     ProviderClosedError,
     UnsplashProvider,
     WikimediaProvider,
+    allowed_licenses,
     google_closed,
 )
 
@@ -51,7 +52,7 @@ def default_queries() -> list[str]:
 def read_queries(path: Path) -> list[str]:
     """One query per line; blank lines and lines starting with # are ignored."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark (Notepad) is no text
     except OSError as exc:
         raise ConfigError(f"cannot read queries file {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError:
@@ -102,6 +103,10 @@ class ScrapeConfig:
         if any(not query.strip() for query in self.queries):
             # An empty search is a search for anything: it would spend the quota on random photos.
             raise ConfigError("-q: a query is empty; give words to search for (an unset shell variable?)")
+        # Here for every provider: Google is sent --rights as it is, so a misspelt name, or none at
+        # all, would search without a licence filter.
+        if not allowed_licenses(self.rights):
+            raise ConfigError(f"--rights is empty; give one or more of {DEFAULT_RIGHTS}, |-separated")
         if self.per_query < 1:
             raise ConfigError("--per-query must be at least 1")
         if (self.daily_quota is not None and self.daily_quota < 0) or (

@@ -13,9 +13,10 @@ from typing import Any
 
 from officescore.scrape import quota as clock
 from officescore.scrape.manifest import MANIFEST_NAME, Manifest
-from officescore.scrape.providers import ImageProvider, ProviderClosedError
+from officescore.scrape.providers import ImageProvider, ProviderClosedError, google_closed
 from officescore.scrape.quota import QuotaState
 from officescore.scrape.settings import (
+    CLOSED_KEY,
     FALLBACK,
     QUOTA_ZONES,
     ScrapeConfig,
@@ -127,9 +128,17 @@ def status(config: ScrapeConfig) -> ScrapeStatus:
             row["complete"] = row["last_page_seen"] or (row["provider"] == name and row["pages"] >= wanted)
         providers = sorted({row["provider"] for row in table} | manifest.ledger_providers() | {name})
         quotas = [quota_state(manifest, p, *config.limits(p)) for p in providers]
+        # A closed API has no calls left: "google: 0/100 calls, 100 left" after the cut-off misled.
+        # The day it answered that it is closed, the calls that cost are still shown.
+        quotas = [q for q in quotas if q.calls or not _closed(q.provider, manifest)]
         totals = manifest.status_counts()
         events = manifest.tracking_counts()
     return ScrapeStatus(Path(config.out), table, quotas, totals, name, notices, events, closed)
+
+
+def _closed(name: str, manifest: Manifest) -> bool:
+    """Whether the provider called `name` is gone for good: past Google's cut-off, or it said so."""
+    return (name == "google" and google_closed(clock.now())) or bool(manifest.meta(CLOSED_KEY.format(name)))
 
 
 def _probe(config: ScrapeConfig, name: str) -> ImageProvider:

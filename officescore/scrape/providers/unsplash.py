@@ -70,6 +70,12 @@ class UnsplashProvider:
                 "the unsplash provider needs an access key: set UNSPLASH_ACCESS_KEY (or "
                 "unsplash-access-key under [scrape] in officescore.toml), or use --provider wikimedia"
             )
+        if not (self.access_key.isascii() and self.access_key.isprintable()):
+            # It travels in a header, which cannot carry a quote pasted with it: that was a crash.
+            raise ConfigError(
+                "the Unsplash access key (UNSPLASH_ACCESS_KEY, or unsplash-access-key under [scrape]) holds "
+                "a character no key has (quotes pasted with it?); copy the Access Key again"
+            )
         if "unsplash" not in allowed_licenses(self.rights_filter):
             raise ConfigError(
                 f"--rights {self.rights_filter!r} does not accept the Unsplash License (it allows what "
