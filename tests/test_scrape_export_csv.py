@@ -122,3 +122,49 @@ def test_credit_lines_by_kind_of_licence() -> None:
     assert credit(unstated) == "Source: https://x.example/p (licence not stated by google)"
     unstated["landing_page"] = None
     assert credit(unstated) == "Source: https://img.example/1.jpg (licence not stated by google)"
+
+
+def _licensed(url: str, title: str) -> SearchResult:
+    return SearchResult(
+        url=url,
+        landing_page="https://commons.example/File:Desk",
+        title=title,
+        license="by",
+        license_version="4.0",
+        creator="Maker",
+        creator_url="https://commons.example/User:Maker",
+        source="wikimedia_commons",
+    )
+
+
+def test_a_licence_another_provider_states_for_the_same_photo_reaches_the_credit(tmp_path: Path) -> None:
+    """Google states no licence: a photo it found first, found again by Openverse with CC BY (the same
+    URL, or a byte-identical copy at another one), is credited under CC BY with the stating provider's
+    page, not "licence not stated"; a licence already stated is never replaced."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    google = [
+        SearchResult(url=f"https://img.example/{n}.jpg", landing_page="https://blog.example/") for n in (1, 2)
+    ]
+    with Manifest.open(raw) as manifest:
+        manifest.record_page("google", "desk", "g", 1, google, False, "cc_attribute", "t")
+        again = [
+            _licensed("https://img.example/1.jpg", "Desk"),
+            _licensed("https://copy.example/2.jpg", "Copy"),
+        ]
+        assert manifest.record_page("openverse", "desk", "o", 1, again, False, "by", "t") == 1
+        other = SearchResult(url="https://img.example/1.jpg", license="cc0", license_version="1.0")
+        manifest.record_page("flickr", "desk", "f", 1, [other], True, "cc0", "t")
+        ids = {row["url"]: row["id"] for row in manifest.rows()}
+        for number, url in enumerate(("https://img.example/1.jpg", "https://img.example/2.jpg"), start=1):
+            (raw / f"{number}.jpg").write_bytes(b"jpeg")
+            manifest.set_outcome(ids[url], status="ok", path=f"{number}.jpg")
+        manifest.set_outcome(
+            ids["https://copy.example/2.jpg"], status="duplicate", duplicate_of=ids[google[1].url]
+        )
+    first, second = Path(export(raw, tmp_path / "export").attribution).read_text().split("### ")[1:]
+    by = "[CC BY 4.0](https://creativecommons.org/licenses/by/4.0/)"
+    assert first.startswith("`../raw/1.jpg`") and '["Desk"](https://commons.example/File:Desk) by' in first
+    assert f"is licensed under {by}" in first and "Found via: google" in first
+    assert '["Copy"](https://commons.example/File:Desk) by' in second and f"is licensed under {by}" in second
+    assert "not stated" not in first + second and "Image URL: https://img.example/2.jpg" in second

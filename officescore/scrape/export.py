@@ -21,7 +21,7 @@ from typing import Any
 
 from officescore.errors import ConfigError
 from officescore.files import atomic_write_bytes
-from officescore.scrape.manifest import MANIFEST_NAME, RESULT_COLUMNS, Manifest
+from officescore.scrape.manifest import CREDIT_COLUMNS, MANIFEST_NAME, RESULT_COLUMNS, Manifest
 
 LICENSE_NAMES = {
     "cc0": "CC0 1.0",
@@ -164,6 +164,21 @@ def _attribution_entry(row: Any, path: str) -> str:
     return "\n".join(lines)
 
 
+def _licences_of_copies(rows: list[Any]) -> list[Any]:
+    """Rows with a kept photo whose finder stated no licence (Google) credited as a byte-identical
+    copy another provider found and licensed (the copy was not kept, as a duplicate of it)."""
+    stated = {
+        row["duplicate_of"]: row
+        for row in rows
+        if row["status"] == "duplicate" and row["duplicate_of"] is not None and row["license"]
+    }
+    out = []
+    for row in rows:
+        copy = stated.get(row["id"]) if row["status"] == "ok" and not row["license"] else None
+        out.append(row if copy is None else {**dict(row), **{name: copy[name] for name in CREDIT_COLUMNS}})
+    return out
+
+
 def _write(path: Path, data: bytes) -> None:
     """Atomic (files.py gives it the mode a plain open() would: shareable with a labelling tool)."""
     try:
@@ -186,6 +201,7 @@ def export(raw_dir: Path, folder: Path) -> ExportResult:
         raise ConfigError(f"cannot create export folder {folder}: {exc.strerror or exc}") from None
     with Manifest(path, read_only=True) as manifest:
         rows = list(manifest.rows())
+    rows = _licences_of_copies(rows)
     kept = [row for row in rows if row["status"] == "ok" and row["path"]]
 
     buffer = io.StringIO()

@@ -341,6 +341,8 @@ class Manifest:
                     ),
                 )
                 new += inserted.rowcount
+                if not inserted.rowcount and result.license:
+                    _adopt_licence(db, result)
                 if inserted.rowcount and result.track_url:
                     db.execute(
                         "INSERT INTO tracking(result_id, provider, url) VALUES (?, ?, ?)",
@@ -446,6 +448,30 @@ class Manifest:
         return [
             {"provider": p, "query": q, "filters": f, **entry} for (p, q, f), entry in sorted(table.items())
         ]
+
+
+CREDIT_COLUMNS = (
+    "landing_page",
+    "title",
+    "license",
+    "license_version",
+    "license_url",
+    "creator",
+    "creator_url",
+    "attribution",
+    "source",
+)
+
+
+def _adopt_licence(db: sqlite3.Connection, result: SearchResult) -> None:
+    """An image found again by a provider that states its licence, where the first finder stated none
+    (Google never does): the stating provider's credit fields replace the first finder's, all of them
+    together so a credit never links one provider's page with another's licence."""
+    assignments = ", ".join(f"{name} = ?" for name in CREDIT_COLUMNS)
+    db.execute(
+        f"UPDATE results SET {assignments} WHERE url = ? AND (license IS NULL OR license = '')",  # noqa: S608
+        (*(getattr(result, name) for name in CREDIT_COLUMNS), result.url),
+    )
 
 
 def disk_full(exc: BaseException) -> bool:
