@@ -474,6 +474,8 @@ class _Drip(FakeServer):
         jpeg = encode(scene(7))
         if path == "/gzip":
             return Reply(200, gzip.compress(jpeg), {"Content-Type": "image/jpeg", "Content-Encoding": "gzip"})
+        if path == "/steady":  # a slow link, not a drip: 10 pieces, 0.2 s apart (about 3.5 KB/s)
+            return Reply(200, jpeg, {"Content-Type": "image/jpeg"}, chunks=10, pause=0.2)
         return Reply(200, jpeg, {"Content-Type": "image/jpeg"}, chunks=len(jpeg) // 100, pause=0.1)
 
 
@@ -494,6 +496,28 @@ def test_a_slow_drip_is_cut_off_at_the_total_timeout(tmp_path: Path) -> None:
     assert whole.status == "fetched" and whole.sha256 == hashlib.sha256(encode(scene(7))).hexdigest()
     whole.discard()
     assert not list(tmp_path.glob(".*.part"))
+
+
+def test_a_large_photo_on_a_slow_link_is_not_cut_off_at_the_total_timeout(tmp_path: Path) -> None:
+    """Past the total timeout only a body slower than the least rate is cut off: a steady 3.5 KB/s
+    body arrives whole in 2 s with a 0.5 s total timeout when the least rate is 1 KB/s, and is cut
+    off when it is 10 KB/s."""
+    from officescore.scrape import download
+
+    server = _Drip().start()
+    try:
+        config = replace(PRIVATE_OK, total_timeout=0.5, retries=0)
+        slow_link = download.Downloader(replace(config, min_rate=1000), tmp_path).fetch(
+            f"{server.url}/steady"
+        )
+        too_slow = download.Downloader(replace(config, min_rate=10_000), tmp_path).fetch(
+            f"{server.url}/steady"
+        )
+    finally:
+        server.stop()
+    assert slow_link.status == "fetched" and slow_link.sha256 == hashlib.sha256(encode(scene(7))).hexdigest()
+    slow_link.discard()
+    assert too_slow.status == "timeout" and "bytes/s (under 10,000)" in (too_slow.error or ""), too_slow
 
 
 class _Broken(FakeServer):

@@ -54,7 +54,10 @@ class DownloadConfig:
     per_host: int = 8
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
-    total_timeout: float = 60.0  # a slow-dripping server is cut off after this many seconds
+    # A body still arriving after total_timeout seconds is cut off when it came slower than min_rate
+    # bytes/s on average (a server dripping bytes); a large photo on a slow link goes on.
+    total_timeout: float = 60.0
+    min_rate: float = 32 * 1024
     retries: int = 2  # extra attempts after timeouts, dropped connections, 5xx and 429
     backoff: float = 0.5  # seconds before the first retry; doubles each time
     max_bytes: int = 20 * 1024 * 1024
@@ -382,6 +385,13 @@ class Downloader:
                     return size, sha, current
         raise _Rejected("http_error", f"more than {self.config.max_redirects} redirects")
 
+    def _check_rate(self, size: int, seconds: float) -> None:
+        """Cut off a body past the total timeout that arrives slower than the least rate."""
+        total, least = self.config.total_timeout, self.config.min_rate
+        if seconds > total and size < least * seconds:
+            rate = size / seconds
+            raise _Retry("timeout", f"body took over {total:g}s at {rate:,.0f} bytes/s (under {least:,.0f})")
+
     def _stream(self, response: Any, temp: Path) -> tuple[int, str]:
         import requests
         import urllib3
@@ -392,15 +402,14 @@ class Downloader:
             raise _Rejected("too_large", f"{int(declared):,} bytes declared; the cap is {cap:,}")
         digest = hashlib.sha256()
         size = 0
-        deadline = time.monotonic() + self.config.total_timeout
+        started = time.monotonic()
         try:
             with open(temp, "wb") as handle:
                 for chunk in _arriving(response, 64 * 1024):
                     size += len(chunk)
                     if size > cap:
                         raise _Rejected("too_large", f"over the {cap:,}-byte cap")
-                    if time.monotonic() > deadline:
-                        raise _Retry("timeout", f"body took over {self.config.total_timeout:g}s")
+                    self._check_rate(size, time.monotonic() - started)
                     digest.update(chunk)
                     handle.write(chunk)
                 handle.flush()
