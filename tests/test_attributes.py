@@ -220,6 +220,39 @@ def test_stats_table_shows_attribute_counts(tmp_path: Path, capsys: pytest.Captu
     assert "Attributes" in out and "armrests" in out and "unlabelled 0" in out
 
 
+def test_a_misspelt_class_in_the_attributes_file_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[chiar.armrests] matches no class: without a word, every chair's armrests is only one more
+    attribute_unknown row and the data set silently has no attributes."""
+    from officescore.cli import main
+
+    export = tmp_path / "export"
+    write_sample(export, n_images=4, seed=5, size=96)
+    typo = tmp_path / "attrs.toml"
+    typo.write_text('[chiar.armrests]\nkind = "yesno"\ndefault = false\n')
+    spelt = tmp_path / "spelt.toml"
+    spelt.write_text('[chair.armrests]\nkind = "yesno"\ndefault = false\n')
+    said = []
+    for schema in (typo, spelt):
+        with pytest.raises(SystemExit) as exit_info:
+            main(
+                [
+                    "ingest",
+                    str(export / "annotations.json"),
+                    "--out",
+                    str(tmp_path / "ds"),
+                    "--no-plot",
+                    "--attributes",
+                    str(schema),
+                ]
+            )
+        assert exit_info.value.code == 0
+        said.append(" ".join(capsys.readouterr().out.split()))
+    assert f"--attributes {typo} declares attributes of chiar, which the data set does not label" in said[0]
+    assert "declares attributes of" not in said[1]
+
+
 def test_attribute_forms_of_other_tools() -> None:
     from officescore.ingest.attributes import raw_attributes, read_attributes
 

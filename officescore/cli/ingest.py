@@ -12,6 +12,7 @@ from officescore.cli.common import console, print_json, reporter
 from officescore.config import DEFAULT_DATASET_DIR
 
 if TYPE_CHECKING:
+    from officescore.attributes import AttributeSchema
     from officescore.ingest.run import IngestResult
 
 EXAMPLES = """
@@ -72,6 +73,7 @@ def ingest(
     from officescore.ingest.health import health_report, save_health_plot
 
     before = earlier_data_set(out)
+    schema = load_schema(attributes)
     result = ingest_export(
         export,
         images_dir=images or None,
@@ -82,7 +84,7 @@ def ingest(
         classes=classes.split(",") if classes is not None else None,
         crowd=crowd,
         reporter=reporter(json_output),
-        attributes=load_schema(attributes),
+        attributes=schema,
     )
     report = health_report(result.out)
     png = save_health_plot(report, result.out / "health.png") if plot else None
@@ -109,6 +111,20 @@ def ingest(
         f"{len(result.problems)} problem(s) fixed or dropped" + (f"; plot {png}" if png else "")
     )
     print_ingest_notes(result, before)
+    if attributes is not None:
+        note_unused_attribute_classes(attributes, schema, result.classes)
+
+
+def note_unused_attribute_classes(path: Path, schema: AttributeSchema, classes: list[str]) -> None:
+    """Classes of an --attributes file the data set does not have: a misspelt [chiar.armrests]
+    otherwise only shows as every chair's armrests listed as an unknown attribute."""
+    unused = list(dict.fromkeys(a.class_name for a in schema.attributes if a.class_name not in classes))
+    if unused:
+        console.print(
+            f"[yellow]note[/yellow]: --attributes {path} declares attributes of {', '.join(unused)}, "
+            f"which the data set does not label ({', '.join(classes)}); they are not used",
+            soft_wrap=True,
+        )
 
 
 def print_ingest_notes(result: IngestResult, before: dict[str, Any] | None) -> None:
