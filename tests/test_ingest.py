@@ -814,6 +814,26 @@ def test_ingesting_another_export_over_a_data_set_says_it_replaced_it(
     assert "to add an export to a data set, ingest it together with the earlier ones" in said
 
 
+def test_another_export_at_the_same_path_says_which_photos_are_gone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`label pull --out export/ --ingest data` of another project: the same export path, none of
+    the data set's photos; the same path was taken for a newer export of the same project and ingest
+    replaced the data set without a word. The same export again, or grown, says nothing of the kind."""
+    root = tmp_path / "export"
+    export = write_export(root, make_export(root, n_images=4))
+    out = tmp_path / "dataset"
+    said = []
+    for seed in (0, 0, 1):  # first, the same again, another project's photos at the same path
+        if seed == 1:
+            write_export(root, make_export(root, n_images=3, seed=1, width=80))
+        with pytest.raises(SystemExit):
+            main(["ingest", str(export), "--out", str(out), "--no-plot"])
+        said.append(" ".join(capsys.readouterr().out.split()))
+    assert not any("are not in" in line or "replaced" in line for line in said[:2]), said
+    assert f"note: 4 of the 4 photo(s) of the data set that was there are not in {export}" in said[2]
+
+
 def _class_counts(coco: dict[str, Any]) -> dict[str, int]:
     names = {c["id"]: c["name"] for c in coco["categories"]}
     counts: dict[str, int] = {}

@@ -137,8 +137,19 @@ def print_ingest_notes(result: IngestResult, before: dict[str, Any] | None) -> N
             "and --val-fraction), so val stays comparable; new photos were split around them",
             soft_wrap=True,
         )
-    if before is None or set(before["exports"]) <= set(result.exports) or kept >= before["images"]:
-        return  # newer exports at the same paths (`label pull`), or grown ones that kept every photo
+    if before is None or kept >= before["images"]:
+        return  # a new data set, or grown exports that kept every photo
+    if set(before["exports"]) <= set(result.exports):
+        if _split_anew(result.out, before):
+            return  # the same exports split anew: no photo could keep its split, yet none need be gone
+        # a newer export at the same path (`label pull` into the same --out) without those photos
+        console.print(
+            f"[yellow]note[/yellow]: {before['images'] - kept} of the {before['images']} photo(s) of the "
+            f"data set that was there are not in {', '.join(result.exports)} (another project pulled "
+            "into the same folder, or tasks deleted?); ingest replaced the data set",
+            soft_wrap=True,
+        )
+        return
     # ingest replaces, it never adds: say so when photos from other export files are gone
     console.print(
         f"[yellow]replaced[/yellow] the data set that was there: {before['images']} image(s) from "
@@ -146,6 +157,14 @@ def print_ingest_notes(result: IngestResult, before: dict[str, Any] | None) -> N
         "it together with the earlier ones)",
         soft_wrap=True,
     )
+
+
+def _split_anew(out: Path, before: dict[str, Any]) -> bool:
+    """Whether the data set now in `out` was split with another seed or val fraction than `before`."""
+    from officescore.ingest import read_dataset_meta
+
+    meta = read_dataset_meta(out) or {}
+    return (meta.get("seed"), meta.get("val_fraction")) != (before["seed"], before["val_fraction"])
 
 
 def earlier_data_set(out: Path) -> dict[str, Any] | None:
