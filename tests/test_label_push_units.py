@@ -196,3 +196,42 @@ def test_a_tasks_file_whose_labels_the_project_lacks_is_refused(tmp_path: Path) 
             client, "offices", write_tasks_file(tmp_path, tasks, LabelSchema(("desk", "lamp")))
         )  # type: ignore[arg-type]
     assert client.imports == []
+
+
+def test_attributes_an_existing_project_does_not_ask_are_refused_not_ignored(tmp_path: Path) -> None:
+    """--attributes is the config of a new project; an existing one kept its own questions and the
+    file was silently ignored (a labeller never saw chair.wheels). The same questions are fine."""
+    from officescore.attributes import AttributeSchema, load_schema
+
+    client = Studio(LabelSchema(("desk", "chair"), attributes=load_schema()))
+    photos = write_photos(tmp_path, n=2)
+    wheels = AttributeSchema.from_dict({"chair": {"wheels": {"kind": "yesno", "default": True}}})
+    with pytest.raises(
+        LabelStudioError, match=r"asks for the attributes chair\.armrests \(no/yes\), not chair\.wheels"
+    ):
+        push.push_images(client, "offices", photos[:1], attributes=wheels)  # type: ignore[arg-type]
+    assert not client.imported
+    same = push.push_images(client, "offices", photos[:1], attributes=load_schema())  # type: ignore[arg-type]
+    assert same.added == 1 and [n.split(",")[0] for n in same.notes] == [
+        "--attributes declares attributes of lamp"  # and plant: classes the project does not label
+    ]
+
+
+def test_attributes_of_a_class_the_project_lacks_are_named(tmp_path: Path) -> None:
+    """A misspelt [chiar.armrests] made a project without the armrests question, without a word."""
+    from officescore.attributes import AttributeSchema
+
+    typo = AttributeSchema.from_dict({"chiar": {"armrests": {"kind": "yesno", "default": False}}})
+    client = Studio()
+    pushed = push.push_images(
+        client,
+        "offices",
+        write_photos(tmp_path, n=1),
+        classes=["desk", "chair"],
+        attributes=typo,  # type: ignore[arg-type]
+    )
+    assert pushed.notes == [
+        "--attributes declares attributes of chiar, which project 'offices' does not label (desk, chair); "
+        "they are not asked"
+    ]
+    assert client.project is not None and not client.project.schema.attributes

@@ -126,7 +126,7 @@ def push(
         None,
         "--attributes",
         help="Attribute schema for a new project's per-region choices (TOML; default: the model's, "
-        "else the package's data/attributes.toml).",
+        "else the package's data/attributes.toml); an existing project must ask the same.",
     ),
     local_root: Path = typer.Option(
         None,

@@ -48,7 +48,9 @@ class PushResult:
     predictions: int
     model_version: str | None = None
     failed: list[dict[str, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # what was changed beside the tasks, in words
+    notes: list[str] = field(
+        default_factory=list
+    )  # what was changed beside the tasks, or not asked, in words
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +136,7 @@ def push_images(
             raise ConfigError(
                 f"--classes leaves out {', '.join(unknown)}, which the model predicts; add them"
             )
+    asked = attributes  # --attributes FILE: an existing project must ask the same
     if attributes is None:
         head = loaded.predictor.attributes if loaded is not None else AttributeSchema()
         attributes = head if head else load_schema()
@@ -155,6 +158,7 @@ def push_images(
             f"project {title!r} labels with {schema.mask} regions, not {mask}: leave out --mask {mask} "
             "or use a new --project"
         )
+    notes = _attribute_notes(title, asked, schema, created)
     present = set() if created else existing_sha256s(client, project.id)
     todo = [(n, img) for n, img in enumerate(images) if img.sha256 not in present]
     already_there = len(images) - len(todo)
@@ -187,7 +191,37 @@ def push_images(
         predictions,
         loaded.version if loaded else None,
         failed,
+        notes,
     )
+
+
+def _attribute_notes(
+    title: str, asked: AttributeSchema | None, schema: LabelSchema, created: bool
+) -> list[str]:
+    """--attributes against the project: refused when an existing project asks other attribute
+    questions (its config wins, as its region kind does; the file would be silently ignored); a note
+    for the file's classes the project does not label (a misspelt [chiar.armrests] asks nothing)."""
+    if asked is None:
+        return []
+    wanted, have = _questions(asked.restricted(schema.classes)), _questions(schema.attributes)
+    if not created and wanted != have:
+        raise LabelStudioError(
+            f"project {title!r} asks for the attributes {', '.join(sorted(have)) or 'none'}, not "
+            f"{', '.join(sorted(wanted)) or 'none'} (--attributes): leave it out, use a new --project, "
+            "or change the project's labelling interface in Label Studio"
+        )
+    unused = list(dict.fromkeys(a.class_name for a in asked.attributes if a.class_name not in schema.classes))
+    if not unused:
+        return []
+    return [
+        f"--attributes declares attributes of {', '.join(unused)}, which project {title!r} does not "
+        f"label ({', '.join(schema.classes)}); they are not asked"
+    ]
+
+
+def _questions(schema: AttributeSchema) -> set[str]:
+    """The per-region questions a schema asks, as Label Studio's config keeps them (no defaults)."""
+    return {f"{a.class_name}.{a.name} ({'/'.join(sorted(a.value_names()))})" for a in schema.attributes}
 
 
 def add_smart_tools(client: LabelStudio, project: Project) -> Project:
