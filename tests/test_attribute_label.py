@@ -110,6 +110,31 @@ def test_predictions_and_annotations_carry_attribute_choices(mask: str) -> None:
     ]
 
 
+def test_a_relabelled_region_keeps_only_its_own_class_answers() -> None:
+    """A region drawn as a chair (armrests answered, material leather), then relabelled desk (material
+    wood): the chair's answers stay in the result under its id. They answered nothing about a desk;
+    read by attribute name alone, the chair's material overwrote the desk's."""
+    points = [[10, 10], [50, 10], [50, 50], [10, 50]]
+    base = {"original_width": 100, "original_height": 100, "id": "r1", "to_name": "image"}
+
+    def choice(name: str, value: str) -> dict:
+        return {**base, "from_name": name, "type": "choices", "value": {"points": points, "choices": [value]}}
+
+    results = [
+        {
+            **base,
+            "from_name": "label",
+            "type": "polygonlabels",
+            "value": {"points": points, "polygonlabels": ["desk"]},
+        },
+        choice("desk__material", "wood"),
+        choice("chair__material", "leather"),
+        choice("chair__armrests", "yes"),
+    ]
+    (region,) = result_regions(results)
+    assert (region.class_name, region.attributes) == ("desk", {"material": "wood"})
+
+
 def test_pull_writes_region_attributes_that_ingest_reads() -> None:
     from officescore.label.pull import _coco_annotations
 

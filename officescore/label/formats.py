@@ -592,18 +592,18 @@ def result_ignore_regions(
 def result_regions(results: Sequence[Mapping[str, Any]]) -> list[Region]:
     """Polygon and brush results (of an annotation or a prediction) as masks, in their order.
 
-    Per-region choices named <class>__<attribute> (attributes) go into their region's `attributes`;
+    Per-region choices named <class>__<attribute> (attributes) go into their region's `attributes`
+    when it is of that class (an answer left from a class the region had before is dropped);
     results of other kinds (rectangles, other choices, relations) are skipped; a result without its
     image size or with an unreadable region raises a DataError naming the region.
     """
-    chosen: dict[str, dict[str, str]] = {}  # region id -> attribute -> value name
+    chosen: dict[str, dict[str, str]] = {}  # region id -> choices name -> value name
     for result in results:
         if str(result.get("type", "")).lower() != "choices":
             continue
-        _, sep, attribute = str(result.get("from_name", "")).partition(ATTRIBUTE_SEPARATOR)
         picked = (result.get("value") or {}).get("choices") or []
-        if sep and attribute and picked and result.get("id"):
-            chosen.setdefault(str(result["id"]), {})[attribute] = str(picked[0])
+        if ATTRIBUTE_SEPARATOR in str(result.get("from_name", "")) and picked and result.get("id"):
+            chosen.setdefault(str(result["id"]), {})[str(result["from_name"])] = str(picked[0])
     regions = []
     for result in results:
         kind = str(result.get("type", "")).lower()
@@ -627,7 +627,7 @@ def result_regions(results: Sequence[Mapping[str, Any]]) -> list[Region]:
             raise DataError(f"region {result.get('id')}: unreadable {kind} ({exc})") from exc
         if masklib.area(rle) == 0:
             continue
-        attributes = chosen.get(str(result.get("id")), {})
+        attributes = _region_attributes(chosen.get(str(result.get("id")), {}), str(labels[0]))
         regions.append(
             Region(
                 str(labels[0]),
@@ -640,3 +640,14 @@ def result_regions(results: Sequence[Mapping[str, Any]]) -> list[Region]:
             )
         )
     return regions
+
+
+def _region_attributes(choices: Mapping[str, str], class_name: str) -> dict[str, str]:
+    """The answers to the region's own class's questions (<class>__<attribute>): one left from
+    another class, before the region was relabelled, is no answer about this object."""
+    prefix = f"{class_name}{ATTRIBUTE_SEPARATOR}"
+    return {
+        name[len(prefix) :]: value
+        for name, value in choices.items()
+        if name.startswith(prefix) and name != prefix
+    }
