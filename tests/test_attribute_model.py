@@ -365,10 +365,14 @@ def test_training_saves_the_head_with_the_schema_and_can_leave_it_off(tmp_path: 
     assert load_any(result.last_checkpoint).attributes.to_dict() == meta["attributes"]
     (row,) = csv.DictReader((result.run_dir / "metrics.csv").open())
     assert float(row["loss_attributes"]) > 0  # the head's loss has its own column
+    (said,) = [note for note in result.notes if note.startswith("attribute head: ")]
+    assert said.startswith("attribute head: chair.armrests, lamp.kind, plant.size, from ")
 
     off = small_config(data, tmp_path / "runs", epochs=1, max_val_images=1, name="off")
     off.model_kwargs["attributes"] = {}  # what `train --no-attributes` passes
-    plain = load_checkpoint(train(off).last_checkpoint)
+    trained = train(off)
+    assert not any(note.startswith("attribute head") for note in trained.notes)
+    plain = load_checkpoint(trained.last_checkpoint)
     assert not any(k.startswith("roi_heads.attribute_predictor.") for k in plain["model"])
     (row,) = csv.DictReader((tmp_path / "runs" / "off" / "metrics.csv").open())
     assert row["loss_attributes"] == ""  # no head, no loss: empty, not 0

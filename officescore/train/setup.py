@@ -108,6 +108,12 @@ def setup(
     model_kwargs = config.resolved_model_kwargs()
     if train_set.labelled_attributes:  # the attribute head; model_kwargs {"attributes": {}} turns it off
         model_kwargs.setdefault("attributes", train_set.attributes.to_dict())
+    if model_kwargs.get("attributes"):  # else nothing said whether `export` will refuse the model
+        names = [f"{c}.{a}" for c, table in model_kwargs["attributes"].items() for a in table]
+        notes.append(
+            f"attribute head: {', '.join(names)}, from {train_set.labelled_attributes} labelled value(s) "
+            "(--no-attributes: none)"
+        )
     model = _build_model(config, classes, model_kwargs, checkpoint, notes).to(device)
     # only now: --weights that cannot be loaded must not leave an empty run folder behind
     run_dir = _run_folder(config, ctx, resuming=checkpoint is not None)
