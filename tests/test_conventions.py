@@ -310,7 +310,8 @@ def test_cli_report_names_the_split_and_the_consistent_classes(
         (dataset / "train.json").write_text(original)
     default, only = outputs
     for out in outputs:
-        assert "labelling conventions" in out and "stop above the legs" in out and "minority" in out
+        assert "labelling conventions: classes labelled two ways" in out and "stop above the legs" in out
+        assert "minority" in out
         assert "conventions_desk_1.png" in out
     assert "issues" in default and "issues" not in only  # --conventions: that report alone
     assert "plant: one convention" in only and "desk: one convention" not in only

@@ -141,7 +141,7 @@ def _show_conventions(run: AuditRun, every_class: bool) -> None:
                 console.print(f"{name}: one convention ({pairs} labels compared with predictions)")
     if not split:
         return
-    table = Table(title="labelling conventions: classes whose labels follow two", title_justify="left")
+    table = Table(title="labelling conventions: classes labelled two ways", title_justify="left")
     for col in ("class", "confidence", "group", "labels", "photos", "label/prediction area", "how"):
         table.add_column(col, justify="right" if col in ("confidence", "labels", "photos") else "left")
     for c in run.conventions:
