@@ -178,6 +178,10 @@ def default_schema_path() -> Path:
 def load_schema(path: Path | None = None) -> AttributeSchema:
     """The schema in `path` (default: the package's data/attributes.toml); ConfigError when bad."""
     path = Path(path) if path is not None else default_schema_path()
+    if path.is_dir():
+        raise ConfigError(
+            f"--attributes {path}: is a folder; give the TOML file of [<class>.<attribute>] tables"
+        )
     if not path.is_file():
         raise ConfigError(f"--attributes {path}: no such file (a TOML file of [<class>.<attribute>] tables)")
     try:

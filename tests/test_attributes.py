@@ -61,6 +61,11 @@ def test_bad_schema_files_are_one_sentence(tmp_path: Path, text: str, fragment: 
         load_schema(path)
 
 
+def test_a_folder_given_as_the_schema_is_called_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a folder; give the TOML file"):  # was "no such file"
+        load_schema(tmp_path)
+
+
 def test_a_schema_file_that_is_not_utf8_is_one_sentence(tmp_path: Path) -> None:
     path = tmp_path / "notepad.toml"  # saved as UTF-16, as some editors do
     path.write_bytes('[chair.armrests]\nkind = "yesno"\ndefault = false\n'.encode("utf-16"))
