@@ -113,7 +113,7 @@ def test_predictions_and_annotations_carry_attribute_choices(mask: str) -> None:
 def test_a_relabelled_region_keeps_only_its_own_class_answers() -> None:
     """A region drawn as a chair (armrests answered, material leather), then relabelled desk (material
     wood): the chair's answers stay in the result under its id. They answered nothing about a desk;
-    read by attribute name alone, the chair's material overwrote the desk's."""
+    read by attribute name alone, the chair's material overwrote the desk's. Now ingest lists them."""
     points = [[10, 10], [50, 10], [50, 50], [10, 50]]
     base = {"original_width": 100, "original_height": 100, "id": "r1", "to_name": "image"}
 
@@ -132,7 +132,25 @@ def test_a_relabelled_region_keeps_only_its_own_class_answers() -> None:
         choice("chair__armrests", "yes"),
     ]
     (region,) = result_regions(results)
-    assert (region.class_name, region.attributes) == ("desk", {"material": "wood"})
+    assert (region.class_name, region.attributes) == (
+        "desk",
+        {"material": "wood", "chair__material": "leather", "chair__armrests": "yes"},
+    )
+    from officescore.attributes import AttributeSchema
+    from officescore.ingest.attributes import read_attributes
+
+    desk = AttributeSchema.from_dict(
+        {"desk": {"material": {"kind": "choice", "values": ["wood", "glass"], "default": "wood"}}}
+    )
+    problems: list[tuple[str, str, str]] = []
+    values, _ = read_attributes(
+        {"attributes": region.attributes}, "desk", desk, lambda *p: problems.append(p)
+    )
+    assert values == {"material": "wood"}  # the chair's answers listed, not taken for the desk's
+    assert [(kind, what.split(" is ")[0]) for kind, what, _ in problems] == [
+        ("attribute_unknown", "attribute 'chair__material'"),
+        ("attribute_unknown", "attribute 'chair__armrests'"),
+    ]
 
 
 def test_pull_writes_region_attributes_that_ingest_reads() -> None:

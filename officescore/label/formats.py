@@ -593,7 +593,7 @@ def result_regions(results: Sequence[Mapping[str, Any]]) -> list[Region]:
     """Polygon and brush results (of an annotation or a prediction) as masks, in their order.
 
     Per-region choices named <class>__<attribute> (attributes) go into their region's `attributes`
-    when it is of that class (an answer left from a class the region had before is dropped);
+    (an answer left from a class the region had before under its full name, never over its own);
     results of other kinds (rectangles, other choices, relations) are skipped; a result without its
     image size or with an unreadable region raises a DataError naming the region.
     """
@@ -643,11 +643,11 @@ def result_regions(results: Sequence[Mapping[str, Any]]) -> list[Region]:
 
 
 def _region_attributes(choices: Mapping[str, str], class_name: str) -> dict[str, str]:
-    """The answers to the region's own class's questions (<class>__<attribute>): one left from
-    another class, before the region was relabelled, is no answer about this object."""
+    """The answers to the region's own class's questions (<class>__<attribute>) by attribute name.
+    One left from another class, before the region was relabelled, is no answer about this object:
+    it keeps its full name, so it overwrites none of them and ingest lists it as unknown."""
     prefix = f"{class_name}{ATTRIBUTE_SEPARATOR}"
     return {
-        name[len(prefix) :]: value
+        name[len(prefix) :] if name.startswith(prefix) and name != prefix else name: value
         for name, value in choices.items()
-        if name.startswith(prefix) and name != prefix
     }
