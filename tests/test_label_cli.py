@@ -351,3 +351,33 @@ def test_status_marks_only_a_version_its_job_rejected_and_counts_what_was_not_ke
     unkept = out[out.index("suggestions not kept") :]
     cells = next([c.strip() for c in line.split("│")][1:-1] for line in unkept.splitlines() if "│ v1" in line)
     assert cells[1:5] == ["18", "5", "6", "7"], out  # 30 suggested - 12 kept
+
+
+def test_pull_ingest_of_a_project_asking_no_questions_records_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A project whose config asks no attribute questions (made in Label Studio by hand, or before
+    attributes): `label pull --ingest` gave its data set the package's default questions, so `stats`
+    counted chairs' armrests as unlabelled in a project that never asked about them."""
+    from officescore.attributes import AttributeSchema
+    from officescore.cli import label as label_cli
+    from officescore.label import pull
+    from officescore.sample import write_sample
+
+    write_sample(tmp_path / "export", n_images=4, seed=0, size=96)
+    export = tmp_path / "export" / "annotations.json"
+    coco = json.loads(export.read_text())
+    for annotation in coco["annotations"]:
+        annotation.pop("attributes", None)
+    export.write_text(json.dumps(coco))
+    pulled = pull.PullResult(
+        export.parent, export, images=4, annotations=len(coco["annotations"]), unlabelled=0, classes=["chair"]
+    )
+    pulled.attributes = AttributeSchema()
+    monkeypatch.setattr(label_cli, "_client", lambda url: None)
+    monkeypatch.setattr(pull, "pull_project", lambda *args: pulled)
+    dataset = tmp_path / "dataset"
+    args = ["label", "pull", "--project", "offices", "--out", str(export.parent), "--ingest", str(dataset)]
+    code, out, err = run(args, capsys)
+    assert code == 0, (out, err)
+    assert json.loads((dataset / "dataset.json").read_text())["attributes"] == {}

@@ -264,14 +264,12 @@ def pull(
         from officescore.cli.ingest import earlier_data_set, split_settings
         from officescore.ingest import ingest_export
 
-        # The project's attribute choices, when it has any (else ingest's default schema).
-        schema = result.attributes or None
         before = earlier_data_set(ingest)
         ingested = ingest_export(
             result.export,
             out=ingest,
             reporter=reporter(json_output),
-            attributes=schema,
+            attributes=result.attributes,  # the project's own questions: none asked, none recorded
             **split_settings(before),  # the data set's seed and val fraction: its photos keep their split
         )
     if json_output:
