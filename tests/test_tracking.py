@@ -337,10 +337,28 @@ def test_the_store_lock_is_skipped_where_the_file_system_has_no_locks(
         entered.append(True)
     # The lock was asked for, to be waited for: LOCK_NB would turn another's lock into "unguarded".
     assert entered == [True] and asked == [fcntl.LOCK_EX]
-    # A store whose lock file cannot be made (its folder is missing): MLflow itself says what is wrong.
-    with _store_lock(f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}"):
+    # A store whose lock file cannot be made (a file where its folder would be): MLflow says what is wrong.
+    (tmp_path / "taken").write_text("")
+    with _store_lock(f"sqlite:///{tmp_path / 'taken' / 'mlflow.db'}"):
         entered.append(True)
     assert entered == [True, True] and asked == [fcntl.LOCK_EX]
+
+
+def test_the_store_lock_guards_a_store_whose_folder_is_not_made_yet(tmp_path: Path) -> None:
+    """MLFLOW_TRACKING_URI=sqlite:///new/folder/mlflow.db: MLflow makes the folder itself, so the
+    lock must make it first; skipped, two trainings starting together raced to create the tables and
+    one lost MLflow (\"duplicate column name\")."""
+    import fcntl
+
+    from officescore.train.tracking import _store_lock
+
+    lock = tmp_path / "new" / "folder" / "mlflow.db.lock"
+    with (
+        _store_lock(f"sqlite:///{lock.parent / 'mlflow.db'}"),
+        lock.open() as other,
+        pytest.raises(BlockingIOError),  # held: another process would wait here
+    ):
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def test_two_trainings_starting_together_share_a_new_local_store(tmp_path: Path) -> None:
@@ -370,6 +388,41 @@ def test_two_trainings_starting_together_share_a_new_local_store(tmp_path: Path)
     ids = {json.loads((tmp_path / name / "mlflow_run.json").read_text())["run_id"] for name in "ab"}
     client = MlflowClient(tracking_uri=uri)
     assert {client.get_run(run_id).info.status for run_id in ids} == {"FINISHED"} and len(ids) == 2
+
+
+def test_a_store_folder_that_cannot_be_made_is_a_one_line_error(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--log mlflow` where runs/mlflow cannot be a folder (a file there; a folder the user may not
+    write): one line, as for any store that cannot start, and no empty run folder left behind; it was
+    an 'unexpected error: FileExistsError' that left runs/train/train with args.json."""
+    (tmp_path / "mlflow").write_text("")
+    project = tmp_path / "train"
+    with pytest.raises(SystemExit) as exit_info:
+        main([*_one_epoch(data, project), "--log", "mlflow"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(lines) == 1, lines
+    assert "--log mlflow: mlflow could not start" in lines[0] and str(tmp_path / "mlflow") in lines[0]
+    assert not project.exists() or not any(project.iterdir())
+
+
+def test_a_relative_sqlite_tracking_uri_is_used(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLFLOW_TRACKING_URI=sqlite:///runs/mlflow/mlflow.db (relative, as the docs' `mlflow ui` line
+    writes it): MLflow starts and keeps the artefacts beside the database. The artefact folder was
+    made a file URI from the relative path, which raised, and `auto` dropped MLflow."""
+    from officescore.train import tracking
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "relative")
+    monkeypatch.chdir(runs.parent)
+    tracking.local_mlflow_uri(runs / "train")  # the shared store, made once
+    run_dir = runs / "relative" / "train"
+    run_dir.mkdir(parents=True)
+    (run_dir / "args.json").write_text("{}")
+    tracker = tracking.MLflowTracker(run_dir, f"sqlite:///{runs.name}/mlflow/mlflow.db")
+    tracker.end([run_dir / "args.json"], "finished")
+    experiment = tracker.client.get_experiment(tracker.experiment_id)
+    assert experiment.artifact_location == (runs / "mlflow" / "artifacts").resolve().as_uri()
+    assert [a.path for a in tracker.client.list_artifacts(tracker.run_id)] == ["args.json"]
 
 
 def test_a_tracker_that_cannot_start_is_a_one_line_error() -> None:

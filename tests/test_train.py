@@ -298,6 +298,45 @@ def ctrl_c_default() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("ctrl_c_default")
+def test_a_ctrl_c_inside_a_step_resumes_exactly(
+    straight: tuple[TrainResult, Path], tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real Ctrl-C lands inside a step: here in epoch 2's second forward, after the RPN drew its
+    samples and BatchNorm counted the batch. last.pt holds the run as after the last whole step, so
+    the resume equals the straight run; it saved the RNG and BatchNorm states of the half step, and
+    the resumed run drew other samples (other losses in TensorBoard and MLflow) and other statistics."""
+    import officescore.train.setup as train_setup
+
+    seen = {"epoch 2": False, "forwards": 0}
+    build = train_setup.build_model
+
+    def build_with_ctrl_c(*args: object, **kwargs: object) -> torch.nn.Module:
+        model = build(*args, **kwargs)
+
+        def ctrl_c(module: torch.nn.Module, inputs: object, output: object) -> None:
+            if module.training and seen["epoch 2"]:
+                seen["forwards"] += 1
+                if seen["forwards"] == 2:
+                    os.kill(os.getpid(), signal.SIGINT)  # Python's handler raises right here
+
+        model.roi_heads.register_forward_hook(ctrl_c)
+        return model
+
+    def note_epoch_2(description: str) -> None:
+        seen["epoch 2"] = description.startswith("epoch 2/")
+
+    monkeypatch.setattr(train_setup, "build_model", build_with_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tiny_data, tmp_path / "runs", name="cut"), reporter=_Hook(on_stage=note_epoch_2))
+    last = tmp_path / "runs" / "cut" / "weights" / "last.pt"
+    saved = load_checkpoint(last)
+    assert saved["epoch"] == 1 and saved["step_in_epoch"] == 1  # stopped in epoch 2's second step
+    resumed = train(TrainConfig(resume=last, device="cpu", workers=0))
+    assert [row["loss"] for row in resumed.history] == [row["loss"] for row in straight[0].history]
+    assert resumed.weights_sha256 == straight[0].weights_sha256
+
+
+@pytest.mark.usefixtures("ctrl_c_default")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped one
 def test_ctrl_c_that_python_drops_still_stops_training_at_the_step(tiny_data: Path, tmp_path: Path) -> None:
     """Ctrl-C landing while Python runs a `__del__` (or a weakref callback): the KeyboardInterrupt

@@ -32,8 +32,8 @@ EXAMPLES = """
   # data-parallel over 4 GPUs; add --nnodes/--rdzv-endpoint for several machines
 
   officescore train --data data/dataset --log mlflow
-  # also an MLflow run: at $MLFLOW_TRACKING_URI, else in runs/mlflow/mlflow.db;
-  # see docs/tracking.md
+  # an MLflow run instead of TensorBoard events: at $MLFLOW_TRACKING_URI, else in
+  # runs/mlflow/mlflow.db; both: --log auto with MLFLOW_TRACKING_URI set (docs/tracking.md)
 
 Runs go to runs/train/NAME (train, train2, ...): args.json, metrics.csv, weights/last.pt,
 weights/best.pt (best val mask mAP) and losses/map/lr PNG curves. Ctrl-C or SIGTERM saves

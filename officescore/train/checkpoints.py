@@ -31,7 +31,8 @@ class State:
     bad_validations: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     pending_row: dict[str, Any] | None = None  # an epoch trained but not yet validated
-    resume_rng: dict[str, Any] | None = None  # RNG states to continue an interrupted epoch with
+    resume_rng: dict[str, Any] | None = None  # RNG states the unfinished epoch's next step starts from
+    step_buffers: dict[str, Any] | None = None  # ... and the model's buffers (BatchNorm statistics)
     best_unsaved: bool = False  # this epoch improved on the best, best.pt not yet rewritten
     # The unfinished epoch's loss sums, steps, images and seconds so far: after a mid-epoch resume
     # its metrics.csv row still averages every step of the epoch, not only those after the stop.
@@ -111,9 +112,12 @@ def _save_checkpoint(run: Run, state: State, path: Path) -> None:
     """Everything needed to continue exactly from `state` (rank 0 writes; atomic)."""
     if not run.ctx.is_main:
         return
+    weights = run.model.state_dict()
+    if state.step_buffers:  # stopped while training: the buffers as the last whole step left them
+        weights.update((name, b) for name, b in state.step_buffers.items() if name in weights)
     save_checkpoint(
         path,
-        model=run.model.state_dict(),
+        model=weights,
         arch=run.config.arch,
         classes=run.classes,
         model_kwargs=run.model_kwargs,
@@ -128,7 +132,7 @@ def _save_checkpoint(run: Run, state: State, path: Path) -> None:
         best_metric=state.best_metric,
         best_epoch=state.best_epoch,
         bad_validations=state.bad_validations,
-        rng=state.resume_rng or rng_state(),  # not yet applied: a stop right after resuming keeps it
+        rng=state.resume_rng or rng_state(),  # not the states now: a stop mid-step has drawn from them
         args=run.args,
         pending_row=state.pending_row,
         epoch_sums=state.epoch_sums,

@@ -18,6 +18,7 @@ from officescore.train.seeding import (
     EpochSampler,
     SeededItems,
     epoch_seed,
+    rng_state,
     seed_everything,
     set_rng_state,
     worker_init,
@@ -37,10 +38,11 @@ def train_one_epoch(
     epoch = state.epoch
     if state.resume_rng is not None:
         set_rng_state(state.resume_rng)  # mid-epoch resume continues the interrupted random stream
-        state.resume_rng = None
     else:
         seed_everything(epoch_seed(run.config.seed, epoch, run.ctx.rank))
+    state.step_buffers = _buffers(run.model)  # what a stop inside the first step saves
     row = _train_epoch(run, state, _epoch_loader(run, epoch, start=state.step_in_epoch), deadline, received)
+    state.resume_rng = state.step_buffers = None  # the epoch is whole: the next one is seeded afresh
     _sync_buffers(run.model, run.ctx)
     return row
 
@@ -91,6 +93,10 @@ def _train_epoch(
                 if key in parts:
                     optional[key] = optional.get(key, 0.0) + parts[key]
             state.step_in_epoch += 1  # and what a stop saves from here on: where, and the sums so far
+            # ... and the RNG states and buffers the next step starts from: a Ctrl-C lands mid-step,
+            # after its forward drew samples (RPN, RoIs) and updated BatchNorm's running statistics
+            state.resume_rng = rng_state()
+            state.step_buffers = _buffers(run.model)
             state.epoch_sums = {
                 "sums": dict(sums),
                 "optional": dict(optional),
@@ -158,6 +164,11 @@ def _train_step(run: Run, state: State, batch_images: Any, targets: Any) -> dict
     run.scaler.update()
     run.scheduler.step()
     return parts
+
+
+def _buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the model's buffers (BatchNorm's running statistics, which a forward updates)."""
+    return {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
 
 
 def _sync_buffers(model: torch.nn.Module, ctx: dist_utils.DistContext) -> None:

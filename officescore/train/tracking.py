@@ -180,8 +180,10 @@ def open_trackers(
     if log in ("auto", "tensorboard"):
         wanted.append(("tensorboard", lambda: TensorBoardTracker(run_dir, project, purge_step=purge)))
     if log == "mlflow" or (log == "auto" and uri):
-        where = uri or local_mlflow_uri(project)
-        wanted.append(("mlflow", lambda: MLflowTracker(run_dir, where, resuming=resuming)))
+        # the local store's folder is made inside: one that cannot be made is a tracker that cannot start
+        wanted.append(
+            ("mlflow", lambda: MLflowTracker(run_dir, uri or local_mlflow_uri(project), resuming=resuming))
+        )
     skipped: list[str] = []
     for package, make in wanted:
         try:
@@ -346,7 +348,8 @@ class MLflowTracker:
             return str(found.experiment_id)
         location = None
         if self.tracking_uri.startswith("sqlite:///"):  # local store: artefacts beside the database
-            location = (Path(self.tracking_uri[len("sqlite:///") :]).parent / "artifacts").as_uri()
+            # resolved: MLFLOW_TRACKING_URI may name the database relative to here (sqlite:///runs/...)
+            location = (Path(self.tracking_uri[len("sqlite:///") :]).resolve().parent / "artifacts").as_uri()
         return str(self.client.create_experiment(self.experiment, artifact_location=location))
 
     def _new_run(self) -> str:
@@ -421,8 +424,11 @@ def _store_lock(tracking_uri: str) -> Iterator[None]:
     experiment) unguarded, so two trainings started together broke the second with SQL errors."""
     handle = None
     if tracking_uri.startswith("sqlite:///"):
+        lock = Path(tracking_uri[len("sqlite:///") :] + ".lock")
         with contextlib.suppress(OSError):  # e.g. a read-only folder: MLflow itself says what is wrong
-            handle = hold_lock(Path(tracking_uri[len("sqlite:///") :] + ".lock"), wait=True)
+            # MLflow makes a missing folder itself: made here first, so the lock guards a new store too
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            handle = hold_lock(lock, wait=True)
     try:
         yield
     finally:
