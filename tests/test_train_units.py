@@ -639,3 +639,33 @@ def test_each_plot_goes_to_its_file_and_zero_values_are_drawn(
     }
     lines = {line.get_label(): list(line.get_xdata()) for line in saved["map.png"].axes[0].lines}
     assert lines == {"mask mAP": [1, 2], "box mAP": [1]}  # an mAP of 0 is a point; None is not
+
+
+class _Statuses(Reporter):
+    """Keeps every progress status a stage shows."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+
+    @contextmanager
+    def stage(self, description: str, total: int | None = None) -> Iterator[Stage]:
+        outer = self
+
+        class _Keep(Stage):
+            def advance(self, n: int = 1, status: str = "") -> None:
+                outer.shown.append(status)
+
+        yield _Keep()
+
+
+def test_the_progress_line_ends_on_the_epochs_mean_loss_as_the_table_shows_it(tmp_path: Path) -> None:
+    """The progress line showed the last step's loss (4.845) while the table showed the epoch's mean
+    (6.106) for the same epoch: it now shows the mean so far, so the finished line reads as the row."""
+    statuses = _Statuses()
+    run = _toy_run(tmp_path, reporter=statuses)
+    torch.manual_seed(0)
+    row = train_one_epoch(run, ckpt.State())
+    assert len(statuses.shown) == 5
+    assert statuses.shown[-1].startswith(f"loss {row['loss']:.3f} mask {row['loss_mask']:.3f} lr "), (
+        statuses.shown
+    )

@@ -110,8 +110,8 @@ def _train_epoch(
                 run.trackers.step(step, step_values(parts, lr, rate_now))
             step_started = now
             rate = images / max(1e-9, earlier + time.perf_counter() - start)
-            status = (
-                f"loss {parts['loss']:.3f} mask {parts.get('loss_mask', 0):.3f} "
+            status = (  # the epoch's mean so far: the finished line reads as the epoch's row in the table
+                f"loss {sums['loss'] / steps:.3f} mask {sums['loss_mask'] / steps:.3f} "
                 f"lr {run.optimizer.param_groups[0]['lr']:.2e} {rate:.1f} img/s"
             )
             stage.advance(1, status=status)
