@@ -161,6 +161,9 @@ def test_mlflow_local_store_holds_params_metrics_and_artefacts(
     assert params["lr"] == "0.01" and params["optimizer"] == "sgd" and params["log"] == "mlflow"
     assert params["warmup_iters"] == str(saved_args["warmup_iters"])
     assert params["model_kwargs.min_size"] == "64" and json.loads(params["classes"]) == saved_args["classes"]
+    # whole paths, where args.json keeps them relative to the run folder (data = ../../../data)
+    assert (params["data"], params["project"]) == (str(data.resolve()), str(project.resolve()))
+    assert saved_args["data"] != params["data"] and params["device"] == "cpu"
 
     rows = _csv_rows(run_dir)
     for column in ("loss", "loss_mask", "lr", *METRIC_KEYS):
@@ -613,7 +616,9 @@ def test_the_loop_calls_the_trackers_at_its_fixed_points(
     result = train(small_config(data, tmp_path / "runs", epochs=1, max_train_images=4, log="none"))
     calls = recorders[0].calls
     args = json.loads((result.run_dir / "args.json").read_text())
-    assert calls[0] == ("start", ({k: v for k, v in args.items() if k != "officescore_version"},))
+    shown = {k: v for k, v in args.items() if k != "officescore_version"}  # paths whole, not from the run
+    shown.update(data=str(data.resolve()), project=str((tmp_path / "runs").resolve()))
+    assert calls[0] == ("start", (shown,))
     assert calls[1:] == [("step", (1,)), ("step", (2,)), ("epoch", (1,)), ("end", ("finished",))]
     expected = ["best.pt", "losses.png", "map.png", "lr.png", "metrics.csv", "args.json"]
     assert recorders[0].artefacts == expected

@@ -669,3 +669,24 @@ def test_the_progress_line_ends_on_the_epochs_mean_loss_as_the_table_shows_it(tm
     assert statuses.shown[-1].startswith(f"loss {row['loss']:.3f} mask {row['loss_mask']:.3f} lr "), (
         statuses.shown
     )
+
+
+def test_trackers_are_shown_whole_paths_and_the_device_auto_chose(tmp_path: Path) -> None:
+    """args.json keeps paths relative to the run folder: MLflow and TensorBoard showed data =
+    ../../../data/dataset and device = auto; they get whole paths and the device auto picked."""
+    from types import SimpleNamespace
+
+    from officescore.train.loop import _tracked_args
+
+    run_dir = tmp_path / "runs" / "train" / "train2"
+    args = {"data": "../../../data/dataset", "project": "..", "resume": None, "device": "auto", "lr": 0.01}
+    run = SimpleNamespace(args=args, run_dir=run_dir, device=torch.device("cpu"))
+    shown = _tracked_args(run)  # type: ignore[arg-type]
+    assert shown == {
+        "data": str(tmp_path.resolve() / "data" / "dataset"),
+        "project": str(tmp_path.resolve() / "runs" / "train"),
+        "resume": None,
+        "device": "auto (cpu)",
+        "lr": 0.01,
+    }
+    assert args["data"] == "../../../data/dataset"  # args.json's own copy is left as it is

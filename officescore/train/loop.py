@@ -23,6 +23,7 @@ the trained epoch (and its row of losses), so resuming only validates it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import replace
@@ -178,7 +179,7 @@ def _train(
     status = "failed"
     artefacts: list[Path] = []  # for MLflow, once the run finished
     try:
-        run.trackers.start(run.args)
+        run.trackers.start(_tracked_args(run))
         with save_when_stopped(run, state, received):
             deadline = started + config.max_minutes * 60 if config.max_minutes else None
             while state.epoch < config.epochs and not stopped_early and not _out_of_time(run, state, started):
@@ -248,6 +249,18 @@ def _end_epoch(run: Run, state: State, metrics: dict[str, Any] | None) -> bool:
             f"early stop after epoch {state.epoch}: no mask mAP gain in {config.patience} validations"
         )
     return stop
+
+
+def _tracked_args(run: Run) -> dict[str, Any]:
+    """args.json as TensorBoard and MLflow show it: paths whole (args.json keeps them relative to the
+    run folder, which read as data = ../../../data/dataset there) and the device that trains."""
+    args = dict(run.args)
+    for key in ("data", "project", "resume"):
+        if args.get(key) is not None:
+            args[key] = os.path.normpath(run.run_dir.resolve() / str(args[key]))
+    if args.get("device") == "auto":
+        args["device"] = f"auto ({run.device})"
+    return args
 
 
 def _out_of_time(run: Run, state: State, started: float) -> bool:
