@@ -97,6 +97,20 @@ def check_upload(name: str, size: int) -> None:
         raise BadImageError(f"{name}: empty file (0 bytes)")
 
 
+def detect_upload(predictor: Any, data: bytes, name: str, conf: float = SLIDER_RANGE[0]) -> Any:
+    """An uploaded photo's detections, decoded from a file as `officescore score` decodes it: a
+    large JPEG in draft mode at the model's size, not decoded whole and resized, which gave the
+    page other pixels, so other detections and at times another score, than the command."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(name).name
+        path.write_bytes(data)
+        result = predictor.predict([path], conf=conf, workers=0)[0]
+    if result.error:  # name the upload, not the temporary file
+        raise BadImageError(result.error.replace(str(path), name))
+    result.source = name
+    return result
+
+
 def streamlit_command(
     settings: PageSettings, port: int = 8501, host: str = "127.0.0.1"
 ) -> tuple[list[str], dict[str, str]]:
@@ -170,12 +184,7 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
     @st.cache_data(max_entries=16, show_spinner="Finding objects...")
     def detect(data: bytes, name: str, source: str, device: str, precision: str) -> ImageResult:
         # Masks only for what the slider can show (its lowest position and up).
-        found = predictor(source, device, precision, settings.calibration).predict(
-            [photo(data, name)], conf=SLIDER_RANGE[0], workers=0
-        )
-        result = found[0]
-        result.source = name
-        return result
+        return detect_upload(predictor(source, device, precision, settings.calibration), data, name)
 
     try:
         model = predictor(settings.model, settings.device, settings.precision, settings.calibration)

@@ -24,6 +24,7 @@ from officescore.app import (
     MAX_UPLOAD_BYTES,
     PageSettings,
     check_upload,
+    detect_upload,
     objects_table,
     slider_start,
     streamlit_command,
@@ -304,6 +305,36 @@ def test_check_upload(monkeypatch: pytest.MonkeyPatch) -> None:
         check_upload("office.png", MAX_UPLOAD_BYTES + 1)
     with pytest.raises(BadImageError, match="empty file"):
         check_upload("office.png", 0)
+
+
+def test_the_page_detects_a_large_jpeg_as_the_command_does(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JPEG over twice the model's size is decoded in draft mode by `score`; the page decoded it
+    whole and resized it, so its pixels, detections and at times its score were not the command's."""
+    from officescore.infer import Predictor
+
+    photo = write_scenes(files["root"] / "large", n=1, size=512)[0]  # the model's size is 128
+    predictor = Predictor.load(str(files["checkpoint"]), device="cpu", conf=0.0, precision="fp32")
+    page = detect_upload(predictor, photo.read_bytes(), "office.jpg", conf=0.5)
+    with pytest.raises(SystemExit) as info:
+        main(
+            ["score", str(photo), "--model", str(files["checkpoint"]), "--conf", "0.5"]
+            + ["--precision", "fp32", "--device", "cpu", "--json"]
+        )
+    assert info.value.code == 0
+    command = json.loads(capsys.readouterr().out)["photos"][0]
+    assert page.detections and (page.width, page.height) == (command["width"], command["height"])
+    shown = [(d.class_name, round(d.score, 4), [round(v, 2) for v in d.box]) for d in page.detections]
+    assert shown == [(d["class"], d["score"], d["box"]) for d in command["detections"]]
+
+
+def test_a_bad_upload_names_the_upload_not_a_temporary_file(files: dict[str, Path]) -> None:
+    from officescore.infer import Predictor
+
+    predictor = Predictor.load(str(files["checkpoint"]), device="cpu", conf=0.0, precision="fp32")
+    with pytest.raises(BadImageError, match=r"^office\.jpg: not an image Pillow can read$"):
+        detect_upload(predictor, b"not a photo", "office.jpg")
 
 
 def test_the_objects_table_shows_attributes_not_a_score_for_a_class_of_two_words() -> None:
