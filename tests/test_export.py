@@ -278,10 +278,13 @@ def test_parity_is_the_worst_box_and_a_different_count_or_mask_size_never_passes
         "labels": np.array([1, 2]),
         "masks": masks[..., :2],
     }
-    for got in (fewer, small_masks):
+    for got, says in (
+        (fewer, "it finds 1 objects on the sample where the checkpoint finds 2; try another --input-size"),
+        (small_masks, "its masks cannot be exported faithfully"),
+    ):
         out = tmp_path / "model.onnx"
         out.write_bytes(b"exported")
-        with pytest.raises(ModelError, match="onnx export refused"):
+        with pytest.raises(ModelError, match=f"onnx export refused: {says}"):
             export_module._check(export_module._compare(expected, got), "onnx", out)
         assert not out.exists()
 
