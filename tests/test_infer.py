@@ -486,7 +486,22 @@ def test_cli_warns_when_the_model_cannot_detect_an_essential(
     )
     with pytest.raises(SystemExit):
         main(["score", photo, "--model", str(blind), "--rubric", str(uncapped), "--json"])
-    assert "warning" not in capsys.readouterr().err
+    assert "essential" not in capsys.readouterr().err  # (its monitor's 10 points are out of reach)
+
+
+def test_cli_warns_when_a_rubric_class_the_model_cannot_detect_keeps_every_score_under_100(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt class (`monitr`) earned nothing in silence, and suggested "add a monitr: +50"."""
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[classes.desk]\npoints = 50\n[classes.monitr]\npoints = 50\n")
+    photo = str(files["scenes"] / "scene_0.jpg")
+    with pytest.raises(SystemExit) as info:
+        main(["score", photo, "--model", str(files["checkpoint"]), "--rubric", str(typo), "--json"])
+    assert info.value.code == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["photos"][0]["score"]["total"] <= 50
+    assert "warning: the model cannot detect monitr, in rubric typo: no photo can score more than 50" in err
 
 
 def test_cli_json_and_csv_of_a_photo_whose_name_is_not_utf8(
