@@ -428,6 +428,18 @@ def test_serve_bad_options(
     assert fragment in err and len(err.splitlines()) == 1
 
 
+def test_serve_an_onnx_file_says_what_score_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said "not a readable weights file (UnpicklingError)", as for a damaged checkpoint."""
+    (tmp_path / "office.onnx").write_bytes(b"\x08\x07onnx protobuf")
+    monkeypatch.setattr(os, "execve", lambda *a: pytest.fail("must not start streamlit"))
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--model", str(tmp_path / "office.onnx")])
+    assert info.value.code == 2
+    assert "office.onnx: ONNX exports are for other runtimes" in capsys.readouterr().err
+
+
 def test_serve_coco_with_its_weights_in_the_hub_cache_starts_offline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
