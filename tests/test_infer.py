@@ -395,6 +395,41 @@ def test_cli_one_photo_tables_csv_and_save_dir(
     assert row.startswith(f"{photo},25.0,sparsely equipped,")
 
 
+def test_cli_run_twice_with_save_dir_inside_the_photo_folder_scores_the_photos_not_the_drawings(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The second run scored the first run's annotated copies as photos (4 photos, not 2)."""
+    import shutil
+
+    photos = tmp_path / "photos"
+    shutil.copytree(files["scenes"], photos)
+    argv = ["score", str(photos), "--model", str(files["checkpoint"]), "--save-dir", str(photos / "drawn")]
+    for _ in range(2):
+        with pytest.raises(SystemExit) as info:
+            main([*argv, "--json"])
+        assert info.value.code == 0
+        scored = [Path(p["path"]).name for p in json.loads(capsys.readouterr().out)["photos"]]
+        assert scored == ["scene_0.jpg", "scene_1.jpg"]
+    assert sorted(p.name for p in (photos / "drawn").iterdir()) == ["scene_0.jpg", "scene_1.jpg"]
+    named = photos / "drawn" / "scene_0.jpg"  # a drawing named on the command line is scored
+    with pytest.raises(SystemExit) as info:
+        main(["score", str(named), "--model", str(files["checkpoint"]), "--save-dir", str(photos / "drawn")])
+    assert info.value.code == 0
+    with pytest.raises(SystemExit) as info:  # only drawings: said so, not "no photos found in"
+        main(
+            [
+                "score",
+                str(photos / "drawn" / "*.jpg"),
+                "--model",
+                str(files["checkpoint"]),
+                "--save-dir",
+                str(photos / "drawn"),
+            ]
+        )
+    assert info.value.code == 2
+    assert "no photos found outside --save-dir" in capsys.readouterr().err
+
+
 def test_cli_many_photos_summary_progress_and_csv(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

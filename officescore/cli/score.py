@@ -19,6 +19,7 @@ from officescore.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from officescore.images import ImageInput
     from officescore.infer import PhotoScore, Predictor
     from officescore.infer.score import OfficeScore, Rubric
 
@@ -89,6 +90,12 @@ def score(
     if save_dir is not None:
         check_output_dir(save_dir, "--save-dir")
     items = expand_inputs(photos)
+    if save_dir is not None and items:
+        items = _without_drawings(items, photos, save_dir)
+        if not items:
+            raise BadImageError(
+                f"no photos found outside --save-dir {save_dir} (the photos in it are drawings, not scored)"
+            )
     if not items:  # e.g. an empty folder: say so before loading a model
         raise BadImageError(f"no photos found in {', '.join(photos)}; pass image files, folders or globs")
     # All mistyped: say so before loading (or downloading) a model.
@@ -155,6 +162,23 @@ def score(
     if failed:
         # A UserError (not typer.Exit) so the exit code is 2 whatever mode Click runs in.
         raise BadImageError(f"{len(failed)} of {len(results)} photos could not be read (listed above)")
+
+
+def _without_drawings(items: list[ImageInput], photos: list[str], save_dir: Path) -> list[ImageInput]:
+    """The photos less those a folder or glob found inside `--save-dir`: an earlier run's drawings
+    (`score . --save-dir annotated` run twice scored its own annotated copies). Files named on the
+    command line stay, and so does all of a folder given as the --save-dir itself (its drawings
+    cannot be told from its photos)."""
+    drawings = Path(save_dir).resolve()
+    if drawings in {Path(p).resolve() for p in photos if Path(p).is_dir()}:
+        return items
+    named = {Path(p).resolve() for p in photos if Path(p).is_file()}
+
+    def drawn(item: ImageInput) -> bool:
+        path = Path(str(item)).resolve()
+        return path not in named and path.is_relative_to(drawings)
+
+    return [item for item in items if not drawn(item)]
 
 
 def _warn_undetectable_essentials(rubric: Rubric, classes: list[str]) -> bool:
