@@ -440,6 +440,29 @@ def test_serve_an_onnx_file_says_what_score_says(
     assert "office.onnx: ONNX exports are for other runtimes" in capsys.readouterr().err
 
 
+def test_serve_warns_of_rubric_classes_the_model_cannot_detect_and_starts(
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`score` warned of a misspelt rubric class; the page capped every photo at 50 without a word."""
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[classes.desk]\npoints = 50\n[classes.monitr]\npoints = 50\n")
+    started: list[dict[str, str]] = []
+
+    def execve(path: str, argv: list[str], env: dict[str, str]) -> None:  # where streamlit would start
+        started.append(env)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execve", execve)
+    args = ["--model", str(files["checkpoint"]), "--rubric", str(typo), "--port", str(_free_port())]
+    with pytest.raises(SystemExit) as info:
+        main(["serve", *args, "--device", "cpu"])
+    assert info.value.code == 0 and started
+    assert "warning: the model cannot detect monitr, in rubric typo" in capsys.readouterr().err
+
+
 def test_serve_coco_with_its_weights_in_the_hub_cache_starts_offline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,6 +16,7 @@ from officescore.cli.common import (
     err_console,
     print_json,
     reporter,
+    warn_rubric_reach,
 )
 
 if TYPE_CHECKING:
@@ -119,8 +120,7 @@ def score(
         if not json_output and ctx.is_main:  # say which model scored: the default is picked, not given
             console.print(f"[dim]model: {source} ({predictor.kind}, {predictor.precision})[/dim]")
         if ctx.is_main:
-            if not _warn_undetectable_essentials(rules, predictor.classes):  # that one says more
-                _warn_unreachable_total(rules, predictor.classes)
+            warn_rubric_reach(rules, predictor.classes)
             _warn_unmatchable_rules(rules, predictor)
         results = score_photos(
             predictor,
@@ -179,42 +179,6 @@ def _without_drawings(items: list[ImageInput], photos: list[str], save_dir: Path
         return path not in named and path.is_relative_to(drawings)
 
     return [item for item in items if not drawn(item)]
-
-
-def _warn_undetectable_essentials(rubric: Rubric, classes: list[str]) -> bool:
-    """An essential none of the model's classes can meet caps every photo: say so once, up front
-    (on stderr, so --json stays pure), rather than leave the user puzzling over a score stuck at 35.
-    True when it warned."""
-    blind = [e.name for e in rubric.essentials if not set(e.any_of) & set(classes)]
-    if not (blind and rubric.missing_essential_cap < 100):
-        return False
-    err_console.print(
-        Text(
-            f"warning: the model cannot detect {', '.join(blind)}, essential in rubric {rubric.name}: "
-            f"every score stays at most {rubric.missing_essential_cap:g}",
-            style="yellow",
-        ),
-        soft_wrap=True,
-    )
-    return True
-
-
-def _warn_unreachable_total(rubric: Rubric, classes: list[str]) -> None:
-    """A rubric class the model cannot detect (often a misspelt name: `monitr`) silently earns
-    nothing; when that keeps every photo under 100, say which classes and the highest score."""
-    from officescore.infer.score import best_possible
-
-    best = best_possible(rubric, classes)
-    if best < 100:
-        unknown = ", ".join(name for name in rubric.classes if name not in classes)
-        err_console.print(
-            Text(
-                f"warning: the model cannot detect {unknown}, in rubric {rubric.name}: no photo can score "
-                f"more than {best:g} (the model's classes: {', '.join(classes)})",
-                style="yellow",
-            ),
-            soft_wrap=True,
-        )
 
 
 def _warn_unmatchable_rules(rubric: Rubric, predictor: Predictor) -> None:

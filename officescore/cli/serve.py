@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from officescore.cli.common import CALIBRATION_HELP, PRECISION_HELP, err_console
+from officescore.cli.common import CALIBRATION_HELP, PRECISION_HELP, err_console, warn_rubric_reach
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -54,11 +54,12 @@ def serve(
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     source = model_source(model)  # a run folder: its best.pt, named to the page; a missing file fails
     coco = source.lower() == COCO_SOURCE
-    kind = "checkpoint"
+    kind, classes = "checkpoint", None
     if not coco:
         # An ONNX file, a damaged or foreign file, or weights that do not fit fail here, in the
         # words `score` uses, not in the browser.
-        kind = load_any(Path(source), "cpu").kind
+        loaded = load_any(Path(source), "cpu")
+        kind, classes = loaded.kind, loaded.classes
     from officescore.infer.accel import resolve_precision
 
     resolved = resolve_precision(precision, resolve_device(device), kind)  # one it lacks fails here
@@ -70,8 +71,9 @@ def serve(
             "--precision int8 calibrates on photos like the uploads: give some with --calibration "
             "(a folder or files)"
         )
-    if rubric is not None:
-        Rubric.load(rubric)  # a bad rubric fails here, not in the browser
+    rules = Rubric.load(rubric)  # a bad rubric fails here, not in the browser
+    if classes is not None:  # and one the model cannot meet is said here, as `score` says it
+        warn_rubric_reach(rules, classes)
     settings = PageSettings(
         model=source if coco else str(Path(source).resolve()),
         device=device,
