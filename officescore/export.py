@@ -131,6 +131,10 @@ def export_model(
         raise ConfigError(PT2_UNSUPPORTED)
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt}: choose torchscript or onnx")
+    if fmt != "onnx" and input_size is not None:  # most likely a forgotten --format onnx
+        raise ConfigError(
+            f"--input-size is for --format onnx; a {fmt} export takes photos of any size (add --format onnx?)"
+        )
     if fmt == "onnx" and opset < 11:
         raise ConfigError(f"--opset {opset}: Mask R-CNN needs ONNX opset 11 or newer")
     checkpoint = existing_model_file(checkpoint, option="--model", exports=False)  # a run folder: its best.pt

@@ -219,6 +219,8 @@ def test_a_mismatching_export_is_refused_and_removed(
         (["--format", "onnx", "--input-size", "big"], "--input-size big"),
         (["--format", "onnx", "--opset", "9"], "opset 11 or newer"),
         (["--format", "onnx", "--opset", "10"], "opset 11 or newer"),
+        # It was ignored: a TorchScript file written where an ONNX one of that size was meant.
+        (["--input-size", "800x800"], "--input-size is for --format onnx; a torchscript export takes"),
     ],
 )
 def test_export_bad_options(
