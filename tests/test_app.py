@@ -354,6 +354,21 @@ def test_the_page_draws_a_large_photo_from_pixels_at_its_drawing_width(tmp_path:
         shown_photo(b"not a photo", "office.png")
 
 
+def test_the_page_reads_a_jpeg_over_the_pixel_limit_as_score_does(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """`score` reads a 108 MP phone JPEG in draft mode; the page decoded uploads whole and refused
+    one as "too many pixels (possible decompression bomb)"."""
+    from officescore.infer import Predictor
+
+    photo = tmp_path / "phone.jpg"
+    Image.new("L", (9500, 9500), 128).save(photo, quality=50)  # 90.25 MP, over Pillow's 89.5 MP
+    data = photo.read_bytes()
+    assert shown_photo(data, "phone.jpg").size == (PAGE_WIDTH, PAGE_WIDTH)
+    predictor = Predictor.load(str(files["checkpoint"]), device="cpu", conf=0.0, precision="fp32")
+    assert detect_upload(predictor, data, "phone.jpg").width == 9500
+
+
 def test_the_objects_table_shows_attributes_not_a_score_for_a_class_of_two_words() -> None:
     """ "office chair 0.90" split at spaces put the score in the attributes column."""
     from officescore.infer import Detection
