@@ -48,18 +48,19 @@ def serve(
     from officescore.errors import ConfigError
     from officescore.infer import COCO_SOURCE, expand_inputs, model_source
     from officescore.infer.score import Rubric
-    from officescore.model import load_any
+    from officescore.model import is_torchscript, load_any
 
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     source = model_source(model)  # a run folder: its best.pt, named to the page; a missing file fails
     coco = source.lower() == COCO_SOURCE
     kind, classes = "checkpoint", None
-    if not coco:
+    if not coco and is_torchscript(Path(source)):
+        kind = "torchscript"  # loaded by the page as it is
+    elif not coco:
         # An ONNX file, a damaged or foreign file, or weights that do not fit fail here, in the
         # words `score` uses, not in the browser.
-        loaded = load_any(Path(source), "cpu")
-        kind, classes = loaded.kind, loaded.classes
+        classes = load_any(Path(source), "cpu").classes
     from officescore.infer.accel import resolve_precision
 
     resolved = resolve_precision(precision, resolve_device(device), kind)  # one it lacks fails here
