@@ -8,11 +8,13 @@ Importing this module has no side effects; the page runs only as Streamlit's mai
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,42 @@ def check_upload(name: str, size: int) -> None:
         raise BadImageError(f"{name}: empty file (0 bytes)")
 
 
+@contextmanager
+def _upload_file(data: bytes, name: str) -> Iterator[Path]:
+    """The upload as a file under its own name (decoded from a file as `score` decodes one); a
+    BadImageError names the upload, not the temporary file."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(name).name
+        path.write_bytes(data)
+        try:
+            yield path
+        except BadImageError as exc:
+            raise BadImageError(str(exc).replace(str(path), name)) from None
+
+
+def detect_upload(predictor: Any, data: bytes, name: str, conf: float = SLIDER_RANGE[0]) -> Any:
+    """An uploaded photo's detections, decoded from a file as `officescore score` decodes it: a
+    large JPEG in draft mode at the model's size, not decoded whole and resized, which gave the
+    page other pixels, so other detections and at times another score, than the command."""
+    with _upload_file(data, name) as path:
+        result = predictor.predict([path], conf=conf, workers=0)[0]
+        if result.error:
+            raise BadImageError(result.error)
+    result.source = name
+    return result
+
+
+def shown_photo(data: bytes, name: str) -> Any:
+    """The upload as the page draws it: decoded at about the drawing's width (`load_for_model`, so
+    EXIF-upright, with score's truncation and bomb checks), not whole: drawn from a 48 MP photo,
+    every mask was decoded at 48 MP on each move of the slider (9 s for 11 objects)."""
+    from officescore.images import load_for_model
+    from officescore.infer.drawing import PAGE_WIDTH
+
+    with _upload_file(data, name) as path:
+        return load_for_model(path, PAGE_WIDTH, PAGE_WIDTH).image
+
+
 def streamlit_command(
     settings: PageSettings, port: int = 8501, host: str = "127.0.0.1"
 ) -> tuple[list[str], dict[str, str]]:
@@ -138,8 +176,8 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
     import streamlit as st
     from PIL import Image
 
-    from officescore.images import load_image
     from officescore.infer import ImageResult, Predictor
+    from officescore.infer.predictor import on_pixels
     from officescore.infer.score import Rubric, score_office
 
     settings = PageSettings.from_env()
@@ -157,25 +195,17 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
 
     @st.cache_resource(max_entries=16)
     def photo(data: bytes, name: str) -> Image.Image:
-        # Decoded once per upload (not on every slider move), as `officescore score` decodes a
-        # file: load_image (EXIF, truncation and bomb checks).
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / Path(name).name
-            path.write_bytes(data)
-            try:
-                return load_image(path)
-            except BadImageError as exc:  # name the upload, not the temporary file
-                raise BadImageError(str(exc).replace(str(path), name)) from None
+        return shown_photo(data, name)  # once per upload, not on every slider move
 
     @st.cache_data(max_entries=16, show_spinner="Finding objects...")
-    def detect(data: bytes, name: str, source: str, device: str, precision: str) -> ImageResult:
-        # Masks only for what the slider can show (its lowest position and up).
-        found = predictor(source, device, precision, settings.calibration).predict(
-            [photo(data, name)], conf=SLIDER_RANGE[0], workers=0
-        )
-        result = found[0]
-        result.source = name
-        return result
+    def detect(
+        data: bytes, name: str, source: str, device: str, precision: str
+    ) -> tuple[ImageResult, ImageResult]:
+        # Masks only for what the slider can show (its lowest position and up); the second result
+        # is the first at the shown photo's size, for drawing (masks scaled once per upload).
+        result = detect_upload(predictor(source, device, precision, settings.calibration), data, name)
+        shown = photo(data, name)
+        return result, dataclasses.replace(result, detections=on_pixels(result, *shown.size))
 
     try:
         model = predictor(settings.model, settings.device, settings.precision, settings.calibration)
@@ -192,13 +222,15 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
     try:
         check_upload(upload.name, upload.size)
         image = photo(upload.getvalue(), upload.name)
-        raw = detect(upload.getvalue(), upload.name, settings.model, settings.device, settings.precision)
+        raw, drawable = detect(
+            upload.getvalue(), upload.name, settings.model, settings.device, settings.precision
+        )
     except UserError as exc:
         st.error(str(exc))
         return
     result = raw.above(conf)
     office = score_office(result.detections, rules)
-    _render(st, image, result, office, model.classes)
+    _render(st, image, result, drawable.above(conf).detections, office, model.classes)
 
 
 def objects_table(detections: Sequence[Any], classes: Sequence[str] = ()) -> Any:
@@ -227,7 +259,10 @@ def objects_table(detections: Sequence[Any], classes: Sequence[str] = ()) -> Any
     return frame.style.map(colours, subset=["class"]).hide(axis="index")
 
 
-def _render(st: Any, image: Any, result: Any, office: Any, classes: list[str]) -> None:  # pragma: no cover
+def _render(  # pragma: no cover
+    st: Any, image: Any, result: Any, drawn: Sequence[Any], office: Any, classes: list[str]
+) -> None:
+    """`drawn`: the detections of `result` at the shown photo's size."""
     import io
 
     from PIL import Image
@@ -266,7 +301,7 @@ def _render(st: Any, image: Any, result: Any, office: Any, classes: list[str]) -
     with left:
         # Drawn at a fixed, generous width and shown at the column's width: small photos are
         # scaled up and large ones down, with lines and labels sized for what is seen.
-        annotated = draw(image, result.detections, office, width=PAGE_WIDTH, classes=classes)
+        annotated = draw(image, drawn, office, width=PAGE_WIDTH, classes=classes)
         buffer = io.BytesIO()
         annotated.save(buffer, format="JPEG", quality=90)
         caption = f"{len(result.detections)} objects"

@@ -59,6 +59,7 @@ class Parity:
     labels_equal: bool
     max_box_diff: float
     mean_mask_diff: float | None
+    found: int | None = None  # the export's detection count, when it is not the checkpoint's
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +131,10 @@ def export_model(
         raise ConfigError(PT2_UNSUPPORTED)
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt}: choose torchscript or onnx")
+    if fmt != "onnx" and input_size is not None:  # most likely a forgotten --format onnx
+        raise ConfigError(
+            f"--input-size is for --format onnx; a {fmt} export takes photos of any size (add --format onnx?)"
+        )
     if fmt == "onnx" and opset < 11:
         raise ConfigError(f"--opset {opset}: Mask R-CNN needs ONNX opset 11 or newer")
     checkpoint = existing_model_file(checkpoint, option="--model", exports=False)  # a run folder: its best.pt
@@ -265,7 +270,7 @@ def _compare(expected: dict[str, Tensor], got: dict[str, np.ndarray]) -> Parity:
     want_boxes = expected["boxes"].numpy()
     got_boxes = np.asarray(got["boxes"])
     if want_boxes.shape != got_boxes.shape:
-        return Parity(len(want_boxes), False, float("inf"), None)
+        return Parity(len(want_boxes), False, float("inf"), None, found=len(got_boxes))
     labels_equal = bool(np.array_equal(expected["labels"].numpy(), np.asarray(got["labels"])))
     box_diff = float(np.abs(want_boxes - got_boxes).max()) if len(want_boxes) else 0.0
     mask_diff = None
@@ -282,7 +287,11 @@ def _compare(expected: dict[str, Tensor], got: dict[str, np.ndarray]) -> Parity:
 def _check(parity: Parity, fmt: str, out: Path) -> None:
     """Refuse (and remove) an export that does not reproduce the checkpoint."""
     problem = None
-    if not parity.labels_equal or parity.max_box_diff > BOX_TOLERANCE[fmt]:
+    if parity.found is not None:  # not "max box difference inf px"
+        problem = (
+            f"it finds {parity.found} objects on the sample where the checkpoint finds {parity.detections}"
+        )
+    elif not parity.labels_equal or parity.max_box_diff > BOX_TOLERANCE[fmt]:
         problem = (
             f"its detections differ from the checkpoint's (labels equal: {parity.labels_equal}, "
             f"max box difference {parity.max_box_diff:.3g} px > {BOX_TOLERANCE[fmt]:g})"
@@ -294,7 +303,8 @@ def _check(parity: Parity, fmt: str, out: Path) -> None:
         )
     if problem:
         out.unlink(missing_ok=True)
-        hint = "; use --format torchscript" if fmt == "onnx" else ""
+        # ONNX Runtime rounds the resize to the model's size differently at some input sizes.
+        hint = "; try another --input-size, or use --format torchscript" if fmt == "onnx" else ""
         raise ModelError(f"{fmt} export refused: {problem}{hint}")
 
 

@@ -24,7 +24,9 @@ from officescore.app import (
     MAX_UPLOAD_BYTES,
     PageSettings,
     check_upload,
+    detect_upload,
     objects_table,
+    shown_photo,
     slider_start,
     streamlit_command,
 )
@@ -306,6 +308,67 @@ def test_check_upload(monkeypatch: pytest.MonkeyPatch) -> None:
         check_upload("office.png", 0)
 
 
+def test_the_page_detects_a_large_jpeg_as_the_command_does(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JPEG over twice the model's size is decoded in draft mode by `score`; the page decoded it
+    whole and resized it, so its pixels, detections and at times its score were not the command's."""
+    from officescore.infer import Predictor
+
+    photo = write_scenes(files["root"] / "large", n=1, size=512)[0]  # the model's size is 128
+    predictor = Predictor.load(str(files["checkpoint"]), device="cpu", conf=0.0, precision="fp32")
+    page = detect_upload(predictor, photo.read_bytes(), "office.jpg", conf=0.5)
+    with pytest.raises(SystemExit) as info:
+        main(
+            ["score", str(photo), "--model", str(files["checkpoint"]), "--conf", "0.5"]
+            + ["--precision", "fp32", "--device", "cpu", "--json"]
+        )
+    assert info.value.code == 0
+    command = json.loads(capsys.readouterr().out)["photos"][0]
+    assert page.detections and (page.width, page.height) == (command["width"], command["height"])
+    shown = [(d.class_name, round(d.score, 4), [round(v, 2) for v in d.box]) for d in page.detections]
+    assert shown == [(d["class"], d["score"], d["box"]) for d in command["detections"]]
+
+
+def test_a_bad_upload_names_the_upload_not_a_temporary_file(files: dict[str, Path]) -> None:
+    from officescore.infer import Predictor
+
+    predictor = Predictor.load(str(files["checkpoint"]), device="cpu", conf=0.0, precision="fp32")
+    with pytest.raises(BadImageError, match=r"^office\.jpg: not an image Pillow can read$"):
+        detect_upload(predictor, b"not a photo", "office.jpg")
+
+
+def test_the_page_draws_a_large_photo_from_pixels_at_its_drawing_width(tmp_path: Path) -> None:
+    """Drawn from the whole photo, each of its masks was decoded at full size on every move of the
+    slider (9 s for 11 objects on a 48 MP photo); upright as `score` sees it (EXIF orientation 6)."""
+    scene = Image.new("RGB", (3000, 2000), (200, 120, 40))
+    scene.save(tmp_path / "wide.jpg", quality=80)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored portrait, shown landscape
+    scene.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "turned.jpg", exif=exif.tobytes())
+    for name in ("wide.jpg", "turned.jpg"):
+        assert shown_photo((tmp_path / name).read_bytes(), name).size == (PAGE_WIDTH, 853)
+    small = write_scenes(tmp_path / "small", n=1, size=192)[0]
+    assert shown_photo(small.read_bytes(), "small.jpg").size == (192, 192)  # small ones whole
+    with pytest.raises(BadImageError, match=r"^office\.png: not an image Pillow can read$"):
+        shown_photo(b"not a photo", "office.png")
+
+
+def test_the_page_reads_a_jpeg_over_the_pixel_limit_as_score_does(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """`score` reads a 108 MP phone JPEG in draft mode; the page decoded uploads whole and refused
+    one as "too many pixels (possible decompression bomb)"."""
+    from officescore.infer import Predictor
+
+    photo = tmp_path / "phone.jpg"
+    Image.new("L", (9500, 9500), 128).save(photo, quality=50)  # 90.25 MP, over Pillow's 89.5 MP
+    data = photo.read_bytes()
+    assert shown_photo(data, "phone.jpg").size == (PAGE_WIDTH, PAGE_WIDTH)
+    predictor = Predictor.load(str(files["checkpoint"]), device="cpu", conf=0.0, precision="fp32")
+    assert detect_upload(predictor, data, "phone.jpg").width == 9500
+
+
 def test_the_objects_table_shows_attributes_not_a_score_for_a_class_of_two_words() -> None:
     """ "office chair 0.90" split at spaces put the score in the attributes column."""
     from officescore.infer import Detection
@@ -378,6 +441,41 @@ def test_serve_bad_options(
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
+
+
+def test_serve_an_onnx_file_says_what_score_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said "not a readable weights file (UnpicklingError)", as for a damaged checkpoint."""
+    (tmp_path / "office.onnx").write_bytes(b"\x08\x07onnx protobuf")
+    monkeypatch.setattr(os, "execve", lambda *a: pytest.fail("must not start streamlit"))
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--model", str(tmp_path / "office.onnx")])
+    assert info.value.code == 2
+    assert "office.onnx: ONNX exports are for other runtimes" in capsys.readouterr().err
+
+
+def test_serve_warns_of_rubric_classes_the_model_cannot_detect_and_starts(
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`score` warned of a misspelt rubric class; the page capped every photo at 50 without a word."""
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[classes.desk]\npoints = 50\n[classes.monitr]\npoints = 50\n")
+    started: list[dict[str, str]] = []
+
+    def execve(path: str, argv: list[str], env: dict[str, str]) -> None:  # where streamlit would start
+        started.append(env)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execve", execve)
+    args = ["--model", str(files["checkpoint"]), "--rubric", str(typo), "--port", str(_free_port())]
+    with pytest.raises(SystemExit) as info:
+        main(["serve", *args, "--device", "cpu"])
+    assert info.value.code == 0 and started
+    assert "warning: the model cannot detect monitr, in rubric typo" in capsys.readouterr().err
 
 
 def test_serve_coco_with_its_weights_in_the_hub_cache_starts_offline(

@@ -516,7 +516,7 @@ def test_score_and_export_take_a_run_folder_as_eval_does(
         )
     assert scores[0] == scores[1] == scores[2]
     with pytest.raises(SystemExit) as exit_info:
-        main(["export", "--model", str(run_dir), "--input-size", "64x64"])
+        main(["export", "--model", str(run_dir)])
     assert exit_info.value.code in (0, None), capsys.readouterr().err
     assert (run_dir / "weights" / "best.torchscript.pt").stat().st_size > 1000  # beside the best.pt
 

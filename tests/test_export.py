@@ -219,6 +219,8 @@ def test_a_mismatching_export_is_refused_and_removed(
         (["--format", "onnx", "--input-size", "big"], "--input-size big"),
         (["--format", "onnx", "--opset", "9"], "opset 11 or newer"),
         (["--format", "onnx", "--opset", "10"], "opset 11 or newer"),
+        # It was ignored: a TorchScript file written where an ONNX one of that size was meant.
+        (["--input-size", "800x800"], "--input-size is for --format onnx; a torchscript export takes"),
     ],
 )
 def test_export_bad_options(
@@ -278,10 +280,13 @@ def test_parity_is_the_worst_box_and_a_different_count_or_mask_size_never_passes
         "labels": np.array([1, 2]),
         "masks": masks[..., :2],
     }
-    for got in (fewer, small_masks):
+    for got, says in (
+        (fewer, "it finds 1 objects on the sample where the checkpoint finds 2; try another --input-size"),
+        (small_masks, "its masks cannot be exported faithfully"),
+    ):
         out = tmp_path / "model.onnx"
         out.write_bytes(b"exported")
-        with pytest.raises(ModelError, match="onnx export refused"):
+        with pytest.raises(ModelError, match=f"onnx export refused: {says}"):
             export_module._check(export_module._compare(expected, got), "onnx", out)
         assert not out.exists()
 

@@ -395,6 +395,41 @@ def test_cli_one_photo_tables_csv_and_save_dir(
     assert row.startswith(f"{photo},25.0,sparsely equipped,")
 
 
+def test_cli_run_twice_with_save_dir_inside_the_photo_folder_scores_the_photos_not_the_drawings(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The second run scored the first run's annotated copies as photos (4 photos, not 2)."""
+    import shutil
+
+    photos = tmp_path / "photos"
+    shutil.copytree(files["scenes"], photos)
+    argv = ["score", str(photos), "--model", str(files["checkpoint"]), "--save-dir", str(photos / "drawn")]
+    for _ in range(2):
+        with pytest.raises(SystemExit) as info:
+            main([*argv, "--json"])
+        assert info.value.code == 0
+        scored = [Path(p["path"]).name for p in json.loads(capsys.readouterr().out)["photos"]]
+        assert scored == ["scene_0.jpg", "scene_1.jpg"]
+    assert sorted(p.name for p in (photos / "drawn").iterdir()) == ["scene_0.jpg", "scene_1.jpg"]
+    named = photos / "drawn" / "scene_0.jpg"  # a drawing named on the command line is scored
+    with pytest.raises(SystemExit) as info:
+        main(["score", str(named), "--model", str(files["checkpoint"]), "--save-dir", str(photos / "drawn")])
+    assert info.value.code == 0
+    with pytest.raises(SystemExit) as info:  # only drawings: said so, not "no photos found in"
+        main(
+            [
+                "score",
+                str(photos / "drawn" / "*.jpg"),
+                "--model",
+                str(files["checkpoint"]),
+                "--save-dir",
+                str(photos / "drawn"),
+            ]
+        )
+    assert info.value.code == 2
+    assert "no photos found outside --save-dir" in capsys.readouterr().err
+
+
 def test_cli_many_photos_summary_progress_and_csv(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -486,7 +521,22 @@ def test_cli_warns_when_the_model_cannot_detect_an_essential(
     )
     with pytest.raises(SystemExit):
         main(["score", photo, "--model", str(blind), "--rubric", str(uncapped), "--json"])
-    assert "warning" not in capsys.readouterr().err
+    assert "essential" not in capsys.readouterr().err  # (its monitor's 10 points are out of reach)
+
+
+def test_cli_warns_when_a_rubric_class_the_model_cannot_detect_keeps_every_score_under_100(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt class (`monitr`) earned nothing in silence, and suggested "add a monitr: +50"."""
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[classes.desk]\npoints = 50\n[classes.monitr]\npoints = 50\n")
+    photo = str(files["scenes"] / "scene_0.jpg")
+    with pytest.raises(SystemExit) as info:
+        main(["score", photo, "--model", str(files["checkpoint"]), "--rubric", str(typo), "--json"])
+    assert info.value.code == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["photos"][0]["score"]["total"] <= 50
+    assert "warning: the model cannot detect monitr, in rubric typo: no photo can score more than 50" in err
 
 
 def test_cli_json_and_csv_of_a_photo_whose_name_is_not_utf8(

@@ -22,7 +22,7 @@ from officescore.errors import BadImageError
 from officescore.images import fit_for_model, load_for_model, load_image
 from officescore.infer import Predictor, score_photos
 from officescore.infer.drawing import save_width
-from officescore.infer.predictor import _on_pixels, _scaled_mask_rle
+from officescore.infer.predictor import _scaled_mask_rle, on_pixels
 from officescore.sample import render_scene
 
 TWELVE_MP = (4032, 3024)
@@ -135,7 +135,7 @@ def test_detections_come_back_in_the_original_photos_pixels(checkpoint: Path) ->
         assert abs(large.share - base.share) < 0.01  # the same object, at 156x the pixels
     # score --save-dir draws a reduced photo's detections at its size: masks resized too (a mask of
     # the original size would not be drawn at all, only its box)
-    for seen, base in zip(_on_pixels(big, 128, 96), reference.detections, strict=True):
+    for seen, base in zip(on_pixels(big, 128, 96), reference.detections, strict=True):
         mask, expected = masklib.decode(seen.mask).astype(bool), masklib.decode(base.mask).astype(bool)
         assert mask.shape == (96, 128) and (mask & expected).sum() >= 0.9 * (mask | expected).sum()
 

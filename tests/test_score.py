@@ -9,7 +9,7 @@ import pytest
 
 from officescore.errors import ConfigError
 from officescore.infer import Detection
-from officescore.infer.score import Rubric, count_classes, score_office
+from officescore.infer.score import Rubric, best_possible, count_classes, score_office
 
 FULL_OFFICE = {"desk": 1, "chair": 1, "monitor": 2, "laptop": 1, "keyboard": 1, "mouse": 1, "bookshelf": 1}
 
@@ -452,3 +452,17 @@ def test_counts_from_dicts_with_class_name_and_negative_counts() -> None:
     with pytest.raises(ValueError, match="whole numbers: chair is 1.7"):
         count_classes({"desk": 2.0, "chair": 1.7})
     assert count_classes({"desk": 2.0}) == {"desk": 2}
+
+
+def test_best_possible_is_below_100_only_when_classes_worth_points_are_undetectable(rubric: Rubric) -> None:
+    office = ["desk", "chair", "monitor", "laptop", "keyboard", "mouse", "plant", "lamp", "bookshelf", "mug"]
+    assert best_possible(rubric, office) == 100.0
+    # The zero-shot COCO model has no bookshelf nor lamp: its bonuses make up for the 8 points.
+    assert (
+        best_possible(
+            rubric, ["desk", "chair", "monitor", "laptop", "keyboard", "mouse", "plant", "books", "mug"]
+        )
+        == 100.0
+    )
+    typo = Rubric.from_dict({"classes": {"desk": {"points": 50}, "monitr": {"points": 50}}})
+    assert best_possible(typo, office) == 50.0

@@ -26,6 +26,7 @@ from rich.text import Text
 from officescore.progress import Reporter, Stage
 
 if TYPE_CHECKING:
+    from officescore.infer.score import Rubric
     from officescore.label.sources import Gathered
 
 
@@ -173,3 +174,46 @@ def skipped_json(gathered: Gathered) -> dict[str, list[str]]:
         "deleted": [str(p) for p in gathered.deleted],
         "skipped_folders": [str(p) for p in gathered.empty],
     }
+
+
+def warn_rubric_reach(rubric: Rubric, classes: list[str]) -> None:
+    """Warn once, up front, on stderr (so --json stays pure) when the rubric asks for classes the
+    model cannot detect and so caps every photo's score: `score` and `serve` alike."""
+    if not _warn_undetectable_essentials(rubric, classes):  # that one says more
+        _warn_unreachable_total(rubric, classes)
+
+
+def _warn_undetectable_essentials(rubric: Rubric, classes: list[str]) -> bool:
+    """An essential none of the model's classes can meet caps every photo: say so once, up front
+    (on stderr, so --json stays pure), rather than leave the user puzzling over a score stuck at 35.
+    True when it warned."""
+    blind = [e.name for e in rubric.essentials if not set(e.any_of) & set(classes)]
+    if not (blind and rubric.missing_essential_cap < 100):
+        return False
+    err_console.print(
+        Text(
+            f"warning: the model cannot detect {', '.join(blind)}, essential in rubric {rubric.name}: "
+            f"every score stays at most {rubric.missing_essential_cap:g}",
+            style="yellow",
+        ),
+        soft_wrap=True,
+    )
+    return True
+
+
+def _warn_unreachable_total(rubric: Rubric, classes: list[str]) -> None:
+    """A rubric class the model cannot detect (often a misspelt name: `monitr`) silently earns
+    nothing; when that keeps every photo under 100, say which classes and the highest score."""
+    from officescore.infer.score import best_possible
+
+    best = best_possible(rubric, classes)
+    if best < 100:
+        unknown = ", ".join(name for name in rubric.classes if name not in classes)
+        err_console.print(
+            Text(
+                f"warning: the model cannot detect {unknown}, in rubric {rubric.name}: no photo can score "
+                f"more than {best:g} (the model's classes: {', '.join(classes)})",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )

@@ -16,9 +16,11 @@ from officescore.cli.common import (
     err_console,
     print_json,
     reporter,
+    warn_rubric_reach,
 )
 
 if TYPE_CHECKING:
+    from officescore.images import ImageInput
     from officescore.infer import PhotoScore, Predictor
     from officescore.infer.score import OfficeScore, Rubric
 
@@ -89,6 +91,12 @@ def score(
     if save_dir is not None:
         check_output_dir(save_dir, "--save-dir")
     items = expand_inputs(photos)
+    if save_dir is not None and items:
+        items = _without_drawings(items, photos, save_dir)
+        if not items:
+            raise BadImageError(
+                f"no photos found outside --save-dir {save_dir} (the photos in it are drawings, not scored)"
+            )
     if not items:  # e.g. an empty folder: say so before loading a model
         raise BadImageError(f"no photos found in {', '.join(photos)}; pass image files, folders or globs")
     # All mistyped: say so before loading (or downloading) a model.
@@ -112,7 +120,7 @@ def score(
         if not json_output and ctx.is_main:  # say which model scored: the default is picked, not given
             console.print(f"[dim]model: {source} ({predictor.kind}, {predictor.precision})[/dim]")
         if ctx.is_main:
-            _warn_undetectable_essentials(rules, predictor.classes)
+            warn_rubric_reach(rules, predictor.classes)
             _warn_unmatchable_rules(rules, predictor)
         results = score_photos(
             predictor,
@@ -156,19 +164,21 @@ def score(
         raise BadImageError(f"{len(failed)} of {len(results)} photos could not be read (listed above)")
 
 
-def _warn_undetectable_essentials(rubric: Rubric, classes: list[str]) -> None:
-    """An essential none of the model's classes can meet caps every photo: say so once, up front
-    (on stderr, so --json stays pure), rather than leave the user puzzling over a score stuck at 35."""
-    blind = [e.name for e in rubric.essentials if not set(e.any_of) & set(classes)]
-    if blind and rubric.missing_essential_cap < 100:
-        err_console.print(
-            Text(
-                f"warning: the model cannot detect {', '.join(blind)}, essential in rubric {rubric.name}: "
-                f"every score stays at most {rubric.missing_essential_cap:g}",
-                style="yellow",
-            ),
-            soft_wrap=True,
-        )
+def _without_drawings(items: list[ImageInput], photos: list[str], save_dir: Path) -> list[ImageInput]:
+    """The photos less those a folder or glob found inside `--save-dir`: an earlier run's drawings
+    (`score . --save-dir annotated` run twice scored its own annotated copies). Files named on the
+    command line stay, and so does all of a folder given as the --save-dir itself (its drawings
+    cannot be told from its photos)."""
+    drawings = Path(save_dir).resolve()
+    if drawings in {Path(p).resolve() for p in photos if Path(p).is_dir()}:
+        return items
+    named = {Path(p).resolve() for p in photos if Path(p).is_file()}
+
+    def drawn(item: ImageInput) -> bool:
+        path = Path(str(item)).resolve()
+        return path not in named and path.is_relative_to(drawings)
+
+    return [item for item in items if not drawn(item)]
 
 
 def _warn_unmatchable_rules(rubric: Rubric, predictor: Predictor) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from officescore.cli.common import CALIBRATION_HELP, PRECISION_HELP, err_console
+from officescore.cli.common import CALIBRATION_HELP, PRECISION_HELP, err_console, warn_rubric_reach
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -48,16 +48,19 @@ def serve(
     from officescore.errors import ConfigError
     from officescore.infer import COCO_SOURCE, expand_inputs, model_source
     from officescore.infer.score import Rubric
-    from officescore.model import is_torchscript, model_from_checkpoint
+    from officescore.model import is_torchscript, load_any
 
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     source = model_source(model)  # a run folder: its best.pt, named to the page; a missing file fails
     coco = source.lower() == COCO_SOURCE
-    kind = "torchscript" if not coco and is_torchscript(Path(source)) else "checkpoint"
-    if not coco and kind == "checkpoint":
-        # A damaged or foreign file, or weights that do not fit, fail here, not in the browser.
-        model_from_checkpoint(Path(source), "cpu")
+    kind, classes = "checkpoint", None
+    if not coco and is_torchscript(Path(source)):
+        kind = "torchscript"  # loaded by the page as it is
+    elif not coco:
+        # An ONNX file, a damaged or foreign file, or weights that do not fit fail here, in the
+        # words `score` uses, not in the browser.
+        classes = load_any(Path(source), "cpu").classes
     from officescore.infer.accel import resolve_precision
 
     resolved = resolve_precision(precision, resolve_device(device), kind)  # one it lacks fails here
@@ -69,8 +72,9 @@ def serve(
             "--precision int8 calibrates on photos like the uploads: give some with --calibration "
             "(a folder or files)"
         )
-    if rubric is not None:
-        Rubric.load(rubric)  # a bad rubric fails here, not in the browser
+    rules = Rubric.load(rubric)  # a bad rubric fails here, not in the browser
+    if classes is not None:  # and one the model cannot meet is said here, as `score` says it
+        warn_rubric_reach(rules, classes)
     settings = PageSettings(
         model=source if coco else str(Path(source).resolve()),
         device=device,

@@ -506,7 +506,7 @@ def score_photos(
             Path(save_dir).mkdir(parents=True, exist_ok=True)
             annotated = Path(save_dir) / names[index]
             photo = to_pil_image(pixels)
-            seen = _on_pixels(result, photo.width, photo.height)
+            seen = on_pixels(result, photo.width, photo.height)
             # Whole or not at all: a run stopped mid-write must not leave a torn JPEG over a good one.
             buffer = io.BytesIO()
             drawn = draw(photo, seen, office, width=save_width(photo.width), classes=predictor.classes)
@@ -542,7 +542,7 @@ def _annotated_names(items: Sequence[ImageInput], save_dir: Path) -> dict[int, s
     return names
 
 
-def _on_pixels(result: ImageResult, width: int, height: int) -> list[Detection]:
+def on_pixels(result: ImageResult, width: int, height: int) -> list[Detection]:
     """The detections at `width` x `height`: a photo decoded reduced is drawn at its reduced size."""
     if (width, height) == (result.width, result.height):
         return result.detections

@@ -165,6 +165,13 @@ class Rubric:
         return cls(classes, essentials, labels, cap, name, source, attributes)
 
 
+def best_possible(rubric: Rubric, classes: Iterable[str]) -> float:
+    """The highest total a model with these classes can reach (every class it knows at its cap;
+    attribute rules left out): below 100 when a class worth points is one it cannot detect."""
+    known = set(classes)
+    return score_office({n: r.cap for n, r in rubric.classes.items() if n in known}, rubric).total
+
+
 def unmatchable_rules(rubric: Rubric, schema: AttributeSchema, classes: Iterable[str]) -> list[str]:
     """Why each of the rubric's attribute rules can never match what a model with this attribute
     schema and these classes predicts (a misspelt attribute, a value it never gives): such a rule
