@@ -354,6 +354,15 @@ def test_the_page_draws_a_large_photo_from_pixels_at_its_drawing_width(tmp_path:
         shown_photo(b"not a photo", "office.png")
 
 
+def test_an_upload_is_read_under_its_own_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its suffix is what says a HEIC upload needs the heic extra (as `score` says of a file)."""
+    from officescore import images
+
+    monkeypatch.setattr(images, "HEIF_READABLE", False)  # as without officescore[heic]
+    with pytest.raises(BadImageError, match=r"^phone\.heic: a HEIC/HEIF photo; pip install"):
+        shown_photo(b"ftypheic, as far as Pillow can tell", "phone.heic")
+
+
 def test_the_page_reads_a_jpeg_over_the_pixel_limit_as_score_does(
     files: dict[str, Path], tmp_path: Path
 ) -> None:

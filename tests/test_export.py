@@ -275,6 +275,7 @@ def test_parity_is_the_worst_box_and_a_different_count_or_mask_size_never_passes
     )
 
     fewer = {"boxes": np.array([[0, 0, 10, 10]]), "labels": np.array([1]), "masks": masks[:1]}
+    none = {"boxes": np.zeros((0, 4)), "labels": np.zeros(0, np.int64), "masks": masks[:0]}
     small_masks = {
         "boxes": np.array([[0, 0, 10, 10], [2, 2, 8, 8]]),
         "labels": np.array([1, 2]),
@@ -282,6 +283,7 @@ def test_parity_is_the_worst_box_and_a_different_count_or_mask_size_never_passes
     }
     for got, says in (
         (fewer, "it finds 1 objects on the sample where the checkpoint finds 2; try another --input-size"),
+        (none, "it finds 0 objects on the sample where the checkpoint finds 2"),  # not "max box ... inf px"
         (small_masks, "its masks cannot be exported faithfully"),
     ):
         out = tmp_path / "model.onnx"

@@ -396,7 +396,10 @@ def test_cli_one_photo_tables_csv_and_save_dir(
 
 
 def test_cli_run_twice_with_save_dir_inside_the_photo_folder_scores_the_photos_not_the_drawings(
-    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The second run scored the first run's annotated copies as photos (4 photos, not 2)."""
     import shutil
@@ -411,10 +414,30 @@ def test_cli_run_twice_with_save_dir_inside_the_photo_folder_scores_the_photos_n
         scored = [Path(p["path"]).name for p in json.loads(capsys.readouterr().out)["photos"]]
         assert scored == ["scene_0.jpg", "scene_1.jpg"]
     assert sorted(p.name for p in (photos / "drawn").iterdir()) == ["scene_0.jpg", "scene_1.jpg"]
-    named = photos / "drawn" / "scene_0.jpg"  # a drawing named on the command line is scored
-    with pytest.raises(SystemExit) as info:
-        main(["score", str(named), "--model", str(files["checkpoint"]), "--save-dir", str(photos / "drawn")])
+    drawn = ["score", str(photos / "drawn"), "--model", str(files["checkpoint"]), "--json"]
+    with pytest.raises(SystemExit) as info:  # the folder given as --save-dir itself: all of it is scored
+        main([*drawn, "--save-dir", str(photos / "drawn")])
     assert info.value.code == 0
+    assert len(json.loads(capsys.readouterr().out)["photos"]) == 2
+    monkeypatch.chdir(photos)  # a drawing named on the command line is scored, also as a relative path
+    with pytest.raises(SystemExit) as info:
+        main(
+            [
+                "score",
+                "drawn/scene_0.jpg",
+                "--model",
+                str(files["checkpoint"]),
+                "--save-dir",
+                "drawn",
+                "--json",
+            ]
+        )
+    assert info.value.code == 0
+    assert [Path(p["path"]).name for p in json.loads(capsys.readouterr().out)["photos"]] == ["scene_0.jpg"]
+    with pytest.raises(SystemExit) as info:  # and a relative --save-dir is still where the drawings are
+        main(["score", ".", "--model", str(files["checkpoint"]), "--save-dir", "drawn", "--json"])
+    assert info.value.code == 0
+    assert len(json.loads(capsys.readouterr().out)["photos"]) == 2
     with pytest.raises(SystemExit) as info:  # only drawings: said so, not "no photos found in"
         main(
             [
@@ -456,12 +479,13 @@ def test_cli_empty_folder_is_one_line_before_loading_a_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit) as info:  # the model file is missing too: the photos are named first
-        main(["score", str(tmp_path / "empty"), "--model", str(tmp_path / "missing.pt")])
-    assert info.value.code == 2
-    out, err = capsys.readouterr()
-    assert out == "" and err.strip().startswith(f"error: no photos found in {tmp_path / 'empty'}")
-    assert len(err.strip().splitlines()) == 1
+    for save_dir in ([], ["--save-dir", str(tmp_path / "drawn")]):  # not "no photos found outside --save-dir"
+        with pytest.raises(SystemExit) as info:  # the model file is missing too: the photos are named first
+            main(["score", str(tmp_path / "empty"), "--model", str(tmp_path / "missing.pt"), *save_dir])
+        assert info.value.code == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.strip().startswith(f"error: no photos found in {tmp_path / 'empty'}")
+        assert len(err.strip().splitlines()) == 1
 
 
 def test_cli_only_mistyped_photos_are_one_line_before_loading_a_model(
@@ -511,6 +535,7 @@ def test_cli_warns_when_the_model_cannot_detect_an_essential(
     out, err = capsys.readouterr()
     assert json.loads(out)["photos"][0]["score"]["total"] <= 35
     assert "warning: the model cannot detect a screen, essential in rubric default: every score" in err
+    assert err.count("warning") == 1  # the essential's warning says more: not the total's as well
     with pytest.raises(SystemExit):  # a model with every essential class: no warning
         main(["score", photo, "--model", str(files["checkpoint"]), "--json"])
     assert "warning" not in capsys.readouterr().err

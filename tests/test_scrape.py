@@ -520,6 +520,86 @@ def test_a_large_photo_on_a_slow_link_is_not_cut_off_at_the_total_timeout(tmp_pa
     assert too_slow.status == "timeout" and "bytes/s (under 10,000)" in (too_slow.error or ""), too_slow
 
 
+def test_past_the_total_timeout_the_rate_is_judged_not_the_size() -> None:
+    """A 1 MB body after 61 s came at 16 KB/s, under the 32 KiB/s least rate: cut off, however many
+    bytes it already holds; 3 MB in 61 s (49 KB/s) goes on, and nothing is cut inside the timeout."""
+    from officescore.scrape import download
+
+    downloader = download.Downloader(download.DownloadConfig(), Path("."))
+    with pytest.raises(download._Retry, match="under 32,768"):
+        downloader._check_rate(1_000_000, 61.0)
+    downloader._check_rate(3_000_000, 61.0)
+    downloader._check_rate(10, 59.0)
+
+
+def test_one_downloader_maps_again_after_a_map_ended_and_a_stopped_one_sends_nothing(tmp_path: Path) -> None:
+    """A map's end stops the downloads under way (Ctrl-C); the next map downloads again, and a fetch
+    begun after the stop makes no request (no retry after Ctrl-C)."""
+    from officescore.scrape import download
+
+    server = _Drip().start()
+    try:
+        downloader = download.Downloader(replace(PRIVATE_OK, retries=1), tmp_path)
+        for _ in range(2):
+            ((_, fetched),) = list(downloader.map([(1, f"{server.url}/gzip")]))
+            assert fetched.status == "fetched", fetched
+            fetched.discard()
+        before = dict(server.counts)
+        assert downloader.fetch(f"{server.url}/gzip").attempts == 0  # map's end stopped it
+        assert dict(server.counts) == before
+    finally:
+        server.stop()
+
+
+def test_a_connection_opened_as_the_run_stopped_is_shut_too(tmp_path: Path) -> None:
+    """A connect under way at Ctrl-C finishes after the stop shut the others: its read must not wait
+    out the read timeout (and its retries) before the run can end."""
+    from officescore.scrape import download
+
+    downloader = download.Downloader(PRIVATE_OK, tmp_path)
+    downloader._stop()
+    ours, host = socket.socketpair()
+    with ours, host:
+        ours.settimeout(2.0)
+        downloader._opened(ours)
+        assert ours.recv(1) == b""  # shut: the read returns at once, as if the host hung up
+
+
+def test_a_stop_while_workers_open_connections_ends_them_all(tmp_path: Path) -> None:
+    """Ctrl-C as workers open connections: listing the open sockets while one was added raised
+    "RuntimeError: Set changed size during iteration" from the end of `map`, not the interrupt."""
+    import sys
+    import threading
+
+    from officescore.scrape import download
+
+    class Socket:  # what the stop needs of a socket
+        def shutdown(self, how: int) -> None:
+            pass
+
+    downloader = download.Downloader(PRIVATE_OK, tmp_path)
+    opened: list[Socket] = []
+    done = threading.Event()
+
+    def worker() -> None:
+        while not done.is_set():
+            opened.append(Socket())
+            downloader._opened(opened[-1])
+            del opened[:-50]  # closed ones leave the set too
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch as often as they can
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        for _ in range(3000):
+            downloader._stop()
+    finally:
+        done.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+
+
 class _Broken(FakeServer):
     """A photo whose body stops: /stall pauses past the read timeout halfway, /cut closes the
     connection short of its Content-Length."""
@@ -559,14 +639,14 @@ class _Busy(FakeServer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.refused: dict[str, int] = {"/after": 1, "/bare": 2, "/busy": 99}
+        self.refused: dict[str, int] = {"/after": 1, "/bare": 2, "/busy": 99, "/later": 99}
 
     def route(self, method: str, path: str, query: dict, body: bytes, headers: dict) -> Reply:
         with self.lock:
             busy = self.refused.get(path, 0) > 0
             self.refused[path] = self.refused.get(path, 0) - 1
         if busy:
-            wait = {"Retry-After": "1"} if path == "/after" else {}
+            wait = {"/after": {"Retry-After": "1"}, "/later": {"Retry-After": "30"}}.get(path, {})
             return Reply(429, b"Too Many Requests", {"Content-Type": "text/plain", **wait})
         return Reply(200, encode(scene(8)), {"Content-Type": "image/jpeg"})
 
@@ -592,6 +672,28 @@ def test_an_image_host_429_is_waited_out_and_retried(tmp_path: Path) -> None:
     assert bare_waited < 5.0  # no Retry-After: the usual backoff, not the longest wait
     after.discard()
     bare.discard()
+
+
+def test_a_stop_ends_the_wait_for_a_retry_at_once(tmp_path: Path) -> None:
+    """Ctrl-C during a host's 30 s Retry-After: the download ends now, not after the wait."""
+    import threading
+
+    from officescore.scrape import download
+
+    server = _Busy().start()
+    try:
+        downloader = download.Downloader(replace(PRIVATE_OK, retries=2), tmp_path)
+        done: list[download.Fetched] = []
+        worker = threading.Thread(target=lambda: done.append(downloader.fetch(f"{server.url}/later")))
+        worker.start()
+        time.sleep(0.5)  # the first answer (429, Retry-After: 30) is in: waiting
+        started = time.monotonic()
+        downloader._stop()  # what the end of `map` does on Ctrl-C
+        worker.join(10)
+        waited = time.monotonic() - started
+    finally:
+        server.stop()
+    assert waited < 3.0 and done and (done[0].status, done[0].attempts) == ("unavailable", 1), (waited, done)
 
 
 # ---- rate limits and outages ------------------------------------------------------------------------

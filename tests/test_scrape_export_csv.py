@@ -165,6 +165,51 @@ def test_a_licence_another_provider_states_for_the_same_photo_reaches_the_credit
     first, second = Path(export(raw, tmp_path / "export").attribution).read_text().split("### ")[1:]
     by = "[CC BY 4.0](https://creativecommons.org/licenses/by/4.0/)"
     assert first.startswith("`../raw/1.jpg`") and '["Desk"](https://commons.example/File:Desk) by' in first
-    assert f"is licensed under {by}" in first and "Found via: google" in first
+    assert (
+        f"by [Maker](https://commons.example/User:Maker), via Wikimedia Commons is licensed under {by}"
+        in first
+    )
+    assert "Found via: google" in first
     assert '["Copy"](https://commons.example/File:Desk) by' in second and f"is licensed under {by}" in second
     assert "not stated" not in first + second and "Image URL: https://img.example/2.jpg" in second
+
+
+def test_only_an_unstated_licence_is_taken_and_only_from_a_byte_identical_copy_that_states_one(
+    tmp_path: Path,
+) -> None:
+    """A stated licence stays (CC BY-SA is not CC BY because Commons has the same bytes); a
+    near-duplicate (a crop, another edit) may be another work under another licence; a find that
+    states none (Google again) neither undoes a copy's that does nor moves the credit's page."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    kept = [
+        SearchResult(url="https://img.example/1.jpg", title="Own", license="by-sa", license_version="4.0"),
+        SearchResult(url="https://img.example/2.jpg", landing_page="https://blog.example/"),
+        SearchResult(url="https://img.example/3.jpg", landing_page="https://blog.example/"),
+    ]
+    copies = [
+        _licensed(f"https://copy.example/{n}.jpg", title)
+        for n, title in ((1, "Copy"), (2, "Crop"), (3, "Same"))
+    ]
+    unstated = SearchResult(url="https://copy.example/4.jpg", landing_page="https://other-blog.example/")
+    with Manifest.open(raw) as manifest:
+        manifest.record_page("openverse", "desk", "o", 1, kept[:1], False, "by-sa", "t")
+        manifest.record_page("google", "desk", "g", 1, kept[1:], False, "cc_attribute", "t")
+        manifest.record_page("wikimedia", "desk", "w", 1, copies, False, "by", "t")
+        again = SearchResult(url=kept[1].url, landing_page="https://elsewhere.example/")  # no licence either
+        manifest.record_page("google", "desk", "g", 2, [unstated, again], True, "cc_attribute", "t")
+        ids = {row["url"]: row["id"] for row in manifest.rows()}
+        for number, photo in enumerate(kept, start=1):
+            (raw / f"{number}.jpg").write_bytes(b"jpeg")
+            manifest.set_outcome(ids[photo.url], status="ok", path=f"{number}.jpg")
+        for copy, status, original in (
+            (copies[0], "duplicate", kept[0]),
+            (copies[1], "near_duplicate", kept[1]),
+            (copies[2], "duplicate", kept[2]),
+            (unstated, "duplicate", kept[2]),
+        ):
+            manifest.set_outcome(ids[copy.url], status=status, duplicate_of=ids[original.url])
+    own, crop, same = Path(export(raw, tmp_path / "export").attribution).read_text().split("### ")[1:]
+    assert '"Own"' in own and "CC BY-SA 4.0" in own and "Copy" not in own
+    assert "Source: https://blog.example/ (licence not stated by google)" in crop and "Crop" not in crop
+    assert '"Same"' in same and "CC BY 4.0" in same and "other-blog" not in same

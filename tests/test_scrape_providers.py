@@ -346,6 +346,9 @@ def test_unsplash_bad_key_and_foreign_download_location(tmp_path: Path, host: Im
     # UnicodeEncodeError"), where the other providers' keys (in the URL) are an invalid key.
     with pytest.raises(ConfigError, match="unsplash-access-key under .scrape.. holds a character no key has"):
         UnsplashProvider(access_key="\u201cabc\u201d", endpoint=server.url)
+    # Two lines pasted (the Access Key and the Secret Key): a newline inside cannot travel in a header
+    with pytest.raises(ConfigError, match="holds a character no key has"):
+        UnsplashProvider(access_key="abc\ndef", endpoint=server.url)
 
 
 def cli_status(args: list[str]) -> str:

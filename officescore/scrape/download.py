@@ -297,14 +297,17 @@ class Downloader:
         return session
 
     def _opened(self, sock: socket.socket) -> None:
-        self._sockets.add(sock)
+        with self._guard:  # a set that grows while `_stop` lists it raises RuntimeError there
+            self._sockets.add(sock)
         if self._stopped.is_set():  # opened as the run stopped: stop it too
             self._stop()
 
     def _stop(self) -> None:
         """End every download under way: a blocked read returns at once, as if the host hung up."""
         self._stopped.set()
-        for sock in list(self._sockets):
+        with self._guard:
+            sockets = list(self._sockets)
+        for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
