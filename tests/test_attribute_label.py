@@ -130,6 +130,8 @@ def test_a_relabelled_region_keeps_only_its_own_class_answers() -> None:
         choice("desk__material", "wood"),
         choice("chair__material", "leather"),
         choice("chair__armrests", "yes"),
+        choice("occluded", "yes"),  # a per-region question of no attribute (a project made by hand): skipped
+        {**base, "from_name": "desk__legs", "type": "choices", "value": {"choices": []}},  # none picked
     ]
     (region,) = result_regions(results)
     assert (region.class_name, region.attributes) == (

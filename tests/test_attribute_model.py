@@ -352,6 +352,7 @@ def test_coco_results_carry_the_heads_values() -> None:
 def test_training_saves_the_head_with_the_schema_and_can_leave_it_off(tmp_path: Path) -> None:
     from trainsetup import make_dataset, small_config
 
+    from officescore.dataset import OfficeDataset
     from officescore.model import load_checkpoint
     from officescore.train import train
 
@@ -366,7 +367,8 @@ def test_training_saves_the_head_with_the_schema_and_can_leave_it_off(tmp_path: 
     (row,) = csv.DictReader((result.run_dir / "metrics.csv").open())
     assert float(row["loss_attributes"]) > 0  # the head's loss has its own column
     (said,) = [note for note in result.notes if note.startswith("attribute head: ")]
-    assert said.startswith("attribute head: chair.armrests, lamp.kind, plant.size, from ")
+    labelled = OfficeDataset(data, "train").labelled_attributes  # (object, attribute) pairs, not classes
+    assert said.startswith(f"attribute head: chair.armrests, lamp.kind, plant.size, from {labelled} labelled")
 
     off = small_config(data, tmp_path / "runs", epochs=1, max_val_images=1, name="off")
     off.model_kwargs["attributes"] = {}  # what `train --no-attributes` passes

@@ -832,6 +832,23 @@ def test_another_export_at_the_same_path_says_which_photos_are_gone(
         said.append(" ".join(capsys.readouterr().out.split()))
     assert not any("are not in" in line or "replaced" in line for line in said[:2]), said
     assert f"note: 4 of the 4 photo(s) of the data set that was there are not in {export}" in said[2]
+    assert not any("--attributes" in line for line in said)  # the package's schema: no note of its classes
+
+
+def test_a_newer_export_at_the_same_path_without_some_photos_counts_those(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Tasks deleted in Label Studio, then `label pull` into the same folder: the note counts the
+    photos gone, not every photo the data set had."""
+    root = tmp_path / "export"
+    export = write_export(root, make_export(root, n_images=4))
+    out = tmp_path / "dataset"
+    for n_images in (4, 3):  # the same first 3 photos, the 4th deleted
+        write_export(root, make_export(root, n_images=n_images))
+        with pytest.raises(SystemExit):
+            main(["ingest", str(export), "--out", str(out), "--no-plot"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"note: 1 of the 4 photo(s) of the data set that was there are not in {export}" in said, said
 
 
 def _class_counts(coco: dict[str, Any]) -> dict[str, int]:

@@ -215,6 +215,9 @@ def test_attributes_an_existing_project_does_not_ask_are_refused_not_ignored(tmp
     assert same.added == 1 and [n.split(",")[0] for n in same.notes] == [
         "--attributes declares attributes of lamp"  # and plant: classes the project does not label
     ]
+    asks_none = Studio(LabelSchema(("desk", "chair")))  # made by hand: no --attributes keeps it so
+    plain = push.push_images(asks_none, "offices", photos[:1])  # type: ignore[arg-type]
+    assert plain.added == 1 and plain.notes == []
 
 
 def test_attributes_of_a_class_the_project_lacks_are_named(tmp_path: Path) -> None:

@@ -1481,6 +1481,9 @@ def test_without_repredict_a_job_end_starts_the_new_models_load_and_predicts_not
     idle = AfterJobs(monkeypatch, [0], retry_seconds=0.05)
     idle.job_ends("v2")
     assert idle.calls == 1 and idle.messages == []
+    one = AfterJobs(monkeypatch, [1], retry_seconds=0.05)
+    one.job_ends("v2")
+    assert one.messages == ["v2: predicted 1 unlabelled task(s) that lacked its prediction"]
 
 
 def test_repredict_gives_up_after_its_retries_and_the_next_job_starts_over(

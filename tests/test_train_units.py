@@ -65,9 +65,11 @@ class _Net(nn.Module):
         return {"loss_classifier": fit, "loss_mask": self.w.pow(2).sum()}
 
 
-def _toy_run(tmp_path: Path, reporter: Reporter | None = None, explode_at: int | None = None) -> Run:
+def _toy_run(
+    tmp_path: Path, reporter: Reporter | None = None, explode_at: int | None = None, model: _Net | None = None
+) -> Run:
     """2 epochs of 5 steps (10 photos, batch 2) at lr 0.01 falling as 1 / (1 + step)."""
-    model = _Net(explode_at)
+    model = _Net(explode_at) if model is None else model
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step))
     config = TrainConfig(epochs=2, batch_size=2, seed=3, workers=0, device="cpu", clip_grad=0.0)
@@ -146,10 +148,10 @@ def _other_process_rngs() -> None:
     random.seed(910)
 
 
-def _resumed(tmp_path: Path, last: Path, name: str) -> tuple[Run, ckpt.State]:
+def _resumed(tmp_path: Path, last: Path, name: str, model: _Net | None = None) -> tuple[Run, ckpt.State]:
     """A new run restored from `last`, as `--resume` builds it."""
     checkpoint = load_checkpoint(last)
-    run = _toy_run(tmp_path / name)
+    run = _toy_run(tmp_path / name, model=model)
     run.model.load_state_dict(checkpoint["model"])
     return run, ckpt.restore_state(run, checkpoint)
 
@@ -186,6 +188,61 @@ def test_a_run_stopped_and_resumed_ends_with_the_same_weights(tmp_path: Path, st
     assert torch.equal(resumed.model.w.detach(), want)
     # metrics.csv: the interrupted epoch's row is the mean over all its steps, before and after the stop
     assert _losses(resumed_state.history) == pytest.approx(_losses(history), rel=1e-12)
+
+
+class _NetWithStatistics(_Net):
+    """_Net with a running statistic that its forward updates (as BatchNorm's) and its loss uses; a
+    Ctrl-C lands inside the forward of call `ctrl_c_at`, after its random draws and that update."""
+
+    def __init__(self, ctrl_c_at: int | None = None) -> None:
+        super().__init__()
+        self.register_buffer("running", torch.zeros(()))
+        self.ctrl_c_at = ctrl_c_at
+
+    def forward(self, images: list[torch.Tensor], targets: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        losses = super().forward(images, targets)
+        self.running.mul_(0.5).add_(torch.stack(images).mean())
+        if self.calls == self.ctrl_c_at:
+            raise KeyboardInterrupt
+        return losses | {"loss_mask": losses["loss_mask"] * (1 + self.running)}
+
+
+@pytest.mark.parametrize("ctrl_c_at", [1, 6, 8])
+def test_a_ctrl_c_inside_a_step_resumes_from_the_last_whole_step(tmp_path: Path, ctrl_c_at: int) -> None:
+    """A Ctrl-C inside the forward of epoch 1's first step (1), epoch 2's first (6) or third (8):
+    last.pt holds the buffers and RNG states that step started from, so the resumed run equals the
+    one that never stopped (a toy twin of test_train's test_a_ctrl_c_inside_a_step_resumes_exactly)."""
+    straight = _toy_run(tmp_path / "straight", model=_NetWithStatistics())
+    torch.manual_seed(0)
+    straight_state = ckpt.State()
+    _epochs(straight, straight_state)
+    cut = _toy_run(tmp_path / "cut", model=_NetWithStatistics(ctrl_c_at))
+    torch.manual_seed(0)
+    state = ckpt.State()
+    with pytest.raises(KeyboardInterrupt), ckpt.save_when_stopped(cut, state, None):
+        _epochs(cut, state)
+    _other_process_rngs()
+    resumed, resumed_state = _resumed(tmp_path, cut.last, "resumed", model=_NetWithStatistics())
+    _epochs(resumed, resumed_state)
+    assert torch.equal(resumed.model.running, straight.model.running)
+    assert torch.equal(resumed.model.w.detach(), straight.model.w.detach())
+    assert _losses(resumed_state.history) == pytest.approx(_losses(straight_state.history), rel=1e-12)
+
+
+def test_last_pt_holds_the_statistics_the_ranks_averaged_at_the_epochs_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under DDP an epoch ends by averaging BatchNorm's statistics across the ranks: last.pt (and so a
+    resume, and best.pt) holds those, not rank 0's as its last step left them."""
+    from officescore.train import engine
+
+    def averaged(model: nn.Module, ctx: DistContext) -> None:  # the mean over ranks, as a change
+        model.running.add_(1.0)
+
+    monkeypatch.setattr(engine, "_sync_buffers", averaged)
+    run = _toy_run(tmp_path, model=_NetWithStatistics())
+    _epochs(run, ckpt.State(), until=1)
+    assert torch.equal(load_checkpoint(run.last)["model"]["running"], run.model.running)
 
 
 def test_a_checkpoint_restores_where_the_run_stood(tmp_path: Path) -> None:
@@ -690,3 +747,6 @@ def test_trackers_are_shown_whole_paths_and_the_device_auto_chose(tmp_path: Path
         "lr": 0.01,
     }
     assert args["data"] == "../../../data/dataset"  # args.json's own copy is left as it is
+    args["resume"] = "../train/weights/last.pt"  # a resumed run: the checkpoint it went on from
+    resume = _tracked_args(run)["resume"]  # type: ignore[arg-type]
+    assert resume == str(tmp_path.resolve() / "runs" / "train" / "train" / "weights" / "last.pt")
