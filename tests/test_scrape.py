@@ -5,8 +5,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
+import signal
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -610,6 +613,32 @@ class _Broken(FakeServer):
             return Reply(200, jpeg, {"Content-Type": "image/jpeg"}, chunks=2, pause=1.0)
         cut = {"Content-Type": "image/jpeg", "Content-Length": str(len(jpeg) + 1000)}
         return Reply(200, jpeg, cut, close_delimited=True)
+
+
+def test_a_ctrl_c_whose_raise_python_dropped_still_stops_the_downloads(tmp_path: Path) -> None:
+    """Python drops Ctrl-C's KeyboardInterrupt when it lands in a weakref callback or a `__del__`
+    (here: a handler that raises nothing stands in for it); the downloads went on to their 20 s
+    timeouts. The map notices the Ctrl-C itself and stops within a fifth of a second."""
+    from officescore.scrape import download
+
+    def drop(number: int, frame: Any) -> None:  # Ctrl-C's raise, lost
+        return None
+
+    host = ImageHost(slow_delay=30).start()
+    original = signal.signal(signal.SIGINT, drop)
+    try:
+        downloader = download.Downloader(replace(PRIVATE_OK, read_timeout=20.0, retries=0), tmp_path)
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            list(downloader.map([(i, f"{host.url}/slow/{i}") for i in range(3)]))
+        took = time.monotonic() - started
+        restored = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, original)
+        host.stop()
+    assert took < 5.0, took
+    assert restored is drop  # the map's own handler is gone once it ends
 
 
 def test_a_body_that_stops_halfway_is_retried_then_reported(tmp_path: Path) -> None:

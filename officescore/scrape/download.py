@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import ipaddress
 import os
+import signal
 import socket
 import threading
 import time
@@ -29,7 +30,7 @@ import warnings
 import weakref
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -436,7 +437,10 @@ class Downloader:
         self._stopped.clear()
         workers = max(1, self.config.workers)
         window: deque[tuple[K, Future[Fetched]]] = deque()
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+        with (
+            _ctrl_c_flag() as interrupted,
+            ThreadPoolExecutor(workers, thread_name_prefix="download") as pool,
+        ):
             position = 0
             try:
                 while position < len(ordered) or window:
@@ -445,7 +449,7 @@ class Downloader:
                         window.append((key, pool.submit(self.fetch, url)))
                         position += 1
                     key, future = window.popleft()
-                    yield key, future.result()
+                    yield key, _result(future, interrupted)
             finally:
                 # Interrupted (or the consumer stopped): end the downloads under way, drop queued
                 # work, clean finished temp files.
@@ -468,6 +472,39 @@ def _arriving(response: Any, size: int) -> Iterator[bytes]:
         return
     while chunk := raw.read1(size, decode_content=True):
         yield chunk
+
+
+@contextlib.contextmanager
+def _ctrl_c_flag() -> Iterator[threading.Event]:
+    """An event Ctrl-C sets before it raises KeyboardInterrupt. Python drops the raise when it lands
+    while the main thread runs a weakref callback or a `__del__` (a closed socket's, say), and the
+    downloads then went on to their timeouts; the flag outlives it. Off the main thread: never set."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_ctrl_c(number: int, frame: Any) -> None:
+        interrupted.set()
+        if callable(previous):
+            previous(number, frame)
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _result(future: Future[Fetched], interrupted: threading.Event) -> Fetched:
+    """The future's result, or KeyboardInterrupt within a fifth of a second of a Ctrl-C."""
+    while not wait([future], timeout=0.2).done:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+    if interrupted.is_set():
+        raise KeyboardInterrupt
+    return future.result()
 
 
 def _interleave_hosts(items: list[tuple[K, str]]) -> list[tuple[K, str]]:
