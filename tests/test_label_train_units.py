@@ -1087,26 +1087,29 @@ def test_each_job_end_hands_on_the_model_that_took_over_if_any(
         trainer.close()
 
 
-def test_a_job_still_running_at_a_restart_is_waited_for_then_adopted(
-    tmp_path: Path, fake_jobs: list[FakeJob], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The backend restarts while its job still trains: it waits for the process (however long it
-    takes), adopts the model the job then leaves, tells `on_job_end`, and starts the job the labels
-    counted meanwhile are due for."""
+def _left_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **state: Any
+) -> tuple[TrainSettings, list[bool], float]:
+    """A backend folder whose state.json says job 1 (pid 4242, "alive" while alive[0]) still runs."""
     alive = [True]
     monkeypatch.setattr(trainer_module, "_alive", lambda pid, folder: alive[0])
     settings = _settings(tmp_path, every=2)
     (settings.folder / "jobs" / "job-0001").mkdir(parents=True)
     started = time.time()
     running = {"job": 1, "folder": "jobs/job-0001", "pid": 4242, "pending_at_start": 2, "started": started}
-    state = {
-        "project": "units",
-        "jobs": 1,
-        "events": [started - 2, started - 1],
-        "pending": 2,
-        "running": running,
-    }
-    (settings.folder / STATE_FILE).write_text(json.dumps(state))
+    written = {"project": "units", "jobs": 1, "running": running, **state}
+    (settings.folder / STATE_FILE).write_text(json.dumps(written))
+    return settings, alive, started
+
+
+def test_a_job_still_running_at_a_restart_is_waited_for_then_adopted(
+    tmp_path: Path, fake_jobs: list[FakeJob], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backend restarts while its job still trains: it waits for the process (however long it
+    takes), adopts the model the job then leaves, tells `on_job_end`, and starts the job the labels
+    counted meanwhile are due for."""
+    now = time.time()
+    settings, alive, started = _left_running(tmp_path, monkeypatch, events=[now - 2, now - 1], pending=2)
     ended: list[str | None] = []
     trainer = Trainer(settings, "not-a-key", on_job_end=ended.append)
     try:
@@ -1129,13 +1132,8 @@ def test_a_closed_backend_leaves_its_orphan_job_to_the_next_start(
 ) -> None:
     """A backend stopped while it waited for a job an earlier start left running does not record the
     job when it ends: the folder is the next backend's then, and that one adopts it."""
-    alive = [True]
-    monkeypatch.setattr(trainer_module, "_alive", lambda pid, folder: alive[0])
-    settings = _settings(tmp_path, every=2)
-    (settings.folder / "jobs" / "job-0001").mkdir(parents=True)
-    started = time.time()
-    running = {"job": 1, "folder": "jobs/job-0001", "pid": 4242, "pending_at_start": 2, "started": started}
-    (settings.folder / STATE_FILE).write_text(json.dumps({"project": "units", "jobs": 1, "running": running}))
+    settings, alive, started = _left_running(tmp_path, monkeypatch)
+    running = json.loads((settings.folder / STATE_FILE).read_text())["running"]
     ended: list[str | None] = []
     trainer = Trainer(settings, "not-a-key", on_job_end=ended.append)
     trainer.close()
