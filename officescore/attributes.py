@@ -116,6 +116,10 @@ class AttributeSchema:
         """Only the attributes of `classes` (a data set keeps those of the classes it keeps)."""
         return AttributeSchema(tuple(a for a in self.attributes if a.class_name in classes))
 
+    def classes_outside(self, classes: list[str] | tuple[str, ...]) -> list[str]:
+        """Classes with attributes here that `classes` lacks, in file order (a misspelt [chiar.x])."""
+        return list(dict.fromkeys(a.class_name for a in self.attributes if a.class_name not in classes))
+
     def to_dict(self) -> dict[str, dict[str, dict[str, Any]]]:
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for a in self.attributes:

@@ -118,7 +118,7 @@ def ingest(
 def note_unused_attribute_classes(path: Path, schema: AttributeSchema, classes: list[str]) -> None:
     """Classes of an --attributes file the data set does not have: a misspelt [chiar.armrests]
     otherwise only shows as every chair's armrests listed as an unknown attribute."""
-    unused = list(dict.fromkeys(a.class_name for a in schema.attributes if a.class_name not in classes))
+    unused = schema.classes_outside(classes)
     if unused:
         console.print(
             f"[yellow]note[/yellow]: --attributes {path} declares attributes of {', '.join(unused)}, "

@@ -210,7 +210,7 @@ def _attribute_notes(
             f"{', '.join(sorted(wanted)) or 'none'} (--attributes): leave it out, use a new --project, "
             "or change the project's labelling interface in Label Studio"
         )
-    unused = list(dict.fromkeys(a.class_name for a in asked.attributes if a.class_name not in schema.classes))
+    unused = asked.classes_outside(schema.classes)
     if not unused:
         return []
     return [
