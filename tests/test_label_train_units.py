@@ -1196,6 +1196,28 @@ def test_stopping_terminates_the_job_and_leaves_it_to_the_next_start(
         trainer.close()
 
 
+def test_a_start_training_job_the_backend_stopped_runs_again_at_the_next_start(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """Walked live (session 43): Start Training, then the backend stopped (Ctrl-C) mid-job. The job
+    never finished, so the request still stands: the next start runs it, with no new label; a job
+    killed while the backend watched (its own choice, or the OOM killer) is not started again."""
+    trainer = Trainer(_settings(tmp_path, every=10), "not-a-key")
+    trainer.notify("START_TRAINING", {})
+    trainer.close()
+    trainer = Trainer(_settings(tmp_path, every=10), "not-a-key")
+    try:
+        assert trainer.state["failures"] and trainer.state["pending"] == 0
+        trainer.poke()
+        assert len(fake_jobs) == 2 and trainer.state["running"]["forced"]
+        fake_jobs[1].end(-9)
+        _wait_until(lambda: len(trainer.state["failures"]) == 2, "recorded the killed job")
+        trainer.poke()
+        assert len(fake_jobs) == 2 and not trainer.state["forced"]
+    finally:
+        trainer.close()
+
+
 @pytest.mark.parametrize(("code", "result"), [(0, None), (1, None), (1, '{"ok": tr'), (1, "[]")])
 def test_a_job_that_exits_without_a_result_is_reported_with_its_last_log_line(
     tmp_path: Path, fake_jobs: list[FakeJob], code: int, result: str | None

@@ -441,6 +441,8 @@ class Trainer:
             for run_dir in self._job_runs(running):  # a killed job may have left a best.pt
                 mark_not_used(run_dir, f"training job {running['job']} failed: {why}")
             self._held = True
+            if result is None and code is None:  # the backend stopped it: a Start Training still asked for
+                self.state["forced"] = self.state["forced"] or bool(running.get("forced"))
             self._save()
             self.log(f"training job {running['job']} failed, {self._current_name()} keeps answering: {why}")
             if result is not None and result.get("retry") and not self._closed:
