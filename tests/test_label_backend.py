@@ -56,8 +56,8 @@ class ScoredPredictor:
             try:
                 with Image.open(path) as photo:
                     width, height = photo.size
-            except OSError as exc:
-                results.append(ImageResult(str(path), error=f"cannot read {Path(path).name} ({exc})"))
+            except OSError:  # named by the path read, as Predictor names it (`images.load_image`)
+                results.append(ImageResult(str(path), error=f"{path}: truncated or corrupt image"))
                 continue
             detections = []
             for n, (name, score, mask_score) in enumerate(FOUND):
@@ -629,6 +629,31 @@ def test_predictions_keep_to_the_projects_classes_and_each_task_its_own_photo(
         assert {r.class_name for r in result_regions(answer["result"])} == {"desk", "monitor"}
     (answer,) = backend.predict(tasks[:1], None)
     assert {r["type"] for r in answer["result"]} == {"polygonlabels"}
+
+
+def test_an_unreadable_photo_is_logged_by_its_label_studio_name_not_the_copy_read(
+    tmp_path: Path, loads: list[tuple[str, float]]
+) -> None:
+    """Walked live (session 43): a truncated upload was logged as `task 25:
+    /tmp/officescore-backend-pz9vtnv5/0.jpg: truncated or corrupt image`, a copy already deleted
+    that names no photo an admin can find; the log names the photo as the task does. The task gets
+    an empty prediction, the other its suggestions."""
+    good = write_photos(tmp_path / "served", n=1, width=100, height=80)[0]
+    photos = {
+        "/data/upload/1/ok.jpg": good.read_bytes(),
+        "/data/upload/1/5c75481f-broken.jpg": b"\xff\xd8 cut",
+    }
+    checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
+    client = SimpleNamespace(download=lambda ref, task_id=None: photos[ref])
+    logged: list[str] = []
+    backend = ml.Backend(tmp_path / "runs", client=client, conf=0.2, log=logged.append)  # type: ignore[arg-type]
+    tasks = [{"id": 24, "data": {"image": ref}} for ref in photos]
+    tasks[1]["id"] = 25
+    ok, broken = backend.predict(tasks, None)
+    assert ok["result"] and broken["result"] == []
+    (line,) = [m for m in logged if m.startswith("task 25")]
+    assert line.startswith("task 25: /data/upload/1/5c75481f-broken.jpg: truncated or corrupt image")
+    assert "officescore-backend-" not in line
 
 
 def test_requests_label_studio_and_clients_may_send_are_served(

@@ -258,9 +258,10 @@ class Backend:
             paths = [self.photo(task, schema, Path(tmp), n) for n, task in enumerate(tasks)]
             with self._lock:  # no decoding processes: requests are served by threads
                 results = detect(loaded, paths, batch_size=2, workers=0)
-        for task, result in zip(tasks, results, strict=True):
-            if not result.ok:
-                self.log(f"task {task.get('id')}: {result.error}")
+        for task, path, result in zip(tasks, paths, results, strict=True):
+            if not result.ok:  # named as Label Studio names it, not by the temporary copy read
+                error = str(result.error).replace(str(path), str(task["data"][schema.value]))
+                self.log(f"task {task.get('id')}: {error}; it gets no suggestions")
                 predictions.append({"result": [], "score": 0.0, "model_version": loaded.version})
                 continue
             kept = [d for d in result.detections if d.class_name not in unknown]
