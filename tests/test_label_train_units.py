@@ -1176,6 +1176,33 @@ def test_run_folders_a_failed_job_did_not_make_are_left_alone(
         trainer.close()
 
 
+def test_a_failed_job_leaves_the_run_of_another_backend_sharing_the_runs_folder_alone(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """Walked live (session 43): a second `label backend --train` with its own --backend-dir (as the
+    lock's message advises) and the same --model runs/train. Both number their jobs from 1; when this
+    one's job 1 is killed, the other's label-job0001, made meanwhile, is not marked NOT_USED (a model
+    in use, then skipped by `score --model runs/train`); this job's own run (label-job00012 after the
+    clash) is."""
+    runs = tmp_path / "runs"
+    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key")
+    try:
+        trainer.notify("ANNOTATION_CREATED", {})
+        other = tmp_path / "other-backend" / "jobs" / "job-0001" / "dataset"
+        for run, data in (
+            ("label-job0001", other),
+            ("label-job00012", trainer.folder / "jobs/job-0001/dataset"),
+        ):
+            (runs / run / "weights").mkdir(parents=True)
+            (runs / run / "args.json").write_text(json.dumps({"data": os.path.relpath(data, runs / run)}))
+        fake_jobs[0].end(-9)
+        _wait_until(lambda: bool(trainer.state["failures"]), "recorded the killed job")
+        assert (runs / "label-job00012" / NOT_USED_FILE).is_file()
+        assert not (runs / "label-job0001" / NOT_USED_FILE).exists()
+    finally:
+        trainer.close()
+
+
 def test_stopping_terminates_the_job_and_leaves_it_to_the_next_start(
     tmp_path: Path, fake_jobs: list[FakeJob]
 ) -> None:

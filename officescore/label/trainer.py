@@ -35,7 +35,7 @@ from officescore.config import MIN_IMG_SIZE
 from officescore.errors import ConfigError, DataError
 from officescore.files import atomic_write_json, hold_lock, make_folder
 from officescore.label.trainjob import JOB_FILE, LOG_FILE, PULLED_FILE, RESULT_FILE, run_name
-from officescore.runs import mark_not_used
+from officescore.runs import mark_not_used, trained_data_set
 
 STATE_FILE = "state.json"
 PROC = Path("/proc")  # where Linux shows processes (`_alive`)
@@ -521,14 +521,19 @@ class Trainer:
         return None
 
     def _job_runs(self, running: dict[str, Any]) -> list[Path]:
-        """Run folders job `running` created (its name, plus digits after a clash, made after it started)."""
+        """Run folders job `running` created (its name, plus digits after a clash, made after it started),
+        less those whose args.json says they trained on another data set: the job of the same number
+        of another backend folder writing into the same runs folder."""
         name = run_name(int(running["job"]))
         started = float(running.get("started") or 0) - 1
+        dataset = self._abs(running["folder"]) / "dataset"
         found = []
         for run in Path(self.settings.runs).glob(f"{name}*"):
             suffix = run.name[len(name) :]
             if run.is_dir() and (suffix == "" or suffix.isdigit()) and run.stat().st_mtime >= started:
-                found.append(run)
+                data = trained_data_set(run / "weights" / "best.pt")  # None: no args.json written yet
+                if data is None or data.resolve() == dataset:
+                    found.append(run)
         return found
 
     def _current_name(self) -> str:
