@@ -1207,11 +1207,14 @@ def test_stopping_terminates_the_job_and_leaves_it_to_the_next_start(
     tmp_path: Path, fake_jobs: list[FakeJob]
 ) -> None:
     """Stopping the backend sends its job SIGTERM (it saves last.pt) and writes nothing after the
-    folder is let go: the next start records the job and keeps its labels counted."""
-    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key")
+    folder is let go: the next start records the job and keeps its labels counted. The log says so
+    (walked live, session 43: it ended on "training job 1 started")."""
+    logged: list[str] = []
+    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key", log=logged.append)
     trainer.notify("ANNOTATION_CREATED", {})
     trainer.close()
     assert fake_jobs[0].signals == ["SIGTERM"]
+    assert logged[-1].startswith("stopping training job 1: its labels (or Start Training) stay counted")
     time.sleep(0.3)  # the job's waiting thread has seen it end
     state = json.loads((tmp_path / "backend" / STATE_FILE).read_text())
     assert state["running"]["job"] == 1 and not state["failures"]

@@ -330,7 +330,12 @@ class Trainer:
             if self._retry is not None:
                 self._retry.cancel()
             process = self._process
+            job = (self.state["running"] or {}).get("job")
         if stop_job and process is not None and process.poll() is None:
+            # else the log ends on "training job N started" and an admin cannot tell what became of it
+            self.log(
+                f"stopping training job {job}: its labels (or Start Training) stay counted for the next start"
+            )
             process.terminate()
             try:
                 process.wait(timeout=30)
