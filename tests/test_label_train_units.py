@@ -758,11 +758,14 @@ def test_a_second_backend_on_the_folder_is_refused_until_the_first_stops(
     tmp_path: Path, fake_jobs: list[FakeJob]
 ) -> None:
     """Two `label backend --train` on one --backend-dir would both start jobs and write one state
-    file: the second is one line naming the folder, and may start once the first has stopped."""
+    file: the second is one line naming the folder, and may start once the first has stopped. It
+    does not send the user to another --backend-dir (walked live, session 43: one given as the line
+    said connected a second trainer to the project, and each label trained two jobs side by side)."""
     first = Trainer(_settings(tmp_path), "not-a-key", project_id=12)
     try:
-        with pytest.raises(ConfigError, match="another `label backend --train` uses this folder"):
+        with pytest.raises(ConfigError, match="another `label backend --train` uses this folder") as refused:
             Trainer(_settings(tmp_path), "not-a-key", project_id=12)
+        assert "stop it first" in str(refused.value) and "or give another" not in str(refused.value)
     finally:
         first.close()
     Trainer(_settings(tmp_path), "not-a-key", project_id=12).close()

@@ -152,8 +152,8 @@ class Trainer:
             return hold_lock(self.folder / ".lock")
         except BlockingIOError:
             raise ConfigError(
-                f"{self.folder}: another `label backend --train` uses this folder; stop it or give another "
-                "--backend-dir"
+                f"{self.folder}: another `label backend --train` uses this folder; stop it first (a second "
+                "one with another --backend-dir would train the same project's labels again beside it)"
             ) from None
 
     def _load(self) -> dict[str, Any]:
