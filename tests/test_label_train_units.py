@@ -785,7 +785,8 @@ def test_a_failed_job_waits_for_the_next_trigger_with_its_labels_still_counted(
 ) -> None:
     """--train-every 2: a job fails (not a Label Studio outage). Its 2 labels stay counted, so a job
     is still due, but none starts until the next webhook: then one starts at once."""
-    trainer = Trainer(_settings(tmp_path, every=2), "not-a-key")
+    logged: list[str] = []
+    trainer = Trainer(_settings(tmp_path, every=2), "not-a-key", log=logged.append)
     try:
         _two_labels_and_a_job_that_fails(trainer, fake_jobs)
         deadline = time.monotonic() + 10
@@ -793,6 +794,8 @@ def test_a_failed_job_waits_for_the_next_trigger_with_its_labels_still_counted(
             assert time.monotonic() < deadline, "the trainer never recorded the failure"
             time.sleep(0.01)
         time.sleep(0.2)
+        # walked live (session 43): "failed, no model keeps answering" read as if something answered
+        assert any(m.startswith("training job 1 failed, no model yet: ") for m in logged)
         assert trainer.state["pending"] == 2 and len(fake_jobs) == 1 and not trainer.running
         trainer.poke()
         assert len(fake_jobs) == 1  # no loop of failing jobs
@@ -953,6 +956,30 @@ def test_settings_that_cannot_train_are_one_line_before_the_folder_is_made(
         Trainer(settings, "not-a-key")
     assert not settings.folder.exists()
     replace(_settings(tmp_path), every=1, epochs=1, minutes=None, img_size=64).check()
+
+
+def test_a_runs_folder_that_cannot_be_written_is_one_line_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Walked live (session 43, the runs folder made immutable): the backend started and its first
+    job failed after its pull with `PermissionError: [Errno 1] Operation not permitted:
+    .../label-job0001`, as every job would. It is one line at start, and nothing is left locked. The
+    tests may run as root, who writes anywhere: the folder's refusal is imitated."""
+    settings = _settings(tmp_path)
+    real = trainer_module.tempfile.TemporaryFile
+
+    def refused(*args: Any, dir: Path | None = None, **kwargs: Any) -> Any:  # noqa: A002 - tempfile's name
+        if dir is not None and Path(dir) == settings.runs:
+            raise PermissionError(1, "Operation not permitted")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(trainer_module.tempfile, "TemporaryFile", refused)
+    with pytest.raises(
+        ConfigError, match=r"^--model .*runs: cannot write in this folder \(Operation not permitted\)$"
+    ):
+        Trainer(settings, "not-a-key")
+    monkeypatch.undo()
+    Trainer(settings, "not-a-key").close()
 
 
 def test_a_folder_of_another_project_is_refused(tmp_path: Path) -> None:

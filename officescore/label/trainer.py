@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -125,7 +126,8 @@ class Trainer:
     ) -> None:
         settings.check()
         self.settings = settings
-        self.folder = make_folder(Path(settings.folder), "backend folder")
+        self.folder = _writable(Path(settings.folder), "backend folder")
+        _writable(Path(settings.runs), "--model")  # the jobs' run folders go there
         self.project_id = project_id
         self.log = log
         # called (outside the lock) after each job: the new model_version if it took over, else None
@@ -449,7 +451,8 @@ class Trainer:
             if result is None and code is None:  # the backend stopped it: a Start Training still asked for
                 self.state["forced"] = self.state["forced"] or bool(running.get("forced"))
             self._save()
-            self.log(f"training job {running['job']} failed, {self._current_name()} keeps answering: {why}")
+            answering = f"{self._current_name()} keeps answering" if self.state["current"] else "no model yet"
+            self.log(f"training job {running['job']} failed, {answering}: {why}")
             if result is not None and result.get("retry") and not self._closed:
                 self.state["forced"] = self.state["forced"] or bool(running.get("forced"))  # still asked for
                 self._save()
@@ -580,6 +583,18 @@ class Trainer:
                     k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.settings).items()
                 },
             }
+
+
+def _writable(folder: Path, what: str) -> Path:
+    """`folder`, made if missing, once a file could be written there: a read-only one is a line at
+    start, not a PermissionError in every job after its pull (nor a traceback at the lock file)."""
+    folder = make_folder(folder, what)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{what} {folder}: cannot write in this folder ({exc.strerror})") from None
+    return folder
 
 
 def not_worse(new: float | None, current: float | None) -> bool:
