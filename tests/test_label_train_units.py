@@ -780,6 +780,31 @@ def _two_labels_and_a_job_that_fails(trainer: Trainer, jobs: list[FakeJob]) -> N
     jobs[0].end(1)
 
 
+def test_the_log_says_what_each_webhook_did_to_the_count(tmp_path: Path, fake_jobs: list[FakeJob]) -> None:
+    """Walked live (session 43): the log showed `POST /webhook HTTP/1.1 201` per label and nothing
+    else until a job started, so an admin could not tell labels were counted, nor what a Start
+    Training during a job did. Each webhook that starts no job says so in one line."""
+    logged: list[str] = []
+    trainer = Trainer(_settings(tmp_path, every=2), "not-a-key", log=logged.append)
+    try:
+        trainer.notify("ANNOTATION_CREATED", {"task": {"id": 7}, "project": {"id": 1}})
+        assert logged[-1] == "task 7 labelled: 1 label(s) since the last model, a job every 2"
+        trainer.notify("ANNOTATION_CREATED", {"task": {"id": 8}})
+        assert logged[-1].startswith("training job 1 started (2 new label(s)")
+        trainer.notify("ANNOTATION_DELETED", {"task": {"id": 7}})
+        trainer.notify("ANNOTATIONS_DELETED", {"annotations": [{"id": 3}]})
+        trainer.notify("START_TRAINING", {})
+        assert logged[-3:] == [
+            "task 7 label deleted: 3 label(s) since the last model, a job every 2; job 1 is training, "
+            "the next starts after it",
+            "labels deleted: 4 label(s) since the last model, a job every 2; job 1 is training, the next "
+            "starts after it",
+            "Start Training: a job asked for; job 1 is training, the next starts after it",
+        ]
+    finally:
+        trainer.close()
+
+
 def test_a_failed_job_waits_for_the_next_trigger_with_its_labels_still_counted(
     tmp_path: Path, fake_jobs: list[FakeJob]
 ) -> None:

@@ -44,6 +44,12 @@ PHOTO_CACHE = "photos"  # the photos the jobs pulled, one copy each (label.pull 
 CURVE_FILE = "learning_curve.png"
 LABEL_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED", "ANNOTATIONS_DELETED")
 TRAIN_EVENTS = ("START_TRAINING",)
+LABEL_WORDS = {  # the log's words for each label event
+    "ANNOTATION_CREATED": "labelled",
+    "ANNOTATION_UPDATED": "label changed",
+    "ANNOTATION_DELETED": "label deleted",
+    "ANNOTATIONS_DELETED": "labels deleted",
+}
 DEFAULT_EVERY = 10
 # The default job: MobileNetV3-FPN Mask R-CNN (COCO detector weights, only the mask head starts
 # fresh) at 512 px, 10 epochs or 10 minutes of training, whichever ends first. bench/label_job.py
@@ -258,12 +264,32 @@ class Trainer:
             self._held = False  # a new trigger after a failed job: try again
             self._save()
             started = self._maybe_start()
+            if not started:  # else "training job N started" says it; the access log names no label
+                self.log(self._counted(event, data))
             return {
                 "status": "training" if started else ("queued" if self.state["running"] else "counted"),
                 "pending": self.state["pending"],
                 "train_every": self.settings.every,
                 "job": (self.state["running"] or {}).get("job"),
             }
+
+    def _counted(self, event: str, data: dict[str, Any]) -> str:
+        """A webhook that started no job, in words: what came and where the next job stands (lock held)."""
+        task = data.get("task")
+        task_id = task.get("id") if isinstance(task, dict) else None
+        words = "Start Training" if event in TRAIN_EVENTS else LABEL_WORDS[event]
+        what = f"task {task_id} {words}" if task_id is not None and event in LABEL_EVENTS else words
+        running = self.state["running"]
+        where = (  # `pending` holds a running job's own labels until it ends: "since the last model"
+            f"{self.state['pending']} label(s) since the last model, a job every {self.settings.every}"
+            if event in LABEL_EVENTS
+            else "a job asked for"
+        )
+        if running is not None:
+            return f"{what}: {where}; job {running['job']} is training, the next starts after it"
+        return f"{what}: {where}" + (
+            "; waiting for Label Studio" if self._retry and self._retry.is_alive() else ""
+        )
 
     def count_missed(self, labelled_at: Sequence[float]) -> int:
         """Labels made while no backend listened (before its first start, or while it was down):
