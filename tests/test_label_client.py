@@ -142,12 +142,16 @@ def test_a_forbidden_key_is_the_keys_fault_and_the_oldest_project_of_a_title_is_
 
 
 def test_connect_checks_the_key_and_a_kept_upload_is_served_at_its_data_url(studio: FakeStudio) -> None:
-    """`connect` asks the server once, so a wrong key or a server that is not there is one sentence
-    before any work; an upload Label Studio kept is served at /data/<its file>, fetched with the key."""
+    """`connect` asks the server once, so a wrong key, a server that is not there or a wrong path is
+    one sentence before any work; an upload Label Studio kept is served at /data/<its file>, fetched
+    with the key."""
     with pytest.raises(LabelStudioError, match=r"refused the API key \(check the API key\)"):
         LabelStudio.connect(studio.url, "a-wrong-key-0000000000")
     with pytest.raises(LabelStudioError, match="Label Studio is not reachable at http://127.0.0.1:1 "):
         LabelStudio.connect("http://127.0.0.1:1", KEY)
+    # a server there, but not Label Studio's API at that path: the address, not the key, is wrong
+    with pytest.raises(LabelStudioError, match=r"^no Label Studio API at .*/labelstudio \(its user check"):
+        LabelStudio.connect(f"{studio.url}/labelstudio", KEY)
     client = LabelStudio.connect(studio.url, KEY)
     url = client.upload_file(3, "photo.jpg", b"the photo's bytes")
     assert url == "/data/upload/3/photo.jpg"

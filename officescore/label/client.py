@@ -28,6 +28,7 @@ from officescore.label.formats import LabelSchema
 API_KEY_ENV = SECRETS["label"]["api_key"]  # LABEL_STUDIO_API_KEY
 DEFAULT_URL = "http://localhost:8080"
 TIMEOUT = 60.0  # seconds per request; an import of a few hundred tasks stays well inside it
+CHECK_KEY = "check the API key"  # what `connect` asks first; its 404 means a wrong address
 EXPORT_TRIES = 3  # an empty export body (never a real answer) is asked for again this often
 
 T = TypeVar("T")
@@ -108,7 +109,7 @@ class LabelStudio:
     def connect(cls, url: str, key: str, timeout: float = TIMEOUT) -> LabelStudio:
         """A client whose server answered and accepted the key (checked once, here)."""
         client = cls(url, key, timeout)
-        client.call("check the API key", lambda: client.sdk.users.whoami())
+        client.call(CHECK_KEY, lambda: client.sdk.users.whoami())
         return client
 
     # ----------------------------------------------------------------- errors
@@ -126,6 +127,11 @@ class LabelStudio:
                 raise LabelStudioError(
                     f"Label Studio at {self.url} refused the API key ({what}); set {API_KEY_ENV} to a "
                     "personal access token from Account & Settings (or a legacy token)"
+                ) from None
+            if status == 404 and what == CHECK_KEY:  # every Label Studio answers this: a wrong address
+                raise LabelStudioError(
+                    f"no Label Studio API at {self.url} (its user check answered 404 Not Found); give "
+                    "--url the address Label Studio's own pages open at, e.g. http://localhost:8080"
                 ) from None
             if status == 404:
                 raise LabelStudioError(f"Label Studio at {self.url}: not found ({what})") from None
