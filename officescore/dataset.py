@@ -90,7 +90,8 @@ class OfficeDataset(Dataset):
         self.include_crowd = include_crowd
         hint = _INGEST_HINT.format(dir=self.dataset_dir)
         if not self.dataset_dir.is_dir():
-            raise DataError(f"{self.dataset_dir}: no data set folder there; {hint}")
+            advice = ingest_advice(self.dataset_dir) or hint
+            raise DataError(f"{self.dataset_dir}: no data set folder there; {advice}")
         meta_path = self.dataset_dir / "dataset.json"
         if not meta_path.is_file():
             advice = ingest_advice(self.dataset_dir) or hint
