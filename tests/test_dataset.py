@@ -261,8 +261,14 @@ def test_an_export_file_or_a_photo_folder_given_as_the_data_set_gets_advice_that
     export.parent.mkdir()
     export.write_text('{"images": [], "annotations": [], "categories": []}')
     advice = f"it is a labelling export: make a data set of it with `officescore ingest {export} --out data/"
-    with pytest.raises(DataError, match=re.escape(advice)):
+    with pytest.raises(DataError, match=re.escape(f"{export}: a file, not a data-set folder; {advice}")):
         OfficeDataset(export, "train")
+    tasks = tmp_path / "tasks.json"  # Label Studio's JSON: no COCO export, still no `--out tasks.json`
+    tasks.write_text('[{"data": {"image": "office.jpg"}}]')
+    with pytest.raises(
+        DataError, match="a file, not a data-set folder; pass the folder `officescore ingest` wrote$"
+    ):
+        OfficeDataset(tasks, "train")
     photos = tmp_path / "photos"
     shutil.copytree(dataset_dir / "images", photos / "office")
     with pytest.raises(DataError, match=r"it holds photos but no labels: .* --out data/dataset` and pass"):
