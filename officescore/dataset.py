@@ -89,6 +89,9 @@ class OfficeDataset(Dataset):
         self.transforms = transforms
         self.include_crowd = include_crowd
         hint = _INGEST_HINT.format(dir=self.dataset_dir)
+        if self.dataset_dir.is_file():  # the export itself, a tasks file: not `ingest --out` that file
+            advice = ingest_advice(self.dataset_dir) or "pass the folder `officescore ingest` wrote"
+            raise DataError(f"{self.dataset_dir}: a file, not a data-set folder; {advice}")
         if not self.dataset_dir.is_dir():
             raise DataError(f"{self.dataset_dir}: no data set folder there; {hint}")
         meta_path = self.dataset_dir / "dataset.json"

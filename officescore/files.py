@@ -21,6 +21,22 @@ def _read_umask() -> int:
 
 _UMASK = _read_umask()
 
+# Folders bring every photo format: GIF (scrape keeps them), AVIF (Pillow reads it), HEIC/HEIF (phones;
+# read with officescore[heic], else each is reported as unreadable instead of skipped in silence).
+IMAGE_SUFFIXES = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".webp",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".gif",
+    ".avif",
+    ".heic",
+    ".heif",
+)
+
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write through a temp file in the same folder, fsync, then rename: readers never see half."""
@@ -121,19 +137,39 @@ def make_folder(path: Path, what: str) -> Path:
     return path
 
 
-def ingest_advice(folder: Path) -> str | None:
-    """What to run when `folder` is a labelling export (sample's or label pull's annotations.json,
-    a tool's COCO file) given where a data set belongs: ingest it elsewhere, as ingest refuses an
-    --out holding the export's own photos. None for a folder with no such JSON file."""
+def ingest_advice(path: Path) -> str | None:
+    """What to run when `path`, given where a data set belongs, is a labelling export (the COCO file
+    itself, or a folder holding one: sample's or label pull's annotations.json, a tool's COCO file):
+    ingest it elsewhere, as ingest refuses an --out holding the export's own photos. A folder of
+    photos and no export needs labels first. None for anything else."""
+    if path.is_file():
+        return f"it is a labelling export: {_ingest_this(path)}" if _looks_like_coco(path) else None
     data_set_files = ("train.json", "val.json", "dataset.json")
-    names = sorted(p for p in folder.glob("*.json") if p.name not in data_set_files)
-    exports = [p for p in names if _looks_like_coco(p)]  # not a run's args.json or metrics.json
-    if not exports:
-        return None
+    names = sorted(path.glob("*.json"))
+    # not a run's args.json or metrics.json
+    exports = [p for p in names if p.name not in data_set_files and _looks_like_coco(p)]
+    if exports:
+        return f"it holds an export ({exports[0].name}): {_ingest_this(exports[0])}"
+    if not names and _holds_photos(path):  # no JSON at all: not a data set that lost dataset.json
+        return (
+            "it holds photos but no labels: label them (`officescore label push`, or another tool), "
+            "then `officescore ingest EXPORT.json --out data/dataset` and pass data/dataset"
+        )
+    return None
+
+
+def _ingest_this(export: Path) -> str:
     return (
-        f"it holds an export ({exports[0].name}): make a data set of it with "
-        f"`officescore ingest {exports[0]} --out data/dataset` and pass data/dataset"
+        f"make a data set of it with `officescore ingest {export} --out data/dataset` and pass data/dataset"
     )
+
+
+def _holds_photos(folder: Path) -> bool:
+    """Whether a photo lies anywhere under `folder` (stops at the first)."""
+    try:
+        return any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in folder.rglob("*"))
+    except OSError:
+        return False
 
 
 def _looks_like_coco(path: Path) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from officescore.errors import BadImageError
+from officescore.files import IMAGE_SUFFIXES
 
 # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; we refuse at the limit.
 MAX_PIXELS = 89_478_485  # Pillow's own default: about 9459 x 9459
@@ -193,21 +194,6 @@ def fit_for_model(
     return ModelInput(image, original)
 
 
-# Folders bring every photo format: GIF (scrape keeps them), AVIF (Pillow reads it), HEIC/HEIF (phones;
-# read with officescore[heic], else each is reported as unreadable instead of skipped in silence).
-IMAGE_SUFFIXES = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".webp",
-    ".bmp",
-    ".tif",
-    ".tiff",
-    ".gif",
-    ".avif",
-    ".heic",
-    ".heif",
-)
 ImageInput = str | Path | Image.Image  # a path, or a photo already in memory
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from officescore import __version__
 from officescore.cli import main
@@ -71,6 +72,28 @@ def test_user_error_is_one_red_line_and_debug_is_accepted_anywhere(
     monkeypatch.setenv("OFFICESCORE_DEBUG", "1")
     code, _, err = run(["stats", missing], capsys)
     assert code == 2 and "Traceback" in err
+
+
+def test_a_missing_extra_is_named_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fresh `pip install -e .` has no label-studio-sdk (nor httpx): `label push` says which extra
+    to install instead of an unexpected ModuleNotFoundError; other missing modules stay crashes."""
+    photo = tmp_path / "office.png"
+    Image.new("RGB", (32, 32)).save(photo)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "not-used")
+    monkeypatch.setitem(sys.modules, "httpx", None)  # `import httpx` raises ModuleNotFoundError
+    code, _, err = run(["label", "push", str(photo), "--project", "offices"], capsys)
+    assert code == 2 and err.strip().splitlines() == [
+        "error: httpx is not installed; this command needs the label extra: pip install 'officescore[label]'"
+    ]
+
+    def lost(*args: object, **kwargs: object) -> None:
+        raise ModuleNotFoundError("No module named 'yaml'", name="yaml")
+
+    monkeypatch.setattr("officescore.sample.write_sample", lost)
+    code, _, err = run(["sample", str(tmp_path / "s")], capsys)
+    assert code == 1 and err.startswith("unexpected error: ModuleNotFoundError")
 
 
 def test_unexpected_error_exits_1_with_a_traceback_only_on_debug(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -249,6 +250,35 @@ def test_missing_or_broken_dataset_is_a_data_error(tmp_path: Path, dataset_dir: 
         (broken / "train.json").write_text(json.dumps({**train, "images": [damaged]}))
         with pytest.raises(DataError, match="not normalised COCO"):
             OfficeDataset(broken, "train")
+
+
+def test_an_export_file_or_a_photo_folder_given_as_the_data_set_gets_advice_that_works(
+    tmp_path: Path, dataset_dir: Path
+) -> None:
+    """A newcomer's `train --data export/annotations.json` or `eval --data photos/` was told to
+    `ingest EXPORT.json --out` that very path: a file, or a folder ingest refuses (it holds photos)."""
+    export = tmp_path / "export" / "annotations.json"
+    export.parent.mkdir()
+    export.write_text('{"images": [], "annotations": [], "categories": []}')
+    advice = f"it is a labelling export: make a data set of it with `officescore ingest {export} --out data/"
+    with pytest.raises(DataError, match=re.escape(f"{export}: a file, not a data-set folder; {advice}")):
+        OfficeDataset(export, "train")
+    tasks = tmp_path / "tasks.json"  # Label Studio's JSON: no COCO export, still no `--out tasks.json`
+    tasks.write_text('[{"data": {"image": "office.jpg"}}]')
+    with pytest.raises(
+        DataError, match="a file, not a data-set folder; pass the folder `officescore ingest` wrote$"
+    ):
+        OfficeDataset(tasks, "train")
+    photos = tmp_path / "photos"
+    shutil.copytree(dataset_dir / "images", photos / "office")
+    with pytest.raises(DataError, match=r"it holds photos but no labels: .* --out data/dataset` and pass"):
+        OfficeDataset(photos, "val")
+    lost = tmp_path / "lost"  # a data set that lost its dataset.json: no talk of labels missing
+    shutil.copytree(dataset_dir, lost)
+    (lost / "dataset.json").unlink()
+    hint = f"run `officescore ingest EXPORT.json --out {lost}` first"
+    with pytest.raises(DataError, match=re.escape(hint)):
+        OfficeDataset(lost, "train")
 
 
 def test_sample_through_ingest_keeps_exact_masks(tmp_path: Path) -> None:

@@ -247,6 +247,9 @@ def _break(folder: Path, how: str) -> None:
     if how == "a_file":  # a JSON file where the data-set folder belongs
         folder.write_text("{}")
         return
+    if how == "export_file":  # the export itself where the data-set folder belongs
+        folder.write_text('{"images": [], "annotations": [], "categories": []}')
+        return
     folder.mkdir(exist_ok=True)
     if how == "export_folder":  # `sample`'s or `label pull`'s folder: an export, not a data set
         (folder / "annotations.json").write_text('{"images": [], "annotations": [], "categories": []}')
@@ -268,6 +271,7 @@ def _break(folder: Path, how: str) -> None:
         ("missing", "no such data-set folder"),
         ("empty_folder", "dataset.json: missing"),
         ("a_file", "a file, not a data-set folder"),
+        ("export_file", "a file, not a data-set folder; it is a labelling export: make a data set of it"),
         (
             "export_folder",
             "it holds an export (annotations.json): make a data set of it with `officescore ingest",

@@ -475,6 +475,32 @@ def test_cli_many_photos_summary_progress_and_csv(
     assert "empty" in failed["error"] and failed["objects"] == "" and failed["desk"] == ""
 
 
+def test_cli_prints_paths_with_brackets_as_they_are(
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rich read `[old]` in `shots [old]` as markup and dropped it: `annotated images in drawn `,
+    `wrote shots /s.csv`, and the photo column and a photo's table title lost it too."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(files["scenes"], "shots [old]")
+    model = ["--model", str(files["checkpoint"]), "--save-dir", "drawn [v2]"]
+    with pytest.raises(SystemExit) as info:
+        main(["score", "shots [old]", *model, "--csv", "shots [old]/s.csv"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "annotated images in drawn [v2]" in out and "wrote shots [old]/s.csv" in out
+    assert "shots [old]/scene_0.jpg" in out
+    with pytest.raises(SystemExit) as info:
+        main(["score", "shots [old]/scene_1.jpg", *model])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "shots [old]/scene_1.jpg (" in out and "annotated image: drawn [v2]/scene_1.jpg" in out
+
+
 def test_cli_empty_folder_is_one_line_before_loading_a_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -750,3 +750,29 @@ def test_trackers_are_shown_whole_paths_and_the_device_auto_chose(tmp_path: Path
     args["resume"] = "../train/weights/last.pt"  # a resumed run: the checkpoint it went on from
     resume = _tracked_args(run)["resume"]  # type: ignore[arg-type]
     assert resume == str(tmp_path.resolve() / "runs" / "train" / "train" / "weights" / "last.pt")
+
+
+def test_the_summary_prints_notes_and_paths_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    """Rich read `officescore[track]` in the tracking note (and `[x]` in a run folder's name) as
+    markup and dropped it: the note told a newcomer to `pip install 'officescore'`."""
+    from officescore.cli import train as train_cli
+
+    run_dir = Path("runs [old]") / "train"  # short: the table's title wraps at its width
+    weights = run_dir / "weights"
+    result = TrainResult(
+        run_dir=run_dir,
+        epochs_completed=1,
+        best_metric=0.5,
+        best_epoch=1,
+        last_checkpoint=weights / "last.pt",
+        best_checkpoint=weights / "best.pt",
+        history=[],
+        stopped_early=False,
+        seconds=1.0,
+        weights_sha256="0" * 64,
+        notes=["tracking: nothing logged (pip install 'officescore[track]')"],
+    )
+    train_cli._summary(result)
+    out = capsys.readouterr().out
+    assert "pip install 'officescore[track]'" in out
+    assert f"training: {run_dir}" in out and f"weights: {weights / 'last.pt'}, {weights / 'best.pt'}" in out

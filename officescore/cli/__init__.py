@@ -107,6 +107,35 @@ def _config_value_error(exc: Exception) -> str | None:
     return f"{config_path()}: {key} = {value} for `{ctx.command_path}`: {getattr(exc, 'message', exc)}"
 
 
+# Top-level modules of the optional extras (pyproject.toml): a command that needs one names the extra
+# to install instead of crashing with ModuleNotFoundError.
+_EXTRA_OF_MODULE = {
+    **dict.fromkeys(("label_studio_sdk", "httpx", "cv2", "shapely"), "label"),
+    "streamlit": "app",
+    **dict.fromkeys(("onnx", "onnxruntime"), "export"),
+}
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The sentence for a module of an optional extra that is not installed, else None."""
+    module = (exc.name or "").split(".")[0]
+    extra = _EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    install = f"pip install 'officescore[{extra}]'"
+    return f"{module} is not installed; this command needs the {extra} extra: {install}"
+
+
+def _crash(exc: Exception, debug: bool) -> None:
+    """An unexpected failure: one line (the traceback on --debug), exit 1."""
+    if debug:
+        err_console.print_exception()
+    else:
+        message = f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+        err_console.print(Text(message, style="red"), soft_wrap=True)
+    sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors -> one red line and exit 2; crashes -> exit 1 (traceback on --debug)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -138,11 +167,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/red]")
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - last-resort handler for unexpected failures
+    except ModuleNotFoundError as exc:
+        missing = _missing_extra(exc)
+        if missing is None:
+            _crash(exc, debug)
         if debug:
             err_console.print_exception()
-        else:
-            message = f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
-            err_console.print(Text(message, style="red"), soft_wrap=True)
-        sys.exit(1)
+        err_console.print(Text(f"error: {missing}", style="red"), soft_wrap=True)
+        sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - last-resort handler for unexpected failures
+        _crash(exc, debug)
     sys.exit(code if isinstance(code, int) else 0)

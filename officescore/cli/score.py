@@ -118,7 +118,8 @@ def score(
             source, device, conf, img_size, precision, calibration=calibration or items
         )
         if not json_output and ctx.is_main:  # say which model scored: the default is picked, not given
-            console.print(f"[dim]model: {source} ({predictor.kind}, {predictor.precision})[/dim]")
+            used = f"model: {source} ({predictor.kind}, {predictor.precision})"
+            console.print(Text(used, style="dim"))
         if ctx.is_main:
             warn_rubric_reach(rules, predictor.classes)
             _warn_unmatchable_rules(rules, predictor)
@@ -158,7 +159,7 @@ def score(
     for photo in failed:
         err_console.print(Text(f"error: {photo.result.error}", style="red"), soft_wrap=True)
     if not json_output and csv_file is not None:
-        console.print(f"wrote {csv_file}")
+        console.print(Text(f"wrote {csv_file}"))
     if failed:
         # A UserError (not typer.Exit) so the exit code is 2 whatever mode Click runs in.
         raise BadImageError(f"{len(failed)} of {len(results)} photos could not be read (listed above)")
@@ -193,7 +194,7 @@ def _warn_unmatchable_rules(rubric: Rubric, predictor: Predictor) -> None:
 def _show_one(photo: PhotoScore) -> None:
     result, office = photo.result, photo.score
     assert office is not None
-    objects = Table(title=f"{result.source} ({result.width}x{result.height})", title_justify="left")
+    objects = Table(title=Text(f"{result.source} ({result.width}x{result.height})"), title_justify="left")
     for column, justify in (
         ("class", "left"),
         ("score", "right"),
@@ -238,7 +239,7 @@ def _show_one(photo: PhotoScore) -> None:
         console.print(f"  • {suggestion.text}")
     console.print(f"[bold]Office score: {office.total:g}/100[/bold] - {office.label}")
     if photo.annotated:
-        console.print(f"annotated image: {photo.annotated}")
+        console.print(Text(f"annotated image: {photo.annotated}"))
 
 
 def _how_points_make_the_total(office: OfficeScore) -> str:
@@ -263,10 +264,10 @@ def _show_many(results: list[PhotoScore]) -> None:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for photo in results:
         if photo.score is None:
-            table.add_row(photo.result.source, "", "[red]failed[/red]", "")
+            table.add_row(Text(str(photo.result.source)), "", "[red]failed[/red]", "")
             continue
         table.add_row(
-            photo.result.source,
+            Text(str(photo.result.source)),
             str(len(photo.result.detections)),
             f"{photo.score.total:g}",
             photo.score.label,
@@ -277,7 +278,7 @@ def _show_many(results: list[PhotoScore]) -> None:
         console.print(f"mean score {sum(scored) / len(scored):.1f} over {len(scored)} photos")
     saved = [p.annotated for p in results if p.annotated]
     if saved:
-        console.print(f"annotated images in {saved[0].parent}")
+        console.print(Text(f"annotated images in {saved[0].parent}"))
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from officescore.cli.common import console, err_console, print_json, reporter
 from officescore.errors import ConfigError
@@ -195,9 +197,9 @@ def _summary(result: TrainResult) -> None:
     from officescore.train import LOSS_KEYS
 
     history = result.history
-    for note in result.notes:
-        console.print(f"[dim]{note}[/dim]")
-    table = Table(title=f"training: {result.run_dir}", title_justify="left")
+    for note in result.notes:  # plain text: a note's `officescore[track]` is no markup tag
+        console.print(Text(note, style="dim"))
+    table = Table(title=Text(f"training: {result.run_dir}"), title_justify="left")
     for column in ("epoch", "loss", "mask loss", "lr", "img/s", "mask mAP", "mask AP50", "box mAP"):
         table.add_column(column, justify="right")
 
@@ -221,9 +223,9 @@ def _summary(result: TrainResult) -> None:
     early = " · stopped early" if result.stopped_early else ""
     epochs = f"{result.epochs_completed} epoch" + ("" if result.epochs_completed == 1 else "s")
     console.print(f"{epochs} in {result.seconds:.0f}s · best mask mAP {fmt(best)}{where}{early}")
-    console.print(f"weights: [bold]{result.last_checkpoint}[/bold]", end="")
+    console.print(f"weights: [bold]{escape(str(result.last_checkpoint))}[/bold]", end="")
     if result.best_checkpoint:
-        console.print(f", [bold]{result.best_checkpoint}[/bold]", end="")
+        console.print(f", [bold]{escape(str(result.best_checkpoint))}[/bold]", end="")
     console.print()
 
 

@@ -90,9 +90,8 @@ def load_dataset_meta(dataset_dir: Path) -> dict[str, Any]:
     """dataset.json of an officescore data set, or a DataError saying what is wrong."""
     dataset_dir = Path(dataset_dir)
     if dataset_dir.is_file():  # train.json, or the export itself: "no such folder" would puzzle
-        raise DataError(
-            f"{dataset_dir}: a file, not a data-set folder; pass the folder `officescore ingest` wrote"
-        )
+        advice = ingest_advice(dataset_dir) or "pass the folder `officescore ingest` wrote"
+        raise DataError(f"{dataset_dir}: a file, not a data-set folder; {advice}")
     if not dataset_dir.is_dir():
         raise DataError(f"{dataset_dir}: no such data-set folder; create one with `officescore ingest`")
     advice = None if (dataset_dir / "dataset.json").is_file() else ingest_advice(dataset_dir)
