@@ -364,6 +364,44 @@ def test_cli_scores_good_photos_and_exits_2_for_bad_ones(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_cli_stopped_by_ctrl_c_writes_the_photos_scored_so_far(
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    as_json: bool,
+) -> None:
+    """Ctrl-C in the second batch of a folder of two: the first photo's CSV row (and JSON, marked
+    partial) and drawing are written, one line says how far it got, exit 130 as after any Ctrl-C."""
+    run_batch, batches = Predictor._run_batch, []
+
+    def ctrl_c_in_the_second(self: Predictor, *args: object, **kwargs: object):  # noqa: ANN202
+        batches.append(1)
+        if len(batches) == 2:
+            raise KeyboardInterrupt
+        yield from run_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "_run_batch", ctrl_c_in_the_second)
+    csv_file, drawn = tmp_path / "scores.csv", tmp_path / "drawn"
+    argv = ["score", str(files["scenes"]), "--model", str(files["checkpoint"]), "--batch-size", "1"]
+    argv += ["--csv", str(csv_file), "--save-dir", str(drawn), "--device", "cpu"]
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--json"] if as_json else argv)
+    assert info.value.code == 130
+    out, err = capsys.readouterr()
+    first = str(files["scenes"] / "scene_0.jpg")
+    assert [row["path"] for row in csv.DictReader(csv_file.open())] == [first]
+    assert [p.name for p in drawn.iterdir()] == ["scene_0.jpg"]
+    if as_json:
+        doc = json.loads(out)
+        assert doc["partial"] is True and [p["path"] for p in doc["photos"]] == [first]
+    else:
+        assert "mean score 25.0 over 1 photos" in out  # the table of the photo scored
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert last == f"stopped (Ctrl-C) after 1 of 2 photos; wrote {csv_file} and drawings in {drawn} (partial)"
+
+
 def test_cli_one_photo_tables_csv_and_save_dir(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
