@@ -461,7 +461,9 @@ def test_serve_an_onnx_file_says_what_score_says(
     with pytest.raises(SystemExit) as info:
         main(["serve", "--model", str(tmp_path / "office.onnx")])
     assert info.value.code == 2
-    assert "office.onnx: ONNX exports are for other runtimes" in capsys.readouterr().err
+    assert "office.onnx: an ONNX model (from `officescore export --format onnx`); ONNX exports are for" in (
+        capsys.readouterr().err
+    )
 
 
 def test_serve_warns_of_rubric_classes_the_model_cannot_detect_and_starts(
