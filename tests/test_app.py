@@ -406,7 +406,8 @@ def test_the_objects_table_writes_light_ink_on_dark_class_colours() -> None:
 
 
 def test_slider_starts_inside_its_range() -> None:
-    # `serve --conf 0` or `--conf 1` are valid flags; the slider must not receive a value it refuses
+    # serve refuses --conf outside the range, but OFFICESCORE_CONF may hold any value: the slider
+    # must not get one it refuses
     assert slider_start(0.0) == 0.05 and slider_start(1.0) == 0.95 and slider_start(0.3) == 0.3
 
 
