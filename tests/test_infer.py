@@ -21,6 +21,7 @@ from officescore import masks as masklib
 from officescore.cli import main
 from officescore.errors import ConfigError, ModelError
 from officescore.infer import (
+    ImageResult,
     Predictor,
     coco_categories,
     coco_label_names,
@@ -362,6 +363,33 @@ def test_cli_scores_good_photos_and_exits_2_for_bad_ones(
     assert sum("notes.jpg: not an image" in line for line in lines) == 1
     assert lines[-1].startswith("error: 2 of 3 photos could not be read")
     assert "Traceback" not in err
+
+
+def test_cli_scores_a_photo_too_small_to_mean_anything_but_says_so_once(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 1x1 photo was scored like any other (12 objects, 25/100 from an untrained model, no word):
+    it is still scored, with one warning naming its size, in the JSON and on stderr."""
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1), (200, 100, 50)).save(tiny)
+    scene = files["scenes"] / "scene_0.jpg"
+    with pytest.raises(SystemExit) as info:
+        main(["score", str(tiny), str(scene), "--model", str(files["checkpoint"]), "--json"])
+    assert info.value.code == 0
+    out, err = capsys.readouterr()
+    photos = json.loads(out)["photos"]
+    assert [(p["warning"], p["score"] is not None) for p in photos] == [
+        ("too small: 1x1 px", True),
+        (None, True),
+    ]
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warned == [f"warning: {tiny}: too small: 1x1 px; its score says little"]
+
+
+def test_too_small_is_a_shorter_side_under_32_px_of_a_photo_that_was_read() -> None:
+    assert ImageResult("a.jpg", 31, 4000).too_small == "too small: 31x4000 px"
+    assert ImageResult("a.jpg", 32, 32).too_small is None
+    assert ImageResult("a.jpg", 1, 1, error="not an image").too_small is None
 
 
 @pytest.mark.parametrize("as_json", [False, True])

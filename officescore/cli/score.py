@@ -163,6 +163,10 @@ def score(
         _show_many(results)
     for photo in failed:
         err_console.print(Text(f"error: {photo.result.error}", style="red"), soft_wrap=True)
+    for photo in results:  # scored, but enlarged from a few pixels: say so once per photo
+        if photo.result.too_small:
+            what = f"warning: {photo.result.source}: {photo.result.too_small}; its score says little"
+            err_console.print(Text(what, style="yellow"), soft_wrap=True)
     if stopped is not None:
         _say_stopped(stopped, csv_file)
     if not json_output and csv_file is not None:

@@ -464,6 +464,7 @@ class PhotoScore:
         data = self.result.to_dict()
         data["score"] = self.score.to_dict() if self.score else None
         data["annotated"] = str(self.annotated) if self.annotated else None
+        data["warning"] = self.result.too_small  # scored, but the score says little
         return data
 
 
