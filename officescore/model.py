@@ -538,10 +538,26 @@ def _load_weights_file(model: MaskRCNN, data: Any, path: Path, classes: list[str
 # --------------------------------------------------------------------------- checkpoints
 
 
+# The commands that run a TorchScript export (through `load_any`); the others need a checkpoint.
+TORCHSCRIPT_TAKERS = "score, eval, serve, audit, select, prelabel and label push --model"
+
+
 def _torch_load(path: Path) -> Any:
     path = model_file(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such file")
+    # An export under a checkpoint's name: torch.load would call it damaged.
+    if is_onnx(path):
+        raise ModelError(
+            f"{path}: an ONNX model (from `officescore export --format onnx`), for other runtimes: no "
+            "officescore command loads it; pass the training checkpoint it was exported from "
+            "(runs/train/NAME/weights/best.pt)"
+        )
+    if any(name.endswith("/constants.pkl") for name in _zip_names(path)):
+        raise ModelError(
+            f"{path}: a TorchScript export (from `officescore export`), which {TORCHSCRIPT_TAKERS} "
+            "run; this needs the training checkpoint it was exported from (runs/train/NAME/weights/best.pt)"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged or foreign files
@@ -686,6 +702,20 @@ def _zip_names(path: Path) -> list[str]:
         return []
 
 
+def is_onnx(path: Path) -> bool:
+    """True for an ONNX model whatever its name: a protobuf ModelProto opening with its ir_version
+    (field 1, a small number) and then another of its fields. A torch checkpoint opens with "PK"."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(3)
+    except OSError:
+        return False
+    return len(head) == 3 and head[0] == 0x08 and 0 < head[1] < 0x80 and head[2] in ONNX_FIELD_TAGS
+
+
+ONNX_FIELD_TAGS = frozenset({0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42})  # ModelProto fields 2-8
+
+
 def is_torchscript(path: Path) -> bool:
     """True for a zip written by torch.jit.save with our officescore.json extra file."""
     return any(name.endswith(f"/extra/{TORCHSCRIPT_META}") for name in _zip_names(path))
@@ -695,9 +725,10 @@ def load_any(path: Path | str, device: torch.device | str = "cpu") -> LoadedMode
     """A checkpoint (.pt from train) or a TorchScript export, ready for inference on `device`."""
     path = existing_model_file(path)
     device = torch.device(device)
-    if path.suffix.lower() == ".onnx":
+    if path.suffix.lower() == ".onnx" or is_onnx(path):
         raise ModelError(
-            f"{path}: ONNX exports are for other runtimes; pass the checkpoint it came from "
+            f"{path}: an ONNX model (from `officescore export --format onnx`); ONNX exports are for "
+            "other runtimes: pass the checkpoint it came from "
             "or a TorchScript export (`officescore export --format torchscript`)"
         )
     if is_torchscript(path):

@@ -2,7 +2,8 @@
 a test asks for `labelstudio`); `cpu_flags` mocks the CPU that officescore.infer.accel sees."""
 
 import os
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 
 import pytest
 from labelstudio_server import labelstudio  # noqa: F401 - a fixture, found by name
@@ -26,6 +27,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The slowest tests first (stable otherwise): xdist hands tests out in this order, so the long
     ones run side by side at the start instead of one of them finishing the run alone."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture
+def ctrl_c_default() -> Iterator[None]:
+    """Python's own Ctrl-C handler, as in a terminal: a shell without job control (nohup, `make test
+    &`) starts this process with SIGINT ignored, and training then leaves it ignored."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 @pytest.fixture

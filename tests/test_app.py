@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from browsers import INSTALL_HINT, find_chromium
+from cpus import AVX2_ONLY
 from PIL import Image
 from scoremodels import write_checkpoint, write_scenes
 
@@ -405,7 +406,8 @@ def test_the_objects_table_writes_light_ink_on_dark_class_colours() -> None:
 
 
 def test_slider_starts_inside_its_range() -> None:
-    # `serve --conf 0` or `--conf 1` are valid flags; the slider must not receive a value it refuses
+    # serve refuses --conf outside the range, but OFFICESCORE_CONF may hold any value: the slider
+    # must not get one it refuses
     assert slider_start(0.0) == 0.05 and slider_start(1.0) == 0.95 and slider_start(0.3) == 0.3
 
 
@@ -437,13 +439,25 @@ def test_serve_without_streamlit_is_a_friendly_error(monkeypatch: pytest.MonkeyP
     ("args", "fragment"),
     [
         (["--model", "nowhere.pt"], "--model nowhere.pt: no such model file"),
-        (["--model", "coco", "--conf", "3"], "--conf 3.0: must be between 0 and 1"),
+        (["--model", "coco", "--conf", "3"], "--conf 3.0: the page's slider runs from 0.05 to 0.95"),
+        (["--model", "coco", "--conf", "0.99"], "--conf 0.99: the page's slider runs from 0.05 to 0.95"),
+        (["--model", "coco", "--conf", "0"], "--conf 0.0: the page's slider runs from 0.05 to 0.95"),
+        (
+            ["--model", "coco", "--precision", "int8", "--calibration", "nope/"],
+            "--calibration nope/: no photos there; --precision int8 calibrates",
+        ),
         (["--model", "coco", "--port", "70000"], "--port 70000: must be 1-65535"),
     ],
 )
 def test_serve_bad_options(
-    args: list[str], fragment: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    args: list[str],
+    fragment: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    cpu_flags: Callable[[frozenset[str]], None],
 ) -> None:
+    """--conf the page's slider cannot start at was clipped to its range without a word."""
+    cpu_flags(AVX2_ONLY)  # int8 runs here, so --calibration is read
     monkeypatch.setattr(os, "execve", lambda *a: pytest.fail("must not start streamlit"))
     with pytest.raises(SystemExit) as info:
         main(["serve", *args])
@@ -461,7 +475,9 @@ def test_serve_an_onnx_file_says_what_score_says(
     with pytest.raises(SystemExit) as info:
         main(["serve", "--model", str(tmp_path / "office.onnx")])
     assert info.value.code == 2
-    assert "office.onnx: ONNX exports are for other runtimes" in capsys.readouterr().err
+    assert "office.onnx: an ONNX model (from `officescore export --format onnx`); ONNX exports are for" in (
+        capsys.readouterr().err
+    )
 
 
 def test_serve_warns_of_rubric_classes_the_model_cannot_detect_and_starts(
@@ -524,10 +540,11 @@ def test_the_ports_at_both_ends_are_ports() -> None:
         assert argv[argv.index("--server.port") + 1] == str(port)
 
 
-def test_serve_starts_the_page_at_a_threshold_of_0(
-    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("conf", ["0.05", "0.95"])
+def test_serve_starts_the_page_at_the_ends_of_its_slider(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, conf: str
 ) -> None:
-    """--conf 0 (show every detection) is a threshold like any other: the page starts at it."""
+    """--conf at either end of the slider's range is a threshold like any other: the page starts at it."""
     started: list[dict[str, str]] = []
 
     def execve(path: str, argv: list[str], env: dict[str, str]) -> None:  # where streamlit would start
@@ -541,10 +558,10 @@ def test_serve_starts_the_page_at_a_threshold_of_0(
         "--port",
         str(_free_port()),
         "--conf",
-        "0",
+        conf,
         "--device",
         "cpu",
     ]
     with pytest.raises(SystemExit) as info:
         main(["serve", *args])
-    assert info.value.code == 0 and PageSettings.from_env(started[0]).conf == 0.0
+    assert info.value.code == 0 and PageSettings.from_env(started[0]).conf == float(conf)

@@ -701,3 +701,52 @@ def test_score_reads_its_csv_setting(
         main(["score", str(world["photo"]), "--model", str(world["model"])])
     assert exit_info.value.code in (0, None), capsys.readouterr().err
     assert (clean_cwd / "scores.csv").read_text().startswith("path,score,label,objects")
+
+
+STOPPED = "stopped (Ctrl-C); nothing written"
+
+
+@pytest.mark.usefixtures("ctrl_c_default")
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["ingest", "{export}", "--out", "{out}"], f"{STOPPED}; --out is as it was"),
+        (["eval", "-m", "{model}", "--data", "{dataset}", "--device", "cpu", "--project", "{out}"], STOPPED),
+        (
+            ["audit", "{dataset}", "-m", "{model}", "--device", "cpu", "--out", "{out}"],
+            f"{STOPPED}, or part of its run folder if it was writing one",
+        ),
+        (["select", "{photo}", "-m", "{model}", "-n", "1", "--device", "cpu", "--out", "{out}"], STOPPED),
+        (["prelabel", "{photo}", "-m", "{model}", "--device", "cpu", "--out", "{out}"], STOPPED),
+        (["export", "-m", "{model}", "--out", "{out}"], f"{STOPPED}; --out is as it was"),
+    ],
+)
+def test_ctrl_c_while_working_says_it_stopped_and_what_was_written(
+    world: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    said: str,
+) -> None:
+    """A real SIGINT as the command's first progress stage starts: one line saying it stopped and
+    what was written (Typer turned it into a silent exit 130), exit 130, no output left behind."""
+    import signal
+
+    from officescore.cli import common
+
+    stage = common.CliReporter.stage
+
+    def ctrl_c_as_work_starts(self: common.CliReporter, description: str, total: int | None = None) -> object:
+        os.kill(os.getpid(), signal.SIGINT)  # Python's handler raises at the next bytecode, here
+        return stage(self, description, total)
+
+    monkeypatch.setattr(common.CliReporter, "stage", ctrl_c_as_work_starts)
+    out = tmp_path / "out.json"
+    names = {key: str(value) for key, value in world.items()} | {"out": str(out)}
+    with pytest.raises(SystemExit) as info:
+        main([arg.format(**names) for arg in argv])
+    assert info.value.code == 130
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if line.strip()][-1] == said
+    assert not out.exists() and "Traceback" not in err

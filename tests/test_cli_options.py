@@ -305,8 +305,8 @@ def test_scrape_flags_reach_the_scrape_config(
 def test_serve_flags_reach_the_page(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """What the page is started with: files as absolute paths (Streamlit reads them), --conf 1 (the
-    end of the range, not outside it), and the address it listens on."""
+    """What the page is started with: files as absolute paths (Streamlit reads them), --conf 0.95 (the
+    end of the slider's range, not outside it), and the address it listens on."""
     import os
     import shutil
     import socket
@@ -330,13 +330,13 @@ def test_serve_flags_reach_the_page(
     with socket.socket() as probe:  # a port free right now
         probe.bind(("localhost", 0))
         port = probe.getsockname()[1]
-    argv = ["serve", "--model", "best.pt", "--port", str(port), "--host", "localhost", "--conf", "1"]
+    argv = ["serve", "--model", "best.pt", "--port", str(port), "--host", "localhost", "--conf", "0.95"]
     _run([*argv, "--device", "cpu", "--precision", "fp32", "--rubric", "mine.toml"], capsys)
     ((command, env),) = started
     assert PageSettings.from_env(env) == PageSettings(
         model=str(tmp_path / "best.pt"),
         device="cpu",
-        conf=1.0,
+        conf=0.95,
         rubric=str(tmp_path / "mine.toml"),
         precision="fp32",
     )

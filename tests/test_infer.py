@@ -21,6 +21,7 @@ from officescore import masks as masklib
 from officescore.cli import main
 from officescore.errors import ConfigError, ModelError
 from officescore.infer import (
+    ImageResult,
     Predictor,
     coco_categories,
     coco_label_names,
@@ -362,6 +363,71 @@ def test_cli_scores_good_photos_and_exits_2_for_bad_ones(
     assert sum("notes.jpg: not an image" in line for line in lines) == 1
     assert lines[-1].startswith("error: 2 of 3 photos could not be read")
     assert "Traceback" not in err
+
+
+def test_cli_scores_a_photo_too_small_to_mean_anything_but_says_so_once(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 1x1 photo was scored like any other (12 objects, 25/100 from an untrained model, no word):
+    it is still scored, with one warning naming its size, in the JSON and on stderr."""
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1), (200, 100, 50)).save(tiny)
+    scene = files["scenes"] / "scene_0.jpg"
+    with pytest.raises(SystemExit) as info:
+        main(["score", str(tiny), str(scene), "--model", str(files["checkpoint"]), "--json"])
+    assert info.value.code == 0
+    out, err = capsys.readouterr()
+    photos = json.loads(out)["photos"]
+    assert [(p["warning"], p["score"] is not None) for p in photos] == [
+        ("too small: 1x1 px", True),
+        (None, True),
+    ]
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warned == [f"warning: {tiny}: too small: 1x1 px; its score says little"]
+
+
+def test_too_small_is_a_shorter_side_under_32_px_of_a_photo_that_was_read() -> None:
+    assert ImageResult("a.jpg", 31, 4000).too_small == "too small: 31x4000 px"
+    assert ImageResult("a.jpg", 32, 32).too_small is None
+    assert ImageResult("a.jpg", 1, 1, error="not an image").too_small is None
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_cli_stopped_by_ctrl_c_writes_the_photos_scored_so_far(
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    as_json: bool,
+) -> None:
+    """Ctrl-C in the second batch of a folder of two: the first photo's CSV row (and JSON, marked
+    partial) and drawing are written, one line says how far it got, exit 130 as after any Ctrl-C."""
+    run_batch, batches = Predictor._run_batch, []
+
+    def ctrl_c_in_the_second(self: Predictor, *args: object, **kwargs: object):  # noqa: ANN202
+        batches.append(1)
+        if len(batches) == 2:
+            raise KeyboardInterrupt
+        yield from run_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "_run_batch", ctrl_c_in_the_second)
+    csv_file, drawn = tmp_path / "scores.csv", tmp_path / "drawn"
+    argv = ["score", str(files["scenes"]), "--model", str(files["checkpoint"]), "--batch-size", "1"]
+    argv += ["--csv", str(csv_file), "--save-dir", str(drawn), "--device", "cpu"]
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--json"] if as_json else argv)
+    assert info.value.code == 130
+    out, err = capsys.readouterr()
+    first = str(files["scenes"] / "scene_0.jpg")
+    assert [row["path"] for row in csv.DictReader(csv_file.open())] == [first]
+    assert [p.name for p in drawn.iterdir()] == ["scene_0.jpg"]
+    if as_json:
+        doc = json.loads(out)
+        assert doc["partial"] is True and [p["path"] for p in doc["photos"]] == [first]
+    else:
+        assert "mean score 25.0 over 1 photos" in out  # the table of the photo scored
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert last == f"stopped (Ctrl-C) after 1 of 2 photos; wrote {csv_file} and drawings in {drawn} (partial)"
 
 
 def test_cli_one_photo_tables_csv_and_save_dir(

@@ -912,6 +912,38 @@ def test_several_exports_make_one_data_set_with_classes_matched_by_name(tmp_path
     assert len(group) == 2 and len({splits[name] for name in group}) == 1, (group, splits)
 
 
+def test_a_photo_in_two_exports_labelled_differently_is_a_problem_and_both_copies_stay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """train/ and valid/ hold the same three photos byte for byte, labelled alike but for the first
+    photo's first object, another class in valid/: that photo is a problem naming both copies (the
+    summary said "problems: none"), the two labelled alike are not, and every copy stays (as before).
+    --strict refuses it."""
+    classes = ("desk", "chair", "mug")
+    train = make_export(tmp_path / "train", n_images=3, classes=classes)
+    valid = make_export(tmp_path / "valid", n_images=3, classes=classes)
+    first = valid["annotations"][0]
+    assert first["image_id"] == 1
+    first["category_id"] = first["category_id"] % len(classes) + 1
+    exports = [str(write_export(tmp_path / "train", train)), str(write_export(tmp_path / "valid", valid))]
+    argv = ["ingest", *exports, "--out", str(tmp_path / "dataset")]
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--json"])
+    assert info.value.code == 0
+    result = json.loads(capsys.readouterr().out)["ingest"]
+    (problem,) = result["problems"]
+    assert problem["kind"] == "image_duplicate_labels_differ" and problem["action"] == "both kept"
+    assert {problem["image"], problem["what"].split(",")[0]} == {
+        f"{exports[1]}: scene_000.png",
+        f"the same photo as {exports[0]}: scene_000.png",
+    }
+    assert result["counts"]["train"]["images"] + result["counts"]["val"]["images"] == 6
+    assert len(result["duplicate_groups"]) == 3
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--strict"])
+    assert info.value.code == 2 and "the same photo as" in capsys.readouterr().err
+
+
 def test_several_exports_name_the_export_of_each_problem_and_refuse_a_repeat(tmp_path: Path) -> None:
     train = write_export(tmp_path / "train", make_export(tmp_path / "train", n_images=3))
     coco = make_export(tmp_path / "valid", n_images=2, classes=("lamp",), seed=1)

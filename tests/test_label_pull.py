@@ -456,3 +456,48 @@ def test_pull_into_an_empty_folder_and_the_later_of_two_annotations_saved_at_onc
     coco = json.loads(pulled.export.read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}
     assert [names[a["category_id"]] for a in coco["annotations"]] == ["chair"]
+
+
+@pytest.mark.usefixtures("ctrl_c_default")
+@pytest.mark.parametrize("stage", ["pulling", "Checking images"])
+def test_ctrl_c_says_what_the_pull_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stage: str
+) -> None:
+    """A real SIGINT while pulling, or while --ingest checks the pulled photos: one line says what was
+    written (Typer's exit 130 said nothing), and what was not is as it was."""
+    import os
+    import signal
+
+    from officescore.cli import common
+    from officescore.cli import label as label_cli
+
+    photos = write_photos(tmp_path / "root" / "photos", n=2)
+    square = [[10, 10], [40, 10], [40, 40], [10, 40]]
+    tasks = [
+        {
+            "id": k + 1,
+            "data": {"image": f"/data/local-files/?d=photos/{photo.name}"},
+            "annotations": [{"id": k + 1, "result": [polygon_region(square, "desk", WIDTH, HEIGHT)]}],
+        }
+        for k, photo in enumerate(photos)
+    ]
+    monkeypatch.setattr(label_cli, "_client", lambda url: StandIn(tasks))
+    started = common.CliReporter.stage
+
+    def ctrl_c_at_the_stage(self: common.CliReporter, description: str, total: int | None = None) -> Any:
+        if description.startswith(stage):
+            os.kill(os.getpid(), signal.SIGINT)  # Python's handler raises at the next bytecode, here
+        return started(self, description, total)
+
+    monkeypatch.setattr(common.CliReporter, "stage", ctrl_c_at_the_stage)
+    pulled, dataset = tmp_path / "pull", tmp_path / "dataset"
+    argv = ["label", "pull", "--project", "offices", "--out", str(pulled), "--ingest", str(dataset)]
+    code, _, err = run([*argv, "--local-root", str(tmp_path / "root")], capsys)
+    assert code == 130 and not dataset.exists()
+    said = [line for line in err.splitlines() if line.strip()][-1]
+    if stage == "pulling":
+        assert said == "stopped (Ctrl-C); nothing written; --out is as it was" and not pulled.exists()
+    else:
+        export = pulled / "annotations.json"
+        assert said == f"stopped (Ctrl-C); wrote {export}; the --ingest data set is as it was"
+        assert export.is_file()

@@ -290,6 +290,27 @@ def test_load_any_reads_torchscript_exports(tmp_path: Path) -> None:
         load_any(plain)
 
 
+def test_an_export_named_like_a_checkpoint_is_called_what_it_is(tmp_path: Path) -> None:
+    """An ONNX or TorchScript export renamed model.pt was "not a readable weights file ...
+    truncated, damaged": it is named for what it is, with the commands that take it."""
+    onnx_file = tmp_path / "onnx.pt"
+    onnx_file.write_bytes(b"\x08\x07\x12\x07pytorch")  # how torch's ONNX exports open
+    with pytest.raises(ModelError, match="an ONNX model.*TorchScript export"):
+        load_any(onnx_file)  # score, eval, serve: they take TorchScript
+    with pytest.raises(ModelError, match="an ONNX model .*no officescore command loads it.*best.pt"):
+        load_checkpoint(onnx_file)  # export, train --resume
+    with pytest.raises(ModelError, match="an ONNX model"):
+        build_model("maskrcnn_resnet18_fpn", CLASSES, weights=onnx_file)  # train --weights
+    scripted = tmp_path / "scripted.pt"
+    meta = {"format": "officescore-torchscript", "classes": CLASSES, "arch": "maskrcnn_resnet18_fpn"}
+    torch.jit.save(
+        torch.jit.script(_Scripted()), str(scripted), _extra_files={TORCHSCRIPT_META: json.dumps(meta)}
+    )
+    assert load_any(scripted).kind == "torchscript"
+    with pytest.raises(ModelError, match="a TorchScript export .*score, eval, serve.* run; this needs"):
+        build_model("maskrcnn_resnet18_fpn", CLASSES, weights=scripted)
+
+
 def test_fetch_weights_reports_download_failure_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """One download attempt (no retry loop on an offline machine), one error naming the URL once."""
     from torchvision.models import ResNet18_Weights

@@ -286,17 +286,6 @@ def test_sigterm_saves_last_like_ctrl_c(tiny_data: Path, tmp_path: Path) -> None
     assert issubclass(Terminated, KeyboardInterrupt)  # callers that handle Ctrl-C handle it too
 
 
-@pytest.fixture
-def ctrl_c_default() -> Iterator[None]:
-    """Python's own Ctrl-C handler, as in a terminal: a shell without job control (nohup, `make test
-    &`) starts this process with SIGINT ignored, and training then leaves it ignored."""
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, before)
-
-
 @pytest.mark.usefixtures("ctrl_c_default")
 def test_a_ctrl_c_inside_a_step_resumes_exactly(
     straight: tuple[TrainResult, Path], tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -5,7 +5,9 @@ Each test runs in well under a second."""
 from __future__ import annotations
 
 import csv
+import os
 import random
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -227,6 +229,40 @@ def test_a_ctrl_c_inside_a_step_resumes_from_the_last_whole_step(tmp_path: Path,
     assert torch.equal(resumed.model.running, straight.model.running)
     assert torch.equal(resumed.model.w.detach(), straight.model.w.detach())
     assert _losses(resumed_state.history) == pytest.approx(_losses(straight_state.history), rel=1e-12)
+
+
+@pytest.mark.usefixtures("ctrl_c_default")
+@pytest.mark.parametrize("ctrl_c_at", [3, 8])
+def test_a_ctrl_c_inside_the_optimiser_step_resumes_exactly(tmp_path: Path, ctrl_c_at: int) -> None:
+    """A real Ctrl-C right after the optimiser moved the weights of step 3 (epoch 1) or 8 (epoch 2),
+    before the step was counted: it is held until the step is recorded, so last.pt counts the step
+    and the resumed run equals the one that never stopped (it does not take that step twice)."""
+    want, history = _straight(tmp_path)
+    cut = _toy_run(tmp_path / "cut")
+    step, calls = cut.scaler.step, [0]
+
+    def step_then_ctrl_c(optimizer: torch.optim.Optimizer) -> Any:
+        moved = step(optimizer)
+        calls[0] += 1
+        if calls[0] == ctrl_c_at:
+            os.kill(os.getpid(), signal.SIGINT)  # Python's handler runs at the next bytecode, here
+        return moved
+
+    cut.scaler.step = step_then_ctrl_c
+    torch.manual_seed(0)
+    state = ckpt.State()
+    with (
+        ckpt.stop_signals_as_interrupts() as received,
+        pytest.raises(KeyboardInterrupt),
+        ckpt.save_when_stopped(cut, state, received),
+    ):
+        _epochs(cut, state, received)
+    assert (state.epoch, state.step_in_epoch) == divmod(ctrl_c_at, 5)
+    _other_process_rngs()
+    resumed, resumed_state = _resumed(tmp_path, cut.last, "resumed")
+    _epochs(resumed, resumed_state)
+    assert torch.equal(resumed.model.w.detach(), want)
+    assert _losses(resumed_state.history) == pytest.approx(_losses(history), rel=1e-12)
 
 
 def test_last_pt_holds_the_statistics_the_ranks_averaged_at_the_epochs_end(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from officescore.cli.common import console, print_json, reporter
+from officescore.cli.common import console, print_json, reporter, said_when_stopped
 from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
 
 if TYPE_CHECKING:
@@ -161,4 +161,5 @@ def _show_conventions(run: AuditRun, every_class: bool) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("audit", epilog=EXAMPLES)(audit)
+    stopped = said_when_stopped("nothing written, or part of its run folder if it was writing one")
+    app.command("audit", epilog=EXAMPLES)(stopped(audit))

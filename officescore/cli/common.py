@@ -141,6 +141,19 @@ CALIBRATION_HELP = (  # --calibration of those commands (officescore.infer.accel
 
 
 @contextmanager
+def said_when_stopped(written: str = "nothing written") -> Iterator[None]:
+    """Ctrl-C inside: one line, "stopped (Ctrl-C); <written>", then exit 130 as shells report it
+    (Typer turns the KeyboardInterrupt into a silent exit 130). Also a decorator for a command."""
+    import typer
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        err_console.print(Text(f"stopped (Ctrl-C); {written}", style="yellow"), soft_wrap=True)
+        raise typer.Exit(130) from None
+
+
+@contextmanager
 def stop_signals() -> Iterator[threading.Event]:
     """While inside, Ctrl-C (SIGINT) and SIGTERM set the returned event instead of raising.
 

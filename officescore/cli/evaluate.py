@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from officescore.cli.common import console, print_json, reporter
+from officescore.cli.common import console, print_json, reporter, said_when_stopped
 from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
 
 if TYPE_CHECKING:
@@ -231,4 +231,4 @@ def _show_attributes(attributes: dict[str, Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("eval", epilog=EXAMPLES)(evaluate)
+    app.command("eval", epilog=EXAMPLES)(said_when_stopped()(evaluate))

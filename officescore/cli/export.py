@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from officescore.cli.common import console, print_json, reporter
+from officescore.cli.common import console, print_json, reporter, said_when_stopped
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -87,4 +87,4 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("export", epilog=EXAMPLES)(export)
+    app.command("export", epilog=EXAMPLES)(said_when_stopped("nothing written; --out is as it was")(export))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from officescore.cli.common import console, print_json, reporter
+from officescore.cli.common import console, print_json, reporter, said_when_stopped
 from officescore.config import DEFAULT_DATASET_DIR
 
 if TYPE_CHECKING:
@@ -197,4 +197,4 @@ def split_settings(before: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("ingest", epilog=EXAMPLES)(ingest)
+    app.command("ingest", epilog=EXAMPLES)(said_when_stopped("nothing written; --out is as it was")(ingest))

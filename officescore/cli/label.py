@@ -17,6 +17,7 @@ from officescore.cli.common import (
     note_skipped_photos,
     print_json,
     reporter,
+    said_when_stopped,
     skipped_json,
     stop_signals,
 )
@@ -98,6 +99,7 @@ def _client(url: str):  # noqa: ANN202 - keeps label-studio-sdk out of import ti
 
 
 @label_app.command("push", epilog=PUSH_EXAMPLES)
+@said_when_stopped("what was pushed stays in the project; run the same command again to push the rest")
 def push(
     ctx: typer.Context,
     images: list[str] = typer.Argument(None, help="Photos, folders, globs or a scrape folder (data/raw)."),
@@ -251,7 +253,8 @@ def pull(
     from officescore.label.pull import pull_project
 
     check_project_title(project)
-    result = pull_project(_client(url), project, out, local_root, reporter(json_output))
+    with said_when_stopped("nothing written; --out is as it was"):
+        result = pull_project(_client(url), project, out, local_root, reporter(json_output))
     ingested, before = None, None
     if ingest is not None and not result.images:  # else ingest blames the export it was just given
         from officescore.errors import DataError
@@ -265,13 +268,14 @@ def pull(
         from officescore.ingest import ingest_export
 
         before = earlier_data_set(ingest)
-        ingested = ingest_export(
-            result.export,
-            out=ingest,
-            reporter=reporter(json_output),
-            attributes=result.attributes,  # the project's own questions: none asked, none recorded
-            **split_settings(before),  # the data set's seed and val fraction: its photos keep their split
-        )
+        with said_when_stopped(f"wrote {result.export}; the --ingest data set is as it was"):
+            ingested = ingest_export(
+                result.export,
+                out=ingest,
+                reporter=reporter(json_output),
+                attributes=result.attributes,  # the project's own questions: none asked, none recorded
+                **split_settings(before),  # the data set's seed and val fraction: its photos keep their split
+            )
     if json_output:
         print_json({"pull": result.to_dict(), "ingest": ingested.to_dict() if ingested else None})
         return

@@ -16,6 +16,7 @@ from officescore.cli.common import (
     note_skipped_photos,
     print_json,
     reporter,
+    said_when_stopped,
     skipped_json,
 )
 
@@ -120,4 +121,4 @@ def prelabel(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("prelabel", epilog=EXAMPLES)(prelabel)
+    app.command("prelabel", epilog=EXAMPLES)(said_when_stopped()(prelabel))

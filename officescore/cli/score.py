@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.table import Table
@@ -21,7 +21,7 @@ from officescore.cli.common import (
 
 if TYPE_CHECKING:
     from officescore.images import ImageInput
-    from officescore.infer import PhotoScore, Predictor
+    from officescore.infer import PhotoScore, Predictor, ScoringStopped
     from officescore.infer.score import OfficeScore, Rubric
 
 EXAMPLES = """
@@ -40,7 +40,8 @@ EXAMPLES = """
 
   officescore score photos/ --precision fp32    # exact: eager torchvision's detections
 
-Exit code 2 when any photo could not be read (the others are still scored).
+Exit code 2 when any photo could not be read (the others are still scored). Ctrl-C writes and
+shows the photos scored so far (--json with "partial": true) and exits 130.
 """
 
 
@@ -74,6 +75,7 @@ def score(
     from officescore.files import check_output_dir, check_output_file
     from officescore.infer import (
         Predictor,
+        ScoringStopped,
         expand_inputs,
         model_source,
         score_photos,
@@ -112,6 +114,7 @@ def score(
     from officescore.progress import SILENT
 
     ctx = distributed.init(resolve_device(device))  # a no-op unless started by torchrun
+    stopped: ScoringStopped | None = None
     try:
         # Under torchrun each rank drives its own GPU (distributed.init selected it).
         predictor = Predictor.load(
@@ -133,11 +136,13 @@ def score(
             reporter=reporter(json_output) if ctx.is_main else SILENT,
             ctx=ctx,
         )
+    except ScoringStopped as stop:  # Ctrl-C: what was scored so far is still written and shown
+        results, stopped = stop.done, stop
     finally:
         distributed.shutdown()
     if not ctx.is_main:  # rank 0 alone prints and writes
         return
-    if csv_file is not None:
+    if csv_file is not None and results:
         write_csv(csv_file, results)
     failed = [r for r in results if not r.result.ok]
     if json_output:
@@ -150,19 +155,38 @@ def score(
                 "rubric": rules.name,
                 "photos": [r.to_dict() for r in results],
                 "failed": len(failed),
+                **({"partial": True} if stopped else {}),
             }
         )
-    elif len(results) == 1 and not failed:
+    elif len(results) == 1 and not failed and not stopped:
         _show_one(results[0])
-    else:
+    elif results:
         _show_many(results)
     for photo in failed:
         err_console.print(Text(f"error: {photo.result.error}", style="red"), soft_wrap=True)
+    for photo in results:  # scored, but enlarged from a few pixels: say so once per photo
+        if photo.result.too_small:
+            what = f"warning: {photo.result.source}: {photo.result.too_small}; its score says little"
+            err_console.print(Text(what, style="yellow"), soft_wrap=True)
+    if stopped is not None:
+        _say_stopped(stopped, csv_file)
     if not json_output and csv_file is not None:
         console.print(Text(f"wrote {csv_file}"))
     if failed:
         # A UserError (not typer.Exit) so the exit code is 2 whatever mode Click runs in.
         raise BadImageError(f"{len(failed)} of {len(results)} photos could not be read (listed above)")
+
+
+def _say_stopped(stop: ScoringStopped, csv_file: Path | None) -> NoReturn:
+    """One line for a Ctrl-C while scoring: how far it got and what it wrote; exit 130 as shells do."""
+    wrote = [f"wrote {csv_file}"] if csv_file is not None and stop.done else []
+    drawings = [photo.annotated for photo in stop.done if photo.annotated]
+    if drawings:
+        wrote.append(f"drawings in {drawings[0].parent}")
+    what = f"{' and '.join(wrote)} (partial)" if wrote else "nothing written"
+    message = f"stopped (Ctrl-C) after {len(stop.done)} of {stop.total} photos; {what}"
+    err_console.print(Text(message, style="yellow"), soft_wrap=True)
+    raise typer.Exit(130)
 
 
 def _without_drawings(items: list[ImageInput], photos: list[str], save_dir: Path) -> list[ImageInput]:

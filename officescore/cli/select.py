@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from officescore.cli.common import console, print_json, reporter
+from officescore.cli.common import console, print_json, reporter, said_when_stopped
 from officescore.config import DEFAULT_RUNS_DIR
 
 if TYPE_CHECKING:
@@ -116,4 +116,4 @@ def _show(run: SelectRun) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("select", epilog=EXAMPLES)(select)
+    app.command("select", epilog=EXAMPLES)(said_when_stopped()(select))

@@ -34,7 +34,9 @@ def serve(
     ),
     port: int = typer.Option(8501, "--port", help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0: every interface)."),
-    conf: float = typer.Option(0.5, "--conf", help="Initial confidence threshold of the page's slider."),
+    conf: float = typer.Option(
+        0.5, "--conf", help="Initial confidence threshold of the page's slider (0.05-0.95, its range)."
+    ),
     rubric: Path = typer.Option(None, "--rubric", help="Rubric TOML (default: the packaged rubric)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
@@ -43,15 +45,18 @@ def serve(
     ),
 ) -> None:
     """Serve the web page: upload a photo, see the annotated image, the objects and the score."""
-    from officescore.app import PageSettings, streamlit_command
+    from officescore.app import SLIDER_RANGE, PageSettings, streamlit_command
     from officescore.devices import resolve_device
     from officescore.errors import ConfigError
     from officescore.infer import COCO_SOURCE, expand_inputs, model_source
     from officescore.infer.score import Rubric
     from officescore.model import is_torchscript, load_any
 
-    if not 0.0 <= conf <= 1.0:
-        raise ConfigError(f"--conf {conf}: must be between 0 and 1")
+    low, high = SLIDER_RANGE
+    if not low <= conf <= high:  # the page cannot show it: its slider would start elsewhere
+        raise ConfigError(
+            f"--conf {conf}: the page's slider runs from {low} to {high}; give one in that range"
+        )
     source = model_source(model)  # a run folder: its best.pt, named to the page; a missing file fails
     coco = source.lower() == COCO_SOURCE
     kind, classes = "checkpoint", None
@@ -68,8 +73,9 @@ def serve(
 
     photos = spread([str(Path(p).resolve()) for p in expand_inputs(calibration or []) if Path(p).is_file()])
     if resolved == "int8" and not photos:
+        given = f"--calibration {' '.join(calibration)}: no photos there; " if calibration else ""
         raise ConfigError(
-            "--precision int8 calibrates on photos like the uploads: give some with --calibration "
+            f"{given}--precision int8 calibrates on photos like the uploads: give some with --calibration "
             "(a folder or files)"
         )
     rules = Rubric.load(rubric)  # a bad rubric fails here, not in the browser

@@ -30,6 +30,7 @@ _HOMES = {
     "default_model_source": "predictor",
     "model_source": "predictor",
     "load_coco_mapping": "predictor",
+    "ScoringStopped": "predictor",
     "score_photos": "predictor",
     "write_csv": "predictor",
     "OfficeScore": "score",

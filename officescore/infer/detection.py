@@ -51,6 +51,11 @@ class Detection:
         return " ".join(words)
 
 
+# A photo whose shorter side is under this is enlarged many times to the model's input size (25x
+# to 800 px from 32): a blur of a few pixels, whose detections say nothing about an office.
+TOO_SMALL_SIDE = 32
+
+
 @dataclass
 class ImageResult:
     source: str  # the path as given (or "<image N>" for in-memory images)
@@ -62,6 +67,13 @@ class ImageResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def too_small(self) -> str | None:
+        """ "too small: WxH px" for a photo read whose shorter side is under TOO_SMALL_SIDE, else None."""
+        if self.ok and self.width and min(self.width, self.height) < TOO_SMALL_SIDE:
+            return f"too small: {self.width}x{self.height} px"
+        return None
 
     def above(self, conf: float) -> ImageResult:
         """The same result keeping only detections with score >= conf."""

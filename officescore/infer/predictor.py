@@ -464,7 +464,16 @@ class PhotoScore:
         data = self.result.to_dict()
         data["score"] = self.score.to_dict() if self.score else None
         data["annotated"] = str(self.annotated) if self.annotated else None
+        data["warning"] = self.result.too_small  # scored, but the score says little
         return data
+
+
+class ScoringStopped(KeyboardInterrupt):
+    """Ctrl-C while scoring one process's photos: `done`, those scored before it (input order), of `total`."""
+
+    def __init__(self, done: list[PhotoScore], total: int) -> None:
+        super().__init__(f"stopped after {len(done)} of {total} photos")
+        self.done, self.total = done, total
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -484,6 +493,7 @@ def score_photos(
 ) -> list[PhotoScore]:
     """Detect, score with the rubric and (with `save_dir`) write annotated JPEGs for each photo.
 
+    Ctrl-C in a single process raises `ScoringStopped` with the photos scored before it.
     Under torch.distributed (`ctx` from `officescore.distributed.init`, e.g. `torchrun`) each rank
     scores its shard of the photos and every rank gets all the results, in input order.
     `batch_size` None: `default_batch_size` of the predictor's device.
@@ -515,9 +525,17 @@ def score_photos(
         scored[index] = PhotoScore(result, office, annotated)
 
     batch_size = default_batch_size(predictor.device) if batch_size is None else batch_size
-    results = predictor.predict(
-        [items[i] for i in mine], batch_size=batch_size, conf=conf, reporter=reporter, on_image=finish
-    )
+    try:
+        results = predictor.predict(
+            [items[i] for i in mine], batch_size=batch_size, conf=conf, reporter=reporter, on_image=finish
+        )
+    except KeyboardInterrupt:
+        if ctx.world_size > 1:
+            raise  # the other ranks' photos cannot be gathered any more
+        done = [scored[index] for index in sorted(scored)]
+        for index, photo in zip(sorted(scored), done, strict=True):
+            photo.result.source = _describe(items[index], index)
+        raise ScoringStopped(done, len(items)) from None
     own = []
     for index, result in zip(mine, results, strict=True):
         result.source = _describe(items[index], index)  # "<image N>" counts over all inputs

@@ -632,6 +632,10 @@ def ingest_export(
         excluded += before - len(image.annotations)
 
     kept = sorted(images.values(), key=lambda im: (im.file_name, id_sort_key(im.key)))
+    disagreeing = _copies_labelled_differently(kept, exports)
+    if strict and disagreeing:
+        raise DataError(strict_message(disagreeing))
+    problems += disagreeing
     unique_names(kept)
     groups = duplicate_groups([im.sha256 for im in kept], [im.phash for im in kept], PHASH_THRESHOLD)
     image_classes = [{a.class_name for a in im.annotations if not a.iscrowd} for im in kept]
@@ -677,6 +681,38 @@ def ingest_export(
     left_out = [name for name in class_order if name in excluded_classes]
     recorded = [os.path.normpath(out / source["export"]) for source in sources]
     return IngestResult(out, chosen, counts, problems, category_map, dup_groups, left_out, recorded)
+
+
+def _copies_labelled_differently(kept: list[ImageRecord], exports: list[Path]) -> list[Problem]:
+    """Byte-identical photos (from two exports, say) whose objects differ in class or number. Both
+    copies stay, each with its own labels (one duplicate group, so on one side of the split): which
+    labels are right is the labeller's call, so the disagreement is a problem to fix, not a guess."""
+    first: dict[str, ImageRecord] = {}
+    problems = []
+    for image in kept:
+        other = first.setdefault(image.sha256, image)
+        if other is not image and _objects(other) != _objects(image):
+            what = (
+                f"the same photo as {_in_export(other, exports)}, labelled {_objects(other)} there "
+                f"and {_objects(image)} here"
+            )
+            problems.append(
+                Problem(_in_export(image, exports), "", "image_duplicate_labels_differ", what, "both kept")
+            )
+    return problems
+
+
+def _objects(image: ImageRecord) -> str:
+    """ "chair x1, desk x2": the photo's labelled objects by class (crowd regions as such)."""
+    names = Counter(a.class_name + (" (crowd)" if a.iscrowd else "") for a in image.annotations)
+    return ", ".join(f"{name} x{n}" for name, n in sorted(names.items())) or "nothing"
+
+
+def _in_export(image: ImageRecord, exports: list[Path]) -> str:
+    """The photo's file_name, after its export when there are several (keys are then "<n>:<id>")."""
+    if len(exports) == 1:
+        return image.file_name
+    return f"{exports[int(image.key.split(':', 1)[0]) - 1]}: {image.file_name}"
 
 
 def _group_names(groups: list[int], images: list[ImageRecord]) -> list[list[str]]:

@@ -52,7 +52,7 @@ def stop_signals_as_interrupts() -> Iterator[dict[str, bool]]:
     first is still treated as an interruption, and `raise_if_stopped` (after every training step)
     raises again when Python dropped the first raise, which it does when the signal lands in a
     weakref callback or a `__del__` ("Exception ignored in ..."). A SIGINT the caller ignores
-    (SIG_IGN, as under nohup) stays ignored.
+    (SIG_IGN, as under nohup) stays ignored. Inside `signals_held` a signal only sets its flag.
     """
     received = {"sigterm": False, "sigint": False}
     if threading.current_thread() is not threading.main_thread():
@@ -61,11 +61,13 @@ def stop_signals_as_interrupts() -> Iterator[dict[str, bool]]:
 
     def on_sigterm(signum: int, frame: Any) -> None:
         received["sigterm"] = True
-        raise Terminated(f"received signal {signum} (SIGTERM)")
+        if not received.get("held"):
+            raise Terminated(f"received signal {signum} (SIGTERM)")
 
     def on_sigint(signum: int, frame: Any) -> None:
         received["sigint"] = True
-        raise KeyboardInterrupt
+        if not received.get("held"):
+            raise KeyboardInterrupt
 
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm)}
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
@@ -83,6 +85,21 @@ def raise_if_stopped(received: dict[str, bool] | None) -> None:
         raise Terminated("received SIGTERM")
     if received and received["sigint"]:
         raise KeyboardInterrupt
+
+
+@contextmanager
+def signals_held(received: dict[str, bool] | None) -> Iterator[None]:
+    """Inside, Ctrl-C and SIGTERM only set their flags; the interruption is raised on leaving. For a
+    step that must finish whole once begun (the optimiser step and the count of it)."""
+    if received is None:
+        yield
+        return
+    received["held"] = True
+    try:
+        yield
+    finally:
+        received["held"] = False
+    raise_if_stopped(received)
 
 
 def restore_state(run: Run, checkpoint: dict[str, Any] | None) -> State:

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from officescore import distributed as dist_utils
 from officescore.errors import ModelError
-from officescore.train.checkpoints import State, raise_if_stopped
+from officescore.train.checkpoints import State, raise_if_stopped, signals_held
 from officescore.train.config import LOSS_KEYS, OPTIONAL_LOSS_KEYS
 from officescore.train.seeding import (
     EpochSampler,
@@ -83,27 +83,31 @@ def _train_epoch(
         step_started = start
         for batch_images, targets in loader:
             lr = run.optimizer.param_groups[0]["lr"]  # what this step uses (the scheduler steps after)
-            parts = _train_step(run, state, batch_images, targets)
-            steps += 1
-            images += len(batch_images) * run.ctx.world_size
-            now = time.perf_counter()
-            for key in sums:
-                sums[key] += parts.get(key, 0.0)
-            for key in OPTIONAL_LOSS_KEYS:
-                if key in parts:
-                    optional[key] = optional.get(key, 0.0) + parts[key]
-            state.step_in_epoch += 1  # and what a stop saves from here on: where, and the sums so far
-            # ... and the RNG states and buffers the next step starts from: a Ctrl-C lands mid-step,
-            # after its forward drew samples (RPN, RoIs) and updated BatchNorm's running statistics
-            state.resume_rng = rng_state()
-            state.step_buffers = _buffers(run.model)
-            state.epoch_sums = {
-                "sums": dict(sums),
-                "optional": dict(optional),
-                "steps": steps,
-                "images": images,
-                "seconds": earlier + now - start,
-            }
+            parts = _forward_backward(run, state, batch_images, targets)
+            # The step moves weights, momentum and schedule: a Ctrl-C before it is counted would save
+            # them moved with the step uncounted, and the resumed run would take it twice.
+            with signals_held(received):
+                _optimizer_step(run)
+                steps += 1
+                images += len(batch_images) * run.ctx.world_size
+                now = time.perf_counter()
+                for key in sums:
+                    sums[key] += parts.get(key, 0.0)
+                for key in OPTIONAL_LOSS_KEYS:
+                    if key in parts:
+                        optional[key] = optional.get(key, 0.0) + parts[key]
+                state.step_in_epoch += 1  # and what a stop saves from here on: where, and the sums so far
+                # ... and the RNG states and buffers the next step starts from: a Ctrl-C lands mid-step,
+                # after its forward drew samples (RPN, RoIs) and updated BatchNorm's running statistics
+                state.resume_rng = rng_state()
+                state.step_buffers = _buffers(run.model)
+                state.epoch_sums = {
+                    "sums": dict(sums),
+                    "optional": dict(optional),
+                    "steps": steps,
+                    "images": images,
+                    "seconds": earlier + now - start,
+                }
             if run.trackers:  # per step, loading included: a stalled loader shows as a dip
                 rate_now = len(batch_images) * run.ctx.world_size / max(now - step_started, 1e-9)
                 step = epoch * run.steps_per_epoch + state.step_in_epoch
@@ -130,8 +134,8 @@ def _train_epoch(
     return row
 
 
-def _train_step(run: Run, state: State, batch_images: Any, targets: Any) -> dict[str, float]:
-    """Forward (autocast as --amp decided), loss averaged across ranks, backward, clip, step."""
+def _forward_backward(run: Run, state: State, batch_images: Any, targets: Any) -> dict[str, float]:
+    """Forward (autocast as --amp decided), loss averaged across ranks, backward."""
     device, optimizer = run.device, run.optimizer
     batch_images = [img.to(device, non_blocking=True) for img in batch_images]
     targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
@@ -156,6 +160,12 @@ def _train_step(run: Run, state: State, batch_images: Any, targets: Any) -> dict
         )
     optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
+    return parts
+
+
+def _optimizer_step(run: Run) -> None:
+    """Clip, then step the optimiser, the loss scaler and the schedule."""
+    optimizer = run.optimizer
     if run.config.clip_grad:
         run.scaler.unscale_(optimizer)
         params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -163,7 +173,6 @@ def _train_step(run: Run, state: State, batch_images: Any, targets: Any) -> dict
     run.scaler.step(optimizer)
     run.scaler.update()
     run.scheduler.step()
-    return parts
 
 
 def _buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:

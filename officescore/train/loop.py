@@ -17,7 +17,8 @@ epoch, index) alone and leaves the process's RNGs as it found them (`SeededItems
 random stream (proposal sampling) never depends on data loading, results do not depend on --workers,
 and `--resume` from `last.pt` continues exactly as an uninterrupted run would (bitwise on CPU).
 Ctrl-C or SIGTERM (what job schedulers send) saves `last.pt` mid-epoch with the position in the
-epoch and the RNG states; resuming skips the batches already seen. Stopped while validating, it saves
+epoch and the RNG states; resuming skips the batches already seen. One landing in the optimiser's
+step is held until the step is counted (`checkpoints.signals_held`). Stopped while validating, it saves
 the trained epoch (and its row of losses), so resuming only validates it.
 """
 
