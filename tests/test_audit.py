@@ -599,6 +599,22 @@ def test_sheet_issues_draws_that_many_and_a_json_name_in_capitals_is_a_json_name
     assert run.tasks == review and review.is_file()
 
 
+def test_a_review_file_with_no_tasks_says_so(
+    clean: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No photo flagged: the tasks file is empty, and the run says so (a note and a count) rather than
+    naming it as if it held something to review."""
+    model = write_checkpoint(tmp_path / "m.pt", favour={"desk": 3.0, "chair": 2.5})
+    review = tmp_path / "review.json"
+    monkeypatch.setattr(common.console, "_width", 200)
+    args = ["audit", str(clean), "--model", str(model), "--device", "cpu", "--out", str(tmp_path / "run")]
+    code, out, err = _cli([*args, "--min-score", "1.0", "--labelstudio", str(review)], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "issues.json").read_text())["issues"] == []
+    assert json.loads(review.read_text()) == []
+    assert "holds no review tasks" in out and f"0 review task(s) for Label Studio: {review}" in out, out
+
+
 def test_a_model_trained_on_more_classes_audits_the_data_sets_own(
     clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -670,6 +686,8 @@ def test_cli_bad_inputs_are_one_line_errors(
         (["audit", str(clean)], "--model M"),
         (["audit", str(clean), "--folds", "1"], "--folds 1"),
         (["audit", str(clean), "--model", str(model), "--split", "test"], "--split 'test'"),
+        (["audit", str(clean), "--model", str(model), "--min-score", "1.5"], "--min-score 1.5"),
+        (["audit", str(clean), "--model", str(model), "--min-score", "-0.1"], "--min-score -0.1"),
     ]
     for args, expected in cases:
         code, _, err = _cli([*args, "--device", "cpu", "--out", str(out)], capsys)

@@ -125,7 +125,10 @@ def _show(run: AuditRun) -> None:
         f"wrote [bold]{run.out_dir}[/bold] ({len(run.sheets)} contact sheets) in {run.seconds:.1f}s"
     )
     if run.tasks is not None:
-        console.print(f"review tasks for Label Studio: [bold]{run.tasks}[/bold] (labelling config beside it)")
+        console.print(
+            f"{run.task_count} review task(s) for Label Studio: [bold]{run.tasks}[/bold] "
+            "(labelling config beside it)"
+        )
 
 
 def _show_notes(run: AuditRun) -> None:

@@ -96,6 +96,7 @@ class AuditRun:
     sheets: list[Path]
     folds: list[dict[str, Any]] = field(default_factory=list)
     tasks: Path | None = None  # --labelstudio: the review tasks file
+    task_count: int = 0  # the photos in it
     seconds: float = 0.0
     conventions: list[dict[str, Any]] = field(default_factory=list)  # ConventionSplit.to_dict()
     convention_sheets: list[Path] = field(default_factory=list)
@@ -146,6 +147,8 @@ def run_audit(
             "audit needs out-of-sample predictions: pass --model M (trained on other photos) "
             "or --folds K, not both"
         )
+    if not 0.0 <= min_score <= 1.0:  # scores lie in [0, 1]: above 1 lists nothing, a clean-looking run
+        raise ConfigError(f"--min-score {min_score}: use a score from 0 to 1 (issues score in [0, 1])")
     labels = load_split(dataset, split)
     if not labels.images:
         raise ConfigError(f"{dataset}: split {split!r} has no photos to audit; try --split all")
@@ -210,13 +213,18 @@ def run_audit(
     atomic_write_json(out_dir / "conventions.json", conventions)
     convention_sheets = write_convention_sheets(out_dir, labels, results, result.conventions)
     _remove_stale_sheets(out_dir, [*sheets, *convention_sheets])
-    tasks = None
+    tasks, task_count = None, 0
     if labelstudio is not None:
-        from officescore.curate.labelstudio import audit_tasks
+        from officescore.curate.labelstudio import REVIEW_SCORE, audit_tasks
 
-        tasks, _, _ = audit_tasks(
+        tasks, _, task_count = audit_tasks(
             Path(labelstudio), labels, results, rows, f"audit-{Path(source).stem}", conventions=conventions
         )
+        if not task_count:  # an empty file pushed for review would look like a clean data set
+            notes.append(
+                f"no issue scores {REVIEW_SCORE} or more and no class splits into two conventions: "
+                f"{tasks} holds no review tasks"
+            )
     return AuditRun(
         dataset=Path(dataset),
         model=source,
@@ -227,6 +235,7 @@ def run_audit(
         sheets=sheets,
         folds=fold_info,
         tasks=tasks,
+        task_count=task_count,
         seconds=time.perf_counter() - started,
         conventions=conventions,
         convention_sheets=convention_sheets,
