@@ -484,7 +484,7 @@ def test_cli_json_has_the_documented_shape(
     assert set(doc) == {
         "dataset", "model", "split", "issues", "images", "conventions", "out", "labelstudio", "notes"
     }  # fmt: skip
-    assert doc["notes"] == []
+    assert [n for n in doc["notes"] if "a polygon cannot hold" not in n] == []  # that one: its own test
     assert doc["out"] == str(tmp_path / "run") and doc["labelstudio"] == str(review)  # nothing else says so
     assert doc["split"] == "train" and isinstance(doc["conventions"], list)
     coco = json.loads((clean / "train.json").read_text())
@@ -613,6 +613,43 @@ def test_a_review_file_with_no_tasks_says_so(
     assert json.loads((tmp_path / "run" / "issues.json").read_text())["issues"] == []
     assert json.loads(review.read_text()) == []
     assert "holds no review tasks" in out and f"0 review task(s) for Label Studio: {review}" in out, out
+
+
+def test_review_tasks_say_which_labels_a_polygon_cuts_and_brush_keeps_them_whole(
+    clean: Path, tmp_path: Path
+) -> None:
+    """A desk and its drawer unit, a lamp's head and stand: one label, several parts. A polygon holds
+    only the largest, so a polygon review pulled back loses the rest: the run names those labels, and
+    `--mask brush` writes every label's mask exactly (no note then)."""
+    from officescore.curate.labelstudio import labels_a_polygon_cuts
+    from officescore.label.formats import read_tasks, result_regions
+
+    model = write_checkpoint(tmp_path / "m.pt", favour={"desk": 3.0, "chair": 2.5})
+    review = tmp_path / "review.json"
+    run = run_audit(clean, model=model, device="cpu", out=tmp_path / "run", labelstudio=review)
+    split = load_split(clean, "train")
+    reviewed = {int(t["data"]["image_id"]) for t in read_tasks(review)}
+    cut = labels_a_polygon_cuts(split, reviewed)
+    lost = []  # what the polygon tasks, pulled back, would lose: over 2 % of a label's pixels
+    for task in read_tasks(review):
+        labels = [lab for lab in split.by_id()[task["data"]["image_id"]].labels if not lab.iscrowd]
+        for region, label in zip(result_regions(task["annotations"][0]["result"]), labels, strict=True):
+            own, kept = (masklib.decode(m).astype(bool) for m in (label.rle, region.mask))
+            lost += [label.id] if (own & ~kept).sum() > 0.02 * own.sum() else []
+    assert cut and sorted(cut) == sorted(lost)
+    (note,) = [n for n in run.notes if "polygon cannot hold" in n]
+    assert note.startswith(f"{len(cut)} label(s)") and f"ids {cut[0]}" in note and "--mask brush" in note
+    brush = run_audit(
+        clean, model=model, device="cpu", out=tmp_path / "run2", labelstudio=review, mask="brush"
+    )
+    assert not [n for n in brush.notes if "polygon" in n]
+    for task in read_tasks(review):
+        labels = [lab for lab in split.by_id()[task["data"]["image_id"]].labels if not lab.iscrowd]
+        regions = result_regions(task["annotations"][0]["result"])
+        for region, label in zip(regions, labels, strict=True):
+            assert np.array_equal(masklib.decode(region.mask), masklib.decode(label.rle)), label.id
+    with pytest.raises(ConfigError, match="--mask 'outline'"):
+        run_audit(clean, model=model, device="cpu", out=tmp_path / "x", labelstudio=review, mask="outline")
 
 
 def test_a_model_trained_on_more_classes_audits_the_data_sets_own(

@@ -58,6 +58,9 @@ def audit(
     labelstudio: Path = typer.Option(
         None, "--labelstudio", help="Also write flagged photos as Label Studio review tasks (JSON)."
     ),
+    mask: str = typer.Option(
+        "polygon", "--mask", help="--labelstudio regions: polygon (editable outline) or brush (exact mask)."
+    ),
     conventions: bool = typer.Option(
         False, "--conventions", help="Show only the labelling-convention report (every class checked)."
     ),
@@ -79,6 +82,7 @@ def audit(
         batch_size=batch_size,
         min_score=min_score,
         labelstudio=labelstudio,
+        mask=mask,
         reporter=reporter(json_output),
     )
     if json_output:

@@ -133,6 +133,7 @@ def run_audit(
     sheet_issues: int = DEFAULT_SHEET_ISSUES,
     seed: int = 0,
     labelstudio: Path | None = None,
+    mask: str = "polygon",
     reporter: Reporter = SILENT,
 ) -> AuditRun:
     from officescore.curate.folds import cross_predict, load_train_args
@@ -162,6 +163,8 @@ def run_audit(
         if Path(labelstudio).suffix.lower() != ".json":
             raise ConfigError(f"--labelstudio {labelstudio}: give a .json file name (e.g. review.json)")
         check_output_file(Path(labelstudio), "--labelstudio")
+    if mask not in ("polygon", "brush"):
+        raise ConfigError(f"--mask {mask!r}: use polygon or brush")
     config = load_train_args(train_args) if folds is not None else None
     fold_info: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -217,14 +220,16 @@ def run_audit(
     if labelstudio is not None:
         from officescore.curate.labelstudio import REVIEW_SCORE, audit_tasks
 
+        version = f"audit-{Path(source).stem}"
         tasks, _, task_count = audit_tasks(
-            Path(labelstudio), labels, results, rows, f"audit-{Path(source).stem}", conventions=conventions
+            Path(labelstudio), labels, results, rows, version, conventions=conventions, mask=mask
         )
         if not task_count:  # an empty file pushed for review would look like a clean data set
             notes.append(
                 f"no issue scores {REVIEW_SCORE} or more and no class splits into two conventions: "
                 f"{tasks} holds no review tasks"
             )
+        notes += _polygon_note(labels, tasks) if mask == "polygon" and task_count else []
     return AuditRun(
         dataset=Path(dataset),
         model=source,
@@ -242,6 +247,24 @@ def run_audit(
         convention_pairs=dict(result.conventions.pairs),
         notes=notes,
     )
+
+
+def _polygon_note(labels: SplitLabels, tasks: Path) -> list[str]:
+    """What a polygon review does to labels of several parts (a desk and its drawer unit, a lamp's
+    head and stand) or with holes: `label pull` brings back only the largest part."""
+    from officescore.curate.labelstudio import labels_a_polygon_cuts
+    from officescore.label.formats import read_tasks
+
+    reviewed = {int(task["data"]["image_id"]) for task in read_tasks(tasks)}
+    cut = labels_a_polygon_cuts(labels, reviewed)
+    if not cut:
+        return []
+    ids = ", ".join(map(str, cut[:8])) + (", ..." if len(cut) > 8 else "")
+    return [
+        f"{len(cut)} label(s) on the review photos have several parts or holes that a polygon cannot "
+        f"hold (ids {ids}): pulled back, each keeps only its largest part; audit --mask brush keeps "
+        "them exactly"
+    ]
 
 
 def trained_on(model: Path | str, dataset: Path) -> bool:
