@@ -472,6 +472,11 @@ def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return int(exit_info.value.code or 0), captured.out, captured.err.strip()
 
 
+def _others(notes: list[str], *also: str) -> list[str]:
+    """The notes but the weak-model one (these tests' toy models find few labels) and `also`'s."""
+    return [n for n in notes if not any(s in n for s in ("say more about the model", *also))]
+
+
 def test_cli_json_has_the_documented_shape(
     clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -484,7 +489,7 @@ def test_cli_json_has_the_documented_shape(
     assert set(doc) == {
         "dataset", "model", "split", "issues", "images", "conventions", "out", "labelstudio", "notes"
     }  # fmt: skip
-    assert [n for n in doc["notes"] if "a polygon cannot hold" not in n] == []  # that one: its own test
+    assert _others(doc["notes"], "a polygon cannot hold") == []  # that one: its own test
     assert doc["out"] == str(tmp_path / "run") and doc["labelstudio"] == str(review)  # nothing else says so
     assert doc["split"] == "train" and isinstance(doc["conventions"], list)
     coco = json.loads((clean / "train.json").read_text())
@@ -652,6 +657,22 @@ def test_review_tasks_say_which_labels_a_polygon_cuts_and_brush_keeps_them_whole
         run_audit(clean, model=model, device="cpu", out=tmp_path / "x", labelstudio=review, mask="outline")
 
 
+def test_a_model_that_finds_few_labels_of_a_class_gets_a_note_naming_it() -> None:
+    """An undertrained model (mAP 0.01) ranked 3414 issues on 363 labels with no word that it, not
+    the labels, was the problem; a model finding most labels of every class gets no such note."""
+    from officescore.curate.audit import weak_model_note
+    from officescore.curate.scoring import Calibration
+
+    def cal(recall: dict[str, float]) -> Calibration:
+        return Calibration(recall, dict.fromkeys(recall, 0.9), dict.fromkeys(recall, 0.9))
+
+    assert weak_model_note(cal({"desk": 0.9, "chair": 0.5}), "m.pt") == []
+    (note,) = weak_model_note(cal({"desk": 0.9, "chair": 0.2, "lamp": 0.49}), "m.pt")
+    assert note.startswith("m.pt finds under 50% of the labels of chair, lamp (score 0.5 or more)")
+    (note,) = weak_model_note(cal({"desk": 0.1, "chair": 0.2}), "folds:2")
+    assert "of every class" in note and "say more about the model than the labels" in note
+
+
 def test_a_model_trained_on_more_classes_audits_the_data_sets_own(
     clean: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -668,7 +689,7 @@ def test_a_model_trained_on_more_classes_audits_the_data_sets_own(
     assert code == 0, err
     doc = json.loads(stdout)
     note = f"{model} also knows cat, which the data set does not label"
-    assert len(doc["notes"]) == 1 and doc["notes"][0].startswith(note)
+    assert len(_others(doc["notes"])) == 1 and _others(doc["notes"])[0].startswith(note)
     predictions = json.loads((out / "predictions.json").read_text())
     names = [classes[p["category_id"] - 1] for p in predictions]  # the data set's ids
     assert "desk" in names and {p["category_id"] for p in predictions} <= set(range(1, len(classes) + 1))
@@ -694,7 +715,7 @@ def test_a_run_trained_on_the_data_set_gets_a_note_where_it_learnt_the_photos(
         args = ["audit", str(dataset), "--model", str(model), "--device", "cpu", "--split", split]
         code, out, err = _cli([*args, "--out", str(tmp_path / "audit"), "--json"], capsys)
         assert code == 0, err
-        return json.loads(out)["notes"]
+        return _others(json.loads(out)["notes"])
 
     for split in ("train", "all"):
         said = notes(clean, run, split)  # the run folder, as `--model runs/train/train`

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -117,7 +117,7 @@ def _show(run: AuditRun) -> None:
             Path(row["file_name"]).name,
             "-" if row["annotation_id"] is None else str(row["annotation_id"]),
             row["class"] or "-",
-            row["suggested_class"] or "-",
+            suggested(row),
             " ".join(f"{v:.0f}" for v in row["bbox"]),
         )
     console.print(table)
@@ -133,6 +133,17 @@ def _show(run: AuditRun) -> None:
             f"{run.task_count} review task(s) for Label Studio: [bold]{run.tasks}[/bold] "
             "(labelling config beside it)"
         )
+
+
+def suggested(row: dict[str, Any]) -> str:
+    """The table's suggestion: the class, or for a wrong attribute which one and its two values (the
+    class alone would read as "nothing to change")."""
+    attribute = row.get("attribute")
+    if not attribute:
+        return row["suggested_class"] or "-"
+    said = {True: "yes", False: "no"}  # yes/no attributes are booleans, as on the contact sheets
+    label, predicted = (said.get(attribute[k], attribute[k]) for k in ("label", "predicted"))
+    return f"{attribute['name']}: {label} -> {predicted}"
 
 
 def _show_notes(run: AuditRun) -> None:

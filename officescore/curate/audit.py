@@ -186,6 +186,7 @@ def run_audit(
         fold_info = [asdict(f) for f in fold_list]
         source = f"folds:{folds}"
     result = audit_predictions(labels, results)
+    notes += weak_model_note(result.calibration, source)
     out_dir = Path(out) if out is not None else next_run_dir(Path(project), name)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = issue_rows(result, labels, min_score)
@@ -247,6 +248,23 @@ def run_audit(
         convention_pairs=dict(result.conventions.pairs),
         notes=notes,
     )
+
+
+WEAK_RECALL = 0.5  # a class whose labels the model finds less often than this is judged by a weak model
+
+
+def weak_model_note(cal: Calibration, source: str) -> list[str]:
+    """A model that finds few of a class's labels makes most of that class's issues about itself
+    (missing masks, unsupported labels), not the labels: say so rather than rank its noise."""
+    weak = [name for name, recall in cal.recall.items() if recall < WEAK_RECALL]
+    if not weak:
+        return []
+    which = "every class" if len(weak) == len(cal.recall) else ", ".join(weak)
+    return [
+        f"{source} finds under {WEAK_RECALL:.0%} of the labels of {which} (score 0.5 or more): "
+        "issues there say more about the model than the labels; audit with a model that finds most "
+        "of them (trained longer or on more photos)"
+    ]
 
 
 def _polygon_note(labels: SplitLabels, tasks: Path) -> list[str]:
