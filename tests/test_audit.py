@@ -745,6 +745,7 @@ def test_cli_bad_inputs_are_one_line_errors(
         (["audit", str(clean), "--folds", "1"], "--folds 1"),
         (["audit", str(clean), "--model", str(model), "--split", "test"], "--split 'test'"),
         (["audit", str(clean), "--model", str(model), "--min-score", "1.5"], "--min-score 1.5"),
+        (["audit", str(clean), "--folds", "2", "--train-args", str(tmp_path / "no.json")], "no such file"),
         (["audit", str(clean), "--model", str(model), "--min-score", "-0.1"], "--min-score -0.1"),
     ]
     for args, expected in cases:
