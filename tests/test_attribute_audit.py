@@ -71,3 +71,19 @@ def test_the_contact_sheet_caption_says_the_label_and_the_model_value() -> None:
     lamp = _issue({"kind": "desk"}, {"kind": "floor"})
     assert "kind: desk -> floor" in caption(lamp, 1, "a.jpg")
     assert len(caption(issue, 3, "images/" + "x" * 200 + ".jpg")) == 70  # what a tile holds
+
+
+def test_the_audit_table_says_which_attribute_and_its_two_values() -> None:
+    """The table's "suggested" column showed only the class ("chair" for a chair), so a
+    wrong_attribute row told the reader nothing to change."""
+    from officescore.cli.audit import suggested
+
+    row = {"kind": "wrong_attribute", "suggested_class": "chair"}
+    assert suggested({**row, "attribute": {"name": "armrests", "label": True, "predicted": False}}) == (
+        "armrests: yes -> no"
+    )
+    assert suggested({**row, "attribute": {"name": "kind", "label": "desk", "predicted": "floor"}}) == (
+        "kind: desk -> floor"
+    )
+    assert suggested({"kind": "wrong_class", "suggested_class": "mug"}) == "mug"
+    assert suggested({"kind": "spurious", "suggested_class": None}) == "-"

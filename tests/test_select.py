@@ -299,6 +299,20 @@ def test_cli_a_pool_of_unreadable_photos_is_an_error_not_an_empty_list(
     assert out.read_text() == "rank,path\n1,kept.jpg\n"
 
 
+def test_cli_names_the_unreadable_photos_it_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A count of unreadable photos leaves the user hunting for them: the text output names them."""
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    render_scene(1, size=64).image.save(pool / "good.png")
+    (pool / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut off")
+    args = ["select", str(pool), "--budget", "2", "--strategy", "random", "--out", str(tmp_path / "n.csv")]
+    code, out, err = _cli(args, capsys)
+    assert code == 0, err
+    assert "1 unreadable" in out and f"unreadable, left out: {pool / 'cut.jpg'}" in " ".join(out.split())
+
+
 def test_a_scrape_folder_that_cannot_be_written_is_a_pool(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

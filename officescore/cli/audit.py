@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -58,6 +58,9 @@ def audit(
     labelstudio: Path = typer.Option(
         None, "--labelstudio", help="Also write flagged photos as Label Studio review tasks (JSON)."
     ),
+    mask: str = typer.Option(
+        "polygon", "--mask", help="--labelstudio regions: polygon (editable outline) or brush (exact mask)."
+    ),
     conventions: bool = typer.Option(
         False, "--conventions", help="Show only the labelling-convention report (every class checked)."
     ),
@@ -79,6 +82,7 @@ def audit(
         batch_size=batch_size,
         min_score=min_score,
         labelstudio=labelstudio,
+        mask=mask,
         reporter=reporter(json_output),
     )
     if json_output:
@@ -113,7 +117,7 @@ def _show(run: AuditRun) -> None:
             Path(row["file_name"]).name,
             "-" if row["annotation_id"] is None else str(row["annotation_id"]),
             row["class"] or "-",
-            row["suggested_class"] or "-",
+            suggested(row),
             " ".join(f"{v:.0f}" for v in row["bbox"]),
         )
     console.print(table)
@@ -125,7 +129,21 @@ def _show(run: AuditRun) -> None:
         f"wrote [bold]{run.out_dir}[/bold] ({len(run.sheets)} contact sheets) in {run.seconds:.1f}s"
     )
     if run.tasks is not None:
-        console.print(f"review tasks for Label Studio: [bold]{run.tasks}[/bold] (labelling config beside it)")
+        console.print(
+            f"{run.task_count} review task(s) for Label Studio: [bold]{run.tasks}[/bold] "
+            "(labelling config beside it)"
+        )
+
+
+def suggested(row: dict[str, Any]) -> str:
+    """The table's suggestion: the class, or for a wrong attribute which one and its two values (the
+    class alone would read as "nothing to change")."""
+    attribute = row.get("attribute")
+    if not attribute:
+        return row["suggested_class"] or "-"
+    said = {True: "yes", False: "no"}  # yes/no attributes are booleans, as on the contact sheets
+    label, predicted = (said.get(attribute[k], attribute[k]) for k in ("label", "predicted"))
+    return f"{attribute['name']}: {label} -> {predicted}"
 
 
 def _show_notes(run: AuditRun) -> None:

@@ -99,6 +99,8 @@ def _show(run: SelectRun) -> None:
         f"{run.pool} photos in the pool, {len(run.excluded_near_duplicates)} near-copies of labelled photos "
         f"skipped, {len(run.unreadable)} unreadable; strategy {run.strategy}"
     )
+    if run.unreadable:  # a count alone leaves the user hunting for the broken files
+        console.print(f"[yellow]unreadable, left out:[/yellow] {', '.join(run.unreadable)}", soft_wrap=True)
     table = Table()
     for col in ("#", "photo", "score", "uncertainty", "class unc.", "mask unc.", "distance", "objects"):
         # A path cut to `pool/ima…` names no photo: it wraps whole instead.

@@ -96,6 +96,7 @@ class AuditRun:
     sheets: list[Path]
     folds: list[dict[str, Any]] = field(default_factory=list)
     tasks: Path | None = None  # --labelstudio: the review tasks file
+    task_count: int = 0  # the photos in it
     seconds: float = 0.0
     conventions: list[dict[str, Any]] = field(default_factory=list)  # ConventionSplit.to_dict()
     convention_sheets: list[Path] = field(default_factory=list)
@@ -132,6 +133,7 @@ def run_audit(
     sheet_issues: int = DEFAULT_SHEET_ISSUES,
     seed: int = 0,
     labelstudio: Path | None = None,
+    mask: str = "polygon",
     reporter: Reporter = SILENT,
 ) -> AuditRun:
     from officescore.curate.folds import cross_predict, load_train_args
@@ -146,6 +148,8 @@ def run_audit(
             "audit needs out-of-sample predictions: pass --model M (trained on other photos) "
             "or --folds K, not both"
         )
+    if not 0.0 <= min_score <= 1.0:  # scores lie in [0, 1]: above 1 lists nothing, a clean-looking run
+        raise ConfigError(f"--min-score {min_score}: use a score from 0 to 1 (issues score in [0, 1])")
     labels = load_split(dataset, split)
     if not labels.images:
         raise ConfigError(f"{dataset}: split {split!r} has no photos to audit; try --split all")
@@ -159,6 +163,8 @@ def run_audit(
         if Path(labelstudio).suffix.lower() != ".json":
             raise ConfigError(f"--labelstudio {labelstudio}: give a .json file name (e.g. review.json)")
         check_output_file(Path(labelstudio), "--labelstudio")
+    if mask not in ("polygon", "brush"):
+        raise ConfigError(f"--mask {mask!r}: use polygon or brush")
     config = load_train_args(train_args) if folds is not None else None
     fold_info: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -180,6 +186,7 @@ def run_audit(
         fold_info = [asdict(f) for f in fold_list]
         source = f"folds:{folds}"
     result = audit_predictions(labels, results)
+    notes += weak_model_note(result.calibration, source)
     out_dir = Path(out) if out is not None else next_run_dir(Path(project), name)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = issue_rows(result, labels, min_score)
@@ -210,13 +217,20 @@ def run_audit(
     atomic_write_json(out_dir / "conventions.json", conventions)
     convention_sheets = write_convention_sheets(out_dir, labels, results, result.conventions)
     _remove_stale_sheets(out_dir, [*sheets, *convention_sheets])
-    tasks = None
+    tasks, task_count = None, 0
     if labelstudio is not None:
-        from officescore.curate.labelstudio import audit_tasks
+        from officescore.curate.labelstudio import REVIEW_SCORE, audit_tasks
 
-        tasks, _, _ = audit_tasks(
-            Path(labelstudio), labels, results, rows, f"audit-{Path(source).stem}", conventions=conventions
+        version = f"audit-{Path(source).stem}"
+        tasks, _, task_count = audit_tasks(
+            Path(labelstudio), labels, results, rows, version, conventions=conventions, mask=mask
         )
+        if not task_count:  # an empty file pushed for review would look like a clean data set
+            notes.append(
+                f"no issue scores {REVIEW_SCORE} or more and no class splits into two conventions: "
+                f"{tasks} holds no review tasks"
+            )
+        notes += _polygon_note(labels, tasks) if mask == "polygon" and task_count else []
     return AuditRun(
         dataset=Path(dataset),
         model=source,
@@ -227,12 +241,48 @@ def run_audit(
         sheets=sheets,
         folds=fold_info,
         tasks=tasks,
+        task_count=task_count,
         seconds=time.perf_counter() - started,
         conventions=conventions,
         convention_sheets=convention_sheets,
         convention_pairs=dict(result.conventions.pairs),
         notes=notes,
     )
+
+
+WEAK_RECALL = 0.5  # a class whose labels the model finds less often than this is judged by a weak model
+
+
+def weak_model_note(cal: Calibration, source: str) -> list[str]:
+    """A model that finds few of a class's labels makes most of that class's issues about itself
+    (missing masks, unsupported labels), not the labels: say so rather than rank its noise."""
+    weak = [name for name, recall in cal.recall.items() if recall < WEAK_RECALL]
+    if not weak:
+        return []
+    which = "every class" if len(weak) == len(cal.recall) else ", ".join(weak)
+    return [
+        f"{source} finds under {WEAK_RECALL:.0%} of the labels of {which} (score 0.5 or more): "
+        "issues there say more about the model than the labels; audit with a model that finds most "
+        "of them (trained longer or on more photos)"
+    ]
+
+
+def _polygon_note(labels: SplitLabels, tasks: Path) -> list[str]:
+    """What a polygon review does to labels of several parts (a desk and its drawer unit, a lamp's
+    head and stand) or with holes: `label pull` brings back only the largest part."""
+    from officescore.curate.labelstudio import labels_a_polygon_cuts
+    from officescore.label.formats import read_tasks
+
+    reviewed = {int(task["data"]["image_id"]) for task in read_tasks(tasks)}
+    cut = labels_a_polygon_cuts(labels, reviewed)
+    if not cut:
+        return []
+    ids = ", ".join(map(str, cut[:8])) + (", ..." if len(cut) > 8 else "")
+    return [
+        f"{len(cut)} label(s) on the review photos have several parts or holes that a polygon cannot "
+        f"hold (ids {ids}): pulled back, each keeps only its largest part; audit --mask brush keeps "
+        "them exactly"
+    ]
 
 
 def trained_on(model: Path | str, dataset: Path) -> bool:

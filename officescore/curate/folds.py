@@ -142,6 +142,8 @@ def load_train_args(path: Path | None) -> Any:
 
     if path is None:
         return TrainConfig()
+    if not Path(path).is_file():  # the common slip: a wrong path, not a broken file
+        raise ConfigError(f"--train-args {path}: no such file; pass a run's args.json")
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -69,6 +69,7 @@ def audit_tasks(
     model_version: str,
     review_score: float = REVIEW_SCORE,
     conventions: Sequence[dict[str, Any]] = (),
+    mask: str = "polygon",
 ) -> tuple[Path, Path, int]:
     """Write the review tasks; returns (tasks file, labelling config, number of tasks).
 
@@ -96,9 +97,7 @@ def audit_tasks(
     images = [image for image in split.images if image.id in flagged or image.id in grouped]
     # the data set's attributes as per-region choices: labelled values shown, fixable, pulled back
     ignore_boxes = any(lab.iscrowd for image in images for lab in image.labels)
-    schema = LabelSchema(
-        tuple(split.classes), "polygon", attributes=split.attributes, ignore_boxes=ignore_boxes
-    )
+    schema = LabelSchema(tuple(split.classes), mask, attributes=split.attributes, ignore_boxes=ignore_boxes)
     by_image: dict[int, list[dict[str, Any]]] = {}
     for r in results:
         if r["score"] >= SUGGEST_CONF:
@@ -139,6 +138,29 @@ def audit_tasks(
         )
     tasks_file, config = write_tasks(Path(out), tasks, schema)
     return tasks_file, config, len(tasks)
+
+
+POLYGON_LOSS = 0.02  # a label losing more than this share of its pixels to a polygon is cut
+
+
+def labels_a_polygon_cuts(split: SplitLabels, image_ids: set[int]) -> list[int]:
+    """Ids of the labels on these photos that a Label Studio polygon cannot hold (several parts or
+    holes: it keeps the largest part's outer ring), so a review pulled back would replace them."""
+    from officescore.label.regions import mask_to_points, points_to_rle
+
+    cut = []
+    for image in split.images:
+        if image.id not in image_ids:
+            continue
+        for lab in image.labels:
+            if lab.iscrowd:
+                continue
+            mask = masklib.decode(lab.rle).astype(bool)
+            points = mask_to_points(mask, image.width, image.height)
+            kept = masklib.decode(points_to_rle(points, image.width, image.height)).astype(bool)
+            if (mask & ~kept).sum() > POLYGON_LOSS * max(int(mask.sum()), 1):
+                cut.append(lab.id)
+    return cut
 
 
 def select_tasks(
