@@ -95,7 +95,9 @@ def test_report_numbers(dataset: Path) -> None:
         "mug": {"small": 2, "medium": 0, "large": 0},
     }
     assert report.duplicate_groups == [["images/a.png", "images/a_copy.png"]]
-    assert report.problems_by_kind == {"polygon_odd": 1} and report.problem_count == 1
+    # a_copy.png is a.png byte for byte with one of its objects: the labels disagree
+    assert report.problems_by_kind == {"polygon_odd": 1, "image_duplicate_labels_differ": 1}
+    assert report.problem_count == 2
     assert report.dropped == {"images": 0, "annotations": 1}
 
 
@@ -139,7 +141,10 @@ def test_stats_json_schema_and_png(dataset: Path, capsys: pytest.CaptureFixture[
         assert set(stats["instances_per_image"]) == {"min", "mean", "max"}
         assert set(stats["images_per_class"]) == set(payload["classes"])
     assert all(set(v) == {"small", "medium", "large"} for v in payload["sizes"].values())
-    assert payload["problems"] == {"total": 1, "by_kind": {"polygon_odd": 1}}
+    assert payload["problems"] == {
+        "total": 2,
+        "by_kind": {"polygon_odd": 1, "image_duplicate_labels_differ": 1},
+    }
 
     png = Path(payload["plot"])
     assert png == dataset / "health.png"

@@ -1645,3 +1645,66 @@ def test_cli_ingest_json_and_progress(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "Checking images: 6/6" in captured.err  # one line per stage off a terminal
     assert "scene_" in captured.out and "polygon_odd" in captured.out
     assert "wrote" in captured.out and "1 problem(s)" in captured.out
+
+
+def test_last_wins_takes_a_reviewed_photos_labels_from_the_review_export_and_keeps_splits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The review loop: a data set of 6 photos, then 2 of them fixed in a review project (one object
+    reclassed on the first, the second's first object deleted) and its export ingested after the
+    original with --last-wins: still 6 photos, the 2 reviewed with the review's labels only, no
+    duplicate problem, the replaced labels counted, every photo in the split it had. Without the
+    option both copies stay (the problem above); with one export it is refused in one line."""
+    classes = ("desk", "chair", "mug")
+    original = make_export(tmp_path / "labels", n_images=6, classes=classes)
+    review = make_export(tmp_path / "review", n_images=2, classes=classes)  # the same first 2 photos
+    review["annotations"][0]["category_id"] = review["annotations"][0]["category_id"] % 3 + 1
+    review["annotations"] = [a for a in review["annotations"] if a["id"] != 3]  # photo 2's first
+    labels = str(write_export(tmp_path / "labels", original))
+    fixes = str(write_export(tmp_path / "review", review))
+    out = tmp_path / "dataset"
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", labels, "--out", str(out), "--json"])
+    assert info.value.code == 0
+    capsys.readouterr()
+    before = _split_of_names(out)
+
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", labels, fixes, "--out", str(out), "--last-wins", "--json"])
+    assert info.value.code == 0
+    result = json.loads(capsys.readouterr().out)["ingest"]
+    assert result["problems"] == []
+    on_reviewed = sum(a["image_id"] <= 2 for a in original["annotations"])
+    assert result["counts"]["replaced"] == {"images": 2, "annotations": on_reviewed}
+    assert result["counts"]["dropped"] == {"images": 0, "annotations": 0}
+    total = len(original["annotations"]) - on_reviewed + len(review["annotations"])
+    assert result["counts"]["annotations"] == total
+    assert _split_of_names(out) == before  # the same 6 names, each in its split
+    found: dict[str, list[str]] = {}
+    for split in ("train", "val"):
+        data = json.loads((out / f"{split}.json").read_text())
+        names = {im["id"]: im["file_name"] for im in data["images"]}
+        kinds = {c["id"]: c["name"] for c in data["categories"]}
+        for ann in data["annotations"]:
+            found.setdefault(Path(names[ann["image_id"]]).name, []).append(kinds[ann["category_id"]])
+    assert sorted(found["scene_000.png"]) == ["desk", "mug"]  # was desk and chair
+    assert found["scene_001.png"] == ["chair"]  # its mug deleted in review
+    assert sorted(found["scene_002.png"]) == ["desk", "mug"]  # not reviewed: as labelled
+
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", labels, fixes, "--out", str(out), "--last-wins"])
+    assert info.value.code == 0
+    assert "--last-wins: 2 photo(s) take their labels from a later export" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", labels, "--out", str(out), "--last-wins"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--last-wins needs two or more exports" in err
+    assert "Traceback" not in err
+
+
+def _split_of_names(out: Path) -> dict[str, str]:
+    return {
+        im["file_name"]: split
+        for split in ("train", "val")
+        for im in json.loads((out / f"{split}.json").read_text())["images"]
+    }

@@ -24,6 +24,7 @@ EXAMPLES = """
   officescore ingest instances_default.json --images photos/ --crowd ignore
   officescore ingest export.json --attributes my_attributes.toml
   officescore ingest train/_annotations.coco.json valid/_annotations.coco.json   # one data set, split anew
+  officescore ingest export/annotations.json review/annotations.json --last-wins   # a review's fixes
 """
 
 
@@ -63,6 +64,12 @@ def ingest(
         help="Attribute schema (TOML, [<class>.<attribute>] tables; default: the package's "
         "data/attributes.toml). Recorded in dataset.json.",
     ),
+    last_wins: bool = typer.Option(
+        False,
+        "--last-wins",
+        help="A photo in several exports keeps only the labels of the last export holding it: give a "
+        "review project's export last to apply its corrections.",
+    ),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write health.png in the data set."),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
@@ -85,6 +92,7 @@ def ingest(
         crowd=crowd,
         reporter=reporter(json_output),
         attributes=schema,
+        last_wins=last_wins,
     )
     report = health_report(result.out)
     png = save_health_plot(report, result.out / "health.png") if plot else None
@@ -110,6 +118,13 @@ def ingest(
         f"{counts['val']['images']} val images, {len(result.classes)} classes, "
         f"{len(result.problems)} problem(s) fixed or dropped" + (f"; plot {png}" if png else "")
     )
+    replaced = counts["replaced"]
+    if replaced["images"]:
+        console.print(
+            f"--last-wins: {replaced['images']} photo(s) take their labels from a later export; "
+            f"their {replaced['annotations']} earlier label(s) are left out",
+            soft_wrap=True,
+        )
     print_ingest_notes(result, before)
     if attributes is not None:
         note_unused_attribute_classes(attributes, schema, result.classes)

@@ -564,6 +564,7 @@ def ingest_export(
     crowd: str = "auto",
     reporter: Reporter = SILENT,
     attributes: AttributeSchema | None = None,
+    last_wins: bool = False,
 ) -> IngestResult:
     """Check, repair, split and write a COCO export as an officescore data set in `out`.
 
@@ -575,8 +576,12 @@ def ingest_export(
     (always an ignore region). Box-only annotations are ignore regions whatever it says.
     `attributes`: the per-class attribute schema (default: the package's data/attributes.toml);
     `dataset.json` records it, restricted to the classes kept.
+    `last_wins`: a photo in several exports (byte for byte) keeps only the labels of the last export
+    holding it, so a review project's export given last corrects the photos it reviewed.
     """
     exports, out = _export_list(export), Path(out)
+    if last_wins and len(exports) < 2:
+        raise DataError("--last-wins needs two or more exports: the labels, then the corrections last")
     if crowd not in CROWD_MODES:
         raise DataError(f"--crowd {crowd}: use one of {', '.join(CROWD_MODES)}")
     if not 0.0 <= val_fraction < 1.0:
@@ -615,6 +620,7 @@ def ingest_export(
     if strict and problems:
         raise DataError(strict_message(problems))
     on_dropped = sum(c.on_dropped for c in checked)
+    replaced = _keep_last_copies(images) if last_wins else []
 
     chosen = wanted if wanted is not None else _choose_classes(images, class_order)
     if not chosen:
@@ -644,11 +650,13 @@ def ingest_export(
     assignment = split_groups(groups, image_classes, val_fraction, seed, previous)
     splits = {s: [im for im, a in zip(kept, assignment, strict=True) if a == s] for s in ("train", "val")}
 
-    dropped_images = sum(c.listed_images for c in checked) - len(kept)
+    dropped_images = sum(c.listed_images for c in checked) - len(kept) - len(replaced)
     listed_anns = sum(c.listed_annotations for c in checked)
-    dropped_anns = listed_anns - sum(len(im.annotations) for im in kept) - excluded
+    replaced_anns = sum(len(im.annotations) for im in replaced)
+    dropped_anns = listed_anns - sum(len(im.annotations) for im in kept) - excluded - replaced_anns
     counts = _counts(splits, dropped_images, dropped_anns)
     counts["excluded_by_classes"] = excluded
+    counts["replaced"] = {"images": len(replaced), "annotations": replaced_anns}  # by --last-wins
     category_map = _category_map(checked, chosen)
     dup_groups = _group_names(groups, kept)
     counts["duplicate_groups"] = len(dup_groups)
@@ -683,6 +691,20 @@ def ingest_export(
     return IngestResult(out, chosen, counts, problems, category_map, dup_groups, left_out, recorded)
 
 
+def _keep_last_copies(images: dict[str, ImageRecord]) -> list[ImageRecord]:
+    """--last-wins: of a photo in several exports (keys "<n>:<id>"), the copies of earlier exports
+    are taken out of `images` (and returned); copies within one export are left to the usual checks."""
+    last: dict[str, int] = {}
+    for key, image in images.items():
+        last[image.sha256] = max(last.get(image.sha256, 0), _export_number(key))
+    earlier = [key for key, image in images.items() if _export_number(key) < last[image.sha256]]
+    return [images.pop(key) for key in earlier]
+
+
+def _export_number(key: str) -> int:
+    return int(key.split(":", 1)[0])
+
+
 def _copies_labelled_differently(kept: list[ImageRecord], exports: list[Path]) -> list[Problem]:
     """Byte-identical photos (from two exports, say) whose objects differ in class or number. Both
     copies stay, each with its own labels (one duplicate group, so on one side of the split): which
@@ -712,7 +734,7 @@ def _in_export(image: ImageRecord, exports: list[Path]) -> str:
     """The photo's file_name, after its export when there are several (keys are then "<n>:<id>")."""
     if len(exports) == 1:
         return image.file_name
-    return f"{exports[int(image.key.split(':', 1)[0]) - 1]}: {image.file_name}"
+    return f"{exports[_export_number(image.key) - 1]}: {image.file_name}"
 
 
 def _group_names(groups: list[int], images: list[ImageRecord]) -> list[list[str]]:
