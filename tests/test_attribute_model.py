@@ -321,6 +321,9 @@ def test_eval_scores_attributes_of_matched_labelled_objects() -> None:
     assert doc["attributes"]["plant.size"]["n"] == 0 and doc["attributes"]["plant.size"]["accuracy"] is None
     plain = evaluate_coco(gt, [{k: v for k, v in d.items() if k != "attributes"} for d in dets])
     assert "attributes" not in plain  # results without attributes: the document as before
+    # a desk has no attributes, so the model's results for it carry none: the others still count
+    desk = {"image_id": 1, "category_id": CLASSES.index("desk") + 1, "bbox": [175, 20, 20, 20], "score": 0.9}
+    assert evaluate_coco(gt, [*dets, desk], attributes=schema)["attributes"] == doc["attributes"]
 
 
 def test_coco_results_carry_the_heads_values() -> None:
