@@ -91,6 +91,14 @@ def test_a_box_reaching_over_the_top_left_corner_is_kept_up_to_the_edges() -> No
     assert region is not None and masks.bbox(region) == [0.0, 0.0, 15.0, 17.0] and masks.area(region) == 255
 
 
+def test_on_a_photo_of_a_few_pixels_coordinates_up_to_1_are_pixels_not_fractions() -> None:
+    said: list[str] = []
+    rle = check_segmentation(
+        {"segmentation": [[0, 0, 1, 0, 1, 1, 0, 1]]}, 8, 8, lambda kind, *_: said.append(kind)
+    )
+    assert rle is not None and masks.area(rle) == 1 and said == []  # the top-left pixel
+
+
 def test_cvat_is_told_by_every_annotation_and_only_its_masks_become_instances() -> None:
     by_cvat = {"attributes": {"occluded": False}}
     assert written_by_cvat([by_cvat, by_cvat])
