@@ -321,6 +321,40 @@ def test_eval_scores_attributes_of_matched_labelled_objects() -> None:
     assert doc["attributes"]["plant.size"]["n"] == 0 and doc["attributes"]["plant.size"]["accuracy"] is None
     plain = evaluate_coco(gt, [{k: v for k, v in d.items() if k != "attributes"} for d in dets])
     assert "attributes" not in plain  # results without attributes: the document as before
+    # a desk has no attributes, so the model's results for it carry none: the others still count
+    desk = {"image_id": 1, "category_id": CLASSES.index("desk") + 1, "bbox": [175, 20, 20, 20], "score": 0.9}
+    assert evaluate_coco(gt, [*dets, desk], attributes=schema)["attributes"] == doc["attributes"]
+
+
+def test_attributes_are_scored_on_the_matching_of_the_box_metrics() -> None:
+    """Each detection, by descending score and from the threshold itself up, takes the free object of
+    its class that it overlaps most; a crowd region is no object. Three chairs are found and all
+    their armrests are right: a lamp on the first chair takes nothing of it, a chair on the crowd
+    region is not scored, a lower-scored chair listed first on the second loses it to the right one,
+    and the chair at the threshold sits on two chairs and takes the one it overlaps more (0.82 over
+    0.67)."""
+    from officescore.evaluate.metrics import evaluate_coco
+
+    chair, lamp = CLASSES.index("chair") + 1, CLASSES.index("lamp") + 1
+    gt_objects = [(0, True, 0), (40, True, 1), (80, False, 0), (120, True, 0), (126, False, 0)]
+    gt = {
+        "images": [{"id": 1, "width": 200, "height": 40, "file_name": "a.jpg"}],
+        "annotations": [
+            {"id": k + 1, "image_id": 1, "category_id": chair, **_square(x, 0), "iscrowd": crowd,
+             "attributes": {"armrests": armrests}}
+            for k, (x, armrests, crowd) in enumerate(gt_objects)
+        ],
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(CLASSES)],
+    }  # fmt: skip
+    predicted = [(lamp, 0, 0.95, {"kind": "floor"}), (chair, 0, 0.9, {"armrests": True})]
+    predicted += [(chair, 40, 0.9, {"armrests": False}), (chair, 80, 0.6, {"armrests": True})]
+    predicted += [(chair, 80, 0.9, {"armrests": False}), (chair, 124, 0.5, {"armrests": False})]
+    dets = [
+        {"image_id": 1, "category_id": c, "bbox": [x, 0, 20, 20], "score": s, "attributes": a}
+        for c, x, s, a in predicted
+    ]
+    armrests = evaluate_coco(gt, dets, conf=0.5, attributes=load_schema())["attributes"]["chair.armrests"]
+    assert (armrests["n"], armrests["accuracy"], armrests["confusion"]) == (3, 1.0, [[2, 0], [0, 1]])
 
 
 def test_coco_results_carry_the_heads_values() -> None:

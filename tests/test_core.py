@@ -324,6 +324,15 @@ def test_mask_resize_is_nearest_and_reads_width_then_height() -> None:
     assert masks.resize(rle, 30, 40)["size"] == [40, 30]
 
 
+def test_mask_resize_to_any_size_takes_the_pixel_under_each_centre() -> None:
+    """Nearest to an uneven size (40 x 30 -> 57 x 23): each new pixel is the old pixel under its
+    centre, with no blending of a noisy mask's neighbours (which a threshold would then cut)."""
+    mask = (np.random.default_rng(0).random((30, 40)) < 0.5).astype(np.uint8)
+    rows = np.floor((np.arange(23) + 0.5) * 30 / 23).astype(int)
+    cols = np.floor((np.arange(57) + 0.5) * 40 / 57).astype(int)
+    assert np.array_equal(masks.decode(masks.resize(masks.encode(mask), 57, 23)), mask[rows][:, cols])
+
+
 def test_cuda_devices_are_checked_by_the_name_given(monkeypatch: pytest.MonkeyPatch) -> None:
     """`--device cuda:1` on a one-GPU machine failed at the first tensor with a CUDA traceback, and
     on a machine without a GPU the message named `cuda`, not what was given."""

@@ -360,6 +360,38 @@ def test_bagged_best_f1_conf_no_less_precise_than_the_replaced_model() -> None:
     assert at_most_half["conf"] == 0.5 and at_most_half["precision"] == 0.5
 
 
+def test_the_f1_curve_is_the_f1_of_its_counts() -> None:
+    """The F1 the best threshold is picked by is the F1 reported at each threshold: 2 TP / (TP + FP +
+    objects), the same as 2 TP / (2 TP + FP + FN)."""
+    from officescore.evaluate.inputs import load_gt
+    from officescore.evaluate.match import f1_curve
+
+    for seed in (0, 3):
+        gt, preds = noisy_set(seed=seed)
+        curve = f1_curve(load_gt(gt), preds)
+        assert curve is not None and len(curve.conf) > 10
+        assert curve.f1.tolist() == pytest.approx([curve.at(k)["f1"] for k in range(len(curve.conf))])
+
+
+def test_a_photo_the_replaced_model_suggested_nothing_on_sets_no_floor() -> None:
+    """Photo 1 has two desks; photos 2 and 3 none. The replaced model found one desk on photo 1 and
+    made a false alarm there (precision 1/2) and suggested nothing on photos 2 and 3. The new model
+    finds the desks at 0.9 and 0.6 with a false alarm at 0.7 (best F1 at 0.6, precision 2/3) and
+    makes a false alarm at 0.1 on photos 2 and 3. Those add nothing to the replaced model's counts,
+    so no resample's floor rises above 1/2 (counted as found, two of them would lift it to 3/4 and
+    shut out 0.6), and every pick is 0.6."""
+    from officescore.evaluate.inputs import load_gt
+    from officescore.evaluate.match import bagged_best_f1_conf
+
+    nothing = (0, 60, 30, 30)  # a box on no desk
+    gt = load_gt(gt_doc([(1, 1, BOX_A, 0), (1, 1, BOX_B, 0)], n_images=3))
+    new = [det(1, 1, BOX_A, 0.9), det(1, 1, nothing, 0.7), det(1, 1, BOX_B, 0.6)]
+    new += [det(k, 1, nothing, 0.1) for k in (2, 3)]
+    old = [det(1, 1, BOX_A, 0.9), det(1, 1, nothing, 0.8)]
+    found = bagged_best_f1_conf(gt, new, replaced=(old, 0.5))
+    assert found is not None and found["conf"] == 0.6 and found["floor_precision"] == 0.5
+
+
 def test_class_f1_confs_by_hand() -> None:
     """Three copies of one photo (so every resample is the photo scaled: each pick is the whole
     sample's): a desk found at 0.9 and a false desk at 0.6; a chair found at 0.3 and a false chair at
@@ -946,6 +978,7 @@ def test_category_map_matches_model_classes_to_the_data_set_by_name() -> None:
     assert category_map(CLASSES, CLASSES) is None  # label == category id
     assert category_map(["mug", "desk"], CLASSES) == [3, 1]
     assert category_map(["desk", "lamp"], CLASSES) == [1, None]  # lamps are dropped
+    assert category_map(["chair", "desk", "mug"], CLASSES) == [2, 1, 3]  # the same classes, reordered
     with pytest.raises(DataError, match="nothing in common"):
         category_map(["lamp"], CLASSES)
 

@@ -11,6 +11,7 @@ import numpy as np
 from officescore import masks
 from officescore.ingest import run as ingest
 from officescore.ingest.checks import (
+    box_region,
     check_area,
     check_categories,
     check_segmentation,
@@ -19,7 +20,7 @@ from officescore.ingest.checks import (
     written_by_cvat,
 )
 from officescore.ingest.locate import ImageFinder, meant_path
-from officescore.ingest.split import hamming_pairs, split_groups
+from officescore.ingest.split import duplicate_groups, hamming_pairs, split_groups
 
 
 def test_classes_follow_the_numeric_order_of_their_ids_with_names_trimmed() -> None:
@@ -67,6 +68,37 @@ def test_a_rectangle_drawn_between_pixels_is_not_said_to_have_its_box_area() -> 
     assert said == []
 
 
+def test_a_small_rectangle_drawn_between_pixels_is_not_said_to_have_its_box_area() -> None:
+    """The outline allowance matters most for small objects: 3.4 x 3.4 (11.56) rasterises to 16 pixels."""
+    polygon = [10.4, 10.4, 13.8, 10.4, 13.8, 13.8, 10.4, 13.8]
+    rle = masks.from_polygons([polygon], 64, 96)
+    assert masks.area(rle) == 16
+    said: list[str] = []
+    check_area({"bbox": [10.4, 10.4, 3.4, 3.4], "area": 3.4 * 3.4}, rle, lambda kind, *_: said.append(kind))
+    assert said == []
+
+
+def test_uncompressed_counts_too_large_for_any_photo_are_dropped_not_a_crash() -> None:
+    said: list[str] = []
+    seg = {"size": [2, 2], "counts": [1 << 70, 4]}  # a damaged file: no int64 holds the first run
+    assert check_segmentation({"segmentation": seg}, 2, 2, lambda kind, *_: said.append(kind)) is None
+    assert said == ["rle_invalid"]
+
+
+def test_a_box_reaching_over_the_top_left_corner_is_kept_up_to_the_edges() -> None:
+    """An ignore region from a box that starts left of and above the photo covers the part inside it."""
+    region = box_region({"bbox": [-5, -3, 20, 20]}, 40, 30)
+    assert region is not None and masks.bbox(region) == [0.0, 0.0, 15.0, 17.0] and masks.area(region) == 255
+
+
+def test_on_a_photo_of_a_few_pixels_coordinates_up_to_1_are_pixels_not_fractions() -> None:
+    said: list[str] = []
+    rle = check_segmentation(
+        {"segmentation": [[0, 0, 1, 0, 1, 1, 0, 1]]}, 8, 8, lambda kind, *_: said.append(kind)
+    )
+    assert rle is not None and masks.area(rle) == 1 and said == []  # the top-left pixel
+
+
 def test_cvat_is_told_by_every_annotation_and_only_its_masks_become_instances() -> None:
     by_cvat = {"attributes": {"occluded": False}}
     assert written_by_cvat([by_cvat, by_cvat])
@@ -86,8 +118,22 @@ def test_near_duplicates_include_the_threshold_distance() -> None:
     assert hamming_pairs([0, 0b111111, 0b1111111], 6) == [(0, 1), (1, 2)]  # 6 bits apart: duplicates
 
 
+def test_near_duplicates_are_found_across_chunks() -> None:
+    """Hashes compared a few rows at a time find the same pairs as all at once (a data set of more
+    than 512 photos is compared in chunks)."""
+    hashes = [int(h) for h in np.random.default_rng(0).integers(0, 1 << 12, size=9)]
+    assert hamming_pairs(hashes, 4, chunk=2) == hamming_pairs(hashes, 4) != []
+
+
+def test_a_duplicate_group_is_numbered_by_its_first_photo() -> None:
+    # 0 and 2 are byte-identical, 1 and 3 look the same (1 bit apart), 4 stands alone (8 bits off)
+    phashes = [0, 0xFF00, 0, 0xFF01, 0xFF]
+    assert duplicate_groups(["a", "b", "a", "c", "d"], phashes, 2) == [0, 1, 0, 1, 4]
+
+
 def test_two_photos_give_val_one() -> None:
     assert split_groups([0, 1], [set(), set()], 0.2, seed=0).count("val") == 1  # round(0.4) is 0
+    assert split_groups([0], [set()], 0.5, seed=0) == ["train"]  # one photo: nothing to validate on
 
 
 def test_a_class_keeps_its_only_photo_in_train_whatever_the_seed() -> None:
