@@ -476,6 +476,46 @@ def test_review_tasks_hold_the_photos_scoring_at_least_the_review_score_worst_fi
     assert count == 2 and [t["data"]["image_id"] for t in read_tasks(path)] == [two.id, one.id]
 
 
+def test_review_tasks_say_above_the_photo_what_to_check_and_where(tmp_path: Path) -> None:
+    """Label Studio's regions carry no annotation ids, so each task's `review` text names every issue
+    by kind, class and place (a 3 x 3 grid of the photo), worst first, then its convention groups;
+    the config shows it in a Header above the photo."""
+    from officescore.curate.labelstudio import audit_tasks, review_text
+    from officescore.label.formats import LabelSchema, read_tasks
+
+    def issue(kind: str, bbox: list[float], name: str | None, other: str | None = None) -> dict[str, Any]:
+        return {"kind": kind, "bbox": bbox, "class": name, "suggested_class": other}
+
+    arm = {"name": "armrests", "label": True, "predicted": False}
+    issues = [
+        issue("missing", [0, 0, 10, 10], None, "chair"),
+        issue("wrong_class", [45, 0, 10, 10], "desk", "chair"),
+        issue("bad_mask", [90, 0, 10, 10], "desk"),
+        issue("spurious", [0, 40, 10, 10], "mug"),
+        issue("duplicate", [45, 40, 10, 10], "mug"),
+        {**issue("wrong_attribute", [90, 90, 10, 10], "chair"), "attribute": arm},
+    ]
+    convention = {"class": "plant", "group": 1, "description": "labels stop above the pot"}
+    assert review_text(issues, [convention], 100, 100) == (
+        "Check: 1) a chair at top left has no label; draw it (the model's suggestion shows it); "
+        "2) the desk at top centre looks like a chair; check its class; "
+        "3) the desk at top right: its outline and the model's differ; check the outline; "
+        "4) the mug at middle left: the model sees no object there; delete it if there is none; "
+        "5) the mug in the middle is labelled twice; delete one; "
+        "6) the chair at bottom right: armrests is yes, the model says no; check it; "
+        "7) plant: its outline follows convention 1 of 2 (labels stop above the pot); keep the one "
+        "the team chose"
+    )
+    split = load_split(_tiny_dataset(tmp_path / "data", {"train": [_photo(1)]}), "train")
+    (image,) = split.images
+    path, config, _ = audit_tasks(tmp_path / "review.json", split, [], [_issue_on(image, 0.9)], "t")
+    (task,) = read_tasks(path)
+    assert task["data"]["review"].startswith(f"Check: 1) the {image.labels[0].class_name} ")
+    view = config.read_text(encoding="utf-8")
+    assert view.index('<Header value="$review"') < view.index("<Image ")
+    assert LabelSchema.from_config(view).header == "review"  # kept when push makes the project
+
+
 def test_a_detection_at_the_suggestion_threshold_is_suggested(tmp_path: Path) -> None:
     from officescore.curate.labelstudio import SUGGEST_CONF, audit_tasks
     from officescore.label.formats import read_tasks, result_regions

@@ -737,6 +737,11 @@ def test_ignore_regions_survive_a_review_in_label_studio(
     assert '<RectangleLabels name="ignore"' in pushed.config and pushed.schema.ignore_boxes
     added = f"note: project '{title}': added the 'ignore' rectangles to its labelling config"
     assert (added in " ".join(out.split())) == made_before
+    # what to check, in words above the photo: Label Studio took the header and each task's text
+    assert ('<Header value="$review"' in pushed.config) == (not made_before)
+    stored = LabelStudio.connect(labelstudio.url, labelstudio.api_key).export_tasks(pushed.id)
+    check = "Check: 1) the desk at bottom left: its outline and the model's differ; check the outline"
+    assert [t["data"]["review"] for t in stored] == [check, check]
     export = tmp_path / "export"
     code, out, err = run(
         ["label", "pull", "--url", labelstudio.url, "--project", title, "--out", str(export)]

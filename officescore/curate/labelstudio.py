@@ -23,6 +23,7 @@ from officescore.curate.labels import SplitLabels
 from officescore.files import relative_to_file
 
 REVIEW_SCORE = 0.5  # issues at or above this put their photo up for review
+REVIEW_KEY = "review"  # task data shown above the photo: what to check, in words
 SUGGEST_CONF = 0.5  # the model's detections shown as the suggestion
 
 
@@ -97,7 +98,9 @@ def audit_tasks(
     images = [image for image in split.images if image.id in flagged or image.id in grouped]
     # the data set's attributes as per-region choices: labelled values shown, fixable, pulled back
     ignore_boxes = any(lab.iscrowd for image in images for lab in image.labels)
-    schema = LabelSchema(tuple(split.classes), mask, attributes=split.attributes, ignore_boxes=ignore_boxes)
+    schema = LabelSchema(
+        tuple(split.classes), mask, attributes=split.attributes, ignore_boxes=ignore_boxes, header=REVIEW_KEY
+    )
     by_image: dict[int, list[dict[str, Any]]] = {}
     for r in results:
         if r["score"] >= SUGGEST_CONF:
@@ -117,6 +120,9 @@ def audit_tasks(
         data["path"] = relative_to_file(image.path, out)  # what `label push --review` uploads
         if image.id in grouped:
             data["conventions"] = grouped[image.id]
+        data[REVIEW_KEY] = review_text(
+            flagged.get(image.id, []), grouped.get(image.id, []), image.width, image.height
+        )
         objects, ignored = _objects_and_ignore_regions(image.labels)
         if ignored:
             data["ignore_regions"] = ignored
@@ -138,6 +144,57 @@ def audit_tasks(
         )
     tasks_file, config = write_tasks(Path(out), tasks, schema)
     return tasks_file, config, len(tasks)
+
+
+def review_text(
+    issues: Sequence[dict[str, Any]], conventions: Sequence[dict[str, Any]], width: int, height: int
+) -> str:
+    """What the reviewer should check on this photo, in words, worst first: Label Studio's regions
+    carry no annotation ids, so each object is named by its class and where it is in the photo."""
+    said = [_issue_words(issue, width, height) for issue in issues]
+    said += [
+        f"{c['class']}: its outline follows convention {c['group']} of 2 ({c['description']}); "
+        "keep the one the team chose"
+        for c in conventions
+    ]
+    return "Check: " + "; ".join(f"{n}) {text}" for n, text in enumerate(said, start=1))
+
+
+def _issue_words(issue: dict[str, Any], width: int, height: int) -> str:
+    where, name, other = _place(issue["bbox"], width, height), issue["class"], issue["suggested_class"]
+    kind = issue["kind"]
+    if kind == "missing":
+        return f"a {other} {where} has no label; draw it (the model's suggestion shows it)"
+    if kind == "wrong_class":
+        return f"the {name} {where} looks like a {other}; check its class"
+    if kind == "bad_mask":
+        return f"the {name} {where}: its outline and the model's differ; check the outline"
+    if kind == "spurious":
+        return f"the {name} {where}: the model sees no object there; delete it if there is none"
+    if kind == "duplicate":
+        return f"the {name} {where} is labelled twice; delete one"
+    if kind == "wrong_attribute" and issue.get("attribute"):
+        attribute = issue["attribute"]
+        return (
+            f"the {name} {where}: {attribute['name']} is {_value(attribute['label'])}, the model says "
+            f"{_value(attribute['predicted'])}; check it"
+        )
+    return f"the {name or other} {where}: {kind}"
+
+
+def _place(bbox: Sequence[float], width: int, height: int) -> str:
+    """Where a COCO box's centre is, in a 3 x 3 grid of the photo ("at top left", "in the middle")."""
+    x, y, w, h = bbox
+    column = min(int(3 * (x + w / 2) / max(width, 1)), 2)
+    row = min(int(3 * (y + h / 2) / max(height, 1)), 2)
+    if (row, column) == (1, 1):
+        return "in the middle"
+    rows, columns = ("top", "middle", "bottom"), ("left", "centre", "right")
+    return f"at {rows[row]} {columns[column]}"
+
+
+def _value(value: Any) -> str:
+    return {True: "yes", False: "no"}.get(value, str(value)) if isinstance(value, bool) else str(value)
 
 
 POLYGON_LOSS = 0.02  # a label losing more than this share of its pixels to a polygon is cut

@@ -111,6 +111,9 @@ class LabelSchema:
     attributes: AttributeSchema = AttributeSchema()  # per-region choices of the classes' attributes
     interactive: bool = False  # smart keypoint and rectangle tools (click to mask) in the config
     ignore_boxes: bool = False  # a RectangleLabels tag (IGNORE_TAG) for ignore regions
+    # a task data key shown in a Header above the photo (a review's "what to check"); every task
+    # must then hold it: Label Studio refuses tasks without a key their config names
+    header: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -127,6 +130,8 @@ class LabelSchema:
     def config_xml(self) -> str:
         """The labelling config: one Image tag and one PolygonLabels / BrushLabels with the classes."""
         view = ElementTree.Element("View")
+        if self.header is not None:
+            ElementTree.SubElement(view, "Header", value=f"${self.header}", size="5")
         ElementTree.SubElement(
             view, "Image", name=self.to_name, value=f"${self.value}", zoom="true", zoomControl="true"
         )
@@ -177,7 +182,9 @@ class LabelSchema:
             attributes = _config_attributes(root, labels)
             ignore = any(e.get("name") == IGNORE_TAG for e in root.iter("RectangleLabels"))
             name = element.get("name", "label")
-            return cls(labels, kind, name, to_name, value, attributes, _has_smart_tools(root), ignore)
+            shown = [e.get("value", "") for e in root.findall("Header") if e.get("value", "").startswith("$")]
+            header = shown[0][1:] if shown else None
+            return cls(labels, kind, name, to_name, value, attributes, _has_smart_tools(root), ignore, header)
         raise DataError(
             "the project's labelling config has no PolygonLabels or BrushLabels tag; "
             "use a project made by `officescore label push` or add one"
