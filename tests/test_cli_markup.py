@@ -95,3 +95,23 @@ def test_progress_notes_are_printed_as_written(capsys: pytest.CaptureFixture[str
         stage.log("photos [/x]/a.jpg")
     err = capsys.readouterr().err
     assert "saved runs [x]/weights/last.pt" in err and "photos [/x]/a.jpg" in err
+
+
+def test_label_status_prints_the_project_title_and_folder_as_written(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A project titled `offices [test]` was `offices : 3 of 12 task(s) labelled`, and its backend
+    folder `backend [x]` lost `[x]`, in the one line and in the table's title."""
+    from officescore.cli import label as label_cli
+    from officescore.label import feedback
+
+    document: dict[str, object] = {"tasks": 12, "labelled_tasks": 3, "versions": []}
+    monkeypatch.setattr(label_cli, "_client", lambda url: None)
+    monkeypatch.setattr(feedback, "project_status", lambda client, title, folder: document)
+    args = ["label", "status", "--project", "offices [test]", "--backend-dir", "backend [x]"]
+    code, out, _ = run(args, capsys)
+    assert code == 0 and out.startswith("offices [test]: 3 of 12 task(s) labelled; ") and "backend [x]" in out
+    document["versions"] = [{"model_version": "job [x]", "trained_photos": 3}]
+    code, out, _ = run(args, capsys)
+    assert code == 0 and "offices [test]: 3 of 12 task(s) labelled" in out
+    assert table_column(out, 0)[:1] == ["job [x]"]
