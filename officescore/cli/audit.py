@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from officescore.cli.common import console, print_json, reporter, said_when_stopped
 from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
@@ -91,7 +93,7 @@ def audit(
     if conventions:
         _show_notes(run)
         _show_conventions(run, every_class=True)
-        console.print(f"wrote [bold]{run.out_dir}[/bold] in {run.seconds:.1f}s")
+        console.print(f"wrote [bold]{escape(str(run.out_dir))}[/bold] in {run.seconds:.1f}s")
         return
     _show(run)
 
@@ -100,7 +102,7 @@ def _show(run: AuditRun) -> None:
     how = (
         f"{len(run.folds)} fold models (each predicts photos it did not train on)" if run.folds else run.model
     )
-    console.print(f"{run.dataset} ({run.split}): {len(run.images)} photos, predictions from {how}")
+    console.print(Text(f"{run.dataset} ({run.split}): {len(run.images)} photos, predictions from {how}"))
     _show_notes(run)
     table = Table(
         title=f"top {min(SHOWN, len(run.issues))} of {len(run.issues)} issues", title_justify="left"
@@ -114,23 +116,23 @@ def _show(run: AuditRun) -> None:
             str(row["rank"]),
             row["kind"],
             f"{row['score']:.3f}",
-            Path(row["file_name"]).name,
+            Text(Path(row["file_name"]).name),
             "-" if row["annotation_id"] is None else str(row["annotation_id"]),
-            row["class"] or "-",
-            suggested(row),
+            Text(row["class"] or "-"),
+            Text(suggested(row)),
             " ".join(f"{v:.0f}" for v in row["bbox"]),
         )
     console.print(table)
     worst = ", ".join(f"{Path(r['file_name']).name} {r['quality']:.2f}" for r in run.images[:5])
-    console.print(f"lowest quality photos: {worst}")
+    console.print(Text(f"lowest quality photos: {worst}"))
     if run.conventions:
         _show_conventions(run, every_class=False)
-    console.print(
-        f"wrote [bold]{run.out_dir}[/bold] ({len(run.sheets)} contact sheets) in {run.seconds:.1f}s"
-    )
+    out = escape(str(run.out_dir))
+    console.print(f"wrote [bold]{out}[/bold] ({len(run.sheets)} contact sheets) in {run.seconds:.1f}s")
     if run.tasks is not None:
+        tasks = escape(str(run.tasks))
         console.print(
-            f"{run.task_count} review task(s) for Label Studio: [bold]{run.tasks}[/bold] "
+            f"{run.task_count} review task(s) for Label Studio: [bold]{tasks}[/bold] "
             "(labelling config beside it)"
         )
 
@@ -148,7 +150,7 @@ def suggested(row: dict[str, Any]) -> str:
 
 def _show_notes(run: AuditRun) -> None:
     for note in run.notes:
-        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+        console.print(f"[yellow]note:[/yellow] {escape(note)}", soft_wrap=True)
 
 
 def _show_conventions(run: AuditRun, every_class: bool) -> None:
@@ -156,7 +158,7 @@ def _show_conventions(run: AuditRun, every_class: bool) -> None:
     if every_class:
         for name, pairs in run.convention_pairs.items():
             if name not in split:
-                console.print(f"{name}: one convention ({pairs} labels compared with predictions)")
+                console.print(Text(f"{name}: one convention ({pairs} labels compared with predictions)"))
     if not split:
         return
     table = Table(title="labelling conventions: classes labelled two ways", title_justify="left")
@@ -165,17 +167,17 @@ def _show_conventions(run: AuditRun, every_class: bool) -> None:
     for c in run.conventions:
         for n, group in enumerate(c["groups"], start=1):
             table.add_row(
-                c["class"] if n == 1 else "",
+                Text(c["class"]) if n == 1 else "",
                 f"{c['confidence']:.2f}" if n == 1 else "",
                 "minority" if n == 1 else "majority",
                 str(group["size"]),
                 str(len(group["image_ids"])),
                 f"{group['area_ratio']:.2f}",
-                group["description"],
+                Text(group["description"]),
             )
     console.print(table)
     sheets = ", ".join(p.name for p in run.convention_sheets)
-    console.print(f"convention sheets: {sheets}")
+    console.print(Text(f"convention sheets: {sheets}"))
 
 
 def register(app: typer.Typer) -> None:

@@ -62,8 +62,8 @@ class _RichStage(Stage):
     def advance(self, n: int = 1, status: str = "") -> None:
         self._progress.update(self._task, advance=n, status=status)
 
-    def log(self, message: str) -> None:
-        self._progress.console.print(message)
+    def log(self, message: str) -> None:  # Text: a library message is plain, `[x]` in a path stays
+        self._progress.console.print(Text(message))
 
 
 class _LineStage(Stage):
@@ -77,7 +77,7 @@ class _LineStage(Stage):
             self.status = status
 
     def log(self, message: str) -> None:
-        err_console.print(message, soft_wrap=True)
+        err_console.print(Text(message), soft_wrap=True)
 
 
 class CliReporter(Reporter):
@@ -99,7 +99,7 @@ class CliReporter(Reporter):
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
-                TextColumn("{task.fields[status]}"),
+                TextColumn("{task.fields[status]}", markup=False),  # a scrape query's own words
             ]
             with Progress(*columns, console=err_console, transient=False) as progress:
                 yield _RichStage(progress, progress.add_task(description, total=total, status=""))
@@ -112,11 +112,11 @@ class CliReporter(Reporter):
             seconds = time.perf_counter() - start
             count = f"{stage.done}/{total}" if total is not None else str(stage.done)
             extra = f" ({stage.status})" if stage.status else ""
-            err_console.print(f"{description}: {count} in {seconds:.1f}s{extra}", soft_wrap=True)
+            err_console.print(Text(f"{description}: {count} in {seconds:.1f}s{extra}"), soft_wrap=True)
 
     def log(self, message: str) -> None:
         # stderr even with --json: stdout stays pure JSON, and this line is worth seeing
-        err_console.print(message, soft_wrap=True, highlight=False)
+        err_console.print(Text(message), soft_wrap=True)
 
 
 def reporter(json_output: bool = False) -> CliReporter:
@@ -176,9 +176,9 @@ def note_skipped_photos(gathered: Gathered) -> None:
     from officescore.scrape.manifest import deleted_note, empty_note
 
     if gathered.empty:
-        console.print(f"note: {empty_note(gathered.empty)}", soft_wrap=True)
+        console.print(Text(f"note: {empty_note(gathered.empty)}"), soft_wrap=True)
     if gathered.deleted:
-        console.print(f"note: {deleted_note(gathered.deleted)}", soft_wrap=True)
+        console.print(Text(f"note: {deleted_note(gathered.deleted)}"), soft_wrap=True)
 
 
 def skipped_json(gathered: Gathered) -> dict[str, list[str]]:

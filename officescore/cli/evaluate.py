@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from officescore.cli.common import console, print_json, reporter, said_when_stopped
 from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
@@ -124,10 +126,10 @@ def _show(run: EvalRun) -> None:
     m = run.metrics
     types = _types(m)
     for warning in run.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     source = f"model {run.model}" if run.model else "a results file"
     photos = f"{m['images']} photo{'s' if m['images'] != 1 else ''}"
-    console.print(f"{source} on {run.gt}: {photos}, {m['predictions']} predictions")
+    console.print(Text(f"{source} on {run.gt}: {photos}, {m['predictions']} predictions"))
     summary = Table()
     summary.add_column("metric")
     for t in types:
@@ -155,7 +157,7 @@ def _show(run: EvalRun) -> None:
     for cls in m["classes"]:
         row, box = m[main]["per_class"][cls], m["bbox"]["per_class"][cls]
         per_class.add_row(
-            cls,
+            Text(cls),
             str(row["n_gt"]),
             str(row["n_pred"]),
             _f(row["ap"]),
@@ -188,7 +190,7 @@ def _show(run: EvalRun) -> None:
         _show_attributes(m["attributes"])
     if m["segm"] is None:
         console.print("[yellow]no masks in the results (or the ground truth): boxes only[/yellow]")
-    console.print(f"wrote [bold]{run.out_dir}[/bold] in {run.seconds:.1f}s")
+    console.print(f"wrote [bold]{escape(str(run.out_dir))}[/bold] in {run.seconds:.1f}s")
 
 
 def _show_confusion(confusion: dict[str, Any]) -> None:
@@ -211,7 +213,9 @@ def _show_confusion(confusion: dict[str, Any]) -> None:
             ((matrix[i][j], names[j]) for j in range(bg) if j != i and matrix[i][j]), reverse=True
         )
         taken_for = ", ".join(f"{other} {n}" for n, other in others[:3]) + (" ..." if len(others) > 3 else "")
-        table.add_row(name, str(matrix[i][i]), str(matrix[i][bg]), str(matrix[bg][i]), taken_for or "-")
+        table.add_row(
+            Text(name), str(matrix[i][i]), str(matrix[i][bg]), str(matrix[bg][i]), Text(taken_for or "-")
+        )
     console.print(table)
 
 
@@ -226,7 +230,7 @@ def _show_attributes(attributes: dict[str, Any]) -> None:
             f"{value}: " + " ".join(f"{v}={n}" for v, n in zip(values, counts, strict=True))
             for value, counts in zip(values, row["confusion"], strict=True)
         )
-        table.add_row(name, str(row["n"]), _f(row["accuracy"]), _f(row["macro_f1"]), confusion)
+        table.add_row(Text(name), str(row["n"]), _f(row["accuracy"]), _f(row["macro_f1"]), Text(confusion))
     console.print(table)
 
 

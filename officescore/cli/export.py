@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 
 from officescore.cli.common import console, print_json, reporter, said_when_stopped
 
@@ -75,7 +77,7 @@ def export(
     parity = result.parity
     masks = "" if parity.mean_mask_diff is None else f", mean mask difference {parity.mean_mask_diff:.2g}"
     console.print(
-        f"wrote [bold]{result.path}[/bold] ({result.format}, {result.size_bytes / 1e6:.1f} MB, "
+        f"wrote [bold]{escape(str(result.path))}[/bold] ({result.format}, {result.size_bytes / 1e6:.1f} MB, "
         f"{len(result.classes)} classes)"
     )
     console.print(
@@ -83,7 +85,7 @@ def export(
         f"max box difference {parity.max_box_diff:.2g} px{masks}"
     )
     for note in result.notes:
-        console.print(note)
+        console.print(Text(note))
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 
 from officescore.cli.common import console, print_json, reporter, said_when_stopped
 from officescore.config import DEFAULT_DATASET_DIR
@@ -107,16 +109,18 @@ def ingest(
     if counts.get("excluded_by_classes"):  # not problems, but the user should see what was left out
         left_out, names = counts["excluded_by_classes"], ", ".join(result.excluded_classes)
         if classes is not None:
-            console.print(f"left out by --classes: {left_out} annotation(s) of other classes ({names})")
+            console.print(Text(f"left out by --classes: {left_out} annotation(s) of other classes ({names})"))
         else:  # classes with ignore regions only: nothing to learn from
             console.print(
-                f"left out: {left_out} ignore region(s) of classes with no object that has a mask "
-                f"(nothing to learn from): {names}"
+                Text(
+                    f"left out: {left_out} ignore region(s) of classes with no object that has a mask "
+                    f"(nothing to learn from): {names}"
+                )
             )
     console.print(
-        f"[green]wrote[/green] {result.out}: {counts['train']['images']} train / "
+        f"[green]wrote[/green] {escape(str(result.out))}: {counts['train']['images']} train / "
         f"{counts['val']['images']} val images, {len(result.classes)} classes, "
-        f"{len(result.problems)} problem(s) fixed or dropped" + (f"; plot {png}" if png else "")
+        f"{len(result.problems)} problem(s) fixed or dropped" + (f"; plot {escape(str(png))}" if png else "")
     )
     replaced = counts["replaced"]
     if replaced["images"]:
@@ -136,8 +140,9 @@ def note_unused_attribute_classes(path: Path, schema: AttributeSchema, classes: 
     unused = schema.classes_outside(classes)
     if unused:
         console.print(
-            f"[yellow]note[/yellow]: --attributes {path} declares attributes of {', '.join(unused)}, "
-            f"which the data set does not label ({', '.join(classes)}); they are not used",
+            f"[yellow]note[/yellow]: --attributes {escape(str(path))} declares attributes of "
+            f"{escape(', '.join(unused))}, which the data set does not label "
+            f"({escape(', '.join(classes))}); they are not used",
             soft_wrap=True,
         )
 
@@ -160,7 +165,7 @@ def print_ingest_notes(result: IngestResult, before: dict[str, Any] | None) -> N
         # a newer export at the same path (`label pull` into the same --out) without those photos
         console.print(
             f"[yellow]note[/yellow]: {before['images'] - kept} of the {before['images']} photo(s) of the "
-            f"data set that was there are not in {', '.join(result.exports)} (another project pulled "
+            f"data set that was there are not in {escape(', '.join(result.exports))} (another project pulled "
             "into the same folder, or tasks deleted?); ingest replaced the data set",
             soft_wrap=True,
         )
@@ -168,7 +173,7 @@ def print_ingest_notes(result: IngestResult, before: dict[str, Any] | None) -> N
     # ingest replaces, it never adds: say so when photos from other export files are gone
     console.print(
         f"[yellow]replaced[/yellow] the data set that was there: {before['images']} image(s) from "
-        f"{', '.join(before['exports'])} (ingest replaces; to add an export to a data set, ingest "
+        f"{escape(', '.join(before['exports']))} (ingest replaces; to add an export to a data set, ingest "
         "it together with the earlier ones)",
         soft_wrap=True,
     )

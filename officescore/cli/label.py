@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.text import Text
 
 from officescore.cli.common import (
@@ -187,7 +188,7 @@ def push(
             print_json({"project_id": tooled.id, "project": tooled.title, "interactive": True})
         else:
             console.print(
-                f"project {tooled.title!r} (id {tooled.id}) has the click-to-mask tools", soft_wrap=True
+                Text(f"project {tooled.title!r} (id {tooled.id}) has the click-to-mask tools"), soft_wrap=True
             )
         return
     loaded = None
@@ -217,13 +218,13 @@ def push(
     else:
         note_skipped_photos(gathered)
         for note in result.notes:
-            console.print(f"note: {note}", soft_wrap=True)
+            console.print(Text(f"note: {note}"), soft_wrap=True)
         made = "created" if result.created else "existing"
+        model = f"; model {result.model_version} ({threshold_words(loaded)})" if loaded is not None else ""
         console.print(
-            f"[green]pushed[/green] {result.added} photo(s) to {made} project {result.project!r} "
+            f"[green]pushed[/green] {result.added} photo(s) to {made} project {escape(repr(result.project))} "
             f"(id {result.project_id}): {result.predictions} with predictions, "
-            f"{result.already_there} already there"
-            + (f"; model {result.model_version} ({threshold_words(loaded)})" if loaded is not None else "")
+            f"{result.already_there} already there{escape(model)}"
         )
     for failed in result.failed:
         err_console.print(Text(f"error: {failed['error']}", style="red"), soft_wrap=True)
@@ -280,8 +281,9 @@ def pull(
         print_json({"pull": result.to_dict(), "ingest": ingested.to_dict() if ingested else None})
         return
     console.print(
-        f"[green]wrote[/green] {result.export}: {result.images} photo(s), {result.annotations} object(s), "
-        f"{len(result.classes)} classes; {result.unlabelled} task(s) not labelled yet",
+        f"[green]wrote[/green] {escape(str(result.export))}: {result.images} photo(s), "
+        f"{result.annotations} object(s), {len(result.classes)} classes; "
+        f"{result.unlabelled} task(s) not labelled yet",
         soft_wrap=True,
     )
     if result.ignore_regions:
@@ -299,9 +301,11 @@ def pull(
     for twice in result.duplicates:
         others = ", ".join(str(t) for t in twice["tasks"] if t != twice["counted"])
         console.print(
-            f"note: {twice['photo']} is in tasks {', '.join(str(t) for t in twice['tasks'])}; the labels of "
-            f"task {twice['counted']} counted (annotated last), those of task(s) {others} not: "
-            "delete the tasks you do not want in Label Studio",
+            Text(
+                f"note: {twice['photo']} is in tasks {', '.join(str(t) for t in twice['tasks'])}; the labels "
+                f"of task {twice['counted']} counted (annotated last), those of task(s) {others} not: "
+                "delete the tasks you do not want in Label Studio"
+            ),
             soft_wrap=True,
         )
     for tag, count in result.skipped.items():
@@ -318,7 +322,7 @@ def pull(
 
         counts = ingested.counts
         console.print(
-            f"[green]ingested[/green] into {ingested.out}: {counts['train']['images']} train / "
+            f"[green]ingested[/green] into {escape(str(ingested.out))}: {counts['train']['images']} train / "
             f"{counts['val']['images']} val images, {len(ingested.problems)} problem(s) fixed or dropped",
             soft_wrap=True,
         )
@@ -464,20 +468,22 @@ def backend(
     with stop_signals() as stop:
         thread = ml.start(server)
         try:
-            console.print(f"ML backend for {what} at {address} (Ctrl+C stops it)", soft_wrap=True)
-            console.print(clicks.clicker(server_backend.current()).describe(), soft_wrap=True)
+            console.print(Text(f"ML backend for {what} at {address} (Ctrl+C stops it)"), soft_wrap=True)
+            console.print(Text(clicks.clicker(server_backend.current()).describe()), soft_wrap=True)
             if trainer is not None:
-                console.print(trainer.describe(), soft_wrap=True)
+                console.print(Text(trainer.describe()), soft_wrap=True)
             if project is not None and client is not None:
                 client.connect_backend(project.id, address, interactive=True)
                 if not project.schema.interactive:
                     console.print(
-                        f"project {project.title!r} has no click-to-mask tools yet: "
-                        f"`officescore label push --project {project.title!r} --interactive` adds them",
+                        Text(
+                            f"project {project.title!r} has no click-to-mask tools yet: "
+                            f"`officescore label push --project {project.title!r} --interactive` adds them"
+                        ),
                         soft_wrap=True,
                     )
                 connected = f"connected to project {project.title!r} (id {project.id}) at {client.url}"
-                console.print(connected, soft_wrap=True)
+                console.print(Text(connected), soft_wrap=True)
             if trainer is not None:
                 trainer.poke()  # labels counted before a restart may already be due
             while thread.is_alive() and not stop.wait(0.5):
@@ -529,13 +535,13 @@ def status(
             )
         else:  # it has: telling the labeller to start it was wrong while its first job ran
             why = f"(the backend in {backend_dir} has trained none yet)"
-        console.print(f"{title}; no model has suggested labels here yet {why}", soft_wrap=True)
+        console.print(Text(f"{title}; no model has suggested labels here yet {why}"), soft_wrap=True)
         _print_answering(document)
         return
     # Tables of six columns, not one of seventeen: each fits 80 characters without cutting numbers
     # (the first two without cutting a `--train` version's name either).
     trained = Table(
-        title=title,
+        title=Text(title),
         title_justify="left",
         caption="conf: its own threshold, on class x mask score² (-: 0.30 on the class score)",
         caption_justify="left",
@@ -562,7 +568,7 @@ def status(
 
     for row in document["versions"]:
         worse = " (worse, unused)" if row.get("accepted") is False else ""
-        version = f"{row.get('model_version')}{worse}"
+        version = Text(f"{row.get('model_version')}{worse}")
         trained.add_row(
             version,
             num(row.get("trained_photos")),
@@ -583,7 +589,7 @@ def status(
             not_kept = int(row["predicted"]) - int(row.get("kept") or 0)
             causes = (num(row.get(key)) for key in ("redrawn", "reclassed", "deleted"))
             unkept.add_row(
-                version, str(not_kept), *causes, _most_not_kept(row.get("not_kept_by_class") or {})
+                version, str(not_kept), *causes, Text(_most_not_kept(row.get("not_kept_by_class") or {}))
             )
     console.print(trained)
     console.print(changed)
@@ -598,9 +604,11 @@ def _print_answering(document: dict[str, Any]) -> None:
         return
     running = document.get("running_job")
     console.print(
-        f"answering: {document.get('model_version') or 'no model yet'}; "
-        f"{document['pending_labels']} label(s) since the last model"
-        + (f"; job {running} is training" if running else ""),
+        Text(
+            f"answering: {document.get('model_version') or 'no model yet'}; "
+            f"{document['pending_labels']} label(s) since the last model"
+            + (f"; job {running} is training" if running else "")
+        ),
         soft_wrap=True,
     )
     # Failures since the newest model a job made (older ones were got over); else --json only said.
@@ -609,8 +617,10 @@ def _print_answering(document: dict[str, Any]) -> None:
     if failures:
         last = failures[-1]
         console.print(
-            f"{len(failures)} job(s) failed since the last model; the last, job {last.get('job')}: "
-            f"{last.get('error')}",
+            Text(
+                f"{len(failures)} job(s) failed since the last model; the last, job {last.get('job')}: "
+                f"{last.get('error')}"
+            ),
             soft_wrap=True,
         )
 

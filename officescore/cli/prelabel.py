@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.text import Text
 
 from officescore.cli.common import (
@@ -107,9 +108,10 @@ def prelabel(
     else:
         note_skipped_photos(gathered)
         extra = f" and {result.config}" if result.config else ""
+        by = f"{result.model_version} ({threshold_words(loaded)})"
         console.print(
-            f"[green]wrote[/green] {result.out}{extra}: {result.detections} detection(s) on {result.images} "
-            f"photo(s) by {result.model_version} ({threshold_words(loaded)})",
+            f"[green]wrote[/green] {escape(str(result.out) + extra)}: "
+            f"{result.detections} detection(s) on {result.images} photo(s) by {escape(by)}",
             soft_wrap=True,
         )
     for failed in result.failed:

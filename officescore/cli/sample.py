@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from officescore.cli.common import console, print_json, reporter
 
@@ -53,13 +55,14 @@ def sample(
     table.add_column("class")
     table.add_column("instances", justify="right")
     for name, count in result.per_class.items():
-        table.add_row(name, str(count))
+        table.add_row(Text(name), str(count))
     console.print(table)
     console.print(
         f"masks: {result.polygons} polygons, {result.rles} RLE · {result.size}px · seed {result.seed} "
         f"· {result.seconds:.1f}s"
     )
-    console.print(f"wrote [bold]{result.annotation_file}[/bold] and {result.images_dir}/")
+    written, images = escape(str(result.annotation_file)), escape(str(result.images_dir))
+    console.print(f"wrote [bold]{written}[/bold] and {images}/")
 
 
 def register(app: typer.Typer) -> None:

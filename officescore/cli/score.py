@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -230,7 +231,7 @@ def _show_one(photo: PhotoScore) -> None:
     for det in sorted(result.detections, key=lambda d: -d.score):
         box = ",".join(f"{v:.0f}" for v in det.box)
         attributes = " ".join(det.label().split(" ")[2:])  # "armrests", "floor", "no armrests"
-        objects.add_row(det.class_name, f"{det.score:.2f}", box, f"{det.share:.1%}", attributes)
+        objects.add_row(Text(det.class_name), f"{det.score:.2f}", box, f"{det.share:.1%}", Text(attributes))
     if not result.detections:
         objects.add_row("[dim]nothing found[/dim]", "", "", "", "")
     console.print(objects)
@@ -242,26 +243,33 @@ def _show_one(photo: PhotoScore) -> None:
         tags = " (bonus)" if row.bonus else (" (essential)" if row.essential else "")
         style = "" if row.count else "dim"
         breakdown.add_row(
-            f"{row.class_name}{tags}", str(row.count), f"{row.earned:g}", f"{row.possible:g}", style=style
+            Text(f"{row.class_name}{tags}"),
+            str(row.count),
+            f"{row.earned:g}",
+            f"{row.possible:g}",
+            style=style,
         )
     for rule in office.attributes:  # the rubric's attribute rules: bonus points
         style = "" if rule.count else "dim"
         breakdown.add_row(
-            f"{rule.rule} (bonus)", str(rule.count), f"{rule.earned:g}", f"{rule.possible:g}", style=style
+            Text(f"{rule.rule} (bonus)"),
+            str(rule.count),
+            f"{rule.earned:g}",
+            f"{rule.possible:g}",
+            style=style,
         )
     console.print(breakdown)
     if office.missing_essentials:
-        console.print(f"[yellow]missing essentials:[/yellow] {', '.join(office.missing_essentials)}")
+        console.print(f"[yellow]missing essentials:[/yellow] {escape(', '.join(office.missing_essentials))}")
     how = _how_points_make_the_total(office)
     if how:
-        console.print(f"[dim]{how}[/dim]")
+        console.print(Text(how, style="dim"))
     if office.unscored:
-        console.print(
-            "[dim]not scored: " + ", ".join(f"{k} x{v}" for k, v in office.unscored.items()) + "[/dim]"
-        )
+        unscored = ", ".join(f"{k} x{v}" for k, v in office.unscored.items())
+        console.print(Text(f"not scored: {unscored}", style="dim"))
     for suggestion in office.suggestions[:5]:
-        console.print(f"  • {suggestion.text}")
-    console.print(f"[bold]Office score: {office.total:g}/100[/bold] - {office.label}")
+        console.print(Text(f"  • {suggestion.text}"))
+    console.print(f"[bold]Office score: {office.total:g}/100[/bold] - {escape(office.label)}")
     if photo.annotated:
         console.print(Text(f"annotated image: {photo.annotated}"))
 
@@ -294,7 +302,7 @@ def _show_many(results: list[PhotoScore]) -> None:
             Text(str(photo.result.source)),
             str(len(photo.result.detections)),
             f"{photo.score.total:g}",
-            photo.score.label,
+            Text(photo.score.label),
         )
     console.print(table)
     scored = [p.score.total for p in results if p.score is not None]

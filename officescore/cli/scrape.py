@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.text import Text
 
 from officescore.cli.common import console, err_console, print_json, reporter
 from officescore.config import DEFAULT_RAW_DIR
@@ -142,8 +143,11 @@ def _run(config: ScrapeConfig, json_output: bool) -> None:
         result = run_scrape(config, reporter=reporter(json_output))
     except KeyboardInterrupt:  # every page and photo is committed as it comes: nothing to undo
         err_console.print(
-            f"[yellow]interrupted: what was saved is kept in {config.out}; run the same command again "
-            "to continue[/yellow]",
+            Text(
+                f"interrupted: what was saved is kept in {config.out}; "
+                "run the same command again to continue",
+                style="yellow",
+            ),
             soft_wrap=True,
         )
         raise typer.Exit(130) from None
@@ -151,10 +155,10 @@ def _run(config: ScrapeConfig, json_output: bool) -> None:
         print_json(result.to_dict())
         return
     style = "green" if result.stop_reason == "done" else "yellow"
-    console.print(f"[{style}]{result.message}[/{style}]", soft_wrap=True)
+    console.print(Text(result.message, style=style), soft_wrap=True)
     if result.downloads:
         parts = ", ".join(f"{k} {v}" for k, v in sorted(result.downloads.items()))
-        console.print(f"downloads this run: {parts}", soft_wrap=True)
+        console.print(Text(f"downloads this run: {parts}"), soft_wrap=True)
     if result.retry_later:
         from officescore.scrape.manifest import MAX_ATTEMPTS
 
@@ -164,8 +168,6 @@ def _run(config: ScrapeConfig, json_output: bool) -> None:
             soft_wrap=True,
         )
     if result.events_refused:  # Unsplash's guidelines want one per photo used: say which did not count
-        from rich.text import Text
-
         said = (  # the provider's own words: Text, so that "[/x]" in them is not read as markup
             f"{result.provider} refused {len(result.events_refused)} download event(s), not sent again: "
             f"{result.events_refused[0]}"
@@ -175,11 +177,14 @@ def _run(config: ScrapeConfig, json_output: bool) -> None:
         state = result.quota
         when = f" after {state.hour_text()}" if state.hour_exhausted else ""
         console.print(
-            f"[yellow]{result.events_waiting} {result.provider} download event(s) not sent yet: run the same "
-            f"command again{when} to send them (it sends them first)[/yellow]",
+            Text(
+                f"{result.events_waiting} {result.provider} download event(s) not sent yet: run the same "
+                f"command again{when} to send them (it sends them first)",
+                style="yellow",
+            ),
             soft_wrap=True,
         )
-    console.print(f"manifest: {result.out / 'manifest.sqlite'}")
+    console.print(Text(f"manifest: {result.out / 'manifest.sqlite'}"))
 
 
 def _status(config: ScrapeConfig, json_output: bool) -> None:
@@ -195,9 +200,11 @@ def _status(config: ScrapeConfig, json_output: bool) -> None:
     one = len(providers) == 1
     title = f"scrape progress in {report.out}" + (f" ({providers[0]})" if one else "")
     for notice in report.notices:
-        console.print(f"[yellow]{notice}[/yellow]", soft_wrap=True)
+        console.print(Text(notice, style="yellow"), soft_wrap=True)
     columns = ["query", "pages", "found", "ok", "dup", "bad", "todo", "done"]
-    table = Table(title=title, caption="dup: (near-)duplicates; bad: rejected; todo: not downloaded yet")
+    table = Table(
+        title=Text(title), caption="dup: (near-)duplicates; bad: rejected; todo: not downloaded yet"
+    )
     for column in columns if one else ["provider", *columns]:
         left = column in ("provider", "query")
         table.add_column(
@@ -210,7 +217,7 @@ def _status(config: ScrapeConfig, json_output: bool) -> None:
         dup = counts.get("duplicate", 0) + counts.get("near_duplicate", 0)
         rejected = row["results"] - dup - counts.get("ok", 0) - counts.get("pending", 0)
         cells = [
-            row["query"],
+            Text(row["query"]),
             str(row["pages"]),
             str(row["results"]),
             str(counts.get("ok", 0)),
@@ -253,8 +260,10 @@ def _export(out: Path, folder: Path, json_output: bool) -> None:
         print_json(result.to_dict())
         return
     console.print(
-        f"exported {result.rows} manifest row(s), {result.kept} kept image(s): "
-        f"{result.csv}, {result.attribution}, {result.image_list}",
+        Text(
+            f"exported {result.rows} manifest row(s), {result.kept} kept image(s): "
+            f"{result.csv}, {result.attribution}, {result.image_list}"
+        ),
         soft_wrap=True,
     )
 

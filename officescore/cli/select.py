@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from officescore.cli.common import console, print_json, reporter, said_when_stopped
 from officescore.config import DEFAULT_RUNS_DIR
@@ -94,10 +96,12 @@ def select(
 
 def _show(run: SelectRun) -> None:
     for note in run.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
     console.print(
-        f"{run.pool} photos in the pool, {len(run.excluded_near_duplicates)} near-copies of labelled photos "
-        f"skipped, {len(run.unreadable)} unreadable; strategy {run.strategy}"
+        Text(
+            f"{run.pool} photos in the pool, {len(run.excluded_near_duplicates)} near-copies of labelled "
+            f"photos skipped, {len(run.unreadable)} unreadable; strategy {run.strategy}"
+        )
     )
     if run.unreadable:  # a count alone leaves the user hunting for the broken files
         console.print(f"[yellow]unreadable, left out:[/yellow] {', '.join(run.unreadable)}", soft_wrap=True)
@@ -108,13 +112,14 @@ def _show(run: SelectRun) -> None:
         table.add_column(col, justify="left" if photo else "right", overflow="fold" if photo else "ellipsis")
     for c in run.chosen[:30]:
         table.add_row(
-            str(c.rank), str(c.path), f"{c.score:.3f}", f"{c.uncertainty:.3f}", f"{c.class_uncertainty:.3f}",
-            f"{c.mask_uncertainty:.3f}", f"{c.distance:.3f}", str(c.detections),
+            str(c.rank), Text(str(c.path)), f"{c.score:.3f}", f"{c.uncertainty:.3f}",
+            f"{c.class_uncertainty:.3f}", f"{c.mask_uncertainty:.3f}", f"{c.distance:.3f}", str(c.detections),
         )  # fmt: skip
     console.print(table)
-    console.print(f"wrote [bold]{run.csv}[/bold] and {run.images_txt} in {run.seconds:.1f}s")
+    written, listed = escape(str(run.csv)), escape(str(run.images_txt))
+    console.print(f"wrote [bold]{written}[/bold] and {listed} in {run.seconds:.1f}s")
     if run.tasks is not None:
-        console.print(f"Label Studio tasks with pre-annotations: [bold]{run.tasks}[/bold]")
+        console.print(f"Label Studio tasks with pre-annotations: [bold]{escape(str(run.tasks))}[/bold]")
 
 
 def register(app: typer.Typer) -> None:

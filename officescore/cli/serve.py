@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from officescore.cli.common import CALIBRATION_HELP, PRECISION_HELP, err_console, warn_rubric_reach
 
@@ -93,7 +94,7 @@ def serve(
     _check_address(host, port)
     if coco:  # last: it may download the weights
         _check_coco_weights()
-    err_console.print(f"serving {settings.model} at http://{host}:{port} (Ctrl+C to stop)")
+    err_console.print(Text(f"serving {settings.model} at http://{host}:{port} (Ctrl+C to stop)"))
     env = {**os.environ, **env}
     sys.stdout.flush()
     if os.name == "posix":

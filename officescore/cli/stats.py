@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -27,7 +28,7 @@ TERMINAL_PROBLEM_LINES = 30
 def render_health(report: HealthReport) -> None:
     """Rich tables: per-class balance and sizes, per-split summary, duplicates, problem counts."""
     splits = list(report.splits)
-    classes = Table(title=f"Data set {report.dataset}", title_justify="left")
+    classes = Table(title=Text(f"Data set {report.dataset}"), title_justify="left")
     classes.add_column("class", no_wrap=True)
     for split in splits:
         classes.add_column(f"{split}\nimages", justify="right")
@@ -35,7 +36,7 @@ def render_health(report: HealthReport) -> None:
     for bucket in ("small", "medium", "large"):
         classes.add_column(f"size\n{bucket}", justify="right")
     for name in report.classes:
-        row = [name]
+        row: list[str | Text] = [Text(name)]
         for split in splits:
             stats = report.splits[split]
             images, instances = stats.images_per_class[name], stats.instances_per_class[name]
@@ -46,7 +47,8 @@ def render_health(report: HealthReport) -> None:
     console.print(classes)
     if report.classes_without_objects:
         console.print(
-            f"[yellow]no objects of[/yellow] {', '.join(report.classes_without_objects)} in any split: "
+            f"[yellow]no objects of[/yellow] {escape(', '.join(report.classes_without_objects))} in any "
+            "split: "
             "a model trained on this data set learns them as never there; label some, or leave them "
             "out of `ingest --classes`",
             soft_wrap=True,
@@ -78,14 +80,20 @@ def render_health(report: HealthReport) -> None:
                     ", ".join(f"{value} {n}" for value, n in per_split.get(split, {}).items())
                     for split in splits
                 ]
-                table.add_row(class_name, name, *cells)
+                table.add_row(Text(class_name), Text(name), *(Text(cell) for cell in cells))
         console.print(table)
 
     dropped = report.dropped
     console.print(
-        f"duplicate groups: {len(report.duplicate_groups)}"
-        + "".join(f"\n  {', '.join(group)}" for group in report.duplicate_groups[:10])
-        + (f"\n  ... {len(report.duplicate_groups) - 10} more" if len(report.duplicate_groups) > 10 else "")
+        Text(
+            f"duplicate groups: {len(report.duplicate_groups)}"
+            + "".join(f"\n  {', '.join(group)}" for group in report.duplicate_groups[:10])
+            + (
+                f"\n  ... {len(report.duplicate_groups) - 10} more"
+                if len(report.duplicate_groups) > 10
+                else ""
+            )
+        )
     )
     console.print(
         f"dropped at ingest: {dropped.get('images', 0)} image(s), "
@@ -111,12 +119,11 @@ def render_problem_list(problems: list[dict[str, Any]], dataset: Path) -> None:
     for column in ("image", "annotation", "what", "action"):
         table.add_column(column, overflow="fold")
     for problem in problems[:limit]:
-        table.add_row(
-            problem["image"] or "-", problem["annotation"] or "-", problem["what"], problem["action"]
-        )
+        cells = (problem["image"] or "-", problem["annotation"] or "-", problem["what"], problem["action"])
+        table.add_row(*(Text(str(cell)) for cell in cells))
     console.print(table)
     if len(problems) > limit:
-        console.print(f"{len(problems) - limit} more in {dataset / 'dataset.json'}")
+        console.print(Text(f"{len(problems) - limit} more in {dataset / 'dataset.json'}"))
 
 
 def stats(
@@ -136,7 +143,7 @@ def stats(
         return
     render_health(report)
     if png:
-        console.print(f"plot: {png}")
+        console.print(Text(f"plot: {png}"))
 
 
 def _plot(report: HealthReport, path: Path) -> Path | None:
