@@ -446,6 +446,7 @@ def test_serve_without_streamlit_is_a_friendly_error(monkeypatch: pytest.MonkeyP
             ["--model", "coco", "--precision", "int8", "--calibration", "nope/"],
             "--calibration nope/: no photos there; --precision int8 calibrates",
         ),
+        (["--model", "coco", "--precision", "int8"], "error: --precision int8 calibrates on photos"),
         (["--model", "coco", "--port", "70000"], "--port 70000: must be 1-65535"),
     ],
 )

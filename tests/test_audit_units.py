@@ -506,11 +506,21 @@ def test_review_tasks_say_above_the_photo_what_to_check_and_where(tmp_path: Path
         "7) plant: its outline follows convention 1 of 2 (labels stop above the pot); keep the one "
         "the team chose"
     )
+    # a wide photo (300 x 90): thirds of each side, by the box's centre, to the edges
+    wide = [issue("spurious", [80, 50, 40, 20], "mug"), issue("spurious", [290, 80, 10, 20], "mug")]
+    assert review_text(wide, [], 300, 90) == (
+        "Check: 1) the mug at bottom centre: the model sees no object there; delete it if there is none; "
+        "2) the mug at bottom right: the model sees no object there; delete it if there is none"
+    )
     split = load_split(_tiny_dataset(tmp_path / "data", {"train": [_photo(1)]}), "train")
     (image,) = split.images
     path, config, _ = audit_tasks(tmp_path / "review.json", split, [], [_issue_on(image, 0.9)], "t")
     (task,) = read_tasks(path)
-    assert task["data"]["review"].startswith(f"Check: 1) the {image.labels[0].class_name} ")
+    # the 4x2 box at (2, 1) on the 8x6 photo: centred at (4, 2), the middle third both ways
+    assert task["data"]["review"] == (
+        f"Check: 1) the {image.labels[0].class_name} in the middle: its outline and the model's "
+        "differ; check the outline"
+    )
     view = config.read_text(encoding="utf-8")
     assert view.index('<Header value="$review"') < view.index("<Image ")
     assert LabelSchema.from_config(view).header == "review"  # kept when push makes the project

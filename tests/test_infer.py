@@ -430,6 +430,36 @@ def test_cli_stopped_by_ctrl_c_writes_the_photos_scored_so_far(
     assert last == f"stopped (Ctrl-C) after 1 of 2 photos; wrote {csv_file} and drawings in {drawn} (partial)"
 
 
+def test_cli_stopped_by_ctrl_c_before_any_photo_was_scored_writes_nothing(
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C in the first batch: an earlier --csv is left as it was (not emptied to a header), no
+    table is shown, and the line says nothing was written."""
+
+    def ctrl_c_at_once(self: Predictor, *args: object, **kwargs: object):  # noqa: ANN202
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(Predictor, "_run_batch", ctrl_c_at_once)
+    csv_file = tmp_path / "scores.csv"
+    csv_file.write_text("an earlier run's scores\n")
+    argv = ["score", str(files["scenes"]), "--model", str(files["checkpoint"]), "--csv", str(csv_file)]
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--device", "cpu"])
+    assert info.value.code == 130
+    out, err = capsys.readouterr()
+    assert csv_file.read_text() == "an earlier run's scores\n"
+    assert [line for line in out.splitlines() if line.strip()] == [
+        line for line in out.splitlines() if line.startswith("model: ")
+    ]  # the model it loaded, and no table
+    assert [line for line in err.splitlines() if line.strip()][-1] == (
+        "stopped (Ctrl-C) after 0 of 2 photos; nothing written"
+    )
+
+
 def test_cli_one_photo_tables_csv_and_save_dir(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

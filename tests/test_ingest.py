@@ -1702,6 +1702,17 @@ def test_last_wins_takes_a_reviewed_photos_labels_from_the_review_export_and_kee
     assert "Traceback" not in err
 
 
+def test_last_wins_says_so_for_a_single_reviewed_photo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = str(write_export(tmp_path / "labels", make_export(tmp_path / "labels", n_images=3)))
+    fixes = str(write_export(tmp_path / "review", make_export(tmp_path / "review", n_images=1)))
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", labels, fixes, "--out", str(tmp_path / "dataset"), "--last-wins"])
+    assert info.value.code == 0
+    assert "--last-wins: 1 photo(s) take their labels from a later export" in capsys.readouterr().out
+
+
 def _split_of_names(out: Path) -> dict[str, str]:
     return {
         im["file_name"]: split

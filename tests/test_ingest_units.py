@@ -166,3 +166,23 @@ def test_finding_by_name_skips_hidden_folders_and_counts_a_linked_file_once(tmp_
 def test_a_plain_name_with_a_query_sign_in_it_is_a_name() -> None:
     assert meant_path("scan?d=1.jpg") == "scan?d=1.jpg"
     assert meant_path("/data/local-files/?d=photos/scan%201.jpg") == "photos/scan 1.jpg"
+
+
+def test_copies_of_a_photo_disagree_on_a_crowd_region_not_on_the_order_of_their_objects() -> None:
+    """Two byte-identical copies: the same objects listed in another order agree; a desk labelled as
+    a crowd region in one copy and as an object in the other does not."""
+    from officescore.ingest.checks import CleanAnnotation, ImageRecord
+
+    def photo(export: int, *objects: tuple[str, int]) -> ImageRecord:
+        key = f"{export}:1"
+        anns = [
+            CleanAnnotation(f"{export}{i}", key, name, {}, crowd) for i, (name, crowd) in enumerate(objects)
+        ]
+        return ImageRecord(key, "a.png", Path("a.png"), 8, 8, "same bytes", 0, anns)
+
+    exports = [Path("labels.json"), Path("review.json")]
+    first = photo(1, ("desk", 0), ("chair", 0))
+    assert ingest._copies_labelled_differently([first, photo(2, ("chair", 0), ("desk", 0))], exports) == []
+    (problem,) = ingest._copies_labelled_differently([first, photo(2, ("desk", 1), ("chair", 0))], exports)
+    assert problem.kind == "image_duplicate_labels_differ"
+    assert "labelled chair x1, desk x1 there and chair x1, desk (crowd) x1 here" in problem.what

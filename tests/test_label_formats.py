@@ -29,16 +29,19 @@ def test_config_lists_the_classes_and_reads_back() -> None:
         assert tag in xml and 'value="$image"' in xml
         assert [line.split('"')[1] for line in xml.splitlines() if "<Label " in line] == list(DEFAULT_CLASSES)
         assert LabelSchema.from_config(xml) == schema
-    # A config written by hand, with other tag names: the names results must use come from it.
+    # A config written by hand, with other tag names: the names results must use come from it. Its
+    # Header is fixed words, as in Label Studio's templates, not a task key every task must hold.
     custom = LabelSchema.from_config(
-        '<View><Image name="photo" value="$img"/><PolygonLabels name="objects" toName="photo">'
-        '<Label value="desk"/><Label value="lamp"/></PolygonLabels></View>'
+        '<View><Header value="Outline the desks"/><Image name="photo" value="$img"/>'
+        '<PolygonLabels name="objects" toName="photo"><Label value="desk"/><Label value="lamp"/>'
+        "</PolygonLabels></View>"
     )
-    assert (custom.from_name, custom.to_name, custom.value, custom.classes) == (
+    assert (custom.from_name, custom.to_name, custom.value, custom.classes, custom.header) == (
         "objects",
         "photo",
         "img",
         ("desk", "lamp"),
+        None,
     )
 
 

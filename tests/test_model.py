@@ -22,6 +22,7 @@ from officescore.model import (
     build_model,
     fetch_weights,
     hub_checkpoint_dir,
+    is_onnx,
     load_any,
     load_checkpoint,
     model_from_checkpoint,
@@ -288,6 +289,22 @@ def test_load_any_reads_torchscript_exports(tmp_path: Path) -> None:
     torch.jit.save(torch.jit.script(_Scripted()), str(plain))
     with pytest.raises(ModelError, match="without officescore metadata"):
         load_any(plain)
+
+
+@pytest.mark.parametrize(
+    ("head", "onnx"),
+    [
+        (b"\x08\x03\x12", True),  # ir_version 3, then the producer's name
+        (b"\x08\x0a\x3a", True),  # ir_version 10 (torch 2.x), then the graph
+        (b"PK\x03\x04", False),  # a checkpoint or TorchScript zip
+        (b"\x08\x07", False),  # too short to tell
+        (b"\x08\x07\x99", False),  # no ModelProto field after the version
+    ],
+)
+def test_an_onnx_model_is_told_by_its_opening_bytes(tmp_path: Path, head: bytes, onnx: bool) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(head)
+    assert is_onnx(path) is onnx
 
 
 def test_an_export_named_like_a_checkpoint_is_called_what_it_is(tmp_path: Path) -> None:

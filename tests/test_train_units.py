@@ -265,6 +265,36 @@ def test_a_ctrl_c_inside_the_optimiser_step_resumes_exactly(tmp_path: Path, ctrl
     assert _losses(resumed_state.history) == pytest.approx(_losses(history), rel=1e-12)
 
 
+@pytest.mark.usefixtures("ctrl_c_default")
+@pytest.mark.parametrize(
+    ("signum", "raised"), [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, ckpt.Terminated)]
+)
+def test_a_signal_inside_signals_held_is_raised_on_leaving_and_at_once_after(
+    signum: int, raised: type[BaseException]
+) -> None:
+    """Ctrl-C or SIGTERM inside the hold only sets its flag and is raised on leaving it; after the
+    hold a signal raises at once again; and a stop whose raise Python dropped before the hold (its
+    flag set) is not forgotten by it."""
+    held: list[str] = []
+    with ckpt.stop_signals_as_interrupts() as received:
+        with pytest.raises(raised):
+            with ckpt.signals_held(received):
+                os.kill(os.getpid(), signum)
+                for _ in range(100):  # bytecodes for the handler to run at: it must not raise here
+                    held.append("ran")
+            held.append("not reached: leaving the hold raises")
+        assert len(held) == 100
+        received.update(sigint=False, sigterm=False)
+        with pytest.raises(raised):
+            os.kill(os.getpid(), signum)
+            for _ in range(100):
+                pass
+        received.update(sigint=False, sigterm=False)
+        received["sigterm" if signum == signal.SIGTERM else "sigint"] = True  # its raise dropped
+        with pytest.raises(raised), ckpt.signals_held(received):
+            pass
+
+
 def test_last_pt_holds_the_statistics_the_ranks_averaged_at_the_epochs_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
