@@ -620,6 +620,26 @@ def test_a_review_file_with_no_tasks_says_so(
     assert "holds no review tasks" in out and f"0 review task(s) for Label Studio: {review}" in out, out
 
 
+def test_cli_mask_brush_reaches_the_review_tasks_and_the_run_counts_them(
+    clean: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Mutation review B: `audit --mask brush` through the CLI writes brush regions (no polygon note),
+    the run says how many tasks it wrote, and a model that finds few labels gets its note there."""
+    model = write_checkpoint(tmp_path / "m.pt", favour={"desk": 3.0, "chair": 2.5})
+    review = tmp_path / "review.json"
+    monkeypatch.setattr(common.console, "_width", 200)
+    args = ["audit", str(clean), "--model", str(model), "--device", "cpu", "--out", str(tmp_path / "run")]
+    code, out, err = _cli([*args, "--labelstudio", str(review), "--mask", "brush"], capsys)
+    assert code == 0, err
+    tasks = json.loads(review.read_text())
+    said = " ".join(out.split())
+    assert tasks and f"{len(tasks)} review task(s) for Label Studio: {review}" in said, out
+    kinds = {region["type"] for task in tasks for region in task["annotations"][0]["result"]}
+    assert "brushlabels" in kinds and "polygonlabels" not in kinds
+    assert "polygon cannot hold" not in said
+    assert f"{model} finds under 50% of the labels of" in said  # the test model finds few
+
+
 def test_review_tasks_say_which_labels_a_polygon_cuts_and_brush_keeps_them_whole(
     clean: Path, tmp_path: Path
 ) -> None:
@@ -747,6 +767,7 @@ def test_cli_bad_inputs_are_one_line_errors(
         (["audit", str(clean), "--model", str(model), "--min-score", "1.5"], "--min-score 1.5"),
         (["audit", str(clean), "--folds", "2", "--train-args", str(tmp_path / "no.json")], "no such file"),
         (["audit", str(clean), "--model", str(model), "--min-score", "-0.1"], "--min-score -0.1"),
+        (["audit", str(clean), "--model", str(model), "--mask", "rectangle"], "--mask 'rectangle'"),
     ]
     for args, expected in cases:
         code, _, err = _cli([*args, "--device", "cpu", "--out", str(out)], capsys)

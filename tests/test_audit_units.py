@@ -585,3 +585,17 @@ def test_a_photo_not_the_size_the_data_set_says_is_named(tmp_path: Path) -> None
         DataError, match=r"p1.png: is 6x8 but the data set says 8x6; re-run `officescore ingest`"
     ):
         predict_images(_OneDeskOneCat(size=(6, 8)), split.images, split.classes)
+
+
+def test_the_polygon_note_names_eight_labels_and_says_there_are_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation review B: past eight ids the note ends with "..." (the count says how many)."""
+    from officescore.curate import audit, labelstudio
+
+    tasks = tmp_path / "review.json"
+    tasks.write_text(json.dumps([{"data": {"image": "a.png", "image_id": 1}}]))
+    for cut, ids in ((list(range(1, 9)), "ids 1, 2, 3, 4, 5, 6, 7, 8)"), (list(range(1, 11)), "8, ...)")):
+        monkeypatch.setattr(labelstudio, "labels_a_polygon_cuts", lambda split, reviewed, cut=cut: cut)
+        (note,) = audit._polygon_note(SplitLabels(tmp_path, "train", [], [], []), tasks)
+        assert note.startswith(f"{len(cut)} label(s) on the review photos") and ids in note, note

@@ -88,12 +88,26 @@ def test_a_missing_extra_is_named_in_one_line(
         "error: httpx is not installed; this command needs the label extra: pip install 'officescore[label]'"
     ]
 
+    code, _, err = run(["--debug", "label", "push", str(photo), "--project", "offices"], capsys)
+    assert code == 2 and "Traceback" in err and "needs the label extra" in err  # --debug: also the traceback
+
     def lost(*args: object, **kwargs: object) -> None:
         raise ModuleNotFoundError("No module named 'yaml'", name="yaml")
 
     monkeypatch.setattr("officescore.sample.write_sample", lost)
     code, _, err = run(["sample", str(tmp_path / "s")], capsys)
     assert code == 1 and err.startswith("unexpected error: ModuleNotFoundError")
+
+
+def test_each_extra_named_for_a_missing_module_is_one_pyproject_offers() -> None:
+    """Mutation review B: advice to install an extra that does not exist fails in pip, not here."""
+    import tomllib
+
+    from officescore.cli import _EXTRA_OF_MODULE
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
+    assert set(_EXTRA_OF_MODULE.values()) <= set(extras)
 
 
 def test_unexpected_error_exits_1_with_a_traceback_only_on_debug(

@@ -273,6 +273,11 @@ def test_an_export_file_or_a_photo_folder_given_as_the_data_set_gets_advice_that
     shutil.copytree(dataset_dir / "images", photos / "office")
     with pytest.raises(DataError, match=r"it holds photos but no labels: .* --out data/dataset` and pass"):
         OfficeDataset(photos, "val")
+    camera = tmp_path / "camera"  # a camera's IMG_0001.JPG: a photo too (mutation review B)
+    camera.mkdir()
+    shutil.copyfile(next((dataset_dir / "images").iterdir()), camera / "IMG_0001.JPG")
+    with pytest.raises(DataError, match="it holds photos but no labels"):
+        OfficeDataset(camera, "val")
     lost = tmp_path / "lost"  # a data set that lost its dataset.json: no talk of labels missing
     shutil.copytree(dataset_dir, lost)
     (lost / "dataset.json").unlink()

@@ -4,6 +4,7 @@ prediction a labeller saw and what they kept of it. Every expected number is wor
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -801,6 +802,10 @@ def test_the_log_says_what_each_webhook_did_to_the_count(tmp_path: Path, fake_jo
             "starts after it",
             "Start Training: a job asked for; job 1 is training, the next starts after it",
         ]
+        trainer.notify("ANNOTATION_UPDATED", {"task": {"id": 8}})
+        assert logged[-1].startswith("task 8 label changed: 5 label(s) since the last model")
+        trainer.notify("ANNOTATION_CREATED", {"task": 9})  # not Label Studio's shape: counted, no task named
+        assert logged[-1].startswith("labelled: 6 label(s) since the last model")
     finally:
         trainer.close()
 
@@ -983,25 +988,33 @@ def test_settings_that_cannot_train_are_one_line_before_the_folder_is_made(
     replace(_settings(tmp_path), every=1, epochs=1, minutes=None, img_size=64).check()
 
 
+@pytest.mark.parametrize(
+    ("which", "error", "message"),
+    [
+        ("runs", PermissionError(1, "Operation not permitted"), "--model .*runs"),
+        ("folder", PermissionError(1, "Operation not permitted"), "backend folder .*backend"),
+        # a read-only mount refuses with EROFS, an OSError that is no PermissionError
+        ("runs", OSError(errno.EROFS, "Read-only file system"), "--model .*runs"),
+    ],
+)
 def test_a_runs_folder_that_cannot_be_written_is_one_line_at_start(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: str, error: OSError, message: str
 ) -> None:
     """Walked live (session 43, the runs folder made immutable): the backend started and its first
     job failed after its pull with `PermissionError: [Errno 1] Operation not permitted:
     .../label-job0001`, as every job would. It is one line at start, and nothing is left locked. The
-    tests may run as root, who writes anywhere: the folder's refusal is imitated."""
+    tests may run as root, who writes anywhere: the folder's refusal is imitated. The backend folder
+    likewise (mutation review B: unchecked, it was a traceback at the lock file)."""
     settings = _settings(tmp_path)
     real = trainer_module.tempfile.TemporaryFile
 
     def refused(*args: Any, dir: Path | None = None, **kwargs: Any) -> Any:  # noqa: A002 - tempfile's name
-        if dir is not None and Path(dir) == settings.runs:
-            raise PermissionError(1, "Operation not permitted")
+        if dir is not None and Path(dir) == getattr(settings, which):
+            raise error
         return real(*args, dir=dir, **kwargs)
 
     monkeypatch.setattr(trainer_module.tempfile, "TemporaryFile", refused)
-    with pytest.raises(
-        ConfigError, match=r"^--model .*runs: cannot write in this folder \(Operation not permitted\)$"
-    ):
+    with pytest.raises(ConfigError, match=rf"^{message}: cannot write in this folder \({error.strerror}\)$"):
         Trainer(settings, "not-a-key")
     monkeypatch.undo()
     Trainer(settings, "not-a-key").close()
@@ -1231,16 +1244,21 @@ def test_run_folders_a_failed_job_did_not_make_are_left_alone(
         trainer.close()
 
 
+@pytest.mark.parametrize("relative", [False, True])
 def test_a_failed_job_leaves_the_run_of_another_backend_sharing_the_runs_folder_alone(
-    tmp_path: Path, fake_jobs: list[FakeJob]
+    tmp_path: Path, fake_jobs: list[FakeJob], monkeypatch: pytest.MonkeyPatch, relative: bool
 ) -> None:
     """Walked live (session 43): a second `label backend --train` with its own --backend-dir (as the
     lock's message advises) and the same --model runs/train. Both number their jobs from 1; when this
     one's job 1 is killed, the other's label-job0001, made meanwhile, is not marked NOT_USED (a model
     in use, then skipped by `score --model runs/train`); this job's own run (label-job00012 after the
-    clash) is."""
+    clash) is. Also with a relative --model (the default `runs/train`; mutation review B)."""
     runs = tmp_path / "runs"
-    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key")
+    settings = _settings(tmp_path, every=1)
+    if relative:
+        monkeypatch.chdir(tmp_path)
+        settings = replace(settings, runs=Path("runs"))
+    trainer = Trainer(settings, "not-a-key")
     try:
         trainer.notify("ANNOTATION_CREATED", {})
         other = tmp_path / "other-backend" / "jobs" / "job-0001" / "dataset"
@@ -1299,6 +1317,39 @@ def test_a_start_training_job_the_backend_stopped_runs_again_at_the_next_start(
         _wait_until(lambda: len(trainer.state["failures"]) == 2, "recorded the killed job")
         trainer.poke()
         assert len(fake_jobs) == 2 and not trainer.state["forced"]
+    finally:
+        trainer.close()
+
+
+def test_only_a_start_training_still_asked_for_is_restored_after_a_stop(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """Mutation review B: a job the labels started, stopped with the backend, is no Start Training at
+    the next start; a Start Training clicked while it ran still is; a Start Training job that wrote its
+    own failure before the stop is over (its failure says why, a rerun would fail the same way)."""
+    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key")
+    trainer.notify("ANNOTATION_CREATED", {})
+    trainer.close()
+    trainer = Trainer(_settings(tmp_path, every=1), "not-a-key")
+    try:
+        assert not trainer.state["forced"]
+        trainer.poke()
+        trainer.notify("START_TRAINING", {})  # during job 2: it runs after it
+    finally:
+        trainer.close()
+    trainer = Trainer(_settings(tmp_path, every=100), "not-a-key")
+    try:
+        assert trainer.state["forced"] and len(trainer.state["failures"]) == 2
+        trainer.poke()
+        assert trainer.state["running"]["forced"]
+        folder = trainer.folder / trainer.state["running"]["folder"]
+        (folder / RESULT_FILE).write_text(json.dumps({"ok": False, "error": "no labelled photos"}))
+    finally:
+        trainer.close()
+    trainer = Trainer(_settings(tmp_path, every=100), "not-a-key")
+    try:
+        assert trainer.state["failures"][-1]["error"] == "no labelled photos"
+        assert not trainer.state["forced"]
     finally:
         trainer.close()
 
@@ -1394,7 +1445,8 @@ def test_labels_during_a_wait_for_label_studio_start_no_job_before_the_retry(
     """A job found Label Studio unreachable: labels arriving meanwhile are counted but start no job
     before retry_seconds (a job per label would each fail the same way)."""
     settings = replace(_settings(tmp_path, every=1), retry_seconds=60.0)
-    trainer = Trainer(settings, "not-a-key")
+    logged: list[str] = []
+    trainer = Trainer(settings, "not-a-key", log=logged.append)
     try:
         trainer.notify("ANNOTATION_CREATED", {})
         folder = trainer.folder / trainer.state["running"]["folder"]
@@ -1403,6 +1455,8 @@ def test_labels_during_a_wait_for_label_studio_start_no_job_before_the_retry(
         fake_jobs[0].end(1)
         _wait_until(lambda: bool(trainer.state["failures"]) and not trainer.running, "recorded the failure")
         assert trainer.notify("ANNOTATION_CREATED", {})["status"] == "counted" and len(fake_jobs) == 1
+        said = "labelled: 2 label(s) since the last model, a job every 1; waiting for Label Studio"
+        assert logged[-1] == said
     finally:
         trainer.close()
 

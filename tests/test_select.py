@@ -302,8 +302,9 @@ def test_cli_a_pool_of_unreadable_photos_is_an_error_not_an_empty_list(
 def test_cli_names_the_unreadable_photos_it_left_out(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A count of unreadable photos leaves the user hunting for them: the text output names them."""
-    pool = tmp_path / "pool"
+    """A count of unreadable photos leaves the user hunting for them: the text output names them, as
+    written (mutation review B: rich read `[x]` in the folder's name as markup and dropped it)."""
+    pool = tmp_path / "pool [x]"
     pool.mkdir()
     render_scene(1, size=64).image.save(pool / "good.png")
     (pool / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut off")

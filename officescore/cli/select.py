@@ -104,7 +104,8 @@ def _show(run: SelectRun) -> None:
         )
     )
     if run.unreadable:  # a count alone leaves the user hunting for the broken files
-        console.print(f"[yellow]unreadable, left out:[/yellow] {', '.join(run.unreadable)}", soft_wrap=True)
+        left_out = escape(", ".join(run.unreadable))  # paths as written: `[x]` in one is no markup
+        console.print(f"[yellow]unreadable, left out:[/yellow] {left_out}", soft_wrap=True)
     table = Table()
     for col in ("#", "photo", "score", "uncertainty", "class unc.", "mask unc.", "distance", "objects"):
         # A path cut to `pool/ima…` names no photo: it wraps whole instead.
