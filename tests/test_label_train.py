@@ -965,7 +965,8 @@ def test_labels_made_before_the_backend_started_count_toward_train_every(
     try:
         assert trainer.state["pending"] == 2 and not trainer.running
         assert logged == [
-            "2 label(s) made while the backend was not running counted: 2 of 3 for the next job"
+            "2 label(s) made while the backend was not running counted: 2 label(s) since the last model, "
+            "a job every 3"
         ]
     finally:
         trainer.close()

@@ -466,7 +466,10 @@ def test_start_trainer_counts_the_labels_made_while_no_backend_listened(
             assert trainer.state["pending"] == 1 and not fake_jobs
         finally:
             trainer.close()
-    assert logged == ["1 label(s) made while the backend was not running counted: 1 of 3 for the next job"]
+    assert logged == [
+        "1 label(s) made while the backend was not running counted: 1 label(s) since the last model, "
+        "a job every 3"
+    ]
 
 
 def test_held_out_photos_stay_held_out_and_the_set_grows() -> None:

@@ -73,9 +73,9 @@ def count_labels_made_unheard(trainer: Trainer, client: Any, project_id: int) ->
     added = trainer.count_missed(label_times(tasks))
     if added:
         pending, every = trainer.state["pending"], trainer.settings.every
-        trainer.log(
-            f"{added} label(s) made while the backend was not running counted: {pending} of {every} "
-            "for the next job"
+        trainer.log(  # worded as each webhook's line: "3 of 4 for the next job" read oddly as "15 of 4"
+            f"{added} label(s) made while the backend was not running counted: {pending} label(s) since "
+            f"the last model, a job every {every}"
         )
 
 
