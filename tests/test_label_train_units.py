@@ -2216,3 +2216,36 @@ def test_an_empty_export_body_is_asked_for_again_and_never_read_as_no_tasks() ->
     with pytest.raises(LabelStudioError, match="sent an empty export of project 1 3 times"):
         client.export_tasks(1)
     assert bodies == []
+
+
+def test_a_job_on_a_full_disk_says_so_and_where_it_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write's ENOSPC often has no file name ("[Errno 28] No space left on device" alone, walk S):
+    the job's result names the job folder and the runs folder, and what to do; other failures keep
+    their type and message."""
+    import errno
+
+    from officescore.label import trainjob
+
+    folder = tmp_path / "job0003"
+    folder.mkdir()
+    (folder / trainjob.JOB_FILE).write_text(json.dumps({"runs": "runs/train"}))
+
+    def full(_: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(trainjob, "run_job", full)
+    assert trainjob.main([str(folder)]) == 1
+    result = json.loads((folder / RESULT_FILE).read_text())
+    assert result["error"] == (
+        f"the disk is full writing to {folder} or runs/train (No space left on device); free space; "
+        "the next label or Start Training tries again"
+    )
+
+    def broken(_: Path) -> None:
+        raise ValueError("a bad value")
+
+    monkeypatch.setattr(trainjob, "run_job", broken)
+    assert trainjob.main([str(folder)]) == 1
+    assert json.loads((folder / RESULT_FILE).read_text())["error"] == "ValueError: a bad value"

@@ -19,6 +19,7 @@ The API key comes in the environment (LABEL_STUDIO_API_KEY), never in a file.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -299,6 +300,18 @@ def _path(value: Any) -> Path | None:
     return Path(value) if value else None
 
 
+def _failure(exc: Exception, folder: Path, job: dict[str, Any]) -> str:
+    """A failed job's one line. A full disk names where the job writes: a write's ENOSPC often
+    carries no file name ("[Errno 28] No space left on device" alone)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = exc.filename or f"{folder} or {job.get('runs')}"
+        return (
+            f"the disk is full writing to {where} ({exc.strerror}); free space; the next label or "
+            "Start Training tries again"
+        )
+    return f"{type(exc).__name__}: {exc}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from officescore.errors import UserError
     from officescore.label.client import LabelStudioError
@@ -319,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = {"ok": False, "error": str(exc), "retry": unreachable}
     except Exception as exc:  # noqa: BLE001 - any failure is the job's, the backend keeps its model
         traceback.print_exc()
-        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "retry": False}
+        result = {"ok": False, "error": _failure(exc, folder, job), "retry": False}
     atomic_write_json(folder / RESULT_FILE, result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("train_tasks", "val_tasks")}))
     return 0 if result["ok"] else 1
