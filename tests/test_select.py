@@ -458,6 +458,8 @@ def test_never_two_near_copies_of_a_new_scene(
     hashes = [phash(c.path) for c in run.chosen]
     distances = hamming(hashes, hashes)
     assert all(distances[i, j] > NEAR_DUP_BITS for i in range(len(chosen)) for j in range(i)), distances
+    short = "only 3 photos left to choose from (budget 5): 2 more are near-copies of photos chosen"
+    assert short in run.notes, run.notes  # not a pool of 3: the copies were there, and left out
 
 
 def test_a_budget_the_pool_just_fills_has_no_shortfall_note(big_pool: Path) -> None:

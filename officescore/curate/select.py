@@ -222,6 +222,7 @@ def select(
     usable = [i for i in range(len(files)) if hashes[i] is not None and not near[i]]
     notes[:0] = [deleted_note(deleted)] if deleted else []  # as label push and prelabel say
     notes[:0] = [empty_note(empty)] if empty else []
+    more_unreadable: list[str] = []
     if strategy == "random":
         chosen = _random_choices(files, hashes, usable, budget, seed)
         source = str(model) if model else "-"
@@ -238,7 +239,10 @@ def select(
             )
         source = str(model)
     if len(chosen) < budget:
-        notes.append(f"only {len(chosen)} photos left to choose from (budget {budget})")
+        # usable photos neither chosen nor unreadable were blocked as near-copies of a pick
+        copies = len(usable) - len(more_unreadable) - len(chosen)
+        also = f": {copies} more are near-copies of photos chosen" if copies else ""
+        notes.append(f"only {len(chosen)} photos left to choose from (budget {budget}){also}")
     run = SelectRun(len(files), chosen, excluded, unreadable, strategy, source, notes=notes)
     if out is not None:
         run.csv, run.images_txt = write_choices(Path(out), chosen)
