@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from benchkit import SCENE_MODEL
+from benchkit import SCENE_MODEL, held_out_fraction
 
 from officescore.curate.audit import audit_predictions
 from officescore.curate.inject import Injected, inject_errors
@@ -49,9 +49,13 @@ def train_model(
     """ResNet18-FPN from scratch on `scenes` other scenes (40 of them held out for its own val mAP),
     fed at `model_size` px (default `size`: a larger one upsamples, so small objects reach the
     FPN's smallest 32 px anchors)."""
+    val_fraction = held_out_fraction(40, scenes, "--train-scenes")  # before drawing the scenes
     write_sample(out / "train_export", n_images=scenes, seed=1000, size=size)
     ingest_export(
-        out / "train_export" / "annotations.json", out=out / "train_data", val_fraction=40 / scenes, seed=0
+        out / "train_export" / "annotations.json",
+        out=out / "train_data",
+        val_fraction=val_fraction,
+        seed=0,
     )
     config = TrainConfig(
         data=out / "train_data", arch="maskrcnn_resnet18_fpn", weights="none", epochs=epochs, batch_size=4,

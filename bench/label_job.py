@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from benchkit import cpu_name
+from benchkit import cpu_name, held_out_fraction
 
 from officescore.ingest import ingest_export
 from officescore.label.trainer import DEFAULT_ARCH, DEFAULT_IMG_SIZE
@@ -72,10 +72,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     data = args.out / f"data_{args.photos}"
+    val_fraction = held_out_fraction(args.val, args.photos, "--photos")
     if not (data / "dataset.json").is_file():
         write_sample(args.out / "export", n_images=args.photos, seed=31, size=1024)
         ingest_export(
-            args.out / "export" / "annotations.json", out=data, val_fraction=args.val / args.photos, seed=0
+            args.out / "export" / "annotations.json",
+            out=data,
+            val_fraction=val_fraction,
+            seed=0,
         )
     rows = []
     chosen = [int(i) for i in args.only.split(",")] if args.only else range(len(CANDIDATES))

@@ -31,3 +31,14 @@ def test_bench_script_starts(script: str) -> None:
     done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert expected in done.stdout
+
+
+def test_too_few_training_scenes_is_a_one_line_exit(tmp_path: Path) -> None:
+    """A smoke run's small --scenes left no training scenes after the held-out ones: ingest then
+    named a --val-fraction of 2.67 that nobody typed, in a traceback, after drawing the scenes."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, str(REPO / "bench" / "standin.py"), "--out", str(tmp_path / "s"), "--scenes", "6"]
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "--scenes must be more than 16 (the 16 held out for val mAP), got 6"
+    assert not (tmp_path / "s").exists()  # it stops before drawing any scene
