@@ -57,6 +57,19 @@ def start_weights(arch: str, layout: str, data: Path, out: Path) -> str:
     return str(path)
 
 
+def only_candidates(parser: argparse.ArgumentParser, only: str) -> list[int]:
+    """--only's indices, checked before minutes of drawing 1024 px photos; all when not given."""
+    if not only:
+        return list(range(len(CANDIDATES)))
+    try:
+        chosen = [int(i) for i in only.split(",")]
+    except ValueError:
+        parser.error(f"--only: comma-separated indices of CANDIDATES, got {only!r}")
+    if any(not 0 <= n < len(CANDIDATES) for n in chosen):
+        parser.error(f"--only: indices run from 0 to {len(CANDIDATES) - 1}, got {only}")
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -70,6 +83,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="indices of CANDIDATES to run, e.g. 0,6")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    chosen = only_candidates(parser, args.only)
 
     data = args.out / f"data_{args.photos}"
     val_fraction = held_out_fraction(args.val, args.photos, "--photos")
@@ -82,7 +96,6 @@ def main() -> None:
             seed=0,
         )
     rows = []
-    chosen = [int(i) for i in args.only.split(",")] if args.only else range(len(CANDIDATES))
     for n in chosen:
         arch, size, bf16, layout = CANDIDATES[n]
         weights = start_weights(arch, layout, data, args.out)

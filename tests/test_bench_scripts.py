@@ -42,3 +42,25 @@ def test_too_few_training_scenes_is_a_one_line_exit(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.strip() == "--scenes must be more than 16 (the 16 held out for val mAP), got 6"
     assert not (tmp_path / "s").exists()  # it stops before drawing any scene
+
+
+def test_label_job_only_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
+    """`--only 0,9` (8 candidates) ended in an IndexError, after drawing the 1024 px photos."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = tmp_path / "job"
+    argv = [
+        sys.executable,
+        str(REPO / "bench" / "label_job.py"),
+        "--out",
+        str(out),
+        "--photos",
+        "2",
+        "--val",
+        "1",
+    ]
+    done = subprocess.run(
+        argv + ["--only", "0,9"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == "label_job.py: error: --only: indices run from 0 to 7, got 0,9"
+    assert not out.exists()
