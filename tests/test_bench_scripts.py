@@ -64,3 +64,25 @@ def test_label_job_only_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1] == "label_job.py: error: --only: indices run from 0 to 7, got 0,9"
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["score.py", "--models", "v2,v3"], "--models: v3 is not one of v2, mobilenet"),  # was a KeyError
+        (["scrape.py", "--size", "4000"], "--size: WxH, e.g. 4000x3000, got 4000"),  # was a ValueError
+        # was a FileNotFoundError, after Label Studio had started and the scenes were drawn
+        (
+            ["assist.py", "--standin", "missing.pt", "--out", "OUT"],
+            "--standin missing.pt: no such checkpoint",
+        ),
+    ],
+)
+def test_bad_option_is_a_usage_error(argv: list[str], error: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [str(tmp_path / "out") if arg == "OUT" else arg for arg in argv]
+    command = [sys.executable, str(REPO / "bench" / argv[0]), *argv[1:]]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert f"{argv[0]}: error: {error}" in done.stderr.splitlines()[-1]
+    assert not (tmp_path / "out").exists()
