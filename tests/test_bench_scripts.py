@@ -86,3 +86,17 @@ def test_bad_option_is_a_usage_error(argv: list[str], error: str, tmp_path: Path
     assert done.returncode == 2
     assert f"{argv[0]}: error: {error}" in done.stderr.splitlines()[-1]
     assert not (tmp_path / "out").exists()
+
+
+def test_audit_without_cleanlab_stops_before_training(tmp_path: Path) -> None:
+    """bench/audit.py found cleanlab missing only after training its model (51 min by default)."""
+    hidden = tmp_path / "hidden" / "cleanlab"  # a cleanlab that cannot be imported, installed or not
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    env = {**os.environ, "PYTHONPATH": f"{hidden.parent}{os.pathsep}{REPO}"}
+    argv = [sys.executable, str(REPO / "bench" / "audit.py"), "--out", str(tmp_path / "out")]
+    argv += ["--train-scenes", "41", "--size", "64", "--epochs", "1", "--scenes", "2"]  # quick if it trains
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.startswith("bench/audit.py compares with cleanlab: pip install cleanlab")
+    assert not (tmp_path / "out").exists()
