@@ -70,6 +70,17 @@ def only_candidates(parser: argparse.ArgumentParser, only: str) -> list[int]:
     return chosen
 
 
+def scenes_data(out: Path, photos: int, val: int) -> Path:
+    """`photos` synthetic 1024 px scenes as a data set, `val` held out; a re-run with the same
+    --photos and --val reuses it (with another --val it would train on the old split)."""
+    val_fraction = held_out_fraction(val, photos, "--photos")
+    data = out / f"data_{photos}_{val}"
+    if not (data / "dataset.json").is_file():
+        write_sample(out / "export", n_images=photos, seed=31, size=1024)
+        ingest_export(out / "export" / "annotations.json", out=data, val_fraction=val_fraction, seed=0)
+    return data
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -85,16 +96,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     chosen = only_candidates(parser, args.only)
 
-    data = args.out / f"data_{args.photos}"
-    val_fraction = held_out_fraction(args.val, args.photos, "--photos")
-    if not (data / "dataset.json").is_file():
-        write_sample(args.out / "export", n_images=args.photos, seed=31, size=1024)
-        ingest_export(
-            args.out / "export" / "annotations.json",
-            out=data,
-            val_fraction=val_fraction,
-            seed=0,
-        )
+    data = scenes_data(args.out, args.photos, args.val)
     rows = []
     for n in chosen:
         arch, size, bf16, layout = CANDIDATES[n]

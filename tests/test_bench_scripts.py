@@ -6,6 +6,7 @@ bench/selection.py failing at its first line (an import of a constant moved to b
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -100,3 +101,16 @@ def test_audit_without_cleanlab_stops_before_training(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("bench/audit.py compares with cleanlab: pip install cleanlab")
     assert not (tmp_path / "out").exists()
+
+
+def test_label_job_rerun_with_another_val_splits_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-run into the same --out with another --val trained on the first run's split while its
+    table printed the new --val."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import label_job
+
+    label_job.scenes_data(tmp_path, 3, 1)
+    again = label_job.scenes_data(tmp_path, 3, 2)
+    assert json.loads((again / "dataset.json").read_text())["val_fraction"] == 2 / 3  # split for --val 2
