@@ -219,6 +219,8 @@ def main() -> None:
         print(f"{len(runs)} run(s) pooled\n{pooled_table(runs)}")
         return
     classes, masks = scene_options(parser, args)
+    if args.standin is not None and not args.standin.is_file():  # before Label Studio starts
+        parser.error(f"--standin {args.standin}: no such checkpoint (bench/standin.py trains one)")
 
     from officescore.sample import write_sample
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from benchkit import SCENE_MODEL
+from benchkit import SCENE_MODEL, held_out_fraction
 
 from officescore.curate.audit import audit_predictions
 from officescore.curate.inject import Injected, inject_errors
@@ -49,9 +49,13 @@ def train_model(
     """ResNet18-FPN from scratch on `scenes` other scenes (40 of them held out for its own val mAP),
     fed at `model_size` px (default `size`: a larger one upsamples, so small objects reach the
     FPN's smallest 32 px anchors)."""
+    val_fraction = held_out_fraction(40, scenes, "--train-scenes")  # before drawing the scenes
     write_sample(out / "train_export", n_images=scenes, seed=1000, size=size)
     ingest_export(
-        out / "train_export" / "annotations.json", out=out / "train_data", val_fraction=40 / scenes, seed=0
+        out / "train_export" / "annotations.json",
+        out=out / "train_data",
+        val_fraction=val_fraction,
+        seed=0,
     )
     config = TrainConfig(
         data=out / "train_data", arch="maskrcnn_resnet18_fpn", weights="none", epochs=epochs, batch_size=4,
@@ -130,11 +134,10 @@ def cleanlab_inputs(split: SplitLabels, results: list[dict[str, Any]]) -> tuple[
     return labels, predictions, label_ids, pred_boxes
 
 
-def cleanlab_rankings(
-    split: SplitLabels, results: list[dict[str, Any]]
-) -> tuple[dict[str, list], list, list, set]:
+def require_cleanlab() -> None:
+    """Exit with how to install cleanlab when it is missing (checked first: training takes minutes)."""
     try:
-        from cleanlab.object_detection.filter import find_label_issues
+        import cleanlab.object_detection.filter  # noqa: F401
     except ImportError as exc:
         # Not a dependency: cleanlab needs termcolor>=2.4 while google-images-search 1.4.7 pins
         # termcolor~=1.1, so pip cannot resolve both in one environment.
@@ -142,6 +145,12 @@ def cleanlab_rankings(
             "bench/audit.py compares with cleanlab: pip install cleanlab (pip reports the termcolor pin of "
             "google-images-search; the scrape code runs with termcolor 2+)"
         ) from exc
+
+
+def cleanlab_rankings(
+    split: SplitLabels, results: list[dict[str, Any]]
+) -> tuple[dict[str, list], list, list, set]:
+    from cleanlab.object_detection.filter import find_label_issues
     from cleanlab.object_detection.rank import (
         compute_badloc_box_scores,
         compute_overlooked_box_scores,
@@ -198,6 +207,7 @@ def main() -> None:
         "--seeds", type=int, default=3, help="Injection draws on the same scenes and predictions."
     )
     args = parser.parse_args()
+    require_cleanlab()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     out = args.out

@@ -27,8 +27,22 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def held_out_fraction(held: int, scenes: int, option: str) -> float:
+    """The val fraction that holds `held` of `scenes` out; a one-line exit when too few are given
+    (ingest would otherwise name a --val-fraction the caller never typed)."""
+    if scenes <= held:
+        raise SystemExit(f"{option} must be more than {held} (the {held} held out for val mAP), got {scenes}")
+    return held / scenes
+
+
 def train_scene_model(
-    out: Path, scenes: int, size: int, epochs: int, without: Sequence[str] = (), val_every: int = 4
+    out: Path,
+    scenes: int,
+    size: int,
+    epochs: int,
+    without: Sequence[str] = (),
+    val_every: int = 4,
+    option: str = "--train-scenes",
 ) -> Path:
     """ResNet18-FPN from scratch on `scenes` synthetic scenes (seed 1000; 16 held out for its val
     mAP) at `size` px, bf16 autocast where the CPU has it (400 scenes, 30 epochs: ~32 min on 2 quiet
@@ -38,10 +52,16 @@ def train_scene_model(
     from officescore.sample import write_sample
     from officescore.train import TrainConfig, train
 
+    val_fraction = held_out_fraction(16, scenes, option)  # before minutes of drawing scenes
     data = out / f"train_data_{scenes}_{size}"
     if not (data / "dataset.json").is_file():
         write_sample(out / "train_export", n_images=scenes, seed=1000, size=size)
-        ingest_export(out / "train_export" / "annotations.json", out=data, val_fraction=16 / scenes, seed=0)
+        ingest_export(
+            out / "train_export" / "annotations.json",
+            out=data,
+            val_fraction=val_fraction,
+            seed=0,
+        )
     name = "model"
     if without:
         name = "model-without-" + "-".join(sorted(without))

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from benchkit import SCENE_MODEL
+from benchkit import SCENE_MODEL, held_out_fraction
 
 from officescore.curate.audit import audit_predictions
 from officescore.curate.inject import fake_predictions, inject_convention
@@ -187,6 +187,7 @@ def main() -> None:
                               args.draws, f"fake noise {noise}")  # fmt: skip
         print(f"fake part done at {time.perf_counter() - started:.0f}s", flush=True)
     if "train" in args.parts:
+        train_val = held_out_fraction(20, args.train_scenes, "--train-scenes")
         t_whole, t_parts = render(out / "train", args.train_scenes, 1000, args.size)
         mixed, changed = inject_convention(
             json.loads(t_whole.read_text()), json.loads(t_parts.read_text()), "plant", 0.5, seed=0
@@ -210,7 +211,7 @@ def main() -> None:
         models: dict[str, Path] = {}
         for name, export in (("whole", t_whole), ("leaves", t_whole.parent / "leaves.json"),
                              ("mixed", t_whole.parent / "mixed.json")):  # fmt: skip
-            data = ingest(export, out / "train" / f"{name}_data", 20 / args.train_scenes)
+            data = ingest(export, out / "train" / f"{name}_data", train_val)
             t0 = time.perf_counter()
             models[name] = train_one(data, out, name, args.model_size or args.size, args.epochs)
             results = predict(models[name], vals["whole"])  # same photos in both val sets

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from benchkit import cpu_name
+from benchkit import cpu_name, held_out_fraction
 
 from officescore.ingest import ingest_export
 from officescore.label.trainer import DEFAULT_ARCH, DEFAULT_IMG_SIZE
@@ -57,6 +57,30 @@ def start_weights(arch: str, layout: str, data: Path, out: Path) -> str:
     return str(path)
 
 
+def only_candidates(parser: argparse.ArgumentParser, only: str) -> list[int]:
+    """--only's indices, checked before minutes of drawing 1024 px photos; all when not given."""
+    if not only:
+        return list(range(len(CANDIDATES)))
+    try:
+        chosen = [int(i) for i in only.split(",")]
+    except ValueError:
+        parser.error(f"--only: comma-separated indices of CANDIDATES, got {only!r}")
+    if any(not 0 <= n < len(CANDIDATES) for n in chosen):
+        parser.error(f"--only: indices run from 0 to {len(CANDIDATES) - 1}, got {only}")
+    return chosen
+
+
+def scenes_data(out: Path, photos: int, val: int) -> Path:
+    """`photos` synthetic 1024 px scenes as a data set, `val` held out; a re-run with the same
+    --photos and --val reuses it (with another --val it would train on the old split)."""
+    val_fraction = held_out_fraction(val, photos, "--photos")
+    data = out / f"data_{photos}_{val}"
+    if not (data / "dataset.json").is_file():
+        write_sample(out / "export", n_images=photos, seed=31, size=1024)
+        ingest_export(out / "export" / "annotations.json", out=data, val_fraction=val_fraction, seed=0)
+    return data
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -70,15 +94,10 @@ def main() -> None:
     parser.add_argument("--only", default="", help="indices of CANDIDATES to run, e.g. 0,6")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    chosen = only_candidates(parser, args.only)
 
-    data = args.out / f"data_{args.photos}"
-    if not (data / "dataset.json").is_file():
-        write_sample(args.out / "export", n_images=args.photos, seed=31, size=1024)
-        ingest_export(
-            args.out / "export" / "annotations.json", out=data, val_fraction=args.val / args.photos, seed=0
-        )
+    data = scenes_data(args.out, args.photos, args.val)
     rows = []
-    chosen = [int(i) for i in args.only.split(",")] if args.only else range(len(CANDIDATES))
     for n in chosen:
         arch, size, bf16, layout = CANDIDATES[n]
         weights = start_weights(arch, layout, data, args.out)

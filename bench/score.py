@@ -294,13 +294,16 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="its data set folder (val split)")
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
+    names = [name.strip() for name in args.models.split(",")]
+    if unknown := [name for name in names if name not in MODELS]:
+        parser.error(f"--models: {', '.join(unknown)} is not one of {', '.join(MODELS)}")
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {native_bf16_cpu()}")  # fmt: skip
     if not args.skip_speed:
         print("| model | path | s/photo | speed-up | agreement with eager on kept detections |")
-        for name in args.models.split(","):
-            speed(name.strip(), args.conf, args.photos, args.rounds)
+        for name in names:
+            speed(name, args.conf, args.photos, args.rounds)
     if args.checkpoint is not None:
         accuracy(args.checkpoint, args.data or args.checkpoint.parent)
 

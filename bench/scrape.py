@@ -60,7 +60,10 @@ def main() -> None:
     parser.add_argument("--size", default="320x240", help="photo size WxH the host serves")
     args = parser.parse_args()
 
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--size: WxH, e.g. 4000x3000, got {args.size}")
     host = LatencyHost(latency=args.latency, size=(width, height)).start()
     urls = [f"{host.url}/img/{i}" for i in range(args.n)]
     default = DownloadConfig(allow_private_hosts=True, min_width=64, min_height=64)

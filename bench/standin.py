@@ -29,7 +29,9 @@ def main() -> None:
     args = parser.parse_args()
     without = [name.strip() for name in args.without.split(",") if name.strip()]
     started = time.monotonic()
-    checkpoint = train_scene_model(args.out, args.scenes, args.size, args.epochs, without, val_every=5)
+    checkpoint = train_scene_model(
+        args.out, args.scenes, args.size, args.epochs, without, val_every=5, option="--scenes"
+    )
     print(f"{checkpoint} ({time.monotonic() - started:.0f} s)")
 
 

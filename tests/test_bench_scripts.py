@@ -6,6 +6,7 @@ bench/selection.py failing at its first line (an import of a constant moved to b
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,3 +32,85 @@ def test_bench_script_starts(script: str) -> None:
     done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert expected in done.stdout
+
+
+def test_too_few_training_scenes_is_a_one_line_exit(tmp_path: Path) -> None:
+    """A smoke run's small --scenes left no training scenes after the held-out ones: ingest then
+    named a --val-fraction of 2.67 that nobody typed, in a traceback, after drawing the scenes."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, str(REPO / "bench" / "standin.py"), "--out", str(tmp_path / "s"), "--scenes", "6"]
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "--scenes must be more than 16 (the 16 held out for val mAP), got 6"
+    assert not (tmp_path / "s").exists()  # it stops before drawing any scene
+
+
+def test_label_job_only_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
+    """`--only 0,9` (8 candidates) ended in an IndexError, after drawing the 1024 px photos."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = tmp_path / "job"
+    argv = [
+        sys.executable,
+        str(REPO / "bench" / "label_job.py"),
+        "--out",
+        str(out),
+        "--photos",
+        "2",
+        "--val",
+        "1",
+    ]
+    done = subprocess.run(
+        argv + ["--only", "0,9"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == "label_job.py: error: --only: indices run from 0 to 7, got 0,9"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["score.py", "--models", "v2,v3"], "--models: v3 is not one of v2, mobilenet"),  # was a KeyError
+        (["scrape.py", "--size", "4000"], "--size: WxH, e.g. 4000x3000, got 4000"),  # was a ValueError
+        # was a FileNotFoundError, after Label Studio had started and the scenes were drawn
+        (
+            ["assist.py", "--standin", "missing.pt", "--out", "OUT"],
+            "--standin missing.pt: no such checkpoint",
+        ),
+    ],
+)
+def test_bad_option_is_a_usage_error(argv: list[str], error: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [str(tmp_path / "out") if arg == "OUT" else arg for arg in argv]
+    command = [sys.executable, str(REPO / "bench" / argv[0]), *argv[1:]]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert f"{argv[0]}: error: {error}" in done.stderr.splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
+def test_audit_without_cleanlab_stops_before_training(tmp_path: Path) -> None:
+    """bench/audit.py found cleanlab missing only after training its model (51 min by default)."""
+    hidden = tmp_path / "hidden" / "cleanlab"  # a cleanlab that cannot be imported, installed or not
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    env = {**os.environ, "PYTHONPATH": f"{hidden.parent}{os.pathsep}{REPO}"}
+    argv = [sys.executable, str(REPO / "bench" / "audit.py"), "--out", str(tmp_path / "out")]
+    argv += ["--train-scenes", "41", "--size", "64", "--epochs", "1", "--scenes", "2"]  # quick if it trains
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.startswith("bench/audit.py compares with cleanlab: pip install cleanlab")
+    assert not (tmp_path / "out").exists()
+
+
+def test_label_job_rerun_with_another_val_splits_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-run into the same --out with another --val trained on the first run's split while its
+    table printed the new --val."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import label_job
+
+    label_job.scenes_data(tmp_path, 3, 1)
+    again = label_job.scenes_data(tmp_path, 3, 2)
+    assert json.loads((again / "dataset.json").read_text())["val_fraction"] == 2 / 3  # split for --val 2
