@@ -60,8 +60,9 @@ format: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m officescore.cli.reference
 
+# Each benchmark runs for minutes to hours with its own options (docs/BENCHMARKS.md): list them.
 bench: $(STAMP)
-	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+	$(BIN)/python scripts/bench_list.py
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) demo .pytest_cache .ruff_cache

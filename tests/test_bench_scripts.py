@@ -114,3 +114,17 @@ def test_label_job_rerun_with_another_val_splits_again(
     label_job.scenes_data(tmp_path, 3, 1)
     again = label_job.scenes_data(tmp_path, 3, 2)
     assert json.loads((again / "dataset.json").read_text())["val_fraction"] == 2 / 3  # split for --val 2
+
+
+def test_make_bench_lists_every_script_with_what_it_measures() -> None:
+    """`make bench` lists the scripts (running them all would take hours, each with options of its
+    own): one line per script with its docstring's first line, and where the commands are."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_list.py")], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    runnable = [s for s in SCRIPTS if "__main__" in (REPO / "bench" / s).read_text(encoding="utf-8")]
+    assert [line.split()[0] for line in lines[:-1]] == [f"bench/{s}" for s in runnable]
+    assert all(len(line.split(maxsplit=1)) == 2 for line in lines[:-1])  # each says what it measures
+    assert "docs/BENCHMARKS.md" in lines[-1]
