@@ -1695,6 +1695,14 @@ def test_last_wins_takes_a_reviewed_photos_labels_from_the_review_export_and_kee
         main(["ingest", labels, fixes, "--out", str(out), "--last-wins"])
     assert info.value.code == 0
     assert "--last-wins: 2 photo(s) take their labels from a later export" in capsys.readouterr().out
+    # the labels alone again (`label pull --ingest` of the labelling project after the review): the
+    # two photos lose their corrections, which a note says, with the ingest that keeps them
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", labels, "--out", str(out)])
+    assert info.value.code == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"took the labels of 2 photo(s) from {os.path.normpath(fixes)} (--last-wins)" in said
+    assert f"ingest {os.path.normpath(labels)} {os.path.normpath(fixes)} --last-wins to keep them" in said
     with pytest.raises(SystemExit) as info:
         main(["ingest", labels, "--out", str(out), "--last-wins"])
     err = capsys.readouterr().err

@@ -150,6 +150,7 @@ def note_unused_attribute_classes(path: Path, schema: AttributeSchema, classes: 
 def print_ingest_notes(result: IngestResult, before: dict[str, Any] | None) -> None:
     """What became of the data set that was in --out (`before`, read before ingest wrote): photos
     that kept their split, or a data set from another export replaced by this one."""
+    _note_corrections_left_out(result, before)
     kept = result.counts.get("split_kept", 0)
     if kept:
         console.print(
@@ -179,6 +180,25 @@ def print_ingest_notes(result: IngestResult, before: dict[str, Any] | None) -> N
     )
 
 
+def _note_corrections_left_out(result: IngestResult, before: dict[str, Any] | None) -> None:
+    """The data set that was there took some photos' labels from a later export (--last-wins: a
+    review's corrections) that this ingest was not given: those photos are back to their old labels
+    (`label pull --ingest` of the labelling project after a review), which nothing else would say."""
+    if before is None or not before.get("replaced"):
+        return
+    missing = [export for export in before["exports"] if export not in result.exports]
+    if missing:
+        console.print(
+            Text(
+                f"note: the data set that was there took the labels of {before['replaced']} photo(s) "
+                f"from {', '.join(missing)} (--last-wins); they are not in this ingest, so those photos "
+                f"have their earlier labels again: ingest {' '.join([*result.exports, *missing])} "
+                "--last-wins to keep them"
+            ),
+            soft_wrap=True,
+        )
+
+
 def _split_anew(out: Path, before: dict[str, Any]) -> bool:
     """Whether the data set now in `out` was split with another seed or val fraction than `before`."""
     from officescore.ingest import read_dataset_meta
@@ -200,7 +220,8 @@ def earlier_data_set(out: Path) -> dict[str, Any] | None:
         # written relative to the data set
         exports = [os.path.normpath(Path(out) / source["export"]) for source in sources]
         split = {"seed": meta.get("seed"), "val_fraction": meta.get("val_fraction")}
-        return {"exports": exports, "images": meta["counts"]["images"], **split}
+        replaced = (meta["counts"].get("replaced") or {}).get("images", 0)  # by --last-wins
+        return {"exports": exports, "images": meta["counts"]["images"], "replaced": replaced, **split}
     except (KeyError, TypeError):  # a dataset.json without what ingest records
         return None
 
