@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import NoReturn
 
 import typer
 from rich.text import Text
@@ -126,7 +127,7 @@ def _missing_extra(exc: ModuleNotFoundError) -> str | None:
     return f"{module} is not installed; this command needs the {extra} extra: {install}"
 
 
-def _crash(exc: Exception, debug: bool) -> None:
+def _crash(exc: Exception, debug: bool) -> NoReturn:
     """An unexpected failure: one line (the traceback on --debug), exit 1."""
     if debug:
         err_console.print_exception()

@@ -140,11 +140,12 @@ def _show(run: AuditRun) -> None:
 def suggested(row: dict[str, Any]) -> str:
     """The table's suggestion: the class, or for a wrong attribute which one and its two values (the
     class alone would read as "nothing to change")."""
+    from officescore.attributes import value_name
+
     attribute = row.get("attribute")
     if not attribute:
         return row["suggested_class"] or "-"
-    said = {True: "yes", False: "no"}  # yes/no attributes are booleans, as on the contact sheets
-    label, predicted = (said.get(attribute[k], attribute[k]) for k in ("label", "predicted"))
+    label, predicted = (value_name(attribute[k]) for k in ("label", "predicted"))
     return f"{attribute['name']}: {label} -> {predicted}"
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from officescore import masks as masklib
+from officescore.attributes import value_name
 from officescore.curate.labels import SplitLabels
 from officescore.files import relative_to_file
 
@@ -176,8 +177,8 @@ def _issue_words(issue: dict[str, Any], width: int, height: int) -> str:
     if kind == "wrong_attribute" and issue.get("attribute"):
         attribute = issue["attribute"]
         return (
-            f"the {name} {where}: {attribute['name']} is {_value(attribute['label'])}, the model says "
-            f"{_value(attribute['predicted'])}; check it"
+            f"the {name} {where}: {attribute['name']} is {value_name(attribute['label'])}, the model says "
+            f"{value_name(attribute['predicted'])}; check it"
         )
     return f"the {name or other} {where}: {kind}"
 
@@ -191,10 +192,6 @@ def _place(bbox: Sequence[float], width: int, height: int) -> str:
         return "in the middle"
     rows, columns = ("top", "middle", "bottom"), ("left", "centre", "right")
     return f"at {rows[row]} {columns[column]}"
-
-
-def _value(value: Any) -> str:
-    return {True: "yes", False: "no"}.get(value, str(value)) if isinstance(value, bool) else str(value)
 
 
 POLYGON_LOSS = 0.02  # a label losing more than this share of its pixels to a polygon is cut

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from officescore import masks as masklib
+from officescore.attributes import value_name
 from officescore.curate.labels import SplitLabels
 from officescore.curate.scoring import Issue
 from officescore.errors import BadImageError
@@ -91,8 +92,7 @@ def caption(issue: Issue, rank: int, file_name: str) -> str:
     if issue.suggested_class and issue.suggested_class != issue.class_name:
         what += f" -> {issue.suggested_class}"
     if issue.attribute:
-        said = {True: "yes", False: "no"}  # yes/no attributes are booleans (officescore.attributes)
-        label, predicted = (said.get(issue.attribute[k], issue.attribute[k]) for k in ("label", "predicted"))
+        label, predicted = (value_name(issue.attribute[k]) for k in ("label", "predicted"))
         what += f" {issue.attribute['name']}: {label} -> {predicted}"
     return f"#{rank} {issue.kind} {issue.score:.2f} {what} ({Path(file_name).name})"[:CAPTION_CHARS]
 
