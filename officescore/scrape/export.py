@@ -157,11 +157,18 @@ def _attribution_entry(row: Any, path: str) -> str:
         f"- Credit: {credit(row)}",
         f"- Landing page: {row['landing_page'] or 'unknown'}",
         f"- Image URL: {row['url']}",
-        f'- Found via: {row["provider"]}, query "{_md(row["query"])}"',
+        f'- Found via: {row["provider"]}, query "{_md(row["query"])}"{_stated_by(row)}',
     ]
     if row["attribution"]:
         lines.append(f"- Attribution text: {_md(row['attribution'])}")
     return "\n".join(lines)
+
+
+def _stated_by(row: Any) -> str:
+    """Who stated the licence, where it was not the finder named before it (a later provider that
+    found the same URL, or a byte-identical copy)."""
+    said = row["license_from"]
+    return f"; licence stated by {said}" if said and said != row["provider"] else ""
 
 
 def _licences_of_copies(rows: list[Any]) -> list[Any]:
@@ -175,7 +182,10 @@ def _licences_of_copies(rows: list[Any]) -> list[Any]:
     out = []
     for row in rows:
         copy = stated.get(row["id"]) if row["status"] == "ok" and not row["license"] else None
-        out.append(row if copy is None else {**dict(row), **{name: copy[name] for name in CREDIT_COLUMNS}})
+        if copy is not None:
+            said = copy["license_from"] or copy["provider"]  # a row from before license_from
+            row = {**dict(row), **{name: copy[name] for name in CREDIT_COLUMNS}, "license_from": said}
+        out.append(row)
     return out
 
 
