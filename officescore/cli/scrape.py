@@ -201,16 +201,18 @@ def _status(config: ScrapeConfig, json_output: bool) -> None:
     title = f"scrape progress in {report.out}" + (f" ({providers[0]})" if one else "")
     for notice in report.notices:
         console.print(Text(notice, style="yellow"), soft_wrap=True)
-    columns = ["query", "pages", "found", "ok", "dup", "bad", "todo", "done"]
+    columns = ["query", "pages", "found", "new", "ok", "dup", "bad", "todo", "done"]
     table = Table(
-        title=Text(title), caption="dup: (near-)duplicates; bad: rejected; todo: not downloaded yet"
+        title=Text(title),
+        caption="found: results the pages returned; new: those not found before (ok + dup + bad + todo); "
+        "dup: (near-)duplicates; bad: rejected; todo: not downloaded yet",
     )
     for column in columns if one else ["provider", *columns]:
         left = column in ("provider", "query")
         table.add_column(
             column,
             justify="left" if left else "right",
-            min_width=(20 if one else 14) if column == "query" else None,
+            min_width=(20 if one else 10) if column == "query" else None,
         )
     for row in report.queries:
         counts = row["by_status"]
@@ -219,6 +221,7 @@ def _status(config: ScrapeConfig, json_output: bool) -> None:
         cells = [
             Text(row["query"]),
             str(row["pages"]),
+            str(row["found"]),
             str(row["results"]),
             str(counts.get("ok", 0)),
             str(dup),

@@ -436,18 +436,20 @@ class Manifest:
         return {row["status"]: row["n"] for row in rows}
 
     def query_table(self) -> list[dict[str, Any]]:
-        """Per (provider, query, filters): pages fetched, last page seen, results by status."""
+        """Per (provider, query, filters): pages fetched, last page seen, results the pages returned
+        (`found`: what the calls paid for) and the rows they added by status (`results`: those no
+        other query or provider had found first)."""
         pages = {
-            (r["provider"], r["query"], r["filters"]): (r["pages"], bool(r["last"]))
+            (r["provider"], r["query"], r["filters"]): (r["pages"], bool(r["last"]), r["found"])
             for r in self.db.execute(
                 # MAX, as in `progress`: --status and the run agree when a page row was deleted.
-                "SELECT provider, query, filters, MAX(page) AS pages, MAX(last) AS last FROM pages "
-                "GROUP BY provider, query, filters"
+                "SELECT provider, query, filters, MAX(page) AS pages, MAX(last) AS last, "
+                "SUM(results) AS found FROM pages GROUP BY provider, query, filters"
             )
         }
         table: dict[tuple[str, str, str], dict[str, Any]] = {
-            key: {"pages": n, "last_page_seen": last, "results": 0, "by_status": {}}
-            for key, (n, last) in pages.items()
+            key: {"pages": n, "last_page_seen": last, "found": found, "results": 0, "by_status": {}}
+            for key, (n, last, found) in pages.items()
         }
         for r in self.db.execute(
             "SELECT provider, query, filters, status, COUNT(*) AS n FROM results "
@@ -455,7 +457,7 @@ class Manifest:
         ):
             entry = table.setdefault(
                 (r["provider"], r["query"], r["filters"]),
-                {"pages": 0, "last_page_seen": False, "results": 0, "by_status": {}},
+                {"pages": 0, "last_page_seen": False, "found": 0, "results": 0, "by_status": {}},
             )
             entry["results"] += r["n"]
             entry["by_status"][r["status"]] = r["n"]

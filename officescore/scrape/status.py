@@ -119,6 +119,7 @@ def status(config: ScrapeConfig) -> ScrapeStatus:
                         "filters": provider_filters,
                         "pages": 0,
                         "last_page_seen": False,
+                        "found": 0,
                         "results": 0,
                         "by_status": {},
                     }
