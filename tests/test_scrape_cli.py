@@ -596,3 +596,61 @@ def test_the_command_line_default_rights_are_the_librarys() -> None:
     from officescore.scrape.providers.base import DEFAULT_RIGHTS as LIBRARY_RIGHTS
 
     assert DEFAULT_RIGHTS == LIBRARY_RIGHTS
+
+
+def _limits(out: str) -> dict[str, tuple[int, int | None]]:
+    return {q["provider"]: (q["limit"], q.get("hour_limit")) for q in json.loads(out)["quota"]}
+
+
+def test_quotas_are_set_per_provider_and_the_flag_is_the_searched_providers(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[scrape.google] daily-quota = 90 holds for Google alone: Commons keeps its 5000 a day when auto
+    or the user switches to it (the flat [scrape] daily-quota capped every provider at 90).
+    --daily-quota is for the provider the command searches; the others keep theirs."""
+    from officescore.scrape.manifest import Manifest
+    from officescore.scrape.providers import SearchResult
+
+    (cwd / "officescore.toml").write_text(
+        "[scrape.google]\ndaily-quota = 90\n\n[scrape.unsplash]\nhourly-quota = 500\n", encoding="utf-8"
+    )
+    with Manifest.open(cwd / "raw") as manifest:
+        for provider in ("google", "unsplash"):
+            manifest.record_page(
+                provider, "desk", "f", 1, [SearchResult(url=f"http://a/{provider}")], True, "r", "t"
+            )
+    args = ["--status", "--json", "--out", "raw", "-q", "desk", "--provider", "wikimedia"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    # Unsplash's day follows its hour (24 x 500), as --hourly-quota's does.
+    assert _limits(out) == {"google": (90, None), "unsplash": (12000, 500), "wikimedia": (5000, 500)}
+    code, out, err = run_cli([*args, "--daily-quota", "7", "--hourly-quota", "3"], capsys)
+    assert code == 0, err
+    assert _limits(out) == {"google": (90, None), "unsplash": (12000, 500), "wikimedia": (7, 3)}
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        # The flat key was meant for one provider, and said nothing about which: one line with the new form.
+        (
+            "[scrape]\ndaily-quota = 90\n",
+            "[scrape] daily-quota is per provider now: write it under [scrape.google]",
+        ),
+        ("[scrape]\nhourly-quota = 5\n", "hourly-quota is per provider now: write it under [scrape.google]"),
+        ("[scrape.gogle]\ndaily-quota = 90\n", "[scrape.gogle] is no provider (did you mean google?)"),
+        ("[scrape.google]\nper-query = 5\n", "[scrape.google] per-query is no setting of a provider"),
+        ("[scrape.google]\ndaily-quota = '90'\n", "[scrape.google] daily-quota must be a whole number"),
+        (
+            "[scrape.google]\ndaily-quota = -1\n",
+            "[scrape.google] daily-quota must be a whole number, 0 or more",
+        ),
+    ],
+)
+def test_a_quota_setting_in_the_wrong_place_or_form_is_one_line(
+    cwd: Path, capsys: pytest.CaptureFixture[str], toml: str, expected: str
+) -> None:
+    (cwd / "officescore.toml").write_text(toml, encoding="utf-8")
+    code, out, err = run_cli(["--status", "--out", "raw", "-q", "desk"], capsys)
+    assert code == 2 and expected in err, err
+    assert len(err.strip().splitlines()) == 1

@@ -508,3 +508,16 @@ def test_status_lists_no_quota_for_google_once_it_is_closed(
     with Manifest.open(out) as manifest:  # ... or before it, once Google answered that it is closed
         manifest.set_meta("closed:google", "2026-12-31T11:00:00+00:00")
     assert [q.provider for q in status(config).quota] == ["openverse"]
+
+
+def test_quotas_per_provider_and_the_flags_for_the_searched_one() -> None:
+    """[scrape.<name>] quotas hold for that provider alone; the flags for the provider searched."""
+    from officescore.config import SCRAPE_PROVIDERS
+    from officescore.scrape.providers import PROVIDER_CLASSES
+
+    assert tuple(PROVIDER_CLASSES) == SCRAPE_PROVIDERS  # config.py names them without importing them
+    config = ScrapeConfig(queries=["q"], provider_quotas={"google": {"daily_quota": 90}})
+    assert (config.limits("google"), config.limits("flickr")) == ((90, None), (86400, 3600))
+    config.daily_quota, config.hourly_quota = 7, 3
+    assert config.limits("google", "flickr") == (90, None) and config.limits("flickr", "flickr") == (7, 3)
+    assert config.limits("google", "google") == (7, 3) and config.limits("wikimedia", "google") == (5000, 500)

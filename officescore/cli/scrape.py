@@ -47,10 +47,16 @@ def scrape(
         100, "--per-query", "-n", help="Results wanted per query, in whole pages (Google stops at 99)."
     ),
     daily_quota: int = typer.Option(
-        None, "--daily-quota", help="API calls per quota day (default: the provider's own, google 100)."
+        None,
+        "--daily-quota",
+        help="API calls per quota day for the provider this run searches (default: its "
+        "[scrape.<provider>] daily-quota, else its own, google 100).",
     ),
     hourly_quota: int = typer.Option(
-        None, "--hourly-quota", help="API calls per clock hour (default: the provider's own, unsplash 50)."
+        None,
+        "--hourly-quota",
+        help="API calls per clock hour for the provider this run searches (default: its "
+        "[scrape.<provider>] hourly-quota, else its own, unsplash 50).",
     ),
     out: Path = typer.Option(DEFAULT_RAW_DIR, "--out", "-o", help="Folder for images/ and manifest.sqlite."),
     rights: str = typer.Option(DEFAULT_RIGHTS, "--rights", help="Usage-rights filter, |-separated."),
