@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from officescore.images import MAX_PIXELS, to_rgb
-from officescore.scrape.providers.base import retry_after_seconds
+from officescore.scrape.providers.base import local_error, retry_after_seconds
 
 K = TypeVar("K")
 
@@ -372,6 +372,9 @@ class Downloader:
                     reason = "certificate verify failed" if verify else "TLS handshake failed"
                     raise _Rejected("http_error", f"{reason} for {urlsplit(current).hostname}") from None
                 except requests.RequestException as exc:
+                    cause = local_error(exc)
+                    if cause is not None:  # our request, not the host: no later try can help
+                        raise _Rejected("refused", f"not sent ({type(exc).__name__}): {cause}") from None
                     raise _Retry("unavailable", f"connection failed: {type(exc).__name__}") from None
                 with response:
                     if response.status_code in REDIRECT_CODES and response.headers.get("Location"):
