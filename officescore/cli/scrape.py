@@ -74,7 +74,12 @@ def scrape(
     ),
     workers: int = typer.Option(16, "--workers", help="Concurrent downloads."),
     per_host: int = typer.Option(8, "--per-host", help="Concurrent downloads per host."),
-    timeout: float = typer.Option(15.0, "--timeout", help="Read timeout per download, seconds."),
+    timeout: float = typer.Option(
+        15.0,
+        "--timeout",
+        help="Read timeout per download, seconds. A photo still arriving after 4 times this (60 s at "
+        "least) is cut off only if it came slower than 32 KiB/s on average.",
+    ),
     retries: int = typer.Option(
         2, "--retries", help="Retries after timeouts, 5xx and 429 (never other 4xx)."
     ),
@@ -101,6 +106,7 @@ def scrape(
         read_queries,
         secrets_from_environment,
     )
+    from officescore.scrape.download import total_timeout_for
 
     if show_status and export_dir is not None:
         raise ConfigError("--status and --export are separate actions; give one of them")
@@ -127,6 +133,7 @@ def scrape(
             workers=workers,
             per_host=per_host,
             read_timeout=timeout,
+            total_timeout=total_timeout_for(timeout),
             retries=retries,
             max_bytes=max_bytes,
             min_width=min_size,

@@ -70,6 +70,12 @@ class DownloadConfig:
     user_agent: str = USER_AGENT
 
 
+def total_timeout_for(read_timeout: float) -> float:
+    """The total timeout that goes with a read timeout (`--timeout`): four reads' worth, never under
+    the default 60 s. A slow link's user raises --timeout, and a large photo gets longer too."""
+    return max(DownloadConfig.total_timeout, 4 * read_timeout)
+
+
 @dataclass
 class Fetched:
     """The outcome for one URL. status "fetched" means a verified image waits at temp_path."""
