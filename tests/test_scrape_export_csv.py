@@ -102,6 +102,12 @@ def test_a_cc_credit_links_its_licence_even_when_the_provider_gave_no_url(
 def test_credit_lines_by_kind_of_licence() -> None:
     """Public domain: a courtesy credit, not "licensed under"; CC: TASL with the source's own name and
     Markdown-safe text; no licence stated: the landing page, else the image URL, to check by hand."""
+    # Commons' public domain: no mark, no deed; credited as what Commons says.
+    pd = credit(_row(license="pd", license_version=None, source="wikimedia_commons"))
+    assert pd == (
+        '["Desk"](https://x.example/p) by Maker, via Wikimedia Commons: Public domain '
+        "(no attribution required; credited as a courtesy)"
+    )
     pdm = credit(_row(license="pdm", license_version="1.0", source="wikimedia_commons"))
     assert pdm == (
         '["Desk"](https://x.example/p) by Maker, via Wikimedia Commons: [Public Domain Mark 1.0]'

@@ -293,7 +293,9 @@ def test_commons_licence_names_map_onto_rights_codes() -> None:
     assert commons_license("CC BY 2.5", None) == ("by", "2.5")
     assert commons_license("CC BY-SA 3.0 de", "cc-by-sa-3.0-de") == ("by-sa", "3.0")
     assert commons_license("CC0", "cc0") == ("cc0", "1.0")
-    assert commons_license("Public domain", "pd") == ("pdm", None)
+    # Commons' "Public domain" (by age, by origin) is no CC mark: recorded as Commons says it.
+    assert commons_license("Public domain", "pd") == ("pd", None)
+    assert commons_license("Public Domain Mark 1.0", "pdm") == ("pdm", "1.0")  # the CC mark itself
     assert commons_license("GFDL", "gfdl") == (None, None)
     assert commons_license("Attribution", "attribution") == (None, None)
     assert commons_license("FAL", "fal") == (None, None) and commons_license(None, None) == (None, None)

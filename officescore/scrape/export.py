@@ -2,7 +2,8 @@
 
 Every photo gets a credit line in the form its licence asks for, whatever the provider:
 - CC BY, BY-SA, BY-NC, ... : title, author, source and licence, each linked (CC's "TASL");
-- CC0 and the Public Domain Mark: no attribution required, credit given as a courtesy;
+- CC0, the Public Domain Mark and Commons' "Public domain": no attribution required, credit given
+  as a courtesy;
 - the Unsplash License: "Photo by <photographer> on Unsplash", both linked (Unsplash's guidelines);
 - no licence stated (Google's results): the filter it was found with and a warning to check.
 
@@ -26,6 +27,7 @@ from officescore.scrape.manifest import CREDIT_COLUMNS, MANIFEST_NAME, RESULT_CO
 LICENSE_NAMES = {
     "cc0": "CC0 1.0",
     "pdm": "Public Domain Mark",
+    "pd": "Public domain",  # as Commons states it: no mark and no deed to link
     "by": "CC BY",
     "by-sa": "CC BY-SA",
     "by-nc": "CC BY-NC",
@@ -35,7 +37,7 @@ LICENSE_NAMES = {
     "unsplash": "Unsplash License",
     "unsplash+": "Unsplash+ License",
 }
-PUBLIC_DOMAIN = ("cc0", "pdm")
+PUBLIC_DOMAIN = ("cc0", "pdm", "pd")
 SOURCE_NAMES = {"wikimedia_commons": "Wikimedia Commons", "flickr": "Flickr", "unsplash": "Unsplash"}
 UNSPLASH_HOME = "https://unsplash.com/?utm_source=officescore&utm_medium=referral"
 EXPORT_COLUMNS = (*RESULT_COLUMNS, "credit")

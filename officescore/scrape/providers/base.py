@@ -23,16 +23,18 @@ MIME_SUBTYPES = {"jpg": "jpeg", "tif": "tiff", "svg": "svg+xml"}
 # --rights names -> licence codes (Openverse's codes; every provider maps onto these).
 # "unsplash": the Unsplash License allows copying, changing and commercial use like CC BY (and
 # asks for no more), so a filter that accepts CC BY accepts it; Unsplash+ photos never match.
+# "pd": public domain as Commons states it (by age, by origin), which carries no CC mark.
 RIGHTS_TO_LICENSES: dict[str, tuple[str, ...]] = {
-    "cc_publicdomain": ("cc0", "pdm"),
+    "cc_publicdomain": ("cc0", "pdm", "pd"),
     "cc_attribute": ("by", "unsplash"),
     "cc_sharealike": ("by-sa",),
     "cc_noncommercial": ("by-nc", "by-nc-sa"),
     "cc_nonderived": ("by-nd", "by-nc-nd"),
 }
-# What Openverse accepts in its `license` parameter (kept as the old public name).
+# What Openverse accepts in its `license` parameter (kept as the old public name): its own codes.
 RIGHTS_TO_OPENVERSE = {
-    name: tuple(code for code in codes if code != "unsplash") for name, codes in RIGHTS_TO_LICENSES.items()
+    name: tuple(code for code in codes if code not in ("unsplash", "pd"))
+    for name, codes in RIGHTS_TO_LICENSES.items()
 }
 
 
