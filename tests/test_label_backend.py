@@ -759,6 +759,29 @@ def test_a_newer_best_pt_that_cannot_be_loaded_is_a_500_that_says_why(
             assert reply.status_code == 500 and "not an officescore checkpoint" in reply.json()["error"]
 
 
+@pytest.mark.parametrize("error", ["DataError", "ValueError"])
+def test_a_model_that_fails_to_load_with_a_data_error_is_a_500_not_a_400(
+    tmp_path: Path, loads: list[tuple[str, float]], monkeypatch: pytest.MonkeyPatch, error: str
+) -> None:
+    """A load that fails on data (int8 calibration photos, a model it cannot quantise) is the
+    backend's problem: a 400 would tell Label Studio its request was wrong."""
+    from officescore import errors
+
+    best = checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights", age=100)
+    backend = ml.Backend(tmp_path / "runs", log=lambda message: None)
+    kind = getattr(errors, error, ValueError)
+
+    def unloadable(source: Path | str, *_: Any) -> LoadedPredictor:
+        raise kind("none of the 3 calibration photos could be read")
+
+    monkeypatch.setattr(ml, "load_predictor", unloadable)
+    checkpoint(best, b"something else")
+    with served(backend) as url:
+        reply = requests.post(f"{url}/setup", json={}, timeout=10)
+    assert reply.status_code == 500
+    assert reply.json()["error"] == f"{best}: none of the 3 calibration photos could be read"
+
+
 def test_a_local_file_missing_under_the_local_root_is_named_when_label_studio_fails_too(
     tmp_path: Path, loads: list[tuple[str, float]]
 ) -> None:
