@@ -807,3 +807,28 @@ def test_a_local_file_missing_under_the_local_root_is_named_when_label_studio_fa
     uploaded = {"id": 13, "data": {"image": "/data/upload/1/a.jpg"}}  # not a local file: as it was
     with pytest.raises(LabelStudioError, match=r"\(ConnectError\)$"):
         backend.photo(uploaded, LabelSchema(("desk",)), tmp_path, 0)
+
+
+def test_a_started_backend_imports_the_brush_codec_before_the_first_click_needs_it() -> None:
+    """Label Studio's SDK loads its whole converter with the brush codec (1.5-4 s): a fresh backend
+    does it as it starts, not inside its first click's answer. A fresh interpreter, so that no
+    other test imported it already."""
+    import subprocess
+    import sys
+
+    script = """
+import sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from officescore.label import backend as ml
+codec = "label_studio_sdk.converter.brush"
+before = codec in sys.modules
+server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+ml.start(server)
+for thread in threading.enumerate():
+    if thread.name == "officescore-warm-up":
+        thread.join(60)
+print(before, codec in sys.modules)
+server.shutdown()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False", "True"], done.stderr

@@ -504,7 +504,15 @@ def make_server(backend: Backend, host: str = DEFAULT_HOST, port: int = DEFAULT_
 def start(server: ThreadingHTTPServer) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, name="officescore-ml-backend", daemon=True)
     thread.start()
+    threading.Thread(target=_import_brush_codec, name="officescore-warm-up", daemon=True).start()
     return thread
+
+
+def _import_brush_codec() -> None:
+    """Import Label Studio's brush RLE codec now: its package loads the SDK's whole converter (1.5-4 s
+    measured on 2 cores), which the first brush answer (a click's mask) would otherwise wait for."""
+    with contextlib.suppress(ImportError):  # `label backend` checked the extra; a caller may not have
+        import label_studio_sdk.converter.brush  # noqa: F401
 
 
 def url_of(server: ThreadingHTTPServer) -> str:
