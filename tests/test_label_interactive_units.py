@@ -168,37 +168,46 @@ def test_a_box_holds_points_on_its_edges_and_only_points_inside_all_four() -> No
     assert _holding(boxes, both).tolist() == [False, True]
 
 
-def test_a_click_reads_each_mask_where_the_pasted_mask_has_it() -> None:
+@pytest.mark.parametrize("width, height", [(61, 47), (4000, 3000)])
+def test_a_click_reads_each_mask_where_the_pasted_mask_has_it(width: int, height: int) -> None:
     """`_at_clicks` reads every candidate at the clicks without pasting it at the photo's size: the
     values equal the pasted masks' at the click's pixel (row int(y), column int(x), the last one on
-    the far edge), for boxes inside the photo and across its edges, the whole photo and a dot
-    (candidates hold a click, so none lies wholly outside: torchvision's paste cannot take those)."""
+    the far edge) to float rounding, for boxes inside the photo and across its edges, the whole photo
+    and a dot (candidates hold a click, so none lies wholly outside: torchvision's paste cannot take
+    those), on a small photo and a 12 MP one (masks resized 100x)."""
     import torch
 
     from officescore.label.interactive.heads import _at_clicks, _pasted
 
     generator = torch.Generator().manual_seed(0)
-    width, height = 61, 47
     probs = torch.rand((6, 1, 28, 28), generator=generator)
-    boxes = torch.tensor(
+    unit = torch.tensor(
         [
-            [10.3, 5.7, 40.2, 30.9],
-            [-8.0, -3.5, 20.4, 18.0],  # across the top-left corner
-            [45.1, 30.2, 75.0, 60.0],  # across the bottom-right corner
-            [0.0, 0.0, 61.0, 47.0],  # the whole photo
-            [20.0, 20.0, 20.4, 20.2],  # a dot
-            [3.9, 40.1, 58.8, 46.9],  # a thin strip along the bottom edge
+            [0.17, 0.12, 0.66, 0.66],
+            [-0.13, -0.07, 0.33, 0.38],  # across the top-left corner
+            [0.74, 0.64, 1.23, 1.28],  # across the bottom-right corner
+            [0.0, 0.0, 1.0, 1.0],  # the whole photo
+            [0.33, 0.43, 0.3341, 0.4341],  # a dot
+            [0.064, 0.853, 0.964, 0.998],  # a thin strip along the bottom edge
         ]
     )
-    clicks = [Click(x + 0.5, y + 0.5) for x in range(0, width, 3) for y in range(0, height, 2)]
-    clicks += [Click(width, height), Click(0, 0), Click(width, 0, positive=False), Click(20.2, 20.1)]
+    boxes = unit * torch.tensor([width, height, width, height])
+    columns, rows = np.linspace(0, width - 1, 23).astype(int), np.linspace(0, height - 1, 19).astype(int)
+    clicks = [Click(x + 0.5, y + 0.5) for x in columns for y in rows]
+    clicks += [
+        Click(width, height),
+        Click(0, 0),
+        Click(width, 0, positive=False),
+        Click(*boxes[4, :2].tolist()),
+    ]
     pasted = _pasted(probs, boxes, width, height)
     expected = np.array(
         [[mask[min(int(c.y), height - 1), min(int(c.x), width - 1)] for c in clicks] for mask in pasted]
     )
     values = _at_clicks(probs, boxes, clicks, width, height)
     assert (expected > 0).sum() > 300 and (expected == 0).sum() > 300  # inside and outside boxes both met
-    np.testing.assert_array_equal(values, expected)
+    np.testing.assert_allclose(values, expected, rtol=0, atol=2e-6)
+    assert ((values > 0) == (expected > 0)).all()
 
 
 def test_a_click_agrees_with_a_mask_by_its_probability_there() -> None:

@@ -296,23 +296,42 @@ def _pasted(probs: torch.Tensor, photo_boxes: torch.Tensor, width: int, height: 
 def _at_clicks(
     probs: torch.Tensor, photo_boxes: torch.Tensor, clicks: Sequence[Click], width: int, height: int
 ) -> np.ndarray:
-    """Each mask's pasted probability at each click (N x C), exactly as `_pasted` gives it there
-    (torchvision's padding, box rounding and resize), without the N photo-sized maps."""
+    """Each mask's pasted probability at each click (N x C), as `_pasted` gives it there (torchvision's
+    padding and box rounding, the resize's formula: equal to float rounding), without resizing any
+    mask to its box's size (0.3 s for six candidates on a 12 MP photo)."""
     import torch
-    import torch.nn.functional as F  # noqa: N812 - torch's own name
     from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 
     masks, scale = expand_masks(probs, padding=1)
+    grids = masks[:, 0].cpu().numpy().astype(np.float32)
     boxes = expand_boxes(photo_boxes, scale).to(dtype=torch.int64).tolist()
     pixels = [(min(int(c.x), width - 1), min(int(c.y), height - 1)) for c in clicks]
     values = np.zeros((len(boxes), len(clicks)), dtype=np.float32)
     for i, (x0, y0, x1, y1) in enumerate(boxes):
-        size = (max(y1 - y0 + 1, 1), max(x1 - x0 + 1, 1))
-        resized = F.interpolate(masks[i : i + 1], size=size, mode="bilinear", align_corners=False)[0, 0]
+        rows, columns = max(y1 - y0 + 1, 1), max(x1 - x0 + 1, 1)  # the box's size, as the paste's
         for j, (x, y) in enumerate(pixels):
             if x0 <= x <= x1 and y0 <= y <= y1:  # the pasted box's pixels; zero elsewhere
-                values[i, j] = float(resized[y - y0, x - x0])
+                values[i, j] = _resized_at(grids[i], rows, columns, y - y0, x - x0)
     return values
+
+
+def _resized_at(grid: np.ndarray, rows: int, columns: int, row: int, column: int) -> float:
+    """Pixel (row, column) of `grid` resized to rows x columns by PyTorch's bilinear interpolation
+    (align_corners=False), computed alone with its formula in float32."""
+    (r0, r1, wr), (c0, c1, wc) = _source(row, grid.shape[0], rows), _source(column, grid.shape[1], columns)
+    one = np.float32(1)
+    top = (one - wc) * grid[r0, c0] + wc * grid[r0, c1]
+    bottom = (one - wc) * grid[r1, c0] + wc * grid[r1, c1]
+    return float((one - wr) * top + wr * bottom)
+
+
+def _source(index: int, size_in: int, size_out: int) -> tuple[int, int, np.float32]:
+    """The two source pixels of output `index` and the weight of the second (PyTorch's rule)."""
+    f = np.float32
+    where = max(f(size_in) / f(size_out) * (f(index) + f(0.5)) - f(0.5), f(0))
+    first = int(where)
+    second = first + 1 if first < size_in - 1 else first
+    return first, second, min(max(where - f(first), f(0)), f(1))
 
 
 def _agreement(values: np.ndarray, clicks: Sequence[Click]) -> int:
