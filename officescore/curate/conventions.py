@@ -124,7 +124,7 @@ class ConventionSplit:
 
     @property
     def verdict(self) -> str:
-        """ "14 plant labels leave out the pot: the convention is whole" ("" when undeclared)."""
+        """In words, e.g. "14 plant labels leave out the pot: the convention is whole" ("" undeclared)."""
         if self.declared is None or self.breaks is None:
             return ""
         n, words = len(self.groups[self.breaks].pairs), self.breach(plural=True)
