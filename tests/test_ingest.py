@@ -252,11 +252,19 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
     ("file_name_too_long", _set(_image, file_name="a" * 400 + ".png"), "image_missing", "dropped", 5, 10),
     ("image_no_file_name", _set(_image, file_name=None), "image_invalid", "dropped", 5, 10),
     ("image_empty_file_name", _set(_image, file_name=""), "image_invalid", "dropped", 5, 10),
-    (
+    (  # whether image 1's annotations are on scene_000.png or on x.png cannot be told
         "image_duplicate_id",
         _append("images", {"id": 1, "file_name": "x.png"}),
         "image_duplicate_id",
-        "dropped",
+        "dropped, with the annotations",
+        5,
+        10,
+    ),
+    (  # the same entry twice: one photo
+        "image_listed_twice",
+        lambda r, c: c["images"].append(dict(_image(c))),
+        "image_duplicate_id",
+        "later one dropped",
         6,
         12,
     ),

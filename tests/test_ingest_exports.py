@@ -818,3 +818,27 @@ def test_cli_defaults_match_the_library() -> None:
     for name in ("out", "val_fraction", "seed", "strict", "crowd"):
         assert cli[name] == library[name], name
     assert library["crowd"] == "auto"
+
+
+def test_two_exports_joined_by_hand_lose_the_photos_whose_ids_clash_not_their_labels(tmp_path: Path) -> None:
+    """Two tools' JSON pasted into one file: both start their image ids at 1, so image 1's
+    annotations are two photos' labels; put on the first photo they would be wrong labels."""
+    coco = make_export(tmp_path, n_images=4)
+    other = make_export(tmp_path / "other", n_images=2, seed=5)
+    for image in other["images"]:
+        (tmp_path / "other" / "images" / image["file_name"]).rename(
+            tmp_path / "images" / f"other_{image['file_name']}"
+        )
+        image["file_name"] = f"other_{image['file_name']}"
+    coco["images"] += other["images"]  # ids 1 and 2 again
+    coco["annotations"] += [{**a, "id": 100 + a["id"]} for a in other["annotations"]]
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+
+    clashes = [p for p in result.problems if p.kind == "image_duplicate_id"]
+    assert [p.image for p in clashes] == ["scene_000.png", "scene_001.png"]
+    assert "used by 2 different files (scene_000.png, other_scene_000.png)" in clashes[0].what
+    assert result.counts["images"] == 2 and result.counts["annotations"] == 4
+    assert result.counts["dropped"] == {"images": 4, "annotations": 8}
+    splits = [json.loads((tmp_path / "dataset" / f"{s}.json").read_text()) for s in ("train", "val")]
+    kept = {image["original_file_name"] for split in splits for image in split["images"]}
+    assert kept == {"scene_002.png", "scene_003.png"}

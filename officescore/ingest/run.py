@@ -218,6 +218,8 @@ def _scan_images(
 
     images: dict[str, ImageRecord] = {}
     by_path: dict[Path, str] = {}
+    shared = _ids_of_several_files(entries)
+    reported: set[str] = set()  # ids of `shared` already reported
     with reporter.stage("Checking images", total=len(entries)) as stage:
         for entry in entries:
             stage.advance(1)
@@ -227,8 +229,18 @@ def _scan_images(
                 what = f"image entry {entry!r:.60} has no usable id or file_name"
                 problems.append(Problem(str(file_name or ""), "", "image_invalid", what, "dropped"))
                 continue
+            if key in shared:  # its annotations could be on any of the photos: none is kept
+                if key not in reported:
+                    names = shared[key]
+                    what = (
+                        f"image id {key} is used by {len(names)} different files ({', '.join(names)}), so "
+                        "which annotations are on which photo cannot be told"
+                    )
+                    problems.append(Problem(file_name, "", "image_duplicate_id", what, DROPPED_WITH_LABELS))
+                    reported.add(key)
+                continue
             if key in images:
-                what = f"image id {key} is used by more than one image"
+                what = f"image id {key} is listed more than once"
                 problems.append(Problem(file_name, "", "image_duplicate_id", what, "later one dropped"))
                 continue
             found = finder.locate(file_name)
@@ -261,6 +273,21 @@ def _scan_images(
             by_path[path] = key
             images[key] = record
     return images
+
+
+DROPPED_WITH_LABELS = "all dropped, with the annotations of that id"
+
+
+def _ids_of_several_files(entries: list[Any]) -> dict[str, list[str]]:
+    """Image ids that entries naming different files share (two exports' JSON joined by hand):
+    id -> those file names. An entry listed twice under one id and name is one photo."""
+    names: dict[str, list[str]] = {}
+    for entry in entries:
+        if isinstance(entry, dict) and (key := id_key(entry.get("id"))) is not None:
+            file_name = entry.get("file_name")
+            if isinstance(file_name, str) and file_name.strip() and file_name not in names.get(key, []):
+                names.setdefault(key, []).append(file_name)
+    return {key: found for key, found in names.items() if len(found) > 1}
 
 
 def _size_problem(image: ImageRecord, stated: tuple[int, int] | None, label_studio: bool) -> Problem | None:
