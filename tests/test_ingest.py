@@ -1232,6 +1232,50 @@ def test_out_inside_the_image_folder_twice_never_finds_its_own_copies(tmp_path: 
 # ---------------------------------------------------------------- classes
 
 
+def test_a_class_spelt_otherwise_in_another_export_is_the_same_class(tmp_path: Path) -> None:
+    """CVAT's label typed "Chair", Roboflow's "chair": matched by name, they were two classes, each
+    with half the chairs (and a model that learns to tell a chair from a chair)."""
+    cvat = make_export(tmp_path / "cvat", n_images=4, classes=("desk", "Chair", "mug"))
+    roboflow = make_export(tmp_path / "rf", n_images=4, classes=("potted_plant", " chair", "MUG"), seed=1)
+    roboflow["categories"].append({"id": 4, "name": "Potted Plant"})  # the same export, spelt twice
+    roboflow["annotations"][0]["category_id"] = 4
+    exports = [write_export(tmp_path / "cvat", cvat), write_export(tmp_path / "rf", roboflow)]
+    result = ingest_export(exports, out=tmp_path / "dataset")
+
+    assert result.classes == ["desk", "Chair", "mug", "potted_plant"]
+    assert result.category_map == {"1:1": 1, "1:2": 2, "1:3": 3, "2:1": 4, "2:2": 2, "2:3": 3, "2:4": 4}
+    spelt = [p for p in result.problems if p.kind == "category_spelling"]
+    assert [p.action for p in spelt] == ["read as 'Chair'", "read as 'mug'", "read as 'potted_plant'"]
+    assert spelt[0].what == (
+        "category 'chair' (id 2) is 'Chair' written with other case, spaces or underscores"
+    )
+    assert all(p.image == str(exports[1]) for p in spelt)
+    assert result.counts["annotations"] == len(cvat["annotations"]) + len(roboflow["annotations"])
+
+
+def test_classes_spell_the_classes_they_name(tmp_path: Path) -> None:
+    """`--classes mug,desk` on an export that says "Mug" and "DESK" keeps them, spelt as asked (the
+    way to take officescore's spelling, which the packaged rubric scores)."""
+    coco = make_export(tmp_path, n_images=6, classes=("DESK", "chair", "Mug"))
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset", classes=["mug", "desk"])
+    assert result.classes == ["mug", "desk"] and result.category_map == {"1": 2, "3": 1}
+    assert [p.action for p in result.problems] == ["read as 'desk'", "read as 'mug'"]
+
+
+def test_cli_says_a_class_is_officescores_spelt_otherwise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    coco = make_export(tmp_path, n_images=6, classes=("Desk", "potted plant", "Mug "))
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", str(write_export(tmp_path, coco)), "--out", str(tmp_path / "ds"), "--no-plot"])
+    assert info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "note: class(es) Desk, Mug: officescore's desk, mug spelt otherwise, and the packaged rubric scores "
+        "only its own spelling; to take it, ingest again with --classes 'desk,potted plant,mug'"
+    ) in out
+
+
 def test_classes_keeps_only_those_in_given_order(tmp_path: Path) -> None:
     coco = make_export(tmp_path, n_images=6)
     result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset", classes=["mug", "desk"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,8 +131,29 @@ def ingest(
             soft_wrap=True,
         )
     print_ingest_notes(result, before)
+    note_other_spellings(result.classes)
     if attributes is not None:
         note_unused_attribute_classes(attributes, schema, result.classes)
+
+
+def note_other_spellings(classes: list[str]) -> None:
+    """Classes that are officescore's own spelt otherwise (CVAT's "Monitor"): the packaged rubric
+    scores its spelling only, so a model trained on them would score nothing for them."""
+    from officescore import DEFAULT_CLASSES
+    from officescore.ingest import class_key
+
+    own = {class_key(name): name for name in DEFAULT_CLASSES}
+    other = [name for name in classes if own.get(class_key(name), name) != name]
+    if other:
+        respelt = shlex.quote(",".join(own.get(class_key(name), name) for name in classes))
+        console.print(
+            Text(
+                f"note: class(es) {', '.join(other)}: officescore's "
+                f"{', '.join(own[class_key(name)] for name in other)} spelt otherwise, and the packaged "
+                f"rubric scores only its own spelling; to take it, ingest again with --classes {respelt}"
+            ),
+            soft_wrap=True,
+        )
 
 
 def note_unused_attribute_classes(path: Path, schema: AttributeSchema, classes: list[str]) -> None:

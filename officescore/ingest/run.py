@@ -39,6 +39,7 @@ from officescore.ingest.checks import (
     check_categories,
     check_crowd,
     check_segmentation,
+    class_key,
     crowd_as_instance,
     id_key,
     id_sort_key,
@@ -620,7 +621,9 @@ def ingest_export(
     datas = [read_export(path) for path in exports]  # all readable, and --out safe, before slow work
     for folder in dict.fromkeys(folders):
         check_out(out, folder)
-    categories = [check_categories(data["categories"]) for data in datas]  # (categories, problems)
+    # one spelling per class across the exports: that of --classes, else the first export's
+    spellings = {class_key(name): name.strip() for name in classes or () if name.strip()}
+    categories = [check_categories(data["categories"], spellings) for data in datas]  # (categories, problems)
     # the exports' classes, matched by name, in order of first appearance
     class_order = list(dict.fromkeys(name for c, _ in categories for name in c.order))
     wanted = _requested_classes(class_order, classes) if classes is not None else None
