@@ -597,6 +597,42 @@ def test_box_only_export_is_refused_with_advice(tmp_path: Path) -> None:
         ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
 
 
+def _all_crowd(root: Path, coco: Coco) -> None:
+    for ann in coco["annotations"]:
+        image = next(im for im in coco["images"] if im["id"] == ann["image_id"])
+        ann["segmentation"], ann["iscrowd"] = masks.encode(_expected_mask(ann, image)), 1
+
+
+@pytest.mark.parametrize(
+    ("mutate", "said", "unsaid"),
+    [
+        pytest.param(lambda r, c: c.update(annotations=[]), ": lists no annotations", "", id="none"),
+        pytest.param(  # a category list exported apart from its labels
+            lambda r, c: c.update(categories=[{"id": 7, "name": "desk"}]),
+            "(of 4: annotation_unknown_category x4), so nothing to train",
+            "boxes alone",
+            id="unknown_categories",
+        ),
+        pytest.param(
+            _all_crowd,
+            "(of 4: 4 crowd region(s) (iscrowd 1; --crowd instances reads them as objects))",
+            "boxes alone",
+            id="crowd_only",
+        ),
+    ],
+)
+def test_nothing_to_train_says_what_became_of_the_annotations(
+    tmp_path: Path, mutate: Mutation, said: str, unsaid: str
+) -> None:
+    """The error named boxes alone whatever the cause; an empty export or category ids its categories
+    do not list made the user re-export masks they already had."""
+    coco = make_export(tmp_path, n_images=2)
+    mutate(tmp_path, coco)
+    with pytest.raises(DataError) as info:
+        ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+    assert said in str(info.value) and (not unsaid or unsaid not in str(info.value))
+
+
 WEIRD_VALUES: list[Any] = [
     None,
     0,

@@ -570,6 +570,38 @@ def _none_usable(checked: _Checked, problems: list[Problem]) -> DataError:
     )
 
 
+def _nothing_to_train(
+    exports: list[Path], checked: list[_Checked], images: dict[str, ImageRecord], problems: list[Problem]
+) -> DataError:
+    """No object with a mask is left: what became of the annotations, so the advice fits the export
+    (an empty export, category ids not in its categories, boxes alone, crowd regions)."""
+    where = ", ".join(map(str, exports))
+    listed = sum(c.listed_annotations for c in checked)
+    if not listed:
+        return DataError(
+            f"{where}: lists no annotations, so nothing to train; export it once photos are labelled"
+        )
+    regions = sum(a.iscrowd for image in images.values() for a in image.annotations)
+    boxes = len({(p.image, p.annotation) for p in problems if p.action == IGNORE_REGION})
+    kinds = Counter(p.kind for p in problems if p.annotation and p.action == "dropped")
+    found = [f"{kind} x{n}" for kind, n in kinds.most_common(3)]
+    if on_dropped := sum(c.on_dropped for c in checked):
+        found.append(f"{on_dropped} on photos that were dropped")
+    if boxes:
+        found.append(f"{boxes} box(es) without a mask, kept as ignore regions")
+    if regions > boxes:
+        found.append(
+            f"{regions - boxes} crowd region(s) (iscrowd 1; --crowd instances reads them as objects)"
+        )
+    advice = (
+        " (Mask R-CNN needs segmentation masks, not boxes alone; export polygons or masks)" if boxes else ""
+    )
+    return DataError(
+        f"{where}: no annotation with a usable mask left after the checks (of {listed}: "
+        f"{'; '.join(found)}), so nothing to train{advice}"
+    )
+
+
 def _category_map(checked: list[_Checked], chosen: list[str]) -> dict[str, int]:
     """Export category id -> class index (from 1) of the kept classes; `n:id` (the export's position
     from 1) with several exports, so that two exports' id 1 stay apart."""
@@ -654,11 +686,7 @@ def ingest_export(
 
     chosen = wanted if wanted is not None else _choose_classes(images, class_order)
     if not chosen:
-        raise DataError(
-            f"{', '.join(map(str, exports))}: no annotation with a usable mask left after the checks, "
-            "so nothing to train (Mask R-CNN needs segmentation masks, not boxes alone; export polygons "
-            "or masks)"
-        )
+        raise _nothing_to_train(exports, checked, images, problems)
     excluded = 0
     excluded_classes: set[str] = set()
     for image in images.values():
