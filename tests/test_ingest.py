@@ -1341,6 +1341,26 @@ def test_cli_says_what_classes_left_out(tmp_path: Path, capsys: pytest.CaptureFi
     assert json.loads(capsys.readouterr().out)["ingest"]["excluded_classes"] == ["chair"]
 
 
+def test_cli_names_categories_that_are_not_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A category with no object (Roboflow's parent, a label nobody drew) was in dataset.json only:
+    the data set had a class fewer than the export, and the model never finds it."""
+    coco = make_export(tmp_path, n_images=6)
+    coco["categories"] = [{"id": 0, "name": "office-objects"}, *coco["categories"], {"id": 9, "name": "lamp"}]
+    export = write_export(tmp_path, coco)
+    with pytest.raises(SystemExit):
+        main(["ingest", str(export), "--out", str(tmp_path / "ds"), "--no-plot"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "categories with no object left after the checks, not classes of the data set: office-objects, lamp"
+        in out
+    )
+    with pytest.raises(SystemExit):  # --classes chose them: nothing to say
+        main(["ingest", str(export), "--out", str(tmp_path / "ds"), "--no-plot", "--classes", "desk"])
+    assert "not classes of the data set" not in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- split
 
 

@@ -118,6 +118,15 @@ def ingest(
                     f"(nothing to learn from): {names}"
                 )
             )
+    unused = [name for name in result.dropped_categories if name not in result.excluded_classes]
+    if unused and classes is None:  # a class the user expected is missing from the model otherwise
+        console.print(
+            Text(
+                "categories with no object left after the checks, not classes of the data set: "
+                + ", ".join(unused)
+            ),
+            soft_wrap=True,
+        )
     console.print(
         f"[green]wrote[/green] {escape(str(result.out))}: {counts['train']['images']} train / "
         f"{counts['val']['images']} val images, {len(result.classes)} classes, "

@@ -79,6 +79,7 @@ class IngestResult:
     excluded_classes: list[str] = field(default_factory=list)  # classes whose annotations were left out
     # the exports as dataset.json records them (relative to the data set), read back from `out`
     exports: list[str] = field(default_factory=list)
+    dropped_categories: list[str] = field(default_factory=list)  # the exports' names not in `classes`
 
     @property
     def export(self) -> str:
@@ -95,6 +96,7 @@ class IngestResult:
             "duplicate_groups": self.duplicate_groups,
             "problems": [p.to_dict() for p in self.problems],
             "excluded_classes": self.excluded_classes,
+            "dropped_categories": self.dropped_categories,
         }
 
 
@@ -716,6 +718,7 @@ def ingest_export(
     counts["excluded_by_classes"] = excluded
     counts["replaced"] = {"images": len(replaced), "annotations": replaced_anns}  # by --last-wins
     category_map = _category_map(checked, chosen)
+    dropped_categories = [name for name in class_order if name not in chosen]
     dup_groups = _group_names(groups, kept)
     counts["duplicate_groups"] = len(dup_groups)
     counts["split_kept"] = sum(split is not None for split in previous)  # placed by an earlier ingest
@@ -739,14 +742,16 @@ def ingest_export(
         },
         "category_map": category_map,
         "attributes": schema.restricted(chosen).to_dict(),
-        "dropped_categories": [name for name in class_order if name not in chosen],
+        "dropped_categories": dropped_categories,
         "duplicates": {"phash_threshold": PHASH_THRESHOLD, "groups": dup_groups},
         "officescore_version": __version__,
     }
     write_dataset(out, splits, chosen, meta, reporter)
     left_out = [name for name in class_order if name in excluded_classes]
     recorded = [os.path.normpath(out / source["export"]) for source in sources]
-    return IngestResult(out, chosen, counts, problems, category_map, dup_groups, left_out, recorded)
+    return IngestResult(
+        out, chosen, counts, problems, category_map, dup_groups, left_out, recorded, dropped_categories
+    )
 
 
 def _keep_last_copies(images: dict[str, ImageRecord]) -> list[ImageRecord]:
