@@ -842,3 +842,36 @@ def test_two_exports_joined_by_hand_lose_the_photos_whose_ids_clash_not_their_la
     splits = [json.loads((tmp_path / "dataset" / f"{s}.json").read_text()) for s in ("train", "val")]
     kept = {image["original_file_name"] for split in splits for image in split["images"]}
     assert kept == {"scene_002.png", "scene_003.png"}
+
+
+def test_roboflow_augmented_copies_stay_on_one_side_of_the_split(tmp_path: Path) -> None:
+    """Roboflow exports each training photo several times, flipped or cropped (named
+    `<photo>_jpg.rf.<md5>.jpg`), which no perceptual hash finds; ingest splits train/ and valid/ anew,
+    and a flipped copy in val of a photo trained on inflated val mAP."""
+    coco = make_export(tmp_path / "train", n_images=8)
+    folder = tmp_path / "train" / "images"
+    flipped_annotations = []
+    for image in list(coco["images"]):
+        stem = image["file_name"].replace(".png", "_png")
+        first = f"{stem}.rf.{image['id']:032x}.png"
+        (folder / image["file_name"]).rename(folder / first)
+        flipped = f"{stem}.rf.{image['id'] + 100:032x}.png"
+        Image.open(folder / first).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / flipped)
+        image["file_name"] = first
+        coco["images"].append({**image, "id": image["id"] + 100, "file_name": flipped})
+        for ann in [a for a in coco["annotations"] if a["image_id"] == image["id"]]:
+            seg, size = ann["segmentation"], (image["height"], image["width"])
+            rle = masks.from_polygons(seg, *size) if isinstance(seg, list) else masks.normalise(seg)
+            mirrored = masks.encode(np.ascontiguousarray(masks.decode(rle)[:, ::-1]))
+            flipped_annotations.append(
+                {**ann, "id": ann["id"] + 100, "image_id": image["id"] + 100, "segmentation": mirrored}
+            )
+    coco["annotations"] += flipped_annotations
+    result = ingest_export(write_export(tmp_path / "train", coco), out=tmp_path / "dataset", val_fraction=0.5)
+
+    assert result.counts["duplicate_groups"] == 8
+    sides: dict[str, set[str]] = {}
+    for split in ("train", "val"):
+        for image in json.loads((tmp_path / "dataset" / f"{split}.json").read_text())["images"]:
+            sides.setdefault(image["original_file_name"].split(".rf.")[0], set()).add(split)
+    assert len(sides) == 8 and all(len(side) == 1 for side in sides.values()), sides

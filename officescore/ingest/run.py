@@ -49,7 +49,7 @@ from officescore.ingest.checks import (
     written_by_cvat,
 )
 from officescore.ingest.locate import AS_WRITTEN, WITHOUT_UPLOAD_PREFIX, ImageFinder, Located
-from officescore.ingest.split import duplicate_groups, split_groups
+from officescore.ingest.split import augmented_from, duplicate_groups, split_groups
 from officescore.ingest.write import (
     DATASET_FORMAT,
     DATASET_VERSION,
@@ -703,7 +703,8 @@ def ingest_export(
         raise DataError(strict_message(disagreeing))
     problems += disagreeing
     unique_names(kept)
-    groups = duplicate_groups([im.sha256 for im in kept], [im.phash for im in kept], PHASH_THRESHOLD)
+    sources = [augmented_from(im.file_name) for im in kept]  # Roboflow's copies of one photo
+    groups = duplicate_groups([im.sha256 for im in kept], [im.phash for im in kept], PHASH_THRESHOLD, sources)
     image_classes = [{a.class_name for a in im.annotations if not a.iscrowd} for im in kept]
     earlier = earlier_split(out, seed, val_fraction)
     previous = [earlier.get(im.sha256) for im in kept]
