@@ -1310,6 +1310,10 @@ def test_cli_says_a_class_is_officescores_spelt_otherwise(
         "note: class(es) Desk, Mug: officescore's desk, mug spelt otherwise, and the packaged rubric scores "
         "only its own spelling; to take it, ingest again with --classes 'desk,potted plant,mug'"
     ) in out
+    assert (  # a COCO subset's names (data/coco_to_office.toml), which --classes cannot respell
+        "note: class(es) potted plant: COCO's names for officescore's plant, the names the packaged rubric "
+        "scores; to train them as those, rename the categories in the export"
+    ) in out
 
 
 def test_classes_keeps_only_those_in_given_order(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -146,8 +147,8 @@ def ingest(
 
 
 def note_other_spellings(classes: list[str]) -> None:
-    """Classes that are officescore's own spelt otherwise (CVAT's "Monitor"): the packaged rubric
-    scores its spelling only, so a model trained on them would score nothing for them."""
+    """Classes the packaged rubric knows by another name, so a model trained on them would score
+    nothing for them: officescore's own spelt otherwise (CVAT's "Monitor"), or COCO's ("tv")."""
     from officescore import DEFAULT_CLASSES
     from officescore.ingest import class_key
 
@@ -163,6 +164,26 @@ def note_other_spellings(classes: list[str]) -> None:
             ),
             soft_wrap=True,
         )
+    coco = {class_key(name): office for name, office in _coco_names().items() if office in DEFAULT_CLASSES}
+    named = {name: coco[class_key(name)] for name in classes if coco.get(class_key(name), name) != name}
+    if named:
+        console.print(
+            Text(
+                f"note: class(es) {', '.join(named)}: COCO's names for officescore's "
+                f"{', '.join(named.values())}, the names the packaged rubric scores; to train them as "
+                "those, rename the categories in the export"
+            ),
+            soft_wrap=True,
+        )
+
+
+def _coco_names() -> dict[str, str]:
+    """COCO category name -> office class, as the zero-shot `coco` model maps them (read here, not
+    through officescore.infer, which would load torch)."""
+    from officescore.config import tomllib  # tomli on Python 3.10
+
+    text = resources.files("officescore").joinpath("data", "coco_to_office.toml").read_text("utf-8")
+    return dict(tomllib.loads(text)["map"])
 
 
 def note_unused_attribute_classes(path: Path, schema: AttributeSchema, classes: list[str]) -> None:
