@@ -1534,8 +1534,13 @@ def test_a_growing_export_keeps_every_earlier_photo_in_its_split(
     assert {name: after[name] for name in before} == before  # not one earlier photo moved
     assert list(after.values()).count("val") == 6  # new photos fill val to its share of 30
     assert "kept 20 photo(s) in the split the earlier ingest gave them" in said
+    assert "comparable; the 10 new photo(s) were split around them" in said
     assert "replaced" not in said  # another file name, but every earlier photo is still there
     assert json.loads((out / "dataset.json").read_text())["counts"]["split_kept"] == 20
+    with pytest.raises(SystemExit):  # the same export again: no new photo to speak of
+        main(["ingest", str(grown), "--out", str(out), "--no-plot"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert "kept 30 photo(s)" in said and "new photo" not in said
     fresh = ingest_export(grown, out=out, seed=7)  # other settings: a new split
     assert fresh.counts["split_kept"] == 0 and _split_of(out) != after
     assert ingest_export(grown, out=out, seed=7, val_fraction=0.3).counts["split_kept"] == 0

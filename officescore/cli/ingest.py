@@ -205,9 +205,11 @@ def print_ingest_notes(result: IngestResult, before: dict[str, Any] | None) -> N
     _note_corrections_left_out(result, before)
     kept = result.counts.get("split_kept", 0)
     if kept:
+        new = result.counts["images"] - kept
         console.print(
             f"kept {kept} photo(s) in the split the earlier ingest gave them (same --seed "
-            "and --val-fraction), so val stays comparable; new photos were split around them",
+            "and --val-fraction), so val stays comparable"
+            + (f"; the {new} new photo(s) were split around them" if new else ""),
             soft_wrap=True,
         )
     if before is None or kept >= before["images"]:
