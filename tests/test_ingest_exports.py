@@ -875,3 +875,30 @@ def test_roboflow_augmented_copies_stay_on_one_side_of_the_split(tmp_path: Path)
         for image in json.loads((tmp_path / "dataset" / f"{split}.json").read_text())["images"]:
             sides.setdefault(image["original_file_name"].split(".rf.")[0], set()).add(split)
     assert len(sides) == 8 and all(len(side) == 1 for side in sides.values()), sides
+
+
+def test_absolute_paths_of_another_machine_find_photos_of_one_name_by_their_folders(tmp_path: Path) -> None:
+    """A public set's or V7's export names photos by absolute paths of the machine it was made on;
+    two `0001.png` in two folders were both dropped as ambiguous, though the folders tell them apart."""
+    coco = make_export(tmp_path, n_images=4)
+    photos = tmp_path / "photos"
+    where = {1: "kitchen/0001.png", 2: "study/0001.png", 3: "x/0002.png", 4: "y/0002.png"}
+    written = {**where, 3: "w/0002.png", 4: "z/0002.png"}  # folders not here: 0002.png stays ambiguous
+    for image in coco["images"]:
+        (photos / where[image["id"]]).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "images" / image["file_name"]).rename(photos / where[image["id"]])
+        image["file_name"] = f"/mnt/share/{written[image['id']]}"
+    result = ingest_export(write_export(tmp_path, coco), images_dir=photos, out=tmp_path / "dataset")
+
+    found = {p.image: p.action for p in result.problems if p.kind == "image_found_by_name"}
+    assert found == {
+        "/mnt/share/kitchen/0001.png": "used kitchen/0001.png",
+        "/mnt/share/study/0001.png": "used study/0001.png",
+    }
+    assert [p.image for p in result.problems if p.kind == "image_ambiguous"] == [
+        "/mnt/share/w/0002.png",
+        "/mnt/share/z/0002.png",
+    ]
+    splits = [json.loads((tmp_path / "dataset" / f"{s}.json").read_text()) for s in ("train", "val")]
+    kept = {im["original_file_name"]: im["sha256"] for split in splits for im in split["images"]}
+    assert kept == {f"/mnt/share/{where[n]}": ingest.sha256_file(photos / where[n]) for n in (1, 2)}

@@ -4,7 +4,9 @@ when it points outside that folder.
 Rules, tried in order (the one that matched is reported by ingest, unless it is the first):
 1. as written: `file_name` inside the folder (absolute paths, `..` and links leading out refused);
 2. by base name: the one file under the folder with the name's last part (Label Studio writes
-   `../<data-dir>/media/upload/<project>/1a2b3c4d-scene.jpg`, CVAT `task/frames/x.jpg`);
+   `../<data-dir>/media/upload/<project>/1a2b3c4d-scene.jpg`, CVAT `task/frames/x.jpg`); of
+   several, the one alone under the most of the name's trailing folders (another machine's
+   `/mnt/share/photos/a/0001.jpg` is `a/0001.jpg`, not `b/0001.jpg`);
 3. without Label Studio's upload prefix: `1a2b3c4d-scene.jpg` -> the one file named `scene.jpg`,
    for a folder of the original photos. Label Studio also writes `<8 hex>__` before the names of
    photos its export could not copy (`images/5d41402a__scene.jpg`), and stores an upload under
@@ -34,6 +36,7 @@ from officescore.ingest.checks import path_exists, safe_image_path
 
 AS_WRITTEN = "as written"
 BY_BASE_NAME = "by base name"
+BY_PATH_END = "by the end of its path"  # several files of that name: the one under its folders
 WITHOUT_UPLOAD_PREFIX = "without upload prefix"
 # Label Studio stores an upload as the first 8 hex characters of a uuid4, a dash, the original name;
 # its export names a photo it could not copy by 8 hex characters of an md5 and two underscores.
@@ -115,6 +118,9 @@ class ImageFinder:
         if len(found) == 1:
             return Located(found[0], escaped, BY_BASE_NAME)
         if len(found) > 1:
+            closest = self._closest(meant, found)
+            if len(closest) == 1:
+                return Located(closest[0], escaped, BY_PATH_END)
             what = f"{len(found)} files in the image folder are named {base}"
             return Located(None, escaped, ambiguous=what)
         stored = EXPORT_PREFIX.match(base)  # `<md5>__<8 hex>-name`: the upload as Label Studio stored it
@@ -137,6 +143,23 @@ class ImageFinder:
         """`path` as shown to a person: relative to the image folder."""
         root = os.path.realpath(self.images_dir)
         return Path(os.path.relpath(path, root)).as_posix()
+
+    def _closest(self, file_name: str, candidates: list[Path]) -> list[Path]:
+        """Of the files named like `file_name`, those under the most of its trailing folders
+        (`/mnt/share/photos/a/0001.jpg`: `a/0001.jpg`, not `b/0001.jpg`)."""
+        written = [_nfc(p) for p in file_name.replace("\\", "/").split("/") if p not in ("", ".")]
+        root = os.path.realpath(self.images_dir)
+
+        def shared(path: Path) -> int:
+            parts = [_nfc(p) for p in Path(os.path.relpath(path, root)).parts]
+            n = 0
+            while n < min(len(parts), len(written)) and parts[-1 - n] == written[-1 - n]:
+                n += 1
+            return n
+
+        depth = {path: shared(path) for path in candidates}
+        best = max(depth.values())
+        return [path for path in candidates if depth[path] == best]
 
     def _named(self, name: str) -> list[Path]:
         if not name or name in (".", ".."):

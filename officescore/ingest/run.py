@@ -48,7 +48,7 @@ from officescore.ingest.checks import (
     size_from_entry,
     written_by_cvat,
 )
-from officescore.ingest.locate import AS_WRITTEN, WITHOUT_UPLOAD_PREFIX, ImageFinder, Located
+from officescore.ingest.locate import AS_WRITTEN, BY_PATH_END, WITHOUT_UPLOAD_PREFIX, ImageFinder, Located
 from officescore.ingest.split import augmented_from, duplicate_groups, split_groups
 from officescore.ingest.write import (
     DATASET_FORMAT,
@@ -202,6 +202,8 @@ def _location_problem(file_name: str, found: Located, finder: ImageFinder) -> Pr
     if found.rule == WITHOUT_UPLOAD_PREFIX:
         kind = "image_found_without_upload_prefix"
         how = "found by its name without Label Studio's upload prefix"
+    elif found.rule == BY_PATH_END:
+        kind, how = "image_found_by_name", "found by its base name and the folders above it"
     else:
         kind, how = "image_found_by_name", "found by its base name"
     return Problem(file_name, "", kind, f"file_name {where}; {how}", f"used {finder.relative(found.path)}")
