@@ -506,15 +506,20 @@ def test_ambiguous_names_are_dropped_not_guessed(tmp_path: Path) -> None:
     upload = tmp_path / "lsdata/media/upload"
     again = ingest_export(export, images_dir=upload / "1", out=tmp_path / "ds2")
     assert again.counts["images"] == 5 and "image_ambiguous" not in _kinds(again)
-    # ... unless the folder given holds another project with a file of the same name.
+    # Another project's file of the same name: the folder the name ends with (upload/1) tells them apart,
     (upload / "2").mkdir()
     (upload / "2" / names[3]).write_bytes((upload / "1" / names[3]).read_bytes())
     third = ingest_export(export, images_dir=upload, out=tmp_path / "ds3")
-    (clash,) = [p for p in third.problems if p.kind == "image_ambiguous"]
+    assert third.counts["images"] == 5 and "image_ambiguous" not in _kinds(third)
+    # ... unless a copy sits under a folder of that name too: then nothing does.
+    (upload / "2" / "1").mkdir()
+    (upload / "2" / "1" / names[3]).write_bytes((upload / "1" / names[3]).read_bytes())
+    fourth = ingest_export(export, images_dir=upload, out=tmp_path / "ds4")
+    (clash,) = [p for p in fourth.problems if p.kind == "image_ambiguous"]
     assert (
-        clash.image.endswith(names[3]) and f"2 files in the image folder are named {names[3]}" in clash.what
+        clash.image.endswith(names[3]) and f"3 files in the image folder are named {names[3]}" in clash.what
     )
-    assert third.counts["images"] == 4
+    assert fourth.counts["images"] == 4
 
 
 # ---------------------------------------------------------------- CVAT COCO 1.0
