@@ -1301,14 +1301,14 @@ def test_classes_spell_the_classes_they_name(tmp_path: Path) -> None:
 def test_cli_says_a_class_is_officescores_spelt_otherwise(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    coco = make_export(tmp_path, n_images=6, classes=("Desk", "potted plant", "Mug "))
+    coco = make_export(tmp_path, n_images=6, classes=("Chair", "potted plant", "Mug "))
     with pytest.raises(SystemExit) as info:
         main(["ingest", str(write_export(tmp_path, coco)), "--out", str(tmp_path / "ds"), "--no-plot"])
     assert info.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
     assert (
-        "note: class(es) Desk, Mug: officescore's desk, mug spelt otherwise, and the packaged rubric scores "
-        "only its own spelling; to take it, ingest again with --classes 'desk,potted plant,mug'"
+        "note: class(es) Chair, Mug: officescore's chair, mug spelt otherwise, and the packaged rubric "
+        "scores only its own spelling; to take it, ingest again with --classes 'chair,potted plant,mug'"
     ) in out
     assert (  # a COCO subset's names (data/coco_to_office.toml), which --classes cannot respell
         "note: class(es) potted plant: COCO's names for officescore's plant, the names the packaged rubric "

@@ -165,7 +165,11 @@ def note_other_spellings(classes: list[str]) -> None:
             soft_wrap=True,
         )
     coco = {class_key(name): office for name, office in _coco_names().items() if office in DEFAULT_CLASSES}
-    named = {name: coco[class_key(name)] for name in classes if coco.get(class_key(name), name) != name}
+    named = {
+        name: coco[class_key(name)]
+        for name in classes
+        if coco.get(class_key(name), name) != name and name not in other  # "Chair": said above
+    }
     if named:
         console.print(
             Text(
