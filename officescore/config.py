@@ -7,7 +7,7 @@ The TOML file has one table per command, keyed by option name (dashes or undersc
     arch = "maskrcnn_resnet18_fpn"
     log = "mlflow"            # auto | tensorboard | mlflow | none (docs/tracking.md)
 
-    [scrape]
+    [scrape.google]           # one provider's quotas (see `provider_quotas`)
     daily-quota = 90
 
 The CLI hands these tables to Click as its `default_map` (`officescore.cli.settings`, which refuses
@@ -18,6 +18,7 @@ shows the effective default. [label] holds settings shared by the label subcomma
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from pathlib import Path
@@ -92,3 +93,52 @@ def secret(section: str, key: str, config: dict[str, Any] | None = None) -> str 
     table = (config if config is not None else load_config()).get(section, {})
     value = str(table.get(key) or table.get(key.replace("_", "-")) or "").strip()
     return value or None
+
+
+# [scrape.<provider>] tables: that provider's quotas, read by `provider_quotas` rather than handed to
+# Click (`--daily-quota` / `--hourly-quota` are for the provider the command searches). A flat
+# `[scrape] daily-quota` is refused: it held for every provider, so the GUIDE's 90 meant for Google
+# silently capped Commons (5000 a day) and Flickr at 90, and which provider it was meant for cannot
+# be known.
+SCRAPE_PROVIDERS = ("google", "openverse", "wikimedia", "unsplash", "flickr")
+PROVIDER_QUOTA_KEYS = ("daily_quota", "hourly_quota")
+
+
+def provider_quotas(config: dict[str, Any] | None = None) -> dict[str, dict[str, int]]:
+    """{provider: {"daily_quota": n, "hourly_quota": n}} from the [scrape.<provider>] tables, keys
+    with underscores; a misplaced, misspelt or non-numeric setting is a one-line ConfigError."""
+    table = (config if config is not None else load_config()).get("scrape", {})
+    quotas: dict[str, dict[str, int]] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if not isinstance(value, dict):
+            if name in PROVIDER_QUOTA_KEYS:
+                raise ConfigError(
+                    f"{config_path()}: [scrape] {key} is per provider now: write it under "
+                    f"[scrape.google] (or the provider it is for), e.g. [scrape.google] {key} = {value!r}"
+                )
+            continue
+        if key not in SCRAPE_PROVIDERS:
+            close = difflib.get_close_matches(key, SCRAPE_PROVIDERS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"these are: {', '.join(SCRAPE_PROVIDERS)}"
+            raise ConfigError(f"{config_path()}: [scrape.{key}] is no provider ({hint})")
+        quotas[key] = {_quota_key(key, k): _quota(key, k, v) for k, v in value.items()}
+    return quotas
+
+
+def _quota_key(provider: str, key: str) -> str:
+    name = key.replace("-", "_")
+    if name not in PROVIDER_QUOTA_KEYS:
+        raise ConfigError(
+            f"{config_path()}: [scrape.{provider}] {key} is no setting of a provider "
+            "(these are: daily-quota, hourly-quota; the rest go under [scrape])"
+        )
+    return name
+
+
+def _quota(provider: str, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(
+            f"{config_path()}: [scrape.{provider}] {key} must be a whole number, 0 or more, not {value!r}"
+        )
+    return value

@@ -638,6 +638,12 @@ def test_eval_with_a_file_as_its_project_fails_before_predicting(
             "[scrape]\nunsplash-key = 'k'\n",
             "[scrape] unsplash-key is no setting of `officescore scrape` (did you mean unsplash-access-key?)",
         ),
+        # a provider's quota table is checked whichever command runs, as every table is
+        (
+            ["stats", "--data", "{dataset}"],
+            "[scrape.gogle]\ndaily-quota = 90\n",
+            "[scrape.gogle] is no provider (did you mean google?)",
+        ),
         (
             ["stats", "--data", "{dataset}"],
             "[label]\napikey = 'k'\n",
@@ -669,6 +675,7 @@ def test_eval_with_a_file_as_its_project_fails_before_predicting(
         "table",
         "scrape",
         "scrape-secret",
+        "scrape-provider",
         "label-secret",
         "label",
         "label-table",

@@ -302,6 +302,28 @@ def test_scrape_flags_reach_the_scrape_config(
     )
 
 
+@pytest.mark.parametrize(("timeout", "total"), [("30", 120.0), ("7.5", 60.0), ("15", 60.0)])
+def test_the_total_download_timeout_follows_timeout(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    timeout: str,
+    total: float,
+) -> None:
+    """A slow link's user raises --timeout: the total a photo may take before its rate is judged goes
+    with it (4 reads, 60 s at least). It was 60 s whatever --timeout said, so a 15 MB original slower
+    than 32 KiB/s was cut off on each of its 12 attempts."""
+    import officescore.scrape
+
+    monkeypatch.chdir(tmp_path)  # no officescore.toml
+    monkeypatch.delenv("OFFICESCORE_CONFIG", raising=False)
+    recorded = _Recorded()
+    monkeypatch.setattr(officescore.scrape, "scrape", recorded)
+    _run(["scrape", "-q", "desk", "--provider", "wikimedia", "--timeout", timeout, "--json"], capsys)
+    download = recorded.args[0].download
+    assert (download.read_timeout, download.total_timeout) == (float(timeout), total)
+
+
 def test_serve_flags_reach_the_page(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,6 +7,7 @@ tasks carry each group's description. Predictions are the ground truth with cont
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from officescore.curate.audit import audit_predictions
 from officescore.curate.inject import fake_predictions, inject_convention
 from officescore.curate.labels import load_split
 from officescore.curate.sheets import COLUMNS, PANEL, _crop_box
+from officescore.errors import ConfigError
 from officescore.ingest import ingest_export
+from officescore.ingest.conventions import Declared, merged, parse_conventions, with_conventions
 from officescore.sample import write_sample
 
 SCENES, SIZE = 90, 160  # ~40 plants and ~70 desks in train
@@ -42,11 +45,16 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     }
 
 
-def _audit(dataset: Path, labels: dict[str, Any], predictions: list[dict[str, Any]]) -> Any:
+def _audit(
+    dataset: Path,
+    labels: dict[str, Any],
+    predictions: list[dict[str, Any]],
+    declared: dict[str, Declared] | None = None,
+) -> Any:
     original = (dataset / "train.json").read_text()
     (dataset / "train.json").write_text(json.dumps(labels))
     try:
-        return audit_predictions(load_split(dataset, "train"), predictions)
+        return audit_predictions(load_split(dataset, "train"), predictions, declared)
     finally:
         (dataset / "train.json").write_text(original)
 
@@ -423,3 +431,281 @@ def test_two_means_never_cuts_between_equal_values() -> None:
     threshold = conv.two_means(x)
     assert threshold == pytest.approx(0.05)
     assert min((x > threshold).sum(), (x <= threshold).sum()) >= conv.MIN_GROUP
+
+
+# --------------------------------------------------------------------------- declared conventions
+
+
+def _declared_split(heights: list[float], convention: str) -> conv.ConventionSplit:
+    report = conv.ConventionReport([s for s in [conv.class_split("plant", _pairs(heights))] if s])
+    assert len(report.splits) == 1
+    conv.declare(report, {"plant": Declared(convention)})
+    return report.splits[0]
+
+
+@pytest.mark.parametrize(
+    ("convention", "words"), [("whole", "leave out the pot"), ("part", "include the pot")]
+)
+def test_the_declared_convention_names_the_group_that_breaks_it(convention: str, words: str) -> None:
+    """`whole` is broken by the group leaving more of the object out, `part` by the other, whichever
+    group the model (or the majority) follows."""
+    rng = np.random.default_rng(0)
+    short = list(rng.uniform(0.3, 0.4, 10))  # 10 labels leave out 30-40 % at the bottom (the pot)
+    for heights, short_group in ((list(np.zeros(40)) + short, 0), (list(np.full(40, 0.35)) + [0.0] * 10, 1)):
+        split = _declared_split(heights, convention)
+        breaks = short_group if convention == "whole" else 1 - short_group
+        assert split.breaks == breaks
+        n = len(split.groups[breaks].pairs)
+        assert split.verdict == f"{n} plant labels {words}: the convention is {convention}"
+        declared = {"convention": convention, "note": "", "group": breaks + 1, "verdict": split.verdict}
+        assert split.to_dict()["declared"] == declared
+        # each breaking label, furthest from the declared group first, scored under the confidence
+        scored = conv.breaches(split)
+        assert sorted(p.annotation_id for p, _ in scored) == sorted(split.groups[breaks].annotation_ids)
+        centre = float(np.median([p.values[2] for p in split.groups[1 - breaks].pairs]))
+        distance = [abs(p.values[2] - centre) for p, _ in scored]
+        assert distance == sorted(distance, reverse=True)
+        assert all(0 < s < split.confidence for _, s in scored)
+    # undeclared: two equal groups, as before
+    undeclared = conv.class_split("plant", _pairs(list(np.zeros(40)) + short))
+    assert undeclared is not None
+    report = conv.ConventionReport([undeclared])
+    conv.declare(report, {"desk": Declared("whole")})
+    assert report.splits[0].breaks is None and report.splits[0].to_dict()["declared"] is None
+    assert conv.breaches(report.splits[0]) == []
+
+
+def test_a_breaking_label_is_a_convention_issue_unless_another_kind_outscores_it() -> None:
+    """The label's bad mask is what breaking the convention looks like (it gives way); a duplicate is
+    another error (it stays)."""
+    from officescore.curate.audit import _convention_issues
+    from officescore.curate.scoring import Issue
+
+    split = _declared_split(list(np.zeros(40)) + list(np.linspace(0.3, 0.4, 10)), "whole")
+    report = conv.ConventionReport([split])
+    assert split.breaks is not None
+    breaking = split.groups[split.breaks].annotation_ids
+    issues = [
+        Issue("bad_mask", 0.95, k, k, "plant", "plant", [0, 0, 9, 9], kinds={"bad_mask": 0.95})
+        for k in range(50)
+    ]
+    issues[breaking[0]] = Issue(
+        "duplicate", 0.99, 0, breaking[0], "plant", None, [0, 0, 9, 9], kinds={"duplicate": 0.99}
+    )
+    _convention_issues(issues, report)
+    kinds = {i.annotation_id: i.kind for i in issues}
+    assert kinds[breaking[0]] == "duplicate" and "convention" in issues[breaking[0]].kinds
+    assert {k for k, kind in kinds.items() if kind == "convention"} == set(breaking[1:])
+    assert all(kinds[k] == "bad_mask" for k in range(50) if k not in breaking)
+    issue = next(i for i in issues if i.kind == "convention")
+    assert issue.convention == {"convention": "whole", "note": "", "breach": "leaves out the pot"}
+    assert issue.score == issue.kinds["convention"] < 0.95  # its own score, not the bad mask's
+
+
+def test_declarations_are_parsed_checked_merged_and_written_for_labellers() -> None:
+    given = parse_conventions(["plant=whole: include the pot", "Desk = PART", "mug=none"])
+    assert given == {"plant": Declared("whole", "include the pot"), "Desk": Declared("part"), "mug": None}
+    values = "whole (the object with all its parts), part (the main part only) or none"
+    for bad, said in (("plant", "write CLASS=whole"), ("plant=round", values), ("=whole", "write CLASS")):
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            parse_conventions([bad])
+    # over the earlier ones: changed, dropped (None), kept; classes no longer labelled left out
+    earlier = {"plant": Declared("part"), "desk": Declared("whole"), "lamp": Declared("whole")}
+    assert merged(earlier, {"plant": Declared("whole"), "desk": None}, ["desk", "plant", "chair"]) == {
+        "plant": Declared("whole")
+    }
+    # the labelling instructions: other text kept, an earlier push's block read back and replaced
+    other = "<p>Outline every object you can see.</p>"
+    text, declared = with_conventions(
+        other, {"plant": Declared("whole", "include the pot")}, ["plant", "desk"]
+    )
+    assert text.startswith(other + "\n") and text.count("officescore-conventions") == 1
+    assert "<b>plant</b>: whole (the object with all its parts): include the pot" in text
+    text, declared = with_conventions(text, {"desk": Declared("part")}, ["plant", "desk"])
+    assert declared == {"plant": Declared("whole", "include the pot"), "desk": Declared("part")}
+    assert text.startswith(other) and text.count("officescore-conventions") == 1
+    assert "<b>desk</b>: part (the main part only)" in text
+    text, declared = with_conventions(text, {"desk": None, "plant": None}, ["plant", "desk"])
+    assert (text, declared) == (other, {})
+
+
+def test_a_declared_convention_makes_the_group_that_breaks_it_convention_issues(
+    sets: dict[str, Any],
+) -> None:
+    mixed, changed = inject_convention(sets["train"], sets["parts"], "plant", 0.3, seed=0)
+    predictions = fake_predictions(sets["train"], 0, edge_noise=0.1)
+    plant_id = next(c["id"] for c in sets["train"]["categories"] if c["name"] == "plant")
+    plants = {a["id"] for a in mixed["annotations"] if a["category_id"] == plant_id}
+    # (whole, the other side: test_audit_reads_the_data_sets_declaration_...)
+    for convention, breaking in (("part", plants - set(changed)),):
+        result = _audit(sets["dataset"], mixed, predictions, {"plant": Declared(convention)})
+        issues = [i for i in result.issues if i.kind == "convention"]
+        flagged = {i.annotation_id for i in issues}
+        assert len(flagged & breaking) >= 0.9 * len(breaking) and len(flagged - breaking) <= 1, convention
+        [split] = result.conventions.splits
+        assert split.verdict.startswith(f"{len(split.groups[split.breaks].pairs)} plant labels ")
+        assert split.verdict.endswith(f": the convention is {convention}")
+        # each photo's quality is its worst issue's, convention issues counted
+        for row in result.images:
+            worst = max((i.score for i in result.issues if i.image_id == row["image_id"]), default=0.0)
+            assert row["quality"] == pytest.approx(1.0 - worst)
+    # a declared class that does not split: nothing new (labels alone cannot show that all follow it)
+    clean = _audit(sets["dataset"], sets["train"], predictions, {"plant": Declared("whole")})
+    assert clean.conventions.splits == [] and all(i.kind != "convention" for i in clean.issues)
+
+
+def test_ingest_records_declarations_and_a_later_ingest_keeps_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ingest --convention` writes dataset.json's conventions; an ingest into the same folder without
+    them (as `label pull --ingest` does) keeps them, one that gives a class again changes it."""
+    write_sample(tmp_path / "s", n_images=4, seed=0, size=96)
+    export, out = tmp_path / "s" / "annotations.json", tmp_path / "dataset"
+
+    def ingest(*flags: str) -> tuple[int, str]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["ingest", str(export), "--out", str(out), "--no-plot", *flags])
+        captured = capsys.readouterr()
+        return int(exit_info.value.code or 0), captured.out + captured.err
+
+    def recorded() -> dict[str, Any]:
+        return json.loads((out / "dataset.json").read_text())["conventions"]
+
+    code, said = ingest("--convention", "plant=whole: include the pot", "--convention", "desk=part")
+    assert code == 0, said
+    assert recorded() == {
+        "plant": {"convention": "whole", "note": "include the pot"},
+        "desk": {"convention": "part", "note": ""},
+    }
+    text = " ".join(said.split())
+    assert "labelling conventions: " in text and "desk=part (the main part only)" in text
+    assert "plant=whole (the object with all its parts): include the pot" in text
+    ingest_export(export, out=out)  # a re-ingest that declares nothing
+    assert set(recorded()) == {"plant", "desk"}
+    assert ingest("--convention", "desk=none", "--convention", "plant=part")[0] == 0
+    assert recorded() == {"plant": {"convention": "part", "note": ""}}
+    code, said = ingest("--convention", "plnat=whole")
+    assert code == 2 and "no class 'plnat'; the classes are" in said and "plant" in said
+    assert len(said.strip().splitlines()) == 1 and recorded() == {"plant": {"convention": "part", "note": ""}}
+
+
+def test_audit_reads_the_data_sets_declaration_and_lists_the_breaking_labels_everywhere(
+    sets: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """plant=whole recorded in dataset.json (desk=part given for the run, desks do not split): the
+    plant labels without their pots are `convention` issues in --json, issues.json and the review
+    tasks (every one, whatever its score), named in words; the class is no longer two groups there."""
+    dataset = sets["dataset"]
+    mixed, changed = inject_convention(sets["train"], sets["parts"], "plant", 0.3, seed=0)
+    predictions = fake_predictions(sets["train"], 0, edge_noise=0.1)
+    monkeypatch.setattr("officescore.curate.predictions.predict_images", lambda *a, **k: predictions)
+    originals = {name: (dataset / name).read_text() for name in ("train.json", "dataset.json")}
+    meta = json.loads(originals["dataset.json"])
+    meta["conventions"] = {"plant": {"convention": "whole", "note": "include the pot"}}
+    (dataset / "dataset.json").write_text(json.dumps(meta))
+    (dataset / "train.json").write_text(json.dumps(mixed))
+    review = tmp_path / "review.json"
+    try:
+        model = write_checkpoint(tmp_path / "m.pt")
+        args = [
+            "audit",
+            str(dataset),
+            "--model",
+            str(model),
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, "--convention", "desk=part", "--labelstudio", str(review), "--json"])
+        assert int(exit_info.value.code or 0) == 0
+        doc = json.loads(capsys.readouterr().out)
+    finally:
+        for name, text in originals.items():
+            (dataset / name).write_text(text)
+    [plant] = doc["conventions"]
+    declared = plant["declared"]
+    assert declared["convention"] == "whole" and declared["note"] == "include the pot"
+    breaking = plant["groups"][declared["group"] - 1]
+    assert (
+        declared["verdict"] == f"{breaking['size']} plant labels leave out the pot: the convention is whole"
+    )
+    rows = [row for row in doc["issues"] if row["kind"] == "convention"]
+    assert {row["annotation_id"] for row in rows} == set(breaking["annotation_ids"])
+    assert len(set(breaking["annotation_ids"]) & set(changed)) >= 0.9 * len(changed)
+    assert all(
+        row["convention"]
+        == {"convention": "whole", "note": "include the pot", "breach": "leaves out the pot"}
+        for row in rows
+    )
+    assert [row["score"] for row in rows] == sorted((row["score"] for row in rows), reverse=True)
+    stored = json.loads((tmp_path / "run" / "issues.json").read_text())["issues"]
+    assert [r["annotation_id"] for r in stored if r["kind"] == "convention"] == [
+        r["annotation_id"] for r in rows
+    ]
+    # review tasks: each breaking label's photo, told what to redraw; no "pick a convention" groups
+    tasks = {t["data"]["image_id"]: t["data"] for t in json.loads(review.read_text())}
+    for row in rows:
+        data = tasks[row["image_id"]]
+        assert row["annotation_id"] in [issue["annotation_id"] for issue in data["issues"]]
+        assert "leaves out the pot: the team's convention is plant=whole (include the pot)" in data["review"]
+        assert "conventions" not in data
+    from officescore.cli.audit import suggested
+
+    assert suggested(rows[0]) == "plant=whole"
+
+
+def test_a_label_breaking_a_declared_convention_is_reviewed_whatever_its_score(
+    sets: dict[str, Any], tmp_path: Path
+) -> None:
+    """Other issues need REVIEW_SCORE to put their photo up for review; breaking the team's own rule
+    needs no score (a label just past the split scores low, yet is as wrong)."""
+    from officescore.curate.labelstudio import REVIEW_SCORE, audit_tasks
+
+    split = load_split(sets["dataset"], "train")
+    first, second = split.images[:2]
+    rule = {"convention": "whole", "note": "", "breach": "leaves out the pot"}
+    rows = [
+        {"rank": 1, "kind": "convention", "score": REVIEW_SCORE / 4, "image_id": first.id,
+         "annotation_id": first.labels[0].id, "class": "plant", "suggested_class": "plant",
+         "bbox": first.labels[0].bbox, "convention": rule},
+        {"rank": 2, "kind": "bad_mask", "score": REVIEW_SCORE / 2, "image_id": second.id,
+         "annotation_id": second.labels[0].id, "class": "desk", "suggested_class": "desk",
+         "bbox": second.labels[0].bbox},
+    ]  # fmt: skip
+    tasks_file, _, count = audit_tasks(tmp_path / "review.json", split, [], rows, "audit-test")
+    [task] = json.loads(tasks_file.read_text())
+    assert count == 1 and task["data"]["image_id"] == first.id
+    assert (
+        "leaves out the pot: the team's convention is plant=whole; redraw its outline"
+        in task["data"]["review"]
+    )
+
+
+def test_audit_declarations_are_the_data_sets_with_the_runs_over_them(
+    sets: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from officescore.curate.audit import declared_conventions
+
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    recorded = {"plant": {"convention": "part", "note": "leaves only"}, "desk": {"convention": "whole"}}
+    (dataset / "dataset.json").write_text(
+        json.dumps({"format": "officescore-dataset", "conventions": recorded})
+    )
+    classes = ["desk", "plant", "chair"]
+    assert declared_conventions(dataset, {}, classes) == {
+        "desk": Declared("whole"), "plant": Declared("part", "leaves only")
+    }  # fmt: skip
+    run = {"plant": Declared("whole"), "desk": None, "chair": Declared("part")}
+    assert declared_conventions(dataset, run, classes) == {
+        "plant": Declared("whole"),
+        "chair": Declared("part"),
+    }
+    # the CLI refuses a class the data set does not label in one line, before any model is loaded
+    (tmp_path / "none.pt").write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["audit", str(sets["dataset"]), "-m", str(tmp_path / "none.pt"), "--convention", "plnat=whole"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 2 and "--convention plnat=...: no class 'plnat'; the classes are" in err

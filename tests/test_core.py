@@ -29,13 +29,14 @@ def test_config_tables_become_default_map(tmp_path: Path) -> None:
     its flag (--near-dup-threshold sets near_dup); a secret is kept out of Click's defaults."""
     path = tmp_path / "officescore.toml"
     path.write_text(
-        "[train]\nepochs = 3\nbatch-size = 4\n[scrape]\ndaily_quota = 90\nnear-dup-threshold = 4\n"
-        'flickr-api-key = "secret"\n[score]\ncsv_file = "old.csv"\n'
+        "[train]\nepochs = 3\nbatch-size = 4\n[scrape]\nper_query = 90\nnear-dup-threshold = 4\n"
+        'flickr-api-key = "secret"\n[scrape.google]\ndaily-quota = 80\n[score]\ncsv_file = "old.csv"\n'
     )
+    # [scrape.google]: a provider's quotas, read by the scrape (config.provider_quotas), not Click.
     # csv_file: score's parameter name, which a config written before flag names were read used.
     assert command_defaults(root_context(), load_config(path)) == {
         "train": {"epochs": 3, "batch_size": 4},
-        "scrape": {"daily_quota": 90, "near_dup": 4},
+        "scrape": {"per_query": 90, "near_dup": 4},
         "score": {"csv_file": "old.csv"},
     }
 

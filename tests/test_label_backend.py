@@ -759,6 +759,29 @@ def test_a_newer_best_pt_that_cannot_be_loaded_is_a_500_that_says_why(
             assert reply.status_code == 500 and "not an officescore checkpoint" in reply.json()["error"]
 
 
+@pytest.mark.parametrize("error", ["DataError", "ValueError"])
+def test_a_model_that_fails_to_load_with_a_data_error_is_a_500_not_a_400(
+    tmp_path: Path, loads: list[tuple[str, float]], monkeypatch: pytest.MonkeyPatch, error: str
+) -> None:
+    """A load that fails on data (int8 calibration photos, a model it cannot quantise) is the
+    backend's problem: a 400 would tell Label Studio its request was wrong."""
+    from officescore import errors
+
+    best = checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights", age=100)
+    backend = ml.Backend(tmp_path / "runs", log=lambda message: None)
+    kind = getattr(errors, error, ValueError)
+
+    def unloadable(source: Path | str, *_: Any) -> LoadedPredictor:
+        raise kind("none of the 3 calibration photos could be read")
+
+    monkeypatch.setattr(ml, "load_predictor", unloadable)
+    checkpoint(best, b"something else")
+    with served(backend) as url:
+        reply = requests.post(f"{url}/setup", json={}, timeout=10)
+    assert reply.status_code == 500
+    assert reply.json()["error"] == f"{best}: none of the 3 calibration photos could be read"
+
+
 def test_a_local_file_missing_under_the_local_root_is_named_when_label_studio_fails_too(
     tmp_path: Path, loads: list[tuple[str, float]]
 ) -> None:
@@ -784,3 +807,28 @@ def test_a_local_file_missing_under_the_local_root_is_named_when_label_studio_fa
     uploaded = {"id": 13, "data": {"image": "/data/upload/1/a.jpg"}}  # not a local file: as it was
     with pytest.raises(LabelStudioError, match=r"\(ConnectError\)$"):
         backend.photo(uploaded, LabelSchema(("desk",)), tmp_path, 0)
+
+
+def test_a_started_backend_imports_the_brush_codec_before_the_first_click_needs_it() -> None:
+    """Label Studio's SDK loads its whole converter with the brush codec (1.5-4 s): a fresh backend
+    does it as it starts, not inside its first click's answer. A fresh interpreter, so that no
+    other test imported it already."""
+    import subprocess
+    import sys
+
+    script = """
+import sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from officescore.label import backend as ml
+codec = "label_studio_sdk.converter.brush"
+before = codec in sys.modules
+server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+ml.start(server)
+for thread in threading.enumerate():
+    if thread.name == "officescore-warm-up":
+        thread.join(60)
+print(before, codec in sys.modules)
+server.shutdown()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False", "True"], done.stderr

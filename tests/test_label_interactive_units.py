@@ -168,18 +168,85 @@ def test_a_box_holds_points_on_its_edges_and_only_points_inside_all_four() -> No
     assert _holding(boxes, both).tolist() == [False, True]
 
 
-def test_a_click_agrees_with_a_mask_by_the_pixel_it_falls_in() -> None:
-    """A 4-row x 6-column map: the click (4.5, 1.5) is pixel row 1, column 4; one on the far edge
-    (6, 4) is the last pixel."""
-    from officescore.label.interactive.heads import _agreement, _inside
+@pytest.mark.parametrize("width, height", [(61, 47), (4000, 3000)])
+def test_a_click_reads_each_mask_where_the_pasted_mask_has_it(width: int, height: int) -> None:
+    """`_at_clicks` reads every candidate at the clicks without pasting it at the photo's size: the
+    values equal the pasted masks' at the click's pixel (row int(y), column int(x), the last one on
+    the far edge) to float rounding, for boxes inside the photo and across its edges, the whole photo
+    and a dot (candidates hold a click, so none lies wholly outside: torchvision's paste cannot take
+    those), on a small photo and a 12 MP one (masks resized 100x)."""
+    import torch
 
-    probabilities = np.zeros((4, 6), np.float32)
-    probabilities[1, 4] = 0.9
-    probabilities[3, 5] = 0.6
-    assert _inside(probabilities, Click(4.5, 1.5)) and not _inside(probabilities, Click(1.5, 4.5))
-    assert _inside(probabilities, Click(6, 4))
+    from officescore.label.interactive.heads import _at_clicks, _pasted
+
+    generator = torch.Generator().manual_seed(0)
+    probs = torch.rand((6, 1, 28, 28), generator=generator)
+    unit = torch.tensor(
+        [
+            [0.17, 0.12, 0.66, 0.66],
+            [-0.13, -0.07, 0.33, 0.38],  # across the top-left corner
+            [0.74, 0.64, 1.23, 1.28],  # across the bottom-right corner
+            [0.0, 0.0, 1.0, 1.0],  # the whole photo
+            [0.33, 0.43, 0.3341, 0.4341],  # a dot
+            [0.064, 0.853, 0.964, 0.998],  # a thin strip along the bottom edge
+        ]
+    )
+    boxes = unit * torch.tensor([width, height, width, height])
+    columns, rows = np.linspace(0, width - 1, 23).astype(int), np.linspace(0, height - 1, 19).astype(int)
+    clicks = [Click(x + 0.5, y + 0.5) for x in columns for y in rows]
+    clicks += [
+        Click(width, height),
+        Click(0, 0),
+        Click(width, 0, positive=False),
+        Click(*boxes[4, :2].tolist()),
+    ]
+    pasted = _pasted(probs, boxes, width, height)
+    expected = np.array(
+        [[mask[min(int(c.y), height - 1), min(int(c.x), width - 1)] for c in clicks] for mask in pasted]
+    )
+    values = _at_clicks(probs, boxes, clicks, width, height)
+    assert (expected > 0).sum() > 300 and (expected == 0).sum() > 300  # inside and outside boxes both met
+    np.testing.assert_allclose(values, expected, rtol=0, atol=2e-6)
+    assert ((values > 0) == (expected > 0)).all()
+
+
+def test_a_click_agrees_with_a_mask_by_its_probability_there() -> None:
+    from officescore.label.interactive.heads import _agreement
+
     clicks = [Click(4.5, 1.5), Click(0.5, 0.5, positive=False), Click(0.5, 3.5), Click(6, 4, positive=False)]
-    assert _agreement(probabilities, clicks) == 2  # the first two agree, the last two do not
+    values = np.array([0.9, 0.2, 0.5, 0.6], np.float32)  # 0.5 is not inside
+    assert _agreement(values, clicks) == 2  # the first two agree, the last two do not
+
+
+def test_a_clicks_distance_to_the_edge_is_the_whole_photos_read_in_a_window() -> None:
+    """`_to_edge` transforms only a window round the click: up to `enough` it gives what the whole
+    photo's distance transform gives there, beyond it at least `enough` (the reach is capped there)."""
+    import cv2
+
+    from officescore.label.interactive.clicker import _to_edge
+
+    rng = np.random.default_rng(1)
+    near = far = 0
+    for _ in range(40):
+        height, width = (int(v) for v in rng.integers(20, 200, 2))
+        mask = np.zeros((height, width), np.uint8)
+        for _ in range(int(rng.integers(1, 5))):
+            centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+            axes = (int(rng.integers(2, 60)), int(rng.integers(2, 60)))
+            cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        for side in (mask, 1 - mask):
+            whole = cv2.distanceTransform(side, cv2.DIST_L2, 3)
+            ys, xs = np.nonzero(side)
+            for k in rng.integers(0, len(xs), 10) if len(xs) else ():
+                x, y, enough = int(xs[k]), int(ys[k]), float(rng.uniform(1, 40))
+                found = _to_edge(side, x, y, enough)
+                if whole[y, x] <= enough:
+                    assert found == pytest.approx(float(whole[y, x]), rel=1e-6, abs=1e-5)
+                    near += 1
+                else:
+                    assert found >= enough
+                    far += 1
+    assert near > 200 and far > 50  # both sides of `enough` were met
 
 
 def test_a_box_grown_for_missed_clicks_holds_them_with_a_margin() -> None:

@@ -603,6 +603,53 @@ def test_push_pull_and_prelabel_ask_once_for_what_they_need(
     assert requests.manifest_reads == 1
 
 
+def test_declared_conventions_reach_the_projects_labelling_instructions(
+    labelstudio: LabelStudioServer, key: str, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`label push --convention` writes the declarations into the instructions Label Studio shows
+    labellers (shown before labelling), beside what was there; a later push changes or drops one."""
+    title = "conventions"
+    push = ["label", "push", "--url", labelstudio.url, "--project", title]
+    code, out, err = run(
+        [
+            *push,
+            str(files["photos"] / "scene_0.jpg"),
+            "--classes",
+            "desk,chair,plant",
+            "--convention",
+            "desk=part",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "labelling instructions hold the conventions desk=part" in " ".join(out.split())
+    client = client_for(labelstudio)
+    project = client.project(title)
+
+    def instructions() -> tuple[str, bool]:
+        found = client.sdk.projects.get(id=project.id)
+        return str(found.expert_instruction or ""), bool(found.show_instruction)
+
+    text, shown = instructions()
+    assert "<b>desk</b>: part (the main part only)" in text and shown
+    other = "<p>Outline every object you can see.</p>"
+    client.set_project(project.id, expert_instruction=other + "\n" + text)
+    # photos left out: the instructions alone, for a project made earlier
+    code, _, err = run([*push, "--convention", "plant=whole: include the pot & the soil"], capsys)
+    assert code == 0, err
+    text, _ = instructions()
+    assert text.startswith(other) and text.count(other) == 1
+    assert "<b>desk</b>: part (the main part only)" in text
+    assert "<b>plant</b>: whole (the object with all its parts): include the pot &amp; the soil" in text
+    code, _, err = run([*push, "--convention", "desk=none", "--json"], capsys)
+    assert code == 0, err
+    text, _ = instructions()
+    assert "desk" not in text and "include the pot &amp; the soil" in text and text.startswith(other)
+    code, _, err = run([*push, "--convention", "mug=whole"], capsys)
+    assert code == 2 and "no class 'mug'; the classes are desk, chair, plant" in err
+    assert instructions()[0] == text
+
+
 def test_suggestions_at_the_photo_edges_survive_label_studio_and_ingest(
     labelstudio: LabelStudioServer,
     key: str,

@@ -396,6 +396,18 @@ def test_redirect_hops_are_checked_and_only_http_is_fetched(
     assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*.part"))
 
 
+def test_a_download_requests_cannot_send_is_final_not_tried_again(tmp_path: Path, host: ImageHost) -> None:
+    """A User-Agent no header can carry fails before anything is sent: `refused` with the cause, not
+    `unavailable` (tried again by every later run, 12 attempts each)."""
+    from officescore.scrape import download
+
+    fetched = download.Downloader(replace(PRIVATE_OK, user_agent="x (me\nx)"), tmp_path).fetch(
+        f"{host.url}/good/1"
+    )
+    assert (fetched.status, fetched.attempts) == ("refused", 1)
+    assert (fetched.error or "").startswith("not sent (InvalidHeader): a header holds a character")
+
+
 class _Internal(FakeServer):
     """What a rebinding attacker wants to reach: a service on another loopback address."""
 

@@ -281,7 +281,7 @@ def test_wikimedia_result_fields_rank_order_and_licence_filter(serve: Any) -> No
             width=800,
             height=600,
             mime="image/png",
-            license="pdm",
+            license="pd",
             creator="Desk Archive",
             attribution="Desk Archive, Public domain, via Wikimedia Commons (attribution not required)",
             source="wikimedia_commons",

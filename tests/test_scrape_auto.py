@@ -158,3 +158,16 @@ def test_the_fallback_after_a_closure_is_not_sent_to_googles_api_endpoint(
     result = scrape(config)
     assert (result.provider, result.pages, result.calls) == ("openverse", 1, 2)
     assert len(google.requests) == 1 and len(openverse.requests) == 1
+
+
+def test_the_daily_quota_given_for_google_does_not_hold_openverse_after_a_closure(
+    tmp_path: Path, servers: tuple[FakeCustomSearch, FakeOpenverse]
+) -> None:
+    """--daily-quota is for the provider the run starts with (auto's pick): after Google's closure
+    answer the run goes on with Openverse's own 100 a day, not Google's 1."""
+    google, openverse = servers
+    google.closed = 410
+    config = auto(tmp_path, google, openverse, keyed=True)
+    config.daily_quota = 1
+    result = scrape(config)
+    assert (result.provider, result.stop_reason, result.quota.limit) == ("openverse", "done", 100)

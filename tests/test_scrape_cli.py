@@ -472,7 +472,7 @@ def test_status_lists_only_queries_that_belong_to_the_folder(
 
 
 def test_status_table_counts_and_the_used_up_hour(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The table's columns add up (found = ok + dup + bad + todo), a -q given twice is one query,
+    """The table's columns add up (new = ok + dup + bad + todo), a -q given twice is one query,
     and an hour the provider said is used up says so (not "0 left")."""
     from officescore.scrape.manifest import Manifest
     from officescore.scrape.providers import SearchResult, UnsplashProvider
@@ -490,11 +490,33 @@ def test_status_table_counts_and_the_used_up_hour(cwd: Path, capsys: pytest.Capt
     assert code == 0, err
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.splitlines() if "│ " in line]
     assert rows == [
-        ["desk", "1", "4", "1", "1", "1", "1", "no"],  # found 4 = ok 1 + dup 1 + bad 1 + todo 1
-        ["lamp", "0", "0", "0", "0", "0", "0", "no"],
+        ["desk", "1", "4", "4", "1", "1", "1", "1", "no"],  # new 4 = ok 1 + dup 1 + bad 1 + todo 1
+        ["lamp", "0", "0", "0", "0", "0", "0", "0", "no"],
     ]
     text = " ".join(out.split())
     assert "hour 2026-06-01T12: 0/50 calls, used up, next hour 2026-06-01 13:00 UTC" in text
+
+
+def test_status_counts_a_page_whose_results_were_all_known_as_found(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Google's page returned two photos Openverse had found already: the call was paid and the page
+    found 2, none new. The table said "found 0", as if Google had returned nothing."""
+    from officescore.scrape.manifest import Manifest
+    from officescore.scrape.providers import SearchResult
+
+    known = [SearchResult(url=f"http://a/{n}.jpg") for n in range(2)]
+    with Manifest.open(cwd / "raw") as manifest:
+        manifest.record_page("openverse", "desk", "o", 1, known, True, "r", "t")
+        manifest.record_page("google", "desk", "g", 1, known, True, "r", "t")
+    code, out, err = run_cli(["--status", "--provider", "openverse", "--out", "raw", "-q", "desk"], capsys)
+    assert code == 0, err
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.splitlines() if "│ " in line]
+    assert ["google", "desk", "1", "2", "0", "0", "0", "0", "0", "yes"] in rows
+    assert ["openverse", "desk", "1", "2", "2", "0", "0", "0", "2", "yes"] in rows
+    code, out, err = run_cli(["--status", "--out", "raw", "-q", "desk", "--json"], capsys)
+    google = next(row for row in json.loads(out)["queries"] if row["provider"] == "google")
+    assert (google["found"], google["results"]) == (2, 0)
 
 
 @pytest.mark.parametrize(
@@ -546,8 +568,8 @@ def test_status_of_a_folder_two_providers_searched(cwd: Path, capsys: pytest.Cap
     assert code == 0, err
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.splitlines() if "│ " in line]
     assert rows == [
-        ["openverse", "lamp", "1", "2", "1", "1", "0", "0", "no"],
-        ["unsplash", "desk", "1", "3", "2", "1", "0", "0", "no"],
+        ["openverse", "lamp", "1", "2", "2", "1", "1", "0", "0", "no"],
+        ["unsplash", "desk", "1", "3", "3", "2", "1", "0", "0", "no"],
     ]
     text = " ".join(out.split())
     assert "quota openverse 2026-06-01: 0/100 calls, used up; next day" in text
@@ -574,3 +596,61 @@ def test_the_command_line_default_rights_are_the_librarys() -> None:
     from officescore.scrape.providers.base import DEFAULT_RIGHTS as LIBRARY_RIGHTS
 
     assert DEFAULT_RIGHTS == LIBRARY_RIGHTS
+
+
+def _limits(out: str) -> dict[str, tuple[int, int | None]]:
+    return {q["provider"]: (q["limit"], q.get("hour_limit")) for q in json.loads(out)["quota"]}
+
+
+def test_quotas_are_set_per_provider_and_the_flag_is_the_searched_providers(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """[scrape.google] daily-quota = 90 holds for Google alone: Commons keeps its 5000 a day when auto
+    or the user switches to it (the flat [scrape] daily-quota capped every provider at 90).
+    --daily-quota is for the provider the command searches; the others keep theirs."""
+    from officescore.scrape.manifest import Manifest
+    from officescore.scrape.providers import SearchResult
+
+    (cwd / "officescore.toml").write_text(
+        "[scrape.google]\ndaily-quota = 90\n\n[scrape.unsplash]\nhourly-quota = 500\n", encoding="utf-8"
+    )
+    with Manifest.open(cwd / "raw") as manifest:
+        for provider in ("google", "unsplash"):
+            manifest.record_page(
+                provider, "desk", "f", 1, [SearchResult(url=f"http://a/{provider}")], True, "r", "t"
+            )
+    args = ["--status", "--json", "--out", "raw", "-q", "desk", "--provider", "wikimedia"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    # Unsplash's day follows its hour (24 x 500), as --hourly-quota's does.
+    assert _limits(out) == {"google": (90, None), "unsplash": (12000, 500), "wikimedia": (5000, 500)}
+    code, out, err = run_cli([*args, "--daily-quota", "7", "--hourly-quota", "3"], capsys)
+    assert code == 0, err
+    assert _limits(out) == {"google": (90, None), "unsplash": (12000, 500), "wikimedia": (7, 3)}
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        # The flat key was meant for one provider, and said nothing about which: one line with the new form.
+        (
+            "[scrape]\ndaily-quota = 90\n",
+            "[scrape] daily-quota is per provider now: write it under [scrape.google]",
+        ),
+        ("[scrape]\nhourly-quota = 5\n", "hourly-quota is per provider now: write it under [scrape.google]"),
+        ("[scrape.gogle]\ndaily-quota = 90\n", "[scrape.gogle] is no provider (did you mean google?)"),
+        ("[scrape.google]\nper-query = 5\n", "[scrape.google] per-query is no setting of a provider"),
+        ("[scrape.google]\ndaily-quota = '90'\n", "[scrape.google] daily-quota must be a whole number"),
+        (
+            "[scrape.google]\ndaily-quota = -1\n",
+            "[scrape.google] daily-quota must be a whole number, 0 or more",
+        ),
+    ],
+)
+def test_a_quota_setting_in_the_wrong_place_or_form_is_one_line(
+    cwd: Path, capsys: pytest.CaptureFixture[str], toml: str, expected: str
+) -> None:
+    (cwd / "officescore.toml").write_text(toml, encoding="utf-8")
+    code, out, err = run_cli(["--status", "--out", "raw", "-q", "desk"], capsys)
+    assert code == 2 and expected in err, err
+    assert len(err.strip().splitlines()) == 1

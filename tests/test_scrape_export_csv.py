@@ -102,6 +102,12 @@ def test_a_cc_credit_links_its_licence_even_when_the_provider_gave_no_url(
 def test_credit_lines_by_kind_of_licence() -> None:
     """Public domain: a courtesy credit, not "licensed under"; CC: TASL with the source's own name and
     Markdown-safe text; no licence stated: the landing page, else the image URL, to check by hand."""
+    # Commons' public domain: no mark, no deed; credited as what Commons says.
+    pd = credit(_row(license="pd", license_version=None, source="wikimedia_commons"))
+    assert pd == (
+        '["Desk"](https://x.example/p) by Maker, via Wikimedia Commons: Public domain '
+        "(no attribution required; credited as a courtesy)"
+    )
     pdm = credit(_row(license="pdm", license_version="1.0", source="wikimedia_commons"))
     assert pdm == (
         '["Desk"](https://x.example/p) by Maker, via Wikimedia Commons: [Public Domain Mark 1.0]'
@@ -169,9 +175,40 @@ def test_a_licence_another_provider_states_for_the_same_photo_reaches_the_credit
         f"by [Maker](https://commons.example/User:Maker), via Wikimedia Commons is licensed under {by}"
         in first
     )
-    assert "Found via: google" in first
+    # Which provider said so is kept: the finder stays google, the licence is openverse's word.
+    assert 'Found via: google, query "desk"; licence stated by openverse' in first
     assert '["Copy"](https://commons.example/File:Desk) by' in second and f"is licensed under {by}" in second
     assert "not stated" not in first + second and "Image URL: https://img.example/2.jpg" in second
+    assert "licence stated by openverse" in second
+    with (tmp_path / "export" / "manifest.csv").open(newline="", encoding="utf-8") as handle:
+        said = {row["url"]: (row["provider"], row["license_from"]) for row in csv.DictReader(handle)}
+    assert said["https://img.example/1.jpg"] == ("google", "openverse")
+    assert said["https://img.example/2.jpg"] == ("google", "openverse")  # through its licensed copy
+    assert said["https://copy.example/2.jpg"] == ("openverse", "openverse")
+
+
+def test_a_manifest_from_before_license_from_is_read_and_credits_its_finder(tmp_path: Path) -> None:
+    """A manifest written before the column existed gets it, empty; a licensed row's credit names no
+    other provider, and a byte-identical copy's licence is said to be its finder's."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    with Manifest.open(raw) as manifest:
+        manifest.record_page(
+            "google", "desk", "g", 1, [SearchResult(url="https://img.example/1.jpg")], True, "x", "t"
+        )
+        manifest.record_page(
+            "wikimedia", "desk", "w", 1, [_licensed("https://c.example/1.jpg", "C")], True, "by", "t"
+        )
+        manifest.set_outcome(1, status="ok", path="1.jpg")
+        manifest.set_outcome(2, status="duplicate", duplicate_of=1)
+        manifest.db.execute(
+            "ALTER TABLE results DROP COLUMN license_from"
+        )  # as an older officescore wrote it
+    (raw / "1.jpg").write_bytes(b"jpeg")
+    (entry,) = Path(export(raw, tmp_path / "export").attribution).read_text().split("### ")[1:]
+    assert "CC BY 4.0" in entry and 'query "desk"; licence stated by wikimedia' in entry
+    with Manifest.open(raw) as manifest:
+        assert [row["license_from"] for row in manifest.rows()] == [None, None]
 
 
 def test_only_an_unstated_licence_is_taken_and_only_from_a_byte_identical_copy_that_states_one(

@@ -138,7 +138,7 @@ def test_wikimedia_rights_licences_attribution_continue_and_maxlag(tmp_path: Pat
     )
     assert first["attribution"] == "Maker&Co 0, CC BY-SA 4.0, via Wikimedia Commons"
     assert first["landing_page"] == "https://commons.wikimedia.org/wiki/File:Desk_Lamp_0.jpg"
-    assert (by_index[2]["license"], by_index[3]["license"]) == ("pdm", "cc0")
+    assert (by_index[2]["license"], by_index[3]["license"]) == ("pd", "cc0")
     assert by_index[2]["attribution"].endswith("(attribution not required)")
     assert {r["status"] for r in saved} <= {"ok", "duplicate"}
 
@@ -150,6 +150,32 @@ def test_wikimedia_rights_licences_attribution_continue_and_maxlag(tmp_path: Pat
         "under [CC BY-SA 4.0](https://creativecommons.org/licenses/by-sa/4.0)"
     ) in text
     assert "no attribution required; credited as a courtesy" in text  # the public-domain files
+    # Commons said "Public domain", not the CC Public Domain Mark those files do not carry.
+    assert "via Wikimedia Commons: Public domain (no attribution" in text and "Mark" not in text
+
+
+def test_a_request_requests_cannot_send_is_final_in_one_line_naming_the_cause(
+    tmp_path: Path, host: ImageHost
+) -> None:
+    """A --contact pasted with a newline cannot travel in the User-Agent: that is our request, not
+    the network. It was "unreachable: InvalidHeader (after 3 tries) ... run again later", three calls
+    spent; now one line saying why, one call counted. A bad endpoint URL likewise (Openverse)."""
+    server = FakeCommons(link_for(host), total=20).start()
+    try:
+        cfg = config(tmp_path, "wikimedia", server, contact="me@example.org\nx", api_backoff=0)
+        with pytest.raises(ProviderError) as failure:
+            scrape(cfg)
+        assert server.requests == []
+    finally:
+        server.stop()
+    said = str(failure.value)
+    assert said.startswith("Wikimedia Commons: the request could not be sent (InvalidHeader)")
+    assert "a newline or a quote pasted into a key or --contact?" in said and "later" not in said
+    assert "\n" not in said and [q.calls for q in status(cfg).quota] == [1]
+    from officescore.scrape.providers import OpenverseProvider
+
+    with pytest.raises(ProviderError, match=r"not valid \(check --api-endpoint"):
+        OpenverseProvider(endpoint="http://exa mple.org/").search("desk", 1)
 
 
 def test_wikimedia_narrow_rights_and_unknown_licences(tmp_path: Path, host: ImageHost) -> None:
@@ -160,7 +186,7 @@ def test_wikimedia_narrow_rights_and_unknown_licences(tmp_path: Path, host: Imag
         )
     finally:
         server.stop()
-    assert {r["license"] for r in rows(result.out)} == {"pdm", "cc0"} and result.skipped == 12
+    assert {r["license"] for r in rows(result.out)} == {"pd", "cc0"} and result.skipped == 12
     with pytest.raises(ConfigError, match="no licence used on Wikimedia Commons"):
         scrape(config(tmp_path, "wikimedia", server, rights="cc_noncommercial|cc_nonderived"))
 

@@ -293,7 +293,9 @@ def test_commons_licence_names_map_onto_rights_codes() -> None:
     assert commons_license("CC BY 2.5", None) == ("by", "2.5")
     assert commons_license("CC BY-SA 3.0 de", "cc-by-sa-3.0-de") == ("by-sa", "3.0")
     assert commons_license("CC0", "cc0") == ("cc0", "1.0")
-    assert commons_license("Public domain", "pd") == ("pdm", None)
+    # Commons' "Public domain" (by age, by origin) is no CC mark: recorded as Commons says it.
+    assert commons_license("Public domain", "pd") == ("pd", None)
+    assert commons_license("Public Domain Mark 1.0", "pdm") == ("pdm", "1.0")  # the CC mark itself
     assert commons_license("GFDL", "gfdl") == (None, None)
     assert commons_license("Attribution", "attribution") == (None, None)
     assert commons_license("FAL", "fal") == (None, None) and commons_license(None, None) == (None, None)
@@ -508,3 +510,16 @@ def test_status_lists_no_quota_for_google_once_it_is_closed(
     with Manifest.open(out) as manifest:  # ... or before it, once Google answered that it is closed
         manifest.set_meta("closed:google", "2026-12-31T11:00:00+00:00")
     assert [q.provider for q in status(config).quota] == ["openverse"]
+
+
+def test_quotas_per_provider_and_the_flags_for_the_searched_one() -> None:
+    """[scrape.<name>] quotas hold for that provider alone; the flags for the provider searched."""
+    from officescore.config import SCRAPE_PROVIDERS
+    from officescore.scrape.providers import PROVIDER_CLASSES
+
+    assert tuple(PROVIDER_CLASSES) == SCRAPE_PROVIDERS  # config.py names them without importing them
+    config = ScrapeConfig(queries=["q"], provider_quotas={"google": {"daily_quota": 90}})
+    assert (config.limits("google"), config.limits("flickr")) == ((90, None), (86400, 3600))
+    config.daily_quota, config.hourly_quota = 7, 3
+    assert config.limits("google", "flickr") == (90, None) and config.limits("flickr", "flickr") == (7, 3)
+    assert config.limits("google", "google") == (7, 3) and config.limits("wikimedia", "google") == (5000, 500)

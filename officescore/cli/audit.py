@@ -27,14 +27,18 @@ EXAMPLES = """
 
   officescore audit data/dataset --model best.pt --labelstudio review.json    # flagged photos as tasks
 
+  officescore audit data/dataset --model best.pt --convention "plant=whole: include the pot"
+
 Writes runs/audit/NAME (audit, audit2, ...): issues.json, predictions.json, images.csv (one quality
 per photo, lowest first) and contact_sheet_NN.png (labels left, predictions right, suspect in white).
-Kinds: missing, wrong_class, bad_mask, spurious, duplicate, wrong_attribute; scores in [0, 1], higher =
-likelier wrong.
+Kinds: missing, wrong_class, bad_mask, spurious, duplicate, wrong_attribute, convention; scores in
+[0, 1], higher = likelier wrong.
 
 Labelling conventions: a class whose labels fall into two consistent groups (plants with or without
 their pots) is reported after the issues, with conventions.json and conventions_<class>_<n>.png
-(label left, prediction right); `--conventions` shows only that report, every class checked.
+(label left, prediction right); `--conventions` shows only that report, every class checked. A class
+whose convention the team declared (ingest --convention, or --convention here for this run) is not
+two groups: the labels that break the declaration are issues of kind convention.
 """
 
 SHOWN = 20  # issues in the table (all of them are in issues.json)
@@ -66,10 +70,19 @@ def audit(
     conventions: bool = typer.Option(
         False, "--conventions", help="Show only the labelling-convention report (every class checked)."
     ),
+    convention: list[str] = typer.Option(
+        None,
+        "--convention",
+        help="For this run: CLASS=whole (with all its parts) or CLASS=part (the main part only), over "
+        "the data set's declarations (CLASS=none: undeclared); repeatable. Labels that break it are "
+        "convention issues.",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the issues and image qualities as JSON."),
 ) -> None:
-    """Rank likely label errors (missing, wrong_class, bad_mask, spurious, duplicate, wrong_attribute)."""
+    """Rank likely label errors (missing, wrong_class, bad_mask, spurious, duplicate, wrong_attribute,
+    convention)."""
     from officescore.curate.audit import run_audit
+    from officescore.ingest.conventions import parse_conventions
 
     run = run_audit(
         dataset,
@@ -86,6 +99,7 @@ def audit(
         labelstudio=labelstudio,
         mask=mask,
         reporter=reporter(json_output),
+        conventions=parse_conventions(convention or []),
     )
     if json_output:
         print_json(run.to_json())
@@ -142,6 +156,8 @@ def suggested(row: dict[str, Any]) -> str:
     class alone would read as "nothing to change")."""
     from officescore.attributes import value_name
 
+    if row.get("convention"):  # the class's declared convention, which the label breaks
+        return f"{row['class']}={row['convention']['convention']}"
     attribute = row.get("attribute")
     if not attribute:
         return row["suggested_class"] or "-"
@@ -155,17 +171,27 @@ def _show_notes(run: AuditRun) -> None:
 
 
 def _show_conventions(run: AuditRun, every_class: bool) -> None:
-    split = {c["class"]: c for c in run.conventions}
+    found = {c["class"]: c for c in run.conventions}
     if every_class:
         for name, pairs in run.convention_pairs.items():
-            if name not in split:
+            if name not in found:
                 console.print(Text(f"{name}: one convention ({pairs} labels compared with predictions)"))
-    if not split:
-        return
+    for c in run.conventions:  # declared: which group is wrong is known, so no two equal groups
+        if c["declared"] is not None:
+            console.print(Text(f"{c['declared']['verdict']} (convention issues)"), soft_wrap=True)
+    two_ways = [c for c in run.conventions if c["declared"] is None]
+    if two_ways:
+        _show_two_ways(two_ways)
+    if run.conventions:
+        sheets = ", ".join(p.name for p in run.convention_sheets)
+        console.print(Text(f"convention sheets: {sheets}"))
+
+
+def _show_two_ways(conventions: list[dict[str, Any]]) -> None:
     table = Table(title="labelling conventions: classes labelled two ways", title_justify="left")
     for col in ("class", "confidence", "group", "labels", "photos", "label/prediction area", "how"):
         table.add_column(col, justify="right" if col in ("confidence", "labels", "photos") else "left")
-    for c in run.conventions:
+    for c in conventions:
         for n, group in enumerate(c["groups"], start=1):
             table.add_row(
                 Text(c["class"]) if n == 1 else "",
@@ -177,8 +203,6 @@ def _show_conventions(run: AuditRun, every_class: bool) -> None:
                 Text(group["description"]),
             )
     console.print(table)
-    sheets = ", ".join(p.name for p in run.convention_sheets)
-    console.print(Text(f"convention sheets: {sheets}"))
 
 
 def register(app: typer.Typer) -> None:

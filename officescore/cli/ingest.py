@@ -29,6 +29,7 @@ EXAMPLES = """
   officescore ingest export.json --attributes my_attributes.toml
   officescore ingest train/_annotations.coco.json valid/_annotations.coco.json   # one data set, split anew
   officescore ingest export/annotations.json review/annotations.json --last-wins   # a review's fixes
+  officescore ingest export.json --convention "plant=whole: include the pot" --convention desk=part
 """
 
 
@@ -74,6 +75,14 @@ def ingest(
         help="A photo in several exports keeps only the labels of the last export holding it: give a "
         "review project's export last to apply its corrections.",
     ),
+    convention: list[str] = typer.Option(
+        None,
+        "--convention",
+        help="Declare how a class is outlined, CLASS=whole (with all its parts: the pot, the legs) or "
+        "CLASS=part (the main part only), a note after a colon; repeatable. Recorded in dataset.json "
+        "and kept by later ingests into --out unless given again (CLASS=none drops it); audit names "
+        "the labels that break it.",
+    ),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write health.png in the data set."),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
@@ -81,8 +90,10 @@ def ingest(
     from officescore.attributes import load_schema
     from officescore.cli.stats import render_health, render_problem_list
     from officescore.ingest import ingest_export
+    from officescore.ingest.conventions import parse_conventions
     from officescore.ingest.health import health_report, save_health_plot
 
+    declared = parse_conventions(convention or [])
     before = earlier_data_set(out)
     schema = load_schema(attributes)
     result = ingest_export(
@@ -97,6 +108,7 @@ def ingest(
         reporter=reporter(json_output),
         attributes=schema,
         last_wins=last_wins,
+        conventions=declared,
     )
     report = health_report(result.out)
     png = save_health_plot(report, result.out / "health.png") if plot else None
@@ -141,6 +153,9 @@ def ingest(
             soft_wrap=True,
         )
     print_ingest_notes(result, before)
+    if result.conventions:  # carried over ones too: what audit and the labellers will be held to
+        said = "; ".join(f"{name}={d.words()}" for name, d in result.conventions.items())
+        console.print(Text(f"labelling conventions: {said}"), soft_wrap=True)
     note_other_spellings(result.classes)
     if attributes is not None:
         note_unused_attribute_classes(attributes, schema, result.classes)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -24,6 +24,10 @@ from officescore.cli.common import (
 )
 from officescore.label.trainer import DEFAULT_ARCH as TRAIN_ARCH
 from officescore.label.trainer import DEFAULT_EPOCHS, DEFAULT_EVERY, DEFAULT_IMG_SIZE, DEFAULT_MINUTES
+
+if TYPE_CHECKING:
+    from officescore.ingest.conventions import Declared
+    from officescore.label.client import LabelStudio
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -50,6 +54,8 @@ PUSH_EXAMPLES = """
   officescore label push /srv/ls-files/photos --project offices --model best.pt --local-root /srv/ls-files
 
   officescore label push --review tasks.json --project offices-review
+
+  officescore label push --project offices --convention "plant=whole: include the pot"  # instructions only
 """
 
 PULL_EXAMPLES = """
@@ -154,11 +160,19 @@ def push(
         help="Add click-to-mask tools (smart keypoint and box per class; `label backend` answers them), "
         "to a project made earlier too (then IMAGES may be left out).",
     ),
+    convention: list[str] = typer.Option(
+        None,
+        "--convention",
+        help="Declare how labellers outline a class, CLASS=whole (with all its parts) or CLASS=part (the "
+        "main part only), a note after a colon; repeatable. Written into the project's labelling "
+        "instructions (other text there stays; CLASS=none drops one); then IMAGES may be left out.",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Create or reuse a project and add photos not yet in it (with the model's predictions)."""
     from officescore.attributes import load_schema
     from officescore.errors import ConfigError
+    from officescore.ingest.conventions import parse_conventions
     from officescore.label.client import check_project_title
     from officescore.label.formats import MASK_KINDS
     from officescore.label.predict import load_predictor, threshold_record, threshold_words
@@ -172,7 +186,8 @@ def push(
         raise ConfigError(f"--conf {conf}: must be between 0 and 1")
     if review is not None and (images or model):
         raise ConfigError("--review pushes a tasks file as it is: leave out IMAGES and --model")
-    if review is None and not images and not interactive:
+    declared = parse_conventions(convention or [])
+    if review is None and not images and not interactive and not declared:
         raise ConfigError("nothing to push: give photos (files, folders, globs, data/raw) or --review FILE")
     # Local mistakes (a missing path, a glob matching nothing) are reported before Label Studio is asked.
     gathered = gather_images(images) if review is None and images else Gathered([], [], [])
@@ -180,20 +195,12 @@ def push(
     source = ctx.get_parameter_source("mask")  # by name: Typer vendors its own Click
     chosen_mask = mask if source is not None and source.name != "DEFAULT" else None
     client = _client(url)
-    if review is None and not images:  # --interactive alone: the tools for a project made earlier
-        from officescore.label.push import add_smart_tools
-
-        tooled = add_smart_tools(client, client.project(project))
-        if json_output:
-            print_json({"project_id": tooled.id, "project": tooled.title, "interactive": True})
-        else:
-            console.print(
-                Text(f"project {tooled.title!r} (id {tooled.id}) has the click-to-mask tools"), soft_wrap=True
-            )
+    if review is None and not images:  # --interactive or --convention alone: a project made earlier
+        _project_settings(client, project, interactive, declared, json_output)
         return
     loaded = None
     if review is not None:
-        result = push_tasks_file(client, project, review, local_root, reporter(json_output))
+        result = push_tasks_file(client, project, review, local_root, reporter(json_output), declared)
     else:
         loaded = (
             load_predictor(model, device, conf, img_size, precision, calibration or images) if model else None
@@ -211,6 +218,7 @@ def push(
             reporter=reporter(json_output),
             attributes=load_schema(attributes) if attributes is not None else None,
             interactive=interactive,
+            conventions=declared,
         )
     threshold = threshold_record(loaded) if loaded is not None else None
     if json_output:
@@ -234,6 +242,33 @@ def push(
         raise BadImageError(
             f"{len(result.failed)} photo(s) could not be read (listed above); the others were pushed"
         )
+
+
+def _project_settings(
+    client: LabelStudio,
+    title: str,
+    interactive: bool,
+    declared: dict[str, Declared | None],
+    json_output: bool,
+) -> None:
+    """`label push --interactive` and/or `--convention` without photos: the click-to-mask tools and
+    the labelling instructions of a project made earlier."""
+    from officescore.label.push import add_smart_tools, declare_conventions
+
+    found = client.project(title)
+    tooled = add_smart_tools(client, found) if interactive else found
+    notes = declare_conventions(client, tooled, declared) if declared else []
+    if json_output:
+        print_json(
+            {"project_id": tooled.id, "project": tooled.title, "interactive": interactive, "notes": notes}
+        )
+        return
+    if interactive:
+        console.print(
+            Text(f"project {tooled.title!r} (id {tooled.id}) has the click-to-mask tools"), soft_wrap=True
+        )
+    for note in notes:
+        console.print(Text(f"note: {note}"), soft_wrap=True)
 
 
 @label_app.command("pull", epilog=PULL_EXAMPLES)

@@ -47,10 +47,16 @@ def scrape(
         100, "--per-query", "-n", help="Results wanted per query, in whole pages (Google stops at 99)."
     ),
     daily_quota: int = typer.Option(
-        None, "--daily-quota", help="API calls per quota day (default: the provider's own, google 100)."
+        None,
+        "--daily-quota",
+        help="API calls per quota day for the provider this run searches (default: its "
+        "[scrape.<provider>] daily-quota, else its own, google 100).",
     ),
     hourly_quota: int = typer.Option(
-        None, "--hourly-quota", help="API calls per clock hour (default: the provider's own, unsplash 50)."
+        None,
+        "--hourly-quota",
+        help="API calls per clock hour for the provider this run searches (default: its "
+        "[scrape.<provider>] hourly-quota, else its own, unsplash 50).",
     ),
     out: Path = typer.Option(DEFAULT_RAW_DIR, "--out", "-o", help="Folder for images/ and manifest.sqlite."),
     rights: str = typer.Option(DEFAULT_RIGHTS, "--rights", help="Usage-rights filter, |-separated."),
@@ -68,7 +74,12 @@ def scrape(
     ),
     workers: int = typer.Option(16, "--workers", help="Concurrent downloads."),
     per_host: int = typer.Option(8, "--per-host", help="Concurrent downloads per host."),
-    timeout: float = typer.Option(15.0, "--timeout", help="Read timeout per download, seconds."),
+    timeout: float = typer.Option(
+        15.0,
+        "--timeout",
+        help="Read timeout per download, seconds. A photo still arriving after 4 times this (60 s at "
+        "least) is cut off only if it came slower than 32 KiB/s on average.",
+    ),
     retries: int = typer.Option(
         2, "--retries", help="Retries after timeouts, 5xx and 429 (never other 4xx)."
     ),
@@ -95,6 +106,7 @@ def scrape(
         read_queries,
         secrets_from_environment,
     )
+    from officescore.scrape.download import total_timeout_for
 
     if show_status and export_dir is not None:
         raise ConfigError("--status and --export are separate actions; give one of them")
@@ -121,6 +133,7 @@ def scrape(
             workers=workers,
             per_host=per_host,
             read_timeout=timeout,
+            total_timeout=total_timeout_for(timeout),
             retries=retries,
             max_bytes=max_bytes,
             min_width=min_size,
@@ -201,16 +214,18 @@ def _status(config: ScrapeConfig, json_output: bool) -> None:
     title = f"scrape progress in {report.out}" + (f" ({providers[0]})" if one else "")
     for notice in report.notices:
         console.print(Text(notice, style="yellow"), soft_wrap=True)
-    columns = ["query", "pages", "found", "ok", "dup", "bad", "todo", "done"]
+    columns = ["query", "pages", "found", "new", "ok", "dup", "bad", "todo", "done"]
     table = Table(
-        title=Text(title), caption="dup: (near-)duplicates; bad: rejected; todo: not downloaded yet"
+        title=Text(title),
+        caption="found: results the pages returned; new: those not found before (ok + dup + bad + todo); "
+        "dup: (near-)duplicates; bad: rejected; todo: not downloaded yet",
     )
     for column in columns if one else ["provider", *columns]:
         left = column in ("provider", "query")
         table.add_column(
             column,
             justify="left" if left else "right",
-            min_width=(20 if one else 14) if column == "query" else None,
+            min_width=(20 if one else 10) if column == "query" else None,
         )
     for row in report.queries:
         counts = row["by_status"]
@@ -219,6 +234,7 @@ def _status(config: ScrapeConfig, json_output: bool) -> None:
         cells = [
             Text(row["query"]),
             str(row["pages"]),
+            str(row["found"]),
             str(row["results"]),
             str(counts.get("ok", 0)),
             str(dup),

@@ -13,7 +13,7 @@ import difflib
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
-from officescore.config import SECRETS, config_path
+from officescore.config import SECRETS, config_path, provider_quotas
 from officescore.errors import ConfigError
 
 
@@ -29,6 +29,9 @@ def command_defaults(ctx: Any, config: dict[str, Any]) -> dict[str, Any]:
         elif _is_group(command):  # [label]: shared keys, and a table per subcommand
             defaults[table] = _group_defaults(command, ctx, table, values)
         else:
+            if table == "scrape":  # [scrape.<provider>] quotas are read by the scrape itself
+                provider_quotas(config)
+                values = {key: value for key, value in values.items() if not isinstance(value, dict)}
             defaults[table] = _renamed(command, table, values, SECRETS.get(table, {}))
     return defaults
 

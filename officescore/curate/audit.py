@@ -4,6 +4,8 @@
 `run_audit` gets the predictions (a model trained elsewhere, or `--folds K` cross-fitting) and writes
 `runs/audit/NAME/`: issues.json, predictions.json, images.csv and contact-sheet PNGs, and
 conventions.json with one contact sheet per group of a class whose labels follow two conventions.
+Where the team declared the class's convention (dataset.json, `--convention`), the labels of the
+group that breaks it are issues of kind `convention` instead.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from officescore.curate.conventions import ConventionReport, find_conventions
+from officescore.curate.conventions import ConventionReport, breaches, declare, find_conventions
 from officescore.curate.labels import SplitLabels, check_classes, extra_classes_note, load_split
 from officescore.curate.match import match_image, predictions_by_image, tolerance
 from officescore.curate.scoring import Calibration, Issue, calibrate, image_issues, image_quality
 from officescore.errors import ConfigError, ModelError
 from officescore.files import atomic_write_bytes, atomic_write_json
+from officescore.ingest import read_dataset_meta
+from officescore.ingest.conventions import Declared, check_convention_classes, merged, read_conventions
 from officescore.progress import SILENT, Reporter
 
 DEFAULT_SHEET_ISSUES = 24  # issues drawn on contact sheets
@@ -35,8 +39,11 @@ class AuditResult:
     conventions: ConventionReport  # classes whose labels follow two conventions
 
 
-def audit_predictions(split: SplitLabels, results: list[dict[str, Any]]) -> AuditResult:
-    """Rank label issues of `split` given COCO `results` (the data set's image and category ids)."""
+def audit_predictions(
+    split: SplitLabels, results: list[dict[str, Any]], declared: dict[str, Declared] | None = None
+) -> AuditResult:
+    """Rank label issues of `split` given COCO `results` (the data set's image and category ids);
+    `declared`: the team's labelling conventions per class."""
     by_image = predictions_by_image(results, split.classes)
     matches = [
         match_image(image.labels, by_image.get(image.id, []), tolerance(image.height, image.width))
@@ -44,20 +51,49 @@ def audit_predictions(split: SplitLabels, results: list[dict[str, Any]]) -> Audi
     ]
     cal = calibrate(matches, split.classes)
     issues: list[Issue] = []
-    images = []
     for image, m in zip(split.images, matches, strict=True):
-        found = image_issues(m, image.id, cal)
-        issues += found
-        images.append({"image_id": image.id, "file_name": image.file_name, "quality": image_quality(found)})
-    issues.sort(key=lambda i: (-i.score, i.image_id, i.annotation_id or 0))
-    images.sort(key=lambda row: (row["quality"], row["image_id"]))
+        issues += image_issues(m, image.id, cal)
     conventions = find_conventions(
         matches,
         [image.id for image in split.images],
         split.classes,
         [tolerance(image.height, image.width) for image in split.images],
     )
+    declare(conventions, declared or {})
+    _convention_issues(issues, conventions)
+    issues.sort(key=lambda i: (-i.score, i.image_id, i.annotation_id or 0))
+    by_image_issues: dict[int, list[Issue]] = {}
+    for issue in issues:
+        by_image_issues.setdefault(issue.image_id, []).append(issue)
+    images = [
+        {
+            "image_id": im.id,
+            "file_name": im.file_name,
+            "quality": image_quality(by_image_issues.get(im.id, [])),
+        }
+        for im in split.images
+    ]
+    images.sort(key=lambda row: (row["quality"], row["image_id"]))
     return AuditResult(issues, images, cal, conventions)
+
+
+SYMPTOM = "bad_mask"  # what a label breaking a declared convention also looks like: not its cause
+
+
+def _convention_issues(issues: list[Issue], report: ConventionReport) -> None:
+    """Each label of a group that breaks its class's declared convention becomes a `convention` issue
+    (unless a kind other than its bad mask scores higher: a duplicate stays a duplicate)."""
+    by_label = {issue.annotation_id: issue for issue in issues if issue.annotation_id is not None}
+    for split in report.splits:
+        for pair, score in breaches(split):
+            issue, score = by_label[pair.annotation_id], round(score, 6)
+            issue.kinds["convention"] = score
+            if max(v for k, v in issue.kinds.items() if k != SYMPTOM) > score:
+                continue
+            assert split.declared is not None
+            issue.kind, issue.score, issue.prediction = "convention", score, pair.prediction
+            issue.suggested_class, issue.other_annotation, issue.attribute = split.class_name, None, None
+            issue.convention = {**split.declared.to_dict(), "breach": split.breach()}
 
 
 def issue_rows(result: AuditResult, split: SplitLabels, min_score: float = 0.0) -> list[dict[str, Any]]:
@@ -82,6 +118,8 @@ def issue_rows(result: AuditResult, split: SplitLabels, min_score: float = 0.0) 
         )
         if issue.attribute is not None:  # wrong_attribute: which one, labelled and predicted
             rows[-1]["attribute"] = issue.attribute
+        if issue.convention is not None:  # convention: the declared one, and how the label breaks it
+            rows[-1]["convention"] = issue.convention
     return rows
 
 
@@ -135,7 +173,9 @@ def run_audit(
     labelstudio: Path | None = None,
     mask: str = "polygon",
     reporter: Reporter = SILENT,
+    conventions: dict[str, Declared | None] | None = None,
 ) -> AuditRun:
+    """`conventions`: declared labelling conventions over the data set's (None: undeclared), this run."""
     from officescore.curate.folds import cross_predict, load_train_args
     from officescore.curate.predictions import PREDICT_CONF, predict_images
     from officescore.curate.sheets import write_contact_sheets
@@ -153,6 +193,7 @@ def run_audit(
     labels = load_split(dataset, split)
     if not labels.images:
         raise ConfigError(f"{dataset}: split {split!r} has no photos to audit; try --split all")
+    declared = declared_conventions(dataset, conventions or {}, labels.classes)
     if out is not None:
         check_output_dir(Path(out), "--out")
     else:
@@ -185,7 +226,7 @@ def run_audit(
         )
         fold_info = [asdict(f) for f in fold_list]
         source = f"folds:{folds}"
-    result = audit_predictions(labels, results)
+    result = audit_predictions(labels, results, declared)
     notes += weak_model_note(result.calibration, source)
     out_dir = Path(out) if out is not None else next_run_dir(Path(project), name)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -213,8 +254,8 @@ def run_audit(
     )
     _write_images_csv(out_dir / "images.csv", result.images)
     sheets = write_contact_sheets(out_dir, labels, results, result.issues[:sheet_issues], rows[:sheet_issues])
-    conventions = result.conventions.to_list()
-    atomic_write_json(out_dir / "conventions.json", conventions)
+    found = result.conventions.to_list()
+    atomic_write_json(out_dir / "conventions.json", found)
     convention_sheets = write_convention_sheets(out_dir, labels, results, result.conventions)
     _remove_stale_sheets(out_dir, [*sheets, *convention_sheets])
     tasks, task_count = None, 0
@@ -222,8 +263,9 @@ def run_audit(
         from officescore.curate.labelstudio import REVIEW_SCORE, audit_tasks
 
         version = f"audit-{Path(source).stem}"
+        undeclared = [c for c in found if c["declared"] is None]  # declared: issues instead
         tasks, _, task_count = audit_tasks(
-            Path(labelstudio), labels, results, rows, version, conventions=conventions, mask=mask
+            Path(labelstudio), labels, results, rows, version, conventions=undeclared, mask=mask
         )
         if not task_count:  # an empty file pushed for review would look like a clean data set
             notes.append(
@@ -243,11 +285,20 @@ def run_audit(
         tasks=tasks,
         task_count=task_count,
         seconds=time.perf_counter() - started,
-        conventions=conventions,
+        conventions=found,
         convention_sheets=convention_sheets,
         convention_pairs=dict(result.conventions.pairs),
         notes=notes,
     )
+
+
+def declared_conventions(
+    dataset: Path, given: dict[str, Declared | None], classes: list[str]
+) -> dict[str, Declared]:
+    """The data set's declared conventions (dataset.json) with `given` over them for this run (None:
+    undeclared); a class the data set does not label is refused."""
+    check_convention_classes(given, classes)
+    return merged(read_conventions(read_dataset_meta(dataset)), given, classes)
 
 
 WEAK_RECALL = 0.5  # a class whose labels the model finds less often than this is judged by a weak model
@@ -322,6 +373,9 @@ def write_convention_sheets(
         for n, group in enumerate(split.groups, start=1):
             members = [(p.image_id, p.annotation_id, p.prediction) for p in group.pairs]
             title = f"{split.class_name} group {n} ({len(members)} labels): {group.description}"
+            if split.declared is not None:  # which group the team's convention holds wrong
+                verb = "breaks" if n - 1 == split.breaks else "follows"
+                title = f"{verb} {split.class_name}={split.declared.convention}: {title}"
             paths.append(
                 write_convention_sheet(
                     out_dir / f"conventions_{safe}_{n}.png", labels, results, members, title

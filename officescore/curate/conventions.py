@@ -18,6 +18,12 @@ reported only if it passes the consistency test:
   occasional bad mask gives a tail that thins out steadily; a convention gives a second peak.
 The confidence is the share of BOOTSTRAP resamples of the class's pairs in which the same split
 (same number, same direction) passes the test again.
+
+A class with a declared convention (officescore.ingest.conventions: `whole`, with all its parts, or
+`part`, the main part only) that splits is no longer two equal groups: the group whose labels leave
+more of the predicted object out is the `part` group, the other the `whole` group, and the one that
+breaks the declaration is named (`declare`); each of its labels scores by how far it lies from the
+declared group (`breaches`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import numpy as np
 
 from officescore import masks as masklib
 from officescore.curate.match import ImageMatch
+from officescore.ingest.conventions import WHOLE, Declared
 
 FEATURES = ("area", "top", "bottom", "left", "right")  # area = log2(label area / prediction area)
 SIDES = FEATURES[1:]
@@ -112,14 +119,41 @@ class ConventionSplit:
     feature: str  # the number that splits the class
     separation: float
     groups: list[ConventionGroup]  # minority first
+    declared: Declared | None = None  # the team's convention for the class (`declare`)
+    breaks: int | None = None  # with `declared`: the index of the group that breaks it
+
+    @property
+    def verdict(self) -> str:
+        """In words, e.g. "14 plant labels leave out the pot: the convention is whole" ("" undeclared)."""
+        if self.declared is None or self.breaks is None:
+            return ""
+        n, words = len(self.groups[self.breaks].pairs), self.breach(plural=True)
+        return f"{n} {self.class_name} labels {words}: the convention is {self.declared.convention}"
+
+    def breach(self, plural: bool = False) -> str:
+        """What the breaking group's labels do: "leave out the pot", "include the legs"."""
+        assert self.declared is not None and self.breaks is not None
+        bad, kept = self.groups[self.breaks], self.groups[1 - self.breaks]
+        sides = ("top", "bottom") if self.feature == "height" else ("left", "right")
+        side = max(sides, key=lambda s: abs(bad.sides[s] - kept.sides[s]))
+        part = PARTS.get(self.class_name, {}).get(side)
+        if self.declared.convention == WHOLE:
+            verbs, what = ("leave out", "leaves out"), part or f"part of the object at its {side}"
+        else:
+            verbs, what = ("include", "includes"), part or f"more than the main part, past its {side}"
+        return f"{verbs[0] if plural else verbs[1]} {what}"
 
     def to_dict(self) -> dict[str, Any]:
+        declared = None
+        if self.declared is not None and self.breaks is not None:
+            declared = {**self.declared.to_dict(), "group": self.breaks + 1, "verdict": self.verdict}
         return {
             "class": self.class_name,
             "confidence": round(self.confidence, 3),
             "feature": self.feature,
             "separation": round(self.separation, 2),
             "groups": [g.to_dict() for g in self.groups],
+            "declared": declared,
         }
 
 
@@ -365,3 +399,39 @@ def find_conventions(
     splits = [s for c in classes if (s := class_split(c, by_class[c], seed)) is not None]
     splits.sort(key=lambda s: (-s.confidence, -s.separation))
     return ConventionReport(splits, {c: len(v) for c, v in by_class.items()})
+
+
+# --------------------------------------------------------------------------- declared conventions
+
+
+def _centre(group: ConventionGroup, feature: str) -> float:
+    return float(np.median(split_values(np.stack([p.values for p in group.pairs]), feature)))
+
+
+def breaking_group(split: ConventionSplit, convention: str) -> int:
+    """The index of the group that breaks `convention`: for `whole` the group whose labels leave more
+    of the predicted object out (the larger split number: + is inside the prediction), for `part`
+    the other. Which group the model (or the majority) follows does not matter."""
+    part_group = int(np.argmax([_centre(g, split.feature) for g in split.groups]))
+    return part_group if convention == WHOLE else 1 - part_group
+
+
+def declare(report: ConventionReport, declared: dict[str, Declared]) -> None:
+    """Mark each split of a class with a declared convention with it and the group that breaks it."""
+    for split in report.splits:
+        if split.class_name in declared:
+            split.declared = declared[split.class_name]
+            split.breaks = breaking_group(split, split.declared.convention)
+
+
+def breaches(split: ConventionSplit) -> list[tuple[Pair, float]]:
+    """The breaking group's labels, each with a score in [0, 1): the split's confidence x d / (d +
+    MIN_SHIFT), d = how far its split number lies from the declared group's median (half the
+    confidence at a fifth of the object); furthest first."""
+    if split.breaks is None:
+        return []
+    bad, kept = split.groups[split.breaks], split.groups[1 - split.breaks]
+    x = split_values(np.stack([p.values for p in bad.pairs]), split.feature)
+    d = np.abs(x - _centre(kept, split.feature))
+    scored = [(p, float(split.confidence * v / (v + MIN_SHIFT))) for p, v in zip(bad.pairs, d, strict=True)]
+    return sorted(scored, key=lambda item: -item[1])

@@ -1,10 +1,11 @@
 """`audit --labelstudio` and `select --labelstudio`: Label Studio tasks for review or labelling,
 in the one task format officescore has (officescore.label.formats, as prelabel writes it).
 
-audit: each flagged photo (an issue scoring at least REVIEW_SCORE) becomes a task whose annotation is
-the current labels and whose prediction is the model's suggestion (its detections at >= 0.5), with
-the photo's issues in task data; ignore regions (iscrowd 1) are drawn as rectangles of the config's
-ignore tag (and listed in the task data), which `label pull` reads back as ignore regions.
+audit: each flagged photo (an issue scoring at least REVIEW_SCORE, or a label breaking a declared
+labelling convention) becomes a task whose annotation is the current labels and whose prediction is
+the model's suggestion (its detections at >= 0.5), with the photo's issues in task data; ignore
+regions (iscrowd 1) are drawn as rectangles of the config's ignore tag (and listed in the task data),
+which `label pull` reads back as ignore regions.
 select: each chosen photo becomes a task with the model's detections as pre-annotations. Photos are
 referenced as Label Studio local files relative to the folder that holds them all (serve it with
 LOCAL_FILES_DOCUMENT_ROOT, as for prelabel), and by `data.path`, relative to the tasks file, which
@@ -82,8 +83,8 @@ def audit_tasks(
     from officescore.label.prelabel import image_reference, relative_name
 
     flagged: dict[int, list[dict[str, Any]]] = {}
-    for issue in issues:
-        if issue["score"] >= review_score:
+    for issue in issues:  # a label breaking a declared convention is wrong by the team's own rule
+        if issue["score"] >= review_score or issue["kind"] == "convention":
             flagged.setdefault(issue["image_id"], []).append(issue)
     grouped: dict[int, list[dict[str, Any]]] = {}
     by_id = split.by_id()
@@ -174,6 +175,13 @@ def _issue_words(issue: dict[str, Any], width: int, height: int) -> str:
         return f"the {name} {where}: the model sees no object there; delete it if there is none"
     if kind == "duplicate":
         return f"the {name} {where} is labelled twice; delete one"
+    if kind == "convention" and issue.get("convention"):
+        rule = issue["convention"]
+        note = f" ({rule['note']})" if rule.get("note") else ""
+        return (
+            f"the {name} {where} {rule['breach']}: the team's convention is {name}={rule['convention']}"
+            f"{note}; redraw its outline"
+        )
     if kind == "wrong_attribute" and issue.get("attribute"):
         attribute = issue["attribute"]
         return (

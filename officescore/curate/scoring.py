@@ -19,6 +19,8 @@ Each kind scores in [0, 1], higher = more likely an error:
 - wrong_attribute: a labelled attribute value (officescore.attributes) that the best same-class
   prediction on the object (overlap >= 0.5) predicts otherwise: score x the predicted value's
   probability (the worst attribute of the label; `Issue.attribute` names it, label and prediction)
+- convention: a label of the group that breaks its class's declared labelling convention
+  (curate/conventions.py `breaches`; set by audit.py, `Issue.convention` says which and how)
 
 The per-class precision, recall and median mask IoU ("calibration") are measured on the audited
 split itself: a model that rarely finds mugs makes an unsupported mug label less suspicious than an
@@ -36,7 +38,7 @@ import numpy as np
 from officescore.attributes import same_value
 from officescore.curate.match import ImageMatch
 
-KINDS = ("missing", "wrong_class", "bad_mask", "spurious", "duplicate", "wrong_attribute")
+KINDS = ("missing", "wrong_class", "bad_mask", "spurious", "duplicate", "wrong_attribute", "convention")
 CONFIDENT = 0.5  # a prediction at or above this counts for the per-class calibration figures
 FOUND_OVERLAP = 0.1  # bad_mask: a same-class prediction overlaps the label (45 % diagonal shift: IoU 0.18)
 PRIOR_RATE, PRIOR_WEIGHT = 0.9, 5.0  # calibration rates before evidence: most labels and predictions agree
@@ -61,6 +63,8 @@ class Issue:
     kinds: dict[str, float] = field(default_factory=dict)  # every kind's score for this label
     # wrong_attribute: {"name": ..., "label": value, "predicted": value}
     attribute: dict[str, Any] | None = None
+    # convention: {"convention": "whole", "note": ..., "breach": "leaves out the pot"}
+    convention: dict[str, str] | None = None
 
 
 @dataclass

@@ -94,6 +94,8 @@ def caption(issue: Issue, rank: int, file_name: str) -> str:
     if issue.attribute:
         label, predicted = (value_name(issue.attribute[k]) for k in ("label", "predicted"))
         what += f" {issue.attribute['name']}: {label} -> {predicted}"
+    if issue.convention:  # "plant != whole": the declared convention the label breaks
+        what += f" != {issue.convention['convention']}"
     return f"#{rank} {issue.kind} {issue.score:.2f} {what} ({Path(file_name).name})"[:CAPTION_CHARS]
 
 

@@ -5,6 +5,8 @@
 - `split`: near-duplicate groups and the seeded, class-covering train/val split.
 - `write`: safe file names, hard links or copies, temp folder then swap; `read_dataset_meta`, the
   one reader of an earlier data set's dataset.json.
+- `conventions`: declared labelling conventions (`CLASS=whole|part`), recorded in dataset.json and
+  read by audit and label push.
 - `run`: `ingest_export`, the stage's entry point.
 - `health`: the data set's health report (`stats`).
 """

@@ -13,7 +13,7 @@ import json
 import os
 import zipfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,13 @@ from officescore.ingest.checks import (
     size_from_entry,
     written_by_cvat,
 )
+from officescore.ingest.conventions import (
+    Declared,
+    as_json,
+    check_convention_classes,
+    merged,
+    read_conventions,
+)
 from officescore.ingest.locate import AS_WRITTEN, BY_PATH_END, WITHOUT_UPLOAD_PREFIX, ImageFinder, Located
 from officescore.ingest.split import augmented_from, duplicate_groups, split_groups
 from officescore.ingest.write import (
@@ -55,6 +62,7 @@ from officescore.ingest.write import (
     DATASET_VERSION,
     check_out,
     earlier_split,
+    read_dataset_meta,
     unique_names,
     write_dataset,
 )
@@ -79,6 +87,7 @@ class IngestResult:
     excluded_classes: list[str] = field(default_factory=list)  # classes whose annotations were left out
     # the exports as dataset.json records them (relative to the data set), read back from `out`
     exports: list[str] = field(default_factory=list)
+    conventions: dict[str, Declared] = field(default_factory=dict)  # declared, as dataset.json records
     dropped_categories: list[str] = field(default_factory=list)  # the exports' names not in `classes`
 
     @property
@@ -96,6 +105,7 @@ class IngestResult:
             "duplicate_groups": self.duplicate_groups,
             "problems": [p.to_dict() for p in self.problems],
             "excluded_classes": self.excluded_classes,
+            "conventions": as_json(self.conventions),
             "dropped_categories": self.dropped_categories,
         }
 
@@ -629,6 +639,7 @@ def ingest_export(
     reporter: Reporter = SILENT,
     attributes: AttributeSchema | None = None,
     last_wins: bool = False,
+    conventions: Mapping[str, Declared | None] | None = None,
 ) -> IngestResult:
     """Check, repair, split and write a COCO export as an officescore data set in `out`.
 
@@ -642,6 +653,8 @@ def ingest_export(
     `dataset.json` records it, restricted to the classes kept.
     `last_wins`: a photo in several exports (byte for byte) keeps only the labels of the last export
     holding it, so a review project's export given last corrects the photos it reviewed.
+    `conventions`: declared labelling conventions (None drops one), over those of the data set
+    already in `out`, which carry over; dataset.json records them for the classes kept.
     """
     exports, out = _export_list(export), Path(out)
     if last_wins and len(exports) < 2:
@@ -663,6 +676,8 @@ def ingest_export(
     # the exports' classes, matched by name, in order of first appearance
     class_order = list(dict.fromkeys(name for c, _ in categories for name in c.order))
     wanted = _requested_classes(class_order, classes) if classes is not None else None
+    # a misspelt class is refused before the slow work
+    check_convention_classes(conventions or {}, wanted if wanted is not None else class_order)
 
     schema = attributes if attributes is not None else load_schema()
     problems: list[Problem] = []
@@ -729,6 +744,7 @@ def ingest_export(
         {"export": _relative(c.export, out), "images": _relative(c.images_dir, out), "sha256": c.sha256}
         for c in checked
     ]
+    declared = merged(read_conventions(read_dataset_meta(out)), conventions or {}, chosen)  # carried over
     meta = {
         "format": DATASET_FORMAT,
         "version": DATASET_VERSION,
@@ -745,6 +761,7 @@ def ingest_export(
         },
         "category_map": category_map,
         "attributes": schema.restricted(chosen).to_dict(),
+        "conventions": as_json(declared),
         "dropped_categories": dropped_categories,
         "duplicates": {"phash_threshold": PHASH_THRESHOLD, "groups": dup_groups},
         "officescore_version": __version__,
@@ -753,7 +770,16 @@ def ingest_export(
     left_out = [name for name in class_order if name in excluded_classes]
     recorded = [os.path.normpath(out / source["export"]) for source in sources]
     return IngestResult(
-        out, chosen, counts, problems, category_map, dup_groups, left_out, recorded, dropped_categories
+        out,
+        chosen,
+        counts,
+        problems,
+        category_map,
+        dup_groups,
+        left_out,
+        recorded,
+        conventions=declared,
+        dropped_categories=dropped_categories,
     )
 
 

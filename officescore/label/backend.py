@@ -39,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from officescore.errors import DataError, UserError
+from officescore.errors import DataError, ModelError, UserError
 from officescore.label.client import LabelStudio, LabelStudioError
 from officescore.label.formats import POLYGON, LabelSchema, prediction
 from officescore.label.interactive.service import ClickService, wants
@@ -143,7 +143,10 @@ class Backend:
                 before = self._loaded.model.version if self._loaded else None
                 if str(self.precision).lower() == "int8" and self.calibration:  # holds up predictions
                     self.log(f"calibrating int8 on {len(self.calibration)} photo source(s)")
-                loaded = self._load(source, threshold)
+                try:
+                    loaded = self._load(source, threshold)
+                except (DataError, ValueError) as exc:  # the model's fault, not the request's: a 500
+                    raise ModelError(f"{source}: {exc}") from exc
                 self._loaded = _Loaded(key, loaded, suggest)
                 if before is None and self.trainer is not None and not self._starting:  # banner: none yet
                     self.log(f"first model {loaded.version} ({_words(threshold, loaded)})")
@@ -501,7 +504,15 @@ def make_server(backend: Backend, host: str = DEFAULT_HOST, port: int = DEFAULT_
 def start(server: ThreadingHTTPServer) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, name="officescore-ml-backend", daemon=True)
     thread.start()
+    threading.Thread(target=_import_brush_codec, name="officescore-warm-up", daemon=True).start()
     return thread
+
+
+def _import_brush_codec() -> None:
+    """Import Label Studio's brush RLE codec now: its package loads the SDK's whole converter (1.5-4 s
+    measured on 2 cores), which the first brush answer (a click's mask) would otherwise wait for."""
+    with contextlib.suppress(ImportError):  # `label backend` checked the extra; a caller may not have
+        import label_studio_sdk.converter.brush  # noqa: F401
 
 
 def url_of(server: ThreadingHTTPServer) -> str:

@@ -11,7 +11,7 @@ never made is left unused, never a task twice).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from officescore import DEFAULT_CLASSES
 from officescore.attributes import AttributeSchema, load_schema
 from officescore.errors import ConfigError
+from officescore.ingest.conventions import Declared, check_convention_classes, with_conventions
 from officescore.label.client import LabelStudio, LabelStudioError, Project
 from officescore.label.formats import (
     IGNORE_TAG,
@@ -116,6 +117,7 @@ def push_images(
     reporter: Reporter = SILENT,
     attributes: AttributeSchema | None = None,
     interactive: bool = False,
+    conventions: Mapping[str, Declared | None] | None = None,
 ) -> PushResult:
     """Add the photos not yet in project `title`, each with the model's prediction when `loaded`.
 
@@ -126,6 +128,7 @@ def push_images(
     attribute values go into the predictions. An existing project keeps its kind, and a `mask`
     that differs from it is refused rather than dropped.
     `interactive`: the project gets the click-to-mask tools (a project made earlier too).
+    `conventions`: declared labelling conventions for the project's instructions (`declare_conventions`).
     """
     images = collect_images(inputs)
     names = [relative_name(i.path, Path(local_root), "--local-root") for i in images] if local_root else None
@@ -159,6 +162,7 @@ def push_images(
             "or use a new --project"
         )
     notes = _attribute_notes(title, asked, schema, created)
+    notes += declare_conventions(client, project, conventions) if conventions else []
     present = set() if created else existing_sha256s(client, project.id)
     todo = [(n, img) for n, img in enumerate(images) if img.sha256 not in present]
     already_there = len(images) - len(todo)
@@ -246,6 +250,22 @@ def _reconfigured(client: LabelStudio, project: Project, config: str) -> Project
     return Project(project.id, project.title, LabelSchema.from_config(config), config)
 
 
+def declare_conventions(
+    client: LabelStudio, project: Project, given: Mapping[str, Declared | None]
+) -> list[str]:
+    """Write the declared conventions into the project's labelling instructions (shown to labellers
+    before they label), over those an earlier push wrote there; the other instructions stay."""
+    check_convention_classes(given, project.schema.classes)
+    current = client.call("read the project", lambda: client.sdk.projects.get(id=project.id))
+    text, declared = with_conventions(str(current.expert_instruction or ""), given, project.schema.classes)
+    fields: dict[str, Any] = {"expert_instruction": text}
+    if declared:  # shown before labelling, not only behind the instructions button
+        fields["show_instruction"] = True
+    client.set_project(project.id, **fields)
+    said = "; ".join(f"{name}={d.convention}" for name, d in declared.items()) or "none"
+    return [f"project {project.title!r}: labelling instructions hold the conventions {said}"]
+
+
 def storage_folders(photos: Sequence[Path], local_root: Path) -> list[Path]:
     """The folders local-files storages are made for: per folder directly below `local_root`
     (Label Studio's LOCAL_FILES_DOCUMENT_ROOT, which it refuses as a storage itself), the common
@@ -309,6 +329,7 @@ def push_tasks_file(
     tasks_file: Path,
     local_root: Path | None = None,
     reporter: Reporter = SILENT,
+    conventions: Mapping[str, Declared | None] | None = None,
 ) -> PushResult:
     """Import a tasks file written by `prelabel --format labelstudio`, `audit --labelstudio` or
     `select --labelstudio` (its labelling config beside it), predictions and annotations included.
@@ -346,6 +367,7 @@ def push_tasks_file(
             f"project {title!r}: added the {IGNORE_TAG!r} rectangles to its labelling config, so that "
             "ignore regions show and stay when a labeller saves a task"
         )
+    notes += declare_conventions(client, project, conventions) if conventions else []
     todo, skipped, served = [], 0, []
     with reporter.stage("preparing tasks", total=len(tasks)) as stage:
         for task in tasks:

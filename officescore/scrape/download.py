@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from officescore.images import MAX_PIXELS, to_rgb
-from officescore.scrape.providers.base import retry_after_seconds
+from officescore.scrape.providers.base import local_error, retry_after_seconds
 
 K = TypeVar("K")
 
@@ -68,6 +68,12 @@ class DownloadConfig:
     max_redirects: int = 5
     allow_private_hosts: bool = False
     user_agent: str = USER_AGENT
+
+
+def total_timeout_for(read_timeout: float) -> float:
+    """The total timeout that goes with a read timeout (`--timeout`): four reads' worth, never under
+    the default 60 s. A slow link's user raises --timeout, and a large photo gets longer too."""
+    return max(DownloadConfig.total_timeout, 4 * read_timeout)
 
 
 @dataclass
@@ -372,6 +378,9 @@ class Downloader:
                     reason = "certificate verify failed" if verify else "TLS handshake failed"
                     raise _Rejected("http_error", f"{reason} for {urlsplit(current).hostname}") from None
                 except requests.RequestException as exc:
+                    cause = local_error(exc)
+                    if cause is not None:  # our request, not the host: no later try can help
+                        raise _Rejected("refused", f"not sent ({type(exc).__name__}): {cause}") from None
                     raise _Retry("unavailable", f"connection failed: {type(exc).__name__}") from None
                 with response:
                     if response.status_code in REDIRECT_CODES and response.headers.get("Location"):

@@ -2,7 +2,8 @@
 
 Every photo gets a credit line in the form its licence asks for, whatever the provider:
 - CC BY, BY-SA, BY-NC, ... : title, author, source and licence, each linked (CC's "TASL");
-- CC0 and the Public Domain Mark: no attribution required, credit given as a courtesy;
+- CC0, the Public Domain Mark and Commons' "Public domain": no attribution required, credit given
+  as a courtesy;
 - the Unsplash License: "Photo by <photographer> on Unsplash", both linked (Unsplash's guidelines);
 - no licence stated (Google's results): the filter it was found with and a warning to check.
 
@@ -26,6 +27,7 @@ from officescore.scrape.manifest import CREDIT_COLUMNS, MANIFEST_NAME, RESULT_CO
 LICENSE_NAMES = {
     "cc0": "CC0 1.0",
     "pdm": "Public Domain Mark",
+    "pd": "Public domain",  # as Commons states it: no mark and no deed to link
     "by": "CC BY",
     "by-sa": "CC BY-SA",
     "by-nc": "CC BY-NC",
@@ -35,7 +37,7 @@ LICENSE_NAMES = {
     "unsplash": "Unsplash License",
     "unsplash+": "Unsplash+ License",
 }
-PUBLIC_DOMAIN = ("cc0", "pdm")
+PUBLIC_DOMAIN = ("cc0", "pdm", "pd")
 SOURCE_NAMES = {"wikimedia_commons": "Wikimedia Commons", "flickr": "Flickr", "unsplash": "Unsplash"}
 UNSPLASH_HOME = "https://unsplash.com/?utm_source=officescore&utm_medium=referral"
 EXPORT_COLUMNS = (*RESULT_COLUMNS, "credit")
@@ -157,11 +159,18 @@ def _attribution_entry(row: Any, path: str) -> str:
         f"- Credit: {credit(row)}",
         f"- Landing page: {row['landing_page'] or 'unknown'}",
         f"- Image URL: {row['url']}",
-        f'- Found via: {row["provider"]}, query "{_md(row["query"])}"',
+        f'- Found via: {row["provider"]}, query "{_md(row["query"])}"{_stated_by(row)}',
     ]
     if row["attribution"]:
         lines.append(f"- Attribution text: {_md(row['attribution'])}")
     return "\n".join(lines)
+
+
+def _stated_by(row: Any) -> str:
+    """Who stated the licence, where it was not the finder named before it (a later provider that
+    found the same URL, or a byte-identical copy)."""
+    said = row["license_from"]
+    return f"; licence stated by {said}" if said and said != row["provider"] else ""
 
 
 def _licences_of_copies(rows: list[Any]) -> list[Any]:
@@ -175,7 +184,10 @@ def _licences_of_copies(rows: list[Any]) -> list[Any]:
     out = []
     for row in rows:
         copy = stated.get(row["id"]) if row["status"] == "ok" and not row["license"] else None
-        out.append(row if copy is None else {**dict(row), **{name: copy[name] for name in CREDIT_COLUMNS}})
+        if copy is not None:
+            said = copy["license_from"] or copy["provider"]  # a row from before license_from
+            row = {**dict(row), **{name: copy[name] for name in CREDIT_COLUMNS}, "license_from": said}
+        out.append(row)
     return out
 
 

@@ -47,6 +47,7 @@ RESULT_COLUMNS = (
     "license",
     "license_version",
     "license_url",
+    "license_from",
     "creator",
     "creator_url",
     "attribution",
@@ -81,7 +82,8 @@ CREATE TABLE IF NOT EXISTS results (
     sha256 TEXT, phash TEXT, width INTEGER, height INTEGER, bytes INTEGER, path TEXT,
     duplicate_of INTEGER REFERENCES results(id), distance INTEGER,
     attempts INTEGER NOT NULL DEFAULT 0,
-    found_at TEXT NOT NULL, fetched_at TEXT
+    found_at TEXT NOT NULL, fetched_at TEXT,
+    license_from TEXT
 );
 CREATE INDEX IF NOT EXISTS results_status ON results(status);
 CREATE INDEX IF NOT EXISTS results_sha ON results(sha256);
@@ -114,6 +116,9 @@ CREATE TABLE IF NOT EXISTS tracking (
 """
 # The tables after `quota` were added without a schema bump: CREATE IF NOT EXISTS gives an older
 # manifest empty ones, which is what it would have held (no hours, cursors or tracking yet).
+# Likewise these results columns, added to an older manifest empty (`_add_columns`):
+# license_from: the provider that stated the row's licence (the finder, or a later one: `_adopt_licence`).
+ADDED_COLUMNS = {"license_from": "TEXT"}
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,7 @@ class Manifest:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(_SCHEMA)
+            self._add_columns()
             self._check_version()
         except BaseException as exc:
             self.close()
@@ -187,6 +193,12 @@ class Manifest:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _add_columns(self) -> None:
+        have = {row["name"] for row in self.db.execute("PRAGMA table_info(results)")}
+        for name, kind in ADDED_COLUMNS.items():
+            if name not in have:
+                self.db.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
 
     def _check_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -318,7 +330,8 @@ class Manifest:
                 inserted = db.execute(
                     "INSERT OR IGNORE INTO results(provider, query, filters, page, rank, url, landing_page, "
                     "title, rights, license, license_version, license_url, creator, creator_url, "
-                    "attribution, source, mime, found_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "attribution, source, mime, found_at, license_from) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         provider,
                         query,
@@ -338,11 +351,12 @@ class Manifest:
                         result.source,
                         result.mime,
                         when,
+                        provider if result.license else None,
                     ),
                 )
                 new += inserted.rowcount
                 if not inserted.rowcount and result.license:
-                    _adopt_licence(db, result)
+                    _adopt_licence(db, result, provider)
                 if inserted.rowcount and result.track_url:
                     db.execute(
                         "INSERT INTO tracking(result_id, provider, url) VALUES (?, ?, ?)",
@@ -422,18 +436,20 @@ class Manifest:
         return {row["status"]: row["n"] for row in rows}
 
     def query_table(self) -> list[dict[str, Any]]:
-        """Per (provider, query, filters): pages fetched, last page seen, results by status."""
+        """Per (provider, query, filters): pages fetched, last page seen, results the pages returned
+        (`found`: what the calls paid for) and the rows they added by status (`results`: those no
+        other query or provider had found first)."""
         pages = {
-            (r["provider"], r["query"], r["filters"]): (r["pages"], bool(r["last"]))
+            (r["provider"], r["query"], r["filters"]): (r["pages"], bool(r["last"]), r["found"])
             for r in self.db.execute(
                 # MAX, as in `progress`: --status and the run agree when a page row was deleted.
-                "SELECT provider, query, filters, MAX(page) AS pages, MAX(last) AS last FROM pages "
-                "GROUP BY provider, query, filters"
+                "SELECT provider, query, filters, MAX(page) AS pages, MAX(last) AS last, "
+                "SUM(results) AS found FROM pages GROUP BY provider, query, filters"
             )
         }
         table: dict[tuple[str, str, str], dict[str, Any]] = {
-            key: {"pages": n, "last_page_seen": last, "results": 0, "by_status": {}}
-            for key, (n, last) in pages.items()
+            key: {"pages": n, "last_page_seen": last, "found": found, "results": 0, "by_status": {}}
+            for key, (n, last, found) in pages.items()
         }
         for r in self.db.execute(
             "SELECT provider, query, filters, status, COUNT(*) AS n FROM results "
@@ -441,7 +457,7 @@ class Manifest:
         ):
             entry = table.setdefault(
                 (r["provider"], r["query"], r["filters"]),
-                {"pages": 0, "last_page_seen": False, "results": 0, "by_status": {}},
+                {"pages": 0, "last_page_seen": False, "found": 0, "results": 0, "by_status": {}},
             )
             entry["results"] += r["n"]
             entry["by_status"][r["status"]] = r["n"]
@@ -463,14 +479,15 @@ CREDIT_COLUMNS = (
 )
 
 
-def _adopt_licence(db: sqlite3.Connection, result: SearchResult) -> None:
+def _adopt_licence(db: sqlite3.Connection, result: SearchResult, provider: str) -> None:
     """An image found again by a provider that states its licence, where the first finder stated none
     (Google never does): the stating provider's credit fields replace the first finder's, all of them
-    together so a credit never links one provider's page with another's licence."""
-    assignments = ", ".join(f"{name} = ?" for name in CREDIT_COLUMNS)
+    together so a credit never links one provider's page with another's licence; `license_from`
+    names that provider (the row's `provider` stays its finder)."""
+    assignments = ", ".join(f"{name} = ?" for name in (*CREDIT_COLUMNS, "license_from"))
     db.execute(
         f"UPDATE results SET {assignments} WHERE url = ? AND (license IS NULL OR license = '')",  # noqa: S608
-        (*(getattr(result, name) for name in CREDIT_COLUMNS), result.url),
+        (*(getattr(result, name) for name in CREDIT_COLUMNS), provider, result.url),
     )
 
 

@@ -182,10 +182,19 @@ def _exclusive(out: Path) -> Iterator[None]:
 class _Run:
     """State of one scrape run."""
 
-    def __init__(self, config: ScrapeConfig, manifest: Manifest, provider: ImageProvider, reporter: Reporter):
+    def __init__(
+        self,
+        config: ScrapeConfig,
+        manifest: Manifest,
+        provider: ImageProvider,
+        reporter: Reporter,
+        started: str | None = None,
+    ):
         self.config = config
         self.manifest = manifest
         self.provider = provider
+        # The provider the run started with: --daily-quota / --hourly-quota are its, not a fallback's.
+        self.started = started or provider.name
         self.reporter = reporter
         self.calls = 0
         self.pages = 0
@@ -201,7 +210,8 @@ class _Run:
         return Scrubber(self.provider.secrets())(text)
 
     def state(self) -> QuotaState:
-        return quota_state(self.manifest, self.provider.name, *self.config.limits(self.provider.name))
+        name = self.provider.name
+        return quota_state(self.manifest, name, *self.config.limits(name, self.started))
 
     # ---- the ledger ---------------------------------------------------------------------------
     def spend(self) -> QuotaState:
@@ -426,7 +436,8 @@ def _search(run: _Run, config: ScrapeConfig, notices: list[str]) -> _Run:
             ) from None
         notice = f"{exc}; searching {FALLBACK} instead"
         notices.append(notice)
-        fallback = _Run(config, run.manifest, make_provider(config, FALLBACK, fallback=True), run.reporter)
+        fallback_provider = make_provider(config, FALLBACK, fallback=True)
+        fallback = _Run(config, run.manifest, fallback_provider, run.reporter, started=run.started)
         # What Google found before it closed stays in the manifest and in this run's counts.
         fallback.calls, fallback.pages, fallback.new_results = run.calls, run.pages, run.new_results
         fallback.search_all([notice])

@@ -14,7 +14,7 @@ from datetime import tzinfo
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from officescore.config import DEFAULT_RAW_DIR, load_config, secret
+from officescore.config import DEFAULT_RAW_DIR, load_config, provider_quotas, secret
 from officescore.errors import ConfigError
 from officescore.scrape import quota as clock
 from officescore.scrape.dedup import DEFAULT_NEAR_DUP_THRESHOLD
@@ -69,8 +69,13 @@ class ScrapeConfig:
     queries: list[str]
     provider: str = AUTO
     per_query: int = 100
-    daily_quota: int | None = None  # None: the provider's own default (Google's free tier: 100)
-    hourly_quota: int | None = None  # None: the provider's own (Unsplash demo key: 50)
+    # --daily-quota / --hourly-quota, for the provider the command searches (auto: its pick at the
+    # start). None: its [scrape.<name>] quota, else its own default (Google's free tier: 100 a day;
+    # Unsplash's demo key: 50 an hour).
+    daily_quota: int | None = None
+    hourly_quota: int | None = None
+    # [scrape.<name>] daily-quota / hourly-quota from officescore.toml: {name: {"daily_quota": n}}
+    provider_quotas: dict[str, dict[str, int]] = field(default_factory=dict)
     out: Path = DEFAULT_RAW_DIR
     rights: str = DEFAULT_RIGHTS
     safe: str = "active"
@@ -134,15 +139,22 @@ class ScrapeConfig:
         if d.retries < 0 or self.api_retries < 0:
             raise ConfigError("--retries must be 0 or more")
 
-    def limits(self, name: str) -> tuple[int, int | None]:
-        """(calls per quota day, calls per hour or None) for the provider called `name`."""
+    def limits(self, name: str, searched: str | None = None) -> tuple[int, int | None]:
+        """(calls per quota day, calls per hour or None) for the provider called `name`: the flags
+        where it is the provider the command searches (`searched`; None: whichever), else its
+        [scrape.<name>] quotas, else its own defaults."""
         cls = PROVIDER_CLASSES.get(name)
-        hourly = self.hourly_quota if self.hourly_quota is not None else (cls.hourly_limit if cls else None)
-        daily = self.daily_quota if self.daily_quota is not None else (cls.daily_limit if cls else 100)
+        chosen = dict(self.provider_quotas.get(name, {}))
+        if searched in (None, name):
+            flags = {"daily_quota": self.daily_quota, "hourly_quota": self.hourly_quota}
+            chosen.update({key: value for key, value in flags.items() if value is not None})
+        set_daily, set_hourly = chosen.get("daily_quota"), chosen.get("hourly_quota")
+        hourly = set_hourly if set_hourly is not None else (cls.hourly_limit if cls else None)
+        daily = set_daily if set_daily is not None else (cls.daily_limit if cls else 100)
         # A day that is only 24 of the provider's hours (Unsplash, Flickr) follows a new hourly
         # limit: a production Unsplash key (--hourly-quota 5000) is not held to 1200 a day.
         derived = cls is not None and cls.hourly_limit and cls.daily_limit == 24 * cls.hourly_limit
-        if self.daily_quota is None and derived and hourly is not None:
+        if set_daily is None and derived and hourly is not None:
             daily = 24 * hourly
         return daily, hourly
 
@@ -161,6 +173,7 @@ _SECRET_FIELDS = {
 def secrets_from_environment(config: ScrapeConfig) -> ScrapeConfig:
     """Fill in keys (and endpoints) from the environment / officescore.toml [scrape] where not given."""
     table = load_config()
+    config.provider_quotas = config.provider_quotas or provider_quotas(table)
     for field_name, key in _SECRET_FIELDS.items():
         if not getattr(config, field_name):
             setattr(config, field_name, secret("scrape", key, table))

@@ -119,6 +119,7 @@ def status(config: ScrapeConfig) -> ScrapeStatus:
                         "filters": provider_filters,
                         "pages": 0,
                         "last_page_seen": False,
+                        "found": 0,
                         "results": 0,
                         "by_status": {},
                     }
@@ -127,7 +128,7 @@ def status(config: ScrapeConfig) -> ScrapeStatus:
         for row in table:
             row["complete"] = row["last_page_seen"] or (row["provider"] == name and row["pages"] >= wanted)
         providers = sorted({row["provider"] for row in table} | manifest.ledger_providers() | {name})
-        quotas = [quota_state(manifest, p, *config.limits(p)) for p in providers]
+        quotas = [quota_state(manifest, p, *config.limits(p, name)) for p in providers]
         # A closed API has no calls left: "google: 0/100 calls, 100 left" after the cut-off misled.
         # The day it answered that it is closed, the calls that cost are still shown.
         quotas = [q for q in quotas if q.calls or not _closed(q.provider, manifest)]

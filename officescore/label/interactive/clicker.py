@@ -263,21 +263,31 @@ def _around(clicks: Sequence[Click], mask: np.ndarray, box: Sequence[float]) -> 
     times the click's distance to the mask's edge (a labeller clicks inside the wrong region, so the
     distance says how large it is), at least MIN_REACH px and at most CORRECTION_REACH of the
     object's box's longer side."""
-    import cv2
-
     most = max(CORRECTION_REACH * max(box[2] - box[0], box[3] - box[1]), MIN_REACH)
     binary = mask.astype(np.uint8)
-    to_edge: dict[bool, np.ndarray] = {}  # inside / outside -> distance to the other side, made once
     free = np.zeros(mask.shape[:2], dtype=bool)
     for c in clicks:
         x, y = min(int(c.x), mask.shape[1] - 1), min(int(c.y), mask.shape[0] - 1)
-        inside = bool(binary[y, x])
-        if inside not in to_edge:
-            to_edge[inside] = cv2.distanceTransform(binary if inside else 1 - binary, cv2.DIST_L2, 3)
-        reach = min(max(REACH_PER_DISTANCE * float(to_edge[inside][y, x]), MIN_REACH), most)
+        region = binary if binary[y, x] else 1 - binary  # the click's side of the edge
+        distance = _to_edge(region, x, y, most / REACH_PER_DISTANCE)
+        reach = min(max(REACH_PER_DISTANCE * distance, MIN_REACH), most)
         x0, y0 = max(int(c.x - reach), 0), max(int(c.y - reach), 0)
         free[y0 : max(int(np.ceil(c.y + reach)), 0), x0 : max(int(np.ceil(c.x + reach)), 0)] = True
     return free
+
+
+def _to_edge(region: np.ndarray, x: int, y: int, enough: float) -> float:
+    """OpenCV's distance (DIST_L2, 3x3) from pixel (x, y) of `region` (uint8, 1 on the click's side)
+    to its nearest 0: as the whole photo's transform gives it (to float rounding) up to `enough`, and
+    at least `enough` beyond. Only a window around the pixel is transformed (the whole of a 12 MP
+    photo took 0.4 s): a 3x3 distance d has its point within d / 0.955 px in x and y (0.955: a
+    straight step's weight), and no shorter path leaves that box."""
+    import cv2
+
+    reach = int(np.ceil(enough / 0.955)) + 2
+    top, left = max(y - reach, 0), max(x - reach, 0)
+    window = np.ascontiguousarray(region[top : y + reach + 1, left : x + reach + 1])
+    return float(cv2.distanceTransform(window, cv2.DIST_L2, 3)[y - top, x - left])
 
 
 def _at(mask: np.ndarray, click: Click) -> bool:

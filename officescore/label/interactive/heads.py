@@ -180,20 +180,24 @@ class Heads:
         decoded = heads.box_coder.decode(deltas.float(), [boxes]).reshape(len(boxes), -1, 4)[:, label]
         return probs, box_ops.clip_boxes_to_image(decoded, feats.image_size)
 
-    def _masks(self, feats: Features, boxes: torch.Tensor, label: int, width: int, height: int) -> np.ndarray:
-        """The mask head's probabilities of `label` in each box, pasted at the photo's size (N x H x W)."""
+    def _probabilities(
+        self, feats: Features, boxes: torch.Tensor, label: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mask head's probabilities of `label` in each box (N x 1 x M x M) and the boxes in photo px."""
         import torch
-        from torchvision.models.detection.roi_heads import paste_masks_in_image
 
         heads = self.model.roi_heads
         with self._running():
             pooled = heads.mask_roi_pool(feats.features, [boxes], [feats.image_size])
             logits = heads.mask_predictor(heads.mask_head(pooled))
-        probs = logits.float()[:, label : label + 1].sigmoid()
         sx, sy = feats.scale
-        photo_boxes = boxes / torch.tensor([sx, sy, sx, sy], device=boxes.device)
-        pasted = paste_masks_in_image(probs, photo_boxes, (height, width), padding=1)
-        return pasted[:, 0].cpu().numpy()
+        return logits.float()[:, label : label + 1].sigmoid(), boxes / torch.tensor(
+            [sx, sy, sx, sy], device=boxes.device
+        )
+
+    def _masks(self, feats: Features, boxes: torch.Tensor, label: int, width: int, height: int) -> np.ndarray:
+        """The mask head's probabilities of `label` in each box, pasted at the photo's size (N x H x W)."""
+        return _pasted(*self._probabilities(feats, boxes, label), width, height)
 
     def box(
         self, feats: Features, box: Sequence[float], label: int, width: int, height: int, refine: bool = True
@@ -243,15 +247,20 @@ class Heads:
             boxes, fits = boxes[order], fits[order]
             if float(fits[0]) < MIN_FIT:
                 return None
-        masks = self._masks(feats, boxes, label, width, height)
-        best = max(range(len(boxes)), key=lambda i: (_agreement(masks[i], clicks), float(fits[i])))
-        missed = [c for c in positives if not _inside(masks[best], c)]
+        # Candidates are compared at the clicks alone: pasting each at a 12 MP photo's size took ~0.5 s.
+        probs, photo_boxes = self._probabilities(feats, boxes, label)
+        values = _at_clicks(probs, photo_boxes, clicks, width, height)
+        best = max(range(len(boxes)), key=lambda i: (_agreement(values[i], clicks), float(fits[i])))
+        missed = [c for c, value in zip(clicks, values[best], strict=True) if c.positive and value <= 0.5]
         if missed:  # a positive click outside the best mask: the object is larger than its box
             grown = self._to_model(feats, [_grown(self._to_photo(feats, boxes[best]), missed)])
-            extra = self._masks(feats, grown, label, width, height)[0]
-            if _agreement(extra, clicks) > _agreement(masks[best], clicks):
+            grown_probs, grown_box = self._probabilities(feats, grown, label)
+            grown_values = _at_clicks(grown_probs, grown_box, clicks, width, height)[0]
+            if _agreement(grown_values, clicks) > _agreement(values[best], clicks):
+                extra = _pasted(grown_probs, grown_box, width, height)[0]
                 return _answer(extra, self._to_photo(feats, grown[0]), float(fits[best]))
-        return _answer(masks[best], self._to_photo(feats, boxes[best]), float(fits[best]))
+        mask = _pasted(probs[best : best + 1], photo_boxes[best : best + 1], width, height)[0]
+        return _answer(mask, self._to_photo(feats, boxes[best]), float(fits[best]))
 
     def _to_model(self, feats: Features, boxes: Sequence[Sequence[float]]) -> torch.Tensor:
         import torch
@@ -277,14 +286,57 @@ def _holding(boxes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return inside.all(dim=1)
 
 
-def _inside(probabilities: np.ndarray, click: Click) -> bool:
-    height, width = probabilities.shape
-    return bool(probabilities[min(int(click.y), height - 1), min(int(click.x), width - 1)] > 0.5)
+def _pasted(probs: torch.Tensor, photo_boxes: torch.Tensor, width: int, height: int) -> np.ndarray:
+    """Mask probabilities (N x 1 x M x M) pasted into their boxes at the photo's size (N x H x W)."""
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    return paste_masks_in_image(probs, photo_boxes, (height, width), padding=1)[:, 0].cpu().numpy()
 
 
-def _agreement(probabilities: np.ndarray, clicks: Sequence[Click]) -> int:
-    """Clicks the mask agrees with: positive ones inside it, negative ones outside."""
-    return sum(_inside(probabilities, c) == c.positive for c in clicks)
+def _at_clicks(
+    probs: torch.Tensor, photo_boxes: torch.Tensor, clicks: Sequence[Click], width: int, height: int
+) -> np.ndarray:
+    """Each mask's pasted probability at each click (N x C), as `_pasted` gives it there (torchvision's
+    padding and box rounding, the resize's formula: equal to float rounding), without resizing any
+    mask to its box's size (0.3 s for six candidates on a 12 MP photo)."""
+    import torch
+    from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
+
+    masks, scale = expand_masks(probs, padding=1)
+    grids = masks[:, 0].cpu().numpy().astype(np.float32)
+    boxes = expand_boxes(photo_boxes, scale).to(dtype=torch.int64).tolist()
+    pixels = [(min(int(c.x), width - 1), min(int(c.y), height - 1)) for c in clicks]
+    values = np.zeros((len(boxes), len(clicks)), dtype=np.float32)
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        rows, columns = max(y1 - y0 + 1, 1), max(x1 - x0 + 1, 1)  # the box's size, as the paste's
+        for j, (x, y) in enumerate(pixels):
+            if x0 <= x <= x1 and y0 <= y <= y1:  # the pasted box's pixels; zero elsewhere
+                values[i, j] = _resized_at(grids[i], rows, columns, y - y0, x - x0)
+    return values
+
+
+def _resized_at(grid: np.ndarray, rows: int, columns: int, row: int, column: int) -> float:
+    """Pixel (row, column) of `grid` resized to rows x columns by PyTorch's bilinear interpolation
+    (align_corners=False), computed alone with its formula in float32."""
+    (r0, r1, wr), (c0, c1, wc) = _source(row, grid.shape[0], rows), _source(column, grid.shape[1], columns)
+    one = np.float32(1)
+    top = (one - wc) * grid[r0, c0] + wc * grid[r0, c1]
+    bottom = (one - wc) * grid[r1, c0] + wc * grid[r1, c1]
+    return float((one - wr) * top + wr * bottom)
+
+
+def _source(index: int, size_in: int, size_out: int) -> tuple[int, int, np.float32]:
+    """The two source pixels of output `index` and the weight of the second (PyTorch's rule)."""
+    f = np.float32
+    where = max(f(size_in) / f(size_out) * (f(index) + f(0.5)) - f(0.5), f(0))
+    first = int(where)
+    second = first + 1 if first < size_in - 1 else first
+    return first, second, min(max(where - f(first), f(0)), f(1))
+
+
+def _agreement(values: np.ndarray, clicks: Sequence[Click]) -> int:
+    """Clicks a mask agrees with (its probabilities at them): positive ones inside, negative outside."""
+    return sum(bool(value > 0.5) == c.positive for value, c in zip(values, clicks, strict=True))
 
 
 def _grown(box: list[float], clicks: Sequence[Click]) -> list[float]:

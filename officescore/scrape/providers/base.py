@@ -23,16 +23,18 @@ MIME_SUBTYPES = {"jpg": "jpeg", "tif": "tiff", "svg": "svg+xml"}
 # --rights names -> licence codes (Openverse's codes; every provider maps onto these).
 # "unsplash": the Unsplash License allows copying, changing and commercial use like CC BY (and
 # asks for no more), so a filter that accepts CC BY accepts it; Unsplash+ photos never match.
+# "pd": public domain as Commons states it (by age, by origin), which carries no CC mark.
 RIGHTS_TO_LICENSES: dict[str, tuple[str, ...]] = {
-    "cc_publicdomain": ("cc0", "pdm"),
+    "cc_publicdomain": ("cc0", "pdm", "pd"),
     "cc_attribute": ("by", "unsplash"),
     "cc_sharealike": ("by-sa",),
     "cc_noncommercial": ("by-nc", "by-nc-sa"),
     "cc_nonderived": ("by-nd", "by-nc-nd"),
 }
-# What Openverse accepts in its `license` parameter (kept as the old public name).
+# What Openverse accepts in its `license` parameter (kept as the old public name): its own codes.
 RIGHTS_TO_OPENVERSE = {
-    name: tuple(code for code in codes if code != "unsplash") for name, codes in RIGHTS_TO_LICENSES.items()
+    name: tuple(code for code in codes if code not in ("unsplash", "pd"))
+    for name, codes in RIGHTS_TO_LICENSES.items()
 }
 
 
@@ -225,9 +227,43 @@ def get_json(session: Any, label: str, url: str, timeout: float, **kwargs: Any) 
     try:
         response = session.get(url, timeout=(10, timeout), **kwargs)
     except requests.RequestException as exc:
-        raise TransientError(f"{label} unreachable: {type(exc).__name__}") from None
+        raise request_failed(label, exc) from None
     try:
         answer = response.json()
     except ValueError:
         answer = None
     return response.status_code, answer, response
+
+
+BAD_URL = "the URL is not valid"
+
+
+def local_error(exc: Exception) -> str | None:
+    """What to check when requests refused to send our own request (a header or URL it cannot
+    carry): no retry, and no later run, can help. None for trouble on the way (the network)."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.InvalidHeader):
+        return (
+            "a header holds a character no header can carry "
+            "(a newline or a quote pasted into a key or --contact?)"
+        )
+    bad_url = (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.InvalidSchema,
+        requests.exceptions.MissingSchema,
+        requests.exceptions.URLRequired,
+    )
+    return BAD_URL if isinstance(exc, bad_url) else None
+
+
+def request_failed(label: str, exc: Exception) -> Exception:
+    """A failed request as the error the run acts on: our own request's fault is final, in one line
+    naming the cause (it was "unreachable ... after 3 tries, run again later", three calls spent);
+    the rest a TransientError, retried. Only the exception's type is named: requests puts the full
+    URL (a key) and the header values in its messages."""
+    cause = local_error(exc)
+    if cause is not None:
+        where = " (check --api-endpoint or OFFICESCORE_<PROVIDER>_ENDPOINT)" if cause == BAD_URL else ""
+        return ProviderError(f"{label}: the request could not be sent ({type(exc).__name__}): {cause}{where}")
+    return TransientError(f"{label} unreachable: {type(exc).__name__}")

@@ -26,6 +26,7 @@ from officescore.scrape.providers.base import (
     as_int,
     keep_allowed,
     mime_type,
+    request_failed,
     retry_after_seconds,
 )
 
@@ -120,7 +121,7 @@ class OpenverseProvider(NoTracking):
                 method, self._base + path, headers=headers, timeout=(10, self.timeout), **kwargs
             )
         except requests.RequestException as exc:
-            raise TransientError(f"Openverse unreachable: {type(exc).__name__}") from None
+            raise request_failed("Openverse", exc) from None
         status = response.status_code
         if status == 429:
             # Openverse's limits (a per-minute burst, a per-day sustained rate) are rolling windows,

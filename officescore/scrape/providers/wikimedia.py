@@ -60,8 +60,12 @@ def commons_license(short: str | None, code: str | None) -> tuple[str | None, st
     key = (code or "").lower()
     if name.startswith("cc0") or key == "cc0":
         return "cc0", "1.0"
-    if name.startswith("public domain") or key in ("pd", "pdm") or name == "pdm":
-        return "pdm", None
+    if name.startswith("public domain mark") or key == "pdm" or name == "pdm":
+        return "pdm", "1.0"  # the Creative Commons mark itself (1.0 is its only version)
+    if name.startswith("public domain") or key == "pd":
+        # Public domain as Commons states it (by age, by origin, by the author's release): not the
+        # CC Public Domain Mark, which such files usually do not carry.
+        return "pd", None
     for text in (key, name.replace(" ", "-")):
         match = _CC.match(text)
         if match:
@@ -119,7 +123,7 @@ class WikimediaProvider(NoTracking):
             self._url = self._url.rstrip("/") + "/w/api.php"  # a bare host: MediaWiki's usual path
         self._allowed = allowed_licenses(self.rights_filter)
         # Commons has no non-commercial or no-derivatives licences: those names match nothing there.
-        if not set(self._allowed) & {"cc0", "pdm", "by", "by-sa"}:
+        if not set(self._allowed) & {"cc0", "pdm", "pd", "by", "by-sa"}:
             raise ConfigError(
                 f"--rights {self.rights_filter!r} allows no licence used on Wikimedia Commons "
                 "(public domain, CC0, CC BY, CC BY-SA); add cc_publicdomain, cc_attribute or cc_sharealike"
