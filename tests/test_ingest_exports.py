@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -907,3 +908,33 @@ def test_absolute_paths_of_another_machine_find_photos_of_one_name_by_their_fold
     splits = [json.loads((tmp_path / "dataset" / f"{s}.json").read_text()) for s in ("train", "val")]
     kept = {im["original_file_name"]: im["sha256"] for split in splits for im in split["images"]}
     assert kept == {f"/mnt/share/{where[n]}": ingest.sha256_file(photos / where[n]) for n in (1, 2)}
+
+
+def test_a_name_in_another_case_finds_its_photo_when_only_one_matches(tmp_path: Path) -> None:
+    """An export made on Windows says `SCENE_000.PNG` where the file is `scene_000.png`: the same
+    file there, "file not found" on Linux."""
+    coco = make_export(tmp_path, n_images=4)
+    coco["images"][0]["file_name"] = "SCENE_000.PNG"
+    coco["images"][1]["file_name"] = "Scene_001.png"
+    for sub, name in (("a", "SCENE_002.png"), ("b", "Scene_002.png")):  # two such files: not a guess
+        (tmp_path / "images" / sub).mkdir()
+        shutil.copy(tmp_path / "images" / "scene_002.png", tmp_path / "images" / sub / name)
+    (tmp_path / "images" / "scene_002.png").unlink()
+    coco["images"][2]["file_name"] = "scene_002.png"
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+
+    found = {p.image: (p.what, p.action) for p in result.problems if p.kind == "image_found_by_name"}
+    how = "file_name is not in the image folder; found by its base name in another case"
+    if (tmp_path / "images" / "SCENE_000.PNG").exists():  # a macOS or Windows folder: found as written
+        assert found == {}
+    else:
+        assert found == {
+            "SCENE_000.PNG": (how, "used scene_000.png"),
+            "Scene_001.png": (how, "used scene_001.png"),
+        }
+    (clash,) = [p for p in result.problems if p.kind == "image_ambiguous"]
+    assert (
+        clash.image == "scene_002.png"
+        and "2 files in the image folder are named scene_002.png in some case" in clash.what
+    )
+    assert result.counts["images"] == 3

@@ -55,7 +55,14 @@ from officescore.ingest.conventions import (
     merged,
     read_conventions,
 )
-from officescore.ingest.locate import AS_WRITTEN, BY_PATH_END, WITHOUT_UPLOAD_PREFIX, ImageFinder, Located
+from officescore.ingest.locate import (
+    AS_WRITTEN,
+    BY_PATH_END,
+    IN_OTHER_CASE,
+    WITHOUT_UPLOAD_PREFIX,
+    ImageFinder,
+    Located,
+)
 from officescore.ingest.split import augmented_from, duplicate_groups, split_groups
 from officescore.ingest.write import (
     DATASET_FORMAT,
@@ -214,6 +221,8 @@ def _location_problem(file_name: str, found: Located, finder: ImageFinder) -> Pr
         how = "found by its name without Label Studio's upload prefix"
     elif found.rule == BY_PATH_END:
         kind, how = "image_found_by_name", "found by its base name and the folders above it"
+    elif found.rule == IN_OTHER_CASE:
+        kind, how = "image_found_by_name", "found by its base name in another case"
     else:
         kind, how = "image_found_by_name", "found by its base name"
     return Problem(file_name, "", kind, f"file_name {where}; {how}", f"used {finder.relative(found.path)}")
