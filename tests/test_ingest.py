@@ -252,11 +252,19 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
     ("file_name_too_long", _set(_image, file_name="a" * 400 + ".png"), "image_missing", "dropped", 5, 10),
     ("image_no_file_name", _set(_image, file_name=None), "image_invalid", "dropped", 5, 10),
     ("image_empty_file_name", _set(_image, file_name=""), "image_invalid", "dropped", 5, 10),
-    (
+    (  # whether image 1's annotations are on scene_000.png or on x.png cannot be told
         "image_duplicate_id",
         _append("images", {"id": 1, "file_name": "x.png"}),
         "image_duplicate_id",
-        "dropped",
+        "dropped, with the annotations",
+        5,
+        10,
+    ),
+    (  # the same entry twice: one photo
+        "image_listed_twice",
+        lambda r, c: c["images"].append(dict(_image(c))),
+        "image_duplicate_id",
+        "later one dropped",
         6,
         12,
     ),
@@ -587,6 +595,42 @@ def test_box_only_export_is_refused_with_advice(tmp_path: Path) -> None:
         ann["segmentation"] = []
     with pytest.raises(DataError, match="needs segmentation masks"):
         ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+
+
+def _all_crowd(root: Path, coco: Coco) -> None:
+    for ann in coco["annotations"]:
+        image = next(im for im in coco["images"] if im["id"] == ann["image_id"])
+        ann["segmentation"], ann["iscrowd"] = masks.encode(_expected_mask(ann, image)), 1
+
+
+@pytest.mark.parametrize(
+    ("mutate", "said", "unsaid"),
+    [
+        pytest.param(lambda r, c: c.update(annotations=[]), ": lists no annotations", "", id="none"),
+        pytest.param(  # a category list exported apart from its labels
+            lambda r, c: c.update(categories=[{"id": 7, "name": "desk"}]),
+            "(of 4: annotation_unknown_category x4), so nothing to train",
+            "boxes alone",
+            id="unknown_categories",
+        ),
+        pytest.param(
+            _all_crowd,
+            "(of 4: 4 crowd region(s) (iscrowd 1; --crowd instances reads them as objects))",
+            "boxes alone",
+            id="crowd_only",
+        ),
+    ],
+)
+def test_nothing_to_train_says_what_became_of_the_annotations(
+    tmp_path: Path, mutate: Mutation, said: str, unsaid: str
+) -> None:
+    """The error named boxes alone whatever the cause; an empty export or category ids its categories
+    do not list made the user re-export masks they already had."""
+    coco = make_export(tmp_path, n_images=2)
+    mutate(tmp_path, coco)
+    with pytest.raises(DataError) as info:
+        ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+    assert said in str(info.value) and (not unsaid or unsaid not in str(info.value))
 
 
 WEIRD_VALUES: list[Any] = [
@@ -1224,6 +1268,54 @@ def test_out_inside_the_image_folder_twice_never_finds_its_own_copies(tmp_path: 
 # ---------------------------------------------------------------- classes
 
 
+def test_a_class_spelt_otherwise_in_another_export_is_the_same_class(tmp_path: Path) -> None:
+    """CVAT's label typed "Chair", Roboflow's "chair": matched by name, they were two classes, each
+    with half the chairs (and a model that learns to tell a chair from a chair)."""
+    cvat = make_export(tmp_path / "cvat", n_images=4, classes=("desk", "Chair", "mug"))
+    roboflow = make_export(tmp_path / "rf", n_images=4, classes=("potted_plant", " chair", "MUG"), seed=1)
+    roboflow["categories"].append({"id": 4, "name": "Potted Plant"})  # the same export, spelt twice
+    roboflow["annotations"][0]["category_id"] = 4
+    exports = [write_export(tmp_path / "cvat", cvat), write_export(tmp_path / "rf", roboflow)]
+    result = ingest_export(exports, out=tmp_path / "dataset")
+
+    assert result.classes == ["desk", "Chair", "mug", "potted_plant"]
+    assert result.category_map == {"1:1": 1, "1:2": 2, "1:3": 3, "2:1": 4, "2:2": 2, "2:3": 3, "2:4": 4}
+    spelt = [p for p in result.problems if p.kind == "category_spelling"]
+    assert [p.action for p in spelt] == ["read as 'Chair'", "read as 'mug'", "read as 'potted_plant'"]
+    assert spelt[0].what == (
+        "category 'chair' (id 2) is 'Chair' written with other case, spaces or underscores"
+    )
+    assert all(p.image == str(exports[1]) for p in spelt)
+    assert result.counts["annotations"] == len(cvat["annotations"]) + len(roboflow["annotations"])
+
+
+def test_classes_spell_the_classes_they_name(tmp_path: Path) -> None:
+    """`--classes mug,desk` on an export that says "Mug" and "DESK" keeps them, spelt as asked (the
+    way to take officescore's spelling, which the packaged rubric scores)."""
+    coco = make_export(tmp_path, n_images=6, classes=("DESK", "chair", "Mug"))
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset", classes=["mug", "desk"])
+    assert result.classes == ["mug", "desk"] and result.category_map == {"1": 2, "3": 1}
+    assert [p.action for p in result.problems] == ["read as 'desk'", "read as 'mug'"]
+
+
+def test_cli_says_a_class_is_officescores_spelt_otherwise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    coco = make_export(tmp_path, n_images=6, classes=("Chair", "potted plant", "Mug "))
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", str(write_export(tmp_path, coco)), "--out", str(tmp_path / "ds"), "--no-plot"])
+    assert info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "note: class(es) Chair, Mug: officescore's chair, mug spelt otherwise, and the packaged rubric "
+        "scores only its own spelling; to take it, ingest again with --classes 'chair,potted plant,mug'"
+    ) in out
+    assert (  # a COCO subset's names (data/coco_to_office.toml), which --classes cannot respell
+        "note: class(es) potted plant: COCO's names for officescore's plant, the names the packaged rubric "
+        "scores; to train them as those, rename the categories in the export"
+    ) in out
+
+
 def test_classes_keeps_only_those_in_given_order(tmp_path: Path) -> None:
     coco = make_export(tmp_path, n_images=6)
     result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset", classes=["mug", "desk"])
@@ -1251,6 +1343,26 @@ def test_cli_says_what_classes_left_out(tmp_path: Path, capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as info:  # --json names them too
         main(["ingest", str(export), "--out", str(tmp_path / "ds"), "--classes", "mug,desk", "--json"])
     assert json.loads(capsys.readouterr().out)["ingest"]["excluded_classes"] == ["chair"]
+
+
+def test_cli_names_categories_that_are_not_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A category with no object (Roboflow's parent, a label nobody drew) was in dataset.json only:
+    the data set had a class fewer than the export, and the model never finds it."""
+    coco = make_export(tmp_path, n_images=6)
+    coco["categories"] = [{"id": 0, "name": "office-objects"}, *coco["categories"], {"id": 9, "name": "lamp"}]
+    export = write_export(tmp_path, coco)
+    with pytest.raises(SystemExit):
+        main(["ingest", str(export), "--out", str(tmp_path / "ds"), "--no-plot"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "categories with no object left after the checks, not classes of the data set: office-objects, lamp"
+        in out
+    )
+    with pytest.raises(SystemExit):  # --classes chose them: nothing to say
+        main(["ingest", str(export), "--out", str(tmp_path / "ds"), "--no-plot", "--classes", "desk"])
+    assert "not classes of the data set" not in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- split
@@ -1422,8 +1534,13 @@ def test_a_growing_export_keeps_every_earlier_photo_in_its_split(
     assert {name: after[name] for name in before} == before  # not one earlier photo moved
     assert list(after.values()).count("val") == 6  # new photos fill val to its share of 30
     assert "kept 20 photo(s) in the split the earlier ingest gave them" in said
+    assert "comparable; the 10 new photo(s) were split around them" in said
     assert "replaced" not in said  # another file name, but every earlier photo is still there
     assert json.loads((out / "dataset.json").read_text())["counts"]["split_kept"] == 20
+    with pytest.raises(SystemExit):  # the same export again: no new photo to speak of
+        main(["ingest", str(grown), "--out", str(out), "--no-plot"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert "kept 30 photo(s)" in said and "new photo" not in said
     fresh = ingest_export(grown, out=out, seed=7)  # other settings: a new split
     assert fresh.counts["split_kept"] == 0 and _split_of(out) != after
     assert ingest_export(grown, out=out, seed=7, val_fraction=0.3).counts["split_kept"] == 0

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -506,15 +507,20 @@ def test_ambiguous_names_are_dropped_not_guessed(tmp_path: Path) -> None:
     upload = tmp_path / "lsdata/media/upload"
     again = ingest_export(export, images_dir=upload / "1", out=tmp_path / "ds2")
     assert again.counts["images"] == 5 and "image_ambiguous" not in _kinds(again)
-    # ... unless the folder given holds another project with a file of the same name.
+    # Another project's file of the same name: the folder the name ends with (upload/1) tells them apart,
     (upload / "2").mkdir()
     (upload / "2" / names[3]).write_bytes((upload / "1" / names[3]).read_bytes())
     third = ingest_export(export, images_dir=upload, out=tmp_path / "ds3")
-    (clash,) = [p for p in third.problems if p.kind == "image_ambiguous"]
+    assert third.counts["images"] == 5 and "image_ambiguous" not in _kinds(third)
+    # ... unless a copy sits under a folder of that name too: then nothing does.
+    (upload / "2" / "1").mkdir()
+    (upload / "2" / "1" / names[3]).write_bytes((upload / "1" / names[3]).read_bytes())
+    fourth = ingest_export(export, images_dir=upload, out=tmp_path / "ds4")
+    (clash,) = [p for p in fourth.problems if p.kind == "image_ambiguous"]
     assert (
-        clash.image.endswith(names[3]) and f"2 files in the image folder are named {names[3]}" in clash.what
+        clash.image.endswith(names[3]) and f"3 files in the image folder are named {names[3]}" in clash.what
     )
-    assert third.counts["images"] == 4
+    assert fourth.counts["images"] == 4
 
 
 # ---------------------------------------------------------------- CVAT COCO 1.0
@@ -818,3 +824,117 @@ def test_cli_defaults_match_the_library() -> None:
     for name in ("out", "val_fraction", "seed", "strict", "crowd"):
         assert cli[name] == library[name], name
     assert library["crowd"] == "auto"
+
+
+def test_two_exports_joined_by_hand_lose_the_photos_whose_ids_clash_not_their_labels(tmp_path: Path) -> None:
+    """Two tools' JSON pasted into one file: both start their image ids at 1, so image 1's
+    annotations are two photos' labels; put on the first photo they would be wrong labels."""
+    coco = make_export(tmp_path, n_images=4)
+    other = make_export(tmp_path / "other", n_images=2, seed=5)
+    for image in other["images"]:
+        (tmp_path / "other" / "images" / image["file_name"]).rename(
+            tmp_path / "images" / f"other_{image['file_name']}"
+        )
+        image["file_name"] = f"other_{image['file_name']}"
+    coco["images"] += other["images"]  # ids 1 and 2 again
+    coco["annotations"] += [{**a, "id": 100 + a["id"]} for a in other["annotations"]]
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+
+    clashes = [p for p in result.problems if p.kind == "image_duplicate_id"]
+    assert [p.image for p in clashes] == ["scene_000.png", "scene_001.png"]
+    assert "used by 2 different files (scene_000.png, other_scene_000.png)" in clashes[0].what
+    assert result.counts["images"] == 2 and result.counts["annotations"] == 4
+    assert result.counts["dropped"] == {"images": 4, "annotations": 8}
+    splits = [json.loads((tmp_path / "dataset" / f"{s}.json").read_text()) for s in ("train", "val")]
+    kept = {image["original_file_name"] for split in splits for image in split["images"]}
+    assert kept == {"scene_002.png", "scene_003.png"}
+
+
+def test_roboflow_augmented_copies_stay_on_one_side_of_the_split(tmp_path: Path) -> None:
+    """Roboflow exports each training photo several times, flipped or cropped (named
+    `<photo>_jpg.rf.<md5>.jpg`), which no perceptual hash finds; ingest splits train/ and valid/ anew,
+    and a flipped copy in val of a photo trained on inflated val mAP."""
+    coco = make_export(tmp_path / "train", n_images=8)
+    folder = tmp_path / "train" / "images"
+    flipped_annotations = []
+    for image in list(coco["images"]):
+        stem = image["file_name"].replace(".png", "_png")
+        first = f"{stem}.rf.{image['id']:032x}.png"
+        (folder / image["file_name"]).rename(folder / first)
+        flipped = f"{stem}.rf.{image['id'] + 100:032x}.png"
+        Image.open(folder / first).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / flipped)
+        image["file_name"] = first
+        coco["images"].append({**image, "id": image["id"] + 100, "file_name": flipped})
+        for ann in [a for a in coco["annotations"] if a["image_id"] == image["id"]]:
+            seg, size = ann["segmentation"], (image["height"], image["width"])
+            rle = masks.from_polygons(seg, *size) if isinstance(seg, list) else masks.normalise(seg)
+            mirrored = masks.encode(np.ascontiguousarray(masks.decode(rle)[:, ::-1]))
+            flipped_annotations.append(
+                {**ann, "id": ann["id"] + 100, "image_id": image["id"] + 100, "segmentation": mirrored}
+            )
+    coco["annotations"] += flipped_annotations
+    result = ingest_export(write_export(tmp_path / "train", coco), out=tmp_path / "dataset", val_fraction=0.5)
+
+    assert result.counts["duplicate_groups"] == 8
+    sides: dict[str, set[str]] = {}
+    for split in ("train", "val"):
+        for image in json.loads((tmp_path / "dataset" / f"{split}.json").read_text())["images"]:
+            sides.setdefault(image["original_file_name"].split(".rf.")[0], set()).add(split)
+    assert len(sides) == 8 and all(len(side) == 1 for side in sides.values()), sides
+
+
+def test_absolute_paths_of_another_machine_find_photos_of_one_name_by_their_folders(tmp_path: Path) -> None:
+    """A public set's or V7's export names photos by absolute paths of the machine it was made on;
+    two `0001.png` in two folders were both dropped as ambiguous, though the folders tell them apart."""
+    coco = make_export(tmp_path, n_images=4)
+    photos = tmp_path / "photos"
+    where = {1: "kitchen/0001.png", 2: "study/0001.png", 3: "x/0002.png", 4: "y/0002.png"}
+    written = {**where, 3: "w/0002.png", 4: "z/0002.png"}  # folders not here: 0002.png stays ambiguous
+    for image in coco["images"]:
+        (photos / where[image["id"]]).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "images" / image["file_name"]).rename(photos / where[image["id"]])
+        image["file_name"] = f"/mnt/share/{written[image['id']]}"
+    result = ingest_export(write_export(tmp_path, coco), images_dir=photos, out=tmp_path / "dataset")
+
+    found = {p.image: p.action for p in result.problems if p.kind == "image_found_by_name"}
+    assert found == {
+        "/mnt/share/kitchen/0001.png": "used kitchen/0001.png",
+        "/mnt/share/study/0001.png": "used study/0001.png",
+    }
+    assert [p.image for p in result.problems if p.kind == "image_ambiguous"] == [
+        "/mnt/share/w/0002.png",
+        "/mnt/share/z/0002.png",
+    ]
+    splits = [json.loads((tmp_path / "dataset" / f"{s}.json").read_text()) for s in ("train", "val")]
+    kept = {im["original_file_name"]: im["sha256"] for split in splits for im in split["images"]}
+    assert kept == {f"/mnt/share/{where[n]}": ingest.sha256_file(photos / where[n]) for n in (1, 2)}
+
+
+def test_a_name_in_another_case_finds_its_photo_when_only_one_matches(tmp_path: Path) -> None:
+    """An export made on Windows says `SCENE_000.PNG` where the file is `scene_000.png`: the same
+    file there, "file not found" on Linux."""
+    coco = make_export(tmp_path, n_images=4)
+    coco["images"][0]["file_name"] = "SCENE_000.PNG"
+    coco["images"][1]["file_name"] = "Scene_001.png"
+    for sub, name in (("a", "SCENE_002.png"), ("b", "Scene_002.png")):  # two such files: not a guess
+        (tmp_path / "images" / sub).mkdir()
+        shutil.copy(tmp_path / "images" / "scene_002.png", tmp_path / "images" / sub / name)
+    (tmp_path / "images" / "scene_002.png").unlink()
+    coco["images"][2]["file_name"] = "scene_002.png"
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+
+    found = {p.image: (p.what, p.action) for p in result.problems if p.kind == "image_found_by_name"}
+    how = "file_name is not in the image folder; found by its base name in another case"
+    if (tmp_path / "images" / "SCENE_000.PNG").exists():  # a macOS or Windows folder: found as written
+        assert found == {}
+    else:
+        assert found == {
+            "SCENE_000.PNG": (how, "used scene_000.png"),
+            "Scene_001.png": (how, "used scene_001.png"),
+        }
+    (clash,) = [p for p in result.problems if p.kind == "image_ambiguous"]
+    assert (
+        clash.image == "scene_002.png"
+        and "2 files in the image folder are named scene_002.png in some case" in clash.what
+    )
+    assert result.counts["images"] == 3

@@ -20,7 +20,7 @@ from officescore.ingest.checks import (
     written_by_cvat,
 )
 from officescore.ingest.locate import ImageFinder, meant_path
-from officescore.ingest.split import duplicate_groups, hamming_pairs, split_groups
+from officescore.ingest.split import augmented_from, duplicate_groups, hamming_pairs, split_groups
 
 
 def test_classes_follow_the_numeric_order_of_their_ids_with_names_trimmed() -> None:
@@ -129,6 +129,20 @@ def test_a_duplicate_group_is_numbered_by_its_first_photo() -> None:
     # 0 and 2 are byte-identical, 1 and 3 look the same (1 bit apart), 4 stands alone (8 bits off)
     phashes = [0, 0xFF00, 0, 0xFF01, 0xFF]
     assert duplicate_groups(["a", "b", "a", "c", "d"], phashes, 2) == [0, 1, 0, 1, 4]
+
+
+def test_roboflow_copies_of_one_photo_are_one_group() -> None:
+    md5 = "0123456789abcdef0123456789abcdef"
+    names = [
+        f"IMG 1_jpg.rf.{md5}.jpg",
+        f"train/IMG 1_jpg.rf.{md5[::-1]}.jpg",
+        "IMG 1_jpg.rf.12.jpg",
+        "IMG 1.jpg",
+    ]
+    sources = [augmented_from(name) for name in names]
+    assert sources == ["IMG 1_jpg", "IMG 1_jpg", None, None]
+    phashes = [0, 0xFFFF << 40, 0xFF << 8, 0xFF << 20]  # a flipped copy's hash is far from its photo's
+    assert duplicate_groups(["a", "b", "c", "d"], phashes, 2, sources) == [0, 0, 2, 3]
 
 
 def test_two_photos_give_val_one() -> None:

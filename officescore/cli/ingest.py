@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +131,15 @@ def ingest(
                     f"(nothing to learn from): {names}"
                 )
             )
+    unused = [name for name in result.dropped_categories if name not in result.excluded_classes]
+    if unused and classes is None:  # a class the user expected is missing from the model otherwise
+        console.print(
+            Text(
+                "categories with no object left after the checks, not classes of the data set: "
+                + ", ".join(unused)
+            ),
+            soft_wrap=True,
+        )
     console.print(
         f"[green]wrote[/green] {escape(str(result.out))}: {counts['train']['images']} train / "
         f"{counts['val']['images']} val images, {len(result.classes)} classes, "
@@ -145,8 +156,53 @@ def ingest(
     if result.conventions:  # carried over ones too: what audit and the labellers will be held to
         said = "; ".join(f"{name}={d.words()}" for name, d in result.conventions.items())
         console.print(Text(f"labelling conventions: {said}"), soft_wrap=True)
+    note_other_spellings(result.classes)
     if attributes is not None:
         note_unused_attribute_classes(attributes, schema, result.classes)
+
+
+def note_other_spellings(classes: list[str]) -> None:
+    """Classes the packaged rubric knows by another name, so a model trained on them would score
+    nothing for them: officescore's own spelt otherwise (CVAT's "Monitor"), or COCO's ("tv")."""
+    from officescore import DEFAULT_CLASSES
+    from officescore.ingest import class_key
+
+    own = {class_key(name): name for name in DEFAULT_CLASSES}
+    other = [name for name in classes if own.get(class_key(name), name) != name]
+    if other:
+        respelt = shlex.quote(",".join(own.get(class_key(name), name) for name in classes))
+        console.print(
+            Text(
+                f"note: class(es) {', '.join(other)}: officescore's "
+                f"{', '.join(own[class_key(name)] for name in other)} spelt otherwise, and the packaged "
+                f"rubric scores only its own spelling; to take it, ingest again with --classes {respelt}"
+            ),
+            soft_wrap=True,
+        )
+    coco = {class_key(name): office for name, office in _coco_names().items() if office in DEFAULT_CLASSES}
+    named = {
+        name: coco[class_key(name)]
+        for name in classes
+        if coco.get(class_key(name), name) != name and name not in other  # "Chair": said above
+    }
+    if named:
+        console.print(
+            Text(
+                f"note: class(es) {', '.join(named)}: COCO's names for officescore's "
+                f"{', '.join(named.values())}, the names the packaged rubric scores; to train them as "
+                "those, rename the categories in the export"
+            ),
+            soft_wrap=True,
+        )
+
+
+def _coco_names() -> dict[str, str]:
+    """COCO category name -> office class, as the zero-shot `coco` model maps them (read here, not
+    through officescore.infer, which would load torch)."""
+    from officescore.config import tomllib  # tomli on Python 3.10
+
+    text = resources.files("officescore").joinpath("data", "coco_to_office.toml").read_text("utf-8")
+    return dict(tomllib.loads(text)["map"])
 
 
 def note_unused_attribute_classes(path: Path, schema: AttributeSchema, classes: list[str]) -> None:
@@ -168,9 +224,11 @@ def print_ingest_notes(result: IngestResult, before: dict[str, Any] | None) -> N
     _note_corrections_left_out(result, before)
     kept = result.counts.get("split_kept", 0)
     if kept:
+        new = result.counts["images"] - kept
         console.print(
             f"kept {kept} photo(s) in the split the earlier ingest gave them (same --seed "
-            "and --val-fraction), so val stays comparable; new photos were split around them",
+            "and --val-fraction), so val stays comparable"
+            + (f"; the {new} new photo(s) were split around them" if new else ""),
             soft_wrap=True,
         )
     if before is None or kept >= before["images"]:

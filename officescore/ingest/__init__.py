@@ -11,12 +11,14 @@
 - `health`: the data set's health report (`stats`).
 """
 
+from officescore.ingest.checks import class_key
 from officescore.ingest.run import PHASH_THRESHOLD, IngestResult, ingest_export, read_export, strict_message
 from officescore.ingest.write import read_dataset_meta
 
 __all__ = [
     "PHASH_THRESHOLD",
     "IngestResult",
+    "class_key",
     "ingest_export",
     "read_dataset_meta",
     "read_export",

@@ -76,7 +76,26 @@ class Categories:
     order: list[str]  # class names in order of their first (lowest) export id
 
 
-def check_categories(raw: list[Any]) -> tuple[Categories, list[Problem]]:
+def class_key(name: str) -> str:
+    """A class name as compared: case, spaces and underscores ignored ("Potted_Plant" is "potted plant")."""
+    return " ".join(name.replace("_", " ").split()).casefold()
+
+
+def _one_spelling(name: str, key: str, spellings: dict[str, str], problems: list[Problem]) -> str:
+    """`name` as the first spelling seen of its class (`spellings`, by `class_key`, shared by the
+    exports of one ingest): CVAT's "Monitor" and Roboflow's "monitor" are one class. Others reported."""
+    spelling = spellings.setdefault(class_key(name), name)
+    if spelling != name:
+        what = f"category {name!r} (id {key}) is {spelling!r} written with other case, spaces or underscores"
+        problems.append(Problem("", "", "category_spelling", what, f"read as {spelling!r}"))
+    return spelling
+
+
+def check_categories(
+    raw: list[Any], spellings: dict[str, str] | None = None
+) -> tuple[Categories, list[Problem]]:
+    """The export's categories by id. `spellings`: the class names seen so far (see `_one_spelling`)."""
+    spellings = {} if spellings is None else spellings
     problems: list[Problem] = []
     names: dict[str, str] = {}
     for entry in raw:
@@ -96,7 +115,7 @@ def check_categories(raw: list[Any]) -> tuple[Categories, list[Problem]]:
                 )
             )
             continue
-        names[key] = name.strip()
+        names[key] = _one_spelling(name.strip(), key, spellings, problems)
     order: list[str] = []
     first_id: dict[str, str] = {}
     for key in sorted(names, key=id_sort_key):

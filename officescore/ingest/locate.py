@@ -4,17 +4,21 @@ when it points outside that folder.
 Rules, tried in order (the one that matched is reported by ingest, unless it is the first):
 1. as written: `file_name` inside the folder (absolute paths, `..` and links leading out refused);
 2. by base name: the one file under the folder with the name's last part (Label Studio writes
-   `../<data-dir>/media/upload/<project>/1a2b3c4d-scene.jpg`, CVAT `task/frames/x.jpg`);
+   `../<data-dir>/media/upload/<project>/1a2b3c4d-scene.jpg`, CVAT `task/frames/x.jpg`); of
+   several, the one alone under the most of the name's trailing folders (another machine's
+   `/mnt/share/photos/a/0001.jpg` is `a/0001.jpg`, not `b/0001.jpg`);
 3. without Label Studio's upload prefix: `1a2b3c4d-scene.jpg` -> the one file named `scene.jpg`,
    for a folder of the original photos. Label Studio also writes `<8 hex>__` before the names of
    photos its export could not copy (`images/5d41402a__scene.jpg`), and stores an upload under
    Django's safe name (`office 1.jpg` -> `1a2b3c4d-office_1.jpg`: spaces as `_`, other signs
-   dropped), so a photo whose safe name is the name without prefix matches too.
+   dropped), so a photo whose safe name is the name without prefix matches too;
+4. by base name in another case: the one file named so but for case (a Windows tool's `IMG_1.JPG`
+   for `IMG_1.jpg`: Windows and macOS folders do not tell them apart, Linux ones do).
 A name that is a URL (`https://host/pics/scene.jpg?w=800`, Label Studio's local files
 `/data/local-files/?d=photos/scene%201.jpg`, its storage proxy `?filepath=upload/1/...`) is read
-as the path it names, decoded, for rules 1-3.
+as the path it names, decoded, for rules 1-4.
 Names match in either Unicode normal form: macOS and zip tools may store "é" as "e" plus a
-combining accent where the export writes one character. Rules 2 and 3 apply only where unambiguous:
+combining accent where the export writes one character. Rules 2-4 apply only where unambiguous:
 two files under the folder with that name, or two photos of the export that lose their prefixes to
 the same name, match nothing (reported, dropped).
 """
@@ -34,6 +38,8 @@ from officescore.ingest.checks import path_exists, safe_image_path
 
 AS_WRITTEN = "as written"
 BY_BASE_NAME = "by base name"
+BY_PATH_END = "by the end of its path"  # several files of that name: the one under its folders
+IN_OTHER_CASE = "by its name in another case"
 WITHOUT_UPLOAD_PREFIX = "without upload prefix"
 # Label Studio stores an upload as the first 8 hex characters of a uuid4, a dash, the original name;
 # its export names a photo it could not copy by 8 hex characters of an md5 and two underscores.
@@ -97,6 +103,7 @@ class ImageFinder:
         self.skip = {os.path.realpath(p) for p in skip}
         self._index: dict[str, list[Path]] | None = None  # base name -> files; built on first need
         self._safe_index: dict[str, list[Path]] | None = None  # Django's safe name -> files
+        self._case_index: dict[str, list[Path]] | None = None  # casefolded name -> files
         uploads = {base_name(meant_path(n)) for n in file_names if isinstance(n, str)}
         stripped = Counter(original for name in uploads if (original := strip_upload_prefix(name)))
         self._clashes = {name for name, n in stripped.items() if n > 1}
@@ -115,6 +122,9 @@ class ImageFinder:
         if len(found) == 1:
             return Located(found[0], escaped, BY_BASE_NAME)
         if len(found) > 1:
+            closest = self._closest(meant, found)
+            if len(closest) == 1:
+                return Located(closest[0], escaped, BY_PATH_END)
             what = f"{len(found)} files in the image folder are named {base}"
             return Located(None, escaped, ambiguous=what)
         stored = EXPORT_PREFIX.match(base)  # `<md5>__<8 hex>-name`: the upload as Label Studio stored it
@@ -131,6 +141,12 @@ class ImageFinder:
             if len(found) > 1:
                 what = f"{len(found)} files in the image folder are named {original}"
                 return Located(None, escaped, ambiguous=what)
+        found = self._named_in_any_case(base)  # a Windows tool's `IMG_1.JPG` for `IMG_1.jpg`
+        if len(found) == 1:
+            return Located(found[0], escaped, IN_OTHER_CASE)
+        if len(found) > 1:
+            what = f"{len(found)} files in the image folder are named {base} in some case"
+            return Located(None, escaped, ambiguous=what)
         return Located(None if escaped else path, escaped)
 
     def relative(self, path: Path) -> str:
@@ -138,10 +154,35 @@ class ImageFinder:
         root = os.path.realpath(self.images_dir)
         return Path(os.path.relpath(path, root)).as_posix()
 
+    def _closest(self, file_name: str, candidates: list[Path]) -> list[Path]:
+        """Of the files named like `file_name`, those under the most of its trailing folders
+        (`/mnt/share/photos/a/0001.jpg`: `a/0001.jpg`, not `b/0001.jpg`)."""
+        written = [_nfc(p) for p in file_name.replace("\\", "/").split("/") if p not in ("", ".")]
+        root = os.path.realpath(self.images_dir)
+
+        def shared(path: Path) -> int:
+            parts = [_nfc(p) for p in Path(os.path.relpath(path, root)).parts]
+            n = 0
+            while n < min(len(parts), len(written)) and parts[-1 - n] == written[-1 - n]:
+                n += 1
+            return n
+
+        depth = {path: shared(path) for path in candidates}
+        best = max(depth.values())
+        return [path for path in candidates if depth[path] == best]
+
     def _named(self, name: str) -> list[Path]:
         if not name or name in (".", ".."):
             return []
         return self._by_name().get(_nfc(name), [])
+
+    def _named_in_any_case(self, name: str) -> list[Path]:
+        """Files whose name is `name` but for case (Windows and macOS folders do not tell them apart)."""
+        if self._case_index is None:
+            self._case_index = {}
+            for file_name, paths in self._by_name().items():
+                self._case_index.setdefault(file_name.casefold(), []).extend(paths)
+        return self._case_index.get(_nfc(name).casefold(), []) if name not in ("", ".", "..") else []
 
     def _safe_named(self, name: str) -> list[Path]:
         """Files whose Django-safe name is `name` (Label Studio stored the upload under it)."""

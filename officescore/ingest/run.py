@@ -39,6 +39,7 @@ from officescore.ingest.checks import (
     check_categories,
     check_crowd,
     check_segmentation,
+    class_key,
     crowd_as_instance,
     id_key,
     id_sort_key,
@@ -54,8 +55,15 @@ from officescore.ingest.conventions import (
     merged,
     read_conventions,
 )
-from officescore.ingest.locate import AS_WRITTEN, WITHOUT_UPLOAD_PREFIX, ImageFinder, Located
-from officescore.ingest.split import duplicate_groups, split_groups
+from officescore.ingest.locate import (
+    AS_WRITTEN,
+    BY_PATH_END,
+    IN_OTHER_CASE,
+    WITHOUT_UPLOAD_PREFIX,
+    ImageFinder,
+    Located,
+)
+from officescore.ingest.split import augmented_from, duplicate_groups, split_groups
 from officescore.ingest.write import (
     DATASET_FORMAT,
     DATASET_VERSION,
@@ -87,6 +95,7 @@ class IngestResult:
     # the exports as dataset.json records them (relative to the data set), read back from `out`
     exports: list[str] = field(default_factory=list)
     conventions: dict[str, Declared] = field(default_factory=dict)  # declared, as dataset.json records
+    dropped_categories: list[str] = field(default_factory=list)  # the exports' names not in `classes`
 
     @property
     def export(self) -> str:
@@ -104,6 +113,7 @@ class IngestResult:
             "problems": [p.to_dict() for p in self.problems],
             "excluded_classes": self.excluded_classes,
             "conventions": as_json(self.conventions),
+            "dropped_categories": self.dropped_categories,
         }
 
 
@@ -209,6 +219,10 @@ def _location_problem(file_name: str, found: Located, finder: ImageFinder) -> Pr
     if found.rule == WITHOUT_UPLOAD_PREFIX:
         kind = "image_found_without_upload_prefix"
         how = "found by its name without Label Studio's upload prefix"
+    elif found.rule == BY_PATH_END:
+        kind, how = "image_found_by_name", "found by its base name and the folders above it"
+    elif found.rule == IN_OTHER_CASE:
+        kind, how = "image_found_by_name", "found by its base name in another case"
     else:
         kind, how = "image_found_by_name", "found by its base name"
     return Problem(file_name, "", kind, f"file_name {where}; {how}", f"used {finder.relative(found.path)}")
@@ -228,6 +242,8 @@ def _scan_images(
 
     images: dict[str, ImageRecord] = {}
     by_path: dict[Path, str] = {}
+    shared = _ids_of_several_files(entries)
+    reported: set[str] = set()  # ids of `shared` already reported
     with reporter.stage("Checking images", total=len(entries)) as stage:
         for entry in entries:
             stage.advance(1)
@@ -237,8 +253,18 @@ def _scan_images(
                 what = f"image entry {entry!r:.60} has no usable id or file_name"
                 problems.append(Problem(str(file_name or ""), "", "image_invalid", what, "dropped"))
                 continue
+            if key in shared:  # its annotations could be on any of the photos: none is kept
+                if key not in reported:
+                    names = shared[key]
+                    what = (
+                        f"image id {key} is used by {len(names)} different files ({', '.join(names)}), so "
+                        "which annotations are on which photo cannot be told"
+                    )
+                    problems.append(Problem(file_name, "", "image_duplicate_id", what, DROPPED_WITH_LABELS))
+                    reported.add(key)
+                continue
             if key in images:
-                what = f"image id {key} is used by more than one image"
+                what = f"image id {key} is listed more than once"
                 problems.append(Problem(file_name, "", "image_duplicate_id", what, "later one dropped"))
                 continue
             found = finder.locate(file_name)
@@ -271,6 +297,21 @@ def _scan_images(
             by_path[path] = key
             images[key] = record
     return images
+
+
+DROPPED_WITH_LABELS = "all dropped, with the annotations of that id"
+
+
+def _ids_of_several_files(entries: list[Any]) -> dict[str, list[str]]:
+    """Image ids that entries naming different files share (two exports' JSON joined by hand):
+    id -> those file names. An entry listed twice under one id and name is one photo."""
+    names: dict[str, list[str]] = {}
+    for entry in entries:
+        if isinstance(entry, dict) and (key := id_key(entry.get("id"))) is not None:
+            file_name = entry.get("file_name")
+            if isinstance(file_name, str) and file_name.strip() and file_name not in names.get(key, []):
+                names.setdefault(key, []).append(file_name)
+    return {key: found for key, found in names.items() if len(found) > 1}
 
 
 def _size_problem(image: ImageRecord, stated: tuple[int, int] | None, label_studio: bool) -> Problem | None:
@@ -552,6 +593,38 @@ def _none_usable(checked: _Checked, problems: list[Problem]) -> DataError:
     )
 
 
+def _nothing_to_train(
+    exports: list[Path], checked: list[_Checked], images: dict[str, ImageRecord], problems: list[Problem]
+) -> DataError:
+    """No object with a mask is left: what became of the annotations, so the advice fits the export
+    (an empty export, category ids not in its categories, boxes alone, crowd regions)."""
+    where = ", ".join(map(str, exports))
+    listed = sum(c.listed_annotations for c in checked)
+    if not listed:
+        return DataError(
+            f"{where}: lists no annotations, so nothing to train; export it once photos are labelled"
+        )
+    regions = sum(a.iscrowd for image in images.values() for a in image.annotations)
+    boxes = len({(p.image, p.annotation) for p in problems if p.action == IGNORE_REGION})
+    kinds = Counter(p.kind for p in problems if p.annotation and p.action == "dropped")
+    found = [f"{kind} x{n}" for kind, n in kinds.most_common(3)]
+    if on_dropped := sum(c.on_dropped for c in checked):
+        found.append(f"{on_dropped} on photos that were dropped")
+    if boxes:
+        found.append(f"{boxes} box(es) without a mask, kept as ignore regions")
+    if regions > boxes:
+        found.append(
+            f"{regions - boxes} crowd region(s) (iscrowd 1; --crowd instances reads them as objects)"
+        )
+    advice = (
+        " (Mask R-CNN needs segmentation masks, not boxes alone; export polygons or masks)" if boxes else ""
+    )
+    return DataError(
+        f"{where}: no annotation with a usable mask left after the checks (of {listed}: "
+        f"{'; '.join(found)}), so nothing to train{advice}"
+    )
+
+
 def _category_map(checked: list[_Checked], chosen: list[str]) -> dict[str, int]:
     """Export category id -> class index (from 1) of the kept classes; `n:id` (the export's position
     from 1) with several exports, so that two exports' id 1 stay apart."""
@@ -606,7 +679,9 @@ def ingest_export(
     datas = [read_export(path) for path in exports]  # all readable, and --out safe, before slow work
     for folder in dict.fromkeys(folders):
         check_out(out, folder)
-    categories = [check_categories(data["categories"]) for data in datas]  # (categories, problems)
+    # one spelling per class across the exports: that of --classes, else the first export's
+    spellings = {class_key(name): name.strip() for name in classes or () if name.strip()}
+    categories = [check_categories(data["categories"], spellings) for data in datas]  # (categories, problems)
     # the exports' classes, matched by name, in order of first appearance
     class_order = list(dict.fromkeys(name for c, _ in categories for name in c.order))
     wanted = _requested_classes(class_order, classes) if classes is not None else None
@@ -639,11 +714,7 @@ def ingest_export(
 
     chosen = wanted if wanted is not None else _choose_classes(images, class_order)
     if not chosen:
-        raise DataError(
-            f"{', '.join(map(str, exports))}: no annotation with a usable mask left after the checks, "
-            "so nothing to train (Mask R-CNN needs segmentation masks, not boxes alone; export polygons "
-            "or masks)"
-        )
+        raise _nothing_to_train(exports, checked, images, problems)
     excluded = 0
     excluded_classes: set[str] = set()
     for image in images.values():
@@ -658,7 +729,8 @@ def ingest_export(
         raise DataError(strict_message(disagreeing))
     problems += disagreeing
     unique_names(kept)
-    groups = duplicate_groups([im.sha256 for im in kept], [im.phash for im in kept], PHASH_THRESHOLD)
+    sources = [augmented_from(im.file_name) for im in kept]  # Roboflow's copies of one photo
+    groups = duplicate_groups([im.sha256 for im in kept], [im.phash for im in kept], PHASH_THRESHOLD, sources)
     image_classes = [{a.class_name for a in im.annotations if not a.iscrowd} for im in kept]
     earlier = earlier_split(out, seed, val_fraction)
     previous = [earlier.get(im.sha256) for im in kept]
@@ -673,6 +745,7 @@ def ingest_export(
     counts["excluded_by_classes"] = excluded
     counts["replaced"] = {"images": len(replaced), "annotations": replaced_anns}  # by --last-wins
     category_map = _category_map(checked, chosen)
+    dropped_categories = [name for name in class_order if name not in chosen]
     dup_groups = _group_names(groups, kept)
     counts["duplicate_groups"] = len(dup_groups)
     counts["split_kept"] = sum(split is not None for split in previous)  # placed by an earlier ingest
@@ -698,14 +771,25 @@ def ingest_export(
         "category_map": category_map,
         "attributes": schema.restricted(chosen).to_dict(),
         "conventions": as_json(declared),
-        "dropped_categories": [name for name in class_order if name not in chosen],
+        "dropped_categories": dropped_categories,
         "duplicates": {"phash_threshold": PHASH_THRESHOLD, "groups": dup_groups},
         "officescore_version": __version__,
     }
     write_dataset(out, splits, chosen, meta, reporter)
     left_out = [name for name in class_order if name in excluded_classes]
     recorded = [os.path.normpath(out / source["export"]) for source in sources]
-    return IngestResult(out, chosen, counts, problems, category_map, dup_groups, left_out, recorded, declared)
+    return IngestResult(
+        out,
+        chosen,
+        counts,
+        problems,
+        category_map,
+        dup_groups,
+        left_out,
+        recorded,
+        conventions=declared,
+        dropped_categories=dropped_categories,
+    )
 
 
 def _keep_last_copies(images: dict[str, ImageRecord]) -> list[ImageRecord]:

@@ -1,15 +1,27 @@
 """Duplicate grouping and the train/val split used by ingest.
 
-Images that are byte-identical (same sha256) or look the same (perceptual-hash Hamming distance at
-or below a threshold) form one group; a group always lands in one split so val never leaks into train.
+Images that are byte-identical (same sha256), look the same (perceptual-hash Hamming distance at
+or below a threshold) or are named as made from one photo (Roboflow's augmented copies) form one
+group; a group always lands in one split so val never leaks into train.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 
 import numpy as np
+
+# Roboflow names each image it exports `<source name>_<ext>.rf.<md5>.<ext>`; the augmented copies of
+# one upload (flipped, cropped, rotated: beyond what a perceptual hash finds) share the source part.
+ROBOFLOW_NAME = re.compile(r"^(?P<source>.+)\.rf\.[0-9a-f]{32}\.\w+$")
+
+
+def augmented_from(file_name: str) -> str | None:
+    """The photo a Roboflow export's image was made from (its source name), or None."""
+    match = ROBOFLOW_NAME.match(file_name.replace("\\", "/").rsplit("/", 1)[-1])
+    return match.group("source") if match else None
 
 
 class _UnionFind:
@@ -40,12 +52,17 @@ def hamming_pairs(hashes: Sequence[int], threshold: int, chunk: int = 512) -> li
     return pairs
 
 
-def duplicate_groups(sha256s: Sequence[str], phashes: Sequence[int], threshold: int) -> list[int]:
-    """A group number per image (the index of its group's first image)."""
+def duplicate_groups(
+    sha256s: Sequence[str], phashes: Sequence[int], threshold: int, sources: Sequence[str | None] = ()
+) -> list[int]:
+    """A group number per image (the index of its group's first image). `sources`: per image, the
+    photo it was made from where its name says so (`augmented_from`), else None."""
     groups = _UnionFind(len(sha256s))
-    first: dict[str, int] = {}
-    for i, digest in enumerate(sha256s):
-        groups.union(first.setdefault(digest, i), i)
+    for keys in (sha256s, sources):
+        first: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if key is not None:
+                groups.union(first.setdefault(key, i), i)
     for a, b in hamming_pairs(phashes, threshold):
         groups.union(a, b)
     return [groups.find(i) for i in range(len(sha256s))]
