@@ -506,6 +506,7 @@ STATUS_EXAMPLES = """
 
 
 @label_app.command("status", epilog=STATUS_EXAMPLES)
+@said_when_stopped()  # it only reads
 def status(
     url: str = typer.Option(DEFAULT_URL, "--url", envvar=URL_ENV, help=URL_HELP),
     project: str = typer.Option(..., "--project", "-p", help=PROJECT_HELP),
