@@ -563,6 +563,21 @@ def test_weights_that_do_not_fit_their_architecture_are_named(
     assert sorted(p.name for p in clean_cwd.iterdir()) == ["misfit.pt"]
 
 
+@pytest.mark.parametrize("extra", [["{sample}/images"], ["{model}", "more photos"]])
+def test_eval_given_arguments_says_it_takes_options_and_where_photos_go(
+    world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str], extra: list[str]
+) -> None:
+    """`eval photos/` (or a bare model path): one line saying what eval takes and that `score` scores
+    photos, not Click's "Got unexpected extra argument"; nothing written."""
+    given = [arg.format(sample=world["export"].parent, model=world["model"]) for arg in extra]
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--data", str(world["dataset"]), *given])
+    err = " ".join(capsys.readouterr().err.split())
+    assert info.value.code == 2 and err.startswith("error: eval takes options only, not "), err
+    assert all(part in err for part in ("--model", "--data", "--predictions", "officescore score")), err
+    assert "Usage:" not in err and not list(clean_cwd.rglob("*"))
+
+
 def test_eval_with_a_file_as_its_project_fails_before_predicting(
     world: dict[str, Path],
     clean_cwd: Path,
