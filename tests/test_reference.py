@@ -7,6 +7,8 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
+
 from officescore.cli.commands import COMMAND_MODULES
 from officescore.cli.reference import REFERENCE, command_reference, markdown_epilog
 
@@ -118,3 +120,29 @@ def _assert_parses(line: str) -> None:
         if not hasattr(exc, "format_message"):
             raise
         raise AssertionError(f"{line}\n{exc.format_message()}") from exc
+
+
+def _command_paths(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The root, every command and every subcommand, as the words after `officescore`."""
+    subcommands = getattr(command, "commands", {})
+    return [path, *(p for name, sub in subcommands.items() for p in _command_paths(sub, (*path, name)))]
+
+
+def test_no_help_shows_a_type_after_a_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """Typer 0.29's rich help printed `--json <bool>`, as if the flag took true or false; flags take
+    no value (options that do keep theirs: `<path>`)."""
+    import typer
+
+    from officescore.cli import app, main, register_commands
+
+    register_commands()
+    paths = _command_paths(typer.main.get_command(app))
+    assert ("label", "status") in paths and ("stats",) in paths
+    typed = 0
+    for path in paths:
+        with pytest.raises(SystemExit):
+            main([*path, "--help"])
+        out = capsys.readouterr().out
+        assert "--help" in out and "<bool>" not in out, (path, out)
+        typed += "<path>" in out
+    assert typed > 10  # options that take a value still show its type
