@@ -120,6 +120,7 @@ def _assert_parses(line: str) -> None:
         if not hasattr(exc, "format_message"):
             raise
         raise AssertionError(f"{line}\n{exc.format_message()}") from exc
+    assert not ctx.args, f"{line}\nleft over: {ctx.args}"  # eval takes them, to refuse them itself
 
 
 def _command_paths(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
