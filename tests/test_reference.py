@@ -147,3 +147,24 @@ def test_no_help_shows_a_type_after_a_flag(capsys: pytest.CaptureFixture[str]) -
         assert "--help" in out and "<bool>" not in out, (path, out)
         typed += "<path>" in out
     assert typed > 10  # options that take a value still show its type
+
+
+def test_every_model_option_says_it_takes_a_run_folder() -> None:
+    """Every command turns a `--model` run folder into its best.pt (runs.model_file); `select` and
+    `audit` said "Checkpoint (.pt from train)" and "Checkpoint or TorchScript export" alone."""
+    import typer
+
+    from officescore.cli import app, register_commands
+
+    register_commands()
+    root = typer.main.get_command(app)
+    helps = {}
+    for path in _command_paths(root):
+        command = root
+        for name in path:
+            command = command.commands[name]  # type: ignore[attr-defined]
+        for param in command.params:
+            if "--model" in getattr(param, "opts", ()):
+                helps[" ".join(path)] = " ".join(param.help.split())
+    assert {"score", "eval", "audit", "select", "export", "serve", "prelabel", "label push"} <= set(helps)
+    assert [name for name, text in helps.items() if "run folder" not in text] == [], helps
