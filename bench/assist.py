@@ -53,7 +53,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from benchkit import cpu_name  # noqa: E402 - bench/, first on sys.path when run as a script
+from benchkit import cpu_name, positive_int  # noqa: E402 - bench/, first on sys.path when run as a script
 from labelstudio_server import _stop  # noqa: E402 - the tests' own server start, reused
 from labelstudio_server import start as start_server  # noqa: E402
 from trainsetup import FAST_MODEL  # noqa: E402 - the tests' small-model settings
@@ -126,10 +126,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tasks", type=int, default=40)
-    parser.add_argument("--every", type=int, default=10)
+    parser.add_argument("--tasks", type=positive_int, default=40)
+    parser.add_argument("--every", type=positive_int, default=10)
     parser.add_argument("--size", type=int, default=128, help="scene size in pixels (and training size)")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=positive_int, default=3)
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--arch", default="maskrcnn_resnet18_fpn")
     parser.add_argument("--weights", default="none", help="the first model's start (none: offline)")
@@ -140,7 +140,7 @@ def main() -> None:
         "starts the first model, as COCO weights would (they cannot be downloaded here); overrides --weights",
     )
     parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=positive_int, default=4)
     parser.add_argument(
         "--conf",
         type=float,

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchkit import non_negative_int, positive_int  # bench/: first on sys.path when run as a script
+
 RECIPE = [
     "--arch", "maskrcnn_resnet18_fpn", "--weights", "none", "--img-size", "192", "--batch-size", "4",
     "--lr", "0.02", "--workers", "0", "--warmup-iters", "20",
@@ -42,10 +44,10 @@ def cli(*args: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--images", type=int, default=60)
-    parser.add_argument("--epochs", type=int, action="append")
-    parser.add_argument("--on-only", type=int, action="append", default=[])
-    parser.add_argument("--heldout", type=int, default=0)
+    parser.add_argument("--images", type=positive_int, default=60)
+    parser.add_argument("--epochs", type=positive_int, action="append")
+    parser.add_argument("--on-only", type=positive_int, action="append", default=[])
+    parser.add_argument("--heldout", type=non_negative_int, default=0)
     args = parser.parse_args()
     out = args.out
     if not (out / "dataset" / "dataset.json").is_file():

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from benchkit import SCENE_MODEL, held_out_fraction
+from benchkit import SCENE_MODEL, held_out_fraction, positive_int
 
 from officescore.curate.audit import audit_predictions
 from officescore.curate.inject import Injected, inject_errors
@@ -194,17 +194,19 @@ def main() -> None:
     parser.add_argument(
         "--model", type=Path, default=None, help="Trained on other scenes; default: train one."
     )
-    parser.add_argument("--scenes", type=int, default=60)
+    parser.add_argument("--scenes", type=positive_int, default=60)
     parser.add_argument("--size", type=int, default=160)
-    parser.add_argument("--train-scenes", type=int, default=240)
-    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--train-scenes", type=positive_int, default=240)
+    parser.add_argument("--epochs", type=positive_int, default=16)
     parser.add_argument(
         "--model-size", type=int, default=None, help="Px the trained model is fed (default: --size)."
     )
     parser.add_argument("--amp", action="store_true", help="Train with bf16 autocast (native-bf16 CPUs).")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the figures were one thread)")
     parser.add_argument(
-        "--seeds", type=int, default=3, help="Injection draws on the same scenes and predictions."
+        "--threads", type=positive_int, default=1, help="torch threads (the figures were one thread)"
+    )
+    parser.add_argument(
+        "--seeds", type=positive_int, default=3, help="Injection draws on the same scenes and predictions."
     )
     args = parser.parse_args()
     require_cleanlab()

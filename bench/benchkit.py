@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -25,6 +26,27 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be 1 or more (steps, photos, rounds, epochs, threads): 0
+    measures nothing, and a rate or mean over it divided by zero after the whole run."""
+    return _at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type of a count where 0 means none (extra photos, copies)."""
+    return _at_least(text, 0)
+
+
+def _at_least(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {least} or more, got {value}")
+    return value
 
 
 def held_out_fraction(held: int, scenes: int, option: str) -> float:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from benchkit import cpu_name, train_scene_model
+from benchkit import cpu_name, non_negative_int, positive_int, train_scene_model
 
 # --------------------------------------------------------------------------- one object, one method
 
@@ -191,15 +191,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--model", type=Path, help="a checkpoint (default: train one here)")
-    parser.add_argument("--train-scenes", type=int, default=400)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--train-scenes", type=positive_int, default=400)
+    parser.add_argument("--epochs", type=positive_int, default=30)
     parser.add_argument("--size", type=int, default=256, help="scene size (px)")
-    parser.add_argument("--scenes", type=int, default=10)
-    parser.add_argument("--min-area", type=int, default=400)
-    parser.add_argument("--clicks", type=int, default=4, help="1 + corrective clicks")
+    parser.add_argument("--scenes", type=positive_int, default=10)
+    parser.add_argument("--min-area", type=non_negative_int, default=400)
+    parser.add_argument("--clicks", type=positive_int, default=4, help="1 + corrective clicks")
     parser.add_argument("--latency-size", type=int, default=800)
-    parser.add_argument("--latency-photos", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--latency-photos", type=positive_int, default=3)
+    parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument(
         "--latency-arch",
         action="append",

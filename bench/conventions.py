@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from benchkit import SCENE_MODEL, held_out_fraction
+from benchkit import SCENE_MODEL, held_out_fraction, positive_int
 
 from officescore.curate.audit import audit_predictions
 from officescore.curate.inject import fake_predictions, inject_convention
@@ -164,14 +164,14 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--parts", default="fake,train")
-    parser.add_argument("--scenes", type=int, default=200)
+    parser.add_argument("--scenes", type=positive_int, default=200)
     parser.add_argument("--size", type=int, default=160)
-    parser.add_argument("--draws", type=int, default=3)
-    parser.add_argument("--train-scenes", type=int, default=200)
-    parser.add_argument("--val-scenes", type=int, default=60)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--draws", type=positive_int, default=3)
+    parser.add_argument("--train-scenes", type=positive_int, default=200)
+    parser.add_argument("--val-scenes", type=positive_int, default=60)
+    parser.add_argument("--epochs", type=positive_int, default=8)
     parser.add_argument("--model-size", type=int, default=None, help="px fed to the model (default --size)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=positive_int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out: Path = args.out

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from benchkit import cpu_name, held_out_fraction
+from benchkit import cpu_name, held_out_fraction, positive_int
 
 from officescore.ingest import ingest_export
 from officescore.label.trainer import DEFAULT_ARCH, DEFAULT_IMG_SIZE
@@ -86,11 +86,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--photos", type=int, default=40, help="labelled photos in the project")
-    parser.add_argument("--val", type=int, default=8, help="of them held out")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=2, help="the backend's default")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--photos", type=positive_int, default=40, help="labelled photos in the project")
+    parser.add_argument("--val", type=positive_int, default=8, help="of them held out")
+    parser.add_argument("--epochs", type=positive_int, default=1)
+    parser.add_argument("--batch-size", type=positive_int, default=2, help="the backend's default")
+    parser.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1)
     parser.add_argument("--only", default="", help="indices of CANDIDATES to run, e.g. 0,6")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

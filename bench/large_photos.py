@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchkit import positive_int  # bench/: first on sys.path when run as a script
+
 CASES = {"1 MP": (1155, 866), "12 MP": (4032, 3024), "108 MP": (12000, 9000)}
 
 
@@ -106,7 +108,7 @@ def main() -> None:
     )
     parser.add_argument("--img-size", type=int, default=192, help="model input size (the demo's 192)")
     parser.add_argument("--conf", type=float, default=0.5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=positive_int, default=3)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

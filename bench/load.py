@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchkit import cpu_name  # noqa: E402
+from benchkit import cpu_name, non_negative_int, positive_int  # noqa: E402
 
 from officescore import DEFAULT_CLASSES  # noqa: E402
 from officescore.model import (  # noqa: E402
@@ -158,11 +158,13 @@ def row(name: str, old: list[float], new: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archs", default=",".join(ARCHS), help="comma-separated architectures")
-    parser.add_argument("--repeats", type=int, default=5, help="loads per architecture and way")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="loads per architecture and way")
     parser.add_argument("--with-read", action="store_true", help="time torch.load of the file too")
     parser.add_argument("--coco", action="store_true", help="also the zero-shot coco model")
-    parser.add_argument("--score", type=int, default=0, help="end-to-end `officescore score` runs per way")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--score", type=non_negative_int, default=0, help="end-to-end `officescore score` runs per way"
+    )
+    parser.add_argument("--threads", type=positive_int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}")

@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # browsers.py
+from benchkit import positive_int  # noqa: E402 - bench/, first on sys.path when run as a script
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
@@ -161,7 +162,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_page"))
-    parser.add_argument("--photos", type=int, default=3)
+    parser.add_argument("--photos", type=positive_int, default=3)
     parser.add_argument("--kinds", default="before,fp32,auto,int8")
     args = parser.parse_args()
     from browsers import find_chromium  # tests/browsers.py: the Chromium the page tests use

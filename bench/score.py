@@ -40,6 +40,8 @@ from torchvision.transforms.functional import pil_to_tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchkit import positive_int  # noqa: E402 - bench/, first on sys.path when run as a script
+
 from officescore import DEFAULT_CLASSES  # noqa: E402
 from officescore.infer.accel import forward, native_bf16_cpu, prepare_model, proposals_for, resolve_precision  # noqa: E402
 from officescore.infer.accel.capability import int8_supported  # noqa: E402
@@ -286,10 +288,10 @@ def _results(det: dict[str, torch.Tensor], image_id: int) -> list[dict[str, Any]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="v2,mobilenet", help="comma-separated: v2, mobilenet")
-    parser.add_argument("--photos", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=1, help="passes per photo and path")
+    parser.add_argument("--photos", type=positive_int, default=3)
+    parser.add_argument("--rounds", type=positive_int, default=1, help="passes per photo and path")
     parser.add_argument("--conf", type=float, default=0.5)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--checkpoint", type=Path, help="a trained model, for mAP per precision")
     parser.add_argument("--data", type=Path, help="its data set folder (val split)")
     parser.add_argument("--skip-speed", action="store_true")

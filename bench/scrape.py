@@ -22,6 +22,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from benchkit import positive_int  # noqa: E402 - bench/, first on sys.path when run as a script
 from fakeservers import LatencyHost  # noqa: E402
 
 from officescore.scrape.download import DownloadConfig, Downloader, verify_image  # noqa: E402
@@ -55,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--n", type=int, default=64, help="images per run")
+    parser.add_argument("--n", type=positive_int, default=64, help="images per run")
     parser.add_argument("--latency", type=float, default=0.1, help="seconds added to every request")
     parser.add_argument("--size", default="320x240", help="photo size WxH the host serves")
     args = parser.parse_args()

@@ -38,7 +38,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchkit import SCENE_MODEL  # this folder: the small synthetic-scene model settings the benches share
+from benchkit import (  # this folder: the small synthetic-scene model settings the benches share
+    SCENE_MODEL,
+    non_negative_int,
+    positive_int,
+)
 from PIL import Image, ImageEnhance
 
 from officescore import masks as masklib
@@ -240,17 +244,21 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_select"))
-    parser.add_argument("--unique", type=int, default=80)
-    parser.add_argument("--copies", type=int, default=40)
-    parser.add_argument("--test", type=int, default=32)
+    parser.add_argument("--unique", type=positive_int, default=80)
+    parser.add_argument("--copies", type=non_negative_int, default=40)
+    parser.add_argument("--test", type=positive_int, default=32)
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--start", type=int, default=16)
-    parser.add_argument("--step", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--draws", type=int, default=3)
-    parser.add_argument("--start-iters", type=int, default=960, help="images the first model trains on")
-    parser.add_argument("--iters", type=int, default=480, help="images each round fine-tunes on")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the figures were one thread)")
+    parser.add_argument("--start", type=positive_int, default=16)
+    parser.add_argument("--step", type=positive_int, default=16)
+    parser.add_argument("--rounds", type=positive_int, default=2)
+    parser.add_argument("--draws", type=positive_int, default=3)
+    parser.add_argument(
+        "--start-iters", type=positive_int, default=960, help="images the first model trains on"
+    )
+    parser.add_argument("--iters", type=positive_int, default=480, help="images each round fine-tunes on")
+    parser.add_argument(
+        "--threads", type=positive_int, default=1, help="torch threads (the figures were one thread)"
+    )
     parser.add_argument("--amp", action="store_true", help="Train with bf16 autocast (native-bf16 CPUs).")
     parser.add_argument(
         "--seed", type=int, default=0, help="Another pool, start set and random draws (same test scenes)."
@@ -258,12 +266,20 @@ def main() -> None:
     scraped = parser.add_argument_group("scraped pool (--scraped; then --copies is not used)")
     scraped.add_argument("--scraped", action="store_true", help="a pool as image search returns it")
     scraped.add_argument(
-        "--dup-scenes", type=int, default=20, help="unique scenes that come with near-copies"
+        "--dup-scenes", type=non_negative_int, default=20, help="unique scenes that come with near-copies"
     )
-    scraped.add_argument("--dup-min", type=int, default=4, help="fewest near-copies of such a scene")
-    scraped.add_argument("--dup-max", type=int, default=6, help="most near-copies of such a scene")
-    scraped.add_argument("--sparse", type=int, default=10, help="scenes with at most two objects")
-    scraped.add_argument("--empty", type=int, default=10, help="off-topic photos with no objects")
+    scraped.add_argument(
+        "--dup-min", type=non_negative_int, default=4, help="fewest near-copies of such a scene"
+    )
+    scraped.add_argument(
+        "--dup-max", type=non_negative_int, default=6, help="most near-copies of such a scene"
+    )
+    scraped.add_argument(
+        "--sparse", type=non_negative_int, default=10, help="scenes with at most two objects"
+    )
+    scraped.add_argument(
+        "--empty", type=non_negative_int, default=10, help="off-topic photos with no objects"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()

@@ -14,7 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
-from benchkit import train_scene_model
+from benchkit import positive_int, train_scene_model
 
 
 def main() -> None:
@@ -22,9 +22,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--scenes", type=int, default=400)
+    parser.add_argument("--scenes", type=positive_int, default=400)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=positive_int, default=20)
     parser.add_argument("--without", default="", help="comma-separated classes learned as background")
     args = parser.parse_args()
     without = [name.strip() for name in args.without.split(",") if name.strip()]

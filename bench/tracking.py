@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchkit import positive_int  # bench/: first on sys.path when run as a script
+
 from officescore.train.config import CSV_COLUMNS, LOSS_KEYS, METRIC_KEYS
 from officescore.train.tracking import (
     MLflowTracker,
@@ -70,8 +72,8 @@ def measure(name: str, steps: int, per_epoch: int) -> dict[str, float | str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--steps-per-epoch", type=int, default=200)
+    parser.add_argument("--steps", type=positive_int, default=2000)
+    parser.add_argument("--steps-per-epoch", type=positive_int, default=200)
     parser.add_argument("--tracker", choices=("tensorboard", "mlflow"), action="append")
     args = parser.parse_args()
     for name in args.tracker or ("tensorboard", "mlflow"):

@@ -23,6 +23,7 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
+from benchkit import positive_int  # bench/: first on sys.path when run as a script
 
 from officescore.model import build_model
 from officescore.sample import render_scene
@@ -91,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=positive_int, default=3)
     parser.add_argument("--size", type=int, default=192, help="image size for the bf16 comparison")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--child", nargs=2, metavar=("ARCH", "SIZE"), help=argparse.SUPPRESS)

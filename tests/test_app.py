@@ -481,13 +481,17 @@ def test_serve_an_onnx_file_says_what_score_says(
     )
 
 
+@pytest.mark.parametrize("kind", ["checkpoint", "torchscript", "coco"])
 def test_serve_warns_of_rubric_classes_the_model_cannot_detect_and_starts(
     files: dict[str, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    kind: str,
 ) -> None:
-    """`score` warned of a misspelt rubric class; the page capped every photo at 50 without a word."""
+    """`score` warned of a misspelt rubric class; the page capped every photo at 50 without a word
+    (then for checkpoints only: TorchScript exports and `coco` still said nothing)."""
+    model = _served_model(kind, files["checkpoint"], tmp_path, monkeypatch)
     typo = tmp_path / "typo.toml"
     typo.write_text("[classes.desk]\npoints = 50\n[classes.monitr]\npoints = 50\n")
     started: list[dict[str, str]] = []
@@ -497,11 +501,31 @@ def test_serve_warns_of_rubric_classes_the_model_cannot_detect_and_starts(
         raise SystemExit(0)
 
     monkeypatch.setattr(os, "execve", execve)
-    args = ["--model", str(files["checkpoint"]), "--rubric", str(typo), "--port", str(_free_port())]
+    args = ["--model", model, "--rubric", str(typo), "--port", str(_free_port())]
     with pytest.raises(SystemExit) as info:
         main(["serve", *args, "--device", "cpu"])
     assert info.value.code == 0 and started
     assert "warning: the model cannot detect monitr, in rubric typo" in capsys.readouterr().err
+
+
+def _served_model(kind: str, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`--model` of this kind: the checkpoint, its TorchScript export, or `coco` (its weights faked in
+    the hub cache: serve checks they are there, and never loads them)."""
+    if kind == "torchscript":
+        from officescore.export import export_model
+
+        return str(export_model(checkpoint, "torchscript", tmp_path / "office.torchscript.pt").path)
+    if kind == "coco":
+        from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
+
+        from officescore.model import hub_checkpoint_dir
+
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+        cached = hub_checkpoint_dir() / Path(MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.url).name
+        cached.parent.mkdir(parents=True)
+        cached.write_bytes(b"the weights, as fetched elsewhere")
+        return "coco"
+    return str(checkpoint)
 
 
 def test_serve_coco_with_its_weights_in_the_hub_cache_starts_offline(

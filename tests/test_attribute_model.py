@@ -186,6 +186,38 @@ def _attribute_checkpoint(path: Path, armrests: bool) -> Path:
     return path
 
 
+def test_serve_warns_of_attribute_rules_the_model_cannot_meet_as_score_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rubric rule on a misspelt attribute earns nothing on the page: `score` warned, `serve` did not."""
+    import os
+    import socket
+
+    from officescore.cli import main
+
+    model = _attribute_checkpoint(tmp_path / "arms.pt", armrests=True)
+    rubric = tmp_path / "rubric.toml"
+    rubric.write_text(
+        '[classes.chair]\npoints = 10\n[[attributes]]\nclass = "chair"\nattribute = "armrest"\n'
+        "value = true\npoints = 1\n"
+    )
+
+    def execve(*args: object) -> None:  # where streamlit would replace the process
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execve", execve)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--model", str(model), "--rubric", str(rubric), "--port", port, "--device", "cpu"])
+    assert info.value.code == 0
+    assert " ".join(capsys.readouterr().err.split()).startswith(
+        "warning: rubric rule chair.armrest=yes: the model has no attribute 'armrest' for chair (it has: "
+        "armrests); it earns nothing"
+    )
+
+
 def test_checkpoint_carries_the_head_and_the_schema(tmp_path: Path) -> None:
     path = _attribute_checkpoint(tmp_path / "a.pt", armrests=True)
     loaded = load_any(path)

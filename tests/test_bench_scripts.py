@@ -72,6 +72,11 @@ def test_label_job_only_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
     [
         (["score.py", "--models", "v2,v3"], "--models: v3 is not one of v2, mobilenet"),  # was a KeyError
         (["scrape.py", "--size", "4000"], "--size: WxH, e.g. 4000x3000, got 4000"),  # was a ValueError
+        # counts of nothing divided by zero once the run was over
+        (["tracking.py", "--steps", "0"], "argument --steps: must be 1 or more, got 0"),
+        (["scrape.py", "--n", "0"], "argument --n: must be 1 or more, got 0"),
+        (["load.py", "--repeats", "-1"], "argument --repeats: must be 1 or more, got -1"),
+        (["selection.py", "--copies", "-1"], "argument --copies: must be 0 or more, got -1"),
         # was a FileNotFoundError, after Label Studio had started and the scenes were drawn
         (
             ["assist.py", "--standin", "missing.pt", "--out", "OUT"],

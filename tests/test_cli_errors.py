@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ import torch
 
 from officescore.cli import app, main
 
+REPO = Path(__file__).resolve().parent.parent
 GARBAGE = bytes(range(256)) * 8 + b"\x00\xff" * 100
 
 
@@ -562,6 +563,21 @@ def test_weights_that_do_not_fit_their_architecture_are_named(
     assert sorted(p.name for p in clean_cwd.iterdir()) == ["misfit.pt"]
 
 
+@pytest.mark.parametrize("extra", [["{sample}/images"], ["{model}", "more photos"]])
+def test_eval_given_arguments_says_it_takes_options_and_where_photos_go(
+    world: dict[str, Path], clean_cwd: Path, capsys: pytest.CaptureFixture[str], extra: list[str]
+) -> None:
+    """`eval photos/` (or a bare model path): one line saying what eval takes and that `score` scores
+    photos, not Click's "Got unexpected extra argument"; nothing written."""
+    given = [arg.format(sample=world["export"].parent, model=world["model"]) for arg in extra]
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--data", str(world["dataset"]), *given])
+    err = " ".join(capsys.readouterr().err.split())
+    assert info.value.code == 2 and err.startswith("error: eval takes options only, not "), err
+    assert all(part in err for part in ("--model", "--data", "--predictions", "officescore score")), err
+    assert "Usage:" not in err and not list(clean_cwd.rglob("*"))
+
+
 def test_eval_with_a_file_as_its_project_fails_before_predicting(
     world: dict[str, Path],
     clean_cwd: Path,
@@ -757,3 +773,109 @@ def test_ctrl_c_while_working_says_it_stopped_and_what_was_written(
     err = capsys.readouterr().err
     assert [line for line in err.splitlines() if line.strip()][-1] == said
     assert not out.exists() and "Traceback" not in err
+
+
+# Runs officescore with one function replaced by a stand-in that says it is working, then waits:
+# Ctrl-C then lands while the command works, as it would in a slow read or connection.
+WORKING_FOREVER = """
+import sys, time
+from importlib import import_module
+module, _, name = sys.argv[1].partition(":")
+owner, _, attribute = name.rpartition(".")
+target = import_module(module)
+for part in filter(None, owner.split(".")):
+    target = getattr(target, part)
+def working(*args, **kwargs):
+    print("working", flush=True)
+    time.sleep(120)
+setattr(target, attribute, staticmethod(working) if isinstance(target, type) else working)
+from officescore.cli import main
+main(sys.argv[2:])
+"""
+
+
+def _ctrl_c_once_working(
+    argv: list[str], working: Callable[[subprocess.Popen[str]], bool], cwd: Path
+) -> tuple[int, str]:
+    """`python -c <argv>` in a child, SIGINT once `working(child)` says it works: (exit code, stderr)."""
+    import signal
+    import sys
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", *argv],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO), "LABEL_STUDIO_API_KEY": "key"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a shell without job control starts background jobs with SIGINT ignored: give the child a
+        # terminal's default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not working(process):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    return process.returncode, err
+
+
+def _last_line(err: str) -> str:
+    lines = [" ".join(line.split()) for line in err.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def test_ctrl_c_while_sample_renders_says_what_is_not_written(tmp_path: Path) -> None:
+    """Ctrl-C once the first scenes are on disk: one line saying annotations.json is not written and
+    images/ holds part of the scenes (was a silent exit 130), exit 130."""
+    out = tmp_path / "sample"
+    images = out / "images"
+    run = "from officescore.cli import main; import sys; main(sys.argv[1:])"
+    argv = [run, "sample", str(out), "-n", "100000", "--size", "64"]
+    code, err = _ctrl_c_once_working(argv, lambda _: images.is_dir() and any(images.glob("*.jpg")), tmp_path)
+    assert code == 130, err
+    assert _last_line(err) == (
+        f"stopped (Ctrl-C); {out / 'annotations.json'} not written, {images} holds part of the "
+        "scenes: run the same command again"
+    )
+    assert not (out / "annotations.json").exists() and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "working", "said"),
+    [
+        (
+            ["stats", "{dataset}"],
+            "officescore.ingest.health:health_report",
+            f"stopped (Ctrl-C); {{dataset}}{os.sep}health.png is as it was, or rewritten whole",
+        ),
+        (["stats", "{dataset}", "--no-plot"], "officescore.ingest.health:health_report", STOPPED),
+        (
+            ["label", "status", "--project", "offices", "--url", "http://127.0.0.1:9"],
+            "officescore.label.client:LabelStudio.connect",
+            STOPPED,
+        ),
+    ],
+)
+def test_ctrl_c_in_stats_and_label_status_says_it_stopped(
+    world: dict[str, Path], tmp_path: Path, argv: list[str], working: str, said: str
+) -> None:
+    """A real SIGINT while the command works (reading the data set, reaching Label Studio): one line
+    saying it stopped and what was written (was a silent exit 130), exit 130, health.png untouched."""
+    png = world["dataset"] / "health.png"
+    before = png.read_bytes() if png.exists() else None
+    args = [arg.format(dataset=world["dataset"]) for arg in argv]
+
+    def says_working(child: subprocess.Popen[str]) -> bool:
+        assert child.stdout is not None
+        return child.stdout.readline().strip() == "working"
+
+    code, err = _ctrl_c_once_working([WORKING_FOREVER, working, *args], says_working, tmp_path)
+    assert code == 130, err
+    assert _last_line(err) == " ".join(said.format(dataset=world["dataset"]).split()), err
+    assert "Traceback" not in err and (png.read_bytes() if png.exists() else None) == before

@@ -369,18 +369,21 @@ def test_serve_flags_reach_the_page(
 def test_serve_takes_a_torchscript_export_and_coco_in_capitals(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Neither is a checkpoint: each reaches the page as given, not refused as a damaged one."""
+    """Neither is a checkpoint: each reaches the page as given, not refused as a damaged one. (A real
+    export: serve reads its classes, for the rubric warnings `score` gives.)"""
     import os
     import socket
 
-    import torch
+    from scoremodels import write_checkpoint
     from torchvision.models.detection import MaskRCNN_ResNet50_FPN_V2_Weights
 
     from officescore.app import PageSettings
-    from officescore.model import TORCHSCRIPT_META, hub_checkpoint_dir
+    from officescore.export import export_model
+    from officescore.model import hub_checkpoint_dir
 
-    export = tmp_path / "best.torchscript.pt"
-    torch.jit.save(torch.jit.script(torch.nn.Identity()), str(export), _extra_files={TORCHSCRIPT_META: "{}"})
+    export = export_model(
+        write_checkpoint(tmp_path / "best.pt"), "torchscript", tmp_path / "best.torchscript.pt"
+    ).path
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # coco's weights as if fetched before
     cached = hub_checkpoint_dir() / Path(MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1.url).name
     cached.parent.mkdir(parents=True)

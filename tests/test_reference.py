@@ -7,6 +7,8 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
+
 from officescore.cli.commands import COMMAND_MODULES
 from officescore.cli.reference import REFERENCE, command_reference, markdown_epilog
 
@@ -118,3 +120,51 @@ def _assert_parses(line: str) -> None:
         if not hasattr(exc, "format_message"):
             raise
         raise AssertionError(f"{line}\n{exc.format_message()}") from exc
+    assert not ctx.args, f"{line}\nleft over: {ctx.args}"  # eval takes them, to refuse them itself
+
+
+def _command_paths(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The root, every command and every subcommand, as the words after `officescore`."""
+    subcommands = getattr(command, "commands", {})
+    return [path, *(p for name, sub in subcommands.items() for p in _command_paths(sub, (*path, name)))]
+
+
+def test_no_help_shows_a_type_after_a_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """Typer 0.29's rich help printed `--json <bool>`, as if the flag took true or false; flags take
+    no value (options that do keep theirs: `<path>`)."""
+    import typer
+
+    from officescore.cli import app, main, register_commands
+
+    register_commands()
+    paths = _command_paths(typer.main.get_command(app))
+    assert ("label", "status") in paths and ("stats",) in paths
+    typed = 0
+    for path in paths:
+        with pytest.raises(SystemExit):
+            main([*path, "--help"])
+        out = capsys.readouterr().out
+        assert "--help" in out and "<bool>" not in out, (path, out)
+        typed += "<path>" in out
+    assert typed > 10  # options that take a value still show its type
+
+
+def test_every_model_option_says_it_takes_a_run_folder() -> None:
+    """Every command turns a `--model` run folder into its best.pt (runs.model_file); `select` and
+    `audit` said "Checkpoint (.pt from train)" and "Checkpoint or TorchScript export" alone."""
+    import typer
+
+    from officescore.cli import app, register_commands
+
+    register_commands()
+    root = typer.main.get_command(app)
+    helps = {}
+    for path in _command_paths(root):
+        command = root
+        for name in path:
+            command = command.commands[name]  # type: ignore[attr-defined]
+        for param in command.params:
+            if "--model" in getattr(param, "opts", ()):
+                helps[" ".join(path)] = " ".join(param.help.split())
+    assert {"score", "eval", "audit", "select", "export", "serve", "prelabel", "label push"} <= set(helps)
+    assert [name for name, text in helps.items() if "run folder" not in text] == [], helps

@@ -37,6 +37,25 @@ def _click_errors() -> tuple[type[Exception], ...]:
 
 _CLICK_ERRORS = _click_errors()
 
+
+def _no_type_after_flags() -> None:
+    """Typer 0.29's rich --help prints every option's value type, flags' included: `--json <bool>`
+    reads as an option taking true or false, and flags take no value. Show none for them, as older
+    Typer did (it has no `display_type_rich`: nothing to change)."""
+    option = getattr(getattr(typer, "core", None), "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if shown is None or getattr(shown, "flags_untyped", False):  # old Typer, or done already
+        return
+
+    def display_type_rich(self: typer.core.TyperOption, ctx: object) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.flags_untyped = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich  # type: ignore[union-attr]
+
+
+_no_type_after_flags()
+
 app = typer.Typer(
     name="officescore",
     help="Scrape, ingest, train, evaluate and score home-office photos with Mask R-CNN.",

@@ -47,7 +47,10 @@ SHOWN = 20  # issues in the table (all of them are in issues.json)
 def audit(
     dataset: Path = typer.Argument(DEFAULT_DATASET_DIR, help="Data set folder (from `officescore ingest`)."),
     model: Path = typer.Option(
-        None, "--model", "-m", help="Checkpoint or TorchScript export trained on OTHER photos than these."
+        None,
+        "--model",
+        "-m",
+        help="Checkpoint, run folder or TorchScript export, trained on OTHER photos than these.",
     ),
     folds: int = typer.Option(
         None, "--folds", help="Instead of --model: train K models, each predicting the fold it did not see."

@@ -26,6 +26,7 @@ from rich.text import Text
 from officescore.progress import Reporter, Stage
 
 if TYPE_CHECKING:
+    from officescore.attributes import AttributeSchema
     from officescore.infer.score import Rubric
     from officescore.label.sources import Gathered
 
@@ -189,11 +190,14 @@ def skipped_json(gathered: Gathered) -> dict[str, list[str]]:
     }
 
 
-def warn_rubric_reach(rubric: Rubric, classes: list[str]) -> None:
+def warn_rubric_reach(rubric: Rubric, classes: list[str], attributes: AttributeSchema | None = None) -> None:
     """Warn once, up front, on stderr (so --json stays pure) when the rubric asks for classes the
-    model cannot detect and so caps every photo's score: `score` and `serve` alike."""
+    model cannot detect and so caps every photo's score, and for each attribute rule the model
+    (with these `attributes`) can never meet: `score` and `serve` alike, whatever the model's kind."""
     if not _warn_undetectable_essentials(rubric, classes):  # that one says more
         _warn_unreachable_total(rubric, classes)
+    if attributes is not None:
+        _warn_unmatchable_rules(rubric, attributes, classes)
 
 
 def _warn_undetectable_essentials(rubric: Rubric, classes: list[str]) -> bool:
@@ -212,6 +216,15 @@ def _warn_undetectable_essentials(rubric: Rubric, classes: list[str]) -> bool:
         soft_wrap=True,
     )
     return True
+
+
+def _warn_unmatchable_rules(rubric: Rubric, attributes: AttributeSchema, classes: list[str]) -> None:
+    """A rubric attribute rule the model can never meet (a misspelt name, a value it never gives)
+    silently earns nothing: say so once, up front, on stderr."""
+    from officescore.infer.score import unmatchable_rules
+
+    for problem in unmatchable_rules(rubric, attributes, classes):
+        err_console.print(Text(f"warning: {problem}; it earns nothing", style="yellow"), soft_wrap=True)
 
 
 def _warn_unreachable_total(rubric: Rubric, classes: list[str]) -> None:

@@ -33,6 +33,7 @@ EXAMPLES = """
 
 Writes runs/eval/NAME (eval, eval2, ...): metrics.json, predictions.json, pr_curves.png,
 confusion_matrix.png. The standard numbers are pycocotools' COCOeval numbers.
+Eval takes options only: photos are scored by `officescore score PHOTOS`.
 """
 
 _SUMMARY = (
@@ -53,6 +54,7 @@ def _f(value: Any) -> str:
 
 
 def evaluate(
+    ctx: typer.Context,
     model: Path = typer.Option(
         None,
         "--model",
@@ -91,6 +93,7 @@ def evaluate(
     json_output: bool = typer.Option(False, "--json", help="Print the metrics document as JSON."),
 ) -> None:
     """Evaluate a model (or a COCO results file): COCO mAP for boxes and masks, per class, any IoU."""
+    _refuse_arguments(ctx.args)
     from officescore.evaluate.run import run_eval
 
     run = run_eval(
@@ -234,5 +237,22 @@ def _show_attributes(attributes: dict[str, Any]) -> None:
     console.print(table)
 
 
+def _refuse_arguments(args: list[str]) -> None:
+    """eval takes options only; a photo folder or a model given bare (`eval photos/`, `eval best.pt`)
+    was Click's "Got unexpected extra argument", which says neither what eval takes nor where photos go."""
+    if args:
+        import shlex
+
+        from officescore.errors import UserError
+
+        given = shlex.join(args)
+        raise UserError(
+            f"eval takes options only, not {given}: the model with --model, the data set with --data (or a "
+            f"results file with --predictions); photos are scored by `officescore score PHOTOS`"
+        )
+
+
 def register(app: typer.Typer) -> None:
-    app.command("eval", epilog=EXAMPLES)(said_when_stopped()(evaluate))
+    # extra arguments reach the command (ctx.args), which refuses them with what eval takes
+    settings = {"allow_extra_args": True}
+    app.command("eval", epilog=EXAMPLES, context_settings=settings)(said_when_stopped()(evaluate))

@@ -113,7 +113,10 @@ def push(
     url: str = typer.Option(DEFAULT_URL, "--url", envvar=URL_ENV, help=URL_HELP),
     project: str = typer.Option(..., "--project", "-p", help=PROJECT_HELP),
     model: str = typer.Option(
-        None, "--model", "-m", help="Attach this model's predictions (checkpoint, run folder, coco)."
+        None,
+        "--model",
+        "-m",
+        help="Attach this model's predictions (checkpoint, run folder, export or coco).",
     ),
     classes: str = typer.Option(
         None,
@@ -541,6 +544,7 @@ STATUS_EXAMPLES = """
 
 
 @label_app.command("status", epilog=STATUS_EXAMPLES)
+@said_when_stopped()  # it only reads
 def status(
     url: str = typer.Option(DEFAULT_URL, "--url", envvar=URL_ENV, help=URL_HELP),
     project: str = typer.Option(..., "--project", "-p", help=PROJECT_HELP),
@@ -549,8 +553,8 @@ def status(
     ),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """Per model version: photos trained on, val mAP, training time, how labellers changed it and
-    why they did not keep a suggestion (redrawn, reclassed, deleted)."""
+    """Show per model version: photos trained on, val mAP, training time, how labellers changed its
+    suggestions and why they did not keep one (redrawn, reclassed, deleted)."""
     from rich.table import Table
 
     from officescore.label.client import check_project_title

@@ -42,7 +42,7 @@ def prelabel(
         None,
         "--model",
         "-m",
-        help="Checkpoint, run folder, runs/train, export or 'coco'. Default: newest best.pt.",
+        help="Checkpoint, run folder, runs/train, export or 'coco'. Default: newest best.pt, else coco.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="The file to write (.json)."),
     fmt: str = typer.Option("coco", "--format", "-f", help="coco or labelstudio."),

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from officescore.cli.common import console, print_json, reporter
+from officescore.cli.common import console, print_json, reporter, said_when_stopped
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -40,14 +40,16 @@ def sample(
     """Render synthetic home-office scenes with exact masks as a COCO export."""
     from officescore.sample import write_sample
 
-    result = write_sample(
-        out,
-        n_images=images,
-        seed=seed,
-        size=size,
-        reporter=reporter(json_output),
-        masks={"plant": plant_mask, "desk": desk_mask},
-    )
+    written = f"{out / 'annotations.json'} not written, {out / 'images'} holds part of the scenes"
+    with said_when_stopped(f"{written}: run the same command again"):
+        result = write_sample(
+            out,
+            n_images=images,
+            seed=seed,
+            size=size,
+            reporter=reporter(json_output),
+            masks={"plant": plant_mask, "desk": desk_mask},
+        )
     if json_output:
         print_json(result.to_dict())
         return

@@ -22,8 +22,8 @@ from officescore.cli.common import (
 
 if TYPE_CHECKING:
     from officescore.images import ImageInput
-    from officescore.infer import PhotoScore, Predictor, ScoringStopped
-    from officescore.infer.score import OfficeScore, Rubric
+    from officescore.infer import PhotoScore, ScoringStopped
+    from officescore.infer.score import OfficeScore
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -125,8 +125,7 @@ def score(
             used = f"model: {source} ({predictor.kind}, {predictor.precision})"
             console.print(Text(used, style="dim"))
         if ctx.is_main:
-            warn_rubric_reach(rules, predictor.classes)
-            _warn_unmatchable_rules(rules, predictor)
+            warn_rubric_reach(rules, predictor.classes, predictor.attributes)
         results = score_photos(
             predictor,
             items,
@@ -205,15 +204,6 @@ def _without_drawings(items: list[ImageInput], photos: list[str], save_dir: Path
         return path not in named and path.is_relative_to(drawings)
 
     return [item for item in items if not drawn(item)]
-
-
-def _warn_unmatchable_rules(rubric: Rubric, predictor: Predictor) -> None:
-    """A rubric attribute rule the model can never meet (a misspelt name, a value it never gives)
-    silently earns nothing: say so once, up front, on stderr."""
-    from officescore.infer.score import unmatchable_rules
-
-    for problem in unmatchable_rules(rubric, predictor.attributes, predictor.classes):
-        err_console.print(Text(f"warning: {problem}; it earns nothing", style="yellow"), soft_wrap=True)
 
 
 def _show_one(photo: PhotoScore) -> None:

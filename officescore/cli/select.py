@@ -35,7 +35,10 @@ A photo within 10 perceptual-hash bits of a labelled photo (or of an earlier pic
 def select(
     pool: list[str] = typer.Argument(..., help="Unlabelled photos: folders, files, globs, or data/raw."),
     model: str = typer.Option(
-        None, "--model", "-m", help="Checkpoint (.pt from train); not needed for random."
+        None,
+        "--model",
+        "-m",
+        help="Checkpoint, run folder, TorchScript export or 'coco'; not needed for --strategy random.",
     ),
     budget: int = typer.Option(..., "--budget", "-n", help="How many photos to choose."),
     labelled: Path = typer.Option(

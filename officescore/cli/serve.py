@@ -49,9 +49,9 @@ def serve(
     from officescore.app import SLIDER_RANGE, PageSettings, streamlit_command
     from officescore.devices import resolve_device
     from officescore.errors import ConfigError
-    from officescore.infer import COCO_SOURCE, expand_inputs, model_source
+    from officescore.infer import COCO_SOURCE, coco_label_names, expand_inputs, model_source
     from officescore.infer.score import Rubric
-    from officescore.model import is_torchscript, load_any
+    from officescore.model import load_any
 
     low, high = SLIDER_RANGE
     if not low <= conf <= high:  # the page cannot show it: its slider would start elsewhere
@@ -60,13 +60,13 @@ def serve(
         )
     source = model_source(model)  # a run folder: its best.pt, named to the page; a missing file fails
     coco = source.lower() == COCO_SOURCE
-    kind, classes = "checkpoint", None
-    if not coco and is_torchscript(Path(source)):
-        kind = "torchscript"  # loaded by the page as it is
-    elif not coco:
-        # An ONNX file, a damaged or foreign file, or weights that do not fit fail here, in the
-        # words `score` uses, not in the browser.
-        classes = load_any(Path(source), "cpu").classes
+    if coco:  # the office classes COCO's map to, as `score --model coco` has them; no attributes
+        kind, classes, attributes = "coco", list(dict.fromkeys(n for n in coco_label_names() if n)), None
+    else:
+        # An ONNX file, a damaged or foreign file (a TorchScript export too), or weights that do not
+        # fit fail here, in the words `score` uses, not in the browser.
+        loaded = load_any(Path(source), "cpu")
+        kind, classes, attributes = loaded.kind, loaded.classes, loaded.attributes
     from officescore.infer.accel import resolve_precision
 
     resolved = resolve_precision(precision, resolve_device(device), kind)  # one it lacks fails here
@@ -80,8 +80,7 @@ def serve(
             "(a folder or files)"
         )
     rules = Rubric.load(rubric)  # a bad rubric fails here, not in the browser
-    if classes is not None:  # and one the model cannot meet is said here, as `score` says it
-        warn_rubric_reach(rules, classes)
+    warn_rubric_reach(rules, classes, attributes)  # and what the model cannot meet is said, as by `score`
     settings = PageSettings(
         model=source if coco else str(Path(source).resolve()),
         device=device,

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from officescore.cli.common import console, err_console, print_json
+from officescore.cli.common import console, err_console, print_json, said_when_stopped
 from officescore.config import DEFAULT_DATASET_DIR
 
 if TYPE_CHECKING:
@@ -136,8 +136,11 @@ def stats(
     """Health report of a data set: class balance per split, sizes, empties, duplicates, problems."""
     from officescore.ingest.health import health_report
 
-    report = health_report(dataset)
-    png = _plot(report, dataset / "health.png") if plot else None
+    # health.png is written whole or not at all (atomic), so it is either as it was or the new one
+    written = f"{dataset / 'health.png'} is as it was, or rewritten whole" if plot else "nothing written"
+    with said_when_stopped(written):
+        report = health_report(dataset)
+        png = _plot(report, dataset / "health.png") if plot else None
     if json_output:
         print_json({**report.to_dict(), "plot": str(png) if png else None})
         return
