@@ -869,6 +869,10 @@ def test_eval_adds_its_numbers_to_the_training_run_of_its_model(
             history = client.get_metric_history(run_id, tag)
             assert [(m.step, m.value) for m in history] == [(1, pytest.approx(value, rel=1e-9))], tag
         assert f"eval/dataset/{split}/segm_ap_large" not in run.data.metrics  # null: no large objects
+        (text,) = events.Tensors(f"eval/dataset/{split}/text_summary")  # what TensorBoard says was measured
+        assert (
+            text.step == 1 and f"gt: `{doc['evaluated']['gt']}`" in text.tensor_proto.string_val[0].decode()
+        )
         tags = run.data.tags
         assert (
             tags[f"eval/dataset/{split}/split"] == split
@@ -987,3 +991,15 @@ def test_eval_log_setting_and_its_errors(
         and "--log tensorboard: tensorboard is not installed" in lines[0]
     )
     assert not (tmp_path / "runs" / "eval" / "refused").exists()
+    # A store found unusable only when opened (a file that is not a database): the evaluation, done
+    # by then, is kept and the one line says where
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store.db'}")
+    (tmp_path / "store.db").write_text("not a database")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--log", "mlflow", "--name", "kept"])
+    err = capsys.readouterr().err
+    error = err.strip().splitlines()[-1]  # after eval's own progress line
+    assert exit_info.value.code == 2 and "Traceback" not in err and err.count("error:") == 1
+    assert error.startswith("error: --log mlflow: mlflow could not start")
+    assert error.endswith(f"(the evaluation is in {Path('runs') / 'eval' / 'kept'})")
+    assert (tmp_path / "runs" / "eval" / "kept" / "metrics.json").is_file()
