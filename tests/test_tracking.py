@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -819,6 +820,31 @@ def _expected_eval_scalars(doc: dict[str, Any], label: str) -> dict[str, float]:
     return expected
 
 
+def _trained_run(data: Path, run_dir: Path) -> Path:
+    """A run folder as `train` leaves it after one epoch, without training: weights/best.pt (an
+    untrained ResNet18-FPN at 64 px, epoch 1) and args.json naming the data set."""
+    import os
+
+    from trainsetup import FAST_MODEL
+
+    from officescore.model import build_model, save_checkpoint
+
+    classes = json.loads((data / "dataset.json").read_text())["classes"]
+    options = {**FAST_MODEL, "min_size": 64, "max_size": 64}
+    model = build_model("maskrcnn_resnet18_fpn", classes, weights="none", **options)
+    (run_dir / "weights").mkdir(parents=True)
+    save_checkpoint(
+        run_dir / "weights" / "best.pt",
+        model=model.state_dict(),
+        arch="maskrcnn_resnet18_fpn",
+        classes=classes,
+        model_kwargs=options,
+        epoch=1,
+    )
+    (run_dir / "args.json").write_text(json.dumps({"data": os.path.relpath(data, run_dir)}))
+    return run_dir
+
+
 def test_eval_adds_its_numbers_to_the_training_run_of_its_model(
     data: Path,
     runs: Path,
@@ -829,67 +855,61 @@ def test_eval_adds_its_numbers_to_the_training_run_of_its_model(
     """`eval --model RUN` (--log auto): the run's event files get eval/<data set>/<split>/* at the
     checkpoint's epoch, and the MLflow run its mlflow_run.json names (found without
     MLFLOW_TRACKING_URI) gets the same numbers, tags saying what was evaluated and metrics.json and
-    the plots; its status and end time stay. A second split has names of its own; the same split
+    the plots; its status and end time stay. Another data set has names of its own; the same one
     again says that MLflow now shows the newer numbers."""
     from mlflow.tracking import MlflowClient
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", _store_uri(runs))
+    from officescore.train.tracking import MLflowTracker
+
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "evals")
-    project = tmp_path / "runs" / "train"
-    with pytest.raises(SystemExit) as exit_info:
-        main([*_one_epoch(data, project), "--log", "auto", "--json"])
-    assert exit_info.value.code == 0
-    run_dir = Path(json.loads(capsys.readouterr().out)["run_dir"])
-    run_id = json.loads((run_dir / "mlflow_run.json").read_text())["run_id"]
+    run_dir = _trained_run(data, tmp_path / "runs" / "train" / "train")
+    finished = MLflowTracker(run_dir, _store_uri(runs))  # as `train --log mlflow` leaves it
+    finished.end([], "finished")
+    run_id = finished.run_id
     client = MlflowClient(tracking_uri=_store_uri(runs))
     trained = client.get_run(run_id).info
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # the run folder says where its MLflow run is
+    other = tmp_path / "other"  # another data set: a copy of the first
+    shutil.copytree(data, other)
 
     evals = tmp_path / "runs" / "eval"
     docs = {}
-    for split in ("val", "train"):
-        docs[split], notes = _eval(
-            ["--model", str(run_dir), "--split", split, "--project", str(evals)], capsys
+    for name, data_set in (("dataset", data), ("other", other)):
+        docs[name], notes = _eval(
+            ["--model", str(run_dir), "--data", str(data_set), "--project", str(evals)], capsys
         )
-        assert (
-            f"eval: logged as eval/dataset/{split}/* at step 1 (the checkpoint's epoch) in {run_dir}" in notes
-        )
-        assert any(note.startswith(f"mlflow: run {run_id}") for note in notes)
+        assert f"eval: logged as eval/{name}/val/* at step 1 (the checkpoint's epoch) in {run_dir}" in notes
+        assert any(note.startswith(f"mlflow: run {run_id}") for note in notes)  # without MLFLOW_TRACKING_URI
     events = _events(run_dir)
     run = client.get_run(run_id)
     assert (run.info.status, run.info.end_time) == (trained.status, trained.end_time)
     assert len(client.search_runs([run.info.experiment_id])) == 1  # no run of its own
-    for split, doc in docs.items():
-        expected = _expected_eval_scalars(doc, f"dataset/{split}")
-        assert (
-            f"eval/dataset/{split}/segm_map" in expected and f"eval/dataset/{split}/segm_ap/desk" in expected
-        )
+    for name, doc in docs.items():
+        label = f"{name}/val"
+        expected = _expected_eval_scalars(doc, label)
+        assert f"eval/{label}/segm_map" in expected and f"eval/{label}/segm_ap/desk" in expected
         for tag, value in expected.items():
             assert _scalars(events, tag) == [(1, pytest.approx(value, rel=1e-6))], tag
             history = client.get_metric_history(run_id, tag)
             assert [(m.step, m.value) for m in history] == [(1, pytest.approx(value, rel=1e-9))], tag
-        assert f"eval/dataset/{split}/segm_ap_large" not in run.data.metrics  # null: no large objects
-        (text,) = events.Tensors(f"eval/dataset/{split}/text_summary")  # what TensorBoard says was measured
+        assert f"eval/{label}/segm_ap_large" not in run.data.metrics  # null: no large objects
+        (text,) = events.Tensors(f"eval/{label}/text_summary")  # what TensorBoard says was measured
         assert (
             text.step == 1 and f"gt: `{doc['evaluated']['gt']}`" in text.tensor_proto.string_val[0].decode()
         )
         tags = run.data.tags
-        assert (
-            tags[f"eval/dataset/{split}/split"] == split
-            and tags[f"eval/dataset/{split}/gt"] == doc["evaluated"]["gt"]
-        )
-        eval_dir = Path(tags[f"eval/dataset/{split}/eval_dir"])
-        folder = f"eval/dataset/{split}/{eval_dir.name}"
+        assert tags[f"eval/{label}/split"] == "val" and tags[f"eval/{label}/gt"] == doc["evaluated"]["gt"]
+        eval_dir = Path(tags[f"eval/{label}/eval_dir"])
+        folder = f"eval/{label}/{eval_dir.name}"
         listed = {a.path for a in client.list_artifacts(run_id, folder)}
         assert listed == {
-            f"{folder}/{name}" for name in ("metrics.json", "pr_curves.png", "confusion_matrix.png")
+            f"{folder}/{file}" for file in ("metrics.json", "pr_curves.png", "confusion_matrix.png")
         }
-        copy = client.download_artifacts(run_id, f"{folder}/metrics.json", str(tmp_path / split))
+        copy = client.download_artifacts(run_id, f"{folder}/metrics.json", str(tmp_path / name))
         assert (
             json.loads(Path(copy).read_text()) == doc == json.loads((eval_dir / "metrics.json").read_text())
         )
 
-    _, notes = _eval(["--model", str(run_dir), "--split", "val", "--project", str(evals)], capsys)
+    _, notes = _eval(["--model", str(run_dir), "--project", str(evals)], capsys)  # its own data set again
     assert any(
         f"mlflow: eval/dataset/val was logged before (from {evals / 'eval'})" in note for note in notes
     )
@@ -900,6 +920,23 @@ def test_eval_adds_its_numbers_to_the_training_run_of_its_model(
         "eval/dataset/val/eval",
         "eval/dataset/val/eval3",
     }
+
+
+def test_an_evaluation_of_a_run_without_an_mlflow_run_starts_a_finished_one(
+    runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`eval --log mlflow` of a run trained without MLflow: a new MLflow run for the run folder,
+    marked finished at once, which mlflow_run.json names for the next evaluation (or a --resume)."""
+    from officescore.train.tracking import MLflowTracker
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "late")
+    run_dir = runs / "late" / "train"
+    run_dir.mkdir(parents=True)
+    first = MLflowTracker(run_dir, _store_uri(runs), adding=True)
+    first.end([], "finished")
+    assert first.client.get_run(first.run_id).info.status == "FINISHED"
+    assert json.loads((run_dir / "mlflow_run.json").read_text())["run_id"] == first.run_id
+    assert MLflowTracker(run_dir, _store_uri(runs), adding=True).run_id == first.run_id
 
 
 def _results(gt: dict[str, Any]) -> list[dict[str, Any]]:
