@@ -999,15 +999,18 @@ def test_eval_of_results_from_no_run_is_a_run_of_its_own(
 def test_eval_log_setting_and_its_errors(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`[eval] log` in officescore.toml reaches eval (none: nothing logged; a bad value refused by
-    name), and `--log tensorboard` without tensorboard is one line before anything is evaluated."""
+    """`[eval] log` in officescore.toml reaches eval (none: nothing logged, the tracking module not
+    imported; a bad value refused by name), and `--log tensorboard` without tensorboard is one line
+    before anything is evaluated."""
     predictions = tmp_path / "results.json"
     predictions.write_text(json.dumps(_results(json.loads((data / "val.json").read_text()))))
     args = ["eval", "--predictions", str(predictions), "--data", str(data), "--device", "cpu"]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "officescore.toml").write_text('[eval]\nlog = "none"\n')
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
+    with monkeypatch.context() as hidden:  # none: the tracking module (torch with it) is not even imported
+        _hide(hidden, "officescore.train.tracking")
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
     assert exit_info.value.code == 0 and "eval: logged" not in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "runs" / "eval" / "eval").iterdir()) == [
         "confusion_matrix.png", "metrics.json", "pr_curves.png", "predictions.json"

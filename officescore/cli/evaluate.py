@@ -104,10 +104,12 @@ def evaluate(
 ) -> None:
     """Evaluate a model (or a COCO results file): COCO mAP for boxes and masks, per class, any IoU."""
     from officescore.evaluate.run import run_eval
-    from officescore.train.tracking import check_available
 
     log = log.lower()
-    check_available(log)  # a missing package or a dead server: one line before any slow work
+    if log != "none":  # the tracking module imports torch: not for a results file logged nowhere
+        from officescore.train.tracking import check_available
+
+        check_available(log)  # a missing package or a dead server: one line before any slow work
     run = run_eval(
         model=model,
         data=data,
@@ -131,7 +133,8 @@ def evaluate(
         print_json(run.metrics)
     else:
         _show(run)
-    _log(log, run, json_output)
+    if log != "none":
+        _log(log, run, json_output)
 
 
 def _log(log: str, run: EvalRun, json_output: bool) -> None:
