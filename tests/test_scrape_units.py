@@ -523,3 +523,20 @@ def test_quotas_per_provider_and_the_flags_for_the_searched_one() -> None:
     config.daily_quota, config.hourly_quota = 7, 3
     assert config.limits("google", "flickr") == (90, None) and config.limits("flickr", "flickr") == (7, 3)
     assert config.limits("google", "google") == (7, 3) and config.limits("wikimedia", "google") == (5000, 500)
+
+
+def test_provider_quota_tables_take_zero_and_refuse_what_is_no_count() -> None:
+    """0 is a quota (no calls that day); TOML's true is no count although Python's bool is an int; a
+    float under [scrape] (timeout = 7.5) is a setting, not a provider table; a name like no provider
+    is shown the names there are."""
+    from officescore.config import provider_quotas
+
+    table = {"timeout": 7.5, "google": {"daily-quota": 0}, "unsplash": {"hourly_quota": 5000}}
+    assert provider_quotas({"scrape": table}) == {
+        "google": {"daily_quota": 0},
+        "unsplash": {"hourly_quota": 5000},
+    }
+    with pytest.raises(ConfigError, match=r"\[scrape.google\] daily-quota must be a whole number.*not True"):
+        provider_quotas({"scrape": {"google": {"daily-quota": True}}})
+    with pytest.raises(ConfigError, match=r"\[scrape.bing\] is no provider \(these are: google, openverse"):
+        provider_quotas({"scrape": {"bing": {"daily-quota": 5}}})
