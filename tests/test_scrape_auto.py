@@ -164,10 +164,16 @@ def test_the_daily_quota_given_for_google_does_not_hold_openverse_after_a_closur
     tmp_path: Path, servers: tuple[FakeCustomSearch, FakeOpenverse]
 ) -> None:
     """--daily-quota is for the provider the run starts with (auto's pick): after Google's closure
-    answer the run goes on with Openverse's own 100 a day, not Google's 1."""
+    answer the run goes on with Openverse's own 100 a day, not Google's 1, or its [scrape.openverse]
+    quota, not Google's."""
     google, openverse = servers
     google.closed = 410
     config = auto(tmp_path, google, openverse, keyed=True)
     config.daily_quota = 1
     result = scrape(config)
     assert (result.provider, result.stop_reason, result.quota.limit) == ("openverse", "done", 100)
+    # A new folder, which does not know yet that Google is closed: auto starts with Google again.
+    config.out = tmp_path / "again"
+    config.provider_quotas = {"google": {"daily_quota": 90}, "openverse": {"daily_quota": 50}}
+    result = scrape(config)
+    assert (result.provider, result.quota.limit) == ("openverse", 50)

@@ -250,3 +250,24 @@ def test_only_an_unstated_licence_is_taken_and_only_from_a_byte_identical_copy_t
     assert '"Own"' in own and "CC BY-SA 4.0" in own and "Copy" not in own
     assert "Source: https://blog.example/ (licence not stated by google)" in crop and "Crop" not in crop
     assert '"Same"' in same and "CC BY 4.0" in same and "other-blog" not in same
+    # Who stated the licence is named only where it was not the finder, and never for no licence.
+    assert "licence stated by" not in own + crop and "licence stated by wikimedia" in same
+    with (tmp_path / "export" / "manifest.csv").open(newline="", encoding="utf-8") as handle:
+        said = {row["url"]: row["license_from"] for row in csv.DictReader(handle)}
+    assert (said[kept[0].url], said[kept[1].url]) == ("openverse", "")
+
+
+def test_a_copy_whose_licence_a_later_provider_stated_credits_that_provider(tmp_path: Path) -> None:
+    """Google found the photo and a byte-identical copy, neither licensed; Openverse then found the
+    copy with CC BY. The kept photo's credit is the copy's, stated by openverse, not by google."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    found = [SearchResult(url=url) for url in ("https://img.example/1.jpg", "https://copy.example/1.jpg")]
+    with Manifest.open(raw) as manifest:
+        manifest.record_page("google", "desk", "g", 1, found, True, "cc_attribute", "t")
+        manifest.record_page("openverse", "desk", "o", 1, [_licensed(found[1].url, "Copy")], True, "by", "t")
+        manifest.set_outcome(1, status="ok", path="1.jpg")
+        manifest.set_outcome(2, status="duplicate", duplicate_of=1)
+    (raw / "1.jpg").write_bytes(b"jpeg")
+    (entry,) = Path(export(raw, tmp_path / "export").attribution).read_text().split("### ")[1:]
+    assert "CC BY 4.0" in entry and 'Found via: google, query "desk"; licence stated by openverse' in entry

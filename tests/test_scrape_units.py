@@ -295,6 +295,7 @@ def test_commons_licence_names_map_onto_rights_codes() -> None:
     assert commons_license("CC0", "cc0") == ("cc0", "1.0")
     # Commons' "Public domain" (by age, by origin) is no CC mark: recorded as Commons says it.
     assert commons_license("Public domain", "pd") == ("pd", None)
+    assert commons_license(None, "pd") == commons_license("Public domain", None) == ("pd", None)
     assert commons_license("Public Domain Mark 1.0", "pdm") == ("pdm", "1.0")  # the CC mark itself
     assert commons_license("GFDL", "gfdl") == (None, None)
     assert commons_license("Attribution", "attribution") == (None, None)
@@ -523,3 +524,45 @@ def test_quotas_per_provider_and_the_flags_for_the_searched_one() -> None:
     config.daily_quota, config.hourly_quota = 7, 3
     assert config.limits("google", "flickr") == (90, None) and config.limits("flickr", "flickr") == (7, 3)
     assert config.limits("google", "google") == (7, 3) and config.limits("wikimedia", "google") == (5000, 500)
+
+
+def test_provider_quota_tables_take_zero_and_refuse_what_is_no_count() -> None:
+    """0 is a quota (no calls that day); TOML's true is no count although Python's bool is an int; a
+    float under [scrape] (timeout = 7.5) is a setting, not a provider table; a name like no provider
+    is shown the names there are."""
+    from officescore.config import provider_quotas
+
+    table = {"timeout": 7.5, "google": {"daily-quota": 0}, "unsplash": {"hourly_quota": 5000}}
+    assert provider_quotas({"scrape": table}) == {
+        "google": {"daily_quota": 0},
+        "unsplash": {"hourly_quota": 5000},
+    }
+    with pytest.raises(ConfigError, match=r"\[scrape.google\] daily-quota must be a whole number.*not True"):
+        provider_quotas({"scrape": {"google": {"daily-quota": True}}})
+    with pytest.raises(ConfigError, match=r"\[scrape.bing\] is no provider \(these are: google, openverse"):
+        provider_quotas({"scrape": {"bing": {"daily-quota": 5}}})
+
+
+def test_found_adds_up_what_every_page_returned_and_results_only_the_new(tmp_path: Path) -> None:
+    """--status's `found` is what the paid calls returned, page after page; `new` (results) leaves
+    out what was known already."""
+    with Manifest.open(tmp_path) as manifest:
+        manifest.record_page("openverse", "q", "o", 1, [SearchResult(url="http://a/1.jpg")], True, "r", "t")
+        first = [SearchResult(url=f"http://a/{n}.jpg") for n in (1, 2)]
+        manifest.record_page("google", "q", "g", 1, first, False, "r", "t")
+        manifest.record_page("google", "q", "g", 2, [SearchResult(url="http://a/3.jpg")], True, "r", "t")
+        google = next(row for row in manifest.query_table() if row["provider"] == "google")
+    assert (google["pages"], google["found"], google["results"]) == (2, 3, 2)
+
+
+@pytest.mark.parametrize(
+    "error", ["InvalidHeader", "InvalidURL", "InvalidSchema", "MissingSchema", "URLRequired"]
+)
+def test_a_request_requests_refuses_to_send_is_our_own_fault(error: str) -> None:
+    """No retry and no later run can send it: final (a download `refused`), not "unreachable"."""
+    import requests
+
+    from officescore.scrape.providers.base import local_error
+
+    assert local_error(getattr(requests.exceptions, error)()) is not None
+    assert local_error(requests.exceptions.ConnectionError()) is None
