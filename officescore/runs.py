@@ -60,13 +60,21 @@ def mark_not_used(run_dir: Path, why: str) -> None:
         (run_dir / NOT_USED_FILE).write_text(text, encoding="utf-8")
 
 
+def training_run(model: Path | str) -> Path | None:
+    """The run folder a model file came from (`<run>/weights/*.pt` beside the run's args.json), or
+    None for a model outside a training run."""
+    model = Path(model)
+    run_dir = model.parent.parent
+    return run_dir if model.parent.name == "weights" and (run_dir / ARGS_FILE).is_file() else None
+
+
 def trained_data_set(model: Path | str) -> Path | None:
     """The data set a run's checkpoint (`<run>/weights/*.pt`) was trained on, as the run's args.json
     records it (relative to the run folder); None for a model outside a run or a run without it."""
-    model = Path(model)
-    args_file = model.parent.parent / ARGS_FILE
-    if model.parent.name != "weights" or not args_file.is_file():
+    run_dir = training_run(model)
+    if run_dir is None:
         return None
+    args_file = run_dir / ARGS_FILE
     try:
         data = json.loads(args_file.read_text(encoding="utf-8")).get("data")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):

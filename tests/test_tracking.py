@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,8 @@ def test_mlflow_local_store_holds_params_metrics_and_artefacts(
     experiment = client.get_experiment_by_name("officescore")
     assert experiment is not None
     (run,) = client.search_runs([experiment.experiment_id])
-    assert run.info.status == "FINISHED" and run.info.run_name == "train"
+    # named by its folder's path from 3 folders up: another project's runs/train/train differs
+    assert run.info.status == "FINISHED" and run.info.run_name == f"{runs.parent.name}/runs/train/train"
     assert json.loads((run_dir / "mlflow_run.json").read_text())["run_id"] == run.info.run_id
 
     saved_args = json.loads((run_dir / "args.json").read_text())
@@ -755,3 +757,289 @@ def test_args_become_flat_params_named_by_their_whole_path() -> None:
         "model_kwargs.min_size": 64,
         "model_kwargs.attributes.desk.colour": '["oak", "white"]',
     }
+
+
+def test_two_projects_runs_of_one_name_are_told_apart_in_mlflow(
+    runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two working folders' runs/train/exp1 logging to one store and experiment: each MLflow run is
+    named by its folder's path from three folders up, so they no longer show as two `exp1`; a resume
+    continues the same MLflow run under its name."""
+    from officescore.train import tracking
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "two-projects")
+    uri = tracking.local_mlflow_uri(runs / "train")  # the shared store
+    trackers = []
+    for project in ("officeA", "officeB"):
+        run_dir = runs / project / "runs" / "train" / "exp1"
+        run_dir.mkdir(parents=True)
+        trackers.append(tracking.MLflowTracker(run_dir, uri))
+        trackers[-1].end([], "finished")
+    client = trackers[0].client
+    names = [client.get_run(t.run_id).info.run_name for t in trackers]
+    assert names == ["officeA/runs/train/exp1", "officeB/runs/train/exp1"]
+    resumed = tracking.MLflowTracker(runs / "officeB" / "runs" / "train" / "exp1", uri, resuming=True)
+    resumed.end([], "finished")
+    assert resumed.run_id == trackers[1].run_id
+    assert client.get_run(resumed.run_id).info.run_name == "officeB/runs/train/exp1"
+
+
+def _eval(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, Any], list[str]]:
+    """`officescore eval ... --json`: the metrics document and the notes it printed on stderr."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", *args, "--device", "cpu", "--json"])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 0, captured.err
+    return json.loads(captured.out), captured.err.splitlines()
+
+
+def _expected_eval_scalars(doc: dict[str, Any], label: str) -> dict[str, float]:
+    """What eval --log must log of a metrics document, spelled out here (not by the code under test)."""
+    expected = {}
+    for kind in ("bbox", "segm"):
+        for key in (
+            "map",
+            "ap50",
+            "ap75",
+            "ap_small",
+            "ar1",
+            "ar100",
+            "precision",
+            "recall",
+            "f1",
+            "tp",
+            "fp",
+        ):
+            if doc[kind][key] is not None:
+                expected[f"eval/{label}/{kind}_{key}"] = float(doc[kind][key])
+        for name, row in doc[kind]["per_class"].items():
+            if row["ap"] is not None:
+                expected[f"eval/{label}/{kind}_ap/{name}"] = float(row["ap"])
+        for iou, value in doc[kind]["ap_at_iou"].items():
+            expected[f"eval/{label}/{kind}_ap_iou{iou}"] = float(value)
+    return expected
+
+
+def _trained_run(data: Path, run_dir: Path) -> Path:
+    """A run folder as `train` leaves it after one epoch, without training: weights/best.pt (an
+    untrained ResNet18-FPN at 64 px, epoch 1) and args.json naming the data set."""
+    import os
+
+    from trainsetup import FAST_MODEL
+
+    from officescore.model import build_model, save_checkpoint
+
+    classes = json.loads((data / "dataset.json").read_text())["classes"]
+    options = {**FAST_MODEL, "min_size": 64, "max_size": 64}
+    model = build_model("maskrcnn_resnet18_fpn", classes, weights="none", **options)
+    (run_dir / "weights").mkdir(parents=True)
+    save_checkpoint(
+        run_dir / "weights" / "best.pt",
+        model=model.state_dict(),
+        arch="maskrcnn_resnet18_fpn",
+        classes=classes,
+        model_kwargs=options,
+        epoch=1,
+    )
+    (run_dir / "args.json").write_text(json.dumps({"data": os.path.relpath(data, run_dir)}))
+    return run_dir
+
+
+def test_eval_adds_its_numbers_to_the_training_run_of_its_model(
+    data: Path,
+    runs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`eval --model RUN` (--log auto): the run's event files get eval/<data set>/<split>/* at the
+    checkpoint's epoch, and the MLflow run its mlflow_run.json names (found without
+    MLFLOW_TRACKING_URI) gets the same numbers, tags saying what was evaluated and metrics.json and
+    the plots; its status and end time stay. Another data set has names of its own; the same one
+    again says that MLflow now shows the newer numbers."""
+    from mlflow.tracking import MlflowClient
+
+    from officescore.train.tracking import MLflowTracker
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "evals")
+    run_dir = _trained_run(data, tmp_path / "runs" / "train" / "train")
+    finished = MLflowTracker(run_dir, _store_uri(runs))  # as `train --log mlflow` leaves it
+    finished.end([], "finished")
+    run_id = finished.run_id
+    client = MlflowClient(tracking_uri=_store_uri(runs))
+    trained = client.get_run(run_id).info
+    other = tmp_path / "other"  # another data set: a copy of the first
+    shutil.copytree(data, other)
+
+    evals = tmp_path / "runs" / "eval"
+    docs = {}
+    for name, data_set in (("dataset", data), ("other", other)):
+        docs[name], notes = _eval(
+            ["--model", str(run_dir), "--data", str(data_set), "--project", str(evals)], capsys
+        )
+        assert f"eval: logged as eval/{name}/val/* at step 1 (the checkpoint's epoch) in {run_dir}" in notes
+        assert any(note.startswith(f"mlflow: run {run_id}") for note in notes)  # without MLFLOW_TRACKING_URI
+    events = _events(run_dir)
+    run = client.get_run(run_id)
+    assert (run.info.status, run.info.end_time) == (trained.status, trained.end_time)
+    assert len(client.search_runs([run.info.experiment_id])) == 1  # no run of its own
+    for name, doc in docs.items():
+        label = f"{name}/val"
+        expected = _expected_eval_scalars(doc, label)
+        assert f"eval/{label}/segm_map" in expected and f"eval/{label}/segm_ap/desk" in expected
+        for tag, value in expected.items():
+            assert _scalars(events, tag) == [(1, pytest.approx(value, rel=1e-6))], tag
+            history = client.get_metric_history(run_id, tag)
+            assert [(m.step, m.value) for m in history] == [(1, pytest.approx(value, rel=1e-9))], tag
+        assert f"eval/{label}/segm_ap_large" not in run.data.metrics  # null: no large objects
+        (text,) = events.Tensors(f"eval/{label}/text_summary")  # what TensorBoard says was measured
+        assert (
+            text.step == 1 and f"gt: `{doc['evaluated']['gt']}`" in text.tensor_proto.string_val[0].decode()
+        )
+        tags = run.data.tags
+        assert tags[f"eval/{label}/split"] == "val" and tags[f"eval/{label}/gt"] == doc["evaluated"]["gt"]
+        eval_dir = Path(tags[f"eval/{label}/eval_dir"])
+        folder = f"eval/{label}/{eval_dir.name}"
+        listed = {a.path for a in client.list_artifacts(run_id, folder)}
+        assert listed == {
+            f"{folder}/{file}" for file in ("metrics.json", "pr_curves.png", "confusion_matrix.png")
+        }
+        copy = client.download_artifacts(run_id, f"{folder}/metrics.json", str(tmp_path / name))
+        assert (
+            json.loads(Path(copy).read_text()) == doc == json.loads((eval_dir / "metrics.json").read_text())
+        )
+
+    _, notes = _eval(["--model", str(run_dir), "--project", str(evals)], capsys)  # its own data set again
+    assert any(
+        f"mlflow: eval/dataset/val was logged before (from {evals / 'eval'})" in note for note in notes
+    )
+    assert len(client.get_metric_history(run_id, "eval/dataset/val/segm_map")) == 2  # both kept
+    assert client.get_run(run_id).data.tags["eval/dataset/val/eval_dir"] == str(evals / "eval3")
+    # the first evaluation's files are kept beside the new one's
+    assert {a.path for a in client.list_artifacts(run_id, "eval/dataset/val")} == {
+        "eval/dataset/val/eval",
+        "eval/dataset/val/eval3",
+    }
+
+
+def test_an_evaluation_of_a_run_without_an_mlflow_run_starts_a_finished_one(
+    runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`eval --log mlflow` of a run trained without MLflow: a new MLflow run for the run folder,
+    marked finished at once, which mlflow_run.json names for the next evaluation (or a --resume)."""
+    from officescore.train.tracking import MLflowTracker
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "late")
+    run_dir = runs / "late" / "train"
+    run_dir.mkdir(parents=True)
+    first = MLflowTracker(run_dir, _store_uri(runs), adding=True)
+    first.end([], "finished")
+    assert first.client.get_run(first.run_id).info.status == "FINISHED"
+    assert json.loads((run_dir / "mlflow_run.json").read_text())["run_id"] == first.run_id
+    assert MLflowTracker(run_dir, _store_uri(runs), adding=True).run_id == first.run_id
+
+
+def _results(gt: dict[str, Any]) -> list[dict[str, Any]]:
+    """Results of a model that finds most objects, some shifted: AP differs at each IoU."""
+    results = []
+    for n, ann in enumerate(gt["annotations"]):
+        if n % 4 == 3:
+            continue  # missed
+        x, y, w, h = ann["bbox"]
+        shift = (n % 3) * 0.2 * w  # some boxes off by a fifth or two of their width
+        results.append(
+            {"image_id": ann["image_id"], "category_id": ann["category_id"], "bbox": [x + shift, y, w, h],
+             "segmentation": ann["segmentation"], "score": 0.3 + 0.6 * ((n * 7) % 11) / 10}
+        )  # fmt: skip
+    return results
+
+
+def test_eval_of_results_from_no_run_is_a_run_of_its_own(
+    data: Path,
+    runs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A results file (no model, no run folder): the eval's own folder is its run: event files there
+    and a new, finished MLflow run named after it, each holding every number of metrics.json (at
+    step 0: no checkpoint epoch)."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _store_uri(runs))
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "results-files")
+    predictions = tmp_path / "results.json"
+    predictions.write_text(json.dumps(_results(json.loads((data / "val.json").read_text()))))
+    project = tmp_path / "work" / "runs" / "eval"
+    doc, notes = _eval(
+        ["--predictions", str(predictions), "--data", str(data), "--iou", "0.3", "--project", str(project)],
+        capsys,
+    )
+    out_dir = project / "eval"
+    assert f"eval: logged as eval/dataset/val/* at step 0 (no checkpoint epoch) in {out_dir}" in notes
+    expected = _expected_eval_scalars(doc, "dataset/val")
+    assert len(set(expected.values())) > 5  # numbers that differ: a name given another's value shows
+    events = _events(out_dir)
+    logged = {tag: _scalars(events, tag) for tag in events.Tags()["scalars"]}
+    assert {tag: logged[tag] for tag in expected} == {
+        tag: [(0, pytest.approx(v, rel=1e-6))] for tag, v in expected.items()
+    }
+
+    client = MlflowClient(tracking_uri=_store_uri(runs))
+    experiment = client.get_experiment_by_name("results-files")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == "work/runs/eval/eval" and run.info.status == "FINISHED"
+    assert json.loads((out_dir / "mlflow_run.json").read_text())["run_id"] == run.info.run_id
+    assert set(run.data.metrics) == set(logged)  # the same names in both
+    assert {tag: run.data.metrics[tag] for tag in expected} == pytest.approx(expected, rel=1e-9)
+    assert run.data.tags["eval/dataset/val/predictions"] == str(predictions)
+
+
+def test_eval_log_setting_and_its_errors(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`[eval] log` in officescore.toml reaches eval (none: nothing logged, the tracking module not
+    imported; a bad value refused by name), and `--log tensorboard` without tensorboard is one line
+    before anything is evaluated."""
+    predictions = tmp_path / "results.json"
+    predictions.write_text(json.dumps(_results(json.loads((data / "val.json").read_text()))))
+    args = ["eval", "--predictions", str(predictions), "--data", str(data), "--device", "cpu"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "officescore.toml").write_text('[eval]\nlog = "none"\n')
+    with monkeypatch.context() as hidden:  # none: the tracking module (torch with it) is not even imported
+        _hide(hidden, "officescore.train.tracking")
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+    assert exit_info.value.code == 0 and "eval: logged" not in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "runs" / "eval" / "eval").iterdir()) == [
+        "confusion_matrix.png", "metrics.json", "pr_curves.png", "predictions.json"
+    ]  # fmt: skip
+    (tmp_path / "officescore.toml").write_text('[eval]\nlog = "wandb"\n')
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert "--log 'wandb': choose one of auto, tensorboard, mlflow, none" in capsys.readouterr().err
+    (tmp_path / "officescore.toml").unlink()
+    _hide(monkeypatch, "tensorboard")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--log", "tensorboard", "--name", "refused"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert (
+        exit_info.value.code == 2
+        and len(lines) == 1
+        and "--log tensorboard: tensorboard is not installed" in lines[0]
+    )
+    assert not (tmp_path / "runs" / "eval" / "refused").exists()
+    # A store found unusable only when opened (a file that is not a database): the evaluation, done
+    # by then, is kept and the one line says where
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store.db'}")
+    (tmp_path / "store.db").write_text("not a database")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--log", "mlflow", "--name", "kept"])
+    err = capsys.readouterr().err
+    error = err.strip().splitlines()[-1]  # after eval's own progress line
+    assert exit_info.value.code == 2 and "Traceback" not in err and err.count("error:") == 1
+    assert error.startswith("error: --log mlflow: mlflow could not start")
+    assert error.endswith(f"(the evaluation is in {Path('runs') / 'eval' / 'kept'})")
+    assert (tmp_path / "runs" / "eval" / "kept" / "metrics.json").is_file()

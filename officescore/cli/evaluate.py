@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from officescore.cli.common import console, print_json, reporter, said_when_stopped
+from officescore.cli.common import console, err_console, print_json, reporter, said_when_stopped
 from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
 
 if TYPE_CHECKING:
@@ -31,8 +31,12 @@ EXAMPLES = """
 
   torchrun --nproc_per_node 4 -m officescore eval --device cuda  # each GPU infers a shard
 
+  officescore eval --model runs/train/exp1 --split test --log mlflow   # into exp1's MLflow run
+
 Writes runs/eval/NAME (eval, eval2, ...): metrics.json, predictions.json, pr_curves.png,
-confusion_matrix.png. The standard numbers are pycocotools' COCOeval numbers.
+confusion_matrix.png. The standard numbers are pycocotools' COCOeval numbers. With --log, the
+numbers also go to the training run the model came from: its TensorBoard events and its MLflow
+run, as eval/<data set>/<split>/... (docs/tracking.md).
 Eval takes options only: photos are scored by `officescore score PHOTOS`.
 """
 
@@ -91,11 +95,24 @@ def evaluate(
     ),
     gt: Path = typer.Option(None, "--gt", help="Ground truth for --predictions (default: DATA/SPLIT.json)."),
     json_output: bool = typer.Option(False, "--json", help="Print the metrics document as JSON."),
+    log: str = typer.Option(
+        "auto",
+        "--log",
+        help="auto | tensorboard | mlflow | none: also log the results to the model's training run "
+        "(its event files, the MLflow run its mlflow_run.json names), else to this eval's run folder. "
+        "auto: TensorBoard if installed, MLflow if installed and the run has an MLflow run or "
+        "MLFLOW_TRACKING_URI is set.",
+    ),
 ) -> None:
     """Evaluate a model (or a COCO results file): COCO mAP for boxes and masks, per class, any IoU."""
     _refuse_arguments(ctx.args)
     from officescore.evaluate.run import run_eval
 
+    log = log.lower()
+    if log != "none":  # the tracking module imports torch: not for a results file logged nowhere
+        from officescore.train.tracking import check_available
+
+        check_available(log)  # a missing package or a dead server: one line before any slow work
     run = run_eval(
         model=model,
         data=data,
@@ -117,8 +134,31 @@ def evaluate(
         return
     if json_output:
         print_json(run.metrics)
-        return
-    _show(run)
+    else:
+        _show(run)
+    if log != "none":
+        _log(log, run, json_output)
+
+
+def _log(log: str, run: EvalRun, json_output: bool) -> None:
+    """`--log`: the results into the trackers, after they are shown (a tracker is no reason to lose
+    them); what went where printed as notes, on stderr with --json."""
+    from officescore.errors import ConfigError
+    from officescore.evaluate.run import CONFUSION_FILE, METRICS_FILE, PR_CURVES_FILE
+    from officescore.train.tracking import log_eval
+
+    out = err_console if json_output else console
+    artefacts = [run.out_dir / name for name in (METRICS_FILE, PR_CURVES_FILE, CONFUSION_FILE)]
+
+    def warn(note: str) -> None:  # a tracker that failed on the way: switched off, the eval stands
+        out.print(Text(f"warning: {note}", style="yellow"))
+
+    try:
+        notes = log_eval(log, run.metrics, run.out_dir, run.model, artefacts, warn=warn)
+    except ConfigError as exc:  # --log mlflow whose store cannot start: the evaluation itself is kept
+        raise ConfigError(f"{exc} (the evaluation is in {run.out_dir})") from exc
+    for note in notes:  # plain text: a note's `officescore[track]` is no markup tag
+        out.print(Text(note, style="dim"))
 
 
 def _types(metrics: dict[str, Any]) -> list[str]:

@@ -18,6 +18,13 @@ when `mlflow` is installed and MLFLOW_TRACKING_URI is set; `tensorboard` / `mlfl
 Names: `train/<loss part>`, `train/lr`, `train/img_per_s` at the optimiser step (1-based, counted
 over the whole run); `epoch/<loss part>`, `epoch/lr`, `epoch/img_per_s`, `epoch/seconds` and
 `val/<metric>` at the epoch (1-based, the CSV's `epoch` column).
+
+`eval --log` (`log_eval`, called by the CLI after the evaluation, which knows no tracker) adds an
+evaluation to the run its model came from: `eval/<data set>/<split>/<metric>` at the checkpoint's
+epoch, in the run folder's event files and in the MLflow run its mlflow_run.json names (never
+re-marked RUNNING or finished), with metrics.json and the plots as artefacts and tags saying what
+was evaluated. A model from no run folder (an export elsewhere, a results file) gets the eval's own
+run folder as its run: events there, a new MLflow run named after it.
 """
 
 from __future__ import annotations
@@ -27,16 +34,19 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from officescore.errors import ConfigError
 from officescore.files import hold_lock
+from officescore.runs import training_run
 from officescore.train.config import CSV_COLUMNS, LOG_CHOICES, METRIC_KEYS
 
 INSTALL_HINT = "pip install 'officescore[track]'"
@@ -45,6 +55,19 @@ MLFLOW_RUN_FILE = "mlflow_run.json"  # in the run folder: --resume continues the
 _BATCH = 500  # MLflow metrics sent per request (its limit is 1000)
 _FLUSH_SECONDS = 15.0  # ... or sooner: slow CPU steps still reach the MLflow UI within seconds
 _PROBE_SECONDS = 5.0  # a tracking server that does not answer this fast is not used (see _unreachable)
+_RUN_NAME_PARTS = 4  # an MLflow run's name: the run folder and the 3 above it (officeA/runs/train/exp1)
+
+
+@dataclass
+class Evaluation:
+    """One `eval --log`: its scalars (`eval_values`) at `step`, what it measured (`about`: gt, model,
+    split, eval_dir) and its files, named under `eval/<label>/`."""
+
+    label: str
+    step: int
+    values: dict[str, float]
+    about: dict[str, str]
+    artefacts: list[Path] = field(default_factory=list)
 
 
 class Tracker(Protocol):
@@ -61,6 +84,9 @@ class Tracker(Protocol):
     def end(self, artefacts: Sequence[Path], status: str) -> None: ...
 
     def describe(self) -> str: ...  # one line for the run's notes: where to look
+
+    # `eval --log`: one evaluation's numbers, what it measured (`about`) and its files, under `label`
+    def evaluation(self, ev: Evaluation) -> str | None: ...
 
 
 _MLFLOW_STATUS = {"finished": "FINISHED", "interrupted": "KILLED", "failed": "FAILED"}
@@ -94,10 +120,15 @@ class Trackers:
     def end(self, artefacts: Sequence[Path], status: str) -> None:
         self._each("end", [Path(p) for p in artefacts if Path(p).is_file()], status)
 
+    def evaluation(self, ev: Evaluation) -> None:
+        self._each("evaluation", ev)
+
     def _each(self, method: str, *args: Any) -> None:
         for tracker in list(self.trackers):
             try:
-                getattr(tracker, method)(*args)
+                said = getattr(tracker, method)(*args)
+                if isinstance(said, str):  # a note for the run (an evaluation logged before)
+                    self.notes.append(said)
             except Exception as exc:  # a tracker's failure must not stop training
                 self.trackers.remove(tracker)
                 note = f"{tracker.name}: stopped logging after an error in {method}(): {exc}"
@@ -184,6 +215,15 @@ def open_trackers(
         wanted.append(
             ("mlflow", lambda: MLflowTracker(run_dir, uri or local_mlflow_uri(project), resuming=resuming))
         )
+    _open_wanted(log, wanted, trackers, uri, "metrics.csv and the PNG curves have every epoch")
+    return trackers
+
+
+def _open_wanted(
+    log: str, wanted: list[tuple[str, Callable[[], Any]]], trackers: Trackers, uri: str | None, kept: str
+) -> None:
+    """Start each wanted tracker into `trackers`; the notes say where each logs, or why none does
+    (`kept`: where the numbers are anyway)."""
     skipped: list[str] = []
     for package, make in wanted:
         try:
@@ -197,13 +237,12 @@ def open_trackers(
     if log == "auto" and not uri and importlib.util.find_spec("mlflow") is not None:  # no import: ~2 s
         skipped.append("MLflow not used: MLFLOW_TRACKING_URI is not set (--log mlflow: a local store)")
     if not trackers:
+        why = "; ".join(skipped)
         trackers.notes.append(
-            f"tracking: nothing logged to TensorBoard or MLflow ({'; '.join(skipped)}; {INSTALL_HINT}); "
-            "metrics.csv and the PNG curves have every epoch"
+            f"tracking: nothing logged to TensorBoard or MLflow ({why}; {INSTALL_HINT}); {kept}"
         )
     elif skipped:
         trackers.notes.append("tracking: " + "; ".join(skipped))
-    return trackers
 
 
 def _open(log: str, package: str, skipped: list[str], make: Callable[[], Any]) -> Any:
@@ -230,6 +269,134 @@ def local_mlflow_uri(project: Path) -> str:
     folder = Path(project).resolve().parent / "mlflow"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(folder / 'mlflow.db').as_posix()}"
+
+
+def mlflow_run_name(run_dir: Path) -> str:
+    """An MLflow run's name: the run folder's path from 3 folders up (officeA/runs/train/exp1), so two
+    projects' runs/train/exp1 in one experiment tell apart (the whole path: tag officescore.run_dir)."""
+    return "/".join(Path(run_dir).resolve().parts[-_RUN_NAME_PARTS:])
+
+
+def _safe(text: str) -> str:
+    """A part of a metric or tag name as MLflow takes it (letters, digits, _ - . space /)."""
+    return re.sub(r"[^\w\-. ]", "_", text, flags=re.ASCII) or "_"
+
+
+def eval_label(gt: Path | str) -> str:
+    """What an evaluation measured, the middle of its names: the ground truth's folder and file
+    stem, `<data set>/<split>` for a data set's split (data/dataset/test.json: dataset/test)."""
+    gt = Path(gt).resolve()
+    return f"{_safe(gt.parent.name)}/{_safe(gt.stem)}"
+
+
+# The metrics document's numbers per type that `eval --log` logs (its `conf` and `match_iou` are settings)
+EVAL_METRICS = (
+    "map", "ap50", "ap75", "ap_small", "ap_medium", "ap_large", "ar1", "ar10", "ar100",
+    "ar_small", "ar_medium", "ar_large", "precision", "recall", "f1", "tp", "fp", "fn",
+)  # fmt: skip
+
+
+def eval_values(metrics: dict[str, Any], label: str) -> dict[str, float]:
+    """The metrics document's numbers as scalars `eval/<label>/<type>_<metric>` (bbox_map, segm_ap50,
+    segm_precision, ...), `<type>_ap_iou<IoU>` for --iou, `<type>_ap/<class>` per class and
+    `attributes/<attribute>_accuracy` / `_macro_f1`; a number metrics.json holds as null (undefined)
+    is not logged."""
+    named: dict[str, Any] = {}
+    for kind in ("bbox", "segm"):
+        doc = metrics.get(kind) or {}
+        named.update({f"{kind}_{key}": doc.get(key) for key in EVAL_METRICS})
+        named.update({f"{kind}_ap_iou{iou}": value for iou, value in (doc.get("ap_at_iou") or {}).items()})
+        named.update(
+            {f"{kind}_ap/{_safe(c)}": row.get("ap") for c, row in (doc.get("per_class") or {}).items()}
+        )
+    for name, row in (metrics.get("attributes") or {}).items():
+        named.update({f"attributes/{_safe(name)}_{key}": row.get(key) for key in ("accuracy", "macro_f1")})
+    return {
+        f"eval/{label}/{key}": float(value)
+        for key, value in named.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+
+
+def checkpoint_epoch(model: Path | None) -> int:
+    """The step an evaluation is logged at: the epochs its checkpoint had trained, the axis of the
+    run's val/ curves (best.pt's numbers on its val split sit on them); 0 for an export or no model."""
+    if model is None:
+        return 0
+    try:
+        import torch
+
+        # mmap: the weights are not read, only the small fields
+        data = torch.load(model, map_location="cpu", weights_only=True, mmap=True)
+        return int(data.get("epoch") or 0)
+    except Exception:  # a TorchScript export, an old or foreign file: no epoch to place it at
+        return 0
+
+
+def open_eval_trackers(
+    log: str,
+    run_dir: Path,
+    *,
+    notes: list[str] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Trackers:
+    """The trackers `eval --log` adds to `run_dir` (a training run, or the eval's own folder): its
+    event files, and the MLflow run its mlflow_run.json names (auto: used when the run has one or
+    MLFLOW_TRACKING_URI is set; mlflow: else a new run at MLFLOW_TRACKING_URI or runs/mlflow)."""
+    trackers = Trackers(notes=notes, warn=warn)
+    if log == "none":
+        return trackers
+    check_available(log)
+    uri = _saved_tracking_uri(run_dir) or os.environ.get("MLFLOW_TRACKING_URI")
+    project = run_dir.parent
+    wanted: list[tuple[str, Callable[[], Any]]] = []
+    if log in ("auto", "tensorboard"):
+        wanted.append(("tensorboard", lambda: TensorBoardTracker(run_dir, project)))
+    if log == "mlflow" or (log == "auto" and uri):
+        wanted.append(
+            ("mlflow", lambda: MLflowTracker(run_dir, uri or local_mlflow_uri(project), adding=True))
+        )
+    _open_wanted(log, wanted, trackers, uri, "metrics.json has every number")
+    return trackers
+
+
+def _saved_tracking_uri(run_dir: Path) -> str | None:
+    """The store a run folder's mlflow_run.json names (its MLflow run is there), or None."""
+    try:
+        uri = json.loads((run_dir / MLFLOW_RUN_FILE).read_text(encoding="utf-8")).get("tracking_uri")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return uri if isinstance(uri, str) and uri else None
+
+
+def log_eval(
+    log: str,
+    metrics: dict[str, Any],
+    out_dir: Path,
+    model: Path | None,
+    artefacts: Sequence[Path],
+    warn: Callable[[str], None] | None = None,
+) -> list[str]:
+    """`eval --log`: add one evaluation (its metrics document, written to `out_dir`) to the training
+    run `model` came from, else to `out_dir` as a run of its own. Returns the notes: where it went."""
+    notes: list[str] = []
+    run_dir = (training_run(model) if model is not None else None) or Path(out_dir)
+    trackers = open_eval_trackers(log, run_dir, notes=notes, warn=warn)
+    if not trackers:
+        return notes
+    label = eval_label(metrics["evaluated"]["gt"])
+    step = checkpoint_epoch(model)
+    about = {key: str(value) for key, value in metrics["evaluated"].items() if value is not None}
+    about["eval_dir"] = str(Path(out_dir).resolve())
+    files = [Path(p) for p in artefacts if Path(p).is_file()]
+    try:
+        trackers.evaluation(Evaluation(label, step, eval_values(metrics, label), about, files))
+    finally:
+        trackers.end([], "finished")
+    if trackers:  # still on: none failed on the way
+        at = f"step {step} (the checkpoint's epoch)" if step else "step 0 (no checkpoint epoch)"
+        notes.append(f"eval: logged as eval/{label}/* at {at} in {run_dir}")
+    return notes
 
 
 def flat_params(args: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -309,13 +476,24 @@ class TensorBoardTracker:
             self.writer.file_writer.add_summary(self._end_info)  # type: ignore[union-attr]
         self.writer.close()
 
+    def evaluation(self, ev: Evaluation) -> None:
+        for tag, value in ev.values.items():
+            self.writer.add_scalar(tag, value, ev.step)
+        lines = "\n".join(f"- {key}: `{value}`" for key, value in ev.about.items())
+        self.writer.add_text(f"eval/{ev.label}", lines, ev.step)  # what these numbers measured
+        self.writer.flush()
+
 
 class MLflowTracker:
     """One MLflow run: params, metrics per step (sent in batches) and per epoch, artefacts at the end."""
 
     name = "mlflow"
 
-    def __init__(self, run_dir: Path, tracking_uri: str, resuming: bool = False) -> None:
+    def __init__(
+        self, run_dir: Path, tracking_uri: str, resuming: bool = False, adding: bool = False
+    ) -> None:
+        """`resuming`: continue the run folder's MLflow run (mlflow_run.json) when it is in this store;
+        `adding` (eval): continue it as it is, its status and end time untouched."""
         from mlflow.tracking import MlflowClient
 
         problem = _unreachable(tracking_uri)
@@ -327,7 +505,9 @@ class MLflowTracker:
         with _quiet_loggers("mlflow", "alembic"), _stdout_to_stderr(), _store_lock(tracking_uri):
             self.client = MlflowClient(tracking_uri=tracking_uri)
             self.experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or MLFLOW_EXPERIMENT
-            self.run_id = (self._previous_run() if resuming else None) or self._new_run()
+            previous = self._previous_run(running=not adding) if resuming or adding else None
+            self.run_id = previous or self._new_run()
+            self._ends_run = previous is None or not adding  # an evaluation leaves the run's status alone
             self.experiment_id = str(self.client.get_run(self.run_id).info.experiment_id)
         (self.run_dir / MLFLOW_RUN_FILE).write_text(
             json.dumps({"tracking_uri": tracking_uri, "run_id": self.run_id}) + "\n", encoding="utf-8"
@@ -355,13 +535,13 @@ class MLflowTracker:
     def _new_run(self) -> str:
         run = self.client.create_run(
             self._experiment_id(),
-            run_name=self.run_dir.name,
+            run_name=mlflow_run_name(self.run_dir),
             tags={"officescore.run_dir": str(self.run_dir.resolve())},
         )
         return str(run.info.run_id)
 
-    def _previous_run(self) -> str | None:
-        """--resume: the MLflow run this run folder logged to, when it is in the same store."""
+    def _previous_run(self, running: bool = True) -> str | None:
+        """--resume (and eval): the MLflow run this run folder logged to, when it is in the same store."""
         try:
             saved = json.loads((self.run_dir / MLFLOW_RUN_FILE).read_text(encoding="utf-8"))
             if saved.get("tracking_uri") != self.tracking_uri:
@@ -370,7 +550,8 @@ class MLflowTracker:
             self.client.get_run(run_id)  # raises when it is gone
         except Exception:
             return None
-        self.client.update_run(run_id, status="RUNNING")
+        if running:
+            self.client.update_run(run_id, status="RUNNING")
         return run_id
 
     def start(self, args: dict[str, Any]) -> None:
@@ -402,7 +583,28 @@ class MLflowTracker:
                     folder = "weights" if path.suffix == ".pt" else None
                     self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
             finally:
-                self.client.set_terminated(self.run_id, status=_MLFLOW_STATUS.get(status, "FAILED"))
+                if self._ends_run:
+                    self.client.set_terminated(self.run_id, status=_MLFLOW_STATUS.get(status, "FAILED"))
+
+    def evaluation(self, ev: Evaluation) -> str | None:
+        """The numbers at the step, tags `eval/<label>/<key>` for `about`, the files in a folder of
+        this evaluation's own; says so when `label` was logged before (MLflow shows the newest)."""
+        earlier = self.client.get_run(self.run_id).data.tags.get(f"eval/{ev.label}/eval_dir")
+        with _stdout_to_stderr():
+            self._queue(ev.values, ev.step)
+            self._flush()
+            for key, value in ev.about.items():
+                self.client.set_tag(self.run_id, f"eval/{ev.label}/{key}", value)
+            # each evaluation's files in a folder of their own: a second one never replaces the first's
+            folder = f"eval/{ev.label}/{Path(ev.about['eval_dir']).name}"
+            for path in ev.artefacts:
+                self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
+        if earlier is None or earlier == ev.about["eval_dir"]:
+            return None
+        return (
+            f"mlflow: eval/{ev.label} was logged before (from {earlier}); the run now shows these numbers, "
+            "its metric history keeps both"
+        )
 
     def _queue(self, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
