@@ -740,10 +740,16 @@ def load_any(path: Path | str, device: torch.device | str = "cpu") -> LoadedMode
             meta = json.loads(extra[TORCHSCRIPT_META])
         except Exception as exc:  # noqa: BLE001 - damaged archives raise many types
             raise ModelError(f"{path}: unreadable TorchScript export ({type(exc).__name__})") from exc
+        classes = meta.get("classes") if isinstance(meta, dict) else None
+        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+            raise ModelError(
+                f"{path}: a TorchScript file whose officescore metadata lists no classes; "
+                "export it with `officescore export` instead"
+            )
         scripted.eval()
         return LoadedModel(
             model=scripted,
-            classes=list(meta["classes"]),
+            classes=list(classes),
             kind="torchscript",
             arch=str(meta.get("arch", "")),
             model_kwargs=dict(meta.get("model_kwargs", {})),

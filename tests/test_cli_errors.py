@@ -578,6 +578,32 @@ def test_eval_given_arguments_says_it_takes_options_and_where_photos_go(
     assert "Usage:" not in err and not list(clean_cwd.rglob("*"))
 
 
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (
+            ["--conventions", "plant=whole"],
+            "error: plant=whole: to declare a convention write --convention plant=whole",
+        ),
+        (["more"], "error: audit takes one data set folder, not also more"),
+    ],
+)
+def test_audit_given_more_arguments_says_what_was_meant(
+    world: dict[str, Path],
+    clean_cwd: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    expected: str,
+) -> None:
+    """`--conventions plant=whole` (the report flag, one letter from --convention) was Click's "Got
+    unexpected extra argument (plant=whole)"; now the option it meant, before any model loads."""
+    with pytest.raises(SystemExit) as info:
+        main(["audit", str(world["dataset"]), *extra])
+    err = " ".join(capsys.readouterr().err.split())
+    assert info.value.code == 2 and err.startswith(expected), err
+    assert "Usage:" not in err and not list(clean_cwd.rglob("*"))
+
+
 def test_eval_with_a_file_as_its_project_fails_before_predicting(
     world: dict[str, Path],
     clean_cwd: Path,

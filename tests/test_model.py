@@ -289,6 +289,12 @@ def test_load_any_reads_torchscript_exports(tmp_path: Path) -> None:
     torch.jit.save(torch.jit.script(_Scripted()), str(plain))
     with pytest.raises(ModelError, match="without officescore metadata"):
         load_any(plain)
+    for broken in ({"format": "officescore-torchscript"}, {"classes": []}, {"classes": [1, 2]}, ["desk"]):
+        hand_made = tmp_path / "hand_made.torchscript"  # our metadata file, but no class list in it
+        extra = {TORCHSCRIPT_META: json.dumps(broken)}
+        torch.jit.save(torch.jit.script(_Scripted()), str(hand_made), _extra_files=extra)
+        with pytest.raises(ModelError, match="metadata lists no classes"):
+            load_any(hand_made)
 
 
 @pytest.mark.parametrize(

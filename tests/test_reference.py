@@ -168,3 +168,20 @@ def test_every_model_option_says_it_takes_a_run_folder() -> None:
                 helps[" ".join(path)] = " ".join(param.help.split())
     assert {"score", "eval", "audit", "select", "export", "serve", "prelabel", "label push"} <= set(helps)
     assert [name for name, text in helps.items() if "run folder" not in text] == [], helps
+
+
+def test_the_reference_script_takes_no_option_for_a_file_name(tmp_path: Path) -> None:
+    """`python -m officescore.cli.reference --help` wrote the reference into a file named --help."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "officescore.cli.reference", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1 and done.stderr.startswith(
+        "usage: python -m officescore.cli.reference [FILE]"
+    )
+    assert not list(tmp_path.iterdir())

@@ -57,6 +57,31 @@ def test_scene_independent_of_count_and_stale_scenes_removed(export: Path, tmp_p
     assert (out / "images/scene_00001.jpg").read_bytes() == (export / "images/scene_00001.jpg").read_bytes()
 
 
+def test_a_rerun_stopped_part_way_leaves_no_earlier_labels_beside_new_scenes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sample rendered again with another seed and stopped after its first scene: the earlier
+    run's annotations.json would describe other photos than the ones now in images/."""
+    import officescore.sample as sample_module
+
+    out = tmp_path / "s"
+    write_sample(out, n_images=3, seed=7, size=SIZE)
+    rendered = []
+    real_render = sample_module.render_scene
+
+    def stopped_after_one(*args: object, **kwargs: object) -> object:
+        if rendered:
+            raise KeyboardInterrupt
+        rendered.append(1)
+        return real_render(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sample_module, "render_scene", stopped_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        write_sample(out, n_images=3, seed=8, size=SIZE)
+    assert not (out / "annotations.json").exists()
+    assert len(list((out / "images").iterdir())) == 3  # scene 0 new, 1 and 2 from the first run
+
+
 def test_a_data_set_or_another_tools_export_is_never_written_over(export: Path, tmp_path: Path) -> None:
     """`sample data/dataset` (the folders swapped) would rewrite the data set's scene_*.jpg photos
     and delete the others; `sample export/` would replace `label pull`'s annotations.json. Both are

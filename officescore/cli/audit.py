@@ -12,6 +12,7 @@ from rich.text import Text
 
 from officescore.cli.common import console, print_json, reporter, said_when_stopped
 from officescore.config import DEFAULT_DATASET_DIR, DEFAULT_RUNS_DIR
+from officescore.errors import UserError
 
 if TYPE_CHECKING:
     from officescore.curate.audit import AuditRun
@@ -45,6 +46,7 @@ SHOWN = 20  # issues in the table (all of them are in issues.json)
 
 
 def audit(
+    ctx: typer.Context,
     dataset: Path = typer.Argument(DEFAULT_DATASET_DIR, help="Data set folder (from `officescore ingest`)."),
     model: Path = typer.Option(
         None,
@@ -84,6 +86,7 @@ def audit(
 ) -> None:
     """Rank likely label errors (missing, wrong_class, bad_mask, spurious, duplicate, wrong_attribute,
     convention)."""
+    _refuse_arguments(ctx.args)
     from officescore.curate.audit import run_audit
     from officescore.ingest.conventions import parse_conventions
 
@@ -208,6 +211,24 @@ def _show_two_ways(conventions: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+def _refuse_arguments(args: list[str]) -> None:
+    """audit takes one data set; `--conventions plant=whole` (the report flag for the declaring
+    option, one letter apart) was Click's "Got unexpected extra argument (plant=whole)"."""
+    if not args:
+        return
+    import shlex
+
+    declared = [a for a in args if "=" in a]
+    if declared:
+        raise UserError(
+            f"{shlex.join(declared)}: to declare a convention write --convention {shlex.quote(declared[0])} "
+            "(--conventions, with an s, only shows the conventions report)"
+        )
+    raise UserError(f"audit takes one data set folder, not also {shlex.join(args)}")
+
+
 def register(app: typer.Typer) -> None:
     stopped = said_when_stopped("nothing written, or part of its run folder if it was writing one")
-    app.command("audit", epilog=EXAMPLES)(stopped(audit))
+    # extra arguments reach the command (ctx.args), which says what was meant
+    settings = {"allow_extra_args": True}
+    app.command("audit", epilog=EXAMPLES, context_settings=settings)(stopped(audit))

@@ -58,6 +58,10 @@ def markdown_epilog(text: str) -> str:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2 or (len(sys.argv) == 2 and sys.argv[1].startswith("-")):  # `--help` is no file name
+        sys.exit(
+            f"usage: python -m officescore.cli.reference [FILE]  (the command reference; default {REFERENCE})"
+        )
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else REFERENCE
     target.write_text(command_reference(), encoding="utf-8")
     print(f"wrote {target}")
