@@ -501,3 +501,22 @@ def test_ctrl_c_says_what_the_pull_wrote(
         export = pulled / "annotations.json"
         assert said == f"stopped (Ctrl-C); wrote {export}; the --ingest data set is as it was"
         assert export.is_file()
+
+
+@pytest.mark.parametrize(
+    "older, newer",
+    [
+        ("2026-12-06T10:00:00Z", "2026-12-06T10:00:00.500000Z"),  # a whole second sorted after its half
+        ("2026-12-06T11:00:00+01:00", "2026-12-06T10:30:00Z"),  # 10:00 UTC, written with an offset
+        ("", "2026-12-06T09:00:00Z"),  # no time: older than any
+    ],
+)
+def test_the_latest_annotation_is_the_newest_by_time_not_by_text(older: str, newer: str) -> None:
+    """Two annotations of one task: the later one wins whatever the text of its time; the older one
+    has the higher id, so only the time can pick the right one."""
+    from officescore.label.pull import latest_annotation
+
+    task = {"annotations": [{"id": 2, "updated_at": newer}, {"id": 9, "updated_at": older}]}
+    assert latest_annotation(task)["id"] == 2
+    same = {"annotations": [{"id": 2, "updated_at": newer}, {"id": 9, "updated_at": newer}]}
+    assert latest_annotation(same)["id"] == 9  # the same time: the later id

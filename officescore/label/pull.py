@@ -262,9 +262,11 @@ def _pull_tasks(
     return sorted(kept.values(), key=lambda p: int(p.task["id"])), unlabelled, duplicates
 
 
-def _newest(annotation: dict[str, Any]) -> tuple[str, int]:
-    """What makes an annotation newer than another (`latest_annotation`)."""
-    return str(annotation.get("updated_at") or annotation.get("created_at") or ""), annotation.get("id") or 0
+def _newest(annotation: dict[str, Any]) -> tuple[float, int]:
+    """What makes an annotation newer than another (`latest_annotation`): its time, then its id. As
+    times, not text: "10:00:00Z" sorted after "10:00:00.5Z", and offsets other than Z by their digits."""
+    when = label_time(annotation)
+    return (when if when is not None else float("-inf")), annotation.get("id") or 0
 
 
 def _coco(pulled: Sequence[_Pulled], prompts: set[str], result: PullResult) -> dict[str, Any]:
