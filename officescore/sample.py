@@ -1021,11 +1021,11 @@ def write_sample(
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file; give a folder to write the sample into")
     _check_not_someone_elses(out)
+    images_dir = out / "images"
+    make_folder(images_dir, "sample folder")  # an unwritable or blocked path: one line, before anything goes
     # An earlier sample's labels go before its photos are rewritten: a run stopped part way must not
     # leave them beside new scenes (ingest would read them as the new photos' labels).
     (out / "annotations.json").unlink(missing_ok=True)
-    images_dir = out / "images"
-    make_folder(images_dir, "sample folder")
     start = time.perf_counter()
     category_ids = {name: k for k, name in enumerate(DEFAULT_CLASSES, start=1)}
     images: list[dict[str, Any]] = []
