@@ -844,14 +844,14 @@ def test_the_points_note_says_clipped_or_capped_and_stays_away_when_they_add_up(
     essential is missing."""
     from types import SimpleNamespace
 
-    from officescore.cli.score import _how_points_make_the_total
+    from officescore.infer.score import how_points_make_the_total
 
     def office(earned: float, total: float, missing: list[str]) -> SimpleNamespace:
         rows = [SimpleNamespace(earned=earned, possible=100.0, bonus=False)]
         return SimpleNamespace(breakdown=rows, attributes=[], total=total, missing_essentials=missing)
 
-    assert _how_points_make_the_total(office(37.5, 37.5, [])) == ""
-    assert _how_points_make_the_total(office(120.0, 100.0, [])).endswith(", clipped to 100")
-    assert _how_points_make_the_total(office(80.0, 35.0, ["a screen"])).endswith(
+    assert how_points_make_the_total(office(37.5, 37.5, [])) == ""
+    assert how_points_make_the_total(office(120.0, 100.0, [])).endswith(", clipped to 100")
+    assert how_points_make_the_total(office(80.0, 35.0, ["a screen"])).endswith(
         ", capped at 35 while an essential is missing"
     )
