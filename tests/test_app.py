@@ -468,6 +468,8 @@ def test_serve_without_streamlit_is_a_friendly_error(monkeypatch: pytest.MonkeyP
         ),
         (["--model", "coco", "--precision", "int8"], "error: --precision int8 calibrates on photos"),
         (["--model", "coco", "--port", "70000"], "--port 70000: must be 1-65535"),
+        # Another machine's address was "--port 8501: ... is another server on it?"
+        (["--model", "coco", "--host", "192.0.2.1"], "--host 192.0.2.1: not an address of this machine"),
     ],
 )
 def test_serve_bad_options(
