@@ -67,6 +67,11 @@ class PageSettings:
 
 
 SLIDER_RANGE = (0.05, 0.95)
+SCORE_HELP = (
+    "Each object found earns its class's points (the breakdown; a second one of a class earns half as "
+    "much, up to the class's cap). The standard classes make full marks, scaled to 100; bonus ones add "
+    "on top, never past 100. While an essential is missing the score is capped."
+)
 
 
 def slider_start(conf: float) -> float:
@@ -269,13 +274,19 @@ def _render(  # pragma: no cover
     from streamlit.errors import StreamlitAPIException
 
     from officescore.infer.drawing import PAGE_WIDTH, draw
+    from officescore.infer.score import how_points_make_the_total
 
     left, right = st.columns([3, 2])
     with right:
-        st.metric("Office score", f"{office.total:g}/100", help="0-100 from the rubric")
+        st.metric("Office score", f"{office.total:g}/100", help=SCORE_HELP)
         st.markdown(f"**{office.label}**")
+        if result.too_small:  # as `score` warns: the model saw a blur of a few pixels
+            st.warning(f"{result.too_small}; its score says little")
         if office.missing_essentials:
             st.warning("Missing essentials: " + ", ".join(office.missing_essentials))
+        how = how_points_make_the_total(office)  # the cap, the clip: why the points are not the score
+        if how:
+            st.caption(how)
         st.subheader("Breakdown")
         st.dataframe(
             [

@@ -173,6 +173,26 @@ def test_page_score_equals_cli_score(
             timeout=30_000,
         )
         assert _page_total(page) == cli_quarter
+        # A desk and a chair, no screen: the points (45) are not the score, and the page says why
+        # as `score` does (it showed 35/100 beside 45 points and said nothing of the cap).
+        assert cli_quarter == 35
+        why = "45 points of 100 full marks = 45/100, capped at 35 while an essential is missing"
+        page.get_by_text(why).wait_for(timeout=30_000)
+    finally:
+        page.close()
+
+
+def test_page_warns_of_a_photo_too_small_to_score_as_score_does(
+    server: str, browser: object, tmp_path: Path
+) -> None:
+    """`score` warns that a 1x1 photo's score says little; the page showed its score and nothing else."""
+    Image.new("RGB", (1, 1), (120, 90, 60)).save(tmp_path / "pixel.png")
+    page = _new_page(browser)
+    try:
+        page.goto(server)
+        _upload(page, tmp_path / "pixel.png")
+        page.get_by_test_id("stMetricValue").first.wait_for(timeout=90_000)
+        page.get_by_text("too small: 1x1 px; its score says little").wait_for(timeout=30_000)
     finally:
         page.close()
 
@@ -448,6 +468,8 @@ def test_serve_without_streamlit_is_a_friendly_error(monkeypatch: pytest.MonkeyP
         ),
         (["--model", "coco", "--precision", "int8"], "error: --precision int8 calibrates on photos"),
         (["--model", "coco", "--port", "70000"], "--port 70000: must be 1-65535"),
+        # Another machine's address was "--port 8501: ... is another server on it?"
+        (["--model", "coco", "--host", "192.0.2.1"], "--host 192.0.2.1: not an address of this machine"),
     ],
 )
 def test_serve_bad_options(

@@ -69,6 +69,24 @@ def test_torchscript_gives_the_checkpoints_detections(
     assert [d.mask for d in from_export.detections] == [d.mask for d in from_checkpoint.detections]
 
 
+def test_torchscript_gives_the_checkpoints_detections_on_photos_that_are_not_square(
+    torchscript: Path, setup: dict[str, Path], tmp_path: Path
+) -> None:
+    """Scripted, torchvision's resize computes its scale in float32: a 200x150 photo reached the
+    128 px model 127 px wide (the checkpoint: 128), so `score --model` an export found other
+    objects, and gave other scores, than the checkpoint on a third of photo sizes."""
+    photo = tmp_path / "wide.jpg"
+    Image.open(setup["scene"]).resize((200, 150)).save(photo, quality=95)
+    found = [
+        Predictor.load(model, device="cpu", conf=0.0, precision="fp32").predict(photo, workers=0)[0]
+        for model in (setup["checkpoint"], torchscript)
+    ]
+    checkpoint, export = ([(d.class_name, round(d.score, 4)) for d in r.detections] for r in found)
+    assert checkpoint and export == checkpoint
+    boxes = [np.array([d.box for d in r.detections]) for r in found]
+    assert np.abs(boxes[0] - boxes[1]).max() <= 1e-3
+
+
 def test_img_size_reaches_the_scripted_model(torchscript: Path, setup: dict[str, Path]) -> None:
     """--img-size on a TorchScript export resizes inside the scripted model, as on the checkpoint."""
     scripted = Predictor.load(torchscript, device="cpu", conf=0.0, img_size=96, precision="fp32")

@@ -131,6 +131,26 @@ def test_conf_threshold_and_in_memory_images(predictor: Predictor, files: dict[s
         Predictor(predictor.model, predictor.label_names, predictor.device, conf=1.5)
 
 
+def test_a_photo_finds_the_same_objects_beside_a_photo_of_another_shape(
+    predictor: Predictor, files: dict[str, Path], tmp_path: Path
+) -> None:
+    """torchvision pads a batch to its largest photo: a landscape photo batched with a portrait one
+    was seen padded to a square, and its detections, count and score were not those it had alone
+    (the page scores each upload alone; `score photos/` batched them)."""
+    scene = Image.open(files["scenes"] / "scene_0.jpg")
+    scene.resize((128, 96)).save(tmp_path / "landscape.jpg", quality=95)
+    scene.resize((96, 128)).save(tmp_path / "portrait.jpg", quality=95)
+    Image.open(files["scenes"] / "scene_1.jpg").resize((128, 96)).save(tmp_path / "wide.jpg", quality=95)
+    photos = [tmp_path / "landscape.jpg", tmp_path / "portrait.jpg", tmp_path / "wide.jpg"]
+
+    def found(result: ImageResult) -> list[tuple[str, float, list[float]]]:
+        return [(d.class_name, round(d.score, 4), [round(v, 2) for v in d.box]) for d in result.detections]
+
+    alone = [found(predictor.predict([photo], conf=0.2, workers=0)[0]) for photo in photos]
+    together = predictor.predict(photos, batch_size=3, conf=0.2, workers=0)
+    assert all(alone) and [found(result) for result in together] == alone
+
+
 def test_exif_orientation_is_honoured(predictor: Predictor, tmp_path: Path) -> None:
     image = Image.new("RGB", (160, 96), (200, 180, 150))
     exif = Image.Exif()
@@ -824,14 +844,14 @@ def test_the_points_note_says_clipped_or_capped_and_stays_away_when_they_add_up(
     essential is missing."""
     from types import SimpleNamespace
 
-    from officescore.cli.score import _how_points_make_the_total
+    from officescore.infer.score import how_points_make_the_total
 
     def office(earned: float, total: float, missing: list[str]) -> SimpleNamespace:
         rows = [SimpleNamespace(earned=earned, possible=100.0, bonus=False)]
         return SimpleNamespace(breakdown=rows, attributes=[], total=total, missing_essentials=missing)
 
-    assert _how_points_make_the_total(office(37.5, 37.5, [])) == ""
-    assert _how_points_make_the_total(office(120.0, 100.0, [])).endswith(", clipped to 100")
-    assert _how_points_make_the_total(office(80.0, 35.0, ["a screen"])).endswith(
+    assert how_points_make_the_total(office(37.5, 37.5, [])) == ""
+    assert how_points_make_the_total(office(120.0, 100.0, [])).endswith(", clipped to 100")
+    assert how_points_make_the_total(office(80.0, 35.0, ["a screen"])).endswith(
         ", capped at 35 while an essential is missing"
     )

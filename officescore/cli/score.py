@@ -23,7 +23,6 @@ from officescore.cli.common import (
 if TYPE_CHECKING:
     from officescore.images import ImageInput
     from officescore.infer import PhotoScore, ScoringStopped
-    from officescore.infer.score import OfficeScore
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -207,6 +206,8 @@ def _without_drawings(items: list[ImageInput], photos: list[str], save_dir: Path
 
 
 def _show_one(photo: PhotoScore) -> None:
+    from officescore.infer.score import how_points_make_the_total
+
     result, office = photo.result, photo.score
     assert office is not None
     objects = Table(title=Text(f"{result.source} ({result.width}x{result.height})"), title_justify="left")
@@ -251,7 +252,7 @@ def _show_one(photo: PhotoScore) -> None:
     console.print(breakdown)
     if office.missing_essentials:
         console.print(f"[yellow]missing essentials:[/yellow] {escape(', '.join(office.missing_essentials))}")
-    how = _how_points_make_the_total(office)
+    how = how_points_make_the_total(office)
     if how:
         console.print(Text(how, style="dim"))
     if office.unscored:
@@ -262,22 +263,6 @@ def _show_one(photo: PhotoScore) -> None:
     console.print(f"[bold]Office score: {office.total:g}/100[/bold] - {escape(office.label)}")
     if photo.annotated:
         console.print(Text(f"annotated image: {photo.annotated}"))
-
-
-def _how_points_make_the_total(office: OfficeScore) -> str:
-    """Why the points column does not add up to the score, when it does not: a rubric's full marks
-    other than 100, the missing-essential cap, the clip at 100 ("" when it adds up)."""
-    points = sum(row.earned for row in office.breakdown) + sum(rule.earned for rule in office.attributes)
-    full = sum(row.possible for row in office.breakdown if not row.bonus)
-    scaled = round(100.0 * points / full, 1)
-    if round(points, 1) == office.total:
-        return ""
-    why = f"{points:g} points of {full:g} full marks = {scaled:g}/100"
-    if scaled > office.total and office.missing_essentials:
-        why += f", capped at {office.total:g} while an essential is missing"
-    elif scaled > office.total:
-        why += ", clipped to 100"
-    return why
 
 
 def _show_many(results: list[PhotoScore]) -> None:

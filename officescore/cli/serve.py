@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -129,6 +130,11 @@ def _check_address(host: str, port: int) -> None:
     except socket.gaierror as exc:
         raise ConfigError(f"--host {host}: not an address of this machine ({exc.strerror or exc})") from exc
     except OSError as exc:
+        if exc.errno == errno.EADDRNOTAVAIL:  # a real address, but another machine's: not the port's fault
+            raise ConfigError(
+                f"--host {host}: not an address of this machine ({exc.strerror}); "
+                "use 127.0.0.1, 0.0.0.0 (every interface) or one of its own addresses"
+            ) from exc
         raise ConfigError(
             f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
             "is another server on it? Pick another --port, or check --host"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -311,8 +312,14 @@ class Predictor:
         if not good:
             return
         tensors = [t.to(self.device, dtype=torch.float32).div_(255.0) for _, t in good]
-        # Only detections scoring >= conf get masks (officescore.infer.accel.run).
-        outputs = forward(self.model, tensors, self.device, self.precision, conf)
+        outputs: list[dict[str, torch.Tensor]] = [{} for _ in good]
+        # One forward per padded size: torchvision pads a batch to its largest photo, which changed a
+        # photo's detections (and score) with the photos beside it in the folder.
+        for group in _same_padding(tensors, self.model_input_size()):
+            # Only detections scoring >= conf get masks (officescore.infer.accel.run).
+            found = forward(self.model, [tensors[i] for i in group], self.device, self.precision, conf)
+            for i, output in zip(group, found, strict=True):
+                outputs[i] = output
         for (index, tensor), output in zip(good, outputs, strict=True):
             width, height = sizes[index]
             results[index].width, results[index].height = width, height
@@ -389,6 +396,21 @@ class Predictor:
 
     def _name(self, label: int) -> str | None:
         return self.label_names[label] if 0 <= label < len(self.label_names) else None
+
+
+def _same_padding(tensors: Sequence[torch.Tensor], model_size: tuple[int, int] | None) -> list[list[int]]:
+    """Positions of `tensors` grouped by the padded size torchvision's transform gives each alone
+    (resized to `model_size` = (min_size, max_size), each side rounded up to 32): within a group
+    each photo is seen as it is alone. Without a known model size, by the exact size."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for position, tensor in enumerate(tensors):
+        height, width = int(tensor.shape[-2]), int(tensor.shape[-1])
+        key = (height, width)
+        if model_size is not None:
+            scale = min(model_size[0] / min(height, width), model_size[1] / max(height, width))
+            key = (math.ceil(int(height * scale) / 32), math.ceil(int(width * scale) / 32))
+        groups.setdefault(key, []).append(position)
+    return list(groups.values())
 
 
 def _describe(item: ImageInput, index: int) -> str:

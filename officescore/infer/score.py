@@ -301,6 +301,22 @@ def score_office(
     )
 
 
+def how_points_make_the_total(office: OfficeScore) -> str:
+    """Why the points column does not add up to the score, when it does not: a rubric's full marks
+    other than 100, the missing-essential cap, the clip at 100 ("" when it adds up)."""
+    points = sum(row.earned for row in office.breakdown) + sum(rule.earned for rule in office.attributes)
+    full = sum(row.possible for row in office.breakdown if not row.bonus)
+    scaled = round(100.0 * points / full, 1)
+    if round(points, 1) == office.total:
+        return ""
+    why = f"{points:g} points of {full:g} full marks = {scaled:g}/100"
+    if scaled > office.total and office.missing_essentials:
+        why += f", capped at {office.total:g} while an essential is missing"
+    elif scaled > office.total:
+        why += ", clipped to 100"
+    return why
+
+
 def _total(counts: Mapping[str, int], rubric: Rubric, extra: float = 0.0) -> float:
     """`extra`: bonus points earned by attribute rules."""
     standard = sum(r.earned(counts.get(n, 0)) for n, r in rubric.classes.items() if not r.bonus)
