@@ -501,3 +501,19 @@ def test_ctrl_c_says_what_the_pull_wrote(
         export = pulled / "annotations.json"
         assert said == f"stopped (Ctrl-C); wrote {export}; the --ingest data set is as it was"
         assert export.is_file()
+
+
+def test_a_photo_named_as_another_is_renamed_is_kept_apart_from_it(tmp_path: Path) -> None:
+    """Task 1's photo is named 3-desk.jpg; tasks 2 and 3 both desk.jpg, so task 3's becomes
+    3-desk.jpg too: it overwrote task 1's photo, whose labels then lay on task 3's photo."""
+    photos = write_photos(tmp_path / "root" / "photos", n=3)
+    desk = polygon_region(SQUARE, "desk", WIDTH, HEIGHT)
+    tasks = [
+        labelled(task_id, f"/data/local-files/?d=photos/{p.name}", desk, name=name)
+        for task_id, p, name in zip((1, 2, 3), photos, ("3-desk.jpg", "desk.jpg", "desk.jpg"), strict=True)
+    ]
+    pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    names = [im["file_name"] for im in json.loads(pulled.export.read_text())["images"]]
+    assert len(set(names)) == 3
+    for name, photo in zip(names, photos, strict=True):
+        assert (tmp_path / "pull" / name).read_bytes() == photo.read_bytes()
