@@ -398,3 +398,30 @@ def test_click_to_mask_tools_added_later_bring_a_brush_tag_only_where_the_projec
         brush_tags = xml.count("<BrushLabels ")
         assert brush_tags == answer_tags + (kind == "brush"), kind
         assert LabelSchema.from_config(xml).interactive
+
+
+def test_the_smart_box_tool_is_no_ignore_tag() -> None:
+    """A click-to-mask project has a RectangleLabels tag of its own (the smart box a labeller points
+    with): it is not the ignore tag, so a review's ignore rectangles still get their tag added
+    (Label Studio drops a result whose tag its config lacks when the task is saved)."""
+    xml = LabelSchema(("desk",), interactive=True).config_xml()
+    assert not LabelSchema.from_config(xml).ignore_boxes
+    assert LabelSchema.from_config(formats.with_ignore_tag(xml)).ignore_boxes
+
+
+def test_a_region_without_a_pixel_is_no_region() -> None:
+    """A brush region whose strokes were all erased (Label Studio keeps it, empty) and a polygon
+    clicked along a line hold no object: no region of area 0 for pull to write."""
+    erased = {
+        "id": "b1",
+        "type": "brushlabels",
+        "original_width": 8,
+        "original_height": 6,
+        "value": {
+            "format": "rle",
+            "rle": regions.mask_to_brush(np.zeros((6, 8), np.uint8)),
+            "brushlabels": ["desk"],
+        },
+    }
+    line = polygon_region([[10, 10], [20, 20], [30, 30]], "chair", 128, 96)
+    assert formats.result_regions([erased, line]) == []
