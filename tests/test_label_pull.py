@@ -384,17 +384,21 @@ def test_pull_names_photos_after_the_task_and_reads_only_inside_the_local_root(t
     }
 
 
-def test_two_photos_whose_names_differ_only_in_case_are_two_files(tmp_path: Path) -> None:
-    """Desk.jpg and desk.jpg are one file on macOS and Windows: the second is named after its task."""
+@pytest.mark.parametrize("names", [("Desk.jpg", "desk.jpg"), ("desk.jpg", "Desk.jpg")])
+def test_two_photos_whose_names_differ_only_in_case_are_two_files(
+    tmp_path: Path, names: tuple[str, str]
+) -> None:
+    """Desk.jpg and desk.jpg are one file on macOS and Windows: the second is named after its task,
+    whichever of the two comes first."""
     photos = write_photos(tmp_path / "root" / "photos", n=2)
     desk = polygon_region(SQUARE, "desk", WIDTH, HEIGHT)
     tasks = [
         labelled(task_id, f"/data/local-files/?d=photos/{p.name}", desk, name=name)
-        for task_id, p, name in zip((4, 8), photos, ("Desk.jpg", "desk.jpg"), strict=True)
+        for task_id, p, name in zip((4, 8), photos, names, strict=True)
     ]
     pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
     coco = json.loads(pulled.export.read_text())
-    assert [im["file_name"] for im in coco["images"]] == ["images/Desk.jpg", "images/8-desk.jpg"]
+    assert [im["file_name"] for im in coco["images"]] == [f"images/{names[0]}", f"images/8-{names[1]}"]
 
 
 def test_pull_keeps_each_photos_task_and_licence_and_numbers_labels_across_photos(tmp_path: Path) -> None:
@@ -501,6 +505,61 @@ def test_ctrl_c_says_what_the_pull_wrote(
         export = pulled / "annotations.json"
         assert said == f"stopped (Ctrl-C); wrote {export}; the --ingest data set is as it was"
         assert export.is_file()
+
+
+def test_a_photo_uploaded_in_label_studio_is_named_without_its_upload_prefix(tmp_path: Path) -> None:
+    """A task made by an upload in Label Studio's own page has no `name`: its photo is named as the
+    labeller's file was, without the 8 hex digits Label Studio puts before each upload."""
+    (photo,) = write_photos(tmp_path / "elsewhere", n=1)
+    desk = polygon_region(SQUARE, "desk", WIDTH, HEIGHT)
+    client = Serving(
+        [labelled(3, "/data/upload/4/0a1b2c3d-desk%20corner.jpg", desk)], {3: photo.read_bytes()}
+    )
+    pulled = pull_project(client, "offices", tmp_path / "pull")  # type: ignore[arg-type]
+    coco = json.loads(pulled.export.read_text())
+    assert [im["file_name"] for im in coco["images"]] == ["images/desk_corner.jpg"]
+
+
+def test_a_label_the_config_lost_is_a_class_of_its_own_after_the_configs(tmp_path: Path) -> None:
+    """A class taken out of the labelling config after labelling (its labels stay in the tasks) is
+    kept under its own name, with the next category id (COCO ids 1..K, as ingest numbers them)."""
+    (photo,) = write_photos(tmp_path / "root" / "photos", n=1)
+    lamp, chair = (
+        polygon_region(SQUARE[:n], label, WIDTH, HEIGHT) for n, label in ((4, "lamp"), (3, "chair"))
+    )
+    tasks = [labelled(1, f"/data/local-files/?d=photos/{photo.name}", lamp, chair)]
+    pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    coco = json.loads(pulled.export.read_text())
+    assert [(c["id"], c["name"]) for c in coco["categories"]] == [
+        (1, "desk"),
+        (2, "chair"),
+        (3, "monitor"),
+        (4, "lamp"),
+    ]
+    assert [a["category_id"] for a in coco["annotations"]] == [4, 2] and pulled.classes[-1] == "lamp"
+
+
+def test_a_region_stored_at_another_height_only_is_rescaled(tmp_path: Path) -> None:
+    """Label Studio stored the photo 2x as high as it is now (cropped or resized since), its width
+    the same: the polygon is still rescaled to the photo, not written at the old height."""
+    (photo,) = write_photos(tmp_path / "root" / "photos", n=1)
+    desk = polygon_region(SQUARE, "desk", WIDTH, 2 * HEIGHT)
+    tasks = [labelled(1, f"/data/local-files/?d=photos/{photo.name}", desk)]
+    pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    (label,) = json.loads(pulled.export.read_text())["annotations"]
+    assert label["segmentation"][0] == pytest.approx(pixels(SQUARE), abs=0.01)
+
+
+def test_a_photo_in_the_cache_is_not_downloaded_again(tmp_path: Path) -> None:
+    """The backend's jobs pull the same project again and again: each photo is downloaded once, then
+    linked from the cache (test_label_studio.py checks it against the real server, slowly)."""
+    (photo,) = write_photos(tmp_path / "elsewhere", n=1)
+    desk = polygon_region(SQUARE, "desk", WIDTH, HEIGHT)
+    client = Serving([labelled(3, "/data/upload/4/0a1b2c3d-desk.jpg", desk)], {3: photo.read_bytes()})
+    for out in ("first", "second"):
+        pull_project(client, "offices", tmp_path / out, cache=tmp_path / "cache")  # type: ignore[arg-type]
+        assert (tmp_path / out / "images" / "desk.jpg").read_bytes() == photo.read_bytes()
+    assert client.asked == [3]
 
 
 def test_a_photo_named_as_another_is_renamed_is_kept_apart_from_it(tmp_path: Path) -> None:
