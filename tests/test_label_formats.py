@@ -29,6 +29,8 @@ def test_config_lists_the_classes_and_reads_back() -> None:
         assert tag in xml and 'value="$image"' in xml
         assert [line.split('"')[1] for line in xml.splitlines() if "<Label " in line] == list(DEFAULT_CLASSES)
         assert LabelSchema.from_config(xml) == schema
+    reviewed = LabelSchema(("desk",), header="review")  # a review's "what to check" above the photo
+    assert LabelSchema.from_config(reviewed.config_xml()) == reviewed
     # A config written by hand, with other tag names: the names results must use come from it. Its
     # Header is fixed words, as in Label Studio's templates, not a task key every task must hold.
     custom = LabelSchema.from_config(
@@ -185,6 +187,9 @@ def test_task_with_prediction_and_annotation_reads_back(kind: str) -> None:
     interface = LabelInterface(schema.config_xml())
     assert interface.validate_prediction(pred, return_errors=True) == []
     assert interface.validate_annotation(task["annotations"][0]) is True
+    assert (
+        task["annotations"][0]["ground_truth"] is False
+    )  # a label to check, not Label Studio's starred truth
     broken = {
         **pred,
         "result": [{**pred["result"][0], "value": {**pred["result"][0]["value"], f"{kind}labels": ["sofa"]}}],
@@ -425,3 +430,19 @@ def test_a_region_without_a_pixel_is_no_region() -> None:
     }
     line = polygon_region([[10, 10], [20, 20], [30, 30]], "chair", 128, 96)
     assert formats.result_regions([erased, line]) == []
+
+
+def test_hand_made_choices_that_are_no_region_question_leave_the_others_alone() -> None:
+    """A per-region choice of one value (nothing to choose) and a task-level yes/no named like an
+    attribute are no attribute questions: left out, while the project's real question is kept
+    (a one-value choice made the whole schema invalid, so every attribute was dropped)."""
+    yes_no = '<Choice value="no"/><Choice value="yes"/></Choices>'
+    config = (
+        '<View><Image name="image" value="$image"/><PolygonLabels name="label" toName="image">'
+        '<Label value="chair"/></PolygonLabels>'
+        f'<Choices name="chair__armrests" toName="image" perRegion="true">{yes_no}'
+        '<Choices name="chair__colour" toName="image" perRegion="true"><Choice value="red"/></Choices>'
+        f'<Choices name="chair__wheels" toName="image">{yes_no}</View>'
+    )
+    found = LabelSchema.from_config(config).attributes.attributes
+    assert [(a.class_name, a.name) for a in found] == [("chair", "armrests")]
