@@ -409,7 +409,12 @@ def test_pull_keeps_each_photos_task_and_licence_and_numbers_labels_across_photo
         polygon_region(SQUARE, "desk", WIDTH, HEIGHT),
         polygon_region(SQUARE[:3], "chair", WIDTH, HEIGHT),
     ]
-    licence = {"license": "CC BY 4.0", "creator": "A. Person", "landing_page": "https://example.org/p"}
+    licence = {
+        "license": "CC BY 4.0",
+        "license_url": "https://creativecommons.org/licenses/by/4.0/",
+        "creator": "A. Person",
+        "landing_page": "https://example.org/p",
+    }
     tasks = [
         labelled(task_id, f"/data/local-files/?d=photos/{p.name}", *regions, **licence)
         for task_id, p in zip((7, 9), photos, strict=True)
@@ -576,3 +581,26 @@ def test_a_photo_named_as_another_is_renamed_is_kept_apart_from_it(tmp_path: Pat
     assert len(set(names)) == 3
     for name, photo in zip(names, photos, strict=True):
         assert (tmp_path / "pull" / name).read_bytes() == photo.read_bytes()
+
+
+def test_an_out_that_is_a_file_or_holds_other_files_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """--out is replaced by the pull: a file there, or a folder of other files, is the user's and
+    is refused in a sentence, unchanged (a file was swapped for the pull's folder)."""
+    from officescore.errors import ConfigError
+
+    (photo,) = write_photos(tmp_path / "root" / "photos", n=1)
+    tasks = [
+        labelled(
+            1, f"/data/local-files/?d=photos/{photo.name}", polygon_region(SQUARE, "desk", WIDTH, HEIGHT)
+        )
+    ]
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "notes.txt").write_text("mine")
+    for out, said in (
+        ("notes.txt", "is a file; give a folder"),
+        ("folder", "a folder with other files in it"),
+    ):
+        with pytest.raises(ConfigError, match=said):
+            pull_project(StandIn(tasks), "offices", tmp_path / out, local_root=tmp_path / "root")  # type: ignore[arg-type]
+    assert (tmp_path / "notes.txt").read_text() == (tmp_path / "folder" / "notes.txt").read_text() == "mine"
