@@ -165,6 +165,7 @@ def test_a_photo_in_two_labelled_tasks_is_pulled_once_with_the_newest_labels(
         {"photo": f"images/{photos[0].name}", "tasks": [1, 5], "counted": 1}
     ]
     assert (pulled.images, pulled.annotations) == (2, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pull", "root"]  # the earlier pull is gone
 
 
 def test_a_photo_uploaded_twice_under_two_names_is_one_photo(tmp_path: Path) -> None:
@@ -512,17 +513,20 @@ def test_ctrl_c_says_what_the_pull_wrote(
         assert export.is_file()
 
 
-def test_a_photo_uploaded_in_label_studio_is_named_without_its_upload_prefix(tmp_path: Path) -> None:
-    """A task made by an upload in Label Studio's own page has no `name`: its photo is named as the
-    labeller's file was, without the 8 hex digits Label Studio puts before each upload."""
-    (photo,) = write_photos(tmp_path / "elsewhere", n=1)
+def test_a_photo_without_a_name_is_named_after_the_file_its_address_names(tmp_path: Path) -> None:
+    """A task made in Label Studio's own page has no `name`: its photo is named as the labeller's
+    file was, without the 8 hex digits Label Studio puts before each upload, and a full local-files
+    URL (`http://host/data/local-files/?d=...`) by the file it names, not "local-files"."""
+    photos = write_photos(tmp_path / "elsewhere", n=2)
     desk = polygon_region(SQUARE, "desk", WIDTH, HEIGHT)
-    client = Serving(
-        [labelled(3, "/data/upload/4/0a1b2c3d-desk%20corner.jpg", desk)], {3: photo.read_bytes()}
-    )
+    tasks = [
+        labelled(3, "/data/upload/4/0a1b2c3d-desk%20corner.jpg", desk),
+        labelled(4, "http://127.0.0.1:8080/data/local-files/?d=photos%2Fwindow%20seat.jpg", desk),
+    ]
+    client = Serving(tasks, {3: photos[0].read_bytes(), 4: photos[1].read_bytes()})
     pulled = pull_project(client, "offices", tmp_path / "pull")  # type: ignore[arg-type]
     coco = json.loads(pulled.export.read_text())
-    assert [im["file_name"] for im in coco["images"]] == ["images/desk_corner.jpg"]
+    assert [im["file_name"] for im in coco["images"]] == ["images/desk_corner.jpg", "images/window_seat.jpg"]
 
 
 def test_a_label_the_config_lost_is_a_class_of_its_own_after_the_configs(tmp_path: Path) -> None:
