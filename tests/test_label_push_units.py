@@ -288,3 +288,46 @@ def test_two_photos_of_one_name_are_uploaded_under_two_names(tmp_path: Path) -> 
     push.push_images(client, "offices", [first, second])  # type: ignore[arg-type]
     assert client.uploaded == [f"{sha256_file(p)[:8]}-{first.name}" for p in (first, second)]
     assert [t["data"]["name"] for t in client.imported] == [first.name, first.name]
+
+
+def test_a_mask_kind_other_than_the_projects_is_refused(tmp_path: Path) -> None:
+    """--mask brush into a polygon project: the project's kind would win without a word."""
+    client = Studio(LabelSchema(("desk",)))
+    with pytest.raises(
+        LabelStudioError, match="labels with polygon regions, not brush: leave out --mask brush"
+    ):
+        push.push_images(client, "offices", write_photos(tmp_path, n=1), mask="brush")  # type: ignore[arg-type]
+    assert client.imported == [] and client.uploaded == []
+
+
+def test_review_tasks_add_the_ignore_tag_only_to_a_project_without_it(tmp_path: Path) -> None:
+    """The note says the labelling config was changed: only when it was."""
+    from officescore.label.formats import IGNORE_TAG, make_task
+
+    with_boxes, without = LabelSchema(("desk",), ignore_boxes=True), LabelSchema(("desk",))
+    ignore = [{"category": "desk", "bbox": [10, 10, 20, 20]}]
+    url = "https://photos.example/a.jpg"
+    task = make_task(url, 128, 96, with_boxes, annotations=[], ignore_regions=ignore)
+    tasks_file = write_tasks_file(tmp_path, [task], with_boxes)
+    for project, changed in ((without, True), (with_boxes, False)):
+        client = Studio(project)
+        pushed = push.push_tasks_file(client, "offices", tasks_file)  # type: ignore[arg-type]
+        assert [f"added the {IGNORE_TAG!r} rectangles" in note for note in pushed.notes] == [True] * changed
+        assert client.project is not None and client.project.schema.ignore_boxes
+
+
+def test_interactive_tools_are_set_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project that has the click-to-mask tools already keeps its config: no change sent."""
+    client = Studio(LabelSchema(("desk",)))
+    photos = write_photos(tmp_path, n=2)
+    sent: list[str] = []
+    set_project = client.set_project
+    monkeypatch.setattr(
+        client,
+        "set_project",
+        lambda pid, label_config: sent.append(label_config) or set_project(pid, label_config),
+    )
+    for photo in photos:
+        push.push_images(client, "offices", [photo], interactive=True)  # type: ignore[arg-type]
+    assert len(sent) == 1 and client.project is not None and client.project.schema.interactive
+
