@@ -331,3 +331,15 @@ def test_interactive_tools_are_set_once(tmp_path: Path, monkeypatch: pytest.Monk
         push.push_images(client, "offices", [photo], interactive=True)  # type: ignore[arg-type]
     assert len(sent) == 1 and client.project is not None and client.project.schema.interactive
 
+
+def test_a_tasks_file_of_polygons_into_a_brush_project_is_refused(tmp_path: Path) -> None:
+    """Label Studio would not show polygons in a project of brush regions; the sentence names both kinds."""
+    lamp = polygon_region([[10, 10], [40, 10], [40, 40]], "desk", 128, 96)
+    tasks = [{"data": {"image": "https://photos.example/a.jpg"}, "annotations": [{"result": [lamp]}]}]
+    client = Studio(LabelSchema(("desk",), "brush"))
+    with pytest.raises(
+        LabelStudioError,
+        match=r"labels with brush regions but review\.json holds polygon regions; .*--mask brush",
+    ):
+        push.push_tasks_file(client, "offices", write_tasks_file(tmp_path, tasks, LabelSchema(("desk",))))  # type: ignore[arg-type]
+    assert client.imports == []
