@@ -29,6 +29,8 @@ def test_config_lists_the_classes_and_reads_back() -> None:
         assert tag in xml and 'value="$image"' in xml
         assert [line.split('"')[1] for line in xml.splitlines() if "<Label " in line] == list(DEFAULT_CLASSES)
         assert LabelSchema.from_config(xml) == schema
+    reviewed = LabelSchema(("desk",), header="review")  # a review's "what to check" above the photo
+    assert LabelSchema.from_config(reviewed.config_xml()) == reviewed
     # A config written by hand, with other tag names: the names results must use come from it. Its
     # Header is fixed words, as in Label Studio's templates, not a task key every task must hold.
     custom = LabelSchema.from_config(
@@ -185,6 +187,9 @@ def test_task_with_prediction_and_annotation_reads_back(kind: str) -> None:
     interface = LabelInterface(schema.config_xml())
     assert interface.validate_prediction(pred, return_errors=True) == []
     assert interface.validate_annotation(task["annotations"][0]) is True
+    assert (
+        task["annotations"][0]["ground_truth"] is False
+    )  # a label to check, not Label Studio's starred truth
     broken = {
         **pred,
         "result": [{**pred["result"][0], "value": {**pred["result"][0]["value"], f"{kind}labels": ["sofa"]}}],
@@ -398,3 +403,46 @@ def test_click_to_mask_tools_added_later_bring_a_brush_tag_only_where_the_projec
         brush_tags = xml.count("<BrushLabels ")
         assert brush_tags == answer_tags + (kind == "brush"), kind
         assert LabelSchema.from_config(xml).interactive
+
+
+def test_the_smart_box_tool_is_no_ignore_tag() -> None:
+    """A click-to-mask project has a RectangleLabels tag of its own (the smart box a labeller points
+    with): it is not the ignore tag, so a review's ignore rectangles still get their tag added
+    (Label Studio drops a result whose tag its config lacks when the task is saved)."""
+    xml = LabelSchema(("desk",), interactive=True).config_xml()
+    assert not LabelSchema.from_config(xml).ignore_boxes
+    assert LabelSchema.from_config(formats.with_ignore_tag(xml)).ignore_boxes
+
+
+def test_a_region_without_a_pixel_is_no_region() -> None:
+    """A brush region whose strokes were all erased (Label Studio keeps it, empty) and a polygon
+    clicked along a line hold no object: no region of area 0 for pull to write."""
+    erased = {
+        "id": "b1",
+        "type": "brushlabels",
+        "original_width": 8,
+        "original_height": 6,
+        "value": {
+            "format": "rle",
+            "rle": regions.mask_to_brush(np.zeros((6, 8), np.uint8)),
+            "brushlabels": ["desk"],
+        },
+    }
+    line = polygon_region([[10, 10], [20, 20], [30, 30]], "chair", 128, 96)
+    assert formats.result_regions([erased, line]) == []
+
+
+def test_hand_made_choices_that_are_no_region_question_leave_the_others_alone() -> None:
+    """A per-region choice of one value (nothing to choose) and a task-level yes/no named like an
+    attribute are no attribute questions: left out, while the project's real question is kept
+    (a one-value choice made the whole schema invalid, so every attribute was dropped)."""
+    yes_no = '<Choice value="no"/><Choice value="yes"/></Choices>'
+    config = (
+        '<View><Image name="image" value="$image"/><PolygonLabels name="label" toName="image">'
+        '<Label value="chair"/></PolygonLabels>'
+        f'<Choices name="chair__armrests" toName="image" perRegion="true">{yes_no}'
+        '<Choices name="chair__colour" toName="image" perRegion="true"><Choice value="red"/></Choices>'
+        f'<Choices name="chair__wheels" toName="image">{yes_no}</View>'
+    )
+    found = LabelSchema.from_config(config).attributes.attributes
+    assert [(a.class_name, a.name) for a in found] == [("chair", "armrests")]

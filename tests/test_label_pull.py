@@ -165,6 +165,7 @@ def test_a_photo_in_two_labelled_tasks_is_pulled_once_with_the_newest_labels(
         {"photo": f"images/{photos[0].name}", "tasks": [1, 5], "counted": 1}
     ]
     assert (pulled.images, pulled.annotations) == (2, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pull", "root"]  # the earlier pull is gone
 
 
 def test_a_photo_uploaded_twice_under_two_names_is_one_photo(tmp_path: Path) -> None:
@@ -384,17 +385,21 @@ def test_pull_names_photos_after_the_task_and_reads_only_inside_the_local_root(t
     }
 
 
-def test_two_photos_whose_names_differ_only_in_case_are_two_files(tmp_path: Path) -> None:
-    """Desk.jpg and desk.jpg are one file on macOS and Windows: the second is named after its task."""
+@pytest.mark.parametrize("names", [("Desk.jpg", "desk.jpg"), ("desk.jpg", "Desk.jpg")])
+def test_two_photos_whose_names_differ_only_in_case_are_two_files(
+    tmp_path: Path, names: tuple[str, str]
+) -> None:
+    """Desk.jpg and desk.jpg are one file on macOS and Windows: the second is named after its task,
+    whichever of the two comes first."""
     photos = write_photos(tmp_path / "root" / "photos", n=2)
     desk = polygon_region(SQUARE, "desk", WIDTH, HEIGHT)
     tasks = [
         labelled(task_id, f"/data/local-files/?d=photos/{p.name}", desk, name=name)
-        for task_id, p, name in zip((4, 8), photos, ("Desk.jpg", "desk.jpg"), strict=True)
+        for task_id, p, name in zip((4, 8), photos, names, strict=True)
     ]
     pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
     coco = json.loads(pulled.export.read_text())
-    assert [im["file_name"] for im in coco["images"]] == ["images/Desk.jpg", "images/8-desk.jpg"]
+    assert [im["file_name"] for im in coco["images"]] == [f"images/{names[0]}", f"images/8-{names[1]}"]
 
 
 def test_pull_keeps_each_photos_task_and_licence_and_numbers_labels_across_photos(tmp_path: Path) -> None:
@@ -405,7 +410,12 @@ def test_pull_keeps_each_photos_task_and_licence_and_numbers_labels_across_photo
         polygon_region(SQUARE, "desk", WIDTH, HEIGHT),
         polygon_region(SQUARE[:3], "chair", WIDTH, HEIGHT),
     ]
-    licence = {"license": "CC BY 4.0", "creator": "A. Person", "landing_page": "https://example.org/p"}
+    licence = {
+        "license": "CC BY 4.0",
+        "license_url": "https://creativecommons.org/licenses/by/4.0/",
+        "creator": "A. Person",
+        "landing_page": "https://example.org/p",
+    }
     tasks = [
         labelled(task_id, f"/data/local-files/?d=photos/{p.name}", *regions, **licence)
         for task_id, p in zip((7, 9), photos, strict=True)
@@ -520,3 +530,100 @@ def test_the_latest_annotation_is_the_newest_by_time_not_by_text(older: str, new
     assert latest_annotation(task)["id"] == 2
     same = {"annotations": [{"id": 2, "updated_at": newer}, {"id": 9, "updated_at": newer}]}
     assert latest_annotation(same)["id"] == 9  # the same time: the later id
+
+
+def test_a_photo_without_a_name_is_named_after_the_file_its_address_names(tmp_path: Path) -> None:
+    """A task made in Label Studio's own page has no `name`: its photo is named as the labeller's
+    file was, without the 8 hex digits Label Studio puts before each upload, and a full local-files
+    URL (`http://host/data/local-files/?d=...`) by the file it names, not "local-files"."""
+    photos = write_photos(tmp_path / "elsewhere", n=2)
+    desk = polygon_region(SQUARE, "desk", WIDTH, HEIGHT)
+    tasks = [
+        labelled(3, "/data/upload/4/0a1b2c3d-desk%20corner.jpg", desk),
+        labelled(4, "http://127.0.0.1:8080/data/local-files/?d=photos%2Fwindow%20seat.jpg", desk),
+    ]
+    client = Serving(tasks, {3: photos[0].read_bytes(), 4: photos[1].read_bytes()})
+    pulled = pull_project(client, "offices", tmp_path / "pull")  # type: ignore[arg-type]
+    coco = json.loads(pulled.export.read_text())
+    assert [im["file_name"] for im in coco["images"]] == ["images/desk_corner.jpg", "images/window_seat.jpg"]
+
+
+def test_a_label_the_config_lost_is_a_class_of_its_own_after_the_configs(tmp_path: Path) -> None:
+    """A class taken out of the labelling config after labelling (its labels stay in the tasks) is
+    kept under its own name, with the next category id (COCO ids 1..K, as ingest numbers them)."""
+    (photo,) = write_photos(tmp_path / "root" / "photos", n=1)
+    lamp, chair = (
+        polygon_region(SQUARE[:n], label, WIDTH, HEIGHT) for n, label in ((4, "lamp"), (3, "chair"))
+    )
+    tasks = [labelled(1, f"/data/local-files/?d=photos/{photo.name}", lamp, chair)]
+    pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    coco = json.loads(pulled.export.read_text())
+    assert [(c["id"], c["name"]) for c in coco["categories"]] == [
+        (1, "desk"),
+        (2, "chair"),
+        (3, "monitor"),
+        (4, "lamp"),
+    ]
+    assert [a["category_id"] for a in coco["annotations"]] == [4, 2] and pulled.classes[-1] == "lamp"
+
+
+def test_a_region_stored_at_another_height_only_is_rescaled(tmp_path: Path) -> None:
+    """Label Studio stored the photo 2x as high as it is now (cropped or resized since), its width
+    the same: the polygon is still rescaled to the photo, not written at the old height."""
+    (photo,) = write_photos(tmp_path / "root" / "photos", n=1)
+    desk = polygon_region(SQUARE, "desk", WIDTH, 2 * HEIGHT)
+    tasks = [labelled(1, f"/data/local-files/?d=photos/{photo.name}", desk)]
+    pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    (label,) = json.loads(pulled.export.read_text())["annotations"]
+    assert label["segmentation"][0] == pytest.approx(pixels(SQUARE), abs=0.01)
+
+
+def test_a_photo_in_the_cache_is_not_downloaded_again(tmp_path: Path) -> None:
+    """The backend's jobs pull the same project again and again: each photo is downloaded once, then
+    linked from the cache (test_label_studio.py checks it against the real server, slowly)."""
+    (photo,) = write_photos(tmp_path / "elsewhere", n=1)
+    desk = polygon_region(SQUARE, "desk", WIDTH, HEIGHT)
+    client = Serving([labelled(3, "/data/upload/4/0a1b2c3d-desk.jpg", desk)], {3: photo.read_bytes()})
+    for out in ("first", "second"):
+        pull_project(client, "offices", tmp_path / out, cache=tmp_path / "cache")  # type: ignore[arg-type]
+        assert (tmp_path / out / "images" / "desk.jpg").read_bytes() == photo.read_bytes()
+    assert client.asked == [3]
+
+
+def test_a_photo_named_as_another_is_renamed_is_kept_apart_from_it(tmp_path: Path) -> None:
+    """Task 1's photo is named 3-desk.jpg; tasks 2 and 3 both desk.jpg, so task 3's becomes
+    3-desk.jpg too: it overwrote task 1's photo, whose labels then lay on task 3's photo."""
+    photos = write_photos(tmp_path / "root" / "photos", n=3)
+    desk = polygon_region(SQUARE, "desk", WIDTH, HEIGHT)
+    tasks = [
+        labelled(task_id, f"/data/local-files/?d=photos/{p.name}", desk, name=name)
+        for task_id, p, name in zip((1, 2, 3), photos, ("3-desk.jpg", "desk.jpg", "desk.jpg"), strict=True)
+    ]
+    pulled = pull_project(StandIn(tasks), "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    names = [im["file_name"] for im in json.loads(pulled.export.read_text())["images"]]
+    assert len(set(names)) == 3
+    for name, photo in zip(names, photos, strict=True):
+        assert (tmp_path / "pull" / name).read_bytes() == photo.read_bytes()
+
+
+def test_an_out_that_is_a_file_or_holds_other_files_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """--out is replaced by the pull: a file there, or a folder of other files, is the user's and
+    is refused in a sentence, unchanged (a file was swapped for the pull's folder)."""
+    from officescore.errors import ConfigError
+
+    (photo,) = write_photos(tmp_path / "root" / "photos", n=1)
+    tasks = [
+        labelled(
+            1, f"/data/local-files/?d=photos/{photo.name}", polygon_region(SQUARE, "desk", WIDTH, HEIGHT)
+        )
+    ]
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "notes.txt").write_text("mine")
+    for out, said in (
+        ("notes.txt", "is a file; give a folder"),
+        ("folder", "a folder with other files in it"),
+    ):
+        with pytest.raises(ConfigError, match=said):
+            pull_project(StandIn(tasks), "offices", tmp_path / out, local_root=tmp_path / "root")  # type: ignore[arg-type]
+    assert (tmp_path / "notes.txt").read_text() == (tmp_path / "folder" / "notes.txt").read_text() == "mine"

@@ -86,7 +86,7 @@ def test_a_second_push_from_a_local_root_adds_only_new_photos_each_under_its_own
     ]
     client = Studio(LabelSchema(("sofa", "rug")), there)
     result = push.push_images(client, "offices", [root / "photos"], local_root=root)  # type: ignore[arg-type]
-    assert (result.added, result.already_there) == (2, 1)
+    assert (result.added, result.already_there, result.predictions) == (2, 1, 0)  # no model: none
     assert client.storages == [(root / "photos").resolve()]
     assert [(t["data"]["image"], t["data"]["name"]) for t in client.imported] == [
         (f"{LOCAL_FILES_PREFIX}photos/{p.name}", p.name) for p in photos[1:]
@@ -182,14 +182,16 @@ def test_a_tasks_file_skips_what_the_project_holds_and_serves_or_keeps_the_rest(
     assert (result.added, result.already_there) == (2, 1)
     assert [t["data"]["image"] for t in client.imported] == [url, f"{LOCAL_FILES_PREFIX}photos/{photo.name}"]
     assert not any("path" in t["data"] for t in client.imported)
+    assert client.imported[1]["data"]["sha256"] == sha256_file(photo)  # so a second push skips it
     assert client.storages == [(root / "photos").resolve()] and client.uploaded == []
 
 
-def test_a_tasks_file_whose_labels_the_project_lacks_is_refused(tmp_path: Path) -> None:
-    """An annotation (not only a prediction) of a class the project has no label for: Label Studio
-    would not show it, so the push is refused before anything is imported."""
+@pytest.mark.parametrize("group", ["annotations", "predictions"])
+def test_a_tasks_file_whose_labels_the_project_lacks_is_refused(tmp_path: Path, group: str) -> None:
+    """An annotation or a prediction of a class the project has no label for: Label Studio would not
+    show it, so the push is refused before anything is imported."""
     lamp = polygon_region([[10, 10], [40, 10], [40, 40]], "lamp", 128, 96)
-    tasks = [{"data": {"image": "https://photos.example/a.jpg"}, "annotations": [{"result": [lamp]}]}]
+    tasks = [{"data": {"image": "https://photos.example/a.jpg"}, group: [{"result": [lamp]}]}]
     client = Studio(LabelSchema(("desk",)))
     with pytest.raises(LabelStudioError, match="lamp"):
         push.push_tasks_file(
@@ -238,3 +240,106 @@ def test_attributes_of_a_class_the_project_lacks_are_named(tmp_path: Path) -> No
         "they are not asked"
     ]
     assert client.project is not None and not client.project.schema.attributes
+
+
+def test_classes_that_leave_out_one_the_model_predicts_are_refused(tmp_path: Path) -> None:
+    """A new project labelling desk and chair would never show the model's monitors (Label Studio
+    hides a region whose label its config lacks): refused before a project is made."""
+    client = Studio()
+    with pytest.raises(ConfigError, match="--classes leaves out monitor, which the model predicts; add them"):
+        push.push_images(
+            client, "offices", write_photos(tmp_path, n=1), edge_model(), classes=["desk", "chair"]
+        )  # type: ignore[arg-type]
+    assert client.project is None and client.uploaded == []
+
+
+def test_a_new_project_asks_what_the_models_attribute_head_answers(tmp_path: Path) -> None:
+    """Without --attributes a model with an attribute head makes a project asking its questions
+    (its predictions carry those answers), not the package's default ones."""
+    from officescore.attributes import AttributeSchema
+
+    loaded = edge_model()
+    wheels = AttributeSchema.from_dict({"chair": {"wheels": {"kind": "yesno", "default": True}}})
+    loaded.predictor.attributes = wheels  # type: ignore[attr-defined]
+    client = Studio()
+    push.push_images(client, "offices", write_photos(tmp_path, n=1), loaded)  # type: ignore[arg-type]
+    assert client.project is not None
+    assert [(a.class_name, a.name) for a in client.project.schema.attributes.attributes] == [
+        ("chair", "wheels")
+    ]
+
+
+def test_a_photo_that_cannot_be_read_is_failed_not_already_there(tmp_path: Path) -> None:
+    """A file that is no photo is listed in `failed`; it is not one of the photos the project holds."""
+    (photo,) = write_photos(tmp_path, n=1)
+    (tmp_path / "broken.jpg").write_bytes(b"not a photo")
+    client = Studio(LabelSchema(("desk",)))
+    pushed = push.push_images(client, "offices", [photo, tmp_path / "broken.jpg"])  # type: ignore[arg-type]
+    assert (pushed.added, pushed.already_there) == (1, 0)
+    assert [Path(f["path"]).name for f in pushed.failed] == ["broken.jpg"]
+
+
+def test_two_photos_of_one_name_are_uploaded_under_two_names(tmp_path: Path) -> None:
+    """a/scene_0.jpg and b/scene_0.jpg (other scenes): each upload's name starts with its photo's
+    sha256, so Label Studio's upload folder keeps both."""
+    (first,) = write_photos(tmp_path / "a", n=1)
+    second = write_photos(tmp_path / "b", n=2)[1].rename(tmp_path / "b" / first.name)
+    client = Studio(LabelSchema(("desk",)))
+    push.push_images(client, "offices", [first, second])  # type: ignore[arg-type]
+    assert client.uploaded == [f"{sha256_file(p)[:8]}-{first.name}" for p in (first, second)]
+    assert [t["data"]["name"] for t in client.imported] == [first.name, first.name]
+
+
+def test_a_mask_kind_other_than_the_projects_is_refused(tmp_path: Path) -> None:
+    """--mask brush into a polygon project: the project's kind would win without a word."""
+    client = Studio(LabelSchema(("desk",)))
+    with pytest.raises(
+        LabelStudioError, match="labels with polygon regions, not brush: leave out --mask brush"
+    ):
+        push.push_images(client, "offices", write_photos(tmp_path, n=1), mask="brush")  # type: ignore[arg-type]
+    assert client.imported == [] and client.uploaded == []
+
+
+def test_review_tasks_add_the_ignore_tag_only_to_a_project_without_it(tmp_path: Path) -> None:
+    """The note says the labelling config was changed: only when it was."""
+    from officescore.label.formats import IGNORE_TAG, make_task
+
+    with_boxes, without = LabelSchema(("desk",), ignore_boxes=True), LabelSchema(("desk",))
+    ignore = [{"category": "desk", "bbox": [10, 10, 20, 20]}]
+    url = "https://photos.example/a.jpg"
+    task = make_task(url, 128, 96, with_boxes, annotations=[], ignore_regions=ignore)
+    tasks_file = write_tasks_file(tmp_path, [task], with_boxes)
+    for project, changed in ((without, True), (with_boxes, False)):
+        client = Studio(project)
+        pushed = push.push_tasks_file(client, "offices", tasks_file)  # type: ignore[arg-type]
+        assert [f"added the {IGNORE_TAG!r} rectangles" in note for note in pushed.notes] == [True] * changed
+        assert client.project is not None and client.project.schema.ignore_boxes
+
+
+def test_interactive_tools_are_set_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project that has the click-to-mask tools already keeps its config: no change sent."""
+    client = Studio(LabelSchema(("desk",)))
+    photos = write_photos(tmp_path, n=2)
+    sent: list[str] = []
+    set_project = client.set_project
+    monkeypatch.setattr(
+        client,
+        "set_project",
+        lambda pid, label_config: sent.append(label_config) or set_project(pid, label_config),
+    )
+    for photo in photos:
+        push.push_images(client, "offices", [photo], interactive=True)  # type: ignore[arg-type]
+    assert len(sent) == 1 and client.project is not None and client.project.schema.interactive
+
+
+def test_a_tasks_file_of_polygons_into_a_brush_project_is_refused(tmp_path: Path) -> None:
+    """Label Studio would not show polygons in a project of brush regions; the sentence names both kinds."""
+    lamp = polygon_region([[10, 10], [40, 10], [40, 40]], "desk", 128, 96)
+    tasks = [{"data": {"image": "https://photos.example/a.jpg"}, "annotations": [{"result": [lamp]}]}]
+    client = Studio(LabelSchema(("desk",), "brush"))
+    with pytest.raises(
+        LabelStudioError,
+        match=r"labels with brush regions but review\.json holds polygon regions; .*--mask brush",
+    ):
+        push.push_tasks_file(client, "offices", write_tasks_file(tmp_path, tasks, LabelSchema(("desk",))))  # type: ignore[arg-type]
+    assert client.imports == []

@@ -338,8 +338,8 @@ def _write_image(
         raise ConfigError(f"task {task.get('id')} has no data.{key}; is this the right project?")
     name = _image_name(task, ref)
     # Two photos with one name (in any case: Desk.jpg and desk.jpg are one file on macOS and
-    # Windows): the task id keeps them apart.
-    if name.casefold() in used:
+    # Windows): the task id keeps them apart, again if another photo already has that name.
+    while name.casefold() in used:
         name = f"{task['id']}-{name}"
     used.add(name.casefold())
     target = folder / IMAGES_DIR / name

@@ -356,7 +356,7 @@ def push_tasks_file(
     )
     if project.schema.mask != schema.mask:
         raise LabelStudioError(
-            f"project {title!r} labels with {project.schema.mask}s but {tasks_file.name} holds "
+            f"project {title!r} labels with {project.schema.mask} regions but {tasks_file.name} holds "
             f"{schema.mask} regions; write the file with --mask {project.schema.mask} or use a new --project"
         )
     notes = []
