@@ -500,6 +500,8 @@ def test_a_breaking_label_is_a_convention_issue_unless_another_kind_outscores_it
     issue = next(i for i in issues if i.kind == "convention")
     assert issue.convention == {"convention": "whole", "note": "", "breach": "leaves out the pot"}
     assert issue.score == issue.kinds["convention"] < 0.95  # its own score, not the bad mask's
+    # drawn with the prediction of its own object (here label k's is prediction k), not none
+    assert all(i.prediction == i.annotation_id for i in issues if i.kind == "convention")
 
 
 def test_declarations_are_parsed_checked_merged_and_written_for_labellers() -> None:
@@ -527,6 +529,32 @@ def test_declarations_are_parsed_checked_merged_and_written_for_labellers() -> N
     assert "<b>desk</b>: part (the main part only)" in text
     text, declared = with_conventions(text, {"desk": None, "plant": None}, ["plant", "desk"])
     assert (text, declared) == (other, {})
+
+
+def test_a_note_with_quotes_and_markup_survives_pushes_as_written() -> None:
+    """A note is escaped into the instructions' HTML and read back unescaped, so a later push (which
+    reads the earlier declarations back) keeps it word for word rather than escaping it again."""
+    note = 'don\'t include the "pot" & <saucer>'
+    text, _ = with_conventions("", {"plant": Declared("whole", note)}, ["plant", "desk"])
+    assert "<saucer>" not in text  # escaped: Label Studio shows it as text
+    for _ in range(2):
+        text, declared = with_conventions(text, {"desk": Declared("part")}, ["plant", "desk"])
+        assert declared["plant"] == Declared("whole", note)
+
+
+def test_convention_sheet_titles_say_which_group_breaks_the_declaration(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from officescore.curate import sheets
+    from officescore.curate.audit import write_convention_sheets
+
+    split = _declared_split(list(np.zeros(40)) + list(np.linspace(0.3, 0.4, 10)), "whole")
+    titles: list[str] = []
+    monkeypatch.setattr(sheets, "write_convention_sheet", lambda path, *a: titles.append(a[-1]) or path)
+    write_convention_sheets(tmp_path, None, [], conv.ConventionReport([split]))  # type: ignore[arg-type]
+    verbs = [t.split(" plant=")[0] for t in titles]
+    assert verbs == ["breaks" if n == split.breaks else "follows" for n in range(2)]
+    assert all(t.split(": ", 1)[1].startswith("plant group ") for t in titles)
 
 
 def test_a_declared_convention_makes_the_group_that_breaks_it_convention_issues(
@@ -709,3 +737,38 @@ def test_audit_declarations_are_the_data_sets_with_the_runs_over_them(
         main(["audit", str(sets["dataset"]), "-m", str(tmp_path / "none.pt"), "--convention", "plnat=whole"])
     err = " ".join(capsys.readouterr().err.split())
     assert exit_info.value.code == 2 and "--convention plnat=...: no class 'plnat'; the classes are" in err
+
+
+def test_the_report_gives_a_declared_class_its_verdict_and_only_undeclared_ones_two_groups(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from types import SimpleNamespace
+
+    from officescore.cli import common
+    from officescore.cli.audit import _show_conventions
+
+    monkeypatch.setattr(common.console, "_width", 250)
+    heights = list(np.zeros(40)) + list(np.linspace(0.3, 0.4, 10))
+    declared = _declared_split(heights, "whole")
+    undeclared = conv.class_split("desk", _pairs(heights))
+    assert undeclared is not None
+    run = SimpleNamespace(
+        conventions=[declared.to_dict(), undeclared.to_dict()],
+        convention_sheets=[Path("conventions_desk_1.png")],
+        convention_pairs={"plant": 50, "desk": 50},
+    )
+    _show_conventions(run, every_class=False)  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert f"{declared.verdict} (convention issues)" in out
+    before, table = out.split("labelling conventions: classes labelled two ways")
+    assert "desk" in table and "plant" not in table and "desk" not in before
+
+
+def test_ingest_refuses_a_declaration_for_a_class_its_classes_option_leaves_out(tmp_path: Path) -> None:
+    """With --classes, a class of the export left out is no class of the data set: declaring it is
+    refused rather than dropped without a word."""
+    write_sample(tmp_path / "s", n_images=2, seed=0, size=64)
+    export, out = tmp_path / "s" / "annotations.json", tmp_path / "dataset"
+    with pytest.raises(ConfigError, match="no class 'plant'; the classes are desk, chair"):
+        ingest_export(export, out=out, classes=["desk", "chair"], conventions={"plant": Declared("whole")})
+    assert not out.exists()

@@ -604,7 +604,11 @@ def test_push_pull_and_prelabel_ask_once_for_what_they_need(
 
 
 def test_declared_conventions_reach_the_projects_labelling_instructions(
-    labelstudio: LabelStudioServer, key: str, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+    labelstudio: LabelStudioServer,
+    key: str,
+    files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`label push --convention` writes the declarations into the instructions Label Studio shows
     labellers (shown before labelling), beside what was there; a later push changes or drops one."""
@@ -648,6 +652,18 @@ def test_declared_conventions_reach_the_projects_labelling_instructions(
     code, _, err = run([*push, "--convention", "mug=whole"], capsys)
     assert code == 2 and "no class 'mug'; the classes are desk, chair, plant" in err
     assert instructions()[0] == text
+    # a tasks file pushed for review (audit --labelstudio) declares them in its project too
+    from officescore.label.formats import write_tasks
+
+    review = tmp_path / "review" / "tasks.json"
+    review.parent.mkdir()
+    shutil.copy(files["photos"] / "scene_0.jpg", review.parent / "new.jpg")
+    write_tasks(review, [{"data": {"image": "new.jpg", "path": "new.jpg"}}], LabelSchema(CLASSES))
+    review_push = ["label", "push", "--url", labelstudio.url, "--project", f"{title} review"]
+    code, _, err = run([*review_push, "--review", str(review), "--convention", "desk=part"], capsys)
+    assert code == 0, err
+    found = client.sdk.projects.get(id=client.project(f"{title} review").id)
+    assert "<b>desk</b>: part (the main part only)" in str(found.expert_instruction or "")
 
 
 def test_suggestions_at_the_photo_edges_survive_label_studio_and_ingest(

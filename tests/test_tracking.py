@@ -1006,7 +1006,7 @@ def test_eval_log_setting_and_its_errors(
     predictions.write_text(json.dumps(_results(json.loads((data / "val.json").read_text()))))
     args = ["eval", "--predictions", str(predictions), "--data", str(data), "--device", "cpu"]
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "officescore.toml").write_text('[eval]\nlog = "none"\n')
+    (tmp_path / "officescore.toml").write_text('[eval]\nlog = "None"\n')  # any case, as train's --log
     with monkeypatch.context() as hidden:  # none: the tracking module (torch with it) is not even imported
         _hide(hidden, "officescore.train.tracking")
         with pytest.raises(SystemExit) as exit_info:
@@ -1043,3 +1043,103 @@ def test_eval_log_setting_and_its_errors(
     assert error.startswith("error: --log mlflow: mlflow could not start")
     assert error.endswith(f"(the evaluation is in {Path('runs') / 'eval' / 'kept'})")
     assert (tmp_path / "runs" / "eval" / "kept" / "metrics.json").is_file()
+
+
+def test_eval_values_are_every_number_of_the_metrics_document() -> None:
+    """Each number the evaluator writes per type (its COCOeval stats and the matched counts) is
+    logged, per class AP, AP at each --iou and each attribute's accuracy and macro F1; a null number
+    and the settings (conf, match_iou) are not."""
+    from officescore.evaluate.match import prf
+    from officescore.evaluate.metrics import STAT_NAMES
+    from officescore.train.tracking import eval_values
+
+    bbox: dict[str, Any] = {name: 0.01 * n for n, name in enumerate(STAT_NAMES, start=1)}
+    bbox.update(prf(3, 1, 2), ap_large=None, conf=0.5, match_iou=0.5)
+    bbox.update(per_class={"desk": {"ap": 0.4, "ap50": 0.9}}, ap_at_iou={"0.3": 0.7})
+    attribute = {"n": 4, "accuracy": 0.75, "macro_f1": 0.6, "values": ["oak", "white"]}
+    doc = {"bbox": bbox, "segm": None, "attributes": {"desk.colour": attribute}, "images": 3}
+    settings = ("conf", "match_iou")
+    numbers = {k: v for k, v in bbox.items() if isinstance(v, (int, float)) and k not in settings}
+    expected = {f"eval/d/val/bbox_{k}": float(v) for k, v in numbers.items()}
+    expected.update({"eval/d/val/bbox_ap/desk": 0.4, "eval/d/val/bbox_ap_iou0.3": 0.7})
+    expected.update({"eval/d/val/attributes/desk.colour_accuracy": 0.75})
+    expected.update({"eval/d/val/attributes/desk.colour_macro_f1": 0.6})
+    assert "bbox_fn" in " ".join(expected) and "bbox_ar10" in " ".join(expected)
+    assert eval_values(doc, "d/val") == expected
+
+
+def _eval_doc(gt: Path) -> dict[str, Any]:
+    """A metrics document as eval writes it for a results file, reduced to what log_eval reads."""
+    evaluated = {"model": None, "predictions": "results.json", "gt": str(gt), "split": "val"}
+    return {"bbox": {"map": 0.5, "tp": 3}, "segm": None, "evaluated": evaluated}
+
+
+def test_log_eval_says_logged_only_when_it_was_and_tags_what_was_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An evaluation's `about` holds what was measured (nothing for a null: a results file has no
+    model) and the eval folder as an absolute path; a tracker failing on the way is a warning, and
+    the note that says where the numbers went is then not given."""
+    from officescore.train.tracking import TensorBoardTracker, log_eval
+
+    monkeypatch.chdir(tmp_path)
+    out_dir = Path("runs") / "eval" / "eval"
+    out_dir.mkdir(parents=True)
+    doc = _eval_doc(tmp_path / "data" / "val.json")
+    seen: list[Any] = []
+    monkeypatch.setattr(TensorBoardTracker, "evaluation", lambda self, ev: seen.append(ev))
+    notes = log_eval("tensorboard", doc, out_dir, None, [])
+    [ev] = seen
+    assert ev.label == "data/val" and ev.values == {"eval/data/val/bbox_map": 0.5, "eval/data/val/bbox_tp": 3}
+    assert ev.about == {
+        "predictions": "results.json",
+        "gt": str(tmp_path / "data" / "val.json"),
+        "split": "val",
+        "eval_dir": str(tmp_path / out_dir),
+    }
+    assert f"eval: logged as eval/data/val/* at step 0 (no checkpoint epoch) in {out_dir}" in notes
+
+    def fail(self: Any, ev: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(TensorBoardTracker, "evaluation", fail)
+    warned: list[str] = []
+    notes = log_eval("tensorboard", doc, out_dir, None, [], warned.append)
+    assert len(warned) == 1 and "disk full" in warned[0]
+    assert not any(note.startswith("eval: logged") for note in notes)
+
+
+def test_eval_mlflow_store_is_the_runs_own_else_a_local_one_beside_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--log mlflow` with no store named anywhere: runs/mlflow beside the eval project folder, as
+    training's; a folder whose mlflow_run.json names a store keeps logging there, whatever
+    MLFLOW_TRACKING_URI says, into the same MLflow run."""
+    from officescore.train.tracking import log_eval
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "stores")
+    out_dir = tmp_path / "runs" / "eval" / "eval"
+    out_dir.mkdir(parents=True)
+    doc = _eval_doc(tmp_path / "data" / "val.json")
+    log_eval("mlflow", doc, out_dir, None, [])
+    first = json.loads((out_dir / "mlflow_run.json").read_text())
+    assert first["tracking_uri"] == f"sqlite:///{(tmp_path / 'runs' / 'mlflow' / 'mlflow.db').as_posix()}"
+    other = tmp_path / "other.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other.as_posix()}")
+    notes = log_eval("auto", doc, out_dir, None, [])
+    assert json.loads((out_dir / "mlflow_run.json").read_text()) == first and not other.exists()
+    assert not any("logged before" in note for note in notes)  # the same evaluation, logged again
+
+
+def test_eval_logs_to_a_training_run_only_for_a_model_in_its_weights_folder(tmp_path: Path) -> None:
+    """eval --log adds to a run only for `<run>/weights/*.pt` beside the run's args.json: a model
+    copied to another folder of the run (or a run without args.json) is not that run's checkpoint."""
+    from officescore.runs import training_run
+
+    run = tmp_path / "exp1"
+    (run / "weights").mkdir(parents=True)
+    (run / "args.json").write_text("{}")
+    assert training_run(run / "weights" / "best.pt") == run
+    assert training_run(run / "copies" / "best.pt") is None
+    (run / "args.json").unlink()
+    assert training_run(run / "weights" / "best.pt") is None
