@@ -30,6 +30,11 @@ from officescore.sample import write_sample
 SCENES, SIZE = 90, 160  # ~40 plants and ~70 desks in train
 
 
+def _audit_args(dataset: Path, model: Path, out: Path) -> list[str]:
+    """`officescore audit` of the data set with the model on the CPU into `out`."""
+    return ["audit", str(dataset), "--model", str(model), "--device", "cpu", "--out", str(out)]
+
+
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The same scenes labelled whole (ingested) and with plants as leaves and desks as tops."""
@@ -183,16 +188,7 @@ def test_run_folder_sheets_tasks_and_json(
     try:
         model = write_checkpoint(tmp_path / "m.pt")
         review = tmp_path / "review.json"
-        args = [
-            "audit",
-            str(dataset),
-            "--model",
-            str(model),
-            "--device",
-            "cpu",
-            "--out",
-            str(tmp_path / "run"),
-        ]
+        args = _audit_args(dataset, model, tmp_path / "run")
         with pytest.raises(SystemExit) as exit_info:
             main([*args, "--labelstudio", str(review), "--json"])
         assert int(exit_info.value.code or 0) == 0
@@ -635,16 +631,7 @@ def test_audit_reads_the_data_sets_declaration_and_lists_the_breaking_labels_eve
     review = tmp_path / "review.json"
     try:
         model = write_checkpoint(tmp_path / "m.pt")
-        args = [
-            "audit",
-            str(dataset),
-            "--model",
-            str(model),
-            "--device",
-            "cpu",
-            "--out",
-            str(tmp_path / "run"),
-        ]
+        args = _audit_args(dataset, model, tmp_path / "run")
         with pytest.raises(SystemExit) as exit_info:
             main([*args, "--convention", "desk=part", "--labelstudio", str(review), "--json"])
         assert int(exit_info.value.code or 0) == 0
