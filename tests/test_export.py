@@ -326,3 +326,17 @@ def test_the_json_report_names_each_parity_number_by_its_key() -> None:
         "max_box_diff": 0.5,
         "mean_mask_diff": 0.25,
     }
+
+
+def test_the_exports_resize_is_the_checkpoints_on_models_of_other_min_and_max_sizes() -> None:
+    """`_EagerResize` gives the very pixels torchvision's eager resize gives, also where the long
+    side's limit decides (an 800/1333 model; the tiny test model is 128/128, where min and max agree)."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    from officescore.export import _EagerResize
+
+    eager = GeneralizedRCNNTransform(100, 150, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]).eval()
+    ours = _EagerResize(100, 150, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]).eval()
+    for height, width in ((75, 100), (100, 300), (90, 91), (301, 200), (64, 64)):
+        photo = torch.rand(3, height, width, generator=torch.Generator().manual_seed(height))
+        assert torch.equal(ours.resize(photo)[0], eager.resize(photo)[0]), (height, width)

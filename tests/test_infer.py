@@ -855,3 +855,53 @@ def test_the_points_note_says_clipped_or_capped_and_stays_away_when_they_add_up(
     assert how_points_make_the_total(office(80.0, 35.0, ["a screen"])).endswith(
         ", capped at 35 while an essential is missing"
     )
+
+
+def test_the_points_note_counts_attribute_points_and_leaves_bonus_classes_out_of_full_marks() -> None:
+    """The note's sums: attribute rules' points count, a bonus class's possible points are not full
+    marks, points that round to the score add up, and a rubric of 200 full marks is only scaled (and
+    capped only where the cap took points)."""
+    from types import SimpleNamespace
+
+    from officescore.infer.score import how_points_make_the_total
+
+    def office(
+        rows: list[tuple[float, float, bool]], rules: list[float], total: float, missing: tuple[str, ...] = ()
+    ) -> SimpleNamespace:
+        breakdown = [SimpleNamespace(earned=e, possible=p, bonus=b) for e, p, b in rows]
+        attributes = [SimpleNamespace(earned=e) for e in rules]
+        return SimpleNamespace(
+            breakdown=breakdown, attributes=attributes, total=total, missing_essentials=missing
+        )
+
+    # 90 + a 10-point bonus class + 5 attribute points, of 100: 105, clipped
+    assert how_points_make_the_total(office([(90, 100, False), (10, 10, True)], [5], 100.0)) == (
+        "105 points of 100 full marks = 105/100, clipped to 100"
+    )
+    assert how_points_make_the_total(office([(37.46, 100, False)], [], 37.5)) == ""  # adds up, rounded
+    assert (
+        how_points_make_the_total(office([(90, 200, False)], [], 45.0))
+        == "90 points of 200 full marks = 45/100"
+    )
+    # under the cap, a missing essential takes nothing: no word of a cap
+    assert how_points_make_the_total(office([(40, 200, False)], [], 20.0, ("a screen",))) == (
+        "40 points of 200 full marks = 20/100"
+    )
+
+
+def test_photos_share_a_forward_only_when_torchvision_pads_them_alike() -> None:
+    """`_same_padding` groups by the size each photo is padded to alone: its resized sides (rounded
+    down, as torchvision's resize does) each rounded up to 32. A photo put in the group of one
+    padded larger is seen padded, and finds other objects than alone."""
+    from officescore.infer.predictor import _same_padding
+
+    def photos(*sizes: tuple[int, int]) -> list[torch.Tensor]:
+        return [torch.zeros(3, height, width) for height, width in sizes]
+
+    # at (96, 1000): widths 96, 100 and 200 pad to 96, 128 and 224; 90x90 grows to 96x96
+    assert _same_padding(photos((96, 96), (96, 100), (96, 200), (90, 90)), (96, 1000)) == [[0, 3], [1], [2]]
+    # at (75, 1000) a 100 px high photo is scaled by 0.75: 129 px wide is 96.75 -> 96, 130 is 97.5 -> 97
+    assert _same_padding(photos((100, 129), (100, 128), (100, 130)), (75, 1000)) == [[0, 1], [2]]
+    # the long side's limit: 100x400 at (100, 200) is scaled by 0.5 to 50x200 -> padded 64x224
+    assert _same_padding(photos((100, 400), (64, 224), (100, 100)), (100, 200)) == [[0, 1], [2]]
+    assert _same_padding(photos((10, 20), (10, 20), (20, 10)), None) == [[0, 1], [2]]  # no model size

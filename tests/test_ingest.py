@@ -1301,14 +1301,16 @@ def test_classes_spell_the_classes_they_name(tmp_path: Path) -> None:
 def test_cli_says_a_class_is_officescores_spelt_otherwise(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    coco = make_export(tmp_path, n_images=6, classes=("Chair", "potted plant", "Mug "))
+    # book: COCO's, but of no officescore class; laptop: COCO's and officescore's, spelt alike
+    coco = make_export(tmp_path, n_images=6, classes=("Chair", "potted plant", "Mug ", "book", "laptop"))
     with pytest.raises(SystemExit) as info:
         main(["ingest", str(write_export(tmp_path, coco)), "--out", str(tmp_path / "ds"), "--no-plot"])
     assert info.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
     assert (
         "note: class(es) Chair, Mug: officescore's chair, mug spelt otherwise, and the packaged rubric "
-        "scores only its own spelling; to take it, ingest again with --classes 'chair,potted plant,mug'"
+        "scores only its own spelling; to take it, ingest again with "
+        "--classes 'chair,potted plant,mug,book,laptop'"
     ) in out
     assert (  # a COCO subset's names (data/coco_to_office.toml), which --classes cannot respell
         "note: class(es) potted plant: COCO's names for officescore's plant, the names the packaged rubric "

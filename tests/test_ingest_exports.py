@@ -186,6 +186,7 @@ def test_a_class_with_ignore_regions_only_is_not_said_to_be_left_out_by_classes(
         "left out: 6 ignore region(s) of classes with no object that has a mask (nothing to learn from): desk"
         in out
     )
+    assert "not classes of the data set" not in out  # desk is said once, with its reason
     with pytest.raises(SystemExit):
         main([*args, "--no-plot", "--classes", "chair"])
     assert "left out by --classes: 6 annotation(s) of other classes (desk)" in capsys.readouterr().out

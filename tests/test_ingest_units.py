@@ -200,3 +200,78 @@ def test_copies_of_a_photo_disagree_on_a_crowd_region_not_on_the_order_of_their_
     (problem,) = ingest._copies_labelled_differently([first, photo(2, ("desk", 1), ("chair", 0))], exports)
     assert problem.kind == "image_duplicate_labels_differ"
     assert "labelled chair x1, desk x1 there and chair x1, desk (crowd) x1 here" in problem.what
+
+
+def test_a_windows_path_or_a_decomposed_folder_name_finds_its_photo_of_a_shared_name(tmp_path: Path) -> None:
+    """Of two `0001.png`, the folders the export's path ends with pick one: also in a Windows path
+    (backslashes) and in a folder macOS stored decomposed ("café" as "cafe" + accent)."""
+    from officescore.ingest.locate import BY_PATH_END
+
+    for folder in ("kitchen", "study", "cafe\u0301", "bar"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "0001.png").write_bytes(folder.encode())
+    names = ["C:\\share\\kitchen\\0001.png", "/mnt/share/caf\u00e9/0001.png"]
+    finder = ImageFinder(tmp_path, names)
+    found = [finder.locate(name) for name in names]
+    assert [(finder.relative(f.path), f.rule) for f in found if f.path] == [
+        ("kitchen/0001.png", BY_PATH_END),
+        ("cafe\u0301/0001.png", BY_PATH_END),
+    ]
+    said = ingest._location_problem(names[0], found[0], finder)  # as ingest reports it
+    assert said.what.endswith("found by its base name and the folders above it")
+    assert said.action == "used kitchen/0001.png"
+
+
+def test_a_decomposed_name_in_another_case_finds_its_photo(tmp_path: Path) -> None:
+    """A macOS export's `CAFE` + accent + `.PNG` (decomposed, upper case) is the folder's `café.png`."""
+    from officescore.ingest.locate import IN_OTHER_CASE
+
+    (tmp_path / "caf\u00e9.png").write_bytes(b"photo")
+    found = ImageFinder(tmp_path, ["CAFE\u0301.PNG"]).locate("CAFE\u0301.PNG")
+    assert (found.path, found.rule) == (Path(os.path.realpath(tmp_path / "caf\u00e9.png")), IN_OTHER_CASE)
+
+
+def test_class_names_compare_without_case_spaces_or_underscores() -> None:
+    """CVAT's "Potted_Plant", a hand-typed "potted  plant " and Roboflow's "potted plant" are one class."""
+    from officescore.ingest import class_key
+
+    spellings = ["Potted_Plant", "potted  plant ", " POTTED__PLANT", "potted plant"]
+    assert {class_key(name) for name in spellings} == {"potted plant"}
+    assert class_key("pottedplant") != class_key("potted plant")  # a word boundary is kept
+
+
+def test_nothing_to_train_counts_what_became_of_each_annotation_once() -> None:
+    """The three commonest reasons a label was dropped, those on dropped photos, and each box kept as
+    an ignore region once however many notes it had; renumbered ids and the boxes are no reasons."""
+    from types import SimpleNamespace
+
+    from officescore.ingest.checks import IGNORE_REGION, Problem
+
+    dropped = [("unknown", 3), ("tiny", 2), ("outside", 1), ("odd", 1)]
+    problems = [Problem("a.png", f"{kind}{i}", kind, "", "dropped") for kind, n in dropped for i in range(n)]
+    problems += [
+        Problem("a.png", "", "image_invalid", "", "dropped"),  # the photo's own: counted apart
+        Problem("a.png", "7", "id_duplicate", "", "renumbered"),
+        Problem("a.png", "9", "id_duplicate", "", "renumbered"),
+        Problem("a.png", "8", "polygon_invalid", "", IGNORE_REGION),  # one box, two notes
+        Problem("a.png", "8", "empty_mask", "", IGNORE_REGION),
+    ]
+    box = SimpleNamespace(iscrowd=1)
+    checked = [SimpleNamespace(listed_annotations=12, on_dropped=2)]
+    error = ingest._nothing_to_train(
+        [Path("x.json")], checked, {"a": SimpleNamespace(annotations=[box])}, problems
+    )
+    assert str(error) == (
+        "x.json: no annotation with a usable mask left after the checks (of 12: unknown x3; tiny x2; "
+        "outside x1; 2 on photos that were dropped; 1 box(es) without a mask, kept as ignore regions), "
+        "so nothing to train (Mask R-CNN needs segmentation masks, not boxes alone; export polygons or masks)"
+    )
+
+
+def test_a_roboflow_name_in_a_windows_path_is_made_from_the_same_photo() -> None:
+    md5 = "0123456789abcdef0123456789abcdef"
+    assert (
+        augmented_from(f"train\\IMG 1_jpg.rf.{md5}.jpg")
+        == augmented_from(f"IMG 1_jpg.rf.{md5}.jpg")
+        == "IMG 1_jpg"
+    )
