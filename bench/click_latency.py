@@ -28,15 +28,12 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from benchkit import cpu_name
 
 from officescore.label.interactive.clicker import _to_edge
-from officescore.label.interactive.heads import _agreement, _at_clicks, _pasted
+from officescore.label.interactive.heads import CANDIDATES, _agreement, _at_clicks, _pasted
 from officescore.label.interactive.prompt import Click
 from officescore.label.regions import mask_to_brush
-
-CANDIDATES = 6  # heads.CANDIDATES: the most a click compares
 
 
 def seconds(work: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -74,7 +71,10 @@ def read_at_clicks(
 
 
 def codec_import() -> float:
-    code = "import time; t = time.process_time(); import label_studio_sdk.converter.brush; print(time.process_time() - t)"
+    code = (
+        "import time; t = time.process_time(); import label_studio_sdk.converter.brush; "
+        "print(time.process_time() - t)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(done.stdout)
 
@@ -112,7 +112,8 @@ def main() -> None:
     imported = statistics.median(codec_import() for _ in range(3))
 
     print(
-        f"{width}x{height} px, {cpu_name()}, torch {torch.__version__}, 1 thread, CPU s (median of {repeats})\n"
+        f"{width}x{height} px, {cpu_name()}, torch {torch.__version__}, 1 thread, "
+        f"CPU s (median of {repeats})\n"
     )
     print("| part of a click's answer | before (s) | now (s) | ratio |")
     print("|---|---|---|---|")
