@@ -21,7 +21,7 @@ import io
 import json
 import os
 import warnings
-from copy import copy as copy_module
+from copy import copy as shallow_copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,11 +242,11 @@ def _eager_resize(model: nn.Module) -> nn.Module:
     """A shallow copy of `model` whose transform resizes as the eager checkpoint does (`_EagerResize`)."""
     if type(model.transform) is not GeneralizedRCNNTransform or model.transform.fixed_size is not None:
         return model  # not torchvision's own resize: scripted as it is
-    transform = copy_module(model.transform)
+    transform = shallow_copy(model.transform)
     transform.__class__ = _EagerResize
-    copy = copy_module(model)
-    copy._modules = {**model._modules, "transform": transform}  # the checkpoint's model stays as it was
-    return copy
+    exported = shallow_copy(model)
+    exported._modules = {**model._modules, "transform": transform}  # the checkpoint's model stays as it was
+    return exported
 
 
 # --------------------------------------------------------------------------- ONNX
