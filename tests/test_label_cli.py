@@ -169,6 +169,17 @@ def test_status_of_a_backend_training_its_first_job_says_so_and_names_failed_job
     document["versions"] = [{"model_version": "v2", "job": 2, "trained_photos": 3}]  # got over it
     code, out, _ = run(["label", "status", "--project", "offices", "--backend-dir", "b"], capsys)
     assert code == 0 and "failed" not in out
+    # A task left out for its unreadable photo stays named after a later model got over the failure.
+    document["left_out"] = {
+        "17": "task 17: b.jpg from Label Studio is not a readable image (OSError)",
+        "9": "task 9: a.jpg from Label Studio is not a readable image (OSError)",
+    }
+    code, out, _ = run(["label", "status", "--project", "offices", "--backend-dir", "b"], capsys)
+    assert code == 0 and out.splitlines()[-3:] == [
+        "2 labelled task(s) left out of training until labelled again:",
+        "  task 9: a.jpg from Label Studio is not a readable image (OSError)",
+        "  task 17: b.jpg from Label Studio is not a readable image (OSError)",
+    ]
 
 
 def test_pull_ingest_with_nothing_labelled_says_so(

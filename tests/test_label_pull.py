@@ -15,6 +15,7 @@ import pytest
 from labelmodels import polygon_region, run, write_photos
 
 from officescore import masks as masklib
+from officescore.errors import BadImageError
 from officescore.label.client import Project
 from officescore.label.formats import LabelSchema, annotation
 from officescore.label.pull import labels_until, pull_project
@@ -627,3 +628,30 @@ def test_an_out_that_is_a_file_or_holds_other_files_is_refused_and_left_alone(tm
         with pytest.raises(ConfigError, match=said):
             pull_project(StandIn(tasks), "offices", tmp_path / out, local_root=tmp_path / "root")  # type: ignore[arg-type]
     assert (tmp_path / "notes.txt").read_text() == (tmp_path / "folder" / "notes.txt").read_text() == "mine"
+
+
+def test_a_job_pull_leaves_out_unreadable_photos_and_tasks_it_is_told_to(tmp_path: Path) -> None:
+    """The label backend's jobs: task 2's photo is not an image, task 3 is on the leave-out list.
+    Both are left out, task 2 named with why, nothing of either is written, and task 3's label counts
+    as seen (the backend must not count it as a label made since); a plain pull (`label
+    pull`) stops at task 2 with the same one line, leaving no folder behind."""
+    photos = write_photos(tmp_path / "root" / "photos", n=3)
+    desk = polygon_region(SQUARE, "desk", WIDTH, HEIGHT)
+    tasks = [labelled(t, f"/data/local-files/?d=photos/{p.name}", desk) for t, p in enumerate(photos, 1)]
+    photos[1].write_bytes(b"\xff\xd8\xff\xe0 not a jpeg at all")
+    tasks[2]["annotations"][0]["updated_at"] = "2026-12-06T10:00:00Z"  # the newest label: seen, if left out
+    client = StandIn(tasks)
+    pulled = pull_project(  # type: ignore[arg-type]
+        client, "offices", tmp_path / "job", local_root=tmp_path / "root", leave_out=[3], skip_unreadable=True
+    )
+    assert list(pulled.unreadable) == [2] and pulled.unreadable[2].startswith(
+        f"task 2: {photos[1].name} from Label Studio is not a readable image"
+    )
+    assert pulled.images == 1 and pulled.left_out == 1 and pulled.annotations == 1
+    assert pulled.labels_until == datetime(2026, 12, 6, 10, tzinfo=timezone.utc).timestamp()
+    coco = json.loads(pulled.export.read_text())
+    assert [im["label_studio_task"] for im in coco["images"]] == [1]
+    assert [p.name for p in (tmp_path / "job" / "images").iterdir()] == [photos[0].name]
+    with pytest.raises(BadImageError, match="^task 2: .* not a readable image"):
+        pull_project(client, "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    assert not (tmp_path / "pull").exists()

@@ -838,6 +838,43 @@ def test_a_failed_job_waits_for_the_next_trigger_with_its_labels_still_counted(
         trainer.close()
 
 
+def test_a_job_failed_on_unreadable_photos_is_followed_by_one_that_leaves_them_out(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """--train-every 2: job 1 fails on task 6's photo (not an image). The current model keeps
+    answering (none yet), and the labels are still due, so job 2 starts at once, told to leave task 6
+    out: one broken upload does not stop training for good. Status names it until task 6 is labelled
+    again; then the next job tries its photo again."""
+    logged: list[str] = []
+    trainer = Trainer(_settings(tmp_path, every=2), "not-a-key", log=logged.append)
+    why = "task 6: desk.jpg from Label Studio is not a readable image (UnidentifiedImageError)"
+    try:
+        trainer.notify("ANNOTATION_CREATED", {"task": {"id": 5}})
+        trainer.notify("ANNOTATION_CREATED", {"task": {"id": 6}})
+        assert _job_file(trainer)["left_out"] == []
+        failed = {"ok": False, "error": why, "retry": False, "unreadable": {"6": why}}
+        (trainer.folder / trainer.state["running"]["folder"] / RESULT_FILE).write_text(json.dumps(failed))
+        fake_jobs[0].end(1)
+        _wait_until(lambda: len(fake_jobs) == 2, "started the next job")
+        assert _job_file(trainer)["left_out"] == [6] and trainer.state["running"]["pending_at_start"] == 2
+        assert trainer.summary()["left_out"] == {"6": why} and trainer.state["current"] is None
+        assert "task(s) 6 left out of the next jobs until labelled again" in logged
+        trainer.notify("ANNOTATION_UPDATED", {"task": {"id": 5}})
+        assert trainer.summary()["left_out"] == {"6": why}  # another task's label changes nothing
+        trainer.notify("ANNOTATION_UPDATED", {"task": {"id": 6}})
+        assert trainer.summary()["left_out"] == {} and "task 6 labelled again" in logged[-2]
+        _end_job(trainer, fake_jobs[1], _result(tmp_path, 2, time.time() - 1))
+        _wait_until(lambda: len(fake_jobs) == 3, "started the job for the labels that came during job 2")
+        assert _job_file(trainer)["left_out"] == []
+    finally:
+        trainer.close()
+
+
+def _job_file(trainer: Trainer) -> dict[str, Any]:
+    """The running job's job.json: what the child is told to do."""
+    return json.loads((trainer.folder / trainer.state["running"]["folder"] / "job.json").read_text())
+
+
 def _wait_until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():

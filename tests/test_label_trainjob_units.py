@@ -47,6 +47,8 @@ class FakeRun:
         self.pull_began: float | None = None
         self.configs: list[Any] = []
         self.compared: list[tuple[Any, ...]] = []
+        self.left_out: list[int] | None = None  # what the job told the pull to leave out
+        self.unreadable: dict[int, str] = {}  # what the pull finds unreadable
         project = SimpleNamespace(id=4, schema=SimpleNamespace(classes=("desk", "chair")))
         monkeypatch.setattr(client, "api_key", lambda: "not-a-key")
         monkeypatch.setattr(
@@ -59,10 +61,21 @@ class FakeRun:
         monkeypatch.setattr(train, "train", self.train)
         monkeypatch.setattr(trainjob, "compare_on_val", self.compare)
 
-    def pull(self, client: Any, title: str, out: Path, local_root: Any, cache: Any) -> Any:
+    def pull(
+        self,
+        client: Any,
+        title: str,
+        out: Path,
+        local_root: Any,
+        cache: Any,
+        leave_out: Any,
+        skip_unreadable: bool,
+    ) -> Any:
+        assert skip_unreadable  # a job names every unreadable photo, not the first
+        self.left_out = list(leave_out)
         self.pull_began = time.time()
         time.sleep(0.02)  # a pull takes a while; labels may reach the backend meanwhile
-        out.mkdir(parents=True)
+        out.mkdir(parents=True, exist_ok=True)  # a pull replaces an earlier one
         images = [{"file_name": name, "label_studio_task": task} for name, task in TASKS.items()]
         export = {
             "images": images,
@@ -70,7 +83,13 @@ class FakeRun:
             "categories": [{"id": 1, "name": "desk"}, {"id": 3, "name": "sofa"}],
         }
         (out / "annotations.json").write_text(json.dumps(export))
-        return SimpleNamespace(export=out / "annotations.json", images=len(images), labels_until=LABELS_UNTIL)
+        return SimpleNamespace(
+            export=out / "annotations.json",
+            images=len(images),
+            labels_until=LABELS_UNTIL,
+            unreadable=self.unreadable,
+            left_out=len(self.left_out),
+        )
 
     def ingest(self, export: Path, out: Path, val_fraction: float, classes: list[str]) -> Any:
         out.mkdir(parents=True)
@@ -211,6 +230,34 @@ def test_only_an_unreachable_label_studio_makes_a_failed_job_try_again(
     assert trainjob.main([str(folder)]) == 1
     result = json.loads((folder / trainjob.RESULT_FILE).read_text())
     assert result["ok"] is False and result["retry"] is retry and str(error) in result["error"]
+
+
+def test_a_job_leaves_out_what_the_backend_says_and_fails_naming_every_unreadable_photo(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The backend hands the job the tasks to leave out (unreadable before); the job fails on photos
+    newly found unreadable, before training, naming each, so the backend can leave them out next."""
+    fake = FakeRun(monkeypatch, tmp_path)
+    folder = _job(tmp_path, None)
+    job = json.loads((folder / trainjob.JOB_FILE).read_text())
+    (folder / trainjob.JOB_FILE).write_text(json.dumps({**job, "left_out": [13]}))
+    fake.unreadable = {
+        12: "task 12: b.jpg is not a readable image",
+        14: "task 14: d.jpg is not a readable image",
+    }
+    assert trainjob.main([str(folder)]) == 1
+    result = json.loads((folder / trainjob.RESULT_FILE).read_text())
+    assert fake.left_out == [13] and fake.configs == []  # nothing trained
+    assert result["ok"] is False and result["retry"] is False
+    assert result["unreadable"] == {"12": fake.unreadable[12], "14": fake.unreadable[14]}
+    assert result["error"] == (
+        "task 12: b.jpg is not a readable image; task 14: d.jpg is not a readable image; the next job "
+        "leaves them out until labelled again"
+    )
+    fake.unreadable = {}
+    (folder / trainjob.RESULT_FILE).unlink()
+    assert trainjob.main([str(folder)]) == 0
+    assert json.loads((folder / trainjob.RESULT_FILE).read_text())["left_out"] == 1
 
 
 @pytest.mark.parametrize(

@@ -662,6 +662,15 @@ def _print_answering(document: dict[str, Any]) -> None:
             ),
             soft_wrap=True,
         )
+    left_out = document.get("left_out") or {}
+    if left_out:  # named by the failed job too, but a later model hides that failure
+        console.print(
+            Text(
+                f"{len(left_out)} labelled task(s) left out of training until labelled again:"
+                + "".join(f"\n  {left_out[task]}" for task in sorted(left_out, key=int))
+            ),
+            soft_wrap=True,
+        )
 
 
 def _threshold(suggest: dict[str, object]) -> str:

@@ -389,5 +389,6 @@ def project_status(client: Any, title: str, folder: Path) -> dict[str, Any]:
                 jobs=state.get("jobs"),
                 running_job=(state.get("running") or {}).get("job"),
                 failures=state.get("failures") or [],
+                left_out=state.get("left_out") or {},
             )
     return _document(client, project.id, versions, extra, Path(folder))

@@ -15,6 +15,10 @@ labelled tasks (pushed twice, or imported by hand) is written once, with the lab
 annotated last (the same rule), and `duplicates` names the tasks. The folder is built beside OUT and
 swapped into place, so a failed pull leaves an earlier one as it was.
 
+A photo that is not a readable image stops the pull with a line naming its task; with
+`skip_unreadable` (the label backend's jobs) it is left out instead and named in `unreadable`, and
+tasks in `leave_out` are not pulled at all.
+
 With a `cache` folder (`label backend --train` gives each job the backend's), a photo downloaded
 once is kept there under a hash of its Label Studio address and hard-linked into OUT: the jobs
 of a long labelling session download each photo once and store one copy of it.
@@ -28,7 +32,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,6 +77,9 @@ class PullResult:
     # When the newest label in the pull was made, on Label Studio's clock (`label_time`; None: no
     # label): a label changed later is not in it, whatever the puller's own clock says.
     labels_until: float | None = None
+    # Labelled tasks whose photo is not a readable image, left out (`skip_unreadable`): task -> why.
+    unreadable: dict[int, str] = field(default_factory=dict)
+    left_out: int = 0  # labelled tasks not pulled because `leave_out` named them
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -193,23 +200,34 @@ def pull_project(
     local_root: Path | None = None,
     reporter: Reporter = SILENT,
     cache: Path | None = None,
+    leave_out: Collection[int] = (),
+    skip_unreadable: bool = False,
 ) -> PullResult:
     """Write project `title`'s annotations and photos to `out` (see the module docstring)."""
     out = Path(out)
     _check_out(out)
     project = client.project(title)
     prompts = smart_tags(project.config)
-    tasks = client.export_tasks(project.id)
+    all_tasks = client.export_tasks(project.id)
+    left = set(leave_out)
+    tasks = [t for t in all_tasks if int(t.get("id") or 0) not in left]
     make_folder(out.parent if str(out.parent) else Path("."), "--out")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         (tmp / IMAGES_DIR).mkdir()
+        unreadable: dict[int, str] | None = {} if skip_unreadable else None
         pulled, unlabelled, duplicates = _pull_tasks(
-            client, tasks, project.schema.value, tmp, local_root, cache, reporter
+            client, tasks, project.schema.value, tmp, local_root, cache, reporter, unreadable
         )
         result = PullResult(out, out / EXPORT_NAME, len(pulled), 0, unlabelled, list(project.schema.classes))
         result.attributes, result.duplicates = project.schema.attributes, duplicates
-        result.labels_until = labels_until(tasks)
+        result.unreadable = unreadable or {}
+        result.left_out = sum(latest_annotation(t) is not None for t in all_tasks) - sum(
+            latest_annotation(t) is not None for t in tasks
+        )
+        # Labels of tasks left out count as seen: the trainer's count of labels made since must not
+        # keep counting them.
+        result.labels_until = labels_until(all_tasks)
         coco = _coco(pulled, prompts, result)
         coco["info"] = {
             "description": f"Label Studio project {title!r} ({client.url})",
@@ -231,10 +249,12 @@ def _pull_tasks(
     local_root: Path | None,
     cache: Path | None,
     reporter: Reporter,
+    unreadable: dict[int, str] | None = None,
 ) -> tuple[list[_Pulled], int, list[dict[str, Any]]]:
     """The labelled tasks, one per photo, with their photos written to `folder`; the unlabelled
     count; and each photo found in several labelled tasks (pushed twice, or imported by hand): its
-    newest annotation counts, as within one task, and the others' photos are not kept."""
+    newest annotation counts, as within one task, and the others' photos are not kept. With
+    `unreadable`, a task whose photo is not an image is recorded there and left out, not an error."""
     kept: dict[str, _Pulled] = {}  # photo sha256 -> the task whose labels count
     tasks_of: dict[str, list[int]] = {}
     used: set[str] = set()
@@ -246,7 +266,13 @@ def _pull_tasks(
             if chosen is None:
                 unlabelled += 1
                 continue
-            entry, digest = _write_image(client, task, key, folder, used, local_root, cache)
+            try:
+                entry, digest = _write_image(client, task, key, folder, used, local_root, cache)
+            except BadImageError as exc:
+                if unreadable is None:
+                    raise
+                unreadable[int(task["id"])] = str(exc)
+                continue
             tasks_of.setdefault(digest, []).append(int(task["id"]))
             new, earlier = _Pulled(task, chosen, entry), kept.get(digest)
             if earlier is not None and _newest(earlier.chosen) >= _newest(chosen):
@@ -354,6 +380,7 @@ def _write_image(
 
             width, height = ImageOps.exif_transpose(image).size  # the orientation labellers saw
     except (OSError, Image.DecompressionBombError) as exc:
+        target.unlink(missing_ok=True)  # the export holds photos only
         raise BadImageError(
             f"task {task.get('id')}: {name} from Label Studio is not a readable image "
             f"({type(exc).__name__}); replace or delete the task"

@@ -113,6 +113,7 @@ def _empty_state(project: str) -> dict[str, Any]:
         "current": None,  # {"model_version", "checkpoint", "suggest"}: the model that answers
         "versions": [],  # one record per finished job (and the model found at start)
         "failures": [],
+        "left_out": {},  # labelled tasks whose photo was not readable (task id -> why): jobs skip them
         "val_tasks": [],  # the fixed, growing held-out set (Label Studio task ids)
         "train_tasks": [],
         "running": None,  # {"job", "folder", "pid", "pending_at_start", "started"}
@@ -257,6 +258,7 @@ class Trainer:
             if event in LABEL_EVENTS:
                 self.state["events"].append(time.time())
                 self.state["pending"] = len(self.state["events"])
+                self._take_back(_task_id(data))
             elif event in TRAIN_EVENTS:
                 self.state["forced"] = True
             else:
@@ -273,10 +275,15 @@ class Trainer:
                 "job": (self.state["running"] or {}).get("job"),
             }
 
+    def _take_back(self, task: int | None) -> None:
+        """A task left out for its unreadable photo was labelled again (its photo fixed, perhaps):
+        the next job tries it again, and leaves it out again if it still fails (lock held)."""
+        if task is not None and self.state["left_out"].pop(str(task), None) is not None:
+            self.log(f"task {task} labelled again: the next job tries its photo again")
+
     def _counted(self, event: str, data: dict[str, Any]) -> str:
         """A webhook that started no job, in words: what came and where the next job stands (lock held)."""
-        task = data.get("task")
-        task_id = task.get("id") if isinstance(task, dict) else None
+        task_id = _task_id(data)
         words = "Start Training" if event in TRAIN_EVENTS else LABEL_WORDS[event]
         what = f"task {task_id} {words}" if task_id is not None and event in LABEL_EVENTS else words
         running = self.state["running"]
@@ -410,6 +417,7 @@ class Trainer:
             "val_fraction": settings.val_fraction,
             "val_tasks": self.state["val_tasks"],
             "train_tasks": self.state["train_tasks"],
+            "left_out": sorted(int(task) for task in self.state["left_out"]),
             "nice": settings.nice,
             "threads": settings.threads,
             "seed": settings.seed,
@@ -474,11 +482,19 @@ class Trainer:
             for run_dir in self._job_runs(running):  # a killed job may have left a best.pt
                 mark_not_used(run_dir, f"training job {running['job']} failed: {why}")
             self._held = True
+            unreadable = (result or {}).get("unreadable") or {}
+            if unreadable:  # left out from now on, the next job can succeed: labels due start it
+                self.state["left_out"].update(unreadable)
+                self.state["forced"] = self.state["forced"] or bool(running.get("forced"))
+                self._held = False
             if result is None and code is None:  # the backend stopped it: a Start Training still asked for
                 self.state["forced"] = self.state["forced"] or bool(running.get("forced"))
             self._save()
             answering = f"{self._current_name()} keeps answering" if self.state["current"] else "no model yet"
             self.log(f"training job {running['job']} failed, {answering}: {why}")
+            if unreadable:
+                tasks = ", ".join(sorted(unreadable, key=int))
+                self.log(f"task(s) {tasks} left out of the next jobs until labelled again")
             if result is not None and result.get("retry") and not self._closed:
                 self.state["forced"] = self.state["forced"] or bool(running.get("forced"))  # still asked for
                 self._save()
@@ -604,6 +620,7 @@ class Trainer:
                 "running_job": running["job"] if running else None,
                 "jobs": self.state["jobs"],
                 "failures": list(self.state["failures"]),
+                "left_out": dict(self.state["left_out"]),
                 "val_photos": len(self.state["val_tasks"]),
                 "settings": {
                     k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.settings).items()
@@ -698,6 +715,16 @@ def _command_line(pid: int) -> str | None:
         return None
     found = done.stdout.strip()
     return found if done.returncode == 0 and found else None
+
+
+def _task_id(data: dict[str, Any]) -> int | None:
+    """The task a label webhook is about, if it names one (Label Studio sends the task as an object)."""
+    task = data.get("task")
+    task_id = task.get("id") if isinstance(task, dict) else None
+    try:
+        return int(task_id) if task_id is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _skipped(data: dict[str, Any]) -> bool:

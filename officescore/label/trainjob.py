@@ -15,6 +15,10 @@ backend` shows by default. The last thing it does is write JOB_FOLDER/result.jso
 the backend reads nothing else, so a job killed at any point leaves no result and its run folder is
 never loaded.
 The API key comes in the environment (LABEL_STUDIO_API_KEY), never in a file.
+
+A labelled task whose photo is not a readable image fails the job (the current model keeps
+answering) with every such task named in `unreadable`; the backend hands them to later jobs as
+`left_out`, which pull without them, so one broken upload does not stop the project's training.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from officescore.errors import DataError
 from officescore.files import atomic_write_json
 
 # Below this many labelled val objects the best-F1 threshold is a guess: the backend's default stays.
@@ -39,6 +44,17 @@ RESULT_FILE = "result.json"
 LOG_FILE = "log.txt"
 # Written once the labels are pulled: what the pull held, for a backend restarted while the job runs.
 PULLED_FILE = "pulled.json"
+
+
+class UnreadablePhotos(DataError):
+    """Labelled tasks whose photos are not images (task -> why): this job fails on them."""
+
+    def __init__(self, unreadable: dict[int, str]) -> None:
+        self.tasks = dict(unreadable)
+        them = "it" if len(unreadable) == 1 else "them"
+        super().__init__(
+            "; ".join(unreadable.values()) + f"; the next job leaves {them} out until labelled again"
+        )
 
 
 def val_draw(task: int) -> bytes:
@@ -231,7 +247,18 @@ def run_job(folder: Path) -> dict[str, Any]:
     classes = list(project.schema.classes)
     pulled_at = time.time()  # labels that reached the backend before this are in the pull
     local_root, cache = _path(job.get("local_root")), _path(job.get("photo_cache"))
-    pulled = pull_project(client, job["project"], folder / "export", local_root, cache=cache)
+    left_out = [int(task) for task in job.get("left_out") or ()]
+    pulled = pull_project(
+        client,
+        job["project"],
+        folder / "export",
+        local_root,
+        cache=cache,
+        leave_out=left_out,
+        skip_unreadable=True,
+    )
+    if pulled.unreadable:
+        raise UnreadablePhotos(pulled.unreadable)
     # The newest label pulled, by Label Studio's clock: labels made later (its clock too) are not
     # in the pull, however far the backend's clock is from the server's.
     seen = {"pulled_at": pulled_at, "labels_until": pulled.labels_until}
@@ -281,6 +308,7 @@ def run_job(folder: Path) -> dict[str, Any]:
         "val_photos": len(split["val_tasks"]),
         **split,
         "labelled_photos": pulled.images,
+        "left_out": pulled.left_out,
         **seen,
         "epochs": trained.epochs_completed,
         "train_seconds": round(trained.seconds, 2),
@@ -330,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         unreachable = isinstance(exc, LabelStudioError) and "not reachable" in str(exc)
         result = {"ok": False, "error": str(exc), "retry": unreachable}
+        if isinstance(exc, UnreadablePhotos):
+            result["unreadable"] = {str(task): why for task, why in exc.tasks.items()}
     except Exception as exc:  # noqa: BLE001 - any failure is the job's, the backend keeps its model
         traceback.print_exc()
         result = {"ok": False, "error": _failure(exc, folder, job), "retry": False}
