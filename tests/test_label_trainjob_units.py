@@ -260,6 +260,31 @@ def test_a_job_leaves_out_what_the_backend_says_and_fails_naming_every_unreadabl
     assert json.loads((folder / trainjob.RESULT_FILE).read_text())["left_out"] == 1
 
 
+def test_a_job_that_could_read_no_photo_at_all_leaves_none_out(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every labelled photo unreadable (a proxy answering with a page, a storage serving nothing) is
+    the server's fault: leaving them all out would stop training until each was labelled again."""
+    fake = FakeRun(monkeypatch, tmp_path)
+    fake.unreadable = {n: f"task {n}: {name} is not a readable image" for name, n in TASKS.items()}
+    folder = _job(tmp_path, None)
+    real_pull = fake.pull
+
+    def nothing_readable(*args: Any, **kwargs: Any) -> Any:
+        return SimpleNamespace(**{**vars(real_pull(*args, **kwargs)), "images": 0})
+
+    from officescore.label import pull
+
+    monkeypatch.setattr(pull, "pull_project", nothing_readable)
+    assert trainjob.main([str(folder)]) == 1
+    result = json.loads((folder / trainjob.RESULT_FILE).read_text())
+    assert "unreadable" not in result and result["retry"] is False
+    assert result["error"] == (
+        "none of the 4 labelled photo(s) is a readable image (the first, task 11: a.jpg is not a readable "
+        "image): is Label Studio serving its photos?"
+    )
+
+
 @pytest.mark.parametrize(
     ("current_conf", "by_mask", "floor"),
     [

@@ -19,6 +19,7 @@ The API key comes in the environment (LABEL_STUDIO_API_KEY), never in a file.
 A labelled task whose photo is not a readable image fails the job (the current model keeps
 answering) with every such task named in `unreadable`; the backend hands them to later jobs as
 `left_out`, which pull without them, so one broken upload does not stop the project's training.
+When no photo at all could be read, the fault is the server's, not the photos': nothing is left out.
 """
 
 from __future__ import annotations
@@ -257,6 +258,12 @@ def run_job(folder: Path) -> dict[str, Any]:
         leave_out=left_out,
         skip_unreadable=True,
     )
+    if pulled.unreadable and not pulled.images:  # every photo: a server or address fault, not the photos'
+        first = next(iter(pulled.unreadable.values()))
+        raise DataError(
+            f"none of the {len(pulled.unreadable)} labelled photo(s) is a readable image "
+            f"(the first, {first}): is Label Studio serving its photos?"
+        )
     if pulled.unreadable:
         raise UnreadablePhotos(pulled.unreadable)
     # The newest label pulled, by Label Studio's clock: labels made later (its clock too) are not
