@@ -294,7 +294,7 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
         12,
     ),
     ("ann_duplicate_id", _duplicate_annotation_id, "annotation_duplicate_id", "renumbered", 6, 12),
-    ("ann_id_zero", _set(lambda c: c["annotations"][0], id=0), "annotation_id_zero", "renumbered", 6, 12),
+    ("ann_id_zero", _set(lambda c: c["annotations"][0], id=0), None, "", 6, 12),  # renumbered, as all
     (
         "ann_id_missing",
         lambda r, c: c["annotations"][0].pop("id"),
@@ -1191,18 +1191,35 @@ def test_label_studio_style(clean_reference: tuple[Path, Coco]) -> None:
     export = write_export(root, label_studio_style(root, coco), "result.json")  # beside images/
     result = ingest_export(export, out=root / "ls")
     assert result.classes == list(CLASSES)
-    assert sorted({p.kind for p in result.problems}) == ["annotation_id_zero", "image_size"]
-    assert sum(p.kind == "image_size" for p in result.problems) == 6
+    assert [p.kind for p in result.problems] == ["image_size"] * 6  # its null sizes; ids from 0 are fine
     assert result.category_map == {"0": 1, "1": 2, "2": 3}
     _assert_same_masks(root / "clean", root / "ls", lambda n: f"images/{n}")
     _assert_normalised(root / "ls")
 
 
+def test_label_studio_and_roboflow_exports_pass_strict(
+    clean_reference: tuple[Path, Coco], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both number every id from 0, which ingest renumbers anyway: nothing for --strict to refuse."""
+    root, coco = clean_reference
+    studio = label_studio_style(root, coco)
+    for image, sized in zip(studio["images"], coco["images"], strict=True):  # sizes as the browser gave
+        image.update(width=sized["width"], height=sized["height"])
+    exports = [
+        write_export(root, studio, "result.json"),
+        write_export(root, roboflow_style(coco), "images/_annotations.coco.json"),
+    ]
+    for export in exports:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["ingest", str(export), "--out", str(root / "strict"), "--strict", "--no-plot"])
+        assert exit_info.value.code in (0, None), capsys.readouterr().err
+        assert "problems: none" in capsys.readouterr().out
+
+
 def test_roboflow_style_dummy_parent_dropped(clean_reference: tuple[Path, Coco]) -> None:
     root, coco = clean_reference
-    result = ingest_export(
-        write_export(root, roboflow_style(coco), "images/_annotations.coco.json"), out=root / "rf"
-    )
+    export = write_export(root, roboflow_style(coco), "images/_annotations.coco.json")
+    result = ingest_export(export, out=root / "rf", strict=True)  # its ids from 0 are no problem
     assert result.problems == [] and result.classes == list(CLASSES)
     assert "0" not in result.category_map
     meta = json.loads((root / "rf" / "dataset.json").read_text())

@@ -138,7 +138,6 @@ def test_label_studio_export_with_its_upload_folder(
     assert result.counts["images"] == 6 and result.classes == ["chair"]
     assert _kinds(result) == {
         "image_found_by_name": 6,
-        "annotation_id_zero": 1,
         "segmentation_missing": 6,  # the desk rectangles: ignore regions, as documented
     }
     found = [p for p in result.problems if p.kind == "image_found_by_name"]
@@ -465,8 +464,8 @@ def test_label_pull_export_of_a_photo_turned_by_exif_lands_on_its_objects(tmp_pa
     }
     client = StandIn([task], LabelSchema(("chair",)).config_xml())
     pulled = pull_project(client, "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
-    result = ingest_export(pulled.export, out=tmp_path / "dataset")
-    assert not [p for p in result.problems if p.kind == "image_size"]
+    result = ingest_export(pulled.export, out=tmp_path / "dataset", strict=True)  # nothing to mend
+    assert result.problems == []
     (label,) = _read(tmp_path / "dataset")
     expected = np.zeros((96, 64), np.uint8)
     expected[y : y + h, x : x + w] = 1
@@ -654,7 +653,7 @@ def test_a_label_studio_and_a_cvat_export_make_one_data_set_each_with_its_own_ph
 ) -> None:
     """Real tools' layouts need a photo folder each (Label Studio's upload folder, CVAT's images/ beside
     annotations/): `--images` once per export, in their order. Each export keeps its own tool's rules
-    (Label Studio's ids from 0, CVAT's brush masks read as instances)."""
+    (Label Studio's photos found by name in its upload folder, CVAT's brush masks read as instances)."""
     studio = _label_studio(tmp_path / "ls")
     cvat = _cvat(tmp_path / "cvat")
     upload = tmp_path / "ls" / "lsdata" / "media" / "upload" / "1"
@@ -675,7 +674,7 @@ def test_a_label_studio_and_a_cvat_export_make_one_data_set_each_with_its_own_ph
     assert result["classes"] == ["chair"] and result["counts"]["images"] == 11
     assert result["exports"] == [str(studio), str(cvat)]
     kinds = {(p["image"].split(": ")[0], p["kind"]) for p in result["problems"]}
-    assert (str(cvat), "cvat_brush_masks") in kinds and (str(studio), "annotation_id_zero") in kinds
+    assert (str(cvat), "cvat_brush_masks") in kinds and (str(studio), "image_found_by_name") in kinds
     instances = [a for a in _read(out) if not a["iscrowd"]]
     assert len(instances) == 11  # six Label Studio polygons, five CVAT brush masks
     meta = json.loads((out / "dataset.json").read_text())

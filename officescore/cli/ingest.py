@@ -52,7 +52,10 @@ def ingest(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the train/val split."),
     strict: bool = typer.Option(
-        False, "--strict", help="Refuse the export if anything had to be fixed or dropped."
+        False,
+        "--strict",
+        help="Refuse the export if anything had to be fixed or dropped (ids from 0, as Label Studio and "
+        "Roboflow write them, are fine: ingest renumbers every id).",
     ),
     classes: str = typer.Option(
         None, "--classes", help="Comma-separated class names to keep (others dropped)."

@@ -13,8 +13,9 @@ Decisions worth knowing (see docs/ARCHITECTURE.md, "ingest"):
 - Polygons reaching outside the image are clipped to it (Sutherland-Hodgman, then rasterised).
 - An RLE whose size disagrees with the image, or whose counts do not add up to it, is dropped:
   its pixels cannot be placed reliably (and pycocotools would write past the buffer).
-- Annotation ids are renumbered from 1 anyway; id 0, a missing id or a repeated id is reported
-  because COCOeval treats id 0 as "unmatched".
+- Annotation ids are renumbered from 1 anyway; a missing or repeated id is reported. Id 0 is not:
+  Label Studio and Roboflow number from 0, and the renumbering keeps it out of COCOeval (which reads
+  id 0 as "unmatched").
 """
 
 from __future__ import annotations
@@ -504,13 +505,11 @@ def _crowd_text(value: str) -> bool:
 
 
 def annotation_id_problem(raw_id: Any, seen: set[Hashable]) -> tuple[str, str] | None:
-    """(kind, what) when the id is missing, 0 or repeated; all ids are renumbered anyway."""
+    """(kind, what) when the id is missing or repeated; all ids are renumbered anyway (so id 0, where
+    Label Studio and Roboflow start, is fine)."""
     key = id_key(raw_id)
     if key is None:
         return "annotation_id_missing", f"annotation id {raw_id!r:.30} is missing or not a number/string"
-    if key == "0":
-        seen.add(key)
-        return "annotation_id_zero", "annotation id 0 (COCO ids start at 1; COCOeval reads 0 as unmatched)"
     if key in seen:
         return "annotation_duplicate_id", f"annotation id {key} is used more than once"
     seen.add(key)
