@@ -39,6 +39,7 @@ from officescore.ingest import PHASH_THRESHOLD, ingest_export
 from officescore.ingest import run as ingest
 from officescore.ingest import write as ingest_write
 from officescore.ingest.checks import ImageRecord, _check_rle
+from officescore.ingest.conventions import Declared
 from officescore.masks import rle_counts
 
 Coco = dict[str, Any]
@@ -1331,8 +1332,86 @@ def test_cli_says_a_class_is_officescores_spelt_otherwise(
     ) in out
     assert (  # a COCO subset's names (data/coco_to_office.toml), which --classes cannot respell
         "note: class(es) potted plant: COCO's names for officescore's plant, the names the packaged rubric "
-        "scores; to train them as those, rename the categories in the export"
+        "scores; to train them as those, ingest again with --rename 'potted plant=plant'"
     ) in out
+    args = ["ingest", str(write_export(tmp_path, coco)), "--out", str(tmp_path / "ds"), "--no-plot"]
+    with pytest.raises(SystemExit) as info:  # the advice taken
+        main([*args, "--rename", "potted plant=plant"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0 and "COCO's names" not in out
+    assert "renamed by --rename: potted plant -> plant" in out
+
+
+def test_rename_gives_a_category_another_name_before_classes_are_matched(tmp_path: Path) -> None:
+    """COCO's names as officescore's, OLD compared as class names are (case, spaces, underscores);
+    --classes and --convention then use the new names, and dataset.json records what became what."""
+    coco = make_export(tmp_path, n_images=6, classes=("desk", "Potted_Plant", "tv"))
+    result = ingest_export(
+        write_export(tmp_path, coco),
+        out=tmp_path / "dataset",
+        renames={"potted plant": "plant", "TV": "monitor"},
+        classes=["monitor", "plant"],
+        conventions={"plant": Declared("whole")},
+        strict=True,  # a rename asked for is no problem
+    )
+    assert result.classes == ["monitor", "plant"] and result.category_map == {"2": 2, "3": 1}
+    assert result.renamed == {"Potted_Plant": "plant", "tv": "monitor"} and result.merged == {}
+    meta = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
+    assert meta["renames"] == {"Potted_Plant": "plant", "tv": "monitor"}
+    assert meta["conventions"] == {"plant": {"convention": "whole", "note": ""}}
+    assert [c["name"] for c in _load(tmp_path / "dataset", "train")["categories"]] == ["monitor", "plant"]
+
+
+def test_two_renamed_onto_one_name_make_one_class_and_it_is_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    coco = make_export(tmp_path, n_images=6)  # desk, chair, mug
+    export = write_export(tmp_path, coco)
+    result = ingest_export(export, out=tmp_path / "ds", renames={"chair": "seat", "mug": "seat"}, strict=True)
+    assert result.classes == ["desk", "seat"] and result.merged == {"seat": ["chair", "mug"]}
+    assert result.counts["annotations"] == len(coco["annotations"])  # nothing lost in the merge
+    onto = ingest_export(export, out=tmp_path / "ds", renames={"mug": "Chair"}, strict=True)
+    assert onto.classes == ["desk", "chair"] and onto.merged == {"chair": ["chair", "mug"]}
+    args = ["ingest", str(export), "--out", str(tmp_path / "ds"), "--no-plot"]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--rename", "chair=seat", "--rename", "MUG=seat"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0
+    assert "renamed by --rename: chair -> seat, mug -> seat" in out
+    assert "merged by --rename into one class seat: chair, mug" in out
+    with pytest.raises(SystemExit) as info:  # a later ingest without them: the classes change back
+        main(args)
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "note: the data set that was there renamed chair -> seat, mug -> seat (ingest --rename); this "
+        "ingest did not, so those classes take the export's names"
+    ) in out
+
+
+def test_a_rename_of_no_category_is_one_line_naming_the_categories(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export = write_export(tmp_path, make_export(tmp_path, n_images=3))
+    with pytest.raises(
+        DataError, match=r"^--rename sofa=chair: no such category; the export has: desk, chair, mug$"
+    ):
+        ingest_export(export, out=tmp_path / "ds", renames={"desk": "table", "sofa": "chair"})
+    assert not (tmp_path / "ds").exists()
+    for bad, said in [
+        (["sofa"], "--rename 'sofa': write OLD=NEW"),
+        (["desk="], "--rename 'desk=': write OLD=NEW"),
+        (["desk=table", "Desk=bench"], "--rename 'Desk=bench': 'desk' is already renamed to 'table'"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            main(["ingest", str(export), "--out", str(tmp_path / "ds"), *[f"--rename={r}" for r in bad]])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and said in err and "Traceback" not in err
+    config = tmp_path / "officescore.toml"  # the config file's [ingest] table sets it as the flag does
+    config.write_text('[ingest]\nrename = ["mug=cup"]\n')
+    monkeypatch.setenv("OFFICESCORE_CONFIG", str(config))
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", str(export), "--out", str(tmp_path / "ds"), "--no-plot"])
+    assert info.value.code == 0 and "renamed by --rename: mug -> cup" in capsys.readouterr().out
 
 
 def test_classes_keeps_only_those_in_given_order(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 from exports import draw_scene, make_export, write_export
-from labelmodels import polygon_region
+from labelmodels import polygon_region, write_photos
 from PIL import Image
 from test_label_pull import StandIn
 
@@ -470,6 +470,48 @@ def test_label_pull_export_of_a_photo_turned_by_exif_lands_on_its_objects(tmp_pa
     expected = np.zeros((96, 64), np.uint8)
     expected[y : y + h, x : x + w] = 1
     assert (masks.decode(label["segmentation"]) == expected).all()
+
+
+def test_label_pull_ingest_keeps_label_studios_names_whatever_ingest_renamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--rename (here from the config file's [ingest]) is ingest's: `label pull --ingest` keeps the
+    project's labels, which the backend's suggestions are named by, and says the renames are gone."""
+    from officescore.cli import label as label_cli
+
+    photos = write_photos(tmp_path / "root" / "photos", n=4)
+    square = [[10, 10], [40, 10], [40, 40], [10, 40]]
+    tasks = [
+        {
+            "id": k + 1,
+            "data": {"image": f"/data/local-files/?d=photos/{photo.name}"},
+            "annotations": [{"id": k + 1, "result": [polygon_region(square, "chair", 128, 96)]}],
+        }
+        for k, photo in enumerate(photos)
+    ]
+    monkeypatch.setattr(
+        label_cli, "_client", lambda url: StandIn(tasks, LabelSchema(("chair",)).config_xml())
+    )
+    config = tmp_path / "officescore.toml"
+    config.write_text('[ingest]\nrename = "chair=seat"\n')
+    monkeypatch.setenv("OFFICESCORE_CONFIG", str(config))
+    pull = ["label", "pull", "--project", "offices", "--out", str(tmp_path / "pull")]
+    pull += ["--local-root", str(tmp_path / "root")]
+    dataset = tmp_path / "dataset"
+    for argv in (
+        pull,
+        ["ingest", str(tmp_path / "pull" / "annotations.json"), "--out", str(dataset), "--no-plot"],
+        [*pull, "--ingest", str(dataset)],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        said = " ".join(capsys.readouterr().out.split())
+        assert exit_info.value.code in (0, None), said
+        meta = json.loads((dataset / "dataset.json").read_text()) if dataset.exists() else {}
+        if argv[0] == "ingest":
+            assert meta["classes"] == ["seat"] and meta["renames"] == {"chair": "seat"}
+    assert meta["classes"] == ["chair"] and meta["renames"] == {}
+    assert "the data set that was there renamed chair -> seat (ingest --rename); this ingest did not" in said
 
 
 def test_ambiguous_names_are_dropped_not_guessed(tmp_path: Path) -> None:

@@ -96,6 +96,8 @@ class IngestResult:
     exports: list[str] = field(default_factory=list)
     conventions: dict[str, Declared] = field(default_factory=dict)  # declared, as dataset.json records
     dropped_categories: list[str] = field(default_factory=list)  # the exports' names not in `classes`
+    renamed: dict[str, str] = field(default_factory=dict)  # --rename: the exports' name -> the class
+    merged: dict[str, list[str]] = field(default_factory=dict)  # class -> the exports' names --rename joined
 
     @property
     def export(self) -> str:
@@ -114,6 +116,8 @@ class IngestResult:
             "excluded_classes": self.excluded_classes,
             "conventions": as_json(self.conventions),
             "dropped_categories": self.dropped_categories,
+            "renamed": self.renamed,
+            "merged": self.merged,
         }
 
 
@@ -649,6 +653,7 @@ def ingest_export(
     attributes: AttributeSchema | None = None,
     last_wins: bool = False,
     conventions: Mapping[str, Declared | None] | None = None,
+    renames: Mapping[str, str] | None = None,
 ) -> IngestResult:
     """Check, repair, split and write a COCO export as an officescore data set in `out`.
 
@@ -664,6 +669,10 @@ def ingest_export(
     holding it, so a review project's export given last corrects the photos it reviewed.
     `conventions`: declared labelling conventions (None drops one), over those of the data set
     already in `out`, which carry over; dataset.json records them for the classes kept.
+    `renames`: {OLD: NEW} (`--rename`): the exports' category OLD (compared as class names are) is
+    class NEW, before classes are matched; two onto one NEW make one class. Each must name a category
+    of the exports. dataset.json records them; they never carry over (`label pull --ingest` keeps
+    Label Studio's names).
     """
     exports, out = _export_list(export), Path(out)
     if last_wins and len(exports) < 2:
@@ -681,7 +690,8 @@ def ingest_export(
         check_out(out, folder)
     # one spelling per class across the exports: that of --classes, else the first export's
     spellings = {class_key(name): name.strip() for name in classes or () if name.strip()}
-    categories = [check_categories(data["categories"], spellings) for data in datas]  # (categories, problems)
+    _check_renames(renames or {}, datas)
+    categories = [check_categories(data["categories"], spellings, renames) for data in datas]  # (c, problems)
     # the exports' classes, matched by name, in order of first appearance
     class_order = list(dict.fromkeys(name for c, _ in categories for name in c.order))
     wanted = _requested_classes(class_order, classes) if classes is not None else None
@@ -754,6 +764,7 @@ def ingest_export(
         for c in checked
     ]
     declared = merged(read_conventions(read_dataset_meta(out)), conventions or {}, chosen)  # carried over
+    renamed = {old: new for c, _ in categories for old, new in c.renamed.items()}
     meta = {
         "format": DATASET_FORMAT,
         "version": DATASET_VERSION,
@@ -772,6 +783,7 @@ def ingest_export(
         "attributes": schema.restricted(chosen).to_dict(),
         "conventions": as_json(declared),
         "dropped_categories": dropped_categories,
+        "renames": renamed,
         "duplicates": {"phash_threshold": PHASH_THRESHOLD, "groups": dup_groups},
         "officescore_version": __version__,
     }
@@ -789,7 +801,37 @@ def ingest_export(
         recorded,
         conventions=declared,
         dropped_categories=dropped_categories,
+        renamed=renamed,
+        merged=_merged_by_rename([c for c, _ in categories], chosen),
     )
+
+
+def _check_renames(renames: Mapping[str, str], datas: list[dict[str, Any]]) -> None:
+    """A --rename whose OLD no export has is a typo: refused, naming the categories there are."""
+    names = [
+        entry["name"].strip()
+        for data in datas
+        for entry in data["categories"]
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"].strip()
+    ]
+    known = {class_key(name) for name in names}
+    unknown = [f"{old}={new}" for old, new in renames.items() if class_key(old) not in known]
+    if unknown:
+        where = "the export has" if len(datas) == 1 else "the exports have"
+        raise DataError(
+            f"--rename {', '.join(unknown)}: no such category; {where}: {', '.join(dict.fromkeys(names))}"
+        )
+
+
+def _merged_by_rename(categories: list[Categories], chosen: list[str]) -> dict[str, list[str]]:
+    """Class -> the exports' categories (as written) --rename made it of, where that is more than one:
+    two OLDs onto one NEW, or an OLD onto a category the export has. Classes kept only."""
+    sources: dict[str, dict[str, str]] = {}  # class -> {class_key: the exports' name}
+    for c in categories:
+        for key, name in c.names.items():
+            sources.setdefault(name, {}).setdefault(class_key(c.written[key]), c.written[key])
+    joined = {name: found for name, found in sources.items() if len(found) > 1 and name in chosen}
+    return {name: list(found.values()) for name, found in joined.items()}
 
 
 def _keep_last_copies(images: dict[str, ImageRecord]) -> list[ImageRecord]:
