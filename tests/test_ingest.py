@@ -1242,6 +1242,37 @@ def test_images_folder_option_and_label_studio_prefix(tmp_path: Path) -> None:
     }
 
 
+def test_photos_the_export_does_not_list_are_counted_and_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A photo in --images the export leaves out may be labels lost in the export (a task left out,
+    another project): said in one line. Not photos, hidden folders and data sets are not counted."""
+    coco = make_export(tmp_path, n_images=6)
+    (tmp_path / "images" / "notes.txt").write_text("not a photo")
+    hidden = tmp_path / "images" / ".thumbs" / "scene_000.png"
+    hidden.parent.mkdir()
+    shutil.copy(tmp_path / "images" / "scene_000.png", hidden)
+    listed = {**coco, "images": coco["images"][:4]}  # scene_004 and scene_005 are left out
+    export = write_export(tmp_path, listed, "result.json")
+    images = tmp_path / "images"
+    first = ingest_export(export, images_dir=images, out=images / "dataset")  # --out inside the folder
+    assert first.unlisted == [str(images / "scene_004.png"), str(images / "scene_005.png")]
+    assert first.counts["unlisted"] == 2 and first.problems != []  # the dropped photos' annotations
+    assert all(p.kind == "annotation_unknown_image" for p in first.problems)  # not a problem itself
+    shutil.copy(images / "scene_000.png", images / "dataset" / "health.png")  # as --plot writes it
+    with pytest.raises(SystemExit) as info:  # an earlier data set in the folder is not counted either
+        main(["ingest", str(export), "--images", str(images), "--out", str(tmp_path / "ds"), "--no-plot"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0
+    assert (
+        "note: 2 photo(s) in the image folder are not in the export, so not in the data set (unlabelled, "
+        f"or labels lost in the export?): {images / 'scene_004.png'}, {images / 'scene_005.png'}"
+    ) in out
+    rest = {**coco, "images": coco["images"][4:]}  # a second export sharing --images lists the others
+    both = [export, write_export(tmp_path, rest, "rest.json")]
+    assert ingest_export(both, images_dir=images, out=tmp_path / "ds").unlisted == []
+
+
 def test_accented_names_match_in_either_unicode_form(tmp_path: Path) -> None:
     """macOS and zip tools may store "é" as e + a combining accent (NFD) where the export writes one
     character (NFC): the same name, found as written (in a sub-folder too) and by base name."""

@@ -150,6 +150,7 @@ def test_label_studio_export_with_its_upload_folder(
     # Only chair has objects to learn from; desk, with ignore regions only, is left out (documented).
     assert [(a["category_id"], a["iscrowd"]) for a in _read(tmp_path / "dataset")] == [(1, 0)] * 6
     assert len(opened) == 6 and all(tmp_path / folder in p.parents for p in opened)
+    assert result.unlisted == []  # each upload found by its name is listed
 
 
 def test_label_studio_export_with_the_original_photos(

@@ -167,6 +167,7 @@ def ingest(
             soft_wrap=True,
         )
     _say_renames(result)
+    _say_unlisted(result.unlisted)
     print_ingest_notes(result, before)
     if result.conventions:  # carried over ones too: what audit and the labellers will be held to
         said = "; ".join(f"{name}={d.words()}" for name, d in result.conventions.items())
@@ -183,6 +184,20 @@ def _say_renames(result: IngestResult) -> None:
         console.print(Text(f"renamed by --rename: {said}"), soft_wrap=True)
     for name, sources in result.merged.items():
         console.print(Text(f"merged by --rename into one class {name}: {', '.join(sources)}"), soft_wrap=True)
+
+
+def _say_unlisted(unlisted: list[str], shown: int = 3) -> None:
+    """Photos in the image folder the export does not list: unlabelled, or labels the export lost
+    (a task left out of it, a second project), which nothing else would show."""
+    if unlisted:
+        more = f" and {len(unlisted) - shown} more" if len(unlisted) > shown else ""
+        console.print(
+            Text(
+                f"note: {len(unlisted)} photo(s) in the image folder are not in the export, so not in the "
+                f"data set (unlabelled, or labels lost in the export?): {', '.join(unlisted[:shown])}{more}"
+            ),
+            soft_wrap=True,
+        )
 
 
 def note_other_spellings(classes: list[str]) -> None:

@@ -97,6 +97,7 @@ class IngestResult:
     conventions: dict[str, Declared] = field(default_factory=dict)  # declared, as dataset.json records
     dropped_categories: list[str] = field(default_factory=list)  # the exports' names not in `classes`
     renamed: dict[str, str] = field(default_factory=dict)  # --rename: the exports' name -> the class
+    unlisted: list[str] = field(default_factory=list)  # photos in the image folders no export lists
     merged: dict[str, list[str]] = field(default_factory=dict)  # class -> the exports' names --rename joined
 
     @property
@@ -117,6 +118,7 @@ class IngestResult:
             "conventions": as_json(self.conventions),
             "dropped_categories": self.dropped_categories,
             "renamed": self.renamed,
+            "unlisted": self.unlisted,
             "merged": self.merged,
         }
 
@@ -514,6 +516,7 @@ class _Checked:
     listed_images: int
     listed_annotations: int
     on_dropped: int
+    finder: ImageFinder
 
 
 def _export_list(export: Path | str | Sequence[Path | str]) -> list[Path]:
@@ -581,6 +584,7 @@ def _check_export(
         len(data["images"]),
         len(data["annotations"]),
         on_dropped,
+        finder,
     )
 
 
@@ -759,6 +763,8 @@ def ingest_export(
     dup_groups = _group_names(groups, kept)
     counts["duplicate_groups"] = len(dup_groups)
     counts["split_kept"] = sum(split is not None for split in previous)  # placed by an earlier ingest
+    unlisted = _unlisted_photos(checked)
+    counts["unlisted"] = len(unlisted)
     sources = [
         {"export": _relative(c.export, out), "images": _relative(c.images_dir, out), "sha256": c.sha256}
         for c in checked
@@ -802,8 +808,30 @@ def ingest_export(
         conventions=declared,
         dropped_categories=dropped_categories,
         renamed=renamed,
+        unlisted=unlisted,
         merged=_merged_by_rename([c for c, _ in categories], chosen),
     )
+
+
+def _unlisted_photos(checked: list[_Checked]) -> list[str]:
+    """Photos in an image folder that no export using it lists (`<folder>/<name>`): a labelled photo
+    the export lost, or one never labelled, which only the user can tell."""
+    folders: dict[Path, list[ImageFinder]] = {}
+    for c in checked:  # exports sharing one --images share its photos
+        folders.setdefault(c.images_dir, []).append(c.finder)
+    unlisted = []
+    for folder, finders in folders.items():
+        listed = set().union(*(finder.found for finder in finders))
+        for photo in finders[0].photos():
+            if photo not in listed and not _in_data_set(photo):
+                unlisted.append(str(folder / finders[0].relative(photo)))
+    return unlisted
+
+
+def _in_data_set(photo: Path) -> bool:
+    """A file of an officescore data set: `images/<name>` (a copy of a listed photo), `health.png`."""
+    holder = photo.parent.parent if photo.parent.name == "images" else photo.parent
+    return (holder / "dataset.json").is_file()
 
 
 def _check_renames(renames: Mapping[str, str], datas: list[dict[str, Any]]) -> None:
