@@ -269,11 +269,11 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
         6,
         12,
     ),
-    (
+    (  # its two labels go with it: said, as the problem list says what became of each label
         "image_duplicate_file",
         _set(lambda c: _image(c, 1), file_name="scene_000.png"),
         "image_duplicate_file",
-        "dropped",
+        "later one dropped, with its 2 annotation(s)",
         5,
         10,
     ),
@@ -555,6 +555,19 @@ def test_broken_export(
     meta = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
     assert meta["problems"]["total"] == len(kinds)
     assert meta["problems"]["items"] == [p.to_dict() for p in result.problems]
+
+
+def test_an_entry_naming_a_file_already_listed_says_how_many_labels_went_with_it(tmp_path: Path) -> None:
+    coco = make_export(tmp_path, n_images=3)
+    coco["images"][1]["file_name"] = coco["images"][0]["file_name"]  # image 2's labels go with it
+    coco["images"].append({"id": 9, "file_name": "scene_000.png", "width": 96, "height": 64})  # none
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+    said = [(p.image, p.what, p.action) for p in result.problems]
+    assert said == [
+        ("scene_000.png", "same file as image id 1", "later one dropped, with its 2 annotation(s)"),
+        ("scene_000.png", "same file as image id 1", "later one dropped"),
+    ]
+    assert result.counts["dropped"] == {"images": 2, "annotations": 2}
 
 
 def test_box_only_annotation_becomes_an_ignore_region(tmp_path: Path) -> None:

@@ -240,10 +240,12 @@ def _scan_images(
     problems: list[Problem],
     reporter: Reporter,
     label_studio: bool = False,
+    labels: Mapping[str, int] | None = None,
 ) -> dict[str, ImageRecord]:
     """Check every image entry; load each kept file once (size, sha256, perceptual hash).
 
-    `label_studio`: the export is Label Studio's COCO export (see `_size_problem`)."""
+    `label_studio`: the export is Label Studio's COCO export (see `_size_problem`); `labels`: how
+    many annotations name each image id, said of a photo dropped with them."""
     import imagehash
 
     images: dict[str, ImageRecord] = {}
@@ -281,7 +283,9 @@ def _scan_images(
             path = found.path
             if path in by_path:
                 what = f"same file as image id {by_path[path]}"
-                problems.append(Problem(file_name, "", "image_duplicate_file", what, "later one dropped"))
+                n = (labels or {}).get(key, 0)  # on this id, so dropped with it: say how many
+                action = "later one dropped" + (f", with its {n} annotation(s)" if n else "")
+                problems.append(Problem(file_name, "", "image_duplicate_file", what, action))
                 continue
             if not path_exists(path) or not path.is_file():
                 what = "is a folder, not an image file" if path_exists(path) else "file not found"
@@ -567,7 +571,8 @@ def _check_export(
     """One export's photos found and checked, its clean annotations attached to them."""
     names = [e.get("file_name") for e in data["images"] if isinstance(e, dict)]
     finder = ImageFinder(images_dir, [n for n in names if isinstance(n, str)], skip=[out])
-    images = _scan_images(data["images"], finder, problems, reporter, written_by_label_studio(data))
+    labels = Counter(id_key(a.get("image_id")) for a in data["annotations"] if isinstance(a, dict))
+    images = _scan_images(data["images"], finder, problems, reporter, written_by_label_studio(data), labels)
     listed_ids: dict[str, Any] = {}
     for entry in data["images"]:
         if isinstance(entry, dict) and (key := id_key(entry.get("id"))) is not None:
