@@ -153,8 +153,14 @@ def label_studio_style(root: Path, coco: dict[str, Any]) -> dict[str, Any]:
 
 
 def roboflow_style(coco: dict[str, Any]) -> dict[str, Any]:
-    """Roboflow: a dummy parent category id 0 with no annotations; real classes under it."""
+    """Roboflow: image and annotation ids from 0, a dummy parent category id 0 with no annotations,
+    real classes under it."""
     coco = copy.deepcopy(coco)
+    for image in coco["images"]:
+        image["id"] -= 1
+    for ann in coco["annotations"]:
+        ann["id"] -= 1
+        ann["image_id"] -= 1
     for category in coco["categories"]:
         category["supercategory"] = "office-objects"
     coco["categories"].insert(0, {"id": 0, "name": "office-objects", "supercategory": "none"})

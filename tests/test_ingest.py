@@ -39,6 +39,7 @@ from officescore.ingest import PHASH_THRESHOLD, ingest_export
 from officescore.ingest import run as ingest
 from officescore.ingest import write as ingest_write
 from officescore.ingest.checks import ImageRecord, _check_rle
+from officescore.ingest.conventions import Declared
 from officescore.masks import rle_counts
 
 Coco = dict[str, Any]
@@ -268,11 +269,11 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
         6,
         12,
     ),
-    (
+    (  # its two labels go with it: said, as the problem list says what became of each label
         "image_duplicate_file",
         _set(lambda c: _image(c, 1), file_name="scene_000.png"),
         "image_duplicate_file",
-        "dropped",
+        "later one dropped, with its 2 annotation(s)",
         5,
         10,
     ),
@@ -294,7 +295,7 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
         12,
     ),
     ("ann_duplicate_id", _duplicate_annotation_id, "annotation_duplicate_id", "renumbered", 6, 12),
-    ("ann_id_zero", _set(lambda c: c["annotations"][0], id=0), "annotation_id_zero", "renumbered", 6, 12),
+    ("ann_id_zero", _set(lambda c: c["annotations"][0], id=0), None, "", 6, 12),  # renumbered, as all
     (
         "ann_id_missing",
         lambda r, c: c["annotations"][0].pop("id"),
@@ -554,6 +555,19 @@ def test_broken_export(
     meta = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
     assert meta["problems"]["total"] == len(kinds)
     assert meta["problems"]["items"] == [p.to_dict() for p in result.problems]
+
+
+def test_an_entry_naming_a_file_already_listed_says_how_many_labels_went_with_it(tmp_path: Path) -> None:
+    coco = make_export(tmp_path, n_images=3)
+    coco["images"][1]["file_name"] = coco["images"][0]["file_name"]  # image 2's labels go with it
+    coco["images"].append({"id": 9, "file_name": "scene_000.png", "width": 96, "height": 64})  # none
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+    said = [(p.image, p.what, p.action) for p in result.problems]
+    assert said == [
+        ("scene_000.png", "same file as image id 1", "later one dropped, with its 2 annotation(s)"),
+        ("scene_000.png", "same file as image id 1", "later one dropped"),
+    ]
+    assert result.counts["dropped"] == {"images": 2, "annotations": 2}
 
 
 def test_box_only_annotation_becomes_an_ignore_region(tmp_path: Path) -> None:
@@ -1191,18 +1205,35 @@ def test_label_studio_style(clean_reference: tuple[Path, Coco]) -> None:
     export = write_export(root, label_studio_style(root, coco), "result.json")  # beside images/
     result = ingest_export(export, out=root / "ls")
     assert result.classes == list(CLASSES)
-    assert sorted({p.kind for p in result.problems}) == ["annotation_id_zero", "image_size"]
-    assert sum(p.kind == "image_size" for p in result.problems) == 6
+    assert [p.kind for p in result.problems] == ["image_size"] * 6  # its null sizes; ids from 0 are fine
     assert result.category_map == {"0": 1, "1": 2, "2": 3}
     _assert_same_masks(root / "clean", root / "ls", lambda n: f"images/{n}")
     _assert_normalised(root / "ls")
 
 
+def test_label_studio_and_roboflow_exports_pass_strict(
+    clean_reference: tuple[Path, Coco], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both number every id from 0, which ingest renumbers anyway: nothing for --strict to refuse."""
+    root, coco = clean_reference
+    studio = label_studio_style(root, coco)
+    for image, sized in zip(studio["images"], coco["images"], strict=True):  # sizes as the browser gave
+        image.update(width=sized["width"], height=sized["height"])
+    exports = [
+        write_export(root, studio, "result.json"),
+        write_export(root, roboflow_style(coco), "images/_annotations.coco.json"),
+    ]
+    for export in exports:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["ingest", str(export), "--out", str(root / "strict"), "--strict", "--no-plot"])
+        assert exit_info.value.code in (0, None), capsys.readouterr().err
+        assert "problems: none" in capsys.readouterr().out
+
+
 def test_roboflow_style_dummy_parent_dropped(clean_reference: tuple[Path, Coco]) -> None:
     root, coco = clean_reference
-    result = ingest_export(
-        write_export(root, roboflow_style(coco), "images/_annotations.coco.json"), out=root / "rf"
-    )
+    export = write_export(root, roboflow_style(coco), "images/_annotations.coco.json")
+    result = ingest_export(export, out=root / "rf", strict=True)  # its ids from 0 are no problem
     assert result.problems == [] and result.classes == list(CLASSES)
     assert "0" not in result.category_map
     meta = json.loads((root / "rf" / "dataset.json").read_text())
@@ -1222,6 +1253,37 @@ def test_images_folder_option_and_label_studio_prefix(tmp_path: Path) -> None:
         "images": "../images",
         "sha256": ingest.sha256_file(export),
     }
+
+
+def test_photos_the_export_does_not_list_are_counted_and_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A photo in --images the export leaves out may be labels lost in the export (a task left out,
+    another project): said in one line. Not photos, hidden folders and data sets are not counted."""
+    coco = make_export(tmp_path, n_images=6)
+    (tmp_path / "images" / "notes.txt").write_text("not a photo")
+    hidden = tmp_path / "images" / ".thumbs" / "scene_000.png"
+    hidden.parent.mkdir()
+    shutil.copy(tmp_path / "images" / "scene_000.png", hidden)
+    listed = {**coco, "images": coco["images"][:4]}  # scene_004 and scene_005 are left out
+    export = write_export(tmp_path, listed, "result.json")
+    images = tmp_path / "images"
+    first = ingest_export(export, images_dir=images, out=images / "dataset")  # --out inside the folder
+    assert first.unlisted == [str(images / "scene_004.png"), str(images / "scene_005.png")]
+    assert first.counts["unlisted"] == 2 and first.problems != []  # the dropped photos' annotations
+    assert all(p.kind == "annotation_unknown_image" for p in first.problems)  # not a problem itself
+    shutil.copy(images / "scene_000.png", images / "dataset" / "health.png")  # as --plot writes it
+    with pytest.raises(SystemExit) as info:  # an earlier data set in the folder is not counted either
+        main(["ingest", str(export), "--images", str(images), "--out", str(tmp_path / "ds"), "--no-plot"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0
+    assert (
+        "note: 2 photo(s) in the image folder are not in the export, so not in the data set (unlabelled, "
+        f"or labels lost in the export?): {images / 'scene_004.png'}, {images / 'scene_005.png'}"
+    ) in out
+    rest = {**coco, "images": coco["images"][4:]}  # a second export sharing --images lists the others
+    both = [export, write_export(tmp_path, rest, "rest.json")]
+    assert ingest_export(both, images_dir=images, out=tmp_path / "ds").unlisted == []
 
 
 def test_accented_names_match_in_either_unicode_form(tmp_path: Path) -> None:
@@ -1314,8 +1376,86 @@ def test_cli_says_a_class_is_officescores_spelt_otherwise(
     ) in out
     assert (  # a COCO subset's names (data/coco_to_office.toml), which --classes cannot respell
         "note: class(es) potted plant: COCO's names for officescore's plant, the names the packaged rubric "
-        "scores; to train them as those, rename the categories in the export"
+        "scores; to train them as those, ingest again with --rename 'potted plant=plant'"
     ) in out
+    args = ["ingest", str(write_export(tmp_path, coco)), "--out", str(tmp_path / "ds"), "--no-plot"]
+    with pytest.raises(SystemExit) as info:  # the advice taken
+        main([*args, "--rename", "potted plant=plant"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0 and "COCO's names" not in out
+    assert "renamed by --rename: potted plant -> plant" in out
+
+
+def test_rename_gives_a_category_another_name_before_classes_are_matched(tmp_path: Path) -> None:
+    """COCO's names as officescore's, OLD compared as class names are (case, spaces, underscores);
+    --classes and --convention then use the new names, and dataset.json records what became what."""
+    coco = make_export(tmp_path, n_images=6, classes=("desk", "Potted_Plant", "tv"))
+    result = ingest_export(
+        write_export(tmp_path, coco),
+        out=tmp_path / "dataset",
+        renames={"potted plant": "plant", "TV": "monitor"},
+        classes=["monitor", "plant"],
+        conventions={"plant": Declared("whole")},
+        strict=True,  # a rename asked for is no problem
+    )
+    assert result.classes == ["monitor", "plant"] and result.category_map == {"2": 2, "3": 1}
+    assert result.renamed == {"Potted_Plant": "plant", "tv": "monitor"} and result.merged == {}
+    meta = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
+    assert meta["renames"] == {"Potted_Plant": "plant", "tv": "monitor"}
+    assert meta["conventions"] == {"plant": {"convention": "whole", "note": ""}}
+    assert [c["name"] for c in _load(tmp_path / "dataset", "train")["categories"]] == ["monitor", "plant"]
+
+
+def test_two_renamed_onto_one_name_make_one_class_and_it_is_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    coco = make_export(tmp_path, n_images=6)  # desk, chair, mug
+    export = write_export(tmp_path, coco)
+    result = ingest_export(export, out=tmp_path / "ds", renames={"chair": "seat", "mug": "seat"}, strict=True)
+    assert result.classes == ["desk", "seat"] and result.merged == {"seat": ["chair", "mug"]}
+    assert result.counts["annotations"] == len(coco["annotations"])  # nothing lost in the merge
+    onto = ingest_export(export, out=tmp_path / "ds", renames={"mug": "Chair"}, strict=True)
+    assert onto.classes == ["desk", "chair"] and onto.merged == {"chair": ["chair", "mug"]}
+    args = ["ingest", str(export), "--out", str(tmp_path / "ds"), "--no-plot"]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--rename", "chair=seat", "--rename", "MUG=seat"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0
+    assert "renamed by --rename: chair -> seat, mug -> seat" in out
+    assert "merged by --rename into one class seat: chair, mug" in out
+    with pytest.raises(SystemExit) as info:  # a later ingest without them: the classes change back
+        main(args)
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "note: the data set that was there renamed chair -> seat, mug -> seat (ingest --rename); this "
+        "ingest did not, so those classes take the export's names"
+    ) in out
+
+
+def test_a_rename_of_no_category_is_one_line_naming_the_categories(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export = write_export(tmp_path, make_export(tmp_path, n_images=3))
+    with pytest.raises(
+        DataError, match=r"^--rename sofa=chair: no such category; the export has: desk, chair, mug$"
+    ):
+        ingest_export(export, out=tmp_path / "ds", renames={"desk": "table", "sofa": "chair"})
+    assert not (tmp_path / "ds").exists()
+    for bad, said in [
+        (["sofa"], "--rename 'sofa': write OLD=NEW"),
+        (["desk="], "--rename 'desk=': write OLD=NEW"),
+        (["desk=table", "Desk=bench"], "--rename 'Desk=bench': 'desk' is already renamed to 'table'"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            main(["ingest", str(export), "--out", str(tmp_path / "ds"), *[f"--rename={r}" for r in bad]])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and said in err and "Traceback" not in err
+    config = tmp_path / "officescore.toml"  # the config file's [ingest] table sets it as the flag does
+    config.write_text('[ingest]\nrename = ["mug=cup"]\n')
+    monkeypatch.setenv("OFFICESCORE_CONFIG", str(config))
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", str(export), "--out", str(tmp_path / "ds"), "--no-plot"])
+    assert info.value.code == 0 and "renamed by --rename: mug -> cup" in capsys.readouterr().out
 
 
 def test_classes_keeps_only_those_in_given_order(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 from exports import draw_scene, make_export, write_export
-from labelmodels import polygon_region
+from labelmodels import polygon_region, write_photos
 from PIL import Image
 from test_label_pull import StandIn
 
@@ -138,7 +138,6 @@ def test_label_studio_export_with_its_upload_folder(
     assert result.counts["images"] == 6 and result.classes == ["chair"]
     assert _kinds(result) == {
         "image_found_by_name": 6,
-        "annotation_id_zero": 1,
         "segmentation_missing": 6,  # the desk rectangles: ignore regions, as documented
     }
     found = [p for p in result.problems if p.kind == "image_found_by_name"]
@@ -151,6 +150,7 @@ def test_label_studio_export_with_its_upload_folder(
     # Only chair has objects to learn from; desk, with ignore regions only, is left out (documented).
     assert [(a["category_id"], a["iscrowd"]) for a in _read(tmp_path / "dataset")] == [(1, 0)] * 6
     assert len(opened) == 6 and all(tmp_path / folder in p.parents for p in opened)
+    assert result.unlisted == []  # each upload found by its name is listed
 
 
 def test_label_studio_export_with_the_original_photos(
@@ -465,12 +465,54 @@ def test_label_pull_export_of_a_photo_turned_by_exif_lands_on_its_objects(tmp_pa
     }
     client = StandIn([task], LabelSchema(("chair",)).config_xml())
     pulled = pull_project(client, "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
-    result = ingest_export(pulled.export, out=tmp_path / "dataset")
-    assert not [p for p in result.problems if p.kind == "image_size"]
+    result = ingest_export(pulled.export, out=tmp_path / "dataset", strict=True)  # nothing to mend
+    assert result.problems == []
     (label,) = _read(tmp_path / "dataset")
     expected = np.zeros((96, 64), np.uint8)
     expected[y : y + h, x : x + w] = 1
     assert (masks.decode(label["segmentation"]) == expected).all()
+
+
+def test_label_pull_ingest_keeps_label_studios_names_whatever_ingest_renamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--rename (here from the config file's [ingest]) is ingest's: `label pull --ingest` keeps the
+    project's labels, which the backend's suggestions are named by, and says the renames are gone."""
+    from officescore.cli import label as label_cli
+
+    photos = write_photos(tmp_path / "root" / "photos", n=4)
+    square = [[10, 10], [40, 10], [40, 40], [10, 40]]
+    tasks = [
+        {
+            "id": k + 1,
+            "data": {"image": f"/data/local-files/?d=photos/{photo.name}"},
+            "annotations": [{"id": k + 1, "result": [polygon_region(square, "chair", 128, 96)]}],
+        }
+        for k, photo in enumerate(photos)
+    ]
+    monkeypatch.setattr(
+        label_cli, "_client", lambda url: StandIn(tasks, LabelSchema(("chair",)).config_xml())
+    )
+    config = tmp_path / "officescore.toml"
+    config.write_text('[ingest]\nrename = "chair=seat"\n')
+    monkeypatch.setenv("OFFICESCORE_CONFIG", str(config))
+    pull = ["label", "pull", "--project", "offices", "--out", str(tmp_path / "pull")]
+    pull += ["--local-root", str(tmp_path / "root")]
+    dataset = tmp_path / "dataset"
+    for argv in (
+        pull,
+        ["ingest", str(tmp_path / "pull" / "annotations.json"), "--out", str(dataset), "--no-plot"],
+        [*pull, "--ingest", str(dataset)],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        said = " ".join(capsys.readouterr().out.split())
+        assert exit_info.value.code in (0, None), said
+        meta = json.loads((dataset / "dataset.json").read_text()) if dataset.exists() else {}
+        if argv[0] == "ingest":
+            assert meta["classes"] == ["seat"] and meta["renames"] == {"chair": "seat"}
+    assert meta["classes"] == ["chair"] and meta["renames"] == {}
+    assert "the data set that was there renamed chair -> seat (ingest --rename); this ingest did not" in said
 
 
 def test_ambiguous_names_are_dropped_not_guessed(tmp_path: Path) -> None:
@@ -654,7 +696,7 @@ def test_a_label_studio_and_a_cvat_export_make_one_data_set_each_with_its_own_ph
 ) -> None:
     """Real tools' layouts need a photo folder each (Label Studio's upload folder, CVAT's images/ beside
     annotations/): `--images` once per export, in their order. Each export keeps its own tool's rules
-    (Label Studio's ids from 0, CVAT's brush masks read as instances)."""
+    (Label Studio's photos found by name in its upload folder, CVAT's brush masks read as instances)."""
     studio = _label_studio(tmp_path / "ls")
     cvat = _cvat(tmp_path / "cvat")
     upload = tmp_path / "ls" / "lsdata" / "media" / "upload" / "1"
@@ -675,7 +717,7 @@ def test_a_label_studio_and_a_cvat_export_make_one_data_set_each_with_its_own_ph
     assert result["classes"] == ["chair"] and result["counts"]["images"] == 11
     assert result["exports"] == [str(studio), str(cvat)]
     kinds = {(p["image"].split(": ")[0], p["kind"]) for p in result["problems"]}
-    assert (str(cvat), "cvat_brush_masks") in kinds and (str(studio), "annotation_id_zero") in kinds
+    assert (str(cvat), "cvat_brush_masks") in kinds and (str(studio), "image_found_by_name") in kinds
     instances = [a for a in _read(out) if not a["iscrowd"]]
     assert len(instances) == 11  # six Label Studio polygons, five CVAT brush masks
     meta = json.loads((out / "dataset.json").read_text())

@@ -30,6 +30,7 @@ EXAMPLES = """
   officescore ingest train/_annotations.coco.json valid/_annotations.coco.json   # one data set, split anew
   officescore ingest export/annotations.json review/annotations.json --last-wins   # a review's fixes
   officescore ingest export.json --convention "plant=whole: include the pot" --convention desk=part
+  officescore ingest coco.json --rename "potted plant=plant" --rename tv=monitor   # officescore's names
 """
 
 
@@ -52,7 +53,10 @@ def ingest(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the train/val split."),
     strict: bool = typer.Option(
-        False, "--strict", help="Refuse the export if anything had to be fixed or dropped."
+        False,
+        "--strict",
+        help="Refuse the export if anything had to be fixed or dropped (ids from 0, as Label Studio and "
+        "Roboflow write them, are fine: ingest renumbers every id).",
     ),
     classes: str = typer.Option(
         None, "--classes", help="Comma-separated class names to keep (others dropped)."
@@ -83,6 +87,13 @@ def ingest(
         "and kept by later ingests into --out unless given again (CLASS=none drops it); audit names "
         "the labels that break it.",
     ),
+    rename: list[str] = typer.Option(
+        None,
+        "--rename",
+        help="OLD=NEW: the export's category OLD (any case or spacing) is class NEW, before classes are "
+        "matched (COCO's 'potted plant=plant', tv=monitor); two OLDs onto one NEW make one class. "
+        "Repeatable; recorded in dataset.json (label pull --ingest keeps Label Studio's names).",
+    ),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write health.png in the data set."),
     json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
@@ -90,10 +101,12 @@ def ingest(
     from officescore.attributes import load_schema
     from officescore.cli.stats import render_health, render_problem_list
     from officescore.ingest import ingest_export
+    from officescore.ingest.checks import parse_renames
     from officescore.ingest.conventions import parse_conventions
     from officescore.ingest.health import health_report, save_health_plot
 
     declared = parse_conventions(convention or [])
+    renames = parse_renames(rename or [])
     before = earlier_data_set(out)
     schema = load_schema(attributes)
     result = ingest_export(
@@ -109,6 +122,7 @@ def ingest(
         attributes=schema,
         last_wins=last_wins,
         conventions=declared,
+        renames=renames,
     )
     report = health_report(result.out)
     png = save_health_plot(report, result.out / "health.png") if plot else None
@@ -152,6 +166,8 @@ def ingest(
             f"their {replaced['annotations']} earlier label(s) are left out",
             soft_wrap=True,
         )
+    _say_renames(result)
+    _say_unlisted(result.unlisted)
     print_ingest_notes(result, before)
     if result.conventions:  # carried over ones too: what audit and the labellers will be held to
         said = "; ".join(f"{name}={d.words()}" for name, d in result.conventions.items())
@@ -159,6 +175,29 @@ def ingest(
     note_other_spellings(result.classes)
     if attributes is not None:
         note_unused_attribute_classes(attributes, schema, result.classes)
+
+
+def _say_renames(result: IngestResult) -> None:
+    """What --rename did, and the categories it made one class (as asked, yet worth seeing)."""
+    if result.renamed:
+        said = ", ".join(f"{old} -> {new}" for old, new in result.renamed.items())
+        console.print(Text(f"renamed by --rename: {said}"), soft_wrap=True)
+    for name, sources in result.merged.items():
+        console.print(Text(f"merged by --rename into one class {name}: {', '.join(sources)}"), soft_wrap=True)
+
+
+def _say_unlisted(unlisted: list[str], shown: int = 3) -> None:
+    """Photos in the image folder the export does not list: unlabelled, or labels the export lost
+    (a task left out of it, a second project), which nothing else would show."""
+    if unlisted:
+        more = f" and {len(unlisted) - shown} more" if len(unlisted) > shown else ""
+        console.print(
+            Text(
+                f"note: {len(unlisted)} photo(s) in the image folder are not in the export, so not in the "
+                f"data set (unlabelled, or labels lost in the export?): {', '.join(unlisted[:shown])}{more}"
+            ),
+            soft_wrap=True,
+        )
 
 
 def note_other_spellings(classes: list[str]) -> None:
@@ -186,11 +225,12 @@ def note_other_spellings(classes: list[str]) -> None:
         if coco.get(class_key(name), name) != name and name not in other  # "Chair": said above
     }
     if named:
+        renames = " ".join(f"--rename {shlex.quote(f'{name}={office}')}" for name, office in named.items())
         console.print(
             Text(
                 f"note: class(es) {', '.join(named)}: COCO's names for officescore's "
                 f"{', '.join(named.values())}, the names the packaged rubric scores; to train them as "
-                "those, rename the categories in the export"
+                f"those, ingest again with {renames}"
             ),
             soft_wrap=True,
         )
@@ -222,6 +262,7 @@ def print_ingest_notes(result: IngestResult, before: dict[str, Any] | None) -> N
     """What became of the data set that was in --out (`before`, read before ingest wrote): photos
     that kept their split, or a data set from another export replaced by this one."""
     _note_corrections_left_out(result, before)
+    _note_renames_left_out(result, before)
     kept = result.counts.get("split_kept", 0)
     if kept:
         new = result.counts["images"] - kept
@@ -272,6 +313,23 @@ def _note_corrections_left_out(result: IngestResult, before: dict[str, Any] | No
         )
 
 
+def _note_renames_left_out(result: IngestResult, before: dict[str, Any] | None) -> None:
+    """The data set that was there renamed categories (`ingest --rename`) that this ingest did not
+    (none given again, or `label pull --ingest`, which keeps Label Studio's names): its classes changed."""
+    if before is None:
+        return
+    left_out = {old: new for old, new in before["renames"].items() if result.renamed.get(old) != new}
+    if left_out:
+        said = ", ".join(f"{old} -> {new}" for old, new in left_out.items())
+        console.print(
+            Text(
+                f"note: the data set that was there renamed {said} (ingest --rename); this ingest did "
+                "not, so those classes take the export's names"
+            ),
+            soft_wrap=True,
+        )
+
+
 def _split_anew(out: Path, before: dict[str, Any]) -> bool:
     """Whether the data set now in `out` was split with another seed or val fraction than `before`."""
     from officescore.ingest import read_dataset_meta
@@ -281,8 +339,8 @@ def _split_anew(out: Path, before: dict[str, Any]) -> bool:
 
 
 def earlier_data_set(out: Path) -> dict[str, Any] | None:
-    """{exports, images, seed, val_fraction} of the data set in `out`, or None when there is none:
-    what `print_ingest_notes` and `split_settings` need of it."""
+    """{exports, images, replaced, renames, seed, val_fraction} of the data set in `out`, or None when
+    there is none: what `print_ingest_notes` and `split_settings` need of it."""
     from officescore.ingest import read_dataset_meta
 
     meta = read_dataset_meta(out)
@@ -294,7 +352,9 @@ def earlier_data_set(out: Path) -> dict[str, Any] | None:
         exports = [os.path.normpath(Path(out) / source["export"]) for source in sources]
         split = {"seed": meta.get("seed"), "val_fraction": meta.get("val_fraction")}
         replaced = (meta["counts"].get("replaced") or {}).get("images", 0)  # by --last-wins
-        return {"exports": exports, "images": meta["counts"]["images"], "replaced": replaced, **split}
+        renames = meta.get("renames") if isinstance(meta.get("renames"), dict) else {}
+        found = {"exports": exports, "images": meta["counts"]["images"], "replaced": replaced}
+        return {**found, "renames": renames, **split}
     except (KeyError, TypeError):  # a dataset.json without what ingest records
         return None
 

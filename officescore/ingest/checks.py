@@ -13,15 +13,16 @@ Decisions worth knowing (see docs/ARCHITECTURE.md, "ingest"):
 - Polygons reaching outside the image are clipped to it (Sutherland-Hodgman, then rasterised).
 - An RLE whose size disagrees with the image, or whose counts do not add up to it, is dropped:
   its pixels cannot be placed reliably (and pycocotools would write past the buffer).
-- Annotation ids are renumbered from 1 anyway; id 0, a missing id or a repeated id is reported
-  because COCOeval treats id 0 as "unmatched".
+- Annotation ids are renumbered from 1 anyway; a missing or repeated id is reported. Id 0 is not:
+  Label Studio and Roboflow number from 0, and the renumbering keeps it out of COCOeval (which reads
+  id 0 as "unmatched").
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from officescore import masks
+from officescore.errors import ConfigError
 from officescore.masks import Rle, rle_counts
 
 
@@ -74,6 +76,8 @@ def id_sort_key(key: str) -> tuple[int, int | str]:
 class Categories:
     names: dict[str, str]  # export category id -> class name
     order: list[str]  # class names in order of their first (lowest) export id
+    renamed: dict[str, str] = field(default_factory=dict)  # the export's name -> its --rename
+    written: dict[str, str] = field(default_factory=dict)  # export category id -> the export's name
 
 
 def class_key(name: str) -> str:
@@ -91,13 +95,35 @@ def _one_spelling(name: str, key: str, spellings: dict[str, str], problems: list
     return spelling
 
 
+def parse_renames(texts: Iterable[str]) -> dict[str, str]:
+    """`--rename OLD=NEW` each -> {OLD: NEW}; an OLD given twice (as `class_key` compares names) with
+    two NEWs is refused."""
+    out: dict[str, str] = {}
+    for text in texts:
+        old, equals, new = (part.strip() for part in text.partition("="))
+        if not equals or not old or not new:
+            raise ConfigError(
+                f"--rename {text!r}: write OLD=NEW, a category of the export and the class it becomes "
+                "(e.g. 'potted plant=plant')"
+            )
+        same = next((given for given in out if class_key(given) == class_key(old)), old)
+        if out.get(same, new) != new:
+            raise ConfigError(f"--rename {text!r}: {same!r} is already renamed to {out[same]!r}")
+        out[same] = new
+    return out
+
+
 def check_categories(
-    raw: list[Any], spellings: dict[str, str] | None = None
+    raw: list[Any], spellings: dict[str, str] | None = None, renames: Mapping[str, str] | None = None
 ) -> tuple[Categories, list[Problem]]:
-    """The export's categories by id. `spellings`: the class names seen so far (see `_one_spelling`)."""
+    """The export's categories by id. `spellings`: the class names seen so far (see `_one_spelling`);
+    `renames`: --rename's {OLD: NEW}, applied to the export's names before they are matched."""
     spellings = {} if spellings is None else spellings
+    new_names = {class_key(old): new for old, new in (renames or {}).items()}
     problems: list[Problem] = []
     names: dict[str, str] = {}
+    written: dict[str, str] = {}
+    renamed: dict[str, str] = {}
     for entry in raw:
         key = id_key(entry.get("id")) if isinstance(entry, dict) else None
         name = entry.get("name") if isinstance(entry, dict) else None
@@ -108,18 +134,27 @@ def check_categories(
                 )
             )
             continue
-        if key in names:
+        if key in written:
             problems.append(
                 Problem(
                     "", "", "category_duplicate_id", f"category id {key} appears twice", "later one dropped"
                 )
             )
             continue
-        names[key] = _one_spelling(name.strip(), key, spellings, problems)
+        written[key] = name.strip()
+    # renamed onto a category the export has, a name takes its spelling: asked for, not a problem
+    own = {class_key(name): name for name in written.values() if class_key(name) not in new_names}
+    for key, name in written.items():
+        if class_key(name) in new_names:
+            renamed[name] = new_names[class_key(name)]
+            name = own.get(class_key(renamed[name]), renamed[name])
+        names[key] = _one_spelling(name, key, spellings, problems)
     order: list[str] = []
     first_id: dict[str, str] = {}
     for key in sorted(names, key=id_sort_key):
         name = names[key]
+        if name in first_id and {written[key], written[first_id[name]]} & renamed.keys():
+            continue  # merged as --rename asked: said by `ingest`, not a problem
         if name in first_id:
             problems.append(
                 Problem(
@@ -133,7 +168,7 @@ def check_categories(
             continue
         first_id[name] = key
         order.append(name)
-    return Categories(names, order), problems
+    return Categories(names, order, renamed, written), problems
 
 
 # ---------------------------------------------------------------- image paths
@@ -504,13 +539,11 @@ def _crowd_text(value: str) -> bool:
 
 
 def annotation_id_problem(raw_id: Any, seen: set[Hashable]) -> tuple[str, str] | None:
-    """(kind, what) when the id is missing, 0 or repeated; all ids are renumbered anyway."""
+    """(kind, what) when the id is missing or repeated; all ids are renumbered anyway (so id 0, where
+    Label Studio and Roboflow start, is fine)."""
     key = id_key(raw_id)
     if key is None:
         return "annotation_id_missing", f"annotation id {raw_id!r:.30} is missing or not a number/string"
-    if key == "0":
-        seen.add(key)
-        return "annotation_id_zero", "annotation id 0 (COCO ids start at 1; COCOeval reads 0 as unmatched)"
     if key in seen:
         return "annotation_duplicate_id", f"annotation id {key} is used more than once"
     seen.add(key)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from officescore.files import IMAGE_SUFFIXES
 from officescore.ingest.checks import path_exists, safe_image_path
 
 AS_WRITTEN = "as written"
@@ -107,8 +108,20 @@ class ImageFinder:
         uploads = {base_name(meant_path(n)) for n in file_names if isinstance(n, str)}
         stripped = Counter(original for name in uploads if (original := strip_upload_prefix(name)))
         self._clashes = {name for name, n in stripped.items() if n > 1}
+        self.found: set[Path] = set()  # every file `locate` returned: what the export lists
 
     def locate(self, file_name: str) -> Located:
+        located = self._locate(file_name)
+        if located.path is not None:
+            self.found.add(located.path)
+        return located
+
+    def photos(self) -> list[Path]:
+        """Every photo under the folder (by suffix; hidden folders and `skip` left out)."""
+        paths = [path for paths in self._by_name().values() for path in paths]
+        return sorted(path for path in paths if path.suffix.lower() in IMAGE_SUFFIXES)
+
+    def _locate(self, file_name: str) -> Located:
         path = safe_image_path(self.images_dir, file_name)
         meant = meant_path(file_name)
         for name in dict.fromkeys((file_name, meant)):

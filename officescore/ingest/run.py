@@ -96,6 +96,9 @@ class IngestResult:
     exports: list[str] = field(default_factory=list)
     conventions: dict[str, Declared] = field(default_factory=dict)  # declared, as dataset.json records
     dropped_categories: list[str] = field(default_factory=list)  # the exports' names not in `classes`
+    renamed: dict[str, str] = field(default_factory=dict)  # --rename: the exports' name -> the class
+    unlisted: list[str] = field(default_factory=list)  # photos in the image folders no export lists
+    merged: dict[str, list[str]] = field(default_factory=dict)  # class -> the exports' names --rename joined
 
     @property
     def export(self) -> str:
@@ -114,6 +117,9 @@ class IngestResult:
             "excluded_classes": self.excluded_classes,
             "conventions": as_json(self.conventions),
             "dropped_categories": self.dropped_categories,
+            "renamed": self.renamed,
+            "unlisted": self.unlisted,
+            "merged": self.merged,
         }
 
 
@@ -234,10 +240,12 @@ def _scan_images(
     problems: list[Problem],
     reporter: Reporter,
     label_studio: bool = False,
+    labels: Mapping[str, int] | None = None,
 ) -> dict[str, ImageRecord]:
     """Check every image entry; load each kept file once (size, sha256, perceptual hash).
 
-    `label_studio`: the export is Label Studio's COCO export (see `_size_problem`)."""
+    `label_studio`: the export is Label Studio's COCO export (see `_size_problem`); `labels`: how
+    many annotations name each image id, said of a photo dropped with them."""
     import imagehash
 
     images: dict[str, ImageRecord] = {}
@@ -275,7 +283,9 @@ def _scan_images(
             path = found.path
             if path in by_path:
                 what = f"same file as image id {by_path[path]}"
-                problems.append(Problem(file_name, "", "image_duplicate_file", what, "later one dropped"))
+                n = (labels or {}).get(key, 0)  # on this id, so dropped with it: say how many
+                action = "later one dropped" + (f", with its {n} annotation(s)" if n else "")
+                problems.append(Problem(file_name, "", "image_duplicate_file", what, action))
                 continue
             if not path_exists(path) or not path.is_file():
                 what = "is a folder, not an image file" if path_exists(path) else "file not found"
@@ -510,6 +520,7 @@ class _Checked:
     listed_images: int
     listed_annotations: int
     on_dropped: int
+    finder: ImageFinder
 
 
 def _export_list(export: Path | str | Sequence[Path | str]) -> list[Path]:
@@ -560,7 +571,8 @@ def _check_export(
     """One export's photos found and checked, its clean annotations attached to them."""
     names = [e.get("file_name") for e in data["images"] if isinstance(e, dict)]
     finder = ImageFinder(images_dir, [n for n in names if isinstance(n, str)], skip=[out])
-    images = _scan_images(data["images"], finder, problems, reporter, written_by_label_studio(data))
+    labels = Counter(id_key(a.get("image_id")) for a in data["annotations"] if isinstance(a, dict))
+    images = _scan_images(data["images"], finder, problems, reporter, written_by_label_studio(data), labels)
     listed_ids: dict[str, Any] = {}
     for entry in data["images"]:
         if isinstance(entry, dict) and (key := id_key(entry.get("id"))) is not None:
@@ -577,6 +589,7 @@ def _check_export(
         len(data["images"]),
         len(data["annotations"]),
         on_dropped,
+        finder,
     )
 
 
@@ -649,6 +662,7 @@ def ingest_export(
     attributes: AttributeSchema | None = None,
     last_wins: bool = False,
     conventions: Mapping[str, Declared | None] | None = None,
+    renames: Mapping[str, str] | None = None,
 ) -> IngestResult:
     """Check, repair, split and write a COCO export as an officescore data set in `out`.
 
@@ -664,6 +678,10 @@ def ingest_export(
     holding it, so a review project's export given last corrects the photos it reviewed.
     `conventions`: declared labelling conventions (None drops one), over those of the data set
     already in `out`, which carry over; dataset.json records them for the classes kept.
+    `renames`: {OLD: NEW} (`--rename`): the exports' category OLD (compared as class names are) is
+    class NEW, before classes are matched; two onto one NEW make one class. Each must name a category
+    of the exports. dataset.json records them; they never carry over (`label pull --ingest` keeps
+    Label Studio's names).
     """
     exports, out = _export_list(export), Path(out)
     if last_wins and len(exports) < 2:
@@ -681,7 +699,8 @@ def ingest_export(
         check_out(out, folder)
     # one spelling per class across the exports: that of --classes, else the first export's
     spellings = {class_key(name): name.strip() for name in classes or () if name.strip()}
-    categories = [check_categories(data["categories"], spellings) for data in datas]  # (categories, problems)
+    _check_renames(renames or {}, datas)
+    categories = [check_categories(data["categories"], spellings, renames) for data in datas]  # (c, problems)
     # the exports' classes, matched by name, in order of first appearance
     class_order = list(dict.fromkeys(name for c, _ in categories for name in c.order))
     wanted = _requested_classes(class_order, classes) if classes is not None else None
@@ -749,11 +768,14 @@ def ingest_export(
     dup_groups = _group_names(groups, kept)
     counts["duplicate_groups"] = len(dup_groups)
     counts["split_kept"] = sum(split is not None for split in previous)  # placed by an earlier ingest
+    unlisted = _unlisted_photos(checked)
+    counts["unlisted"] = len(unlisted)
     sources = [
         {"export": _relative(c.export, out), "images": _relative(c.images_dir, out), "sha256": c.sha256}
         for c in checked
     ]
     declared = merged(read_conventions(read_dataset_meta(out)), conventions or {}, chosen)  # carried over
+    renamed = {old: new for c, _ in categories for old, new in c.renamed.items()}
     meta = {
         "format": DATASET_FORMAT,
         "version": DATASET_VERSION,
@@ -772,6 +794,7 @@ def ingest_export(
         "attributes": schema.restricted(chosen).to_dict(),
         "conventions": as_json(declared),
         "dropped_categories": dropped_categories,
+        "renames": renamed,
         "duplicates": {"phash_threshold": PHASH_THRESHOLD, "groups": dup_groups},
         "officescore_version": __version__,
     }
@@ -789,7 +812,59 @@ def ingest_export(
         recorded,
         conventions=declared,
         dropped_categories=dropped_categories,
+        renamed=renamed,
+        unlisted=unlisted,
+        merged=_merged_by_rename([c for c, _ in categories], chosen),
     )
+
+
+def _unlisted_photos(checked: list[_Checked]) -> list[str]:
+    """Photos in an image folder that no export using it lists (`<folder>/<name>`): a labelled photo
+    the export lost, or one never labelled, which only the user can tell."""
+    folders: dict[Path, list[ImageFinder]] = {}
+    for c in checked:  # exports sharing one --images share its photos
+        folders.setdefault(c.images_dir, []).append(c.finder)
+    unlisted = []
+    for folder, finders in folders.items():
+        listed = set().union(*(finder.found for finder in finders))
+        for photo in finders[0].photos():
+            if photo not in listed and not _in_data_set(photo):
+                unlisted.append(str(folder / finders[0].relative(photo)))
+    return unlisted
+
+
+def _in_data_set(photo: Path) -> bool:
+    """A file of an officescore data set: `images/<name>` (a copy of a listed photo), `health.png`."""
+    holder = photo.parent.parent if photo.parent.name == "images" else photo.parent
+    return (holder / "dataset.json").is_file()
+
+
+def _check_renames(renames: Mapping[str, str], datas: list[dict[str, Any]]) -> None:
+    """A --rename whose OLD no export has is a typo: refused, naming the categories there are."""
+    names = [
+        entry["name"].strip()
+        for data in datas
+        for entry in data["categories"]
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"].strip()
+    ]
+    known = {class_key(name) for name in names}
+    unknown = [f"{old}={new}" for old, new in renames.items() if class_key(old) not in known]
+    if unknown:
+        where = "the export has" if len(datas) == 1 else "the exports have"
+        raise DataError(
+            f"--rename {', '.join(unknown)}: no such category; {where}: {', '.join(dict.fromkeys(names))}"
+        )
+
+
+def _merged_by_rename(categories: list[Categories], chosen: list[str]) -> dict[str, list[str]]:
+    """Class -> the exports' categories (as written) --rename made it of, where that is more than one:
+    two OLDs onto one NEW, or an OLD onto a category the export has. Classes kept only."""
+    sources: dict[str, dict[str, str]] = {}  # class -> {class_key: the exports' name}
+    for c in categories:
+        for key, name in c.names.items():
+            sources.setdefault(name, {}).setdefault(class_key(c.written[key]), c.written[key])
+    joined = {name: found for name, found in sources.items() if len(found) > 1 and name in chosen}
+    return {name: list(found.values()) for name, found in joined.items()}
 
 
 def _keep_last_copies(images: dict[str, ImageRecord]) -> list[ImageRecord]:
