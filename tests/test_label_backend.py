@@ -275,6 +275,7 @@ def test_malformed_predict_bodies_are_a_400_and_the_server_keeps_serving(
     }
     with served(backend) as url:
         for body, reason in (
+            ({"task": [{"id": 1}]}, 'needs "tasks": a list of Label Studio tasks'),  # a typo: not "no photos"
             ({"tasks": {"id": 1}}, "tasks must be a list"),
             ({"tasks": "photo.jpg"}, "tasks must be a list"),
             ({"tasks": [1]}, "every task must be a JSON object"),

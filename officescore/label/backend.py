@@ -426,7 +426,9 @@ def _handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                 elif path == "/predict" and wants(body):  # a click or box: one mask back
                     self._send(200, backend.clicks.answer(body, backend))
                 elif path == "/predict":
-                    tasks = body.get("tasks") or []
+                    if "tasks" not in body:  # Label Studio always sends them: a hand-made or proxied call
+                        raise DataError('a /predict body needs "tasks": a list of Label Studio tasks')
+                    tasks = body["tasks"] or []
                     results = backend.predict(tasks, body.get("label_config"))
                     # The version that made them: asking again may load a newer best.pt in between.
                     version = results[0]["model_version"] if results else backend.model_version
