@@ -4,6 +4,11 @@ Reads the normalised COCO written by `officescore ingest` (docs/ARCHITECTURE.md,
 folder"). Masks are decoded per item, so memory stays flat however large the split. Boxes are
 always derived from the (transformed) masks, so image, boxes and masks can never disagree.
 
+`decoded_for(min_size, max_size)`: photos much larger than a model's input (a 12 MP phone photo for
+a 512 px model) are decoded reduced, as `score` decodes them (`images.load_for_model`), their masks
+resized with them; such items carry `orig_size`, the photo's (width, height), so predictions can be
+put back on the photo. Training and evaluation then cost the model's pixels, not the camera's.
+
 Box convention: pixel edges, as COCO's [x, y, w, h] -> [x, y, x + w, y + h]. A mask covering
 columns 3..5 has x0 = 3 and x1 = 6, so even a one-pixel object gets a box of positive size
 (torchvision's Mask R-CNN rejects degenerate boxes) and a horizontal flip maps boxes exactly.
@@ -11,6 +16,7 @@ columns 3..5 has x0 = 3 and x1 = 6, so even a one-pixel object gets a box of pos
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Sequence
@@ -28,7 +34,7 @@ from officescore import masks as masklib
 from officescore.attributes import AttributeSchema
 from officescore.errors import DataError, UserError
 from officescore.files import ingest_advice
-from officescore.images import load_image
+from officescore.images import REDUCE_ABOVE, load_for_model, load_image
 
 Target = dict[str, Any]
 _INGEST_HINT = "run `officescore ingest EXPORT.json --out {dir}` first"
@@ -88,6 +94,8 @@ class OfficeDataset(Dataset):
         self.split = split
         self.transforms = transforms
         self.include_crowd = include_crowd
+        # (min_size, max_size, reduce_above) of `decoded_for`; None: every photo at its own size
+        self.decode_size: tuple[int, int, float] | None = None
         hint = _INGEST_HINT.format(dir=self.dataset_dir)
         if self.dataset_dir.is_file():  # the export itself, a tasks file: not `ingest --out` that file
             advice = ingest_advice(self.dataset_dir) or "pass the folder `officescore ingest` wrote"
@@ -179,6 +187,13 @@ class OfficeDataset(Dataset):
     def __len__(self) -> int:
         return len(self._images)
 
+    def decoded_for(self, min_size: int, max_size: int, reduce_above: float = REDUCE_ABOVE) -> OfficeDataset:
+        """This split with photos more than `reduce_above` times a model's input (min_size, max_size)
+        decoded at that input's size (see the module docstring); the split itself is left as it is."""
+        reduced = copy.copy(self)
+        reduced.decode_size = (int(min_size), int(max_size), float(reduce_above))
+        return reduced
+
     def _decode(self, segmentation: Any, height: int, width: int) -> np.ndarray:
         if isinstance(segmentation, list):  # polygons: tolerated, though ingest writes RLE
             rle = masklib.from_polygons(segmentation, height, width)
@@ -195,11 +210,24 @@ class OfficeDataset(Dataset):
     def raw_item(self, index: int) -> tuple[tv_tensors.Image, Target]:
         """The item before transforms: uint8 tv_tensors.Image and a target of tv_tensors."""
         info = self._images[index]
-        image = load_image(self.dataset_dir / str(info["file_name"]))
+        path = self.dataset_dir / str(info["file_name"])
+        original: tuple[int, int] | None = None  # the photo's (width, height) when decoded reduced
+        if self.decode_size is None:
+            image = load_image(path)
+        else:
+            min_size, max_size, reduce_above = self.decode_size
+            loaded = load_for_model(path, min_size, max_size, reduce_above=reduce_above)
+            image, original = loaded.image, (loaded.original_size if loaded.reduced else None)
         width, height = image.size
+        full_width, full_height = original or (width, height)
         anns = [a for a in self._annotations[int(info["id"])] if self.include_crowd or not a["iscrowd"]]
         if anns:
-            stacked = np.stack([self._decode(a["segmentation"], height, width) for a in anns])
+            stacked = np.stack(
+                [
+                    _resized(self._decode(a["segmentation"], full_height, full_width), width, height)
+                    for a in anns
+                ]
+            )
         else:
             stacked = np.zeros((0, height, width), dtype=np.uint8)
         masks = torch.from_numpy(stacked)
@@ -212,6 +240,8 @@ class OfficeDataset(Dataset):
             "iscrowd": torch.tensor([a["iscrowd"] for a in anns], dtype=torch.int64),
             "image_id": int(info["id"]),
         }
+        if original is not None:
+            target["orig_size"] = original
         if self.attributes:
             rows = [a["attributes"] for a in anns]
             target["attributes"] = torch.tensor(rows, dtype=torch.int64).reshape(
@@ -247,7 +277,18 @@ def finalise(image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]
     }
     if "attributes" in target:
         out["attributes"] = target["attributes"].as_subclass(torch.Tensor)[keep].to(torch.int64)
+    if "orig_size" in target:
+        out["orig_size"] = tuple(target["orig_size"])
     return image, out
+
+
+def _resized(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A binary mask at `width` x `height` (nearest pixel, as the photo it belongs to was reduced)."""
+    if mask.shape == (height, width):
+        return mask
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
 
 
 class RandomZoom:

@@ -212,6 +212,18 @@ def build_model(
     return model
 
 
+def input_size(model: Any) -> tuple[int, int] | None:
+    """(min_size, max_size) a detector resizes photos to (a TorchScript export: the model it wraps),
+    or None when it does not say."""
+    transform = getattr(model, "transform", None)
+    if transform is None:
+        transform = getattr(getattr(model, "model", None), "transform", None)
+    try:
+        return int(transform.min_size[-1]), int(transform.max_size)  # type: ignore[union-attr]
+    except (AttributeError, TypeError, IndexError, RuntimeError):
+        return None
+
+
 def started_pretrained(weights: Any) -> bool:
     """Whether loaded weights have the layout of a pretrained start (frozen BatchNorm where the
     architecture freezes it, the first backbone layers frozen): an officescore checkpoint records it

@@ -22,7 +22,8 @@ from officescore.errors import BadImageError
 from officescore.images import fit_for_model, load_for_model, load_image
 from officescore.infer import Predictor, score_photos
 from officescore.infer.drawing import save_width
-from officescore.infer.predictor import _scaled_mask_rle, on_pixels
+from officescore.infer.predictor import on_pixels
+from officescore.masks import scaled_up
 from officescore.sample import render_scene
 
 TWELVE_MP = (4032, 3024)
@@ -109,14 +110,14 @@ def test_a_scaled_mask_equals_scaling_the_whole_mask(size: tuple[int, int]) -> N
     mask[60:62, 95:100] = 1  # touches the right edge
     mask[:, 5:7] = 1  # full height: a run continues from a column's foot to the next column's head
     width, height = size
-    rle, area = _scaled_mask_rle(mask, width, height)
+    rle, area = scaled_up(mask, width, height)
     rows = np.minimum(((np.arange(height) + 0.5) * 75 / height).astype(int), 74)
     cols = np.minimum(((np.arange(width) + 0.5) * 100 / width).astype(int), 99)
     expected = mask[rows][:, cols]
     assert rle["size"] == [height, width]
     assert np.array_equal(masklib.decode(rle), expected) and area == expected.sum() > 0
     assert rle == masklib.encode(expected)  # the canonical runs, as pycocotools writes them
-    empty, none = _scaled_mask_rle(np.zeros((75, 100), dtype=np.uint8), width, height)
+    empty, none = scaled_up(np.zeros((75, 100), dtype=np.uint8), width, height)
     assert none == 0 and masklib.area(empty) == 0 and empty["size"] == [height, width]
 
 
@@ -208,3 +209,115 @@ def test_scoring_a_12_mp_photo_stays_within_a_memory_bound(
     print(f"peak RSS: small photo {base:.0f} MB, 12 MP photo {peak:.0f} MB")
     assert peak < PEAK_BOUND_MB
     assert peak - base < EXTRA_BOUND_MB
+
+
+def _data_set(folder: Path, photos: dict[str, Image.Image], box: tuple[int, int, int, int]) -> Path:
+    """A data set as `ingest` writes it: each photo with one desk, the rectangle `box` (x0, y0, x1,
+    y1) in the first photo's pixels, scaled to each photo's size."""
+    (folder / "images").mkdir(parents=True)
+    images, annotations = [], []
+    first_width = next(iter(photos.values())).size[0]
+    for n, (name, photo) in enumerate(photos.items(), 1):
+        photo.save(folder / "images" / name)
+        width, height = photo.size
+        scale = width / first_width
+        mask = np.zeros((height, width), dtype=np.uint8)
+        x0, y0, x1, y1 = (round(v * scale) for v in box)
+        mask[y0:y1, x0:x1] = 1
+        images.append({"id": n, "file_name": f"images/{name}", "width": width, "height": height})
+        rle, area = masklib.encode(mask), float(mask.sum())
+        annotations.append(
+            {"id": n, "image_id": n, "category_id": 1, "segmentation": rle, "area": area,
+             "bbox": [x0, y0, x1 - x0, y1 - y0], "iscrowd": 0}
+        )  # fmt: skip
+    categories = [{"id": 1, "name": "desk"}, {"id": 2, "name": "chair"}]
+    (folder / "val.json").write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+    (folder / "dataset.json").write_text(json.dumps({"classes": ["desk", "chair"], "counts": {}}))
+    return folder
+
+
+def test_a_data_set_decodes_a_photo_much_larger_than_the_model_at_its_size_masks_with_it(
+    tmp_path: Path,
+) -> None:
+    """Training and evaluation read a 1600 x 1200 photo for a 200 px model as `score` does: at the
+    model's size, its masks resized with it, the photo's own size kept; a photo under twice the
+    model's size is read whole, and the data set read plainly is left as it was."""
+    from officescore.dataset import OfficeDataset
+
+    scene = render_scene(1, size=256).image
+    photos = {"big.jpg": scene.resize((1600, 1200)), "small.png": scene.resize((320, 240))}
+    data = _data_set(tmp_path / "data", photos, (400, 300, 800, 600))
+    plain = OfficeDataset(data, "val")
+    reduced = plain.decoded_for(200, 300)
+    image, target = reduced[0]
+    assert tuple(image.shape) == (3, 200, 267) and target["orig_size"] == (1600, 1200)
+    assert tuple(target["masks"].shape) == (1, 200, 267)
+    assert target["boxes"].tolist() == [[67.0, 50.0, 133.0, 100.0]]  # the desk, nearest pixels at 1/6
+    expected = np.asarray(load_for_model(data / "images" / "big.jpg", 200, 300).image)
+    assert np.array_equal(image.mul(255).round().byte().permute(1, 2, 0).numpy(), expected)
+    small_image, small = reduced[1]
+    assert "orig_size" not in small and tuple(small_image.shape) == (3, 240, 320)
+    full_image, full = plain[0]
+    assert "orig_size" not in full and tuple(full_image.shape) == (3, 1200, 1600)
+    assert full["boxes"].tolist() == [[400.0, 300.0, 800.0, 600.0]]
+
+
+def test_evaluation_of_a_large_photo_is_what_the_model_finds_at_its_size_put_back_on_the_photo(
+    tmp_path: Path,
+) -> None:
+    """`predict_coco` (eval, validation while training, the label backend's jobs) on a 1537 x 1150
+    photo for a 128 px model: the same detections as on the photo decoded at the model's size (128 x
+    96), boxes scaled by each side's ratio and masks scaled up onto the photo, never pasted at 1.8 MP
+    each."""
+    from scoremodels import tiny_model
+
+    from officescore.dataset import OfficeDataset
+    from officescore.evaluate import predict_coco
+
+    photo = render_scene(2, size=256).image.resize((1537, 1150), Image.Resampling.BILINEAR)
+    big = _data_set(tmp_path / "big", {"photo.jpg": photo}, (300, 300, 900, 800))
+    seen = load_for_model(big / "images" / "photo.jpg", 128, 128).image
+    assert seen.size == (128, 96)
+    small = _data_set(tmp_path / "small", {"photo.png": seen}, (300, 300, 900, 800))
+    model = tiny_model(["desk", "chair"], {1: 8.0}).eval()
+    on_photo = predict_coco(model, OfficeDataset(big, "val"), "cpu")
+    at_model = predict_coco(model, OfficeDataset(small, "val"), "cpu")
+    assert len(on_photo) == len(at_model) > 0
+    for large, base in zip(on_photo, at_model, strict=True):
+        assert large["category_id"] == base["category_id"] and large["score"] == base["score"]
+        assert np.allclose(
+            large["bbox"], np.array(base["bbox"]) * np.array([1537 / 128, 1150 / 96] * 2), atol=1e-3
+        )
+        assert large["segmentation"]["size"] == [1150, 1537]
+        assert large["segmentation"] == scaled_up(masklib.decode(base["segmentation"]), 1537, 1150)[0]
+
+
+def test_training_reads_a_large_photo_at_twice_the_models_size(tmp_path: Path) -> None:
+    """A 1024 x 768 training photo for a 64 px model is read at 128 x 96 (and a 192 x 144 one): room
+    for the scale jitter's zoom-in (1.4x) to still resize down, at a 64th of the pixels decoded and
+    jittered."""
+    import shutil
+
+    import torch
+    from trainsetup import small_config
+
+    from officescore.distributed import DistContext
+    from officescore.progress import SILENT
+    from officescore.train.setup import setup
+
+    scene = render_scene(3, size=256).image
+    photos = {"big.jpg": scene.resize((1024, 768)), "mid.png": scene.resize((192, 144))}
+    data = _data_set(tmp_path / "data", photos, (200, 200, 600, 500))
+    shutil.copy(data / "val.json", data / "train.json")
+    run = setup(small_config(data, tmp_path / "runs"), torch.device("cpu"), DistContext(), None, SILENT)
+    try:
+        image, target = run.train_set.raw_item(0)
+        assert tuple(image.shape) == (3, 96, 128) and target["orig_size"] == (1024, 768)
+        assert tuple(target["masks"].shape) == (1, 96, 128)
+        assert tuple(run.train_set.raw_item(1)[0].shape) == (3, 96, 128)  # any photo over 128 px
+        assert "orig_size" not in run.val_set.raw_item(0)[1]  # evaluation reduces for the model it runs
+    finally:
+        if run.lock is not None:
+            run.lock.close()

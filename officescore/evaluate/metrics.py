@@ -37,6 +37,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from officescore import masks as masklib
 from officescore.attributes import AttributeSchema
 from officescore.errors import ConfigError, DataError
 from officescore.evaluate.inputs import is_number, load_gt, load_predictions, quiet
@@ -280,6 +281,18 @@ def _schema_beside(gt: Path | str | Mapping[str, Any]) -> AttributeSchema:
 # --- inference to COCO results -------------------------------------------------------------------
 
 
+def _on_photo(results: list[dict[str, Any]], seen: tuple[int, int], photo: tuple[int, int]) -> None:
+    """Results on a photo the model saw at `seen` (width, height), scaled onto the photo's own size:
+    boxes by the two ratios, masks scaled up from their runs (a 12 MP mask is never a 12 MP array)."""
+    sx, sy = photo[0] / seen[0], photo[1] / seen[1]
+    for result in results:
+        x, y, w, h = result["bbox"]
+        result["bbox"] = [x * sx, y * sy, w * sx, h * sy]
+        if "segmentation" in result:
+            binary = masklib.decode(result["segmentation"])
+            result["segmentation"] = masklib.scaled_up(binary, *photo)[0]
+
+
 def _to_results(
     det: dict[str, Any],
     image_id: int,
@@ -355,7 +368,9 @@ def predict_coco(
 
     It runs on officescore.infer.accel's fast path with COCO's conventions: the model's own low score
     threshold and detection cap (`score_threshold`, when higher, is pushed into the model), and by
-    default exact fp32, on a prepared copy, so a model being trained is left as it was.
+    default exact fp32, on a prepared copy, so a model being trained is left as it was. Photos much
+    larger than the model's input are decoded reduced, as `score` decodes them (`OfficeDataset.
+    decoded_for`), and their detections put back on the photo: boxes scaled, masks scaled up as RLE.
     """
     import torch
     from torch.utils.data import DataLoader, Subset
@@ -363,8 +378,12 @@ def predict_coco(
     from officescore.dataset import collate_fn
     from officescore.infer.accel import forward, prepare_model, proposals_for, resolve_precision
     from officescore.infer.accel.int8 import spread
+    from officescore.model import input_size
 
     device = torch.device(device)
+    size = input_size(model)
+    if size is not None and hasattr(dataset, "decoded_for"):
+        dataset = dataset.decoded_for(*size)
     kind = "torchscript" if isinstance(model, torch.jit.ScriptModule) else "checkpoint"
     proposals = proposals_for(precision)
     precision = resolve_precision(precision, device, kind)
@@ -390,11 +409,12 @@ def predict_coco(
     with reporter.stage("predict", total=len(chosen)) as stage:
         for images, targets in loader:
             outputs = forward(fast, [img.to(device) for img in images], device, precision, conf, mask_scores)
-            for det, target in zip(outputs, targets, strict=True):
+            for det, target, image in zip(outputs, targets, images, strict=True):
                 image_id = int(target["image_id"])
-                results.extend(
-                    _to_results(det, image_id, score_threshold, category_ids, attributes, mask_scores)
-                )
+                found = _to_results(det, image_id, score_threshold, category_ids, attributes, mask_scores)
+                if "orig_size" in target:  # the photo was decoded reduced: back onto the photo
+                    _on_photo(found, (int(image.shape[-1]), int(image.shape[-2])), target["orig_size"])
+                results.extend(found)
             stage.advance(len(images), status=f"{len(results)} detections")
     return results
 

@@ -250,13 +250,9 @@ class Predictor:
 
     def model_input_size(self) -> tuple[int, int] | None:
         """(min_size, max_size) the model resizes photos to, or None when it does not say."""
-        transform = getattr(self.model, "transform", None)
-        if transform is None:  # a TorchScript export wrapping the model
-            transform = getattr(getattr(self.model, "model", None), "transform", None)
-        try:
-            return int(transform.min_size[-1]), int(transform.max_size)  # type: ignore[union-attr]
-        except (AttributeError, TypeError, IndexError, RuntimeError):
-            return None
+        from officescore.model import input_size
+
+        return input_size(self.model)
 
     def predict(
         self,
@@ -360,7 +356,7 @@ class Predictor:
                 binary = _box_mask(boxes[k].tolist(), width, height)
                 rle, area = masklib.encode(binary), float(binary.sum())
             elif reduced:  # at the original size from the small mask, one at a time
-                rle, area = _scaled_mask_rle(masks[position], width, height)
+                rle, area = masklib.scaled_up(masks[position], width, height)
             else:
                 rle, area = masklib.encode(masks[position]), float(masks[position].sum())
             detections.append(
@@ -415,40 +411,6 @@ def _same_padding(tensors: Sequence[torch.Tensor], model_size: tuple[int, int] |
 
 def _describe(item: ImageInput, index: int) -> str:
     return f"<image {index + 1}>" if isinstance(item, Image.Image) else str(item)
-
-
-def _scaled_mask_rle(mask: np.ndarray, width: int, height: int) -> tuple[dict[str, Any], int]:
-    """COCO RLE (and pixel area) of the binary `mask` scaled to `width` x `height` (nearest pixel).
-
-    Built from the small mask's runs, never as a full-size array: each small column's runs, their
-    row ends scaled, repeat for every output column that samples it. A 108 MP photo's mask costs
-    its runs, not its pixels.
-    """
-    in_height, in_width = mask.shape
-    sx, sy = width / in_width, height / in_height
-    # Output pixel X samples small pixel floor((X + 0.5) / sx), as a nearest-pixel resize does, so
-    # small row r starts at output row ceil(r * sy - 0.5).
-    source = np.minimum(((np.arange(width) + 0.5) / sx).astype(np.int64), in_width - 1)
-    first = np.searchsorted(source, np.arange(in_width + 1))  # output columns of small column c
-    row_at = np.clip(np.ceil(np.arange(in_height + 1) * sy - 0.5), 0, height).astype(np.int64)
-    row_at[-1] = height
-    columns = np.zeros((in_width, in_height + 2), dtype=np.int8)  # COCO runs go down columns
-    columns[:, 1:-1] = mask.T
-    steps = np.diff(columns, axis=1)  # +1 where a run of ones starts, -1 one past its end
-    starts, ends = [], []
-    for c in np.flatnonzero(steps.any(axis=1)):
-        offsets = np.arange(first[c], first[c + 1], dtype=np.int64)[:, None] * height
-        starts.append((offsets + row_at[np.flatnonzero(steps[c] > 0)]).ravel())
-        ends.append((offsets + row_at[np.flatnonzero(steps[c] < 0)]).ravel())
-    if not starts:
-        return masklib.normalise({"size": [height, width], "counts": [height * width]}), 0
-    start, end = np.concatenate(starts), np.concatenate(ends)
-    joined = start[1:] == end[:-1]  # a run ending at a column's foot continues at the next's head
-    start = np.concatenate([start[:1], start[1:][~joined]])
-    end = np.concatenate([end[:-1][~joined], end[-1:]])
-    edges = np.concatenate([[0], np.stack([start, end], axis=1).ravel(), [width * height]])
-    rle = masklib.normalise({"size": [height, width], "counts": np.diff(edges).tolist()})
-    return rle, int((end - start).sum())
 
 
 def _box_mask(box: list[float], width: int, height: int) -> np.ndarray:

@@ -13,12 +13,16 @@ from officescore import __version__
 from officescore import distributed as dist_utils
 from officescore.errors import DataError, ModelError
 from officescore.files import atomic_write_json
-from officescore.model import build_model, started_pretrained
+from officescore.model import build_model, input_size, started_pretrained
 from officescore.progress import SILENT, Reporter
 from officescore.runs import ARGS_FILE, lock_run_dir, next_run_dir
 from officescore.train.config import WEIGHT_DECAY, TrainConfig, default_lr
 from officescore.train.seeding import seed_everything
 from officescore.train.tracking import Trackers
+
+# Training photos larger than this many times the model's input are decoded at that size: the
+# scale jitter's zoom-in (up to 1.4x) still resizes down, so the model sees what it saw before.
+TRAIN_HEADROOM = 2
 
 
 def cpu_bf16_helps() -> bool:
@@ -115,6 +119,11 @@ def setup(
             "(--no-attributes: none)"
         )
     model = _build_model(config, classes, model_kwargs, checkpoint, notes).to(device)
+    size = input_size(model)
+    if size is not None:  # a phone photo jittered at 12 MP only to be resized: at twice the model's size
+        train_set = train_set.decoded_for(
+            TRAIN_HEADROOM * size[0], TRAIN_HEADROOM * size[1], reduce_above=1.0
+        )
     # only now: --weights that cannot be loaded must not leave an empty run folder behind
     run_dir = _run_folder(config, ctx, resuming=checkpoint is not None)
 
