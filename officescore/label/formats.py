@@ -111,8 +111,9 @@ class LabelSchema:
     attributes: AttributeSchema = AttributeSchema()  # per-region choices of the classes' attributes
     interactive: bool = False  # smart keypoint and rectangle tools (click to mask) in the config
     ignore_boxes: bool = False  # a RectangleLabels tag (IGNORE_TAG) for ignore regions
-    # a task data key shown in a Header above the photo (a review's "what to check"); every task
-    # must then hold it: Label Studio refuses tasks without a key their config names
+    # a task data key shown in a Header above the photo (a review's "what to check"). The Header has
+    # no name: Label Studio requires only the keys of named tags, so a task without the key (plain
+    # photos pushed into a review project) is imported and shows an empty header
     header: str | None = None
 
     def __post_init__(self) -> None:
