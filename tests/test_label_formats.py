@@ -14,6 +14,7 @@ from officescore import masks as masklib
 from officescore.errors import DataError
 from officescore.infer import Detection
 from officescore.label import formats, regions
+from officescore.label.client import Project
 from officescore.label.formats import LabelSchema
 from officescore.sample import render_scene
 
@@ -403,6 +404,41 @@ def test_click_to_mask_tools_added_later_bring_a_brush_tag_only_where_the_projec
         brush_tags = xml.count("<BrushLabels ")
         assert brush_tags == answer_tags + (kind == "brush"), kind
         assert LabelSchema.from_config(xml).interactive
+
+
+HAND_MADE_SMART_BOX = """<View>
+  <Image name="image" value="$image"/>
+  <PolygonLabels name="label" toName="image"><Label value="desk"/></PolygonLabels>
+  <RectangleLabels name="sbox" toName="image" smartOnly="true"><Label value="desk"/></RectangleLabels>
+</View>"""
+
+
+def test_a_hand_made_smart_box_without_a_click_tool_is_named_and_gets_one() -> None:
+    """A hand-made config with a smart box but no KeyPointLabels: Label Studio sends the backend no
+    clicks. It counted as having the tools, so `label push --interactive` added nothing and said it
+    had them, and `label backend` said nothing. The missing tool is named and --interactive adds
+    it alone (and the brush tag the answers go into); the user's box stays the only box."""
+    from officescore.cli.label import missing_tools_line
+
+    assert formats.missing_smart_tools(HAND_MADE_SMART_BOX) == ['click tool (KeyPointLabels smart="true")']
+    said = missing_tools_line(
+        Project(1, "hand", LabelSchema.from_config(HAND_MADE_SMART_BOX), HAND_MADE_SMART_BOX)
+    )
+    assert said == (
+        "project 'hand' has a smart tool but no click tool (KeyPointLabels smart=\"true\"): "
+        "`officescore label push --project 'hand' --interactive` adds it"
+    )
+    added = formats.with_smart_tools(HAND_MADE_SMART_BOX)
+    assert formats.missing_smart_tools(added) == [] and formats.with_smart_tools(added) == added
+    assert added.count("<KeyPointLabels ") == 1 and added.count("<RectangleLabels ") == 1
+    assert added.count("<BrushLabels ") == 1 and '<RectangleLabels name="sbox"' in added
+    plain = LabelSchema(("desk",)).config_xml()
+    assert len(formats.missing_smart_tools(plain)) == 2
+    assert "has no click-to-mask tools yet" in str(
+        missing_tools_line(Project(1, "p", LabelSchema(("desk",)), plain))
+    )
+    tooled = LabelSchema(("desk",), interactive=True)
+    assert missing_tools_line(Project(1, "p", tooled, tooled.config_xml())) is None
 
 
 def test_the_smart_box_tool_is_no_ignore_tag() -> None:
