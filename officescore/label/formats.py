@@ -226,16 +226,17 @@ _SMART_TOOLS = {
 }
 
 
-def _is_smart(element: ElementTree.Element) -> bool:
+def is_smart_tool(element: ElementTree.Element) -> bool:
+    """A tag of Label Studio's smart tools (`smart` or `smartOnly`): what a labeller points with."""
     return "true" in (element.get("smart", "").lower(), element.get("smartOnly", "").lower())
 
 
 def _has_smart_tools(root: ElementTree.Element) -> bool:
-    return any(_is_smart(e) for tag in _SMART_TOOLS for e in root.iter(tag))
+    return any(is_smart_tool(e) for tag in _SMART_TOOLS for e in root.iter(tag))
 
 
 def _lacking_smart_tools(root: ElementTree.Element) -> list[str]:
-    return [tag for tag in _SMART_TOOLS if not any(_is_smart(e) for e in root.iter(tag))]
+    return [tag for tag in _SMART_TOOLS if not any(is_smart_tool(e) for e in root.iter(tag))]
 
 
 def missing_smart_tools(xml: str) -> list[str]:
