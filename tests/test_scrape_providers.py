@@ -181,6 +181,10 @@ def test_a_request_requests_cannot_send_is_final_in_one_line_naming_the_cause(
     with pytest.raises(ProviderError, match=r"not valid \(check --api-endpoint"):
         scrape(bad)
     assert [(q.provider, q.calls) for q in status(bad).quota] == [("openverse", 0)]
+    from officescore.scrape.providers import RequestNotSent, WikimediaProvider
+
+    with pytest.raises(RequestNotSent, match="no continue token"):  # asked of nobody: taken back too
+        WikimediaProvider(endpoint="http://127.0.0.1:9/w/api.php").search("desk", 2, None)
 
 
 def test_wikimedia_narrow_rights_and_unknown_licences(tmp_path: Path, host: ImageHost) -> None:
