@@ -441,6 +441,24 @@ def test_a_hand_made_smart_box_without_a_click_tool_is_named_and_gets_one() -> N
     assert missing_tools_line(Project(1, "p", tooled, tooled.config_xml())) is None
 
 
+@pytest.mark.parametrize("turned", [90, 180, 270])
+def test_a_region_saved_with_the_photo_turned_in_the_editor_reads_as_unturned(turned: int) -> None:
+    """`image_rotation` is the angle the labeller turned the view to (rotateControl, in hand-made
+    configs): Label Studio's editor turns only the view, and keeps every region's percentages and
+    original_width/height in the photo as stored (Image.rotate() changes no region). So pull reads
+    them as if unturned, as Label Studio's own converter does; turning them would misplace them."""
+    polygon = polygon_region([[10, 20], [60, 20], [60, 90], [10, 90]], "desk", 128, 96)
+    where = {"x": 5.0, "y": 10.0, "width": 20.0, "height": 30.0, "rotation": 0, "rectanglelabels": ["desk"]}
+    box = {**polygon, "id": "b", "type": "rectanglelabels", "from_name": "ignore", "value": where}
+    plain = formats.result_regions([polygon]) + formats.result_ignore_regions([box])
+    seen = [{**r, "image_rotation": turned} for r in (polygon, box)]
+    again = formats.result_regions(seen[:1]) + formats.result_ignore_regions(seen[1:])
+    assert [(r.class_name, r.width, r.height, r.mask) for r in again] == [
+        (r.class_name, r.width, r.height, r.mask) for r in plain
+    ]
+    assert masklib.bbox(plain[0].mask) == pytest.approx([13, 19, 64, 68], abs=1)
+
+
 def test_the_smart_box_tool_is_no_ignore_tag() -> None:
     """A click-to-mask project has a RectangleLabels tag of its own (the smart box a labeller points
     with): it is not the ignore tag, so a review's ignore rectangles still get their tag added
