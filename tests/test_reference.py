@@ -286,3 +286,18 @@ def test_every_option_named_in_the_readme_and_docs_exists() -> None:
             assert [o for o in named if o not in allowed] == [], where
             checked += 1
     assert checked > 100
+
+
+def test_every_shell_block_in_the_readme_and_docs_is_valid_shell() -> None:
+    """A reader pastes a ```sh, ```bash or ```console block into a shell: bash must parse it (a note
+    in parentheses after a command, not behind #, is a syntax error)."""
+    import subprocess
+
+    checked = 0
+    for page in DOCS:
+        text = page.read_text(encoding="utf-8")
+        for block in re.findall(r"^```(?:sh|bash|console)\n(.*?)^```", text, flags=re.S | re.M):
+            done = subprocess.run(["bash", "-n"], input=block, capture_output=True, text=True)
+            assert done.returncode == 0, f"{page.relative_to(ROOT)}:\n{block}\n{done.stderr}"
+            checked += 1
+    assert checked > 50
