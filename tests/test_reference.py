@@ -301,3 +301,34 @@ def test_every_shell_block_in_the_readme_and_docs_is_valid_shell() -> None:
             assert done.returncode == 0, f"{page.relative_to(ROOT)}:\n{block}\n{done.stderr}"
             checked += 1
     assert checked > 50
+
+
+def _architecture_rows() -> dict[str, str]:
+    """ARCHITECTURE.md's module table: `officescore/<path>` (a module or a package/) -> its row."""
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    rows: dict[str, str] = {}
+    for path, row in re.findall(r"^\| `officescore/([^`]+)` \|(.*)$", text, flags=re.M):
+        rows[path] = rows.get(path, "") + row
+    return rows
+
+
+def test_the_architecture_table_names_every_module_and_only_modules_that_exist() -> None:
+    """Each module has a row, or is named in its package's row (or a parent package's: the label
+    row names interactive/'s); each `name.py` a package's row names is a file of that package.
+    Command modules of cli/ go by the rule the cli row states: one module per command."""
+    rows = _architecture_rows()
+    package_root = ROOT / "officescore"
+    for module in sorted(package_root.rglob("*.py")):
+        relative = module.relative_to(package_root)
+        if module.name in ("__init__.py", "__main__.py") or relative.as_posix() in rows:
+            continue
+        if relative.parent.as_posix() == "cli" and module.stem in COMMAND_MODULES:
+            continue
+        packages = [p.as_posix() + "/" for p in relative.parents if p.as_posix() != "."]
+        text = " ".join(rows.get(p, "") for p in packages)
+        assert re.search(rf"\b{module.stem}\b", text), f"{relative}: in no row of docs/ARCHITECTURE.md"
+    for path, row in rows.items():
+        assert (package_root / path).exists(), f"docs/ARCHITECTURE.md: officescore/{path} does not exist"
+        if path.endswith("/"):
+            for name in re.findall(r"`([a-z_]+\.py)`", row):
+                assert list((package_root / path).rglob(name)), f"officescore/{path}{name} does not exist"
