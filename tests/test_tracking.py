@@ -817,6 +817,8 @@ def _expected_eval_scalars(doc: dict[str, Any], label: str) -> dict[str, float]:
                 expected[f"eval/{label}/{kind}_ap/{name}"] = float(row["ap"])
         for iou, value in doc[kind]["ap_at_iou"].items():
             expected[f"eval/{label}/{kind}_ap_iou{iou}"] = float(value)
+        for iou, value in doc[kind]["ar_at_iou"].items():  # recall at each --iou too
+            expected[f"eval/{label}/{kind}_ar_iou{iou}"] = float(value)
     return expected
 
 
@@ -978,6 +980,7 @@ def test_eval_of_results_from_no_run_is_a_run_of_its_own(
     out_dir = project / "eval"
     assert f"eval: logged as eval/dataset/val/* at step 0 (no checkpoint epoch) in {out_dir}" in notes
     expected = _expected_eval_scalars(doc, "dataset/val")
+    assert {"eval/dataset/val/segm_ap_iou0.3", "eval/dataset/val/segm_ar_iou0.3"} <= set(expected)
     assert len(set(expected.values())) > 5  # numbers that differ: a name given another's value shows
     events = _events(out_dir)
     logged = {tag: _scalars(events, tag) for tag in events.Tags()["scalars"]}
@@ -1055,13 +1058,14 @@ def test_eval_values_are_every_number_of_the_metrics_document() -> None:
 
     bbox: dict[str, Any] = {name: 0.01 * n for n, name in enumerate(STAT_NAMES, start=1)}
     bbox.update(prf(3, 1, 2), ap_large=None, conf=0.5, match_iou=0.5)
-    bbox.update(per_class={"desk": {"ap": 0.4, "ap50": 0.9}}, ap_at_iou={"0.3": 0.7})
+    bbox.update(per_class={"desk": {"ap": 0.4, "ap50": 0.9}}, ap_at_iou={"0.3": 0.7}, ar_at_iou={"0.3": 0.8})
     attribute = {"n": 4, "accuracy": 0.75, "macro_f1": 0.6, "values": ["oak", "white"]}
     doc = {"bbox": bbox, "segm": None, "attributes": {"desk.colour": attribute}, "images": 3}
     settings = ("conf", "match_iou")
     numbers = {k: v for k, v in bbox.items() if isinstance(v, (int, float)) and k not in settings}
     expected = {f"eval/d/val/bbox_{k}": float(v) for k, v in numbers.items()}
     expected.update({"eval/d/val/bbox_ap/desk": 0.4, "eval/d/val/bbox_ap_iou0.3": 0.7})
+    expected.update({"eval/d/val/bbox_ar_iou0.3": 0.8})
     expected.update({"eval/d/val/attributes/desk.colour_accuracy": 0.75})
     expected.update({"eval/d/val/attributes/desk.colour_macro_f1": 0.6})
     assert "bbox_fn" in " ".join(expected) and "bbox_ar10" in " ".join(expected)

@@ -298,14 +298,16 @@ EVAL_METRICS = (
 
 def eval_values(metrics: dict[str, Any], label: str) -> dict[str, float]:
     """The metrics document's numbers as scalars `eval/<label>/<type>_<metric>` (bbox_map, segm_ap50,
-    segm_precision, ...), `<type>_ap_iou<IoU>` for --iou, `<type>_ap/<class>` per class and
-    `attributes/<attribute>_accuracy` / `_macro_f1`; a number metrics.json holds as null (undefined)
-    is not logged."""
+    segm_precision, ...), `<type>_ap_iou<IoU>` and `<type>_ar_iou<IoU>` for --iou, `<type>_ap/<class>`
+    per class and `attributes/<attribute>_accuracy` / `_macro_f1`; a number metrics.json holds as
+    null (undefined) is not logged."""
     named: dict[str, Any] = {}
     for kind in ("bbox", "segm"):
         doc = metrics.get(kind) or {}
         named.update({f"{kind}_{key}": doc.get(key) for key in EVAL_METRICS})
-        named.update({f"{kind}_ap_iou{iou}": value for iou, value in (doc.get("ap_at_iou") or {}).items()})
+        for stat in ("ap", "ar"):  # --iou: AP and recall (AR, up to 100 detections) at each threshold
+            at_iou = doc.get(f"{stat}_at_iou") or {}
+            named.update({f"{kind}_{stat}_iou{iou}": value for iou, value in at_iou.items()})
         named.update(
             {f"{kind}_ap/{_safe(c)}": row.get("ap") for c, row in (doc.get("per_class") or {}).items()}
         )
