@@ -912,10 +912,11 @@ def test_eval_adds_its_numbers_to_the_training_run_of_its_model(
         )
 
     _, notes = _eval(["--model", str(run_dir), "--project", str(evals)], capsys)  # its own data set again
-    assert any(
-        f"mlflow: eval/dataset/val was logged before (from {evals / 'eval'})" in note for note in notes
-    )
+    for tracker in ("tensorboard", "mlflow"):  # one line each, alike
+        said = f"{tracker}: eval/dataset/val at step 1 was logged before (from {evals / 'eval'}); its "
+        assert sum(note.startswith(said) for note in notes) == 1, notes
     assert len(client.get_metric_history(run_id, "eval/dataset/val/segm_map")) == 2  # both kept
+    assert len(_scalars(_events(run_dir), "eval/dataset/val/segm_map")) == 2
     assert client.get_run(run_id).data.tags["eval/dataset/val/eval_dir"] == str(evals / "eval3")
     # the first evaluation's files are kept beside the new one's
     assert {a.path for a in client.list_artifacts(run_id, "eval/dataset/val")} == {
@@ -1132,7 +1133,55 @@ def test_eval_mlflow_store_is_the_runs_own_else_a_local_one_beside_the_project(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other.as_posix()}")
     notes = log_eval("auto", doc, out_dir, None, [])
     assert json.loads((out_dir / "mlflow_run.json").read_text()) == first and not other.exists()
-    assert not any("logged before" in note for note in notes)  # the same evaluation, logged again
+    # the same evaluation logged again: its values are in the history twice, and that is said
+    assert any(
+        note.startswith(f"mlflow: eval/data/val at step 0 was logged before (from {out_dir})")
+        for note in notes
+    )
+
+
+def test_a_repeated_evaluation_is_said_alike_by_each_tracker_and_every_value_is_kept(
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An evaluation logged at a step its names were logged at before (the same checkpoint on the
+    same split) is one line per tracker, alike, naming the earlier eval folder where known; both
+    values stay (TensorBoard's events, MLflow's history). Another checkpoint (another step) is no
+    repeat, and MLflow names no earlier folder when its tag names the other checkpoint's."""
+    from mlflow.tracking import MlflowClient
+
+    from officescore.train import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _store_uri(runs))
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "repeats")
+    run_dir = tmp_path / "runs" / "train" / "exp1"
+    (run_dir / "weights").mkdir(parents=True)
+    (run_dir / "args.json").write_text("{}")
+    monkeypatch.setattr(tracking, "checkpoint_epoch", lambda model: {"best.pt": 1, "last.pt": 2}[model.name])
+    doc = _eval_doc(tmp_path / "data" / "val.json")
+    said: dict[str, list[str]] = {}
+    for n, checkpoint in enumerate(("best.pt", "last.pt", "best.pt", "best.pt")):
+        out_dir = tmp_path / "runs" / "eval" / f"eval{n}"
+        out_dir.mkdir(parents=True)
+        doc["bbox"]["map"] = n / 10
+        notes = tracking.log_eval("auto", doc, out_dir, run_dir / "weights" / checkpoint, [])
+        said[out_dir.name] = [note for note in notes if "logged before" in note]
+    step1 = "eval/data/val at step 1 was logged before"
+    shown = {"tensorboard": "its event files keep both", "mlflow": "its metric history keeps both"}
+    assert said["eval0"] == said["eval1"] == []
+    assert said["eval2"] == [
+        f"tensorboard: {step1} (from {tmp_path / 'runs' / 'eval' / 'eval0'}); {shown['tensorboard']}, "
+        "its plot shows the newer (both: tensorboard --load_fast=false)",
+        f"mlflow: {step1}; {shown['mlflow']}, the run shows the newer",  # its tag names eval1's folder
+    ]
+    assert [note.split("; ")[0] for note in said["eval3"]] == [
+        f"{tracker}: {step1} (from {tmp_path / 'runs' / 'eval' / 'eval2'})" for tracker in shown
+    ]
+    kept = [(1, 0.0), (2, 0.1), (1, 0.2), (1, 0.3)]
+    logged = sorted(_scalars(_events(run_dir), "eval/data/val/bbox_map"))  # in event-file name order
+    assert logged == [(s, pytest.approx(v)) for s, v in sorted(kept)]
+    run_id = json.loads((run_dir / "mlflow_run.json").read_text())["run_id"]
+    history = MlflowClient(_store_uri(runs)).get_metric_history(run_id, "eval/data/val/bbox_map")
+    assert sorted((m.step, m.value) for m in history) == sorted(kept)
 
 
 def test_eval_logs_to_a_training_run_only_for_a_model_in_its_weights_folder(tmp_path: Path) -> None:

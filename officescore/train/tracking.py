@@ -56,6 +56,8 @@ _BATCH = 500  # MLflow metrics sent per request (its limit is 1000)
 _FLUSH_SECONDS = 15.0  # ... or sooner: slow CPU steps still reach the MLflow UI within seconds
 _PROBE_SECONDS = 5.0  # a tracking server that does not answer this fast is not used (see _unreachable)
 _RUN_NAME_PARTS = 4  # an MLflow run's name: the run folder and the 3 above it (officeA/runs/train/exp1)
+# eval --log's TensorBoard event files end so: an earlier evaluation is found without reading training's
+EVAL_EVENTS_SUFFIX = ".eval"
 
 
 @dataclass
@@ -320,6 +322,13 @@ def eval_values(metrics: dict[str, Any], label: str) -> dict[str, float]:
     }
 
 
+def repeat_note(tracker: str, ev: Evaluation, earlier: str, shown: str) -> str:
+    """The one line each tracker gives for an evaluation whose names and step were logged before
+    (the same checkpoint on the same split again): nothing is replaced; `shown` says what is seen."""
+    where = f" (from {earlier})" if earlier else ""
+    return f"{tracker}: eval/{ev.label} at step {ev.step} was logged before{where}; {shown}"
+
+
 def checkpoint_epoch(model: Path | None) -> int:
     """The step an evaluation is logged at: the epochs its checkpoint had trained, the axis of the
     run's val/ curves (best.pt's numbers on its val split sit on them); 0 for an export or no model."""
@@ -353,7 +362,9 @@ def open_eval_trackers(
     project = run_dir.parent
     wanted: list[tuple[str, Callable[[], Any]]] = []
     if log in ("auto", "tensorboard"):
-        wanted.append(("tensorboard", lambda: TensorBoardTracker(run_dir, project)))
+        wanted.append(
+            ("tensorboard", lambda: TensorBoardTracker(run_dir, project, filename_suffix=EVAL_EVENTS_SUFFIX))
+        )
     if log == "mlflow" or (log == "auto" and uri):
         wanted.append(
             ("mlflow", lambda: MLflowTracker(run_dir, uri or local_mlflow_uri(project), adding=True))
@@ -440,12 +451,16 @@ class TensorBoardTracker:
 
     name = "tensorboard"
 
-    def __init__(self, run_dir: Path, project: Path, purge_step: int | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, project: Path, purge_step: int | None = None, filename_suffix: str = ""
+    ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir, self.project = run_dir, project
         # On --resume, purge_step hides what the stopped run logged after its last checkpoint.
-        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+        self.writer = SummaryWriter(
+            log_dir=str(run_dir), purge_step=purge_step, filename_suffix=filename_suffix
+        )
         self.resuming = purge_step is not None
 
     def describe(self) -> str:
@@ -478,12 +493,34 @@ class TensorBoardTracker:
             self.writer.file_writer.add_summary(self._end_info)  # type: ignore[union-attr]
         self.writer.close()
 
-    def evaluation(self, ev: Evaluation) -> None:
+    def evaluation(self, ev: Evaluation) -> str | None:
+        """The numbers at the step and a text entry saying what they measured; says so when `label`
+        was logged at this step before (TensorBoard keeps both events, its plot shows one)."""
+        earlier = self._earlier_eval_dirs(ev)
         for tag, value in ev.values.items():
             self.writer.add_scalar(tag, value, ev.step)
         lines = "\n".join(f"- {key}: `{value}`" for key, value in ev.about.items())
         self.writer.add_text(f"eval/{ev.label}", lines, ev.step)  # what these numbers measured
         self.writer.flush()
+        if not earlier:
+            return None
+        # TensorBoard's default loader (--load_fast) keeps the last value written at a step
+        shown = "its event files keep both, its plot shows the newer (both: tensorboard --load_fast=false)"
+        return repeat_note(self.name, ev, earlier[-1], shown)
+
+    def _earlier_eval_dirs(self, ev: Evaluation) -> list[str]:
+        """The eval folders of the evaluations of `ev.label` at `ev.step` in the run's eval event
+        files, oldest first."""
+        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+        tag, found = f"eval/{ev.label}/text_summary", []
+        for path in self.run_dir.glob(f"*tfevents*{EVAL_EVENTS_SUFFIX}"):
+            for event in EventFileLoader(str(path)).Load():
+                texts = [v.tensor.string_val[0] for v in event.summary.value if v.tag == tag]
+                if texts and event.step == ev.step:
+                    written = re.search(r"^- eval_dir: `(.*)`$", texts[0].decode(), flags=re.M)
+                    found.append((event.wall_time, written.group(1) if written else ""))
+        return [eval_dir for _, eval_dir in sorted(found)]  # by time: file names need not sort so
 
 
 class MLflowTracker:
@@ -590,8 +627,9 @@ class MLflowTracker:
 
     def evaluation(self, ev: Evaluation) -> str | None:
         """The numbers at the step, tags `eval/<label>/<key>` for `about`, the files in a folder of
-        this evaluation's own; says so when `label` was logged before (MLflow shows the newest)."""
-        earlier = self.client.get_run(self.run_id).data.tags.get(f"eval/{ev.label}/eval_dir")
+        this evaluation's own; says so when `label` was logged at this step before (MLflow keeps both
+        values in the metric history and shows the newer)."""
+        earlier = self._earlier_eval_dir(ev)
         with _stdout_to_stderr():
             self._queue(ev.values, ev.step)
             self._flush()
@@ -601,12 +639,20 @@ class MLflowTracker:
             folder = f"eval/{ev.label}/{Path(ev.about['eval_dir']).name}"
             for path in ev.artefacts:
                 self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
-        if earlier is None or earlier == ev.about["eval_dir"]:
+        if earlier is None:
             return None
-        return (
-            f"mlflow: eval/{ev.label} was logged before (from {earlier}); the run now shows these numbers, "
-            "its metric history keeps both"
-        )
+        return repeat_note(self.name, ev, earlier, "its metric history keeps both, the run shows the newer")
+
+    def _earlier_eval_dir(self, ev: Evaluation) -> str | None:
+        """None when `ev.label` has no value at `ev.step` yet; else the eval folder that logged it
+        ("" when the newest evaluation of the label was at another step: its tag names that one)."""
+        key = next(iter(ev.values), None)
+        history = self.client.get_metric_history(self.run_id, key) if key else []
+        if not any(m.step == ev.step for m in history):
+            return None
+        newest = max(history, key=lambda m: m.timestamp)
+        tag = self.client.get_run(self.run_id).data.tags.get(f"eval/{ev.label}/eval_dir")
+        return (tag or "") if newest.step == ev.step else ""
 
     def _queue(self, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
