@@ -1184,6 +1184,38 @@ def test_a_repeated_evaluation_is_said_alike_by_each_tracker_and_every_value_is_
     assert sorted((m.step, m.value) for m in history) == sorted(kept)
 
 
+def test_evaluations_from_eval_folders_of_one_name_keep_their_own_mlflow_artefacts(
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two projects' runs/eval/eval (or one deleted and made again) evaluating one run: the second's
+    files go to eval/<label>/eval2, numbered as train numbers run folders, never over the first's;
+    the tag `eval/<label>/artifacts` says where each went."""
+    from mlflow.tracking import MlflowClient
+
+    from officescore.train.tracking import log_eval
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _store_uri(runs))
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "same-names")
+    run_dir = tmp_path / "runs" / "train" / "exp1"
+    (run_dir / "weights").mkdir(parents=True)
+    (run_dir / "args.json").write_text("{}")
+    doc = _eval_doc(tmp_path / "data" / "val.json")
+    client = MlflowClient(_store_uri(runs))
+    for n, project in enumerate(("officeA", "officeB", "officeC"), start=1):
+        out_dir = tmp_path / project / "runs" / "eval" / "eval"
+        out_dir.mkdir(parents=True)
+        (out_dir / "metrics.json").write_text(json.dumps({"n": n}))
+        log_eval("mlflow", doc, out_dir, run_dir / "weights" / "best.pt", [out_dir / "metrics.json"])
+        run_id = json.loads((run_dir / "mlflow_run.json").read_text())["run_id"]
+        folder = f"eval/data/val/{'eval' if n == 1 else f'eval{n}'}"
+        assert client.get_run(run_id).data.tags["eval/data/val/artifacts"] == folder
+    for n, folder in enumerate(("eval", "eval2", "eval3"), start=1):
+        copy = client.download_artifacts(
+            run_id, f"eval/data/val/{folder}/metrics.json", str(tmp_path / folder)
+        )
+        assert json.loads(Path(copy).read_text()) == {"n": n}
+
+
 def test_eval_logs_to_a_training_run_only_for_a_model_in_its_weights_folder(tmp_path: Path) -> None:
     """eval --log adds to a run only for `<run>/weights/*.pt` beside the run's args.json: a model
     copied to another folder of the run (or a run without args.json) is not that run's checkpoint."""

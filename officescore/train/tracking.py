@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import json
 import logging
 import os
@@ -633,15 +634,23 @@ class MLflowTracker:
         with _stdout_to_stderr():
             self._queue(ev.values, ev.step)
             self._flush()
-            for key, value in ev.about.items():
+            folder = self._artefact_folder(ev)
+            for key, value in {**ev.about, "artifacts": folder}.items():
                 self.client.set_tag(self.run_id, f"eval/{ev.label}/{key}", value)
-            # each evaluation's files in a folder of their own: a second one never replaces the first's
-            folder = f"eval/{ev.label}/{Path(ev.about['eval_dir']).name}"
             for path in ev.artefacts:
                 self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
         if earlier is None:
             return None
         return repeat_note(self.name, ev, earlier, "its metric history keeps both, the run shows the newer")
+
+    def _artefact_folder(self, ev: Evaluation) -> str:
+        """`eval/<label>/<eval folder's name>`, a folder of this evaluation's own: numbered as train
+        numbers run folders (eval, eval2, ...) when an earlier evaluation has that name (another
+        project's runs/eval/eval, or one since deleted), so a second one never replaces the first's."""
+        parent, name = f"eval/{ev.label}", Path(ev.about["eval_dir"]).name
+        taken = {Path(a.path).name for a in self.client.list_artifacts(self.run_id, parent)}
+        candidates = (name if n == 1 else f"{name}{n}" for n in itertools.count(1))
+        return f"{parent}/{next(c for c in candidates if c not in taken)}"
 
     def _earlier_eval_dir(self, ev: Evaluation) -> str | None:
         """None when `ev.label` has no value at `ev.step` yet; else the eval folder that logged it
