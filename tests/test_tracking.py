@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from trainsetup import cli_model_options, make_dataset, small_config
+from trainsetup import FAST_MODEL, cli_model_options, make_dataset, small_config
 
 from officescore.cli import main
 from officescore.progress import Reporter, Stage
@@ -824,10 +824,9 @@ def _expected_eval_scalars(doc: dict[str, Any], label: str) -> dict[str, float]:
 
 def _trained_run(data: Path, run_dir: Path) -> Path:
     """A run folder as `train` leaves it after one epoch, without training: weights/best.pt (an
-    untrained ResNet18-FPN at 64 px, epoch 1) and args.json naming the data set."""
+    untrained ResNet18-FPN at 64 px, epoch 1) and args.json naming the data set (its settings, in the
+    checkpoint too, a few of train's; paths relative to the run folder)."""
     import os
-
-    from trainsetup import FAST_MODEL
 
     from officescore.model import build_model, save_checkpoint
 
@@ -835,6 +834,8 @@ def _trained_run(data: Path, run_dir: Path) -> Path:
     options = {**FAST_MODEL, "min_size": 64, "max_size": 64}
     model = build_model("maskrcnn_resnet18_fpn", classes, weights="none", **options)
     (run_dir / "weights").mkdir(parents=True)
+    args = {"data": os.path.relpath(data, run_dir), "arch": "maskrcnn_resnet18_fpn", "epochs": 1}
+    args.update(img_size=64, model_kwargs=options, project="..", resume=None, classes=classes)
     save_checkpoint(
         run_dir / "weights" / "best.pt",
         model=model.state_dict(),
@@ -842,8 +843,9 @@ def _trained_run(data: Path, run_dir: Path) -> Path:
         classes=classes,
         model_kwargs=options,
         epoch=1,
+        args=args,
     )
-    (run_dir / "args.json").write_text(json.dumps({"data": os.path.relpath(data, run_dir)}))
+    (run_dir / "args.json").write_text(json.dumps(args))
     return run_dir
 
 
@@ -940,6 +942,42 @@ def test_an_evaluation_of_a_run_without_an_mlflow_run_starts_a_finished_one(
     assert first.client.get_run(first.run_id).info.status == "FINISHED"
     assert json.loads((run_dir / "mlflow_run.json").read_text())["run_id"] == first.run_id
     assert MLflowTracker(run_dir, _store_uri(runs), adding=True).run_id == first.run_id
+
+
+def test_eval_gives_a_run_trained_without_mlflow_the_settings_it_trained_with(
+    data: Path,
+    runs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`eval --log mlflow` of a run trained without MLflow: the MLflow run it starts gets the
+    checkpoint's training settings as params, as `train` logs them (paths whole, nested options
+    dotted, lists as JSON, None as 'None'); a later evaluation leaves them as they are."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _store_uri(runs))
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "params")
+    run_dir = _trained_run(data, tmp_path / "runs" / "train" / "exp1")
+    evals = tmp_path / "runs" / "eval"
+    for _ in range(2):
+        _eval(["--model", str(run_dir), "--log", "mlflow", "--project", str(evals)], capsys)
+    run = MlflowClient(_store_uri(runs)).get_run(
+        json.loads((run_dir / "mlflow_run.json").read_text())["run_id"]
+    )
+    classes = json.loads((data / "dataset.json").read_text())["classes"]
+    assert run.data.params == {
+        "data": str(data.resolve()),
+        "project": str(run_dir.parent.resolve()),
+        "resume": "None",
+        "arch": "maskrcnn_resnet18_fpn",
+        "epochs": "1",
+        "img_size": "64",
+        "classes": json.dumps(classes),
+        "model_kwargs.min_size": "64",
+        "model_kwargs.max_size": "64",
+        **{f"model_kwargs.{key}": str(value) for key, value in FAST_MODEL.items()},
+    }
 
 
 def _results(gt: dict[str, Any]) -> list[dict[str, Any]]:

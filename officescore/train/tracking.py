@@ -64,13 +64,15 @@ EVAL_EVENTS_SUFFIX = ".eval"
 @dataclass
 class Evaluation:
     """One `eval --log`: its scalars (`eval_values`) at `step`, what it measured (`about`: gt, model,
-    split, eval_dir) and its files, named under `eval/<label>/`."""
+    split, eval_dir) and its files, named under `eval/<label>/`; `params`: the settings the model
+    trained with (`training_params`), for an MLflow run that has none (trained without MLflow)."""
 
     label: str
     step: int
     values: dict[str, float]
     about: dict[str, str]
     artefacts: list[Path] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class Tracker(Protocol):
@@ -345,6 +347,25 @@ def checkpoint_epoch(model: Path | None) -> int:
         return 0
 
 
+def training_params(model: Path | None, run_dir: Path | None) -> dict[str, Any]:
+    """The settings `model` trained with (its checkpoint's args) as `train` logs them: data, project
+    and resume as whole paths when the model is in its run folder `run_dir` (the checkpoint keeps
+    them relative to it, as loop._tracked_args reads them); {} for an export or no model."""
+    if model is None:
+        return {}
+    try:
+        import torch
+
+        data = torch.load(model, map_location="cpu", weights_only=True, mmap=True)  # weights not read
+        args = dict(data.get("args") or {})
+    except Exception:  # a TorchScript export, an old or foreign file: no settings recorded
+        return {}
+    for key in ("data", "project", "resume"):
+        if run_dir is not None and args.get(key) is not None:
+            args[key] = os.path.normpath(Path(run_dir).resolve() / str(args[key]))
+    return args
+
+
 def open_eval_trackers(
     log: str,
     run_dir: Path,
@@ -394,7 +415,8 @@ def log_eval(
     """`eval --log`: add one evaluation (its metrics document, written to `out_dir`) to the training
     run `model` came from, else to `out_dir` as a run of its own. Returns the notes: where it went."""
     notes: list[str] = []
-    run_dir = (training_run(model) if model is not None else None) or Path(out_dir)
+    trained_in = training_run(model) if model is not None else None
+    run_dir = trained_in or Path(out_dir)
     trackers = open_eval_trackers(log, run_dir, notes=notes, warn=warn)
     if not trackers:
         return notes
@@ -404,7 +426,8 @@ def log_eval(
     about["eval_dir"] = str(Path(out_dir).resolve())
     files = [Path(p) for p in artefacts if Path(p).is_file()]
     try:
-        trackers.evaluation(Evaluation(label, step, eval_values(metrics, label), about, files))
+        params = training_params(model, trained_in)
+        trackers.evaluation(Evaluation(label, step, eval_values(metrics, label), about, files, params))
     finally:
         trackers.end([], "finished")
     if trackers:  # still on: none failed on the way
@@ -631,6 +654,7 @@ class MLflowTracker:
         this evaluation's own; says so when `label` was logged at this step before (MLflow keeps both
         values in the metric history and shows the newer)."""
         earlier = self._earlier_eval_dir(ev)
+        self.start(ev.params)  # a run trained without MLflow gets the model's settings; logged ones stay
         with _stdout_to_stderr():
             self._queue(ev.values, ev.step)
             self._flush()
