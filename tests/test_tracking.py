@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -428,6 +429,74 @@ def test_a_relative_sqlite_tracking_uri_is_used(runs: Path, monkeypatch: pytest.
     experiment = tracker.client.get_experiment(tracker.experiment_id)
     assert experiment.artifact_location == (runs / "mlflow" / "artifacts").resolve().as_uri()
     assert [a.path for a in tracker.client.list_artifacts(tracker.run_id)] == ["args.json"]
+
+
+def test_a_relative_sqlite_store_is_recorded_whole_so_eval_and_resume_find_it_from_any_folder(
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run logged to sqlite:///runs/mlflow/mlflow.db records the store as a whole path: eval from
+    another folder adds to the same MLflow run, and --resume from another folder whose relative URI
+    names the same store continues it (the record was the relative text: a fresh store, a new run)."""
+    from officescore.train import tracking
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "relative-record")
+    monkeypatch.chdir(runs.parent)
+    tracking.local_mlflow_uri(runs / "train")  # the shared store, made once
+    store = f"sqlite:///{(runs / 'mlflow' / 'mlflow.db').resolve().as_posix()}"
+    run_dir = runs / "relative-record" / "exp1"
+    (run_dir / "weights").mkdir(parents=True)
+    (run_dir / "args.json").write_text("{}")
+    trained = tracking.MLflowTracker(run_dir, f"sqlite:///{runs.name}/mlflow/mlflow.db")
+    trained.end([], "finished")
+    assert json.loads((run_dir / "mlflow_run.json").read_text()) == {
+        "tracking_uri": store,
+        "run_id": trained.run_id,
+    }
+
+    monkeypatch.chdir(tmp_path)  # elsewhere: eval, and a resume naming the store relative to here
+    notes = tracking.log_eval(
+        "auto", _eval_doc(tmp_path / "val.json"), tmp_path, run_dir / "weights" / "best.pt", []
+    )
+    assert any(note.startswith(f"mlflow: run {trained.run_id} in experiment") for note in notes)
+    relative_here = f"sqlite:///{os.path.relpath(runs / 'mlflow' / 'mlflow.db')}"
+    resumed = tracking.MLflowTracker(run_dir, relative_here, resuming=True)
+    resumed.end([], "finished")
+    assert (resumed.run_id, resumed.tracking_uri) == (trained.run_id, store)
+    assert list(tmp_path.iterdir()) == [] and resumed.notes == []  # no store made here, nothing to say
+
+
+def test_a_relative_store_recorded_before_is_read_from_here_and_said_in_one_line(
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An mlflow_run.json written before stores were recorded whole names sqlite:///runs/...: the
+    folder training ran in is not recorded, so eval reads it from the current folder and says which
+    store that is in one line (a new one, from a folder without it); the record is then whole."""
+    from officescore.train import tracking
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "relative-old")
+    monkeypatch.chdir(runs.parent)
+    tracking.local_mlflow_uri(runs / "train")
+    run_dir = runs / "relative-old" / "exp1"
+    (run_dir / "weights").mkdir(parents=True)
+    (run_dir / "args.json").write_text("{}")
+    trained = tracking.MLflowTracker(run_dir, _store_uri(runs))
+    trained.end([], "finished")
+    old = {"tracking_uri": f"sqlite:///{runs.name}/mlflow/mlflow.db", "run_id": trained.run_id}
+    doc, model = _eval_doc(tmp_path / "val.json"), run_dir / "weights" / "best.pt"
+    record = run_dir / "mlflow_run.json"
+    said = f"mlflow: {record} names the store {old['tracking_uri']} relative to the folder training ran in, "
+    for here, store, run_id in ((runs.parent, runs, trained.run_id), (tmp_path, tmp_path / runs.name, None)):
+        monkeypatch.chdir(here)
+        record.write_text(json.dumps(old))
+        notes = tracking.log_eval("auto", doc, tmp_path, model, [])
+        new = "" if run_id else ", a new one"
+        using = (
+            f"which is not recorded; using {store / 'mlflow' / 'mlflow.db'} (from the current folder{new})"
+        )
+        assert [note for note in notes if "names the store" in note] == [said + using]
+        now = json.loads(record.read_text())
+        assert now["tracking_uri"] == f"sqlite:///{(store / 'mlflow' / 'mlflow.db').as_posix()}"
+        assert (now["run_id"] == trained.run_id) == (run_id is not None)
 
 
 def test_a_tracker_that_cannot_start_is_a_one_line_error() -> None:

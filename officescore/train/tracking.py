@@ -239,6 +239,7 @@ def _open_wanted(
         if tracker is not None:
             trackers.trackers.append(tracker)
             trackers.notes.append(tracker.describe())
+            trackers.notes.extend(getattr(tracker, "notes", []))  # MLflow: a relative store's record
     if log == "auto" and not uri and importlib.util.find_spec("mlflow") is not None:  # no import: ~2 s
         skipped.append("MLflow not used: MLFLOW_TRACKING_URI is not set (--log mlflow: a local store)")
     if not trackers:
@@ -274,6 +275,17 @@ def local_mlflow_uri(project: Path) -> str:
     folder = Path(project).resolve().parent / "mlflow"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(folder / 'mlflow.db').as_posix()}"
+
+
+_SQLITE = "sqlite:///"
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """A SQLite store named relative to the current folder (sqlite:///runs/mlflow/mlflow.db) as a
+    whole path (sqlite:////home/me/runs/mlflow/mlflow.db); any other URI as it is."""
+    if uri.startswith(_SQLITE) and not Path(uri[len(_SQLITE) :]).is_absolute():
+        return _SQLITE + Path(os.path.abspath(uri[len(_SQLITE) :])).as_posix()
+    return uri
 
 
 def mlflow_run_name(run_dir: Path) -> str:
@@ -563,7 +575,9 @@ class MLflowTracker:
         if problem:
             raise ConnectionError(problem)
         self.run_dir = Path(run_dir)
-        self.tracking_uri = tracking_uri
+        # recorded whole in mlflow_run.json: eval and --resume from another folder reach the same store
+        self.tracking_uri = tracking_uri = absolute_tracking_uri(tracking_uri)
+        self.notes = self._relative_record_notes()
         # SQLite stores log their schema set-up at INFO
         with _quiet_loggers("mlflow", "alembic"), _stdout_to_stderr(), _store_lock(tracking_uri):
             self.client = MlflowClient(tracking_uri=tracking_uri)
@@ -577,6 +591,19 @@ class MLflowTracker:
         )
         self._pending: list[Any] = []
         self._flushed = time.monotonic()
+
+    def _relative_record_notes(self) -> list[str]:
+        """One line when the run folder's mlflow_run.json (written before 2026-12-06) names the SQLite
+        store in use relative to the folder training ran in, which nothing records: which one is used."""
+        saved = _saved_tracking_uri(self.run_dir)
+        if saved is None or saved == self.tracking_uri or absolute_tracking_uri(saved) != self.tracking_uri:
+            return []  # none, recorded whole, or another store (not used: a run of its own)
+        path = self.tracking_uri[len(_SQLITE) :]
+        new = "" if Path(path).exists() else ", a new one"
+        return [
+            f"mlflow: {self.run_dir / MLFLOW_RUN_FILE} names the store {saved} relative to the folder "
+            f"training ran in, which is not recorded; using {path} (from the current folder{new})"
+        ]
 
     def describe(self) -> str:
         where = f"mlflow: run {self.run_id} in experiment {self.experiment!r} at {self.tracking_uri}"
@@ -607,7 +634,7 @@ class MLflowTracker:
         """--resume (and eval): the MLflow run this run folder logged to, when it is in the same store."""
         try:
             saved = json.loads((self.run_dir / MLFLOW_RUN_FILE).read_text(encoding="utf-8"))
-            if saved.get("tracking_uri") != self.tracking_uri:
+            if absolute_tracking_uri(saved.get("tracking_uri")) != self.tracking_uri:
                 return None
             run_id = str(saved["run_id"])
             self.client.get_run(run_id)  # raises when it is gone
