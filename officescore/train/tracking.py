@@ -634,7 +634,7 @@ class MLflowTracker:
         """--resume (and eval): the MLflow run this run folder logged to, when it is in the same store."""
         try:
             saved = json.loads((self.run_dir / MLFLOW_RUN_FILE).read_text(encoding="utf-8"))
-            if absolute_tracking_uri(saved.get("tracking_uri")) != self.tracking_uri:
+            if absolute_tracking_uri(str(saved.get("tracking_uri"))) != self.tracking_uri:
                 return None
             run_id = str(saved["run_id"])
             self.client.get_run(run_id)  # raises when it is gone
