@@ -14,6 +14,7 @@ from officescore import masks as masklib
 from officescore.errors import DataError
 from officescore.infer import Detection
 from officescore.label import formats, regions
+from officescore.label.client import Project
 from officescore.label.formats import LabelSchema
 from officescore.sample import render_scene
 
@@ -403,6 +404,59 @@ def test_click_to_mask_tools_added_later_bring_a_brush_tag_only_where_the_projec
         brush_tags = xml.count("<BrushLabels ")
         assert brush_tags == answer_tags + (kind == "brush"), kind
         assert LabelSchema.from_config(xml).interactive
+
+
+HAND_MADE_SMART_BOX = """<View>
+  <Image name="image" value="$image"/>
+  <PolygonLabels name="label" toName="image"><Label value="desk"/></PolygonLabels>
+  <RectangleLabels name="sbox" toName="image" smartOnly="true"><Label value="desk"/></RectangleLabels>
+</View>"""
+
+
+def test_a_hand_made_smart_box_without_a_click_tool_is_named_and_gets_one() -> None:
+    """A hand-made config with a smart box but no KeyPointLabels: Label Studio sends the backend no
+    clicks. It counted as having the tools, so `label push --interactive` added nothing and said it
+    had them, and `label backend` said nothing. The missing tool is named and --interactive adds
+    it alone (and the brush tag the answers go into); the user's box stays the only box."""
+    from officescore.cli.label import missing_tools_line
+
+    assert formats.missing_smart_tools(HAND_MADE_SMART_BOX) == ['click tool (KeyPointLabels smart="true")']
+    said = missing_tools_line(
+        Project(1, "hand", LabelSchema.from_config(HAND_MADE_SMART_BOX), HAND_MADE_SMART_BOX)
+    )
+    assert said == (
+        "project 'hand' has a smart tool but no click tool (KeyPointLabels smart=\"true\"): "
+        "`officescore label push --project 'hand' --interactive` adds it"
+    )
+    added = formats.with_smart_tools(HAND_MADE_SMART_BOX)
+    assert formats.missing_smart_tools(added) == [] and formats.with_smart_tools(added) == added
+    assert added.count("<KeyPointLabels ") == 1 and added.count("<RectangleLabels ") == 1
+    assert added.count("<BrushLabels ") == 1 and '<RectangleLabels name="sbox"' in added
+    plain = LabelSchema(("desk",)).config_xml()
+    assert len(formats.missing_smart_tools(plain)) == 2
+    assert "has no click-to-mask tools yet" in str(
+        missing_tools_line(Project(1, "p", LabelSchema(("desk",)), plain))
+    )
+    tooled = LabelSchema(("desk",), interactive=True)
+    assert missing_tools_line(Project(1, "p", tooled, tooled.config_xml())) is None
+
+
+@pytest.mark.parametrize("turned", [90, 180, 270])
+def test_a_region_saved_with_the_photo_turned_in_the_editor_reads_as_unturned(turned: int) -> None:
+    """`image_rotation` is the angle the labeller turned the view to (rotateControl, in hand-made
+    configs): Label Studio's editor turns only the view, and keeps every region's percentages and
+    original_width/height in the photo as stored (Image.rotate() changes no region). So pull reads
+    them as if unturned, as Label Studio's own converter does; turning them would misplace them."""
+    polygon = polygon_region([[10, 20], [60, 20], [60, 90], [10, 90]], "desk", 128, 96)
+    where = {"x": 5.0, "y": 10.0, "width": 20.0, "height": 30.0, "rotation": 0, "rectanglelabels": ["desk"]}
+    box = {**polygon, "id": "b", "type": "rectanglelabels", "from_name": "ignore", "value": where}
+    plain = formats.result_regions([polygon]) + formats.result_ignore_regions([box])
+    seen = [{**r, "image_rotation": turned} for r in (polygon, box)]
+    again = formats.result_regions(seen[:1]) + formats.result_ignore_regions(seen[1:])
+    assert [(r.class_name, r.width, r.height, r.mask) for r in again] == [
+        (r.class_name, r.width, r.height, r.mask) for r in plain
+    ]
+    assert masklib.bbox(plain[0].mask) == pytest.approx([13, 19, 64, 68], abs=1)
 
 
 def test_the_smart_box_tool_is_no_ignore_tag() -> None:

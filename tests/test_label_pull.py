@@ -256,6 +256,13 @@ def test_pull_writes_rectangles_as_ignore_regions_and_says_what_it_left_out(tmp_
     # turned 90 degrees clockwise about (64, 9.6): 48 wide to the left of x = 64, 32 down
     assert boxes["monitor"]["bbox"] == pytest.approx([16, 10, 48, 32], abs=1)
     assert [a["iscrowd"] for a in coco["annotations"] if names[a["category_id"]] == "chair"] == [0]
+    # a hand-made smart box (smartOnly="true"): a pointer too, not an ignore region
+    only = config.replace(
+        'name="box" toName="image" smart="true"', 'name="box" toName="image" smartOnly="true"'
+    )
+    assert 'smartOnly="true"' in only
+    again = pull_project(StandIn(tasks, only), "offices", tmp_path / "again", local_root=tmp_path / "root")  # type: ignore[arg-type]
+    assert (again.annotations, again.ignore_regions) == (3, 2)
 
 
 def test_pull_ingest_grows_a_data_set_with_its_own_split_settings(

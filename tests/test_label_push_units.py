@@ -186,6 +186,31 @@ def test_a_tasks_file_skips_what_the_project_holds_and_serves_or_keeps_the_rest(
     assert client.storages == [(root / "photos").resolve()] and client.uploaded == []
 
 
+def test_a_photo_a_tasks_file_lists_twice_is_pushed_once(tmp_path: Path) -> None:
+    """Two prelabel files merged into one list scene_0 twice (under two names: the sha256 tells) and
+    an http(s) photo twice: each became two tasks of one photo. The first task of each is pushed,
+    the rest left out with a note; the photo is uploaded once."""
+    schema = LabelSchema(("desk",))
+    (photo,) = write_photos(tmp_path / "photos", n=1)
+    (photo.parent / "copy.jpg").write_bytes(photo.read_bytes())
+    url = "https://photos.example/office.jpg"
+    tasks = [
+        {"data": {"image": "a.jpg", "path": "photos/scene_0.jpg"}, "predictions": [{"result": []}]},
+        {"data": {"image": url}},
+        {"data": {"image": "b.jpg", "path": "photos/copy.jpg"}},
+        {"data": {"image": url}},
+        {"data": {"image": "c.jpg", "path": "photos/scene_0.jpg", "sha256": sha256_file(photo)}},
+    ]
+    client = Studio(schema)
+    result = push.push_tasks_file(client, "offices", write_tasks_file(tmp_path, tasks, schema))  # type: ignore[arg-type]
+    assert (result.added, result.already_there, len(client.uploaded)) == (2, 0, 1)
+    assert [t["data"]["name"] for t in client.imported if "name" in t["data"]] == ["scene_0.jpg"]
+    assert client.imported[0]["predictions"] == [{"result": []}]  # the first task of the photo
+    assert result.notes == [
+        "review.json: left out 3 task(s) of a photo an earlier task in it holds (the first is pushed)"
+    ]
+
+
 @pytest.mark.parametrize("group", ["annotations", "predictions"])
 def test_a_tasks_file_whose_labels_the_project_lacks_is_refused(tmp_path: Path, group: str) -> None:
     """An annotation or a prediction of a class the project has no label for: Label Studio would not

@@ -819,6 +819,23 @@ def test_ignore_regions_survive_a_review_in_label_studio(
     assert [lab.class_name for lab in again.labels if not lab.iscrowd] == ["desk"]
 
 
+def test_plain_photos_go_into_a_review_project(
+    labelstudio: LabelStudioServer, key: str, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A project `label push --review` made shows each task's `review` text in a Header above the
+    photo. A later plain push of photos (no such key) is imported: Label Studio requires only the
+    data keys of named tags, and the nameless Header shows an empty line for them."""
+    title = "review then photos"
+    made = client_for(labelstudio).create_project(title, LabelSchema(("desk", "chair"), header="review"))
+    assert made.schema.header == "review"
+    args = ["label", "push", str(files["photos"]), "--url", labelstudio.url, "--project", title, "--json"]
+    code, out, err = run(args, capsys)
+    assert code == 0 and json.loads(out)["added"] == 3, err
+    stored = client_for(labelstudio).export_tasks(made.id)
+    assert len(stored) == 3 and not any("review" in t["data"] for t in stored)
+    assert client_for(labelstudio).project(title).schema.header == "review"
+
+
 def test_label_studio_asks_the_ml_backend_and_gets_the_newer_checkpoint(
     labelstudio: LabelStudioServer, key: str, files: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -185,3 +185,150 @@ def test_the_reference_script_takes_no_option_for_a_file_name(tmp_path: Path) ->
         "usage: python -m officescore.cli.reference [FILE]"
     )
     assert not list(tmp_path.iterdir())
+
+
+def _prose(markdown: str) -> str:
+    """A page without its fenced blocks: what is rendered as text, links and inline code."""
+    return re.sub(r"^\s*```.*?^\s*```", "", markdown, flags=re.S | re.M)
+
+
+def _anchors(markdown: str) -> set[str]:
+    """The #fragments GitHub gives a page's headings: lower case, punctuation other than hyphens
+    dropped, spaces to hyphens; a heading met again gets -1, -2, ..."""
+    anchors: set[str] = set()
+    for heading in re.findall(r"^#{1,6} (.+)$", _prose(markdown), flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchor, n = slug, 0
+        while anchor in anchors:
+            n += 1
+            anchor = f"{slug}-{n}"
+        anchors.add(anchor)
+    return anchors
+
+
+def test_every_link_in_the_readme_and_docs_leads_somewhere() -> None:
+    """A relative link names a file that exists and, after `#`, a heading of that page: a renamed
+    heading or a moved page breaks the links to it silently on GitHub."""
+    checked = 0
+    for page in [*DOCS, ROOT / "CHANGELOG.md"]:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", _prose(text)):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, fragment = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            where = f"{page.relative_to(ROOT)}: ({target})"
+            assert dest.exists(), f"{where}: no such file"
+            if fragment and dest.suffix == ".md":
+                assert fragment in _anchors(dest.read_text(encoding="utf-8")), f"{where}: no such heading"
+            checked += 1
+    assert checked > 40
+
+
+# Options of other programs that the pages name alone in inline code.
+OTHER_PROGRAMS_OPTIONS = {"--maxschedchunk": "pytest-xdist, in `make test`"}
+
+
+def _command_options() -> dict[str, set[str]]:
+    """Every command path (`label push`; "" the root) and the options it takes."""
+    import typer
+
+    from officescore.cli import app, register_commands
+
+    register_commands()
+    root = typer.main.get_command(app)
+    options = {}
+    for path in _command_paths(root):
+        command = root
+        for name in path:
+            command = command.commands[name]  # type: ignore[attr-defined]
+        names = {"--help"}
+        for param in command.params:
+            names.update(getattr(param, "opts", ()), getattr(param, "secondary_opts", ()))
+        options[" ".join(path)] = names
+    return options
+
+
+def _bench_options(script: Path) -> set[str]:
+    return set(re.findall(r"\"(--[a-z][a-z0-9-]*)\"", script.read_text(encoding="utf-8")))
+
+
+def test_every_option_named_in_the_readme_and_docs_exists() -> None:
+    """Prose names commands and options in inline code (`label backend --train`, `--train-every`,
+    `bench/assist.py --replay`): a command must exist, an option after a command must be one of
+    its options, and an option alone one of some command's (a renamed flag left in the prose)."""
+    options = _command_options()
+    everywhere = set().union(*options.values(), OTHER_PROGRAMS_OPTIONS)
+    for script in (ROOT / "bench").glob("*.py"):
+        everywhere |= _bench_options(script)
+    checked = 0
+    for page in DOCS:
+        if page.name in ("BENCHMARKS.md", "commands.md"):  # history; the reference is generated
+            continue
+        for span in re.findall(r"`([^`]+)`", _prose(page.read_text(encoding="utf-8"))):
+            words = span.split()
+            words = words[1:] if words[:1] == ["officescore"] else words
+            named = [o.split("=")[0] for o in words if re.fullmatch(r"--[a-z][a-z0-9-]*(=.*)?", o)]
+            where = f"{page.relative_to(ROOT)}: `{span}`"
+            if words[:1] == ["label"] and words[1:2] and re.fullmatch(r"[a-z]+", words[1]):
+                assert f"label {words[1]}" in options, f"{where}: no such command"
+            if not named:
+                continue
+            if words[0].startswith("--"):
+                allowed = everywhere
+            elif words[0].startswith("bench/"):
+                allowed = _bench_options(ROOT / words[0]) | {"--help"}
+            elif words[0] in options:
+                command = " ".join(words[:2]) if " ".join(words[:2]) in options else words[0]
+                allowed = options[command]
+            else:  # another program's options (tensorboard, pip, torchrun)
+                continue
+            assert [o for o in named if o not in allowed] == [], where
+            checked += 1
+    assert checked > 100
+
+
+def test_every_shell_block_in_the_readme_and_docs_is_valid_shell() -> None:
+    """A reader pastes a ```sh, ```bash or ```console block into a shell: bash must parse it (a note
+    in parentheses after a command, not behind #, is a syntax error)."""
+    import subprocess
+
+    checked = 0
+    for page in DOCS:
+        text = page.read_text(encoding="utf-8")
+        for block in re.findall(r"^```(?:sh|bash|console)\n(.*?)^```", text, flags=re.S | re.M):
+            done = subprocess.run(["bash", "-n"], input=block, capture_output=True, text=True)
+            assert done.returncode == 0, f"{page.relative_to(ROOT)}:\n{block}\n{done.stderr}"
+            checked += 1
+    assert checked > 50
+
+
+def _architecture_rows() -> dict[str, str]:
+    """ARCHITECTURE.md's module table: `officescore/<path>` (a module or a package/) -> its row."""
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    rows: dict[str, str] = {}
+    for path, row in re.findall(r"^\| `officescore/([^`]+)` \|(.*)$", text, flags=re.M):
+        rows[path] = rows.get(path, "") + row
+    return rows
+
+
+def test_the_architecture_table_names_every_module_and_only_modules_that_exist() -> None:
+    """Each module has a row, or is named in its package's row (or a parent package's: the label
+    row names interactive/'s); each `name.py` a package's row names is a file of that package.
+    Command modules of cli/ go by the rule the cli row states: one module per command."""
+    rows = _architecture_rows()
+    package_root = ROOT / "officescore"
+    for module in sorted(package_root.rglob("*.py")):
+        relative = module.relative_to(package_root)
+        if module.name in ("__init__.py", "__main__.py") or relative.as_posix() in rows:
+            continue
+        if relative.parent.as_posix() == "cli" and module.stem in COMMAND_MODULES:
+            continue
+        packages = [p.as_posix() + "/" for p in relative.parents if p.as_posix() != "."]
+        text = " ".join(rows.get(p, "") for p in packages)
+        assert re.search(rf"\b{module.stem}\b", text), f"{relative}: in no row of docs/ARCHITECTURE.md"
+    for path, row in rows.items():
+        assert (package_root / path).exists(), f"docs/ARCHITECTURE.md: officescore/{path} does not exist"
+        if path.endswith("/"):
+            for name in re.findall(r"`([a-z_]+\.py)`", row):
+                assert list((package_root / path).rglob(name)), f"officescore/{path}{name} does not exist"

@@ -159,7 +159,8 @@ def test_a_request_requests_cannot_send_is_final_in_one_line_naming_the_cause(
 ) -> None:
     """A --contact pasted with a newline cannot travel in the User-Agent: that is our request, not
     the network. It was "unreachable: InvalidHeader (after 3 tries) ... run again later", three calls
-    spent; now one line saying why, one call counted. A bad endpoint URL likewise (Openverse)."""
+    spent; now one line saying why, and no call counted: Commons never saw it (one was, until
+    session 45). A bad endpoint URL likewise (Openverse)."""
     server = FakeCommons(link_for(host), total=20).start()
     try:
         cfg = config(tmp_path, "wikimedia", server, contact="me@example.org\nx", api_backoff=0)
@@ -171,11 +172,19 @@ def test_a_request_requests_cannot_send_is_final_in_one_line_naming_the_cause(
     said = str(failure.value)
     assert said.startswith("Wikimedia Commons: the request could not be sent (InvalidHeader)")
     assert "a newline or a quote pasted into a key or --contact?" in said and "later" not in said
-    assert "\n" not in said and [q.calls for q in status(cfg).quota] == [1]
+    assert "\n" not in said and [q.calls for q in status(cfg).quota] == [0]
     from officescore.scrape.providers import OpenverseProvider
 
     with pytest.raises(ProviderError, match=r"not valid \(check --api-endpoint"):
         OpenverseProvider(endpoint="http://exa mple.org/").search("desk", 1)
+    bad = config(tmp_path / "openverse", "openverse", server, api_endpoint="http://exa mple.org/")
+    with pytest.raises(ProviderError, match=r"not valid \(check --api-endpoint"):
+        scrape(bad)
+    assert [(q.provider, q.calls) for q in status(bad).quota] == [("openverse", 0)]
+    from officescore.scrape.providers import RequestNotSent, WikimediaProvider
+
+    with pytest.raises(RequestNotSent, match="no continue token"):  # asked of nobody: taken back too
+        WikimediaProvider(endpoint="http://127.0.0.1:9/w/api.php").search("desk", 2, None)
 
 
 def test_wikimedia_narrow_rights_and_unknown_licences(tmp_path: Path, host: ImageHost) -> None:
@@ -375,6 +384,28 @@ def test_unsplash_bad_key_and_foreign_download_location(tmp_path: Path, host: Im
     # Two lines pasted (the Access Key and the Secret Key): a newline inside cannot travel in a header
     with pytest.raises(ConfigError, match="holds a character no key has"):
         UnsplashProvider(access_key="abc\ndef", endpoint=server.url)
+
+
+def test_a_download_event_never_sent_is_no_call_of_the_hour(tmp_path: Path, host: ImageHost) -> None:
+    """A search answer whose download_location is on another host: the event is refused without a
+    request (the key would travel there), so neither Unsplash's hour nor our ledger has that call."""
+
+    class Foreign(FakeUnsplash):
+        def _photo(self, query: str, index: int) -> dict[str, Any]:
+            photo = super()._photo(query, index)
+            photo["links"]["download_location"] = "https://collector.example/steal?ixid=1"
+            return photo
+
+    server = Foreign(UNSPLASH_KEY, link_for(host), total=3).start()
+    try:
+        cfg = config(tmp_path, "unsplash", server)
+        result = scrape(cfg)
+        report = status(cfg)
+    finally:
+        server.stop()
+    assert (result.downloads, result.tracked, len(result.events_refused)) == ({"ok": 3}, 0, 3)
+    assert "not on the Unsplash API host" in result.events_refused[0]
+    assert (result.calls, server.used, report.quota[0].calls, report.quota[0].hour_calls) == (1, 1, 1, 1)
 
 
 def cli_status(args: list[str]) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from trainsetup import cli_model_options, make_dataset, small_config
+from trainsetup import FAST_MODEL, cli_model_options, make_dataset, small_config
 
 from officescore.cli import main
 from officescore.progress import Reporter, Stage
@@ -430,6 +431,74 @@ def test_a_relative_sqlite_tracking_uri_is_used(runs: Path, monkeypatch: pytest.
     assert [a.path for a in tracker.client.list_artifacts(tracker.run_id)] == ["args.json"]
 
 
+def test_a_relative_sqlite_store_is_recorded_whole_so_eval_and_resume_find_it_from_any_folder(
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run logged to sqlite:///runs/mlflow/mlflow.db records the store as a whole path: eval from
+    another folder adds to the same MLflow run, and --resume from another folder whose relative URI
+    names the same store continues it (the record was the relative text: a fresh store, a new run)."""
+    from officescore.train import tracking
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "relative-record")
+    monkeypatch.chdir(runs.parent)
+    tracking.local_mlflow_uri(runs / "train")  # the shared store, made once
+    store = f"sqlite:///{(runs / 'mlflow' / 'mlflow.db').resolve().as_posix()}"
+    run_dir = runs / "relative-record" / "exp1"
+    (run_dir / "weights").mkdir(parents=True)
+    (run_dir / "args.json").write_text("{}")
+    trained = tracking.MLflowTracker(run_dir, f"sqlite:///{runs.name}/mlflow/mlflow.db")
+    trained.end([], "finished")
+    assert json.loads((run_dir / "mlflow_run.json").read_text()) == {
+        "tracking_uri": store,
+        "run_id": trained.run_id,
+    }
+
+    monkeypatch.chdir(tmp_path)  # elsewhere: eval, and a resume naming the store relative to here
+    notes = tracking.log_eval(
+        "auto", _eval_doc(tmp_path / "val.json"), tmp_path, run_dir / "weights" / "best.pt", []
+    )
+    assert any(note.startswith(f"mlflow: run {trained.run_id} in experiment") for note in notes)
+    relative_here = f"sqlite:///{os.path.relpath(runs / 'mlflow' / 'mlflow.db')}"
+    resumed = tracking.MLflowTracker(run_dir, relative_here, resuming=True)
+    resumed.end([], "finished")
+    assert (resumed.run_id, resumed.tracking_uri) == (trained.run_id, store)
+    assert list(tmp_path.iterdir()) == [] and resumed.notes == []  # no store made here, nothing to say
+
+
+def test_a_relative_store_recorded_before_is_read_from_here_and_said_in_one_line(
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An mlflow_run.json written before stores were recorded whole names sqlite:///runs/...: the
+    folder training ran in is not recorded, so eval reads it from the current folder and says which
+    store that is in one line (a new one, from a folder without it); the record is then whole."""
+    from officescore.train import tracking
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "relative-old")
+    monkeypatch.chdir(runs.parent)
+    tracking.local_mlflow_uri(runs / "train")
+    run_dir = runs / "relative-old" / "exp1"
+    (run_dir / "weights").mkdir(parents=True)
+    (run_dir / "args.json").write_text("{}")
+    trained = tracking.MLflowTracker(run_dir, _store_uri(runs))
+    trained.end([], "finished")
+    old = {"tracking_uri": f"sqlite:///{runs.name}/mlflow/mlflow.db", "run_id": trained.run_id}
+    doc, model = _eval_doc(tmp_path / "val.json"), run_dir / "weights" / "best.pt"
+    record = run_dir / "mlflow_run.json"
+    said = f"mlflow: {record} names the store {old['tracking_uri']} relative to the folder training ran in, "
+    for here, store, run_id in ((runs.parent, runs, trained.run_id), (tmp_path, tmp_path / runs.name, None)):
+        monkeypatch.chdir(here)
+        record.write_text(json.dumps(old))
+        notes = tracking.log_eval("auto", doc, tmp_path, model, [])
+        new = "" if run_id else ", a new one"
+        using = (
+            f"which is not recorded; using {store / 'mlflow' / 'mlflow.db'} (from the current folder{new})"
+        )
+        assert [note for note in notes if "names the store" in note] == [said + using]
+        now = json.loads(record.read_text())
+        assert now["tracking_uri"] == f"sqlite:///{(store / 'mlflow' / 'mlflow.db').as_posix()}"
+        assert (now["run_id"] == trained.run_id) == (run_id is not None)
+
+
 def test_a_tracker_that_cannot_start_is_a_one_line_error() -> None:
     from officescore.errors import ConfigError
     from officescore.train.tracking import _open
@@ -817,15 +886,16 @@ def _expected_eval_scalars(doc: dict[str, Any], label: str) -> dict[str, float]:
                 expected[f"eval/{label}/{kind}_ap/{name}"] = float(row["ap"])
         for iou, value in doc[kind]["ap_at_iou"].items():
             expected[f"eval/{label}/{kind}_ap_iou{iou}"] = float(value)
+        for iou, value in doc[kind]["ar_at_iou"].items():  # recall at each --iou too
+            expected[f"eval/{label}/{kind}_ar_iou{iou}"] = float(value)
     return expected
 
 
 def _trained_run(data: Path, run_dir: Path) -> Path:
     """A run folder as `train` leaves it after one epoch, without training: weights/best.pt (an
-    untrained ResNet18-FPN at 64 px, epoch 1) and args.json naming the data set."""
+    untrained ResNet18-FPN at 64 px, epoch 1) and args.json naming the data set (its settings, in the
+    checkpoint too, a few of train's; paths relative to the run folder)."""
     import os
-
-    from trainsetup import FAST_MODEL
 
     from officescore.model import build_model, save_checkpoint
 
@@ -833,6 +903,8 @@ def _trained_run(data: Path, run_dir: Path) -> Path:
     options = {**FAST_MODEL, "min_size": 64, "max_size": 64}
     model = build_model("maskrcnn_resnet18_fpn", classes, weights="none", **options)
     (run_dir / "weights").mkdir(parents=True)
+    args = {"data": os.path.relpath(data, run_dir), "arch": "maskrcnn_resnet18_fpn", "epochs": 1}
+    args.update(img_size=64, model_kwargs=options, project="..", resume=None, classes=classes)
     save_checkpoint(
         run_dir / "weights" / "best.pt",
         model=model.state_dict(),
@@ -840,8 +912,9 @@ def _trained_run(data: Path, run_dir: Path) -> Path:
         classes=classes,
         model_kwargs=options,
         epoch=1,
+        args=args,
     )
-    (run_dir / "args.json").write_text(json.dumps({"data": os.path.relpath(data, run_dir)}))
+    (run_dir / "args.json").write_text(json.dumps(args))
     return run_dir
 
 
@@ -910,10 +983,11 @@ def test_eval_adds_its_numbers_to_the_training_run_of_its_model(
         )
 
     _, notes = _eval(["--model", str(run_dir), "--project", str(evals)], capsys)  # its own data set again
-    assert any(
-        f"mlflow: eval/dataset/val was logged before (from {evals / 'eval'})" in note for note in notes
-    )
+    for tracker in ("tensorboard", "mlflow"):  # one line each, alike
+        said = f"{tracker}: eval/dataset/val at step 1 was logged before (from {evals / 'eval'}); its "
+        assert sum(note.startswith(said) for note in notes) == 1, notes
     assert len(client.get_metric_history(run_id, "eval/dataset/val/segm_map")) == 2  # both kept
+    assert len(_scalars(_events(run_dir), "eval/dataset/val/segm_map")) == 2
     assert client.get_run(run_id).data.tags["eval/dataset/val/eval_dir"] == str(evals / "eval3")
     # the first evaluation's files are kept beside the new one's
     assert {a.path for a in client.list_artifacts(run_id, "eval/dataset/val")} == {
@@ -937,6 +1011,42 @@ def test_an_evaluation_of_a_run_without_an_mlflow_run_starts_a_finished_one(
     assert first.client.get_run(first.run_id).info.status == "FINISHED"
     assert json.loads((run_dir / "mlflow_run.json").read_text())["run_id"] == first.run_id
     assert MLflowTracker(run_dir, _store_uri(runs), adding=True).run_id == first.run_id
+
+
+def test_eval_gives_a_run_trained_without_mlflow_the_settings_it_trained_with(
+    data: Path,
+    runs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`eval --log mlflow` of a run trained without MLflow: the MLflow run it starts gets the
+    checkpoint's training settings as params, as `train` logs them (paths whole, nested options
+    dotted, lists as JSON, None as 'None'); a later evaluation leaves them as they are."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _store_uri(runs))
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "params")
+    run_dir = _trained_run(data, tmp_path / "runs" / "train" / "exp1")
+    evals = tmp_path / "runs" / "eval"
+    for _ in range(2):
+        _eval(["--model", str(run_dir), "--log", "mlflow", "--project", str(evals)], capsys)
+    run = MlflowClient(_store_uri(runs)).get_run(
+        json.loads((run_dir / "mlflow_run.json").read_text())["run_id"]
+    )
+    classes = json.loads((data / "dataset.json").read_text())["classes"]
+    assert run.data.params == {
+        "data": str(data.resolve()),
+        "project": str(run_dir.parent.resolve()),
+        "resume": "None",
+        "arch": "maskrcnn_resnet18_fpn",
+        "epochs": "1",
+        "img_size": "64",
+        "classes": json.dumps(classes),
+        "model_kwargs.min_size": "64",
+        "model_kwargs.max_size": "64",
+        **{f"model_kwargs.{key}": str(value) for key, value in FAST_MODEL.items()},
+    }
 
 
 def _results(gt: dict[str, Any]) -> list[dict[str, Any]]:
@@ -978,6 +1088,7 @@ def test_eval_of_results_from_no_run_is_a_run_of_its_own(
     out_dir = project / "eval"
     assert f"eval: logged as eval/dataset/val/* at step 0 (no checkpoint epoch) in {out_dir}" in notes
     expected = _expected_eval_scalars(doc, "dataset/val")
+    assert {"eval/dataset/val/segm_ap_iou0.3", "eval/dataset/val/segm_ar_iou0.3"} <= set(expected)
     assert len(set(expected.values())) > 5  # numbers that differ: a name given another's value shows
     events = _events(out_dir)
     logged = {tag: _scalars(events, tag) for tag in events.Tags()["scalars"]}
@@ -1055,13 +1166,14 @@ def test_eval_values_are_every_number_of_the_metrics_document() -> None:
 
     bbox: dict[str, Any] = {name: 0.01 * n for n, name in enumerate(STAT_NAMES, start=1)}
     bbox.update(prf(3, 1, 2), ap_large=None, conf=0.5, match_iou=0.5)
-    bbox.update(per_class={"desk": {"ap": 0.4, "ap50": 0.9}}, ap_at_iou={"0.3": 0.7})
+    bbox.update(per_class={"desk": {"ap": 0.4, "ap50": 0.9}}, ap_at_iou={"0.3": 0.7}, ar_at_iou={"0.3": 0.8})
     attribute = {"n": 4, "accuracy": 0.75, "macro_f1": 0.6, "values": ["oak", "white"]}
     doc = {"bbox": bbox, "segm": None, "attributes": {"desk.colour": attribute}, "images": 3}
     settings = ("conf", "match_iou")
     numbers = {k: v for k, v in bbox.items() if isinstance(v, (int, float)) and k not in settings}
     expected = {f"eval/d/val/bbox_{k}": float(v) for k, v in numbers.items()}
     expected.update({"eval/d/val/bbox_ap/desk": 0.4, "eval/d/val/bbox_ap_iou0.3": 0.7})
+    expected.update({"eval/d/val/bbox_ar_iou0.3": 0.8})
     expected.update({"eval/d/val/attributes/desk.colour_accuracy": 0.75})
     expected.update({"eval/d/val/attributes/desk.colour_macro_f1": 0.6})
     assert "bbox_fn" in " ".join(expected) and "bbox_ar10" in " ".join(expected)
@@ -1128,7 +1240,87 @@ def test_eval_mlflow_store_is_the_runs_own_else_a_local_one_beside_the_project(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other.as_posix()}")
     notes = log_eval("auto", doc, out_dir, None, [])
     assert json.loads((out_dir / "mlflow_run.json").read_text()) == first and not other.exists()
-    assert not any("logged before" in note for note in notes)  # the same evaluation, logged again
+    # the same evaluation logged again: its values are in the history twice, and that is said
+    assert any(
+        note.startswith(f"mlflow: eval/data/val at step 0 was logged before (from {out_dir})")
+        for note in notes
+    )
+
+
+def test_a_repeated_evaluation_is_said_alike_by_each_tracker_and_every_value_is_kept(
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An evaluation logged at a step its names were logged at before (the same checkpoint on the
+    same split) is one line per tracker, alike, naming the earlier eval folder where known; both
+    values stay (TensorBoard's events, MLflow's history). Another checkpoint (another step) is no
+    repeat, and MLflow names no earlier folder when its tag names the other checkpoint's."""
+    from mlflow.tracking import MlflowClient
+
+    from officescore.train import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _store_uri(runs))
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "repeats")
+    run_dir = tmp_path / "runs" / "train" / "exp1"
+    (run_dir / "weights").mkdir(parents=True)
+    (run_dir / "args.json").write_text("{}")
+    monkeypatch.setattr(tracking, "checkpoint_epoch", lambda model: {"best.pt": 1, "last.pt": 2}[model.name])
+    doc = _eval_doc(tmp_path / "data" / "val.json")
+    said: dict[str, list[str]] = {}
+    for n, checkpoint in enumerate(("best.pt", "last.pt", "best.pt", "best.pt")):
+        out_dir = tmp_path / "runs" / "eval" / f"eval{n}"
+        out_dir.mkdir(parents=True)
+        doc["bbox"]["map"] = n / 10
+        notes = tracking.log_eval("auto", doc, out_dir, run_dir / "weights" / checkpoint, [])
+        said[out_dir.name] = [note for note in notes if "logged before" in note]
+    step1 = "eval/data/val at step 1 was logged before"
+    shown = {"tensorboard": "its event files keep both", "mlflow": "its metric history keeps both"}
+    assert said["eval0"] == said["eval1"] == []
+    assert said["eval2"] == [
+        f"tensorboard: {step1} (from {tmp_path / 'runs' / 'eval' / 'eval0'}); {shown['tensorboard']}, "
+        "its plot shows the newer (both: tensorboard --load_fast=false)",
+        f"mlflow: {step1}; {shown['mlflow']}, the run shows the newer",  # its tag names eval1's folder
+    ]
+    assert [note.split("; ")[0] for note in said["eval3"]] == [
+        f"{tracker}: {step1} (from {tmp_path / 'runs' / 'eval' / 'eval2'})" for tracker in shown
+    ]
+    kept = [(1, 0.0), (2, 0.1), (1, 0.2), (1, 0.3)]
+    logged = sorted(_scalars(_events(run_dir), "eval/data/val/bbox_map"))  # in event-file name order
+    assert logged == [(s, pytest.approx(v)) for s, v in sorted(kept)]
+    run_id = json.loads((run_dir / "mlflow_run.json").read_text())["run_id"]
+    history = MlflowClient(_store_uri(runs)).get_metric_history(run_id, "eval/data/val/bbox_map")
+    assert sorted((m.step, m.value) for m in history) == sorted(kept)
+
+
+def test_evaluations_from_eval_folders_of_one_name_keep_their_own_mlflow_artefacts(
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two projects' runs/eval/eval (or one deleted and made again) evaluating one run: the second's
+    files go to eval/<label>/eval2, numbered as train numbers run folders, never over the first's;
+    the tag `eval/<label>/artifacts` says where each went."""
+    from mlflow.tracking import MlflowClient
+
+    from officescore.train.tracking import log_eval
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _store_uri(runs))
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "same-names")
+    run_dir = tmp_path / "runs" / "train" / "exp1"
+    (run_dir / "weights").mkdir(parents=True)
+    (run_dir / "args.json").write_text("{}")
+    doc = _eval_doc(tmp_path / "data" / "val.json")
+    client = MlflowClient(_store_uri(runs))
+    for n, project in enumerate(("officeA", "officeB", "officeC"), start=1):
+        out_dir = tmp_path / project / "runs" / "eval" / "eval"
+        out_dir.mkdir(parents=True)
+        (out_dir / "metrics.json").write_text(json.dumps({"n": n}))
+        log_eval("mlflow", doc, out_dir, run_dir / "weights" / "best.pt", [out_dir / "metrics.json"])
+        run_id = json.loads((run_dir / "mlflow_run.json").read_text())["run_id"]
+        folder = f"eval/data/val/{'eval' if n == 1 else f'eval{n}'}"
+        assert client.get_run(run_id).data.tags["eval/data/val/artifacts"] == folder
+    for n, folder in enumerate(("eval", "eval2", "eval3"), start=1):
+        copy = client.download_artifacts(
+            run_id, f"eval/data/val/{folder}/metrics.json", str(tmp_path / folder)
+        )
+        assert json.loads(Path(copy).read_text()) == {"n": n}
 
 
 def test_eval_logs_to_a_training_run_only_for_a_model_in_its_weights_folder(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ EXAMPLES = """
 
   torchrun --nproc_per_node 4 -m officescore eval --device cuda  # each GPU infers a shard
 
-  officescore eval --model runs/train/exp1 --split test --log mlflow   # into exp1's MLflow run
+  officescore eval --model runs/train/exp1 --log mlflow   # into exp1's MLflow run
 
 Writes runs/eval/NAME (eval, eval2, ...): metrics.json, predictions.json, pr_curves.png,
 confusion_matrix.png. The standard numbers are pycocotools' COCOeval numbers. With --log, the

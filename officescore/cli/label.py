@@ -27,7 +27,7 @@ from officescore.label.trainer import DEFAULT_EPOCHS, DEFAULT_EVERY, DEFAULT_IMG
 
 if TYPE_CHECKING:
     from officescore.ingest.conventions import Declared
-    from officescore.label.client import LabelStudio
+    from officescore.label.client import LabelStudio, Project
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -512,14 +512,9 @@ def backend(
                 console.print(Text(trainer.describe()), soft_wrap=True)
             if project is not None and client is not None:
                 client.connect_backend(project.id, address, interactive=True)
-                if not project.schema.interactive:
-                    console.print(
-                        Text(
-                            f"project {project.title!r} has no click-to-mask tools yet: "
-                            f"`officescore label push --project {project.title!r} --interactive` adds them"
-                        ),
-                        soft_wrap=True,
-                    )
+                missing = missing_tools_line(project)
+                if missing is not None:
+                    console.print(Text(missing), soft_wrap=True)
                 connected = f"connected to project {project.title!r} (id {project.id}) at {client.url}"
                 console.print(Text(connected), soft_wrap=True)
             if trainer is not None:
@@ -532,6 +527,20 @@ def backend(
             if trainer is not None:
                 trainer.close()
     console.print("stopped", soft_wrap=True)
+
+
+def missing_tools_line(project: Project) -> str | None:
+    """What `label backend` says of a project whose labelling config lacks click-to-mask tools (all,
+    or one: a hand-made config with a smart box and no click tool gets no clicks); None: it has them."""
+    from officescore.label.formats import missing_smart_tools
+
+    fix = f"`officescore label push --project {project.title!r} --interactive` adds"
+    if not project.schema.interactive:
+        return f"project {project.title!r} has no click-to-mask tools yet: {fix} them"
+    missing = missing_smart_tools(project.config)
+    if missing:
+        return f"project {project.title!r} has a smart tool but no {' and no '.join(missing)}: {fix} it"
+    return None
 
 
 STATUS_EXAMPLES = """

@@ -111,8 +111,9 @@ class LabelSchema:
     attributes: AttributeSchema = AttributeSchema()  # per-region choices of the classes' attributes
     interactive: bool = False  # smart keypoint and rectangle tools (click to mask) in the config
     ignore_boxes: bool = False  # a RectangleLabels tag (IGNORE_TAG) for ignore regions
-    # a task data key shown in a Header above the photo (a review's "what to check"); every task
-    # must then hold it: Label Studio refuses tasks without a key their config names
+    # a task data key shown in a Header above the photo (a review's "what to check"). The Header has
+    # no name: Label Studio requires only the keys of named tags, so a task without the key (plain
+    # photos pushed into a review project) is imported and shows an empty header
     header: str | None = None
 
     def __post_init__(self) -> None:
@@ -218,12 +219,30 @@ def _config_attributes(root: ElementTree.Element, classes: tuple[str, ...]) -> A
         return AttributeSchema()
 
 
+# The click-to-mask tools: control tag, the name officescore gives it, what it sends, in words.
+_SMART_TOOLS = {
+    "KeyPointLabels": (SMART_CLICK_TAG, 'click tool (KeyPointLabels smart="true")'),
+    "RectangleLabels": (SMART_BOX_TAG, 'box tool (RectangleLabels smart="true")'),
+}
+
+
+def is_smart_tool(element: ElementTree.Element) -> bool:
+    """A tag of Label Studio's smart tools (`smart` or `smartOnly`): what a labeller points with."""
+    return "true" in (element.get("smart", "").lower(), element.get("smartOnly", "").lower())
+
+
 def _has_smart_tools(root: ElementTree.Element) -> bool:
-    return any(
-        e.get("smart", "").lower() == "true"
-        for tag in ("KeyPointLabels", "RectangleLabels")
-        for e in root.iter(tag)
-    )
+    return any(is_smart_tool(e) for tag in _SMART_TOOLS for e in root.iter(tag))
+
+
+def _lacking_smart_tools(root: ElementTree.Element) -> list[str]:
+    return [tag for tag in _SMART_TOOLS if not any(is_smart_tool(e) for e in root.iter(tag))]
+
+
+def missing_smart_tools(xml: str) -> list[str]:
+    """The click-to-mask tools a labelling config lacks, in words (a hand-made config may have a
+    smart box but no click tool: Label Studio then sends no clicks); empty when it has both."""
+    return [_SMART_TOOLS[tag][1] for tag in _lacking_smart_tools(ElementTree.fromstring(xml))]
 
 
 def _attributes_for_any_tag(view: ElementTree.Element) -> None:
@@ -243,10 +262,16 @@ def _attribute_choices(view: ElementTree.Element) -> list[ElementTree.Element]:
     ]
 
 
-def _add_smart_tools(view: ElementTree.Element, classes: Sequence[str], to_name: str, brush: bool) -> None:
-    """A smart keypoint and a smart rectangle tool with every class (in its colour), and, when the
-    project has no BrushLabels of its own (`brush`), a BrushLabels tag for the answers."""
-    tags = [("KeyPointLabels", SMART_CLICK_TAG, True), ("RectangleLabels", SMART_BOX_TAG, True)]
+def _add_smart_tools(
+    view: ElementTree.Element,
+    classes: Sequence[str],
+    to_name: str,
+    brush: bool,
+    tools: Sequence[str] = tuple(_SMART_TOOLS),
+) -> None:
+    """The smart `tools` (default: a keypoint and a rectangle tool) with every class (in its colour),
+    and, when the project has no BrushLabels of its own (`brush`), a BrushLabels tag for the answers."""
+    tags = [(tag, _SMART_TOOLS[tag][0], True) for tag in tools]
     if brush:
         tags.append(("BrushLabels", ANSWER_TAG, False))
     _attributes_for_any_tag(view)  # clicked regions land in a BrushLabels tag, not the polygon tool
@@ -267,17 +292,18 @@ def _add_smart_tools(view: ElementTree.Element, classes: Sequence[str], to_name:
 
 
 def with_smart_tools(xml: str) -> str:
-    """A project's labelling config with the click-to-mask tools added (unchanged if it has them);
-    everything else in it is kept as it is."""
+    """A project's labelling config with the click-to-mask tools it lacks added (unchanged if it has
+    them: a hand-made one with a smart box gets the click tool); everything else is kept as it is."""
     schema = LabelSchema.from_config(xml)
     root = ElementTree.fromstring(xml)
-    if schema.interactive:  # tools added by an earlier version: only its attribute choices may change
-        if not any(e.get("whenTagName") for e in _attribute_choices(root)):
-            return xml
-        _attributes_for_any_tag(root)
-    else:
+    lacking = _lacking_smart_tools(root)
+    if lacking:
         has_brush = next(iter(root.iter("BrushLabels")), None) is not None
-        _add_smart_tools(root, schema.classes, schema.to_name, brush=not has_brush)
+        _add_smart_tools(root, schema.classes, schema.to_name, brush=not has_brush, tools=lacking)
+    elif any(e.get("whenTagName") for e in _attribute_choices(root)):
+        _attributes_for_any_tag(root)  # tools added by an earlier version: only its attribute choices
+    else:
+        return xml
     ElementTree.indent(root)
     return ElementTree.tostring(root, encoding="unicode") + "\n"
 

@@ -47,7 +47,13 @@ from officescore.attributes import AttributeSchema
 from officescore.errors import BadImageError, ConfigError
 from officescore.files import atomic_write_json, make_folder
 from officescore.label.client import LabelStudio
-from officescore.label.formats import MASK_RESULT_TYPES, Region, result_ignore_regions, result_regions
+from officescore.label.formats import (
+    MASK_RESULT_TYPES,
+    Region,
+    is_smart_tool,
+    result_ignore_regions,
+    result_regions,
+)
 from officescore.label.prelabel import LOCAL_FILES_PREFIX
 from officescore.masks import Rle
 from officescore.progress import SILENT, Reporter
@@ -331,9 +337,7 @@ def smart_tags(config: str) -> set[str]:
         root = ElementTree.fromstring(config)
     except ElementTree.ParseError:
         return set()
-    return {
-        e.get("name", "") for e in root.iter() if e.get("smart", "").lower() == "true" and e.tag != "Label"
-    }
+    return {e.get("name", "") for e in root.iter() if is_smart_tool(e) and e.tag != "Label"}
 
 
 def not_masks(results: Sequence[dict[str, Any]], prompts: set[str]) -> list[str]:

@@ -369,6 +369,8 @@ def push_tasks_file(
         )
     notes += declare_conventions(client, project, conventions) if conventions else []
     todo, skipped, served = [], 0, []
+    listed: set[str] = set()  # the photos of the tasks kept so far (sha256, else the URL)
+    repeated = 0
     with reporter.stage("preparing tasks", total=len(tasks)) as stage:
         for task in tasks:
             stage.advance(1)
@@ -379,6 +381,11 @@ def push_tasks_file(
             if data.get("sha256") in present:
                 skipped += 1
                 continue
+            photo = str(data.get("sha256") or data.get(schema.value) or "")
+            if photo in listed:  # the same photo again (merged files): one task per photo, as pushes keep
+                repeated += 1
+                continue
+            listed.add(photo)
             ref = str(data.get(schema.value, ""))
             if local is not None and not ref.startswith(("http://", "https://")):
                 if local_root is not None:
@@ -396,6 +403,11 @@ def push_tasks_file(
     if served:  # only with local_root
         for folder in storage_folders(served, Path(local_root)):
             client.add_local_storage(project.id, folder)
+    if repeated:
+        notes.append(
+            f"{tasks_file.name}: left out {repeated} task(s) of a photo an earlier task in it holds "
+            "(the first is pushed)"
+        )
     predictions = _import(client, project.id, todo, reporter)
     return PushResult(project.id, project.title, created, len(todo), skipped, predictions, None, [], notes)
 

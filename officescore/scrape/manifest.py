@@ -256,6 +256,22 @@ class Manifest:
                     (provider, hour, when),
                 )
 
+    def unspend_call(self, provider: str, day: str, when: str, hour: str | None = None) -> None:
+        """Take back a call `spend_call` counted that was never sent (the provider neither saw nor
+        charged it); a crash before this leaves it counted: an over-count, never an under-count."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE quota SET calls = calls - 1, updated_at = ? WHERE provider = ? AND day = ? "
+                "AND calls > 0",
+                (when, provider, day),
+            )
+            if hour is not None:
+                db.execute(
+                    "UPDATE quota_hours SET calls = calls - 1, updated_at = ? WHERE provider = ? "
+                    "AND hour = ? AND calls > 0",
+                    (when, provider, hour),
+                )
+
     def mark_hour_exhausted(self, provider: str, hour: str, when: str) -> None:
         with self.transaction() as db:
             db.execute(

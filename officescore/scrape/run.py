@@ -50,6 +50,7 @@ from officescore.scrape.providers import (
     ProviderClosedError,
     ProviderError,
     RateLimited,
+    RequestNotSent,
     Scrubber,
     TransientError,
 )
@@ -228,6 +229,11 @@ class _Run:
         self.calls += 1
         return state
 
+    def unspend(self, state: QuotaState) -> None:
+        """The call `spend` counted was never sent (RequestNotSent): not one of the quota's."""
+        self.manifest.unspend_call(self.provider.name, state.day, clock.now().isoformat(), state.hour)
+        self.calls -= 1
+
     def hour_used_up(self, state: QuotaState) -> None:
         """The provider says the hour's calls are gone: no more calls until the next hour."""
         self.manifest.mark_hour_exhausted(
@@ -311,6 +317,8 @@ class _Run:
                 time.sleep(self.config.api_backoff * 2 ** (attempt - 1))
                 continue
             except Exception as exc:  # UserErrors included: scrub their text before it travels
+                if isinstance(exc, RequestNotSent):
+                    self.unspend(state)
                 exc.args = tuple(self.scrub(str(a)) if isinstance(a, str) else a for a in exc.args)
                 raise
             results = [_scrub_result(r, Scrubber(provider.secrets())) for r in result.results]
@@ -352,6 +360,8 @@ class _Run:
                 self.manifest.set_tracking(result_id, "pending", clock.now().isoformat())
                 return
             except ProviderError as exc:
+                if isinstance(exc, RequestNotSent):
+                    self.unspend(state)
                 self.manifest.set_tracking(result_id, "refused", clock.now().isoformat())
                 self.refused.append(self.scrub(str(exc)) or "")
                 continue

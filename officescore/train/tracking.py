@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import json
 import logging
 import os
@@ -56,18 +57,22 @@ _BATCH = 500  # MLflow metrics sent per request (its limit is 1000)
 _FLUSH_SECONDS = 15.0  # ... or sooner: slow CPU steps still reach the MLflow UI within seconds
 _PROBE_SECONDS = 5.0  # a tracking server that does not answer this fast is not used (see _unreachable)
 _RUN_NAME_PARTS = 4  # an MLflow run's name: the run folder and the 3 above it (officeA/runs/train/exp1)
+# eval --log's TensorBoard event files end so: an earlier evaluation is found without reading training's
+EVAL_EVENTS_SUFFIX = ".eval"
 
 
 @dataclass
 class Evaluation:
     """One `eval --log`: its scalars (`eval_values`) at `step`, what it measured (`about`: gt, model,
-    split, eval_dir) and its files, named under `eval/<label>/`."""
+    split, eval_dir) and its files, named under `eval/<label>/`; `params`: the settings the model
+    trained with (`training_params`), for an MLflow run that has none (trained without MLflow)."""
 
     label: str
     step: int
     values: dict[str, float]
     about: dict[str, str]
     artefacts: list[Path] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class Tracker(Protocol):
@@ -234,6 +239,7 @@ def _open_wanted(
         if tracker is not None:
             trackers.trackers.append(tracker)
             trackers.notes.append(tracker.describe())
+            trackers.notes.extend(getattr(tracker, "notes", []))  # MLflow: a relative store's record
     if log == "auto" and not uri and importlib.util.find_spec("mlflow") is not None:  # no import: ~2 s
         skipped.append("MLflow not used: MLFLOW_TRACKING_URI is not set (--log mlflow: a local store)")
     if not trackers:
@@ -271,6 +277,17 @@ def local_mlflow_uri(project: Path) -> str:
     return f"sqlite:///{(folder / 'mlflow.db').as_posix()}"
 
 
+_SQLITE = "sqlite:///"
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """A SQLite store named relative to the current folder (sqlite:///runs/mlflow/mlflow.db) as a
+    whole path (sqlite:////home/me/runs/mlflow/mlflow.db); any other URI as it is."""
+    if uri.startswith(_SQLITE) and not Path(uri[len(_SQLITE) :]).is_absolute():
+        return _SQLITE + Path(os.path.abspath(uri[len(_SQLITE) :])).as_posix()
+    return uri
+
+
 def mlflow_run_name(run_dir: Path) -> str:
     """An MLflow run's name: the run folder's path from 3 folders up (officeA/runs/train/exp1), so two
     projects' runs/train/exp1 in one experiment tell apart (the whole path: tag officescore.run_dir)."""
@@ -298,14 +315,16 @@ EVAL_METRICS = (
 
 def eval_values(metrics: dict[str, Any], label: str) -> dict[str, float]:
     """The metrics document's numbers as scalars `eval/<label>/<type>_<metric>` (bbox_map, segm_ap50,
-    segm_precision, ...), `<type>_ap_iou<IoU>` for --iou, `<type>_ap/<class>` per class and
-    `attributes/<attribute>_accuracy` / `_macro_f1`; a number metrics.json holds as null (undefined)
-    is not logged."""
+    segm_precision, ...), `<type>_ap_iou<IoU>` and `<type>_ar_iou<IoU>` for --iou, `<type>_ap/<class>`
+    per class and `attributes/<attribute>_accuracy` / `_macro_f1`; a number metrics.json holds as
+    null (undefined) is not logged."""
     named: dict[str, Any] = {}
     for kind in ("bbox", "segm"):
         doc = metrics.get(kind) or {}
         named.update({f"{kind}_{key}": doc.get(key) for key in EVAL_METRICS})
-        named.update({f"{kind}_ap_iou{iou}": value for iou, value in (doc.get("ap_at_iou") or {}).items()})
+        for stat in ("ap", "ar"):  # --iou: AP and recall (AR, up to 100 detections) at each threshold
+            at_iou = doc.get(f"{stat}_at_iou") or {}
+            named.update({f"{kind}_{stat}_iou{iou}": value for iou, value in at_iou.items()})
         named.update(
             {f"{kind}_ap/{_safe(c)}": row.get("ap") for c, row in (doc.get("per_class") or {}).items()}
         )
@@ -316,6 +335,13 @@ def eval_values(metrics: dict[str, Any], label: str) -> dict[str, float]:
         for key, value in named.items()
         if isinstance(value, (int, float)) and not isinstance(value, bool)
     }
+
+
+def repeat_note(tracker: str, ev: Evaluation, earlier: str, shown: str) -> str:
+    """The one line each tracker gives for an evaluation whose names and step were logged before
+    (the same checkpoint on the same split again): nothing is replaced; `shown` says what is seen."""
+    where = f" (from {earlier})" if earlier else ""
+    return f"{tracker}: eval/{ev.label} at step {ev.step} was logged before{where}; {shown}"
 
 
 def checkpoint_epoch(model: Path | None) -> int:
@@ -331,6 +357,25 @@ def checkpoint_epoch(model: Path | None) -> int:
         return int(data.get("epoch") or 0)
     except Exception:  # a TorchScript export, an old or foreign file: no epoch to place it at
         return 0
+
+
+def training_params(model: Path | None, run_dir: Path | None) -> dict[str, Any]:
+    """The settings `model` trained with (its checkpoint's args) as `train` logs them: data, project
+    and resume as whole paths when the model is in its run folder `run_dir` (the checkpoint keeps
+    them relative to it, as loop._tracked_args reads them); {} for an export or no model."""
+    if model is None:
+        return {}
+    try:
+        import torch
+
+        data = torch.load(model, map_location="cpu", weights_only=True, mmap=True)  # weights not read
+        args = dict(data.get("args") or {})
+    except Exception:  # a TorchScript export, an old or foreign file: no settings recorded
+        return {}
+    for key in ("data", "project", "resume"):
+        if run_dir is not None and args.get(key) is not None:
+            args[key] = os.path.normpath(Path(run_dir).resolve() / str(args[key]))
+    return args
 
 
 def open_eval_trackers(
@@ -351,7 +396,9 @@ def open_eval_trackers(
     project = run_dir.parent
     wanted: list[tuple[str, Callable[[], Any]]] = []
     if log in ("auto", "tensorboard"):
-        wanted.append(("tensorboard", lambda: TensorBoardTracker(run_dir, project)))
+        wanted.append(
+            ("tensorboard", lambda: TensorBoardTracker(run_dir, project, filename_suffix=EVAL_EVENTS_SUFFIX))
+        )
     if log == "mlflow" or (log == "auto" and uri):
         wanted.append(
             ("mlflow", lambda: MLflowTracker(run_dir, uri or local_mlflow_uri(project), adding=True))
@@ -380,7 +427,8 @@ def log_eval(
     """`eval --log`: add one evaluation (its metrics document, written to `out_dir`) to the training
     run `model` came from, else to `out_dir` as a run of its own. Returns the notes: where it went."""
     notes: list[str] = []
-    run_dir = (training_run(model) if model is not None else None) or Path(out_dir)
+    trained_in = training_run(model) if model is not None else None
+    run_dir = trained_in or Path(out_dir)
     trackers = open_eval_trackers(log, run_dir, notes=notes, warn=warn)
     if not trackers:
         return notes
@@ -390,7 +438,8 @@ def log_eval(
     about["eval_dir"] = str(Path(out_dir).resolve())
     files = [Path(p) for p in artefacts if Path(p).is_file()]
     try:
-        trackers.evaluation(Evaluation(label, step, eval_values(metrics, label), about, files))
+        params = training_params(model, trained_in)
+        trackers.evaluation(Evaluation(label, step, eval_values(metrics, label), about, files, params))
     finally:
         trackers.end([], "finished")
     if trackers:  # still on: none failed on the way
@@ -438,12 +487,16 @@ class TensorBoardTracker:
 
     name = "tensorboard"
 
-    def __init__(self, run_dir: Path, project: Path, purge_step: int | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, project: Path, purge_step: int | None = None, filename_suffix: str = ""
+    ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run_dir, self.project = run_dir, project
         # On --resume, purge_step hides what the stopped run logged after its last checkpoint.
-        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+        self.writer = SummaryWriter(
+            log_dir=str(run_dir), purge_step=purge_step, filename_suffix=filename_suffix
+        )
         self.resuming = purge_step is not None
 
     def describe(self) -> str:
@@ -476,12 +529,34 @@ class TensorBoardTracker:
             self.writer.file_writer.add_summary(self._end_info)  # type: ignore[union-attr]
         self.writer.close()
 
-    def evaluation(self, ev: Evaluation) -> None:
+    def evaluation(self, ev: Evaluation) -> str | None:
+        """The numbers at the step and a text entry saying what they measured; says so when `label`
+        was logged at this step before (TensorBoard keeps both events, its plot shows one)."""
+        earlier = self._earlier_eval_dirs(ev)
         for tag, value in ev.values.items():
             self.writer.add_scalar(tag, value, ev.step)
         lines = "\n".join(f"- {key}: `{value}`" for key, value in ev.about.items())
         self.writer.add_text(f"eval/{ev.label}", lines, ev.step)  # what these numbers measured
         self.writer.flush()
+        if not earlier:
+            return None
+        # TensorBoard's default loader (--load_fast) keeps the last value written at a step
+        shown = "its event files keep both, its plot shows the newer (both: tensorboard --load_fast=false)"
+        return repeat_note(self.name, ev, earlier[-1], shown)
+
+    def _earlier_eval_dirs(self, ev: Evaluation) -> list[str]:
+        """The eval folders of the evaluations of `ev.label` at `ev.step` in the run's eval event
+        files, oldest first."""
+        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+        tag, found = f"eval/{ev.label}/text_summary", []
+        for path in self.run_dir.glob(f"*tfevents*{EVAL_EVENTS_SUFFIX}"):
+            for event in EventFileLoader(str(path)).Load():
+                texts = [v.tensor.string_val[0] for v in event.summary.value if v.tag == tag]
+                if texts and event.step == ev.step:
+                    written = re.search(r"^- eval_dir: `(.*)`$", texts[0].decode(), flags=re.M)
+                    found.append((event.wall_time, written.group(1) if written else ""))
+        return [eval_dir for _, eval_dir in sorted(found)]  # by time: file names need not sort so
 
 
 class MLflowTracker:
@@ -500,7 +575,9 @@ class MLflowTracker:
         if problem:
             raise ConnectionError(problem)
         self.run_dir = Path(run_dir)
-        self.tracking_uri = tracking_uri
+        # recorded whole in mlflow_run.json: eval and --resume from another folder reach the same store
+        self.tracking_uri = tracking_uri = absolute_tracking_uri(tracking_uri)
+        self.notes = self._relative_record_notes()
         # SQLite stores log their schema set-up at INFO
         with _quiet_loggers("mlflow", "alembic"), _stdout_to_stderr(), _store_lock(tracking_uri):
             self.client = MlflowClient(tracking_uri=tracking_uri)
@@ -514,6 +591,19 @@ class MLflowTracker:
         )
         self._pending: list[Any] = []
         self._flushed = time.monotonic()
+
+    def _relative_record_notes(self) -> list[str]:
+        """One line when the run folder's mlflow_run.json (written before 2026-12-06) names the SQLite
+        store in use relative to the folder training ran in, which nothing records: which one is used."""
+        saved = _saved_tracking_uri(self.run_dir)
+        if saved is None or saved == self.tracking_uri or absolute_tracking_uri(saved) != self.tracking_uri:
+            return []  # none, recorded whole, or another store (not used: a run of its own)
+        path = self.tracking_uri[len(_SQLITE) :]
+        new = "" if Path(path).exists() else ", a new one"
+        return [
+            f"mlflow: {self.run_dir / MLFLOW_RUN_FILE} names the store {saved} relative to the folder "
+            f"training ran in, which is not recorded; using {path} (from the current folder{new})"
+        ]
 
     def describe(self) -> str:
         where = f"mlflow: run {self.run_id} in experiment {self.experiment!r} at {self.tracking_uri}"
@@ -544,7 +634,7 @@ class MLflowTracker:
         """--resume (and eval): the MLflow run this run folder logged to, when it is in the same store."""
         try:
             saved = json.loads((self.run_dir / MLFLOW_RUN_FILE).read_text(encoding="utf-8"))
-            if saved.get("tracking_uri") != self.tracking_uri:
+            if absolute_tracking_uri(str(saved.get("tracking_uri"))) != self.tracking_uri:
                 return None
             run_id = str(saved["run_id"])
             self.client.get_run(run_id)  # raises when it is gone
@@ -588,23 +678,41 @@ class MLflowTracker:
 
     def evaluation(self, ev: Evaluation) -> str | None:
         """The numbers at the step, tags `eval/<label>/<key>` for `about`, the files in a folder of
-        this evaluation's own; says so when `label` was logged before (MLflow shows the newest)."""
-        earlier = self.client.get_run(self.run_id).data.tags.get(f"eval/{ev.label}/eval_dir")
+        this evaluation's own; says so when `label` was logged at this step before (MLflow keeps both
+        values in the metric history and shows the newer)."""
+        earlier = self._earlier_eval_dir(ev)
+        self.start(ev.params)  # a run trained without MLflow gets the model's settings; logged ones stay
         with _stdout_to_stderr():
             self._queue(ev.values, ev.step)
             self._flush()
-            for key, value in ev.about.items():
+            folder = self._artefact_folder(ev)
+            for key, value in {**ev.about, "artifacts": folder}.items():
                 self.client.set_tag(self.run_id, f"eval/{ev.label}/{key}", value)
-            # each evaluation's files in a folder of their own: a second one never replaces the first's
-            folder = f"eval/{ev.label}/{Path(ev.about['eval_dir']).name}"
             for path in ev.artefacts:
                 self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
-        if earlier is None or earlier == ev.about["eval_dir"]:
+        if earlier is None:
             return None
-        return (
-            f"mlflow: eval/{ev.label} was logged before (from {earlier}); the run now shows these numbers, "
-            "its metric history keeps both"
-        )
+        return repeat_note(self.name, ev, earlier, "its metric history keeps both, the run shows the newer")
+
+    def _artefact_folder(self, ev: Evaluation) -> str:
+        """`eval/<label>/<eval folder's name>`, a folder of this evaluation's own: numbered as train
+        numbers run folders (eval, eval2, ...) when an earlier evaluation has that name (another
+        project's runs/eval/eval, or one since deleted), so a second one never replaces the first's."""
+        parent, name = f"eval/{ev.label}", Path(ev.about["eval_dir"]).name
+        taken = {Path(a.path).name for a in self.client.list_artifacts(self.run_id, parent)}
+        candidates = (name if n == 1 else f"{name}{n}" for n in itertools.count(1))
+        return f"{parent}/{next(c for c in candidates if c not in taken)}"
+
+    def _earlier_eval_dir(self, ev: Evaluation) -> str | None:
+        """None when `ev.label` has no value at `ev.step` yet; else the eval folder that logged it
+        ("" when the newest evaluation of the label was at another step: its tag names that one)."""
+        key = next(iter(ev.values), None)
+        history = self.client.get_metric_history(self.run_id, key) if key else []
+        if not any(m.step == ev.step for m in history):
+            return None
+        newest = max(history, key=lambda m: m.timestamp)
+        tag = self.client.get_run(self.run_id).data.tags.get(f"eval/{ev.label}/eval_dir")
+        return (tag or "") if newest.step == ev.step else ""
 
     def _queue(self, values: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric

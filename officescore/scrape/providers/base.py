@@ -42,6 +42,11 @@ class ProviderError(UserError):
     """A provider kept failing (server errors, timeouts) or answered something unusable."""
 
 
+class RequestNotSent(ProviderError):
+    """Our own request could not be sent (a header or URL requests refuses, a page with no cursor):
+    the provider never saw it, so it is no call of the quota's."""
+
+
 class ProviderClosedError(ProviderError):
     """The provider's API is gone for good (Google's Custom Search JSON API from 2027-01-01)."""
 
@@ -265,5 +270,6 @@ def request_failed(label: str, exc: Exception) -> Exception:
     cause = local_error(exc)
     if cause is not None:
         where = " (check --api-endpoint or OFFICESCORE_<PROVIDER>_ENDPOINT)" if cause == BAD_URL else ""
-        return ProviderError(f"{label}: the request could not be sent ({type(exc).__name__}): {cause}{where}")
+        said = f"{label}: the request could not be sent ({type(exc).__name__}): {cause}{where}"
+        return RequestNotSent(said)
     return TransientError(f"{label} unreachable: {type(exc).__name__}")

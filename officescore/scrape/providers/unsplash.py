@@ -25,6 +25,7 @@ from officescore.scrape.providers.base import (
     HourExhausted,
     ProviderError,
     RateLimited,
+    RequestNotSent,
     SearchPage,
     SearchResult,
     TransientError,
@@ -173,7 +174,7 @@ class UnsplashProvider:
         """Trigger the photo's download event. Only ever sent to the API's host: a search answer
         must not be able to send the key anywhere else."""
         if urlsplit(url).netloc.lower() != urlsplit(self._base).netloc.lower():
-            raise ProviderError(f"download_location {url!r} is not on the Unsplash API host; not called")
+            raise RequestNotSent(f"download_location {url!r} is not on the Unsplash API host; not called")
         try:
             self._get(url)
         except ProviderError as exc:

@@ -32,6 +32,7 @@ from officescore.scrape.providers.base import (
     NoTracking,
     ProviderError,
     RateLimited,
+    RequestNotSent,
     SearchPage,
     SearchResult,
     TransientError,
@@ -169,7 +170,7 @@ class WikimediaProvider(NoTracking):
 
     def search(self, query: str, page: int, cursor: str | None = None) -> SearchPage:
         if page > 1 and not cursor:
-            raise ProviderError(
+            raise RequestNotSent(
                 f"the manifest has no continue token for {query!r} page {page}; Commons pages can only "
                 "be reached by continuing from the page before: move manifest.sqlite away to start afresh"
             )
