@@ -1,5 +1,7 @@
-"""Where a click's seconds go on a large photo: the parts of a click's answer that grow with the
-photo's pixels, each timed the way it was done before and the way it is done now, in one process.
+"""Where a click's seconds go on a large photo, part by part: as it was done before and as now.
+
+The parts of a click's answer that grow with the photo's pixels, each timed the way it was done
+before and the way it is done now, in one process.
 
 - candidates: a click's up to 6 candidate masks compared at the click. Before: each pasted at the
   photo's size (`heads._pasted`) and read there; now: read at the click (`heads._at_clicks`) and
