@@ -905,3 +905,7 @@ def test_photos_share_a_forward_only_when_torchvision_pads_them_alike() -> None:
     # the long side's limit: 100x400 at (100, 200) is scaled by 0.5 to 50x200 -> padded 64x224
     assert _same_padding(photos((100, 400), (64, 224), (100, 100)), (100, 200)) == [[0, 1], [2]]
     assert _same_padding(photos((10, 20), (10, 20), (20, 10)), None) == [[0, 1], [2]]  # no model size
+    # without one, by both sides: one height and other widths pad apart
+    assert _same_padding(photos((10, 20), (10, 30)), None) == [[0], [1]]
+    # 100 and 120 px wide both pad to 128: one forward, not one per 16 px
+    assert _same_padding(photos((96, 100), (96, 120)), (96, 1000)) == [[0, 1]]
