@@ -235,7 +235,7 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
         return
     result = raw.above(conf)
     office = score_office(result.detections, rules)
-    _render(st, image, result, drawable.above(conf).detections, office, model.classes)
+    _render(st, image, result, drawable.above(conf).detections, office, model.classes, conf)
 
 
 def objects_table(detections: Sequence[Any], classes: Sequence[str] = ()) -> Any:
@@ -265,9 +265,9 @@ def objects_table(detections: Sequence[Any], classes: Sequence[str] = ()) -> Any
 
 
 def _render(  # pragma: no cover
-    st: Any, image: Any, result: Any, drawn: Sequence[Any], office: Any, classes: list[str]
+    st: Any, image: Any, result: Any, drawn: Sequence[Any], office: Any, classes: list[str], conf: float
 ) -> None:
-    """`drawn`: the detections of `result` at the shown photo's size."""
+    """`drawn`: the detections of `result` at the shown photo's size; `conf`: the slider's threshold."""
     import io
 
     from PIL import Image
@@ -282,6 +282,9 @@ def _render(  # pragma: no cover
         st.markdown(f"**{office.label}**")
         if result.too_small:  # as `score` warns: the model saw a blur of a few pixels
             st.warning(f"{result.too_small}; its score says little")
+        cap_note = result.cap_note(conf)  # as `score` notes: the model's cap may have cut objects
+        if cap_note:
+            st.warning(cap_note)
         if office.missing_essentials:
             st.warning("Missing essentials: " + ", ".join(office.missing_essentials))
         how = how_points_make_the_total(office)  # the cap, the clip: why the points are not the score

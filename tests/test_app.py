@@ -161,6 +161,9 @@ def test_page_score_equals_cli_score(
         page.get_by_test_id("stImage").first.wait_for(timeout=30_000)  # the annotated photo
         page.get_by_text("add a chair").first.wait_for(timeout=30_000)  # a suggestion (two name a chair)
 
+        cap_note = "20 objects found, the most this model keeps per photo"
+        assert page.get_by_text(cap_note).count() == 0  # 14 above 0.5: under the model's cap of 20
+
         # Five steps of 0.05 down: the chairs (score about 0.27) now count as well.
         slider = page.get_by_role("slider")
         for _ in range(5):
@@ -173,6 +176,8 @@ def test_page_score_equals_cli_score(
             timeout=30_000,
         )
         assert _page_total(page) == cli_quarter
+        # All 20 the model keeps are above 0.25 (the lowest 0.30): more may be missing, as `score` notes.
+        page.get_by_text(f"{cap_note} (lowest score 0.30, threshold 0.25)").wait_for(timeout=30_000)
         # A desk and a chair, no screen: the points (45) are not the score, and the page says why
         # as `score` does (it showed 35/100 beside 45 points and said nothing of the cap).
         assert cli_quarter == 35

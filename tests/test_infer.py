@@ -406,6 +406,49 @@ def test_cli_scores_a_photo_too_small_to_mean_anything_but_says_so_once(
     assert warned == [f"warning: {tiny}: too small: 1x1 px; its score says little"]
 
 
+def test_cli_says_when_the_models_cap_per_photo_may_have_cut_its_objects(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """torchvision keeps at most `box_detections_per_img` detections per photo: a photo that filled
+    it with objects above --conf may have lost more, and nothing said so. The cap read is the
+    checkpoint's own (5 here), not torchvision's default 100; a photo under it gets no note."""
+    capped = write_checkpoint(tmp_path / "five.pt", {"desk": 8.0}, cap=5)
+    scene = files["scenes"] / "scene_0.jpg"
+    for model, cap in ((capped, 5), (files["checkpoint"], None)):  # the same photo finds 13 under 20
+        with pytest.raises(SystemExit) as info:
+            main(["score", str(scene), "--model", str(model), "--conf", "0.5", "--json"])
+        assert info.value.code == 0
+        out, err = capsys.readouterr()
+        (photo,) = json.loads(out)["photos"]
+        assert photo["detection_cap"] == cap
+        notes = [line for line in err.splitlines() if line.startswith("note:")]
+        if cap is None:
+            assert len(photo["detections"]) < 20 and notes == []
+        else:
+            assert len(photo["detections"]) == 5 and len(notes) == 1
+            assert notes[0].startswith(f"note: {scene}: 5 objects found, the most this model keeps per photo")
+
+
+def test_the_cap_is_noted_only_when_its_lowest_kept_score_reaches_the_threshold() -> None:
+    """A model that kept its cap of detections, some under the threshold in use (a TorchScript
+    export keeps scores over its own 0.05; the page's slider moves up), cut nothing above it."""
+    from officescore.infer.predictor import _note_cap
+
+    def noted(scores: list[float], cap: int | None, conf: float) -> int | None:
+        result = ImageResult("office.jpg", 4, 4)
+        _note_cap(result, torch.tensor(scores), cap, conf)
+        return result.cap
+
+    assert noted([0.9, 0.6, 0.5], 3, 0.5) == 3
+    assert noted([0.9, 0.6, 0.49], 3, 0.5) is None  # one under the threshold: the cap cut nothing above it
+    assert noted([0.9, 0.6], 3, 0.5) is None  # under the cap
+    assert noted([0.9, 0.6, 0.5], None, 0.5) is None  # a model that does not say its cap
+    found = ImageResult("office.jpg", 4, 4, cap=3, cap_lowest=0.6)
+    assert found.capped(0.6) == 3 and found.above(0.6).capped(0.6) == 3
+    assert found.capped(0.65) is None and found.above(0.65).cap_note(0.65) is None
+    assert "objects above the threshold may be missing" in (found.cap_note(0.5) or "")
+
+
 def test_too_small_is_a_shorter_side_under_32_px_of_a_photo_that_was_read() -> None:
     assert ImageResult("a.jpg", 31, 4000).too_small == "too small: 31x4000 px"
     assert ImageResult("a.jpg", 32, 32).too_small is None

@@ -167,6 +167,10 @@ def score(
         if photo.result.too_small:
             what = f"warning: {photo.result.source}: {photo.result.too_small}; its score says little"
             err_console.print(Text(what, style="yellow"), soft_wrap=True)
+    for photo in results:  # the model's cap per photo may have dropped objects above --conf
+        note = photo.result.cap_note(conf)
+        if note:
+            err_console.print(Text(f"note: {photo.result.source}: {note}", style="yellow"), soft_wrap=True)
     if stopped is not None:
         _say_stopped(stopped, csv_file)
     if not json_output and csv_file is not None:

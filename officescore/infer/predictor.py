@@ -237,9 +237,7 @@ class Predictor:
         """Resize photos inside the model so that neither side exceeds `img_size` (train's --img-size)."""
         if img_size < 32:
             raise ConfigError(f"--img-size {img_size}: too small; use 32 or more (e.g. 512, 800)")
-        transform = getattr(self.model, "transform", None)
-        if transform is None:  # a TorchScript export wrapping the model
-            transform = getattr(getattr(self.model, "model", None), "transform", None)
+        transform = self._part("transform")
         if transform is None:
             raise ConfigError("--img-size: this model does not expose its resize settings; leave it out")
         try:
@@ -250,13 +248,24 @@ class Predictor:
 
     def model_input_size(self) -> tuple[int, int] | None:
         """(min_size, max_size) the model resizes photos to, or None when it does not say."""
-        transform = getattr(self.model, "transform", None)
-        if transform is None:  # a TorchScript export wrapping the model
-            transform = getattr(getattr(self.model, "model", None), "transform", None)
+        transform = self._part("transform")
         try:
-            return int(transform.min_size[-1]), int(transform.max_size)  # type: ignore[union-attr]
+            return int(transform.min_size[-1]), int(transform.max_size)
         except (AttributeError, TypeError, IndexError, RuntimeError):
             return None
+
+    def detection_cap(self) -> int | None:
+        """The most detections the model returns per photo (torchvision's `box_detections_per_img`,
+        100 unless the checkpoint's model_kwargs say otherwise), or None when it does not say."""
+        try:
+            return int(self._part("roi_heads").detections_per_img)
+        except (AttributeError, TypeError, RuntimeError):
+            return None
+
+    def _part(self, name: str) -> Any:
+        """The detector's `name` submodule, also inside a TorchScript export wrapping it; None: none."""
+        part = getattr(self.model, name, None)
+        return part if part is not None else getattr(getattr(self.model, "model", None), name, None)
 
     def predict(
         self,
@@ -313,6 +322,7 @@ class Predictor:
             return
         tensors = [t.to(self.device, dtype=torch.float32).div_(255.0) for _, t in good]
         outputs: list[dict[str, torch.Tensor]] = [{} for _ in good]
+        cap = self.detection_cap()
         # One forward per padded size: torchvision pads a batch to its largest photo, which changed a
         # photo's detections (and score) with the photos beside it in the folder.
         for group in _same_padding(tensors, self.model_input_size()):
@@ -325,6 +335,7 @@ class Predictor:
             results[index].width, results[index].height = width, height
             input_size = (int(tensor.shape[2]), int(tensor.shape[1]))
             results[index].detections = self._detections(output, width, height, conf, input_size)
+            _note_cap(results[index], output["scores"], cap, conf)
             if on_image is not None:
                 on_image(index, results[index], tensor)
             yield index, None
@@ -396,6 +407,15 @@ class Predictor:
 
     def _name(self, label: int) -> str | None:
         return self.label_names[label] if 0 <= label < len(self.label_names) else None
+
+
+def _note_cap(result: ImageResult, scores: torch.Tensor, cap: int | None, conf: float) -> None:
+    """Marks `result` when the model returned exactly `cap` detections, all scoring >= conf: the
+    cap may have dropped more. Counted before classes without an office meaning (COCO's "person")
+    are left out: they take places under the cap too. A TorchScript export keeps scores over its
+    own threshold, so its lowest kept score decides."""
+    if cap is not None and len(scores) == cap and cap > 0 and bool((scores >= conf).all()):
+        result.cap, result.cap_lowest = cap, float(scores.min())
 
 
 def _same_padding(tensors: Sequence[torch.Tensor], model_size: tuple[int, int] | None) -> list[list[int]]:
@@ -487,6 +507,8 @@ class PhotoScore:
         data["score"] = self.score.to_dict() if self.score else None
         data["annotated"] = str(self.annotated) if self.annotated else None
         data["warning"] = self.result.too_small  # scored, but the score says little
+        # The model's cap when it may have cut objects above the threshold (detections were kept >= it).
+        data["detection_cap"] = self.result.cap
         return data
 
 
