@@ -235,7 +235,7 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
         return
     result = raw.above(conf)
     office = score_office(result.detections, rules)
-    _render(st, image, result, drawable.above(conf).detections, office, model.classes, conf)
+    _render(st, image, result, drawable.above(conf).detections, office, rules, model.classes, conf)
 
 
 def objects_table(detections: Sequence[Any], classes: Sequence[str] = ()) -> Any:
@@ -264,8 +264,61 @@ def objects_table(detections: Sequence[Any], classes: Sequence[str] = ()) -> Any
     return frame.style.map(colours, subset=["class"]).hide(axis="index")
 
 
+def breakdown_table(office: Any, rubric: Any) -> Any:
+    """The breakdown as `score` prints it (`desk (essential)`, `lamp (bonus)`), as a pandas Styler;
+    an essential whose group was not found reads `monitor (essential, missing)`, in red."""
+    import pandas as pd
+
+    from officescore.infer.score import missing_essential_classes, row_name
+
+    missing = missing_essential_classes(office, rubric)
+    rows = [
+        {
+            "class": row_name(r, r.class_name in missing),
+            "count": r.count,
+            "points": r.earned,
+            "of": r.possible,
+        }
+        for r in office.breakdown
+    ]
+    rows += [
+        {"class": f"{r.rule} (bonus)", "count": r.count, "points": r.earned, "of": r.possible}
+        for r in office.attributes
+    ]
+    frame = pd.DataFrame(rows, columns=["class", "count", "points", "of"])
+
+    def red(name: str) -> str:
+        return "color: #d62728; font-weight: bold" if name.endswith(", missing)") else ""
+
+    return frame.style.map(red, subset=["class"]).format("{:g}", subset=["points", "of"]).hide(axis="index")
+
+
+def breakdown_legend(rubric: Any) -> str:
+    """What the breakdown's marks mean for this rubric: its essentials (a group: its classes) and
+    the cap while one is missing; bonus points."""
+    groups = [
+        e.name if len(e.any_of) < 2 else f"{e.name} ({' or '.join(e.any_of)})" for e in rubric.essentials
+    ]
+    legend = []
+    if groups:
+        cap = rubric.missing_essential_cap
+        capped = (
+            f"while one is missing, the score is capped at {cap:g}" if cap < 100 else "missing ones are named"
+        )
+        legend.append(f"(essential): {', '.join(groups)}; {capped}.")
+    legend.append("(bonus): points on top of full marks, never past 100.")
+    return " ".join(legend)
+
+
 def _render(  # pragma: no cover
-    st: Any, image: Any, result: Any, drawn: Sequence[Any], office: Any, classes: list[str], conf: float
+    st: Any,
+    image: Any,
+    result: Any,
+    drawn: Sequence[Any],
+    office: Any,
+    rubric: Any,
+    classes: list[str],
+    conf: float,
 ) -> None:
     """`drawn`: the detections of `result` at the shown photo's size; `conf`: the slider's threshold."""
     import io
@@ -291,23 +344,8 @@ def _render(  # pragma: no cover
         if how:
             st.caption(how)
         st.subheader("Breakdown")
-        st.dataframe(
-            [
-                {
-                    "class": r.class_name,
-                    "count": r.count,
-                    "points": r.earned,
-                    "of": r.possible,
-                    "bonus": r.bonus,
-                }
-                for r in office.breakdown
-            ]
-            + [
-                {"class": r.rule, "count": r.count, "points": r.earned, "of": r.possible, "bonus": True}
-                for r in office.attributes
-            ],
-            hide_index=True,
-        )
+        st.dataframe(breakdown_table(office, rubric), hide_index=True)
+        st.caption(breakdown_legend(rubric))
         if office.suggestions:
             st.subheader("To raise the score")
             for suggestion in office.suggestions[:5]:

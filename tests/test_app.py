@@ -161,6 +161,9 @@ def test_page_score_equals_cli_score(
         page.get_by_test_id("stImage").first.wait_for(timeout=30_000)  # the annotated photo
         page.get_by_text("add a chair").first.wait_for(timeout=30_000)  # a suggestion (two name a chair)
 
+        # The breakdown's marks, as `score`'s table has them, and what they mean.
+        legend = "(essential): a desk, a chair, a screen (monitor or laptop); while one is missing, the score"
+        page.get_by_text(legend).wait_for(timeout=30_000)
         cap_note = "20 objects found, the most this model keeps per photo"
         assert page.get_by_text(cap_note).count() == 0  # 14 above 0.5: under the model's cap of 20
 
@@ -428,6 +431,36 @@ def test_the_objects_table_writes_light_ink_on_dark_class_colours() -> None:
     assert set(dark.values()) == {True, False}  # the office classes have both
     html = objects_table(found).to_html()
     assert set(re.findall(r"(?<!-)color: (#[0-9a-f]{6})", html)) == {"#ffffff", "#000000"}  # not background-
+
+
+def test_the_breakdown_marks_essentials_as_score_does_and_the_missing_ones_in_red(tmp_path: Path) -> None:
+    """The page's breakdown had a bonus column and no word of essentials: `desk (essential)` as
+    `score` prints it, `monitor (essential, missing)` (both classes of a missing screen) in red."""
+    from officescore.app import breakdown_legend, breakdown_table
+    from officescore.infer.score import Rubric, score_office
+
+    rubric = Rubric.load()
+    styled = breakdown_table(score_office({"desk": 1, "lamp": 1}, rubric), rubric)
+    names = list(styled.data["class"])
+    assert names[:4] == [
+        "desk (essential)",
+        "chair (essential, missing)",
+        "monitor (essential, missing)",
+        "laptop (essential, missing)",
+    ]
+    assert "keyboard" in names and "lamp (bonus)" in names and "chair.armrests=yes (bonus)" in names
+    css = styled.to_html().split("</style>")[0]  # "#T_x_row1_col0, ... {\n  color: #d62728; ..."
+    styled_rows = {int(row) for row in re.findall(r"_row(\d+)_col\d", css)}
+    assert styled_rows == {1, 2, 3} and "color: #d62728" in css  # only the missing essentials' cells
+    with_laptop = breakdown_table(score_office({"desk": 1, "chair": 1, "laptop": 1}, rubric), rubric)
+    assert not any("missing" in name for name in with_laptop.data["class"])  # a laptop is a screen
+    assert breakdown_legend(rubric).startswith(
+        "(essential): a desk, a chair, a screen (monitor or laptop); while one is missing, the score is "
+        "capped at 35."
+    )
+    uncapped = tmp_path / "uncapped.toml"
+    uncapped.write_text('[[essentials]]\nname = "a desk"\nany_of = ["desk"]\n[classes.desk]\npoints = 10\n')
+    assert breakdown_legend(Rubric.load(uncapped)).startswith("(essential): a desk; missing ones are named.")
 
 
 def test_slider_starts_inside_its_range() -> None:

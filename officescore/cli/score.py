@@ -210,7 +210,7 @@ def _without_drawings(items: list[ImageInput], photos: list[str], save_dir: Path
 
 
 def _show_one(photo: PhotoScore) -> None:
-    from officescore.infer.score import how_points_make_the_total
+    from officescore.infer.score import how_points_make_the_total, row_name
 
     result, office = photo.result, photo.score
     assert office is not None
@@ -235,10 +235,9 @@ def _show_one(photo: PhotoScore) -> None:
     for column in ("class", "count", "points", "of"):
         breakdown.add_column(column, justify="left" if column == "class" else "right")
     for row in office.breakdown:
-        tags = " (bonus)" if row.bonus else (" (essential)" if row.essential else "")
         style = "" if row.count else "dim"
         breakdown.add_row(
-            Text(f"{row.class_name}{tags}"),
+            Text(row_name(row)),
             str(row.count),
             f"{row.earned:g}",
             f"{row.possible:g}",
