@@ -93,7 +93,8 @@ def accepted_types() -> tuple[str, ...]:
 
 
 def check_upload(name: str, size: int) -> None:
-    """Refuse files that are not a photo type score reads by name, or larger than 20 MB, with a message."""
+    """Refuse files that are not a photo type score reads by name, or larger than 20 MB, with a message
+    (each upload on its own: Streamlit's `server.maxUploadSize` is per file too)."""
     suffix = Path(name).suffix.lower().lstrip(".")
     accepted = accepted_types()
     if suffix not in accepted:
@@ -220,22 +221,31 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
         st.stop()
         return
     conf = st.slider("Confidence threshold", *SLIDER_RANGE, slider_start(settings.conf), 0.05, key="conf")
-    upload = st.file_uploader(f"Upload a photo (up to {MAX_UPLOAD_MB} MB)", type=list(accepted_types()))
-    if upload is None:
-        st.info("Upload a photo of a home office to score it.")
+    uploads = st.file_uploader(
+        f"Upload photos (one or several at once; each up to {MAX_UPLOAD_MB} MB)",
+        type=list(accepted_types()),
+        accept_multiple_files=True,
+    )
+    if not uploads:
+        st.info("Upload photos of a home office to score them.")
         return
-    try:
-        check_upload(upload.name, upload.size)
-        image = photo(upload.getvalue(), upload.name)
-        raw, drawable = detect(
-            upload.getvalue(), upload.name, settings.model, settings.device, settings.precision
-        )
-    except UserError as exc:
-        st.error(str(exc))
-        return
-    result = raw.above(conf)
-    office = score_office(result.detections, rules)
-    _render(st, image, result, drawable.above(conf).detections, office, rules, model.classes, conf)
+    # In the order chosen; a bad file gets its own one-line error and the others are still scored.
+    for number, upload in enumerate(uploads):
+        if number:
+            st.divider()
+        try:
+            check_upload(upload.name, upload.size)
+            image = photo(upload.getvalue(), upload.name)
+            raw, drawable = detect(
+                upload.getvalue(), upload.name, settings.model, settings.device, settings.precision
+            )
+        except UserError as exc:
+            st.error(str(exc))
+            continue
+        result = raw.above(conf)
+        office = score_office(result.detections, rules)
+        st.subheader(upload.name)
+        _render(st, image, result, drawable.above(conf).detections, office, rules, model.classes, conf)
 
 
 def objects_table(detections: Sequence[Any], classes: Sequence[str] = ()) -> Any:

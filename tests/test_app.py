@@ -220,6 +220,35 @@ def test_page_scores_a_phone_photo_like_the_command(
         page.close()
 
 
+def test_page_scores_several_photos_in_the_order_chosen_and_a_bad_one_alone(
+    server: str, browser: object, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The page took one photo at a time. Several chosen at once are each scored (as `score` scores
+    them) and shown with their breakdown in the order chosen; a bad file gets its own one-line error
+    and the others are still scored. The size limit per file is said."""
+    page = _new_page(browser)
+    try:
+        page.goto(server)
+        upload = page.locator('input[type="file"]')
+        upload.wait_for(state="attached", timeout=90_000)
+        page.get_by_text(f"each up to {MAX_UPLOAD_BYTES // 1024 // 1024} MB").wait_for(timeout=30_000)
+        chosen = [files["phone"], files["root"] / "fake.png", files["scene"]]
+        upload.set_input_files([str(path) for path in chosen])
+        metrics = page.get_by_test_id("stMetricValue")
+        page.wait_for_function(
+            "() => document.querySelectorAll('[data-testid=stMetricValue]').length === 2", timeout=120_000
+        )
+        shown = [float(metrics.nth(i).inner_text().removesuffix("/100")) for i in range(2)]
+        assert shown == [_cli_total(files, 0.5, capsys, photo="phone"), _cli_total(files, 0.5, capsys)]
+        headings = [h for h in page.locator("h3").all_inner_texts() if h in ("phone.heic", "scene_0.jpg")]
+        assert headings == ["phone.heic", "scene_0.jpg"]
+        (alert,) = [a for a in page.get_by_test_id("stAlert").all_inner_texts() if "fake.png" in a]
+        assert alert.strip().startswith("fake.png: not an image") and "\n" not in alert.strip()
+        assert page.get_by_text("Breakdown").count() == 2
+    finally:
+        page.close()
+
+
 def test_page_refuses_bad_uploads(server: str, browser: object, files: dict[str, Path]) -> None:
     page = _new_page(browser)
     try:
