@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import struct
 import time
@@ -948,3 +949,34 @@ def test_photos_share_a_forward_only_when_torchvision_pads_them_alike() -> None:
     # the long side's limit: 100x400 at (100, 200) is scaled by 0.5 to 50x200 -> padded 64x224
     assert _same_padding(photos((100, 400), (64, 224), (100, 100)), (100, 200)) == [[0, 1], [2]]
     assert _same_padding(photos((10, 20), (10, 20), (20, 10)), None) == [[0, 1], [2]]  # no model size
+
+
+def test_a_folder_of_mixed_sizes_shares_forwards_by_padded_size_and_keeps_its_order(
+    predictor: Predictor, tmp_path: Path
+) -> None:
+    """One forward per padded size in each batch kept a photo's score apart from its neighbours',
+    but a folder in input order (square, 4:3, 3:4, square, ...) split almost every batch into
+    several forwards: 7 for 7 photos here. Batched by padded size (read from the file headers),
+    each size needs ceil(photos / batch size) forwards (2 + 1 + 1); results stay in input order and
+    equal each photo scored alone."""
+    from officescore.sample import render_scene
+
+    sizes = [(128, 128), (128, 96), (96, 128)]  # (width, height): padded 4x4, 3x4 and 4x3 cells of 32
+    paths = []
+    for i in range(7):
+        path = tmp_path / f"p{i}.jpg"
+        render_scene(i, size=128).image.resize(sizes[i % 3]).save(path)
+        paths.append(path)
+    forwards: list[int] = []
+    hook = predictor.model.register_forward_pre_hook(lambda model, args: forwards.append(len(args[0])))
+    try:
+        together = predictor.predict(paths, batch_size=2, workers=0)
+        assert sum(math.ceil(n / 2) for n in (3, 2, 2)) == len(forwards) == 4
+        alone = [predictor.predict(path, batch_size=1, workers=0)[0] for path in paths]
+    finally:
+        hook.remove()
+    assert [r.source for r in together] == [str(p) for p in paths]
+    for got, want in zip(together, alone, strict=True):
+        assert [d.class_name for d in got.detections] == [d.class_name for d in want.detections]
+        assert np.allclose([d.box for d in got.detections], [d.box for d in want.detections], atol=1e-3)
+        assert (got.width, got.height) == (want.width, want.height)

@@ -34,7 +34,14 @@ from officescore.config import DEFAULT_RUNS_DIR
 from officescore.devices import resolve_device
 from officescore.errors import BadImageError, ConfigError, ModelError, WeightsUnavailable
 from officescore.files import atomic_write_bytes
-from officescore.images import ImageInput, ModelInput, expand_inputs, fit_for_model, load_for_model
+from officescore.images import (
+    ImageInput,
+    ModelInput,
+    expand_inputs,
+    fit_for_model,
+    image_size,
+    load_for_model,
+)
 from officescore.infer.accel.int8 import spread
 from officescore.infer.accel.run import MASK_THRESHOLD, forward
 from officescore.infer.detection import Detection, ImageResult
@@ -278,8 +285,10 @@ class Predictor:
     ) -> list[ImageResult]:
         """Detections for each input (files, folders, globs or PIL images), in input order.
 
-        `on_image(index, result, pixels)` runs, in input order, for each photo that was read, with
-        its decoded uint8 3xHxW tensor: callers that draw on the photo need not decode it again.
+        Photos are batched with those of the same padded size (`_batches`), so the order they are
+        decoded in is not the input order. `on_image(index, result, pixels)` runs in that order for
+        each photo that was read, with its decoded uint8 3xHxW tensor: callers that draw on the
+        photo need not decode it again.
         """
         if isinstance(inputs, (str, Path, Image.Image)):
             inputs = [inputs]
@@ -295,7 +304,7 @@ class Predictor:
         workers = min(2, os.cpu_count() or 1) if workers is None else workers
         loader = DataLoader(
             _Images(items, self.model_input_size()),
-            batch_size=batch_size,
+            batch_sampler=_batches(items, batch_size, self.model_input_size()),
             num_workers=workers if len(items) > 1 else 0,
             collate_fn=_collate,
         )
@@ -420,17 +429,47 @@ def _note_cap(result: ImageResult, scores: torch.Tensor, cap: int | None, conf: 
 
 def _same_padding(tensors: Sequence[torch.Tensor], model_size: tuple[int, int] | None) -> list[list[int]]:
     """Positions of `tensors` grouped by the padded size torchvision's transform gives each alone
-    (resized to `model_size` = (min_size, max_size), each side rounded up to 32): within a group
-    each photo is seen as it is alone. Without a known model size, by the exact size."""
+    (`_padded_size`): within a group each photo is seen as it is alone."""
     groups: dict[tuple[int, int], list[int]] = {}
     for position, tensor in enumerate(tensors):
-        height, width = int(tensor.shape[-2]), int(tensor.shape[-1])
-        key = (height, width)
-        if model_size is not None:
-            scale = min(model_size[0] / min(height, width), model_size[1] / max(height, width))
-            key = (math.ceil(int(height * scale) / 32), math.ceil(int(width * scale) / 32))
+        key = _padded_size(int(tensor.shape[-2]), int(tensor.shape[-1]), model_size)
         groups.setdefault(key, []).append(position)
     return list(groups.values())
+
+
+def _padded_size(height: int, width: int, model_size: tuple[int, int] | None) -> tuple[int, int]:
+    """The size, in cells of 32 px, a photo is padded to alone: resized to `model_size` = (min_size,
+    max_size) as torchvision's transform resizes it, each side rounded up to 32. Without a known
+    model size, the exact size."""
+    if model_size is None:
+        return height, width
+    scale = min(model_size[0] / min(height, width), model_size[1] / max(height, width))
+    return math.ceil(int(height * scale) / 32), math.ceil(int(width * scale) / 32)
+
+
+def _batches(
+    items: Sequence[ImageInput], batch_size: int, model_size: tuple[int, int] | None
+) -> list[list[int]]:
+    """Positions of `items` in batches of at most `batch_size`, each of one padded size as far as
+    the file headers tell (`_run_batch` runs one forward per padded size in a batch: a folder of
+    mixed sizes in input order needed a forward for almost every photo). A reduced decode can pad a
+    cell apart from its header's size: that costs a forward, never a different result. Files
+    whose header cannot be read are batched together; their error comes when they are decoded."""
+    groups: dict[tuple[int, int] | None, list[int]] = {}
+    for position, item in enumerate(items):
+        size = _header_size(item)
+        key = None if size is None else _padded_size(size[1], size[0], model_size)
+        groups.setdefault(key, []).append(position)
+    return [group[i : i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
+
+
+def _header_size(item: ImageInput) -> tuple[int, int] | None:
+    """(width, height) of a photo as the model will see it, from its header alone; None: unreadable."""
+    try:
+        size = item.size if isinstance(item, Image.Image) else image_size(Path(item))
+    except (BadImageError, OSError, ValueError):  # only the order is at stake: decoding says what is wrong
+        return None
+    return size if min(size) > 0 else None
 
 
 def _describe(item: ImageInput, index: int) -> str:
