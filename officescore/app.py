@@ -67,6 +67,7 @@ class PageSettings:
 
 
 SLIDER_RANGE = (0.05, 0.95)
+SLIDER_STEP = 0.05
 SCORE_HELP = (
     "Each object found earns its class's points (the breakdown; a second one of a class earns half as "
     "much, up to the class's cap). The standard classes make full marks, scaled to 100; bonus ones add "
@@ -79,6 +80,21 @@ def slider_start(conf: float) -> float:
     a value outside it, which would break the whole page)."""
     low, high = SLIDER_RANGE
     return min(max(float(conf), low), high)
+
+
+def slider_steps(conf: float) -> list[float]:
+    """The slider's positions: SLIDER_STEP apart across SLIDER_RANGE, and `serve --conf` (clipped to
+    the range) among them, so a move away from a --conf between the steps (0.07) can come back to
+    it without a reload."""
+    low, high = SLIDER_RANGE
+    count = round((high - low) / SLIDER_STEP)
+    grid = {round(low + k * SLIDER_STEP, 2) for k in range(count + 1)}
+    return sorted(grid | {slider_start(conf)})
+
+
+def slider_label(value: float) -> str:
+    """A position as the slider shows it: 0.50, and 0.075 with the digits it needs."""
+    return f"{value:.2f}" if round(value, 2) == value else f"{value:g}"
 
 
 def accepted_types() -> tuple[str, ...]:
@@ -220,7 +236,13 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
         st.error(str(exc))
         st.stop()
         return
-    conf = st.slider("Confidence threshold", *SLIDER_RANGE, slider_start(settings.conf), 0.05, key="conf")
+    conf = st.select_slider(
+        "Confidence threshold",
+        options=slider_steps(settings.conf),
+        value=slider_start(settings.conf),
+        format_func=slider_label,
+        key="conf",
+    )
     uploads = st.file_uploader(
         f"Upload photos (one or several at once; each up to {MAX_UPLOAD_MB} MB)",
         type=list(accepted_types()),

@@ -492,6 +492,33 @@ def test_the_breakdown_marks_essentials_as_score_does_and_the_missing_ones_in_re
     assert breakdown_legend(Rubric.load(uncapped)).startswith("(essential): a desk; missing ones are named.")
 
 
+def test_the_slider_can_come_back_to_a_conf_between_its_steps(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --conf 0.07` started the slider at 0.07, but its positions were 0.05, 0.10, ...: once
+    moved, only a reload brought 0.07 back. The served --conf is now a position of its own."""
+    from streamlit.testing.v1 import AppTest
+
+    from officescore.app import slider_steps
+
+    assert slider_steps(0.07)[:3] == [0.05, 0.07, 0.1] and len(slider_steps(0.07)) == 20
+    assert (
+        slider_steps(0.5) == slider_steps(0.3) and len(slider_steps(0.5)) == 19
+    )  # on the steps: as they are
+    assert slider_steps(0.0)[0] == 0.05 and slider_steps(1.0)[-1] == 0.95  # clipped, as the start is
+    settings = PageSettings(model=str(files["checkpoint"]), device="cpu", conf=0.07, precision="fp32")
+    for name, value in settings.to_env().items():
+        monkeypatch.setenv(name, value)
+    page = AppTest.from_file(str(Path(__file__).parents[1] / "officescore" / "app.py"), default_timeout=120)
+    page.run()
+    slider = page.select_slider(key="conf")
+    assert slider.value == 0.07 and slider.options[:3] == ["0.05", "0.07", "0.10"]
+    slider.set_value(0.1).run()
+    assert page.select_slider(key="conf").value == 0.1
+    page.select_slider(key="conf").set_value(0.07).run()  # one step back: the served --conf again
+    assert page.select_slider(key="conf").value == 0.07 and not page.exception
+
+
 def test_slider_starts_inside_its_range() -> None:
     # serve refuses --conf outside the range, but OFFICESCORE_CONF may hold any value: the slider
     # must not get one it refuses
