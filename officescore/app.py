@@ -67,6 +67,7 @@ class PageSettings:
 
 
 SLIDER_RANGE = (0.05, 0.95)
+SLIDER_STEP = 0.05
 SCORE_HELP = (
     "Each object found earns its class's points (the breakdown; a second one of a class earns half as "
     "much, up to the class's cap). The standard classes make full marks, scaled to 100; bonus ones add "
@@ -81,6 +82,21 @@ def slider_start(conf: float) -> float:
     return min(max(float(conf), low), high)
 
 
+def slider_steps(conf: float) -> list[float]:
+    """The slider's positions: SLIDER_STEP apart across SLIDER_RANGE, and `serve --conf` (clipped to
+    the range) among them, so a move away from a --conf between the steps (0.07) can come back to
+    it without a reload."""
+    low, high = SLIDER_RANGE
+    count = round((high - low) / SLIDER_STEP)
+    grid = {round(low + k * SLIDER_STEP, 2) for k in range(count + 1)}
+    return sorted(grid | {slider_start(conf)})
+
+
+def slider_label(value: float) -> str:
+    """A position as the slider shows it: 0.50, and 0.075 with the digits it needs."""
+    return f"{value:.2f}" if round(value, 2) == value else f"{value:g}"
+
+
 def accepted_types() -> tuple[str, ...]:
     """The photo types `officescore score` reads, as the uploader's extensions: HEIC/HEIF (phones)
     with officescore[heic], AVIF where the installed Pillow reads it."""
@@ -93,7 +109,8 @@ def accepted_types() -> tuple[str, ...]:
 
 
 def check_upload(name: str, size: int) -> None:
-    """Refuse files that are not a photo type score reads by name, or larger than 20 MB, with a message."""
+    """Refuse files that are not a photo type score reads by name, or larger than 20 MB, with a message
+    (each upload on its own: Streamlit's `server.maxUploadSize` is per file too)."""
     suffix = Path(name).suffix.lower().lstrip(".")
     accepted = accepted_types()
     if suffix not in accepted:
@@ -219,23 +236,38 @@ def _page() -> None:  # pragma: no cover - exercised through a real browser in t
         st.error(str(exc))
         st.stop()
         return
-    conf = st.slider("Confidence threshold", *SLIDER_RANGE, slider_start(settings.conf), 0.05, key="conf")
-    upload = st.file_uploader(f"Upload a photo (up to {MAX_UPLOAD_MB} MB)", type=list(accepted_types()))
-    if upload is None:
-        st.info("Upload a photo of a home office to score it.")
+    conf = st.select_slider(
+        "Confidence threshold",
+        options=slider_steps(settings.conf),
+        value=slider_start(settings.conf),
+        format_func=slider_label,
+        key="conf",
+    )
+    uploads = st.file_uploader(
+        f"Upload photos (one or several at once; each up to {MAX_UPLOAD_MB} MB)",
+        type=list(accepted_types()),
+        accept_multiple_files=True,
+    )
+    if not uploads:
+        st.info("Upload photos of a home office to score them.")
         return
-    try:
-        check_upload(upload.name, upload.size)
-        image = photo(upload.getvalue(), upload.name)
-        raw, drawable = detect(
-            upload.getvalue(), upload.name, settings.model, settings.device, settings.precision
-        )
-    except UserError as exc:
-        st.error(str(exc))
-        return
-    result = raw.above(conf)
-    office = score_office(result.detections, rules)
-    _render(st, image, result, drawable.above(conf).detections, office, model.classes)
+    # In the order chosen; a bad file gets its own one-line error and the others are still scored.
+    for number, upload in enumerate(uploads):
+        if number:
+            st.divider()
+        try:
+            check_upload(upload.name, upload.size)
+            image = photo(upload.getvalue(), upload.name)
+            raw, drawable = detect(
+                upload.getvalue(), upload.name, settings.model, settings.device, settings.precision
+            )
+        except UserError as exc:
+            st.error(str(exc))
+            continue
+        result = raw.above(conf)
+        office = score_office(result.detections, rules)
+        st.subheader(upload.name)
+        _render(st, image, result, drawable.above(conf).detections, office, rules, model.classes, conf)
 
 
 def objects_table(detections: Sequence[Any], classes: Sequence[str] = ()) -> Any:
@@ -264,10 +296,63 @@ def objects_table(detections: Sequence[Any], classes: Sequence[str] = ()) -> Any
     return frame.style.map(colours, subset=["class"]).hide(axis="index")
 
 
+def breakdown_table(office: Any, rubric: Any) -> Any:
+    """The breakdown as `score` prints it (`desk (essential)`, `lamp (bonus)`), as a pandas Styler;
+    an essential whose group was not found reads `monitor (essential, missing)`, in red."""
+    import pandas as pd
+
+    from officescore.infer.score import missing_essential_classes, row_name
+
+    missing = missing_essential_classes(office, rubric)
+    rows = [
+        {
+            "class": row_name(r, r.class_name in missing),
+            "count": r.count,
+            "points": r.earned,
+            "of": r.possible,
+        }
+        for r in office.breakdown
+    ]
+    rows += [
+        {"class": f"{r.rule} (bonus)", "count": r.count, "points": r.earned, "of": r.possible}
+        for r in office.attributes
+    ]
+    frame = pd.DataFrame(rows, columns=["class", "count", "points", "of"])
+
+    def red(name: str) -> str:
+        return "color: #d62728; font-weight: bold" if name.endswith(", missing)") else ""
+
+    return frame.style.map(red, subset=["class"]).format("{:g}", subset=["points", "of"]).hide(axis="index")
+
+
+def breakdown_legend(rubric: Any) -> str:
+    """What the breakdown's marks mean for this rubric: its essentials (a group: its classes) and
+    the cap while one is missing; bonus points."""
+    groups = [
+        e.name if len(e.any_of) < 2 else f"{e.name} ({' or '.join(e.any_of)})" for e in rubric.essentials
+    ]
+    legend = []
+    if groups:
+        cap = rubric.missing_essential_cap
+        capped = (
+            f"while one is missing, the score is capped at {cap:g}" if cap < 100 else "missing ones are named"
+        )
+        legend.append(f"(essential): {', '.join(groups)}; {capped}.")
+    legend.append("(bonus): points on top of full marks, never past 100.")
+    return " ".join(legend)
+
+
 def _render(  # pragma: no cover
-    st: Any, image: Any, result: Any, drawn: Sequence[Any], office: Any, classes: list[str]
+    st: Any,
+    image: Any,
+    result: Any,
+    drawn: Sequence[Any],
+    office: Any,
+    rubric: Any,
+    classes: list[str],
+    conf: float,
 ) -> None:
-    """`drawn`: the detections of `result` at the shown photo's size."""
+    """`drawn`: the detections of `result` at the shown photo's size; `conf`: the slider's threshold."""
     import io
 
     from PIL import Image
@@ -282,29 +367,17 @@ def _render(  # pragma: no cover
         st.markdown(f"**{office.label}**")
         if result.too_small:  # as `score` warns: the model saw a blur of a few pixels
             st.warning(f"{result.too_small}; its score says little")
+        cap_note = result.cap_note(conf)  # as `score` notes: the model's cap may have cut objects
+        if cap_note:
+            st.warning(cap_note)
         if office.missing_essentials:
             st.warning("Missing essentials: " + ", ".join(office.missing_essentials))
         how = how_points_make_the_total(office)  # the cap, the clip: why the points are not the score
         if how:
             st.caption(how)
         st.subheader("Breakdown")
-        st.dataframe(
-            [
-                {
-                    "class": r.class_name,
-                    "count": r.count,
-                    "points": r.earned,
-                    "of": r.possible,
-                    "bonus": r.bonus,
-                }
-                for r in office.breakdown
-            ]
-            + [
-                {"class": r.rule, "count": r.count, "points": r.earned, "of": r.possible, "bonus": True}
-                for r in office.attributes
-            ],
-            hide_index=True,
-        )
+        st.dataframe(breakdown_table(office, rubric), hide_index=True)
+        st.caption(breakdown_legend(rubric))
         if office.suggestions:
             st.subheader("To raise the score")
             for suggestion in office.suggestions[:5]:

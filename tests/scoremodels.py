@@ -41,9 +41,13 @@ def tiny_model(classes: Sequence[str], favour: Mapping[int, float], seed: int = 
 
 
 def write_checkpoint(
-    path: Path, favour: Mapping[str, float] | None = None, classes: Sequence[str] = DEFAULT_CLASSES
+    path: Path,
+    favour: Mapping[str, float] | None = None,
+    classes: Sequence[str] = DEFAULT_CLASSES,
+    cap: int | None = None,
 ) -> Path:
-    """An officescore checkpoint of a tiny model favouring the named classes (default: desk)."""
+    """An officescore checkpoint of a tiny model favouring the named classes (default: desk);
+    `cap`: its detections per photo (`box_detections_per_img`) instead of TINY_KWARGS' 20."""
     from officescore.model import save_checkpoint
 
     favour = {"desk": 8.0} if favour is None else favour
@@ -54,7 +58,7 @@ def write_checkpoint(
         model=model.state_dict(),
         arch=ARCH,
         classes=list(classes),
-        model_kwargs=dict(TINY_KWARGS),
+        model_kwargs={**TINY_KWARGS, **({} if cap is None else {"box_detections_per_img": cap})},
         epoch=0,
     )
     return path

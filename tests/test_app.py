@@ -161,6 +161,12 @@ def test_page_score_equals_cli_score(
         page.get_by_test_id("stImage").first.wait_for(timeout=30_000)  # the annotated photo
         page.get_by_text("add a chair").first.wait_for(timeout=30_000)  # a suggestion (two name a chair)
 
+        # The breakdown's marks, as `score`'s table has them, and what they mean.
+        legend = "(essential): a desk, a chair, a screen (monitor or laptop); while one is missing, the score"
+        page.get_by_text(legend).wait_for(timeout=30_000)
+        cap_note = "20 objects found, the most this model keeps per photo"
+        assert page.get_by_text(cap_note).count() == 0  # 14 above 0.5: under the model's cap of 20
+
         # Five steps of 0.05 down: the chairs (score about 0.27) now count as well.
         slider = page.get_by_role("slider")
         for _ in range(5):
@@ -173,6 +179,8 @@ def test_page_score_equals_cli_score(
             timeout=30_000,
         )
         assert _page_total(page) == cli_quarter
+        # All 20 the model keeps are above 0.25 (the lowest 0.30): more may be missing, as `score` notes.
+        page.get_by_text(f"{cap_note} (lowest score 0.30, threshold 0.25)").wait_for(timeout=30_000)
         # A desk and a chair, no screen: the points (45) are not the score, and the page says why
         # as `score` does (it showed 35/100 beside 45 points and said nothing of the cap).
         assert cli_quarter == 35
@@ -208,6 +216,35 @@ def test_page_scores_a_phone_photo_like_the_command(
         _upload(page, files["phone"])
         page.get_by_test_id("stMetricValue").first.wait_for(timeout=90_000)
         assert _page_total(page) == _cli_total(files, 0.5, capsys, photo="phone") > 0
+    finally:
+        page.close()
+
+
+def test_page_scores_several_photos_in_the_order_chosen_and_a_bad_one_alone(
+    server: str, browser: object, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The page took one photo at a time. Several chosen at once are each scored (as `score` scores
+    them) and shown with their breakdown in the order chosen; a bad file gets its own one-line error
+    and the others are still scored. The size limit per file is said."""
+    page = _new_page(browser)
+    try:
+        page.goto(server)
+        upload = page.locator('input[type="file"]')
+        upload.wait_for(state="attached", timeout=90_000)
+        page.get_by_text(f"each up to {MAX_UPLOAD_BYTES // 1024 // 1024} MB").wait_for(timeout=30_000)
+        chosen = [files["phone"], files["root"] / "fake.png", files["scene"]]
+        upload.set_input_files([str(path) for path in chosen])
+        metrics = page.get_by_test_id("stMetricValue")
+        page.wait_for_function(
+            "() => document.querySelectorAll('[data-testid=stMetricValue]').length === 2", timeout=120_000
+        )
+        shown = [float(metrics.nth(i).inner_text().removesuffix("/100")) for i in range(2)]
+        assert shown == [_cli_total(files, 0.5, capsys, photo="phone"), _cli_total(files, 0.5, capsys)]
+        headings = [h for h in page.locator("h3").all_inner_texts() if h in ("phone.heic", "scene_0.jpg")]
+        assert headings == ["phone.heic", "scene_0.jpg"]
+        (alert,) = [a for a in page.get_by_test_id("stAlert").all_inner_texts() if "fake.png" in a]
+        assert alert.strip().startswith("fake.png: not an image") and "\n" not in alert.strip()
+        assert page.get_by_text("Breakdown").count() == 2
     finally:
         page.close()
 
@@ -423,6 +460,63 @@ def test_the_objects_table_writes_light_ink_on_dark_class_colours() -> None:
     assert set(dark.values()) == {True, False}  # the office classes have both
     html = objects_table(found).to_html()
     assert set(re.findall(r"(?<!-)color: (#[0-9a-f]{6})", html)) == {"#ffffff", "#000000"}  # not background-
+
+
+def test_the_breakdown_marks_essentials_as_score_does_and_the_missing_ones_in_red(tmp_path: Path) -> None:
+    """The page's breakdown had a bonus column and no word of essentials: `desk (essential)` as
+    `score` prints it, `monitor (essential, missing)` (both classes of a missing screen) in red."""
+    from officescore.app import breakdown_legend, breakdown_table
+    from officescore.infer.score import Rubric, score_office
+
+    rubric = Rubric.load()
+    styled = breakdown_table(score_office({"desk": 1, "lamp": 1}, rubric), rubric)
+    names = list(styled.data["class"])
+    assert names[:4] == [
+        "desk (essential)",
+        "chair (essential, missing)",
+        "monitor (essential, missing)",
+        "laptop (essential, missing)",
+    ]
+    assert "keyboard" in names and "lamp (bonus)" in names and "chair.armrests=yes (bonus)" in names
+    css = styled.to_html().split("</style>")[0]  # "#T_x_row1_col0, ... {\n  color: #d62728; ..."
+    styled_rows = {int(row) for row in re.findall(r"_row(\d+)_col\d", css)}
+    assert styled_rows == {1, 2, 3} and "color: #d62728" in css  # only the missing essentials' cells
+    with_laptop = breakdown_table(score_office({"desk": 1, "chair": 1, "laptop": 1}, rubric), rubric)
+    assert not any("missing" in name for name in with_laptop.data["class"])  # a laptop is a screen
+    assert breakdown_legend(rubric).startswith(
+        "(essential): a desk, a chair, a screen (monitor or laptop); while one is missing, the score is "
+        "capped at 35."
+    )
+    uncapped = tmp_path / "uncapped.toml"
+    uncapped.write_text('[[essentials]]\nname = "a desk"\nany_of = ["desk"]\n[classes.desk]\npoints = 10\n')
+    assert breakdown_legend(Rubric.load(uncapped)).startswith("(essential): a desk; missing ones are named.")
+
+
+def test_the_slider_can_come_back_to_a_conf_between_its_steps(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --conf 0.07` started the slider at 0.07, but its positions were 0.05, 0.10, ...: once
+    moved, only a reload brought 0.07 back. The served --conf is now a position of its own."""
+    from streamlit.testing.v1 import AppTest
+
+    from officescore.app import slider_steps
+
+    assert slider_steps(0.07)[:3] == [0.05, 0.07, 0.1] and len(slider_steps(0.07)) == 20
+    assert (
+        slider_steps(0.5) == slider_steps(0.3) and len(slider_steps(0.5)) == 19
+    )  # on the steps: as they are
+    assert slider_steps(0.0)[0] == 0.05 and slider_steps(1.0)[-1] == 0.95  # clipped, as the start is
+    settings = PageSettings(model=str(files["checkpoint"]), device="cpu", conf=0.07, precision="fp32")
+    for name, value in settings.to_env().items():
+        monkeypatch.setenv(name, value)
+    page = AppTest.from_file(str(Path(__file__).parents[1] / "officescore" / "app.py"), default_timeout=120)
+    page.run()
+    slider = page.select_slider(key="conf")
+    assert slider.value == 0.07 and slider.options[:3] == ["0.05", "0.07", "0.10"]
+    slider.set_value(0.1).run()
+    assert page.select_slider(key="conf").value == 0.1
+    page.select_slider(key="conf").set_value(0.07).run()  # one step back: the served --conf again
+    assert page.select_slider(key="conf").value == 0.07 and not page.exception
 
 
 def test_slider_starts_inside_its_range() -> None:

@@ -328,6 +328,28 @@ def test_the_json_report_names_each_parity_number_by_its_key() -> None:
     }
 
 
+def test_the_export_resizes_a_copy_and_leaves_the_checkpoints_model_as_it_was() -> None:
+    """`_eager_resize` gives the export `_EagerResize` on a shallow copy: the checkpoint's model, which
+    the parity check compares the export with, keeps torchvision's own resize; a fixed-size resize
+    (not the one `_EagerResize` computes) is scripted as it is."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    from officescore.export import _eager_resize, _EagerResize
+
+    class Detector(torch.nn.Module):
+        def __init__(self, **fixed: object) -> None:
+            super().__init__()
+            self.transform = GeneralizedRCNNTransform(100, 150, [0.0] * 3, [1.0] * 3, **fixed)
+            self.head = torch.nn.Linear(2, 2)
+
+    model = Detector()
+    exported = _eager_resize(model)
+    assert type(exported.transform) is _EagerResize and exported.head is model.head
+    assert type(model.transform) is GeneralizedRCNNTransform
+    fixed = Detector(fixed_size=(64, 64))
+    assert _eager_resize(fixed) is fixed and type(fixed.transform) is GeneralizedRCNNTransform
+
+
 def test_the_exports_resize_is_the_checkpoints_on_models_of_other_min_and_max_sizes() -> None:
     """`_EagerResize` gives the very pixels torchvision's eager resize gives, also where the long
     side's limit decides (an 800/1333 model; the tiny test model is 128/128, where min and max agree)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import struct
 import time
@@ -404,6 +405,49 @@ def test_cli_scores_a_photo_too_small_to_mean_anything_but_says_so_once(
     ]
     warned = [line for line in err.splitlines() if line.startswith("warning:")]
     assert warned == [f"warning: {tiny}: too small: 1x1 px; its score says little"]
+
+
+def test_cli_says_when_the_models_cap_per_photo_may_have_cut_its_objects(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """torchvision keeps at most `box_detections_per_img` detections per photo: a photo that filled
+    it with objects above --conf may have lost more, and nothing said so. The cap read is the
+    checkpoint's own (5 here), not torchvision's default 100; a photo under it gets no note."""
+    capped = write_checkpoint(tmp_path / "five.pt", {"desk": 8.0}, cap=5)
+    scene = files["scenes"] / "scene_0.jpg"
+    for model, cap in ((capped, 5), (files["checkpoint"], None)):  # the same photo finds 13 under 20
+        with pytest.raises(SystemExit) as info:
+            main(["score", str(scene), "--model", str(model), "--conf", "0.5", "--json"])
+        assert info.value.code == 0
+        out, err = capsys.readouterr()
+        (photo,) = json.loads(out)["photos"]
+        assert photo["detection_cap"] == cap
+        notes = [line for line in err.splitlines() if line.startswith("note:")]
+        if cap is None:
+            assert len(photo["detections"]) < 20 and notes == []
+        else:
+            assert len(photo["detections"]) == 5 and len(notes) == 1
+            assert notes[0].startswith(f"note: {scene}: 5 objects found, the most this model keeps per photo")
+
+
+def test_the_cap_is_noted_only_when_its_lowest_kept_score_reaches_the_threshold() -> None:
+    """A model that kept its cap of detections, some under the threshold in use (a TorchScript
+    export keeps scores over its own 0.05; the page's slider moves up), cut nothing above it."""
+    from officescore.infer.predictor import _note_cap
+
+    def noted(scores: list[float], cap: int | None, conf: float) -> int | None:
+        result = ImageResult("office.jpg", 4, 4)
+        _note_cap(result, torch.tensor(scores), cap, conf)
+        return result.cap
+
+    assert noted([0.9, 0.6, 0.5], 3, 0.5) == 3
+    assert noted([0.9, 0.6, 0.49], 3, 0.5) is None  # one under the threshold: the cap cut nothing above it
+    assert noted([0.9, 0.6], 3, 0.5) is None  # under the cap
+    assert noted([0.9, 0.6, 0.5], None, 0.5) is None  # a model that does not say its cap
+    found = ImageResult("office.jpg", 4, 4, cap=3, cap_lowest=0.6)
+    assert found.capped(0.6) == 3 and found.above(0.6).capped(0.6) == 3
+    assert found.capped(0.65) is None and found.above(0.65).cap_note(0.65) is None
+    assert "objects above the threshold may be missing" in (found.cap_note(0.5) or "")
 
 
 def test_too_small_is_a_shorter_side_under_32_px_of_a_photo_that_was_read() -> None:
@@ -905,3 +949,38 @@ def test_photos_share_a_forward_only_when_torchvision_pads_them_alike() -> None:
     # the long side's limit: 100x400 at (100, 200) is scaled by 0.5 to 50x200 -> padded 64x224
     assert _same_padding(photos((100, 400), (64, 224), (100, 100)), (100, 200)) == [[0, 1], [2]]
     assert _same_padding(photos((10, 20), (10, 20), (20, 10)), None) == [[0, 1], [2]]  # no model size
+    # without one, by both sides: one height and other widths pad apart
+    assert _same_padding(photos((10, 20), (10, 30)), None) == [[0], [1]]
+    # 100 and 120 px wide both pad to 128: one forward, not one per 16 px
+    assert _same_padding(photos((96, 100), (96, 120)), (96, 1000)) == [[0, 1]]
+
+
+def test_a_folder_of_mixed_sizes_shares_forwards_by_padded_size_and_keeps_its_order(
+    predictor: Predictor, tmp_path: Path
+) -> None:
+    """One forward per padded size in each batch kept a photo's score apart from its neighbours',
+    but a folder in input order (square, 4:3, 3:4, square, ...) split almost every batch into
+    several forwards: 7 for 7 photos here. Batched by padded size (read from the file headers),
+    each size needs ceil(photos / batch size) forwards (2 + 1 + 1); results stay in input order and
+    equal each photo scored alone."""
+    from officescore.sample import render_scene
+
+    sizes = [(128, 128), (128, 96), (96, 128)]  # (width, height): padded 4x4, 3x4 and 4x3 cells of 32
+    paths = []
+    for i in range(7):
+        path = tmp_path / f"p{i}.jpg"
+        render_scene(i, size=128).image.resize(sizes[i % 3]).save(path)
+        paths.append(path)
+    forwards: list[int] = []
+    hook = predictor.model.register_forward_pre_hook(lambda model, args: forwards.append(len(args[0])))
+    try:
+        together = predictor.predict(paths, batch_size=2, workers=0)
+        assert sum(math.ceil(n / 2) for n in (3, 2, 2)) == len(forwards) == 4
+        alone = [predictor.predict(path, batch_size=1, workers=0)[0] for path in paths]
+    finally:
+        hook.remove()
+    assert [r.source for r in together] == [str(p) for p in paths]
+    for got, want in zip(together, alone, strict=True):
+        assert [d.class_name for d in got.detections] == [d.class_name for d in want.detections]
+        assert np.allclose([d.box for d in got.detections], [d.box for d in want.detections], atol=1e-3)
+        assert (got.width, got.height) == (want.width, want.height)

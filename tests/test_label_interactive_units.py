@@ -249,6 +249,24 @@ def test_a_clicks_distance_to_the_edge_is_the_whole_photos_read_in_a_window() ->
     assert near > 200 and far > 50  # both sides of `enough` were met
 
 
+def test_a_clicks_distance_to_a_straight_edge_is_exact_as_far_as_enough() -> None:
+    """k px right of an edge (x = 9 the last 0), a pixel is k + 1 straight 3x3 steps of 0.955 away:
+    `_to_edge` gives that exactly up to `enough`, also far from the edge (a window as small as
+    0.955 x enough held no 0 there beyond about 22 px), and at least `enough` beyond it."""
+    from officescore.label.interactive.clicker import _to_edge
+
+    region = np.ones((120, 200), np.uint8)
+    region[:, :10] = 0
+    for k in (0, 5, 20, 41, 60):
+        exact = (k + 1) * 0.955
+        for enough in (exact, 40.0):
+            found = _to_edge(region, 10 + k, 60, enough)
+            if exact <= enough:
+                assert found == pytest.approx(exact, rel=1e-5), (k, enough)
+            else:
+                assert found >= enough, (k, enough)
+
+
 def test_a_box_grown_for_missed_clicks_holds_them_with_a_margin() -> None:
     """A 20 x 10 px box: the margin is 0.05 x 20 + 2 = 3 px round each missed click."""
     from officescore.label.interactive.heads import _grown
@@ -533,6 +551,13 @@ def test_a_click_outside_the_box_grows_it_unless_that_agrees_with_no_more_clicks
         features, [Click(75.5, 50.5), Click(68, 50, positive=False)], label, 128, 96, box
     )
     assert tie.box[2] <= 65.5 and tie.mask[50, 68] == 0
+    # an Alt-click beyond the missed click is no click to grow for: the box grows to the missed click
+    # alone (grown to hold the Alt-click as well, its mask held both and the drawn box stayed)
+    beyond = clicker.heads.click(
+        features, [Click(75.5, 50.5), Click(100.5, 50.5, positive=False)], label, 128, 96, box
+    )
+    assert beyond.box[2] == pytest.approx(80, abs=0.01) and beyond.mask[50, 75] == 1
+    assert beyond.mask[50, 100] == 0
 
 
 def test_the_candidate_agreeing_with_more_clicks_wins_over_a_likelier_one(tmp_path: Path) -> None:

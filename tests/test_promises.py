@@ -105,7 +105,7 @@ def test_serve_loads_the_model_once_per_server(runs: dict[str, Path], page_env: 
             page.file_uploader[0].upload(photo.name, photo.read_bytes(), "image/jpeg").run()
             assert not page.exception and not page.error, (page.exception, page.error)
             totals.append(page.metric[0].value)
-        page.slider[0].set_value(0.05).run()
+        page.select_slider(key="conf").set_value(0.05).run()
         assert not page.exception and page.metric[0].value.endswith("/100")
     assert len(totals) == 4 and all(t.endswith("/100") for t in totals)
     assert page_env == [str(runs["newer"])], f"loaded {len(page_env)} times"

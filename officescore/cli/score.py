@@ -167,6 +167,10 @@ def score(
         if photo.result.too_small:
             what = f"warning: {photo.result.source}: {photo.result.too_small}; its score says little"
             err_console.print(Text(what, style="yellow"), soft_wrap=True)
+    for photo in results:  # the model's cap per photo may have dropped objects above --conf
+        note = photo.result.cap_note(conf)
+        if note:
+            err_console.print(Text(f"note: {photo.result.source}: {note}", style="yellow"), soft_wrap=True)
     if stopped is not None:
         _say_stopped(stopped, csv_file)
     if not json_output and csv_file is not None:
@@ -206,7 +210,7 @@ def _without_drawings(items: list[ImageInput], photos: list[str], save_dir: Path
 
 
 def _show_one(photo: PhotoScore) -> None:
-    from officescore.infer.score import how_points_make_the_total
+    from officescore.infer.score import how_points_make_the_total, row_name
 
     result, office = photo.result, photo.score
     assert office is not None
@@ -231,10 +235,9 @@ def _show_one(photo: PhotoScore) -> None:
     for column in ("class", "count", "points", "of"):
         breakdown.add_column(column, justify="left" if column == "class" else "right")
     for row in office.breakdown:
-        tags = " (bonus)" if row.bonus else (" (essential)" if row.essential else "")
         style = "" if row.count else "dim"
         breakdown.add_row(
-            Text(f"{row.class_name}{tags}"),
+            Text(row_name(row)),
             str(row.count),
             f"{row.earned:g}",
             f"{row.possible:g}",

@@ -46,7 +46,7 @@ def serve(
         None, "--calibration", help=CALIBRATION_HELP + " Needed with --precision int8."
     ),
 ) -> None:
-    """Serve the web page: upload a photo, see the annotated image, the objects and the score."""
+    """Serve the web page: upload photos, see each annotated, its objects and its score."""
     from officescore.app import SLIDER_RANGE, PageSettings, streamlit_command
     from officescore.devices import resolve_device
     from officescore.errors import ConfigError

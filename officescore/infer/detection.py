@@ -63,6 +63,10 @@ class ImageResult:
     height: int = 0
     detections: list[Detection] = field(default_factory=list)
     error: str | None = None
+    # Set when the model returned exactly its cap of detections per photo (torchvision's
+    # `box_detections_per_img`) at the threshold it ran with: the cap and the lowest score kept.
+    cap: int | None = None
+    cap_lowest: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -75,10 +79,25 @@ class ImageResult:
             return f"too small: {self.width}x{self.height} px"
         return None
 
+    def capped(self, conf: float) -> int | None:
+        """The model's cap when it may have cut objects scoring >= conf (it kept exactly its cap,
+        the lowest at or above conf: more above conf may have been dropped), else None."""
+        return self.cap if self.cap is not None and self.cap_lowest >= conf else None
+
+    def cap_note(self, conf: float) -> str | None:
+        """What `score` and the page say of a photo the cap may have cut (None: it did not)."""
+        cap = self.capped(conf)
+        if cap is None:
+            return None
+        return (
+            f"{cap} objects found, the most this model keeps per photo (lowest score {self.cap_lowest:.2f}, "
+            f"threshold {conf:g}): objects above the threshold may be missing"
+        )
+
     def above(self, conf: float) -> ImageResult:
         """The same result keeping only detections with score >= conf."""
         kept = [d for d in self.detections if d.score >= conf]
-        return ImageResult(self.source, self.width, self.height, kept, self.error)
+        return ImageResult(self.source, self.width, self.height, kept, self.error, self.cap, self.cap_lowest)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -34,7 +34,14 @@ from officescore.config import DEFAULT_RUNS_DIR
 from officescore.devices import resolve_device
 from officescore.errors import BadImageError, ConfigError, ModelError, WeightsUnavailable
 from officescore.files import atomic_write_bytes
-from officescore.images import ImageInput, ModelInput, expand_inputs, fit_for_model, load_for_model
+from officescore.images import (
+    ImageInput,
+    ModelInput,
+    expand_inputs,
+    fit_for_model,
+    image_size,
+    load_for_model,
+)
 from officescore.infer.accel.int8 import spread
 from officescore.infer.accel.run import MASK_THRESHOLD, forward
 from officescore.infer.detection import Detection, ImageResult
@@ -237,9 +244,7 @@ class Predictor:
         """Resize photos inside the model so that neither side exceeds `img_size` (train's --img-size)."""
         if img_size < 32:
             raise ConfigError(f"--img-size {img_size}: too small; use 32 or more (e.g. 512, 800)")
-        transform = getattr(self.model, "transform", None)
-        if transform is None:  # a TorchScript export wrapping the model
-            transform = getattr(getattr(self.model, "model", None), "transform", None)
+        transform = self._part("transform")
         if transform is None:
             raise ConfigError("--img-size: this model does not expose its resize settings; leave it out")
         try:
@@ -254,6 +259,19 @@ class Predictor:
 
         return input_size(self.model)
 
+    def detection_cap(self) -> int | None:
+        """The most detections the model returns per photo (torchvision's `box_detections_per_img`,
+        100 unless the checkpoint's model_kwargs say otherwise), or None when it does not say."""
+        try:
+            return int(self._part("roi_heads").detections_per_img)
+        except (AttributeError, TypeError, RuntimeError):
+            return None
+
+    def _part(self, name: str) -> Any:
+        """The detector's `name` submodule, also inside a TorchScript export wrapping it; None: none."""
+        part = getattr(self.model, name, None)
+        return part if part is not None else getattr(getattr(self.model, "model", None), name, None)
+
     def predict(
         self,
         inputs: ImageInput | Iterable[ImageInput],
@@ -265,8 +283,10 @@ class Predictor:
     ) -> list[ImageResult]:
         """Detections for each input (files, folders, globs or PIL images), in input order.
 
-        `on_image(index, result, pixels)` runs, in input order, for each photo that was read, with
-        its decoded uint8 3xHxW tensor: callers that draw on the photo need not decode it again.
+        Photos are batched with those of the same padded size (`_batches`), so the order they are
+        decoded in is not the input order. `on_image(index, result, pixels)` runs in that order for
+        each photo that was read, with its decoded uint8 3xHxW tensor: callers that draw on the
+        photo need not decode it again.
         """
         if isinstance(inputs, (str, Path, Image.Image)):
             inputs = [inputs]
@@ -282,7 +302,7 @@ class Predictor:
         workers = min(2, os.cpu_count() or 1) if workers is None else workers
         loader = DataLoader(
             _Images(items, self.model_input_size()),
-            batch_size=batch_size,
+            batch_sampler=_batches(items, batch_size, self.model_input_size()),
             num_workers=workers if len(items) > 1 else 0,
             collate_fn=_collate,
         )
@@ -309,6 +329,7 @@ class Predictor:
             return
         tensors = [t.to(self.device, dtype=torch.float32).div_(255.0) for _, t in good]
         outputs: list[dict[str, torch.Tensor]] = [{} for _ in good]
+        cap = self.detection_cap()
         # One forward per padded size: torchvision pads a batch to its largest photo, which changed a
         # photo's detections (and score) with the photos beside it in the folder.
         for group in _same_padding(tensors, self.model_input_size()):
@@ -321,6 +342,7 @@ class Predictor:
             results[index].width, results[index].height = width, height
             input_size = (int(tensor.shape[2]), int(tensor.shape[1]))
             results[index].detections = self._detections(output, width, height, conf, input_size)
+            _note_cap(results[index], output["scores"], cap, conf)
             if on_image is not None:
                 on_image(index, results[index], tensor)
             yield index, None
@@ -394,19 +416,58 @@ class Predictor:
         return self.label_names[label] if 0 <= label < len(self.label_names) else None
 
 
+def _note_cap(result: ImageResult, scores: torch.Tensor, cap: int | None, conf: float) -> None:
+    """Marks `result` when the model returned exactly `cap` detections, all scoring >= conf: the
+    cap may have dropped more. Counted before classes without an office meaning (COCO's "person")
+    are left out: they take places under the cap too. A TorchScript export keeps scores over its
+    own threshold, so its lowest kept score decides."""
+    if cap is not None and len(scores) == cap and cap > 0 and bool((scores >= conf).all()):
+        result.cap, result.cap_lowest = cap, float(scores.min())
+
+
 def _same_padding(tensors: Sequence[torch.Tensor], model_size: tuple[int, int] | None) -> list[list[int]]:
     """Positions of `tensors` grouped by the padded size torchvision's transform gives each alone
-    (resized to `model_size` = (min_size, max_size), each side rounded up to 32): within a group
-    each photo is seen as it is alone. Without a known model size, by the exact size."""
+    (`_padded_size`): within a group each photo is seen as it is alone."""
     groups: dict[tuple[int, int], list[int]] = {}
     for position, tensor in enumerate(tensors):
-        height, width = int(tensor.shape[-2]), int(tensor.shape[-1])
-        key = (height, width)
-        if model_size is not None:
-            scale = min(model_size[0] / min(height, width), model_size[1] / max(height, width))
-            key = (math.ceil(int(height * scale) / 32), math.ceil(int(width * scale) / 32))
+        key = _padded_size(int(tensor.shape[-2]), int(tensor.shape[-1]), model_size)
         groups.setdefault(key, []).append(position)
     return list(groups.values())
+
+
+def _padded_size(height: int, width: int, model_size: tuple[int, int] | None) -> tuple[int, int]:
+    """The size, in cells of 32 px, a photo is padded to alone: resized to `model_size` = (min_size,
+    max_size) as torchvision's transform resizes it, each side rounded up to 32. Without a known
+    model size, the exact size."""
+    if model_size is None:
+        return height, width
+    scale = min(model_size[0] / min(height, width), model_size[1] / max(height, width))
+    return math.ceil(int(height * scale) / 32), math.ceil(int(width * scale) / 32)
+
+
+def _batches(
+    items: Sequence[ImageInput], batch_size: int, model_size: tuple[int, int] | None
+) -> list[list[int]]:
+    """Positions of `items` in batches of at most `batch_size`, each of one padded size as far as
+    the file headers tell (`_run_batch` runs one forward per padded size in a batch: a folder of
+    mixed sizes in input order needed a forward for almost every photo). A reduced decode can pad a
+    cell apart from its header's size: that costs a forward, never a different result. Files
+    whose header cannot be read are batched together; their error comes when they are decoded."""
+    groups: dict[tuple[int, int] | None, list[int]] = {}
+    for position, item in enumerate(items):
+        size = _header_size(item)
+        key = None if size is None else _padded_size(size[1], size[0], model_size)
+        groups.setdefault(key, []).append(position)
+    return [group[i : i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
+
+
+def _header_size(item: ImageInput) -> tuple[int, int] | None:
+    """(width, height) of a photo as the model will see it, from its header alone; None: unreadable."""
+    try:
+        size = item.size if isinstance(item, Image.Image) else image_size(Path(item))
+    except (BadImageError, OSError, ValueError):  # only the order is at stake: decoding says what is wrong
+        return None
+    return size if min(size) > 0 else None
 
 
 def _describe(item: ImageInput, index: int) -> str:
@@ -449,6 +510,8 @@ class PhotoScore:
         data["score"] = self.score.to_dict() if self.score else None
         data["annotated"] = str(self.annotated) if self.annotated else None
         data["warning"] = self.result.too_small  # scored, but the score says little
+        # The model's cap when it may have cut objects above the threshold (detections were kept >= it).
+        data["detection_cap"] = self.result.cap
         return data
 
 

@@ -301,6 +301,21 @@ def score_office(
     )
 
 
+def row_name(row: ClassScore, missing: bool = False) -> str:
+    """A breakdown row's class as `score` and the page name it: `desk (essential)`, `lamp (bonus)`;
+    `missing`: an essential whose group nothing was found for, `monitor (essential, missing)`."""
+    if row.bonus:
+        return f"{row.class_name} (bonus)"
+    if row.essential:
+        return f"{row.class_name} (essential, missing)" if missing else f"{row.class_name} (essential)"
+    return row.class_name
+
+
+def missing_essential_classes(office: OfficeScore, rubric: Rubric) -> set[str]:
+    """The classes of the essential groups `office` lacks (a screen: monitor and laptop)."""
+    return {c for e in rubric.essentials if e.name in office.missing_essentials for c in e.any_of}
+
+
 def how_points_make_the_total(office: OfficeScore) -> str:
     """Why the points column does not add up to the score, when it does not: a rubric's full marks
     other than 100, the missing-essential cap, the clip at 100 ("" when it adds up)."""
