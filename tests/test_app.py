@@ -492,6 +492,22 @@ def test_the_breakdown_marks_essentials_as_score_does_and_the_missing_ones_in_re
     assert breakdown_legend(Rubric.load(uncapped)).startswith("(essential): a desk; missing ones are named.")
 
 
+def test_the_breakdown_shows_points_as_score_does_and_a_rubric_without_essentials_names_none(
+    tmp_path: Path,
+) -> None:
+    """The page's points read 25 as `score` prints them, not pandas' 25.000000; a rubric with no
+    essentials gets no empty `(essential): ;` mark in the legend, only the bonus one."""
+    from officescore.app import breakdown_legend, breakdown_table
+    from officescore.infer.score import Rubric, score_office
+
+    rubric = Rubric.load()
+    html = breakdown_table(score_office({"desk": 1}, rubric), rubric).to_html()
+    assert re.findall(r'row0 col[23]" >([^<]*)<', html) == ["25", "25"]  # desk: points, of
+    plain = tmp_path / "plain.toml"
+    plain.write_text("[classes.desk]\npoints = 10\n")
+    assert breakdown_legend(Rubric.load(plain)) == "(bonus): points on top of full marks, never past 100."
+
+
 def test_the_slider_can_come_back_to_a_conf_between_its_steps(
     files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -517,6 +533,13 @@ def test_the_slider_can_come_back_to_a_conf_between_its_steps(
     assert page.select_slider(key="conf").value == 0.1
     page.select_slider(key="conf").set_value(0.07).run()  # one step back: the served --conf again
     assert page.select_slider(key="conf").value == 0.07 and not page.exception
+
+
+def test_the_slider_shows_a_conf_between_its_steps_with_the_digits_it_needs() -> None:
+    """`serve --conf 0.075`: its position reads 0.075, not 0.07 or 0.08 (a neighbour's name)."""
+    from officescore.app import slider_label, slider_steps
+
+    assert [slider_label(v) for v in slider_steps(0.075)[:3]] == ["0.05", "0.075", "0.10"]
 
 
 def test_slider_starts_inside_its_range() -> None:

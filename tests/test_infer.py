@@ -450,6 +450,18 @@ def test_the_cap_is_noted_only_when_its_lowest_kept_score_reaches_the_threshold(
     assert "objects above the threshold may be missing" in (found.cap_note(0.5) or "")
 
 
+def test_the_cap_note_names_the_lowest_score_kept_and_lapses_above_it() -> None:
+    """The lowest score the model kept at its cap is what the note names and what a higher
+    threshold (the page's slider) is weighed against: above it, the cap cut nothing shown."""
+    from officescore.infer.predictor import _note_cap
+
+    result = ImageResult("office.jpg", 4, 4)
+    _note_cap(result, torch.tensor([0.9, 0.6, 0.55]), 3, 0.5)
+    assert result.cap_lowest == pytest.approx(0.55)
+    assert result.capped(0.55) == 3 and result.capped(0.6) is None
+    assert "(lowest score 0.55, threshold 0.5)" in (result.cap_note(0.5) or "")
+
+
 def test_too_small_is_a_shorter_side_under_32_px_of_a_photo_that_was_read() -> None:
     assert ImageResult("a.jpg", 31, 4000).too_small == "too small: 31x4000 px"
     assert ImageResult("a.jpg", 32, 32).too_small is None
