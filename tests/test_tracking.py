@@ -1049,6 +1049,32 @@ def test_eval_gives_a_run_trained_without_mlflow_the_settings_it_trained_with(
     }
 
 
+def test_eval_of_a_checkpoint_outside_its_run_keeps_its_settings_paths_as_recorded(
+    data: Path, runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """best.pt copied out of its run folder: the eval folder is its MLflow run, and the checkpoint's
+    paths (relative to a run folder no longer known) are logged as recorded, not read as relative
+    to the eval folder (a whole path that names no data set)."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    from officescore.train.tracking import log_eval
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _store_uri(runs))
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "copied")
+    run_dir = _trained_run(data, tmp_path / "runs" / "train" / "exp1")
+    copied = tmp_path / "models" / "best.pt"
+    copied.parent.mkdir()
+    shutil.copy(run_dir / "weights" / "best.pt", copied)
+    out_dir = tmp_path / "runs" / "eval" / "eval"
+    out_dir.mkdir(parents=True)
+    log_eval("mlflow", _eval_doc(data / "val.json"), out_dir, copied, [])
+    run_id = json.loads((out_dir / "mlflow_run.json").read_text())["run_id"]
+    params = MlflowClient(_store_uri(runs)).get_run(run_id).data.params
+    assert (params["data"], params["project"]) == (os.path.relpath(data, run_dir), "..")
+
+
 def _results(gt: dict[str, Any]) -> list[dict[str, Any]]:
     """Results of a model that finds most objects, some shifted: AP differs at each IoU."""
     results = []
