@@ -11,6 +11,7 @@ import time
 import urllib.error
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -430,6 +431,19 @@ def test_cli_says_when_the_models_cap_per_photo_may_have_cut_its_objects(
             assert notes[0].startswith(f"note: {scene}: 5 objects found, the most this model keeps per photo")
 
 
+def test_cli_cap_note_names_the_conf_score_ran_with(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The note weighs the cap against the --conf given (0.7 here), not the default 0.5."""
+    capped = write_checkpoint(tmp_path / "five.pt", {"desk": 8.0}, cap=5)
+    with pytest.raises(SystemExit):
+        main(
+            ["score", str(files["scenes"] / "scene_0.jpg"), "--model", str(capped), "--conf", "0.7", "--json"]
+        )
+    (note,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert "threshold 0.7): objects above the threshold may be missing" in note
+
+
 def test_the_cap_is_noted_only_when_its_lowest_kept_score_reaches_the_threshold() -> None:
     """A model that kept its cap of detections, some under the threshold in use (a TorchScript
     export keeps scores over its own 0.05; the page's slider moves up), cut nothing above it."""
@@ -460,6 +474,32 @@ def test_the_cap_note_names_the_lowest_score_kept_and_lapses_above_it() -> None:
     assert result.cap_lowest == pytest.approx(0.55)
     assert result.capped(0.55) == 3 and result.capped(0.6) is None
     assert "(lowest score 0.55, threshold 0.5)" in (result.cap_note(0.5) or "")
+
+
+class _Wrapped(torch.nn.Module):
+    """A detector as a TorchScript export holds one (`.model`, with its cap of 2 per photo), keeping
+    its own low threshold: it returns these scores whatever --conf is."""
+
+    def __init__(self, scores: list[float]) -> None:
+        super().__init__()
+        self.scores = scores
+        self.model = SimpleNamespace(roi_heads=SimpleNamespace(detections_per_img=2))
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        n = len(self.scores)
+        boxes, labels = torch.tensor([[0.0, 0.0, 8.0, 8.0]] * n), torch.ones(n, dtype=torch.int64)
+        return [{"boxes": boxes, "labels": labels, "scores": torch.tensor(self.scores)} for _ in images]
+
+
+def test_an_export_at_its_cap_is_noted_only_when_all_it_kept_reach_conf() -> None:
+    """An export's cap is read from the model it wraps; it keeps scores under --conf, so a photo at
+    its cap with one under --conf lost nothing above it: no cap in the JSON, no note."""
+    photo = Image.new("RGB", (64, 64))
+    for scores, cap in (([0.9, 0.6], 2), ([0.9, 0.3], None)):
+        predictor = Predictor(_Wrapped(scores), [None, "desk"], torch.device("cpu"), conf=0.5)
+        assert predictor.detection_cap() == 2
+        result = predictor.predict(photo, workers=0)[0]
+        assert result.cap == cap and len(result.detections) == (2 if cap else 1)
 
 
 def test_too_small_is_a_shorter_side_under_32_px_of_a_photo_that_was_read() -> None:
@@ -779,6 +819,15 @@ def test_cli_json_and_csv_of_a_photo_whose_name_is_not_utf8(
     assert row.startswith(str(tmp_path / "caf\\udce9.jpg") + ",")
 
 
+def test_cli_breakdown_marks_essential_and_bonus_classes_as_the_page_does(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["score", str(files["scenes"] / "scene_1.jpg"), "--model", str(files["checkpoint"])])
+    out = capsys.readouterr().out
+    assert "desk (essential)" in out and "lamp (bonus)" in out
+
+
 def test_cli_says_how_the_points_make_the_score(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -965,6 +1014,16 @@ def test_photos_share_a_forward_only_when_torchvision_pads_them_alike() -> None:
     assert _same_padding(photos((10, 20), (10, 30)), None) == [[0], [1]]
     # 100 and 120 px wide both pad to 128: one forward, not one per 16 px
     assert _same_padding(photos((96, 100), (96, 120)), (96, 1000)) == [[0, 1]]
+
+
+def test_batches_by_padded_size_hold_each_photo_once_and_never_more_than_batch_size() -> None:
+    """--batch-size bounds each forward (GPU memory); a photo is in one batch only; 120 and 128 px
+    wide pad alike (4 cells of 32) and share a batch; an empty image waits for its decode's error."""
+    from officescore.infer.predictor import _batches
+
+    sizes = [(128, 128), (128, 96), (120, 128), (128, 128), (96, 128), (0, 0)]  # (width, height)
+    photos = [Image.new("RGB", size) for size in sizes]
+    assert _batches(photos, 2, (128, 128)) == [[0, 2], [3], [1], [4], [5]]
 
 
 def test_a_folder_of_mixed_sizes_shares_forwards_by_padded_size_and_keeps_its_order(
