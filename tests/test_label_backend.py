@@ -661,9 +661,9 @@ def test_requests_label_studio_and_clients_may_send_are_served(
     tmp_path: Path, loads: list[tuple[str, float]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """GET / is the health check too, and a trailing slash is the same endpoint; a POST with no
-    Content-Length is an empty body; /predict without tasks is an empty batch; a body of exactly
-    MAX_BODY bytes is taken; a chunked body read whatever the case of its header and with chunk
-    extensions; a JSON body that is not an object is a 400."""
+    Content-Length is an empty body; /predict with an empty list of tasks is an empty batch; a body
+    of exactly MAX_BODY bytes is taken; a chunked body read whatever the case of its header and with
+    chunk extensions; a JSON body that is not an object is a 400."""
     checkpoint(tmp_path / "runs" / "exp" / "weights" / "best.pt", b"weights")
     version = version_of("exp", b"weights")
     with served(ml.Backend(tmp_path / "runs", log=lambda message: None)) as url:
@@ -672,7 +672,7 @@ def test_requests_label_studio_and_clients_may_send_are_served(
             assert reply.status_code == 200 and reply.json()["status"] == "UP", path
         assert requests.post(f"{url}/setup/", json={}, timeout=10).json() == {"model_version": version}
         assert raw_post(url, b"POST /validate HTTP/1.0\r\n\r\n").startswith("HTTP/1.0 200")
-        reply = requests.post(f"{url}/predict", json={}, timeout=10)
+        reply = requests.post(f"{url}/predict", json={"tasks": []}, timeout=10)  # no "tasks" at all: a 400
         assert reply.status_code == 200 and reply.json() == {"results": [], "model_version": version}
         reply = requests.post(f"{url}/predict", json={"tasks": [{"id": 1, "data": {}}, 2]}, timeout=10)
         assert reply.status_code == 400 and reply.json()["error"].startswith(

@@ -662,3 +662,18 @@ def test_a_job_pull_leaves_out_unreadable_photos_and_tasks_it_is_told_to(tmp_pat
     with pytest.raises(BadImageError, match="^task 2: .* not a readable image"):
         pull_project(client, "offices", tmp_path / "pull", local_root=tmp_path / "root")  # type: ignore[arg-type]
     assert not (tmp_path / "pull").exists()
+
+
+def test_a_photo_that_was_not_an_image_is_downloaded_again_once_served(tmp_path: Path) -> None:
+    """A job's pull finds task 3's download is not an image (a proxy's error page, a photo being
+    replaced): it is left out, and not kept in the cache, so the next job, once Label Studio serves
+    the photo, reads the photo rather than the page it cached."""
+    (photo,) = write_photos(tmp_path / "elsewhere", n=1)
+    desk = polygon_region(SQUARE, "desk", WIDTH, HEIGHT)
+    client = Serving([labelled(3, "/data/upload/4/0a1b2c3d-desk.jpg", desk)], {3: b"<html>502</html>"})
+    cache = tmp_path / "cache"
+    first = pull_project(client, "offices", tmp_path / "first", cache=cache, skip_unreadable=True)  # type: ignore[arg-type]
+    assert list(first.unreadable) == [3] and first.images == 0
+    client.served[3] = photo.read_bytes()
+    second = pull_project(client, "offices", tmp_path / "second", cache=cache, skip_unreadable=True)  # type: ignore[arg-type]
+    assert second.unreadable == {} and second.images == 1 and client.asked == [3, 3]

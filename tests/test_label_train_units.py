@@ -870,6 +870,29 @@ def test_a_job_failed_on_unreadable_photos_is_followed_by_one_that_leaves_them_o
         trainer.close()
 
 
+def test_a_start_training_job_failed_on_unreadable_photos_is_followed_at_once_without_them(
+    tmp_path: Path, fake_jobs: list[FakeJob]
+) -> None:
+    """Start Training with fewer labels than --train-every: job 1 fails on the photos of tasks 6 and
+    10. The press still asks for a model, so job 2 starts at once, told to leave both out, not after
+    more labels; the log names them in task order."""
+    logged: list[str] = []
+    trainer = Trainer(_settings(tmp_path, every=5), "not-a-key", log=logged.append)
+    why = {str(n): f"task {n}: desk.jpg from Label Studio is not a readable image (OSError)" for n in (10, 6)}
+    try:
+        trainer.notify("ANNOTATION_CREATED", {"task": {"id": 6}})
+        assert fake_jobs == []  # one label of five: no job yet
+        trainer.notify("START_TRAINING", {})
+        failed = {"ok": False, "error": "; ".join(why.values()), "retry": False, "unreadable": why}
+        (trainer.folder / trainer.state["running"]["folder"] / RESULT_FILE).write_text(json.dumps(failed))
+        fake_jobs[0].end(1)
+        _wait_until(lambda: len(fake_jobs) == 2, "started the job Start Training still asks for")
+        assert _job_file(trainer)["left_out"] == [6, 10] and trainer.state["running"]["forced"]
+        assert "task(s) 6, 10 left out of the next jobs until labelled again" in logged
+    finally:
+        trainer.close()
+
+
 def _job_file(trainer: Trainer) -> dict[str, Any]:
     """The running job's job.json: what the child is told to do."""
     return json.loads((trainer.folder / trainer.state["running"]["folder"] / "job.json").read_text())
@@ -2031,8 +2054,9 @@ def test_status_counts_labelled_tasks_without_skipped_ones(tmp_path: Path) -> No
 
 def test_status_reads_the_backend_state_of_its_own_project_only(tmp_path: Path) -> None:
     """`label status --backend-dir`: the folder's state.json gives the model answering, the labels
-    waiting for the next job, the jobs, the running one and the failures, and its versions' rows;
-    a folder whose backend serves another project adds nothing of it to this project's status."""
+    waiting for the next job, the jobs, the running one, the failures and the tasks left out, and its
+    versions' rows; a folder whose backend serves another project adds nothing of it to this
+    project's status."""
     from officescore.label.feedback import project_status
 
     record = {"model_version": "v3", "trained_photos": 8, "accepted": True}
@@ -2044,11 +2068,13 @@ def test_status_reads_the_backend_state_of_its_own_project_only(tmp_path: Path) 
         "jobs": 3,
         "running": {"job": 4},
         "failures": [{"job": 1, "error": "out of memory"}],
+        "left_out": {"6": "task 6: desk.jpg from Label Studio is not a readable image (OSError)"},
     }
     (tmp_path / STATE_FILE).write_text(json.dumps(state))
     document = project_status(FakeStudio([], []), "units", tmp_path)
     assert (document["model_version"], document["pending_labels"], document["jobs"]) == ("v3", 2, 3)
     assert document["running_job"] == 4 and document["failures"] == state["failures"]
+    assert document["left_out"] == state["left_out"]  # `label status` names them after a later model
     assert [(r["model_version"], r["trained_photos"]) for r in document["versions"]] == [("v3", 8)]
     other = project_status(FakeStudio([], []), "other offices", tmp_path)
     assert other["versions"] == [] and "pending_labels" not in other and "model_version" not in other

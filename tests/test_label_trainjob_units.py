@@ -357,3 +357,28 @@ def test_a_threshold_needs_ten_labelled_val_objects(
     scores = trainjob.val_scores(Path("best.pt"), Path("data"), "cpu")
     assert (scores["segm_map"], scores["bbox_map"], scores["masks"]) == (0.5, 0.4, detections[:1])
     assert scores["suggest"] == ({**found, "by_mask": True} if kept else None)
+
+
+def test_one_unreadable_photo_is_named_as_it() -> None:
+    """The failed job's line (shown in the backend's log and `label status`) says "it" of one photo."""
+    why = "task 12: b.jpg is not a readable image"
+    one = trainjob.UnreadablePhotos({12: why})
+    assert str(one) == f"{why}; the next job leaves it out until labelled again" and one.tasks == {12: why}
+
+
+def test_a_job_with_nothing_labelled_is_not_told_its_photos_are_unreadable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A pull with no labelled photo and none unreadable (Start Training on a new project) is not
+    "none of the 0 photo(s) is readable": the job goes on, and ingest says what is wrong."""
+    fake = FakeRun(monkeypatch, tmp_path)
+    real_pull = fake.pull
+
+    def nothing_labelled(*args: Any, **kwargs: Any) -> Any:
+        return SimpleNamespace(**{**vars(real_pull(*args, **kwargs)), "images": 0})
+
+    from officescore.label import pull
+
+    monkeypatch.setattr(pull, "pull_project", nothing_labelled)
+    trainjob.run_job(_job(tmp_path, None))
+    assert len(fake.configs) == 1  # past the pull: the fake ingest gave it photos to train

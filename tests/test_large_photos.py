@@ -11,6 +11,7 @@ import sys
 import textwrap
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -321,3 +322,42 @@ def test_training_reads_a_large_photo_at_twice_the_models_size(tmp_path: Path) -
     finally:
         if run.lock is not None:
             run.lock.close()
+
+
+def test_evaluation_decodes_at_the_models_min_and_max_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model resizing to 64 on the short side and at most 128 on the long one: a wide photo is
+    decoded for both (128 x 32), not for 64 x 64 (64 x 16, which the model would then enlarge)."""
+    from scoremodels import tiny_model
+
+    from officescore.dataset import OfficeDataset
+    from officescore.evaluate import predict_coco
+
+    wide = _data_set(tmp_path / "wide", {"wide.jpg": Image.new("RGB", (1600, 400), "grey")}, (0, 0, 800, 200))
+    model = tiny_model(["desk", "chair"], {1: 8.0})
+    model.transform.min_size, model.transform.max_size = (64,), 128
+    asked: list[tuple[int, ...]] = []
+    decoded_for = OfficeDataset.decoded_for
+
+    def recorded(self: OfficeDataset, *size: Any, **kwargs: Any) -> OfficeDataset:
+        asked.append(size)
+        return decoded_for(self, *size, **kwargs)
+
+    monkeypatch.setattr(OfficeDataset, "decoded_for", recorded)
+    predict_coco(model, OfficeDataset(wide, "val"), "cpu")
+    assert asked == [(64, 128)]
+    assert OfficeDataset(wide, "val").decoded_for(64, 128)[0][0].shape[-2:] == (32, 128)
+
+
+def test_input_size_is_the_size_a_detector_resizes_to_at_inference() -> None:
+    """torchvision resizes to the last of several min sizes at inference; a TorchScript export wraps
+    the model (its `model`); a model that says nothing gives None, not an error."""
+    from types import SimpleNamespace
+
+    from officescore.model import input_size
+
+    transform = SimpleNamespace(min_size=(480, 512, 640), max_size=1000)
+    assert input_size(SimpleNamespace(transform=transform)) == (640, 1000)
+    assert input_size(SimpleNamespace(model=SimpleNamespace(transform=transform))) == (640, 1000)
+    assert input_size(SimpleNamespace()) is None and input_size(object()) is None

@@ -162,14 +162,13 @@ def _is_local(ref: str, local_root: Path | None) -> bool:
     return local_root is not None and ref.startswith(LOCAL_FILES_PREFIX)
 
 
-def _through_cache(client: LabelStudio, ref: str, task_id: int, cache: Path, target: Path) -> bytes:
-    """The photo at `ref`, downloaded only when the cache lacks it; `target` is a hard link to the
-    cached copy (a copy where links do not work)."""
-    cached = cache / (hashlib.sha256(ref.encode()).hexdigest()[:24] + Path(urlparse(ref).path).suffix.lower())
+def _through_cache(client: LabelStudio, ref: str, task_id: int, cached: Path, target: Path) -> bytes:
+    """The photo at `ref`, downloaded only when the cache lacks it (`cached`: its place there);
+    `target` is a hard link to the cached copy (a copy where links do not work)."""
     if cached.is_file():
         data = cached.read_bytes()
     else:
-        make_folder(cache, "photo cache")
+        make_folder(cached.parent, "photo cache")
         data = client.download(ref, task_id)
         partial = cached.with_name(f".{cached.name}.{os.getpid()}")  # whole files only, under their name
         partial.write_bytes(data)
@@ -179,6 +178,11 @@ def _through_cache(client: LabelStudio, ref: str, task_id: int, cache: Path, tar
     except OSError:
         shutil.copyfile(cached, target)
     return data
+
+
+def _cached(cache: Path, ref: str) -> Path:
+    """Where the cache keeps the photo at `ref`."""
+    return cache / (hashlib.sha256(ref.encode()).hexdigest()[:24] + Path(urlparse(ref).path).suffix.lower())
 
 
 def _check_out(out: Path) -> None:
@@ -373,8 +377,9 @@ def _write_image(
         name = f"{task['id']}-{name}"
     used.add(name.casefold())
     target = folder / IMAGES_DIR / name
-    if cache is not None and not _is_local(ref, local_root):
-        data = _through_cache(client, ref, int(task["id"]), Path(cache), target)
+    cached = _cached(Path(cache), ref) if cache is not None and not _is_local(ref, local_root) else None
+    if cached is not None:
+        data = _through_cache(client, ref, int(task["id"]), cached, target)
     else:
         data = _read_image(client, ref, int(task["id"]), local_root)
         target.write_bytes(data)
@@ -385,6 +390,8 @@ def _write_image(
             width, height = ImageOps.exif_transpose(image).size  # the orientation labellers saw
     except (OSError, Image.DecompressionBombError) as exc:
         target.unlink(missing_ok=True)  # the export holds photos only
+        if cached is not None:  # an error page, a photo being replaced: the next pull downloads it again
+            cached.unlink(missing_ok=True)
         raise BadImageError(
             f"task {task.get('id')}: {name} from Label Studio is not a readable image "
             f"({type(exc).__name__}); replace or delete the task"
