@@ -1286,6 +1286,30 @@ def test_photos_the_export_does_not_list_are_counted_and_named(
     assert ingest_export(both, images_dir=images, out=tmp_path / "ds").unlisted == []
 
 
+def test_the_unlisted_photos_line_names_three_and_counts_the_rest(capsys: pytest.CaptureFixture[str]) -> None:
+    """Three photos are all named (no "and 0 more"); of four, three are named and one counted."""
+    from officescore.cli.ingest import _say_unlisted
+
+    _say_unlisted(["a.jpg", "b.jpg", "c.jpg"])
+    assert " ".join(capsys.readouterr().out.split()).endswith("export?): a.jpg, b.jpg, c.jpg")
+    _say_unlisted(["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
+    assert " ".join(capsys.readouterr().out.split()).endswith("export?): a.jpg, b.jpg, c.jpg and 1 more")
+
+
+def test_a_data_set_written_before_rename_is_still_the_earlier_one(tmp_path: Path) -> None:
+    """A dataset.json from before --rename (no "renames") is still read as the data set in --out
+    (its split settings and photos kept), with no renames."""
+    from officescore.cli.ingest import earlier_data_set
+
+    ingest_export(write_export(tmp_path, make_export(tmp_path, n_images=3)), out=tmp_path / "ds", seed=3)
+    path = tmp_path / "ds" / "dataset.json"
+    meta = json.loads(path.read_text())
+    del meta["renames"]
+    path.write_text(json.dumps(meta))
+    before = earlier_data_set(tmp_path / "ds")
+    assert before is not None and (before["renames"], before["seed"], before["images"]) == ({}, 3, 3)
+
+
 def test_accented_names_match_in_either_unicode_form(tmp_path: Path) -> None:
     """macOS and zip tools may store "é" as e + a combining accent (NFD) where the export writes one
     character (NFC): the same name, found as written (in a sub-folder too) and by base name."""
@@ -1430,6 +1454,58 @@ def test_two_renamed_onto_one_name_make_one_class_and_it_is_said(
         "note: the data set that was there renamed chair -> seat, mug -> seat (ingest --rename); this "
         "ingest did not, so those classes take the export's names"
     ) in out
+
+
+def test_a_photo_listed_twice_says_the_one_annotation_dropped_with_it(tmp_path: Path) -> None:
+    """A second image entry of the same file is dropped with its labels: one label is said too."""
+    coco = make_export(tmp_path, n_images=3)
+    coco["images"][1]["file_name"] = coco["images"][0]["file_name"]
+    second = coco["images"][1]["id"]
+    on_second = [a for a in coco["annotations"] if a["image_id"] == second]
+    assert on_second
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] != second] + on_second[:1]
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "ds")
+    (dup,) = [p for p in result.problems if p.kind == "image_duplicate_file"]
+    assert dup.action == "later one dropped, with its 1 annotation(s)"
+
+
+def test_merged_names_only_what_rename_joined_into_a_class_kept(tmp_path: Path) -> None:
+    """Two exports spelling one class two ways is no --rename merge; a merge into a class --classes
+    leaves out is not said; an unknown OLD names the categories of all the exports."""
+    coco = make_export(tmp_path, n_images=4)  # desk, chair, mug
+    first = write_export(tmp_path, {**coco, "images": coco["images"][:2]}, "first.json")
+    respelt = [{**c, "name": c["name"].title()} for c in coco["categories"]]
+    second = write_export(
+        tmp_path, {**coco, "images": coco["images"][2:], "categories": respelt}, "second.json"
+    )
+    both, images = [first, second], tmp_path / "images"
+    assert ingest_export(both, images_dir=images, out=tmp_path / "ds").merged == {}
+    with pytest.raises(
+        DataError, match=r"no such category; the exports have: desk, chair, mug, Desk, Chair, Mug$"
+    ):
+        ingest_export(both, images_dir=images, out=tmp_path / "ds", renames={"sofa": "seat"})
+    left_out = ingest_export(
+        first,
+        images_dir=images,
+        out=tmp_path / "ds",
+        renames={"chair": "seat", "mug": "seat"},
+        classes=["desk"],
+    )
+    assert left_out.classes == ["desk"] and left_out.merged == {}
+
+
+def test_a_rename_given_again_onto_another_name_is_said_to_change_the_class(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """chair=seat, then chair=stool: the class seat is gone, said as for a rename not given again."""
+    export = write_export(tmp_path, make_export(tmp_path, n_images=3))
+    ingest_export(export, out=tmp_path / "ds", renames={"chair": "seat"})
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", str(export), "--out", str(tmp_path / "ds"), "--no-plot", "--rename", "chair=stool"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        info.value.code == 0 and "the data set that was there renamed chair -> seat (ingest --rename)" in out
+    )
 
 
 def test_a_rename_of_no_category_is_one_line_naming_the_categories(

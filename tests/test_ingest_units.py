@@ -16,6 +16,7 @@ from officescore.ingest.checks import (
     check_categories,
     check_segmentation,
     crowd_as_instance,
+    parse_renames,
     safe_image_path,
     written_by_cvat,
 )
@@ -275,3 +276,22 @@ def test_a_roboflow_name_in_a_windows_path_is_made_from_the_same_photo() -> None
         == augmented_from(f"IMG 1_jpg.rf.{md5}.jpg")
         == "IMG 1_jpg"
     )
+
+
+def test_a_rename_onto_a_category_with_a_lower_id_or_a_swap_is_no_problem() -> None:
+    """--rename mug=chair where chair has the higher id merges as asked (no duplicate-name
+    problem, which --strict would refuse); a swap takes the names as the user wrote them."""
+    raw = [{"id": 1, "name": "mug"}, {"id": 2, "name": "chair"}]
+    categories, problems = check_categories(raw, renames={"mug": "chair"})
+    assert categories.names == {"1": "chair", "2": "chair"} and problems == []
+    swapped = [{"id": 1, "name": "Chair"}, {"id": 2, "name": "seat"}]
+    categories, problems = check_categories(swapped, renames={"Chair": "seat", "seat": "chair"})
+    assert categories.names == {"1": "seat", "2": "chair"} and problems == []
+    assert parse_renames(["size=large=big"]) == {"size": "large=big"}  # OLD ends at the first "="
+
+
+def test_photos_of_the_image_folder_are_found_by_suffix_in_any_case(tmp_path: Path) -> None:
+    """`photos` (what ingest says the export does not list): a camera's IMG_1.JPG is a photo too."""
+    for name in ("IMG_1.JPG", "scene.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in ImageFinder(tmp_path, []).photos()] == ["IMG_1.JPG", "scene.png"]

@@ -459,6 +459,16 @@ def test_a_region_saved_with_the_photo_turned_in_the_editor_reads_as_unturned(tu
     assert masklib.bbox(plain[0].mask) == pytest.approx([13, 19, 64, 68], abs=1)
 
 
+@pytest.mark.parametrize("attribute", ["smart", "smartOnly"])
+def test_a_smart_tool_is_known_by_either_attribute_in_any_case(attribute: str) -> None:
+    """Hand-made configs write smartOnly as well as smart, "True" as well as "true": each is a tool a
+    labeller points with ("false" is none)."""
+    xml = HAND_MADE_SMART_BOX.replace('smartOnly="true"', f'{attribute}="True"')
+    assert formats.missing_smart_tools(xml) == ['click tool (KeyPointLabels smart="true")']
+    off = HAND_MADE_SMART_BOX.replace('smartOnly="true"', f'{attribute}="false"')
+    assert len(formats.missing_smart_tools(off)) == 2
+
+
 def test_the_smart_box_tool_is_no_ignore_tag() -> None:
     """A click-to-mask project has a RectangleLabels tag of its own (the smart box a labeller points
     with): it is not the ignore tag, so a review's ignore rectangles still get their tag added

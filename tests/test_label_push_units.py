@@ -211,6 +211,20 @@ def test_a_photo_a_tasks_file_lists_twice_is_pushed_once(tmp_path: Path) -> None
     ]
 
 
+def test_photos_at_two_urls_are_two_photos_and_one_repeat_is_said(tmp_path: Path) -> None:
+    """http(s) photos carry no sha256: told apart by their URL, so two URLs are both pushed; the
+    first URL again is left out, and a single repeat is said as well."""
+    schema = LabelSchema(("desk",))
+    urls = ["https://photos.example/a.jpg", "https://photos.example/b.jpg"]
+    tasks = [{"data": {"image": url}} for url in [*urls, urls[0]]]
+    client = Studio(schema)
+    result = push.push_tasks_file(client, "offices", write_tasks_file(tmp_path, tasks, schema))  # type: ignore[arg-type]
+    assert [t["data"]["image"] for t in client.imported] == urls
+    assert result.notes == [
+        "review.json: left out 1 task(s) of a photo an earlier task in it holds (the first is pushed)"
+    ]
+
+
 @pytest.mark.parametrize("group", ["annotations", "predictions"])
 def test_a_tasks_file_whose_labels_the_project_lacks_is_refused(tmp_path: Path, group: str) -> None:
     """An annotation or a prediction of a class the project has no label for: Label Studio would not

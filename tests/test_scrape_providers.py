@@ -288,6 +288,7 @@ def test_a_download_event_refused_is_not_retried_and_one_that_failed_is_sent_nex
         server.stop()
     assert (first.stop_reason, first.downloads, first.tracked) == ("done", {"ok": 3}, 0)
     assert events == {"refused": 1, "pending": 2}
+    assert first.calls == 3  # the refused event reached Unsplash: a call (one never sent is not)
     (why,) = first.events_refused
     assert "ixid [/x] is invalid" in why and first.to_dict()["download_events_refused"] == [why]
     assert first.to_dict()["download_events_waiting"] == 2 and second.events_waiting == 0
@@ -406,6 +407,22 @@ def test_a_download_event_never_sent_is_no_call_of_the_hour(tmp_path: Path, host
     assert (result.downloads, result.tracked, len(result.events_refused)) == ({"ok": 3}, 0, 3)
     assert "not on the Unsplash API host" in result.events_refused[0]
     assert (result.calls, server.used, report.quota[0].calls, report.quota[0].hour_calls) == (1, 1, 1, 1)
+
+
+def test_a_search_the_provider_answered_stays_a_call_of_the_quota(tmp_path: Path, host: ImageHost) -> None:
+    """Only a request never sent is taken back from the ledger: a search Unsplash answered with a
+    final error (HTTP 400) reached it, so it stays counted, in the day and in the hour."""
+    server = FakeUnsplash(UNSPLASH_KEY, link_for(host), total=3).start()
+    refusal = b'{"errors": ["per_page is invalid"]}'
+    server.throttle = [Reply(400, refusal, {"Content-Type": "application/json"})]
+    try:
+        cfg = config(tmp_path, "unsplash", server)
+        with pytest.raises(ProviderError, match="HTTP 400"):
+            scrape(cfg)
+        report = status(cfg)
+    finally:
+        server.stop()
+    assert (server.used, report.quota[0].calls, report.quota[0].hour_calls) == (1, 1, 1)
 
 
 def cli_status(args: list[str]) -> str:
