@@ -257,7 +257,7 @@ def test_a_job_leaves_out_what_the_backend_says_and_fails_naming_every_unreadabl
     fake.unreadable = {}
     (folder / trainjob.RESULT_FILE).unlink()
     assert trainjob.main([str(folder)]) == 0
-    assert json.loads((folder / trainjob.RESULT_FILE).read_text())["left_out"] == 1
+    assert json.loads((folder / trainjob.RESULT_FILE).read_text())["ok"] is True
 
 
 def test_a_job_that_could_read_no_photo_at_all_leaves_none_out(

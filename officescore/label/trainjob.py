@@ -315,7 +315,6 @@ def run_job(folder: Path) -> dict[str, Any]:
         "val_photos": len(split["val_tasks"]),
         **split,
         "labelled_photos": pulled.images,
-        "left_out": pulled.left_out,
         **seen,
         "epochs": trained.epochs_completed,
         "train_seconds": round(trained.seconds, 2),
