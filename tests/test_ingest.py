@@ -14,6 +14,7 @@ import subprocess
 import sys
 import unicodedata
 import zipfile
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -257,7 +258,7 @@ BROKEN: list[tuple[str, Mutation, str | None, str, int, int]] = [
         "image_duplicate_id",
         _append("images", {"id": 1, "file_name": "x.png"}),
         "image_duplicate_id",
-        "dropped, with the annotations",
+        "all dropped, with its 2 annotation(s)",
         5,
         10,
     ),
@@ -568,6 +569,61 @@ def test_an_entry_naming_a_file_already_listed_says_how_many_labels_went_with_it
         ("scene_000.png", "same file as image id 1", "later one dropped"),
     ]
     assert result.counts["dropped"] == {"images": 2, "annotations": 2}
+
+
+def _drop_every_way(root: Path, coco: Coco) -> list[tuple[str, int | None]]:
+    """Each photo-level drop once, on an export of 9 photos; (kind, index of the entry whose id's
+    labels go with it, None when already said) in the order the problems come."""
+    folder, entries = root / "images", coco["images"]
+    (folder / entries[0]["file_name"]).unlink()
+    (folder / entries[1]["file_name"]).write_bytes(b"not a picture")
+    entries[2]["file_name"] = "../outside.png"
+    for sub in ("a", "b"):  # two photos named twin.png: which one is meant cannot be told
+        (folder / sub).mkdir()
+        shutil.copy(folder / entries[8]["file_name"], folder / sub / "twin.png")
+    entries[3]["file_name"] = "twin.png"
+    entries[4]["file_name"] = None  # its id is usable, so its labels are known to go with it
+    entries[6]["file_name"] = entries[5]["file_name"]
+    entries.append({**entries[7], "file_name": "other.png"})  # id 8 names two files
+    entries.append(dict(entries[0]))  # the missing photo listed twice: its labels go once
+    return [
+        ("image_missing", 0),
+        ("image_unreadable", 1),
+        ("image_path_escape", 2),
+        ("image_ambiguous", 3),
+        ("image_invalid", 4),
+        ("image_duplicate_file", 6),
+        ("image_duplicate_id", 7),
+        ("image_missing", None),
+    ]
+
+
+def test_every_photo_dropped_says_how_many_labels_went_with_it(tmp_path: Path) -> None:
+    """A photo dropped for any reason drops its id's annotations: each problem says how many (an id
+    listed twice once), and they add up to the labels dropped with photos."""
+    coco = make_export(tmp_path, n_images=9)
+    dropped = _drop_every_way(tmp_path, coco)
+    result = ingest_export(write_export(tmp_path, coco), out=tmp_path / "dataset")
+
+    on_id = Counter(a["image_id"] for a in coco["annotations"])
+    labels = [0 if index is None else on_id[coco["images"][index]["id"]] for _, index in dropped]
+    said = [(p.kind, re.findall(r"with its (\d+) annotation", p.action)) for p in result.problems]
+    assert said == [(kind, [str(n)] if n else []) for (kind, _), n in zip(dropped, labels, strict=True)]
+    assert all(labels[:-1]) and result.with_photos == sum(labels)
+    assert result.counts["dropped"]["annotations"] == result.with_photos  # no label dropped alone
+    assert result.to_dict()["annotations_on_dropped_images"] == result.with_photos
+
+
+def test_the_summary_line_says_how_many_labels_went_with_dropped_photos(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    coco = make_export(tmp_path, n_images=4)
+    coco["images"][1]["file_name"] = "gone.png"
+    lost = sum(a["image_id"] == coco["images"][1]["id"] for a in coco["annotations"])
+    with pytest.raises(SystemExit):
+        main(["ingest", str(write_export(tmp_path, coco)), "--out", str(tmp_path / "dataset"), "--no-plot"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"1 problem(s) fixed or dropped, {lost} label(s) dropped with their photos" in said
 
 
 def test_box_only_annotation_becomes_an_ignore_region(tmp_path: Path) -> None:

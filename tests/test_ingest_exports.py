@@ -544,7 +544,7 @@ def test_ambiguous_names_are_dropped_not_guessed(tmp_path: Path) -> None:
     assert (
         "2 files in the image folder are named scene_00004.jpg" in ambiguous["9d4c7b10-scene_00004.jpg"].what
     )
-    assert all(p.action == "dropped" for p in ambiguous.values())
+    assert all(p.action.startswith("dropped, with its ") for p in ambiguous.values())  # their labels too
     assert result.counts["images"] == 2 and _kinds(result)["image_found_without_upload_prefix"] == 2
     # In the upload folder the same export is unambiguous: every upload has its own name.
     upload = tmp_path / "lsdata/media/upload"

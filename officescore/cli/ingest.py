@@ -157,7 +157,9 @@ def ingest(
     console.print(
         f"[green]wrote[/green] {escape(str(result.out))}: {counts['train']['images']} train / "
         f"{counts['val']['images']} val images, {len(result.classes)} classes, "
-        f"{len(result.problems)} problem(s) fixed or dropped" + (f"; plot {escape(str(png))}" if png else "")
+        f"{len(result.problems)} problem(s) fixed or dropped"
+        + (f", {result.with_photos} label(s) dropped with their photos" if result.with_photos else "")
+        + (f"; plot {escape(str(png))}" if png else "")
     )
     replaced = counts["replaced"]
     if replaced["images"]:

@@ -99,6 +99,7 @@ class IngestResult:
     renamed: dict[str, str] = field(default_factory=dict)  # --rename: the exports' name -> the class
     unlisted: list[str] = field(default_factory=list)  # photos in the image folders no export lists
     merged: dict[str, list[str]] = field(default_factory=dict)  # class -> the exports' names --rename joined
+    with_photos: int = 0  # annotations dropped with their photos (each said in its photo's problem)
 
     @property
     def export(self) -> str:
@@ -120,6 +121,7 @@ class IngestResult:
             "renamed": self.renamed,
             "unlisted": self.unlisted,
             "merged": self.merged,
+            "annotations_on_dropped_images": self.with_photos,
         }
 
 
@@ -209,16 +211,19 @@ def _json_in_zip(archive: Path) -> str:
     return _named_jsons(names)
 
 
-def _location_problem(file_name: str, found: Located, finder: ImageFinder) -> Problem | None:
-    """What to tell about how the photo was found (or why not); None when found as written."""
+def _location_problem(file_name: str, found: Located, finder: ImageFinder, labels: int = 0) -> Problem | None:
+    """What to tell about how the photo was found (or why not); None when found as written.
+    `labels`: how many annotations go with the photo when it is not found."""
     where = "is not in the image folder"
     if found.escaped:
         where = "points outside the image folder (never opened)"
     if found.ambiguous:
-        return Problem(file_name, "", "image_ambiguous", f"file_name {where}; {found.ambiguous}", "dropped")
+        what = f"file_name {where}; {found.ambiguous}"
+        return Problem(file_name, "", "image_ambiguous", what, dropped_with("dropped", labels))
     if found.path is None:
         what = "file_name points outside the image folder"
-        hint = "refused, never read; pass --images DIR, the folder that holds the photos"
+        refused = dropped_with("refused, never read", labels)
+        hint = f"{refused}; pass --images DIR, the folder that holds the photos"
         return Problem(file_name, "", "image_path_escape", what, hint)
     if found.rule in ("", AS_WRITTEN):
         return None
@@ -232,6 +237,11 @@ def _location_problem(file_name: str, found: Located, finder: ImageFinder) -> Pr
     else:
         kind, how = "image_found_by_name", "found by its base name"
     return Problem(file_name, "", kind, f"file_name {where}; {how}", f"used {finder.relative(found.path)}")
+
+
+def dropped_with(action: str, labels: int) -> str:
+    """A dropped photo's action with how many annotations went with it, so no label is lost unsaid."""
+    return f"{action}, with its {labels} annotation(s)" if labels else action
 
 
 def _scan_images(
@@ -248,6 +258,8 @@ def _scan_images(
     many annotations name each image id, said of a photo dropped with them."""
     import imagehash
 
+    # popped when said: an id listed twice loses its labels once (None: said as annotation_unknown_image)
+    unsaid = {key: n for key, n in (labels or {}).items() if key is not None}
     images: dict[str, ImageRecord] = {}
     by_path: dict[Path, str] = {}
     shared = _ids_of_several_files(entries)
@@ -259,7 +271,8 @@ def _scan_images(
             key = id_key(entry.get("id")) if isinstance(entry, dict) else None
             if not isinstance(file_name, str) or not file_name.strip() or key is None:
                 what = f"image entry {entry!r:.60} has no usable id or file_name"
-                problems.append(Problem(str(file_name or ""), "", "image_invalid", what, "dropped"))
+                action = dropped_with("dropped", unsaid.pop(key, 0))
+                problems.append(Problem(str(file_name or ""), "", "image_invalid", what, action))
                 continue
             if key in shared:  # its annotations could be on any of the photos: none is kept
                 if key not in reported:
@@ -268,7 +281,8 @@ def _scan_images(
                         f"image id {key} is used by {len(names)} different files ({', '.join(names)}), so "
                         "which annotations are on which photo cannot be told"
                     )
-                    problems.append(Problem(file_name, "", "image_duplicate_id", what, DROPPED_WITH_LABELS))
+                    action = dropped_with("all dropped", unsaid.pop(key, 0))
+                    problems.append(Problem(file_name, "", "image_duplicate_id", what, action))
                     reported.add(key)
                 continue
             if key in images:
@@ -276,20 +290,21 @@ def _scan_images(
                 problems.append(Problem(file_name, "", "image_duplicate_id", what, "later one dropped"))
                 continue
             found = finder.locate(file_name)
-            note = _location_problem(file_name, found, finder)
+            note = _location_problem(file_name, found, finder, unsaid.get(key, 0))
             if found.path is None:
+                unsaid.pop(key, 0)
                 problems.append(note)  # type: ignore[arg-type] - always set when nothing was found
                 continue
             path = found.path
             if path in by_path:
                 what = f"same file as image id {by_path[path]}"
-                n = (labels or {}).get(key, 0)  # on this id, so dropped with it: say how many
-                action = "later one dropped" + (f", with its {n} annotation(s)" if n else "")
+                action = dropped_with("later one dropped", unsaid.pop(key, 0))
                 problems.append(Problem(file_name, "", "image_duplicate_file", what, action))
                 continue
             if not path_exists(path) or not path.is_file():
                 what = "is a folder, not an image file" if path_exists(path) else "file not found"
-                problems.append(Problem(file_name, "", "image_missing", what, "dropped"))
+                action = dropped_with("dropped", unsaid.pop(key, 0))
+                problems.append(Problem(file_name, "", "image_missing", what, action))
                 continue
             try:
                 pixels, stored = load_image_as_stored(path)
@@ -299,7 +314,8 @@ def _scan_images(
                 digest = sha256_file(path)
             except (BadImageError, OSError) as exc:
                 what = str(exc).replace(str(path), "").lstrip(": ") or "cannot read the file"
-                problems.append(Problem(file_name, "", "image_unreadable", what, "dropped"))
+                action = dropped_with("dropped", unsaid.pop(key, 0))
+                problems.append(Problem(file_name, "", "image_unreadable", what, action))
                 continue
             record = ImageRecord(key, file_name, path, width, height, digest, phash, stored=stored)
             size_note = _size_problem(record, size_from_entry(entry), label_studio)
@@ -307,9 +323,6 @@ def _scan_images(
             by_path[path] = key
             images[key] = record
     return images
-
-
-DROPPED_WITH_LABELS = "all dropped, with the annotations of that id"
 
 
 def _ids_of_several_files(entries: list[Any]) -> dict[str, list[str]]:
@@ -815,6 +828,7 @@ def ingest_export(
         renamed=renamed,
         unlisted=unlisted,
         merged=_merged_by_rename([c for c, _ in categories], chosen),
+        with_photos=on_dropped,
     )
 
 
