@@ -508,3 +508,29 @@ def test_score_cli_shows_attributes(tmp_path: Path, capsys: pytest.CaptureFixtur
         "armrests); it earns nothing",
         "rubric rule lamp.kind=wall: lamp.kind: 'wall' is not one of desk, floor; it earns nothing",
     ]
+
+
+def _blind(attributes: dict | None) -> torch.nn.Module:
+    """A tiny model (with an attribute head when `attributes`) for which background always wins."""
+    torch.manual_seed(0)
+    model = build_model(ARCH, CLASSES, weights="none", attributes=attributes, **TINY_KWARGS)
+    scores = model.roi_heads.box_predictor.cls_score
+    with torch.no_grad():
+        scores.weight.zero_()
+        scores.bias.fill_(-9.0)
+        scores.bias[0] = 9.0
+    return model.eval()
+
+
+def test_eval_of_an_attribute_model_that_finds_nothing_lists_every_attribute_at_n_0(tmp_path: Path) -> None:
+    """docs/attributes.md: one entry per attribute in metrics.json, even when nothing was detected;
+    a model without the head still gets no "attributes"."""
+    from officescore.evaluate.metrics import evaluate_model
+
+    dataset = OfficeDataset(_dataset(tmp_path, images=5, size=64, seed=3), "val")
+    metrics, predictions = evaluate_model(_blind(load_schema().to_dict()), dataset, "cpu")
+    assert predictions == []
+    assert sorted(metrics["attributes"]) == ["chair.armrests", "lamp.kind", "plant.size"]
+    assert all(row["n"] == 0 and row["accuracy"] is None for row in metrics["attributes"].values())
+    plain, _ = evaluate_model(_blind(None), dataset, "cpu")
+    assert "attributes" not in plain

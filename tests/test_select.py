@@ -541,3 +541,26 @@ def test_each_photos_embedding_is_unit_length(pool: tuple[Path, set[str]], model
     folder, _ = pool
     signals = image_signals(Predictor.load(model, device="cpu"), sorted(folder.iterdir())[:2])
     assert [float(np.linalg.norm(s.feature)) for s in signals] == pytest.approx([1.0, 1.0])
+
+
+def test_a_pool_of_only_labelled_copies_runs_no_model(
+    labelled: Path, model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is left after the hashing: the empty answer comes without embedding the labelled
+    photos (68 s in a docs walk), with the same files and note as before."""
+    from officescore.curate import select as select_module
+
+    pool_dir = tmp_path / "pool"
+    pool_dir.mkdir()
+    for photo in sorted((labelled / "images").iterdir()):
+        (pool_dir / photo.name).write_bytes(photo.read_bytes())
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model ran though no photo was left to choose")
+
+    monkeypatch.setattr(select_module, "image_signals", no_model)
+    run = select([pool_dir], model, budget=3, labelled=labelled, out=tmp_path / "next.csv", device="cpu")
+    assert run.chosen == [] and len(run.excluded_near_duplicates) == run.pool == 4
+    assert "only 0 photos left to choose from (budget 3)" in run.notes, run.notes
+    assert (tmp_path / "next.csv").read_text().startswith("rank,path,score")
+    assert (tmp_path / "images.txt").read_text() == ""

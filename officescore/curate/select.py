@@ -304,6 +304,8 @@ def _uncertain_choices(
 ) -> tuple[list[Choice], list[str], bool]:  # fmt: skip
     """k-center greedy weighted by uncertainty; also the photos the model could not read, and
     whether the signals came from the TorchScript fallback. `classes`: see `image_signals`."""
+    if not candidates:  # all near-copies of labelled photos: embedding those would choose nothing
+        return [], [], False
     signals = image_signals(predictor, candidates + labelled_files, uncertainty, reporter, classes)
     pool_signals, labelled_signals = signals[: len(candidates)], signals[len(candidates) :]
     ok = [k for k, s in enumerate(pool_signals) if s.feature is not None]

@@ -10,9 +10,11 @@
 - precision, recall and F1 at a score threshold (`conf`), by greedy matching at IoU 0.5 per image and
   class, ignoring detections that fall on crowd regions (as COCOeval does);
 - a confusion matrix at IoU 0.5 (rows: ground truth, columns: prediction, plus "background");
-- when the results carry `attributes` and the ground truth has an attribute schema (dataset.json
-  beside it, or `attributes=`): per attribute accuracy, macro F1 and confusion over detections
-  matched to a labelled object (`officescore.evaluate.attributes`), under "attributes".
+- when the results carry `attributes` or `attributes=` gives a schema (else dataset.json beside
+  the ground truth's): per attribute accuracy, macro F1 and confusion over detections matched to a
+  labelled object (`officescore.evaluate.attributes`), under "attributes"; every attribute of the
+  schema is there, `n` 0 when nothing was matched (`evaluate_model` passes a schema only for a model
+  with an attribute head).
 
 Undefined values (pycocotools' -1: no ground truth for that class or area range; precision with no
 detections) are `None`, i.e. `null` in JSON. Results files follow COCO's format: detections with
@@ -248,7 +250,7 @@ def evaluate_coco(
         "rows": "ground truth",
         "columns": "prediction",
     }
-    if any("attributes" in det for det in results.boxes):
+    if attributes or any("attributes" in det for det in results.boxes):  # n 0 when nothing was found
         from officescore.evaluate.attributes import attribute_metrics
 
         schema = attributes if attributes is not None else _schema_beside(gt)
@@ -457,6 +459,7 @@ def evaluate_model(
     Under torch.distributed (`ctx` from `officescore.distributed.init`) each rank predicts its shard
     and rank 0 gathers and evaluates: rank 0 gets (metrics, predictions), the other ranks None.
     """
+    from officescore.attribute_head import model_attributes
     from officescore.distributed import DistContext, gather_objects, shard
 
     check_iou_thresholds(iou_thresholds)  # fail before a long inference, not after
@@ -479,6 +482,9 @@ def evaluate_model(
         return None
     # One order whatever the number of ranks; COCOeval's numbers do not depend on it.
     predictions = sorted((p for part in parts for p in part), key=lambda p: (p["image_id"], -p["score"]))
-    schema = getattr(dataset, "attributes", None)
+    # the data set's schema (else the head's) only for a model with an attribute head: a key per
+    # attribute even when it detected nothing; a model without one gets no "attributes", as before
+    head = model_attributes(model)
+    schema = (getattr(dataset, "attributes", None) or head) if head else None
     metrics = evaluate_coco(dataset.annotation_file, predictions, iou_thresholds, conf, reporter, schema)
     return metrics, predictions
