@@ -260,6 +260,18 @@ def test_a_job_leaves_out_what_the_backend_says_and_fails_naming_every_unreadabl
     assert json.loads((folder / trainjob.RESULT_FILE).read_text())["ok"] is True
 
 
+def test_many_unreadable_photos_are_one_line_naming_the_first_three() -> None:
+    """Fifty broken uploads: the failure line (log, status, /metrics) names three and counts the rest;
+    every one of them is still handed on to be left out."""
+    unreadable = {task: f"task {task}: p{task}.jpg is not a readable image" for task in range(1, 51)}
+    error = trainjob.UnreadablePhotos(unreadable)
+    assert str(error) == (
+        "task 1: p1.jpg is not a readable image; task 2: p2.jpg is not a readable image; task 3: p3.jpg "
+        "is not a readable image; and 47 more task(s); the next job leaves them out until labelled again"
+    )
+    assert error.tasks == unreadable
+
+
 def test_a_job_that_could_read_no_photo_at_all_leaves_none_out(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

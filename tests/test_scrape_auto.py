@@ -143,7 +143,11 @@ def test_cli_default_is_auto_and_status_names_the_next_provider(
     assert captured.err.count("no Google key") == 1 and "Done" in captured.out  # the notice: one line
     with pytest.raises(SystemExit):
         main(["scrape", "-q", "desk", "--out", "raw", "--status"])
-    assert "next run searches: openverse" in capsys.readouterr().out
+    shown = capsys.readouterr()
+    assert "next run searches: openverse" in shown.out
+    # walked (session 45): the run's notice said "searching openverse" though --status searches nothing
+    assert "(GCS_DEVELOPER_KEY, GCS_CX): the next run searches openverse" in " ".join(shown.out.split())
+    assert "searching" not in shown.err + shown.out
 
 
 def test_the_fallback_after_a_closure_is_not_sent_to_googles_api_endpoint(

@@ -40,6 +40,8 @@ from officescore.files import atomic_write_json
 
 # Below this many labelled val objects the best-F1 threshold is a guess: the backend's default stays.
 MIN_VAL_OBJECTS = 10
+# Unreadable photos a failed job's one line names (the rest counted).
+NAMED_IN_A_LINE = 3
 JOB_FILE = "job.json"
 RESULT_FILE = "result.json"
 LOG_FILE = "log.txt"
@@ -53,8 +55,12 @@ class UnreadablePhotos(DataError):
     def __init__(self, unreadable: dict[int, str]) -> None:
         self.tasks = dict(unreadable)
         them = "it" if len(unreadable) == 1 else "them"
+        named = list(unreadable.values())[:NAMED_IN_A_LINE]
+        more = len(unreadable) - len(named)  # a line, not a page: `label status` lists them all
         super().__init__(
-            "; ".join(unreadable.values()) + f"; the next job leaves {them} out until labelled again"
+            "; ".join(named)
+            + (f"; and {more} more task(s)" if more else "")
+            + f"; the next job leaves {them} out until labelled again"
         )
 
 

@@ -221,12 +221,15 @@ def make_provider(config: ScrapeConfig, name: str | None = None, fallback: bool 
     )
 
 
-def choose_provider(config: ScrapeConfig, manifest: Manifest | None = None) -> tuple[str, list[str]]:
+def choose_provider(
+    config: ScrapeConfig, manifest: Manifest | None = None, doing: str = "searching"
+) -> tuple[str, list[str]]:
     """The provider a run uses and the notices that explain the choice (no network call).
 
     auto: Google when a key and engine id are set, the date is before 2027-01-01 and this folder's
     manifest has no closure answer from Google; otherwise Openverse. --provider google after the
-    cut-off is a ProviderClosedError: no call could succeed.
+    cut-off is a ProviderClosedError: no call could succeed. `doing` says what the fallback is for
+    ("searching" in a run; `--status` searches nothing, it names the next run's provider).
     """
     when = clock.now()
     if config.provider == "google":
@@ -238,10 +241,10 @@ def choose_provider(config: ScrapeConfig, manifest: Manifest | None = None) -> t
     if config.provider != AUTO:
         return config.provider, []
     if google_closed(when):
-        return FALLBACK, [f"{GOOGLE_CLOSED}: searching {FALLBACK} instead"]
+        return FALLBACK, [f"{GOOGLE_CLOSED}: {doing} {FALLBACK} instead"]
     if not (config.google_key and config.google_cx):
-        return FALLBACK, [f"no Google key and engine id (GCS_DEVELOPER_KEY, GCS_CX): searching {FALLBACK}"]
+        return FALLBACK, [f"no Google key and engine id (GCS_DEVELOPER_KEY, GCS_CX): {doing} {FALLBACK}"]
     closed = manifest.meta(CLOSED_KEY.format("google")) if manifest is not None else None
     if closed:
-        return FALLBACK, [f"Google answered on {closed[:10]} that its API is closed: searching {FALLBACK}"]
+        return FALLBACK, [f"Google answered on {closed[:10]} that its API is closed: {doing} {FALLBACK}"]
     return "google", [GOOGLE_CLOSING_NOTICE]

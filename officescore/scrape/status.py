@@ -96,7 +96,7 @@ def status(config: ScrapeConfig) -> ScrapeStatus:
     with Manifest(path, read_only=True) as manifest:
         closed = False
         try:
-            name, notices = choose_provider(config, manifest)
+            name, notices = choose_provider(config, manifest, doing="the next run searches")
         except ProviderClosedError as exc:  # --provider google after the cut-off: still report
             name, notices, closed = config.provider, [str(exc)], True
         probe = _probe(config, name)
