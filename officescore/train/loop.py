@@ -24,7 +24,6 @@ the trained epoch (and its row of losses), so resuming only validates it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import replace
@@ -51,7 +50,7 @@ from officescore.train.config import TrainConfig, TrainResult, check_config
 from officescore.train.engine import train_one_epoch
 from officescore.train.seeding import weights_digest
 from officescore.train.setup import Run, setup
-from officescore.train.tracking import check_available, open_trackers
+from officescore.train.tracking import check_available, open_trackers, whole_paths
 from officescore.train.validate import validate_if_due
 
 
@@ -255,10 +254,7 @@ def _end_epoch(run: Run, state: State, metrics: dict[str, Any] | None) -> bool:
 def _tracked_args(run: Run) -> dict[str, Any]:
     """args.json as TensorBoard and MLflow show it: paths whole (args.json keeps them relative to the
     run folder, which read as data = ../../../data/dataset there) and the device that trains."""
-    args = dict(run.args)
-    for key in ("data", "project", "resume"):
-        if args.get(key) is not None:
-            args[key] = os.path.normpath(run.run_dir.resolve() / str(args[key]))
+    args = whole_paths(run.args, run.run_dir)
     if args.get("device") == "auto":
         args["device"] = f"auto ({run.device})"
     return args

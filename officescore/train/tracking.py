@@ -372,8 +372,15 @@ def training_params(model: Path | None, run_dir: Path | None) -> dict[str, Any]:
         args = dict(data.get("args") or {})
     except Exception:  # a TorchScript export, an old or foreign file: no settings recorded
         return {}
+    return whole_paths(args, run_dir) if run_dir is not None else args
+
+
+def whole_paths(args: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """`args` with data, project and resume as whole paths: args.json keeps them relative to the run
+    folder `run_dir`, which read as data = ../../../data/dataset in a tracker."""
+    args = dict(args)
     for key in ("data", "project", "resume"):
-        if run_dir is not None and args.get(key) is not None:
+        if args.get(key) is not None:
             args[key] = os.path.normpath(Path(run_dir).resolve() / str(args[key]))
     return args
 
