@@ -654,7 +654,7 @@ def test_a_job_pull_leaves_out_unreadable_photos_and_tasks_it_is_told_to(tmp_pat
     assert list(pulled.unreadable) == [2] and pulled.unreadable[2].startswith(
         f"task 2: {photos[1].name} from Label Studio is not a readable image"
     )
-    assert pulled.images == 1 and pulled.left_out == 1 and pulled.annotations == 1
+    assert pulled.images == 1 and pulled.annotations == 1
     assert pulled.labels_until == datetime(2026, 12, 6, 10, tzinfo=timezone.utc).timestamp()
     coco = json.loads(pulled.export.read_text())
     assert [im["label_studio_task"] for im in coco["images"]] == [1]

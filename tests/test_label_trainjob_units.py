@@ -88,7 +88,6 @@ class FakeRun:
             images=len(images),
             labels_until=LABELS_UNTIL,
             unreadable=self.unreadable,
-            left_out=len(self.left_out),
         )
 
     def ingest(self, export: Path, out: Path, val_fraction: float, classes: list[str]) -> Any:

@@ -85,7 +85,6 @@ class PullResult:
     labels_until: float | None = None
     # Labelled tasks whose photo is not a readable image, left out (`skip_unreadable`): task -> why.
     unreadable: dict[int, str] = field(default_factory=dict)
-    left_out: int = 0  # labelled tasks not pulled because `leave_out` named them
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -232,9 +231,6 @@ def pull_project(
         result = PullResult(out, out / EXPORT_NAME, len(pulled), 0, unlabelled, list(project.schema.classes))
         result.attributes, result.duplicates = project.schema.attributes, duplicates
         result.unreadable = unreadable or {}
-        result.left_out = sum(latest_annotation(t) is not None for t in all_tasks) - sum(
-            latest_annotation(t) is not None for t in tasks
-        )
         # Labels of tasks left out count as seen: the trainer's count of labels made since must not
         # keep counting them.
         result.labels_until = labels_until(all_tasks)
